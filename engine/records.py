@@ -1,0 +1,46 @@
+"""Frozen values passed between discovery, the pipeline and the store."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Kind = Literal["generated", "real", "holdout"]
+KINDS: tuple[Kind, ...] = ("generated", "real", "holdout")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One checkpoint of a run as found on disk.
+
+    ``source`` is the checkpoint's identity inside the run directory (a folder or a file,
+    relative, POSIX separators); ``files`` are the sample files it holds, sorted.
+    Real/held-out reference sets are checkpoints too, with ``step == -1``.
+    """
+
+    step: int
+    source: str
+    files: tuple[Path, ...]
+    kind: Kind = "generated"
+    root: Path = Path(".")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One decoded sample image, RGB uint8 (H, W, 3), ready for encoding and thumbnailing."""
+
+    image: np.ndarray
+    instance: int
+    path: str
+    label: str | None = None
+    latent: np.ndarray | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file that could not be decoded: recorded as a warning in the store, never fatal."""
+
+    path: str
+    reason: str
