@@ -1,0 +1,68 @@
+"""The store's contract: array names, their descriptions, codes and the schema version.
+
+Everything a reader needs is written into the store's root attributes too, so a plain
+``zarr`` + ``numpy`` user never needs this module (see docs/store.md).
+"""
+from __future__ import annotations
+
+SCHEMA = "evowatch-store"
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+KINDS = ("generated", "real", "holdout")
+KIND_CODES = {name: code for code, name in enumerate(KINDS)}
+
+# Rows per chunk, chosen so that one chunk is a few MB whatever the row width.
+ROW_CHUNK_BYTES = 4 * 2**20
+
+# Per-sample arrays in the "samples" group: row-aligned, append-only.
+SAMPLE_ARRAYS = {
+    "embedding": "encoder vector, L2-normalised, float16 (rows, dim)",
+    "step": "training step of the row's checkpoint; -1 for reference sets (int64)",
+    "kind": "code into root attribute 'kinds': generated / real / holdout (int8)",
+    "instance": "index of the sample in the trainer's fixed noise batch, aligns a sample across steps; -1 when unknown (int32)",
+    "label": "code into root attribute 'labels'; -1 when unknown (int16)",
+    "checkpoint": "row index into the 'checkpoints' arrays (int32)",
+    "thumbnail": "small RGB preview, uint8 (rows, size, size, 3)",
+    "path": "source file of the sample; grid tiles as 'file.png#tile' (string)",
+}
+OPTIONAL_SAMPLE_ARRAYS = {
+    "latent": "per-sample latent/feature vector written by the trainer, float32 (rows, latent_dim)",
+}
+
+# One row per ingested checkpoint version.
+CHECKPOINT_ARRAYS = {
+    "step": "training step (int64); -1 for reference sets",
+    "kind": "code into 'kinds' (int8)",
+    "row_start": "first sample row of this checkpoint (int64)",
+    "row_stop": "one past its last sample row (int64)",
+    "time": "ingest time, seconds since the epoch (float64)",
+    "hash": "content hash of the checkpoint's sample files (string)",
+    "source": "checkpoint folder or file, relative to the run directory (string)",
+    "superseded": "true when a later version of the same source was ingested (bool)",
+    "n_skipped": "sample files that could not be decoded (int32)",
+}
+
+# Files that could not be read: recorded, never fatal.
+WARNING_ARRAYS = {
+    "checkpoint": "row index into 'checkpoints' (int32)",
+    "path": "the file (string)",
+    "reason": "why it was skipped (string)",
+}
+
+LAYOUT_ARRAYS = {
+    "xy": "per-step 2-D t-SNE solution, row-aligned with samples, before band/ring placement (float32 (rows, 2))",
+}
+
+GROUPS = {
+    "samples": SAMPLE_ARRAYS,
+    "checkpoints": CHECKPOINT_ARRAYS,
+    "warnings": WARNING_ARRAYS,
+    "layout": LAYOUT_ARRAYS,
+}
+
+READING_GUIDE = (
+    "Read rows [0, attrs['committed']['rows']) only: rows past it may be half-written. "
+    "A row is current unless checkpoints/superseded[samples/checkpoint[row]] is true. "
+    "Layout rows are committed up to layout.attrs['committed_rows']."
+)

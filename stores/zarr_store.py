@@ -1,0 +1,500 @@
+"""The run store: one Zarr v3 group, append-only rows, a commit count written last.
+
+Why this shape (measured in shared/research/deps.md):
+- ``Array.append``/``resize`` publish the new shape before the data, so readers never trust
+  ``shape``: they read up to the committed count in the root attributes, which is written
+  last, in one atomic file replace.
+- An open array does not see growth, so readers re-open arrays on every refresh.
+- Consolidated metadata would be a stale snapshot and sharding gave torn reads under
+  concurrent rewrites: neither is used.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from stores.errors import EncoderMismatchError, StoreFormatError, StoreLockedError
+from stores import format as fmt
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".evowatch.lock"
+
+
+def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int) -> int:
+    row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize)
+    rows = fmt.ROW_CHUNK_BYTES // row_bytes
+    return int(min(16384, max(256, 2 ** int(np.log2(max(rows, 1))))))
+
+
+def _open_root(path: Path, mode: str) -> zarr.Group:
+    return zarr.open_group(str(path), mode=mode, use_consolidated=False)
+
+
+def _is_store(path: Path) -> bool:
+    return (path / "zarr.json").is_file()
+
+
+@dataclass(slots=True)
+class _Columns:
+    """Rows buffered by a transaction until a chunk fills or the checkpoint commits."""
+
+    embedding: list[np.ndarray] = field(default_factory=list)
+    instance: list[np.ndarray] = field(default_factory=list)
+    label: list[np.ndarray] = field(default_factory=list)
+    thumbnail: list[np.ndarray] = field(default_factory=list)
+    path: list[np.ndarray] = field(default_factory=list)
+    latent: list[np.ndarray] = field(default_factory=list)
+    n: int = 0
+
+
+class StoreReader:
+    """Read-only view of a store that only ever shows committed rows.
+
+    Call :meth:`refresh` to see rows committed since the reader was opened.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreFormatError(f"{self.path}: no such store; create one with 'evowatch watch RUN_DIR --store {self.path}'")
+        if not _is_store(self.path):
+            raise StoreFormatError(f"{self.path}: not a Zarr v3 store (no zarr.json); point at the folder 'evowatch watch --store' created")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the root attributes (the commit point)."""
+        try:
+            self._root = _open_root(self.path, "r")
+            attrs = dict(self._root.attrs)
+        except Exception as exc:  # zarr raises several types for a damaged zarr.json
+            raise StoreFormatError(f"{self.path}: unreadable store metadata ({exc}); restore the folder or start a new --store") from exc
+        meta = attrs.get("evowatch")
+        if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA:
+            raise StoreFormatError(f"{self.path}: not an evowatch store (root attribute 'evowatch' missing)")
+        if meta.get("version") not in fmt.SUPPORTED_VERSIONS:
+            raise StoreFormatError(
+                f"{self.path}: store schema version {meta.get('version')} is not supported by this evowatch "
+                f"(supports {list(fmt.SUPPORTED_VERSIONS)}); upgrade evowatch"
+            )
+        self.attrs = attrs
+
+    # --- root facts -----------------------------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        return int(self.attrs["committed"]["rows"])
+
+    @property
+    def n_checkpoints(self) -> int:
+        return int(self.attrs["committed"]["checkpoints"])
+
+    @property
+    def n_warnings(self) -> int:
+        return int(self.attrs["committed"]["warnings"])
+
+    @property
+    def encoder(self) -> dict[str, Any] | None:
+        return self.attrs.get("encoder")
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.attrs.get("labels", []))
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self.attrs.get("kinds", fmt.KINDS))
+
+    # --- arrays ---------------------------------------------------------------------
+    def _array(self, group: str, name: str) -> zarr.Array:
+        # Re-opened every time: an open array does not see rows appended since.
+        return zarr.open_array(str(self.path / group / name), mode="r")
+
+    def has_array(self, group: str, name: str) -> bool:
+        return (self.path / group / name / "zarr.json").is_file()
+
+    def samples(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """A per-sample column, clamped to the committed rows."""
+        return self._read(self._array("samples", name), self.n_rows, rows)
+
+    def checkpoints(self) -> dict[str, np.ndarray]:
+        """The committed checkpoint table, one array per column."""
+        n = self.n_checkpoints
+        return {name: self._read(self._array("checkpoints", name), n, None) for name in fmt.CHECKPOINT_ARRAYS}
+
+    def warnings(self) -> dict[str, np.ndarray]:
+        n = self.n_warnings
+        return {name: self._read(self._array("warnings", name), n, None) for name in fmt.WARNING_ARRAYS}
+
+    def current_rows(self) -> np.ndarray:
+        """Boolean mask of committed rows that belong to the latest version of their checkpoint."""
+        superseded = superseded_flags(self.checkpoints())
+        return ~superseded[self.samples("checkpoint")] if self.n_rows else np.zeros(0, bool)
+
+    @property
+    def layout_rows(self) -> int:
+        if not self.has_array("layout", "xy"):
+            return 0
+        group = zarr.open_group(str(self.path / "layout"), mode="r", use_consolidated=False)
+        return min(int(group.attrs.get("committed_rows", 0)), self.n_rows)
+
+    def layout_xy(self) -> np.ndarray:
+        n = self.layout_rows
+        return self._read(self._array("layout", "xy"), n, None) if n else np.zeros((0, 2), np.float32)
+
+    @staticmethod
+    def _read(array: zarr.Array, n: int, rows: slice | np.ndarray | None) -> np.ndarray:
+        if rows is None:
+            return array[:n]
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(n)
+            return array[start:stop:step]
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows[:n])
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise IndexError(f"rows outside the {n} committed rows")
+        return array.get_orthogonal_selection((rows,) + (slice(None),) * (array.ndim - 1))
+
+    def info(self) -> dict[str, Any]:
+        """The summary `evowatch info --json` prints."""
+        ckpt = self.checkpoints()
+        kinds = self.samples("kind") if self.n_rows else np.zeros(0, np.int8)
+        current = self.current_rows()
+        steps = sorted({int(s) for s, k, sup in zip(ckpt["step"], ckpt["kind"], superseded_flags(ckpt))
+                        if k == fmt.KIND_CODES["generated"] and not sup})
+        enc = self.encoder or {}
+        return {
+            "store": str(self.path),
+            "schema_version": self.attrs["evowatch"]["version"],
+            "rows": self.n_rows,
+            "current_rows": int(current.sum()),
+            "checkpoints": self.n_checkpoints,
+            "steps": steps,
+            "encoder": enc.get("identity"),
+            "dim": enc.get("dim"),
+            "device": enc.get("device"),
+            "kinds": {name: int((kinds == code).sum()) for code, name in enumerate(self.kinds)},
+            "labels": self.labels,
+            "layout_rows": self.layout_rows,
+            "warnings": self.n_warnings,
+            "alerts": list(self.attrs.get("alerts", [])),
+        }
+
+
+def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
+    """A checkpoint is superseded when a later committed row has the same source."""
+    sources = checkpoints["source"]
+    flags = np.zeros(len(sources), bool)
+    seen: set[str] = set()
+    for i in range(len(sources) - 1, -1, -1):
+        flags[i] = sources[i] in seen
+        seen.add(str(sources[i]))
+    return flags
+
+
+class StoreWriter(StoreReader):
+    """The single writer of a store: creates it, appends checkpoints, commits, recovers.
+
+    Opening takes an exclusive lock and rolls back anything past the committed counts
+    (what a killed process left behind), so ingest resumes exactly where it stopped.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any], thumbnail_size: int = 48) -> None:
+        self.path = Path(path)
+        self._lock_file = self._take_lock()
+        try:
+            if not _is_store(self.path):
+                if self.path.exists() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
+                    raise StoreFormatError(f"{self.path}: exists and is not a Zarr store; choose another --store path")
+                self._create(encoder, thumbnail_size)
+            self.refresh()
+            self._check_encoder(encoder)
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifecycle ------------------------------------------------------------------
+    def _take_lock(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreLockedError(f"{self.path}: already being written by {holder}; stop that watcher or use another --store") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        return handle
+
+    def close(self) -> None:
+        if getattr(self, "_lock_file", None) is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create(self, encoder: dict[str, Any], thumbnail_size: int) -> None:
+        root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        dim = int(encoder["dim"])
+        specs = {
+            "samples": {
+                "embedding": ((dim,), "float16"),
+                "step": ((), "int64"),
+                "kind": ((), "int8"),
+                "instance": ((), "int32"),
+                "label": ((), "int16"),
+                "checkpoint": ((), "int32"),
+                "thumbnail": ((thumbnail_size, thumbnail_size, 3), "uint8"),
+                "path": ((), str),
+            },
+            "checkpoints": {
+                "step": ((), "int64"), "kind": ((), "int8"), "row_start": ((), "int64"), "row_stop": ((), "int64"),
+                "time": ((), "float64"), "hash": ((), str), "source": ((), str), "superseded": ((), "bool"),
+                "n_skipped": ((), "int32"),
+            },
+            "warnings": {"checkpoint": ((), "int32"), "path": ((), str), "reason": ((), str)},
+            "layout": {"xy": ((2,), "float32")},
+        }
+        for group_name, arrays in specs.items():
+            group = root.create_group(group_name)
+            for name, (row_shape, dtype) in arrays.items():
+                self._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name])
+        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": 0})
+        root.attrs.update({
+            "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION},
+            "description": "evowatch run store; " + fmt.READING_GUIDE,
+            "arrays": {f"{g}/{n}": d for g, arrays in fmt.GROUPS.items() for n, d in arrays.items()},
+            "encoder": dict(encoder),
+            "kinds": list(fmt.KINDS),
+            "labels": [],
+            "thumbnail_size": thumbnail_size,
+            "history": [],
+            "alerts": [],
+            "committed": {"rows": 0, "checkpoints": 0, "warnings": 0},
+        })
+
+    @staticmethod
+    def _create_array(group: zarr.Group, name: str, row_shape: tuple[int, ...], dtype: Any, description: str) -> None:
+        itemsize = 16 if dtype is str else np.dtype(dtype).itemsize
+        rows = _rows_per_chunk(row_shape, itemsize)
+        array = group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
+                                   fill_value="" if dtype is str else None)
+        array.attrs.update({"description": description})
+
+    def _check_encoder(self, encoder: dict[str, Any]) -> None:
+        stored = self.encoder or {}
+        if stored.get("identity") != encoder.get("identity") or int(stored.get("dim", -1)) != int(encoder["dim"]):
+            raise EncoderMismatchError(
+                f"{self.path}: written with encoder '{stored.get('identity')}' (dim {stored.get('dim')}), "
+                f"this run uses '{encoder.get('identity')}' (dim {encoder['dim']}); pass --encoder {stored.get('identity')} or use another --store"
+            )
+
+    def _recover(self) -> None:
+        """Cut every array back to its committed length and repair superseded flags."""
+        counts = self.attrs["committed"]
+        layout_rows = self.layout_rows
+        for group_name, n in (("samples", counts["rows"]), ("checkpoints", counts["checkpoints"]),
+                              ("warnings", counts["warnings"]), ("layout", layout_rows)):
+            for name in list(fmt.GROUPS[group_name]) + (["latent"] if group_name == "samples" else []):
+                if not self.has_array(group_name, name):
+                    continue
+                array = zarr.open_array(str(self.path / group_name / name), mode="r+")
+                if array.shape[0] > n:
+                    log.warning("%s: rolling back %d uncommitted rows of %s/%s", self.path, array.shape[0] - n, group_name, name)
+                    array.resize((n, *array.shape[1:]))
+        self._write_superseded()
+
+    def _write_superseded(self) -> None:
+        ckpt = self.checkpoints()
+        flags = superseded_flags(ckpt)
+        if len(flags) and not np.array_equal(flags, ckpt["superseded"]):
+            zarr.open_array(str(self.path / "checkpoints" / "superseded"), mode="r+")[: len(flags)] = flags
+
+    # --- queries the pipeline needs -------------------------------------------------
+    def committed_hashes(self) -> dict[str, str]:
+        """Latest content hash per checkpoint source: the idempotency check."""
+        ckpt = self.checkpoints()
+        return {str(s): str(h) for s, h in zip(ckpt["source"], ckpt["hash"])}
+
+    # --- writing --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def checkpoint(self, step: int, source: str, content_hash: str, kind: str = "generated") -> Iterator[CheckpointTransaction]:
+        """Append one checkpoint's rows; committed on normal exit, rolled back on error."""
+        tx = CheckpointTransaction(self, step, source, content_hash, fmt.KIND_CODES[kind])
+        try:
+            yield tx
+            tx.commit()
+        except BaseException:
+            tx.rollback()
+            raise
+
+    def record_history(self, entry: dict[str, Any]) -> None:
+        """Note a run event (device, fallback, encoder) in the root attributes."""
+        history = list(self.attrs.get("history", []))[-99:]
+        history.append({"time": time.time(), **entry})
+        self._update_root({"history": history})
+
+    def set_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
+        self._update_root({"alerts": list(alerts)})
+
+    def _update_root(self, changes: dict[str, Any]) -> None:
+        root = _open_root(self.path, "r+")
+        root.attrs.update(changes)
+        self.refresh()
+
+    def commit_layout(self, xy: np.ndarray, start: int) -> None:
+        """Write layout rows [start, start+len(xy)) and then move the layout commit point."""
+        if start != self.layout_rows:
+            raise ValueError(f"layout rows must be appended in order: expected start {self.layout_rows}, got {start}")
+        stop = start + len(xy)
+        if stop > self.n_rows:
+            raise ValueError(f"layout rows {stop} exceed the {self.n_rows} committed sample rows")
+        array = zarr.open_array(str(self.path / "layout" / "xy"), mode="r+")
+        array.resize((stop, 2))
+        array[start:stop] = np.asarray(xy, np.float32)
+        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": stop})
+
+    def reset_layout(self) -> None:
+        """Forget the layout (for a full recompute)."""
+        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": 0})
+        zarr.open_array(str(self.path / "layout" / "xy"), mode="r+").resize((0, 2))
+
+
+class CheckpointTransaction:
+    """Rows of one checkpoint, flushed chunk by chunk, made visible by :meth:`commit`."""
+
+    def __init__(self, store: StoreWriter, step: int, source: str, content_hash: str, kind_code: int) -> None:
+        self.store, self.step, self.source, self.hash, self.kind_code = store, step, source, content_hash, kind_code
+        self.row_start = store.n_rows
+        self.checkpoint_index = store.n_checkpoints
+        self.rows_written = 0
+        self.buffer = _Columns()
+        self.skipped: list[tuple[str, str]] = []
+        self.labels = list(store.labels)
+        self._label_codes = {name: code for code, name in enumerate(self.labels)}
+        self._flush_rows = _rows_per_chunk((int(store.encoder["dim"]),), 2)
+
+    def _label_code(self, label: str | None) -> int:
+        if label is None:
+            return -1
+        code = self._label_codes.get(label)
+        if code is None:
+            code = self._label_codes[label] = len(self.labels)
+            self.labels.append(label)
+        return code
+
+    def add(self, embeddings: np.ndarray, instances: Sequence[int], labels: Sequence[str | None],
+            thumbnails: np.ndarray, paths: Sequence[str], latents: np.ndarray | None = None) -> None:
+        """Buffer a batch of rows; written out whenever a chunk's worth has gathered."""
+        n = len(embeddings)
+        if not (len(instances) == len(labels) == len(thumbnails) == len(paths) == n):
+            raise ValueError("add(): all columns must have one entry per embedding row")
+        b = self.buffer
+        b.embedding.append(np.asarray(embeddings, np.float16))
+        b.instance.append(np.asarray(instances, np.int32))
+        b.label.append(np.array([self._label_code(x) for x in labels], np.int16))
+        b.thumbnail.append(np.asarray(thumbnails, np.uint8))
+        b.path.append(np.asarray(paths, dtype=object).astype(str))
+        if latents is not None:
+            b.latent.append(np.asarray(latents, np.float32))
+        b.n += n
+        if b.n >= self._flush_rows:
+            self._flush()
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append((path, reason))
+
+    def _flush(self) -> None:
+        b = self.buffer
+        if not b.n:
+            return
+        start = self.row_start + self.rows_written
+        stop = start + b.n
+        columns: dict[str, np.ndarray] = {
+            "embedding": np.concatenate(b.embedding),
+            "instance": np.concatenate(b.instance),
+            "label": np.concatenate(b.label),
+            "thumbnail": np.concatenate(b.thumbnail),
+            "path": np.concatenate(b.path),
+            "step": np.full(b.n, self.step, np.int64),
+            "kind": np.full(b.n, self.kind_code, np.int8),
+            "checkpoint": np.full(b.n, self.checkpoint_index, np.int32),
+        }
+        if b.latent:
+            latent = np.concatenate(b.latent)
+            if len(latent) == b.n:
+                columns["latent"] = latent
+        for name, values in columns.items():
+            self._write_rows("samples", name, start, values)
+        self.rows_written += b.n
+        self.buffer = _Columns()
+
+    def _write_rows(self, group: str, name: str, start: int, values: np.ndarray) -> None:
+        path = self.store.path / group / name
+        if name == "latent" and not (path / "zarr.json").is_file():
+            if start != 0:
+                log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", self.store.path)
+            group_handle = zarr.open_group(str(self.store.path / group), mode="r+")
+            StoreWriter._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name])
+        array = zarr.open_array(str(path), mode="r+")
+        if name == "latent" and array.shape[1:] != values.shape[1:]:
+            log.warning("%s: latent width %s differs from the store's %s; latents of %s not stored",
+                        self.store.path, values.shape[1:], array.shape[1:], self.source)
+            return
+        stop = start + len(values)
+        if array.shape[0] < start:  # latent array joined late: pad with NaN
+            array.resize((start, *array.shape[1:]))
+            array[array.shape[0]:start] = np.nan
+        array.resize((stop, *array.shape[1:]))
+        array[start:stop] = values
+
+    def commit(self) -> None:
+        """Flush, append the checkpoint and warning records, then move the commit point."""
+        self._flush()
+        store = self.store
+        record = {
+            "step": self.step, "kind": self.kind_code, "row_start": self.row_start,
+            "row_stop": self.row_start + self.rows_written, "time": time.time(), "hash": self.hash,
+            "source": self.source, "superseded": False, "n_skipped": len(self.skipped),
+        }
+        for name, value in record.items():
+            self._write_rows("checkpoints", name, self.checkpoint_index, np.array([value]))
+        n_warn = store.n_warnings
+        if self.skipped:
+            paths, reasons = zip(*self.skipped)
+            self._write_rows("warnings", "checkpoint", n_warn, np.full(len(paths), self.checkpoint_index, np.int32))
+            self._write_rows("warnings", "path", n_warn, np.array(paths, dtype=str))
+            self._write_rows("warnings", "reason", n_warn, np.array(reasons, dtype=str))
+        # The commit point: one atomic rewrite of the root zarr.json.
+        store._update_root({
+            "labels": self.labels,
+            "committed": {"rows": self.row_start + self.rows_written,
+                          "checkpoints": self.checkpoint_index + 1,
+                          "warnings": n_warn + len(self.skipped)},
+        })
+        store._write_superseded()
+
+    def rollback(self) -> None:
+        """Drop anything written past the commit point (best effort; reopening also does it)."""
+        with contextlib.suppress(Exception):
+            self.store._recover()
