@@ -254,7 +254,7 @@ class StoreWriter(StoreReader):
         self.close()
 
     def _create(self, encoder: dict[str, Any], thumbnail_size: int) -> None:
-        root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        root = zarr.open_group(str(self.path), mode="a", zarr_format=3)  # "w" would delete the lock file
         dim = int(encoder["dim"])
         specs = {
             "samples": {

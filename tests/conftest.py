@@ -1,0 +1,21 @@
+"""Tests run offline, never write to the real home directory, and use fixed seeds."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Set before anything imports huggingface_hub: a hub lookup fails at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_home = tempfile.mkdtemp(prefix="evowatch-test-home-")
+os.environ.setdefault("HF_HOME", os.path.join(_home, "hf"))
+os.environ["HOME"] = _home
+os.environ.setdefault("XDG_CACHE_HOME", os.path.join(_home, ".cache"))
+
+
+@pytest.fixture
+def rng():
+    import numpy as np
+
+    return np.random.default_rng(0)

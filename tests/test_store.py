@@ -1,0 +1,177 @@
+"""The store's contract: commit protocol, recovery, lock, encoder identity, plain-zarr reading."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from engine.errors import EncoderMismatchError, StoreFormatError, StoreLockedError
+from stores.zarr_store import StoreReader, StoreWriter
+
+ENCODER = {"identity": "test:8", "dim": 8}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def add_rows(tx, n: int, rng, label: str | None = "cat") -> None:
+    vectors = rng.normal(size=(n, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    tx.add(vectors, list(range(n)), [label] * n, np.zeros((n, 4, 4, 3), np.uint8), [f"s{i}.png" for i in range(n)])
+
+
+def test_commit_and_read(tmp_path, rng):
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        for step in (100, 200):
+            with store.checkpoint(step, f"step_{step}", f"h{step}") as tx:
+                add_rows(tx, 10, rng)
+                tx.skip("broken.png", "truncated PNG")
+    reader = StoreReader(tmp_path / "s.zarr")
+    info = reader.info()
+    assert info["rows"] == 20 and info["checkpoints"] == 2 and info["steps"] == [100, 200]
+    assert info["kinds"] == {"generated": 20, "real": 0, "holdout": 0}
+    assert info["warnings"] == 2 and info["encoder"] == "test:8" and info["dim"] == 8
+    assert reader.samples("step").tolist() == [100] * 10 + [200] * 10
+    assert reader.samples("instance", slice(8, 12)).tolist() == [8, 9, 0, 1]
+    assert reader.labels == ["cat"]
+    np.testing.assert_allclose(np.linalg.norm(reader.samples("embedding").astype(np.float32), axis=1), 1, atol=1e-3)
+
+
+def test_error_inside_checkpoint_rolls_back(tmp_path, rng):
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(1, "a", "h1") as tx:
+            add_rows(tx, 5, rng)
+        with pytest.raises(RuntimeError):
+            with store.checkpoint(2, "b", "h2") as tx:
+                add_rows(tx, 5000, rng)  # large enough to flush rows before failing
+                raise RuntimeError("decoder crashed")
+        assert store.n_rows == 5
+        assert zarr.open_array(str(tmp_path / "s.zarr/samples/embedding"), mode="r").shape[0] == 5
+        with store.checkpoint(2, "b", "h2") as tx:
+            add_rows(tx, 3, rng)
+    assert StoreReader(tmp_path / "s.zarr").samples("step").tolist() == [1] * 5 + [2] * 3
+
+
+def test_rewritten_checkpoint_supersedes_the_old_rows(tmp_path, rng):
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        for digest in ("v1", "v2"):
+            with store.checkpoint(3, "fake_samples_epoch_003.png", digest) as tx:
+                add_rows(tx, 4, rng)
+        assert store.committed_hashes() == {"fake_samples_epoch_003.png": "v2"}
+    reader = StoreReader(tmp_path / "s.zarr")
+    assert reader.n_rows == 8
+    assert reader.current_rows().tolist() == [False] * 4 + [True] * 4
+    # Plain-zarr readers get the flag stored too.
+    assert zarr.open_array(str(tmp_path / "s.zarr/checkpoints/superseded"), mode="r")[:].tolist() == [True, False]
+
+
+def test_second_writer_is_refused(tmp_path):
+    with StoreWriter(tmp_path / "s.zarr", ENCODER):
+        with pytest.raises(StoreLockedError, match="already being written"):
+            StoreWriter(tmp_path / "s.zarr", ENCODER)
+
+
+def test_other_encoder_is_refused(tmp_path):
+    StoreWriter(tmp_path / "s.zarr", ENCODER).close()
+    with pytest.raises(EncoderMismatchError, match="--encoder test:8"):
+        StoreWriter(tmp_path / "s.zarr", {"identity": "pixels:16", "dim": 768})
+
+
+def test_missing_and_foreign_stores_give_one_line(tmp_path):
+    with pytest.raises(StoreFormatError, match="no such store"):
+        StoreReader(tmp_path / "nope.zarr")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(StoreFormatError, match="not a Zarr v3 store"):
+        StoreReader(tmp_path / "dir")
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
+    with pytest.raises(StoreFormatError, match="not an evowatch store"):
+        StoreReader(tmp_path / "other.zarr")
+    (tmp_path / "notempty").mkdir()
+    (tmp_path / "notempty/notes.txt").write_text("mine")
+    with pytest.raises(StoreFormatError, match="not a Zarr store"):
+        StoreWriter(tmp_path / "notempty", ENCODER)
+    assert (tmp_path / "notempty/notes.txt").read_text() == "mine"
+
+
+WRITER = textwrap.dedent("""
+    import sys, time, numpy as np
+    from stores.zarr_store import StoreWriter
+    rng = np.random.default_rng(1)
+    with StoreWriter(sys.argv[1], {"identity": "test:8", "dim": 8}, thumbnail_size=4) as store:
+        step = store.n_checkpoints
+        while True:
+            with store.checkpoint(step, f"step_{step}", f"h{step}") as tx:
+                for _ in range(4):
+                    v = rng.normal(size=(300, 8)).astype(np.float32)
+                    tx.add(v, range(300), [None] * 300, np.zeros((300, 4, 4, 3), np.uint8), ["p"] * 300)
+                    time.sleep(0.01)
+            print(step, flush=True)
+            step += 1
+""")
+
+
+def test_kill_9_mid_write_loses_and_repeats_nothing(tmp_path):
+    store_path = tmp_path / "s.zarr"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script), str(store_path)], stdout=subprocess.PIPE, env=env, text=True)
+    reader_rows = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if line and int(line) >= 3:
+            break
+        if (store_path / "zarr.json").exists():
+            reader = StoreReader(store_path)
+            n = reader.n_rows
+            steps = reader.samples("step")
+            reader_rows.append((n, len(steps)))
+    time.sleep(0.05)  # land inside the next checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reader = StoreReader(store_path)
+    committed = reader.n_rows
+    ckpt = reader.checkpoints()
+    assert committed == 1200 * reader.n_checkpoints
+    assert ckpt["row_stop"].tolist() == [1200 * (i + 1) for i in range(reader.n_checkpoints)]
+    # A reader never sees rows past the committed count.
+    assert all(n == seen for n, seen in reader_rows)
+    # Restart: rolled back to the commit point, then ingest continues without duplicates.
+    with StoreWriter(store_path, {"identity": "test:8", "dim": 8}) as store:
+        assert zarr.open_array(str(store_path / "samples/embedding"), mode="r").shape[0] == committed
+        with store.checkpoint(99, "step_99", "h99") as tx:
+            tx.add(np.ones((2, 8), np.float32), [0, 1], [None, None], np.zeros((2, 4, 4, 3), np.uint8), ["a", "b"])
+    reader = StoreReader(store_path)
+    assert reader.n_rows == committed + 2
+    sources = reader.checkpoints()["source"].tolist()
+    assert len(sources) == len(set(sources))
+
+
+def test_plain_zarr_reader_without_evowatch(tmp_path, rng):
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(5, "step_5", "h") as tx:
+            add_rows(tx, 6, rng, label="dog")
+    code = textwrap.dedent(f"""
+        import sys, json, zarr, numpy as np
+        assert not any(m.startswith(("engine", "stores", "viewer")) for m in sys.modules)
+        root = zarr.open_group({str(tmp_path / 's.zarr')!r}, mode="r")
+        n = root.attrs["committed"]["rows"]
+        emb = root["samples/embedding"][:n].astype(np.float32)
+        labels = [root.attrs["labels"][c] for c in root["samples/label"][:n]]
+        kinds = [root.attrs["kinds"][c] for c in root["samples/kind"][:n]]
+        print(json.dumps({{"n": int(n), "shape": list(emb.shape), "labels": labels[:2], "kinds": kinds[:1],
+                          "steps": root["samples/step"][:n].tolist()[:1], "arrays": len(root.attrs["arrays"])}}))
+    """)
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    got = json.loads(out.stdout)
+    assert got == {"n": 6, "shape": [6, 8], "labels": ["dog", "dog"], "kinds": ["generated"], "steps": [5],
+                   "arrays": got["arrays"]}
+    assert got["arrays"] >= 15
