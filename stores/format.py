@@ -54,6 +54,14 @@ LAYOUT_ARRAYS = {
     "xy": "per-step 2-D t-SNE solution, row-aligned with samples, before band/ring placement (float32 (rows, 2))",
 }
 
+# Per-step metrics: one row per step, one float64 array per metric (NaN where not computed),
+# committed up to metrics.attrs['committed_rows'].
+METRIC_TABLE_DOC = "metrics/<name>: float64 per step, aligned with metrics/step; rows < metrics.attrs['committed_rows']"
+# Per-sample metric arrays, row-aligned with samples, committed up to the array's attrs['committed_rows'].
+SAMPLE_METRIC_DOC = "sample_metrics/<name>: float32 per sample row (NaN where not computed)"
+# Trainer scalars read from the run's logs: scalars/<name> float64 aligned with scalars/step.
+SCALARS_DOC = "scalars/<name>: float64 per logged step, aligned with scalars/step (rewritten as the log grows)"
+
 GROUPS = {
     "samples": SAMPLE_ARRAYS,
     "checkpoints": CHECKPOINT_ARRAYS,

@@ -151,6 +151,35 @@ class StoreReader:
         n = self.layout_rows
         return self._read(self._array("layout", "xy"), n, None) if n else np.zeros((0, 2), np.float32)
 
+    def _table(self, group: str) -> dict[str, np.ndarray]:
+        """A group of equal-length arrays with a 'committed_rows' attribute, as columns."""
+        if not (self.path / group / "zarr.json").is_file():
+            return {}
+        handle = zarr.open_group(str(self.path / group), mode="r", use_consolidated=False)
+        n = int(handle.attrs.get("committed_rows", 0))
+        return {name: self._read(self._array(group, name), n, None) for name in sorted(handle.array_keys())}
+
+    def step_metrics(self) -> dict[str, np.ndarray]:
+        """Per-step metrics: 'step' plus one float64 column per metric."""
+        return self._table("metrics")
+
+    def scalars(self) -> dict[str, np.ndarray]:
+        """Trainer scalars (losses): 'step' plus one float64 column per scalar."""
+        return self._table("scalars")
+
+    def sample_metric_names(self) -> list[str]:
+        group = self.path / "sample_metrics"
+        return sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file() and p.is_dir()) if group.is_dir() else []
+
+    def sample_metric(self, name: str) -> np.ndarray:
+        """A per-sample metric for every committed row; NaN where not computed (yet)."""
+        out = np.full(self.n_rows, np.nan, np.float32)
+        if name in self.sample_metric_names():
+            array = self._array("sample_metrics", name)
+            n = min(int(array.attrs.get("committed_rows", 0)), self.n_rows)
+            out[:n] = array[:n]
+        return out
+
     @staticmethod
     def _read(array: zarr.Array, n: int, rows: slice | np.ndarray | None) -> np.ndarray:
         if rows is None:
@@ -373,6 +402,56 @@ class StoreWriter(StoreReader):
         array.resize((stop, 2))
         array[start:stop] = np.asarray(xy, np.float32)
         zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": stop})
+
+    def write_step_metrics(self, step: int, values: dict[str, float]) -> None:
+        """Add or replace one step's row of metrics; new metric names get new columns."""
+        table = self.step_metrics()
+        steps = table.get("step", np.zeros(0, np.int64))
+        hit = np.flatnonzero(steps == step)
+        row = int(hit[0]) if len(hit) else len(steps)
+        n = max(len(steps), row + 1)
+        group = self._ensure_group("metrics")
+        for name, value in {"step": step, **values}.items():
+            dtype = "int64" if name == "step" else "float64"
+            array = self._ensure_column(group, "metrics", name, dtype, n)
+            array[row] = value
+        group.attrs.update({"committed_rows": n})
+
+    def write_scalars(self, columns: dict[str, np.ndarray]) -> None:
+        """Replace the trainer scalars table (it is re-read from the run's logs)."""
+        group = self._ensure_group("scalars")
+        n = len(columns.get("step", []))
+        group.attrs.update({"committed_rows": 0})
+        for name, values in columns.items():
+            array = self._ensure_column(group, "scalars", name, "int64" if name == "step" else "float64", n)
+            array.resize((n,))
+            array[:] = values
+        group.attrs.update({"committed_rows": n})
+
+    def write_sample_metric(self, name: str, start: int, values: np.ndarray) -> None:
+        """Write rows [start, start+len) of a per-sample metric, then move its commit point."""
+        group = self._ensure_group("sample_metrics")
+        stop = start + len(values)
+        array = self._ensure_column(group, "sample_metrics", name, "float32", stop)
+        committed = int(array.attrs.get("committed_rows", 0))
+        if start > committed:
+            array[committed:start] = np.nan
+        array[start:stop] = np.asarray(values, np.float32)
+        array.attrs.update({"committed_rows": max(committed, stop)})
+
+    def _ensure_group(self, name: str) -> zarr.Group:
+        return zarr.open_group(str(self.path / name), mode="a", zarr_format=3)
+
+    def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int) -> zarr.Array:
+        if name not in group:
+            self._create_array(group, name, (), dtype, f"{group_name} column {name}")
+        array = zarr.open_array(str(self.path / group_name / name), mode="r+")
+        if array.shape[0] < length:
+            old = array.shape[0]
+            array.resize((length,))
+            if dtype.startswith("float"):
+                array[old:length] = np.nan
+        return array
 
     def reset_layout(self) -> None:
         """Forget the layout (for a full recompute)."""
