@@ -1,0 +1,160 @@
+"""The `evowatch` command line (contract: shared DESIGN.md, "Command line")."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from engine.errors import EvowatchError
+
+DEFAULT_ENCODER = "clip:ViT-B-32/laion2b_s34b_b79k"
+log = logging.getLogger("evowatch")
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: no such directory")
+    return path
+
+
+def _discovery_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("discovery")
+    group.add_argument("--step-regex", help="regex whose first group (or whole match) is the step; default: the last integer in the checkpoint's name")
+    group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors")
+    group.add_argument("--grid", metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
+    group.add_argument("--tile-size", type=int, metavar="PX", help="force the tile size of grid images (pixels)")
+    group.add_argument("--ready-file", metavar="NAME", help="a checkpoint is complete when this file exists in it")
+    group.add_argument("--settle", type=float, default=2.0, metavar="S", help="otherwise, when nothing in it changed for S seconds (default 2)")
+    group.add_argument("--labels", type=Path, metavar="FILE", help="labels file (CSV file,label or instance,label; or JSON)")
+
+
+def _discovery_options(args: argparse.Namespace):
+    from engine.discovery import DiscoveryOptions, parse_grid
+
+    kwargs = dict(step_regex=args.step_regex, grid=parse_grid(args.grid) if args.grid else None,
+                  tile_size=args.tile_size, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels)
+    if args.samples:
+        kwargs["sample_globs"] = tuple(args.samples)
+    return DiscoveryOptions(**kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evowatch", description="Watch a generative model while it trains.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and alerts")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    watch = sub.add_parser("watch", help="ingest a run directory's checkpoints into a store, then keep watching it")
+    watch.add_argument("run_dir", type=_existing_dir, metavar="RUN_DIR")
+    watch.add_argument("--store", type=Path, required=True, metavar="STORE", help="the Zarr store (created if missing)")
+    watch.add_argument("--once", action="store_true", help="ingest what is there and exit")
+    watch.add_argument("--encoder", default=DEFAULT_ENCODER, metavar="SPEC",
+                       help=f"clip:ARCH/PRETRAINED, clip:ARCH@/path/to/weights, or pixels (default {DEFAULT_ENCODER})")
+    watch.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    watch.add_argument("--real", type=_existing_dir, metavar="DIR", help="real training images (reference)")
+    watch.add_argument("--holdout", type=_existing_dir, metavar="DIR", help="real held-out images never trained on")
+    watch.add_argument("--poll", action="store_true", help="poll instead of native file events (network filesystems)")
+    watch.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 2), help="decode/preprocess threads")
+    watch.add_argument("--thumbnail-size", type=int, default=48, metavar="PX", help="thumbnail size stored per sample (new stores)")
+    _discovery_args(watch)
+
+    info = sub.add_parser("info", help="summarise a store")
+    info.add_argument("store", type=Path, metavar="STORE")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    view = sub.add_parser("view", help="start the Streamlit viewer on a store")
+    view.add_argument("store", type=Path, metavar="STORE")
+    view.add_argument("--host", default="127.0.0.1")
+    view.add_argument("--port", type=int, default=8501)
+
+    demo = sub.add_parser("demo", help="train a small GAN offline and watch it live")
+    demo.add_argument("--out", type=Path, default=Path("evowatch-demo"), metavar="DIR")
+    demo.add_argument("--steps", type=int, default=None, help="training steps (default: the demo trainer's)")
+    demo.add_argument("--fail", metavar="MODE@STEP", help="induce a failure: collapse@STEP or copy@STEP")
+    demo.add_argument("--encoder", default="pixels", metavar="SPEC", help="encoder (default pixels: no weights needed)")
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="evowatch: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        for noisy in ("openTSNE", "root", "urllib3", "httpx", "huggingface_hub", "timm"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from engine.session import open_session
+
+    with open_session(args) as watcher:
+        if args.once:
+            watcher.run_once()
+        else:
+            try:
+                watcher.run_forever()
+            except KeyboardInterrupt:
+                log.info("stopped; everything ingested so far is committed")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from stores.zarr_store import StoreReader
+
+    summary = StoreReader(args.store).info()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    steps = summary["steps"]
+    span = f"{steps[0]}..{steps[-1]}" if steps else "none"
+    print(f"store       {summary['store']}")
+    print(f"rows        {summary['rows']} ({summary['current_rows']} current)")
+    print(f"checkpoints {summary['checkpoints']}; {len(steps)} steps: {span}")
+    print(f"encoder     {summary['encoder']} (dim {summary['dim']}, {summary['device']})")
+    print("kinds       " + ", ".join(f"{k} {v}" for k, v in summary["kinds"].items()))
+    print(f"labels      {len(summary['labels'])}")
+    print(f"layout      {summary['layout_rows']} rows")
+    print(f"warnings    {summary['warnings']} skipped files")
+    print(f"alerts      {len(summary['alerts'])}")
+    for alert in summary["alerts"]:
+        print(f"  step {alert['step']}: [{alert['rule']}] {alert['message']}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from viewer.launch import launch
+
+    return launch(args.store, host=args.host, port=args.port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine.demo import run_demo
+
+    return run_demo(args.out, steps=args.steps, fail=args.fail, encoder=args.encoder, progress=not args.quiet)
+
+
+COMMANDS = {"watch": cmd_watch, "info": cmd_info, "view": cmd_view, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return COMMANDS[args.command](args)
+    except (EvowatchError, ValueError, OSError) as exc:
+        # EvowatchError names the file and the fix; ValueError comes from parse_* functions
+        # ("Expected X. Got Y instead."); OSError covers a full disk or a vanished path.
+        if args.verbose:
+            raise
+        print(f"evowatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

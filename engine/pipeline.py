@@ -1,0 +1,179 @@
+"""Ingest: decode and preprocess in worker threads while the encoder runs, then append + commit.
+
+One producer thread walks the checkpoints' samples in order and hands fixed-size batches to
+a thread pool (Pillow and numpy release the GIL) for preprocessing and thumbnails; the
+calling thread encodes batch after batch and writes them into the checkpoint's store
+transaction, committing each checkpoint as its last batch lands. Queues are bounded, so
+memory stays at a few batches whatever the size of the run.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from engine.decode import iter_samples
+from engine.discovery import DiscoveryOptions
+from engine.encoders import Encoder
+from engine.records import Checkpoint, Sample, SkippedFile
+from stores.zarr_store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """Model inputs and store columns of up to ``batch_size`` samples of one checkpoint."""
+
+    inputs: np.ndarray
+    thumbnails: np.ndarray
+    instances: list[int]
+    labels: list[str | None]
+    paths: list[str]
+    latents: np.ndarray | None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    checkpoint: Checkpoint
+    rows: int
+    skipped: int
+
+
+def make_thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-cropped square RGB thumbnail, so the store stays useful after the files are gone."""
+    return np.asarray(ImageOps.fit(Image.fromarray(image), (size, size), Image.Resampling.BILINEAR))
+
+
+def _prepare(samples: list[Sample], encoder: Encoder, thumbnail_size: int) -> PreparedBatch:
+    inputs = np.stack([encoder.preprocess(s.image) for s in samples])
+    thumbnails = np.stack([make_thumbnail(s.image, thumbnail_size) for s in samples])
+    latents = [s.latent for s in samples]
+    has_latents = all(x is not None for x in latents) and len({np.shape(x) for x in latents}) == 1
+    return PreparedBatch(
+        inputs=inputs,
+        thumbnails=thumbnails,
+        instances=[s.instance for s in samples],
+        labels=[s.label for s in samples],
+        paths=[s.path for s in samples],
+        latents=np.stack(latents).reshape(len(samples), -1) if has_latents else None,
+    )
+
+
+# Messages from the producer thread to the encoding thread.
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    checkpoint: Checkpoint
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+def _produce(jobs: Iterable[tuple[Checkpoint, str]], options: DiscoveryOptions, encoder: Encoder,
+             thumbnail_size: int, pool: ThreadPoolExecutor, out: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for checkpoint, content_hash in jobs:
+            if stop.is_set():
+                break
+            out.put(_Start(checkpoint, content_hash))
+            batch: list[Sample] = []
+            for item in iter_samples(checkpoint, options):
+                if stop.is_set():
+                    break
+                if isinstance(item, SkippedFile):
+                    out.put(item)
+                    continue
+                batch.append(item)
+                if len(batch) == encoder.batch_size:
+                    out.put(pool.submit(_prepare, batch, encoder, thumbnail_size))
+                    batch = []
+            if batch:
+                out.put(pool.submit(_prepare, batch, encoder, thumbnail_size))
+            out.put(_Done(checkpoint))
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        out.put(_Failed(exc))
+    finally:
+        out.put(_END)
+
+
+def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: Encoder,
+           options: DiscoveryOptions, workers: int = 2, prefetch: int = 4,
+           on_rows: Callable[[int], None] | None = None) -> Iterator[IngestResult]:
+    """Ingest ``(checkpoint, content_hash)`` jobs in order, yielding each one once committed.
+
+    A checkpoint whose decoding or encoding fails is rolled back as a whole; the error
+    propagates and everything committed before it stays.
+    """
+    thumbnail_size = int(store.attrs["thumbnail_size"])
+    out: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="evowatch-prep") as pool:
+        producer = threading.Thread(target=_produce, name="evowatch-decode", daemon=True,
+                                    args=(jobs, options, encoder, thumbnail_size, pool, out, stop))
+        producer.start()
+        try:
+            yield from _consume(store, encoder, out, on_rows)
+        finally:
+            stop.set()
+            _drain(out, producer)
+
+
+def _drain(out: queue.Queue, producer: threading.Thread) -> None:
+    while producer.is_alive() or not out.empty():
+        try:
+            out.get(timeout=0.1)
+        except queue.Empty:
+            pass
+
+
+def _consume(store: StoreWriter, encoder: Encoder, out: queue.Queue,
+             on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
+    tx_context = tx = None
+    current: _Start | None = None
+    rows = 0
+    try:
+        while (item := out.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            if isinstance(item, _Start):
+                current, rows = item, 0
+                kind = item.checkpoint.kind
+                tx_context = store.checkpoint(item.checkpoint.step, item.checkpoint.source, item.content_hash, kind)
+                tx = tx_context.__enter__()
+            elif isinstance(item, SkippedFile):
+                log.warning("skipped %s: %s", item.path, item.reason)
+                tx.skip(item.path, item.reason)
+            elif isinstance(item, Future):
+                batch: PreparedBatch = item.result()
+                vectors = encoder.encode(batch.inputs)
+                tx.add(vectors, batch.instances, batch.labels, batch.thumbnails, batch.paths, batch.latents)
+                rows += len(vectors)
+                if on_rows:
+                    on_rows(len(vectors))
+            elif isinstance(item, _Done):
+                tx_context.__exit__(None, None, None)
+                result = IngestResult(item.checkpoint, rows, len(tx.skipped))
+                tx_context = tx = None
+                yield result
+    except BaseException as exc:
+        if tx_context is not None:
+            tx_context.__exit__(type(exc), exc, exc.__traceback__)
+            log.debug("rolled back %s", current.checkpoint.source if current else "?")
+        raise

@@ -1,0 +1,40 @@
+"""Wire a `watch` invocation together: encoder, store, watcher and the after-ingest steps."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from engine.encoders import make_encoder
+from engine.watch import AfterIngest, WatchConfig, Watcher
+from stores.zarr_store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+def encoder_record(encoder) -> dict:
+    """What the store keeps about the encoder: identity and dim decide compatibility."""
+    return {"identity": encoder.identity, "dim": int(encoder.dim), "device": encoder.device,
+            "fallback": encoder.fallback}
+
+
+def after_ingest_steps(args: argparse.Namespace) -> list[AfterIngest]:
+    """Layout and metrics run after each batch of committed checkpoints (when available)."""
+    return []
+
+
+@contextlib.contextmanager
+def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
+    from engine.cli import _discovery_options
+
+    options = _discovery_options(args)
+    encoder = make_encoder(args.encoder, device=args.device)
+    record = encoder_record(encoder)
+    with StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
+        store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record})
+        if encoder.fallback:
+            log.warning("%s (recorded in the store)", encoder.fallback)
+        config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
+                             poll=args.poll, workers=args.workers, progress=not args.quiet)
+        yield Watcher(config, store, encoder, after_ingest_steps(args))

@@ -1,0 +1,167 @@
+"""Watch a run directory: an initial scan, then filesystem events, each followed by a rescan.
+
+Events are only a hint that something changed (inotify gives no close event for files
+written quickly into a new folder, and polling reports final states only), so every event
+and every tick leads to the same thing: a rescan, a readiness check, and the ingest of
+checkpoints whose content hash the store has not committed yet.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from engine.discovery import DiscoveryOptions, content_hash, is_ready, scan_reference, scan_run
+from engine.encoders import Encoder
+from engine.pipeline import IngestResult, ingest
+from engine.records import Checkpoint
+from stores.zarr_store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+AfterIngest = Callable[[StoreWriter, list[IngestResult]], None]
+
+
+@dataclass
+class WatchConfig:
+    run_dir: Path
+    options: DiscoveryOptions = field(default_factory=DiscoveryOptions)
+    real: Path | None = None
+    holdout: Path | None = None
+    poll: bool = False
+    tick: float = 1.0
+    workers: int = 2
+    progress: bool = True
+
+
+def _fingerprint(checkpoint: Checkpoint) -> tuple:
+    stats = []
+    for path in checkpoint.files:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return ()
+        stats.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(stats)
+
+
+class Watcher:
+    """Keeps a store in step with a run directory; every pass is idempotent."""
+
+    def __init__(self, config: WatchConfig, store: StoreWriter, encoder: Encoder,
+                 after_ingest: list[AfterIngest] | None = None) -> None:
+        self.config, self.store, self.encoder = config, store, encoder
+        self.after_ingest = after_ingest or []
+        self._hashes: dict[str, tuple[tuple, str]] = {}
+        self._changed = threading.Event()
+
+    # --- what to ingest -------------------------------------------------------------
+    def _hash(self, checkpoint: Checkpoint) -> str | None:
+        fingerprint = _fingerprint(checkpoint)
+        if not fingerprint:
+            return None
+        cached = self._hashes.get(checkpoint.source)
+        if cached and cached[0] == fingerprint:
+            return cached[1]
+        try:
+            digest = content_hash(checkpoint)
+        except FileNotFoundError:  # deleted between scan and hash (rotation)
+            return None
+        self._hashes[checkpoint.source] = (fingerprint, digest)
+        return digest
+
+    def _references(self) -> list[Checkpoint]:
+        refs = []
+        for kind, folder in (("real", self.config.real), ("holdout", self.config.holdout)):
+            if folder is not None:
+                refs.append(scan_reference(folder, kind))
+        return refs
+
+    def pending(self) -> tuple[list[tuple[Checkpoint, str]], int]:
+        """Checkpoints ready to ingest (new or changed), and how many are still settling."""
+        committed = self.store.committed_hashes()
+        jobs, waiting = [], 0
+        now = time.time()
+        for checkpoint in self._references() + scan_run(self.config.run_dir, self.config.options):
+            if checkpoint.kind == "generated" and not is_ready(checkpoint, self.config.options, now):
+                waiting += 1
+                continue
+            digest = self._hash(checkpoint)
+            if digest is not None and committed.get(checkpoint.source) != digest:
+                jobs.append((checkpoint, digest))
+        return jobs, waiting
+
+    # --- doing it -------------------------------------------------------------------
+    def run_once(self) -> list[IngestResult]:
+        """Ingest everything that is ready now."""
+        jobs, waiting = self.pending()
+        if not jobs:
+            return []
+        results: list[IngestResult] = []
+        bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=not self.config.progress, leave=False)
+        try:
+            for result in ingest(self.store, jobs, self.encoder, self.config.options,
+                                 workers=self.config.workers, on_rows=bar.update):
+                results.append(result)
+                c = result.checkpoint
+                what = f"step {c.step}" if c.kind == "generated" else f"{c.kind} reference"
+                note = f", {result.skipped} file(s) skipped" if result.skipped else ""
+                log.info("ingested %s (%s): %d samples%s", what, c.source, result.rows, note)
+        finally:
+            bar.close()
+            if results:
+                for hook in self.after_ingest:
+                    hook(self.store, results)
+        return results
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Initial scan, then ingest on events and ticks until ``stop`` is set or Ctrl-C."""
+        stop = stop or threading.Event()
+        observer = self._start_observer()
+        try:
+            self.run_once()
+            log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)
+            while not stop.is_set():
+                # Debounce: wait for an event or a tick, then let a burst of writes finish.
+                if self._changed.wait(self.config.tick):
+                    self._changed.clear()
+                    time.sleep(0.2)
+                self.run_once()
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def _start_observer(self):
+        handler = _Wake(self._changed)
+        path = str(self.config.run_dir)
+        if not self.config.poll:
+            try:
+                observer = Observer()
+                observer.schedule(handler, path, recursive=True)
+                observer.start()
+                return observer
+            except OSError as exc:  # inotify limits exhausted, unsupported filesystem
+                print(f"evowatch: native file events unavailable ({exc}); polling {path} instead", file=sys.stderr)
+        observer = PollingObserver(timeout=self.config.tick)
+        observer.schedule(handler, path, recursive=True)
+        observer.start()
+        return observer
+
+
+class _Wake(FileSystemEventHandler):
+    def __init__(self, flag: threading.Event) -> None:
+        self.flag = flag
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in ("opened", "closed_no_write"):
+            self.flag.set()
