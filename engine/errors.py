@@ -15,3 +15,7 @@ class WeightsNotFoundError(EvowatchError):
 
 class DiscoveryError(EvowatchError, ValueError):
     """The run directory or a sample file cannot be interpreted."""
+
+
+class EncoderSpecError(EvowatchError, ValueError):
+    """An ``--encoder``/``--device`` value, model name, tag or model config cannot be used."""

@@ -1,0 +1,863 @@
+"""Image encoders behind one small protocol: CLIP (open_clip) and a weight-free ``pixels`` encoder.
+
+Encoder specs (the ``--encoder`` option; parsed by :func:`parse_encoder_spec`)::
+
+    clip:ARCH/PRETRAINED     open_clip model name + pretrained tag, e.g. clip:ViT-B-32/laion2b_s34b_b79k
+                             (the default). Weights come from the local Hugging Face cache; they are
+                             downloaded only when the hub is reachable. Offline and not cached, this
+                             fails within seconds with one line saying how to provide them.
+    clip:ARCH/random         random initialisation with a fixed seed (tests, timing); no weights needed.
+    clip:ARCH@PATH           local weights: a state_dict or open_clip checkpoint file (.pt, .pth,
+                             .bin, .safetensors), or a folder holding one.
+    clip:local-dir:FOLDER    an open_clip folder: open_clip_config.json plus a weights file.
+    pixels[:N]               weight-free: N x N RGB thumbnail (area filter, N=16 by default),
+                             flattened, centred per image, L2-normalised. Works offline.
+
+``ARCH`` is an open_clip model name (``open_clip.list_models()``) or the path of an open_clip
+model-config JSON file (``*.json``; registered with ``open_clip.add_model_config`` under its
+file stem), which is how the tests use a tiny CLIP.
+
+Every encoder has a stable ``identity`` string, stored with the vectors; a store refuses
+vectors from an encoder with another identity. Identities look like ``clip:ViT-B-32/laion2b_s34b_b79k``,
+``clip:ViT-B-32/random-seed0``, ``clip:ViT-B-32@sha256-0123456789ab`` (weights named by content,
+not by path), ``clip:evowatch-tiny#cfg-0123456789/random-seed0`` (a JSON config, named by its stem and
+content) and ``pixels:16``.
+
+Preprocessing is split from encoding: :attr:`Encoder.preprocessor` is a small picklable
+callable that needs only numpy and Pillow (no torch), so a thread or process pool can decode
+and preprocess while the device encodes. For CLIP it reproduces open_clip's inference
+transform (resize the shortest side, bicubic; centre crop; normalise with the model's mean and
+std) from the model's own ``preprocess_cfg``.
+
+torch and open_clip are imported only when a ``clip:`` encoder is made, so ``pixels`` stays
+light.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image
+
+from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "DEFAULT_ENCODER_SPEC",
+    "ClipEncoder",
+    "ClipPreprocessor",
+    "Encoder",
+    "EncoderSpec",
+    "PixelsEncoder",
+    "PixelsPreprocessor",
+    "cached_pretrained_path",
+    "hf_cache_dir",
+    "make_encoder",
+    "parse_device",
+    "parse_encoder_spec",
+    "resolve_device",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENCODER_SPEC = "clip:ViT-B-32/laion2b_s34b_b79k"
+RANDOM_TAG = "random"
+RANDOM_SEED = 0
+PIXELS_DEFAULT_SIZE = 16
+PIXELS_SIZE_RANGE = (4, 64)
+CPU_BATCH_SIZE = 32
+CUDA_BATCH_SIZE = 256
+CUDA_BATCH_SIZE_LARGE_INPUT = 64  # input side above 256 px
+PIXELS_BATCH_SIZE = 1024
+HUB_PROBE_TIMEOUT_S = 4.0
+CPU_FALLBACK_NOTE = "CUDA requested/auto but unavailable: encoding on CPU"
+
+_SPEC_HELP = (
+    "'clip:ARCH/PRETRAINED' (e.g. 'clip:ViT-B-32/laion2b_s34b_b79k'), 'clip:ARCH/random', "
+    "'clip:ARCH@/path/to/weights.pt', 'clip:local-dir:/path/to/folder' or 'pixels[:N]'"
+)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_PREFERRED_WEIGHT_NAMES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
+
+Device = Literal["cpu", "cuda"]
+WeightsSource = Literal["tag", "random", "path", "local-dir"]
+
+
+# --------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------
+@runtime_checkable
+class Encoder(Protocol):
+    """What the pipeline needs from an image encoder.
+
+    Attributes
+    ----------
+    identity : str
+        Stable description stored in the store; encoders are interchangeable only when
+        their identities are equal.
+    dim : int
+        Length of each embedding.
+    device : str
+        ``"cuda"`` or ``"cpu"``: where :meth:`encode` runs.
+    fallback : str or None
+        A note when an automatic, result-changing fallback happened (for example CUDA
+        unavailable), else None.
+    input_size : int
+        Side of the square model input made by :meth:`preprocess`.
+    batch_size : int
+        Batch size chosen for the device (bigger on CUDA).
+    supports_text : bool
+        Whether :meth:`encode_text` works.
+    preprocessor : callable
+        Picklable, torch-free version of :meth:`preprocess` for worker pools.
+    """
+
+    identity: str
+    dim: int
+    device: str
+    fallback: str | None
+    input_size: int
+    batch_size: int
+    supports_text: bool
+
+    @property
+    def preprocessor(self) -> Callable[[np.ndarray], np.ndarray]: ...
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 (H, W, 3) image -> float32 (3, input_size, input_size) model input."""
+        ...
+
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        """Stack of preprocessed inputs (n, 3, S, S) -> float32 (n, dim), L2-normalised rows."""
+        ...
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        """Prompts -> float32 (n, dim), L2-normalised rows, in the image embedding space."""
+        ...
+
+
+# --------------------------------------------------------------------------------------
+# Parsing at the boundary
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class EncoderSpec:
+    """A parsed encoder spec; see the module docstring for the grammar.
+
+    Attributes
+    ----------
+    kind : {"clip", "pixels"}
+    arch : str
+        open_clip model name or path to a model-config JSON; ``""`` for pixels and local-dir.
+    source : {"tag", "random", "path", "local-dir"} or None
+        Where CLIP weights come from; None for pixels.
+    tag : str or None
+        Pretrained tag when ``source == "tag"``.
+    path : Path or None
+        Weights file/folder (``"path"``) or open_clip folder (``"local-dir"``).
+    size : int
+        Thumbnail side for pixels.
+    """
+
+    kind: Literal["clip", "pixels"]
+    arch: str = ""
+    source: WeightsSource | None = None
+    tag: str | None = None
+    path: Path | None = None
+    size: int = PIXELS_DEFAULT_SIZE
+
+
+def _spec_error(spec: object, hint: str = "") -> EncoderSpecError:
+    extra = f" {hint}" if hint else ""
+    return EncoderSpecError(f"Expected an encoder spec {_SPEC_HELP}. Got {spec!r} instead.{extra}")
+
+
+def parse_encoder_spec(spec: str) -> EncoderSpec:
+    """Parse an ``--encoder`` value into an :class:`EncoderSpec` (syntax only; no imports, no I/O).
+
+    Raises
+    ------
+    EncoderSpecError
+        (a ``ValueError``) saying "Expected ... Got ... instead." for a malformed spec.
+    """
+    if not isinstance(spec, str):
+        raise _spec_error(spec)
+    text = spec.strip()
+    if text == "pixels" or text.startswith("pixels:"):
+        return _parse_pixels(text)
+    if not text.startswith("clip:"):
+        raise _spec_error(spec)
+    rest = text[len("clip:"):]
+    if rest.startswith("local-dir:"):
+        folder = rest[len("local-dir:"):]
+        if not folder:
+            raise _spec_error(spec, "The folder after 'local-dir:' is empty.")
+        return EncoderSpec(kind="clip", source="local-dir", path=Path(folder).expanduser())
+    if "@" in rest:
+        arch, _, where = rest.partition("@")
+        if not arch or not where:
+            raise _spec_error(spec, "Both ARCH and the weights path are needed around '@'.")
+        return EncoderSpec(kind="clip", arch=arch, source="path", path=Path(where).expanduser())
+    arch, slash, tag = rest.rpartition("/")
+    if not slash or not arch or not tag or tag.endswith(".json"):
+        raise _spec_error(spec, "Name the weights: add '/PRETRAINED', '/random' or '@PATH' after ARCH.")
+    if tag == RANDOM_TAG:
+        return EncoderSpec(kind="clip", arch=arch, source="random")
+    return EncoderSpec(kind="clip", arch=arch, source="tag", tag=tag)
+
+
+def _parse_pixels(text: str) -> EncoderSpec:
+    if text == "pixels":
+        return EncoderSpec(kind="pixels")
+    raw = text[len("pixels:"):]
+    lo, hi = PIXELS_SIZE_RANGE
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise EncoderSpecError(
+            f"Expected 'pixels' or 'pixels:N' with an integer N in [{lo}, {hi}]. Got {text!r} instead."
+        )
+    return EncoderSpec(kind="pixels", size=int(raw))
+
+
+def parse_device(device: str) -> str:
+    """Check a ``--device`` value: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    if isinstance(device, str):
+        value = device.strip().lower()
+        if value in ("auto", "cpu", "cuda"):
+            return value
+        if value.startswith("cuda:") and value[5:].isdigit():
+            return value
+    raise EncoderSpecError(f"Expected device 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead.")
+
+
+def resolve_device(device: str = "auto") -> tuple[str, str | None]:
+    """Pick the torch device for ``device``; returns ``(torch_device, fallback_note)``.
+
+    ``auto`` falls back to CPU when CUDA is unavailable, logging one warning line (stderr);
+    an explicit ``cuda`` that is unavailable raises :class:`EvowatchError`.
+    """
+    import torch
+
+    value = parse_device(device)
+    available = torch.cuda.is_available()
+    if value == "cpu":
+        return "cpu", None
+    if value == "auto":
+        if available:
+            return "cuda", None
+        log.warning(CPU_FALLBACK_NOTE)
+        return "cpu", CPU_FALLBACK_NOTE
+    if not available:
+        raise EvowatchError(
+            f"--device {value} was requested but torch sees no usable CUDA device "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+            "use --device auto or --device cpu."
+        )
+    index = int(value.split(":")[1]) if ":" in value else 0
+    if index >= torch.cuda.device_count():
+        raise EvowatchError(
+            f"--device {value} was requested but only {torch.cuda.device_count()} CUDA device(s) exist."
+        )
+    return value, None
+
+
+# --------------------------------------------------------------------------------------
+# Preprocessing (numpy + Pillow only; picklable)
+# --------------------------------------------------------------------------------------
+def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"Expected a uint8 RGB image. Got dtype {arr.dtype} instead.")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"Expected an RGB image of shape (H, W, 3). Got shape {arr.shape} instead.")
+    return np.ascontiguousarray(arr)
+
+
+_PIL_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+@dataclass(frozen=True, slots=True)
+class ClipPreprocessor:
+    """open_clip's inference transform in numpy/Pillow: the same Pillow resize calls and crop
+    arithmetic as torchvision's ``Resize``/``CenterCrop`` on PIL images, then ``/255`` and
+    per-channel normalisation.
+
+    Attributes
+    ----------
+    size : int
+        Side of the square output.
+    mean, std : tuple of float
+        Per-channel normalisation (RGB).
+    interpolation : {"bicubic", "bilinear"}
+    resize_mode : {"shortest", "longest", "squash"}
+    fill_color : int
+        Padding value for ``"longest"``.
+    """
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+    fill_color: int = 0
+
+    @classmethod
+    def from_open_clip_cfg(cls, cfg: dict[str, Any]) -> "ClipPreprocessor":
+        """Build from a model's ``visual.preprocess_cfg`` dict."""
+        size = cfg["size"]
+        if isinstance(size, (tuple, list)):
+            if len(size) != 2 or size[0] != size[1]:
+                raise EvowatchError(f"Only square CLIP inputs are supported; this model wants {tuple(size)}.")
+            size = size[0]
+        interpolation = cfg.get("interpolation") or "bicubic"
+        if interpolation == "random":  # open_clip uses bicubic for inference
+            interpolation = "bicubic"
+        resize_mode = cfg.get("resize_mode") or "shortest"
+        if interpolation not in _PIL_FILTERS or resize_mode not in ("shortest", "longest", "squash"):
+            raise EvowatchError(
+                f"Unsupported open_clip preprocess config: interpolation={interpolation!r}, "
+                f"resize_mode={resize_mode!r}."
+            )
+        return cls(
+            size=int(size),
+            mean=tuple(float(v) for v in cfg["mean"]),
+            std=tuple(float(v) for v in cfg["std"]),
+            interpolation=interpolation,
+            resize_mode=resize_mode,
+            fill_color=int(cfg.get("fill_color", 0) or 0),
+        )
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        arr = _as_rgb_uint8(image)
+        h, w = arr.shape[:2]
+        s = self.size
+        if self.resize_mode == "squash":
+            target = (s, s)
+        elif self.resize_mode == "shortest":  # torchvision Resize(int): int() truncation on the long side
+            short, long = (w, h) if w <= h else (h, w)
+            new_short, new_long = s, int(s * long / short)
+            if w <= h:  # target is (h, w)
+                target = (new_long, new_short)
+            else:
+                target = (new_short, new_long)
+        else:  # "longest": open_clip ResizeKeepRatio(longest=1)
+            ratio = max(h / s, w / s)
+            target = (round(h / ratio), round(w / ratio))
+        if target != (h, w):
+            pil = Image.fromarray(arr).resize((target[1], target[0]), _PIL_FILTERS[self.interpolation])
+            arr = np.asarray(pil)
+        arr = _center_crop_or_pad(arr, s, self.fill_color)
+        out = arr.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+        return np.ascontiguousarray((out - mean) / std, dtype=np.float32)
+
+
+def _center_crop_or_pad(arr: np.ndarray, size: int, fill: int) -> np.ndarray:
+    """torchvision ``CenterCrop`` / open_clip ``CenterCropOrPad`` arithmetic on an (H, W, 3) array."""
+    h, w = arr.shape[:2]
+    if h < size or w < size:
+        top, left = max(size - h, 0) // 2, max(size - w, 0) // 2
+        padded = np.full((max(h, size), max(w, size), 3), fill, dtype=arr.dtype)
+        padded[top:top + h, left:left + w] = arr
+        arr, (h, w) = padded, padded.shape[:2]
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return arr[top:top + size, left:left + size]
+
+
+@dataclass(frozen=True, slots=True)
+class PixelsPreprocessor:
+    """RGB uint8 image -> float32 (3, size, size) in [0, 1], area-filtered (Pillow BOX)."""
+
+    size: int = PIXELS_DEFAULT_SIZE
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        arr = _as_rgb_uint8(image)
+        if arr.shape[:2] != (self.size, self.size):
+            arr = np.asarray(Image.fromarray(arr).resize((self.size, self.size), Image.Resampling.BOX))
+        return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+
+
+def _check_batch(batch: np.ndarray, size: int) -> np.ndarray:
+    arr = np.asarray(batch)
+    if arr.ndim != 4 or arr.shape[1:] != (3, size, size):
+        raise ValueError(
+            f"Expected a batch of preprocessed inputs of shape (n, 3, {size}, {size}). "
+            f"Got shape {arr.shape} instead."
+        )
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# Encoders
+# --------------------------------------------------------------------------------------
+class _EncoderBase:
+    """What both encoders share: the picklable preprocessor and the repr."""
+
+    _pre: Callable[[np.ndarray], np.ndarray]
+    identity: str
+    device: str
+    dim: int
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(identity={self.identity!r}, device={self.device!r}, dim={self.dim})"
+
+    @property
+    def preprocessor(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Picklable, torch-free preprocessing for worker threads or processes."""
+        return self._pre
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 (H, W, 3) image -> float32 (3, input_size, input_size) model input."""
+        return self._pre(image)
+
+
+class PixelsEncoder(_EncoderBase):
+    """Weight-free encoder: a small area-filtered thumbnail, flattened, centred per image and
+    L2-normalised (so the cosine similarity is the Pearson correlation of the thumbnails).
+
+    A flat image (zero variance after centring) maps to the constant unit vector
+    ``1/sqrt(dim)``, so every row stays unit-length and deterministic.
+    """
+
+    supports_text = False
+    device = "cpu"
+    fallback = None
+
+    def __init__(self, size: int = PIXELS_DEFAULT_SIZE, batch_size: int | None = None) -> None:
+        self._pre = PixelsPreprocessor(size)
+        self.input_size = size
+        self.dim = 3 * size * size
+        self.identity = f"pixels:{size}"
+        self.batch_size = batch_size or PIXELS_BATCH_SIZE
+
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        # docstring inherited
+        arr = _check_batch(batch, self.input_size)
+        x = arr.reshape(len(arr), -1).astype(np.float64)
+        x -= x.mean(axis=1, keepdims=True)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        flat = norms[:, 0] < 1e-12
+        x = np.divide(x, norms, out=np.zeros_like(x), where=norms >= 1e-12)
+        x[flat] = 1.0 / np.sqrt(self.dim)
+        return x.astype(np.float32)
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        # docstring inherited
+        raise EvowatchError("The pixels encoder has no text tower; text probes need a clip: encoder.")
+
+
+# --------------------------------------------------------------------------------------
+# CLIP (open_clip)
+# --------------------------------------------------------------------------------------
+class ClipEncoder(_EncoderBase):
+    """An open_clip model in eval mode on one device. Build it with :func:`make_encoder`.
+
+    On CUDA, images are encoded under ``torch.autocast("cuda", dtype=torch.float16)`` with
+    channels-last inputs; on CPU in float32. Outputs are always float32 numpy arrays with
+    L2-normalised rows.
+    """
+
+    supports_text = True
+
+    def __init__(
+        self,
+        model: "torch.nn.Module",
+        model_name: str,
+        identity: str,
+        device: str,
+        fallback: str | None,
+        batch_size: int | None = None,
+    ) -> None:
+        import torch
+
+        self._model = model.eval()
+        self._model_name = model_name  # what open_clip.get_tokenizer understands
+        self._tokenizer: Callable[..., "torch.Tensor"] | None = None
+        self._lock = threading.Lock()
+        self._pre = ClipPreprocessor.from_open_clip_cfg(dict(model.visual.preprocess_cfg))
+        self.identity = identity
+        self.fallback = fallback
+        self.input_size = self._pre.size
+        self._torch_device = torch.device(device)
+        self.device = self._torch_device.type
+        self._cuda = self.device == "cuda"
+        if self._cuda:
+            self._model.to(self._torch_device)
+            self._model.to(memory_format=torch.channels_last)  # conv stems (patch embed, ResNets)
+        if batch_size is None:
+            if self._cuda:
+                batch_size = CUDA_BATCH_SIZE if self.input_size <= 256 else CUDA_BATCH_SIZE_LARGE_INPUT
+            else:
+                batch_size = CPU_BATCH_SIZE
+        self.batch_size = int(batch_size)
+        dim = getattr(model.visual, "output_dim", None)
+        if not isinstance(dim, int):
+            dim = int(self.encode(np.zeros((1, 3, self.input_size, self.input_size), np.float32)).shape[1])
+        self.dim = int(dim)
+        log.info("encoder %s on %s, batch size %d, dim %d", identity, device, self.batch_size, self.dim)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if self._cuda:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        # docstring inherited
+        import torch
+
+        x = _check_batch(batch, self.input_size)
+        if len(x) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            t = torch.from_numpy(x)
+            if self._cuda:
+                t = t.pin_memory().to(self._torch_device, non_blocking=True)
+                t = t.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self._model.encode_image(t)
+            out = torch.nn.functional.normalize(out.float(), dim=-1)
+            return out.cpu().numpy().astype(np.float32, copy=False)
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        # docstring inherited
+        import open_clip
+        import torch
+
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"Expected a list of prompt strings. Got {prompts!r} instead.")
+        if len(prompts) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = open_clip.get_tokenizer(self._model_name)
+        tokens = self._tokenizer(list(prompts)).to(self._torch_device)
+        with torch.inference_mode(), self._autocast():
+            out = self._model.encode_text(tokens)
+        with torch.inference_mode():
+            out = torch.nn.functional.normalize(out.float(), dim=-1)
+            return out.cpu().numpy().astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------------------
+# make_encoder
+# --------------------------------------------------------------------------------------
+def make_encoder(spec: str | EncoderSpec = DEFAULT_ENCODER_SPEC, device: str = "auto",
+                 batch_size: int | None = None) -> Encoder:
+    """Build the encoder a spec names, on ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+
+    Parameters
+    ----------
+    spec : str or EncoderSpec
+        See the module docstring for the grammar.
+    device : str
+        ``auto`` uses CUDA when available, else CPU (noted in ``.fallback`` and logged).
+        Ignored by ``pixels``, which always runs on CPU.
+    batch_size : int, optional
+        Override the batch size chosen for the device.
+
+    Raises
+    ------
+    EncoderSpecError
+        Malformed spec or device, unknown model or tag, bad config file.
+    WeightsNotFoundError
+        Weights are neither local nor downloadable; the message says how to provide them.
+    EvowatchError
+        CUDA requested but unavailable; weights that do not fit the architecture.
+    """
+    parsed = spec if isinstance(spec, EncoderSpec) else parse_encoder_spec(spec)
+    if parsed.kind == "pixels":
+        parse_device(device)
+        return PixelsEncoder(parsed.size, batch_size=batch_size)
+    torch_device, fallback = resolve_device(device)
+    model, model_name, identity = _load_clip(parsed)
+    return ClipEncoder(model, model_name, identity, torch_device, fallback, batch_size=batch_size)
+
+
+def _load_clip(spec: EncoderSpec) -> tuple["torch.nn.Module", str, str]:
+    """Create the open_clip model on CPU; returns (model, open_clip model name, identity)."""
+    import open_clip
+    import torch
+
+    if spec.source == "local-dir":
+        folder = spec.path
+        assert folder is not None
+        config = folder / "open_clip_config.json"
+        if not config.is_file():
+            raise WeightsNotFoundError(
+                f"{config} does not exist: 'clip:local-dir:FOLDER' needs open_clip_config.json and a weights file."
+            )
+        weights = _find_weights_in_dir(folder)
+        name = f"local-dir:{folder}"
+        model = _create(name, None)
+        cfg_hash = _sha256_bytes(config.read_bytes())[:10]
+        return model, name, f"clip:local-dir#cfg-{cfg_hash}@sha256-{_sha256_file(weights)[:12]}"
+
+    name, arch_label = _resolve_arch(spec.arch)
+    if spec.source == "random":
+        with torch.random.fork_rng(devices=[]), _quiet_random_init_warning():
+            torch.manual_seed(RANDOM_SEED)
+            model = _create(name, None)
+        return model, name, f"clip:{arch_label}/random-seed{RANDOM_SEED}"
+    if spec.source == "path":
+        assert spec.path is not None
+        weights = _find_weights_in_dir(spec.path) if spec.path.is_dir() else spec.path
+        if not weights.is_file():
+            raise WeightsNotFoundError(
+                f"Weights file {weights} does not exist (from --encoder clip:{spec.arch}@{spec.path})."
+            )
+        model = _create(name, str(weights))
+        return model, name, f"clip:{arch_label}@sha256-{_sha256_file(weights)[:12]}"
+    assert spec.source == "tag" and spec.tag is not None
+    tag = open_clip.pretrained._clean_tag(spec.tag)
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        known = open_clip.list_pretrained_tags_by_model(name)
+        raise EncoderSpecError(
+            f"Expected a pretrained tag for {name} (one of {known}) or 'random'. Got {spec.tag!r} instead."
+        )
+    weights = _pretrained_weights(name, tag, cfg)
+    pp = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
+    model = _create(name, str(weights), **{f"image_{k}": v for k, v in pp.items()})
+    return model, name, f"clip:{arch_label}/{tag}"
+
+
+def _create(name: str, pretrained: str | None, **kwargs: Any) -> "torch.nn.Module":
+    import open_clip
+
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device="cpu", **kwargs)
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f" from {pretrained}" if pretrained else ""
+        raise EvowatchError(f"Cannot build open_clip model {name}{where}: {first[:300]}") from exc
+    return model
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_init_warning() -> Iterator[None]:
+    """open_clip warns on the root logger about random init; for ``/random`` that was asked for."""
+    root, flt = logging.getLogger(), _DropRandomInitWarning()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
+def _resolve_arch(arch: str) -> tuple[str, str]:
+    """Return (open_clip model name, identity label) for a built-in name or a config JSON path."""
+    import open_clip
+
+    if arch.endswith(".json"):
+        return _register_config(Path(arch).expanduser())
+    if arch in open_clip.list_models():
+        return arch, arch
+    raise EncoderSpecError(
+        f"Expected an open_clip model name (see open_clip.list_models(), e.g. ViT-B-32) or a model-config "
+        f".json path. Got {arch!r} instead."
+    )
+
+
+_registered_configs: dict[str, Path] = {}
+
+
+def _register_config(path: Path) -> tuple[str, str]:
+    """Register an open_clip model-config JSON under its file stem (once per content)."""
+    import open_clip
+
+    if not path.is_file():
+        raise EncoderSpecError(f"Model config file {path} does not exist.")
+    raw = path.read_bytes()
+    try:
+        cfg = json.loads(raw)
+    except ValueError as exc:
+        raise EncoderSpecError(f"Model config file {path} is not valid JSON: {exc}") from exc
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise EncoderSpecError(
+            f"Expected an open_clip model config with embed_dim, vision_cfg and text_cfg. "
+            f"Got {path} without {', '.join(missing)} instead."
+        )
+    name = path.stem
+    label = f"{name}#cfg-{_sha256_bytes(raw)[:10]}"
+    existing = open_clip.get_model_config(name)
+    if existing is not None:
+        if existing == cfg:
+            return name, label
+        source = _registered_configs.get(name, "open_clip's built-in configs")
+        raise EncoderSpecError(
+            f"A different model config named {name!r} is already registered (from {source}); "
+            f"rename {path} to give it a unique file name."
+        )
+    open_clip.add_model_config(path)
+    _registered_configs[name] = path.resolve()
+    return name, label
+
+
+def _find_weights_in_dir(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise WeightsNotFoundError(f"Weights folder {folder} does not exist.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    for preferred in _PREFERRED_WEIGHT_NAMES:
+        if (folder / preferred) in files:
+            return folder / preferred
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise WeightsNotFoundError(
+            f"No weights file ({', '.join(_WEIGHT_SUFFIXES)}) in {folder}; name the file: clip:ARCH@{folder}/FILE."
+        )
+    raise WeightsNotFoundError(
+        f"Several weights files in {folder} ({', '.join(p.name for p in files)}); name one: clip:ARCH@{folder}/FILE."
+    )
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# Pretrained weights: local cache first, the hub only when it answers
+# --------------------------------------------------------------------------------------
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (not at import time)."""
+    env = os.environ
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(key):
+            return Path(env[key]).expanduser()
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _hub_files(cfg: dict[str, Any]) -> list[tuple[str, str]]:
+    """(repo id, filename) candidates for a pretrained cfg, in open_clip's order of preference."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    hub = cfg.get("hf_hub") or ""
+    if not hub:
+        return []
+    repo, filename = os.path.split(hub)
+    filename = filename or HF_WEIGHTS_NAME
+    names = []
+    if filename == HF_WEIGHTS_NAME:
+        names.append(HF_SAFE_WEIGHTS_NAME)
+    elif filename.endswith((".bin", ".pth")):
+        names.append(filename[:-4] + ".safetensors")
+    names.append(filename)
+    return [(repo, n) for n in names]
+
+
+def cached_pretrained_path(cfg: dict[str, Any], cache_dir: Path | None = None) -> Path | None:
+    """The local file holding a pretrained tag's weights, or None; never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if cfg.get("file") and Path(cfg["file"]).is_file():
+        return Path(cfg["file"])
+    cache = cache_dir or hf_cache_dir()
+    for repo, filename in _hub_files(cfg):
+        found = try_to_load_from_cache(repo, filename, cache_dir=str(cache))
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
+def _hub_offline() -> bool:
+    import huggingface_hub.constants as hc
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    return flag or bool(getattr(hc, "HF_HUB_OFFLINE", False))
+
+
+def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """One TCP connection to the hub endpoint, bounded by ``timeout`` (DNS included)."""
+    import huggingface_hub.constants as hc
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or hc.ENDPOINT)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True, name="evowatch-hub-probe")
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _pretrained_weights(name: str, tag: str, cfg: dict[str, Any]) -> Path:
+    cache = hf_cache_dir()
+    found = cached_pretrained_path(cfg, cache)
+    if found is not None:
+        log.info("weights for %s/%s from the local cache: %s", name, tag, found)
+        return found
+    files = _hub_files(cfg)
+    what = f"{files[-1][0]}/{files[-1][1]}" if files else cfg.get("url", "?")
+    offline = _hub_offline()
+    if not offline and _hub_reachable():
+        from open_clip.pretrained import download_pretrained
+
+        log.info("downloading weights for %s/%s (%s) into %s", name, tag, what, cache)
+        try:
+            target = download_pretrained(cfg, cache_dir=str(cache))
+        except Exception as exc:  # huggingface_hub raises many types; one line for the user
+            raise WeightsNotFoundError(_missing_message(name, tag, what, cache, f"download failed: {exc}")) from exc
+        if target and Path(target).is_file():
+            return Path(target)
+        raise WeightsNotFoundError(_missing_message(name, tag, what, cache, "download gave no file"))
+    why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable"
+    raise WeightsNotFoundError(_missing_message(name, tag, what, cache, why))
+
+
+def _missing_message(name: str, tag: str, what: str, cache: Path, why: str) -> str:
+    why = " ".join(str(why).split())[:200]
+    return (
+        f"Pretrained weights clip:{name}/{tag} ({what}) are not in the local cache {cache} and {why}. "
+        f"Provide them with --encoder clip:{name}@/path/to/weights.pt, or pre-download them on a "
+        f"connected machine (HF_HOME=DIR python -c \"import open_clip; "
+        f"open_clip.create_model('{name}', pretrained='{tag}')\") and point HF_HOME at a copy of DIR here, "
+        f"or use --encoder pixels offline."
+    )

@@ -1,0 +1,311 @@
+"""Encoder contract: spec parsing, pixels, the real open_clip path on a tiny config, offline failures."""
+from __future__ import annotations
+
+import pickle
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import encoders
+from engine.encoders import (
+    ClipPreprocessor,
+    Encoder,
+    EncoderSpec,
+    PixelsEncoder,
+    cached_pretrained_path,
+    make_encoder,
+    parse_device,
+    parse_encoder_spec,
+)
+from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError
+
+TINY = Path(__file__).parent / "data" / "evowatch-tiny.json"
+TINY_RANDOM = f"clip:{TINY}/random"
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(tmp_path_factory, monkeypatch):
+    """No test may reach a model hub: offline mode and an empty Hugging Face home."""
+    home = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    return home
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def _images(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shapes = [(40, 50), (32, 32), (33, 90), (100, 31), (17, 20), (250, 300)]
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+
+
+# ---------------------------------------------------------------------------------- specs
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("pixels", EncoderSpec(kind="pixels", size=16)),
+        ("pixels:8", EncoderSpec(kind="pixels", size=8)),
+        (" clip:ViT-B-32/laion2b_s34b_b79k ",
+         EncoderSpec(kind="clip", arch="ViT-B-32", source="tag", tag="laion2b_s34b_b79k")),
+        ("clip:ViT-B-32/random", EncoderSpec(kind="clip", arch="ViT-B-32", source="random")),
+        ("clip:ViT-B-32@/w/x@1.pt", EncoderSpec(kind="clip", arch="ViT-B-32", source="path", path=Path("/w/x@1.pt"))),
+        ("clip:cfg/tiny.json/random", EncoderSpec(kind="clip", arch="cfg/tiny.json", source="random")),
+        ("clip:cfg/tiny.json@w.pt", EncoderSpec(kind="clip", arch="cfg/tiny.json", source="path", path=Path("w.pt"))),
+        ("clip:local-dir:/m/dir", EncoderSpec(kind="clip", source="local-dir", path=Path("/m/dir"))),
+    ],
+)
+def test_parse_encoder_spec(spec, expected):
+    assert parse_encoder_spec(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["", "clip", "clip:", "clip:ViT-B-32", "clip:/random", "clip:ViT-B-32@", "clip:@w.pt",
+     "clip:cfg/tiny.json", "clip:local-dir:", "pixels:3", "pixels:65", "pixels:x", "pixel", "ViT-B-32", 42],
+)
+def test_parse_encoder_spec_rejects(spec):
+    with pytest.raises(EncoderSpecError, match=r"Expected .* Got .* instead\.") as info:
+        parse_encoder_spec(spec)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+
+
+def test_parse_device():
+    assert [parse_device(d) for d in ("auto", "CPU", "cuda", "cuda:1")] == ["auto", "cpu", "cuda", "cuda:1"]
+    for bad in ("gpu", "cuda:x", "", None):
+        with pytest.raises(EncoderSpecError, match="Expected device"):
+            parse_device(bad)
+
+
+# ---------------------------------------------------------------------------------- pixels
+def test_pixels_deterministic_and_normalised():
+    enc = make_encoder("pixels")
+    assert isinstance(enc, Encoder) and isinstance(enc, PixelsEncoder)
+    assert (enc.identity, enc.dim, enc.input_size, enc.device, enc.fallback) == ("pixels:16", 768, 16, "cpu", None)
+    assert enc.supports_text is False
+    batch = np.stack([enc.preprocess(im) for im in _images()])
+    assert batch.shape == (6, 3, 16, 16) and batch.dtype == np.float32
+    vecs = enc.encode(batch)
+    assert vecs.dtype == np.float32 and vecs.shape == (6, 768)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(vecs.sum(axis=1), 0.0, atol=1e-4)  # centred per image
+    again = make_encoder("pixels").encode(np.stack([enc.preprocess(im) for im in _images()]))
+    assert np.array_equal(vecs, again)
+    assert np.array_equal(enc.encode(batch[2:4]), vecs[2:4])  # rows independent of the batch
+    # a brightness/contrast change barely moves the (centred, normalised) vector
+    img = _images()[1]
+    brighter = (img.astype(np.float64) * 0.5 + 60).round().astype(np.uint8)
+    sim = (enc.encode(enc.preprocess(brighter)[None]) @ enc.encode(enc.preprocess(img)[None]).T)[0, 0]
+    assert sim > 0.99
+    with pytest.raises(EvowatchError, match="no text tower"):
+        enc.encode_text(["a cat"])
+
+
+def test_pixels_flat_image_and_grayscale():
+    enc = make_encoder("pixels:4")
+    flat = enc.encode(enc.preprocess(np.full((9, 9, 3), 7, np.uint8))[None])
+    np.testing.assert_allclose(flat, np.full((1, 48), 1 / np.sqrt(48)), rtol=1e-6)
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    assert np.array_equal(enc.preprocess(gray), enc.preprocess(np.repeat(gray[:, :, None], 3, axis=2)))
+    with pytest.raises(ValueError, match="Expected a uint8"):
+        enc.preprocess(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"Expected a batch .* Got shape \(2, 3, 5, 5\) instead"):
+        enc.encode(np.zeros((2, 3, 5, 5), np.float32))
+
+
+# ---------------------------------------------------------------------------------- preprocess
+@pytest.mark.parametrize(
+    ("size", "interpolation", "resize_mode"),
+    [(224, "bicubic", "shortest"), (32, "bicubic", "shortest"), (64, "bilinear", "shortest"),
+     (48, "bicubic", "squash"), (48, "bicubic", "longest")],
+)
+def test_preprocess_matches_open_clip_transform(size, interpolation, resize_mode):
+    open_clip = pytest.importorskip("open_clip")
+    from PIL import Image
+
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    ours = ClipPreprocessor(size, mean, std, interpolation, resize_mode)
+    theirs = open_clip.transform.image_transform(
+        size, is_train=False, mean=mean, std=std, interpolation=interpolation, resize_mode=resize_mode)
+    for img in _images(1) + [np.zeros((size, size, 3), np.uint8) + 9]:
+        expected = theirs(Image.fromarray(img)).numpy()
+        got = ours(img)
+        assert got.shape == expected.shape == (3, size, size) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_preprocessors_pickle():
+    clip_pre = ClipPreprocessor(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    for pre in (clip_pre, make_encoder("pixels").preprocessor):
+        copy = pickle.loads(pickle.dumps(pre))
+        assert np.array_equal(copy(_images()[0]), pre(_images()[0]))
+
+
+# ---------------------------------------------------------------------------------- CLIP
+def test_tiny_clip_random(no_cuda):
+    enc = make_encoder(TINY_RANDOM)  # device auto without CUDA -> CPU, announced
+    assert isinstance(enc, Encoder) and enc.supports_text
+    assert enc.identity.startswith("clip:evowatch-tiny#cfg-") and enc.identity.endswith("/random-seed0")
+    assert (enc.dim, enc.input_size, enc.device) == (64, 32, "cpu")
+    assert enc.fallback == encoders.CPU_FALLBACK_NOTE
+    assert enc.batch_size == encoders.CPU_BATCH_SIZE
+    batch = np.stack([enc.preprocess(im) for im in _images()])
+    vecs = enc.encode(batch)
+    assert vecs.shape == (6, 64) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
+    again = make_encoder(TINY_RANDOM, device="cpu")
+    assert again.fallback is None and again.identity == enc.identity
+    np.testing.assert_allclose(again.encode(batch), vecs, atol=1e-6)  # seeded random init
+    assert enc.encode(batch[:0]).shape == (0, 64)
+    text = enc.encode_text(["a photo of a digit", "a blurry image", "noise"])
+    assert text.shape == (3, 64) and text.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
+    assert enc.encode_text([]).shape == (0, 64)
+    with pytest.raises(ValueError, match="Expected a list of prompt strings"):
+        enc.encode_text("a cat")
+    with pytest.raises(ValueError, match=r"\(n, 3, 32, 32\)"):
+        enc.encode(np.zeros((1, 3, 224, 224), np.float32))
+
+
+def test_cuda_requested_but_unavailable(no_cuda):
+    with pytest.raises(EvowatchError, match="--device cuda was requested"):
+        make_encoder(TINY_RANDOM, device="cuda")
+
+
+def _tiny_model_and_transform(seed: int):
+    torch = pytest.importorskip("torch")
+    open_clip = pytest.importorskip("open_clip")
+    make_encoder(TINY_RANDOM, device="cpu")  # registers the tiny config
+    torch.manual_seed(seed)
+    model, _, transform = open_clip.create_model_and_transforms("evowatch-tiny")
+    return model.eval(), transform
+
+
+def test_weights_round_trip_matches_open_clip(tmp_path):
+    torch = pytest.importorskip("torch")
+    from PIL import Image
+
+    model, transform = _tiny_model_and_transform(seed=123)
+    weights = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), weights)
+    enc = make_encoder(f"clip:{TINY}@{weights}", device="cpu")
+    images = _images(2)
+    with torch.inference_mode():
+        ref = model.encode_image(torch.stack([transform(Image.fromarray(im)) for im in images]))
+        ref_text = model.encode_text(__import__("open_clip").get_tokenizer("evowatch-tiny")(["a cat", "a dog"]))
+    ref = torch.nn.functional.normalize(ref, dim=-1).numpy()
+    ref_text = torch.nn.functional.normalize(ref_text, dim=-1).numpy()
+    vecs = enc.encode(np.stack([enc.preprocess(im) for im in images]))
+    np.testing.assert_allclose(vecs, ref, atol=1e-5)
+    np.testing.assert_allclose(enc.encode_text(["a cat", "a dog"]), ref_text, atol=1e-5)
+    rand = make_encoder(TINY_RANDOM, device="cpu").encode(np.stack([enc.preprocess(im) for im in images]))
+    assert np.abs(rand - vecs).max() > 1e-2  # the file's weights were really loaded
+
+    # identity names the content, not the path; a folder and an open_clip checkpoint dict also load
+    assert enc.identity.startswith("clip:evowatch-tiny#cfg-") and "@sha256-" in enc.identity
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
+               moved / "checkpoint.pth")
+    other = make_encoder(f"clip:{TINY}@{moved}", device="cpu")
+    np.testing.assert_allclose(other.encode(np.stack([enc.preprocess(im) for im in images])), vecs, atol=1e-6)
+    shutil.copy(weights, moved / "copy.pt")
+    assert make_encoder(f"clip:{TINY}@{moved / 'copy.pt'}", device="cpu").identity == enc.identity
+
+    # open_clip's local-dir folder form
+    folder = tmp_path / "local"
+    folder.mkdir()
+    model_cfg = __import__("json").loads(TINY.read_text())
+    (folder / "open_clip_config.json").write_text(__import__("json").dumps({"model_cfg": model_cfg}))
+    shutil.copy(weights, folder / "open_clip_pytorch_model.bin")
+    local = make_encoder(f"clip:local-dir:{folder}", device="cpu")
+    assert local.identity.startswith("clip:local-dir#cfg-")
+    np.testing.assert_allclose(local.encode(np.stack([enc.preprocess(im) for im in images])), vecs, atol=1e-6)
+
+
+def test_missing_or_unfit_weights_file(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(WeightsNotFoundError, match=r"nope\.pt does not exist") as info:
+        make_encoder(f"clip:{TINY}@{missing}", device="cpu")
+    assert "\n" not in str(info.value)
+    with pytest.raises(WeightsNotFoundError, match="No weights file"):
+        make_encoder(f"clip:{TINY}@{tmp_path}", device="cpu")
+    torch = pytest.importorskip("torch")
+    torch.save({"visual.bogus": torch.zeros(2)}, tmp_path / "bad.pt")
+    with pytest.raises(EvowatchError, match="Cannot build open_clip model evowatch-tiny") as info:
+        make_encoder(f"clip:{TINY}@{tmp_path / 'bad.pt'}", device="cpu")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_missing_pretrained_weights_fail_fast(offline, monkeypatch):
+    if not offline:  # the real hub probe, against a port that refuses at once: never the internet
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        import huggingface_hub.constants as hc
+
+        monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    pytest.importorskip("open_clip")
+    start = time.monotonic()
+    with pytest.raises(WeightsNotFoundError) as info:
+        make_encoder("clip:ViT-B-32/laion2b_s34b_b79k", device="cpu")
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert "\n" not in message
+    assert "clip:ViT-B-32/laion2b_s34b_b79k" in message and "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in message
+    assert "clip:ViT-B-32@/path/to/weights.pt" in message and "--encoder pixels" in message
+    assert ("HF_HUB_OFFLINE is set" if offline else "the hub is unreachable") in message
+
+
+def test_cached_pretrained_weights_are_found(offline_hub):
+    open_clip = pytest.importorskip("open_clip")
+    cfg = open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
+    assert cached_pretrained_path(cfg) is None
+    repo = offline_hub / "hub" / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    (snapshot / "open_clip_pytorch_model.bin").write_bytes(b"x")
+    assert cached_pretrained_path(cfg) == snapshot / "open_clip_pytorch_model.bin"
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"x")  # preferred, as open_clip does
+    assert cached_pretrained_path(cfg) == snapshot / "open_clip_model.safetensors"
+
+
+def test_unknown_model_tag_or_config(tmp_path):
+    pytest.importorskip("open_clip")
+    with pytest.raises(EncoderSpecError, match="Expected an open_clip model name"):
+        make_encoder("clip:ViT-Q-99/random", device="cpu")
+    with pytest.raises(EncoderSpecError, match=r"Expected a pretrained tag for ViT-B-32 \(one of .*openai"):
+        make_encoder("clip:ViT-B-32/no_such_tag", device="cpu")
+    with pytest.raises(EncoderSpecError, match="does not exist"):
+        make_encoder(f"clip:{tmp_path / 'missing.json'}/random", device="cpu")
+    (tmp_path / "broken.json").write_text('{"embed_dim": 8}')
+    with pytest.raises(EncoderSpecError, match="without vision_cfg, text_cfg"):
+        make_encoder(f"clip:{tmp_path / 'broken.json'}/random", device="cpu")
+    clash = tmp_path / "evowatch-tiny.json"
+    clash.write_text(TINY.read_text().replace('"embed_dim": 64', '"embed_dim": 32'))
+    make_encoder(TINY_RANDOM, device="cpu")
+    with pytest.raises(EncoderSpecError, match="different model config named 'evowatch-tiny'"):
+        make_encoder(f"clip:{clash}/random", device="cpu")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fp16_matches_cpu():
+    cpu = make_encoder(TINY_RANDOM, device="cpu")
+    gpu = make_encoder(TINY_RANDOM, device="cuda")
+    assert gpu.device == "cuda" and gpu.fallback is None and gpu.batch_size > cpu.batch_size
+    batch = np.stack([cpu.preprocess(im) for im in _images()])
+    out = gpu.encode(batch)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, cpu.encode(batch), atol=2e-2)
+    np.testing.assert_allclose(gpu.encode_text(["a cat"]), cpu.encode_text(["a cat"]), atol=2e-2)
