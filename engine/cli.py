@@ -81,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="evowatch: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format="evowatch: %(message)s", stream=sys.stderr, force=True)
     if not args.verbose:
-        for noisy in ("openTSNE", "root", "urllib3", "httpx", "huggingface_hub", "timm"):
+        for noisy in ("openTSNE", "urllib3", "httpx", "huggingface_hub", "timm"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

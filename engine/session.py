@@ -33,8 +33,6 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     record = encoder_record(encoder)
     with StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
         store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record})
-        if encoder.fallback:
-            log.warning("%s (recorded in the store)", encoder.fallback)
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet)
         yield Watcher(config, store, encoder, after_ingest_steps(args))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
@@ -104,12 +105,12 @@ class Watcher:
     # --- doing it -------------------------------------------------------------------
     def run_once(self) -> list[IngestResult]:
         """Ingest everything that is ready now."""
-        jobs, waiting = self.pending()
+        jobs, _ = self.pending()
         if not jobs:
             return []
         results: list[IngestResult] = []
-        bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=not self.config.progress, leave=False)
-        try:
+        bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
+        with bar, logging_redirect_tqdm():
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
                                  workers=self.config.workers, on_rows=bar.update):
                 results.append(result)
@@ -117,11 +118,10 @@ class Watcher:
                 what = f"step {c.step}" if c.kind == "generated" else f"{c.kind} reference"
                 note = f", {result.skipped} file(s) skipped" if result.skipped else ""
                 log.info("ingested %s (%s): %d samples%s", what, c.source, result.rows, note)
-        finally:
-            bar.close()
-            if results:
-                for hook in self.after_ingest:
-                    hook(self.store, results)
+        # Hooks catch up from the store's committed state, so a pass that failed half-way
+        # is covered by the next one.
+        for hook in self.after_ingest:
+            hook(self.store, results)
         return results
 
     def run_forever(self, stop: threading.Event | None = None) -> None:

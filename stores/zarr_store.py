@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -240,12 +241,10 @@ class StoreWriter(StoreReader):
 
     def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any], thumbnail_size: int = 48) -> None:
         self.path = Path(path)
+        if not _is_store(self.path):
+            self._create_atomically(encoder, thumbnail_size)
         self._lock_file = self._take_lock()
         try:
-            if not _is_store(self.path):
-                if self.path.exists() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
-                    raise StoreFormatError(f"{self.path}: exists and is not a Zarr store; choose another --store path")
-                self._create(encoder, thumbnail_size)
             self.refresh()
             self._check_encoder(encoder)
             self._recover()
@@ -255,7 +254,6 @@ class StoreWriter(StoreReader):
 
     # --- lifecycle ------------------------------------------------------------------
     def _take_lock(self):
-        self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / LOCK_NAME, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -282,8 +280,29 @@ class StoreWriter(StoreReader):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _create(self, encoder: dict[str, Any], thumbnail_size: int) -> None:
-        root = zarr.open_group(str(self.path), mode="a", zarr_format=3)  # "w" would delete the lock file
+    def _create_atomically(self, encoder: dict[str, Any], thumbnail_size: int) -> None:
+        """Build the empty store beside its final path and rename it into place.
+
+        A reader or a restarted writer then never meets a half-created store.
+        """
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise StoreFormatError(f"{self.path}: exists and is not a Zarr store; choose another --store path")
+        staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create(staging, encoder, thumbnail_size)
+        try:
+            if self.path.is_dir():
+                self.path.rmdir()
+            os.rename(staging, self.path)
+        except OSError:  # another writer created it first: use theirs
+            shutil.rmtree(staging, ignore_errors=True)
+            if not _is_store(self.path):
+                raise
+
+    @staticmethod
+    def _create(where: Path, encoder: dict[str, Any], thumbnail_size: int) -> None:
+        root = zarr.open_group(str(where), mode="w", zarr_format=3)
         dim = int(encoder["dim"])
         specs = {
             "samples": {
@@ -307,8 +326,8 @@ class StoreWriter(StoreReader):
         for group_name, arrays in specs.items():
             group = root.create_group(group_name)
             for name, (row_shape, dtype) in arrays.items():
-                self._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name])
-        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": 0})
+                StoreWriter._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name])
+        zarr.open_group(str(where / "layout"), mode="r+").attrs.update({"committed_rows": 0})
         root.attrs.update({
             "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION},
             "description": "evowatch run store; " + fmt.READING_GUIDE,

@@ -1,0 +1,68 @@
+"""`evowatch demo`: train the digits GAN in a subprocess and watch its run directory live."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import EvowatchError
+
+log = logging.getLogger(__name__)
+
+
+def _wait_for(paths: list[Path], proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while not all(p.is_dir() for p in paths):
+        if proc.poll() is not None:
+            raise EvowatchError(f"the demo trainer exited with code {proc.returncode} before writing {paths[0].parent}")
+        if time.time() > deadline:
+            raise EvowatchError(f"the demo trainer did not write {paths[0].parent} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encoder: str = "pixels",
+             progress: bool = True, extra_watch_args: list[str] | None = None) -> int:
+    """Train in a subprocess (its own core) while this process ingests each checkpoint as it lands."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    out = out.resolve()
+    run_dir, data = out / "run", out / "data"
+    store = out / "demo.zarr"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = [sys.executable, "-m", "examples.demo_trainer", str(out)]
+    if steps:
+        trainer += ["--steps", str(steps)]
+    if fail:
+        trainer += ["--fail", fail]
+    log.info("training the demo GAN on scikit-learn's digits (CPU) into %s", run_dir)
+    proc = subprocess.Popen(trainer)
+    try:
+        _wait_for([data / "train", data / "holdout"], proc)
+        watch_argv = ["watch", str(run_dir), "--store", str(store), "--encoder", encoder,
+                      "--real", str(data / "train"), "--holdout", str(data / "holdout"), *(extra_watch_args or [])]
+        args = build_parser().parse_args(watch_argv)
+        args.quiet = not progress
+        with open_session(args) as watcher:
+            while proc.poll() is None:
+                watcher.run_once()
+                time.sleep(0.5)
+            if proc.returncode != 0:
+                raise EvowatchError(f"the demo trainer failed with exit code {proc.returncode}")
+            watcher.config.options = _settled(watcher.config.options)
+            watcher.run_once()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    print(f"\nDemo store written: {store}\nExplore it:\n  evowatch view {store}\n  evowatch info {store}", file=sys.stderr)
+    return 0
+
+
+def _settled(options):
+    """The trainer has exited: nothing is still being written, so no need to wait for settling."""
+    from dataclasses import replace
+
+    return replace(options, settle=0.0)

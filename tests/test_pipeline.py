@@ -1,0 +1,211 @@
+"""Ingest end to end, as a user runs it: `evowatch watch`, `evowatch info`, restarts and kills."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.cli import main
+from stores.zarr_store import StoreReader
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CLIP = f"clip:{REPO / 'tests/data/evowatch-tiny.json'}/random"
+
+
+def write_step(run: Path, step: int, n: int, seed: int, size: int = 24, rename: bool = True) -> Path:
+    """A checkpoint folder `step_000100/samples/00000.png ...`, renamed into place like the demo does."""
+    rng = np.random.default_rng(seed)
+    final = run / f"step_{step:06d}"
+    tmp = run / f".step_{step:06d}.tmp" if rename else final
+    (tmp / "samples").mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(tmp / "samples" / f"{i:05d}.png")
+    if rename:
+        os.rename(tmp, final)
+    old = time.time() - 10  # settled
+    for path in final.rglob("*"):
+        os.utime(path, (old, old))
+    return final
+
+
+def info(store: Path) -> dict:
+    return StoreReader(store).info()
+
+
+def test_watch_once_bad_files_idempotent_and_rotation(tmp_path, capsys):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 10, seed=0)
+    broken = write_step(run, 200, 10, seed=1)
+    (broken / "samples" / "00010.png").write_bytes(b"")                              # zero-byte
+    good = (broken / "samples" / "00000.png").read_bytes()
+    (broken / "samples" / "00011.png").write_bytes(good[: len(good) // 2])          # truncated
+    (broken / "samples" / "00012.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)  # corrupt
+    (broken / "samples" / "00013.png").write_text("not an image at all")            # non-image
+    old = time.time() - 10
+    for path in broken.rglob("*"):
+        os.utime(path, (old, old))
+
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    first = info(store)
+    assert first["rows"] == 20 and first["steps"] == [100, 200] and first["warnings"] == 4
+    reasons = StoreReader(store).warnings()
+    assert sorted(Path(p).name for p in reasons["path"]) == ["00010.png", "00011.png", "00012.png", "00013.png"]
+    assert all(len(r) > 5 for r in reasons["reason"])
+
+    # Idempotent: a second pass adds nothing.
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert info(store)["rows"] == 20
+
+    # Rotation: the trainer deletes an old checkpoint; its rows and thumbnails stay.
+    thumbs_before = StoreReader(store).samples("thumbnail", slice(0, 10))
+    shutil.rmtree(run / "step_000100")
+    write_step(run, 300, 10, seed=2)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    after = info(store)
+    assert after["rows"] == 30 and after["steps"] == [100, 200, 300]
+    np.testing.assert_array_equal(StoreReader(store).samples("thumbnail", slice(0, 10)), thumbs_before)
+    assert thumbs_before.std() > 10  # real thumbnails, not fill values
+
+    capsys.readouterr()
+    assert main(["info", str(store), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {"rows", "checkpoints", "steps", "encoder", "dim", "kinds", "layout_rows", "alerts"} <= set(printed)
+    assert printed["kinds"] == {"generated": 30, "real": 0, "holdout": 0}
+
+
+def test_grid_rewritten_in_place_is_reingested_and_old_rows_superseded(tmp_path):
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "dcgan", tmp_path / "s.zarr"
+    run.mkdir()
+    rng = np.random.default_rng(0)
+    grid = run / "fake_samples_epoch_003.png"
+    save_torchvision_grid(smooth_images(rng, 64, 32), grid)
+    os.utime(grid, (time.time() - 10,) * 2)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert info(store)["rows"] == 64
+    save_torchvision_grid(smooth_images(rng, 64, 32), grid)  # DCGAN rewrites the epoch grid
+    os.utime(grid, (time.time() - 10,) * 2)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    reader = StoreReader(store)
+    assert reader.n_rows == 128 and reader.info()["current_rows"] == 64
+    assert reader.current_rows().tolist() == [False] * 64 + [True] * 64
+    assert reader.samples("instance", slice(64, 128)).tolist() == list(range(64))
+
+
+def test_references_and_labels_and_real_open_clip_path(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 10, 6, seed=0)
+    for kind, seed in (("train", 3), ("val", 4)):
+        for label in ("cat", "dog"):
+            folder = tmp_path / kind / label
+            folder.mkdir(parents=True)
+            rng = np.random.default_rng(seed)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / f"{label}{i}.jpg")
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", TINY_CLIP,
+            "--real", str(tmp_path / "train"), "--holdout", str(tmp_path / "val")]
+    assert main(argv) == 0
+    summary = info(store)
+    assert summary["kinds"] == {"generated": 6, "real": 6, "holdout": 6}
+    assert summary["encoder"].startswith("clip:evowatch-tiny") and summary["dim"] == 64
+    reader = StoreReader(store)
+    kinds = reader.samples("kind")
+    labels = np.array(reader.labels)[reader.samples("label")[kinds == 1]]
+    assert sorted(labels.tolist()) == ["cat"] * 3 + ["dog"] * 3
+    emb = reader.samples("embedding").astype(np.float32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=2e-3)
+    assert main(argv) == 0 and info(store)["rows"] == 18  # references are ingested once
+
+
+def test_other_encoder_on_same_store_is_one_line_error(tmp_path, capsys):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 1, 3, seed=0)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels:8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pixels:16" in err[0] and "--encoder" in err[0]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", *args]
+
+
+def _env(tmp_path: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+
+
+@pytest.mark.slow
+def test_kill_9_during_watch_then_restart(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in range(12):
+        write_step(run, step * 10, 60, seed=step, size=48)
+    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--workers", "1"),
+                            env=_env(tmp_path), stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (store / "zarr.json").exists() and StoreReader(store).n_checkpoints >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = StoreReader(store).n_checkpoints
+    assert 2 <= killed_at < 12, "the kill should land mid-ingest"
+    assert subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"),
+                          env=_env(tmp_path), capture_output=True).returncode == 0
+    reader = StoreReader(store)
+    ckpt = reader.checkpoints()
+    assert reader.n_rows == 12 * 60
+    assert sorted(ckpt["step"].tolist()) == [s * 10 for s in range(12)]          # none lost, none repeated
+    assert np.array_equal(np.diff(ckpt["row_start"]), np.full(11, 60))
+    steps = reader.samples("step")
+    assert all((steps == s * 10).sum() == 60 for s in range(12))
+
+
+@pytest.mark.slow
+def test_live_watch_picks_up_new_checkpoints_and_stops_cleanly_on_ctrl_c(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 5, seed=0)
+    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--encoder", "pixels", "--settle", "0.5"),
+                            env=_env(tmp_path), stderr=subprocess.PIPE, text=True)
+    try:
+        def wait_rows(n: int, timeout: float = 30) -> None:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if (store / "zarr.json").exists() and StoreReader(store).n_rows >= n:
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"store never reached {n} rows")
+
+        wait_rows(5)
+        write_step(run, 200, 5, seed=1)               # renamed into place: taken at once
+        wait_rows(10)
+        write_step(run, 300, 5, seed=2, rename=False)  # written in place: taken once settled
+        wait_rows(15)
+        # A half-written file: the checkpoint waits until it settles, then the broken file is a warning.
+        slow = run / "step_000400" / "samples"
+        slow.mkdir(parents=True)
+        rng = np.random.default_rng(5)
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(slow / "00000.png")
+        with open(slow / "00001.png", "wb") as handle:
+            handle.write(b"\x89PNG\r\n\x1a\n")
+            handle.flush()
+            time.sleep(0.2)
+            assert StoreReader(store).n_rows == 15   # not ingested while being written
+        wait_rows(16)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    reader = StoreReader(store)
+    assert reader.info()["steps"] == [100, 200, 300, 400] and reader.n_warnings == 1
