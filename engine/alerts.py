@@ -1,0 +1,364 @@
+"""Alert rules over the history of per-step metrics (pure functions, no I/O).
+
+:func:`evaluate_alerts` looks at the NEWEST checkpoint of a history of
+:func:`engine.metrics.step_metrics` dicts (each with a ``"step"`` key) and returns the
+alerts that hold there. It keeps no state: an alert whose condition persists is
+returned again at the next checkpoint (the caller decides whether to repeat actions).
+
+Rule names are stable identifiers: ``collapse``, ``memorisation``, ``fd_rising``,
+``label_drift``, ``probe_drift``, ``convergence``. Defaults are chosen so that a healthy
+run raises none (see ``docs/metrics.md`` and ``tests/test_alerts.py``).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+RULE_NAMES: tuple[str, ...] = ("collapse", "memorisation", "fd_rising", "label_drift", "probe_drift", "convergence")
+
+_D_TOKENS = {"d", "disc", "dis", "discriminator", "critic"}
+_G_TOKENS = {"g", "gen", "generator"}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: the checkpoint step, the rule's stable name, the value that tripped it
+    and one sentence for a human."""
+
+    step: int
+    rule: str
+    value: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"step", "rule", "value", "message"}`` (what ``info --json`` lists)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    """Thresholds of every rule (defaults documented in ``docs/metrics.md``)."""
+
+    enabled: tuple[str, ...] = RULE_NAMES
+    #: checkpoints seen before collapse / label_drift / probe_drift may fire
+    warmup: int = 2
+    # collapse: diversity fell by more than max_drop below min(best so far, real's value)
+    collapse_metrics: tuple[str, ...] = ("vendi", "pairwise_cosine")
+    collapse_max_drop: float = 0.5
+    # memorisation: near-copy fraction above max(min_frac, q + z * binomial sd) or the
+    # median log(d_train / d_holdout) below copy_log_ratio_max
+    near_copy_min_frac: float = 0.15
+    near_copy_z: float = 4.0
+    copy_log_ratio_max: float = -0.2
+    # fd_rising: FD rose at each of the last k transitions by > min_step_rise (relative)
+    # and over the k transitions by > max(min_total_rise x FD, noise_z x a robust sd of
+    # FD's checkpoint-to-checkpoint noise estimated from the earlier checkpoints)
+    fd_rising_k: int = 3
+    fd_min_step_rise: float = 0.0
+    fd_min_total_rise: float = 0.2
+    fd_noise_z: float = 4.0
+    # label_drift / probe_drift are evaluated only once samples are realistic (precision
+    # >= drift_min_precision; shares of off-manifold samples mean little)
+    drift_min_precision: float = 0.25
+    # label_drift: TV distance to the reference shares above max(tv_max, z * sampling noise)
+    label_tv_max: float = 0.2
+    label_noise_z: float = 3.0
+    # probe_drift: |share - reference share| above max(diff_max, z * binomial sd)
+    probe_max_diff: float = 0.15
+    probe_noise_z: float = 3.0
+    # convergence: non-finite loss, or discriminator loss below d_loss_floor while the
+    # generator loss rose to g_loss_rise x its earlier median
+    d_loss_floor: float = 0.05
+    g_loss_rise: float = 2.0
+    loss_recent_frac: float = 0.1
+    loss_recent_min: int = 5
+    d_loss_names: tuple[str, ...] = ()
+    g_loss_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.enabled) - set(RULE_NAMES)
+        if unknown:
+            raise ValueError(f"Expected rule names among {RULE_NAMES}. Got {sorted(unknown)} instead.")
+        if self.fd_rising_k < 1:
+            raise ValueError(f"Expected fd_rising_k >= 1. Got {self.fd_rising_k} instead.")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "AlertRules":
+        """Build from a plain dict (e.g. parsed from JSON/CLI), refusing unknown keys."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Expected alert settings among {sorted(known)}. Got {sorted(unknown)} instead.")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**kw)
+
+
+DEFAULT_RULES = AlertRules()
+
+Losses = Mapping[str, tuple[Sequence[float], Sequence[float]]]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _get(rec: Mapping[str, Any], key: str) -> float:
+    v = rec.get(key)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def _finite(*vals: float) -> bool:
+    return all(math.isfinite(v) for v in vals)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+_LABELS = {"vendi": "Vendi score", "pairwise_cosine": "mean pairwise cosine distance"}
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _collapse(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    if len(hist) <= rules.warmup:
+        return None
+    cur, prev = hist[-1], hist[:-1]
+    worst: tuple[float, Alert] | None = None
+    for key in rules.collapse_metrics:
+        value = _get(cur, key)
+        past = [(i, _get(r, key)) for i, r in enumerate(prev)]
+        past = [(i, v) for i, v in past if math.isfinite(v)]
+        if not math.isfinite(value) or not past:
+            continue
+        i_best, best = max(past, key=lambda iv: iv[1])
+        real = _get(cur, f"real_{key}")
+        capped = math.isfinite(real) and real < best
+        baseline = real if capped else best
+        if baseline <= 0:
+            continue
+        drop = 1.0 - value / baseline
+        if drop > rules.collapse_max_drop and (worst is None or drop > worst[0]):
+            name = _LABELS.get(key, key)
+            step = int(cur["step"])
+            if capped:
+                msg = (f"diversity fell {_pct(drop)} below the real reference's by step {step}: "
+                       f"{name} {value:.3g} vs {real:.3g} (best so far {best:.3g} at step {int(prev[i_best]['step'])})")
+            else:
+                ref_txt = f", real reference {real:.3g}" if math.isfinite(real) else ""
+                msg = (f"diversity fell {_pct(drop)} between step {int(prev[i_best]['step'])} and {step}: "
+                       f"{name} {best:.3g} -> {value:.3g}{ref_txt}")
+            worst = (drop, Alert(step, "collapse", value, msg))
+    return worst[1] if worst else None
+
+
+def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    cur = hist[-1]
+    step = int(cur["step"])
+    frac, q, n = _get(cur, "near_copy_frac"), _get(cur, "near_copy_expected"), _get(cur, "n_generated")
+    if _finite(frac, q, n) and n > 0:
+        limit = max(rules.near_copy_min_frac, q + rules.near_copy_z * math.sqrt(q * (1 - q) / n))
+        if frac > limit:
+            return Alert(step, "memorisation", frac,
+                         f"{_pct(frac)} of samples are near-copies of training images at step {step} "
+                         f"(a fresh sample is one with probability {_pct(q)}; alert above {_pct(limit)})")
+    ratio = _get(cur, "copy_log_ratio")
+    if math.isfinite(ratio) and ratio < rules.copy_log_ratio_max:
+        closer = 1.0 - math.exp(ratio)
+        return Alert(step, "memorisation", ratio,
+                     f"samples at step {step} sit {_pct(closer)} closer to training images than to "
+                     f"held-out ones (median log distance ratio {ratio:.3f} on equal-size subsets)")
+    return None
+
+
+def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    k = rules.fd_rising_k
+    if len(hist) < k + 1:
+        return None
+    window = hist[-(k + 1):]
+    fd = [_get(r, "fd") for r in window]
+    if not _finite(*fd) or fd[0] <= 0:
+        return None
+    if not all(b > a * (1 + rules.fd_min_step_rise) for a, b in zip(fd, fd[1:])):
+        return None
+    rise = fd[-1] - fd[0]
+    need = rules.fd_min_total_rise * fd[0]
+    # noise floor: a robust sd of FD around its trend, from the second differences of
+    # the FD values before the window (insensitive to the early steady decrease)
+    before = np.array([v for v in (_get(r, "fd") for r in hist[:-k]) if math.isfinite(v)])
+    if len(before) >= 5:
+        sd = 1.4826 * float(np.median(np.abs(np.diff(before, n=2)))) / math.sqrt(6.0)
+        need = max(need, rules.fd_noise_z * sd)
+    if rise > need:
+        s0, s1 = int(window[0]["step"]), int(window[-1]["step"])
+        return Alert(s1, "fd_rising", fd[-1],
+                     f"FD rose for {k} consecutive checkpoints: {fd[0]:.4g} at step {s0} -> {fd[-1]:.4g} "
+                     f"at step {s1} (+{_pct(rise / fd[0])})")
+    return None
+
+
+def _shares(rec: Mapping, prefix: str) -> dict[str, tuple[float, float]]:
+    out = {}
+    for key in rec:
+        if key.startswith(prefix + "_share:"):
+            name = key[len(prefix) + 7:]
+            out[name] = (_get(rec, key), _get(rec, f"{prefix}_ref_share:{name}"))
+    return out
+
+
+def _drift_ready(hist: list[Mapping], rules: AlertRules) -> bool:
+    precision = _get(hist[-1], "precision")
+    realistic = not math.isfinite(precision) or precision >= rules.drift_min_precision
+    return len(hist) > rules.warmup and realistic
+
+
+def _label_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    if not _drift_ready(hist, rules):
+        return None
+    cur = hist[-1]
+    tv, n = _get(cur, "label_tv"), _get(cur, "n_generated")
+    shares = _shares(cur, "label")
+    if not _finite(tv, n) or n <= 0 or not shares:
+        return None
+    ref = np.array([r for _, r in shares.values()], dtype=float)
+    noise = 0.5 * float(np.sum(np.sqrt(2 * ref * (1 - ref) / (math.pi * n))))
+    limit = max(rules.label_tv_max, rules.label_noise_z * noise)
+    if tv <= limit:
+        return None
+    diffs = sorted(shares.items(), key=lambda kv: kv[1][0] - kv[1][1])
+    under, over = diffs[0], diffs[-1]
+    step = int(cur["step"])
+    return Alert(step, "label_drift", tv,
+                 f"label shares drifted from the reference at step {step} (total variation {tv:.2f} > {limit:.2f}): "
+                 f"'{over[0]}' {_pct(over[1][0])} vs {_pct(over[1][1])}, '{under[0]}' {_pct(under[1][0])} vs {_pct(under[1][1])}")
+
+
+def _probe_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    if not _drift_ready(hist, rules):
+        return None
+    cur = hist[-1]
+    n = _get(cur, "n_generated")
+    if not math.isfinite(n) or n <= 0:
+        return None
+    drifting = []
+    for name, (share, ref) in _shares(cur, "probe").items():
+        if not _finite(share, ref):
+            continue
+        limit = max(rules.probe_max_diff, rules.probe_noise_z * math.sqrt(ref * (1 - ref) / n))
+        if abs(share - ref) > limit:
+            drifting.append((abs(share - ref), name, share, ref))
+    if not drifting:
+        return None
+    drifting.sort(reverse=True)
+    step = int(cur["step"])
+    parts = ", ".join(f"'{name}' {_pct(s)} vs {_pct(r)}" for _, name, s, r in drifting)
+    return Alert(step, "probe_drift", drifting[0][0],
+                 f"probe shares drifted from the real reference at step {step}: {parts}")
+
+
+def _tokens(name: str) -> set[str]:
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
+    return {t for t in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if t}
+
+
+def loss_roles(names: Sequence[str], rules: AlertRules = DEFAULT_RULES) -> tuple[list[str], list[str]]:
+    """Split loss names into discriminator and generator losses (explicit names in
+    ``rules`` win; else by tokens: ``loss_D``, ``errD``, ``d_loss``, ``Loss/discriminator``...)."""
+    if rules.d_loss_names or rules.g_loss_names:
+        return [n for n in names if n in rules.d_loss_names], [n for n in names if n in rules.g_loss_names]
+    d = [n for n in names if _tokens(n) & _D_TOKENS and not _tokens(n) & _G_TOKENS]
+    g = [n for n in names if _tokens(n) & _G_TOKENS and not _tokens(n) & _D_TOKENS]
+    return d, g
+
+
+def _series(losses: Losses, name: str, upto: float) -> np.ndarray:
+    steps, values = (np.asarray(a, dtype=float) for a in losses[name])
+    keep = steps <= upto
+    return values[keep]
+
+
+def _convergence(hist: list[Mapping], rules: AlertRules, losses: Losses | None) -> Alert | None:
+    if not losses:
+        return None
+    cur = hist[-1]
+    step = int(cur["step"])
+    prev_step = int(hist[-2]["step"]) if len(hist) > 1 else -math.inf
+    for name in sorted(losses):
+        steps, values = (np.asarray(a, dtype=float) for a in losses[name])
+        window = (steps > prev_step) & (steps <= step)
+        bad = window & ~np.isfinite(values)
+        if bad.any():
+            first = int(steps[bad][0])
+            return Alert(step, "convergence", float(values[bad][0]),
+                         f"loss '{name}' became {values[bad][0]} at step {first}")
+    d_names, g_names = loss_roles(list(losses), rules)
+    for dn in d_names:
+        d = _series(losses, dn, step)
+        for gn in g_names:
+            g = _series(losses, gn, step)
+            n_recent = max(rules.loss_recent_min, int(rules.loss_recent_frac * min(len(d), len(g))))
+            if len(d) < 2 * n_recent or len(g) < 2 * n_recent:
+                continue
+            d_rec, d_old = np.nanmedian(d[-n_recent:]), np.nanmedian(d[:-n_recent])
+            g_rec, g_old = np.nanmedian(g[-n_recent:]), np.nanmedian(g[:-n_recent])
+            if (abs(d_rec) < rules.d_loss_floor and abs(d_old) > 2 * rules.d_loss_floor
+                    and g_old > 0 and g_rec > rules.g_loss_rise * g_old):
+                return Alert(step, "convergence", float(d_rec),
+                             f"discriminator loss '{dn}' collapsed to {d_rec:.3g} (was {d_old:.3g}) while generator "
+                             f"loss '{gn}' climbed to {g_rec:.3g} (was {g_old:.3g}) by step {step}")
+    return None
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def evaluate_alerts(
+    history: Sequence[Mapping[str, Any]],
+    rules: AlertRules = DEFAULT_RULES,
+    losses: Losses | None = None,
+) -> list[Alert]:
+    """Alerts that hold at the newest checkpoint of ``history``.
+
+    Parameters
+    ----------
+    history : per-step metric dicts (from :func:`engine.metrics.step_metrics`), each with
+        a ``"step"`` key; any order (sorted by step here). Missing keys or NaN values
+        disable the rules that need them.
+    rules : thresholds; :data:`DEFAULT_RULES` by default.
+    losses : trainer scalars ``{name: (steps, values)}`` (from
+        :func:`engine.trainer_logs.read_trainer_scalars`) for the ``convergence`` rule.
+
+    Returns
+    -------
+    list[Alert]
+        At most one alert per rule, in :data:`RULE_NAMES` order.
+    """
+    if not history:
+        return []
+    for rec in history:
+        if "step" not in rec:
+            raise ValueError(f"Expected every history record to have a 'step' key. Got keys {sorted(rec)[:8]} instead.")
+    hist = sorted(history, key=lambda r: int(r["step"]))
+    checks = {
+        "collapse": lambda: _collapse(hist, rules),
+        "memorisation": lambda: _memorisation(hist, rules),
+        "fd_rising": lambda: _fd_rising(hist, rules),
+        "label_drift": lambda: _label_drift(hist, rules),
+        "probe_drift": lambda: _probe_drift(hist, rules),
+        "convergence": lambda: _convergence(hist, rules, losses),
+    }
+    out = []
+    for name in RULE_NAMES:
+        if name in rules.enabled:
+            alert = checks[name]()
+            if alert is not None:
+                out.append(alert)
+    return out

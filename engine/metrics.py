@@ -1,0 +1,682 @@
+"""Per-checkpoint metrics: pure functions on arrays of L2-normalised encoder vectors.
+
+Layering follows clean-fid (``cleanfid/fid.py``): the mathematics lives in small pure
+functions on feature arrays (``frechet_distance``, ``vendi_score``, ``prdc`` ...); the
+real reference is summarised ONCE in a :class:`ReferenceStats` (kNN radii, mean and
+covariance, nearest-neighbour indexes, the real's own diversity, label and probe shares,
+the calibrated near-copy threshold); :func:`compute_step` / :func:`step_metrics` then
+need only the new checkpoint's vectors and that summary, never the run's history.
+
+Distances are Euclidean on the L2-normalised vectors (``||a - b||^2 = 2 - 2 cos``), the
+convention of the ``prdc`` package, so values agree with it. Formulas and citations are
+in ``docs/metrics.md``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Neighbourhood size for precision / recall / density / coverage (Naeem et al. 2020).
+NEAREST_K = 5
+#: Quantile of held-out-to-train NN distances below which a generated sample is a near-copy.
+NEAR_COPY_QUANTILE = 0.05
+#: Seed for the equal-size train / held-out subsets of the copying comparison.
+COPY_SEED = 0
+#: Cap on the equal-size subsets (keeps the per-step NN search cheap).
+COPY_SUBSET_MAX = 20_000
+#: Neutral contrast prompt for zero-shot probes given without an explicit contrast.
+NEUTRAL_PROMPT = "a photo"
+#: Version of the serialised :class:`ReferenceStats` layout.
+STATS_VERSION = 1
+
+_BLOCK = 2048  # rows per block in blocked distance computations
+_REFINE = 8  # FAISS candidates re-ranked exactly in float64
+_BRUTE_MAX = 4_000_000  # query x base size below which NN search is numpy brute force
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def as_vectors(x: Any, name: str = "vectors", dim: int | None = None) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 (n, d) array, or raise ``ValueError``."""
+    a = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if a.ndim != 2:
+        raise ValueError(f"Expected {name} as a 2-D (n, d) array. Got shape {a.shape} instead.")
+    if dim is not None and a.shape[1] != dim:
+        raise ValueError(f"Expected {name} of dimension {dim}. Got {a.shape[1]} instead.")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"Expected finite {name}. Got NaN or inf instead.")
+    return a
+
+
+# --------------------------------------------------------------------------- distances
+
+
+def _sqnorms(x: np.ndarray) -> np.ndarray:
+    x64 = x.astype(np.float64, copy=False)
+    return np.einsum("ij,ij->i", x64, x64)
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dense Euclidean distances (len(a), len(b)) in float64 (the expansion sklearn uses)."""
+    a64 = np.asarray(a, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    d2 = _sqnorms(a64)[:, None] + _sqnorms(b64)[None, :] - 2.0 * (a64 @ b64.T)
+    np.maximum(d2, 0.0, out=d2)
+    return np.sqrt(d2)
+
+
+def _faiss_index(base: np.ndarray):
+    import faiss  # local import: heavy, and only needed for NN searches
+
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(np.ascontiguousarray(base, dtype=np.float32))
+    return index
+
+
+def knn_distances(
+    query: np.ndarray, base: np.ndarray, k: int, *, index=None, exclude_self: bool = False
+) -> np.ndarray:
+    """Exact Euclidean distances (n_query, k) to the ``k`` nearest points of ``base``.
+
+    Small problems (``n_query * n_base <= 4e6``) use blocked float64 brute force. Larger
+    ones let FAISS (exact ``IndexFlatL2``, float32) propose ``k + 8`` candidates, which
+    are re-ranked with float64 differences, so values agree with a float64 reference to
+    ~1e-12. With ``exclude_self`` (query is base) each point's own match is dropped.
+    """
+    n_base = base.shape[0]
+    want = k + (1 if exclude_self else 0)
+    if want > n_base:
+        raise ValueError(f"Expected at least {want} reference points for k={k}. Got {n_base} instead.")
+    out = np.empty((query.shape[0], k), dtype=np.float64)
+    lo_col = 1 if exclude_self else 0
+    if query.shape[0] * n_base <= _BRUTE_MAX:
+        for lo in range(0, query.shape[0], _BLOCK):
+            d = pairwise_distances(query[lo : lo + _BLOCK], base)
+            if exclude_self:  # exact zero on the diagonal, as sklearn does for X vs X
+                rows = np.arange(d.shape[0])
+                d[rows, lo + rows] = 0.0
+            d = np.partition(d, want - 1, axis=1)[:, :want]
+            d.sort(axis=1)
+            out[lo : lo + len(d)] = d[:, lo_col:want]
+        return out
+    index = index if index is not None else _faiss_index(base)
+    n_cand = min(n_base, want + _REFINE)
+    base64 = base.astype(np.float64, copy=False)
+    for lo in range(0, query.shape[0], _BLOCK):
+        q = np.ascontiguousarray(query[lo : lo + _BLOCK], dtype=np.float32)
+        _, idx = index.search(q, n_cand)
+        q64 = q.astype(np.float64)
+        diff = base64[idx] - q64[:, None, :]
+        d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        d.sort(axis=1)
+        out[lo : lo + len(q)] = d[:, lo_col:want]
+    return out
+
+
+def knn_radii(x: np.ndarray, k: int = NEAREST_K, index=None) -> np.ndarray:
+    """Distance of each point to its k-th nearest neighbour in ``x`` (itself excluded)."""
+    return knn_distances(x, x, k, index=index, exclude_self=True)[:, -1]
+
+
+# --------------------------------------------------------------------------- diversity
+
+
+def mean_pairwise_cosine_distance(x: np.ndarray) -> float:
+    """Mean of ``1 - cos(x_i, x_j)`` over ordered pairs i != j, in O(n d)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    x64 = x64 / np.linalg.norm(x64, axis=1, keepdims=True)
+    n = x64.shape[0]
+    if n < 2:
+        return float("nan")
+    s = x64.sum(axis=0)
+    mean_cos = (float(s @ s) - n) / (n * (n - 1))
+    return 1.0 - mean_cos
+
+
+def _entropy(eigenvalues: np.ndarray) -> float:
+    lam = eigenvalues[eigenvalues > 1e-15]
+    return float(-(lam * np.log(lam)).sum())
+
+
+def vendi_score(x: np.ndarray) -> float:
+    """Vendi score with the cosine kernel (Friedman & Dieng 2022).
+
+    ``exp(-sum_i l_i log l_i)`` with ``l_i`` the eigenvalues of ``K / n``,
+    ``K = X X^T`` for row-normalised ``X``. When ``d < n`` the non-zero eigenvalues
+    are taken from the d x d matrix ``X^T X / n`` instead (same spectrum).
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    x64 = x64 / np.linalg.norm(x64, axis=1, keepdims=True)
+    n, d = x64.shape
+    if n == 0:
+        return float("nan")
+    m = (x64.T @ x64) / n if d < n else (x64 @ x64.T) / n
+    return math.exp(_entropy(np.linalg.eigvalsh(m)))
+
+
+# --------------------------------------------------------------------------- Frechet
+
+
+def mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (ddof=1) in float64, as pytorch-fid / clean-fid."""
+    x64 = np.asarray(x, dtype=np.float64)
+    return x64.mean(axis=0), np.cov(x64, rowvar=False)
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """Reference Frechet distance ``|mu1-mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2))``.
+
+    The scipy ``sqrtm`` formula as in clean-fid's ``frechet_distance``: if the product
+    is singular, ``eps * I`` is added to both covariances; a large imaginary part
+    raises ``ValueError``.
+    """
+    from scipy import linalg
+
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"Expected a real matrix square root. Got imaginary part {np.max(np.abs(covmean.imag)):.3g} instead.")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def sym_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric PSD square root via ``eigh`` (negative round-off eigenvalues clipped)."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance_fast(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2_sqrt: np.ndarray, sigma2_trace: float
+) -> float:
+    """Frechet distance with ``sqrt(S2)`` precomputed: ``Tr sqrtm(S1 S2)`` equals the sum
+    of square roots of the eigenvalues of the PSD matrix ``sqrt(S2) S1 sqrt(S2)``.
+    One ``eigvalsh`` per step; agrees with :func:`frechet_distance` to ~1e-10."""
+    diff = mu1 - mu2
+    m = sigma2_sqrt @ sigma1 @ sigma2_sqrt
+    w = np.linalg.eigvalsh((m + m.T) / 2.0)
+    tr_covmean = float(np.sqrt(np.clip(w, 0.0, None)).sum())
+    return float(diff.dot(diff) + np.trace(sigma1) + sigma2_trace - 2.0 * tr_covmean)
+
+
+# --------------------------------------------------------------------------- PRDC
+
+
+def prdc(
+    real: np.ndarray,
+    fake: np.ndarray,
+    k: int = NEAREST_K,
+    *,
+    real_radii: np.ndarray | None = None,
+    fake_radii: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Precision, recall (Kynkaanniemi et al. 2019), density, coverage (Naeem et al. 2020).
+
+    Same definitions and strict inequalities as ``prdc.compute_prdc``; distances are
+    computed blockwise in float64 so memory stays O(block x len(fake)). ``real_radii``
+    (the cached k-NN radii of the reference) may be passed to skip their computation.
+    """
+    real_radii = knn_radii(real, k) if real_radii is None else real_radii
+    fake_radii = knn_radii(fake, k) if fake_radii is None else fake_radii
+    n_fake = fake.shape[0]
+    fake_in_real = np.zeros(n_fake, dtype=bool)  # precision
+    density_count = np.zeros(n_fake, dtype=np.int64)
+    real_in_fake = 0  # recall numerator
+    covered = 0  # coverage numerator
+    for lo in range(0, real.shape[0], _BLOCK):
+        d = pairwise_distances(real[lo : lo + _BLOCK], fake)  # (block, n_fake)
+        r = real_radii[lo : lo + _BLOCK, None]
+        inside = d < r
+        fake_in_real |= inside.any(axis=0)
+        density_count += inside.sum(axis=0)
+        real_in_fake += int((d < fake_radii[None, :]).any(axis=1).sum())
+        covered += int((d.min(axis=1) < r[:, 0]).sum())
+    n_real = real.shape[0]
+    return {
+        "precision": float(fake_in_real.mean()),
+        "recall": float(real_in_fake / n_real),
+        "density": float(density_count.sum() / (k * n_fake)),
+        "coverage": float(covered / n_real),
+    }
+
+
+# --------------------------------------------------------------------------- copying
+
+
+def mann_whitney_z(x: np.ndarray, y: np.ndarray) -> float:
+    """Meehan et al. (2020) Z_U: z-scored Mann-Whitney U of ``x`` against ``y``.
+
+    ``U`` counts pairs with ``x_i > y_j`` (ties 1/2). ``Z_U << 0`` when ``x`` (the
+    generated samples' NN distances to training data) is smaller than ``y`` (the
+    held-out samples'), i.e. data copying; ``>> 0`` when it is larger (underfitting).
+    """
+    from scipy.stats import mannwhitneyu
+
+    n, m = len(x), len(y)
+    u = mannwhitneyu(x, y, alternative="two-sided", method="asymptotic").statistic
+    return float((u - n * m / 2.0) / math.sqrt(n * m * (n + m + 1) / 12.0))
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def parse_probe(spec: str) -> tuple[str, str]:
+    """``"a woman|a man"`` -> ("a woman", "a man"); ``"grey hair"`` -> ("grey hair", NEUTRAL_PROMPT)."""
+    prompt, sep, contrast = spec.partition("|")
+    prompt, contrast = prompt.strip(), contrast.strip()
+    if not prompt or (sep and not contrast):
+        raise ValueError(f'Expected a probe "PROMPT" or "PROMPT|CONTRAST". Got {spec!r} instead.')
+    return prompt, contrast or NEUTRAL_PROMPT
+
+
+def probe_scores(
+    image_vectors: np.ndarray, text_vectors: np.ndarray, contrast_vectors: np.ndarray
+) -> np.ndarray:
+    """Zero-shot probe margins (n_images, n_probes): ``cos(x, t_p) - cos(x, c_p)``.
+
+    A sample *has* probe p when its margin is > 0, i.e. CLIP prefers prompt p over its
+    contrast prompt ``c_p`` (a user-given opposite such as "a man" for "a woman", else the
+    neutral :data:`NEUTRAL_PROMPT`). This is the two-way zero-shot classification of CLIP
+    (softmax over {p, c_p} at any temperature > 0.5 <=> margin > 0).
+    ``contrast_vectors`` has one row per probe, or a single row shared by all probes.
+    """
+    x = as_vectors(image_vectors, "image vectors")
+    t = as_vectors(text_vectors, "text vectors", dim=x.shape[1])
+    c = as_vectors(contrast_vectors, "contrast vectors", dim=x.shape[1])
+    if c.shape[0] not in (1, t.shape[0]):
+        raise ValueError(f"Expected 1 or {t.shape[0]} contrast vectors. Got {c.shape[0]} instead.")
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    xu = unit(x)
+    return xu @ unit(t).T - xu @ np.broadcast_to(unit(c), t.shape).T
+
+
+def probe_shares(margins: np.ndarray) -> np.ndarray:
+    """Share of samples with a positive margin, per probe."""
+    return (np.asarray(margins) > 0).mean(axis=0).astype(np.float64)
+
+
+def encode_probes(encoder, specs: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Parse probe specs and encode prompts and contrasts with ``encoder.encode_text``.
+
+    Returns (names, text_vectors, contrast_vectors); feed them to :func:`probe_scores`.
+    """
+    pairs = [parse_probe(s) for s in specs]
+    names = [p for p, _ in pairs]
+    texts = np.asarray(encoder.encode_text(names), dtype=np.float32)
+    contrasts = np.asarray(encoder.encode_text([c for _, c in pairs]), dtype=np.float32)
+    return names, texts, contrasts
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def label_shares(labels: Sequence, names: Sequence[str]) -> np.ndarray:
+    """Share of each name in ``labels`` (labels outside ``names`` count in the total only)."""
+    labs = [str(x) for x in labels]
+    if not labs:
+        return np.full(len(names), np.nan)
+    counts = {n: 0 for n in names}
+    for lab in labs:
+        if lab in counts:
+            counts[lab] += 1
+    return np.array([counts[n] / len(labs) for n in names], dtype=np.float64)
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    """``0.5 * sum |p - q|``."""
+    return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
+
+
+# --------------------------------------------------------------------------- reference
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceStats:
+    """Everything per-step metrics need from the real (training) and held-out references.
+
+    Build once with :meth:`build`; serialise with :meth:`to_arrays` / :meth:`from_arrays`
+    (plain arrays + a JSON-able dict) or :meth:`save` / :meth:`load` (npz, no pickle).
+    FAISS indexes and per-size diversity figures are rebuilt lazily and never stored.
+    """
+
+    real: np.ndarray  # float32 (n_real, d)
+    holdout: np.ndarray | None  # float32 (n_holdout, d)
+    k: int
+    real_radii: np.ndarray  # float64 (n_real,): distance to the k-th NN inside real
+    mu: np.ndarray  # float64 (d,)
+    sigma: np.ndarray  # float64 (d, d)
+    sigma_sqrt: np.ndarray  # float64 (d, d)
+    real_pairwise_cosine: float
+    real_vendi: float  # on all of real (see real_vendi_at for a size-matched figure)
+    copy_train_idx: np.ndarray  # int64 (m,): equal-size training subset
+    copy_holdout_idx: np.ndarray  # int64 (m,): equal-size held-out subset
+    holdout_nn_train: np.ndarray  # float64 (n_holdout,): held-out -> real NN distance
+    near_copy_quantile: float
+    near_copy_threshold: float
+    label_names: tuple[str, ...] = ()
+    label_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    probe_names: tuple[str, ...] = ()
+    probe_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    seed: int = COPY_SEED
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ---- construction
+
+    @classmethod
+    def build(
+        cls,
+        real_vectors: np.ndarray,
+        holdout_vectors: np.ndarray | None = None,
+        real_labels: Sequence | None = None,
+        *,
+        label_names: Sequence[str] | None = None,
+        probe_names: Sequence[str] = (),
+        real_probe_scores: np.ndarray | None = None,
+        k: int = NEAREST_K,
+        near_copy_quantile: float = NEAR_COPY_QUANTILE,
+        seed: int = COPY_SEED,
+        copy_subset_max: int = COPY_SUBSET_MAX,
+    ) -> "ReferenceStats":
+        """Summarise the references.
+
+        Parameters
+        ----------
+        real_vectors : (n_real, d) L2-normalised vectors of the training reference.
+        holdout_vectors : (n_holdout, d) vectors of held-out real data, or None (then
+            the copying metrics are NaN).
+        real_labels : labels of ``real_vectors`` (row-aligned), or None.
+        label_names : label order; default sorted distinct ``real_labels``.
+        probe_names, real_probe_scores : probe prompts and the real vectors' margins
+            from :func:`probe_scores` (n_real, n_probes).
+        k : neighbourhood size for PRDC.
+        near_copy_quantile : q; a generated sample is a near-copy when its NN distance to
+            the training reference is below the q-quantile of held-out-to-training NN
+            distances (so a fresh sample from the data distribution is one with prob. q).
+        seed, copy_subset_max : the equal-size subsets of the copying comparison.
+        """
+        real = as_vectors(real_vectors, "real vectors")
+        n_real, d = real.shape
+        if n_real <= k + 1:
+            raise ValueError(f"Expected more than {k + 1} real reference vectors. Got {n_real} instead.")
+        hold = None if holdout_vectors is None else as_vectors(holdout_vectors, "held-out vectors", dim=d)
+        if hold is not None and hold.shape[0] < 2:
+            raise ValueError(f"Expected at least 2 held-out vectors. Got {hold.shape[0]} instead.")
+        real_index = _faiss_index(real) if n_real * n_real > _BRUTE_MAX else None
+        radii = knn_radii(real, k, index=real_index)
+        mu, sigma = mean_cov(real)
+        rng = np.random.default_rng(seed)
+        if hold is not None:
+            m = min(n_real, hold.shape[0], copy_subset_max)
+            train_idx = np.sort(rng.choice(n_real, m, replace=False)).astype(np.int64)
+            hold_idx = np.sort(rng.choice(hold.shape[0], m, replace=False)).astype(np.int64)
+            hold_nn = knn_distances(hold, real, 1, index=real_index)[:, 0]
+            threshold = float(np.quantile(hold_nn, near_copy_quantile))
+        else:
+            train_idx = hold_idx = np.zeros(0, dtype=np.int64)
+            hold_nn = np.zeros(0)
+            threshold = float("nan")
+        if real_labels is not None:
+            if len(real_labels) != n_real:
+                raise ValueError(f"Expected {n_real} real labels. Got {len(real_labels)} instead.")
+            names = tuple(str(x) for x in (label_names if label_names is not None else sorted({str(x) for x in real_labels})))
+            shares = label_shares(real_labels, names)
+        else:
+            names, shares = (), np.zeros(0)
+        probe_names = tuple(probe_names)
+        if probe_names:
+            if real_probe_scores is None or np.shape(real_probe_scores) != (n_real, len(probe_names)):
+                raise ValueError(
+                    f"Expected real probe scores of shape {(n_real, len(probe_names))}. "
+                    f"Got {None if real_probe_scores is None else np.shape(real_probe_scores)} instead."
+                )
+            pshares = probe_shares(real_probe_scores)
+        else:
+            pshares = np.zeros(0)
+        stats = cls(
+            real=real, holdout=hold, k=k, real_radii=radii, mu=mu, sigma=sigma,
+            sigma_sqrt=sym_sqrt(sigma),
+            real_pairwise_cosine=mean_pairwise_cosine_distance(real),
+            real_vendi=vendi_score(real), copy_train_idx=train_idx, copy_holdout_idx=hold_idx,
+            holdout_nn_train=hold_nn, near_copy_quantile=float(near_copy_quantile),
+            near_copy_threshold=threshold, label_names=names, label_shares=shares,
+            probe_names=probe_names, probe_shares=pshares, seed=seed,
+        )
+        if real_index is not None:
+            stats._cache["index:real"] = real_index
+        log.info("reference stats: %d real, %s held-out, d=%d, copy subsets of %d",
+                 n_real, None if hold is None else hold.shape[0], d, len(train_idx))
+        return stats
+
+    # ---- lazily derived, never serialised
+
+    @property
+    def dim(self) -> int:
+        return self.real.shape[1]
+
+    def nn_distance(self, which: str, query: np.ndarray) -> np.ndarray:
+        """Distance (float64) of each query vector to its nearest neighbour in ``real``,
+        the copy ``train`` subset or the copy ``holdout`` subset (FAISS index built once,
+        on first use, when the search is large enough to need one)."""
+        key = f"base:{which}"
+        if key not in self._cache:
+            base = {"real": lambda: self.real,
+                    "train": lambda: self.real[self.copy_train_idx],
+                    "holdout": lambda: self.holdout[self.copy_holdout_idx]}[which]()
+            self._cache[key] = np.ascontiguousarray(base)
+        base = self._cache[key]
+        index = None
+        if len(query) * len(base) > _BRUTE_MAX:
+            if f"index:{which}" not in self._cache:
+                self._cache[f"index:{which}"] = _faiss_index(base)
+            index = self._cache[f"index:{which}"]
+        return knn_distances(query, base, 1, index=index)[:, 0]
+
+    def real_vendi_at(self, n: int) -> float:
+        """Vendi score of a seeded random subset of ``n`` real vectors (size-matched to a
+        generated batch: the cosine-kernel Vendi score grows with n until n >> d)."""
+        key = f"vendi:{n}"
+        if key not in self._cache:
+            n_real = self.real.shape[0]
+            if n >= n_real:
+                self._cache[key] = self.real_vendi
+            else:
+                idx = np.random.default_rng(self.seed + 1).choice(n_real, n, replace=False)
+                self._cache[key] = vendi_score(self.real[idx])
+        return self._cache[key]
+
+    # ---- serialisation
+
+    _ARRAYS = ("real", "holdout", "real_radii", "mu", "sigma", "sigma_sqrt", "copy_train_idx",
+               "copy_holdout_idx", "holdout_nn_train", "label_shares", "probe_shares")
+    _SCALARS = ("k", "real_pairwise_cosine", "real_vendi", "near_copy_quantile",
+                "near_copy_threshold", "seed")
+
+    def to_arrays(self, include_vectors: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+        """Plain numpy arrays and a JSON-able dict. With ``include_vectors=False`` the
+        real and held-out vectors are left out (pass them back to :meth:`from_arrays`)."""
+        arrays = {}
+        for name in self._ARRAYS:
+            val = getattr(self, name)
+            if val is None or (not include_vectors and name in ("real", "holdout")):
+                continue
+            arrays[name] = np.asarray(val)
+        meta = {name: getattr(self, name) for name in self._SCALARS}
+        meta.update(version=STATS_VERSION, label_names=list(self.label_names),
+                    probe_names=list(self.probe_names), has_holdout=self.holdout is not None)
+        meta = json.loads(json.dumps(meta))  # plain types only (NaN allowed by json)
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], meta: dict, *, real: np.ndarray | None = None,
+        holdout: np.ndarray | None = None,
+    ) -> "ReferenceStats":
+        """Inverse of :meth:`to_arrays`."""
+        if meta.get("version") != STATS_VERSION:
+            raise ValueError(f"Expected reference stats version {STATS_VERSION}. Got {meta.get('version')!r} instead.")
+        kw: dict[str, Any] = {name: meta[name] for name in cls._SCALARS}
+        for name in cls._ARRAYS:
+            if name in arrays:
+                kw[name] = np.asarray(arrays[name])
+        kw["real"] = as_vectors(kw.get("real", real), "real vectors")
+        hv = kw.get("holdout", holdout)
+        kw["holdout"] = as_vectors(hv, "held-out vectors") if meta["has_holdout"] and hv is not None else None
+        if meta["has_holdout"] and kw["holdout"] is None:
+            raise ValueError("Expected the held-out vectors (stats were saved without them). Got None instead.")
+        kw["label_names"] = tuple(meta["label_names"])
+        kw["probe_names"] = tuple(meta["probe_names"])
+        kw["k"] = int(kw["k"])
+        kw["seed"] = int(kw["seed"])
+        return cls(**kw)
+
+    def save(self, path: str | Path) -> None:
+        """Write an ``.npz`` (no pickled objects; meta as a JSON string)."""
+        arrays, meta = self.to_arrays()
+        np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ReferenceStats":
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        return cls.from_arrays(arrays, meta)
+
+
+# --------------------------------------------------------------------------- per step
+
+
+def metric_key(prefix: str, name: str) -> str:
+    """``"label_share:cat"``: the key of a per-label / per-probe metric. ``/`` in a name
+    becomes ``_`` so that the key is a valid Zarr array name."""
+    return f"{prefix}:{str(name).replace('/', '_')}"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Scalars for the step (stored per checkpoint) and per-sample arrays (row-aligned
+    with the generated vectors; the viewer colours points by them)."""
+
+    scalars: dict[str, float]
+    per_sample: dict[str, np.ndarray]
+
+
+def compute_step(
+    generated: np.ndarray,
+    ref: ReferenceStats,
+    labels: Sequence | None = None,
+    probe_scores: np.ndarray | None = None,
+) -> StepResult:
+    """All metrics of one checkpoint's generated vectors against cached reference stats.
+
+    Scalar keys (NaN where an input is missing):
+
+    - ``n_generated``
+    - diversity: ``pairwise_cosine``, ``vendi`` and the real's ``real_pairwise_cosine``,
+      ``real_vendi`` (a seeded real subset of the same size as the batch)
+    - fidelity/coverage: ``precision``, ``recall``, ``density``, ``coverage`` (k = ref.k),
+      ``fd``
+    - copying: ``nn_train_median`` (median NN distance to the whole training reference),
+      ``copy_log_ratio`` (median over samples of log(d_train / d_holdout) on the
+      equal-size subsets; < 0 means closer to training than to held-out data),
+      ``copy_zu`` (Meehan et al. Z_U of generated vs held-out NN distances to training),
+      ``near_copy_frac``, ``near_copy_threshold``, ``near_copy_expected`` (= q)
+    - labels: ``label_tv`` and, per label name L, ``label_share:L`` and ``label_ref_share:L``
+    - probes: per prompt P, ``probe_share:P`` and ``probe_ref_share:P``
+
+    Per-sample arrays: ``nn_train_dist`` (float32), ``near_copy`` (bool),
+    ``copy_log_ratio`` (float32).
+    """
+    gen = as_vectors(generated, "generated vectors", dim=ref.dim)
+    n = gen.shape[0]
+    nan = float("nan")
+    s: dict[str, float] = {"n_generated": float(n)}
+    per: dict[str, np.ndarray] = {}
+
+    s["pairwise_cosine"] = mean_pairwise_cosine_distance(gen) if n >= 2 else nan
+    s["real_pairwise_cosine"] = ref.real_pairwise_cosine
+    s["vendi"] = vendi_score(gen) if n >= 1 else nan
+    s["real_vendi"] = ref.real_vendi_at(n) if n >= 1 else nan
+
+    if n > ref.k + 1:
+        s.update(prdc(ref.real, gen, ref.k, real_radii=ref.real_radii))
+    else:
+        s.update(precision=nan, recall=nan, density=nan, coverage=nan)
+    if n >= 2:
+        mu_g, sigma_g = mean_cov(gen)
+        s["fd"] = frechet_distance_fast(mu_g, sigma_g, ref.mu, ref.sigma_sqrt, float(np.trace(ref.sigma)))
+    else:
+        s["fd"] = nan
+
+    nn_train = ref.nn_distance("real", gen) if n else np.zeros(0)
+    per["nn_train_dist"] = nn_train.astype(np.float32)
+    s["nn_train_median"] = float(np.median(nn_train)) if n else nan
+    if ref.holdout is not None and n:
+        d_t = ref.nn_distance("train", gen)
+        d_h = ref.nn_distance("holdout", gen)
+        tiny = 1e-12
+        ratio = np.log((d_t + tiny) / (d_h + tiny))
+        per["copy_log_ratio"] = ratio.astype(np.float32)
+        s["copy_log_ratio"] = float(np.median(ratio))
+        s["copy_zu"] = mann_whitney_z(nn_train, ref.holdout_nn_train)
+        near = nn_train < ref.near_copy_threshold
+        per["near_copy"] = near
+        s["near_copy_frac"] = float(near.mean())
+    else:
+        per["copy_log_ratio"] = np.full(n, np.nan, dtype=np.float32)
+        per["near_copy"] = np.zeros(n, dtype=bool)
+        s.update(copy_log_ratio=nan, copy_zu=nan, near_copy_frac=nan)
+    s["near_copy_threshold"] = ref.near_copy_threshold
+    s["near_copy_expected"] = ref.near_copy_quantile if ref.holdout is not None else nan
+
+    if ref.label_names:
+        if labels is not None:
+            if len(labels) != n:
+                raise ValueError(f"Expected {n} labels for the generated vectors. Got {len(labels)} instead.")
+            shares = label_shares(labels, ref.label_names)
+            s["label_tv"] = total_variation(shares, ref.label_shares)
+        else:
+            shares = np.full(len(ref.label_names), np.nan)
+            s["label_tv"] = nan
+        for name, g, r in zip(ref.label_names, shares, ref.label_shares):
+            s[metric_key("label_share", name)] = float(g)
+            s[metric_key("label_ref_share", name)] = float(r)
+    if ref.probe_names:
+        if probe_scores is not None:
+            if np.shape(probe_scores) != (n, len(ref.probe_names)):
+                raise ValueError(f"Expected probe scores of shape {(n, len(ref.probe_names))}. Got {np.shape(probe_scores)} instead.")
+            pshares = probe_shares(probe_scores)
+        else:
+            pshares = np.full(len(ref.probe_names), np.nan)
+        for name, g, r in zip(ref.probe_names, pshares, ref.probe_shares):
+            s[metric_key("probe_share", name)] = float(g)
+            s[metric_key("probe_ref_share", name)] = float(r)
+    return StepResult(scalars={k: float(v) for k, v in s.items()}, per_sample=per)
+
+
+def step_metrics(
+    generated: np.ndarray,
+    ref: ReferenceStats,
+    labels: Sequence | None = None,
+    probe_scores: np.ndarray | None = None,
+) -> dict[str, float]:
+    """The scalar part of :func:`compute_step` (see there for the keys)."""
+    return compute_step(generated, ref, labels=labels, probe_scores=probe_scores).scalars

@@ -1,0 +1,143 @@
+"""The tiny helper a training loop calls, and the on-alert actions evowatch takes.
+
+Standard library only, so a trainer can import it cheaply. On an alert, evowatch writes
+``RUN_DIR/EVOWATCH_PAUSE`` holding the alert as JSON (:func:`write_pause`); the trainer
+checks it between steps::
+
+    from engine.pause import wait_if_paused
+    for step in range(n_steps):
+        wait_if_paused(run_dir)      # blocks while RUN_DIR/EVOWATCH_PAUSE exists
+        ...
+
+Delete the file (or call :func:`clear_pause`) to resume. ``evowatch watch --on-alert CMD``
+runs ``CMD`` through :func:`run_on_alert` with the alert in environment variables.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+#: Name of the pause file inside the run directory.
+PAUSE_FILE = "EVOWATCH_PAUSE"
+#: Seconds an on-alert command may run before it is killed.
+ON_ALERT_TIMEOUT_S = 60.0
+
+
+def _alert_dict(alert: Any) -> dict[str, Any]:
+    if isinstance(alert, Mapping):
+        d = dict(alert)
+    else:
+        d = {k: getattr(alert, k) for k in ("step", "rule", "value", "message")}
+    missing = {"step", "rule", "value", "message"} - set(d)
+    if missing:
+        raise ValueError(f"Expected an alert with step, rule, value and message. Got it without {sorted(missing)} instead.")
+    return d
+
+
+def pause_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / PAUSE_FILE
+
+
+def write_pause(run_dir: str | os.PathLike, alert: Any) -> Path:
+    """Write the pause file atomically (temporary file, then replace) with the alert JSON."""
+    path = pause_path(run_dir)
+    tmp = path.with_name(f".{PAUSE_FILE}.{os.getpid()}.partial")
+    try:
+        tmp.write_text(json.dumps(_alert_dict(alert), default=float) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def evowatch_should_pause(run_dir: str | os.PathLike) -> bool:
+    """True while ``RUN_DIR/EVOWATCH_PAUSE`` exists."""
+    return pause_path(run_dir).exists()
+
+
+def read_pause(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The alert that paused the run, or None (also None for an unreadable file)."""
+    try:
+        return json.loads(pause_path(run_dir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def clear_pause(run_dir: str | os.PathLike) -> None:
+    """Remove the pause file (resume)."""
+    pause_path(run_dir).unlink(missing_ok=True)
+
+
+def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: float | None = None) -> bool:
+    """Block while the run is paused; return True if it waited at all.
+
+    Logs the alert once at WARNING. With ``timeout_s`` it returns after that long even if
+    still paused (then :func:`evowatch_should_pause` is still True).
+    """
+    if not evowatch_should_pause(run_dir):
+        return False
+    alert = read_pause(run_dir) or {}
+    log.warning("evowatch paused training (%s): %s. Delete %s to resume.",
+                alert.get("rule", "?"), alert.get("message", ""), pause_path(run_dir))
+    start = time.monotonic()
+    while evowatch_should_pause(run_dir):
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            break
+        time.sleep(poll_s)
+    return True
+
+
+def alert_env(alert: Any) -> dict[str, str]:
+    """``EVOWATCH_STEP``, ``EVOWATCH_RULE``, ``EVOWATCH_VALUE``, ``EVOWATCH_MESSAGE``."""
+    d = _alert_dict(alert)
+    return {
+        "EVOWATCH_STEP": str(int(d["step"])),
+        "EVOWATCH_RULE": str(d["rule"]),
+        "EVOWATCH_VALUE": repr(float(d["value"])),
+        "EVOWATCH_MESSAGE": str(d["message"]),
+    }
+
+
+def run_on_alert(
+    cmd: str, alert: Any, timeout_s: float = ON_ALERT_TIMEOUT_S, cwd: str | os.PathLike | None = None
+) -> int | None:
+    """Run the user's ``--on-alert`` command (through the shell: the user wrote it) with
+    the alert in the environment. Never raises for the command's sake: a non-zero exit,
+    a timeout or a failure to start is logged and returned as the exit code or None."""
+    env = {**os.environ, **alert_env(alert)}
+    try:
+        proc = subprocess.Popen(cmd, shell=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # own process group: a timeout kills it all
+    except OSError as exc:
+        log.warning("on-alert command could not start (%s): %s", exc, cmd)
+        return None
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        log.warning("on-alert command timed out after %.0f s and was killed: %s", timeout_s, cmd)
+        return None
+    if proc.returncode != 0:
+        log.warning("on-alert command exited %d: %s; stderr: %s", proc.returncode, cmd, (err or "").strip()[-500:])
+    return proc.returncode
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    try:
+        proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

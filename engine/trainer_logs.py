@@ -1,0 +1,333 @@
+"""Trainer scalars (losses, learning rates...) by step, read from a run directory.
+
+Three formats, found recursively under the run directory:
+
+- JSONL (``*.jsonl``): one JSON object per line with a step key (``step``,
+  ``global_step``, ``iter``, ``iteration``, ``it`` or ``_step``); every other numeric
+  field is a scalar; nested objects are flattened with ``/`` (``{"loss": {"D": 1}}`` ->
+  ``loss/D``).
+- CSV (``*.csv``) with a step column (same names, any case), as PyTorch Lightning's
+  ``CSVLogger`` writes ``metrics.csv``; empty cells are skipped.
+- TensorBoard event files (``events.out.tfevents.*``): through tensorboard's
+  ``EventAccumulator`` when tensorboard is installed; otherwise a small built-in reader
+  of the TFRecord framing (length CRC checked) and of the few ``Event`` protobuf fields
+  that hold scalars (``simple_value``, or a one-element numeric ``tensor`` of the scalars
+  plugin). A truncated last record (a file being written) ends the read quietly.
+
+:func:`read_trainer_scalars` returns ``{name: (steps, values)}``, sorted by step; when a
+step repeats (a resumed run), the value read last wins (files are read in path order).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STEP_KEYS: tuple[str, ...] = ("step", "global_step", "iter", "iteration", "it", "_step", "trainer/global_step")
+Scalars = dict[str, tuple[np.ndarray, np.ndarray]]
+
+_MAX_DEPTH = 4
+
+
+# --------------------------------------------------------------------------- public
+
+
+def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
+    """JSONL, CSV and TensorBoard event files under ``run_dir`` (at most 4 levels deep)."""
+    root = Path(run_dir)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        depth = len(Path(dirpath).relative_to(root).parts)
+        if depth >= _MAX_DEPTH:
+            dirnames[:] = []
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith((".jsonl", ".csv")) or name.startswith("events.out.tfevents."):
+                out.append(Path(dirpath) / name)
+    return sorted(out)
+
+
+def read_trainer_scalars(run_dir: str | os.PathLike, files: list[Path] | None = None) -> Scalars:
+    """Every scalar series found in the run directory's logs (see the module docstring)."""
+    merged: dict[str, dict[int, float]] = {}
+    for path in files if files is not None else find_log_files(run_dir):
+        try:
+            if path.name.startswith("events.out.tfevents."):
+                points = read_tensorboard(path)
+            elif path.suffix == ".jsonl":
+                points = read_jsonl(path)
+            else:
+                points = read_csv(path)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            log.warning("skipping trainer log %s: %s", path, exc)
+            continue
+        for name, step, value in points:
+            merged.setdefault(name, {})[int(step)] = float(value)
+    out: Scalars = {}
+    for name, by_step in merged.items():
+        steps = np.array(sorted(by_step), dtype=np.int64)
+        out[name] = (steps, np.array([by_step[s] for s in steps], dtype=np.float64))
+    return out
+
+
+# --------------------------------------------------------------------------- text formats
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
+        return float(v.strip().lower().replace("infinity", "inf"))
+    return None
+
+
+def _flatten(obj: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            yield from _flatten(v, key + "/")
+        else:
+            yield key, v
+
+
+def _step_of(record: dict[str, Any]) -> tuple[str, int] | None:
+    lower = {str(k).lower(): k for k in record}
+    for key in STEP_KEYS:
+        if key in lower:
+            v = _number(record[lower[key]])
+            if v is not None and math.isfinite(v):
+                return lower[key], int(v)
+    return None
+
+
+def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
+    """(name, step, value) triples of a JSONL log; lines without a step or not JSON are skipped."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)  # accepts NaN / Infinity
+            except ValueError:
+                continue  # a half-written last line, or a non-JSON line
+            if not isinstance(rec, dict):
+                continue
+            flat = dict(_flatten(rec))
+            found = _step_of(flat)
+            if found is None:
+                continue
+            step_key, step = found
+            for k, v in flat.items():
+                num = _number(v)
+                if k != step_key and num is not None:
+                    out.append((k, step, num))
+    return out
+
+
+def read_csv(path: Path) -> list[tuple[str, int, float]]:
+    """(name, step, value) triples of a CSV log with a step column; other files yield nothing."""
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        step_key = next((fk for key in STEP_KEYS for fk in fields if fk.strip().lower() == key), None)
+        if step_key is None:
+            return []
+        for row in reader:
+            try:
+                step = int(float(row[step_key]))
+            except (TypeError, ValueError):
+                continue
+            for k, v in row.items():
+                if k in (step_key, None) or v is None or v.strip() == "":
+                    continue
+                try:
+                    out.append((k, step, float(v)))
+                except ValueError:
+                    continue
+    return out
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+
+def read_tensorboard(path: Path) -> list[tuple[str, int, float]]:
+    """(tag, step, value) triples of one event file (EventAccumulator if available)."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return list(_read_events_builtin(path))
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    out = [(tag, e.step, e.value) for tag in acc.Tags().get("scalars", []) for e in acc.Scalars(tag)]
+    for tag in acc.Tags().get("tensors", []):
+        for e in acc.Tensors(tag):
+            value = _tensor_value(e.tensor_proto.SerializeToString())
+            if value is not None:
+                out.append((tag, e.step, value))
+    return out
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _records(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(12)
+            if len(header) < 12:
+                return
+            (length,) = struct.unpack("<Q", header[:8])
+            (len_crc,) = struct.unpack("<I", header[8:])
+            if masked_crc32c(header[:8]) != len_crc:
+                raise ValueError(f"corrupt TFRecord length at byte {f.tell() - 12}")
+            data = f.read(length)
+            if len(data) < length or len(f.read(4)) < 4:
+                return  # truncated last record: the trainer is still writing it
+            yield data
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, raw value) of a serialised protobuf message."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            val, i = _varint(buf, i)
+        elif wire == 1:
+            val, i = buf[i : i + 8], i + 8
+        elif wire == 2:
+            length, i = _varint(buf, i)
+            val, i = buf[i : i + length], i + length
+        elif wire == 5:
+            val, i = buf[i : i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield field, wire, val
+
+
+_DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 9: "<i8", 19: "<f2"}  # TensorProto.dtype -> numpy
+
+
+def _tensor_value(buf: bytes) -> float | None:
+    """The value of a one-element numeric TensorProto, else None."""
+    dtype, vals = None, []
+    for field, wire, val in _fields(buf):
+        if field == 1 and wire == 0:
+            dtype = val
+        elif field == 4 and wire == 2 and dtype in _DTYPES:  # tensor_content
+            vals.extend(np.frombuffer(val, dtype=_DTYPES[dtype]).tolist())
+        elif field == 5:  # float_val (packed or not)
+            vals.extend(np.frombuffer(val, dtype="<f4").tolist())
+        elif field == 6:  # double_val
+            vals.extend(np.frombuffer(val, dtype="<f8").tolist())
+        elif field in (7, 10) and wire == 0:  # int_val / int64_val, unpacked
+            vals.append(float(val))
+        elif field in (7, 10) and wire == 2:  # packed varints
+            j = 0
+            while j < len(val):
+                v, j = _varint(val, j)
+                vals.append(float(v - (1 << 64) if v >= 1 << 63 else v))
+    if dtype is not None and dtype not in _DTYPES:
+        return None
+    return float(vals[0]) if len(vals) == 1 else None
+
+
+def _plugin_name(metadata: bytes) -> str | None:
+    """SummaryMetadata.plugin_data.plugin_name (fields 1.1)."""
+    for f, w, v in _fields(metadata):
+        if f == 1 and w == 2:
+            for f2, w2, v2 in _fields(v):
+                if f2 == 1 and w2 == 2:
+                    return v2.decode("utf-8", "replace")
+    return None
+
+
+def _read_events_builtin(path: Path) -> Iterator[tuple[str, int, float]]:
+    plugin: dict[str, str] = {}  # tag -> plugin name (metadata is written with a tag's first value)
+    pending: list[tuple[str, int, float]] = []
+    for record in _records(path):
+        step, summary = 0, None
+        for field, wire, val in _fields(record):
+            if field == 2 and wire == 0:
+                step = val - (1 << 64) if val >= 1 << 63 else val
+            elif field == 5 and wire == 2:
+                summary = val
+        if summary is None:
+            continue
+        for field, wire, value_msg in _fields(summary):
+            if field != 1 or wire != 2:
+                continue
+            tag, simple, tensor, meta = None, None, None, None
+            for f2, w2, v2 in _fields(value_msg):
+                if f2 == 1 and w2 == 2:
+                    tag = v2.decode("utf-8", "replace")
+                elif f2 == 2 and w2 == 5:
+                    (simple,) = struct.unpack("<f", v2)
+                elif f2 == 8 and w2 == 2:
+                    tensor = v2
+                elif f2 == 9 and w2 == 2:
+                    meta = v2
+            if tag is not None and meta is not None:
+                name = _plugin_name(meta)
+                if name is not None:
+                    plugin.setdefault(tag, name)
+            if tag is None:
+                continue
+            if simple is not None:
+                yield tag, step, float(simple)
+            elif tensor is not None:
+                value = _tensor_value(tensor)
+                if value is not None:
+                    pending.append((tag, step, value))
+    for tag, step, value in pending:
+        if plugin.get(tag, "scalars") == "scalars":
+            yield tag, step, value

@@ -1,0 +1,327 @@
+"""Alert rules on synthetic runs: a healthy run raises nothing; induced failures are caught
+within one checkpoint of their onset (fd_rising needs its k rises). Plus the on-alert
+command and the pause helper."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import FrozenInstanceError
+
+import numpy as np
+import pytest
+
+from engine import metrics as M
+from engine.alerts import DEFAULT_RULES, RULE_NAMES, Alert, AlertRules, evaluate_alerts, loss_roles
+from engine.pause import (PAUSE_FILE, clear_pause, evowatch_should_pause, read_pause, run_on_alert,
+                          wait_if_paused, write_pause)
+
+D, C, K_INTR, SIGMA = 64, 10, 6, 0.5
+N_GEN = 256
+ONSET = 12  # checkpoint index where induced failures start
+N_STEPS = 24
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+class World:
+    """Ten clusters on a 6-dimensional manifold inside 64-d (encoder features have a low
+    intrinsic dimension, which is what makes reference size matter for NN distances)."""
+
+    def __init__(self, seed: int, n_real: int, n_hold: int):
+        self.rng = np.random.default_rng(seed)
+        self.centres = unit(self.rng.normal(size=(C, D)))
+        self.basis = np.linalg.qr(self.rng.normal(size=(D, K_INTR)))[0].T
+        self.real, self.real_labels = self.draw(n_real)
+        self.hold, _ = self.draw(n_hold)
+        neutral = unit(self.centres.mean(axis=0, keepdims=True))
+        self.probe_text = self.centres[:1]  # "looks like cluster 0"
+        self.probe_contrast = neutral
+        self.ref = M.ReferenceStats.build(
+            self.real, self.hold, self.real_labels, label_names=[str(c) for c in range(C)],
+            probe_names=["cluster0"], real_probe_scores=self.probes(self.real))
+
+    def draw(self, n, alpha=1.0, sigma=SIGMA, p=None, shift=None):
+        lab = self.rng.choice(C, n, p=p)
+        x = (alpha * self.centres[lab] + sigma * self.rng.normal(size=(n, K_INTR)) @ self.basis / np.sqrt(K_INTR)
+             + 0.02 * self.rng.normal(size=(n, D)) / np.sqrt(D))
+        if shift is not None:
+            x = x + shift
+        return unit(x), lab.astype(str)
+
+    def probes(self, x):
+        return M.probe_scores(x, self.probe_text, self.probe_contrast)
+
+    def healthy(self, t):
+        """Quality ramps up over 8 checkpoints (early samples: off-manifold, too diverse), then
+        plateaus; every checkpoint draws fresh samples (worst case for noise)."""
+        q = min(1.0, t / 8)
+        return self.draw(N_GEN, alpha=0.2 + 0.8 * q, sigma=SIGMA * (2.5 - 1.5 * q))
+
+    def metrics(self, t, x, labels):
+        s = M.step_metrics(x, self.ref, labels=labels, probe_scores=self.probes(x))
+        s["step"] = 1000 * t
+        return s
+
+
+def first_alert(history, rule, **kw):
+    """Index of the first checkpoint where ``rule`` fires, evaluating each prefix."""
+    for i in range(len(history)):
+        if any(a.rule == rule for a in evaluate_alerts(history[: i + 1], **kw)):
+            return i
+    return None
+
+
+def healthy_losses(n_iter=2400, seed=0):
+    rng = np.random.default_rng(seed)
+    steps = np.arange(0, n_iter, 10)
+    d = 0.6 + 0.1 * rng.normal(size=len(steps)) + 0.4 * np.exp(-steps / 300)
+    g = 1.2 + 0.25 * rng.normal(size=len(steps)) + 0.002 * steps / 10
+    return {"loss_D": (steps, d), "loss_G": (steps, g), "lr": (steps, np.full(len(steps), 2e-4))}
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(seed=0, n_real=2000, n_hold=200)  # training reference 10x the held-out set
+
+
+@pytest.fixture(scope="module")
+def healthy_history(world):
+    hist = []
+    for t in range(N_STEPS):
+        x, lab = world.healthy(t)
+        hist.append(world.metrics(t, x, lab))
+    return hist
+
+
+def run_with_failure(world, healthy_history, make, n_fail=3):
+    hist = list(healthy_history[:ONSET])
+    for t in range(ONSET, ONSET + n_fail):
+        x, lab = make(t)
+        hist.append(world.metrics(t, x, lab))
+    return hist
+
+
+# --------------------------------------------------------------------------- healthy
+
+
+def test_healthy_run_raises_no_alert(healthy_history):
+    losses = healthy_losses(n_iter=1000 * N_STEPS)
+    for i in range(len(healthy_history)):
+        alerts = evaluate_alerts(healthy_history[: i + 1], losses=losses)
+        assert alerts == [], (i, [a.message for a in alerts])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_healthy_runs_other_seeds(seed):
+    w = World(seed=seed, n_real=1500, n_hold=150)
+    hist = []
+    for t in range(16):
+        x, lab = w.healthy(t)
+        hist.append(w.metrics(t, x, lab))
+        assert evaluate_alerts(hist) == [], (seed, t, [a.message for a in evaluate_alerts(hist)])
+
+
+def test_equal_size_subsets_are_what_keeps_memorisation_quiet(world, healthy_history):
+    """The premise of the equal-size rule: comparing NN distances to the 10x larger
+    training set with those to the held-out set would cry wolf on this healthy run."""
+    x, _ = world.healthy(N_STEPS)
+    d_train = M.knn_distances(x, world.real, 1)[:, 0]
+    d_hold = M.knn_distances(x, world.hold, 1)[:, 0]
+    naive = float(np.median(np.log(d_train / d_hold)))
+    assert naive < DEFAULT_RULES.copy_log_ratio_max  # unequal sizes: would alert
+    ours = [h["copy_log_ratio"] for h in healthy_history]
+    assert max(abs(v) for v in ours) < abs(DEFAULT_RULES.copy_log_ratio_max) / 2
+    assert max(h["near_copy_frac"] for h in healthy_history) < DEFAULT_RULES.near_copy_min_frac
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_collapse_detected_within_one_checkpoint(world, healthy_history):
+    modes = world.centres[:2]
+
+    def make(t):
+        a = [0.5, 0.8, 0.95][t - ONSET]
+        x, _ = world.healthy(t)
+        idx = np.arange(len(x)) % 2
+        target = modes[idx] + 0.1 * world.rng.normal(size=x.shape) / np.sqrt(D)
+        return unit((1 - a) * x + a * target), idx.astype(str)
+
+    hist = run_with_failure(world, healthy_history, make)
+    i = first_alert(hist, "collapse")
+    assert i is not None and ONSET <= i <= ONSET + 1
+    alert = next(a for a in evaluate_alerts(hist[: i + 1]) if a.rule == "collapse")
+    assert "diversity fell" in alert.message and alert.step == 1000 * i
+    assert alert.value == pytest.approx(hist[i]["vendi"]) or alert.value == pytest.approx(hist[i]["pairwise_cosine"])
+
+
+def test_copy_detected_within_one_checkpoint(world, healthy_history):
+    def make(t):
+        idx = world.rng.choice(len(world.real), N_GEN)  # copies of ANY training image
+        noise = 0.02 * world.rng.normal(size=(N_GEN, D)) / np.sqrt(D)
+        return unit(world.real[idx] + noise), world.real_labels[idx]
+
+    hist = run_with_failure(world, healthy_history, make)
+    i = first_alert(hist, "memorisation")
+    assert i is not None and ONSET <= i <= ONSET + 1
+    alert = next(a for a in evaluate_alerts(hist[: i + 1]) if a.rule == "memorisation")
+    assert "near-copies" in alert.message and alert.value > 0.9
+
+
+def test_fd_rising_detected(world, healthy_history):
+    u = unit(world.rng.normal(size=(1, D)))
+
+    def make(t):
+        return world.draw(N_GEN, shift=0.12 * (t - ONSET + 1) * u)
+
+    hist = run_with_failure(world, healthy_history, make, n_fail=4)
+    i = first_alert(hist, "fd_rising")
+    # k = 3 consecutive rises: a window starting at onset-1 is complete at onset+2 (earlier
+    # only if healthy noise happened to rise too); one more checkpoint of slack
+    assert i is not None and ONSET <= i <= ONSET + 3
+    alert = next(a for a in evaluate_alerts(hist) if a.rule == "fd_rising")
+    assert "FD rose for 3 consecutive checkpoints" in alert.message
+
+
+def test_label_and_probe_drift_detected(world, healthy_history):
+    p = np.full(C, 0.4 / (C - 1))
+    p[0] = 0.6
+
+    def make(t):
+        return world.draw(N_GEN, p=p)
+
+    hist = run_with_failure(world, healthy_history, make)
+    assert first_alert(hist, "label_drift") == ONSET
+    assert first_alert(hist, "probe_drift") == ONSET
+    alerts = {a.rule: a for a in evaluate_alerts(hist)}
+    assert "'0'" in alerts["label_drift"].message
+    assert "'cluster0'" in alerts["probe_drift"].message
+
+
+def test_warmup_suppresses_early_distribution_rules():
+    ref_shares = {"label_share:a": 1.0, "label_ref_share:a": 0.5, "label_share:b": 0.0,
+                  "label_ref_share:b": 0.5, "label_tv": 0.5, "n_generated": 256}
+    hist = [{"step": s, **ref_shares} for s in (0, 100)]
+    assert evaluate_alerts(hist) == []  # 2 checkpoints: still warming up
+    hist.append({"step": 200, **ref_shares})
+    assert [a.rule for a in evaluate_alerts(hist)] == ["label_drift"]
+
+
+def test_collapse_baseline_capped_at_real():
+    """A run whose early samples are MORE diverse than the data (random init) and settle
+    at the real's level is healthy; falling well below the real's level is collapse."""
+    hist = [{"step": s, "vendi": v, "real_vendi": 10.0} for s, v in [(0, 40), (1, 30), (2, 12), (3, 10)]]
+    assert evaluate_alerts(hist) == []
+    hist.append({"step": 4, "vendi": 4.0, "real_vendi": 10.0})
+    (alert,) = evaluate_alerts(hist)
+    assert alert.rule == "collapse" and alert.value == 4.0
+    assert "below the real reference" in alert.message
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def test_convergence_from_losses():
+    steps = np.arange(0, 5000, 10)
+    rng = np.random.default_rng(0)
+    d = np.where(steps < 3000, 0.6 + 0.1 * rng.normal(size=len(steps)), 0.005)
+    g = np.where(steps < 3000, 1.2 + 0.2 * rng.normal(size=len(steps)), 6.0)
+    losses = {"Loss_D": (steps, d), "Loss_G": (steps, g)}
+    hist = [{"step": s} for s in range(0, 5000, 500)]
+    first = first_alert(hist, "convergence", losses=losses)
+    assert first is not None and hist[first]["step"] <= 3500
+    assert first_alert(hist[:6], "convergence", losses=losses) is None  # before the failure
+    alert = evaluate_alerts(hist, losses=losses)[0]
+    assert "discriminator loss 'Loss_D' collapsed" in alert.message and "'Loss_G' climbed" in alert.message
+
+
+def test_convergence_nan_loss():
+    steps = np.arange(0, 300, 10, dtype=float)
+    g = np.ones(len(steps))
+    g[25] = np.nan  # step 250
+    losses = {"g_loss": (steps, g)}
+    assert evaluate_alerts([{"step": 200}], losses=losses) == []
+    (alert,) = evaluate_alerts([{"step": 200}, {"step": 300}], losses=losses)
+    assert alert.rule == "convergence" and "'g_loss' became nan at step 250" in alert.message
+    # reported once: the next checkpoint's window no longer holds the NaN
+    assert evaluate_alerts([{"step": 200}, {"step": 300}, {"step": 400}], losses=losses) == []
+
+
+def test_loss_roles():
+    names = ["Loss_D", "Loss_G", "errD", "errG", "d_loss", "g_loss", "loss/discriminator",
+             "loss/generator", "lr", "D(x)", "gradient_penalty"]
+    d, g = loss_roles(names)
+    assert d == ["Loss_D", "errD", "d_loss", "loss/discriminator", "D(x)"]
+    assert g == ["Loss_G", "errG", "g_loss", "loss/generator"]
+    d, g = loss_roles(names, AlertRules(d_loss_names=("lr",), g_loss_names=("gradient_penalty",)))
+    assert (d, g) == (["lr"], ["gradient_penalty"])
+
+
+# --------------------------------------------------------------------------- API
+
+
+def test_alert_value_object_and_rules():
+    a = Alert(1, "collapse", 0.5, "m")
+    assert a.to_dict() == {"step": 1, "rule": "collapse", "value": 0.5, "message": "m"}
+    with pytest.raises(FrozenInstanceError):
+        a.step = 2
+    assert set(RULE_NAMES) == {"collapse", "memorisation", "fd_rising", "label_drift", "probe_drift", "convergence"}
+    with pytest.raises(ValueError):
+        AlertRules(enabled=("nope",))
+    with pytest.raises(ValueError, match="alert settings"):
+        AlertRules.from_mapping({"warmpu": 3})
+    assert AlertRules.from_mapping({"enabled": ["collapse"]}).enabled == ("collapse",)
+    assert evaluate_alerts([]) == []
+    with pytest.raises(ValueError, match="'step'"):
+        evaluate_alerts([{"fd": 1.0}])
+    # disabled rules stay silent; history order does not matter
+    hist = [{"step": s, "vendi": v, "real_vendi": 10.0} for s, v in [(3, 1.0), (0, 10), (1, 10), (2, 10)]]
+    assert [x.rule for x in evaluate_alerts(hist)] == ["collapse"]
+    assert evaluate_alerts(hist, rules=AlertRules(enabled=("fd_rising",))) == []
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def test_run_on_alert_passes_env(tmp_path):
+    out = tmp_path / "env.json"
+    cmd = (f"{sys.executable} -c \"import json,os; json.dump({{k: v for k, v in os.environ.items() "
+           f"if k.startswith('EVOWATCH_')}}, open({str(out)!r}, 'w'))\"")
+    alert = Alert(5000, "collapse", 0.25, "diversity fell 60% between step 4000 and 5000")
+    assert run_on_alert(cmd, alert) == 0
+    env = json.loads(out.read_text())
+    assert env == {"EVOWATCH_STEP": "5000", "EVOWATCH_RULE": "collapse", "EVOWATCH_VALUE": "0.25",
+                   "EVOWATCH_MESSAGE": "diversity fell 60% between step 4000 and 5000"}
+
+
+def test_run_on_alert_failures_are_not_fatal(caplog):
+    alert = {"step": 1, "rule": "fd_rising", "value": 2.0, "message": "m"}
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        assert run_on_alert("exit 3", alert) == 3
+        t0 = time.monotonic()
+        assert run_on_alert("sleep 30; echo x", alert, timeout_s=0.5) is None
+        assert time.monotonic() - t0 < 10
+    assert "exited 3" in caplog.text and "timed out" in caplog.text
+
+
+def test_pause_file_roundtrip_and_wait(tmp_path):
+    assert not evowatch_should_pause(tmp_path)
+    assert wait_if_paused(tmp_path) is False
+    alert = Alert(700, "memorisation", 0.4, "40% of samples are near-copies")
+    path = write_pause(tmp_path, alert)
+    assert path.name == PAUSE_FILE and evowatch_should_pause(tmp_path)
+    assert read_pause(tmp_path) == alert.to_dict()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
+    timer = threading.Timer(0.3, clear_pause, args=(tmp_path,))
+    timer.start()
+    t0 = time.monotonic()
+    assert wait_if_paused(tmp_path, poll_s=0.05) is True
+    assert 0.2 < time.monotonic() - t0 < 5 and not evowatch_should_pause(tmp_path)
+    write_pause(tmp_path, alert)
+    assert wait_if_paused(tmp_path, poll_s=0.05, timeout_s=0.1) is True and evowatch_should_pause(tmp_path)

@@ -1,0 +1,184 @@
+"""engine.metrics against reference implementations on the same vectors (to 1e-6)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine import metrics as M
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(7)
+    real = unit(rng.normal(size=(900, 24)))
+    fake = unit(rng.normal(size=(400, 24)) + 0.25)
+    hold = unit(rng.normal(size=(150, 24)))
+    return real, fake, hold
+
+
+def test_prdc_matches_prdc_package(data):
+    prdc_pkg = pytest.importorskip("prdc")
+    real, fake, _ = data
+    for k in (3, 5):
+        want = prdc_pkg.compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+        got = M.prdc(real, fake, k)
+        for name in ("precision", "recall", "density", "coverage"):
+            assert got[name] == pytest.approx(float(want[name]), abs=1e-6), (k, name)
+    # and through the cached reference path (radii from ReferenceStats)
+    ref = M.ReferenceStats.build(real, None)
+    got = M.step_metrics(fake, ref)
+    want = prdc_pkg.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
+    for name in ("precision", "recall", "density", "coverage"):
+        assert got[name] == pytest.approx(float(want[name]), abs=1e-6), name
+
+
+def test_knn_faiss_path_matches_brute_force(data, monkeypatch):
+    real, fake, _ = data
+    brute = M.knn_distances(fake, real, 5)
+    radii = M.knn_radii(real, 5)
+    monkeypatch.setattr(M, "_BRUTE_MAX", 0)  # force the FAISS + float64 re-rank path
+    np.testing.assert_allclose(M.knn_distances(fake, real, 5), brute, atol=1e-9)
+    np.testing.assert_allclose(M.knn_radii(real, 5), radii, atol=1e-9)
+    d = np.sort(M.pairwise_distances(fake, real), axis=1)[:, :5]
+    np.testing.assert_allclose(brute, d, atol=1e-12)
+
+
+def test_fd_matches_scipy_sqrtm(data):
+    real, fake, _ = data
+    mu1, s1 = M.mean_cov(fake)
+    mu2, s2 = M.mean_cov(real)
+    from scipy import linalg
+
+    covmean = linalg.sqrtm(s1 @ s2).real
+    want = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    assert M.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, abs=1e-9)
+    fast = M.frechet_distance_fast(mu1, s1, mu2, M.sym_sqrt(s2), float(np.trace(s2)))
+    assert fast == pytest.approx(want, abs=1e-6)
+    ref = M.ReferenceStats.build(real, None)
+    assert M.step_metrics(fake, ref)["fd"] == pytest.approx(want, abs=1e-6)
+    # identical sets: FD 0
+    assert M.frechet_distance(mu2, s2, mu2, s2) == pytest.approx(0.0, abs=1e-6)
+
+
+def _vendi_by_definition(x: np.ndarray) -> float:
+    x = x.astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    lam = np.linalg.eigvalsh(x @ x.T / len(x))
+    lam = lam[lam > 1e-15]
+    return float(np.exp(-(lam * np.log(lam)).sum()))
+
+
+def test_vendi_matches_definition_both_paths(data):
+    real, fake, _ = data
+    small = fake[:16]  # n < d: the n x n kernel path
+    assert M.vendi_score(small) == pytest.approx(_vendi_by_definition(small), abs=1e-6)
+    assert M.vendi_score(fake) == pytest.approx(_vendi_by_definition(fake), abs=1e-6)  # d < n: Gram trick
+    # n identical vectors: 1 effective sample; n orthonormal vectors: n
+    assert M.vendi_score(np.repeat(fake[:1], 10, axis=0)) == pytest.approx(1.0, abs=1e-6)
+    assert M.vendi_score(np.eye(8, dtype=np.float32)) == pytest.approx(8.0, abs=1e-6)
+
+
+def test_mean_pairwise_cosine_matches_dense(data):
+    _, fake, _ = data
+    x = fake.astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    c = x @ x.T
+    n = len(x)
+    want = float((1 - c)[~np.eye(n, dtype=bool)].mean())
+    assert M.mean_pairwise_cosine_distance(fake) == pytest.approx(want, abs=1e-9)
+
+
+def test_mann_whitney_z_is_meehan_zu():
+    rng = np.random.default_rng(1)
+    x, y = rng.random(50), rng.random(70) + 0.1
+    u = sum((a > b) + 0.5 * (a == b) for a in x for b in y)
+    want = (u - 50 * 70 / 2) / np.sqrt(50 * 70 * (50 + 70 + 1) / 12)
+    assert M.mann_whitney_z(x, y) == pytest.approx(want, abs=1e-9)
+
+
+def test_copy_metrics_and_per_sample_arrays(data):
+    real, fake, hold = data
+    ref = M.ReferenceStats.build(real, hold)
+    assert len(ref.copy_train_idx) == len(ref.copy_holdout_idx) == len(hold)
+    res = M.compute_step(fake, ref)
+    nn = res.per_sample["nn_train_dist"]
+    assert nn.dtype == np.float32 and nn.shape == (len(fake),)
+    np.testing.assert_allclose(nn, M.pairwise_distances(fake, real).min(axis=1), atol=1e-6)
+    assert res.per_sample["near_copy"].dtype == bool
+    assert res.scalars["near_copy_frac"] == pytest.approx(res.per_sample["near_copy"].mean())
+    # threshold is the q-quantile of held-out -> train NN distances
+    want = np.quantile(M.pairwise_distances(hold, real).min(axis=1), M.NEAR_COPY_QUANTILE)
+    assert res.scalars["near_copy_threshold"] == pytest.approx(want, abs=1e-9)
+    # copies of training vectors: every sample a near-copy, log ratio very negative
+    copies = unit(real[ref.copy_train_idx[:100]] + 1e-3 * np.random.default_rng(0).normal(size=(100, 24)))
+    res = M.compute_step(copies, ref)
+    assert res.scalars["near_copy_frac"] == 1.0
+    assert res.scalars["copy_log_ratio"] < -2
+    assert res.scalars["copy_zu"] < -5
+
+
+def test_labels_and_probes():
+    rng = np.random.default_rng(3)
+    real = unit(rng.normal(size=(200, 8)))
+    labels = np.array(["a", "b"] * 100)
+    text = unit(rng.normal(size=(2, 8)))
+    contrast = unit(rng.normal(size=(1, 8)))
+    margins = M.probe_scores(real, text, contrast)
+    assert margins.shape == (200, 2)
+    want = (real @ text.T).astype(np.float64) - (real @ contrast.T)
+    np.testing.assert_allclose(margins, want, atol=1e-6)
+    ref = M.ReferenceStats.build(real, None, labels, probe_names=["p/0", "p1"], real_probe_scores=margins)
+    gen = real[:50]
+    s = M.step_metrics(gen, ref, labels=["a"] * 50, probe_scores=margins[:50])
+    assert s["label_share:a"] == 1.0 and s["label_ref_share:a"] == 0.5
+    assert s["label_tv"] == pytest.approx(0.5)
+    assert s["probe_share:p_0"] == pytest.approx((margins[:50, 0] > 0).mean())
+    assert s["probe_ref_share:p1"] == pytest.approx((margins[:, 1] > 0).mean())
+    assert M.parse_probe("a woman|a man") == ("a woman", "a man")
+    assert M.parse_probe(" grey hair ") == ("grey hair", M.NEUTRAL_PROMPT)
+    with pytest.raises(ValueError):
+        M.parse_probe("x|")
+
+
+def test_encode_probes_uses_encode_text():
+    class FakeEncoder:
+        def encode_text(self, texts):
+            return unit(np.array([[len(t), 1.0, 0.0] for t in texts]))
+
+    names, t, c = M.encode_probes(FakeEncoder(), ["ab|abcd", "x"])
+    assert names == ["ab", "x"]
+    assert t.shape == c.shape == (2, 3)
+
+
+def test_reference_stats_roundtrip(tmp_path, data):
+    real, fake, hold = data
+    ref = M.ReferenceStats.build(real, hold, ["x"] * len(real))
+    want = M.step_metrics(fake, ref, labels=["x"] * len(fake))
+    arrays, meta = ref.to_arrays(include_vectors=False)
+    json.dumps(meta)
+    assert "real" not in arrays and all(isinstance(a, np.ndarray) for a in arrays.values())
+    back = M.ReferenceStats.from_arrays(arrays, meta, real=real, holdout=hold)
+    ref.save(tmp_path / "ref.npz")
+    loaded = M.ReferenceStats.load(tmp_path / "ref.npz")
+    for other in (back, loaded):
+        got = M.step_metrics(fake, other, labels=["x"] * len(fake))
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key] == pytest.approx(want[key], abs=1e-12, nan_ok=True), key
+
+
+def test_input_validation(data):
+    real, fake, _ = data
+    ref = M.ReferenceStats.build(real, None)
+    with pytest.raises(ValueError, match="dimension"):
+        M.step_metrics(fake[:, :10], ref)
+    with pytest.raises(ValueError, match="finite"):
+        M.step_metrics(np.full((5, 24), np.nan), ref)
+    s = M.step_metrics(fake, ref)  # no held-out set: copying metrics are NaN, not errors
+    assert np.isnan(s["near_copy_frac"]) and np.isnan(s["copy_log_ratio"])

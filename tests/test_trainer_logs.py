@@ -1,0 +1,93 @@
+"""engine.trainer_logs: JSONL, CSV and TensorBoard event files."""
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from engine import trainer_logs as T
+
+# An event file written by torch.utils.tensorboard.SummaryWriter (tensorboard 2.x):
+# add_scalar('loss/D', 0.5 + s/100, s) and add_scalar('loss_G', 1 - s/100, s, new_style=True)
+# for s in 0, 10, ..., 40; plus add_text('note', ...) and add_histogram('h', ...) at step 0.
+TB_EVENTS = base64.b64decode(
+    "SAAAAAAAAAD+kkidCS8g5arRwNpBGg1icmFpbi5FdmVudDoyUi4KLHRlbnNvcmJvYXJkLnN1bW1hcnkud3JpdGVyLmV2ZW50X2ZpbGVfd3JpdGVyiFKcXhoAAAAAAAAAEpvYLQmzJ+Wq0cDaQSoPCg0KBmxvc3MvRBUAAAA/l90/yywAAAAAAAAA9K7MRQlEKOWq0cDaQSohCh8KBmxvc3NfR0IICAEqBAAAgD9KCwoJCgdzY2FsYXJzAYp9txwAAAAAAAAAyMGVHQlwKOWq0cDaQRAKKg8KDQoGbG9zcy9EFZqZGT85qyRlLgAAAAAAAADFy1f6CbAo5arRwNpBEAoqIQofCgZsb3NzX0dCCAgBKgRmZmY/SgsKCQoHc2NhbGFyc4cfyYMcAAAAAAAAAMjBlR0J0SjlqtHA2kEQFCoPCg0KBmxvc3MvRBUzMzM/5xLR9C4AAAAAAAAAxctX+gn/KOWq0cDaQRAUKiEKHwoGbG9zc19HQggIASoEzcxMP0oLCgkKB3NjYWxhcnMQenZqHAAAAAAAAADIwZUdCSAp5arRwNpBEB4qDwoNCgZsb3NzL0QVzcxMPwjW89suAAAAAAAAAMXLV/oJgCnlqtHA2kEQHiohCh8KBmxvc3NfR0IICAEqBDMzMz9KCwoJCgdzY2FsYXJzzCr2GxwAAAAAAAAAyMGVHQmoKeWq0cDaQRAoKg8KDQoGbG9zcy9EFWZmZj+PykAxLgAAAAAAAADFy1f6CdUp5arRwNpBECgqIQofCgZsb3NzX0dCCAgBKgSamRk/SgsKCQoHc2NhbGFyc7qNzZA7AAAAAAAAABojrFwJUCrlqtHA2kEqMAouChFub3RlL3RleHRfc3VtbWFyeUIPCAcSBBICCAFCBWhlbGxvSggKBgoEdGV4dNZaaeQmAQAAAAAAAHWfc6oJ+jflqtHA2kEqmgIKlwIKAWgqkQIJAAAAAAAA8D8RAAAAAAAACEAZAAAAAAAACEAhAAAAAAAAGEApAAAAAAAALEAycAiZaRkVWu0/KxT6zb4k8D9jScYVBcLxP7pQjTGfiPM/Mz/oHK989T+FRcyfwKL3P3lM+uLT//k/U4dGE2mZ/D/clM0ujXX/P+AR8Qx0TQFAd2A8DmYIA0DqNg92o+8EQGi8EDWaBwdADZzFoClVCUA6cAAAAAAAAAAAAAAAAAAA8D8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPA/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA8D8NiS1H"
+)
+
+
+def _write_events(tmp_path):
+    path = tmp_path / "tb" / "events.out.tfevents.1700000000.host.1.0"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(TB_EVENTS)
+    return path
+
+
+def _check_tb(points):
+    by = {}
+    for tag, step, value in points:
+        by.setdefault(tag, []).append((step, value))
+    assert set(by) == {"loss/D", "loss_G"}  # text and histogram are not scalars
+    assert [s for s, _ in sorted(by["loss/D"])] == [0, 10, 20, 30, 40]
+    np.testing.assert_allclose([v for _, v in sorted(by["loss/D"])], [0.5, 0.6, 0.7, 0.8, 0.9], atol=1e-6)
+    np.testing.assert_allclose([v for _, v in sorted(by["loss_G"])], [1.0, 0.9, 0.8, 0.7, 0.6], atol=1e-6)
+
+
+def test_tensorboard_builtin_reader(tmp_path):
+    _check_tb(list(T._read_events_builtin(_write_events(tmp_path))))
+
+
+def test_tensorboard_event_accumulator(tmp_path):
+    pytest.importorskip("tensorboard")
+    _check_tb(T.read_tensorboard(_write_events(tmp_path)))
+
+
+def test_tensorboard_truncated_and_corrupt(tmp_path):
+    path = _write_events(tmp_path)
+    path.write_bytes(TB_EVENTS[: len(TB_EVENTS) // 2])  # the trainer is mid-write: no error
+    points = list(T._read_events_builtin(path))
+    assert 0 < len(points) < 10
+    path.write_bytes(b"\x00" * 40)
+    with pytest.raises(ValueError, match="corrupt"):
+        list(T._read_events_builtin(path))
+    # through the public reader a corrupt file is skipped with a warning, not fatal
+    assert T.read_trainer_scalars(tmp_path) == {}
+
+
+def test_masked_crc32c_known_value():
+    assert T.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_jsonl_and_csv(tmp_path):
+    lines = [
+        {"step": 0, "loss": {"D": 1.0, "G": 2.0}, "note": "start"},
+        {"global_step": 5, "loss": {"D": 0.5}},  # other step key
+        {"step": 10, "loss": {"D": float("nan")}, "ok": True},
+        "not json",
+        {"no_step": 1, "x": 3},
+        {"step": 10, "loss": {"D": 0.25}},  # resumed: the later value wins
+    ]
+    text = "\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + '\n{"step": 20, "lo'
+    (tmp_path / "log.jsonl").write_text(text)
+    (tmp_path / "lightning").mkdir()
+    (tmp_path / "lightning" / "metrics.csv").write_text(
+        "epoch,Step,train_loss,val_loss\n0,0,1.5,\n0,50,1.25,\n1,100,,0.75\n")
+    (tmp_path / "labels.csv").write_text("file,label\na.png,cat\n")  # no step column: ignored
+    got = T.read_trainer_scalars(tmp_path)
+    assert set(got) == {"loss/D", "loss/G", "epoch", "train_loss", "val_loss"}
+    steps, values = got["loss/D"]
+    assert steps.dtype == np.int64 and values.dtype == np.float64
+    assert steps.tolist() == [0, 5, 10] and values.tolist() == [1.0, 0.5, 0.25]
+    assert got["train_loss"][0].tolist() == [0, 50] and got["train_loss"][1].tolist() == [1.5, 1.25]
+    assert got["val_loss"][0].tolist() == [100]
+
+
+def test_mixed_run_dir_and_nan(tmp_path):
+    _write_events(tmp_path)
+    (tmp_path / "log.jsonl").write_text(json.dumps({"iter": 3, "loss_G": float("inf")}) + "\n")
+    got = T.read_trainer_scalars(tmp_path)
+    assert set(got) == {"loss/D", "loss_G"}
+    steps, values = got["loss_G"]
+    assert steps.tolist() == [0, 3, 10, 20, 30, 40] and np.isinf(values[1])
+    assert [p.name for p in T.find_log_files(tmp_path)] == ["log.jsonl", "events.out.tfevents.1700000000.host.1.0"]
