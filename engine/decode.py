@@ -1,0 +1,391 @@
+"""Decode a checkpoint's sample files into RGB uint8 samples, one file at a time.
+
+Images go through Pillow; ``.npy``/``.npz`` through numpy without pickle; ``.pt`` through
+``torch.load(weights_only=True)`` (never arbitrary unpickling). A file that cannot be read
+becomes a :class:`SkippedFile` with a one-line reason, and the rest of the checkpoint still
+decodes.
+
+Rules
+-----
+* A checkpoint that is one image, or a folder with exactly one image, is a grid candidate:
+  it is split when :func:`engine.grids.detect_grid` finds a grid. With forced geometry
+  (``grid``/``tile_size``) every image of a generated checkpoint is split (reference sets
+  are never force-split: the geometry describes the trainer's grids).
+* Instance ids: the tile index in a grid, the row in a tensor (both offset by the samples of
+  earlier grid/tensor files in the same checkpoint, so they stay distinct), the integer in an
+  image's file name when every sample file name of the checkpoint yields a distinct integer
+  (``00007.png`` is 7), else -1.
+* Labels, first found: a tensor's ``labels``/``y`` key, the labels file (keyed by file path,
+  name, stem or instance id; without ``labels_file``, a ``labels.csv``/``labels.json`` in the
+  checkpoint folder is used), the per-label sub-folder (see ``DiscoveryOptions.label_folders``).
+* Tensor values: uint8 as is; other integers above 255 as 16-bit; floats by the file's range:
+  any negative value means [-1, 1], a maximum up to 1 means [0, 1], else [0, 255]. Floats
+  below -1.5 are not images (latents, say) and the file is skipped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import pickle
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer
+from engine.errors import DiscoveryError
+from engine.grids import resolve_grid, split_grid
+from engine.records import Checkpoint, Sample, SkippedFile
+
+log = logging.getLogger(__name__)
+
+IMAGE_KEYS = ("images", "samples", "x", "imgs", "image", "sample", "fakes", "fake", "generated", "arr_0", "data")
+LABEL_KEYS = ("labels", "y", "label", "targets", "target", "classes", "class")
+LATENT_KEYS = ("latents", "z", "features", "latent", "feats", "noise", "w")
+_CHUNK = 256
+
+
+class SkipFile(Exception):
+    """A sample file that cannot be used; the message is the :class:`SkippedFile` reason."""
+
+
+# --- pixels ------------------------------------------------------------------------------
+
+def _value_range(array: np.ndarray) -> tuple[float, float]:
+    """(offset, scale) so that ``(x + offset) * scale`` maps the file's values onto [0, 255]."""
+    if array.dtype == np.uint8:
+        return 0.0, 1.0
+    if array.dtype == np.bool_:
+        return 0.0, 255.0
+    lo, hi = (float(v) for v in (np.nanmin(array), np.nanmax(array))) if array.size else (0.0, 0.0)
+    if np.issubdtype(array.dtype, np.integer):
+        return 0.0, (1 / 257 if hi > 255 else 1.0)
+    if lo < -1.5 or not np.isfinite([lo, hi]).all():
+        raise SkipFile(f"values span [{lo:.3g}, {hi:.3g}]: not images in [-1, 1], [0, 1] or [0, 255]")
+    if lo < 0:
+        return 1.0, 127.5
+    return 0.0, (255.0 if hi <= 1.0 + 1e-3 else 1.0)
+
+
+def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Map integer or float pixel values to uint8 (see :func:`_value_range` for the rule)."""
+    offset, scale = value_range or _value_range(array)
+    if array.dtype == np.uint8:
+        return np.asarray(array)
+    values = np.nan_to_num(np.asarray(array, dtype=np.float32))
+    return np.clip(np.rint((values + offset) * scale), 0, 255).astype(np.uint8)
+
+
+def to_rgb(array: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) with C in 1..4 to (H, W, 3): gray repeated, alpha dropped.
+
+    The result owns its memory and is writable (not a view of a memory-mapped file or a
+    read-only Pillow buffer), so consumers such as ``torch.from_numpy`` can take it as is.
+    """
+    if array.ndim == 2:
+        array = array[:, :, None]
+    channels = array.shape[2]
+    if channels in (1, 2):
+        array = np.repeat(array[:, :, :1], 3, axis=2)
+    elif channels == 4:
+        array = array[:, :, :3]
+    return np.require(array, requirements=["C", "W", "O"])  # an owned, writable copy only if needed
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image)
+        value_range = (0.0, 1 / 257) if image.mode.startswith("I;16") else None
+        return to_rgb(to_uint8(values, value_range))
+    return to_rgb(np.asarray(image.convert("RGB")))
+
+
+def _require_content(path: Path) -> None:
+    """Skip files that vanished or are empty (a trainer just created them) before opening them."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise SkipFile("vanished before it could be read") from None
+    if size == 0:
+        raise SkipFile("empty file (0 bytes), maybe still being written")
+
+
+def load_image(path: Path) -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3); raises :class:`SkipFile` with the reason."""
+    _require_content(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _pil_to_array(image)
+    except FileNotFoundError:
+        raise SkipFile("vanished before it could be read") from None
+    except UnidentifiedImageError:
+        raise SkipFile("not a readable image (unknown or corrupt format)") from None
+    except Image.DecompressionBombError as exc:
+        raise SkipFile(f"too large to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SkipFile(f"truncated or corrupt image ({exc})") from None
+
+
+# --- tensors -------------------------------------------------------------------------------
+
+def _to_nhwc(array: np.ndarray) -> np.ndarray:
+    """Image batches as (N, H, W, C): NHWC, NCHW, a single HWC/CHW/HW image, or NHW gray."""
+    shape = array.shape
+    if array.ndim == 2:
+        out = array[None, :, :, None]
+    elif array.ndim == 3:
+        if shape[-1] in (1, 3, 4):
+            out = array[None]
+        elif shape[0] in (1, 3):
+            out = array.transpose(1, 2, 0)[None]
+        else:
+            out = array[..., None]
+    elif array.ndim == 4 and shape[-1] in (1, 2, 3, 4) and (shape[1] not in (1, 3) or array.dtype == np.uint8):
+        out = array
+    elif array.ndim == 4 and shape[1] in (1, 2, 3, 4):
+        out = array.transpose(0, 2, 3, 1)
+    else:
+        out = None
+    if out is None or min(out.shape[1:3]) < 8:
+        raise SkipFile(f"holds no image array (shape {tuple(shape)} {array.dtype})")
+    return out
+
+
+def _pick(arrays: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> np.ndarray | None:
+    lowered = {k.lower(): v for k, v in arrays.items()}
+    return next((lowered[k] for k in keys if k in lowered), None)
+
+
+def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
+    import torch  # lazy: only .pt files need it
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if zipfile.is_zipfile(path):  # a well-formed torch.save archive with non-tensor objects
+            raise SkipFile("holds objects other than tensors (refused to unpickle: weights_only)") from None
+        raise SkipFile("not a readable torch file (corrupt or not written by torch.save)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SkipFile(f"not a readable torch file ({first_line})") from None
+
+    def as_numpy(value):
+        return value.detach().float().numpy() if value.dtype == torch.bfloat16 else value.detach().numpy()
+
+    if isinstance(obj, torch.Tensor):
+        return {"images": as_numpy(obj)}
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(v, torch.Tensor) for v in obj):
+        if len({tuple(v.shape) for v in obj}) == 1:
+            return {"images": np.stack([as_numpy(v) for v in obj])}
+    if isinstance(obj, Mapping):
+        arrays = {str(k): as_numpy(v) for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if _pick(arrays, IMAGE_KEYS) is not None:
+            return arrays
+        keys = ", ".join(map(str, list(obj)[:8]))
+        raise SkipFile(f"holds no image tensor (keys: {keys}); a weights or state file?")
+    raise SkipFile(f"holds no image tensor (a {type(obj).__name__})")
+
+
+def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        if path.suffix.lower() == ".npy":
+            return {"images": np.load(path, mmap_mode="r", allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):  # object dtype: load or mmap refusal
+            raise SkipFile("holds Python objects, not a plain numpy array (refused to unpickle)") from None
+        raise SkipFile(f"not a readable numpy file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise SkipFile(f"not a readable numpy file ({exc})") from None
+    if _pick(arrays, IMAGE_KEYS) is None and len(arrays) != 1:
+        raise SkipFile(f"holds no image array (keys: {', '.join(arrays)})")
+    return arrays
+
+
+def load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(images as NHWC, labels or None, latents or None) from a ``.npy``/``.npz``/``.pt`` file."""
+    _require_content(path)
+    arrays = _torch_arrays(path) if path.suffix.lower() == ".pt" else _numpy_arrays(path)
+    images = _pick(arrays, IMAGE_KEYS)
+    images = _to_nhwc(next(iter(arrays.values())) if images is None else images)
+    extras = []
+    for keys, what in ((LABEL_KEYS, "labels"), (LATENT_KEYS, "latents")):
+        extra = _pick(arrays, keys)
+        if extra is not None and (extra.ndim == 0 or len(extra) != len(images)):
+            log.warning("%s: %d %s for %d images; ignoring them", path, len(extra), what, len(images))
+            extra = None
+        extras.append(extra)
+    return images, extras[0], extras[1]
+
+
+def _label_text(value: np.ndarray) -> str:
+    value = np.asarray(value)
+    if value.ndim >= 1 and value.size > 1:  # one-hot or scores
+        return str(int(np.argmax(value)))
+    item = value.reshape(-1)[0].item() if value.size else ""
+    if isinstance(item, bytes):
+        return item.decode(errors="replace")
+    return str(int(item)) if isinstance(item, float) and item.is_integer() else str(item)
+
+
+# --- labels ------------------------------------------------------------------------------
+
+def read_labels_file(path: Path) -> dict[str, str]:
+    """A labels file as ``{key: label}``; keys are file paths/names or instance ids.
+
+    CSV rows are ``file,label`` or ``instance,label`` (a header row is skipped); JSON is a
+    mapping or a list indexed by instance id.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+            items = enumerate(data) if isinstance(data, list) else data.items()
+            return {str(k): str(v) for k, v in items}
+        rows = [r for r in csv.reader(text.splitlines()) if len(r) >= 2]
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DiscoveryError(f"{path}: cannot read labels ({exc}); "
+                             "expected CSV file,label or instance,label, or a JSON mapping.") from None
+    if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "instance", "index", "id", "name"):
+        rows = rows[1:]
+    return {r[0].strip(): r[1].strip() for r in rows}
+
+
+DEFAULT_LABEL_FILES = ("labels.csv", "labels.json")
+
+
+def _labels_file(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[str, str]:
+    folder = checkpoint_path(checkpoint)
+    if options.labels_file is None:
+        candidates = [folder / name for name in DEFAULT_LABEL_FILES] if folder.is_dir() else []
+    else:
+        given = Path(options.labels_file)
+        candidates = [given] if given.is_absolute() else [folder / given, checkpoint.root / given, given]
+    for candidate in candidates:
+        if candidate.is_file():
+            return read_labels_file(candidate)
+    if options.labels_file is not None:
+        log.debug("no labels file %s for %s", options.labels_file, checkpoint.source)
+    return {}
+
+
+def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Path, str]:
+    """Labels from per-label sub-folders (ImageFolder layout), per ``options.label_folders``."""
+    folder = checkpoint_path(checkpoint)
+    if options.label_folders is False or not folder.is_dir():
+        return {}
+    nested = {f: f.parent for f in checkpoint.files if f.parent != folder}
+    if options.label_folders is None:
+        parents = {f.parent for f in checkpoint.files}
+        if len(parents) < 2 or len({p.parent for p in parents}) != 1:
+            return {}
+    return {f: parent.name for f, parent in nested.items()}
+
+
+def name_ids(files: tuple[Path, ...]) -> dict[Path, int]:
+    """Instance ids from file names, only when every name yields a distinct integer."""
+    ids = {}
+    for path in files:
+        number = last_integer(path.stem)
+        if number is None:
+            return {}
+        ids[path] = number
+    return ids if len(set(ids.values())) == len(ids) else {}
+
+
+# --- samples -------------------------------------------------------------------------------
+
+class _Context:
+    """What every file of one checkpoint needs: relative names, labels and instance ids."""
+
+    def __init__(self, checkpoint: Checkpoint, options: DiscoveryOptions) -> None:
+        self.checkpoint, self.options = checkpoint, options
+        self.folder = checkpoint_path(checkpoint)
+        self.table = _labels_file(checkpoint, options)
+        self.folders = folder_labels(checkpoint, options)
+        self.ids = name_ids(checkpoint.files)
+        # Forced geometry describes the trainer's grids, never a reference data set.
+        generated = checkpoint.kind == "generated"
+        self.grid = options.grid if generated else None
+        self.tile_size = options.tile_size if generated else None
+
+    def name(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.checkpoint.root).as_posix()
+        except ValueError:
+            return path.name
+
+    def label(self, path: Path, instance: int, tile: int | None = None) -> str | None:
+        """The labels file's entry for a sample, else its label folder's name."""
+        if tile is not None:
+            keys = [str(instance), f"{path.name}#{tile}"]
+        else:
+            keys = [self.name(path), path.name, path.stem] + ([str(instance)] if instance >= 0 else [])
+            if path.is_relative_to(self.folder):
+                keys.insert(0, path.relative_to(self.folder).as_posix())
+        found = next((self.table[k] for k in keys if k in self.table), None)
+        return found if found is not None else self.folders.get(path)
+
+
+def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Iterator[Sample]:
+    image = load_image(path)
+    name = ctx.name(path)
+    geometry = None
+    if split:
+        try:
+            geometry = resolve_grid(image, ctx.grid, ctx.tile_size)
+        except ValueError as exc:
+            raise SkipFile(str(exc)) from None
+    if geometry is None:
+        instance = ctx.ids.get(path, -1)
+        yield Sample(image=image, instance=instance, path=name, label=ctx.label(path, instance))
+        return
+    for tile_index, tile in split_grid(image, geometry):
+        instance = offset + tile_index
+        yield Sample(image=tile, instance=instance, path=f"{name}#{tile_index}",
+                     label=ctx.label(path, instance, tile_index))
+
+
+def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
+    images, labels, latents = load_tensor_file(path)
+    value_range = _value_range(images)
+    name = ctx.name(path)
+    for start in range(0, len(images), _CHUNK):
+        chunk = to_uint8(np.asarray(images[start:start + _CHUNK]), value_range)
+        for row, pixels in enumerate(chunk, start):
+            instance = offset + row
+            label = _label_text(labels[row]) if labels is not None else ctx.label(path, instance, row)
+            latent = np.asarray(latents[row], dtype=np.float32).reshape(-1) if latents is not None else None
+            yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
+
+
+def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
+    """Every sample of a checkpoint, file by file, in file order; unreadable files are skipped.
+
+    Raises :class:`DiscoveryError` only for a labels file that cannot be read (a setting, not
+    a sample).
+    """
+    options = options or DiscoveryOptions()
+    ctx = _Context(checkpoint, options)
+    images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
+    split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1
+    offset = 0  # instance ids of multi-sample files (grids, tensors) continue across files
+    for path in checkpoint.files:
+        is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS
+        produced = _tensor_samples(path, ctx, offset) if is_tensor else _grid_or_image(path, ctx, split, offset)
+        count, multi = 0, False
+        try:
+            for sample in produced:
+                count += 1
+                multi = multi or "#" in sample.path
+                yield sample
+        except SkipFile as exc:
+            log.info("skipped %s: %s", ctx.name(path), exc)
+            yield SkippedFile(path=ctx.name(path), reason=str(exc))
+        if multi:
+            offset += count

@@ -1,0 +1,395 @@
+"""Find a run's checkpoints and their sample files: a pure function of a directory snapshot.
+
+Nothing here decodes images or touches the store; the watcher calls :func:`scan_run` on
+every pass and :func:`is_ready` / :func:`content_hash` to decide what to ingest.
+
+Checkpoint level rule
+---------------------
+A *numbered entry* is a sample file, or a directory holding sample files somewhere below,
+whose name yields a step (``step_regex``, default the last integer of the name, so
+``epoch=3-step=1000`` is step 1000 and ``fake_samples_epoch_003.png`` step 3). Entries
+without a step (``real_samples.png``, ``reals.png``, ``fakes_init.png``, ``logs/``) are
+never checkpoints. Starting at the run directory:
+
+1. A level whose numbered entries carry at least two distinct steps is the checkpoint
+   level: each numbered entry there is one checkpoint (a file, or a folder whose sample
+   files, nested or not, are its samples).
+2. Otherwise each numbered *directory* there is looked into: it is a run (descend, and
+   apply the rule inside it) when the first level inside it that holds numbered sample
+   entries shows signs of a series of checkpoints rather than of one checkpoint's samples:
+   numbers that are not consecutive like instance indices (kimg ``0, 200, 400``), sample
+   files without a number beside them (``reals.png``), or numbered weight files beside
+   them (``network-snapshot-000200.pkl``, ``model-12.pt``). Else it is
+   one checkpoint. This is what lets ``outdir/00000-mydata-auto1/`` be read as a run and
+   ``run/checkpoint-500/{00000..00063}.png`` as the first checkpoint of a run.
+3. A level with no numbered entry is looked through: its unnumbered sub-directories are
+   scanned with the same rule (``run/samples/step_500/``, ``results/sample-12.png``).
+
+The one case this cannot tell apart is a lone numbered folder holding only files with
+consecutive numbers (``sample-1.png``, ``sample-2.png``); it is read as one checkpoint. Point evowatch at the run
+directory itself (or pass ``step_regex``) to remove the doubt.
+
+Weight and state files are never sample files: by extension (``.pth``, ``.pkl``,
+``.ckpt``, ``.safetensors``, ``.bin``, ...) and by name (``model-12.pt``, ``optimizer.pt``,
+``ema.pt``, ...), checked before any file is opened.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import DiscoveryError
+from engine.records import Checkpoint, Kind
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+TENSOR_EXTENSIONS = (".npy", ".npz", ".pt")
+DEFAULT_SAMPLE_GLOBS: tuple[str, ...] = tuple(f"*{ext}" for ext in IMAGE_EXTENSIONS + TENSOR_EXTENSIONS)
+
+#: Extensions of model weights and trainer state: never sample files.
+MODEL_EXTENSIONS = frozenset({".pth", ".pkl", ".ckpt", ".safetensors", ".bin", ".h5", ".onnx", ".msgpack"})
+_LOG_EXTENSIONS = frozenset({".json", ".jsonl", ".txt", ".yaml", ".yml", ".log", ".csv"})
+#: Stems of weight/state files that share a tensor extension (``model-12.pt``, ``optimizer.pt``).
+_WEIGHT_STEM = re.compile(
+    r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema"
+    r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
+    r"|training_args|trainer_state)(?:[-_.=].*|\d.*)?|last|best|latest)$", re.IGNORECASE)
+#: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
+_PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
+_TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
+_LAST_INT = re.compile(r"(\d+)(?!.*\d)")
+_MAX_DEPTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryOptions:
+    """How to find checkpoints and read their samples (the CLI's discovery flags).
+
+    Parameters
+    ----------
+    step_regex
+        Searched in each entry's name (without extension); the step is the named group
+        ``step``, else the first group, else the whole match. ``None``: the last integer.
+    sample_globs
+        Shell patterns (case-insensitive) of sample files; weight files never match.
+    grid
+        Force ``(rows, cols)`` for every image, which is then split into tiles.
+    tile_size
+        Force the (square) tile size in pixels of every image.
+    ready_file
+        When set, a checkpoint is ready only once this file exists in its folder (beside it
+        for a single-file checkpoint; ``{stem}``, ``{name}`` and ``{step}`` are filled in).
+    settle
+        Without ``ready_file``: seconds that no file of the checkpoint may have changed.
+    labels_file
+        CSV (``file,label`` or ``instance,label``) or JSON mapping; a relative path is
+        looked up in each checkpoint folder first, then in the run directory. ``None``: a
+        ``labels.csv`` or ``labels.json`` inside the checkpoint folder, if there is one.
+    label_folders
+        ``True``: a sample's label is its parent folder's name (below the checkpoint);
+        ``False``: never; ``None`` (auto): only when the checkpoint's files are spread over
+        two or more sibling folders (ImageFolder layout).
+    """
+
+    step_regex: str | None = None
+    sample_globs: tuple[str, ...] = DEFAULT_SAMPLE_GLOBS
+    grid: tuple[int, int] | None = None
+    tile_size: int | None = None
+    ready_file: str | None = None
+    settle: float = 2.0
+    labels_file: Path | None = None
+    label_folders: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.step_regex is not None:
+            try:
+                re.compile(self.step_regex)
+            except re.error as exc:
+                raise ValueError(f"Expected a regular expression for step_regex. Got {self.step_regex!r} "
+                                 f"instead ({exc}).") from None
+        if isinstance(self.sample_globs, str):
+            object.__setattr__(self, "sample_globs", (self.sample_globs,))
+        if self.grid is not None and (len(self.grid) != 2 or min(self.grid) < 1):
+            raise ValueError(f"Expected grid as (rows, cols) of positive integers. Got {self.grid!r} instead.")
+        if self.tile_size is not None and self.tile_size < 1:
+            raise ValueError(f"Expected a positive tile_size. Got {self.tile_size!r} instead.")
+        if self.settle < 0:
+            raise ValueError(f"Expected settle >= 0 seconds. Got {self.settle!r} instead.")
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """Parse ``ROWSxCOLS`` (``"8x8"``, ``"4X16"``) into ``(rows, cols)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text or "")
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise ValueError(f"Expected a grid as ROWSxCOLS with positive numbers, e.g. 8x8. Got {text!r} instead.")
+    return int(match[1]), int(match[2])
+
+
+# --- names ---------------------------------------------------------------------------
+
+def _stem(name: str) -> str:
+    base, ext = os.path.splitext(name)
+    return base if ext else name
+
+
+def is_weight_file(name: str) -> bool:
+    """Weights and trainer state, recognised by name alone (cheap: nothing is opened)."""
+    ext = os.path.splitext(name)[1].lower()
+    if ext in MODEL_EXTENSIONS:
+        return True
+    return ext in TENSOR_EXTENSIONS and bool(_WEIGHT_STEM.match(_stem(name)))
+
+
+def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
+    """Whether a file name can hold samples: matches a sample glob and is no weight/temp file."""
+    lower = name.lower()
+    ext = os.path.splitext(lower)[1]
+    if lower.startswith(".") or lower.endswith(_TEMP_SUFFIXES) or ext in _LOG_EXTENSIONS or is_weight_file(name):
+        return False
+    if options.ready_file and name == options.ready_file:
+        return False
+    return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in options.sample_globs)
+
+
+def last_integer(text: str) -> int | None:
+    """The last run of digits in ``text`` (``epoch=3-step=1000`` gives 1000), or ``None``."""
+    match = _LAST_INT.search(text)
+    return int(match[1]) if match else None
+
+
+def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int | None:
+    """The step a checkpoint's name carries, or ``None`` when it carries none."""
+    text = _stem(name) if is_file else name
+    if options.step_regex is None:
+        return last_integer(text)
+    match = re.search(options.step_regex, text)
+    if not match:
+        return None
+    group = match.groupdict().get("step") or (match.group(1) if match.re.groups else match.group(0))
+    try:
+        return int(group)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- file system (a vanished entry is an absent one) -----------------------------------
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _is_hidden_dir(entry: os.DirEntry) -> bool:
+    return entry.name.startswith(".") and _is_dir(entry)
+
+
+def _walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
+    """Every file below ``folder`` (sorted, depth-limited; symlinked and hidden folders skipped)."""
+    for entry in _entries(folder):
+        if _is_file(entry):
+            yield Path(entry.path)
+        elif depth < _MAX_DEPTH and not entry.is_symlink() and not _is_hidden_dir(entry) and _is_dir(entry):
+            yield from _walk_files(Path(entry.path), depth + 1)
+
+
+def sample_files(folder: Path, options: DiscoveryOptions) -> list[Path]:
+    """The sample files below ``folder``, sorted by path."""
+    return sorted(p for p in _walk_files(folder) if is_sample_name(p.name, options))
+
+
+def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
+    return any(is_sample_name(p.name, options) for p in _walk_files(folder))
+
+
+# --- the level rule -----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    numbered: tuple[tuple[int, Path, bool], ...]  # (step, path, is_dir)
+    unnumbered_files: int
+    numbered_weights: int
+    plain_dirs: tuple[Path, ...]
+
+
+def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
+    numbered, plain, unnumbered_files, weights = [], [], 0, 0
+    for entry in _entries(folder):
+        path = Path(entry.path)
+        if _is_hidden_dir(entry):
+            continue
+        if _is_dir(entry):
+            step = step_of(entry.name, options, is_file=False)
+            if step is None:
+                plain.append(path)
+            elif _holds_samples(path, options):
+                numbered.append((step, path, True))
+        elif _is_file(entry):
+            step = step_of(entry.name, options)
+            if is_sample_name(entry.name, options):
+                if step is None:
+                    unnumbered_files += 1
+                else:
+                    numbered.append((step, path, False))
+            elif step is not None and is_weight_file(entry.name) and not _PER_PROCESS_STATE.search(entry.name):
+                weights += 1
+    return _Level(tuple(numbered), unnumbered_files, weights, tuple(plain))
+
+
+def _first_numbered_level(folder: Path, options: DiscoveryOptions, depth: int) -> _Level | None:
+    """Breadth-first through unnumbered sub-folders to the first level with numbered entries."""
+    frontier = [folder]
+    for _ in range(max(0, _MAX_DEPTH - depth)):
+        levels = [_read_level(f, options) for f in frontier]
+        found = [lv for lv in levels if lv.numbered]
+        if found:
+            return found[0]
+        frontier = [d for lv in levels for d in lv.plain_dirs]
+        if not frontier:
+            break
+    return None
+
+
+def _is_index_sequence(numbers: Iterable[int]) -> bool:
+    values = sorted(set(numbers))
+    return bool(values) and values[-1] - values[0] == len(values) - 1
+
+
+def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool:
+    """Whether a lone numbered folder holds a series of checkpoints (see the module rule)."""
+    level = _first_numbered_level(folder, options, depth)
+    if level is None:
+        return False
+    steps = [step for step, _, _ in level.numbered]
+    return level.unnumbered_files > 0 or level.numbered_weights > 0 or not _is_index_sequence(steps)
+
+
+def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[int, Path]]:
+    level = _read_level(folder, options)
+    if len({step for step, _, _ in level.numbered}) >= 2:
+        return [(step, path) for step, path, _ in level.numbered]
+    units: list[tuple[int, Path]] = []
+    for step, path, is_dir in level.numbered:
+        if is_dir and depth < _MAX_DEPTH and _looks_like_run(path, options, depth + 1):
+            units.extend(_units(path, options, depth + 1))
+        else:
+            units.append((step, path))
+    if not level.numbered and depth < _MAX_DEPTH:
+        for sub in level.plain_dirs:
+            units.extend(_units(sub, options, depth + 1))
+    return units
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:
+    """Every candidate checkpoint of a run, sorted by (step, source), each with its sample files.
+
+    Checkpoints that are empty so far are left out (they are not checkpoints yet), and so is
+    anything that vanishes during the scan. Readiness is decided separately by :func:`is_ready`.
+    """
+    options = options or DiscoveryOptions()
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise DiscoveryError(f"{root}: run directory not found (or not a directory); check the path.")
+    checkpoints = []
+    for step, path in _units(root, options, 0):
+        files = tuple(sample_files(path, options)) if path.is_dir() else (path,)
+        if files:
+            checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
+    checkpoints.sort(key=lambda c: (c.step, c.source))
+    log.debug("scan %s: %d checkpoints", root, len(checkpoints))
+    return checkpoints
+
+
+def scan_reference(folder: str | os.PathLike[str], kind: Kind,
+                   options: DiscoveryOptions | None = None) -> Checkpoint:
+    """A ``--real``/``--holdout`` set as one checkpoint (step -1): a folder of images, maybe
+    one sub-folder per label (ImageFolder layout), or a single tensor/image file."""
+    if kind not in ("real", "holdout"):
+        raise ValueError(f"Expected kind 'real' or 'holdout'. Got {kind!r} instead.")
+    options = options or DiscoveryOptions()
+    path = Path(folder)
+    if path.is_file():
+        root, files = path.parent, (path,)
+    elif path.is_dir():
+        root, files = path, tuple(sample_files(path, options))
+    else:
+        raise DiscoveryError(f"{path}: --{kind} folder not found; check the path.")
+    if not files:
+        raise DiscoveryError(f"{path}: --{kind} holds no sample files (looked for {', '.join(options.sample_globs)}).")
+    return Checkpoint(step=-1, source=f"{kind}:{path.as_posix()}", files=files, kind=kind, root=root)
+
+
+# --- completeness and identity ---------------------------------------------------------------
+
+def checkpoint_path(checkpoint: Checkpoint) -> Path:
+    """The checkpoint's folder or file on disk."""
+    return checkpoint.root / checkpoint.source if checkpoint.kind == "generated" else checkpoint.root
+
+
+def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, now: float | None = None) -> bool:
+    """Whether the trainer has finished writing the checkpoint.
+
+    With ``ready_file``: once that file exists. Otherwise once no file in it was modified for
+    ``settle`` seconds (a folder renamed into place keeps its old mtimes, so it is taken at
+    once). A checkpoint that vanished is not ready.
+    """
+    options = options or DiscoveryOptions()
+    path = checkpoint_path(checkpoint)
+    is_folder = path.is_dir()
+    if options.ready_file:
+        name = options.ready_file.format(stem=_stem(path.name), name=path.name, step=checkpoint.step)
+        return ((path if is_folder else path.parent) / name).exists()
+    files = list(_walk_files(path)) if is_folder else [path]
+    try:
+        newest = max(f.stat().st_mtime for f in files) if files else None
+    except FileNotFoundError:
+        return False
+    if newest is None:
+        return False
+    return (time.time() if now is None else now) - newest >= options.settle
+
+
+def content_hash(checkpoint: Checkpoint) -> str:
+    """BLAKE2b of the sample files' relative names and bytes.
+
+    A grid the trainer rewrites in place (DCGAN rewrites each epoch's file every 100
+    iterations) gets a new hash. Raises ``FileNotFoundError`` if a file vanished meanwhile.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(checkpoint.files):
+        try:
+            name = _relative(path, checkpoint.root)
+        except ValueError:
+            name = path.name
+        digest.update(name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "blake2b").digest())
+    return digest.hexdigest()

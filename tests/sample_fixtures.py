@@ -1,0 +1,57 @@
+"""Synthetic samples and trainer-style grids for the discovery, grid and decode tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import save_image
+
+
+def smooth_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """``n`` distinct low-frequency RGB images (N, size, size, 3) uint8, like a GAN's samples."""
+    coarse = rng.integers(0, 256, size=(n, 4, 4, 3), dtype=np.uint8)
+    return np.stack([np.asarray(Image.fromarray(c).resize((size, size), Image.BILINEAR)) for c in coarse])
+
+
+def digit_like(rng: np.random.Generator, size: int = 28) -> np.ndarray:
+    """A white stroke figure on black, centred like an MNIST digit (H, W, 3) uint8."""
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    m = size // 5
+    kind = int(rng.integers(0, 3))
+    width = max(2, size // 10)
+    if kind == 0:  # a "0"
+        draw.ellipse([m + 2, m, size - m - 2, size - m], outline=255, width=width)
+    elif kind == 1:  # a "1", a thin vertical stroke a little off centre
+        x = size // 2 + int(rng.integers(-2, 3))
+        draw.line([(x, m), (x, size - m)], fill=255, width=width)
+    else:  # a "7"
+        draw.line([(m, m), (size - m, m), (m + 2, size - m)], fill=255, width=width)
+    return np.repeat(np.asarray(image)[:, :, None], 3, axis=2)
+
+
+def digit_images(rng: np.random.Generator, n: int, size: int = 28) -> np.ndarray:
+    return np.stack([digit_like(rng, size) for _ in range(n)])
+
+
+def save_torchvision_grid(images: np.ndarray, path: Path, nrow: int = 8) -> Path:
+    """Write NHWC uint8 images as the trainers do: ``torchvision.utils.save_image``."""
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(tensor, str(path), nrow=nrow)
+    return path
+
+
+def stylegan_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """StyleGAN2-ADA ``save_image_grid``: no padding, row-major."""
+    n, h, w, c = images.shape
+    assert n == rows * cols
+    return images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path

@@ -1,0 +1,280 @@
+"""Decoding sample files: images, grids, tensors, labels, instance ids and skipped files."""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tests.sample_fixtures import digit_like, save_torchvision_grid, smooth_images, stylegan_grid, write_png
+
+from engine.decode import iter_samples
+from engine.discovery import DiscoveryOptions, scan_reference, scan_run
+from engine.errors import DiscoveryError
+from engine.records import Checkpoint, Sample, SkippedFile
+
+RNG = np.random.default_rng(0)
+
+
+def _checkpoint(root, *names, step=0):
+    """A checkpoint of the given files below ``root``: a folder when they share one, else a file."""
+    files = tuple(sorted(root / n for n in names))
+    source = names[0].split("/")[0] if "/" in names[0] else names[0]
+    return Checkpoint(step=step, source=source, files=files, root=root)
+
+
+def _split(items):
+    samples = [s for s in items if isinstance(s, Sample)]
+    skipped = [s for s in items if isinstance(s, SkippedFile)]
+    return samples, skipped
+
+
+def test_folder_of_images_uses_file_name_ids(tmp_path):
+    images = smooth_images(RNG, 5, 16)
+    for i, image in enumerate(images):
+        write_png(tmp_path / "checkpoint-500" / f"{i + 3:05d}.png", image)
+    (checkpoint,) = scan_run(tmp_path)
+    samples = list(iter_samples(checkpoint))
+    assert [s.instance for s in samples] == [3, 4, 5, 6, 7]
+    assert [s.path for s in samples] == [f"checkpoint-500/{i:05d}.png" for i in range(3, 8)]
+    for sample, image in zip(samples, images):
+        assert sample.image.dtype == np.uint8 and sample.image.shape == (16, 16, 3)
+        assert sample.image.flags.writeable and sample.image.flags.owndata
+        np.testing.assert_array_equal(sample.image, image)
+        assert sample.label is None and sample.latent is None
+
+
+def test_names_without_distinct_integers_give_no_ids(tmp_path):
+    for name in ("a.png", "b_1.png", "c_1.png"):
+        write_png(tmp_path / "ckpt_9" / name, smooth_images(RNG, 1, 16)[0])
+    samples = list(iter_samples(_checkpoint(tmp_path, "ckpt_9/a.png", "ckpt_9/b_1.png", "ckpt_9/c_1.png")))
+    assert [s.instance for s in samples] == [-1, -1, -1]
+
+
+def test_modes_are_converted_to_rgb_uint8(tmp_path):
+    folder = tmp_path / "ckpt_1"
+    folder.mkdir()
+    gray = (np.arange(256, dtype=np.uint8).reshape(16, 16))
+    Image.fromarray(gray, "L").save(folder / "0_gray.png")
+    rgba = np.dstack([smooth_images(RNG, 1, 16)[0], np.full((16, 16), 7, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "1_rgba.png")
+    deep = (gray.astype(np.uint16) * 257)
+    Image.fromarray(deep).save(folder / "2_deep.png")  # 16-bit grayscale
+    Image.fromarray(gray, "L").convert("P").save(folder / "3_palette.bmp")
+    Image.fromarray(rgba[..., :3]).save(folder / "4_rgb.webp", lossless=True)
+    samples = list(iter_samples(_checkpoint(tmp_path, *(f"ckpt_1/{p.name}" for p in sorted(folder.iterdir())))))
+    assert len(samples) == 5 and all(s.image.shape == (16, 16, 3) and s.image.dtype == np.uint8 for s in samples)
+    expected_gray = np.repeat(gray[:, :, None], 3, axis=2)
+    np.testing.assert_array_equal(samples[0].image, expected_gray)
+    np.testing.assert_array_equal(samples[1].image, rgba[..., :3])
+    np.testing.assert_array_equal(samples[2].image, expected_gray)
+    np.testing.assert_array_equal(samples[3].image, expected_gray)
+    np.testing.assert_array_equal(samples[4].image, rgba[..., :3])
+    assert [s.instance for s in samples] == [0, 1, 2, 3, 4]
+
+
+def test_dcgan_grid_file_is_split_into_tiles(tmp_path):
+    images = smooth_images(RNG, 64, 64)
+    save_torchvision_grid(images, tmp_path / "fake_samples_epoch_003.png")
+    save_torchvision_grid(images, tmp_path / "fake_samples_epoch_004.png")
+    first = scan_run(tmp_path)[0]
+    samples = list(iter_samples(first))
+    assert len(samples) == 64
+    assert [s.instance for s in samples] == list(range(64))
+    assert samples[7].path == "fake_samples_epoch_003.png#7"
+    for sample, image in zip(samples, images):
+        np.testing.assert_array_equal(sample.image, image)
+
+
+def test_folder_with_one_grid_image_is_split_and_partial_row_trimmed(tmp_path):
+    images = smooth_images(RNG, 13, 32)
+    save_torchvision_grid(images, tmp_path / "step_100" / "samples" / "grid.png")
+    save_torchvision_grid(images, tmp_path / "step_200" / "samples" / "grid.png")
+    samples = list(iter_samples(scan_run(tmp_path)[1]))
+    assert [s.instance for s in samples] == list(range(13))
+    assert samples[12].path == "step_200/samples/grid.png#12"
+    np.testing.assert_array_equal(samples[12].image, images[12])
+
+
+def test_one_natural_image_is_not_split(tmp_path):
+    write_png(tmp_path / "sample_500.png", digit_like(RNG, 64))
+    samples = list(iter_samples(_checkpoint(tmp_path, "sample_500.png", step=500)))
+    assert len(samples) == 1 and samples[0].image.shape == (64, 64, 3) and samples[0].path == "sample_500.png"
+
+
+def test_forced_geometry_splits_every_image_with_running_ids(tmp_path):
+    images = smooth_images(RNG, 24, 16)
+    write_png(tmp_path / "ckpt_5" / "a.png", stylegan_grid(images[:12], 3, 4))
+    write_png(tmp_path / "ckpt_5" / "b.png", stylegan_grid(images[12:], 3, 4))
+    write_png(tmp_path / "ckpt_5" / "odd.png", RNG.integers(0, 256, (21, 31, 3), dtype=np.uint8))
+    checkpoint = scan_run(tmp_path)[0]
+    samples, skipped = _split(list(iter_samples(checkpoint, DiscoveryOptions(grid=(3, 4)))))
+    assert [s.instance for s in samples] == list(range(24))
+    assert samples[13].path == "ckpt_5/b.png#1"
+    for sample, image in zip(samples, images):
+        np.testing.assert_array_equal(sample.image, image)
+    assert [(s.path, "3x4 grid" in s.reason) for s in skipped] == [("ckpt_5/odd.png", True)]
+
+
+def test_broken_files_are_skipped_and_the_rest_decodes(tmp_path):
+    folder = tmp_path / "checkpoint-500"
+    images = smooth_images(RNG, 2, 32)
+    write_png(folder / "00000.png", images[0])
+    write_png(folder / "00001.png", images[1])
+    (folder / "00002.png").write_bytes(b"")
+    whole = (folder / "00000.png").read_bytes()
+    (folder / "00003.png").write_bytes(whole[: len(whole) // 2])  # half-written
+    (folder / "00004.png").write_text("<html>not an image</html>")
+    (folder / "00005.npy").write_bytes(b"\x93NUMPY garbage")
+    (folder / "00006.pt").write_bytes(b"garbage")
+    items = list(iter_samples(scan_run(tmp_path)[0]))
+    samples, skipped = _split(items)
+    assert [s.instance for s in samples] == [0, 1]
+    reasons = {s.path.rsplit("/", 1)[1]: s.reason for s in skipped}
+    assert set(reasons) == {"00002.png", "00003.png", "00004.png", "00005.npy", "00006.pt"}
+    assert "0 bytes" in reasons["00002.png"]
+    assert "truncated" in reasons["00003.png"]
+    assert "not a readable image" in reasons["00004.png"]
+    assert "numpy" in reasons["00005.npy"] and "torch" in reasons["00006.pt"]
+    assert all("\n" not in r for r in reasons.values())
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+def _expected(float_images, lo):
+    return np.clip(np.rint((float_images - lo) * (255.0 / (1 - lo))), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("layout", ["nhwc_uint8", "nchw_pm1", "nchw_01", "nchw_gray", "nhw_gray", "chw_single"])
+def test_npy_shapes_and_ranges(tmp_path, layout):
+    base = smooth_images(RNG, 4, 16)  # NHWC uint8
+    unit = base.astype(np.float32) / 255
+    arrays = {
+        "nhwc_uint8": (base, base),
+        "nchw_pm1": ((unit * 2 - 1).transpose(0, 3, 1, 2), base),
+        "nchw_01": (unit.transpose(0, 3, 1, 2), base),
+        "nchw_gray": (unit[:, None, :, :, 0], np.repeat(base[..., :1], 3, axis=3)),
+        "nhw_gray": (base[..., 0], np.repeat(base[..., :1], 3, axis=3)),
+        "chw_single": (unit[0].transpose(2, 0, 1), base[:1]),
+    }
+    stored, expected = arrays[layout]
+    np.save(tmp_path / "samples_100.npy", stored)
+    samples = list(iter_samples(scan_run(tmp_path)[0]))
+    assert [s.instance for s in samples] == list(range(len(expected)))
+    assert [s.path for s in samples] == [f"samples_100.npy#{i}" for i in range(len(expected))]
+    for sample, image in zip(samples, expected):
+        np.testing.assert_array_equal(sample.image, image)
+        assert sample.image.flags.writeable and sample.image.flags.owndata  # not a view of the mmap
+
+
+def test_npz_with_labels_and_latents(tmp_path):
+    base = smooth_images(RNG, 3, 16)
+    z = RNG.standard_normal((3, 8)).astype(np.float32)
+    np.savez(tmp_path / "step_7.npz", samples=base.transpose(0, 3, 1, 2), y=np.array([4, 1, 4]), z=z)
+    samples = list(iter_samples(scan_run(tmp_path)[0]))
+    assert [s.label for s in samples] == ["4", "1", "4"]
+    np.testing.assert_array_equal(np.stack([s.latent for s in samples]), z)
+    np.testing.assert_array_equal(samples[2].image, base[2])
+
+
+def test_pt_dict_with_images_labels_latents(tmp_path):
+    x = torch.from_numpy(smooth_images(RNG, 3, 16)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    torch.save({"x": x, "labels": torch.tensor([0, 2, 1]), "latents": torch.randn(3, 2, 4)}, tmp_path / "s_1.pt")
+    torch.save(x[:2].clone(), tmp_path / "s_2.pt")
+    first, second = scan_run(tmp_path)
+    samples = list(iter_samples(first))
+    assert [s.label for s in samples] == ["0", "2", "1"] and samples[0].latent.shape == (8,)
+    expected = np.clip(np.rint((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(samples[1].image, expected[1])
+    assert len(list(iter_samples(second))) == 2
+
+
+def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
+    folder = tmp_path / "ckpt_3"
+    folder.mkdir()
+    torch.save(OrderedDict(conv=torch.zeros(64, 3, 4, 4)), folder / "a_state.pt")
+    torch.save({"fraction": Fraction(1, 3)}, folder / "b_object.pt")
+    np.save(folder / "c_latents.npy", RNG.standard_normal((64, 512)).astype(np.float32))
+    np.savez(folder / "d_misc.npz", foo=np.zeros(3), bar=np.zeros(4))
+    np.save(folder / "e_objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(folder / "f_ok.npy", smooth_images(RNG, 2, 16))
+    samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
+    assert [s.path for s in samples] == ["ckpt_3/f_ok.npy#0", "ckpt_3/f_ok.npy#1"]
+    reasons = {s.path.rsplit("/", 1)[1]: s.reason for s in skipped}
+    assert "no image tensor (keys: conv)" in reasons["a_state.pt"]
+    assert "refused to unpickle" in reasons["b_object.pt"]
+    assert "not images" in reasons["c_latents.npy"]
+    assert "no image array (keys: foo, bar)" in reasons["d_misc.npz"]
+    assert "refused to unpickle" in reasons["e_objects.npy"]
+
+
+def test_instance_ids_continue_across_tensor_files(tmp_path):
+    folder = tmp_path / "ckpt_4"
+    folder.mkdir()
+    np.save(folder / "batch_a.npy", smooth_images(RNG, 3, 16))
+    np.save(folder / "batch_b.npy", smooth_images(RNG, 2, 16))
+    samples = list(iter_samples(scan_run(tmp_path)[0]))
+    assert [(s.instance, s.path) for s in samples] == [
+        (0, "ckpt_4/batch_a.npy#0"), (1, "ckpt_4/batch_a.npy#1"), (2, "ckpt_4/batch_a.npy#2"),
+        (3, "ckpt_4/batch_b.npy#0"), (4, "ckpt_4/batch_b.npy#1")]
+
+
+# --- labels -------------------------------------------------------------------------------------
+
+def test_label_folders_in_a_reference_set(tmp_path):
+    for label in ("cat", "dog"):
+        for i in range(2):
+            write_png(tmp_path / "train" / label / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    samples = list(iter_samples(scan_reference(tmp_path / "train", "real")))
+    assert [(s.label, s.path, s.instance) for s in samples] == [
+        ("cat", "cat/0.png", -1), ("cat", "cat/1.png", -1), ("dog", "dog/0.png", -1), ("dog", "dog/1.png", -1)]
+    forced = list(iter_samples(scan_reference(tmp_path / "train", "real"), DiscoveryOptions(grid=(2, 2))))
+    assert len(forced) == 4  # forced geometry describes the trainer's grids, not the data set
+    no_folders = list(iter_samples(scan_reference(tmp_path / "train", "real"), DiscoveryOptions(label_folders=False)))
+    assert {s.label for s in no_folders} == {None}
+    one = list(iter_samples(scan_reference(tmp_path / "train" / "cat", "real")))
+    assert {s.label for s in one} == {None}  # auto: a single folder is no label
+
+
+def test_labels_csv_by_file_and_by_instance(tmp_path):
+    for i in range(3):
+        write_png(tmp_path / "checkpoint-1" / f"{i:03d}.png", smooth_images(RNG, 1, 16)[0])
+    (tmp_path / "checkpoint-1" / "labels.csv").write_text("file,label\n000.png,cat\n001.png,dog\n")
+    options = DiscoveryOptions(labels_file="labels.csv")
+    assert [s.label for s in iter_samples(scan_run(tmp_path)[0], options)] == ["cat", "dog", None]
+
+    grid_dir = tmp_path / "grids"
+    save_torchvision_grid(smooth_images(RNG, 16, 16), grid_dir / "sample-5.png", nrow=4)
+    (grid_dir / "labels.csv").write_text("instance,label\n0,zero\n15,fifteen\n")
+    samples = list(iter_samples(scan_run(grid_dir)[0], options))
+    assert (samples[0].label, samples[1].label, samples[15].label) == ("zero", None, "fifteen")
+
+
+def test_labels_json_list_for_tensor_rows(tmp_path):
+    np.save(tmp_path / "samples_1.npy", smooth_images(RNG, 3, 16))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(["a", "b", "c"]))
+    options = DiscoveryOptions(labels_file=labels)
+    assert [s.label for s in iter_samples(scan_run(tmp_path)[0], options)] == ["a", "b", "c"]
+    labels.write_text("{broken")
+    with pytest.raises(DiscoveryError, match="cannot read labels"):
+        list(iter_samples(scan_run(tmp_path)[0], options))
+
+
+def test_demo_trainer_layout_with_labels_csv_found_by_default(tmp_path):
+    run = tmp_path / "run"
+    for step in (250, 500):
+        folder = run / f"step_{step:06d}"
+        for i, image in enumerate(smooth_images(RNG, 3, 16)):
+            write_png(folder / "samples" / f"{i:05d}.png", image)
+        (folder / "labels.csv").write_text("file,label\n" + "".join(f"samples/{i:05d}.png,{i}\n" for i in range(3)))
+    hidden = run / ".step_000750.tmp" / "samples"
+    write_png(hidden / "00000.png", smooth_images(RNG, 1, 16)[0])
+    checkpoints = scan_run(run)
+    assert [(c.step, c.source) for c in checkpoints] == [(250, "step_000250"), (500, "step_000500")]
+    samples = list(iter_samples(checkpoints[1]))
+    assert [(s.instance, s.label, s.path) for s in samples] == [
+        (i, str(i), f"step_000500/samples/{i:05d}.png") for i in range(3)]

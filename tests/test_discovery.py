@@ -1,0 +1,263 @@
+"""Checkpoint discovery on the trainers' real layouts, readiness, content hashes, references."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+from tests.sample_fixtures import save_torchvision_grid, smooth_images, stylegan_grid, write_png
+
+from engine import discovery
+from engine.discovery import (DiscoveryOptions, content_hash, is_ready, is_weight_file, parse_grid, scan_reference,
+                              scan_run)
+from engine.errors import DiscoveryError
+
+RNG = np.random.default_rng(0)
+OLD = time.time() - 3600
+
+
+def _folder_of_images(folder, n=4, size=16, names="{:05d}.png"):
+    for i, image in enumerate(smooth_images(RNG, n, size)):
+        write_png(folder / names.format(i), image)
+    return folder
+
+
+def _age(root, seconds_ago=3600.0):
+    """Give every file below ``root`` an old mtime, as if it had been written long ago."""
+    stamp = time.time() - seconds_ago
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (stamp, stamp))
+
+
+def _summary(checkpoints):
+    return [(c.step, c.source, [f.relative_to(c.root).as_posix() for f in c.files]) for c in checkpoints]
+
+
+@pytest.mark.parametrize("names, steps", [
+    (["checkpoint-500", "checkpoint-1000"], [500, 1000]),
+    (["iter5000", "iter10000"], [5000, 10000]),
+    (["epoch=3-step=1000", "epoch=7-step=2000"], [1000, 2000]),
+])
+def test_folder_per_checkpoint(tmp_path, names, steps):
+    for name in names:
+        _folder_of_images(tmp_path / name)
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source, len(c.files)) for c in found] == [(s, n, 4) for s, n in zip(steps, names)]
+    assert all(c.kind == "generated" and c.root == tmp_path for c in found)
+
+
+def test_nested_samples_folder_and_hf_weights_beside(tmp_path):
+    for step in (1000, 500):
+        ckpt = tmp_path / f"step_{step:06d}"
+        _folder_of_images(ckpt / "samples")
+        for name in ("optimizer.pt", "scheduler.pt", "rng_state_0.pth", "model.safetensors", "trainer_state.json"):
+            (ckpt / name).write_bytes(b"x")
+    (tmp_path / "checkpoint-1500").mkdir()  # weights only so far: not a checkpoint
+    (tmp_path / "checkpoint-1500" / "optimizer.pt").write_bytes(b"x")
+    found = scan_run(tmp_path)
+    assert _summary(found) == [
+        (500, "step_000500", [f"step_000500/samples/{i:05d}.png" for i in range(4)]),
+        (1000, "step_001000", [f"step_001000/samples/{i:05d}.png" for i in range(4)]),
+    ]
+
+
+def test_lone_checkpoint_folder_with_numbered_samples_is_one_checkpoint(tmp_path):
+    _folder_of_images(tmp_path / "checkpoint-500", n=8)
+    assert [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path)] == [(500, "checkpoint-500", 8)]
+
+
+def test_samples_folders_below_an_unnumbered_folder(tmp_path):
+    for step in (100, 200):
+        _folder_of_images(tmp_path / "samples" / f"step_{step}", n=2)
+    (tmp_path / "logs").mkdir()
+    _folder_of_images(tmp_path / ".ipynb_checkpoints" / "step_300", n=1)  # hidden: ignored
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(100, "samples/step_100"), (200, "samples/step_200")]
+
+
+def _dcgan(outf):
+    images = smooth_images(RNG, 64, 64)
+    save_torchvision_grid(images, outf / "real_samples.png")
+    for epoch in range(3):
+        save_torchvision_grid(images, outf / f"fake_samples_epoch_{epoch:03d}.png")
+        torch.save({"w": torch.zeros(2)}, outf / f"netG_epoch_{epoch}.pth")
+        torch.save({"w": torch.zeros(2)}, outf / f"netD_epoch_{epoch}.pth")
+    return images
+
+
+def test_dcgan_layout(tmp_path):
+    _dcgan(tmp_path)
+    assert _summary(scan_run(tmp_path)) == [(e, f"fake_samples_epoch_{e:03d}.png", [f"fake_samples_epoch_{e:03d}.png"])
+                                            for e in range(3)]
+
+
+def _lucidrains(run):
+    results = run / "results"
+    for milestone in (1, 2, 12):
+        save_torchvision_grid(smooth_images(RNG, 25, 16), results / f"sample-{milestone}.png", nrow=5)
+        torch.save({"step": milestone * 1000, "model": {"w": torch.zeros(2)}}, results / f"model-{milestone}.pt")
+    torch.save({"step": 0}, results / "model-latest.pt")
+
+
+def test_lucidrains_results_layout(tmp_path):
+    _lucidrains(tmp_path)
+    found = scan_run(tmp_path)
+    assert _summary(found) == [(m, f"results/sample-{m}.png", [f"results/sample-{m}.png"]) for m in (1, 2, 12)]
+    assert _summary(scan_run(tmp_path / "results")) == [(m, f"sample-{m}.png", [f"sample-{m}.png"]) for m in (1, 2, 12)]
+
+
+def _stylegan_run(run, kimgs=(0, 200, 400)):
+    run.mkdir(parents=True)
+    grid = stylegan_grid(smooth_images(RNG, 28, 16), 4, 7)
+    for name in ("reals.png", "fakes_init.png", *(f"fakes{k:06d}.png" for k in kimgs)):
+        write_png(run / name, grid)
+    for k in kimgs:
+        (run / f"network-snapshot-{k:06d}.pkl").write_bytes(b"pickle")
+    for name in ("stats.jsonl", "log.txt", "training_options.json", "metric-fid50k_full.jsonl"):
+        (run / name).write_text("{}")
+
+
+@pytest.mark.parametrize("kimgs", [(0, 200, 400), (0,), (200,)])
+def test_stylegan_run_dir_or_its_parent_outdir(tmp_path, kimgs):
+    run = tmp_path / "00000-mydata-auto1"
+    _stylegan_run(run, kimgs)
+    expected = [(k, f"fakes{k:06d}.png") for k in kimgs]
+    assert [(c.step, c.source) for c in scan_run(run)] == expected
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(k, f"00000-mydata-auto1/{s}") for k, s in expected]
+
+
+def test_tensor_checkpoints(tmp_path):
+    np.save(tmp_path / "samples_100.npy", np.zeros((4, 8, 8, 3), np.uint8))
+    np.savez(tmp_path / "samples_200.npz", images=np.zeros((4, 3, 8, 8), np.float32))
+    torch.save({"x": torch.zeros(4, 3, 8, 8)}, tmp_path / "samples_300.pt")
+    torch.save({"model": {}}, tmp_path / "model-300.pt")  # weights by name: never a sample file
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [
+        (100, "samples_100.npy"), (200, "samples_200.npz"), (300, "samples_300.pt")]
+
+
+def test_tensor_per_checkpoint_folder(tmp_path):
+    for step in (10, 20):
+        (tmp_path / f"ckpt_{step}").mkdir()
+        np.savez(tmp_path / f"ckpt_{step}" / "samples.npz", images=np.zeros((2, 8, 8, 3), np.uint8))
+    assert [(c.step, c.source, [f.name for f in c.files]) for c in scan_run(tmp_path)] == [
+        (10, "ckpt_10", ["samples.npz"]), (20, "ckpt_20", ["samples.npz"])]
+
+
+def test_step_regex_and_empty_and_temp_files(tmp_path):
+    _folder_of_images(tmp_path / "run3_ep10", n=1)
+    _folder_of_images(tmp_path / "run3_ep20", n=1)
+    (tmp_path / "run3_ep30").mkdir()  # empty: not a checkpoint yet
+    (tmp_path / "run3_ep40").mkdir()
+    (tmp_path / "run3_ep40" / "00000.png.tmp").write_bytes(b"partial")
+    options = DiscoveryOptions(step_regex=r"run\d+_ep(?P<step>\d+)")
+    assert [(c.step, c.source) for c in scan_run(tmp_path, options)] == [(10, "run3_ep10"), (20, "run3_ep20")]
+
+
+def test_weight_names():
+    for name in ("model-12.pt", "model-best.pt", "netG_epoch_3.pth", "network-snapshot-000200.pkl", "last.ckpt",
+                 "epoch=3-step=1000.ckpt", "model.safetensors", "optimizer.pt", "ema.pt", "training_args.bin"):
+        assert is_weight_file(name), name
+    for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png"):
+        assert not is_weight_file(name), name
+
+
+def test_missing_run_dir_is_a_discovery_error(tmp_path):
+    with pytest.raises(DiscoveryError, match="run directory not found"):
+        scan_run(tmp_path / "nope")
+
+
+def test_folder_vanishing_mid_scan_is_absent(tmp_path, monkeypatch):
+    for name in ("checkpoint-500", "checkpoint-1000"):
+        _folder_of_images(tmp_path / name)
+    real_sample_files = discovery.sample_files
+
+    def rotated_away(folder, options):
+        if folder.name == "checkpoint-500":
+            shutil.rmtree(folder)
+        return real_sample_files(folder, options)
+
+    monkeypatch.setattr(discovery, "sample_files", rotated_away)
+    assert [c.source for c in scan_run(tmp_path)] == ["checkpoint-1000"]
+
+
+def test_is_ready_settle_and_ready_file(tmp_path):
+    _folder_of_images(tmp_path / "checkpoint-500")
+    _folder_of_images(tmp_path / "checkpoint-1000")
+    _age(tmp_path / "checkpoint-500")
+    old, fresh = scan_run(tmp_path)
+    assert is_ready(old) and not is_ready(fresh)
+    now = time.time()
+    assert is_ready(fresh, DiscoveryOptions(settle=2.0), now=now + 5)
+    with_ready = DiscoveryOptions(ready_file="DONE")
+    assert not is_ready(old, with_ready)
+    (tmp_path / "checkpoint-500" / "DONE").touch()
+    assert is_ready(old, with_ready)
+    assert [len(c.files) for c in scan_run(tmp_path, with_ready)] == [4, 4]  # the ready file is no sample
+    shutil.rmtree(tmp_path / "checkpoint-1000")
+    assert not is_ready(fresh)
+
+
+def test_ready_file_beside_a_single_file_checkpoint(tmp_path):
+    write_png(tmp_path / "sample-3.png", smooth_images(RNG, 1, 16)[0])
+    write_png(tmp_path / "sample-4.png", smooth_images(RNG, 1, 16)[0])
+    options = DiscoveryOptions(ready_file="{stem}.done")
+    (tmp_path / "sample-3.done").touch()
+    assert [is_ready(c, options) for c in scan_run(tmp_path, options)] == [True, False]
+
+
+def test_folder_renamed_into_place_is_ready_at_once(tmp_path):
+    staging = tmp_path / "staging"
+    _folder_of_images(staging / "tmp-write")
+    _age(staging)
+    (tmp_path / "run").mkdir()
+    os.rename(staging / "tmp-write", tmp_path / "run" / "checkpoint-700")
+    (checkpoint,) = scan_run(tmp_path / "run")
+    assert checkpoint.step == 700 and is_ready(checkpoint)
+
+
+def test_content_hash_follows_bytes_and_names(tmp_path):
+    images = _dcgan(tmp_path)
+    first = scan_run(tmp_path)
+    hashes = [content_hash(c) for c in first]
+    assert len(set(hashes)) == 3  # same pixels, different names
+    assert content_hash(first[0]) == hashes[0]
+    save_torchvision_grid(images[::-1].copy(), tmp_path / "fake_samples_epoch_000.png")  # rewritten in place
+    assert content_hash(scan_run(tmp_path)[0]) != hashes[0]
+    os.remove(tmp_path / "fake_samples_epoch_001.png")
+    with pytest.raises(FileNotFoundError):
+        content_hash(first[1])
+
+
+def test_scan_reference_imagefolder(tmp_path):
+    for label in ("cat", "dog"):
+        _folder_of_images(tmp_path / "train" / label, n=3)
+    (tmp_path / "train" / "README.txt").write_text("not a sample")
+    ref = scan_reference(tmp_path / "train", "real")
+    assert (ref.step, ref.kind, ref.root, len(ref.files)) == (-1, "real", tmp_path / "train", 6)
+    held = scan_reference(tmp_path / "train", "holdout")
+    assert held.kind == "holdout" and held.source != ref.source
+    with pytest.raises(DiscoveryError, match="not found"):
+        scan_reference(tmp_path / "val", "holdout")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DiscoveryError, match="no sample files"):
+        scan_reference(tmp_path / "empty", "real")
+    with pytest.raises(ValueError, match="'real' or 'holdout'"):
+        scan_reference(tmp_path / "train", "generated")
+
+
+def test_parse_grid():
+    assert parse_grid("8x8") == (8, 8)
+    assert parse_grid(" 16X30 ") == (16, 30)
+    for bad in ("8", "8x", "0x8", "axb", "8x8x8", ""):
+        with pytest.raises(ValueError, match="ROWSxCOLS"):
+            parse_grid(bad)
+
+
+def test_options_validation():
+    with pytest.raises(ValueError, match="regular expression"):
+        DiscoveryOptions(step_regex="(")
+    with pytest.raises(ValueError, match="settle"):
+        DiscoveryOptions(settle=-1)
+    assert DiscoveryOptions(sample_globs="*.png").sample_globs == ("*.png",)

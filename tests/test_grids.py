@@ -1,0 +1,119 @@
+"""Grid detection and splitting: torchvision make_grid/save_image, StyleGAN, forced geometry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.sample_fixtures import digit_images, digit_like, save_torchvision_grid, smooth_images, stylegan_grid
+
+from engine.grids import GridGeometry, detect_grid, forced_geometry, resolve_grid, split_grid, stylegan_grid_shape
+
+
+def _read(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _assert_tiles(image: np.ndarray, geometry: GridGeometry, originals: np.ndarray) -> None:
+    tiles = split_grid(image, geometry)
+    assert [index for index, _ in tiles] == list(range(len(originals)))
+    for (index, tile), original in zip(tiles, originals):
+        np.testing.assert_array_equal(tile, original, err_msg=f"tile {index}")
+
+
+def test_dcgan_grid_8x8_of_64px(tmp_path):
+    images = smooth_images(np.random.default_rng(0), 64, 64)
+    grid = _read(save_torchvision_grid(images, tmp_path / "fake_samples_epoch_003.png"))
+    assert grid.shape == (530, 530, 3)  # 8 * (64 + 2) + 2
+    geometry = detect_grid(grid)
+    assert geometry == GridGeometry(rows=8, cols=8, tile_h=64, tile_w=64, padding=2)
+    _assert_tiles(grid, geometry, images)
+
+
+def test_lucidrains_5x5_grid_with_nrow_sqrt_n(tmp_path):
+    images = smooth_images(np.random.default_rng(1), 25, 32)
+    grid = _read(save_torchvision_grid(images, tmp_path / "sample-12.png", nrow=5))
+    geometry = detect_grid(grid)
+    assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.padding) == (5, 5, 32, 2)
+    _assert_tiles(grid, geometry, images)
+
+
+def test_partial_last_row_drops_empty_slots(tmp_path):
+    images = smooth_images(np.random.default_rng(2), 13, 32)
+    grid = _read(save_torchvision_grid(images, tmp_path / "g.png", nrow=8))
+    geometry = detect_grid(grid)
+    assert (geometry.rows, geometry.cols) == (2, 8)
+    assert len(split_grid(grid, geometry)) == 13
+    _assert_tiles(grid, geometry, images)
+
+
+def test_grid_of_black_background_digits_takes_the_finest_fit(tmp_path):
+    images = digit_images(np.random.default_rng(3), 16, 28)
+    grid = _read(save_torchvision_grid(images, tmp_path / "digits.png", nrow=4))
+    geometry = detect_grid(grid)
+    assert geometry == GridGeometry(4, 4, 28, 28, 2)
+    _assert_tiles(grid, geometry, images)
+
+
+def test_single_saved_image_has_no_padding_and_is_not_a_grid(tmp_path):
+    image = smooth_images(np.random.default_rng(4), 1, 64)
+    saved = _read(save_torchvision_grid(image, tmp_path / "one.png"))
+    assert saved.shape == (64, 64, 3)
+    assert detect_grid(saved) is None
+
+
+@pytest.mark.parametrize("size", [28, 32, 64, 130])
+def test_natural_digit_like_images_are_not_split(size):
+    for seed in range(40):
+        image = digit_like(np.random.default_rng(seed), size)
+        assert detect_grid(image) is None, f"seed {seed}"
+
+
+@pytest.mark.parametrize("size", [64, 256, 530, 1024])
+def test_noise_images_are_not_split(size):
+    noise = np.random.default_rng(size).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    assert detect_grid(noise) is None
+
+
+def test_blank_image_is_not_a_grid():
+    assert detect_grid(np.zeros((530, 530, 3), np.uint8)) is None
+
+
+def test_stylegan_grid_shape_follows_save_image_grid():
+    assert stylegan_grid_shape(256) == (16, 30)
+    assert stylegan_grid_shape(1024) == (4, 7)
+    assert stylegan_grid_shape(32) == (32, 32)
+
+
+def test_stylegan_unpadded_grid_from_edge_energy():
+    rows, cols = stylegan_grid_shape(32)
+    images = smooth_images(np.random.default_rng(5), rows * cols, 32)
+    grid = stylegan_grid(images, rows, cols)
+    geometry = detect_grid(grid)
+    assert geometry == GridGeometry(32, 32, 32, 32, 0)
+    _assert_tiles(grid, geometry, images)
+
+
+def test_unpadded_grid_of_other_size():
+    images = smooth_images(np.random.default_rng(6), 24, 48)
+    grid = stylegan_grid(images, 4, 6)
+    assert detect_grid(grid) == GridGeometry(4, 6, 48, 48, 0)
+
+
+def test_forced_geometry_infers_padding(tmp_path):
+    images = smooth_images(np.random.default_rng(7), 64, 64)
+    padded = _read(save_torchvision_grid(images, tmp_path / "g.png"))
+    assert forced_geometry(padded, grid=(8, 8)) == GridGeometry(8, 8, 64, 64, 2)
+    assert forced_geometry(padded, tile_size=64) == GridGeometry(8, 8, 64, 64, 2)
+    assert resolve_grid(padded, (8, 8), 64) == GridGeometry(8, 8, 64, 64, 2)
+    digits = digit_images(np.random.default_rng(8), 12, 32)
+    unpadded = stylegan_grid(digits, 3, 4)
+    assert detect_grid(unpadded) is None  # flat black tile borders give no edges to find
+    geometry = resolve_grid(unpadded, tile_size=32)
+    assert geometry == GridGeometry(3, 4, 32, 32, 0)
+    _assert_tiles(unpadded, geometry, digits)
+
+
+def test_forced_geometry_that_does_not_fit_says_so():
+    image = np.zeros((531, 530, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"8x8 grid of 64px tiles\. Got 530x531"):
+        forced_geometry(image, grid=(8, 8), tile_size=64)
