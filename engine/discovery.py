@@ -79,7 +79,7 @@ class DiscoveryOptions:
         Searched in each entry's name (without extension); the step is the named group
         ``step``, else the first group, else the whole match. ``None``: the last integer.
     sample_globs
-        Shell patterns (case-insensitive) of sample files; weight files never match.
+        Shell patterns (case-insensitive) matched against file names; weight files never match.
     grid
         Force ``(rows, cols)`` for every image, which is then split into tiles.
     tile_size
