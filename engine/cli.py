@@ -60,7 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--poll", action="store_true", help="poll instead of native file events (network filesystems)")
     watch.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 2), help="decode/preprocess threads")
     watch.add_argument("--thumbnail-size", type=int, default=48, metavar="PX", help="thumbnail size stored per sample (new stores)")
+    watch.add_argument("--no-layout", action="store_true", help="do not update the evolutionary map after each ingest")
+    watch.add_argument("--alignment", type=float, default=0.05, metavar="W", help="strength of the cross-step alignment term (default 0.05)")
+    watch.add_argument("--no-metrics", action="store_true", help="do not compute per-step metrics and alerts")
+    watch.add_argument("--probe", action="append", metavar="PROMPT[|CONTRAST]",
+                       help="zero-shot attribute probe scored with the CLIP text encoder (repeatable), e.g. 'grey hair'")
+    watch.add_argument("--on-alert", metavar="CMD", help="shell command run on each new alert (EVOWATCH_STEP, EVOWATCH_RULE, EVOWATCH_VALUE, EVOWATCH_MESSAGE set)")
+    watch.add_argument("--pause-on-alert", action="store_true", help="write RUN_DIR/EVOWATCH_PAUSE on an alert (see engine.pause for the trainer side)")
     _discovery_args(watch)
+
+    layout = sub.add_parser("layout", help="(re)compute a store's evolutionary map offline")
+    layout.add_argument("store", type=Path, metavar="STORE")
+    layout.add_argument("--full", action="store_true", help="recompute jointly over all steps (polish a finished run)")
+    layout.add_argument("--alignment", type=float, default=0.05, metavar="W")
 
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store", type=Path, metavar="STORE")
@@ -83,7 +95,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="evowatch: %(message)s", stream=sys.stderr, force=True)
     if not args.verbose:
-        for noisy in ("openTSNE", "urllib3", "httpx", "huggingface_hub", "timm"):
+        for noisy in ("openTSNE", "faiss", "faiss.loader", "urllib3", "httpx", "huggingface_hub", "timm"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -124,6 +136,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_layout(args: argparse.Namespace) -> int:
+    from engine.layout import LayoutParams
+    from engine.layout_runner import recompute_layout, update_layout
+    from stores.zarr_store import StoreReader, StoreWriter
+
+    encoder = StoreReader(args.store).encoder
+    params = LayoutParams(alignment=args.alignment)
+    with StoreWriter(args.store, encoder) as store:
+        rows = recompute_layout(store, params) if args.full else update_layout(store, params)
+    log.info("layout: %d rows %s", rows, "recomputed" if args.full else "added")
+    return 0
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     from viewer.launch import launch
 
@@ -136,7 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, steps=args.steps, fail=args.fail, encoder=args.encoder, progress=not args.quiet)
 
 
-COMMANDS = {"watch": cmd_watch, "info": cmd_info, "view": cmd_view, "demo": cmd_demo}
+COMMANDS = {"watch": cmd_watch, "info": cmd_info, "layout": cmd_layout, "view": cmd_view, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,21 @@ def encoder_record(encoder) -> dict:
             "fallback": encoder.fallback}
 
 
-def after_ingest_steps(args: argparse.Namespace) -> list[AfterIngest]:
-    """Layout and metrics run after each batch of committed checkpoints (when available)."""
-    return []
+def after_ingest_steps(args: argparse.Namespace, encoder) -> list[AfterIngest]:
+    """What runs after each pass of committed checkpoints: the layout, then the signals."""
+    steps: list[AfterIngest] = []
+    if not args.no_layout:
+        from engine.layout import LayoutParams
+        from engine.layout_runner import update_layout
+
+        params = LayoutParams(alignment=args.alignment)
+        steps.append(lambda store, results: update_layout(store, params))
+    if not args.no_metrics:
+        from engine.signals import Signals
+
+        steps.append(Signals(run_dir=args.run_dir, encoder=encoder, probes=tuple(args.probe or ()),
+                             on_alert=args.on_alert, pause_on_alert=args.pause_on_alert))
+    return steps
 
 
 @contextlib.contextmanager
@@ -35,4 +47,4 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record})
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet)
-        yield Watcher(config, store, encoder, after_ingest_steps(args))
+        yield Watcher(config, store, encoder, after_ingest_steps(args, encoder))

@@ -436,6 +436,14 @@ class StoreWriter(StoreReader):
             array[row] = value
         group.attrs.update({"committed_rows": n})
 
+    def clear_step_metrics(self) -> None:
+        """Forget per-step metrics and alerts (the reference they were measured against changed)."""
+        if (self.path / "metrics" / "zarr.json").is_file():
+            self._ensure_group("metrics").attrs.update({"committed_rows": 0})
+            for name in list(self._ensure_group("metrics").array_keys()):
+                zarr.open_array(str(self.path / "metrics" / name), mode="r+").resize((0,))
+        self.set_alerts([])
+
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:
         """Replace the trainer scalars table (it is re-read from the run's logs)."""
         group = self._ensure_group("scalars")

@@ -1,0 +1,91 @@
+"""Keep the store's layout in step with its samples, one checkpoint at a time.
+
+Layout rows are row-aligned with the samples and committed in row order. Each checkpoint not
+yet laid out is placed from its own vectors and the stored state of the generated
+checkpoint just before it in step order (its xy, instance ids and vectors): the cost of an
+update is that of the new checkpoint, never of the history, and earlier rows never move.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from engine.layout import LayoutParams, StepState, layout_full, layout_step
+from stores.format import KIND_CODES
+from stores.zarr_store import StoreWriter, superseded_flags
+
+log = logging.getLogger(__name__)
+
+GENERATED = KIND_CODES["generated"]
+
+
+def _state(store: StoreWriter, start: int, stop: int) -> StepState:
+    rows = slice(start, stop)
+    return StepState(xy=store.layout_xy()[start:stop], instances=store.samples("instance", rows).astype(np.int64),
+                     vectors=store.samples("embedding", rows).astype(np.float32))
+
+
+def _previous(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int) -> int | None:
+    """The latest laid-out, current generated checkpoint with a smaller step."""
+    step = ckpt["step"][index]
+    candidates = np.flatnonzero(laid_out & current & (ckpt["kind"] == GENERATED) & (ckpt["step"] < step))
+    if not len(candidates):
+        return None
+    return int(candidates[np.argmax(ckpt["step"][candidates])])
+
+
+def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int:
+    """Lay out every committed checkpoint that has no layout yet; returns the rows added."""
+    params = params or LayoutParams()
+    ckpt = store.checkpoints()
+    current = ~superseded_flags(ckpt)
+    added = 0
+    for index in np.argsort(ckpt["row_start"], kind="stable"):
+        start, stop = int(ckpt["row_start"][index]), int(ckpt["row_stop"][index])
+        if stop <= store.layout_rows or start == stop:
+            continue
+        if start != store.layout_rows:
+            raise RuntimeError(f"{store.path}: layout rows {store.layout_rows} do not end at a checkpoint boundary")
+        laid_out = ckpt["row_stop"] <= store.layout_rows
+        previous = None
+        if ckpt["kind"][index] == GENERATED:
+            prev_index = _previous(ckpt, laid_out, current, index)
+            if prev_index is not None:
+                previous = _state(store, int(ckpt["row_start"][prev_index]), int(ckpt["row_stop"][prev_index]))
+        began = time.perf_counter()
+        vectors = store.samples("embedding", slice(start, stop)).astype(np.float32)
+        instances = store.samples("instance", slice(start, stop)).astype(np.int64)
+        state = layout_step(vectors, instances, previous, params)
+        store.commit_layout(state.xy, start)
+        added += stop - start
+        log.info("laid out step %d: %d samples in %.1f s", int(ckpt["step"][index]), stop - start,
+                 time.perf_counter() - began)
+    return added
+
+
+def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> int:
+    """The joint, non-incremental layout over all current generated steps (`evowatch layout --full`)."""
+    params = params or LayoutParams()
+    ckpt = store.checkpoints()
+    current = ~superseded_flags(ckpt)
+    generated = [int(i) for i in np.argsort(ckpt["step"], kind="stable") if current[i] and ckpt["kind"][i] == GENERATED]
+
+    def rows(i: int) -> slice:
+        return slice(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i]))
+
+    vectors = [store.samples("embedding", rows(i)).astype(np.float32) for i in generated]
+    instances = [store.samples("instance", rows(i)).astype(np.int64) for i in generated]
+    solved = dict(zip(generated, layout_full(vectors, instances, params))) if generated else {}
+    store.reset_layout()
+    for index in np.argsort(ckpt["row_start"], kind="stable"):
+        index = int(index)
+        r = rows(index)
+        if r.stop == r.start:
+            continue
+        if index not in solved:  # reference sets and superseded versions: their own step, as incrementally
+            solved[index] = layout_step(store.samples("embedding", r).astype(np.float32),
+                                        store.samples("instance", r).astype(np.int64), None, params).xy
+        store.commit_layout(solved[index], r.start)
+    return store.layout_rows

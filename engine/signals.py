@@ -1,0 +1,158 @@
+"""After each ingest: per-step metrics, trainer scalars and alerts, written into the store.
+
+Each generated checkpoint is measured once, against reference statistics built once from
+the store's real/held-out rows (rebuilt only when those references change), so the cost
+of a step does not grow with the history.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
+from engine.metrics import ReferenceStats, compute_step, encode_probes, mean_pairwise_cosine_distance, probe_scores, vendi_score
+from engine.pause import run_on_alert, write_pause
+from engine.pipeline import IngestResult
+from engine.trainer_logs import read_trainer_scalars
+from stores.format import KIND_CODES
+from stores.zarr_store import StoreWriter, superseded_flags
+
+log = logging.getLogger(__name__)
+
+
+def _array_name(name: str) -> str:
+    """Scalar names like 'loss/D' would nest Zarr groups: keep them flat."""
+    return re.sub(r"[^A-Za-z0-9_.:=-]+", "_", name).strip("_.") or "scalar"
+
+
+@dataclass
+class Signals:
+    """The after-ingest hook that measures new steps and raises alerts."""
+
+    run_dir: Path
+    encoder: object
+    probes: Sequence[str] = ()
+    rules: AlertRules = DEFAULT_RULES
+    on_alert: str | None = None
+    pause_on_alert: bool = False
+    _reference: ReferenceStats | None = field(default=None, init=False)
+    _reference_key: tuple = field(default=(), init=False)
+    _probe_vectors: tuple | None = field(default=None, init=False)
+
+    def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
+        losses = self._update_scalars(store)
+        ckpt = store.checkpoints()
+        if self._refresh_reference(store, ckpt):
+            store.clear_step_metrics()
+        done = set(store.step_metrics().get("step", np.zeros(0)).tolist())
+        current = ~superseded_flags(ckpt)
+        todo = [i for i in np.argsort(ckpt["step"], kind="stable")
+                if current[i] and ckpt["kind"][i] == KIND_CODES["generated"] and int(ckpt["step"][i]) not in done]
+        for i in todo:
+            self._measure(store, int(ckpt["step"][i]), int(ckpt["row_start"][i]), int(ckpt["row_stop"][i]), losses)
+
+    # --- trainer scalars ------------------------------------------------------------
+    def _update_scalars(self, store: StoreWriter) -> dict:
+        losses = read_trainer_scalars(self.run_dir)
+        if losses:
+            steps = np.unique(np.concatenate([s for s, _ in losses.values()])).astype(np.int64)
+            columns: dict[str, np.ndarray] = {"step": steps}
+            for name, (s, v) in losses.items():
+                column = np.full(len(steps), np.nan)
+                column[np.searchsorted(steps, s)] = v
+                columns[_array_name(name)] = column
+            store.write_scalars(columns)
+        return losses
+
+    # --- references -----------------------------------------------------------------
+    def _refresh_reference(self, store: StoreWriter, ckpt: dict) -> bool:
+        """(Re)build the reference statistics when the reference rows changed."""
+        current = ~superseded_flags(ckpt)
+        key = tuple(sorted((str(s), str(h)) for s, h, k, c in zip(ckpt["source"], ckpt["hash"], ckpt["kind"], current)
+                           if c and k != KIND_CODES["generated"]))
+        if key == self._reference_key:
+            return False
+        self._reference_key = key
+        kinds = store.samples("kind")
+        live = store.current_rows()
+        real_rows = np.flatnonzero(live & (kinds == KIND_CODES["real"]))
+        holdout_rows = np.flatnonzero(live & (kinds == KIND_CODES["holdout"]))
+        if len(real_rows) < 8:
+            self._reference = None
+            return True
+        real = store.samples("embedding", real_rows).astype(np.float32)
+        holdout = store.samples("embedding", holdout_rows).astype(np.float32) if len(holdout_rows) >= 8 else None
+        labels = self._labels(store, real_rows)
+        names = sorted({x for x in labels if x is not None}) or None
+        real_scores = self._probe_scores(real)
+        log.info("reference statistics: %d real, %d held-out samples", len(real_rows), len(holdout_rows))
+        self._reference = ReferenceStats.build(
+            real, holdout, labels if names else None, label_names=names,
+            probe_names=[p for p in self._probe_names()], real_probe_scores=real_scores)
+        return True
+
+    @staticmethod
+    def _labels(store: StoreWriter, rows: np.ndarray) -> list[str | None]:
+        names = store.labels
+        return [names[c] if c >= 0 else None for c in store.samples("label", rows)]
+
+    def _probe_names(self) -> list[str]:
+        return list(self._probe_vectors[0]) if self._probe_vectors else []
+
+    def _probe_scores(self, vectors: np.ndarray) -> np.ndarray | None:
+        if not self.probes:
+            return None
+        if self._probe_vectors is None:
+            self._probe_vectors = encode_probes(self.encoder, self.probes)
+        _, texts, contrasts = self._probe_vectors
+        return probe_scores(vectors, texts, contrasts)
+
+    # --- one step -------------------------------------------------------------------
+    def _measure(self, store: StoreWriter, step: int, start: int, stop: int, losses: dict) -> None:
+        vectors = store.samples("embedding", slice(start, stop)).astype(np.float32)
+        if self._reference is None:
+            # No --real: only what needs no reference (diversity) is measured.
+            scalars = {"n_generated": float(len(vectors)),
+                       "pairwise_cosine": mean_pairwise_cosine_distance(vectors) if len(vectors) > 1 else np.nan,
+                       "vendi": vendi_score(vectors) if len(vectors) else np.nan}
+            per_sample: dict[str, np.ndarray] = {}
+        else:
+            labels = self._labels(store, np.arange(start, stop))
+            result = compute_step(vectors, self._reference, labels if any(x is not None for x in labels) else None,
+                                  self._probe_scores(vectors))
+            scalars, per_sample = result.scalars, result.per_sample
+        for name, values in per_sample.items():
+            store.write_sample_metric(name, start, np.asarray(values, np.float32))
+        store.write_step_metrics(step, {_array_name(k): float(v) for k, v in scalars.items()})
+        self._alerts(store, step, losses)
+
+    def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
+        table = store.step_metrics()
+        columns = [c for c in table if c != "step"]
+        history = [{"step": int(s), **{c: float(table[c][i]) for c in columns}}
+                   for i, s in enumerate(table["step"]) if s <= step]
+        fired = evaluate_alerts(history, self.rules, losses or None)
+        if not fired:
+            return
+        stored = list(store.attrs.get("alerts", []))
+        previous_step = max((h["step"] for h in history if h["step"] < step), default=None)
+        ongoing = {a["rule"] for a in stored if a["step"] == previous_step}
+        stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
+        store.set_alerts(sorted(stored, key=lambda a: (a["step"], a["rule"])))
+        for alert in fired:
+            if alert.rule in ongoing:
+                continue  # still holding: announce and act on its onset only
+            self._act(alert)
+
+    def _act(self, alert: Alert) -> None:
+        print(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}", file=sys.stderr)
+        if self.on_alert:
+            run_on_alert(self.on_alert, alert)
+        if self.pause_on_alert:
+            write_pause(self.run_dir, alert)
