@@ -1,0 +1,253 @@
+"""The viewer's logic through Streamlit's AppTest (no browser), plus its pure data layer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from stores.zarr_store import StoreWriter  # noqa: E402
+from viewer import data  # noqa: E402
+from viewer.synthetic import ENCODER, SyntheticRun, build_store  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "viewer" / "app.py")
+PER_STEP = 60
+N_REAL = 40
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("viewer") / "run.zarr"
+    build_store(path, n_steps=3, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=12)
+    return path
+
+
+def run_app(path: Path | str, monkeypatch, **state) -> AppTest:
+    monkeypatch.setenv("EVOWATCH_STORE", str(path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("title", "subheader", "caption", "markdown", "info", "warning", "error")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def map_chart(at: AppTest) -> dict:
+    charts = [e for e in at.get("plotly_chart")]
+    assert charts, "no plotly chart on the page"
+    return json.loads(charts[0].proto.spec)
+
+
+def n_points(fig: dict) -> int:
+    """Markers in the map's point traces (typed arrays come as {'dtype','bdata'})."""
+    import base64
+
+    total = 0
+    for trace in fig["data"]:
+        if trace.get("type") != "scattergl" or trace.get("name") == "query match":
+            continue
+        cd = trace["customdata"]
+        total += len(np.frombuffer(base64.b64decode(cd["bdata"]), cd["dtype"])) if isinstance(cd, dict) else len(cd)
+    return total
+
+
+def box_all(at_or_store=None) -> dict:
+    return {"selection": {"points": [], "point_indices": [], "lasso": [],
+                          "box": [{"xref": "x", "yref": "y", "x": [-1e6, 1e6], "y": [-1e6, 1e6]}]}}
+
+
+# ----------------------------------------------------------------------------- app
+def test_page_renders_map_signals_and_alert(store, monkeypatch):
+    at = run_app(store, monkeypatch)
+    assert not at.exception
+    assert not at.error
+    page = texts(at)
+    assert "evowatch · run.zarr" in page
+    assert f"{3 * PER_STEP + N_REAL} samples" in page
+    assert "near-copies" in page  # the alert
+    fig = map_chart(at)
+    assert n_points(fig) == 3 * PER_STEP + N_REAL
+    assert {t["name"] for t in fig["data"]} >= {"real reference", "step"}
+    assert "Signals" in page
+
+
+def test_filters_narrow_the_map(store, monkeypatch):
+    at = run_app(store, monkeypatch)
+    at.multiselect(key="kinds").set_value(["generated"]).run()
+    assert n_points(map_chart(at)) == 3 * PER_STEP
+    at.slider(key="step_range").set_range(2000, 3000).run()
+    assert n_points(map_chart(at)) == 2 * PER_STEP
+    at.checkbox(key="near_copies").check().run()
+    near = n_points(map_chart(at))
+    assert 0 < near < 2 * PER_STEP
+    at.checkbox(key="near_copies").uncheck().run()
+    at.multiselect(key="labels").set_value(["cat"]).run()
+    fig = map_chart(at)
+    assert 0 < n_points(fig) < 2 * PER_STEP
+    assert not at.exception
+
+
+def test_colour_modes_and_radial_layout(store, monkeypatch):
+    at = run_app(store, monkeypatch)
+    for mode in ("label", "kind", "metric:nn_train_distance"):
+        at.selectbox(key="color").set_value(mode).run()
+        assert not at.exception and not at.error
+        assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
+    at.radio(key="layout").set_value("radial").run()
+    assert not at.exception
+    assert map_chart(at)["layout"]["yaxis"].get("scaleanchor") == "x"
+
+
+def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
+    at = run_app(store, monkeypatch, map=box_all())
+    assert not at.exception
+    assert f"Selection · {3 * PER_STEP + N_REAL} samples" in texts(at)
+    images = at.get("image")
+    assert images and len(images[0].proto.imgs) == data.GRID_MAX
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path"]
+    assert at.get("download_button")
+
+
+def test_clicked_point_shows_instance_trail(store, monkeypatch):
+    row = N_REAL + 5  # first step, instance 5
+    click = {"selection": {"points": [{"curve_number": 1, "point_number": 0, "point_index": 0,
+                                       "x": 0.0, "y": 0.0, "customdata": {"0": row}}],
+                           "point_indices": [0], "box": [], "lasso": []}}
+    at = run_app(store, monkeypatch, map=click)
+    assert not at.exception
+    assert "Instance 5 across 3 steps" in texts(at)
+    fig = map_chart(at)
+    trail = [t for t in fig["data"] if t["name"] == "instance trail"]
+    assert trail and len(trail[0]["customdata"]["bdata"]) > 0
+
+
+def test_step_click_on_signals_focuses_the_map(store, monkeypatch):
+    click = {"selection": {"points": [{"x": 2000, "y": 1.0, "curve_number": 0, "point_number": 1}],
+                           "point_indices": [1], "box": [], "lasso": []}}
+    at = run_app(store, monkeypatch, signals_chart=click)
+    assert not at.exception
+    assert "Showing step 2,000 only" in texts(at)
+    assert n_points(map_chart(at)) == PER_STEP + N_REAL  # the step plus the reference band
+    at.button(key="clear_focus").click().run()
+    assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
+
+
+def test_step_comparison_and_query_note(store, monkeypatch):
+    at = run_app(store, monkeypatch)
+    at.toggle(key="show_compare").set_value(True).run()
+    at.toggle(key="show_query").set_value(True).run()
+    assert not at.exception
+    page = texts(at)
+    assert f"The same {min(24, PER_STEP)} instances at both steps" in page
+    assert "Text queries need a CLIP encoder" in page
+
+
+def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
+    path = tmp_path / "live.zarr"
+    run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8)
+    at = run_app(path, monkeypatch)
+    at.multiselect(key="kinds").set_value(["generated"]).run()
+    assert n_points(map_chart(at)) == 60
+    run.add_step(3000)
+    at.run()  # what the polling fragment's st.rerun does
+    assert not at.exception
+    assert n_points(map_chart(at)) == 90  # the new band, filters kept
+    assert at.multiselect(key="kinds").value == ["generated"]
+    assert at.slider(key="step_range").value == (1000, 3000)  # the open range followed the new step
+
+
+# ----------------------------------------------------------------------------- bad stores
+def test_missing_store_is_a_readable_page(tmp_path, monkeypatch):
+    at = run_app(tmp_path / "nope.zarr", monkeypatch)
+    assert not at.exception
+    assert "no such store" in at.error[0].value
+
+
+def test_foreign_and_malformed_stores_are_readable_pages(tmp_path, monkeypatch):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+    at = run_app(foreign, monkeypatch)
+    assert not at.exception and "not an evowatch store" in at.error[0].value
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "zarr.json").write_text("{not json")
+    at = run_app(broken, monkeypatch)
+    assert not at.exception and at.error
+    future = tmp_path / "future"
+    future.mkdir()
+    (future / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
+        "evowatch": {"schema": "evowatch-store", "version": 99}}}))
+    at = run_app(future, monkeypatch)
+    assert not at.exception and "version 99 is not supported" in at.error[0].value
+
+
+def test_store_without_layout_or_metrics_shows_notes(tmp_path, monkeypatch):
+    path = tmp_path / "bare.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as w:
+        at = run_app(path, monkeypatch)
+        assert not at.exception and "no samples yet" in texts(at)
+        with w.checkpoint(1000, "s1", "h1") as tx:
+            tx.add(np.eye(8, dtype=np.float32)[:4], [0, 1, 2, 3], ["a"] * 4, np.zeros((4, 8, 8, 3), np.uint8),
+                   [f"s1/{i}.png" for i in range(4)])
+    at = run_app(path, monkeypatch)
+    assert not at.exception and not at.error
+    assert "no layout has been committed yet" in texts(at)
+
+
+def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
+    path = tmp_path / "nometrics.zarr"
+    run = SyntheticRun(path, per_step=20, n_real=10, thumbnail_size=8, metrics=False)
+    run.add_reference()
+    run.add_step(100)
+    at = run_app(path, monkeypatch)
+    assert not at.exception and not at.error
+    page = texts(at)
+    assert "No per-step metrics in this store yet" in page
+    assert "No trainer losses" in page
+    assert n_points(map_chart(at)) == 30
+
+
+# ----------------------------------------------------------------------------- data layer
+def test_lasso_and_box_geometry():
+    xy = np.array([[0, 0], [1, 1], [2, 2], [5, 5]], np.float32)
+    visible = np.array([True, True, True, False])
+    box = {"box": [{"x": [-0.5, 1.5], "y": [-0.5, 1.5]}]}
+    assert data.selected_rows(xy, visible, box).tolist() == [0, 1]
+    lasso = {"lasso": [{"x": [-1, 3, 3, -1], "y": [-1, -1, 3, 3]}]}
+    assert data.selected_rows(xy, visible, lasso).tolist() == [0, 1, 2]  # row 3 is filtered out
+    tri = {"lasso": [{"x": {"0": -1, "1": 4, "2": -1}, "y": {"0": -1, "1": -1, "2": 4}}]}  # dict-typed arrays
+    assert data.selected_rows(xy, np.ones(4, bool), tri).tolist() == [0, 1]
+    assert data.selected_rows(xy, visible, {"points": [{"customdata": {"0": 2}}]}).tolist() == [2]
+    assert data.selected_rows(xy, visible, None).tolist() == []
+
+
+def test_density_mode_above_max_points(store):
+    commit = data.read_commit(store)
+    d = data.map_data(store, commit)
+    xy = data.placed(store, commit, "rectilinear")
+    visible = np.ones(d.n, bool)
+    fig, mode = data.map_figure(d, xy, visible, data.coloring(d, "label"), max_points=50, sample_points=30)
+    assert mode == "density"
+    assert fig["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
+    assert sum(len(t["x"]) for t in fig["data"]) == 30
+
+
+def test_csv_export_lists_rows_steps_paths(store):
+    commit = data.read_commit(store)
+    d = data.map_data(store, commit)
+    rows = np.array([N_REAL, N_REAL + 1])
+    paths = data.sample_columns(store, commit, rows, ("path",))["path"]
+    text = data.selection_csv(d, rows, [str(p) for p in paths])
+    lines = text.strip().splitlines()
+    assert lines[0] == "row,step,kind,label,instance,path"
+    assert lines[1].startswith(f"{N_REAL},1000,generated,") and lines[1].endswith("sample_000000.png")

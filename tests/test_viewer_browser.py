@@ -1,0 +1,78 @@
+"""End to end in a real browser: `evowatch view` on a small store, driven by Playwright.
+
+Debian's chromium (/usr/bin/chromium) is started by the test; the screenshot lands in
+artifacts/viewer_browser.png.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from viewer import browser
+from viewer.synthetic import build_store
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(browser.CHROMIUM),
+                       reason="needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium)"),
+]
+pytest.importorskip("playwright.sync_api")
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+PER_STEP, N_REAL = 40, 30
+
+
+def total(page) -> int:
+    return sum(n for name, n in browser.drawn_points(page).items() if name not in ("instance trail", "query match"))
+
+
+def test_view_hover_select_and_live_update(tmp_path):
+    store = tmp_path / "run.zarr"
+    run = build_store(store, n_steps=3, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=24)
+    home = tmp_path / "home"
+    home.mkdir()
+    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
+        page = chrome.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(url, wait_until="domcontentloaded")
+        browser.wait_for_map(page)
+        assert total(page) == 3 * PER_STEP + N_REAL
+        page.evaluate("() => { window.__evowatchNoReload = true; }")
+
+        # Hover: a floating preview with the point's thumbnail from the store.
+        x, y = browser.point_pixel(page, 1, 3)
+        page.mouse.move(x - 20, y - 20)
+        page.mouse.move(x, y, steps=4)
+        page.wait_for_selector("#evowatch-hover-tip img[src^='data:image/png']", state="visible", timeout=20_000)
+        assert re.search(r"step 1,000", page.inner_text("#evowatch-hover-tip"))
+        page.mouse.move(5, 5)
+
+        # Box selection over the reference band and the first step -> thumbnail grid.
+        browser.drag_box(page, 0.02, 0.05, 0.45, 0.95)
+        try:
+            page.wait_for_selector(".st-key-thumb_grid img", timeout=30_000)
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "viewer_browser_failed.png"), full_page=True)
+            raise
+        heading = page.get_by_text(re.compile(r"Selection · [1-9][\d,]* samples")).first
+        heading.wait_for(timeout=10_000)
+        n_selected = int(re.search(r"([\d,]+) samples", heading.inner_text()).group(1).replace(",", ""))
+        assert n_selected >= N_REAL
+        assert page.locator(".st-key-thumb_grid img").count() == min(n_selected, 60)
+
+        # The watcher commits a new checkpoint (samples and layout): a new band, no reload.
+        run.add_step(4000)
+        page.wait_for_function(
+            f"() => {{ const gd = document.querySelector('{browser.MAP}');"
+            f" return gd && gd._fullData && gd._fullData.reduce((a, t) => a + (t.name === 'instance trail' ? 0 : (t._length || 0)), 0)"
+            f" === {4 * PER_STEP + N_REAL}; }}", timeout=30_000)
+        assert page.evaluate("() => window.__evowatchNoReload === true"), "the page reloaded"
+        labels = page.evaluate(f"() => document.querySelector('{browser.MAP}')._fullLayout.annotations.map(a => a.text)")
+        assert "4,000" in labels
+        page.get_by_text(f"Selection · {n_selected:,} samples").first.wait_for(timeout=10_000)  # selection kept
+        page.wait_for_timeout(1000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer_browser.png"), full_page=True)

@@ -1,0 +1,393 @@
+"""evowatch viewer: the Streamlit page over a run store (read-only).
+
+Run it with ``evowatch view STORE`` (or ``streamlit run viewer/app.py -- STORE``). The page
+is a thin layout over :mod:`viewer.data`, which owns the cached store reads, the filters,
+the selection geometry and the figure builders.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from viewer import data, hover
+
+log = logging.getLogger(__name__)
+
+MAP_KEY = "map"
+SIGNALS_KEY = "signals_chart"
+LOSSES_KEY = "losses_chart"
+TABLE_KEY = "selection_table"
+
+
+# ----------------------------------------------------------------------------- inputs
+def store_argument() -> str | None:
+    """The store path: ``streamlit run viewer/app.py -- STORE``, else $EVOWATCH_STORE."""
+    if sys.argv and Path(sys.argv[0]).name == "app.py" and len(sys.argv) > 1:
+        return sys.argv[1]
+    return os.environ.get("EVOWATCH_STORE")
+
+
+def _plain(value: Any) -> Any:
+    """Streamlit's state objects -> plain JSON-like values (safe to keep in session_state)."""
+    try:
+        return json.loads(json.dumps(value, default=lambda o: dict(o) if hasattr(o, "keys") else list(o)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _selection_of(key: str) -> dict[str, Any] | None:
+    event = st.session_state.get(key)
+    if not event:
+        return None
+    try:
+        return _plain(event["selection"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _on_map_select() -> None:
+    """User changed the map selection (also fires when it is cleared)."""
+    sel = _selection_of(MAP_KEY)
+    st.session_state["sel"] = sel if not data.selection_is_empty(sel) else None
+    # The chart already shows this selection: redraw it only once the figure changes anyway.
+    st.session_state["sel_sig"] = st.session_state.get("_map_sig")
+    row = data.clicked_row(sel)
+    if row is not None:
+        st.session_state["trail_row"] = row
+
+
+def _on_step_click(key: str) -> None:
+    sel = _selection_of(key)
+    points = (sel or {}).get("points") or []
+    if points and points[0].get("x") is not None:
+        st.session_state["focus_step"] = int(round(float(points[0]["x"])))
+
+
+def _on_table_select() -> None:
+    event = st.session_state.get(TABLE_KEY)
+    try:
+        picked = list(event["selection"]["rows"])
+    except (KeyError, TypeError):
+        picked = []
+    rows = st.session_state.get("_table_rows", [])
+    if picked and picked[0] < len(rows):
+        st.session_state["trail_row"] = int(rows[picked[0]])
+
+
+def _sync_injected_state() -> None:
+    """Pick up selections present in session_state before the charts are drawn.
+
+    In a live app the callbacks above already did this; in ``AppTest`` a test injects
+    ``session_state["map"] = {"selection": {...}}`` and no callback runs.
+    """
+    sel = _selection_of(MAP_KEY)
+    if not data.selection_is_empty(sel):
+        st.session_state["sel"] = sel
+        row = data.clicked_row(sel)
+        if row is not None:
+            st.session_state["trail_row"] = row
+    for key in (SIGNALS_KEY, LOSSES_KEY):
+        if _selection_of(key):
+            _on_step_click(key)
+
+
+# ----------------------------------------------------------------------------- live refresh
+def live_status(path: str, shown: data.Commit) -> None:
+    """Poll only the committed counts; rerun the page (no reload) when they moved."""
+
+    @st.fragment(run_every=data.POLL_SECONDS)
+    def _poll() -> None:
+        try:
+            now = data.read_commit(path)
+        except Exception as exc:  # the store vanished or is being replaced: say so, keep polling
+            st.caption(f"⚠ {data.store_error_text(exc)}")
+            return
+        if now != shown:
+            st.rerun(scope="app")
+        st.caption(f"● live · {now.rows:,} rows · {now.checkpoints} checkpoints · checked {time.strftime('%H:%M:%S')}")
+
+    _poll()
+
+
+# ----------------------------------------------------------------------------- sidebar
+def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filters, str, str]:
+    sb = st.sidebar
+    sb.header("Map")
+    layout = sb.radio("Layout", ["rectilinear", "radial"], horizontal=True, key="layout")
+    color_options = ["step", "label", "kind"] + [f"metric:{m}" for m in data.color_metrics(d.sample_metric_names)]
+    color = sb.selectbox("Colour by", color_options, key="color",
+                         format_func=lambda o: o.replace("metric:", "sample metric: "))
+
+    sb.header("Filters")
+    steps = [int(s) for s in d.all_steps]
+    step_range = None
+    if len(steps) >= 2:
+        full = (steps[0], steps[-1])
+        # The slider's identity changes with its bounds (a new step), which resets it to
+        # `value`: carry the user's range over, following the ends the user left open.
+        default = full
+        prev = st.session_state.get("_step_range_prev")
+        if prev:
+            lo, hi, pmin, pmax = prev
+            default = (full[0] if lo <= pmin else min(max(lo, full[0]), full[1]),
+                       full[1] if hi >= pmax else min(max(hi, full[0]), full[1]))
+        step_range = tuple(int(s) for s in sb.slider("Steps", full[0], full[1], value=default, key="step_range"))
+        st.session_state["_step_range_prev"] = (*step_range, *full)
+        if step_range == full:
+            step_range = None
+    focus = st.session_state.get("focus_step")
+    if focus is not None:
+        sb.info(f"Showing step {focus:,} only (picked on the signals chart).")
+        if sb.button("Show all steps", key="clear_focus"):
+            st.session_state["focus_step"] = None
+            focus = None
+    kinds = sb.multiselect("Kind", list(d.kinds), default=list(d.kinds), key="kinds")
+    labels = sb.multiselect("Label", list(d.labels), key="labels", placeholder="all labels") if d.labels else []
+    probes = data.probe_names(d.sample_metric_names)
+    probe = None
+    if probes:
+        choice = sb.selectbox("Probe", ["(any)"] + probes, key="probe",
+                              format_func=lambda p: p.replace("probe:", "") if p != "(any)" else p)
+        probe = None if choice == "(any)" else choice
+    else:
+        sb.caption("Probe filter: no per-sample probe scores in this store (watch with probes to add them).")
+    has_copy = data.NEAR_COPY in d.sample_metric_names
+    near = sb.checkbox("Only near-copies of training images", key="near_copies", disabled=not has_copy,
+                       help=None if has_copy else "No near-copy flags yet: the store has no per-sample copy metrics.")
+    f = data.Filters(step_range=step_range, focus_step=focus,
+                     kinds=None if set(kinds) == set(d.kinds) else tuple(kinds),
+                     labels=tuple(labels) if labels else None, probe=probe, near_copies_only=bool(near and has_copy))
+
+    sb.header("Panels")
+    sb.toggle("Signals", value=True, key="show_signals")
+    sb.toggle("Step comparison", value=False, key="show_compare")
+    sb.toggle("Text query", value=False, key="show_query")
+    return f, layout, color
+
+
+# ----------------------------------------------------------------------------- panels
+def thumbnails_grid(path: str, commit: data.Commit, d: data.MapData, rows: np.ndarray, *, width: int = 96) -> None:
+    cols = data.sample_columns(path, commit, rows, ("thumbnail", "path"))
+    desc = data.describe_rows(d, rows)
+    captions = [f"{'step ' + format(s, ',') if s >= 0 else k} · {lab or '–'} · {Path(str(p)).name}"
+                for s, k, lab, p in zip(desc["step"], desc["kind"], desc["label"], cols["path"])]
+    with st.container(key="thumb_grid"):
+        st.image(list(cols["thumbnail"]), caption=captions, width=width)
+
+
+def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.ndarray) -> None:
+    st.subheader(f"Selection · {len(rows):,} samples")
+    if not len(rows):
+        st.caption("Drag a box or lasso on the map (or click a point) to see its samples here.")
+        return
+    shown = data.grid_rows(rows)
+    if len(shown) < len(rows):
+        st.caption(f"Showing {len(shown)} of {len(rows):,}, spread evenly over the selection.")
+    thumbnails_grid(path, commit, d, shown)
+    paths = data.sample_columns(path, commit, shown, ("path",))["path"]
+    table = data.describe_rows(d, shown)
+    table["path"] = [str(p) for p in paths]
+    st.session_state["_table_rows"] = [int(r) for r in shown]
+    st.caption("Click a row to follow that sample's instance across steps.")
+    st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
+                 hide_index=True, height=220)
+    def _csv() -> str:  # built when the user clicks, not on every rerun
+        paths = data.sample_columns(path, commit, rows, ("path",))["path"]
+        return data.selection_csv(d, rows, [str(p) for p in paths])
+
+    st.download_button("Export selection (CSV)", _csv, file_name="evowatch-selection.csv", mime="text/csv",
+                       key="export_csv")
+
+
+def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarray) -> None:
+    if not len(trail):
+        return
+    row = int(st.session_state["trail_row"])
+    desc = data.describe_rows(d, np.array([row]))
+    st.subheader(f"Instance {desc['instance'][0]} across {len(trail)} steps")
+    if desc["instance"][0] < 0:
+        st.caption("This sample has no instance id, so it cannot be followed across steps.")
+    thumbnails_grid(path, commit, d, trail, width=72)
+    if st.button("Clear trail", key="clear_trail"):
+        st.session_state["trail_row"] = None
+        st.rerun()
+
+
+def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
+    st.subheader("Signals")
+    table = data.step_metrics(path, commit)
+    alerts = list(d.alerts)
+    if not table or "step" not in table or not len(table["step"]):
+        st.info("No per-step metrics in this store yet: they appear once the watcher computes them "
+                "(needs a real reference: `evowatch watch … --real DIR`).")
+    else:
+        options = [c for c in table if c != "step"]
+        cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table), key="signal_cols")
+        fig = data.signals_figure(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
+                                  focus_step=st.session_state.get("focus_step"))
+        st.plotly_chart(fig, key=SIGNALS_KEY, on_select=lambda: _on_step_click(SIGNALS_KEY),
+                        selection_mode="points", config={"displayModeBar": False})
+    losses = data.scalars(path, commit)
+    if losses and "step" in losses and len(losses["step"]):
+        fig = data.signals_figure(losses, [c for c in losses if c != "step"], alerts, title="Trainer losses",
+                                  focus_step=st.session_state.get("focus_step"), height_per=140)
+        st.plotly_chart(fig, key=LOSSES_KEY, on_select=lambda: _on_step_click(LOSSES_KEY),
+                        selection_mode="points", config={"displayModeBar": False})
+    else:
+        st.caption("No trainer losses in this store (the watcher reads them from the run's logs when present).")
+
+
+def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.ndarray) -> None:
+    st.subheader("Step comparison")
+    steps = [int(s) for s in d.steps]
+    if len(steps) < 2:
+        st.info("Step comparison needs at least two laid-out steps.")
+        return
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Step A", steps, index=0, key="cmp_a", format_func=lambda s: f"{s:,}")
+    b = c2.selectbox("Step B", steps, index=len(steps) - 1, key="cmp_b", format_func=lambda s: f"{s:,}")
+    prefer = np.unique(d.instance[selected]) if len(selected) else None
+    rows_a, rows_b, aligned = data.comparison_rows(d, a, b, prefer)
+    if not aligned:
+        st.caption("No instance ids shared by these steps: showing the first samples of each instead.")
+    else:
+        st.caption(f"The same {len(rows_a)} instances at both steps"
+                   + (" (selected instances first)." if prefer is not None else "."))
+    for col, step, rows in ((c1, a, rows_a), (c2, b, rows_b)):
+        thumbs = data.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
+        col.image(data.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", use_container_width=True)
+
+
+def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.ndarray) -> np.ndarray | None:
+    st.subheader("Text query")
+    identity = str(d.encoder.get("identity", ""))
+    if not data.is_clip(d.encoder):
+        st.info(f"Text queries need a CLIP encoder; this store was encoded with '{identity or 'unknown'}'.")
+        return None
+    prompt = st.text_input("Prompt", key="query", placeholder="e.g. a photo of a dog")
+    k = st.slider("Highlight the best", 10, 500, 100, step=10, key="query_k")
+    if not prompt.strip():
+        return None
+    try:
+        scores = data.query_scores(path, commit, identity, prompt.strip())
+    except Exception as exc:  # weights missing offline, etc.: a note, not a traceback
+        st.info(f"Text query unavailable: the encoder '{identity}' could not be loaded here ({exc}).")
+        return None
+    best = data.top_matches(scores, visible, k)
+    st.caption(f"Top {len(best)} of the visible samples for “{prompt.strip()}” (stars on the map).")
+    thumbnails_grid(path, commit, d, best[:24], width=72)
+    return best
+
+
+# ----------------------------------------------------------------------------- page
+def page(path: str) -> None:
+    try:
+        commit = data.read_commit(path)
+    except Exception as exc:
+        st.title("evowatch")
+        st.error(data.store_error_text(exc))
+        st.caption("Start a run with `evowatch watch RUN_DIR --store STORE`, then `evowatch view STORE`.")
+        live_status_error(path)
+        return
+    d = data.map_data(path, commit)
+    st.title(f"evowatch · {Path(path).name}")
+    live_status(path, commit)
+    _sync_injected_state()
+    f, layout, color = sidebar(d, path, commit)
+
+    n_steps = len(d.all_steps)
+    st.caption(f"{commit.rows:,} samples · {n_steps} steps · {commit.layout_rows:,} laid out · "
+               f"encoder {d.encoder.get('identity', '?')} · {len(d.alerts)} alerts")
+    for alert in list(d.alerts)[-3:]:
+        st.warning(f"Step {alert.get('step', '?'):,}: {alert.get('message', alert.get('rule', 'alert'))}"
+                   if isinstance(alert.get("step"), int) else str(alert.get("message", alert)))
+
+    if commit.rows == 0:
+        st.info("The store has no samples yet: the map appears when the watcher commits the first checkpoint.")
+        return
+    if commit.layout_rows == 0:
+        st.info(f"{commit.rows:,} samples are stored but no layout has been committed yet; "
+                "the map appears once the watcher lays out the first step.")
+        return
+    if commit.layout_rows < commit.rows:
+        st.caption(f"{commit.rows - commit.layout_rows:,} newest samples await layout and are not on the map yet.")
+
+    probe_values = data.sample_metric(path, commit, f.probe) if f.probe else None
+    near = data.sample_metric(path, commit, data.NEAR_COPY) if f.near_copies_only else None
+    visible = data.filter_mask(d, f, probe_values=probe_values, near_copy=near)
+    xy = data.placed(path, commit, layout)
+    metric = data.sample_metric(path, commit, color.split(":", 1)[1]) if color.startswith("metric:") else None
+    c = data.coloring(d, color, metric)
+
+    sel = st.session_state.get("sel")
+    selected = data.selected_rows(xy, visible, sel)
+    trail_row = st.session_state.get("trail_row")
+    trail = data.instance_trail(d, int(trail_row)) if trail_row is not None and 0 <= int(trail_row) < d.n else np.zeros(0, np.int64)
+
+    highlight = None
+    query_slot = st.container()
+    if st.session_state.get("show_query"):
+        with query_slot:
+            highlight = query_panel(path, commit, d, visible)
+
+    # Redrawing a kept box/lasso changes the figure (a remount): do it only when the figure
+    # changes anyway (new commit, filters, colours), never right after the user selected.
+    sig = hash((commit, layout, color, f, tuple(trail.tolist()),
+                None if highlight is None else tuple(highlight.tolist())))
+    st.session_state["_map_sig"] = sig
+    redraw = sel if st.session_state.get("sel_sig") != sig else None
+    fig, mode = data.map_figure(d, xy, visible, c, layout=layout, trail=trail, highlight=highlight, selection=redraw)
+    st.caption(f"{int(visible.sum()):,} samples match the filters"
+               + (f" · density view (each pixel aggregates its samples; {data.SAMPLE_POINTS:,} sampled points "
+                  "take hovers and clicks; box/lasso selects from all)" if mode == "density" else "")
+               + " · drag to select, click a point to follow its instance")
+    with st.container(key="evo_map"):
+        st.plotly_chart(fig, key=MAP_KEY, on_select=_on_map_select, selection_mode=("points", "box", "lasso"),
+                        config={"scrollZoom": True, "displaylogo": False})
+    hover.hover_preview(path, commit, d)
+
+    trail_panel(path, commit, d, trail)
+    selection_panel(path, commit, d, selected)
+    if st.session_state.get("show_signals", True):
+        signals_panel(path, commit, d)
+    if st.session_state.get("show_compare"):
+        compare_panel(path, commit, d, selected)
+
+
+def live_status_error(path: str) -> None:
+    """Keep polling a missing or broken store so the page recovers once it is created."""
+
+    @st.fragment(run_every=data.POLL_SECONDS * 2)
+    def _poll() -> None:
+        try:
+            data.read_commit(path)
+        except Exception:
+            return
+        st.rerun(scope="app")
+
+    _poll()
+
+
+def main() -> None:
+    st.set_page_config(page_title="evowatch", layout="wide")
+    path = store_argument()
+    if not path:
+        st.title("evowatch")
+        st.error("No store given: run `evowatch view STORE`.")
+        return
+    try:
+        page(path)
+    except Exception as exc:  # a readable page, never a traceback
+        log.exception("viewer failed on %s", path)
+        st.error(f"The viewer could not show {path}: {type(exc).__name__}: {exc}")
+
+
+main()

@@ -1,0 +1,839 @@
+"""The viewer's data layer: cached store reads, filters, selection geometry, figure builders.
+
+The page (``viewer/app.py``) stays a thin layout over this module (style.md item 12):
+
+- Loaders are keyed on ``(store path, Commit)``: a :class:`Commit` holds every committed
+  count the viewer depends on, so a new commit from the watcher invalidates exactly the
+  loaders it affects and nothing is re-read between reruns otherwise.
+- Everything else is a pure function on numpy arrays returning plain values or Plotly
+  figure dicts, testable without a server.
+
+Scale (issue 6: a million points). The map is a Plotly ``scattergl`` (WebGL) chart while
+the visible points number at most :data:`MAX_POINTS`; past that it switches to a
+datashader-style raster: every visible point is binned server-side into one PNG (count
+gives the opacity, the colour mode gives the hue) and only a fixed random sample of
+:data:`SAMPLE_POINTS` points is sent as WebGL markers for hover and clicks. The browser
+payload therefore stays about 1 MB at any size. Box and lasso selections are resolved
+server-side from the selection's geometry against *all* visible rows, not just the drawn
+sample, so selecting in raster mode loses nothing. (Why not pydeck: its selection is
+``single-object`` only in Streamlit 1.67; why not datashader itself: it adds numba/dask for
+what ``np.bincount`` does here in tens of milliseconds.)
+"""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import streamlit as st
+
+from stores import format as fmt
+from stores.errors import StoreFormatError
+from stores.zarr_store import StoreReader
+
+log = logging.getLogger(__name__)
+
+#: Visible points drawn one by one (WebGL markers); above this the map is a raster.
+MAX_POINTS = 40_000
+#: Markers drawn over the raster for hover and clicks.
+SAMPLE_POINTS = 8_000
+#: Raster size (pixels) of the density map.
+RASTER_SIZE = (1000, 640)
+#: Seconds between polls of the store's committed counts.
+POLL_SECONDS = 2.0
+#: Thumbnails shown in a grid at most.
+GRID_MAX = 60
+
+Layout = Literal["rectilinear", "radial"]
+ColorMode = str  # "step" | "label" | "kind" | "metric:<name>"
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+           "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
+REFERENCE_COLOR = "#9e9e9e"
+KIND_COLORS = {"generated": "#1f77b4", "real": "#6d6d6d", "holdout": "#2ca02c"}
+# Viridis stops (matplotlib's), used both by Plotly and by the raster.
+_VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
+                     [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]],
+                    np.float64)
+
+
+# ----------------------------------------------------------------------------- commit state
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Every committed count the viewer reads; equal commits mean equal store contents."""
+
+    rows: int
+    checkpoints: int
+    layout_rows: int
+    metric_rows: int
+    scalar_rows: int
+    sample_metrics: tuple[tuple[str, int], ...]
+    alerts: int  # hash of the alert list
+
+
+def _group_rows(path: Path, group: str) -> int:
+    import json
+
+    meta = path / group / "zarr.json"
+    if not meta.is_file():
+        return 0
+    try:
+        return int(json.loads(meta.read_text()).get("attributes", {}).get("committed_rows", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _attributes(meta: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def read_commit(path: str | Path) -> Commit:
+    """The store's committed counts: cheap (a few small JSON reads), polled by the page.
+
+    Raises
+    ------
+    StoreFormatError
+        Missing, foreign, damaged or unsupported store (one-line message).
+    """
+    path = Path(path)
+    attrs = _attributes(path / "zarr.json")
+    meta = (attrs or {}).get("evowatch")
+    if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA or meta.get("version") not in fmt.SUPPORTED_VERSIONS \
+            or not isinstance(attrs.get("committed"), dict):
+        StoreReader(path)  # raises the store's own one-line message
+        raise StoreFormatError(f"{path}: unreadable store metadata; restore the folder or start a new --store")
+    rows = int(attrs["committed"].get("rows", 0))
+    group = path / "sample_metrics"
+    names = sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file()) if group.is_dir() else []
+    metrics = tuple((name, _group_rows(path, f"sample_metrics/{name}")) for name in names)
+    layout_rows = min(_group_rows(path, "layout"), rows) if (path / "layout" / "xy" / "zarr.json").is_file() else 0
+    return Commit(rows=rows, checkpoints=int(attrs["committed"].get("checkpoints", 0)),
+                  layout_rows=layout_rows, metric_rows=_group_rows(path, "metrics"),
+                  scalar_rows=_group_rows(path, "scalars"), sample_metrics=metrics,
+                  alerts=hash(repr(attrs.get("alerts", []))))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _reader(path: str, commit: Commit) -> StoreReader:
+    return StoreReader(path)
+
+
+def reader(path: str | Path, commit: Commit) -> StoreReader:
+    """A read-only store handle whose attributes match ``commit`` (never mutate it)."""
+    return _reader(str(path), commit)
+
+
+# ----------------------------------------------------------------------------- map data
+@dataclass(frozen=True, eq=False)
+class MapData:
+    """Per-row columns the map needs, for the rows that have layout coordinates."""
+
+    n_rows: int  # committed sample rows
+    step: np.ndarray  # int64 (n,)  n = layout rows
+    kind: np.ndarray  # int8
+    label: np.ndarray  # int16
+    instance: np.ndarray  # int32
+    current: np.ndarray  # bool: not superseded
+    xy: np.ndarray  # float32 (n, 2), per-step solutions before placement
+    step_index: np.ndarray  # int64: ordinal of the row's step among generated steps, -1 for references
+    steps: np.ndarray  # sorted generated steps present in the laid-out rows
+    all_steps: np.ndarray  # sorted generated steps of all committed rows
+    labels: tuple[str, ...]
+    kinds: tuple[str, ...]
+    encoder: dict[str, Any] = field(default_factory=dict)
+    alerts: tuple[dict[str, Any], ...] = ()
+    sample_metric_names: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return len(self.step)
+
+
+def _readonly(*arrays: np.ndarray) -> None:
+    for a in arrays:
+        a.setflags(write=False)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Reading the store…")
+def _map_data(path: str, commit: Commit) -> MapData:
+    r = reader(path, commit)
+    n = commit.layout_rows
+    gen = fmt.KIND_CODES["generated"]
+    if commit.rows:
+        all_step = r.samples("step")
+        all_kind = r.samples("kind")
+        current = r.current_rows()
+    else:
+        all_step = np.zeros(0, np.int64)
+        all_kind = np.zeros(0, np.int8)
+        current = np.zeros(0, bool)
+    rows = slice(0, n)
+    step = all_step[:n]
+    kind = all_kind[:n]
+    label = r.samples("label", rows) if n else np.zeros(0, np.int16)
+    instance = r.samples("instance", rows) if n else np.zeros(0, np.int32)
+    xy = r.layout_xy()[:n].astype(np.float32) if n else np.zeros((0, 2), np.float32)
+    all_steps = np.unique(all_step[(all_kind == gen) & current])
+    steps = np.unique(step[(kind == gen) & current[:n]])
+    step_index = np.where(kind == gen, np.searchsorted(steps, step), -1).astype(np.int64)
+    cur = current[:n].copy()
+    _readonly(step, kind, label, instance, cur, xy, step_index, steps, all_steps)
+    return MapData(n_rows=commit.rows, step=step, kind=kind, label=label, instance=instance,
+                   current=cur, xy=xy, step_index=step_index, steps=steps, all_steps=all_steps,
+                   labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
+                   alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()))
+
+
+def map_data(path: str | Path, commit: Commit) -> MapData:
+    """Cached per (store, commit): the map columns of the laid-out rows."""
+    return _map_data(str(path), commit)
+
+
+def placement(xy: np.ndarray, step_index: np.ndarray, layout: Layout) -> np.ndarray:
+    """Bands (rectilinear) or rings (radial) from the per-step solutions.
+
+    Uses ``engine.layout.placement.place`` (the engine's own definition, so the viewer and
+    ``evowatch`` agree on the picture).
+    """
+    if not len(xy):
+        return np.zeros((0, 2), np.float32)
+    return _engine_place()(xy, step_index, layout)
+
+
+def _engine_place():
+    """``engine.layout.placement.place``, loaded by file so the page does not import the
+    whole layout package (openTSNE, scikit-learn: over a second of first-paint time)."""
+    import importlib.util
+    import sys
+
+    name = "engine.layout.placement"
+    if name not in sys.modules:
+        import engine
+
+        spec = importlib.util.spec_from_file_location(name, Path(engine.__file__).parent / "layout" / "placement.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        sys.modules[name] = module
+    return sys.modules[name].place
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _placed(path: str, commit: Commit, layout: str) -> np.ndarray:
+    d = map_data(path, commit)
+    out = placement(d.xy, d.step_index, layout)  # type: ignore[arg-type]
+    _readonly(out)
+    return out
+
+
+def placed(path: str | Path, commit: Commit, layout: Layout) -> np.ndarray:
+    """Cached map coordinates (n_layout, 2) for ``layout``."""
+    return _placed(str(path), commit, layout)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _sample_metric(path: str, commit: Commit, name: str) -> np.ndarray:
+    values = reader(path, commit).sample_metric(name)[: commit.layout_rows]
+    _readonly(values)
+    return values
+
+
+def sample_metric(path: str | Path, commit: Commit, name: str) -> np.ndarray:
+    """A per-sample metric for the laid-out rows (NaN where absent), cached per commit."""
+    return _sample_metric(str(path), commit, name)
+
+
+NEAR_COPY = "near_copy"
+
+
+def probe_names(names: Sequence[str]) -> list[str]:
+    """Per-sample probe margins are stored as ``probe:<prompt>`` sample metrics."""
+    return [n for n in names if n.startswith("probe:")]
+
+
+def color_metrics(names: Sequence[str]) -> list[str]:
+    return [n for n in names if n != NEAR_COPY]
+
+
+# ----------------------------------------------------------------------------- filters
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What the user narrowed the map to (all optional)."""
+
+    step_range: tuple[int, int] | None = None
+    focus_step: int | None = None  # a step picked on the signals charts
+    kinds: tuple[str, ...] | None = None  # None: all kinds
+    labels: tuple[str, ...] | None = None  # None: all labels (unlabelled included)
+    probe: str | None = None  # keep samples with a positive margin for this probe
+    near_copies_only: bool = False
+
+
+def filter_mask(d: MapData, f: Filters, *, probe_values: np.ndarray | None = None,
+                near_copy: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask over the laid-out rows. Reference rows (step -1) ignore the step filters."""
+    mask = d.current.copy()
+    gen = d.kind == fmt.KIND_CODES["generated"]
+    if f.step_range is not None:
+        lo, hi = f.step_range
+        mask &= ~gen | ((d.step >= lo) & (d.step <= hi))
+    if f.focus_step is not None:
+        mask &= ~gen | (d.step == f.focus_step)
+    if f.kinds is not None:
+        codes = [d.kinds.index(k) for k in f.kinds if k in d.kinds]
+        mask &= np.isin(d.kind, codes)
+    if f.labels is not None:
+        codes = [d.labels.index(lab) for lab in f.labels if lab in d.labels]
+        mask &= np.isin(d.label, codes)
+    if f.probe is not None and probe_values is not None:
+        mask &= np.nan_to_num(probe_values, nan=-np.inf) > 0
+    if f.near_copies_only and near_copy is not None:
+        mask &= np.nan_to_num(near_copy, nan=0.0) > 0.5
+    return mask
+
+
+# ----------------------------------------------------------------------------- selection
+def _points_in_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Even-odd rule, vectorised over points, looping over the polygon's edges."""
+    inside = np.zeros(len(x), bool)
+    j = len(px) - 1
+    for i in range(len(px)):
+        xi, yi, xj, yj = px[i], py[i], px[j], py[j]
+        crosses = (yi > y) != (yj > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = (xj - xi) * (y - yi) / (yj - yi) + xi
+        inside ^= crosses & (x < x_at)
+        j = i
+    return inside
+
+
+def _floats(values: Any) -> np.ndarray:
+    if isinstance(values, dict):  # plotly typed arrays come back keyed by index
+        values = [values[k] for k in sorted(values, key=int)]
+    return np.asarray(values, np.float64).ravel()
+
+
+def _customdata_row(point: dict[str, Any]) -> int | None:
+    cd = point.get("customdata")
+    if isinstance(cd, dict):
+        cd = cd.get("0", cd.get(0))
+    elif isinstance(cd, (list, tuple)):
+        cd = cd[0] if cd else None
+    try:
+        return int(cd) if cd is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def selection_is_empty(selection: dict[str, Any] | None) -> bool:
+    if not selection:
+        return True
+    return not (selection.get("points") or selection.get("box") or selection.get("lasso"))
+
+
+def selected_rows(xy: np.ndarray, visible: np.ndarray, selection: dict[str, Any] | None) -> np.ndarray:
+    """Rows (sorted) picked by a Plotly selection: boxes and lassos are resolved against
+    every visible row (so raster mode loses nothing); bare clicks come from customdata."""
+    if selection_is_empty(selection):
+        return np.zeros(0, np.int64)
+    regions = list(selection.get("box") or []) + list(selection.get("lasso") or [])
+    if regions:
+        rows = np.flatnonzero(visible)
+        x, y = xy[rows, 0], xy[rows, 1]
+        hit = np.zeros(len(rows), bool)
+        for region in regions:
+            px, py = _floats(region.get("x", [])), _floats(region.get("y", []))
+            if not len(px) or len(px) != len(py):
+                continue
+            if region in (selection.get("box") or []) and len(px) == 2:
+                hit |= (x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max())
+            else:
+                inb = (x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max())
+                sub = np.flatnonzero(inb)
+                hit[sub] |= _points_in_polygon(x[sub], y[sub], px, py)
+        return rows[hit]
+    picked = {_customdata_row(p) for p in selection.get("points") or []}
+    picked.discard(None)
+    out = np.array(sorted(r for r in picked if 0 <= r < len(visible) and visible[r]), np.int64)
+    return out
+
+
+def clicked_row(selection: dict[str, Any] | None) -> int | None:
+    """The row of a single clicked point (no box or lasso), else None."""
+    if selection_is_empty(selection) or selection.get("box") or selection.get("lasso"):
+        return None
+    points = selection.get("points") or []
+    return _customdata_row(points[0]) if len(points) == 1 else None
+
+
+def instance_trail(d: MapData, row: int) -> np.ndarray:
+    """Rows of ``row``'s instance across all generated steps, ordered by step."""
+    if row < 0 or row >= d.n or d.instance[row] < 0 or d.kind[row] != fmt.KIND_CODES["generated"]:
+        return np.array([row], np.int64) if 0 <= row < d.n else np.zeros(0, np.int64)
+    rows = np.flatnonzero((d.instance == d.instance[row]) & (d.kind == d.kind[row]) & d.current)
+    return rows[np.argsort(d.step[rows], kind="stable")]
+
+
+# ----------------------------------------------------------------------------- colours
+def _viridis(t: np.ndarray) -> np.ndarray:
+    """t in [0, 1] -> RGB float (n, 3) in 0..255."""
+    t = np.clip(np.nan_to_num(t, nan=0.0), 0, 1) * (len(_VIRIDIS) - 1)
+    lo = np.floor(t).astype(int)
+    hi = np.minimum(lo + 1, len(_VIRIDIS) - 1)
+    w = (t - lo)[:, None]
+    return _VIRIDIS[lo] * (1 - w) + _VIRIDIS[hi] * w
+
+
+def _hex_rgb(color: str) -> tuple[int, int, int]:
+    c = color.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+@dataclass(frozen=True, slots=True)
+class Coloring:
+    """How rows are coloured: categories (codes + names + colours) or continuous values."""
+
+    title: str
+    categorical: bool
+    codes: np.ndarray | None = None  # int (n,) category code per row, -1: none
+    names: tuple[str, ...] = ()
+    colors: tuple[str, ...] = ()
+    values: np.ndarray | None = None  # float (n,) for continuous; NaN: no value
+    vmin: float = 0.0
+    vmax: float = 1.0
+
+
+def coloring(d: MapData, mode: ColorMode, metric: np.ndarray | None = None) -> Coloring:
+    """The colouring of every laid-out row for a colour mode."""
+    ref = d.kind != fmt.KIND_CODES["generated"]
+    if mode == "kind":
+        names = tuple(d.kinds)
+        return Coloring("kind", True, d.kind.astype(np.int64), names,
+                        tuple(KIND_COLORS.get(k, PALETTE[i % len(PALETTE)]) for i, k in enumerate(names)))
+    if mode == "label":
+        names = tuple(d.labels) + ("(no label)",)
+        codes = np.where(d.label < 0, len(d.labels), d.label).astype(np.int64)
+        colors = tuple(PALETTE[i % len(PALETTE)] for i in range(len(d.labels))) + (REFERENCE_COLOR,)
+        return Coloring("label", True, codes, names, colors)
+    if mode.startswith("metric:") and metric is not None:
+        values = np.asarray(metric, np.float64)
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        return Coloring(mode.split(":", 1)[1], False, values=values, vmin=lo, vmax=hi if hi > lo else lo + 1)
+    values = np.where(ref, np.nan, d.step).astype(np.float64)
+    lo = float(d.steps.min()) if len(d.steps) else 0.0
+    hi = float(d.steps.max()) if len(d.steps) else 1.0
+    return Coloring("step", False, values=values, vmin=lo, vmax=hi if hi > lo else lo + 1)
+
+
+def row_rgb(c: Coloring, rows: np.ndarray) -> np.ndarray:
+    """RGB floats (len(rows), 3) for the raster."""
+    if c.categorical:
+        table = np.array([_hex_rgb(x) for x in c.colors] + [_hex_rgb(REFERENCE_COLOR)], np.float64)
+        codes = c.codes[rows]
+        return table[np.where(codes < 0, len(c.colors), codes)]
+    v = c.values[rows]
+    rgb = _viridis((v - c.vmin) / (c.vmax - c.vmin))
+    rgb[~np.isfinite(v)] = _hex_rgb(REFERENCE_COLOR)
+    return rgb
+
+
+# ----------------------------------------------------------------------------- figures
+def _bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
+    if not len(xy):
+        return -1.0, 1.0, -1.0, 1.0
+    x0, y0 = xy.min(axis=0)
+    x1, y1 = xy.max(axis=0)
+    px, py = max((x1 - x0) * 0.03, 1e-3), max((y1 - y0) * 0.03, 1e-3)
+    return float(x0 - px), float(x1 + px), float(y0 - py), float(y1 + py)
+
+
+def density_png(xy: np.ndarray, rgb: np.ndarray, bounds: tuple[float, float, float, float],
+                size: tuple[int, int] = RASTER_SIZE) -> str:
+    """Datashader-style aggregate: mean colour per pixel, opacity from log(count); a data URI."""
+    from PIL import Image
+
+    w, h = size
+    x0, x1, y0, y1 = bounds
+    ix = np.clip(((xy[:, 0] - x0) / (x1 - x0) * w).astype(np.int64), 0, w - 1)
+    iy = np.clip(((y1 - xy[:, 1]) / (y1 - y0) * h).astype(np.int64), 0, h - 1)
+    flat = iy * w + ix
+    count = np.bincount(flat, minlength=w * h).astype(np.float64)
+    img = np.zeros((w * h, 4), np.uint8)
+    hit = count > 0
+    for ch in range(3):
+        s = np.bincount(flat, weights=rgb[:, ch], minlength=w * h)
+        img[hit, ch] = np.clip(s[hit] / count[hit], 0, 255).astype(np.uint8)
+    alpha = np.log1p(count[hit]) / np.log1p(count.max()) if hit.any() else np.zeros(0)
+    img[hit, 3] = (90 + 165 * alpha).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img.reshape(h, w, 4), "RGBA").save(buf, format="PNG", optimize=False, compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _hover(d: MapData, rows: np.ndarray) -> list[str]:
+    """Short hover text; per-point strings are only built for small point counts."""
+    kinds = np.array(d.kinds, dtype=object)[d.kind[rows]]
+    labels = np.array(list(d.labels) + ["–"], dtype=object)[np.where(d.label[rows] < 0, len(d.labels), d.label[rows])]
+    steps = np.where(d.kind[rows] == fmt.KIND_CODES["generated"], d.step[rows].astype(str), "reference")
+    return [f"row {r} · step {s} · {k} · {lab}" for r, s, k, lab in zip(rows, steps, kinds, labels)]
+
+
+def _points_trace(name: str, xy: np.ndarray, rows: np.ndarray, *, color: Any, size: float,
+                  opacity: float, text: list[str] | None, showlegend: bool = True,
+                  colorscale: bool = False, c: Coloring | None = None) -> dict[str, Any]:
+    marker: dict[str, Any] = {"size": size, "opacity": opacity, "color": color}
+    if colorscale and c is not None:
+        marker.update(colorscale="Viridis", cmin=c.vmin, cmax=c.vmax,
+                      colorbar={"title": {"text": c.title}, "thickness": 12})
+    trace: dict[str, Any] = {
+        "type": "scattergl", "mode": "markers", "name": name, "x": xy[rows, 0], "y": xy[rows, 1],
+        "customdata": rows.astype(np.int32), "marker": marker, "showlegend": showlegend,
+        "selected": {"marker": {"opacity": 1.0}}, "unselected": {"marker": {"opacity": 0.25 * opacity}},
+    }
+    if text is not None:
+        trace["text"] = text
+        trace["hovertemplate"] = "%{text}<extra></extra>"
+    else:
+        trace["hovertemplate"] = "row %{customdata}<extra></extra>"
+    return trace
+
+
+def map_figure(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
+               layout: Layout = "rectilinear", trail: np.ndarray | None = None,
+               highlight: np.ndarray | None = None, selection: dict[str, Any] | None = None,
+               max_points: int = MAX_POINTS, sample_points: int = SAMPLE_POINTS,
+               height: int = 620, seed: int = 0) -> tuple[dict[str, Any], str]:
+    """The evolution map as a Plotly figure dict, and the render mode ("points"/"density").
+
+    Every visible row is a WebGL marker up to ``max_points``; past that the visible rows
+    are aggregated into a raster (:func:`density_png`) and a fixed random sample of
+    ``sample_points`` rows is drawn as faint markers for hover and clicks.
+    """
+    rows = np.flatnonzero(visible)
+    bounds = _bounds(xy[d.current] if d.current.any() else xy)
+    mode = "points" if len(rows) <= max_points else "density"
+    traces: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
+    if mode == "density":
+        x0, x1, y0, y1 = bounds
+        images.append({"source": density_png(xy[rows], row_rgb(c, rows), bounds), "xref": "x", "yref": "y",
+                       "x": x0, "y": y1, "sizex": x1 - x0, "sizey": y1 - y0, "sizing": "stretch",
+                       "layer": "below", "opacity": 1.0})
+        rng = np.random.default_rng(seed)
+        drawn = np.sort(rng.choice(rows, size=min(sample_points, len(rows)), replace=False))
+        size, opacity = 3.0, 0.35
+    else:
+        drawn = rows
+        size = 6.0 if len(rows) < 2_000 else 4.0 if len(rows) < 30_000 else 2.5
+        opacity = 0.85 if len(rows) < 30_000 else 0.6
+    text_ok = len(drawn) <= 50_000
+    if c.categorical:
+        codes = c.codes[drawn]
+        for code in np.unique(codes):
+            sub = drawn[codes == code]
+            name = c.names[code] if 0 <= code < len(c.names) else "other"
+            color = c.colors[code] if 0 <= code < len(c.colors) else REFERENCE_COLOR
+            traces.append(_points_trace(name, xy, sub, color=color, size=size, opacity=opacity,
+                                        text=_hover(d, sub) if text_ok else None))
+    else:
+        vals = c.values[drawn]
+        fin = np.isfinite(vals)
+        ref = drawn[~fin]
+        if len(ref):
+            name = "real reference" if c.title == "step" else f"no {c.title}"
+            traces.append(_points_trace(name, xy, ref, color=REFERENCE_COLOR, size=size, opacity=opacity,
+                                        text=_hover(d, ref) if text_ok else None))
+        gen = drawn[fin]
+        if len(gen) or not traces:
+            traces.append(_points_trace(c.title, xy, gen, color=c.values[gen].astype(np.float32), size=size,
+                                        opacity=opacity, text=_hover(d, gen) if text_ok else None,
+                                        showlegend=False, colorscale=True, c=c))
+    if highlight is not None and len(highlight):
+        traces.append({"type": "scattergl", "mode": "markers", "name": "query match",
+                       "x": xy[highlight, 0], "y": xy[highlight, 1], "customdata": highlight.astype(np.int32),
+                       "marker": {"size": 10, "symbol": "star", "color": "#ffd400", "line": {"width": 1, "color": "#000"}},
+                       "hovertemplate": "query match · row %{customdata}<extra></extra>"})
+    if trail is not None and len(trail):
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": "instance trail",
+                       "x": xy[trail, 0], "y": xy[trail, 1], "customdata": trail.astype(np.int32),
+                       "text": _hover(d, trail), "hovertemplate": "trail · %{text}<extra></extra>",
+                       "line": {"color": "#d62728", "width": 2},
+                       "marker": {"size": 10, "color": "#d62728", "line": {"width": 1.5, "color": "#fff"}}})
+    x0, x1, y0, y1 = bounds
+    lay: dict[str, Any] = {
+        "height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "dragmode": "select", "uirevision": layout, "hovermode": "closest",
+        "xaxis": {"range": [x0, x1], "showgrid": False, "zeroline": False, "showticklabels": False},
+        "yaxis": {"range": [y0, y1], "showgrid": False, "zeroline": False, "showticklabels": False},
+        "legend": {"orientation": "h", "y": 1.02, "x": 0, "itemsizing": "constant"},
+        "images": images, "annotations": _band_labels(d, xy, layout),
+    }
+    if layout == "radial":
+        lay["yaxis"].update(scaleanchor="x", scaleratio=1)
+    if selection and not selection_is_empty(selection):
+        lay["selections"] = _selection_shapes(selection)
+    return {"data": traces, "layout": lay}, mode
+
+
+def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[dict[str, Any]]:
+    """Step names over the bands (rectilinear), at most ~25 of them."""
+    if layout != "rectilinear" or not d.n:
+        return []
+    out = []
+    ordinals = list(range(-1, len(d.steps)))
+    stride = max(1, len(ordinals) // 25)
+    for k in ordinals[::stride]:
+        rows = d.step_index == k
+        if not rows.any():
+            continue
+        text = "real" if k < 0 else f"{int(d.steps[k]):,}"
+        out.append({"x": float(np.median(xy[rows, 0])), "y": 1.0, "yref": "paper", "yanchor": "bottom",
+                    "text": text, "showarrow": False, "font": {"size": 10, "color": "#555"}})
+    return out
+
+
+def _selection_shapes(selection: dict[str, Any]) -> list[dict[str, Any]]:
+    """Redraw a kept box/lasso after the chart was rebuilt (e.g. by a new commit)."""
+    shapes = []
+    for box in selection.get("box") or []:
+        x, y = _floats(box.get("x", [])), _floats(box.get("y", []))
+        if len(x) == 2 and len(y) == 2:
+            shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": float(x[0]), "x1": float(x[1]),
+                           "y0": float(y[0]), "y1": float(y[1])})
+    for lasso in selection.get("lasso") or []:
+        x, y = _floats(lasso.get("x", [])), _floats(lasso.get("y", []))
+        if len(x) > 2:
+            path = "M" + "L".join(f"{a:.5g},{b:.5g}" for a, b in zip(x, y)) + "Z"
+            shapes.append({"type": "path", "xref": "x", "yref": "y", "path": path})
+    return shapes
+
+
+def signals_figure(table: dict[str, np.ndarray], columns: Sequence[str], alerts: Sequence[dict[str, Any]],
+                   *, title: str, focus_step: int | None = None, height_per: int = 170) -> dict[str, Any]:
+    """Per-step line charts (one row per column) with alerts as red markers and lines."""
+    columns = [c for c in columns if c in table and c != "step"]
+    n = max(1, len(columns))
+    steps = np.asarray(table.get("step", np.zeros(0)))
+    order = np.argsort(steps, kind="stable")
+    gap = 0.06 if n > 1 else 0.0
+    h = (1.0 - gap * (n - 1)) / n
+    traces: list[dict[str, Any]] = []
+    lay: dict[str, Any] = {"height": 60 + height_per * n, "margin": {"l": 50, "r": 10, "t": 30, "b": 30},
+                           "showlegend": False, "hovermode": "closest", "title": {"text": title, "font": {"size": 13}},
+                           "clickmode": "event+select", "dragmode": False, "shapes": [], "annotations": []}
+    for i, col in enumerate(columns):
+        ax = "" if i == 0 else str(i + 1)
+        top = 1.0 - i * (h + gap)
+        lay[f"yaxis{ax}"] = {"domain": [max(0.0, top - h), top], "title": {"text": col, "font": {"size": 10}},
+                             "anchor": f"x{ax}"}
+        lay[f"xaxis{ax}"] = {"anchor": f"y{ax}", "matches": "x" if i else None, "showticklabels": i == n - 1}
+        if not i:
+            lay["xaxis"].pop("matches")
+        y = np.asarray(table[col], np.float64)[order]
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": col, "x": steps[order], "y": y,
+                       "xaxis": f"x{ax}", "yaxis": f"y{ax}", "marker": {"size": 6},
+                       "hovertemplate": f"step %{{x}}<br>{col} %{{y:.4g}}<extra></extra>"})
+        hits = [a for a in alerts if _alert_matches(a, col)]
+        if hits:
+            ax_steps = [int(a.get("step", 0)) for a in hits]
+            yv = [float(np.interp(s, steps[order], y)) if len(steps) else 0.0 for s in ax_steps]
+            traces.append({"type": "scatter", "mode": "markers", "name": "alert", "x": ax_steps, "y": yv,
+                           "xaxis": f"x{ax}", "yaxis": f"y{ax}",
+                           "marker": {"size": 13, "symbol": "x", "color": "#d62728"},
+                           "text": [str(a.get("message", a.get("rule", ""))) for a in hits],
+                           "hovertemplate": "ALERT step %{x}: %{text}<extra></extra>"})
+    for a in alerts:
+        lay["shapes"].append({"type": "line", "xref": "x", "yref": "paper", "x0": a.get("step", 0),
+                              "x1": a.get("step", 0), "y0": 0, "y1": 1,
+                              "line": {"color": "#d62728", "width": 1, "dash": "dot"}})
+    if focus_step is not None:
+        lay["shapes"].append({"type": "line", "xref": "x", "yref": "paper", "x0": focus_step, "x1": focus_step,
+                              "y0": 0, "y1": 1, "line": {"color": "#1f77b4", "width": 2}})
+    return {"data": traces, "layout": lay}
+
+
+_RULE_METRICS = {
+    "collapse": ("vendi", "pairwise_cosine", "coverage", "recall"),
+    "memorisation": ("near_copy_frac", "copy_log_ratio", "copy_zu", "nn_train_median"),
+    "fd_rising": ("fd",),
+    "label_drift": ("label_tv",),
+    "probe_drift": ("probe_share",),
+    "convergence": ("loss",),
+}
+
+
+def _alert_matches(alert: dict[str, Any], column: str) -> bool:
+    """Mark an alert on the charts of the metrics its rule watches (all, when unknown)."""
+    rule = str(alert.get("rule", ""))
+    watched = _RULE_METRICS.get(rule)
+    return watched is None or any(column.startswith(w) for w in watched)
+
+
+DEFAULT_SIGNALS = ("vendi", "coverage", "precision", "fd", "near_copy_frac", "nn_train_median", "label_tv")
+
+
+def default_signal_columns(table: dict[str, np.ndarray], k: int = 4) -> list[str]:
+    cols = [c for c in table if c != "step" and np.isfinite(np.asarray(table[c], np.float64)).any()]
+    chosen = [c for c in DEFAULT_SIGNALS if c in cols][:k]
+    return chosen or cols[:k]
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def step_metrics(path: str, commit: Commit) -> dict[str, np.ndarray]:
+    return reader(path, commit).step_metrics()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def scalars(path: str, commit: Commit) -> dict[str, np.ndarray]:
+    return reader(path, commit).scalars()
+
+
+# ----------------------------------------------------------------------------- samples
+@st.cache_data(max_entries=64, show_spinner=False)
+def _sample_columns(path: str, commit: Commit, rows: tuple[int, ...], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    r = reader(path, commit)
+    idx = np.asarray(rows, np.int64)
+    return {name: r.samples(name, idx) for name in names}
+
+
+def sample_columns(path: str | Path, commit: Commit, rows: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Columns (e.g. 'thumbnail', 'path') for a few rows, cached per (store, commit, rows)."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return {name: np.zeros(0) for name in names}
+    order = np.argsort(rows)
+    got = _sample_columns(str(path), commit, tuple(int(r) for r in rows[order]), tuple(names))
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return {name: values[inverse] for name, values in got.items()}
+
+
+def describe_rows(d: MapData, rows: np.ndarray) -> dict[str, list[Any]]:
+    """Step, kind, label, instance per row (no store read)."""
+    return {
+        "row": [int(r) for r in rows],
+        "step": [int(d.step[r]) if d.kind[r] == fmt.KIND_CODES["generated"] else -1 for r in rows],
+        "kind": [d.kinds[d.kind[r]] if d.kind[r] < len(d.kinds) else "?" for r in rows],
+        "label": [d.labels[d.label[r]] if 0 <= d.label[r] < len(d.labels) else "" for r in rows],
+        "instance": [int(d.instance[r]) for r in rows],
+    }
+
+
+def selection_csv(d: MapData, rows: np.ndarray, paths: Sequence[str]) -> str:
+    """CSV of the selected rows: row, step, kind, label, instance, path."""
+    import csv
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["row", "step", "kind", "label", "instance", "path"])
+    desc = describe_rows(d, rows)
+    for i in range(len(rows)):
+        w.writerow([desc["row"][i], desc["step"][i], desc["kind"][i], desc["label"][i], desc["instance"][i], paths[i]])
+    return buf.getvalue()
+
+
+def grid_rows(rows: np.ndarray, limit: int = GRID_MAX, seed: int = 0) -> np.ndarray:
+    """At most ``limit`` rows of a selection for the thumbnail grid: an even spread, in row order."""
+    if len(rows) <= limit:
+        return rows
+    idx = np.linspace(0, len(rows) - 1, limit).round().astype(np.int64)
+    return rows[idx]
+
+
+def comparison_rows(d: MapData, step_a: int, step_b: int, prefer_instances: np.ndarray | None = None,
+                    limit: int = 24) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Rows of the same instances at two steps (pairs), preferring selected instances.
+
+    Returns (rows_a, rows_b, aligned); aligned is False when the store has no instance ids,
+    in which case the first ``limit`` samples of each step are returned.
+    """
+    gen = (d.kind == fmt.KIND_CODES["generated"]) & d.current
+    a = np.flatnonzero(gen & (d.step == step_a))
+    b = np.flatnonzero(gen & (d.step == step_b))
+    ia, ib = d.instance[a], d.instance[b]
+    common = np.intersect1d(ia[ia >= 0], ib[ib >= 0])
+    if not len(common):
+        return a[:limit], b[:limit], False
+    if prefer_instances is not None and len(prefer_instances):
+        first = np.intersect1d(common, prefer_instances)
+        common = np.concatenate([first, np.setdiff1d(common, first)])
+    common = common[:limit]
+    pos_a = {int(i): int(r) for i, r in zip(ia, a)}
+    pos_b = {int(i): int(r) for i, r in zip(ib, b)}
+    return (np.array([pos_a[int(i)] for i in common], np.int64),
+            np.array([pos_b[int(i)] for i in common], np.int64), True)
+
+
+def mosaic(thumbs: np.ndarray, cols: int = 8, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Tile (n, T, T, 3) thumbnails into one image (white gaps)."""
+    n = len(thumbs)
+    if not n:
+        return np.full((8, 8, 3), 255, np.uint8)
+    if scale > 1:
+        thumbs = thumbs.repeat(scale, axis=1).repeat(scale, axis=2)
+    t = thumbs.shape[1]
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    out = np.full((rows * (t + pad) + pad, cols * (t + pad) + pad, 3), 255, np.uint8)
+    for i, img in enumerate(thumbs):
+        r, c = divmod(i, cols)
+        out[pad + r * (t + pad): pad + r * (t + pad) + t, pad + c * (t + pad): pad + c * (t + pad) + t] = img
+    return out
+
+
+# ----------------------------------------------------------------------------- text query
+def is_clip(encoder: dict[str, Any]) -> bool:
+    return str(encoder.get("identity", "")).startswith("clip")
+
+
+@st.cache_resource(max_entries=1, show_spinner="Loading the text encoder…")
+def text_encoder(identity: str):
+    """The store's CLIP encoder on CPU, or raises (the page shows the reason)."""
+    from engine.encoders import make_encoder
+
+    return make_encoder(identity, device="cpu")
+
+
+@st.cache_data(max_entries=16, show_spinner="Ranking samples…")
+def _query_scores(path: str, commit: Commit, identity: str, prompt: str) -> np.ndarray:
+    enc = text_encoder(identity)
+    t = np.asarray(enc.encode_text([prompt]), np.float32)[0]
+    r = reader(path, commit)
+    n = commit.layout_rows
+    out = np.empty(n, np.float32)
+    step = 65536
+    for start in range(0, n, step):
+        emb = r.samples("embedding", slice(start, min(n, start + step))).astype(np.float32)
+        out[start:start + len(emb)] = emb @ t
+    return out
+
+
+def query_scores(path: str | Path, commit: Commit, identity: str, prompt: str) -> np.ndarray:
+    """Cosine similarity of every laid-out row's embedding to the prompt (cached)."""
+    return _query_scores(str(path), commit, identity, prompt)
+
+
+def top_matches(scores: np.ndarray, visible: np.ndarray, k: int) -> np.ndarray:
+    rows = np.flatnonzero(visible)
+    if not len(rows):
+        return rows
+    k = min(k, len(rows))
+    part = np.argpartition(-scores[rows], k - 1)[:k]
+    best = rows[part]
+    return best[np.argsort(-scores[best], kind="stable")]
+
+
+def store_error_text(exc: BaseException) -> str:
+    """One line for the page when the store cannot be read."""
+    if isinstance(exc, StoreFormatError):
+        return str(exc)
+    return f"could not read the store: {type(exc).__name__}: {exc}"

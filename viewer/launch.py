@@ -1,0 +1,72 @@
+"""Start the Streamlit viewer on a store: what ``evowatch view STORE`` runs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from stores.errors import StoreFormatError
+from stores.zarr_store import StoreReader
+
+APP = Path(__file__).with_name("app.py")
+
+
+def streamlit_command(store: Path, host: str = "127.0.0.1", port: int = 8501) -> list[str]:
+    """The ``streamlit run`` command line (headless, no usage statistics, no file watcher)."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP),
+            "--server.headless", "true", "--server.address", host, "--server.port", str(port),
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--server.runOnSave", "false", "--client.toolbarMode", "viewer", "--", str(store)]
+
+
+def launch(store: Path, host: str = "127.0.0.1", port: int = 8501) -> int:
+    """Validate ``store``, start the viewer, print its address, and return its exit code.
+
+    A missing, foreign or unsupported store is refused before Streamlit starts, with one
+    line on stderr and exit code 2. Ctrl-C stops the server and returns 0.
+    """
+    store = Path(store).expanduser().resolve()
+    try:
+        StoreReader(store)
+    except StoreFormatError as exc:
+        print(f"evowatch view: {exc}", file=sys.stderr)
+        return 2
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    print(f"evowatch viewer for {store}: http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
+    env = dict(os.environ)
+    env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    proc = subprocess.Popen(streamlit_command(store, host, port), env=env)
+
+    def _stop(signum: int, frame: object) -> None:  # SIGTERM: stop the server with us
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m viewer.launch STORE [--host H] [--port P]`` (the CLI's ``view`` does the same)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="evowatch view", description=__doc__)
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8501)
+    args = parser.parse_args(argv)
+    return launch(args.store, args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Synthetic run stores for the viewer's tests and benchmark (numpy only, no encoder).
+
+Each step holds ``per_step`` generated samples of a fixed noise batch (instance ids
+0..per_step-1) drawn from ``n_labels`` clusters that tighten as training goes on; the
+real reference is one more set at step -1. Layout rows are committed with every step, as
+the watcher does, so the viewer sees exactly what a live run produces.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stores.zarr_store import StoreWriter
+
+ENCODER = {"identity": "synthetic:test", "dim": 8}
+LABELS = ("airplane", "bird", "cat", "dog", "ship", "truck")
+_COLORS = np.array([[230, 57, 70], [42, 157, 143], [233, 196, 106], [38, 70, 83], [244, 162, 97],
+                    [131, 56, 236]], np.uint8)
+
+
+def _thumbs(labels: np.ndarray, size: int, rng: np.random.Generator, sharp: float) -> np.ndarray:
+    """A coloured disc per label on a noisy background; sharper at later steps."""
+    n = len(labels)
+    yy, xx = np.mgrid[:size, :size]
+    disc = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size * 0.3) ** 2
+    out = np.empty((n, size, size, 3), np.uint8)
+    out[:] = rng.integers(90, 160, size=(n, 1, 1, 3), dtype=np.uint8)
+    noise = rng.integers(0, int(80 * (1 - sharp)) + 1, size=(n, size, size, 1), dtype=np.uint8)
+    out = np.clip(out.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    out[:, disc] = _COLORS[labels % len(_COLORS)][:, None, :]
+    return out
+
+
+def _solution(labels: np.ndarray, base: np.ndarray, spread: float) -> np.ndarray:
+    """Per-step 2-D solution centred at the origin: label clusters on a circle plus jitter."""
+    angles = 2 * np.pi * labels / len(LABELS)
+    centres = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 3.0
+    xy = centres + base * spread
+    return (xy - xy.mean(axis=0)).astype(np.float32)
+
+
+def _vectors(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=(len(labels), ENCODER["dim"])).astype(np.float32) * 0.3
+    v[np.arange(len(labels)), labels % ENCODER["dim"]] += 1.0
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+class SyntheticRun:
+    """Writes a synthetic run step by step into a store (layout and metrics included)."""
+
+    def __init__(self, path: str | Path, *, per_step: int = 200, n_real: int = 200, thumbnail_size: int = 24,
+                 seed: int = 0, metrics: bool = True) -> None:
+        self.path = Path(path)
+        self.per_step, self.n_real, self.size, self.metrics = per_step, n_real, thumbnail_size, metrics
+        self.rng = np.random.default_rng(seed)
+        self.instance_labels = self.rng.integers(0, len(LABELS), per_step)
+        self.instance_base = self.rng.normal(size=(per_step, 2)).astype(np.float32)
+        self.steps: list[int] = []
+
+    def _write(self, step: int, kind: str, labels: np.ndarray, instances: np.ndarray, base: np.ndarray,
+               spread: float, sharp: float, source: str) -> None:
+        with StoreWriter(self.path, ENCODER, thumbnail_size=self.size) as store:
+            start = store.n_rows
+            n = len(labels)
+            with store.checkpoint(step, source, f"hash-{source}", kind) as tx:
+                chunk = 50_000
+                for i in range(0, n, chunk):
+                    sl = slice(i, min(n, i + chunk))
+                    lab = labels[sl]
+                    tx.add(_vectors(lab, self.rng), instances[sl], [LABELS[x] for x in lab],
+                           _thumbs(lab, self.size, self.rng, sharp),
+                           [f"{source}/sample_{j:06d}.png" for j in range(sl.start, sl.stop)])
+            store.commit_layout(_solution(labels, base, spread), start)
+            if kind == "generated" and self.metrics:
+                nn = self.rng.gamma(4.0, 0.05, n).astype(np.float32) * (1.0 + 2.0 / (1 + len(self.steps)))
+                store.write_sample_metric("nn_train_distance", start, nn)
+                store.write_sample_metric("near_copy", start, (nn < np.quantile(nn, 0.05)).astype(np.float32))
+                k = len(self.steps)
+                store.write_step_metrics(step, {"vendi": 2.0 + 3.0 * (1 - np.exp(-k / 3)),
+                                                "coverage": 0.2 + 0.6 * (1 - np.exp(-k / 4)),
+                                                "near_copy_frac": float((nn < 0.08).mean())})
+
+    def add_reference(self) -> None:
+        labels = self.rng.integers(0, len(LABELS), self.n_real)
+        base = self.rng.normal(size=(self.n_real, 2)).astype(np.float32)
+        self._write(-1, "real", labels, np.full(self.n_real, -1, np.int32), base, 0.6, 1.0, "reference/real")
+
+    def add_step(self, step: int) -> None:
+        k = len(self.steps)
+        spread = 2.0 / (1 + 0.5 * k) + 0.4
+        drift = self.rng.normal(scale=0.1, size=self.instance_base.shape).astype(np.float32)
+        self.instance_base = self.instance_base + drift
+        self._write(step, "generated", self.instance_labels, np.arange(self.per_step, dtype=np.int32),
+                    self.instance_base, spread, min(1.0, 0.2 + 0.2 * k), f"step_{step:07d}")
+        self.steps.append(step)
+
+    def add_scalars(self) -> None:
+        steps = np.arange(0, max(self.steps or [0]) + 1, 50, dtype=np.int64)
+        with StoreWriter(self.path, ENCODER, thumbnail_size=self.size) as store:
+            store.write_scalars({"step": steps, "loss_g": 2.0 * np.exp(-steps / 3000) + 0.3,
+                                 "loss_d": 0.7 + 0.1 * np.sin(steps / 500)})
+
+
+def build_store(path: str | Path, *, n_steps: int = 4, per_step: int = 200, n_real: int = 200,
+                thumbnail_size: int = 24, step_every: int = 1000, alerts: bool = True,
+                seed: int = 0) -> SyntheticRun:
+    """A complete synthetic store: reference, ``n_steps`` steps, metrics, losses and an alert."""
+    run = SyntheticRun(path, per_step=per_step, n_real=n_real, thumbnail_size=thumbnail_size, seed=seed)
+    run.add_reference()
+    for i in range(n_steps):
+        run.add_step((i + 1) * step_every)
+    run.add_scalars()
+    if alerts and n_steps >= 2:
+        with StoreWriter(path, ENCODER, thumbnail_size=thumbnail_size) as store:
+            store.set_alerts([{"step": run.steps[1], "rule": "memorisation", "value": 0.12,
+                               "message": f"12% of samples are near-copies of training images at step {run.steps[1]}"}])
+    return run
