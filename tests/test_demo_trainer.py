@@ -1,0 +1,256 @@
+"""The offline demo trainer: layout, rename protocol, induced failures, pause file, errors."""
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from examples import demo_trainer as dt
+
+STEPS, EVERY, N = 400, 100, 32
+ONSET = 200
+
+
+def _load(paths: list[Path]) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p), dtype=np.float32).ravel() / 255.0 for p in paths])
+
+
+def _samples(ck: Path) -> np.ndarray:
+    return _load(sorted((ck / "samples").glob("*.png")))
+
+
+def _nn_dist(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return np.sqrt(d.min(1)), d.argmin(1)
+
+
+def _in_batch_nn(a: np.ndarray) -> float:
+    d = np.sqrt(((a[:, None, :] - a[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return float(d.min(1).mean())
+
+
+def _n_groups(a: np.ndarray, radius: float) -> int:
+    """Greedy grouping: how many balls of ``radius`` around samples cover the batch."""
+    d = np.sqrt(((a[:, None, :] - a[None, :, :]) ** 2).sum(-1))
+    left = np.ones(len(a), bool)
+    groups = 0
+    while left.any():
+        i = int(np.flatnonzero(left)[0])
+        left &= d[i] > radius
+        groups += 1
+    return groups
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+def _run(root: Path, data_dir: Path, fail: str | None) -> Path:
+    dt.train(root, steps=STEPS, every=EVERY, n_samples=N, seed=0, fail=fail, data_dir=data_dir)
+    return root
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory, data_dir) -> Path:
+    return _run(tmp_path_factory.mktemp("healthy"), data_dir, None)
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, healthy) -> dict[str, tuple[np.ndarray, list[int]]]:
+    out = {}
+    for split in ("train", "holdout"):
+        paths = sorted((data_dir / split).glob("*/*.png"))
+        out[split] = (_load(paths), [int(p.parent.name) for p in paths])
+    return out
+
+
+def test_layout_labels_losses(healthy, data_dir):
+    run = healthy / "run"
+    steps = [EVERY * k for k in range(1, STEPS // EVERY + 1)]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("step_")) == [
+        f"step_{s:06d}" for s in steps
+    ]
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no leftover temp folders
+    for s in steps:
+        ck = run / f"step_{s:06d}"
+        files = sorted(p.name for p in (ck / "samples").iterdir())
+        assert files == [f"{i:05d}.png" for i in range(N)]
+        with Image.open(ck / "samples" / "00000.png") as im:
+            assert im.mode == "L" and im.size == (32, 32)
+        with open(ck / "labels.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["file"] for r in rows] == [f"samples/{i:05d}.png" for i in range(N)]
+        assert [int(r["label"]) for r in rows] == [i % 10 for i in range(N)]
+
+    losses = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in losses] == list(range(10, STEPS + 1, 10))
+    assert all(set(r) == {"step", "loss_d", "loss_g"} for r in losses)
+    assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in losses)
+
+    meta = json.loads((run / "demo.json").read_text())
+    assert meta["checkpoints"] == steps and meta["fail"] is None
+
+    # Reference sets: 1,200 train / 597 held-out, per-label folders, disjoint digits.
+    train = sorted((data_dir / "train").glob("*/*.png"))
+    hold = sorted((data_dir / "holdout").glob("*/*.png"))
+    assert (len(train), len(hold)) == (1200, 597)
+    assert {p.parent.name for p in train} == {p.parent.name for p in hold} == {str(i) for i in range(10)}
+    assert not {p.stem for p in train} & {p.stem for p in hold}
+    assert not (healthy / "data").exists()  # data_dir overrides OUT_DIR/data
+
+
+def test_samples_improve(healthy, reference):
+    """Early samples are blobs far from any digit; later ones come closer to real digits."""
+    x_train, _ = reference["train"]
+    first, _ = _nn_dist(_samples(healthy / "run" / f"step_{EVERY:06d}"), x_train)
+    last, _ = _nn_dist(_samples(healthy / "run" / f"step_{STEPS:06d}"), x_train)
+    assert last.mean() < 0.9 * first.mean()
+
+
+def test_checkpoints_complete_when_they_appear(tmp_path, data_dir):
+    """A watcher polling the run folder only ever sees complete checkpoint folders."""
+    seen: dict[str, int] = {}
+    problems: list[str] = []
+    done = threading.Event()
+    run = tmp_path / "run"
+
+    def watch() -> None:
+        while True:
+            if run.is_dir():
+                for ck in run.iterdir():
+                    if ck.name.startswith("step_") and ck.name not in seen:
+                        pngs = sorted((ck / "samples").glob("*.png"))
+                        labels = (ck / "labels.csv").read_text().splitlines()
+                        if len(pngs) != 64 or len(labels) != 65:
+                            problems.append(f"{ck.name}: {len(pngs)} pngs, {len(labels)} label rows")
+                        for p in pngs:
+                            with Image.open(p) as im:
+                                im.load()
+                        seen[ck.name] = len(pngs)
+            if done.is_set():
+                return
+            time.sleep(0.001)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        dt.train(tmp_path, steps=60, every=5, n_samples=64, seed=1, data_dir=data_dir)
+    finally:
+        done.set()
+        t.join()
+    watch()  # one last sweep (done is set: a single pass) so every folder is checked
+    assert not problems
+    assert len(seen) == 12
+    assert len([p for p in run.iterdir() if p.name.startswith("step_")]) == 12
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def collapsed(tmp_path_factory, data_dir) -> Path:
+    return _run(tmp_path_factory.mktemp("collapse"), data_dir, f"collapse@{ONSET}")
+
+
+@pytest.fixture(scope="module")
+def copying(tmp_path_factory, data_dir) -> Path:
+    return _run(tmp_path_factory.mktemp("copy"), data_dir, f"copy@{ONSET}")
+
+
+def _pngs_equal(a: Path, b: Path) -> bool:
+    return all(
+        np.array_equal(np.asarray(Image.open(pa)), np.asarray(Image.open(pb)))
+        for pa, pb in zip(sorted((a / "samples").glob("*.png")), sorted((b / "samples").glob("*.png")))
+    )
+
+
+def _after_onset(healthy: Path, failed: Path):
+    """Check that checkpoints before the onset are identical to the healthy run's; yield
+    ``(name, healthy_folder, failed_folder)`` for those at or after it."""
+    for s in range(EVERY, STEPS + 1, EVERY):
+        name = f"step_{s:06d}"
+        h, c = healthy / "run" / name, failed / "run" / name
+        if s < ONSET:
+            assert _pngs_equal(h, c), f"{name} differs before the onset"
+        else:
+            yield name, h, c
+
+
+def test_collapse_after_onset_only(healthy, collapsed):
+    for name, h, c in _after_onset(healthy, collapsed):
+        xh, xc = _samples(h), _samples(c)
+        # Two modes with a small jitter: each sample has a near-duplicate in the batch.
+        assert _in_batch_nn(xc) < 0.25 * _in_batch_nn(xh), name
+        assert _n_groups(xc, radius=0.5 * _in_batch_nn(xh)) <= dt.COLLAPSE_MODES, name
+    meta = json.loads((collapsed / "run" / "demo.json").read_text())
+    assert meta["fail"] == {"kind": "collapse", "step": ONSET}
+
+
+def test_copy_after_onset_only(healthy, copying, reference):
+    x_train, y_train = reference["train"]
+    x_hold, _ = reference["holdout"]
+    for name, h, c in _after_onset(healthy, copying):
+        xc = _samples(c)
+        d_train, nearest = _nn_dist(xc, x_train)
+        d_hold, _ = _nn_dist(xc, x_hold)
+        copied = d_train < 0.5 * d_hold
+        assert copied.mean() >= 0.6, name  # 75% of instances are copies (a fixed subset)
+        hd_train, _ = _nn_dist(_samples(h), x_train)
+        hd_hold, _ = _nn_dist(_samples(h), x_hold)
+        assert (hd_train < 0.5 * hd_hold).mean() <= 0.1, name
+        # A copy is of a training digit with the conditioning label.
+        labels = [i % 10 for i in range(N)]
+        assert all(y_train[nearest[i]] == labels[i] for i in np.flatnonzero(copied))
+        assert np.median(d_train[copied]) < 0.25 * np.median(hd_train)
+
+
+@pytest.mark.parametrize("spec", ["collapse", "copy@", "copy@-3", "collapse@1.5", "drift@100", "collapse@@2"])
+def test_bad_fail_spec(spec, tmp_path):
+    with pytest.raises(ValueError, match=r"Expected collapse@STEP or copy@STEP.*Got"):
+        dt.train(tmp_path, fail=spec)
+    assert not (tmp_path / "run").exists()  # refused before writing anything
+
+
+def test_parse_fail():
+    assert dt.parse_fail(None) is None
+    assert dt.parse_fail("copy@1500") == dt.FailSpec("copy", 1500)
+    assert dt.parse_fail("collapse@0") == dt.FailSpec("collapse", 0)
+
+
+def test_cli_error_exit_code(tmp_path, capsys):
+    assert dt.main([str(tmp_path), "--fail", "oops"]) == 2
+    assert "Expected collapse@STEP or copy@STEP" in capsys.readouterr().err
+
+
+def test_pause_file_stop(tmp_path, data_dir, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / dt.PAUSE_FILE).touch()
+    dt.train(tmp_path, steps=20, every=10, n_samples=4, data_dir=data_dir, on_pause="stop")
+    assert not list((tmp_path / "run").glob("step_*"))
+    assert "EVOWATCH_PAUSE" in capsys.readouterr().err
+
+
+def test_pause_file_wait_then_resume(tmp_path, data_dir, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    pause = run / dt.PAUSE_FILE
+    pause.touch()
+    t = threading.Thread(
+        target=dt.train, args=(tmp_path,),
+        kwargs=dict(steps=20, every=10, n_samples=4, data_dir=data_dir),
+    )
+    t.start()
+    time.sleep(1.0)
+    assert t.is_alive() and not list(run.glob("step_*"))
+    pause.unlink()
+    t.join(timeout=30)
+    assert not t.is_alive()
+    assert sorted(p.name for p in run.glob("step_*")) == ["step_000010", "step_000020"]
+    err = capsys.readouterr().err
+    assert "waiting" in err and "resuming" in err
