@@ -1,0 +1,88 @@
+"""Exact k-nearest neighbours with FAISS, shaped for openTSNE's precomputed-neighbour socket.
+
+Vectors are compared by cosine similarity: they are L2-normalised and searched with an
+``IndexFlatIP``; similarities are turned into Euclidean distances between the unit
+vectors (``sqrt(2 - 2 s)``), which is what openTSNE's perplexity calibration expects.
+A GPU index is used when ``faiss.get_num_gpus() > 0`` (checked at run time, logged once).
+"""
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+from openTSNE import affinity
+from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+log = logging.getLogger(__name__)
+
+_backend_logged = False
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Return float32, C-contiguous, L2-normalised rows (zero rows stay zero)."""
+    x = np.array(vectors, dtype=np.float32, order="C", copy=True)
+    if x.ndim != 2:
+        raise ValueError(f"Expected a 2-D array of vectors. Got shape {x.shape} instead.")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+def _index(dim: int) -> faiss.Index:
+    global _backend_logged
+    index = faiss.IndexFlatIP(dim)
+    n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if n_gpus > 0:
+        index = faiss.index_cpu_to_all_gpus(index)
+    if not _backend_logged:
+        log.info("kNN: FAISS exact inner-product index on %s", f"{n_gpus} GPU(s)" if n_gpus else "CPU")
+        _backend_logged = True
+    return index
+
+
+def search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine kNN of normalised ``queries`` among normalised ``base``.
+
+    Returns ``(indices, similarities)``, each (len(queries), k), best first.
+    """
+    k = min(k, len(base))
+    index = _index(base.shape[1])
+    index.add(base)
+    sims, idx = index.search(queries, k)
+    return idx.astype(np.int64, copy=False), sims
+
+
+def self_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """kNN of every row of normalised ``x`` among the others, self excluded.
+
+    Returns ``(indices (n, k) int64, distances (n, k) float64)`` with Euclidean distances
+    between the unit vectors. The self match is removed wherever FAISS put it (exact
+    duplicates may tie with it); where it is missing, the last column is dropped.
+    """
+    n = len(x)
+    if not 1 <= k < n:
+        raise ValueError(f"Expected 1 <= k < n for a self kNN. Got k={k}, n={n} instead.")
+    idx, sims = search(x, x, k + 1)
+    is_self = idx == np.arange(n)[:, None]
+    no_self = ~is_self.any(axis=1)
+    is_self[no_self, -1] = True
+    keep = ~is_self
+    idx = idx[keep].reshape(n, k)
+    sims = sims[keep].reshape(n, k)
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * sims.astype(np.float64), 0.0))
+    return idx, dist
+
+
+def tsne_affinities(x: np.ndarray, perplexity: float, n_jobs: int = 1) -> affinity.PerplexityBasedNN:
+    """openTSNE perplexity affinities from an exact FAISS kNN graph (k = 3 x perplexity, < n).
+
+    The perplexity is clamped to what ``n`` allows ((n - 1) / 3), as openTSNE does.
+    """
+    n = len(x)
+    perplexity = float(min(perplexity, max((n - 1) / 3.0, 1.0)))
+    k = int(min(max(round(3 * perplexity), 1), n - 1))
+    idx, dist = self_knn(x, k)
+    return affinity.PerplexityBasedNN(
+        knn_index=PrecomputedNeighbors(idx, dist), perplexity=perplexity, n_jobs=n_jobs
+    )
