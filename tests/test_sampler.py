@@ -1,0 +1,283 @@
+"""--sampler: weight-checkpoint discovery, the call contract, errors per checkpoint, safe loading."""
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.cli import main
+from engine.discovery import DiscoveryOptions
+from engine.records import Checkpoint, Sample, SkippedFile
+from engine.sampler import (Sampler, SamplerError, _as_arrays, load_checkpoint, load_sampler, parse_sampler_spec,
+                            scan_weights)
+from stores.zarr_store import StoreReader
+
+# A sampler whose output depends on the weights and on the noise: instance i is the noise
+# row i (seeded) scaled by the checkpoint's one weight, so rows align across checkpoints.
+SAMPLER_SOURCE = '''
+import torch
+from engine.sampler import load_checkpoint
+
+CALLS = []
+
+def sample(checkpoint_path, n_samples, seed, device="cpu"):
+    CALLS.append((checkpoint_path, n_samples, seed, device))
+    weights = load_checkpoint(checkpoint_path)
+    if weights.get("broken"):
+        raise RuntimeError("cannot build the model\\nsecond line of the traceback")
+    g = torch.Generator().manual_seed(seed)
+    z = torch.rand(n_samples, 3, 1, 1, generator=g)
+    images = (z * weights["scale"]).expand(n_samples, 3, 16, 16)  # [0, 1]
+    return {"images": images, "latents": z.flatten(1)}
+
+def ignores_seed(checkpoint_path, n_samples, seed):
+    # uses the global generator evowatch seeds: still aligned
+    return torch.rand(n_samples, 16, 16, 3)
+'''
+
+
+def settle(path: Path) -> None:
+    old = time.time() - 10
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(p, (old, old))
+
+
+def weights(path: Path, **values) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: torch.tensor(v) if isinstance(v, float) else v for k, v in values.items()}, path)
+    settle(path)
+    return path
+
+
+@pytest.fixture
+def sampler_file(tmp_path) -> Path:
+    path = tmp_path / "my_sampler.py"
+    path.write_text(SAMPLER_SOURCE)
+    return path
+
+
+def watch(run: Path, store: Path, *extra: str) -> int:
+    return main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics", *extra])
+
+
+# --- spec and discovery ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["", "nofunction", "module:", ":f", "a.b:not-an-identifier"])
+def test_bad_specs(spec):
+    with pytest.raises(SamplerError, match="Expected --sampler"):
+        parse_sampler_spec(spec)
+
+
+def test_spec_forms(tmp_path, sampler_file, monkeypatch):
+    assert parse_sampler_spec("pkg.mod:fn") == ("pkg.mod", "fn")
+    assert parse_sampler_spec("C:/x/s.py:fn") == ("C:/x/s.py", "fn")
+    by_path = load_sampler(f"{sampler_file}:sample", n_samples=4, device="cpu")
+    assert by_path.source_file == sampler_file.resolve() and len(by_path.source_hash) == 32
+    monkeypatch.syspath_prepend(str(tmp_path))
+    by_module = load_sampler("my_sampler:sample", n_samples=4, device="cpu")
+    assert by_module.source_hash == by_path.source_hash
+    with pytest.raises(SamplerError, match="no function"):
+        load_sampler("my_sampler:missing")
+    with pytest.raises(SamplerError, match="not importable"):
+        load_sampler("no_such_module_here:sample")
+    with pytest.raises(SamplerError, match="not found"):
+        load_sampler(f"{tmp_path / 'absent.py'}:sample")
+
+
+def test_scan_weights_units(tmp_path):
+    run = tmp_path / "run"
+    for name in ["model-12.pt", "model-3.pt", "model-best.pt", "last.ckpt", "optimizer-12.pt",
+                 "netD_epoch_5.pth", "netG_epoch_5.pth", "network-snapshot-000200.pkl",
+                 "lightning_logs/version_0/checkpoints/epoch=3-step=1000-v1.ckpt",
+                 "lightning_logs/version_0/checkpoints/epoch=0-step=500.ckpt",
+                 "samples_00000100.npz", "sample-4.png", ".hidden-7.pt"]:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(b"x")
+    hf = run / "out" / "checkpoint-500"
+    hf.mkdir(parents=True)
+    for name in ["model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"]:
+        (hf / name).write_bytes(b"x")
+    (run / "store.zarr" / "c").mkdir(parents=True)
+    (run / "store.zarr" / "zarr.json").write_text("{}")
+    (run / "store.zarr" / "model-9.pt").write_bytes(b"x")
+
+    found = {c.source: c.step for c in scan_weights(run)}
+    assert found == {
+        "model-3.pt": 3, "netG_epoch_5.pth": 5, "model-12.pt": 12, "network-snapshot-000200.pkl": 200,
+        "lightning_logs/version_0/checkpoints/epoch=0-step=500.ckpt": 500, "out/checkpoint-500": 500,
+        "lightning_logs/version_0/checkpoints/epoch=3-step=1000-v1.ckpt": 1000,
+    }
+    folder = next(c for c in scan_weights(run) if c.source == "out/checkpoint-500")
+    assert {p.name for p in folder.files} == {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"}
+    assert [c.source for c in scan_weights(run, weight_globs=("netG_*",))] == ["netG_epoch_5.pth"]
+    assert [c.step for c in scan_weights(run, DiscoveryOptions(step_regex=r"snapshot-(\d+)"))] == [200]
+
+
+# --- the call contract ------------------------------------------------------------------------
+
+def test_output_forms():
+    nchw = torch.linspace(-1, 1, 2 * 3 * 8 * 8).view(2, 3, 8, 8)
+    images, labels, latents = _as_arrays(nchw)
+    assert images.shape == (2, 8, 8, 3) and labels is None and latents is None
+    nhwc = np.zeros((2, 8, 8, 3), np.uint8)
+    assert _as_arrays(nhwc)[0].shape == (2, 8, 8, 3)
+    assert _as_arrays([np.zeros((3, 8, 8)), np.ones((3, 8, 8))])[0].shape == (2, 8, 8, 3)
+    images, labels, latents = _as_arrays({"samples": nhwc, "y": torch.tensor([3, 4]), "z": torch.zeros(2, 5)})
+    assert labels.tolist() == [3, 4] and latents.shape == (2, 5)
+    with pytest.raises(TypeError, match="without images"):
+        _as_arrays({"weights": nhwc})
+    with pytest.raises(TypeError, match="no image batch"):
+        _as_arrays(np.zeros((2, 5)))
+    with pytest.raises(TypeError, match="3 labels for 2 images"):
+        _as_arrays({"images": nhwc, "labels": [1, 2, 3]})
+
+
+def test_device_only_when_accepted_and_rng_restored(tmp_path):
+    seen = {}
+
+    def plain(path, n, seed):
+        seen["plain"] = torch.rand(1).item()
+        return np.zeros((n, 8, 8, 3), np.uint8)
+
+    def with_kwargs(path, n, seed, **kwargs):
+        seen["kwargs"] = kwargs
+        return np.zeros((n, 8, 8, 3), np.uint8)
+
+    torch.manual_seed(123)
+    before = torch.rand(1).item()
+    torch.manual_seed(123)
+    Sampler("x:plain", plain, n_samples=2, seed=5, device="cpu")(tmp_path)
+    assert torch.rand(1).item() == before  # the caller's generator state is untouched
+    torch.manual_seed(5)
+    assert seen["plain"] == torch.rand(1).item()  # the call ran seeded with `seed`
+    Sampler("x:with_kwargs", with_kwargs, n_samples=2, device="cpu")(tmp_path)
+    assert seen["kwargs"] == {"device": "cpu"}
+
+
+def test_iter_samples_rows_are_instances(tmp_path, sampler_file):
+    ckpt = weights(tmp_path / "run" / "model-1.pt", scale=0.5)
+    sampler = load_sampler(f"{sampler_file}:sample", n_samples=5, seed=3, device="cpu")
+    checkpoint = Checkpoint(step=1, source="model-1.pt", files=(ckpt,), root=tmp_path / "run")
+    items = list(sampler.iter_samples(checkpoint))
+    assert all(isinstance(s, Sample) for s in items)
+    assert [s.instance for s in items] == list(range(5))
+    assert [s.path for s in items] == [f"model-1.pt#{i}" for i in range(5)]
+    assert items[0].image.shape == (16, 16, 3) and items[0].image.dtype == np.uint8 and items[0].latent.shape == (3,)
+    module = sampler.function.__globals__
+    assert module["CALLS"][-1] == (str(ckpt), 5, 3, "cpu")
+
+
+# --- end to end through `evowatch watch --sampler` ----------------------------------------------
+
+def test_watch_sampler_aligned_errors_reported_and_resample_on_change(tmp_path, sampler_file, capsys):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step, scale in [(1, 0.25), (2, 0.5), (4, 1.0)]:
+        weights(run / f"model-{step}.pt", scale=scale)
+    weights(run / "model-3.pt", scale=1.0, broken=True)  # the sampler raises on this one
+    weights(run / "optimizer-3.pt", state=1.0)  # never sampled
+    (run / "model-best.pt").write_bytes(b"not even a torch file")  # no step: never sampled
+
+    spec = f"{sampler_file}:sample"
+    assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
+    reader = StoreReader(store)
+    info = reader.info()
+    assert info["steps"] == [1, 2, 3, 4] and info["rows"] == 18 and info["warnings"] == 1
+    warning = reader.warnings()
+    assert warning["path"].tolist() == ["model-3.pt"]
+    reason = str(warning["reason"][0])
+    assert reason.startswith(f"sampler {spec} failed: RuntimeError: cannot build the model") and "\n" not in reason
+    lines = [line for line in capsys.readouterr().err.splitlines() if "model-3.pt" in line]
+    assert lines == [f"evowatch: skipped model-3.pt: {reason}"]  # one line, and the watcher went on
+
+    # Instance ids align: row i is noise row i at every step (same seed), scaled by the weights.
+    steps, instances = reader.samples("step"), reader.samples("instance")
+    latents, thumbs = reader.samples("latent"), reader.samples("thumbnail").astype(float)
+    for step in (1, 2, 4):
+        rows = steps == step
+        assert instances[rows].tolist() == list(range(6))
+        np.testing.assert_array_equal(latents[rows], latents[steps == 1])
+    ratio = thumbs[steps == 4].mean(axis=(1, 2, 3)) / np.maximum(thumbs[steps == 2].mean(axis=(1, 2, 3)), 1)
+    np.testing.assert_allclose(ratio, 2.0, atol=0.05)
+
+    identity = reader.attrs["history"][-1]["sampler"]
+    assert identity["spec"] == spec and identity["seed"] == 7 and identity["n_samples"] == 6
+    assert identity["file_hash"] and identity["trust_checkpoints"] is False
+
+    # Idempotent; then a changed sampler resamples every checkpoint (old rows superseded).
+    assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
+    assert StoreReader(store).n_rows == 18
+    sampler_file.write_text(SAMPLER_SOURCE.replace("weights.get(\"broken\")", "False and weights.get(\"broken\")"))
+    assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
+    after = StoreReader(store)
+    assert after.n_rows == 18 + 24 and int(after.current_rows().sum()) == 24
+
+
+def test_sampler_that_ignores_the_seed_is_still_aligned(tmp_path, sampler_file):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (10, 20):
+        weights(run / f"model-{step}.pt", scale=1.0)
+    assert watch(run, store, "--sampler", f"{sampler_file}:ignores_seed", "--samples-per-checkpoint", "4") == 0
+    reader = StoreReader(store)
+    steps, thumbs = reader.samples("step"), reader.samples("thumbnail")
+    np.testing.assert_array_equal(thumbs[steps == 10], thumbs[steps == 20])
+    assert thumbs[steps == 10].std() > 10
+
+
+# --- safe loading --------------------------------------------------------------------------
+
+class Pickled:  # a full Python object in a checkpoint: weights_only refuses it
+    def __init__(self) -> None:
+        self.scale = 1.0
+
+
+def test_load_checkpoint_is_safe_by_default(tmp_path, sampler_file):
+    path = tmp_path / "run" / "model-1.pt"
+    path.parent.mkdir()
+    torch.save({"net": Pickled(), "scale": torch.tensor(1.0)}, path)
+    settle(path)
+    with pytest.raises(SamplerError, match="--trust-checkpoints"):
+        load_checkpoint(path)
+    assert isinstance(load_checkpoint(path, trusted=True)["net"], Pickled)
+
+    # Through the watcher: refused (one skipped file), then allowed with --trust-checkpoints.
+    store = tmp_path / "s.zarr"
+    assert watch(path.parent, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2") == 0
+    reader = StoreReader(store)
+    assert reader.n_rows == 0 and "--trust-checkpoints" in str(reader.warnings()["reason"][0])
+    trusted = tmp_path / "t.zarr"
+    assert watch(path.parent, trusted, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2",
+                 "--trust-checkpoints") == 0
+    assert StoreReader(trusted).n_rows == 2
+    assert StoreReader(trusted).attrs["history"][-1]["sampler"]["trust_checkpoints"] is True
+
+
+def test_load_checkpoint_folder(tmp_path):
+    folder = tmp_path / "checkpoint-500"
+    folder.mkdir()
+    torch.save({"w": torch.ones(2)}, folder / "model.pt")
+    torch.save({"state": 1}, folder / "optimizer.pt")
+    assert load_checkpoint(folder)["w"].tolist() == [1.0, 1.0]
+    torch.save({"w": torch.ones(2)}, folder / "other.pth")
+    (folder / "model.pt").unlink()
+    assert load_checkpoint(folder)["w"].tolist() == [1.0, 1.0]
+    torch.save({"w": torch.ones(2)}, folder / "another.pth")
+    with pytest.raises(SamplerError, match="cannot tell which file"):
+        load_checkpoint(folder)
+
+
+def test_references_still_decoded(tmp_path, sampler_file):
+    from PIL import Image
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(real / f"{i}.png")
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    weights(run / "model-1.pt", scale=1.0)
+    assert watch(run, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "4", "--real", str(real)) == 0
+    assert StoreReader(store).info()["kinds"] == {"generated": 4, "real": 3, "holdout": 0}
