@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--on-alert", metavar="CMD", help="shell command run on each new alert (EVOWATCH_STEP, EVOWATCH_RULE, EVOWATCH_VALUE, EVOWATCH_MESSAGE set)")
     watch.add_argument("--pause-on-alert", action="store_true", help="write RUN_DIR/EVOWATCH_PAUSE on an alert (see engine.pause for the trainer side)")
     _discovery_args(watch)
+    sampling = watch.add_argument_group("weight-only checkpoints (see engine/sampler.py)")
+    sampling.add_argument("--sampler", metavar="MODULE:FUNCTION",
+                          help="package.module:function or path/to/file.py:function called as function(checkpoint_path, "
+                               "n_samples, seed[, device]) for each weight checkpoint (model-12.pt, checkpoint-500/, *.ckpt)")
+    sampling.add_argument("--samples-per-checkpoint", type=int, default=64, metavar="N", help="images per checkpoint (default 64)")
+    sampling.add_argument("--sampler-seed", type=int, default=0, metavar="SEED", help="the same seed for every checkpoint (default 0)")
+    sampling.add_argument("--weights", action="append", metavar="GLOB", help="weight file names to sample (repeatable), e.g. 'netG_*.pth'")
+    sampling.add_argument("--trust-checkpoints", action="store_true",
+                          help="let load_checkpoint unpickle arbitrary objects (runs code from the file: only for your own checkpoints)")
 
     layout = sub.add_parser("layout", help="(re)compute a store's evolutionary map offline")
     layout.add_argument("store", type=Path, metavar="STORE")
@@ -77,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store", type=Path, metavar="STORE")
     info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    export = sub.add_parser("export", help="write a store's rows to Parquet or CSV (pandas/polars)")
+    export.add_argument("store", type=Path, metavar="STORE")
+    export.add_argument("--to", choices=("parquet", "csv"), default="parquet", help="file format (default parquet)")
+    export.add_argument("--out", type=Path, metavar="FILE", help="default: STORE with the format's suffix")
+    export.add_argument("--embeddings", action="store_true", help="include the encoder vectors")
 
     view = sub.add_parser("view", help="start the Streamlit viewer on a store")
     view.add_argument("store", type=Path, metavar="STORE")
@@ -149,6 +164,14 @@ def cmd_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.export import export_store
+
+    path, rows = export_store(args.store, args.to, args.out, embeddings=args.embeddings)
+    print(f"wrote {rows} rows to {path}")
+    return 0
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     from viewer.launch import launch
 
@@ -161,7 +184,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, steps=args.steps, fail=args.fail, encoder=args.encoder, progress=not args.quiet)
 
 
-COMMANDS = {"watch": cmd_watch, "info": cmd_info, "layout": cmd_layout, "view": cmd_view, "demo": cmd_demo}
+COMMANDS = {"watch": cmd_watch, "info": cmd_info, "layout": cmd_layout, "export": cmd_export, "view": cmd_view,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,8 @@ from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
 
+SampleSource = Callable[[Checkpoint, DiscoveryOptions], Iterable[Sample | SkippedFile]]
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedBatch:
@@ -87,14 +89,15 @@ class _Failed:
 
 
 def _produce(jobs: Iterable[tuple[Checkpoint, str]], options: DiscoveryOptions, encoder: Encoder,
-             thumbnail_size: int, pool: ThreadPoolExecutor, out: queue.Queue, stop: threading.Event) -> None:
+             thumbnail_size: int, pool: ThreadPoolExecutor, out: queue.Queue, stop: threading.Event,
+             samples: SampleSource = iter_samples) -> None:
     try:
         for checkpoint, content_hash in jobs:
             if stop.is_set():
                 break
             out.put(_Start(checkpoint, content_hash))
             batch: list[Sample] = []
-            for item in iter_samples(checkpoint, options):
+            for item in samples(checkpoint, options):
                 if stop.is_set():
                     break
                 if isinstance(item, SkippedFile):
@@ -115,8 +118,12 @@ def _produce(jobs: Iterable[tuple[Checkpoint, str]], options: DiscoveryOptions, 
 
 def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: Encoder,
            options: DiscoveryOptions, workers: int = 2, prefetch: int = 4,
-           on_rows: Callable[[int], None] | None = None) -> Iterator[IngestResult]:
+           on_rows: Callable[[int], None] | None = None,
+           samples: SampleSource = iter_samples) -> Iterator[IngestResult]:
     """Ingest ``(checkpoint, content_hash)`` jobs in order, yielding each one once committed.
+
+    ``samples`` turns a checkpoint into samples: the files' decoder by default, a
+    ``--sampler``'s :meth:`engine.sampler.Sampler.iter_samples` for weight-only checkpoints.
 
     A checkpoint whose decoding or encoding fails is rolled back as a whole; the error
     propagates and everything committed before it stays.
@@ -126,7 +133,7 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="evowatch-prep") as pool:
         producer = threading.Thread(target=_produce, name="evowatch-decode", daemon=True,
-                                    args=(jobs, options, encoder, thumbnail_size, pool, out, stop))
+                                    args=(jobs, options, encoder, thumbnail_size, pool, out, stop, samples))
         producer.start()
         try:
             yield from _consume(store, encoder, out, on_rows)

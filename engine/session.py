@@ -43,8 +43,15 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     options = _discovery_options(args)
     encoder = make_encoder(args.encoder, device=args.device)
     record = encoder_record(encoder)
+    sampler = None
+    if getattr(args, "sampler", None):
+        from engine.sampler import load_sampler
+
+        sampler = load_sampler(args.sampler, n_samples=args.samples_per_checkpoint, seed=args.sampler_seed,
+                               device=args.device, trust_checkpoints=args.trust_checkpoints, weight_globs=args.weights)
     with StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
-        store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record})
+        store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record,
+                              **({"sampler": sampler.identity} if sampler else {})})
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
-                             poll=args.poll, workers=args.workers, progress=not args.quiet)
+                             poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler)
         yield Watcher(config, store, encoder, after_ingest_steps(args, encoder))

@@ -22,10 +22,12 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from engine.decode import iter_samples
 from engine.discovery import DiscoveryOptions, content_hash, is_ready, scan_reference, scan_run
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
+from engine.sampler import Sampler
 from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class WatchConfig:
     tick: float = 1.0
     workers: int = 2
     progress: bool = True
+    #: ``--sampler``: checkpoints are weight files, sampled by the user's function (engine.sampler)
+    sampler: Sampler | None = None
 
 
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
@@ -75,7 +79,7 @@ class Watcher:
         if cached and cached[0] == fingerprint:
             return cached[1]
         try:
-            digest = content_hash(checkpoint)
+            digest = (self.config.sampler.content_hash if self.config.sampler else content_hash)(checkpoint)
         except FileNotFoundError:  # deleted between scan and hash (rotation)
             return None
         self._hashes[checkpoint.source] = (fingerprint, digest)
@@ -93,7 +97,8 @@ class Watcher:
         committed = self.store.committed_hashes()
         jobs, waiting = [], 0
         now = time.time()
-        for checkpoint in self._references() + scan_run(self.config.run_dir, self.config.options):
+        scan = self.config.sampler.scan if self.config.sampler else scan_run
+        for checkpoint in self._references() + scan(self.config.run_dir, self.config.options):
             if checkpoint.kind == "generated" and not is_ready(checkpoint, self.config.options, now):
                 waiting += 1
                 continue
@@ -112,7 +117,8 @@ class Watcher:
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         with bar, logging_redirect_tqdm():
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
-                                 workers=self.config.workers, on_rows=bar.update):
+                                 workers=self.config.workers, on_rows=bar.update,
+                                 samples=self.config.sampler.iter_samples if self.config.sampler else iter_samples):
                 results.append(result)
                 c = result.checkpoint
                 what = f"step {c.step}" if c.kind == "generated" else f"{c.kind} reference"
