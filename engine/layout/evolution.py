@@ -9,7 +9,8 @@ term fixes shapes, not the overall scale, which t-SNE is free to grow).
 
 * ``KL(P_t || Q_t)`` is t-SNE *within* step ``t`` only: points of different steps never
   attract or repel each other (EvolvED's semantic term). ``P_t`` comes from an exact
-  FAISS kNN graph (:mod:`.knn`), gradients from openTSNE's FFT interpolation.
+  FAISS kNN graph (:mod:`.knn`), gradients from openTSNE (Barnes-Hut below 10,000
+  samples per step, FFT interpolation above: see ``LayoutParams.negative_gradient_method``).
 * EvolvED's displacement term (grouping a step on its own ring/column) is not optimised:
   each step has its own plane, so the grouping is exact by construction and the band /
   ring is applied afterwards by :func:`engine.layout.placement.place`.
@@ -273,7 +274,10 @@ def layout_step(vectors: np.ndarray, instances, previous: StepState | None = Non
     anchor = None
     if warm:
         A = anchor_operator(x, inst, previous.vectors, previous.instances, params.init_neighbours)
-        anchor = A @ np.asarray(previous.xy, dtype=np.float64)
+        prev_xy = np.asarray(previous.xy, dtype=np.float64)
+        centre = prev_xy.mean(axis=0)
+        shape = A @ ((prev_xy - centre) / _radius(prev_xy))   # A_t U_{t-1}: anchors in band radii
+        anchor = centre + _radius(prev_xy) * shape
     if n < MIN_TSNE_SAMPLES:
         return StepState(_tiny(x, anchor, rng).astype(np.float32), inst, x)
     P = tsne_affinities(x, params.perplexity, params.n_jobs).P
@@ -281,8 +285,6 @@ def layout_step(vectors: np.ndarray, instances, previous: StepState | None = Non
         y = _cold(x, P, params)
     else:
         grad = _kl_gradient(_method(params, n), params.n_jobs)
-        centre = anchor.mean(axis=0)
-        shape = (anchor - centre) / _radius(anchor)      # the anchors in band radii
 
         def align(v: np.ndarray) -> None:
             r = _radius(v)
