@@ -1,0 +1,152 @@
+"""``evowatch export STORE --to parquet|csv``: one row per committed sample, for pandas/polars.
+
+Columns: ``row, step, kind, label, instance, path, checkpoint, source, superseded, x, y``
+(``x``/``y`` are the layout's per-step t-SNE coordinates, NaN where not laid out yet), one
+float column per per-sample metric (``sample_metrics/<name>``, NaN where not computed), then
+each per-step metric repeated on its step's rows as ``step_<name>`` (so a group-by on
+``step`` needs no join). With ``--embeddings``: the encoder vector, as one list column
+``embedding`` in Parquet and as ``e0 .. e{dim-1}`` in CSV.
+
+Rows are written in chunks, so memory stays bounded whatever the size of the store; the file
+appears under its final name only once complete.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from stores.zarr_store import StoreReader, superseded_flags
+
+log = logging.getLogger(__name__)
+
+Format = Literal["parquet", "csv"]
+FORMATS: tuple[Format, ...] = ("parquet", "csv")
+CHUNK_ROWS = 65536
+
+
+def default_output(store: Path, to: Format) -> Path:
+    """``runs/exp42.zarr`` -> ``runs/exp42.parquet`` (or ``.csv``)."""
+    return store.with_suffix(f".{to}") if store.suffix else store.parent / f"{store.name}.{to}"
+
+
+def _frames(reader: StoreReader, embeddings: bool, chunk_rows: int) -> Iterator[tuple["pd.DataFrame", np.ndarray | None]]:
+    """(columns, embeddings or None) per chunk of ``chunk_rows`` committed rows."""
+    import pandas as pd
+
+    n = reader.n_rows
+    ckpt = reader.checkpoints()
+    superseded = superseded_flags(ckpt)
+    kinds = np.array(reader.kinds + ["?"], dtype=object)
+    labels = np.array(reader.labels + [None], dtype=object)  # code -1 picks the trailing None
+    xy = reader.layout_xy()
+    metric_names = reader.sample_metric_names()
+    sample_metrics = {name: reader.sample_metric(name) for name in metric_names}
+    table = reader.step_metrics()
+    step_keys = table.pop("step", np.zeros(0, np.int64))
+    per_step = {f"step_{name}": dict(zip(step_keys.tolist(), values.tolist())) for name, values in table.items()}
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        rows = slice(start, stop)
+        step = reader.samples("step", rows)
+        checkpoint = reader.samples("checkpoint", rows).astype(np.int64)
+        label = reader.samples("label", rows).astype(np.int64)
+        kind = reader.samples("kind", rows).astype(np.int64)
+        coords = np.full((stop - start, 2), np.nan, np.float32)
+        laid = max(0, min(stop, len(xy)) - start)
+        coords[:laid] = xy[start:start + laid]
+        frame = {
+            "row": np.arange(start, stop, dtype=np.int64),
+            "step": step.astype(np.int64),
+            "kind": kinds[np.where((kind >= 0) & (kind < len(reader.kinds)), kind, -1)],
+            "label": labels[np.where((label >= 0) & (label < len(reader.labels)), label, -1)],
+            "instance": reader.samples("instance", rows).astype(np.int32),
+            "path": reader.samples("path", rows).astype(object),
+            "checkpoint": checkpoint.astype(np.int32),
+            "source": ckpt["source"].astype(object)[checkpoint],
+            "superseded": superseded[checkpoint],
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+        }
+        for name in metric_names:
+            if name in frame:
+                log.warning("sample metric %r collides with a column; exported as metric_%s", name, name)
+            frame[name if name not in frame else f"metric_{name}"] = sample_metrics[name][start:stop]
+        for name, by_step in per_step.items():
+            frame[name] = np.array([by_step.get(int(s), np.nan) for s in step], np.float64)
+        vectors = reader.samples("embedding", rows).astype(np.float32) if embeddings else None
+        yield pd.DataFrame(frame), vectors
+
+
+def _write_parquet(frames: Iterator, tmp: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, rows = None, 0
+    try:
+        for df, vectors in frames:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if vectors is not None:  # one fixed-size list column
+                flat = pa.array(vectors.reshape(-1), pa.float32())
+                table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
+            if writer is None:
+                writer = pq.ParquetWriter(str(tmp), table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _write_csv(frames: Iterator, tmp: Path) -> int:
+    import pandas as pd
+
+    rows = 0
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        for df, vectors in frames:
+            if vectors is not None:  # e0 .. e{dim-1}
+                names = [f"e{i}" for i in range(vectors.shape[1])]
+                df = pd.concat([df, pd.DataFrame(vectors, columns=names, index=df.index)], axis=1)
+            df.to_csv(fh, header=rows == 0, index=False)
+            rows += len(df)
+    return rows
+
+
+def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str | os.PathLike[str] | None = None,
+                 embeddings: bool = False, chunk_rows: int = CHUNK_ROWS) -> tuple[Path, int]:
+    """Write the store's committed rows to ``out``; returns (the file, rows written)."""
+    if to not in FORMATS:
+        raise ValueError(f"Expected --to parquet or csv. Got {to!r} instead.")
+    reader = StoreReader(store)
+    target = Path(out) if out is not None else default_output(Path(store), to)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        frames = _frames(reader, embeddings, chunk_rows)
+        if reader.n_rows == 0:  # still write the header / schema
+            frames = iter([_empty_frame(reader, embeddings)])
+        rows = _write_parquet(frames, tmp) if to == "parquet" else _write_csv(frames, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("exported %d rows of %s to %s", rows, reader.path, target)
+    return target, rows
+
+
+def _empty_frame(reader: StoreReader, embeddings: bool):
+    import pandas as pd
+
+    columns = ["row", "step", "kind", "label", "instance", "path", "checkpoint", "source", "superseded", "x", "y"]
+    df = pd.DataFrame({c: pd.Series(dtype=object if c in ("kind", "label", "path", "source") else "float64")
+                       for c in columns})
+    dim = int((reader.encoder or {}).get("dim") or 0)
+    return df, (np.zeros((0, dim), np.float32) if embeddings else None)

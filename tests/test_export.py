@@ -1,0 +1,129 @@
+"""`evowatch export STORE --to parquet|csv`, on a store built through engine.hooks.save_samples."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from engine.cli import main
+from engine.export import default_output, export_store
+from engine.hooks import save_samples
+from stores.zarr_store import StoreReader, StoreWriter
+
+
+def settle(folder: Path) -> None:
+    old = time.time() - 10
+    for path in folder.rglob("*"):
+        os.utime(path, (old, old))
+
+
+def blobs(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Smooth random (n, 3, 16, 16) images in [-1, 1]."""
+    coarse = rng.uniform(-1, 1, (n, 3, 4, 4))
+    return np.repeat(np.repeat(coarse, 4, axis=2), 4, axis=3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    real = root / "real"
+    real.mkdir()
+    for i in range(40):
+        Image.fromarray(((blobs(rng, 1)[0].transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)).save(real / f"{i}.png")
+    run = root / "run"
+    for step in (100, 200, 300):
+        save_samples(run, step, blobs(rng, 24), labels=np.arange(24) % 3, latents=rng.normal(size=(24, 4)),
+                     value_range=(-1, 1))
+    settle(root)
+    store = root / "run.zarr"
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--real", str(real)]) == 0
+    # The trainer rewrites step 300: its first version's rows become superseded.
+    save_samples(run, 300, blobs(rng, 24), labels=np.arange(24) % 3, value_range=(-1, 1))
+    settle(root)
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--real", str(real)]) == 0
+    return store
+
+
+def test_parquet_columns_and_values(store, tmp_path, capsys):
+    out = tmp_path / "rows.parquet"
+    assert main(["export", str(store), "--to", "parquet", "--out", str(out)]) == 0
+    assert "wrote 136 rows" in capsys.readouterr().out
+    df = pd.read_parquet(out)
+    reader = StoreReader(store)
+    assert len(df) == reader.n_rows == 40 + 4 * 24
+    assert list(df.columns[:11]) == ["row", "step", "kind", "label", "instance", "path", "checkpoint", "source",
+                                     "superseded", "x", "y"]
+    assert df["kind"].value_counts().to_dict() == {"generated": 96, "real": 40}
+    generated = df[df.kind == "generated"]
+    assert set(generated.label) == {"0", "1", "2"} and df[df.kind == "real"].label.isna().all()
+    assert sorted(generated.step.unique()) == [100, 200, 300]
+    assert generated.groupby("checkpoint").instance.apply(list).map(lambda ids: ids == list(range(24))).all()
+    assert generated.superseded.sum() == 24 and (generated[generated.superseded].step == 300).all()
+    np.testing.assert_array_equal(df[["x", "y"]].to_numpy(np.float32)[: reader.layout_rows], reader.layout_xy())
+    for name in reader.sample_metric_names():  # per-sample metrics, NaN where not computed
+        np.testing.assert_array_equal(df[name].to_numpy(np.float32), reader.sample_metric(name))
+    assert generated["nn_train_dist"].notna().all()  # measured against the --real set
+    table = reader.step_metrics()
+    current = generated[~generated.superseded]
+    by_step = current.groupby("step")["step_pairwise_cosine"].first()
+    expected = dict(zip(table["step"].tolist(), table["pairwise_cosine"].tolist()))
+    assert by_step.to_dict() == pytest.approx({s: expected[s] for s in by_step.index})
+    assert df.path.iloc[-1].startswith("samples_00000300.npz#")
+    assert "embedding" not in df.columns
+
+
+def test_embeddings_in_both_formats_and_chunking(store, tmp_path):
+    reader = StoreReader(store)
+    vectors = reader.samples("embedding").astype(np.float32)
+    parquet, rows = export_store(store, "parquet", tmp_path / "e.parquet", embeddings=True, chunk_rows=50)
+    assert rows == reader.n_rows and pq.ParquetFile(parquet).metadata.num_row_groups == 3
+    df = pd.read_parquet(parquet)
+    np.testing.assert_array_equal(np.stack(df.embedding.to_numpy()), vectors)
+    assert df.row.tolist() == list(range(reader.n_rows))
+    csv, _ = export_store(store, "csv", tmp_path / "e.csv", embeddings=True, chunk_rows=50)
+    frame = pd.read_csv(csv)
+    dim = vectors.shape[1]
+    assert list(frame.columns[-dim:]) == [f"e{i}" for i in range(dim)] and len(frame) == reader.n_rows
+    np.testing.assert_allclose(frame[[f"e{i}" for i in range(dim)]].to_numpy(), vectors, rtol=1e-6)
+    no_vectors = pd.read_csv(export_store(store, "csv", tmp_path / "plain.csv")[0])
+    pd.testing.assert_frame_equal(no_vectors, frame.iloc[:, :-dim])
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_default_output_and_empty_store(tmp_path):
+    assert default_output(Path("runs/exp42.zarr"), "csv") == Path("runs/exp42.csv")
+    assert default_output(Path("runs/exp42"), "parquet") == Path("runs/exp42.parquet")
+    empty = tmp_path / "empty.zarr"
+    StoreWriter(empty, {"identity": "pixels:16", "dim": 768, "device": "cpu", "fallback": None}).close()
+    path, rows = export_store(empty, "parquet")
+    assert path == tmp_path / "empty.parquet" and rows == 0
+    assert len(pd.read_parquet(path)) == 0 and "step" in pd.read_parquet(path).columns
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "absent.zarr")]) == 2
+    assert "no such store" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(tmp_path), "--to", "xlsx"])
+
+
+def test_save_samples_hook(tmp_path):
+    images = np.zeros((2, 3, 8, 8), np.float32)
+    images[1] = 1.0
+    path = save_samples(tmp_path / "run", 7, images, labels=["cat", "dog"], value_range=(-1, 1))
+    assert path.name == "samples_00000007.npz" and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    with np.load(path) as data:
+        assert data["images"].dtype == np.uint8 and data["images"][0].max() == 128 and data["images"][1].min() == 255
+        assert data["labels"].tolist() == ["cat", "dog"]
+    with pytest.raises(ValueError, match="Expected 2 latents"):
+        save_samples(tmp_path / "run", 8, images, latents=np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="Expected images"):
+        save_samples(tmp_path / "run", 8, np.zeros((8, 8)))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [path.name]
