@@ -60,8 +60,8 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
         state = layout_step(vectors, instances, previous, params)
         store.commit_layout(state.xy, start)
         added += stop - start
-        log.info("laid out step %d: %d samples in %.1f s", int(ckpt["step"][index]), stop - start,
-                 time.perf_counter() - began)
+        what = f"step {int(ckpt['step'][index])}" if ckpt["kind"][index] == GENERATED else "reference set"
+        log.info("laid out %s: %d samples in %.1f s", what, stop - start, time.perf_counter() - began)
     return added
 
 

@@ -1,0 +1,51 @@
+"""The layout kept in step with the store: incremental, row-aligned, earlier rows never moved."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.cli import main
+from engine.layout import alignment_error
+from stores.zarr_store import StoreReader, StoreWriter
+
+ENCODER = {"identity": "test:16", "dim": 16}
+
+
+def add_step(store: StoreWriter, step: int, centres: np.ndarray, rng, noise: float, source: str | None = None) -> None:
+    n = 120
+    instances = np.arange(n)
+    vectors = centres[instances % len(centres)] + noise * rng.normal(size=(n, centres.shape[1]))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with store.checkpoint(step, source or f"step_{step}", f"h{step}{source}") as tx:
+        tx.add(vectors, instances, [None] * n, np.zeros((n, 4, 4, 3), np.uint8), [f"{i}.png" for i in range(n)])
+
+
+def test_incremental_layout_and_full_recompute(tmp_path, capsys):
+    from engine.layout_runner import update_layout
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        add_step(store, 100, centres, rng, 0.6)
+        add_step(store, 200, centres, rng, 0.5)
+        assert update_layout(store) == 240
+        before = store.layout_xy().copy()
+        add_step(store, 300, centres, rng, 0.4)
+        add_step(store, 300, centres, rng, 0.4, source="step_300")  # a rewritten version: superseded rows
+        assert update_layout(store) == 240
+        assert update_layout(store) == 0  # nothing new: nothing done
+        xy = store.layout_xy()
+        np.testing.assert_array_equal(xy[:240], before)   # earlier steps never move
+        assert np.isfinite(xy).all() and xy.shape == (480, 2)
+        # Same instances stay close across consecutive steps (alignment), far better than chance.
+        err = alignment_error(xy[120:240], np.arange(120), xy[360:480], np.arange(120))
+        shuffled = alignment_error(xy[120:240], np.arange(120), xy[360:480], rng.permutation(120))
+        assert err < 0.5 * shuffled
+
+    assert main(["layout", str(path), "--full"]) == 0
+    reader = StoreReader(path)
+    assert reader.layout_rows == 480
+    assert not np.allclose(reader.layout_xy()[:240], before)  # recomputed jointly
+    capsys.readouterr()
+    assert main(["info", str(path), "--json"]) == 0
+    assert '"layout_rows": 480' in capsys.readouterr().out
