@@ -101,8 +101,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu", tru
         return torch.load(path, map_location=map_location, weights_only=not trusted)
     except Exception as exc:
         if not trusted and "weights_only" in str(exc):
-            first = str(exc).strip().splitlines()[0]
-            raise SamplerError(f"{path}: holds Python objects that weights_only loading refuses ({first}); "
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            what = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
+            what = what.split(" was not an allowed")[0][:160]  # keep the hint below in view
+            raise SamplerError(f"{path}: holds Python objects that weights_only loading refuses ({what}); "
                                "if you produced this checkpoint yourself, pass --trust-checkpoints") from None
         raise
 
