@@ -7,8 +7,9 @@ DCGAN's shape), then for each encoder (a ViT-B-32-sized open_clip model with ran
 weights, and `pixels`) measures:
 - decode: discovery + PNG decode + grid split + preprocess + thumbnails (the worker side);
 - encode: the encoder on already-preprocessed batches (the model side);
+- store: appending and committing already-encoded rows, one 64-sample checkpoint at a time;
 - end to end: `evowatch watch --once`'s code path into a fresh store.
-The bar is end-to-end >= 0.8 x the slower stage alone. With --rss it also ingests 10k and
+The bar is end-to-end >= 0.8 x the slowest stage alone. With --rss it also ingests 10k and
 100k samples with `pixels` in child processes and compares their peak RSS (bar: <= 10% growth).
 """
 from __future__ import annotations
@@ -80,6 +81,23 @@ def _encode_stage(checkpoints, encoder, options, n_images: int) -> tuple[int, fl
     return len(inputs), time.perf_counter() - start
 
 
+def _store_stage(checkpoints, encoder, options, store_path: Path) -> tuple[int, float]:
+    """Appending and committing already-encoded rows, checkpoint by checkpoint."""
+    per_checkpoint = [[s for s in iter_samples(c, options) if hasattr(s, "image")] for c in checkpoints]
+    dim = encoder.dim
+    rng = np.random.default_rng(0)
+    start, n = None, 0
+    with StoreWriter(store_path, encoder_record(encoder)) as store:
+        start = time.perf_counter()
+        for c, samples in zip(checkpoints, per_checkpoint):
+            vectors = rng.normal(size=(len(samples), dim)).astype(np.float32)
+            thumbs = np.zeros((len(samples), 48, 48, 3), np.uint8)
+            with store.checkpoint(c.step, c.source, "bench") as tx:
+                tx.add(vectors, [s.instance for s in samples], [s.label for s in samples], thumbs, [s.path for s in samples])
+            n += len(samples)
+    return n, time.perf_counter() - start
+
+
 def _end_to_end(checkpoints, encoder, options, store_path: Path) -> tuple[int, float]:
     jobs = [(c, content_hash(c)) for c in checkpoints]
     start = time.perf_counter()
@@ -95,11 +113,13 @@ def measure(name: str, spec: str, n_images: int, workdir: Path) -> dict:
     encoder = make_encoder(spec, device="auto")
     n_dec, t_dec = _decode_stage(checkpoints, encoder, options)
     n_enc, t_enc = _encode_stage(checkpoints, encoder, options, n_images)
+    n_sto, t_sto = _store_stage(checkpoints, encoder, options, workdir / f"{name}-store-only.zarr")
     n_e2e, t_e2e = _end_to_end(checkpoints, encoder, options, workdir / f"{name}.zarr")
-    rates = {"decode": n_dec / t_dec, "encode": n_enc / t_enc, "end_to_end": n_e2e / t_e2e}
-    slower = min(rates["decode"], rates["encode"])
+    rates = {"decode": n_dec / t_dec, "encode": n_enc / t_enc, "store": n_sto / t_sto, "end_to_end": n_e2e / t_e2e}
+    slower = min(rates["decode"], rates["encode"], rates["store"])
     return {"encoder": name, "spec": spec, "device": encoder.device, "images": n_e2e,
             **{f"{k}_img_s": round(v, 1) for k, v in rates.items()},
+            "bottleneck": min(("decode", "encode", "store"), key=rates.get),
             "end_to_end_vs_slower_stage": round(rates["end_to_end"] / slower, 3)}
 
 
@@ -131,11 +151,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="evowatch-bench-") as tmp:
         rows = [measure("pixels", "pixels", args.pixels_images, Path(tmp)),
                 measure("clip-vit-b-32", args.clip_spec, args.clip_images, Path(tmp))]
-        print("| encoder | device | images | decode img/s | encode img/s | end-to-end img/s | end-to-end / slower stage |")
-        print("|---|---|---|---|---|---|---|")
+        print("| encoder | device | images | decode img/s | encode img/s | store img/s | end-to-end img/s | slowest stage | end-to-end / slowest stage |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['spec']} | {r['device']} | {r['images']} | {r['decode_img_s']} | {r['encode_img_s']} | "
-                  f"{r['end_to_end_img_s']} | {r['end_to_end_vs_slower_stage']} |")
+                  f"{r['store_img_s']} | {r['end_to_end_img_s']} | {r['bottleneck']} | {r['end_to_end_vs_slower_stage']} |")
         if args.rss:
             peaks = {}
             for n in (10_000, 100_000):

@@ -1,9 +1,10 @@
-"""Ingest: decode and preprocess in worker threads while the encoder runs, then append + commit.
+"""Ingest: decode, encode and store writes overlap in three stages joined by bounded queues.
 
 One producer thread walks the checkpoints' samples in order and hands fixed-size batches to
-a thread pool (Pillow and numpy release the GIL) for preprocessing and thumbnails; the
-calling thread encodes batch after batch and writes them into the checkpoint's store
-transaction, committing each checkpoint as its last batch lands. Queues are bounded, so
+a thread pool (Pillow and numpy release the GIL) for preprocessing and thumbnails; an
+encoder thread encodes batch after batch (torch releases the GIL); the calling thread
+writes them into the checkpoint's store transaction, committing each checkpoint as its
+last batch lands. Queues are bounded, so
 memory stays at a few batches whatever the size of the run.
 """
 from __future__ import annotations
@@ -84,6 +85,12 @@ class _Done:
 
 
 @dataclass(frozen=True, slots=True)
+class _Encoded:
+    batch: PreparedBatch
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class _Failed:
     error: BaseException
 
@@ -129,29 +136,50 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     propagates and everything committed before it stays.
     """
     thumbnail_size = int(store.attrs["thumbnail_size"])
-    out: queue.Queue = queue.Queue(maxsize=prefetch)
+    decoded: queue.Queue = queue.Queue(maxsize=prefetch)
+    encoded: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="evowatch-prep") as pool:
-        producer = threading.Thread(target=_produce, name="evowatch-decode", daemon=True,
-                                    args=(jobs, options, encoder, thumbnail_size, pool, out, stop, samples))
-        producer.start()
+        threads = [
+            threading.Thread(target=_produce, name="evowatch-decode", daemon=True,
+                             args=(jobs, options, encoder, thumbnail_size, pool, decoded, stop, samples)),
+            threading.Thread(target=_encode, name="evowatch-encode", daemon=True,
+                             args=(encoder, decoded, encoded, stop)),
+        ]
+        for thread in threads:
+            thread.start()
         try:
-            yield from _consume(store, encoder, out, on_rows)
+            yield from _consume(store, encoded, on_rows)
         finally:
             stop.set()
-            _drain(out, producer)
+            _drain([decoded, encoded], threads)
 
 
-def _drain(out: queue.Queue, producer: threading.Thread) -> None:
-    while producer.is_alive() or not out.empty():
-        try:
-            out.get(timeout=0.1)
-        except queue.Empty:
-            pass
+def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event) -> None:
+    """The encoder's own thread, so encoding overlaps the store writes of the previous batch."""
+    try:
+        while (item := inbox.get()) is not _END:
+            if isinstance(item, Future) and not stop.is_set():
+                batch = item.result()
+                item = _Encoded(batch, encoder.encode(batch.inputs))
+            outbox.put(item)
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        outbox.put(_Failed(exc))
+    finally:
+        outbox.put(_END)
 
 
-def _consume(store: StoreWriter, encoder: Encoder, out: queue.Queue,
-             on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
+def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
+    """Unblock and finish the worker threads after the consumer stopped early."""
+    while any(t.is_alive() for t in threads) or any(not q.empty() for q in queues):
+        for q in queues:
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+
+def _consume(store: StoreWriter, out: queue.Queue, on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
     tx_context = tx = None
     current: _Start | None = None
     rows = 0
@@ -167,9 +195,8 @@ def _consume(store: StoreWriter, encoder: Encoder, out: queue.Queue,
             elif isinstance(item, SkippedFile):
                 log.warning("skipped %s: %s", item.path, item.reason)
                 tx.skip(item.path, item.reason)
-            elif isinstance(item, Future):
-                batch: PreparedBatch = item.result()
-                vectors = encoder.encode(batch.inputs)
+            elif isinstance(item, _Encoded):
+                batch, vectors = item.batch, item.vectors
                 tx.add(vectors, batch.instances, batch.labels, batch.thumbnails, batch.paths, batch.latents)
                 rows += len(vectors)
                 if on_rows:

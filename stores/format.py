@@ -13,7 +13,7 @@ KINDS = ("generated", "real", "holdout")
 KIND_CODES = {name: code for code, name in enumerate(KINDS)}
 
 # Rows per chunk, chosen so that one chunk is a few MB whatever the row width.
-ROW_CHUNK_BYTES = 4 * 2**20
+ROW_CHUNK_BYTES = 2**20
 
 # Per-sample arrays in the "samples" group: row-aligned, append-only.
 SAMPLE_ARRAYS = {

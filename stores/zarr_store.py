@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,10 +245,13 @@ class StoreWriter(StoreReader):
         if not _is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock_file = self._take_lock()
+        self._handles: dict[tuple[str, str], zarr.Array] = {}
         try:
             self.refresh()
             self._check_encoder(encoder)
             self._recover()
+            sources = self.checkpoints()["source"]
+            self._latest = {str(source): i for i, source in enumerate(sources)}
         except BaseException:
             self.close()
             raise
@@ -268,7 +272,16 @@ class StoreWriter(StoreReader):
         handle.flush()
         return handle
 
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if getattr(self, "_pool", None) is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="evowatch-store")
+        return self._pool
+
     def close(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown()
+            self._pool = None
         if getattr(self, "_lock_file", None) is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
@@ -371,6 +384,19 @@ class StoreWriter(StoreReader):
                     log.warning("%s: rolling back %d uncommitted rows of %s/%s", self.path, array.shape[0] - n, group_name, name)
                     array.resize((n, *array.shape[1:]))
         self._write_superseded()
+
+    def handle(self, group: str, name: str) -> zarr.Array:
+        """A cached writable handle: this process is the only writer, so its metadata stays true."""
+        key = (group, name)
+        if key not in self._handles:
+            self._handles[key] = zarr.open_array(str(self.path / group / name), mode="r+")
+        return self._handles[key]
+
+    def _mark_superseded(self, source: str, index: int) -> None:
+        old = self._latest.get(source)
+        self._latest[source] = index
+        if old is not None:
+            self.handle("checkpoints", "superseded")[old] = True
 
     def _write_superseded(self) -> None:
         ckpt = self.checkpoints()
@@ -550,10 +576,13 @@ class CheckpointTransaction:
             latent = np.concatenate(b.latent)
             if len(latent) == b.n:
                 columns["latent"] = latent
-        for name, values in columns.items():
-            self._write_rows("samples", name, start, values)
+        self._write_columns("samples", start, columns)
         self.rows_written += b.n
         self.buffer = _Columns()
+
+    def _write_columns(self, group: str, start: int, columns: dict[str, np.ndarray]) -> None:
+        """Write several arrays' rows at once: each write is I/O and compression bound."""
+        list(self.store.pool.map(lambda item: self._write_rows(group, item[0], start, item[1]), columns.items()))
 
     def _write_rows(self, group: str, name: str, start: int, values: np.ndarray) -> None:
         path = self.store.path / group / name
@@ -562,7 +591,7 @@ class CheckpointTransaction:
                 log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", self.store.path)
             group_handle = zarr.open_group(str(self.store.path / group), mode="r+")
             StoreWriter._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name])
-        array = zarr.open_array(str(path), mode="r+")
+        array = self.store.handle(group, name)
         if name == "latent" and array.shape[1:] != values.shape[1:]:
             log.warning("%s: latent width %s differs from the store's %s; latents of %s not stored",
                         self.store.path, values.shape[1:], array.shape[1:], self.source)
@@ -583,14 +612,13 @@ class CheckpointTransaction:
             "row_stop": self.row_start + self.rows_written, "time": time.time(), "hash": self.hash,
             "source": self.source, "superseded": False, "n_skipped": len(self.skipped),
         }
-        for name, value in record.items():
-            self._write_rows("checkpoints", name, self.checkpoint_index, np.array([value]))
+        self._write_columns("checkpoints", self.checkpoint_index, {k: np.array([v]) for k, v in record.items()})
         n_warn = store.n_warnings
         if self.skipped:
             paths, reasons = zip(*self.skipped)
-            self._write_rows("warnings", "checkpoint", n_warn, np.full(len(paths), self.checkpoint_index, np.int32))
-            self._write_rows("warnings", "path", n_warn, np.array(paths, dtype=str))
-            self._write_rows("warnings", "reason", n_warn, np.array(reasons, dtype=str))
+            self._write_columns("warnings", n_warn, {
+                "checkpoint": np.full(len(paths), self.checkpoint_index, np.int32),
+                "path": np.array(paths, dtype=str), "reason": np.array(reasons, dtype=str)})
         # The commit point: one atomic rewrite of the root zarr.json.
         store._update_root({
             "labels": self.labels,
@@ -598,7 +626,7 @@ class CheckpointTransaction:
                           "checkpoints": self.checkpoint_index + 1,
                           "warnings": n_warn + len(self.skipped)},
         })
-        store._write_superseded()
+        store._mark_superseded(self.source, self.checkpoint_index)
 
     def rollback(self) -> None:
         """Drop anything written past the commit point (best effort; reopening also does it)."""
