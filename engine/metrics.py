@@ -214,6 +214,31 @@ def frechet_distance_fast(
     return float(diff.dot(diff) + np.trace(sigma1) + sigma2_trace - 2.0 * tr_covmean)
 
 
+def frechet_distance_samples(
+    x: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, sigma2_sqrt: np.ndarray, sigma2_trace: float
+) -> float:
+    """Frechet distance of the samples ``x`` (n, d) to a reference ``(mu2, sigma2)``.
+
+    When n <= d the samples' covariance ``S1 = A^T A`` (``A`` the centred rows over
+    ``sqrt(n - 1)``) has rank < n, and the non-zero eigenvalues of ``S1 S2`` are those of
+    the n x n PSD matrix ``A S2 A^T``: ``Tr sqrtm(S1 S2)`` then costs O(n d^2) instead of
+    the O(d^3) of :func:`frechet_distance_fast` (64 samples of 768-d features: ~100x
+    faster). Otherwise it is :func:`frechet_distance_fast`. Same value to round-off.
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    n, d = x64.shape
+    if n > d:
+        mu1, sigma1 = mean_cov(x64)
+        return frechet_distance_fast(mu1, sigma1, mu2, sigma2_sqrt, sigma2_trace)
+    mu1 = x64.mean(axis=0)
+    a = (x64 - mu1) / math.sqrt(n - 1)
+    m = a @ sigma2 @ a.T
+    w = np.linalg.eigvalsh((m + m.T) / 2.0)
+    diff = mu1 - mu2
+    tr_covmean = float(np.sqrt(np.clip(w, 0.0, None)).sum())
+    return float(diff.dot(diff) + float(np.einsum("ij,ij->", a, a)) + sigma2_trace - 2.0 * tr_covmean)
+
+
 # --------------------------------------------------------------------------- PRDC
 
 
@@ -621,8 +646,7 @@ def compute_step(
     else:
         s.update(precision=nan, recall=nan, density=nan, coverage=nan)
     if n >= 2:
-        mu_g, sigma_g = mean_cov(gen)
-        s["fd"] = frechet_distance_fast(mu_g, sigma_g, ref.mu, ref.sigma_sqrt, float(np.trace(ref.sigma)))
+        s["fd"] = frechet_distance_samples(gen, ref.mu, ref.sigma, ref.sigma_sqrt, float(np.trace(ref.sigma)))
     else:
         s["fd"] = nan
 
