@@ -450,16 +450,19 @@ class StoreWriter(StoreReader):
 
     def write_step_metrics(self, step: int, values: dict[str, float]) -> None:
         """Add or replace one step's row of metrics; new metric names get new columns."""
-        table = self.step_metrics()
-        steps = table.get("step", np.zeros(0, np.int64))
+        group = self._ensure_group("metrics")
+        committed = int(group.attrs.get("committed_rows", 0))
+        steps = self.handle("metrics", "step")[:committed] if "step" in group else np.zeros(0, np.int64)
         hit = np.flatnonzero(steps == step)
         row = int(hit[0]) if len(hit) else len(steps)
         n = max(len(steps), row + 1)
-        group = self._ensure_group("metrics")
-        for name, value in {"step": step, **values}.items():
-            dtype = "int64" if name == "step" else "float64"
-            array = self._ensure_column(group, "metrics", name, dtype, n)
+
+        def write(item: tuple[str, float]) -> None:
+            name, value = item
+            array = self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
             array[row] = value
+
+        list(self.pool.map(write, {"step": step, **values}.items()))
         group.attrs.update({"committed_rows": n})
 
     def clear_step_metrics(self) -> None:
@@ -467,7 +470,7 @@ class StoreWriter(StoreReader):
         if (self.path / "metrics" / "zarr.json").is_file():
             self._ensure_group("metrics").attrs.update({"committed_rows": 0})
             for name in list(self._ensure_group("metrics").array_keys()):
-                zarr.open_array(str(self.path / "metrics" / name), mode="r+").resize((0,))
+                self.handle("metrics", name).resize((0,))
         self.set_alerts([])
 
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:
@@ -496,9 +499,9 @@ class StoreWriter(StoreReader):
         return zarr.open_group(str(self.path / name), mode="a", zarr_format=3)
 
     def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int) -> zarr.Array:
-        if name not in group:
+        if (group_name, name) not in self._handles and not (self.path / group_name / name / "zarr.json").is_file():
             self._create_array(group, name, (), dtype, f"{group_name} column {name}")
-        array = zarr.open_array(str(self.path / group_name / name), mode="r+")
+        array = self.handle(group_name, name)
         if array.shape[0] < length:
             old = array.shape[0]
             array.resize((length,))
