@@ -11,6 +11,7 @@ from pathlib import Path
 from engine.errors import EvowatchError
 
 DEFAULT_ENCODER = "clip:ViT-B-32/laion2b_s34b_b79k"
+DEFAULT_ALIGNMENT = 10.0  # engine.layout.LayoutParams.alignment (not imported: keeps `--help` fast)
 log = logging.getLogger("evowatch")
 
 
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 2), help="decode/preprocess threads")
     watch.add_argument("--thumbnail-size", type=int, default=48, metavar="PX", help="thumbnail size stored per sample (new stores)")
     watch.add_argument("--no-layout", action="store_true", help="do not update the evolutionary map after each ingest")
-    watch.add_argument("--alignment", type=float, default=0.05, metavar="W", help="strength of the cross-step alignment term (default 0.05)")
+    watch.add_argument("--alignment", type=float, default=DEFAULT_ALIGNMENT, metavar="W",
+                       help=f"strength of the cross-step alignment term (default {DEFAULT_ALIGNMENT:g}; 0 turns it off)")
     watch.add_argument("--no-metrics", action="store_true", help="do not compute per-step metrics and alerts")
     watch.add_argument("--probe", action="append", metavar="PROMPT[|CONTRAST]",
                        help="zero-shot attribute probe scored with the CLIP text encoder (repeatable), e.g. 'grey hair'")
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     layout = sub.add_parser("layout", help="(re)compute a store's evolutionary map offline")
     layout.add_argument("store", type=Path, metavar="STORE")
     layout.add_argument("--full", action="store_true", help="recompute jointly over all steps (polish a finished run)")
-    layout.add_argument("--alignment", type=float, default=0.05, metavar="W")
+    layout.add_argument("--alignment", type=float, default=DEFAULT_ALIGNMENT, metavar="W")
 
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store", type=Path, metavar="STORE")

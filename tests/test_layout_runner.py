@@ -49,3 +49,10 @@ def test_incremental_layout_and_full_recompute(tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(path), "--json"]) == 0
     assert '"layout_rows": 480' in capsys.readouterr().out
+
+
+def test_cli_alignment_default_is_the_layout_default():
+    from engine.cli import DEFAULT_ALIGNMENT
+    from engine.layout import LayoutParams
+
+    assert DEFAULT_ALIGNMENT == LayoutParams().alignment
