@@ -32,6 +32,8 @@ from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
 
+RESCAN_S = 30.0
+
 AfterIngest = Callable[[StoreWriter, list[IngestResult]], None]
 
 
@@ -69,6 +71,8 @@ class Watcher:
         self.after_ingest = after_ingest or []
         self._hashes: dict[str, tuple[tuple, str]] = {}
         self._changed = threading.Event()
+        self._references_checked = False
+        self._settling = 0
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint) -> str | None:
@@ -98,7 +102,9 @@ class Watcher:
         jobs, waiting = [], 0
         now = time.time()
         scan = self.config.sampler.scan if self.config.sampler else scan_run
-        for checkpoint in self._references() + scan(self.config.run_dir, self.config.options):
+        # Reference sets are ingested once per session, on the first pass.
+        references = [] if self._references_checked else self._references()
+        for checkpoint in references + scan(self.config.run_dir, self.config.options):
             if checkpoint.kind == "generated" and not is_ready(checkpoint, self.config.options, now):
                 waiting += 1
                 continue
@@ -110,8 +116,9 @@ class Watcher:
     # --- doing it -------------------------------------------------------------------
     def run_once(self) -> list[IngestResult]:
         """Ingest everything that is ready now."""
-        jobs, _ = self.pending()
+        jobs, self._settling = self.pending()
         if not jobs:
+            self._references_checked = True
             return []
         results: list[IngestResult] = []
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
@@ -124,6 +131,7 @@ class Watcher:
                 what = f"step {c.step}" if c.kind == "generated" else f"{c.kind} reference"
                 note = f", {result.skipped} file(s) skipped" if result.skipped else ""
                 log.info("ingested %s (%s): %d samples%s", what, c.source, result.rows, note)
+        self._references_checked = True
         # Hooks catch up from the store's committed state, so a pass that failed half-way
         # is covered by the next one.
         for hook in self.after_ingest:
@@ -137,11 +145,16 @@ class Watcher:
         try:
             self.run_once()
             log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)
+            last_scan = time.monotonic()
             while not stop.is_set():
-                # Debounce: wait for an event or a tick, then let a burst of writes finish.
+                # Rescan on an event (after a short debounce), on every tick while a
+                # checkpoint is settling, and every RESCAN_S as a safety net for missed events.
                 if self._changed.wait(self.config.tick):
                     self._changed.clear()
                     time.sleep(0.2)
+                elif not self._settling and time.monotonic() - last_scan < RESCAN_S:
+                    continue
+                last_scan = time.monotonic()
                 self.run_once()
         finally:
             observer.stop()
