@@ -107,11 +107,12 @@ def test_colour_modes_and_radial_layout(store, monkeypatch):
 
 
 def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
-    at = run_app(store, monkeypatch, map=box_all())
-    assert not at.exception
+    at = run_app(store, monkeypatch, map=box_all(), trail_row=N_REAL + 5)  # a trail beside a selection
+    assert not at.exception and not at.error
+    assert "Instance 5 across 3 steps" in texts(at)
     assert f"Selection · {3 * PER_STEP + N_REAL} samples" in texts(at)
     images = at.get("image")
-    assert images and len(images[0].proto.imgs) == data.GRID_MAX
+    assert [len(i.proto.imgs) for i in images] == [3, data.GRID_MAX]  # trail, then selection
     table = at.dataframe[0].value
     assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path"]
     assert at.get("download_button")

@@ -47,6 +47,14 @@ def test_view_hover_select_and_live_update(tmp_path):
         page.mouse.move(x, y, steps=4)
         page.wait_for_selector("#evowatch-hover-tip img[src^='data:image/png']", state="visible", timeout=20_000)
         assert re.search(r"step 1,000", page.inner_text("#evowatch-hover-tip"))
+
+        # Click one sample (step 2,000): its instance's trail across the three steps.
+        x, y = browser.point_pixel(page, 1, PER_STEP + 3)
+        page.mouse.move(x, y, steps=3)
+        page.wait_for_selector("#evowatch-hover-tip:has-text('step 2,000')", state="visible", timeout=20_000)
+        page.mouse.click(x, y)
+        page.get_by_text(re.compile(r"Instance \d+ across 3 steps")).first.wait_for(timeout=20_000)
+        page.wait_for_selector(".st-key-trail_grid img", timeout=10_000)
         page.mouse.move(5, 5)
 
         # Box selection over the reference band and the first step -> thumbnail grid.
@@ -55,7 +63,7 @@ def test_view_hover_select_and_live_update(tmp_path):
             page.wait_for_selector(".st-key-thumb_grid img", timeout=30_000)
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "viewer_browser_failed.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "viewer_browser_failed.png"))
             raise
         heading = page.get_by_text(re.compile(r"Selection · [1-9][\d,]* samples")).first
         heading.wait_for(timeout=10_000)
@@ -63,7 +71,8 @@ def test_view_hover_select_and_live_update(tmp_path):
         assert n_selected >= N_REAL
         assert page.locator(".st-key-thumb_grid img").count() == min(n_selected, 60)
 
-        # The watcher commits a new checkpoint (samples and layout): a new band, no reload.
+        # The watcher commits a new checkpoint (samples and layout): a new band, no reload;
+        # the selection and the trail are kept, the trail now runs through four steps.
         run.add_step(4000)
         page.wait_for_function(
             f"() => {{ const gd = document.querySelector('{browser.MAP}');"
@@ -72,7 +81,20 @@ def test_view_hover_select_and_live_update(tmp_path):
         assert page.evaluate("() => window.__evowatchNoReload === true"), "the page reloaded"
         labels = page.evaluate(f"() => document.querySelector('{browser.MAP}')._fullLayout.annotations.map(a => a.text)")
         assert "4,000" in labels
-        page.get_by_text(f"Selection · {n_selected:,} samples").first.wait_for(timeout=10_000)  # selection kept
+        page.get_by_text(f"Selection · {n_selected:,} samples").first.wait_for(timeout=10_000)
+        page.get_by_text(re.compile(r"Instance \d+ across 4 steps")).first.wait_for(timeout=10_000)
         page.wait_for_timeout(1000)
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "viewer_browser.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer_browser.png"))  # (a full-page capture re-lays out the page)
+
+        # Click a step on the signals chart: the map shows that step (and the reference) only.
+        chart = ".st-key-signals_metrics .js-plotly-plot"
+        page.locator(chart).scroll_into_view_if_needed()
+        x, y = page.evaluate(f"""() => {{ const gd = document.querySelector('{chart}'); const t = gd._fullData[0];
+            const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+            return [r.left + gd._fullLayout.xaxis.l2p(t.x[1]), r.top + gd._fullLayout.yaxis.l2p(t.y[1])]; }}""")
+        page.mouse.click(x, y)
+        page.get_by_text("Showing step 2,000 only").wait_for(timeout=20_000)
+        page.wait_for_function(
+            f"() => document.querySelector('{browser.MAP}')._fullData.filter(t => t.name !== 'instance trail')"
+            f".reduce((a, t) => a + (t._length || 0), 0) === {PER_STEP + N_REAL}", timeout=20_000)

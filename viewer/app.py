@@ -174,12 +174,13 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
 
 
 # ----------------------------------------------------------------------------- panels
-def thumbnails_grid(path: str, commit: data.Commit, d: data.MapData, rows: np.ndarray, *, width: int = 96) -> None:
+def thumbnails_grid(path: str, commit: data.Commit, d: data.MapData, rows: np.ndarray, *, key: str,
+                    width: int = 96) -> None:
     cols = data.sample_columns(path, commit, rows, ("thumbnail", "path"))
     desc = data.describe_rows(d, rows)
     captions = [f"{'step ' + format(s, ',') if s >= 0 else k} · {lab or '–'} · {Path(str(p)).name}"
                 for s, k, lab, p in zip(desc["step"], desc["kind"], desc["label"], cols["path"])]
-    with st.container(key="thumb_grid"):
+    with st.container(key=key):
         st.image(list(cols["thumbnail"]), caption=captions, width=width)
 
 
@@ -191,7 +192,7 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
     shown = data.grid_rows(rows)
     if len(shown) < len(rows):
         st.caption(f"Showing {len(shown)} of {len(rows):,}, spread evenly over the selection.")
-    thumbnails_grid(path, commit, d, shown)
+    thumbnails_grid(path, commit, d, shown, key="thumb_grid")
     paths = data.sample_columns(path, commit, shown, ("path",))["path"]
     table = data.describe_rows(d, shown)
     table["path"] = [str(p) for p in paths]
@@ -215,7 +216,7 @@ def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarr
     st.subheader(f"Instance {desc['instance'][0]} across {len(trail)} steps")
     if desc["instance"][0] < 0:
         st.caption("This sample has no instance id, so it cannot be followed across steps.")
-    thumbnails_grid(path, commit, d, trail, width=72)
+    thumbnails_grid(path, commit, d, trail, key="trail_grid", width=72)
     if st.button("Clear trail", key="clear_trail"):
         st.session_state["trail_row"] = None
         st.rerun()
@@ -233,8 +234,9 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
         cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table), key="signal_cols")
         fig = data.signals_figure(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
                                   focus_step=st.session_state.get("focus_step"))
-        st.plotly_chart(fig, key=SIGNALS_KEY, on_select=lambda: _on_step_click(SIGNALS_KEY),
-                        selection_mode="points", config={"displayModeBar": False})
+        with st.container(key="signals_metrics"):
+            st.plotly_chart(fig, key=SIGNALS_KEY, on_select=lambda: _on_step_click(SIGNALS_KEY),
+                            selection_mode="points", config={"displayModeBar": False})
     losses = data.scalars(path, commit)
     if losses and "step" in losses and len(losses["step"]):
         fig = data.signals_figure(losses, [c for c in losses if c != "step"], alerts, title="Trainer losses",
@@ -283,7 +285,7 @@ def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.nda
         return None
     best = data.top_matches(scores, visible, k)
     st.caption(f"Top {len(best)} of the visible samples for “{prompt.strip()}” (stars on the map).")
-    thumbnails_grid(path, commit, d, best[:24], width=72)
+    thumbnails_grid(path, commit, d, best[:24], key="query_grid", width=72)
     return best
 
 

@@ -570,17 +570,18 @@ def map_figure(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
                        "marker": {"size": 10, "color": "#d62728", "line": {"width": 1.5, "color": "#fff"}}})
     x0, x1, y0, y1 = bounds
     lay: dict[str, Any] = {
-        "height": height, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
-        "dragmode": "select", "uirevision": layout, "hovermode": "closest",
+        "height": height, "margin": {"l": 10, "r": 10, "t": 56, "b": 36},
+        "dragmode": "select", "clickmode": "event+select", "uirevision": layout, "hovermode": "closest",
         "xaxis": {"range": [x0, x1], "showgrid": False, "zeroline": False, "showticklabels": False},
         "yaxis": {"range": [y0, y1], "showgrid": False, "zeroline": False, "showticklabels": False},
-        "legend": {"orientation": "h", "y": 1.02, "x": 0, "itemsizing": "constant"},
+        "legend": {"orientation": "h", "y": -0.01, "yanchor": "top", "x": 0, "itemsizing": "constant"},
         "images": images, "annotations": _band_labels(d, xy, layout),
     }
     if layout == "radial":
         lay["yaxis"].update(scaleanchor="x", scaleratio=1)
     if selection and not selection_is_empty(selection):
-        lay["selections"] = _selection_shapes(selection)
+        # Plain shapes, not layout.selections: an active selection would swallow clicks.
+        lay["shapes"] = _selection_shapes(selection)
     return {"data": traces, "layout": lay}, mode
 
 
@@ -601,6 +602,9 @@ def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[dict[str, A
     return out
 
 
+_KEPT = {"line": {"color": "#444", "width": 1.5, "dash": "dash"}, "fillcolor": "rgba(0,0,0,0.03)", "layer": "below"}
+
+
 def _selection_shapes(selection: dict[str, Any]) -> list[dict[str, Any]]:
     """Redraw a kept box/lasso after the chart was rebuilt (e.g. by a new commit)."""
     shapes = []
@@ -608,12 +612,12 @@ def _selection_shapes(selection: dict[str, Any]) -> list[dict[str, Any]]:
         x, y = _floats(box.get("x", [])), _floats(box.get("y", []))
         if len(x) == 2 and len(y) == 2:
             shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": float(x[0]), "x1": float(x[1]),
-                           "y0": float(y[0]), "y1": float(y[1])})
+                           "y0": float(y[0]), "y1": float(y[1]), **_KEPT})
     for lasso in selection.get("lasso") or []:
         x, y = _floats(lasso.get("x", [])), _floats(lasso.get("y", []))
         if len(x) > 2:
             path = "M" + "L".join(f"{a:.5g},{b:.5g}" for a, b in zip(x, y)) + "Z"
-            shapes.append({"type": "path", "xref": "x", "yref": "y", "path": path})
+            shapes.append({"type": "path", "xref": "x", "yref": "y", "path": path, **_KEPT})
     return shapes
 
 

@@ -6,6 +6,9 @@ events, so a small ``st.components.v2`` component (it runs in the page's DOM) li
 shows a floating preview next to the cursor. The state change reruns only the fragment
 around the component, which reads that one row's thumbnail from the store and sends it
 back: no thumbnails travel with the map itself, whatever its size.
+
+The same listener reports clicks on a point (Plotly's WebGL traces do not turn a click into
+a selection), which sets the instance trail.
 """
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ export default function (component) {
   const { data, setStateValue } = component;
   const s = window.__evowatchHover || (window.__evowatchHover = { row: null, x: 0, y: 0, timer: null });
   s.set = setStateValue;
+  // One state value carrying both the hovered row and the last click: reruns that coalesce
+  // state updates keep the newest value only, so a click must travel with every later hover.
+  s.last = s.last || { hover: null, click: null };
+  s.send = (change) => { s.last = Object.assign({}, s.last, change); s.set && s.set("ev", s.last); };
   let tip = document.getElementById("evowatch-hover-tip");
   if (!tip) {
     tip = document.createElement("div");
@@ -43,11 +50,10 @@ export default function (component) {
     tip.style.left = x + "px"; tip.style.top = y + "px"; tip.style.display = "block";
   };
   show();
-  const hook = () => {
-    const gd = document.querySelector(".st-key-evo_map .js-plotly-plot");
-    if (!gd || gd.__evowatchHooked || typeof gd.on !== "function") return;
-    gd.__evowatchHooked = true;
-    gd.on("plotly_hover", (ev) => {
+  // Plotly.react/newPlot on a changed figure drops the div's listeners but keeps the div:
+  // re-attach whenever ours are gone (checked twice a second).
+  if (!s.onHover) {
+    s.onHover = (ev) => {
       const p = ev.points && ev.points[0];
       if (!p) return;
       const row = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
@@ -55,13 +61,33 @@ export default function (component) {
       s.row = Number(row);
       if (ev.event) { s.x = ev.event.clientX; s.y = ev.event.clientY; }
       clearTimeout(s.timer);
-      s.timer = setTimeout(() => s.set && s.set("row", s.row), 120);
-    });
-    gd.on("plotly_unhover", () => { s.row = null; clearTimeout(s.timer); tip.style.display = "none"; });
+      s.timer = setTimeout(() => s.send({ hover: s.row }), 120);
+    };
+    s.onUnhover = () => {
+      s.row = null; clearTimeout(s.timer);
+      const t = document.getElementById("evowatch-hover-tip");
+      if (t) t.style.display = "none";
+    };
+    // Plotly's WebGL traces do not turn a click into a selection: report clicks ourselves.
+    s.onClick = (ev) => {
+      const p = ev.points && ev.points[0];
+      const row = p && (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata);
+      if (row === undefined || row === null) return;
+      clearTimeout(s.timer);
+      s.send({ hover: Number(row), click: { row: Number(row), t: Date.now() } });
+    };
+  }
+  const hook = () => {
+    const gd = document.querySelector(".st-key-evo_map .js-plotly-plot");
+    if (!gd || typeof gd.on !== "function") return;
+    const listeners = gd._ev && gd._ev.listeners ? gd._ev.listeners("plotly_hover") : [];
+    if (listeners.indexOf(s.onHover) >= 0) return;
+    gd.on("plotly_hover", s.onHover);
+    gd.on("plotly_unhover", s.onUnhover);
+    gd.on("plotly_click", s.onClick);
   };
   hook();
-  const iv = setInterval(hook, 500);
-  return () => clearInterval(iv);
+  if (!s.interval) s.interval = setInterval(hook, 500);  // one per page, for its lifetime
 }
 """
 
@@ -100,10 +126,17 @@ def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
     def _fragment() -> None:
         state = st.session_state.get(KEY) or {}
         try:
-            row = state.get("row")
-        except AttributeError:
-            row = None
+            event = dict(state.get("ev") or {})
+        except (AttributeError, TypeError, ValueError):
+            event = {}
+        row = event.get("hover")
         payload = hover_payload(path, commit, d, int(row) if row is not None else None)
-        _mount()(key=KEY, data=payload, default={"row": None}, on_row_change=lambda: None, height=0)
+        _mount()(key=KEY, data=payload, default={"ev": None}, on_ev_change=lambda: None, height=0)
+        click = event.get("click") or {}
+        if click.get("t") is not None and click.get("t") != st.session_state.get("_click_t"):
+            st.session_state["_click_t"] = click["t"]
+            if 0 <= int(click.get("row", -1)) < d.n:
+                st.session_state["trail_row"] = int(click["row"])
+                st.rerun(scope="app")
 
     _fragment()
