@@ -33,10 +33,11 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".evowatch.lock"
 
 
-def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int) -> int:
+def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int, max_rows: int = 16384) -> int:
+    """Rows per chunk: about ROW_CHUNK_BYTES, since each commit rewrites the partial last chunk."""
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize)
     rows = fmt.ROW_CHUNK_BYTES // row_bytes
-    return int(min(16384, max(256, 2 ** int(np.log2(max(rows, 1))))))
+    return int(min(max_rows, max(256, 2 ** int(np.log2(max(rows, 1))))))
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
@@ -339,7 +340,9 @@ class StoreWriter(StoreReader):
         for group_name, arrays in specs.items():
             group = root.create_group(group_name)
             for name, (row_shape, dtype) in arrays.items():
-                StoreWriter._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name])
+                # Per-checkpoint tables grow by a row or two per commit: small chunks.
+                max_rows = 16384 if group_name in ("samples", "layout") else 1024
+                StoreWriter._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name], max_rows)
         zarr.open_group(str(where / "layout"), mode="r+").attrs.update({"committed_rows": 0})
         root.attrs.update({
             "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION},
@@ -355,9 +358,10 @@ class StoreWriter(StoreReader):
         })
 
     @staticmethod
-    def _create_array(group: zarr.Group, name: str, row_shape: tuple[int, ...], dtype: Any, description: str) -> None:
-        itemsize = 16 if dtype is str else np.dtype(dtype).itemsize
-        rows = _rows_per_chunk(row_shape, itemsize)
+    def _create_array(group: zarr.Group, name: str, row_shape: tuple[int, ...], dtype: Any, description: str,
+                      max_rows: int = 16384) -> None:
+        itemsize = 256 if dtype is str else np.dtype(dtype).itemsize  # strings: a typical path's length
+        rows = _rows_per_chunk(row_shape, itemsize, max_rows)
         array = group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
                                    fill_value="" if dtype is str else None)
         array.attrs.update({"description": description})
@@ -500,7 +504,8 @@ class StoreWriter(StoreReader):
 
     def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int) -> zarr.Array:
         if (group_name, name) not in self._handles and not (self.path / group_name / name / "zarr.json").is_file():
-            self._create_array(group, name, (), dtype, f"{group_name} column {name}")
+            per_step = group_name != "sample_metrics"  # a row per step: small chunks
+            self._create_array(group, name, (), dtype, f"{group_name} column {name}", 1024 if per_step else 16384)
         array = self.handle(group_name, name)
         if array.shape[0] < length:
             old = array.shape[0]
