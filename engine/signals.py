@@ -124,9 +124,13 @@ class Signals:
             per_sample: dict[str, np.ndarray] = {}
         else:
             labels = self._labels(store, np.arange(start, stop))
+            margins = self._probe_scores(vectors)
             result = compute_step(vectors, self._reference, labels if any(x is not None for x in labels) else None,
-                                  self._probe_scores(vectors))
-            scalars, per_sample = result.scalars, result.per_sample
+                                  margins)
+            scalars, per_sample = result.scalars, dict(result.per_sample)
+            if margins is not None:  # per-sample margins: the viewer filters on "probe:<prompt>" > 0
+                for j, prompt in enumerate(self._probe_names()):
+                    per_sample["probe:" + prompt.replace("/", "_")] = margins[:, j]
         for name, values in per_sample.items():
             store.write_sample_metric(name, start, np.asarray(values, np.float32))
         store.write_step_metrics(step, {_array_name(k): float(v) for k, v in scalars.items()})

@@ -176,6 +176,14 @@ def test_probe_shares_through_open_clip(runs, tmp_path):
             assert table[key][i] == pytest.approx(shares[j], abs=1e-12)
             assert table[key.replace("share", "ref_share")][i] == pytest.approx(ref[j], abs=1e-12)
     assert np.isfinite([table[k] for k in keys]).all()
+    # Per-sample margins are stored for the viewer's probe filter; their positive share is the step's share.
+    names = ["probe:a photo of the digit seven", "probe:a thick stroke"]
+    assert set(names) <= set(reader.sample_metric_names())
+    for name, key in zip(names, keys):
+        margins = reader.sample_metric(name)
+        for i, step in enumerate(table["step"]):
+            rows = (kinds == gen_code) & (steps == step)
+            assert (margins[rows] > 0).mean() == pytest.approx(table[key][i], abs=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # scipy's sqrtm on the rank-deficient product
