@@ -147,6 +147,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"labels      {len(summary['labels'])}")
     print(f"layout      {summary['layout_rows']} rows")
     print(f"warnings    {summary['warnings']} skipped files")
+    latest = summary["latest_metrics"]
+    if latest:
+        shown = [k for k in ("vendi", "pairwise_cosine", "precision", "recall", "coverage", "fd", "near_copy_frac", "label_tv")
+                 if k in latest]
+        print(f"metrics     {summary['metric_steps']} steps; at step {latest['step']}: "
+              + ", ".join(f"{k} {latest[k]:.3g}" for k in shown))
     print(f"alerts      {len(summary['alerts'])}")
     for alert in summary["alerts"]:
         print(f"  step {alert['step']}: [{alert['rule']}] {alert['message']}")

@@ -205,6 +205,12 @@ class StoreReader:
         steps = sorted({int(s) for s, k, sup in zip(ckpt["step"], ckpt["kind"], superseded_flags(ckpt))
                         if k == fmt.KIND_CODES["generated"] and not sup})
         enc = self.encoder or {}
+        metrics = self.step_metrics()
+        latest: dict[str, float] = {}
+        if len(metrics.get("step", [])):
+            last = int(np.argmax(metrics["step"]))
+            latest = {k: (int(v[last]) if k == "step" else float(v[last])) for k, v in metrics.items()
+                      if k == "step" or np.isfinite(v[last])}
         return {
             "store": str(self.path),
             "schema_version": self.attrs["evowatch"]["version"],
@@ -219,6 +225,8 @@ class StoreReader:
             "labels": self.labels,
             "layout_rows": self.layout_rows,
             "warnings": self.n_warnings,
+            "metric_steps": len(metrics.get("step", [])),
+            "latest_metrics": latest,
             "alerts": list(self.attrs.get("alerts", [])),
         }
 

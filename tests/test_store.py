@@ -194,3 +194,5 @@ def test_metric_tables(tmp_path, rng):
     assert np.isnan(got[:2]).all() and got[2:].tolist() == [0, 1, 2, 3]
     assert reader.scalars()["loss_d"].tolist() == [0.5, 0.4]
     assert reader.sample_metric("absent").shape == (6,)
+    summary = reader.info()
+    assert summary["metric_steps"] == 2 and summary["latest_metrics"] == {"step": 10, "vendi": 2.0, "fd": 1.5}
