@@ -329,16 +329,39 @@ def page(path: str) -> None:
     metric = data.sample_metric(path, commit, color.split(":", 1)[1]) if color.startswith("metric:") else None
     c = data.coloring(d, color, metric)
 
-    sel = st.session_state.get("sel")
-    selected = data.selected_rows(xy, visible, sel)
-    trail_row = st.session_state.get("trail_row")
-    trail = data.instance_trail(d, int(trail_row)) if trail_row is not None and 0 <= int(trail_row) < d.n else np.zeros(0, np.int64)
-
     highlight = None
     query_slot = st.container()
     if st.session_state.get("show_query"):
         with query_slot:
             highlight = query_panel(path, commit, d, visible)
+
+    map_section(path, commit, d, xy, visible, c, f, layout, color, highlight)
+    if st.session_state.get("show_signals", True):
+        signals_panel(path, commit, d)
+
+
+@st.fragment
+def map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
+                c: data.Coloring, f: data.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
+    """The map and what depends on its selection (trail, grid, table, comparison).
+
+    A fragment: a box/lasso selection, a table click or a comparison step reruns only this
+    part (the sidebar, the filters and the signals charts are not rebuilt or resent); a
+    filter, a new commit or a signals click reruns the whole page with new arguments.
+    """
+    try:
+        _map_section(path, commit, d, xy, visible, c, f, layout, color, highlight)
+    except Exception as exc:  # a fragment rerun is outside main()'s guard: a readable line, never a traceback
+        log.exception("viewer map failed on %s", path)
+        st.error(f"The viewer could not show {path}: {type(exc).__name__}: {exc}")
+
+
+def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
+                 c: data.Coloring, f: data.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
+    sel = st.session_state.get("sel")
+    selected = data.selected_rows(xy, visible, sel)
+    trail_row = st.session_state.get("trail_row")
+    trail = data.instance_trail(d, int(trail_row)) if trail_row is not None and 0 <= int(trail_row) < d.n else np.zeros(0, np.int64)
 
     # Redrawing a kept box/lasso changes the figure (a remount): do it only when the figure
     # changes anyway (new commit, filters, colours), never right after the user selected.
@@ -358,8 +381,6 @@ def page(path: str) -> None:
 
     trail_panel(path, commit, d, trail)
     selection_panel(path, commit, d, selected)
-    if st.session_state.get("show_signals", True):
-        signals_panel(path, commit, d)
     if st.session_state.get("show_compare"):
         compare_panel(path, commit, d, selected)
 

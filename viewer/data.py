@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_POINTS = 40_000
 #: Markers drawn over the raster for hover and clicks.
 SAMPLE_POINTS = 8_000
+#: Markers with a per-point hover text at most (above: a template over customdata).
+TEXT_POINTS = 2_000
 #: Raster size (pixels) of the density map.
 RASTER_SIZE = (1000, 640)
 #: Seconds between polls of the store's committed counts.
@@ -502,8 +504,11 @@ def _points_trace(name: str, xy: np.ndarray, rows: np.ndarray, *, color: Any, si
     if text is not None:
         trace["text"] = text
         trace["hovertemplate"] = "%{text}<extra></extra>"
+    elif colorscale and c is not None:  # the colour value is already in the payload: no per-point text
+        fmt_ = ":," if c.title == "step" else ":.4g"
+        trace["hovertemplate"] = f"row %{{customdata}} · {c.title} %{{marker.color{fmt_}}}<extra></extra>"
     else:
-        trace["hovertemplate"] = "row %{customdata}<extra></extra>"
+        trace["hovertemplate"] = f"row %{{customdata}} · {name}<extra></extra>"
     return trace
 
 
@@ -535,7 +540,10 @@ def map_figure(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
         drawn = rows
         size = 6.0 if len(rows) < 2_000 else 4.0 if len(rows) < 30_000 else 2.5
         opacity = 0.85 if len(rows) < 30_000 else 0.6
-    text_ok = len(drawn) <= 50_000
+    # Per-point hover strings cost ~60 bytes a point (half the payload at 8k markers): only
+    # for small maps. Larger ones hover "row · category/value" from data already sent, and
+    # the hover thumbnail (viewer/hover.py) carries step, label and file name.
+    text_ok = len(drawn) <= TEXT_POINTS
     if c.categorical:
         codes = c.codes[drawn]
         for code in np.unique(codes):
