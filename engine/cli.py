@@ -7,8 +7,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import EvowatchError
+
+if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
+    from engine.discovery import DiscoveryOptions
 
 DEFAULT_ENCODER = "clip:ViT-B-32/laion2b_s34b_b79k"
 DEFAULT_ALIGNMENT = 10.0  # engine.layout.LayoutParams.alignment (not imported: keeps `--help` fast)
@@ -33,7 +37,8 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", type=Path, metavar="FILE", help="labels file (CSV file,label or instance,label; or JSON)")
 
 
-def _discovery_options(args: argparse.Namespace):
+def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
+    """The discovery settings of a `watch` command line."""
     from engine.discovery import DiscoveryOptions, parse_grid
 
     kwargs = dict(step_regex=args.step_regex, grid=parse_grid(args.grid) if args.grid else None,

@@ -38,9 +38,9 @@ def after_ingest_steps(args: argparse.Namespace, encoder) -> list[AfterIngest]:
 
 @contextlib.contextmanager
 def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
-    from engine.cli import _discovery_options
+    from engine.cli import discovery_options
 
-    options = _discovery_options(args)
+    options = discovery_options(args)
     encoder = make_encoder(args.encoder, device=args.device)
     record = encoder_record(encoder)
     sampler = None
