@@ -299,6 +299,7 @@ def page(path: str) -> None:
         st.caption("Start a run with `evowatch watch RUN_DIR --store STORE`, then `evowatch view STORE`.")
         live_status_error(path)
         return
+    hover.preload_charts()
     d = data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}")
     live_status(path, commit)
@@ -369,7 +370,8 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
                 None if highlight is None else tuple(highlight.tolist())))
     st.session_state["_map_sig"] = sig
     redraw = sel if st.session_state.get("sel_sig") != sig else None
-    fig, mode = data.map_figure(d, xy, visible, c, layout=layout, trail=trail, highlight=highlight, selection=redraw)
+    fig, mode = data.cached_map_figure(path, commit, layout, color, f, d, xy, visible, c, trail=trail,
+                                       highlight=highlight, selection=redraw)
     st.caption(f"{int(visible.sum()):,} samples match the filters"
                + (f" · density view (each pixel aggregates its samples; {data.SAMPLE_POINTS:,} sampled points "
                   "take hovers and clicks; box/lasso selects from all)" if mode == "density" else "")

@@ -593,6 +593,31 @@ def map_figure(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
     return {"data": traces, "layout": lay}, mode
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _cached_map_figure(path: str, commit: Commit, layout: str, color: str, f: Filters, trail: tuple[int, ...],
+                       highlight: tuple[int, ...] | None, selection: str, _d: MapData, _xy: np.ndarray,
+                       _visible: np.ndarray, _c: Coloring) -> tuple[dict[str, Any], str]:
+    import json
+
+    return map_figure(_d, _xy, _visible, _c, layout=layout,  # type: ignore[arg-type]
+                      trail=np.asarray(trail, np.int64), highlight=None if highlight is None else np.asarray(highlight, np.int64),
+                      selection=json.loads(selection) if selection else None)
+
+
+def cached_map_figure(path: str | Path, commit: Commit, layout: Layout, color: ColorMode, f: Filters,
+                      d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *, trail: np.ndarray,
+                      highlight: np.ndarray | None, selection: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """:func:`map_figure`, shared between reruns and sessions: ``d``, ``xy``, ``visible`` and
+    ``c`` are functions of (store, commit, layout, colour, filters), so those are the key. A
+    selection or table click rerun, or a second browser tab, reuses the built figure (its
+    raster PNG and arrays) instead of rebuilding it. Never mutate the returned dict."""
+    import json
+
+    return _cached_map_figure(str(path), commit, layout, color, f, tuple(int(r) for r in trail),
+                              None if highlight is None else tuple(int(r) for r in highlight),
+                              json.dumps(selection, sort_keys=True) if selection else "", d, xy, visible, c)
+
+
 def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[dict[str, Any]]:
     """Step names over the bands (rectilinear), at most ~25 of them."""
     if layout != "rectilinear" or not d.n:

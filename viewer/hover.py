@@ -140,3 +140,42 @@ def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
                 st.rerun(scope="app")
 
     _fragment()
+
+
+# ----------------------------------------------------------------------------- chart preload
+_PRELOAD_JS = r"""
+export default function (component) {
+  const name = component.data && component.data.chunk;
+  if (!name || window.__evowatchPreload) return;
+  window.__evowatchPreload = true;
+  // Streamlit loads its Plotly chunk (plotly.js, ~4.7 MB) only when the first chart arrives,
+  // after the script has built the sidebar and the map; start fetching and compiling it now.
+  const main = document.querySelector('script[type="module"][src*="/static/js/"]');
+  if (!main) return;
+  import(main.src.replace(/[^/]+$/, name)).catch(() => {});
+}
+"""
+
+_preload = None
+
+
+def _plotly_chunk() -> str | None:
+    """File name of the Streamlit front end's Plotly chunk (hashed per release), if found."""
+    try:
+        js = Path(st.__file__).parent / "static" / "static" / "js"
+        found = sorted(p.name for p in js.glob("PlotlyChart.*.js"))
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 else None
+
+
+def preload_charts() -> None:
+    """Mount (first thing on the page) a zero-height component that starts loading the
+    Plotly chunk while the script still runs: the map paints sooner on a fresh page."""
+    global _preload
+    chunk = _plotly_chunk()
+    if chunk is None:
+        return
+    if _preload is None:
+        _preload = st.components.v2.component("evowatch_preload", js=_PRELOAD_JS)
+    _preload(key="evo_preload", data={"chunk": chunk}, height=0)
