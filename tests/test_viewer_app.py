@@ -252,3 +252,15 @@ def test_csv_export_lists_rows_steps_paths(store):
     lines = text.strip().splitlines()
     assert lines[0] == "row,step,kind,label,instance,path"
     assert lines[1].startswith(f"{N_REAL},1000,generated,") and lines[1].endswith("sample_000000.png")
+
+
+def test_light_placement_matches_the_engine():
+    """The viewer compiles the engine's placement without importing faiss/openTSNE: same result."""
+    from engine.layout.placement import place
+
+    rng = np.random.default_rng(0)
+    xy = rng.normal(size=(500, 2)).astype(np.float32)
+    step_index = rng.integers(-1, 4, size=500)
+    light = data._light_place()
+    for layout in ("rectilinear", "radial"):
+        np.testing.assert_array_equal(light(xy, step_index, layout), place(xy, step_index, layout))

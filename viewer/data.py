@@ -213,20 +213,50 @@ def placement(xy: np.ndarray, step_index: np.ndarray, layout: Layout) -> np.ndar
 
 
 def _engine_place():
-    """``engine.layout.placement.place``, loaded by file so the page does not import the
-    whole layout package (openTSNE, scikit-learn: over a second of first-paint time)."""
-    import importlib.util
-    import sys
+    """``engine.layout.placement.place``, the engine's own code, without importing the layout
+    package: ``placement.py`` only needs ``band_coordinates`` from ``quality.py``, whose module
+    imports faiss and openTSNE (about 2 s of a cold first paint). Both files' functions are
+    compiled into one private namespace; if their shape ever changes, the real import is used."""
+    global _PLACE
+    if _PLACE is None:
+        try:
+            _PLACE = _light_place()
+        except Exception:  # noqa: BLE001 - fall back to the engine's own import
+            log.debug("light placement load failed; importing engine.layout", exc_info=True)
+            from engine.layout.placement import place
 
-    name = "engine.layout.placement"
-    if name not in sys.modules:
-        import engine
+            _PLACE = place
+    return _PLACE
 
-        spec = importlib.util.spec_from_file_location(name, Path(engine.__file__).parent / "layout" / "placement.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        sys.modules[name] = module
-    return sys.modules[name].place
+
+_PLACE = None
+
+
+def _light_place():
+    import ast
+
+    import engine
+
+    folder = Path(engine.__file__).parent / "layout"
+    quality = ast.parse((folder / "quality.py").read_text())
+    placement_ = ast.parse((folder / "placement.py").read_text())
+    wanted = {"band_coordinates", "rms_radius"}
+    helpers = [n for n in quality.body if isinstance(n, ast.FunctionDef) and n.name in wanted]
+    if {n.name for n in helpers} != wanted:
+        raise ImportError("quality.py changed shape")
+    body = []
+    for node in placement_.body:
+        if isinstance(node, ast.ImportFrom) and node.level:  # the package-relative imports
+            if any(a.name not in wanted for a in node.names):
+                raise ImportError("placement.py imports more than band_coordinates")
+            continue
+        body.append(node)
+    head = [n for n in body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    rest = [n for n in body if n not in head]
+    module = ast.Module(body=[*head, *helpers, *rest], type_ignores=[])
+    ns: dict[str, Any] = {"__name__": "viewer._engine_placement", "np": np}
+    exec(compile(ast.fix_missing_locations(module), str(folder / "placement.py"), "exec"), ns)  # noqa: S102
+    return ns["place"]
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
