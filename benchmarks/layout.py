@@ -1,8 +1,22 @@
 """Benchmark of the evolutionary layout against three baselines, on two evolving runs.
 
-Run (about 12 minutes on 2 free cores; much longer on a shared machine)::
+Run (about 10 minutes on 2 free cores, plus about a minute the first time to record the demo run;
+much longer on a shared machine: 16 minutes at load average 2-6)::
 
     .venv/bin/python benchmarks/layout.py --write-docs
+
+Datasets (``--datasets``, default ``synthetic,demo``):
+
+* ``synthetic``: ``benchmarks/synthetic.py``'s ``evolving_run`` (drifting clusters, a split, a
+  vanishing cluster, shrinking noise).
+* ``demo``: a REAL recorded run of the demo's digits GAN (``examples/demo_trainer.py``),
+  ``--steps`` checkpoints every ``--demo-every`` training steps, ``--samples`` fixed-noise
+  samples each, ingested by ``evowatch watch --once --encoder pixels`` (the real discovery,
+  decode, encode and store path) and read back from the Zarr store with ``StoreReader``.
+  Recorded once under ``--workdir`` (default ``artifacts/layout_bench``, git-ignored) and
+  reused by later runs; the recording is not part of any timing.
+* ``digits``: the earlier stand-in for the demo run (``load_digits`` through a synthetic
+  blur/noise schedule, ``synthetic.digits_run``); no longer in the default set.
 
 Each dataset runs in its own worker process (two at once); inside it every method runs on the
 same data, one thread each (``n_jobs=1``, FAISS 1 thread):
@@ -25,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import subprocess
 import sys
 import time
 import warnings
@@ -48,6 +64,67 @@ def _synthetic():
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def _demo_dir(workdir: Path, n_steps: int, n_samples: int, every: int, seed: int) -> Path:
+    return Path(workdir) / f"demo_T{n_steps}_every{every}_n{n_samples}_seed{seed}"
+
+
+def record_demo(workdir: Path, n_steps: int, n_samples: int, every: int, seed: int, log) -> Path:
+    """Train the demo GAN and ingest its checkpoints into a Zarr store, once; return the folder.
+
+    The folder holds ``run/`` (the trainer's output), ``demo.zarr`` (the store) and
+    ``recorded.json``, written last: a folder without it is recorded again from scratch.
+    """
+    out = _demo_dir(workdir, n_steps, n_samples, every, seed)
+    marker = out / "recorded.json"
+    if marker.exists():
+        log(f"[demo] reusing the recorded run in {out}")
+        return out
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "examples.demo_trainer", str(out), "--steps", str(n_steps * every),
+                    "--every", str(every), "--n-samples", str(n_samples), "--seed", str(seed),
+                    "--threads", "1", "--quiet"], cwd=ROOT, check=True)
+    t1 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "engine.cli", "watch", str(out / "run"), "--store", str(out / "demo.zarr"),
+                    "--once", "--encoder", "pixels", "--no-layout", "--no-metrics", "--settle", "0"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t2 = time.perf_counter()
+    marker.write_text(json.dumps({"steps": n_steps * every, "every": every, "n_samples": n_samples, "seed": seed,
+                                  "encoder": "pixels", "train_wall_s": round(t1 - t0, 1),
+                                  "ingest_wall_s": round(t2 - t1, 1)}) + "\n")
+    log(f"[demo] recorded in {out}: training {t1 - t0:.0f} s, ingest {t2 - t1:.0f} s (wall)")
+    return out
+
+
+def demo_run(folder: Path, n_steps: int, n_samples: int):
+    """The recorded demo run as an ``EvolvingRun``, read from its store (current rows only)."""
+    from stores.zarr_store import StoreReader
+
+    store = StoreReader(folder / "demo.zarr")
+    keep = store.current_rows() & (store.samples("kind") == 0)          # generated samples
+    step = store.samples("step")[keep]
+    emb = store.samples("embedding")[keep]
+    inst = store.samples("instance")[keep].astype(np.int64)
+    lab = store.samples("label")[keep].astype(np.int64)
+    steps = np.unique(step)
+    if len(steps) != n_steps:
+        raise RuntimeError(f"Expected {n_steps} checkpoints in {folder / 'demo.zarr'}. Got {len(steps)} instead.")
+    vectors, instances, labels = [], [], []
+    for s in steps:
+        rows = np.flatnonzero(step == s)
+        rows = rows[np.argsort(inst[rows], kind="stable")]
+        if len(rows) != n_samples or len(np.unique(inst[rows])) != n_samples:
+            raise RuntimeError(f"Expected {n_samples} distinct instances at step {s}. Got {len(rows)} rows instead.")
+        vectors.append(normalise(emb[rows]))
+        instances.append(inst[rows])
+        labels.append(lab[rows])
+    return _synthetic().EvolvingRun("demo", vectors, instances, labels)
 
 
 class Clock:
@@ -193,9 +270,13 @@ def _one(name, args, params, b_steps):
     import faiss
 
     faiss.omp_set_num_threads(1)
-    syn = _synthetic()
-    make = {"synthetic": syn.evolving_run, "digits": syn.digits_run}[name]
-    run = make(n_steps=args.steps, n_samples=args.samples, seed=args.seed)
+    if name == "demo":
+        run = demo_run(_demo_dir(args.workdir, args.steps, args.samples, args.demo_every, args.seed),
+                       args.steps, args.samples)
+    else:
+        syn = _synthetic()
+        make = {"synthetic": syn.evolving_run, "digits": syn.digits_run}[name]
+        run = make(n_steps=args.steps, n_samples=args.samples, seed=args.seed)
     return bench(run, params, b_steps, args.seed, _log)
 
 
@@ -203,7 +284,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--samples", type=int, default=1000)
-    ap.add_argument("--datasets", default="synthetic,digits")
+    ap.add_argument("--datasets", default="synthetic,demo",
+                    help="comma-separated: synthetic, demo (recorded demo GAN run), digits (the old stand-in)")
+    ap.add_argument("--workdir", type=Path, default=ROOT / "artifacts" / "layout_bench",
+                    help="where the recorded demo run is kept and reused")
+    ap.add_argument("--demo-every", type=int, default=60, help="demo run: training steps between checkpoints")
     ap.add_argument("--b-steps", default="5,50", help="checkpoints at which (b) is timed")
     ap.add_argument("--alignment", type=float, default=LayoutParams.alignment)
     ap.add_argument("--n-iter", type=int, default=LayoutParams.n_iter)
@@ -214,6 +299,9 @@ def main(argv=None) -> int:
     b_steps = sorted({min(int(s), args.steps) for s in args.b_steps.split(",")} | {args.steps})
     names = args.datasets.split(",")
     t0 = time.perf_counter()
+    if "demo" in names:
+        record_demo(args.workdir, args.steps, args.samples, args.demo_every, args.seed, _log)
+        t0 = time.perf_counter()     # the recording is not part of the benchmark's wall time
     # one worker process per dataset (2 cores); inside a worker every method runs on the same data
     with ProcessPoolExecutor(max_workers=min(len(names), 2)) as pool:
         results = list(pool.map(_one, names, [args] * len(names), [params] * len(names), [b_steps] * len(names)))
