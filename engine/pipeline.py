@@ -69,6 +69,9 @@ def _prepare(samples: list[Sample], encoder: Encoder, thumbnail_size: int) -> Pr
     )
 
 
+# Largest group of backlogged checkpoints committed together.
+GROUP_ROWS = 4096
+
 # Messages from the producer thread to the encoding thread.
 _END = object()
 
@@ -180,9 +183,16 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
 
 
 def _consume(store: StoreWriter, out: queue.Queue, on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
+    """Write encoded batches into checkpoint transactions; yield each checkpoint once committed.
+
+    While more work is already queued (a backlog, e.g. the initial scan of a long run),
+    complete checkpoints are committed in groups of up to GROUP_ROWS rows: fewer, larger
+    writes. A live checkpoint arriving alone is committed at once.
+    """
     tx_context = tx = None
     current: _Start | None = None
     rows = 0
+    waiting: list[IngestResult] = []
     try:
         while (item := out.get()) is not _END:
             if isinstance(item, _Failed):
@@ -202,12 +212,19 @@ def _consume(store: StoreWriter, out: queue.Queue, on_rows: Callable[[int], None
                 if on_rows:
                     on_rows(len(vectors))
             elif isinstance(item, _Done):
+                tx.defer = not out.empty() and store.pending_rows + tx.n_rows < GROUP_ROWS
                 tx_context.__exit__(None, None, None)
-                result = IngestResult(item.checkpoint, rows, len(tx.skipped))
+                waiting.append(IngestResult(item.checkpoint, rows, len(tx.skipped)))
                 tx_context = tx = None
-                yield result
+                if not store.pending_rows and not store.has_pending:
+                    yield from waiting
+                    waiting = []
+        store.commit_pending()
+        yield from waiting
     except BaseException as exc:
         if tx_context is not None:
-            tx_context.__exit__(type(exc), exc, exc.__traceback__)
+            tx_context.__exit__(type(exc), exc, exc.__traceback__)  # commits waiting checkpoints, drops this one
             log.debug("rolled back %s", current.checkpoint.source if current else "?")
+        else:
+            store.commit_pending()  # complete checkpoints are kept
         raise

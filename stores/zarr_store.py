@@ -261,6 +261,9 @@ class StoreWriter(StoreReader):
             self._recover()
             sources = self.checkpoints()["source"]
             self._latest = {str(source): i for i, source in enumerate(sources)}
+            self._pending: list[CheckpointTransaction] = []
+            self._labels = list(self.labels)
+            self._label_codes = {name: code for code, name in enumerate(self._labels)}
         except BaseException:
             self.close()
             raise
@@ -424,15 +427,81 @@ class StoreWriter(StoreReader):
 
     # --- writing --------------------------------------------------------------------
     @contextlib.contextmanager
-    def checkpoint(self, step: int, source: str, content_hash: str, kind: str = "generated") -> Iterator[CheckpointTransaction]:
-        """Append one checkpoint's rows; committed on normal exit, rolled back on error."""
+    def checkpoint(self, step: int, source: str, content_hash: str, kind: str = "generated",
+                   defer: bool = False) -> Iterator[CheckpointTransaction]:
+        """Append one checkpoint's rows; committed on normal exit, rolled back on error.
+
+        With ``defer`` a complete checkpoint waits in memory for :meth:`commit_pending`, so
+        a backlog of small checkpoints is written and committed as one group (one write per
+        array instead of one per array and checkpoint). Only complete checkpoints wait.
+        """
         tx = CheckpointTransaction(self, step, source, content_hash, fmt.KIND_CODES[kind])
+        tx.defer = defer  # the caller may decide when the checkpoint is complete
         try:
             yield tx
-            tx.commit()
         except BaseException:
             tx.rollback()
             raise
+        self._pending.append(tx)
+        if not tx.defer or tx.rows_written:
+            self.commit_pending()
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(tx.n_rows for tx in self._pending)
+
+    def _next(self) -> tuple[int, int, int]:
+        """Row, checkpoint and warning index after the committed and pending checkpoints."""
+        return (self.n_rows + self.pending_rows, self.n_checkpoints + len(self._pending),
+                self.n_warnings + sum(len(tx.skipped) for tx in self._pending))
+
+    def label_code(self, label: str | None) -> int:
+        if label is None:
+            return -1
+        code = self._label_codes.get(label)
+        if code is None:
+            code = self._label_codes[label] = len(self._labels)
+            self._labels.append(label)
+        return code
+
+    def commit_pending(self) -> None:
+        """Write the waiting checkpoints' rows and records, then move the commit point once."""
+        if not self._pending:
+            return
+        group, self._pending = self._pending, []
+        for tx in group:  # rows: grouped when the checkpoints have the same columns
+            tx.columns_ready()
+        keys = {tuple(sorted(tx.staged)) for tx in group if tx.staged}
+        if len(keys) == 1 and all(tx.staged for tx in group):
+            start = group[0].row_start + group[0].rows_written
+            CheckpointTransaction.write_columns(self, "samples", start, {
+                name: np.concatenate([tx.staged[name] for tx in group]) for name in keys.pop()})
+        else:
+            for tx in group:
+                if tx.staged:
+                    CheckpointTransaction.write_columns(self, "samples", tx.row_start + tx.rows_written, tx.staged)
+        records = [tx.record() for tx in group]
+        CheckpointTransaction.write_columns(self, "checkpoints", group[0].checkpoint_index,
+                                            {k: np.array([r[k] for r in records]) for k in records[0]})
+        skipped = [(tx.checkpoint_index, path, reason) for tx in group for path, reason in tx.skipped]
+        if skipped:
+            index, paths, reasons = zip(*skipped)
+            CheckpointTransaction.write_columns(self, "warnings", self.n_warnings, {
+                "checkpoint": np.array(index, np.int32), "path": np.array(paths, dtype=str),
+                "reason": np.array(reasons, dtype=str)})
+        last = group[-1]
+        # The commit point: one atomic rewrite of the root zarr.json.
+        self._update_root({
+            "labels": list(self._labels),
+            "committed": {"rows": last.row_start + last.n_rows, "checkpoints": last.checkpoint_index + 1,
+                          "warnings": self.n_warnings + len(skipped)},
+        })
+        for tx in group:
+            self._mark_superseded(tx.source, tx.checkpoint_index)
 
     def record_history(self, entry: dict[str, Any]) -> None:
         """Note a run event (device, fallback, encoder) in the root attributes."""
@@ -533,23 +602,17 @@ class CheckpointTransaction:
 
     def __init__(self, store: StoreWriter, step: int, source: str, content_hash: str, kind_code: int) -> None:
         self.store, self.step, self.source, self.hash, self.kind_code = store, step, source, content_hash, kind_code
-        self.row_start = store.n_rows
-        self.checkpoint_index = store.n_checkpoints
+        self.row_start, self.checkpoint_index, _ = store._next()
         self.rows_written = 0
         self.buffer = _Columns()
+        self.staged: dict[str, np.ndarray] = {}
         self.skipped: list[tuple[str, str]] = []
-        self.labels = list(store.labels)
-        self._label_codes = {name: code for code, name in enumerate(self.labels)}
         self._flush_rows = _rows_per_chunk((int(store.encoder["dim"]),), 2)
 
-    def _label_code(self, label: str | None) -> int:
-        if label is None:
-            return -1
-        code = self._label_codes.get(label)
-        if code is None:
-            code = self._label_codes[label] = len(self.labels)
-            self.labels.append(label)
-        return code
+    @property
+    def n_rows(self) -> int:
+        """Rows of this checkpoint: written, staged and still buffered."""
+        return self.rows_written + len(self.staged.get("step", ())) + self.buffer.n
 
     def add(self, embeddings: np.ndarray, instances: Sequence[int], labels: Sequence[str | None],
             thumbnails: np.ndarray, paths: Sequence[str], latents: np.ndarray | None = None) -> None:
@@ -560,24 +623,32 @@ class CheckpointTransaction:
         b = self.buffer
         b.embedding.append(np.asarray(embeddings, np.float16))
         b.instance.append(np.asarray(instances, np.int32))
-        b.label.append(np.array([self._label_code(x) for x in labels], np.int16))
+        b.label.append(np.array([self.store.label_code(x) for x in labels], np.int16))
         b.thumbnail.append(np.asarray(thumbnails, np.uint8))
         b.path.append(np.asarray(paths, dtype=object).astype(str))
         if latents is not None:
             b.latent.append(np.asarray(latents, np.float32))
         b.n += n
         if b.n >= self._flush_rows:
+            # Rows are written in order: earlier waiting checkpoints go first.
+            self.store.commit_pending()
             self._flush()
 
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append((path, reason))
 
     def _flush(self) -> None:
+        self.columns_ready()
+        if self.staged:
+            self.write_columns(self.store, "samples", self.row_start + self.rows_written, self.staged)
+            self.rows_written += len(self.staged["step"])
+            self.staged = {}
+
+    def columns_ready(self) -> None:
+        """Turn the buffered batches into one array per column (``staged``)."""
         b = self.buffer
         if not b.n:
             return
-        start = self.row_start + self.rows_written
-        stop = start + b.n
         columns: dict[str, np.ndarray] = {
             "embedding": np.concatenate(b.embedding),
             "instance": np.concatenate(b.instance),
@@ -592,59 +663,45 @@ class CheckpointTransaction:
             latent = np.concatenate(b.latent)
             if len(latent) == b.n:
                 columns["latent"] = latent
-        self._write_columns("samples", start, columns)
-        self.rows_written += b.n
+        self.staged = columns
         self.buffer = _Columns()
 
-    def _write_columns(self, group: str, start: int, columns: dict[str, np.ndarray]) -> None:
-        """Write several arrays' rows at once: each write is I/O and compression bound."""
-        list(self.store.pool.map(lambda item: self._write_rows(group, item[0], start, item[1]), columns.items()))
+    def record(self) -> dict[str, Any]:
+        return {"step": self.step, "kind": self.kind_code, "row_start": self.row_start,
+                "row_stop": self.row_start + self.n_rows, "time": time.time(),
+                "hash": self.hash, "source": self.source, "superseded": False, "n_skipped": len(self.skipped)}
 
-    def _write_rows(self, group: str, name: str, start: int, values: np.ndarray) -> None:
-        path = self.store.path / group / name
+    @staticmethod
+    def write_columns(store: StoreWriter, group: str, start: int, columns: dict[str, np.ndarray]) -> None:
+        """Write several arrays' rows at once: each write is I/O and compression bound."""
+        list(store.pool.map(lambda item: CheckpointTransaction._write_rows(store, group, item[0], start, item[1]),
+                            columns.items()))
+
+    @staticmethod
+    def _write_rows(store: StoreWriter, group: str, name: str, start: int, values: np.ndarray) -> None:
+        path = store.path / group / name
         if name == "latent" and not (path / "zarr.json").is_file():
             if start != 0:
-                log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", self.store.path)
-            group_handle = zarr.open_group(str(self.store.path / group), mode="r+")
+                log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", store.path)
+            group_handle = zarr.open_group(str(store.path / group), mode="r+")
             StoreWriter._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name])
-        array = self.store.handle(group, name)
+        array = store.handle(group, name)
         if name == "latent" and array.shape[1:] != values.shape[1:]:
-            log.warning("%s: latent width %s differs from the store's %s; latents of %s not stored",
-                        self.store.path, values.shape[1:], array.shape[1:], self.source)
+            log.warning("%s: latent width %s differs from the store's %s; these latents are not stored",
+                        store.path, values.shape[1:], array.shape[1:])
             return
         stop = start + len(values)
         if array.shape[0] < start:  # latent array joined late: pad with NaN
+            old = array.shape[0]
             array.resize((start, *array.shape[1:]))
-            array[array.shape[0]:start] = np.nan
-        array.resize((stop, *array.shape[1:]))
+            array[old:start] = np.nan
+        if array.shape[0] < stop:  # grow only: rows past the commit point are cut on recovery
+            array.resize((stop, *array.shape[1:]))
         array[start:stop] = values
 
-    def commit(self) -> None:
-        """Flush, append the checkpoint and warning records, then move the commit point."""
-        self._flush()
-        store = self.store
-        record = {
-            "step": self.step, "kind": self.kind_code, "row_start": self.row_start,
-            "row_stop": self.row_start + self.rows_written, "time": time.time(), "hash": self.hash,
-            "source": self.source, "superseded": False, "n_skipped": len(self.skipped),
-        }
-        self._write_columns("checkpoints", self.checkpoint_index, {k: np.array([v]) for k, v in record.items()})
-        n_warn = store.n_warnings
-        if self.skipped:
-            paths, reasons = zip(*self.skipped)
-            self._write_columns("warnings", n_warn, {
-                "checkpoint": np.full(len(paths), self.checkpoint_index, np.int32),
-                "path": np.array(paths, dtype=str), "reason": np.array(reasons, dtype=str)})
-        # The commit point: one atomic rewrite of the root zarr.json.
-        store._update_root({
-            "labels": self.labels,
-            "committed": {"rows": self.row_start + self.rows_written,
-                          "checkpoints": self.checkpoint_index + 1,
-                          "warnings": n_warn + len(self.skipped)},
-        })
-        store._mark_superseded(self.source, self.checkpoint_index)
-
     def rollback(self) -> None:
-        """Drop anything written past the commit point (best effort; reopening also does it)."""
+        """Commit the complete checkpoints still waiting, then drop what this one wrote."""
+        with contextlib.suppress(Exception):
+            self.store.commit_pending()
         with contextlib.suppress(Exception):
             self.store._recover()

@@ -148,11 +148,12 @@ def _env(tmp_path: Path) -> dict:
 @pytest.mark.slow
 def test_kill_9_during_watch_then_restart(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
-    for step in range(12):
-        write_step(run, step * 10, 60, seed=step, size=48)
+    n_ckpt, per = 24, 256  # more rows than one commit group, so the kill lands between commits
+    for step in range(n_ckpt):
+        write_step(run, step * 10, per, seed=step, size=32)
     proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--workers", "1"),
                             env=_env(tmp_path), stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while time.time() < deadline:
         if (store / "zarr.json").exists() and StoreReader(store).n_checkpoints >= 2:
             break
@@ -160,16 +161,17 @@ def test_kill_9_during_watch_then_restart(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = StoreReader(store).n_checkpoints
-    assert 2 <= killed_at < 12, "the kill should land mid-ingest"
+    assert 2 <= killed_at < n_ckpt, "the kill should land mid-ingest"
     assert subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"),
                           env=_env(tmp_path), capture_output=True).returncode == 0
     reader = StoreReader(store)
     ckpt = reader.checkpoints()
-    assert reader.n_rows == 12 * 60
-    assert sorted(ckpt["step"].tolist()) == [s * 10 for s in range(12)]          # none lost, none repeated
-    assert np.array_equal(np.diff(ckpt["row_start"]), np.full(11, 60))
+    assert reader.n_rows == n_ckpt * per
+    assert sorted(ckpt["step"].tolist()) == [s * 10 for s in range(n_ckpt)]          # none lost, none repeated
+    assert np.array_equal(np.diff(ckpt["row_start"]), np.full(n_ckpt - 1, per))
     steps = reader.samples("step")
-    assert all((steps == s * 10).sum() == 60 for s in range(12))
+    assert all((steps == s * 10).sum() == per for s in range(n_ckpt))
+    np.testing.assert_array_equal(reader.samples("instance"), np.tile(np.arange(per), n_ckpt))
 
 
 @pytest.mark.slow

@@ -196,3 +196,28 @@ def test_metric_tables(tmp_path, rng):
     assert reader.sample_metric("absent").shape == (6,)
     summary = reader.info()
     assert summary["metric_steps"] == 2 and summary["latest_metrics"] == {"step": 10, "vendi": 2.0, "fd": 1.5}
+
+
+def test_group_commit_of_deferred_checkpoints(tmp_path, rng):
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step, label in ((1, "a"), (2, "b")):
+            with store.checkpoint(step, f"c{step}", f"h{step}", defer=True) as tx:
+                add_rows(tx, 5, rng, label=label)
+                tx.skip(f"bad{step}.png", "truncated")
+        assert StoreReader(path).n_rows == 0          # waiting in memory: nothing visible yet
+        with pytest.raises(RuntimeError):
+            with store.checkpoint(3, "c3", "h3") as tx:
+                add_rows(tx, 5, rng, label="c")
+                raise RuntimeError("decoder crashed")
+        # The failure kept the complete, waiting checkpoints and dropped the broken one.
+        reader = StoreReader(path)
+        assert reader.n_rows == 10 and reader.info()["steps"] == [1, 2]
+        assert reader.checkpoints()["row_stop"].tolist() == [5, 10]
+        assert [reader.labels[c] for c in reader.samples("label")] == ["a"] * 5 + ["b"] * 5
+        assert reader.warnings()["checkpoint"].tolist() == [0, 1]
+        with store.checkpoint(3, "c3", "h3", defer=True) as tx:
+            add_rows(tx, 5, rng, label="c")
+        store.commit_pending()
+    reader = StoreReader(path)
+    assert reader.n_rows == 15 and reader.samples("step").tolist() == [1] * 5 + [2] * 5 + [3] * 5
