@@ -7,7 +7,7 @@ DCGAN's shape), then for each encoder (a ViT-B-32-sized open_clip model with ran
 weights, and `pixels`) measures:
 - decode: discovery + PNG decode + grid split + preprocess + thumbnails (the worker side);
 - encode: the encoder on already-preprocessed batches (the model side);
-- store: appending and committing already-encoded rows, one 64-sample checkpoint at a time;
+- store: appending and committing already-encoded rows, 64-sample checkpoints grouped as the pipeline groups a backlog;
 - end to end: `evowatch watch --once`'s code path into a fresh store.
 The bar is end-to-end >= 0.8 x the slowest stage alone. With --rss it also ingests 10k and
 100k samples with `pixels` in child processes and compares their peak RSS (bar: <= 10% growth).
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from engine.decode import iter_samples  # noqa: E402
 from engine.discovery import DiscoveryOptions, content_hash, scan_run  # noqa: E402
 from engine.encoders import make_encoder  # noqa: E402
-from engine.pipeline import _prepare, ingest  # noqa: E402
+from engine.pipeline import GROUP_ROWS, _prepare, ingest  # noqa: E402
 from engine.session import encoder_record  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
 
@@ -82,7 +82,7 @@ def _encode_stage(checkpoints, encoder, options, n_images: int) -> tuple[int, fl
 
 
 def _store_stage(checkpoints, encoder, options, store_path: Path) -> tuple[int, float]:
-    """Appending and committing already-encoded rows, checkpoint by checkpoint."""
+    """Appending and committing already-encoded rows, grouped as the pipeline does for a backlog."""
     per_checkpoint = [[s for s in iter_samples(c, options) if hasattr(s, "image")] for c in checkpoints]
     dim = encoder.dim
     rng = np.random.default_rng(0)
@@ -92,9 +92,11 @@ def _store_stage(checkpoints, encoder, options, store_path: Path) -> tuple[int, 
         for c, samples in zip(checkpoints, per_checkpoint):
             vectors = rng.normal(size=(len(samples), dim)).astype(np.float32)
             thumbs = np.zeros((len(samples), 48, 48, 3), np.uint8)
-            with store.checkpoint(c.step, c.source, "bench") as tx:
+            defer = store.pending_rows + len(samples) < GROUP_ROWS
+            with store.checkpoint(c.step, c.source, "bench", defer=defer) as tx:
                 tx.add(vectors, [s.instance for s in samples], [s.label for s in samples], thumbs, [s.path for s in samples])
             n += len(samples)
+        store.commit_pending()
     return n, time.perf_counter() - start
 
 
