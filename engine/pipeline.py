@@ -70,7 +70,7 @@ def _prepare(samples: list[Sample], encoder: Encoder, thumbnail_size: int) -> Pr
 
 
 # Largest group of backlogged checkpoints committed together.
-GROUP_ROWS = 4096
+GROUP_ROWS = 1024
 
 # Messages from the producer thread to the encoding thread.
 _END = object()
