@@ -228,12 +228,19 @@ class Sampler:
         return scan_weights(run_dir, options, self.weight_globs)
 
     def content_hash(self, checkpoint: Checkpoint) -> str:
-        """The weights' hash, salted with the sampler's identity: a changed sampler resamples."""
-        digest = content_hash(checkpoint)
+        """The weights' version, salted with the sampler's identity: a changed sampler resamples.
+
+        Weights can be gigabytes and trainers write each file once, so a version is the
+        files' names, sizes and modification times rather than their bytes.
+        """
         if checkpoint.kind != "generated":
-            return digest
+            return content_hash(checkpoint)
+        version = hashlib.blake2b(digest_size=16)
+        for path in checkpoint.files:
+            st = os.stat(path)
+            version.update(f"{os.path.relpath(path, checkpoint.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         salt = f"{self.source_hash}|{self.spec}|{self.n_samples}|{self.seed}"
-        return hashlib.blake2b(f"{digest}|{salt}".encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b(f"{version.hexdigest()}|{salt}".encode(), digest_size=16).hexdigest()
 
     # --- sampling ----------------------------------------------------------------------
     def __call__(self, checkpoint_path: str | os.PathLike[str]) -> Any:

@@ -215,6 +215,11 @@ def test_watch_sampler_aligned_errors_reported_and_resample_on_change(tmp_path, 
     assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
     after = StoreReader(store)
     assert after.n_rows == 18 + 24 and int(after.current_rows().sum()) == 24
+    # Weights rewritten in place (a new version of model-4.pt) are sampled again; the others are not.
+    weights(run / "model-4.pt", scale=0.75)
+    os.utime(run / "model-4.pt", ns=(1_600_000_000 * 10**9,) * 2)  # settled, and a new version
+    assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
+    assert StoreReader(store).n_rows == 18 + 24 + 6
 
 
 def test_sampler_that_ignores_the_seed_is_still_aligned(tmp_path, sampler_file):
