@@ -394,7 +394,7 @@ class StoreWriter(StoreReader):
             for name in list(fmt.GROUPS[group_name]) + (["latent"] if group_name == "samples" else []):
                 if not self.has_array(group_name, name):
                     continue
-                array = zarr.open_array(str(self.path / group_name / name), mode="r+")
+                array = self.handle(group_name, name)  # the cached handle must see the cut
                 if array.shape[0] > n:
                     log.warning("%s: rolling back %d uncommitted rows of %s/%s", self.path, array.shape[0] - n, group_name, name)
                     array.resize((n, *array.shape[1:]))
@@ -417,7 +417,7 @@ class StoreWriter(StoreReader):
         ckpt = self.checkpoints()
         flags = superseded_flags(ckpt)
         if len(flags) and not np.array_equal(flags, ckpt["superseded"]):
-            zarr.open_array(str(self.path / "checkpoints" / "superseded"), mode="r+")[: len(flags)] = flags
+            self.handle("checkpoints", "superseded")[: len(flags)] = flags
 
     # --- queries the pipeline needs -------------------------------------------------
     def committed_hashes(self) -> dict[str, str]:
@@ -524,7 +524,7 @@ class StoreWriter(StoreReader):
         stop = start + len(xy)
         if stop > self.n_rows:
             raise ValueError(f"layout rows {stop} exceed the {self.n_rows} committed sample rows")
-        array = zarr.open_array(str(self.path / "layout" / "xy"), mode="r+")
+        array = self.handle("layout", "xy")
         array.resize((stop, 2))
         array[start:stop] = np.asarray(xy, np.float32)
         zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": stop})
@@ -594,7 +594,7 @@ class StoreWriter(StoreReader):
     def reset_layout(self) -> None:
         """Forget the layout (for a full recompute)."""
         zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": 0})
-        zarr.open_array(str(self.path / "layout" / "xy"), mode="r+").resize((0, 2))
+        self.handle("layout", "xy").resize((0, 2))
 
 
 class CheckpointTransaction:

@@ -50,13 +50,14 @@ def test_error_inside_checkpoint_rolls_back(tmp_path, rng):
             add_rows(tx, 5, rng)
         with pytest.raises(RuntimeError):
             with store.checkpoint(2, "b", "h2") as tx:
-                add_rows(tx, 5000, rng)  # large enough to flush rows before failing
+                add_rows(tx, 20000, rng)  # more than one flush (16,384 rows here): rows hit the disk
                 raise RuntimeError("decoder crashed")
         assert store.n_rows == 5
         assert zarr.open_array(str(tmp_path / "s.zarr/samples/embedding"), mode="r").shape[0] == 5
         with store.checkpoint(2, "b", "h2") as tx:
             add_rows(tx, 3, rng)
     assert StoreReader(tmp_path / "s.zarr").samples("step").tolist() == [1] * 5 + [2] * 3
+    assert zarr.open_array(str(tmp_path / "s.zarr/samples/step"), mode="r").shape == (8,)
 
 
 def test_rewritten_checkpoint_supersedes_the_old_rows(tmp_path, rng):
