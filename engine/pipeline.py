@@ -216,7 +216,7 @@ def _consume(store: StoreWriter, out: queue.Queue, on_rows: Callable[[int], None
                 tx_context.__exit__(None, None, None)
                 waiting.append(IngestResult(item.checkpoint, rows, len(tx.skipped)))
                 tx_context = tx = None
-                if not store.pending_rows and not store.has_pending:
+                if not store.has_pending:
                     yield from waiting
                     waiting = []
         store.commit_pending()

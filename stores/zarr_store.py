@@ -478,19 +478,19 @@ class StoreWriter(StoreReader):
         keys = {tuple(sorted(tx.staged)) for tx in group if tx.staged}
         if len(keys) == 1 and all(tx.staged for tx in group):
             start = group[0].row_start + group[0].rows_written
-            CheckpointTransaction.write_columns(self, "samples", start, {
+            self.write_columns("samples", start, {
                 name: np.concatenate([tx.staged[name] for tx in group]) for name in keys.pop()})
         else:
             for tx in group:
                 if tx.staged:
-                    CheckpointTransaction.write_columns(self, "samples", tx.row_start + tx.rows_written, tx.staged)
+                    self.write_columns("samples", tx.row_start + tx.rows_written, tx.staged)
         records = [tx.record() for tx in group]
-        CheckpointTransaction.write_columns(self, "checkpoints", group[0].checkpoint_index,
+        self.write_columns("checkpoints", group[0].checkpoint_index,
                                             {k: np.array([r[k] for r in records]) for k in records[0]})
         skipped = [(tx.checkpoint_index, path, reason) for tx in group for path, reason in tx.skipped]
         if skipped:
             index, paths, reasons = zip(*skipped)
-            CheckpointTransaction.write_columns(self, "warnings", self.n_warnings, {
+            self.write_columns("warnings", self.n_warnings, {
                 "checkpoint": np.array(index, np.int32), "path": np.array(paths, dtype=str),
                 "reason": np.array(reasons, dtype=str)})
         last = group[-1]
@@ -516,6 +516,31 @@ class StoreWriter(StoreReader):
         root = _open_root(self.path, "r+")
         root.attrs.update(changes)
         self.refresh()
+
+    def write_columns(self, group: str, start: int, columns: dict[str, np.ndarray]) -> None:
+        """Write several arrays' rows at once: each write is I/O and compression bound."""
+        list(self.pool.map(lambda item: self._write_rows(group, item[0], start, item[1]), columns.items()))
+
+    def _write_rows(self, group: str, name: str, start: int, values: np.ndarray) -> None:
+        path = self.path / group / name
+        if name == "latent" and not (path / "zarr.json").is_file():
+            if start != 0:
+                log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", self.path)
+            group_handle = zarr.open_group(str(self.path / group), mode="r+")
+            self._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name])
+        array = self.handle(group, name)
+        if name == "latent" and array.shape[1:] != values.shape[1:]:
+            log.warning("%s: latent width %s differs from the store's %s; these latents are not stored",
+                        self.path, values.shape[1:], array.shape[1:])
+            return
+        stop = start + len(values)
+        if array.shape[0] < start:  # latent array joined late: pad with NaN
+            old = array.shape[0]
+            array.resize((start, *array.shape[1:]))
+            array[old:start] = np.nan
+        if array.shape[0] < stop:  # grow only: rows past the commit point are cut on recovery
+            array.resize((stop, *array.shape[1:]))
+        array[start:stop] = values
 
     def commit_layout(self, xy: np.ndarray, start: int) -> None:
         """Write layout rows [start, start+len(xy)) and then move the layout commit point."""
@@ -640,7 +665,7 @@ class CheckpointTransaction:
     def _flush(self) -> None:
         self.columns_ready()
         if self.staged:
-            self.write_columns(self.store, "samples", self.row_start + self.rows_written, self.staged)
+            self.store.write_columns("samples", self.row_start + self.rows_written, self.staged)
             self.rows_written += len(self.staged["step"])
             self.staged = {}
 
@@ -670,34 +695,6 @@ class CheckpointTransaction:
         return {"step": self.step, "kind": self.kind_code, "row_start": self.row_start,
                 "row_stop": self.row_start + self.n_rows, "time": time.time(),
                 "hash": self.hash, "source": self.source, "superseded": False, "n_skipped": len(self.skipped)}
-
-    @staticmethod
-    def write_columns(store: StoreWriter, group: str, start: int, columns: dict[str, np.ndarray]) -> None:
-        """Write several arrays' rows at once: each write is I/O and compression bound."""
-        list(store.pool.map(lambda item: CheckpointTransaction._write_rows(store, group, item[0], start, item[1]),
-                            columns.items()))
-
-    @staticmethod
-    def _write_rows(store: StoreWriter, group: str, name: str, start: int, values: np.ndarray) -> None:
-        path = store.path / group / name
-        if name == "latent" and not (path / "zarr.json").is_file():
-            if start != 0:
-                log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", store.path)
-            group_handle = zarr.open_group(str(store.path / group), mode="r+")
-            StoreWriter._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name])
-        array = store.handle(group, name)
-        if name == "latent" and array.shape[1:] != values.shape[1:]:
-            log.warning("%s: latent width %s differs from the store's %s; these latents are not stored",
-                        store.path, values.shape[1:], array.shape[1:])
-            return
-        stop = start + len(values)
-        if array.shape[0] < start:  # latent array joined late: pad with NaN
-            old = array.shape[0]
-            array.resize((start, *array.shape[1:]))
-            array[old:start] = np.nan
-        if array.shape[0] < stop:  # grow only: rows past the commit point are cut on recovery
-            array.resize((stop, *array.shape[1:]))
-        array[start:stop] = values
 
     def rollback(self) -> None:
         """Commit the complete checkpoints still waiting, then drop what this one wrote."""
