@@ -23,7 +23,7 @@ GENERATED = KIND_CODES["generated"]
 
 def _state(store: StoreWriter, start: int, stop: int) -> StepState:
     rows = slice(start, stop)
-    return StepState(xy=store.layout_xy()[start:stop], instances=store.samples("instance", rows).astype(np.int64),
+    return StepState(xy=store.layout_xy(rows), instances=store.samples("instance", rows).astype(np.int64),
                      vectors=store.samples("embedding", rows).astype(np.float32))
 
 

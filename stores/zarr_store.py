@@ -150,9 +150,10 @@ class StoreReader:
         group = zarr.open_group(str(self.path / "layout"), mode="r", use_consolidated=False)
         return min(int(group.attrs.get("committed_rows", 0)), self.n_rows)
 
-    def layout_xy(self) -> np.ndarray:
+    def layout_xy(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Per-step 2-D solutions of the laid-out rows (all of them, or ``rows``)."""
         n = self.layout_rows
-        return self._read(self._array("layout", "xy"), n, None) if n else np.zeros((0, 2), np.float32)
+        return self._read(self._array("layout", "xy"), n, rows) if n else np.zeros((0, 2), np.float32)
 
     def _table(self, group: str) -> dict[str, np.ndarray]:
         """A group of equal-length arrays with a 'committed_rows' attribute, as columns."""
