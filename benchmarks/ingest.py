@@ -4,18 +4,24 @@
 
 Writes a synthetic run of torchvision-style PNG grids (8x8 tiles of 32 px; the demo's and
 DCGAN's shape), then for each encoder (a ViT-B-32-sized open_clip model with random
-weights, and `pixels`) measures:
-- decode: discovery + PNG decode + grid split + preprocess + thumbnails (the worker side);
+weights, and `pixels`) measures, each with its CPU time (this process and its children):
+- decode: discovery + PNG decode + grid split + preprocess + thumbnails, by one worker in
+  this process, and by the pipeline's decode worker processes;
 - encode: the encoder on already-preprocessed batches (the model side);
 - store: appending and committing already-encoded rows, 64-sample checkpoints grouped as the pipeline groups a backlog;
 - end to end: `evowatch watch --once`'s code path into a fresh store.
 The bar is end-to-end >= 0.8 x the slowest stage alone. With --rss it also ingests 10k and
-100k samples with `pixels` in child processes and compares their peak RSS (bar: <= 10% growth).
+100k samples with `pixels` in child processes and compares the peak memory of the ingest's
+process tree (proportional set size, so pages a forked worker shares are counted once; bar:
+<= 10% growth).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import queue
+import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 from engine.decode import iter_samples  # noqa: E402
 from engine.discovery import DiscoveryOptions, content_hash, scan_run  # noqa: E402
 from engine.encoders import make_encoder  # noqa: E402
-from engine.pipeline import GROUP_ROWS, _prepare, ingest  # noqa: E402
+from engine.pipeline import (GROUP_ROWS, _END, PreparedBatch, _Preparation, _prepare,  # noqa: E402
+                             _start_decode_processes, default_workers, ingest)
 from engine.session import encoder_record  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
 
@@ -64,11 +71,38 @@ def _decode_stage(checkpoints, encoder, options) -> tuple[int, float]:
             if hasattr(sample, "image"):
                 batch.append(sample)
                 if len(batch) == encoder.batch_size:
-                    n += len(_prepare(batch, encoder, 48).inputs)
+                    n += len(_prepare(batch, encoder.preprocessor, 48).inputs)
                     batch = []
     if batch:
-        n += len(_prepare(batch, encoder, 48).inputs)
+        n += len(_prepare(batch, encoder.preprocessor, 48).inputs)
     return n, time.perf_counter() - start
+
+
+def _decode_workers_stage(checkpoints, encoder, options) -> tuple[int, float]:
+    """The pipeline's decode worker processes alone: their batches are received and dropped."""
+    jobs = [(c, content_hash(c)) for c in checkpoints]
+    out: queue.Queue = queue.Queue(maxsize=4)
+    start, n = time.perf_counter(), 0
+    receiver, workers = _start_decode_processes(jobs, _Preparation(options, encoder.preprocessor, encoder.batch_size, 48),
+                                                min(default_workers(), len(jobs)), out)
+    while (item := out.get()) is not _END:
+        n += len(item.inputs) if isinstance(item, PreparedBatch) else 0
+    elapsed = time.perf_counter() - start
+    for worker in workers:
+        worker.join()
+    return n, elapsed
+
+
+def _cpu_seconds() -> float:
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
+def _timed(stage, *args) -> tuple[float, float]:
+    """(images/s, CPU seconds per 1,000 images) of one stage."""
+    cpu = _cpu_seconds()
+    n, elapsed = stage(*args)
+    return n / elapsed, 1000 * (_cpu_seconds() - cpu) / n
 
 
 def _encode_stage(checkpoints, encoder, options, n_images: int) -> tuple[int, float]:
@@ -113,16 +147,27 @@ def measure(name: str, spec: str, n_images: int, workdir: Path) -> dict:
     options = DiscoveryOptions()
     checkpoints = scan_run(run, options)
     encoder = make_encoder(spec, device="auto")
-    n_dec, t_dec = _decode_stage(checkpoints, encoder, options)
-    n_enc, t_enc = _encode_stage(checkpoints, encoder, options, n_images)
-    n_sto, t_sto = _store_stage(checkpoints, encoder, options, workdir / f"{name}-store-only.zarr")
-    n_e2e, t_e2e = _end_to_end(checkpoints, encoder, options, workdir / f"{name}.zarr")
-    rates = {"decode": n_dec / t_dec, "encode": n_enc / t_enc, "store": n_sto / t_sto, "end_to_end": n_e2e / t_e2e}
-    slower = min(rates["decode"], rates["encode"], rates["store"])
-    return {"encoder": name, "spec": spec, "device": encoder.device, "images": n_e2e,
-            **{f"{k}_img_s": round(v, 1) for k, v in rates.items()},
-            "bottleneck": min(("decode", "encode", "store"), key=rates.get),
-            "end_to_end_vs_slower_stage": round(rates["end_to_end"] / slower, 3)}
+    stages = {
+        "decode_one": _timed(_decode_stage, checkpoints, encoder, options),
+        "decode_workers": _timed(_decode_workers_stage, checkpoints, encoder, options),
+        "encode": _timed(_encode_stage, checkpoints, encoder, options, n_images),
+        "store": _timed(_store_stage, checkpoints, encoder, options, workdir / f"{name}-store-only.zarr"),
+        "end_to_end": _timed(_end_to_end, checkpoints, encoder, options, workdir / f"{name}.zarr"),
+    }
+    rate = {k: v[0] for k, v in stages.items()}
+    cpu = {k: v[1] for k, v in stages.items()}
+    # All stages on the same cores: the summed CPU cost per image bounds the end-to-end rate.
+    cores = len(os.sched_getaffinity(0))
+    cpu_bound = 1000 * cores / (cpu["decode_one"] + cpu["encode"] + cpu["store"])
+    per_worker = min(rate["decode_one"], rate["encode"], rate["store"])
+    whole = min(rate["decode_workers"], rate["encode"], rate["store"])
+    return {"encoder": name, "spec": spec, "device": encoder.device, "images": n_images, "cores": cores,
+            "workers": default_workers(),
+            **{f"{k}_img_s": round(v) for k, v in rate.items()},
+            **{f"{k}_cpu_s_per_1k": round(v, 3) for k, v in cpu.items()},
+            "e2e_vs_slowest_one_decode_worker": round(rate["end_to_end"] / per_worker, 2),
+            "e2e_vs_slowest_all_decode_workers": round(rate["end_to_end"] / whole, 2),
+            "cpu_bound_img_s": round(cpu_bound), "e2e_vs_cpu_bound": round(rate["end_to_end"] / cpu_bound, 2)}
 
 
 def _rss_child(n_images: int, workdir: str) -> None:
@@ -131,7 +176,7 @@ def _rss_child(n_images: int, workdir: str) -> None:
     options = DiscoveryOptions()
     encoder = make_encoder("pixels")
     jobs = [(c, content_hash(c)) for c in scan_run(run, options)]
-    # ru_maxrss would report the import-time peak (torch): sample the live RSS during ingest instead.
+    # ru_maxrss would report the import-time peak (torch): sample the live memory during ingest instead.
     samples: list[int] = []
     done = threading.Event()
 
@@ -147,13 +192,31 @@ def _rss_child(n_images: int, workdir: str) -> None:
         rows = sum(r.rows for r in ingest(store, jobs, encoder, options))
         done.set()
         sampler.join()
+    tenths = [round(max(part) / 1024, 1) for part in np.array_split(np.array(samples), 10) if len(part)]
     print(json.dumps({"images": rows, "peak_rss_mb": round(max(samples) / 1024, 1),
-                      "rss_before_ingest_mb": round(before / 1024, 1)}))
+                      "rss_before_ingest_mb": round(before / 1024, 1), "peak_by_tenth_mb": tenths}))
 
 
 def _rss_kb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    """Proportional set size of this process and its children (the decode workers), in kB."""
+    total = 0
+    for pid in [os.getpid(), *_children(os.getpid())]:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            pass  # a worker that just exited
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def main() -> None:
@@ -171,11 +234,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="evowatch-bench-") as tmp:
         rows = [measure("pixels", "pixels", args.pixels_images, Path(tmp)),
                 measure("clip-vit-b-32", args.clip_spec, args.clip_images, Path(tmp))]
-        print("| encoder | device | images | decode img/s | encode img/s | store img/s | end-to-end img/s | slowest stage | end-to-end / slowest stage |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| encoder | device | images | decode, 1 worker | decode, pipeline's workers | encode | store | "
+              "end to end | e2e / slowest stage (1 decode worker) | e2e / slowest stage (all workers) | "
+              "CPU-bound rate | e2e / CPU-bound |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['spec']} | {r['device']} | {r['images']} | {r['decode_img_s']} | {r['encode_img_s']} | "
-                  f"{r['store_img_s']} | {r['end_to_end_img_s']} | {r['bottleneck']} | {r['end_to_end_vs_slower_stage']} |")
+            print(f"| {r['spec']} | {r['device']} | {r['images']} | {r['decode_one_img_s']} | "
+                  f"{r['decode_workers_img_s']} ({r['workers']}) | {r['encode_img_s']} | {r['store_img_s']} | "
+                  f"{r['end_to_end_img_s']} | {r['e2e_vs_slowest_one_decode_worker']} | "
+                  f"{r['e2e_vs_slowest_all_decode_workers']} | {r['cpu_bound_img_s']} | {r['e2e_vs_cpu_bound']} |")
+        print("\nCPU seconds per 1,000 images (this process and its workers):")
+        print("| encoder | decode | encode | store | end to end |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['spec']} | {r['decode_one_cpu_s_per_1k']} | {r['encode_cpu_s_per_1k']} | "
+                  f"{r['store_cpu_s_per_1k']} | {r['end_to_end_cpu_s_per_1k']} |")
+        print(json.dumps(rows))
         if args.rss:
             peaks = {}
             for n in (10_000, 100_000):
@@ -183,7 +257,7 @@ def main() -> None:
                                      capture_output=True, text=True, check=True)
                 peaks[n] = json.loads(out.stdout.strip().splitlines()[-1])
             growth = peaks[100_000]["peak_rss_mb"] / peaks[10_000]["peak_rss_mb"] - 1
-            print(f"\npeak RSS during ingest (pixels): 10k samples {peaks[10_000]['peak_rss_mb']} MB, 100k samples "
+            print(f"\npeak memory (PSS of the process tree) during ingest (pixels): 10k samples {peaks[10_000]['peak_rss_mb']} MB, 100k samples "
                   f"{peaks[100_000]['peak_rss_mb']} MB: growth {growth:+.1%} (bar <= +10%); "
                   f"before ingest {peaks[10_000]['rss_before_ingest_mb']} / {peaks[100_000]['rss_before_ingest_mb']} MB")
 

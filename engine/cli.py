@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--real", type=_existing_dir, metavar="DIR", help="real training images (reference)")
     watch.add_argument("--holdout", type=_existing_dir, metavar="DIR", help="real held-out images never trained on")
     watch.add_argument("--poll", action="store_true", help="poll instead of native file events (network filesystems)")
-    watch.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 2), help="decode/preprocess threads")
+    watch.add_argument("--workers", type=int, default=None,
+                       help="decode worker processes (default: one per core, at most 8); 0 decodes in a thread")
     watch.add_argument("--thumbnail-size", type=int, default=48, metavar="PX", help="thumbnail size stored per sample (new stores)")
     watch.add_argument("--no-layout", action="store_true", help="do not update the evolutionary map after each ingest")
     watch.add_argument("--alignment", type=float, default=DEFAULT_ALIGNMENT, metavar="W",

@@ -1,17 +1,23 @@
-"""Ingest: decode, encode and store writes overlap in three stages joined by bounded queues.
+"""Ingest: decode, encode and store writes overlap in stages joined by bounded queues.
 
-One producer thread walks the checkpoints' samples in order and hands fixed-size batches to
-a thread pool (Pillow and numpy release the GIL) for preprocessing and thumbnails; an
-encoder thread encodes batch after batch (torch releases the GIL); the calling thread
-writes them into the checkpoint's store transaction, committing each checkpoint as its
-last batch lands. Queues are bounded, so
-memory stays at a few batches whatever the size of the run.
+Decoding sample files (PNG decode, grid split, preprocessing, thumbnails) is mostly
+per-sample Python under the GIL, so it runs in ``workers`` forked worker processes, each
+taking every ``workers``-th checkpoint and preparing batches in a small thread pool; a
+receiving thread puts their batches back in job order. A ``--sampler`` (a model living in this process)
+produces in a thread instead. An encoder thread encodes batch after batch (torch releases
+the GIL); the calling thread writes them into the checkpoint's store transaction. Every
+queue and pipe is bounded, so memory stays at a few batches whatever the size of the run.
 """
 from __future__ import annotations
 
+import collections
+import gc
 import logging
+import multiprocessing
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,15 +25,34 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from engine import heap
 from engine.decode import iter_samples
 from engine.discovery import DiscoveryOptions
 from engine.encoders import Encoder
+from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
 from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
 
 SampleSource = Callable[[Checkpoint, DiscoveryOptions], Iterable[Sample | SkippedFile]]
+Preprocess = Callable[[np.ndarray], np.ndarray]
+
+#: Preparation threads in each decode process and beside a sampler (Pillow releases the GIL).
+PROCESS_THREADS = 2
+PIPE_BYTES = 1 << 20
+# Forked, as torch's DataLoader workers are: a forkserver or spawn child would re-import the
+# user's __main__ (seconds per ingest for the console script, an error for an unguarded
+# script). Safe here because the child only decodes files with Pillow and numpy: it never
+# touches the parent's zarr, torch or CUDA threads, and logging's locks are re-created at fork.
+_FORK = multiprocessing.get_context("fork")
+heap.bound_arenas()  # at import: before the ingest's threads exist, so that all of them share
+
+
+def default_workers() -> int:
+    """One decode process per core, at most 8: measured faster than leaving cores to the
+    encoder and store threads, which mostly wait on the GIL or the disk (docs/ingest.md)."""
+    return min(8, os.cpu_count() or 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +79,8 @@ def make_thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(ImageOps.fit(Image.fromarray(image), (size, size), Image.Resampling.BILINEAR))
 
 
-def _prepare(samples: list[Sample], encoder: Encoder, thumbnail_size: int) -> PreparedBatch:
-    inputs = np.stack([encoder.preprocess(s.image) for s in samples])
+def _prepare(samples: list[Sample], preprocess: Preprocess, thumbnail_size: int) -> PreparedBatch:
+    inputs = np.stack([preprocess(s.image) for s in samples])
     thumbnails = np.stack([make_thumbnail(s.image, thumbnail_size) for s in samples])
     latents = [s.latent for s in samples]
     has_latents = all(x is not None for x in latents) and len({np.shape(x) for x in latents}) == 1
@@ -69,8 +94,10 @@ def _prepare(samples: list[Sample], encoder: Encoder, thumbnail_size: int) -> Pr
     )
 
 
-# Largest group of backlogged checkpoints committed together.
+# A backlog of complete checkpoints is committed in groups: at most GROUP_ROWS rows, and no
+# checkpoint waits more than GROUP_SECONDS for its commit.
 GROUP_ROWS = 1024
+GROUP_SECONDS = 1.0
 
 # Messages from the producer thread to the encoding thread.
 _END = object()
@@ -98,64 +125,179 @@ class _Failed:
     error: BaseException
 
 
-def _produce(jobs: Iterable[tuple[Checkpoint, str]], options: DiscoveryOptions, encoder: Encoder,
-             thumbnail_size: int, pool: ThreadPoolExecutor, out: queue.Queue, stop: threading.Event,
-             samples: SampleSource = iter_samples) -> None:
-    try:
-        for checkpoint, content_hash in jobs:
+@dataclass(frozen=True, slots=True)
+class _Preparation:
+    """How a producer turns samples into batches; picklable, so a decode process gets it too."""
+
+    options: DiscoveryOptions
+    preprocess: Preprocess
+    batch_size: int
+    thumbnail_size: int
+
+
+def _items(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: ThreadPoolExecutor,
+           stop: threading.Event, samples: SampleSource = iter_samples) -> Iterator:
+    """The producer's stream: a Start, skipped files and batches being prepared, a Done per job."""
+    for checkpoint, content_hash in jobs:
+        if stop.is_set():
+            return
+        yield _Start(checkpoint, content_hash)
+        batch: list[Sample] = []
+        for item in samples(checkpoint, prep.options):
             if stop.is_set():
-                break
-            out.put(_Start(checkpoint, content_hash))
-            batch: list[Sample] = []
-            for item in samples(checkpoint, options):
-                if stop.is_set():
-                    break
-                if isinstance(item, SkippedFile):
-                    out.put(item)
-                    continue
-                batch.append(item)
-                if len(batch) == encoder.batch_size:
-                    out.put(pool.submit(_prepare, batch, encoder, thumbnail_size))
-                    batch = []
-            if batch:
-                out.put(pool.submit(_prepare, batch, encoder, thumbnail_size))
-            out.put(_Done(checkpoint))
+                return
+            if isinstance(item, SkippedFile):
+                yield item
+                continue
+            batch.append(item)
+            if len(batch) == prep.batch_size:
+                yield pool.submit(_prepare, batch, prep.preprocess, prep.thumbnail_size)
+                batch = []
+        if batch:
+            yield pool.submit(_prepare, batch, prep.preprocess, prep.thumbnail_size)
+        yield _Done(checkpoint)
+
+
+def _produce(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: ThreadPoolExecutor,
+             out: queue.Queue, stop: threading.Event, samples: SampleSource) -> None:
+    """The producer thread (samplers): batches go on as futures, resolved by the encoder thread."""
+    try:
+        for item in _items(jobs, prep, pool, stop, samples):
+            out.put(item)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         out.put(_Failed(exc))
     finally:
         out.put(_END)
 
 
+def _decode_process(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, conn) -> None:
+    """A decode worker process: its jobs' items, batches resolved, sent back over ``conn`` in order.
+
+    A few batches are prepared ahead (the thread pool stays busy) and the pipe blocks when
+    the parent is behind, so memory stays bounded.
+    """
+    gc.freeze()  # the parent's objects stay shared pages: this process's collections never touch them
+    ahead: collections.deque = collections.deque()
+    send = lambda item: conn.send(item.result() if isinstance(item, Future) else item)  # noqa: E731
+    try:
+        with ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
+            for item in _items(jobs, prep, pool, threading.Event()):
+                ahead.append(item)
+                while len(ahead) > PROCESS_THREADS + 1:
+                    send(ahead.popleft())
+            while ahead:
+                send(ahead.popleft())
+    except (KeyboardInterrupt, BrokenPipeError):
+        return  # Ctrl-C, or the parent stopped reading: it is stopping too
+    except BaseException as exc:  # the parent re-raises it; a plain exception always pickles
+        conn.send(_Failed(exc if _picklable(exc) else EvowatchError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+def _picklable(exc: BaseException) -> bool:
+    try:
+        multiprocessing.reduction.ForkingPickler.dumps(exc)
+        return True
+    except Exception:
+        return False
+
+
+def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, out: queue.Queue) -> None:
+    """Merge the decode processes' streams back into job order (job i comes from process i mod n)."""
+    try:
+        for i in range(len(jobs)):
+            conn, worker = conns[i % len(conns)], workers[i % len(conns)]
+            while True:
+                try:
+                    item = conn.recv()
+                except EOFError:
+                    worker.join(timeout=5)
+                    raise EvowatchError(f"a decode worker process exited (code {worker.exitcode}); checkpoints from "
+                                        f"{jobs[i][0].source} on are not stored yet: run again to resume") from None
+                out.put(item)
+                if isinstance(item, _Failed):
+                    return
+                if isinstance(item, _Done):
+                    break
+    except BaseException as exc:
+        out.put(_Failed(exc))
+    finally:
+        out.put(_END)
+
+
+def _widen(conn) -> None:
+    """A 1 MB pipe instead of 64 kB: a batch arrives in a few reads, each of which must retake
+    the GIL from the encoder and store threads (many small reads stalled the receiver)."""
+    try:
+        import fcntl
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError) as exc:  # not Linux, or over pipe-max-size: only slower
+        log.debug("pipe left at its default size: %s", exc)
+
+
+def _start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, n: int,
+                            out: queue.Queue) -> tuple[threading.Thread, list]:
+    conns, workers = [], []
+    gc.freeze()  # unfrozen by ingest() once the workers are gone: no collection copies the shared pages
+    for k in range(n):
+        receiver, sender = _FORK.Pipe(duplex=False)
+        _widen(receiver)
+        worker = _FORK.Process(target=_decode_process, args=(jobs[k::n], prep, sender),
+                                     name=f"evowatch-decode-{k}", daemon=True)
+        worker.start()
+        sender.close()  # the child holds the only sending end: its exit means EOF here
+        conns.append(receiver)
+        workers.append(worker)
+    thread = threading.Thread(target=_receive, name="evowatch-receive", daemon=True, args=(jobs, conns, workers, out))
+    thread.start()
+    return thread, workers
+
+
 def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: Encoder,
-           options: DiscoveryOptions, workers: int = 2, prefetch: int = 4,
+           options: DiscoveryOptions, workers: int | None = None, prefetch: int = 4,
            on_rows: Callable[[int], None] | None = None,
            samples: SampleSource = iter_samples) -> Iterator[IngestResult]:
     """Ingest ``(checkpoint, content_hash)`` jobs in order, yielding each one once committed.
 
-    ``samples`` turns a checkpoint into samples: the files' decoder by default, a
-    ``--sampler``'s :meth:`engine.sampler.Sampler.iter_samples` for weight-only checkpoints.
+    ``samples`` turns a checkpoint into samples: the files' decoder by default, in
+    ``workers`` decode processes (:func:`default_workers` when None; 0 decodes in a thread
+    of this process), or a ``--sampler``'s :meth:`engine.sampler.Sampler.iter_samples` for
+    weight-only checkpoints, always in a thread (the model lives in this process).
 
     A checkpoint whose decoding or encoding fails is rolled back as a whole; the error
     propagates and everything committed before it stays.
     """
-    thumbnail_size = int(store.attrs["thumbnail_size"])
+    jobs = list(jobs)
+    prep = _Preparation(options, encoder.preprocessor, encoder.batch_size, int(store.attrs["thumbnail_size"]))
+    workers = default_workers() if workers is None else workers
+    processes = min(workers, len(jobs)) if samples is iter_samples else 0
     decoded: queue.Queue = queue.Queue(maxsize=prefetch)
     encoded: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="evowatch-prep") as pool:
-        threads = [
-            threading.Thread(target=_produce, name="evowatch-decode", daemon=True,
-                             args=(jobs, options, encoder, thumbnail_size, pool, decoded, stop, samples)),
-            threading.Thread(target=_encode, name="evowatch-encode", daemon=True,
-                             args=(encoder, decoded, encoded, stop)),
-        ]
-        for thread in threads:
-            thread.start()
+    children: list = []
+    with ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
+        if processes:
+            producer, children = _start_decode_processes(jobs, prep, processes, decoded)
+        else:
+            producer = threading.Thread(target=_produce, name="evowatch-decode", daemon=True,
+                                        args=(jobs, prep, pool, decoded, stop, samples))
+            producer.start()
+        threads = [producer, threading.Thread(target=_encode, name="evowatch-encode", daemon=True,
+                                              args=(encoder, decoded, encoded, stop))]
+        threads[1].start()
         try:
-            yield from _consume(store, encoded, on_rows)
+            yield from _consume(store, encoded, len(jobs), on_rows)
         finally:
             stop.set()
+            for child in children:
+                if child.is_alive():
+                    child.terminate()  # decoding only: nothing to lose
             _drain([decoded, encoded], threads)
+            for child in children:
+                child.join()
+            if children:
+                gc.unfreeze()
 
 
 def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event) -> None:
@@ -163,8 +305,9 @@ def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: thr
     try:
         while (item := inbox.get()) is not _END:
             if isinstance(item, Future) and not stop.is_set():
-                batch = item.result()
-                item = _Encoded(batch, encoder.encode(batch.inputs))
+                item = item.result()  # a batch prepared in this process
+            if isinstance(item, PreparedBatch) and not stop.is_set():
+                item = _Encoded(item, encoder.encode(item.inputs))
             outbox.put(item)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         outbox.put(_Failed(exc))
@@ -182,19 +325,31 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
                 pass
 
 
-def _consume(store: StoreWriter, out: queue.Queue, on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
+def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
+             on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
     """Write encoded batches into checkpoint transactions; yield each checkpoint once committed.
 
-    While more work is already queued (a backlog, e.g. the initial scan of a long run),
-    complete checkpoints are committed in groups of up to GROUP_ROWS rows: fewer, larger
-    writes. A live checkpoint arriving alone is committed at once.
+    While more checkpoints of this ingest are to come (a backlog, e.g. the initial scan of a
+    long run), complete ones are committed in groups of up to GROUP_ROWS rows, none waiting
+    more than GROUP_SECONDS: fewer, larger writes. The last one is committed at once.
     """
     tx_context = tx = None
     current: _Start | None = None
-    rows = 0
+    rows = done = 0
     waiting: list[IngestResult] = []
+    deadline = 0.0
     try:
-        while (item := out.get()) is not _END:
+        while True:
+            try:
+                item = out.get(timeout=max(0.0, deadline - time.monotonic()) if store.has_pending else None)
+            except queue.Empty:  # the group waited long enough
+                store.commit_pending()
+                heap.release_freed_memory()
+                yield from waiting
+                waiting = []
+                continue
+            if item is _END:
+                break
             if isinstance(item, _Failed):
                 raise item.error
             if isinstance(item, _Start):
@@ -212,11 +367,15 @@ def _consume(store: StoreWriter, out: queue.Queue, on_rows: Callable[[int], None
                 if on_rows:
                     on_rows(len(vectors))
             elif isinstance(item, _Done):
-                tx.defer = not out.empty() and store.pending_rows + tx.n_rows < GROUP_ROWS
+                done += 1
+                if not store.has_pending:
+                    deadline = time.monotonic() + GROUP_SECONDS
+                tx.defer = done < n_jobs and store.pending_rows + tx.n_rows < GROUP_ROWS
                 tx_context.__exit__(None, None, None)
                 waiting.append(IngestResult(item.checkpoint, rows, len(tx.skipped)))
                 tx_context = tx = None
                 if not store.has_pending:
+                    heap.release_freed_memory()
                     yield from waiting
                     waiting = []
         store.commit_pending()

@@ -45,7 +45,8 @@ class WatchConfig:
     holdout: Path | None = None
     poll: bool = False
     tick: float = 1.0
-    workers: int = 2
+    #: decode worker processes; None: engine.pipeline.default_workers()
+    workers: int | None = None
     progress: bool = True
     #: ``--sampler``: checkpoints are weight files, sampled by the user's function (engine.sampler)
     sampler: Sampler | None = None

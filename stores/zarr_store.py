@@ -32,6 +32,19 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".evowatch.lock"
 
+# A forked child (a decode worker) inherits the writer's lock file; closing its copy keeps
+# the lock the parent's alone, so a child outliving a killed writer cannot block a restart.
+_held_lock_fds: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _held_lock_fds:
+        os.close(fd)
+    _held_lock_fds.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
 
 def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int, max_rows: int = 16384) -> int:
     """Rows per chunk: about ROW_CHUNK_BYTES, since each commit rewrites the partial last chunk."""
@@ -59,6 +72,20 @@ class _Columns:
     path: list[np.ndarray] = field(default_factory=list)
     latent: list[np.ndarray] = field(default_factory=list)
     n: int = 0
+
+
+def _stack(group: Sequence[CheckpointTransaction]) -> dict[str, np.ndarray]:
+    """One array per column from the buffered rows of consecutive transactions (one copy)."""
+    buffers = [tx.buffer for tx in group]
+    columns = {name: np.concatenate([part for b in buffers for part in getattr(b, name)])
+               for name in ("embedding", "instance", "label", "thumbnail", "path")}
+    counts = [b.n for b in buffers]
+    columns["step"] = np.repeat(np.array([tx.step for tx in group], np.int64), counts)
+    columns["kind"] = np.repeat(np.array([tx.kind_code for tx in group], np.int8), counts)
+    columns["checkpoint"] = np.repeat(np.array([tx.checkpoint_index for tx in group], np.int32), counts)
+    if group[0].latent_shape is not None:
+        columns["latent"] = np.concatenate([part for b in buffers for part in b.latent])
+    return columns
 
 
 class StoreReader:
@@ -283,6 +310,7 @@ class StoreWriter(StoreReader):
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
         handle.flush()
+        _held_lock_fds.add(handle.fileno())
         return handle
 
     @property
@@ -296,6 +324,7 @@ class StoreWriter(StoreReader):
             self._pool.shutdown()
             self._pool = None
         if getattr(self, "_lock_file", None) is not None:
+            _held_lock_fds.discard(self._lock_file.fileno())
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
@@ -474,17 +503,13 @@ class StoreWriter(StoreReader):
         if not self._pending:
             return
         group, self._pending = self._pending, []
-        for tx in group:  # rows: grouped when the checkpoints have the same columns
-            tx.columns_ready()
-        keys = {tuple(sorted(tx.staged)) for tx in group if tx.staged}
-        if len(keys) == 1 and all(tx.staged for tx in group):
-            start = group[0].row_start + group[0].rows_written
-            self.write_columns("samples", start, {
-                name: np.concatenate([tx.staged[name] for tx in group]) for name in keys.pop()})
+        with_rows = [tx for tx in group if tx.buffer.n]
+        if len({tx.latent_shape for tx in with_rows}) == 1:  # same columns: one write per array
+            first = with_rows[0]
+            self.write_columns("samples", first.row_start + first.rows_written, _stack(with_rows))
         else:
-            for tx in group:
-                if tx.staged:
-                    self.write_columns("samples", tx.row_start + tx.rows_written, tx.staged)
+            for tx in with_rows:
+                self.write_columns("samples", tx.row_start + tx.rows_written, _stack([tx]))
         records = [tx.record() for tx in group]
         self.write_columns("checkpoints", group[0].checkpoint_index,
                                             {k: np.array([r[k] for r in records]) for k in records[0]})
@@ -631,14 +656,13 @@ class CheckpointTransaction:
         self.row_start, self.checkpoint_index, _ = store._next()
         self.rows_written = 0
         self.buffer = _Columns()
-        self.staged: dict[str, np.ndarray] = {}
         self.skipped: list[tuple[str, str]] = []
         self._flush_rows = _rows_per_chunk((int(store.encoder["dim"]),), 2)
 
     @property
     def n_rows(self) -> int:
-        """Rows of this checkpoint: written, staged and still buffered."""
-        return self.rows_written + len(self.staged.get("step", ())) + self.buffer.n
+        """Rows of this checkpoint: written and still buffered."""
+        return self.rows_written + self.buffer.n
 
     def add(self, embeddings: np.ndarray, instances: Sequence[int], labels: Sequence[str | None],
             thumbnails: np.ndarray, paths: Sequence[str], latents: np.ndarray | None = None) -> None:
@@ -664,33 +688,18 @@ class CheckpointTransaction:
         self.skipped.append((path, reason))
 
     def _flush(self) -> None:
-        self.columns_ready()
-        if self.staged:
-            self.store.write_columns("samples", self.row_start + self.rows_written, self.staged)
-            self.rows_written += len(self.staged["step"])
-            self.staged = {}
+        if self.buffer.n:
+            self.store.write_columns("samples", self.row_start + self.rows_written, _stack([self]))
+            self.rows_written += self.buffer.n
+            self.buffer = _Columns()
 
-    def columns_ready(self) -> None:
-        """Turn the buffered batches into one array per column (``staged``)."""
+    @property
+    def latent_shape(self) -> tuple[int, ...] | None:
+        """Row shape of the buffered latents; None unless every buffered row has one."""
         b = self.buffer
-        if not b.n:
-            return
-        columns: dict[str, np.ndarray] = {
-            "embedding": np.concatenate(b.embedding),
-            "instance": np.concatenate(b.instance),
-            "label": np.concatenate(b.label),
-            "thumbnail": np.concatenate(b.thumbnail),
-            "path": np.concatenate(b.path),
-            "step": np.full(b.n, self.step, np.int64),
-            "kind": np.full(b.n, self.kind_code, np.int8),
-            "checkpoint": np.full(b.n, self.checkpoint_index, np.int32),
-        }
-        if b.latent:
-            latent = np.concatenate(b.latent)
-            if len(latent) == b.n:
-                columns["latent"] = latent
-        self.staged = columns
-        self.buffer = _Columns()
+        if not b.latent or sum(len(x) for x in b.latent) != b.n or len({x.shape[1:] for x in b.latent}) != 1:
+            return None
+        return b.latent[0].shape[1:]
 
     def record(self) -> dict[str, Any]:
         return {"step": self.step, "kind": self.kind_code, "row_start": self.row_start,
