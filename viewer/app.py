@@ -299,7 +299,6 @@ def page(path: str) -> None:
         st.caption("Start a run with `evowatch watch RUN_DIR --store STORE`, then `evowatch view STORE`.")
         live_status_error(path)
         return
-    hover.preload_charts()
     d = data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}")
     live_status(path, commit)
@@ -403,6 +402,7 @@ def live_status_error(path: str) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="evowatch", layout="wide")
+    hover.preload_charts()  # first: the map's Plotly chunk loads while the script runs
     path = store_argument()
     if not path:
         st.title("evowatch")

@@ -145,37 +145,47 @@ def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
 # ----------------------------------------------------------------------------- chart preload
 _PRELOAD_JS = r"""
 export default function (component) {
-  const name = component.data && component.data.chunk;
-  if (!name || window.__evowatchPreload) return;
+  const d = component.data || {};
+  if (window.__evowatchPreload) return;
   window.__evowatchPreload = true;
-  // Streamlit loads its Plotly chunk (plotly.js, ~4.7 MB) only when the first chart arrives,
-  // after the script has built the sidebar and the map; start fetching and compiling it now.
   const main = document.querySelector('script[type="module"][src*="/static/js/"]');
   if (!main) return;
-  import(main.src.replace(/[^/]+$/, name)).catch(() => {});
+  const load = (name) => import(main.src.replace(/[^/]+$/, name)).catch(() => {});
+  // Streamlit loads its Plotly chunk (plotly.js, ~4.7 MB) only when the first chart arrives,
+  // after the script has built the sidebar and the map; start fetching and compiling it now.
+  (d.now || []).forEach(load);
+  // What the first selection shows (image grid, table, download button): once the page is
+  // idle, so that it never competes with the map's first paint.
+  const later = () => (d.idle || []).forEach(load);
+  (window.requestIdleCallback || ((f) => setTimeout(f, 2000)))(later, { timeout: 5000 });
 }
 """
 
 _preload = None
+#: Streamlit front-end chunks (hashed per release): loaded at once, and once the page is idle.
+PRELOAD_NOW = ("PlotlyChart",)
+PRELOAD_IDLE = ("ImageList", "DataFrame", "DownloadButton")
 
 
-def _plotly_chunk() -> str | None:
-    """File name of the Streamlit front end's Plotly chunk (hashed per release), if found."""
+def _chunks(names: tuple[str, ...]) -> list[str]:
+    """File names of Streamlit's front-end chunks with these names (each found once)."""
     try:
         js = Path(st.__file__).parent / "static" / "static" / "js"
-        found = sorted(p.name for p in js.glob("PlotlyChart.*.js"))
+        found = {name: sorted(p.name for p in js.glob(f"{name}.*.js")) for name in names}
     except OSError:
-        return None
-    return found[0] if len(found) == 1 else None
+        return []
+    return [files[0] for files in found.values() if len(files) == 1]
 
 
 def preload_charts() -> None:
     """Mount (first thing on the page) a zero-height component that starts loading the
-    Plotly chunk while the script still runs: the map paints sooner on a fresh page."""
+    Plotly chunk while the script still runs (the map paints sooner on a fresh page), and
+    the chunks of the selection panel once the page is idle (the first selection answers
+    sooner)."""
     global _preload
-    chunk = _plotly_chunk()
-    if chunk is None:
+    now, idle = _chunks(PRELOAD_NOW), _chunks(PRELOAD_IDLE)
+    if not now and not idle:
         return
     if _preload is None:
         _preload = st.components.v2.component("evowatch_preload", js=_PRELOAD_JS)
-    _preload(key="evo_preload", data={"chunk": chunk}, height=0)
+    _preload(key="evo_preload", data={"now": now, "idle": idle}, height=0)
