@@ -127,8 +127,8 @@ class Encoder(Protocol):
         Batch size chosen for the device (bigger on CUDA).
     supports_text : bool
         Whether :meth:`encode_text` works.
-    preprocessor : callable
-        Picklable, torch-free version of :meth:`preprocess` for worker pools.
+    preprocessor : Preprocessor
+        Picklable, torch-free version of :meth:`preprocess` for worker pools, in two halves.
     """
 
     identity: str
@@ -140,7 +140,7 @@ class Encoder(Protocol):
     supports_text: bool
 
     @property
-    def preprocessor(self) -> Callable[[np.ndarray], np.ndarray]: ...
+    def preprocessor(self) -> Preprocessor: ...
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 (H, W, 3) image -> float32 (3, input_size, input_size) model input."""
@@ -297,8 +297,34 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 _PIL_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
+class Preprocessor(Protocol):
+    """Image -> model input in two halves, so a worker process sends uint8 (4x smaller than
+    the float input) and the encoder's thread finishes the batch."""
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 (H, W, 3) image -> the model's uint8 (3, S, S) pixels (resize, crop)."""
+        ...
+
+    def to_input(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (n, 3, S, S) -> float32 (n, 3, S, S) model input (scale, normalise)."""
+        ...
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Both halves for one image."""
+        ...
+
+
+class _TwoHalves:
+    """``__call__`` of a :class:`Preprocessor` from its two halves."""
+
+    __slots__ = ()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.to_input(self.pixels(image)[None])[0]
+
+
 @dataclass(frozen=True, slots=True)
-class ClipPreprocessor:
+class ClipPreprocessor(_TwoHalves):
     """open_clip's inference transform in numpy/Pillow: the same Pillow resize calls and crop
     arithmetic as torchvision's ``Resize``/``CenterCrop`` on PIL images, then ``/255`` and
     per-channel normalisation.
@@ -348,7 +374,7 @@ class ClipPreprocessor:
             fill_color=int(cfg.get("fill_color", 0) or 0),
         )
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def pixels(self, image: np.ndarray) -> np.ndarray:
         arr = _as_rgb_uint8(image)
         h, w = arr.shape[:2]
         s = self.size
@@ -367,8 +393,10 @@ class ClipPreprocessor:
         if target != (h, w):
             pil = Image.fromarray(arr).resize((target[1], target[0]), _PIL_FILTERS[self.interpolation])
             arr = np.asarray(pil)
-        arr = _center_crop_or_pad(arr, s, self.fill_color)
-        out = arr.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
+        return np.ascontiguousarray(_center_crop_or_pad(arr, s, self.fill_color).transpose(2, 0, 1))
+
+    def to_input(self, pixels: np.ndarray) -> np.ndarray:
+        out = np.asarray(pixels, np.float32) / np.float32(255.0)
         mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
         return np.ascontiguousarray((out - mean) / std, dtype=np.float32)
@@ -388,16 +416,19 @@ def _center_crop_or_pad(arr: np.ndarray, size: int, fill: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, slots=True)
-class PixelsPreprocessor:
+class PixelsPreprocessor(_TwoHalves):
     """RGB uint8 image -> float32 (3, size, size) in [0, 1], area-filtered (Pillow BOX)."""
 
     size: int = PIXELS_DEFAULT_SIZE
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def pixels(self, image: np.ndarray) -> np.ndarray:
         arr = _as_rgb_uint8(image)
         if arr.shape[:2] != (self.size, self.size):
             arr = np.asarray(Image.fromarray(arr).resize((self.size, self.size), Image.Resampling.BOX))
-        return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def to_input(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(pixels, np.float32) / np.float32(255.0)
 
 
 def _check_batch(batch: np.ndarray, size: int) -> np.ndarray:
@@ -416,7 +447,7 @@ def _check_batch(batch: np.ndarray, size: int) -> np.ndarray:
 class _EncoderBase:
     """What both encoders share: the picklable preprocessor and the repr."""
 
-    _pre: Callable[[np.ndarray], np.ndarray]
+    _pre: Preprocessor
     identity: str
     device: str
     dim: int
@@ -425,7 +456,7 @@ class _EncoderBase:
         return f"{type(self).__name__}(identity={self.identity!r}, device={self.device!r}, dim={self.dim})"
 
     @property
-    def preprocessor(self) -> Callable[[np.ndarray], np.ndarray]:
+    def preprocessor(self) -> Preprocessor:
         """Picklable, torch-free preprocessing for worker threads or processes."""
         return self._pre
 

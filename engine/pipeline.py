@@ -28,7 +28,7 @@ from PIL import Image, ImageOps
 from engine import heap
 from engine.decode import iter_samples
 from engine.discovery import DiscoveryOptions
-from engine.encoders import Encoder
+from engine.encoders import Encoder, Preprocessor
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
 from stores.zarr_store import StoreWriter
@@ -36,7 +36,6 @@ from stores.zarr_store import StoreWriter
 log = logging.getLogger(__name__)
 
 SampleSource = Callable[[Checkpoint, DiscoveryOptions], Iterable[Sample | SkippedFile]]
-Preprocess = Callable[[np.ndarray], np.ndarray]
 
 #: Preparation threads in each decode process and beside a sampler (Pillow releases the GIL).
 PROCESS_THREADS = 2
@@ -57,9 +56,10 @@ def default_workers() -> int:
 
 @dataclass(frozen=True, slots=True)
 class PreparedBatch:
-    """Model inputs and store columns of up to ``batch_size`` samples of one checkpoint."""
+    """Model pixels (uint8, the preprocessor's first half) and store columns of up to
+    ``batch_size`` samples of one checkpoint."""
 
-    inputs: np.ndarray
+    pixels: np.ndarray
     thumbnails: np.ndarray
     instances: list[int]
     labels: list[str | None]
@@ -79,13 +79,13 @@ def make_thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(ImageOps.fit(Image.fromarray(image), (size, size), Image.Resampling.BILINEAR))
 
 
-def _prepare(samples: list[Sample], preprocess: Preprocess, thumbnail_size: int) -> PreparedBatch:
-    inputs = np.stack([preprocess(s.image) for s in samples])
+def _prepare(samples: list[Sample], preprocessor: Preprocessor, thumbnail_size: int) -> PreparedBatch:
+    pixels = np.stack([preprocessor.pixels(s.image) for s in samples])
     thumbnails = np.stack([make_thumbnail(s.image, thumbnail_size) for s in samples])
     latents = [s.latent for s in samples]
     has_latents = all(x is not None for x in latents) and len({np.shape(x) for x in latents}) == 1
     return PreparedBatch(
-        inputs=inputs,
+        pixels=pixels,
         thumbnails=thumbnails,
         instances=[s.instance for s in samples],
         labels=[s.label for s in samples],
@@ -130,7 +130,7 @@ class _Preparation:
     """How a producer turns samples into batches; picklable, so a decode process gets it too."""
 
     options: DiscoveryOptions
-    preprocess: Preprocess
+    preprocessor: Preprocessor
     batch_size: int
     thumbnail_size: int
 
@@ -151,10 +151,10 @@ def _items(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: Thr
                 continue
             batch.append(item)
             if len(batch) == prep.batch_size:
-                yield pool.submit(_prepare, batch, prep.preprocess, prep.thumbnail_size)
+                yield pool.submit(_prepare, batch, prep.preprocessor, prep.thumbnail_size)
                 batch = []
         if batch:
-            yield pool.submit(_prepare, batch, prep.preprocess, prep.thumbnail_size)
+            yield pool.submit(_prepare, batch, prep.preprocessor, prep.thumbnail_size)
         yield _Done(checkpoint)
 
 
@@ -307,7 +307,7 @@ def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: thr
             if isinstance(item, Future) and not stop.is_set():
                 item = item.result()  # a batch prepared in this process
             if isinstance(item, PreparedBatch) and not stop.is_set():
-                item = _Encoded(item, encoder.encode(item.inputs))
+                item = _Encoded(item, encoder.encode(encoder.preprocessor.to_input(item.pixels)))
             outbox.put(item)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         outbox.put(_Failed(exc))

@@ -150,6 +150,16 @@ def test_preprocessors_pickle():
         assert np.array_equal(copy(_images()[0]), pre(_images()[0]))
 
 
+def test_preprocessor_halves_make_the_whole_on_a_batch():
+    """Workers send the uint8 first half; the encoder's thread finishes whole batches."""
+    clip_pre = ClipPreprocessor(32, (0.48, 0.45, 0.40), (0.26, 0.26, 0.27), "bicubic", "shortest")
+    for pre in (clip_pre, make_encoder("pixels").preprocessor):
+        images = _images()
+        pixels = np.stack([pre.pixels(im) for im in images])
+        assert pixels.dtype == np.uint8 and pixels.shape[1] == 3
+        np.testing.assert_array_equal(pre.to_input(pixels), np.stack([pre(im) for im in images]))
+
+
 # ---------------------------------------------------------------------------------- CLIP
 def test_tiny_clip_random(no_cuda):
     enc = make_encoder(TINY_RANDOM)  # device auto without CUDA -> CPU, announced
