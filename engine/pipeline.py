@@ -170,12 +170,16 @@ def _produce(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: T
         out.put(_END)
 
 
-def _decode_process(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, conn) -> None:
+def _decode_process(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, conn, inherited: list[int]) -> None:
     """A decode worker process: its jobs' items, batches resolved, sent back over ``conn`` in order.
 
     A few batches are prepared ahead (the thread pool stays busy) and the pipe blocks when
-    the parent is behind, so memory stays bounded.
+    the parent is behind, so memory stays bounded. ``inherited`` are the receiving ends the
+    fork copied: closed first, so that once the parent is gone a send fails instead of
+    blocking forever.
     """
+    for fd in inherited:
+        os.close(fd)
     gc.freeze()  # the parent's objects stay shared pages: this process's collections never touch them
     ahead: collections.deque = collections.deque()
     send = lambda item: conn.send(item.result() if isinstance(item, Future) else item)  # noqa: E731
@@ -243,7 +247,8 @@ def _start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: _Preparati
     for k in range(n):
         receiver, sender = _FORK.Pipe(duplex=False)
         _widen(receiver)
-        worker = _FORK.Process(target=_decode_process, args=(jobs[k::n], prep, sender),
+        inherited = [c.fileno() for c in conns] + [receiver.fileno()]
+        worker = _FORK.Process(target=_decode_process, args=(jobs[k::n], prep, sender, inherited),
                                      name=f"evowatch-decode-{k}", daemon=True)
         worker.start()
         sender.close()  # the child holds the only sending end: its exit means EOF here

@@ -145,6 +145,19 @@ def _env(tmp_path: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
 
 
+def _processes_using(store: Path) -> list[int]:
+    """Live processes whose command line names ``store`` (a watcher and its forked workers)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(store).encode() in (proc / "cmdline").read_bytes() \
+                    and (proc / "stat").read_text().split()[2] != "Z":
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
 @pytest.mark.slow
 def test_kill_9_during_watch_then_restart(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
@@ -162,6 +175,10 @@ def test_kill_9_during_watch_then_restart(tmp_path):
     proc.wait()
     killed_at = StoreReader(store).n_checkpoints
     assert 1 <= killed_at < n_ckpt, "the kill should land mid-ingest"
+    deadline = time.time() + 20  # its decode workers notice (their next send fails) and exit
+    while _processes_using(store) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _processes_using(store), "decode workers outlived the killed watcher"
     assert subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"),
                           env=_env(tmp_path), capture_output=True).returncode == 0
     reader = StoreReader(store)

@@ -154,10 +154,14 @@ export default function (component) {
   // Streamlit loads its Plotly chunk (plotly.js, ~4.7 MB) only when the first chart arrives,
   // after the script has built the sidebar and the map; start fetching and compiling it now.
   (d.now || []).forEach(load);
-  // What the first selection shows (image grid, table, download button): once the page is
-  // idle, so that it never competes with the map's first paint.
-  const later = () => (d.idle || []).forEach(load);
-  (window.requestIdleCallback || ((f) => setTimeout(f, 2000)))(later, { timeout: 5000 });
+  // What the first selection shows (image grid, table, download button): once the map is
+  // drawn and the page idle, so that compiling them never delays the map's first paint.
+  const idle = window.requestIdleCallback || ((f) => setTimeout(f, 500));
+  const later = () => {
+    if (d.after && !document.querySelector(d.after)) return setTimeout(later, 250);
+    idle(() => (d.idle || []).forEach(load), { timeout: 3000 });
+  };
+  setTimeout(later, 250);
 }
 """
 
@@ -177,15 +181,15 @@ def _chunks(names: tuple[str, ...]) -> list[str]:
     return [files[0] for files in found.values() if len(files) == 1]
 
 
-def preload_charts() -> None:
+def preload_charts(after: str = "") -> None:
     """Mount (first thing on the page) a zero-height component that starts loading the
     Plotly chunk while the script still runs (the map paints sooner on a fresh page), and
-    the chunks of the selection panel once the page is idle (the first selection answers
-    sooner)."""
+    the chunks of the selection panel once ``after`` (a CSS selector: the drawn map) exists
+    and the page is idle (the first selection answers sooner)."""
     global _preload
     now, idle = _chunks(PRELOAD_NOW), _chunks(PRELOAD_IDLE)
     if not now and not idle:
         return
     if _preload is None:
         _preload = st.components.v2.component("evowatch_preload", js=_PRELOAD_JS)
-    _preload(key="evo_preload", data={"now": now, "idle": idle}, height=0)
+    _preload(key="evo_preload", data={"now": now, "idle": idle, "after": after}, height=0)
