@@ -160,7 +160,8 @@ def _items(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: Thr
 
 def _produce(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: ThreadPoolExecutor,
              out: queue.Queue, stop: threading.Event, samples: SampleSource) -> None:
-    """The producer thread (samplers): batches go on as futures, resolved by the encoder thread."""
+    """The producer thread (a sampler, or ``workers=0``): batches go on as futures, resolved by
+    the encoder thread."""
     try:
         for item in _items(jobs, prep, pool, stop, samples):
             out.put(item)
@@ -249,7 +250,7 @@ def _start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: _Preparati
         _widen(receiver)
         inherited = [c.fileno() for c in conns] + [receiver.fileno()]
         worker = _FORK.Process(target=_decode_process, args=(jobs[k::n], prep, sender, inherited),
-                                     name=f"evowatch-decode-{k}", daemon=True)
+                               name=f"evowatch-decode-{k}", daemon=True)
         worker.start()
         sender.close()  # the child holds the only sending end: its exit means EOF here
         conns.append(receiver)
@@ -330,6 +331,13 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
                 pass
 
 
+def _committed(waiting: list[IngestResult]) -> Iterator[IngestResult]:
+    """Report the checkpoints a commit just made visible, then hand their memory back."""
+    heap.release_freed_memory()
+    yield from waiting
+    waiting.clear()
+
+
 def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
              on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
     """Write encoded batches into checkpoint transactions; yield each checkpoint once committed.
@@ -349,9 +357,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 item = out.get(timeout=max(0.0, deadline - time.monotonic()) if store.has_pending else None)
             except queue.Empty:  # the group waited long enough
                 store.commit_pending()
-                heap.release_freed_memory()
-                yield from waiting
-                waiting = []
+                yield from _committed(waiting)
                 continue
             if item is _END:
                 break
@@ -380,9 +386,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 waiting.append(IngestResult(item.checkpoint, rows, len(tx.skipped)))
                 tx_context = tx = None
                 if not store.has_pending:
-                    heap.release_freed_memory()
-                    yield from waiting
-                    waiting = []
+                    yield from _committed(waiting)
         store.commit_pending()
         yield from waiting
     except BaseException as exc:
