@@ -63,8 +63,8 @@ def write_run(folder: Path, n_images: int, seed: int = 0) -> Path:
     return folder
 
 
-def _decode_stage(checkpoints, encoder, options) -> tuple[int, float]:
-    start, n = time.perf_counter(), 0
+def _decode_stage(checkpoints, encoder, options) -> tuple[float, float]:
+    start, n = _now(), 0
     batch = []
     for ckpt in checkpoints:
         for sample in iter_samples(ckpt, options):
@@ -75,22 +75,22 @@ def _decode_stage(checkpoints, encoder, options) -> tuple[int, float]:
                     batch = []
     if batch:
         n += len(_prepare(batch, encoder.preprocessor, 48).pixels)
-    return n, time.perf_counter() - start
+    return _rate(n, start, _now())
 
 
-def _decode_workers_stage(checkpoints, encoder, options) -> tuple[int, float]:
+def _decode_workers_stage(checkpoints, encoder, options) -> tuple[float, float]:
     """The pipeline's decode worker processes alone: their batches are received and dropped."""
     jobs = [(c, content_hash(c)) for c in checkpoints]
     out: queue.Queue = queue.Queue(maxsize=4)
-    start, n = time.perf_counter(), 0
+    start, n = _now(), 0
     receiver, workers = _start_decode_processes(jobs, _Preparation(options, encoder.preprocessor, encoder.batch_size, 48),
                                                 min(default_workers(), len(jobs)), out)
     while (item := out.get()) is not _END:
         n += len(item.pixels) if isinstance(item, PreparedBatch) else 0
-    elapsed = time.perf_counter() - start
+    wall = time.perf_counter()
     for worker in workers:
-        worker.join()
-    return n, elapsed
+        worker.join()  # a child's CPU time is counted once it is reaped
+    return _rate(n, start, (wall, _cpu_seconds()))
 
 
 def _cpu_seconds() -> float:
@@ -98,32 +98,35 @@ def _cpu_seconds() -> float:
                for f in ("ru_utime", "ru_stime"))
 
 
-def _timed(stage, *args) -> tuple[float, float]:
-    """(images/s, CPU seconds per 1,000 images) of one stage."""
-    cpu = _cpu_seconds()
-    n, elapsed = stage(*args)
-    return n / elapsed, 1000 * (_cpu_seconds() - cpu) / n
+def _now() -> tuple[float, float]:
+    """Wall-clock and CPU seconds (this process and its reaped children)."""
+    return time.perf_counter(), _cpu_seconds()
 
 
-def _encode_stage(checkpoints, encoder, options, n_images: int) -> tuple[int, float]:
+def _rate(n: int, start: tuple[float, float], stop: tuple[float, float]) -> tuple[float, float]:
+    """(images/s, CPU seconds per 1,000 images) of the timed part of a stage (not its set-up)."""
+    return n / (stop[0] - start[0]), 1000 * (stop[1] - start[1]) / n
+
+
+def _encode_stage(checkpoints, encoder, options, n_images: int) -> tuple[float, float]:
     samples = [s for c in checkpoints for s in iter_samples(c, options) if hasattr(s, "image")][:n_images]
     pre = encoder.preprocessor
     pixels = np.stack([pre.pixels(s.image) for s in samples])
     encoder.encode(pre.to_input(pixels[: min(len(pixels), 8)]))  # warm-up
-    start = time.perf_counter()
+    start = _now()
     for i in range(0, len(pixels), encoder.batch_size):  # the encoder thread's work: finish the inputs, encode
         encoder.encode(pre.to_input(pixels[i: i + encoder.batch_size]))
-    return len(pixels), time.perf_counter() - start
+    return _rate(len(pixels), start, _now())
 
 
-def _store_stage(checkpoints, encoder, options, store_path: Path) -> tuple[int, float]:
+def _store_stage(checkpoints, encoder, options, store_path: Path) -> tuple[float, float]:
     """Appending and committing already-encoded rows, grouped as the pipeline does for a backlog."""
     per_checkpoint = [[s for s in iter_samples(c, options) if hasattr(s, "image")] for c in checkpoints]
     dim = encoder.dim
     rng = np.random.default_rng(0)
     start, n = None, 0
     with StoreWriter(store_path, encoder_record(encoder)) as store:
-        start = time.perf_counter()
+        start = _now()
         for c, samples in zip(checkpoints, per_checkpoint):
             vectors = rng.normal(size=(len(samples), dim)).astype(np.float32)
             thumbs = np.zeros((len(samples), 48, 48, 3), np.uint8)
@@ -132,15 +135,15 @@ def _store_stage(checkpoints, encoder, options, store_path: Path) -> tuple[int, 
                 tx.add(vectors, [s.instance for s in samples], [s.label for s in samples], thumbs, [s.path for s in samples])
             n += len(samples)
         store.commit_pending()
-    return n, time.perf_counter() - start
+    return _rate(n, start, _now())
 
 
-def _end_to_end(checkpoints, encoder, options, store_path: Path) -> tuple[int, float]:
+def _end_to_end(checkpoints, encoder, options, store_path: Path) -> tuple[float, float]:
     jobs = [(c, content_hash(c)) for c in checkpoints]
-    start = time.perf_counter()
+    start = _now()
     with StoreWriter(store_path, encoder_record(encoder)) as store:
         rows = sum(r.rows for r in ingest(store, jobs, encoder, options))
-    return rows, time.perf_counter() - start
+    return _rate(rows, start, _now())
 
 
 def measure(name: str, spec: str, n_images: int, workdir: Path) -> dict:
@@ -149,11 +152,11 @@ def measure(name: str, spec: str, n_images: int, workdir: Path) -> dict:
     checkpoints = scan_run(run, options)
     encoder = make_encoder(spec, device="auto")
     stages = {
-        "decode_one": _timed(_decode_stage, checkpoints, encoder, options),
-        "decode_workers": _timed(_decode_workers_stage, checkpoints, encoder, options),
-        "encode": _timed(_encode_stage, checkpoints, encoder, options, n_images),
-        "store": _timed(_store_stage, checkpoints, encoder, options, workdir / f"{name}-store-only.zarr"),
-        "end_to_end": _timed(_end_to_end, checkpoints, encoder, options, workdir / f"{name}.zarr"),
+        "decode_one": _decode_stage(checkpoints, encoder, options),
+        "decode_workers": _decode_workers_stage(checkpoints, encoder, options),
+        "encode": _encode_stage(checkpoints, encoder, options, n_images),
+        "store": _store_stage(checkpoints, encoder, options, workdir / f"{name}-store-only.zarr"),
+        "end_to_end": _end_to_end(checkpoints, encoder, options, workdir / f"{name}.zarr"),
     }
     rate = {k: v[0] for k, v in stages.items()}
     cpu = {k: v[1] for k, v in stages.items()}

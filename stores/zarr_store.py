@@ -286,6 +286,7 @@ class StoreWriter(StoreReader):
             self._create_atomically(encoder, thumbnail_size)
         self._lock_file = self._take_lock()
         self._handles: dict[tuple[str, str], zarr.Array] = {}
+        self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
         try:
             self.refresh()
             self._check_encoder(encoder)
@@ -323,6 +324,12 @@ class StoreWriter(StoreReader):
         return self._pool
 
     def close(self) -> None:
+        if getattr(self, "_lock_file", None) is not None and getattr(self, "_lengths", None):
+            try:  # a closed store's arrays end at their commit points
+                self.refresh()
+                self._cut_to_committed()
+            except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
+                log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown()
             self._pool = None
@@ -420,6 +427,11 @@ class StoreWriter(StoreReader):
 
     def _recover(self) -> None:
         """Cut every array back to its committed length and repair superseded flags."""
+        self._cut_to_committed()
+        self._write_superseded()
+
+    def _cut_to_committed(self) -> None:
+        """Drop rows past the commit points: uncommitted rows and the capacity grown ahead."""
         counts = self.attrs["committed"]
         layout_rows = self.layout_rows
         for group_name, n in (("samples", counts["rows"]), ("checkpoints", counts["checkpoints"]),
@@ -429,15 +441,17 @@ class StoreWriter(StoreReader):
                     continue
                 array = self.handle(group_name, name)  # the cached handle must see the cut
                 if array.shape[0] > n:
-                    log.warning("%s: rolling back %d uncommitted rows of %s/%s", self.path, array.shape[0] - n, group_name, name)
+                    log.debug("%s: cutting %s/%s from %d to its %d committed rows", self.path, group_name, name,
+                              array.shape[0], n)
                     array.resize((n, *array.shape[1:]))
-        self._write_superseded()
+                self._lengths[(group_name, name)] = min(n, array.shape[0])
 
     def handle(self, group: str, name: str) -> zarr.Array:
         """A cached writable handle: this process is the only writer, so its metadata stays true."""
         key = (group, name)
         if key not in self._handles:
-            self._handles[key] = zarr.open_array(str(self.path / group / name), mode="r+", config=WRITE_CONFIG)
+            # open_array ignores its ``config`` argument (zarr 3.1): with_config applies it.
+            self._handles[key] = zarr.open_array(str(self.path / group / name), mode="r+").with_config(WRITE_CONFIG)
         return self._handles[key]
 
     def _mark_superseded(self, source: str, index: int) -> None:
@@ -563,13 +577,18 @@ class StoreWriter(StoreReader):
                         self.path, values.shape[1:], array.shape[1:])
             return
         stop = start + len(values)
-        if array.shape[0] < start:  # latent array joined late: pad with NaN
-            old = array.shape[0]
-            array.resize((start, *array.shape[1:]))
-            array[old:start] = np.nan
-        if array.shape[0] < stop:  # grow only: rows past the commit point are cut on recovery
-            array.resize((stop, *array.shape[1:]))
+        length = self._lengths.get((group, name), array.shape[0])
+        if array.shape[0] < stop:
+            # Grow ahead, by whole chunks and at least a quarter: each resize rewrites the
+            # array's zarr.json, which cost more than the rows themselves at one per commit.
+            # Rows past the commit point (capacity included) are cut on close and on recovery.
+            chunk = array.chunks[0]
+            capacity = -(-max(stop, array.shape[0] + array.shape[0] // 4) // chunk) * chunk
+            array.resize((capacity, *array.shape[1:]))
+        if length < start:  # latent array joined late, or skipped checkpoints: pad with NaN
+            array[length:start] = np.nan
         array[start:stop] = values
+        self._lengths[(group, name)] = max(length, stop)
 
     def commit_layout(self, xy: np.ndarray, start: int) -> None:
         """Write layout rows [start, start+len(xy)) and then move the layout commit point."""

@@ -222,3 +222,23 @@ def test_group_commit_of_deferred_checkpoints(tmp_path, rng):
         store.commit_pending()
     reader = StoreReader(path)
     assert reader.n_rows == 15 and reader.samples("step").tolist() == [1] * 5 + [2] * 5 + [3] * 5
+
+
+def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng):
+    """Arrays grow by whole chunks while writing (fewer metadata rewrites) and are cut on close;
+    a gap in the latents (a checkpoint without them) reads as NaN, not as the fill value."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step, n, with_latents in ((1, 7, True), (2, 5, False), (3, 3, True)):
+            with store.checkpoint(step, f"step_{step}", f"h{step}") as tx:
+                vectors = rng.normal(size=(n, 8)).astype(np.float32)
+                latents = np.full((n, 2), step, np.float32) if with_latents else None
+                tx.add(vectors, list(range(n)), [None] * n, np.zeros((n, 4, 4, 3), np.uint8),
+                       [f"{i}.png" for i in range(n)], latents)
+        grown = zarr.open_array(str(path / "samples/step"), mode="r").shape[0]
+        assert grown > 15 and StoreReader(path).samples("step").tolist() == [1] * 7 + [2] * 5 + [3] * 3
+    for group, rows in (("samples", 15), ("checkpoints", 3)):
+        for name in zarr.open_group(str(path / group), mode="r").array_keys():
+            assert zarr.open_array(str(path / group / name), mode="r").shape[0] == rows, f"{group}/{name}"
+    latent = StoreReader(path).samples("latent")
+    assert latent[:7].tolist() == [[1, 1]] * 7 and np.isnan(latent[7:12]).all() and latent[12:].tolist() == [[3, 3]] * 3
