@@ -91,6 +91,20 @@ def _stack(group: Sequence[CheckpointTransaction]) -> dict[str, np.ndarray]:
     return columns
 
 
+def _take(group: Sequence[CheckpointTransaction]) -> tuple[int, dict[str, np.ndarray]]:
+    """The first row and the stacked columns of consecutive transactions' buffered rows.
+
+    The buffers are released at once: kept until the write ends, they doubled the memory a
+    group commit's rows take (the peak of a long ingest).
+    """
+    start = group[0].row_start + group[0].rows_written
+    columns = _stack(group)
+    for tx in group:
+        tx.rows_written += tx.buffer.n
+        tx.buffer = _Columns()
+    return start, columns
+
+
 class StoreReader:
     """Read-only view of a store that only ever shows committed rows.
 
@@ -522,11 +536,10 @@ class StoreWriter(StoreReader):
         group, self._pending = self._pending, []
         with_rows = [tx for tx in group if tx.buffer.n]
         if len({tx.latent_shape for tx in with_rows}) == 1:  # same columns: one write per array
-            first = with_rows[0]
-            self.write_columns("samples", first.row_start + first.rows_written, _stack(with_rows))
+            self.write_columns("samples", *_take(with_rows))
         else:
             for tx in with_rows:
-                self.write_columns("samples", tx.row_start + tx.rows_written, _stack([tx]))
+                self.write_columns("samples", *_take([tx]))
         records = [tx.record() for tx in group]
         self.write_columns("checkpoints", group[0].checkpoint_index,
                                             {k: np.array([r[k] for r in records]) for k in records[0]})
@@ -711,9 +724,7 @@ class CheckpointTransaction:
 
     def _flush(self) -> None:
         if self.buffer.n:
-            self.store.write_columns("samples", self.row_start + self.rows_written, _stack([self]))
-            self.rows_written += self.buffer.n
-            self.buffer = _Columns()
+            self.store.write_columns("samples", *_take([self]))
 
     @property
     def latent_shape(self) -> tuple[int, ...] | None:
