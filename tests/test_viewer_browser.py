@@ -42,6 +42,7 @@ def test_view_hover_select_and_live_update(tmp_path):
         page.evaluate("() => { window.__evowatchNoReload = true; }")
 
         # Hover: a floating preview with the point's thumbnail from the store.
+        browser.wait_for_hover_listener(page)
         x, y = browser.point_pixel(page, 1, 3)
         page.mouse.move(x - 20, y - 20)
         page.mouse.move(x, y, steps=4)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from viewer import data, hover
+from viewer import data, hover, preload
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ TABLE_KEY = "selection_table"
 
 # ----------------------------------------------------------------------------- inputs
 def store_argument() -> str | None:
-    """The store path: ``streamlit run viewer/app.py -- STORE``, else $EVOWATCH_STORE."""
-    if sys.argv and Path(sys.argv[0]).name == "app.py" and len(sys.argv) > 1:
+    """The store path: ``streamlit run viewer/asgi.py -- STORE`` (or ``app.py``), else $EVOWATCH_STORE."""
+    if sys.argv and Path(sys.argv[0]).name in ("app.py", "asgi.py") and len(sys.argv) > 1:
         return sys.argv[1]
     return os.environ.get("EVOWATCH_STORE")
 
@@ -403,7 +403,7 @@ def live_status_error(path: str) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="evowatch", layout="wide")
-    hover.preload_charts(after=f".st-key-{MAP_CONTAINER} .js-plotly-plot")  # first: Plotly loads while the script runs
+    preload.preload_charts(after=f".st-key-{MAP_CONTAINER} .js-plotly-plot")  # first: Plotly loads while the script runs
     path = store_argument()
     if not path:
         st.title("evowatch")

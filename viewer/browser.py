@@ -80,6 +80,15 @@ def wait_for_map(page, timeout_ms: int = 60_000) -> None:
         timeout=timeout_ms)
 
 
+def wait_for_hover_listener(page, timeout_ms: int = 20_000) -> None:
+    """Until the hover component has hooked the drawn map (it mounts after the map, and a
+    pointer that moves before that gets no preview until it moves again)."""
+    page.wait_for_function(
+        f"""() => {{ const gd = document.querySelector('{MAP}'), s = window.__evowatchHover;
+            return gd && s && s.onHover && gd._ev && gd._ev.listeners('plotly_hover').includes(s.onHover); }}""",
+        timeout=timeout_ms)
+
+
 def drawn_points(page) -> dict[str, int]:
     """Markers drawn per map trace, from the plotly graph div."""
     pairs = page.evaluate(f"() => document.querySelector('{MAP}')._fullData.map(t => [t.name, t._length || 0])")

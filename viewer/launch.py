@@ -10,7 +10,7 @@ from pathlib import Path
 from stores.errors import StoreFormatError
 from stores.zarr_store import StoreReader
 
-APP = Path(__file__).with_name("app.py")
+APP = Path(__file__).with_name("asgi.py")  # viewer/app.py served with a preload header
 
 
 def streamlit_command(store: Path, host: str = "127.0.0.1", port: int = 8501) -> list[str]:
