@@ -22,7 +22,6 @@ from viewer import data, hover, preload
 log = logging.getLogger(__name__)
 
 MAP_KEY = "map"
-MAP_CONTAINER = "evo_map"
 SIGNALS_KEY = "signals_chart"
 LOSSES_KEY = "losses_chart"
 TABLE_KEY = "selection_table"
@@ -376,7 +375,7 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
                + (f" · density view (each pixel aggregates its samples; {data.SAMPLE_POINTS:,} sampled points "
                   "take hovers and clicks; box/lasso selects from all)" if mode == "density" else "")
                + " · drag to select, click a point to follow its instance")
-    with st.container(key=MAP_CONTAINER):
+    with st.container(key=data.MAP_CONTAINER):
         st.plotly_chart(fig, key=MAP_KEY, on_select=_on_map_select, selection_mode=("points", "box", "lasso"),
                         config={"scrollZoom": True, "displaylogo": False})
     hover.hover_preview(path, commit, d)
@@ -403,7 +402,7 @@ def live_status_error(path: str) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="evowatch", layout="wide")
-    preload.preload_charts(after=f".st-key-{MAP_CONTAINER} .js-plotly-plot")  # first: Plotly loads while the script runs
+    preload.preload_charts(after=data.MAP_SELECTOR)  # first: Plotly loads while the script runs
     path = store_argument()
     if not path:
         st.title("evowatch")

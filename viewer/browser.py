@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from viewer.data import MAP_SELECTOR
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-MAP = ".st-key-evo_map .js-plotly-plot"
+MAP = MAP_SELECTOR
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -38,6 +38,10 @@ from stores.zarr_store import StoreReader
 log = logging.getLogger(__name__)
 
 #: Visible points drawn one by one (WebGL markers); above this the map is a raster.
+#: The map's container key, and the CSS selector of its Plotly graph div (the hover listener,
+#: the preload and the browser tests find the drawn map by it).
+MAP_CONTAINER = "evo_map"
+MAP_SELECTOR = f".st-key-{MAP_CONTAINER} .js-plotly-plot"
 MAX_POINTS = 40_000
 #: Markers drawn over the raster for hover and clicks.
 SAMPLE_POINTS = 8_000

@@ -28,6 +28,7 @@ export default function (component) {
   const { data, setStateValue } = component;
   const s = window.__evowatchHover || (window.__evowatchHover = { row: null, x: 0, y: 0, timer: null });
   s.set = setStateValue;
+  s.map = data.map;  // the map's CSS selector (viewer.data.MAP_SELECTOR)
   // One state value carrying both the hovered row and the last click: reruns that coalesce
   // state updates keep the newest value only, so a click must travel with every later hover.
   s.last = s.last || { hover: null, click: null };
@@ -78,7 +79,7 @@ export default function (component) {
     };
   }
   const hook = () => {
-    const gd = document.querySelector(".st-key-evo_map .js-plotly-plot");
+    const gd = document.querySelector(s.map);
     if (!gd || typeof gd.on !== "function") return;
     const listeners = gd._ev && gd._ev.listeners ? gd._ev.listeners("plotly_hover") : [];
     if (listeners.indexOf(s.onHover) >= 0) return;
@@ -130,7 +131,8 @@ def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
         except (AttributeError, TypeError, ValueError):
             event = {}
         row = event.get("hover")
-        payload = hover_payload(path, commit, d, int(row) if row is not None else None)
+        payload = {**hover_payload(path, commit, d, int(row) if row is not None else None),
+                   "map": data.MAP_SELECTOR}
         _mount()(key=KEY, data=payload, default={"ev": None}, on_ev_change=lambda: None, height=0)
         click = event.get("click") or {}
         if click.get("t") is not None and click.get("t") != st.session_state.get("_click_t"):
