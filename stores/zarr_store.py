@@ -304,7 +304,9 @@ class StoreWriter(StoreReader):
         try:
             self.refresh()
             self._check_encoder(encoder)
-            self._recover()
+            if self._recover():  # a cleanly closed store ends at its commit points
+                log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
+                            self.path, self.n_rows, self.n_checkpoints)
             sources = self.checkpoints()["source"]
             self._latest = {str(source): i for i, source in enumerate(sources)}
             self._pending: list[CheckpointTransaction] = []
@@ -439,13 +441,17 @@ class StoreWriter(StoreReader):
                 f"this run uses '{encoder.get('identity')}' (dim {encoder['dim']}); pass --encoder {stored.get('identity')} or use another --store"
             )
 
-    def _recover(self) -> None:
-        """Cut every array back to its committed length and repair superseded flags."""
-        self._cut_to_committed()
+    def _recover(self) -> bool:
+        """Cut every array back to its committed length and repair superseded flags; whether
+        anything was past the commit points."""
+        cut = self._cut_to_committed()
         self._write_superseded()
+        return cut
 
-    def _cut_to_committed(self) -> None:
-        """Drop rows past the commit points: uncommitted rows and the capacity grown ahead."""
+    def _cut_to_committed(self) -> bool:
+        """Drop rows past the commit points (uncommitted rows and the capacity grown ahead);
+        whether there were any."""
+        cut = False
         counts = self.attrs["committed"]
         layout_rows = self.layout_rows
         for group_name, n in (("samples", counts["rows"]), ("checkpoints", counts["checkpoints"]),
@@ -458,7 +464,9 @@ class StoreWriter(StoreReader):
                     log.debug("%s: cutting %s/%s from %d to its %d committed rows", self.path, group_name, name,
                               array.shape[0], n)
                     array.resize((n, *array.shape[1:]))
+                    cut = True
                 self._lengths[(group_name, name)] = min(n, array.shape[0])
+        return cut
 
     def handle(self, group: str, name: str) -> zarr.Array:
         """A cached writable handle: this process is the only writer, so its metadata stays true."""

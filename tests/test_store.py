@@ -118,7 +118,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_kill_9_mid_write_loses_and_repeats_nothing(tmp_path):
+def test_kill_9_mid_write_loses_and_repeats_nothing(tmp_path, caplog):
     store_path = tmp_path / "s.zarr"
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
@@ -146,7 +146,8 @@ def test_kill_9_mid_write_loses_and_repeats_nothing(tmp_path):
     # A reader never sees rows past the committed count.
     assert all(n == seen for n, seen in reader_rows)
     # Restart: rolled back to the commit point, then ingest continues without duplicates.
-    with StoreWriter(store_path, {"identity": "test:8", "dim": 8}) as store:
+    with caplog.at_level("WARNING", logger="stores.zarr_store"), StoreWriter(store_path, {"identity": "test:8", "dim": 8}) as store:
+        assert "the last write was interrupted" in caplog.text
         assert zarr.open_array(str(store_path / "samples/embedding"), mode="r").shape[0] == committed
         with store.checkpoint(99, "step_99", "h99") as tx:
             tx.add(np.ones((2, 8), np.float32), [0, 1], [None, None], np.zeros((2, 4, 4, 3), np.uint8), ["a", "b"])
@@ -224,7 +225,7 @@ def test_group_commit_of_deferred_checkpoints(tmp_path, rng):
     assert reader.n_rows == 15 and reader.samples("step").tolist() == [1] * 5 + [2] * 5 + [3] * 5
 
 
-def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng):
+def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng, caplog):
     """Arrays grow by whole chunks while writing (fewer metadata rewrites) and are cut on close;
     a gap in the latents (a checkpoint without them) reads as NaN, not as the fill value."""
     path = tmp_path / "s.zarr"
@@ -240,5 +241,7 @@ def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng):
     for group, rows in (("samples", 15), ("checkpoints", 3)):
         for name in zarr.open_group(str(path / group), mode="r").array_keys():
             assert zarr.open_array(str(path / group / name), mode="r").shape[0] == rows, f"{group}/{name}"
+    with caplog.at_level("WARNING", logger="stores.zarr_store"), StoreWriter(path, ENCODER, thumbnail_size=4):
+        assert "interrupted" not in caplog.text  # a cleanly closed store needs no recovery
     latent = StoreReader(path).samples("latent")
     assert latent[:7].tolist() == [[1, 1]] * 7 and np.isnan(latent[7:12]).all() and latent[12:].tolist() == [[3, 3]] * 3
