@@ -377,6 +377,16 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     return (time.time() if now is None else now) - newest >= options.settle
 
 
+def file_versions(checkpoint: Checkpoint) -> tuple[tuple[str, int, int], ...]:
+    """(name relative to the run, size, mtime in ns) of each file: a version read from the
+    file system without reading the files. Raises ``FileNotFoundError`` if one vanished."""
+    versions = []
+    for path in checkpoint.files:
+        st = os.stat(path)
+        versions.append((os.path.relpath(path, checkpoint.root), st.st_size, st.st_mtime_ns))
+    return tuple(versions)
+
+
 def content_hash(checkpoint: Checkpoint) -> str:
     """BLAKE2b of the sample files' relative names and bytes.
 

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from engine import decode
-from engine.discovery import MODEL_EXTENSIONS, DiscoveryOptions, content_hash, is_weight_file, step_of
+from engine.discovery import MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, is_weight_file, step_of
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
 
@@ -236,9 +236,8 @@ class Sampler:
         if checkpoint.kind != "generated":
             return content_hash(checkpoint)
         version = hashlib.blake2b(digest_size=16)
-        for path in checkpoint.files:
-            st = os.stat(path)
-            version.update(f"{os.path.relpath(path, checkpoint.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        for name, size, mtime_ns in file_versions(checkpoint):
+            version.update(f"{name}|{size}|{mtime_ns}\n".encode())
         salt = f"{self.source_hash}|{self.spec}|{self.n_samples}|{self.seed}"
         return hashlib.blake2b(f"{version.hexdigest()}|{salt}".encode(), digest_size=16).hexdigest()
 

@@ -8,7 +8,6 @@ checkpoints whose content hash the store has not committed yet.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from engine.decode import iter_samples
-from engine.discovery import DiscoveryOptions, content_hash, is_ready, scan_reference, scan_run
+from engine.discovery import DiscoveryOptions, content_hash, file_versions, is_ready, scan_reference, scan_run
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
@@ -53,14 +52,10 @@ class WatchConfig:
 
 
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
-    stats = []
-    for path in checkpoint.files:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return ()
-        stats.append((str(path), st.st_size, st.st_mtime_ns))
-    return tuple(stats)
+    try:
+        return file_versions(checkpoint)
+    except FileNotFoundError:
+        return ()
 
 
 class Watcher:
