@@ -46,13 +46,6 @@ def store_for(size: int, workdir: Path) -> Path:
     return path
 
 
-def _changed(page, before: dict[str, int]) -> bool:
-    try:
-        return browser.drawn_points(page) != before
-    except Exception:
-        return False
-
-
 def measure(store: Path, home: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
@@ -67,26 +60,20 @@ def measure(store: Path, home: Path) -> dict[str, float]:
         out["points_drawn"] = sum(browser.drawn_points(page).values())
         page.wait_for_timeout(1500)  # let the page settle (hover fragment, signals)
 
-        before = browser.drawn_points(page)
+        before = browser.map_signature(page)
         t = time.perf_counter()
         page.get_by_text("Only near-copies of training images").click()
-        deadline = time.perf_counter() + 60
-        while not _changed(page, before) and time.perf_counter() < deadline:
-            page.wait_for_timeout(20)
-        browser.wait_for_map(page)
+        browser.wait_for_map(page, changed_from=before)
         out["filter_s"] = time.perf_counter() - t
         page.wait_for_timeout(1000)
-        before = browser.drawn_points(page)
+        before = browser.map_signature(page)
         page.get_by_text("Only near-copies of training images").click()
-        deadline = time.perf_counter() + 60
-        while not _changed(page, before) and time.perf_counter() < deadline:
-            page.wait_for_timeout(20)
-        browser.wait_for_map(page)
+        browser.wait_for_map(page, changed_from=before)
         page.wait_for_timeout(1500)
 
         t = time.perf_counter()
         browser.drag_box(page, 0.02, 0.05, 0.25, 0.95)
-        out["selection_drag_s"] = time.perf_counter() - t  # Plotly redraws the box on each mouse move
+        out["selection_drag_s"] = time.perf_counter() - t  # 8 mouse moves
         t = time.perf_counter()
         page.wait_for_selector(".st-key-thumb_grid img", timeout=60_000)
         out["selection_s"] = time.perf_counter() - t  # mouse released -> thumbnail grid shown

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from stores import format as fmt  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
 from viewer import data  # noqa: E402
 from viewer.synthetic import ENCODER, SyntheticRun, build_store  # noqa: E402
@@ -40,28 +41,29 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def component_data(at: AppTest, name: str) -> dict:
+    """The data sent to the first component named ``name`` on the page."""
+    found = [e for e in at.get("bidi_component") if e.proto.component_name == name]
+    assert found, f"no {name} on the page"
+    return json.loads(found[0].proto.json)
+
+
 def map_chart(at: AppTest) -> dict:
-    charts = [e for e in at.get("plotly_chart")]
-    assert charts, "no plotly chart on the page"
-    return json.loads(charts[0].proto.spec)
+    """The map component's spec (viewer.data.map_spec plus the kept selection)."""
+    return component_data(at, "evowatch_map")
 
 
-def n_points(fig: dict) -> int:
-    """Markers in the map's point traces (typed arrays come as {'dtype','bdata'})."""
+def n_points(spec: dict) -> int:
+    """Markers drawn (base64 int32 rows), checked against the declared count."""
     import base64
 
-    total = 0
-    for trace in fig["data"]:
-        if trace.get("type") != "scattergl" or trace.get("name") == "query match":
-            continue
-        cd = trace["customdata"]
-        total += len(np.frombuffer(base64.b64decode(cd["bdata"]), cd["dtype"])) if isinstance(cd, dict) else len(cd)
-    return total
+    rows = np.frombuffer(base64.b64decode(spec["points"]["row"]), np.int32)
+    assert len(rows) == spec["points"]["n"]
+    return len(rows)
 
 
 def box_all(at_or_store=None) -> dict:
-    return {"selection": {"points": [], "point_indices": [], "lasso": [],
-                          "box": [{"xref": "x", "yref": "y", "x": [-1e6, 1e6], "y": [-1e6, 1e6]}]}}
+    return {"selection": {"box": [{"x": [-1e6, 1e6], "y": [-1e6, 1e6]}]}}
 
 
 # ----------------------------------------------------------------------------- app
@@ -73,10 +75,15 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     assert "evowatch · run.zarr" in page
     assert f"{3 * PER_STEP + N_REAL} samples" in page
     assert "near-copies" in page  # the alert
-    fig = map_chart(at)
-    assert n_points(fig) == 3 * PER_STEP + N_REAL
-    assert {t["name"] for t in fig["data"]} >= {"real reference", "step"}
+    spec = map_chart(at)
+    assert n_points(spec) == 3 * PER_STEP + N_REAL
+    assert spec["legend"]["scale"]["title"] == "step"
+    assert ["real reference", data.REFERENCE_COLOR] in spec["legend"]["items"]
+    assert [text for _, text in spec["labels"]] == ["real", "1,000", "2,000", "3,000"]
     assert "Signals" in page
+    lines = component_data(at, "evowatch_lines")
+    assert lines["steps"] == [1000, 2000, 3000] and lines["series"]
+    assert 2000 in lines["alert_steps"]
 
 
 def test_filters_narrow_the_map(store, monkeypatch):
@@ -103,7 +110,8 @@ def test_colour_modes_and_radial_layout(store, monkeypatch):
         assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
     at.radio(key="layout").set_value("radial").run()
     assert not at.exception
-    assert map_chart(at)["layout"]["yaxis"].get("scaleanchor") == "x"
+    spec = map_chart(at)
+    assert spec["equal"] and spec["view_key"] == "radial" and not spec["labels"]
 
 
 def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
@@ -120,23 +128,19 @@ def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
 
 def test_clicked_point_shows_instance_trail(store, monkeypatch):
     row = N_REAL + 5  # first step, instance 5
-    click = {"selection": {"points": [{"curve_number": 1, "point_number": 0, "point_index": 0,
-                                       "x": 0.0, "y": 0.0, "customdata": {"0": row}}],
-                           "point_indices": [0], "box": [], "lasso": []}}
-    at = run_app(store, monkeypatch, map=click)
+    at = run_app(store, monkeypatch, map={"click": row})
     assert not at.exception
     assert "Instance 5 across 3 steps" in texts(at)
-    fig = map_chart(at)
-    trail = [t for t in fig["data"] if t["name"] == "instance trail"]
-    assert trail and len(trail[0]["customdata"]["bdata"]) > 0
+    trail = map_chart(at)["trail"]
+    assert trail["row"] == [row, row + PER_STEP, row + 2 * PER_STEP]  # the same instance, step by step
+    assert len(trail["x"]) == len(trail["y"]) == 3
 
 
 def test_step_click_on_signals_focuses_the_map(store, monkeypatch):
-    click = {"selection": {"points": [{"x": 2000, "y": 1.0, "curve_number": 0, "point_number": 1}],
-                           "point_indices": [1], "box": [], "lasso": []}}
-    at = run_app(store, monkeypatch, signals_chart=click)
+    at = run_app(store, monkeypatch, signals_chart={"step": 2000})
     assert not at.exception
     assert "Showing step 2,000 only" in texts(at)
+    assert component_data(at, "evowatch_lines")["focus"] == 2000
     assert n_points(map_chart(at)) == PER_STEP + N_REAL  # the step plus the reference band
     at.button(key="clear_focus").click().run()
     assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
@@ -228,7 +232,6 @@ def test_lasso_and_box_geometry():
     assert data.selected_rows(xy, visible, lasso).tolist() == [0, 1, 2]  # row 3 is filtered out
     tri = {"lasso": [{"x": {"0": -1, "1": 4, "2": -1}, "y": {"0": -1, "1": -1, "2": 4}}]}  # dict-typed arrays
     assert data.selected_rows(xy, np.ones(4, bool), tri).tolist() == [0, 1]
-    assert data.selected_rows(xy, visible, {"points": [{"customdata": {"0": 2}}]}).tolist() == [2]
     assert data.selected_rows(xy, visible, None).tolist() == []
 
 
@@ -237,10 +240,46 @@ def test_density_mode_above_max_points(store):
     d = data.map_data(store, commit)
     xy = data.placed(store, commit, "rectilinear")
     visible = np.ones(d.n, bool)
-    fig, mode = data.map_figure(d, xy, visible, data.coloring(d, "label"), max_points=50, sample_points=30)
-    assert mode == "density"
-    assert fig["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
-    assert sum(len(t["x"]) for t in fig["data"]) == 30
+    spec, mode = data.map_spec(d, xy, visible, data.coloring(d, "label"), max_points=50, sample_points=30)
+    assert mode == "density" and spec["mode"] == "density"
+    assert spec["raster"].startswith("data:image/png;base64,")
+    assert n_points(spec) == 30
+    spec, mode = data.map_spec(d, xy, visible, data.coloring(d, "label"))
+    assert mode == "points" and spec["raster"] is None and n_points(spec) == d.n
+
+
+def test_map_spec_markers_carry_rows_positions_and_colours(store):
+    """The typed arrays decode to the rows' placed coordinates and colour-mode colours."""
+    import base64
+
+    commit = data.read_commit(store)
+    d = data.map_data(store, commit)
+    xy = data.placed(store, commit, "rectilinear")
+    visible = d.kind == fmt.KIND_CODES["generated"]
+    c = data.coloring(d, "kind")
+    spec, _ = data.map_spec(d, xy, visible, c)
+    p = spec["points"]
+    rows = np.frombuffer(base64.b64decode(p["row"]), np.int32)
+    assert rows.tolist() == np.flatnonzero(visible).tolist()
+    x = np.frombuffer(base64.b64decode(p["x"]), np.float32)
+    assert np.allclose(x, xy[rows, 0])
+    rgb = np.frombuffer(base64.b64decode(p["rgb"]), np.uint8).reshape(-1, 3)
+    assert (rgb == data.row_rgb(c, rows).round()).all()
+    assert spec["legend"]["items"] == [["generated", data.KIND_COLORS["generated"]]]
+
+
+def test_signals_spec_gaps_alerts_and_focus():
+    table = {"step": np.array([300, 100, 200]), "vendi": np.array([3.0, 1.0, np.nan]),
+             "fd": np.array([9.0, 5.0, 7.0])}
+    alerts = [{"step": 200, "rule": "collapse", "message": "diversity fell"}]
+    spec = data.signals_spec(table, ["vendi", "fd", "missing"], alerts, title="t", focus_step=300)
+    assert spec["steps"] == [100, 200, 300]  # sorted, values follow
+    vendi, fd = spec["series"]
+    assert vendi["y"] == [1.0, None, 3.0]  # NaN: a gap
+    assert vendi["alerts"] == [[200, 2.0]]  # the collapse rule marks vendi, on the line
+    assert fd["alerts"] == []  # ... not fd
+    assert spec["alert_steps"] == [200] and spec["messages"] == {"200": "diversity fell"}
+    assert spec["focus"] == 300
 
 
 def test_csv_export_lists_rows_steps_paths(store):

@@ -43,20 +43,44 @@ def test_view_hover_select_and_live_update(tmp_path):
 
         # Hover: a floating preview with the point's thumbnail from the store.
         browser.wait_for_hover_listener(page)
-        x, y = browser.point_pixel(page, 1, 3)
+        x, y = browser.point_pixel(page, N_REAL + 3)  # markers in row order: the reference, then step 1,000
         page.mouse.move(x - 20, y - 20)
         page.mouse.move(x, y, steps=4)
         page.wait_for_selector("#evowatch-hover-tip img[src^='data:image/png']", state="visible", timeout=20_000)
         assert re.search(r"step 1,000", page.inner_text("#evowatch-hover-tip"))
 
         # Click one sample (step 2,000): its instance's trail across the three steps.
-        x, y = browser.point_pixel(page, 1, PER_STEP + 3)
+        x, y = browser.point_pixel(page, N_REAL + PER_STEP + 3)
         page.mouse.move(x, y, steps=3)
         page.wait_for_selector("#evowatch-hover-tip:has-text('step 2,000')", state="visible", timeout=20_000)
         page.mouse.click(x, y)
         page.get_by_text(re.compile(r"Instance \d+ across 3 steps")).first.wait_for(timeout=20_000)
         page.wait_for_selector(".st-key-trail_grid img", timeout=10_000)
         page.mouse.move(5, 5)
+
+        # Lasso around the middle of the map -> some samples; "clear" empties the selection.
+        browser.drag_path(page, [(0.3, 0.05), (0.7, 0.05), (0.7, 0.95), (0.3, 0.95), (0.3, 0.06)], "lasso")
+        lasso = page.get_by_text(re.compile(r"Selection · [1-9][\d,]* samples")).first
+        lasso.wait_for(timeout=20_000)
+        n_lasso = int(re.search(r"([\d,]+) samples", lasso.inner_text()).group(1).replace(",", ""))
+        assert 0 < n_lasso < 3 * PER_STEP + N_REAL
+        browser.map_tool(page, "clear")
+        page.get_by_text("Selection · 0 samples").first.wait_for(timeout=20_000)
+
+        # Zoom in with the wheel, box the whole plot: exactly the markers in view are selected
+        # (the page resolves the box's data coordinates, so the canvas's transform must agree).
+        rect = page.evaluate(f"() => document.querySelector('{browser.MAP}').evomap.plotRect()")
+        page.mouse.move(rect["x"] + rect["width"] * 0.4, rect["y"] + rect["height"] * 0.5)
+        page.mouse.wheel(0, -400)
+        in_view = page.evaluate(f"""() => {{ const m = document.querySelector('{browser.MAP}').evomap, r = m.plotRect();
+            let n = 0; for (let i = 0; i < m.info().markers; i++) {{ const [x, y] = m.pixelOf(i);
+              if (x >= r.x && x <= r.x + r.width && y >= r.y && y <= r.y + r.height) n++; }} return n; }}""")
+        assert 0 < in_view < 3 * PER_STEP + N_REAL
+        browser.drag_box(page, 0.0, 0.0, 1.0, 1.0)
+        page.get_by_text(f"Selection · {in_view} samples").first.wait_for(timeout=20_000)
+        browser.map_tool(page, "clear")
+        browser.map_tool(page, "reset")
+        page.get_by_text("Selection · 0 samples").first.wait_for(timeout=20_000)
 
         # Box selection over the reference band and the first step -> thumbnail grid.
         browser.drag_box(page, 0.02, 0.05, 0.45, 0.95)
@@ -76,12 +100,11 @@ def test_view_hover_select_and_live_update(tmp_path):
         # the selection and the trail are kept, the trail now runs through four steps.
         run.add_step(4000)
         page.wait_for_function(
-            f"() => {{ const gd = document.querySelector('{browser.MAP}');"
-            f" return gd && gd._fullData && gd._fullData.reduce((a, t) => a + (t.name === 'instance trail' ? 0 : (t._length || 0)), 0)"
-            f" === {4 * PER_STEP + N_REAL}; }}", timeout=30_000)
+            f"() => {{ const m = document.querySelector('{browser.MAP}');"
+            f" return m && m.evomap && m.evomap.info().markers === {4 * PER_STEP + N_REAL}; }}", timeout=30_000)
         assert page.evaluate("() => window.__evowatchNoReload === true"), "the page reloaded"
-        labels = page.evaluate(f"() => document.querySelector('{browser.MAP}')._fullLayout.annotations.map(a => a.text)")
-        assert "4,000" in labels
+        assert "4,000" in browser.band_labels(page)
+        assert browser.drawn_points(page)["instance trail"] == 4
         page.get_by_text(f"Selection · {n_selected:,} samples").first.wait_for(timeout=10_000)
         page.get_by_text(re.compile(r"Instance \d+ across 4 steps")).first.wait_for(timeout=10_000)
         page.wait_for_timeout(1000)
@@ -89,13 +112,11 @@ def test_view_hover_select_and_live_update(tmp_path):
         page.screenshot(path=str(ARTIFACTS / "viewer_browser.png"))  # (a full-page capture re-lays out the page)
 
         # Click a step on the signals chart: the map shows that step (and the reference) only.
-        chart = ".st-key-signals_metrics .js-plotly-plot"
+        chart = ".st-key-signals_metrics .evolines"
         page.locator(chart).scroll_into_view_if_needed()
-        x, y = page.evaluate(f"""() => {{ const gd = document.querySelector('{chart}'); const t = gd._fullData[0];
-            const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
-            return [r.left + gd._fullLayout.xaxis.l2p(t.x[1]), r.top + gd._fullLayout.yaxis.l2p(t.y[1])]; }}""")
+        x, y = page.evaluate(f"() => document.querySelector('{chart}').evolines.pixelOf(0, 1)")  # step 2,000
         page.mouse.click(x, y)
         page.get_by_text("Showing step 2,000 only").wait_for(timeout=20_000)
         page.wait_for_function(
-            f"() => document.querySelector('{browser.MAP}')._fullData.filter(t => t.name !== 'instance trail')"
-            f".reduce((a, t) => a + (t._length || 0), 0) === {PER_STEP + N_REAL}", timeout=20_000)
+            f"() => document.querySelector('{browser.MAP}').evomap.info().markers === {PER_STEP + N_REAL}",
+            timeout=20_000)

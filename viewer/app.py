@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from viewer import data, hover, preload
+from viewer import canvas, data, hover, preload
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +43,32 @@ def _plain(value: Any) -> Any:
         return None
 
 
-def _selection_of(key: str) -> dict[str, Any] | None:
-    event = st.session_state.get(key)
-    if not event:
-        return None
+def _state(key: str, name: str) -> Any:
+    """One value of a component's state (``st.session_state[key]``), as plain data."""
     try:
-        return _plain(event["selection"])
-    except (KeyError, TypeError):
+        return _plain((st.session_state.get(key) or {})[name])
+    except (KeyError, TypeError, AttributeError):
         return None
 
 
 def _on_map_select() -> None:
     """User changed the map selection (also fires when it is cleared)."""
-    sel = _selection_of(MAP_KEY)
+    sel = _state(MAP_KEY, "selection")
     st.session_state["sel"] = sel if not data.selection_is_empty(sel) else None
-    # The chart already shows this selection: redraw it only once the figure changes anyway.
-    st.session_state["sel_sig"] = st.session_state.get("_map_sig")
-    row = data.clicked_row(sel)
+
+
+def _on_map_click() -> None:
+    """User clicked a point: follow its instance."""
+    row = _state(MAP_KEY, "click")
     if row is not None:
-        st.session_state["trail_row"] = row
+        st.session_state["trail_row"] = int(row)
 
 
 def _on_step_click(key: str) -> None:
-    sel = _selection_of(key)
-    points = (sel or {}).get("points") or []
-    if points and points[0].get("x") is not None:
-        st.session_state["focus_step"] = int(round(float(points[0]["x"])))
+    """User clicked a point on a signals chart: show that step only."""
+    step = _state(key, "step")
+    if step is not None:
+        st.session_state["focus_step"] = int(step)
 
 
 def _on_table_select() -> None:
@@ -86,17 +86,15 @@ def _sync_injected_state() -> None:
     """Pick up selections present in session_state before the charts are drawn.
 
     In a live app the callbacks above already did this; in ``AppTest`` a test injects
-    ``session_state["map"] = {"selection": {...}}`` and no callback runs.
+    ``session_state["map"] = {"selection": {...}}`` (or ``{"click": row}``, or
+    ``session_state["signals_chart"] = {"step": 2000}``) and no callback runs.
     """
-    sel = _selection_of(MAP_KEY)
+    sel = _state(MAP_KEY, "selection")
     if not data.selection_is_empty(sel):
         st.session_state["sel"] = sel
-        row = data.clicked_row(sel)
-        if row is not None:
-            st.session_state["trail_row"] = row
+    _on_map_click()
     for key in (SIGNALS_KEY, LOSSES_KEY):
-        if _selection_of(key):
-            _on_step_click(key)
+        _on_step_click(key)
 
 
 # ----------------------------------------------------------------------------- live refresh
@@ -232,17 +230,16 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
     else:
         options = [c for c in table if c != "step"]
         cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table), key="signal_cols")
-        fig = data.signals_figure(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
-                                  focus_step=st.session_state.get("focus_step"))
+        spec = data.signals_spec(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
+                                 focus_step=st.session_state.get("focus_step"))
         with st.container(key="signals_metrics"):
-            st.plotly_chart(fig, key=SIGNALS_KEY, on_select=lambda: _on_step_click(SIGNALS_KEY),
-                            selection_mode="points", config={"displayModeBar": False})
+            canvas.step_lines(spec, key=SIGNALS_KEY, on_step=lambda: _on_step_click(SIGNALS_KEY))
     losses = data.scalars(path, commit)
     if losses and "step" in losses and len(losses["step"]):
-        fig = data.signals_figure(losses, [c for c in losses if c != "step"], alerts, title="Trainer losses",
-                                  focus_step=st.session_state.get("focus_step"), height_per=140)
-        st.plotly_chart(fig, key=LOSSES_KEY, on_select=lambda: _on_step_click(LOSSES_KEY),
-                        selection_mode="points", config={"displayModeBar": False})
+        spec = data.signals_spec(losses, [c for c in losses if c != "step"], alerts, title="Trainer losses",
+                                 focus_step=st.session_state.get("focus_step"), height_per=100)
+        with st.container(key="signals_losses"):
+            canvas.step_lines(spec, key=LOSSES_KEY, on_step=lambda: _on_step_click(LOSSES_KEY))
     else:
         st.caption("No trainer losses in this store (the watcher reads them from the run's logs when present).")
 
@@ -363,21 +360,14 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
     trail_row = st.session_state.get("trail_row")
     trail = data.instance_trail(d, int(trail_row)) if trail_row is not None and 0 <= int(trail_row) < d.n else np.zeros(0, np.int64)
 
-    # Redrawing a kept box/lasso changes the figure (a remount): do it only when the figure
-    # changes anyway (new commit, filters, colours), never right after the user selected.
-    sig = hash((commit, layout, color, f, tuple(trail.tolist()),
-                None if highlight is None else tuple(highlight.tolist())))
-    st.session_state["_map_sig"] = sig
-    redraw = sel if st.session_state.get("sel_sig") != sig else None
-    fig, mode = data.cached_map_figure(path, commit, layout, color, f, d, xy, visible, c, trail=trail,
-                                       highlight=highlight, selection=redraw)
+    spec, mode = data.cached_map_spec(path, commit, layout, color, f, d, xy, visible, c, trail=trail,
+                                      highlight=highlight)
     st.caption(f"{int(visible.sum()):,} samples match the filters"
                + (f" · density view (each pixel aggregates its samples; {data.SAMPLE_POINTS:,} sampled points "
                   "take hovers and clicks; box/lasso selects from all)" if mode == "density" else "")
-               + " · drag to select, click a point to follow its instance")
+               + " · drag to select (box, lasso), wheel to zoom, click a point to follow its instance")
     with st.container(key=data.MAP_CONTAINER):
-        st.plotly_chart(fig, key=MAP_KEY, on_select=_on_map_select, selection_mode=("points", "box", "lasso"),
-                        config={"scrollZoom": True, "displaylogo": False})
+        canvas.evolution_map(spec, sel, key=MAP_KEY, on_selection=_on_map_select, on_click=_on_map_click)
     hover.hover_preview(path, commit, d)
 
     trail_panel(path, commit, d, trail)
@@ -402,7 +392,7 @@ def live_status_error(path: str) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="evowatch", layout="wide")
-    preload.preload_charts(after=data.MAP_SELECTOR)  # first: Plotly loads while the script runs
+    preload.preload_charts(after=data.MAP_SELECTOR)  # first: chunks load while the script runs
     path = store_argument()
     if not path:
         st.title("evowatch")

@@ -1,10 +1,10 @@
 """The viewer as Streamlit's ASGI app (what ``evowatch view`` runs): ``viewer/app.py`` plus
 one header on the page.
 
-The page's document carries ``Link: <static/js/PlotlyChart….js>; rel=modulepreload``, so the
-browser fetches and compiles Streamlit's Plotly chunk (plotly.js, ~4.7 MB) while Streamlit's
-own front end starts, instead of after the script's first output reaches the page (the
-map's first paint waited on that chunk; docs/viewer.md).
+The page's document carries ``Link: <static/js/BidiComponent….js>; rel=modulepreload``, so
+the browser fetches and compiles the chunk that runs the map's component while Streamlit's
+own front end starts, instead of after the script's first output reaches the page
+(docs/viewer.md).
 """
 from __future__ import annotations
 

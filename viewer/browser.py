@@ -73,44 +73,68 @@ def chromium(home: Path) -> Iterator[object]:
             browser.close()
 
 
-def wait_for_map(page, timeout_ms: int = 60_000) -> None:
-    """Until the map's WebGL points (or its raster) have been drawn."""
+def _info(page) -> dict:
+    return page.evaluate(f"() => {{ const m = document.querySelector('{MAP}'); return m && m.evomap ? m.evomap.info() : null; }}")
+
+
+def wait_for_map(page, timeout_ms: int = 60_000, *, changed_from: str | None = None) -> None:
+    """Until the map's markers (and its raster, if any) have been drawn; with
+    ``changed_from`` (a spec signature from :func:`map_signature`), until a new spec is."""
     page.wait_for_function(
-        f"""() => {{ const gd = document.querySelector('{MAP}');
-            return gd && gd._fullData && gd._fullLayout && gd._fullData.length > 0
-                   && gd.querySelector('canvas, .layer-below image, .imagelayer image'); }}""",
-        timeout=timeout_ms)
+        f"""(old) => {{ const m = document.querySelector('{MAP}');
+            if (!m || !m.evomap) return false;
+            const i = m.evomap.info();
+            return i.draws > 0 && i.complete && i.sig !== old; }}""",
+        arg=changed_from, timeout=timeout_ms)
+
+
+def map_signature(page) -> str | None:
+    """The drawn spec's signature (changes with the store commit, filters, colours, trail)."""
+    info = _info(page)
+    return info and info["sig"]
 
 
 def wait_for_hover_listener(page, timeout_ms: int = 20_000) -> None:
-    """Until the hover component has hooked the drawn map (it mounts after the map, and a
-    pointer that moves before that gets no preview until it moves again)."""
-    page.wait_for_function(
-        f"""() => {{ const gd = document.querySelector('{MAP}'), s = window.__evowatchHover;
-            return gd && s && s.onHover && gd._ev && gd._ev.listeners('plotly_hover').includes(s.onHover); }}""",
-        timeout=timeout_ms)
+    """Until the hover component listens to the map (it mounts after the map, and a pointer
+    that moves before that gets no preview until it moves again)."""
+    page.wait_for_function("() => window.__evowatchHover && window.__evowatchHover.listening", timeout=timeout_ms)
 
 
 def drawn_points(page) -> dict[str, int]:
-    """Markers drawn per map trace, from the plotly graph div."""
-    pairs = page.evaluate(f"() => document.querySelector('{MAP}')._fullData.map(t => [t.name, t._length || 0])")
-    return {name: int(n) for name, n in pairs}
+    """Markers drawn: the points (all visible rows, or the raster's sample), the instance
+    trail and the query matches."""
+    info = _info(page) or {}
+    return {"points": int(info.get("markers", 0)), "instance trail": int(info.get("trail", 0)),
+            "query match": int(info.get("highlight", 0))}
+
+
+def band_labels(page) -> list[str]:
+    return list((_info(page) or {}).get("labels", []))
+
+
+def map_tool(page, name: str) -> None:
+    """Press one of the map's tool buttons: box, lasso, pan, reset, clear."""
+    page.locator(f"{MAP} .evomap-tools button", has_text=name).click()
+
+
+def drag_path(page, points: list[tuple[float, float]], tool: str = "box") -> None:
+    """Drag on the map with ``tool`` through ``points`` (fractions of the plot area)."""
+    map_tool(page, tool)
+    box = page.evaluate(f"() => document.querySelector('{MAP}').evomap.plotRect()")
+    at = [(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy) for fx, fy in points]
+    page.mouse.move(*at[0])
+    page.mouse.down()
+    for x, y in at[1:]:
+        page.mouse.move(x, y, steps=max(1, 8 // (len(at) - 1)))
+    page.mouse.up()
 
 
 def drag_box(page, x0: float, y0: float, x1: float, y1: float) -> None:
     """Drag a box selection on the map, corners as fractions of the plot area."""
-    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y0)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * x1, box["y"] + box["height"] * y1, steps=8)
-    page.mouse.up()
+    drag_path(page, [(x0, y0), (x1, y1)], "box")
 
 
-def point_pixel(page, trace: int, index: int) -> tuple[float, float]:
-    """Page coordinates of one drawn point."""
-    x, y = page.evaluate(
-        f"""() => {{ const gd = document.querySelector('{MAP}'); const t = gd._fullData[{trace}];
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-            const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
-            return [r.left + xa.l2p(t.x[{index}]), r.top + ya.l2p(t.y[{index}])]; }}""")
+def point_pixel(page, index: int) -> tuple[float, float]:
+    """Page coordinates of the ``index``-th drawn marker (markers are in row order)."""
+    x, y = page.evaluate(f"(i) => document.querySelector('{MAP}').evomap.pixelOf(i)", index)
     return float(x), float(y)

@@ -5,14 +5,14 @@ The page (``viewer/app.py``) stays a thin layout over this module (style.md item
 - Loaders are keyed on ``(store path, Commit)``: a :class:`Commit` holds every committed
   count the viewer depends on, so a new commit from the watcher invalidates exactly the
   loaders it affects and nothing is re-read between reruns otherwise.
-- Everything else is a pure function on numpy arrays returning plain values or Plotly
-  figure dicts, testable without a server.
+- Everything else is a pure function on numpy arrays returning plain values, the map's
+  canvas spec or Plotly figure dicts (signals), testable without a server.
 
-Scale (issue 6: a million points). The map is a Plotly ``scattergl`` (WebGL) chart while
-the visible points number at most :data:`MAX_POINTS`; past that it switches to a
-datashader-style raster: every visible point is binned server-side into one PNG (count
-gives the opacity, the colour mode gives the hue) and only a fixed random sample of
-:data:`SAMPLE_POINTS` points is sent as WebGL markers for hover and clicks. The browser
+Scale (issue 6: a million points). The map is a canvas (:mod:`viewer.canvas_map`) that
+draws every visible point while they number at most :data:`MAX_POINTS`; past that it
+switches to a datashader-style raster: every visible point is binned server-side into one
+PNG (count gives the opacity, the colour mode gives the hue) and only a fixed random sample
+of :data:`SAMPLE_POINTS` points is sent as markers for hover and clicks. The browser
 payload therefore stays about 1 MB at any size. Box and lasso selections are resolved
 server-side from the selection's geometry against *all* visible rows, not just the drawn
 sample, so selecting in raster mode loses nothing. (Why not pydeck: its selection is
@@ -22,6 +22,7 @@ what ``np.bincount`` does here in tens of milliseconds.)
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
@@ -37,16 +38,14 @@ from stores.zarr_store import StoreReader
 
 log = logging.getLogger(__name__)
 
-#: Visible points drawn one by one (WebGL markers); above this the map is a raster.
-#: The map's container key, and the CSS selector of its Plotly graph div (the hover listener,
-#: the preload and the browser tests find the drawn map by it).
+#: The map's container key, and the CSS selector of the drawn map (the preload and the
+#: browser tests find it by this).
 MAP_CONTAINER = "evo_map"
-MAP_SELECTOR = f".st-key-{MAP_CONTAINER} .js-plotly-plot"
+MAP_SELECTOR = f".st-key-{MAP_CONTAINER} .evomap"
+#: Visible points drawn one by one as markers; above this the map is a raster.
 MAX_POINTS = 40_000
 #: Markers drawn over the raster for hover and clicks.
 SAMPLE_POINTS = 8_000
-#: Markers with a per-point hover text at most (above: a template over customdata).
-TEXT_POINTS = 2_000
 #: Raster size (pixels) of the density map.
 RASTER_SIZE = (1000, 640)
 #: Seconds between polls of the store's committed counts.
@@ -352,62 +351,37 @@ def _points_in_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndar
 
 
 def _floats(values: Any) -> np.ndarray:
-    if isinstance(values, dict):  # plotly typed arrays come back keyed by index
+    if isinstance(values, dict):  # arrays that went through Streamlit's state may come back keyed by index
         values = [values[k] for k in sorted(values, key=int)]
     return np.asarray(values, np.float64).ravel()
-
-
-def _customdata_row(point: dict[str, Any]) -> int | None:
-    cd = point.get("customdata")
-    if isinstance(cd, dict):
-        cd = cd.get("0", cd.get(0))
-    elif isinstance(cd, (list, tuple)):
-        cd = cd[0] if cd else None
-    try:
-        return int(cd) if cd is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def selection_is_empty(selection: dict[str, Any] | None) -> bool:
     if not selection:
         return True
-    return not (selection.get("points") or selection.get("box") or selection.get("lasso"))
+    return not (selection.get("box") or selection.get("lasso"))
 
 
 def selected_rows(xy: np.ndarray, visible: np.ndarray, selection: dict[str, Any] | None) -> np.ndarray:
-    """Rows (sorted) picked by a Plotly selection: boxes and lassos are resolved against
-    every visible row (so raster mode loses nothing); bare clicks come from customdata."""
+    """Rows (sorted) inside a map selection's boxes and lassos (data coordinates), resolved
+    against every visible row, so raster mode loses nothing."""
     if selection_is_empty(selection):
         return np.zeros(0, np.int64)
-    regions = list(selection.get("box") or []) + list(selection.get("lasso") or [])
-    if regions:
-        rows = np.flatnonzero(visible)
-        x, y = xy[rows, 0], xy[rows, 1]
-        hit = np.zeros(len(rows), bool)
-        for region in regions:
+    rows = np.flatnonzero(visible)
+    x, y = xy[rows, 0], xy[rows, 1]
+    hit = np.zeros(len(rows), bool)
+    for kind in ("box", "lasso"):
+        for region in selection.get(kind) or []:
             px, py = _floats(region.get("x", [])), _floats(region.get("y", []))
             if not len(px) or len(px) != len(py):
                 continue
-            if region in (selection.get("box") or []) and len(px) == 2:
-                hit |= (x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max())
+            inb = (x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max())
+            if kind == "box":
+                hit |= inb
             else:
-                inb = (x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max())
                 sub = np.flatnonzero(inb)
                 hit[sub] |= _points_in_polygon(x[sub], y[sub], px, py)
-        return rows[hit]
-    picked = {_customdata_row(p) for p in selection.get("points") or []}
-    picked.discard(None)
-    out = np.array(sorted(r for r in picked if 0 <= r < len(visible) and visible[r]), np.int64)
-    return out
-
-
-def clicked_row(selection: dict[str, Any] | None) -> int | None:
-    """The row of a single clicked point (no box or lasso), else None."""
-    if selection_is_empty(selection) or selection.get("box") or selection.get("lasso"):
-        return None
-    points = selection.get("points") or []
-    return _customdata_row(points[0]) if len(points) == 1 else None
+    return rows[hit]
 
 
 def instance_trail(d: MapData, row: int) -> np.ndarray:
@@ -515,145 +489,92 @@ def density_png(xy: np.ndarray, rgb: np.ndarray, bounds: tuple[float, float, flo
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _hover(d: MapData, rows: np.ndarray) -> list[str]:
-    """Short hover text; per-point strings are only built for small point counts."""
-    kinds = np.array(d.kinds, dtype=object)[d.kind[rows]]
-    labels = np.array(list(d.labels) + ["–"], dtype=object)[np.where(d.label[rows] < 0, len(d.labels), d.label[rows])]
-    steps = np.where(d.kind[rows] == fmt.KIND_CODES["generated"], d.step[rows].astype(str), "reference")
-    return [f"row {r} · step {s} · {k} · {lab}" for r, s, k, lab in zip(rows, steps, kinds, labels)]
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
 
 
-def _points_trace(name: str, xy: np.ndarray, rows: np.ndarray, *, color: Any, size: float,
-                  opacity: float, text: list[str] | None, showlegend: bool = True,
-                  colorscale: bool = False, c: Coloring | None = None) -> dict[str, Any]:
-    marker: dict[str, Any] = {"size": size, "opacity": opacity, "color": color}
-    if colorscale and c is not None:
-        marker.update(colorscale="Viridis", cmin=c.vmin, cmax=c.vmax,
-                      colorbar={"title": {"text": c.title}, "thickness": 12})
-    trace: dict[str, Any] = {
-        "type": "scattergl", "mode": "markers", "name": name, "x": xy[rows, 0], "y": xy[rows, 1],
-        "customdata": rows.astype(np.int32), "marker": marker, "showlegend": showlegend,
-        "selected": {"marker": {"opacity": 1.0}}, "unselected": {"marker": {"opacity": 0.25 * opacity}},
-    }
-    if text is not None:
-        trace["text"] = text
-        trace["hovertemplate"] = "%{text}<extra></extra>"
-    elif colorscale and c is not None:  # the colour value is already in the payload: no per-point text
-        fmt_ = ":," if c.title == "step" else ":.4g"
-        trace["hovertemplate"] = f"row %{{customdata}} · {c.title} %{{marker.color{fmt_}}}<extra></extra>"
-    else:
-        trace["hovertemplate"] = f"row %{{customdata}} · {name}<extra></extra>"
-    return trace
+def _legend(c: Coloring, rows: np.ndarray) -> dict[str, Any]:
+    """Legend entries for the rows shown: the categories present, or the colour scale plus
+    the rows without a value (the real reference when colouring by step)."""
+    if c.categorical:
+        present = np.unique(c.codes[rows]) if len(rows) else np.zeros(0, np.int64)
+        items = [[c.names[k] if 0 <= k < len(c.names) else "other",
+                  c.colors[k] if 0 <= k < len(c.colors) else REFERENCE_COLOR] for k in present]
+        return {"items": items}
+    stops = ["#%02x%02x%02x" % tuple(int(v) for v in rgb) for rgb in _viridis(np.linspace(0, 1, 9))]
+    number = (lambda v: f"{v:,.0f}") if c.title == "step" else (lambda v: f"{v:.4g}")
+    items = []
+    if len(rows) and not np.isfinite(c.values[rows]).all():
+        items.append(["real reference" if c.title == "step" else f"no {c.title}", REFERENCE_COLOR])
+    return {"scale": {"title": c.title, "low": number(c.vmin), "high": number(c.vmax), "stops": stops}, "items": items}
 
 
-def map_figure(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
-               layout: Layout = "rectilinear", trail: np.ndarray | None = None,
-               highlight: np.ndarray | None = None, selection: dict[str, Any] | None = None,
-               max_points: int = MAX_POINTS, sample_points: int = SAMPLE_POINTS,
-               height: int = 620, seed: int = 0) -> tuple[dict[str, Any], str]:
-    """The evolution map as a Plotly figure dict, and the render mode ("points"/"density").
+def _overlay(xy: np.ndarray, rows: np.ndarray | None) -> dict[str, list] | None:
+    if rows is None or not len(rows):
+        return None
+    return {"x": xy[rows, 0].tolist(), "y": xy[rows, 1].tolist(), "row": rows.tolist()}
 
-    Every visible row is a WebGL marker up to ``max_points``; past that the visible rows
-    are aggregated into a raster (:func:`density_png`) and a fixed random sample of
-    ``sample_points`` rows is drawn as faint markers for hover and clicks.
+
+def map_spec(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
+             layout: Layout = "rectilinear", trail: np.ndarray | None = None,
+             highlight: np.ndarray | None = None, max_points: int = MAX_POINTS,
+             sample_points: int = SAMPLE_POINTS, height: int = 620, seed: int = 0) -> tuple[dict[str, Any], str]:
+    """The evolution map for the canvas component (:mod:`viewer.canvas_map`), and its
+    render mode ("points"/"density").
+
+    Every visible row is a marker up to ``max_points``; past that the visible rows are
+    aggregated into a raster (:func:`density_png`) and a fixed random sample of
+    ``sample_points`` rows is drawn as faint markers for hover and clicks. Markers travel as
+    base64 typed arrays (13 bytes a point before base64).
     """
     rows = np.flatnonzero(visible)
     bounds = _bounds(xy[d.current] if d.current.any() else xy)
     mode = "points" if len(rows) <= max_points else "density"
-    traces: list[dict[str, Any]] = []
-    images: list[dict[str, Any]] = []
+    raster = None
     if mode == "density":
-        x0, x1, y0, y1 = bounds
-        images.append({"source": density_png(xy[rows], row_rgb(c, rows), bounds), "xref": "x", "yref": "y",
-                       "x": x0, "y": y1, "sizex": x1 - x0, "sizey": y1 - y0, "sizing": "stretch",
-                       "layer": "below", "opacity": 1.0})
+        raster = density_png(xy[rows], row_rgb(c, rows), bounds)
         rng = np.random.default_rng(seed)
         drawn = np.sort(rng.choice(rows, size=min(sample_points, len(rows)), replace=False))
-        size, opacity = 3.0, 0.35
+        radius, opacity = 1.2, 0.35
     else:
         drawn = rows
-        size = 6.0 if len(rows) < 2_000 else 4.0 if len(rows) < 30_000 else 2.5
+        radius = 3.0 if len(rows) < 2_000 else 2.0 if len(rows) < 30_000 else 1.3
         opacity = 0.85 if len(rows) < 30_000 else 0.6
-    # Per-point hover strings cost ~60 bytes a point (half the payload at 8k markers): only
-    # for small maps. Larger ones hover "row · category/value" from data already sent, and
-    # the hover thumbnail (viewer/hover.py) carries step, label and file name.
-    text_ok = len(drawn) <= TEXT_POINTS
-    if c.categorical:
-        codes = c.codes[drawn]
-        for code in np.unique(codes):
-            sub = drawn[codes == code]
-            name = c.names[code] if 0 <= code < len(c.names) else "other"
-            color = c.colors[code] if 0 <= code < len(c.colors) else REFERENCE_COLOR
-            traces.append(_points_trace(name, xy, sub, color=color, size=size, opacity=opacity,
-                                        text=_hover(d, sub) if text_ok else None))
-    else:
-        vals = c.values[drawn]
-        fin = np.isfinite(vals)
-        ref = drawn[~fin]
-        if len(ref):
-            name = "real reference" if c.title == "step" else f"no {c.title}"
-            traces.append(_points_trace(name, xy, ref, color=REFERENCE_COLOR, size=size, opacity=opacity,
-                                        text=_hover(d, ref) if text_ok else None))
-        gen = drawn[fin]
-        if len(gen) or not traces:
-            traces.append(_points_trace(c.title, xy, gen, color=c.values[gen].astype(np.float32), size=size,
-                                        opacity=opacity, text=_hover(d, gen) if text_ok else None,
-                                        showlegend=False, colorscale=True, c=c))
-    if highlight is not None and len(highlight):
-        traces.append({"type": "scattergl", "mode": "markers", "name": "query match",
-                       "x": xy[highlight, 0], "y": xy[highlight, 1], "customdata": highlight.astype(np.int32),
-                       "marker": {"size": 10, "symbol": "star", "color": "#ffd400", "line": {"width": 1, "color": "#000"}},
-                       "hovertemplate": "query match · row %{customdata}<extra></extra>"})
-    if trail is not None and len(trail):
-        traces.append({"type": "scatter", "mode": "lines+markers", "name": "instance trail",
-                       "x": xy[trail, 0], "y": xy[trail, 1], "customdata": trail.astype(np.int32),
-                       "text": _hover(d, trail), "hovertemplate": "trail · %{text}<extra></extra>",
-                       "line": {"color": "#d62728", "width": 2},
-                       "marker": {"size": 10, "color": "#d62728", "line": {"width": 1.5, "color": "#fff"}}})
-    x0, x1, y0, y1 = bounds
-    lay: dict[str, Any] = {
-        "height": height, "margin": {"l": 10, "r": 10, "t": 56, "b": 36},
-        "dragmode": "select", "clickmode": "event+select", "uirevision": layout, "hovermode": "closest",
-        "xaxis": {"range": [x0, x1], "showgrid": False, "zeroline": False, "showticklabels": False},
-        "yaxis": {"range": [y0, y1], "showgrid": False, "zeroline": False, "showticklabels": False},
-        "legend": {"orientation": "h", "y": -0.01, "yanchor": "top", "x": 0, "itemsizing": "constant"},
-        "images": images, "annotations": _band_labels(d, xy, layout),
-    }
-    if layout == "radial":
-        lay["yaxis"].update(scaleanchor="x", scaleratio=1)
-    if selection and not selection_is_empty(selection):
-        # Plain shapes, not layout.selections: an active selection would swallow clicks.
-        lay["shapes"] = _selection_shapes(selection)
-    return {"data": traces, "layout": lay}, mode
+    points = {"n": int(len(drawn)), "radius": radius, "opacity": opacity,
+              "x": _b64(xy[drawn, 0].astype(np.float32)), "y": _b64(xy[drawn, 1].astype(np.float32)),
+              "row": _b64(drawn.astype(np.int32)),
+              "rgb": _b64(np.clip(np.rint(row_rgb(c, drawn)), 0, 255).astype(np.uint8))}
+    spec = {"mode": mode, "bounds": list(bounds), "equal": layout == "radial", "height": height,
+            "view_key": layout, "raster": raster, "points": points, "legend": _legend(c, rows),
+            "labels": _band_labels(d, xy, layout), "trail": _overlay(xy, trail), "highlight": _overlay(xy, highlight)}
+    return spec, mode
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _cached_map_figure(path: str, commit: Commit, layout: str, color: str, f: Filters, trail: tuple[int, ...],
-                       highlight: tuple[int, ...] | None, selection: str, _d: MapData, _xy: np.ndarray,
-                       _visible: np.ndarray, _c: Coloring) -> tuple[dict[str, Any], str]:
-    import json
+def _cached_map_spec(path: str, commit: Commit, layout: str, color: str, f: Filters, trail: tuple[int, ...],
+                     highlight: tuple[int, ...] | None, _d: MapData, _xy: np.ndarray, _visible: np.ndarray,
+                     _c: Coloring) -> tuple[dict[str, Any], str]:
+    spec, mode = map_spec(_d, _xy, _visible, _c, layout=layout,  # type: ignore[arg-type]
+                          trail=np.asarray(trail, np.int64),
+                          highlight=None if highlight is None else np.asarray(highlight, np.int64))
+    key = repr((path, commit, layout, color, f, trail, highlight)).encode()
+    spec["sig"] = hashlib.blake2b(key, digest_size=8).hexdigest()  # the component redraws only a new spec
+    return spec, mode
 
-    return map_figure(_d, _xy, _visible, _c, layout=layout,  # type: ignore[arg-type]
-                      trail=np.asarray(trail, np.int64), highlight=None if highlight is None else np.asarray(highlight, np.int64),
-                      selection=json.loads(selection) if selection else None)
 
-
-def cached_map_figure(path: str | Path, commit: Commit, layout: Layout, color: ColorMode, f: Filters,
-                      d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *, trail: np.ndarray,
-                      highlight: np.ndarray | None, selection: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """:func:`map_figure`, shared between reruns and sessions: ``d``, ``xy``, ``visible`` and
+def cached_map_spec(path: str | Path, commit: Commit, layout: Layout, color: ColorMode, f: Filters,
+                    d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *, trail: np.ndarray,
+                    highlight: np.ndarray | None) -> tuple[dict[str, Any], str]:
+    """:func:`map_spec`, shared between reruns and sessions: ``d``, ``xy``, ``visible`` and
     ``c`` are functions of (store, commit, layout, colour, filters), so those are the key. A
-    selection or table click rerun, or a second browser tab, reuses the built figure (its
+    selection or table click rerun, or a second browser tab, reuses the built spec (its
     raster PNG and arrays) instead of rebuilding it. Never mutate the returned dict."""
-    import json
-
-    return _cached_map_figure(str(path), commit, layout, color, f, tuple(int(r) for r in trail),
-                              None if highlight is None else tuple(int(r) for r in highlight),
-                              json.dumps(selection, sort_keys=True) if selection else "", d, xy, visible, c)
+    return _cached_map_spec(str(path), commit, layout, color, f, tuple(int(r) for r in trail),
+                            None if highlight is None else tuple(int(r) for r in highlight), d, xy, visible, c)
 
 
-def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[dict[str, Any]]:
-    """Step names over the bands (rectilinear), at most ~25 of them."""
+def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[tuple[float, str]]:
+    """(x, text) step names over the bands (rectilinear), at most ~25 of them."""
     if layout != "rectilinear" or not d.n:
         return []
     out = []
@@ -663,73 +584,30 @@ def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[dict[str, A
         rows = d.step_index == k
         if not rows.any():
             continue
-        text = "real" if k < 0 else f"{int(d.steps[k]):,}"
-        out.append({"x": float(np.median(xy[rows, 0])), "y": 1.0, "yref": "paper", "yanchor": "bottom",
-                    "text": text, "showarrow": False, "font": {"size": 10, "color": "#555"}})
+        out.append((float(np.median(xy[rows, 0])), "real" if k < 0 else f"{int(d.steps[k]):,}"))
     return out
 
 
-_KEPT = {"line": {"color": "#444", "width": 1.5, "dash": "dash"}, "fillcolor": "rgba(0,0,0,0.03)", "layer": "below"}
-
-
-def _selection_shapes(selection: dict[str, Any]) -> list[dict[str, Any]]:
-    """Redraw a kept box/lasso after the chart was rebuilt (e.g. by a new commit)."""
-    shapes = []
-    for box in selection.get("box") or []:
-        x, y = _floats(box.get("x", [])), _floats(box.get("y", []))
-        if len(x) == 2 and len(y) == 2:
-            shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": float(x[0]), "x1": float(x[1]),
-                           "y0": float(y[0]), "y1": float(y[1]), **_KEPT})
-    for lasso in selection.get("lasso") or []:
-        x, y = _floats(lasso.get("x", [])), _floats(lasso.get("y", []))
-        if len(x) > 2:
-            path = "M" + "L".join(f"{a:.5g},{b:.5g}" for a, b in zip(x, y)) + "Z"
-            shapes.append({"type": "path", "xref": "x", "yref": "y", "path": path, **_KEPT})
-    return shapes
-
-
-def signals_figure(table: dict[str, np.ndarray], columns: Sequence[str], alerts: Sequence[dict[str, Any]],
-                   *, title: str, focus_step: int | None = None, height_per: int = 170) -> dict[str, Any]:
-    """Per-step line charts (one row per column) with alerts as red markers and lines."""
+def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: Sequence[dict[str, Any]],
+                 *, title: str, focus_step: int | None = None, height_per: int = 120) -> dict[str, Any]:
+    """Per-step line charts for :func:`viewer.canvas.step_lines`: one panel per column
+    sharing the step axis; each alert is a red cross on the columns its rule concerns and a
+    dotted line across all panels; NaN values are gaps (None)."""
     columns = [c for c in columns if c in table and c != "step"]
-    n = max(1, len(columns))
     steps = np.asarray(table.get("step", np.zeros(0)))
     order = np.argsort(steps, kind="stable")
-    gap = 0.06 if n > 1 else 0.0
-    h = (1.0 - gap * (n - 1)) / n
-    traces: list[dict[str, Any]] = []
-    lay: dict[str, Any] = {"height": 60 + height_per * n, "margin": {"l": 50, "r": 10, "t": 30, "b": 30},
-                           "showlegend": False, "hovermode": "closest", "title": {"text": title, "font": {"size": 13}},
-                           "clickmode": "event+select", "dragmode": False, "shapes": [], "annotations": []}
-    for i, col in enumerate(columns):
-        ax = "" if i == 0 else str(i + 1)
-        top = 1.0 - i * (h + gap)
-        lay[f"yaxis{ax}"] = {"domain": [max(0.0, top - h), top], "title": {"text": col, "font": {"size": 10}},
-                             "anchor": f"x{ax}"}
-        lay[f"xaxis{ax}"] = {"anchor": f"y{ax}", "matches": "x" if i else None, "showticklabels": i == n - 1}
-        if not i:
-            lay["xaxis"].pop("matches")
+    x = steps[order]
+    series = []
+    for col in columns:
         y = np.asarray(table[col], np.float64)[order]
-        traces.append({"type": "scatter", "mode": "lines+markers", "name": col, "x": steps[order], "y": y,
-                       "xaxis": f"x{ax}", "yaxis": f"y{ax}", "marker": {"size": 6},
-                       "hovertemplate": f"step %{{x}}<br>{col} %{{y:.4g}}<extra></extra>"})
-        hits = [a for a in alerts if _alert_matches(a, col)]
-        if hits:
-            ax_steps = [int(a.get("step", 0)) for a in hits]
-            yv = [float(np.interp(s, steps[order], y)) if len(steps) else 0.0 for s in ax_steps]
-            traces.append({"type": "scatter", "mode": "markers", "name": "alert", "x": ax_steps, "y": yv,
-                           "xaxis": f"x{ax}", "yaxis": f"y{ax}",
-                           "marker": {"size": 13, "symbol": "x", "color": "#d62728"},
-                           "text": [str(a.get("message", a.get("rule", ""))) for a in hits],
-                           "hovertemplate": "ALERT step %{x}: %{text}<extra></extra>"})
-    for a in alerts:
-        lay["shapes"].append({"type": "line", "xref": "x", "yref": "paper", "x0": a.get("step", 0),
-                              "x1": a.get("step", 0), "y0": 0, "y1": 1,
-                              "line": {"color": "#d62728", "width": 1, "dash": "dot"}})
-    if focus_step is not None:
-        lay["shapes"].append({"type": "line", "xref": "x", "yref": "paper", "x0": focus_step, "x1": focus_step,
-                              "y0": 0, "y1": 1, "line": {"color": "#1f77b4", "width": 2}})
-    return {"data": traces, "layout": lay}
+        fin = np.isfinite(y)
+        marks = [[int(a.get("step", 0)), float(np.interp(int(a.get("step", 0)), x[fin], y[fin]))]
+                 for a in alerts if _alert_matches(a, col) and fin.any()]
+        series.append({"name": col, "y": [float(v) if np.isfinite(v) else None for v in y], "alerts": marks})
+    alert_steps = sorted({int(a.get("step", 0)) for a in alerts})
+    messages = {str(int(a.get("step", 0))): str(a.get("message", a.get("rule", ""))) for a in alerts}
+    return {"title": title, "steps": [int(s) for s in x], "series": series, "alert_steps": alert_steps,
+            "messages": messages, "focus": focus_step, "height_per": height_per}
 
 
 _RULE_METRICS = {

@@ -1,14 +1,11 @@
 """Hover thumbnails on the evolution map.
 
-Plotly's hover labels cannot show images and Streamlit's plotly chart reports no hover
-events, so a small ``st.components.v2`` component (it runs in the page's DOM) listens to
-``plotly_hover`` on the map, reports the hovered row (debounced) as component state, and
-shows a floating preview next to the cursor. The state change reruns only the fragment
-around the component, which reads that one row's thumbnail from the store and sends it
-back: no thumbnails travel with the map itself, whatever its size.
-
-The same listener reports clicks on a point (Plotly's WebGL traces do not turn a click into
-a selection), which sets the instance trail.
+The map (:func:`viewer.canvas.evolution_map`) announces the marker under the pointer as a window event
+(``evowatch:hover``); a small ``st.components.v2`` component listens to it, reports the
+hovered row (debounced) as component state, and shows a floating preview next to the
+cursor. The state change reruns only the fragment around the component, which reads that
+one row's thumbnail from the store and sends it back: no thumbnails travel with the map
+itself, whatever its size.
 """
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from viewer import data
+from viewer import canvas, data
 
 KEY = "evo_hover"
 
@@ -28,11 +25,6 @@ export default function (component) {
   const { data, setStateValue } = component;
   const s = window.__evowatchHover || (window.__evowatchHover = { row: null, x: 0, y: 0, timer: null });
   s.set = setStateValue;
-  s.map = data.map;  // the map's CSS selector (viewer.data.MAP_SELECTOR)
-  // One state value carrying both the hovered row and the last click: reruns that coalesce
-  // state updates keep the newest value only, so a click must travel with every later hover.
-  s.last = s.last || { hover: null, click: null };
-  s.send = (change) => { s.last = Object.assign({}, s.last, change); s.set && s.set("ev", s.last); };
   let tip = document.getElementById("evowatch-hover-tip");
   if (!tip) {
     tip = document.createElement("div");
@@ -43,64 +35,37 @@ export default function (component) {
       '<div style="font:11px sans-serif;color:#333;max-width:160px;margin-top:2px;word-break:break-all"></div>';
     document.body.appendChild(tip);
   }
-  const show = () => {
-    if (!data || data.row === undefined || data.row === null || data.row !== s.row || !data.src) return;
-    tip.querySelector("img").src = data.src;
-    tip.querySelector("div").textContent = data.caption || "";
+  s.data = data;
+  s.show = () => {
+    const d = s.data, tip = document.getElementById("evowatch-hover-tip");
+    if (!d || d.row === undefined || d.row === null || d.row !== s.row || !d.src) return;
+    tip.querySelector("img").src = d.src;
+    tip.querySelector("div").textContent = d.caption || "";
     const x = Math.min(s.x + 16, window.innerWidth - 180), y = Math.min(s.y + 16, window.innerHeight - 150);
     tip.style.left = x + "px"; tip.style.top = y + "px"; tip.style.display = "block";
   };
-  show();
-  // Plotly.react/newPlot on a changed figure drops the div's listeners but keeps the div:
-  // re-attach whenever ours are gone (checked twice a second).
-  if (!s.onHover) {
-    s.onHover = (ev) => {
-      const p = ev.points && ev.points[0];
-      if (!p) return;
-      const row = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
-      if (row === undefined || row === null) return;
+  s.show();
+  if (!s.listening) {  // one listener per page, for its lifetime
+    s.listening = true;
+    window.addEventListener("evowatch:hover", (ev) => {
+      const { row, x, y } = ev.detail || {};
+      if (row === null || row === undefined) {
+        clearTimeout(s.timer);
+        s.row = null;
+        document.getElementById("evowatch-hover-tip").style.display = "none";
+        return;
+      }
+      s.x = x; s.y = y;
+      if (row === s.row) return;  // moving over the same point
+      clearTimeout(s.timer);
       s.row = Number(row);
-      if (ev.event) { s.x = ev.event.clientX; s.y = ev.event.clientY; }
-      clearTimeout(s.timer);
-      s.timer = setTimeout(() => s.send({ hover: s.row }), 120);
-    };
-    s.onUnhover = () => {
-      s.row = null; clearTimeout(s.timer);
-      const t = document.getElementById("evowatch-hover-tip");
-      if (t) t.style.display = "none";
-    };
-    // Plotly's WebGL traces do not turn a click into a selection: report clicks ourselves.
-    s.onClick = (ev) => {
-      const p = ev.points && ev.points[0];
-      const row = p && (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata);
-      if (row === undefined || row === null) return;
-      clearTimeout(s.timer);
-      s.send({ hover: Number(row), click: { row: Number(row), t: Date.now() } });
-    };
+      document.getElementById("evowatch-hover-tip").style.display = "none";
+      s.show();  // the thumbnail already here (the same point again)
+      s.timer = setTimeout(() => s.set && s.set("row", s.row), 120);
+    });
   }
-  const hook = () => {
-    const gd = document.querySelector(s.map);
-    if (!gd || typeof gd.on !== "function") return;
-    const listeners = gd._ev && gd._ev.listeners ? gd._ev.listeners("plotly_hover") : [];
-    if (listeners.indexOf(s.onHover) >= 0) return;
-    gd.on("plotly_hover", s.onHover);
-    gd.on("plotly_unhover", s.onUnhover);
-    gd.on("plotly_click", s.onClick);
-  };
-  hook();
-  if (!s.interval) s.interval = setInterval(hook, 500);  // one per page, for its lifetime
 }
 """
-
-_component = None
-
-
-def _mount():
-    global _component
-    if _component is None:
-        _component = st.components.v2.component("evowatch_hover", js=_JS)
-    return _component
-
 
 def thumbnail_uri(thumb: np.ndarray) -> str:
     from PIL import Image
@@ -127,18 +92,11 @@ def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
     def _fragment() -> None:
         state = st.session_state.get(KEY) or {}
         try:
-            event = dict(state.get("ev") or {})
-        except (AttributeError, TypeError, ValueError):
-            event = {}
-        row = event.get("hover")
-        payload = {**hover_payload(path, commit, d, int(row) if row is not None else None),
-                   "map": data.MAP_SELECTOR}
-        _mount()(key=KEY, data=payload, default={"ev": None}, on_ev_change=lambda: None, height=0)
-        click = event.get("click") or {}
-        if click.get("t") is not None and click.get("t") != st.session_state.get("_click_t"):
-            st.session_state["_click_t"] = click["t"]
-            if 0 <= int(click.get("row", -1)) < d.n:
-                st.session_state["trail_row"] = int(click["row"])
-                st.rerun(scope="app")
+            row = state.get("row")
+        except AttributeError:
+            row = None
+        payload = hover_payload(path, commit, d, int(row) if row is not None else None)
+        canvas.component("evowatch_hover", _JS)(key=KEY, data=payload, default={"row": None},
+                                                on_row_change=lambda: None, height=0)
 
     _fragment()

@@ -1,12 +1,10 @@
 """Load Streamlit's front-end chunks before the page asks for them.
 
-Streamlit fetches a chart's chunk only when the first chart of its kind arrives; the
-Plotly chunk (plotly.js, ~4.7 MB) then takes ~0.8 s to evaluate, on the map's critical path.
-The viewer names it to the browser twice: a ``Link: rel=modulepreload`` header on the page
-(:mod:`viewer.asgi`: fetched and compiled while Streamlit's front end starts) and a script
-as the page's first element that imports it (evaluated as soon as the first output
-arrives, while the script still builds the sidebar and the map). The selection panel's
-chunks follow once the map is drawn.
+Streamlit fetches an element's chunk only when the first element of its kind arrives. The
+map is a components-v2 canvas (:mod:`viewer.canvas`) whose chunk the viewer names to the
+browser twice: a ``Link: rel=modulepreload`` header on the page (:mod:`viewer.asgi`:
+fetched and compiled while Streamlit's front end starts) and a script as the page's first
+element that imports it. The selection panel's chunks follow once the map is drawn.
 """
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 #: Chunks (by name; hashed per release) the first paint needs, and those of the selection panel.
-PRELOAD_NOW = ("PlotlyChart",)
+PRELOAD_NOW = ("BidiComponent",)
 PRELOAD_IDLE = ("ImageList", "DataFrame", "DownloadButton")
 
 _PRELOAD_JS = r"""
