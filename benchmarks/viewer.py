@@ -6,15 +6,17 @@ For each size it builds (once, kept in --workdir) a synthetic store with layout 
 starts the viewer like ``evowatch view``, and measures in a fresh browser page:
 
 - ``first_paint_cold_s``: first visit after the server started (Python imports, store read,
-  figure, transfer, WebGL draw);
+  map spec, transfer, canvas draw);
 - ``first_paint_s``: a second, fresh page on the warm server (what a user reopening the
   page or a second user sees) — the bar: <= 3 s at 100k, <= 10 s at 1M;
 - ``filter_s``: tick "only near-copies" until the map is redrawn with the new points
   (bar: <= 1 s at 100k);
 - ``selection_s``: from releasing a dragged box until the selection's thumbnail grid shows
-  (bar: <= 1 s at 100k); ``selection_drag_s`` is the drag itself (8 mouse moves).
+  (bar: <= 1 s at 100k); ``selection_drag_s`` is the drag itself (8 mouse moves);
+- ``map_draw_ms`` / ``filter_draw_ms``: the map canvas's full draw (raster and markers) in
+  the page, at first paint and after the filter (``filter_points``: markers then drawn).
 
-Times are wall-clock on this machine (shared CPU, SwiftShader WebGL): expect noise.
+Times are wall-clock on this machine (shared CPU, no GPU): expect noise.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def measure(store: Path, home: Path) -> dict[str, float]:
             if name == "first_paint_cold_s":
                 page.close()
         out["points_drawn"] = sum(browser.drawn_points(page).values())
+        out["map_draw_ms"] = browser.map_draw_ms(page)  # the canvas's last full draw (raster + markers)
         page.wait_for_timeout(1500)  # let the page settle (hover fragment, signals)
 
         before = browser.map_signature(page)
@@ -65,6 +68,8 @@ def measure(store: Path, home: Path) -> dict[str, float]:
         page.get_by_text("Only near-copies of training images").click()
         browser.wait_for_map(page, changed_from=before)
         out["filter_s"] = time.perf_counter() - t
+        out["filter_draw_ms"] = browser.map_draw_ms(page)
+        out["filter_points"] = browser.drawn_points(page)["points"]
         page.wait_for_timeout(1000)
         before = browser.map_signature(page)
         page.get_by_text("Only near-copies of training images").click()

@@ -108,6 +108,11 @@ def drawn_points(page) -> dict[str, int]:
             "query match": int(info.get("highlight", 0))}
 
 
+def map_draw_ms(page) -> float:
+    """Milliseconds the map canvas's last full draw took (raster and markers)."""
+    return float((_info(page) or {}).get("drawMs") or 0.0)
+
+
 def band_labels(page) -> list[str]:
     return list((_info(page) or {}).get("labels", []))
 

@@ -168,7 +168,8 @@ class EvoMap {
 
   // ------------------------------------------------------------------ drawing
   drawBase() {
-    const ctx = this.base.getContext("2d"), r = this.dpr(), { w, h } = this.size(), p = this.plot();
+    const t0 = performance.now();
+    const ctx = this.base.getContext("2d"), r = this.dpr(), p = this.plot();
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, this.base.width, this.base.height);
     ctx.save();
@@ -181,10 +182,11 @@ class EvoMap {
     }
     ctx.restore();
     this.drawMarkers(ctx, r, p);
+    this.drawOverlay();
+    this.drawMs = performance.now() - t0;
     this.draws += 1;
     this.root.dataset.draws = String(this.draws);
     this.root.dataset.sig = this.spec.sig;
-    this.drawOverlay();
   }
 
   drawMarkers(ctx, r, p) {
@@ -440,7 +442,7 @@ class EvoMap {
     const s = this.spec || {};
     return { markers: this.pts ? this.pts.n : 0, mode: s.mode, draws: this.draws, labels: (s.labels || []).map((l) => l[1]),
              trail: s.trail ? s.trail.x.length : 0, highlight: s.highlight ? s.highlight.x.length : 0,
-             sig: s.sig, complete: !s.raster || !!this.image };
+             sig: s.sig, complete: !s.raster || !!this.image, drawMs: this.drawMs };
   }
 
   pixelOf(i) {
