@@ -266,6 +266,10 @@ def test_map_spec_markers_carry_rows_positions_and_colours(store):
     rgb = np.frombuffer(base64.b64decode(p["rgb"]), np.uint8).reshape(-1, 3)
     assert (rgb == data.row_rgb(c, rows).round()).all()
     assert spec["legend"]["items"] == [["generated", data.KIND_COLORS["generated"]]]
+    assert spec["trail"] is None and spec["highlight"] is None
+    spec, _ = data.map_spec(d, xy, visible, c, trail=rows[:2], highlight=rows[5:8])
+    assert spec["trail"]["row"] == rows[:2].tolist() and spec["highlight"]["row"] == rows[5:8].tolist()
+    assert spec["highlight"]["x"] == xy[rows[5:8], 0].tolist()
 
 
 def test_signals_spec_gaps_alerts_and_focus():
