@@ -134,6 +134,9 @@ def test_clicked_point_shows_instance_trail(store, monkeypatch):
     trail = map_chart(at)["trail"]
     assert trail["row"] == [row, row + PER_STEP, row + 2 * PER_STEP]  # the same instance, step by step
     assert len(trail["x"]) == len(trail["y"]) == 3
+    at = run_app(store, monkeypatch, map={"click": 0})  # a real reference sample: no trail
+    assert "A real sample" in texts(at) and "no trail to follow" in texts(at)
+    assert map_chart(at)["trail"]["row"] == [0]
 
 
 def test_step_click_on_signals_focuses_the_map(store, monkeypatch):

@@ -211,9 +211,14 @@ def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarr
         return
     row = int(st.session_state["trail_row"])
     desc = data.describe_rows(d, np.array([row]))
-    st.subheader(f"Instance {desc['instance'][0]} across {len(trail)} steps")
-    if desc["instance"][0] < 0:
+    if desc["kind"][0] != "generated":
+        st.subheader(f"A {desc['kind'][0]} sample")
+        st.caption("Reference samples are taken once, not per step: there is no trail to follow.")
+    elif desc["instance"][0] < 0:
+        st.subheader("A sample without an instance id")
         st.caption("This sample has no instance id, so it cannot be followed across steps.")
+    else:
+        st.subheader(f"Instance {desc['instance'][0]} across {len(trail)} step{'s' if len(trail) != 1 else ''}")
     thumbnails_grid(path, commit, d, trail, key="trail_grid", width=72)
     if st.button("Clear trail", key="clear_trail"):
         st.session_state["trail_row"] = None
