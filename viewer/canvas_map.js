@@ -17,7 +17,7 @@ const CELL = 16;
 const css = `
 .evomap { position: relative; font: 12px sans-serif; color: #333; user-select: none; }
 .evomap canvas { position: absolute; left: 0; top: 0; }
-.evomap .evomap-overlay { cursor: crosshair; }
+.evomap .evomap-overlay { cursor: crosshair; outline: none; }
 .evomap .evomap-tools { position: absolute; right: 12px; bottom: 0; display: flex; gap: 2px; z-index: 2; }
 .evomap .evomap-tools button { font: 11px sans-serif; padding: 1px 7px; border: 1px solid #ccc;
   background: #fafafa; border-radius: 3px; cursor: pointer; color: #444; }
@@ -365,6 +365,7 @@ class EvoMap {
     o.addEventListener("pointerdown", (ev) => {
       if (ev.button !== 0 || !this.spec) return;
       const [mx, my] = this.local(ev);
+      o.focus({ preventScroll: true });
       o.setPointerCapture(ev.pointerId);
       const start = { mx, my, view: Object.assign({}, this.view) };
       if (this.mode === "pan") {
@@ -426,6 +427,8 @@ class EvoMap {
       }
     });
     o.addEventListener("dblclick", () => (this.selection ? this.select(null) : this.tool("reset")));
+    o.tabIndex = 0;  // focusable, so that Escape clears the selection
+    o.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && this.selection) this.select(null); });
     o.addEventListener("wheel", (ev) => {
       if (!this.spec) return;
       ev.preventDefault();
