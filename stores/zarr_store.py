@@ -34,6 +34,13 @@ LOCK_NAME = ".evowatch.lock"
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
 WRITE_CONFIG = {"write_empty_chunks": True}
+#: Arrays written at once by a commit, and zarr's chunk operations in flight (its default
+#: 10), both from the cores: each chunk in flight holds its array, encoded and compressed
+#: copies, so 8 writers x 10 chunks on 2 cores made every commit's working set ~20 MB over
+#: its rows for no throughput (docs/ingest.md, Memory).
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+_WRITE_THREADS = max(2, min(8, _CORES))
+_CHUNKS_IN_FLIGHT = max(4, min(10, 2 * _CORES))
 
 # A forked child (a decode worker) inherits the writer's lock file; closing its copy keeps
 # the lock the parent's alone, so a child outliving a killed writer cannot block a restart.
@@ -299,6 +306,8 @@ class StoreWriter(StoreReader):
         if not _is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock_file = self._take_lock()
+        if "ZARR_ASYNC__CONCURRENCY" not in os.environ:  # process-wide; a user's own setting wins
+            zarr.config.set({"async.concurrency": _CHUNKS_IN_FLIGHT})
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
         try:
@@ -336,7 +345,7 @@ class StoreWriter(StoreReader):
     @property
     def pool(self) -> ThreadPoolExecutor:
         if getattr(self, "_pool", None) is None:
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="evowatch-store")
+            self._pool = ThreadPoolExecutor(max_workers=_WRITE_THREADS, thread_name_prefix="evowatch-store")
         return self._pool
 
     def close(self) -> None:
