@@ -61,7 +61,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
 REFERENCE_COLOR = "#9e9e9e"
 KIND_COLORS = {"generated": "#1f77b4", "real": "#6d6d6d", "holdout": "#2ca02c"}
-# Viridis stops (matplotlib's), used both by Plotly and by the raster.
+# Viridis stops (matplotlib's), for the raster, the markers and the legend.
 _VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
                      [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]],
                     np.float64)
