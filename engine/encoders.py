@@ -114,6 +114,9 @@ class Encoder(Protocol):
     identity : str
         Stable description stored in the store; encoders are interchangeable only when
         their identities are equal.
+    spec : str
+        The spec that loads this encoder again (:meth:`EncoderSpec.text`), set by
+        :func:`make_encoder`.
     dim : int
         Length of each embedding.
     device : str
@@ -132,6 +135,7 @@ class Encoder(Protocol):
     """
 
     identity: str
+    spec: str
     dim: int
     device: str
     fallback: str | None
@@ -183,6 +187,20 @@ class EncoderSpec:
     tag: str | None = None
     path: Path | None = None
     size: int = PIXELS_DEFAULT_SIZE
+
+    def text(self) -> str:
+        """The spec as a string that loads the same encoder from any working directory
+        (paths made absolute): what a store records, so that a viewer can load the
+        encoder again (identities name weights by content and cannot be loaded)."""
+        if self.kind == "pixels":
+            return f"pixels:{self.size}"
+        arch = str(Path(self.arch).expanduser().resolve()) if self.arch.endswith(".json") else self.arch
+        where = str(self.path.expanduser().resolve()) if self.path is not None else ""
+        if self.source == "local-dir":
+            return f"clip:local-dir:{where}"
+        if self.source == "path":
+            return f"clip:{arch}@{where}"
+        return f"clip:{arch}/{RANDOM_TAG if self.source == 'random' else self.tag}"
 
 
 def _spec_error(spec: object, hint: str = "") -> EncoderSpecError:
@@ -625,10 +643,13 @@ def make_encoder(spec: str | EncoderSpec = DEFAULT_ENCODER_SPEC, device: str = "
     parsed = spec if isinstance(spec, EncoderSpec) else parse_encoder_spec(spec)
     if parsed.kind == "pixels":
         parse_device(device)
-        return PixelsEncoder(parsed.size, batch_size=batch_size)
-    torch_device, fallback = resolve_device(device)
-    model, model_name, identity = _load_clip(parsed)
-    return ClipEncoder(model, model_name, identity, torch_device, fallback, batch_size=batch_size)
+        encoder: Encoder = PixelsEncoder(parsed.size, batch_size=batch_size)
+    else:
+        torch_device, fallback = resolve_device(device)
+        model, model_name, identity = _load_clip(parsed)
+        encoder = ClipEncoder(model, model_name, identity, torch_device, fallback, batch_size=batch_size)
+    encoder.spec = parsed.text()
+    return encoder
 
 
 def _load_clip(spec: EncoderSpec) -> tuple["torch.nn.Module", str, str]:

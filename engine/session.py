@@ -14,9 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def encoder_record(encoder) -> dict:
-    """What the store keeps about the encoder: identity and dim decide compatibility."""
+    """What the store keeps about the encoder: identity and dim decide compatibility; the
+    spec loads it again (the viewer's text query, a resumed run's --encoder)."""
     return {"identity": encoder.identity, "dim": int(encoder.dim), "device": encoder.device,
-            "fallback": encoder.fallback}
+            "fallback": encoder.fallback, "spec": getattr(encoder, "spec", encoder.identity)}
 
 
 def after_ingest_steps(args: argparse.Namespace, encoder) -> list[AfterIngest]:

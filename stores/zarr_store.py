@@ -447,7 +447,8 @@ class StoreWriter(StoreReader):
         if stored.get("identity") != encoder.get("identity") or int(stored.get("dim", -1)) != int(encoder["dim"]):
             raise EncoderMismatchError(
                 f"{self.path}: written with encoder '{stored.get('identity')}' (dim {stored.get('dim')}), "
-                f"this run uses '{encoder.get('identity')}' (dim {encoder['dim']}); pass --encoder {stored.get('identity')} or use another --store"
+                f"this run uses '{encoder.get('identity')}' (dim {encoder['dim']}); "
+                f"pass --encoder {stored.get('spec') or stored.get('identity')} or use another --store"
             )
 
     def _recover(self) -> bool:

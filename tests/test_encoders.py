@@ -186,6 +186,26 @@ def test_tiny_clip_random(no_cuda):
         enc.encode(np.zeros((1, 3, 224, 224), np.float32))
 
 
+def test_spec_loads_the_same_encoder_again(tmp_path, monkeypatch):
+    """What a store records as ``spec`` loads the same identity from another working directory
+    (identities name weights by content and cannot be loaded themselves)."""
+    torch = pytest.importorskip("torch")
+    model, _ = _tiny_model_and_transform(seed=7)
+    (tmp_path / "run").mkdir()
+    torch.save(model.state_dict(), tmp_path / "run" / "w.pt")
+    config = tmp_path / "run" / "tiny.json"
+    shutil.copy(TINY, config)
+    monkeypatch.chdir(tmp_path / "run")
+    specs = ["clip:tiny.json/random", "clip:tiny.json@w.pt", "pixels:8"]
+    made = [make_encoder(spec, device="cpu") for spec in specs]
+    assert [e.spec for e in made] == [f"clip:{config}/random", f"clip:{config}@{tmp_path / 'run' / 'w.pt'}", "pixels:8"]
+    monkeypatch.chdir(tmp_path)
+    for enc in made:
+        assert make_encoder(enc.spec, device="cpu").identity == enc.identity
+    with pytest.raises(EncoderSpecError):
+        make_encoder(made[0].identity, device="cpu")  # why the spec is recorded
+
+
 def test_cuda_requested_but_unavailable(no_cuda):
     with pytest.raises(EvowatchError, match="--device cuda was requested"):
         make_encoder(TINY_RANDOM, device="cuda")

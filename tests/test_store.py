@@ -83,6 +83,10 @@ def test_other_encoder_is_refused(tmp_path):
     StoreWriter(tmp_path / "s.zarr", ENCODER).close()
     with pytest.raises(EncoderMismatchError, match="--encoder test:8"):
         StoreWriter(tmp_path / "s.zarr", {"identity": "pixels:16", "dim": 768})
+    # the hint names the recorded spec, which loads (an identity may not: '@sha256-…')
+    StoreWriter(tmp_path / "t.zarr", {"identity": "clip:m@sha256-0123", "dim": 8, "spec": "clip:m@/w/m.pt"}).close()
+    with pytest.raises(EncoderMismatchError, match="pass --encoder clip:m@/w/m.pt or"):
+        StoreWriter(tmp_path / "t.zarr", {"identity": "pixels:16", "dim": 768})
 
 
 def test_missing_and_foreign_stores_give_one_line(tmp_path):

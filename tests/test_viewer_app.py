@@ -159,6 +159,29 @@ def test_step_comparison_and_query_note(store, monkeypatch):
     assert "Text queries need a CLIP encoder" in page
 
 
+def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypatch):
+    """The real open_clip text path (a tiny random CLIP, loaded from the spec the store
+    recorded): the prompt ranks the visible samples, the best are starred on the map."""
+    pytest.importorskip("open_clip")
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+
+    tiny = Path(__file__).parent / "data" / "evowatch-tiny.json"
+    record = encoder_record(make_encoder(f"clip:{tiny}/random", device="cpu"))
+    path = tmp_path / "clip.zarr"
+    build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8, encoder=record)
+    at = run_app(path, monkeypatch)
+    at.toggle(key="show_query").set_value(True).run()
+    at.slider(key="query_k").set_value(10).run()
+    at.text_input(key="query").input("a photo of a cat").run()
+    assert not at.exception and not at.error
+    assert "Top 10 of the visible samples for “a photo of a cat”" in texts(at)
+    stars = map_chart(at)["highlight"]["row"]
+    commit = data.read_commit(path)
+    scores = data.query_scores(path, commit, record, "a photo of a cat")
+    assert sorted(stars) == sorted(np.argsort(-scores)[:10].tolist())  # the ten best of all visible rows
+
+
 def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     path = tmp_path / "live.zarr"
     run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8)

@@ -281,7 +281,7 @@ def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.nda
     if not prompt.strip():
         return None
     try:
-        scores = data.query_scores(path, commit, identity, prompt.strip())
+        scores = data.query_scores(path, commit, d.encoder, prompt.strip())
     except Exception as exc:  # weights missing offline, etc.: a note, not a traceback
         st.info(f"Text query unavailable: the encoder '{identity}' could not be loaded here ({exc}).")
         return None

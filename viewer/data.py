@@ -745,16 +745,22 @@ def is_clip(encoder: dict[str, Any]) -> bool:
 
 
 @st.cache_resource(max_entries=1, show_spinner="Loading the text encoder…")
-def text_encoder(identity: str):
-    """The store's CLIP encoder on CPU, or raises (the page shows the reason)."""
+def text_encoder(identity: str, spec: str = ""):
+    """The store's CLIP encoder on CPU, loaded from the spec the store recorded (stores
+    written before it was recorded: from the identity, which loads for pretrained tags), or
+    raises (the page shows the reason)."""
     from engine.encoders import make_encoder
 
-    return make_encoder(identity, device="cpu")
+    enc = make_encoder(spec or identity, device="cpu")
+    if enc.identity != identity:
+        raise ValueError(f"'{spec or identity}' now loads as '{enc.identity}', not the store's '{identity}' "
+                         "(were the weights replaced?)")
+    return enc
 
 
 @st.cache_data(max_entries=16, show_spinner="Ranking samples…")
-def _query_scores(path: str, commit: Commit, identity: str, prompt: str) -> np.ndarray:
-    enc = text_encoder(identity)
+def _query_scores(path: str, commit: Commit, identity: str, spec: str, prompt: str) -> np.ndarray:
+    enc = text_encoder(identity, spec)
     t = np.asarray(enc.encode_text([prompt]), np.float32)[0]
     r = reader(path, commit)
     n = commit.layout_rows
@@ -766,9 +772,9 @@ def _query_scores(path: str, commit: Commit, identity: str, prompt: str) -> np.n
     return out
 
 
-def query_scores(path: str | Path, commit: Commit, identity: str, prompt: str) -> np.ndarray:
+def query_scores(path: str | Path, commit: Commit, encoder: dict[str, Any], prompt: str) -> np.ndarray:
     """Cosine similarity of every laid-out row's embedding to the prompt (cached)."""
-    return _query_scores(str(path), commit, identity, prompt)
+    return _query_scores(str(path), commit, str(encoder.get("identity", "")), str(encoder.get("spec") or ""), prompt)
 
 
 def top_matches(scores: np.ndarray, visible: np.ndarray, k: int) -> np.ndarray:

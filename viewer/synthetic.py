@@ -40,9 +40,9 @@ def _solution(labels: np.ndarray, base: np.ndarray, spread: float) -> np.ndarray
     return (xy - xy.mean(axis=0)).astype(np.float32)
 
 
-def _vectors(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=(len(labels), ENCODER["dim"])).astype(np.float32) * 0.3
-    v[np.arange(len(labels)), labels % ENCODER["dim"]] += 1.0
+def _vectors(labels: np.ndarray, rng: np.random.Generator, dim: int) -> np.ndarray:
+    v = rng.normal(size=(len(labels), dim)).astype(np.float32) * 0.3
+    v[np.arange(len(labels)), labels % dim] += 1.0
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
@@ -50,8 +50,9 @@ class SyntheticRun:
     """Writes a synthetic run step by step into a store (layout and metrics included)."""
 
     def __init__(self, path: str | Path, *, per_step: int = 200, n_real: int = 200, thumbnail_size: int = 24,
-                 seed: int = 0, metrics: bool = True) -> None:
+                 seed: int = 0, metrics: bool = True, encoder: dict | None = None) -> None:
         self.path = Path(path)
+        self.encoder = encoder or ENCODER  # the store's encoder record; vectors get its dim
         self.per_step, self.n_real, self.size, self.metrics = per_step, n_real, thumbnail_size, metrics
         self.rng = np.random.default_rng(seed)
         self.instance_labels = self.rng.integers(0, len(LABELS), per_step)
@@ -60,7 +61,7 @@ class SyntheticRun:
 
     def _write(self, step: int, kind: str, labels: np.ndarray, instances: np.ndarray, base: np.ndarray,
                spread: float, sharp: float, source: str) -> None:
-        with StoreWriter(self.path, ENCODER, thumbnail_size=self.size) as store:
+        with StoreWriter(self.path, self.encoder, thumbnail_size=self.size) as store:
             start = store.n_rows
             n = len(labels)
             with store.checkpoint(step, source, f"hash-{source}", kind) as tx:
@@ -68,7 +69,7 @@ class SyntheticRun:
                 for i in range(0, n, chunk):
                     sl = slice(i, min(n, i + chunk))
                     lab = labels[sl]
-                    tx.add(_vectors(lab, self.rng), instances[sl], [LABELS[x] for x in lab],
+                    tx.add(_vectors(lab, self.rng, int(self.encoder["dim"])), instances[sl], [LABELS[x] for x in lab],
                            _thumbs(lab, self.size, self.rng, sharp),
                            [f"{source}/sample_{j:06d}.png" for j in range(sl.start, sl.stop)])
             store.commit_layout(_solution(labels, base, spread), start)
@@ -97,22 +98,23 @@ class SyntheticRun:
 
     def add_scalars(self) -> None:
         steps = np.arange(0, max(self.steps or [0]) + 1, 50, dtype=np.int64)
-        with StoreWriter(self.path, ENCODER, thumbnail_size=self.size) as store:
+        with StoreWriter(self.path, self.encoder, thumbnail_size=self.size) as store:
             store.write_scalars({"step": steps, "loss_g": 2.0 * np.exp(-steps / 3000) + 0.3,
                                  "loss_d": 0.7 + 0.1 * np.sin(steps / 500)})
 
 
 def build_store(path: str | Path, *, n_steps: int = 4, per_step: int = 200, n_real: int = 200,
                 thumbnail_size: int = 24, step_every: int = 1000, alerts: bool = True,
-                seed: int = 0) -> SyntheticRun:
+                seed: int = 0, encoder: dict | None = None) -> SyntheticRun:
     """A complete synthetic store: reference, ``n_steps`` steps, metrics, losses and an alert."""
-    run = SyntheticRun(path, per_step=per_step, n_real=n_real, thumbnail_size=thumbnail_size, seed=seed)
+    run = SyntheticRun(path, per_step=per_step, n_real=n_real, thumbnail_size=thumbnail_size, seed=seed,
+                       encoder=encoder)
     run.add_reference()
     for i in range(n_steps):
         run.add_step((i + 1) * step_every)
     run.add_scalars()
     if alerts and n_steps >= 2:
-        with StoreWriter(path, ENCODER, thumbnail_size=thumbnail_size) as store:
+        with StoreWriter(path, run.encoder, thumbnail_size=thumbnail_size) as store:
             store.set_alerts([{"step": run.steps[1], "rule": "memorisation", "value": 0.12,
                                "message": f"12% of samples are near-copies of training images at step {run.steps[1]}"}])
     return run
