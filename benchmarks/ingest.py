@@ -191,7 +191,8 @@ def _rss_child(n_images: int, workdir: str) -> None:
 
     def watch_rss() -> None:
         while not done.is_set():
-            samples.append(_rss_kb())
+            if (kb := _rss_kb()) is not None:
+                samples.append(kb)
             time.sleep(0.05)
 
     with StoreWriter(store_path, encoder_record(encoder)) as store:
@@ -206,16 +207,30 @@ def _rss_child(n_images: int, workdir: str) -> None:
                       "rss_before_ingest_mb": round(before / 1024, 1), "peak_by_tenth_mb": tenths}))
 
 
-def _rss_kb() -> int:
-    """Proportional set size of this process and its children (the decode workers), in kB."""
+def _rss_kb() -> int | None:
+    """Proportional set size of this process and its children (the decode workers), in kB;
+    None when a child exited during the reading.
+
+    The processes are read one after another: a worker that exits between its own reading
+    and the next one's hands its share of their common pages to the others, which are then
+    counted in full while its share was already counted (~6 MB too much at a worker's exit).
+    """
     total = 0
-    for pid in [os.getpid(), *_children(os.getpid())]:
+    children = _children(os.getpid())
+    for pid in [os.getpid(), *children]:
         try:
             with open(f"/proc/{pid}/smaps_rollup") as rollup:
                 total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
         except (FileNotFoundError, ProcessLookupError, StopIteration):
-            pass  # a worker that just exited
-    return total
+            return None  # a worker that just exited (a zombie has no mappings)
+    return total if all(_alive(pid) for pid in children) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def _children(pid: int) -> list[int]:
