@@ -15,6 +15,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import threading
 import time
@@ -171,13 +172,14 @@ def _produce(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: T
         out.put(_END)
 
 
-def _decode_process(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, conn, inherited: list[int]) -> None:
-    """A decode worker process: its jobs' items, batches resolved, sent back over ``conn`` in order.
+def _decode_process(inbox, prep: _Preparation, conn, inherited: list[int]) -> None:
+    """A decode worker process: jobs read one at a time from ``inbox``, their items and
+    resolved batches sent back over ``conn`` in order.
 
     A few batches are prepared ahead (the thread pool stays busy) and the pipe blocks when
-    the parent is behind, so memory stays bounded. ``inherited`` are the receiving ends the
-    fork copied: closed first, so that once the parent is gone a send fails instead of
-    blocking forever.
+    the parent is behind, so memory stays bounded. ``inherited`` are the parent's pipe ends
+    the fork copied: closed first, so that once the parent is gone a send fails and a
+    receive sees the end instead of blocking forever.
     """
     for fd in inherited:
         os.close(fd)
@@ -186,18 +188,57 @@ def _decode_process(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, conn
     send = lambda item: conn.send(item.result() if isinstance(item, Future) else item)  # noqa: E731
     try:
         with ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
-            for item in _items(jobs, prep, pool, threading.Event()):
+            for item in _items(_received(inbox), prep, pool, threading.Event()):
                 ahead.append(item)
                 while len(ahead) > PROCESS_THREADS + 1:
                     send(ahead.popleft())
             while ahead:
                 send(ahead.popleft())
-    except (KeyboardInterrupt, BrokenPipeError):
-        return  # Ctrl-C, or the parent stopped reading: it is stopping too
+    except (KeyboardInterrupt, BrokenPipeError, EOFError):
+        return  # Ctrl-C, or the parent stopped reading or sending: it is stopping too
     except BaseException as exc:  # the parent re-raises it; a plain exception always pickles
         conn.send(_Failed(exc if _picklable(exc) else EvowatchError(f"{type(exc).__name__}: {exc}")))
     finally:
         conn.close()
+
+
+def _received(inbox) -> Iterator[tuple[Checkpoint, str]]:
+    """A worker's jobs, one pickle each, until an empty message."""
+    while message := inbox.recv_bytes():
+        yield pickle.loads(message)
+
+
+class _PickledJobs:
+    """The jobs pickled into one buffer before the workers are forked, fed to them from it.
+
+    A worker that walked an inherited list of jobs touched every job's reference count,
+    which copied the pages they sit on into the worker (~1 kB per checkpoint per worker,
+    far more for a folder of single-image files); pickling them after the fork did the same
+    in the parent. Read from one buffer, the pages stay shared.
+    """
+
+    def __init__(self, jobs: list[tuple[Checkpoint, str]]) -> None:
+        parts = [pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL) for job in jobs]
+        self.ends = np.cumsum([len(p) for p in parts], dtype=np.int64)
+        self.blob = b"".join(parts)
+
+    def feed(self, outboxes: list) -> None:
+        """Send job i to worker i mod n, then an end to each; a worker gone ends the
+        feeding (its failure reaches the consumer through its output pipe)."""
+        view = memoryview(self.blob)
+        try:
+            start = 0
+            for i, end in enumerate(self.ends.tolist()):
+                outboxes[i % len(outboxes)].send_bytes(view[start:end])
+                start = end
+            for box in outboxes:
+                box.send_bytes(b"")
+        except (OSError, ValueError):  # BrokenPipeError, or a pipe closed by ingest()'s cleanup
+            pass
+        finally:
+            view.release()
+            for box in outboxes:
+                box.close()
 
 
 def _picklable(exc: BaseException) -> bool:
@@ -243,18 +284,23 @@ def _widen(conn) -> None:
 
 def _start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, n: int,
                             out: queue.Queue) -> tuple[threading.Thread, list]:
-    conns, workers = [], []
+    conns, outboxes, workers = [], [], []
+    pickled = _PickledJobs(jobs)  # before the fork: see _PickledJobs
     gc.freeze()  # unfrozen by ingest() once the workers are gone: no collection copies the shared pages
     for k in range(n):
         receiver, sender = _FORK.Pipe(duplex=False)
+        inbox, outbox = _FORK.Pipe(duplex=False)
         _widen(receiver)
-        inherited = [c.fileno() for c in conns] + [receiver.fileno()]
-        worker = _FORK.Process(target=_decode_process, args=(jobs[k::n], prep, sender, inherited),
+        inherited = [c.fileno() for c in conns + outboxes] + [receiver.fileno(), outbox.fileno()]
+        worker = _FORK.Process(target=_decode_process, args=(inbox, prep, sender, inherited),
                                name=f"evowatch-decode-{k}", daemon=True)
         worker.start()
         sender.close()  # the child holds the only sending end: its exit means EOF here
+        inbox.close()
         conns.append(receiver)
+        outboxes.append(outbox)
         workers.append(worker)
+    threading.Thread(target=pickled.feed, name="evowatch-feed", daemon=True, args=(outboxes,)).start()
     thread = threading.Thread(target=_receive, name="evowatch-receive", daemon=True, args=(jobs, conns, workers, out))
     thread.start()
     return thread, workers
