@@ -21,11 +21,15 @@ _registered: dict[str, Any] = {}
 
 
 def component(name: str, js: str, *, isolate_styles: bool = True):
-    """Register a components-v2 module once per process (``js``: its source, or the name of
-    a ``.js`` file next to this module) and return its mounting callable."""
+    """Register a components-v2 module once per process and return its mounting callable.
+
+    ``js`` is the module's source, or the name of a ``.js`` file next to this module that
+    defines a ``View`` class: ``canvas_mount.js`` (the shared entry point) is appended to it,
+    since a module given as a string cannot import another."""
     if name not in _registered:
         if js.endswith(".js"):
-            js = Path(__file__).with_name(js).read_text(encoding="utf-8")
+            here = Path(__file__).parent
+            js = "".join((here / f).read_text(encoding="utf-8") for f in (js, "canvas_mount.js"))
         _registered[name] = st.components.v2.component(name, js=js, isolate_styles=isolate_styles)
     return _registered[name]
 

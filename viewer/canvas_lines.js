@@ -179,16 +179,4 @@ class EvoLines {
   }
 }
 
-export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
-  let m = parentElement.__evolines;
-  if (m && m.pendingDestroy) { clearTimeout(m.pendingDestroy); m.pendingDestroy = null; }
-  if (!m) m = parentElement.__evolines = new EvoLines(parentElement);
-  if (data && data.series) m.update(data, { setTriggerValue });
-  return () => {  // see canvas_map.js: called on unmount, or at once for a superseded render
-    m.pendingDestroy = setTimeout(() => {
-      if (parentElement.__evolines === m) delete parentElement.__evolines;
-      m.destroy();
-    }, 0);
-  };
-}
+const View = EvoLines;  // mounted by canvas_mount.js

@@ -63,7 +63,6 @@ class EvoMap {
     this.root.append(style, this.base, this.overlay, this.tools, this.legend);
     parent.appendChild(this.root);
     this.root.evomap = this;  // tests and benchmarks read info() and pixelOf() from here
-    this.mode = "box";
     this.draws = 0;
     this.spec = null;
     this.view = null;
@@ -82,6 +81,7 @@ class EvoMap {
       this.tools.appendChild(b);
       this.buttons[name] = b;
     }
+    this.tool("box");
     this.listen();
     this.resizer = new ResizeObserver(() => this.resize());
     this.resizer.observe(this.root);
@@ -104,8 +104,6 @@ class EvoMap {
         this.view = this.fit(spec.bounds);
         this.zoomed = false;
       }
-      this.root.dataset.points = String(this.pts.n);
-      this.root.dataset.mode = spec.mode;
       this.drawLegend();
       this.image = null;
       if (spec.raster) {
@@ -118,7 +116,6 @@ class EvoMap {
     }
     this.selection = spec.selection || null;
     this.buttons.clear.disabled = !this.selection;
-    this.tool(this.mode, true);
     this.resize(fresh);
   }
 
@@ -185,8 +182,6 @@ class EvoMap {
     this.drawOverlay();
     this.drawMs = performance.now() - t0;
     this.draws += 1;
-    this.root.dataset.draws = String(this.draws);
-    this.root.dataset.sig = this.spec.sig;
   }
 
   drawMarkers(ctx, r, p) {
@@ -336,12 +331,12 @@ class EvoMap {
   }
 
   // ------------------------------------------------------------------ interaction
-  tool(name, quiet) {
+  tool(name) {
     if (name === "reset") { this.zoomed = false; this.view = this.fit(this.spec.bounds); this.drawBase(); return; }
     if (name === "clear") { this.select(null); return; }
     this.mode = name;
     for (const m of ["box", "lasso", "pan"]) this.buttons[m].classList.toggle("on", m === name);
-    if (!quiet) this.overlay.style.cursor = name === "pan" ? "grab" : "crosshair";
+    this.overlay.style.cursor = name === "pan" ? "grab" : "crosshair";
   }
 
   select(sel) {
@@ -465,18 +460,4 @@ class EvoMap {
   }
 }
 
-export default function (component) {
-  const { data, parentElement, setStateValue, setTriggerValue } = component;
-  let m = parentElement.__evomap;
-  if (m && m.pendingDestroy) { clearTimeout(m.pendingDestroy); m.pendingDestroy = null; }
-  if (!m) m = parentElement.__evomap = new EvoMap(parentElement);
-  if (data && data.points) m.update(data, { setStateValue, setTriggerValue });
-  // Streamlit calls this only when the element unmounts, or right away for a render that a
-  // newer one already replaced: destroy later, unless a newer render picked the map up.
-  return () => {
-    m.pendingDestroy = setTimeout(() => {
-      if (parentElement.__evomap === m) delete parentElement.__evomap;
-      m.destroy();
-    }, 0);
-  };
-}
+const View = EvoMap;  // mounted by canvas_mount.js
