@@ -290,5 +290,6 @@ def main() -> None:
                   f"({each[100_000]}): growth {growth:+.1%} (bar <= +10%); before ingest "
                   f"{peaks[10_000][0]['rss_before_ingest_mb']} / {peaks[100_000][0]['rss_before_ingest_mb']} MB")
 
+
 if __name__ == "__main__":
     main()

@@ -5,10 +5,10 @@ The page (``viewer/app.py``) stays a thin layout over this module (style.md item
 - Loaders are keyed on ``(store path, Commit)``: a :class:`Commit` holds every committed
   count the viewer depends on, so a new commit from the watcher invalidates exactly the
   loaders it affects and nothing is re-read between reruns otherwise.
-- Everything else is a pure function on numpy arrays returning plain values, the map's
-  canvas spec or Plotly figure dicts (signals), testable without a server.
+- Everything else is a pure function on numpy arrays returning plain values or the
+  canvas components' specs (map, signals), testable without a server.
 
-Scale (issue 6: a million points). The map is a canvas (:mod:`viewer.canvas_map`) that
+Scale (issue 6: a million points). The map is a canvas (:func:`viewer.canvas.evolution_map`) that
 draws every visible point while they number at most :data:`MAX_POINTS`; past that it
 switches to a datashader-style raster: every visible point is binned server-side into one
 PNG (count gives the opacity, the colour mode gives the hue) and only a fixed random sample
@@ -519,7 +519,7 @@ def map_spec(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
              layout: Layout = "rectilinear", trail: np.ndarray | None = None,
              highlight: np.ndarray | None = None, max_points: int = MAX_POINTS,
              sample_points: int = SAMPLE_POINTS, height: int = 620, seed: int = 0) -> tuple[dict[str, Any], str]:
-    """The evolution map for the canvas component (:mod:`viewer.canvas_map`), and its
+    """The evolution map for the canvas component (:func:`viewer.canvas.evolution_map`), and its
     render mode ("points"/"density").
 
     Every visible row is a marker up to ``max_points``; past that the visible rows are
