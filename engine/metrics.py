@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .nearest import ExactIndex
+
 log = logging.getLogger(__name__)
 
 #: Neighbourhood size for precision / recall / density / coverage (Naeem et al. 2020).
@@ -38,7 +40,7 @@ NEUTRAL_PROMPT = "a photo"
 STATS_VERSION = 1
 
 _BLOCK = 2048  # rows per block in blocked distance computations
-_REFINE = 8  # FAISS candidates re-ranked exactly in float64
+_REFINE = 8  # float32 candidates re-ranked exactly in float64
 _BRUTE_MAX = 4_000_000  # query x base size below which NN search is numpy brute force
 
 
@@ -74,12 +76,8 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(d2)
 
 
-def _faiss_index(base: np.ndarray):
-    import faiss  # local import: heavy, and only needed for NN searches
-
-    index = faiss.IndexFlatL2(base.shape[1])
-    index.add(np.ascontiguousarray(base, dtype=np.float32))
-    return index
+def _l2_index(base: np.ndarray) -> ExactIndex:
+    return ExactIndex(base, "l2")
 
 
 def knn_distances(
@@ -88,9 +86,10 @@ def knn_distances(
     """Exact Euclidean distances (n_query, k) to the ``k`` nearest points of ``base``.
 
     Small problems (``n_query * n_base <= 4e6``) use blocked float64 brute force. Larger
-    ones let FAISS (exact ``IndexFlatL2``, float32) propose ``k + 8`` candidates, which
-    are re-ranked with float64 differences, so values agree with a float64 reference to
-    ~1e-12. With ``exclude_self`` (query is base) each point's own match is dropped.
+    ones let an exact float32 L2 search (:class:`~engine.nearest.ExactIndex`, on a GPU
+    when there is one) propose ``k + 8`` candidates, which are re-ranked with float64
+    differences, so values agree with a float64 reference to ~1e-12. With
+    ``exclude_self`` (query is base) each point's own match is dropped.
     """
     n_base = base.shape[0]
     want = k + (1 if exclude_self else 0)
@@ -108,7 +107,7 @@ def knn_distances(
             d.sort(axis=1)
             out[lo : lo + len(d)] = d[:, lo_col:want]
         return out
-    index = index if index is not None else _faiss_index(base)
+    index = index if index is not None else _l2_index(base)
     n_cand = min(n_base, want + _REFINE)
     base64 = base.astype(np.float64, copy=False)
     for lo in range(0, query.shape[0], _BLOCK):
@@ -380,7 +379,7 @@ class ReferenceStats:
 
     Build once with :meth:`build`; serialise with :meth:`to_arrays` / :meth:`from_arrays`
     (plain arrays + a JSON-able dict) or :meth:`save` / :meth:`load` (npz, no pickle).
-    FAISS indexes and per-size diversity figures are rebuilt lazily and never stored.
+    Nearest-neighbour indexes and per-size diversity figures are rebuilt lazily and never stored.
     """
 
     real: np.ndarray  # float32 (n_real, d)
@@ -445,7 +444,7 @@ class ReferenceStats:
         hold = None if holdout_vectors is None else as_vectors(holdout_vectors, "held-out vectors", dim=d)
         if hold is not None and hold.shape[0] < 2:
             raise ValueError(f"Expected at least 2 held-out vectors. Got {hold.shape[0]} instead.")
-        real_index = _faiss_index(real) if n_real * n_real > _BRUTE_MAX else None
+        real_index = _l2_index(real) if n_real * n_real > _BRUTE_MAX else None
         radii = knn_radii(real, k, index=real_index)
         mu, sigma = mean_cov(real)
         rng = np.random.default_rng(seed)
@@ -499,7 +498,7 @@ class ReferenceStats:
 
     def nn_distance(self, which: str, query: np.ndarray) -> np.ndarray:
         """Distance (float64) of each query vector to its nearest neighbour in ``real``,
-        the copy ``train`` subset or the copy ``holdout`` subset (FAISS index built once,
+        the copy ``train`` subset or the copy ``holdout`` subset (index built once,
         on first use, when the search is large enough to need one)."""
         key = f"base:{which}"
         if key not in self._cache:
@@ -511,7 +510,7 @@ class ReferenceStats:
         index = None
         if len(query) * len(base) > _BRUTE_MAX:
             if f"index:{which}" not in self._cache:
-                self._cache[f"index:{which}"] = _faiss_index(base)
+                self._cache[f"index:{which}"] = _l2_index(base)
             index = self._cache[f"index:{which}"]
         return knn_distances(query, base, 1, index=index)[:, 0]
 

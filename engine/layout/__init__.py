@@ -1,4 +1,4 @@
-"""The evolutionary layout: FAISS kNN -> aligned per-step t-SNE -> bands / rings.
+"""The evolutionary layout: exact kNN -> aligned per-step t-SNE -> bands / rings.
 
 Public API (all on plain numpy arrays)::
 

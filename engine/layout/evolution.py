@@ -9,7 +9,7 @@ term fixes shapes, not the overall scale, which t-SNE is free to grow).
 
 * ``KL(P_t || Q_t)`` is t-SNE *within* step ``t`` only: points of different steps never
   attract or repel each other (EvolvED's semantic term). ``P_t`` comes from an exact
-  FAISS kNN graph (:mod:`.knn`), gradients from openTSNE (Barnes-Hut below 10,000
+  kNN graph (:mod:`.knn`), gradients from openTSNE (Barnes-Hut below 10,000
   samples per step, FFT interpolation above: see ``LayoutParams.negative_gradient_method``).
 * EvolvED's displacement term (grouping a step on its own ring/column) is not optimised:
   each step has its own plane, so the grouping is exact by construction and the band /
@@ -124,7 +124,7 @@ def anchor_operator(vectors: np.ndarray, instances: np.ndarray, prev_vectors: np
     """The sparse (n, n_prev) matrix ``A`` with ``A @ prev_xy`` = each sample's anchor.
 
     Row i is one-hot on the previous sample with the same instance id (>= 0; the first one
-    if ids repeat), else uniform over the ``k`` nearest previous samples (cosine, FAISS).
+    if ids repeat), else uniform over the ``k`` nearest previous samples (cosine, exact).
     """
     n, n_prev = len(vectors), len(prev_vectors)
     rows = np.arange(n)

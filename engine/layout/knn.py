@@ -1,22 +1,17 @@
-"""Exact k-nearest neighbours with FAISS, shaped for openTSNE's precomputed-neighbour socket.
+"""Exact k-nearest neighbours, shaped for openTSNE's precomputed-neighbour socket.
 
-Vectors are compared by cosine similarity: they are L2-normalised and searched with an
-``IndexFlatIP``; similarities are turned into Euclidean distances between the unit
+Vectors are compared by cosine similarity: they are L2-normalised and searched by exact
+inner product; similarities are turned into Euclidean distances between the unit
 vectors (``sqrt(2 - 2 s)``), which is what openTSNE's perplexity calibration expects.
-A GPU index is used when ``faiss.get_num_gpus() > 0`` (checked at run time, logged once).
+The search runs on a GPU when there is one (:mod:`engine.nearest`).
 """
 from __future__ import annotations
 
-import logging
-
-import faiss
 import numpy as np
 from openTSNE import affinity
 from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
-log = logging.getLogger(__name__)
-
-_backend_logged = False
+from ..nearest import ExactIndex
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -29,27 +24,13 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return x
 
 
-def _index(dim: int) -> faiss.Index:
-    global _backend_logged
-    index = faiss.IndexFlatIP(dim)
-    n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if n_gpus > 0:
-        index = faiss.index_cpu_to_all_gpus(index)
-    if not _backend_logged:
-        log.info("kNN: FAISS exact inner-product index on %s", f"{n_gpus} GPU(s)" if n_gpus else "CPU")
-        _backend_logged = True
-    return index
-
-
 def search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine kNN of normalised ``queries`` among normalised ``base``.
 
     Returns ``(indices, similarities)``, each (len(queries), k), best first.
     """
     k = min(k, len(base))
-    index = _index(base.shape[1])
-    index.add(base)
-    sims, idx = index.search(queries, k)
+    sims, idx = ExactIndex(base, "ip").search(queries, k)
     return idx.astype(np.int64, copy=False), sims
 
 
@@ -57,7 +38,7 @@ def self_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """kNN of every row of normalised ``x`` among the others, self excluded.
 
     Returns ``(indices (n, k) int64, distances (n, k) float64)`` with Euclidean distances
-    between the unit vectors. The self match is removed wherever FAISS put it (exact
+    between the unit vectors. The self match is removed wherever the search put it (exact
     duplicates may tie with it); where it is missing, the last column is dropped.
     """
     n = len(x)
@@ -75,7 +56,7 @@ def self_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tsne_affinities(x: np.ndarray, perplexity: float, n_jobs: int = 1) -> affinity.PerplexityBasedNN:
-    """openTSNE perplexity affinities from an exact FAISS kNN graph (k = 3 x perplexity, < n).
+    """openTSNE perplexity affinities from an exact kNN graph (k = 3 x perplexity, < n).
 
     The perplexity is clamped to what ``n`` allows ((n - 1) / 3), as openTSNE does.
     """
