@@ -1,6 +1,7 @@
 """Ingest throughput: decode stage alone, encode stage alone, end to end — in one run.
 
-    .venv/bin/python benchmarks/ingest.py [--clip-images 384] [--pixels-images 20000] [--rss [--rss-repeats 3]]
+    .venv/bin/python benchmarks/ingest.py [--clip-images 384] [--pixels-images 20000] [--only pixels|clip]
+                                          [--rss [--rss-repeats 3]]
 
 Writes a synthetic run of torchvision-style PNG grids (8x8 tiles of 32 px; the demo's and
 DCGAN's shape), then for each encoder (a ViT-B-32-sized open_clip model with random
@@ -114,10 +115,10 @@ def _encode_stage(checkpoints, encoder, options, n_images: int) -> tuple[float, 
     samples = [s for c in checkpoints for s in iter_samples(c, options) if hasattr(s, "image")][:n_images]
     pre = encoder.preprocessor
     pixels = np.stack([pre.pixels(s.image) for s in samples])
-    encoder.encode(pre.to_input(pixels[: min(len(pixels), 8)]))  # warm-up
+    encoder.encode_pixels(pixels[: min(len(pixels), 8)])  # warm-up
     start = _now()
     for i in range(0, len(pixels), encoder.batch_size):  # the encoder thread's work: finish the inputs, encode
-        encoder.encode(pre.to_input(pixels[i: i + encoder.batch_size]))
+        encoder.encode_pixels(pixels[i: i + encoder.batch_size])
     return _rate(len(pixels), start, _now())
 
 
@@ -248,6 +249,7 @@ def main() -> None:
     parser.add_argument("--clip-images", type=int, default=384)
     parser.add_argument("--pixels-images", type=int, default=20000)
     parser.add_argument("--clip-spec", default="clip:ViT-B-32/random")
+    parser.add_argument("--only", choices=("pixels", "clip"), help="measure one encoder")
     parser.add_argument("--rss", action="store_true", help="also compare peak RSS at 10k vs 100k samples")
     parser.add_argument("--rss-repeats", type=int, default=3, help="ingests per size for --rss (median)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
@@ -257,8 +259,9 @@ def main() -> None:
         _rss_child(args.rss_child, args.workdir)
         return
     with tempfile.TemporaryDirectory(prefix="evowatch-bench-") as tmp:
-        rows = [measure("pixels", "pixels", args.pixels_images, Path(tmp)),
-                measure("clip-vit-b-32", args.clip_spec, args.clip_images, Path(tmp))]
+        rows = [measure("pixels", "pixels", args.pixels_images, Path(tmp)) if args.only != "clip" else None,
+                measure("clip-vit-b-32", args.clip_spec, args.clip_images, Path(tmp)) if args.only != "pixels" else None]
+        rows = [r for r in rows if r is not None]
         print("| encoder | device | images | decode, 1 worker | decode, pipeline's workers | encode | store | "
               "end to end | e2e / slowest stage (1 decode worker) | e2e / slowest stage (all workers) | "
               "cores busy end to end |")

@@ -154,6 +154,12 @@ class Encoder(Protocol):
         """Stack of preprocessed inputs (n, 3, S, S) -> float32 (n, dim), L2-normalised rows."""
         ...
 
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Stack of ``preprocessor.pixels`` outputs (n, 3, S, S) uint8 -> what :meth:`encode`
+        returns for their ``preprocessor.to_input``, finishing the inputs where that is
+        cheapest (on the GPU for CLIP on CUDA: a quarter of the bytes to copy, no host work)."""
+        ...
+
     def encode_text(self, prompts: list[str]) -> np.ndarray:
         """Prompts -> float32 (n, dim), L2-normalised rows, in the image embedding space."""
         ...
@@ -482,6 +488,10 @@ class _EncoderBase:
         """RGB uint8 (H, W, 3) image -> float32 (3, input_size, input_size) model input."""
         return self._pre(image)
 
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (n, 3, S, S) from ``preprocessor.pixels`` -> float32 (n, dim), as :meth:`encode`."""
+        return self.encode(self._pre.to_input(pixels))  # type: ignore[attr-defined]
+
 
 class PixelsEncoder(_EncoderBase):
     """Weight-free encoder: a small area-filtered thumbnail, flattened, centred per image and
@@ -558,6 +568,8 @@ class ClipEncoder(_EncoderBase):
         if self._cuda:
             self._model.to(self._torch_device)
             self._model.to(memory_format=torch.channels_last)  # conv stems (patch embed, ResNets)
+            self._mean = torch.tensor(self._pre.mean, device=self._torch_device).view(1, 3, 1, 1)
+            self._std = torch.tensor(self._pre.std, device=self._torch_device).view(1, 3, 1, 1)
         if batch_size is None:
             if self._cuda:
                 batch_size = CUDA_BATCH_SIZE if self.input_size <= 256 else CUDA_BATCH_SIZE_LARGE_INPUT
@@ -588,11 +600,38 @@ class ClipEncoder(_EncoderBase):
             t = torch.from_numpy(x)
             if self._cuda:
                 t = t.pin_memory().to(self._torch_device, non_blocking=True)
-                t = t.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                out = self._model.encode_image(t)
-            out = torch.nn.functional.normalize(out.float(), dim=-1)
-            return out.cpu().numpy().astype(np.float32, copy=False)
+            return self._embed(t)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        # docstring inherited
+        if not self._cuda:
+            return super().encode_pixels(pixels)
+        import torch
+
+        x = np.asarray(pixels)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, self.input_size, self.input_size):
+            raise ValueError(
+                f"Expected uint8 pixels of shape (n, 3, {self.input_size}, {self.input_size}). "
+                f"Got {x.dtype} {x.shape} instead."
+            )
+        if len(x) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x)).to(self._torch_device)
+            # ClipPreprocessor.to_input's arithmetic, in float32 on the device
+            t = (t.float() / 255.0 - self._mean) / self._std
+            return self._embed(t)
+
+    def _embed(self, inputs: "torch.Tensor") -> np.ndarray:
+        """Model inputs already on the device -> L2-normalised float32 numpy rows."""
+        import torch
+
+        if self._cuda:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self._model.encode_image(inputs)
+        out = torch.nn.functional.normalize(out.float(), dim=-1)
+        return out.cpu().numpy().astype(np.float32, copy=False)
 
     def encode_text(self, prompts: list[str]) -> np.ndarray:
         # docstring inherited

@@ -6,7 +6,8 @@ taking every ``workers``-th checkpoint and preparing batches in a small thread p
 receiving thread puts their batches back in job order. A ``--sampler`` (a model living in this process)
 produces in a thread instead. An encoder thread encodes batch after batch (torch releases
 the GIL); the calling thread writes them into the checkpoint's store transaction. Every
-queue and pipe is bounded, so memory stays at a few batches whatever the size of the run.
+queue and pipe is bounded, so memory stays at a few batches whatever the size of the run
+(an encoded batch keeps its vectors and store columns, not its model pixels).
 """
 from __future__ import annotations
 
@@ -56,16 +57,23 @@ def default_workers() -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedBatch:
-    """Model pixels (uint8, the preprocessor's first half) and store columns of up to
-    ``batch_size`` samples of one checkpoint."""
+class StoreColumns:
+    """What the store keeps of a batch of samples of one checkpoint, beside their vectors."""
 
-    pixels: np.ndarray
     thumbnails: np.ndarray
     instances: list[int]
     labels: list[str | None]
     paths: list[str]
     latents: np.ndarray | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """Model pixels (uint8, the preprocessor's first half) and store columns of up to
+    ``batch_size`` samples of one checkpoint."""
+
+    pixels: np.ndarray
+    columns: StoreColumns
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +93,13 @@ def _prepare(samples: list[Sample], preprocessor: Preprocessor, thumbnail_size: 
     thumbnails = np.stack([make_thumbnail(s.image, thumbnail_size) for s in samples])
     latents = [s.latent for s in samples]
     has_latents = all(x is not None for x in latents) and len({np.shape(x) for x in latents}) == 1
-    return PreparedBatch(
-        pixels=pixels,
+    return PreparedBatch(pixels, StoreColumns(
         thumbnails=thumbnails,
         instances=[s.instance for s in samples],
         labels=[s.label for s in samples],
         paths=[s.path for s in samples],
         latents=np.stack(latents).reshape(len(samples), -1) if has_latents else None,
-    )
+    ))
 
 
 # A backlog of complete checkpoints is committed in groups: at most GROUP_ROWS rows, and no
@@ -117,8 +124,10 @@ class _Done:
 
 @dataclass(frozen=True, slots=True)
 class _Encoded:
-    batch: PreparedBatch
+    """A batch's vectors and store columns; its model pixels, the bulk of it, are dropped."""
+
     vectors: np.ndarray
+    columns: StoreColumns
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,13 +362,13 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
 
 
 def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event) -> None:
-    """The encoder's own thread, so encoding overlaps the store writes of the previous batch."""
+    """The encoder's own thread, so encoding overlaps the store writes of earlier batches."""
     try:
         while (item := inbox.get()) is not _END:
             if isinstance(item, Future) and not stop.is_set():
                 item = item.result()  # a batch prepared in this process
             if isinstance(item, PreparedBatch) and not stop.is_set():
-                item = _Encoded(item, encoder.encode(encoder.preprocessor.to_input(item.pixels)))
+                item = _Encoded(encoder.encode_pixels(item.pixels), item.columns)
             outbox.put(item)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         outbox.put(_Failed(exc))
@@ -418,11 +427,11 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 log.warning("skipped %s: %s", item.path, item.reason)
                 tx.skip(item.path, item.reason)
             elif isinstance(item, _Encoded):
-                batch, vectors = item.batch, item.vectors
-                tx.add(vectors, batch.instances, batch.labels, batch.thumbnails, batch.paths, batch.latents)
-                rows += len(vectors)
+                c = item.columns
+                tx.add(item.vectors, c.instances, c.labels, c.thumbnails, c.paths, c.latents)
+                rows += len(item.vectors)
                 if on_rows:
-                    on_rows(len(vectors))
+                    on_rows(len(item.vectors))
             elif isinstance(item, _Done):
                 done += 1
                 if not store.has_pending:

@@ -176,6 +176,8 @@ def test_tiny_clip_random(no_cuda):
     assert again.fallback is None and again.identity == enc.identity
     np.testing.assert_allclose(again.encode(batch), vecs, atol=1e-6)  # seeded random init
     assert enc.encode(batch[:0]).shape == (0, 64)
+    pixels = np.stack([enc.preprocessor.pixels(im) for im in _images()])  # what the pipeline encodes
+    assert np.array_equal(enc.encode_pixels(pixels), vecs)
     text = enc.encode_text(["a photo of a digit", "a blurry image", "noise"])
     assert text.shape == (3, 64) and text.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
@@ -338,4 +340,9 @@ def test_cuda_fp16_matches_cpu():
     out = gpu.encode(batch)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, cpu.encode(batch), atol=2e-2)
+    pixels = np.stack([cpu.preprocessor.pixels(im) for im in _images()])  # inputs finished on the GPU
+    np.testing.assert_allclose(gpu.encode_pixels(pixels), out, atol=1e-3)
+    assert gpu.encode_pixels(pixels[:0]).shape == (0, gpu.dim)
+    with pytest.raises(ValueError, match="Expected uint8 pixels"):
+        gpu.encode_pixels(batch)
     np.testing.assert_allclose(gpu.encode_text(["a cat"]), cpu.encode_text(["a cat"]), atol=2e-2)
