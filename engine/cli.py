@@ -114,9 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="evowatch: %(message)s", stream=sys.stderr, force=True)
-    if not args.verbose:
+    if args.verbose:  # our debug lines; a library's (zarr logs every array it opens) stay at info
+        for ours in ("engine", "stores", "viewer"):
+            logging.getLogger(ours).setLevel(logging.DEBUG)
+    else:
         for noisy in ("openTSNE", "faiss", "faiss.loader", "urllib3", "httpx", "huggingface_hub", "timm"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
