@@ -89,7 +89,10 @@ def _decode_workers_stage(checkpoints, encoder, options) -> tuple[float, float]:
     receiver, workers = _start_decode_processes(jobs, _Preparation(options, encoder.preprocessor, encoder.batch_size, 48),
                                                 min(default_workers(), len(jobs)), out)
     while (item := out.get()) is not _END:
-        n += len(item.pixels) if isinstance(item, PreparedBatch) else 0
+        if isinstance(item, PreparedBatch):
+            n += len(item.pixels)
+            if item.release:
+                item.release()
     wall = time.perf_counter()
     for worker in workers:
         worker.join()  # a child's CPU time is counted once it is reaped

@@ -325,6 +325,8 @@ class Preprocessor(Protocol):
     """Image -> model input in two halves, so a worker process sends uint8 (4x smaller than
     the float input) and the encoder's thread finishes the batch."""
 
+    size: int  # side of the square pixels and model input
+
     def pixels(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 (H, W, 3) image -> the model's uint8 (3, S, S) pixels (resize, crop)."""
         ...

@@ -3,7 +3,8 @@
 Decoding sample files (PNG decode, grid split, preprocessing, thumbnails) is mostly
 per-sample Python under the GIL, so it runs in ``workers`` forked worker processes, each
 taking every ``workers``-th checkpoint and preparing batches in a small thread pool; a
-receiving thread puts their batches back in job order. A ``--sampler`` (a model living in this process)
+receiving thread puts their batches back in job order (the pixels come through shared
+memory: :mod:`engine.slots`). A ``--sampler`` (a model living in this process)
 produces in a thread instead. An encoder thread encodes batch after batch (torch releases
 the GIL); the calling thread writes them into the checkpoint's store transaction. Every
 queue and pipe is bounded, so memory stays at a few batches whatever the size of the run
@@ -33,6 +34,7 @@ from engine.discovery import DiscoveryOptions
 from engine.encoders import Encoder, Preprocessor
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
+from engine.slots import SlotRef, SlotRing
 from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -70,9 +72,19 @@ class StoreColumns:
 @dataclass(frozen=True, slots=True)
 class PreparedBatch:
     """Model pixels (uint8, the preprocessor's first half) and store columns of up to
-    ``batch_size`` samples of one checkpoint."""
+    ``batch_size`` samples of one checkpoint. ``release`` is called once the pixels have
+    been used when they are a decode worker's shared slot (:mod:`engine.slots`)."""
 
     pixels: np.ndarray
+    columns: StoreColumns
+    release: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _InSlot:
+    """A decode worker's batch on its way to the parent: the pixels are in a shared slot."""
+
+    ref: SlotRef
     columns: StoreColumns
 
 
@@ -181,9 +193,9 @@ def _produce(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: T
         out.put(_END)
 
 
-def _decode_process(inbox, prep: _Preparation, conn, inherited: list[int]) -> None:
+def _decode_process(inbox, prep: _Preparation, conn, ring: SlotRing, inherited: list[int]) -> None:
     """A decode worker process: jobs read one at a time from ``inbox``, their items and
-    resolved batches sent back over ``conn`` in order.
+    resolved batches sent back over ``conn`` in order, each batch's pixels through ``ring``.
 
     A few batches are prepared ahead (the thread pool stays busy) and the pipe blocks when
     the parent is behind, so memory stays bounded. ``inherited`` are the parent's pipe ends
@@ -194,7 +206,14 @@ def _decode_process(inbox, prep: _Preparation, conn, inherited: list[int]) -> No
         os.close(fd)
     gc.freeze()  # the parent's objects stay shared pages: this process's collections never touch them
     ahead: collections.deque = collections.deque()
-    send = lambda item: conn.send(item.result() if isinstance(item, Future) else item)  # noqa: E731
+
+    def send(item) -> None:
+        if isinstance(item, Future):
+            item = item.result()
+        if isinstance(item, PreparedBatch) and (ref := ring.put(item.pixels)) is not None:
+            item = _InSlot(ref, item.columns)
+        conn.send(item)
+
     try:
         with ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
             for item in _items(_received(inbox), prep, pool, threading.Event()):
@@ -258,11 +277,12 @@ def _picklable(exc: BaseException) -> bool:
         return False
 
 
-def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, out: queue.Queue) -> None:
+def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, rings: list[SlotRing],
+             out: queue.Queue) -> None:
     """Merge the decode processes' streams back into job order (job i comes from process i mod n)."""
     try:
         for i in range(len(jobs)):
-            conn, worker = conns[i % len(conns)], workers[i % len(conns)]
+            conn, worker, ring = conns[i % len(conns)], workers[i % len(conns)], rings[i % len(conns)]
             while True:
                 try:
                     item = conn.recv()
@@ -270,6 +290,8 @@ def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, out
                     worker.join(timeout=5)
                     raise EvowatchError(f"a decode worker process exited (code {worker.exitcode}); checkpoints from "
                                         f"{jobs[i][0].source} on are not stored yet: run again to resume") from None
+                if isinstance(item, _InSlot):
+                    item = PreparedBatch(ring.view(item.ref), item.columns, ring.release)
                 out.put(item)
                 if isinstance(item, _Failed):
                     return
@@ -279,6 +301,8 @@ def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, out
         out.put(_Failed(exc))
     finally:
         out.put(_END)
+        for ring in rings:
+            ring.close()  # a worker still waiting for a slot sees the end
 
 
 def _widen(conn) -> None:
@@ -293,24 +317,30 @@ def _widen(conn) -> None:
 
 def _start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, n: int,
                             out: queue.Queue) -> tuple[threading.Thread, list]:
-    conns, outboxes, workers = [], [], []
+    conns, outboxes, workers, rings = [], [], [], []
     pickled = _PickledJobs(jobs)  # before the fork: see _PickledJobs
+    slot_bytes = prep.batch_size * 3 * prep.preprocessor.size ** 2
     gc.freeze()  # unfrozen by ingest() once the workers are gone: no collection copies the shared pages
     for k in range(n):
         receiver, sender = _FORK.Pipe(duplex=False)
         inbox, outbox = _FORK.Pipe(duplex=False)
+        ring = SlotRing(slot_bytes, _FORK)
         _widen(receiver)
         inherited = [c.fileno() for c in conns + outboxes] + [receiver.fileno(), outbox.fileno()]
-        worker = _FORK.Process(target=_decode_process, args=(inbox, prep, sender, inherited),
+        inherited += [fd for r in rings + [ring] for fd in r.parent_fds]
+        worker = _FORK.Process(target=_decode_process, args=(inbox, prep, sender, ring, inherited),
                                name=f"evowatch-decode-{k}", daemon=True)
         worker.start()
         sender.close()  # the child holds the only sending end: its exit means EOF here
         inbox.close()
+        ring.after_fork_in_parent()
         conns.append(receiver)
         outboxes.append(outbox)
         workers.append(worker)
+        rings.append(ring)
     threading.Thread(target=pickled.feed, name="evowatch-feed", daemon=True, args=(outboxes,)).start()
-    thread = threading.Thread(target=_receive, name="evowatch-receive", daemon=True, args=(jobs, conns, workers, out))
+    thread = threading.Thread(target=_receive, name="evowatch-receive", daemon=True,
+                              args=(jobs, conns, workers, rings, out))
     thread.start()
     return thread, workers
 
@@ -368,7 +398,10 @@ def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: thr
             if isinstance(item, Future) and not stop.is_set():
                 item = item.result()  # a batch prepared in this process
             if isinstance(item, PreparedBatch) and not stop.is_set():
-                item = _Encoded(encoder.encode_pixels(item.pixels), item.columns)
+                batch = item
+                item = _Encoded(encoder.encode_pixels(batch.pixels), batch.columns)
+                if batch.release:
+                    batch.release()  # the pixels were a worker's slot: it may fill it again
             outbox.put(item)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         outbox.put(_Failed(exc))

@@ -231,14 +231,14 @@ def test_live_watch_picks_up_new_checkpoints_and_stops_cleanly_on_ctrl_c(tmp_pat
 
 
 # ------------------------------------------------------------------ decode worker processes
-def _ingest_run(run: Path, store_path: Path, workers: int) -> list:
+def _ingest_run(run: Path, store_path: Path, workers: int, batch_size: int | None = None) -> list:
     from engine.discovery import DiscoveryOptions, content_hash, scan_run
     from engine.encoders import make_encoder
     from engine.pipeline import ingest
     from engine.session import encoder_record
     from stores.zarr_store import StoreWriter
 
-    options, encoder = DiscoveryOptions(), make_encoder("pixels")
+    options, encoder = DiscoveryOptions(), make_encoder("pixels", batch_size=batch_size)
     jobs = [(c, content_hash(c)) for c in scan_run(run, options)]
     with StoreWriter(store_path, encoder_record(encoder)) as store:
         return [r.checkpoint.step for r in ingest(store, jobs, encoder, options, workers=workers)]
@@ -253,6 +253,23 @@ def test_decode_processes_keep_job_order_and_match_in_thread_decoding(tmp_path):
     a, b = StoreReader(tmp_path / "threads.zarr"), StoreReader(tmp_path / "procs.zarr")
     assert a.n_rows == b.n_rows == 33
     for name in ("embedding", "step", "instance", "path", "thumbnail"):
+        np.testing.assert_array_equal(a.samples(name), b.samples(name))
+
+
+def test_shared_slots_are_reused_in_order_for_checkpoints_of_many_batches(tmp_path):
+    """Batches of 4 through each worker's 3 shared slots: every slot is filled many times,
+    and every row still matches in-thread decoding (a slot reused too early would not)."""
+    from engine.slots import SLOTS
+
+    run = tmp_path / "run"
+    for step, n in zip((5, 10, 15, 20), (30, 7, 25, 13)):
+        write_step(run, step, n, seed=step)
+    assert 30 // 4 > SLOTS
+    assert _ingest_run(run, tmp_path / "threads.zarr", workers=0, batch_size=4) == [5, 10, 15, 20]
+    assert _ingest_run(run, tmp_path / "procs.zarr", workers=2, batch_size=4) == [5, 10, 15, 20]
+    a, b = StoreReader(tmp_path / "threads.zarr"), StoreReader(tmp_path / "procs.zarr")
+    assert a.n_rows == b.n_rows == 75
+    for name in ("embedding", "instance", "path", "thumbnail"):
         np.testing.assert_array_equal(a.samples(name), b.samples(name))
 
 
