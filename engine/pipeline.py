@@ -363,7 +363,9 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     prep = _Preparation(options, encoder.preprocessor, encoder.batch_size, int(store.attrs["thumbnail_size"]))
     workers = default_workers() if workers is None else workers
     processes = min(workers, len(jobs)) if samples is iter_samples else 0
-    decoded: queue.Queue = queue.Queue(maxsize=prefetch)
+    # Batches from decode processes are views of their shared slots, which bound them: a
+    # deeper queue lets the encoder take several small checkpoints at once.
+    decoded: queue.Queue = queue.Queue(maxsize=prefetch * (4 if processes else 1))
     encoded: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
     children: list = []
@@ -392,21 +394,48 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
 
 
 def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event) -> None:
-    """The encoder's own thread, so encoding overlaps the store writes of earlier batches."""
+    """The encoder's own thread, so encoding overlaps the store writes of earlier batches.
+
+    Batches already waiting are encoded in one call, up to the encoder's batch size: a run's
+    checkpoints are often smaller than a GPU batch (64-sample grids), and each call pays a
+    fixed cost and waits for its result. Nothing waits longer for it: with nothing queued,
+    what has arrived is encoded at once.
+    """
     try:
-        while (item := inbox.get()) is not _END:
+        waiting: list = []
+        while True:
+            try:
+                item = inbox.get(block=not waiting)
+            except queue.Empty:
+                item = None
             if isinstance(item, Future) and not stop.is_set():
                 item = item.result()  # a batch prepared in this process
-            if isinstance(item, PreparedBatch) and not stop.is_set():
-                batch = item
-                item = _Encoded(encoder.encode_pixels(batch.pixels), batch.columns)
-                if batch.release:
-                    batch.release()  # the pixels were a worker's slot: it may fill it again
-            outbox.put(item)
+            if item is not None and item is not _END:
+                waiting.append(item)
+            rows = sum(len(x.pixels) for x in waiting if isinstance(x, PreparedBatch))
+            if item is None or item is _END or rows >= encoder.batch_size or stop.is_set():
+                for out in _encoded_together(encoder, waiting, stop):
+                    outbox.put(out)
+                waiting = []
+            if item is _END:
+                return
     except BaseException as exc:  # handed to the consumer, which re-raises it
         outbox.put(_Failed(exc))
     finally:
         outbox.put(_END)
+
+
+def _encoded_together(encoder: Encoder, items: list, stop: threading.Event) -> list:
+    """``items`` in their order, each batch replaced by its vectors (one encoder call)."""
+    batches = [x for x in items if isinstance(x, PreparedBatch)]
+    if not batches or stop.is_set():
+        return items
+    vectors = encoder.encode_pixels([b.pixels for b in batches])
+    vectors = iter(np.split(vectors, np.cumsum([len(b.pixels) for b in batches])[:-1]))
+    for batch in batches:
+        if batch.release:
+            batch.release()  # the pixels were a worker's slot: it may fill it again
+    return [_Encoded(next(vectors), x.columns) if isinstance(x, PreparedBatch) else x for x in items]
 
 
 def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:

@@ -178,6 +178,7 @@ def test_tiny_clip_random(no_cuda):
     assert enc.encode(batch[:0]).shape == (0, 64)
     pixels = np.stack([enc.preprocessor.pixels(im) for im in _images()])  # what the pipeline encodes
     assert np.array_equal(enc.encode_pixels(pixels), vecs)
+    assert np.array_equal(enc.encode_pixels([pixels[:2], pixels[2:5], pixels[5:]]), vecs)  # one batch in parts
     text = enc.encode_text(["a photo of a digit", "a blurry image", "noise"])
     assert text.shape == (3, 64) and text.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
@@ -342,6 +343,7 @@ def test_cuda_fp16_matches_cpu():
     np.testing.assert_allclose(out, cpu.encode(batch), atol=2e-2)
     pixels = np.stack([cpu.preprocessor.pixels(im) for im in _images()])  # inputs finished on the GPU
     np.testing.assert_allclose(gpu.encode_pixels(pixels), out, atol=1e-3)
+    np.testing.assert_allclose(gpu.encode_pixels([pixels[:4], pixels[4:]]), out, atol=1e-3)  # parts joined on the GPU
     assert gpu.encode_pixels(pixels[:0]).shape == (0, gpu.dim)
     with pytest.raises(ValueError, match="Expected uint8 pixels"):
         gpu.encode_pixels(batch)

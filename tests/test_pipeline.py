@@ -293,3 +293,44 @@ def test_a_decode_worker_that_dies_is_one_clear_error_and_earlier_checkpoints_st
     reader = StoreReader(tmp_path / "s.zarr")
     steps = reader.checkpoints()["step"].tolist()  # the worker prepares ahead: step 20 may or may not have arrived
     assert steps in ([10], [10, 20]) and reader.n_rows == 4 * len(steps)
+
+
+def test_the_encoder_takes_waiting_checkpoints_together_and_keeps_their_order():
+    """Small checkpoints already queued go to the encoder in one call, up to its batch size;
+    every batch gets its own rows back, in order, between its checkpoint's markers."""
+    import queue
+    import threading
+
+    from engine.pipeline import _END, PreparedBatch, StoreColumns, _Done, _Encoded, _encode, _Start
+
+    class Recording:
+        def __init__(self, batch_size):
+            self.batch_size, self.calls = batch_size, []
+
+        def encode_pixels(self, parts):  # one call, the batches it was given as parts
+            pixels = np.concatenate(parts)
+            self.calls.append(len(pixels))
+            return pixels.reshape(len(pixels), -1)[:, :2].astype(np.float32)  # rows identify the sample
+
+    def batch(first, n):
+        pixels = np.arange(first, first + n, dtype=np.uint8)[:, None, None, None].repeat(2, axis=1)
+        return PreparedBatch(pixels, StoreColumns(np.zeros((n, 1, 1, 3), np.uint8), [0] * n, [None] * n, [""] * n, None))
+
+    def run(batch_size):
+        inbox, outbox, encoder = queue.Queue(), queue.Queue(), Recording(batch_size)
+        for k, (first, n) in enumerate(((0, 3), (3, 5), (8, 2))):
+            for item in (_Start(k, ""), batch(first, n), _Done(k)):
+                inbox.put(item)
+        inbox.put(_END)
+        _encode(encoder, inbox, outbox, threading.Event())
+        items = []
+        while (item := outbox.get()) is not _END:
+            items.append(item)
+        return encoder.calls, items
+
+    calls, items = run(batch_size=256)
+    assert calls == [10]  # all three waiting checkpoints in one call
+    assert [type(x).__name__ for x in items] == ["_Start", "_Encoded", "_Done"] * 3
+    encoded = [x for x in items if isinstance(x, _Encoded)]
+    assert [x.vectors[:, 0].tolist() for x in encoded] == [[0, 1, 2], [3, 4, 5, 6, 7], [8, 9]]
+    assert run(batch_size=4)[0] == [8, 2]  # a call ends once the batch size is reached
