@@ -301,8 +301,6 @@ def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, rin
         out.put(_Failed(exc))
     finally:
         out.put(_END)
-        for ring in rings:
-            ring.close()  # a worker still waiting for a slot sees the end
 
 
 def _widen(conn) -> None:

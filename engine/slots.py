@@ -1,14 +1,16 @@
 """Pixel batches handed from a decode process to the ingest's process through shared memory.
 
 A batch of 224-pixel CLIP inputs is ~150 kB a sample; pickled through a pipe it was copied
-four times (pickling, the pipe's write and read, unpickling into fresh pages) and capped
-the ingest at ~3,000 samples/s on a 16-core machine whose GPU encodes 12,000/s. Each
+four times (pickling, the pipe's write and read, unpickling into fresh pages), ~450 MB/s or
+~3,000 samples/s, on a 16-core machine whose GPU encodes 12,000/s (docs/ingest.md). Each
 decode worker instead writes its batches into a small ring of slots in an anonymous shared
 mapping made before the fork: only the slot's index goes through the pipe, and the encoder
 reads the slot in place. A token pipe back to the worker says when a slot is free again.
 Slots are used and freed in order (the parent takes a worker's batches in the order they
-were sent), and like every pipe here the token pipe ends when the parent is gone, so a
-worker never waits for ever.
+were sent). The token pipe is closed only when the ingest has let go of the ring (never
+while the encoder's thread may still release a slot: a closed descriptor's number can be
+reused by a store file), and when the parent is gone, so a worker never waits for ever;
+an ingest that stops early terminates its workers.
 """
 from __future__ import annotations
 
@@ -73,8 +75,5 @@ class SlotRing:
         """The oldest slot in use is free again; a worker that has exited needs none."""
         try:
             self._give.send_bytes(b"\0")
-        except (OSError, ValueError):  # BrokenPipeError, or closed by the ingest's cleanup
+        except OSError:  # BrokenPipeError
             pass
-
-    def close(self) -> None:
-        self._give.close()
