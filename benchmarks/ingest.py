@@ -87,7 +87,7 @@ def _decode_workers_stage(checkpoints, encoder, options) -> tuple[float, float]:
     out: queue.Queue = queue.Queue(maxsize=4)
     start, n = _now(), 0
     receiver, workers = _start_decode_processes(jobs, _Preparation(options, encoder.preprocessor, encoder.batch_size, 48),
-                                                min(default_workers(), len(jobs)), out)
+                                                default_workers(), out)
     while (item := out.get()) is not _END:
         if isinstance(item, PreparedBatch):
             n += len(item.pixels)

@@ -29,7 +29,7 @@ import json
 import logging
 import pickle
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -364,18 +364,21 @@ def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
             yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
 
 
-def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
+def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None,
+                 files: Sequence[Path] | None = None) -> Iterator[Sample | SkippedFile]:
     """Every sample of a checkpoint, file by file, in file order; unreadable files are skipped.
 
-    Raises :class:`DiscoveryError` only for a labels file that cannot be read (a setting, not
-    a sample).
+    ``files``: only these of the checkpoint's files (one decode worker's part of a large
+    folder of single images); names, instance ids, labels and grid detection still come from
+    the whole checkpoint. Raises :class:`DiscoveryError` only for a labels file that cannot
+    be read (a setting, not a sample).
     """
     options = options or DiscoveryOptions()
     ctx = _Context(checkpoint, options)
     images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
     split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1
     offset = 0  # instance ids of multi-sample files (grids, tensors) continue across files
-    for path in checkpoint.files:
+    for path in checkpoint.files if files is None else files:
         is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS
         produced = _tensor_samples(path, ctx, offset) if is_tensor else _grid_or_image(path, ctx, split, offset)
         count, multi = 0, False

@@ -2,7 +2,8 @@
 
 Decoding sample files (PNG decode, grid split, preprocessing, thumbnails) is mostly
 per-sample Python under the GIL, so it runs in ``workers`` forked worker processes, each
-taking every ``workers``-th checkpoint and preparing batches in a small thread pool; a
+taking every ``workers``-th checkpoint (or part of a large folder of single images: see
+``_split``) and preparing batches in a small thread pool; a
 receiving thread puts their batches back in job order (the pixels come through shared
 memory: :mod:`engine.slots`). A ``--sampler`` (a model living in this process)
 produces in a thread instead. An encoder thread encodes batch after batch (torch releases
@@ -30,7 +31,7 @@ from PIL import Image, ImageOps
 
 from engine import heap
 from engine.decode import iter_samples
-from engine.discovery import DiscoveryOptions
+from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions
 from engine.encoders import Encoder, Preprocessor
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -43,6 +44,9 @@ SampleSource = Callable[[Checkpoint, DiscoveryOptions], Iterable[Sample | Skippe
 
 #: Preparation threads in each decode process and beside a sampler (Pillow releases the GIL).
 PROCESS_THREADS = 2
+#: A folder of single images at least twice this size (a reference set, a large sample
+#: folder) is decoded in parts of about this many files, shared among the decode processes.
+PART_FILES = 256
 PIPE_BYTES = 1 << 20
 # Forked, as torch's DataLoader workers are: a forkserver or spawn child would re-import the
 # user's __main__ (seconds per ingest for the console script, an error for an unguarded
@@ -135,6 +139,21 @@ class _Done:
 
 
 @dataclass(frozen=True, slots=True)
+class _Part:
+    """Files [lo, hi) of a job's checkpoint, decoded by one process."""
+
+    lo: int
+    hi: int
+    first: bool
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _PartDone:
+    """The end of a part that is not its checkpoint's last (which ends with a Done)."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Encoded:
     """A batch's vectors and store columns; its model pixels, the bulk of it, are dropped."""
 
@@ -157,15 +176,19 @@ class _Preparation:
     thumbnail_size: int
 
 
-def _items(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: ThreadPoolExecutor,
+def _items(jobs: Iterable[tuple[Checkpoint, str, _Part | None]], prep: _Preparation, pool: ThreadPoolExecutor,
            stop: threading.Event, samples: SampleSource = iter_samples) -> Iterator:
-    """The producer's stream: a Start, skipped files and batches being prepared, a Done per job."""
-    for checkpoint, content_hash in jobs:
+    """The producer's stream: a Start, skipped files and batches being prepared, a Done per
+    job (for a job given in parts: the Start with its first, a PartDone after the others)."""
+    for checkpoint, content_hash, part in jobs:
         if stop.is_set():
             return
-        yield _Start(checkpoint, content_hash)
+        if part is None or part.first:
+            yield _Start(checkpoint, content_hash)
         batch: list[Sample] = []
-        for item in samples(checkpoint, prep.options):
+        found = samples(checkpoint, prep.options) if part is None else \
+            iter_samples(checkpoint, prep.options, files=checkpoint.files[part.lo:part.hi])
+        for item in found:
             if stop.is_set():
                 return
             if isinstance(item, SkippedFile):
@@ -177,7 +200,7 @@ def _items(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: Thr
                 batch = []
         if batch:
             yield pool.submit(_prepare, batch, prep.preprocessor, prep.thumbnail_size)
-        yield _Done(checkpoint)
+        yield _Done(checkpoint) if part is None or part.last else _PartDone()
 
 
 def _produce(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: ThreadPoolExecutor,
@@ -185,7 +208,7 @@ def _produce(jobs: Iterable[tuple[Checkpoint, str]], prep: _Preparation, pool: T
     """The producer thread (a sampler, or ``workers=0``): batches go on as futures, resolved by
     the encoder thread."""
     try:
-        for item in _items(jobs, prep, pool, stop, samples):
+        for item in _items(((c, h, None) for c, h in jobs), prep, pool, stop, samples):
             out.put(item)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         out.put(_Failed(exc))
@@ -230,14 +253,38 @@ def _decode_process(inbox, prep: _Preparation, conn, ring: SlotRing, inherited: 
         conn.close()
 
 
-def _received(inbox) -> Iterator[tuple[Checkpoint, str]]:
-    """A worker's jobs, one pickle each, until an empty message."""
+def _received(inbox) -> Iterator[tuple[Checkpoint, str, _Part]]:
+    """A worker's parts of jobs until an empty message: each part is a pickled
+    :class:`_Part`, after its job's pickle when the worker has not had that job yet."""
+    job = None
     while message := inbox.recv_bytes():
-        yield pickle.loads(message)
+        item = pickle.loads(message)
+        if isinstance(item, _Part):
+            yield (*job, item)
+        else:
+            job = item
+
+
+def _split(jobs: list[tuple[Checkpoint, str]], options: DiscoveryOptions) -> list[tuple[int, _Part]]:
+    """``(job index, part)`` in order: one part per checkpoint, or parts of about PART_FILES
+    files for a large folder of single images (grids and tensors number their samples
+    across files, so they stay whole)."""
+    parts = []
+    for j, (checkpoint, _) in enumerate(jobs):
+        files = checkpoint.files
+        forced = checkpoint.kind == "generated" and (options.grid or options.tile_size)
+        if len(files) < 2 * PART_FILES or forced or any(f.suffix.lower() in TENSOR_EXTENSIONS for f in files):
+            parts.append((j, _Part(0, len(files), True, True)))
+            continue
+        k = len(files) // PART_FILES
+        bounds = [round(i * len(files) / k) for i in range(k + 1)]
+        parts += [(j, _Part(bounds[i], bounds[i + 1], i == 0, i == k - 1)) for i in range(k)]
+    return parts
 
 
 class _PickledJobs:
-    """The jobs pickled into one buffer before the workers are forked, fed to them from it.
+    """The jobs and their parts pickled into one buffer before the workers are forked, fed
+    to them from it.
 
     A worker that walked an inherited list of jobs touched every job's reference count,
     which copied the pages they sit on into the worker (~1 kB per checkpoint per worker,
@@ -245,20 +292,24 @@ class _PickledJobs:
     in the parent. Read from one buffer, the pages stay shared.
     """
 
-    def __init__(self, jobs: list[tuple[Checkpoint, str]]) -> None:
-        parts = [pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL) for job in jobs]
-        self.ends = np.cumsum([len(p) for p in parts], dtype=np.int64)
-        self.blob = b"".join(parts)
+    def __init__(self, jobs: list[tuple[Checkpoint, str]], parts: list[tuple[int, _Part]]) -> None:
+        pickles = [pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL) for x in jobs + [p for _, p in parts]]
+        self.ends = np.cumsum([0] + [len(p) for p in pickles], dtype=np.int64).tolist()
+        self.blob = b"".join(pickles)
+        self.parts = [(j, len(jobs) + p) for p, (j, _) in enumerate(parts)]  # (job, its part's pickle)
 
     def feed(self, outboxes: list) -> None:
-        """Send job i to worker i mod n, then an end to each; a worker gone ends the
-        feeding (its failure reaches the consumer through its output pipe)."""
+        """Send part i to worker i mod n (its job first, when new to that worker), then an
+        end to each; a worker gone ends the feeding (its failure reaches the consumer
+        through its output pipe)."""
         view = memoryview(self.blob)
+        sent_job = [-1] * len(outboxes)
         try:
-            start = 0
-            for i, end in enumerate(self.ends.tolist()):
-                outboxes[i % len(outboxes)].send_bytes(view[start:end])
-                start = end
+            for i, (job, part) in enumerate(self.parts):
+                w = i % len(outboxes)
+                for k in ([job] if sent_job[w] != job else []) + [part]:
+                    outboxes[w].send_bytes(view[self.ends[k]:self.ends[k + 1]])
+                sent_job[w] = job
             for box in outboxes:
                 box.send_bytes(b"")
         except (OSError, ValueError):  # BrokenPipeError, or a pipe closed by ingest()'s cleanup
@@ -277,11 +328,11 @@ def _picklable(exc: BaseException) -> bool:
         return False
 
 
-def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, rings: list[SlotRing],
-             out: queue.Queue) -> None:
-    """Merge the decode processes' streams back into job order (job i comes from process i mod n)."""
+def _receive(jobs: list[tuple[Checkpoint, str]], parts: list[tuple[int, _Part]], conns: list, workers: list,
+             rings: list[SlotRing], out: queue.Queue) -> None:
+    """Merge the decode processes' streams back into job order (part i comes from process i mod n)."""
     try:
-        for i in range(len(jobs)):
+        for i, (j, _) in enumerate(parts):
             conn, worker, ring = conns[i % len(conns)], workers[i % len(conns)], rings[i % len(conns)]
             while True:
                 try:
@@ -289,7 +340,9 @@ def _receive(jobs: list[tuple[Checkpoint, str]], conns: list, workers: list, rin
                 except EOFError:
                     worker.join(timeout=5)
                     raise EvowatchError(f"a decode worker process exited (code {worker.exitcode}); checkpoints from "
-                                        f"{jobs[i][0].source} on are not stored yet: run again to resume") from None
+                                        f"{jobs[j][0].source} on are not stored yet: run again to resume") from None
+                if isinstance(item, _PartDone):
+                    break
                 if isinstance(item, _InSlot):
                     item = PreparedBatch(ring.view(item.ref), item.columns, ring.release)
                 out.put(item)
@@ -316,7 +369,9 @@ def _widen(conn) -> None:
 def _start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: _Preparation, n: int,
                             out: queue.Queue) -> tuple[threading.Thread, list]:
     conns, outboxes, workers, rings = [], [], [], []
-    pickled = _PickledJobs(jobs)  # before the fork: see _PickledJobs
+    parts = _split(jobs, prep.options)
+    n = min(n, len(parts))
+    pickled = _PickledJobs(jobs, parts)  # before the fork: see _PickledJobs
     slot_bytes = prep.batch_size * 3 * prep.preprocessor.size ** 2
     gc.freeze()  # unfrozen by ingest() once the workers are gone: no collection copies the shared pages
     for k in range(n):
@@ -338,7 +393,7 @@ def _start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: _Preparati
         rings.append(ring)
     threading.Thread(target=pickled.feed, name="evowatch-feed", daemon=True, args=(outboxes,)).start()
     thread = threading.Thread(target=_receive, name="evowatch-receive", daemon=True,
-                              args=(jobs, conns, workers, rings, out))
+                              args=(jobs, parts, conns, workers, rings, out))
     thread.start()
     return thread, workers
 
@@ -360,7 +415,7 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     jobs = list(jobs)
     prep = _Preparation(options, encoder.preprocessor, encoder.batch_size, int(store.attrs["thumbnail_size"]))
     workers = default_workers() if workers is None else workers
-    processes = min(workers, len(jobs)) if samples is iter_samples else 0
+    processes = workers if samples is iter_samples and jobs else 0  # at most one per part: _start_decode_processes
     # Batches from decode processes are views of their shared slots, which bound them: a
     # deeper queue lets the encoder take several small checkpoints at once.
     decoded: queue.Queue = queue.Queue(maxsize=prefetch * (4 if processes else 1))

@@ -273,6 +273,43 @@ def test_shared_slots_are_reused_in_order_for_checkpoints_of_many_batches(tmp_pa
         np.testing.assert_array_equal(a.samples(name), b.samples(name))
 
 
+def test_a_large_folder_is_decoded_in_parts_by_all_workers_as_one_checkpoint(tmp_path, monkeypatch):
+    """A reference set of 300 images (two label folders, numbered names) in parts of ~64
+    files, spread over three worker processes: one checkpoint, rows in file order, labels and
+    instance ids from the whole folder, exactly as decoded in one thread; one broken file
+    is one warning."""
+    import engine.pipeline
+    from engine.discovery import DiscoveryOptions, content_hash, scan_reference
+    from engine.encoders import make_encoder
+    from engine.pipeline import _split, ingest
+    from engine.session import encoder_record
+    from stores.zarr_store import StoreWriter
+
+    monkeypatch.setattr(engine.pipeline, "PART_FILES", 64)
+    rng = np.random.default_rng(0)
+    for label, first in (("cat", 0), ("dog", 150)):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(first, first + 150):
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "train" / label / f"{i:04d}.png")
+    (tmp_path / "train" / "dog" / "0200.png").write_bytes(b"not a png")
+    options, encoder = DiscoveryOptions(), make_encoder("pixels", batch_size=16)
+    reference = scan_reference(tmp_path / "train", "real", options)
+    assert [(p.lo, p.hi, p.first, p.last) for _, p in _split([(reference, "")], options)] == [
+        (0, 75, True, False), (75, 150, False, False), (150, 225, False, False), (225, 300, False, True)]
+    readers = []
+    for workers in (0, 3):
+        store_path = tmp_path / f"w{workers}.zarr"
+        with StoreWriter(store_path, encoder_record(encoder)) as store:
+            results = list(ingest(store, [(reference, content_hash(reference))], encoder, options, workers=workers))
+        assert [(r.checkpoint, r.rows, r.skipped) for r in results] == [(reference, 299, 1)]
+        readers.append(StoreReader(store_path))
+    a, b = readers
+    assert a.n_rows == b.n_rows == 299 and b.n_warnings == 1 and len(b.checkpoints()["step"]) == 1
+    for name in ("embedding", "instance", "label", "path", "thumbnail"):
+        np.testing.assert_array_equal(a.samples(name), b.samples(name))
+    assert b.samples("instance")[[0, 298]].tolist() == [0, 299]
+
+
 def test_a_decode_worker_that_dies_is_one_clear_error_and_earlier_checkpoints_stay(tmp_path, monkeypatch):
     import engine.decode
     from engine.errors import EvowatchError
