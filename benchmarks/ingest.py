@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 from engine.decode import iter_samples  # noqa: E402
 from engine.discovery import DiscoveryOptions, content_hash, scan_run  # noqa: E402
 from engine.encoders import make_encoder  # noqa: E402
-from engine.pipeline import (GROUP_ROWS, _END, PreparedBatch, _Preparation, _prepare,  # noqa: E402
-                             _start_decode_processes, default_workers, ingest)
+from engine.batches import END, PreparedBatch, Preparation, prepare_batch  # noqa: E402
+from engine.decode_workers import start_decode_processes  # noqa: E402
+from engine.pipeline import GROUP_ROWS, default_workers, ingest  # noqa: E402
 from engine.session import encoder_record  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
 
@@ -74,10 +75,10 @@ def _decode_stage(checkpoints, encoder, options) -> tuple[float, float]:
             if hasattr(sample, "image"):
                 batch.append(sample)
                 if len(batch) == encoder.batch_size:
-                    n += len(_prepare(batch, encoder.preprocessor, 48).pixels)
+                    n += len(prepare_batch(batch, encoder.preprocessor, 48).pixels)
                     batch = []
     if batch:
-        n += len(_prepare(batch, encoder.preprocessor, 48).pixels)
+        n += len(prepare_batch(batch, encoder.preprocessor, 48).pixels)
     return _rate(n, start, _now())
 
 
@@ -86,9 +87,9 @@ def _decode_workers_stage(checkpoints, encoder, options) -> tuple[float, float]:
     jobs = [(c, content_hash(c)) for c in checkpoints]
     out: queue.Queue = queue.Queue(maxsize=4)
     start, n = _now(), 0
-    receiver, workers = _start_decode_processes(jobs, _Preparation(options, encoder.preprocessor, encoder.batch_size, 48),
+    receiver, workers = start_decode_processes(jobs, Preparation(options, encoder.preprocessor, encoder.batch_size, 48),
                                                 default_workers(), out)
-    while (item := out.get()) is not _END:
+    while (item := out.get()) is not END:
         if isinstance(item, PreparedBatch):
             n += len(item.pixels)
             if item.release:

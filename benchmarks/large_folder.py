@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/large_folder.py [--images 3072] [--encoder pixels] [--repeats 2]
 
 A reference set (`--real`, `--holdout`) or a large sample folder is one checkpoint; the
-decode processes share it in parts (``engine.pipeline.PART_FILES`` files each) instead of
+decode processes share it in parts (``engine.decode_workers.PART_FILES`` files each) instead of
 one process decoding it all. Reported: end-to-end samples/s of each layout, alternately,
 and the ratio of the large folder's rate to the checkpoints' (1.0 = no penalty).
 """

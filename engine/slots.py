@@ -37,7 +37,7 @@ class SlotRing:
 
     Made in the parent before the fork; the worker calls :meth:`put`, the parent
     :meth:`view` and :meth:`release`. ``parent_fds`` are the parent's ends, which the
-    worker closes after the fork (see ``engine.pipeline._decode_process``).
+    worker closes after the fork (see ``engine.decode_workers._decode_process``).
     """
 
     def __init__(self, slot_bytes: int, context) -> None:

@@ -278,14 +278,15 @@ def test_a_large_folder_is_decoded_in_parts_by_all_workers_as_one_checkpoint(tmp
     files, spread over three worker processes: one checkpoint, rows in file order, labels and
     instance ids from the whole folder, exactly as decoded in one thread; one broken file
     is one warning."""
-    import engine.pipeline
+    import engine.decode_workers
+    from engine.decode_workers import split_parts
     from engine.discovery import DiscoveryOptions, content_hash, scan_reference
     from engine.encoders import make_encoder
-    from engine.pipeline import _split, ingest
+    from engine.pipeline import ingest
     from engine.session import encoder_record
     from stores.zarr_store import StoreWriter
 
-    monkeypatch.setattr(engine.pipeline, "PART_FILES", 64)
+    monkeypatch.setattr(engine.decode_workers, "PART_FILES", 64)
     rng = np.random.default_rng(0)
     for label, first in (("cat", 0), ("dog", 150)):
         (tmp_path / "train" / label).mkdir(parents=True)
@@ -294,7 +295,7 @@ def test_a_large_folder_is_decoded_in_parts_by_all_workers_as_one_checkpoint(tmp
     (tmp_path / "train" / "dog" / "0200.png").write_bytes(b"not a png")
     options, encoder = DiscoveryOptions(), make_encoder("pixels", batch_size=16)
     reference = scan_reference(tmp_path / "train", "real", options)
-    assert [(p.lo, p.hi, p.first, p.last) for _, p in _split([(reference, "")], options)] == [
+    assert [(p.lo, p.hi, p.first, p.last) for _, p in split_parts([(reference, "")], options)] == [
         (0, 75, True, False), (75, 150, False, False), (150, 225, False, False), (225, 300, False, True)]
     readers = []
     for workers in (0, 3):
@@ -338,7 +339,8 @@ def test_the_encoder_takes_waiting_checkpoints_together_and_keeps_their_order():
     import queue
     import threading
 
-    from engine.pipeline import _END, PreparedBatch, StoreColumns, _Done, _Encoded, _encode, _Start
+    from engine.batches import END, Done, PreparedBatch, Start, StoreColumns
+    from engine.pipeline import _Encoded, _encode
 
     class Recording:
         def __init__(self, batch_size):
@@ -356,18 +358,18 @@ def test_the_encoder_takes_waiting_checkpoints_together_and_keeps_their_order():
     def run(batch_size):
         inbox, outbox, encoder = queue.Queue(), queue.Queue(), Recording(batch_size)
         for k, (first, n) in enumerate(((0, 3), (3, 5), (8, 2))):
-            for item in (_Start(k, ""), batch(first, n), _Done(k)):
+            for item in (Start(k, ""), batch(first, n), Done(k)):
                 inbox.put(item)
-        inbox.put(_END)
+        inbox.put(END)
         _encode(encoder, inbox, outbox, threading.Event())
         items = []
-        while (item := outbox.get()) is not _END:
+        while (item := outbox.get()) is not END:
             items.append(item)
         return encoder.calls, items
 
     calls, items = run(batch_size=256)
     assert calls == [10]  # all three waiting checkpoints in one call
-    assert [type(x).__name__ for x in items] == ["_Start", "_Encoded", "_Done"] * 3
+    assert [type(x).__name__ for x in items] == ["Start", "_Encoded", "Done"] * 3
     encoded = [x for x in items if isinstance(x, _Encoded)]
     assert [x.vectors[:, 0].tolist() for x in encoded] == [[0, 1, 2], [3, 4, 5, 6, 7], [8, 9]]
     assert run(batch_size=4)[0] == [8, 2]  # a call ends once the batch size is reached
