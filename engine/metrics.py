@@ -76,10 +76,6 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(d2)
 
 
-def _l2_index(base: np.ndarray) -> ExactIndex:
-    return ExactIndex(base, "l2")
-
-
 def knn_distances(
     query: np.ndarray, base: np.ndarray, k: int, *, index=None, exclude_self: bool = False
 ) -> np.ndarray:
@@ -107,7 +103,7 @@ def knn_distances(
             d.sort(axis=1)
             out[lo : lo + len(d)] = d[:, lo_col:want]
         return out
-    index = index if index is not None else _l2_index(base)
+    index = index if index is not None else ExactIndex(base, "l2")
     n_cand = min(n_base, want + _REFINE)
     base64 = base.astype(np.float64, copy=False)
     for lo in range(0, query.shape[0], _BLOCK):
@@ -444,7 +440,7 @@ class ReferenceStats:
         hold = None if holdout_vectors is None else as_vectors(holdout_vectors, "held-out vectors", dim=d)
         if hold is not None and hold.shape[0] < 2:
             raise ValueError(f"Expected at least 2 held-out vectors. Got {hold.shape[0]} instead.")
-        real_index = _l2_index(real) if n_real * n_real > _BRUTE_MAX else None
+        real_index = ExactIndex(real, "l2") if n_real * n_real > _BRUTE_MAX else None
         radii = knn_radii(real, k, index=real_index)
         mu, sigma = mean_cov(real)
         rng = np.random.default_rng(seed)
@@ -510,7 +506,7 @@ class ReferenceStats:
         index = None
         if len(query) * len(base) > _BRUTE_MAX:
             if f"index:{which}" not in self._cache:
-                self._cache[f"index:{which}"] = _l2_index(base)
+                self._cache[f"index:{which}"] = ExactIndex(base, "l2")
             index = self._cache[f"index:{which}"]
         return knn_distances(query, base, 1, index=index)[:, 0]
 
