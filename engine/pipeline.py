@@ -30,7 +30,7 @@ from engine.decode_workers import start_decode_processes
 from engine.discovery import DiscoveryOptions
 from engine.encoders import Encoder
 from engine.records import Checkpoint, SkippedFile
-from stores.zarr_store import StoreWriter
+from stores.zarr_store import WRITE_ROWS, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class IngestResult:
 
 # A backlog of complete checkpoints is committed in groups: at most GROUP_ROWS rows, and no
 # checkpoint waits more than GROUP_SECONDS for its commit.
-GROUP_ROWS = 1024
+GROUP_ROWS = WRITE_ROWS
 GROUP_SECONDS = 1.0
 
 

@@ -10,20 +10,21 @@ Why this shape (measured in shared/research/deps.md):
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
 from stores.errors import EncoderMismatchError, StoreFormatError, StoreLockedError
 from stores import format as fmt
@@ -34,13 +35,17 @@ LOCK_NAME = ".evowatch.lock"
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
 WRITE_CONFIG = {"write_empty_chunks": True}
-#: Arrays written at once by a commit, and zarr's chunk operations in flight (its default
-#: 10), both from the cores: each chunk in flight holds its array, encoded and compressed
-#: copies, so 8 writers x 10 chunks on 2 cores made every commit's working set ~20 MB over
-#: its rows for no throughput (docs/ingest.md, Memory).
+#: zarr's chunk operations in flight (its default 10), from the cores: each chunk in flight
+#: holds its array, encoded and compressed copies, so 8 arrays x 10 chunks on 2 cores made
+#: every commit's working set ~20 MB over its rows for no throughput (docs/ingest.md, Memory).
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-_WRITE_THREADS = max(2, min(8, _CORES))
 _CHUNKS_IN_FLIGHT = max(4, min(10, 2 * _CORES))
+#: Rows per write of the sample arrays (a group commit, a flush). zarr 3.1 spends 1-2 ms of
+#: Python on each array it writes, whatever the rows, and a commit writes 17 arrays: per
+#: commit of 1,024 / 2,048 / 4,096 rows the store wrote ~37k / ~59k / ~83k rows/s, its
+#: memory peak growing by ~7 / ~25 / ~55 MB over 1,024 rows without gathered writes
+#: (docs/ingest.md, "Store writes").
+WRITE_ROWS = 2048
 
 # A forked child (a decode worker) inherits the writer's lock file; closing its copy keeps
 # the lock the parent's alone, so a child outliving a killed writer cannot block a restart.
@@ -61,6 +66,14 @@ def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int, max_rows: int = 1
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize)
     rows = fmt.ROW_CHUNK_BYTES // row_bytes
     return int(min(max_rows, max(256, 2 ** int(np.log2(max(rows, 1))))))
+
+
+def _write_all(writes: list[Coroutine]) -> None:
+    """Run zarr writes together on zarr's own event loop (what its synchronous API does one by one)."""
+    async def together() -> None:
+        await asyncio.gather(*writes)
+
+    sync(together())
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
@@ -342,12 +355,6 @@ class StoreWriter(StoreReader):
         _held_lock_fds.add(handle.fileno())
         return handle
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        if getattr(self, "_pool", None) is None:
-            self._pool = ThreadPoolExecutor(max_workers=_WRITE_THREADS, thread_name_prefix="evowatch-store")
-        return self._pool
-
     def close(self) -> None:
         if getattr(self, "_lock_file", None) is not None and getattr(self, "_lengths", None):
             try:  # a closed store's arrays end at their commit points
@@ -355,9 +362,6 @@ class StoreWriter(StoreReader):
                 self._cut_to_committed()
             except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
                 log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown()
-            self._pool = None
         if getattr(self, "_lock_file", None) is not None:
             _held_lock_fds.discard(self._lock_file.fileno())
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
@@ -592,10 +596,15 @@ class StoreWriter(StoreReader):
         self.refresh()
 
     def write_columns(self, group: str, start: int, columns: dict[str, np.ndarray]) -> None:
-        """Write several arrays' rows at once: each write is I/O and compression bound."""
-        list(self.pool.map(lambda item: self._write_rows(group, item[0], start, item[1]), columns.items()))
+        """Write several arrays' rows at once, in one pass through zarr's event loop.
 
-    def _write_rows(self, group: str, name: str, start: int, values: np.ndarray) -> None:
+        Their I/O and compression overlap there, without a thread per array each blocking
+        on that same loop (a 1,024-row commit: 25-28k -> 33-38k rows/s, docs/ingest.md).
+        """
+        _write_all([w for name, values in columns.items() for w in self._row_writes(group, name, start, values)])
+
+    def _row_writes(self, group: str, name: str, start: int, values: np.ndarray) -> list[Coroutine]:
+        """Make room for one array's rows [start, start+len(values)); return their writes."""
         path = self.path / group / name
         if name == "latent" and not (path / "zarr.json").is_file():
             if start != 0:
@@ -606,7 +615,7 @@ class StoreWriter(StoreReader):
         if name == "latent" and array.shape[1:] != values.shape[1:]:
             log.warning("%s: latent width %s differs from the store's %s; these latents are not stored",
                         self.path, values.shape[1:], array.shape[1:])
-            return
+            return []
         stop = start + len(values)
         length = self._lengths.get((group, name), array.shape[0])
         if array.shape[0] < stop:
@@ -617,9 +626,10 @@ class StoreWriter(StoreReader):
             capacity = -(-max(stop, array.shape[0] + array.shape[0] // 4) // chunk) * chunk
             array.resize((capacity, *array.shape[1:]))
         if length < start:  # latent array joined late, or skipped checkpoints: pad with NaN
-            array[length:start] = np.nan
-        array[start:stop] = values
+            values = np.concatenate([np.full((start - length, *values.shape[1:]), np.nan, values.dtype), values])
+            start = length  # one write: two on the same chunk at once would race
         self._lengths[(group, name)] = max(length, stop)
+        return [array.async_array.setitem(slice(start, stop), values)]
 
     def commit_layout(self, xy: np.ndarray, start: int) -> None:
         """Write layout rows [start, start+len(xy)) and then move the layout commit point."""
@@ -642,12 +652,8 @@ class StoreWriter(StoreReader):
         row = int(hit[0]) if len(hit) else len(steps)
         n = max(len(steps), row + 1)
 
-        def write(item: tuple[str, float]) -> None:
-            name, value = item
-            array = self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
-            array[row] = value
-
-        list(self.pool.map(write, {"step": step, **values}.items()))
+        _write_all([self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
+                    .async_array.setitem(row, value) for name, value in {"step": step, **values}.items()])
         group.attrs.update({"committed_rows": n})
 
     def clear_step_metrics(self) -> None:
@@ -710,7 +716,8 @@ class CheckpointTransaction:
         self.rows_written = 0
         self.buffer = _Columns()
         self.skipped: list[tuple[str, str]] = []
-        self._flush_rows = _rows_per_chunk((int(store.encoder["dim"]),), 2)
+        chunk = _rows_per_chunk((int(store.encoder["dim"]),), 2)
+        self._flush_rows = -(-WRITE_ROWS // chunk) * chunk  # whole embedding chunks
 
     @property
     def n_rows(self) -> int:
@@ -719,7 +726,7 @@ class CheckpointTransaction:
 
     def add(self, embeddings: np.ndarray, instances: Sequence[int], labels: Sequence[str | None],
             thumbnails: np.ndarray, paths: Sequence[str], latents: np.ndarray | None = None) -> None:
-        """Buffer a batch of rows; written out whenever a chunk's worth has gathered."""
+        """Buffer a batch of rows; written out whenever WRITE_ROWS (whole chunks) have gathered."""
         n = len(embeddings)
         if not (len(instances) == len(labels) == len(thumbnails) == len(paths) == n):
             raise ValueError("add(): all columns must have one entry per embedding row")
