@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--holdout", type=_existing_dir, metavar="DIR", help="real held-out images never trained on")
     watch.add_argument("--poll", action="store_true", help="poll instead of native file events (network filesystems)")
     watch.add_argument("--workers", type=int, default=None,
-                       help="decode worker processes (default: one per core, at most 8); 0 decodes in a thread")
+                       help="decode worker processes (default: one per usable core, at most 8); 0 decodes in a thread")
     watch.add_argument("--thumbnail-size", type=int, default=48, metavar="PX", help="thumbnail size stored per sample (new stores)")
     watch.add_argument("--no-layout", action="store_true", help="do not update the evolutionary map after each ingest")
     watch.add_argument("--alignment", type=float, default=DEFAULT_ALIGNMENT, metavar="W",

@@ -38,9 +38,12 @@ heap.bound_arenas()  # at import: before the ingest's threads exist, so that the
 
 
 def default_workers() -> int:
-    """One decode process per core, at most 8: measured faster than leaving cores to the
-    encoder and store threads, which mostly wait on the GIL or the disk (docs/ingest.md)."""
-    return min(8, os.cpu_count() or 2)
+    """One decode process per core this process may run on, at most 8: measured faster than
+    leaving cores to the encoder and store threads, which mostly wait on the GIL or the disk
+    (docs/ingest.md). The CPU affinity, not the machine's count: a container pinned to 2 of
+    64 cores would otherwise fork 8 workers onto 2."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, cores or 2)
 
 
 @dataclass(frozen=True, slots=True)

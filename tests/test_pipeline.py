@@ -373,3 +373,14 @@ def test_the_encoder_takes_waiting_checkpoints_together_and_keeps_their_order():
     encoded = [x for x in items if isinstance(x, _Encoded)]
     assert [x.vectors[:, 0].tolist() for x in encoded] == [[0, 1, 2], [3, 4, 5, 6, 7], [8, 9]]
     assert run(batch_size=4)[0] == [8, 2]  # a call ends once the batch size is reached
+
+
+def test_default_workers_count_the_cores_this_process_may_use(monkeypatch):
+    """A container pinned to 2 of a machine's 64 cores gets 2 decode processes, not 8."""
+    from engine.pipeline import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert default_workers() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert default_workers() == 8
