@@ -69,10 +69,10 @@ def test_view_hover_select_and_live_update(tmp_path):
 
         # Zoom in with the wheel, box the whole plot: exactly the markers in view are selected
         # (the page resolves the box's data coordinates, so the canvas's transform must agree).
-        rect = page.evaluate(f"() => document.querySelector('{browser.MAP}').evomap.plotRect()")
+        rect = page.evaluate(f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.plotRect()")
         page.mouse.move(rect["x"] + rect["width"] * 0.4, rect["y"] + rect["height"] * 0.5)
         page.mouse.wheel(0, -400)
-        in_view = page.evaluate(f"""() => {{ const m = document.querySelector('{browser.MAP}').evomap, r = m.plotRect();
+        in_view = page.evaluate(f"""() => {{ const m = document.querySelector('{browser.MAP_SELECTOR}').evomap, r = m.plotRect();
             let n = 0; for (let i = 0; i < m.info().markers; i++) {{ const [x, y] = m.pixelOf(i);
               if (x >= r.x && x <= r.x + r.width && y >= r.y && y <= r.y + r.height) n++; }} return n; }}""")
         assert 0 < in_view < 3 * PER_STEP + N_REAL
@@ -100,7 +100,7 @@ def test_view_hover_select_and_live_update(tmp_path):
         # the selection and the trail are kept, the trail now runs through four steps.
         run.add_step(4000)
         page.wait_for_function(
-            f"() => {{ const m = document.querySelector('{browser.MAP}');"
+            f"() => {{ const m = document.querySelector('{browser.MAP_SELECTOR}');"
             f" return m && m.evomap && m.evomap.info().markers === {4 * PER_STEP + N_REAL}; }}", timeout=30_000)
         assert page.evaluate("() => window.__evowatchNoReload === true"), "the page reloaded"
         assert "4,000" in browser.band_labels(page)
@@ -118,5 +118,5 @@ def test_view_hover_select_and_live_update(tmp_path):
         page.mouse.click(x, y)
         page.get_by_text("Showing step 2,000 only").wait_for(timeout=20_000)
         page.wait_for_function(
-            f"() => document.querySelector('{browser.MAP}').evomap.info().markers === {PER_STEP + N_REAL}",
+            f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.info().markers === {PER_STEP + N_REAL}",
             timeout=20_000)

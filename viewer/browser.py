@@ -18,7 +18,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-MAP = MAP_SELECTOR
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -74,14 +73,14 @@ def chromium(home: Path) -> Iterator[object]:
 
 
 def _info(page) -> dict:
-    return page.evaluate(f"() => {{ const m = document.querySelector('{MAP}'); return m && m.evomap ? m.evomap.info() : null; }}")
+    return page.evaluate(f"() => {{ const m = document.querySelector('{MAP_SELECTOR}'); return m && m.evomap ? m.evomap.info() : null; }}")
 
 
 def wait_for_map(page, timeout_ms: int = 60_000, *, changed_from: str | None = None) -> None:
     """Until the map's markers (and its raster, if any) have been drawn; with
     ``changed_from`` (a spec signature from :func:`map_signature`), until a new spec is."""
     page.wait_for_function(
-        f"""(old) => {{ const m = document.querySelector('{MAP}');
+        f"""(old) => {{ const m = document.querySelector('{MAP_SELECTOR}');
             if (!m || !m.evomap) return false;
             const i = m.evomap.info();
             return i.draws > 0 && i.complete && i.sig !== old; }}""",
@@ -119,13 +118,13 @@ def band_labels(page) -> list[str]:
 
 def map_tool(page, name: str) -> None:
     """Press one of the map's tool buttons: box, lasso, pan, reset, clear."""
-    page.locator(f"{MAP} .evomap-tools button", has_text=name).click()
+    page.locator(f"{MAP_SELECTOR} .evomap-tools button", has_text=name).click()
 
 
 def drag_path(page, points: list[tuple[float, float]], tool: str = "box") -> None:
     """Drag on the map with ``tool`` through ``points`` (fractions of the plot area)."""
     map_tool(page, tool)
-    box = page.evaluate(f"() => document.querySelector('{MAP}').evomap.plotRect()")
+    box = page.evaluate(f"() => document.querySelector('{MAP_SELECTOR}').evomap.plotRect()")
     at = [(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy) for fx, fy in points]
     page.mouse.move(*at[0])
     page.mouse.down()
@@ -141,5 +140,5 @@ def drag_box(page, x0: float, y0: float, x1: float, y1: float) -> None:
 
 def point_pixel(page, index: int) -> tuple[float, float]:
     """Page coordinates of the ``index``-th drawn marker (markers are in row order)."""
-    x, y = page.evaluate(f"(i) => document.querySelector('{MAP}').evomap.pixelOf(i)", index)
+    x, y = page.evaluate(f"(i) => document.querySelector('{MAP_SELECTOR}').evomap.pixelOf(i)", index)
     return float(x), float(y)
