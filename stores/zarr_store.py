@@ -69,11 +69,15 @@ def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int, max_rows: int = 1
 
 
 def _write_all(writes: list[Coroutine]) -> None:
-    """Run zarr writes together on zarr's own event loop (what its synchronous API does one by one)."""
+    """Run zarr writes together on zarr's own event loop (what its synchronous API does one by
+    one), with _CHUNKS_IN_FLIGHT chunk operations unless the user set zarr's own limit; the
+    limit is zarr's process-wide setting, so it is set for these writes only."""
     async def together() -> None:
         await asyncio.gather(*writes)
 
-    sync(together())
+    user_set = "ZARR_ASYNC__CONCURRENCY" in os.environ
+    with contextlib.nullcontext() if user_set else zarr.config.set({"async.concurrency": _CHUNKS_IN_FLIGHT}):
+        sync(together())
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
@@ -319,8 +323,6 @@ class StoreWriter(StoreReader):
         if not _is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock_file = self._take_lock()
-        if "ZARR_ASYNC__CONCURRENCY" not in os.environ:  # process-wide; a user's own setting wins
-            zarr.config.set({"async.concurrency": _CHUNKS_IN_FLIGHT})
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
         try:

@@ -44,6 +44,29 @@ def test_commit_and_read(tmp_path, rng):
     np.testing.assert_allclose(np.linalg.norm(reader.samples("embedding").astype(np.float32), axis=1), 1, atol=1e-3)
 
 
+def test_writes_bound_zarrs_chunk_concurrency_for_themselves_only(tmp_path, rng, monkeypatch):
+    """The writer's chunk limit holds during its writes and leaves zarr's process-wide
+    setting as it was (a trainer or notebook writing a store keeps its own zarr config)."""
+    import stores.zarr_store as zarr_store
+
+    monkeypatch.delenv("ZARR_ASYNC__CONCURRENCY", raising=False)
+    monkeypatch.setattr(zarr_store, "_CHUNKS_IN_FLIGHT", 3)
+    before = zarr.config.get("async.concurrency")
+    seen, real_sync = [], zarr_store.sync
+
+    def sync_noting_the_limit(coro):
+        seen.append(zarr.config.get("async.concurrency"))
+        return real_sync(coro)
+
+    monkeypatch.setattr(zarr_store, "sync", sync_noting_the_limit)
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(1, "step_1", "h1") as tx:
+            add_rows(tx, 10, rng)
+        assert zarr.config.get("async.concurrency") == before
+    assert seen and set(seen) == {3}
+    assert zarr.config.get("async.concurrency") == before and StoreReader(tmp_path / "s.zarr").n_rows == 10
+
+
 def test_error_inside_checkpoint_rolls_back(tmp_path, rng):
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(1, "a", "h1") as tx:
