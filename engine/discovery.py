@@ -31,7 +31,9 @@ directory itself (or pass ``step_regex``) to remove the doubt.
 
 Weight and state files are never sample files: by extension (``.pth``, ``.pkl``,
 ``.ckpt``, ``.safetensors``, ``.bin``, ...) and by name (``model-12.pt``, ``optimizer.pt``,
-``ema.pt``, ...), checked before any file is opened.
+``ema.pt``, ...), checked before any file is opened; a tensor file whose name speaks of
+samples is one anyway (``ema_samples_1000.pt``). Folders and files with a temporary name
+(``step_3000.tmp/``, ``grid.png.part``) are ignored until renamed into place.
 """
 from __future__ import annotations
 
@@ -62,6 +64,9 @@ _WEIGHT_STEM = re.compile(
     r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state)(?:[-_.=].*|\d.*)?|last|best|latest)$", re.IGNORECASE)
+#: Words that make a tensor file's name a sample file's, whatever it starts with
+#: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
+_SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
 #: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
@@ -145,14 +150,20 @@ def is_weight_file(name: str) -> bool:
     ext = os.path.splitext(name)[1].lower()
     if ext in MODEL_EXTENSIONS:
         return True
-    return ext in TENSOR_EXTENSIONS and bool(_WEIGHT_STEM.match(_stem(name)))
+    stem = _stem(name)
+    return ext in TENSOR_EXTENSIONS and bool(_WEIGHT_STEM.match(stem)) and not _SAMPLE_WORDS.search(stem)
+
+
+def _is_temporary(name: str) -> bool:
+    """A file or folder still being written under a temporary name (``step_3000.tmp``)."""
+    return name.lower().endswith(_TEMP_SUFFIXES)
 
 
 def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
     """Whether a file name can hold samples: matches a sample glob and is no weight/temp file."""
     lower = name.lower()
     ext = os.path.splitext(lower)[1]
-    if lower.startswith(".") or lower.endswith(_TEMP_SUFFIXES) or ext in _LOG_EXTENSIONS or is_weight_file(name):
+    if lower.startswith(".") or _is_temporary(lower) or ext in _LOG_EXTENSIONS or is_weight_file(name):
         return False
     if options.ready_file and name == options.ready_file:
         return False
@@ -205,11 +216,12 @@ def _is_file(entry: os.DirEntry) -> bool:
 
 
 def _is_hidden_dir(entry: os.DirEntry) -> bool:
-    return entry.name.startswith(".") and _is_dir(entry)
+    """Hidden, or still being written under a temporary name: not looked into."""
+    return (entry.name.startswith(".") or _is_temporary(entry.name)) and _is_dir(entry)
 
 
 def _walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
-    """Every file below ``folder`` (sorted, depth-limited; symlinked and hidden folders skipped)."""
+    """Every file below ``folder`` (sorted, depth-limited; symlinked, hidden and temporary folders skipped)."""
     for entry in _entries(folder):
         if _is_file(entry):
             yield Path(entry.path)

@@ -159,8 +159,30 @@ def test_weight_names():
     for name in ("model-12.pt", "model-best.pt", "netG_epoch_3.pth", "network-snapshot-000200.pkl", "last.ckpt",
                  "epoch=3-step=1000.ckpt", "model.safetensors", "optimizer.pt", "ema.pt", "training_args.bin"):
         assert is_weight_file(name), name
-    for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png"):
+    for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png",
+                 "ema_samples_1000.pt", "model_samples_1000.npy", "generator_outputs_1000.npy", "netG_fakes_3.npz"):
         assert not is_weight_file(name), name
+
+
+def test_tensor_samples_named_after_the_model_are_checkpoints(tmp_path):
+    for step in (1000, 2000):
+        np.save(tmp_path / f"ema_samples_{step}.npy", np.zeros((2, 8, 8, 3), np.uint8))
+        torch.save({"state": torch.zeros(1)}, tmp_path / f"ema_{step}.pt")  # the weights beside them
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(1000, "ema_samples_1000.npy"),
+                                                                (2000, "ema_samples_2000.npy")]
+
+
+def test_a_folder_under_a_temporary_name_is_taken_once_renamed(tmp_path):
+    """A trainer (or cp) writing ``step_3000.tmp/`` and renaming it: one checkpoint, step 3000."""
+    for step in (1000, 2000):
+        _folder_of_images(tmp_path / f"step_{step}")
+    _folder_of_images(tmp_path / "step_3000.tmp")
+    _folder_of_images(tmp_path / "step_2000" / "extra.partial")  # a sub-folder still being written
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source) for c in found] == [(1000, "step_1000"), (2000, "step_2000")]
+    assert all("extra.partial" not in f.as_posix() for c in found for f in c.files)
+    os.rename(tmp_path / "step_3000.tmp", tmp_path / "step_3000")
+    assert [c.source for c in scan_run(tmp_path)] == ["step_1000", "step_2000", "step_3000"]
 
 
 def test_missing_run_dir_is_a_discovery_error(tmp_path):
