@@ -28,6 +28,7 @@ import csv
 import json
 import logging
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -117,9 +118,11 @@ def load_image(path: Path) -> np.ndarray:
     """Decode an image file to RGB uint8 (H, W, 3); raises :class:`SkipFile` with the reason."""
     _require_content(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            return _pil_to_array(image)
+        with warnings.catch_warnings():  # a large grid of the trainer's own; twice Pillow's limit still raises
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return _pil_to_array(image)
     except FileNotFoundError:
         raise SkipFile("vanished before it could be read") from None
     except UnidentifiedImageError:
@@ -308,7 +311,8 @@ class _Context:
         self.folder = checkpoint_path(checkpoint)
         self.table = _labels_file(checkpoint, options)
         self.folders = folder_labels(checkpoint, options)
-        self.ids = name_ids(checkpoint.files)
+        # A checkpoint that is one file carries its step in its name, not an instance id.
+        self.ids = {} if self.folder.is_file() else name_ids(checkpoint.files)
         # Forced geometry describes the trainer's grids, never a reference data set.
         generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None
@@ -387,8 +391,7 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
                 count += 1
                 multi = multi or "#" in sample.path
                 yield sample
-        except SkipFile as exc:
-            log.info("skipped %s: %s", ctx.name(path), exc)
+        except SkipFile as exc:  # the consumer logs it and records it in the store
             yield SkippedFile(path=ctx.name(path), reason=str(exc))
         if multi:
             offset += count

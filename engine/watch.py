@@ -51,6 +51,10 @@ class WatchConfig:
     sampler: Sampler | None = None
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
     try:
         return file_versions(checkpoint)
@@ -69,6 +73,8 @@ class Watcher:
         self._changed = threading.Event()
         self._references_checked = False
         self._settling = 0
+        self._found = 0  # checkpoints of the run seen by the last scan, ready or not
+        self._live = False  # run_forever: more checkpoints may come
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint) -> str | None:
@@ -100,7 +106,9 @@ class Watcher:
         scan = self.config.sampler.scan if self.config.sampler else scan_run
         # Reference sets are ingested once per session, on the first pass.
         references = [] if self._references_checked else self._references()
-        for checkpoint in references + scan(self.config.run_dir, self.config.options):
+        found = scan(self.config.run_dir, self.config.options)
+        self._found = len(found)
+        for checkpoint in references + found:
             if checkpoint.kind == "generated" and not is_ready(checkpoint, self.config.options, now):
                 waiting += 1
                 continue
@@ -112,7 +120,13 @@ class Watcher:
     # --- doing it -------------------------------------------------------------------
     def run_once(self) -> list[IngestResult]:
         """Ingest everything that is ready now."""
+        first_pass = not self._references_checked
         jobs, self._settling = self.pending()
+        if first_pass and not self._found:  # a wrong path or layout, or a run that has not sampled yet
+            (log.info if self._live else log.warning)(
+                "%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, sample-12.png, "
+                "fakes000200.png; see --step-regex and --samples)", self.config.run_dir,
+                "yet, waiting for them" if self._live else "found")
         if not jobs:
             self._references_checked = True
             return []
@@ -125,8 +139,8 @@ class Watcher:
                 results.append(result)
                 c = result.checkpoint
                 what = f"step {c.step}" if c.kind == "generated" else f"{c.kind} reference"
-                note = f", {result.skipped} file(s) skipped" if result.skipped else ""
-                log.info("ingested %s (%s): %d samples%s", what, c.source, result.rows, note)
+                note = f", {_count(result.skipped, 'file')} skipped" if result.skipped else ""
+                log.info("ingested %s (%s): %s%s", what, c.source, _count(result.rows, "sample"), note)
         self._references_checked = True
         # Hooks catch up from the store's committed state, so a pass that failed half-way
         # is covered by the next one.
@@ -138,6 +152,7 @@ class Watcher:
         """Initial scan, then ingest on events and ticks until ``stop`` is set or Ctrl-C."""
         stop = stop or threading.Event()
         observer = self._start_observer()
+        self._live = True
         try:
             self.run_once()
             log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)

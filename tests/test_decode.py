@@ -103,6 +103,24 @@ def test_one_natural_image_is_not_split(tmp_path):
     write_png(tmp_path / "sample_500.png", digit_like(RNG, 64))
     samples = list(iter_samples(_checkpoint(tmp_path, "sample_500.png", step=500)))
     assert len(samples) == 1 and samples[0].image.shape == (64, 64, 3) and samples[0].path == "sample_500.png"
+    assert samples[0].instance == -1  # the file's number is its step, not a sample's id
+
+
+def test_a_folder_holding_one_image_keeps_its_file_name_id(tmp_path):
+    write_png(tmp_path / "step_500" / "00007.png", digit_like(RNG, 64))
+    (sample,) = iter_samples(_checkpoint(tmp_path, "step_500/00007.png", step=500))
+    assert sample.instance == 7
+
+
+def test_an_image_over_pillows_pixel_limit_decodes_without_a_warning(tmp_path, monkeypatch, recwarn):
+    """A trainer's own large grid: decoded quietly; only twice the limit (a decompression bomb) is skipped."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    write_png(tmp_path / "big" / "a.png", digit_like(RNG, 40))  # 1,600 pixels: over the limit, under twice it
+    write_png(tmp_path / "big" / "b.png", digit_like(RNG, 48))  # 2,304 pixels: over twice the limit
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, "big/a.png", "big/b.png"))))
+    assert [s.path for s in samples] == ["big/a.png"] and samples[0].image.shape == (40, 40, 3)
+    assert [s.path for s in skipped] == ["big/b.png"] and "too large" in skipped[0].reason
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 def test_forced_geometry_splits_every_image_with_running_ids(tmp_path):

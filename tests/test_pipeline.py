@@ -384,3 +384,18 @@ def test_default_workers_count_the_cores_this_process_may_use(monkeypatch):
     assert default_workers() == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     assert default_workers() == 8
+
+
+def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    run.mkdir()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert f"{run}: no checkpoints found" in capsys.readouterr().err
+
+    folder = write_step(run, 100, 1, seed=0)
+    (folder / "samples" / "00001.png").write_bytes(b"")
+    old = time.time() - 10
+    os.utime(folder / "samples" / "00001.png", (old, old))
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("00001.png") == 1 and "1 sample, 1 file skipped" in err and "no checkpoints" not in err
