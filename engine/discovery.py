@@ -399,13 +399,28 @@ def file_versions(checkpoint: Checkpoint) -> tuple[tuple[str, int, int], ...]:
     return tuple(versions)
 
 
-def content_hash(checkpoint: Checkpoint) -> str:
-    """BLAKE2b of the sample files' relative names and bytes.
+def _reading(checkpoint: Checkpoint, options: DiscoveryOptions | None) -> str:
+    """How the files are read, where a user set it by hand (empty with the defaults)."""
+    if options is None:
+        return ""
+    parts = [f"grid={options.grid[0]}x{options.grid[1]}" if options.grid else "",
+             f"tile={options.tile_size}" if options.tile_size else "",
+             f"step={checkpoint.step}" if options.step_regex is not None else ""]
+    return ";".join(p for p in parts if p)
+
+
+def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> str:
+    """BLAKE2b of the sample files' relative names and bytes, and of ``--grid``,
+    ``--tile-size`` and the step when set by hand.
 
     A grid the trainer rewrites in place (DCGAN rewrites each epoch's file every 100
-    iterations) gets a new hash. Raises ``FileNotFoundError`` if a file vanished meanwhile.
+    iterations) gets a new hash, and so does a checkpoint read again with another grid or
+    step setting: its rows read the old way are then superseded, as a rewritten grid's are.
+    Raises ``FileNotFoundError`` if a file vanished meanwhile.
     """
     digest = hashlib.blake2b(digest_size=16)
+    if reading := _reading(checkpoint, options):
+        digest.update(reading.encode() + b"\0")
     for path in sorted(checkpoint.files):
         try:
             name = _relative(path, checkpoint.root)

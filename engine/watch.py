@@ -85,7 +85,8 @@ class Watcher:
         if cached and cached[0] == fingerprint:
             return cached[1]
         try:
-            digest = (self.config.sampler.content_hash if self.config.sampler else content_hash)(checkpoint)
+            digest = (self.config.sampler.content_hash(checkpoint) if self.config.sampler
+                      else content_hash(checkpoint, self.config.options))
         except FileNotFoundError:  # deleted between scan and hash (rotation)
             return None
         self._hashes[checkpoint.source] = (fingerprint, digest)

@@ -399,3 +399,24 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     err = capsys.readouterr().err
     assert err.count("00001.png") == 1 and "1 sample, 1 file skipped" in err and "no checkpoints" not in err
+
+
+def test_reading_a_run_again_with_another_grid_supersedes_the_rows_read_before(tmp_path):
+    """A wrong --grid, then the right one (or none): the checkpoints are read again, not skipped."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    for epoch in (1, 2):
+        save_torchvision_grid(smooth_images(rng, 16, 16), run / f"fake_samples_epoch_{epoch:03d}.png", nrow=4)
+    old = time.time() - 10
+    for path in run.iterdir():
+        os.utime(path, (old, old))
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(watch + ["--grid", "2x2"]) == 0
+    assert info(store)["rows"] == 8
+    assert main(watch) == 0  # geometry detected: 4x4 tiles of 16 px
+    reader = StoreReader(store)
+    assert reader.n_rows == 8 + 32 and int(reader.current_rows().sum()) == 32
+    assert sorted(reader.samples("instance")[reader.current_rows()].tolist()) == sorted(list(range(16)) * 2)
+    assert main(watch) == 0 and StoreReader(store).n_rows == 40  # read the same way: nothing new
