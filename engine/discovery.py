@@ -17,7 +17,8 @@ never checkpoints. Starting at the run directory:
 2. Otherwise each numbered *directory* there is looked into: it is a run (descend, and
    apply the rule inside it) when the first level inside it that holds numbered sample
    entries shows signs of a series of checkpoints rather than of one checkpoint's samples:
-   numbers that are not consecutive like instance indices (kimg ``0, 200, 400``), sample
+   numbers that are not consecutive like instance indices (kimg ``0, 200, 400``; a lone
+   number above 1, as ``images/epoch=3-step=1000/`` alone below a ``version_0/``), sample
    files without a number beside them (``reals.png``), or numbered weight files beside
    them (``network-snapshot-000200.pkl``, ``model-12.pt``). Else it is
    one checkpoint. This is what lets ``outdir/00000-mydata-auto1/`` be read as a run and
@@ -287,7 +288,11 @@ def _first_numbered_level(folder: Path, options: DiscoveryOptions, depth: int) -
 
 
 def _is_index_sequence(numbers: Iterable[int]) -> bool:
+    """Consecutive numbers, as a checkpoint's sample or label indices are; a lone number
+    only if it can start such a sequence (0 or 1): a lone 1000 is a step."""
     values = sorted(set(numbers))
+    if len(values) == 1:
+        return values[0] <= 1
     return bool(values) and values[-1] - values[0] == len(values) - 1
 
 

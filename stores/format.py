@@ -39,7 +39,7 @@ CHECKPOINT_ARRAYS = {
     "time": "ingest time, seconds since the epoch (float64)",
     "hash": "content hash of the checkpoint's sample files (string)",
     "source": "checkpoint folder or file, relative to the run directory (string)",
-    "superseded": "true when a later version of the same source was ingested (bool)",
+    "superseded": "true when a later version of the same source, or of a source inside or around it (its folder re-read as a run), was ingested (bool)",
     "n_skipped": "sample files that could not be decoded (int32)",
 }
 

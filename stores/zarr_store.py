@@ -300,15 +300,57 @@ class StoreReader:
         }
 
 
+def _folders_above(source: str) -> list[str]:
+    """The folders a checkpoint's source lies in: ``a/b/c`` -> ``a``, ``a/b``."""
+    parts = source.split("/")
+    return ["/".join(parts[:k]) for k in range(1, len(parts))]
+
+
 def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
-    """A checkpoint is superseded when a later committed row has the same source."""
+    """A checkpoint is superseded when a later committed one has the same source, or a source
+    inside it or around it: the same files read again once the run's layout became clear (a
+    lone ``version_0/`` first read as one checkpoint, later as a run of
+    ``version_0/images/epoch=3-step=1000/`` ...)."""
     sources = checkpoints["source"]
     flags = np.zeros(len(sources), bool)
-    seen: set[str] = set()
+    later: set[str] = set()
+    around_later: set[str] = set()  # the folders later sources lie in
     for i in range(len(sources) - 1, -1, -1):
-        flags[i] = sources[i] in seen
-        seen.add(str(sources[i]))
+        source = str(sources[i])
+        above = _folders_above(source)
+        flags[i] = source in later or source in around_later or not later.isdisjoint(above)
+        later.add(source)
+        around_later.update(above)
     return flags
+
+
+class _CurrentSources:
+    """The current checkpoint of each source, kept up to date as checkpoints are committed:
+    :func:`superseded_flags` one commit at a time."""
+
+    def __init__(self, sources: Sequence[str], superseded: np.ndarray) -> None:
+        self._index: dict[str, int] = {}
+        self._below: dict[str, set[str]] = {}  # folder -> current sources inside it
+        for i, (source, old) in enumerate(zip(sources, superseded)):
+            if not old:
+                self._add(str(source), i)
+
+    def _add(self, source: str, index: int) -> None:
+        self._index[source] = index
+        for folder in _folders_above(source):
+            self._below.setdefault(folder, set()).add(source)
+
+    def _remove(self, source: str) -> int:
+        for folder in _folders_above(source):
+            self._below[folder].discard(source)
+        return self._index.pop(source)
+
+    def commit(self, source: str, index: int) -> list[int]:
+        """Make checkpoint ``index`` the current one of ``source``; the checkpoints it supersedes."""
+        gone = {s for s in [source, *_folders_above(source)] if s in self._index} | self._below.get(source, set())
+        old = [self._remove(s) for s in gone]
+        self._add(source, index)
+        return old
 
 
 class StoreWriter(StoreReader):
@@ -331,8 +373,8 @@ class StoreWriter(StoreReader):
             if self._recover():  # a cleanly closed store ends at its commit points
                 log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
                             self.path, self.n_rows, self.n_checkpoints)
-            sources = self.checkpoints()["source"]
-            self._latest = {str(source): i for i, source in enumerate(sources)}
+            ckpt = self.checkpoints()
+            self._current = _CurrentSources(ckpt["source"], superseded_flags(ckpt))
             self._pending: list[CheckpointTransaction] = []
             self._labels = list(self.labels)
             self._label_codes = {name: code for code, name in enumerate(self._labels)}
@@ -492,11 +534,10 @@ class StoreWriter(StoreReader):
             self._handles[key] = zarr.open_array(str(self.path / group / name), mode="r+").with_config(WRITE_CONFIG)
         return self._handles[key]
 
-    def _mark_superseded(self, source: str, index: int) -> None:
-        old = self._latest.get(source)
-        self._latest[source] = index
-        if old is not None:
-            self.handle("checkpoints", "superseded")[old] = True
+    def _mark_superseded(self, group: Sequence[CheckpointTransaction]) -> None:
+        old = [i for tx in group for i in self._current.commit(tx.source, tx.checkpoint_index)]
+        if old:
+            self.handle("checkpoints", "superseded").set_coordinate_selection(np.array(old), True)
 
     def _write_superseded(self) -> None:
         ckpt = self.checkpoints()
@@ -506,9 +547,9 @@ class StoreWriter(StoreReader):
 
     # --- queries the pipeline needs -------------------------------------------------
     def committed_hashes(self) -> dict[str, str]:
-        """Latest content hash per checkpoint source: the idempotency check."""
+        """Content hash of each source's current checkpoint: the idempotency check."""
         ckpt = self.checkpoints()
-        return {str(s): str(h) for s, h in zip(ckpt["source"], ckpt["hash"])}
+        return {str(s): str(h) for s, h, old in zip(ckpt["source"], ckpt["hash"], superseded_flags(ckpt)) if not old}
 
     # --- writing --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -580,8 +621,7 @@ class StoreWriter(StoreReader):
             "committed": {"rows": last.row_start + last.n_rows, "checkpoints": last.checkpoint_index + 1,
                           "warnings": self.n_warnings + len(skipped)},
         })
-        for tx in group:
-            self._mark_superseded(tx.source, tx.checkpoint_index)
+        self._mark_superseded(group)
 
     def record_history(self, entry: dict[str, Any]) -> None:
         """Note a run event (device, fallback, encoder) in the root attributes."""

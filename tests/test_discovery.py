@@ -69,6 +69,18 @@ def test_lone_checkpoint_folder_with_numbered_samples_is_one_checkpoint(tmp_path
     assert [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path)] == [(500, "checkpoint-500", 8)]
 
 
+def test_lightning_logs_with_one_image_folder_so_far(tmp_path):
+    """``lightning_logs/version_0/images/epoch=3-step=1000/``: step 1000, not a checkpoint ``version_0``."""
+    version = tmp_path / "version_0"
+    _folder_of_images(version / "images" / "epoch=3-step=1000", n=4, names="{}.png")
+    (version / "checkpoints").mkdir()
+    torch.save({"w": torch.zeros(1)}, version / "checkpoints" / "epoch=3-step=1000.ckpt")
+    (version / "hparams.yaml").write_text("lr: 0.1\n")
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(1000, "version_0/images/epoch=3-step=1000")]
+    _folder_of_images(version / "images" / "epoch=7-step=2000", n=4, names="{}.png")
+    assert [c.step for c in scan_run(tmp_path)] == [1000, 2000]
+
+
 def test_samples_folders_below_an_unnumbered_folder(tmp_path):
     for step in (100, 200):
         _folder_of_images(tmp_path / "samples" / f"step_{step}", n=2)

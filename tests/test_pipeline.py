@@ -420,3 +420,29 @@ def test_reading_a_run_again_with_another_grid_supersedes_the_rows_read_before(t
     assert reader.n_rows == 8 + 32 and int(reader.current_rows().sum()) == 32
     assert sorted(reader.samples("instance")[reader.current_rows()].tolist()) == sorted(list(range(16)) * 2)
     assert main(watch) == 0 and StoreReader(store).n_rows == 40  # read the same way: nothing new
+
+
+def test_a_checkpoint_read_again_when_the_run_grows_leaves_one_current_version(tmp_path):
+    """``step_500/grid_500.png`` alone reads as a run holding one grid; once ``step_1000/``
+    appears, ``step_500/`` is the checkpoint: its first reading is superseded, not doubled."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+
+    def grid(step):
+        save_torchvision_grid(smooth_images(rng, 16, 16), run / f"step_{step}" / f"grid_{step}.png", nrow=4)
+        old = time.time() - 10
+        for path in run.rglob("*"):
+            os.utime(path, (old, old))
+
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    grid(500)
+    assert main(watch) == 0 and info(store)["steps"] == [500]
+    grid(1000)
+    assert main(watch) == 0
+    reader = StoreReader(store)
+    current = reader.current_rows()
+    assert reader.n_rows == 48 and int(current.sum()) == 32 and info(store)["steps"] == [500, 1000]
+    assert sorted(set(reader.checkpoints()["source"][reader.samples("checkpoint")[current]])) == ["step_1000", "step_500"]
+    assert main(watch) == 0 and StoreReader(store).n_rows == 48

@@ -67,6 +67,28 @@ def test_writes_bound_zarrs_chunk_concurrency_for_themselves_only(tmp_path, rng,
     assert zarr.config.get("async.concurrency") == before and StoreReader(tmp_path / "s.zarr").n_rows == 10
 
 
+def test_a_source_read_again_as_a_run_or_as_part_of_one_is_superseded(tmp_path, rng):
+    """The same files read another way as the run grew: the earlier reading is superseded,
+    in the flags plain zarr readers use and in what the writer treats as already ingested."""
+    from stores.zarr_store import superseded_flags
+
+    sources = ["version_0", "other", "version_0/images/e=1-s=1000", "step_5/grid_5.png", "step_5", "other2"]
+    assert superseded_flags({"source": np.array(sources)}).tolist() == [True, False, False, True, False, False]
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for i, source in enumerate(sources[:4]):
+            with store.checkpoint(i, source, f"h{i}") as tx:
+                add_rows(tx, 2, rng)
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # reopened: the same state, kept up to date
+        assert store.committed_hashes() == {"other": "h1", "version_0/images/e=1-s=1000": "h2", "step_5/grid_5.png": "h3"}
+        for i, source in enumerate(sources[4:], 4):
+            with store.checkpoint(i, source, f"h{i}") as tx:
+                add_rows(tx, 2, rng)
+    root = zarr.open_group(str(path), mode="r")
+    assert root["checkpoints/superseded"][:].tolist() == [True, False, False, True, False, False]
+    assert StoreReader(path).current_rows().tolist() == [False] * 2 + [True] * 4 + [False] * 2 + [True] * 4
+
+
 def test_error_inside_checkpoint_rolls_back(tmp_path, rng):
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(1, "a", "h1") as tx:
