@@ -26,6 +26,11 @@ never checkpoints. Starting at the run directory:
 3. A level with no numbered entry is looked through: its unnumbered sub-directories are
    scanned with the same rule (``run/samples/step_500/``, ``results/sample-12.png``).
 
+Single images named with a step and then a sample index, several per step at one level
+(``samples/step1000_00.png`` ... ``step2000_07.png``; with ``step_regex``, the last number
+after its match is the index), are one entry per step: a checkpoint whose source is the
+pattern of its files (``samples/step1000_*.png``).
+
 The one case this cannot tell apart is a lone numbered folder holding only files with
 consecutive numbers (``sample-1.png``, ``sample-2.png``); it is read as one checkpoint. Point evowatch at the run
 directory itself (or pass ``step_regex``) to remove the doubt.
@@ -243,10 +248,57 @@ def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Level:
-    numbered: tuple[tuple[int, Path, bool], ...]  # (step, path, is_dir)
+    numbered: tuple[tuple[int, Path, bool], ...]  # (step, path, is_dir); a group's path is its pattern
     unnumbered_files: int
     numbered_weights: int
     plain_dirs: tuple[Path, ...]
+    groups: dict[Path, tuple[Path, ...]]  # pattern -> its files (see _per_sample_groups)
+
+
+#: A name's last two numbers, a step then a sample index: ``step1000_03`` -> 1000, 03.
+_STEP_THEN_INDEX = re.compile(r"(\d+)\D+(\d+)\D*$")
+
+
+def _step_and_index(path: Path, options: DiscoveryOptions) -> tuple[int, str] | None:
+    """A single image's step and the pattern of its step's files (its index as ``*``), when
+    its name carries both (``step1000_03.png`` -> 1000, ``step1000_*.png``)."""
+    stem = path.stem
+    if options.step_regex is None:
+        match = _STEP_THEN_INDEX.search(stem)
+        if not match:
+            return None
+        step, start, end = int(match[1]), match.start(2), match.end(2)
+    else:
+        found, step = re.search(options.step_regex, stem), step_of(path.name, options)
+        index = _LAST_INT.search(stem, found.end()) if found and step is not None else None
+        if index is None:
+            return None
+        start, end = index.start(1), index.end(1)
+    return step, f"{stem[:start]}*{stem[end:]}{path.suffix}"
+
+
+def _per_sample_groups(files: list[tuple[int, Path]], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
+    """Single images named with a step and an index (``samples/step1000_00.png`` ...
+    ``step2000_07.png``): one checkpoint per step, named by its pattern (``step1000_*.png``).
+
+    Only where such names, alike but for their numbers, show several files per step, each
+    step's indices consecutive: a grid per step named ``epoch=3-step=1000.png`` stays one
+    checkpoint per file."""
+    patterns: dict[Path, list[tuple[int, Path]]] = {}
+    for _, path in files:
+        found = _step_and_index(path, options) if path.suffix.lower() in IMAGE_EXTENSIONS else None
+        if found:
+            patterns.setdefault(path.with_name(found[1]), []).append((found[0], path))
+    by_shape: dict[str, list[Path]] = {}
+    for pattern in patterns:
+        by_shape.setdefault(re.sub(r"\d+", "#", pattern.name), []).append(pattern)
+    groups = {}
+    for alike in by_shape.values():
+        indices = [[last_integer(p.stem) for _, p in patterns[pattern]] for pattern in alike]
+        if max(map(len, indices)) >= 2 and all(_is_index_sequence(i) and len(set(i)) == len(i) for i in indices):
+            for pattern in alike:
+                groups[pattern] = (patterns[pattern][0][0], tuple(sorted(p for _, p in patterns[pattern])))
+    return groups
 
 
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
@@ -270,7 +322,13 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                     numbered.append((step, path, False))
             elif step is not None and is_weight_file(entry.name) and not _PER_PROCESS_STATE.search(entry.name):
                 weights += 1
-    return _Level(tuple(numbered), unnumbered_files, weights, tuple(plain))
+    groups = _per_sample_groups([(step, path) for step, path, is_dir in numbered if not is_dir], options)
+    if groups:
+        grouped = {f for _, group_files in groups.values() for f in group_files}
+        numbered = [entry for entry in numbered if entry[1] not in grouped]
+        numbered += [(step, pattern, False) for pattern, (step, _) in groups.items()]
+    return _Level(tuple(numbered), unnumbered_files, weights, tuple(plain),
+                  {pattern: group_files for pattern, (_, group_files) in groups.items()})
 
 
 def _first_numbered_level(folder: Path, options: DiscoveryOptions, depth: int) -> _Level | None:
@@ -305,16 +363,17 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     return level.unnumbered_files > 0 or level.numbered_weights > 0 or not _is_index_sequence(steps)
 
 
-def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[int, Path]]:
+def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[int, Path, tuple[Path, ...] | None]]:
+    """(step, path, files): ``files`` is None for a folder or a file, whose files follow from it."""
     level = _read_level(folder, options)
     if len({step for step, _, _ in level.numbered}) >= 2:
-        return [(step, path) for step, path, _ in level.numbered]
-    units: list[tuple[int, Path]] = []
+        return [(step, path, level.groups.get(path)) for step, path, _ in level.numbered]
+    units: list[tuple[int, Path, tuple[Path, ...] | None]] = []
     for step, path, is_dir in level.numbered:
         if is_dir and depth < _MAX_DEPTH and _looks_like_run(path, options, depth + 1):
             units.extend(_units(path, options, depth + 1))
         else:
-            units.append((step, path))
+            units.append((step, path, level.groups.get(path)))
     if not level.numbered and depth < _MAX_DEPTH:
         for sub in level.plain_dirs:
             units.extend(_units(sub, options, depth + 1))
@@ -336,8 +395,8 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
     if not root.is_dir():
         raise DiscoveryError(f"{root}: run directory not found (or not a directory); check the path.")
     checkpoints = []
-    for step, path in _units(root, options, 0):
-        files = tuple(sample_files(path, options)) if path.is_dir() else (path,)
+    for step, path, grouped in _units(root, options, 0):
+        files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
         if files:
             checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
     checkpoints.sort(key=lambda c: (c.step, c.source))
@@ -384,7 +443,7 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     if options.ready_file:
         name = options.ready_file.format(stem=_stem(path.name), name=path.name, step=checkpoint.step)
         return ((path if is_folder else path.parent) / name).exists()
-    files = list(_walk_files(path)) if is_folder else [path]
+    files = list(_walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files
     try:
         newest = max(f.stat().st_mtime for f in files) if files else None
     except FileNotFoundError:

@@ -81,6 +81,33 @@ def test_lightning_logs_with_one_image_folder_so_far(tmp_path):
     assert [c.step for c in scan_run(tmp_path)] == [1000, 2000]
 
 
+@pytest.mark.parametrize("names, step_regex, pattern", [
+    ("step{step}_{i:02d}.png", None, "step1000_*.png"),
+    ("sample_{step}_{i}.png", None, "sample_1000_*.png"),
+    ("epoch_{step:05d}_img_{i:02d}.jpg", None, "epoch_01000_img_*.jpg"),
+    ("step{step}_{i:02d}.png", r"step(\d+)", "step1000_*.png"),
+])
+def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names, step_regex, pattern):
+    """``samples/step1000_03.png``: one checkpoint per step (not one per index, nor per file)."""
+    for step in (1000, 2000, 3000):
+        for i, image in enumerate(smooth_images(RNG, 8 if step < 3000 else 3, 8)):  # step 3000 still being written
+            write_png(tmp_path / "samples" / names.format(step=step, i=i), image)
+    found = scan_run(tmp_path, DiscoveryOptions(step_regex=step_regex))
+    assert [(c.step, len(c.files)) for c in found] == [(1000, 8), (2000, 8), (3000, 3)]
+    assert found[0].source == f"samples/{pattern}"
+    assert all(f.parent.name == "samples" and str(c.step) in f.name for c in found for f in c.files)
+    _age(tmp_path)
+    assert all(is_ready(c) for c in found) and len({content_hash(c) for c in found}) == 3
+
+
+def test_a_grid_per_step_named_with_two_numbers_stays_one_checkpoint_per_file(tmp_path):
+    images = smooth_images(RNG, 16, 8)
+    for name in ("epoch=3-step=1000.png", "epoch=3-step=1500.png", "epoch=4-step=2000.png"):
+        save_torchvision_grid(images, tmp_path / name, nrow=4)
+    assert [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path)] == [
+        (1000, "epoch=3-step=1000.png", 1), (1500, "epoch=3-step=1500.png", 1), (2000, "epoch=4-step=2000.png", 1)]
+
+
 def test_samples_folders_below_an_unnumbered_folder(tmp_path):
     for step in (100, 200):
         _folder_of_images(tmp_path / "samples" / f"step_{step}", n=2)

@@ -446,3 +446,21 @@ def test_a_checkpoint_read_again_when_the_run_grows_leaves_one_current_version(t
     assert reader.n_rows == 48 and int(current.sum()) == 32 and info(store)["steps"] == [500, 1000]
     assert sorted(set(reader.checkpoints()["source"][reader.samples("checkpoint")[current]])) == ["step_1000", "step_500"]
     assert main(watch) == 0 and StoreReader(store).n_rows == 48
+
+
+def test_a_flat_folder_of_samples_named_by_step_and_index_is_ingested_per_step(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    (run / "samples").mkdir(parents=True)
+    for step in (1000, 2000, 3000):
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(run / "samples" / f"step{step}_{i:02d}.png")
+    old = time.time() - 10
+    for path in run.rglob("*"):
+        os.utime(path, (old, old))
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--no-metrics"]) == 0
+    reader = StoreReader(store)
+    assert info(store)["steps"] == [1000, 2000, 3000] and reader.n_rows == 12
+    assert reader.samples("instance").tolist() == [0, 1, 2, 3] * 3
+    assert reader.checkpoints()["source"].tolist() == [f"samples/step{s}_*.png" for s in (1000, 2000, 3000)]
