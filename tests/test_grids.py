@@ -99,6 +99,21 @@ def test_unpadded_grid_of_other_size():
     assert detect_grid(grid) == GridGeometry(4, 6, 48, 48, 0)
 
 
+def test_unpadded_grid_with_low_contrast_neighbours_keeps_its_tile_size():
+    """Tiles whose left and right neighbours continue each other (no jump at x = 32 and 96):
+    still 4x4 of 32 px, not 2x2 of 64 px, whose boundaries all show edges."""
+    rng = np.random.default_rng(7)
+    images = smooth_images(rng, 16, 32)
+    ramp = np.linspace(0, 1, 64)[None, :, None]
+    for row in range(4):
+        for col in (0, 2):  # the pair (col, col + 1): one 64-px gradient cut in two tiles
+            a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            pair = np.repeat((a + (b - a) * ramp), 32, axis=0).astype(np.uint8)
+            images[row * 4 + col], images[row * 4 + col + 1] = pair[:, :32], pair[:, 32:]
+    grid = stylegan_grid(images, 4, 4)
+    assert detect_grid(grid) == GridGeometry(4, 4, 32, 32, 0)
+
+
 def test_forced_geometry_infers_padding(tmp_path):
     images = smooth_images(np.random.default_rng(7), 64, 64)
     padded = _read(save_torchvision_grid(images, tmp_path / "g.png"))
