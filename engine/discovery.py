@@ -255,49 +255,59 @@ class _Level:
     groups: dict[Path, tuple[Path, ...]]  # pattern -> its files (see _per_sample_groups)
 
 
-#: A name's last two numbers, a step then a sample index: ``step1000_03`` -> 1000, 03.
-_STEP_THEN_INDEX = re.compile(r"(\d+)\D+(\d+)\D*$")
+#: A name's last two numbers: ``step1000_03`` -> 1000, 03; ``img_0001_step_0500`` -> 0001, 0500.
+_LAST_TWO_NUMBERS = re.compile(r"(\d+)\D+(\d+)\D*$")
 
 
-def _step_and_index(path: Path, options: DiscoveryOptions) -> tuple[int, str] | None:
-    """A single image's step and the pattern of its step's files (its index as ``*``), when
-    its name carries both (``step1000_03.png`` -> 1000, ``step1000_*.png``)."""
-    stem = path.stem
+def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str]]:
+    """(step, index, pattern) readings of a single image's name that carries a step and a
+    sample index: step then index (``step1000_03.png`` -> 1000, 3, ``step1000_*.png``), or
+    index then step (``img_0001_step_0500.png``). With ``step_regex`` the index is the last
+    number after its match, else before it."""
+    stem, found = path.stem, []
     if options.step_regex is None:
-        match = _STEP_THEN_INDEX.search(stem)
-        if not match:
-            return None
-        step, start, end = int(match[1]), match.start(2), match.end(2)
+        match = _LAST_TWO_NUMBERS.search(stem)
+        if match:
+            found = [(int(match[1]), match.span(2)), (int(match[2]), match.span(1))]
     else:
-        found, step = re.search(options.step_regex, stem), step_of(path.name, options)
-        index = _LAST_INT.search(stem, found.end()) if found and step is not None else None
-        if index is None:
-            return None
-        start, end = index.start(1), index.end(1)
-    return step, f"{stem[:start]}*{stem[end:]}{path.suffix}"
+        match, step = re.search(options.step_regex, stem), step_of(path.name, options)
+        if match and step is not None:
+            index = _LAST_INT.search(stem, match.end()) or _LAST_INT.search(stem[:match.start()])
+            found = [(step, index.span(1))] if index else []
+    return [(step, int(stem[a:b]), f"{stem[:a]}*{stem[b:]}{path.suffix}") for step, (a, b) in found]
+
+
+def _index_like(indices: list[int]) -> bool:
+    """Distinct sample indices from 0 or 1, dense even with gaps: not steps (0, 500, 1000)."""
+    return len(set(indices)) == len(indices) and min(indices) <= 1 and max(indices) < 2 * len(indices) + 2
 
 
 def _per_sample_groups(files: list[tuple[int, Path]], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
-    """Single images named with a step and an index (``samples/step1000_00.png`` ...
+    """Single images named with a step and a sample index (``samples/step1000_00.png`` ...
     ``step2000_07.png``): one checkpoint per step, named by its pattern (``step1000_*.png``).
 
-    Only where such names, alike but for their numbers, show several files per step, each
-    step's indices consecutive: a grid per step named ``epoch=3-step=1000.png`` stays one
-    checkpoint per file."""
-    patterns: dict[Path, list[tuple[int, Path]]] = {}
-    for _, path in files:
-        found = _step_and_index(path, options) if path.suffix.lower() in IMAGE_EXTENSIONS else None
-        if found:
-            patterns.setdefault(path.with_name(found[1]), []).append((found[0], path))
-    by_shape: dict[str, list[Path]] = {}
-    for pattern in patterns:
-        by_shape.setdefault(re.sub(r"\d+", "#", pattern.name), []).append(pattern)
-    groups = {}
-    for alike in by_shape.values():
-        indices = [[last_integer(p.stem) for _, p in patterns[pattern]] for pattern in alike]
-        if max(map(len, indices)) >= 2 and all(_is_index_sequence(i) and len(set(i)) == len(i) for i in indices):
-            for pattern in alike:
-                groups[pattern] = (patterns[pattern][0][0], tuple(sorted(p for _, p in patterns[pattern])))
+    Names alike but for their numbers are grouped when, in one reading of the two numbers,
+    some step has several files and every step's indices look like sample indices; a grid
+    per step named ``epoch=3-step=1000.png`` stays one checkpoint per file. (A step's first
+    file alone is read as its own checkpoint until a second one comes; that reading is then
+    superseded, see ``stores.zarr_store.superseded_flags``.)"""
+    images = [path for _, path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
+    by_shape: dict[tuple[str, int], dict[Path, list[tuple[int, int, Path]]]] = {}
+    for path in images:
+        for reading, (step, index, pattern) in enumerate(_readings(path, options)):
+            shape = (re.sub(r"\d+", "#", pattern), reading)
+            by_shape.setdefault(shape, {}).setdefault(path.with_name(pattern), []).append((step, index, path))
+    groups: dict[Path, tuple[int, tuple[Path, ...]]] = {}
+    taken: set[Path] = set()
+    for (_, reading), patterns in sorted(by_shape.items(), key=lambda item: item[0][1]):  # step-then-index first
+        members = [entry for entries in patterns.values() for entry in entries]
+        if any(path in taken for _, _, path in members):
+            continue
+        if max(map(len, patterns.values())) >= 2 and all(
+                _index_like([index for _, index, _ in entries]) for entries in patterns.values()):
+            for pattern, entries in patterns.items():
+                groups[pattern] = (entries[0][0], tuple(sorted(path for _, _, path in entries)))
+            taken.update(path for _, _, path in members)
     return groups
 
 

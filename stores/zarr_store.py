@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Coroutine, Iterator, Sequence
@@ -306,21 +308,62 @@ def _folders_above(source: str) -> list[str]:
     return ["/".join(parts[:k]) for k in range(1, len(parts))]
 
 
+def _folder_and_name(source: str) -> tuple[str, str]:
+    folder, _, name = source.rpartition("/")
+    return folder, name
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(name: str) -> re.Pattern:
+    """A per-step pattern source's name (``step1000_*.png``: its ``*`` a sample index) as a
+    regular expression for its files' names."""
+    return re.compile(re.escape(name).replace(r"\*", r"\d+"))
+
+
+class _Names:
+    """Names of sources directly in one folder, patterns apart: a name is compared only with
+    those of the other kind (a folder of 1,000 grids holds no pattern to compare with)."""
+
+    def __init__(self) -> None:
+        self.patterns: set[str] = set()
+        self.others: set[str] = set()
+
+    def _side(self, name: str) -> set[str]:
+        return self.patterns if "*" in name else self.others
+
+    def add(self, name: str) -> None:
+        self._side(name).add(name)
+
+    def discard(self, name: str) -> None:
+        self._side(name).discard(name)
+
+    def same_files(self, name: str) -> set[str]:
+        """The names that are ``name``'s files read the other way (a pattern and one of its files)."""
+        if "*" in name:
+            return {other for other in self.others if _pattern(name).fullmatch(other)} if self.others else set()
+        return {other for other in self.patterns if _pattern(other).fullmatch(name)}
+
+
 def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
     """A checkpoint is superseded when a later committed one has the same source, or a source
-    inside it or around it: the same files read again once the run's layout became clear (a
-    lone ``version_0/`` first read as one checkpoint, later as a run of
-    ``version_0/images/epoch=3-step=1000/`` ...)."""
+    inside it or around it, or a per-step pattern covering it or covered by it: the same files
+    read again once the run's layout became clear (a lone ``version_0/`` first read as one
+    checkpoint, later as a run of ``version_0/images/epoch=3-step=1000/`` ...; a flat folder's
+    ``step1000_00.png`` first alone, later in ``step1000_*.png``)."""
     sources = checkpoints["source"]
     flags = np.zeros(len(sources), bool)
     later: set[str] = set()
     around_later: set[str] = set()  # the folders later sources lie in
+    names_later: dict[str, _Names] = {}  # folder -> names of later sources in it
     for i in range(len(sources) - 1, -1, -1):
         source = str(sources[i])
         above = _folders_above(source)
-        flags[i] = source in later or source in around_later or not later.isdisjoint(above)
+        folder, name = _folder_and_name(source)
+        flags[i] = (source in later or source in around_later or not later.isdisjoint(above)
+                    or bool(folder in names_later and names_later[folder].same_files(name)))
         later.add(source)
         around_later.update(above)
+        names_later.setdefault(folder, _Names()).add(name)
     return flags
 
 
@@ -331,6 +374,7 @@ class _CurrentSources:
     def __init__(self, sources: Sequence[str], superseded: np.ndarray) -> None:
         self._index: dict[str, int] = {}
         self._below: dict[str, set[str]] = {}  # folder -> current sources inside it
+        self._names: dict[str, _Names] = {}  # folder -> names of current sources directly in it
         for i, (source, old) in enumerate(zip(sources, superseded)):
             if not old:
                 self._add(str(source), i)
@@ -339,15 +383,22 @@ class _CurrentSources:
         self._index[source] = index
         for folder in _folders_above(source):
             self._below.setdefault(folder, set()).add(source)
+        folder, name = _folder_and_name(source)
+        self._names.setdefault(folder, _Names()).add(name)
 
     def _remove(self, source: str) -> int:
         for folder in _folders_above(source):
             self._below[folder].discard(source)
+        folder, name = _folder_and_name(source)
+        self._names[folder].discard(name)
         return self._index.pop(source)
 
     def commit(self, source: str, index: int) -> list[int]:
         """Make checkpoint ``index`` the current one of ``source``; the checkpoints it supersedes."""
+        folder, name = _folder_and_name(source)
         gone = {s for s in [source, *_folders_above(source)] if s in self._index} | self._below.get(source, set())
+        if folder in self._names:
+            gone |= {f"{folder}/{other}" if folder else other for other in self._names[folder].same_files(name)}
         old = [self._remove(s) for s in gone]
         self._add(source, index)
         return old

@@ -86,6 +86,8 @@ def test_lightning_logs_with_one_image_folder_so_far(tmp_path):
     ("sample_{step}_{i}.png", None, "sample_1000_*.png"),
     ("epoch_{step:05d}_img_{i:02d}.jpg", None, "epoch_01000_img_*.jpg"),
     ("step{step}_{i:02d}.png", r"step(\d+)", "step1000_*.png"),
+    ("img_{i:04d}_step_{step:04d}.png", None, "img_*_step_1000.png"),  # the index first
+    ("img_{i:04d}_step_{step:04d}.png", r"step_(\d+)", "img_*_step_1000.png"),
 ])
 def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names, step_regex, pattern):
     """``samples/step1000_03.png``: one checkpoint per step (not one per index, nor per file)."""
@@ -98,6 +100,14 @@ def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names
     assert all(f.parent.name == "samples" and str(c.step) in f.name for c in found for f in c.files)
     _age(tmp_path)
     assert all(is_ready(c) for c in found) and len({content_hash(c) for c in found}) == 3
+
+
+def test_a_flat_folder_with_a_gap_in_a_steps_indices_is_still_one_checkpoint_per_step(tmp_path):
+    for step, indices in ((1000, (0, 1, 2, 3)), (2000, (0, 1, 3))):  # sample 2 of step 2000 not written (yet)
+        for i in indices:
+            write_png(tmp_path / "samples" / f"sample_{step}_{i}.png", smooth_images(RNG, 1, 8)[0])
+    assert [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path)] == [
+        (1000, "samples/sample_1000_*.png", 4), (2000, "samples/sample_2000_*.png", 3)]
 
 
 def test_a_grid_per_step_named_with_two_numbers_stays_one_checkpoint_per_file(tmp_path):

@@ -464,3 +464,26 @@ def test_a_flat_folder_of_samples_named_by_step_and_index_is_ingested_per_step(t
     assert info(store)["steps"] == [1000, 2000, 3000] and reader.n_rows == 12
     assert reader.samples("instance").tolist() == [0, 1, 2, 3] * 3
     assert reader.checkpoints()["source"].tolist() == [f"samples/step{s}_*.png" for s in (1000, 2000, 3000)]
+
+
+
+def test_a_flat_folders_first_file_read_alone_is_superseded_once_its_step_fills(tmp_path):
+    """A slow sampler: ``step1000_00.png`` alone is a checkpoint of its own until more come."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    (run / "samples").mkdir(parents=True)
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+
+    def sample(step, i):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(run / "samples" / f"step{step}_{i:02d}.png")
+        old = time.time() - 10
+        for path in run.rglob("*"):
+            os.utime(path, (old, old))
+
+    sample(1000, 0)
+    assert main(watch) == 0 and StoreReader(store).n_rows == 1
+    for i in (1, 2, 3):
+        sample(1000, i)
+    assert main(watch) == 0
+    reader = StoreReader(store)
+    assert reader.n_rows == 5 and int(reader.current_rows().sum()) == 4 and info(store)["steps"] == [1000]

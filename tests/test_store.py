@@ -89,6 +89,21 @@ def test_a_source_read_again_as_a_run_or_as_part_of_one_is_superseded(tmp_path, 
     assert StoreReader(path).current_rows().tolist() == [False] * 2 + [True] * 4 + [False] * 2 + [True] * 4
 
 
+def test_a_file_and_the_per_step_pattern_covering_it_are_one_reading(tmp_path, rng):
+    """``step1000_00.png`` read alone, then ``step1000_*.png`` (and the reverse): the later wins."""
+    from stores.zarr_store import superseded_flags
+
+    sources = ["s/step1000_00.png", "s/step1000_*.png", "s/step2000_*.png", "s/step2000_03.png", "s/step300_*.png",
+               "t/step1000_01.png"]
+    expected = [True, False, True, False, False, False]
+    assert superseded_flags({"source": np.array(sources)}).tolist() == expected
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        for i, source in enumerate(sources):
+            with store.checkpoint(i, source, f"h{i}") as tx:
+                add_rows(tx, 1, rng)
+    assert zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["checkpoints/superseded"][:].tolist() == expected
+
+
 def test_error_inside_checkpoint_rolls_back(tmp_path, rng):
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(1, "a", "h1") as tx:
