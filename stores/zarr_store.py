@@ -37,11 +37,12 @@ LOCK_NAME = ".evowatch.lock"
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
 WRITE_CONFIG = {"write_empty_chunks": True}
-#: zarr's chunk operations in flight (its default 10), from the cores: each chunk in flight
-#: holds its array, encoded and compressed copies, so 8 arrays x 10 chunks on 2 cores made
-#: every commit's working set ~20 MB over its rows for no throughput (docs/ingest.md, Memory).
+#: zarr's chunk operations in flight per array written (its default 10), from the cores: a
+#: write's arrays go through together, and each chunk in flight holds its array, encoded and
+#: compressed copies. On 2 cores, 4 per array made a 2,048-row commit's working set 38 MB
+#: (2 per array: 28 MB, the same throughput; docs/ingest.md, Memory).
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-_CHUNKS_IN_FLIGHT = max(4, min(10, 2 * _CORES))
+_CHUNKS_IN_FLIGHT = max(2, min(10, _CORES))
 #: Rows per write of the sample arrays (a group commit, a flush). zarr 3.1 spends 1-2 ms of
 #: Python on each array it writes, whatever the rows, and a commit writes 17 arrays: per
 #: commit of 1,024 / 2,048 / 4,096 rows the store wrote ~37k / ~59k / ~83k rows/s, its
@@ -92,43 +93,68 @@ def _is_store(path: Path) -> bool:
 
 @dataclass(slots=True)
 class _Columns:
-    """Rows buffered by a transaction until a chunk fills or the checkpoint commits."""
+    """A transaction's rows waiting for a write: their count, paths and latents (the
+    fixed-width columns wait in the writer's :class:`_Staging`)."""
 
-    embedding: list[np.ndarray] = field(default_factory=list)
-    instance: list[np.ndarray] = field(default_factory=list)
-    label: list[np.ndarray] = field(default_factory=list)
-    thumbnail: list[np.ndarray] = field(default_factory=list)
     path: list[np.ndarray] = field(default_factory=list)
     latent: list[np.ndarray] = field(default_factory=list)
     n: int = 0
 
 
-def _stack(group: Sequence[CheckpointTransaction]) -> dict[str, np.ndarray]:
-    """One array per column from the buffered rows of consecutive transactions (one copy)."""
+class _Staging:
+    """The fixed-width columns of the rows waiting for a write, in the order they will be
+    written (the waiting checkpoints', then the open one's), copied once into arrays kept
+    from write to write. Stacking a group's batches instead held every row twice and
+    allocated tens of MB afresh at every commit: the ingest's largest memory transient."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.n = 0
+
+    def append(self, columns: dict[str, np.ndarray]) -> None:
+        k = len(next(iter(columns.values())))
+        for name, values in columns.items():
+            array = self.arrays.get(name)
+            if array is None or len(array) < self.n + k:
+                grown = np.empty((max(self.n + k, WRITE_ROWS + k, 2 * len(array) if array is not None else 0),
+                                  *values.shape[1:]), values.dtype)
+                if array is not None:
+                    grown[: self.n] = array[: self.n]
+                self.arrays[name] = array = grown
+            array[self.n: self.n + k] = values
+        self.n += k
+
+    def front(self, k: int) -> dict[str, np.ndarray]:
+        """Views of the first ``k`` rows; valid until :meth:`drop_front`."""
+        return {name: array[:k] for name, array in self.arrays.items()}
+
+    def drop_front(self, k: int) -> None:
+        rest = self.n - k
+        for array in self.arrays.values():
+            array[:rest] = array[k: self.n].copy() if rest else array[:0]
+        self.n = rest
+
+    def clear(self) -> None:
+        self.n = 0
+
+
+def _take(group: Sequence[CheckpointTransaction], staging: _Staging) -> tuple[int, int, dict[str, np.ndarray]]:
+    """First row, row count and columns of consecutive transactions' waiting rows, which are
+    the staging's first rows (views: write them before :meth:`_Staging.drop_front`)."""
     buffers = [tx.buffer for tx in group]
-    columns = {name: np.concatenate([part for b in buffers for part in getattr(b, name)])
-               for name in ("embedding", "instance", "label", "thumbnail", "path")}
     counts = [b.n for b in buffers]
+    columns = staging.front(sum(counts))
+    columns["path"] = np.concatenate([part for b in buffers for part in b.path])
     columns["step"] = np.repeat(np.array([tx.step for tx in group], np.int64), counts)
     columns["kind"] = np.repeat(np.array([tx.kind_code for tx in group], np.int8), counts)
     columns["checkpoint"] = np.repeat(np.array([tx.checkpoint_index for tx in group], np.int32), counts)
     if group[0].latent_shape is not None:
         columns["latent"] = np.concatenate([part for b in buffers for part in b.latent])
-    return columns
-
-
-def _take(group: Sequence[CheckpointTransaction]) -> tuple[int, dict[str, np.ndarray]]:
-    """The first row and the stacked columns of consecutive transactions' buffered rows.
-
-    The buffers are released at once: kept until the write ends, they doubled the memory a
-    group commit's rows take (the peak of a long ingest).
-    """
     start = group[0].row_start + group[0].rows_written
-    columns = _stack(group)
     for tx in group:
         tx.rows_written += tx.buffer.n
         tx.buffer = _Columns()
-    return start, columns
+    return start, sum(counts), columns
 
 
 class StoreReader:
@@ -427,6 +453,7 @@ class StoreWriter(StoreReader):
             ckpt = self.checkpoints()
             self._current = _CurrentSources(ckpt["source"], superseded_flags(ckpt))
             self._pending: list[CheckpointTransaction] = []
+            self._staging = _Staging()
             self._labels = list(self.labels)
             self._label_codes = {name: code for code, name in enumerate(self._labels)}
         except BaseException:
@@ -652,10 +679,10 @@ class StoreWriter(StoreReader):
         group, self._pending = self._pending, []
         with_rows = [tx for tx in group if tx.buffer.n]
         if len({tx.latent_shape for tx in with_rows}) == 1:  # same columns: one write per array
-            self.write_columns("samples", *_take(with_rows))
+            self._write_staged(with_rows)
         else:
             for tx in with_rows:
-                self.write_columns("samples", *_take([tx]))
+                self._write_staged([tx])
         records = [tx.record() for tx in group]
         self.write_columns("checkpoints", group[0].checkpoint_index,
                                             {k: np.array([r[k] for r in records]) for k in records[0]})
@@ -687,6 +714,12 @@ class StoreWriter(StoreReader):
         root = _open_root(self.path, "r+")
         root.attrs.update(changes)
         self.refresh()
+
+    def _write_staged(self, group: Sequence[CheckpointTransaction]) -> None:
+        """Write the waiting rows of consecutive transactions, the first in the staging."""
+        start, n, columns = _take(group, self._staging)
+        self.write_columns("samples", start, columns)
+        self._staging.drop_front(n)
 
     def write_columns(self, group: str, start: int, columns: dict[str, np.ndarray]) -> None:
         """Write several arrays' rows at once, in one pass through zarr's event loop.
@@ -824,10 +857,10 @@ class CheckpointTransaction:
         if not (len(instances) == len(labels) == len(thumbnails) == len(paths) == n):
             raise ValueError("add(): all columns must have one entry per embedding row")
         b = self.buffer
-        b.embedding.append(np.asarray(embeddings, np.float16))
-        b.instance.append(np.asarray(instances, np.int32))
-        b.label.append(np.array([self.store.label_code(x) for x in labels], np.int16))
-        b.thumbnail.append(np.asarray(thumbnails, np.uint8))
+        self.store._staging.append({
+            "embedding": np.asarray(embeddings, np.float16), "instance": np.asarray(instances, np.int32),
+            "label": np.array([self.store.label_code(x) for x in labels], np.int16),
+            "thumbnail": np.asarray(thumbnails, np.uint8)})
         b.path.append(np.asarray(paths, dtype=object).astype(str))
         if latents is not None:
             b.latent.append(np.asarray(latents, np.float32))
@@ -842,7 +875,7 @@ class CheckpointTransaction:
 
     def _flush(self) -> None:
         if self.buffer.n:
-            self.store.write_columns("samples", *_take([self]))
+            self.store._write_staged([self])
 
     @property
     def latent_shape(self) -> tuple[int, ...] | None:
@@ -861,5 +894,6 @@ class CheckpointTransaction:
         """Commit the complete checkpoints still waiting, then drop what this one wrote."""
         with contextlib.suppress(Exception):
             self.store.commit_pending()
+        self.store._staging.clear()  # this one's waiting rows (and any of a commit that failed)
         with contextlib.suppress(Exception):
             self.store._recover()
