@@ -45,9 +45,8 @@ _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
 _CHUNKS_IN_FLIGHT = max(2, min(10, _CORES))
 #: Rows per write of the sample arrays (a group commit, a flush). zarr 3.1 spends 1-2 ms of
 #: Python on each array it writes, whatever the rows, and a commit writes 17 arrays: per
-#: commit of 1,024 / 2,048 / 4,096 rows the store wrote ~37k / ~59k / ~83k rows/s, its
-#: memory peak growing by ~7 / ~25 / ~55 MB over 1,024 rows without gathered writes
-#: (docs/ingest.md, "Store writes").
+#: commit of 1,024 / 2,048 / 4,096 rows the store wrote ~37k / ~59k / ~83k rows/s
+#: (docs/ingest.md, "Store writes"); the rows wait in a _Staging of this size.
 WRITE_ROWS = 2048
 
 # A forked child (a decode worker) inherits the writer's lock file; closing its copy keeps
