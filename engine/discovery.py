@@ -13,7 +13,10 @@ never checkpoints. Starting at the run directory:
 
 1. A level whose numbered entries carry at least two distinct steps is the checkpoint
    level: each numbered entry there is one checkpoint (a file, or a folder whose sample
-   files, nested or not, are its samples).
+   files, nested or not, are its samples). Unless they are folders numbered like runs
+   (``0, 1, 2``: ``lightning_logs/version_0/``, ``version_1/``) that each hold a series of
+   checkpoints (rule 2): then each is a run, read with this rule, their checkpoints
+   together (with a warning: point evowatch at one run).
 2. Otherwise each numbered *directory* there is looked into: it is a run (descend, and
    apply the rule inside it) when the first level inside it that holds numbered sample
    entries shows signs of a series of checkpoints rather than of one checkpoint's samples:
@@ -373,10 +376,31 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     return level.unnumbered_files > 0 or level.numbered_weights > 0 or not _is_index_sequence(steps)
 
 
+def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
+    """Numbered folders numbered like runs (consecutive: version_0, version_1), each a run."""
+    entries = level.numbered
+    return (all(is_dir for _, _, is_dir in entries) and _is_index_sequence([step for step, _, _ in entries])
+            and all(_looks_like_run(path, options, depth + 1) for _, path, _ in entries))
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(folder: Path, message: str) -> None:
+    """A layout warning, once per folder and process (the watcher rescans on every change)."""
+    if str(folder) not in _warned:
+        _warned.add(str(folder))
+        log.warning("%s", message)
+
+
 def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[int, Path, tuple[Path, ...] | None]]:
     """(step, path, files): ``files`` is None for a folder or a file, whose files follow from it."""
     level = _read_level(folder, options)
     if len({step for step, _, _ in level.numbered}) >= 2:
+        if depth < _MAX_DEPTH and _holds_runs(level, options, depth):
+            _warn_once(folder, f"{folder}: holds several runs ({', '.join(p.name for _, p, _ in level.numbered)}); "
+                               "their checkpoints are read together: point evowatch at one of them")
+            return [unit for _, path, _ in level.numbered for unit in _units(path, options, depth + 1)]
         return [(step, path, level.groups.get(path)) for step, path, _ in level.numbered]
     units: list[tuple[int, Path, tuple[Path, ...] | None]] = []
     for step, path, is_dir in level.numbered:

@@ -118,6 +118,25 @@ def test_a_grid_per_step_named_with_two_numbers_stays_one_checkpoint_per_file(tm
         (1000, "epoch=3-step=1000.png", 1), (1500, "epoch=3-step=1500.png", 1), (2000, "epoch=4-step=2000.png", 1)]
 
 
+def test_several_runs_below_the_folder_are_read_as_runs_with_a_warning(tmp_path, caplog):
+    """``lightning_logs/version_0/``, ``version_1/``: their checkpoints, not two checkpoints 0 and 1."""
+    for version, steps in (("version_0", (1000, 2000)), ("version_1", (1000,))):
+        for step in steps:
+            _folder_of_images(tmp_path / version / "images" / f"epoch={step // 250}-step={step}", n=2, names="{}.png")
+    with caplog.at_level("WARNING"):
+        found = scan_run(tmp_path)
+    assert [(c.step, c.source) for c in found] == [(1000, "version_0/images/epoch=4-step=1000"),
+                                                   (1000, "version_1/images/epoch=4-step=1000"),
+                                                   (2000, "version_0/images/epoch=8-step=2000")]
+    assert "holds several runs (version_0, version_1)" in caplog.text
+
+
+def test_checkpoint_folders_numbered_like_runs_stay_checkpoints(tmp_path):
+    for epoch in range(3):
+        _folder_of_images(tmp_path / f"epoch_{epoch}", n=4)
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(0, "epoch_0"), (1, "epoch_1"), (2, "epoch_2")]
+
+
 def test_samples_folders_below_an_unnumbered_folder(tmp_path):
     for step in (100, 200):
         _folder_of_images(tmp_path / "samples" / f"step_{step}", n=2)
