@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import EvowatchError
+from engine.errors import DiscoveryError, EvowatchError
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
     from engine.discovery import DiscoveryOptions
@@ -40,6 +41,11 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
     """The discovery settings of a `watch` command line."""
     from engine.discovery import DiscoveryOptions, parse_grid
 
+    if args.labels is not None and not any(p.is_file() for p in (args.labels, args.run_dir / args.labels)):
+        if args.labels.is_absolute():
+            raise DiscoveryError(f"{args.labels}: --labels file not found; check the path")
+        log.warning("%s: --labels not found in %s or the current folder; it is looked for in each checkpoint folder",
+                    args.labels, args.run_dir)
     kwargs = dict(step_regex=args.step_regex, grid=parse_grid(args.grid) if args.grid else None,
                   tile_size=args.tile_size, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels)
     if args.samples:
@@ -57,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("run_dir", type=_existing_dir, metavar="RUN_DIR")
     watch.add_argument("--store", type=Path, required=True, metavar="STORE", help="the Zarr store (created if missing)")
     watch.add_argument("--once", action="store_true", help="ingest what is there and exit")
-    watch.add_argument("--encoder", default=DEFAULT_ENCODER, metavar="SPEC",
-                       help=f"clip:ARCH/PRETRAINED, clip:ARCH@/path/to/weights, or pixels (default {DEFAULT_ENCODER})")
+    watch.add_argument("--encoder", default=None, metavar="SPEC",
+                       help="clip:ARCH/PRETRAINED, clip:ARCH@/path/to/weights, or pixels (default: the store's own, "
+                            f"else {DEFAULT_ENCODER})")
     watch.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     watch.add_argument("--real", type=_existing_dir, metavar="DIR", help="real training images (reference)")
     watch.add_argument("--holdout", type=_existing_dir, metavar="DIR", help="real held-out images never trained on")
@@ -204,6 +211,17 @@ COMMANDS = {"watch": cmd_watch, "info": cmd_info, "layout": cmd_layout, "export"
             "demo": cmd_demo}
 
 
+def _os_error(exc: OSError, args: argparse.Namespace) -> str:
+    """A full disk or an unwritable store as one line naming the store and what to do."""
+    store = getattr(args, "store", None)
+    if store is None or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{store}: no space left on the device ({exc.strerror}); everything committed before is kept: "
+                "free some space and run the same command again to resume")
+    return f"{store}: cannot write there ({exc.strerror}: {exc.filename or store}); choose a writable --store"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -215,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         # ("Expected X. Got Y instead."); OSError covers a full disk or a vanished path.
         if args.verbose:
             raise
-        print(f"evowatch: error: {exc}", file=sys.stderr)
+        print(f"evowatch: error: {_os_error(exc, args) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -242,15 +242,16 @@ def read_labels_file(path: Path) -> dict[str, str]:
     """A labels file as ``{key: label}``; keys are file paths/names or instance ids.
 
     CSV rows are ``file,label`` or ``instance,label`` (a header row is skipped); JSON is a
-    mapping or a list indexed by instance id.
+    mapping or a list indexed by instance id. Empty, ``null`` or non-scalar labels are
+    unknown (no entry), not labels named "None".
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
         if path.suffix.lower() == ".json":
             data = json.loads(text)
             items = enumerate(data) if isinstance(data, list) else data.items()
-            return {str(k): str(v) for k, v in items}
-        rows = [r for r in csv.reader(text.splitlines()) if len(r) >= 2]
+            return {str(k): str(v) for k, v in items if isinstance(v, (str, int, float)) and str(v).strip()}
+        rows = [r for r in csv.reader(text.splitlines()) if len(r) >= 2 and r[1].strip()]
     except (OSError, ValueError, AttributeError) as exc:
         raise DiscoveryError(f"{path}: cannot read labels ({exc}); "
                              "expected CSV file,label or instance,label, or a JSON mapping.") from None
@@ -271,7 +272,13 @@ def _labels_file(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[str,
         candidates = [given] if given.is_absolute() else [folder / given, checkpoint.root / given, given]
     for candidate in candidates:
         if candidate.is_file():
-            return read_labels_file(candidate)
+            try:
+                return read_labels_file(candidate)
+            except DiscoveryError as exc:
+                if options.labels_file is not None:
+                    raise  # a setting: the whole run is read with it
+                log.warning("%s; this checkpoint's samples get no label", exc)  # one checkpoint's own file
+                return {}
     if options.labels_file is not None:
         log.debug("no labels file %s for %s", options.labels_file, checkpoint.source)
     return {}

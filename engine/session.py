@@ -5,12 +5,20 @@ import argparse
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
-from engine.encoders import make_encoder
+from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder
 from engine.watch import AfterIngest, WatchConfig, Watcher
-from stores.zarr_store import StoreWriter
+from stores.zarr_store import StoreReader, StoreWriter
 
 log = logging.getLogger(__name__)
+
+
+def _stored_spec(store: Path) -> str | None:
+    """The encoder an existing store was written with: the default for a resumed run."""
+    if not (Path(store) / "zarr.json").is_file():
+        return None
+    return (StoreReader(store).encoder or {}).get("spec")
 
 
 def encoder_record(encoder) -> dict:
@@ -42,7 +50,7 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     from engine.cli import discovery_options
 
     options = discovery_options(args)
-    encoder = make_encoder(args.encoder, device=args.device)
+    encoder = make_encoder(args.encoder or _stored_spec(args.store) or DEFAULT_ENCODER_SPEC, device=args.device)
     record = encoder_record(encoder)
     sampler = None
     if getattr(args, "sampler", None):

@@ -505,7 +505,11 @@ class StoreWriter(StoreReader):
         staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._create(staging, encoder, thumbnail_size)
+        try:
+            self._create(staging, encoder, thumbnail_size)
+        except BaseException:  # a full disk, an interrupt: leave nothing half-made behind
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         try:
             if self.path.is_dir():
                 self.path.rmdir()

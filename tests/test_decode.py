@@ -271,6 +271,23 @@ def test_labels_csv_by_file_and_by_instance(tmp_path):
     assert (samples[0].label, samples[1].label, samples[15].label) == ("zero", None, "fifteen")
 
 
+def test_empty_and_null_labels_are_unknown_and_a_checkpoints_unreadable_labels_file_is_only_its_own(tmp_path, caplog):
+    for step in (1, 2, 3):
+        for i in range(3):
+            write_png(tmp_path / f"checkpoint-{step}" / f"{i:03d}.png", smooth_images(RNG, 1, 16)[0])
+    (tmp_path / "checkpoint-1" / "labels.csv").write_text("file,label\n000.png,cat\n001.png,  \n002.png,\n")
+    (tmp_path / "checkpoint-2" / "labels.json").write_text('{"000.png": null, "001.png": {"a": 1}, "002.png": 7}')
+    (tmp_path / "checkpoint-3" / "labels.csv").write_bytes(b"\xff\xfe\x00 not text")
+    first, second, third = scan_run(tmp_path)
+    assert [s.label for s in iter_samples(first)] == ["cat", None, None]
+    assert [s.label for s in iter_samples(second)] == [None, None, "7"]
+    with caplog.at_level("WARNING"):
+        assert [s.label for s in iter_samples(third)] == [None, None, None]
+    assert "checkpoint-3/labels.csv: cannot read labels" in caplog.text and "get no label" in caplog.text
+    with pytest.raises(DiscoveryError, match="cannot read labels"):  # given with --labels: a setting, fatal
+        list(iter_samples(third, DiscoveryOptions(labels_file="labels.csv")))
+
+
 def test_labels_json_list_for_tensor_rows(tmp_path):
     np.save(tmp_path / "samples_1.npy", smooth_images(RNG, 3, 16))
     labels = tmp_path / "labels.json"

@@ -487,3 +487,41 @@ def test_a_flat_folders_first_file_read_alone_is_superseded_once_its_step_fills(
     assert main(watch) == 0
     reader = StoreReader(store)
     assert reader.n_rows == 5 and int(reader.current_rows().sum()) == 4 and info(store)["steps"] == [1000]
+
+
+def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_named(tmp_path, capsys):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    write_step(run, 200, 2, seed=1)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 0  # no --encoder
+    assert info(store)["rows"] == 4 and info(store)["encoder"].startswith("pixels")
+    missing = tmp_path / "nowhere" / "labels.csv"
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--labels", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"evowatch: error: {missing}: --labels file not found; check the path"
+
+
+def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kept(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from stores.zarr_store import StoreWriter
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    write_step(run, 200, 2, seed=1)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(StoreWriter, "write_columns", full)
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"evowatch: error: {store}: no space left on the device (No space left on device); everything "
+                       "committed before is kept: free some space and run the same command again to resume")
+    monkeypatch.undo()
+    assert info(store)["rows"] == 2
+    assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 0
+    assert info(store)["rows"] == 4 and info(store)["steps"] == [100, 200]
