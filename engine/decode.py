@@ -61,7 +61,9 @@ def _value_range(array: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     if array.dtype == np.bool_:
         return 0.0, 255.0
-    lo, hi = (float(v) for v in (np.nanmin(array), np.nanmax(array))) if array.size else (0.0, 0.0)
+    with warnings.catch_warnings():  # all NaN: numpy warns, the check below says why the file is skipped
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = (float(v) for v in (np.nanmin(array), np.nanmax(array))) if array.size else (0.0, 0.0)
     if np.issubdtype(array.dtype, np.integer):
         return 0.0, (1 / 257 if hi > 255 else 1.0)
     if lo < -1.5 or not np.isfinite([lo, hi]).all():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
 from fractions import Fraction
 
@@ -219,7 +220,10 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     np.savez(folder / "d_misc.npz", foo=np.zeros(3), bar=np.zeros(4))
     np.save(folder / "e_objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.save(folder / "f_ok.npy", smooth_images(RNG, 2, 16))
-    samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
+    np.save(folder / "g_nan.npy", np.full((2, 3, 8, 8), np.nan, np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's own warnings would print before the skip line
+        samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
     assert [s.path for s in samples] == ["ckpt_3/f_ok.npy#0", "ckpt_3/f_ok.npy#1"]
     reasons = {s.path.rsplit("/", 1)[1]: s.reason for s in skipped}
     assert "no image tensor (keys: conv)" in reasons["a_state.pt"]
@@ -227,6 +231,7 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert "not images" in reasons["c_latents.npy"]
     assert "no image array (keys: foo, bar)" in reasons["d_misc.npz"]
     assert "refused to unpickle" in reasons["e_objects.npy"]
+    assert "not images" in reasons["g_nan.npy"]
 
 
 def test_instance_ids_continue_across_tensor_files(tmp_path):
