@@ -369,19 +369,29 @@ class _Names:
         return {other for other in self.patterns if _pattern(other).fullmatch(name)}
 
 
+def _reading_key(source: str) -> str:
+    """What a checkpoint is a reading of: its source, but one slot per reference kind (a
+    ``--real`` folder given instead of another replaces it: metrics compare with one set)."""
+    for kind in fmt.KINDS[1:]:
+        if source.startswith(f"{kind}:"):
+            return f"{kind}:"
+    return source
+
+
 def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
     """A checkpoint is superseded when a later committed one has the same source, or a source
     inside it or around it, or a per-step pattern covering it or covered by it: the same files
     read again once the run's layout became clear (a lone ``version_0/`` first read as one
     checkpoint, later as a run of ``version_0/images/epoch=3-step=1000/`` ...; a flat folder's
-    ``step1000_00.png`` first alone, later in ``step1000_*.png``)."""
+    ``step1000_00.png`` first alone, later in ``step1000_*.png``); or, for a reference set,
+    a later one of its kind."""
     sources = checkpoints["source"]
     flags = np.zeros(len(sources), bool)
     later: set[str] = set()
     around_later: set[str] = set()  # the folders later sources lie in
     names_later: dict[str, _Names] = {}  # folder -> names of later sources in it
     for i in range(len(sources) - 1, -1, -1):
-        source = str(sources[i])
+        source = _reading_key(str(sources[i]))
         above = _folders_above(source)
         folder, name = _folder_and_name(source)
         flags[i] = (source in later or source in around_later or not later.isdisjoint(above)
@@ -402,7 +412,7 @@ class _CurrentSources:
         self._names: dict[str, _Names] = {}  # folder -> names of current sources directly in it
         for i, (source, old) in enumerate(zip(sources, superseded)):
             if not old:
-                self._add(str(source), i)
+                self._add(_reading_key(str(source)), i)
 
     def _add(self, source: str, index: int) -> None:
         self._index[source] = index
@@ -420,6 +430,7 @@ class _CurrentSources:
 
     def commit(self, source: str, index: int) -> list[int]:
         """Make checkpoint ``index`` the current one of ``source``; the checkpoints it supersedes."""
+        source = _reading_key(source)
         folder, name = _folder_and_name(source)
         gone = {s for s in [source, *_folders_above(source)] if s in self._index} | self._below.get(source, set())
         if folder in self._names:

@@ -525,3 +525,20 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kep
     assert info(store)["rows"] == 2
     assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 0
     assert info(store)["rows"] == 4 and info(store)["steps"] == [100, 200]
+
+
+def test_a_reference_set_given_as_another_folder_replaces_the_earlier_one(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    rng = np.random.default_rng(1)
+    for name, n in (("real_a", 3), ("real_b", 5)):
+        (tmp_path / name).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(watch + ["--real", str(tmp_path / "real_a")]) == 0
+    assert main(watch + ["--real", str(tmp_path / "real_b")]) == 0
+    reader = StoreReader(store)
+    current = reader.current_rows()
+    assert reader.n_rows == 10 and int(current.sum()) == 7
+    assert int((reader.samples("kind")[current] == 1).sum()) == 5  # the real rows now: real_b's
