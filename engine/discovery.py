@@ -285,7 +285,7 @@ def _index_like(indices: list[int]) -> bool:
     return len(set(indices)) == len(indices) and min(indices) <= 1 and max(indices) < 2 * len(indices) + 2
 
 
-def _per_sample_groups(files: list[tuple[int, Path]], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
+def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
     """Single images named with a step and a sample index (``samples/step1000_00.png`` ...
     ``step2000_07.png``): one checkpoint per step, named by its pattern (``step1000_*.png``).
 
@@ -294,7 +294,7 @@ def _per_sample_groups(files: list[tuple[int, Path]], options: DiscoveryOptions)
     per step named ``epoch=3-step=1000.png`` stays one checkpoint per file. (A step's first
     file alone is read as its own checkpoint until a second one comes; that reading is then
     superseded, see ``stores.zarr_store.superseded_flags``.)"""
-    images = [path for _, path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
+    images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
     by_shape: dict[tuple[str, int], dict[Path, list[tuple[int, int, Path]]]] = {}
     for path in images:
         for reading, (step, index, pattern) in enumerate(_readings(path, options)):
@@ -335,7 +335,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                     numbered.append((step, path, False))
             elif step is not None and is_weight_file(entry.name) and not _PER_PROCESS_STATE.search(entry.name):
                 weights += 1
-    groups = _per_sample_groups([(step, path) for step, path, is_dir in numbered if not is_dir], options)
+    groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
     if groups:
         grouped = {f for _, group_files in groups.values() for f in group_files}
         numbered = [entry for entry in numbered if entry[1] not in grouped]
@@ -497,7 +497,7 @@ def file_versions(checkpoint: Checkpoint) -> tuple[tuple[str, int, int], ...]:
     return tuple(versions)
 
 
-def _reading(checkpoint: Checkpoint, options: DiscoveryOptions | None) -> str:
+def _reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -> str:
     """How the files are read, where a user set it by hand (empty with the defaults)."""
     if options is None:
         return ""
@@ -517,8 +517,8 @@ def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     Raises ``FileNotFoundError`` if a file vanished meanwhile.
     """
     digest = hashlib.blake2b(digest_size=16)
-    if reading := _reading(checkpoint, options):
-        digest.update(reading.encode() + b"\0")
+    if settings := _reading_settings(checkpoint, options):
+        digest.update(settings.encode() + b"\0")
     for path in sorted(checkpoint.files):
         try:
             name = _relative(path, checkpoint.root)

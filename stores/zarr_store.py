@@ -129,8 +129,9 @@ class _Staging:
 
     def drop_front(self, k: int) -> None:
         rest = self.n - k
-        for array in self.arrays.values():
-            array[:rest] = array[k: self.n].copy() if rest else array[:0]
+        if rest:
+            for array in self.arrays.values():
+                array[:rest] = array[k: self.n].copy()
         self.n = rest
 
     def clear(self) -> None:
@@ -365,7 +366,7 @@ class _Names:
     def same_files(self, name: str) -> set[str]:
         """The names that are ``name``'s files read the other way (a pattern and one of its files)."""
         if "*" in name:
-            return {other for other in self.others if _pattern(name).fullmatch(other)} if self.others else set()
+            return {other for other in self.others if _pattern(name).fullmatch(other)}
         return {other for other in self.patterns if _pattern(other).fullmatch(name)}
 
 
