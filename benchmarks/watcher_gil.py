@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from encoder_calls import TimedEncoder  # noqa: E402
 
 from engine.batches import END, Done, PreparedBatch, Start, StoreColumns  # noqa: E402
-from engine.pipeline import _consume, _encode, _Encoded  # noqa: E402
+from engine.pipeline import _consume, _encode, _Encoded, encoded_queue  # noqa: E402
 from engine.records import Checkpoint  # noqa: E402
 from engine.session import encoder_record  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
@@ -106,7 +106,7 @@ def _store(encoder: HostBoundEncoder, inbox: queue.Queue, n_jobs: int, work: Pat
 
 
 def _together(encoder: HostBoundEncoder, n_checkpoints: int, work: Path) -> float:
-    decoded, encoded = _fed(_checkpoint_messages(n_checkpoints, False, encoder)), queue.Queue(maxsize=4)
+    decoded, encoded = _fed(_checkpoint_messages(n_checkpoints, False, encoder)), encoded_queue(encoder)
     threading.Thread(target=_encode, args=(encoder, decoded, encoded, threading.Event()), daemon=True).start()
     return _store(encoder, encoded, n_checkpoints, work)
 

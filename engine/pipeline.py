@@ -10,6 +10,7 @@ store columns, not its model pixels).
 """
 from __future__ import annotations
 
+import collections
 import gc
 import logging
 import os
@@ -57,6 +58,9 @@ class IngestResult:
 # checkpoint waits more than GROUP_SECONDS for its commit.
 GROUP_ROWS = WRITE_ROWS
 GROUP_SECONDS = 1.0
+# The encoder may run this many rows ahead of the store's writes, so that a group commit
+# does not stop it (docs/ingest.md, "The encoder ahead of the store").
+ENCODED_AHEAD_ROWS = WRITE_ROWS
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,7 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     # Batches from decode processes are views of their shared slots, which bound them: a
     # deeper queue lets the encoder take several small checkpoints at once.
     decoded: queue.Queue = queue.Queue(maxsize=prefetch * (4 if processes else 1))
-    encoded: queue.Queue = queue.Queue(maxsize=prefetch)
+    encoded = encoded_queue(encoder)
     stop = threading.Event()
     children: list = []
     with ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
@@ -128,13 +132,18 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
                 gc.unfreeze()
 
 
+def encoded_queue(encoder: Encoder) -> queue.Queue:
+    """The encoder thread's outbox: one entry per encoder call, ENCODED_AHEAD_ROWS at most."""
+    return queue.Queue(maxsize=max(2, -(-ENCODED_AHEAD_ROWS // encoder.batch_size)))
+
+
 def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event) -> None:
     """The encoder's own thread, so encoding overlaps the store writes of earlier batches.
 
     Batches already waiting are encoded in one call, up to the encoder's batch size: a run's
     checkpoints are often smaller than a GPU batch (64-sample grids), and each call pays a
     fixed cost and waits for its result. Nothing waits longer for it: with nothing queued,
-    what has arrived is encoded at once.
+    what has arrived is encoded at once. A call's items go to ``outbox`` as one list.
     """
     try:
         waiting: list = []
@@ -149,8 +158,8 @@ def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: thr
                 waiting.append(item)
             rows = sum(len(x.pixels) for x in waiting if isinstance(x, PreparedBatch))
             if item is None or item is END or rows >= encoder.batch_size or stop.is_set():
-                for out in _encoded_together(encoder, waiting, stop):
-                    outbox.put(out)
+                if waiting:
+                    outbox.put(_encoded_together(encoder, waiting, stop))
                 waiting = []
             if item is END:
                 return
@@ -197,20 +206,25 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
     While more checkpoints of this ingest are to come (a backlog, e.g. the initial scan of a
     long run), complete ones are committed in groups of up to GROUP_ROWS rows, none waiting
     more than GROUP_SECONDS: fewer, larger writes. The last one is committed at once.
+    ``out`` holds items or lists of items (an encoder call's).
     """
     tx_context = tx = None
     current: Start | None = None
     rows = done = 0
     waiting: list[IngestResult] = []
     deadline = 0.0
+    received: collections.deque = collections.deque()
     try:
         while True:
-            try:
-                item = out.get(timeout=max(0.0, deadline - time.monotonic()) if store.has_pending else None)
-            except queue.Empty:  # the group waited long enough
-                store.commit_pending()
-                yield from _committed(waiting)
-                continue
+            if not received:
+                try:
+                    got = out.get(timeout=max(0.0, deadline - time.monotonic()) if store.has_pending else None)
+                except queue.Empty:  # the group waited long enough
+                    store.commit_pending()
+                    yield from _committed(waiting)
+                    continue
+                received.extend(got if isinstance(got, list) else (got,))
+            item = received.popleft()
             if item is END:
                 break
             if isinstance(item, Failed):

@@ -363,8 +363,9 @@ def test_the_encoder_takes_waiting_checkpoints_together_and_keeps_their_order():
         inbox.put(END)
         _encode(encoder, inbox, outbox, threading.Event())
         items = []
-        while (item := outbox.get()) is not END:
-            items.append(item)
+        while (got := outbox.get()) is not END:
+            assert isinstance(got, list)  # one entry per encoder call
+            items += got
         return encoder.calls, items
 
     calls, items = run(batch_size=256)
@@ -373,6 +374,37 @@ def test_the_encoder_takes_waiting_checkpoints_together_and_keeps_their_order():
     encoded = [x for x in items if isinstance(x, _Encoded)]
     assert [x.vectors[:, 0].tolist() for x in encoded] == [[0, 1, 2], [3, 4, 5, 6, 7], [8, 9]]
     assert run(batch_size=4)[0] == [8, 2]  # a call ends once the batch size is reached
+
+
+def test_the_encoder_runs_a_group_commit_ahead_of_the_store():
+    """While the store is busy (a group commit), the encoder goes on until ENCODED_AHEAD_ROWS
+    rows wait for it, however small the checkpoints: its queue counts calls, not items."""
+    import queue
+    import threading
+
+    from engine.batches import END, Done, PreparedBatch, Start, StoreColumns
+    from engine.pipeline import ENCODED_AHEAD_ROWS, _encode, encoded_queue
+
+    class Counting:
+        batch_size, calls = 64, 0
+
+        def encode_pixels(self, parts):
+            self.calls += 1
+            return np.zeros((sum(len(p) for p in parts), 2), np.float32)
+
+    encoder, inbox = Counting(), queue.Queue()
+    n = ENCODED_AHEAD_ROWS // encoder.batch_size - 2  # what fits, with the last Done and END
+    for k in range(n):
+        columns = StoreColumns(np.zeros((64, 1, 1, 3), np.uint8), [0] * 64, [None] * 64, [""] * 64, None)
+        for item in (Start(k, ""), PreparedBatch(np.zeros((64, 3, 2, 2), np.uint8), columns), Done(k)):
+            inbox.put(item)
+    inbox.put(END)
+    outbox = encoded_queue(encoder)
+    thread = threading.Thread(target=_encode, args=(encoder, inbox, outbox, threading.Event()), daemon=True)
+    thread.start()
+    thread.join(timeout=30)  # nobody reads the outbox: the store is committing
+    assert not thread.is_alive() and encoder.calls == n
+    assert outbox.qsize() == n + 2
 
 
 def test_default_workers_count_the_cores_this_process_may_use(monkeypatch):
