@@ -136,7 +136,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     with open_session(args) as watcher:
         if args.once:
-            watcher.run_once()
+            watcher.run_until_settled()
         else:
             try:
                 watcher.run_forever()

@@ -253,13 +253,24 @@ def read_labels_file(path: Path) -> dict[str, str]:
             data = json.loads(text)
             items = enumerate(data) if isinstance(data, list) else data.items()
             return {str(k): str(v) for k, v in items if isinstance(v, (str, int, float)) and str(v).strip()}
-        rows = [r for r in csv.reader(text.splitlines()) if len(r) >= 2 and r[1].strip()]
+        rows = [r for r in csv.reader(text.splitlines(), _csv_dialect(text)) if any(f.strip() for f in r)]
     except (OSError, ValueError, AttributeError) as exc:
         raise DiscoveryError(f"{path}: cannot read labels ({exc}); "
                              "expected CSV file,label or instance,label, or a JSON mapping.") from None
     if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "instance", "index", "id", "name"):
         rows = rows[1:]
-    return {r[0].strip(): r[1].strip() for r in rows}
+    if short := sum(len(r) < 2 for r in rows):
+        log.warning("%s: %d of %d rows %s no label column, ignored (expected file,label or instance,label)",
+                    path, short, len(rows), "has" if short == 1 else "have")
+    return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[1].strip()}
+
+
+def _csv_dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    """Commas, or the semicolons or tabs a spreadsheet wrote."""
+    try:
+        return csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:  # one column, or nothing to tell by
+        return csv.excel
 
 
 DEFAULT_LABEL_FILES = ("labels.csv", "labels.json")

@@ -72,7 +72,7 @@ class Watcher:
         self._hashes: dict[str, tuple[tuple, str]] = {}
         self._changed = threading.Event()
         self._references_checked = False
-        self._settling = 0
+        self._settling: list[Checkpoint] = []  # found by the last scan, still being written
         self._found = 0  # checkpoints of the run seen by the last scan, ready or not
         self._live = False  # run_forever: more checkpoints may come
 
@@ -99,10 +99,10 @@ class Watcher:
                 refs.append(scan_reference(folder, kind))
         return refs
 
-    def pending(self) -> tuple[list[tuple[Checkpoint, str]], int]:
-        """Checkpoints ready to ingest (new or changed), and how many are still settling."""
+    def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
+        """Checkpoints ready to ingest (new or changed), and those still being written."""
         committed = self.store.committed_hashes()
-        jobs, waiting = [], 0
+        jobs, waiting = [], []
         now = time.time()
         scan = self.config.sampler.scan if self.config.sampler else scan_run
         # Reference sets are ingested once per session, on the first pass.
@@ -111,7 +111,7 @@ class Watcher:
         self._found = len(found)
         for checkpoint in references + found:
             if checkpoint.kind == "generated" and not is_ready(checkpoint, self.config.options, now):
-                waiting += 1
+                waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)
             if digest is not None and committed.get(checkpoint.source) != digest:
@@ -147,6 +147,26 @@ class Watcher:
         # is covered by the next one.
         for hook in self.after_ingest:
             hook(self.store, results)
+        return results
+
+    def run_until_settled(self) -> list[IngestResult]:
+        """``--once``: ingest what is ready, then what was still being written once it has had
+        ``--settle`` seconds of quiet (a run just copied or just written); a checkpoint still
+        changing then, or without its ready file, is named and left for the next run."""
+        results = self.run_once()
+        if self._settling and not self.config.options.ready_file:
+            log.info("waiting %gs for %s still being written", self.config.options.settle,
+                     _count(len(self._settling), "checkpoint"))
+            time.sleep(self.config.options.settle)
+            results += self.run_once()
+        ready_file = self.config.options.ready_file
+        committed = self.store.committed_hashes() if ready_file else {}  # stored before a --ready-file was set
+        unfinished = [c.source for c in self._settling if c.source not in committed]
+        if unfinished:
+            log.warning("not ingested, %s: %s; run the same command again once %s",
+                        f"no ready file ({ready_file}) yet" if ready_file else "still being written",
+                        ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else ""),
+                        "it is complete" if len(unfinished) == 1 else "they are complete")
         return results
 
     def run_forever(self, stop: threading.Event | None = None) -> None:

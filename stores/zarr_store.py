@@ -86,6 +86,16 @@ def _open_root(path: Path, mode: str) -> zarr.Group:
     return zarr.open_group(str(path), mode=mode, use_consolidated=False)
 
 
+def _open_array(path: Path, mode: str) -> zarr.Array:
+    """One of the store's arrays; a missing or damaged ``zarr.json`` is a one-line error naming it."""
+    try:
+        return zarr.open_array(str(path), mode=mode)
+    except Exception as exc:  # zarr raises several types: JSON errors, ArrayNotFoundError, ValueError
+        meta = path / "zarr.json"
+        why = f"unreadable array metadata ({type(exc).__name__}: {exc})" if meta.is_file() else "missing array metadata"
+        raise StoreFormatError(f"{meta}: {why}; restore the store folder from a copy, or start a new --store") from None
+
+
 def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file()
 
@@ -216,7 +226,7 @@ class StoreReader:
     # --- arrays ---------------------------------------------------------------------
     def _array(self, group: str, name: str) -> zarr.Array:
         # Re-opened every time: an open array does not see rows appended since.
-        return zarr.open_array(str(self.path / group / name), mode="r")
+        return _open_array(self.path / group / name, "r")
 
     def has_array(self, group: str, name: str) -> bool:
         return (self.path / group / name / "zarr.json").is_file()
@@ -468,6 +478,7 @@ class StoreWriter(StoreReader):
             self._labels = list(self.labels)
             self._label_codes = {name: code for code, name in enumerate(self._labels)}
         except BaseException:
+            self._lengths.clear()  # nothing written: close only lets go of the lock
             self.close()
             raise
 
@@ -608,7 +619,8 @@ class StoreWriter(StoreReader):
         for group_name, n in (("samples", counts["rows"]), ("checkpoints", counts["checkpoints"]),
                               ("warnings", counts["warnings"]), ("layout", layout_rows)):
             for name in list(fmt.GROUPS[group_name]) + (["latent"] if group_name == "samples" else []):
-                if not self.has_array(group_name, name):
+                optional = name == "latent" or group_name == "layout"  # made when first needed
+                if optional and not self.has_array(group_name, name):
                     continue
                 array = self.handle(group_name, name)  # the cached handle must see the cut
                 if array.shape[0] > n:
@@ -624,7 +636,7 @@ class StoreWriter(StoreReader):
         key = (group, name)
         if key not in self._handles:
             # open_array ignores its ``config`` argument (zarr 3.1): with_config applies it.
-            self._handles[key] = zarr.open_array(str(self.path / group / name), mode="r+").with_config(WRITE_CONFIG)
+            self._handles[key] = _open_array(self.path / group / name, "r+").with_config(WRITE_CONFIG)
         return self._handles[key]
 
     def _mark_superseded(self, group: Sequence[CheckpointTransaction]) -> None:

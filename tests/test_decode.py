@@ -276,6 +276,23 @@ def test_labels_csv_by_file_and_by_instance(tmp_path):
     assert (samples[0].label, samples[1].label, samples[15].label) == ("zero", None, "fifteen")
 
 
+def test_labels_csv_written_by_a_spreadsheet_and_rows_without_a_label_column(tmp_path, caplog):
+    """Semicolons or tabs (a spreadsheet's export) are read as the columns they are; a row
+    with no label column is said, not dropped silently (blank lines are not rows)."""
+    from engine.decode import read_labels_file
+
+    path = tmp_path / "labels.csv"
+    for text in ("file;label\n000.png;cat\n001.png;dog\n", "000.png\tcat\n001.png\tdog\n",
+                 'file,label\n000.png,cat\n"001.png",dog\n'):
+        path.write_text(text)
+        assert read_labels_file(path) == {"000.png": "cat", "001.png": "dog"}
+    assert not caplog.records
+    path.write_text("000.png,cat\n001.png\n\n002.png,\n")
+    with caplog.at_level("WARNING"):
+        assert read_labels_file(path) == {"000.png": "cat"}
+    assert f"{path}: 1 of 3 rows has no label column, ignored (expected file,label or instance,label)" in caplog.text
+
+
 def test_empty_and_null_labels_are_unknown_and_a_checkpoints_unreadable_labels_file_is_only_its_own(tmp_path, caplog):
     for step in (1, 2, 3):
         for i in range(3):

@@ -433,6 +433,44 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert err.count("00001.png") == 1 and "1 sample, 1 file skipped" in err and "no checkpoints" not in err
 
 
+def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(tmp_path, capsys):
+    """`--once` right after a copy or a trainer's write: fresh checkpoints get their --settle
+    seconds of quiet and are ingested; one still being written is named, not dropped silently."""
+    import threading
+
+    from stores.zarr_store import StoreReader
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for path in write_step(run, 100, 3, seed=0).rglob("*"):
+        os.utime(path)  # written just now
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
+            "--settle", "0.5"]
+    assert main(argv) == 0
+    assert "waiting 0.5s for 1 checkpoint still being written" in capsys.readouterr().err
+    assert StoreReader(store).info()["steps"] == [100]
+
+    busy = write_step(run, 200, 3, seed=1) / "samples" / "00000.png"
+    stop = threading.Event()
+
+    def trainer_still_writing():
+        while not stop.wait(0.05):
+            os.utime(busy)
+
+    writer = threading.Thread(target=trainer_still_writing)
+    writer.start()
+    try:
+        assert main(argv) == 0
+    finally:
+        stop.set()
+        writer.join()
+    err = capsys.readouterr().err
+    assert "not ingested, still being written: step_000200; run the same command again once it is complete" in err
+    assert StoreReader(store).info()["steps"] == [100]
+
+    assert main([*argv, "--ready-file", "DONE"]) == 0  # no ready file: named at once, no wait
+    assert "not ingested, no ready file (DONE) yet: step_000200; run the same command again once it is complete" in capsys.readouterr().err
+
+
 def test_reading_a_run_again_with_another_grid_supersedes_the_rows_read_before(tmp_path):
     """A wrong --grid, then the right one (or none): the checkpoints are read again, not skipped."""
     from tests.sample_fixtures import save_torchvision_grid, smooth_images

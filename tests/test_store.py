@@ -165,6 +165,28 @@ def test_missing_and_foreign_stores_give_one_line(tmp_path):
     assert (tmp_path / "notempty/notes.txt").read_text() == "mine"
 
 
+def test_a_damaged_or_missing_array_metadata_file_is_one_line_naming_it(tmp_path, rng, caplog):
+    """A truncated or deleted array ``zarr.json`` (a copy cut short, a bad sync): the reader and
+    the writer name that file and leave every other file as it was."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 5, rng)
+    meta = path / "checkpoints" / "step" / "zarr.json"
+    meta.write_text(meta.read_text()[:40])
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and p.name != "writer.lock"}
+    with pytest.raises(StoreFormatError, match=f"^{meta}: unreadable array metadata .*JSONDecodeError.*restore") as error:
+        StoreWriter(path, ENCODER)
+    assert "\n" not in str(error.value) and not caplog.records  # no second message from closing
+    with pytest.raises(StoreFormatError, match=f"^{meta}: unreadable array metadata"):
+        StoreReader(path).checkpoints()
+    assert {p: p.read_bytes() for p in before} == before
+
+    (path / "samples" / "step" / "zarr.json").unlink()
+    with pytest.raises(StoreFormatError, match="samples/step/zarr.json: missing array metadata; restore"):
+        StoreReader(path).samples("step")
+
+
 WRITER = textwrap.dedent("""
     import sys, time, numpy as np
     from stores.zarr_store import StoreWriter
