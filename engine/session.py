@@ -7,18 +7,31 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder
+from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
 from engine.watch import AfterIngest, WatchConfig, Watcher
-from stores.zarr_store import StoreReader, StoreWriter
+from stores.zarr_store import StoreReader, StoreWriter, encoder_mismatch
 
 log = logging.getLogger(__name__)
 
 
-def _stored_spec(store: Path) -> str | None:
-    """The encoder an existing store was written with: the default for a resumed run."""
+def _stored_encoder(store: Path) -> dict:
+    """The encoder record of an existing store ({} for a new one): its spec is the default
+    for a resumed run."""
     if not (Path(store) / "zarr.json").is_file():
-        return None
-    return (StoreReader(store).encoder or {}).get("spec")
+        return {}
+    return StoreReader(store).encoder or {}
+
+
+def _refuse_another_kind(store: Path, stored: dict, spec: str) -> None:
+    """An encoder that cannot be the store's (pixels for a CLIP store, another pixels size)
+    is refused before a model is built; CLIP specs that differ may still name the same
+    weights, which the writer checks by identity once they are loaded."""
+    try:
+        wanted, have = parse_encoder_spec(spec), parse_encoder_spec(stored.get("spec") or "")
+    except ValueError:  # no spec recorded: the identity check decides
+        return
+    if wanted.kind != have.kind or wanted.size != have.size:
+        raise encoder_mismatch(store, stored, f"'{wanted.text()}'")
 
 
 def encoder_record(encoder) -> dict:
@@ -50,7 +63,10 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     from engine.cli import discovery_options
 
     options = discovery_options(args)
-    encoder = make_encoder(args.encoder or _stored_spec(args.store) or DEFAULT_ENCODER_SPEC, device=args.device)
+    stored = _stored_encoder(args.store)
+    if args.encoder and stored:
+        _refuse_another_kind(args.store, stored, args.encoder)
+    encoder = make_encoder(args.encoder or stored.get("spec") or DEFAULT_ENCODER_SPEC, device=args.device)
     record = encoder_record(encoder)
     sampler = None
     if getattr(args, "sampler", None):

@@ -96,6 +96,13 @@ def _open_array(path: Path, mode: str) -> zarr.Array:
         raise StoreFormatError(f"{meta}: {why}; restore the store folder from a copy, or start a new --store") from None
 
 
+def encoder_mismatch(path: Path, stored: dict[str, Any], wanted: str) -> EncoderMismatchError:
+    """The one line refusing to mix encoders in a store (``wanted``: what this run uses)."""
+    return EncoderMismatchError(f"{path}: written with encoder '{stored.get('identity')}' (dim {stored.get('dim')}), "
+                                f"this run uses {wanted}; pass --encoder {stored.get('spec') or stored.get('identity')} "
+                                f"or use another --store")
+
+
 def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file()
 
@@ -597,11 +604,7 @@ class StoreWriter(StoreReader):
     def _check_encoder(self, encoder: dict[str, Any]) -> None:
         stored = self.encoder or {}
         if stored.get("identity") != encoder.get("identity") or int(stored.get("dim", -1)) != int(encoder["dim"]):
-            raise EncoderMismatchError(
-                f"{self.path}: written with encoder '{stored.get('identity')}' (dim {stored.get('dim')}), "
-                f"this run uses '{encoder.get('identity')}' (dim {encoder['dim']}); "
-                f"pass --encoder {stored.get('spec') or stored.get('identity')} or use another --store"
-            )
+            raise encoder_mismatch(self.path, stored, f"'{encoder.get('identity')}' (dim {encoder['dim']})")
 
     def _recover(self) -> bool:
         """Cut every array back to its committed length and repair superseded flags; whether

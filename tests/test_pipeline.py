@@ -572,6 +572,25 @@ def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_na
     assert capsys.readouterr().err.strip() == f"evowatch: error: {missing}: --labels file not found; check the path"
 
 
+def test_an_encoder_of_another_kind_is_refused_before_its_model_is_built(tmp_path, capsys, monkeypatch):
+    """A pixels store watched with --encoder clip:... (or another pixels size): one line at
+    once, not after loading a model for seconds; a CLIP spec still goes to the identity check."""
+    import engine.session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels:8", "--no-layout"]) == 0
+    capsys.readouterr()
+    built = []
+    monkeypatch.setattr(engine.session, "make_encoder", lambda *a, **k: built.append(a))
+    for other in (TINY_CLIP, "pixels:16"):
+        assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", other]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"evowatch: error: {store}: written with encoder 'pixels:8' (dim 192), this run uses "
+            f"'{engine.session.parse_encoder_spec(other).text()}'; pass --encoder pixels:8 or use another --store"]
+    assert not built
+
+
 def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kept(tmp_path, capsys, monkeypatch):
     import errno
 
