@@ -106,12 +106,16 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return to_rgb(np.asarray(image.convert("RGB")))
 
 
+#: The reason a file deleted between the scan and its reading is skipped (rotation).
+VANISHED = "vanished before it could be read"
+
+
 def _require_content(path: Path) -> None:
     """Skip files that vanished or are empty (a trainer just created them) before opening them."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise SkipFile("vanished before it could be read") from None
+        raise SkipFile(VANISHED) from None
     if size == 0:
         raise SkipFile("empty file (0 bytes), maybe still being written")
 
@@ -126,7 +130,7 @@ def load_image(path: Path) -> np.ndarray:
                 image.load()
                 return _pil_to_array(image)
     except FileNotFoundError:
-        raise SkipFile("vanished before it could be read") from None
+        raise SkipFile(VANISHED) from None
     except UnidentifiedImageError:
         raise SkipFile("not a readable image (unknown or corrupt format)") from None
     except Image.DecompressionBombError as exc:

@@ -26,7 +26,7 @@ import numpy as np
 from engine import heap
 from engine.batches import END, PROCESS_THREADS, Done, Failed, PreparedBatch, Preparation, SampleSource, Start, \
     StoreColumns, messages
-from engine.decode import iter_samples
+from engine.decode import VANISHED, iter_samples
 from engine.decode_workers import start_decode_processes
 from engine.discovery import DiscoveryOptions
 from engine.encoders import Encoder
@@ -192,6 +192,10 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
                 pass
 
 
+class _DeletedWhileRead(Exception):
+    """Rolls back a checkpoint whose every file vanished before it could be read."""
+
+
 def _committed(waiting: list[IngestResult]) -> Iterator[IngestResult]:
     """Report the checkpoints a commit just made visible, then hand their memory back."""
     heap.release_freed_memory()
@@ -235,7 +239,8 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 tx_context = store.checkpoint(item.checkpoint.step, item.checkpoint.source, item.content_hash, kind)
                 tx = tx_context.__enter__()
             elif isinstance(item, SkippedFile):
-                log.warning("skipped %s: %s", item.path, item.reason)
+                if item.reason != VANISHED:  # said at the end: the whole checkpoint may be gone
+                    log.warning("skipped %s: %s", item.path, item.reason)
                 tx.skip(item.path, item.reason)
             elif isinstance(item, _Encoded):
                 c = item.columns
@@ -245,6 +250,15 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                     on_rows(len(item.vectors))
             elif isinstance(item, Done):
                 done += 1
+                gone = [path for path, reason in tx.skipped if reason == VANISHED]
+                if gone and not rows and len(gone) == len(tx.skipped):  # deleted while read: rotation
+                    log.info("%s was deleted while being read; nothing stored for it", item.checkpoint.source)
+                    tx_context.__exit__(_DeletedWhileRead, _DeletedWhileRead(), None)  # commits those waiting
+                    tx_context = tx = None
+                    yield from _committed(waiting)
+                    continue
+                for path in gone:
+                    log.warning("skipped %s: %s", path, VANISHED)
                 if not store.has_pending:
                     deadline = time.monotonic() + GROUP_SECONDS
                 tx.defer = done < n_jobs and store.pending_rows + tx.n_rows < GROUP_ROWS

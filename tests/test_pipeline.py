@@ -244,6 +244,32 @@ def _ingest_run(run: Path, store_path: Path, workers: int, batch_size: int | Non
         return [r.checkpoint.step for r in ingest(store, jobs, encoder, options, workers=workers)]
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_checkpoint_deleted_while_being_read_is_not_stored(tmp_path, caplog, workers):
+    """Rotation deletes a checkpoint between the scan and its reading: one line says so and
+    nothing is stored for it (not a step of 0 samples with every file a warning); a file
+    gone from a checkpoint that is still there is a warning as before."""
+    from engine.discovery import DiscoveryOptions, content_hash, scan_run
+    from engine.encoders import make_encoder
+    from engine.pipeline import ingest
+    from engine.session import encoder_record
+    from stores.zarr_store import StoreWriter
+
+    run = tmp_path / "run"
+    for step in (100, 200, 300):
+        write_step(run, step, 3, seed=step)
+    options, encoder = DiscoveryOptions(), make_encoder("pixels")
+    jobs = [(c, content_hash(c)) for c in scan_run(run, options)]
+    shutil.rmtree(run / "step_000200")
+    (run / "step_000300" / "samples" / "00001.png").unlink()
+    with caplog.at_level("INFO"), StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
+        results = [(r.checkpoint.step, r.rows, r.skipped) for r in ingest(store, jobs, encoder, options, workers=workers)]
+    assert results == [(100, 3, 0), (300, 2, 1)]
+    assert info(tmp_path / "s.zarr")["steps"] == [100, 300] and info(tmp_path / "s.zarr")["warnings"] == 1
+    assert caplog.text.count("step_000200 was deleted while being read; nothing stored for it") == 1
+    assert "step_000200/samples" not in caplog.text and "00001.png: vanished before it could be read" in caplog.text
+
+
 def test_decode_processes_keep_job_order_and_match_in_thread_decoding(tmp_path):
     run = tmp_path / "run"
     for step, n in zip(range(0, 70, 10), (3, 9, 1, 6, 4, 8, 2)):  # uneven sizes: workers finish out of order
