@@ -28,7 +28,9 @@ def _existing_dir(value: str) -> Path:
 
 def _discovery_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("discovery")
-    group.add_argument("--step-regex", help="regex whose first group (or whole match) is the step; default: the last integer in the checkpoint's name")
+    group.add_argument("--step-regex", help="regex whose first group (or whole match) is the step; default: the number "
+                       "the name calls a step (step=1000, gs-005000, iter5000), else its last integer that is no date, "
+                       "shape or hash")
     group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors")
     group.add_argument("--grid", metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
     group.add_argument("--tile-size", type=int, metavar="PX", help="force the tile size of grid images (pixels)")

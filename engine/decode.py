@@ -44,6 +44,8 @@ from engine.records import Checkpoint, Sample, SkippedFile
 log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("images", "samples", "x", "imgs", "image", "sample", "fakes", "fake", "generated", "arr_0", "data")
+#: Formats whose grids' pad lines are not one exact value.
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 LABEL_KEYS = ("labels", "y", "label", "targets", "target", "classes", "class")
 LATENT_KEYS = ("latents", "z", "features", "latent", "feats", "noise", "w")
 _CHUNK = 256
@@ -223,7 +225,9 @@ def load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndar
     images = _pick(arrays, IMAGE_KEYS)
     images = _to_nhwc(next(iter(arrays.values())) if images is None else images)
     extras = []
-    for keys, what in ((LABEL_KEYS, "labels"), (LATENT_KEYS, "latents")):
+    # np.savez(path, images, labels) without names, as openai's guided-diffusion samples
+    positional = ("arr_1",) if set(arrays) == {"arr_0", "arr_1"} else ()
+    for keys, what in ((LABEL_KEYS + positional, "labels"), (LATENT_KEYS, "latents")):
         extra = _pick(arrays, keys)
         if extra is not None and (extra.ndim == 0 or len(extra) != len(images)):
             log.warning("%s: %d %s for %d images; ignoring them", path, len(extra), what, len(images))
@@ -366,7 +370,7 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
     geometry = None
     if split:
         try:
-            geometry = resolve_grid(image, ctx.grid, ctx.tile_size)
+            geometry = resolve_grid(image, ctx.grid, ctx.tile_size, lossy=path.suffix.lower() in LOSSY_EXTENSIONS)
         except ValueError as exc:
             raise SkipFile(str(exc)) from None
     if geometry is None:

@@ -72,7 +72,7 @@ _LOG_EXTENSIONS = frozenset({".json", ".jsonl", ".txt", ".yaml", ".yml", ".log",
 _WEIGHT_STEM = re.compile(
     r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
-    r"|training_args|trainer_state)(?:[-_.=].*|\d.*)?|last|best|latest)$", re.IGNORECASE)
+    r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest)$", re.IGNORECASE)
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
@@ -80,6 +80,15 @@ _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IG
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
+#: Numbers in a name that are no step: a date and time (``openai-2026-01-05-10-00-00-123456``,
+#: ``2026-01-05T10-00-00_cifar10``), an array's shape (``samples_16x32x32x3.npz``), a hex
+#: content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
+_NOT_A_STEP = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
+    r"|\d+(?:x\d+)+"
+    r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])", re.IGNORECASE)
+#: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
+_NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
 _MAX_DEPTH = 8
 
 
@@ -185,11 +194,19 @@ def last_integer(text: str) -> int | None:
     return int(match[1]) if match else None
 
 
+def step_in_name(text: str) -> int | None:
+    """The step a name carries by default: the last number named as one (``gs-005000``,
+    ``step=1000``, ``iter5000``), else the last number that is no date, shape or hash."""
+    text = _NOT_A_STEP.sub("_", text)
+    named = _NAMED_STEP.findall(text)
+    return int(named[-1]) if named else last_integer(text)
+
+
 def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int | None:
     """The step a checkpoint's name carries, or ``None`` when it carries none."""
     text = _stem(name) if is_file else name
     if options.step_regex is None:
-        return last_integer(text)
+        return step_in_name(text)
     match = re.search(options.step_regex, text)
     if not match:
         return None

@@ -13,7 +13,7 @@ sample's instance id.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,6 +30,9 @@ EDGE_EVIDENCE_STYLEGAN = 0.5
 #: 32 px read as 2x2 of 64 px in ~4% of random grids).
 EDGE_EVIDENCE_FINER = 0.5
 _FORCED_PAD_TOLERANCE = 4.0
+#: A lossy grid's (JPEG, WebP) pad lines are not one value: they must stay within this share
+#: of the image's own spread around the pad value (q75 JPEG of 32-px tiles: ~0.1).
+LOSSY_PAD_RATIO = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,8 @@ class GridGeometry:
     tile_h: int
     tile_w: int
     padding: int = 0
+    #: a last-row tile within this mean deviation from the pad value is an empty slot
+    blank_tolerance: float = 0.0
 
     @property
     def count(self) -> int:
@@ -92,6 +97,25 @@ def _detect_padded(image: np.ndarray, padding: int = TORCHVISION_PADDING) -> Gri
     return None
 
 
+def _detect_padded_lossy(image: np.ndarray, padding: int = TORCHVISION_PADDING) -> GridGeometry | None:
+    """A lossy torchvision grid: the finest geometry whose pad lines are far more uniform
+    than the image (a q75 JPEG's black pad lines average ~11 off, its tiles ~100)."""
+    height, width = image.shape[:2]
+    border = np.concatenate([image[:padding].reshape(-1, 3), image[:, :padding].reshape(-1, 3)]).astype(np.float32)
+    pad = np.median(border, axis=0)
+    bar = LOSSY_PAD_RATIO * float(np.abs(image[::3, ::3].astype(np.float32) - pad).mean())
+    if np.abs(border - pad).mean() > bar:
+        return None
+    for step in _divisors(width - padding):
+        tile = step - padding
+        if tile < MIN_TILE or (height - padding) % step:
+            continue
+        geometry = GridGeometry((height - padding) // step, (width - padding) // step, tile, tile, padding, bar)
+        if geometry.count >= 2 and _pad_deviation(image, geometry, pad) <= bar:
+            return geometry
+    return None
+
+
 def _non_blank_tiles(image: np.ndarray, geometry: GridGeometry) -> int:
     pad = image[0, 0]
     return sum(not (tile == pad).all() for _, tile in _tiles(image, geometry))
@@ -129,49 +153,65 @@ def _detect_unpadded(image: np.ndarray) -> GridGeometry | None:
     return None
 
 
-def detect_grid(image: np.ndarray) -> GridGeometry | None:
+def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
     """The grid geometry of an RGB uint8 image, or ``None`` when it is one sample.
 
     The finest torchvision geometry whose pad lines are all exactly the pad value wins (a
-    coarser one always fits too); else the smallest unpadded tile size with edges at most
-    tile boundaries, or a size dividing it with edges at half of its own.
+    coarser one always fits too) — or, for a ``lossy`` file (JPEG), are far more uniform
+    than the image; else the smallest unpadded tile size with edges at most tile
+    boundaries, or a size dividing it with edges at half of its own.
     """
     if image.ndim != 3 or min(image.shape[:2]) < 2 * MIN_TILE:
         return None
-    geometry = _detect_padded(image) or _detect_unpadded(image)
+    geometry = (_detect_padded_lossy(image) if lossy else _detect_padded(image)) or _detect_unpadded(image)
     if geometry is not None:
         log.debug("grid %dx%d of %dpx tiles (padding %d) in a %dx%d image", geometry.rows, geometry.cols,
                   geometry.tile_h, geometry.padding, image.shape[0], image.shape[1])
     return geometry
 
 
-def _pad_deviation(image: np.ndarray, geometry: GridGeometry) -> float:
-    """Mean |pixel - pad value| over the pad lines (0 for an exact torchvision grid)."""
+def _pad_pixels(image: np.ndarray, geometry: GridGeometry) -> np.ndarray:
+    """The pixels of the geometry's pad lines, (n, 3) float32."""
     height, width = geometry.shape
     p = geometry.padding
     rows = _pad_lines(height, geometry.tile_h + p, p)
     cols = _pad_lines(width, geometry.tile_w + p, p)
-    pad = image[0, 0].astype(np.float32)
-    lines = np.concatenate([image[rows].reshape(-1, 3), image[:, cols].reshape(-1, 3)]).astype(np.float32)
-    return float(np.abs(lines - pad).mean())
+    return np.concatenate([image[rows].reshape(-1, 3), image[:, cols].reshape(-1, 3)]).astype(np.float32)
 
 
-def _fits(image: np.ndarray, geometry: GridGeometry) -> bool:
+def _pad_deviation(image: np.ndarray, geometry: GridGeometry, pad: np.ndarray | None = None) -> float:
+    """Mean |pixel - pad value| over the pad lines (0 for an exact torchvision grid); the pad
+    value is the top-left pixel unless given."""
+    pad = image[0, 0].astype(np.float32) if pad is None else pad
+    return float(np.abs(_pad_pixels(image, geometry) - pad).mean())
+
+
+def _fits(image: np.ndarray, geometry: GridGeometry, lossy: bool) -> GridGeometry | None:
+    """``geometry`` when the image has its size and, when padded, its pad lines (within a
+    lossy file's noise); for a lossy file with the tolerance its empty slots need."""
     if geometry.tile_h < 1 or geometry.tile_w < 1 or geometry.shape != image.shape[:2]:
-        return False
-    return geometry.padding == 0 or _pad_deviation(image, geometry) <= _FORCED_PAD_TOLERANCE
+        return None
+    if geometry.padding == 0:
+        return geometry
+    if not lossy:
+        return geometry if _pad_deviation(image, geometry) <= _FORCED_PAD_TOLERANCE else None
+    lines = _pad_pixels(image, geometry)
+    pad = np.median(lines, axis=0)
+    bar = max(_FORCED_PAD_TOLERANCE, LOSSY_PAD_RATIO * float(np.abs(image[::3, ::3].astype(np.float32) - pad).mean()))
+    return replace(geometry, blank_tolerance=bar) if float(np.abs(lines - pad).mean()) <= bar else None
 
 
 def forced_geometry(image: np.ndarray, grid: tuple[int, int] | None = None,
-                    tile_size: int | None = None) -> GridGeometry:
+                    tile_size: int | None = None, lossy: bool = False) -> GridGeometry:
     """The geometry the user asked for, with the padding inferred from the image size.
 
-    Paddings are tried in the order 2 (torchvision), 0 (StyleGAN), then 1, 3..16; a padding
-    above 0 must also show (nearly) constant pad lines. Raises ``ValueError`` when nothing fits.
+    A padding whose pad lines show (nearly constant, or within a ``lossy`` file's noise)
+    wins, in the order 2 (torchvision), 1, 3..16; else no padding (StyleGAN), where the
+    size fits. Raises ``ValueError`` when nothing fits.
     """
     height, width = image.shape[:2]
     candidates = []
-    for p in (TORCHVISION_PADDING, 0, 1, *range(3, 17)):
+    for p in (TORCHVISION_PADDING, 1, *range(3, 17), 0):
         if grid is not None:
             rows, cols = grid
             tile_h, tile_w = (height - p) // rows - p, (width - p) // cols - p
@@ -184,19 +224,19 @@ def forced_geometry(image: np.ndarray, grid: tuple[int, int] | None = None,
             rows, cols = (height - p) // (tile_size + p), (width - p) // (tile_size + p)
         candidates.append(GridGeometry(rows, cols, tile_h, tile_w, p))
     for geometry in candidates:
-        if geometry.rows >= 1 and geometry.cols >= 1 and _fits(image, geometry):
-            return geometry
-    wanted = " ".join(filter(None, [f"a {grid[0]}x{grid[1]} grid" if grid else "",
-                                    f"of {tile_size}px tiles" if tile_size else ""]))
+        if geometry.rows >= 1 and geometry.cols >= 1 and (fitted := _fits(image, geometry, lossy)):
+            return fitted
+    wanted = " of ".join(filter(None, [f"a {grid[0]}x{grid[1]} grid" if grid else "",
+                                       f"{tile_size}px tiles" if tile_size else ""]))
     raise ValueError(f"Expected an image that splits into {wanted}. Got {width}x{height} pixels instead.")
 
 
 def resolve_grid(image: np.ndarray, grid: tuple[int, int] | None = None,
-                 tile_size: int | None = None) -> GridGeometry | None:
+                 tile_size: int | None = None, lossy: bool = False) -> GridGeometry | None:
     """Forced geometry when one is given, else :func:`detect_grid`."""
     if grid is not None or tile_size is not None:
-        return forced_geometry(image, grid, tile_size)
-    return detect_grid(image)
+        return forced_geometry(image, grid, tile_size, lossy)
+    return detect_grid(image, lossy)
 
 
 def _tiles(image: np.ndarray, geometry: GridGeometry):
@@ -213,8 +253,9 @@ def split_grid(image: np.ndarray, geometry: GridGeometry) -> list[tuple[int, np.
     """
     tiles = list(_tiles(image, geometry))
     if geometry.padding:
-        pad = image[0, 0]
+        pad = (np.median(image[:geometry.padding].reshape(-1, 3), axis=0) if geometry.blank_tolerance
+               else image[0, 0].astype(np.float32))  # a lossy file's pad is not one value
         last_row = (geometry.rows - 1) * geometry.cols
-        while len(tiles) > max(last_row, 1) and (tiles[-1][1] == pad).all():
+        while len(tiles) > max(last_row, 1) and np.abs(tiles[-1][1] - pad).mean() <= geometry.blank_tolerance:
             tiles.pop()
     return [(index, np.ascontiguousarray(tile)) for index, tile in tiles]

@@ -36,11 +36,11 @@ def digit_images(rng: np.random.Generator, n: int, size: int = 28) -> np.ndarray
     return np.stack([digit_like(rng, size) for _ in range(n)])
 
 
-def save_torchvision_grid(images: np.ndarray, path: Path, nrow: int = 8) -> Path:
+def save_torchvision_grid(images: np.ndarray, path: Path, nrow: int = 8, padding: int = 2) -> Path:
     """Write NHWC uint8 images as the trainers do: ``torchvision.utils.save_image``."""
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(tensor, str(path), nrow=nrow)
+    save_image(tensor, str(path), nrow=nrow, padding=padding)
     return path
 
 

@@ -199,6 +199,21 @@ def test_npz_with_labels_and_latents(tmp_path):
     np.testing.assert_array_equal(samples[2].image, base[2])
 
 
+def test_guided_diffusion_samples_with_positional_labels_beside_its_weights(tmp_path):
+    """openai guided-diffusion: ``np.savez(out, images, labels)`` (``arr_0``, ``arr_1``) in
+    ``samples_ema_0.9999_050000/samples_3x16x16x3.npz``, its model, EMA and optimiser files beside."""
+    for step in (50000, 100000):
+        folder = tmp_path / f"samples_ema_0.9999_{step:06d}"
+        folder.mkdir()
+        np.savez(folder / "samples_3x16x16x3.npz", smooth_images(RNG, 3, 16), np.array([7, 0, 7]))
+        for name in (f"model{step:06d}.pt", f"ema_0.9999_{step:06d}.pt", f"opt{step:06d}.pt"):
+            torch.save({"state": torch.zeros(1)}, tmp_path / name)
+    checkpoints = scan_run(tmp_path)
+    assert [(c.step, c.source) for c in checkpoints] == [(50000, "samples_ema_0.9999_050000"),
+                                                         (100000, "samples_ema_0.9999_100000")]
+    assert [s.label for s in iter_samples(checkpoints[0])] == ["7", "0", "7"]
+
+
 def test_pt_dict_with_images_labels_latents(tmp_path):
     x = torch.from_numpy(smooth_images(RNG, 3, 16)).permute(0, 3, 1, 2).float() / 127.5 - 1
     torch.save({"x": x, "labels": torch.tensor([0, 2, 1]), "latents": torch.randn(3, 2, 4)}, tmp_path / "s_1.pt")

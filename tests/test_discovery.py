@@ -223,9 +223,40 @@ def test_step_regex_and_empty_and_temp_files(tmp_path):
     assert [(c.step, c.source) for c in scan_run(tmp_path, options)] == [(10, "run3_ep10"), (20, "run3_ep20")]
 
 
+def test_steps_named_in_names_and_numbers_that_are_no_steps():
+    """The step a name says it is wins over later numbers; dates, shapes and hashes are no steps."""
+    from engine.discovery import step_in_name
+
+    for name, step in [("samples_gs-005000_e-000003_b-000123", 5000),  # taming / latent-diffusion ImageLogger
+                       ("epoch=3-step=1000", 1000), ("iter5000", 5000), ("step_000500", 500), ("kimg000400", 400),
+                       ("img_0001_step_0500", 500), ("step1000_03", 1000),
+                       ("samples_1000_3f2a9b81c0d4e5f6a7b8", 1000),  # a W&B media file: step, then a hash
+                       ("checkpoint-500", 500), ("fakes000200", 200), ("fake_samples_epoch_003", 3), ("sample-12", 12),
+                       ("network-snapshot-002000", 2000), ("00007", 7), ("split_3", 3), ("cafe1234", 1234),
+                       ("openai-2026-01-05-10-00-00-123456", None), ("samples_16x32x32x3", None),  # guided-diffusion
+                       ("2026-01-05T10-00-00_run", None)]:
+        assert step_in_name(name) == step, name
+
+
+def test_taming_image_logger_and_wandb_media_layouts(tmp_path):
+    """taming-transformers' ImageLogger (``images/train/samples_gs-…_e-…_b-….png``: the batch
+    index last) and a W&B run's media files (``samples_{step}_{hash}.png``) give the training step."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    rng = np.random.default_rng(0)
+    taming, wandb = tmp_path / "taming" / "images" / "train", tmp_path / "wandb" / "media" / "images"
+    for k, step in enumerate((5000, 10000, 15000)):
+        save_torchvision_grid(smooth_images(rng, 8, 16), taming / f"samples_gs-{step:06d}_e-{k:06d}_b-{311 * k + 7:06d}.png", nrow=4)
+        digest = f"{(step * 2654435761) % 16**20:020x}".replace("0", "a")
+        save_torchvision_grid(smooth_images(rng, 8, 16), wandb / f"samples_{step}_{digest}.png", nrow=4)
+    for run in (taming, wandb):
+        assert [c.step for c in scan_run(run)] == [5000, 10000, 15000]
+
+
 def test_weight_names():
     for name in ("model-12.pt", "model-best.pt", "netG_epoch_3.pth", "network-snapshot-000200.pkl", "last.ckpt",
-                 "epoch=3-step=1000.ckpt", "model.safetensors", "optimizer.pt", "ema.pt", "training_args.bin"):
+                 "epoch=3-step=1000.ckpt", "model.safetensors", "optimizer.pt", "ema.pt", "training_args.bin",
+                 "opt050000.pt", "training-state-002000.pt"):  # guided-diffusion's optimiser, EDM's state
         assert is_weight_file(name), name
     for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png",
                  "ema_samples_1000.pt", "model_samples_1000.npy", "generator_outputs_1000.npy", "netG_fakes_3.npz"):

@@ -128,6 +128,46 @@ def test_forced_geometry_infers_padding(tmp_path):
     _assert_tiles(unpadded, geometry, digits)
 
 
+@pytest.mark.parametrize("n, nrow, tile", [(16, 4, 32), (10, 4, 32), (64, 8, 16), (25, 5, 64)])
+def test_jpeg_grids_are_split_though_their_pad_lines_are_not_one_value(tmp_path, n, nrow, tile):
+    """BigGAN-PyTorch's ``fixed_samples5000.jpg`` and lucidrains stylegan2-pytorch's ``12.jpg``
+    are torchvision grids saved as JPEG (quality 75): found and split, empty slots dropped,
+    and forcing the geometry works too; single JPEG images stay whole."""
+    import torch
+    from torchvision.utils import save_image
+
+    rng = np.random.default_rng(n + tile)
+    images = smooth_images(rng, n, tile) if n != 64 else rng.integers(0, 256, (n, tile, tile, 3), dtype=np.uint8)
+    save_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, tmp_path / "g.jpg", nrow=nrow)
+    grid = _read(tmp_path / "g.jpg")
+    assert detect_grid(grid) is None  # read as exact pad lines: no grid
+    rows = -(-n // nrow)
+    expected = GridGeometry(rows, nrow, tile, tile, 2)
+    geometry = detect_grid(grid, lossy=True)
+    assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.padding) == (rows, nrow, tile, 2)
+    tiles = split_grid(grid, geometry)
+    assert [index for index, _ in tiles] == list(range(n))
+    distance = np.abs(np.stack([t for _, t in tiles]).astype(int)[:, None] - images[None].astype(int)).mean(axis=(2, 3, 4))
+    assert (distance.argmin(axis=1) == np.arange(n)).all()  # each tile is its sample, but for JPEG's loss
+    forced = resolve_grid(grid, (rows, nrow), lossy=True)
+    assert (forced.rows, forced.cols, forced.tile_h, forced.padding) == (expected.rows, expected.cols, tile, 2)
+    assert len(split_grid(grid, forced)) == n
+    Image.fromarray(smooth_images(rng, 1, rows * (tile + 2) + 2)[0]).save(tmp_path / "one.jpg")
+    assert detect_grid(_read(tmp_path / "one.jpg"), lossy=True) is None
+
+
+def test_forced_geometry_prefers_pad_lines_that_show_over_no_padding(tmp_path):
+    """``make_grid(padding=4)``: 148 px for 4 tiles of 32 also divides into 4 of 37 unpadded;
+    the pad lines that are there decide."""
+    images = smooth_images(np.random.default_rng(3), 16, 32)
+    grid = _read(save_torchvision_grid(images, tmp_path / "g.png", nrow=4, padding=4))
+    assert grid.shape[:2] == (148, 148)
+    assert forced_geometry(grid, grid=(4, 4)) == GridGeometry(4, 4, 32, 32, 4)
+    _assert_tiles(grid, forced_geometry(grid, grid=(4, 4)), images)
+    with pytest.raises(ValueError, match=r"splits into 33px tiles\. Got 148x148"):
+        forced_geometry(grid, tile_size=33)
+
+
 def test_forced_geometry_that_does_not_fit_says_so():
     image = np.zeros((531, 530, 3), np.uint8)
     with pytest.raises(ValueError, match=r"8x8 grid of 64px tiles\. Got 530x531"):
