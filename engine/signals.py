@@ -1,8 +1,9 @@
 """After each ingest: per-step metrics, trainer scalars and alerts, written into the store.
 
-Each generated checkpoint is measured once, against reference statistics built once from
-the store's real/held-out rows (rebuilt only when those references change), so the cost
-of a step does not grow with the history.
+Each step is measured once over its current generated checkpoints (again only when they
+change: a grid rewritten in place, another checkpoint at the same step), against reference
+statistics built once from the store's real/held-out rows (rebuilt only when those
+references change), so the cost of a step does not grow with the history.
 """
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ from stores.format import KIND_CODES
 from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
+
+
+def _current_generated_by_step(ckpt: dict[str, np.ndarray]) -> dict[int, list[int]]:
+    """The current generated checkpoints of each step, by step: a step's metrics cover them all
+    (``12.png`` and ``12-ema.png``; a grid rewritten in place counts in its latest version)."""
+    current = ~superseded_flags(ckpt)
+    by_step: dict[int, list[int]] = {}
+    for i in np.argsort(ckpt["step"], kind="stable"):
+        if current[i] and ckpt["kind"][i] == KIND_CODES["generated"]:
+            by_step.setdefault(int(ckpt["step"][i]), []).append(int(i))
+    return by_step
 
 
 def _array_name(name: str) -> str:
@@ -50,12 +62,12 @@ class Signals:
         ckpt = store.checkpoints()
         if self._refresh_reference(store, ckpt):
             store.clear_step_metrics()
-        done = set(store.step_metrics().get("step", np.zeros(0)).tolist())
-        current = ~superseded_flags(ckpt)
-        todo = [i for i in np.argsort(ckpt["step"], kind="stable")
-                if current[i] and ckpt["kind"][i] == KIND_CODES["generated"] and int(ckpt["step"][i]) not in done]
-        for i in todo:
-            self._measure(store, int(ckpt["step"][i]), int(ckpt["row_start"][i]), int(ckpt["row_stop"][i]), losses)
+        measured = store.measured_steps()
+        for step, indices in _current_generated_by_step(ckpt).items():
+            ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
+            basis = [int(max(indices)), sum(b - a for a, b in ranges)]
+            if step not in measured or measured[step] not in (None, basis):  # new, rewritten, or joined
+                self._measure(store, step, ranges, basis, losses)
 
     # --- trainer scalars ------------------------------------------------------------
     def _update_scalars(self, store: StoreWriter) -> dict:
@@ -114,8 +126,10 @@ class Signals:
         return probe_scores(vectors, texts, contrasts)
 
     # --- one step -------------------------------------------------------------------
-    def _measure(self, store: StoreWriter, step: int, start: int, stop: int, losses: dict) -> None:
-        vectors = store.samples("embedding", slice(start, stop)).astype(np.float32)
+    def _measure(self, store: StoreWriter, step: int, ranges: list[tuple[int, int]], basis: list[int],
+                 losses: dict) -> None:
+        rows = np.concatenate([np.arange(a, b) for a, b in ranges])
+        vectors = store.samples("embedding", rows).astype(np.float32)
         if self._reference is None:
             # No --real: only what needs no reference (diversity) is measured.
             scalars = {"n_generated": float(len(vectors)),
@@ -123,7 +137,7 @@ class Signals:
                        "vendi": vendi_score(vectors) if len(vectors) else np.nan}
             per_sample: dict[str, np.ndarray] = {}
         else:
-            labels = self._labels(store, np.arange(start, stop))
+            labels = self._labels(store, rows)
             margins = self._probe_scores(vectors)
             result = compute_step(vectors, self._reference, labels if any(x is not None for x in labels) else None,
                                   margins)
@@ -131,9 +145,11 @@ class Signals:
             if margins is not None:  # per-sample margins: the viewer filters on "probe:<prompt>" > 0
                 for j, prompt in enumerate(self._probe_names()):
                     per_sample["probe:" + prompt.replace("/", "_")] = margins[:, j]
+        bounds = np.cumsum([0] + [b - a for a, b in ranges])
         for name, values in per_sample.items():
-            store.write_sample_metric(name, start, np.asarray(values, np.float32))
-        store.write_step_metrics(step, {_array_name(k): float(v) for k, v in scalars.items()})
+            for (start, _), first, last in zip(ranges, bounds[:-1], bounds[1:]):
+                store.write_sample_metric(name, start, np.asarray(values[first:last], np.float32))
+        store.write_step_metrics(step, {_array_name(k): float(v) for k, v in scalars.items()}, measured=basis)
         self._alerts(store, step, losses)
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:

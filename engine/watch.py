@@ -26,7 +26,7 @@ from engine.discovery import DiscoveryOptions, content_hash, file_versions, is_r
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
-from engine.sampler import Sampler
+from engine.sampler import Sampler, scan_weights
 from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,16 @@ class Watcher:
         first_pass = not self._references_checked
         jobs, self._settling = self.pending()
         if first_pass and not self._found:  # a wrong path or layout, or a run that has not sampled yet
-            (log.info if self._live else log.warning)(
-                "%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, sample-12.png, "
-                "fakes000200.png; see --step-regex and --samples)", self.config.run_dir,
-                "yet, waiting for them" if self._live else "found")
+            weights = [] if self.config.sampler else scan_weights(self.config.run_dir, self.config.options)
+            say = log.info if self._live and not weights else log.warning
+            if weights:
+                say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
+                    "(README, weight-only runs)", self.config.run_dir, _count(len(weights), "checkpoint"),
+                    ", ".join(c.source for c in weights[:3]), ", ..." if len(weights) > 3 else "")
+            else:
+                say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
+                    "sample-12.png, fakes000200.png; see --step-regex and --samples)", self.config.run_dir,
+                    "yet, waiting for them" if self._live else "found")
         if not jobs:
             self._references_checked = True
             return []

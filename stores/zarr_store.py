@@ -280,6 +280,15 @@ class StoreReader:
         """Per-step metrics: 'step' plus one float64 column per metric."""
         return self._table("metrics")
 
+    def measured_steps(self) -> dict[int, list[int] | None]:
+        """What each step's metrics were computed on: ``[last checkpoint index, rows]`` of its
+        current checkpoints then (None: measured by an evowatch that did not record it)."""
+        metrics = self._table("metrics")
+        if not metrics:
+            return {}
+        recorded = zarr.open_group(str(self.path / "metrics"), mode="r", use_consolidated=False).attrs.get("measured", {})
+        return {int(step): recorded.get(str(int(step))) for step in metrics["step"]}
+
     def scalars(self) -> dict[str, np.ndarray]:
         """Trainer scalars (losses): 'step' plus one float64 column per scalar."""
         return self._table("scalars")
@@ -799,8 +808,9 @@ class StoreWriter(StoreReader):
         array[start:stop] = np.asarray(xy, np.float32)
         zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": stop})
 
-    def write_step_metrics(self, step: int, values: dict[str, float]) -> None:
-        """Add or replace one step's row of metrics; new metric names get new columns."""
+    def write_step_metrics(self, step: int, values: dict[str, float], measured: list[int] | None = None) -> None:
+        """Add or replace one step's row of metrics; new metric names get new columns.
+        ``measured``: what they were computed on (see :meth:`measured_steps`)."""
         group = self._ensure_group("metrics")
         committed = int(group.attrs.get("committed_rows", 0))
         steps = self.handle("metrics", "step")[:committed] if "step" in group else np.zeros(0, np.int64)
@@ -810,12 +820,15 @@ class StoreWriter(StoreReader):
 
         _write_all([self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
                     .async_array.setitem(row, value) for name, value in {"step": step, **values}.items()])
-        group.attrs.update({"committed_rows": n})
+        recorded = dict(group.attrs.get("measured", {}))
+        if measured is not None:
+            recorded[str(int(step))] = [int(x) for x in measured]
+        group.attrs.update({"committed_rows": n, "measured": recorded})
 
     def clear_step_metrics(self) -> None:
         """Forget per-step metrics and alerts (the reference they were measured against changed)."""
         if (self.path / "metrics" / "zarr.json").is_file():
-            self._ensure_group("metrics").attrs.update({"committed_rows": 0})
+            self._ensure_group("metrics").attrs.update({"committed_rows": 0, "measured": {}})
             for name in list(self._ensure_group("metrics").array_keys()):
                 self.handle("metrics", name).resize((0,))
         self.set_alerts([])

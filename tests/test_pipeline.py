@@ -450,6 +450,16 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     assert f"{run}: no checkpoints found" in capsys.readouterr().err
 
+    for step in (500, 1000):  # diffusers' weight-only checkpoints: the way to sample them is named
+        (run / f"checkpoint-{step}" / "unet").mkdir(parents=True)
+        (run / f"checkpoint-{step}" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"w")
+        (run / f"checkpoint-{step}" / "optimizer.bin").write_bytes(b"o")
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert (f"{run}: no sample files, but 2 checkpoints of weights (checkpoint-500, checkpoint-1000): sample them "
+            "with --sampler module:function") in capsys.readouterr().err
+    for step in (500, 1000):
+        shutil.rmtree(run / f"checkpoint-{step}")
+
     folder = write_step(run, 100, 1, seed=0)
     (folder / "samples" / "00001.png").write_bytes(b"")
     old = time.time() - 10
@@ -495,6 +505,37 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
 
     assert main([*argv, "--ready-file", "DONE"]) == 0  # no ready file: named at once, no wait
     assert "not ingested, no ready file (DONE) yet: step_000200; run the same command again once it is complete" in capsys.readouterr().err
+
+
+def test_a_steps_metrics_cover_its_current_samples_a_rewrite_and_every_checkpoint_at_that_step(tmp_path):
+    """DCGAN rewrites ``fake_samples_epoch_003.png`` during epoch 3: the step is measured again
+    on the new grid, not left with the first version's figures. Several checkpoints at one
+    step (lucidrains' ``12.png`` and ``12-ema.png``) are measured together."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    grid = run / "fake_samples_epoch_003.png"
+    save_torchvision_grid(smooth_images(rng, 16, 16), grid, nrow=4)
+    old = time.time() - 10
+    os.utime(grid, (old, old))
+    argv = ["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    diverse = StoreReader(store).step_metrics()
+    assert diverse["step"].tolist() == [3] and diverse["n_generated"].tolist() == [16]
+
+    save_torchvision_grid(np.repeat(smooth_images(rng, 1, 16), 16, axis=0), grid, nrow=4)  # collapsed
+    os.utime(grid, (old + 1, old + 1))
+    assert main(argv) == 0
+    collapsed = StoreReader(store).step_metrics()
+    assert collapsed["step"].tolist() == [3] and collapsed["vendi"][0] < 0.5 * diverse["vendi"][0]
+
+    save_torchvision_grid(smooth_images(rng, 16, 16), run / "fake_samples_epoch_003-ema.png", nrow=4)
+    os.utime(run / "fake_samples_epoch_003-ema.png", (old, old))
+    assert main(argv) == 0
+    both = StoreReader(store).step_metrics()
+    assert both["step"].tolist() == [3] and both["n_generated"].tolist() == [32]
+    assert collapsed["vendi"][0] < both["vendi"][0]
 
 
 def test_reading_a_run_again_with_another_grid_supersedes_the_rows_read_before(tmp_path):
