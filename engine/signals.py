@@ -38,6 +38,22 @@ def _current_generated_by_step(ckpt: dict[str, np.ndarray]) -> dict[int, list[in
     return by_step
 
 
+#: Fewest samples a reference set (--real, --holdout) must have to be used at all.
+MIN_REFERENCE = 8
+_NEEDS = {"real": "precision/recall, the Fréchet distance, near-copies and label drift",
+          "holdout": "the memorisation signals (near-copies calibrated on held-out data)"}
+
+
+def _warn_small_references(key: tuple, counts: dict[str, int]) -> None:
+    """A reference set given but too small to use turns signals off: say which, and why."""
+    for kind, n in counts.items():
+        sources = [source.removeprefix(kind + ":") for source, _, code in key if code == KIND_CODES[kind]]
+        if sources and n < MIN_REFERENCE:
+            log.warning("--%s %s: %d readable sample%s, fewer than %d: %s are not measured; give it a folder "
+                        "of images (hundreds for stable figures)", kind, ", ".join(sources), n, "" if n == 1 else "s",
+                        MIN_REFERENCE, _NEEDS[kind])
+
+
 def _array_name(name: str) -> str:
     """Scalar names like 'loss/D' would nest Zarr groups: keep them flat."""
     return re.sub(r"[^A-Za-z0-9_.:=-]+", "_", name).strip("_.") or "scalar"
@@ -86,7 +102,7 @@ class Signals:
     def _refresh_reference(self, store: StoreWriter, ckpt: dict) -> bool:
         """(Re)build the reference statistics when the reference rows changed."""
         current = ~superseded_flags(ckpt)
-        key = tuple(sorted((str(s), str(h)) for s, h, k, c in zip(ckpt["source"], ckpt["hash"], ckpt["kind"], current)
+        key = tuple(sorted((str(s), str(h), int(k)) for s, h, k, c in zip(ckpt["source"], ckpt["hash"], ckpt["kind"], current)
                            if c and k != KIND_CODES["generated"]))
         if key == self._reference_key:
             return False
@@ -95,11 +111,13 @@ class Signals:
         live = store.current_rows()
         real_rows = np.flatnonzero(live & (kinds == KIND_CODES["real"]))
         holdout_rows = np.flatnonzero(live & (kinds == KIND_CODES["holdout"]))
-        if len(real_rows) < 8:
+        _warn_small_references(key, {"real": len(real_rows), "holdout": len(holdout_rows)})
+        if len(real_rows) < MIN_REFERENCE:
             self._reference = None
             return True
         real = store.samples("embedding", real_rows).astype(np.float32)
-        holdout = store.samples("embedding", holdout_rows).astype(np.float32) if len(holdout_rows) >= 8 else None
+        holdout = (store.samples("embedding", holdout_rows).astype(np.float32) if len(holdout_rows) >= MIN_REFERENCE
+                   else None)
         labels = self._labels(store, real_rows)
         names = sorted({x for x in labels if x is not None}) or None
         real_scores = self._probe_scores(real)

@@ -698,3 +698,23 @@ def test_a_reference_set_given_as_another_folder_replaces_the_earlier_one(tmp_pa
     current = reader.current_rows()
     assert reader.n_rows == 10 and int(current.sum()) == 7
     assert int((reader.samples("kind")[current] == 1).sum()) == 5  # the real rows now: real_b's
+
+
+def test_a_reference_set_too_small_to_use_is_named_with_the_signals_it_turns_off(tmp_path, capsys):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    (tmp_path / "hold").mkdir()
+    for i in range(3):
+        (tmp_path / "hold" / f"{i}.png").write_bytes(b"not an image")
+    real = tmp_path / "real"
+    real.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(real / f"{i}.png")
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--real", str(real), "--holdout", str(tmp_path / "hold")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "fewer than 8" in line]
+    assert warned == [f"evowatch: --holdout {tmp_path / 'hold'}: 0 readable samples, fewer than 8: the memorisation "
+                      "signals (near-copies calibrated on held-out data) are not measured; give it a folder of "
+                      "images (hundreds for stable figures)"]
