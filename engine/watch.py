@@ -136,6 +136,8 @@ class Watcher:
                     "yet, waiting for them" if self._live else "found")
         if not jobs:
             self._references_checked = True
+            if first_pass:  # a store left before its layout or signals were done (Ctrl-C, --no-metrics)
+                self._run_hooks([])
             return []
         results: list[IngestResult] = []
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
@@ -149,11 +151,14 @@ class Watcher:
                 note = f", {_count(result.skipped, 'file')} skipped" if result.skipped else ""
                 log.info("ingested %s (%s): %s%s", what, c.source, _count(result.rows, "sample"), note)
         self._references_checked = True
-        # Hooks catch up from the store's committed state, so a pass that failed half-way
-        # is covered by the next one.
+        self._run_hooks(results)
+        return results
+
+    def _run_hooks(self, results: list[IngestResult]) -> None:
+        """Hooks catch up from the store's committed state, so a pass that failed or was
+        stopped half-way is covered by the next one."""
         for hook in self.after_ingest:
             hook(self.store, results)
-        return results
 
     def run_until_settled(self) -> list[IngestResult]:
         """``--once``: ingest what is ready, then what was still being written once it has had

@@ -718,3 +718,17 @@ def test_a_reference_set_too_small_to_use_is_named_with_the_signals_it_turns_off
     assert warned == [f"evowatch: --holdout {tmp_path / 'hold'}: 0 readable samples, fewer than 8: the memorisation "
                       "signals (near-copies calibrated on held-out data) are not measured; give it a folder of "
                       "images (hundreds for stable figures)"]
+
+
+def test_a_later_watch_lays_out_and_measures_what_an_earlier_one_left(tmp_path):
+    """Ctrl-C before the first layout/metrics pass, or --no-metrics once: a later watch of the
+    finished run, with nothing new to ingest, still computes what is missing."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for k, step in enumerate((100, 200, 300)):
+        write_step(run, step, 12, seed=k)
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]
+    assert main(watch + ["--no-layout", "--no-metrics"]) == 0
+    assert info(store)["layout_rows"] == 0 and not StoreReader(store).step_metrics()
+    assert main(watch) == 0
+    assert info(store)["layout_rows"] == 36
+    assert list(StoreReader(store).step_metrics()["step"]) == [100, 200, 300]
