@@ -28,7 +28,8 @@ def _existing_dir(value: str) -> Path:
 
 def _discovery_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("discovery")
-    group.add_argument("--step-regex", help="regex whose first group (or whole match) is the step; default: the number "
+    group.add_argument("--step-regex", help="regex searched in each name (without its extension, then with it) "
+                       "whose first group (or whole match) is the step; default: the number "
                        "the name calls a step (step=1000, gs-005000, iter5000), else its last integer that is no date, "
                        "shape or hash")
     group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors")

@@ -28,6 +28,7 @@ import csv
 import json
 import logging
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -318,11 +319,14 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
     return {f: parent.name for f, parent in nested.items()}
 
 
-def name_ids(files: tuple[Path, ...]) -> dict[Path, int]:
-    """Instance ids from file names, only when every name yields a distinct integer."""
+def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
+    """Instance ids from file names, only when every name yields a distinct integer: the
+    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``), else a name's last."""
+    wildcard = re.compile(re.escape(pattern).replace(r"\*", r"(\d+)", 1) + "$") if pattern and "*" in pattern else None
     ids = {}
     for path in files:
-        number = last_integer(path.stem)
+        match = wildcard.match(path.name) if wildcard else None
+        number = int(match[1]) if match else last_integer(path.stem)
         if number is None:
             return {}
         ids[path] = number
@@ -340,7 +344,7 @@ class _Context:
         self.table = _labels_file(checkpoint, options)
         self.folders = folder_labels(checkpoint, options)
         # A checkpoint that is one file carries its step in its name, not an instance id.
-        self.ids = {} if self.folder.is_file() else name_ids(checkpoint.files)
+        self.ids = {} if self.folder.is_file() else name_ids(checkpoint.files, self.folder.name)
         # Forced geometry describes the trainer's grids, never a reference data set.
         generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None

@@ -51,6 +51,7 @@ import hashlib
 import logging
 import os
 import re
+import statistics
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ from engine.records import Checkpoint, Kind
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 TENSOR_EXTENSIONS = (".npy", ".npz", ".pt")
 DEFAULT_SAMPLE_GLOBS: tuple[str, ...] = tuple(f"*{ext}" for ext in IMAGE_EXTENSIONS + TENSOR_EXTENSIONS)
 
@@ -77,6 +78,11 @@ _WEIGHT_STEM = re.compile(
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
 #: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
+#: Files of the trainer's real data written beside its samples (CycleGAN's
+#: ``epoch001_real_A.png``, ``real_samples.png``): no samples, unless ``--samples`` names them.
+_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth)(?![a-z])", re.IGNORECASE)
+#: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
+_WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
@@ -99,8 +105,9 @@ class DiscoveryOptions:
     Parameters
     ----------
     step_regex
-        Searched in each entry's name (without extension); the step is the named group
-        ``step``, else the first group, else the whole match. ``None``: the last integer.
+        Searched in each entry's name without its extension, then with it; the step is the
+        named group ``step``, else the first group, else the whole match. ``None``: the
+        number the name calls a step, else its last integer (:func:`step_in_name`).
     sample_globs
         Shell patterns (case-insensitive) matched against file names; weight files never match.
     grid
@@ -207,7 +214,7 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
     text = _stem(name) if is_file else name
     if options.step_regex is None:
         return step_in_name(text)
-    match = re.search(options.step_regex, text)
+    match = re.search(options.step_regex, text) or re.search(options.step_regex, name)  # '_(\d+)\.png' too
     if not match:
         return None
     group = match.groupdict().get("step") or (match.group(1) if match.re.groups else match.group(0))
@@ -255,13 +262,23 @@ def _walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
             yield from _walk_files(Path(entry.path), depth + 1)
 
 
-def sample_files(folder: Path, options: DiscoveryOptions) -> list[Path]:
-    """The sample files below ``folder``, sorted by path."""
-    return sorted(p for p in _walk_files(folder) if is_sample_name(p.name, options))
+def _is_real_data(name: str, options: DiscoveryOptions) -> bool:
+    """A run's copy of its real data (see ``_REAL_DATA``), with the default sample globs."""
+    return options.sample_globs == DEFAULT_SAMPLE_GLOBS and bool(_REAL_DATA.search(_stem(name)))
+
+
+def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
+    return is_sample_name(path.name, options) and not _is_real_data(path.name, options)
+
+
+def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
+    """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data)."""
+    keep = _is_generated_sample if generated else (lambda path, opts: is_sample_name(path.name, opts))
+    return sorted(p for p in _walk_files(folder) if keep(p, options))
 
 
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
-    return any(is_sample_name(p.name, options) for p in _walk_files(folder))
+    return any(_is_generated_sample(p, options) for p in _walk_files(folder))
 
 
 # --- the level rule -----------------------------------------------------------------------
@@ -302,37 +319,80 @@ def _index_like(indices: list[int]) -> bool:
     return len(set(indices)) == len(indices) and min(indices) <= 1 and max(indices) < 2 * len(indices) + 2
 
 
+#: File times spread over less than this say nothing of how a run was written (a copy).
+_MIN_TIME_SPREAD_S = 2.0
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _written_together(steps: list[list[float]]) -> bool | None:
+    """Whether each step's files were written at once, apart from the other steps' (a trainer
+    saves a step's samples together): ``None`` when the times cannot tell (one step so far,
+    or a copy that gave every file the same time)."""
+    times = [t for step in steps for t in step]
+    if len(steps) < 2 or not times or max(times) - min(times) < _MIN_TIME_SPREAD_S:
+        return None
+    spans = [max(step) - min(step) for step in steps if len(step) > 1]
+    centres = sorted(statistics.median(step) for step in steps if step)
+    gaps = [b - a for a, b in zip(centres, centres[1:])]
+    return bool(spans) and bool(gaps) and statistics.median(spans) <= 0.5 * statistics.median(gaps)
+
+
 def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
     """Single images named with a step and a sample index (``samples/step1000_00.png`` ...
     ``step2000_07.png``): one checkpoint per step, named by its pattern (``step1000_*.png``).
 
     Names alike but for their numbers are grouped when, in one reading of the two numbers,
     some step has several files and every step's indices look like sample indices; a grid
-    per step named ``epoch=3-step=1000.png`` stays one checkpoint per file. (A step's first
-    file alone is read as its own checkpoint until a second one comes; that reading is then
-    superseded, see ``stores.zarr_store.superseded_flags``.)"""
+    per step named ``epoch=3-step=1000.png`` stays one checkpoint per file. Where both
+    readings fit (``generated_img_{index}_{epoch}.png``, small numbers both), the files'
+    times decide: a step's files are written together; a reading whose steps each span the
+    whole run is refused (``train_{epoch}_{batch}.png``, one grid per file). Without
+    telling times, step-then-index wins. (A step's first file alone is read as its own
+    checkpoint until a second one comes; that reading is then superseded, see
+    ``stores.zarr_store.superseded_flags``.)"""
     images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
     by_shape: dict[tuple[str, int], dict[Path, list[tuple[int, int, Path]]]] = {}
     for path in images:
         for reading, (step, index, pattern) in enumerate(_readings(path, options)):
             shape = (re.sub(r"\d+", "#", pattern), reading)
             by_shape.setdefault(shape, {}).setdefault(path.with_name(pattern), []).append((step, index, path))
+    mtimes: dict[Path, float | None] = {}
+
+    def times(entries: list[tuple[int, int, Path]]) -> list[float]:
+        for _, _, path in entries:
+            if path not in mtimes:
+                mtimes[path] = _mtime(path)
+        return [t for _, _, path in entries if (t := mtimes[path]) is not None]
+
+    candidates = []
+    for (_, reading), patterns in by_shape.items():
+        if max(map(len, patterns.values())) < 2 or not all(
+                _index_like([index for _, index, _ in entries]) for entries in patterns.values()):
+            continue
+        together = None if options.step_regex else _written_together([times(e) for e in patterns.values()])
+        if together is not False:
+            candidates.append((together is None, reading, patterns))
     groups: dict[Path, tuple[int, tuple[Path, ...]]] = {}
     taken: set[Path] = set()
-    for (_, reading), patterns in sorted(by_shape.items(), key=lambda item: item[0][1]):  # step-then-index first
+    for _, _, patterns in sorted(candidates, key=lambda c: c[:2]):  # told by the times, then step-then-index
         members = [entry for entries in patterns.values() for entry in entries]
         if any(path in taken for _, _, path in members):
             continue
-        if max(map(len, patterns.values())) >= 2 and all(
-                _index_like([index for _, index, _ in entries]) for entries in patterns.values()):
-            for pattern, entries in patterns.items():
-                groups[pattern] = (entries[0][0], tuple(sorted(path for _, _, path in entries)))
-            taken.update(path for _, _, path in members)
+        for pattern, entries in patterns.items():
+            groups[pattern] = (entries[0][0], tuple(sorted(path for _, _, path in entries)))
+        taken.update(path for _, _, path in members)
     return groups
 
 
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
-    numbered, plain, unnumbered_files, weights = [], [], 0, 0
+    numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
+    weight_folder = bool(_WEIGHT_FOLDER.fullmatch(folder.name))
     for entry in _entries(folder):
         path = Path(entry.path)
         if _is_hidden_dir(entry):
@@ -345,13 +405,20 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 numbered.append((step, path, True))
         elif _is_file(entry):
             step = step_of(entry.name, options)
-            if is_sample_name(entry.name, options):
-                if step is None:
+            weight = is_weight_file(entry.name) or (weight_folder and path.suffix.lower() in TENSOR_EXTENSIONS
+                                                     and not _SAMPLE_WORDS.search(path.stem))
+            if weight:
+                if step is not None and not _PER_PROCESS_STATE.search(entry.name):
+                    weights += 1
+            elif is_sample_name(entry.name, options):
+                if step is None or _is_real_data(entry.name, options):
                     unnumbered_files += 1
+                    reals += [entry.name] if step is not None else []
                 else:
                     numbered.append((step, path, False))
-            elif step is not None and is_weight_file(entry.name) and not _PER_PROCESS_STATE.search(entry.name):
-                weights += 1
+    if reals:
+        _warn_once(folder, f"{folder}: {len(reals)} files named as real data ({', '.join(reals[:2])}"
+                           f"{', ...' if len(reals) > 2 else ''}) are not read as samples (--samples GLOB reads them)")
     groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
     if groups:
         grouped = {f for _, group_files in groups.values() for f in group_files}
@@ -466,7 +533,7 @@ def scan_reference(folder: str | os.PathLike[str], kind: Kind,
     if path.is_file():
         root, files = path.parent, (path,)
     elif path.is_dir():
-        root, files = path, tuple(sample_files(path, options))
+        root, files = path, tuple(sample_files(path, options, generated=False))
     else:
         raise DiscoveryError(f"{path}: --{kind} folder not found; check the path.")
     if not files:

@@ -33,6 +33,16 @@ def _split(items):
     return samples, skipped
 
 
+@pytest.mark.parametrize("names", ["img_{i:04d}_step_{step:04d}.png", "step{step}_{i:02d}.png"])
+def test_a_flat_folders_per_step_samples_take_their_ids_from_the_index_not_the_step(tmp_path, names):
+    """``img_0003_step_0500.png``: the index (3) is the instance, not the name's last number."""
+    for step in (500, 1000):
+        for i in (0, 1, 3):
+            write_png(tmp_path / names.format(step=step, i=i), smooth_images(RNG, 1, 8)[0])
+    for checkpoint in scan_run(tmp_path):
+        assert [s.instance for s in iter_samples(checkpoint)] == [0, 1, 3]
+
+
 def test_folder_of_images_uses_file_name_ids(tmp_path):
     images = smooth_images(RNG, 5, 16)
     for i, image in enumerate(images):

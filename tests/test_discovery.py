@@ -110,6 +110,37 @@ def test_a_flat_folder_with_a_gap_in_a_steps_indices_is_still_one_checkpoint_per
         (1000, "samples/sample_1000_*.png", 4), (2000, "samples/sample_2000_*.png", 3)]
 
 
+def _written_at(path, seconds_ago):
+    os.utime(path, (time.time() - seconds_ago,) * 2)
+
+
+def test_when_both_numbers_could_be_the_step_the_files_times_tell_which_one_is(tmp_path):
+    """Keras WGAN-GP's ``generated_img_{i}_{epoch}.png``: both numbers small and dense; a
+    step's files are written together, so the epoch is the step. Without telling times
+    (a copied run), step-then-index is read, as before."""
+    for epoch in range(4):
+        for i in range(3):
+            path = write_png(tmp_path / f"generated_img_{i}_{epoch}.png", smooth_images(RNG, 1, 8)[0])
+            _written_at(path, 3600 - 60 * epoch - 0.01 * i)
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source, len(c.files)) for c in found] == [
+        (epoch, f"generated_img_*_{epoch}.png", 3) for epoch in range(4)]
+    for path in tmp_path.iterdir():
+        _written_at(path, 3600)
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(i, 4) for i in range(3)]
+
+
+def test_grids_named_by_epoch_and_batch_are_not_grouped_when_their_times_say_they_were_written_apart(tmp_path):
+    """DCGAN-tensorflow's ``train_{epoch:02d}_{batch:04d}.png``, one grid per file: grouping the
+    epochs of each batch number would put grids written an epoch apart into one step."""
+    images = smooth_images(RNG, 4, 8)
+    for epoch in range(3):
+        for batch in (99, 199):
+            path = save_torchvision_grid(images, tmp_path / "samples" / f"train_{epoch:02d}_{batch:04d}.png", nrow=2)
+            _written_at(path, 7200 - 600 * epoch - batch)
+    assert sorted(len(c.files) for c in scan_run(tmp_path)) == [1] * 6
+
+
 def test_a_grid_per_step_named_with_two_numbers_stays_one_checkpoint_per_file(tmp_path):
     images = smooth_images(RNG, 16, 8)
     for name in ("epoch=3-step=1000.png", "epoch=3-step=1500.png", "epoch=4-step=2000.png"):
@@ -382,3 +413,33 @@ def test_options_validation():
     with pytest.raises(ValueError, match="settle"):
         DiscoveryOptions(settle=-1)
     assert DiscoveryOptions(sample_globs="*.png").sample_globs == ("*.png",)
+
+
+def test_files_named_as_real_data_are_no_samples_unless_the_globs_name_them(tmp_path, caplog):
+    """CycleGAN's ``web/images/epoch001_real_A.png`` beside ``epoch001_fake_B.png``."""
+    for epoch in (1, 2):
+        for series in ("real_A", "fake_B", "rec_A", "real_B"):
+            write_png(tmp_path / "web" / "images" / f"epoch{epoch:03d}_{series}.png", smooth_images(RNG, 1, 8)[0])
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        sources = [c.source for c in scan_run(tmp_path)]
+    assert sources == [f"web/images/epoch{e:03d}_{s}.png" for e in (1, 2) for s in ("fake_B", "rec_A")]
+    assert "4 files named as real data (epoch001_real_A.png, epoch001_real_B.png, ...)" in caplog.text
+    chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("*_real_A.png",)))
+    assert [c.source for c in chosen] == ["web/images/epoch001_real_A.png", "web/images/epoch002_real_A.png"]
+
+
+def test_tensor_files_in_a_checkpoint_folder_are_weights_whatever_their_names(tmp_path):
+    """rosinality's stylegan2-pytorch: ``checkpoint/000100.pt`` beside ``sample/000100.png``."""
+    (tmp_path / "checkpoint").mkdir()
+    for step in (0, 100):
+        torch.save({"g": {"w": torch.zeros(2)}}, tmp_path / "checkpoint" / f"{step:06d}.pt")
+        save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "sample" / f"{step:06d}.png", nrow=2)
+    assert [c.source for c in scan_run(tmp_path)] == ["sample/000000.png", "sample/000100.png"]
+
+
+def test_step_regex_may_name_the_extension_and_tiff_and_gif_are_images(tmp_path):
+    for step in (5, 10):
+        for ext in (".tiff", ".gif"):
+            write_png(tmp_path / f"grid_{step}_x{ext}", smooth_images(RNG, 1, 8)[0])
+    assert [c.step for c in scan_run(tmp_path, DiscoveryOptions(step_regex=r"_(\d+)_x\.tiff"))] == [5, 10]
+    assert len(scan_run(tmp_path, DiscoveryOptions(step_regex=r"grid_(\d+)"))) == 4
