@@ -314,9 +314,23 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
     nested = {f: f.parent for f in checkpoint.files if f.parent != folder}
     if options.label_folders is None:
         parents = {f.parent for f in checkpoint.files}
-        if len(parents) < 2 or len({p.parent for p in parents}) != 1:
+        if len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested):
             return {}
     return {f: parent.name for f, parent in nested.items()}
+
+
+def _numbered_buckets(parents: dict[Path, Path]) -> bool:
+    """Folders that split numbered files by range, not by label: EDM's ``--subdirs`` puts
+    seed 1012 in ``001000/001012.png``; each folder's number is where its files' begin."""
+    starts = sorted({int(p.name) for p in parents.values() if p.name.isdigit()})
+    if len(starts) != len(set(parents.values())):
+        return False
+    for path, parent in parents.items():
+        number, start = last_integer(path.stem), int(parent.name)
+        following = [s for s in starts if s > start]
+        if number is None or number < start or (following and number >= following[0]):
+            return False
+    return True
 
 
 def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:

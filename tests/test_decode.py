@@ -287,6 +287,18 @@ def test_label_folders_in_a_reference_set(tmp_path):
     assert {s.label for s in one} == {None}  # auto: a single folder is no label
 
 
+def test_folders_that_split_numbered_samples_by_range_are_no_labels_but_class_folders_are(tmp_path):
+    """EDM's ``generate.py --subdirs``: seed 1001 is ``001000/001001.png``."""
+    for seed in (998, 999, 1000, 1001):
+        write_png(tmp_path / "network-snapshot-002000" / f"{seed - seed % 1000:06d}" / f"{seed:06d}.png",
+                  smooth_images(RNG, 1, 8)[0])
+        write_png(tmp_path / "classes" / f"{seed % 2}" / f"{seed:06d}.png", smooth_images(RNG, 1, 8)[0])
+    buckets = list(iter_samples(scan_reference(tmp_path / "network-snapshot-002000", "real")))
+    assert [(s.label, s.instance) for s in buckets] == [(None, 998), (None, 999), (None, 1000), (None, 1001)]
+    classes = list(iter_samples(scan_reference(tmp_path / "classes", "real")))
+    assert [s.label for s in classes] == ["0", "0", "1", "1"]
+
+
 def test_labels_csv_by_file_and_by_instance(tmp_path):
     for i in range(3):
         write_png(tmp_path / "checkpoint-1" / f"{i:03d}.png", smooth_images(RNG, 1, 16)[0])
