@@ -6,7 +6,10 @@ import errno
 import importlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -257,12 +260,48 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
     return f"{store}: cannot write there ({exc.strerror}: {exc.filename or store}); choose a writable --store"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, systemd) stops a command the way Ctrl-C does."""
+
+
+def _stop_on_sigterm() -> Callable[[], object]:
+    """Raise :class:`Terminated` on SIGTERM in this process; returns what restores the
+    previous handler. A forked decode worker inherits the handler: there it dies of the
+    signal as it would without one (multiprocessing's ``terminate()`` counts on that)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        return lambda: None
+    owner = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _closed_pipe() -> int:
+    """stdout's reader went away (``evowatch info STORE | head -3``): exit quietly with the
+    status of a tool killed by SIGPIPE. stdout is pointed at /dev/null so the interpreter's
+    final flush does not fail again (the Python docs' recipe)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args)
+    restore_sigterm = _stop_on_sigterm()
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except (EvowatchError, ValueError, OSError) as exc:
         # EvowatchError names the file and the fix; ValueError comes from parse_* functions
         # ("Expected X. Got Y instead."); OSError covers a full disk or a vanished path.
@@ -270,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"evowatch: error: {_os_error(exc, args) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports a process it stopped
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":

@@ -795,3 +795,61 @@ def test_an_unavailable_cuda_device_is_one_line_for_pixels_and_creates_nothing(t
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--device", "cuda:0"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("evowatch: error: --device cuda:0 was requested") and not store.exists()
+
+
+def test_info_into_a_pipe_closed_early_exits_quietly(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    reader, writer = os.pipe()
+    os.close(reader)  # `evowatch info STORE | head -0`: the reader is gone before anything is written
+    try:
+        proc = subprocess.run(_cli("info", str(store)), env=_env(tmp_path), stdout=writer, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(writer)
+    assert (proc.returncode, proc.stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 5, seed=0)
+    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout"),
+                            env=_env(tmp_path), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not ((store / "zarr.json").exists() and StoreReader(store).n_rows == 5) and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # `kill PID`, `docker stop`
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[-1] == "evowatch: stopped; everything ingested so far is committed"
+    again = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"),
+                           env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "interrupted" not in again.stderr, again.stderr
+    assert info(store)["rows"] == 5
+
+
+def test_a_forked_child_dies_of_sigterm_instead_of_running_the_parents_handler():
+    """A decode worker inherits the CLI's SIGTERM handler with the fork: it must die as
+    multiprocessing's terminate() expects, not raise the parent's KeyboardInterrupt."""
+    import multiprocessing
+
+    from engine.cli import Terminated, _stop_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    restore = _stop_on_sigterm()
+    try:
+        child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,), daemon=True)
+        child.start()
+        time.sleep(0.2)
+        child.terminate()
+        child.join(timeout=10)
+        assert child.exitcode == -signal.SIGTERM
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is before
