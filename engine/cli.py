@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.errors import DiscoveryError, EvowatchError
 
@@ -19,11 +24,33 @@ DEFAULT_ALIGNMENT = 10.0  # engine.layout.LayoutParams.alignment (not imported: 
 log = logging.getLogger("evowatch")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (the CLI contract), not argparse's usage block; ``--help``
+    still prints the usage. Subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _existing_dir(value: str) -> Path:
     path = Path(value)
     if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{value}: no such directory")
+        raise argparse.ArgumentTypeError(f"{value}: {'not a directory' if path.exists() else 'no such directory'}")
     return path
+
+
+def _parsed_by(module: str, name: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` from a ``parse_*`` function, imported when a value comes (keeps
+    ``--help`` fast). Its ValueError becomes "argument --grid: Expected ..." (argparse
+    itself would only say "invalid value")."""
+    def convert(value: str) -> Any:
+        try:
+            return getattr(importlib.import_module(module), name)(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
 
 
 def _discovery_args(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +60,7 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                        "the name calls a step (step=1000, gs-005000, iter5000), else its last integer that is no date, "
                        "shape or hash")
     group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors")
-    group.add_argument("--grid", metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
+    group.add_argument("--grid", type=_parsed_by("engine.discovery", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
     group.add_argument("--tile-size", type=int, metavar="PX", help="force the tile size of grid images (pixels)")
     group.add_argument("--ready-file", metavar="NAME", help="a checkpoint is complete when this file exists in it")
     group.add_argument("--settle", type=float, default=2.0, metavar="S", help="otherwise, when nothing in it changed for S seconds (default 2)")
@@ -42,24 +69,28 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
 
 def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
     """The discovery settings of a `watch` command line."""
-    from engine.discovery import DiscoveryOptions, parse_grid
+    from engine.discovery import DiscoveryOptions
 
     if args.labels is not None and not any(p.is_file() for p in (args.labels, args.run_dir / args.labels)):
         if args.labels.is_absolute():
             raise DiscoveryError(f"{args.labels}: --labels file not found; check the path")
         log.warning("%s: --labels not found in %s or the current folder; it is looked for in each checkpoint folder",
                     args.labels, args.run_dir)
-    kwargs = dict(step_regex=args.step_regex, grid=parse_grid(args.grid) if args.grid else None,
+    kwargs = dict(step_regex=args.step_regex, grid=args.grid,
                   tile_size=args.tile_size, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels)
     if args.samples:
         kwargs["sample_globs"] = tuple(args.samples)
     return DiscoveryOptions(**kwargs)
 
 
+def _verbosity_args(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="only errors and alerts")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="debug output")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evowatch", description="Watch a generative model while it trains.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and alerts")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug output")
+    parser = _Parser(prog="evowatch", description="Watch a generative model while it trains.")
+    _verbosity_args(parser, False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     watch = sub.add_parser("watch", help="ingest a run directory's checkpoints into a store, then keep watching it")
@@ -69,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--encoder", default=None, metavar="SPEC",
                        help="clip:ARCH/PRETRAINED, clip:ARCH@/path/to/weights, or pixels (default: the store's own, "
                             f"else {DEFAULT_ENCODER})")
-    watch.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    watch.add_argument("--device", type=_parsed_by("engine.encoders", "parse_device"), default="auto",
+                       metavar="auto|cpu|cuda|cuda:N", help="where to encode (default auto: CUDA when there is one)")
     watch.add_argument("--real", type=_existing_dir, metavar="DIR", help="real training images (reference)")
     watch.add_argument("--holdout", type=_existing_dir, metavar="DIR", help="real held-out images never trained on")
     watch.add_argument("--poll", action="store_true", help="poll instead of native file events (network filesystems)")
@@ -118,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train a small GAN offline and watch it live")
     demo.add_argument("--out", type=Path, default=Path("evowatch-demo"), metavar="DIR")
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: the demo trainer's)")
-    demo.add_argument("--fail", metavar="MODE@STEP", help="induce a failure: collapse@STEP or copy@STEP")
+    demo.add_argument("--fail", type=_parsed_by("examples.demo_trainer", "parse_fail"), metavar="MODE@STEP",
+                      help="induce a failure: collapse@STEP or copy@STEP")
     demo.add_argument("--encoder", default="pixels", metavar="SPEC", help="encoder (default pixels: no weights needed)")
+    for command in sub.choices.values():  # -q/-v after the subcommand too; SUPPRESS keeps one given before it
+        _verbosity_args(command, argparse.SUPPRESS)
     return parser
 
 
@@ -207,7 +242,8 @@ def cmd_view(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from engine.demo import run_demo
 
-    return run_demo(args.out, steps=args.steps, fail=args.fail, encoder=args.encoder, progress=not args.quiet)
+    fail = f"{args.fail.kind}@{args.fail.step}" if args.fail else None
+    return run_demo(args.out, steps=args.steps, fail=fail, encoder=args.encoder, progress=not args.quiet)
 
 
 COMMANDS = {"watch": cmd_watch, "info": cmd_info, "layout": cmd_layout, "export": cmd_export, "view": cmd_view,
@@ -225,12 +261,48 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
     return f"{store}: cannot write there ({exc.strerror}: {exc.filename or store}); choose a writable --store"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, systemd) stops a command the way Ctrl-C does."""
+
+
+def _stop_on_sigterm() -> Callable[[], object]:
+    """Raise :class:`Terminated` on SIGTERM in this process; returns what restores the
+    previous handler. A forked decode worker inherits the handler: there it dies of the
+    signal as it would without one (multiprocessing's ``terminate()`` counts on that)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        return lambda: None
+    owner = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _closed_pipe() -> int:
+    """stdout's reader went away (``evowatch info STORE | head -3``): exit quietly with the
+    status of a tool killed by SIGPIPE. stdout is pointed at /dev/null so the interpreter's
+    final flush does not fail again (the Python docs' recipe)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args)
+    restore_sigterm = _stop_on_sigterm()
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except (EvowatchError, ValueError, OSError) as exc:
         # EvowatchError names the file and the fix; ValueError comes from parse_* functions
         # ("Expected X. Got Y instead."); OSError covers a full disk or a vanished path.
@@ -238,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"evowatch: error: {_os_error(exc, args) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports a process it stopped
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":

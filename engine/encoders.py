@@ -678,7 +678,8 @@ def make_encoder(spec: str | EncoderSpec = DEFAULT_ENCODER_SPEC, device: str = "
         See the module docstring for the grammar.
     device : str
         ``auto`` uses CUDA when available, else CPU (noted in ``.fallback`` and logged).
-        Ignored by ``pixels``, which always runs on CPU.
+        ``pixels`` always runs on CPU, quietly for ``auto``; an explicit CUDA device is
+        still checked, so a typo'd machine or container is an error whatever the encoder.
     batch_size : int, optional
         Override the batch size chosen for the device.
 
@@ -693,7 +694,8 @@ def make_encoder(spec: str | EncoderSpec = DEFAULT_ENCODER_SPEC, device: str = "
     """
     parsed = spec if isinstance(spec, EncoderSpec) else parse_encoder_spec(spec)
     if parsed.kind == "pixels":
-        parse_device(device)
+        if parse_device(device).startswith("cuda"):
+            resolve_device(device)
         encoder: Encoder = PixelsEncoder(parsed.size, batch_size=batch_size)
     else:
         torch_device, fallback = resolve_device(device)

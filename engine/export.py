@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -120,15 +120,13 @@ def _write_csv(frames: Iterator, tmp: Path) -> int:
 
 def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str | os.PathLike[str] | None = None,
                  embeddings: bool = False, chunk_rows: int = CHUNK_ROWS) -> tuple[Path, int]:
-    """Write the store's committed rows to ``out``; returns (the file, rows written)."""
+    """Write the store's committed rows to ``out``; returns (the file, rows written) for the caller to report."""
     if to not in FORMATS:
         raise ValueError(f"Expected --to parquet or csv. Got {to!r} instead.")
     reader = StoreReader(store)
     target = Path(out) if out is not None else default_output(Path(store), to)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temp_file(target)
     try:
         frames = _frames(reader, embeddings, chunk_rows)
         if reader.n_rows == 0:  # still write the header / schema
@@ -138,8 +136,19 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    log.info("exported %d rows of %s to %s", rows, reader.path, target)
     return target, rows
+
+
+def _new_temp_file(target: Path) -> Path:
+    """An empty file beside ``target`` with a name of its own, made with the mode the umask
+    gives (tempfile.mkstemp's 0600 stayed on the renamed export)."""
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def _empty_frame(reader: StoreReader, embeddings: bool):

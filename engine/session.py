@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
 from engine.watch import AfterIngest, WatchConfig, Watcher
+from stores.errors import StoreFormatError
 from stores.zarr_store import StoreReader, StoreWriter, encoder_mismatch
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,30 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
 
         sampler = load_sampler(args.sampler, n_samples=args.samples_per_checkpoint, seed=args.sampler_seed,
                                device=args.device, trust_checkpoints=args.trust_checkpoints, weight_globs=args.weights)
-    with StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
+    with _discarded_if_left_empty(args.store), StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
         store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {})})
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler)
         yield Watcher(config, store, encoder, after_ingest_steps(args, encoder))
+
+
+@contextlib.contextmanager
+def _discarded_if_left_empty(store: Path) -> Iterator[None]:
+    """A store this invocation created is removed again when the invocation fails before
+    committing a checkpoint (an empty --holdout folder, a bad --sampler): a failed command
+    leaves no empty store folder behind. Runs once the writer has closed."""
+    existed = Path(store).exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and _is_empty_store(store):
+            shutil.rmtree(store, ignore_errors=True)
+        raise
+
+
+def _is_empty_store(store: Path) -> bool:
+    try:
+        return StoreReader(store).n_checkpoints == 0
+    except (StoreFormatError, OSError):  # not made, or not ours: leave it be
+        return False

@@ -500,14 +500,29 @@ class StoreWriter(StoreReader):
 
     # --- lifecycle ------------------------------------------------------------------
     def _take_lock(self):
-        handle = open(self.path / LOCK_NAME, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise StoreLockedError(f"{self.path}: already being written by {holder}; stop that watcher or use another --store") from None
+        """Lock ``STORE/.evowatch.lock``, a file that exists only while a writer holds it (a
+        plain zarr reader listing the group warns about any file it does not know).
+
+        The holder unlinks it before letting go, so a process that opened the file just
+        before and locks it just after holds a lock on a name that is gone: it retries
+        until the path names the file it locked. A killed writer's file stays, unlocked:
+        the next writer takes it over."""
+        lock_path = self.path / LOCK_NAME
+        while True:
+            handle = open(lock_path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise StoreLockedError(f"{self.path}: already being written by {holder}; stop that watcher or use another --store") from None
+            try:
+                if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            handle.close()  # unlinked by the writer we waited for: lock the new file
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
@@ -524,6 +539,7 @@ class StoreWriter(StoreReader):
                 log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if getattr(self, "_lock_file", None) is not None:
             _held_lock_fds.discard(self._lock_file.fileno())
+            (self.path / LOCK_NAME).unlink(missing_ok=True)  # while still locked: see _take_lock
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None

@@ -214,6 +214,16 @@ def test_cuda_requested_but_unavailable(no_cuda):
         make_encoder(TINY_RANDOM, device="cuda")
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_an_unavailable_cuda_device_is_refused_by_pixels_too(no_cuda, device, caplog):
+    """pixels runs on the CPU, but an explicit --device cuda on a machine without one is the
+    same error as for CLIP (it was accepted and the store said cpu); auto stays quiet."""
+    with pytest.raises(EvowatchError, match=f"--device {device} was requested but torch sees no usable CUDA"):
+        make_encoder("pixels", device=device)
+    caplog.clear()
+    assert make_encoder("pixels", device="auto").device == "cpu" and not caplog.records
+
+
 def _tiny_model_and_transform(seed: int):
     torch = pytest.importorskip("torch")
     open_clip = pytest.importorskip("open_clip")

@@ -127,3 +127,18 @@ def test_save_samples_hook(tmp_path):
     with pytest.raises(ValueError, match="Expected images"):
         save_samples(tmp_path / "run", 8, np.zeros((8, 8)))
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [path.name]
+
+
+def test_the_export_file_gets_the_umasks_mode_and_is_reported_once(store, tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        for to in ("csv", "parquet"):
+            out = tmp_path / f"rows.{to}"
+            capsys.readouterr()
+            assert main(["export", str(store), "--to", to, "--out", str(out)]) == 0
+            printed = capsys.readouterr()
+            assert (printed.out, printed.err) == (f"wrote 136 rows to {out}\n", "")
+            assert out.stat().st_mode & 0o777 == 0o644  # like the store's files (mkstemp made it 0600)
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv", "rows.parquet"]  # no temporary file left

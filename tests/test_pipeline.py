@@ -732,3 +732,138 @@ def test_a_later_watch_lays_out_and_measures_what_an_earlier_one_left(tmp_path):
     assert main(watch) == 0
     assert info(store)["layout_rows"] == 36
     assert list(StoreReader(store).step_metrics()["step"]) == [100, 200, 300]
+
+
+# ------------------------------------------------------------------ the command line's contract
+def _usage_error(argv: list[str], capsys) -> str:
+    """The stderr of a command line argparse refuses: exit 2, and (the contract) one line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.splitlines()) == 1, err
+    return err.strip()
+
+
+def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    run = tmp_path / "run"
+    run.mkdir()
+    watch = ["watch", str(run), "--store", str(tmp_path / "s.zarr")]
+    assert _usage_error(["watch", str(tmp_path / "absent"), "--store", "s.zarr", "--once"], capsys) == (
+        f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'absent'}: no such directory")
+    assert _usage_error([*watch, "--real", str(tmp_path / "file.txt")], capsys) == (
+        f"evowatch watch: error: argument --real: {tmp_path / 'file.txt'}: not a directory")
+    assert _usage_error([*watch, "--grid", "8by8"], capsys).startswith(
+        "evowatch watch: error: argument --grid: Expected a grid as ROWSxCOLS")
+    assert "argument --device: Expected device" in _usage_error([*watch, "--device", "gpu"], capsys)
+    assert _usage_error(["info"], capsys) == "evowatch info: error: the following arguments are required: STORE"
+    assert _usage_error(["export", "s.zarr", "--to", "xlsx"], capsys).startswith("evowatch export: error: argument --to")
+    assert _usage_error(["bogus"], capsys).startswith("evowatch: error: argument command: invalid choice")
+    assert not (tmp_path / "s.zarr").exists()
+    with pytest.raises(SystemExit) as exited:  # --help still prints the usage
+        main(["watch", "--help"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("usage: evowatch watch")
+
+
+def test_quiet_and_verbose_are_accepted_after_the_subcommand_too():
+    from engine.cli import build_parser
+
+    def verbosity(*argv: str) -> tuple[bool, bool]:
+        args = build_parser().parse_args(argv)
+        return args.quiet, args.verbose
+
+    assert verbosity("-q", "info", "s.zarr") == verbosity("info", "s.zarr", "-q") == verbosity("info", "--quiet", "s.zarr") == (True, False)
+    assert verbosity("-v", "export", "s.zarr", "-q") == verbosity("layout", "s.zarr", "-v", "--quiet") == (True, True)
+    assert verbosity("info", "s.zarr") == (False, False)
+
+
+def test_a_bad_demo_failure_is_refused_before_anything_is_trained_or_created(tmp_path, capsys):
+    for fail in ("explode@100", "collapse"):
+        err = _usage_error(["demo", "--fail", fail, "--out", str(tmp_path / "D")], capsys)
+        assert err.startswith("evowatch demo: error: argument --fail: Expected collapse@STEP or copy@STEP")
+    assert not (tmp_path / "D").exists()
+
+
+def test_a_failed_watch_leaves_no_store_it_created_and_keeps_one_it_did_not(tmp_path, capsys):
+    run, store = tmp_path / "run", tmp_path / "new.zarr"
+    write_step(run, 100, 3, seed=0)
+    (tmp_path / "empty").mkdir()
+    bad = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--holdout", str(tmp_path / "empty")]
+    capsys.readouterr()
+    assert main(bad) == 2
+    assert "--holdout holds no sample files" in capsys.readouterr().err
+    assert not store.exists()
+    # A store that was there before (here: committed to) stays whatever happens.
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(bad) == 2
+    assert info(store)["rows"] == 3
+
+
+def test_an_unavailable_cuda_device_is_one_line_for_pixels_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--device", "cuda:0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("evowatch: error: --device cuda:0 was requested") and not store.exists()
+
+
+def test_info_into_a_pipe_closed_early_exits_quietly(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    reader, writer = os.pipe()
+    os.close(reader)  # `evowatch info STORE | head -0`: the reader is gone before anything is written
+    try:
+        proc = subprocess.run(_cli("info", str(store)), env=_env(tmp_path), stdout=writer, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(writer)
+    assert (proc.returncode, proc.stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 5, seed=0)
+    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout"),
+                            env=_env(tmp_path), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not ((store / "zarr.json").exists() and StoreReader(store).n_rows == 5) and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # `kill PID`, `docker stop`
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[-1] == "evowatch: stopped; everything ingested so far is committed"
+    again = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"),
+                           env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "interrupted" not in again.stderr, again.stderr
+    assert info(store)["rows"] == 5
+
+
+def test_a_forked_child_dies_of_sigterm_instead_of_running_the_parents_handler():
+    """A decode worker inherits the CLI's SIGTERM handler with the fork: it must die as
+    multiprocessing's terminate() expects, not raise the parent's KeyboardInterrupt."""
+    import multiprocessing
+
+    from engine.cli import Terminated, _stop_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    restore = _stop_on_sigterm()
+    try:
+        child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,), daemon=True)
+        child.start()
+        time.sleep(0.2)
+        child.terminate()
+        child.join(timeout=10)
+        assert child.exitcode == -signal.SIGTERM
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is before

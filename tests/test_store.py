@@ -331,3 +331,49 @@ def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng, c
         assert "interrupted" not in caplog.text  # a cleanly closed store needs no recovery
     latent = StoreReader(path).samples("latent")
     assert latent[:7].tolist() == [[1, 1]] * 7 and np.isnan(latent[7:12]).all() and latent[12:].tolist() == [[3, 3]] * 3
+
+
+def test_a_closed_store_has_no_lock_file_and_lists_cleanly_with_plain_zarr(tmp_path, rng):
+    """zarr warns about any file in a group it does not know ("Object at .evowatch.lock is
+    not recognized"): the lock file exists only while a writer holds it."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        assert (path / ".evowatch.lock").read_text() == f"pid {os.getpid()}"
+        with store.checkpoint(5, "step_5", "h") as tx:
+            add_rows(tx, 3, rng)
+    assert not (path / ".evowatch.lock").exists()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names = sorted(name for name, _ in zarr.open_group(str(path), mode="r").members())
+    assert names == ["checkpoints", "layout", "samples", "warnings"]
+    (path / ".evowatch.lock").write_text("pid 999999")  # a killed writer's: harmless, taken over, removed
+    StoreWriter(path, ENCODER).close()
+    assert not (path / ".evowatch.lock").exists()
+
+
+def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(tmp_path, monkeypatch):
+    """Between our open() and flock() another writer closed (unlinking the file it locked)
+    and a third opened a new one: the lock on the removed file excludes no one, so the
+    writer retries on the file the path names now."""
+    import fcntl
+
+    from stores import zarr_store
+
+    path = tmp_path / "s.zarr"
+    StoreWriter(path, ENCODER).close()
+    real_flock, raced = fcntl.flock, []
+
+    def flock(handle, op):
+        if not raced:
+            raced.append(True)
+            os.unlink(path / ".evowatch.lock")
+            (path / ".evowatch.lock").write_text("")
+        return real_flock(handle, op)
+
+    monkeypatch.setattr(zarr_store.fcntl, "flock", flock)
+    with StoreWriter(path, ENCODER):
+        monkeypatch.setattr(zarr_store.fcntl, "flock", real_flock)
+        with pytest.raises(StoreLockedError, match="already being written"):
+            StoreWriter(path, ENCODER)
+    assert raced and not (path / ".evowatch.lock").exists()
