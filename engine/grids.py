@@ -1,14 +1,20 @@
-"""Find and split sample grids: torchvision ``make_grid``/``save_image`` and StyleGAN grids.
+"""Find and split sample grids: torchvision ``make_grid``/``save_image``, StyleGAN and matplotlib grids.
 
 torchvision (DCGAN, denoising-diffusion-pytorch, most one-file trainers) pads every tile
-with ``padding=2`` lines of one pad value, so a grid of ``rows x cols`` tiles of ``s`` px is
-``rows*(s+2)+2`` by ``cols*(s+2)+2`` pixels; a single image (N = 1) has no padding, and the
-last row may end in tiles that are only pad value (no sample). StyleGAN's
-``save_image_grid`` has no padding; its tile size shows as a jump in pixel values at every
-tile boundary. Detection only accepts square tiles of at least 8 px and at least two
-samples, which keeps natural single images (black-background digits, noise) whole; any
-other geometry can be forced with ``grid``/``tile_size``. The tile index, row-major, is the
-sample's instance id.
+with ``padding`` lines (2 by default) of one pad value, so a grid of ``rows x cols`` tiles of
+``s`` px is ``rows*(s+p)+p`` by ``cols*(s+p)+p`` pixels; a single image (N = 1) has no
+padding, and the last row may end in tiles that are only pad value (no sample; unpadded,
+k-diffusion's, only one value). Square tiles are found by that exact period for any padding
+of 1..16 px, which also splits digit grids whose black tiles run into black padding. Tiles
+set apart by lines of the background value (non-square torchvision tiles, matplotlib
+``subplot`` figures, whose float layout makes tiles and gaps vary by a pixel or two) are
+found as equal runs of content lines between those separators, content that reaches every
+tile's four edges. StyleGAN's ``save_image_grid`` has no padding; its tile size shows as a
+jump in pixel values at every tile boundary. Detection only accepts tiles of at least 8 px
+and at least two samples, and non-square tiles only in at least 2x2 grids, which keeps
+natural single images (black-background digits, objects on white, framed photos, noise)
+whole; any other geometry can be forced with ``grid``/``tile_size``. The tile index,
+row-major, is the sample's instance id.
 """
 from __future__ import annotations
 
@@ -20,7 +26,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TORCHVISION_PADDING = 2
+#: Paddings tried, torchvision's default first: a black-background digit grid can also fit
+#: a padding a little off the real one, shifted into the digits' black margins.
+PADDINGS = (TORCHVISION_PADDING, 1, *range(3, 17))
 MIN_TILE = 8
+#: Pixels by which a separated grid's tiles, and the gaps between them, may differ
+#: (matplotlib rounds a float layout: 63/64-px tiles, 12/13-px gaps).
+LAYOUT_SLACK = 2
 #: Fraction of tile-boundary segments that must show an edge for an unpadded grid.
 EDGE_EVIDENCE = 0.75
 #: Lower bar when the image size is exactly StyleGAN's grid size for that tile size.
@@ -37,7 +49,8 @@ LOSSY_PAD_RATIO = 0.25
 
 @dataclass(frozen=True, slots=True)
 class GridGeometry:
-    """Where the tiles are: ``rows x cols`` tiles of ``tile_h x tile_w`` px, ``padding`` px apart."""
+    """Where the tiles are: ``rows x cols`` tiles of ``tile_h x tile_w`` px, ``padding`` px
+    apart, or at the given ``tops``/``lefts`` where the gaps are uneven (matplotlib)."""
 
     rows: int
     cols: int
@@ -46,6 +59,8 @@ class GridGeometry:
     padding: int = 0
     #: a last-row tile within this mean deviation from the pad value is an empty slot
     blank_tolerance: float = 0.0
+    tops: tuple[int, ...] = ()
+    lefts: tuple[int, ...] = ()
 
     @property
     def count(self) -> int:
@@ -53,13 +68,15 @@ class GridGeometry:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """The (height, width) of the whole grid image."""
+        """The (height, width) of the whole grid image (of a regular grid: no ``tops``/``lefts``)."""
         p = self.padding
         return self.rows * (self.tile_h + p) + p, self.cols * (self.tile_w + p) + p
 
     def origin(self, index: int) -> tuple[int, int]:
         """Top-left pixel of tile ``index`` (row-major)."""
         row, col = divmod(index, self.cols)
+        if self.tops:
+            return self.tops[row], self.lefts[col]
         p = self.padding
         return p + row * (self.tile_h + p), p + col * (self.tile_w + p)
 
@@ -79,46 +96,148 @@ def _pad_lines(length: int, step: int, padding: int) -> np.ndarray:
     return (starts[:, None] + np.arange(padding)[None, :]).ravel()
 
 
-def _detect_padded(image: np.ndarray, padding: int = TORCHVISION_PADDING) -> GridGeometry | None:
-    height, width = image.shape[:2]
-    pad = image[0, 0]
-    if not ((image[:padding] == pad).all() and (image[:, :padding] == pad).all()):
-        return None  # cheap early exit: no constant border
-    equal = (image[..., 0] == pad[0]) & (image[..., 1] == pad[1]) & (image[..., 2] == pad[2])
-    row_is_pad, col_is_pad = equal.all(axis=1), equal.all(axis=0)
-    for step in _divisors(width - padding):  # finest first: a coarser geometry always fits too
-        tile = step - padding
-        if tile < MIN_TILE or (height - padding) % step:
-            continue
-        geometry = GridGeometry((height - padding) // step, (width - padding) // step, tile, tile, padding)
-        if (geometry.count >= 2 and row_is_pad[_pad_lines(height, step, padding)].all()
-                and col_is_pad[_pad_lines(width, step, padding)].all() and _non_blank_tiles(image, geometry) >= 2):
-            return geometry
-    return None
+@dataclass(frozen=True, slots=True)
+class _Background:
+    """How far each row and column is from the background (pad) value: the share of pixels
+    off it, or for a lossy file the largest mean |difference| over a run of 16 px; a line
+    within ``bar`` is background."""
+
+    value: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    bar: float
+
+    def covers(self, pixels: np.ndarray) -> bool:
+        """Whether these pixels are background (within a lossy file's bar)."""
+        if not self.bar:
+            return bool((pixels == self.value).all())
+        return float(np.abs(pixels.astype(np.float32) - self.value).mean()) <= self.bar
 
 
-def _detect_padded_lossy(image: np.ndarray, padding: int = TORCHVISION_PADDING) -> GridGeometry | None:
-    """A lossy torchvision grid: the finest geometry whose pad lines are far more uniform
-    than the image (a q75 JPEG's black pad lines average ~11 off, its tiles ~100)."""
-    height, width = image.shape[:2]
-    border = np.concatenate([image[:padding].reshape(-1, 3), image[:, :padding].reshape(-1, 3)]).astype(np.float32)
-    pad = np.median(border, axis=0)
-    bar = LOSSY_PAD_RATIO * float(np.abs(image[::3, ::3].astype(np.float32) - pad).mean())
-    if np.abs(border - pad).mean() > bar:
+def _block_max(distance: np.ndarray, block: int = 16) -> np.ndarray:
+    """Per row, the largest mean over ``block`` px runs: a lossy line crossing one sample in
+    a partial row is content, though its mean over the whole width is near the pad's."""
+    height, width = distance.shape[:2]
+    block = min(block, width)
+    runs = np.concatenate([distance[:, :width - width % block], distance[:, width - block:]], axis=1)
+    return runs.reshape(height, -1, block * 3).sum(axis=2, dtype=np.uint32).max(axis=1) / (block * 3)
+
+
+def _background(image: np.ndarray, lossy: bool) -> _Background | None:
+    """The top-left background value and every line's distance from it; ``None`` (cheaply)
+    when the first row or column is not background, so no padding or margin frames the image."""
+    if lossy:
+        border = np.concatenate([image[0], image[:, 0]]).astype(np.float32)
+        value = np.median(border, axis=0).round().astype(np.uint8)
+        bar = LOSSY_PAD_RATIO * float(np.abs(image[::3, ::3].astype(np.float32) - value).mean())
+        if np.abs(border - value).mean() > bar:
+            return None
+        distance = np.minimum(image - value, value - image)  # |image - value|, in uint8 (wraps)
+        return _Background(value, _block_max(distance), _block_max(distance.transpose(1, 0, 2)), bar)
+    value = image[0, 0]
+    if not ((image[0] == value).all() and (image[:, 0] == value).all()):
         return None
-    for step in _divisors(width - padding):
-        tile = step - padding
-        if tile < MIN_TILE or (height - padding) % step:
-            continue
-        geometry = GridGeometry((height - padding) // step, (width - padding) // step, tile, tile, padding, bar)
-        if geometry.count >= 2 and _pad_deviation(image, geometry, pad) <= bar:
+    off = (image[..., 0] != value[0]) | (image[..., 1] != value[1]) | (image[..., 2] != value[2])
+    return _Background(value, off.mean(axis=1), off.mean(axis=0), 0.0)
+
+
+def _is_empty(tile: np.ndarray, pad: np.ndarray | None, tolerance: float) -> bool:
+    """A tile of only the pad value, or of any one value in an unpadded grid (``pad`` None):
+    make_grid fills the slots past the last sample with its pad_value either way."""
+    if tolerance == 0:
+        return bool((tile == (tile[0, 0] if pad is None else pad)).all())
+    pad = tile.reshape(-1, 3).mean(axis=0) if pad is None else pad
+    return float(np.abs(tile.astype(np.float32) - pad).mean()) <= tolerance
+
+
+def _pad_value(image: np.ndarray, geometry: GridGeometry) -> np.ndarray | None:
+    """The value of a padded grid's empty slots (a lossy file's pad is not one value), or
+    ``None`` for an unpadded grid, whose empty slots may be of any one value."""
+    if not geometry.padding:
+        return None
+    if geometry.blank_tolerance:
+        return np.median(np.concatenate([image[0], image[:, 0]]), axis=0)
+    return image[0, 0]
+
+
+def _without_empty_slots(image: np.ndarray, geometry: GridGeometry,
+                         pad: np.ndarray | None) -> list[tuple[int, np.ndarray]]:
+    """The tiles but the empty slots at the end of the last row (one tile always stays)."""
+    tiles = list(_tiles(image, geometry))
+    keep = max((geometry.rows - 1) * geometry.cols, 1)
+    while len(tiles) > keep and _is_empty(tiles[-1][1], pad, geometry.blank_tolerance):
+        tiles.pop()
+    return tiles
+
+
+def _finest_padded(bg: _Background, padding: int) -> GridGeometry | None:
+    """The finest square torchvision geometry of ``padding`` whose pad lines are background
+    (a coarser one always fits too)."""
+    height, width = bg.rows.size, bg.cols.size
+    if max(bg.rows[:padding].mean(), bg.cols[:padding].mean()) > bg.bar:
+        return None  # cheap: the border is narrower than this padding
+    for step in _divisors(np.gcd(height - padding, width - padding)):
+        rows, cols = (height - padding) // step, (width - padding) // step
+        if (step - padding >= MIN_TILE and rows * cols >= 2
+                and bg.rows[_pad_lines(height, step, padding)].mean() <= bg.bar
+                and bg.cols[_pad_lines(width, step, padding)].mean() <= bg.bar):
+            return GridGeometry(rows, cols, step - padding, step - padding, padding, bg.bar)
+    return None
+
+
+def _detect_padded(image: np.ndarray, bg: _Background) -> GridGeometry | None:
+    """The finest geometry over all :data:`PADDINGS` (a wrong padding fits only coarser:
+    padding 4 every 52 px holds padding 2 every 157), with at least two tiles not blank."""
+    fits = [g for g in (_finest_padded(bg, padding) for padding in PADDINGS) if g is not None]
+    for geometry in sorted(fits, key=lambda g: -g.count):  # stable: PADDINGS order breaks ties
+        filled = (tile for _, tile in _tiles(image, geometry) if not _is_empty(tile, bg.value, bg.bar))
+        if next(filled, None) is not None and next(filled, None) is not None:
             return geometry
     return None
 
 
-def _non_blank_tiles(image: np.ndarray, geometry: GridGeometry) -> int:
-    pad = image[0, 0]
-    return sum(not (tile == pad).all() for _, tile in _tiles(image, geometry))
+def _tight(bg: _Background, geometry: GridGeometry) -> bool:
+    """Whether every background line is a pad line: a padded fit whose tiles hold background
+    lines may be a coarser reading of a separated grid (matplotlib's margins)."""
+    for lines, tile in ((bg.rows, geometry.tile_h), (bg.cols, geometry.tile_w)):
+        is_bg = lines <= bg.bar
+        if is_bg.sum() != is_bg[_pad_lines(lines.size, tile + geometry.padding, geometry.padding)].sum():
+            return False
+    return True
+
+
+def _separated_axis(line_is_background: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
+    """(tile size, tile starts) along one axis: runs of content lines of equal length
+    between background lines spaced equally, each run cropped to the shortest, centred."""
+    edges = np.diff(np.concatenate([[1], line_is_background, [1]]).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    lengths, gaps = ends - starts, starts[1:] - ends[:-1]
+    if not lengths.size or lengths.min() < MIN_TILE or np.ptp(lengths) > LAYOUT_SLACK:
+        return None
+    if gaps.size and np.ptp(gaps) > LAYOUT_SLACK:
+        return None
+    size = int(lengths.min())
+    return size, tuple(int(s) for s in starts + (lengths - size) // 2)
+
+
+def _detect_separated(image: np.ndarray, bg: _Background, finer_than: int = 1) -> GridGeometry | None:
+    """Tiles between full background lines (matplotlib subplots, non-square torchvision
+    tiles) whose content reaches all four edges of every tile but the last row's empty slots
+    (black digits on black do not: their runs are the union of the digits' extents); tiles
+    that are not square (within :data:`LAYOUT_SLACK`) come in at least 2x2. Only more than
+    ``finer_than`` tiles are worth checking."""
+    rows, cols = _separated_axis(bg.rows <= bg.bar), _separated_axis(bg.cols <= bg.bar)
+    if rows is None or cols is None:
+        return None
+    (tile_h, tops), (tile_w, lefts) = rows, cols
+    geometry = GridGeometry(len(tops), len(lefts), tile_h, tile_w, 0, bg.bar, tops, lefts)
+    square = abs(tile_h - tile_w) <= LAYOUT_SLACK
+    if geometry.count <= finer_than or not (square or min(geometry.rows, geometry.cols) >= 2):
+        return None
+    tiles = [tile for _, tile in _without_empty_slots(image, geometry, None)]
+    if len(tiles) < 2 or any(bg.covers(edge) for t in tiles for edge in (t[0], t[-1], t[:, 0], t[:, -1])):
+        return None
+    return geometry
 
 
 def _edge_fraction(gray: np.ndarray, tile: int) -> float:
@@ -156,14 +275,19 @@ def _detect_unpadded(image: np.ndarray) -> GridGeometry | None:
 def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
     """The grid geometry of an RGB uint8 image, or ``None`` when it is one sample.
 
-    The finest torchvision geometry whose pad lines are all exactly the pad value wins (a
-    coarser one always fits too) — or, for a ``lossy`` file (JPEG), are far more uniform
-    than the image; else the smallest unpadded tile size with edges at most tile
-    boundaries, or a size dividing it with edges at half of its own.
+    The finest square torchvision geometry whose pad lines are all exactly the pad value
+    (over all :data:`PADDINGS`) — or, for a ``lossy`` file (JPEG), far more uniform than the
+    image; tiles between background lines where they are finer, or as fine and the padded
+    tiles hold background lines (matplotlib margins); else the smallest unpadded tile size
+    with edges at most tile boundaries, or a size dividing it with edges at half of its own.
     """
     if image.ndim != 3 or min(image.shape[:2]) < 2 * MIN_TILE:
         return None
-    geometry = (_detect_padded_lossy(image) if lossy else _detect_padded(image)) or _detect_unpadded(image)
+    bg = _background(image, lossy)
+    padded = bg and _detect_padded(image, bg)
+    # Separated tiles win if finer, or as fine as padded tiles that hold background lines.
+    floor = 1 if not padded else padded.count - (not _tight(bg, padded))
+    geometry = (bg and _detect_separated(image, bg, floor)) or padded or _detect_unpadded(image)
     if geometry is not None:
         log.debug("grid %dx%d of %dpx tiles (padding %d) in a %dx%d image", geometry.rows, geometry.cols,
                   geometry.tile_h, geometry.padding, image.shape[0], image.shape[1])
@@ -211,7 +335,7 @@ def forced_geometry(image: np.ndarray, grid: tuple[int, int] | None = None,
     """
     height, width = image.shape[:2]
     candidates = []
-    for p in (TORCHVISION_PADDING, 1, *range(3, 17), 0):
+    for p in (*PADDINGS, 0):
         if grid is not None:
             rows, cols = grid
             tile_h, tile_w = (height - p) // rows - p, (width - p) // cols - p
@@ -248,14 +372,8 @@ def _tiles(image: np.ndarray, geometry: GridGeometry):
 def split_grid(image: np.ndarray, geometry: GridGeometry) -> list[tuple[int, np.ndarray]]:
     """``(tile index, tile)`` pairs, row-major, as contiguous copies.
 
-    Tiles at the end of the last row that are only pad value are empty slots of a partial
-    torchvision grid, not samples, and are left out.
+    Tiles at the end of the last row that are only pad value (or, unpadded, only one value)
+    are empty slots of a partial grid, not samples, and are left out.
     """
-    tiles = list(_tiles(image, geometry))
-    if geometry.padding:
-        pad = (np.median(image[:geometry.padding].reshape(-1, 3), axis=0) if geometry.blank_tolerance
-               else image[0, 0].astype(np.float32))  # a lossy file's pad is not one value
-        last_row = (geometry.rows - 1) * geometry.cols
-        while len(tiles) > max(last_row, 1) and np.abs(tiles[-1][1] - pad).mean() <= geometry.blank_tolerance:
-            tiles.pop()
+    tiles = _without_empty_slots(image, geometry, _pad_value(image, geometry))
     return [(index, np.ascontiguousarray(tile)) for index, tile in tiles]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.sample_fixtures import digit_like, save_torchvision_grid, smooth_images, stylegan_grid, write_png
+from tests.sample_fixtures import (digit_like, matplotlib_grid, save_torchvision_grid, smooth_images, stylegan_grid,
+                                   write_png)
 
 from engine.decode import iter_samples
 from engine.discovery import DiscoveryOptions, scan_reference, scan_run
@@ -108,6 +109,16 @@ def test_folder_with_one_grid_image_is_split_and_partial_row_trimmed(tmp_path):
     assert [s.instance for s in samples] == list(range(13))
     assert samples[12].path == "step_200/samples/grid.png#12"
     np.testing.assert_array_equal(samples[12].image, images[12])
+
+
+def test_tensorflow_dcgan_figure_is_split_into_its_subplots(tmp_path):
+    """The TF DCGAN tutorial's ``image_at_epoch_0001.png``: 16 samples, ids 0..15, no margins."""
+    digits = np.stack([digit_like(RNG, 28)[..., 0] for _ in range(16)]).astype(np.float32) / 127.5 - 1
+    matplotlib_grid(digits, tmp_path / "image_at_epoch_0001.png")
+    samples = list(iter_samples(_checkpoint(tmp_path, "image_at_epoch_0001.png", step=1)))
+    assert [s.instance for s in samples] == list(range(16))
+    assert {s.image.shape for s in samples} == {(67, 67, 3)}
+    assert all(s.image[0].min() < 255 and s.image[:, 0].min() < 255 for s in samples)
 
 
 def test_one_natural_image_is_not_split(tmp_path):

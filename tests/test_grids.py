@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from tests.sample_fixtures import digit_images, digit_like, save_torchvision_grid, smooth_images, stylegan_grid
+from tests.sample_fixtures import (digit_images, digit_like, matplotlib_grid, save_torchvision_grid, smooth_images,
+                                   stylegan_grid)
 
 from engine.grids import GridGeometry, detect_grid, forced_geometry, resolve_grid, split_grid, stylegan_grid_shape
 
@@ -52,6 +53,107 @@ def test_grid_of_black_background_digits_takes_the_finest_fit(tmp_path):
     geometry = detect_grid(grid)
     assert geometry == GridGeometry(4, 4, 28, 28, 2)
     _assert_tiles(grid, geometry, images)
+
+
+@pytest.mark.parametrize("padding", [1, 3, 4, 8])
+@pytest.mark.parametrize("pad_value", [0.0, 1.0, 0.5])
+def test_torchvision_grids_of_any_padding_and_pad_value(tmp_path, padding, pad_value):
+    """``save_image(..., padding=p, pad_value=v)``: 8x8 of 32 px, found by its exact period,
+    not a coarser one that also fits (padding 4 every 36 px holds padding 2 every 146)."""
+    images = smooth_images(np.random.default_rng(padding), 64, 32)
+    grid = _read(save_torchvision_grid(images, tmp_path / "g.png", padding=padding, pad_value=pad_value))
+    geometry = detect_grid(grid)
+    assert geometry == GridGeometry(8, 8, 32, 32, padding)
+    _assert_tiles(grid, geometry, images)
+
+
+def test_6x6_grid_with_padding_4_and_black_digits_with_padding_8(tmp_path):
+    images = smooth_images(np.random.default_rng(9), 36, 48)
+    grid = _read(save_torchvision_grid(images, tmp_path / "g.png", nrow=6, padding=4))
+    assert detect_grid(grid) == GridGeometry(6, 6, 48, 48, 4)
+    digits = digit_images(np.random.default_rng(10), 64, 28)
+    grid = _read(save_torchvision_grid(digits, tmp_path / "d.png", nrow=8, padding=8))
+    geometry = detect_grid(grid)
+    assert geometry == GridGeometry(8, 8, 28, 28, 8)
+    _assert_tiles(grid, geometry, digits)
+
+
+@pytest.mark.parametrize("padding, pad_value, n", [(2, 0.0, 16), (5, 1.0, 16), (2, 0.0, 14)])
+def test_torchvision_grid_of_non_square_tiles(tmp_path, padding, pad_value, n):
+    """16 (or 14: a partial last row) tiles of 64x128 px are found between their pad lines."""
+    images = smooth_images(np.random.default_rng(11), n, 64, 128)
+    grid = _read(save_torchvision_grid(images, tmp_path / "g.png", nrow=4, padding=padding, pad_value=pad_value))
+    geometry = detect_grid(grid)
+    assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.tile_w) == (4, 4, 64, 128)
+    _assert_tiles(grid, geometry, images)
+
+
+def _stretch(images: np.ndarray) -> np.ndarray:
+    """Each image min-max scaled to [0, 1], as ``imshow`` scales it to its colour map."""
+    images = images.astype(np.float32)
+    low, high = images.min(axis=(1, 2), keepdims=True), images.max(axis=(1, 2), keepdims=True)
+    return (images - low) / (high - low)
+
+
+@pytest.mark.parametrize("layout, n, shape", [("tf_dcgan", 16, (4, 4)), ("tight", 16, (4, 4)),
+                                              ("keras_gan", 25, (5, 5)), ("partial", 16, (4, 5))])
+def test_matplotlib_figure_of_subplots(tmp_path, layout, n, shape):
+    """Subplots set apart by white margins a pixel or two uneven: one tile per subplot's image,
+    margins left out, each tile its own sample; a figure saved as JPEG too."""
+    rng = np.random.default_rng(12)
+    samples = smooth_images(rng, n, 28)[..., 0].astype(np.float32) / 127.5 - 1
+    for suffix in (".png", ".jpg"):
+        figure = _read(matplotlib_grid(samples, tmp_path / f"image_at_epoch_0001{suffix}", layout))
+        geometry = detect_grid(figure, lossy=suffix == ".jpg")
+        assert (geometry.rows, geometry.cols) == shape and abs(geometry.tile_h - geometry.tile_w) <= 1
+        tiles = split_grid(figure, geometry)
+        assert [index for index, _ in tiles] == list(range(n))
+        if suffix == ".png":  # the margins are left out
+            assert (figure[[top - 1 for top in geometry.tops]] == 255).all()
+            assert (figure[:, [left - 1 for left in geometry.lefts]] == 255).all()
+        small = np.stack([np.asarray(Image.fromarray(t[..., 0]).resize((28, 28), Image.BILINEAR)) for _, t in tiles])
+        distance = np.abs(_stretch(small)[:, None] - _stretch(samples)[None]).mean(axis=(2, 3))
+        assert (distance.argmin(axis=1) == np.arange(n)).all() and distance.diagonal().max() < 0.06
+
+
+def test_unpadded_grid_with_a_partial_last_row_drops_its_uniform_slots():
+    """k-diffusion's ``make_grid(x_0, nrow=4, padding=0)`` of 10 samples: the two slots past
+    the last sample are make_grid's pad value (gray after its (x + 1) / 2), no samples."""
+    import torch
+    from torchvision.utils import make_grid
+
+    images = smooth_images(np.random.default_rng(13), 10, 32)
+    tensor = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, nrow=4, padding=0, pad_value=0.5)
+    grid = (tensor.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    geometry = detect_grid(grid)
+    assert geometry == GridGeometry(3, 4, 32, 32, 0)
+    assert len(split_grid(grid, geometry)) == 10
+    _assert_tiles(grid, geometry, images)
+
+
+def _object_on_white(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth coloured blob, off centre, on a white background (a product photo)."""
+    y, x = np.mgrid[:size, :size] / size
+    cy, cx, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.25)
+    inside = (y - cy) ** 2 + ((x - cx) / 1.3) ** 2 < r ** 2
+    image = np.full((size, size, 3), 255, np.uint8)
+    image[inside] = smooth_images(rng, 1, size)[0][inside]
+    return image
+
+
+@pytest.mark.parametrize("kind", ["digit_on_black", "object_on_white", "framed_photo", "framed_digits"])
+def test_single_images_with_uniform_borders_are_not_split(kind):
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        if kind == "digit_on_black":  # a centred digit with a wide black margin
+            image = np.pad(digit_like(rng, 28), ((18, 18), (18, 18), (0, 0)))
+        elif kind == "object_on_white":
+            image = _object_on_white(rng, 128)
+        elif kind == "framed_photo":  # a white (or black) frame, as a notebook export draws it
+            image = np.pad(smooth_images(rng, 1, 100)[0], ((6, 6), (6, 6), (0, 0)), constant_values=255 * (seed % 2))
+        else:  # a digit framed in white: one tile of a separated grid, but one alone
+            image = np.pad(255 - digit_like(rng, 64), ((10, 10), (10, 10), (0, 0)), constant_values=255)
+        assert detect_grid(image) is None, f"seed {seed}"
 
 
 def test_single_saved_image_has_no_padding_and_is_not_a_grid(tmp_path):
