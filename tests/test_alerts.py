@@ -352,7 +352,7 @@ def test_pause_file_roundtrip_and_wait(tmp_path):
     alert = Alert(700, "memorisation", 0.4, "40% of samples are near-copies")
     path = write_pause(tmp_path, alert)
     assert path.name == PAUSE_FILE and evowatch_should_pause(tmp_path)
-    assert read_pause(tmp_path) == alert.to_dict()
+    assert read_pause(tmp_path) == {**alert.to_dict(), "alerts": [alert.to_dict()]}
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
     timer = threading.Timer(0.3, clear_pause, args=(tmp_path,))
     timer.start()
@@ -361,3 +361,33 @@ def test_pause_file_roundtrip_and_wait(tmp_path):
     assert 0.2 < time.monotonic() - t0 < 5 and not evowatch_should_pause(tmp_path)
     write_pause(tmp_path, alert)
     assert wait_if_paused(tmp_path, poll_s=0.05, timeout_s=0.1) is True and evowatch_should_pause(tmp_path)
+
+
+def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
+    """Collapse and fd_rising starting at one step (the explorers' step 1200): one pause
+    naming both, for the trainer's message and for readers of the one-alert format; a file
+    in that older format still reads, with its one alert under "alerts"."""
+    from engine.signals import Signals
+
+    class Store:  # the three things Signals._alerts needs from a StoreWriter
+        attrs: dict = {}
+
+        def step_metrics(self):
+            return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0]),
+                    "fd": np.array([1.0, 0.9, 0.8, 0.7, 0.6, 0.7, 0.8, 0.9])}
+
+        def set_alerts(self, alerts):
+            self.attrs = {"alerts": alerts}
+
+    Signals(run_dir=tmp_path, encoder=None, pause_on_alert=True)._alerts(Store(), 7, {})
+    record = read_pause(tmp_path)
+    assert [a["rule"] for a in record["alerts"]] == ["collapse", "fd_rising"]
+    assert record["rule"] == "collapse, fd_rising" and record["step"] == 7
+    assert record["message"] == "; ".join(a["message"] for a in record["alerts"])
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        assert wait_if_paused(tmp_path, poll_s=0.01, timeout_s=0.01) is True
+    assert "evowatch paused training (collapse, fd_rising): diversity fell" in caplog.text
+    assert "; FD rose for 3 consecutive checkpoints" in caplog.text
+    old = {"step": 5, "rule": "collapse", "value": 1.0, "message": "m"}
+    (tmp_path / PAUSE_FILE).write_text(json.dumps(old))
+    assert read_pause(tmp_path) == {**old, "alerts": [old]}
