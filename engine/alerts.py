@@ -22,6 +22,10 @@ RULE_NAMES: tuple[str, ...] = ("collapse", "memorisation", "fd_rising", "label_d
 
 _D_TOKENS = {"d", "disc", "dis", "discriminator", "critic"}
 _G_TOKENS = {"g", "gen", "generator"}
+#: A generator loss also when no discriminator token says otherwise (MMGeneration's loss_gan).
+_G_ONLY_TOKENS = _G_TOKENS | {"gan"}
+#: Learning rates named after their network (MMGeneration's lr/generator) are no losses.
+_NOT_LOSS_TOKENS = {"lr", "learning"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,11 +279,13 @@ def _tokens(name: str) -> set[str]:
 
 def loss_roles(names: Sequence[str], rules: AlertRules = DEFAULT_RULES) -> tuple[list[str], list[str]]:
     """Split loss names into discriminator and generator losses (explicit names in
-    ``rules`` win; else by tokens: ``loss_D``, ``errD``, ``d_loss``, ``Loss/discriminator``...)."""
+    ``rules`` win; else by tokens: ``loss_D``, ``errD``, ``d_loss``, ``Loss/discriminator``,
+    ``Loss/D/loss``..., ``loss_gan``; learning rates such as ``lr/generator`` have no role)."""
     if rules.d_loss_names or rules.g_loss_names:
         return [n for n in names if n in rules.d_loss_names], [n for n in names if n in rules.g_loss_names]
-    d = [n for n in names if _tokens(n) & _D_TOKENS and not _tokens(n) & _G_TOKENS]
-    g = [n for n in names if _tokens(n) & _G_TOKENS and not _tokens(n) & _D_TOKENS]
+    tokens = {n: _tokens(n) for n in names if not _tokens(n) & _NOT_LOSS_TOKENS}
+    d = [n for n, t in tokens.items() if t & _D_TOKENS and not t & _G_TOKENS]
+    g = [n for n, t in tokens.items() if t & _G_ONLY_TOKENS and not t & _D_TOKENS]
     return d, g
 
 
