@@ -22,6 +22,10 @@ RULE_NAMES: tuple[str, ...] = ("collapse", "memorisation", "fd_rising", "label_d
 
 _D_TOKENS = {"d", "disc", "dis", "discriminator", "critic"}
 _G_TOKENS = {"g", "gen", "generator"}
+#: A generator loss also when no discriminator token says otherwise (MMGeneration's loss_gan).
+_G_ONLY_TOKENS = _G_TOKENS | {"gan"}
+#: Learning rates named after their network (MMGeneration's lr/generator) are no losses.
+_NOT_LOSS_TOKENS = {"lr", "learning"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +54,13 @@ class AlertRules:
     collapse_metrics: tuple[str, ...] = ("vendi", "pairwise_cosine")
     collapse_max_drop: float = 0.5
     # memorisation: near-copy fraction above max(min_frac, q + z * binomial sd) or the
-    # median log(d_train / d_holdout) below copy_log_ratio_max
+    # median log(d_train / d_holdout) over distinct neighbourhoods below copy_log_ratio_max,
+    # significantly (sign test over those neighbourhoods, p < copy_log_ratio_alpha): a
+    # collapsed generator's few neighbourhoods are too few evidence of copying
     near_copy_min_frac: float = 0.15
     near_copy_z: float = 4.0
     copy_log_ratio_max: float = -0.2
+    copy_log_ratio_alpha: float = 0.01
     # fd_rising: FD rose at each of the last k transitions by > min_step_rise (relative)
     # and over the k transitions by > max(min_total_rise x FD, noise_z x a robust sd of
     # FD's checkpoint-to-checkpoint noise estimated from the earlier checkpoints)
@@ -170,12 +177,13 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
             return Alert(step, "memorisation", frac,
                          f"{_pct(frac)} of samples are near-copies of training images at step {step} "
                          f"(a fresh sample is one with probability {_pct(q)}; alert above {_pct(limit)})")
-    ratio = _get(cur, "copy_log_ratio")
-    if math.isfinite(ratio) and ratio < rules.copy_log_ratio_max:
+    ratio, p, hoods = _get(cur, "copy_log_ratio"), _get(cur, "copy_log_ratio_p"), _get(cur, "copy_neighbourhoods")
+    if _finite(ratio, p, hoods) and ratio < rules.copy_log_ratio_max and p < rules.copy_log_ratio_alpha:
         closer = 1.0 - math.exp(ratio)
         return Alert(step, "memorisation", ratio,
                      f"samples at step {step} sit {_pct(closer)} closer to training images than to "
-                     f"held-out ones (median log distance ratio {ratio:.3f} on equal-size subsets)")
+                     f"held-out ones (median log distance ratio {ratio:.3f} over {hoods:.0f} distinct "
+                     f"neighbourhoods on equal-size subsets; sign test p = {p:.2g})")
     return None
 
 
@@ -271,11 +279,13 @@ def _tokens(name: str) -> set[str]:
 
 def loss_roles(names: Sequence[str], rules: AlertRules = DEFAULT_RULES) -> tuple[list[str], list[str]]:
     """Split loss names into discriminator and generator losses (explicit names in
-    ``rules`` win; else by tokens: ``loss_D``, ``errD``, ``d_loss``, ``Loss/discriminator``...)."""
+    ``rules`` win; else by tokens: ``loss_D``, ``errD``, ``d_loss``, ``Loss/discriminator``,
+    ``Loss/D/loss``..., ``loss_gan``; learning rates such as ``lr/generator`` have no role)."""
     if rules.d_loss_names or rules.g_loss_names:
         return [n for n in names if n in rules.d_loss_names], [n for n in names if n in rules.g_loss_names]
-    d = [n for n in names if _tokens(n) & _D_TOKENS and not _tokens(n) & _G_TOKENS]
-    g = [n for n in names if _tokens(n) & _G_TOKENS and not _tokens(n) & _D_TOKENS]
+    tokens = {n: _tokens(n) for n in names if not _tokens(n) & _NOT_LOSS_TOKENS}
+    d = [n for n, t in tokens.items() if t & _D_TOKENS and not t & _G_TOKENS]
+    g = [n for n, t in tokens.items() if t & _G_ONLY_TOKENS and not t & _D_TOKENS]
     return d, g
 
 

@@ -1,7 +1,7 @@
 """The tiny helper a training loop calls, and the on-alert actions evowatch takes.
 
 Standard library only, so a trainer can import it cheaply. On an alert, evowatch writes
-``RUN_DIR/EVOWATCH_PAUSE`` holding the alert as JSON (:func:`write_pause`); the trainer
+``RUN_DIR/EVOWATCH_PAUSE`` holding the alerts as JSON (:func:`write_pause`); the trainer
 checks it between steps::
 
     from engine.pause import wait_if_paused
@@ -21,7 +21,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,25 @@ def pause_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / PAUSE_FILE
 
 
-def write_pause(run_dir: str | os.PathLike, alert: Any) -> Path:
-    """Write the pause file atomically (temporary file, then replace) with the alert JSON."""
+def _pause_record(alerts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The pause file's JSON: the alerts of one evaluation under ``"alerts"``, and, for readers
+    of the one-alert format, ``step``/``rule``/``value``/``message`` at the top: the rules
+    joined with ", " ("collapse, fd_rising"), the messages with "; ", the first one's value."""
+    if not alerts:
+        raise ValueError("Expected at least one alert to pause on. Got none instead.")
+    return {"step": alerts[0]["step"], "rule": ", ".join(str(a["rule"]) for a in alerts),
+            "value": alerts[0]["value"], "message": "; ".join(str(a["message"]) for a in alerts),
+            "alerts": list(alerts)}
+
+
+def write_pause(run_dir: str | os.PathLike, alerts: Any) -> Path:
+    """Write the pause file atomically (temporary file, then replace) with the JSON of one
+    alert or of a list of alerts (all that fired at one step: the pause names every one)."""
     path = pause_path(run_dir)
     tmp = path.with_name(f".{PAUSE_FILE}.{os.getpid()}.partial")
+    record = _pause_record([_alert_dict(a) for a in (alerts if isinstance(alerts, (list, tuple)) else [alerts])])
     try:
-        tmp.write_text(json.dumps(_alert_dict(alert), default=float) + "\n")
+        tmp.write_text(json.dumps(record, default=float) + "\n")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -65,11 +78,16 @@ def evowatch_should_pause(run_dir: str | os.PathLike) -> bool:
 
 
 def read_pause(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The alert that paused the run, or None (also None for an unreadable file)."""
+    """What paused the run, or None (also None for an unreadable file): ``step``, ``rule``
+    (every rule, joined with ", "), ``value``, ``message`` and ``alerts``, the list of the
+    alerts themselves (also for a file in the older one-alert format)."""
     try:
-        return json.loads(pause_path(run_dir).read_text())
+        record = json.loads(pause_path(run_dir).read_text())
     except (OSError, ValueError):
         return None
+    if isinstance(record, dict) and "alerts" not in record:
+        record["alerts"] = [{k: record.get(k) for k in ("step", "rule", "value", "message")}]
+    return record
 
 
 def clear_pause(run_dir: str | os.PathLike) -> None:

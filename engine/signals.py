@@ -183,14 +183,13 @@ class Signals:
         ongoing = {a["rule"] for a in stored if a["step"] == previous_step}
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
         store.set_alerts(sorted(stored, key=lambda a: (a["step"], a["rule"])))
-        for alert in fired:
-            if alert.rule in ongoing:
-                continue  # still holding: announce and act on its onset only
-            self._act(alert)
+        onsets = [alert for alert in fired if alert.rule not in ongoing]  # still holding: acted on at onset
+        for alert in onsets:
+            self._announce(alert)
+        if onsets and self.pause_on_alert:
+            write_pause(self.run_dir, fired)  # one pause naming every alert of the step
 
-    def _act(self, alert: Alert) -> None:
+    def _announce(self, alert: Alert) -> None:
         print(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}", file=sys.stderr)
         if self.on_alert:
             run_on_alert(self.on_alert, alert)
-        if self.pause_on_alert:
-            write_pause(self.run_dir, alert)

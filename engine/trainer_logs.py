@@ -2,10 +2,13 @@
 
 Three formats, found recursively under the run directory:
 
-- JSONL (``*.jsonl``): one JSON object per line with a step key (``step``,
-  ``global_step``, ``iter``, ``iteration``, ``it`` or ``_step``); every other numeric
-  field is a scalar; nested objects are flattened with ``/`` (``{"loss": {"D": 1}}`` ->
-  ``loss/D``).
+- JSON lines (``*.jsonl``, and OpenMMLab / MMGeneration's ``{timestamp}.log.json``): one
+  JSON object per line with a step key (``step``, ``global_step``, ``iter``, ``iteration``,
+  ``it`` or ``_step``); every other numeric field is a scalar; nested objects are
+  flattened with ``/`` (``{"loss": {"D": 1}}`` -> ``loss/D``). Lines without a step (the
+  environment line MMGeneration writes first) are skipped. StyleGAN2-ADA / StyleGAN3 / EDM
+  ``stats.jsonl`` lines, ``{"Loss/G/loss": {"num", "mean", "std"}, "Progress/kimg": {...},
+  ...}``, are read as their authors plot them (see :func:`stats_points`).
 - CSV (``*.csv``) with a step column (same names, any case), as PyTorch Lightning's
   ``CSVLogger`` writes ``metrics.csv``; empty cells are skipped.
 - TensorBoard event files (``events.out.tfevents.*``): through tensorboard's
@@ -42,7 +45,7 @@ _MAX_DEPTH = 4
 
 
 def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
-    """JSONL, CSV and TensorBoard event files under ``run_dir`` (at most 4 levels deep)."""
+    """JSON-lines, CSV and TensorBoard event files under ``run_dir`` (at most 4 levels deep)."""
     root = Path(run_dir)
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -51,7 +54,7 @@ def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
             dirnames[:] = []
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.endswith((".jsonl", ".csv")) or name.startswith("events.out.tfevents."):
+            if name.endswith((".jsonl", ".log.json", ".csv")) or name.startswith("events.out.tfevents."):
                 out.append(Path(dirpath) / name)
     return sorted(out)
 
@@ -63,7 +66,7 @@ def read_trainer_scalars(run_dir: str | os.PathLike, files: list[Path] | None = 
         try:
             if path.name.startswith("events.out.tfevents."):
                 points = read_tensorboard(path)
-            elif path.suffix == ".jsonl":
+            elif path.suffix in (".jsonl", ".json"):
                 points = read_jsonl(path)
             else:
                 points = read_csv(path)
@@ -111,8 +114,46 @@ def _step_of(record: dict[str, Any]) -> tuple[str, int] | None:
     return None
 
 
+#: The step of a ``stats.jsonl`` line: thousands of images shown, the number in ``fakes000200.png``.
+STATS_STEP = "Progress/kimg"
+#: ``stats.jsonl`` entries left out: the machine's clocks, counters and memory, not the model's
+#: training; ADA's augmentation probability, which rises as the discriminator overfits, is kept.
+STATS_SKIPPED = ("Timing/", "Resources/", "Progress/")
+STATS_KEPT = ("Progress/augment",)
+
+
+def stats_points(record: dict[str, Any]) -> list[tuple[str, int, float]] | None:
+    """(name, step, value) triples of a StyleGAN2-ADA / StyleGAN3 / EDM ``stats.jsonl`` line,
+    or None for a line in another format.
+
+    Each statistic is ``{"num", "mean", "std"}`` over a tick; its value is the mean, under the
+    statistic's own name, so ``Loss/D/loss`` and ``Loss/G/loss`` keep the roles the alert
+    rules give them (flattening would make ``Loss/G/loss/std`` a generator loss too). The step
+    is :data:`STATS_STEP`'s mean, truncated as the trainer names its ``fakes`` grids. A
+    statistic with ``num`` 0 had no sample in the tick: its NaN mean is no NaN loss. Timing,
+    resources and progress counters are left out (:data:`STATS_SKIPPED`): a viewer's scalar
+    panel is for the model, and a clock that only grows would crowd it.
+    """
+    kimg = record.get(STATS_STEP)
+    if not (isinstance(kimg, dict) and "mean" in kimg):
+        return None
+    step = _number(kimg["mean"])
+    if step is None or not math.isfinite(step):
+        return []
+    out = []
+    for name, stat in record.items():
+        if not isinstance(stat, dict) or stat.get("num") == 0:
+            continue
+        if name.startswith(STATS_SKIPPED) and name not in STATS_KEPT:
+            continue
+        value = _number(stat.get("mean"))
+        if value is not None:
+            out.append((name, int(step), value))
+    return out
+
+
 def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
-    """(name, step, value) triples of a JSONL log; lines without a step or not JSON are skipped."""
+    """(name, step, value) triples of a JSON-lines log; lines without a step or not JSON are skipped."""
     out = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -124,6 +165,10 @@ def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
             except ValueError:
                 continue  # a half-written last line, or a non-JSON line
             if not isinstance(rec, dict):
+                continue
+            stats = stats_points(rec)
+            if stats is not None:
+                out.extend(stats)
                 continue
             flat = dict(_flatten(rec))
             found = _step_of(flat)

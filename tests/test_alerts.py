@@ -174,6 +174,42 @@ def test_copy_detected_within_one_checkpoint(world, healthy_history):
     assert "near-copies" in alert.message and alert.value > 0.9
 
 
+def test_collapse_onto_modes_closer_to_training_is_not_memorisation(world, healthy_history):
+    """A generator collapsed onto 2 modes draws near-duplicates that share their nearest
+    training and held-out vectors: 2 comparisons, not 256. Both modes happening to sit
+    closer to a training image (ratio < -0.2, as in `demo --fail collapse@1500` at step
+    2000) is no evidence of copying, so only `collapse` fires."""
+    rng = np.random.default_rng(7)
+    lab = rng.choice(C, 4000)
+    cand = unit(world.centres[lab] + SIGMA * rng.normal(size=(4000, K_INTR)) @ world.basis / np.sqrt(K_INTR))
+    ref = world.ref
+    ratio = np.log(M.knn_distances(cand, world.real[ref.copy_train_idx], 1)[:, 0]
+                   / M.knn_distances(cand, world.hold[ref.copy_holdout_idx], 1)[:, 0])
+    fresh = M.knn_distances(cand, world.real, 1)[:, 0] > ref.near_copy_threshold  # no near-copies
+    first = np.flatnonzero((ratio < -0.3) & fresh)[0]
+    second = np.flatnonzero((ratio < -0.3) & fresh & (lab != lab[first]))[0]
+    modes = cand[[first, second]]
+    x = unit(modes[np.arange(N_GEN) % 2] + 1e-3 * rng.normal(size=(N_GEN, D)) / np.sqrt(D))
+    cur = world.metrics(ONSET, x, lab[[first, second]][np.arange(N_GEN) % 2])
+    rules = [a.rule for a in evaluate_alerts(healthy_history[:ONSET] + [cur])]
+    assert "collapse" in rules and "memorisation" not in rules
+    assert cur["copy_neighbourhoods"] == 2 and cur["copy_log_ratio"] < DEFAULT_RULES.copy_log_ratio_max
+    assert cur["near_copy_frac"] == 0 and cur["copy_log_ratio_p"] >= 0.25
+
+
+def test_copy_log_ratio_alone_still_detects_copying(world, healthy_history):
+    """Copies of many training images are as many neighbourhoods, all closer to training:
+    the log-ratio route fires on its own (near-copy route switched off)."""
+    rng = np.random.default_rng(8)
+    idx = world.ref.copy_train_idx[rng.choice(len(world.ref.copy_train_idx), N_GEN)]
+    x = unit(world.real[idx] + 0.05 * rng.normal(size=(N_GEN, D)) / np.sqrt(D))
+    cur = world.metrics(ONSET, x, world.real_labels[idx])
+    assert cur["copy_neighbourhoods"] > 100 and cur["copy_log_ratio_p"] < 1e-6
+    rules = AlertRules(near_copy_min_frac=1.1)
+    (alert,) = [a for a in evaluate_alerts(healthy_history[:ONSET] + [cur], rules) if a.rule == "memorisation"]
+    assert alert.value == cur["copy_log_ratio"] and "distinct neighbourhoods" in alert.message
+
+
 def test_fd_rising_detected(world, healthy_history):
     u = unit(world.rng.normal(size=(1, D)))
 
@@ -316,7 +352,7 @@ def test_pause_file_roundtrip_and_wait(tmp_path):
     alert = Alert(700, "memorisation", 0.4, "40% of samples are near-copies")
     path = write_pause(tmp_path, alert)
     assert path.name == PAUSE_FILE and evowatch_should_pause(tmp_path)
-    assert read_pause(tmp_path) == alert.to_dict()
+    assert read_pause(tmp_path) == {**alert.to_dict(), "alerts": [alert.to_dict()]}
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
     timer = threading.Timer(0.3, clear_pause, args=(tmp_path,))
     timer.start()
@@ -325,3 +361,33 @@ def test_pause_file_roundtrip_and_wait(tmp_path):
     assert 0.2 < time.monotonic() - t0 < 5 and not evowatch_should_pause(tmp_path)
     write_pause(tmp_path, alert)
     assert wait_if_paused(tmp_path, poll_s=0.05, timeout_s=0.1) is True and evowatch_should_pause(tmp_path)
+
+
+def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
+    """Collapse and fd_rising starting at one step (the explorers' step 1200): one pause
+    naming both, for the trainer's message and for readers of the one-alert format; a file
+    in that older format still reads, with its one alert under "alerts"."""
+    from engine.signals import Signals
+
+    class Store:  # the three things Signals._alerts needs from a StoreWriter
+        attrs: dict = {}
+
+        def step_metrics(self):
+            return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0]),
+                    "fd": np.array([1.0, 0.9, 0.8, 0.7, 0.6, 0.7, 0.8, 0.9])}
+
+        def set_alerts(self, alerts):
+            self.attrs = {"alerts": alerts}
+
+    Signals(run_dir=tmp_path, encoder=None, pause_on_alert=True)._alerts(Store(), 7, {})
+    record = read_pause(tmp_path)
+    assert [a["rule"] for a in record["alerts"]] == ["collapse", "fd_rising"]
+    assert record["rule"] == "collapse, fd_rising" and record["step"] == 7
+    assert record["message"] == "; ".join(a["message"] for a in record["alerts"])
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        assert wait_if_paused(tmp_path, poll_s=0.01, timeout_s=0.01) is True
+    assert "evowatch paused training (collapse, fd_rising): diversity fell" in caplog.text
+    assert "; FD rose for 3 consecutive checkpoints" in caplog.text
+    old = {"step": 5, "rule": "collapse", "value": 1.0, "message": "m"}
+    (tmp_path / PAUSE_FILE).write_text(json.dumps(old))
+    assert read_pause(tmp_path) == {**old, "alerts": [old]}

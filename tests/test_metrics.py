@@ -47,6 +47,21 @@ def test_knn_faiss_path_matches_brute_force(data, monkeypatch):
     np.testing.assert_allclose(M.knn_radii(real, 5), radii, atol=1e-9)
     d = np.sort(M.pairwise_distances(fake, real), axis=1)[:, :5]
     np.testing.assert_allclose(brute, d, atol=1e-12)
+    want = np.argsort(M.pairwise_distances(fake, real), axis=1)[:, :5]
+    np.testing.assert_array_equal(M.knn(fake, real, 5)[1], want)  # the FAISS path, still forced
+    monkeypatch.undo()
+    np.testing.assert_array_equal(M.knn(fake, real, 5)[1], want)
+
+
+def test_log_ratio_counts_each_neighbourhood_once():
+    """Samples sharing both nearest neighbours are one comparison: the median and the sign
+    test run over neighbourhoods (their samples' median), not over samples."""
+    ratio = np.array([-0.5] * 60 + [0.1, 0.2, 0.3])
+    train_nn = np.array([4] * 60 + [1, 2, 3])
+    holdout_nn = np.array([9] * 60 + [1, 1, 2])
+    got = M.neighbourhood_log_ratio(ratio, train_nn, holdout_nn)
+    assert got == {"copy_log_ratio": pytest.approx(0.15), "copy_neighbourhoods": 4,
+                   "copy_log_ratio_p": pytest.approx(15 / 16)}
 
 
 def test_fd_matches_scipy_sqrtm(data):

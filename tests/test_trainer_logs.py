@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine import trainer_logs as T
+from engine.alerts import loss_roles
 
 # An event file written by torch.utils.tensorboard.SummaryWriter (tensorboard 2.x):
 # add_scalar('loss/D', 0.5 + s/100, s) and add_scalar('loss_G', 1 - s/100, s, new_style=True)
@@ -91,3 +92,47 @@ def test_mixed_run_dir_and_nan(tmp_path):
     steps, values = got["loss_G"]
     assert steps.tolist() == [0, 3, 10, 20, 30, 40] and np.isinf(values[1])
     assert [p.name for p in T.find_log_files(tmp_path)] == ["log.jsonl", "events.out.tfevents.1700000000.host.1.0"]
+
+
+def _stat(mean, num=4):
+    return {"num": num, "mean": mean, "std": 0.1}
+
+
+def test_stylegan_and_edm_stats_jsonl(tmp_path):
+    """StyleGAN2-ADA / StyleGAN3 stats.jsonl: a {num, mean, std} per statistic, the step in
+    Progress/kimg (truncated like fakes000004.png); clocks and memory left out, ADA's
+    augment probability kept; an empty statistic (num 0, NaN mean) is no NaN loss. EDM
+    writes Progress/kimg without std."""
+    lines = [{"Loss/G/loss": _stat(2.0), "Loss/D/loss": _stat(0.5), "Loss/G/reg": _stat(float("nan"), num=0),
+              "Progress/tick": _stat(0.0, 1), "Progress/kimg": _stat(0.032, 1), "Progress/augment": _stat(0.0, 1),
+              "Timing/total_hours": _stat(0.01, 1), "Resources/peak_gpu_mem_gb": _stat(9.5, 1),
+              "timestamp": 1690000000.0},
+             {"Loss/G/loss": _stat(1.5), "Loss/D/loss": _stat(0.75), "Progress/kimg": _stat(4.032, 1),
+              "Progress/augment": _stat(0.01, 1), "timestamp": 1690000100.0}]
+    run = tmp_path / "00000-mydata-auto1"
+    run.mkdir()
+    (run / "stats.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    edm = tmp_path / "edm"
+    edm.mkdir()
+    (edm / "stats.jsonl").write_text(json.dumps({"Loss/loss": {"num": 1, "mean": 0.25}, "Progress/kimg": {"num": 1, "mean": 2000.0}}) + "\n")
+    got = T.read_trainer_scalars(tmp_path)
+    assert set(got) == {"Loss/G/loss", "Loss/D/loss", "Progress/augment", "Loss/loss"}
+    assert got["Loss/G/loss"][0].tolist() == [0, 4] and got["Loss/G/loss"][1].tolist() == [2.0, 1.5]
+    assert got["Loss/loss"][0].tolist() == [2000] and got["Loss/loss"][1].tolist() == [0.25]
+    assert loss_roles(list(got)) == (["Loss/D/loss"], ["Loss/G/loss"])
+
+
+def test_mmgeneration_log_json(tmp_path):
+    """OpenMMLab / MMGeneration {timestamp}.log.json: JSON lines with "iter" after a first
+    line of environment info; the generator's learning rate is no generator loss."""
+    work = tmp_path / "work_dirs" / "stylegan2_c2_ffhq_256"
+    work.mkdir(parents=True)
+    lines = [{"env_info": "sys.platform: linux", "seed": 0, "exp_name": "stylegan2"}]
+    lines += [{"mode": "train", "epoch": 1, "iter": it, "lr": {"generator": 0.0016, "discriminator": 0.0018},
+               "time": 0.5, "loss_gan": 1.0 / it, "loss_disc_fake": 0.3, "loss_disc_real": 0.2} for it in (100, 200)]
+    (work / "20221123_103102.log.json").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    (work / "20221123_103102.log").write_text("2022-11-23 10:31:02,000 - mmgen - INFO - Environment info:\n")
+    got = T.read_trainer_scalars(tmp_path)
+    assert got["loss_gan"][0].tolist() == [100, 200] and got["loss_gan"][1].tolist() == [0.01, 0.005]
+    assert "seed" not in got and got["lr/generator"][1].tolist() == [0.0016, 0.0016]
+    assert loss_roles(list(got)) == (["loss_disc_fake", "loss_disc_real"], ["loss_gan"])
