@@ -174,8 +174,6 @@ def _finest_padded(bg: _Background, padding: int) -> GridGeometry | None:
     """The finest square torchvision geometry of ``padding`` whose pad lines are background
     (a coarser one always fits too)."""
     height, width = bg.rows.size, bg.cols.size
-    if max(bg.rows[:padding].mean(), bg.cols[:padding].mean()) > bg.bar:
-        return None  # cheap: the border is narrower than this padding
     for step in _divisors(np.gcd(height - padding, width - padding)):
         rows, cols = (height - padding) // step, (width - padding) // step
         if (step - padding >= MIN_TILE and rows * cols >= 2
@@ -188,7 +186,10 @@ def _finest_padded(bg: _Background, padding: int) -> GridGeometry | None:
 def _detect_padded(image: np.ndarray, bg: _Background) -> GridGeometry | None:
     """The finest geometry over all :data:`PADDINGS` (a wrong padding fits only coarser:
     padding 4 every 52 px holds padding 2 every 157), with at least two tiles not blank."""
-    fits = [g for g in (_finest_padded(bg, padding) for padding in PADDINGS) if g is not None]
+    # Only paddings the border is as wide as (cheap: it rules out most at once).
+    n = np.arange(1, max(PADDINGS) + 1)
+    border = np.maximum(np.cumsum(bg.rows[:n.size]) / n, np.cumsum(bg.cols[:n.size]) / n) <= bg.bar
+    fits = [g for g in (_finest_padded(bg, p) for p in PADDINGS if border[p - 1]) if g is not None]
     for geometry in sorted(fits, key=lambda g: -g.count):  # stable: PADDINGS order breaks ties
         filled = (tile for _, tile in _tiles(image, geometry) if not _is_empty(tile, bg.value, bg.bar))
         if next(filled, None) is not None and next(filled, None) is not None:
@@ -285,9 +286,11 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
         return None
     bg = _background(image, lossy)
     padded = bg and _detect_padded(image, bg)
-    # Separated tiles win if finer, or as fine as padded tiles that hold background lines.
-    floor = 1 if not padded else padded.count - (not _tight(bg, padded))
-    geometry = (bg and _detect_separated(image, bg, floor)) or padded or _detect_unpadded(image)
+    if padded and _tight(bg, padded):  # its pad lines are the only separators: nothing finer
+        geometry = padded
+    else:  # separated tiles win if finer, or as fine as padded tiles that hold background lines
+        floor = padded.count - 1 if padded else 1
+        geometry = (bg and _detect_separated(image, bg, floor)) or padded or _detect_unpadded(image)
     if geometry is not None:
         log.debug("grid %dx%d of %dpx tiles (padding %d) in a %dx%d image", geometry.rows, geometry.cols,
                   geometry.tile_h, geometry.padding, image.shape[0], image.shape[1])
