@@ -158,13 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Loggers whose info lines are evowatch's progress; a library's info lines (zarr logs every
+#: array it opens, torch its cache statistics at exit) are not shown, its warnings are.
+_OUR_LOGGERS = ("evowatch", "engine", "stores", "viewer", "examples")
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
-    level = logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="evowatch: %(message)s", stream=sys.stderr, force=True)
-    if args.verbose:  # our debug lines; a library's (zarr logs every array it opens) stay at info
-        for ours in ("engine", "stores", "viewer"):
-            logging.getLogger(ours).setLevel(logging.DEBUG)
-    else:
+    logging.basicConfig(level=logging.WARNING, format="evowatch: %(message)s", stream=sys.stderr, force=True)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    for ours in _OUR_LOGGERS:
+        logging.getLogger(ours).setLevel(level)
+    if not args.verbose:
         for noisy in ("openTSNE", "faiss", "faiss.loader", "urllib3", "httpx", "huggingface_hub", "timm"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 

@@ -867,3 +867,25 @@ def test_a_forked_child_dies_of_sigterm_instead_of_running_the_parents_handler()
     finally:
         restore()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("flags, shown", [([], ["ours: info", "lib: warning"]),
+                                          (["-q"], ["lib: warning"]),
+                                          (["-v"], ["ours: debug", "ours: info", "lib: warning"])])
+def test_progress_lines_are_evowatchs_own_a_librarys_info_lines_are_not(capsys, flags, shown):
+    """torch printed "FakeTensor cache stats" at exit through the root logger's info level."""
+    import logging
+
+    from engine import cli
+
+    cli._configure_logging(cli.build_parser().parse_args(flags + ["info", "s.zarr"]))
+    try:
+        ours, library = logging.getLogger("engine.watch"), logging.getLogger("zarr.core.sync")
+        ours.debug("ours: debug")
+        ours.info("ours: info")
+        library.info("lib: info")
+        library.warning("lib: warning")
+        assert capsys.readouterr().err.splitlines() == [f"evowatch: {line}" for line in shown]
+    finally:  # other tests' caplog sees our loggers' records at its own levels
+        for name in cli._OUR_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
