@@ -73,14 +73,17 @@ _LOG_EXTENSIONS = frozenset({".json", ".jsonl", ".txt", ".yaml", ".yml", ".log",
 _WEIGHT_STEM = re.compile(
     r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
-    r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest)$", re.IGNORECASE)
+    r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
+    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict))$",  # Imaginaire's epoch_00001_iteration_000001000_checkpoint.pt
+    re.IGNORECASE)
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
 #: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
 #: Files of the trainer's real data written beside its samples (CycleGAN's
-#: ``epoch001_real_A.png``, ``real_samples.png``): no samples, unless ``--samples`` names them.
-_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth)(?![a-z])", re.IGNORECASE)
+#: ``epoch001_real_A.png``, ``real_samples.png``, taming's ``inputs_gs-005000_….png``): no
+#: samples, unless ``--samples`` names them.
+_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?)(?![a-z])", re.IGNORECASE)
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
 _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)

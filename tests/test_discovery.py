@@ -437,6 +437,18 @@ def test_tensor_files_in_a_checkpoint_folder_are_weights_whatever_their_names(tm
     assert [c.source for c in scan_run(tmp_path)] == ["sample/000000.png", "sample/000100.png"]
 
 
+def test_imaginaire_checkpoints_are_weights_and_taming_inputs_are_real_data(tmp_path):
+    """Imaginaire: ``epoch_00001_iteration_000001000_checkpoint.pt`` beside ``images/``;
+    taming's ImageLogger: ``inputs_gs-…`` (its training images) beside ``reconstructions_gs-…``."""
+    for step in (500, 1000):
+        torch.save({"net_G": {"w": torch.zeros(2)}}, tmp_path / f"epoch_00001_iteration_{step:09d}_checkpoint.pt")
+        for series in ("inputs", "reconstructions"):
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "images" / f"{series}_gs-{step:06d}_e-000001.png",
+                                  nrow=2)
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [
+        (500, "images/reconstructions_gs-000500_e-000001.png"), (1000, "images/reconstructions_gs-001000_e-000001.png")]
+
+
 def test_step_regex_may_name_the_extension_and_tiff_and_gif_are_images(tmp_path):
     for step in (5, 10):
         for ext in (".tiff", ".gif"):
