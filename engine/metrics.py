@@ -34,6 +34,11 @@ NEAR_COPY_QUANTILE = 0.05
 COPY_SEED = 0
 #: Cap on the equal-size subsets (keeps the per-step NN search cheap).
 COPY_SUBSET_MAX = 20_000
+#: Quantile of real samples' NN distances among n real samples (n = the checkpoint's size)
+#: below which two generated samples are near-duplicates: real data has a share q of them.
+DUPLICATE_QUANTILE = 0.01
+#: Real NN distances pooled (from disjoint size-n subsets) to calibrate that threshold.
+DUPLICATE_POOL = 4096
 #: Neutral contrast prompt for zero-shot probes given without an explicit contrast.
 NEUTRAL_PROMPT = "a photo"
 #: Version of the serialised :class:`ReferenceStats` layout.
@@ -546,6 +551,28 @@ class ReferenceStats:
         dist, idx = knn(query, base, 1, index=index)
         return dist[:, 0], idx[:, 0]
 
+    def duplicate_threshold_at(self, n: int, quantile: float = DUPLICATE_QUANTILE) -> tuple[float, float]:
+        """Near-duplicate threshold for a batch of ``n`` samples and the real's own share below it.
+
+        NN distances inside a set shrink as it grows, so the threshold is calibrated on sets
+        of the batch's size: the ``quantile`` of each real vector's NN distance within
+        disjoint seeded real subsets of ``n`` vectors (about :data:`DUPLICATE_POOL`
+        distances pooled; the whole reference when it holds fewer than ``n``, which makes
+        the threshold too large, so a healthy batch is flagged somewhat more than q). Returns
+        ``(threshold, share of the pooled real distances below it)``, the latter ~ quantile.
+        """
+        key = f"duplicates:{n}:{quantile}"
+        if key not in self._cache:
+            n_real = self.real.shape[0]
+            perm = np.random.default_rng(self.seed + 2).permutation(n_real)
+            size = min(n, n_real)
+            groups = [perm[i : i + size] for i in range(0, n_real - size + 1, size)][: -(-DUPLICATE_POOL // size)]
+            dist = np.concatenate([knn_distances(self.real[g], self.real[g], 1, exclude_self=True)[:, 0]
+                                   for g in groups])
+            threshold = float(np.quantile(dist, quantile))
+            self._cache[key] = (threshold, float(np.mean(dist < threshold)))
+        return self._cache[key]
+
     def real_vendi_at(self, n: int) -> float:
         """Vendi score of a seeded random subset of ``n`` real vectors (size-matched to a
         generated batch: the cosine-kernel Vendi score grows with n until n >> d)."""
@@ -650,6 +677,10 @@ def compute_step(
       ``real_vendi`` (a seeded real subset of the same size as the batch)
     - fidelity/coverage: ``precision``, ``recall``, ``density``, ``coverage`` (k = ref.k),
       ``fd``
+    - partial collapse: ``duplicate_frac`` (share of samples whose nearest OTHER sample of
+      the batch is closer than ``duplicate_threshold``, the real's 1% quantile at this
+      batch size: :meth:`ReferenceStats.duplicate_threshold_at`), ``duplicate_threshold``,
+      ``duplicate_expected`` (the real's own share at that threshold, ~0.01)
     - copying: ``nn_train_median`` (median NN distance to the whole training reference),
       ``copy_log_ratio`` (median of log(d_train / d_holdout) on the equal-size subsets,
       each distinct neighbourhood counted once; < 0 means closer to training than to
@@ -661,7 +692,7 @@ def compute_step(
     - probes: per prompt P, ``probe_share:P`` and ``probe_ref_share:P``
 
     Per-sample arrays: ``nn_train_dist`` (float32), ``near_copy`` (bool),
-    ``copy_log_ratio`` (float32).
+    ``copy_log_ratio`` (float32), ``near_duplicate`` (bool).
     """
     gen = as_vectors(generated, "generated vectors", dim=ref.dim)
     n = gen.shape[0]
@@ -674,8 +705,19 @@ def compute_step(
     s["vendi"] = vendi_score(gen) if n >= 1 else nan
     s["real_vendi"] = ref.real_vendi_at(n) if n >= 1 else nan
 
+    # one kNN of the batch among itself: its nearest neighbours give the near-duplicates,
+    # its k-th the generated radii of PRDC's recall
+    self_nn = knn_distances(gen, gen, min(ref.k, n - 1), exclude_self=True) if n >= 2 else None
+    if self_nn is not None:
+        threshold, expected = ref.duplicate_threshold_at(n)
+        per["near_duplicate"] = self_nn[:, 0] < threshold
+        s.update(duplicate_frac=float(per["near_duplicate"].mean()), duplicate_threshold=threshold,
+                 duplicate_expected=expected)
+    else:
+        per["near_duplicate"] = np.zeros(n, dtype=bool)
+        s.update(duplicate_frac=nan, duplicate_threshold=nan, duplicate_expected=nan)
     if n > ref.k + 1:
-        s.update(prdc(ref.real, gen, ref.k, real_radii=ref.real_radii))
+        s.update(prdc(ref.real, gen, ref.k, real_radii=ref.real_radii, fake_radii=self_nn[:, -1]))
     else:
         s.update(precision=nan, recall=nan, density=nan, coverage=nan)
     if n >= 2:

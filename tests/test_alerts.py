@@ -240,6 +240,45 @@ def test_label_and_probe_drift_detected(world, healthy_history):
     assert "'cluster0'" in alerts["probe_drift"].message
 
 
+def test_partial_collapse_detected_at_onset(world, healthy_history):
+    """Half, then three quarters, then all of the samples on 2 points (the explorers' trainer
+    --mode collapse). At onset Vendi falls ~37%, under the 50% bar, so the diversity drop
+    alone misses it; the share of samples with a near-duplicate in the batch catches it
+    (healthy checkpoints: at most a few percent, as real data of the batch's size)."""
+    rng = np.random.default_rng(11)
+    modes = unit(world.centres[:2] + SIGMA * rng.normal(size=(2, K_INTR)) @ world.basis / np.sqrt(K_INTR))
+
+    def make(t):
+        x, lab = world.healthy(t)
+        k = int([0.5, 0.75, 1.0][t - ONSET] * N_GEN)
+        x[:k] = unit(modes[np.arange(k) % 2] + 0.01 * rng.normal(size=(k, D)) / np.sqrt(D))
+        return x, lab
+
+    hist = run_with_failure(world, healthy_history, make)
+    assert first_alert(hist, "collapse") == ONSET
+    assert first_alert(hist, "collapse", rules=AlertRules(collapse_duplicate_rise=1.0)) == ONSET + 1  # Vendi alone
+    (alert,) = [a for a in evaluate_alerts(hist[: ONSET + 1]) if a.rule == "collapse"]
+    frac = hist[ONSET]["duplicate_frac"]
+    assert alert.value == frac and frac >= 0.5
+    assert alert.message.startswith(f"partial mode collapse at step {1000 * ONSET}: {round(frac * N_GEN)} of {N_GEN} samples")
+    assert "real data: 1%" in alert.message
+    assert max(h["duplicate_frac"] for h in healthy_history) < DEFAULT_RULES.collapse_duplicate_rise / 4
+
+
+def test_untrained_lookalike_samples_are_not_partial_collapse():
+    """An untrained generator's samples are look-alike blobs (the demo GAN: 100%, 80-88%, then
+    28-36% of samples with a near-duplicate at its first three checkpoints, 3-11% once trained):
+    a share that falls is training, not collapse; the same share rising from 3% is."""
+    hist = [{"step": s, "duplicate_frac": f, "duplicate_expected": 0.01, "n_generated": 64}
+            for s, f in [(250, 1.0), (500, 0.875), (750, 0.36), (1000, 0.03)]]
+    for i in range(len(hist)):
+        assert evaluate_alerts(hist[: i + 1]) == []
+    hist.append({"step": 1250, "duplicate_frac": 0.36, "duplicate_expected": 0.01, "n_generated": 64})
+    (alert,) = evaluate_alerts(hist)
+    assert alert.message == ("partial mode collapse at step 1250: 23 of 64 samples (36%) have a near-duplicate "
+                             "among the step's samples (lowest so far 3%, at step 1000); real data: 1%")
+
+
 def test_warmup_suppresses_early_distribution_rules():
     ref_shares = {"label_share:a": 1.0, "label_ref_share:a": 0.5, "label_share:b": 0.0,
                   "label_ref_share:b": 0.5, "label_tv": 0.5, "n_generated": 256}

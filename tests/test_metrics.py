@@ -138,6 +138,31 @@ def test_copy_metrics_and_per_sample_arrays(data):
     assert res.scalars["copy_zu"] < -5
 
 
+def test_duplicate_fraction_is_calibrated_on_size_matched_real_subsets(data):
+    """The threshold is the 1% quantile of real NN distances within disjoint size-n real
+    subsets, so a batch of real vectors has ~1% near-duplicates; a batch half made of 2
+    points has at least that half."""
+    real, _, hold = data
+    ref = M.ReferenceStats.build(real, hold)
+    n = 64
+    perm = np.random.default_rng(ref.seed + 2).permutation(len(real))
+    pooled = np.concatenate([M.knn_distances(real[g], real[g], 1, exclude_self=True)[:, 0]
+                             for g in np.split(perm[: len(real) // n * n], len(real) // n)])
+    threshold, expected = ref.duplicate_threshold_at(n)
+    assert threshold == pytest.approx(np.quantile(pooled, M.DUPLICATE_QUANTILE), abs=1e-12)
+    assert expected == pytest.approx(np.mean(pooled < threshold)) and 0.005 < expected <= 0.01
+    assert ref.duplicate_threshold_at(n) == (threshold, expected)  # seeded: the same figures
+    s = M.step_metrics(hold[:n], ref)  # fresh real vectors
+    assert s["duplicate_frac"] <= 0.05 and s["duplicate_threshold"] == threshold
+    batch = hold[:n].copy()
+    batch[:32] = unit(real[[0, 1] * 16] + 1e-3 * np.random.default_rng(0).normal(size=(32, 24)))
+    res = M.compute_step(batch, ref)
+    assert res.per_sample["near_duplicate"][:32].all()
+    assert res.scalars["duplicate_frac"] == pytest.approx(res.per_sample["near_duplicate"].mean())
+    assert res.scalars["duplicate_frac"] >= 0.5
+    assert res.scalars["duplicate_expected"] == expected
+
+
 def test_labels_and_probes():
     rng = np.random.default_rng(3)
     real = unit(rng.normal(size=(200, 8)))

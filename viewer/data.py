@@ -611,7 +611,7 @@ def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: S
 
 
 _RULE_METRICS = {
-    "collapse": ("vendi", "pairwise_cosine", "coverage", "recall"),
+    "collapse": ("vendi", "pairwise_cosine", "duplicate_frac", "coverage", "recall"),
     "memorisation": ("near_copy_frac", "copy_log_ratio", "copy_zu", "nn_train_median"),
     "fd_rising": ("fd",),
     "label_drift": ("label_tv",),
