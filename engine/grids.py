@@ -10,8 +10,12 @@ set apart by lines of the background value (non-square torchvision tiles, matplo
 ``subplot`` figures, whose float layout makes tiles and gaps vary by a pixel or two) are
 found as equal runs of content lines between those separators, content that reaches every
 tile's four edges. StyleGAN's ``save_image_grid`` has no padding; its tile size shows as a
-jump in pixel values at every tile boundary. Detection only accepts tiles of at least 8 px
-and at least two samples, and non-square tiles only in at least 2x2 grids, which keeps
+jump in pixel values at every tile boundary; in a pixel-repeated image (a nearest-neighbour
+upscaled sample) every block boundary is such a jump, so the grid is looked for in the
+image its blocks make. Unpadded tiles with plain margins (black-background digits,
+``padding=0``) show no jump: their boundaries all fall between two background lines.
+Detection only accepts tiles of at least 8 px and at least two samples, non-square tiles
+and unpadded tiles with margins only in at least 2x2 grids, which keeps
 natural single images (black-background digits, objects on white, framed photos, noise)
 whole; any other geometry can be forced with ``grid``/``tile_size``. The tile index,
 row-major, is the sample's instance id.
@@ -197,6 +201,25 @@ def _detect_padded(image: np.ndarray, bg: _Background) -> GridGeometry | None:
     return None
 
 
+def _detect_margined(image: np.ndarray, bg: _Background) -> GridGeometry | None:
+    """The finest unpadded grid of square tiles whose every boundary falls between two
+    background lines: tiles with background margins put side by side (black-background
+    digits saved with ``padding=0``), which show no edge at their boundaries. At least 2x2
+    tiles (objects side by side on white are one picture more often than a strip), two of
+    them holding content."""
+    height, width = bg.rows.size, bg.cols.size
+    for tile in _divisors(np.gcd(height, width)):
+        if tile < MIN_TILE or min(height, width) // tile < 2:
+            continue
+        cuts = [(lines, np.arange(tile, lines.size, tile)) for lines in (bg.rows, bg.cols)]
+        if all((lines[at - 1] <= bg.bar).all() and (lines[at] <= bg.bar).all() for lines, at in cuts):
+            geometry = GridGeometry(height // tile, width // tile, tile, tile, 0, bg.bar)
+            filled = (t for _, t in _tiles(image, geometry) if not _is_empty(t, bg.value, bg.bar))
+            if next(filled, None) is not None and next(filled, None) is not None:
+                return geometry
+    return None
+
+
 def _tight(bg: _Background, geometry: GridGeometry) -> bool:
     """Whether every background line is a pad line: a padded fit whose tiles hold background
     lines may be a coarser reading of a separated grid (matplotlib's margins)."""
@@ -259,7 +282,26 @@ def _edge_fraction(gray: np.ndarray, tile: int) -> float:
     return float(sum(fractions) / sum(counts)) if counts else 0.0
 
 
+def _repetition(image: np.ndarray) -> int:
+    """The largest f such that the image is an exact f-fold pixel repetition (nearest-
+    neighbour upscaled samples, pixel art), else 1."""
+    if not ((image[0] == image[1]).all() and (image[:, 0] == image[:, 1]).all()):
+        return 1  # cheap: a first block's two first rows and columns are equal
+    rows_equal = (image[1:] == image[:-1]).all(axis=(1, 2))  # row i equals row i + 1
+    cols_equal = (image[:, 1:] == image[:, :-1]).all(axis=(0, 2))
+    for f in reversed(_divisors(np.gcd(*image.shape[:2]))[1:]):
+        if all(equal[(np.arange(equal.size) + 1) % f != 0].all() for equal in (rows_equal, cols_equal)):
+            return f
+    return 1
+
+
 def _detect_unpadded(image: np.ndarray) -> GridGeometry | None:
+    """Tiles put side by side without padding, told by an edge at most tile boundaries. In
+    a pixel-repeated image every block boundary is such an edge (nothing changes inside a
+    block), so its blocks are read as pixels: the grid is looked for in the small image."""
+    if (f := _repetition(image)) > 1:
+        small = _detect_unpadded(image[::f, ::f]) if min(image.shape[:2]) // f >= 2 * MIN_TILE else None
+        return small and GridGeometry(small.rows, small.cols, small.tile_h * f, small.tile_w * f, 0)
     height, width = image.shape[:2]
     gray = image[..., 0].astype(np.int16) + image[..., 1] + image[..., 2]  # faster than sum(axis=2)
     sizes = [t for t in _divisors(np.gcd(height, width)) if t >= MIN_TILE and height // t >= 2 and width // t >= 2]
@@ -286,6 +328,9 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
         return None
     bg = _background(image, lossy)
     padded = bg and _detect_padded(image, bg)
+    margined = bg and _detect_margined(image, bg)
+    if margined and (not padded or margined.count > padded.count):  # a padding that fits by chance is coarser
+        padded = margined
     if padded and _tight(bg, padded):  # its pad lines are the only separators: nothing finer
         geometry = padded
     else:  # separated tiles win if finer, or as fine as padded tiles that hold background lines

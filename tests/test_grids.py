@@ -224,7 +224,8 @@ def test_forced_geometry_infers_padding(tmp_path):
     assert resolve_grid(padded, (8, 8), 64) == GridGeometry(8, 8, 64, 64, 2)
     digits = digit_images(np.random.default_rng(8), 12, 32)
     unpadded = stylegan_grid(digits, 3, 4)
-    assert detect_grid(unpadded) is None  # flat black tile borders give no edges to find
+    # no edge at the flat black tile borders, but every border falls in the tiles' margins
+    assert detect_grid(unpadded) == GridGeometry(3, 4, 32, 32, 0)
     geometry = resolve_grid(unpadded, tile_size=32)
     assert geometry == GridGeometry(3, 4, 32, 32, 0)
     _assert_tiles(unpadded, geometry, digits)
@@ -274,3 +275,31 @@ def test_forced_geometry_that_does_not_fit_says_so():
     image = np.zeros((531, 530, 3), np.uint8)
     with pytest.raises(ValueError, match=r"8x8 grid of 64px tiles\. Got 530x531"):
         forced_geometry(image, grid=(8, 8), tile_size=64)
+
+
+@pytest.mark.parametrize("nrow", [6, 8, 10])
+def test_unpadded_grids_of_black_background_digits_split_at_their_margins(tmp_path, nrow):
+    """``make_grid(..., padding=0)`` of 28-px digits: no edge at the tiles' black borders, and
+    a padding of 4 fits by chance (MNIST's 4-px margins: 2x2 digits per 51-px "tile")."""
+    digits = digit_images(np.random.default_rng(nrow), nrow * nrow, 28)
+    grid = _read(save_torchvision_grid(digits, tmp_path / "g.png", nrow=nrow, padding=0))
+    geometry = detect_grid(grid)
+    assert geometry == GridGeometry(nrow, nrow, 28, 28, 0, geometry.blank_tolerance)
+    _assert_tiles(grid, geometry, digits)
+
+
+@pytest.mark.parametrize("factor", [4, 8, 32])
+def test_a_pixel_repeated_single_image_is_not_split_at_its_blocks(factor):
+    """A nearest-neighbour upscaled sample or pixel art jumps at every block boundary, and
+    nothing changes inside a block: its blocks are pixels, not tiles."""
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        small = digit_like(rng, 28) if factor == 8 else smooth_images(rng, 1, 16 if factor == 32 else 32)[0]
+        assert detect_grid(np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)) is None, f"seed {seed}"
+
+
+def test_objects_side_by_side_in_one_row_are_one_picture():
+    """Three objects on white in one 768x256 row: cells of 256 px with white boundaries, but
+    an unpadded grid of tiles with margins is taken only from 2x2 on."""
+    row = np.concatenate([_object_on_white(np.random.default_rng(s), 256) for s in range(3)], axis=1)
+    assert detect_grid(row) is None
