@@ -46,6 +46,7 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
         args = build_parser().parse_args(watch_argv)
         args.quiet = not progress
         with open_session(args) as watcher:
+            watcher.live = True  # the trainer has not written a checkpoint yet
             while proc.poll() is None:
                 watcher.run_once()
                 time.sleep(0.5)

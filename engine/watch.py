@@ -74,7 +74,7 @@ class Watcher:
         self._references_checked = False
         self._settling: list[Checkpoint] = []  # found by the last scan, still being written
         self._found = 0  # checkpoints of the run seen by the last scan, ready or not
-        self._live = False  # run_forever: more checkpoints may come
+        self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint) -> str | None:
@@ -125,7 +125,7 @@ class Watcher:
         jobs, self._settling = self.pending()
         if first_pass and not self._found:  # a wrong path or layout, or a run that has not sampled yet
             weights = [] if self.config.sampler else scan_weights(self.config.run_dir, self.config.options)
-            say = log.info if self._live and not weights else log.warning
+            say = log.info if self.live and not weights else log.warning
             if weights:
                 say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
                     "(README, weight-only runs)", self.config.run_dir, _count(len(weights), "checkpoint"),
@@ -133,7 +133,7 @@ class Watcher:
             else:
                 say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
                     "sample-12.png, fakes000200.png; see --step-regex and --samples)", self.config.run_dir,
-                    "yet, waiting for them" if self._live else "found")
+                    "yet, waiting for them" if self.live else "found")
         if not jobs:
             self._references_checked = True
             if first_pass:  # a store left before its layout or signals were done (Ctrl-C, --no-metrics)
@@ -184,7 +184,7 @@ class Watcher:
         """Initial scan, then ingest on events and ticks until ``stop`` is set or Ctrl-C."""
         stop = stop or threading.Event()
         observer = self._start_observer()
-        self._live = True
+        self.live = True
         try:
             self.run_once()
             log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)

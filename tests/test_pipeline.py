@@ -889,3 +889,17 @@ def test_progress_lines_are_evowatchs_own_a_librarys_info_lines_are_not(capsys, 
     finally:  # other tests' caplog sees our loggers' records at its own levels
         for name in cli._OUR_LOGGERS:
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_a_live_watch_of_a_run_that_has_no_checkpoint_yet_waits_without_a_warning(tmp_path, caplog):
+    """`evowatch demo` watches its trainer from before the first checkpoint: no "no checkpoints found"."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    (tmp_path / "run").mkdir()
+    args = build_parser().parse_args(["watch", str(tmp_path / "run"), "--store", str(tmp_path / "s.zarr"),
+                                      "--encoder", "pixels", "--no-layout", "--no-metrics"])
+    with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
+        watcher.live = True
+        assert watcher.run_once() == []
+    assert [(r.levelname, "waiting for them" in r.getMessage()) for r in caplog.records] == [("INFO", True)]
