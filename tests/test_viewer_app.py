@@ -222,6 +222,35 @@ def test_foreign_and_malformed_stores_are_readable_pages(tmp_path, monkeypatch):
     assert not at.exception and "version 99 is not supported" in at.error[0].value
 
 
+def _vanish_after_placing(path: Path, monkeypatch) -> None:
+    """Remove the store once the page has read its map: the reads that follow (hover,
+    trail, selection thumbnails) are what a page left open sees after `rm -rf STORE`."""
+    import shutil
+
+    placed = data.placed
+
+    def placed_then_removed(*args, **kwargs):
+        out = placed(*args, **kwargs)
+        shutil.rmtree(path, ignore_errors=True)
+        return out
+
+    monkeypatch.setattr(data, "placed", placed_then_removed)
+
+
+@pytest.mark.parametrize("state", [{"evo_hover": {"row": N_REAL + 1}}, {"map": {"click": N_REAL + 1}},
+                                   {"map": box_all()}])
+def test_store_removed_while_open_says_no_such_store(tmp_path, monkeypatch, state):
+    path = tmp_path / "gone.zarr"
+    build_store(path, n_steps=2, per_step=10, n_real=N_REAL, thumbnail_size=8)
+    _vanish_after_placing(path, monkeypatch)
+    at = run_app(path, monkeypatch, **state)
+    assert not at.exception
+    notes = [e.value for e in at.error] + [c.value for c in at.caption if "⚠" in c.value]
+    assert notes and all("no such store" in n for n in notes), notes
+    if "evo_hover" in state:  # the hover fragment answers for itself: the rest of the map section still runs
+        assert not at.error and "Selection · 0 samples" in texts(at)
+
+
 def test_store_without_layout_or_metrics_shows_notes(tmp_path, monkeypatch):
     path = tmp_path / "bare.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=8) as w:

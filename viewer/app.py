@@ -354,8 +354,7 @@ def map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray,
     try:
         _map_section(path, commit, d, xy, visible, c, f, layout, color, highlight)
     except Exception as exc:  # a fragment rerun is outside main()'s guard: a readable line, never a traceback
-        log.exception("viewer map failed on %s", path)
-        st.error(f"The viewer could not show {path}: {type(exc).__name__}: {exc}")
+        show_error(path, exc)
 
 
 def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
@@ -379,6 +378,12 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
     selection_panel(path, commit, d, selected)
     if st.session_state.get("show_compare"):
         compare_panel(path, commit, d, selected)
+
+
+def show_error(path: str, exc: Exception) -> None:
+    """A failed read as one line on the page (the traceback only in the debug log)."""
+    log.debug("viewer failed on %s", path, exc_info=True)
+    st.error(data.read_error_text(path, exc))
 
 
 def live_status_error(path: str) -> None:
@@ -406,8 +411,7 @@ def main() -> None:
     try:
         page(path)
     except Exception as exc:  # a readable page, never a traceback
-        log.exception("viewer failed on %s", path)
-        st.error(f"The viewer could not show {path}: {type(exc).__name__}: {exc}")
+        show_error(path, exc)
 
 
 main()
