@@ -277,6 +277,23 @@ def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
     assert n_points(map_chart(at)) == 30
 
 
+def test_view_on_a_busy_port_is_one_line_and_exit_2(store, capsys):
+    """README's CLI contract: one line on stderr naming the port and the fix, exit 2, and no
+    address announced (Streamlit's own 'Port … is not available' came after it, exit 1)."""
+    import socket
+
+    from viewer import launch
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert launch.launch(store, "127.0.0.1", port) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and f"port {port} is in use" in err and "--port" in err
+
+
 # ----------------------------------------------------------------------------- data layer
 def test_lasso_and_box_geometry():
     xy = np.array([[0, 0], [1, 1], [2, 2], [5, 5]], np.float32)
