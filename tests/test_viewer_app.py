@@ -149,7 +149,19 @@ def test_step_click_on_signals_focuses_the_map(store, monkeypatch):
     assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
 
 
+def record_deprecations(monkeypatch) -> list[str]:
+    """Streamlit's deprecation warnings (logged to the server console, not the page)."""
+    import sys
+
+    seen: list[str] = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("streamlit") and hasattr(module, "show_deprecation_warning"):
+            monkeypatch.setattr(module, "show_deprecation_warning", lambda message, *a, **k: seen.append(message))
+    return seen
+
+
 def test_step_comparison_and_query_note(store, monkeypatch):
+    deprecations = record_deprecations(monkeypatch)
     at = run_app(store, monkeypatch)
     at.toggle(key="show_compare").set_value(True).run()
     at.toggle(key="show_query").set_value(True).run()
@@ -157,6 +169,7 @@ def test_step_comparison_and_query_note(store, monkeypatch):
     page = texts(at)
     assert f"The same {min(24, PER_STEP)} instances at both steps" in page
     assert "Text queries need a CLIP encoder" in page
+    assert not deprecations, deprecations  # e.g. use_container_width, removed after 2025-12-31
 
 
 def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypatch):

@@ -267,7 +267,7 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
                    + (" (selected instances first)." if prefer is not None else "."))
     for col, step, rows in ((c1, a, rows_a), (c2, b, rows_b)):
         thumbs = data.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
-        col.image(data.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", use_container_width=True)
+        col.image(data.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", width="stretch")
 
 
 def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.ndarray) -> np.ndarray | None:
