@@ -209,6 +209,34 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert at.slider(key="step_range").value == (1000, 3000)  # the open range followed the new step
 
 
+def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
+    """A collapse from step 1,500 alerts at every later step: the list keeps its first alert,
+    says "4 of 7" and lists all in an expander; steps in messages written like the viewer's."""
+    path = tmp_path / "collapse.zarr"
+    run = build_store(path, n_steps=2, per_step=10, n_real=10, thumbnail_size=8, alerts=False)
+    alerts = [{"step": s, "rule": "collapse", "value": 1.7,
+               "message": f"diversity fell 60% between step 1250 and {s}: Vendi score 4.42 -> 1.74"}
+              for s in range(1500, 3001, 250)]
+    with StoreWriter(path, run.encoder, thumbnail_size=8) as w:
+        w.set_alerts(alerts)
+    at = run_app(path, monkeypatch)
+    assert not at.exception
+    listed = [w.value for w in at.warning]
+    assert listed[:4] == [f"Step {s:,}: diversity fell 60% between step 1,250 and {s:,}: Vendi score 4.42 -> 1.74"
+                          for s in (1500, 2500, 2750, 3000)]
+    assert "Showing 4 of 7 alerts" in texts(at)
+    assert at.expander[0].label == "All 7 alerts" and len(listed) == 4 + 7
+
+
+def test_alerts_shown_first_of_each_rule_and_newest():
+    alerts = [{"step": s, "rule": r} for s, r in ((3000, "collapse"), (1000, "fd_rising"), (2000, "collapse"),
+                                                  (4000, "collapse"), (5000, "collapse"), (6000, "collapse"))]
+    assert [(a["step"], a["rule"]) for a in data.alerts_shown(alerts)] == [
+        (1000, "fd_rising"), (2000, "collapse"), (4000, "collapse"), (5000, "collapse"), (6000, "collapse")]
+    assert data.alert_text({"step": 12000, "message": "FD rose: 3 at step 10000 -> 4 at step 12000"}) == \
+        "Step 12,000: FD rose: 3 at step 10,000 -> 4 at step 12,000"
+
+
 # ----------------------------------------------------------------------------- bad stores
 def test_missing_store_is_a_readable_page(tmp_path, monkeypatch):
     at = run_app(tmp_path / "nope.zarr", monkeypatch)

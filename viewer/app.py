@@ -291,6 +291,20 @@ def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.nda
     return best
 
 
+def alerts_list(alerts: list[dict[str, Any]]) -> None:
+    """Each rule's first alert (the onset) and the newest above the map; all in an expander,
+    so a long collapse does not hide where it began."""
+    shown = data.alerts_shown(alerts)
+    for alert in shown:
+        st.warning(data.alert_text(alert))
+    if len(shown) < len(alerts):
+        st.caption(f"Showing {len(shown)} of {len(alerts)} alerts: each rule's first and the newest "
+                   f"{data.NEWEST_ALERTS}.")
+        with st.expander(f"All {len(alerts)} alerts"):
+            for alert in sorted(alerts, key=data.alert_step):
+                st.warning(data.alert_text(alert))
+
+
 # ----------------------------------------------------------------------------- page
 def page(path: str) -> None:
     try:
@@ -310,9 +324,7 @@ def page(path: str) -> None:
     n_steps = len(d.all_steps)
     st.caption(f"{commit.rows:,} samples · {n_steps} steps · {commit.layout_rows:,} laid out · "
                f"encoder {d.encoder.get('identity', '?')} · {len(d.alerts)} alerts")
-    for alert in list(d.alerts)[-3:]:
-        st.warning(f"Step {alert.get('step', '?'):,}: {alert.get('message', alert.get('rule', 'alert'))}"
-                   if isinstance(alert.get("step"), int) else str(alert.get("message", alert)))
+    alerts_list(list(d.alerts))
 
     if commit.rows == 0:
         st.info("The store has no samples yet: the map appears when the watcher commits the first checkpoint.")

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -605,9 +606,46 @@ def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: S
                  for a in alerts if _alert_matches(a, col) and fin.any()]
         series.append({"name": col, "y": [float(v) if np.isfinite(v) else None for v in y], "alerts": marks})
     alert_steps = sorted({int(a.get("step", 0)) for a in alerts})
-    messages = {str(int(a.get("step", 0))): str(a.get("message", a.get("rule", ""))) for a in alerts}
+    messages = {str(int(a.get("step", 0))): step_numbers(str(a.get("message", a.get("rule", "")))) for a in alerts}
     return {"title": title, "steps": [int(s) for s in x], "series": series, "alert_steps": alert_steps,
             "messages": messages, "focus": focus_step, "height_per": height_per}
+
+
+#: Alerts listed above the map besides each rule's first: the newest this many.
+NEWEST_ALERTS = 3
+
+
+def alert_step(alert: dict[str, Any]) -> int:
+    """An alert's step, for sorting (-1 when it has none)."""
+    step = alert.get("step")
+    return step if isinstance(step, int) else -1
+
+
+def alerts_shown(alerts: Sequence[dict[str, Any]], newest: int = NEWEST_ALERTS) -> list[dict[str, Any]]:
+    """The alerts listed above the map, in step order: each rule's first (where a failure
+    began: a collapse from step 1,500 alerts at every later step too) and the ``newest``."""
+    ordered = sorted(alerts, key=alert_step)
+    firsts: dict[Any, int] = {}
+    for i, alert in enumerate(ordered):
+        firsts.setdefault(alert.get("rule"), i)
+    keep = set(firsts.values()) | set(range(max(0, len(ordered) - newest), len(ordered)))
+    return [ordered[i] for i in sorted(keep)]
+
+
+_STEP_NUMBERS = re.compile(r"\bstep (\d+)(?: and (\d+))?")
+
+
+def step_numbers(message: str) -> str:
+    """The step numbers in an alert message written as the viewer writes steps ("between step
+    1,250 and 2,500", not "1250 and 2500"); the stored message is left as the engine wrote it."""
+    return _STEP_NUMBERS.sub(lambda m: f"step {int(m[1]):,}" + (f" and {int(m[2]):,}" if m[2] else ""), message)
+
+
+def alert_text(alert: dict[str, Any]) -> str:
+    """One alert as the page lists it: "Step 2,500: diversity fell … between step 1,250 and 2,500 …"."""
+    message = step_numbers(str(alert.get("message", alert.get("rule", "alert"))))
+    step = alert.get("step")
+    return f"Step {step:,}: {message}" if isinstance(step, int) else message
 
 
 _RULE_METRICS = {
