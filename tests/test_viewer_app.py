@@ -305,6 +305,26 @@ def test_store_without_layout_or_metrics_shows_notes(tmp_path, monkeypatch):
     assert "no layout has been committed yet" in texts(at)
 
 
+def test_store_without_layout_still_shows_signals_and_comparison(tmp_path, monkeypatch):
+    """`watch --no-layout`: no map, but the signals and the step comparison need none, and
+    the note names the command that draws the map."""
+    path = tmp_path / "nolayout.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as w:
+        for step in (1000, 2000):
+            with w.checkpoint(step, f"s{step}", f"h{step}") as tx:
+                tx.add(np.eye(8, dtype=np.float32)[:4], [0, 1, 2, 3], ["a"] * 4, np.zeros((4, 8, 8, 3), np.uint8),
+                       [f"s{step}/{i}.png" for i in range(4)])
+            w.write_step_metrics(step, {"vendi": 2.0})
+    at = run_app(path, monkeypatch)
+    at.toggle(key="show_compare").set_value(True).run()
+    assert not at.exception and not at.error
+    page = texts(at)
+    assert "watched with `--no-layout`" in page and f"run `evowatch layout {path}`" in page
+    assert component_data(at, "evowatch_lines")["steps"] == [1000, 2000]
+    assert "The same 4 instances at both steps" in page
+    assert not [e for e in at.get("bidi_component") if e.proto.component_name == "evowatch_map"]
+
+
 def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
     path = tmp_path / "nometrics.zarr"
     run = SyntheticRun(path, per_step=20, n_real=10, thumbnail_size=8, metrics=False)

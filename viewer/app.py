@@ -253,7 +253,7 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
     st.subheader("Step comparison")
     steps = [int(s) for s in d.steps]
     if len(steps) < 2:
-        st.info("Step comparison needs at least two laid-out steps.")
+        st.info("Step comparison needs at least two steps.")
         return
     c1, c2 = st.columns(2)
     a = c1.selectbox("Step A", steps, index=0, key="cmp_a", format_func=lambda s: f"{s:,}")
@@ -330,8 +330,11 @@ def page(path: str) -> None:
         st.info("The store has no samples yet: the map appears when the watcher commits the first checkpoint.")
         return
     if commit.layout_rows == 0:
-        st.info(f"{commit.rows:,} samples are stored but no layout has been committed yet; "
-                "the map appears once the watcher lays out the first step.")
+        st.info(no_layout_note(path, commit))
+        if st.session_state.get("show_compare"):  # thumbnails of all rows: no map needed
+            compare_panel(path, commit, data.map_data(path, commit, laid_out=False), np.zeros(0, np.int64))
+        if st.session_state.get("show_signals", True):
+            signals_panel(path, commit, d)
         return
     if commit.layout_rows < commit.rows:
         st.caption(f"{commit.rows - commit.layout_rows:,} newest samples await layout and are not on the map yet.")
@@ -352,6 +355,17 @@ def page(path: str) -> None:
     map_section(path, commit, d, xy, visible, c, f, layout, color, highlight)
     if st.session_state.get("show_signals", True):
         signals_panel(path, commit, d)
+
+
+def no_layout_note(path: str, commit: data.Commit) -> str:
+    """Why there is no map yet, and the command that draws one when no watcher will. The
+    watcher lays out each pass before it computes the signals, so signals without a layout
+    mean it runs with ``--no-layout``."""
+    fix = f"run `evowatch layout {path}` to draw the map (the page picks it up by itself)"
+    if commit.metric_rows:
+        return f"No layout in this store: it was watched with `--no-layout`; {fix}."
+    return (f"{commit.rows:,} samples are stored but no layout has been committed yet; the map appears once "
+            f"the watcher lays out the first step. If it runs with `--no-layout` or has stopped, {fix}.")
 
 
 @st.fragment

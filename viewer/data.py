@@ -171,9 +171,9 @@ def _readonly(*arrays: np.ndarray) -> None:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Reading the store…")
-def _map_data(path: str, commit: Commit) -> MapData:
+def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     r = reader(path, commit)
-    n = commit.layout_rows
+    n = commit.layout_rows if laid_out else commit.rows
     gen = fmt.KIND_CODES["generated"]
     if commit.rows:
         all_step = r.samples("step")
@@ -188,7 +188,7 @@ def _map_data(path: str, commit: Commit) -> MapData:
     kind = all_kind[:n]
     label = r.samples("label", rows) if n else np.zeros(0, np.int16)
     instance = r.samples("instance", rows) if n else np.zeros(0, np.int32)
-    xy = r.layout_xy()[:n].astype(np.float32) if n else np.zeros((0, 2), np.float32)
+    xy = r.layout_xy()[:n].astype(np.float32) if laid_out and n else np.zeros((n, 2), np.float32)
     all_steps = np.unique(all_step[(all_kind == gen) & current])
     steps = np.unique(step[(kind == gen) & current[:n]])
     step_index = np.where(kind == gen, np.searchsorted(steps, step), -1).astype(np.int64)
@@ -200,9 +200,10 @@ def _map_data(path: str, commit: Commit) -> MapData:
                    alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()))
 
 
-def map_data(path: str | Path, commit: Commit) -> MapData:
-    """Cached per (store, commit): the map columns of the laid-out rows."""
-    return _map_data(str(path), commit)
+def map_data(path: str | Path, commit: Commit, laid_out: bool = True) -> MapData:
+    """Cached per (store, commit): the map columns of the laid-out rows, or (``laid_out=False``,
+    for the step comparison of a store without a layout) of all committed rows, xy zero."""
+    return _map_data(str(path), commit, laid_out)
 
 
 def placement(xy: np.ndarray, step_index: np.ndarray, layout: Layout) -> np.ndarray:
