@@ -326,6 +326,8 @@ def test_store_without_layout_still_shows_signals_and_comparison(tmp_path, monke
 
 
 def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
+    """With a real reference the metrics are only not computed yet (the first checkpoints
+    being ingested); without one they need `--real`."""
     path = tmp_path / "nometrics.zarr"
     run = SyntheticRun(path, per_step=20, n_real=10, thumbnail_size=8, metrics=False)
     run.add_reference()
@@ -333,9 +335,13 @@ def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
     at = run_app(path, monkeypatch)
     assert not at.exception and not at.error
     page = texts(at)
-    assert "No per-step metrics in this store yet" in page
+    assert "Per-step metrics are not computed yet" in page and "--real DIR" not in page
     assert "No trainer losses" in page
     assert n_points(map_chart(at)) == 30
+    bare = SyntheticRun(tmp_path / "noreal.zarr", per_step=20, n_real=0, thumbnail_size=8, metrics=False)
+    bare.add_step(100)
+    at = run_app(bare.path, monkeypatch)
+    assert not at.exception and "needs a real reference: `evowatch watch … --real DIR`" in texts(at)
 
 
 def test_view_on_a_busy_port_is_one_line_and_exit_2(store, capsys):

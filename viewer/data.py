@@ -159,6 +159,7 @@ class MapData:
     encoder: dict[str, Any] = field(default_factory=dict)
     alerts: tuple[dict[str, Any], ...] = ()
     sample_metric_names: tuple[str, ...] = ()
+    has_real: bool = False  # any committed real-reference row (laid out or not): metrics can be computed
 
     @property
     def n(self) -> int:
@@ -197,7 +198,8 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     return MapData(n_rows=commit.rows, step=step, kind=kind, label=label, instance=instance,
                    current=cur, xy=xy, step_index=step_index, steps=steps, all_steps=all_steps,
                    labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
-                   alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()))
+                   alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()),
+                   has_real=bool((all_kind == fmt.KIND_CODES["real"]).any()))
 
 
 def map_data(path: str | Path, commit: Commit, laid_out: bool = True) -> MapData:
