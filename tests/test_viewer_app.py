@@ -149,7 +149,19 @@ def test_step_click_on_signals_focuses_the_map(store, monkeypatch):
     assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
 
 
+def record_deprecations(monkeypatch) -> list[str]:
+    """Streamlit's deprecation warnings (logged to the server console, not the page)."""
+    import sys
+
+    seen: list[str] = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("streamlit") and hasattr(module, "show_deprecation_warning"):
+            monkeypatch.setattr(module, "show_deprecation_warning", lambda message, *a, **k: seen.append(message))
+    return seen
+
+
 def test_step_comparison_and_query_note(store, monkeypatch):
+    deprecations = record_deprecations(monkeypatch)
     at = run_app(store, monkeypatch)
     at.toggle(key="show_compare").set_value(True).run()
     at.toggle(key="show_query").set_value(True).run()
@@ -157,6 +169,7 @@ def test_step_comparison_and_query_note(store, monkeypatch):
     page = texts(at)
     assert f"The same {min(24, PER_STEP)} instances at both steps" in page
     assert "Text queries need a CLIP encoder" in page
+    assert not deprecations, deprecations  # e.g. use_container_width, removed after 2025-12-31
 
 
 def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypatch):
@@ -196,6 +209,34 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert at.slider(key="step_range").value == (1000, 3000)  # the open range followed the new step
 
 
+def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
+    """A collapse from step 1,500 alerts at every later step: the list keeps its first alert,
+    says "4 of 7" and lists all in an expander; steps in messages written like the viewer's."""
+    path = tmp_path / "collapse.zarr"
+    run = build_store(path, n_steps=2, per_step=10, n_real=10, thumbnail_size=8, alerts=False)
+    alerts = [{"step": s, "rule": "collapse", "value": 1.7,
+               "message": f"diversity fell 60% between step 1250 and {s}: Vendi score 4.42 -> 1.74"}
+              for s in range(1500, 3001, 250)]
+    with StoreWriter(path, run.encoder, thumbnail_size=8) as w:
+        w.set_alerts(alerts)
+    at = run_app(path, monkeypatch)
+    assert not at.exception
+    listed = [w.value for w in at.warning]
+    assert listed[:4] == [f"Step {s:,}: diversity fell 60% between step 1,250 and {s:,}: Vendi score 4.42 -> 1.74"
+                          for s in (1500, 2500, 2750, 3000)]
+    assert "Showing 4 of 7 alerts" in texts(at)
+    assert at.expander[0].label == "All 7 alerts" and len(listed) == 4 + 7
+
+
+def test_alerts_shown_first_of_each_rule_and_newest():
+    alerts = [{"step": s, "rule": r} for s, r in ((3000, "collapse"), (1000, "fd_rising"), (2000, "collapse"),
+                                                  (4000, "collapse"), (5000, "collapse"), (6000, "collapse"))]
+    assert [(a["step"], a["rule"]) for a in data.alerts_shown(alerts)] == [
+        (1000, "fd_rising"), (2000, "collapse"), (4000, "collapse"), (5000, "collapse"), (6000, "collapse")]
+    assert data.alert_text({"step": 12000, "message": "FD rose: 3 at step 10000 -> 4 at step 12000"}) == \
+        "Step 12,000: FD rose: 3 at step 10,000 -> 4 at step 12,000"
+
+
 # ----------------------------------------------------------------------------- bad stores
 def test_missing_store_is_a_readable_page(tmp_path, monkeypatch):
     at = run_app(tmp_path / "nope.zarr", monkeypatch)
@@ -222,6 +263,35 @@ def test_foreign_and_malformed_stores_are_readable_pages(tmp_path, monkeypatch):
     assert not at.exception and "version 99 is not supported" in at.error[0].value
 
 
+def _vanish_after_placing(path: Path, monkeypatch) -> None:
+    """Remove the store once the page has read its map: the reads that follow (hover,
+    trail, selection thumbnails) are what a page left open sees after `rm -rf STORE`."""
+    import shutil
+
+    placed = data.placed
+
+    def placed_then_removed(*args, **kwargs):
+        out = placed(*args, **kwargs)
+        shutil.rmtree(path, ignore_errors=True)
+        return out
+
+    monkeypatch.setattr(data, "placed", placed_then_removed)
+
+
+@pytest.mark.parametrize("state", [{"evo_hover": {"row": N_REAL + 1}}, {"map": {"click": N_REAL + 1}},
+                                   {"map": box_all()}])
+def test_store_removed_while_open_says_no_such_store(tmp_path, monkeypatch, state):
+    path = tmp_path / "gone.zarr"
+    build_store(path, n_steps=2, per_step=10, n_real=N_REAL, thumbnail_size=8)
+    _vanish_after_placing(path, monkeypatch)
+    at = run_app(path, monkeypatch, **state)
+    assert not at.exception
+    notes = [e.value for e in at.error] + [c.value for c in at.caption if "⚠" in c.value]
+    assert notes and all("no such store" in n for n in notes), notes
+    if "evo_hover" in state:  # the hover fragment answers for itself: the rest of the map section still runs
+        assert not at.error and "Selection · 0 samples" in texts(at)
+
+
 def test_store_without_layout_or_metrics_shows_notes(tmp_path, monkeypatch):
     path = tmp_path / "bare.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=8) as w:
@@ -235,7 +305,29 @@ def test_store_without_layout_or_metrics_shows_notes(tmp_path, monkeypatch):
     assert "no layout has been committed yet" in texts(at)
 
 
+def test_store_without_layout_still_shows_signals_and_comparison(tmp_path, monkeypatch):
+    """`watch --no-layout`: no map, but the signals and the step comparison need none, and
+    the note names the command that draws the map."""
+    path = tmp_path / "nolayout.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as w:
+        for step in (1000, 2000):
+            with w.checkpoint(step, f"s{step}", f"h{step}") as tx:
+                tx.add(np.eye(8, dtype=np.float32)[:4], [0, 1, 2, 3], ["a"] * 4, np.zeros((4, 8, 8, 3), np.uint8),
+                       [f"s{step}/{i}.png" for i in range(4)])
+            w.write_step_metrics(step, {"vendi": 2.0})
+    at = run_app(path, monkeypatch)
+    at.toggle(key="show_compare").set_value(True).run()
+    assert not at.exception and not at.error
+    page = texts(at)
+    assert "watched with `--no-layout`" in page and f"run `evowatch layout {path}`" in page
+    assert component_data(at, "evowatch_lines")["steps"] == [1000, 2000]
+    assert "The same 4 instances at both steps" in page
+    assert not [e for e in at.get("bidi_component") if e.proto.component_name == "evowatch_map"]
+
+
 def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
+    """With a real reference the metrics are only not computed yet (the first checkpoints
+    being ingested); without one they need `--real`."""
     path = tmp_path / "nometrics.zarr"
     run = SyntheticRun(path, per_step=20, n_real=10, thumbnail_size=8, metrics=False)
     run.add_reference()
@@ -243,9 +335,30 @@ def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
     at = run_app(path, monkeypatch)
     assert not at.exception and not at.error
     page = texts(at)
-    assert "No per-step metrics in this store yet" in page
+    assert "Per-step metrics are not computed yet" in page and "--real DIR" not in page
     assert "No trainer losses" in page
     assert n_points(map_chart(at)) == 30
+    bare = SyntheticRun(tmp_path / "noreal.zarr", per_step=20, n_real=0, thumbnail_size=8, metrics=False)
+    bare.add_step(100)
+    at = run_app(bare.path, monkeypatch)
+    assert not at.exception and "needs a real reference: `evowatch watch … --real DIR`" in texts(at)
+
+
+def test_view_on_a_busy_port_is_one_line_and_exit_2(store, capsys):
+    """README's CLI contract: one line on stderr naming the port and the fix, exit 2, and no
+    address announced (Streamlit's own 'Port … is not available' came after it, exit 1)."""
+    import socket
+
+    from viewer import launch
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert launch.launch(store, "127.0.0.1", port) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and f"port {port} is in use" in err and "--port" in err
 
 
 # ----------------------------------------------------------------------------- data layer

@@ -230,7 +230,9 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
     table = data.step_metrics(path, commit)
     alerts = list(d.alerts)
     if not table or "step" not in table or not len(table["step"]):
-        st.info("No per-step metrics in this store yet: they appear once the watcher computes them "
+        st.info("Per-step metrics are not computed yet: the watcher measures each pass of checkpoints against "
+                "the store's real reference (unless it runs with `--no-metrics`)." if d.has_real else
+                "No per-step metrics in this store yet: they appear once the watcher computes them "
                 "(needs a real reference: `evowatch watch … --real DIR`).")
     else:
         options = [c for c in table if c != "step"]
@@ -253,7 +255,7 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
     st.subheader("Step comparison")
     steps = [int(s) for s in d.steps]
     if len(steps) < 2:
-        st.info("Step comparison needs at least two laid-out steps.")
+        st.info("Step comparison needs at least two steps.")
         return
     c1, c2 = st.columns(2)
     a = c1.selectbox("Step A", steps, index=0, key="cmp_a", format_func=lambda s: f"{s:,}")
@@ -267,7 +269,7 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
                    + (" (selected instances first)." if prefer is not None else "."))
     for col, step, rows in ((c1, a, rows_a), (c2, b, rows_b)):
         thumbs = data.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
-        col.image(data.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", use_container_width=True)
+        col.image(data.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", width="stretch")
 
 
 def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.ndarray) -> np.ndarray | None:
@@ -291,6 +293,20 @@ def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.nda
     return best
 
 
+def alerts_list(alerts: list[dict[str, Any]]) -> None:
+    """Each rule's first alert (the onset) and the newest above the map; all in an expander,
+    so a long collapse does not hide where it began."""
+    shown = data.alerts_shown(alerts)
+    for alert in shown:
+        st.warning(data.alert_text(alert))
+    if len(shown) < len(alerts):
+        st.caption(f"Showing {len(shown)} of {len(alerts)} alerts: each rule's first and the newest "
+                   f"{data.NEWEST_ALERTS}.")
+        with st.expander(f"All {len(alerts)} alerts"):
+            for alert in sorted(alerts, key=data.alert_step):
+                st.warning(data.alert_text(alert))
+
+
 # ----------------------------------------------------------------------------- page
 def page(path: str) -> None:
     try:
@@ -310,16 +326,17 @@ def page(path: str) -> None:
     n_steps = len(d.all_steps)
     st.caption(f"{commit.rows:,} samples · {n_steps} steps · {commit.layout_rows:,} laid out · "
                f"encoder {d.encoder.get('identity', '?')} · {len(d.alerts)} alerts")
-    for alert in list(d.alerts)[-3:]:
-        st.warning(f"Step {alert.get('step', '?'):,}: {alert.get('message', alert.get('rule', 'alert'))}"
-                   if isinstance(alert.get("step"), int) else str(alert.get("message", alert)))
+    alerts_list(list(d.alerts))
 
     if commit.rows == 0:
         st.info("The store has no samples yet: the map appears when the watcher commits the first checkpoint.")
         return
     if commit.layout_rows == 0:
-        st.info(f"{commit.rows:,} samples are stored but no layout has been committed yet; "
-                "the map appears once the watcher lays out the first step.")
+        st.info(no_layout_note(path, commit))
+        if st.session_state.get("show_compare"):  # thumbnails of all rows: no map needed
+            compare_panel(path, commit, data.map_data(path, commit, laid_out=False), np.zeros(0, np.int64))
+        if st.session_state.get("show_signals", True):
+            signals_panel(path, commit, d)
         return
     if commit.layout_rows < commit.rows:
         st.caption(f"{commit.rows - commit.layout_rows:,} newest samples await layout and are not on the map yet.")
@@ -342,6 +359,17 @@ def page(path: str) -> None:
         signals_panel(path, commit, d)
 
 
+def no_layout_note(path: str, commit: data.Commit) -> str:
+    """Why there is no map yet, and the command that draws one when no watcher will. The
+    watcher lays out each pass before it computes the signals, so signals without a layout
+    mean it runs with ``--no-layout``."""
+    fix = f"run `evowatch layout {path}` to draw the map (the page picks it up by itself)"
+    if commit.metric_rows:
+        return f"No layout in this store: it was watched with `--no-layout`; {fix}."
+    return (f"{commit.rows:,} samples are stored but no layout has been committed yet; the map appears once "
+            f"the watcher lays out the first step. If it runs with `--no-layout` or has stopped, {fix}.")
+
+
 @st.fragment
 def map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
                 c: data.Coloring, f: data.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
@@ -354,8 +382,7 @@ def map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray,
     try:
         _map_section(path, commit, d, xy, visible, c, f, layout, color, highlight)
     except Exception as exc:  # a fragment rerun is outside main()'s guard: a readable line, never a traceback
-        log.exception("viewer map failed on %s", path)
-        st.error(f"The viewer could not show {path}: {type(exc).__name__}: {exc}")
+        show_error(path, exc)
 
 
 def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
@@ -379,6 +406,12 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
     selection_panel(path, commit, d, selected)
     if st.session_state.get("show_compare"):
         compare_panel(path, commit, d, selected)
+
+
+def show_error(path: str, exc: Exception) -> None:
+    """A failed read as one line on the page (the traceback only in the debug log)."""
+    log.debug("viewer failed on %s", path, exc_info=True)
+    st.error(data.read_error_text(path, exc))
 
 
 def live_status_error(path: str) -> None:
@@ -406,8 +439,7 @@ def main() -> None:
     try:
         page(path)
     except Exception as exc:  # a readable page, never a traceback
-        log.exception("viewer failed on %s", path)
-        st.error(f"The viewer could not show {path}: {type(exc).__name__}: {exc}")
+        show_error(path, exc)
 
 
 main()

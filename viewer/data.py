@@ -25,6 +25,7 @@ import base64
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -158,6 +159,7 @@ class MapData:
     encoder: dict[str, Any] = field(default_factory=dict)
     alerts: tuple[dict[str, Any], ...] = ()
     sample_metric_names: tuple[str, ...] = ()
+    has_real: bool = False  # any committed real-reference row (laid out or not): metrics can be computed
 
     @property
     def n(self) -> int:
@@ -170,9 +172,9 @@ def _readonly(*arrays: np.ndarray) -> None:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Reading the store…")
-def _map_data(path: str, commit: Commit) -> MapData:
+def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     r = reader(path, commit)
-    n = commit.layout_rows
+    n = commit.layout_rows if laid_out else commit.rows
     gen = fmt.KIND_CODES["generated"]
     if commit.rows:
         all_step = r.samples("step")
@@ -187,7 +189,7 @@ def _map_data(path: str, commit: Commit) -> MapData:
     kind = all_kind[:n]
     label = r.samples("label", rows) if n else np.zeros(0, np.int16)
     instance = r.samples("instance", rows) if n else np.zeros(0, np.int32)
-    xy = r.layout_xy()[:n].astype(np.float32) if n else np.zeros((0, 2), np.float32)
+    xy = r.layout_xy()[:n].astype(np.float32) if laid_out and n else np.zeros((n, 2), np.float32)
     all_steps = np.unique(all_step[(all_kind == gen) & current])
     steps = np.unique(step[(kind == gen) & current[:n]])
     step_index = np.where(kind == gen, np.searchsorted(steps, step), -1).astype(np.int64)
@@ -196,12 +198,14 @@ def _map_data(path: str, commit: Commit) -> MapData:
     return MapData(n_rows=commit.rows, step=step, kind=kind, label=label, instance=instance,
                    current=cur, xy=xy, step_index=step_index, steps=steps, all_steps=all_steps,
                    labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
-                   alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()))
+                   alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()),
+                   has_real=bool((all_kind == fmt.KIND_CODES["real"]).any()))
 
 
-def map_data(path: str | Path, commit: Commit) -> MapData:
-    """Cached per (store, commit): the map columns of the laid-out rows."""
-    return _map_data(str(path), commit)
+def map_data(path: str | Path, commit: Commit, laid_out: bool = True) -> MapData:
+    """Cached per (store, commit): the map columns of the laid-out rows, or (``laid_out=False``,
+    for the step comparison of a store without a layout) of all committed rows, xy zero."""
+    return _map_data(str(path), commit, laid_out)
 
 
 def placement(xy: np.ndarray, step_index: np.ndarray, layout: Layout) -> np.ndarray:
@@ -605,9 +609,46 @@ def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: S
                  for a in alerts if _alert_matches(a, col) and fin.any()]
         series.append({"name": col, "y": [float(v) if np.isfinite(v) else None for v in y], "alerts": marks})
     alert_steps = sorted({int(a.get("step", 0)) for a in alerts})
-    messages = {str(int(a.get("step", 0))): str(a.get("message", a.get("rule", ""))) for a in alerts}
+    messages = {str(int(a.get("step", 0))): step_numbers(str(a.get("message", a.get("rule", "")))) for a in alerts}
     return {"title": title, "steps": [int(s) for s in x], "series": series, "alert_steps": alert_steps,
             "messages": messages, "focus": focus_step, "height_per": height_per}
+
+
+#: Alerts listed above the map besides each rule's first: the newest this many.
+NEWEST_ALERTS = 3
+
+
+def alert_step(alert: dict[str, Any]) -> int:
+    """An alert's step, for sorting (-1 when it has none)."""
+    step = alert.get("step")
+    return step if isinstance(step, int) else -1
+
+
+def alerts_shown(alerts: Sequence[dict[str, Any]], newest: int = NEWEST_ALERTS) -> list[dict[str, Any]]:
+    """The alerts listed above the map, in step order: each rule's first (where a failure
+    began: a collapse from step 1,500 alerts at every later step too) and the ``newest``."""
+    ordered = sorted(alerts, key=alert_step)
+    firsts: dict[Any, int] = {}
+    for i, alert in enumerate(ordered):
+        firsts.setdefault(alert.get("rule"), i)
+    keep = set(firsts.values()) | set(range(max(0, len(ordered) - newest), len(ordered)))
+    return [ordered[i] for i in sorted(keep)]
+
+
+_STEP_NUMBERS = re.compile(r"\bstep (\d+)(?: and (\d+))?")
+
+
+def step_numbers(message: str) -> str:
+    """The step numbers in an alert message written as the viewer writes steps ("between step
+    1,250 and 2,500", not "1250 and 2500"); the stored message is left as the engine wrote it."""
+    return _STEP_NUMBERS.sub(lambda m: f"step {int(m[1]):,}" + (f" and {int(m[2]):,}" if m[2] else ""), message)
+
+
+def alert_text(alert: dict[str, Any]) -> str:
+    """One alert as the page lists it: "Step 2,500: diversity fell … between step 1,250 and 2,500 …"."""
+    message = step_numbers(str(alert.get("message", alert.get("rule", "alert"))))
+    step = alert.get("step")
+    return f"Step {step:,}: {message}" if isinstance(step, int) else message
 
 
 _RULE_METRICS = {
@@ -792,3 +833,14 @@ def store_error_text(exc: BaseException) -> str:
     if isinstance(exc, StoreFormatError):
         return str(exc)
     return f"could not read the store: {type(exc).__name__}: {exc}"
+
+
+def read_error_text(path: str | Path, exc: BaseException) -> str:
+    """One line for a read that failed after the page loaded. When the store itself is now
+    gone or broken (removed while the page is open), its own message ("no such store", what
+    the live caption says), not the first array the failed read tripped over."""
+    try:
+        read_commit(path)
+    except Exception as now:  # noqa: BLE001 - any failure to read the store is its message
+        return store_error_text(now)
+    return store_error_text(exc)

@@ -95,7 +95,11 @@ def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
             row = state.get("row")
         except AttributeError:
             row = None
-        payload = hover_payload(path, commit, d, int(row) if row is not None else None)
+        try:
+            payload = hover_payload(path, commit, d, int(row) if row is not None else None)
+        except Exception as exc:  # noqa: BLE001 - this fragment reruns alone: a line, never a traceback
+            st.caption(f"⚠ {data.read_error_text(path, exc)}")
+            payload = {}
         canvas.component("evowatch_hover", _JS)(key=KEY, data=payload, default={"row": None},
                                                 on_row_change=lambda: None, height=0)
 

@@ -1,8 +1,10 @@
 """Start the Streamlit viewer on a store: what ``evowatch view STORE`` runs."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,17 +23,36 @@ def streamlit_command(store: Path, host: str = "127.0.0.1", port: int = 8501) ->
             "--server.runOnSave", "false", "--client.toolbarMode", "viewer", "--", str(store)]
 
 
+def listen_error(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on now, or None. Checked before the address is
+    announced: Streamlit would fail after our announcement, print its own error and exit 1.
+    SO_REUSEADDR as the server sets it, so a port in TIME_WAIT counts as free."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is in use (another viewer?); choose another with --port"
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port"
+    return None
+
+
 def launch(store: Path, host: str = "127.0.0.1", port: int = 8501) -> int:
     """Validate ``store``, start the viewer, print its address, and return its exit code.
 
-    A missing, foreign or unsupported store is refused before Streamlit starts, with one
-    line on stderr and exit code 2. Ctrl-C stops the server and returns 0.
+    A missing, foreign or unsupported store, or a port already in use, is refused before
+    Streamlit starts, with one line on stderr and exit code 2. Ctrl-C stops the server and returns 0.
     """
     store = Path(store).expanduser().resolve()
     try:
         StoreReader(store)
     except StoreFormatError as exc:
         print(f"evowatch view: {exc}", file=sys.stderr)
+        return 2
+    problem = listen_error(host, port)
+    if problem:
+        print(f"evowatch view: {problem}", file=sys.stderr)
         return 2
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     print(f"evowatch viewer for {store}: http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
