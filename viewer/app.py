@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from stores.errors import EvowatchError
 from viewer import canvas, data, hover, preload
 
 log = logging.getLogger(__name__)
@@ -409,8 +410,11 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
 
 
 def show_error(path: str, exc: Exception) -> None:
-    """A failed read as one line on the page (the traceback only in the debug log)."""
-    log.debug("viewer failed on %s", path, exc_info=True)
+    """A failed read as one line on the page. A store removed or broken while the page is
+    open is expected (its traceback only in the debug log); anything else is a bug whose
+    traceback the server's console shows."""
+    expected = isinstance(exc, (EvowatchError, OSError))
+    log.log(logging.DEBUG if expected else logging.ERROR, "viewer failed on %s", path, exc_info=True)
     st.error(data.read_error_text(path, exc))
 
 
