@@ -117,6 +117,11 @@ def live_status(path: str, shown: data.Commit) -> None:
 
 
 # ----------------------------------------------------------------------------- sidebar
+def _nearest(steps: list[int], value: int) -> int:
+    """The run's step closest to ``value`` (a range carried over from before a step was superseded)."""
+    return min(steps, key=lambda s: abs(s - value))
+
+
 def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filters, str, str]:
     sb = st.sidebar
     sb.header("Map")
@@ -130,24 +135,27 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
     step_range = None
     if len(steps) >= 2:
         full = (steps[0], steps[-1])
-        # The slider's identity changes with its bounds (a new step), which resets it to
-        # `value`: carry the user's range over, following the ends the user left open.
-        default = full
-        prev = st.session_state.get("_step_range_prev")
-        if prev:
+        # A new step moves the bounds: the slider starts again from `value`, which carries the
+        # user's range over, following the ends the user left open.
+        default, prev = full, st.session_state.get("_step_range_prev")
+        if prev and tuple(prev[2:]) != full:
             lo, hi, pmin, pmax = prev
-            default = (full[0] if lo <= pmin else min(max(lo, full[0]), full[1]),
-                       full[1] if hi >= pmax else min(max(hi, full[0]), full[1]))
-        step_range = tuple(int(s) for s in sb.slider("Steps", full[0], full[1], value=default, key="step_range"))
+            default = (full[0] if lo <= pmin else _nearest(steps, lo), full[1] if hi >= pmax else _nearest(steps, hi))
+            st.session_state.pop("step_range", None)
+        # Only the run's own steps, written as the rest of the page writes numbers.
+        step_range = tuple(int(s) for s in sb.select_slider("Steps", options=steps, value=default, key="step_range",
+                                                             format_func=lambda s: f"{s:,}"))
         st.session_state["_step_range_prev"] = (*step_range, *full)
         if step_range == full:
             step_range = None
     focus = st.session_state.get("focus_step")
     if focus is not None:
-        sb.info(f"Showing step {focus:,} only (picked on the signals chart).")
+        note = sb.empty()  # above the button, but drawn only once the button says it stays
         if sb.button("Show all steps", key="clear_focus"):
             st.session_state["focus_step"] = None
             focus = None
+        else:
+            note.info(f"Showing step {focus:,} only (picked on the signals chart).")
     kinds = sb.multiselect("Kind", list(d.kinds), default=list(d.kinds), key="kinds")
     labels = sb.multiselect("Label", list(d.labels), key="labels", placeholder="all labels") if d.labels else []
     probes = data.probe_names(d.sample_metric_names)
