@@ -74,6 +74,7 @@ class Watcher:
         self._references_checked = False
         self._settling: list[Checkpoint] = []  # found by the last scan, still being written
         self._found = 0  # checkpoints of the run seen by the last scan, ready or not
+        self._shared_steps_noted = False
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
 
     # --- what to ingest -------------------------------------------------------------
@@ -109,6 +110,7 @@ class Watcher:
         references = [] if self._references_checked else self._references()
         found = scan(self.config.run_dir, self.config.options)
         self._found = len(found)
+        self._note_shared_steps(found)
         for checkpoint in references + found:
             if checkpoint.kind == "generated" and not is_ready(checkpoint, self.config.options, now):
                 waiting.append(checkpoint)
@@ -117,6 +119,24 @@ class Watcher:
             if digest is not None and committed.get(checkpoint.source) != digest:
                 jobs.append((checkpoint, digest))
         return jobs, waiting
+
+    def _note_shared_steps(self, found: list[Checkpoint]) -> None:
+        """Say once that a step has several checkpoints (``samples_1000.png`` and
+        ``samples_ema_1000.png``, ``step_1000/`` and ``step_1000_ema/``): a step's signals
+        measure them together, and their instance ids repeat."""
+        if self._shared_steps_noted:
+            return
+        by_step: dict[int, list[str]] = {}
+        for checkpoint in found:
+            by_step.setdefault(checkpoint.step, []).append(checkpoint.source)
+        shared = {step: sources for step, sources in sorted(by_step.items()) if len(sources) > 1}
+        if shared:
+            step, sources = next(iter(shared.items()))
+            log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together; "
+                        "--samples GLOB watches one series", self.config.run_dir,
+                        f"{_count(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}", step,
+                        ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""))
+            self._shared_steps_noted = True
 
     # --- doing it -------------------------------------------------------------------
     def run_once(self) -> list[IngestResult]:

@@ -903,3 +903,23 @@ def test_a_live_watch_of_a_run_that_has_no_checkpoint_yet_waits_without_a_warnin
         watcher.live = True
         assert watcher.run_once() == []
     assert [(r.levelname, "waiting for them" in r.getMessage()) for r in caplog.records] == [("INFO", True)]
+
+
+def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
+    """lucidrains-style ``sample-12.png`` beside ``sample-12-ema.png``: one warning, naming the fix."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (1, 2):
+        for suffix in ("", "-ema"):
+            save_torchvision_grid(smooth_images(np.random.default_rng(step), 4, 16), run / f"sample-{step}{suffix}.png",
+                                  nrow=2)
+            os.utime(run / f"sample-{step}{suffix}.png", (time.time() - 10,) * 2)
+    capsys.readouterr()
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(watch) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
+    assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 1: sample-1-ema.png, sample-1.png): "
+                      "a step's signals measure them together; --samples GLOB watches one series"]
+    assert main(watch + ["--samples", "sample-?.png"]) == 0
+    assert "several checkpoints" not in capsys.readouterr().err
