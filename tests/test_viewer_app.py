@@ -78,7 +78,7 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     spec = map_chart(at)
     assert n_points(spec) == 3 * PER_STEP + N_REAL
     assert spec["legend"]["scale"]["title"] == "step"
-    assert ["real reference", data.REFERENCE_COLOR] in spec["legend"]["items"]
+    assert ["reference data", data.REFERENCE_COLOR] in spec["legend"]["items"]
     assert [text for _, text in spec["labels"]] == ["real", "1,000", "2,000", "3,000"]
     assert "Signals" in page
     lines = component_data(at, "evowatch_lines")

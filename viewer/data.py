@@ -499,7 +499,7 @@ def _b64(a: np.ndarray) -> str:
 
 def _legend(c: Coloring, rows: np.ndarray) -> dict[str, Any]:
     """Legend entries for the rows shown: the categories present, or the colour scale plus
-    the rows without a value (the real reference when colouring by step)."""
+    the rows without a value (the reference data, real and held-out, when colouring by step)."""
     if c.categorical:
         present = np.unique(c.codes[rows]) if len(rows) else np.zeros(0, np.int64)
         items = [[c.names[k] if 0 <= k < len(c.names) else "other",
@@ -509,7 +509,7 @@ def _legend(c: Coloring, rows: np.ndarray) -> dict[str, Any]:
     number = (lambda v: f"{v:,.0f}") if c.title == "step" else (lambda v: f"{v:.4g}")
     items = []
     if len(rows) and not np.isfinite(c.values[rows]).all():
-        items.append(["real reference" if c.title == "step" else f"no {c.title}", REFERENCE_COLOR])
+        items.append(["reference data" if c.title == "step" else f"no {c.title}", REFERENCE_COLOR])  # real and held-out
     return {"scale": {"title": c.title, "low": number(c.vmin), "high": number(c.vmax), "stops": stops}, "items": items}
 
 
