@@ -79,13 +79,13 @@ _WEIGHT_STEM = re.compile(
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
-#: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
 #: Files of the trainer's real data written beside its samples (CycleGAN's
 #: ``epoch001_real_A.png``, ``real_samples.png``, taming's ``inputs_gs-005000_….png``): no
 #: samples, unless ``--samples`` names them.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?)(?![a-z])", re.IGNORECASE)
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
 _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
+#: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
@@ -414,9 +414,11 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 if step is not None and not _PER_PROCESS_STATE.search(entry.name):
                     weights += 1
             elif is_sample_name(entry.name, options):
-                if step is None or _is_real_data(entry.name, options):
+                real = step is not None and _is_real_data(entry.name, options)
+                if real:
+                    reals.append(entry.name)
+                if step is None or real:  # either is a sign of a run beside its samples
                     unnumbered_files += 1
-                    reals += [entry.name] if step is not None else []
                 else:
                     numbered.append((step, path, False))
     if reals:

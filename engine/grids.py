@@ -194,11 +194,13 @@ def _detect_padded(image: np.ndarray, bg: _Background) -> GridGeometry | None:
     n = np.arange(1, max(PADDINGS) + 1)
     border = np.maximum(np.cumsum(bg.rows[:n.size]) / n, np.cumsum(bg.cols[:n.size]) / n) <= bg.bar
     fits = [g for g in (_finest_padded(bg, p) for p in PADDINGS if border[p - 1]) if g is not None]
-    for geometry in sorted(fits, key=lambda g: -g.count):  # stable: PADDINGS order breaks ties
-        filled = (tile for _, tile in _tiles(image, geometry) if not _is_empty(tile, bg.value, bg.bar))
-        if next(filled, None) is not None and next(filled, None) is not None:
-            return geometry
-    return None
+    return next((g for g in sorted(fits, key=lambda g: -g.count) if _two_filled(image, g, bg)), None)  # stable sort
+
+
+def _two_filled(image: np.ndarray, geometry: GridGeometry, bg: _Background) -> bool:
+    """Whether at least two tiles hold more than background: a grid has two samples."""
+    filled = (tile for _, tile in _tiles(image, geometry) if not _is_empty(tile, bg.value, bg.bar))
+    return next(filled, None) is not None and next(filled, None) is not None
 
 
 def _detect_margined(image: np.ndarray, bg: _Background) -> GridGeometry | None:
@@ -214,8 +216,7 @@ def _detect_margined(image: np.ndarray, bg: _Background) -> GridGeometry | None:
         cuts = [(lines, np.arange(tile, lines.size, tile)) for lines in (bg.rows, bg.cols)]
         if all((lines[at - 1] <= bg.bar).all() and (lines[at] <= bg.bar).all() for lines, at in cuts):
             geometry = GridGeometry(height // tile, width // tile, tile, tile, 0, bg.bar)
-            filled = (t for _, t in _tiles(image, geometry) if not _is_empty(t, bg.value, bg.bar))
-            if next(filled, None) is not None and next(filled, None) is not None:
+            if _two_filled(image, geometry, bg):
                 return geometry
     return None
 
