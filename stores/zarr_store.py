@@ -33,7 +33,9 @@ from stores import format as fmt
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".evowatch.lock"
+#: The writer's lock file sits beside the store (``run.zarr`` -> ``run.zarr.lock``): inside,
+#: plain zarr listing the root group warns about any file it does not know.
+LOCK_SUFFIX = ".lock"
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
 WRITE_CONFIG = {"write_empty_chunks": True}
@@ -52,6 +54,11 @@ WRITE_ROWS = 2048
 # A forked child (a decode worker) inherits the writer's lock file; closing its copy keeps
 # the lock the parent's alone, so a child outliving a killed writer cannot block a restart.
 _held_lock_fds: set[int] = set()
+
+
+def lock_path_of(store: Path) -> Path:
+    """The lock file of ``store``: ``STORE.lock`` in the same folder."""
+    return store.with_name(store.name + LOCK_SUFFIX)
 
 
 def _close_inherited_locks() -> None:
@@ -500,14 +507,13 @@ class StoreWriter(StoreReader):
 
     # --- lifecycle ------------------------------------------------------------------
     def _take_lock(self):
-        """Lock ``STORE/.evowatch.lock``, a file that exists only while a writer holds it (a
-        plain zarr reader listing the group warns about any file it does not know).
+        """Lock ``STORE.lock`` beside the store, a file that exists only while a writer holds it.
 
         The holder unlinks it before letting go, so a process that opened the file just
         before and locks it just after holds a lock on a name that is gone: it retries
         until the path names the file it locked. A killed writer's file stays, unlocked:
         the next writer takes it over."""
-        lock_path = self.path / LOCK_NAME
+        lock_path = lock_path_of(self.path)
         while True:
             handle = open(lock_path, "a+")
             try:
@@ -539,7 +545,7 @@ class StoreWriter(StoreReader):
                 log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if getattr(self, "_lock_file", None) is not None:
             _held_lock_fds.discard(self._lock_file.fileno())
-            (self.path / LOCK_NAME).unlink(missing_ok=True)  # while still locked: see _take_lock
+            lock_path_of(self.path).unlink(missing_ok=True)  # while still locked: see _take_lock
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None

@@ -333,23 +333,27 @@ def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng, c
     assert latent[:7].tolist() == [[1, 1]] * 7 and np.isnan(latent[7:12]).all() and latent[12:].tolist() == [[3, 3]] * 3
 
 
-def test_a_closed_store_has_no_lock_file_and_lists_cleanly_with_plain_zarr(tmp_path, rng):
+def test_the_lock_file_sits_beside_the_store_and_exists_only_while_held(tmp_path, rng):
     """zarr warns about any file in a group it does not know ("Object at .evowatch.lock is
-    not recognized"): the lock file exists only while a writer holds it."""
+    not recognized as a component of a Zarr hierarchy"): a notebook listing a store during a
+    live watch saw that warning while the lock file lived inside the store."""
+    import warnings
+
     path = tmp_path / "s.zarr"
+    lock = tmp_path / "s.zarr.lock"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
-        assert (path / ".evowatch.lock").read_text() == f"pid {os.getpid()}"
+        assert lock.read_text() == f"pid {os.getpid()}"
         with store.checkpoint(5, "step_5", "h") as tx:
             add_rows(tx, 3, rng)
-    assert not (path / ".evowatch.lock").exists()
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        names = sorted(name for name, _ in zarr.open_group(str(path), mode="r").members())
-    assert names == ["checkpoints", "layout", "samples", "warnings"]
-    (path / ".evowatch.lock").write_text("pid 999999")  # a killed writer's: harmless, taken over, removed
+        store.commit_pending()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a reader during the live watch
+            names = sorted(name for name, _ in zarr.open_group(str(path), mode="r").members())
+        assert names == ["checkpoints", "layout", "samples", "warnings"]
+    assert not lock.exists()
+    lock.write_text("pid 999999")  # a killed writer's: harmless, taken over, removed
     StoreWriter(path, ENCODER).close()
-    assert not (path / ".evowatch.lock").exists()
+    assert not lock.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
 
 
 def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(tmp_path, monkeypatch):
@@ -367,8 +371,8 @@ def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(
     def flock(handle, op):
         if not raced:
             raced.append(True)
-            os.unlink(path / ".evowatch.lock")
-            (path / ".evowatch.lock").write_text("")
+            os.unlink(tmp_path / "s.zarr.lock")
+            (tmp_path / "s.zarr.lock").write_text("")
         return real_flock(handle, op)
 
     monkeypatch.setattr(zarr_store.fcntl, "flock", flock)
@@ -376,4 +380,4 @@ def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(
         monkeypatch.setattr(zarr_store.fcntl, "flock", real_flock)
         with pytest.raises(StoreLockedError, match="already being written"):
             StoreWriter(path, ENCODER)
-    assert raced and not (path / ".evowatch.lock").exists()
+    assert raced and not (tmp_path / "s.zarr.lock").exists()
