@@ -189,6 +189,30 @@ def test_tiny_clip_random(no_cuda):
         enc.encode(np.zeros((1, 3, 224, 224), np.float32))
 
 
+@pytest.mark.parametrize("source", ["random", "path"])
+def test_half_precision_model_encodes_like_float32(tmp_path, source):
+    """On CUDA the model runs in open_clip's fp16 precision (half weights, no autocast): the
+    same code run on the CPU gives the float32 vectors to fp16's precision, for weights
+    loaded from a file too (the CUDA-only test checks the device itself)."""
+    torch = pytest.importorskip("torch")
+    spec = TINY_RANDOM
+    if source == "path":
+        model, _ = _tiny_model_and_transform(seed=7)
+        torch.save(model.state_dict(), tmp_path / "w.pt")
+        spec = f"clip:{TINY}@{tmp_path / 'w.pt'}"
+    full = make_encoder(spec, device="cpu")
+    model, name, identity = encoders._load_clip(encoders.parse_encoder_spec(spec), "fp16")
+    half = encoders.ClipEncoder(model, name, identity, "cpu", None, precision="fp16")
+    assert model.visual.conv1.weight.dtype == torch.float16 and half.identity == full.identity
+    batch = np.stack([full.preprocess(im) for im in _images()])
+    out = half.encode(batch)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out, full.encode(batch), atol=2e-2)
+    assert np.abs(out - full.encode(batch)).max() > 0  # really computed in half
+    np.testing.assert_allclose(half.encode_text(["a cat"]), full.encode_text(["a cat"]), atol=2e-2)
+
+
 def test_spec_loads_the_same_encoder_again(tmp_path, monkeypatch):
     """What a store records as ``spec`` loads the same identity from another working directory
     (identities name weights by content and cannot be loaded themselves)."""
