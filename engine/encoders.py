@@ -35,21 +35,18 @@ light.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
-import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol, runtime_checkable
-from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
 
+from engine.clip_weights import find_weights_in_dir, pretrained_weights, sha256_bytes, sha256_file
 from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,8 +60,6 @@ __all__ = [
     "EncoderSpec",
     "PixelsEncoder",
     "PixelsPreprocessor",
-    "cached_pretrained_path",
-    "hf_cache_dir",
     "make_encoder",
     "parse_device",
     "parse_encoder_spec",
@@ -82,21 +77,11 @@ CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 256
 CUDA_BATCH_SIZE_LARGE_INPUT = 64  # input side above 256 px
 PIXELS_BATCH_SIZE = 1024
-HUB_PROBE_TIMEOUT_S = 4.0
 CPU_FALLBACK_NOTE = "CUDA requested/auto but unavailable: encoding on CPU"
 
 _SPEC_HELP = (
     "'clip:ARCH/PRETRAINED' (e.g. 'clip:ViT-B-32/laion2b_s34b_b79k'), 'clip:ARCH/random', "
     "'clip:ARCH@/path/to/weights.pt', 'clip:local-dir:/path/to/folder' or 'pixels[:N]'"
-)
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_PREFERRED_WEIGHT_NAMES = (
-    "open_clip_model.safetensors",
-    "open_clip_pytorch_model.safetensors",
-    "open_clip_pytorch_model.bin",
-    "open_clip_pytorch_model.pth",
-    "model.safetensors",
-    "pytorch_model.bin",
 )
 
 Device = Literal["cpu", "cuda"]
@@ -718,11 +703,11 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
             raise WeightsNotFoundError(
                 f"{config} does not exist: 'clip:local-dir:FOLDER' needs open_clip_config.json and a weights file."
             )
-        weights = _find_weights_in_dir(folder)
+        weights = find_weights_in_dir(folder)
         name = f"local-dir:{folder}"
         model = _create(name, None, precision=precision)
-        cfg_hash = _sha256_bytes(config.read_bytes())[:10]
-        return model, name, f"clip:local-dir#cfg-{cfg_hash}@sha256-{_sha256_file(weights)[:12]}"
+        cfg_hash = sha256_bytes(config.read_bytes())[:10]
+        return model, name, f"clip:local-dir#cfg-{cfg_hash}@sha256-{sha256_file(weights)[:12]}"
 
     name, arch_label = _resolve_arch(spec.arch)
     if spec.source == "random":
@@ -732,13 +717,13 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
         return model, name, f"clip:{arch_label}/random-seed{RANDOM_SEED}"
     if spec.source == "path":
         assert spec.path is not None
-        weights = _find_weights_in_dir(spec.path) if spec.path.is_dir() else spec.path
+        weights = find_weights_in_dir(spec.path) if spec.path.is_dir() else spec.path
         if not weights.is_file():
             raise WeightsNotFoundError(
                 f"Weights file {weights} does not exist (from --encoder clip:{spec.arch}@{spec.path})."
             )
         model = _create(name, str(weights), precision=precision)
-        return model, name, f"clip:{arch_label}@sha256-{_sha256_file(weights)[:12]}"
+        return model, name, f"clip:{arch_label}@sha256-{sha256_file(weights)[:12]}"
     assert spec.source == "tag" and spec.tag is not None
     tag = open_clip.pretrained._clean_tag(spec.tag)
     cfg = open_clip.get_pretrained_cfg(name, tag)
@@ -747,7 +732,7 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
         raise EncoderSpecError(
             f"Expected a pretrained tag for {name} (one of {known}) or 'random'. Got {spec.tag!r} instead."
         )
-    weights = _pretrained_weights(name, tag, cfg)
+    weights = pretrained_weights(name, tag, cfg)
     pp = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
     model = _create(name, str(weights), precision=precision, **{f"image_{k}": v for k, v in pp.items()})
     return model, name, f"clip:{arch_label}/{tag}"
@@ -816,7 +801,7 @@ def _register_config(path: Path) -> tuple[str, str]:
             f"Got {path} without {', '.join(missing)} instead."
         )
     name = path.stem
-    label = f"{name}#cfg-{_sha256_bytes(raw)[:10]}"
+    label = f"{name}#cfg-{sha256_bytes(raw)[:10]}"
     existing = open_clip.get_model_config(name)
     if existing is not None:
         if existing == cfg:
@@ -829,142 +814,3 @@ def _register_config(path: Path) -> tuple[str, str]:
     open_clip.add_model_config(path)
     _registered_configs[name] = path.resolve()
     return name, label
-
-
-def _find_weights_in_dir(folder: Path) -> Path:
-    if not folder.is_dir():
-        raise WeightsNotFoundError(f"Weights folder {folder} does not exist.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
-    for preferred in _PREFERRED_WEIGHT_NAMES:
-        if (folder / preferred) in files:
-            return folder / preferred
-    if len(files) == 1:
-        return files[0]
-    if not files:
-        raise WeightsNotFoundError(
-            f"No weights file ({', '.join(_WEIGHT_SUFFIXES)}) in {folder}; name the file: clip:ARCH@{folder}/FILE."
-        )
-    raise WeightsNotFoundError(
-        f"Several weights files in {folder} ({', '.join(p.name for p in files)}); name one: clip:ARCH@{folder}/FILE."
-    )
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------
-# Pretrained weights: local cache first, the hub only when it answers
-# --------------------------------------------------------------------------------------
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache, read from the environment now (not at import time)."""
-    env = os.environ
-    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if env.get(key):
-            return Path(env[key]).expanduser()
-    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def _hub_files(cfg: dict[str, Any]) -> list[tuple[str, str]]:
-    """(repo id, filename) candidates for a pretrained cfg, in open_clip's order of preference."""
-    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-    hub = cfg.get("hf_hub") or ""
-    if not hub:
-        return []
-    repo, filename = os.path.split(hub)
-    filename = filename or HF_WEIGHTS_NAME
-    names = []
-    if filename == HF_WEIGHTS_NAME:
-        names.append(HF_SAFE_WEIGHTS_NAME)
-    elif filename.endswith((".bin", ".pth")):
-        names.append(filename[:-4] + ".safetensors")
-    names.append(filename)
-    return [(repo, n) for n in names]
-
-
-def cached_pretrained_path(cfg: dict[str, Any], cache_dir: Path | None = None) -> Path | None:
-    """The local file holding a pretrained tag's weights, or None; never touches the network."""
-    from huggingface_hub import try_to_load_from_cache
-
-    if cfg.get("file") and Path(cfg["file"]).is_file():
-        return Path(cfg["file"])
-    cache = cache_dir or hf_cache_dir()
-    for repo, filename in _hub_files(cfg):
-        found = try_to_load_from_cache(repo, filename, cache_dir=str(cache))
-        if isinstance(found, str) and Path(found).is_file():
-            return Path(found)
-    return None
-
-
-def _hub_offline() -> bool:
-    import huggingface_hub.constants as hc
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-    return flag or bool(getattr(hc, "HF_HUB_OFFLINE", False))
-
-
-def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """One TCP connection to the hub endpoint, bounded by ``timeout`` (DNS included)."""
-    import huggingface_hub.constants as hc
-
-    url = urlparse(os.environ.get("HF_ENDPOINT") or hc.ENDPOINT)
-    host = url.hostname or ""
-    port = url.port or (443 if url.scheme == "https" else 80)
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True, name="evowatch-hub-probe")
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-def _pretrained_weights(name: str, tag: str, cfg: dict[str, Any]) -> Path:
-    cache = hf_cache_dir()
-    found = cached_pretrained_path(cfg, cache)
-    if found is not None:
-        log.info("weights for %s/%s from the local cache: %s", name, tag, found)
-        return found
-    files = _hub_files(cfg)
-    what = f"{files[-1][0]}/{files[-1][1]}" if files else cfg.get("url", "?")
-    offline = _hub_offline()
-    if not offline and _hub_reachable():
-        from open_clip.pretrained import download_pretrained
-
-        log.info("downloading weights for %s/%s (%s) into %s", name, tag, what, cache)
-        try:
-            target = download_pretrained(cfg, cache_dir=str(cache))
-        except Exception as exc:  # huggingface_hub raises many types; one line for the user
-            raise WeightsNotFoundError(_missing_message(name, tag, what, cache, f"download failed: {exc}")) from exc
-        if target and Path(target).is_file():
-            return Path(target)
-        raise WeightsNotFoundError(_missing_message(name, tag, what, cache, "download gave no file"))
-    why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable"
-    raise WeightsNotFoundError(_missing_message(name, tag, what, cache, why))
-
-
-def _missing_message(name: str, tag: str, what: str, cache: Path, why: str) -> str:
-    why = " ".join(str(why).split())[:200]
-    return (
-        f"Pretrained weights clip:{name}/{tag} ({what}) are not in the local cache {cache} and {why}. "
-        f"Provide them with --encoder clip:{name}@/path/to/weights.pt, or pre-download them on a "
-        f"connected machine (HF_HOME=DIR python -c \"import open_clip; "
-        f"open_clip.create_model('{name}', pretrained='{tag}')\") and point HF_HOME at a copy of DIR here, "
-        f"or use --encoder pixels offline."
-    )

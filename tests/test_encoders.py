@@ -15,11 +15,11 @@ from engine.encoders import (
     Encoder,
     EncoderSpec,
     PixelsEncoder,
-    cached_pretrained_path,
     make_encoder,
     parse_device,
     parse_encoder_spec,
 )
+from engine.clip_weights import cached_pretrained_path
 from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError
 
 TINY = Path(__file__).parent / "data" / "evowatch-tiny.json"
