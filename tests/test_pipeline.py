@@ -480,9 +480,9 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
     for path in write_step(run, 100, 3, seed=0).rglob("*"):
         os.utime(path)  # written just now
     argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
-            "--settle", "0.5"]
+            "--settle", "3"]  # long enough for the command to start on a busy machine
     assert main(argv) == 0
-    assert "waiting 0.5s for 1 checkpoint still being written" in capsys.readouterr().err
+    assert "waiting 3s for 1 checkpoint still being written" in capsys.readouterr().err
     assert StoreReader(store).info()["steps"] == [100]
 
     busy = write_step(run, 200, 3, seed=1) / "samples" / "00000.png"
