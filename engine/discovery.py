@@ -90,10 +90,15 @@ _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORE
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
 #: Numbers in a name that are no step: a date and time (``openai-2026-01-05-10-00-00-123456``,
-#: ``2026-01-05T10-00-00_cifar10``), an array's shape (``samples_16x32x32x3.npz``), a hex
-#: content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
+#: ``2026-01-05T10-00-00_cifar10``), a time of day alone (Hydra's ``outputs/2026-12-04/10-30-00/``),
+#: a number named as a setting (DiT's ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``,
+#: ``lr1e-4_bs64``, a process's ``0001000_rank1.png``), an array's shape
+#: (``samples_16x32x32x3.npz``), a hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
 _NOT_A_STEP = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
+    r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
+    r"|(?<![a-z])(?:seed|size|res|cfg|guidance|scale|bs|batch|[gd]?lr|rank|gpus?|nfe)[-_=]?\d+(?:\.\d+)?(?:e-?\d+)?"
+    r"(?![a-z\d])"
     r"|\d+(?:x\d+)+"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])", re.IGNORECASE)
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
@@ -206,7 +211,7 @@ def last_integer(text: str) -> int | None:
 
 def step_in_name(text: str) -> int | None:
     """The step a name carries by default: the last number named as one (``gs-005000``,
-    ``step=1000``, ``iter5000``), else the last number that is no date, shape or hash."""
+    ``step=1000``, ``iter5000``), else the last number that is no date, time, setting, shape or hash."""
     text = _NOT_A_STEP.sub("_", text)
     named = _NAMED_STEP.findall(text)
     return int(named[-1]) if named else last_integer(text)

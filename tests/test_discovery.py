@@ -265,8 +265,28 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("checkpoint-500", 500), ("fakes000200", 200), ("fake_samples_epoch_003", 3), ("sample-12", 12),
                        ("network-snapshot-002000", 2000), ("00007", 7), ("split_3", 3), ("cafe1234", 1234),
                        ("openai-2026-01-05-10-00-00-123456", None), ("samples_16x32x32x3", None),  # guided-diffusion
-                       ("2026-01-05T10-00-00_run", None)]:
+                       ("2026-01-05T10-00-00_run", None),
+                       ("10-30-00", None),  # Hydra's outputs/2026-12-04/10-30-00/: a time of day
+                       ("DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0", 400000),  # DiT's sample_ddp.py folder
+                       ("lr1e-4_bs64_seed0", None), ("0001000_rank1", 1000), ("image_size-64-12", 12)]:
         assert step_in_name(name) == step, name
+
+
+def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_path):
+    """DiT's ``sample_ddp.py`` names its folder after the checkpoint and its settings (the
+    last number is the seed); Hydra's ``outputs/DATE/HH-MM-SS/`` folders are runs, not steps."""
+    for ckpt in ("0100000", "0200000"):
+        name = f"DiT-XL-2-{ckpt}-size-256-vae-ema-cfg-1.5-seed-0"
+        _folder_of_images(tmp_path / "dit" / name, n=2, names="{:06d}.png")
+        np.savez(tmp_path / "dit" / f"{name}.npz", arr_0=np.zeros((2, 8, 8, 3), np.uint8))
+    assert [c.step for c in scan_run(tmp_path / "dit")] == [100000, 100000, 200000, 200000]
+    for clock in ("10-30-00", "14-05-12"):
+        for step in (1000, 2000):
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "outputs" / "2026-12-03" / clock / "samples"
+                                  / f"step_{step:06d}.png", nrow=2)
+    assert [(c.step, c.source) for c in scan_run(tmp_path / "outputs")] == [
+        (1000, "2026-12-03/10-30-00/samples/step_001000.png"), (1000, "2026-12-03/14-05-12/samples/step_001000.png"),
+        (2000, "2026-12-03/10-30-00/samples/step_002000.png"), (2000, "2026-12-03/14-05-12/samples/step_002000.png")]
 
 
 def test_taming_image_logger_and_wandb_media_layouts(tmp_path):
