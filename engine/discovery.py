@@ -79,9 +79,9 @@ _WEIGHT_STEM = re.compile(
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
-#: Files of the trainer's real data written beside its samples (CycleGAN's
-#: ``epoch001_real_A.png``, ``real_samples.png``, taming's ``inputs_gs-005000_….png``): no
-#: samples, unless ``--samples`` names them.
+#: Files and folders of the trainer's real data written beside its samples (CycleGAN's
+#: ``epoch001_real_A.png``, ``real_samples.png``, taming's ``inputs_gs-005000_….png``, a
+#: ``real/`` folder of training images): no samples, unless ``--samples`` names them.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?)(?![a-z])", re.IGNORECASE)
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
 _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
@@ -279,14 +279,24 @@ def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
     return is_sample_name(path.name, options) and not _is_real_data(path.name, options)
 
 
+def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
+    """A checkpoint folder's sample files, none of real data: by name, or below a folder
+    named so (``step_1000/real/`` beside ``step_1000/fake/``)."""
+    for path in _walk_files(folder):
+        if _is_generated_sample(path, options) and not any(
+                _is_real_data(part, options) for part in path.relative_to(folder).parts[:-1]):
+            yield path
+
+
 def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data)."""
-    keep = _is_generated_sample if generated else (lambda path, opts: is_sample_name(path.name, opts))
-    return sorted(p for p in _walk_files(folder) if keep(p, options))
+    if generated:
+        return sorted(_generated_files(folder, options))
+    return sorted(p for p in _walk_files(folder) if is_sample_name(p.name, options))
 
 
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
-    return any(_is_generated_sample(p, options) for p in _walk_files(folder))
+    return any(True for _ in _generated_files(folder, options))
 
 
 # --- the level rule -----------------------------------------------------------------------
@@ -407,7 +417,10 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
             continue
         if _is_dir(entry):
             step = step_of(entry.name, options, is_file=False)
-            if step is None:
+            if _is_real_data(entry.name, options):  # a copy of the training data (``real/``, ``gt/``)
+                if any(is_sample_name(p.name, options) for p in _walk_files(path)):
+                    reals.append(f"{entry.name}/")
+            elif step is None:
                 plain.append(path)
             elif _holds_samples(path, options):
                 numbered.append((step, path, True))
@@ -427,8 +440,11 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 else:
                     numbered.append((step, path, False))
     if reals:
-        _warn_once(folder, f"{folder}: {len(reals)} files named as real data ({', '.join(reals[:2])}"
-                           f"{', ...' if len(reals) > 2 else ''}) are not read as samples (--samples GLOB reads them)")
+        folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
+        what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
+        _warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data "
+                           f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) {'is' if one else 'are'} "
+                           f"not read as samples (--samples GLOB reads {'it' if one else 'them'})")
     groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
     if groups:
         grouped = {f for _, group_files in groups.values() for f in group_files}

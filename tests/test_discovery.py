@@ -448,6 +448,25 @@ def test_files_named_as_real_data_are_no_samples_unless_the_globs_name_them(tmp_
     assert [c.source for c in chosen] == ["web/images/epoch001_real_A.png", "web/images/epoch002_real_A.png"]
 
 
+def test_folders_named_as_real_data_are_no_samples(tmp_path, caplog):
+    """A copy of the training images beside the samples (``run/real/00000.png``, which was read
+    as 16 checkpoints, steps 0..15), and ``step_1000/real/`` beside ``step_1000/fake/``."""
+    _folder_of_images(tmp_path / "run" / "real", n=16)
+    for step in (1000, 2000):
+        _folder_of_images(tmp_path / "run" / "samples" / f"step_{step}", n=2)
+        for series in ("real", "fake"):
+            _folder_of_images(tmp_path / "pairs" / f"step_{step}" / series, n=2)
+    (tmp_path / "run" / "inputs").mkdir()
+    (tmp_path / "run" / "inputs" / "prompts.txt").write_text("a cat\n")  # no images: not named
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [(c.step, c.source) for c in scan_run(tmp_path / "run")] == [(1000, "samples/step_1000"),
+                                                                            (2000, "samples/step_2000")]
+    assert f"{tmp_path / 'run'}: 1 folder named as real data (real/) is not read as samples" in caplog.text
+    assert [[f.relative_to(c.root).as_posix() for f in c.files] for c in scan_run(tmp_path / "pairs")] == [
+        [f"step_{step}/fake/{i:05d}.png" for i in range(2)] for step in (1000, 2000)]
+    assert [len(c.files) for c in scan_run(tmp_path / "pairs", DiscoveryOptions(sample_globs=("*.png",)))] == [4, 4]
+
+
 def test_tensor_files_in_a_checkpoint_folder_are_weights_whatever_their_names(tmp_path):
     """rosinality's stylegan2-pytorch: ``checkpoint/000100.pt`` beside ``sample/000100.png``."""
     (tmp_path / "checkpoint").mkdir()
