@@ -41,7 +41,8 @@ directory itself (or pass ``step_regex``) to remove the doubt.
 Weight and state files are never sample files: by extension (``.pth``, ``.pkl``,
 ``.ckpt``, ``.safetensors``, ``.bin``, ...) and by name (``model-12.pt``, ``optimizer.pt``,
 ``ema.pt``, ...), checked before any file is opened; a tensor file whose name speaks of
-samples is one anyway (``ema_samples_1000.pt``). Folders and files with a temporary name
+samples is one anyway (``ema_samples_1000.pt``). Neither are tensor files of evaluation results
+(``statistics_0.npz``, ``report_1.npz``, ``fid_stats.npz``). Folders and files with a temporary name
 (``step_3000.tmp/``, ``grid.png.part``) are ignored until renamed into place.
 """
 from __future__ import annotations
@@ -76,6 +77,12 @@ _WEIGHT_STEM = re.compile(
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
     r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict))$",  # Imaginaire's epoch_00001_iteration_000001000_checkpoint.pt
     re.IGNORECASE)
+#: Stems of evaluation results saved as tensors beside the samples (score_sde's
+#: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
+#: ``fid_stats.npz``, ``real_activations.npy``): no sample files.
+_EVAL_STEM = re.compile(
+    r"^(?:statistics|stats|report|metrics?|scores?|fid|kid|inception|activations?|logits|features?)(?:[-_.\d].*)?$"
+    r"|.*[-_.](?:stats|statistics|activations|logits|features)$", re.IGNORECASE)
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
@@ -193,12 +200,15 @@ def _is_temporary(name: str) -> bool:
 
 
 def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
-    """Whether a file name can hold samples: matches a sample glob and is no weight/temp file."""
+    """Whether a file name can hold samples: matches a sample glob and is no weight, temporary
+    or evaluation-result file (see ``_EVAL_STEM``)."""
     lower = name.lower()
     ext = os.path.splitext(lower)[1]
     if lower.startswith(".") or _is_temporary(lower) or ext in _LOG_EXTENSIONS or is_weight_file(name):
         return False
     if options.ready_file and name == options.ready_file:
+        return False
+    if ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not _SAMPLE_WORDS.search(_stem(name)):
         return False
     return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in options.sample_globs)
 

@@ -314,6 +314,25 @@ def test_weight_names():
         assert not is_weight_file(name), name
 
 
+def test_evaluation_results_saved_as_tensors_are_no_samples(tmp_path):
+    """score_sde's ``eval/ckpt_{k}/samples_{r}.npz`` beside ``statistics_{r}.npz`` (Inception
+    pool_3 and logits) and ``eval/report_{k}.npz`` (IS, FID, KID): the report was a checkpoint of
+    its own and every statistics file a skipped sample file."""
+    for k in (1, 2):
+        ckpt = tmp_path / "eval" / f"ckpt_{k}"
+        ckpt.mkdir(parents=True)
+        for r in range(2):
+            np.savez_compressed(ckpt / f"samples_{r}.npz", samples=np.zeros((2, 8, 8, 3), np.uint8))
+            np.savez_compressed(ckpt / f"statistics_{r}.npz", pool_3=np.zeros((2, 2048)), logits=np.zeros((2, 1008)))
+        np.savez_compressed(tmp_path / "eval" / f"report_{k}.npz", IS=1.0, fid=2.0, kid=3.0)
+    assert _summary(scan_run(tmp_path)) == [
+        (k, f"eval/ckpt_{k}", [f"eval/ckpt_{k}/samples_{r}.npz" for r in range(2)]) for k in (1, 2)]
+    for name in ("fid_stats.npz", "cifar10_stats.npz", "real_activations.npy", "features_1000.npy", "metrics.pt"):
+        assert not discovery.is_sample_name(name, DiscoveryOptions()), name
+    for name in ("fid_samples_1000.npz", "feature_samples.npz", "stats_1000.png", "x_1000.npy"):
+        assert discovery.is_sample_name(name, DiscoveryOptions()), name
+
+
 def test_tensor_samples_named_after_the_model_are_checkpoints(tmp_path):
     for step in (1000, 2000):
         np.save(tmp_path / f"ema_samples_{step}.npy", np.zeros((2, 8, 8, 3), np.uint8))
