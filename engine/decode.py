@@ -338,8 +338,10 @@ def _numbered_buckets(parents: dict[Path, Path]) -> bool:
 
 def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
     """Instance ids from file names, only when every name yields a distinct integer: the
-    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``), else a name's last."""
-    wildcard = re.compile(re.escape(pattern).replace(r"\*", r"(\d+)", 1) + "$") if pattern and "*" in pattern else None
+    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``; a ``?`` is any
+    character: ``mylora_000500_*_??????????????.png``), else a name's last."""
+    wildcard = (re.compile(re.escape(pattern).replace(r"\*", r"(\d+)", 1).replace(r"\?", ".") + "$")
+                if pattern and "*" in pattern else None)
     ids = {}
     for path in files:
         match = wildcard.match(path.name) if wildcard else None

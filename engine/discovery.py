@@ -30,9 +30,10 @@ never checkpoints. Starting at the run directory:
    scanned with the same rule (``run/samples/step_500/``, ``results/sample-12.png``).
 
 Single images named with a step and then a sample index, several per step at one level
-(``samples/step1000_00.png`` ... ``step2000_07.png``; with ``step_regex``, the last number
+(``samples/step1000_00.png`` ... ``step2000_07.png``; with ``step_regex``, the first number
 after its match is the index), are one entry per step: a checkpoint whose source is the
-pattern of its files (``samples/step1000_*.png``).
+pattern of its files (``samples/step1000_*.png``; a date, time or hash in the names is a ``?``
+per character: kohya-ss's ``sample/mylora_000500_*_??????????????.png``).
 
 The one case this cannot tell apart is a lone numbered folder holding only files with
 consecutive numbers (``sample-1.png``, ``sample-2.png``); it is read as one checkpoint. Point evowatch at the run
@@ -96,18 +97,24 @@ _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_model
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
-#: Numbers in a name that are no step: a date and time (``openai-2026-01-05-10-00-00-123456``,
-#: ``2026-01-05T10-00-00_cifar10``), a time of day alone (Hydra's ``outputs/2026-12-04/10-30-00/``),
-#: a number named as a setting (DiT's ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``,
-#: ``lr1e-4_bs64``, a process's ``0001000_rank1.png``), an array's shape
-#: (``samples_16x32x32x3.npz``), a hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
-_NOT_A_STEP = re.compile(
+_FIRST_INT = re.compile(r"(\d+)")
+#: Numbers in a name that are neither a step nor a sample's index: a date and time
+#: (``openai-2026-01-05-10-00-00-123456``, ``2026-01-05T10-00-00_cifar10``, mmengine's
+#: ``20240105_103000/``, kohya-ss's ``mylora_000500_00_20240105103000.png``), a time of day alone
+#: (Hydra's ``outputs/2026-12-04/10-30-00/``), an array's shape (``samples_16x32x32x3.npz``), a
+#: hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
+_NO_NUMBER = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
+    r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?!\d)"
     r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
-    r"|(?<![a-z])(?:seed|size|res|cfg|guidance|scale|bs|batch|[gd]?lr|rank|gpus?|nfe)[-_=]?\d+(?:\.\d+)?(?:e-?\d+)?"
-    r"(?![a-z\d])"
     r"|\d+(?:x\d+)+"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])", re.IGNORECASE)
+#: Numbers in a name that are no step either, those named as a setting (DiT's
+#: ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``, ``lr1e-4_bs64``, a process's
+#: ``0001000_rank1.png``, whose rank may still index its samples).
+_NOT_A_STEP = re.compile(
+    _NO_NUMBER.pattern + r"|(?<![a-z])(?:seed|size|res|cfg|guidance|scale|bs|batch|[gd]?lr|rank|gpus?|nfe)[-_=]?\d+"
+    r"(?:\.\d+)?(?:e-?\d+)?(?![a-z\d])", re.IGNORECASE)
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
 _MAX_DEPTH = 8
@@ -327,19 +334,21 @@ _LAST_TWO_NUMBERS = re.compile(r"(\d+)\D+(\d+)\D*$")
 def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str]]:
     """(step, index, pattern) readings of a single image's name that carries a step and a
     sample index: step then index (``step1000_03.png`` -> 1000, 3, ``step1000_*.png``), or
-    index then step (``img_0001_step_0500.png``). With ``step_regex`` the index is the last
-    number after its match, else before it."""
+    index then step (``img_0001_step_0500.png``); a date, time or hash is a ``?`` per character
+    (kohya-ss's ``mylora_000500_*_??????????????.png``). With ``step_regex`` the index is the
+    first number after its match, else the last before it."""
     stem, found = path.stem, []
+    masked = _NO_NUMBER.sub(lambda m: "?" * len(m[0]), stem)  # as long as the stem: spans hold in both
     if options.step_regex is None:
-        match = _LAST_TWO_NUMBERS.search(stem)
+        match = _LAST_TWO_NUMBERS.search(masked)
         if match:
             found = [(int(match[1]), match.span(2)), (int(match[2]), match.span(1))]
     else:
         match, step = re.search(options.step_regex, stem), step_of(path.name, options)
         if match and step is not None:
-            index = _LAST_INT.search(stem, match.end()) or _LAST_INT.search(stem[:match.start()])
+            index = _FIRST_INT.search(masked, match.end()) or _LAST_INT.search(masked[:match.start()])
             found = [(step, index.span(1))] if index else []
-    return [(step, int(stem[a:b]), f"{stem[:a]}*{stem[b:]}{path.suffix}") for step, (a, b) in found]
+    return [(step, int(masked[a:b]), f"{masked[:a]}*{masked[b:]}{path.suffix}") for step, (a, b) in found]
 
 
 def _index_like(indices: list[int]) -> bool:

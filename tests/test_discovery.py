@@ -102,6 +102,30 @@ def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names
     assert all(is_ready(c) for c in found) and len({content_hash(c) for c in found}) == 3
 
 
+def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
+    """kohya-ss's ``sample/{name}_{steps:06d}_{i:02d}_{%Y%m%d%H%M%S}.png`` (and
+    ``_e{epoch:06d}_…_{seed}.png`` with ``--step-regex``): the time was read as the step, one
+    checkpoint per file. mmengine's ``{%Y%m%d_%H%M%S}/vis_data/vis_image/`` run folders are no steps."""
+    from engine.decode import iter_samples
+    for k, steps in enumerate((500, 1000)):
+        for i in range(3):
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(OLD + 300 * k + 2 * i))
+            write_png(tmp_path / "sample" / f"mylora_{steps:06d}_{i:02d}_{stamp}.png", smooth_images(RNG, 1, 8)[0])
+            write_png(tmp_path / "seed" / f"mylora_e{k + 1:06d}_{i:02d}_{stamp}_42.png", smooth_images(RNG, 1, 8)[0])
+    found = scan_run(tmp_path / "sample")
+    assert [(c.step, c.source, len(c.files)) for c in found] == [
+        (500, "mylora_000500_*_??????????????.png", 3), (1000, "mylora_001000_*_??????????????.png", 3)]
+    assert [s.instance for s in iter_samples(found[1])] == [0, 1, 2]
+    by_epoch = scan_run(tmp_path / "seed", DiscoveryOptions(step_regex=r"_e(\d+)_"))
+    assert [(c.step, len(c.files)) for c in by_epoch] == [(1, 3), (2, 3)]
+    assert [s.instance for s in iter_samples(by_epoch[0])] == [0, 1, 2]
+    for stamp, iters in (("20240105_103000", (500, 1000)), ("20240106_091512", (1500,))):
+        for it in iters:
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "work_dir" / stamp / "vis_data" / "vis_image"
+                                  / f"fake_img_{it}.png", nrow=2)
+    assert [c.step for c in scan_run(tmp_path / "work_dir")] == [500, 1000, 1500]
+
+
 def test_a_flat_folder_with_a_gap_in_a_steps_indices_is_still_one_checkpoint_per_step(tmp_path):
     for step, indices in ((1000, (0, 1, 2, 3)), (2000, (0, 1, 3))):  # sample 2 of step 2000 not written (yet)
         for i in indices:
@@ -268,7 +292,8 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("2026-01-05T10-00-00_run", None),
                        ("10-30-00", None),  # Hydra's outputs/2026-12-04/10-30-00/: a time of day
                        ("DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0", 400000),  # DiT's sample_ddp.py folder
-                       ("lr1e-4_bs64_seed0", None), ("0001000_rank1", 1000), ("image_size-64-12", 12)]:
+                       ("lr1e-4_bs64_seed0", None), ("0001000_rank1", 1000), ("image_size-64-12", 12),
+                       ("20240105_103000", None), ("mylora_000500_00_20240105103000", 0)]:
         assert step_in_name(name) == step, name
 
 
