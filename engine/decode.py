@@ -8,7 +8,10 @@ decodes.
 Rules
 -----
 * A checkpoint that is one image, or a folder with exactly one image, is a grid candidate:
-  it is split when :func:`engine.grids.detect_grid` finds a grid. With forced geometry
+  it is split when :func:`engine.grids.detect_grid` finds a grid. Several images are grid
+  candidates each when the first of them is a grid (BigGAN's sample sheets
+  ``{itr}/samples{i}.jpg``, one grid per process ``{step}_rank{r}.png``): a trainer writes
+  grids or single samples, so a folder of single samples costs one detection. With forced geometry
   (``grid``/``tile_size``) every image of a generated checkpoint is split (reference sets
   are never force-split: the geometry describes the trainer's grids).
 * Instance ids: the tile index in a grid, the row in a tensor (both offset by the samples of
@@ -39,7 +42,7 @@ from PIL import Image, UnidentifiedImageError
 
 from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer
 from engine.errors import DiscoveryError
-from engine.grids import resolve_grid, split_grid
+from engine.grids import detect_grid, resolve_grid, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 
 log = logging.getLogger(__name__)
@@ -335,8 +338,10 @@ def _numbered_buckets(parents: dict[Path, Path]) -> bool:
 
 def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
     """Instance ids from file names, only when every name yields a distinct integer: the
-    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``), else a name's last."""
-    wildcard = re.compile(re.escape(pattern).replace(r"\*", r"(\d+)", 1) + "$") if pattern and "*" in pattern else None
+    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``; a ``?`` is any
+    character: ``mylora_000500_*_??????????????.png``), else a name's last."""
+    wildcard = (re.compile(re.escape(pattern).replace(r"\*", r"(\d+)", 1).replace(r"\?", ".") + "$")
+                if pattern and "*" in pattern else None)
     ids = {}
     for path in files:
         match = wildcard.match(path.name) if wildcard else None
@@ -401,6 +406,15 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
                      label=ctx.label(path, instance, tile_index))
 
 
+def _first_is_grid(images: Sequence[Path]) -> bool:
+    """Whether the first of a checkpoint's images is a grid (then each of them may be one)."""
+    try:
+        image = load_image(images[0])
+    except SkipFile:
+        return False
+    return detect_grid(image, lossy=images[0].suffix.lower() in LOSSY_EXTENSIONS) is not None
+
+
 def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
     images, labels, latents = load_tensor_file(path)
     value_range = _value_range(images)
@@ -426,7 +440,8 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     options = options or DiscoveryOptions()
     ctx = _Context(checkpoint, options)
     images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
-    split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1
+    split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1 or (
+        len(images) > 1 and _first_is_grid(images))
     offset = 0  # instance ids of multi-sample files (grids, tensors) continue across files
     for path in checkpoint.files if files is None else files:
         is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS

@@ -30,9 +30,10 @@ never checkpoints. Starting at the run directory:
    scanned with the same rule (``run/samples/step_500/``, ``results/sample-12.png``).
 
 Single images named with a step and then a sample index, several per step at one level
-(``samples/step1000_00.png`` ... ``step2000_07.png``; with ``step_regex``, the last number
+(``samples/step1000_00.png`` ... ``step2000_07.png``; with ``step_regex``, the first number
 after its match is the index), are one entry per step: a checkpoint whose source is the
-pattern of its files (``samples/step1000_*.png``).
+pattern of its files (``samples/step1000_*.png``; a date, time or hash in the names is a ``?``
+per character: kohya-ss's ``sample/mylora_000500_*_??????????????.png``).
 
 The one case this cannot tell apart is a lone numbered folder holding only files with
 consecutive numbers (``sample-1.png``, ``sample-2.png``); it is read as one checkpoint. Point evowatch at the run
@@ -41,7 +42,8 @@ directory itself (or pass ``step_regex``) to remove the doubt.
 Weight and state files are never sample files: by extension (``.pth``, ``.pkl``,
 ``.ckpt``, ``.safetensors``, ``.bin``, ...) and by name (``model-12.pt``, ``optimizer.pt``,
 ``ema.pt``, ...), checked before any file is opened; a tensor file whose name speaks of
-samples is one anyway (``ema_samples_1000.pt``). Folders and files with a temporary name
+samples is one anyway (``ema_samples_1000.pt``). Neither are tensor files of evaluation results
+(``statistics_0.npz``, ``report_1.npz``, ``fid_stats.npz``). Folders and files with a temporary name
 (``step_3000.tmp/``, ``grid.png.part``) are ignored until renamed into place.
 """
 from __future__ import annotations
@@ -76,12 +78,18 @@ _WEIGHT_STEM = re.compile(
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
     r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict))$",  # Imaginaire's epoch_00001_iteration_000001000_checkpoint.pt
     re.IGNORECASE)
+#: Stems of evaluation results saved as tensors beside the samples (score_sde's
+#: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
+#: ``fid_stats.npz``, ``real_activations.npy``): no sample files.
+_EVAL_STEM = re.compile(
+    r"^(?:statistics|stats|report|metrics?|scores?|fid|kid|inception|activations?|logits|features?)(?:[-_.\d].*)?$"
+    r"|.*[-_.](?:stats|statistics|activations|logits|features)$", re.IGNORECASE)
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
-#: Files of the trainer's real data written beside its samples (CycleGAN's
-#: ``epoch001_real_A.png``, ``real_samples.png``, taming's ``inputs_gs-005000_….png``): no
-#: samples, unless ``--samples`` names them.
+#: Files and folders of the trainer's real data written beside its samples (CycleGAN's
+#: ``epoch001_real_A.png``, ``real_samples.png``, taming's ``inputs_gs-005000_….png``, a
+#: ``real/`` folder of training images): no samples, unless ``--samples`` names them.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?)(?![a-z])", re.IGNORECASE)
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
 _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
@@ -89,13 +97,24 @@ _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_model
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
-#: Numbers in a name that are no step: a date and time (``openai-2026-01-05-10-00-00-123456``,
-#: ``2026-01-05T10-00-00_cifar10``), an array's shape (``samples_16x32x32x3.npz``), a hex
-#: content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
-_NOT_A_STEP = re.compile(
+_FIRST_INT = re.compile(r"(\d+)")
+#: Numbers in a name that are neither a step nor a sample's index: a date and time
+#: (``openai-2026-01-05-10-00-00-123456``, ``2026-01-05T10-00-00_cifar10``, mmengine's
+#: ``20240105_103000/``, kohya-ss's ``mylora_000500_00_20240105103000.png``), a time of day alone
+#: (Hydra's ``outputs/2026-12-04/10-30-00/``), an array's shape (``samples_16x32x32x3.npz``), a
+#: hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
+_NO_NUMBER = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
+    r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?!\d)"
+    r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
     r"|\d+(?:x\d+)+"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])", re.IGNORECASE)
+#: Numbers in a name that are no step either, those named as a setting (DiT's
+#: ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``, ``lr1e-4_bs64``, a process's
+#: ``0001000_rank1.png``, whose rank may still index its samples).
+_NOT_A_STEP = re.compile(
+    _NO_NUMBER.pattern + r"|(?<![a-z])(?:seed|size|res|cfg|guidance|scale|bs|[gd]?lr|rank|gpus?|nfe)[-_=]?\d+"
+    r"(?:\.\d+)?(?:e-?\d+)?(?![a-z\d])", re.IGNORECASE)
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
 _MAX_DEPTH = 8
@@ -188,12 +207,15 @@ def _is_temporary(name: str) -> bool:
 
 
 def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
-    """Whether a file name can hold samples: matches a sample glob and is no weight/temp file."""
+    """Whether a file name can hold samples: matches a sample glob and is no weight, temporary
+    or evaluation-result file (see ``_EVAL_STEM``)."""
     lower = name.lower()
     ext = os.path.splitext(lower)[1]
     if lower.startswith(".") or _is_temporary(lower) or ext in _LOG_EXTENSIONS or is_weight_file(name):
         return False
     if options.ready_file and name == options.ready_file:
+        return False
+    if ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not _SAMPLE_WORDS.search(_stem(name)):
         return False
     return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in options.sample_globs)
 
@@ -206,7 +228,7 @@ def last_integer(text: str) -> int | None:
 
 def step_in_name(text: str) -> int | None:
     """The step a name carries by default: the last number named as one (``gs-005000``,
-    ``step=1000``, ``iter5000``), else the last number that is no date, shape or hash."""
+    ``step=1000``, ``iter5000``), else the last number that is no date, time, setting, shape or hash."""
     text = _NOT_A_STEP.sub("_", text)
     named = _NAMED_STEP.findall(text)
     return int(named[-1]) if named else last_integer(text)
@@ -274,14 +296,24 @@ def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
     return is_sample_name(path.name, options) and not _is_real_data(path.name, options)
 
 
+def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
+    """A checkpoint folder's sample files, none of real data: by name, or below a folder
+    named so (``step_1000/real/`` beside ``step_1000/fake/``)."""
+    for path in _walk_files(folder):
+        if _is_generated_sample(path, options) and not any(
+                _is_real_data(part, options) for part in path.relative_to(folder).parts[:-1]):
+            yield path
+
+
 def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data)."""
-    keep = _is_generated_sample if generated else (lambda path, opts: is_sample_name(path.name, opts))
-    return sorted(p for p in _walk_files(folder) if keep(p, options))
+    if generated:
+        return sorted(_generated_files(folder, options))
+    return sorted(p for p in _walk_files(folder) if is_sample_name(p.name, options))
 
 
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
-    return any(_is_generated_sample(p, options) for p in _walk_files(folder))
+    return any(True for _ in _generated_files(folder, options))
 
 
 # --- the level rule -----------------------------------------------------------------------
@@ -302,19 +334,21 @@ _LAST_TWO_NUMBERS = re.compile(r"(\d+)\D+(\d+)\D*$")
 def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str]]:
     """(step, index, pattern) readings of a single image's name that carries a step and a
     sample index: step then index (``step1000_03.png`` -> 1000, 3, ``step1000_*.png``), or
-    index then step (``img_0001_step_0500.png``). With ``step_regex`` the index is the last
-    number after its match, else before it."""
+    index then step (``img_0001_step_0500.png``); a date, time or hash is a ``?`` per character
+    (kohya-ss's ``mylora_000500_*_??????????????.png``). With ``step_regex`` the index is the
+    first number after its match, else the last before it."""
     stem, found = path.stem, []
+    masked = _NO_NUMBER.sub(lambda m: "?" * len(m[0]), stem)  # as long as the stem: spans hold in both
     if options.step_regex is None:
-        match = _LAST_TWO_NUMBERS.search(stem)
+        match = _LAST_TWO_NUMBERS.search(masked)
         if match:
             found = [(int(match[1]), match.span(2)), (int(match[2]), match.span(1))]
     else:
         match, step = re.search(options.step_regex, stem), step_of(path.name, options)
         if match and step is not None:
-            index = _LAST_INT.search(stem, match.end()) or _LAST_INT.search(stem[:match.start()])
+            index = _FIRST_INT.search(masked, match.end()) or _LAST_INT.search(masked[:match.start()])
             found = [(step, index.span(1))] if index else []
-    return [(step, int(stem[a:b]), f"{stem[:a]}*{stem[b:]}{path.suffix}") for step, (a, b) in found]
+    return [(step, int(masked[a:b]), f"{masked[:a]}*{masked[b:]}{path.suffix}") for step, (a, b) in found]
 
 
 def _index_like(indices: list[int]) -> bool:
@@ -402,7 +436,10 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
             continue
         if _is_dir(entry):
             step = step_of(entry.name, options, is_file=False)
-            if step is None:
+            if _is_real_data(entry.name, options):  # a copy of the training data (``real/``, ``gt/``)
+                if any(is_sample_name(p.name, options) for p in _walk_files(path)):
+                    reals.append(f"{entry.name}/")
+            elif step is None:
                 plain.append(path)
             elif _holds_samples(path, options):
                 numbered.append((step, path, True))
@@ -422,8 +459,11 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 else:
                     numbered.append((step, path, False))
     if reals:
-        _warn_once(folder, f"{folder}: {len(reals)} files named as real data ({', '.join(reals[:2])}"
-                           f"{', ...' if len(reals) > 2 else ''}) are not read as samples (--samples GLOB reads them)")
+        folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
+        what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
+        _warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data "
+                           f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) {'is' if one else 'are'} "
+                           f"not read as samples (--samples GLOB reads {'it' if one else 'them'})")
     groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
     if groups:
         grouped = {f for _, group_files in groups.values() for f in group_files}

@@ -51,6 +51,20 @@ class WatchConfig:
     sampler: Sampler | None = None
 
 
+def _run_folders(sources: list[str]) -> list[str]:
+    """The folders that set a step's checkpoints apart when they lie in different ones (runs
+    side by side: ``baseline/samples/step_1000``, ``wider/samples/step_1000``): each parent
+    without the trailing folders they all share. Empty for checkpoints in one folder (series
+    of one run: ``sample-12.png`` beside ``sample-12-ema.png``)."""
+    parents = [Path(source).parent.parts for source in sources]
+    if len(set(parents)) < 2:
+        return []
+    shared = 0
+    while all(len(p) > shared for p in parents) and len({p[len(p) - 1 - shared] for p in parents}) == 1:
+        shared += 1
+    return list(dict.fromkeys(Path(*p[:len(p) - shared]).as_posix() if len(p) > shared else "." for p in parents))
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
@@ -122,8 +136,8 @@ class Watcher:
 
     def _note_shared_steps(self, found: list[Checkpoint]) -> None:
         """Say once that a step has several checkpoints (``samples_1000.png`` and
-        ``samples_ema_1000.png``, ``step_1000/`` and ``step_1000_ema/``): a step's signals
-        measure them together, and their instance ids repeat."""
+        ``samples_ema_1000.png``, ``step_1000/`` and ``step_1000_ema/``; runs side by side):
+        a step's signals measure them together, and their instance ids repeat."""
         if self._shared_steps_noted:
             return
         by_step: dict[int, list[str]] = {}
@@ -132,10 +146,12 @@ class Watcher:
         shared = {step: sources for step, sources in sorted(by_step.items()) if len(sources) > 1}
         if shared:
             step, sources = next(iter(shared.items()))
-            log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together; "
-                        "--samples GLOB watches one series", self.config.run_dir,
-                        f"{_count(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}", step,
-                        ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""))
+            folders = _run_folders(sources)
+            fix = (f"point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
+                   if folders else "--samples GLOB watches one series")
+            log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together; %s",
+                        self.config.run_dir, f"{_count(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
+                        step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
             self._shared_steps_noted = True
 
     # --- doing it -------------------------------------------------------------------

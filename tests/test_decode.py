@@ -111,6 +111,28 @@ def test_folder_with_one_grid_image_is_split_and_partial_row_trimmed(tmp_path):
     np.testing.assert_array_equal(samples[12].image, images[12])
 
 
+def test_a_checkpoint_of_several_grids_splits_each_of_them(tmp_path):
+    """BigGAN-PyTorch's sample sheets ``samples/EXP/{itr}/samples{i}.jpg`` (10 samples per class
+    row) and one grid per process ``samples/{step:07d}_rank{r}.png``: every grid is split, ids
+    running on across them; a folder of single samples stays whole."""
+    sheets = [smooth_images(RNG, 50, 32) for _ in range(2)]
+    for i, sheet in enumerate(sheets):
+        save_torchvision_grid(sheet, tmp_path / "biggan" / "2000" / f"samples{i}.jpg", nrow=10)
+    save_torchvision_grid(sheets[0], tmp_path / "biggan" / "fixed_samples2000.jpg", nrow=10)
+    for step in (500, 1000):
+        for rank in range(2):
+            save_torchvision_grid(smooth_images(RNG, 4, 16), tmp_path / "ranks" / f"{step:07d}_rank{rank}.png", nrow=2)
+    folder = next(c for c in scan_run(tmp_path / "biggan") if c.source == "2000")
+    samples, skipped = _split(list(iter_samples(folder)))
+    assert not skipped and [s.instance for s in samples] == list(range(100))
+    assert samples[57].path == "2000/samples1.jpg#7"
+    assert np.abs(samples[57].image.astype(int) - sheets[1][7]).mean() < 8  # JPEG
+    assert [[s.instance for s in iter_samples(c)] for c in scan_run(tmp_path / "ranks")] == [list(range(8))] * 2
+    for i, image in enumerate(smooth_images(RNG, 3, 64)):
+        write_png(tmp_path / "singles" / "step_100" / f"{i:03d}.png", image)
+    assert [s.instance for s in iter_samples(scan_run(tmp_path / "singles")[0])] == [0, 1, 2]
+
+
 def test_tensorflow_dcgan_figure_is_split_into_its_subplots(tmp_path):
     """The TF DCGAN tutorial's ``image_at_epoch_0001.png``: 16 samples, ids 0..15, no margins."""
     digits = np.stack([digit_like(RNG, 28)[..., 0] for _ in range(16)]).astype(np.float32) / 127.5 - 1

@@ -102,6 +102,30 @@ def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names
     assert all(is_ready(c) for c in found) and len({content_hash(c) for c in found}) == 3
 
 
+def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
+    """kohya-ss's ``sample/{name}_{steps:06d}_{i:02d}_{%Y%m%d%H%M%S}.png`` (and
+    ``_e{epoch:06d}_…_{seed}.png`` with ``--step-regex``): the time was read as the step, one
+    checkpoint per file. mmengine's ``{%Y%m%d_%H%M%S}/vis_data/vis_image/`` run folders are no steps."""
+    from engine.decode import iter_samples
+    for k, steps in enumerate((500, 1000)):
+        for i in range(3):
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(OLD + 300 * k + 2 * i))
+            write_png(tmp_path / "sample" / f"mylora_{steps:06d}_{i:02d}_{stamp}.png", smooth_images(RNG, 1, 8)[0])
+            write_png(tmp_path / "seed" / f"mylora_e{k + 1:06d}_{i:02d}_{stamp}_42.png", smooth_images(RNG, 1, 8)[0])
+    found = scan_run(tmp_path / "sample")
+    assert [(c.step, c.source, len(c.files)) for c in found] == [
+        (500, "mylora_000500_*_??????????????.png", 3), (1000, "mylora_001000_*_??????????????.png", 3)]
+    assert [s.instance for s in iter_samples(found[1])] == [0, 1, 2]
+    by_epoch = scan_run(tmp_path / "seed", DiscoveryOptions(step_regex=r"_e(\d+)_"))
+    assert [(c.step, len(c.files)) for c in by_epoch] == [(1, 3), (2, 3)]
+    assert [s.instance for s in iter_samples(by_epoch[0])] == [0, 1, 2]
+    for stamp, iters in (("20240105_103000", (500, 1000)), ("20240106_091512", (1500,))):
+        for it in iters:
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "work_dir" / stamp / "vis_data" / "vis_image"
+                                  / f"fake_img_{it}.png", nrow=2)
+    assert [c.step for c in scan_run(tmp_path / "work_dir")] == [500, 1000, 1500]
+
+
 def test_a_flat_folder_with_a_gap_in_a_steps_indices_is_still_one_checkpoint_per_step(tmp_path):
     for step, indices in ((1000, (0, 1, 2, 3)), (2000, (0, 1, 3))):  # sample 2 of step 2000 not written (yet)
         for i in indices:
@@ -265,8 +289,30 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("checkpoint-500", 500), ("fakes000200", 200), ("fake_samples_epoch_003", 3), ("sample-12", 12),
                        ("network-snapshot-002000", 2000), ("00007", 7), ("split_3", 3), ("cafe1234", 1234),
                        ("openai-2026-01-05-10-00-00-123456", None), ("samples_16x32x32x3", None),  # guided-diffusion
-                       ("2026-01-05T10-00-00_run", None)]:
+                       ("2026-01-05T10-00-00_run", None),
+                       ("10-30-00", None),  # Hydra's outputs/2026-12-04/10-30-00/: a time of day
+                       ("DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0", 400000),  # DiT's sample_ddp.py folder
+                       ("lr1e-4_bs64_seed0", None), ("0001000_rank1", 1000), ("image_size-64-12", 12),
+                       ("batch_5000", 5000),  # PyTorch-GAN names its images by batches_done
+                       ("20240105_103000", None), ("mylora_000500_00_20240105103000", 0)]:
         assert step_in_name(name) == step, name
+
+
+def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_path):
+    """DiT's ``sample_ddp.py`` names its folder after the checkpoint and its settings (the
+    last number is the seed); Hydra's ``outputs/DATE/HH-MM-SS/`` folders are runs, not steps."""
+    for ckpt in ("0100000", "0200000"):
+        name = f"DiT-XL-2-{ckpt}-size-256-vae-ema-cfg-1.5-seed-0"
+        _folder_of_images(tmp_path / "dit" / name, n=2, names="{:06d}.png")
+        np.savez(tmp_path / "dit" / f"{name}.npz", arr_0=np.zeros((2, 8, 8, 3), np.uint8))
+    assert [c.step for c in scan_run(tmp_path / "dit")] == [100000, 100000, 200000, 200000]
+    for clock in ("10-30-00", "14-05-12"):
+        for step in (1000, 2000):
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "outputs" / "2026-12-03" / clock / "samples"
+                                  / f"step_{step:06d}.png", nrow=2)
+    assert [(c.step, c.source) for c in scan_run(tmp_path / "outputs")] == [
+        (1000, "2026-12-03/10-30-00/samples/step_001000.png"), (1000, "2026-12-03/14-05-12/samples/step_001000.png"),
+        (2000, "2026-12-03/10-30-00/samples/step_002000.png"), (2000, "2026-12-03/14-05-12/samples/step_002000.png")]
 
 
 def test_taming_image_logger_and_wandb_media_layouts(tmp_path):
@@ -292,6 +338,25 @@ def test_weight_names():
     for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png",
                  "ema_samples_1000.pt", "model_samples_1000.npy", "generator_outputs_1000.npy", "netG_fakes_3.npz"):
         assert not is_weight_file(name), name
+
+
+def test_evaluation_results_saved_as_tensors_are_no_samples(tmp_path):
+    """score_sde's ``eval/ckpt_{k}/samples_{r}.npz`` beside ``statistics_{r}.npz`` (Inception
+    pool_3 and logits) and ``eval/report_{k}.npz`` (IS, FID, KID): the report was a checkpoint of
+    its own and every statistics file a skipped sample file."""
+    for k in (1, 2):
+        ckpt = tmp_path / "eval" / f"ckpt_{k}"
+        ckpt.mkdir(parents=True)
+        for r in range(2):
+            np.savez_compressed(ckpt / f"samples_{r}.npz", samples=np.zeros((2, 8, 8, 3), np.uint8))
+            np.savez_compressed(ckpt / f"statistics_{r}.npz", pool_3=np.zeros((2, 2048)), logits=np.zeros((2, 1008)))
+        np.savez_compressed(tmp_path / "eval" / f"report_{k}.npz", IS=1.0, fid=2.0, kid=3.0)
+    assert _summary(scan_run(tmp_path)) == [
+        (k, f"eval/ckpt_{k}", [f"eval/ckpt_{k}/samples_{r}.npz" for r in range(2)]) for k in (1, 2)]
+    for name in ("fid_stats.npz", "cifar10_stats.npz", "real_activations.npy", "features_1000.npy", "metrics.pt"):
+        assert not discovery.is_sample_name(name, DiscoveryOptions()), name
+    for name in ("fid_samples_1000.npz", "feature_samples.npz", "stats_1000.png", "x_1000.npy"):
+        assert discovery.is_sample_name(name, DiscoveryOptions()), name
 
 
 def test_tensor_samples_named_after_the_model_are_checkpoints(tmp_path):
@@ -426,6 +491,25 @@ def test_files_named_as_real_data_are_no_samples_unless_the_globs_name_them(tmp_
     assert "4 files named as real data (epoch001_real_A.png, epoch001_real_B.png, ...)" in caplog.text
     chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("*_real_A.png",)))
     assert [c.source for c in chosen] == ["web/images/epoch001_real_A.png", "web/images/epoch002_real_A.png"]
+
+
+def test_folders_named_as_real_data_are_no_samples(tmp_path, caplog):
+    """A copy of the training images beside the samples (``run/real/00000.png``, which was read
+    as 16 checkpoints, steps 0..15), and ``step_1000/real/`` beside ``step_1000/fake/``."""
+    _folder_of_images(tmp_path / "run" / "real", n=16)
+    for step in (1000, 2000):
+        _folder_of_images(tmp_path / "run" / "samples" / f"step_{step}", n=2)
+        for series in ("real", "fake"):
+            _folder_of_images(tmp_path / "pairs" / f"step_{step}" / series, n=2)
+    (tmp_path / "run" / "inputs").mkdir()
+    (tmp_path / "run" / "inputs" / "prompts.txt").write_text("a cat\n")  # no images: not named
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [(c.step, c.source) for c in scan_run(tmp_path / "run")] == [(1000, "samples/step_1000"),
+                                                                            (2000, "samples/step_2000")]
+    assert f"{tmp_path / 'run'}: 1 folder named as real data (real/) is not read as samples" in caplog.text
+    assert [[f.relative_to(c.root).as_posix() for f in c.files] for c in scan_run(tmp_path / "pairs")] == [
+        [f"step_{step}/fake/{i:05d}.png" for i in range(2)] for step in (1000, 2000)]
+    assert [len(c.files) for c in scan_run(tmp_path / "pairs", DiscoveryOptions(sample_globs=("*.png",)))] == [4, 4]
 
 
 def test_tensor_files_in_a_checkpoint_folder_are_weights_whatever_their_names(tmp_path):

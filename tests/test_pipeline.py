@@ -923,3 +923,23 @@ def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
                       "a step's signals measure them together; --samples GLOB watches one series"]
     assert main(watch + ["--samples", "sample-?.png"]) == 0
     assert "several checkpoints" not in capsys.readouterr().err
+
+
+def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
+    """``baseline/samples/step_1000/`` beside ``wider/samples/step_1000/``: the fix is to watch one run."""
+    from tests.sample_fixtures import smooth_images, write_png
+
+    run = tmp_path / "exps"
+    for exp in ("baseline", "wider"):
+        for step in (1000, 2000):
+            for i, image in enumerate(smooth_images(np.random.default_rng(step), 2, 16)):
+                write_png(run / exp / "samples" / f"step_{step}" / f"{i:03d}.png", image)
+    for path in run.rglob("*"):
+        os.utime(path, (time.time() - 10,) * 2)
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--encoder", "pixels",
+                 "--no-layout", "--no-metrics"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
+    assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 1000: baseline/samples/step_1000, "
+                      "wider/samples/step_1000): a step's signals measure them together; "
+                      "point evowatch at one of baseline, wider"]
