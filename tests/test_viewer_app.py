@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from stores import format as fmt  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
-from viewer import data  # noqa: E402
+from viewer import data, store_path  # noqa: E402
 from viewer.synthetic import ENCODER, SyntheticRun, build_store  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "viewer" / "app.py")
@@ -240,10 +240,47 @@ def test_alerts_shown_first_of_each_rule_and_newest():
 
 
 # ----------------------------------------------------------------------------- bad stores
-def test_missing_store_is_a_readable_page(tmp_path, monkeypatch):
-    at = run_app(tmp_path / "nope.zarr", monkeypatch)
-    assert not at.exception
+def test_a_store_not_created_yet_is_waited_for(tmp_path, monkeypatch):
+    """`evowatch view STORE` started before `evowatch watch --store STORE` created it: one
+    line saying what the page waits for, no error; the store shows once it is there."""
+    for path in (tmp_path / "nope.zarr", tmp_path / "empty.zarr"):
+        if path.name == "empty.zarr":
+            path.mkdir()
+        at = run_app(path, monkeypatch)
+        assert not at.exception and not at.error
+        assert [i.value for i in at.info] == [store_path.waiting_text(path)]
+        assert f"waiting for `evowatch watch RUN_DIR --store {path}`" in at.info[0].value
+    build_store(tmp_path / "nope.zarr", n_steps=1, per_step=10, n_real=5, thumbnail_size=8)
+    at = run_app(tmp_path / "nope.zarr", monkeypatch)  # the browser test sees the live poll do this
+    assert not at.exception and not at.error and n_points(map_chart(at)) == 15
+    assert "No store at" not in texts(at)
+
+
+def test_a_path_that_cannot_become_a_store_is_an_error(tmp_path, monkeypatch):
+    at = run_app(tmp_path / "typo" / "nope.zarr", monkeypatch)
+    assert not at.exception and not at.info
     assert "no such store" in at.error[0].value
+
+
+def test_view_refuses_what_cannot_become_a_store_and_waits_for_the_rest(tmp_path, capsys):
+    """One line and exit 2 for a file, a folder with other contents and a missing parent
+    folder (a typo), before any address is printed; an absent store or an empty folder is
+    waited for (launch goes on to the port check)."""
+    from viewer import launch
+
+    (tmp_path / "file.zarr").write_text("x")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    refused = {tmp_path / "file.zarr": "not a Zarr v3 store", tmp_path / "other": "not a Zarr v3 store",
+               tmp_path / "typo" / "run.zarr": f"no folder {tmp_path / 'typo'} to hold one; check the path"}
+    for path, why in refused.items():
+        assert launch.launch(path, "127.0.0.1", 0) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and err.startswith(f"evowatch view: {path}") and why in err
+    for path in (tmp_path / "new.zarr", tmp_path / "empty"):
+        assert store_path.refusal(path) is None and store_path.awaited(path)
+    assert store_path.refusal(tmp_path / "file.zarr") and not store_path.awaited(tmp_path / "file.zarr")
 
 
 def test_foreign_and_malformed_stores_are_readable_pages(tmp_path, monkeypatch):

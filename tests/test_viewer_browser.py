@@ -120,3 +120,21 @@ def test_view_hover_select_and_live_update(tmp_path):
         page.wait_for_function(
             f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.info().markers === {PER_STEP + N_REAL}",
             timeout=20_000)
+
+
+def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
+    """`evowatch view STORE` started before `evowatch watch --store STORE`: the server starts,
+    the page says what it waits for, and shows the store once it appears (no reload)."""
+    store = tmp_path / "later.zarr"
+    home = tmp_path / "home"
+    home.mkdir()
+    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
+        page = chrome.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_text(f"No store at {store} yet: waiting for").wait_for(timeout=30_000)
+        page.evaluate("() => { window.__evowatchNoReload = true; }")
+        build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8)
+        browser.wait_for_map(page, timeout_ms=30_000)
+        assert total(page) == 2 * PER_STEP + N_REAL
+        assert page.evaluate("() => window.__evowatchNoReload === true"), "the page reloaded"
+        assert page.get_by_text("No store at").count() == 0

@@ -18,7 +18,7 @@ import numpy as np
 import streamlit as st
 
 from stores.errors import EvowatchError
-from viewer import canvas, data, hover, preload
+from viewer import canvas, data, hover, preload, store_path
 
 log = logging.getLogger(__name__)
 
@@ -322,8 +322,11 @@ def page(path: str) -> None:
         commit = data.read_commit(path)
     except Exception as exc:
         st.title("evowatch")
-        st.error(data.store_error_text(exc))
-        st.caption("Start a run with `evowatch watch RUN_DIR --store STORE`, then `evowatch view STORE`.")
+        if store_path.awaited(path):  # started before the watcher created it: not an error
+            st.info(store_path.waiting_text(path))
+        else:
+            st.error(data.store_error_text(exc))
+            st.caption("Start a run with `evowatch watch RUN_DIR --store STORE`, then `evowatch view STORE`.")
         live_status_error(path)
         return
     d = data.map_data(path, commit)
@@ -427,7 +430,8 @@ def show_error(path: str, exc: Exception) -> None:
 
 
 def live_status_error(path: str) -> None:
-    """Keep polling a missing or broken store so the page recovers once it is created."""
+    """Keep polling a missing or broken store so the page shows it once it is created (the
+    live refresh's fragment, which reruns the page when the store reads)."""
 
     @st.fragment(run_every=data.POLL_SECONDS * 2)
     def _poll() -> None:

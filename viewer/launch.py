@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stores.errors import StoreFormatError
-from stores.zarr_store import StoreReader
+from viewer.store_path import awaited, refusal
 
 APP = Path(__file__).with_name("asgi.py")  # viewer/app.py served with a preload header
 
@@ -41,21 +40,20 @@ def listen_error(host: str, port: int) -> str | None:
 def launch(store: Path, host: str = "127.0.0.1", port: int = 8501) -> int:
     """Validate ``store``, start the viewer, print its address, and return its exit code.
 
-    A missing, foreign or unsupported store, or a port already in use, is refused before
-    Streamlit starts, with one line on stderr and exit code 2. Ctrl-C stops the server and returns 0.
+    A store that does not exist yet (absent, or an empty folder) is waited for: the page
+    says so and shows the store once ``evowatch watch`` creates it. A path that cannot
+    become a store (a file, a foreign or unsupported store, a folder with other contents, a
+    missing parent folder) or a port already in use is refused before Streamlit starts,
+    with one line on stderr and exit code 2. Ctrl-C stops the server and returns 0.
     """
     store = Path(store).expanduser().resolve()
-    try:
-        StoreReader(store)
-    except StoreFormatError as exc:
-        print(f"evowatch view: {exc}", file=sys.stderr)
-        return 2
-    problem = listen_error(host, port)
+    problem = refusal(store) or listen_error(host, port)
     if problem:
         print(f"evowatch view: {problem}", file=sys.stderr)
         return 2
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    print(f"evowatch viewer for {store}: http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
+    waiting = " (no store there yet: the page waits for it)" if awaited(store) else ""
+    print(f"evowatch viewer for {store}{waiting}: http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
     env = dict(os.environ)
     env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
     proc = subprocess.Popen(streamlit_command(store, host, port), env=env)
