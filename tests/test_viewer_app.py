@@ -113,6 +113,13 @@ def test_colour_modes_and_radial_layout(store, monkeypatch):
     assert not at.exception
     spec = map_chart(at)
     assert spec["equal"] and spec["view_key"] == "radial" and not spec["labels"]
+    # Every ring is named (the canvas thins them by its zoom): the reference, then the steps
+    # as the page writes them, at radii that grow outward like the rings.
+    assert [name for _, name in spec["rings"]] == ["real", "1,000", "2,000", "3,000"]
+    radii = [r for r, _ in spec["rings"]]
+    assert radii == sorted(radii) and radii[0] >= 0
+    at.radio(key="layout").set_value("rectilinear").run()
+    assert map_chart(at)["rings"] == [] and len(map_chart(at)["labels"]) == 4
 
 
 def test_box_selection_shows_grid_table_and_export(store, monkeypatch):

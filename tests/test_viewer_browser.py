@@ -138,3 +138,30 @@ def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
         assert total(page) == 2 * PER_STEP + N_REAL
         assert page.evaluate("() => window.__evowatchNoReload === true"), "the page reloaded"
         assert page.get_by_text("No store at").count() == 0
+
+
+def test_radial_rings_are_named_as_room_allows(tmp_path):
+    """Radial layout: the rings carry their steps (1,000 style) on the ray above the centre,
+    the newest always, the others as far as their spacing allows; zooming in names those
+    left out."""
+    store = tmp_path / "many.zarr"
+    build_store(store, n_steps=40, per_step=8, n_real=10, thumbnail_size=8)
+    home = tmp_path / "home"
+    home.mkdir()
+    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
+        page = chrome.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(url, wait_until="domcontentloaded")
+        browser.wait_for_map(page)
+        sig = browser.map_signature(page)
+        page.get_by_text("radial", exact=True).click()
+        browser.wait_for_map(page, changed_from=sig)
+        names = browser.ring_names(page)
+        assert names and names[0] == "40,000" and all(re.fullmatch(r"real|\d{1,3}(,\d{3})*", n) for n in names)
+        assert 2 < len(names) < 41  # a subset: 41 names do not fit on one radius
+        rect = page.evaluate(f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.plotRect()")
+        page.mouse.move(rect["x"] + rect["width"] / 2, rect["y"] + rect["height"] / 2)
+        page.mouse.wheel(0, -600)
+        page.wait_for_function(f"""(old) => document.querySelector('{browser.MAP_SELECTOR}').evomap.info().rings
+                                       .some((name) => !old.includes(name))""", arg=names, timeout=10_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer_radial_zoomed.png"))

@@ -116,6 +116,11 @@ def band_labels(page) -> list[str]:
     return list((_info(page) or {}).get("labels", []))
 
 
+def ring_names(page) -> list[str]:
+    """The ring names the radial map draws now (newest first; a subset when rings are close)."""
+    return list((_info(page) or {}).get("rings", []))
+
+
 def map_tool(page, name: str) -> None:
     """Press one of the map's tool buttons: box, lasso, pan, reset, clear."""
     page.locator(f"{MAP_SELECTOR} .evomap-tools button", has_text=name).click()

@@ -1,10 +1,11 @@
 // The evolution map: a 2-D canvas drawn by a Streamlit components-v2 module (no Plotly).
 //
-// Python (viewer/canvas_map.py) sends a spec: data bounds, an optional density raster, the
-// drawn markers as base64 typed arrays (x, y float32; row int32; rgb uint8), the instance
-// trail, query matches, band labels, a legend and the kept selection. Two stacked canvases:
-// the base (raster + markers, redrawn on a new spec or a zoom) and an overlay (trail,
-// matches, selection shapes, the hover ring: cheap, redrawn on every pointer move).
+// Python (viewer/data.py map_spec) sends a spec: data bounds, an optional density raster,
+// the drawn markers as base64 typed arrays (x, y float32; row int32; rgb uint8), the
+// instance trail, query matches, band labels or ring names, a legend and the kept
+// selection. Two stacked canvases: the base (raster + markers, redrawn on a new spec or a
+// zoom) and an overlay (labels, trail, matches, selection shapes, the hover ring: cheap,
+// redrawn on every pointer move).
 //
 // Out: state "selection" ({box: [{x, y}]} or {lasso: [{x, y}]} in data coordinates, or
 // null once cleared), trigger "click" (the clicked marker's row). Hovers are not sent to
@@ -13,6 +14,7 @@
 const MARGIN = { l: 10, r: 10, t: 26, b: 8 };
 const PICK_PX = 8;
 const CELL = 16;
+const RING_GAP = 13;  // px between two ring names on the map (a 10px font)
 
 const css = `
 .evomap { position: relative; font: 12px sans-serif; color: #333; user-select: none; }
@@ -269,6 +271,7 @@ class EvoMap {
       const X = this.sx(x);
       if (X >= p.l && X <= p.l + p.w) ctx.fillText(text, X, p.t - 3);
     }
+    this.ringNames = this.drawRingNames(ctx, p, s.rings || []);
     ctx.save();
     ctx.beginPath(); ctx.rect(p.l, p.t, p.w, p.h); ctx.clip();
     const shapes = this.drag && this.drag.kind !== "pan" ? [this.drag.shape()] : this.shapes(this.selection);
@@ -295,6 +298,31 @@ class EvoMap {
       ctx.arc(this.px[this.hover], this.py[this.hover], 5, 0, 2 * Math.PI); ctx.stroke();
     }
     ctx.restore();
+  }
+
+  drawRingNames(ctx, p, rings) {
+    // Each ring's step on the ray above the centre (rings are centred on the origin), the
+    // newest first, each at least RING_GAP px from the last one named: zooming in names more
+    // rings. A white halo keeps the names legible over the points. Returns the names drawn.
+    const drawn = [], cx = this.sx(0);
+    if (!rings.length || cx < p.l || cx > p.l + p.w) return drawn;
+    ctx.save();
+    ctx.beginPath(); ctx.rect(p.l, p.t, p.w, p.h); ctx.clip();
+    ctx.font = "10px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
+    ctx.fillStyle = "#222";
+    let last = -Infinity;
+    const cy = this.sy(0);
+    for (let j = rings.length - 1; j >= 0; j--) {
+      const [r, text] = rings[j], y = this.sy(r);
+      if (y - last < RING_GAP || y < p.t + 6 || y > p.t + p.h - 6) continue;
+      drawn.push([text, y]); last = y;
+    }
+    ctx.strokeStyle = "rgba(0,0,0,0.12)"; ctx.lineWidth = 1;  // a faint circle ties a name to its ring
+    for (const [, y] of drawn) { ctx.beginPath(); ctx.arc(cx, cy, cy - y, 0, 2 * Math.PI); ctx.stroke(); }
+    ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.9)";
+    for (const [text, y] of drawn) { ctx.strokeText(text, cx, y); ctx.fillText(text, cx, y); }
+    ctx.restore();
+    return drawn.map(([text]) => text);
   }
 
   star(ctx, x, y, R) {
@@ -439,6 +467,7 @@ class EvoMap {
   info() {
     const s = this.spec || {};
     return { markers: this.pts ? this.pts.n : 0, mode: s.mode, draws: this.draws, labels: (s.labels || []).map((l) => l[1]),
+             rings: this.ringNames || [],
              trail: s.trail ? s.trail.x.length : 0, highlight: s.highlight ? s.highlight.x.length : 0,
              sig: s.sig, complete: !s.raster || !!this.image, drawMs: this.drawMs };
   }

@@ -28,7 +28,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import streamlit as st
@@ -550,7 +550,7 @@ def map_spec(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
               "rgb": _b64(np.clip(np.rint(row_rgb(c, drawn)), 0, 255).astype(np.uint8))}
     spec = {"mode": mode, "bounds": list(bounds), "equal": layout == "radial", "height": height,
             "view_key": layout, "raster": raster, "points": points, "legend": _legend(c, rows),
-            "labels": _band_labels(d, xy, layout), "trail": _overlay(xy, trail), "highlight": _overlay(xy, highlight)}
+            "labels": _band_labels(d, xy, layout), "rings": _ring_labels(d, xy, layout), "trail": _overlay(xy, trail), "highlight": _overlay(xy, highlight)}
     return spec, mode
 
 
@@ -577,19 +577,30 @@ def cached_map_spec(path: str | Path, commit: Commit, layout: Layout, color: Col
                             None if highlight is None else tuple(int(r) for r in highlight), d, xy, visible, c)
 
 
+def _step_rows(d: MapData, stride: int = 1) -> Iterator[tuple[np.ndarray, str]]:
+    """(rows mask, name) of every ``stride``-th band or ring: the reference ("real") first,
+    then the steps, written 1,000 like the rest of the page."""
+    for k in range(-1, len(d.steps), stride):
+        rows = d.step_index == k
+        if rows.any():
+            yield rows, "real" if k < 0 else f"{int(d.steps[k]):,}"
+
+
 def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[tuple[float, str]]:
     """(x, text) step names over the bands (rectilinear), at most ~25 of them."""
     if layout != "rectilinear" or not d.n:
         return []
-    out = []
-    ordinals = list(range(-1, len(d.steps)))
-    stride = max(1, len(ordinals) // 25)
-    for k in ordinals[::stride]:
-        rows = d.step_index == k
-        if not rows.any():
-            continue
-        out.append((float(np.median(xy[rows, 0])), "real" if k < 0 else f"{int(d.steps[k]):,}"))
-    return out
+    stride = max(1, (len(d.steps) + 1) // 25)
+    return [(float(np.median(xy[rows, 0])), name) for rows, name in _step_rows(d, stride)]
+
+
+def _ring_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[tuple[float, str]]:
+    """(radius, text) step names of the rings (radial; the rings are centred on the origin,
+    ``engine.layout.placement.place``), innermost first: every ring, at its median radius.
+    The canvas draws those its zoom leaves room for, the newest first."""
+    if layout != "radial" or not d.n:
+        return []
+    return [(float(np.median(np.hypot(xy[rows, 0], xy[rows, 1]))), name) for rows, name in _step_rows(d)]
 
 
 def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: Sequence[dict[str, Any]],
