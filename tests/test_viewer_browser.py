@@ -165,3 +165,38 @@ def test_radial_rings_are_named_as_room_allows(tmp_path):
                                        .some((name) => !old.includes(name))""", arg=names, timeout=10_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "viewer_radial_zoomed.png"))
+
+
+def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
+    """A laptop's first screen: with the alert list of a collapsing run above it, the whole
+    map (legend and tools included) shows without scrolling; a larger screen keeps the full
+    620 px map."""
+    from stores.zarr_store import StoreWriter
+
+    store = tmp_path / "collapse.zarr"
+    run = build_store(store, n_steps=12, per_step=20, n_real=N_REAL, thumbnail_size=8, step_every=250, alerts=False)
+    with StoreWriter(store, run.encoder, thumbnail_size=8) as w:
+        w.set_alerts([{"step": s, "rule": "collapse", "value": 1.7,
+                       "message": f"diversity fell 60% between step 1250 and {s}: Vendi score 4.42 -> 1.74"}
+                      for s in range(1500, 3001, 250)])
+    home = tmp_path / "home"
+    home.mkdir()
+    rect = f"""(sel) => {{ const r = document.querySelector('{browser.MAP_SELECTOR}' + sel).getBoundingClientRect();
+                        return [r.top, r.bottom]; }}"""
+    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
+        for width, height in ((1280, 720), (1920, 1080)):
+            page = chrome.new_page(viewport={"width": width, "height": height})
+            page.goto(url, wait_until="domcontentloaded")
+            browser.wait_for_map(page)
+            page.get_by_text("Showing 4 of 7 alerts").wait_for(timeout=10_000)
+            top, bottom = page.evaluate(rect, "")
+            tools_top, tools_bottom = page.evaluate(rect, " .evomap-tools")
+            assert 0 < top and tools_bottom <= bottom <= height, (width, height, top, bottom)
+            assert page.locator(f"{browser.MAP_SELECTOR} .evomap-tools button", has_text="lasso").is_visible()
+            if height == 720:
+                assert bottom - top >= 300
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "viewer_1280x720.png"))
+            else:
+                assert bottom - top == 620  # the full map where there is room
+            page.close()

@@ -26,6 +26,9 @@ MAP_KEY = "map"
 SIGNALS_KEY = "signals_chart"
 LOSSES_KEY = "losses_chart"
 TABLE_KEY = "selection_table"
+#: Streamlit's main area starts 6rem down (room for its toolbar, 3.75rem); 3.5rem is enough
+#: for it, and the map gets the rest of a 1280x720 first screen (docs/viewer.md).
+PAGE_STYLE = '<style>[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }</style>'
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -99,8 +102,9 @@ def _sync_injected_state() -> None:
 
 
 # ----------------------------------------------------------------------------- live refresh
-def live_status(path: str, shown: data.Commit) -> None:
-    """Poll only the committed counts; rerun the page (no reload) when they moved."""
+def live_status(path: str, shown: data.Commit, summary: str) -> None:
+    """Poll only the committed counts; rerun the page (no reload) when they moved. Its line
+    carries the store's ``summary`` (one line above the map, not two: the map's room)."""
 
     @st.fragment(run_every=data.POLL_SECONDS)
     def _poll() -> None:
@@ -111,7 +115,7 @@ def live_status(path: str, shown: data.Commit) -> None:
             return
         if now != shown:
             st.rerun(scope="app")
-        st.caption(f"● live · {now.rows:,} rows · {now.checkpoints} checkpoints · checked {time.strftime('%H:%M:%S')}")
+        st.caption(f"● live · {summary} · checked {time.strftime('%H:%M:%S')}")
 
     _poll()
 
@@ -306,14 +310,14 @@ def alerts_list(alerts: list[dict[str, Any]]) -> None:
     """Each rule's first alert (the onset) and the newest above the map; all in an expander,
     so a long collapse does not hide where it began."""
     shown = data.alerts_shown(alerts)
-    for alert in shown:
-        st.warning(data.alert_text(alert))
+    if not shown:
+        return
+    # One box, a line per alert: a box per alert took the first screen from the map.
+    st.warning("  \n".join(data.alert_text(alert) for alert in shown))
     if len(shown) < len(alerts):
-        st.caption(f"Showing {len(shown)} of {len(alerts)} alerts: each rule's first and the newest "
-                   f"{data.NEWEST_ALERTS}.")
-        with st.expander(f"All {len(alerts)} alerts"):
-            for alert in sorted(alerts, key=data.alert_step):
-                st.warning(data.alert_text(alert))
+        with st.expander(f"Showing {len(shown)} of {len(alerts)} alerts: each rule's first and the newest "
+                         f"{data.NEWEST_ALERTS} · show all {len(alerts)}"):
+            st.warning("  \n".join(data.alert_text(alert) for alert in sorted(alerts, key=data.alert_step)))
 
 
 # ----------------------------------------------------------------------------- page
@@ -331,13 +335,10 @@ def page(path: str) -> None:
         return
     d = data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}")
-    live_status(path, commit)
+    live_status(path, commit, f"{commit.rows:,} samples · {len(d.all_steps)} steps · {commit.layout_rows:,} laid "
+                              f"out · encoder {d.encoder.get('identity', '?')} · {len(d.alerts)} alerts")
     _sync_injected_state()
     f, layout, color = sidebar(d, path, commit)
-
-    n_steps = len(d.all_steps)
-    st.caption(f"{commit.rows:,} samples · {n_steps} steps · {commit.layout_rows:,} laid out · "
-               f"encoder {d.encoder.get('identity', '?')} · {len(d.alerts)} alerts")
     alerts_list(list(d.alerts))
 
     if commit.rows == 0:
@@ -406,12 +407,12 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
 
     spec, mode = data.cached_map_spec(path, commit, layout, color, f, d, xy, visible, c, trail=trail,
                                       highlight=highlight)
-    st.caption(f"{int(visible.sum()):,} samples match the filters"
+    with st.container(key=data.MAP_CONTAINER):
+        canvas.evolution_map(spec, sel, key=MAP_KEY, on_selection=_on_map_select, on_click=_on_map_click)
+    st.caption(f"{int(visible.sum()):,} samples match the filters"  # below the map: it is what needs the room
                + (f" · density view (each pixel aggregates its samples; {data.SAMPLE_POINTS:,} sampled points "
                   "take hovers and clicks; box/lasso selects from all)" if mode == "density" else "")
                + " · drag to select (box, lasso), wheel to zoom, click a point to follow its instance")
-    with st.container(key=data.MAP_CONTAINER):
-        canvas.evolution_map(spec, sel, key=MAP_KEY, on_selection=_on_map_select, on_click=_on_map_click)
     hover.hover_preview(path, commit, d)
 
     trail_panel(path, commit, d, trail)
@@ -447,6 +448,7 @@ def live_status_error(path: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="evowatch", layout="wide")
     preload.preload_charts(after=data.MAP_SELECTOR)  # first: chunks load while the script runs
+    st.html(PAGE_STYLE)  # style only: takes no room on the page
     path = store_argument()
     if not path:
         st.title("evowatch")

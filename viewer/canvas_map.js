@@ -15,6 +15,8 @@ const MARGIN = { l: 10, r: 10, t: 26, b: 8 };
 const PICK_PX = 8;
 const CELL = 16;
 const RING_GAP = 13;  // px between two ring names on the map (a 10px font)
+const MIN_HEIGHT = 300;  // px: a map with less room than this below its top keeps this height
+const BOTTOM_GAP = 8;  // px left below the map's tools on the first screen
 
 const css = `
 .evomap { position: relative; font: 12px sans-serif; color: #333; user-select: none; }
@@ -87,6 +89,8 @@ class EvoMap {
     this.listen();
     this.resizer = new ResizeObserver(() => this.resize());
     this.resizer.observe(this.root);
+    this.onWindowResize = () => this.resize();
+    window.addEventListener("resize", this.onWindowResize);
   }
 
   // ------------------------------------------------------------------ input from Python
@@ -126,7 +130,24 @@ class EvoMap {
 
   size() {
     const w = Math.max(100, this.root.clientWidth || 600);
-    return { w, h: this.spec ? this.spec.height : 600 };
+    return { w, h: this.height || (this.spec ? this.spec.height : 600) };
+  }
+
+  measure() {
+    // The map's height: spec.height (its most), or less so that the whole map, legend and
+    // tools included, fits the first screen below what the page shows above it (a
+    // 1280x720 window), but never under MIN_HEIGHT. Measured in the page's scrolling
+    // container (Streamlit scrolls its main area, not the window), so scrolling changes nothing.
+    const r = this.root.getBoundingClientRect();
+    let scroller = null;
+    for (let e = this.root.parentElement; e && e !== document.body; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowY;
+      if (o === "auto" || o === "scroll") { scroller = e; break; }
+    }
+    const room = scroller
+      ? scroller.clientHeight - (r.top - scroller.getBoundingClientRect().top + scroller.scrollTop)
+      : window.innerHeight - (r.top + window.scrollY);
+    this.height = Math.round(Math.max(MIN_HEIGHT, Math.min(this.spec.height, room - BOTTOM_GAP)));
   }
 
   plot() {
@@ -152,6 +173,7 @@ class EvoMap {
 
   resize(force) {
     if (!this.spec) return;
+    this.measure();
     const { w, h } = this.size(), r = this.dpr();
     this.root.style.height = h + "px";
     const changed = this.base.width !== Math.round(w * r) || this.base.height !== Math.round(h * r);
@@ -485,6 +507,7 @@ class EvoMap {
 
   destroy() {
     this.resizer.disconnect();
+    window.removeEventListener("resize", this.onWindowResize);
     this.root.remove();
   }
 }
