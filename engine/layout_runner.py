@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from engine.backlog_log import BacklogLog
 from engine.layout import LayoutParams, StepState, layout_full, layout_step
 from stores.format import KIND_CODES
 from stores.zarr_store import StoreWriter, superseded_flags
@@ -41,7 +42,9 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
     params = params or LayoutParams()
     ckpt = store.checkpoints()
     current = ~superseded_flags(ckpt)
-    added = 0
+    added, began_all = 0, time.perf_counter()
+    said = BacklogLog(log, int(np.sum((ckpt["row_stop"] > store.layout_rows) & (ckpt["row_stop"] > ckpt["row_start"]))),
+                      "laying out", "laid out")
     for index in np.argsort(ckpt["row_start"], kind="stable"):
         start, stop = int(ckpt["row_start"][index]), int(ckpt["row_stop"][index])
         if stop <= store.layout_rows or start == stop:
@@ -60,8 +63,11 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
         state = layout_step(vectors, instances, previous, params)
         store.commit_layout(state.xy, start)
         added += stop - start
-        what = f"step {int(ckpt['step'][index])}" if ckpt["kind"][index] == GENERATED else "reference set"
-        log.info("laid out %s: %d samples in %.1f s", what, stop - start, time.perf_counter() - began)
+        generated = ckpt["kind"][index] == GENERATED
+        step = int(ckpt["step"][index])
+        said.item(step if generated else None, "laid out %s: %d samples in %.1f s",
+                  f"step {step}" if generated else "reference set", stop - start, time.perf_counter() - began)
+    said.finish(f": {added:,} samples in {time.perf_counter() - began_all:.1f} s")
     return added
 
 

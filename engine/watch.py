@@ -21,6 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from engine.backlog_log import BacklogLog
 from engine.decode import iter_samples
 from engine.discovery import DiscoveryOptions, content_hash, file_versions, is_ready, scan_reference, scan_run
 from engine.encoders import Encoder
@@ -177,15 +178,21 @@ class Watcher:
             return []
         results: list[IngestResult] = []
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
+        said = BacklogLog(log, len(jobs), "ingesting", "ingested")
         with bar, logging_redirect_tqdm():
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
                                  workers=self.config.workers, on_rows=bar.update,
                                  samples=self.config.sampler.iter_samples if self.config.sampler else iter_samples):
                 results.append(result)
                 c = result.checkpoint
-                what = f"step {c.step}" if c.kind == "generated" else f"{c.kind} reference"
+                generated = c.kind == "generated"
                 note = f", {_count(result.skipped, 'file')} skipped" if result.skipped else ""
-                log.info("ingested %s (%s): %s%s", what, c.source, _count(result.rows, "sample"), note)
+                said.item(c.step if generated else None, "ingested %s (%s): %s%s",
+                          f"step {c.step}" if generated else f"{c.kind} reference", c.source,
+                          _count(result.rows, "sample"), note)
+        skipped = sum(r.skipped for r in results)
+        said.finish(f": {_count(sum(r.rows for r in results), 'sample')}"
+                    + (f", {_count(skipped, 'file')} skipped (each named above)" if skipped else ""))
         self._references_checked = True
         self._run_hooks(results)
         return results

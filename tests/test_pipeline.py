@@ -469,20 +469,31 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert err.count("00001.png") == 1 and "1 sample, 1 file skipped" in err and "no checkpoints" not in err
 
 
-def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(tmp_path, capsys):
+def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(tmp_path, capsys, monkeypatch):
     """`--once` right after a copy or a trainer's write: fresh checkpoints get their --settle
     seconds of quiet and are ingested; one still being written is named, not dropped silently."""
     import threading
 
+    from engine import watch
     from stores.zarr_store import StoreReader
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
-    for path in write_step(run, 100, 3, seed=0).rglob("*"):
-        os.utime(path)  # written just now
+    folder = write_step(run, 100, 3, seed=0)
+    scans = []
+
+    def scan_just_written(*args, **kwargs):
+        if not scans:  # the trainer's last write lands just before the first scan, however slow the start
+            for path in folder.rglob("*"):
+                os.utime(path)
+        scans.append(True)
+        return real_scan(*args, **kwargs)
+
+    real_scan = watch.scan_run
+    monkeypatch.setattr(watch, "scan_run", scan_just_written)
     argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
-            "--settle", "3"]  # long enough for the command to start on a busy machine
+            "--settle", "0.5"]
     assert main(argv) == 0
-    assert "waiting 3s for 1 checkpoint still being written" in capsys.readouterr().err
+    assert "waiting 0.5s for 1 checkpoint still being written" in capsys.readouterr().err and len(scans) == 2
     assert StoreReader(store).info()["steps"] == [100]
 
     busy = write_step(run, 200, 3, seed=1) / "samples" / "00000.png"
@@ -943,3 +954,31 @@ def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
     assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 1000: baseline/samples/step_1000, "
                       "wider/samples/step_1000): a step's signals measure them together; "
                       "point evowatch at one of baseline, wider"]
+
+
+def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsys, monkeypatch):
+    """A finished run of 1,200 checkpoints printed 2,400 lines ("ingested step …", "laid out
+    step …"): a backlog gets a start line, progress every few seconds (here every checkpoint)
+    and a summary; -v still lists each, and a pass of few checkpoints (a live run) lists each."""
+    from engine import backlog_log
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    n = backlog_log.EACH_UP_TO + 2
+    for k in range(n):
+        write_step(run, 100 * (k + 1), 2, seed=k, size=8)
+    monkeypatch.setattr(backlog_log, "PROGRESS_EVERY_S", 0.0)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert "ingested step" not in err and "laid out step" not in err
+    assert f"ingesting {n} checkpoints (-v lists each)" in err and f"laying out {n} checkpoints" in err
+    assert f"ingested {n - 1} of {n} checkpoints (step {100 * (n - 1):,})" in err
+    assert f"ingested {n} checkpoints, steps 100 to {100 * n:,}: {2 * n} samples\n" in err
+    assert f"laid out {n} checkpoints, steps 100 to {100 * n:,}: {2 * n} samples in " in err
+    write_step(run, 100 * (n + 1), 2, seed=99, size=8)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert f"ingested step {100 * (n + 1)} (step_{100 * (n + 1):06d}): 2 samples" in err and "checkpoints," not in err
+    shutil.rmtree(store)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics",
+                 "--no-layout", "-v"]) == 0
+    assert capsys.readouterr().err.count("ingested step") == n + 1

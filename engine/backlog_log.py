@@ -1,0 +1,52 @@
+"""Log lines for a pass over many checkpoints: one per checkpoint when there are few (a live
+run's new checkpoint), a progress line every few seconds and a summary for a backlog.
+
+Pointing ``watch`` at a finished run of 1,200 checkpoints printed 2,400 lines ("ingested
+step …", "laid out step …"); the progress bar is not drawn when stderr is no terminal (a
+job's log file), so the periodic line is what says the backlog moves. Each checkpoint's
+line is still logged at DEBUG (``-v``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+#: A pass over more checkpoints than this logs progress and a summary instead of a line each.
+EACH_UP_TO = 20
+#: Seconds between the progress lines of a backlog.
+PROGRESS_EVERY_S = 10.0
+
+
+class BacklogLog:
+    """Counts a pass's checkpoints and says what a user needs of them, by the pass's size."""
+
+    def __init__(self, logger: logging.Logger, total: int, doing: str, done: str) -> None:
+        self._log, self.total, self._verb = logger, total, done
+        self.count = 0
+        self._steps: list[int] = []
+        self._backlog = total > EACH_UP_TO
+        self._last = time.monotonic()
+        if self._backlog:
+            self._log.info("%s %s checkpoints (-v lists each)", doing, f"{total:,}")
+
+    def item(self, step: int | None, message: str, *args: object) -> None:
+        """One checkpoint done (``step`` None for a reference set): its own line, or progress."""
+        self.count += 1
+        if step is not None:
+            self._steps.append(step)
+        if not self._backlog:
+            self._log.info(message, *args)
+            return
+        self._log.debug(message, *args)
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY_S and self.count < self.total:
+            self._last = now
+            self._log.info("%s %s of %s checkpoints%s", self._verb, f"{self.count:,}", f"{self.total:,}",
+                           f" (step {self._steps[-1]:,})" if self._steps else "")
+
+    def finish(self, details: str = "") -> None:
+        """The summary of a backlog (a pass of few checkpoints said each already)."""
+        if not self._backlog:
+            return
+        steps = f", steps {min(self._steps):,} to {max(self._steps):,}" if self._steps else ""
+        self._log.info("%s %s checkpoints%s%s", self._verb, f"{self.count:,}", steps, details)
