@@ -5,8 +5,10 @@ artifacts/viewer_browser.png.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,24 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PER_STEP, N_REAL = 40, 30
 
 
+@contextlib.contextmanager
+def served(store: Path, tmp_path: Path) -> Iterator[tuple[str, object]]:
+    """`evowatch view STORE`'s server and a chromium: (url, browser)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
+        yield url, chrome
+
+
+def open_page(chrome, url: str, width: int, height: int, wait: bool = True):
+    """A page of ``width`` x ``height`` on the viewer, its map drawn unless ``wait`` is False."""
+    page = chrome.new_page(viewport={"width": width, "height": height})
+    page.goto(url, wait_until="domcontentloaded")
+    if wait:
+        browser.wait_for_map(page)
+    return page
+
+
 def total(page) -> int:
     return sum(n for name, n in browser.drawn_points(page).items() if name not in ("instance trail", "query match"))
 
@@ -32,12 +52,8 @@ def total(page) -> int:
 def test_view_hover_select_and_live_update(tmp_path):
     store = tmp_path / "run.zarr"
     run = build_store(store, n_steps=3, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=24)
-    home = tmp_path / "home"
-    home.mkdir()
-    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
-        page = chrome.new_page(viewport={"width": 1400, "height": 1500})
-        page.goto(url, wait_until="domcontentloaded")
-        browser.wait_for_map(page)
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1400, 1500)
         assert total(page) == 3 * PER_STEP + N_REAL
         page.evaluate("() => { window.__evowatchNoReload = true; }")
 
@@ -126,11 +142,8 @@ def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
     """`evowatch view STORE` started before `evowatch watch --store STORE`: the server starts,
     the page says what it waits for, and shows the store once it appears (no reload)."""
     store = tmp_path / "later.zarr"
-    home = tmp_path / "home"
-    home.mkdir()
-    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
-        page = chrome.new_page(viewport={"width": 1280, "height": 720})
-        page.goto(url, wait_until="domcontentloaded")
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1280, 720, wait=False)
         page.get_by_text(f"No store at {store} yet: waiting for").wait_for(timeout=30_000)
         page.evaluate("() => { window.__evowatchNoReload = true; }")
         build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8)
@@ -146,12 +159,8 @@ def test_radial_rings_are_named_as_room_allows(tmp_path):
     left out."""
     store = tmp_path / "many.zarr"
     build_store(store, n_steps=40, per_step=8, n_real=10, thumbnail_size=8)
-    home = tmp_path / "home"
-    home.mkdir()
-    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
-        page = chrome.new_page(viewport={"width": 1280, "height": 720})
-        page.goto(url, wait_until="domcontentloaded")
-        browser.wait_for_map(page)
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1280, 720)
         sig = browser.map_signature(page)
         page.get_by_text("radial", exact=True).click()
         browser.wait_for_map(page, changed_from=sig)
@@ -179,15 +188,11 @@ def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
         w.set_alerts([{"step": s, "rule": "collapse", "value": 1.7,
                        "message": f"diversity fell 60% between step 1250 and {s}: Vendi score 4.42 -> 1.74"}
                       for s in range(1500, 3001, 250)])
-    home = tmp_path / "home"
-    home.mkdir()
     rect = f"""(sel) => {{ const r = document.querySelector('{browser.MAP_SELECTOR}' + sel).getBoundingClientRect();
                         return [r.top, r.bottom]; }}"""
-    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
+    with served(store, tmp_path) as (url, chrome):
         for width, height in ((1280, 720), (1920, 1080)):
-            page = chrome.new_page(viewport={"width": width, "height": height})
-            page.goto(url, wait_until="domcontentloaded")
-            browser.wait_for_map(page)
+            page = open_page(chrome, url, width, height)
             page.get_by_text("Showing 4 of 7 alerts").wait_for(timeout=10_000)
             top, bottom = page.evaluate(rect, "")
             tools_top, tools_bottom = page.evaluate(rect, " .evomap-tools")
