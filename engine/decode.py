@@ -8,10 +8,11 @@ decodes.
 Rules
 -----
 * A checkpoint that is one image, or a folder with exactly one image, is a grid candidate:
-  it is split when :func:`engine.grids.detect_grid` finds a grid. Several images are grid
-  candidates each when the first of them is a grid (BigGAN's sample sheets
-  ``{itr}/samples{i}.jpg``, one grid per process ``{step}_rank{r}.png``): a trainer writes
-  grids or single samples, so a folder of single samples costs one detection. With forced geometry
+  it is split when :func:`engine.grids.detect_grid` finds a grid. The several images of a
+  generated checkpoint are grid candidates each when its first and last are grids of one
+  geometry with tiles of at least 16 px (BigGAN's sample sheets ``{itr}/samples{i}.jpg``, one
+  grid per process ``{step}_rank{r}.png``): a folder of single samples costs two detections,
+  and one small sample the detector takes for blocks does not cut the folder. With forced geometry
   (``grid``/``tile_size``) every image of a generated checkpoint is split (reference sets
   are never force-split: the geometry describes the trainer's grids).
 * Instance ids: the tile index in a grid, the row in a tensor (both offset by the samples of
@@ -42,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 
 from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer
 from engine.errors import DiscoveryError
-from engine.grids import detect_grid, resolve_grid, split_grid
+from engine.grids import MIN_TILE, detect_grid, resolve_grid, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 
 log = logging.getLogger(__name__)
@@ -407,12 +408,21 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
 
 
 def _first_is_grid(images: Sequence[Path]) -> bool:
-    """Whether the first of a checkpoint's images is a grid (then each of them may be one)."""
-    try:
-        image = load_image(images[0])
-    except SkipFile:
-        return False
-    return detect_grid(image, lossy=images[0].suffix.lower() in LOSSY_EXTENSIONS) is not None
+    """Whether a checkpoint's several images are sheets of samples (then each may be a grid):
+    its first and last images are grids of one geometry, of tiles of at least 2 * MIN_TILE px.
+    A folder of single samples whose first one the detector takes for a grid (a small
+    nearest-neighbour upscaled digit on black) must not be cut into blocks, every file of it."""
+    found = []
+    for path in (images[0], images[-1]):
+        try:
+            image = load_image(path)
+        except SkipFile:
+            return False
+        grid = detect_grid(image, lossy=path.suffix.lower() in LOSSY_EXTENSIONS)
+        if grid is None or min(grid.tile_h, grid.tile_w) < 2 * MIN_TILE:
+            return False
+        found.append((grid.rows, grid.cols, grid.tile_h, grid.tile_w))
+    return found[0] == found[1]
 
 
 def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
@@ -441,7 +451,7 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     ctx = _Context(checkpoint, options)
     images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
     split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1 or (
-        len(images) > 1 and _first_is_grid(images))
+        len(images) > 1 and checkpoint.kind == "generated" and _first_is_grid(images))
     offset = 0  # instance ids of multi-sample files (grids, tensors) continue across files
     for path in checkpoint.files if files is None else files:
         is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS

@@ -133,6 +133,23 @@ def test_a_checkpoint_of_several_grids_splits_each_of_them(tmp_path):
     assert [s.instance for s in iter_samples(scan_run(tmp_path / "singles")[0])] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("noise", [0.05, 0.55])
+def test_a_folder_of_single_small_samples_stays_whole_when_the_first_looks_like_a_grid(tmp_path, noise):
+    """16 single 32-px files (scikit-learn digits upscaled 4x, as a small GAN writes them): the
+    grid detector may take one for a grid of blocks, which must not cut every file of the
+    folder (211 "samples" for 16), nor a --holdout folder of them (468 for 30)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().images
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        g = np.clip(np.kron(digits[i] / 16, np.ones((4, 4))) + rng.normal(0, noise, (32, 32)), 0, 1)
+        write_png(tmp_path / "run" / "step_1000" / f"{i:03d}.png", (np.stack([g, g * .8, g * .5], -1) * 255).astype(np.uint8))
+    samples = list(iter_samples(scan_run(tmp_path / "run")[0]))
+    assert [s.instance for s in samples] == list(range(16))
+    assert len(list(iter_samples(scan_reference(tmp_path / "run" / "step_1000", "holdout")))) == 16
+
+
 def test_tensorflow_dcgan_figure_is_split_into_its_subplots(tmp_path):
     """The TF DCGAN tutorial's ``image_at_epoch_0001.png``: 16 samples, ids 0..15, no margins."""
     digits = np.stack([digit_like(RNG, 28)[..., 0] for _ in range(16)]).astype(np.float32) / 127.5 - 1

@@ -90,8 +90,8 @@ def test_filters_narrow_the_map(store, monkeypatch):
     at = run_app(store, monkeypatch)
     at.multiselect(key="kinds").set_value(["generated"]).run()
     assert n_points(map_chart(at)) == 3 * PER_STEP
-    assert at.select_slider(key="step_range").options == ["1,000", "2,000", "3,000"]  # the run's steps only
-    at.select_slider(key="step_range").set_range(2000, 3000).run()
+    assert at.select_slider(key="step_range:1000:3000").options == ["1,000", "2,000", "3,000"]  # the run's steps only
+    at.select_slider(key="step_range:1000:3000").set_range(2000, 3000).run()
     assert n_points(map_chart(at)) == 2 * PER_STEP
     at.checkbox(key="near_copies").check().run()
     near = n_points(map_chart(at))
@@ -215,7 +215,7 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert not at.exception
     assert n_points(map_chart(at)) == 90  # the new band, filters kept
     assert at.multiselect(key="kinds").value == ["generated"]
-    assert at.select_slider(key="step_range").value == (1000, 3000)  # the open range followed the new step
+    assert at.select_slider(key="step_range:1000:3000").value == (1000, 3000)  # the open range followed the new step
 
 
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):

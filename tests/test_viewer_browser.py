@@ -153,6 +153,41 @@ def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
         assert page.get_by_text("No store at").count() == 0
 
 
+def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path):
+    """A run watched live from its first step: each `watch` pass commits a step's samples and
+    then its layout, and the Steps filter, drawn at 100-200, kept that range while the map's
+    steps grew (a select slider is known to the browser by its key alone)."""
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    from engine.cli import main
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+
+    def add_step(k: int) -> None:
+        folder = run / f"step_{k * 100}"
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(k)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        old = time.time() - 30
+        for path in [*folder.iterdir(), folder]:
+            os.utime(path, (old, old))
+        assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels",
+                     "--no-metrics"]) == 0
+
+    add_step(1)
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1280, 900)
+        for k in range(2, 5):
+            add_step(k)
+            page.wait_for_function(f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.info().markers"
+                                   f" === {8 * k}", timeout=30_000)
+            page.wait_for_timeout(3000)  # the page's poll reruns it meanwhile, sending the slider's range back
+
+
 def test_radial_rings_are_named_as_room_allows(tmp_path):
     """Radial layout: the rings carry their steps (1,000 style) on the ray above the centre,
     the newest always, the others as far as their spacing allows; zooming in names those

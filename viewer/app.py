@@ -126,6 +126,11 @@ def _nearest(steps: list[int], value: int) -> int:
     return min(steps, key=lambda s: abs(s - value))
 
 
+def step_range_key(steps) -> str:
+    """The Steps slider's widget key for these steps (new bounds, a new widget in the browser)."""
+    return f"step_range:{int(steps[0])}:{int(steps[-1])}"
+
+
 def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filters, str, str]:
     sb = st.sidebar
     sb.header("Map")
@@ -145,10 +150,11 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
         if prev and tuple(prev[2:]) != full:
             lo, hi, pmin, pmax = prev
             default = (full[0] if lo <= pmin else _nearest(steps, lo), full[1] if hi >= pmax else _nearest(steps, hi))
-            st.session_state.pop("step_range", None)
-        # Only the run's own steps, written as the rest of the page writes numbers.
-        step_range = tuple(int(s) for s in sb.select_slider("Steps", options=steps, value=default, key="step_range",
-                                                             format_func=lambda s: f"{s:,}"))
+        # Only the run's own steps, written as the rest of the page writes numbers. The key names
+        # the bounds: a keyed select slider's identity is its key alone, so with a fixed key the
+        # browser kept its old range and sent it back (st.slider's identity held min and max).
+        step_range = tuple(int(s) for s in sb.select_slider("Steps", options=steps, value=default,
+                                                             key=step_range_key(steps), format_func=lambda s: f"{s:,}"))
         st.session_state["_step_range_prev"] = (*step_range, *full)
         if step_range == full:
             step_range = None
