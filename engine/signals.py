@@ -7,6 +7,7 @@ references change), so the cost of a step does not grow with the history.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -76,8 +77,9 @@ class Signals:
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
         ckpt = store.checkpoints()
-        if self._refresh_reference(store, ckpt):
-            store.clear_step_metrics()
+        reference = self._refresh_reference(store, ckpt)
+        if reference is not None and reference != store.metrics_reference:
+            store.clear_step_metrics(reference)
         measured = store.measured_steps()
         for step, indices in _current_generated_by_step(ckpt).items():
             ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
@@ -99,14 +101,18 @@ class Signals:
         return losses
 
     # --- references -----------------------------------------------------------------
-    def _refresh_reference(self, store: StoreWriter, ckpt: dict) -> bool:
-        """(Re)build the reference statistics when the reference rows changed."""
+    def _refresh_reference(self, store: StoreWriter, ckpt: dict) -> str | None:
+        """(Re)build the reference statistics when the reference rows changed (in this process:
+        at its first call too); returns a digest of what metrics are measured against then
+        (reference checkpoints, probes, rules), else None. A restarted watch whose digest is the
+        store's keeps its metrics: re-measuring every step announced each rule's onset again."""
         current = ~superseded_flags(ckpt)
         key = tuple(sorted((str(s), str(h), int(k)) for s, h, k, c in zip(ckpt["source"], ckpt["hash"], ckpt["kind"], current)
                            if c and k != KIND_CODES["generated"]))
         if key == self._reference_key:
-            return False
+            return None
         self._reference_key = key
+        digest = hashlib.blake2b(repr((key, tuple(self.probes), self.rules)).encode(), digest_size=12).hexdigest()
         kinds = store.samples("kind")
         live = store.current_rows()
         real_rows = np.flatnonzero(live & (kinds == KIND_CODES["real"]))
@@ -114,7 +120,7 @@ class Signals:
         _warn_small_references(key, {"real": len(real_rows), "holdout": len(holdout_rows)})
         if len(real_rows) < MIN_REFERENCE:
             self._reference = None
-            return True
+            return digest
         real = store.samples("embedding", real_rows).astype(np.float32)
         holdout = (store.samples("embedding", holdout_rows).astype(np.float32) if len(holdout_rows) >= MIN_REFERENCE
                    else None)
@@ -125,7 +131,7 @@ class Signals:
         self._reference = ReferenceStats.build(
             real, holdout, labels if names else None, label_names=names,
             probe_names=[p for p in self._probe_names()], real_probe_scores=real_scores)
-        return True
+        return digest
 
     @staticmethod
     def _labels(store: StoreWriter, rows: np.ndarray) -> list[str | None]:

@@ -296,6 +296,14 @@ class StoreReader:
         recorded = zarr.open_group(str(self.path / "metrics"), mode="r", use_consolidated=False).attrs.get("measured", {})
         return {int(step): recorded.get(str(int(step))) for step in metrics["step"]}
 
+    @property
+    def metrics_reference(self) -> str | None:
+        """What the per-step metrics were measured against (set by :meth:`StoreWriter.clear_step_metrics`):
+        a restarted watch with the same reference keeps them, and the alerts already raised."""
+        if not (self.path / "metrics" / "zarr.json").is_file():
+            return None
+        return zarr.open_group(str(self.path / "metrics"), mode="r", use_consolidated=False).attrs.get("reference")
+
     def scalars(self) -> dict[str, np.ndarray]:
         """Trainer scalars (losses): 'step' plus one float64 column per scalar."""
         return self._table("scalars")
@@ -847,12 +855,13 @@ class StoreWriter(StoreReader):
             recorded[str(int(step))] = [int(x) for x in measured]
         group.attrs.update({"committed_rows": n, "measured": recorded})
 
-    def clear_step_metrics(self) -> None:
-        """Forget per-step metrics and alerts (the reference they were measured against changed)."""
-        if (self.path / "metrics" / "zarr.json").is_file():
-            self._ensure_group("metrics").attrs.update({"committed_rows": 0, "measured": {}})
-            for name in list(self._ensure_group("metrics").array_keys()):
-                self.handle("metrics", name).resize((0,))
+    def clear_step_metrics(self, reference: str | None = None) -> None:
+        """Forget per-step metrics and alerts (the reference they were measured against changed);
+        ``reference`` names the one the next metrics are measured against (:attr:`metrics_reference`)."""
+        group = self._ensure_group("metrics")
+        group.attrs.update({"committed_rows": 0, "measured": {}, "reference": reference})
+        for name in list(group.array_keys()):
+            self.handle("metrics", name).resize((0,))
         self.set_alerts([])
 
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:

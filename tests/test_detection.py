@@ -208,3 +208,28 @@ def test_fd_of_a_small_batch_matches_scipy_and_the_full_rank_path():
         got = M.frechet_distance_samples(gen, mu2, s2, M.sym_sqrt(s2), float(np.trace(s2)))
         assert got == pytest.approx(want, abs=1e-6) and got == pytest.approx(full, abs=1e-6), (n, d)
         assert M.step_metrics(gen, M.ReferenceStats.build(real, None))["fd"] == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_restarted_watch_keeps_its_metrics_and_announces_nothing_again(runs, capsys):
+    """Restarting `watch` on a run with an alert re-measured every step against the same
+    reference and took each rule's first alert for a new onset: the ALERT line, --on-alert and
+    the pause file came again. Metrics measured against the same reference are kept."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+
+    res, store = runs["copy"], runs["root"] / "copy.zarr"
+    run = runs["root"] / res.spec.name / "run"
+    (run / "EVOWATCH_PAUSE").unlink()  # the user resumed the trainer
+    before = StoreReader(store)
+    metrics, alerts, log = before.step_metrics(), before.attrs["alerts"], runs["copy-on-alert"].read_text()
+    argv = bench.watch_argv(run, store, runs["data"], "--on-alert", "echo again >> " + str(runs["copy-on-alert"]),
+                            "--pause-on-alert")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err
+    assert runs["copy-on-alert"].read_text() == log and not (run / "EVOWATCH_PAUSE").exists()
+    after = StoreReader(store)
+    assert after.attrs["alerts"] == alerts
+    np.testing.assert_array_equal(after.step_metrics()["step"], metrics["step"])
+    np.testing.assert_array_equal(after.step_metrics()["vendi"], metrics["vendi"])
