@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import pickle
 import re
 import warnings
@@ -117,11 +118,15 @@ VANISHED = "vanished before it could be read"
 
 
 def _require_content(path: Path) -> None:
-    """Skip files that vanished or are empty (a trainer just created them) before opening them."""
+    """Skip files that vanished, are empty (a trainer just created them) or may not be read
+    before decoding them: a decoder would call an unreadable file corrupt."""
     try:
-        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
         raise SkipFile(VANISHED) from None
+    except PermissionError as exc:
+        raise SkipFile(f"cannot be read ({exc.strerror}): fix its permissions; it is read again when watch restarts") from None
     if size == 0:
         raise SkipFile("empty file (0 bytes), maybe still being written")
 

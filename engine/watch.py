@@ -28,7 +28,7 @@ from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
-from stores.zarr_store import StoreWriter
+from stores.zarr_store import StoreWriter, stored_text
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Watcher:
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)
-            if digest is not None and committed.get(checkpoint.source) != digest:
+            if digest is not None and committed.get(stored_text(checkpoint.source)) != digest:
                 jobs.append((checkpoint, digest))
         return jobs, waiting
 
@@ -215,7 +215,7 @@ class Watcher:
             results += self.run_once()
         ready_file = self.config.options.ready_file
         committed = self.store.committed_hashes() if ready_file else {}  # stored before a --ready-file was set
-        unfinished = [c.source for c in self._settling if c.source not in committed]
+        unfinished = [c.source for c in self._settling if stored_text(c.source) not in committed]
         if unfinished:
             log.warning("not ingested, %s: %s; run the same command again once %s",
                         f"no ready file ({ready_file}) yet" if ready_file else "still being written",

@@ -110,6 +110,13 @@ def encoder_mismatch(path: Path, stored: dict[str, Any], wanted: str) -> Encoder
                                 f"or use another --store")
 
 
+def stored_text(name: str) -> str:
+    """A name as the store holds it: valid Unicode (zarr's strings and the root's JSON refuse
+    the surrogates Python gives a file name's bytes that are not UTF-8), those bytes written
+    ``\\xff``. Lookups by source go through it too, so such a checkpoint is not re-ingested."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file()
 
@@ -727,6 +734,7 @@ class StoreWriter(StoreReader):
     def label_code(self, label: str | None) -> int:
         if label is None:
             return -1
+        label = stored_text(label)  # a label folder's name
         code = self._label_codes.get(label)
         if code is None:
             code = self._label_codes[label] = len(self._labels)
@@ -902,7 +910,8 @@ class CheckpointTransaction:
     """Rows of one checkpoint, flushed chunk by chunk, made visible by :meth:`commit`."""
 
     def __init__(self, store: StoreWriter, step: int, source: str, content_hash: str, kind_code: int) -> None:
-        self.store, self.step, self.source, self.hash, self.kind_code = store, step, source, content_hash, kind_code
+        self.store, self.step, self.hash, self.kind_code = store, step, content_hash, kind_code
+        self.source = stored_text(source)
         self.row_start, self.checkpoint_index, _ = store._next()
         self.rows_written = 0
         self.buffer = _Columns()
@@ -926,7 +935,7 @@ class CheckpointTransaction:
             "embedding": np.asarray(embeddings, np.float16), "instance": np.asarray(instances, np.int32),
             "label": np.array([self.store.label_code(x) for x in labels], np.int16),
             "thumbnail": np.asarray(thumbnails, np.uint8)})
-        b.path.append(np.asarray(paths, dtype=object).astype(str))
+        b.path.append(np.array([stored_text(p) for p in paths], dtype=str))
         if latents is not None:
             b.latent.append(np.asarray(latents, np.float32))
         b.n += n
@@ -936,7 +945,7 @@ class CheckpointTransaction:
             self._flush()
 
     def skip(self, path: str, reason: str) -> None:
-        self.skipped.append((path, reason))
+        self.skipped.append((stored_text(path), stored_text(reason)))
 
     def _flush(self) -> None:
         if self.buffer.n:

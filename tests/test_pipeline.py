@@ -982,3 +982,57 @@ def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsy
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics",
                  "--no-layout", "-v"]) == 0
     assert capsys.readouterr().err.count("ingested step") == n + 1
+
+
+def test_file_and_folder_names_that_are_not_utf8_are_stored_escaped_and_not_read_twice(tmp_path):
+    """A name from a Latin-1 zip (``cl\\xe9.png``): zarr's strings refused it, the watch died."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    folder = write_step(run, 100, 2, seed=0)
+    odd = os.fsencode(run) + b"/step_\xe9t\xe9_200/cl\xe9"
+    os.makedirs(odd)
+    for name in (b"/a.png", b"/b\xff.png"):
+        shutil.copy(folder / "samples" / "00000.png", odd + name)
+    old = time.time() - 10
+    os.utime(odd + b"/a.png", (old, old))
+    os.utime(odd + b"/b\xff.png", (old, old))
+    for _ in range(2):
+        assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert info(store)["rows"] == 4 and info(store)["checkpoints"] == 2
+    reader = StoreReader(store)
+    assert list(reader.checkpoints()["source"]) == ["step_000100", "step_\\xe9t\\xe9_200"]
+    assert list(reader.samples("path")[2:]) == ["step_\\xe9t\\xe9_200/cl\\xe9/a.png", "step_\\xe9t\\xe9_200/cl\\xe9/b\\xff.png"]
+
+
+def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named(tmp_path, capsys, monkeypatch):
+    """chmod 000 (root reads anyway, so the refusal is simulated): it stopped the watch with
+    "cannot write there ... choose a writable --store", and a folder was left out silently."""
+    import builtins
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    write_step(run, 200, 2, seed=1)
+    locked_file, locked_folder = run / "step_000100" / "samples" / "00001.png", run / "step_000200" / "samples"
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def refusing_open(file, *args, **kwargs):
+        if str(file) == str(locked_file):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def refusing_scandir(path="."):
+        if str(path) == str(locked_folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.setattr(os, "scandir", refusing_scandir)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "step_000100/samples/00001.png: cannot be read (Permission denied): fix its permissions" in err
+    assert f"{locked_folder}: cannot be read (Permission denied); what it holds is left out" in err
+    assert info(store)["rows"] == 2 and info(store)["warnings"] == 1
+
+    monkeypatch.undo()  # permissions fixed: the file is read on the next start
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert info(store)["current_rows"] == 5 and info(store)["steps"] == [100, 200]
