@@ -68,6 +68,8 @@ def _value_range(array: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     if array.dtype == np.bool_:
         return 0.0, 255.0
+    if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.floating):
+        raise SkipFile(f"holds {array.dtype} values, not image pixels")  # complex (an FFT), datetimes
     with warnings.catch_warnings():  # all NaN: numpy warns, the check below says why the file is skipped
         warnings.simplefilter("ignore", RuntimeWarning)
         lo, hi = (float(v) for v in (np.nanmin(array), np.nanmax(array))) if array.size else (0.0, 0.0)
@@ -184,7 +186,9 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
     import torch  # lazy: only .pt files need it
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's multi-line notes on a plain pickle; the skip reason says it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if zipfile.is_zipfile(path):  # a well-formed torch.save archive with non-tensor objects
             raise SkipFile("holds objects other than tensors (refused to unpickle: weights_only)") from None
