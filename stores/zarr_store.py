@@ -117,6 +117,15 @@ def stored_text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder, None when it is gone."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file()
 
@@ -493,6 +502,7 @@ class StoreWriter(StoreReader):
         if not _is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock_file = self._take_lock()
+        self._folder = _folder_id(self.path)  # to tell when the store folder is deleted or moved
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
         try:
@@ -543,13 +553,33 @@ class StoreWriter(StoreReader):
         _held_lock_fds.add(handle.fileno())
         return handle
 
+    def _intact(self) -> bool:
+        """Whether the store folder is still the one opened, with its root metadata: not when
+        it was deleted (``rm -rf`` under way included) or moved away while open."""
+        return _folder_id(self.path) == getattr(self, "_folder", None) and _is_store(self.path)
+
+    def _ensure_intact(self) -> None:
+        """Stop before writing into a store folder deleted or moved while open: zarr would
+        make a headless half store of the new chunks, and the next read would fail obscurely."""
+        if getattr(self, "_lock_file", None) is not None and not self._intact():
+            raise self._gone()
+
+    def _gone(self) -> StoreFormatError:
+        return StoreFormatError(f"{self.path}: the store was deleted or moved while being written; nothing more "
+                                "is written there: restore it, or run the same command again to start a new one")
+
+    def refresh(self) -> None:
+        self._ensure_intact()
+        super().refresh()
+
     def close(self) -> None:
-        if getattr(self, "_lock_file", None) is not None and getattr(self, "_lengths", None):
+        if getattr(self, "_lock_file", None) is not None and getattr(self, "_lengths", None) and self._intact():
             try:  # a closed store's arrays end at their commit points
                 self.refresh()
                 self._cut_to_committed()
             except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
-                log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
+                if self._intact():  # else deleted meanwhile: there is nothing to cut
+                    log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if getattr(self, "_lock_file", None) is not None:
             _held_lock_fds.discard(self._lock_file.fileno())
             lock_path_of(self.path).unlink(missing_ok=True)  # while still locked: see _take_lock
@@ -560,8 +590,13 @@ class StoreWriter(StoreReader):
     def __enter__(self) -> StoreWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        # Whatever failed once the store folder was deleted (a read of a vanished array, a
+        # metrics table gone empty) failed because of that: say so, on one line.
+        gone = isinstance(exc, Exception) and getattr(self, "_lock_file", None) is not None and not self._intact()
         self.close()
+        if gone:
+            raise self._gone() from exc
 
     def _create_atomically(self, encoder: dict[str, Any], thumbnail_size: int) -> None:
         """Build the empty store beside its final path and rename it into place.
@@ -674,6 +709,7 @@ class StoreWriter(StoreReader):
 
     def handle(self, group: str, name: str) -> zarr.Array:
         """A cached writable handle: this process is the only writer, so its metadata stays true."""
+        self._ensure_intact()  # every array write comes here
         key = (group, name)
         if key not in self._handles:
             # open_array ignores its ``config`` argument (zarr 3.1): with_config applies it.
@@ -694,6 +730,7 @@ class StoreWriter(StoreReader):
     # --- queries the pipeline needs -------------------------------------------------
     def committed_hashes(self) -> dict[str, str]:
         """Content hash of each source's current checkpoint: the idempotency check."""
+        self._ensure_intact()  # each watch pass starts here
         ckpt = self.checkpoints()
         return {str(s): str(h) for s, h, old in zip(ckpt["source"], ckpt["hash"], superseded_flags(ckpt)) if not old}
 
@@ -780,6 +817,7 @@ class StoreWriter(StoreReader):
         self._update_root({"alerts": list(alerts)})
 
     def _update_root(self, changes: dict[str, Any]) -> None:
+        self._ensure_intact()
         root = _open_root(self.path, "r+")
         root.attrs.update(changes)
         self.refresh()
@@ -886,6 +924,7 @@ class StoreWriter(StoreReader):
         array.attrs.update({"committed_rows": max(committed, stop)})
 
     def _ensure_group(self, name: str) -> zarr.Group:
+        self._ensure_intact()
         return zarr.open_group(str(self.path / name), mode="a", zarr_format=3)
 
     def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int) -> zarr.Array:

@@ -381,3 +381,26 @@ def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(
         with pytest.raises(StoreLockedError, match="already being written"):
             StoreWriter(path, ENCODER)
     assert raced and not (tmp_path / "s.zarr.lock").exists()
+
+
+def test_a_store_deleted_while_open_stops_the_writer_on_one_line_and_is_not_half_recreated(tmp_path, rng):
+    """`rm -rf STORE` during a watch: zarr made a headless half store of the next chunks, and
+    the watch ended with "checkpoints/step/zarr.json: missing array metadata" or a KeyError."""
+    import shutil
+
+    gone = "the store was deleted or moved while being written"
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 3, rng)
+        shutil.rmtree(tmp_path / "s.zarr")
+        with pytest.raises(StoreFormatError, match=gone):
+            store.committed_hashes()  # a watch pass starts here
+        with pytest.raises(StoreFormatError, match=gone):
+            with store.checkpoint(200, "step_200", "h200") as tx:
+                add_rows(tx, 3, rng)
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "s.zarr.lock").exists()
+
+    with pytest.raises(StoreFormatError, match=gone):  # whatever failed on reading what vanished
+        with StoreWriter(tmp_path / "t.zarr", ENCODER, thumbnail_size=4):
+            shutil.rmtree(tmp_path / "t.zarr")
+            raise KeyError("step")
