@@ -1036,3 +1036,38 @@ def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named
     monkeypatch.undo()  # permissions fixed: the file is read on the next start
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     assert info(store)["current_rows"] == 5 and info(store)["steps"] == [100, 200]
+
+
+def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(tmp_path, caplog):
+    """A trainer restarted from scratch (`rm -rf RUN`, then a new RUN): the watch ended with
+    "RUN: run directory not found ...; check the path" unless it came back within a tick."""
+    import threading
+
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels",
+                                      "--no-layout", "--no-metrics", "--workers", "0"])
+    stop = threading.Event()
+    with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
+        watcher.config.tick = 0.1
+        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+        thread.start()
+        try:
+            deadline = time.time() + 20
+            while StoreReader(store).n_rows < 2 and time.time() < deadline:
+                time.sleep(0.05)
+            shutil.rmtree(run)
+            while "was deleted" not in caplog.text and time.time() < deadline and thread.is_alive():
+                time.sleep(0.05)
+            run.mkdir()
+            write_step(run, 200, 3, seed=1)
+            while StoreReader(store).n_rows < 5 and time.time() < deadline and thread.is_alive():
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert info(store)["steps"] == [100, 200] and info(store)["rows"] == 5
+    assert caplog.text.count("the run directory was deleted") == 1 and "is back" in caplog.text
