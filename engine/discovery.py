@@ -173,7 +173,7 @@ class DiscoveryOptions:
             raise ValueError(f"Expected grid as (rows, cols) of positive integers. Got {self.grid!r} instead.")
         if self.tile_size is not None and self.tile_size < 1:
             raise ValueError(f"Expected a positive tile_size. Got {self.tile_size!r} instead.")
-        if self.settle < 0:
+        if not self.settle >= 0:  # NaN too
             raise ValueError(f"Expected settle >= 0 seconds. Got {self.settle!r} instead.")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
@@ -607,11 +608,15 @@ class StoreWriter(StoreReader):
             raise StoreFormatError(f"{self.path}: exists and is not a Zarr store; choose another --store path")
         staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._create(staging, encoder, thumbnail_size)
-        except BaseException:  # a full disk, an interrupt: leave nothing half-made behind
+        except BaseException as exc:  # a full disk, an interrupt: leave nothing half-made behind
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # those say "free space"
+                # a file where a folder must be (--store notes.txt/s.zarr), /proc, a read-only mount
+                raise StoreFormatError(f"{self.path}: cannot create a store there ({exc.strerror or exc}: "
+                                       f"{exc.filename or self.path.parent}); choose another --store path") from None
             raise
         try:
             if self.path.is_dir():

@@ -768,6 +768,17 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     assert _usage_error([*watch, "--grid", "8by8"], capsys).startswith(
         "evowatch watch: error: argument --grid: Expected a grid as ROWSxCOLS")
     assert "argument --device: Expected device" in _usage_error([*watch, "--device", "gpu"], capsys)
+    # numbers out of range: a ZeroDivisionError traceback (--workers -3), "waiting nans" (--settle
+    # nan), an allocation without end (--thumbnail-size 100000), an OverflowError (--port 99999)
+    assert _usage_error([*watch, "--workers", "-3"], capsys) == (
+        "evowatch watch: error: argument --workers: expected an integer of at least 0, got '-3'")
+    assert _usage_error([*watch, "--settle", "nan"], capsys) == (
+        "evowatch watch: error: argument --settle: expected a finite number of at least 0, got 'nan'")
+    assert _usage_error([*watch, "--thumbnail-size", "100000"], capsys) == (
+        "evowatch watch: error: argument --thumbnail-size: expected an integer from 8 to 256, got '100000'")
+    assert "argument --alignment: expected a finite number" in _usage_error([*watch, "--alignment", "nan"], capsys)
+    assert "argument --port: expected an integer from 1 to 65535" in _usage_error(["view", "s.zarr", "--port", "99999"], capsys)
+    assert "argument --steps: expected an integer of at least 1" in _usage_error(["demo", "--steps", "-5"], capsys)
     assert _usage_error(["info"], capsys) == "evowatch info: error: the following arguments are required: STORE"
     assert _usage_error(["export", "s.zarr", "--to", "xlsx"], capsys).startswith("evowatch export: error: argument --to")
     assert _usage_error(["bogus"], capsys).startswith("evowatch: error: argument command: invalid choice")

@@ -404,3 +404,12 @@ def test_a_store_deleted_while_open_stops_the_writer_on_one_line_and_is_not_half
         with StoreWriter(tmp_path / "t.zarr", ENCODER, thumbnail_size=4):
             shutil.rmtree(tmp_path / "t.zarr")
             raise KeyError("step")
+
+
+def test_a_store_path_that_cannot_be_made_is_one_line_naming_it(tmp_path):
+    """A file where a folder must be: it said "[Errno 17] File exists: 'notes.txt'" alone."""
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(StoreFormatError, match=r"notes.txt/s.zarr: cannot create a store there \(File exists: .*notes.txt\); "
+                                               "choose another --store path"):
+        StoreWriter(tmp_path / "notes.txt" / "s.zarr", ENCODER)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
