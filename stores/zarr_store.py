@@ -583,7 +583,11 @@ class StoreWriter(StoreReader):
                     log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if getattr(self, "_lock_file", None) is not None:
             _held_lock_fds.discard(self._lock_file.fileno())
-            lock_path_of(self.path).unlink(missing_ok=True)  # while still locked: see _take_lock
+            # While still locked: see _take_lock. A read-only folder keeps the file (the next
+            # writer takes it over, as a killed one's); failing here would hide the error that
+            # ended the writing and keep the lock.
+            with contextlib.suppress(OSError):
+                lock_path_of(self.path).unlink(missing_ok=True)
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None

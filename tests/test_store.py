@@ -413,3 +413,21 @@ def test_a_store_path_that_cannot_be_made_is_one_line_naming_it(tmp_path):
                                                "choose another --store path"):
         StoreWriter(tmp_path / "notes.txt" / "s.zarr", ENCODER)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_lock_file_that_cannot_be_removed_does_not_hide_the_error_or_keep_the_lock(tmp_path, monkeypatch):
+    """A read-only folder (a remounted disk): close() raised "Permission denied: STORE.lock"
+    over the write error that ended the watch, still holding the lock."""
+    real_unlink = Path.unlink
+
+    def refusing_unlink(self, missing_ok=False):
+        if self.name == "s.zarr.lock":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing_unlink)
+    with pytest.raises(OSError, match="the write that failed"):
+        with StoreWriter(tmp_path / "s.zarr", ENCODER):
+            raise OSError(30, "the write that failed")
+    monkeypatch.undo()
+    StoreWriter(tmp_path / "s.zarr", ENCODER).close()  # the lock was let go
