@@ -6,6 +6,7 @@ import errno
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -39,6 +40,23 @@ def _existing_dir(value: str) -> Path:
     return path
 
 
+def _number(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse ``type=`` for a finite number in [low, high]: "--workers -3" crashed in the
+    decode pool, "--settle nan" waited "nans", "--thumbnail-size 100000" allocated for ever."""
+    def convert(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number) or number < low or (high is not None and number > high):
+            span = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a finite number'} {span}, got {value!r}")
+        return number
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
 def _parsed_by(module: str, name: str) -> Callable[[str], Any]:
     """An argparse ``type=`` from a ``parse_*`` function, imported when a value comes (keeps
     ``--help`` fast). Its ValueError becomes "argument --grid: Expected ..." (argparse
@@ -61,9 +79,9 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                        "shape or hash")
     group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors")
     group.add_argument("--grid", type=_parsed_by("engine.discovery", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
-    group.add_argument("--tile-size", type=int, metavar="PX", help="force the tile size of grid images (pixels)")
+    group.add_argument("--tile-size", type=_number(int, 1), metavar="PX", help="force the tile size of grid images (pixels)")
     group.add_argument("--ready-file", metavar="NAME", help="a checkpoint is complete when this file exists in it")
-    group.add_argument("--settle", type=float, default=2.0, metavar="S", help="otherwise, when nothing in it changed for S seconds (default 2)")
+    group.add_argument("--settle", type=_number(float, 0), default=2.0, metavar="S", help="otherwise, when nothing in it changed for S seconds (default 2)")
     group.add_argument("--labels", type=Path, metavar="FILE", help="labels file (CSV file,label or instance,label; or JSON)")
 
 
@@ -105,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--real", type=_existing_dir, metavar="DIR", help="real training images (reference)")
     watch.add_argument("--holdout", type=_existing_dir, metavar="DIR", help="real held-out images never trained on")
     watch.add_argument("--poll", action="store_true", help="poll instead of native file events (network filesystems)")
-    watch.add_argument("--workers", type=int, default=None,
+    watch.add_argument("--workers", type=_number(int, 0), default=None,
                        help="decode worker processes (default: one per usable core, at most 8); 0 decodes in a thread")
-    watch.add_argument("--thumbnail-size", type=int, default=48, metavar="PX", help="thumbnail size stored per sample (new stores)")
+    watch.add_argument("--thumbnail-size", type=_number(int, 8, 256), default=48, metavar="PX", help="thumbnail size stored per sample, 8 to 256 (new stores; default 48)")
     watch.add_argument("--no-layout", action="store_true", help="do not update the evolutionary map after each ingest")
-    watch.add_argument("--alignment", type=float, default=DEFAULT_ALIGNMENT, metavar="W",
+    watch.add_argument("--alignment", type=_number(float, 0), default=DEFAULT_ALIGNMENT, metavar="W",
                        help=f"strength of the cross-step alignment term (default {DEFAULT_ALIGNMENT:g}; 0 turns it off)")
     watch.add_argument("--no-metrics", action="store_true", help="do not compute per-step metrics and alerts")
     watch.add_argument("--probe", action="append", metavar="PROMPT[|CONTRAST]",
@@ -121,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--sampler", metavar="MODULE:FUNCTION",
                           help="package.module:function or path/to/file.py:function called as function(checkpoint_path, "
                                "n_samples, seed[, device]) for each weight checkpoint (model-12.pt, checkpoint-500/, *.ckpt)")
-    sampling.add_argument("--samples-per-checkpoint", type=int, default=64, metavar="N", help="images per checkpoint (default 64)")
+    sampling.add_argument("--samples-per-checkpoint", type=_number(int, 1), default=64, metavar="N", help="images per checkpoint (default 64)")
     sampling.add_argument("--sampler-seed", type=int, default=0, metavar="SEED", help="the same seed for every checkpoint (default 0)")
     sampling.add_argument("--weights", action="append", metavar="GLOB", help="weight file names to sample (repeatable), e.g. 'netG_*.pth'")
     sampling.add_argument("--trust-checkpoints", action="store_true",
@@ -130,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     layout = sub.add_parser("layout", help="(re)compute a store's evolutionary map offline")
     layout.add_argument("store", type=Path, metavar="STORE")
     layout.add_argument("--full", action="store_true", help="recompute jointly over all steps (polish a finished run)")
-    layout.add_argument("--alignment", type=float, default=DEFAULT_ALIGNMENT, metavar="W")
+    layout.add_argument("--alignment", type=_number(float, 0), default=DEFAULT_ALIGNMENT, metavar="W")
 
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store", type=Path, metavar="STORE")
@@ -145,11 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     view = sub.add_parser("view", help="start the Streamlit viewer on a store")
     view.add_argument("store", type=Path, metavar="STORE")
     view.add_argument("--host", default="127.0.0.1")
-    view.add_argument("--port", type=int, default=8501)
+    view.add_argument("--port", type=_number(int, 1, 65535), default=8501)
 
     demo = sub.add_parser("demo", help="train a small GAN offline and watch it live")
     demo.add_argument("--out", type=Path, default=Path("evowatch-demo"), metavar="DIR")
-    demo.add_argument("--steps", type=int, default=None, help="training steps (default: the demo trainer's)")
+    demo.add_argument("--steps", type=_number(int, 1), default=None, help="training steps (default: the demo trainer's)")
     demo.add_argument("--fail", type=_parsed_by("examples.demo_trainer", "parse_fail"), metavar="MODE@STEP",
                       help="induce a failure: collapse@STEP or copy@STEP")
     demo.add_argument("--encoder", default="pixels", metavar="SPEC", help="encoder (default pixels: no weights needed)")

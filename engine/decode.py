@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import pickle
 import re
 import warnings
@@ -68,6 +69,8 @@ def _value_range(array: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     if array.dtype == np.bool_:
         return 0.0, 255.0
+    if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.floating):
+        raise SkipFile(f"holds {array.dtype} values, not image pixels")  # complex (an FFT), datetimes
     with warnings.catch_warnings():  # all NaN: numpy warns, the check below says why the file is skipped
         warnings.simplefilter("ignore", RuntimeWarning)
         lo, hi = (float(v) for v in (np.nanmin(array), np.nanmax(array))) if array.size else (0.0, 0.0)
@@ -118,11 +121,15 @@ VANISHED = "vanished before it could be read"
 
 
 def _require_content(path: Path) -> None:
-    """Skip files that vanished or are empty (a trainer just created them) before opening them."""
+    """Skip files that vanished, are empty (a trainer just created them) or may not be read
+    before decoding them: a decoder would call an unreadable file corrupt."""
     try:
-        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
         raise SkipFile(VANISHED) from None
+    except PermissionError as exc:
+        raise SkipFile(f"cannot be read ({exc.strerror}): fix its permissions; it is read again when watch restarts") from None
     if size == 0:
         raise SkipFile("empty file (0 bytes), maybe still being written")
 
@@ -180,7 +187,9 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
     import torch  # lazy: only .pt files need it
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's multi-line notes on a plain pickle; the skip reason says it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if zipfile.is_zipfile(path):  # a well-formed torch.save archive with non-tensor objects
             raise SkipFile("holds objects other than tensors (refused to unpickle: weights_only)") from None

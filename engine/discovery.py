@@ -173,7 +173,7 @@ class DiscoveryOptions:
             raise ValueError(f"Expected grid as (rows, cols) of positive integers. Got {self.grid!r} instead.")
         if self.tile_size is not None and self.tile_size < 1:
             raise ValueError(f"Expected a positive tile_size. Got {self.tile_size!r} instead.")
-        if self.settle < 0:
+        if not self.settle >= 0:  # NaN too
             raise ValueError(f"Expected settle >= 0 seconds. Got {self.settle!r} instead.")
 
 
@@ -255,7 +255,10 @@ def _entries(folder: Path) -> list[os.DirEntry]:
     try:
         with os.scandir(folder) as it:
             return sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except PermissionError as exc:  # said, or a checkpoint folder would be left out without a word
+        _warn_once(folder, f"{folder}: cannot be read ({exc.strerror}); what it holds is left out: fix its permissions")
         return []
 
 
@@ -643,6 +646,7 @@ def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     A grid the trainer rewrites in place (DCGAN rewrites each epoch's file every 100
     iterations) gets a new hash, and so does a checkpoint read again with another grid or
     step setting: its rows read the old way are then superseded, as a rewritten grid's are.
+    A file this process may not read counts by its name (decoding skips it, naming it).
     Raises ``FileNotFoundError`` if a file vanished meanwhile.
     """
     digest = hashlib.blake2b(digest_size=16)
@@ -653,7 +657,10 @@ def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
             name = _relative(path, checkpoint.root)
         except ValueError:
             name = path.name
-        digest.update(name.encode() + b"\0")
-        with open(path, "rb") as fh:
-            digest.update(hashlib.file_digest(fh, "blake2b").digest())
+        digest.update(os.fsencode(name) + b"\0")  # a name that is not UTF-8 has its own bytes
+        try:
+            with open(path, "rb") as fh:
+                digest.update(hashlib.file_digest(fh, "blake2b").digest())
+        except PermissionError:  # ingested with the file skipped; read again once its permissions change
+            digest.update(b"unreadable\0")
     return digest.hexdigest()

@@ -12,6 +12,7 @@ appears under its final name only once complete.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -21,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from stores.errors import EvowatchError
 from stores.zarr_store import StoreReader, superseded_flags
 
 log = logging.getLogger(__name__)
@@ -125,16 +127,25 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
         raise ValueError(f"Expected --to parquet or csv. Got {to!r} instead.")
     reader = StoreReader(store)
     target = Path(out) if out is not None else default_output(Path(store), to)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp_file(target)
+    if target.is_dir():
+        raise EvowatchError(f"{target}: is a folder; give --out a file name, e.g. {target / default_output(Path(store), to).name}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_temp_file(target)
+    except OSError as exc:  # a file where a folder must be, a read-only place
+        raise EvowatchError(f"{target}: cannot write the export there ({exc.strerror}: {exc.filename}); "
+                            "choose another --out") from None
     try:
         frames = _frames(reader, embeddings, chunk_rows)
         if reader.n_rows == 0:  # still write the header / schema
             frames = iter([_empty_frame(reader, embeddings)])
         rows = _write_parquet(frames, tmp) if to == "parquet" else _write_csv(frames, tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # not the store's disk: the export's
+            raise EvowatchError(f"{target}: no space left for the export ({exc.strerror}); free some space or "
+                                "choose another --out (the store is unchanged)") from None
         raise
     return target, rows
 

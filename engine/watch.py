@@ -28,7 +28,7 @@ from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
-from stores.zarr_store import StoreWriter
+from stores.zarr_store import StoreWriter, stored_text
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Watcher:
         self._found = 0  # checkpoints of the run seen by the last scan, ready or not
         self._shared_steps_noted = False
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
+        self._run_dir_gone = False
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint) -> str | None:
@@ -131,7 +132,7 @@ class Watcher:
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)
-            if digest is not None and committed.get(checkpoint.source) != digest:
+            if digest is not None and committed.get(stored_text(checkpoint.source)) != digest:
                 jobs.append((checkpoint, digest))
         return jobs, waiting
 
@@ -215,7 +216,7 @@ class Watcher:
             results += self.run_once()
         ready_file = self.config.options.ready_file
         committed = self.store.committed_hashes() if ready_file else {}  # stored before a --ready-file was set
-        unfinished = [c.source for c in self._settling if c.source not in committed]
+        unfinished = [c.source for c in self._settling if stored_text(c.source) not in committed]
         if unfinished:
             log.warning("not ingested, %s: %s; run the same command again once %s",
                         f"no ready file ({ready_file}) yet" if ready_file else "still being written",
@@ -226,7 +227,7 @@ class Watcher:
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Initial scan, then ingest on events and ticks until ``stop`` is set or Ctrl-C."""
         stop = stop or threading.Event()
-        observer = self._start_observer()
+        self._observer = self._start_observer()
         self.live = True
         try:
             self.run_once()
@@ -234,17 +235,37 @@ class Watcher:
             last_scan = time.monotonic()
             while not stop.is_set():
                 # Rescan on an event (after a short debounce), on every tick while a
-                # checkpoint is settling, and every RESCAN_S as a safety net for missed events.
+                # checkpoint is settling or the run directory is gone, and every RESCAN_S as
+                # a safety net for missed events.
                 if self._changed.wait(self.config.tick):
                     self._changed.clear()
                     time.sleep(0.2)
-                elif not self._settling and time.monotonic() - last_scan < RESCAN_S:
+                elif not self._settling and not self._run_dir_gone and time.monotonic() - last_scan < RESCAN_S:
                     continue
                 last_scan = time.monotonic()
-                self.run_once()
+                if self._run_dir_present():
+                    self.run_once()
         finally:
-            observer.stop()
-            observer.join(timeout=5)
+            self._stop_observer()
+
+    def _run_dir_present(self) -> bool:
+        """A run directory deleted while watched (a trainer restarted from scratch) is waited
+        for, said once; once it is back its file events are watched again (the old watch
+        followed the deleted folder)."""
+        present = self.config.run_dir.is_dir()
+        if not present and not self._run_dir_gone:
+            log.warning("%s: the run directory was deleted; everything ingested from it is kept; waiting for it "
+                        "to be created again (Ctrl-C to stop)", self.config.run_dir)
+        elif present and self._run_dir_gone:
+            log.info("%s: the run directory is back; watching it again", self.config.run_dir)
+            self._stop_observer()
+            self._observer = self._start_observer()
+        self._run_dir_gone = not present
+        return present
+
+    def _stop_observer(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
 
     def _start_observer(self):
         handler = _Wake(self._changed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
@@ -108,6 +109,22 @@ def encoder_mismatch(path: Path, stored: dict[str, Any], wanted: str) -> Encoder
     return EncoderMismatchError(f"{path}: written with encoder '{stored.get('identity')}' (dim {stored.get('dim')}), "
                                 f"this run uses {wanted}; pass --encoder {stored.get('spec') or stored.get('identity')} "
                                 f"or use another --store")
+
+
+def stored_text(name: str) -> str:
+    """A name as the store holds it: valid Unicode (zarr's strings and the root's JSON refuse
+    the surrogates Python gives a file name's bytes that are not UTF-8), those bytes written
+    ``\\xff``. Lookups by source go through it too, so such a checkpoint is not re-ingested."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder, None when it is gone."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _is_store(path: Path) -> bool:
@@ -494,6 +511,7 @@ class StoreWriter(StoreReader):
         if not _is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock_file = self._take_lock()
+        self._folder = _folder_id(self.path)  # to tell when the store folder is deleted or moved
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
         try:
@@ -544,16 +562,40 @@ class StoreWriter(StoreReader):
         _held_lock_fds.add(handle.fileno())
         return handle
 
+    def _intact(self) -> bool:
+        """Whether the store folder is still the one opened, with its root metadata: not when
+        it was deleted (``rm -rf`` under way included) or moved away while open."""
+        return _folder_id(self.path) == getattr(self, "_folder", None) and _is_store(self.path)
+
+    def _ensure_intact(self) -> None:
+        """Stop before writing into a store folder deleted or moved while open: zarr would
+        make a headless half store of the new chunks, and the next read would fail obscurely."""
+        if getattr(self, "_lock_file", None) is not None and not self._intact():
+            raise self._gone()
+
+    def _gone(self) -> StoreFormatError:
+        return StoreFormatError(f"{self.path}: the store was deleted or moved while being written; nothing more "
+                                "is written there: restore it, or run the same command again to start a new one")
+
+    def refresh(self) -> None:
+        self._ensure_intact()
+        super().refresh()
+
     def close(self) -> None:
-        if getattr(self, "_lock_file", None) is not None and getattr(self, "_lengths", None):
+        if getattr(self, "_lock_file", None) is not None and getattr(self, "_lengths", None) and self._intact():
             try:  # a closed store's arrays end at their commit points
                 self.refresh()
                 self._cut_to_committed()
             except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
-                log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
+                if self._intact():  # else deleted meanwhile: there is nothing to cut
+                    log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if getattr(self, "_lock_file", None) is not None:
             _held_lock_fds.discard(self._lock_file.fileno())
-            lock_path_of(self.path).unlink(missing_ok=True)  # while still locked: see _take_lock
+            # While still locked: see _take_lock. A read-only folder keeps the file (the next
+            # writer takes it over, as a killed one's); failing here would hide the error that
+            # ended the writing and keep the lock.
+            with contextlib.suppress(OSError):
+                lock_path_of(self.path).unlink(missing_ok=True)
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
@@ -561,8 +603,13 @@ class StoreWriter(StoreReader):
     def __enter__(self) -> StoreWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        # Whatever failed once the store folder was deleted (a read of a vanished array, a
+        # metrics table gone empty) failed because of that: say so, on one line.
+        gone = isinstance(exc, Exception) and getattr(self, "_lock_file", None) is not None and not self._intact()
         self.close()
+        if gone:
+            raise self._gone() from exc
 
     def _create_atomically(self, encoder: dict[str, Any], thumbnail_size: int) -> None:
         """Build the empty store beside its final path and rename it into place.
@@ -573,11 +620,15 @@ class StoreWriter(StoreReader):
             raise StoreFormatError(f"{self.path}: exists and is not a Zarr store; choose another --store path")
         staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._create(staging, encoder, thumbnail_size)
-        except BaseException:  # a full disk, an interrupt: leave nothing half-made behind
+        except BaseException as exc:  # a full disk, an interrupt: leave nothing half-made behind
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # those say "free space"
+                # a file where a folder must be (--store notes.txt/s.zarr), /proc, a read-only mount
+                raise StoreFormatError(f"{self.path}: cannot create a store there ({exc.strerror or exc}: "
+                                       f"{exc.filename or self.path.parent}); choose another --store path") from None
             raise
         try:
             if self.path.is_dir():
@@ -675,6 +726,7 @@ class StoreWriter(StoreReader):
 
     def handle(self, group: str, name: str) -> zarr.Array:
         """A cached writable handle: this process is the only writer, so its metadata stays true."""
+        self._ensure_intact()  # every array write comes here
         key = (group, name)
         if key not in self._handles:
             # open_array ignores its ``config`` argument (zarr 3.1): with_config applies it.
@@ -695,6 +747,7 @@ class StoreWriter(StoreReader):
     # --- queries the pipeline needs -------------------------------------------------
     def committed_hashes(self) -> dict[str, str]:
         """Content hash of each source's current checkpoint: the idempotency check."""
+        self._ensure_intact()  # each watch pass starts here
         ckpt = self.checkpoints()
         return {str(s): str(h) for s, h, old in zip(ckpt["source"], ckpt["hash"], superseded_flags(ckpt)) if not old}
 
@@ -735,6 +788,7 @@ class StoreWriter(StoreReader):
     def label_code(self, label: str | None) -> int:
         if label is None:
             return -1
+        label = stored_text(label)  # a label folder's name
         code = self._label_codes.get(label)
         if code is None:
             code = self._label_codes[label] = len(self._labels)
@@ -780,6 +834,7 @@ class StoreWriter(StoreReader):
         self._update_root({"alerts": list(alerts)})
 
     def _update_root(self, changes: dict[str, Any]) -> None:
+        self._ensure_intact()
         root = _open_root(self.path, "r+")
         root.attrs.update(changes)
         self.refresh()
@@ -887,6 +942,7 @@ class StoreWriter(StoreReader):
         array.attrs.update({"committed_rows": max(committed, stop)})
 
     def _ensure_group(self, name: str) -> zarr.Group:
+        self._ensure_intact()
         return zarr.open_group(str(self.path / name), mode="a", zarr_format=3)
 
     def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int) -> zarr.Array:
@@ -911,7 +967,8 @@ class CheckpointTransaction:
     """Rows of one checkpoint, flushed chunk by chunk, made visible by :meth:`commit`."""
 
     def __init__(self, store: StoreWriter, step: int, source: str, content_hash: str, kind_code: int) -> None:
-        self.store, self.step, self.source, self.hash, self.kind_code = store, step, source, content_hash, kind_code
+        self.store, self.step, self.hash, self.kind_code = store, step, content_hash, kind_code
+        self.source = stored_text(source)
         self.row_start, self.checkpoint_index, _ = store._next()
         self.rows_written = 0
         self.buffer = _Columns()
@@ -935,7 +992,7 @@ class CheckpointTransaction:
             "embedding": np.asarray(embeddings, np.float16), "instance": np.asarray(instances, np.int32),
             "label": np.array([self.store.label_code(x) for x in labels], np.int16),
             "thumbnail": np.asarray(thumbnails, np.uint8)})
-        b.path.append(np.asarray(paths, dtype=object).astype(str))
+        b.path.append(np.array([stored_text(p) for p in paths], dtype=str))
         if latents is not None:
             b.latent.append(np.asarray(latents, np.float32))
         b.n += n
@@ -945,7 +1002,7 @@ class CheckpointTransaction:
             self._flush()
 
     def skip(self, path: str, reason: str) -> None:
-        self.skipped.append((path, reason))
+        self.skipped.append((stored_text(path), stored_text(reason)))
 
     def _flush(self) -> None:
         if self.buffer.n:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 from collections import OrderedDict
 from fractions import Fraction
@@ -296,6 +297,8 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     np.save(folder / "e_objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.save(folder / "f_ok.npy", smooth_images(RNG, 2, 16))
     np.save(folder / "g_nan.npy", np.full((2, 3, 8, 8), np.nan, np.float32))
+    np.save(folder / "h_complex.npy", np.ones((2, 3, 8, 8), np.complex64))  # numpy warned, then cast
+    (folder / "i_pickle.pt").write_bytes(pickle.dumps(np.zeros((2, 3, 8, 8))))  # torch warned in two lines
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's own warnings would print before the skip line
         samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
@@ -307,6 +310,8 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert "no image array (keys: foo, bar)" in reasons["d_misc.npz"]
     assert "refused to unpickle" in reasons["e_objects.npy"]
     assert "not images" in reasons["g_nan.npy"]
+    assert "complex64 values, not image pixels" in reasons["h_complex.npy"]
+    assert "not a readable torch file" in reasons["i_pickle.pt"]
 
 
 def test_instance_ids_continue_across_tensor_files(tmp_path):

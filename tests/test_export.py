@@ -142,3 +142,30 @@ def test_the_export_file_gets_the_umasks_mode_and_is_reported_once(store, tmp_pa
     finally:
         os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv", "rows.parquet"]  # no temporary file left
+
+
+def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(store, tmp_path, capsys, monkeypatch):
+    """It said "[Errno 21] Is a directory: '.out.1a2b.tmp' -> 'out'", "[Errno 17] File exists",
+    and a full disk blamed the store ("STORE: no space left ... everything committed before is kept")."""
+    import errno
+
+    import engine.export
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    capsys.readouterr()
+    assert main(["export", str(store), "--out", str(tmp_path / "folder")]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'folder'}: is a folder; give --out a file name, "
+                                       f"e.g. {tmp_path / 'folder' / default_output(store, 'parquet').name}\n")
+    assert main(["export", str(store), "--out", str(tmp_path / "notes.txt" / "x.csv"), "--to", "csv"]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'notes.txt' / 'x.csv'}: cannot write the export "
+                                       f"there (File exists: {tmp_path / 'notes.txt'}); choose another --out\n")
+
+    def full(frames, tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(engine.export, "_write_csv", full)
+    assert main(["export", str(store), "--out", str(tmp_path / "x.csv"), "--to", "csv"]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'x.csv'}: no space left for the export (No space "
+                                       "left on device); free some space or choose another --out (the store is unchanged)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.txt"]

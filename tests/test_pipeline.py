@@ -768,6 +768,17 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     assert _usage_error([*watch, "--grid", "8by8"], capsys).startswith(
         "evowatch watch: error: argument --grid: Expected a grid as ROWSxCOLS")
     assert "argument --device: Expected device" in _usage_error([*watch, "--device", "gpu"], capsys)
+    # numbers out of range: a ZeroDivisionError traceback (--workers -3), "waiting nans" (--settle
+    # nan), an allocation without end (--thumbnail-size 100000), an OverflowError (--port 99999)
+    assert _usage_error([*watch, "--workers", "-3"], capsys) == (
+        "evowatch watch: error: argument --workers: expected an integer of at least 0, got '-3'")
+    assert _usage_error([*watch, "--settle", "nan"], capsys) == (
+        "evowatch watch: error: argument --settle: expected a finite number of at least 0, got 'nan'")
+    assert _usage_error([*watch, "--thumbnail-size", "100000"], capsys) == (
+        "evowatch watch: error: argument --thumbnail-size: expected an integer from 8 to 256, got '100000'")
+    assert "argument --alignment: expected a finite number" in _usage_error([*watch, "--alignment", "nan"], capsys)
+    assert "argument --port: expected an integer from 1 to 65535" in _usage_error(["view", "s.zarr", "--port", "99999"], capsys)
+    assert "argument --steps: expected an integer of at least 1" in _usage_error(["demo", "--steps", "-5"], capsys)
     assert _usage_error(["info"], capsys) == "evowatch info: error: the following arguments are required: STORE"
     assert _usage_error(["export", "s.zarr", "--to", "xlsx"], capsys).startswith("evowatch export: error: argument --to")
     assert _usage_error(["bogus"], capsys).startswith("evowatch: error: argument command: invalid choice")
@@ -982,3 +993,92 @@ def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsy
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics",
                  "--no-layout", "-v"]) == 0
     assert capsys.readouterr().err.count("ingested step") == n + 1
+
+
+def test_file_and_folder_names_that_are_not_utf8_are_stored_escaped_and_not_read_twice(tmp_path):
+    """A name from a Latin-1 zip (``cl\\xe9.png``): zarr's strings refused it, the watch died."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    folder = write_step(run, 100, 2, seed=0)
+    odd = os.fsencode(run) + b"/step_\xe9t\xe9_200/cl\xe9"
+    os.makedirs(odd)
+    for name in (b"/a.png", b"/b\xff.png"):
+        shutil.copy(folder / "samples" / "00000.png", odd + name)
+    old = time.time() - 10
+    os.utime(odd + b"/a.png", (old, old))
+    os.utime(odd + b"/b\xff.png", (old, old))
+    for _ in range(2):
+        assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert info(store)["rows"] == 4 and info(store)["checkpoints"] == 2
+    reader = StoreReader(store)
+    assert list(reader.checkpoints()["source"]) == ["step_000100", "step_\\xe9t\\xe9_200"]
+    assert list(reader.samples("path")[2:]) == ["step_\\xe9t\\xe9_200/cl\\xe9/a.png", "step_\\xe9t\\xe9_200/cl\\xe9/b\\xff.png"]
+
+
+def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named(tmp_path, capsys, monkeypatch):
+    """chmod 000 (root reads anyway, so the refusal is simulated): it stopped the watch with
+    "cannot write there ... choose a writable --store", and a folder was left out silently."""
+    import builtins
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    write_step(run, 200, 2, seed=1)
+    locked_file, locked_folder = run / "step_000100" / "samples" / "00001.png", run / "step_000200" / "samples"
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def refusing_open(file, *args, **kwargs):
+        if str(file) == str(locked_file):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def refusing_scandir(path="."):
+        if str(path) == str(locked_folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.setattr(os, "scandir", refusing_scandir)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "step_000100/samples/00001.png: cannot be read (Permission denied): fix its permissions" in err
+    assert f"{locked_folder}: cannot be read (Permission denied); what it holds is left out" in err
+    assert info(store)["rows"] == 2 and info(store)["warnings"] == 1
+
+    monkeypatch.undo()  # permissions fixed: the file is read on the next start
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert info(store)["current_rows"] == 5 and info(store)["steps"] == [100, 200]
+
+
+def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(tmp_path, caplog):
+    """A trainer restarted from scratch (`rm -rf RUN`, then a new RUN): the watch ended with
+    "RUN: run directory not found ...; check the path" unless it came back within a tick."""
+    import threading
+
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels",
+                                      "--no-layout", "--no-metrics", "--workers", "0"])
+    stop = threading.Event()
+    with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
+        watcher.config.tick = 0.1
+        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+        thread.start()
+        try:
+            deadline = time.time() + 20
+            while StoreReader(store).n_rows < 2 and time.time() < deadline:
+                time.sleep(0.05)
+            shutil.rmtree(run)
+            while "was deleted" not in caplog.text and time.time() < deadline and thread.is_alive():
+                time.sleep(0.05)
+            run.mkdir()
+            write_step(run, 200, 3, seed=1)
+            while StoreReader(store).n_rows < 5 and time.time() < deadline and thread.is_alive():
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert info(store)["steps"] == [100, 200] and info(store)["rows"] == 5
+    assert caplog.text.count("the run directory was deleted") == 1 and "is back" in caplog.text

@@ -381,3 +381,53 @@ def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(
         with pytest.raises(StoreLockedError, match="already being written"):
             StoreWriter(path, ENCODER)
     assert raced and not (tmp_path / "s.zarr.lock").exists()
+
+
+def test_a_store_deleted_while_open_stops_the_writer_on_one_line_and_is_not_half_recreated(tmp_path, rng):
+    """`rm -rf STORE` during a watch: zarr made a headless half store of the next chunks, and
+    the watch ended with "checkpoints/step/zarr.json: missing array metadata" or a KeyError."""
+    import shutil
+
+    gone = "the store was deleted or moved while being written"
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 3, rng)
+        shutil.rmtree(tmp_path / "s.zarr")
+        with pytest.raises(StoreFormatError, match=gone):
+            store.committed_hashes()  # a watch pass starts here
+        with pytest.raises(StoreFormatError, match=gone):
+            with store.checkpoint(200, "step_200", "h200") as tx:
+                add_rows(tx, 3, rng)
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "s.zarr.lock").exists()
+
+    with pytest.raises(StoreFormatError, match=gone):  # whatever failed on reading what vanished
+        with StoreWriter(tmp_path / "t.zarr", ENCODER, thumbnail_size=4):
+            shutil.rmtree(tmp_path / "t.zarr")
+            raise KeyError("step")
+
+
+def test_a_store_path_that_cannot_be_made_is_one_line_naming_it(tmp_path):
+    """A file where a folder must be: it said "[Errno 17] File exists: 'notes.txt'" alone."""
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(StoreFormatError, match=r"notes.txt/s.zarr: cannot create a store there \(File exists: .*notes.txt\); "
+                                               "choose another --store path"):
+        StoreWriter(tmp_path / "notes.txt" / "s.zarr", ENCODER)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_lock_file_that_cannot_be_removed_does_not_hide_the_error_or_keep_the_lock(tmp_path, monkeypatch):
+    """A read-only folder (a remounted disk): close() raised "Permission denied: STORE.lock"
+    over the write error that ended the watch, still holding the lock."""
+    real_unlink = Path.unlink
+
+    def refusing_unlink(self, missing_ok=False):
+        if self.name == "s.zarr.lock":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing_unlink)
+    with pytest.raises(OSError, match="the write that failed"):
+        with StoreWriter(tmp_path / "s.zarr", ENCODER):
+            raise OSError(30, "the write that failed")
+    monkeypatch.undo()
+    StoreWriter(tmp_path / "s.zarr", ENCODER).close()  # the lock was let go
