@@ -58,7 +58,8 @@ _held_lock_fds: set[int] = set()
 
 
 def lock_path_of(store: Path) -> Path:
-    """The lock file of ``store``: ``STORE.lock`` in the same folder."""
+    """The lock file of ``store``: ``STORE.lock`` in the same folder (``--store .`` included)."""
+    store = Path(os.path.abspath(store))
     return store.with_name(store.name + LOCK_SUFFIX)
 
 
@@ -618,7 +619,10 @@ class StoreWriter(StoreReader):
         """
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise StoreFormatError(f"{self.path}: exists and is not a Zarr store; choose another --store path")
-        staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
+        where = Path(os.path.abspath(self.path))  # `--store .` has no name of its own
+        if Path.cwd().is_relative_to(where):  # the empty folder is replaced by the store: not under our feet
+            raise StoreFormatError(f"{self.path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
+        staging = where.with_name(f".{where.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

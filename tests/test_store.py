@@ -431,3 +431,15 @@ def test_a_lock_file_that_cannot_be_removed_does_not_hide_the_error_or_keep_the_
             raise OSError(30, "the write that failed")
     monkeypatch.undo()
     StoreWriter(tmp_path / "s.zarr", ENCODER).close()  # the lock was let go
+
+
+def test_the_current_folder_as_store_path_is_refused_with_the_fix(tmp_path, monkeypatch):
+    """`--store .` failed with "PosixPath('.') has an empty name" (its lock and staging names),
+    or, in an empty folder, replaced the folder the process stood in."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreFormatError, match=r"^\.: is the current folder; name a store folder in it"):
+        StoreWriter(".", ENCODER)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(StoreFormatError, match=r"^\.: exists and is not a Zarr store"):
+        StoreWriter(".", ENCODER)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
