@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import functools
 import logging
 import os
@@ -29,14 +28,12 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from stores.errors import EncoderMismatchError, StoreFormatError, StoreLockedError
+from stores.errors import EncoderMismatchError, StoreFormatError
+from stores.lock import WriterLock
 from stores import format as fmt
 
 log = logging.getLogger(__name__)
 
-#: The writer's lock file sits beside the store (``run.zarr`` -> ``run.zarr.lock``): inside,
-#: plain zarr listing the root group warns about any file it does not know.
-LOCK_SUFFIX = ".lock"
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
 WRITE_CONFIG = {"write_empty_chunks": True}
@@ -51,26 +48,6 @@ _CHUNKS_IN_FLIGHT = max(2, min(10, _CORES))
 #: commit of 1,024 / 2,048 / 4,096 rows the store wrote ~37k / ~59k / ~83k rows/s
 #: (docs/ingest.md, "Store writes"); the rows wait in a _Staging of this size.
 WRITE_ROWS = 2048
-
-# A forked child (a decode worker) inherits the writer's lock file; closing its copy keeps
-# the lock the parent's alone, so a child outliving a killed writer cannot block a restart.
-_held_lock_fds: set[int] = set()
-
-
-def lock_path_of(store: Path) -> Path:
-    """The lock file of ``store``: ``STORE.lock`` in the same folder (``--store .`` included)."""
-    store = Path(os.path.abspath(store))
-    return store.with_name(store.name + LOCK_SUFFIX)
-
-
-def _close_inherited_locks() -> None:
-    for fd in _held_lock_fds:
-        os.close(fd)
-    _held_lock_fds.clear()
-
-
-os.register_at_fork(after_in_child=_close_inherited_locks)
-
 
 def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int, max_rows: int = 16384) -> int:
     """Rows per chunk: about ROW_CHUNK_BYTES, since each commit rewrites the partial last chunk."""
@@ -511,7 +488,7 @@ class StoreWriter(StoreReader):
         self.path = Path(path)
         if not _is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
-        self._lock_file = self._take_lock()
+        self._lock = WriterLock(self.path)
         self._folder = _folder_id(self.path)  # to tell when the store folder is deleted or moved
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
@@ -533,35 +510,11 @@ class StoreWriter(StoreReader):
             raise
 
     # --- lifecycle ------------------------------------------------------------------
-    def _take_lock(self):
-        """Lock ``STORE.lock`` beside the store, a file that exists only while a writer holds it.
-
-        The holder unlinks it before letting go, so a process that opened the file just
-        before and locks it just after holds a lock on a name that is gone: it retries
-        until the path names the file it locked. A killed writer's file stays, unlocked:
-        the next writer takes it over."""
-        lock_path = lock_path_of(self.path)
-        while True:
-            handle = open(lock_path, "a+")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                handle.close()
-                raise StoreLockedError(f"{self.path}: already being written by {holder}; stop that watcher or use another --store") from None
-            try:
-                if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            handle.close()  # unlinked by the writer we waited for: lock the new file
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        _held_lock_fds.add(handle.fileno())
-        return handle
+    @property
+    def _holding(self) -> bool:
+        """Whether this writer holds its lock (not yet closed; made far enough to take it)."""
+        lock = getattr(self, "_lock", None)
+        return lock is not None and lock.held
 
     def _intact(self) -> bool:
         """Whether the store folder is still the one opened, with its root metadata: not when
@@ -571,7 +524,7 @@ class StoreWriter(StoreReader):
     def _ensure_intact(self) -> None:
         """Stop before writing into a store folder deleted or moved while open: zarr would
         make a headless half store of the new chunks, and the next read would fail obscurely."""
-        if getattr(self, "_lock_file", None) is not None and not self._intact():
+        if self._holding and not self._intact():
             raise self._gone()
 
     def _gone(self) -> StoreFormatError:
@@ -583,23 +536,15 @@ class StoreWriter(StoreReader):
         super().refresh()
 
     def close(self) -> None:
-        if getattr(self, "_lock_file", None) is not None and getattr(self, "_lengths", None) and self._intact():
+        if self._holding and getattr(self, "_lengths", None) and self._intact():
             try:  # a closed store's arrays end at their commit points
                 self.refresh()
                 self._cut_to_committed()
             except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
                 if self._intact():  # else deleted meanwhile: there is nothing to cut
                     log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
-        if getattr(self, "_lock_file", None) is not None:
-            _held_lock_fds.discard(self._lock_file.fileno())
-            # While still locked: see _take_lock. A read-only folder keeps the file (the next
-            # writer takes it over, as a killed one's); failing here would hide the error that
-            # ended the writing and keep the lock.
-            with contextlib.suppress(OSError):
-                lock_path_of(self.path).unlink(missing_ok=True)
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        if self._holding:
+            self._lock.release()
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -607,7 +552,7 @@ class StoreWriter(StoreReader):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         # Whatever failed once the store folder was deleted (a read of a vanished array, a
         # metrics table gone empty) failed because of that: say so, on one line.
-        gone = isinstance(exc, Exception) and getattr(self, "_lock_file", None) is not None and not self._intact()
+        gone = isinstance(exc, Exception) and self._holding and not self._intact()
         self.close()
         if gone:
             raise self._gone() from exc

@@ -362,7 +362,7 @@ def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(
     writer retries on the file the path names now."""
     import fcntl
 
-    from stores import zarr_store
+    from stores import lock
 
     path = tmp_path / "s.zarr"
     StoreWriter(path, ENCODER).close()
@@ -375,9 +375,9 @@ def test_a_lock_taken_on_a_lock_file_just_removed_is_taken_again_on_the_new_one(
             (tmp_path / "s.zarr.lock").write_text("")
         return real_flock(handle, op)
 
-    monkeypatch.setattr(zarr_store.fcntl, "flock", flock)
+    monkeypatch.setattr(lock.fcntl, "flock", flock)
     with StoreWriter(path, ENCODER):
-        monkeypatch.setattr(zarr_store.fcntl, "flock", real_flock)
+        monkeypatch.setattr(lock.fcntl, "flock", real_flock)
         with pytest.raises(StoreLockedError, match="already being written"):
             StoreWriter(path, ENCODER)
     assert raced and not (tmp_path / "s.zarr.lock").exists()
