@@ -23,7 +23,8 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog
 from engine.decode import iter_samples
-from engine.discovery import DiscoveryOptions, content_hash, file_versions, is_ready, scan_reference, scan_run
+from engine.discovery import (DiscoveryOptions, content_hash, file_versions, is_ready, sample_files, scan_reference,
+                              scan_run)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
@@ -168,7 +169,9 @@ class Watcher:
                 say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
                     "(README, weight-only runs)", self.config.run_dir, _count(len(weights), "checkpoint"),
                     ", ".join(c.source for c in weights[:3]), ", ..." if len(weights) > 3 else "")
-            else:
+            elif self.live and not sample_files(self.config.run_dir, self.config.options):
+                say("%s: no samples yet, waiting for the first checkpoint", self.config.run_dir)  # a run just started
+            else:  # samples the layout rules do not read as checkpoints, or a wrong path
                 say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
                     "sample-12.png, fakes000200.png; see --step-regex and --samples)", self.config.run_dir,
                     "yet, waiting for them" if self.live else "found")

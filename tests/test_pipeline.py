@@ -914,7 +914,8 @@ def test_progress_lines_are_evowatchs_own_a_librarys_info_lines_are_not(capsys, 
 
 
 def test_a_live_watch_of_a_run_that_has_no_checkpoint_yet_waits_without_a_warning(tmp_path, caplog):
-    """`evowatch demo` watches its trainer from before the first checkpoint: no "no checkpoints found"."""
+    """`evowatch demo` watches its trainer from before the first checkpoint: no "no checkpoints found",
+    and no layout hint while the run holds no samples at all."""
     from engine.cli import build_parser
     from engine.session import open_session
 
@@ -924,7 +925,16 @@ def test_a_live_watch_of_a_run_that_has_no_checkpoint_yet_waits_without_a_warnin
     with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
         watcher.live = True
         assert watcher.run_once() == []
-    assert [(r.levelname, "waiting for them" in r.getMessage()) for r in caplog.records] == [("INFO", True)]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"{tmp_path / 'run'}: no samples yet, waiting for the first checkpoint")]
+    # Images there that no layout rule reads as checkpoints: the hint names what is looked for.
+    Image.new("RGB", (8, 8)).save(tmp_path / "run" / "sample.png")
+    caplog.clear()
+    with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
+        watcher.live = True
+        assert watcher.run_once() == []
+    assert [(r.levelname, "waiting for them (folders or sample files whose names carry a step" in r.getMessage())
+            for r in caplog.records] == [("INFO", True)]
 
 
 def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
