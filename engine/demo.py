@@ -37,6 +37,8 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
         trainer += ["--steps", str(steps)]
     if fail:
         trainer += ["--fail", fail]
+    if not progress:  # -q: its per-checkpoint loss lines too
+        trainer.append("--quiet")
     log.info("training the demo GAN on scikit-learn's digits (CPU) into %s", run_dir)
     proc = subprocess.Popen(trainer)
     try:

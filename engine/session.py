@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
+from engine.errors import EvowatchError
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError
 from stores.zarr_store import StoreReader, StoreWriter, encoder_mismatch
@@ -69,6 +70,9 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     if args.encoder and stored:
         _refuse_another_kind(args.store, stored, args.encoder)
     encoder = make_encoder(args.encoder or stored.get("spec") or DEFAULT_ENCODER_SPEC, device=args.device)
+    if args.probe and not args.no_metrics and not encoder.supports_text:  # said before ingesting, not after
+        raise EvowatchError(f"--probe needs a clip: encoder to score its prompts; {encoder.spec} has no text tower: "
+                            "drop --probe or use --encoder clip:ARCH/PRETRAINED")
     record = encoder_record(encoder)
     sampler = None
     if getattr(args, "sampler", None):

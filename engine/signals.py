@@ -73,6 +73,7 @@ class Signals:
     _reference: ReferenceStats | None = field(default=None, init=False)
     _reference_key: tuple = field(default=(), init=False)
     _probe_vectors: tuple | None = field(default=None, init=False)
+    _said_no_probes: bool = field(default=False, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
@@ -80,6 +81,10 @@ class Signals:
         reference = self._refresh_reference(store, ckpt)
         if reference is not None and reference != store.metrics_reference:
             store.clear_step_metrics(reference)
+        if self.probes and self._reference is None and not self._said_no_probes:
+            self._said_no_probes = True
+            log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
+                        "lacks: they are not measured")
         measured = store.measured_steps()
         for step, indices in _current_generated_by_step(ckpt).items():
             ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]

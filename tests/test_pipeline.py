@@ -1092,3 +1092,20 @@ def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(t
             thread.join(timeout=10)
     assert info(store)["steps"] == [100, 200] and info(store)["rows"] == 5
     assert caplog.text.count("the run directory was deleted") == 1 and "is back" in caplog.text
+
+
+def test_probes_that_cannot_be_scored_are_said_before_anything_is_done(tmp_path, capsys):
+    """`--probe` with the pixels encoder ingested the whole run, then failed ("no text tower");
+    without a real reference the probes were silently not measured."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    argv = ["watch", str(run), "--store", str(store), "--once", "--no-layout", "--probe", "a thick stroke"]
+    assert main([*argv, "--encoder", "pixels"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "evowatch: error: --probe needs a clip: encoder to score its prompts; pixels:16 has no text tower: "
+        "drop --probe or use --encoder clip:ARCH/PRETRAINED"]
+    assert not store.exists()
+    tiny = Path(__file__).parent / "data" / "evowatch-tiny.json"
+    assert main([*argv, "--encoder", f"clip:{tiny}/random", "--device", "cpu"]) == 0
+    assert ("--probe: probes are scored against the real reference (--real DIR), which this store lacks: "
+            "they are not measured") in capsys.readouterr().err
