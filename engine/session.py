@@ -12,7 +12,7 @@ from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_sp
 from engine.errors import EvowatchError
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError
-from stores.zarr_store import StoreReader, StoreWriter, encoder_mismatch
+from stores.zarr_store import StoreReader, StoreWriter, check_store_path, encoder_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     from engine.cli import discovery_options
 
     options = discovery_options(args)
+    check_store_path(args.store)  # before the encoder's weights are looked for
     stored = _stored_encoder(args.store)
     if args.encoder and stored:
         _refuse_another_kind(args.store, stored, args.encoder)

@@ -105,6 +105,18 @@ def _folder_id(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def check_store_path(path: str | os.PathLike[str]) -> None:
+    """Refuse a path that is no store and cannot become one (a file, a folder with other
+    contents, the current folder), before a command loads anything else."""
+    path = Path(path)
+    if _is_store(path):
+        return
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise StoreFormatError(f"{path}: exists and is not a Zarr store; choose another --store path")
+    if Path.cwd().is_relative_to(os.path.abspath(path)):  # an empty folder is replaced by the store: not under our feet
+        raise StoreFormatError(f"{path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
+
+
 def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file()
 
@@ -562,11 +574,8 @@ class StoreWriter(StoreReader):
 
         A reader or a restarted writer then never meets a half-created store.
         """
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise StoreFormatError(f"{self.path}: exists and is not a Zarr store; choose another --store path")
+        check_store_path(self.path)
         where = Path(os.path.abspath(self.path))  # `--store .` has no name of its own
-        if Path.cwd().is_relative_to(where):  # the empty folder is replaced by the store: not under our feet
-            raise StoreFormatError(f"{self.path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
         staging = where.with_name(f".{where.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         try:

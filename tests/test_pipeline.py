@@ -1109,3 +1109,13 @@ def test_probes_that_cannot_be_scored_are_said_before_anything_is_done(tmp_path,
     assert main([*argv, "--encoder", f"clip:{tiny}/random", "--device", "cpu"]) == 0
     assert ("--probe: probes are scored against the real reference (--real DIR), which this store lacks: "
             "they are not measured") in capsys.readouterr().err
+
+
+def test_a_store_path_that_cannot_be_a_store_is_said_before_the_encoder_is_loaded(tmp_path, capsys, monkeypatch):
+    """`watch --store .` with the default CLIP encoder, offline: the missing weights were
+    reported instead of the store path's own one-line error."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["watch", str(tmp_path), "--store", ".", "--once"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "evowatch: error: .: is the current folder; name a store folder in it, e.g. --store run.zarr")
