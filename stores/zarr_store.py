@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import glob
 import logging
 import os
 import re
@@ -115,6 +116,17 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
         raise StoreFormatError(f"{path}: exists and is not a Zarr store; choose another --store path")
     if Path.cwd().is_relative_to(os.path.abspath(path)):  # an empty folder is replaced by the store: not under our feet
         raise StoreFormatError(f"{path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether a process of this id runs (a staging folder's creator); a malformed id: no."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, OverflowError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _is_store(path: Path) -> bool:
@@ -577,7 +589,9 @@ class StoreWriter(StoreReader):
         check_store_path(self.path)
         where = Path(os.path.abspath(self.path))  # `--store .` has no name of its own
         staging = where.with_name(f".{where.name}.creating-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
+        for left in where.parent.glob(f".{glob.escape(where.name)}.creating-*"):  # a killed creation's
+            if left == staging or not _process_alive(left.name.rpartition("-")[2]):
+                shutil.rmtree(left, ignore_errors=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._create(staging, encoder, thumbnail_size)

@@ -443,3 +443,14 @@ def test_the_current_folder_as_store_path_is_refused_with_the_fix(tmp_path, monk
     with pytest.raises(StoreFormatError, match=r"^\.: exists and is not a Zarr store"):
         StoreWriter(".", ENCODER)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_killed_creations_staging_folder_is_removed_by_the_next(tmp_path):
+    """`kill -9` while a store was being created left `.s.zarr.creating-PID` behind for good;
+    another live creator's is left alone."""
+    dead = tmp_path / ".s.zarr.creating-999999999"
+    live = tmp_path / f".s.zarr.creating-{os.getppid()}"
+    for folder in (dead, live):
+        (folder / "samples").mkdir(parents=True)
+    StoreWriter(tmp_path / "s.zarr", ENCODER).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.zarr", live.name])
