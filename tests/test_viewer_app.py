@@ -90,8 +90,8 @@ def test_filters_narrow_the_map(store, monkeypatch):
     at = run_app(store, monkeypatch)
     at.multiselect(key="kinds").set_value(["generated"]).run()
     assert n_points(map_chart(at)) == 3 * PER_STEP
-    assert at.select_slider(key="step_range:1000:3000").options == ["1,000", "2,000", "3,000"]  # the run's steps only
-    at.select_slider(key="step_range:1000:3000").set_range(2000, 3000).run()
+    assert at.select_slider(key="step_range:1000:3000:3").options == ["1,000", "2,000", "3,000"]  # the run's steps only
+    at.select_slider(key="step_range:1000:3000:3").set_range(2000, 3000).run()
     assert n_points(map_chart(at)) == 2 * PER_STEP
     at.checkbox(key="near_copies").check().run()
     near = n_points(map_chart(at))
@@ -215,7 +215,7 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert not at.exception
     assert n_points(map_chart(at)) == 90  # the new band, filters kept
     assert at.multiselect(key="kinds").value == ["generated"]
-    assert at.select_slider(key="step_range:1000:3000").value == (1000, 3000)  # the open range followed the new step
+    assert at.select_slider(key="step_range:1000:3000:3").value == (1000, 3000)  # the open range followed the new step
 
 
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
@@ -492,3 +492,17 @@ def test_light_placement_matches_the_engine():
     light = data._light_place()
     for layout in ("rectilinear", "radial"):
         np.testing.assert_array_equal(light(xy, step_index, layout), place(xy, step_index, layout))
+
+
+def test_a_step_written_between_others_joins_the_steps_filter_and_keeps_the_users_range(tmp_path, monkeypatch):
+    """Samples written out of order (an evaluation of step 1,500 after 3,000): the filter offers
+    the new step and keeps the range the user chose."""
+    path = tmp_path / "live.zarr"
+    run = build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8)
+    at = run_app(path, monkeypatch)
+    at.select_slider(key="step_range:1000:3000:3").set_range(2000, 3000).run()
+    run.add_step(1500)
+    at.run()
+    assert not at.exception
+    slider = at.select_slider(key="step_range:1000:3000:4")
+    assert slider.options == ["1,000", "1,500", "2,000", "3,000"] and slider.value == (2000, 3000)

@@ -127,8 +127,8 @@ def _nearest(steps: list[int], value: int) -> int:
 
 
 def step_range_key(steps) -> str:
-    """The Steps slider's widget key for these steps (new bounds, a new widget in the browser)."""
-    return f"step_range:{int(steps[0])}:{int(steps[-1])}"
+    """The Steps slider's widget key for these steps (new steps, a new widget in the browser)."""
+    return f"step_range:{int(steps[0])}:{int(steps[-1])}:{len(steps)}"
 
 
 def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filters, str, str]:
@@ -146,16 +146,17 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
         full = (steps[0], steps[-1])
         # A new step moves the bounds: the slider starts again from `value`, which carries the
         # user's range over, following the ends the user left open.
+        key = step_range_key(steps)
         default, prev = full, st.session_state.get("_step_range_prev")
-        if prev and tuple(prev[2:]) != full:
-            lo, hi, pmin, pmax = prev
+        if prev and prev[4] != key:  # new steps (at an end, or between: samples written out of order)
+            lo, hi, pmin, pmax, _ = prev
             default = (full[0] if lo <= pmin else _nearest(steps, lo), full[1] if hi >= pmax else _nearest(steps, hi))
         # Only the run's own steps, written as the rest of the page writes numbers. The key names
         # the bounds: a keyed select slider's identity is its key alone, so with a fixed key the
         # browser kept its old range and sent it back (st.slider's identity held min and max).
         step_range = tuple(int(s) for s in sb.select_slider("Steps", options=steps, value=default,
-                                                             key=step_range_key(steps), format_func=lambda s: f"{s:,}"))
-        st.session_state["_step_range_prev"] = (*step_range, *full)
+                                                             key=key, format_func=lambda s: f"{s:,}"))
+        st.session_state["_step_range_prev"] = (*step_range, *full, key)
         if step_range == full:
             step_range = None
     focus = st.session_state.get("focus_step")
