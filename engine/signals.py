@@ -74,6 +74,7 @@ class Signals:
     _reference_key: tuple = field(default=(), init=False)
     _probe_vectors: tuple | None = field(default=None, init=False)
     _said_no_probes: bool = field(default=False, init=False)
+    _said_twins: set = field(default_factory=set, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
@@ -90,7 +91,7 @@ class Signals:
             ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
             basis = [int(max(indices)), sum(b - a for a, b in ranges)]
             if step not in measured or measured[step] not in (None, basis):  # new, rewritten, or joined
-                self._measure(store, step, ranges, basis, losses)
+                self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
 
     # --- trainer scalars ------------------------------------------------------------
     def _update_scalars(self, store: StoreWriter) -> dict:
@@ -156,8 +157,10 @@ class Signals:
 
     # --- one step -------------------------------------------------------------------
     def _measure(self, store: StoreWriter, step: int, ranges: list[tuple[int, int]], basis: list[int],
-                 losses: dict) -> None:
-        rows = np.concatenate([np.arange(a, b) for a, b in ranges])
+                 losses: dict, sources: list[str]) -> None:
+        twins = self._twins(store, step, ranges, sources)
+        kept = [r for i, r in enumerate(ranges) if twins[i] == i]
+        rows = np.concatenate([np.arange(a, b) for a, b in kept])
         vectors = store.samples("embedding", rows).astype(np.float32)
         if self._reference is None:
             # No --real: only what needs no reference (diversity) is measured.
@@ -174,12 +177,33 @@ class Signals:
             if margins is not None:  # per-sample margins: the viewer filters on "probe:<prompt>" > 0
                 for j, prompt in enumerate(self._probe_names()):
                     per_sample["probe:" + prompt.replace("/", "_")] = margins[:, j]
-        bounds = np.cumsum([0] + [b - a for a, b in ranges])
+        offsets = np.cumsum([0] + [b - a for a, b in kept])
+        where = {r: (int(offsets[k]), int(offsets[k + 1])) for k, r in enumerate(kept)}
         for name, values in per_sample.items():
-            for (start, _), first, last in zip(ranges, bounds[:-1], bounds[1:]):
+            for (start, _), twin in zip(ranges, twins):  # a repeated checkpoint gets its twin's values
+                first, last = where[ranges[twin]]
                 store.write_sample_metric(name, start, np.asarray(values[first:last], np.float32))
         store.write_step_metrics(step, {_array_name(k): float(v) for k, v in scalars.items()}, measured=basis)
         self._alerts(store, step, losses)
+
+    def _twins(self, store: StoreWriter, step: int, ranges: list[tuple[int, int]], sources: list[str]) -> list[int]:
+        """For each of a step's checkpoints, the first one holding exactly the same samples
+        (itself, unless a folder was renamed or copied in the run: stored again under its new
+        name, every sample then had an exact duplicate and the step a partial collapse).
+        Said once per pair; the step is measured on one copy."""
+        seen: dict[bytes, int] = {}
+        twins = []
+        for i, (a, b) in enumerate(ranges):
+            if a == b:
+                twins.append(i)
+                continue
+            digest = hashlib.blake2b(np.ascontiguousarray(store.samples("embedding", slice(a, b))).tobytes()).digest()
+            twins.append(seen.setdefault(digest, i))
+            if twins[-1] != i and (sources[i], sources[twins[-1]]) not in self._said_twins:
+                self._said_twins.add((sources[i], sources[twins[-1]]))
+                log.warning("step %d: %s holds the same samples as %s (a checkpoint renamed or copied in the run?): "
+                            "measured once", step, sources[i], sources[twins[-1]])
+        return twins
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
         table = store.step_metrics()

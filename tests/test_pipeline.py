@@ -1119,3 +1119,32 @@ def test_a_store_path_that_cannot_be_a_store_is_said_before_the_encoder_is_loade
     assert main(["watch", str(tmp_path), "--store", ".", "--once"]) == 2
     assert capsys.readouterr().err.strip() == (
         "evowatch: error: .: is the current folder; name a store folder in it, e.g. --store run.zarr")
+
+
+def test_a_checkpoint_folder_copied_or_renamed_in_the_run_is_measured_once(tmp_path, capsys):
+    """`step_002000` copied to `step_2000_backup` (or renamed, a new source either way): the
+    step held each sample twice, every sample had an exact duplicate, and a healthy step
+    showed a partial collapse (duplicate_frac 1.0)."""
+    from stores.zarr_store import StoreReader
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    real = tmp_path / "real"
+    for i, image in enumerate(np.random.default_rng(5).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)):
+        real.mkdir(exist_ok=True)
+        Image.fromarray(image).save(real / f"{i:03d}.png")
+    for k, step in enumerate((1000, 2000)):
+        write_step(run, step, 12, seed=k)
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--real", str(real)]
+    assert main(argv) == 0
+    before = StoreReader(store).step_metrics()
+    shutil.copytree(run / "step_002000", run / "step_2000_backup")
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("step 2000: step_2000_backup holds the same samples as step_002000 (a checkpoint renamed or copied in "
+            "the run?): measured once") in err
+    after = StoreReader(store).step_metrics()
+    assert after["duplicate_frac"][1] == before["duplicate_frac"][1] < 0.5
+    assert after["n_generated"][1] == 12
+    per_sample = StoreReader(store).sample_metric("near_duplicate")
+    np.testing.assert_array_equal(per_sample[-12:], per_sample[-24:-12])  # the copy's rows get its twin's values
