@@ -158,10 +158,11 @@ class Signals:
     # --- one step -------------------------------------------------------------------
     def _measure(self, store: StoreWriter, step: int, ranges: list[tuple[int, int]], basis: list[int],
                  losses: dict, sources: list[str]) -> None:
-        twins = self._twins(store, step, ranges, sources)
+        parts = [store.samples("embedding", slice(a, b)) for a, b in ranges]  # read once: twins, then metrics
+        twins = self._twins(step, parts, sources)
         kept = [r for i, r in enumerate(ranges) if twins[i] == i]
         rows = np.concatenate([np.arange(a, b) for a, b in kept])
-        vectors = store.samples("embedding", rows).astype(np.float32)
+        vectors = np.concatenate([p for i, p in enumerate(parts) if twins[i] == i]).astype(np.float32)
         if self._reference is None:
             # No --real: only what needs no reference (diversity) is measured.
             scalars = {"n_generated": float(len(vectors)),
@@ -186,18 +187,18 @@ class Signals:
         store.write_step_metrics(step, {_array_name(k): float(v) for k, v in scalars.items()}, measured=basis)
         self._alerts(store, step, losses)
 
-    def _twins(self, store: StoreWriter, step: int, ranges: list[tuple[int, int]], sources: list[str]) -> list[int]:
+    def _twins(self, step: int, parts: list[np.ndarray], sources: list[str]) -> list[int]:
         """For each of a step's checkpoints, the first one holding exactly the same samples
         (itself, unless a folder was renamed or copied in the run: stored again under its new
         name, every sample then had an exact duplicate and the step a partial collapse).
         Said once per pair; the step is measured on one copy."""
         seen: dict[bytes, int] = {}
         twins = []
-        for i, (a, b) in enumerate(ranges):
-            if a == b:
+        for i, part in enumerate(parts):
+            if not len(part):
                 twins.append(i)
                 continue
-            digest = hashlib.blake2b(np.ascontiguousarray(store.samples("embedding", slice(a, b))).tobytes()).digest()
+            digest = hashlib.blake2b(np.ascontiguousarray(part).tobytes()).digest()
             twins.append(seen.setdefault(digest, i))
             if twins[-1] != i and (sources[i], sources[twins[-1]]) not in self._said_twins:
                 self._said_twins.add((sources[i], sources[twins[-1]]))

@@ -286,13 +286,18 @@ class StoreReader:
     def layout_rows(self) -> int:
         if not self.has_array("layout", "xy"):
             return 0
-        group = zarr.open_group(str(self.path / "layout"), mode="r", use_consolidated=False)
-        return min(int(group.attrs.get("committed_rows", 0)), self.n_rows)
+        return min(int(self._group_attrs("layout").get("committed_rows", 0)), self.n_rows)
 
     def layout_xy(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """Per-step 2-D solutions of the laid-out rows (all of them, or ``rows``)."""
         n = self.layout_rows
         return self._read(self._array("layout", "xy"), n, rows) if n else np.zeros((0, 2), np.float32)
+
+    def _group_attrs(self, group: str) -> dict[str, Any]:
+        """A group's attributes as stored now ({} before it exists)."""
+        if not (self.path / group / "zarr.json").is_file():
+            return {}
+        return dict(zarr.open_group(str(self.path / group), mode="r", use_consolidated=False).attrs)
 
     def _table(self, group: str) -> dict[str, np.ndarray]:
         """A group of equal-length arrays with a 'committed_rows' attribute, as columns."""
@@ -312,16 +317,14 @@ class StoreReader:
         metrics = self._table("metrics")
         if not metrics:
             return {}
-        recorded = zarr.open_group(str(self.path / "metrics"), mode="r", use_consolidated=False).attrs.get("measured", {})
+        recorded = self._group_attrs("metrics").get("measured", {})
         return {int(step): recorded.get(str(int(step))) for step in metrics["step"]}
 
     @property
     def metrics_reference(self) -> str | None:
         """What the per-step metrics were measured against (set by :meth:`StoreWriter.clear_step_metrics`):
         a restarted watch with the same reference keeps them, and the alerts already raised."""
-        if not (self.path / "metrics" / "zarr.json").is_file():
-            return None
-        return zarr.open_group(str(self.path / "metrics"), mode="r", use_consolidated=False).attrs.get("reference")
+        return self._group_attrs("metrics").get("reference")
 
     def scalars(self) -> dict[str, np.ndarray]:
         """Trainer scalars (losses): 'step' plus one float64 column per scalar."""
