@@ -416,7 +416,7 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
                      label=ctx.label(path, instance, tile_index))
 
 
-def _first_is_grid(images: Sequence[Path]) -> bool:
+def _sheets_of_grids(images: Sequence[Path]) -> bool:
     """Whether a checkpoint's several images are sheets of samples (then each may be a grid):
     its first and last images are grids of one geometry, of tiles of at least 2 * MIN_TILE px.
     A folder of single samples whose first one the detector takes for a grid (a small
@@ -460,7 +460,7 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     ctx = _Context(checkpoint, options)
     images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
     split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1 or (
-        len(images) > 1 and checkpoint.kind == "generated" and _first_is_grid(images))
+        len(images) > 1 and checkpoint.kind == "generated" and _sheets_of_grids(images))
     offset = 0  # instance ids of multi-sample files (grids, tensors) continue across files
     for path in checkpoint.files if files is None else files:
         is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS

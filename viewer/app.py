@@ -144,16 +144,16 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
     step_range = None
     if len(steps) >= 2:
         full = (steps[0], steps[-1])
-        # A new step moves the bounds: the slider starts again from `value`, which carries the
-        # user's range over, following the ends the user left open.
+        # New steps make a new slider (its key names them), which starts again from `value`:
+        # carry the user's range over, following the ends the user left open.
         key = step_range_key(steps)
         default, prev = full, st.session_state.get("_step_range_prev")
         if prev and prev[4] != key:  # new steps (at an end, or between: samples written out of order)
             lo, hi, pmin, pmax, _ = prev
             default = (full[0] if lo <= pmin else _nearest(steps, lo), full[1] if hi >= pmax else _nearest(steps, hi))
-        # Only the run's own steps, written as the rest of the page writes numbers. The key names
-        # the bounds: a keyed select slider's identity is its key alone, so with a fixed key the
-        # browser kept its old range and sent it back (st.slider's identity held min and max).
+        # Only the run's own steps, written as the rest of the page writes numbers. A keyed select
+        # slider's identity is its key alone: with a fixed key the browser kept its old range and
+        # sent it back (st.slider's identity held min and max).
         step_range = tuple(int(s) for s in sb.select_slider("Steps", options=steps, value=default,
                                                              key=key, format_func=lambda s: f"{s:,}"))
         st.session_state["_step_range_prev"] = (*step_range, *full, key)
@@ -320,11 +320,15 @@ def alerts_list(alerts: list[dict[str, Any]]) -> None:
     if not shown:
         return
     # One box, a line per alert: a box per alert took the first screen from the map.
-    st.warning("  \n".join(data.alert_text(alert) for alert in shown))
+    _alert_box(shown)
     if len(shown) < len(alerts):
         with st.expander(f"Showing {len(shown)} of {len(alerts)} alerts: each rule's first and the newest "
                          f"{data.NEWEST_ALERTS} · show all {len(alerts)}"):
-            st.warning("  \n".join(data.alert_text(alert) for alert in sorted(alerts, key=data.alert_step)))
+            _alert_box(sorted(alerts, key=data.alert_step))
+
+
+def _alert_box(alerts: list[dict[str, Any]]) -> None:
+    st.warning("  \n".join(data.alert_text(alert) for alert in alerts))
 
 
 # ----------------------------------------------------------------------------- page
