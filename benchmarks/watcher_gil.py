@@ -18,6 +18,7 @@ machine can show this process's share of the problem without a GPU.
 from __future__ import annotations
 
 import argparse
+import functools
 import queue
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from engine.batches import END, Done, PreparedBatch, Start, StoreColumns  # noqa
 from engine.pipeline import _consume, _encode, _Encoded, encoded_queue  # noqa: E402
 from engine.records import Checkpoint  # noqa: E402
 from engine.session import encoder_record  # noqa: E402
+from engine.writer_process import WriterProcess  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
 
 PER_CHECKPOINT = 64
@@ -98,17 +100,22 @@ def _encoder_alone(encoder: HostBoundEncoder, n_rows: int) -> float:
     return n_rows // encoder.batch_size * encoder.batch_size / (time.perf_counter() - start)
 
 
-def _store(encoder: HostBoundEncoder, inbox: queue.Queue, n_jobs: int, work: Path) -> float:
-    start = time.perf_counter()
+def _store(encoder: HostBoundEncoder, inbox: queue.Queue, n_jobs: int, work: Path, child: bool) -> float:
+    """Rows/s of the consumer fed from ``inbox``: in this process, or in the writer process."""
     with StoreWriter(Path(tempfile.mkdtemp(dir=work)) / "s.zarr", encoder_record(encoder)) as store:
-        rows = sum(r.rows for r in _consume(store, inbox, n_jobs, None))
-    return rows / (time.perf_counter() - start)
+        start = time.perf_counter()
+        if child:
+            results = WriterProcess(store, functools.partial(_consume, n_jobs=n_jobs, on_rows=None)).results(inbox)
+        else:
+            results = _consume(store, inbox, n_jobs, None)
+        rows = sum(r.rows for r in results)
+        return rows / (time.perf_counter() - start)
 
 
-def _together(encoder: HostBoundEncoder, n_checkpoints: int, work: Path) -> float:
+def _together(encoder: HostBoundEncoder, n_checkpoints: int, work: Path, child: bool) -> float:
     decoded, encoded = _fed(_checkpoint_messages(n_checkpoints, False, encoder)), encoded_queue(encoder)
     threading.Thread(target=_encode, args=(encoder, decoded, encoded, threading.Event()), daemon=True).start()
-    return _store(encoder, encoded, n_checkpoints, work)
+    return _store(encoder, encoded, n_checkpoints, work, child)
 
 
 def main() -> None:
@@ -122,16 +129,18 @@ def main() -> None:
     n = args.checkpoints
     print(f"{n * PER_CHECKPOINT} rows in {n} checkpoints of {PER_CHECKPOINT}; encoder: 180 x {args.op_us:g} us "
           f"GIL held + {args.wait_ms:g} ms wait per {encoder.batch_size}-sample batch")
-    print("| encoder alone | store alone | together | together / slower | stages one after another |")
-    print("|---|---|---|---|---|")
+    print("| store writes | encoder alone | store alone | together | together / slower | stages one after another |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="evowatch-bench-") as tmp:
         for _ in range(args.repeats):
-            enc = _encoder_alone(encoder, n * PER_CHECKPOINT)
-            store = _store(encoder, _fed(_checkpoint_messages(n, True, encoder)), n, Path(tmp))
-            both = _together(encoder, n, Path(tmp))
-            serial = 1 / (1 / enc + 1 / store)
-            print(f"| {enc:,.0f} | {store:,.0f} | {both:,.0f} | {both / min(enc, store):.2f} | {serial:,.0f} |",
-                  flush=True)
+            for child in (False, True):  # alternating, in one run
+                enc = _encoder_alone(encoder, n * PER_CHECKPOINT)
+                store = _store(encoder, _fed(_checkpoint_messages(n, True, encoder)), n, Path(tmp), child)
+                both = _together(encoder, n, Path(tmp), child)
+                serial = 1 / (1 / enc + 1 / store)
+                where = "writer process" if child else "this process"
+                print(f"| {where} | {enc:,.0f} | {store:,.0f} | {both:,.0f} | {both / min(enc, store):.2f} "
+                      f"| {serial:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

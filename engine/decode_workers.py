@@ -26,7 +26,7 @@ import numpy as np
 from engine.batches import (END, PROCESS_THREADS, Done, Failed, Part, PartDone, PreparedBatch, Preparation,
                             StoreColumns, messages)
 from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions
-from engine.errors import EvowatchError
+from engine.errors import EvowatchError, sendable
 from engine.records import Checkpoint
 from engine.slots import SlotRef, SlotRing
 
@@ -83,7 +83,7 @@ def _decode_process(inbox, prep: Preparation, conn, ring: SlotRing, inherited: l
     except (KeyboardInterrupt, BrokenPipeError, EOFError):
         return  # Ctrl-C, or the parent stopped reading or sending: it is stopping too
     except BaseException as exc:  # the parent re-raises it; a plain exception always pickles
-        conn.send(Failed(exc if _picklable(exc) else EvowatchError(f"{type(exc).__name__}: {exc}")))
+        conn.send(Failed(sendable(exc)))
     finally:
         conn.close()
 
@@ -153,14 +153,6 @@ class _PickledJobs:
             view.release()
             for box in outboxes:
                 box.close()
-
-
-def _picklable(exc: BaseException) -> bool:
-    try:
-        multiprocessing.reduction.ForkingPickler.dumps(exc)
-        return True
-    except Exception:
-        return False
 
 
 def _receive(jobs: list[tuple[Checkpoint, str]], parts: list[tuple[int, Part]], conns: list, workers: list,

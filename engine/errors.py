@@ -1,11 +1,13 @@
 """One small error hierarchy: the CLI turns each into a non-zero exit and one line on stderr."""
 from __future__ import annotations
 
+import pickle
+
 from stores.errors import EncoderMismatchError, EvowatchError, StoreFormatError, StoreLockedError
 
 __all__ = [
     "EvowatchError", "StoreFormatError", "EncoderMismatchError", "StoreLockedError",
-    "WeightsNotFoundError", "DiscoveryError",
+    "WeightsNotFoundError", "DiscoveryError", "sendable",
 ]
 
 
@@ -19,3 +21,13 @@ class DiscoveryError(EvowatchError, ValueError):
 
 class EncoderSpecError(EvowatchError, ValueError):
     """An ``--encoder``/``--device`` value, model name, tag or model config cannot be used."""
+
+
+def sendable(exc: BaseException) -> BaseException:
+    """``exc``, or a plain error saying the same when it does not pickle: what a child process
+    sends its parent, which re-raises it."""
+    try:
+        pickle.dumps(exc)
+        return exc
+    except Exception:
+        return EvowatchError(f"{type(exc).__name__}: {exc}")

@@ -11,6 +11,8 @@ store columns, not its model pixels).
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import gc
 import logging
 import os
@@ -31,20 +33,32 @@ from engine.decode_workers import start_decode_processes
 from engine.discovery import DiscoveryOptions
 from engine.encoders import Encoder
 from engine.records import Checkpoint, SkippedFile
-from stores.zarr_store import WRITE_ROWS, StoreWriter
+from engine.writer_process import WriterProcess
+from stores.zarr_store import WRITE_ROWS, StoreWriter, available_cores
 
 log = logging.getLogger(__name__)
 
 heap.bound_arenas()  # at import: before the ingest's threads exist, so that they all share the bounded arenas
 
 
+def _writer_process_wanted(n_jobs: int, processes: int) -> bool:
+    """Whether a backlog's store writes get a process of their own: when a core is left for
+    it beside the decode processes and this one. Then the store's Python no longer takes
+    turns with the encoder's under this process's GIL (a CUDA encoder is host-bound); on a
+    machine without a spare core the batches' extra copy to it costs more than it saves (2
+    cores, ``pixels``: 5,100-6,300 against 7,200-8,300 images/s; docs/ingest.md)."""
+    forced = os.environ.get(WRITER_PROCESS_ENV)
+    if forced in ("0", "1"):
+        return forced == "1" and n_jobs > 0
+    return n_jobs >= WRITER_PROCESS_JOBS and available_cores() >= processes + 2
+
+
 def default_workers() -> int:
     """One decode process per core this process may run on, at most 8: measured faster than
     leaving cores to the encoder and store threads, which mostly wait on the GIL or the disk
-    (docs/ingest.md). The CPU affinity, not the machine's count: a container pinned to 2 of
-    64 cores would otherwise fork 8 workers onto 2."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(8, cores or 2)
+    (docs/ingest.md). Cores as :func:`~stores.zarr_store.available_cores` counts them: a
+    container pinned to 2 of 64 cores would otherwise fork 8 workers onto 2."""
+    return min(8, available_cores())
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,12 @@ class IngestResult:
 # checkpoint waits more than GROUP_SECONDS for its commit.
 GROUP_ROWS = WRITE_ROWS
 GROUP_SECONDS = 1.0
+# A backlog (this many checkpoints or more) is written by a process of its own when a core is
+# spare for it (engine/writer_process.py, :func:`_writer_process_wanted`); a live run's single
+# new checkpoint is written here (a fork and a re-read cost more than the overlap saves).
+WRITER_PROCESS_JOBS = 2
+#: "1" or "0" forces the writer process on or off (tests; a machine whose cores are busy elsewhere).
+WRITER_PROCESS_ENV = "EVOWATCH_WRITER_PROCESS"
 # The encoder may run this many rows ahead of the store's writes, so that a group commit
 # does not stop it (docs/ingest.md, "The encoder ahead of the store").
 ENCODED_AHEAD_ROWS = WRITE_ROWS
@@ -108,7 +128,11 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     encoded = encoded_queue(encoder)
     stop = threading.Event()
     children: list = []
-    with ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
+    # Forked first: the ingest's threads and decode processes are not in it.
+    writer = WriterProcess(store, functools.partial(_consume, n_jobs=len(jobs), on_rows=None)) \
+        if _writer_process_wanted(len(jobs), processes) else None
+    with contextlib.closing(writer) if writer else contextlib.nullcontext(), \
+            ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
         if processes:
             producer, children = start_decode_processes(jobs, prep, processes, decoded)
         else:
@@ -119,7 +143,10 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
                                               args=(encoder, decoded, encoded, stop))]
         threads[1].start()
         try:
-            yield from _consume(store, encoded, len(jobs), on_rows)
+            if writer:
+                yield from writer.results(encoded, _counting_rows(on_rows) if on_rows else None)
+            else:
+                yield from _consume(store, encoded, len(jobs), on_rows)
         finally:
             stop.set()
             for child in children:
@@ -130,6 +157,13 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
                 child.join()
             if children:
                 gc.unfreeze()
+
+
+def _counting_rows(on_rows: Callable[[int], None]) -> Callable[[object], None]:
+    """``on_rows`` for the encoder's output as it is handed to the writer process."""
+    def count(got: object) -> None:
+        on_rows(sum(len(x.vectors) for x in (got if isinstance(got, list) else [got]) if isinstance(x, _Encoded)))
+    return count
 
 
 def encoded_queue(encoder: Encoder) -> queue.Queue:
@@ -149,8 +183,12 @@ def _encode(encoder: Encoder, inbox: queue.Queue, outbox: queue.Queue, stop: thr
         waiting: list = []
         while True:
             try:
-                item = inbox.get(block=not waiting)
+                item = inbox.get(block=False) if waiting else inbox.get(timeout=0.1)
             except queue.Empty:
+                if not waiting:
+                    if stop.is_set():
+                        return  # stopped: the producer's END may have gone to _drain
+                    continue
                 item = None
             if isinstance(item, Future) and not stop.is_set():
                 item = item.result()  # a batch prepared in this process

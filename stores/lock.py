@@ -74,6 +74,12 @@ class WriterLock:
     def held(self) -> bool:
         return self._handle is not None
 
+    def duplicate(self) -> int:
+        """A descriptor of the same open lock, not closed at a fork: a forked child that keeps
+        it holds the lock with this writer (a flock belongs to the open file, not the process)."""
+        assert self._handle is not None, "the lock was released"
+        return os.dup(self._handle.fileno())
+
     def release(self) -> None:
         """Remove the file while still locked (see :meth:`_take`), then unlock. A read-only
         folder keeps the file (the next writer takes it over, as a killed one's): failing here

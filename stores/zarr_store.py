@@ -38,12 +38,19 @@ log = logging.getLogger(__name__)
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
 WRITE_CONFIG = {"write_empty_chunks": True}
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container pinned to 2 of 64
+    cores has 2), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+
+
 #: zarr's chunk operations in flight per array written (its default 10), from the cores: a
 #: write's arrays go through together, and each chunk in flight holds its array, encoded and
 #: compressed copies. On 2 cores, 4 per array made a 2,048-row commit's working set 38 MB
 #: (2 per array: 28 MB, the same throughput; docs/ingest.md, Memory).
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-_CHUNKS_IN_FLIGHT = max(2, min(10, _CORES))
+_CHUNKS_IN_FLIGHT = max(2, min(10, available_cores()))
 #: Rows per write of the sample arrays (a group commit, a flush). zarr 3.1 spends 1-2 ms of
 #: Python on each array it writes, whatever the rows, and a commit writes 17 arrays: per
 #: commit of 1,024 / 2,048 / 4,096 rows the store wrote ~37k / ~59k / ~83k rows/s
@@ -522,19 +529,39 @@ class StoreWriter(StoreReader):
         try:
             self.refresh()
             self._check_encoder(encoder)
-            if self._recover():  # a cleanly closed store ends at its commit points
+            if self._load_state():  # a cleanly closed store ends at its commit points
                 log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
                             self.path, self.n_rows, self.n_checkpoints)
-            ckpt = self.checkpoints()
-            self._current = _CurrentSources(ckpt["source"], superseded_flags(ckpt))
-            self._pending: list[CheckpointTransaction] = []
-            self._staging = _Staging()
-            self._labels = list(self.labels)
-            self._label_codes = {name: code for code, name in enumerate(self._labels)}
         except BaseException:
             self._lengths.clear()  # nothing written: close only lets go of the lock
             self.close()
             raise
+
+    def _load_state(self) -> bool:
+        """Cut back to the commit points and read what writing goes on from; whether anything
+        was past them."""
+        cut = self._recover()
+        ckpt = self.checkpoints()
+        self._current = _CurrentSources(ckpt["source"], superseded_flags(ckpt))
+        self._pending: list[CheckpointTransaction] = []
+        self._staging = _Staging()
+        self._labels = list(self.labels)
+        self._label_codes = {name: code for code, name in enumerate(self._labels)}
+        return cut
+
+    def lock_descriptor_for_child(self) -> int:
+        """A copy of the lock's descriptor for a child about to be forked to write for this
+        writer (engine/writer_process.py): the store stays locked while the child lives.
+        The caller closes its copy once the child is started."""
+        return self._lock.duplicate()
+
+    def reload_after_child(self) -> None:
+        """Forget the arrays' cached shapes and lengths after a child wrote for this writer,
+        and go on from the commit points it left (whether it finished, failed or was killed)."""
+        self._handles.clear()
+        self._lengths.clear()
+        self.refresh()
+        self._load_state()
 
     # --- lifecycle ------------------------------------------------------------------
     @property

@@ -159,13 +159,16 @@ def _processes_using(store: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_kill_9_during_watch_then_restart(tmp_path):
+@pytest.mark.parametrize("writer_process", ["0", "1"])  # the store written here, or by its own process
+def test_kill_9_during_watch_then_restart(tmp_path, writer_process):
+    from engine.pipeline import WRITER_PROCESS_ENV
+
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     n_ckpt, per = 40, 256  # many commit groups, so the kill lands between commits
     for step in range(n_ckpt):
         write_step(run, step * 10, per, seed=step, size=32)
     proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--workers", "1"),
-                            env=_env(tmp_path), stderr=subprocess.DEVNULL)
+                            env={**_env(tmp_path), WRITER_PROCESS_ENV: writer_process}, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
         if (store / "zarr.json").exists() and StoreReader(store).n_checkpoints >= 1:
@@ -178,7 +181,7 @@ def test_kill_9_during_watch_then_restart(tmp_path):
     deadline = time.time() + 20  # its decode workers notice (their next send fails) and exit
     while _processes_using(store) and time.time() < deadline:
         time.sleep(0.1)
-    assert not _processes_using(store), "decode workers outlived the killed watcher"
+    assert not _processes_using(store), "decode workers or the store's writer process outlived the killed watcher"
     assert subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"),
                           env=_env(tmp_path), capture_output=True).returncode == 0
     reader = StoreReader(store)
@@ -503,6 +506,7 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
         while not stop.wait(0.05):
             os.utime(busy)
 
+    os.utime(busy)  # write_step back-dated it: being written from the first scan on, however fast the start
     writer = threading.Thread(target=trainer_still_writing)
     writer.start()
     try:

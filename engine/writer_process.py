@@ -1,0 +1,216 @@
+"""A backlog's store writes in a forked process of their own.
+
+A CUDA encoder is host-bound: its thread holds the GIL between kernel launches, and zarr's
+writes are Python too (~40 ms of it per 1,000 rows on the development machine). In one
+process the two took turns under the GIL instead of overlapping (docs/ingest.md, "On a GPU
+machine"). Here the same consumer (``engine.pipeline._consume``) runs in a child forked
+with the caller's :class:`~stores.zarr_store.StoreWriter`: the encoded batches reach it
+through a pipe, and its committed checkpoints and log records come back through another.
+
+The child holds the store's lock while it lives and dies with its parent (Linux), so a
+killed watcher leaves what a killed single process leaves: the committed state, which the
+next writer resumes from. Ctrl-C stops the parent, which tells the child to commit the
+complete checkpoints and stop, as the consumer does in-process.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from engine.batches import END, Failed
+from engine.errors import EvowatchError, sendable
+from stores.zarr_store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+# Forked like the decode workers (engine/decode_workers.py): the child needs the caller's
+# StoreWriter as it is; zarr re-creates its event loop and thread pool in a forked child.
+_FORK = multiprocessing.get_context("fork")
+_PR_SET_PDEATHSIG = 1
+_END_OF_INPUT = None  # END is an object(): its identity does not survive the pipe
+
+
+class _Stopped(Exception):
+    """The parent stopped (Ctrl-C, an earlier stage failed): commit what is complete, drop the rest."""
+
+
+class _Sender:
+    """One pipe end shared by the child's threads (zarr's may log): one message at a time."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.lock = conn, threading.Lock()
+
+    def put_nowait(self, message: Any) -> None:  # logging.handlers.QueueHandler's queue
+        with self.lock:
+            self.conn.send(message)
+
+
+class _PipeInbox:
+    """The parent's pipe as the consumer's queue (``get`` with a timeout)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def get(self, timeout: float | None = None) -> Any:
+        if timeout is not None and not self.conn.poll(timeout):
+            raise queue.Empty
+        try:
+            item = self.conn.recv()
+        except EOFError:  # the parent is gone without a word
+            return Failed(_Stopped())
+        return END if item is _END_OF_INPUT else item
+
+
+class _LogRecords(logging.handlers.QueueHandler):
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put_nowait(("log", record))
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the parent dies (Linux; elsewhere the pipe's end stops the child)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # died before the line above
+        os._exit(1)
+
+
+def _child(store: StoreWriter, consume: Callable, inbox, outbox, parent: int, inherited: list[int]) -> None:
+    for fd in inherited:  # the parent's ends: once it is gone, a receive here sees the end
+        os.close(fd)
+    _die_with_parent(parent)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops this child (_Stopped)
+        signal.signal(signum, signal.SIG_IGN)
+    gc.freeze()  # the parent's objects stay shared pages
+    sender = _Sender(outbox)
+    logging.getLogger().handlers = [_LogRecords(sender)]  # the parent's handlers print them
+    try:
+        for result in consume(store, _PipeInbox(inbox)):
+            sender.put_nowait(("result", result))
+        sender.put_nowait(("done", None))
+    except BaseException as exc:
+        sender.put_nowait(("failed", sendable(exc)))
+
+
+def _forward(inbox: queue.Queue, conn, stopping: threading.Event, failure: list[BaseException],
+             on_item: Callable[[Any], None] | None) -> None:
+    """Hand the consumer's items to the child until the end; on a stop or an earlier stage's
+    failure (kept in ``failure`` for the parent to raise), tell the child to stop instead."""
+    try:
+        while True:
+            try:
+                got = inbox.get(timeout=0.1)
+            except queue.Empty:
+                got = None
+            if isinstance(got, Failed):
+                failure.append(got.error)
+            if isinstance(got, Failed) or stopping.is_set():
+                conn.send(Failed(_Stopped()))
+                return
+            if got is None:
+                continue
+            conn.send(_END_OF_INPUT if got is END else got)
+            if got is END:
+                return
+            if on_item:
+                on_item(got)
+    except (OSError, ValueError):  # the child is gone: the parent reports why
+        pass
+    finally:
+        conn.close()
+
+
+class WriterProcess:
+    """A forked child running ``consume(store, inbox)`` on the caller's ``store``; fork it
+    before the ingest's threads and decode processes start (none of their locks or pipe ends
+    in the child), then read its results with :meth:`results`."""
+
+    def __init__(self, store: StoreWriter, consume: Callable[[StoreWriter, Any], Iterator[Any]]) -> None:
+        self.store, self._ended, self._forwarding = store, False, False
+        to_child, self._to_child = _FORK.Pipe(duplex=False)
+        self._from_child, from_child_send = _FORK.Pipe(duplex=False)
+        lock_fd = store.lock_descriptor_for_child()
+        self._child = _FORK.Process(target=_child, name="evowatch-store-writer", daemon=True,
+                                    args=(store, consume, to_child, from_child_send, os.getpid(),
+                                          [self._to_child.fileno(), self._from_child.fileno()]))
+        try:
+            self._child.start()
+        finally:
+            os.close(lock_fd)
+            to_child.close()
+            from_child_send.close()
+
+    def results(self, inbox: queue.Queue, on_item: Callable[[Any], None] | None = None) -> Iterator[Any]:
+        """The child's results as it commits, ``inbox``'s items handed to it (``on_item`` sees
+        each). Afterwards, whatever happened, the caller's store is re-read from disk."""
+        stopping, failure = threading.Event(), []
+        forwarder = threading.Thread(target=_forward, name="evowatch-to-writer", daemon=True,
+                                     args=(inbox, self._to_child, stopping, failure, on_item))
+        forwarder.start()  # it closes the pipe to the child when it ends
+        self._forwarding = True
+        try:
+            for kind, payload in self._messages():
+                if kind == "result":
+                    yield payload
+                elif kind == "failed":
+                    raise failure[0] if failure and isinstance(payload, _Stopped) else payload
+        finally:
+            stopping.set()  # stopped early: the child commits the complete checkpoints, then ends
+            self.close()
+            forwarder.join()
+
+    def close(self) -> None:
+        """Wait for the child (told to stop if it has not ended), then re-read the store."""
+        if self._child is None:
+            return
+        if not self._forwarding:
+            self._to_child.close()  # a child waiting for its first item sees the end and stops
+        if self._wait():
+            self._child.join()
+        else:  # its messages could not be read to the end: it may be blocked on a full pipe
+            self._child.join(timeout=30)
+            if self._child.is_alive():
+                self._child.kill()  # what a kill -9 leaves: the commit points, restored below
+                self._child.join()
+        self._from_child.close()
+        self._child = None
+        self.store.reload_after_child()
+
+    def _wait(self) -> bool:
+        """Read the child's messages up to its last (a child blocked on a full pipe cannot end);
+        whether that worked (a Ctrl-C in the middle of a message garbles the rest)."""
+        try:
+            for _ in self._messages():
+                pass
+            return True
+        except (EvowatchError, EOFError):  # it has ended
+            return True
+        except Exception as exc:
+            log.debug("the store's writer process's messages could not be read to the end: %s", exc)
+            return False
+
+    def _messages(self) -> Iterator[tuple[str, Any]]:
+        """The child's messages until its last one, its log records re-emitted here."""
+        while not self._ended:
+            try:
+                kind, payload = self._from_child.recv()
+            except EOFError:
+                self._ended = True
+                self._child.join(timeout=5)
+                raise EvowatchError(f"the store's writer process exited (code {self._child.exitcode}); everything "
+                                    "committed is kept: run the same command again to resume") from None
+            if kind == "log":
+                logging.getLogger(payload.name).handle(payload)
+                continue
+            self._ended = kind != "result"
+            yield kind, payload

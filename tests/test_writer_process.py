@@ -1,0 +1,194 @@
+"""A backlog's store writes in a process of their own (engine/writer_process.py): the same
+store as in-process writing, the caller's writer usable afterwards, and every way it can
+end (an earlier stage's failure, its own, its death, Ctrl-C) leaving the committed state."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.pipeline import WRITER_PROCESS_ENV
+from stores.zarr_store import StoreReader
+from tests.test_pipeline import _cli, _env, _processes_using, write_step
+
+STEPS = (10, 20, 30, 40, 50)
+
+
+def _run(tmp_path: Path, per: int = 6) -> Path:
+    run = tmp_path / "run"
+    for step in STEPS:
+        write_step(run, step, per, seed=step)
+    return run
+
+
+def _ingest(run: Path, store, steps: tuple[int, ...] | None = None) -> list:
+    from engine.discovery import DiscoveryOptions, content_hash, scan_run
+    from engine.encoders import make_encoder
+    from engine.pipeline import ingest
+
+    options, encoder = DiscoveryOptions(), make_encoder("pixels", batch_size=4)
+    jobs = [(c, content_hash(c)) for c in scan_run(run, options) if steps is None or c.step in steps]
+    return [(r.checkpoint.step, r.rows) for r in ingest(store, jobs, encoder, options, workers=1)]
+
+
+def _writer(path: Path):
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from stores.zarr_store import StoreWriter
+
+    return StoreWriter(path, encoder_record(make_encoder("pixels")))
+
+
+def test_the_writer_process_stores_what_in_process_writing_stores_and_the_writer_goes_on(tmp_path, monkeypatch):
+    run = _run(tmp_path)
+    stores = {}
+    for forced in ("0", "1"):
+        monkeypatch.setenv(WRITER_PROCESS_ENV, forced)
+        stores[forced] = path = tmp_path / f"w{forced}.zarr"
+        with _writer(path) as store:
+            assert _ingest(run, store, STEPS[:3]) == [(10, 6), (20, 6), (30, 6)]
+            # The same writer object goes on after its child wrote: cached shapes re-read.
+            monkeypatch.setenv(WRITER_PROCESS_ENV, "0")
+            assert _ingest(run, store, STEPS[3:4]) == [(40, 6)]
+            monkeypatch.setenv(WRITER_PROCESS_ENV, forced)
+            assert _ingest(run, store, STEPS[4:]) == [(50, 6)]
+        assert not _processes_using(path)
+    a, b = StoreReader(stores["0"]), StoreReader(stores["1"])
+    assert a.n_rows == b.n_rows == 30 and b.info()["steps"] == list(STEPS)
+    for name in ("embedding", "step", "instance", "checkpoint", "path", "thumbnail"):
+        np.testing.assert_array_equal(a.samples(name), b.samples(name))
+    for name in ("step", "row_start", "row_stop", "source", "hash", "superseded"):
+        np.testing.assert_array_equal(a.checkpoints()[name], b.checkpoints()[name])
+
+
+def test_the_writer_processs_warnings_reach_this_processs_log(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    run = _run(tmp_path)
+    (run / "step_000020" / "samples" / "00002.png").write_bytes(b"not a png")
+    with caplog.at_level("WARNING"), _writer(tmp_path / "s.zarr") as store:
+        assert _ingest(run, store) == [(10, 6), (20, 5), (30, 6), (40, 6), (50, 6)]
+    assert "skipped" in caplog.text and "step_000020/samples/00002.png" in caplog.text
+    assert StoreReader(tmp_path / "s.zarr").n_warnings == 1
+
+
+class EncoderBroke(Exception):
+    def __init__(self, detail: str, code: int) -> None:  # does not pickle: stays in this process
+        super().__init__(f"{detail} ({code})")
+
+
+def test_an_encoder_failure_is_raised_as_is_and_the_complete_checkpoints_stay(tmp_path, monkeypatch):
+    from engine.encoders import PixelsEncoder
+
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    calls = []
+    real = PixelsEncoder.encode_pixels
+
+    def breaks_at_the_fourth_call(self, pixels):
+        calls.append(1)
+        if len(calls) == 4:
+            raise EncoderBroke("CUDA error", 719)
+        return real(self, pixels)
+
+    monkeypatch.setattr(PixelsEncoder, "encode_pixels", breaks_at_the_fourth_call)
+    with _writer(tmp_path / "s.zarr") as store, pytest.raises(EncoderBroke, match=r"CUDA error \(719\)"):
+        _ingest(_run(tmp_path), store)
+    reader = StoreReader(tmp_path / "s.zarr")
+    steps = reader.checkpoints()["step"].tolist()
+    assert steps == list(STEPS[:len(steps)]) and reader.n_rows == 6 * len(steps) and len(steps) < len(STEPS)
+
+
+def test_a_store_write_failure_in_the_writer_process_is_raised_here(tmp_path, monkeypatch):
+    """A full disk while the child writes: the same OSError here, the commits before it kept,
+    and the next ingest (a fresh writer) resumes from them."""
+    import stores.zarr_store
+
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    monkeypatch.setattr(stores.zarr_store, "WRITE_ROWS", 8)  # several commits in the backlog
+    monkeypatch.setattr("engine.pipeline.GROUP_ROWS", 8)
+    writes = []
+    real = stores.zarr_store._write_all
+
+    def disk_full_at_the_third_write(coroutines):  # inherited by the forked writer
+        writes.append(1)
+        if len(writes) == 3:
+            for c in coroutines:
+                c.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(coroutines)
+
+    monkeypatch.setattr(stores.zarr_store, "_write_all", disk_full_at_the_third_write)
+    run = _run(tmp_path)
+    with _writer(tmp_path / "s.zarr") as store, pytest.raises(OSError) as raised:
+        _ingest(run, store)
+    assert raised.value.errno == errno.ENOSPC
+    kept = StoreReader(tmp_path / "s.zarr").checkpoints()["step"].tolist()
+    assert 1 <= len(kept) < len(STEPS)
+    monkeypatch.setattr(stores.zarr_store, "_write_all", real)
+    with _writer(tmp_path / "s.zarr") as store:
+        _ingest(run, store, tuple(s for s in STEPS if s not in kept))
+    reader = StoreReader(tmp_path / "s.zarr")
+    assert reader.info()["steps"] == list(STEPS) and reader.n_rows == 30
+
+
+def test_a_writer_process_that_dies_is_one_clear_error_and_the_next_run_resumes(tmp_path, monkeypatch):
+    import stores.zarr_store
+    from engine.errors import EvowatchError
+
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    monkeypatch.setattr(stores.zarr_store, "WRITE_ROWS", 8)
+    monkeypatch.setattr("engine.pipeline.GROUP_ROWS", 8)
+    writes = []
+    real = stores.zarr_store._write_all
+
+    def killed_at_the_third_write(coroutines):  # the OOM killer, say
+        writes.append(1)
+        if len(writes) == 3:
+            os._exit(9)
+        real(coroutines)
+
+    monkeypatch.setattr(stores.zarr_store, "_write_all", killed_at_the_third_write)
+    run = _run(tmp_path)
+    with _writer(tmp_path / "s.zarr") as store:
+        with pytest.raises(EvowatchError, match=r"store's writer process exited \(code 9\); everything committed is kept"):
+            _ingest(run, store)
+        kept = StoreReader(tmp_path / "s.zarr").checkpoints()["step"].tolist()
+        assert 1 <= len(kept) < len(STEPS)
+        monkeypatch.setattr(stores.zarr_store, "_write_all", real)
+        _ingest(run, store, tuple(s for s in STEPS if s not in kept))  # the same writer goes on
+    reader = StoreReader(tmp_path / "s.zarr")
+    assert reader.info()["steps"] == list(STEPS) and reader.n_rows == 30
+    np.testing.assert_array_equal(reader.samples("instance"), np.tile(np.arange(6), len(STEPS)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("forced", ["0", "1"])
+def test_ctrl_c_during_a_backlog_keeps_the_complete_checkpoints_and_the_next_run_resumes(tmp_path, forced):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    n_ckpt, per = 40, 256
+    for step in range(n_ckpt):
+        write_step(run, step * 10, per, seed=step, size=32)
+    env = {**_env(tmp_path), WRITER_PROCESS_ENV: forced}
+    argv = _cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--workers", "1",
+                "--no-layout", "--no-metrics")
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((store / "zarr.json").exists() and StoreReader(store).n_checkpoints >= 1):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    reader = StoreReader(store)
+    stopped_at = reader.n_checkpoints
+    assert 1 <= stopped_at < n_ckpt, "the stop should land mid-ingest"
+    assert reader.n_rows == stopped_at * per  # whole checkpoints only
+    assert not _processes_using(store)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "interrupted" not in again.stderr, again.stderr
+    reader = StoreReader(store)
+    assert reader.n_rows == n_ckpt * per and sorted(reader.checkpoints()["step"].tolist()) == [s * 10 for s in range(n_ckpt)]
