@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer
 from engine.errors import DiscoveryError
@@ -108,6 +108,14 @@ def to_rgb(array: np.ndarray) -> np.ndarray:
     return np.require(array, requirements=["C", "W", "O"])  # an owned, writable copy only if needed
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says (a phone photo in ``--real`` is stored
+    sideways); reading the tag is cheap, only a tagged image pays for the transpose."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         values = np.asarray(image)
@@ -142,7 +150,7 @@ def load_image(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
-                return _pil_to_array(image)
+                return _pil_to_array(_upright(image))
     except FileNotFoundError:
         raise SkipFile(VANISHED) from None
     except UnidentifiedImageError:

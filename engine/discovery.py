@@ -44,7 +44,10 @@ Weight and state files are never sample files: by extension (``.pth``, ``.pkl``,
 ``ema.pt``, ...), checked before any file is opened; a tensor file whose name speaks of
 samples is one anyway (``ema_samples_1000.pt``). Neither are tensor files of evaluation results
 (``statistics_0.npz``, ``report_1.npz``, ``fid_stats.npz``). Folders and files with a temporary name
-(``step_3000.tmp/``, ``grid.png.part``) are ignored until renamed into place.
+(``step_3000.tmp/``, ``grid.png.part``) are ignored until renamed into place. A Zarr store (a
+folder holding ``zarr.json``) and its ``STORE.lock`` are ignored at any depth: a store kept in the
+run (``--store run/step_000100/evo.zarr``) is no checkpoint's content, and its writes do not keep
+the checkpoint around it "being written".
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ from pathlib import Path
 
 from engine.errors import DiscoveryError
 from engine.records import Checkpoint, Kind
+from stores.lock import LOCK_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +122,8 @@ _NOT_A_STEP = re.compile(
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
 _MAX_DEPTH = 8
+#: The file that makes a folder a Zarr store.
+STORE_MARKER = "zarr.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,15 +257,28 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
 
 # --- file system (a vanished entry is an absent one) -----------------------------------
 
+def is_store(folder: Path) -> bool:
+    """Whether ``folder`` is a Zarr store (evowatch's own, maybe kept inside the run)."""
+    return (folder / STORE_MARKER).is_file()
+
+
 def _entries(folder: Path) -> list[os.DirEntry]:
+    """A folder's entries, sorted; none in a store, and no store's lock file (``STORE.lock``;
+    its staging folder ``.STORE.creating-PID`` is hidden)."""
     try:
         with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
         return []
     except PermissionError as exc:  # said, or a checkpoint folder would be left out without a word
         _warn_once(folder, f"{folder}: cannot be read ({exc.strerror}); what it holds is left out: fix its permissions")
         return []
+    names = {entry.name for entry in entries}
+    if STORE_MARKER in names and is_store(folder):
+        return []
+    locks = {name for name in names if name.endswith(LOCK_SUFFIX) and name.removesuffix(LOCK_SUFFIX) in names
+             and is_store(folder / name.removesuffix(LOCK_SUFFIX))}
+    return [entry for entry in entries if entry.name not in locks]
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -281,13 +300,14 @@ def _is_hidden_dir(entry: os.DirEntry) -> bool:
     return (entry.name.startswith(".") or _is_temporary(entry.name)) and _is_dir(entry)
 
 
-def _walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
-    """Every file below ``folder`` (sorted, depth-limited; symlinked, hidden and temporary folders skipped)."""
+def walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
+    """Every file below ``folder`` (sorted, depth-limited; symlinked, hidden and temporary
+    folders, stores and their lock files skipped)."""
     for entry in _entries(folder):
         if _is_file(entry):
             yield Path(entry.path)
         elif depth < _MAX_DEPTH and not entry.is_symlink() and not _is_hidden_dir(entry) and _is_dir(entry):
-            yield from _walk_files(Path(entry.path), depth + 1)
+            yield from walk_files(Path(entry.path), depth + 1)
 
 
 def _is_real_data(name: str, options: DiscoveryOptions) -> bool:
@@ -302,7 +322,7 @@ def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
 def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
     """A checkpoint folder's sample files, none of real data: by name, or below a folder
     named so (``step_1000/real/`` beside ``step_1000/fake/``)."""
-    for path in _walk_files(folder):
+    for path in walk_files(folder):
         if _is_generated_sample(path, options) and not any(
                 _is_real_data(part, options) for part in path.relative_to(folder).parts[:-1]):
             yield path
@@ -312,7 +332,7 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data)."""
     if generated:
         return sorted(_generated_files(folder, options))
-    return sorted(p for p in _walk_files(folder) if is_sample_name(p.name, options))
+    return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options))
 
 
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
@@ -440,7 +460,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         if _is_dir(entry):
             step = step_of(entry.name, options, is_file=False)
             if _is_real_data(entry.name, options):  # a copy of the training data (``real/``, ``gt/``)
-                if any(is_sample_name(p.name, options) for p in _walk_files(path)):
+                if any(is_sample_name(p.name, options) for p in walk_files(path)):
                     reals.append(f"{entry.name}/")
             elif step is None:
                 plain.append(path)
@@ -609,7 +629,7 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     if options.ready_file:
         name = options.ready_file.format(stem=_stem(path.name), name=path.name, step=checkpoint.step)
         return ((path if is_folder else path.parent) / name).exists()
-    files = list(_walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files
+    files = list(walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files
     try:
         newest = max(f.stat().st_mtime for f in files) if files else None
     except FileNotFoundError:

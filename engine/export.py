@@ -12,9 +12,12 @@ appears under its final name only once complete.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from stores.errors import EvowatchError
-from stores.zarr_store import StoreReader, superseded_flags
+from stores.zarr_store import StoreReader, process_alive, superseded_flags
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +154,27 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
 
 
 def _new_temp_file(target: Path) -> Path:
-    """An empty file beside ``target`` with a name of its own, made with the mode the umask
-    gives (tempfile.mkstemp's 0600 stayed on the renamed export)."""
+    """An empty file beside ``target`` named by this process (``.OUT.PID.HEX.tmp``), made with
+    the mode the umask gives (tempfile.mkstemp's 0600 stayed on the renamed export)."""
+    _remove_dead_temp_files(target)
     while True:
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
         except FileExistsError:
             continue
+
+
+def _remove_dead_temp_files(target: Path) -> None:
+    """Remove what exports to ``target`` killed mid-write (kill -9, a lost machine) left
+    beside it; a running export's file is kept."""
+    prefix = f".{target.name}."
+    for left in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        own = re.fullmatch(r"(\d+)\.[0-9a-f]{8}\.tmp", left.name[len(prefix):])  # not OUT.x's (``.OUT.x.PID.HEX.tmp``)
+        if own and not process_alive(own[1]):
+            with contextlib.suppress(OSError):
+                left.unlink()
 
 
 def _empty_frame(reader: StoreReader, embeddings: bool):

@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from engine import decode
-from engine.discovery import MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, is_weight_file, step_of
+from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, is_store, is_weight_file,
+                              step_of, walk_files)
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
 
@@ -408,10 +409,10 @@ def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | No
                 step = weight_step(entry.name, options)
                 if step is not None:
                     found.append(Checkpoint(step=step, source=path.relative_to(root).as_posix(), files=(path,), root=root))
-            elif is_dir and not (path / "zarr.json").is_file():  # never walk into a store
+            elif is_dir and not is_store(path):  # never walk into a store
                 step = weight_step(entry.name, options)
                 if step is not None and not weight_globs and _folder_holds_weights(path):
-                    files = tuple(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+                    files = tuple(sorted(p for p in walk_files(path) if not p.name.startswith(".")))
                     if files:
                         found.append(Checkpoint(step=step, source=path.relative_to(root).as_posix(), files=files, root=root))
                 elif depth < _MAX_DEPTH:

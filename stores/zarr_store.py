@@ -125,8 +125,9 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
         raise StoreFormatError(f"{path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
 
 
-def _process_alive(pid: str) -> bool:
-    """Whether a process of this id runs (a staging folder's creator); a malformed id: no."""
+def process_alive(pid: str) -> bool:
+    """Whether a process of this id runs (the writer of a staging folder or an export's
+    temporary file, so a killed one's leftovers can go); a malformed id: no."""
     try:
         os.kill(int(pid), 0)
     except (ValueError, OverflowError, ProcessLookupError):
@@ -620,7 +621,7 @@ class StoreWriter(StoreReader):
         where = Path(os.path.abspath(self.path))  # `--store .` has no name of its own
         staging = where.with_name(f".{where.name}.creating-{os.getpid()}")
         for left in where.parent.glob(f".{glob.escape(where.name)}.creating-*"):  # a killed creation's
-            if left == staging or not _process_alive(left.name.rpartition("-")[2]):
+            if left == staging or not process_alive(left.name.rpartition("-")[2]):
                 shutil.rmtree(left, ignore_errors=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

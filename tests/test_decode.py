@@ -342,6 +342,22 @@ def test_label_folders_in_a_reference_set(tmp_path):
     assert {s.label for s in one} == {None}  # auto: a single folder is no label
 
 
+def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):
+    """Orientation 6: the camera stored the photo turned; viewers (and the encoder) see it upright."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = (255, 0, 0)  # left half red, right half blue as stored
+    stored[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    (tmp_path / "real").mkdir()
+    Image.fromarray(stored).save(tmp_path / "real" / "phone.jpg", exif=exif, quality=95)
+    Image.fromarray(stored).save(tmp_path / "real" / "plain.jpg", quality=95)
+    phone, plain = iter_samples(scan_reference(tmp_path / "real", "real"))
+    assert phone.image.shape == (40, 20, 3) and plain.image.shape == (20, 40, 3)
+    assert phone.image[:18, :, 0].min() > 200 and phone.image[22:, :, 2].min() > 200  # red now on top
+    assert plain.image[:, :18, 0].min() > 200
+
+
 def test_folders_that_split_numbered_samples_by_range_are_no_labels_but_class_folders_are(tmp_path):
     """EDM's ``generate.py --subdirs``: seed 1001 is ``001000/001001.png``."""
     for seed in (998, 999, 1000, 1001):

@@ -14,6 +14,7 @@ from engine import discovery
 from engine.discovery import (DiscoveryOptions, content_hash, is_ready, is_weight_file, parse_grid, scan_reference,
                               scan_run)
 from engine.errors import DiscoveryError
+from stores.zarr_store import StoreWriter
 
 RNG = np.random.default_rng(0)
 OLD = time.time() - 3600
@@ -414,6 +415,28 @@ def test_is_ready_settle_and_ready_file(tmp_path):
     assert [len(c.files) for c in scan_run(tmp_path, with_ready)] == [4, 4]  # the ready file is no sample
     shutil.rmtree(tmp_path / "checkpoint-1000")
     assert not is_ready(fresh)
+
+
+def test_a_store_kept_in_a_checkpoint_folder_is_no_sample_and_no_sign_of_writing(tmp_path):
+    """``--store run/step_000100/evo.zarr``: the store's writes kept step 100 "being written"
+    (a live watch took it only once the trainer stopped), and ``--samples '*'`` read its lock
+    file as a sample; at any depth, with a killed creation's staging folder beside it."""
+    run = tmp_path / "run"
+    for step in (100, 200):
+        _folder_of_images(run / f"step_{step:06d}")
+    _age(run)
+    staging = run / "step_000100" / ".evo.zarr.creating-999999999"
+    staging.mkdir()
+    (staging / "zarr.json").write_text("{}")
+    encoder = {"identity": "test:8", "dim": 8}
+    with StoreWriter(run / "step_000100" / "evo.zarr", encoder), \
+            StoreWriter(run / "step_000200" / "eval" / "s.zarr", encoder):
+        assert (run / "step_000100" / "evo.zarr.lock").is_file()  # held while the writer runs: written just now
+        for options in (DiscoveryOptions(), DiscoveryOptions(sample_globs=("*",))):
+            found = scan_run(run, options)
+            assert _summary(found) == [(step, f"step_{step:06d}", [f"step_{step:06d}/{i:05d}.png" for i in range(4)])
+                                       for step in (100, 200)]
+            assert all(is_ready(c, options) for c in found)
 
 
 def test_ready_file_beside_a_single_file_checkpoint(tmp_path):

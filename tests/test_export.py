@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -142,6 +144,27 @@ def test_the_export_file_gets_the_umasks_mode_and_is_reported_once(store, tmp_pa
     finally:
         os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv", "rows.parquet"]  # no temporary file left
+
+
+def test_an_export_killed_mid_write_leaves_its_temporary_file_only_until_the_next_export(store, tmp_path, capsys):
+    """kill -9 left ``.rows.csv.HEX.tmp`` (the size of the export) beside the output for good;
+    a running export's file, another output's and an unrecognised one stay."""
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(exited.stdout)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        killed = tmp_path / f".rows.csv.{dead}.0a19df3a.tmp"
+        kept = [tmp_path / f".rows.csv.{running.pid}.1b2c3d4e.tmp",  # an export still writing
+                tmp_path / f".rows.csv.x.{dead}.0a19df3a.tmp",  # rows.csv.x's
+                tmp_path / ".rows.csv.notes.tmp"]
+        for path in (killed, *kept):
+            path.write_text("half an export")
+        assert main(["export", str(store), "--to", "csv", "--out", str(tmp_path / "rows.csv")]) == 0
+    finally:
+        running.kill()
+        running.wait()
+    assert "wrote 136 rows" in capsys.readouterr().out
+    assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "rows.csv", *kept])
 
 
 def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(store, tmp_path, capsys, monkeypatch):

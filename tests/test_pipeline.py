@@ -1152,3 +1152,22 @@ def test_a_checkpoint_folder_copied_or_renamed_in_the_run_is_measured_once(tmp_p
     assert after["n_generated"][1] == 12
     per_sample = StoreReader(store).sample_metric("near_duplicate")
     np.testing.assert_array_equal(per_sample[-12:], per_sample[-24:-12])  # the copy's rows get its twin's values
+
+
+def test_a_store_kept_in_a_checkpoint_folder_does_not_hold_that_checkpoint_back(tmp_path, capsys):
+    """``--store run/step_000100/evo.zarr``: its writes made step 100 "still being written" (waited
+    for, ingested last) and ``--samples '*'`` read its files as samples, skipped as unreadable."""
+    run = tmp_path / "run"
+    for step, seed in ((100, 0), (200, 1), (300, 2)):
+        write_step(run, step, 4, seed=seed)
+    store = run / "step_000100" / "evo.zarr"
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
+             "--samples", "*"]
+    assert main(watch) == 0
+    err = capsys.readouterr().err
+    assert [line.split(" (")[0] for line in err.splitlines() if "ingested" in line] == [
+        "evowatch: ingested step 100", "evowatch: ingested step 200", "evowatch: ingested step 300"]
+    assert "being written" not in err and "skipped" not in err
+    assert main(watch) == 0  # a restart: the store now has chunks, its lock file is written anew
+    assert capsys.readouterr().err == ""
+    assert info(store)["rows"] == 12 and info(store)["warnings"] == 0

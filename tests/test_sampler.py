@@ -105,6 +105,10 @@ def test_scan_weights_units(tmp_path):
     (run / "store.zarr" / "c").mkdir(parents=True)
     (run / "store.zarr" / "zarr.json").write_text("{}")
     (run / "store.zarr" / "model-9.pt").write_bytes(b"x")
+    (hf / "evo.zarr" / "c").mkdir(parents=True)  # a store kept in a checkpoint folder: its writes are no new version
+    (hf / "evo.zarr" / "zarr.json").write_text("{}")
+    (hf / "evo.zarr" / "c" / "0").write_bytes(b"x")
+    (hf / "evo.zarr.lock").write_bytes(b"x")
 
     found = {c.source: c.step for c in scan_weights(run)}
     assert found == {
