@@ -43,7 +43,7 @@ from engine.discovery import DiscoveryOptions, content_hash, scan_run  # noqa: E
 from engine.encoders import make_encoder  # noqa: E402
 from engine.batches import END, PreparedBatch, Preparation, prepare_batch  # noqa: E402
 from engine.decode_workers import start_decode_processes  # noqa: E402
-from engine.pipeline import GROUP_ROWS, default_workers, ingest  # noqa: E402
+from engine.pipeline import GROUP_ROWS, default_workers, ingest, writer_process_wanted  # noqa: E402
 from engine.session import encoder_record  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
 
@@ -174,6 +174,7 @@ def measure(name: str, spec: str, n_images: int, workdir: Path) -> dict:
     whole = min(rate["decode_workers"], rate["encode"], rate["store"])
     return {"encoder": name, "spec": spec, "device": encoder.device, "images": n_images, "cores": cores,
             "workers": default_workers(),
+            "store_writes": "writer process" if writer_process_wanted(len(checkpoints), default_workers()) else "this process",
             **{f"{k}_img_s": round(v) for k, v in rate.items()},
             **{f"{k}_cpu_s_per_1k": round(v, 3) for k, v in cpu.items()},
             "e2e_vs_slowest_one_decode_worker": round(rate["end_to_end"] / per_worker, 2),
@@ -268,13 +269,13 @@ def main() -> None:
         rows = [r for r in rows if r is not None]
         print("| encoder | device | images | decode, 1 worker | decode, pipeline's workers | encode | store | "
               "end to end | e2e / slowest stage (1 decode worker) | e2e / slowest stage (all workers) | "
-              "cores busy end to end |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "cores busy end to end | store writes end to end |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['spec']} | {r['device']} | {r['images']} | {r['decode_one_img_s']} | "
                   f"{r['decode_workers_img_s']} ({r['workers']}) | {r['encode_img_s']} | {r['store_img_s']} | "
                   f"{r['end_to_end_img_s']} | {r['e2e_vs_slowest_one_decode_worker']} | "
-                  f"{r['e2e_vs_slowest_all_decode_workers']} | {r['e2e_cores_busy']:.0%} of {r['cores']} |")
+                  f"{r['e2e_vs_slowest_all_decode_workers']} | {r['e2e_cores_busy']:.0%} of {r['cores']} | {r['store_writes']} |")
         print("\nCPU seconds per 1,000 images (this process and its workers):")
         print("| encoder | decode | encode | store | end to end |")
         print("|---|---|---|---|---|")

@@ -12,8 +12,11 @@ release it. This runs the pipeline's own encoder thread and consumer
 GIL-free call, then ``--wait-ms`` waiting with the GIL released (the GPU finishing).
 Reported: the encoder alone, the store alone (the same consumer fed encoded rows), both
 together, and together / the slower of the two (1.0: the stages overlap; what stages run
-one after another would give is printed beside it). No decoding: the 2-core development
-machine can show this process's share of the problem without a GPU.
+one after another would give is printed beside it), each with the store written in this
+process and by the writer process (engine/writer_process.py), alternating; and this
+process's own CPU per 1,000 rows when only the store works (the share the encoder's thread
+competes with). No decoding: the 2-core development machine can show this process's share
+of the problem without a GPU.
 """
 from __future__ import annotations
 
@@ -100,22 +103,23 @@ def _encoder_alone(encoder: HostBoundEncoder, n_rows: int) -> float:
     return n_rows // encoder.batch_size * encoder.batch_size / (time.perf_counter() - start)
 
 
-def _store(encoder: HostBoundEncoder, inbox: queue.Queue, n_jobs: int, work: Path, child: bool) -> float:
-    """Rows/s of the consumer fed from ``inbox``: in this process, or in the writer process."""
+def _store(encoder: HostBoundEncoder, inbox: queue.Queue, n_jobs: int, work: Path, child: bool) -> tuple[float, float]:
+    """Rows/s of the consumer fed from ``inbox`` (in this process, or in the writer process),
+    and this process's own CPU milliseconds per 1,000 rows (what the encoder competes with)."""
     with StoreWriter(Path(tempfile.mkdtemp(dir=work)) / "s.zarr", encoder_record(encoder)) as store:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         if child:
             results = WriterProcess(store, functools.partial(_consume, n_jobs=n_jobs, on_rows=None)).results(inbox)
         else:
             results = _consume(store, inbox, n_jobs, None)
         rows = sum(r.rows for r in results)
-        return rows / (time.perf_counter() - start)
+        return rows / (time.perf_counter() - start), (time.process_time() - cpu) * 1e6 / rows
 
 
 def _together(encoder: HostBoundEncoder, n_checkpoints: int, work: Path, child: bool) -> float:
     decoded, encoded = _fed(_checkpoint_messages(n_checkpoints, False, encoder)), encoded_queue(encoder)
     threading.Thread(target=_encode, args=(encoder, decoded, encoded, threading.Event()), daemon=True).start()
-    return _store(encoder, encoded, n_checkpoints, work, child)
+    return _store(encoder, encoded, n_checkpoints, work, child)[0]
 
 
 def main() -> None:
@@ -129,17 +133,18 @@ def main() -> None:
     n = args.checkpoints
     print(f"{n * PER_CHECKPOINT} rows in {n} checkpoints of {PER_CHECKPOINT}; encoder: 180 x {args.op_us:g} us "
           f"GIL held + {args.wait_ms:g} ms wait per {encoder.batch_size}-sample batch")
-    print("| store writes | encoder alone | store alone | together | together / slower | stages one after another |")
-    print("|---|---|---|---|---|---|")
+    print("| store writes | encoder alone | store alone | this process's CPU, store alone (ms / 1,000 rows) | together "
+          "| together / slower | stages one after another |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="evowatch-bench-") as tmp:
         for _ in range(args.repeats):
             for child in (False, True):  # alternating, in one run
                 enc = _encoder_alone(encoder, n * PER_CHECKPOINT)
-                store = _store(encoder, _fed(_checkpoint_messages(n, True, encoder)), n, Path(tmp), child)
+                store, store_cpu = _store(encoder, _fed(_checkpoint_messages(n, True, encoder)), n, Path(tmp), child)
                 both = _together(encoder, n, Path(tmp), child)
                 serial = 1 / (1 / enc + 1 / store)
                 where = "writer process" if child else "this process"
-                print(f"| {where} | {enc:,.0f} | {store:,.0f} | {both:,.0f} | {both / min(enc, store):.2f} "
+                print(f"| {where} | {enc:,.0f} | {store:,.0f} | {store_cpu:.1f} | {both:,.0f} | {both / min(enc, store):.2f} "
                       f"| {serial:,.0f} |", flush=True)
 
 

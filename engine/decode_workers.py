@@ -183,7 +183,7 @@ def _receive(jobs: list[tuple[Checkpoint, str]], parts: list[tuple[int, Part]], 
         out.put(END)
 
 
-def _widen(conn) -> None:
+def widen_pipe(conn) -> None:
     """A 1 MB pipe instead of 64 kB: a batch arrives in a few reads, each of which must retake
     the GIL from the encoder and store threads (many small reads stalled the receiver)."""
     try:
@@ -208,7 +208,7 @@ def start_decode_processes(jobs: list[tuple[Checkpoint, str]], prep: Preparation
         receiver, sender = _FORK.Pipe(duplex=False)
         inbox, outbox = _FORK.Pipe(duplex=False)
         ring = SlotRing(slot_bytes, _FORK)
-        _widen(receiver)
+        widen_pipe(receiver)
         inherited = [c.fileno() for c in conns + outboxes] + [receiver.fileno(), outbox.fileno()]
         inherited += [fd for r in rings + [ring] for fd in r.parent_fds]
         worker = _FORK.Process(target=_decode_process, args=(inbox, prep, sender, ring, inherited),

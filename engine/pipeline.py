@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 heap.bound_arenas()  # at import: before the ingest's threads exist, so that they all share the bounded arenas
 
 
-def _writer_process_wanted(n_jobs: int, processes: int) -> bool:
+def writer_process_wanted(n_jobs: int, processes: int) -> bool:
     """Whether a backlog's store writes get a process of their own: when a core is left for
     it beside the decode processes and this one. Then the store's Python no longer takes
     turns with the encoder's under this process's GIL (a CUDA encoder is host-bound); on a
@@ -73,7 +73,7 @@ class IngestResult:
 GROUP_ROWS = WRITE_ROWS
 GROUP_SECONDS = 1.0
 # A backlog (this many checkpoints or more) is written by a process of its own when a core is
-# spare for it (engine/writer_process.py, :func:`_writer_process_wanted`); a live run's single
+# spare for it (engine/writer_process.py, :func:`writer_process_wanted`); a live run's single
 # new checkpoint is written here (a fork and a re-read cost more than the overlap saves).
 WRITER_PROCESS_JOBS = 2
 #: "1" or "0" forces the writer process on or off (tests; a machine whose cores are busy elsewhere).
@@ -130,7 +130,7 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     children: list = []
     # Forked first: the ingest's threads and decode processes are not in it.
     writer = WriterProcess(store, functools.partial(_consume, n_jobs=len(jobs), on_rows=None)) \
-        if _writer_process_wanted(len(jobs), processes) else None
+        if writer_process_wanted(len(jobs), processes) else None
     with contextlib.closing(writer) if writer else contextlib.nullcontext(), \
             ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
         if processes:

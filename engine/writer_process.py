@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine.batches import END, Failed
+from engine.decode_workers import widen_pipe
 from engine.errors import EvowatchError, sendable
 from stores.zarr_store import StoreWriter
 
@@ -139,6 +140,7 @@ class WriterProcess:
         self.store, self._ended, self._forwarding = store, False, False
         to_child, self._to_child = _FORK.Pipe(duplex=False)
         self._from_child, from_child_send = _FORK.Pipe(duplex=False)
+        widen_pipe(to_child)
         lock_fd = store.lock_descriptor_for_child()
         self._child = _FORK.Process(target=_child, name="evowatch-store-writer", daemon=True,
                                     args=(store, consume, to_child, from_child_send, os.getpid(),

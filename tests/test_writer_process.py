@@ -192,3 +192,19 @@ def test_ctrl_c_during_a_backlog_keeps_the_complete_checkpoints_and_the_next_run
     assert again.returncode == 0 and "interrupted" not in again.stderr, again.stderr
     reader = StoreReader(store)
     assert reader.n_rows == n_ckpt * per and sorted(reader.checkpoints()["step"].tolist()) == [s * 10 for s in range(n_ckpt)]
+
+
+def test_a_backlog_gets_the_writer_process_only_with_a_core_to_spare(monkeypatch):
+    from engine.pipeline import writer_process_wanted
+
+    monkeypatch.delenv(WRITER_PROCESS_ENV, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert writer_process_wanted(40, processes=8)       # the lent GPU machine: 8 decode processes, 16 cores
+    assert not writer_process_wanted(1, processes=8)    # a live run's new checkpoint: written here
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert not writer_process_wanted(40, processes=2)   # 2 cores, 2 decode processes: nothing to spare
+    assert writer_process_wanted(40, processes=0)       # a --sampler: decoding in this process
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    assert writer_process_wanted(1, processes=2)
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "0")
+    assert not writer_process_wanted(40, processes=0)
