@@ -166,13 +166,18 @@ class WriterProcess:
                     yield payload
                 elif kind == "failed":
                     raise failure[0] if failure and isinstance(payload, _Stopped) else payload
+        except BaseException:
+            stopping.set()
+            self.close(raising=False)  # the error that ended the ingest is the one to tell
+            raise
         finally:
             stopping.set()  # stopped early: the child commits the complete checkpoints, then ends
             self.close()
             forwarder.join()
 
-    def close(self) -> None:
-        """Wait for the child (told to stop if it has not ended), then re-read the store."""
+    def close(self, raising: bool = True) -> None:
+        """Wait for the child (told to stop if it has not ended), then re-read the store
+        (an error doing so is logged instead of raised when ``raising`` is false)."""
         if self._child is None:
             return
         if not self._forwarding:
@@ -186,7 +191,12 @@ class WriterProcess:
                 self._child.join()
         self._from_child.close()
         self._child = None
-        self.store.reload_after_child()
+        try:
+            self.store.reload_after_child()
+        except Exception as exc:
+            if raising:
+                raise
+            log.debug("%s: not re-read after the writer process: %s", self.store.path, exc)
 
     def _wait(self) -> bool:
         """Read the child's messages up to its last (a child blocked on a full pipe cannot end);

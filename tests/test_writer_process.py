@@ -136,6 +136,29 @@ def test_a_store_write_failure_in_the_writer_process_is_raised_here(tmp_path, mo
     assert reader.info()["steps"] == list(STEPS) and reader.n_rows == 30
 
 
+def test_a_failure_re_reading_the_store_afterwards_does_not_hide_the_one_that_ended_the_ingest(tmp_path, monkeypatch):
+    """A read-only remount: the child's write fails, then so does the caller's re-read of
+    the store; the write's error is the one told."""
+    import stores.zarr_store
+
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+
+    def fails(coroutines):
+        for c in coroutines:
+            c.close()
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def cannot_re_read(self):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(stores.zarr_store, "_write_all", fails)
+    monkeypatch.setattr(stores.zarr_store.StoreWriter, "reload_after_child", cannot_re_read)
+    with pytest.raises(OSError) as raised:
+        with _writer(tmp_path / "s.zarr") as store:
+            _ingest(_run(tmp_path), store)
+    assert raised.value.errno == errno.EROFS
+
+
 def test_a_writer_process_that_dies_is_one_clear_error_and_the_next_run_resumes(tmp_path, monkeypatch):
     import stores.zarr_store
     from engine.errors import EvowatchError
