@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,22 @@ def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int, max_rows: int = 1
     return int(min(max_rows, max(256, 2 ** int(np.log2(max(rows, 1))))))
 
 
-def _write_all(writes: list[Coroutine]) -> None:
+def _write_all(writes: Iterable[Coroutine]) -> None:
     """Run zarr writes together on zarr's own event loop (what its synchronous API does one by
     one), with _CHUNKS_IN_FLIGHT chunk operations unless the user set zarr's own limit; the
-    limit is zarr's process-wide setting, so it is set for these writes only."""
+    limit is zarr's process-wide setting, so it is set for these writes only. ``writes`` are
+    made here: when making one fails or is interrupted (Ctrl-C, SIGTERM during a resize), those
+    made before it are closed, not left to print "coroutine ... was never awaited" on stderr."""
+    made: list[Coroutine] = []
+    try:
+        made.extend(writes)
+    except BaseException:
+        for write in made:
+            write.close()
+        raise
+
     async def together() -> None:
-        await asyncio.gather(*writes)
+        await asyncio.gather(*made)
 
     user_set = "ZARR_ASYNC__CONCURRENCY" in os.environ
     with contextlib.nullcontext() if user_set else zarr.config.set({"async.concurrency": _CHUNKS_IN_FLIGHT}):
@@ -854,7 +864,7 @@ class StoreWriter(StoreReader):
         Their I/O and compression overlap there, without a thread per array each blocking
         on that same loop (a 1,024-row commit: 25-28k -> 33-38k rows/s, docs/ingest.md).
         """
-        _write_all([w for name, values in columns.items() for w in self._row_writes(group, name, start, values)])
+        _write_all(w for name, values in columns.items() for w in self._row_writes(group, name, start, values))
 
     def _row_writes(self, group: str, name: str, start: int, values: np.ndarray) -> list[Coroutine]:
         """Make room for one array's rows [start, start+len(values)); return their writes."""
@@ -906,8 +916,8 @@ class StoreWriter(StoreReader):
         row = int(hit[0]) if len(hit) else len(steps)
         n = max(len(steps), row + 1)
 
-        _write_all([self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
-                    .async_array.setitem(row, value) for name, value in {"step": step, **values}.items()])
+        _write_all(self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
+                   .async_array.setitem(row, value) for name, value in {"step": step, **values}.items())
         recorded = dict(group.attrs.get("measured", {}))
         if measured is not None:
             recorded[str(int(step))] = [int(x) for x in measured]

@@ -454,3 +454,39 @@ def test_a_killed_creations_staging_folder_is_removed_by_the_next(tmp_path):
         (folder / "samples").mkdir(parents=True)
     StoreWriter(tmp_path / "s.zarr", ENCODER).close()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.zarr", live.name])
+
+
+@pytest.mark.parametrize("where", ["metrics", "samples"])
+def test_a_ctrl_c_while_a_write_is_prepared_leaves_no_never_awaited_warning(tmp_path, rng, monkeypatch, where):
+    """Ctrl-C or SIGTERM arriving while a write's arrays are being prepared (a resize, an
+    array created) dropped the writes already made: Python printed "RuntimeWarning:
+    coroutine 'AsyncArray.setitem' was never awaited" on stderr after the stop (seen
+    stopping a watch during its signals)."""
+    import gc
+    import warnings
+
+    store = StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4)
+    calls = []
+
+    def interrupted_on_the_second(real):
+        def prepare(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return prepare
+
+    name = "_ensure_column" if where == "metrics" else "_row_writes"
+    monkeypatch.setattr(store, name, interrupted_on_the_second(getattr(store, name)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyboardInterrupt):
+            if where == "metrics":
+                store.write_step_metrics(5, {"vendi": 3.5, "fd": 1.0})
+            else:
+                with store.checkpoint(100, "step_100", "h100") as tx:
+                    add_rows(tx, 10, rng)
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    monkeypatch.undo()
+    store.close()
