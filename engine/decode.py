@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer
 from engine.errors import DiscoveryError
@@ -108,12 +108,23 @@ def to_rgb(array: np.ndarray) -> np.ndarray:
     return np.require(array, requirements=["C", "W", "O"])  # an owned, writable copy only if needed
 
 
+# EXIF Orientation -> the turn that shows the image upright (ImageOps.exif_transpose's table).
+_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                 8: Image.Transpose.ROTATE_90}
+
+
 def _upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF Orientation says (a phone photo in ``--real`` is stored
-    sideways); reading the tag is cheap, only a tagged image pays for the transpose."""
-    if image.getexif().get(ExifTags.Base.Orientation, 1) in (0, 1):
+    sideways); reading the tag is cheap, only a tagged image pays for the transpose. Only the
+    pixels are turned: ImageOps.exif_transpose also re-writes the EXIF block, and failed on a
+    damaged one (a tag of the wrong type), which ended the ingest."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # an EXIF block Pillow cannot parse: the image as stored
         return image
-    return ImageOps.exif_transpose(image)
+    method = _ORIENTATIONS.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
@@ -148,6 +159,9 @@ def load_image(path: Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # a large grid of the trainer's own; twice Pillow's limit still raises
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # A damaged EXIF block ("Corrupt EXIF data", "Tag data larger than file"): the pixels are
+            # fine, and Pillow's raw warnings went to stderr file by file, through the progress line
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             with Image.open(path) as image:
                 image.load()
                 return _pil_to_array(_upright(image))

@@ -358,6 +358,33 @@ def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kep
     assert plain.image[:, :18, 0].min() > 200
 
 
+def test_a_photo_with_a_damaged_exif_block_is_turned_upright_without_a_crash_or_pillows_warnings(tmp_path):
+    """A camera or editing tool's EXIF with a malformed entry (XResolution, a rational, stored
+    as text; Make pointing past the block) beside Orientation 6: Pillow's exif_transpose failed
+    re-writing that block (TypeError), which ended the whole watch with a traceback; reading
+    it printed Pillow's UserWarnings on stderr, through the progress line and past -q."""
+    import struct
+
+    def entry(tag: int, kind: int, count: int, value: bytes) -> bytes:
+        return struct.pack(">HHI", tag, kind, count) + value
+
+    entries = [entry(0x010F, 2, 100, struct.pack(">I", 0x7FFF)),  # Make: its text lies past the block
+               entry(0x0112, 3, 1, b"\x00\x06\x00\x00"),  # Orientation 6
+               entry(0x011A, 2, 4, b"abc\x00")]  # XResolution as ASCII
+    exif = b"Exif\x00\x00MM\x00*" + struct.pack(">IH", 8, len(entries)) + b"".join(entries) + bytes(4)
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = (255, 0, 0)
+    stored[:, 20:] = (0, 0, 255)
+    (tmp_path / "real").mkdir()
+    Image.fromarray(stored).save(tmp_path / "real" / "phone.jpg", exif=exif, quality=95)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (phone,) = iter_samples(scan_reference(tmp_path / "real", "real"))
+    assert [str(w.message) for w in caught] == []
+    assert phone.image.shape == (40, 20, 3)
+    assert phone.image[:18, :, 0].min() > 200 and phone.image[22:, :, 2].min() > 200  # red now on top
+
+
 def test_folders_that_split_numbered_samples_by_range_are_no_labels_but_class_folders_are(tmp_path):
     """EDM's ``generate.py --subdirs``: seed 1001 is ``001000/001001.png``."""
     for seed in (998, 999, 1000, 1001):
