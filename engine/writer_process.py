@@ -14,6 +14,7 @@ complete checkpoints and stop, as the consumer does in-process.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -38,6 +39,29 @@ log = logging.getLogger(__name__)
 _FORK = multiprocessing.get_context("fork")
 _PR_SET_PDEATHSIG = 1
 _END_OF_INPUT = None  # END is an object(): its identity does not survive the pipe
+
+
+# This process's ends of the writer process's pipes. A process forked after it (the decode
+# processes) closes its copies, as it does the store's lock (stores/lock.py): else closing them
+# here was no end of input there, and a child told to stop by that end waited for ever.
+_parent_ends: set[int] = set()
+
+
+def _close_parent_ends() -> None:
+    for fd in _parent_ends:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _parent_ends.clear()
+
+
+os.register_at_fork(after_in_child=_close_parent_ends)
+
+
+def _close(conn) -> None:
+    """Close one of this process's pipe ends (and forget it for later forks)."""
+    with contextlib.suppress(OSError):
+        _parent_ends.discard(conn.fileno())
+    conn.close()
 
 
 class _Stopped(Exception):
@@ -128,7 +152,7 @@ def _forward(inbox: queue.Queue, conn, stopping: threading.Event, failure: list[
     except (OSError, ValueError):  # the child is gone: the parent reports why
         pass
     finally:
-        conn.close()
+        _close(conn)
 
 
 class WriterProcess:
@@ -151,6 +175,7 @@ class WriterProcess:
             os.close(lock_fd)
             to_child.close()
             from_child_send.close()
+        _parent_ends.update((self._to_child.fileno(), self._from_child.fileno()))
 
     def results(self, inbox: queue.Queue, on_item: Callable[[Any], None] | None = None) -> Iterator[Any]:
         """The child's results as it commits, ``inbox``'s items handed to it (``on_item`` sees
@@ -181,7 +206,7 @@ class WriterProcess:
         if self._child is None:
             return
         if not self._forwarding:
-            self._to_child.close()  # a child waiting for its first item sees the end and stops
+            _close(self._to_child)  # a child waiting for its first item sees the end and stops
         if self._wait():
             self._child.join()
         else:  # its messages could not be read to the end: it may be blocked on a full pipe
@@ -189,7 +214,7 @@ class WriterProcess:
             if self._child.is_alive():
                 self._child.kill()  # what a kill -9 leaves: the commit points, restored below
                 self._child.join()
-        self._from_child.close()
+        _close(self._from_child)
         self._child = None
         try:
             self.store.reload_after_child()

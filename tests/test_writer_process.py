@@ -231,3 +231,42 @@ def test_a_backlog_gets_the_writer_process_only_with_a_core_to_spare(monkeypatch
     assert writer_process_wanted(1, processes=2)
     monkeypatch.setenv(WRITER_PROCESS_ENV, "0")
     assert not writer_process_wanted(40, processes=0)
+
+
+def test_decode_processes_failing_to_start_are_an_error_not_a_hang(tmp_path, monkeypatch):
+    """Too many open files (ulimit -n) or a fork refused (a container's pid limit, memory)
+    after some decode processes had been forked: the writer process was told to stop only by
+    the end of its pipe, which those processes also held, so it waited for input and this
+    process for it, for ever (in-process writing: one line, exit status 2)."""
+    import multiprocessing
+    import threading
+
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    forked = []
+
+    def forks_one_then_runs_out_of_descriptors(jobs, prep, n, out):
+        worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+        worker.start()  # holds every descriptor this process had, as a decode process does
+        forked.append(worker)
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr("engine.pipeline.start_decode_processes", forks_one_then_runs_out_of_descriptors)
+    raised = []
+
+    def ingest_catching():
+        try:
+            _ingest(_run(tmp_path), store)
+        except BaseException as exc:
+            raised.append(exc)
+
+    with _writer(tmp_path / "s.zarr") as store:
+        ingesting = threading.Thread(target=ingest_catching, daemon=True)
+        ingesting.start()
+        ingesting.join(timeout=20)
+        hung = ingesting.is_alive()
+        for worker in forked:  # lets a hung ingest end, so the store can be closed
+            worker.kill()
+            worker.join()
+        ingesting.join(timeout=20)
+    assert not hung, "the ingest hung waiting for the writer process"
+    assert len(raised) == 1 and isinstance(raised[0], OSError) and raised[0].errno == errno.EMFILE
