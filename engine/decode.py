@@ -300,7 +300,7 @@ def read_labels_file(path: Path) -> dict[str, str]:
         rows = [r for r in csv.reader(text.splitlines(), _csv_dialect(text)) if any(f.strip() for f in r)]
     except (OSError, ValueError, AttributeError) as exc:
         raise DiscoveryError(f"{path}: cannot read labels ({exc}); "
-                             "expected CSV file,label or instance,label, or a JSON mapping.") from None
+                             "expected CSV file,label or instance,label, or a JSON mapping") from None
     if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "instance", "index", "id", "name"):
         rows = rows[1:]
     if short := sum(len(r) < 2 for r in rows):

@@ -50,6 +50,10 @@ def writer_process_wanted(n_jobs: int, processes: int) -> bool:
     forced = os.environ.get(WRITER_PROCESS_ENV)
     if forced in ("0", "1"):
         return forced == "1" and n_jobs > 0
+    if forced is not None and forced not in _said_ignored:
+        _said_ignored.add(forced)
+        log.warning("%s=%r is not 1 or 0 and is ignored: set it to 1 (the store written by a process of its own) "
+                    "or 0 (by the watcher's)", WRITER_PROCESS_ENV, forced)
     return n_jobs >= WRITER_PROCESS_JOBS and available_cores() >= processes + 2
 
 
@@ -78,6 +82,7 @@ GROUP_SECONDS = 1.0
 WRITER_PROCESS_JOBS = 2
 #: "1" or "0" forces the writer process on or off (tests; a machine whose cores are busy elsewhere).
 WRITER_PROCESS_ENV = "EVOWATCH_WRITER_PROCESS"
+_said_ignored: set[str] = set()
 # The encoder may run this many rows ahead of the store's writes, so that a group commit
 # does not stop it (docs/ingest.md, "The encoder ahead of the store").
 ENCODED_AHEAD_ROWS = WRITE_ROWS

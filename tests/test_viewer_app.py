@@ -387,7 +387,9 @@ def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
     bare = SyntheticRun(tmp_path / "noreal.zarr", per_step=20, n_real=0, thumbnail_size=8, metrics=False)
     bare.add_step(100)
     at = run_app(bare.path, monkeypatch)
-    assert not at.exception and "needs a real reference: `evowatch watch … --real DIR`" in texts(at)
+    page = texts(at)
+    assert not at.exception and "Without a real reference only diversity is measured" in page
+    assert "near-copies need one: `evowatch watch … --real DIR`" in page
 
 
 def test_view_on_a_busy_port_is_one_line_and_exit_2(store, capsys):

@@ -233,6 +233,16 @@ def test_a_backlog_gets_the_writer_process_only_with_a_core_to_spare(monkeypatch
     assert not writer_process_wanted(40, processes=0)
 
 
+def test_an_unknown_writer_process_setting_is_said_once_not_ignored_silently(monkeypatch, caplog):
+    from engine.pipeline import writer_process_wanted
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "yes")
+    with caplog.at_level("WARNING"):
+        assert not writer_process_wanted(40, processes=2) and not writer_process_wanted(40, processes=2)
+    assert caplog.text.count("EVOWATCH_WRITER_PROCESS='yes' is not 1 or 0 and is ignored") == 1
+
+
 def test_decode_processes_failing_to_start_are_an_error_not_a_hang(tmp_path, monkeypatch):
     """Too many open files (ulimit -n) or a fork refused (a container's pid limit, memory)
     after some decode processes had been forked: the writer process was told to stop only by

@@ -252,8 +252,9 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
     if not table or "step" not in table or not len(table["step"]):
         st.info("Per-step metrics are not computed yet: the watcher measures each pass of checkpoints against "
                 "the store's real reference (unless it runs with `--no-metrics`)." if d.has_real else
-                "No per-step metrics in this store yet: they appear once the watcher computes them "
-                "(needs a real reference: `evowatch watch … --real DIR`).")
+                "No per-step metrics in this store yet: they appear once the watcher computes them. Without a "
+                "real reference only diversity is measured (vendi, pairwise cosine); precision/recall, FD and "
+                "near-copies need one: `evowatch watch … --real DIR`.")
     else:
         options = [c for c in table if c != "step"]
         cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table), key="signal_cols")
