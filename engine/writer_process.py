@@ -176,6 +176,23 @@ class WriterProcess:
             to_child.close()
             from_child_send.close()
         _parent_ends.update((self._to_child.fileno(), self._from_child.fileno()))
+        # The child's messages are read by a thread of their own: a Ctrl-C lands in the main
+        # thread, and one landing in the middle of a message garbled the rest of the pipe.
+        self._received: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="evowatch-from-writer", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        """Queue the child's messages up to its last; ``("gone", None)`` if it ended without one."""
+        try:
+            while True:
+                message = self._from_child.recv()
+                self._received.put(message)
+                if message[0] not in ("result", "log"):
+                    return
+        except Exception as exc:  # EOFError: the child died (killed, out of memory)
+            log.debug("the store's writer process's messages ended: %r", exc)
+            self._received.put(("gone", None))
 
     def results(self, inbox: queue.Queue, on_item: Callable[[Any], None] | None = None) -> Iterator[Any]:
         """The child's results as it commits, ``inbox``'s items handed to it (``on_item`` sees
@@ -207,13 +224,11 @@ class WriterProcess:
             return
         if not self._forwarding:
             _close(self._to_child)  # a child waiting for its first item sees the end and stops
-        if self._wait():
-            self._child.join()
-        else:  # its messages could not be read to the end: it may be blocked on a full pipe
-            self._child.join(timeout=30)
-            if self._child.is_alive():
-                self._child.kill()  # what a kill -9 leaves: the commit points, restored below
-                self._child.join()
+        with contextlib.suppress(EvowatchError):  # it ended without its last message: said already, or now
+            for _ in self._messages():
+                pass
+        self._reader.join()
+        self._child.join()
         _close(self._from_child)
         self._child = None
         try:
@@ -223,29 +238,19 @@ class WriterProcess:
                 raise
             log.debug("%s: not re-read after the writer process: %s", self.store.path, exc)
 
-    def _wait(self) -> bool:
-        """Read the child's messages up to its last (a child blocked on a full pipe cannot end);
-        whether that worked (a Ctrl-C in the middle of a message garbles the rest)."""
-        try:
-            for _ in self._messages():
-                pass
-            return True
-        except (EvowatchError, EOFError):  # it has ended
-            return True
-        except Exception as exc:
-            log.debug("the store's writer process's messages could not be read to the end: %s", exc)
-            return False
-
     def _messages(self) -> Iterator[tuple[str, Any]]:
         """The child's messages until its last one, its log records re-emitted here."""
         while not self._ended:
             try:
-                kind, payload = self._from_child.recv()
-            except EOFError:
+                kind, payload = self._received.get(timeout=0.1)
+            except queue.Empty:  # the reader ended and its last was taken (a Ctrl-C right after): all read
+                self._ended = not self._reader.is_alive()
+                continue
+            if kind == "gone":
                 self._ended = True
                 self._child.join(timeout=5)
                 raise EvowatchError(f"the store's writer process exited (code {self._child.exitcode}); everything "
-                                    "committed is kept: run the same command again to resume") from None
+                                    "committed is kept: run the same command again to resume")
             if kind == "log":
                 logging.getLogger(payload.name).handle(payload)
                 continue
