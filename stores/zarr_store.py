@@ -144,7 +144,11 @@ def process_alive(pid: str) -> bool:
         return False
     except PermissionError:  # another user's
         return True
-    return True
+    try:  # a zombie (killed, not yet reaped by its parent) runs no more (Linux's /proc)
+        with open(f"/proc/{int(pid)}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _is_store(path: Path) -> bool:

@@ -490,3 +490,24 @@ def test_a_ctrl_c_while_a_write_is_prepared_leaves_no_never_awaited_warning(tmp_
     assert not [w for w in caught if "never awaited" in str(w.message)]
     monkeypatch.undo()
     store.close()
+
+
+def test_a_killed_process_not_yet_reaped_is_not_alive():
+    """A zombie: an export or a store creation killed a moment ago, its parent not waiting
+    yet; its leftovers (temporary file, staging folder) may go."""
+    from stores.zarr_store import process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    try:
+        assert process_alive(str(child.pid))
+        os.kill(child.pid, signal.SIGKILL)  # not reaped: Popen waits only when asked
+        deadline = time.time() + 10
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z" and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(child.pid, 0)  # a zombie still takes signals: the check must look further
+        assert not process_alive(str(child.pid))
+    finally:
+        child.kill()
+        child.wait()
+    assert not process_alive(str(child.pid)) and not process_alive("not a pid")
