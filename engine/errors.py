@@ -27,7 +27,7 @@ def sendable(exc: BaseException) -> BaseException:
     """``exc``, or a plain error saying the same when it does not pickle: what a child process
     sends its parent, which re-raises it."""
     try:
-        pickle.dumps(exc)
+        pickle.loads(pickle.dumps(exc))  # an __init__ of other arguments pickles, then fails to unpickle
         return exc
     except Exception:
         return EvowatchError(f"{type(exc).__name__}: {exc}")

@@ -136,7 +136,7 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     # Forked first: the ingest's threads and decode processes are not in it.
     writer = WriterProcess(store, functools.partial(_consume, n_jobs=len(jobs), on_rows=None)) \
         if writer_process_wanted(len(jobs), processes) else None
-    with contextlib.closing(writer) if writer else contextlib.nullcontext(), \
+    with writer if writer else contextlib.nullcontext(), \
             ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
         if processes:
             producer, children = start_decode_processes(jobs, prep, processes, decoded)

@@ -64,8 +64,11 @@ def _close(conn) -> None:
     conn.close()
 
 
-class _Stopped(Exception):
+class _Stopped(EvowatchError):
     """The parent stopped (Ctrl-C, an earlier stage failed): commit what is complete, drop the rest."""
+
+    def __init__(self, message: str = "the ingest was stopped; everything committed is kept") -> None:
+        super().__init__(message)
 
 
 class _Sender:
@@ -111,46 +114,55 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _child(store: StoreWriter, consume: Callable, inbox, outbox, parent: int, inherited: list[int]) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops this child (_Stopped)
+        signal.signal(signum, signal.SIG_IGN)
     for fd in inherited:  # the parent's ends: once it is gone, a receive here sees the end
         os.close(fd)
     _die_with_parent(parent)
-    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops this child (_Stopped)
-        signal.signal(signum, signal.SIG_IGN)
     gc.freeze()  # the parent's objects stay shared pages
     sender = _Sender(outbox)
     logging.getLogger().handlers = [_LogRecords(sender)]  # the parent's handlers print them
     try:
         for result in consume(store, _PipeInbox(inbox)):
             sender.put_nowait(("result", result))
-        sender.put_nowait(("done", None))
+        last = ("done", None)
     except BaseException as exc:
-        sender.put_nowait(("failed", sendable(exc)))
+        last = ("failed", sendable(exc))
+    with contextlib.suppress(OSError):  # the parent is gone (not Linux: no PDEATHSIG): nobody to tell
+        sender.put_nowait(last)
 
 
 def _forward(inbox: queue.Queue, conn, stopping: threading.Event, failure: list[BaseException],
              on_item: Callable[[Any], None] | None) -> None:
-    """Hand the consumer's items to the child until the end; on a stop or an earlier stage's
-    failure (kept in ``failure`` for the parent to raise), tell the child to stop instead."""
+    """Hand the consumer's items to the child until the end. On a stop, an earlier stage's
+    failure or one here (kept in ``failure`` for the parent to raise as it is: it need not
+    pickle), tell the child to stop instead, after the items that came before the failure."""
     try:
         while True:
             try:
                 got = inbox.get(timeout=0.1)
             except queue.Empty:
                 got = None
-            if isinstance(got, Failed):
-                failure.append(got.error)
-            if isinstance(got, Failed) or stopping.is_set():
+            items = got if isinstance(got, list) else [] if got is None else [got]
+            failed = next((i for i, x in enumerate(items) if isinstance(x, Failed)), None)
+            if failed is not None:
+                failure.append(items[failed].error)
+                items = items[:failed]
+            if items and not stopping.is_set():
+                conn.send(_END_OF_INPUT if got is END else items if isinstance(got, list) else got)
+                if on_item and got is not END:
+                    on_item(items)
+            if failed is not None or stopping.is_set():
                 conn.send(Failed(_Stopped()))
                 return
-            if got is None:
-                continue
-            conn.send(_END_OF_INPUT if got is END else got)
             if got is END:
                 return
-            if on_item:
-                on_item(got)
     except (OSError, ValueError):  # the child is gone: the parent reports why
         pass
+    except BaseException as exc:  # an item that does not pickle, on_item: the parent raises it
+        failure.append(exc)
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(Failed(_Stopped()))
     finally:
         _close(conn)
 
@@ -161,7 +173,8 @@ class WriterProcess:
     in the child), then read its results with :meth:`results`."""
 
     def __init__(self, store: StoreWriter, consume: Callable[[StoreWriter, Any], Iterator[Any]]) -> None:
-        self.store, self._ended, self._forwarding = store, False, False
+        self.store, self._ended = store, False
+        self._forwarder: threading.Thread | None = None
         to_child, self._to_child = _FORK.Pipe(duplex=False)
         self._from_child, from_child_send = _FORK.Pipe(duplex=False)
         widen_pipe(to_child)
@@ -194,15 +207,21 @@ class WriterProcess:
             log.debug("the store's writer process's messages ended: %r", exc)
             self._received.put(("gone", None))
 
+    def __enter__(self) -> WriterProcess:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.close(raising=exc_type is None)  # an error on its way out is the one to tell
+
     def results(self, inbox: queue.Queue, on_item: Callable[[Any], None] | None = None) -> Iterator[Any]:
         """The child's results as it commits, ``inbox``'s items handed to it (``on_item`` sees
-        each). Afterwards, whatever happened, the caller's store is re-read from disk."""
+        each encoder call's). Afterwards the caller's store is re-read from disk (unless a
+        repeated Ctrl-C cut that short: the caller's close then restores the commit points)."""
         stopping, failure = threading.Event(), []
-        forwarder = threading.Thread(target=_forward, name="evowatch-to-writer", daemon=True,
-                                     args=(inbox, self._to_child, stopping, failure, on_item))
-        forwarder.start()  # it closes the pipe to the child when it ends
-        self._forwarding = True
+        self._forwarder = threading.Thread(target=_forward, name="evowatch-to-writer", daemon=True,
+                                           args=(inbox, self._to_child, stopping, failure, on_item))
         try:
+            self._forwarder.start()  # it closes the pipe to the child when it ends
             for kind, payload in self._messages():
                 if kind == "result":
                     yield payload
@@ -215,28 +234,38 @@ class WriterProcess:
         finally:
             stopping.set()  # stopped early: the child commits the complete checkpoints, then ends
             self.close()
-            forwarder.join()
+            if self._forwarder.ident is not None:
+                self._forwarder.join()
 
     def close(self, raising: bool = True) -> None:
         """Wait for the child (told to stop if it has not ended), then re-read the store
-        (an error doing so is logged instead of raised when ``raising`` is false)."""
+        (an error doing so is logged instead of raised when ``raising`` is false). Interrupted
+        while waiting (a second Ctrl-C), it kills the child first: a killed child leaves the
+        commit points, and the store must not be closed (unlocked, cut) under a live writer."""
         if self._child is None:
             return
-        if not self._forwarding:
-            _close(self._to_child)  # a child waiting for its first item sees the end and stops
-        with contextlib.suppress(EvowatchError):  # it ended without its last message: said already, or now
-            for _ in self._messages():
-                pass
-        self._reader.join()
+        if self._forwarder is None or self._forwarder.ident is None:
+            _close(self._to_child)  # no forwarder to tell it: a child waiting for items sees the end and stops
+        interrupted: BaseException | None = None
+        try:
+            with contextlib.suppress(EvowatchError):  # it ended without its last message: said already, or now
+                for _ in self._messages():
+                    pass
+        except BaseException as exc:
+            interrupted = exc
+            self._child.kill()
         self._child.join()
+        self._reader.join()
         _close(self._from_child)
         self._child = None
         try:
             self.store.reload_after_child()
         except Exception as exc:
-            if raising:
+            if raising and interrupted is None:
                 raise
             log.debug("%s: not re-read after the writer process: %s", self.store.path, exc)
+        if interrupted is not None:
+            raise interrupted
 
     def _messages(self) -> Iterator[tuple[str, Any]]:
         """The child's messages until its last one, its log records re-emitted here."""
@@ -244,7 +273,7 @@ class WriterProcess:
             try:
                 kind, payload = self._received.get(timeout=0.1)
             except queue.Empty:  # the reader ended and its last was taken (a Ctrl-C right after): all read
-                self._ended = not self._reader.is_alive()
+                self._ended = not self._reader.is_alive() and self._received.empty()  # dead first: its puts are in
                 continue
             if kind == "gone":
                 self._ended = True

@@ -3,6 +3,7 @@ store as in-process writing, the caller's writer usable afterwards, and every wa
 end (an earlier stage's failure, its own, its death, Ctrl-C) leaving the committed state."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -45,14 +46,33 @@ def _writer(path: Path):
     return StoreWriter(path, encoder_record(make_encoder("pixels")))
 
 
+def _writing_pids(monkeypatch, tmp_path: Path) -> Path:
+    """A file naming the process of each store write (a forked child's writes included)."""
+    import stores.zarr_store
+
+    record, real = tmp_path / "writers.txt", stores.zarr_store._write_all
+
+    def noted(writes):
+        with open(record, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        real(writes)
+
+    monkeypatch.setattr(stores.zarr_store, "_write_all", noted)
+    return record
+
+
 def test_the_writer_process_stores_what_in_process_writing_stores_and_the_writer_goes_on(tmp_path, monkeypatch):
     run = _run(tmp_path)
+    record = _writing_pids(monkeypatch, tmp_path)
     stores = {}
     for forced in ("0", "1"):
         monkeypatch.setenv(WRITER_PROCESS_ENV, forced)
         stores[forced] = path = tmp_path / f"w{forced}.zarr"
         with _writer(path) as store:
+            record.unlink(missing_ok=True)
             assert _ingest(run, store, STEPS[:3]) == [(10, 6), (20, 6), (30, 6)]
+            writers = set(record.read_text().split())
+            assert writers == {str(os.getpid())} if forced == "0" else str(os.getpid()) not in writers
             # The same writer object goes on after its child wrote: cached shapes re-read.
             monkeypatch.setenv(WRITER_PROCESS_ENV, "0")
             assert _ingest(run, store, STEPS[3:4]) == [(40, 6)]
@@ -78,7 +98,7 @@ def test_the_writer_processs_warnings_reach_this_processs_log(tmp_path, monkeypa
 
 
 class EncoderBroke(Exception):
-    def __init__(self, detail: str, code: int) -> None:  # does not pickle: stays in this process
+    def __init__(self, detail: str, code: int) -> None:  # pickles, but does not unpickle: stays in this process
         super().__init__(f"{detail} ({code})")
 
 
@@ -280,3 +300,77 @@ def test_decode_processes_failing_to_start_are_an_error_not_a_hang(tmp_path, mon
         ingesting.join(timeout=20)
     assert not hung, "the ingest hung waiting for the writer process"
     assert len(raised) == 1 and isinstance(raised[0], OSError) and raised[0].errno == errno.EMFILE
+
+
+def test_a_decoding_failure_that_does_not_pickle_is_raised_as_is(tmp_path, monkeypatch):
+    """An earlier stage's failure reaches the writer inside an encoder call's items: it is
+    kept here and raised as it is, after the checkpoints before it are committed."""
+    import threading
+
+    from engine.decode import iter_samples
+    from engine.discovery import DiscoveryOptions, content_hash, scan_run
+    from engine.encoders import make_encoder
+    from engine.pipeline import ingest
+
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    broken = RuntimeError("decoder state", threading.Lock())  # a lock does not pickle
+
+    def breaks_at_step_40(checkpoint, options):
+        if checkpoint.step == 40:
+            raise broken
+        return iter_samples(checkpoint, options)
+
+    options, encoder = DiscoveryOptions(), make_encoder("pixels", batch_size=4)
+    jobs = [(c, content_hash(c)) for c in scan_run(_run(tmp_path), options)]
+    with _writer(tmp_path / "s.zarr") as store, pytest.raises(RuntimeError) as raised:
+        list(ingest(store, jobs, encoder, options, workers=0, samples=breaks_at_step_40))
+    assert raised.value is broken
+    assert StoreReader(tmp_path / "s.zarr").info()["steps"] == [10, 20, 30]
+
+
+def test_repeated_ctrl_c_kills_the_writer_process_before_the_store_is_let_go(tmp_path, monkeypatch):
+    """Each Ctrl-C cut one wait for the child short; after a few the ingest gave up with the
+    child still writing, and the store was then closed (unlocked, cut back) under it."""
+    import _thread
+    import multiprocessing
+    import threading
+
+    import stores.zarr_store
+
+    monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
+    real = stores.zarr_store._write_all
+
+    def slow_disk(writes):  # a network filesystem: the child is still writing when the presses come
+        time.sleep(0.7)
+        real(writes)
+
+    monkeypatch.setattr(stores.zarr_store, "_write_all", slow_disk)
+    run, done = tmp_path / "run", threading.Event()
+    for step in range(10, 110, 10):
+        write_step(run, step, 4, seed=step)
+
+    def presses_ctrl_c_again_and_again():
+        time.sleep(1.0)
+        for _ in range(6):
+            if done.is_set():
+                return
+            _thread.interrupt_main()
+            time.sleep(0.08)
+
+    threading.Thread(target=presses_ctrl_c_again_and_again, daemon=True).start()
+    with _writer(tmp_path / "s.zarr") as store:
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                _ingest(run, store)
+                pytest.fail("the ingest ended before the presses")
+        finally:
+            done.set()
+            with contextlib.suppress(KeyboardInterrupt):  # a press already on its way lands here
+                time.sleep(0.3)
+        assert not [p.name for p in multiprocessing.active_children() if p.name == "evowatch-store-writer"]
+    monkeypatch.setattr(stores.zarr_store, "_write_all", real)
+    reader = StoreReader(tmp_path / "s.zarr")
+    assert reader.n_rows == 4 * reader.n_checkpoints  # whole checkpoints only
+    with _writer(tmp_path / "s.zarr") as store:  # not locked, and resumes
+        _ingest(run, store, tuple(s for s in range(10, 110, 10) if s not in reader.checkpoints()["step"].tolist()))
+    assert StoreReader(tmp_path / "s.zarr").info()["steps"] == list(range(10, 110, 10))
