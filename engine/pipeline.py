@@ -134,9 +134,9 @@ def ingest(store: StoreWriter, jobs: Iterable[tuple[Checkpoint, str]], encoder: 
     stop = threading.Event()
     children: list = []
     # Forked first: the ingest's threads and decode processes are not in it.
-    writer = WriterProcess(store, functools.partial(_consume, n_jobs=len(jobs), on_rows=None)) \
-        if writer_process_wanted(len(jobs), processes) else None
-    with writer if writer else contextlib.nullcontext(), \
+    wanted = writer_process_wanted(len(jobs), processes)
+    with WriterProcess(store, functools.partial(_consume, n_jobs=len(jobs), on_rows=None)) if wanted \
+            else contextlib.nullcontext() as writer, \
             ThreadPoolExecutor(PROCESS_THREADS, thread_name_prefix="evowatch-prep") as pool:
         if processes:
             producer, children = start_decode_processes(jobs, prep, processes, decoded)

@@ -188,12 +188,17 @@ class WriterProcess:
             os.close(lock_fd)
             to_child.close()
             from_child_send.close()
-        _parent_ends.update((self._to_child.fileno(), self._from_child.fileno()))
-        # The child's messages are read by a thread of their own: a Ctrl-C lands in the main
-        # thread, and one landing in the middle of a message garbled the rest of the pipe.
-        self._received: queue.Queue = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name="evowatch-from-writer", daemon=True)
-        self._reader.start()
+        try:
+            _parent_ends.update((self._to_child.fileno(), self._from_child.fileno()))
+            # The child's messages are read by a thread of their own: a Ctrl-C lands in the main
+            # thread, and one landing in the middle of a message garbled the rest of the pipe.
+            self._received: queue.Queue = queue.Queue()
+            self._reader = threading.Thread(target=self._read, name="evowatch-from-writer", daemon=True)
+            self._reader.start()
+        except BaseException:  # a Ctrl-C now: nobody would close this child
+            self._child.kill()
+            self._child.join()
+            raise
 
     def _read(self) -> None:
         """Queue the child's messages up to its last; ``("gone", None)`` if it ended without one."""
