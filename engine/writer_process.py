@@ -30,6 +30,7 @@ from typing import Any
 from engine.batches import END, Failed
 from engine.decode_workers import widen_pipe
 from engine.errors import EvowatchError, sendable
+from stores.inherited import close_in_forked_children, forget
 from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -41,26 +42,10 @@ _PR_SET_PDEATHSIG = 1
 _END_OF_INPUT = None  # END is an object(): its identity does not survive the pipe
 
 
-# This process's ends of the writer process's pipes. A process forked after it (the decode
-# processes) closes its copies, as it does the store's lock (stores/lock.py): else closing them
-# here was no end of input there, and a child told to stop by that end waited for ever.
-_parent_ends: set[int] = set()
-
-
-def _close_parent_ends() -> None:
-    for fd in _parent_ends:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _parent_ends.clear()
-
-
-os.register_at_fork(after_in_child=_close_parent_ends)
-
-
 def _close(conn) -> None:
     """Close one of this process's pipe ends (and forget it for later forks)."""
     with contextlib.suppress(OSError):
-        _parent_ends.discard(conn.fileno())
+        forget(conn.fileno())
     conn.close()
 
 
@@ -189,7 +174,10 @@ class WriterProcess:
             to_child.close()
             from_child_send.close()
         try:
-            _parent_ends.update((self._to_child.fileno(), self._from_child.fileno()))
+            # Processes forked later (the decode processes) close their copies: else closing
+            # them here was no end of input there, and a child told to stop so waited for ever.
+            for conn in (self._to_child, self._from_child):
+                close_in_forked_children(conn.fileno())
             # The child's messages are read by a thread of their own: a Ctrl-C lands in the main
             # thread, and one landing in the middle of a message garbled the rest of the pipe.
             self._received: queue.Queue = queue.Queue()

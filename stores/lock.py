@@ -13,21 +13,9 @@ from pathlib import Path
 from typing import IO
 
 from stores.errors import StoreLockedError
+from stores.inherited import close_in_forked_children, forget
 
 LOCK_SUFFIX = ".lock"
-
-# A forked child (a decode worker) inherits the writer's lock file; closing its copy keeps
-# the lock the parent's alone, so a child outliving a killed writer cannot block a restart.
-_held_fds: set[int] = set()
-
-
-def _close_inherited() -> None:
-    for fd in _held_fds:
-        os.close(fd)
-    _held_fds.clear()
-
-
-os.register_at_fork(after_in_child=_close_inherited)
 
 
 def lock_path_of(store: str | os.PathLike[str]) -> Path:
@@ -67,7 +55,7 @@ class WriterLock:
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
         handle.flush()
-        _held_fds.add(handle.fileno())
+        close_in_forked_children(handle.fileno())  # a child outliving a killed writer must not block a restart
         return handle
 
     @property
@@ -86,7 +74,7 @@ class WriterLock:
         would hide the error that ended the writing and keep the lock."""
         if self._handle is None:
             return
-        _held_fds.discard(self._handle.fileno())
+        forget(self._handle.fileno())
         with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
         fcntl.flock(self._handle, fcntl.LOCK_UN)
