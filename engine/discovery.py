@@ -65,6 +65,7 @@ from pathlib import Path
 from engine.errors import DiscoveryError
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
+from stores.format import STORE_MARKER, is_store
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,6 @@ _NOT_A_STEP = re.compile(
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
 _MAX_DEPTH = 8
-#: The file that makes a folder a Zarr store.
-STORE_MARKER = "zarr.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,11 +255,6 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
 
 
 # --- file system (a vanished entry is an absent one) -----------------------------------
-
-def is_store(folder: Path) -> bool:
-    """Whether ``folder`` is a Zarr store (evowatch's own, maybe kept inside the run)."""
-    return (folder / STORE_MARKER).is_file()
-
 
 def _entries(folder: Path) -> list[os.DirEntry]:
     """A folder's entries, sorted; none in a store, and no store's lock file (``STORE.lock``;

@@ -5,6 +5,8 @@ Everything a reader needs is written into the store's root attributes too, so a 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 SCHEMA = "evowatch-store"
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -74,3 +76,11 @@ READING_GUIDE = (
     "A row is current unless checkpoints/superseded[samples/checkpoint[row]] is true. "
     "Layout rows are committed up to layout.attrs['committed_rows']."
 )
+
+#: The file that makes a folder a Zarr (v3) store.
+STORE_MARKER = "zarr.json"
+
+
+def is_store(path: Path) -> bool:
+    """Whether ``path`` is a Zarr store (evowatch's own, wherever it is kept)."""
+    return (path / STORE_MARKER).is_file()

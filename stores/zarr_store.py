@@ -32,6 +32,7 @@ from zarr.core.sync import sync
 from stores.errors import EncoderMismatchError, StoreFormatError
 from stores.lock import WriterLock
 from stores import format as fmt
+from stores.format import is_store
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
     """Refuse a path that is no store and cannot become one (a file, a folder with other
     contents, the current folder), before a command loads anything else."""
     path = Path(path)
-    if _is_store(path):
+    if is_store(path):
         return
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise StoreFormatError(f"{path}: exists and is not a Zarr store; choose another --store path")
@@ -149,10 +150,6 @@ def process_alive(pid: str) -> bool:
             return stat.read().rpartition(b")")[2].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
-
-
-def _is_store(path: Path) -> bool:
-    return (path / "zarr.json").is_file()
 
 
 @dataclass(slots=True)
@@ -232,7 +229,7 @@ class StoreReader:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreFormatError(f"{self.path}: no such store; create one with 'evowatch watch RUN_DIR --store {self.path}'")
-        if not _is_store(self.path):
+        if not is_store(self.path):
             raise StoreFormatError(f"{self.path}: not a Zarr v3 store (no zarr.json); point at the folder 'evowatch watch --store' created")
         self.refresh()
 
@@ -535,7 +532,7 @@ class StoreWriter(StoreReader):
 
     def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any], thumbnail_size: int = 48) -> None:
         self.path = Path(path)
-        if not _is_store(self.path):
+        if not is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock = WriterLock(self.path)
         self._folder = _folder_id(self.path)  # to tell when the store folder is deleted or moved
@@ -588,7 +585,7 @@ class StoreWriter(StoreReader):
     def _intact(self) -> bool:
         """Whether the store folder is still the one opened, with its root metadata: not when
         it was deleted (``rm -rf`` under way included) or moved away while open."""
-        return _folder_id(self.path) == getattr(self, "_folder", None) and _is_store(self.path)
+        return _folder_id(self.path) == getattr(self, "_folder", None) and is_store(self.path)
 
     def _ensure_intact(self) -> None:
         """Stop before writing into a store folder deleted or moved while open: zarr would
@@ -653,7 +650,7 @@ class StoreWriter(StoreReader):
             os.rename(staging, self.path)
         except OSError:  # another writer created it first: use theirs
             shutil.rmtree(staging, ignore_errors=True)
-            if not _is_store(self.path):
+            if not is_store(self.path):
                 raise
 
     @staticmethod
