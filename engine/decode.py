@@ -38,6 +38,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -156,13 +157,19 @@ def _require_content(path: Path) -> None:
 def load_image(path: Path) -> np.ndarray:
     """Decode an image file to RGB uint8 (H, W, 3); raises :class:`SkipFile` with the reason."""
     _require_content(path)
+    return decode_image(path)
+
+
+def decode_image(source: Path | BinaryIO) -> np.ndarray:
+    """Decode an image file or an image's bytes (``io.BytesIO``) to RGB uint8 (H, W, 3);
+    raises :class:`SkipFile` with the reason."""
     try:
         with warnings.catch_warnings():  # a large grid of the trainer's own; twice Pillow's limit still raises
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             # A damaged EXIF block ("Corrupt EXIF data", "Tag data larger than file"): the pixels are
             # fine, and Pillow's raw warnings went to stderr file by file, through the progress line
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 image.load()
                 return _pil_to_array(_upright(image))
     except FileNotFoundError:

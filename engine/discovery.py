@@ -304,13 +304,13 @@ def walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
             yield from walk_files(Path(entry.path), depth + 1)
 
 
-def _is_real_data(name: str, options: DiscoveryOptions) -> bool:
+def is_real_data(name: str, options: DiscoveryOptions) -> bool:
     """A run's copy of its real data (see ``_REAL_DATA``), with the default sample globs."""
     return options.sample_globs == DEFAULT_SAMPLE_GLOBS and bool(_REAL_DATA.search(_stem(name)))
 
 
 def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
-    return is_sample_name(path.name, options) and not _is_real_data(path.name, options)
+    return is_sample_name(path.name, options) and not is_real_data(path.name, options)
 
 
 def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
@@ -318,7 +318,7 @@ def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
     named so (``step_1000/real/`` beside ``step_1000/fake/``)."""
     for path in walk_files(folder):
         if _is_generated_sample(path, options) and not any(
-                _is_real_data(part, options) for part in path.relative_to(folder).parts[:-1]):
+                is_real_data(part, options) for part in path.relative_to(folder).parts[:-1]):
             yield path
 
 
@@ -453,7 +453,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
             continue
         if _is_dir(entry):
             step = step_of(entry.name, options, is_file=False)
-            if _is_real_data(entry.name, options):  # a copy of the training data (``real/``, ``gt/``)
+            if is_real_data(entry.name, options):  # a copy of the training data (``real/``, ``gt/``)
                 if any(is_sample_name(p.name, options) for p in walk_files(path)):
                     reals.append(f"{entry.name}/")
             elif step is None:
@@ -468,7 +468,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 if step is not None and not _PER_PROCESS_STATE.search(entry.name):
                     weights += 1
             elif is_sample_name(entry.name, options):
-                real = step is not None and _is_real_data(entry.name, options)
+                real = step is not None and is_real_data(entry.name, options)
                 if real:
                     reals.append(entry.name)
                 if step is None or real:  # either is a sign of a run beside its samples
@@ -643,7 +643,7 @@ def file_versions(checkpoint: Checkpoint) -> tuple[tuple[str, int, int], ...]:
     return tuple(versions)
 
 
-def _reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -> str:
+def reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -> str:
     """How the files are read, where a user set it by hand (empty with the defaults)."""
     if options is None:
         return ""
@@ -664,7 +664,7 @@ def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     Raises ``FileNotFoundError`` if a file vanished meanwhile.
     """
     digest = hashlib.blake2b(digest_size=16)
-    if settings := _reading_settings(checkpoint, options):
+    if settings := reading_settings(checkpoint, options):
         digest.update(settings.encode() + b"\0")
     for path in sorted(checkpoint.files):
         try:

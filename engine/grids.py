@@ -426,3 +426,27 @@ def split_grid(image: np.ndarray, geometry: GridGeometry) -> list[tuple[int, np.
     """
     tiles = _without_empty_slots(image, geometry, _pad_value(image, geometry))
     return [(index, np.ascontiguousarray(tile)) for index, tile in tiles]
+
+
+#: Columns of ``torch.utils.tensorboard``'s image grids (``SummaryWriter.add_images``).
+TENSORBOARD_COLUMNS = 8
+
+
+def tensorboard_grid(image: np.ndarray) -> GridGeometry | None:
+    """The grid ``SummaryWriter.add_images`` makes of a batch: ``min(n, 8)`` columns of
+    unpadded tiles, empty slots black. Tried where :func:`detect_grid` finds nothing (it needs
+    2x2 unpadded tiles, or edges it may not see), with square tiles: 8 columns of ``width / 8``
+    px (diffusers' 16 test samples) where edges show at most of their boundaries, else a row of
+    ``width / height`` tiles, 2 to 8 (its 4 validation images: generated samples are square,
+    so such an image is a row of them)."""
+    height, width = image.shape[:2]
+    tile = width // TENSORBOARD_COLUMNS
+    if width % TENSORBOARD_COLUMNS == 0 and tile >= MIN_TILE and height % tile == 0 and height // tile >= 2:
+        f = _repetition(image)
+        small = image[::f, ::f]
+        gray = small[..., 0].astype(np.int16) + small[..., 1] + small[..., 2]
+        if tile % f == 0 and tile // f >= 2 and _edge_fraction(gray, tile // f) >= EDGE_EVIDENCE_FINER:
+            return GridGeometry(height // tile, TENSORBOARD_COLUMNS, tile, tile)
+    if width % height == 0 and 2 <= width // height <= TENSORBOARD_COLUMNS and height >= MIN_TILE:
+        return GridGeometry(1, width // height, height, height)
+    return None

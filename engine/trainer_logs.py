@@ -33,6 +33,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from engine.event_files import event_summary, fields, is_event_file, plugin_name, records, summary_values, varint
+
 log = logging.getLogger(__name__)
 
 STEP_KEYS: tuple[str, ...] = ("step", "global_step", "iter", "iteration", "it", "_step", "trainer/global_step")
@@ -54,7 +56,7 @@ def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
             dirnames[:] = []
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.endswith((".jsonl", ".log.json", ".csv")) or name.startswith("events.out.tfevents."):
+            if name.endswith((".jsonl", ".log.json", ".csv")) or is_event_file(name):
                 out.append(Path(dirpath) / name)
     return sorted(out)
 
@@ -64,7 +66,7 @@ def read_trainer_scalars(run_dir: str | os.PathLike, files: list[Path] | None = 
     merged: dict[str, dict[int, float]] = {}
     for path in files if files is not None else find_log_files(run_dir):
         try:
-            if path.name.startswith("events.out.tfevents."):
+            if is_event_file(path.name):
                 points = read_tensorboard(path)
             elif path.suffix in (".jsonl", ".json"):
                 points = read_jsonl(path)
@@ -226,86 +228,13 @@ def read_tensorboard(path: Path) -> list[tuple[str, int, float]]:
     return out
 
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC-32C."""
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _records(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while True:
-            header = f.read(12)
-            if len(header) < 12:
-                return
-            (length,) = struct.unpack("<Q", header[:8])
-            (len_crc,) = struct.unpack("<I", header[8:])
-            if masked_crc32c(header[:8]) != len_crc:
-                raise ValueError(f"corrupt TFRecord length at byte {f.tell() - 12}")
-            data = f.read(length)
-            if len(data) < length or len(f.read(4)) < 4:
-                return  # truncated last record: the trainer is still writing it
-            yield data
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, raw value) of a serialised protobuf message."""
-    i, n = 0, len(buf)
-    while i < n:
-        key, i = _varint(buf, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            val, i = _varint(buf, i)
-        elif wire == 1:
-            val, i = buf[i : i + 8], i + 8
-        elif wire == 2:
-            length, i = _varint(buf, i)
-            val, i = buf[i : i + length], i + length
-        elif wire == 5:
-            val, i = buf[i : i + 4], i + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield field, wire, val
-
-
 _DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 9: "<i8", 19: "<f2"}  # TensorProto.dtype -> numpy
 
 
 def _tensor_value(buf: bytes) -> float | None:
     """The value of a one-element numeric TensorProto, else None."""
     dtype, vals = None, []
-    for field, wire, val in _fields(buf):
+    for field, wire, val in fields(buf):
         if field == 1 and wire == 0:
             dtype = val
         elif field == 4 and wire == 2 and dtype in _DTYPES:  # tensor_content
@@ -319,60 +248,32 @@ def _tensor_value(buf: bytes) -> float | None:
         elif field in (7, 10) and wire == 2:  # packed varints
             j = 0
             while j < len(val):
-                v, j = _varint(val, j)
+                v, j = varint(val, j)
                 vals.append(float(v - (1 << 64) if v >= 1 << 63 else v))
     if dtype is not None and dtype not in _DTYPES:
         return None
     return float(vals[0]) if len(vals) == 1 else None
 
 
-def _plugin_name(metadata: bytes) -> str | None:
-    """SummaryMetadata.plugin_data.plugin_name (fields 1.1)."""
-    for f, w, v in _fields(metadata):
-        if f == 1 and w == 2:
-            for f2, w2, v2 in _fields(v):
-                if f2 == 1 and w2 == 2:
-                    return v2.decode("utf-8", "replace")
-    return None
-
-
 def _read_events_builtin(path: Path) -> Iterator[tuple[str, int, float]]:
     plugin: dict[str, str] = {}  # tag -> plugin name (metadata is written with a tag's first value)
     pending: list[tuple[str, int, float]] = []
-    for record in _records(path):
-        step, summary = 0, None
-        for field, wire, val in _fields(record):
-            if field == 2 and wire == 0:
-                step = val - (1 << 64) if val >= 1 << 63 else val
-            elif field == 5 and wire == 2:
-                summary = val
+    for record in records(path):
+        step, _, summary = event_summary(record)
         if summary is None:
             continue
-        for field, wire, value_msg in _fields(summary):
-            if field != 1 or wire != 2:
-                continue
-            tag, simple, tensor, meta = None, None, None, None
-            for f2, w2, v2 in _fields(value_msg):
-                if f2 == 1 and w2 == 2:
-                    tag = v2.decode("utf-8", "replace")
-                elif f2 == 2 and w2 == 5:
-                    (simple,) = struct.unpack("<f", v2)
-                elif f2 == 8 and w2 == 2:
-                    tensor = v2
-                elif f2 == 9 and w2 == 2:
-                    meta = v2
-            if tag is not None and meta is not None:
-                name = _plugin_name(meta)
-                if name is not None:
-                    plugin.setdefault(tag, name)
+        for value in summary_values(summary):
+            tag = value[1].decode("utf-8", "replace") if isinstance(value.get(1), bytes) else None
             if tag is None:
                 continue
-            if simple is not None:
-                yield tag, step, float(simple)
-            elif tensor is not None:
-                value = _tensor_value(tensor)
-                if value is not None:
-                    pending.append((tag, step, value))
+            if isinstance(value.get(9), bytes) and (name := plugin_name(value[9])) is not None:
+                plugin.setdefault(tag, name)
+            if isinstance(value.get(2), bytes) and len(value[2]) == 4:
+                yield tag, step, float(struct.unpack("<f", value[2])[0])
+            elif isinstance(value.get(8), bytes):
+                number = _tensor_value(value[8])
+                if number is not None:
+                    pending.append((tag, step, number))
     for tag, step, value in pending:
         if plugin.get(tag, "scalars") == "scalars":
             yield tag, step, value

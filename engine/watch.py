@@ -29,6 +29,7 @@ from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
+from engine.tensorboard_images import TensorBoardImages
 from stores.zarr_store import StoreWriter, stored_text
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ class Watcher:
         self._shared_steps_noted = False
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
+        self._logged_images = TensorBoardImages()
+        # What reads the generated checkpoints instead of their files: the --sampler, or the
+        # images logged to TensorBoard of a run that writes no sample file; None: the files.
+        self._stand_in: Sampler | TensorBoardImages | None = config.sampler
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint) -> str | None:
@@ -103,7 +108,7 @@ class Watcher:
         if cached and cached[0] == fingerprint:
             return cached[1]
         try:
-            digest = (self.config.sampler.content_hash(checkpoint) if self.config.sampler
+            digest = (self._stand_in.content_hash(checkpoint) if self._stand_in
                       else content_hash(checkpoint, self.config.options))
         except FileNotFoundError:  # deleted between scan and hash (rotation)
             return None
@@ -122,20 +127,31 @@ class Watcher:
         committed = self.store.committed_hashes()
         jobs, waiting = [], []
         now = time.time()
-        scan = self.config.sampler.scan if self.config.sampler else scan_run
         # Reference sets are ingested once per session, on the first pass.
         references = [] if self._references_checked else self._references()
-        found = scan(self.config.run_dir, self.config.options)
+        found = self._scan()
         self._found = len(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:
-            if checkpoint.kind == "generated" and not is_ready(checkpoint, self.config.options, now):
+            # A logged image is complete once its record is: its event file never settles.
+            if (checkpoint.kind == "generated" and self._stand_in is not self._logged_images
+                    and not is_ready(checkpoint, self.config.options, now)):
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)
             if digest is not None and committed.get(stored_text(checkpoint.source)) != digest:
                 jobs.append((checkpoint, digest))
         return jobs, waiting
+
+    def _scan(self) -> list[Checkpoint]:
+        """The run's checkpoints: its weight files with a --sampler, else its sample files, else
+        (none found) the images it logged to TensorBoard."""
+        if self.config.sampler:
+            return self.config.sampler.scan(self.config.run_dir, self.config.options)
+        found = scan_run(self.config.run_dir, self.config.options)
+        logged = [] if found else self._logged_images.scan(self.config.run_dir, self.config.options)
+        self._stand_in = self._logged_images if logged else None
+        return found or logged
 
     def _note_shared_steps(self, found: list[Checkpoint]) -> None:
         """Say once that a step has several checkpoints (``samples_1000.png`` and
@@ -186,7 +202,7 @@ class Watcher:
         with bar, logging_redirect_tqdm():
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
                                  workers=self.config.workers, on_rows=bar.update,
-                                 samples=self.config.sampler.iter_samples if self.config.sampler else iter_samples):
+                                 samples=self._stand_in.iter_samples if self._stand_in else iter_samples):
                 results.append(result)
                 c = result.checkpoint
                 generated = c.kind == "generated"

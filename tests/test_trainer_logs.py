@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine import trainer_logs as T
+from engine.event_files import crc32c
 from engine.alerts import loss_roles
 
 # An event file written by torch.utils.tensorboard.SummaryWriter (tensorboard 2.x):
@@ -57,7 +58,7 @@ def test_tensorboard_truncated_and_corrupt(tmp_path):
 
 
 def test_masked_crc32c_known_value():
-    assert T.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
 
 
 def test_jsonl_and_csv(tmp_path):

@@ -1,0 +1,147 @@
+"""TensorBoard event files without TensorFlow: the TFRecord framing and the few protobuf fields read.
+
+An event file (``events.out.tfevents.*``) is a sequence of records, each
+``length (u64) | masked CRC-32C of length (u32) | data | masked CRC-32C of data (u32)``, each
+``data`` a serialised ``Event`` protobuf: ``wall_time`` (1, double), ``step`` (2, int64),
+``summary`` (5) whose ``value`` entries (1) carry a ``tag`` (1), a ``simple_value`` (2), an
+``image`` (4), a ``tensor`` (8) and the plugin's ``metadata`` (9). Writers append, so a record
+cut short at the end of the file is one still being written: reading stops before it and
+picks it up from its offset on a later read.
+
+Used by :mod:`engine.trainer_logs` (scalars) and :mod:`engine.tensorboard_images` (images).
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+EVENT_FILE_PREFIX = "events.out.tfevents."
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def is_event_file(name: str) -> bool:
+    return name.startswith(EVENT_FILE_PREFIX)
+
+
+def read_records(fh: BinaryIO, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """``(data offset, next record's offset, data)`` of each complete record from ``start``.
+
+    Only the length's CRC is checked (the data's would cost a pure-Python pass over every
+    image); a bad one raises ``ValueError`` naming the byte.
+    """
+    fh.seek(start)
+    offset = start
+    while True:
+        header = fh.read(12)
+        if len(header) < 12:
+            return
+        (length,) = struct.unpack("<Q", header[:8])
+        (len_crc,) = struct.unpack("<I", header[8:])
+        if masked_crc32c(header[:8]) != len_crc:
+            raise ValueError(f"corrupt TFRecord length at byte {offset}")
+        data = fh.read(length)
+        if len(data) < length or len(fh.read(4)) < 4:
+            return  # the last record is still being written
+        yield offset + 12, offset + 16 + length, data
+        offset += 16 + length
+
+
+def records(path: Path) -> Iterator[bytes]:
+    """The data of every complete record of an event file."""
+    with open(path, "rb") as fh:
+        for _, _, data in read_records(fh):
+            yield data
+
+
+def varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def signed(value: int) -> int:
+    """An int64 field read as a varint."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, raw value) of a serialised protobuf message."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            val, i = varint(buf, i)
+        elif wire == 1:
+            val, i = buf[i : i + 8], i + 8
+        elif wire == 2:
+            length, i = varint(buf, i)
+            val, i = buf[i : i + length], i + length
+        elif wire == 5:
+            val, i = buf[i : i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield field, wire, val
+
+
+def plugin_name(metadata: bytes) -> str | None:
+    """SummaryMetadata.plugin_data.plugin_name (fields 1.1)."""
+    for f, w, v in fields(metadata):
+        if f == 1 and w == 2:
+            for f2, w2, v2 in fields(v):
+                if f2 == 1 and w2 == 2:
+                    return v2.decode("utf-8", "replace")
+    return None
+
+
+def event_summary(record: bytes) -> tuple[int, float, bytes | None]:
+    """``(step, wall_time, serialised Summary or None)`` of one Event record."""
+    step, wall_time, summary = 0, 0.0, None
+    for field, wire, val in fields(record):
+        if field == 1 and wire == 1:
+            (wall_time,) = struct.unpack("<d", val)
+        elif field == 2 and wire == 0:
+            step = signed(val)
+        elif field == 5 and wire == 2:
+            summary = val
+    return step, wall_time, summary
+
+
+def summary_values(summary: bytes) -> Iterator[dict[int, Any]]:
+    """Each ``Summary.value`` as ``{field number: raw value}`` (tag 1, simple_value 2, image 4,
+    tensor 8, metadata 9; the last occurrence of a field wins)."""
+    for field, wire, value_msg in fields(summary):
+        if field == 1 and wire == 2:
+            yield {f: v for f, _, v in fields(value_msg)}

@@ -1,0 +1,238 @@
+"""Samples a trainer logs to TensorBoard only, read from its event files.
+
+Many trainers write no sample files: diffusers' example scripts log their samples with
+``tracker.add_images("test_samples", images, epoch)`` (or ``"validation"``), PyTorch
+Lightning modules with ``self.logger.experiment.add_image("generated_images", grid, epoch)``,
+many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no checkpoint
+(:func:`engine.discovery.scan_run` finds none), the watcher reads these instead: each
+(folder of event files, tag, step) with images is one checkpoint, named ``FOLDER/TAG@STEP``.
+
+* Tags: every image tag but those named as real data (``real_images``, ``inputs``, ``gt``);
+  with ``--samples GLOB``, the tags it matches (``--samples 'test_*'``).
+* Images: an ``image`` summary (PyTorch's ``SummaryWriter``, tensorboardX) is one PNG, which
+  may be a grid: split as an image file is (:func:`engine.grids.detect_grid`), else as
+  ``add_images`` lays a batch out (:func:`engine.grids.tensorboard_grid`); ``--grid`` forces
+  it. A TensorFlow ``images`` summary's several images are one sample each.
+* A step logged again (a resumed run writes a new event file into the same folder) is read
+  from its last record: its earlier rows are superseded, as a rewritten grid's are.
+* Records are complete when read (a record cut short at the end of a file is left for the
+  next pass), so a checkpoint is ready at once: the event file itself never settles while
+  the trainer logs scalars into it.
+
+Event files are read incrementally: each pass reads only what was appended since the last.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import decode
+from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_real_data, reading_settings
+from engine.event_files import event_summary, fields, is_event_file, plugin_name, read_records, summary_values
+from engine.grids import resolve_grid, split_grid, tensorboard_grid
+from engine.records import Checkpoint, Sample, SkippedFile
+
+log = logging.getLogger(__name__)
+
+#: Folders below the run directory searched for event files (``logs/train_unconditional/``,
+#: ``lightning_logs/version_0/``, ``runs/Dec04_10-00-00_host/``).
+MAX_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """Where a (tag, step)'s images are: the record's data in an event file, and its digest."""
+
+    tag: str
+    path: Path
+    offset: int
+    length: int
+    digest: str
+
+
+@dataclass
+class _EventFile:
+    """What one event file holds so far; ``end`` is where the next read starts."""
+
+    identity: tuple[int, int]
+    end: int = 0
+    plugins: dict[str, str] = field(default_factory=dict)  # tag -> plugin (sent with a tag's first value)
+    images: dict[tuple[str, int], _Logged] = field(default_factory=dict)
+
+
+def _tag(value: dict[int, object]) -> str | None:
+    tag = value.get(1)
+    return tag.decode("utf-8", "replace") if isinstance(tag, bytes) else None
+
+
+def _encoded_images(value: dict[int, object], plugin: str | None) -> list[bytes]:
+    """The encoded images of one summary value: an ``image`` (field 4: its
+    ``encoded_image_string``, field 4), or an ``images`` plugin tensor's ``string_val``
+    (field 8) after its width and height."""
+    image = value.get(4)
+    if isinstance(image, bytes):
+        return [v for f, w, v in fields(image) if f == 4 and w == 2]
+    tensor = value.get(8)
+    if isinstance(tensor, bytes) and plugin == "images":
+        return [v for f, w, v in fields(tensor) if f == 8 and w == 2][2:]
+    return []
+
+
+def _logged_images(record: bytes, plugins: dict[str, str]) -> Iterator[tuple[str, int, list[bytes]]]:
+    """(tag, step, encoded images) of one Event record's image values; notes plugin names."""
+    step, _, summary = event_summary(record)
+    if summary is None:
+        return
+    for value in summary_values(summary):
+        tag = _tag(value)
+        if tag is None:
+            continue
+        if isinstance(value.get(9), bytes) and (name := plugin_name(value[9])) is not None:
+            plugins.setdefault(tag, name)
+        if images := _encoded_images(value, plugins.get(tag)):
+            yield tag, step, images
+
+
+def _digest(tag: str, step: int, images: list[bytes]) -> str:
+    digest = hashlib.blake2b(f"{tag}\0{step}\0".encode(), digest_size=16)
+    for image in images:
+        digest.update(hashlib.blake2b(image, digest_size=16).digest())
+    return digest.hexdigest()
+
+
+def find_event_files(run_dir: Path) -> list[Path]:
+    """Event files under ``run_dir`` (at most :data:`MAX_DEPTH` folders deep), sorted: in one
+    folder by name, which starts with the time the writer opened it."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(run_dir):
+        if len(Path(dirpath).relative_to(run_dir).parts) >= MAX_DEPTH:
+            dirnames[:] = []
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / name for name in sorted(filenames) if is_event_file(name))
+    return sorted(found)
+
+
+class TensorBoardImages:
+    """The image summaries of a run's event files as checkpoints: stands in for
+    :func:`engine.discovery.scan_run`, :func:`engine.discovery.content_hash` and
+    :func:`engine.decode.iter_samples`, as a ``--sampler`` does. Keeps what it has read of
+    each event file between passes."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, _EventFile] = {}
+        self._found: dict[str, _Logged] = {}  # source -> where its images are
+        self._options = DiscoveryOptions()
+        self._said: set[str] = set()
+
+    # --- discovery ---------------------------------------------------------------------
+    def scan(self, run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:
+        """A checkpoint per (event files' folder, tag, step) with images, sorted by step."""
+        root = Path(run_dir)
+        self._options = options = options or DiscoveryOptions()
+        paths = find_event_files(root)
+        for gone in set(self._files) - set(paths):
+            del self._files[gone]
+        latest: dict[tuple[str, str, int], _Logged] = {}
+        for path in paths:  # a later file of one folder (a resumed run) overrides an earlier one
+            folder = path.parent.relative_to(root).as_posix()
+            for (tag, step), logged in self._read(path).items():
+                latest[(folder, tag, step)] = logged
+        tags = sorted({tag for _, tag, _ in latest})
+        wanted = [tag for tag in tags if self._wanted(tag, options)]
+        self._announce(root, tags, wanted)
+        checkpoints, self._found = [], {}
+        for (folder, tag, step), logged in latest.items():
+            if tag in wanted:
+                source = f"{tag}@{step}" if folder == "." else f"{folder}/{tag}@{step}"
+                self._found[source] = logged
+                checkpoints.append(Checkpoint(step=step, source=source, files=(logged.path,), root=root))
+        checkpoints.sort(key=lambda c: (c.step, c.source))
+        return checkpoints
+
+    @staticmethod
+    def _wanted(tag: str, options: DiscoveryOptions) -> bool:
+        if options.sample_globs != DEFAULT_SAMPLE_GLOBS:  # --samples names the tags
+            return any(fnmatch.fnmatch(tag.lower(), glob.lower()) for glob in options.sample_globs)
+        return not is_real_data(tag, options)
+
+    def _announce(self, root: Path, tags: list[str], wanted: list[str]) -> None:
+        """Say once per new set of tags where the samples come from and how to pick tags."""
+        if not tags or ",".join(tags) in self._said:
+            return
+        self._said.add(",".join(tags))
+        left = [tag for tag in tags if tag not in wanted]
+        log.info("%s: no sample files; reading the images logged to TensorBoard, tag%s %s%s (--samples TAG picks tags)",
+                 root, "" if len(wanted) == 1 else "s", ", ".join(wanted) or "none",
+                 f"; left out: {', '.join(left)}" if left else "")
+
+    def _read(self, path: Path) -> dict[tuple[str, int], _Logged]:
+        """The file's image records so far, reading only what was appended since the last
+        pass; a file replaced or cut shorter is read again from its start."""
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                known = self._files.get(path)
+                if known is None or known.identity != (st.st_dev, st.st_ino) or st.st_size < known.end:
+                    known = self._files[path] = _EventFile((st.st_dev, st.st_ino))
+                if st.st_size > known.end:
+                    for offset, end, record in read_records(fh, known.end):
+                        for tag, step, images in _logged_images(record, known.plugins):
+                            known.images[(tag, step)] = _Logged(tag, path, offset, len(record), _digest(tag, step, images))
+                        known.end = end
+        except FileNotFoundError:
+            self._files.pop(path, None)
+            return {}
+        except (OSError, ValueError) as exc:  # unreadable, or a damaged record: what was read before stays
+            if path not in self._said:
+                self._said.add(path)
+                log.warning("%s: cannot read further (%s); its images up to here are used", path, exc)
+        known = self._files.get(path)
+        return known.images if known else {}
+
+    # --- identity ----------------------------------------------------------------------
+    def content_hash(self, checkpoint: Checkpoint) -> str:
+        """The digest of the checkpoint's images, and of ``--grid``/``--tile-size`` when set."""
+        if checkpoint.kind != "generated":
+            return content_hash(checkpoint, self._options)
+        digest = self._found[checkpoint.source].digest
+        settings = reading_settings(checkpoint, self._options)
+        return hashlib.blake2b(f"{settings}\0{digest}".encode(), digest_size=16).hexdigest() if settings else digest
+
+    # --- samples -----------------------------------------------------------------------
+    def iter_samples(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
+        """The checkpoint's images, a grid split into its tiles (instance = tile index), the
+        several images of one summary one sample each (instance = their order)."""
+        options = options or self._options
+        if checkpoint.kind != "generated":
+            yield from decode.iter_samples(checkpoint, options)
+            return
+        logged = self._found[checkpoint.source]
+        try:
+            with open(logged.path, "rb") as fh:
+                fh.seek(logged.offset)
+                record = fh.read(logged.length)
+            images = next((found for t, _, found in _logged_images(record, dict(self._files[logged.path].plugins))
+                           if t == logged.tag), [])
+        except (OSError, KeyError, ValueError) as exc:
+            yield SkippedFile(path=checkpoint.source, reason=f"cannot be read from {logged.path.name} ({exc})")
+            return
+        for index, encoded in enumerate(images):
+            name = f"{checkpoint.source}#{index}" if len(images) > 1 else checkpoint.source
+            try:
+                image = decode.decode_image(io.BytesIO(encoded))
+                geometry = None if len(images) > 1 else (
+                    resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image))
+            except (decode.SkipFile, ValueError) as exc:
+                yield SkippedFile(path=name, reason=str(exc))
+                continue
+            if geometry is None:
+                yield Sample(image=image, instance=index if len(images) > 1 else -1, path=name)
+                continue
+            for tile_index, tile in split_grid(image, geometry):
+                yield Sample(image=tile, instance=tile_index, path=f"{name}#{tile_index}")
