@@ -1,0 +1,252 @@
+"""Runs that log their samples to TensorBoard only (diffusers' examples, Lightning modules):
+event files written by torch's real SummaryWriter, read as checkpoints."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from engine.cli import main
+from engine.discovery import DiscoveryOptions
+from engine.encoders import make_encoder
+from engine.records import Sample, SkippedFile
+from engine.tensorboard_images import TensorBoardImages
+from engine.session import encoder_record
+from engine.watch import WatchConfig, Watcher
+from stores.zarr_store import StoreReader, StoreWriter
+
+tensorboard = pytest.importorskip("tensorboard")
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+
+def samples(n: int, size: int, seed: int) -> np.ndarray:
+    """(n, size, size, 3) uint8 smooth random images, as a young generator's samples look."""
+    noise = np.random.default_rng(seed).normal(size=(n, size, size, 3))
+    smooth = np.stack([gaussian_filter(x, (size / 10, size / 10, 0)) for x in noise])
+    return ((smooth - smooth.min()) / np.ptp(smooth) * 255).astype(np.uint8)
+
+
+def png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def tf_images_summary(tag: str, images: np.ndarray) -> summary_pb2.Summary:
+    """What TensorFlow 2's ``tf.summary.image`` writes: a string tensor (width, height, PNGs...)
+    of the ``images`` plugin."""
+    h, w = images.shape[1:3]
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[str(w).encode(), str(h).encode(),
+                                                                             *(png(x) for x in images)])
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"))
+    return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, tensor=tensor, metadata=metadata)])
+
+
+def read(logged: TensorBoardImages, checkpoint) -> list[Sample | SkippedFile]:
+    return list(logged.iter_samples(checkpoint))
+
+
+def by_source(checkpoints) -> dict:
+    return {c.source: c for c in checkpoints}
+
+
+def test_each_writer_layout_is_read_back_sample_for_sample(tmp_path):
+    run = tmp_path / "run"
+    diffusers = samples(16, 32, 0)
+    validation = samples(4, 48, 1)
+    lightning = samples(6, 24, 2)
+    tf_batch = samples(3, 16, 3)
+    writer = SummaryWriter(str(run / "logs" / "train_unconditional"))
+    for step in range(3):
+        writer.add_scalar("loss", 1.0 / (step + 1), step)
+    # diffusers' train_unconditional: 16 test samples, NCHW uint8 -> 2 rows of 8, unpadded
+    writer.add_images("test_samples", diffusers.transpose(0, 3, 1, 2), 5)
+    # diffusers' text_to_image / dreambooth: 4 validation images, NHWC -> one row of 4
+    writer.add_images("validation", validation, 5, dataformats="NHWC")
+    # Lightning's GAN tutorial: torchvision's make_grid (padded) logged as one image
+    grid = make_grid(torch.from_numpy(lightning).permute(0, 3, 1, 2).float() / 255, nrow=3)
+    writer.add_image("generated_images", grid, 5)
+    writer.add_images("real_images", diffusers[:4].transpose(0, 3, 1, 2), 5)  # the training data: left out
+    writer._get_file_writer().add_summary(tf_images_summary("tf_samples", tf_batch), 5)  # TensorFlow's images plugin
+    writer.close()
+
+    logged = TensorBoardImages()
+    found = by_source(logged.scan(run))
+    folder = "logs/train_unconditional"
+    assert set(found) == {f"{folder}/{tag}@5" for tag in ("test_samples", "validation", "generated_images", "tf_samples")}
+    assert all(c.step == 5 and c.kind == "generated" for c in found.values())
+    for tag, expected in (("test_samples", diffusers), ("validation", validation),
+                          ("generated_images", lightning), ("tf_samples", tf_batch)):
+        got = read(logged, found[f"{folder}/{tag}@5"])
+        assert all(isinstance(s, Sample) for s in got), got
+        assert [s.instance for s in got] == list(range(len(expected))), tag
+        np.testing.assert_allclose(np.stack([s.image for s in got]).astype(float), expected.astype(float),
+                                   atol=1 if tag == "generated_images" else 0, err_msg=tag)  # make_grid's float round trip
+
+
+def test_a_run_logging_only_to_tensorboard_is_watched_end_to_end(tmp_path, capsys):
+    run, store = tmp_path / "ddpm-ema-flowers-64", tmp_path / "s.zarr"
+    writer = SummaryWriter(str(run / "logs" / "train_unconditional"))
+    for epoch in range(3):
+        writer.add_scalar("loss", 1.0 / (epoch + 1), epoch * 10)
+        writer.add_images("test_samples", samples(16, 32, epoch).transpose(0, 3, 1, 2), epoch)
+        writer.add_images("real_images", samples(4, 32, 9).transpose(0, 3, 1, 2), epoch)
+    writer.close()
+    (run / "unet").mkdir()
+    torch.save({"w": torch.zeros(2)}, run / "unet" / "diffusion_pytorch_model.bin")  # weights: no samples
+
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "reading the images logged to TensorBoard, tag test_samples; left out: real_images" in err
+    reader = StoreReader(store)
+    info = reader.info()
+    assert info["steps"] == [0, 1, 2] and info["rows"] == 48 and info["checkpoints"] == 3
+    steps, instances = reader.samples("step"), reader.samples("instance")
+    for step in range(3):
+        assert instances[steps == step].tolist() == list(range(16))
+    assert main(argv) == 0  # idempotent
+    assert StoreReader(store).n_rows == 48
+
+    # --samples names the tags to read
+    other = tmp_path / "real.zarr"
+    assert main(["watch", str(run), "--store", str(other), "--once", "--encoder", "pixels", "--no-layout",
+                 "--samples", "real_*"]) == 0
+    assert StoreReader(other).info()["rows"] == 12
+
+
+def test_new_steps_are_read_incrementally_and_ready_at_once(tmp_path):
+    """A live run: its event file changes all the time (scalars), yet a step's images are
+    ingested as soon as their record is written, and only the appended bytes are read."""
+    run = tmp_path / "run"
+    encoder = make_encoder("pixels", device="cpu")
+    store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
+    watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=60), progress=False, workers=0),
+                      store, encoder)
+    writer = SummaryWriter(str(run / "tb"), flush_secs=3600)
+    writer.add_images("samples", samples(8, 16, 0).transpose(0, 3, 1, 2), 100)
+    writer.flush()
+    assert [r.checkpoint.source for r in watcher.run_once()] == ["tb/samples@100"]
+    reads = []
+    real_read = TensorBoardImages._read
+
+    def counting(self, path):
+        before = self._files[path].end if path in self._files else 0
+        reads.append((before, path.stat().st_size))
+        return real_read(self, path)
+
+    TensorBoardImages._read = counting
+    try:
+        for step in (200, 300):
+            writer.add_scalar("loss", 0.5, step)
+            writer.add_images("samples", samples(8, 16, step).transpose(0, 3, 1, 2), step)
+            writer.flush()
+            assert [r.checkpoint.source for r in watcher.run_once()] == [f"tb/samples@{step}"]
+    finally:
+        TensorBoardImages._read = real_read
+    assert all(before > 0 for before, _ in reads)  # each pass started where the last one ended
+    writer.close()
+    store.close()
+    assert StoreReader(tmp_path / "s.zarr").info()["steps"] == [100, 200, 300]
+
+
+def test_a_record_still_being_written_waits_and_a_resumed_step_supersedes(tmp_path):
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "logs"))
+    writer.add_images("samples", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
+    writer.add_images("samples", samples(4, 16, 1).transpose(0, 3, 1, 2), 2)
+    writer.close()
+    (full,) = (run / "logs").iterdir()
+    data = full.read_bytes()
+    full.write_bytes(data[:-10])  # the trainer is mid-way through step 2's record
+    logged = TensorBoardImages()
+    assert [c.source for c in logged.scan(run)] == ["logs/samples@1"]
+    full.write_bytes(data)
+    first = by_source(logged.scan(run))
+    assert set(first) == {"logs/samples@1", "logs/samples@2"}
+
+    # A resumed run writes a new event file into the same folder and logs step 2 again.
+    time.sleep(1.1)  # event file names carry the second they were opened
+    resumed = SummaryWriter(str(run / "logs"))
+    resumed.add_images("samples", samples(4, 16, 7).transpose(0, 3, 1, 2), 2)
+    resumed.close()
+    again = by_source(logged.scan(run))
+    assert set(again) == set(first)
+    hashes = {s: logged.content_hash(c) for s, c in again.items()}
+    fresh = TensorBoardImages()
+    fresh_found = by_source(fresh.scan(run))
+    assert {s: fresh.content_hash(c) for s, c in fresh_found.items()} == hashes  # a restart agrees
+    got = [s.image for s in read(logged, again["logs/samples@2"])]
+    np.testing.assert_array_equal(np.stack(got), samples(4, 16, 7))
+
+
+def test_rows_of_a_step_logged_again_are_superseded(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    writer = SummaryWriter(str(run / "logs"))
+    for step in (1, 2):
+        writer.add_images("samples", samples(4, 16, step).transpose(0, 3, 1, 2), step)
+    writer.close()
+    assert main(argv) == 0
+    time.sleep(1.1)
+    resumed = SummaryWriter(str(run / "logs"))
+    resumed.add_images("samples", samples(4, 16, 9).transpose(0, 3, 1, 2), 2)
+    resumed.add_images("samples", samples(4, 16, 3).transpose(0, 3, 1, 2), 3)
+    resumed.close()
+    assert main(argv) == 0
+    reader = StoreReader(store)
+    current = reader.current_rows()
+    assert reader.n_rows == 16 and int(current.sum()) == 12
+    assert sorted(set(reader.samples("step")[current].tolist())) == [1, 2, 3]
+
+
+def test_sample_files_win_and_damaged_images_are_skipped_and_named(tmp_path):
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    writer.add_images("samples", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
+    bad = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+        tag="samples", image=summary_pb2.Summary.Image(height=16, width=16, colorspace=3, encoded_image_string=b"not a png"))])
+    writer._get_file_writer().add_summary(bad, 2)
+    writer.close()
+    logged = TensorBoardImages()
+    found = by_source(logged.scan(run))
+    (skipped,) = read(logged, found["tb/samples@2"])
+    assert isinstance(skipped, SkippedFile) and skipped.path == "tb/samples@2"
+    assert skipped.reason == "not a readable image (unknown or corrupt format)"
+
+    store = tmp_path / "s.zarr"
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(argv) == 0
+    reader = StoreReader(store)
+    assert reader.info()["rows"] == 4 and reader.warnings()["path"].tolist() == ["tb/samples@2"]
+
+    # The run also writes sample files: those are its checkpoints, the logged images are not read.
+    (run / "samples").mkdir()
+    for step in (10, 20):
+        Image.fromarray(samples(1, 16, step)[0]).save(run / "samples" / f"{step}.png")
+        os.utime(run / "samples" / f"{step}.png", (time.time() - 60,) * 2)
+    other = tmp_path / "files.zarr"
+    assert main(["watch", str(run), "--store", str(other), *argv[4:]]) == 0
+    assert StoreReader(other).info()["steps"] == [10, 20]
+
+
+def test_an_event_file_deleted_keeps_what_was_stored(tmp_path):
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    writer = SummaryWriter(str(run / "tb"))
+    writer.add_images("samples", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
+    writer.close()
+    assert main(argv) == 0
+    shutil.rmtree(run / "tb")
+    assert main(argv) == 0
+    assert StoreReader(store).info()["rows"] == 4
