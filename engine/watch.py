@@ -189,7 +189,7 @@ class Watcher:
                 say("%s: no samples yet, waiting for the first checkpoint", self.config.run_dir)  # a run just started
             else:  # samples the layout rules do not read as checkpoints, or a wrong path
                 say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
-                    "sample-12.png, fakes000200.png; see --step-regex and --samples)", self.config.run_dir,
+                    "sample-12.png, fakes000200.png, or images logged to TensorBoard; see --step-regex and --samples)", self.config.run_dir,
                     "yet, waiting for them" if self.live else "found")
         if not jobs:
             self._references_checked = True
