@@ -106,11 +106,12 @@ _FIRST_INT = re.compile(r"(\d+)")
 #: Numbers in a name that are neither a step nor a sample's index: a date and time
 #: (``openai-2026-01-05-10-00-00-123456``, ``2026-01-05T10-00-00_cifar10``, mmengine's
 #: ``20240105_103000/``, kohya-ss's ``mylora_000500_00_20240105103000.png``), a time of day alone
-#: (Hydra's ``outputs/2026-12-04/10-30-00/``), an array's shape (``samples_16x32x32x3.npz``), a
+#: (Hydra's ``outputs/2026-12-04/10-30-00/``), the seed kohya-ss puts after such a time when it
+#: follows other numbers (``mylora_e000003_00_20240105103000_42.png``), an array's shape (``samples_16x32x32x3.npz``), a
 #: hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
 _NO_NUMBER = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
-    r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?!\d)"
+    r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?:(?<=\d[_-].{14})_\d+$|(?!\d))"
     r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
     r"|\d+(?:x\d+)+"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])", re.IGNORECASE)

@@ -12,7 +12,7 @@ from tests.sample_fixtures import save_torchvision_grid, smooth_images, stylegan
 
 from engine import discovery
 from engine.discovery import (DiscoveryOptions, content_hash, is_ready, is_weight_file, parse_grid, scan_reference,
-                              scan_run)
+                              scan_run, step_in_name)
 from engine.errors import DiscoveryError
 from stores.zarr_store import StoreWriter
 
@@ -105,14 +105,16 @@ def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names
 
 def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
     """kohya-ss's ``sample/{name}_{steps:06d}_{i:02d}_{%Y%m%d%H%M%S}.png`` (and
-    ``_e{epoch:06d}_…_{seed}.png`` with ``--step-regex``): the time was read as the step, one
-    checkpoint per file. mmengine's ``{%Y%m%d_%H%M%S}/vis_data/vis_image/`` run folders are no steps."""
+    ``_e{epoch:06d}_…_{seed}.png``): the time was read as the step, one checkpoint per file; the
+    seed, as the step of every checkpoint. mmengine's ``{%Y%m%d_%H%M%S}/vis_data/vis_image/`` run folders are no steps."""
     from engine.decode import iter_samples
     for k, steps in enumerate((500, 1000)):
         for i in range(3):
             stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(OLD + 300 * k + 2 * i))
             write_png(tmp_path / "sample" / f"mylora_{steps:06d}_{i:02d}_{stamp}.png", smooth_images(RNG, 1, 8)[0])
             write_png(tmp_path / "seed" / f"mylora_e{k + 1:06d}_{i:02d}_{stamp}_42.png", smooth_images(RNG, 1, 8)[0])
+            write_png(tmp_path / "steps_seed" / f"mylora_{steps:06d}_{i:02d}_{stamp}_1234.png",
+                      smooth_images(RNG, 1, 8)[0])
     found = scan_run(tmp_path / "sample")
     assert [(c.step, c.source, len(c.files)) for c in found] == [
         (500, "mylora_000500_*_??????????????.png", 3), (1000, "mylora_001000_*_??????????????.png", 3)]
@@ -120,6 +122,9 @@ def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_pa
     by_epoch = scan_run(tmp_path / "seed", DiscoveryOptions(step_regex=r"_e(\d+)_"))
     assert [(c.step, len(c.files)) for c in by_epoch] == [(1, 3), (2, 3)]
     assert [s.instance for s in iter_samples(by_epoch[0])] == [0, 1, 2]
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "seed")] == [(1, 3), (2, 3)]  # no --step-regex
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "steps_seed")] == [(500, 3), (1000, 3)]
+    assert step_in_name("samples_20240105103000_5000") == 5000  # a time that no number precedes: a run's name
     for stamp, iters in (("20240105_103000", (500, 1000)), ("20240106_091512", (1500,))):
         for it in iters:
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "work_dir" / stamp / "vis_data" / "vis_image"
