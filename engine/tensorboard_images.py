@@ -13,6 +13,9 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
   may be a grid: split as an image file is (:func:`engine.grids.detect_grid`), else as
   ``add_images`` lays a batch out (:func:`engine.grids.tensorboard_grid`); ``--grid`` forces
   it. A TensorFlow ``images`` summary's several images are one sample each.
+* Tags that differ only in a trailing number, two or more in one folder (``add_image(f"sample_{i}",
+  ...)``), are one checkpoint per step, ``FOLDER/sample_*@STEP``, each image one sample whose
+  instance id is its tag's number, so samples align across steps.
 * A step logged again (a resumed run writes a new event file into the same folder) is read
   from its last record: its earlier rows are superseded, as a rewritten grid's are.
 * Records are complete when read (a record cut short at the end of a file is left for the
@@ -28,6 +31,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,13 +130,15 @@ class TensorBoardImages:
 
     def __init__(self) -> None:
         self._files: dict[Path, _EventFile] = {}
-        self._found: dict[str, _Logged] = {}  # source -> where its images are
+        # source -> its tags' images: (instance, where, name) per tag, instance None for a lone tag
+        self._found: dict[str, list[tuple[int | None, _Logged, str]]] = {}
         self._options = DiscoveryOptions()
-        self._said: set[str] = set()
+        self._said: set[object] = set()
 
     # --- discovery ---------------------------------------------------------------------
     def scan(self, run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:
-        """A checkpoint per (event files' folder, tag, step) with images, sorted by step."""
+        """A checkpoint per (event files' folder, tag, step) with images, sorted by step; tags
+        numbered alike in one folder (``sample_0`` ... ``sample_7``) are one checkpoint per step."""
         root = Path(run_dir)
         self._options = options = options or DiscoveryOptions()
         paths = find_event_files(root)
@@ -146,12 +152,18 @@ class TensorBoardImages:
         tags = sorted({tag for _, tag, _ in latest})
         wanted = [tag for tag in tags if self._wanted(tag, options)]
         self._announce(root, tags, wanted)
-        checkpoints, self._found = [], {}
-        for (folder, tag, step), logged in latest.items():
-            if tag in wanted:
-                source = f"{tag}@{step}" if folder == "." else f"{folder}/{tag}@{step}"
-                self._found[source] = logged
-                checkpoints.append(Checkpoint(step=step, source=source, files=(logged.path,), root=root))
+        series = _series({(folder, tag) for folder, tag, _ in latest if tag in wanted})
+        self._found = {}
+        units: dict[str, tuple[int, list[Path]]] = {}
+        for (folder, tag, step), logged in sorted(latest.items(), key=lambda item: item[0]):
+            if tag not in wanted:
+                continue
+            name, instance = series[(folder, tag)]
+            source, own = (f"{folder}/{n}@{step}".removeprefix("./") for n in (name, tag))
+            self._found.setdefault(source, []).append((instance, logged, own))
+            units.setdefault(source, (step, []))[1].append(logged.path)
+        checkpoints = [Checkpoint(step=step, source=source, files=tuple(sorted(set(files))), root=root)
+                       for source, (step, files) in units.items()]
         checkpoints.sort(key=lambda c: (c.step, c.source))
         return checkpoints
 
@@ -200,19 +212,25 @@ class TensorBoardImages:
         """The digest of the checkpoint's images, and of ``--grid``/``--tile-size`` when set."""
         if checkpoint.kind != "generated":
             return content_hash(checkpoint, self._options)
-        digest = self._found[checkpoint.source].digest
-        settings = reading_settings(checkpoint, self._options)
-        return hashlib.blake2b(f"{settings}\0{digest}".encode(), digest_size=16).hexdigest() if settings else digest
+        digest = hashlib.blake2b(reading_settings(checkpoint, self._options).encode(), digest_size=16)
+        for instance, logged, _ in self._found[checkpoint.source]:
+            digest.update(f"\0{instance}\0{logged.digest}".encode())
+        return digest.hexdigest()
 
     # --- samples -----------------------------------------------------------------------
     def iter_samples(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
-        """The checkpoint's images, a grid split into its tiles (instance = tile index), the
-        several images of one summary one sample each (instance = their order)."""
+        """The checkpoint's images: a lone tag's grid split into its tiles (instance = tile
+        index), the several images of one summary one sample each (instance = their order), a
+        numbered tag's image one sample (instance = its number)."""
         options = options or self._options
         if checkpoint.kind != "generated":
             yield from decode.iter_samples(checkpoint, options)
             return
-        logged = self._found[checkpoint.source]
+        for instance, logged, name in self._found[checkpoint.source]:
+            yield from self._samples(logged, instance, name, options)
+
+    def _samples(self, logged: _Logged, instance: int | None, name: str,
+                 options: DiscoveryOptions) -> Iterator[Sample | SkippedFile]:
         try:
             with open(logged.path, "rb") as fh:
                 fh.seek(logged.offset)
@@ -220,19 +238,39 @@ class TensorBoardImages:
             images = next((found for t, _, found in _logged_images(record, dict(self._files[logged.path].plugins))
                            if t == logged.tag), [])
         except (OSError, KeyError, ValueError) as exc:
-            yield SkippedFile(path=checkpoint.source, reason=f"cannot be read from {logged.path.name} ({exc})")
+            yield SkippedFile(path=name, reason=f"cannot be read from {logged.path.name} ({exc})")
             return
         for index, encoded in enumerate(images):
-            name = f"{checkpoint.source}#{index}" if len(images) > 1 else checkpoint.source
+            path = f"{name}#{index}" if len(images) > 1 else name
             try:
                 image = decode.decode_image(io.BytesIO(encoded))
-                geometry = None if len(images) > 1 else (
+                geometry = None if len(images) > 1 or instance is not None else (
                     resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image))
             except (decode.SkipFile, ValueError) as exc:
-                yield SkippedFile(path=name, reason=str(exc))
+                yield SkippedFile(path=path, reason=str(exc))
                 continue
             if geometry is None:
-                yield Sample(image=image, instance=index if len(images) > 1 else -1, path=name)
+                number = instance if instance is not None and len(images) == 1 else (index if len(images) > 1 else -1)
+                yield Sample(image=image, instance=number, path=path)
                 continue
             for tile_index, tile in split_grid(image, geometry):
-                yield Sample(image=tile, instance=tile_index, path=f"{name}#{tile_index}")
+                yield Sample(image=tile, instance=tile_index, path=f"{path}#{tile_index}")
+
+
+_NUMBERED_TAG = re.compile(r"^(.*?)(\d+)$")
+
+
+def _series(tags: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int | None]]:
+    """(folder, tag) -> (checkpoint name, instance): tags that differ only in a trailing number,
+    two or more in one folder (``sample_0``, ``sample_1``; ``samples/0``), are one series named
+    ``sample_*`` whose instance is that number; any other tag is its own (instance None)."""
+    numbered: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for folder, tag in tags:
+        if match := _NUMBERED_TAG.match(tag):
+            numbered.setdefault((folder, match[1]), []).append((tag, int(match[2])))
+    out: dict[tuple[str, str], tuple[str, int | None]] = {key: (key[1], None) for key in tags}
+    for (folder, prefix), members in numbered.items():
+        if len({number for _, number in members}) >= 2:
+            for tag, number in members:
+                out[(folder, tag)] = (f"{prefix}*", number)
+    return out
