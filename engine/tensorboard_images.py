@@ -162,6 +162,8 @@ class TensorBoardImages:
             source, own = (f"{folder}/{n}@{step}".removeprefix("./") for n in (name, tag))
             self._found.setdefault(source, []).append((instance, logged, own))
             units.setdefault(source, (step, []))[1].append(logged.path)
+        for members in self._found.values():
+            members.sort(key=lambda member: -1 if member[0] is None else member[0])  # sample_2 before sample_10
         checkpoints = [Checkpoint(step=step, source=source, files=tuple(sorted(set(files))), root=root)
                        for source, (step, files) in units.items()]
         checkpoints.sort(key=lambda c: (c.step, c.source))

@@ -257,9 +257,9 @@ def test_tags_numbered_alike_are_one_checkpoint_with_their_numbers_as_instances(
     steps by its number; a tag alone with a number (``fid_grid_1``) stays its own."""
     run = tmp_path / "run"
     writer = SummaryWriter(str(run / "tb"))
-    batches = {step: samples(4, 16, step) for step in (10, 20)}
+    batches = {step: samples(12, 16, step) for step in (10, 20)}
     for step, batch in batches.items():
-        for i in (2, 0, 3, 1):  # logged in any order
+        for i in (2, 0, 11, 3, 1, 10, 4, 5, 6, 7, 8, 9):  # logged in any order
             writer.add_image(f"sample_{i}", batch[i], step, dataformats="HWC")
         writer.add_image("fid_grid_1", batch[0], step, dataformats="HWC")
     writer.close()
@@ -268,7 +268,7 @@ def test_tags_numbered_alike_are_one_checkpoint_with_their_numbers_as_instances(
     assert [(c.step, c.source) for c in found] == [(10, "tb/fid_grid_1@10"), (10, "tb/sample_*@10"),
                                                    (20, "tb/fid_grid_1@20"), (20, "tb/sample_*@20")]
     got = read(logged, found[3])
-    assert [(s.instance, s.path) for s in got] == [(i, f"tb/sample_{i}@20") for i in range(4)]
+    assert [(s.instance, s.path) for s in got] == [(i, f"tb/sample_{i}@20") for i in range(12)]
     np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[20])
     assert [s.instance for s in read(logged, found[0])] == [-1]
     assert len({logged.content_hash(c) for c in found}) == 4
