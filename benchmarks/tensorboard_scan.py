@@ -1,0 +1,85 @@
+"""How long a watcher's pass takes to find the images a run logs to TensorBoard, in one run.
+
+    .venv/bin/python benchmarks/tensorboard_scan.py [--scalars-per-step 500] [--image-steps 200]
+
+Writes an event file with torch's SummaryWriter, as a diffusers run does: scalars at every
+step and, every ``--scalars-per-step`` steps, a batch of 16 32-px samples (``add_images``).
+Then times, on that file: the baseline, one pass over its records (the TFRecord framing
+alone: the least any reader of the file does); the first scan (every record parsed); a scan
+after one more image step was appended (what each pass of a live watch does); and a scan
+with nothing new. Ratios are to the baseline, medians of ``--repeats``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.event_files import records  # noqa: E402
+from engine.tensorboard_images import TensorBoardImages, find_event_files  # noqa: E402
+
+
+def _write(writer, rng: np.random.Generator, step: int, scalars: int) -> None:
+    for s in range(scalars):
+        writer.add_scalar("loss", float(rng.random()), step + s)
+    writer.add_images("test_samples", rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8), step)
+    writer.flush()
+
+
+def _median(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scalars-per-step", type=int, default=500)
+    parser.add_argument("--image-steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from torch.utils.tensorboard import SummaryWriter
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        writer = SummaryWriter(str(run / "logs"), flush_secs=3600, max_queue=1_000_000)
+        for k in range(args.image_steps):
+            _write(writer, rng, k * args.scalars_per_step, args.scalars_per_step)
+        (path,) = find_event_files(run)
+        baseline = _median(lambda: sum(1 for _ in records(path)), args.repeats)
+        first = _median(lambda: TensorBoardImages().scan(run), args.repeats)
+        appended, idle = [], []
+        watcher = TensorBoardImages()
+        watcher.scan(run)
+        for k in range(args.repeats):
+            _write(writer, rng, (args.image_steps + k) * args.scalars_per_step, args.scalars_per_step)
+            start = time.perf_counter()
+            found = watcher.scan(run)
+            appended.append(time.perf_counter() - start)
+            idle.append(_median(lambda: watcher.scan(run), 1))
+        writer.close()
+        assert len(found) == args.image_steps + args.repeats
+        size = path.stat().st_size / 1e6
+    print(f"event file: {size:.1f} MB, {args.image_steps} image steps, {args.scalars_per_step} scalars per step")
+    print(f"{'pass':<34}{'seconds':>10}{'x baseline':>12}")
+    rows = [("baseline: one pass over the records", baseline), ("first scan (every record parsed)", first),
+            ("scan after one more step appended", statistics.median(appended)),
+            ("scan with nothing new", statistics.median(idle))]
+    for name, seconds in rows:
+        print(f"{name:<34}{seconds:>10.4f}{seconds / baseline:>12.3f}")
+
+
+if __name__ == "__main__":
+    main()
