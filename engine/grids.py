@@ -430,23 +430,70 @@ def split_grid(image: np.ndarray, geometry: GridGeometry) -> list[tuple[int, np.
 
 #: Columns of ``torch.utils.tensorboard``'s image grids (``SummaryWriter.add_images``).
 TENSORBOARD_COLUMNS = 8
+#: Share of the lines inside its tiles that a grid's boundary line must out-jump (median over
+#: the boundaries): 0.99-1.0 for grids of real early DDPM samples and smooth ones, with noise or
+#: not; 0.4-0.7 for lines inside photos and smooth samples; about 0.75-0.9 for samples of noise.
+BOUNDARY_RANK = 0.95
+
+
+def _line_jumps(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean |difference| between each pair of neighbouring columns, and of rows: index
+    ``b - 1`` is the jump onto column (row) ``b``."""
+    gray = image.astype(np.float32).sum(axis=2)
+    return np.abs(np.diff(gray, axis=1)).mean(axis=0), np.abs(np.diff(gray, axis=0)).mean(axis=1)
+
+
+def _every(length: int, period: int) -> np.ndarray:
+    """Mask of the jumps onto lines ``period``, ``2 * period``, ... of ``length + 1`` lines."""
+    mask = np.zeros(length, bool)
+    mask[period - 1::period] = True
+    return mask
 
 
 def tensorboard_grid(image: np.ndarray) -> GridGeometry | None:
     """The grid ``SummaryWriter.add_images`` makes of a batch: ``min(n, 8)`` columns of
-    unpadded tiles, empty slots black. Tried where :func:`detect_grid` finds nothing (it needs
-    2x2 unpadded tiles, or edges it may not see), with square tiles: 8 columns of ``width / 8``
-    px (diffusers' 16 test samples) where edges show at most of their boundaries, else a row of
-    ``width / height`` tiles, 2 to 8 (its 4 validation images: generated samples are square,
-    so such an image is a row of them)."""
+    unpadded tiles, empty slots black; tried where :func:`detect_grid` finds nothing, with
+    square tiles. Candidates: a row of ``width / height`` tiles, 2 to 8 (diffusers' 4 validation
+    images: generated samples are square, so such an image is a row of them), and 8 columns of
+    ``width / 8`` px (its 16 test samples). A boundary between two tiles is a line whose jump
+    (mean |difference| from the line before) ranks above most lines inside the tiles
+    (:data:`BOUNDARY_RANK`), whatever noise the samples carry:
+
+    - both fit (2x8 of 64 px or 1x4 of 128 px is 512x128): where the row's boundaries fall
+      between background lines (digits on black), 8 columns when theirs do too; else 8 columns
+      when the boundaries the row lacks are boundaries, the row when only the boundaries both
+      share are; when not even
+      those stand out (samples of pure noise, a diffusion model's first), 8 columns: its 16
+      test samples are the likelier batch;
+    - only 8 columns fit (a square image may be one sample): when their boundaries are."""
     height, width = image.shape[:2]
+    row = GridGeometry(1, width // height, height, height) if (
+        width % height == 0 and 2 <= width // height <= TENSORBOARD_COLUMNS and height >= MIN_TILE) else None
     tile = width // TENSORBOARD_COLUMNS
-    if width % TENSORBOARD_COLUMNS == 0 and tile >= MIN_TILE and height % tile == 0 and height // tile >= 2:
-        f = _repetition(image)
-        small = image[::f, ::f]
-        gray = small[..., 0].astype(np.int16) + small[..., 1] + small[..., 2]
-        if tile % f == 0 and tile // f >= 2 and _edge_fraction(gray, tile // f) >= EDGE_EVIDENCE_FINER:
-            return GridGeometry(height // tile, TENSORBOARD_COLUMNS, tile, tile)
-    if width % height == 0 and 2 <= width // height <= TENSORBOARD_COLUMNS and height >= MIN_TILE:
-        return GridGeometry(1, width // height, height, height)
-    return None
+    if not (width % TENSORBOARD_COLUMNS == 0 and tile >= MIN_TILE and height % tile == 0 and height // tile >= 2):
+        return row
+    columns = GridGeometry(height // tile, TENSORBOARD_COLUMNS, tile, tile)
+    f = _repetition(image)  # an upscaled sample's blocks are its pixels
+    f = f if tile % f == 0 and height % f == 0 else 1
+    if tile // f < MIN_TILE:  # tiles of a few of the upscaled sample's pixels
+        return row
+    across_cols, across_rows = _line_jumps(image[::f, ::f])
+    cols_cut, rows_cut = _every(across_cols.size, tile // f), _every(across_rows.size, tile // f)
+    inside = np.concatenate([across_cols[~cols_cut], across_rows[~rows_cut]])
+
+    def stand_out(jumps: np.ndarray) -> bool:
+        return float(np.median([(inside < jump).mean() for jump in jumps])) >= BOUNDARY_RANK
+
+    if row is None:
+        return columns if stand_out(np.concatenate([across_cols[cols_cut], across_rows[rows_cut]])) else None
+    if (bg := _background(image, False)) is not None:  # tiles with margins: boundaries between background lines
+        def seams(lines: np.ndarray, period: int, length: int) -> bool:
+            at = np.arange(period, length, period)
+            return bool(((lines[at - 1] <= bg.bar) & (lines[at] <= bg.bar)).all())
+
+        if seams(bg.cols, height, width):
+            return columns if seams(bg.cols, tile, width) and seams(bg.rows, tile, height) else row
+    shared = _every(across_cols.size, height // f)
+    if stand_out(np.concatenate([across_cols[cols_cut & ~shared], across_rows[rows_cut]])):
+        return columns
+    return row if stand_out(across_cols[shared]) else columns

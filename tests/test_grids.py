@@ -7,7 +7,8 @@ from PIL import Image
 from tests.sample_fixtures import (digit_images, digit_like, matplotlib_grid, save_torchvision_grid, smooth_images,
                                    stylegan_grid)
 
-from engine.grids import GridGeometry, detect_grid, forced_geometry, resolve_grid, split_grid, stylegan_grid_shape
+from engine.grids import (GridGeometry, detect_grid, forced_geometry, resolve_grid, split_grid, stylegan_grid_shape,
+                          tensorboard_grid)
 
 
 def _read(path) -> np.ndarray:
@@ -303,3 +304,48 @@ def test_objects_side_by_side_in_one_row_are_one_picture():
     an unpadded grid of tiles with margins is taken only from 2x2 on."""
     row = np.concatenate([_object_on_white(np.random.default_rng(s), 256) for s in range(3)], axis=1)
     assert detect_grid(row) is None
+
+
+# --- torch.utils.tensorboard's add_images grids (engine.tensorboard_images) ----------------------
+
+def _add_images_grid(images: np.ndarray) -> np.ndarray:
+    """The image ``SummaryWriter.add_images`` logs for an NHWC uint8 batch (torch's own layout code)."""
+    from torch.utils.tensorboard._utils import convert_to_HWC
+    return convert_to_HWC(images.transpose(0, 3, 1, 2), "NCHW")
+
+
+def _noisy(images: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    return np.clip(images + rng.normal(0, sigma, images.shape), 0, 255).astype(np.uint8)
+
+
+def _photos(n: int, size: int) -> np.ndarray:
+    """Crops of scikit-learn's two sample photographs (shipped with it), resized."""
+    from sklearn.datasets import load_sample_images
+    photos = load_sample_images().images
+    crops = [photos[k % 2][20 * k:20 * k + 400, 40 * k:40 * k + 400] for k in range(n)]
+    return np.stack([np.asarray(Image.fromarray(c).resize((size, size), Image.BILINEAR)) for c in crops])
+
+
+@pytest.mark.parametrize("case, n, size, expected", [
+    ("smooth", 16, 32, (2, 8)), ("smooth", 16, 64, (2, 8)), ("smooth", 12, 32, (2, 8)), ("smooth", 24, 32, (3, 8)),
+    ("smooth", 64, 32, (8, 8)), ("smooth", 4, 64, (1, 4)), ("smooth", 8, 64, (1, 8)), ("smooth", 2, 64, (1, 2)),
+    ("noisy", 16, 32, (2, 8)), ("noisy", 16, 64, (2, 8)),  # a young diffusion model's samples
+    ("noise", 16, 32, (2, 8)),  # its very first: nothing tells, and 16 test samples are the likelier batch
+    ("photos", 4, 128, (1, 4)), ("photos", 4, 512, (1, 4)),  # diffusers' 4 validation images
+    ("mnist", 4, 28, (1, 4)), ("mnist", 16, 28, (2, 8)), ("mnist", 64, 28, (8, 8)),
+    ("photos", 1, 512, None), ("photos", 1, 256, None), ("smooth", 1, 64, None), ("noise", 64, 32, None),
+])
+def test_add_images_grids_are_split_as_torch_laid_them_out(case, n, size, expected):
+    rng = np.random.default_rng(n * size)
+    images = {"smooth": lambda: smooth_images(rng, n, size),
+              "noisy": lambda: _noisy(smooth_images(rng, n, size), rng, 40),
+              "noise": lambda: rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+              "photos": lambda: _photos(n, size),
+              "mnist": lambda: digit_images(rng, n, size)}[case]()
+    grid = _add_images_grid(images)
+    geometry = detect_grid(grid) or tensorboard_grid(grid)
+    if expected is None:  # a single sample (or one that cannot be told from one) stays whole
+        assert geometry is None
+        return
+    assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.tile_w) == (*expected, size, size)
+    _assert_tiles(grid, geometry, images)

@@ -94,6 +94,28 @@ def test_each_writer_layout_is_read_back_sample_for_sample(tmp_path):
                                    atol=1 if tag == "generated_images" else 0, err_msg=tag)  # make_grid's float round trip
 
 
+#: A real run's event file: diffusers' ``examples/unconditional_image_generation/train_unconditional.py``
+#: (v0.15, DDPM from scratch on 32 coloured 32-px shapes, ``--eval_batch_size 16 --save_images_epochs 1
+#: --logger tensorboard``, 41 epochs on the CPU), its ``test_samples`` records of epochs 0, 10, 20 and
+#: 40 kept as written, with its first 30 scalar records.
+DIFFUSERS_EVENTS = Path(__file__).parent / "data" / "diffusers_train_unconditional.tfevents"
+
+
+def test_a_real_diffusers_run_is_read_as_its_16_test_samples_per_epoch(tmp_path):
+    """Its samples carry noise: 2x8 grids were read as 1x4 by edge counting. Epoch 0's samples
+    are near noise, its boundaries do not stand out (the likelier batch is taken)."""
+    run = tmp_path / "ddpm-shapes-32"
+    (run / "logs" / "train_unconditional").mkdir(parents=True)
+    shutil.copy(DIFFUSERS_EVENTS, run / "logs" / "train_unconditional" / "events.out.tfevents.1796429285.vm.2052.0")
+    logged = TensorBoardImages()
+    found = logged.scan(run)
+    assert [c.step for c in found] == [0, 10, 20, 40]
+    for checkpoint in found:
+        got = read(logged, checkpoint)
+        assert [s.instance for s in got] == list(range(16)), checkpoint.source
+        assert all(s.image.shape == (32, 32, 3) for s in got)
+
+
 def test_a_run_logging_only_to_tensorboard_is_watched_end_to_end(tmp_path, capsys):
     run, store = tmp_path / "ddpm-ema-flowers-64", tmp_path / "s.zarr"
     writer = SummaryWriter(str(run / "logs" / "train_unconditional"))
