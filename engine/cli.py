@@ -77,7 +77,8 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                        "whose first group (or whole match) is the step; default: the number "
                        "the name calls a step (step=1000, gs-005000, iter5000), else its last integer that is no date, "
                        "shape or hash")
-    group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors")
+    group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors; "
+                       "for a run that logs its samples to TensorBoard only: the image tags to read")
     group.add_argument("--grid", type=_parsed_by("engine.discovery", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
     group.add_argument("--tile-size", type=_number(int, 1), metavar="PX", help="force the tile size of grid images (pixels)")
     group.add_argument("--ready-file", metavar="NAME", help="a checkpoint is complete when this file exists in it")

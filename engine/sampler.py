@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from engine import decode
-from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, is_store, is_weight_file,
-                              step_of, walk_files)
+from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, is_ready, is_store,
+                              is_weight_file, step_of, walk_files)
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
 
@@ -241,6 +241,11 @@ class Sampler:
             version.update(f"{name}|{size}|{mtime_ns}\n".encode())
         salt = f"{self.source_hash}|{self.spec}|{self.n_samples}|{self.seed}"
         return hashlib.blake2b(f"{version.hexdigest()}|{salt}".encode(), digest_size=16).hexdigest()
+
+    @staticmethod
+    def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, now: float | None = None) -> bool:
+        """Weights are ready as sample files are: once they stopped changing (or their ready file exists)."""
+        return is_ready(checkpoint, options, now)
 
     # --- sampling ----------------------------------------------------------------------
     def __call__(self, checkpoint_path: str | os.PathLike[str]) -> Any:

@@ -19,8 +19,10 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
 * A step logged again (a resumed run writes a new event file into the same folder) is read
   from its last record: its earlier rows are superseded, as a rewritten grid's are.
 * Records are complete when read (a record cut short at the end of a file is left for the
-  next pass), so a checkpoint is ready at once: the event file itself never settles while
-  the trainer logs scalars into it.
+  next pass); a checkpoint is ready once its event file holds a record after its last one (a
+  step may be several records: ``sample_0`` ... ``sample_7``), or has not changed for
+  ``--settle`` seconds. Not once the whole file settles: it never does while the trainer logs
+  scalars into it.
 
 Event files are read incrementally: each pass reads only what was appended since the last.
 """
@@ -32,12 +34,13 @@ import io
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import decode
-from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_real_data, reading_settings
+from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings
 from engine.event_files import event_summary, fields, is_event_file, plugin_name, read_records, summary_values
 from engine.grids import resolve_grid, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -58,6 +61,8 @@ class _Logged:
     offset: int
     length: int
     digest: str
+    #: the record's place in its file (0 for the first)
+    index: int
 
 
 @dataclass
@@ -66,6 +71,8 @@ class _EventFile:
 
     identity: tuple[int, int]
     end: int = 0
+    records: int = 0
+    modified: float = 0.0
     plugins: dict[str, str] = field(default_factory=dict)  # tag -> plugin (sent with a tag's first value)
     images: dict[tuple[str, int], _Logged] = field(default_factory=dict)
 
@@ -151,8 +158,8 @@ class TensorBoardImages:
                 latest[(folder, tag, step)] = logged
         tags = sorted({tag for _, tag, _ in latest})
         wanted = [tag for tag in tags if self._wanted(tag, options)]
-        self._announce(root, tags, wanted)
         series = _series({(folder, tag) for folder, tag, _ in latest if tag in wanted})
+        self._announce(root, sorted({name for name, _ in series.values()}), [tag for tag in tags if tag not in wanted])
         self._found = {}
         units: dict[str, tuple[int, list[Path]]] = {}
         for (folder, tag, step), logged in sorted(latest.items(), key=lambda item: item[0]):
@@ -175,14 +182,14 @@ class TensorBoardImages:
             return any(fnmatch.fnmatch(tag.lower(), glob.lower()) for glob in options.sample_globs)
         return not is_real_data(tag, options)
 
-    def _announce(self, root: Path, tags: list[str], wanted: list[str]) -> None:
-        """Say once per new set of tags where the samples come from and how to pick tags."""
-        if not tags or ",".join(tags) in self._said:
+    def _announce(self, root: Path, series: list[str], left: list[str]) -> None:
+        """Say once per new set of series where the samples come from and how to pick tags."""
+        said = (tuple(series), tuple(left))
+        if not (series or left) or said in self._said:
             return
-        self._said.add(",".join(tags))
-        left = [tag for tag in tags if tag not in wanted]
+        self._said.add(said)
         log.info("%s: no sample files; reading the images logged to TensorBoard, tag%s %s%s (--samples TAG picks tags)",
-                 root, "" if len(wanted) == 1 else "s", ", ".join(wanted) or "none",
+                 root, "" if len(series) == 1 else "s", ", ".join(series) or "none",
                  f"; left out: {', '.join(left)}" if left else "")
 
     def _read(self, path: Path) -> dict[tuple[str, int], _Logged]:
@@ -194,11 +201,13 @@ class TensorBoardImages:
                 known = self._files.get(path)
                 if known is None or known.identity != (st.st_dev, st.st_ino) or st.st_size < known.end:
                     known = self._files[path] = _EventFile((st.st_dev, st.st_ino))
+                known.modified = st.st_mtime
                 if st.st_size > known.end:
                     for offset, end, record in read_records(fh, known.end):
                         for tag, step, images in _logged_images(record, known.plugins):
-                            known.images[(tag, step)] = _Logged(tag, path, offset, len(record), _digest(tag, step, images))
-                        known.end = end
+                            known.images[(tag, step)] = _Logged(tag, path, offset, len(record),
+                                                                _digest(tag, step, images), known.records)
+                        known.end, known.records = end, known.records + 1
         except FileNotFoundError:
             self._files.pop(path, None)
             return {}
@@ -208,6 +217,25 @@ class TensorBoardImages:
                 log.warning("%s: cannot read further (%s); its images up to here are used", path, exc)
         known = self._files.get(path)
         return known.images if known else {}
+
+    def is_ready(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None,
+                 now: float | None = None) -> bool:
+        """Whether the trainer is done logging the checkpoint's images: its event file holds a
+        record after its last one (the trainer went on: ``sample_7`` after ``sample_0``...), or
+        has not changed for ``--settle`` seconds (the run's last step). A record is complete
+        once read, but a step may be several (``add_image(f"sample_{i}", ...)``)."""
+        if checkpoint.kind != "generated":
+            return is_ready(checkpoint, options, now)
+        options = options or self._options
+        now = time.time() if now is None else now
+        last: dict[Path, int] = {}
+        for _, logged, _ in self._found[checkpoint.source]:
+            last[logged.path] = max(last.get(logged.path, -1), logged.index)
+        for path, index in last.items():
+            known = self._files.get(path)
+            if known is None or (known.records <= index + 1 and now - known.modified < options.settle):
+                return False
+        return True
 
     # --- identity ----------------------------------------------------------------------
     def content_hash(self, checkpoint: Checkpoint) -> str:

@@ -133,9 +133,8 @@ class Watcher:
         self._found = len(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:
-            # A logged image is complete once its record is: its event file never settles.
-            if (checkpoint.kind == "generated" and self._stand_in is not self._logged_images
-                    and not is_ready(checkpoint, self.config.options, now)):
+            ready = self._stand_in.is_ready if self._stand_in else is_ready
+            if checkpoint.kind == "generated" and not ready(checkpoint, self.config.options, now):
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)

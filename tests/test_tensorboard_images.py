@@ -147,9 +147,10 @@ def test_a_run_logging_only_to_tensorboard_is_watched_end_to_end(tmp_path, capsy
     assert StoreReader(other).info()["rows"] == 12
 
 
-def test_new_steps_are_read_incrementally_and_ready_at_once(tmp_path):
+def test_new_steps_are_read_incrementally_and_ready_once_the_trainer_goes_on(tmp_path):
     """A live run: its event file changes all the time (scalars), yet a step's images are
-    ingested as soon as their record is written, and only the appended bytes are read."""
+    ingested as soon as the trainer logged anything after them (not once the file settles),
+    and only the appended bytes are read."""
     run = tmp_path / "run"
     encoder = make_encoder("pixels", device="cpu")
     store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
@@ -157,6 +158,7 @@ def test_new_steps_are_read_incrementally_and_ready_at_once(tmp_path):
                       store, encoder)
     writer = SummaryWriter(str(run / "tb"), flush_secs=3600)
     writer.add_images("samples", samples(8, 16, 0).transpose(0, 3, 1, 2), 100)
+    writer.add_scalar("loss", 0.5, 101)
     writer.flush()
     assert [r.checkpoint.source for r in watcher.run_once()] == ["tb/samples@100"]
     reads = []
@@ -173,6 +175,9 @@ def test_new_steps_are_read_incrementally_and_ready_at_once(tmp_path):
             writer.add_scalar("loss", 0.5, step)
             writer.add_images("samples", samples(8, 16, step).transpose(0, 3, 1, 2), step)
             writer.flush()
+            assert watcher.run_once() == []  # the last record: more of the step may follow
+            writer.add_scalar("loss", 0.5, step + 1)
+            writer.flush()
             assert [r.checkpoint.source for r in watcher.run_once()] == [f"tb/samples@{step}"]
     finally:
         TensorBoardImages._read = real_read
@@ -180,6 +185,33 @@ def test_new_steps_are_read_incrementally_and_ready_at_once(tmp_path):
     writer.close()
     store.close()
     assert StoreReader(tmp_path / "s.zarr").info()["steps"] == [100, 200, 300]
+
+
+def test_a_step_of_numbered_tags_waits_for_its_last_tag(tmp_path):
+    """``add_image(f"sample_{i}", ...)`` is a record per sample: a live watch stored each step
+    eight times, growing, and its first versions raised false collapse alerts."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"), flush_secs=3600)
+    batch = samples(4, 16, 0)
+    logged = TensorBoardImages()
+    for i in range(4):
+        writer.add_image(f"sample_{i}", batch[i], 10, dataformats="HWC")
+        writer.flush()
+        (checkpoint,) = logged.scan(run)
+        assert not logged.is_ready(checkpoint, DiscoveryOptions(settle=60))  # sample_{i+1} may follow
+    assert checkpoint.source == "tb/sample_*@10"
+    assert logged.is_ready(checkpoint, DiscoveryOptions(settle=60), now=time.time() + 61)  # the run's last step
+    writer.add_scalar("loss", 0.1, 11)
+    writer.flush()
+    (checkpoint,) = logged.scan(run)
+    assert logged.is_ready(checkpoint, DiscoveryOptions(settle=60))
+    assert [s.instance for s in read(logged, checkpoint)] == [0, 1, 2, 3]
+    writer.close()
+
+    store = tmp_path / "s.zarr"
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--settle", "0.2"]) == 0
+    assert StoreReader(store).info()["rows"] == 4
 
 
 def test_a_record_still_being_written_waits_and_a_resumed_step_supersedes(tmp_path):
