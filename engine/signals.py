@@ -212,9 +212,11 @@ class Signals:
         history = [{"step": int(s), **{c: float(table[c][i]) for c in columns}}
                    for i, s in enumerate(table["step"]) if s <= step]
         fired = evaluate_alerts(history, self.rules, losses or None)
-        if not fired:
-            return
         stored = list(store.attrs.get("alerts", []))
+        if not fired:
+            if any(a["step"] == step for a in stored):  # measured again (a rewritten or completed checkpoint): no alert now
+                store.set_alerts([a for a in stored if a["step"] != step])
+            return
         previous_step = max((h["step"] for h in history if h["step"] < step), default=None)
         ongoing = {a["rule"] for a in stored if a["step"] == previous_step}
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]

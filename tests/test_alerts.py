@@ -430,3 +430,35 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     old = {"step": 5, "rule": "collapse", "value": 1.0, "message": "m"}
     (tmp_path / PAUSE_FILE).write_text(json.dumps(old))
     assert read_pause(tmp_path) == {**old, "alerts": [old]}
+
+
+def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, capsys):
+    """A step first read half-written (a live watch of per-sample files or tags) or rewritten
+    in place raised an alert that stayed in the store after the step, measured again, was
+    healthy: `info --json` kept saying the run collapsed there."""
+    from PIL import Image
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+
+    def write(step: int, images: np.ndarray) -> None:
+        folder = run / f"step_{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(folder / f"{i:02d}.png")
+            os.utime(folder / f"{i:02d}.png", (time.time() - 60,) * 2)
+
+    for step in (0, 100):
+        write(step, smooth_images(rng, 8, 32))
+    write(200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err
+    assert [a["step"] for a in StoreReader(store).attrs["alerts"]] == [200]
+    write(200, smooth_images(rng, 8, 32))  # the step rewritten: diverse
+    assert main(argv) == 0
+    assert StoreReader(store).attrs["alerts"] == []
