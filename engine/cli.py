@@ -33,6 +33,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _folder(value: str) -> Path:
+    """A folder, or a path nothing is at yet (a run the trainer has not created)."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: not a directory")
+    return path
+
+
 def _existing_dir(value: str) -> Path:
     path = Path(value)
     if not path.is_dir():
@@ -113,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     watch = sub.add_parser("watch", help="ingest a run directory's checkpoints into a store, then keep watching it")
-    watch.add_argument("run_dir", type=_existing_dir, metavar="RUN_DIR")
+    watch.add_argument("run_dir", type=_folder, metavar="RUN_DIR",
+                       help="the trainer's output folder; without --once, one not created yet is waited for")
     watch.add_argument("--store", type=Path, required=True, metavar="STORE", help="the Zarr store (created if missing)")
     watch.add_argument("--once", action="store_true", help="ingest what is there and exit")
     watch.add_argument("--encoder", default=None, metavar="SPEC",
@@ -194,6 +203,10 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from engine.session import open_session
+
+    if args.once and not args.run_dir.is_dir():  # nothing to wait for
+        print(f"evowatch watch: error: argument RUN_DIR: {args.run_dir}: no such directory", file=sys.stderr)
+        return 2
 
     with open_session(args) as watcher:
         if args.once:

@@ -243,13 +243,20 @@ class Watcher:
         return results
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
-        """Initial scan, then ingest on events and ticks until ``stop`` is set or Ctrl-C."""
+        """Initial scan, then ingest on events and ticks until ``stop`` is set or Ctrl-C. A run
+        directory not created yet (the watch started before the trainer, as TensorBoard may be)
+        is waited for."""
         stop = stop or threading.Event()
-        self._observer = self._start_observer()
         self.live = True
+        self._run_dir_gone = not self.config.run_dir.is_dir()
+        self._observer = None if self._run_dir_gone else self._start_observer()
+        if self._run_dir_gone:
+            log.info("%s: no such directory yet; waiting for the trainer to create it (Ctrl-C to stop)",
+                     self.config.run_dir)
         try:
-            self.run_once()
-            log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)
+            if not self._run_dir_gone:
+                self.run_once()
+                log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)
             last_scan = time.monotonic()
             while not stop.is_set():
                 # Rescan on an event (after a short debounce), on every tick while a
@@ -275,15 +282,17 @@ class Watcher:
             log.warning("%s: the run directory was deleted; everything ingested from it is kept; waiting for it "
                         "to be created again (Ctrl-C to stop)", self.config.run_dir)
         elif present and self._run_dir_gone:
-            log.info("%s: the run directory is back; watching it again", self.config.run_dir)
+            log.info("%s: %s", self.config.run_dir, "the run directory is back; watching it again" if self._observer
+                     else "created; watching it")
             self._stop_observer()
             self._observer = self._start_observer()
         self._run_dir_gone = not present
         return present
 
     def _stop_observer(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
 
     def _start_observer(self):
         handler = _Wake(self._changed)

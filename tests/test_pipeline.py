@@ -765,8 +765,11 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     run = tmp_path / "run"
     run.mkdir()
     watch = ["watch", str(run), "--store", str(tmp_path / "s.zarr")]
-    assert _usage_error(["watch", str(tmp_path / "absent"), "--store", "s.zarr", "--once"], capsys) == (
-        f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'absent'}: no such directory")
+    assert main(["watch", str(tmp_path / "absent"), "--store", str(tmp_path / "s.zarr"), "--once"]) == 2
+    assert capsys.readouterr().err == f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'absent'}: no such directory\n"
+    assert not (tmp_path / "s.zarr").exists()
+    assert _usage_error(["watch", str(tmp_path / "file.txt"), "--store", "s.zarr"], capsys) == (
+        f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'file.txt'}: not a directory")
     assert _usage_error([*watch, "--real", str(tmp_path / "file.txt")], capsys) == (
         f"evowatch watch: error: argument --real: {tmp_path / 'file.txt'}: not a directory")
     assert _usage_error([*watch, "--grid", "8by8"], capsys).startswith(
@@ -1061,6 +1064,39 @@ def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named
     monkeypatch.undo()  # permissions fixed: the file is read on the next start
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     assert info(store)["current_rows"] == 5 and info(store)["steps"] == [100, 200]
+
+
+def test_a_run_directory_not_created_yet_is_waited_for(tmp_path, caplog):
+    """`evowatch watch lightning_logs/version_0` started before the trainer was refused (no
+    such directory); creating the folder by hand to please it made Lightning write version_1."""
+    import threading
+
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "lightning_logs" / "version_0", tmp_path / "s.zarr"
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels",
+                                      "--no-layout", "--no-metrics", "--workers", "0"])
+    stop = threading.Event()
+    with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
+        watcher.config.tick = 0.1
+        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+        thread.start()
+        try:
+            deadline = time.time() + 20
+            while "waiting for the trainer to create it" not in caplog.text and time.time() < deadline:
+                time.sleep(0.05)
+            write_step(run, 100, 2, seed=0)
+            while StoreReader(store).n_rows < 2 and time.time() < deadline and thread.is_alive():
+                time.sleep(0.05)
+            write_step(run, 200, 3, seed=1)  # watched by events from then on
+            while StoreReader(store).n_rows < 5 and time.time() < deadline and thread.is_alive():
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert info(store)["steps"] == [100, 200]
+    assert "created; watching it" in caplog.text and "deleted" not in caplog.text
 
 
 def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(tmp_path, caplog):
