@@ -83,6 +83,8 @@ def records(path: Path) -> Iterator[bytes]:
 def varint(buf: bytes, i: int) -> tuple[int, int]:
     shift = result = 0
     while True:
+        if i >= len(buf):
+            raise ValueError("truncated protobuf varint")
         b = buf[i]
         i += 1
         result |= (b & 0x7F) << shift
@@ -113,6 +115,8 @@ def fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
             val, i = buf[i : i + 4], i + 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
+        if i > n:
+            raise ValueError(f"protobuf field {field} runs past the end of its message")
         yield field, wire, val
 
 

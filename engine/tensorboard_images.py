@@ -204,17 +204,22 @@ class TensorBoardImages:
                 known.modified = st.st_mtime
                 if st.st_size > known.end:
                     for offset, end, record in read_records(fh, known.end):
-                        for tag, step, images in _logged_images(record, known.plugins):
+                        try:
+                            logged = list(_logged_images(record, known.plugins))
+                        except ValueError as exc:  # framed whole, its content damaged: the next records still count
+                            self._warn_once((path, offset), f"{path}: the record at byte {offset - 12} is damaged "
+                                                            f"({exc}); skipped")
+                            logged = []
+                        for tag, step, images in logged:
                             known.images[(tag, step)] = _Logged(tag, path, offset, len(record),
                                                                 _digest(tag, step, images), known.records)
                         known.end, known.records = end, known.records + 1
         except FileNotFoundError:
             self._files.pop(path, None)
             return {}
-        except (OSError, ValueError) as exc:  # unreadable, or a damaged record: what was read before stays
-            if path not in self._said:
-                self._said.add(path)
-                log.warning("%s: cannot read further (%s); its images up to here are used", path, exc)
+        except (OSError, ValueError) as exc:  # unreadable, or a damaged frame: what was read before stays
+            self._warn_once(path, f"{path}: cannot be read further ({exc}); its images up to there are used "
+                                  "(and the rest once it can be read)")
         known = self._files.get(path)
         return known.images if known else {}
 
@@ -236,6 +241,11 @@ class TensorBoardImages:
             if known is None or (known.records <= index + 1 and now - known.modified < options.settle):
                 return False
         return True
+
+    def _warn_once(self, key: object, message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            log.warning("%s", message)
 
     # --- identity ----------------------------------------------------------------------
     def content_hash(self, checkpoint: Checkpoint) -> str:

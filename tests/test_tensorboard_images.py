@@ -326,3 +326,29 @@ def test_tags_numbered_alike_are_one_checkpoint_with_their_numbers_as_instances(
     np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[20])
     assert [s.instance for s in read(logged, found[0])] == [-1]
     assert len({logged.content_hash(c) for c in found}) == 4
+
+
+def test_a_damaged_record_is_skipped_and_the_records_after_it_still_count(tmp_path, caplog):
+    import struct
+
+    from engine.event_files import masked_crc32c
+
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    writer.add_images("samples", samples(4, 16, 1).transpose(0, 3, 1, 2), 1)
+    writer.flush()
+    (path,) = (run / "tb").iterdir()
+    garbage = b"\x2a\xff\xff\xff"  # a summary field whose length runs past the record
+    header = struct.pack("<Q", len(garbage))
+    with open(path, "ab") as fh:  # framed whole (both CRCs right), its content damaged
+        fh.write(header + struct.pack("<I", masked_crc32c(header)) + garbage + struct.pack("<I", masked_crc32c(garbage)))
+    writer.add_images("samples", samples(4, 16, 2).transpose(0, 3, 1, 2), 2)
+    writer.close()
+    logged = TensorBoardImages()
+    assert [c.step for c in logged.scan(run)] == [1, 2]
+    assert "is damaged (truncated protobuf varint); skipped" in caplog.text
+    with open(path, "ab") as fh:
+        fh.write(b"\x00" * 16)  # a frame whose length's CRC is wrong: reading stops there, said once
+    logged.scan(run)
+    logged.scan(run)
+    assert caplog.text.count("cannot be read further (corrupt TFRecord length") == 1
