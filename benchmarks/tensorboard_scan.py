@@ -1,4 +1,4 @@
-"""How long a watcher's pass takes to find the images a run logs to TensorBoard, in one run.
+"""How long a watcher's pass takes to read what a run logs to TensorBoard, images and scalars, in one run.
 
     .venv/bin/python benchmarks/tensorboard_scan.py [--scalars-per-step 500] [--image-steps 200]
 
@@ -7,7 +7,9 @@ step and, every ``--scalars-per-step`` steps, a batch of 16 32-px samples (``add
 Then times, on that file: the baseline, one pass over its records (the TFRecord framing
 alone: the least any reader of the file does); the first scan (every record parsed); a scan
 after one more image step was appended (what each pass of a live watch does); and a scan
-with nothing new. Ratios are to the baseline, medians of ``--repeats``.
+with nothing new. The same for the trainer's scalars (``engine.trainer_logs.TrainerLogs``),
+and tensorboard's ``EventAccumulator`` reading them (what a pass did before: the whole file,
+every pass). Ratios are to the baseline, medians of ``--repeats``.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.event_files import records  # noqa: E402
 from engine.tensorboard_images import TensorBoardImages, find_event_files  # noqa: E402
+from engine.trainer_logs import TrainerLogs  # noqa: E402
 
 
 def _write(writer, rng: np.random.Generator, step: int, scalars: int) -> None:
@@ -32,6 +35,13 @@ def _write(writer, rng: np.random.Generator, step: int, scalars: int) -> None:
         writer.add_scalar("loss", float(rng.random()), step + s)
     writer.add_images("test_samples", rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8), step)
     writer.flush()
+
+
+def _event_accumulator(path: Path) -> int:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return sum(len(accumulator.Scalars(tag)) for tag in accumulator.Tags()["scalars"])
 
 
 def _median(fn, repeats: int) -> float:
@@ -60,25 +70,35 @@ def main() -> None:
         (path,) = find_event_files(run)
         baseline = _median(lambda: sum(1 for _ in records(path)), args.repeats)
         first = _median(lambda: TensorBoardImages().scan(run), args.repeats)
-        appended, idle = [], []
-        watcher = TensorBoardImages()
+        scalars_first = _median(lambda: TrainerLogs().read(run), args.repeats)
+        accumulator = _median(lambda: _event_accumulator(path), args.repeats)
+        appended, idle, scalars_appended = [], [], []
+        watcher, logs = TensorBoardImages(), TrainerLogs()
         watcher.scan(run)
+        logs.read(run)
         for k in range(args.repeats):
             _write(writer, rng, (args.image_steps + k) * args.scalars_per_step, args.scalars_per_step)
             start = time.perf_counter()
             found = watcher.scan(run)
             appended.append(time.perf_counter() - start)
             idle.append(_median(lambda: watcher.scan(run), 1))
+            start = time.perf_counter()
+            scalars = logs.read(run)
+            scalars_appended.append(time.perf_counter() - start)
         writer.close()
         assert len(found) == args.image_steps + args.repeats
+        assert len(scalars["loss"][0]) == (args.image_steps + args.repeats) * args.scalars_per_step
         size = path.stat().st_size / 1e6
     print(f"event file: {size:.1f} MB, {args.image_steps} image steps, {args.scalars_per_step} scalars per step")
-    print(f"{'pass':<34}{'seconds':>10}{'x baseline':>12}")
+    print(f"{'pass':<40}{'seconds':>10}{'x baseline':>12}")
     rows = [("baseline: one pass over the records", baseline), ("first scan (every record parsed)", first),
             ("scan after one more step appended", statistics.median(appended)),
-            ("scan with nothing new", statistics.median(idle))]
+            ("scan with nothing new", statistics.median(idle)),
+            ("scalars: first read", scalars_first),
+            ("scalars: read after one more step", statistics.median(scalars_appended)),
+            ("scalars: EventAccumulator, whole file", accumulator)]
     for name, seconds in rows:
-        print(f"{name:<34}{seconds:>10.4f}{seconds / baseline:>12.3f}")
+        print(f"{name:<40}{seconds:>10.4f}{seconds / baseline:>12.3f}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
 from engine.metrics import ReferenceStats, compute_step, encode_probes, mean_pairwise_cosine_distance, probe_scores, vendi_score
 from engine.pause import run_on_alert, write_pause
 from engine.pipeline import IngestResult
-from engine.trainer_logs import read_trainer_scalars
+from engine.trainer_logs import TrainerLogs
 from stores.format import KIND_CODES
 from stores.zarr_store import StoreWriter, superseded_flags
 
@@ -75,6 +75,7 @@ class Signals:
     _probe_vectors: tuple | None = field(default=None, init=False)
     _said_no_probes: bool = field(default=False, init=False)
     _said_twins: set = field(default_factory=set, init=False)
+    _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
@@ -95,7 +96,7 @@ class Signals:
 
     # --- trainer scalars ------------------------------------------------------------
     def _update_scalars(self, store: StoreWriter) -> dict:
-        losses = read_trainer_scalars(self.run_dir)
+        losses = self._trainer_logs.read(self.run_dir)
         if losses:
             steps = np.unique(np.concatenate([s for s, _ in losses.values()])).astype(np.int64)
             columns: dict[str, np.ndarray] = {"step": steps}

@@ -44,13 +44,9 @@ from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_has
 from engine.event_files import event_summary, fields, is_event_file, plugin_name, read_records, summary_values
 from engine.grids import resolve_grid, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
+from engine.trainer_logs import find_log_files
 
 log = logging.getLogger(__name__)
-
-#: Folders below the run directory searched for event files (``logs/train_unconditional/``,
-#: ``lightning_logs/version_0/``, ``runs/Dec04_10-00-00_host/``).
-MAX_DEPTH = 4
-
 
 @dataclass(frozen=True, slots=True)
 class _Logged:
@@ -118,15 +114,9 @@ def _digest(tag: str, step: int, images: list[bytes]) -> str:
 
 
 def find_event_files(run_dir: Path) -> list[Path]:
-    """Event files under ``run_dir`` (at most :data:`MAX_DEPTH` folders deep), sorted: in one
+    """Event files under ``run_dir`` (as the trainer's scalars are found), sorted: in one
     folder by name, which starts with the time the writer opened it."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(run_dir):
-        if len(Path(dirpath).relative_to(run_dir).parts) >= MAX_DEPTH:
-            dirnames[:] = []
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / name for name in sorted(filenames) if is_event_file(name))
-    return sorted(found)
+    return [path for path in find_log_files(run_dir) if is_event_file(path.name)]
 
 
 class TensorBoardImages:

@@ -36,23 +36,64 @@ def _check_tb(points):
     np.testing.assert_allclose([v for _, v in sorted(by["loss_G"])], [1.0, 0.9, 0.8, 0.7, 0.6], atol=1e-6)
 
 
-def test_tensorboard_builtin_reader(tmp_path):
-    _check_tb(list(T._read_events_builtin(_write_events(tmp_path))))
-
-
-def test_tensorboard_event_accumulator(tmp_path):
-    pytest.importorskip("tensorboard")
+def test_tensorboard_reader(tmp_path):
     _check_tb(T.read_tensorboard(_write_events(tmp_path)))
+
+
+def test_tensorboard_reader_agrees_with_event_accumulator(tmp_path):
+    """Scalars, new-style scalar tensors, images, histograms and text written by torch's
+    SummaryWriter: the same scalars as tensorboard's own reader finds."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    rng = np.random.default_rng(0)
+    for step in range(0, 50, 5):
+        writer.add_scalar("loss/D", float(rng.random()), step)
+        writer.add_scalar("loss_G", float(rng.random()), step, new_style=True)
+        writer.add_scalars("lr", {"a": 0.1, "b": 0.2}, step)  # written to sub-folders
+        writer.add_images("samples", rng.integers(0, 256, (4, 3, 8, 8), dtype=np.uint8), step)
+        writer.add_histogram("h", rng.normal(size=100), step)
+    writer.add_text("note", "hello", 0)
+    writer.close()
+    for path in T.find_log_files(tmp_path):
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
+        acc.Reload()
+        expected = {(tag, e.step, round(e.value, 6)) for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)}
+        expected |= {(tag, e.step, round(float(e.tensor_proto.float_val[0]), 6)) for tag in acc.Tags()["tensors"]
+                     for e in acc.Tensors(tag) if e.tensor_proto.float_val}
+        assert {(tag, step, round(v, 6)) for tag, step, v in T.read_tensorboard(path)} == expected and expected
+
+
+def test_a_watch_reads_an_event_file_on_from_where_it_stopped(tmp_path):
+    path = _write_events(tmp_path)
+    half = len(TB_EVENTS) // 2
+    path.write_bytes(TB_EVENTS[:half])  # the trainer is mid-write: no error
+    logs = T.TrainerLogs()
+    first = logs.read(tmp_path)
+    assert 0 < sum(len(s) for s, _ in first.values()) < 10
+    reads = []
+    real = T._EventScalars.read_on
+    T._EventScalars.read_on = lambda self, fh: (reads.append(self.end), real(self, fh))[1]
+    try:
+        with open(path, "ab") as fh:
+            fh.write(TB_EVENTS[half:])
+        _check_tb([(name, int(step), v) for name, (steps, values) in logs.read(tmp_path).items()
+                   for step, v in zip(steps, values)])
+    finally:
+        T._EventScalars.read_on = real
+    assert reads and reads[0] > 0  # read on from the first pass's end, not from the start
 
 
 def test_tensorboard_truncated_and_corrupt(tmp_path):
     path = _write_events(tmp_path)
     path.write_bytes(TB_EVENTS[: len(TB_EVENTS) // 2])  # the trainer is mid-write: no error
-    points = list(T._read_events_builtin(path))
+    points = T.read_tensorboard(path)
     assert 0 < len(points) < 10
     path.write_bytes(b"\x00" * 40)
     with pytest.raises(ValueError, match="corrupt"):
-        list(T._read_events_builtin(path))
+        T.read_tensorboard(path)
     # through the public reader a corrupt file is skipped with a warning, not fatal
     assert T.read_trainer_scalars(tmp_path) == {}
 
