@@ -213,9 +213,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
             watcher.run_until_settled()
         else:
             try:
-                watcher.run_forever()
+                watcher.run_forever(STOP_REQUESTED)  # returns when a stop's exception was dropped
             except KeyboardInterrupt:
-                log.info("stopped; everything ingested so far is committed")
+                pass
+            log.info("stopped; everything ingested so far is committed")
     return 0
 
 
@@ -301,23 +302,43 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, ``docker stop``, systemd) stops a command the way Ctrl-C does."""
 
 
+#: Set by Ctrl-C and SIGTERM as well as raised: an exception raised while Python runs a
+#: weakref callback or ``__del__`` is printed ("Exception ignored in ...") and dropped, and a
+#: live watch then ran on; its loop checks this between passes.
+STOP_REQUESTED = threading.Event()
+
+
 def _stop_on_sigterm() -> Callable[[], object]:
-    """Raise :class:`Terminated` on SIGTERM in this process; returns what restores the
-    previous handler. A forked decode worker inherits the handler: there it dies of the
-    signal as it would without one (multiprocessing's ``terminate()`` counts on that)."""
+    """Raise :class:`Terminated` on SIGTERM in this process, and KeyboardInterrupt on Ctrl-C
+    as Python does, both noted in :data:`STOP_REQUESTED`; returns what restores the previous
+    handlers. A forked decode worker inherits the handler: there it dies of the signal as it
+    would without one (multiprocessing's ``terminate()`` counts on that)."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         return lambda: None
     owner = os.getpid()
 
-    def handler(signum: int, frame: object) -> None:
+    def on_sigterm(signum: int, frame: object) -> None:
         if os.getpid() != owner:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        STOP_REQUESTED.set()
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    def on_sigint(signum: int, frame: object) -> None:
+        if os.getpid() == owner:
+            STOP_REQUESTED.set()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm), signal.getsignal(signal.SIGINT)
+    if previous[1] is signal.default_int_handler:  # not when Ctrl-C is ignored or handled by the caller
+        signal.signal(signal.SIGINT, on_sigint)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+    return restore
 
 
 def _closed_pipe() -> int:
@@ -332,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args)
+    STOP_REQUESTED.clear()
     restore_sigterm = _stop_on_sigterm()
     try:
         code = COMMANDS[args.command](args)
