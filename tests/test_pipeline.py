@@ -1,13 +1,16 @@
 """Ingest end to end, as a user runs it: `evowatch watch`, `evowatch info`, restarts and kills."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -879,15 +882,10 @@ def test_a_stop_whose_exception_python_drops_still_stops_a_live_watch(tmp_path):
     """SIGTERM landing while Python ran a weakref callback: its exception was printed
     ("Exception ignored in ...") and dropped, and the live watch ran on (seen once in a full
     test run: the SIGTERM test timed out)."""
-    import threading
-
-    from engine.cli import STOP_REQUESTED, _stop_on_sigterm, build_parser
-    from engine.session import open_session
+    from engine.cli import STOP_REQUESTED, _stop_on_sigterm
 
     run = tmp_path / "run"
     write_step(run, 100, 2, seed=0)
-    args = build_parser().parse_args(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--encoder", "pixels",
-                                      "--no-layout", "--no-metrics", "--workers", "0"])
     STOP_REQUESTED.clear()
     restore = _stop_on_sigterm()
     try:
@@ -898,10 +896,7 @@ def test_a_stop_whose_exception_python_drops_still_stops_a_live_watch(tmp_path):
 
         Dropper()
         assert STOP_REQUESTED.is_set()
-        with open_session(args) as watcher:
-            watcher.config.tick = 0.1
-            thread = threading.Thread(target=watcher.run_forever, args=(STOP_REQUESTED,))
-            thread.start()
+        with _live_watch(run, tmp_path / "s.zarr", STOP_REQUESTED) as thread:
             thread.join(timeout=20)
             assert not thread.is_alive()
     finally:
@@ -1101,35 +1096,43 @@ def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named
     assert info(store)["current_rows"] == 5 and info(store)["steps"] == [100, 200]
 
 
-def test_a_run_directory_not_created_yet_is_waited_for(tmp_path, caplog):
-    """`evowatch watch lightning_logs/version_0` started before the trainer was refused (no
-    such directory); creating the folder by hand to please it made Lightning write version_1."""
-    import threading
-
+@contextlib.contextmanager
+def _live_watch(run: Path, store: Path, stop: threading.Event | None = None) -> Iterator[threading.Thread]:
+    """``evowatch watch RUN --store STORE`` (pixels, no layout or metrics) running in a thread, ticking
+    every 0.1 s; stopped and joined on exit."""
     from engine.cli import build_parser
     from engine.session import open_session
 
-    run, store = tmp_path / "lightning_logs" / "version_0", tmp_path / "s.zarr"
     args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels",
                                       "--no-layout", "--no-metrics", "--workers", "0"])
-    stop = threading.Event()
-    with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
+    stop = stop or threading.Event()
+    with open_session(args) as watcher:
         watcher.config.tick = 0.1
         thread = threading.Thread(target=watcher.run_forever, args=(stop,))
         thread.start()
         try:
-            deadline = time.time() + 20
-            while "waiting for the trainer to create it" not in caplog.text and time.time() < deadline:
-                time.sleep(0.05)
-            write_step(run, 100, 2, seed=0)
-            while StoreReader(store).n_rows < 2 and time.time() < deadline and thread.is_alive():
-                time.sleep(0.05)
-            write_step(run, 200, 3, seed=1)  # watched by events from then on
-            while StoreReader(store).n_rows < 5 and time.time() < deadline and thread.is_alive():
-                time.sleep(0.05)
+            yield thread
         finally:
             stop.set()
             thread.join(timeout=10)
+
+
+def _wait_until(condition: Callable[[], bool], thread: threading.Thread, seconds: float = 20) -> None:
+    deadline = time.time() + seconds
+    while not condition() and time.time() < deadline and thread.is_alive():
+        time.sleep(0.05)
+
+
+def test_a_run_directory_not_created_yet_is_waited_for(tmp_path, caplog):
+    """`evowatch watch lightning_logs/version_0` started before the trainer was refused (no
+    such directory); creating the folder by hand to please it made Lightning write version_1."""
+    run, store = tmp_path / "lightning_logs" / "version_0", tmp_path / "s.zarr"
+    with caplog.at_level("INFO", logger="engine.watch"), _live_watch(run, store) as thread:
+        _wait_until(lambda: "waiting for the trainer to create it" in caplog.text, thread)
+        write_step(run, 100, 2, seed=0)
+        _wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
+        write_step(run, 200, 3, seed=1)  # watched by events from then on
+        _wait_until(lambda: StoreReader(store).n_rows >= 5, thread)
     assert info(store)["steps"] == [100, 200]
     assert "created; watching it" in caplog.text and "deleted" not in caplog.text
 
@@ -1137,34 +1140,15 @@ def test_a_run_directory_not_created_yet_is_waited_for(tmp_path, caplog):
 def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(tmp_path, caplog):
     """A trainer restarted from scratch (`rm -rf RUN`, then a new RUN): the watch ended with
     "RUN: run directory not found ...; check the path" unless it came back within a tick."""
-    import threading
-
-    from engine.cli import build_parser
-    from engine.session import open_session
-
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
-    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels",
-                                      "--no-layout", "--no-metrics", "--workers", "0"])
-    stop = threading.Event()
-    with open_session(args) as watcher, caplog.at_level("INFO", logger="engine.watch"):
-        watcher.config.tick = 0.1
-        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
-        thread.start()
-        try:
-            deadline = time.time() + 20
-            while StoreReader(store).n_rows < 2 and time.time() < deadline:
-                time.sleep(0.05)
-            shutil.rmtree(run)
-            while "was deleted" not in caplog.text and time.time() < deadline and thread.is_alive():
-                time.sleep(0.05)
-            run.mkdir()
-            write_step(run, 200, 3, seed=1)
-            while StoreReader(store).n_rows < 5 and time.time() < deadline and thread.is_alive():
-                time.sleep(0.05)
-        finally:
-            stop.set()
-            thread.join(timeout=10)
+    with caplog.at_level("INFO", logger="engine.watch"), _live_watch(run, store) as thread:
+        _wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
+        shutil.rmtree(run)
+        _wait_until(lambda: "was deleted" in caplog.text, thread)
+        run.mkdir()
+        write_step(run, 200, 3, seed=1)
+        _wait_until(lambda: StoreReader(store).n_rows >= 5, thread)
     assert info(store)["steps"] == [100, 200] and info(store)["rows"] == 5
     assert caplog.text.count("the run directory was deleted") == 1 and "is back" in caplog.text
 
