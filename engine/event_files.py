@@ -12,32 +12,21 @@ Used by :mod:`engine.trainer_logs` (scalars) and :mod:`engine.tensorboard_images
 """
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import google_crc32c
 
 EVENT_FILE_PREFIX = "events.out.tfevents."
 
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
 def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    """CRC-32C (Castagnoli), by google-crc32c's C code (zarr's own dependency)."""
+    return google_crc32c.value(data)
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -53,8 +42,8 @@ def is_event_file(name: str) -> bool:
 def read_records(fh: BinaryIO, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
     """``(data offset, next record's offset, data)`` of each complete record from ``start``.
 
-    Only the length's CRC is checked (the data's would cost a pure-Python pass over every
-    image); a bad one raises ``ValueError`` naming the byte.
+    Both CRCs are checked: a record whose bytes are all there but wrong (a file cut and
+    written on: half a record and the next one's bytes) raises ``ValueError`` naming the byte.
     """
     fh.seek(start)
     offset = start
@@ -67,10 +56,43 @@ def read_records(fh: BinaryIO, start: int = 0) -> Iterator[tuple[int, int, bytes
         if masked_crc32c(header[:8]) != len_crc:
             raise ValueError(f"corrupt TFRecord length at byte {offset}")
         data = fh.read(length)
-        if len(data) < length or len(fh.read(4)) < 4:
+        footer = fh.read(4)
+        if len(data) < length or len(footer) < 4:
             return  # the last record is still being written
+        if struct.unpack("<I", footer)[0] != masked_crc32c(data):
+            raise ValueError(f"corrupt TFRecord data at byte {offset}")
         yield offset + 12, offset + 16 + length, data
         offset += 16 + length
+
+
+@dataclass
+class Cursor:
+    """Where an incremental read of one event file stands: the file it read (device, inode),
+    the offset the next read starts at, the CRC that ended the last record read (which must
+    still be there), and how many records were read."""
+
+    identity: tuple[int, int] = (0, 0)
+    end: int = 0
+    last_crc: bytes = b""
+    records: int = 0
+
+    def rewind_if_rewritten(self, fh: BinaryIO) -> bool:
+        """Start again from the beginning, and say so, unless ``fh`` is the file read before,
+        grown or not: not when it was replaced, cut shorter, or cut and written on."""
+        st = os.fstat(fh.fileno())
+        same = (st.st_dev, st.st_ino) == self.identity and st.st_size >= self.end
+        if same and self.end:
+            fh.seek(self.end - 4)
+            same = fh.read(4) == self.last_crc
+        if not same:
+            self.identity, self.end, self.last_crc, self.records = (st.st_dev, st.st_ino), 0, b"", 0
+        return not same
+
+    def records_from(self, fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
+        """``(data offset, data)`` of the records appended since the last call."""
+        for offset, end, data in read_records(fh, self.end):
+            self.end, self.last_crc, self.records = end, struct.pack("<I", masked_crc32c(data)), self.records + 1
+            yield offset, data
 
 
 def records(path: Path) -> Iterator[bytes]:

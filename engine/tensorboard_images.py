@@ -41,7 +41,7 @@ from pathlib import Path
 
 from engine import decode
 from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings
-from engine.event_files import event_summary, fields, is_event_file, plugin_name, read_records, summary_values
+from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
 from engine.grids import resolve_grid, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 from engine.trainer_logs import find_log_files
@@ -62,12 +62,9 @@ class _Logged:
 
 
 @dataclass
-class _EventFile:
-    """What one event file holds so far; ``end`` is where the next read starts."""
+class _EventFile(Cursor):
+    """What one event file holds so far, and where its next read starts."""
 
-    identity: tuple[int, int]
-    end: int = 0
-    records: int = 0
     modified: float = 0.0
     plugins: dict[str, str] = field(default_factory=dict)  # tag -> plugin (sent with a tag's first value)
     images: dict[tuple[str, int], _Logged] = field(default_factory=dict)
@@ -184,34 +181,31 @@ class TensorBoardImages:
 
     def _read(self, path: Path) -> dict[tuple[str, int], _Logged]:
         """The file's image records so far, reading only what was appended since the last
-        pass; a file replaced or cut shorter is read again from its start."""
+        pass; a file replaced, cut shorter, or cut and written on is read again from its start."""
+        known = self._files.setdefault(path, _EventFile())
         try:
             with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                known = self._files.get(path)
-                if known is None or known.identity != (st.st_dev, st.st_ino) or st.st_size < known.end:
-                    known = self._files[path] = _EventFile((st.st_dev, st.st_ino))
-                known.modified = st.st_mtime
-                if st.st_size > known.end:
-                    for offset, end, record in read_records(fh, known.end):
-                        try:
-                            logged = list(_logged_images(record, known.plugins))
-                        except ValueError as exc:  # framed whole, its content damaged: the next records still count
-                            self._warn_once((path, offset), f"{path}: the record at byte {offset - 12} is damaged "
-                                                            f"({exc}); skipped")
-                            logged = []
-                        for tag, step, images in logged:
-                            known.images[(tag, step)] = _Logged(tag, path, offset, len(record),
-                                                                _digest(tag, step, images), known.records)
-                        known.end, known.records = end, known.records + 1
+                if known.rewind_if_rewritten(fh):
+                    known.plugins.clear()
+                    known.images.clear()
+                known.modified = os.fstat(fh.fileno()).st_mtime
+                for offset, record in known.records_from(fh):
+                    try:
+                        logged = list(_logged_images(record, known.plugins))
+                    except ValueError as exc:  # framed whole, its content damaged: the next records still count
+                        self._warn_once((path, offset), f"{path}: the record at byte {offset - 12} is damaged ({exc}); "
+                                                        "skipped")
+                        logged = []
+                    for tag, step, images in logged:
+                        known.images[(tag, step)] = _Logged(tag, path, offset, len(record), _digest(tag, step, images),
+                                                            known.records - 1)
         except FileNotFoundError:
-            self._files.pop(path, None)
+            del self._files[path]
             return {}
         except (OSError, ValueError) as exc:  # unreadable, or a damaged frame: what was read before stays
-            self._warn_once(path, f"{path}: cannot be read further ({exc}); its images up to there are used "
-                                  "(and the rest once it can be read)")
-        known = self._files.get(path)
-        return known.images if known else {}
+            self._warn_once((path, known.end), f"{path}: cannot be read {'further' if known.records else 'yet'} "
+                                               f"({exc}){'; its images up to there are used' if known.images else ''}")
+        return known.images
 
     def is_ready(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None,
                  now: float | None = None) -> bool:

@@ -32,11 +32,11 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from engine.event_files import event_summary, fields, is_event_file, plugin_name, read_records, summary_values, varint
+from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values, varint
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class TrainerLogs:
     def __init__(self) -> None:
         self._events: dict[Path, _EventScalars] = {}
         self._text: dict[Path, tuple[tuple[int, int], list[tuple[str, int, float]]]] = {}
-        self._said: set[Path] = set()
+        self._said: set[object] = set()
 
     def read(self, run_dir: str | os.PathLike, files: list[Path] | None = None) -> Scalars:
         """Every scalar series found in the run directory's logs (see the module docstring)."""
@@ -94,12 +94,15 @@ class TrainerLogs:
         return out
 
     def _events_of(self, path: Path) -> list[tuple[str, int, float]]:
+        known = self._events.setdefault(path, _EventScalars())
         with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            known = self._events.get(path)
-            if known is None or known.identity != (st.st_dev, st.st_ino) or st.st_size < known.end:
-                known = self._events[path] = _EventScalars((st.st_dev, st.st_ino))
-            known.read_on(fh)
+            try:
+                known.read_on(fh)
+            except ValueError as exc:  # a damaged frame: the scalars before it count, said once
+                if (path, known.end) not in self._said:
+                    self._said.add((path, known.end))
+                    log.warning("trainer log %s: cannot be read further (%s); its scalars up to there are used",
+                                path, exc)
         return known.points()
 
     def _text_of(self, path: Path) -> list[tuple[str, int, float]]:
@@ -271,19 +274,21 @@ def _tensor_value(buf: bytes) -> float | None:
 
 
 @dataclass
-class _EventScalars:
+class _EventScalars(Cursor):
     """What one event file holds so far: its scalars, and where the next read starts."""
 
-    identity: tuple[int, int]
-    end: int = 0
     plugins: dict[str, str] = field(default_factory=dict)  # tag -> plugin (sent with a tag's first value)
     simple: list[tuple[str, int, float]] = field(default_factory=list)
     tensors: list[tuple[str, int, float]] = field(default_factory=list)  # kept if their plugin is "scalars"
 
-    def read_on(self, fh) -> None:
-        """Read the records appended since the last call; a damaged frame raises ValueError
-        (what was read before stays)."""
-        for _, end, record in read_records(fh, self.end):
+    def read_on(self, fh: BinaryIO) -> None:
+        """Read the records appended since the last call (all of them again if the file was
+        rewritten); a damaged frame raises ValueError (what was read before stays)."""
+        if self.rewind_if_rewritten(fh):
+            self.plugins.clear()
+            self.simple.clear()
+            self.tensors.clear()
+        for _, record in self.records_from(fh):
             step, _, summary = event_summary(record)
             for value in summary_values(summary) if summary is not None else ():
                 tag = value[1].decode("utf-8", "replace") if isinstance(value.get(1), bytes) else None
@@ -295,7 +300,6 @@ class _EventScalars:
                     self.simple.append((tag, step, float(struct.unpack("<f", value[2])[0])))
                 elif isinstance(value.get(8), bytes) and (number := _tensor_value(value[8])) is not None:
                     self.tensors.append((tag, step, number))
-            self.end = end
 
     def points(self) -> list[tuple[str, int, float]]:
         return self.simple + [p for p in self.tensors if self.plugins.get(p[0], "scalars") == "scalars"]
@@ -304,7 +308,7 @@ class _EventScalars:
 def read_tensorboard(path: Path) -> list[tuple[str, int, float]]:
     """(tag, step, value) triples of one event file: ``simple_value`` scalars and one-element
     tensors of the scalars plugin (TensorFlow 2's ``tf.summary.scalar``)."""
-    events = _EventScalars((0, 0))
+    events = _EventScalars()
     with open(path, "rb") as fh:
         events.read_on(fh)
     return events.points()
