@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -65,6 +65,30 @@ def read_records(fh: BinaryIO, start: int = 0) -> Iterator[tuple[int, int, bytes
         offset += 16 + length
 
 
+def _frame_at(fh: BinaryIO, offset: int) -> bool:
+    """Whether a whole record with both CRCs right starts at ``offset``."""
+    try:
+        return next(read_records(fh, offset))[0] == offset + 12
+    except (StopIteration, ValueError):
+        return False
+
+
+def next_record(fh: BinaryIO, start: int, window: int = 1 << 22) -> int | None:
+    """The offset of the first whole record (both CRCs right) after ``start``, or None: where
+    reading goes on past damage (a record torn by a full disk, the trainer writing on)."""
+    position = start + 1
+    while True:
+        fh.seek(position)
+        chunk = fh.read(window + 11)
+        for i in range(len(chunk) - 11):
+            header = chunk[i:i + 12]
+            if masked_crc32c(header[:8]) == struct.unpack("<I", header[8:])[0] and _frame_at(fh, position + i):
+                return position + i
+        if len(chunk) < window + 11:
+            return None
+        position += window
+
+
 @dataclass
 class Cursor:
     """Where an incremental read of one event file stands: the file it read (device, inode),
@@ -75,6 +99,9 @@ class Cursor:
     end: int = 0
     last_crc: bytes = b""
     records: int = 0
+    #: (offset, reason) of each damaged stretch met, read past to the next whole record
+    damage: list[tuple[int, str]] = field(default_factory=list)
+    _said: int = 0
 
     def rewind_if_rewritten(self, fh: BinaryIO) -> bool:
         """Start again from the beginning, and say so, unless ``fh`` is the file read before,
@@ -86,13 +113,34 @@ class Cursor:
             same = fh.read(4) == self.last_crc
         if not same:
             self.identity, self.end, self.last_crc, self.records = (st.st_dev, st.st_ino), 0, b"", 0
+            self.damage, self._said = [], 0
         return not same
 
     def records_from(self, fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
-        """``(data offset, data)`` of the records appended since the last call."""
-        for offset, end, data in read_records(fh, self.end):
-            self.end, self.last_crc, self.records = end, struct.pack("<I", masked_crc32c(data)), self.records + 1
-            yield offset, data
+        """``(data offset, data)`` of the records appended since the last call. Damage is
+        noted in :attr:`damage` and read past, to the next whole record; with none after it
+        yet, the read stops there and the next call looks again."""
+        while True:
+            try:
+                for offset, end, data in read_records(fh, self.end):
+                    self.end, self.last_crc, self.records = end, struct.pack("<I", masked_crc32c(data)), self.records + 1
+                    yield offset, data
+                return
+            except ValueError as exc:
+                if not self.damage or self.damage[-1][0] != self.end:
+                    self.damage.append((self.end, str(exc)))
+                resume = next_record(fh, self.end)
+                if resume is None:
+                    return
+                self.end = resume
+
+    def damage_news(self, path: Path) -> list[str]:
+        """One line for each damaged stretch not said yet."""
+        news = [f"{path}: damaged at byte {offset} ({reason}); "
+                + ("read on from the next whole record" if self.end > offset else "read on once whole records follow")
+                for offset, reason in self.damage[self._said:]]
+        self._said = len(self.damage)
+        return news
 
 
 def records(path: Path) -> Iterator[bytes]:

@@ -202,9 +202,10 @@ class TensorBoardImages:
         except FileNotFoundError:
             del self._files[path]
             return {}
-        except (OSError, ValueError) as exc:  # unreadable, or a damaged frame: what was read before stays
-            self._warn_once((path, known.end), f"{path}: cannot be read {'further' if known.records else 'yet'} "
-                                               f"({exc}){'; its images up to there are used' if known.images else ''}")
+        except OSError as exc:  # unreadable: what was read before stays
+            self._warn_once((path, known.end), f"{path}: cannot be read ({exc}); read once it can be")
+        for news in known.damage_news(path):
+            log.warning("%s", news)
         return known.images
 
     def is_ready(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None,

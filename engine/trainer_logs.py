@@ -96,13 +96,9 @@ class TrainerLogs:
     def _events_of(self, path: Path) -> list[tuple[str, int, float]]:
         known = self._events.setdefault(path, _EventScalars())
         with open(path, "rb") as fh:
-            try:
-                known.read_on(fh)
-            except ValueError as exc:  # a damaged frame: the scalars before it count, said once
-                if (path, known.end) not in self._said:
-                    self._said.add((path, known.end))
-                    log.warning("trainer log %s: cannot be read further (%s); its scalars up to there are used",
-                                path, exc)
+            known.read_on(fh)
+        for news in known.damage_news(path):
+            log.warning("trainer log %s", news)
         return known.points()
 
     def _text_of(self, path: Path) -> list[tuple[str, int, float]]:
@@ -283,7 +279,7 @@ class _EventScalars(Cursor):
 
     def read_on(self, fh: BinaryIO) -> None:
         """Read the records appended since the last call (all of them again if the file was
-        rewritten); a damaged frame raises ValueError (what was read before stays)."""
+        rewritten); damage is read past (:meth:`Cursor.records_from`)."""
         if self.rewind_if_rewritten(fh):
             self.plugins.clear()
             self.simple.clear()

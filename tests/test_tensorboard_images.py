@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -347,8 +348,51 @@ def test_a_damaged_record_is_skipped_and_the_records_after_it_still_count(tmp_pa
     logged = TensorBoardImages()
     assert [c.step for c in logged.scan(run)] == [1, 2]
     assert "is damaged (truncated protobuf varint); skipped" in caplog.text
+
+    # A record torn by a full disk, the trainer writing on: read on from the next whole record.
+    other = SummaryWriter(str(tmp_path / "other"))
+    other.add_images("samples", samples(4, 16, 3).transpose(0, 3, 1, 2), 3)
+    other.close()
+    (written,) = (tmp_path / "other").iterdir()
+    torn = path.stat().st_size
     with open(path, "ab") as fh:
-        fh.write(b"\x00" * 16)  # a frame whose length's CRC is wrong: reading stops there, said once
+        fh.write(written.read_bytes()[:-300])  # cut inside its image record
+    assert [c.step for c in logged.scan(run)] == [1, 2]
+    assert "damaged at byte" not in caplog.text.split("is damaged")[-1]  # at the end, a torn record is one being written
+    with open(path, "ab") as fh:
+        fh.write(written.read_bytes())  # whole, after the torn one
+    found = logged.scan(run)
+    assert [c.step for c in found] == [1, 2, 3]
+    np.testing.assert_array_equal(np.stack([s.image for s in read(logged, found[2])]), samples(4, 16, 3))
     logged.scan(run)
-    logged.scan(run)
-    assert caplog.text.count("cannot be read further (corrupt TFRecord length") == 1
+    (offset,) = [int(m) for m in re.findall(r"damaged at byte (\d+) \(corrupt TFRecord data", caplog.text)]  # said once
+    assert offset > torn and "read on from the next whole record" in caplog.text
+    assert [c.step for c in TensorBoardImages().scan(run)] == [1, 2, 3]  # a restart reads past it too
+
+
+def test_a_file_cut_back_and_written_on_is_read_again_from_its_start(tmp_path):
+    """The reader went on from its old offset, in the middle of new records: steps were lost
+    without a word."""
+    from engine.event_files import read_records
+
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    for step in (1, 2, 3):
+        writer.add_images("samples", samples(4, 16, step).transpose(0, 3, 1, 2), step)
+    writer.close()
+    (path,) = (run / "tb").iterdir()
+    logged = TensorBoardImages()
+    assert [c.step for c in logged.scan(run)] == [1, 2, 3]
+    with open(path, "rb") as fh:
+        ends = [end for _, end, _ in read_records(fh)]
+    other = SummaryWriter(str(tmp_path / "other"))
+    for step in (6, 7, 8, 9):
+        other.add_images("samples", samples(4, 16, step).transpose(0, 3, 1, 2), step)
+    other.close()
+    (more,) = (tmp_path / "other").iterdir()
+    with open(more, "rb") as fh:
+        frames = more.read_bytes()[next(read_records(fh))[1]:]  # its records after the file_version one
+    data = path.read_bytes()
+    path.write_bytes(data[:ends[1]] + frames)  # back to step 1's end, then written on past the old end
+    assert path.stat().st_size > len(data)
+    assert [c.step for c in logged.scan(run)] == [1, 6, 7, 8, 9]

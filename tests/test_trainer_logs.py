@@ -92,8 +92,7 @@ def test_tensorboard_truncated_and_corrupt(tmp_path):
     points = T.read_tensorboard(path)
     assert 0 < len(points) < 10
     path.write_bytes(b"\x00" * 40)
-    with pytest.raises(ValueError, match="corrupt"):
-        T.read_tensorboard(path)
+    assert T.read_tensorboard(path) == []  # nothing whole in it
     # through the public reader a corrupt file is skipped with a warning, not fatal
     assert T.read_trainer_scalars(tmp_path) == {}
 
