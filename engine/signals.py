@@ -103,7 +103,10 @@ class Signals:
             for name, (s, v) in losses.items():
                 column = np.full(len(steps), np.nan)
                 column[np.searchsorted(steps, s)] = v
-                columns[_array_name(name)] = column
+                key = _array_name(name)
+                while key in columns:  # a scalar the trainer named "step" (diffusers), "loss/D" beside "loss_D"
+                    key += "_"
+                columns[key] = column
             store.write_scalars(columns)
         return losses
 

@@ -177,3 +177,29 @@ def test_mmgeneration_log_json(tmp_path):
     assert got["loss_gan"][0].tolist() == [100, 200] and got["loss_gan"][1].tolist() == [0.01, 0.005]
     assert "seed" not in got and got["lr/generator"][1].tolist() == [0.0016, 0.0016]
     assert loss_roles(list(got)) == (["loss_disc_fake", "loss_disc_real"], ["loss_gan"])
+
+
+def test_a_scalar_named_step_does_not_overwrite_the_step_column(tmp_path):
+    """diffusers logs a scalar `step`: it replaced the stored steps (one turned into int64's minimum)."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    for step in (10, 20):
+        save_torchvision_grid(smooth_images(rng, 4, 16), run / f"sample-{step}.png", nrow=2)
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run / "logs"))
+    for s in (10, 15, 20):
+        for name, value in (("step", s / 2), ("loss/D", 2.0), ("loss_D", 3.0)):
+            writer.add_scalar(name, value, s)
+    writer.close()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--settle", "0"]) == 0
+    scalars = StoreReader(store).scalars()
+    assert scalars["step"].tolist() == [10, 15, 20]
+    assert scalars["step_"].tolist() == [5.0, 7.5, 10.0]
+    assert scalars["loss_D"].tolist() == [2.0] * 3 and scalars["loss_D_"].tolist() == [3.0] * 3
