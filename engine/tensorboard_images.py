@@ -48,6 +48,11 @@ from engine.trainer_logs import find_log_files
 
 log = logging.getLogger(__name__)
 
+#: How many ``--settle`` periods of quiet a numbered series' step that has fewer tags than its
+#: fullest earlier step waits before it is taken as it is (a last step sampled short).
+INCOMPLETE_WAIT = 10
+
+
 @dataclass(frozen=True, slots=True)
 class _Logged:
     """Where a (tag, step)'s images are: the record's data in an event file, and its digest."""
@@ -127,6 +132,7 @@ class TensorBoardImages:
         # source -> its tags' images: (instance, where, name) per tag, instance None for a lone tag
         self._found: dict[str, list[tuple[int | None, _Logged, str]]] = {}
         self._options = DiscoveryOptions()
+        self._expected: dict[str, int] = {}  # source -> tags its step should have (0: no need to wait for any)
         self._said: set[object] = set()
 
     # --- discovery ---------------------------------------------------------------------
@@ -149,6 +155,7 @@ class TensorBoardImages:
         self._announce(root, sorted({name for name, _ in series.values()}), [tag for tag in tags if tag not in wanted])
         self._found = {}
         units: dict[str, tuple[int, list[Path]]] = {}
+        series_of: dict[str, tuple[str, str]] = {}
         for (folder, tag, step), logged in sorted(latest.items(), key=lambda item: item[0]):
             if tag not in wanted:
                 continue
@@ -156,8 +163,20 @@ class TensorBoardImages:
             source, own = (f"{folder}/{n}@{step}".removeprefix("./") for n in (name, tag))
             self._found.setdefault(source, []).append((instance, logged, own))
             units.setdefault(source, (step, []))[1].append(logged.path)
+            series_of[source] = (folder, name)
         for members in self._found.values():
             members.sort(key=lambda member: -1 if member[0] is None else member[0])  # sample_2 before sample_10
+        # A numbered series' step should have as many tags as its fullest earlier step, unless
+        # the series has gone on to a later step.
+        self._expected, fullest, latest_step = {}, {}, {}
+        for source, (step, _) in sorted(units.items(), key=lambda item: item[1][0]):
+            key = series_of[source]
+            self._expected[source] = fullest.get(key, 0)
+            fullest[key] = max(fullest.get(key, 0), len(self._found[source]))
+            latest_step[key] = step
+        for source, (step, _) in units.items():
+            if step < latest_step[series_of[source]]:
+                self._expected[source] = 0
         checkpoints = [Checkpoint(step=step, source=source, files=tuple(sorted(set(files))), root=root)
                        for source, (step, files) in units.items()]
         checkpoints.sort(key=lambda c: (c.step, c.source))
@@ -213,17 +232,24 @@ class TensorBoardImages:
         """Whether the trainer is done logging the checkpoint's images: its event file holds a
         record after its last one (the trainer went on: ``sample_7`` after ``sample_0``...), or
         has not changed for ``--settle`` seconds (the run's last step). A record is complete
-        once read, but a step may be several (``add_image(f"sample_{i}", ...)``)."""
+        once read, but a step may be several (``add_image(f"sample_{i}", ...)``). A step of a
+        numbered series with fewer tags than its fullest earlier step waits for them however
+        slowly they come (a sampler taking seconds per image), up to :data:`INCOMPLETE_WAIT`
+        settle periods of quiet."""
         if checkpoint.kind != "generated":
             return is_ready(checkpoint, options, now)
         options = options or self._options
         now = time.time() if now is None else now
+        members = self._found[checkpoint.source]
+        short = len(members) < self._expected.get(checkpoint.source, 0)
+        quiet = options.settle * (INCOMPLETE_WAIT if short else 1)
         last: dict[Path, int] = {}
-        for _, logged, _ in self._found[checkpoint.source]:
+        for _, logged, _ in members:
             last[logged.path] = max(last.get(logged.path, -1), logged.index)
         for path, index in last.items():
             known = self._files.get(path)
-            if known is None or (known.records <= index + 1 and now - known.modified < options.settle):
+            went_on = known is not None and known.records > index + 1 and not short
+            if known is None or not (went_on or now - known.modified >= quiet):
                 return False
         return True
 

@@ -19,7 +19,7 @@ from engine.cli import main
 from engine.discovery import DiscoveryOptions
 from engine.encoders import make_encoder
 from engine.records import Sample, SkippedFile
-from engine.tensorboard_images import TensorBoardImages
+from engine.tensorboard_images import INCOMPLETE_WAIT, TensorBoardImages
 from engine.session import encoder_record
 from engine.watch import WatchConfig, Watcher
 from stores.zarr_store import StoreReader, StoreWriter
@@ -396,3 +396,36 @@ def test_a_file_cut_back_and_written_on_is_read_again_from_its_start(tmp_path):
     path.write_bytes(data[:ends[1]] + frames)  # back to step 1's end, then written on past the old end
     assert path.stat().st_size > len(data)
     assert [c.step for c in logged.scan(run)] == [1, 6, 7, 8, 9]
+
+
+def test_a_numbered_series_step_waits_for_as_many_tags_as_before_however_slow(tmp_path):
+    """Tags logged more than --settle apart (a slow sampler): each step was taken growing,
+    1, 2, ... samples, with false collapse alerts on the partial ones."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"), flush_secs=3600)
+    batch = samples(4, 16, 0)
+    options = DiscoveryOptions(settle=2)
+
+    def log(step: int, tags: range) -> None:
+        for i in tags:
+            writer.add_image(f"sample_{i}", batch[i], step, dataformats="HWC")
+        writer.add_scalar("loss", 0.1, step)  # the trainer logs something between samples, too
+        writer.flush()
+
+    def ready(step: int, later: float = 0.0) -> bool:
+        found = {c.step: c for c in logged.scan(run)}
+        return logged.is_ready(found[step], options, now=time.time() + later)
+
+    logged = TensorBoardImages()
+    log(10, range(4))
+    assert ready(10)
+    log(20, range(2))
+    assert not ready(20) and not ready(20, later=3)  # 2 of 4 tags: quiet for --settle is not enough
+    assert ready(20, later=2 * INCOMPLETE_WAIT + 1)  # a last step sampled short is taken in the end
+    log(20, range(2, 4))
+    assert ready(20)
+    log(30, range(3))  # a series that shrank: taken once its next step begins
+    assert not ready(30)
+    log(40, range(1))
+    assert ready(30)
+    writer.close()
