@@ -50,3 +50,8 @@ class BacklogLog:
             return
         steps = f", steps {min(self._steps):,} to {max(self._steps):,}" if self._steps else ""
         self._log.info("%s %s checkpoints%s%s", self._verb, f"{self.count:,}", steps, details)
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 sample``, ``2,565 samples``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

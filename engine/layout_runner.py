@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from engine.backlog_log import BacklogLog
+from engine.backlog_log import BacklogLog, counted
 from engine.layout import LayoutParams, StepState, layout_full, layout_step
 from stores.format import KIND_CODES
 from stores.zarr_store import StoreWriter, superseded_flags
@@ -65,8 +65,9 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
         added += stop - start
         generated = ckpt["kind"][index] == GENERATED
         step = int(ckpt["step"][index])
-        said.item(step if generated else None, "laid out %s: %d samples in %.1f s",
-                  f"step {step}" if generated else "reference set", stop - start, time.perf_counter() - began)
+        said.item(step if generated else None, "laid out %s: %s in %.1f s",
+                  f"step {step}" if generated else "reference set", counted(stop - start, "sample"),
+                  time.perf_counter() - began)
     said.finish(f": {added:,} samples in {time.perf_counter() - began_all:.1f} s")
     return added
 

@@ -65,7 +65,8 @@ class ExactIndex:
             index.add(base)
             self._index = index
         if self.backend not in _logged:
-            log.info("kNN: exact %s search with %s", metric, self.backend)
+            device = "the GPU" if self.backend in ("faiss-gpu", "torch-cuda") else "the CPU"
+            log.info("nearest neighbours (layout, memorisation): exact search on %s (%s)", device, self.backend)
             _logged.add(self.backend)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -206,7 +206,7 @@ class Signals:
             twins.append(seen.setdefault(digest, i))
             if twins[-1] != i and (sources[i], sources[twins[-1]]) not in self._said_twins:
                 self._said_twins.add((sources[i], sources[twins[-1]]))
-                log.warning("step %d: %s holds the same samples as %s (a checkpoint renamed or copied in the run?): "
+                log.warning("step %d: %s holds the same samples as %s (a checkpoint renamed or copied in the run, or a run repeated with the same seed?): "
                             "measured once", step, sources[i], sources[twins[-1]])
         return twins
 

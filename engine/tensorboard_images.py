@@ -194,8 +194,12 @@ class TensorBoardImages:
         if not (series or left) or said in self._said:
             return
         self._said.add(said)
+        if not series:
+            log.warning("%s: no sample files, and the images logged to TensorBoard are under tags named as real data "
+                        "(%s): --samples TAG reads a tag", root, ", ".join(left))
+            return
         log.info("%s: no sample files; reading the images logged to TensorBoard, tag%s %s%s (--samples TAG picks tags)",
-                 root, "" if len(series) == 1 else "s", ", ".join(series) or "none",
+                 root, "" if len(series) == 1 else "s", ", ".join(series),
                  f"; left out: {', '.join(left)}" if left else "")
 
     def _read(self, path: Path) -> dict[tuple[str, int], _Logged]:

@@ -21,7 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from engine.backlog_log import BacklogLog
+from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
 from engine.discovery import (DiscoveryOptions, content_hash, file_versions, is_ready, sample_files, scan_reference,
                               scan_run)
@@ -68,10 +68,6 @@ def _run_folders(sources: list[str]) -> list[str]:
     return list(dict.fromkeys(Path(*p[:len(p) - shared]).as_posix() if len(p) > shared else "." for p in parents))
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
     try:
         return file_versions(checkpoint)
@@ -94,6 +90,7 @@ class Watcher:
         self._shared_steps_noted = False
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
+        self._replacing: set[str] = set()  # sources committed before with other content
         self._logged_images = TensorBoardImages()
         # What reads the generated checkpoints instead of their files: the --sampler, or the
         # images logged to TensorBoard of a run that writes no sample file; None: the files.
@@ -138,8 +135,11 @@ class Watcher:
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)
-            if digest is not None and committed.get(stored_text(checkpoint.source)) != digest:
+            stored = committed.get(stored_text(checkpoint.source))
+            if digest is not None and stored != digest:
                 jobs.append((checkpoint, digest))
+                if stored is not None:  # rewritten in place, a step logged again
+                    self._replacing.add(checkpoint.source)
         return jobs, waiting
 
     def _scan(self) -> list[Checkpoint]:
@@ -168,7 +168,7 @@ class Watcher:
             fix = (f"point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
                    if folders else "--samples GLOB watches one series")
             log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together; %s",
-                        self.config.run_dir, f"{_count(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
+                        self.config.run_dir, f"{counted(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
             self._shared_steps_noted = True
 
@@ -182,7 +182,7 @@ class Watcher:
             say = log.info if self.live and not weights else log.warning
             if weights:
                 say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
-                    "(README, weight-only runs)", self.config.run_dir, _count(len(weights), "checkpoint"),
+                    "(README, weight-only runs)", self.config.run_dir, counted(len(weights), "checkpoint"),
                     ", ".join(c.source for c in weights[:3]), ", ..." if len(weights) > 3 else "")
             elif self.live and not sample_files(self.config.run_dir, self.config.options):
                 say("%s: no samples yet, waiting for the first checkpoint", self.config.run_dir)  # a run just started
@@ -205,13 +205,15 @@ class Watcher:
                 results.append(result)
                 c = result.checkpoint
                 generated = c.kind == "generated"
-                note = f", {_count(result.skipped, 'file')} skipped" if result.skipped else ""
+                note = f", {counted(result.skipped, 'file')} skipped" if result.skipped else ""
+                if c.source in self._replacing:
+                    note += "; a new version, the earlier one's rows kept as superseded"
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
-                          _count(result.rows, "sample"), note)
+                          counted(result.rows, "sample"), note)
         skipped = sum(r.skipped for r in results)
-        said.finish(f": {_count(sum(r.rows for r in results), 'sample')}"
-                    + (f", {_count(skipped, 'file')} skipped (each named above)" if skipped else ""))
+        said.finish(f": {counted(sum(r.rows for r in results), 'sample')}"
+                    + (f", {counted(skipped, 'file')} skipped (each named above)" if skipped else ""))
         self._references_checked = True
         self._run_hooks(results)
         return results
@@ -229,7 +231,7 @@ class Watcher:
         results = self.run_once()
         if self._settling and not self.config.options.ready_file:
             log.info("waiting %gs for %s still being written", self.config.options.settle,
-                     _count(len(self._settling), "checkpoint"))
+                     counted(len(self._settling), "checkpoint"))
             time.sleep(self.config.options.settle)
             results += self.run_once()
         ready_file = self.config.options.ready_file

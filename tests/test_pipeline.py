@@ -1201,7 +1201,7 @@ def test_a_checkpoint_folder_copied_or_renamed_in_the_run_is_measured_once(tmp_p
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert ("step 2000: step_2000_backup holds the same samples as step_002000 (a checkpoint renamed or copied in "
-            "the run?): measured once") in err
+            "the run, or a run repeated with the same seed?): measured once") in err
     after = StoreReader(store).step_metrics()
     assert after["duplicate_frac"][1] == before["duplicate_frac"][1] < 0.5
     assert after["n_generated"][1] == 12

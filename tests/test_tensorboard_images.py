@@ -245,7 +245,7 @@ def test_a_record_still_being_written_waits_and_a_resumed_step_supersedes(tmp_pa
     np.testing.assert_array_equal(np.stack(got), samples(4, 16, 7))
 
 
-def test_rows_of_a_step_logged_again_are_superseded(tmp_path):
+def test_rows_of_a_step_logged_again_are_superseded(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     writer = SummaryWriter(str(run / "logs"))
@@ -259,6 +259,9 @@ def test_rows_of_a_step_logged_again_are_superseded(tmp_path):
     resumed.add_images("samples", samples(4, 16, 3).transpose(0, 3, 1, 2), 3)
     resumed.close()
     assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "ingested step 2 (logs/samples@2): 4 samples; a new version, the earlier one's rows kept as superseded" in err
+    assert "ingested step 3 (logs/samples@3): 4 samples\n" in err
     reader = StoreReader(store)
     current = reader.current_rows()
     assert reader.n_rows == 16 and int(current.sum()) == 12
@@ -429,3 +432,13 @@ def test_a_numbered_series_step_waits_for_as_many_tags_as_before_however_slow(tm
     log(40, range(1))
     assert ready(30)
     writer.close()
+
+
+def test_a_run_logging_only_real_data_tags_says_how_to_read_them(tmp_path, caplog):
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    writer.add_images("real_images", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
+    writer.close()
+    assert TensorBoardImages().scan(run) == []
+    assert ("no sample files, and the images logged to TensorBoard are under tags named as real data (real_images): "
+            "--samples TAG reads a tag") in caplog.text
