@@ -136,7 +136,7 @@ class Cursor:
 
     def damage_news(self, path: Path) -> list[str]:
         """One line for each damaged stretch not said yet."""
-        news = [f"{path}: damaged at byte {offset} ({reason}); "
+        news = [f"{path}: damaged at byte {offset} ({reason.replace(f' at byte {offset}', '')}); "
                 + ("read on from the next whole record" if self.end > offset else "read on once whole records follow")
                 for offset, reason in self.damage[self._said:]]
         self._said = len(self.damage)
