@@ -16,8 +16,8 @@ Three formats, found recursively under the run directory:
   ``tensor`` of the scalars plugin; :mod:`engine.event_files`), no TensorFlow needed. A
   truncated last record (a file being written) ends the read quietly. A watch keeps a
   :class:`TrainerLogs`, which reads each event file on from where its last pass stopped:
-  tensorboard's ``EventAccumulator``, used before, re-read the whole file at every pass, 3.7x
-  slower than this reader's first read, 150x its pass after a step (``benchmarks/tensorboard_scan.py``).
+  tensorboard's ``EventAccumulator``, used before, re-read the whole file at every pass, 3.9x
+  slower than this reader's first read, 76x its pass after a step (``benchmarks/tensorboard_scan.py``).
 
 :func:`read_trainer_scalars` returns ``{name: (steps, values)}``, sorted by step; when a
 step repeats (a resumed run), the value read last wins (files are read in path order).
