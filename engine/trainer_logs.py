@@ -20,7 +20,9 @@ Three formats, found recursively under the run directory:
   slower than this reader's first read, 76x its pass after a step (``benchmarks/tensorboard_scan.py``).
 
 :func:`read_trainer_scalars` returns ``{name: (steps, values)}``, sorted by step; when a
-step repeats (a resumed run), the value read last wins (files are read in path order).
+step repeats (a resumed run), the value read last wins (files are read in path order). A tag
+logged by event files in several folders is a series per folder (see :func:`_tags_by_folder`:
+``add_scalars``' ``loss_D``/``loss_G``, runs side by side).
 """
 from __future__ import annotations
 
@@ -76,17 +78,20 @@ class TrainerLogs:
 
     def read(self, run_dir: str | os.PathLike, files: list[Path] | None = None) -> Scalars:
         """Every scalar series found in the run directory's logs (see the module docstring)."""
-        merged: dict[str, dict[int, float]] = {}
+        read: list[tuple[Path, list[tuple[str, int, float]]]] = []
         for path in files if files is not None else find_log_files(run_dir):
             try:
-                points = self._events_of(path) if is_event_file(path.name) else self._text_of(path)
+                read.append((path, self._events_of(path) if is_event_file(path.name) else self._text_of(path)))
             except (OSError, ValueError, UnicodeDecodeError) as exc:
                 if path not in self._said:
                     self._said.add(path)
                     log.warning("skipping trainer log %s: %s", path, exc)
-                continue
+        renamed = _tags_by_folder(Path(run_dir), read)
+        merged: dict[str, dict[int, float]] = {}
+        for path, points in read:
+            names = renamed.get(path.parent, {})
             for name, step, value in points:
-                merged.setdefault(name, {})[int(step)] = float(value)
+                merged.setdefault(names.get(name, name), {})[int(step)] = float(value)
         out: Scalars = {}
         for name, by_step in merged.items():
             steps = np.array(sorted(by_step), dtype=np.int64)
@@ -108,6 +113,26 @@ class TrainerLogs:
         if cached is None or cached[0] != version:
             cached = self._text[path] = (version, read_jsonl(path) if path.suffix in (".jsonl", ".json") else read_csv(path))
         return cached[1]
+
+
+def _tags_by_folder(root: Path, read: list[tuple[Path, list[tuple[str, int, float]]]]) -> dict[Path, dict[str, str]]:
+    """Names for event-file tags that several folders log: one series each, not one merged
+    series. ``add_scalars("loss", {"D": d, "G": g})`` writes tag ``loss`` into ``loss_D/`` and
+    ``loss_G/`` (named so); runs side by side (``version_0/``, ``version_1/``) as
+    ``version_0/d_loss``. Event files of one folder (a resumed run) stay one series."""
+    folders: dict[str, set[Path]] = {}
+    for path, points in read:
+        if is_event_file(path.name):
+            for name in {name for name, _, _ in points}:
+                folders.setdefault(name, set()).add(path.parent)
+    renamed: dict[Path, dict[str, str]] = {}
+    for name, where in folders.items():
+        if len(where) < 2:
+            continue
+        for folder in where:
+            own = folder.name if folder.name.startswith(f"{name}_") else f"{folder.relative_to(root).as_posix()}/{name}"
+            renamed.setdefault(folder, {})[name] = own.removeprefix("./")
+    return renamed
 
 
 def read_trainer_scalars(run_dir: str | os.PathLike, files: list[Path] | None = None) -> Scalars:

@@ -203,3 +203,30 @@ def test_a_scalar_named_step_does_not_overwrite_the_step_column(tmp_path):
     assert scalars["step"].tolist() == [10, 15, 20]
     assert scalars["step_"].tolist() == [5.0, 7.5, 10.0]
     assert scalars["loss_D"].tolist() == [2.0] * 3 and scalars["loss_D_"].tolist() == [3.0] * 3
+
+
+def test_a_tag_several_folders_log_is_one_series_per_folder(tmp_path):
+    """``add_scalars("loss", {"D": d, "G": g})`` writes tag ``loss`` into ``loss_D/`` and
+    ``loss_G/``: the generator's and discriminator's losses were merged into one series (and
+    the convergence rule saw neither). Runs side by side (Lightning's ``version_0``/``version_1``)
+    were spliced into one."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    for step in range(3):
+        writer.add_scalars("loss", {"D": 1.0 + step, "G": 5.0 + step}, step)
+        writer.add_scalar("lr", 0.5, step)
+    writer.close()
+    scalars = T.read_trainer_scalars(tmp_path / "run")
+    assert sorted(scalars) == ["loss_D", "loss_G", "lr"]
+    assert scalars["loss_D"][1].tolist() == [1.0, 2.0, 3.0] and scalars["loss_G"][1].tolist() == [5.0, 6.0, 7.0]
+    assert loss_roles(sorted(scalars)) == (["loss_D"], ["loss_G"])  # (discriminator, generator)
+    for version in (0, 1):
+        writer = SummaryWriter(str(tmp_path / "lightning_logs" / f"version_{version}"))
+        for step in range(3):
+            writer.add_scalar("d_loss", 10.0 * version + step, step)
+        writer.close()
+    scalars = T.read_trainer_scalars(tmp_path / "lightning_logs")
+    assert {name: values.tolist() for name, (_, values) in scalars.items()} == {
+        "version_0/d_loss": [0.0, 1.0, 2.0], "version_1/d_loss": [10.0, 11.0, 12.0]}
