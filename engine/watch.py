@@ -198,6 +198,7 @@ class Watcher:
         results: list[IngestResult] = []
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         said = BacklogLog(log, len(jobs), "ingesting", "ingested")
+        unit = "logged image" if self._stand_in is self._logged_images else "file"  # what a skipped one is
         with bar, logging_redirect_tqdm():
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
                                  workers=self.config.workers, on_rows=bar.update,
@@ -205,7 +206,7 @@ class Watcher:
                 results.append(result)
                 c = result.checkpoint
                 generated = c.kind == "generated"
-                note = f", {counted(result.skipped, 'file')} skipped" if result.skipped else ""
+                note = f", {counted(result.skipped, unit)} skipped" if result.skipped else ""
                 if c.source in self._replacing:
                     note += "; a new version, the earlier one's rows kept as superseded"
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
@@ -213,7 +214,7 @@ class Watcher:
                           counted(result.rows, "sample"), note)
         skipped = sum(r.skipped for r in results)
         said.finish(f": {counted(sum(r.rows for r in results), 'sample')}"
-                    + (f", {counted(skipped, 'file')} skipped (each named above)" if skipped else ""))
+                    + (f", {counted(skipped, unit)} skipped (each named above)" if skipped else ""))
         self._references_checked = True
         self._run_hooks(results)
         return results

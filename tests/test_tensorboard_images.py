@@ -268,7 +268,7 @@ def test_rows_of_a_step_logged_again_are_superseded(tmp_path, capsys):
     assert sorted(set(reader.samples("step")[current].tolist())) == [1, 2, 3]
 
 
-def test_sample_files_win_and_damaged_images_are_skipped_and_named(tmp_path):
+def test_sample_files_win_and_damaged_images_are_skipped_and_named(tmp_path, capsys):
     run = tmp_path / "run"
     writer = SummaryWriter(str(run / "tb"))
     writer.add_images("samples", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
@@ -285,6 +285,7 @@ def test_sample_files_win_and_damaged_images_are_skipped_and_named(tmp_path):
     store = tmp_path / "s.zarr"
     argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     assert main(argv) == 0
+    assert "ingested step 2 (tb/samples@2): 0 samples, 1 logged image skipped" in capsys.readouterr().err
     reader = StoreReader(store)
     assert reader.info()["rows"] == 4 and reader.warnings()["path"].tolist() == ["tb/samples@2"]
 
