@@ -42,7 +42,7 @@ from pathlib import Path
 from engine import decode
 from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
-from engine.grids import resolve_grid, split_grid, tensorboard_grid
+from engine.grids import GridGeometry, detect_grid, resolve_grid, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 from engine.trainer_logs import find_log_files
 
@@ -132,6 +132,8 @@ class TensorBoardImages:
         # source -> its tags' images: (instance, where, name) per tag, instance None for a lone tag
         self._found: dict[str, list[tuple[int | None, _Logged, str]]] = {}
         self._options = DiscoveryOptions()
+        self._latest: dict[tuple[Path, str], _Logged] = {}  # (folder, tag) -> its latest step's images
+        self._geometries: dict[tuple[Path, str, tuple[int, ...]], GridGeometry] = {}
         self._expected: dict[str, int] = {}  # source -> tags its step should have (0: no need to wait for any)
         self._said: set[object] = set()
 
@@ -145,14 +147,19 @@ class TensorBoardImages:
         for gone in set(self._files) - set(paths):
             del self._files[gone]
         latest: dict[tuple[str, str, int], _Logged] = {}
+        newest: dict[tuple[Path, str], int] = {}
         for path in paths:  # a later file of one folder (a resumed run) overrides an earlier one
             folder = path.parent.relative_to(root).as_posix()
             for (tag, step), logged in self._read(path).items():
                 latest[(folder, tag, step)] = logged
+                if step >= newest.get((path.parent, tag), step):
+                    newest[(path.parent, tag)] = step
+                    self._latest[(path.parent, tag)] = logged
         tags = sorted({tag for _, tag, _ in latest})
         wanted = [tag for tag in tags if self._wanted(tag, options)]
         series = _series({(folder, tag) for folder, tag, _ in latest if tag in wanted})
-        self._announce(root, sorted({name for name, _ in series.values()}), [tag for tag in tags if tag not in wanted])
+        self._announce(root, sorted({name for name, _ in series.values()}), [tag for tag in tags if tag not in wanted],
+                       options.sample_globs != DEFAULT_SAMPLE_GLOBS)
         self._found = {}
         units: dict[str, tuple[int, list[Path]]] = {}
         series_of: dict[str, tuple[str, str]] = {}
@@ -188,15 +195,16 @@ class TensorBoardImages:
             return any(fnmatch.fnmatch(tag.lower(), glob.lower()) for glob in options.sample_globs)
         return not is_real_data(tag, options)
 
-    def _announce(self, root: Path, series: list[str], left: list[str]) -> None:
+    def _announce(self, root: Path, series: list[str], left: list[str], picked: bool) -> None:
         """Say once per new set of series where the samples come from and how to pick tags."""
         said = (tuple(series), tuple(left))
         if not (series or left) or said in self._said:
             return
         self._said.add(said)
         if not series:
-            log.warning("%s: no sample files, and the images logged to TensorBoard are under tags named as real data "
-                        "(%s): --samples TAG reads a tag", root, ", ".join(left))
+            log.warning("%s: no sample files, and the images logged to TensorBoard are under tags %s (%s): "
+                        "--samples TAG reads a tag", root, "--samples does not match" if picked else "named as real data",
+                        ", ".join(left))
             return
         log.info("%s: no sample files; reading the images logged to TensorBoard, tag%s %s%s (--samples TAG picks tags)",
                  root, "" if len(series) == 1 else "s", ", ".join(series),
@@ -284,14 +292,33 @@ class TensorBoardImages:
         for instance, logged, name in self._found[checkpoint.source]:
             yield from self._samples(logged, instance, name, options)
 
+    def _images(self, logged: _Logged) -> list[bytes]:
+        """The encoded images of a logged (tag, step), read again from its record."""
+        with open(logged.path, "rb") as fh:
+            fh.seek(logged.offset)
+            record = fh.read(logged.length)
+        return next((found for t, _, found in _logged_images(record, dict(self._files[logged.path].plugins))
+                     if t == logged.tag), [])
+
+    def _tag_geometry(self, logged: _Logged, shape: tuple[int, ...]) -> GridGeometry | None:
+        """The grid the tag's latest image splits into, for an image of its size that told
+        nothing itself (a diffusion model's first samples, noise: an 8x8 grid of them was one
+        sample, then 64 at the next steps): a tag keeps one layout."""
+        key = (logged.path.parent, logged.tag, shape)
+        latest = self._latest.get(key[:2])
+        if key not in self._geometries and latest is not None and latest != logged:
+            try:
+                reference = decode.decode_image(io.BytesIO(self._images(latest)[0]))
+            except (OSError, KeyError, ValueError, IndexError, decode.SkipFile):
+                return None
+            if reference.shape == shape and (geometry := detect_grid(reference) or tensorboard_grid(reference)):
+                self._geometries[key] = geometry
+        return self._geometries.get(key)
+
     def _samples(self, logged: _Logged, instance: int | None, name: str,
                  options: DiscoveryOptions) -> Iterator[Sample | SkippedFile]:
         try:
-            with open(logged.path, "rb") as fh:
-                fh.seek(logged.offset)
-                record = fh.read(logged.length)
-            images = next((found for t, _, found in _logged_images(record, dict(self._files[logged.path].plugins))
-                           if t == logged.tag), [])
+            images = self._images(logged)
         except (OSError, KeyError, ValueError) as exc:
             yield SkippedFile(path=name, reason=f"cannot be read from {logged.path.name} ({exc})")
             return
@@ -300,7 +327,8 @@ class TensorBoardImages:
             try:
                 image = decode.decode_image(io.BytesIO(encoded))
                 geometry = None if len(images) > 1 or instance is not None else (
-                    resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image))
+                    resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
+                    or self._tag_geometry(logged, image.shape))
             except (decode.SkipFile, ValueError) as exc:
                 yield SkippedFile(path=path, reason=str(exc))
                 continue

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -12,6 +13,12 @@ _home = tempfile.mkdtemp(prefix="evowatch-test-home-")
 os.environ.setdefault("HF_HOME", os.path.join(_home, "hf"))
 os.environ["HOME"] = _home
 os.environ.setdefault("XDG_CACHE_HOME", os.path.join(_home, ".cache"))
+
+# Started with Ctrl-C ignored (`pytest ... &` in a script), the watch processes the Ctrl-C tests
+# start would inherit that and ignore the presses: a Python handler here is reset to the
+# default in them at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -197,6 +197,17 @@ def test_kill_9_during_watch_then_restart(tmp_path, writer_process):
     np.testing.assert_array_equal(reader.samples("instance"), np.tile(np.arange(per), n_ckpt))
 
 
+def _stop(proc: subprocess.Popen, signum: int) -> str:
+    """Send a live watch the signal and return its stderr; kill it if it does not stop (no orphans)."""
+    proc.send_signal(signum)
+    try:
+        return proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.slow
 def test_live_watch_picks_up_new_checkpoints_and_stops_cleanly_on_ctrl_c(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
@@ -229,8 +240,7 @@ def test_live_watch_picks_up_new_checkpoints_and_stops_cleanly_on_ctrl_c(tmp_pat
             assert StoreReader(store).n_rows == 15   # not ingested while being written
         wait_rows(16)
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        err = _stop(proc, signal.SIGINT)
     assert proc.returncode == 0, err
     reader = StoreReader(store)
     assert reader.info()["steps"] == [100, 200, 300, 400] and reader.n_warnings == 1
@@ -867,8 +877,7 @@ def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
         while not ((store / "zarr.json").exists() and StoreReader(store).n_rows == 5) and time.time() < deadline:
             time.sleep(0.1)
     finally:
-        proc.send_signal(signal.SIGTERM)  # `kill PID`, `docker stop`
-        _, err = proc.communicate(timeout=30)
+        err = _stop(proc, signal.SIGTERM)  # `kill PID`, `docker stop`
     assert proc.returncode == 0, err
     assert err.splitlines()[-1] == "evowatch: stopped; everything ingested so far is committed"
     again = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"),

@@ -443,3 +443,31 @@ def test_a_run_logging_only_real_data_tags_says_how_to_read_them(tmp_path, caplo
     assert TensorBoardImages().scan(run) == []
     assert ("no sample files, and the images logged to TensorBoard are under tags named as real data (real_images): "
             "--samples TAG reads a tag") in caplog.text
+
+
+def test_a_step_whose_grid_tells_nothing_takes_the_layout_of_the_tags_latest_step(tmp_path):
+    """``add_images`` of 64 samples of noise (a diffusion model's first) is a square image whose
+    boundaries do not stand out: it was one sample, then 64 at the next steps."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "logs"))
+    noise = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    writer.add_images("test_samples", noise.transpose(0, 3, 1, 2), 0)
+    for step in (10, 20):
+        writer.add_images("test_samples", samples(64, 32, step).transpose(0, 3, 1, 2), step)
+    writer.add_image("one_sample", samples(1, 256, 1)[0], 20, dataformats="HWC")  # a single sample stays whole
+    writer.close()
+    logged = TensorBoardImages()
+    found = {c.source: c for c in logged.scan(run)}
+    got = read(logged, found["logs/test_samples@0"])
+    assert [s.instance for s in got] == list(range(64))
+    np.testing.assert_array_equal(np.stack([s.image for s in got]), noise)
+    assert [s.instance for s in read(logged, found["logs/one_sample@20"])] == [-1]
+
+
+def test_samples_matching_no_tag_says_so(tmp_path, caplog):
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    writer.add_images("test_samples", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
+    writer.close()
+    assert TensorBoardImages().scan(run, DiscoveryOptions(sample_globs=("validation*",))) == []
+    assert "images logged to TensorBoard are under tags --samples does not match (test_samples)" in caplog.text
