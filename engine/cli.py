@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evowatch: error: {_os_error(exc, args) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports a process it stopped
+        if args.command == "watch":  # a live watch says so itself; an interrupted --once says it here
+            print("evowatch: interrupted; everything ingested so far is committed: run the same command again "
+                  "to resume", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
         restore_sigterm()

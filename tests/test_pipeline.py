@@ -886,6 +886,35 @@ def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
     assert info(store)["rows"] == 5
 
 
+def _started(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """A `watch` given a few seconds to start (import, open the store) before it is stopped."""
+    proc = subprocess.Popen(_cli("watch", *args, "--encoder", "pixels", "--no-layout"), env=_env(tmp_path),
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    return proc
+
+
+def test_an_interrupted_once_says_what_is_kept_and_how_to_resume(tmp_path):
+    """Ctrl-C on `watch --once` (here while it waits for a checkpoint still being written)
+    exited 130 without a word."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    write_step(run, 200, 3, seed=1)
+    proc = _started(tmp_path, str(run), "--store", str(store), "--once", "--settle", "120")
+    err = _stop(proc, signal.SIGINT)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == ("evowatch: interrupted; everything ingested so far is committed: "
+                                    "run the same command again to resume")
+
+
+def test_stopping_a_watch_still_waiting_for_its_run_leaves_no_empty_store(tmp_path):
+    run, store = tmp_path / "not_yet", tmp_path / "s.zarr"
+    proc = _started(tmp_path, str(run), "--store", str(store))
+    err = _stop(proc, signal.SIGINT)
+    assert proc.returncode == 0 and "waiting for the trainer to create it" in err, err
+    assert not store.exists() and not Path(f"{store}.lock").exists()
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped exception, on purpose
 def test_a_stop_whose_exception_python_drops_still_stops_a_live_watch(tmp_path):
     """SIGTERM landing while Python ran a weakref callback: its exception was printed
