@@ -86,6 +86,15 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     assert 2000 in lines["alert_steps"]
 
 
+def test_the_header_counts_a_rewritten_checkpoints_earlier_rows_apart(tmp_path, monkeypatch):
+    """A grid the trainer rewrote in place keeps its first version's rows, superseded: the
+    header counted them as samples (a DCGAN epoch grid rewritten 10 times read 10x the samples)."""
+    run = build_store(tmp_path / "run.zarr", n_steps=2, per_step=30, n_real=20, thumbnail_size=8)
+    run.add_step(run.steps[-1])  # the same source again: the earlier version's 30 rows are superseded
+    page = texts(run_app(tmp_path / "run.zarr", monkeypatch))
+    assert "80 samples (+30 of earlier versions) · 2 steps" in page
+
+
 def test_filters_narrow_the_map(store, monkeypatch):
     at = run_app(store, monkeypatch)
     at.multiselect(key="kinds").set_value(["generated"]).run()

@@ -347,8 +347,10 @@ def page(path: str) -> None:
         return
     d = data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}")
-    live_status(path, commit, f"{commit.rows:,} samples · {len(d.all_steps)} steps · {commit.layout_rows:,} laid "
-                              f"out · encoder {d.encoder.get('identity', '?')} · {len(d.alerts)} alerts")
+    earlier = f" (+{d.n_superseded:,} of earlier versions)" if d.n_superseded else ""
+    live_status(path, commit, f"{commit.rows - d.n_superseded:,} samples{earlier} · {len(d.all_steps)} steps · "
+                              f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "
+                              f"{len(d.alerts)} alerts")
     _sync_injected_state()
     f, layout, color = sidebar(d, path, commit)
     alerts_list(list(d.alerts))
