@@ -237,6 +237,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"labels      {len(summary['labels'])}")
     print(f"layout      {summary['layout_rows']} rows")
     print(f"warnings    {summary['warnings']} skipped files")
+    if summary["scalars"]:
+        print("scalars     " + ", ".join(summary["scalars"]))
     latest = summary["latest_metrics"]
     if latest:
         shown = [k for k in ("vendi", "pairwise_cosine", "precision", "recall", "coverage", "fd", "near_copy_frac", "label_tv")

@@ -349,6 +349,12 @@ class StoreReader:
         """Trainer scalars (losses): 'step' plus one float64 column per scalar."""
         return self._table("scalars")
 
+    def scalar_names(self) -> list[str]:
+        """The trainer scalars read from the run's logs (``scalars/<name>``), 'step' left out."""
+        group = self.path / "scalars"
+        return sorted(p.name for p in group.iterdir() if p.name != "step" and (p / "zarr.json").is_file()) \
+            if group.is_dir() else []
+
     def sample_metric_names(self) -> list[str]:
         group = self.path / "sample_metrics"
         return sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file() and p.is_dir()) if group.is_dir() else []
@@ -406,6 +412,7 @@ class StoreReader:
             "warnings": self.n_warnings,
             "metric_steps": len(metrics.get("step", [])),
             "latest_metrics": latest,
+            "scalars": self.scalar_names(),
             "alerts": list(self.attrs.get("alerts", [])),
         }
 

@@ -284,6 +284,7 @@ def test_metric_tables(tmp_path, rng):
     assert reader.sample_metric("absent").shape == (6,)
     summary = reader.info()
     assert summary["metric_steps"] == 2 and summary["latest_metrics"] == {"step": 10, "vendi": 2.0, "fd": 1.5}
+    assert summary["scalars"] == ["loss_d"]
 
 
 def test_group_commit_of_deferred_checkpoints(tmp_path, rng):
