@@ -148,6 +148,20 @@ def test_degenerate_steps():
     assert empty.xy.shape == (0, 2)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_first_step_of_identical_samples_gives_a_finite_map():
+    """A generator collapsed from its first checkpoint (16 identical tiles: identical
+    vectors): PCA had no spread to scale by and every step's coordinates were NaN."""
+    rng = np.random.default_rng(0)
+    collapsed = np.repeat(np.eye(1, 32), 16, axis=0)  # centred, exactly zero (other vectors: rounding noise)
+    healthy = rng.standard_normal((16, 32))
+    first = layout_step(collapsed, np.arange(16))
+    later = layout_step(healthy, np.arange(16), first)
+    assert np.isfinite(first.xy).all() and np.isfinite(later.xy).all()
+    assert np.ptp(later.xy, axis=0).min() > 1  # the healthy step is spread out
+    assert all(np.isfinite(y).all() for y in layout_full([collapsed, healthy], [np.arange(16)] * 2))
+
+
 def test_alignment_error_is_in_band_radii():
     rng = np.random.default_rng(0)
     xy = rng.standard_normal((50, 2))

@@ -225,9 +225,20 @@ def _jitter(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return y + rng.normal(scale=1e-4 * max(scale, 1e-4), size=y.shape)
 
 
+def _start(x: np.ndarray, random_state: int) -> np.ndarray:
+    """openTSNE's PCA initialisation; for a step whose samples are all the same (a generator
+    collapsed from the start) PCA has no spread to scale by and gave NaN for the whole map:
+    those start from openTSNE's small random initialisation instead."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = initialization.pca(x, random_state=random_state)
+    if not np.isfinite(y).all():
+        y = initialization.random(len(x), random_state=random_state)
+    return np.ascontiguousarray(y, dtype=np.float64)
+
+
 def _cold(x: np.ndarray, P: sp.csr_matrix, params: LayoutParams) -> np.ndarray:
     n = len(x)
-    y = np.ascontiguousarray(initialization.pca(x, random_state=params.random_state), dtype=np.float64)
+    y = _start(x, params.random_state)
     grad = _kl_gradient(_method(params, n), params.n_jobs)
     ex = params.first_exaggeration
     if params.first_exaggeration_iter > 0 and ex != 1:
@@ -327,7 +338,7 @@ def layout_full(vectors_per_step: Sequence[np.ndarray], instances_per_step: Sequ
                    for t in range(1, T)]
     rng = np.random.default_rng(params.random_state)
     if init is None:
-        ys = [np.asarray(initialization.pca(xs[0], random_state=params.random_state), dtype=np.float64)]
+        ys = [_start(xs[0], params.random_state)]
         for t in range(1, T):
             ys.append(_jitter(As[t] @ ys[t - 1], rng))
     else:
