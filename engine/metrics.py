@@ -148,7 +148,7 @@ def mean_pairwise_cosine_distance(x: np.ndarray) -> float:
         return float("nan")
     s = x64.sum(axis=0)
     mean_cos = (float(s @ s) - n) / (n * (n - 1))
-    return 1.0 - mean_cos
+    return max(0.0, round(1.0 - mean_cos, 12))  # identical samples: 0, not the sum's rounding (-4.4e-16)
 
 
 def _entropy(eigenvalues: np.ndarray) -> float:

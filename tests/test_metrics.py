@@ -107,6 +107,8 @@ def test_mean_pairwise_cosine_matches_dense(data):
     n = len(x)
     want = float((1 - c)[~np.eye(n, dtype=bool)].mean())
     assert M.mean_pairwise_cosine_distance(fake) == pytest.approx(want, abs=1e-9)
+    collapsed = np.repeat(np.random.default_rng(3).standard_normal((1, 17)), 64, axis=0)
+    assert [M.mean_pairwise_cosine_distance(collapsed * s) for s in (1, 3.7, 1e-3)] == [0.0] * 3  # no -4.4e-16
 
 
 def test_mann_whitney_z_is_meehan_zu():
