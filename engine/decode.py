@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import pickle
-import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +46,7 @@ from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_pat
 from engine.errors import DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
+from stores.zarr_store import pattern_regex
 
 log = logging.getLogger(__name__)
 
@@ -377,13 +377,12 @@ def _numbered_buckets(parents: dict[Path, Path]) -> bool:
 
 def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
     """Instance ids from file names, only when every name yields a distinct integer: the
-    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``; a ``?`` is any
-    character: ``mylora_000500_*_??????????????.png``), else a name's last."""
-    wildcard = (re.compile(re.escape(pattern).replace(r"\*", r"(\d+)", 1).replace(r"\?", ".") + "$")
-                if pattern and "*" in pattern else None)
+    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``,
+    ``mylora_000500_*_??????????????.png``), else a name's last."""
+    wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
     ids = {}
     for path in files:
-        match = wildcard.match(path.name) if wildcard else None
+        match = wildcard.fullmatch(path.name) if wildcard else None
         number = int(match[1]) if match else last_integer(path.stem)
         if number is None:
             return {}

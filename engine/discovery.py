@@ -352,12 +352,18 @@ _LAST_TWO_NUMBERS = re.compile(r"(\d+)\D+(\d+)\D*$")
 def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str]]:
     """(step, index, pattern) readings of a single image's name that carries a step and a
     sample index: step then index (``step1000_03.png`` -> 1000, 3, ``step1000_*.png``), or
-    index then step (``img_0001_step_0500.png``); a date, time or hash is a ``?`` per character
-    (kohya-ss's ``mylora_000500_*_??????????????.png``). With ``step_regex`` the index is the
+    index then step (``img_0001_step_0500.png``); a number named as the step (``gs-000500``)
+    is the step, the last other number after it (else before it) the index; a date, time or
+    hash is a ``?`` per character (kohya-ss's ``mylora_000500_*_??????????????.png``). With ``step_regex`` the index is the
     first number after its match, else the last before it."""
     stem, found = path.stem, []
     masked = _NO_NUMBER.sub(lambda m: "?" * len(m[0]), stem)  # as long as the stem: spans hold in both
-    if options.step_regex is None:
+    named = list(_NAMED_STEP.finditer(masked))
+    if options.step_regex is None and named:  # latent-diffusion's samples_gs-000500_e-000001_b-000003
+        step = named[-1]
+        index = _LAST_INT.search(masked, step.end()) or _LAST_INT.search(masked[:step.start()])
+        found = [(int(step[1]), index.span(1))] if index else []
+    elif options.step_regex is None:
         match = _LAST_TWO_NUMBERS.search(masked)
         if match:
             found = [(int(match[1]), match.span(2)), (int(match[2]), match.span(1))]
@@ -413,9 +419,13 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
     ``stores.zarr_store.superseded_flags``.)"""
     images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
     by_shape: dict[tuple[str, int], dict[Path, list[tuple[int, int, Path]]]] = {}
+    named: dict[str, str] = {}  # a pattern, its ? runs as one, -> the first file's pattern (the checkpoint's name)
     for path in images:
         for reading, (step, index, pattern) in enumerate(_readings(path, options)):
-            shape = (re.sub(r"\d+", "#", pattern), reading)
+            # a date, time or hash matches whatever its length: kohya-ss adds a seed to some
+            # prompts' names only (mylora_000500_00_<time>.png, mylora_000500_01_<time>_42.png)
+            pattern = named.setdefault(re.sub(r"\?+", "?", pattern), pattern)
+            shape = (re.sub(r"\d+", "#", re.sub(r"\?+", "?", pattern)), reading)
             by_shape.setdefault(shape, {}).setdefault(path.with_name(pattern), []).append((step, index, path))
     mtimes: dict[Path, float | None] = {}
 

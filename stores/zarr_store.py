@@ -429,10 +429,11 @@ def _folder_and_name(source: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _pattern(name: str) -> re.Pattern:
-    """A per-step pattern source's name (``step1000_*.png``: its ``*`` a sample index) as a
-    regular expression for its files' names."""
-    return re.compile(re.escape(name).replace(r"\*", r"\d+"))
+def pattern_regex(name: str) -> re.Pattern:
+    """A per-step pattern source's name (``step1000_*.png``: its ``*`` a sample index, group
+    1; its ``?`` runs a date, time or hash, with a seed after it or not: kohya-ss's
+    ``mylora_000500_*_??????????????.png``) as a regular expression for its files' names."""
+    return re.compile(re.sub(r"(?:\\\?)+", ".+", re.escape(name)).replace(r"\*", r"(\d+)", 1))
 
 
 class _Names:
@@ -455,8 +456,8 @@ class _Names:
     def same_files(self, name: str) -> set[str]:
         """The names that are ``name``'s files read the other way (a pattern and one of its files)."""
         if "*" in name:
-            return {other for other in self.others if _pattern(name).fullmatch(other)}
-        return {other for other in self.patterns if _pattern(other).fullmatch(name)}
+            return {other for other in self.others if pattern_regex(name).fullmatch(other)}
+        return {other for other in self.patterns if pattern_regex(other).fullmatch(name)}
 
 
 def _reading_key(source: str) -> str:

@@ -103,6 +103,19 @@ def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names
     assert all(is_ready(c) for c in found) and len({content_hash(c) for c in found}) == 3
 
 
+def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tmp_path):
+    """latent-diffusion's ImageLogger writes ``{key}_gs-{step:06}_e-{epoch:06}_b-{batch:06}.png``;
+    with two validation batches per logging step the last two numbers (epoch, batch) were read
+    as step and index: steps 0, 1, 2."""
+    for epoch, step in enumerate((500, 1000, 1500)):
+        for batch in (0, 1):
+            write_png(tmp_path / "images" / "val" / f"samples_gs-{step:06}_e-{epoch:06}_b-{batch:06}.png",
+                      smooth_images(RNG, 1, 8)[0])
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source, len(c.files)) for c in found] == [
+        (step, f"images/val/samples_gs-{step:06}_e-{epoch:06}_b-*.png", 2) for epoch, step in enumerate((500, 1000, 1500))]
+
+
 def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
     """kohya-ss's ``sample/{name}_{steps:06d}_{i:02d}_{%Y%m%d%H%M%S}.png`` (and
     ``_e{epoch:06d}_…_{seed}.png``): the time was read as the step, one checkpoint per file; the

@@ -654,6 +654,38 @@ def test_a_flat_folders_first_file_read_alone_is_superseded_once_its_step_fills(
     assert reader.n_rows == 5 and int(reader.current_rows().sum()) == 4 and info(store)["steps"] == [1000]
 
 
+def test_kohya_samples_with_a_seed_for_some_prompts_are_one_step_and_a_lone_first_file_is_superseded(tmp_path):
+    """kohya-ss names a prompt's image ``{name}_{steps:06d}_{i:02d}_{time}.png`` and adds
+    ``_{seed}`` when the prompt sets one: a step whose prompts differ in that was read as one
+    checkpoint per file, steps 0, 1, ... (the prompt index); the step's first file, ingested
+    alone while the sampler was still at work, was never superseded (its pattern's time
+    matched no file name)."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    (run / "sample").mkdir(parents=True)
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+
+    def prompt(steps: int, i: int, seed: str = "") -> None:
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(1.7e9 + steps + i))
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            run / "sample" / f"mylora_{steps:06d}_{i:02d}_{stamp}{seed}.png")
+        old = time.time() - 10
+        for path in run.rglob("*"):
+            os.utime(path, (old, old))
+
+    prompt(500, 0)
+    assert main(watch) == 0 and StoreReader(store).n_rows == 1
+    prompt(500, 1, "_42")
+    prompt(500, 2)
+    prompt(1000, 0)
+    prompt(1000, 1, "_42")
+    assert main(watch) == 0
+    reader = StoreReader(store)
+    assert info(store)["steps"] == [500, 1000] and int(reader.current_rows().sum()) == 5
+    current = reader.current_rows()
+    assert reader.samples("instance")[current].tolist() == [0, 1, 2, 0, 1]
+
+
 def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_named(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
