@@ -92,10 +92,13 @@ _EVAL_STEM = re.compile(
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
-#: Files and folders of the trainer's real data written beside its samples (CycleGAN's
-#: ``epoch001_real_A.png``, ``real_samples.png``, taming's ``inputs_gs-005000_….png``, a
-#: ``real/`` folder of training images): no samples, unless ``--samples`` names them.
-_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?)(?![a-z])", re.IGNORECASE)
+#: Files and folders of the trainer's real data, or made from it, written beside its samples
+#: (CycleGAN's ``epoch001_real_A.png``, ``real_samples.png``, a ``real/`` folder of training
+#: images; latent-diffusion's ``inputs_gs-005000_….png`` and what it draws from them:
+#: ``diffusion_row_…`` (the inputs noised), ``conditioning_…``, ``mask_…``): no samples, unless
+#: ``--samples`` names them. Reconstructions are samples: an autoencoder's (taming's VQGAN) only output.
+_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|conditionings?|masks?)"
+                        r"(?![a-z])", re.IGNORECASE)
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
 _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
 #: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
@@ -489,7 +492,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     if reals:
         folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
         what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
-        _warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data "
+        _warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data or made from it "
                            f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) {'is' if one else 'are'} "
                            f"not read as samples (--samples GLOB reads {'it' if one else 'them'})")
     groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)

@@ -7,7 +7,8 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
 (:func:`engine.discovery.scan_run` finds none), the watcher reads these instead: each
 (folder of event files, tag, step) with images is one checkpoint, named ``FOLDER/TAG@STEP``.
 
-* Tags: every image tag but those named as real data (``real_images``, ``inputs``, ``gt``);
+* Tags: every image tag but those named as real data or made from it (``real_images``,
+  ``inputs``, ``gt``, ``mask``);
   with ``--samples GLOB``, the tags it matches (``--samples 'test_*'``).
 * Images: an ``image`` summary (PyTorch's ``SummaryWriter``, tensorboardX) is one PNG, which
   may be a grid: split as an image file is (:func:`engine.grids.detect_grid`), else as
@@ -203,7 +204,7 @@ class TensorBoardImages:
         self._said.add(said)
         if not series:
             log.warning("%s: no sample files, and the images logged to TensorBoard are under tags %s (%s): "
-                        "--samples TAG reads a tag", root, "--samples does not match" if picked else "named as real data",
+                        "--samples TAG reads a tag", root, "--samples does not match" if picked else "named as real data or made from it",
                         ", ".join(left))
             return
         log.info("%s: no sample files; reading the images logged to TensorBoard, tag%s %s%s (--samples TAG picks tags)",

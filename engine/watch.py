@@ -7,13 +7,15 @@ checkpoints whose content hash the store has not committed yet.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -66,6 +68,15 @@ def _run_folders(sources: list[str]) -> list[str]:
     while all(len(p) > shared for p in parents) and len({p[len(p) - 1 - shared] for p in parents}) == 1:
         shared += 1
     return list(dict.fromkeys(Path(*p[:len(p) - shared]).as_posix() if len(p) > shared else "." for p in parents))
+
+
+def _one_series_glob(sources: list[str]) -> str | None:
+    """A ``--samples`` glob that picks one of a step's sample files and not the others, the
+    shortest there is (``samples_gs-*_e-*_b-*.png`` beside ``samples_inpainting_gs-…``,
+    ``*-ema.jpg`` beside ``100.jpg``); None when the checkpoints are folders."""
+    names = [PurePosixPath(source).name for source in sources]
+    globs = sorted({re.sub(r"\d+", "*", name) for name in names if PurePosixPath(name).suffix}, key=len)
+    return next((glob for glob in globs if sum(fnmatch.fnmatch(name, glob) for name in names) == 1), None)
 
 
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
@@ -165,8 +176,9 @@ class Watcher:
         if shared:
             step, sources = next(iter(shared.items()))
             folders = _run_folders(sources)
+            example = _one_series_glob(sources)
             fix = (f"point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
-                   if folders else "--samples GLOB watches one series")
+                   if folders else "--samples GLOB watches one series" + (f" (--samples '{example}')" if example else ""))
             log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together; %s",
                         self.config.run_dir, f"{counted(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)

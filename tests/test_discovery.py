@@ -114,6 +114,10 @@ def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tm
     found = scan_run(tmp_path)
     assert [(c.step, c.source, len(c.files)) for c in found] == [
         (step, f"images/val/samples_gs-{step:06}_e-{epoch:06}_b-*.png", 2) for epoch, step in enumerate((500, 1000, 1500))]
+    # Its other default keys: the inputs and what is drawn from them are no samples.
+    for key in ("inputs", "conditioning", "mask", "diffusion_row", "samples"):
+        write_png(tmp_path / "images" / "train" / f"{key}_gs-000500_e-000000_b-000007.png", smooth_images(RNG, 1, 8)[0])
+    assert [c.source for c in scan_run(tmp_path / "images" / "train")] == ["samples_gs-000500_e-000000_b-000007.png"]
 
 
 def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
@@ -529,7 +533,7 @@ def test_files_named_as_real_data_are_no_samples_unless_the_globs_name_them(tmp_
     with caplog.at_level("WARNING", logger="engine.discovery"):
         sources = [c.source for c in scan_run(tmp_path)]
     assert sources == [f"web/images/epoch{e:03d}_{s}.png" for e in (1, 2) for s in ("fake_B", "rec_A")]
-    assert "4 files named as real data (epoch001_real_A.png, epoch001_real_B.png, ...)" in caplog.text
+    assert "4 files named as real data or made from it (epoch001_real_A.png, epoch001_real_B.png, ...)" in caplog.text
     chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("*_real_A.png",)))
     assert [c.source for c in chosen] == ["web/images/epoch001_real_A.png", "web/images/epoch002_real_A.png"]
 
@@ -547,7 +551,7 @@ def test_folders_named_as_real_data_are_no_samples(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="engine.discovery"):
         assert [(c.step, c.source) for c in scan_run(tmp_path / "run")] == [(1000, "samples/step_1000"),
                                                                             (2000, "samples/step_2000")]
-    assert f"{tmp_path / 'run'}: 1 folder named as real data (real/) is not read as samples" in caplog.text
+    assert f"{tmp_path / 'run'}: 1 folder named as real data or made from it (real/) is not read as samples" in caplog.text
     assert [[f.relative_to(c.root).as_posix() for f in c.files] for c in scan_run(tmp_path / "pairs")] == [
         [f"step_{step}/fake/{i:05d}.png" for i in range(2)] for step in (1000, 2000)]
     assert [len(c.files) for c in scan_run(tmp_path / "pairs", DiscoveryOptions(sample_globs=("*.png",)))] == [4, 4]

@@ -1059,9 +1059,11 @@ def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
     assert main(watch) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
     assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 1: sample-1-ema.png, sample-1.png): "
-                      "a step's signals measure them together; --samples GLOB watches one series"]
-    assert main(watch + ["--samples", "sample-?.png"]) == 0
-    assert "several checkpoints" not in capsys.readouterr().err
+                      "a step's signals measure them together; --samples GLOB watches one series "
+                      "(--samples 'sample-*-ema.png')"]
+    for series in ("sample-?.png", "sample-*-ema.png"):  # the example given works
+        assert main(watch + ["--samples", series]) == 0
+        assert "several checkpoints" not in capsys.readouterr().err
 
 
 def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):

@@ -441,7 +441,7 @@ def test_a_run_logging_only_real_data_tags_says_how_to_read_them(tmp_path, caplo
     writer.add_images("real_images", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
     writer.close()
     assert TensorBoardImages().scan(run) == []
-    assert ("no sample files, and the images logged to TensorBoard are under tags named as real data (real_images): "
+    assert ("no sample files, and the images logged to TensorBoard are under tags named as real data or made from it (real_images): "
             "--samples TAG reads a tag") in caplog.text
 
 
