@@ -378,7 +378,10 @@ def _numbered_buckets(parents: dict[Path, Path]) -> bool:
 def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
     """Instance ids from file names, only when every name yields a distinct integer: the
     number at the ``*`` of a per-step pattern (``img_*_step_0500.png``,
-    ``mylora_000500_*_??????????????.png``), else a name's last."""
+    ``mylora_000500_*_??????????????.png``), else a name's last; none for a pattern without
+    an index (``validation_500_????????????????????.png``: names apart by a hash)."""
+    if pattern and "?" in pattern and "*" not in pattern:
+        return {}
     wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
     ids = {}
     for path in files:

@@ -235,6 +235,12 @@ def last_integer(text: str) -> int | None:
     return int(match[1]) if match else None
 
 
+def series_glob(name: str) -> str:
+    """A ``--samples`` glob for the series a file name belongs to: its numbers, dates, times
+    and hashes as ``*`` (``validation_500_<hash>.png`` -> ``validation_*_*.png``)."""
+    return re.sub(r"[*?\d]+", "*", _NO_NUMBER.sub("*", name))
+
+
 def step_in_name(text: str) -> int | None:
     """The step a name carries by default: the last number named as one (``gs-005000``,
     ``step=1000``, ``iter5000``), else the last number that is no date, time, setting, shape or hash."""
@@ -357,8 +363,9 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
     sample index: step then index (``step1000_03.png`` -> 1000, 3, ``step1000_*.png``), or
     index then step (``img_0001_step_0500.png``); a number named as the step (``gs-000500``)
     is the step, the last other number after it (else before it) the index; a date, time or
-    hash is a ``?`` per character (kohya-ss's ``mylora_000500_*_??????????????.png``). With ``step_regex`` the index is the
-    first number after its match, else the last before it."""
+    hash is a ``?`` per character (kohya-ss's ``mylora_000500_*_??????????????.png``), and a
+    name whose only other part is one has no index (-1: W&B's ``validation_500_<hash>.png``).
+    With ``step_regex`` the index is the first number after its match, else the last before it."""
     stem, found = path.stem, []
     masked = _NO_NUMBER.sub(lambda m: "?" * len(m[0]), stem)  # as long as the stem: spans hold in both
     named = list(_NAMED_STEP.finditer(masked))
@@ -375,6 +382,8 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
         if match and step is not None:
             index = _FIRST_INT.search(masked, match.end()) or _LAST_INT.search(masked[:match.start()])
             found = [(step, index.span(1))] if index else []
+    if not found and "?" in masked and (step := step_of(path.name, options)) is not None:
+        return [(step, -1, masked + path.suffix)]  # W&B's validation_500_<hash>.png: a step, no index
     return [(step, int(masked[a:b]), f"{masked[:a]}*{masked[b:]}{path.suffix}") for step, (a, b) in found]
 
 
@@ -441,7 +450,8 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
     candidates = []
     for (_, reading), patterns in by_shape.items():
         if max(map(len, patterns.values())) < 2 or not all(
-                _index_like([index for _, index, _ in entries]) for entries in patterns.values()):
+                _index_like(indices) or max(indices) < 0
+                for indices in ([index for _, index, _ in entries] for entries in patterns.values())):
             continue
         together = None if options.step_regex else _written_together([times(e) for e in patterns.values()])
         if together is not False:

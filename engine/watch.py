@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import re
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from watchdog.observers.polling import PollingObserver
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
 from engine.discovery import (DiscoveryOptions, content_hash, file_versions, is_ready, sample_files, scan_reference,
-                              scan_run)
+                              scan_run, series_glob)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
@@ -75,7 +74,7 @@ def _one_series_glob(sources: list[str]) -> str | None:
     shortest there is (``samples_gs-*_e-*_b-*.png`` beside ``samples_inpainting_gs-…``,
     ``*-ema.jpg`` beside ``100.jpg``); None when the checkpoints are folders."""
     names = [PurePosixPath(source).name for source in sources]
-    globs = sorted({re.sub(r"\d+", "*", name) for name in names if PurePosixPath(name).suffix}, key=len)
+    globs = sorted({series_glob(name) for name in names if PurePosixPath(name).suffix}, key=len)
     return next((glob for glob in globs if sum(fnmatch.fnmatch(name, glob) for name in names) == 1), None)
 
 

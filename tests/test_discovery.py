@@ -120,6 +120,24 @@ def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tm
     assert [c.source for c in scan_run(tmp_path / "images" / "train")] == ["samples_gs-000500_e-000000_b-000007.png"]
 
 
+def test_wandb_media_images_of_a_step_are_one_checkpoint_without_instance_ids(tmp_path):
+    """``wandb.log({"validation": [wandb.Image(...) x 4]}, step=s)`` (diffusers' scripts) saves
+    ``files/media/images/validation_{s}_{content hash}.png``: each image was a checkpoint of
+    its own, one sample each, all laid out on one point."""
+    import hashlib
+
+    from engine.decode import iter_samples
+    media = tmp_path / "wandb" / "run-20240105_103000-3kq8x1zb" / "files" / "media" / "images"
+    for step in (500, 1000):
+        for image in smooth_images(RNG, 3, 8):
+            write_png(media / "tmp.png", image)
+            (media / "tmp.png").rename(media / f"validation_{step}_{hashlib.sha256(image.tobytes()).hexdigest()[:20]}.png")
+    found = scan_run(tmp_path)
+    assert [(c.step, len(c.files)) for c in found] == [(500, 3), (1000, 3)]
+    assert found[0].source.endswith("media/images/validation_500_" + "?" * 20 + ".png")
+    assert [s.instance for s in iter_samples(found[1])] == [-1, -1, -1]  # the hash says nothing of the order
+
+
 def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
     """kohya-ss's ``sample/{name}_{steps:06d}_{i:02d}_{%Y%m%d%H%M%S}.png`` (and
     ``_e{epoch:06d}_…_{seed}.png``): the time was read as the step, one checkpoint per file; the
