@@ -449,7 +449,8 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
 
 def _sheets_of_grids(images: Sequence[Path]) -> bool:
     """Whether a checkpoint's several images are sheets of samples (then each may be a grid):
-    its first and last images are grids of one geometry, of tiles of at least 2 * MIN_TILE px.
+    its first and last images are grids of one tile size, at least 2 * MIN_TILE px (BigGAN's
+    ``samples0.jpg``, 10 x 10, beside ``interpZ0.jpg``, 16 x 10).
     A folder of single samples whose first one the detector takes for a grid (a small
     nearest-neighbour upscaled digit on black) must not be cut into blocks, every file of it."""
     found = []
@@ -461,7 +462,7 @@ def _sheets_of_grids(images: Sequence[Path]) -> bool:
         grid = detect_grid(image, lossy=path.suffix.lower() in LOSSY_EXTENSIONS)
         if grid is None or min(grid.tile_h, grid.tile_w) < 2 * MIN_TILE:
             return False
-        found.append((grid.rows, grid.cols, grid.tile_h, grid.tile_w))
+        found.append((grid.tile_h, grid.tile_w))
     return found[0] == found[1]
 
 

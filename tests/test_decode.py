@@ -119,15 +119,17 @@ def test_a_checkpoint_of_several_grids_splits_each_of_them(tmp_path):
     sheets = [smooth_images(RNG, 50, 32) for _ in range(2)]
     for i, sheet in enumerate(sheets):
         save_torchvision_grid(sheet, tmp_path / "biggan" / "2000" / f"samples{i}.jpg", nrow=10)
+    # its interpolation sheets beside them, 16 x 10 (sorted first: the two ends differ in shape)
+    save_torchvision_grid(smooth_images(RNG, 160, 32), tmp_path / "biggan" / "2000" / "interpZ0.jpg", nrow=10)
     save_torchvision_grid(sheets[0], tmp_path / "biggan" / "fixed_samples2000.jpg", nrow=10)
     for step in (500, 1000):
         for rank in range(2):
             save_torchvision_grid(smooth_images(RNG, 4, 16), tmp_path / "ranks" / f"{step:07d}_rank{rank}.png", nrow=2)
     folder = next(c for c in scan_run(tmp_path / "biggan") if c.source == "2000")
     samples, skipped = _split(list(iter_samples(folder)))
-    assert not skipped and [s.instance for s in samples] == list(range(100))
-    assert samples[57].path == "2000/samples1.jpg#7"
-    assert np.abs(samples[57].image.astype(int) - sheets[1][7]).mean() < 8  # JPEG
+    assert not skipped and [s.instance for s in samples] == list(range(260))
+    assert samples[160 + 57].path == "2000/samples1.jpg#7"
+    assert np.abs(samples[160 + 57].image.astype(int) - sheets[1][7]).mean() < 8  # JPEG
     assert [[s.instance for s in iter_samples(c)] for c in scan_run(tmp_path / "ranks")] == [list(range(8))] * 2
     for i, image in enumerate(smooth_images(RNG, 3, 64)):
         write_png(tmp_path / "singles" / "step_100" / f"{i:03d}.png", image)
