@@ -57,7 +57,7 @@ DEFAULT_SEED = 0
 
 #: Weight files that never hold the generator (optimizer state, discriminators, RNG state).
 _NOT_GENERATOR = re.compile(
-    r"^(?:optimi[sz]er|optim|scheduler|scaler|rng_state|random_states?|training_args|trainer_state|"
+    r"^(?:optimi[sz]er|optim|scheduler|scaler|rng_state|random_states?|training_args|trainer_state|training[-_]state|"
     r"net_?d|discriminator|disc)(?:[-_.=]|\d|$)", re.IGNORECASE)
 #: Lightning's ``step=N`` wins over the last integer (``epoch=3-step=1000-v1.ckpt`` is step 1000).
 _STEP_KEY = re.compile(r"(?:^|[-_])step[=_-]?(\d+)", re.IGNORECASE)
@@ -373,12 +373,17 @@ def is_generator_weights(name: str, weight_globs: tuple[str, ...] = ()) -> bool:
     return weightish and not _NOT_GENERATOR.match(name) and not name.startswith(".")
 
 
-def _folder_holds_weights(folder: Path) -> bool:
+def _is_checkpoint_folder(folder: Path, options: DiscoveryOptions) -> bool:
+    """A numbered folder that holds one checkpoint's weights (``checkpoint-500/``), not a run
+    folder of numbered weight files (EDM's ``00000-cifar10-32x32-…/network-snapshot-*.pkl``,
+    mmengine's ``work_dirs/EXP_800k/iter_*.pth``: read as one checkpoint at step 32 or 800)."""
     try:
-        return any(p.is_file() and (os.path.splitext(p.name)[1].lower() in MODEL_EXTENSIONS or is_weight_file(p.name))
-                   for p in folder.iterdir())
+        weights = [p.name for p in folder.iterdir() if p.is_file() and (
+            os.path.splitext(p.name)[1].lower() in MODEL_EXTENSIONS or is_weight_file(p.name))]
     except OSError:
         return False
+    steps = {weight_step(name, options) for name in weights if is_generator_weights(name)} - {None}
+    return bool(weights) and len(steps) < 2
 
 
 def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None,
@@ -416,7 +421,7 @@ def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | No
                     found.append(Checkpoint(step=step, source=path.relative_to(root).as_posix(), files=(path,), root=root))
             elif is_dir and not is_store(path):  # never walk into a store
                 step = weight_step(entry.name, options)
-                if step is not None and not weight_globs and _folder_holds_weights(path):
+                if step is not None and not weight_globs and _is_checkpoint_folder(path, options):
                     files = tuple(sorted(p for p in walk_files(path) if not p.name.startswith(".")))
                     if files:
                         found.append(Checkpoint(step=step, source=path.relative_to(root).as_posix(), files=files, root=root))

@@ -122,6 +122,22 @@ def test_scan_weights_units(tmp_path):
     assert [c.step for c in scan_weights(run, DiscoveryOptions(step_regex=r"snapshot-(\d+)"))] == [200]
 
 
+def test_a_numbered_run_folder_of_numbered_weights_is_no_checkpoint(tmp_path):
+    """Watched from its parent, NVlabs EDM's ``training-runs/00000-cifar10-32x32-…-fp32/`` (its
+    ``network-snapshot-*.pkl`` and ``training-state-*.pt``) was one weight checkpoint at step
+    32, and mmengine's ``work_dirs/…_800k/iter_*.pth`` one at step 800: the sampler was called
+    with the folder. EDM's training state is no generator."""
+    edm = tmp_path / "training-runs" / "00000-cifar10-32x32-uncond-ddpmpp-edm-gpus8-batch512-fp32"
+    mm = tmp_path / "work_dirs" / "stylegan2_c2_ffhq_256_b4x8_800k"
+    for kimg in (0, 200):
+        for name in (f"network-snapshot-{kimg:06d}.pkl", f"training-state-{kimg:06d}.pt"):
+            (edm.mkdir(parents=True, exist_ok=True) or edm / name).write_bytes(b"x")
+        (mm.mkdir(parents=True, exist_ok=True) or mm / f"iter_{kimg + 10000}.pth").write_bytes(b"x")
+    assert [(c.step, c.source) for c in scan_weights(tmp_path / "training-runs")] == [
+        (0, f"{edm.name}/network-snapshot-000000.pkl"), (200, f"{edm.name}/network-snapshot-000200.pkl")]
+    assert [c.step for c in scan_weights(tmp_path / "work_dirs")] == [10000, 10200]
+
+
 # --- the call contract ------------------------------------------------------------------------
 
 def test_output_forms():
