@@ -166,8 +166,18 @@ def _duplicates(hist: list[Mapping], rules: AlertRules) -> Alert | None:
                  f"real data: {_pct(expected)}")
 
 
+def _comparable(rec: Mapping, n: float) -> bool:
+    """Whether a step's diversity can be compared with one of ``n`` samples: it had at most
+    twice as many (Vendi is bounded by the count: a step whose folder was half deleted, or
+    whose files were mostly corrupt, is no collapse)."""
+    size = _get(rec, "n_generated")
+    return not _finite(size, n) or size <= 2 * n
+
+
 def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     cur, prev = hist[-1], hist[:-1]
+    n = _get(cur, "n_generated")
+    prev = [r for r in prev if _comparable(r, n)]
     worst: tuple[float, Alert] | None = None
     for key in rules.collapse_metrics:
         value = _get(cur, key)

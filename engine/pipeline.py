@@ -236,7 +236,12 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
 
 
 class _DeletedWhileRead(Exception):
-    """Rolls back a checkpoint whose every file vanished before it could be read."""
+    """Rolls back a checkpoint deleted while it was read."""
+
+
+def _deleted(checkpoint: Checkpoint) -> bool:
+    """Whether none of a checkpoint's files is left (a rotated-out checkpoint folder)."""
+    return not any(os.path.lexists(path) for path in checkpoint.files)
 
 
 def _committed(waiting: list[IngestResult]) -> Iterator[IngestResult]:
@@ -294,7 +299,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
             elif isinstance(item, Done):
                 done += 1
                 gone = [path for path, reason in tx.skipped if reason == VANISHED]
-                if gone and not rows and len(gone) == len(tx.skipped):  # deleted while read: rotation
+                if gone and _deleted(item.checkpoint):  # while read (rotation): its rows would be a part of it
                     log.info("%s was deleted while being read; nothing stored for it", item.checkpoint.source)
                     tx_context.__exit__(_DeletedWhileRead, _DeletedWhileRead(), None)  # commits those waiting
                     tx_context = tx = None

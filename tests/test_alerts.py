@@ -299,6 +299,15 @@ def test_collapse_baseline_capped_at_real():
     assert "below the real reference" in alert.message
 
 
+def test_a_step_of_far_fewer_samples_is_not_compared_for_collapse():
+    """A step of 5 readable samples (the rest corrupt, or its folder rotated out while read)
+    has a Vendi score of at most 5: 'diversity fell 84%' was a false collapse alert."""
+    hist = [{"step": s, "vendi": 31.0, "n_generated": 64} for s in (0, 100, 200)]
+    assert evaluate_alerts(hist + [{"step": 300, "vendi": 4.9, "n_generated": 5}]) == []
+    (alert,) = evaluate_alerts(hist + [{"step": 300, "vendi": 4.9, "n_generated": 64}])
+    assert alert.rule == "collapse"
+
+
 # --------------------------------------------------------------------------- convergence
 
 

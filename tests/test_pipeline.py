@@ -286,6 +286,31 @@ def test_a_checkpoint_deleted_while_being_read_is_not_stored(tmp_path, caplog, w
     assert "step_000200/samples" not in caplog.text and "00001.png: vanished before it could be read" in caplog.text
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_checkpoint_deleted_after_some_of_its_files_were_read_is_not_stored(tmp_path, caplog, monkeypatch, workers):
+    """Rotation deletes a checkpoint folder while its files are being read: the files read
+    before were stored as the step (3 of 8 samples, 5 warnings) and its low diversity raised a
+    collapse alert."""
+    import engine.decode
+
+    run = tmp_path / "run"
+    for step, n in ((100, 4), (200, 8), (300, 4)):
+        write_step(run, step, n, seed=step)
+    load_image = engine.decode.load_image
+
+    def rotating(path: Path) -> np.ndarray:
+        image = load_image(path)
+        if path.name == "00002.png" and "step_000200" in str(path):
+            shutil.rmtree(run / "step_000200")  # the trainer's rotation, after three of its files
+        return image
+
+    monkeypatch.setattr(engine.decode, "load_image", rotating)
+    with caplog.at_level("INFO"):
+        assert _ingest_run(run, tmp_path / "s.zarr", workers=workers) == [100, 300]
+    assert info(tmp_path / "s.zarr")["rows"] == 8 and info(tmp_path / "s.zarr")["warnings"] == 0
+    assert "step_000200 was deleted while being read; nothing stored for it" in caplog.text
+
+
 def test_decode_processes_keep_job_order_and_match_in_thread_decoding(tmp_path):
     run = tmp_path / "run"
     for step, n in zip(range(0, 70, 10), (3, 9, 1, 6, 4, 8, 2)):  # uneven sizes: workers finish out of order
