@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
 from engine.errors import EvowatchError
 from engine.watch import AfterIngest, WatchConfig, Watcher
-from stores.errors import StoreFormatError
+from stores.errors import StoreFormatError, StoreLockedError
 from stores.zarr_store import StoreReader, StoreWriter, check_store_path, encoder_mismatch
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,13 @@ def _discarded_if_left_empty(store: Path, even_on_success: bool = False) -> Iter
     """A store this invocation created is removed again when the invocation fails or is
     stopped before committing a checkpoint (an empty --holdout folder, a bad --sampler, Ctrl-C
     on a live watch still waiting for its run): no empty store folder is left behind. Runs
-    once the writer has closed."""
+    once the writer has closed. A store another process holds is its own, even one it has
+    just created (two watches started together on a new store)."""
     existed = Path(store).exists()
     try:
         yield
+    except StoreLockedError:
+        raise
     except BaseException:
         if not existed and _is_empty_store(store):
             shutil.rmtree(store, ignore_errors=True)

@@ -899,6 +899,29 @@ def test_a_failed_watch_leaves_no_store_it_created_and_keeps_one_it_did_not(tmp_
     assert info(store)["rows"] == 3
 
 
+def test_a_watch_refused_a_new_store_another_watch_just_created_leaves_it_be(tmp_path, capsys, monkeypatch):
+    """Two watches started together on a store not there yet: the one refused by the lock
+    saw no store when it started, took the other's (still empty) store for its own and
+    deleted it under the other's feet."""
+    import engine.session
+    from stores.zarr_store import StoreWriter
+
+    run, store = tmp_path / "run", tmp_path / "new.zarr"
+    write_step(run, 100, 3, seed=0)
+    held = []
+
+    def second_to_the_lock(path, *args, **kwargs):
+        held.append(StoreWriter(path, *args, **kwargs))  # the other watch: creates the store, holds it
+        return StoreWriter(path, *args, **kwargs)
+
+    monkeypatch.setattr(engine.session, "StoreWriter", second_to_the_lock)
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 2
+    assert "already being written by pid" in capsys.readouterr().err
+    assert store.is_dir() and held[0]._lock.held
+    held[0].close()
+
+
 def test_an_unavailable_cuda_device_is_one_line_for_pixels_and_creates_nothing(tmp_path, capsys, monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
