@@ -266,12 +266,14 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
 
 # --- file system (a vanished entry is an absent one) -----------------------------------
 
-def _entries(folder: Path) -> list[os.DirEntry]:
+def folder_entries(folder: Path) -> list[os.DirEntry]:
     """A folder's entries, sorted; none in a store, and no store's lock file (``STORE.lock``;
     its staging folder ``.STORE.creating-PID`` is hidden)."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
+        if entries:  # listed but not searchable (`chmod -R 644`): its files cannot be opened
+            os.stat(entries[0].path, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return []
     except PermissionError as exc:  # said, or a checkpoint folder would be left out without a word
@@ -307,7 +309,7 @@ def _is_hidden_dir(entry: os.DirEntry) -> bool:
 def walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
     """Every file below ``folder`` (sorted, depth-limited; symlinked, hidden and temporary
     folders, stores and their lock files skipped)."""
-    for entry in _entries(folder):
+    for entry in folder_entries(folder):
         if _is_file(entry):
             yield Path(entry.path)
         elif depth < _MAX_DEPTH and not entry.is_symlink() and not _is_hidden_dir(entry) and _is_dir(entry):
@@ -471,7 +473,7 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
     weight_folder = bool(_WEIGHT_FOLDER.fullmatch(folder.name))
-    for entry in _entries(folder):
+    for entry in folder_entries(folder):
         path = Path(entry.path)
         if _is_hidden_dir(entry):
             continue
@@ -650,7 +652,7 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     files = list(walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files
     try:
         newest = max(f.stat().st_mtime for f in files) if files else None
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # gone, or made unreadable since the scan
         return False
     if newest is None:
         return False

@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from engine import decode
-from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, is_ready, is_store,
-                              is_weight_file, step_of, walk_files)
+from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, folder_entries,
+                              is_ready, is_weight_file, step_of, walk_files)
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, Sample, SkippedFile
 
@@ -403,11 +403,7 @@ def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | No
     found: list[Checkpoint] = []
 
     def visit(folder: Path, depth: int) -> None:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            return
-        for entry in entries:
+        for entry in folder_entries(folder):  # stores, unreadable folders (said) left out
             path = Path(entry.path)
             if entry.name.startswith(".") or entry.name in _SKIP_DIRS:
                 continue
@@ -419,7 +415,7 @@ def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | No
                 step = weight_step(entry.name, options)
                 if step is not None:
                     found.append(Checkpoint(step=step, source=path.relative_to(root).as_posix(), files=(path,), root=root))
-            elif is_dir and not is_store(path):  # never walk into a store
+            elif is_dir:
                 step = weight_step(entry.name, options)
                 if step is not None and not weight_globs and _is_checkpoint_folder(path, options):
                     files = tuple(sorted(p for p in walk_files(path) if not p.name.startswith(".")))

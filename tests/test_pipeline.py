@@ -1181,6 +1181,43 @@ def test_file_and_folder_names_that_are_not_utf8_are_stored_escaped_and_not_read
     assert list(reader.samples("path")[2:]) == ["step_\\xe9t\\xe9_200/cl\\xe9/a.png", "step_\\xe9t\\xe9_200/cl\\xe9/b\\xff.png"]
 
 
+def _without_root_powers(argv: list[str]) -> list[str]:
+    """``argv`` run with file permissions enforced: as root, without the capabilities that
+    override them (setpriv, util-linux)."""
+    if os.geteuid() != 0:
+        return argv
+    if shutil.which("setpriv") is None:
+        pytest.skip("root ignores file permissions and setpriv (util-linux) is not there to drop that")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *argv]
+
+
+def test_a_folder_listed_but_not_searchable_is_named_and_left_out(tmp_path):
+    """`chmod -R 644 run` leaves folders whose names can be listed but whose files cannot be
+    opened: the watch stopped with "s.zarr: cannot write there (Permission denied:
+    run/step_000200/...); choose a writable --store", blaming the store."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    write_step(run, 200, 2, seed=1)
+    watch = _without_root_powers(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels",
+                                      "--no-layout"))
+    (run / "step_000200").chmod(0o644)
+    try:
+        done = subprocess.run(watch, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert (f"{run / 'step_000200'}: cannot be read (Permission denied); what it holds is left out: "
+                "fix its permissions") in done.stderr
+        assert info(store)["steps"] == [100]
+        run.chmod(0o444)  # the run folder itself
+        done = subprocess.run(watch, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and f"{run}: cannot be read (Permission denied)" in done.stderr, done.stderr
+    finally:
+        run.chmod(0o755)
+        (run / "step_000200").chmod(0o755)
+    done = subprocess.run(watch, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and info(store)["steps"] == [100, 200]
+
+
 def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named(tmp_path, capsys, monkeypatch):
     """chmod 000 (root reads anyway, so the refusal is simulated): it stopped the watch with
     "cannot write there ... choose a writable --store", and a folder was left out silently."""
