@@ -365,22 +365,28 @@ class StoreReader:
         if name in self.sample_metric_names():
             array = self._array("sample_metrics", name)
             n = min(int(array.attrs.get("committed_rows", 0)), self.n_rows)
-            out[:n] = array[:n]
+            out[:n] = self._read(array, n, None)
         return out
 
-    @staticmethod
-    def _read(array: zarr.Array, n: int, rows: slice | np.ndarray | None) -> np.ndarray:
-        if rows is None:
-            return array[:n]
+    def _read(self, array: zarr.Array, n: int, rows: slice | np.ndarray | None) -> np.ndarray:
         if isinstance(rows, slice):
             start, stop, step = rows.indices(n)
-            return array[start:stop:step]
-        rows = np.asarray(rows)
-        if rows.dtype == bool:
-            rows = np.flatnonzero(rows[:n])
-        if rows.size and (rows.min() < 0 or rows.max() >= n):
-            raise IndexError(f"rows outside the {n} committed rows")
-        return array.get_orthogonal_selection((rows,) + (slice(None),) * (array.ndim - 1))
+            selection: Any = slice(start, stop, step)
+        elif rows is None:
+            selection = slice(0, n)
+        else:
+            rows = np.asarray(rows)
+            if rows.dtype == bool:
+                rows = np.flatnonzero(rows[:n])
+            if rows.size and (rows.min() < 0 or rows.max() >= n):
+                raise IndexError(f"rows outside the {n} committed rows")
+            selection = (rows,) + (slice(None),) * (array.ndim - 1)
+        try:
+            return array[selection] if isinstance(selection, slice) else array.get_orthogonal_selection(selection)
+        except (RuntimeError, ValueError) as exc:  # a codec's, on a chunk file damaged on disk
+            where = str(array.store_path).removeprefix("file://")
+            raise StoreFormatError(f"{where}: cannot be read ({exc}): the store is damaged on disk; restore it from a "
+                                   "copy, or ingest the run again into a new --store") from None
 
     def info(self) -> dict[str, Any]:
         """The summary `evowatch info --json` prints."""

@@ -287,6 +287,26 @@ def test_metric_tables(tmp_path, rng):
     assert summary["scalars"] == ["loss_d"]
 
 
+def test_a_chunk_damaged_on_disk_is_one_line_naming_the_array(tmp_path, rng, capsys):
+    """A chunk file overwritten on disk: `export --embeddings` and `layout --full` ended in a
+    traceback (RuntimeError: Zstd decompression error)."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(5, "step_5", "h") as tx:
+            add_rows(tx, 6, rng)
+    chunk = next(p for p in (path / "samples" / "embedding").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(bytes(range(100)))
+    with pytest.raises(StoreFormatError, match=r"s.zarr/samples/embedding: cannot be read \(.*\): the store is damaged "
+                                               r"on disk; restore it from a copy, or ingest the run again"):
+        StoreReader(path).samples("embedding")
+    capsys.readouterr()
+    assert main(["export", str(path), "--embeddings"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "the store is damaged on disk" in err
+
+
 def test_group_commit_of_deferred_checkpoints(tmp_path, rng):
     path = tmp_path / "s.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
