@@ -81,7 +81,7 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
 
         sampler = load_sampler(args.sampler, n_samples=args.samples_per_checkpoint, seed=args.sampler_seed,
                                device=args.device, trust_checkpoints=args.trust_checkpoints, weight_globs=args.weights)
-    with _discarded_if_left_empty(args.store, even_on_success=not args.once), StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
+    with _discarded_if_left_empty(args.store), StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
         store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {})})
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
@@ -90,23 +90,21 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
 
 
 @contextlib.contextmanager
-def _discarded_if_left_empty(store: Path, even_on_success: bool = False) -> Iterator[None]:
-    """A store this invocation created is removed again when the invocation fails or is
-    stopped before committing a checkpoint (an empty --holdout folder, a bad --sampler, Ctrl-C
-    on a live watch still waiting for its run): no empty store folder is left behind. Runs
-    once the writer has closed. A store another process holds is its own, even one it has
-    just created (two watches started together on a new store)."""
-    existed = Path(store).exists()
+def _discarded_if_left_empty(store: Path) -> Iterator[None]:
+    """A store this invocation created is removed again when it ends before committing a
+    checkpoint: failed (an empty --holdout folder, a bad --sampler), stopped (Ctrl-C on a live
+    watch still waiting for its run) or done (`--once` on a run with none yet): no empty store
+    folder is left behind. Runs once the writer has closed. A store another process holds is
+    its own, even one it has just created (two watches started together on a new store)."""
+    ours = not Path(store).exists()
     try:
         yield
     except StoreLockedError:
+        ours = False
         raise
-    except BaseException:
-        if not existed and _is_empty_store(store):
+    finally:
+        if ours and _is_empty_store(store):
             shutil.rmtree(store, ignore_errors=True)
-        raise
-    if even_on_success and not existed and _is_empty_store(store):
-        shutil.rmtree(store, ignore_errors=True)
 
 
 def _is_empty_store(store: Path) -> bool:

@@ -490,6 +490,7 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     run.mkdir()
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     assert f"{run}: no checkpoints found" in capsys.readouterr().err
+    assert not store.exists()  # nothing to keep: no empty store left behind
 
     for step in (500, 1000):  # diffusers' weight-only checkpoints: the way to sample them is named
         (run / f"checkpoint-{step}" / "unet").mkdir(parents=True)
