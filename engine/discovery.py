@@ -62,6 +62,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.backlog_log import counted
 from engine.errors import DiscoveryError
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
@@ -99,6 +100,9 @@ _SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IG
 #: ``--samples`` names them. Reconstructions are samples: an autoencoder's (taming's VQGAN) only output.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|conditionings?|masks?)"
                         r"(?![a-z])", re.IGNORECASE)
+#: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
+#: ``--real`` or ``--holdout`` folder holds them beside the real images.
+_GENERATED_DATA = re.compile(r"(?<![a-z])(?:fakes?|generated)(?![a-z])", re.IGNORECASE)
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
 _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
 #: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
@@ -558,10 +562,11 @@ def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
 _warned: set[str] = set()
 
 
-def _warn_once(folder: Path, message: str) -> None:
-    """A layout warning, once per folder and process (the watcher rescans on every change)."""
-    if str(folder) not in _warned:
-        _warned.add(str(folder))
+def _warn_once(folder: Path, message: str, about: str = "layout") -> None:
+    """A warning about a folder, once per folder, subject and process (the watcher rescans on
+    every change)."""
+    if (key := f"{folder}\0{about}") not in _warned:
+        _warned.add(key)
         log.warning("%s", message)
 
 
@@ -626,6 +631,12 @@ def scan_reference(folder: str | os.PathLike[str], kind: Kind,
         raise DiscoveryError(f"{path}: --{kind} folder not found; check the path.")
     if not files:
         raise DiscoveryError(f"{path}: --{kind} holds no sample files (looked for {', '.join(options.sample_globs)}).")
+    generated = [f for f in files if options.sample_globs == DEFAULT_SAMPLE_GLOBS and _GENERATED_DATA.search(f.stem)]
+    if generated and len(generated) < len(files):
+        files = tuple(f for f in files if f not in generated)
+        _warn_once(path, f"{path}: {counted(len(generated), 'file')} named as generated samples "
+                         f"({', '.join(f.name for f in generated[:2])}{', ...' if len(generated) > 2 else ''}) "
+                         f"{'is' if len(generated) == 1 else 'are'} not read as --{kind} data", about=kind)
     return Checkpoint(step=-1, source=f"{kind}:{path.as_posix()}", files=files, kind=kind, root=root)
 
 

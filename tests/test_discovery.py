@@ -510,6 +510,20 @@ def test_content_hash_follows_bytes_and_names(tmp_path):
         content_hash(first[1])
 
 
+def test_a_reference_folder_leaves_out_files_named_as_generated(tmp_path, caplog):
+    """`--real checkpoints/NAME/web/images` (pix2pix writes real_A, real_B and fake_B there):
+    its fake_B images were taken as real data, and every sample was a near-copy of it."""
+    for epoch in (1, 2):
+        for series in ("real_A", "real_B", "fake_B"):
+            write_png(tmp_path / "images" / f"epoch{epoch:03d}_{series}.png", smooth_images(RNG, 1, 8)[0])
+    with caplog.at_level("WARNING"):
+        ref = scan_reference(tmp_path / "images", "real")
+    assert sorted(f.name for f in ref.files) == [f"epoch00{e}_real_{x}.png" for e in (1, 2) for x in "AB"]
+    assert ("2 files named as generated samples (epoch001_fake_B.png, epoch002_fake_B.png) are not read as --real "
+            "data") in caplog.text
+    assert len(scan_reference(tmp_path / "images", "real", DiscoveryOptions(sample_globs=("*.png",))).files) == 6
+
+
 def test_scan_reference_imagefolder(tmp_path):
     for label in ("cat", "dog"):
         _folder_of_images(tmp_path / "train" / label, n=3)
