@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import importlib
 import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -31,6 +33,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's signature)
+        """A subcommand names an option it does not know itself, with the one meant (`evowatch
+        watch: error: unrecognized arguments: --grids (did you mean --grid?)`); argparse's top
+        parser said only "evowatch: error: unrecognized arguments"."""
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra and " " in self.prog:  # a subcommand's parser
+            options = [option for action in self._actions for option in action.option_strings]
+            close = difflib.get_close_matches(extra[0].split("=")[0], options, n=1)
+            self.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {close[0]}?)" if close else ""))
+        return parsed, extra
 
 
 def _folder(value: str) -> Path:
@@ -79,9 +92,18 @@ def _parsed_by(module: str, name: str) -> Callable[[str], Any]:
     return convert
 
 
+def _regex(value: str) -> str:
+    """An argparse ``type=`` for ``--step-regex``: said as the option, the pattern as typed."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{value} is no regular expression ({exc}); e.g. 'iter_(\\d+)'") from None
+    return value
+
+
 def _discovery_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("discovery")
-    group.add_argument("--step-regex", help="regex searched in each name (without its extension, then with it) "
+    group.add_argument("--step-regex", type=_regex, metavar="REGEX", help="regex searched in each name (without its extension, then with it) "
                        "whose first group (or whole match) is the step; default: the number "
                        "the name calls a step (step=1000, gs-005000, iter5000), else its last integer that is no date, "
                        "shape or hash")

@@ -401,7 +401,8 @@ def forced_geometry(image: np.ndarray, grid: tuple[int, int] | None = None,
             return fitted
     wanted = " of ".join(filter(None, [f"a {grid[0]}x{grid[1]} grid" if grid else "",
                                        f"{tile_size}px tiles" if tile_size else ""]))
-    raise ValueError(f"Expected an image that splits into {wanted}. Got {width}x{height} pixels instead.")
+    raise ValueError(f"Expected an image that splits into {wanted}. Got {width}x{height} pixels instead "
+                     "(--grid is ROWSxCOLS, rows first; --tile-size PX alone lets the count follow).")
 
 
 def resolve_grid(image: np.ndarray, grid: tuple[int, int] | None = None,

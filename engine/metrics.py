@@ -521,8 +521,8 @@ class ReferenceStats:
         )
         if real_index is not None:
             stats._cache["index:real"] = real_index
-        log.info("reference stats: %d real, %s held-out, d=%d, copy subsets of %d",
-                 n_real, None if hold is None else hold.shape[0], d, len(train_idx))
+        log.debug("reference statistics: %d real, %d held-out, d=%d, copy subsets of %d",
+                  n_real, 0 if hold is None else hold.shape[0], d, len(train_idx))
         return stats
 
     # ---- lazily derived, never serialised

@@ -24,8 +24,8 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
-from engine.discovery import (DiscoveryOptions, content_hash, file_versions, is_ready, sample_files, scan_reference,
-                              scan_run, series_glob)
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, file_versions, is_ready,
+                              sample_files, scan_reference, scan_run, series_glob)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
@@ -189,9 +189,15 @@ class Watcher:
         first_pass = not self._references_checked
         jobs, self._settling = self.pending()
         if first_pass and not self._found:  # a wrong path or layout, or a run that has not sampled yet
-            weights = [] if self.config.sampler else scan_weights(self.config.run_dir, self.config.options)
+            options = self.config.options
+            weights = [] if self.config.sampler else scan_weights(self.config.run_dir, options)
             say = log.info if self.live and not weights else log.warning
-            if weights:
+            picked = options.sample_globs != DEFAULT_SAMPLE_GLOBS and not self.config.sampler
+            if picked and not sample_files(self.config.run_dir, options):
+                say("%s: --samples %s matches no file name here%s (nor an image tag logged to TensorBoard)",
+                    self.config.run_dir, " ".join(f"'{glob}'" for glob in options.sample_globs),
+                    " yet" if self.live else "")
+            elif weights:
                 say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
                     "(README, weight-only runs)", self.config.run_dir, counted(len(weights), "checkpoint"),
                     ", ".join(c.source for c in weights[:3]), ", ..." if len(weights) > 3 else "")

@@ -499,10 +499,15 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     assert (f"{run}: no sample files, but 2 checkpoints of weights (checkpoint-500, checkpoint-1000): sample them "
             "with --sampler module:function") in capsys.readouterr().err
+    folder = write_step(run, 100, 1, seed=0)
+    # a --samples glob that matches nothing says so, not "weights" or "no checkpoints"
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--samples", "*.jpeg"]) == 0
+    assert (f"{run}: --samples '*.jpeg' matches no file name here (nor an image tag logged to TensorBoard)"
+            in capsys.readouterr().err)
     for step in (500, 1000):
         shutil.rmtree(run / f"checkpoint-{step}")
 
-    folder = write_step(run, 100, 1, seed=0)
     (folder / "samples" / "00001.png").write_bytes(b"")
     old = time.time() - 10
     os.utime(folder / "samples" / "00001.png", (old, old))
@@ -846,6 +851,14 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     assert _usage_error([*watch, "--grid", "8by8"], capsys).startswith(
         "evowatch watch: error: argument --grid: Expected a grid as ROWSxCOLS")
     assert "argument --device: Expected device" in _usage_error([*watch, "--device", "gpu"], capsys)
+    # an option mistyped, a pattern that does not compile: the subcommand and the fix, as typed
+    assert _usage_error([*watch, "--grids", "4x4"], capsys) == (
+        "evowatch watch: error: unrecognized arguments: --grids 4x4 (did you mean --grid?)")
+    assert _usage_error(["info", "s.zarr", "--jsn"], capsys) == (
+        "evowatch info: error: unrecognized arguments: --jsn (did you mean --json?)")
+    assert _usage_error([*watch, "--step-regex", r"iter(\d+"], capsys) == (
+        r"evowatch watch: error: argument --step-regex: iter(\d+ is no regular expression (missing ), unterminated "
+        r"subpattern at position 4); e.g. 'iter_(\d+)'")
     # numbers out of range: a ZeroDivisionError traceback (--workers -3), "waiting nans" (--settle
     # nan), an allocation without end (--thumbnail-size 100000), an OverflowError (--port 99999)
     assert _usage_error([*watch, "--workers", "-3"], capsys) == (
