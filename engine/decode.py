@@ -251,8 +251,13 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Python objects" in str(exc):  # object dtype: load or mmap refusal
-            raise SkipFile("holds Python objects, not a plain numpy array (refused to unpickle)") from None
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):  # object dtype, or no numpy header at all
+            with open(path, "rb") as fh:
+                head = fh.read(6)
+            if head.startswith((b"\x93NUMPY", b"PK", b"\x80")):  # .npy, .npz, a pickle
+                raise SkipFile("holds Python objects, not a plain numpy array (refused to unpickle)") from None
+            raise SkipFile("not a numpy file (no .npy or .npz header): damaged, or another format under this name") \
+                from None
         raise SkipFile(f"not a readable numpy file ({exc})") from None
     except (OSError, EOFError) as exc:
         raise SkipFile(f"not a readable numpy file ({exc})") from None

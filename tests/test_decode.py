@@ -301,6 +301,7 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     np.save(folder / "g_nan.npy", np.full((2, 3, 8, 8), np.nan, np.float32))
     np.save(folder / "h_complex.npy", np.ones((2, 3, 8, 8), np.complex64))  # numpy warned, then cast
     (folder / "i_pickle.pt").write_bytes(pickle.dumps(np.zeros((2, 3, 8, 8))))  # torch warned in two lines
+    (folder / "j_random.npy").write_bytes(b"\x00garbage" * 40)  # was said to hold Python objects
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's own warnings would print before the skip line
         samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
@@ -314,6 +315,7 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert "not images" in reasons["g_nan.npy"]
     assert "complex64 values, not image pixels" in reasons["h_complex.npy"]
     assert "not a readable torch file" in reasons["i_pickle.pt"]
+    assert reasons["j_random.npy"] == "not a numpy file (no .npy or .npz header): damaged, or another format under this name"
 
 
 def test_instance_ids_continue_across_tensor_files(tmp_path):
