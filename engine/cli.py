@@ -266,7 +266,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         shown = [k for k in ("vendi", "pairwise_cosine", "precision", "recall", "coverage", "fd", "near_copy_frac", "label_tv")
                  if k in latest]
         print(f"metrics     {summary['metric_steps']} steps; at step {latest['step']}: "
-              + ", ".join(f"{k} {latest[k]:.3g}" for k in shown))
+              + (", ".join(f"{k} {latest[k]:.3g}" for k in shown) or "none measured (too few readable samples)"))
     print(f"alerts      {len(summary['alerts'])}")
     for alert in summary["alerts"]:
         print(f"  step {alert['step']}: [{alert['rule']}] {alert['message']}")
