@@ -83,7 +83,8 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
                                device=args.device, trust_checkpoints=args.trust_checkpoints, weight_globs=args.weights)
     with _discarded_if_left_empty(args.store), StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
         store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record,
-                              **({"sampler": sampler.identity} if sampler else {})})
+                              **({"sampler": sampler.identity} if sampler else {}),
+                              **({"no_metrics": True} if args.no_metrics else {})})
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler)
         yield Watcher(config, store, encoder, after_ingest_steps(args, encoder))

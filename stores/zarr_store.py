@@ -644,8 +644,9 @@ class StoreWriter(StoreReader):
         """
         check_store_path(self.path)
         where = Path(os.path.abspath(self.path))  # `--store .` has no name of its own
-        staging = where.with_name(f".{where.name}.creating-{os.getpid()}")
-        for left in where.parent.glob(f".{glob.escape(where.name)}.creating-*"):  # a killed creation's
+        stem = where.name[:200]  # a name near the file system's 255-byte limit: its staging name must fit too
+        staging = where.with_name(f".{stem}.creating-{os.getpid()}")
+        for left in where.parent.glob(f".{glob.escape(stem)}.creating-*"):  # a killed creation's
             if left == staging or not process_alive(left.name.rpartition("-")[2]):
                 shutil.rmtree(left, ignore_errors=True)
         try:

@@ -307,6 +307,16 @@ def test_a_chunk_damaged_on_disk_is_one_line_naming_the_array(tmp_path, rng, cap
     assert len(err.splitlines()) == 1 and "the store is damaged on disk" in err
 
 
+def test_a_store_name_near_the_file_name_limit_is_created(tmp_path, rng):
+    """A 241-character store name failed with "File name too long" on its staging folder
+    (``.NAME.creating-PID``), a name the user never chose."""
+    path = tmp_path / ("r" * 236 + ".zarr")
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(5, "step_5", "h") as tx:
+            add_rows(tx, 2, rng)
+    assert StoreReader(path).n_rows == 2 and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
 def test_group_commit_of_deferred_checkpoints(tmp_path, rng):
     path = tmp_path / "s.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:

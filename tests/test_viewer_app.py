@@ -97,6 +97,7 @@ def test_the_header_counts_a_rewritten_checkpoints_earlier_rows_apart(tmp_path, 
 
 def test_filters_narrow_the_map(store, monkeypatch):
     at = run_app(store, monkeypatch)
+    assert at.multiselect(key="kinds").options == ["generated", "real"]  # no held-out rows: no "holdout"
     at.multiselect(key="kinds").set_value(["generated"]).run()
     assert n_points(map_chart(at)) == 3 * PER_STEP
     assert at.select_slider(key="step_range:1000:3000:3").options == ["1,000", "2,000", "3,000"]  # the run's steps only
@@ -165,6 +166,12 @@ def test_step_click_on_signals_focuses_the_map(store, monkeypatch):
     at.button(key="clear_focus").click().run()
     assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
     assert "Showing step 2,000 only" not in texts(at)  # the note goes with the one click
+    # a step picked outside the Steps range: it is shown, not the reference band alone
+    at.select_slider(key="step_range:1000:3000:3").set_range(1000, 2000).run()
+    at.session_state["signals_chart"] = {"step": 3000}
+    at.run()
+    assert "Showing step 3,000 only (picked on the signals chart; the Steps range is set aside)." in texts(at)
+    assert n_points(map_chart(at)) == PER_STEP + N_REAL
 
 
 def record_deprecations(monkeypatch) -> list[str]:
@@ -239,7 +246,7 @@ def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
         w.set_alerts(alerts)
     at = run_app(path, monkeypatch)
     assert not at.exception
-    line = "Step {:,}: diversity fell 60% between step 1,250 and {:,}: Vendi score 4.42 -> 1.74"
+    line = "Step {:,} · collapse: diversity fell 60% between step 1,250 and {:,}: Vendi score 4.42 -> 1.74"
     shown, everything = [w.value.split("  \n") for w in at.warning]  # one box each, a line per alert
     assert shown == [line.format(s, s) for s in (1500, 2500, 2750, 3000)]
     assert at.expander[0].label == "Showing 4 of 7 alerts: each rule's first and the newest 3 · show all 7"
@@ -251,8 +258,8 @@ def test_alerts_shown_first_of_each_rule_and_newest():
                                                   (4000, "collapse"), (5000, "collapse"), (6000, "collapse"))]
     assert [(a["step"], a["rule"]) for a in data.alerts_shown(alerts)] == [
         (1000, "fd_rising"), (2000, "collapse"), (4000, "collapse"), (5000, "collapse"), (6000, "collapse")]
-    assert data.alert_text({"step": 12000, "message": "FD rose: 3 at step 10000 -> 4 at step 12000"}) == \
-        "Step 12,000: FD rose: 3 at step 10,000 -> 4 at step 12,000"
+    assert data.alert_text({"step": 12000, "rule": "fd_rising", "message": "FD rose: 3 at step 10000 -> 4 at step 12000"}) \
+        == "Step 12,000 · fd rising: FD rose: 3 at step 10,000 -> 4 at step 12,000"
 
 
 # ----------------------------------------------------------------------------- bad stores
@@ -399,6 +406,24 @@ def test_metrics_panel_note_when_metrics_missing(tmp_path, monkeypatch):
     page = texts(at)
     assert not at.exception and "Without a real reference only diversity is measured" in page
     assert "near-copies need one: `evowatch watch … --real DIR`" in page
+
+
+def test_a_store_watched_with_no_metrics_says_so_instead_of_promising_metrics(tmp_path, monkeypatch):
+    """`watch --no-metrics`: the page said metrics "appear once the watcher computes them" and
+    that the run had no trainer losses (it has; they are read with the metrics)."""
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images, write_png
+
+    run, path = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        for i, image in enumerate(smooth_images(np.random.default_rng(step), 6, 16)):
+            write_png(run / f"step_{step}" / f"{i:02d}.png", image)
+    (run / "losses.jsonl").write_text('{"step": 100, "loss_g": 1.0}\n{"step": 200, "loss_g": 0.5}\n')
+    assert main(["watch", str(run), "--store", str(path), "--once", "--encoder", "pixels", "--settle", "0",
+                 "--no-metrics", "-q"]) == 0
+    page = texts(run_app(path, monkeypatch))
+    assert "The watcher runs with `--no-metrics`: the steps it ingests get no metrics, alerts or trainer losses" in page
+    assert "appear once the watcher computes them" not in page and "No trainer losses" not in page
 
 
 def test_view_on_a_busy_port_is_one_line_and_exit_2(store, capsys):

@@ -166,8 +166,10 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
             st.session_state["focus_step"] = None
             focus = None
         else:
-            note.info(f"Showing step {focus:,} only (picked on the signals chart).")
-    kinds = sb.multiselect("Kind", list(d.kinds), default=list(d.kinds), key="kinds")
+            note.info(f"Showing step {focus:,} only (picked on the signals chart"
+                      + ("; the Steps range is set aside)." if step_range else ")."))
+    present = [name for code, name in enumerate(d.kinds) if (d.kind == code).any()]  # no empty "holdout"
+    kinds = sb.multiselect("Kind", present, default=present, key="kinds")
     labels = sb.multiselect("Label", list(d.labels), key="labels", placeholder="all labels") if d.labels else []
     probes = data.probe_names(d.sample_metric_names)
     probe = None
@@ -181,7 +183,7 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
     near = sb.checkbox("Only near-copies of training images", key="near_copies", disabled=not has_copy,
                        help=None if has_copy else "No near-copy flags yet: the store has no per-sample copy metrics.")
     f = data.Filters(step_range=step_range, focus_step=focus,
-                     kinds=None if set(kinds) == set(d.kinds) else tuple(kinds),
+                     kinds=None if set(kinds) == set(present) else tuple(kinds),
                      labels=tuple(labels) if labels else None, probe=probe, near_copies_only=bool(near and has_copy))
 
     sb.header("Panels")
@@ -249,13 +251,19 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
     st.subheader("Signals")
     table = data.step_metrics(path, commit)
     alerts = list(d.alerts)
+    metrics_off = data.watched_without_metrics(path, commit)
+    off = ("The watcher runs with `--no-metrics`: the steps it ingests get no metrics, alerts or trainer losses; "
+           "watch again without it (the samples stored are kept) to measure them.")
     if not table or "step" not in table or not len(table["step"]):
-        st.info("Per-step metrics are not computed yet: the watcher measures each pass of checkpoints against "
+        st.info(off if metrics_off else
+                "Per-step metrics are not computed yet: the watcher measures each pass of checkpoints against "
                 "the store's real reference (unless it runs with `--no-metrics`)." if d.has_real else
                 "No per-step metrics in this store yet: they appear once the watcher computes them. Without a "
                 "real reference only diversity is measured (vendi, pairwise cosine); precision/recall, FD and "
                 "near-copies need one: `evowatch watch … --real DIR`.")
     else:
+        if metrics_off:
+            st.caption(off)
         options = [c for c in table if c != "step"]
         cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table), key="signal_cols")
         spec = data.signals_spec(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
@@ -268,7 +276,7 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
                                  focus_step=st.session_state.get("focus_step"), height_per=100)
         with st.container(key="signals_losses"):
             canvas.step_lines(spec, key=LOSSES_KEY, on_step=lambda: _on_step_click(LOSSES_KEY))
-    else:
+    elif not metrics_off:
         st.caption("No trainer losses in this store (the watcher reads them from the run's logs when present).")
 
 
@@ -460,10 +468,11 @@ def live_status_error(path: str) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="evowatch", layout="wide")
+    path = store_argument()
+    # the store in the tab's title: several viewers open side by side are told apart
+    st.set_page_config(page_title=f"{Path(path).name} · evowatch" if path else "evowatch", layout="wide")
     preload.preload_charts(after=data.MAP_SELECTOR)  # first: chunks load while the script runs
     st.html(PAGE_STYLE)  # style only: takes no room on the page
-    path = store_argument()
     if not path:
         st.title("evowatch")
         st.error("No store given: run `evowatch view STORE`.")

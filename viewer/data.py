@@ -320,10 +320,11 @@ class Filters:
 
 def filter_mask(d: MapData, f: Filters, *, probe_values: np.ndarray | None = None,
                 near_copy: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask over the laid-out rows. Reference rows (step -1) ignore the step filters."""
+    """Boolean mask over the laid-out rows. Reference rows (step -1) ignore the step filters;
+    a step picked on the signals charts overrides the Steps range (it showed nothing outside it)."""
     mask = d.current.copy()
     gen = d.kind == fmt.KIND_CODES["generated"]
-    if f.step_range is not None:
+    if f.step_range is not None and f.focus_step is None:
         lo, hi = f.step_range
         mask &= ~gen | ((d.step >= lo) & (d.step <= hi))
     if f.focus_step is not None:
@@ -658,10 +659,14 @@ def step_numbers(message: str) -> str:
 
 
 def alert_text(alert: dict[str, Any]) -> str:
-    """One alert as the page lists it: "Step 2,500: diversity fell … between step 1,250 and 2,500 …"."""
+    """One alert as the page lists it, named by its rule (the expander says "each rule's
+    first"): "Step 2,500 · collapse: diversity fell … between step 1,250 and 2,500 …"."""
     message = step_numbers(str(alert.get("message", alert.get("rule", "alert"))))
+    rule = str(alert.get("rule", "")).replace("_", " ")
     step = alert.get("step")
-    return f"Step {step:,}: {message}" if isinstance(step, int) else message
+    where = f"Step {step:,}" if isinstance(step, int) else ""
+    label = " · ".join(filter(None, (where, rule)))
+    return f"{label}: {message}" if label else message
 
 
 _RULE_METRICS = {
@@ -698,6 +703,12 @@ def step_metrics(path: str, commit: Commit) -> dict[str, np.ndarray]:
 @st.cache_data(max_entries=8, show_spinner=False)
 def scalars(path: str, commit: Commit) -> dict[str, np.ndarray]:
     return reader(path, commit).scalars()
+
+
+def watched_without_metrics(path: str, commit: Commit) -> bool:
+    """Whether the store's latest watch ran with ``--no-metrics`` (no metrics nor losses will come)."""
+    watches = [entry for entry in reader(path, commit).attrs.get("history", []) if entry.get("event") == "watch"]
+    return bool(watches and watches[-1].get("no_metrics"))
 
 
 # ----------------------------------------------------------------------------- samples
