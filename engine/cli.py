@@ -104,9 +104,9 @@ def _regex(value: str) -> str:
 def _discovery_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("discovery")
     group.add_argument("--step-regex", type=_regex, metavar="REGEX", help="regex searched in each name (without its extension, then with it) "
-                       "whose first group (or whole match) is the step; default: the number "
+                       "whose group named step, else first group, else whole match is the step; default: the number "
                        "the name calls a step (step=1000, gs-005000, iter5000), else its last integer that is no date, "
-                       "shape or hash")
+                       "time, setting, shape or hash")
     group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors; "
                        "for a run that logs its samples to TensorBoard only: the image tags to read")
     group.add_argument("--grid", type=_parsed_by("engine.discovery", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--store", type=Path, required=True, metavar="STORE", help="the Zarr store (created if missing)")
     watch.add_argument("--once", action="store_true", help="ingest what is there and exit")
     watch.add_argument("--encoder", default=None, metavar="SPEC",
-                       help="clip:ARCH/PRETRAINED, clip:ARCH@/path/to/weights, or pixels (default: the store's own, "
-                            f"else {DEFAULT_ENCODER})")
+                       help="clip:ARCH/PRETRAINED, clip:ARCH/random, clip:ARCH@/path/to/weights, clip:local-dir:FOLDER, "
+                            f"pixels or pixels:N (default: the store's own, else {DEFAULT_ENCODER})")
     watch.add_argument("--device", type=_parsed_by("engine.encoders", "parse_device"), default="auto",
                        metavar="auto|cpu|cuda|cuda:N", help="where to encode (default auto: CUDA when there is one)")
     watch.add_argument("--real", type=_existing_dir, metavar="DIR", help="real training images (reference)")
@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--no-layout", action="store_true", help="do not update the evolutionary map after each ingest")
     watch.add_argument("--alignment", type=_number(float, 0), default=DEFAULT_ALIGNMENT, metavar="W",
                        help=f"strength of the cross-step alignment term (default {DEFAULT_ALIGNMENT:g}; 0 turns it off)")
-    watch.add_argument("--no-metrics", action="store_true", help="do not compute per-step metrics and alerts")
+    watch.add_argument("--no-metrics", action="store_true",
+                       help="do not compute per-step metrics and alerts, nor read the trainer's losses")
     watch.add_argument("--probe", action="append", metavar="PROMPT[|CONTRAST]",
                        help="zero-shot attribute probe scored with the CLIP text encoder (repeatable), e.g. 'grey hair'")
     watch.add_argument("--on-alert", metavar="CMD", help="shell command run on each new alert (EVOWATCH_STEP, EVOWATCH_RULE, EVOWATCH_VALUE, EVOWATCH_MESSAGE set)")
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     layout = sub.add_parser("layout", help="(re)compute a store's evolutionary map offline")
     layout.add_argument("store", type=Path, metavar="STORE")
     layout.add_argument("--full", action="store_true", help="recompute jointly over all steps (polish a finished run)")
-    layout.add_argument("--alignment", type=_number(float, 0), default=DEFAULT_ALIGNMENT, metavar="W")
+    layout.add_argument("--alignment", type=_number(float, 0), default=DEFAULT_ALIGNMENT, metavar="W",
+                        help=f"strength of the cross-step alignment term (default {DEFAULT_ALIGNMENT:g}; 0 turns it off)")
 
     info = sub.add_parser("info", help="summarise a store")
     info.add_argument("store", type=Path, metavar="STORE")
@@ -194,11 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     view = sub.add_parser("view", help="start the Streamlit viewer on a store")
     view.add_argument("store", type=Path, metavar="STORE")
-    view.add_argument("--host", default="127.0.0.1")
-    view.add_argument("--port", type=_number(int, 1, 65535), default=8501)
+    view.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    view.add_argument("--port", type=_number(int, 1, 65535), default=8501, help="port (default 8501)")
 
     demo = sub.add_parser("demo", help="train a small GAN offline and watch it live")
-    demo.add_argument("--out", type=Path, default=Path("evowatch-demo"), metavar="DIR")
+    demo.add_argument("--out", type=Path, default=Path("evowatch-demo"), metavar="DIR",
+                      help="folder for the run, its data and demo.zarr (default evowatch-demo)")
     demo.add_argument("--steps", type=_number(int, 1), default=None, help="training steps (default: the demo trainer's)")
     demo.add_argument("--fail", type=_parsed_by("examples.demo_trainer", "parse_fail"), metavar="MODE@STEP",
                       help="induce a failure: collapse@STEP or copy@STEP")
@@ -287,10 +290,10 @@ def cmd_layout(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.export import export_store
+    from engine.export import export_store, is_stream
 
     path, rows = export_store(args.store, args.to, args.out, embeddings=args.embeddings)
-    print(f"wrote {rows} rows to {path}")
+    print(f"wrote {rows} rows to {path}", file=sys.stderr if is_stream(path) else sys.stdout)  # not into the rows
     return 0
 
 

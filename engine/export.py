@@ -93,17 +93,16 @@ def _write_parquet(frames: Iterator, tmp: Path) -> int:
     import pyarrow.parquet as pq
 
     writer, rows = None, 0
-    try:
+    with open(tmp, "wb") as fh:  # a Python file: pyarrow's own seeks, which a pipe refuses ("lseek failed")
         for df, vectors in frames:
             table = pa.Table.from_pandas(df, preserve_index=False)
             if vectors is not None:  # one fixed-size list column
                 flat = pa.array(vectors.reshape(-1), pa.float32())
                 table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
             if writer is None:
-                writer = pq.ParquetWriter(str(tmp), table.schema)
+                writer = pq.ParquetWriter(fh, table.schema)
             writer.write_table(table.cast(writer.schema))
             rows += table.num_rows
-    finally:
         if writer is not None:
             writer.close()
     return rows
@@ -132,6 +131,12 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
     target = Path(out) if out is not None else default_output(Path(store), to)
     if target.is_dir():
         raise EvowatchError(f"{target}: is a folder; give --out a file name, e.g. {target / default_output(Path(store), to).name}")
+    frames = _frames(reader, embeddings, chunk_rows)
+    if reader.n_rows == 0:  # still write the header / schema
+        frames = iter([_empty_frame(reader, embeddings)])
+    write = _write_parquet if to == "parquet" else _write_csv
+    if is_stream(target):  # /dev/stdout, a named pipe: written as it goes (a rename replaced /dev/stdout)
+        return target, write(frames, target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_temp_file(target)
@@ -139,10 +144,7 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
         raise EvowatchError(f"{target}: cannot write the export there ({exc.strerror}: {exc.filename}); "
                             "choose another --out") from None
     try:
-        frames = _frames(reader, embeddings, chunk_rows)
-        if reader.n_rows == 0:  # still write the header / schema
-            frames = iter([_empty_frame(reader, embeddings)])
-        rows = _write_parquet(frames, tmp) if to == "parquet" else _write_csv(frames, tmp)
+        rows = write(frames, tmp)
         os.replace(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -151,6 +153,11 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
                                 "choose another --out (the store is unchanged)") from None
         raise
     return target, rows
+
+
+def is_stream(target: Path) -> bool:
+    """Whether ``--out`` names something that is neither a file nor a folder (a terminal, a pipe)."""
+    return target.exists() and not target.is_file() and not target.is_dir()
 
 
 def _new_temp_file(target: Path) -> Path:

@@ -1,6 +1,7 @@
 """`evowatch export STORE --to parquet|csv`, on a store built through engine.hooks.save_samples."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -192,3 +193,24 @@ def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(store, tmp_pat
     assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'x.csv'}: no space left for the export (No space "
                                        "left on device); free some space or choose another --out (the store is unchanged)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.txt"]
+
+
+@pytest.mark.parametrize("to", ["csv", "parquet"])
+def test_an_export_to_a_pipe_streams_into_it_and_leaves_it_a_pipe(store, tmp_path, capsys, to):
+    """`--out /dev/stdout` (a pipe): the export was written beside it and renamed over it (as
+    root, /dev/stdout became a regular file); Parquet's own writer could not seek a pipe."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["export", str(store), "--to", to, "--out", str(fifo)]) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    rows = pd.read_csv(io.BytesIO(received[0])) if to == "csv" else pd.read_parquet(io.BytesIO(received[0]))
+    assert len(rows) == 136
+    printed = capsys.readouterr()
+    assert (printed.out, printed.err) == ("", f"wrote 136 rows to {fifo}\n")  # not into the rows
