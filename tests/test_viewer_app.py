@@ -11,6 +11,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from stores import format as fmt  # noqa: E402
+from stores.errors import StoreFormatError  # noqa: E402
 from stores.zarr_store import StoreWriter  # noqa: E402
 from viewer import data, store_path  # noqa: E402
 from viewer.synthetic import ENCODER, SyntheticRun, build_store  # noqa: E402
@@ -73,6 +74,7 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     assert not at.error
     page = texts(at)
     assert "evowatch · run.zarr" in page
+    assert "one band per training step" in at.title[0].proto.help  # what the map shows, behind the title's icon
     assert f"{3 * PER_STEP + N_REAL} samples" in page
     assert "near-copies" in page  # the alert
     spec = map_chart(at)
@@ -93,6 +95,18 @@ def test_the_header_counts_a_rewritten_checkpoints_earlier_rows_apart(tmp_path, 
     run.add_step(run.steps[-1])  # the same source again: the earlier version's 30 rows are superseded
     page = texts(run_app(tmp_path / "run.zarr", monkeypatch))
     assert "80 samples (+30 of earlier versions) · 2 steps" in page
+
+
+def test_the_hover_caption_names_what_each_number_is(store):
+    """"step 1,500 · 5 · 00005.png": the bare 5 was the label, read as an instance id."""
+    from viewer.hover import hover_payload
+
+    commit = data.read_commit(str(store))
+    d = data.map_data(str(store), commit)
+    row = int(np.flatnonzero(d.kind == fmt.KIND_CODES["generated"])[0])
+    caption = hover_payload(str(store), commit, d, row)["caption"]
+    assert caption == f"step 1,000 · label {data.describe_rows(d, np.array([row]))['label'][0]} · instance " \
+                      f"{d.instance[row]} · sample_{row - N_REAL:06d}.png"
 
 
 def test_filters_narrow_the_map(store, monkeypatch):
@@ -352,6 +366,25 @@ def test_store_removed_while_open_says_no_such_store(tmp_path, monkeypatch, stat
     assert notes and all("no such store" in n for n in notes), notes
     if "evo_hover" in state:  # the hover fragment answers for itself: the rest of the map section still runs
         assert not at.error and "Selection · 0 samples" in texts(at)
+
+
+def test_a_store_gone_under_an_open_page_is_a_warning_box_on_the_live_line(tmp_path, monkeypatch):
+    """The live line's check found the store gone: a small grey caption said so, easy to miss
+    under the old map."""
+    path = tmp_path / "gone.zarr"
+    build_store(path, n_steps=2, per_step=10, n_real=N_REAL, thumbnail_size=8)
+    read_commit, calls = data.read_commit, []
+
+    def gone_on_the_live_check(where):
+        calls.append(where)
+        if len(calls) > 1:  # the page read it; the live line's check finds it gone
+            raise StoreFormatError(f"{where}: no such store")
+        return read_commit(where)
+
+    monkeypatch.setattr(data, "read_commit", gone_on_the_live_check)
+    at = run_app(path, monkeypatch)
+    assert not at.exception
+    assert [w.value for w in at.warning if w.icon == "⚠️"] == [f"{path}: no such store"]
 
 
 def test_store_without_layout_or_metrics_shows_notes(tmp_path, monkeypatch):

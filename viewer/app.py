@@ -32,6 +32,15 @@ PAGE_STYLE = '<style>[data-testid="stMainBlockContainer"] { padding-top: 3.5rem;
 
 
 # ----------------------------------------------------------------------------- inputs
+#: What the page shows, behind the title's help icon (no room taken from the map).
+MAP_HELP = ("The map: one band per training step, left to right (the real reference first, grey); each step's "
+            "samples laid out by similarity (t-SNE of the encoder's vectors), the same sample (instance id) kept "
+            "near its place from band to band, so what moves changed. Bands that shrink or fill with look-alikes: "
+            "mode collapse; samples sitting on reference images: copying. Hover for a thumbnail, click for a "
+            "sample's trail across steps, drag a box to select. The signals below plot the per-step metrics and "
+            "trainer losses; alerts are listed above the map.")
+
+
 def store_argument() -> str | None:
     """The store path: ``streamlit run viewer/asgi.py -- STORE`` (or ``app.py``), else $EVOWATCH_STORE."""
     if sys.argv and Path(sys.argv[0]).name in ("app.py", "asgi.py") and len(sys.argv) > 1:
@@ -111,7 +120,7 @@ def live_status(path: str, shown: data.Commit, summary: str) -> None:
         try:
             now = data.read_commit(path)
         except Exception as exc:  # the store vanished or is being replaced: say so, keep polling
-            st.caption(f"⚠ {data.store_error_text(exc)}")
+            st.warning(data.store_error_text(exc), icon="⚠️")  # a box: a grey caption went unseen
             return
         if now != shown:
             st.rerun(scope="app")
@@ -354,7 +363,7 @@ def page(path: str) -> None:
         live_status_error(path)
         return
     d = data.map_data(path, commit)
-    st.title(f"evowatch · {Path(path).name}")
+    st.title(f"evowatch · {Path(path).name}", help=MAP_HELP)
     earlier = f" (+{d.n_superseded:,} of earlier versions)" if d.n_superseded else ""
     live_status(path, commit, f"{commit.rows - d.n_superseded:,} samples{earlier} · {len(d.all_steps)} steps · "
                               f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "

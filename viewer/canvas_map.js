@@ -309,10 +309,11 @@ class EvoMap {
       for (let j = 0; j < s.highlight.x.length; j++) this.star(ctx, this.sx(s.highlight.x[j]), this.sy(s.highlight.y[j]), 6);
     }
     if (s.trail && s.trail.x.length) {
-      ctx.strokeStyle = "#d62728"; ctx.lineWidth = 2; ctx.beginPath();
+      // black, white-edged: no colour of the label palette (label 3 was the trail's red) nor of the step ramp
+      ctx.strokeStyle = "#111"; ctx.lineWidth = 2; ctx.beginPath();
       s.trail.x.forEach((x, j) => (j ? ctx.lineTo(this.sx(x), this.sy(s.trail.y[j])) : ctx.moveTo(this.sx(x), this.sy(s.trail.y[j]))));
       ctx.stroke();
-      ctx.fillStyle = "#d62728"; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
+      ctx.fillStyle = "#111"; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
       s.trail.x.forEach((x, j) => { ctx.beginPath(); ctx.arc(this.sx(x), this.sy(s.trail.y[j]), 5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); });
     }
     if (this.hover >= 0) {
@@ -375,7 +376,7 @@ class EvoMap {
       parts.push(`<span>${esc(g.scale.title)} ${esc(g.scale.low)}<span class="bar" style="background:linear-gradient(90deg,${g.scale.stops.join(",")})"></span>${esc(g.scale.high)}</span>`);
     }
     for (const [name, color] of g.items) parts.push(`<span><i style="background:${esc(color)}"></i>${esc(name)}</span>`);
-    if (this.spec.trail && this.spec.trail.x.length) parts.push(`<span><i style="background:#d62728"></i>instance trail</span>`);
+    if (this.spec.trail && this.spec.trail.x.length) parts.push(`<span><i style="background:#111"></i>instance trail</span>`);
     if (this.spec.highlight && this.spec.highlight.x.length) parts.push(`<span><i style="background:#ffd400"></i>query match</span>`);
     this.legend.innerHTML = parts.join("");
   }

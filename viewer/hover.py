@@ -81,7 +81,9 @@ def hover_payload(path: str, commit: data.Commit, d: data.MapData, row: int | No
     cols = data.sample_columns(path, commit, np.array([row]), ("thumbnail", "path"))
     desc = data.describe_rows(d, np.array([row]))
     where = f"step {desc['step'][0]:,}" if desc["step"][0] >= 0 else desc["kind"][0]
-    caption = f"{where} · {desc['label'][0] or '–'} · {Path(str(cols['path'][0])).name}"
+    label, instance = desc["label"][0], desc["instance"][0]
+    caption = " · ".join(filter(None, (where, label and f"label {label}", instance >= 0 and f"instance {instance}",
+                                       Path(str(cols["path"][0])).name)))
     return {"row": int(row), "src": thumbnail_uri(cols["thumbnail"][0]), "caption": caption}
 
 
