@@ -86,6 +86,8 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     lines = component_data(at, "evowatch_lines")
     assert lines["steps"] == [1000, 2000, 3000] and lines["series"]
     assert 2000 in lines["alert_steps"]
+    at.multiselect(key="signal_cols").set_value([]).run()  # every metric removed: an empty section said nothing
+    assert "No metric picked: choose some above to plot them." in texts(at)
 
 
 def test_the_header_counts_a_rewritten_checkpoints_earlier_rows_apart(tmp_path, monkeypatch):
@@ -162,12 +164,13 @@ def test_clicked_point_shows_instance_trail(store, monkeypatch):
     row = N_REAL + 5  # first step, instance 5
     at = run_app(store, monkeypatch, map={"click": row})
     assert not at.exception
-    assert "Instance 5 across 3 steps" in texts(at)
+    assert "Instance 5 across 3 steps" in texts(at) and at.button(key="clear_trail").label == "Clear trail"
     trail = map_chart(at)["trail"]
     assert trail["row"] == [row, row + PER_STEP, row + 2 * PER_STEP]  # the same instance, step by step
     assert len(trail["x"]) == len(trail["y"]) == 3
     at = run_app(store, monkeypatch, map={"click": 0})  # a real reference sample: no trail
     assert "A real sample" in texts(at) and "no trail to follow" in texts(at)
+    assert at.button(key="clear_trail").label == "Clear"  # not "Clear trail" under "no trail to follow"
     assert map_chart(at)["trail"]["row"] == [0]
 
 

@@ -251,7 +251,8 @@ def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarr
     else:
         st.subheader(f"Instance {desc['instance'][0]} across {len(trail)} step{'s' if len(trail) != 1 else ''}")
     thumbnails_grid(path, commit, d, trail, key="trail_grid", width=72)
-    if st.button("Clear trail", key="clear_trail"):
+    followed = desc["kind"][0] == "generated" and desc["instance"][0] >= 0
+    if st.button("Clear trail" if followed else "Clear", key="clear_trail"):
         st.session_state["trail_row"] = None
         st.rerun()
 
@@ -275,6 +276,8 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
             st.caption(off)
         options = [c for c in table if c != "step"]
         cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table), key="signal_cols")
+        if not cols:
+            st.caption("No metric picked: choose some above to plot them.")
         spec = data.signals_spec(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
                                  focus_step=st.session_state.get("focus_step"))
         with st.container(key="signals_metrics"):
