@@ -130,6 +130,16 @@ def test_view_hover_select_and_live_update(tmp_path):
         # Click a step on the signals chart: the map shows that step (and the reference) only.
         chart = ".st-key-signals_metrics .evolines"
         page.locator(chart).scroll_into_view_if_needed()
+        # Its tooltips stay inside the chart: the newest point's, and the alert step's long text (it was
+        # cut at the window's edge).
+        inside = f"""() => {{ const c = document.querySelector('{chart}'), t = c.querySelector('.evolines-tip');
+            const a = c.getBoundingClientRect(), b = t.getBoundingClientRect();
+            return t.style.display === 'block' && b.left >= a.left - 1 && b.right <= a.right + 1; }}"""
+        for j in (2, 1):
+            x, y = page.evaluate(f"() => document.querySelector('{chart}').evolines.pixelOf(0, {j})")
+            page.mouse.move(x, y)
+            assert page.evaluate(inside), j
+        assert "ALERT: 12% of samples" in page.inner_text(f"{chart} .evolines-tip")
         x, y = page.evaluate(f"() => document.querySelector('{chart}').evolines.pixelOf(0, 1)")  # step 2,000
         page.mouse.click(x, y)
         page.get_by_text("Showing step 2,000 only").wait_for(timeout=20_000)

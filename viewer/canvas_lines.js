@@ -11,7 +11,7 @@ const css = `
 .evolines { position: relative; font: 11px sans-serif; color: #333; user-select: none; }
 .evolines canvas { display: block; cursor: pointer; }
 .evolines .evolines-tip { position: absolute; display: none; pointer-events: none; background: #fff;
-  border: 1px solid #bbb; border-radius: 3px; padding: 2px 5px; white-space: nowrap; z-index: 2;
+  border: 1px solid #bbb; border-radius: 3px; padding: 2px 5px; max-width: min(420px, 100%); z-index: 2;
   box-shadow: 0 1px 4px rgba(0,0,0,.2); }
 `;
 
@@ -162,9 +162,9 @@ class EvoLines {
     if (!hit) { this.tip.style.display = "none"; return; }
     const alert = (this.spec.messages || {})[String(hit.step)];
     this.tip.textContent = `step ${hit.step.toLocaleString("en-US")} · ${hit.name} ${fmt(hit.value)}` + (alert ? ` · ALERT: ${alert}` : "");
-    this.tip.style.left = Math.min(hit.x + 12, this.root.clientWidth - 220) + "px";
+    this.tip.style.display = "block";  // first, so its size is known: an alert's text wraps and stays in the chart
+    this.tip.style.left = Math.max(0, Math.min(hit.x + 12, this.root.clientWidth - this.tip.offsetWidth - 2)) + "px";
     this.tip.style.top = hit.y + 12 + "px";
-    this.tip.style.display = "block";
   }
 
   pixelOf(series, j) {
