@@ -464,6 +464,7 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
             candidates.append((together is None, reading, patterns))
     groups: dict[Path, tuple[int, tuple[Path, ...]]] = {}
     taken: set[Path] = set()
+    series = []
     for _, _, patterns in sorted(candidates, key=lambda c: c[:2]):  # told by the times, then step-then-index
         members = [entry for entries in patterns.values() for entry in entries]
         if any(path in taken for _, _, path in members):
@@ -471,6 +472,12 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
         for pattern, entries in patterns.items():
             groups[pattern] = (entries[0][0], tuple(sorted(path for _, _, path in entries)))
         taken.update(path for _, _, path in members)
+        steps = sorted(step for step, _, _ in members)
+        series.append(f"{min(path.name for _, _, path in members)}, steps {steps[0]:,} to {steps[-1]:,}")
+    if len(series) > 1:
+        _warn_once(images[0].parent, f"{images[0].parent}: {len(series)} series of per-step files (like {'; '.join(series)}): "
+                                     "if they count different things (kohya-ss's epochs and steps) their steps interleave "
+                                     "on the map; --samples GLOB reads one", about="series")
     return groups
 
 

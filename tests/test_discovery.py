@@ -120,6 +120,20 @@ def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tm
     assert [c.source for c in scan_run(tmp_path / "images" / "train")] == ["samples_gs-000500_e-000000_b-000007.png"]
 
 
+def test_kohya_samples_per_step_and_per_epoch_in_one_folder_are_named(tmp_path, caplog):
+    """kohya-ss with --sample_every_n_steps and --sample_every_n_epochs writes both series into
+    sample/: epochs 1, 2 landed before step 250 on the map without a word."""
+    for k, (name, steps) in enumerate((("mylora_{:06d}", (250, 500)), ("mylora_e{:06d}", (1, 2)))):
+        for step in steps:
+            for i in range(2):
+                stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(OLD + 1000 * k + step + i))
+                write_png(tmp_path / "sample" / f"{name.format(step)}_{i:02d}_{stamp}.png", smooth_images(RNG, 1, 8)[0])
+    with caplog.at_level("WARNING"):
+        assert [c.step for c in scan_run(tmp_path)] == [1, 2, 250, 500]
+    assert caplog.text.count("2 series of per-step files (like mylora_000250_00_") == 1
+    assert "steps 250 to 500; mylora_e000001_00_" in caplog.text and "--samples GLOB reads one" in caplog.text
+
+
 def test_wandb_media_images_of_a_step_are_one_checkpoint_without_instance_ids(tmp_path):
     """``wandb.log({"validation": [wandb.Image(...) x 4]}, step=s)`` (diffusers' scripts) saves
     ``files/media/images/validation_{s}_{content hash}.png``: each image was a checkpoint of
