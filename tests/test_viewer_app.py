@@ -111,6 +111,17 @@ def test_the_hover_caption_names_what_each_number_is(store):
                       f"{d.instance[row]} · sample_{row - N_REAL:06d}.png"
 
 
+def test_a_store_of_reference_data_only_is_coloured_by_kind_and_says_steps_come(tmp_path, monkeypatch):
+    """The watcher has taken --real but no checkpoint yet: the legend showed a step colour bar
+    "0 to 1" for steps that do not exist."""
+    run = SyntheticRun(tmp_path / "ref.zarr", per_step=10, n_real=30, thumbnail_size=8, metrics=False)
+    run.add_reference()
+    at = run_app(run.path, monkeypatch)
+    assert not at.exception and not at.error
+    assert "Only reference data so far" in texts(at)
+    assert map_chart(at)["legend"] == {"items": [["real", data.KIND_COLORS["real"]]]}  # no step scale
+
+
 def test_filters_narrow_the_map(store, monkeypatch):
     at = run_app(store, monkeypatch)
     assert at.multiselect(key="kinds").options == ["generated", "real"]  # no held-out rows: no "holdout"

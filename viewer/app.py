@@ -387,6 +387,8 @@ def page(path: str) -> None:
         return
     if commit.layout_rows < commit.rows:
         st.caption(f"{commit.rows - commit.layout_rows:,} newest samples await layout and are not on the map yet.")
+    elif not len(d.steps):
+        st.caption("Only reference data so far: each training step's band appears once the watcher ingests it.")
 
     probe_values = data.sample_metric(path, commit, f.probe) if f.probe else None
     near = data.sample_metric(path, commit, data.NEAR_COPY) if f.near_copies_only else None

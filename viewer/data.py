@@ -429,9 +429,10 @@ class Coloring:
 
 
 def coloring(d: MapData, mode: ColorMode, metric: np.ndarray | None = None) -> Coloring:
-    """The colouring of every laid-out row for a colour mode."""
+    """The colouring of every laid-out row for a colour mode (by kind while no generated step
+    is laid out: a step colour bar of nothing said nothing)."""
     ref = d.kind != fmt.KIND_CODES["generated"]
-    if mode == "kind":
+    if mode == "kind" or (mode == "step" and not len(d.steps)):
         names = tuple(d.kinds)
         return Coloring("kind", True, d.kind.astype(np.int64), names,
                         tuple(KIND_COLORS.get(k, PALETTE[i % len(PALETTE)]) for i, k in enumerate(names)))
