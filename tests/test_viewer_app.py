@@ -86,6 +86,7 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     lines = component_data(at, "evowatch_lines")
     assert lines["steps"] == [1000, 2000, 3000] and lines["series"]
     assert 2000 in lines["alert_steps"]
+    assert "`copy_zu`: Meehan's test" in at.multiselect(key="signal_cols").help  # what the raw names mean
     at.multiselect(key="signal_cols").set_value([]).run()  # every metric removed: an empty section said nothing
     assert "No metric picked: choose some above to plot them." in texts(at)
 

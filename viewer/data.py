@@ -706,6 +706,24 @@ def scalars(path: str, commit: Commit) -> dict[str, np.ndarray]:
     return reader(path, commit).scalars()
 
 
+#: What each per-step metric says and which way is good, behind the Metrics picker's help
+#: icon (the page showed raw names: copy_zu, duplicate_expected). docs/metrics.md has the formulas.
+METRIC_GLOSSARY = (
+    "**Diversity** — `vendi`: effective number of distinct samples (higher: more diverse; a fall: collapse); "
+    "`pairwise_cosine`: mean cosine distance between samples (a fall: collapse); `duplicate_frac`: share of "
+    "samples with a near-duplicate among the step's (a rise: partial collapse; `duplicate_expected`: real data's).  \n"
+    "**Fidelity** — `precision`: share of samples that look like real data (higher better); `recall` and "
+    "`coverage`: share of the real data the samples cover (higher better); `density`; `fd`: Fréchet distance "
+    "to the real features (lower better).  \n"
+    "**Copying** — `near_copy_frac`: share of samples nearly identical to a training image (a rise: "
+    "memorisation; `near_copy_expected`: chance level); `nn_train_median`: median distance to the nearest "
+    "training image; `copy_log_ratio`: about 0 when samples are no closer to training than to held-out data, "
+    "below 0 when copying; `copy_zu`: Meehan's test, far below 0 copying, far above underfitting.  \n"
+    "**Bias** — `label_tv`: distance between the samples' label shares and the real ones (lower better); "
+    "`label_share:L`, `probe_share:P` and their `_ref_` counterparts.  \n"
+    "`n_generated`: the samples measured. Formulas and sources: docs/metrics.md.")
+
+
 def watched_without_metrics(path: str, commit: Commit) -> bool:
     """Whether the store's latest watch ran with ``--no-metrics`` (no metrics nor losses will come)."""
     watches = [entry for entry in reader(path, commit).attrs.get("history", []) if entry.get("event") == "watch"]
