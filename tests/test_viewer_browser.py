@@ -234,13 +234,18 @@ def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
                        "message": f"diversity fell 60% between step 1250 and {s}: Vendi score 4.42 -> 1.74"}
                       for s in range(1500, 3001, 250)])
     rect = f"""(sel) => {{ const r = document.querySelector('{browser.MAP_SELECTOR}' + sel).getBoundingClientRect();
-                        return [r.top, r.bottom]; }}"""
+                        return [r.top, r.bottom, r.left, r.right]; }}"""
     with served(store, tmp_path) as (url, chrome):
-        for width, height in ((1280, 720), (1920, 1080)):
+        for width, height in ((800, 900), (1280, 720), (1920, 1080)):
             page = open_page(chrome, url, width, height)
             page.get_by_text("Showing 4 of 7 alerts").wait_for(timeout=10_000)
-            top, bottom = page.evaluate(rect, "")
-            tools_top, tools_bottom = page.evaluate(rect, " .evomap-tools")
+            top, bottom, _, _ = page.evaluate(rect, "")
+            tools_top, tools_bottom, tools_left, _ = page.evaluate(rect, " .evomap-tools")
+            *_, legend_right = page.evaluate(rect, " .evomap-legend")
+            assert legend_right < tools_left, (width, legend_right, tools_left)  # the tools covered the legend at 800 px
+            if width == 800:
+                page.close()
+                continue
             assert 0 < top and tools_bottom <= bottom <= height, (width, height, top, bottom)
             assert page.locator(f"{browser.MAP_SELECTOR} .evomap-tools button", has_text="lasso").is_visible()
             if height == 720:

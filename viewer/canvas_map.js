@@ -379,6 +379,7 @@ class EvoMap {
     if (this.spec.trail && this.spec.trail.x.length) parts.push(`<span><i style="background:#111"></i>instance trail</span>`);
     if (this.spec.highlight && this.spec.highlight.x.length) parts.push(`<span><i style="background:#ffd400"></i>query match</span>`);
     this.legend.innerHTML = parts.join("");
+    this.legend.style.right = this.tools.offsetWidth + 24 + "px";  // wraps beside the tools, never under them
   }
 
   // ------------------------------------------------------------------ interaction
