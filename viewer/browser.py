@@ -113,6 +113,7 @@ def map_draw_ms(page) -> float:
 
 
 def band_labels(page) -> list[str]:
+    """The band names the map draws now (a subset when bands are narrow)."""
     return list((_info(page) or {}).get("labels", []))
 
 

@@ -289,9 +289,13 @@ class EvoMap {
     ctx.strokeStyle = "#ddd"; ctx.lineWidth = 1;
     ctx.strokeRect(p.l - 0.5, p.t - 0.5, p.w + 1, p.h + 1);
     ctx.fillStyle = "#555"; ctx.font = "10px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
+    let free = -Infinity;  // band names as room allows: on a narrow map they ran together ("1,7502,0002,250")
+    this.bandNames = [];
     for (const [x, text] of s.labels) {
-      const X = this.sx(x);
-      if (X >= p.l && X <= p.l + p.w) ctx.fillText(text, X, p.t - 3);
+      const X = this.sx(x), half = ctx.measureText(text).width / 2;
+      if (X >= p.l && X <= p.l + p.w && X - half >= free) {
+        ctx.fillText(text, X, p.t - 3); free = X + half + 6; this.bandNames.push(text);
+      }
     }
     this.ringNames = this.drawRingNames(ctx, p, s.rings || []);
     ctx.save();
@@ -490,7 +494,7 @@ class EvoMap {
   // ------------------------------------------------------------------ for tests
   info() {
     const s = this.spec || {};
-    return { markers: this.pts ? this.pts.n : 0, mode: s.mode, draws: this.draws, labels: (s.labels || []).map((l) => l[1]),
+    return { markers: this.pts ? this.pts.n : 0, mode: s.mode, draws: this.draws, labels: this.bandNames || [],
              rings: this.ringNames || [],
              trail: s.trail ? s.trail.x.length : 0, highlight: s.highlight ? s.highlight.x.length : 0,
              sig: s.sig, complete: !s.raster || !!this.image, drawMs: this.drawMs };
