@@ -79,7 +79,7 @@ MODEL_EXTENSIONS = frozenset({".pth", ".pkl", ".ckpt", ".safetensors", ".bin", "
 _LOG_EXTENSIONS = frozenset({".json", ".jsonl", ".txt", ".yaml", ".yml", ".log", ".csv"})
 #: Stems of weight/state files that share a tensor extension (``model-12.pt``, ``optimizer.pt``).
 _WEIGHT_STEM = re.compile(
-    r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema"
+    r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
     r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict))$",  # Imaginaire's epoch_00001_iteration_000001000_checkpoint.pt
@@ -121,13 +121,16 @@ _NO_NUMBER = re.compile(
     r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?:(?<=\d[_-].{14})_\d+$|(?!\d))"
     r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
     r"|\d+(?:x\d+)+"
-    r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])", re.IGNORECASE)
+    r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])"
+    r"|(?<!\d)1[5-9]\d{8}(?:\d{3})?(?!\d)", re.IGNORECASE)  # Unix time, s or ms (ai-toolkit's 1712345678901__000000250_0.jpg)
 #: Numbers in a name that are no step either, those named as a setting (DiT's
 #: ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``, ``lr1e-4_bs64``, a process's
 #: ``0001000_rank1.png``, whose rank may still index its samples).
 _NOT_A_STEP = re.compile(
     _NO_NUMBER.pattern + r"|(?<![a-z])(?:seed|size|res|cfg|guidance|scale|bs|[gd]?lr|rank|gpus?|nfe)[-_=]?\d+"
-    r"(?:\.\d+)?(?:e-?\d+)?(?![a-z\d])", re.IGNORECASE)
+    r"(?:\.\d+)?(?:e-?\d+)?(?![a-z\d])"
+    r"|(?<![a-z])v\d+(?:\.\d+)*(?![a-z\d])"  # a version: my_first_lora_v1
+    r"|(?<![\d.])\d+\.\d+(?![\d.])", re.IGNORECASE)  # a decimal: EDM2's network-snapshot-0001000-0.100
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
 _MAX_DEPTH = 8
@@ -331,10 +334,13 @@ def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
 
 def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
     """A checkpoint folder's sample files, none of real data: by name, or below a folder
-    named so (``step_1000/real/`` beside ``step_1000/fake/``)."""
+    named so (``step_1000/real/`` beside ``step_1000/fake/``); no tensors in a weights folder
+    (DiT's ``results/000-DiT-XL-2/checkpoints/0100000.pt``)."""
     for path in walk_files(folder):
-        if _is_generated_sample(path, options) and not any(
-                is_real_data(part, options) for part in path.relative_to(folder).parts[:-1]):
+        parts = path.relative_to(folder).parts[:-1]
+        if _is_generated_sample(path, options) and not any(is_real_data(part, options) for part in parts) and not (
+                path.suffix.lower() in TENSOR_EXTENSIONS and any(_WEIGHT_FOLDER.fullmatch(part) for part in parts)
+                and not _SAMPLE_WORDS.search(path.stem)):
             yield path
 
 
@@ -464,7 +470,7 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
             candidates.append((together is None, reading, patterns))
     groups: dict[Path, tuple[int, tuple[Path, ...]]] = {}
     taken: set[Path] = set()
-    series = []
+    series, series_steps = [], []
     for _, _, patterns in sorted(candidates, key=lambda c: c[:2]):  # told by the times, then step-then-index
         members = [entry for entries in patterns.values() for entry in entries]
         if any(path in taken for _, _, path in members):
@@ -474,7 +480,8 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
         taken.update(path for _, _, path in members)
         steps = sorted(step for step, _, _ in members)
         series.append(f"{min(path.name for _, _, path in members)}, steps {steps[0]:,} to {steps[-1]:,}")
-    if len(series) > 1:
+        series_steps.append(set(steps))
+    if len(series) > 1 and not set.intersection(*series_steps):  # not prompts of the same steps (SimpleTuner)
         _warn_once(images[0].parent, f"{images[0].parent}: {len(series)} series of per-step files (like {'; '.join(series)}): "
                                      "if they count different things (kohya-ss's epochs and steps) their steps interleave "
                                      "on the map; --samples GLOB reads one", about="series")
@@ -484,9 +491,16 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
     weight_folder = bool(_WEIGHT_FOLDER.fullmatch(folder.name))
-    for entry in folder_entries(folder):
+    entries = folder_entries(folder)
+    folders = {entry.name for entry in entries if _is_dir(entry)}
+    packed = []
+    for entry in entries:
         path = Path(entry.path)
         if _is_hidden_dir(entry):
+            continue
+        if (path.suffix.lower() in TENSOR_EXTENSIONS and path.stem in folders and _is_file(entry)
+                and options.sample_globs == DEFAULT_SAMPLE_GLOBS):
+            packed.append(entry.name)  # DiT's sample_ddp.py packs each sample folder into FOLDER.npz beside it
             continue
         if _is_dir(entry):
             step = step_of(entry.name, options, is_file=False)
@@ -512,6 +526,10 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                     unnumbered_files += 1
                 else:
                     numbered.append((step, path, False))
+    if packed:
+        _warn_once(folder, f"{folder}: {counted(len(packed), 'tensor file')} beside the folder of the same name "
+                           f"({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the folder's "
+                           "samples are read, not their packed copy (--samples GLOB picks one)", about="packed")
     if reals:
         folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
         what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"

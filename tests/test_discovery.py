@@ -134,6 +134,44 @@ def test_kohya_samples_per_step_and_per_epoch_in_one_folder_are_named(tmp_path, 
     assert "steps 250 to 500; mylora_e000001_00_" in caplog.text and "--samples GLOB reads one" in caplog.text
 
 
+def test_ai_toolkit_edm2_and_muse_maskgit_runs_give_the_training_step(tmp_path, caplog):
+    """ostris ai-toolkit: ``output/my_first_lora_v1/samples/{time_ms}__{step:09d}_{i}.jpg`` was
+    a checkpoint per image at steps 0..5 (the prompt index; the time in front kept a step's
+    files apart), and watched from ``output/``, all at step 1 (the v1). NVlabs EDM2's
+    ``network-snapshot-0001000-0.100/`` folders were all step 100 (the EMA length, a decimal).
+    muse-maskgit's ``vae.1000.pt`` beside its ``1000.png`` was an empty checkpoint."""
+    from engine.decode import iter_samples
+
+    samples = tmp_path / "output" / "my_first_lora_v1" / "samples"
+    for k, step in enumerate((0, 250, 500)):
+        for i in range(3):
+            write_png(samples / f"{1712345678901 + 60_000 * k + 1500 * i}__{step:09d}_{i}.jpg", smooth_images(RNG, 1, 8)[0])
+    for root in (tmp_path / "output", samples.parent):
+        found = scan_run(root)
+        assert [(c.step, len(c.files)) for c in found] == [(0, 3), (250, 3), (500, 3)], root
+    assert [s.instance for s in iter_samples(found[1])] == [0, 1, 2]
+    for kimg in (1000, 2000):
+        _folder_of_images(tmp_path / "edm2" / f"network-snapshot-{kimg:07d}-0.100", n=2, names="{:06d}.png")
+    assert [c.step for c in scan_run(tmp_path / "edm2")] == [1000, 2000]
+    for step in (1000, 2000):
+        save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "muse" / f"{step}.png", nrow=2)
+        torch.save({"w": torch.zeros(2)}, tmp_path / "muse" / f"vae.{step}.pt")
+    assert [c.source for c in scan_run(tmp_path / "muse")] == ["1000.png", "2000.png"]
+    assert "series of per-step files" not in caplog.text
+
+
+def test_prompts_of_the_same_steps_are_not_called_series_of_other_counts(tmp_path, caplog):
+    """SimpleTuner's ``step_{s}_{prompt}_{WxH}.png``: a series per prompt at the same steps is
+    no kohya-style mix of epochs and steps."""
+    for step in (100, 200):
+        for prompt in ("cat", "dog"):
+            for i in range(2):
+                write_png(tmp_path / f"{prompt}_step{step}_{i:02d}.png", smooth_images(RNG, 1, 8)[0])
+    with caplog.at_level("WARNING"):
+        scan_run(tmp_path)
+    assert "series of per-step files" not in caplog.text
+
+
 def test_wandb_media_images_of_a_step_are_one_checkpoint_without_instance_ids(tmp_path):
     """``wandb.log({"validation": [wandb.Image(...) x 4]}, step=s)`` (diffusers' scripts) saves
     ``files/media/images/validation_{s}_{content hash}.png``: each image was a checkpoint of
@@ -353,14 +391,23 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
         assert step_in_name(name) == step, name
 
 
-def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_path):
+def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_path, caplog):
     """DiT's ``sample_ddp.py`` names its folder after the checkpoint and its settings (the
-    last number is the seed); Hydra's ``outputs/DATE/HH-MM-SS/`` folders are runs, not steps."""
+    last number is the seed) and packs it into ``FOLDER.npz`` beside it (read as a second
+    checkpoint of the step: every sample twice); its weights in ``results/…/checkpoints/``
+    were read as sample tensors. Hydra's ``outputs/DATE/HH-MM-SS/`` folders are runs, not steps."""
     for ckpt in ("0100000", "0200000"):
         name = f"DiT-XL-2-{ckpt}-size-256-vae-ema-cfg-1.5-seed-0"
         _folder_of_images(tmp_path / "dit" / name, n=2, names="{:06d}.png")
         np.savez(tmp_path / "dit" / f"{name}.npz", arr_0=np.zeros((2, 8, 8, 3), np.uint8))
-    assert [c.step for c in scan_run(tmp_path / "dit")] == [100000, 100000, 200000, 200000]
+    weights = tmp_path / "dit" / "results" / "000-DiT-XL-2" / "checkpoints"
+    weights.mkdir(parents=True)
+    torch.save({"model": {"w": torch.zeros(2)}}, weights / "0100000.pt")
+    with caplog.at_level("WARNING"):
+        assert [(c.step, c.source) for c in scan_run(tmp_path / "dit")] == [
+            (100000, "DiT-XL-2-0100000-size-256-vae-ema-cfg-1.5-seed-0"),
+            (200000, "DiT-XL-2-0200000-size-256-vae-ema-cfg-1.5-seed-0")]
+    assert "2 tensor files beside the folder of the same name (DiT-XL-2-0100000-" in caplog.text
     for clock in ("10-30-00", "14-05-12"):
         for step in (1000, 2000):
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "outputs" / "2026-12-03" / clock / "samples"
