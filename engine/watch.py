@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import statistics
 import sys
 import threading
 import time
@@ -24,8 +25,8 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, file_versions, is_ready,
-                              sample_files, scan_reference, scan_run, series_glob)
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, DiscoveryOptions, content_hash, file_versions,
+                              is_ready, sample_files, scan_reference, scan_run, series_glob)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
@@ -101,6 +102,7 @@ class Watcher:
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
         self._replacing: set[str] = set()  # sources committed before with other content
+        self._grid_sizes: list[int] = []  # samples of each one-image checkpoint ingested (a grid's tiles)
         self._logged_images = TensorBoardImages()
         # What reads the generated checkpoints instead of their files: the --sampler, or the
         # images logged to TensorBoard of a run that writes no sample file; None: the files.
@@ -229,12 +231,23 @@ class Watcher:
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
                           counted(result.rows, "sample"), note)
+                if generated and len(c.files) == 1 and c.files[0].suffix.lower() in IMAGE_EXTENSIONS:
+                    self._check_grid_size(c, result.rows)
         skipped = sum(r.skipped for r in results)
         said.finish(f": {counted(sum(r.rows for r in results), 'sample')}"
                     + (f", {counted(skipped, unit)} skipped (each named above)" if skipped else ""))
         self._references_checked = True
         self._run_hooks(results)
         return results
+
+    def _check_grid_size(self, checkpoint: Checkpoint, rows: int) -> None:
+        """Say when a grid splits into far more or fewer tiles than the run's grids so far (its
+        geometry misread: an unpadded grid cut into quarter tiles), with the way to force it."""
+        usual = statistics.median(self._grid_sizes) if len(self._grid_sizes) >= 2 else None
+        self._grid_sizes.append(rows)
+        if usual and rows > 1 and not usual / 2 <= rows <= usual * 2:
+            log.warning("step %d (%s): %s where the run's grids so far had %g: if its grid was misread, force it "
+                        "with --grid ROWSxCOLS", checkpoint.step, checkpoint.source, counted(rows, "sample"), usual)
 
     def _run_hooks(self, results: list[IngestResult]) -> None:
         """Hooks catch up from the store's committed state, so a pass that failed or was

@@ -685,6 +685,25 @@ def test_a_flat_folders_first_file_read_alone_is_superseded_once_its_step_fills(
     assert reader.n_rows == 5 and int(reader.current_rows().sum()) == 4 and info(store)["steps"] == [1000]
 
 
+def test_a_grid_split_into_far_more_tiles_than_the_runs_others_is_named(tmp_path, capsys):
+    """An unpadded grid misread as quarter tiles gave 4x the samples of its neighbours without a word."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for epoch, n in ((1, 16), (2, 16), (3, 16), (4, 64)):
+        save_torchvision_grid(smooth_images(np.random.default_rng(epoch), n, 16), run / f"fake_samples_epoch_{epoch:03d}.png",
+                              nrow=int(n ** 0.5))
+    old = time.time() - 10
+    for path in run.iterdir():
+        os.utime(path, (old, old))
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--no-metrics"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "grids so far" in line]
+    assert warned == ["evowatch: step 4 (fake_samples_epoch_004.png): 64 samples where the run's grids so far had 16: "
+                      "if its grid was misread, force it with --grid ROWSxCOLS"]
+
+
 def test_kohya_samples_with_a_seed_for_some_prompts_are_one_step_and_a_lone_first_file_is_superseded(tmp_path):
     """kohya-ss names a prompt's image ``{name}_{steps:06d}_{i:02d}_{time}.png`` and adds
     ``_{seed}`` when the prompt sets one: a step whose prompts differ in that was read as one
