@@ -75,7 +75,7 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     page = texts(at)
     assert "evowatch · run.zarr" in page
     assert "one band per training step" in at.title[0].proto.help  # what the map shows, behind the title's icon
-    assert f"{3 * PER_STEP + N_REAL} samples" in page
+    assert f"{3 * PER_STEP} samples · {N_REAL} reference · 3 steps" in page  # reference rows are no samples
     assert "near-copies" in page  # the alert
     spec = map_chart(at)
     assert n_points(spec) == 3 * PER_STEP + N_REAL
@@ -97,7 +97,7 @@ def test_the_header_counts_a_rewritten_checkpoints_earlier_rows_apart(tmp_path, 
     run = build_store(tmp_path / "run.zarr", n_steps=2, per_step=30, n_real=20, thumbnail_size=8)
     run.add_step(run.steps[-1])  # the same source again: the earlier version's 30 rows are superseded
     page = texts(run_app(tmp_path / "run.zarr", monkeypatch))
-    assert "80 samples (+30 of earlier versions) · 2 steps" in page
+    assert "60 samples (+30 of earlier versions) · 20 reference · 2 steps" in page
 
 
 def test_the_hover_caption_names_what_each_number_is(store):

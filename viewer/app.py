@@ -369,7 +369,9 @@ def page(path: str) -> None:
     d = data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}", help=MAP_HELP)
     earlier = f" (+{d.n_superseded:,} of earlier versions)" if d.n_superseded else ""
-    live_status(path, commit, f"{commit.rows - d.n_superseded:,} samples{earlier} · {len(d.all_steps)} steps · "
+    reference = f" · {d.n_reference:,} reference" if d.n_reference else ""  # not counted as samples
+    live_status(path, commit, f"{commit.rows - d.n_superseded - d.n_reference:,} samples{earlier}{reference} · "
+                              f"{len(d.all_steps)} steps · "
                               f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "
                               f"{len(d.alerts)} alerts")
     _sync_injected_state()

@@ -146,6 +146,7 @@ class MapData:
 
     n_rows: int  # committed sample rows
     n_superseded: int  # of them, rows of a checkpoint's earlier versions (a grid rewritten in place)
+    n_reference: int  # of the current ones, real and held-out reference rows
     step: np.ndarray  # int64 (n,)  n = layout rows
     kind: np.ndarray  # int8
     label: np.ndarray  # int16
@@ -196,7 +197,8 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     step_index = np.where(kind == gen, np.searchsorted(steps, step), -1).astype(np.int64)
     cur = current[:n].copy()
     _readonly(step, kind, label, instance, cur, xy, step_index, steps, all_steps)
-    return MapData(n_rows=commit.rows, n_superseded=int(np.count_nonzero(~current)), step=step, kind=kind,
+    return MapData(n_rows=commit.rows, n_superseded=int(np.count_nonzero(~current)),
+                   n_reference=int(np.count_nonzero((all_kind != gen) & current)), step=step, kind=kind,
                    label=label, instance=instance,
                    current=cur, xy=xy, step_index=step_index, steps=steps, all_steps=all_steps,
                    labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
