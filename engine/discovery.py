@@ -332,15 +332,21 @@ def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
     return is_sample_name(path.name, options) and not is_real_data(path.name, options)
 
 
+def _weights_by_folder(path: Path, folder_name: str) -> bool:
+    """A tensor file in a folder named for weights (rosinality's ``checkpoint/000000.pt``) is
+    weights, whatever its name, unless that names it a sample file."""
+    return (bool(_WEIGHT_FOLDER.fullmatch(folder_name)) and path.suffix.lower() in TENSOR_EXTENSIONS
+            and not _SAMPLE_WORDS.search(path.stem))
+
+
 def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
     """A checkpoint folder's sample files, none of real data: by name, or below a folder
     named so (``step_1000/real/`` beside ``step_1000/fake/``); no tensors in a weights folder
     (DiT's ``results/000-DiT-XL-2/checkpoints/0100000.pt``)."""
     for path in walk_files(folder):
         parts = path.relative_to(folder).parts[:-1]
-        if _is_generated_sample(path, options) and not any(is_real_data(part, options) for part in parts) and not (
-                path.suffix.lower() in TENSOR_EXTENSIONS and any(_WEIGHT_FOLDER.fullmatch(part) for part in parts)
-                and not _SAMPLE_WORDS.search(path.stem)):
+        if _is_generated_sample(path, options) and not any(
+                is_real_data(part, options) or _weights_by_folder(path, part) for part in parts):
             yield path
 
 
@@ -448,8 +454,9 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
         for reading, (step, index, pattern) in enumerate(_readings(path, options)):
             # a date, time or hash matches whatever its length: kohya-ss adds a seed to some
             # prompts' names only (mylora_000500_00_<time>.png, mylora_000500_01_<time>_42.png)
-            pattern = named.setdefault(re.sub(r"\?+", "?", pattern), pattern)
-            shape = (re.sub(r"\d+", "#", re.sub(r"\?+", "?", pattern)), reading)
+            any_length = re.sub(r"\?+", "?", pattern)
+            pattern = named.setdefault(any_length, pattern)
+            shape = (re.sub(r"\d+", "#", any_length), reading)
             by_shape.setdefault(shape, {}).setdefault(path.with_name(pattern), []).append((step, index, path))
     mtimes: dict[Path, float | None] = {}
 
@@ -490,7 +497,6 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
 
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
-    weight_folder = bool(_WEIGHT_FOLDER.fullmatch(folder.name))
     entries = folder_entries(folder)
     folders = {entry.name for entry in entries if _is_dir(entry)}
     packed = []
@@ -513,8 +519,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 numbered.append((step, path, True))
         elif _is_file(entry):
             step = step_of(entry.name, options)
-            weight = is_weight_file(entry.name) or (weight_folder and path.suffix.lower() in TENSOR_EXTENSIONS
-                                                     and not _SAMPLE_WORDS.search(path.stem))
+            weight = is_weight_file(entry.name) or _weights_by_folder(path, folder.name)
             if weight:
                 if step is not None and not _PER_PROCESS_STATE.search(entry.name):
                     weights += 1

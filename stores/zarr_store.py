@@ -349,15 +349,17 @@ class StoreReader:
         """Trainer scalars (losses): 'step' plus one float64 column per scalar."""
         return self._table("scalars")
 
+    def _array_names(self, group: str) -> list[str]:
+        """The arrays of a group, from its folders (no group read: metadata only)."""
+        folder = self.path / group
+        return sorted(p.name for p in folder.iterdir() if (p / "zarr.json").is_file()) if folder.is_dir() else []
+
     def scalar_names(self) -> list[str]:
         """The trainer scalars read from the run's logs (``scalars/<name>``), 'step' left out."""
-        group = self.path / "scalars"
-        return sorted(p.name for p in group.iterdir() if p.name != "step" and (p / "zarr.json").is_file()) \
-            if group.is_dir() else []
+        return [name for name in self._array_names("scalars") if name != "step"]
 
     def sample_metric_names(self) -> list[str]:
-        group = self.path / "sample_metrics"
-        return sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file() and p.is_dir()) if group.is_dir() else []
+        return self._array_names("sample_metrics")
 
     def sample_metric(self, name: str) -> np.ndarray:
         """A per-sample metric for every committed row; NaN where not computed (yet)."""

@@ -17,6 +17,8 @@ const CELL = 16;
 const RING_GAP = 13;  // px between two ring names on the map (a 10px font)
 const MIN_HEIGHT = 300;  // px: a map with less room than this below its top keeps this height
 const BOTTOM_GAP = 8;  // px left below the map's tools on the first screen
+// The instance trail: black, white-edged, no colour of the label palette (label 3 was the trail's red) nor of the step ramp.
+const TRAIL_COLOR = "#111";
 
 const css = `
 .evomap { position: relative; font: 12px sans-serif; color: #333; user-select: none; }
@@ -313,11 +315,10 @@ class EvoMap {
       for (let j = 0; j < s.highlight.x.length; j++) this.star(ctx, this.sx(s.highlight.x[j]), this.sy(s.highlight.y[j]), 6);
     }
     if (s.trail && s.trail.x.length) {
-      // black, white-edged: no colour of the label palette (label 3 was the trail's red) nor of the step ramp
-      ctx.strokeStyle = "#111"; ctx.lineWidth = 2; ctx.beginPath();
+      ctx.strokeStyle = TRAIL_COLOR; ctx.lineWidth = 2; ctx.beginPath();
       s.trail.x.forEach((x, j) => (j ? ctx.lineTo(this.sx(x), this.sy(s.trail.y[j])) : ctx.moveTo(this.sx(x), this.sy(s.trail.y[j]))));
       ctx.stroke();
-      ctx.fillStyle = "#111"; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
+      ctx.fillStyle = TRAIL_COLOR; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
       s.trail.x.forEach((x, j) => { ctx.beginPath(); ctx.arc(this.sx(x), this.sy(s.trail.y[j]), 5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); });
     }
     if (this.hover >= 0) {
@@ -380,7 +381,7 @@ class EvoMap {
       parts.push(`<span>${esc(g.scale.title)} ${esc(g.scale.low)}<span class="bar" style="background:linear-gradient(90deg,${g.scale.stops.join(",")})"></span>${esc(g.scale.high)}</span>`);
     }
     for (const [name, color] of g.items) parts.push(`<span><i style="background:${esc(color)}"></i>${esc(name)}</span>`);
-    if (this.spec.trail && this.spec.trail.x.length) parts.push(`<span><i style="background:#111"></i>instance trail</span>`);
+    if (this.spec.trail && this.spec.trail.x.length) parts.push(`<span><i style="background:${TRAIL_COLOR}"></i>instance trail</span>`);
     if (this.spec.highlight && this.spec.highlight.x.length) parts.push(`<span><i style="background:#ffd400"></i>query match</span>`);
     this.legend.innerHTML = parts.join("");
     this.legend.style.right = this.tools.offsetWidth + 24 + "px";  // wraps beside the tools, never under them
