@@ -31,6 +31,7 @@ from zarr.core.sync import sync
 
 from stores.errors import EncoderMismatchError, StoreFormatError
 from stores.lock import WriterLock
+from stores.uninterrupted import uninterrupted
 from stores import format as fmt
 from stores.format import is_store
 
@@ -764,11 +765,13 @@ class StoreWriter(StoreReader):
             self._handles[key] = _open_array(self.path / group / name, "r+").with_config(WRITE_CONFIG)
         return self._handles[key]
 
+    @uninterrupted
     def _mark_superseded(self, group: Sequence[CheckpointTransaction]) -> None:
         old = [i for tx in group for i in self._current.commit(tx.source, tx.checkpoint_index)]
         if old:
             self.handle("checkpoints", "superseded").set_coordinate_selection(np.array(old), True)
 
+    @uninterrupted
     def _write_superseded(self) -> None:
         ckpt = self.checkpoints()
         flags = superseded_flags(ckpt)
@@ -826,6 +829,7 @@ class StoreWriter(StoreReader):
             self._labels.append(label)
         return code
 
+    @uninterrupted
     def commit_pending(self) -> None:
         """Write the waiting checkpoints' rows and records, then move the commit point once."""
         if not self._pending:
@@ -864,12 +868,14 @@ class StoreWriter(StoreReader):
     def set_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         self._update_root({"alerts": list(alerts)})
 
+    @uninterrupted
     def _update_root(self, changes: dict[str, Any]) -> None:
         self._ensure_intact()
         root = _open_root(self.path, "r+")
         root.attrs.update(changes)
         self.refresh()
 
+    @uninterrupted
     def _write_staged(self, group: Sequence[CheckpointTransaction]) -> None:
         """Write the waiting rows of consecutive transactions, the first in the staging."""
         start, n, columns = _take(group, self._staging)
@@ -912,6 +918,7 @@ class StoreWriter(StoreReader):
         self._lengths[(group, name)] = max(length, stop)
         return [array.async_array.setitem(slice(start, stop), values)]
 
+    @uninterrupted
     def commit_layout(self, xy: np.ndarray, start: int) -> None:
         """Write layout rows [start, start+len(xy)) and then move the layout commit point."""
         if start != self.layout_rows:
@@ -924,6 +931,7 @@ class StoreWriter(StoreReader):
         array[start:stop] = np.asarray(xy, np.float32)
         zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": stop})
 
+    @uninterrupted
     def write_step_metrics(self, step: int, values: dict[str, float], measured: list[int] | None = None) -> None:
         """Add or replace one step's row of metrics; new metric names get new columns.
         ``measured``: what they were computed on (see :meth:`measured_steps`)."""
@@ -941,6 +949,7 @@ class StoreWriter(StoreReader):
             recorded[str(int(step))] = [int(x) for x in measured]
         group.attrs.update({"committed_rows": n, "measured": recorded})
 
+    @uninterrupted
     def clear_step_metrics(self, reference: str | None = None) -> None:
         """Forget per-step metrics and alerts (the reference they were measured against changed);
         ``reference`` names the one the next metrics are measured against (:attr:`metrics_reference`)."""
@@ -950,6 +959,7 @@ class StoreWriter(StoreReader):
             self.handle("metrics", name).resize((0,))
         self.set_alerts([])
 
+    @uninterrupted
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:
         """Replace the trainer scalars table (it is re-read from the run's logs)."""
         group = self._ensure_group("scalars")
@@ -961,6 +971,7 @@ class StoreWriter(StoreReader):
             array[:] = values
         group.attrs.update({"committed_rows": n})
 
+    @uninterrupted
     def write_sample_metric(self, name: str, start: int, values: np.ndarray) -> None:
         """Write rows [start, start+len) of a per-sample metric, then move its commit point."""
         group = self._ensure_group("sample_metrics")
@@ -988,6 +999,7 @@ class StoreWriter(StoreReader):
                 array[old:length] = np.nan
         return array
 
+    @uninterrupted
     def reset_layout(self) -> None:
         """Forget the layout (for a full recompute)."""
         zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": 0})

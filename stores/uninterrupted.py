@@ -1,0 +1,65 @@
+"""Store writes that Ctrl-C and SIGTERM wait for.
+
+zarr's synchronous API runs each write on zarr's own event-loop thread and waits for it. An
+interrupt raised while this thread waits leaves the write running: the writer then cut its
+arrays back to the commit point it still saw, and the commit point written a moment later
+counted rows that had been cut (a resumed watch read those checkpoints as never stored and
+stored them again). So a store write holds the two signals and delivers them when it is done
+(a commit takes well under a second); a second one goes through at once, for a write hung on
+a network filesystem.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _HeldSignals(contextlib.ContextDecorator):
+    """Re-entrant: a write made of writes holds the signals from the outermost one's start
+    to its end. Only the main thread receives signals, so other threads change nothing."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._held: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _HeldSignals:
+        if threading.current_thread() is threading.main_thread():
+            if self._depth == 0:
+                self._held = []
+                # None: a handler installed from C, which Python cannot put back.
+                self._previous = {s: h for s in _SIGNALS if (h := signal.getsignal(s)) is not None}
+                for signum in self._previous:
+                    signal.signal(signum, self._hold)
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        if threading.current_thread() is threading.main_thread():
+            self._depth -= 1
+            if self._depth == 0:
+                held, self._held = self._held, []
+                self._restore()
+                for signum in dict.fromkeys(held):  # to the handlers put back: as if it came now
+                    signal.raise_signal(signum)
+        return False
+
+    def _hold(self, signum: int, frame: object) -> None:
+        self._held.append(signum)
+        if len(self._held) > 1:  # asked twice: stop now
+            self._held = []
+            self._restore()
+            signal.raise_signal(signum)
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+#: Decorates (or wraps, as ``with``) a store write that must finish once started.
+uninterrupted = _HeldSignals()
