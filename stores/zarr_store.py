@@ -731,9 +731,36 @@ class StoreWriter(StoreReader):
     def _recover(self) -> bool:
         """Cut every array back to its committed length and repair superseded flags; whether
         anything was past the commit points."""
+        behind = self._commit_point_behind_its_rows()
         cut = self._cut_to_committed()
         self._write_superseded()
-        return cut
+        return cut or behind
+
+    @uninterrupted
+    def _commit_point_behind_its_rows(self) -> bool:
+        """Move the commit point back to the last checkpoint whose rows and record all exist,
+        when it counts more (an earlier evowatch stopped by Ctrl-C while committing; files lost
+        on disk): readers would index past the arrays, and a resumed watch would append after
+        rows that are not there. Whether it was moved."""
+        counts = self.attrs["committed"]
+        length = {group: min(self.handle(group, name).shape[0] for name in fmt.GROUPS[group])
+                  for group in ("samples", "checkpoints", "warnings")}
+        if (length["samples"] >= counts["rows"] and length["checkpoints"] >= counts["checkpoints"]
+                and length["warnings"] >= counts["warnings"]):
+            return False
+        n = min(counts["checkpoints"], length["checkpoints"])
+        row_stop = self._read(self.handle("checkpoints", "row_stop"), n, None)
+        while n and row_stop[n - 1] > min(counts["rows"], length["samples"]):
+            n -= 1
+        warned = self._read(self.handle("warnings", "checkpoint"), min(counts["warnings"], length["warnings"]), None)
+        kept = {"rows": int(row_stop[n - 1]) if n else 0, "checkpoints": n, "warnings": int(np.sum(warned < n))}
+        log.warning("%s: the commit point counted %d checkpoints (%d rows) but only %d are complete on disk; "
+                    "going on from those (the rest is ingested again)", self.path, counts["checkpoints"],
+                    counts["rows"], n)
+        self._update_root({"committed": kept})
+        if self.has_array("layout", "xy") and self.layout_rows > kept["rows"]:
+            zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": kept["rows"]})
+        return True
 
     def _cut_to_committed(self) -> bool:
         """Drop rows past the commit points (uncommitted rows and the capacity grown ahead);

@@ -591,3 +591,31 @@ def test_a_store_write_holds_ctrl_c_to_its_end_and_a_second_one_stops_it_at_once
             signal.raise_signal(signal.SIGINT)
             done.append("after the second")
     assert done == ["inner", "outer"] and signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("lost", ["record", "rows"])
+def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_checkpoint(tmp_path, rng, caplog, lost):
+    """A store left by the Ctrl-C race above (the checkpoint table cut, the commit point
+    counting it), or one that lost the end of its rows: readers indexed past the arrays and a
+    resumed watch appended after rows that were not there."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in (1, 2, 3):
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_rows(tx, 5, rng)
+                tx.skip(f"bad{step}.png", "truncated")
+        store.commit_layout(np.zeros((15, 2), np.float32), 0)
+    if lost == "record":
+        for name in StoreReader(path).checkpoints():
+            zarr.open_array(str(path / "checkpoints" / name), mode="r+").resize((2,))
+    else:
+        zarr.open_array(str(path / "samples" / "embedding"), mode="r+").resize((12, 8))
+    with caplog.at_level("WARNING"):
+        with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+            assert (store.n_checkpoints, store.n_rows, store.n_warnings, store.layout_rows) == (2, 10, 2, 10)
+            with store.checkpoint(3, "c3", "h3") as tx:  # ingested again
+                add_rows(tx, 5, rng)
+    assert "the commit point counted 3 checkpoints (15 rows) but only 2 are complete on disk" in caplog.text
+    reader = StoreReader(path)
+    assert reader.checkpoints()["hash"].tolist() == ["h1", "h2", "h3"] and reader.checkpoints()["row_stop"].tolist() == [5, 10, 15]
+    assert len(reader.samples("embedding")) == 15 and reader.warnings()["checkpoint"].tolist() == [0, 1]
