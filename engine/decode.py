@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,6 +47,7 @@ from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_pat
 from engine.errors import DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
+from stores.format import SAMPLE_KEY
 from stores.zarr_store import pattern_regex
 
 log = logging.getLogger(__name__)
@@ -384,7 +386,16 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
     """Instance ids from file names, only when every name yields a distinct integer: the
     number at the ``*`` of a per-step pattern (``img_*_step_0500.png``,
     ``mylora_000500_*_??????????????.png``), else a name's last; none for a pattern without
-    an index (``validation_500_????????????????????.png``: names apart by a hash)."""
+    an index (``validation_500_????????????????????.png``: names apart by a hash). Samples
+    named by a prompt (``step_500_{sample}.png``) are numbered by the index their names
+    begin with, else in the order of their names: the same prompts get the same ids at
+    every step."""
+    keys = sample_keys(files, pattern)
+    if keys:
+        if leading := _leading_indices(keys):
+            return {path: int(index) for path, (index, _) in leading.items()}
+        order = {key: i for i, key in enumerate(sorted(set(keys.values())))}
+        return {path: order[key] for path, key in keys.items()}
     if pattern and "?" in pattern and "*" not in pattern:
         return {}
     wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
@@ -396,6 +407,29 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
             return {}
         ids[path] = number
     return ids if len(set(ids.values())) == len(ids) else {}
+
+
+def sample_keys(files: tuple[Path, ...], pattern: str | None) -> dict[Path, str]:
+    """What tells the samples of a ``step_500_{sample}.png`` pattern apart: the part of each
+    name at ``{sample}`` (``street_0_512x512``, ``1-a photo of 2 cats``); {} for other sources."""
+    if not pattern or SAMPLE_KEY not in pattern:
+        return {}
+    regex = pattern_regex(pattern)
+    return {path: match[1] for path in files if (match := regex.fullmatch(path.name))}
+
+
+def _leading_indices(keys: dict[Path, str]) -> dict[Path, tuple[str, str]]:
+    """(index, rest) of each key when every one begins with a distinct index before its
+    prompt (EveryDream2's ``1-a photo of 2 cats``); {} when not (``3_dogs`` is a prompt)."""
+    split = {path: m.groups() for path, key in keys.items() if (m := re.fullmatch(r"(\d+)[-_ .]+(.+)", key))}
+    distinct = len(split) == len(keys) and len({int(index) for index, _ in split.values()}) == len(keys)
+    return split if distinct else {}
+
+
+def key_labels(keys: dict[Path, str]) -> dict[Path, str]:
+    """Samples' labels from their keys: the prompt or class, without an index before it."""
+    leading = _leading_indices(keys)
+    return {path: leading[path][1] if leading else key for path, key in keys.items()}
 
 
 # --- samples -------------------------------------------------------------------------------
@@ -410,6 +444,7 @@ class _Context:
         self.folders = folder_labels(checkpoint, options)
         # A checkpoint that is one file carries its step in its name, not an instance id.
         self.ids = {} if self.folder.is_file() else name_ids(checkpoint.files, self.folder.name)
+        self.key_labels = key_labels(sample_keys(checkpoint.files, self.folder.name))
         # Forced geometry describes the trainer's grids, never a reference data set.
         generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None
@@ -422,7 +457,8 @@ class _Context:
             return path.name
 
     def label(self, path: Path, instance: int, tile: int | None = None) -> str | None:
-        """The labels file's entry for a sample, else its label folder's name."""
+        """The labels file's entry for a sample, else its label folder's name, else the prompt
+        or class its name gives."""
         if tile is not None:
             keys = [str(instance), f"{path.name}#{tile}"]
         else:
@@ -430,7 +466,9 @@ class _Context:
             if path.is_relative_to(self.folder):
                 keys.insert(0, path.relative_to(self.folder).as_posix())
         found = next((self.table[k] for k in keys if k in self.table), None)
-        return found if found is not None else self.folders.get(path)
+        if found is None:
+            found = self.folders.get(path)
+        return found if found is not None else self.key_labels.get(path)
 
 
 def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Iterator[Sample]:

@@ -66,7 +66,7 @@ from engine.backlog_log import counted
 from engine.errors import DiscoveryError
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
-from stores.format import STORE_MARKER, is_store
+from stores.format import SAMPLE_KEY, STORE_MARKER, is_store
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def last_integer(text: str) -> int | None:
 def series_glob(name: str) -> str:
     """A ``--samples`` glob for the series a file name belongs to: its numbers, dates, times
     and hashes as ``*`` (``validation_500_<hash>.png`` -> ``validation_*_*.png``)."""
-    return re.sub(r"[*?\d]+", "*", _NO_NUMBER.sub("*", name))
+    return re.sub(r"[*?\d]+", "*", _NO_NUMBER.sub("*", name.replace(SAMPLE_KEY, "*")))
 
 
 def step_in_name(text: str) -> int | None:
@@ -492,6 +492,53 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
         _warn_once(images[0].parent, f"{images[0].parent}: {len(series)} series of per-step files (like {'; '.join(series)}): "
                                      "if they count different things (kohya-ss's epochs and steps) their steps interleave "
                                      "on the map; --samples GLOB reads one", about="series")
+    return groups | _keyed_groups([path for path in images if path not in taken], options)
+
+
+#: What a sample's name says apart from the step: joined to the step by these.
+_KEY_SEPARATORS = "-_ ."
+
+
+def _keyed_groups(images: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
+    """Single images named by a step and then a prompt or a class (SimpleTuner's
+    ``step_500_street_0_512x512.png``, EveryDream2's ``gs00499-1-a photo of 2 cats.jpg``):
+    one checkpoint per step, named ``step_500_{sample}.png``. Only where the step is named
+    as one (or matched by ``step_regex``), every name of the series goes on after it, some
+    step has several files and the same names come back at other steps: ``step_1000.png``
+    beside ``step_1000_ema.png`` stays two series of grids."""
+    series: dict[tuple[Path, str, str], list[tuple[int, str, str, str, Path]]] = {}
+    for path in images:
+        stem = path.stem
+        if options.step_regex is None:
+            masked = _NOT_A_STEP.sub(lambda m: "?" * len(m[0]), stem)  # as long as the stem
+            named = list(_NAMED_STEP.finditer(masked))
+            found = (int(named[-1][1]), named[-1].start(1), named[-1].end()) if named else None
+        else:
+            match = re.search(options.step_regex, stem)
+            step = step_of(path.name, options) if match else None
+            found = (step, match.end(), match.end()) if step is not None else None
+        if found is None:
+            continue
+        step, digits, end = found
+        key = stem[end:]
+        sep = key[:len(key) - len(key.lstrip(_KEY_SEPARATORS))]
+        series.setdefault((path.parent, stem[:digits], path.suffix), []).append(
+            (step, stem[:end], sep, key[len(sep):], path))
+    groups = {}
+    for (folder, _, suffix), members in series.items():
+        if len({sep for _, _, sep, _, _ in members}) != 1 or not all(sep and key for _, _, sep, key, _ in members):
+            continue
+        keys_by_step: dict[int, set[str]] = {}
+        for step, _, _, key, _ in members:
+            keys_by_step.setdefault(step, set()).add(key)
+        keys = list(keys_by_step.values())
+        repeated = len(keys) == 1 or any(a & b for i, a in enumerate(keys) for b in keys[i + 1:])
+        if max(map(len, keys)) < 2 or not repeated:
+            continue
+        for step in keys_by_step:
+            files = sorted(path for s, _, _, _, path in members if s == step)
+            head, sep = next((head, sep) for s, head, sep, _, _ in members if s == step)
+            groups[folder / f"{head}{sep}{SAMPLE_KEY}{suffix}"] = (step, tuple(files))
     return groups
 
 

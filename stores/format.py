@@ -77,6 +77,10 @@ READING_GUIDE = (
     "Layout rows are committed up to layout.attrs['committed_rows']."
 )
 
+#: In a per-step pattern source (``step_500_{sample}.png``): the part of its files' names
+#: that tells its samples apart, a prompt or a class (a ``*`` there is a sample index).
+SAMPLE_KEY = "{sample}"
+
 #: The file that makes a folder a Zarr (v3) store.
 STORE_MARKER = "zarr.json"
 

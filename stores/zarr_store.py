@@ -437,12 +437,19 @@ def _folder_and_name(source: str) -> tuple[str, str]:
     return folder, name
 
 
+def is_pattern(name: str) -> bool:
+    """Whether a source's name is a per-step pattern standing for several files."""
+    return "*" in name or fmt.SAMPLE_KEY in name
+
+
 @functools.lru_cache(maxsize=1024)
 def pattern_regex(name: str) -> re.Pattern:
     """A per-step pattern source's name (``step1000_*.png``: its ``*`` a sample index, group
     1; its ``?`` runs a date, time or hash, with a seed after it or not: kohya-ss's
-    ``mylora_000500_*_??????????????.png``) as a regular expression for its files' names."""
-    return re.compile(re.sub(r"(?:\\\?)+", ".+", re.escape(name)).replace(r"\*", r"(\d+)", 1))
+    ``mylora_000500_*_??????????????.png``; its ``{sample}`` a prompt or a class, group 1) as a
+    regular expression for its files' names."""
+    escaped = re.sub(r"(?:\\\?)+", ".+", re.escape(name))
+    return re.compile(escaped.replace(re.escape(fmt.SAMPLE_KEY), "(.+)", 1).replace(r"\*", r"(\d+)", 1))
 
 
 class _Names:
@@ -454,7 +461,7 @@ class _Names:
         self.others: set[str] = set()
 
     def _side(self, name: str) -> set[str]:
-        return self.patterns if "*" in name else self.others
+        return self.patterns if is_pattern(name) else self.others
 
     def add(self, name: str) -> None:
         self._side(name).add(name)
@@ -464,7 +471,7 @@ class _Names:
 
     def same_files(self, name: str) -> set[str]:
         """The names that are ``name``'s files read the other way (a pattern and one of its files)."""
-        if "*" in name:
+        if is_pattern(name):
             return {other for other in self.others if pattern_regex(name).fullmatch(other)}
         return {other for other in self.patterns if pattern_regex(other).fullmatch(name)}
 

@@ -677,3 +677,23 @@ def test_step_regex_may_name_the_extension_and_tiff_and_gif_are_images(tmp_path)
             write_png(tmp_path / f"grid_{step}_x{ext}", smooth_images(RNG, 1, 8)[0])
     assert [c.step for c in scan_run(tmp_path, DiscoveryOptions(step_regex=r"_(\d+)_x\.tiff"))] == [5, 10]
     assert len(scan_run(tmp_path, DiscoveryOptions(step_regex=r"grid_(\d+)"))) == 4
+
+
+@pytest.mark.parametrize("names, expected", [
+    # a grid per step and the EMA model's beside it: two series, not one checkpoint of both
+    (["step_1000.png", "step_1000_ema.png", "step_2000.png", "step_2000_ema.png"],
+     [(1000, "step_1000.png"), (1000, "step_1000_ema.png"), (2000, "step_2000.png"), (2000, "step_2000_ema.png")]),
+    # Lightning's logged images, one of each kind per step: no name comes back twice in a step
+    (["step=1000-val_samples.png", "step=2000-val_samples.png"],
+     [(1000, "step=1000-val_samples.png"), (2000, "step=2000-val_samples.png")]),
+    # every step's prompts are new ones: nothing tells the step's files are its samples
+    (["step_100_cat.png", "step_100_dog.png", "step_200_cow.png", "step_200_owl.png"], None),
+    # prompts that come back at every step: one checkpoint per step
+    (["step_100_cat.png", "step_100_dog.png", "step_200_cat.png", "step_200_dog.png"],
+     [(100, "step_100_{sample}.png"), (200, "step_200_{sample}.png")]),
+])
+def test_a_steps_files_named_by_prompt_are_grouped_only_when_the_names_come_back(tmp_path, names, expected):
+    for name in names:
+        write_png(tmp_path / name, np.zeros((8, 8, 3), np.uint8))
+    found = [(c.step, c.source) for c in scan_run(tmp_path)]
+    assert found == (expected or sorted((int(n.split("_")[1]), n) for n in names))

@@ -736,6 +736,48 @@ def test_kohya_samples_with_a_seed_for_some_prompts_are_one_step_and_a_lone_firs
     assert reader.samples("instance")[current].tolist() == [0, 1, 2, 0, 1]
 
 
+
+@pytest.mark.parametrize("trainer", ["SimpleTuner", "EveryDream2"])
+def test_samples_named_by_a_step_and_a_prompt_are_one_checkpoint_per_step_labelled_by_prompt(tmp_path, trainer):
+    """SimpleTuner's ``validation_images/step_{step}_{shortname}_{i}_{W}x{H}.png`` and
+    EveryDream2's ``samples/gs{step:05}-{i}-{prompt}.jpg`` were a checkpoint per file (the
+    prompts' digits made EveryDream2's steps up): a step's prompts are one checkpoint, each
+    prompt the same instance at every step and its label; a step's first image, taken alone
+    while the sampler was still at work, is superseded by the step."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    prompts = ["street 1990s", "a photo of 2 cats", "3 dogs in the snow 4k"]
+    folder = run / ("validation_images" if trainer == "SimpleTuner" else "proj-20240514-101233/samples")
+    folder.mkdir(parents=True)
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+
+    def sample(step: int, i: int) -> None:
+        name = (f"step_{step}_{prompts[i].replace(' ', '_')}_0_1024x1024.png" if trainer == "SimpleTuner"
+                else f"gs{step:05d}-{i}-{prompts[i]}.jpg")
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / name)
+        old = time.time() - 10
+        for path in run.rglob("*"):
+            os.utime(path, (old, old))
+
+    sample(250, 0)
+    assert main(watch) == 0 and StoreReader(store).n_rows == 1
+    for step in (250, 500):
+        for i in range(3):
+            if (step, i) != (250, 0):
+                sample(step, i)
+    assert main(watch) == 0
+    reader = StoreReader(store)
+    current = reader.current_rows()
+    assert info(store)["steps"] == [250, 500] and int(current.sum()) == 6
+    labels = [reader.labels[code] for code in reader.samples("label")[current]]
+    if trainer == "SimpleTuner":  # numbered in the order of the names ("3_dogs" is a prompt, no index)
+        assert reader.samples("instance")[current].tolist() == [0, 1, 2] * 2
+        assert labels == ["3_dogs_in_the_snow_4k_0_1024x1024", "a_photo_of_2_cats_0_1024x1024",
+                          "street_1990s_0_1024x1024"] * 2
+    else:  # numbered by the index the names begin with
+        assert reader.samples("instance")[current].tolist() == [0, 1, 2] * 2 and labels == prompts * 2
+
+
 def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_named(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
