@@ -382,23 +382,24 @@ def _numbered_buckets(parents: dict[Path, Path]) -> bool:
     return True
 
 
-def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
+def name_ids(files: tuple[Path, ...], pattern: Path | None = None) -> dict[Path, int]:
     """Instance ids from file names, only when every name yields a distinct integer: the
     number at the ``*`` of a per-step pattern (``img_*_step_0500.png``,
     ``mylora_000500_*_??????????????.png``), else a name's last; none for a pattern without
     an index (``validation_500_????????????????????.png``: names apart by a hash). Samples
-    named by a prompt (``step_500_{sample}.png``) are numbered by the index their names
-    begin with, else in the order of their names: the same prompts get the same ids at
-    every step."""
+    named by a prompt (``step_500_{sample}.png``, ``samples/{sample}/step_500.png``) are
+    numbered by the index their names begin with, else in the order of their names: the
+    same prompts get the same ids at every step."""
     keys = sample_keys(files, pattern)
     if keys:
         if leading := _leading_indices(keys):
             return {path: int(index) for path, (index, _) in leading.items()}
         order = {key: i for i, key in enumerate(sorted(set(keys.values())))}
         return {path: order[key] for path, key in keys.items()}
-    if pattern and "?" in pattern and "*" not in pattern:
+    name = pattern.name if pattern else None
+    if name and "?" in name and "*" not in name:
         return {}
-    wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
+    wildcard = pattern_regex(name) if name and "*" in name else None
     ids = {}
     for path in files:
         match = wildcard.fullmatch(path.name) if wildcard else None
@@ -409,12 +410,17 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
     return ids if len(set(ids.values())) == len(ids) else {}
 
 
-def sample_keys(files: tuple[Path, ...], pattern: str | None) -> dict[Path, str]:
-    """What tells the samples of a ``step_500_{sample}.png`` pattern apart: the part of each
-    name at ``{sample}`` (``street_0_512x512``, ``1-a photo of 2 cats``); {} for other sources."""
-    if not pattern or SAMPLE_KEY not in pattern:
+def sample_keys(files: tuple[Path, ...], pattern: Path | None) -> dict[Path, str]:
+    """What tells the samples of a pattern apart: the part of each name at ``{sample}``
+    (``step_500_{sample}.png``: ``street_0_512x512``, ``1-a photo of 2 cats``), or the folder
+    at it (``samples/{sample}/step_500.png``: ``cat``); {} for other sources."""
+    if pattern is None:
         return {}
-    regex = pattern_regex(pattern)
+    if pattern.parent.name == SAMPLE_KEY:
+        return {path: path.parent.name for path in files}
+    if SAMPLE_KEY not in pattern.name:
+        return {}
+    regex = pattern_regex(pattern.name)
     return {path: match[1] for path in files if (match := regex.fullmatch(path.name))}
 
 
@@ -443,8 +449,8 @@ class _Context:
         self.table = _labels_file(checkpoint, options)
         self.folders = folder_labels(checkpoint, options)
         # A checkpoint that is one file carries its step in its name, not an instance id.
-        self.ids = {} if self.folder.is_file() else name_ids(checkpoint.files, self.folder.name)
-        self.key_labels = key_labels(sample_keys(checkpoint.files, self.folder.name))
+        self.ids = {} if self.folder.is_file() else name_ids(checkpoint.files, self.folder)
+        self.key_labels = key_labels(sample_keys(checkpoint.files, self.folder))
         # Forced geometry describes the trainer's grids, never a reference data set.
         generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None

@@ -58,6 +58,7 @@ import os
 import re
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -542,6 +543,34 @@ def _keyed_groups(images: list[Path], options: DiscoveryOptions) -> dict[Path, t
     return groups
 
 
+
+def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
+    """Folders of one prompt or class each, holding its image at every step (OneTrainer's
+    ``samples/0 - a photo of 2 cats/{time}-training-sample-{step}-{epoch}-{epoch_step}.jpg``,
+    ``samples/cat/step_1000.png``): one checkpoint per step across them, named
+    ``samples/{sample}/step_1000.png``, each folder a sample. Only folders of nothing but
+    images named with distinct steps that are no sample indices (``checkpoint-500/00000.png``
+    ...), two or more, with a step in common."""
+    series = {}
+    for folder in folders:
+        entries = folder_entries(folder)
+        files = [Path(e.path) for e in entries if _is_file(e) and _is_generated_sample(Path(e.path), options)]
+        if not files or len(files) != len(entries) or any(p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
+            continue
+        steps = {step_of(p.name, options): p for p in files}
+        if None in steps or len(steps) != len(files) or _index_like(list(steps)):
+            continue
+        series[folder] = steps
+    counts = Counter(step for steps in series.values() for step in steps)
+    if len(series) < 2 or max(counts.values()) < 2:
+        return {}
+    groups = {}
+    for step in counts:
+        files = tuple(sorted(steps[step] for steps in series.values() if step in steps))
+        name = _NO_NUMBER.sub("?", files[0].name)  # a time apart in each folder
+        groups[files[0].parent.parent / SAMPLE_KEY / name] = (step, files)
+    return groups
+
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
     entries = folder_entries(folder)
@@ -589,6 +618,12 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                            f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) {'is' if one else 'are'} "
                            f"not read as samples (--samples GLOB reads {'it' if one else 'them'})")
     groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
+    series = _series_folders([path for _, path, is_dir in numbered if is_dir] + plain, options)
+    if series:
+        in_series = {f.parent for _, files in series.values() for f in files}
+        numbered = [entry for entry in numbered if entry[1] not in in_series]
+        plain = [path for path in plain if path not in in_series]
+        groups |= series
     if groups:
         grouped = {f for _, group_files in groups.values() for f in group_files}
         numbered = [entry for entry in numbered if entry[1] not in grouped]
@@ -736,6 +771,8 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     is_folder = path.is_dir()
     if options.ready_file:
         name = options.ready_file.format(stem=_stem(path.name), name=path.name, step=checkpoint.step)
+        if path.parent.name == SAMPLE_KEY:  # across per-sample folders: in each of them
+            return all((file.parent / name).exists() for file in checkpoint.files)
         return ((path if is_folder else path.parent) / name).exists()
     files = list(walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files
     try:

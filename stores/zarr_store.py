@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -476,6 +476,24 @@ class _Names:
         return {other for other in self.patterns if pattern_regex(other).fullmatch(name)}
 
 
+def _series_cover(source: str) -> Callable[[str], bool] | None:
+    """For a checkpoint across per-sample folders (``samples/{sample}/step_1000.png``): what
+    tells an earlier reading of the same files, before they were seen as one (a folder
+    ``samples/cat``, a file ``samples/cat/step_1000.png``); None for other sources."""
+    parts = source.split("/")
+    if fmt.SAMPLE_KEY not in parts[:-1]:
+        return None
+    at = parts.index(fmt.SAMPLE_KEY)
+    head, name = parts[:at], pattern_regex(parts[-1]) if len(parts) == at + 2 else None
+
+    def covers(other: str) -> bool:
+        other_parts = other.split("/")
+        return (fmt.SAMPLE_KEY not in other and other_parts[:at] == head
+                and (len(other_parts) == at + 1 or (name is not None and len(other_parts) == at + 2
+                                                    and bool(name.fullmatch(other_parts[-1])))))
+    return covers
+
+
 def _reading_key(source: str) -> str:
     """What a checkpoint is a reading of: its source, but one slot per reference kind (a
     ``--real`` folder given instead of another replaces it: metrics compare with one set)."""
@@ -497,12 +515,16 @@ def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
     later: set[str] = set()
     around_later: set[str] = set()  # the folders later sources lie in
     names_later: dict[str, _Names] = {}  # folder -> names of later sources in it
+    series_later: list[Callable[[str], bool]] = []  # later sources across per-sample folders
     for i in range(len(sources) - 1, -1, -1):
         source = _reading_key(str(sources[i]))
         above = _folders_above(source)
         folder, name = _folder_and_name(source)
         flags[i] = (source in later or source in around_later or not later.isdisjoint(above)
-                    or bool(folder in names_later and names_later[folder].same_files(name)))
+                    or bool(folder in names_later and names_later[folder].same_files(name))
+                    or any(covers(source) for covers in series_later))
+        if covers := _series_cover(source):
+            series_later.append(covers)
         later.add(source)
         around_later.update(above)
         names_later.setdefault(folder, _Names()).add(name)
@@ -542,6 +564,8 @@ class _CurrentSources:
         gone = {s for s in [source, *_folders_above(source)] if s in self._index} | self._below.get(source, set())
         if folder in self._names:
             gone |= {f"{folder}/{other}" if folder else other for other in self._names[folder].same_files(name)}
+        if covers := _series_cover(source):
+            gone |= {other for other in self._index if covers(other)}
         old = [self._remove(s) for s in gone]
         self._add(source, index)
         return old

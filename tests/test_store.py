@@ -619,3 +619,11 @@ def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_che
     reader = StoreReader(path)
     assert reader.checkpoints()["hash"].tolist() == ["h1", "h2", "h3"] and reader.checkpoints()["row_stop"].tolist() == [5, 10, 15]
     assert len(reader.samples("embedding")) == 15 and reader.warnings()["checkpoint"].tolist() == [0, 1]
+
+
+def test_a_checkpoint_across_per_sample_folders_supersedes_the_earlier_readings_of_its_files():
+    from stores.zarr_store import superseded_flags
+
+    sources = ["samples/cat", "samples/cat/step_1000.png", "samples/dog/x_1000.png", "other/cat/step_1000.png",
+               "samples/{sample}/step_1000.png", "samples/{sample}/step_2000.png"]
+    assert superseded_flags({"source": np.array(sources)}).tolist() == [True, True, False, False, False, False]
