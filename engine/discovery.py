@@ -544,6 +544,33 @@ def _keyed_groups(images: list[Path], options: DiscoveryOptions) -> dict[Path, t
 
 
 
+def _steps_in_series(files: list[Path], options: DiscoveryOptions) -> dict[int, Path] | None:
+    """One folder's images by step, each with its own, the steps growing as the files were
+    written; None if no number does. The step a name carries by default, else the first
+    number that does (OneTrainer's ``…-training-sample-{step}-{epoch}-{epoch_step}.jpg`` ends
+    with the step in the epoch, which starts again each epoch)."""
+    default = [step_of(path.name, options) for path in files]
+    if None not in default and len(set(default)) == len(files) and _index_like(default):
+        return None  # sample indices (checkpoint-500/00000.png ...): known without a file's time
+    times = [_mtime(path) for path in files]
+    told = None not in times and max(times) - min(times) >= _MIN_TIME_SPREAD_S  # else a copy: any order
+    order = sorted(range(len(files)), key=lambda i: times[i]) if told else range(len(files))
+
+    def growing(steps: list[int | None]) -> dict[int, Path] | None:
+        ordered = [steps[i] for i in order]
+        if None in ordered or len(set(ordered)) != len(files) or (told and ordered != sorted(ordered)):
+            return None
+        return {step: path for step, path in zip(steps, files)}
+
+    if (found := growing(default)) or options.step_regex is not None:
+        return found
+    numbers = [[int(n) for n in re.findall(r"\d+", _NOT_A_STEP.sub("_", path.stem))] for path in files]
+    if len({len(n) for n in numbers}) != 1:
+        return None
+    return next((found for position in range(len(numbers[0]))
+                 if (found := growing([n[position] for n in numbers]))), None)
+
+
 def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
     """Folders of one prompt or class each, holding its image at every step (OneTrainer's
     ``samples/0 - a photo of 2 cats/{time}-training-sample-{step}-{epoch}-{epoch_step}.jpg``,
@@ -557,10 +584,9 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
         files = [Path(e.path) for e in entries if _is_file(e) and _is_generated_sample(Path(e.path), options)]
         if not files or len(files) != len(entries) or any(p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
             continue
-        steps = {step_of(p.name, options): p for p in files}
-        if None in steps or len(steps) != len(files) or _index_like(list(steps)):
-            continue
-        series[folder] = steps
+        steps = _steps_in_series(files, options)
+        if steps and not _index_like(list(steps)):
+            series[folder] = steps
     counts = Counter(step for steps in series.values() for step in steps)
     if len(series) < 2 or max(counts.values()) < 2:
         return {}
@@ -570,6 +596,7 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
         name = _NO_NUMBER.sub("?", files[0].name)  # a time apart in each folder
         groups[files[0].parent.parent / SAMPLE_KEY / name] = (step, files)
     return groups
+
 
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []

@@ -781,34 +781,38 @@ def test_samples_named_by_a_step_and_a_prompt_are_one_checkpoint_per_step_labell
 
 def test_onetrainers_folder_per_prompt_is_read_as_a_checkpoint_per_step_across_them(tmp_path):
     """OneTrainer writes ``samples/{i} - {prompt}/{time}-training-sample-{step}-{epoch}-{epoch_step}.jpg``:
-    each prompt folder was a checkpoint at a step made of the prompt's digits. Its images read
-    one by one, before the folders told what they are, are superseded by the steps."""
+    each prompt folder was a checkpoint at a step made of the prompt's digits, and the step
+    read from a name was the step in the epoch, which starts again each epoch. Its images
+    read one by one, before the folders told what they are, are superseded by the steps."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     rng = np.random.default_rng(0)
     prompts = ["a photo of 2 cats", "portrait 4k", "3 dogs"]
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
-             "--step-regex", r"training-sample-(\d+)"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    written = iter(range(100))
+    start = time.time() - 1000
 
-    def sample(i: int, step: int, epoch: int, minute: int) -> None:
-        path = run / "samples" / f"{i} - {prompts[i]}" / f"2024-05-14_10-{minute:02d}-00-training-sample-{step}-{epoch}-{step}.jpg"
+    def sample(i: int, step: int, epoch: int, epoch_step: int) -> None:
+        n = next(written)
+        path = (run / "samples" / f"{i} - {prompts[i]}" /
+                f"2024-05-14_10-{n:02d}-00-training-sample-{step}-{epoch}-{epoch_step}.jpg")
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
-        old = time.time() - 10
-        for each in run.rglob("*"):
-            os.utime(each, (old, old))
+        os.utime(path, (start + 5 * n, start + 5 * n))  # a prompt's image every 5 s
 
-    sample(0, 0, 0, 1)
+    sample(0, 0, 0, 0)
     assert main(watch) == 0
-    for minute, (i, step) in enumerate([(1, 0), (2, 0), (0, 250), (1, 250), (2, 250)]):
-        sample(i, step, 0, minute + 2)
-    assert main(watch) == 0
+    for step, epoch, epoch_step in ((0, 0, 0), (100, 0, 100), (200, 1, 50)):
+        for i in range(3):
+            if (i, step) != (0, 0):
+                sample(i, step, epoch, epoch_step)
+        assert main(watch) == 0
     reader = StoreReader(store)
     current = reader.current_rows()
-    assert info(store)["steps"] == [0, 250] and int(current.sum()) == 6
-    assert reader.samples("instance")[current].tolist() == [0, 1, 2] * 2
-    assert [reader.labels[code] for code in reader.samples("label")[current]] == prompts * 2
+    assert info(store)["steps"] == [0, 100, 200] and int(current.sum()) == 9
+    assert reader.samples("instance")[current].tolist() == [0, 1, 2] * 3
+    assert [reader.labels[code] for code in reader.samples("label")[current]] == prompts * 3
     sources = reader.checkpoints()["source"][~reader.checkpoints()["superseded"]].tolist()
-    assert sources == ["samples/{sample}/?-training-sample-0-0-0.jpg", "samples/{sample}/?-training-sample-250-0-250.jpg"]
+    assert sources == [f"samples/{{sample}}/?-training-sample-{name}.jpg" for name in ("0-0-0", "100-0-100", "200-1-50")]
 
 
 def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_named(tmp_path, capsys):
