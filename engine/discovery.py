@@ -581,6 +581,10 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
     series = {}
     for folder in folders:
         entries = folder_entries(folder)
+        ends = [step_of(name, options) for name in (min(e.name for e in entries), max(e.name for e in entries))] \
+            if entries else [None]
+        if None in ends or (min(ends) <= 1 and max(ends) < 2 * len(entries) + 2):
+            continue  # no step, or sample indices (checkpoint-500/00000.png ...): told by two names of thousands
         files = [Path(e.path) for e in entries if _is_file(e) and _is_generated_sample(Path(e.path), options)]
         if not files or len(files) != len(entries) or any(p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
             continue
