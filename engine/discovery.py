@@ -59,7 +59,7 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -594,6 +594,11 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
     counts = Counter(step for steps in series.values() for step in steps)
     if len(series) < 2 or max(counts.values()) < 2:
         return {}
+    parent = next(iter(series)).parent
+    names = sorted(folder.name for folder in series)
+    _warn_once(parent, f"{parent}: {len(series)} folders ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) "
+                       "hold an image at every step: one checkpoint per step, each folder a sample labelled by its "
+                       "name (to watch one alone, point evowatch at it)", about="series folders", say=log.info)
     groups = {}
     for step in counts:
         files = tuple(sorted(steps[step] for steps in series.values() if step in steps))
@@ -705,12 +710,12 @@ def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
 _warned: set[str] = set()
 
 
-def _warn_once(folder: Path, message: str, about: str = "layout") -> None:
-    """A warning about a folder, once per folder, subject and process (the watcher rescans on
-    every change)."""
+def _warn_once(folder: Path, message: str, about: str = "layout", say: Callable[..., None] = log.warning) -> None:
+    """A warning (or what ``say`` logs) about a folder, once per folder, subject and process
+    (the watcher rescans on every change)."""
     if (key := f"{folder}\0{about}") not in _warned:
         _warned.add(key)
-        log.warning("%s", message)
+        say("%s", message)
 
 
 def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[int, Path, tuple[Path, ...] | None]]:

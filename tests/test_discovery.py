@@ -700,14 +700,16 @@ def test_a_steps_files_named_by_prompt_are_grouped_only_when_the_names_come_back
 
 
 
-def test_folders_of_one_class_each_holding_its_image_per_step_are_one_checkpoint_per_step(tmp_path):
+def test_folders_of_one_class_each_holding_its_image_per_step_are_one_checkpoint_per_step(tmp_path, caplog):
     """``samples/cat/step_1000.png`` beside ``samples/dog/step_1000.png``: a checkpoint per
     file, two per step, before; each folder is a sample now. Folders of indexed samples
     (``checkpoint-500/00000.png``) and a lone folder stay as they were."""
     for label in ("cat", "dog"):
         for step in (1000, 2000):
             write_png(tmp_path / "run" / "samples" / label / f"step_{step}.png", np.zeros((8, 8, 3), np.uint8))
-    found = scan_run(tmp_path / "run")
+    with caplog.at_level("INFO"):
+        found = scan_run(tmp_path / "run")
+    assert "2 folders (cat, dog) hold an image at every step: one checkpoint per step, each folder a sample" in caplog.text
     assert [(c.step, c.source) for c in found] == [(1000, "samples/{sample}/step_1000.png"),
                                                    (2000, "samples/{sample}/step_2000.png")]
     assert [p.parent.name for p in found[0].files] == ["cat", "dog"]
