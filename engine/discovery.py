@@ -93,13 +93,15 @@ _EVAL_STEM = re.compile(
     r"|.*[-_.](?:stats|statistics|activations|logits|features)$", re.IGNORECASE)
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
-_SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
+SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
 #: Files and folders of the trainer's real data, or made from it, written beside its samples
 #: (CycleGAN's ``epoch001_real_A.png``, ``real_samples.png``, a ``real/`` folder of training
 #: images; latent-diffusion's ``inputs_gs-005000_….png`` and what it draws from them:
-#: ``diffusion_row_…`` (the inputs noised), ``conditioning_…``, ``mask_…``): no samples, unless
-#: ``--samples`` names them. Reconstructions are samples: an autoencoder's (taming's VQGAN) only output.
-_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|conditionings?|masks?)"
+#: ``diffusion_row_…`` (the inputs noised), ``conditioning_…``, ``mask_…``; ControlNet's
+#: ``control_…``, the edge map or pose drawn from the input): no samples, unless ``--samples``
+#: names them. Reconstructions are samples: an autoencoder's (taming's VQGAN) only output.
+_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|conditionings?|masks?"
+                        r"|controls?)"
                         r"(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.
@@ -215,7 +217,7 @@ def is_weight_file(name: str) -> bool:
     if ext in MODEL_EXTENSIONS:
         return True
     stem = _stem(name)
-    return ext in TENSOR_EXTENSIONS and bool(_WEIGHT_STEM.match(stem)) and not _SAMPLE_WORDS.search(stem)
+    return ext in TENSOR_EXTENSIONS and bool(_WEIGHT_STEM.match(stem)) and not SAMPLE_WORDS.search(stem)
 
 
 def _is_temporary(name: str) -> bool:
@@ -232,7 +234,7 @@ def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
         return False
     if options.ready_file and name == options.ready_file:
         return False
-    if ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not _SAMPLE_WORDS.search(_stem(name)):
+    if ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not SAMPLE_WORDS.search(_stem(name)):
         return False
     return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in options.sample_globs)
 
@@ -337,7 +339,7 @@ def _weights_by_folder(path: Path, folder_name: str) -> bool:
     """A tensor file in a folder named for weights (rosinality's ``checkpoint/000000.pt``) is
     weights, whatever its name, unless that names it a sample file."""
     return (bool(_WEIGHT_FOLDER.fullmatch(folder_name)) and path.suffix.lower() in TENSOR_EXTENSIONS
-            and not _SAMPLE_WORDS.search(path.stem))
+            and not SAMPLE_WORDS.search(path.stem))
 
 
 def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:

@@ -25,8 +25,8 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, DiscoveryOptions, content_hash, file_versions,
-                              is_ready, sample_files, scan_reference, scan_run, series_glob)
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, content_hash,
+                              file_versions, is_ready, sample_files, scan_reference, scan_run, series_glob)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
@@ -71,11 +71,13 @@ def _run_folders(sources: list[str]) -> list[str]:
 
 
 def _one_series_glob(sources: list[str]) -> str | None:
-    """A ``--samples`` glob that picks one of a step's sample files and not the others, the
-    shortest there is (``samples_gs-*_e-*_b-*.png`` beside ``samples_inpainting_gs-…``,
-    ``*-ema.jpg`` beside ``100.jpg``); None when the checkpoints are folders."""
+    """A ``--samples`` glob that picks one of a step's sample files and not the others: one
+    named as samples first (ControlNet's ``samples_cfg_scale_9.00_gs-…``, not
+    ``reconstruction_gs-…``), else the shortest (``samples_gs-*_e-*_b-*.png`` beside
+    ``samples_inpainting_gs-…``, ``*-ema.jpg`` beside ``100.jpg``); None when the checkpoints are folders."""
     names = [PurePosixPath(source).name for source in sources]
-    globs = sorted({series_glob(name) for name in names if PurePosixPath(name).suffix}, key=len)
+    globs = sorted({series_glob(name) for name in names if PurePosixPath(name).suffix},
+                   key=lambda glob: (not SAMPLE_WORDS.search(glob), len(glob)))
     return next((glob for glob in globs if sum(fnmatch.fnmatch(name, glob) for name in names) == 1), None)
 
 

@@ -1226,6 +1226,30 @@ def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
         assert "several checkpoints" not in capsys.readouterr().err
 
 
+
+def test_controlnets_image_log_offers_the_samples_series_and_leaves_its_control_images_out(tmp_path, capsys):
+    """ControlNet's ``image_log/train/{key}_gs-{step:06}_e-{epoch:06}_b-{batch:06}.png``: its
+    ``control_`` images (the edge map or pose drawn from the input) were read as samples, and
+    the fix offered was the shortest series glob, the control images'."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    folder = run / "image_log" / "train"
+    for step in (0, 300):
+        for key in ("control", "conditioning", "reconstruction", "samples_cfg_scale_9.00"):
+            path = folder / f"{key}_gs-{step:06d}_e-000000_b-{step:06d}.png"
+            save_torchvision_grid(smooth_images(np.random.default_rng(step), 4, 16), path, nrow=4)
+            os.utime(path, (time.time() - 10,) * 2)
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    capsys.readouterr()
+    assert main(watch) == 0
+    err = capsys.readouterr().err
+    assert "4 files named as real data or made from it (conditioning_gs-000000" in err
+    assert "--samples GLOB watches one series (--samples 'samples_cfg_scale_*.*_gs-*_e-*_b-*.png')" in err
+    sources = StoreReader(store).checkpoints()["source"].tolist()
+    assert not [source for source in sources if "control_" in source] and len(sources) == 4
+    assert main(watch + ["--samples", "samples_cfg_scale_*.*_gs-*_e-*_b-*.png"]) == 0
+
 def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
     """``baseline/samples/step_1000/`` beside ``wider/samples/step_1000/``: the fix is to watch one run."""
     from tests.sample_fixtures import smooth_images, write_png
