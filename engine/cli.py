@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a store's rows to Parquet or CSV (pandas/polars)")
     export.add_argument("store", type=Path, metavar="STORE")
     export.add_argument("--to", choices=("parquet", "csv"), default="parquet", help="file format (default parquet)")
-    export.add_argument("--out", type=Path, metavar="FILE", help="default: STORE with the format's suffix")
+    export.add_argument("--out", type=Path, metavar="FILE", help="default: STORE with the format's suffix; - for standard output")
     export.add_argument("--embeddings", action="store_true", help="include the encoder vectors")
 
     view = sub.add_parser("view", help="start the Streamlit viewer on a store")

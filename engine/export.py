@@ -136,7 +136,7 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
         frames = iter([_empty_frame(reader, embeddings)])
     write = _write_parquet if to == "parquet" else _write_csv
     if is_stream(target):  # /dev/stdout, a named pipe: written as it goes (a rename replaced /dev/stdout)
-        return target, write(frames, target)
+        return target, write(frames, Path("/dev/stdout") if str(target) == "-" else target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_temp_file(target)
@@ -156,7 +156,11 @@ def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str
 
 
 def is_stream(target: Path) -> bool:
-    """Whether ``--out`` names something that is neither a file nor a folder (a terminal, a pipe)."""
+    """Whether ``--out`` names standard output (``-``, ``/dev/stdout``, ``/dev/fd/1``: also when
+    it is redirected to a file, which a rename must not replace) or something that is neither a
+    file nor a folder (a terminal, a pipe)."""
+    if str(target) == "-" or target.absolute().parts[1:2] in (("dev",), ("proc",)):
+        return True
     return target.exists() and not target.is_file() and not target.is_dir()
 
 

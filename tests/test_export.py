@@ -214,3 +214,16 @@ def test_an_export_to_a_pipe_streams_into_it_and_leaves_it_a_pipe(store, tmp_pat
     assert len(rows) == 136
     printed = capsys.readouterr()
     assert (printed.out, printed.err) == ("", f"wrote 136 rows to {fifo}\n")  # not into the rows
+
+
+@pytest.mark.parametrize("out", ["-", "/dev/stdout"])
+def test_an_export_to_standard_output_redirected_to_a_file_is_written_there(store, tmp_path, out):
+    """`--out -` wrote a file named '-'; `--out /dev/stdout > rows.csv` renamed the export over
+    /dev/stdout (as root: the device link replaced by a file) instead of writing rows.csv."""
+    was_link = os.path.islink("/dev/stdout")
+    with open(tmp_path / "rows.csv", "wb") as redirected:
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "export", str(store), "--to", "csv", "--out", out],
+                              stdout=redirected, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and done.stderr == f"wrote 136 rows to {out}\n"
+    assert len(pd.read_csv(tmp_path / "rows.csv")) == 136 and not (tmp_path / "-").exists()
+    assert os.path.islink("/dev/stdout") == was_link
