@@ -545,7 +545,6 @@ def _keyed_groups(images: list[Path], options: DiscoveryOptions) -> dict[Path, t
     return groups
 
 
-
 def _steps_in_series(files: list[Path], options: DiscoveryOptions) -> dict[int, Path] | None:
     """One folder's images by step, each with its own, the steps growing as the files were
     written; None if no number does. The step a name carries by default, else the first
