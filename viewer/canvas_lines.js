@@ -103,7 +103,7 @@ class EvoLines {
       }
       ctx.strokeStyle = "#ccc"; ctx.strokeRect(M.l + 0.5, P.top + 0.5, L.pw - 1, P.h - 1);
       ctx.save(); ctx.translate(10, P.top + P.h / 2); ctx.rotate(-Math.PI / 2);
-      ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.fillStyle = "#444"; ctx.fillText(ser.name, 0, 0);
+      ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.fillStyle = "#444"; ctx.fillText(ser.label || ser.name, 0, 0);
       ctx.restore();
       ctx.strokeStyle = "#1f77b4"; ctx.fillStyle = "#1f77b4"; ctx.lineWidth = 1.5;
       ctx.beginPath();
@@ -151,7 +151,7 @@ class EvoLines {
         const v = ser.y[j];
         if (v === null || !Number.isFinite(v)) return;
         const d = Math.hypot(this.sx(L, st) - mx, this.sy(P, v) - my);
-        if (d <= bestD) { bestD = d; best = { step: st, name: ser.name, value: v, x: mx, y: my }; }
+        if (d <= bestD) { bestD = d; best = { step: st, name: ser.label || ser.name, value: v, x: mx, y: my }; }
       });
     });
     return best;
