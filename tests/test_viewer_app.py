@@ -553,7 +553,7 @@ def test_signals_spec_gaps_alerts_and_focus():
     assert fd["alerts"] == []  # ... not fd
     assert spec["alert_steps"] == [200] and spec["messages"] == {"200": "diversity fell"}
     assert spec["focus"] == 300
-    assert (vendi["label"], fd["label"]) == ("vendi ↑", "fd ↓")  # which way is good, on the chart
+    assert (vendi["better"], fd["better"]) == ("higher is better", "lower is better")  # drawn in the panel
 
 
 def test_csv_export_lists_rows_steps_paths(store):

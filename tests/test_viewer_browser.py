@@ -130,6 +130,7 @@ def test_view_hover_select_and_live_update(tmp_path):
         # Click a step on the signals chart: the map shows that step (and the reference) only.
         chart = ".st-key-signals_metrics .evolines"
         page.locator(chart).scroll_into_view_if_needed()
+        page.locator(chart).screenshot(path=str(ARTIFACTS / "viewer_signals.png"))
         # Its tooltips stay inside the chart: the newest point's, and the alert step's long text (it was
         # cut at the window's edge).
         inside = f"""() => {{ const c = document.querySelector('{chart}'), t = c.querySelector('.evolines-tip');

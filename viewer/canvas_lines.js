@@ -75,8 +75,8 @@ class EvoLines {
     const ys = this.spec.series[i].y.filter((v) => v !== null && Number.isFinite(v));
     let lo = ys.length ? Math.min(...ys) : 0, hi = ys.length ? Math.max(...ys) : 1;
     if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
-    const pad = (hi - lo) * 0.08;
-    return { top, h: this.spec.height_per, lo: lo - pad, hi: hi + pad };
+    const pad = (hi - lo) * 0.08, room = this.spec.series[i].better ? 2 : 1;  // a band free of data for the hint
+    return { top, h: this.spec.height_per, lo: lo - pad, hi: hi + pad * room };
   }
 
   sy(P, v) { return P.top + (P.hi - v) / (P.hi - P.lo) * P.h; }
@@ -102,8 +102,12 @@ class EvoLines {
         ctx.fillText(fmt(v), M.l - 4, y);
       }
       ctx.strokeStyle = "#ccc"; ctx.strokeRect(M.l + 0.5, P.top + 0.5, L.pw - 1, P.h - 1);
+      if (ser.better) {  // which way is good, level in the panel's corner (an arrow would turn with the axis name)
+        ctx.save(); ctx.fillStyle = "#888"; ctx.textAlign = "right"; ctx.textBaseline = "top";
+        ctx.fillText(ser.better, M.l + L.pw - 4, P.top + 3); ctx.restore();
+      }
       ctx.save(); ctx.translate(10, P.top + P.h / 2); ctx.rotate(-Math.PI / 2);
-      ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.fillStyle = "#444"; ctx.fillText(ser.label || ser.name, 0, 0);
+      ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.fillStyle = "#444"; ctx.fillText(ser.name, 0, 0);
       ctx.restore();
       ctx.strokeStyle = "#1f77b4"; ctx.fillStyle = "#1f77b4"; ctx.lineWidth = 1.5;
       ctx.beginPath();
@@ -151,7 +155,7 @@ class EvoLines {
         const v = ser.y[j];
         if (v === null || !Number.isFinite(v)) return;
         const d = Math.hypot(this.sx(L, st) - mx, this.sy(P, v) - my);
-        if (d <= bestD) { bestD = d; best = { step: st, name: ser.label || ser.name, value: v, x: mx, y: my }; }
+        if (d <= bestD) { bestD = d; best = { step: st, name: ser.name, value: v, x: mx, y: my }; }
       });
     });
     return best;

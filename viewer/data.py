@@ -624,7 +624,7 @@ def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: S
         fin = np.isfinite(y)
         marks = [[int(a.get("step", 0)), float(np.interp(int(a.get("step", 0)), x[fin], y[fin]))]
                  for a in alerts if _alert_matches(a, col) and fin.any()]
-        series.append({"name": col, "label": f"{col} {METRIC_BETTER[col]}" if col in METRIC_BETTER else col,
+        series.append({"name": col, "better": METRIC_BETTER.get(col, ""),
                        "y": [float(v) if np.isfinite(v) else None for v in y], "alerts": marks})
     alert_steps = sorted({int(a.get("step", 0)) for a in alerts})
     messages = {str(int(a.get("step", 0))): step_numbers(str(a.get("message", a.get("rule", "")))) for a in alerts}
@@ -729,9 +729,10 @@ METRIC_GLOSSARY = (
 
 #: Which way is good, after a metric's name on its chart (the glossary says why).
 METRIC_BETTER = {
-    **dict.fromkeys(("vendi", "pairwise_cosine", "precision", "recall", "coverage", "nn_train_median"), "↑"),
-    **dict.fromkeys(("duplicate_frac", "fd", "near_copy_frac", "label_tv"), "↓"),
-    **dict.fromkeys(("copy_log_ratio", "copy_zu"), "≈0"),
+    **dict.fromkeys(("vendi", "pairwise_cosine", "precision", "recall", "coverage", "nn_train_median"),
+                    "higher is better"),
+    **dict.fromkeys(("duplicate_frac", "fd", "near_copy_frac", "label_tv"), "lower is better"),
+    **dict.fromkeys(("copy_log_ratio", "copy_zu"), "best near 0"),
 }
 
 
