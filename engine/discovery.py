@@ -127,11 +127,13 @@ _NO_NUMBER = re.compile(
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])"
     r"|(?<!\d)1[5-9]\d{8}(?:\d{3})?(?!\d)", re.IGNORECASE)  # Unix time, s or ms (ai-toolkit's 1712345678901__000000250_0.jpg)
 #: Numbers in a name that are no step either, those named as a setting (DiT's
-#: ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``, ``lr1e-4_bs64``, a process's
+#: ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``, LlamaGen's ``…-VQ-16-topk-0-…``, ``lr1e-4_bs64``, a process's
 #: ``0001000_rank1.png``, whose rank may still index its samples).
 _NOT_A_STEP = re.compile(
-    _NO_NUMBER.pattern + r"|(?<![a-z])(?:seed|size|res|cfg|guidance|scale|bs|[gd]?lr|rank|gpus?|nfe)[-_=]?\d+"
+    _NO_NUMBER.pattern + r"|(?<![a-z])(?:seed|size|res|cfg|guidance|scale|bs|[gd]?lr|rank|gpus?|nfe|top[-_]?[kp]"
+    r"|temperature)[-_=]?\d+"
     r"(?:\.\d+)?(?:e-?\d+)?(?![a-z\d])"
+    r"|(?<![a-z])vq[-_]?\d+(?=[-_][a-z])"  # a VQ model's name inside a longer one
     r"|(?<![a-z])v\d+(?:\.\d+)*(?![a-z\d])"  # a version: my_first_lora_v1
     r"|(?<![\d.])\d+\.\d+(?![\d.])", re.IGNORECASE)  # a decimal: EDM2's network-snapshot-0001000-0.100
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).

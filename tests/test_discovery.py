@@ -385,6 +385,9 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("2026-01-05T10-00-00_run", None),
                        ("10-30-00", None),  # Hydra's outputs/2026-12-04/10-30-00/: a time of day
                        ("DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0", 400000),  # DiT's sample_ddp.py folder
+                       ("GPT-B-0050000-size-384-size-256-VQ-16-topk-0-topp-1.0-temperature-1.0-cfg-1.5-seed-0",
+                        50000),  # LlamaGen's sample_c2i_ddp.py folder (was 0: topk-0)
+                       ("vq_1000", 1000), ("temp_500", 500),
                        ("lr1e-4_bs64_seed0", None), ("0001000_rank1", 1000), ("image_size-64-12", 12),
                        ("batch_5000", 5000),  # PyTorch-GAN names its images by batches_done
                        ("20240105_103000", None), ("mylora_000500_00_20240105103000", 0)]:
