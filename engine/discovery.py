@@ -333,6 +333,16 @@ def is_real_data(name: str, options: DiscoveryOptions) -> bool:
     return options.sample_globs == DEFAULT_SAMPLE_GLOBS and bool(_REAL_DATA.search(_stem(name)))
 
 
+#: A folder of training data inside the trainer's working directory (SAGAN's ``./data/CelebA/``,
+#: watched from where it runs: every image was a checkpoint).
+_DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)
+
+
+def _is_real_data_folder(name: str, options: DiscoveryOptions) -> bool:
+    return is_real_data(name, options) or (options.sample_globs == DEFAULT_SAMPLE_GLOBS
+                                            and bool(_DATA_FOLDER.fullmatch(name)))
+
+
 def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
     return is_sample_name(path.name, options) and not is_real_data(path.name, options)
 
@@ -351,7 +361,7 @@ def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
     for path in walk_files(folder):
         parts = path.relative_to(folder).parts[:-1]
         if _is_generated_sample(path, options) and not any(
-                is_real_data(part, options) or _weights_by_folder(path, part) for part in parts):
+                _is_real_data_folder(part, options) or _weights_by_folder(path, part) for part in parts):
             yield path
 
 
@@ -625,7 +635,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
             continue
         if _is_dir(entry):
             step = step_of(entry.name, options, is_file=False)
-            if is_real_data(entry.name, options):  # a copy of the training data (``real/``, ``gt/``)
+            if _is_real_data_folder(entry.name, options):  # the training data or a copy (``data/``, ``real/``, ``gt/``)
                 if any(is_sample_name(p.name, options) for p in walk_files(path)):
                     reals.append(f"{entry.name}/")
             elif step is None:

@@ -722,3 +722,19 @@ def test_folders_of_one_class_each_holding_its_image_per_step_are_one_checkpoint
     assert [(c.step, c.source) for c in scan_run(tmp_path / "ckpt")] == [(500, "checkpoint-500"), (1000, "checkpoint-1000")]
     write_png(tmp_path / "one" / "samples" / "cat" / "step_1000.png", np.zeros((8, 8, 3), np.uint8))
     assert [c.source for c in scan_run(tmp_path / "one")] == ["samples/cat/step_1000.png"]
+
+
+def test_the_training_data_folder_of_a_trainers_working_directory_is_no_checkpoint(tmp_path, caplog):
+    """Self-Attention-GAN watched from where it runs: ``data/CelebA/img_align_celeba/000001.jpg``
+    ... were each a checkpoint (step 1, 2, ...) beside ``samples/sagan_1/3000_fake.png``."""
+    run = tmp_path / "run"
+    for i in (1, 2, 3):
+        write_png(run / "data" / "CelebA" / "img_align_celeba" / f"{i:06d}.png", np.zeros((8, 8, 3), np.uint8))
+    for step in (3000, 3100):
+        write_png(run / "samples" / "sagan_1" / f"{step}_fake.png", np.zeros((8, 8, 3), np.uint8))
+        (run / "models" / "sagan_1").mkdir(parents=True, exist_ok=True)
+        torch.save({"w": torch.zeros(1)}, run / "models" / "sagan_1" / f"{step}_G.pth")
+    with caplog.at_level("WARNING"):
+        found = [(c.step, c.source) for c in scan_run(run)]
+    assert found == [(3000, "samples/sagan_1/3000_fake.png"), (3100, "samples/sagan_1/3100_fake.png")]
+    assert "1 folder named as real data or made from it (data/) is not read as samples" in caplog.text
