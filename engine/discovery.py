@@ -620,6 +620,39 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
     return groups
 
 
+#: A name of two numbers and nothing else that counts (a date, a setting masked): the text
+#: before, the first, the text between, the second, the text after.
+_TWO_COUNTERS = re.compile(r"(\D*)(\d+)(\D+)(\d+)(\D*)")
+
+
+def _epoch_batch_steps(files: list[Path]) -> dict[Path, int]:
+    """Steps of single files named by the epoch and then the batch in it, which starts again
+    each epoch (DCGAN-tensorflow's ``train_{epoch:02d}_{idx:04d}.png``, dome272's VQGAN
+    ``results/{epoch}_{i}.jpg``): read as the batch, later epochs came before earlier ones.
+    Where the files' times show the batch starting again while epoch and batch together
+    grow, the step is epoch x 10^digits + batch (``train_01_0006`` -> 10,006): training order,
+    the batch as it is in each epoch. Nothing changes while the first epoch runs."""
+    series: dict[tuple[Path, str, str, str], list[tuple[int, int, int, Path]]] = {}
+    for path in files:
+        masked = _NOT_A_STEP.sub(lambda m: "?" * len(m[0]), path.stem)
+        match = _TWO_COUNTERS.fullmatch(masked)
+        if match and not _NAMED_STEP.search(masked):
+            before, epoch, between, batch, after = match.groups()
+            series.setdefault((path.parent, before, between, after + path.suffix), []).append(
+                (int(epoch), int(batch), len(batch), path))
+    steps = {}
+    for members in series.values():
+        times = [_mtime(path) for *_, path in members]
+        if len(members) < 3 or None in times or max(times) - min(times) < _MIN_TIME_SPREAD_S:
+            continue  # too few, or a copy: the times tell nothing
+        ordered = [pair for _, pair in sorted(zip(times, [(e, b) for e, b, _, _ in members]))]
+        restarts = any(b2 < b1 for (_, b1), (_, b2) in zip(ordered, ordered[1:]))
+        if restarts and all(a < b for a, b in zip(ordered, ordered[1:])):
+            scale = 10 ** max(digits for _, _, digits, _ in members)
+            steps.update({path: epoch * scale + batch for epoch, batch, _, path in members})
+    return steps
+
+
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
     entries = folder_entries(folder)
@@ -677,6 +710,9 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         grouped = {f for _, group_files in groups.values() for f in group_files}
         numbered = [entry for entry in numbered if entry[1] not in grouped]
         numbered += [(step, pattern, False) for pattern, (step, _) in groups.items()]
+    if options.step_regex is None and (counted_on := _epoch_batch_steps(
+            [path for _, path, is_dir in numbered if not is_dir and path not in groups])):
+        numbered = [(counted_on.get(path, step), path, is_dir) for step, path, is_dir in numbered]
     return _Level(tuple(numbered), unnumbered_files, weights, tuple(plain),
                   {pattern: group_files for pattern, (_, group_files) in groups.items()})
 

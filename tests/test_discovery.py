@@ -738,3 +738,22 @@ def test_the_training_data_folder_of_a_trainers_working_directory_is_no_checkpoi
         found = [(c.step, c.source) for c in scan_run(run)]
     assert found == [(3000, "samples/sagan_1/3000_fake.png"), (3100, "samples/sagan_1/3100_fake.png")]
     assert "1 folder named as real data or made from it (data/) is not read as samples" in caplog.text
+
+
+@pytest.mark.parametrize("names, steps", [
+    # DCGAN-tensorflow: train_{epoch:02d}_{idx:04d}.png, the batch index starting again each epoch
+    (["train_00_0899.png", "train_00_0999.png", "train_01_0006.png", "train_01_0106.png"], [899, 999, 10006, 10106]),
+    # dome272's VQGAN: results/{epoch}_{i}.jpg, unpadded
+    (["0_0.png", "0_10.png", "0_20.png", "1_0.png", "1_10.png"], [0, 10, 20, 100, 110]),
+])
+def test_files_named_by_epoch_and_batch_in_it_are_in_training_order(tmp_path, names, steps):
+    """Read by their last number, epoch 1's samples came before epoch 0's (steps 6, 106, 899, 999)."""
+    start = time.time() - 1000
+    for i, name in enumerate(names):
+        write_png(tmp_path / "run" / name, np.zeros((8, 8, 3), np.uint8))
+        os.utime(tmp_path / "run" / name, (start + 10 * i,) * 2)  # in the order the trainer wrote them
+    found = {c.source: c.step for c in scan_run(tmp_path / "run")}
+    assert [found[name] for name in names] == steps
+    for name in names:  # a copy, every file of one time: nothing tells the batch starts again
+        os.utime(tmp_path / "run" / name, (start,) * 2)
+    assert sorted(c.step for c in scan_run(tmp_path / "run")) != sorted(steps)
