@@ -104,7 +104,9 @@ class Watcher:
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
         self._replacing: set[str] = set()  # sources committed before with other content
-        self._grid_sizes: list[int] = []  # samples of each one-image checkpoint ingested (a grid's tiles)
+        # Samples of each one-image checkpoint ingested (a grid's tiles), by series: StarGAN v2
+        # writes sheets of several sizes at each step (cycle consistency, reference, latent).
+        self._grid_sizes: dict[str, list[int]] = {}
         self._logged_images = TensorBoardImages()
         # What reads the generated checkpoints instead of their files: the --sampler, or the
         # images logged to TensorBoard of a run that writes no sample file; None: the files.
@@ -243,12 +245,13 @@ class Watcher:
         return results
 
     def _check_grid_size(self, checkpoint: Checkpoint, rows: int) -> None:
-        """Say when a grid splits into far more or fewer tiles than the run's grids so far (its
+        """Say when a grid splits into far more or fewer tiles than its series' grids so far (its
         geometry misread: an unpadded grid cut into quarter tiles), with the way to force it."""
-        usual = statistics.median(self._grid_sizes) if len(self._grid_sizes) >= 2 else None
-        self._grid_sizes.append(rows)
+        sizes = self._grid_sizes.setdefault(series_glob(checkpoint.source), [])
+        usual = statistics.median(sizes) if len(sizes) >= 2 else None
+        sizes.append(rows)
         if usual and rows > 1 and not usual / 2 <= rows <= usual * 2:
-            log.warning("step %d (%s): %s where the run's grids so far had %g: if its grid was misread, force it "
+            log.warning("step %d (%s): %s where the series' grids so far had %g: if its grid was misread, force it "
                         "with --grid ROWSxCOLS", checkpoint.step, checkpoint.source, counted(rows, "sample"), usual)
 
     def _run_hooks(self, results: list[IngestResult]) -> None:

@@ -700,8 +700,30 @@ def test_a_grid_split_into_far_more_tiles_than_the_runs_others_is_named(tmp_path
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
                  "--no-metrics"]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "grids so far" in line]
-    assert warned == ["evowatch: step 4 (fake_samples_epoch_004.png): 64 samples where the run's grids so far had 16: "
+    assert warned == ["evowatch: step 4 (fake_samples_epoch_004.png): 64 samples where the series' grids so far had 16: "
                       "if its grid was misread, force it with --grid ROWSxCOLS"]
+
+
+def test_sheets_of_several_sizes_at_each_step_are_no_misread_grids(tmp_path, capsys):
+    """StarGAN v2 writes ``{step:06d}_cycle_consistency.jpg``, ``_reference.jpg`` and
+    ``_latent_psi_1.0.jpg`` sheets of different sizes at each step: each was compared with the
+    others' tile counts and named as misread."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (5000, 10000, 15000):
+        for name, n in (("cycle_consistency", 4), ("latent_psi_1.0", 16), ("reference", 4)):
+            save_torchvision_grid(smooth_images(np.random.default_rng(step + n), n, 16),
+                                  run / "samples" / f"{step:06d}_{name}.png", nrow=int(n ** 0.5))
+    old = time.time() - 10
+    for path in (run / "samples").iterdir():
+        os.utime(path, (old, old))
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--no-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert "grids so far" not in err and "3 steps have several checkpoints" in err
+    assert StoreReader(store).n_rows == 3 * (4 + 16 + 4)
 
 
 def test_kohya_samples_with_a_seed_for_some_prompts_are_one_step_and_a_lone_first_file_is_superseded(tmp_path):
