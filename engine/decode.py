@@ -382,24 +382,14 @@ def _numbered_buckets(parents: dict[Path, Path]) -> bool:
     return True
 
 
-def name_ids(files: tuple[Path, ...], pattern: Path | None = None) -> dict[Path, int]:
+def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
     """Instance ids from file names, only when every name yields a distinct integer: the
     number at the ``*`` of a per-step pattern (``img_*_step_0500.png``,
     ``mylora_000500_*_??????????????.png``), else a name's last; none for a pattern without
-    an index (``validation_500_????????????????????.png``: names apart by a hash). Samples
-    named by a prompt (``step_500_{sample}.png``, ``samples/{sample}/step_500.png``) are
-    numbered by the index their names begin with, else in the order of their names: the
-    same prompts get the same ids at every step."""
-    keys = sample_keys(files, pattern)
-    if keys:
-        if leading := _leading_indices(keys):
-            return {path: int(index) for path, (index, _) in leading.items()}
-        order = {key: i for i, key in enumerate(sorted(set(keys.values())))}
-        return {path: order[key] for path, key in keys.items()}
-    name = pattern.name if pattern else None
-    if name and "?" in name and "*" not in name:
+    an index (``validation_500_????????????????????.png``: names apart by a hash)."""
+    if pattern and "?" in pattern and "*" not in pattern:
         return {}
-    wildcard = pattern_regex(name) if name and "*" in name else None
+    wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
     ids = {}
     for path in files:
         match = wildcard.fullmatch(path.name) if wildcard else None
@@ -410,12 +400,10 @@ def name_ids(files: tuple[Path, ...], pattern: Path | None = None) -> dict[Path,
     return ids if len(set(ids.values())) == len(ids) else {}
 
 
-def sample_keys(files: tuple[Path, ...], pattern: Path | None) -> dict[Path, str]:
+def sample_keys(files: tuple[Path, ...], pattern: Path) -> dict[Path, str]:
     """What tells the samples of a pattern apart: the part of each name at ``{sample}``
     (``step_500_{sample}.png``: ``street_0_512x512``, ``1-a photo of 2 cats``), or the folder
     at it (``samples/{sample}/step_500.png``: ``cat``); {} for other sources."""
-    if pattern is None:
-        return {}
     if pattern.parent.name == SAMPLE_KEY:
         return {path: path.parent.name for path in files}
     if SAMPLE_KEY not in pattern.name:
@@ -424,18 +412,17 @@ def sample_keys(files: tuple[Path, ...], pattern: Path | None) -> dict[Path, str
     return {path: match[1] for path in files if (match := regex.fullmatch(path.name))}
 
 
-def _leading_indices(keys: dict[Path, str]) -> dict[Path, tuple[str, str]]:
-    """(index, rest) of each key when every one begins with a distinct index before its
-    prompt (EveryDream2's ``1-a photo of 2 cats``); {} when not (``3_dogs`` is a prompt)."""
+def key_ids_and_labels(keys: dict[Path, str]) -> tuple[dict[Path, int], dict[Path, str]]:
+    """Instance ids and labels of samples named by a prompt or class: the index every key
+    begins with and the prompt after it, when each has a distinct one (EveryDream2's
+    ``1-a photo of 2 cats``), else the keys' order and the keys themselves (``3_dogs`` is a
+    prompt): the same prompts get the same ids at every step."""
     split = {path: m.groups() for path, key in keys.items() if (m := re.fullmatch(r"(\d+)[-_ .]+(.+)", key))}
-    distinct = len(split) == len(keys) and len({int(index) for index, _ in split.values()}) == len(keys)
-    return split if distinct else {}
-
-
-def key_labels(keys: dict[Path, str]) -> dict[Path, str]:
-    """Samples' labels from their keys: the prompt or class, without an index before it."""
-    leading = _leading_indices(keys)
-    return {path: leading[path][1] if leading else key for path, key in keys.items()}
+    if len(split) == len(keys) and len({int(index) for index, _ in split.values()}) == len(keys):
+        return ({path: int(index) for path, (index, _) in split.items()},
+                {path: prompt for path, (_, prompt) in split.items()})
+    order = {key: i for i, key in enumerate(sorted(set(keys.values())))}
+    return {path: order[key] for path, key in keys.items()}, dict(keys)
 
 
 # --- samples -------------------------------------------------------------------------------
@@ -449,8 +436,8 @@ class _Context:
         self.table = _labels_file(checkpoint, options)
         self.folders = folder_labels(checkpoint, options)
         # A checkpoint that is one file carries its step in its name, not an instance id.
-        self.ids = {} if self.folder.is_file() else name_ids(checkpoint.files, self.folder)
-        self.key_labels = key_labels(sample_keys(checkpoint.files, self.folder))
+        key_ids, self.key_labels = key_ids_and_labels(sample_keys(checkpoint.files, self.folder))
+        self.ids = {} if self.folder.is_file() else key_ids or name_ids(checkpoint.files, self.folder.name)
         # Forced geometry describes the trainer's grids, never a reference data set.
         generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None

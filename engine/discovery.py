@@ -391,6 +391,11 @@ class _Level:
 _LAST_TWO_NUMBERS = re.compile(r"(\d+)\D+(\d+)\D*$")
 
 
+def _blanked(pattern: re.Pattern, text: str) -> str:
+    """``text`` with ``pattern``'s matches as ``?`` runs of their length: spans hold in both."""
+    return pattern.sub(lambda m: "?" * len(m[0]), text)
+
+
 def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str]]:
     """(step, index, pattern) readings of a single image's name that carries a step and a
     sample index: step then index (``step1000_03.png`` -> 1000, 3, ``step1000_*.png``), or
@@ -400,7 +405,7 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
     name whose only other part is one has no index (-1: W&B's ``validation_500_<hash>.png``).
     With ``step_regex`` the index is the first number after its match, else the last before it."""
     stem, found = path.stem, []
-    masked = _NO_NUMBER.sub(lambda m: "?" * len(m[0]), stem)  # as long as the stem: spans hold in both
+    masked = _blanked(_NO_NUMBER, stem)
     named = list(_NAMED_STEP.finditer(masked))
     if options.step_regex is None and named:  # latent-diffusion's samples_gs-000500_e-000001_b-000003
         step = named[-1]
@@ -434,6 +439,15 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except OSError:
         return None
+
+
+def _telling_times(paths: list[Path]) -> list[float] | None:
+    """The files' modification times, when they tell in what order the files were written:
+    None when one is unreadable or they spread over less than _MIN_TIME_SPREAD_S (a copy)."""
+    times = [_mtime(path) for path in paths]
+    if None in times or max(times) - min(times) < _MIN_TIME_SPREAD_S:
+        return None
+    return times
 
 
 def _written_together(steps: list[list[float]]) -> bool | None:
@@ -525,7 +539,7 @@ def _keyed_groups(images: list[Path], options: DiscoveryOptions) -> dict[Path, t
     for path in images:
         stem = path.stem
         if options.step_regex is None:
-            masked = _NOT_A_STEP.sub(lambda m: "?" * len(m[0]), stem)  # as long as the stem
+            masked = _blanked(_NOT_A_STEP, stem)
             named = list(_NAMED_STEP.finditer(masked))
             found = (int(named[-1][1]), named[-1].start(1), named[-1].end()) if named else None
         else:
@@ -565,8 +579,8 @@ def _steps_in_series(files: list[Path], options: DiscoveryOptions) -> dict[int, 
     default = [step_of(path.name, options) for path in files]
     if None not in default and len(set(default)) == len(files) and _index_like(default):
         return None  # sample indices (checkpoint-500/00000.png ...): known without a file's time
-    times = [_mtime(path) for path in files]
-    told = None not in times and max(times) - min(times) >= _MIN_TIME_SPREAD_S  # else a copy: any order
+    times = _telling_times(files)
+    told = times is not None  # else a copy: any order
     order = sorted(range(len(files)), key=lambda i: times[i]) if told else range(len(files))
 
     def growing(steps: list[int | None]) -> dict[int, Path] | None:
@@ -634,7 +648,7 @@ def _epoch_batch_steps(files: list[Path]) -> dict[Path, int]:
     the batch as it is in each epoch. Nothing changes while the first epoch runs."""
     series: dict[tuple[Path, str, str, str], list[tuple[int, int, int, Path]]] = {}
     for path in files:
-        masked = _NOT_A_STEP.sub(lambda m: "?" * len(m[0]), path.stem)
+        masked = _blanked(_NOT_A_STEP, path.stem)
         match = _TWO_COUNTERS.fullmatch(masked)
         if match and not _NAMED_STEP.search(masked):
             before, epoch, between, batch, after = match.groups()
@@ -642,8 +656,8 @@ def _epoch_batch_steps(files: list[Path]) -> dict[Path, int]:
                 (int(epoch), int(batch), len(batch), path))
     steps = {}
     for members in series.values():
-        times = [_mtime(path) for *_, path in members]
-        if len(members) < 3 or None in times or max(times) - min(times) < _MIN_TIME_SPREAD_S:
+        times = _telling_times([path for *_, path in members]) if len(members) >= 3 else None
+        if times is None:
             continue  # too few, or a copy: the times tell nothing
         ordered = [pair for _, pair in sorted(zip(times, [(e, b) for e, b, _, _ in members]))]
         restarts = any(b2 < b1 for (_, b1), (_, b2) in zip(ordered, ordered[1:]))

@@ -790,7 +790,7 @@ class StoreWriter(StoreReader):
                     counts["rows"], n)
         self._update_root({"committed": kept})
         if self.has_array("layout", "xy") and self.layout_rows > kept["rows"]:
-            zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": kept["rows"]})
+            self._set_layout_rows(kept["rows"])
         return True
 
     def _cut_to_committed(self) -> bool:
@@ -987,7 +987,11 @@ class StoreWriter(StoreReader):
         array = self.handle("layout", "xy")
         array.resize((stop, 2))
         array[start:stop] = np.asarray(xy, np.float32)
-        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": stop})
+        self._set_layout_rows(stop)
+
+    def _set_layout_rows(self, n: int) -> None:
+        """Move the layout's commit point."""
+        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": n})
 
     @uninterrupted
     def write_step_metrics(self, step: int, values: dict[str, float], measured: list[int] | None = None) -> None:
@@ -1060,7 +1064,7 @@ class StoreWriter(StoreReader):
     @uninterrupted
     def reset_layout(self) -> None:
         """Forget the layout (for a full recompute)."""
-        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": 0})
+        self._set_layout_rows(0)
         self.handle("layout", "xy").resize((0, 2))
 
 
