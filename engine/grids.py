@@ -45,9 +45,14 @@ EDGE_EVIDENCE_STYLEGAN = 0.5
 #: coarser ones, so only low-contrast neighbours keep it under EDGE_EVIDENCE (a 4x4 grid of
 #: 32 px read as 2x2 of 64 px in ~4% of random grids).
 EDGE_EVIDENCE_FINER = 0.5
+#: JPEG quantises 8x8 blocks (chroma 16x16) each alone, so a photo steps at their boundaries.
+JPEG_BLOCK = 8
+#: How many times the block boundaries' median jump a lossy grid's unpadded tile boundaries
+#: must show (q75/q90 JPEG grids of photo crops: 3.6-73x; single photos: at most 2.7x).
+BLOCK_JUMP_RATIO = 3.0
 _FORCED_PAD_TOLERANCE = 4.0
-#: A lossy grid's (JPEG, WebP) pad lines are not one value: they must stay within this share
-#: of the image's own spread around the pad value (q75 JPEG of 32-px tiles: ~0.1).
+#: A lossy grid's (JPEG, WebP) pad lines are not one value: their luma must stay within this
+#: share of the image's own spread around the pad value (q75 JPEG of 32-px tiles: ~0.1).
 LOSSY_PAD_RATIO = 0.25
 
 
@@ -124,7 +129,17 @@ def _block_max(distance: np.ndarray, block: int = 16) -> np.ndarray:
     height, width = distance.shape[:2]
     block = min(block, width)
     runs = np.concatenate([distance[:, :width - width % block], distance[:, width - block:]], axis=1)
-    return runs.reshape(height, -1, block * 3).sum(axis=2, dtype=np.uint32).max(axis=1) / (block * 3)
+    size = block * distance.shape[2]
+    return runs.reshape(height, -1, size).sum(axis=2, dtype=np.uint32).max(axis=1) / size
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    """The image's luma, (H, W, 1): what a lossy file keeps at full resolution.
+    JPEG halves the chroma (4:2:0), so the colours of the tiles on both sides of a 2-px pad
+    line bleed into it; its luma stays near the pad's (a mid-gray pad beside mid-toned
+    samples was never found in the colours)."""
+    weighted = image[..., 0] * np.uint16(77) + image[..., 1] * np.uint16(150) + image[..., 2] * np.uint16(29)
+    return (weighted >> 8).astype(np.uint8)[..., None]
 
 
 def _background(image: np.ndarray, lossy: bool) -> _Background | None:
@@ -150,7 +165,7 @@ def _is_empty(tile: np.ndarray, pad: np.ndarray | None, tolerance: float) -> boo
     make_grid fills the slots past the last sample with its pad_value either way."""
     if tolerance == 0:
         return bool((tile == (tile[0, 0] if pad is None else pad)).all())
-    pad = tile.reshape(-1, 3).mean(axis=0) if pad is None else pad
+    pad = tile.reshape(-1, tile.shape[2]).mean(axis=0) if pad is None else pad
     return float(np.abs(tile.astype(np.float32) - pad).mean()) <= tolerance
 
 
@@ -283,6 +298,20 @@ def _edge_fraction(gray: np.ndarray, tile: int) -> float:
     return float(sum(fractions) / sum(counts)) if counts else 0.0
 
 
+def _above_block_steps(gray: np.ndarray, tile: int) -> bool:
+    """Whether the jumps at the tile boundaries stand out of those at the lossy file's other
+    :data:`JPEG_BLOCK` boundaries: each block is quantised alone, so a photo steps at every
+    8th line and an 8-px multiple of tiles finds edges at most of its boundaries."""
+    at_tiles, at_blocks = [], []
+    for g in (gray, gray.T):
+        bounds = np.arange(tile, g.shape[1], tile)
+        blocks = np.setdiff1d(np.arange(JPEG_BLOCK, g.shape[1], JPEG_BLOCK), bounds)
+        at_tiles.append(np.abs(g[:, bounds] - g[:, bounds - 1]).mean(axis=0))
+        at_blocks.append(np.abs(g[:, blocks] - g[:, blocks - 1]).mean(axis=0))
+    steps = np.concatenate(at_blocks)
+    return steps.size > 0 and float(np.median(np.concatenate(at_tiles))) > BLOCK_JUMP_RATIO * float(np.median(steps))
+
+
 def _repetition(image: np.ndarray) -> int:
     """The largest f such that the image is an exact f-fold pixel repetition (nearest-
     neighbour upscaled samples, pixel art), else 1."""
@@ -296,11 +325,12 @@ def _repetition(image: np.ndarray) -> int:
     return 1
 
 
-def _detect_unpadded(image: np.ndarray) -> GridGeometry | None:
+def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
     """Tiles put side by side without padding, told by an edge at most tile boundaries. In
     a pixel-repeated image every block boundary is such an edge (nothing changes inside a
-    block), so its blocks are read as pixels: the grid is looked for in the small image."""
-    if (f := _repetition(image)) > 1:
+    block), so its blocks are read as pixels: the grid is looked for in the small image. In
+    a ``lossy`` file the tile boundaries must also out-jump its JPEG block boundaries."""
+    if not lossy and (f := _repetition(image)) > 1:
         small = _detect_unpadded(image[::f, ::f]) if min(image.shape[:2]) // f >= 2 * MIN_TILE else None
         return small and GridGeometry(small.rows, small.cols, small.tile_h * f, small.tile_w * f, 0)
     height, width = image.shape[:2]
@@ -309,9 +339,9 @@ def _detect_unpadded(image: np.ndarray) -> GridGeometry | None:
     for tile in sizes:
         rows, cols = height // tile, width // tile
         bar = EDGE_EVIDENCE_STYLEGAN if stylegan_grid_shape(tile) == (rows, cols) else EDGE_EVIDENCE
-        if _edge_fraction(gray, tile) >= bar:
-            finer = next((t for t in sizes if t < tile and tile % t == 0
-                          and _edge_fraction(gray, t) >= EDGE_EVIDENCE_FINER), tile)
+        edged = lambda t, bar: _edge_fraction(gray, t) >= bar and (not lossy or _above_block_steps(gray, t))  # noqa: E731
+        if edged(tile, bar):
+            finer = next((t for t in sizes if t < tile and tile % t == 0 and edged(t, EDGE_EVIDENCE_FINER)), tile)
             return GridGeometry(height // finer, width // finer, finer, finer, 0)
     return None
 
@@ -320,23 +350,24 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
     """The grid geometry of an RGB uint8 image, or ``None`` when it is one sample.
 
     The finest square torchvision geometry whose pad lines are all exactly the pad value
-    (over all :data:`PADDINGS`) — or, for a ``lossy`` file (JPEG), far more uniform than the
-    image; tiles between background lines where they are finer, or as fine and the padded
+    (over all :data:`PADDINGS`) — or, for a ``lossy`` file (JPEG), whose luma is far more
+    uniform than the image's; tiles between background lines where they are finer, or as fine and the padded
     tiles hold background lines (matplotlib margins); else the smallest unpadded tile size
     with edges at most tile boundaries, or a size dividing it with edges at half of its own.
     """
     if image.ndim != 3 or min(image.shape[:2]) < 2 * MIN_TILE:
         return None
-    bg = _background(image, lossy)
-    padded = bg and _detect_padded(image, bg)
-    margined = bg and _detect_margined(image, bg)
+    lines = _luma(image) if lossy else image  # where pad lines and margins are looked for
+    bg = _background(lines, lossy)
+    padded = bg and _detect_padded(lines, bg)
+    margined = bg and _detect_margined(lines, bg)
     if margined and (not padded or margined.count > padded.count):  # a padding that fits by chance is coarser
         padded = margined
     if padded and _tight(bg, padded):  # its pad lines are the only separators: nothing finer
         geometry = padded
     else:  # separated tiles win if finer, or as fine as padded tiles that hold background lines
         floor = padded.count - 1 if padded else 1
-        geometry = (bg and _detect_separated(image, bg, floor)) or padded or _detect_unpadded(image)
+        geometry = (bg and _detect_separated(lines, bg, floor)) or padded or _detect_unpadded(image, lossy)
     if geometry is not None:
         log.debug("grid %dx%d of %dpx tiles (padding %d) in a %dx%d image", geometry.rows, geometry.cols,
                   geometry.tile_h, geometry.padding, image.shape[0], image.shape[1])
@@ -344,12 +375,13 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
 
 
 def _pad_pixels(image: np.ndarray, geometry: GridGeometry) -> np.ndarray:
-    """The pixels of the geometry's pad lines, (n, 3) float32."""
+    """The pixels of the geometry's pad lines, (n, channels) float32."""
     height, width = geometry.shape
     p = geometry.padding
     rows = _pad_lines(height, geometry.tile_h + p, p)
     cols = _pad_lines(width, geometry.tile_w + p, p)
-    return np.concatenate([image[rows].reshape(-1, 3), image[:, cols].reshape(-1, 3)]).astype(np.float32)
+    channels = image.shape[2]
+    return np.concatenate([image[rows].reshape(-1, channels), image[:, cols].reshape(-1, channels)]).astype(np.float32)
 
 
 def _pad_deviation(image: np.ndarray, geometry: GridGeometry, pad: np.ndarray | None = None) -> float:
@@ -396,8 +428,9 @@ def forced_geometry(image: np.ndarray, grid: tuple[int, int] | None = None,
             tile_h = tile_w = tile_size
             rows, cols = (height - p) // (tile_size + p), (width - p) // (tile_size + p)
         candidates.append(GridGeometry(rows, cols, tile_h, tile_w, p))
+    lines = _luma(image) if lossy else image
     for geometry in candidates:
-        if geometry.rows >= 1 and geometry.cols >= 1 and (fitted := _fits(image, geometry, lossy)):
+        if geometry.rows >= 1 and geometry.cols >= 1 and (fitted := _fits(lines, geometry, lossy)):
             return fitted
     wanted = " of ".join(filter(None, [f"a {grid[0]}x{grid[1]} grid" if grid else "",
                                        f"{tile_size}px tiles" if tile_size else ""]))
@@ -425,8 +458,9 @@ def split_grid(image: np.ndarray, geometry: GridGeometry) -> list[tuple[int, np.
     Tiles at the end of the last row that are only pad value (or, unpadded, only one value)
     are empty slots of a partial grid, not samples, and are left out.
     """
-    tiles = _without_empty_slots(image, geometry, _pad_value(image, geometry))
-    return [(index, np.ascontiguousarray(tile)) for index, tile in tiles]
+    lines = _luma(image) if geometry.blank_tolerance else image  # a lossy file's tolerance is in luma
+    kept = {index for index, _ in _without_empty_slots(lines, geometry, _pad_value(lines, geometry))}
+    return [(index, np.ascontiguousarray(tile)) for index, tile in _tiles(image, geometry) if index in kept]
 
 
 #: Columns of ``torch.utils.tensorboard``'s image grids (``SummaryWriter.add_images``).

@@ -349,3 +349,63 @@ def test_add_images_grids_are_split_as_torch_laid_them_out(case, n, size, expect
         return
     assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.tile_w) == (*expected, size, size)
     _assert_tiles(grid, geometry, images)
+
+
+def _photo_crops(sizes: list[int], per_size: int) -> list[np.ndarray]:
+    """Crops of scikit-learn's two sample photos (real JPEG content: texture, sky, edges)."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(1)
+    crops = []
+    for size in sizes:
+        for k in range(per_size):
+            photo = photos[k % 2]
+            top, left = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
+            crops.append(photo[top:top + size, left:left + size])
+    return crops
+
+
+def _jpeg(image: np.ndarray, path, quality: int = 75) -> np.ndarray:
+    Image.fromarray(image).save(path, quality=quality)
+    return _read(path)
+
+
+@pytest.mark.parametrize("nrow, tile", [(4, 512), (4, 128), (2, 256)])
+def test_jpeg_grids_with_mid_gray_padding_of_mid_toned_samples_are_split(tmp_path, nrow, tile):
+    """latent-diffusion's ImageLogger family (textual_inversion, DreamBooth forks) does
+    ``make_grid(x)`` on [-1, 1] samples then ``(grid + 1) / 2``: the pad is mid-gray. Saved
+    as a q75 JPEG, the tiles' colours bleed into the 2-px lines (chroma is halved), so the
+    lines are found in the luma, and tiles of mid-toned samples are split too."""
+    import torch
+    from torchvision.utils import make_grid
+
+    yy, xx = np.mgrid[0:tile, 0:tile] / tile
+    samples = torch.tensor(np.stack([0.5 + 0.2 * np.stack([np.sin(3 * xx + i), np.cos(2 * yy + i), np.sin(xx + yy + i)])
+                                     for i in range(8)]), dtype=torch.float32) * 2 - 1
+    grid = (make_grid(samples, nrow=nrow) + 1) / 2
+    image = _jpeg((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), tmp_path / "samples_gs-000500.jpg")
+    geometry = detect_grid(image, lossy=True)
+    assert geometry is not None and (geometry.rows, geometry.cols, geometry.tile_h, geometry.padding) == (
+        8 // nrow, nrow, tile, 2)
+    assert len(split_grid(image, geometry)) == 8
+    forced = resolve_grid(image, (8 // nrow, nrow), lossy=True)
+    assert (forced.tile_h, forced.padding) == (tile, 2)
+
+
+def test_jpeg_photos_are_not_cut_along_their_8px_blocks(tmp_path):
+    """JPEG quantises each 8x8 block alone, so a photo steps at every 8th line: a single
+    128- or 256-px photo showed 'edges' at most 16/32/64/128-px boundaries and was split."""
+    for index, photo in enumerate(_photo_crops([128, 256], 30)):  # the code before split 5 of the 60
+        image = _jpeg(photo, tmp_path / f"{index}.jpg")
+        assert detect_grid(image, lossy=True) is None, f"crop {index}"
+
+
+def test_unpadded_jpeg_grids_of_photos_are_not_split_at_half_their_tile(tmp_path):
+    """A StyleGAN-style grid (no padding) of 64- and 128-px photos saved as q75 JPEG: block
+    steps inside the tiles made half the tile size look like the grid."""
+    for tile, first in ((128, 12), (64, 16)):
+        tiles = _photo_crops([tile], first + 28)[first:]
+        image = _jpeg(stylegan_grid(np.stack(tiles), 4, 7), tmp_path / f"fakes{tile}.jpg")
+        geometry = detect_grid(image, lossy=True)
+        assert geometry is not None and geometry.tile_h == tile, (tile, geometry)
