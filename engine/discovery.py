@@ -280,7 +280,7 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
 
 def folder_entries(folder: Path) -> list[os.DirEntry]:
     """A folder's entries, sorted; none in a store, and no store's lock file (``STORE.lock``;
-    its staging folder ``.STORE.creating-PID`` is hidden)."""
+    its staging folder ``.STORE.creating-PID@HOST`` is hidden)."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)

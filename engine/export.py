@@ -26,7 +26,8 @@ from typing import Literal
 import numpy as np
 
 from stores.errors import EvowatchError
-from stores.zarr_store import StoreReader, process_alive, superseded_flags
+from stores.owner import owner_gone, owner_tag
+from stores.zarr_store import StoreReader, superseded_flags
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +166,11 @@ def is_stream(target: Path) -> bool:
 
 
 def _new_temp_file(target: Path) -> Path:
-    """An empty file beside ``target`` named by this process (``.OUT.PID.HEX.tmp``), made with
+    """An empty file beside ``target`` named by this process (``.OUT.PID@HOST.HEX.tmp``), made with
     the mode the umask gives (tempfile.mkstemp's 0600 stayed on the renamed export)."""
     _remove_dead_temp_files(target)
     while True:
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        tmp = target.with_name(f".{target.name}.{owner_tag()}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
@@ -182,8 +183,8 @@ def _remove_dead_temp_files(target: Path) -> None:
     beside it; a running export's file is kept."""
     prefix = f".{target.name}."
     for left in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        own = re.fullmatch(r"(\d+)\.[0-9a-f]{8}\.tmp", left.name[len(prefix):])  # not OUT.x's (``.OUT.x.PID.HEX.tmp``)
-        if own and not process_alive(own[1]):
+        own = re.fullmatch(r"(\d+(?:@[^@/]+)?)\.[0-9a-f]{8}\.tmp", left.name[len(prefix):])  # not OUT.x's
+        if own and owner_gone(own[1]):
             with contextlib.suppress(OSError):
                 left.unlink()
 

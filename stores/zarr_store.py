@@ -31,6 +31,7 @@ from zarr.core.sync import sync
 
 from stores.errors import EncoderMismatchError, StoreFormatError
 from stores.lock import WriterLock
+from stores.owner import owner_gone, owner_tag
 from stores.uninterrupted import uninterrupted
 from stores import format as fmt
 from stores.format import is_store
@@ -135,22 +136,6 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
         raise StoreFormatError(f"{path}: exists and is not a Zarr store; choose another --store path")
     if Path.cwd().is_relative_to(os.path.abspath(path)):  # an empty folder is replaced by the store: not under our feet
         raise StoreFormatError(f"{path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
-
-
-def process_alive(pid: str) -> bool:
-    """Whether a process of this id runs (the writer of a staging folder or an export's
-    temporary file, so a killed one's leftovers can go); a malformed id: no."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, OverflowError, ProcessLookupError):
-        return False
-    except PermissionError:  # another user's
-        return True
-    try:  # a zombie (killed, not yet reaped by its parent) runs no more (Linux's /proc)
-        with open(f"/proc/{int(pid)}/stat", "rb") as stat:
-            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass(slots=True)
@@ -679,9 +664,9 @@ class StoreWriter(StoreReader):
         check_store_path(self.path)
         where = Path(os.path.abspath(self.path))  # `--store .` has no name of its own
         stem = where.name[:200]  # a name near the file system's 255-byte limit: its staging name must fit too
-        staging = where.with_name(f".{stem}.creating-{os.getpid()}")
+        staging = where.with_name(f".{stem}.creating-{owner_tag()}")
         for left in where.parent.glob(f".{glob.escape(stem)}.creating-*"):  # a killed creation's
-            if left == staging or not process_alive(left.name.rpartition("-")[2]):
+            if left == staging or owner_gone(left.name.rpartition(".creating-")[2]):
                 shutil.rmtree(left, ignore_errors=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -148,17 +148,22 @@ def test_the_export_file_gets_the_umasks_mode_and_is_reported_once(store, tmp_pa
 
 
 def test_an_export_killed_mid_write_leaves_its_temporary_file_only_until_the_next_export(store, tmp_path, capsys):
-    """kill -9 left ``.rows.csv.HEX.tmp`` (the size of the export) beside the output for good;
-    a running export's file, another output's and an unrecognised one stay."""
+    """kill -9 left ``.rows.csv.PID@HOST.HEX.tmp`` (the size of the export) beside the output
+    for good; a running export's file, another machine's (its PID says nothing here), another
+    output's and an unrecognised one stay."""
+    import socket
+
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = int(exited.stdout)
+    dead, host = int(exited.stdout), socket.gethostname()
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        killed = tmp_path / f".rows.csv.{dead}.0a19df3a.tmp"
-        kept = [tmp_path / f".rows.csv.{running.pid}.1b2c3d4e.tmp",  # an export still writing
-                tmp_path / f".rows.csv.x.{dead}.0a19df3a.tmp",  # rows.csv.x's
+        killed = [tmp_path / f".rows.csv.{dead}@{host}.0a19df3a.tmp",
+                  tmp_path / f".rows.csv.{dead}.0a19df3a.tmp"]  # named before the host was added
+        kept = [tmp_path / f".rows.csv.{running.pid}@{host}.1b2c3d4e.tmp",  # an export still writing
+                tmp_path / f".rows.csv.{dead}@gpu-node-17.cluster.0a19df3a.tmp",  # another machine's
+                tmp_path / f".rows.csv.x.{dead}@{host}.0a19df3a.tmp",  # rows.csv.x's
                 tmp_path / ".rows.csv.notes.tmp"]
-        for path in (killed, *kept):
+        for path in (*killed, *kept):
             path.write_text("half an export")
         assert main(["export", str(store), "--to", "csv", "--out", str(tmp_path / "rows.csv")]) == 0
     finally:

@@ -477,14 +477,18 @@ def test_the_current_folder_as_store_path_is_refused_with_the_fix(tmp_path, monk
 
 
 def test_a_killed_creations_staging_folder_is_removed_by_the_next(tmp_path):
-    """`kill -9` while a store was being created left `.s.zarr.creating-PID` behind for good;
-    another live creator's is left alone."""
-    dead = tmp_path / ".s.zarr.creating-999999999"
-    live = tmp_path / f".s.zarr.creating-{os.getppid()}"
-    for folder in (dead, live):
+    """`kill -9` while a store was being created left `.s.zarr.creating-PID@HOST` behind for
+    good; another live creator's is left alone, and so is another machine's (a shared file
+    system: its PID says nothing here)."""
+    import socket
+
+    host = socket.gethostname()
+    dead = [tmp_path / f".s.zarr.creating-999999999@{host}", tmp_path / ".s.zarr.creating-999999998"]
+    live = [tmp_path / f".s.zarr.creating-{os.getppid()}@{host}", tmp_path / ".s.zarr.creating-999999999@node-2.hpc"]
+    for folder in (*dead, *live):
         (folder / "samples").mkdir(parents=True)
     StoreWriter(tmp_path / "s.zarr", ENCODER).close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.zarr", live.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.zarr", *(folder.name for folder in live)])
 
 
 @pytest.mark.parametrize("where", ["metrics", "samples"])
@@ -526,7 +530,7 @@ def test_a_ctrl_c_while_a_write_is_prepared_leaves_no_never_awaited_warning(tmp_
 def test_a_killed_process_not_yet_reaped_is_not_alive():
     """A zombie: an export or a store creation killed a moment ago, its parent not waiting
     yet; its leftovers (temporary file, staging folder) may go."""
-    from stores.zarr_store import process_alive
+    from stores.owner import process_alive
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     stat = Path(f"/proc/{child.pid}/stat")
