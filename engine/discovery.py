@@ -83,7 +83,8 @@ _WEIGHT_STEM = re.compile(
     r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
-    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict))$",  # Imaginaire's epoch_00001_iteration_000001000_checkpoint.pt
+    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict|params(?:[-_.](?:latest|last|best|\d+))?))$",  # Imaginaire's
+    # epoch_00001_iteration_000001000_checkpoint.pt, U-GAT-IT's selfie2anime_params_latest.pt
     re.IGNORECASE)
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
@@ -107,7 +108,9 @@ _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffus
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.
 _GENERATED_DATA = re.compile(r"(?<![a-z])(?:fakes?|generated)(?![a-z])", re.IGNORECASE)
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
-_WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?)", re.IGNORECASE)
+#: AUTOMATIC1111's ``textual_inversion/DATE/NAME/hypernetworks/NAME-500.pt`` (and ``embeddings/``).
+_WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?|embeddings|hypernetworks"
+                            r"|loras?)", re.IGNORECASE)
 #: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
@@ -135,6 +138,7 @@ _NOT_A_STEP = re.compile(
     r"(?:\.\d+)?(?:e-?\d+)?(?![a-z\d])"
     r"|(?<![a-z])vq[-_]?\d+(?=[-_][a-z])"  # a VQ model's name inside a longer one
     r"|(?<![a-z])v\d+(?:\.\d+)*(?![a-z\d])"  # a version: my_first_lora_v1
+    r"|(?<=[a-z])2(?=[a-z])"  # "to": MUNIT's gen_a2b_train_current, U-GAT-IT's selfie2anime, img2img
     r"|(?<![\d.])\d+\.\d+(?![\d.])", re.IGNORECASE)  # a decimal: EDM2's network-snapshot-0001000-0.100
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
@@ -336,6 +340,12 @@ def is_real_data(name: str, options: DiscoveryOptions) -> bool:
 #: A folder of training data inside the trainer's working directory (SAGAN's ``./data/CelebA/``,
 #: watched from where it runs: every image was a checkpoint).
 _DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)
+
+
+#: Copies of the samples made for another use: AUTOMATIC1111 writes each preview of
+#: ``images/`` again in ``image_embeddings/``, captioned and with the embedding's data drawn
+#: into its edges (a second sample of every step, a near-copy of the first).
+_SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
 
 
 def _is_real_data_folder(name: str, options: DiscoveryOptions) -> bool:
@@ -685,6 +695,10 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
             if _is_real_data_folder(entry.name, options):  # the training data or a copy (``data/``, ``real/``, ``gt/``)
                 if any(is_sample_name(p.name, options) for p in walk_files(path)):
                     reals.append(f"{entry.name}/")
+            elif options.sample_globs == DEFAULT_SAMPLE_GLOBS and _SAMPLE_COPIES_FOLDER.fullmatch(entry.name):
+                _warn_once(folder, f"{folder}: {entry.name}/ holds copies of the samples made to carry an embedding "
+                                   "(captioned, data drawn in): not read as samples (--samples GLOB reads it)",
+                           about="copies", say=log.info)
             elif step is None:
                 plain.append(path)
             elif _holds_samples(path, options):

@@ -390,7 +390,9 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("vq_1000", 1000), ("temp_500", 500),
                        ("lr1e-4_bs64_seed0", None), ("0001000_rank1", 1000), ("image_size-64-12", 12),
                        ("batch_5000", 5000),  # PyTorch-GAN names its images by batches_done
-                       ("20240105_103000", None), ("mylora_000500_00_20240105103000", 0)]:
+                       ("20240105_103000", None), ("mylora_000500_00_20240105103000", 0),
+                       ("gen_a2b_train_current", None), ("gen_b2a_test_00010000", 10000),  # MUNIT: "a to b"
+                       ("selfie2anime_params_latest", None), ("img2img_step_300", 300)]:
         assert step_in_name(name) == step, name
 
 
@@ -438,7 +440,8 @@ def test_taming_image_logger_and_wandb_media_layouts(tmp_path):
 def test_weight_names():
     for name in ("model-12.pt", "model-best.pt", "netG_epoch_3.pth", "network-snapshot-000200.pkl", "last.ckpt",
                  "epoch=3-step=1000.ckpt", "model.safetensors", "optimizer.pt", "ema.pt", "training_args.bin",
-                 "opt050000.pt", "training-state-002000.pt"):  # guided-diffusion's optimiser, EDM's state
+                 "opt050000.pt", "training-state-002000.pt",  # guided-diffusion's optimiser, EDM's state
+                 "selfie2anime_params_latest.pt", "horse2zebra_params_0010000.pt"):  # U-GAT-IT
         assert is_weight_file(name), name
     for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png",
                  "ema_samples_1000.pt", "model_samples_1000.npy", "generator_outputs_1000.npy", "netG_fakes_3.npz"):
@@ -757,3 +760,42 @@ def test_files_named_by_epoch_and_batch_in_it_are_in_training_order(tmp_path, na
     for name in names:  # a copy, every file of one time: nothing tells the batch starts again
         os.utime(tmp_path / "run" / name, (start,) * 2)
     assert sorted(c.step for c in scan_run(tmp_path / "run")) != sorted(steps)
+
+
+def test_munit_and_ugatit_runs_give_their_iterations_not_the_2_of_a2b(tmp_path):
+    """MUNIT's ``gen_a2b_train_current.jpg`` (rewritten every 100 iterations) was a checkpoint
+    at step 2, before every real step; U-GAT-IT's ``selfie2anime_params_latest.pt`` was an
+    empty checkpoint at step 2."""
+    munit = tmp_path / "munit" / "images"
+    for name in ("gen_a2b_train_00010000", "gen_b2a_train_00010000", "gen_a2b_train_00020000",
+                 "gen_b2a_train_00020000", "gen_a2b_train_current", "gen_b2a_train_current"):
+        save_torchvision_grid(smooth_images(RNG, 4, 8), munit / f"{name}.png", nrow=2)
+    assert sorted({c.step for c in scan_run(munit.parent)}) == [10000, 20000]
+    ugatit = tmp_path / "results"
+    ugatit.mkdir()
+    torch.save({"genA2B": {"w": torch.zeros(2)}}, ugatit / "selfie2anime_params_latest.pt")
+    for step in (1000, 2000):
+        for series in ("A2B", "B2A"):
+            save_torchvision_grid(smooth_images(RNG, 4, 8), ugatit / "selfie2anime" / "img" / f"{series}_{step:07d}.png",
+                                  nrow=2)
+    assert [(c.step, c.source) for c in scan_run(ugatit)] == [
+        (1000, "selfie2anime/img/A2B_0001000.png"), (1000, "selfie2anime/img/B2A_0001000.png"),
+        (2000, "selfie2anime/img/A2B_0002000.png"), (2000, "selfie2anime/img/B2A_0002000.png")]
+
+
+def test_automatic1111_previews_without_the_weights_and_the_captioned_copies(tmp_path, caplog):
+    """stable-diffusion-webui's ``textual_inversion/DATE/NAME/``: ``images/NAME-500.png`` are
+    the previews; ``hypernetworks/NAME-500.pt`` (``embeddings/`` for an embedding) were empty
+    checkpoints beside them, and ``image_embeddings/NAME-500.png`` (the preview captioned,
+    the embedding's data drawn in) a second sample of every step."""
+    run = tmp_path / "textual_inversion" / "2024-01-05" / "mycat"
+    for step in (500, 1000):
+        write_png(run / "images" / f"mycat-{step}.png", smooth_images(RNG, 1, 16)[0])
+        write_png(run / "image_embeddings" / f"mycat-{step}.png", smooth_images(RNG, 1, 16)[0])
+        for folder in ("hypernetworks", "embeddings"):
+            (run / folder).mkdir(exist_ok=True)
+            torch.save({"string_to_param": {"*": torch.zeros(1, 8)}, "step": step}, run / folder / f"mycat-{step}.pt")
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        found = [(c.step, c.source, c.files) for c in scan_run(run)]
+    assert [(step, source) for step, source, _ in found] == [(500, "images/mycat-500.png"), (1000, "images/mycat-1000.png")]
+    assert "image_embeddings/ holds copies of the samples made to carry an embedding" in caplog.text
