@@ -2,7 +2,8 @@
 
 Three formats, found recursively under the run directory:
 
-- JSON lines (``*.jsonl``, and OpenMMLab / MMGeneration's ``{timestamp}.log.json``): one
+- JSON lines (``*.jsonl``, OpenMMLab / MMGeneration's ``{timestamp}.log.json`` and
+  mmengine's ``vis_data/scalars.json``): one
   JSON object per line with a step key (``step``, ``global_step``, ``iter``, ``iteration``,
   ``it`` or ``_step``); every other numeric field is a scalar; nested objects are
   flattened with ``/`` (``{"loss": {"D": 1}}`` -> ``loss/D``). Lines without a step (the
@@ -42,6 +43,8 @@ from engine.event_files import Cursor, event_summary, fields, is_event_file, plu
 
 log = logging.getLogger(__name__)
 
+#: mmengine's ``LocalVisBackend`` (mmagic, MMEngine-based trainers): ``vis_data/scalars.json``, JSON lines.
+MMENGINE_SCALARS = "scalars.json"
 STEP_KEYS: tuple[str, ...] = ("step", "global_step", "iter", "iteration", "it", "_step", "trainer/global_step")
 Scalars = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -61,7 +64,7 @@ def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
             dirnames[:] = []
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.endswith((".jsonl", ".log.json", ".csv")) or is_event_file(name):
+            if name.endswith((".jsonl", ".log.json", ".csv")) or name == MMENGINE_SCALARS or is_event_file(name):
                 out.append(Path(dirpath) / name)
     return sorted(out)
 
@@ -232,10 +235,10 @@ def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
             found = _step_of(flat)
             if found is None:
                 continue
-            step_key, step = found
+            _, step = found
             for k, v in flat.items():
                 num = _number(v)
-                if k != step_key and num is not None:
+                if k.lower() not in STEP_KEYS and num is not None:  # mmengine logs iter beside step
                     out.append((k, step, num))
     return out
 

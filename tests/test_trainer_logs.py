@@ -116,8 +116,13 @@ def test_jsonl_and_csv(tmp_path):
     (tmp_path / "lightning" / "metrics.csv").write_text(
         "epoch,Step,train_loss,val_loss\n0,0,1.5,\n0,50,1.25,\n1,100,,0.75\n")
     (tmp_path / "labels.csv").write_text("file,label\na.png,cat\n")  # no step column: ignored
+    (tmp_path / "20240105_103000" / "vis_data").mkdir(parents=True)  # mmagic / mmengine's LocalVisBackend
+    (tmp_path / "20240105_103000" / "vis_data" / "scalars.json").write_text(
+        '{"lr": 0.0002, "loss_gen": 1.05, "iter": 50, "step": 50}\n{"lr": 0.0002, "loss_gen": 0.9, "iter": 100, "step": 100}\n')
+    (tmp_path / "config.json").write_text('{"step": 5, "lr": 1}')  # other JSON: not a log
     got = T.read_trainer_scalars(tmp_path)
-    assert set(got) == {"loss/D", "loss/G", "epoch", "train_loss", "val_loss"}
+    assert set(got) == {"loss/D", "loss/G", "epoch", "train_loss", "val_loss", "lr", "loss_gen"}
+    assert got["loss_gen"][0].tolist() == [50, 100] and got["loss_gen"][1].tolist() == [1.05, 0.9]
     steps, values = got["loss/D"]
     assert steps.dtype == np.int64 and values.dtype == np.float64
     assert steps.tolist() == [0, 5, 10] and values.tolist() == [1.0, 0.5, 0.25]
