@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("images", "samples", "x", "imgs", "image", "sample", "fakes", "fake", "generated", "arr_0", "data")
 #: Formats whose grids' pad lines are not one exact value.
-LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".jp2")
 LABEL_KEYS = ("labels", "y", "label", "targets", "target", "classes", "class")
 LATENT_KEYS = ("latents", "z", "features", "latent", "feats", "noise", "w")
 _CHUNK = 256

@@ -71,7 +71,10 @@ from stores.format import SAMPLE_KEY, STORE_MARKER, is_store
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+#: What Pillow reads that a trainer or a user's script saves samples as (``.avif`` needs
+#: Pillow 11.3 or a plugin; a file Pillow cannot read is skipped with a warning).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".apng",
+                    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi", ".jp2")
 TENSOR_EXTENSIONS = (".npy", ".npz", ".pt")
 DEFAULT_SAMPLE_GLOBS: tuple[str, ...] = tuple(f"*{ext}" for ext in IMAGE_EXTENSIONS + TENSOR_EXTENSIONS)
 

@@ -474,3 +474,23 @@ def test_demo_trainer_layout_with_labels_csv_found_by_default(tmp_path):
     samples = list(iter_samples(checkpoints[1]))
     assert [(s.instance, s.label, s.path) for s in samples] == [
         (i, str(i), f"step_000500/samples/{i:05d}.png") for i in range(3)]
+
+
+def test_every_format_pillow_reads_for_samples_is_found_and_decoded(tmp_path):
+    """``.jfif``, ``.ppm``, ``.avif``... were left out without a word: a checkpoint of
+    ``.avif`` samples vanished from the run."""
+    from PIL import features
+
+    formats = [".jfif", ".jpe", ".ppm", ".pgm", ".pnm", ".tga", ".apng"] + ([".avif"] if features.check("avif") else [])
+    image = smooth_images(RNG, 1, 16)[0]
+    for step in (100, 200):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        for i, ext in enumerate(formats):
+            Image.fromarray(image[..., 0] if ext == ".pgm" else image).save(tmp_path / f"checkpoint-{step}" / f"{i:05d}{ext}")
+    checkpoints = scan_run(tmp_path)
+    assert [c.step for c in checkpoints] == [100, 200]
+    samples, skipped = _split(iter_samples(checkpoints[0]))
+    assert not skipped and [s.instance for s in samples] == list(range(len(formats)))
+    for sample, ext in zip(samples, formats):
+        expected = np.repeat(image[..., :1], 3, axis=2) if ext == ".pgm" else image
+        assert np.abs(sample.image.astype(int) - expected).mean() < (12 if ext in (".jfif", ".jpe", ".avif") else 0.5), ext
