@@ -325,14 +325,33 @@ def _is_hidden_dir(entry: os.DirEntry) -> bool:
     return (entry.name.startswith(".") or _is_temporary(entry.name)) and _is_dir(entry)
 
 
-def walk_files(folder: Path, depth: int = 0) -> Iterator[Path]:
-    """Every file below ``folder`` (sorted, depth-limited; symlinked, hidden and temporary
-    folders, stores and their lock files skipped)."""
+def walk_files(folder: Path, depth: int = 0, _above: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Every file below ``folder`` (sorted, depth-limited; hidden and temporary folders,
+    stores and their lock files skipped). A symlinked folder is followed unless it leads
+    back up the walk (a loop); a link to nothing is said once and left out."""
+    above = (*_above, os.path.realpath(folder))
     for entry in folder_entries(folder):
         if _is_file(entry):
             yield Path(entry.path)
-        elif depth < _MAX_DEPTH and not entry.is_symlink() and not _is_hidden_dir(entry) and _is_dir(entry):
-            yield from walk_files(Path(entry.path), depth + 1)
+        elif depth < _MAX_DEPTH and not _is_hidden_dir(entry) and _is_dir(entry):
+            if not (entry.is_symlink() and _leads_up(entry.path, above)):
+                yield from walk_files(Path(entry.path), depth + 1, above)
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            _warn_once(Path(entry.path), f"{entry.path}: a link to nothing ({_link_target(entry.path)}) is left out: "
+                                         "restore what it names or remove the link", about="link")
+
+
+def _link_target(link: str) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:  # replaced meanwhile
+        return "?"
+
+
+def _leads_up(link: str, above: tuple[str, ...]) -> bool:
+    """Whether a symlinked folder is one of the folders it sits in, or holds one (a loop)."""
+    target = os.path.realpath(link)
+    return any(folder == target or folder.startswith(target.rstrip(os.sep) + os.sep) for folder in above)
 
 
 def is_real_data(name: str, options: DiscoveryOptions) -> bool:

@@ -799,3 +799,24 @@ def test_automatic1111_previews_without_the_weights_and_the_captioned_copies(tmp
         found = [(c.step, c.source, c.files) for c in scan_run(run)]
     assert [(step, source) for step, source, _ in found] == [(500, "images/mycat-500.png"), (1000, "images/mycat-1000.png")]
     assert "image_embeddings/ holds copies of the samples made to carry an embedding" in caplog.text
+
+
+def test_symlinked_sample_folders_are_followed_but_not_round_a_loop_and_dead_links_are_said(tmp_path, caplog):
+    """``step_000200/samples`` linked to a folder elsewhere: the step vanished without a word.
+    A link back up the run (a loop) is not followed; a link to nothing is named once."""
+    elsewhere = tmp_path / "scratch" / "s200"
+    run = tmp_path / "run"
+    for step in (100, 200, 300):
+        folder = elsewhere if step == 200 else run / f"step_{step:06d}" / "samples"
+        for i in range(2):
+            write_png(folder / f"{i:05d}.png", smooth_images(RNG, 1, 8)[0])
+    (run / "step_000200").mkdir()
+    (run / "step_000200" / "samples").symlink_to(elsewhere)
+    (run / "step_000300" / "samples" / "again").symlink_to(run / "step_000300")  # a loop
+    (run / "step_000300" / "samples" / "00002.png").symlink_to(tmp_path / "gone.png")  # a link to nothing
+    with caplog.at_level("WARNING"):
+        found = {c.step: [p.name for p in c.files] for c in scan_run(run)}
+        scan_run(run)
+    assert found == {100: ["00000.png", "00001.png"], 200: ["00000.png", "00001.png"], 300: ["00000.png", "00001.png"]}
+    assert caplog.text.count("00002.png: a link to nothing") == 1
+    assert "restore what it names or remove the link" in caplog.text
