@@ -17,8 +17,8 @@ Rules
   are never force-split: the geometry describes the trainer's grids).
 * Instance ids: the tile index in a grid, the row in a tensor (both offset by the samples of
   earlier grid/tensor files in the same checkpoint, so they stay distinct), the integer in an
-  image's file name when every sample file name of the checkpoint yields a distinct integer
-  (``00007.png`` is 7), else -1.
+  image's file name when no other file of the checkpoint yields it (``00007.png`` is 7), else
+  -1 (said once per checkpoint when others keep theirs).
 * Labels, first found: a tensor's ``labels``/``y`` key, the labels file (keyed by file path,
   name, stem or instance id; without ``labels_file``, a ``labels.csv``/``labels.json`` in the
   checkpoint folder is used), the per-label sub-folder (see ``DiscoveryOptions.label_folders``).
@@ -36,6 +36,7 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -383,21 +384,21 @@ def _numbered_buckets(parents: dict[Path, Path]) -> bool:
 
 
 def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
-    """Instance ids from file names, only when every name yields a distinct integer: the
-    number at the ``*`` of a per-step pattern (``img_*_step_0500.png``,
-    ``mylora_000500_*_??????????????.png``), else a name's last; none for a pattern without
-    an index (``validation_500_????????????????????.png``: names apart by a hash)."""
+    """Instance ids from file names: the number at the ``*`` of a per-step pattern
+    (``img_*_step_0500.png``, ``mylora_000500_*_??????????????.png``), else a name's last;
+    none for a pattern without an index (``validation_500_????????????????????.png``: names
+    apart by a hash). A file whose number another file shares, or that has none (a stray
+    ``00003 (1).png`` beside the samples), gets no id; the others keep theirs."""
     if pattern and "?" in pattern and "*" not in pattern:
         return {}
     wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
-    ids = {}
+    numbers = {}
     for path in files:
         match = wildcard.fullmatch(path.name) if wildcard else None
-        number = int(match[1]) if match else last_integer(path.stem)
-        if number is None:
-            return {}
-        ids[path] = number
-    return ids if len(set(ids.values())) == len(ids) else {}
+        if (number := int(match[1]) if match else last_integer(path.stem)) is not None:
+            numbers[path] = number
+    shared = Counter(numbers.values())
+    return {path: number for path, number in numbers.items() if shared[number] == 1}
 
 
 def sample_keys(files: tuple[Path, ...], pattern: Path) -> dict[Path, str]:
@@ -425,6 +426,20 @@ def key_ids_and_labels(keys: dict[Path, str]) -> tuple[dict[Path, int], dict[Pat
     return {path: order[key] for path, key in keys.items()}, dict(keys)
 
 
+_said_unnumbered: set[tuple[str, str]] = set()
+
+
+def _say_unnumbered(checkpoint: Checkpoint, files: list[Path]) -> None:
+    """Once per checkpoint and process: which files got no instance id, so a user sees why
+    those samples are not followed from step to step."""
+    if (key := (str(checkpoint.root), checkpoint.source)) not in _said_unnumbered:
+        _said_unnumbered.add(key)
+        names = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+        log.warning("%s: %d of %d files share their number with another or have none (%s): no instance id for "
+                    "them; the others keep theirs (rename or remove the strays)",
+                    checkpoint.source, len(files), len(checkpoint.files), names)
+
+
 # --- samples -------------------------------------------------------------------------------
 
 class _Context:
@@ -438,6 +453,8 @@ class _Context:
         # A checkpoint that is one file carries its step in its name, not an instance id.
         key_ids, self.key_labels = key_ids_and_labels(sample_keys(checkpoint.files, self.folder))
         self.ids = {} if self.folder.is_file() else key_ids or name_ids(checkpoint.files, self.folder.name)
+        if self.ids and len(self.ids) < len(checkpoint.files):
+            _say_unnumbered(checkpoint, [f for f in checkpoint.files if f not in self.ids])
         # Forced geometry describes the trainer's grids, never a reference data set.
         generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None

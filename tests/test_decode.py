@@ -67,6 +67,23 @@ def test_names_without_distinct_integers_give_no_ids(tmp_path):
     assert [s.instance for s in samples] == [-1, -1, -1]
 
 
+def test_a_stray_file_costs_only_its_own_and_its_numbers_ids_and_is_named(tmp_path, caplog):
+    """A Finder copy ``00003 (1).png`` beside ``00000.png``..``00003.png`` (its last number is
+    1): every id of the checkpoint was -1 without a word, so the step fell out of the
+    instances' tracks. Now only the files sharing a number (or without one) lose theirs."""
+    names = ["00000.png", "00001.png", "00002.png", "00003.png", "00003 (1).png", "preview.png"]
+    for name in names:
+        write_png(tmp_path / "checkpoint-200" / name, smooth_images(RNG, 1, 8)[0])
+    write_png(tmp_path / "checkpoint-100" / "00000.png", smooth_images(RNG, 1, 8)[0])
+    checkpoint = scan_run(tmp_path)[1]
+    with caplog.at_level("WARNING", logger="engine.decode"):
+        ids = {s.path.rpartition("/")[2]: s.instance for s in iter_samples(checkpoint)}
+    assert ids == {"00000.png": 0, "00001.png": -1, "00002.png": 2, "00003.png": 3, "00003 (1).png": -1,
+                   "preview.png": -1}
+    assert "checkpoint-200: 3 of 6 files share their number with another or have none" in caplog.text
+    assert "00001.png, 00003 (1).png, preview.png" in caplog.text
+
+
 def test_modes_are_converted_to_rgb_uint8(tmp_path):
     folder = tmp_path / "ckpt_1"
     folder.mkdir()
