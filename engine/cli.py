@@ -46,11 +46,16 @@ class _Parser(argparse.ArgumentParser):
         return parsed, extra
 
 
-def _folder(value: str) -> Path:
-    """A folder, or a path nothing is at yet (a run the trainer has not created)."""
+def _run_folder(value: str) -> Path:
+    """A folder that is no store, or a path nothing is at yet (a run the trainer has not created)."""
+    from stores.format import is_store
+
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{value}: not a directory")
+    if is_store(path):
+        raise argparse.ArgumentTypeError(f"{value}: is an evowatch store, not a training run: watch the folder the "
+                                         f"trainer writes its samples to (`evowatch view {value}` shows this store)")
     return path
 
 
@@ -143,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     watch = sub.add_parser("watch", help="ingest a run directory's checkpoints into a store, then keep watching it")
-    watch.add_argument("run_dir", type=_folder, metavar="RUN_DIR",
+    watch.add_argument("run_dir", type=_run_folder, metavar="RUN_DIR",
                        help="the trainer's output folder; without --once, one not created yet is waited for")
     watch.add_argument("--store", type=Path, required=True, metavar="STORE", help="the Zarr store (created if missing)")
     watch.add_argument("--once", action="store_true", help="ingest what is there and exit")

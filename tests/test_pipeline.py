@@ -968,6 +968,14 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
         f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'file.txt'}: not a directory")
     assert _usage_error([*watch, "--real", str(tmp_path / "file.txt")], capsys) == (
         f"evowatch watch: error: argument --real: {tmp_path / 'file.txt'}: not a directory")
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from stores.zarr_store import StoreWriter
+
+    StoreWriter(tmp_path / "old.zarr", encoder_record(make_encoder("pixels"))).close()  # it said "no checkpoints"
+    assert _usage_error(["watch", str(tmp_path / "old.zarr"), "--store", "s.zarr"], capsys) == (
+        f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'old.zarr'}: is an evowatch store, not a training run: "
+        f"watch the folder the trainer writes its samples to (`evowatch view {tmp_path / 'old.zarr'}` shows this store)")
     assert _usage_error([*watch, "--grid", "8by8"], capsys).startswith(
         "evowatch watch: error: argument --grid: Expected a grid as ROWSxCOLS")
     assert "argument --device: Expected device" in _usage_error([*watch, "--device", "gpu"], capsys)
