@@ -116,6 +116,11 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                        "for a run that logs its samples to TensorBoard only: the image tags to read")
     group.add_argument("--grid", type=_parsed_by("engine.discovery", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
     group.add_argument("--tile-size", type=_number(int, 1), metavar="PX", help="force the tile size of grid images (pixels)")
+    for axis, example in (("rows", "2: (MUNIT's translations), 4 (U-GAT-IT's)"), ("cols", "1: (StarGAN's outputs), 1::2")):
+        group.add_argument(f"--tile-{axis}", type=_parsed_by("engine.grids", "parse_tile_slice"), metavar="SLICE",
+                           help=f"keep only these {'columns' if axis == 'cols' else 'rows'} of each grid, a Python "
+                                f"slice from 0, e.g. {example}: the others hold the trainer's real inputs, "
+                                "reconstructions or attention maps")
     group.add_argument("--ready-file", metavar="NAME", help="a checkpoint is complete when this file exists in it")
     group.add_argument("--settle", type=_number(float, 0), default=2.0, metavar="S", help="otherwise, when nothing in it changed for S seconds (default 2)")
     group.add_argument("--labels", type=Path, metavar="FILE", help="labels file (CSV file,label or instance,label; or JSON)")
@@ -130,8 +135,8 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
             raise DiscoveryError(f"{args.labels}: --labels file not found; check the path")
         log.warning("%s: --labels not found in %s or the current folder; it is looked for in each checkpoint folder",
                     args.labels, args.run_dir)
-    kwargs = dict(step_regex=args.step_regex, grid=args.grid,
-                  tile_size=args.tile_size, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels)
+    kwargs = dict(step_regex=args.step_regex, grid=args.grid, tile_size=args.tile_size, tile_rows=args.tile_rows,
+                  tile_cols=args.tile_cols, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels)
     if args.samples:
         kwargs["sample_globs"] = tuple(args.samples)
     return DiscoveryOptions(**kwargs)

@@ -46,7 +46,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer
 from engine.errors import DiscoveryError
-from engine.grids import MIN_TILE, detect_grid, resolve_grid, split_grid
+from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 from stores.format import SAMPLE_KEY
 from stores.zarr_store import pattern_regex
@@ -459,6 +459,8 @@ class _Context:
         generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None
         self.tile_size = options.tile_size if generated else None
+        self.tile_rows = options.tile_rows if generated else None
+        self.tile_cols = options.tile_cols if generated else None
 
     def name(self, path: Path) -> str:
         try:
@@ -494,7 +496,11 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
         instance = ctx.ids.get(path, -1)
         yield Sample(image=image, instance=instance, path=name, label=ctx.label(path, instance))
         return
-    for tile_index, tile in split_grid(image, geometry):
+    try:
+        tiles = select_tiles(split_grid(image, geometry), geometry, ctx.tile_rows, ctx.tile_cols)
+    except ValueError as exc:
+        raise SkipFile(str(exc)) from None
+    for tile_index, tile in tiles:
         instance = offset + tile_index
         yield Sample(image=tile, instance=instance, path=f"{name}#{tile_index}",
                      label=ctx.label(path, instance, tile_index))
@@ -550,13 +556,13 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     for path in checkpoint.files if files is None else files:
         is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS
         produced = _tensor_samples(path, ctx, offset) if is_tensor else _grid_or_image(path, ctx, split, offset)
-        count, multi = 0, False
+        after, multi = offset, False  # past the file's last instance (a grid's rows left out too)
         try:
             for sample in produced:
-                count += 1
+                after = max(after, sample.instance + 1)
                 multi = multi or "#" in sample.path
                 yield sample
         except SkipFile as exc:  # the consumer logs it and records it in the store
             yield SkippedFile(path=ctx.name(path), reason=str(exc))
         if multi:
-            offset += count
+            offset = after

@@ -65,6 +65,7 @@ from pathlib import Path
 
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError
+from engine.grids import TileSlice, format_tile_slice
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
 from stores.format import SAMPLE_KEY, STORE_MARKER, is_store
@@ -164,6 +165,10 @@ class DiscoveryOptions:
         Force ``(rows, cols)`` for every image, which is then split into tiles.
     tile_size
         Force the (square) tile size in pixels of every image.
+    tile_rows, tile_cols
+        Keep only these rows / columns of every grid of a generated checkpoint
+        (:func:`engine.grids.parse_tile_slice`): the others hold the trainer's real inputs,
+        reconstructions or attention maps. Tiles keep their index as instance id.
     ready_file
         When set, a checkpoint is ready only once this file exists in its folder (beside it
         for a single-file checkpoint; ``{stem}``, ``{name}`` and ``{step}`` are filled in).
@@ -183,6 +188,8 @@ class DiscoveryOptions:
     sample_globs: tuple[str, ...] = DEFAULT_SAMPLE_GLOBS
     grid: tuple[int, int] | None = None
     tile_size: int | None = None
+    tile_rows: TileSlice | None = None
+    tile_cols: TileSlice | None = None
     ready_file: str | None = None
     settle: float = 2.0
     labels_file: Path | None = None
@@ -935,13 +942,15 @@ def reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -
         return ""
     parts = [f"grid={options.grid[0]}x{options.grid[1]}" if options.grid else "",
              f"tile={options.tile_size}" if options.tile_size else "",
+             f"rows={format_tile_slice(options.tile_rows)}" if options.tile_rows else "",
+             f"cols={format_tile_slice(options.tile_cols)}" if options.tile_cols else "",
              f"step={checkpoint.step}" if options.step_regex is not None else ""]
     return ";".join(p for p in parts if p)
 
 
 def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> str:
     """BLAKE2b of the sample files' relative names and bytes, and of ``--grid``,
-    ``--tile-size`` and the step when set by hand.
+    ``--tile-size``, ``--tile-rows``/``--tile-cols`` and the step when set by hand.
 
     A grid the trainer rewrites in place (DCGAN rewrites each epoch's file every 100
     iterations) gets a new hash, and so does a checkpoint read again with another grid or

@@ -463,6 +463,51 @@ def split_grid(image: np.ndarray, geometry: GridGeometry) -> list[tuple[int, np.
     return [(index, np.ascontiguousarray(tile)) for index, tile in _tiles(image, geometry) if index in kept]
 
 
+#: A Python slice of a grid's rows or columns, ``(start, stop, step)``.
+TileSlice = tuple[int | None, int | None, int | None]
+
+
+def parse_tile_slice(text: str) -> TileSlice:
+    """Parse which rows or columns of a grid to keep, as a Python slice or index: ``"4"``,
+    ``"-1"``, ``"2:"``, ``"1::2"``."""
+    parts = text.strip().split(":") if text else []
+    try:
+        if len(parts) == 1:
+            index = int(parts[0])
+            return index, index + 1 or None, None
+        if 2 <= len(parts) <= 3:
+            start, stop, step = (int(p) if p.strip() else None for p in (*parts, "")[:3])
+            if step != 0:
+                return start, stop, step
+    except ValueError:
+        pass
+    raise ValueError(f"Expected an index or a Python slice of rows or columns, e.g. 4, -1, 2: or 1::2. "
+                     f"Got {text!r} instead.")
+
+
+def format_tile_slice(selection: TileSlice) -> str:
+    """The slice as typed: ``2:``, ``1::2``, ``4``."""
+    start, stop, step = selection
+    if start is not None and step is None and stop == (start + 1 or None):
+        return str(start)
+    return ":".join("" if v is None else str(v) for v in (start, stop, *([step] if step else [])))
+
+
+def select_tiles(tiles: list[tuple[int, np.ndarray]], geometry: GridGeometry, rows: TileSlice | None,
+                 cols: TileSlice | None) -> list[tuple[int, np.ndarray]]:
+    """The tiles in the chosen rows and columns: a trainer's grid that sets its real inputs,
+    reconstructions or attention maps beside the samples (MUNIT's rows, StarGAN's first
+    column) keeps only the samples. Raises ``ValueError`` when the choice keeps no tile."""
+    keep_rows = set(range(geometry.rows)[slice(*rows)]) if rows else set(range(geometry.rows))
+    keep_cols = set(range(geometry.cols)[slice(*cols)]) if cols else set(range(geometry.cols))
+    if not keep_rows or not keep_cols:
+        chosen = " and ".join(f"{what} {format_tile_slice(s)}" for what, s in (("rows", rows), ("columns", cols)) if s)
+        raise ValueError(f"a {geometry.rows}x{geometry.cols} grid has no tile in {chosen}; "
+                         "fix --tile-rows/--tile-cols (Python slices, from 0)")
+    return [(index, tile) for index, tile in tiles
+            if index // geometry.cols in keep_rows and index % geometry.cols in keep_cols]
+
+
 #: Columns of ``torch.utils.tensorboard``'s image grids (``SummaryWriter.add_images``).
 TENSORBOARD_COLUMNS = 8
 #: Share of the lines inside its tiles that a grid's boundary line must out-jump (median over

@@ -43,7 +43,7 @@ from pathlib import Path
 from engine import decode
 from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
-from engine.grids import GridGeometry, detect_grid, resolve_grid, split_grid, tensorboard_grid
+from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 from engine.trainer_logs import find_log_files
 
@@ -337,7 +337,12 @@ class TensorBoardImages:
                 number = instance if instance is not None and len(images) == 1 else (index if len(images) > 1 else -1)
                 yield Sample(image=image, instance=number, path=path)
                 continue
-            for tile_index, tile in split_grid(image, geometry):
+            try:
+                tiles = select_tiles(split_grid(image, geometry), geometry, options.tile_rows, options.tile_cols)
+            except ValueError as exc:
+                yield SkippedFile(path=path, reason=str(exc))
+                continue
+            for tile_index, tile in tiles:
                 yield Sample(image=tile, instance=tile_index, path=f"{path}#{tile_index}")
 
 

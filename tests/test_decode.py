@@ -511,3 +511,31 @@ def test_every_format_pillow_reads_for_samples_is_found_and_decoded(tmp_path):
     for sample, ext in zip(samples, formats):
         expected = np.repeat(image[..., :1], 3, axis=2) if ext == ".pgm" else image
         assert np.abs(sample.image.astype(int) - expected).mean() < (12 if ext in (".jfif", ".jpe", ".avif") else 0.5), ext
+
+
+def test_tile_rows_and_cols_keep_the_samples_of_grids_that_set_inputs_beside_them(tmp_path):
+    """MUNIT's ``gen_a2b_train_N.jpg``: rows of inputs, reconstructions, then two rows of
+    translations; U-GAT-IT's ``A2B_N.png``: a column per sample, its 5th row the translation;
+    StarGAN: the input in the first column. Only the chosen rows/columns are samples, each
+    tile keeping its index (so two grids of a checkpoint still number theirs apart)."""
+    from engine.grids import parse_tile_slice
+
+    images = smooth_images(RNG, 32, 16)
+    names = ("images/gen_a2b_train_00010000.png", "images/gen_b2a_train_00010000.png")  # two grids, one checkpoint
+    for name in names:
+        save_torchvision_grid(images, tmp_path / name, nrow=8)
+    munit = list(iter_samples(_checkpoint(tmp_path, *names), DiscoveryOptions(tile_rows=parse_tile_slice("2:"))))
+    assert [s.instance for s in munit] == list(range(16, 32)) + list(range(48, 64))
+    for sample in munit[:16]:
+        np.testing.assert_array_equal(sample.image, images[sample.instance])
+    write_png(tmp_path / "ugatit" / "A2B_0001000.png", stylegan_grid(images[:28], 7, 4))
+    (checkpoint,) = scan_run(tmp_path / "ugatit")
+    ugatit = list(iter_samples(checkpoint, DiscoveryOptions(tile_rows=parse_tile_slice("4"))))
+    assert [s.instance for s in ugatit] == [16, 17, 18, 19]
+    stargan = list(iter_samples(checkpoint, DiscoveryOptions(tile_cols=parse_tile_slice("1:"), tile_rows=(0, 2, None))))
+    assert [s.instance for s in stargan] == [1, 2, 3, 5, 6, 7]
+    (skipped,) = iter_samples(checkpoint, DiscoveryOptions(tile_rows=parse_tile_slice("9")))
+    assert skipped.reason == ("a 7x4 grid has no tile in rows 9; fix --tile-rows/--tile-cols (Python slices, from 0)")
+    references = list(iter_samples(Checkpoint(-1, checkpoint.source, checkpoint.files, "real", checkpoint.root),
+                                   DiscoveryOptions(tile_rows=parse_tile_slice("4"))))
+    assert len(references) == 28  # a reference set's grids are never cut by the trainer's choice

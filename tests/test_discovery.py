@@ -570,6 +570,9 @@ def test_content_hash_follows_bytes_and_names(tmp_path):
     hashes = [content_hash(c) for c in first]
     assert len(set(hashes)) == 3  # same pixels, different names
     assert content_hash(first[0]) == hashes[0]
+    kept = {content_hash(first[0], DiscoveryOptions(**choice)) for choice in (
+        {}, {"tile_rows": (2, None, None)}, {"tile_rows": (3, 4, None)}, {"tile_cols": (2, None, None)})}
+    assert len(kept) == 4  # read again, the rows read before superseded, when another choice of tiles is made
     save_torchvision_grid(images[::-1].copy(), tmp_path / "fake_samples_epoch_000.png")  # rewritten in place
     assert content_hash(scan_run(tmp_path)[0]) != hashes[0]
     os.remove(tmp_path / "fake_samples_epoch_001.png")
