@@ -86,5 +86,9 @@ STORE_MARKER = "zarr.json"
 
 
 def is_store(path: Path) -> bool:
-    """Whether ``path`` is a Zarr store (evowatch's own, wherever it is kept)."""
-    return (path / STORE_MARKER).is_file()
+    """Whether ``path`` is a Zarr store (evowatch's own, wherever it is kept); a folder that
+    may not be searched (``chmod 644``) cannot be told to be one."""
+    try:
+        return (path / STORE_MARKER).is_file()
+    except PermissionError:
+        return False
