@@ -335,7 +335,7 @@ def test_repeated_ctrl_c_kills_the_writer_process_before_the_store_is_let_go(tmp
     import threading
 
     import stores.zarr_store
-    from stores.zarr_store import process_alive
+    from stores.owner import process_alive
 
     monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
     real, writers = stores.zarr_store._write_all, tmp_path / "writers.txt"
