@@ -115,6 +115,8 @@ class _Background:
     rows: np.ndarray
     cols: np.ndarray
     bar: float
+    #: what the lines were measured on: the image, or a lossy file's luma (:func:`_luma`)
+    lines: np.ndarray
 
     def covers(self, pixels: np.ndarray) -> bool:
         """Whether these pixels are background (within a lossy file's bar)."""
@@ -143,21 +145,23 @@ def _luma(image: np.ndarray) -> np.ndarray:
 
 
 def _background(image: np.ndarray, lossy: bool) -> _Background | None:
-    """The top-left background value and every line's distance from it; ``None`` (cheaply)
-    when the first row or column is not background, so no padding or margin frames the image."""
+    """The top-left background value and every line's distance from it (a ``lossy`` file's
+    in its luma); ``None`` (cheaply) when the first row or column is not background, so no
+    padding or margin frames the image."""
     if lossy:
-        border = np.concatenate([image[0], image[:, 0]]).astype(np.float32)
+        border = _luma(np.concatenate([image[0], image[:, 0]])).astype(np.float32)
         value = np.median(border, axis=0).round().astype(np.uint8)
-        bar = LOSSY_PAD_RATIO * float(np.abs(image[::3, ::3].astype(np.float32) - value).mean())
+        bar = LOSSY_PAD_RATIO * float(np.abs(_luma(image[::3, ::3]).astype(np.float32) - value).mean())
         if np.abs(border - value).mean() > bar:
             return None
-        distance = np.minimum(image - value, value - image)  # |image - value|, in uint8 (wraps)
-        return _Background(value, _block_max(distance), _block_max(distance.transpose(1, 0, 2)), bar)
+        lines = _luma(image)
+        distance = np.minimum(lines - value, value - lines)  # |lines - value|, in uint8 (wraps)
+        return _Background(value, _block_max(distance), _block_max(distance.transpose(1, 0, 2)), bar, lines)
     value = image[0, 0]
     if not ((image[0] == value).all() and (image[:, 0] == value).all()):
         return None
     off = (image[..., 0] != value[0]) | (image[..., 1] != value[1]) | (image[..., 2] != value[2])
-    return _Background(value, off.mean(axis=1), off.mean(axis=0), 0.0)
+    return _Background(value, off.mean(axis=1), off.mean(axis=0), 0.0, image)
 
 
 def _is_empty(tile: np.ndarray, pad: np.ndarray | None, tolerance: float) -> bool:
@@ -351,14 +355,14 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
 
     The finest square torchvision geometry whose pad lines are all exactly the pad value
     (over all :data:`PADDINGS`) — or, for a ``lossy`` file (JPEG), whose luma is far more
-    uniform than the image's; tiles between background lines where they are finer, or as fine and the padded
-    tiles hold background lines (matplotlib margins); else the smallest unpadded tile size
+    uniform than the image's; tiles between background lines where they are finer, or as
+    fine and the padded tiles hold background lines (matplotlib margins); else the smallest unpadded tile size
     with edges at most tile boundaries, or a size dividing it with edges at half of its own.
     """
     if image.ndim != 3 or min(image.shape[:2]) < 2 * MIN_TILE:
         return None
-    lines = _luma(image) if lossy else image  # where pad lines and margins are looked for
-    bg = _background(lines, lossy)
+    bg = _background(image, lossy)
+    lines = bg.lines if bg else image  # where pad lines and margins are looked for
     padded = bg and _detect_padded(lines, bg)
     margined = bg and _detect_margined(lines, bg)
     if margined and (not padded or margined.count > padded.count):  # a padding that fits by chance is coarser
