@@ -377,6 +377,16 @@ _DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)
 _SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
 
 
+def _is_copy_beside(path: Path, folders: set[str], images: set[str]) -> bool:
+    """A file that repeats what a sibling of the same name holds: a sample folder packed as a
+    tensor (DiT's ``FOLDER.npz``) or drawn as one grid (AnimateDiff's ``sample-500.gif`` beside
+    ``sample-500/``), or a tensor file beside an image of its name (pytorch_GAN_zoo's
+    ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``)."""
+    suffix = path.suffix.lower()
+    return ((suffix in TENSOR_EXTENSIONS or suffix in IMAGE_EXTENSIONS) and path.stem in folders
+            or suffix in TENSOR_EXTENSIONS and path.stem in images)
+
+
 def _is_real_data_folder(name: str, options: DiscoveryOptions) -> bool:
     return is_real_data(name, options) or (options.sample_globs == DEFAULT_SAMPLE_GLOBS
                                             and bool(_DATA_FOLDER.fullmatch(name)))
@@ -710,14 +720,14 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
     entries = folder_entries(folder)
     folders = {entry.name for entry in entries if _is_dir(entry)}
+    images = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS}
     packed = []
     for entry in entries:
         path = Path(entry.path)
         if _is_hidden_dir(entry):
             continue
-        if (path.suffix.lower() in TENSOR_EXTENSIONS and path.stem in folders and _is_file(entry)
-                and options.sample_globs == DEFAULT_SAMPLE_GLOBS):
-            packed.append(entry.name)  # DiT's sample_ddp.py packs each sample folder into FOLDER.npz beside it
+        if options.sample_globs == DEFAULT_SAMPLE_GLOBS and _is_copy_beside(path, folders, images) and _is_file(entry):
+            packed.append(entry.name)
             continue
         if _is_dir(entry):
             step = step_of(entry.name, options, is_file=False)
@@ -747,9 +757,9 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 else:
                     numbered.append((step, path, False))
     if packed:
-        _warn_once(folder, f"{folder}: {counted(len(packed), 'tensor file')} beside the folder of the same name "
-                           f"({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the folder's "
-                           "samples are read, not their packed copy (--samples GLOB picks one)", about="packed")
+        _warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder or an image of the same name "
+                           f"({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the samples are "
+                           "read once, from the folder or the image (--samples GLOB picks one)", about="packed")
     if reals:
         folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
         what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"

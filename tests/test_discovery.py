@@ -412,7 +412,7 @@ def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_pat
         assert [(c.step, c.source) for c in scan_run(tmp_path / "dit")] == [
             (100000, "DiT-XL-2-0100000-size-256-vae-ema-cfg-1.5-seed-0"),
             (200000, "DiT-XL-2-0200000-size-256-vae-ema-cfg-1.5-seed-0")]
-    assert "2 tensor files beside the folder of the same name (DiT-XL-2-0100000-" in caplog.text
+    assert "2 files beside a folder or an image of the same name (DiT-XL-2-0100000-" in caplog.text
     for clock in ("10-30-00", "14-05-12"):
         for step in (1000, 2000):
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "outputs" / "2026-12-03" / clock / "samples"
@@ -823,3 +823,24 @@ def test_symlinked_sample_folders_are_followed_but_not_round_a_loop_and_dead_lin
     assert found == {100: ["00000.png", "00001.png"], 200: ["00000.png", "00001.png"], 300: ["00000.png", "00001.png"]}
     assert caplog.text.count("00002.png: a link to nothing") == 1
     assert "restore what it names or remove the link" in caplog.text
+
+
+def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tmp_path, caplog):
+    """AnimateDiff writes ``samples/sample-500/{i}.gif`` and their grid ``samples/sample-500.gif``
+    beside it: each step was two checkpoints, its samples measured twice. pytorch_GAN_zoo
+    writes ``celebaHQ_s5_i16000.pt`` (weights) beside ``celebaHQ_s5_i16000.jpg``: empty
+    checkpoints, and the several-series warning offered the weights' glob."""
+    anim = tmp_path / "animatediff" / "samples"
+    for step in (500, 1000):
+        for i in range(2):
+            write_png(anim / f"sample-{step}" / f"{i}.gif", smooth_images(RNG, 1, 8)[0])
+        save_torchvision_grid(smooth_images(RNG, 2, 8), anim / f"sample-{step}.gif", nrow=2)
+    with caplog.at_level("WARNING"):
+        assert [(c.step, c.source) for c in scan_run(anim.parent)] == [(500, "samples/sample-500"),
+                                                                      (1000, "samples/sample-1000")]
+    assert "2 files beside a folder or an image of the same name (sample-1000.gif, sample-500.gif) left out" in caplog.text
+    pgan = tmp_path / "celebaHQ"
+    for scale, it in ((5, 16000), (5, 32000)):
+        save_torchvision_grid(smooth_images(RNG, 4, 8), pgan / f"celebaHQ_s{scale}_i{it}.jpg", nrow=2)
+        torch.save({"config": {"scale": scale}, "netG": {"w": torch.zeros(2)}}, pgan / f"celebaHQ_s{scale}_i{it}.pt")
+    assert [c.source for c in scan_run(pgan)] == ["celebaHQ_s5_i16000.jpg", "celebaHQ_s5_i32000.jpg"]
