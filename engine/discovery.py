@@ -425,6 +425,17 @@ def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
     return any(True for _ in _generated_files(folder, options))
 
 
+def _holds_images(folder: Path, options: DiscoveryOptions) -> bool:
+    return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in _generated_files(folder, options))
+
+
+def _bare_numbered_tensor(path: Path) -> bool:
+    """A tensor file named by its number alone (``010000.pt``): beside a folder of sample
+    images, a trainer's weights (StyleSwin writes ``CKPT/{iter:06d}.pt`` where its README
+    puts the samples too); sample tensors are named so (``samples_1000.npz``)."""
+    return path.suffix.lower() in TENSOR_EXTENSIONS and path.stem.isdigit()
+
+
 # --- the level rule -----------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -756,6 +767,10 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                     unnumbered_files += 1
                 else:
                     numbered.append((step, path, False))
+    if (bare := [e for e in numbered if _bare_numbered_tensor(e[1])]) and any(
+            _holds_images(path, options) for path in plain):
+        numbered = [entry for entry in numbered if entry not in bare]  # StyleSwin's weights beside its samples/
+        weights += len(bare)
     if packed:
         _warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder or an image of the same name "
                            f"({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the samples are "

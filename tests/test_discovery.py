@@ -844,3 +844,21 @@ def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tm
         save_torchvision_grid(smooth_images(RNG, 4, 8), pgan / f"celebaHQ_s{scale}_i{it}.jpg", nrow=2)
         torch.save({"config": {"scale": scale}, "netG": {"w": torch.zeros(2)}}, pgan / f"celebaHQ_s{scale}_i{it}.pt")
     assert [c.source for c in scan_run(pgan)] == ["celebaHQ_s5_i16000.jpg", "celebaHQ_s5_i32000.jpg"]
+
+
+def test_weights_named_by_their_number_beside_a_folder_of_sample_images_are_weights(tmp_path):
+    """StyleSwin, run as its README says (``--checkpoint_path /tmp --sample_path /tmp``):
+    ``{iter:06d}.pt`` weights beside ``samples/eval_{n}/{i:06d}.png``. Each .pt was an empty
+    checkpoint and the samples were never read."""
+    for it in (0, 10000, 20000):
+        torch.save({"g": {"w": torch.zeros(2)}, "args": {"lr": 2e-4}}, tmp_path / f"{it:06d}.pt")
+    for n in (800000, 1600000):
+        for i in range(2):
+            write_png(tmp_path / "samples" / f"eval_{n}" / f"{i:06d}.png", smooth_images(RNG, 1, 8)[0])
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(800000, "samples/eval_800000"),
+                                                               (1600000, "samples/eval_1600000")]
+    for it in (0, 10000):  # sample tensors named by their number alone, with no images beside: still samples
+        (tmp_path / "tensors").mkdir(exist_ok=True)
+        np.save(tmp_path / "tensors" / f"{it:06d}.npy",
+                np.zeros((2, 8, 8, 3), np.uint8))
+    assert [c.step for c in scan_run(tmp_path / "tensors")] == [0, 10000]
