@@ -15,7 +15,8 @@ upscaled sample) every block boundary is such a jump, so the grid is looked for 
 image its blocks make. Unpadded tiles with plain margins (black-background digits,
 ``padding=0``) show no jump: their boundaries all fall between two background lines.
 Detection only accepts tiles of at least 8 px and at least two samples, non-square tiles
-and unpadded tiles with margins only in at least 2x2 grids, which keeps
+and unpadded tiles with margins only in at least 2x2 grids, unpadded strips (``1 x N``, no
+margins) of at least :data:`MIN_STRIP` square tiles, which keeps
 natural single images (black-background digits, objects on white, framed photos, noise)
 whole; any other geometry can be forced with ``grid``/``tile_size``. The tile index,
 row-major, is the sample's instance id.
@@ -37,6 +38,9 @@ MIN_TILE = 8
 #: Pixels by which a separated grid's tiles, and the gaps between them, may differ
 #: (matplotlib rounds a float layout: 63/64-px tiles, 12/13-px gaps).
 LAYOUT_SLACK = 2
+#: Tiles an unpadded strip needs (GLIDE's and pytorch_GAN_zoo's samples side by side, ``1 x N``):
+#: a 2:1 picture with an edge down its middle is no pair of samples.
+MIN_STRIP = 3
 #: Fraction of tile-boundary segments that must show an edge for an unpadded grid.
 EDGE_EVIDENCE = 0.75
 #: Lower bar when the image size is exactly StyleGAN's grid size for that tile size.
@@ -330,7 +334,8 @@ def _repetition(image: np.ndarray) -> int:
 
 
 def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
-    """Tiles put side by side without padding, told by an edge at most tile boundaries. In
+    """Tiles put side by side without padding, told by an edge at most tile boundaries: a
+    grid of at least 2x2, or a strip of at least :data:`MIN_STRIP` square tiles. In
     a pixel-repeated image every block boundary is such an edge (nothing changes inside a
     block), so its blocks are read as pixels: the grid is looked for in the small image. In
     a ``lossy`` file the tile boundaries must also out-jump its JPEG block boundaries."""
@@ -339,14 +344,16 @@ def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | N
         return small and GridGeometry(small.rows, small.cols, small.tile_h * f, small.tile_w * f, 0)
     height, width = image.shape[:2]
     gray = image[..., 0].astype(np.int16) + image[..., 1] + image[..., 2]  # faster than sum(axis=2)
+    edged = lambda t, bar: _edge_fraction(gray, t) >= bar and (not lossy or _above_block_steps(gray, t))  # noqa: E731
     sizes = [t for t in _divisors(np.gcd(height, width)) if t >= MIN_TILE and height // t >= 2 and width // t >= 2]
     for tile in sizes:
         rows, cols = height // tile, width // tile
-        bar = EDGE_EVIDENCE_STYLEGAN if stylegan_grid_shape(tile) == (rows, cols) else EDGE_EVIDENCE
-        edged = lambda t, bar: _edge_fraction(gray, t) >= bar and (not lossy or _above_block_steps(gray, t))  # noqa: E731
-        if edged(tile, bar):
+        if edged(tile, EDGE_EVIDENCE_STYLEGAN if stylegan_grid_shape(tile) == (rows, cols) else EDGE_EVIDENCE):
             finer = next((t for t in sizes if t < tile and tile % t == 0 and edged(t, EDGE_EVIDENCE_FINER)), tile)
             return GridGeometry(height // finer, width // finer, finer, finer, 0)
+    short, long = sorted((height, width))
+    if long % short == 0 and long // short >= MIN_STRIP and edged(short, EDGE_EVIDENCE):  # a strip of square tiles
+        return GridGeometry(height // short, width // short, short, short, 0)
     return None
 
 

@@ -409,3 +409,25 @@ def test_unpadded_jpeg_grids_of_photos_are_not_split_at_half_their_tile(tmp_path
         image = _jpeg(stylegan_grid(np.stack(tiles), 4, 7), tmp_path / f"fakes{tile}.jpg")
         geometry = detect_grid(image, lossy=True)
         assert geometry is not None and geometry.tile_h == tile, (tile, geometry)
+
+
+def test_unpadded_strips_of_square_samples_are_split_and_wide_photos_are_not(tmp_path):
+    """glide-finetune's ``outputs/{step}.png`` puts a batch side by side without padding
+    (``permute(2, 0, 3, 1).reshape(H, -1, 3)``), pytorch_GAN_zoo's high scales a 1x16 strip:
+    stored as one sample before. A photo of the same 4:1 or 1:4 shape stays whole."""
+    from sklearn.datasets import load_sample_images
+
+    samples = smooth_images(np.random.default_rng(21), 4, 64)
+    strip = np.concatenate(list(samples), axis=1)
+    assert detect_grid(strip) == GridGeometry(1, 4, 64, 64, 0)
+    _assert_tiles(strip, detect_grid(strip), samples)
+    column = np.concatenate(list(samples[:3]), axis=0)
+    assert detect_grid(column) == GridGeometry(3, 1, 64, 64, 0)
+    assert detect_grid(strip[:, :128]) is None  # two side by side: a picture with an edge down its middle
+    crops = _photo_crops([64], 16)
+    jpeg = _jpeg(np.concatenate(crops, axis=1), tmp_path / "s5_i16000.jpg")
+    assert detect_grid(jpeg, lossy=True) == GridGeometry(1, 16, 64, 64, 0)
+    for photo in load_sample_images().images:
+        for shape in ((100, 400), (400, 100)):
+            wide = np.asarray(Image.fromarray(photo).resize(shape[::-1]))
+            assert detect_grid(wide) is None and detect_grid(_jpeg(wide, tmp_path / "w.jpg"), lossy=True) is None
