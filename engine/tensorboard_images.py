@@ -16,7 +16,9 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
   it. A TensorFlow ``images`` summary's several images are one sample each.
 * Tags that differ only in a trailing number, two or more in one folder (``add_image(f"sample_{i}",
   ...)``), are one checkpoint per step, ``FOLDER/sample_*@STEP``, each image one sample whose
-  instance id is its tag's number, so samples align across steps.
+  instance id is its tag's number, so samples align across steps. Tags that are prompts
+  (PixArt's ``add_images(validation_prompt, image, step)``), two or more in one folder, are
+  one checkpoint per step too, ``FOLDER/{sample}@STEP``, each prompt its image's label.
 * A step logged again (a resumed run writes a new event file into the same folder) is read
   from its last record: its earlier rows are superseded, as a rewritten grid's are.
 * Records are complete when read (a record cut short at the end of a file is left for the
@@ -46,6 +48,7 @@ from engine.event_files import Cursor, event_summary, fields, is_event_file, plu
 from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 from engine.trainer_logs import find_log_files
+from stores.format import SAMPLE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +133,8 @@ class TensorBoardImages:
 
     def __init__(self) -> None:
         self._files: dict[Path, _EventFile] = {}
-        # source -> its tags' images: (instance, where, name) per tag, instance None for a lone tag
-        self._found: dict[str, list[tuple[int | None, _Logged, str]]] = {}
+        # source -> its tags' images: (instance, where, name, label) per tag, instance None for a lone tag
+        self._found: dict[str, list[tuple[int | None, _Logged, str, str | None]]] = {}
         self._options = DiscoveryOptions()
         self._latest: dict[tuple[Path, str], _Logged] = {}  # (folder, tag) -> its latest step's images
         self._geometries: dict[tuple[Path, str, tuple[int, ...]], GridGeometry] = {}
@@ -159,7 +162,7 @@ class TensorBoardImages:
         tags = sorted({tag for _, tag, _ in latest})
         wanted = [tag for tag in tags if self._wanted(tag, options)]
         series = _series({(folder, tag) for folder, tag, _ in latest if tag in wanted})
-        self._announce(root, sorted({name for name, _ in series.values()}), [tag for tag in tags if tag not in wanted],
+        self._announce(root, sorted({name for name, _, _ in series.values()}), [tag for tag in tags if tag not in wanted],
                        options.sample_globs != DEFAULT_SAMPLE_GLOBS)
         self._found = {}
         units: dict[str, tuple[int, list[Path]]] = {}
@@ -167,9 +170,9 @@ class TensorBoardImages:
         for (folder, tag, step), logged in sorted(latest.items(), key=lambda item: item[0]):
             if tag not in wanted:
                 continue
-            name, instance = series[(folder, tag)]
+            name, instance, label = series[(folder, tag)]
             source, own = (f"{folder}/{n}@{step}".removeprefix("./") for n in (name, tag))
-            self._found.setdefault(source, []).append((instance, logged, own))
+            self._found.setdefault(source, []).append((instance, logged, own, label))
             units.setdefault(source, (step, []))[1].append(logged.path)
             series_of[source] = (folder, name)
         for members in self._found.values():
@@ -257,7 +260,7 @@ class TensorBoardImages:
         short = len(members) < self._expected.get(checkpoint.source, 0)
         quiet = options.settle * (INCOMPLETE_WAIT if short else 1)
         last: dict[Path, int] = {}
-        for _, logged, _ in members:
+        for _, logged, _, _ in members:
             last[logged.path] = max(last.get(logged.path, -1), logged.index)
         for path, index in last.items():
             known = self._files.get(path)
@@ -277,7 +280,7 @@ class TensorBoardImages:
         if checkpoint.kind != "generated":
             return content_hash(checkpoint, self._options)
         digest = hashlib.blake2b(reading_settings(checkpoint, self._options).encode(), digest_size=16)
-        for instance, logged, _ in self._found[checkpoint.source]:
+        for instance, logged, _, _ in self._found[checkpoint.source]:
             digest.update(f"\0{instance}\0{logged.digest}".encode())
         return digest.hexdigest()
 
@@ -290,8 +293,8 @@ class TensorBoardImages:
         if checkpoint.kind != "generated":
             yield from decode.iter_samples(checkpoint, options)
             return
-        for instance, logged, name in self._found[checkpoint.source]:
-            yield from self._samples(logged, instance, name, options)
+        for instance, logged, name, label in self._found[checkpoint.source]:
+            yield from self._samples(logged, instance, name, options, label)
 
     def _images(self, logged: _Logged) -> list[bytes]:
         """The encoded images of a logged (tag, step), read again from its record."""
@@ -317,7 +320,7 @@ class TensorBoardImages:
         return self._geometries.get(key)
 
     def _samples(self, logged: _Logged, instance: int | None, name: str,
-                 options: DiscoveryOptions) -> Iterator[Sample | SkippedFile]:
+                 options: DiscoveryOptions, label: str | None = None) -> Iterator[Sample | SkippedFile]:
         try:
             images = self._images(logged)
         except (OSError, KeyError, ValueError) as exc:
@@ -335,7 +338,7 @@ class TensorBoardImages:
                 continue
             if geometry is None:
                 number = instance if instance is not None and len(images) == 1 else (index if len(images) > 1 else -1)
-                yield Sample(image=image, instance=number, path=path)
+                yield Sample(image=image, instance=number, path=path, label=label)
                 continue
             try:
                 tiles = select_tiles(split_grid(image, geometry), geometry, options.tile_rows, options.tile_cols)
@@ -349,17 +352,28 @@ class TensorBoardImages:
 _NUMBERED_TAG = re.compile(r"^(.*?)(\d+)$")
 
 
-def _series(tags: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int | None]]:
-    """(folder, tag) -> (checkpoint name, instance): tags that differ only in a trailing number,
-    two or more in one folder (``sample_0``, ``sample_1``; ``samples/0``), are one series named
-    ``sample_*`` whose instance is that number; any other tag is its own (instance None)."""
+def _series(tags: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int | None, str | None]]:
+    """(folder, tag) -> (checkpoint name, instance, label): tags that differ only in a trailing
+    number, two or more in one folder (``sample_0``, ``sample_1``; ``samples/0``), are one
+    series named ``sample_*`` whose instance is that number; tags that are prompts (words
+    apart by spaces: PixArt's ``add_images(prompt, image, step)``), two or more in one folder,
+    are one series named ``{sample}``, each prompt a sample's label and, in the prompts' sorted
+    order, its instance; any other tag is its own (instance None)."""
     numbered: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    named: dict[str, list[str]] = {}
     for folder, tag in tags:
         if match := _NUMBERED_TAG.match(tag):
             numbered.setdefault((folder, match[1]), []).append((tag, int(match[2])))
-    out: dict[tuple[str, str], tuple[str, int | None]] = {key: (key[1], None) for key in tags}
+        else:
+            named.setdefault(folder, []).append(tag)
+    # a folder with two prompts or more logs prompts only (PixArt's first is "dog")
+    prompts = {folder: found for folder, found in named.items() if sum(" " in tag.strip() for tag in found) >= 2}
+    out: dict[tuple[str, str], tuple[str, int | None, str | None]] = {key: (key[1], None, None) for key in tags}
     for (folder, prefix), members in numbered.items():
         if len({number for _, number in members}) >= 2:
             for tag, number in members:
-                out[(folder, tag)] = (f"{prefix}*", number)
+                out[(folder, tag)] = (f"{prefix}*", number, None)
+    for folder, members in prompts.items():
+        for number, tag in enumerate(sorted(members)):
+            out[(folder, tag)] = (SAMPLE_KEY, number, tag)
     return out

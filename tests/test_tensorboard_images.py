@@ -333,6 +333,31 @@ def test_tags_numbered_alike_are_one_checkpoint_with_their_numbers_as_instances(
     assert len({logged.content_hash(c) for c in found}) == 4
 
 
+def test_tags_that_are_prompts_are_one_checkpoint_per_step_labelled_by_their_prompt(tmp_path):
+    """PixArt's ``log_validation``: ``add_images(validation_prompt, image[None], step,
+    dataformats="NHWC")``, a tag per prompt (its first, "dog", one word): each was a
+    checkpoint of one sample, no instance, no label. A tag of another folder stays its own."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "logs" / "text2image-fine-tune"))
+    prompts = ["dog", "portrait photo of a girl, photograph", "Astronaut in a jungle, cold color palette"]
+    batches = {step: samples(3, 16, step) for step in (1, 250)}
+    for step, batch in batches.items():
+        for prompt, image in zip(prompts, batch):
+            writer.add_images(prompt, image[None], step, dataformats="NHWC")
+    writer.close()
+    other = SummaryWriter(str(run / "logs" / "eval"))
+    other.add_image("a grid of samples", make_grid(torch.rand(4, 3, 8, 8)), 1)
+    other.close()
+    logged = TensorBoardImages()
+    found = by_source(logged.scan(run))
+    assert sorted(found) == ["logs/eval/a grid of samples@1", "logs/text2image-fine-tune/{sample}@1",
+                             "logs/text2image-fine-tune/{sample}@250"]
+    got = read(logged, found["logs/text2image-fine-tune/{sample}@250"])
+    order = sorted(prompts)
+    assert [(s.instance, s.label) for s in got] == [(i, prompt) for i, prompt in enumerate(order)]
+    np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[250][[prompts.index(p) for p in order]])
+
+
 def test_a_damaged_record_is_skipped_and_the_records_after_it_still_count(tmp_path, caplog):
     import struct
 
