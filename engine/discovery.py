@@ -377,6 +377,11 @@ _DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)
 _SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
 
 
+#: Weights & Biases' run folders: ``wandb/run-…/files/media/images/`` keeps a copy of every
+#: image logged with ``wandb.log`` (U-ViT logs its sample grid there and saves it as a file).
+_WANDB_FOLDER = re.compile(r"wandb", re.IGNORECASE)
+
+
 def _is_copy_beside(path: Path, folders: set[str], images: set[str]) -> bool:
     """A file that repeats what a sibling of the same name holds: a sample folder packed as a
     tensor (DiT's ``FOLDER.npz``) or drawn as one grid (AnimateDiff's ``sample-500.gif`` beside
@@ -865,8 +870,14 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
         else:
             units.append((step, path, level.groups.get(path)))
     if not level.numbered and depth < _MAX_DEPTH:
-        for sub in level.plain_dirs:
-            units.extend(_units(sub, options, depth + 1))
+        found = {sub: _units(sub, options, depth + 1) for sub in level.plain_dirs}
+        copies = [sub for sub in found if _WANDB_FOLDER.fullmatch(sub.name) and found[sub]]
+        if copies and any(found[sub] for sub in found if sub not in copies):
+            _warn_once(folder, f"{folder}: {', '.join(sub.name + '/' for sub in copies)} holds W&B's copies of the "
+                               "images the trainer logged, beside its own sample files: those are read (point "
+                               "evowatch at wandb/ to read the copies)", about="wandb", say=log.info)
+            found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
+        units.extend(unit for sub_units in found.values() for unit in sub_units)
     return units
 
 

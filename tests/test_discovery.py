@@ -862,3 +862,18 @@ def test_weights_named_by_their_number_beside_a_folder_of_sample_images_are_weig
         np.save(tmp_path / "tensors" / f"{it:06d}.npy",
                 np.zeros((2, 8, 8, 3), np.uint8))
     assert [c.step for c in scan_run(tmp_path / "tensors")] == [0, 10000]
+
+
+def test_wandb_copies_of_the_sample_files_are_left_out_but_read_when_they_are_all(tmp_path, caplog):
+    """U-ViT saves ``samples/{step}.png`` and logs the same grid with ``wandb.log``, which
+    keeps a re-encoded copy in ``wandb/run-…/files/media/images/samples_{step}_{hash}.png``:
+    every step was two checkpoints, its samples measured twice."""
+    media = tmp_path / "wandb" / "offline-run-20240105_103000-3kx9q2ab" / "files" / "media" / "images"
+    for step in (5000, 10000):
+        grid = smooth_images(RNG, 4, 8)
+        save_torchvision_grid(grid, tmp_path / "samples" / f"{step}.png", nrow=2)
+        save_torchvision_grid(grid, media / f"samples_{step}_{step:020x}.png", nrow=2)
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        assert [c.source for c in scan_run(tmp_path)] == ["samples/5000.png", "samples/10000.png"]
+    assert "wandb/ holds W&B's copies of the images the trainer logged" in caplog.text
+    assert [c.step for c in scan_run(tmp_path / "wandb")] == [5000, 10000]
