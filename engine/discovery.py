@@ -308,9 +308,19 @@ def folder_entries(folder: Path) -> list[os.DirEntry]:
     names = {entry.name for entry in entries}
     if STORE_MARKER in names and is_store(folder):
         return []
+    entries = [entry for entry in entries if not _aliases_a_sibling(entry, folder)]
     locks = {name for name in names if name.endswith(LOCK_SUFFIX) and name.removesuffix(LOCK_SUFFIX) in names
              and is_store(folder / name.removesuffix(LOCK_SUFFIX))}
     return [entry for entry in entries if entry.name not in locks]
+
+
+def _aliases_a_sibling(entry: os.DirEntry, folder: Path) -> bool:
+    """A symlink to a folder beside it (W&B's ``wandb/latest-run``, a ``latest/`` link to the
+    newest checkpoint): that folder is read once, under its own name."""
+    if not entry.is_symlink():
+        return False
+    target = os.path.realpath(entry.path)
+    return os.path.dirname(target) == os.path.realpath(folder) and os.path.isdir(target)
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

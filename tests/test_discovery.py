@@ -822,6 +822,12 @@ def test_symlinked_sample_folders_are_followed_but_not_round_a_loop_and_dead_lin
         scan_run(run)
     assert found == {100: ["00000.png", "00001.png"], 200: ["00000.png", "00001.png"], 300: ["00000.png", "00001.png"]}
     assert caplog.text.count("00002.png: a link to nothing") == 1
+    wandb = tmp_path / "repa" / "wandb"  # W&B's latest-run: another name for the run folder beside it
+    for step, digest in ((0, "a3998ea0c45f80315867"), (9999, "5a57e99892399f5b97e3")):
+        write_png(wandb / "run-20240514_101233-k3x9q2ab" / "files" / "media" / "images" / f"samples_{step}_{digest}.png",
+                  smooth_images(RNG, 1, 8)[0])
+    (wandb / "latest-run").symlink_to("run-20240514_101233-k3x9q2ab")
+    assert [c.source.split("/")[1] for c in scan_run(wandb.parent)] == ["run-20240514_101233-k3x9q2ab"] * 2
     assert "restore what it names or remove the link" in caplog.text
 
 
