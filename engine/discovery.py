@@ -87,8 +87,9 @@ _WEIGHT_STEM = re.compile(
     r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
-    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict|params(?:[-_.](?:latest|last|best|\d+))?))$",  # Imaginaire's
+    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict|params(?:[-_.](?:latest|last|best|\d+))?)"  # Imaginaire's
     # epoch_00001_iteration_000001000_checkpoint.pt, U-GAT-IT's selfie2anime_params_latest.pt
+    r"|.*(?:generator|discriminator)(?:[-_.=]?\d+)?)$",  # sngan_projection's ResNetGenerator_5000.npz
     re.IGNORECASE)
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
@@ -444,11 +445,12 @@ def _holds_images(folder: Path, options: DiscoveryOptions) -> bool:
     return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in _generated_files(folder, options))
 
 
-def _bare_numbered_tensor(path: Path) -> bool:
-    """A tensor file named by its number alone (``010000.pt``): beside a folder of sample
-    images, a trainer's weights (StyleSwin writes ``CKPT/{iter:06d}.pt`` where its README
-    puts the samples too); sample tensors are named so (``samples_1000.npz``)."""
-    return path.suffix.lower() in TENSOR_EXTENSIONS and path.stem.isdigit()
+def _unnamed_tensor(path: Path) -> bool:
+    """A tensor file whose name does not call it samples (``010000.pt``,
+    ``SNResNetProjectionDiscriminator_5000.npz``): beside a folder of sample images, a
+    trainer's weights or state (StyleSwin writes ``CKPT/{iter:06d}.pt`` where its README puts
+    the samples too); sample tensors are named so (``samples_1000.npz``, ``fakes_3.pt``)."""
+    return path.suffix.lower() in TENSOR_EXTENSIONS and not SAMPLE_WORDS.search(path.stem)
 
 
 # --- the level rule -----------------------------------------------------------------------
@@ -782,10 +784,10 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                     unnumbered_files += 1
                 else:
                     numbered.append((step, path, False))
-    if (bare := [e for e in numbered if _bare_numbered_tensor(e[1])]) and any(
+    if (unnamed := [e for e in numbered if _unnamed_tensor(e[1])]) and any(
             _holds_images(path, options) for path in plain):
-        numbered = [entry for entry in numbered if entry not in bare]  # StyleSwin's weights beside its samples/
-        weights += len(bare)
+        numbered = [entry for entry in numbered if entry not in unnamed]  # StyleSwin's weights beside its samples/
+        weights += len(unnamed)
     if packed:
         _warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder or an image of the same name "
                            f"({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the samples are "

@@ -441,7 +441,8 @@ def test_weight_names():
     for name in ("model-12.pt", "model-best.pt", "netG_epoch_3.pth", "network-snapshot-000200.pkl", "last.ckpt",
                  "epoch=3-step=1000.ckpt", "model.safetensors", "optimizer.pt", "ema.pt", "training_args.bin",
                  "opt050000.pt", "training-state-002000.pt",  # guided-diffusion's optimiser, EDM's state
-                 "selfie2anime_params_latest.pt", "horse2zebra_params_0010000.pt"):  # U-GAT-IT
+                 "selfie2anime_params_latest.pt", "horse2zebra_params_0010000.pt",  # U-GAT-IT
+                 "ResNetGenerator_5000.npz", "SNResNetProjectionDiscriminator_5000.npz"):  # sngan_projection (Chainer)
         assert is_weight_file(name), name
     for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png",
                  "ema_samples_1000.pt", "model_samples_1000.npy", "generator_outputs_1000.npy", "netG_fakes_3.npz"):
@@ -852,7 +853,7 @@ def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tm
     assert [c.source for c in scan_run(pgan)] == ["celebaHQ_s5_i16000.jpg", "celebaHQ_s5_i32000.jpg"]
 
 
-def test_weights_named_by_their_number_beside_a_folder_of_sample_images_are_weights(tmp_path):
+def test_tensors_not_named_as_samples_beside_a_folder_of_sample_images_are_weights(tmp_path):
     """StyleSwin, run as its README says (``--checkpoint_path /tmp --sample_path /tmp``):
     ``{iter:06d}.pt`` weights beside ``samples/eval_{n}/{i:06d}.png``. Each .pt was an empty
     checkpoint and the samples were never read."""
@@ -863,6 +864,13 @@ def test_weights_named_by_their_number_beside_a_folder_of_sample_images_are_weig
             write_png(tmp_path / "samples" / f"eval_{n}" / f"{i:06d}.png", smooth_images(RNG, 1, 8)[0])
     assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(800000, "samples/eval_800000"),
                                                                (1600000, "samples/eval_1600000")]
+    sngan = tmp_path / "sngan"  # pfnet-research sngan_projection: Chainer weights as .npz beside preview/
+    for it in (5000, 10000):
+        sngan.mkdir(exist_ok=True)
+        np.savez_compressed(sngan / f"opt_gen_{it}.npz", w=np.zeros(2))  # its optimiser's state
+        write_png(sngan / "preview" / f"image{it:08d}.png", smooth_images(RNG, 1, 8)[0])
+    write_png(sngan / "preview" / "image_latest.png", smooth_images(RNG, 1, 8)[0])
+    assert [c.source for c in scan_run(sngan)] == ["preview/image00005000.png", "preview/image00010000.png"]
     for it in (0, 10000):  # sample tensors named by their number alone, with no images beside: still samples
         (tmp_path / "tensors").mkdir(exist_ok=True)
         np.save(tmp_path / "tensors" / f"{it:06d}.npy",
