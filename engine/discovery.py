@@ -93,9 +93,10 @@ _WEIGHT_STEM = re.compile(
     re.IGNORECASE)
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
-#: ``fid_stats.npz``, ``real_activations.npy``): no sample files.
+#: ``fid_stats.npz``, ``real_activations.npy``; StudioGAN's ``statistics/RUN/losses.npy``): no sample files.
 _EVAL_STEM = re.compile(
-    r"^(?:statistics|stats|report|metrics?|scores?|fid|kid|inception|activations?|logits|features?)(?:[-_.\d].*)?$"
+    r"^(?:statistics|stats|report|metrics?|scores?|fid|kid|inception|activations?|logits|features?|loss(?:es)?)"
+    r"(?:[-_.\d].*)?$"
     r"|.*[-_.](?:stats|statistics|activations|logits|features)$", re.IGNORECASE)
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
@@ -130,6 +131,7 @@ _FIRST_INT = re.compile(r"(\d+)")
 _NO_NUMBER = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
     r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?:(?<=\d[_-].{14})_\d+$|(?!\d))"
+    r"|(?<!\d)(?:19|20)\d{2}_(?:0[1-9]|1[0-2])_(?:0[1-9]|[12]\d|3[01])_[0-2]\d_[0-5]\d_[0-5]\d(?!\d)"  # StudioGAN's
     r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
     r"|\d+(?:x\d+)+"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])"

@@ -891,3 +891,18 @@ def test_wandb_copies_of_the_sample_files_are_left_out_but_read_when_they_are_al
         assert [c.source for c in scan_run(tmp_path)] == ["samples/5000.png", "samples/10000.png"]
     assert "wandb/ holds W&B's copies of the images the trainer logged" in caplog.text
     assert [c.step for c in scan_run(tmp_path / "wandb")] == [5000, 10000]
+
+
+def test_studiogans_run_named_by_its_start_time_gives_no_step_and_its_losses_are_no_samples(tmp_path):
+    """StudioGAN names a run ``CIFAR10-BigGAN-train-2024_05_14_10_12_33`` (``%Y_%m_%d_%H_%M_%S``):
+    its ``statistics/RUN/losses.npy`` (a pickled dict) was an empty checkpoint at step 33."""
+    run = "CIFAR10-BigGAN-train-2024_05_14_10_12_33"
+    for step in (2000, 4000):
+        save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "figures" / run / f"generated_canvas_{step}.png",
+                              nrow=2)
+    (tmp_path / "statistics" / run).mkdir(parents=True)
+    np.save(tmp_path / "statistics" / run / "losses.npy", {"gen_loss": [1.0, 0.5]}, allow_pickle=True)
+    assert [c.step for c in scan_run(tmp_path)] == [2000, 4000]
+    from engine.discovery import step_in_name
+
+    assert step_in_name("samples_2024_05_14_10_12_33") is None and step_in_name("step_2000_01_05") == 2000
