@@ -105,10 +105,11 @@ SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGN
 #: (CycleGAN's ``epoch001_real_A.png``, ``real_samples.png``, a ``real/`` folder of training
 #: images; latent-diffusion's ``inputs_gs-005000_….png`` and what it draws from them:
 #: ``diffusion_row_…`` (the inputs noised), ``conditioning_…``, ``mask_…``; ControlNet's
-#: ``control_…``, the edge map or pose drawn from the input): no samples, unless ``--samples``
+#: ``control_…``, the edge map or pose drawn from the input; DDGAN's ``xpos_epoch_10.png``, a
+#: training batch noised): no samples, unless ``--samples``
 #: names them. Reconstructions are samples: an autoencoder's (taming's VQGAN) only output.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|conditionings?|masks?"
-                        r"|controls?)"
+                        r"|controls?|xpos|noised)"
                         r"(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.

@@ -906,3 +906,14 @@ def test_studiogans_run_named_by_its_start_time_gives_no_step_and_its_losses_are
     from engine.discovery import step_in_name
 
     assert step_in_name("samples_2024_05_14_10_12_33") is None and step_in_name("step_2000_01_05") == 2000
+
+
+def test_ddgans_noised_training_batch_is_no_sample(tmp_path):
+    """DDGAN's ``train_ddgan.py`` writes ``sample_discrete_epoch_{e}.png`` and, every 10
+    epochs, ``xpos_epoch_{e}.png``: x_t of the last training batch, real data noised. It was
+    ingested as generated (128 samples at steps 0 and 10, false collapse alerts after)."""
+    for epoch in range(0, 12, 5):
+        save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / f"sample_discrete_epoch_{epoch}.png", nrow=2)
+        if epoch % 10 == 0:
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / f"xpos_epoch_{epoch}.png", nrow=2)
+    assert [c.source for c in scan_run(tmp_path)] == [f"sample_discrete_epoch_{e}.png" for e in (0, 5, 10)]
