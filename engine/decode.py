@@ -492,6 +492,9 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
             geometry = resolve_grid(image, ctx.grid, ctx.tile_size, lossy=path.suffix.lower() in LOSSY_EXTENSIONS)
         except ValueError as exc:
             raise SkipFile(str(exc)) from None
+    if geometry is None and split and (ctx.tile_rows or ctx.tile_cols):  # the user's choice cannot be made
+        raise SkipFile("no grid found to keep rows or columns of (tiles too alike or too noisy to tell apart); "
+                       "force its geometry with --grid ROWSxCOLS")
     if geometry is None:
         instance = ctx.ids.get(path, -1)
         yield Sample(image=image, instance=instance, path=name, label=ctx.label(path, instance))

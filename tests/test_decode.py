@@ -536,6 +536,12 @@ def test_tile_rows_and_cols_keep_the_samples_of_grids_that_set_inputs_beside_the
     assert [s.instance for s in stargan] == [1, 2, 3, 5, 6, 7]
     (skipped,) = iter_samples(checkpoint, DiscoveryOptions(tile_rows=parse_tile_slice("9")))
     assert skipped.reason == ("a 7x4 grid has no tile in rows 9; fix --tile-rows/--tile-cols (Python slices, from 0)")
+    write_png(tmp_path / "stage_c" / "000500.png", images[0])
+    (single,) = scan_run(tmp_path / "stage_c")  # a collage found no grid in (StableCascade's noised row): said
+    (skipped,) = iter_samples(single, DiscoveryOptions(tile_rows=parse_tile_slice("3:")))
+    assert skipped.reason.startswith("no grid found to keep rows or columns of") and "--grid ROWSxCOLS" in skipped.reason
+    forced = iter_samples(single, DiscoveryOptions(grid=(2, 2), tile_rows=parse_tile_slice("1:")))
+    assert [s.instance for s in forced] == [2, 3]
     references = list(iter_samples(Checkpoint(-1, checkpoint.source, checkpoint.files, "real", checkpoint.root),
                                    DiscoveryOptions(tile_rows=parse_tile_slice("4"))))
     assert len(references) == 28  # a reference set's grids are never cut by the trainer's choice
