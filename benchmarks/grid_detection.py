@@ -14,10 +14,8 @@ q75 JPEG. Medians over ``--repeats``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +26,11 @@ from torchvision.utils import make_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from engine.decode import LOSSY_EXTENSIONS, load_image  # noqa: E402
 from engine.grids import detect_grid  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 
 def _crops(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -60,16 +60,6 @@ def cases(rng: np.random.Generator) -> dict[str, np.ndarray]:
             "single photo, 1024 px": photo}
 
 
-def _median_seconds(call, repeats: int) -> float:
-    call()  # warm
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
@@ -84,8 +74,8 @@ def main() -> None:
                 Image.fromarray(image).save(path, quality=75)
                 decoded = load_image(path)
                 lossy = suffix in LOSSY_EXTENSIONS
-                decode = _median_seconds(lambda: load_image(path), args.repeats)
-                detect = _median_seconds(lambda: detect_grid(decoded, lossy=lossy), args.repeats)
+                decode = median_seconds(lambda: load_image(path), args.repeats, warm=True)
+                detect = median_seconds(lambda: detect_grid(decoded, lossy=lossy), args.repeats, warm=True)
                 found = detect_grid(decoded, lossy=lossy)
                 shape = f"{found.rows}x{found.cols} of {found.tile_h} px" if found else "one image"
                 print(f"| {name} | {suffix[1:].upper()} | {decode * 1e3:.2f} | {detect * 1e3:.2f} | "

@@ -24,10 +24,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from engine.event_files import records  # noqa: E402
 from engine.tensorboard_images import TensorBoardImages, find_event_files  # noqa: E402
 from engine.trainer_logs import TrainerLogs  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 
 def _write(writer, rng: np.random.Generator, step: int, scalars: int) -> None:
@@ -42,15 +44,6 @@ def _event_accumulator(path: Path) -> int:
     accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
     accumulator.Reload()
     return sum(len(accumulator.Scalars(tag)) for tag in accumulator.Tags()["scalars"])
-
-
-def _median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -68,10 +61,10 @@ def main() -> None:
         for k in range(args.image_steps):
             _write(writer, rng, k * args.scalars_per_step, args.scalars_per_step)
         (path,) = find_event_files(run)
-        baseline = _median(lambda: sum(1 for _ in records(path)), args.repeats)
-        first = _median(lambda: TensorBoardImages().scan(run), args.repeats)
-        scalars_first = _median(lambda: TrainerLogs().read(run), args.repeats)
-        accumulator = _median(lambda: _event_accumulator(path), args.repeats)
+        baseline = median_seconds(lambda: sum(1 for _ in records(path)), args.repeats)
+        first = median_seconds(lambda: TensorBoardImages().scan(run), args.repeats)
+        scalars_first = median_seconds(lambda: TrainerLogs().read(run), args.repeats)
+        accumulator = median_seconds(lambda: _event_accumulator(path), args.repeats)
         appended, idle, scalars_appended = [], [], []
         watcher, logs = TensorBoardImages(), TrainerLogs()
         watcher.scan(run)
@@ -81,7 +74,7 @@ def main() -> None:
             start = time.perf_counter()
             found = watcher.scan(run)
             appended.append(time.perf_counter() - start)
-            idle.append(_median(lambda: watcher.scan(run), 1))
+            idle.append(median_seconds(lambda: watcher.scan(run), 1))
             start = time.perf_counter()
             scalars = logs.read(run)
             scalars_appended.append(time.perf_counter() - start)
