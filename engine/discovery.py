@@ -56,7 +56,6 @@ import hashlib
 import logging
 import os
 import re
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -531,16 +530,16 @@ def _telling_times(paths: list[Path]) -> list[float] | None:
 
 
 def _written_together(steps: list[list[float]]) -> bool | None:
-    """Whether each step's files were written at once, apart from the other steps' (a trainer
-    saves a step's samples together): ``None`` when the times cannot tell (one step so far,
-    or a copy that gave every file the same time)."""
+    """Whether each step's files were written one after another, no other step's between
+    them (a trainer saves a step's samples together, however long each takes to sample):
+    ``None`` when the times cannot tell (one step so far, or a copy that gave every file the
+    same time)."""
     times = [t for step in steps for t in step]
     if len(steps) < 2 or not times or max(times) - min(times) < _MIN_TIME_SPREAD_S:
         return None
-    spans = [max(step) - min(step) for step in steps if len(step) > 1]
-    centres = sorted(statistics.median(step) for step in steps if step)
-    gaps = [b - a for a, b in zip(centres, centres[1:])]
-    return bool(spans) and bool(gaps) and statistics.median(spans) <= 0.5 * statistics.median(gaps)
+    order = [k for _, k in sorted((t, k) for k, step in enumerate(steps) for t in step)]
+    runs = 1 + sum(a != b for a, b in zip(order, order[1:]))
+    return runs == sum(1 for step in steps if step)
 
 
 def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:

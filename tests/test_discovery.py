@@ -917,3 +917,21 @@ def test_ddgans_noised_training_batch_is_no_sample(tmp_path):
         if epoch % 10 == 0:
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / f"xpos_epoch_{epoch}.png", nrow=2)
     assert [c.source for c in scan_run(tmp_path)] == [f"sample_discrete_epoch_{e}.png" for e in (0, 5, 10)]
+
+
+@pytest.mark.parametrize("seconds_per_image", [2, 37, 120])
+def test_kohya_samples_written_one_by_one_stay_one_checkpoint_per_step(tmp_path, seconds_per_image):
+    """sd-scripts samples prompt after prompt, each taking seconds to minutes, with the file's
+    time as written: when a step's sampling took more than half the time between steps, the
+    times were read as against step-then-index, and the epoch-batch rule made the prompt
+    index a step (steps 0, 1, 2, 50000, 50001...)."""
+    t = OLD
+    for step in (0, 500, 1000):
+        for i in range(3):
+            t += seconds_per_image
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
+            path = tmp_path / "sample" / f"mylora_{step:06d}_{i:02d}_{stamp}.png"
+            write_png(path, smooth_images(RNG, 1, 8)[0])
+            os.utime(path, (t, t))
+        t += 30  # the training steps between samplings
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(0, 3), (500, 3), (1000, 3)]
