@@ -146,9 +146,11 @@ _NOT_A_STEP = re.compile(
     r"|(?<![a-z])vq[-_]?\d+(?=[-_][a-z])"  # a VQ model's name inside a longer one
     r"|(?<![a-z])v\d+(?:\.\d+)*(?![a-z\d])"  # a version: my_first_lora_v1
     r"|(?<=[a-z])2(?=[a-z])"  # "to": MUNIT's gen_a2b_train_current, U-GAT-IT's selfie2anime, img2img
+    r"|(?<![a-z])(?:current|latest)[-_]\d{1,2}(?!\d)"  # a rolling copy's image index: FUNIT's gen_train_current_00
     r"|(?<![\d.])\d+\.\d+(?![\d.])", re.IGNORECASE)  # a decimal: EDM2's network-snapshot-0001000-0.100
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
-_NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg)[-_=]?(\d+)", re.IGNORECASE)
+_NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg|(?<=e\d_)s|(?<=e\d\d_)s|(?<=e\d\d\d_)s)"
+                         r"[-_=]?(\d+)", re.IGNORECASE)  # naifu's sample_e{epoch}_s{step}_p{rank}_{i}
 _MAX_DEPTH = 8
 
 
@@ -580,6 +582,9 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
                 _index_like(indices) or max(indices) < 0
                 for indices in ([index for _, index, _ in entries] for entries in patterns.values())):
             continue
+        steps = [entries[0][0] for entries in patterns.values()]
+        if len(set(steps)) < len(steps):  # a step's files under several patterns: another number
+            continue  # tells them apart too (naifu's sample_e0_s500_p{rank}_{i}: keyed by p{rank}_{i})
         together = None if options.step_regex else _written_together([times(e) for e in patterns.values()])
         if together is not False:
             candidates.append((together is None, reading, patterns))

@@ -392,7 +392,9 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("batch_5000", 5000),  # PyTorch-GAN names its images by batches_done
                        ("20240105_103000", None), ("mylora_000500_00_20240105103000", 0),
                        ("gen_a2b_train_current", None), ("gen_b2a_test_00010000", 10000),  # MUNIT: "a to b"
-                       ("selfie2anime_params_latest", None), ("img2img_step_300", 300)]:
+                       ("selfie2anime_params_latest", None), ("img2img_step_300", 300),
+                       ("gen_train_current_00", None),  # FUNIT's rolling copy, its image index
+                       ("sample_e0_s500_p1_3", 500), ("s5_i16000", 16000)]:  # naifu; pytorch_GAN_zoo's scale
         assert step_in_name(name) == step, name
 
 
@@ -935,3 +937,13 @@ def test_kohya_samples_written_one_by_one_stay_one_checkpoint_per_step(tmp_path,
             os.utime(path, (t, t))
         t += 30  # the training steps between samplings
     assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(0, 3), (500, 3), (1000, 3)]
+
+
+def test_naifus_samples_of_several_processes_are_one_checkpoint_per_step(tmp_path):
+    """naifu's ``generate_samples_dist``: ``sample_e{epoch}_s{step}_p{rank}_{i}.png``; every
+    file was a checkpoint at step 0 or 1."""
+    for step in (500, 1000):
+        for rank in range(3):
+            for i in range(2):
+                write_png(tmp_path / f"sample_e0_s{step}_p{rank}_{i}.png", smooth_images(RNG, 1, 8)[0])
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(500, 6), (1000, 6)]
