@@ -173,6 +173,8 @@ def decode_image(source: Path | BinaryIO) -> np.ndarray:
             # fine, and Pillow's raw warnings went to stderr file by file, through the progress line
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             with Image.open(source) as image:
+                if getattr(image, "is_animated", False):  # a sampling trajectory (minRF's sample_3.gif) ends
+                    image.seek(image.n_frames - 1)  # with the samples, its first frame is noise; a video any frame
                 image.load()
                 return _pil_to_array(_upright(image))
     except FileNotFoundError:

@@ -545,3 +545,16 @@ def test_tile_rows_and_cols_keep_the_samples_of_grids_that_set_inputs_beside_the
     references = list(iter_samples(Checkpoint(-1, checkpoint.source, checkpoint.files, "real", checkpoint.root),
                                    DiscoveryOptions(tile_rows=parse_tile_slice("4"))))
     assert len(references) == 28  # a reference set's grids are never cut by the trainer's choice
+
+
+def test_an_animated_image_is_read_at_its_last_frame(tmp_path):
+    """minRF writes ``contents/sample_{epoch}.gif``, the sampling trajectory: its first frame
+    is the starting noise, its last the samples. The first frame was stored."""
+    noise = RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    final = np.zeros((16, 16, 3), np.uint8)
+    final[:, :8] = 255
+    frames = [Image.fromarray(noise), Image.fromarray((noise // 2 + final // 2).astype(np.uint8)), Image.fromarray(final)]
+    for suffix in (".gif", ".png"):  # GIF, APNG
+        frames[0].save(tmp_path / f"sample_3{suffix}", save_all=True, append_images=frames[1:], duration=50)
+        (sample,) = iter_samples(_checkpoint(tmp_path, f"sample_3{suffix}"))
+        assert np.abs(sample.image.astype(int) - final).mean() < 8, suffix
