@@ -345,15 +345,16 @@ def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | N
     height, width = image.shape[:2]
     gray = image[..., 0].astype(np.int16) + image[..., 1] + image[..., 2]  # faster than sum(axis=2)
     edged = lambda t, bar: _edge_fraction(gray, t) >= bar and (not lossy or _above_block_steps(gray, t))  # noqa: E731
+    blank = _FORCED_PAD_TOLERANCE if lossy else 0.0  # a lossy empty slot (Sana's black fill, WebP) is not one value
     sizes = [t for t in _divisors(np.gcd(height, width)) if t >= MIN_TILE and height // t >= 2 and width // t >= 2]
     for tile in sizes:
         rows, cols = height // tile, width // tile
         if edged(tile, EDGE_EVIDENCE_STYLEGAN if stylegan_grid_shape(tile) == (rows, cols) else EDGE_EVIDENCE):
             finer = next((t for t in sizes if t < tile and tile % t == 0 and edged(t, EDGE_EVIDENCE_FINER)), tile)
-            return GridGeometry(height // finer, width // finer, finer, finer, 0)
+            return GridGeometry(height // finer, width // finer, finer, finer, 0, blank)
     short, long = sorted((height, width))
     if long % short == 0 and long // short >= MIN_STRIP and edged(short, EDGE_EVIDENCE):  # a strip of square tiles
-        return GridGeometry(height // short, width // short, short, short, 0)
+        return GridGeometry(height // short, width // short, short, short, 0, blank)
     return None
 
 

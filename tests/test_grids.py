@@ -426,8 +426,22 @@ def test_unpadded_strips_of_square_samples_are_split_and_wide_photos_are_not(tmp
     assert detect_grid(strip[:, :128]) is None  # two side by side: a picture with an edge down its middle
     crops = _photo_crops([64], 16)
     jpeg = _jpeg(np.concatenate(crops, axis=1), tmp_path / "s5_i16000.jpg")
-    assert detect_grid(jpeg, lossy=True) == GridGeometry(1, 16, 64, 64, 0)
+    assert detect_grid(jpeg, lossy=True) == GridGeometry(1, 16, 64, 64, 0, blank_tolerance=4.0)
     for photo in load_sample_images().images:
         for shape in ((100, 400), (400, 100)):
             wide = np.asarray(Image.fromarray(photo).resize(shape[::-1]))
             assert detect_grid(wide) is None and detect_grid(_jpeg(wide, tmp_path / "w.jpg"), lossy=True) is None
+
+
+def test_a_lossy_unpadded_grids_empty_slots_are_dropped(tmp_path):
+    """Sana's ``log_vis/vis_{step}_w_init.webp``: the samples 5 per row, unpadded, the last
+    row's slots filled black, saved as WebP: the near-black slots (values up to ~20 after the
+    loss) were kept as 4 samples."""
+    crops = _photo_crops([64], 6)
+    slots = crops + [np.zeros((64, 64, 3), np.uint8)] * 4
+    grid = np.concatenate([np.concatenate(slots[:5], axis=1), np.concatenate(slots[5:], axis=1)], axis=0)
+    Image.fromarray(grid).save(tmp_path / "vis_500_w_init.webp", quality=80)
+    image = _read(tmp_path / "vis_500_w_init.webp")
+    geometry = detect_grid(image, lossy=True)
+    assert (geometry.rows, geometry.cols, geometry.tile_h) == (2, 5, 64)
+    assert [index for index, _ in split_grid(image, geometry)] == list(range(6))
