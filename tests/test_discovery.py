@@ -394,7 +394,8 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("gen_a2b_train_current", None), ("gen_b2a_test_00010000", 10000),  # MUNIT: "a to b"
                        ("selfie2anime_params_latest", None), ("img2img_step_300", 300),
                        ("gen_train_current_00", None),  # FUNIT's rolling copy, its image index
-                       ("sample_e0_s500_p1_3", 500), ("s5_i16000", 16000)]:  # naifu; pytorch_GAN_zoo's scale
+                       ("sample_e0_s500_p1_3", 500), ("s5_i16000", 16000),  # naifu; pytorch_GAN_zoo's scale
+                       ("mylora_000500_00_20231114221548_42_000", 0)]:  # musubi-tuner: a seed, a frame after the time
         assert step_in_name(name) == step, name
 
 
@@ -947,3 +948,21 @@ def test_naifus_samples_of_several_processes_are_one_checkpoint_per_step(tmp_pat
             for i in range(2):
                 write_png(tmp_path / f"sample_e0_s{step}_p{rank}_{i}.png", smooth_images(RNG, 1, 8)[0])
     assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(500, 6), (1000, 6)]
+
+
+def test_musubi_tuners_frame_index_after_the_time_is_no_step(tmp_path):
+    """musubi-tuner saves an image sample as ``mylora_000500_00_<time>[_seed]_000.png`` (a
+    frame index after kohya-ss's name): every file was a checkpoint at step 0 or 1."""
+    t = OLD
+    for step in (500, 1000):
+        for i, seed in enumerate(("_42", "", "_7")):
+            t += 20
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
+            path = tmp_path / "sample" / f"mylora_{step:06d}_{i:02d}_{stamp}{seed}_000.png"
+            write_png(path, smooth_images(RNG, 1, 8)[0])
+            os.utime(path, (t, t))
+    found = scan_run(tmp_path)
+    assert [(c.step, len(c.files)) for c in found] == [(500, 3), (1000, 3)]
+    from engine.decode import iter_samples
+
+    assert [s.instance for s in iter_samples(found[1])] == [0, 1, 2]
