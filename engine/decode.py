@@ -44,7 +44,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer
+from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer, warn_once
 from engine.errors import DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -428,18 +428,14 @@ def key_ids_and_labels(keys: dict[Path, str]) -> tuple[dict[Path, int], dict[Pat
     return {path: order[key] for path, key in keys.items()}, dict(keys)
 
 
-_said_unnumbered: set[tuple[str, str]] = set()
-
-
 def _say_unnumbered(checkpoint: Checkpoint, files: list[Path]) -> None:
     """Once per checkpoint and process: which files got no instance id, so a user sees why
     those samples are not followed from step to step."""
-    if (key := (str(checkpoint.root), checkpoint.source)) not in _said_unnumbered:
-        _said_unnumbered.add(key)
-        names = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
-        log.warning("%s: %d of %d files share their number with another or have none (%s): no instance id for "
-                    "them; the others keep theirs (rename or remove the strays)",
-                    checkpoint.source, len(files), len(checkpoint.files), names)
+    names = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+    warn_once(checkpoint.root / checkpoint.source,
+              f"{checkpoint.source}: {len(files)} of {len(checkpoint.files)} files share their number with another or "
+              f"have none ({names}): no instance id for them; the others keep theirs (rename or remove the strays)",
+              about="ids", say=log.warning)
 
 
 # --- samples -------------------------------------------------------------------------------

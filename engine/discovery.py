@@ -308,7 +308,7 @@ def folder_entries(folder: Path) -> list[os.DirEntry]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     except PermissionError as exc:  # said, or a checkpoint folder would be left out without a word
-        _warn_once(folder, f"{folder}: cannot be read ({exc.strerror}); what it holds is left out: fix its permissions")
+        warn_once(folder, f"{folder}: cannot be read ({exc.strerror}); what it holds is left out: fix its permissions")
         return []
     names = {entry.name for entry in entries}
     if STORE_MARKER in names and is_store(folder):
@@ -359,7 +359,7 @@ def walk_files(folder: Path, depth: int = 0, _above: tuple[str, ...] = ()) -> It
             if not (entry.is_symlink() and _leads_up(entry.path, above)):
                 yield from walk_files(Path(entry.path), depth + 1, above)
         elif entry.is_symlink() and not os.path.exists(entry.path):
-            _warn_once(Path(entry.path), f"{entry.path}: a link to nothing ({_link_target(entry.path)}) is left out: "
+            warn_once(Path(entry.path), f"{entry.path}: a link to nothing ({_link_target(entry.path)}) is left out: "
                                          "restore what it names or remove the link", about="link")
 
 
@@ -394,7 +394,7 @@ _SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
 
 #: Weights & Biases' run folders: ``wandb/run-…/files/media/images/`` keeps a copy of every
 #: image logged with ``wandb.log`` (U-ViT logs its sample grid there and saves it as a file).
-_WANDB_FOLDER = re.compile(r"wandb", re.IGNORECASE)
+_WANDB_FOLDER = "wandb"
 
 
 def _is_copy_beside(path: Path, folders: set[str], images: set[str]) -> bool:
@@ -416,11 +416,18 @@ def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
     return is_sample_name(path.name, options) and not is_real_data(path.name, options)
 
 
+def _unnamed_tensor(path: Path) -> bool:
+    """A tensor file whose name does not call it samples (``010000.pt``,
+    ``SNResNetProjectionDiscriminator_5000.npz``): beside a folder of sample images, a
+    trainer's weights or state (StyleSwin writes ``CKPT/{iter:06d}.pt`` where its README puts
+    the samples too); sample tensors are named so (``samples_1000.npz``, ``fakes_3.pt``)."""
+    return path.suffix.lower() in TENSOR_EXTENSIONS and not SAMPLE_WORDS.search(path.stem)
+
+
 def _weights_by_folder(path: Path, folder_name: str) -> bool:
     """A tensor file in a folder named for weights (rosinality's ``checkpoint/000000.pt``) is
     weights, whatever its name, unless that names it a sample file."""
-    return (bool(_WEIGHT_FOLDER.fullmatch(folder_name)) and path.suffix.lower() in TENSOR_EXTENSIONS
-            and not SAMPLE_WORDS.search(path.stem))
+    return bool(_WEIGHT_FOLDER.fullmatch(folder_name)) and _unnamed_tensor(path)
 
 
 def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
@@ -447,14 +454,6 @@ def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
 
 def _holds_images(folder: Path, options: DiscoveryOptions) -> bool:
     return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in _generated_files(folder, options))
-
-
-def _unnamed_tensor(path: Path) -> bool:
-    """A tensor file whose name does not call it samples (``010000.pt``,
-    ``SNResNetProjectionDiscriminator_5000.npz``): beside a folder of sample images, a
-    trainer's weights or state (StyleSwin writes ``CKPT/{iter:06d}.pt`` where its README puts
-    the samples too); sample tensors are named so (``samples_1000.npz``, ``fakes_3.pt``)."""
-    return path.suffix.lower() in TENSOR_EXTENSIONS and not SAMPLE_WORDS.search(path.stem)
 
 
 # --- the level rule -----------------------------------------------------------------------
@@ -602,7 +601,7 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
         series.append(f"{min(path.name for _, _, path in members)}, steps {steps[0]:,} to {steps[-1]:,}")
         series_steps.append(set(steps))
     if len(series) > 1 and not set.intersection(*series_steps):  # not prompts of the same steps (SimpleTuner)
-        _warn_once(images[0].parent, f"{images[0].parent}: {len(series)} series of per-step files (like {'; '.join(series)}): "
+        warn_once(images[0].parent, f"{images[0].parent}: {len(series)} series of per-step files (like {'; '.join(series)}): "
                                      "if they count different things (kohya-ss's epochs and steps) their steps interleave "
                                      "on the map; --samples GLOB reads one", about="series")
     return groups | _keyed_groups([path for path in images if path not in taken], options)
@@ -707,7 +706,7 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
         return {}
     parent = next(iter(series)).parent
     names = sorted(folder.name for folder in series)
-    _warn_once(parent, f"{parent}: {len(series)} folders ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) "
+    warn_once(parent, f"{parent}: {len(series)} folders ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) "
                        "hold an image at every step: one checkpoint per step, each folder a sample labelled by its "
                        "name (to watch one alone, point evowatch at it)", about="series folders", say=log.info)
     groups = {}
@@ -770,7 +769,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 if any(is_sample_name(p.name, options) for p in walk_files(path)):
                     reals.append(f"{entry.name}/")
             elif options.sample_globs == DEFAULT_SAMPLE_GLOBS and _SAMPLE_COPIES_FOLDER.fullmatch(entry.name):
-                _warn_once(folder, f"{folder}: {entry.name}/ holds copies of the samples made to carry an embedding "
+                warn_once(folder, f"{folder}: {entry.name}/ holds copies of the samples made to carry an embedding "
                                    "(captioned, data drawn in): not read as samples (--samples GLOB reads it)",
                            about="copies", say=log.info)
             elif step is None:
@@ -796,13 +795,13 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         numbered = [entry for entry in numbered if entry not in unnamed]  # StyleSwin's weights beside its samples/
         weights += len(unnamed)
     if packed:
-        _warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder or an image of the same name "
+        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder or an image of the same name "
                            f"({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the samples are "
                            "read once, from the folder or the image (--samples GLOB picks one)", about="packed")
     if reals:
         folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
         what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
-        _warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data or made from it "
+        warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data or made from it "
                            f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) {'is' if one else 'are'} "
                            f"not read as samples (--samples GLOB reads {'it' if one else 'them'})")
     groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
@@ -865,7 +864,7 @@ def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
 _warned: set[str] = set()
 
 
-def _warn_once(folder: Path, message: str, about: str = "layout", say: Callable[..., None] = log.warning) -> None:
+def warn_once(folder: Path, message: str, about: str = "layout", say: Callable[..., None] = log.warning) -> None:
     """A warning (or what ``say`` logs) about a folder, once per folder, subject and process
     (the watcher rescans on every change)."""
     if (key := f"{folder}\0{about}") not in _warned:
@@ -878,7 +877,7 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
     level = _read_level(folder, options)
     if len({step for step, _, _ in level.numbered}) >= 2:
         if depth < _MAX_DEPTH and _holds_runs(level, options, depth):
-            _warn_once(folder, f"{folder}: holds several runs ({', '.join(p.name for _, p, _ in level.numbered)}); "
+            warn_once(folder, f"{folder}: holds several runs ({', '.join(p.name for _, p, _ in level.numbered)}); "
                                "their checkpoints are read together: point evowatch at one of them")
             return [unit for _, path, _ in level.numbered for unit in _units(path, options, depth + 1)]
         return [(step, path, level.groups.get(path)) for step, path, _ in level.numbered]
@@ -890,9 +889,9 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
             units.append((step, path, level.groups.get(path)))
     if not level.numbered and depth < _MAX_DEPTH:
         found = {sub: _units(sub, options, depth + 1) for sub in level.plain_dirs}
-        copies = [sub for sub in found if _WANDB_FOLDER.fullmatch(sub.name) and found[sub]]
+        copies = [sub for sub in found if sub.name.lower() == _WANDB_FOLDER and found[sub]]
         if copies and any(found[sub] for sub in found if sub not in copies):
-            _warn_once(folder, f"{folder}: {', '.join(sub.name + '/' for sub in copies)} holds W&B's copies of the "
+            warn_once(folder, f"{folder}: {', '.join(sub.name + '/' for sub in copies)} holds W&B's copies of the "
                                "images the trainer logged, beside its own sample files: those are read (point "
                                "evowatch at wandb/ to read the copies)", about="wandb", say=log.info)
             found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
@@ -943,7 +942,7 @@ def scan_reference(folder: str | os.PathLike[str], kind: Kind,
     generated = [f for f in files if options.sample_globs == DEFAULT_SAMPLE_GLOBS and _GENERATED_DATA.search(f.stem)]
     if generated and len(generated) < len(files):
         files = tuple(f for f in files if f not in generated)
-        _warn_once(path, f"{path}: {counted(len(generated), 'file')} named as generated samples "
+        warn_once(path, f"{path}: {counted(len(generated), 'file')} named as generated samples "
                          f"({', '.join(f.name for f in generated[:2])}{', ...' if len(generated) > 2 else ''}) "
                          f"{'is' if len(generated) == 1 else 'are'} not read as --{kind} data", about=kind)
     return Checkpoint(step=-1, source=f"{kind}:{path.as_posix()}", files=files, kind=kind, root=root)
