@@ -182,9 +182,16 @@ def decode_image(source: Path | BinaryIO) -> np.ndarray:
     except UnidentifiedImageError:
         raise SkipFile("not a readable image (unknown or corrupt format)") from None
     except Image.DecompressionBombError as exc:
-        raise SkipFile(f"too large to decode safely ({exc})") from None
+        raise SkipFile(_too_large(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise SkipFile(f"truncated or corrupt image ({exc})") from None
+
+
+def _too_large(error: Image.DecompressionBombError) -> str:
+    """Why an image past twice Pillow's pixel limit is skipped, and what the trainer can do."""
+    numbers = [int(n) for n in re.findall(r"\d+", str(error))]
+    size = f"{numbers[0]:,} pixels, over {numbers[1]:,}" if len(numbers) >= 2 else str(error)
+    return f"too large to decode safely ({size}: a decompression bomb's size); save fewer or smaller samples per file"
 
 
 # --- tensors -------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import decode
-from engine.discovery import DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings,
+                              warn_once)
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
 from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -139,7 +140,6 @@ class TensorBoardImages:
         self._latest: dict[tuple[Path, str], _Logged] = {}  # (folder, tag) -> its latest step's images
         self._geometries: dict[tuple[Path, str, tuple[int, ...]], GridGeometry] = {}
         self._expected: dict[str, int] = {}  # source -> tags its step should have (0: no need to wait for any)
-        self._said: set[object] = set()
 
     # --- discovery ---------------------------------------------------------------------
     def scan(self, run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:
@@ -201,18 +201,18 @@ class TensorBoardImages:
 
     def _announce(self, root: Path, series: list[str], left: list[str], picked: bool) -> None:
         """Say once per new set of series where the samples come from and how to pick tags."""
-        said = (tuple(series), tuple(left))
-        if not (series or left) or said in self._said:
+        if not (series or left):
             return
-        self._said.add(said)
+        said = f"tags {series} {left}"
         if not series:
-            log.warning("%s: no sample files, and the images logged to TensorBoard are under tags %s (%s): "
-                        "--samples TAG reads a tag", root, "--samples does not match" if picked else "named as real data or made from it",
-                        ", ".join(left))
+            warn_once(root, f"{root}: no sample files, and the images logged to TensorBoard are under tags "
+                            f"{'--samples does not match' if picked else 'named as real data or made from it'} "
+                            f"({', '.join(left)}): --samples TAG reads a tag", about=said)
             return
-        log.info("%s: no sample files; reading the images logged to TensorBoard, tag%s %s%s (--samples TAG picks tags)",
-                 root, "" if len(series) == 1 else "s", ", ".join(series),
-                 f"; left out: {', '.join(left)}" if left else "")
+        warn_once(root, f"{root}: no sample files; reading the images logged to TensorBoard, "
+                        f"tag{'' if len(series) == 1 else 's'} {', '.join(series)}"
+                        f"{'; left out: ' + ', '.join(left) if left else ''} (--samples TAG picks tags)",
+                  about=said, say=log.info)
 
     def _read(self, path: Path) -> dict[tuple[str, int], _Logged]:
         """The file's image records so far, reading only what was appended since the last
@@ -228,8 +228,8 @@ class TensorBoardImages:
                     try:
                         logged = list(_logged_images(record, known.plugins))
                     except ValueError as exc:  # framed whole, its content damaged: the next records still count
-                        self._warn_once((path, offset), f"{path}: the record at byte {offset - 12} is damaged ({exc}); "
-                                                        "skipped")
+                        warn_once(path, f"{path}: the record at byte {offset - 12} is damaged ({exc}); skipped",
+                                  about=f"record {offset}")
                         logged = []
                     for tag, step, images in logged:
                         known.images[(tag, step)] = _Logged(tag, path, offset, len(record), _digest(tag, step, images),
@@ -238,7 +238,7 @@ class TensorBoardImages:
             del self._files[path]
             return {}
         except OSError as exc:  # unreadable: what was read before stays
-            self._warn_once((path, known.end), f"{path}: cannot be read ({exc}); read once it can be")
+            warn_once(path, f"{path}: cannot be read ({exc}); read once it can be", about=f"unreadable {known.end}")
         for news in known.damage_news(path):
             log.warning("%s", news)
         return known.images
@@ -268,11 +268,6 @@ class TensorBoardImages:
             if known is None or not (went_on or now - known.modified >= quiet):
                 return False
         return True
-
-    def _warn_once(self, key: object, message: str) -> None:
-        if key not in self._said:
-            self._said.add(key)
-            log.warning("%s", message)
 
     # --- identity ----------------------------------------------------------------------
     def content_hash(self, checkpoint: Checkpoint) -> str:

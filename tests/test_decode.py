@@ -201,6 +201,7 @@ def test_an_image_over_pillows_pixel_limit_decodes_without_a_warning(tmp_path, m
     samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, "big/a.png", "big/b.png"))))
     assert [s.path for s in samples] == ["big/a.png"] and samples[0].image.shape == (40, 40, 3)
     assert [s.path for s in skipped] == ["big/b.png"] and "too large" in skipped[0].reason
+    assert "2,304 pixels, over 2,000" in skipped[0].reason and "save fewer or smaller samples" in skipped[0].reason
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
