@@ -86,17 +86,21 @@ _WEIGHT_STEM = re.compile(
     r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
-    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict|params(?:[-_.](?:latest|last|best|\d+))?)"  # Imaginaire's
-    # epoch_00001_iteration_000001000_checkpoint.pt, U-GAT-IT's selfie2anime_params_latest.pt
+    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict)(?:[-_.=].*)?"  # Imaginaire's
+    # epoch_00001_iteration_000001000_checkpoint.pt, torchcfm's otcfm_cifar10_weights_step_20000.pt
+    r"|.*[-_.](?:params|model)(?:[-_.]?(?:latest|last|best|\d+))?"  # U-GAT-IT's selfie2anime_params_latest.pt,
+    # consistency models' target_model010000.pt
     r"|.*(?:generator|discriminator)(?:[-_.=]?\d+)?)$",  # sngan_projection's ResNetGenerator_5000.npz
     re.IGNORECASE)
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
-#: ``fid_stats.npz``, ``real_activations.npy``; StudioGAN's ``statistics/RUN/losses.npy``): no sample files.
+#: ``fid_stats.npz``, ``real_activations.npy``, ``test_ckpt_1_bpd_0.npz``; StudioGAN's ``statistics/RUN/losses.npy``):
+#: no sample files.
 _EVAL_STEM = re.compile(
     r"^(?:statistics|stats|report|metrics?|scores?|fid|kid|inception|activations?|logits|features?|loss(?:es)?)"
     r"(?:[-_.\d].*)?$"
-    r"|.*[-_.](?:stats|statistics|activations|logits|features)$", re.IGNORECASE)
+    r"|.*[-_.](?:stats|statistics|activations|logits|features|bpd|nll|loss(?:es)?)(?:[-_.]\d+)?$",  # score_sde's
+    re.IGNORECASE)  # eval/ckpt_1/test_ckpt_1_bpd_0.npz (bits per dim), ckpt_1_loss.npz
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)

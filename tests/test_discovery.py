@@ -445,7 +445,9 @@ def test_weight_names():
                  "epoch=3-step=1000.ckpt", "model.safetensors", "optimizer.pt", "ema.pt", "training_args.bin",
                  "opt050000.pt", "training-state-002000.pt",  # guided-diffusion's optimiser, EDM's state
                  "selfie2anime_params_latest.pt", "horse2zebra_params_0010000.pt",  # U-GAT-IT
-                 "ResNetGenerator_5000.npz", "SNResNetProjectionDiscriminator_5000.npz"):  # sngan_projection (Chainer)
+                 "ResNetGenerator_5000.npz", "SNResNetProjectionDiscriminator_5000.npz",  # sngan_projection (Chainer)
+                 "otcfm_cifar10_weights_step_20000.pt",  # torchcfm: the dict of both nets, optimiser and step
+                 "target_model010000.pt", "teacher_model010000.pt", "ema_0.9999_010000.pt"):  # consistency models
         assert is_weight_file(name), name
     for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png",
                  "ema_samples_1000.pt", "model_samples_1000.npy", "generator_outputs_1000.npy", "netG_fakes_3.npz"):
@@ -465,7 +467,8 @@ def test_evaluation_results_saved_as_tensors_are_no_samples(tmp_path):
         np.savez_compressed(tmp_path / "eval" / f"report_{k}.npz", IS=1.0, fid=2.0, kid=3.0)
     assert _summary(scan_run(tmp_path)) == [
         (k, f"eval/ckpt_{k}", [f"eval/ckpt_{k}/samples_{r}.npz" for r in range(2)]) for k in (1, 2)]
-    for name in ("fid_stats.npz", "cifar10_stats.npz", "real_activations.npy", "features_1000.npy", "metrics.pt"):
+    for name in ("fid_stats.npz", "cifar10_stats.npz", "real_activations.npy", "features_1000.npy", "metrics.pt",
+                 "test_ckpt_1_bpd_0.npz", "ckpt_1_loss.npz"):  # score_sde / RectifiedFlow: bits per dim, eval loss
         assert not discovery.is_sample_name(name, DiscoveryOptions()), name
     for name in ("fid_samples_1000.npz", "feature_samples.npz", "stats_1000.png", "x_1000.npy"):
         assert discovery.is_sample_name(name, DiscoveryOptions()), name
