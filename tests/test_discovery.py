@@ -635,16 +635,46 @@ def test_options_validation():
 
 
 def test_files_named_as_real_data_are_no_samples_unless_the_globs_name_them(tmp_path, caplog):
-    """CycleGAN's ``web/images/epoch001_real_A.png`` beside ``epoch001_fake_B.png``."""
+    """CycleGAN's ``web/images/epoch001_real_A.png`` beside ``epoch001_fake_B.png``; its
+    ``rec_A`` (real_A through both generators) is a reconstruction of a real input."""
     for epoch in (1, 2):
         for series in ("real_A", "fake_B", "rec_A", "real_B"):
             write_png(tmp_path / "web" / "images" / f"epoch{epoch:03d}_{series}.png", smooth_images(RNG, 1, 8)[0])
     with caplog.at_level("WARNING", logger="engine.discovery"):
         sources = [c.source for c in scan_run(tmp_path)]
-    assert sources == [f"web/images/epoch{e:03d}_{s}.png" for e in (1, 2) for s in ("fake_B", "rec_A")]
+    assert sources == [f"web/images/epoch{e:03d}_fake_B.png" for e in (1, 2)]
     assert "4 files named as real data or made from it (epoch001_real_A.png, epoch001_real_B.png, ...)" in caplog.text
+    assert ("2 files of reconstructions of real inputs (web/images/epoch001_rec_A.png, web/images/epoch002_rec_A.png) "
+            "left out") in caplog.text
     chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("*_real_A.png",)))
     assert [c.source for c in chosen] == ["web/images/epoch001_real_A.png", "web/images/epoch002_real_A.png"]
+
+
+def test_reconstructions_beside_samples_are_left_out(tmp_path, caplog):
+    """pytorch/examples VAE's ``results/reconstruction_3.png`` (8 test inputs above their
+    reconstructions) beside ``sample_3.png``, PyTorch-VAE's ``Reconstructions/`` beside
+    ``Samples/``: every step measured real inputs and their copies with its samples (a false
+    memorisation alert). Alone (taming's VQGAN, an autoencoder) they are the samples."""
+    for epoch in (1, 2):
+        for name in (f"reconstruction_{epoch}.png", f"sample_{epoch}.png"):
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "vae" / "results" / name, nrow=2)
+        for name in (f"Reconstructions/recons_VanillaVAE_Epoch_{epoch}.png", f"Samples/VanillaVAE_Epoch_{epoch}.png"):
+            save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "antixk" / "version_0" / name, nrow=2)
+        save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "alone" / f"reconstructions_gs-{epoch:06d}.png", nrow=2)
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [c.source for c in scan_run(tmp_path / "vae")] == ["results/sample_1.png", "results/sample_2.png"]
+        assert [c.source for c in scan_run(tmp_path / "antixk" / "version_0")] == [
+            "Samples/VanillaVAE_Epoch_1.png", "Samples/VanillaVAE_Epoch_2.png"]
+        assert [c.source for c in scan_run(tmp_path / "alone")] == [f"reconstructions_gs-{e:06d}.png" for e in (1, 2)]
+    assert (f"{tmp_path / 'vae'}: 2 files of reconstructions of real inputs (results/reconstruction_1.png, "
+            "results/reconstruction_2.png) left out: the samples beside them are read (--samples GLOB reads them)"
+            ) in caplog.text
+    chosen = scan_run(tmp_path / "vae", DiscoveryOptions(sample_globs=("reconstruction_*.png",)))
+    assert [c.source for c in chosen] == ["results/reconstruction_1.png", "results/reconstruction_2.png"]
+    for name in ("rec_A", "x_recon", "recons", "reconst-3", "Reconstructions", "reconstructed_500"):
+        assert discovery.is_reconstruction(name), name
+    for name in ("record_500", "recall", "precision", "recipe_3", "direction"):
+        assert not discovery.is_reconstruction(name), name
 
 
 def test_folders_named_as_real_data_are_no_samples(tmp_path, caplog):

@@ -1260,7 +1260,8 @@ def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
 def test_controlnets_image_log_offers_the_samples_series_and_leaves_its_control_images_out(tmp_path, capsys):
     """ControlNet's ``image_log/train/{key}_gs-{step:06}_e-{epoch:06}_b-{batch:06}.png``: its
     ``control_`` images (the edge map or pose drawn from the input) were read as samples, and
-    the fix offered was the shortest series glob, the control images'."""
+    the fix offered was the shortest series glob, the control images'; its reconstructions
+    (the inputs through the autoencoder) were a second series of every step."""
     from tests.sample_fixtures import save_torchvision_grid, smooth_images
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
@@ -1275,10 +1276,11 @@ def test_controlnets_image_log_offers_the_samples_series_and_leaves_its_control_
     assert main(watch) == 0
     err = capsys.readouterr().err
     assert "4 files named as real data or made from it (conditioning_gs-000000" in err
-    assert "--samples GLOB watches one series (--samples 'samples_cfg_scale_*.*_gs-*_e-*_b-*.png')" in err
+    assert ("2 files of reconstructions of real inputs (image_log/train/reconstruction_gs-000000_e-000000_b-000000.png, "
+            "image_log/train/reconstruction_gs-000300_e-000000_b-000300.png) left out") in err
+    assert "several checkpoints" not in err
     sources = StoreReader(store).checkpoints()["source"].tolist()
-    assert not [source for source in sources if "control_" in source] and len(sources) == 4
-    assert main(watch + ["--samples", "samples_cfg_scale_*.*_gs-*_e-*_b-*.png"]) == 0
+    assert sources == [f"image_log/train/samples_cfg_scale_9.00_gs-{step:06d}_e-000000_b-{step:06d}.png" for step in (0, 300)]
 
 def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
     """``baseline/samples/step_1000/`` beside ``wider/samples/step_1000/``: the fix is to watch one run."""

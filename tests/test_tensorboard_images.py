@@ -333,6 +333,26 @@ def test_tags_numbered_alike_are_one_checkpoint_with_their_numbers_as_instances(
     assert len({logged.content_hash(c) for c in found}) == 4
 
 
+def test_tags_ending_in_a_decimal_are_their_own_series_and_reconstructions_are_left_out(tmp_path):
+    """NVAE: ``add_image('generated_%0.1f' % t, grid, step)`` for t in 0.7 ... 1.0 beside
+    ``add_image('reconstruction', ...)`` (its inputs, then their reconstructions): 0.7, 0.8
+    and 0.9 were one numbered series (instances 7, 8, 9; each grid one sample) and the
+    reconstructions a checkpoint of generated samples."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "eval-exp"))
+    temperatures = ("0.7", "0.8", "0.9", "1.0")
+    for step in (1563, 3126):
+        for t in temperatures:
+            writer.add_image(f"generated_{t}", make_grid(torch.rand(16, 3, 8, 8), nrow=4, padding=0), step)
+        writer.add_image("reconstruction", make_grid(torch.rand(8, 3, 8, 8), nrow=4, padding=0), step - 564)
+    writer.close()
+    found = TensorBoardImages().scan(run)
+    assert [(c.step, c.source) for c in found] == [
+        (step, f"eval-exp/generated_{t}@{step}") for step in (1563, 3126) for t in temperatures]
+    with_globs = TensorBoardImages().scan(run, DiscoveryOptions(sample_globs=("reconstruction",)))
+    assert [c.source for c in with_globs] == ["eval-exp/reconstruction@999", "eval-exp/reconstruction@2562"]
+
+
 def test_tags_that_are_prompts_are_one_checkpoint_per_step_labelled_by_their_prompt(tmp_path):
     """PixArt's ``log_validation``: ``add_images(validation_prompt, image[None], step,
     dataformats="NHWC")``, a tag per prompt (its first, "dog", one word): each was a
