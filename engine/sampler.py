@@ -57,8 +57,9 @@ DEFAULT_SEED = 0
 
 #: Weight files that never hold the generator (optimizer state, discriminators, RNG state).
 _NOT_GENERATOR = re.compile(
-    r"^(?:optimi[sz]er|optim|scheduler|scaler|rng_state|random_states?|training_args|trainer_state|training[-_]state|"
-    r"net_?d|discriminator|disc)(?:[-_.=]|\d|$)", re.IGNORECASE)
+    r"^(?:.*[-_.])?(?:(?:optimi[sz]er|optim|opt|scheduler|scaler|rng_state|random_states?|training_args|trainer_state"
+    r"|training[-_]state|net_?d|discriminator|disc|critic)(?:[-_.=]|\d|$)|d(?:[-_.=]|$))"  # ignite's glow_optimizer_3.pth,
+    r"|.*discriminator", re.IGNORECASE)  # D_500.pth; sngan_projection's SNResNetProjectionDiscriminator_5000.npz
 #: Lightning's ``step=N`` wins over the last integer (``epoch=3-step=1000-v1.ckpt`` is step 1000).
 _STEP_KEY = re.compile(r"(?:^|[-_])step[=_-]?(\d+)", re.IGNORECASE)
 _MAX_DEPTH = 8

@@ -95,7 +95,9 @@ def test_scan_weights_units(tmp_path):
                  "netD_epoch_5.pth", "netG_epoch_5.pth", "network-snapshot-000200.pkl",
                  "lightning_logs/version_0/checkpoints/epoch=3-step=1000-v1.ckpt",
                  "lightning_logs/version_0/checkpoints/epoch=0-step=500.ckpt",
-                 "samples_00000100.npz", "sample-4.png", ".hidden-7.pt"]:
+                 "samples_00000100.npz", "sample-4.png", ".hidden-7.pt",
+                 "glow_optimizer_12.pth", "D_12.pth", "opt000012.pt", "critic_12.pt",  # ignite, yunjey, guided-diffusion
+                 "SNResNetProjectionDiscriminator_12.npz"]:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_bytes(b"x")
     hf = run / "out" / "checkpoint-500"
