@@ -388,14 +388,16 @@ def _is_checkpoint_folder(folder: Path, options: DiscoveryOptions) -> bool:
 
 
 def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None,
-                 weight_globs: tuple[str, ...] = ()) -> list[Checkpoint]:
+                 weight_globs: tuple[str, ...] = (), without_step: list[str] | None = None) -> list[Checkpoint]:
     """Weight checkpoints below ``run_dir``: numbered weight files and numbered folders of weights.
 
     ``model-12.pt``, ``epoch=3-step=1000.ckpt`` and ``network-snapshot-000200.pkl`` are
     checkpoints; so is a folder named with a step that holds weights (``checkpoint-500/``),
     taken whole. Names without a step (``last.ckpt``, ``model-best.pt``) and optimizer,
     discriminator and RNG-state files are left out; ``weight_globs`` (``--weights``) picks
-    the files instead, e.g. ``netG_*.pth``. Sorted by (step, source).
+    the files instead, e.g. ``netG_*.pth``. Sorted by (step, source). Weight files whose
+    names carry no step are added to ``without_step`` when given (VAR rewrites its
+    ``ar-ckpt-last.pth``: nothing to place samples at).
     """
     options = options or DiscoveryOptions()
     root = Path(run_dir)
@@ -416,6 +418,8 @@ def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | No
                 step = weight_step(entry.name, options)
                 if step is not None:
                     found.append(Checkpoint(step=step, source=path.relative_to(root).as_posix(), files=(path,), root=root))
+                elif without_step is not None:
+                    without_step.append(path.relative_to(root).as_posix())
             elif is_dir:
                 step = weight_step(entry.name, options)
                 if step is not None and not weight_globs and _is_checkpoint_folder(path, options):

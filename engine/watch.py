@@ -182,8 +182,9 @@ class Watcher:
             step, sources = next(iter(shared.items()))
             folders = _run_folders(sources)
             example = _one_series_glob(sources)
+            option = "--weights" if self.config.sampler else "--samples"  # EDM2's two EMA snapshots of a step
             fix = (f"point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
-                   if folders else "--samples GLOB watches one series" + (f" (--samples '{example}')" if example else ""))
+                   if folders else f"{option} GLOB watches one series" + (f" ({option} '{example}')" if example else ""))
             log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together; %s",
                         self.config.run_dir, f"{counted(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
@@ -195,24 +196,7 @@ class Watcher:
         first_pass = not self._references_checked
         jobs, self._settling = self.pending()
         if first_pass and not self._found:  # a wrong path or layout, or a run that has not sampled yet
-            options = self.config.options
-            weights = [] if self.config.sampler else scan_weights(self.config.run_dir, options)
-            say = log.info if self.live and not weights else log.warning
-            picked = options.sample_globs != DEFAULT_SAMPLE_GLOBS and not self.config.sampler
-            if picked and not sample_files(self.config.run_dir, options):
-                say("%s: --samples %s matches no file name here%s (nor an image tag logged to TensorBoard)",
-                    self.config.run_dir, " ".join(f"'{glob}'" for glob in options.sample_globs),
-                    " yet" if self.live else "")
-            elif weights:
-                say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
-                    "(README, weight-only runs)", self.config.run_dir, counted(len(weights), "checkpoint"),
-                    ", ".join(c.source for c in weights[:3]), ", ..." if len(weights) > 3 else "")
-            elif self.live and not sample_files(self.config.run_dir, self.config.options):
-                say("%s: no samples yet, waiting for the first checkpoint", self.config.run_dir)  # a run just started
-            else:  # samples the layout rules do not read as checkpoints, or a wrong path
-                say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
-                    "sample-12.png, fakes000200.png, or images logged to TensorBoard; see --step-regex and --samples)", self.config.run_dir,
-                    "yet, waiting for them" if self.live else "found")
+            self._say_nothing_found()
         if not jobs:
             self._references_checked = True
             if first_pass:  # a store left before its layout or signals were done (Ctrl-C, --no-metrics)
@@ -243,6 +227,36 @@ class Watcher:
         self._references_checked = True
         self._run_hooks(results)
         return results
+
+    def _say_nothing_found(self) -> None:
+        """Why the first pass found no checkpoint, and what to do about it."""
+        run_dir, options, sampler = self.config.run_dir, self.config.options, self.config.sampler
+        without_step: list[str] = []
+        weights = scan_weights(run_dir, options, sampler.weight_globs if sampler else (), without_step)
+        has_samples = not sampler and bool(sample_files(run_dir, options))
+        say = log.info if self.live and not weights else log.warning
+        if options.sample_globs != DEFAULT_SAMPLE_GLOBS and not sampler and not has_samples:
+            say("%s: --samples %s matches no file name here%s (nor an image tag logged to TensorBoard)",
+                run_dir, " ".join(f"'{glob}'" for glob in options.sample_globs), " yet" if self.live else "")
+        elif weights and not sampler:
+            say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
+                "(README, weight-only runs)", run_dir, counted(len(weights), "checkpoint"),
+                ", ".join(c.source for c in weights[:3]), ", ..." if len(weights) > 3 else "")
+        elif without_step and not has_samples:
+            say("%s: no sample files%s, and no name of its weights (%s%s) carries a step: a file the trainer "
+                "rewrites has no step to place its samples at; have it save samples, or weights named with the step "
+                "(ckpt-{step}.pth)", run_dir, " yet" if self.live else "", ", ".join(without_step[:3]),
+                ", ..." if len(without_step) > 3 else "")
+        elif sampler:
+            say("%s: no weights whose names carry a step %s (model-12.pt, checkpoint-500/, "
+                "network-snapshot-000200.pkl; see --weights and --step-regex)", run_dir,
+                "yet, waiting for them" if self.live else "found")
+        elif self.live and not has_samples:
+            say("%s: no samples yet, waiting for the first checkpoint", run_dir)  # a run just started
+        else:  # samples the layout rules do not read as checkpoints, or a wrong path
+            say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
+                "sample-12.png, fakes000200.png, or images logged to TensorBoard; see --step-regex and --samples)",
+                run_dir, "yet, waiting for them" if self.live else "found")
 
     def _check_grid_size(self, checkpoint: Checkpoint, rows: int) -> None:
         """Say when a grid splits into far more or fewer tiles than its series' grids so far (its

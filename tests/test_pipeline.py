@@ -491,6 +491,18 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     assert f"{run}: no checkpoints found" in capsys.readouterr().err
     assert not store.exists()  # nothing to keep: no empty store left behind
+    sampler = tmp_path / "my_sampler.py"
+    sampler.write_text("import numpy as np\ndef sample(path, n, seed):\n    return np.zeros((n, 8, 8, 3), np.uint8)\n")
+    with_sampler = ["--sampler", f"{sampler}:sample", "--samples-per-checkpoint", "2"]
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", *with_sampler]) == 0
+    assert f"{run}: no weights whose names carry a step found (model-12.pt" in capsys.readouterr().err
+    (run / "local_output").mkdir()  # VAR: its weights rewritten every epoch, the epoch inside the file
+    (run / "local_output" / "ar-ckpt-last.pth").write_bytes(b"weights")
+    for extra in ([], with_sampler):  # said the same whether a sampler is given or not
+        assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", *extra]) == 0
+        assert (f"{run}: no sample files, and no name of its weights (local_output/ar-ckpt-last.pth) carries a step: "
+                "a file the trainer rewrites has no step to place its samples at") in capsys.readouterr().err
+    shutil.rmtree(run / "local_output")
 
     for step in (500, 1000):  # diffusers' weight-only checkpoints: the way to sample them is named
         (run / f"checkpoint-{step}" / "unet").mkdir(parents=True)
@@ -514,6 +526,20 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     err = capsys.readouterr().err
     assert err.count("00001.png") == 1 and "1 sample, 1 file skipped" in err and "no checkpoints" not in err
+
+
+def test_several_weights_of_a_step_name_the_weights_option(tmp_path, capsys):
+    """EDM2's ``network-snapshot-0001000-0.050.pkl`` beside ``…-0.100.pkl`` (two EMA lengths):
+    the fix offered was ``--samples``, which a sampled run does not read."""
+    run, sampler = tmp_path / "run", tmp_path / "my_sampler.py"
+    run.mkdir()
+    sampler.write_text("import numpy as np\ndef sample(path, n, seed):\n    return np.zeros((n, 8, 8, 3), np.uint8)\n")
+    for kimg in (1000, 2000):
+        for ema in ("0.050", "0.100"):
+            (run / f"network-snapshot-{kimg:07d}-{ema}.pkl").write_bytes(b"w")
+    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--encoder", "pixels", "--no-layout",
+                 "--sampler", f"{sampler}:sample", "--samples-per-checkpoint", "2", "--trust-checkpoints"]) == 0
+    assert "a step's signals measure them together; --weights GLOB watches one series\n" in capsys.readouterr().err
 
 
 def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(tmp_path, capsys, monkeypatch):
