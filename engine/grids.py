@@ -41,6 +41,8 @@ LAYOUT_SLACK = 2
 #: Tiles an unpadded strip needs (GLIDE's and pytorch_GAN_zoo's samples side by side, ``1 x N``):
 #: a 2:1 picture with an edge down its middle is no pair of samples.
 MIN_STRIP = 3
+#: How much longer than wide (or wide than long) an unpadded grid's tiles may be.
+MAX_TILE_RATIO = 4
 #: Fraction of tile-boundary segments that must show an edge for an unpadded grid.
 EDGE_EVIDENCE = 0.75
 #: Lower bar when the image size is exactly StyleGAN's grid size for that tile size.
@@ -279,8 +281,8 @@ def _detect_separated(image: np.ndarray, bg: _Background, finer_than: int = 1) -
         return None
     (tile_h, tops), (tile_w, lefts) = rows, cols
     geometry = GridGeometry(len(tops), len(lefts), tile_h, tile_w, 0, bg.bar, tops, lefts)
-    square = abs(tile_h - tile_w) <= LAYOUT_SLACK
-    if geometry.count <= finer_than or not (square or min(geometry.rows, geometry.cols) >= 2):
+    square = abs(tile_h - tile_w) <= LAYOUT_SLACK  # else at least 2x2, or a strip (PyTorch-GAN's ESRGAN: nrow=1)
+    if geometry.count <= finer_than or not (square or min(geometry.rows, geometry.cols) >= 2 or geometry.count >= MIN_STRIP):
         return None
     tiles = [tile for _, tile in _without_empty_slots(image, geometry, None)]
     if len(tiles) < 2 or any(bg.covers(edge) for t in tiles for edge in (t[0], t[-1], t[:, 0], t[:, -1])):
@@ -288,36 +290,50 @@ def _detect_separated(image: np.ndarray, bg: _Background, finer_than: int = 1) -
     return geometry
 
 
-def _edge_fraction(gray: np.ndarray, tile: int) -> float:
+def _edge_fraction(gray: np.ndarray, tile_h: int, tile_w: int) -> float:
     """Share of tile-boundary segments (one per tile side) whose jump beats both neighbours' twice."""
     fractions, counts = [], []
-    for g in (gray, gray.T):
-        bands, length = g.shape[0] // tile, g.shape[1]
-        bounds = np.arange(tile, length, tile)  # first column of each tile but the first
+    for g, across, along in ((gray, tile_w, tile_h), (gray.T, tile_h, tile_w)):
+        bands, length = g.shape[0] // along, g.shape[1]
+        bounds = np.arange(across, length, across)  # first column of each tile but the first
         if bounds.size == 0:
             continue
         jump = np.abs(g[:, bounds] - g[:, bounds - 1])
         left = np.abs(g[:, bounds - 1] - g[:, bounds - 2])
         right = np.abs(g[:, bounds + 1] - g[:, bounds])
-        seg = lambda a: a.reshape(bands, tile, -1).mean(axis=1)  # noqa: E731 (one mean per tile side)
+        seg = lambda a: a.reshape(bands, along, -1).mean(axis=1)  # noqa: E731 (one mean per tile side)
         hit = seg(jump) > 2 * np.maximum(seg(left), seg(right)) + 1.0
         fractions.append(hit.sum())
         counts.append(hit.size)
     return float(sum(fractions) / sum(counts)) if counts else 0.0
 
 
-def _above_block_steps(gray: np.ndarray, tile: int) -> bool:
+def _above_block_steps(gray: np.ndarray, tile_h: int, tile_w: int) -> bool:
     """Whether the jumps at the tile boundaries stand out of those at the lossy file's other
     :data:`JPEG_BLOCK` boundaries: each block is quantised alone, so a photo steps at every
     8th line and an 8-px multiple of tiles finds edges at most of its boundaries."""
     at_tiles, at_blocks = [], []
-    for g in (gray, gray.T):
+    for g, tile in ((gray, tile_w), (gray.T, tile_h)):
         bounds = np.arange(tile, g.shape[1], tile)
         blocks = np.setdiff1d(np.arange(JPEG_BLOCK, g.shape[1], JPEG_BLOCK), bounds)
         at_tiles.append(np.abs(g[:, bounds] - g[:, bounds - 1]).mean(axis=0))
         at_blocks.append(np.abs(g[:, blocks] - g[:, blocks - 1]).mean(axis=0))
     steps = np.concatenate(at_blocks)
     return steps.size > 0 and float(np.median(np.concatenate(at_tiles))) > BLOCK_JUMP_RATIO * float(np.median(steps))
+
+
+def _jumping_periods(jumps: np.ndarray) -> list[int]:
+    """Tile sizes (of at least :data:`MIN_TILE`, two tiles or more) along an axis of
+    ``jumps.size + 1`` lines at half of whose boundaries the mean jump beats both
+    neighbouring lines' twice."""
+    length, periods = jumps.size + 1, []
+    for period in _divisors(length):
+        if period < MIN_TILE or length // period < 2:
+            continue
+        at = np.arange(period, length, period)  # jumps[at - 1] is the jump onto line ``at``
+        if (jumps[at - 1] > 2 * np.maximum(jumps[at - 2], jumps[at]) + 1.0).mean() >= 0.5:
+            periods.append(period)
+    return periods
 
 
 def _repetition(image: np.ndarray) -> int:
@@ -344,16 +360,25 @@ def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | N
         return small and GridGeometry(small.rows, small.cols, small.tile_h * f, small.tile_w * f, 0)
     height, width = image.shape[:2]
     gray = image[..., 0].astype(np.int16) + image[..., 1] + image[..., 2]  # faster than sum(axis=2)
-    edged = lambda t, bar: _edge_fraction(gray, t) >= bar and (not lossy or _above_block_steps(gray, t))  # noqa: E731
+    def edged(tile_h: int, tile_w: int, bar: float) -> bool:
+        return _edge_fraction(gray, tile_h, tile_w) >= bar and (not lossy or _above_block_steps(gray, tile_h, tile_w))
     blank = _FORCED_PAD_TOLERANCE if lossy else 0.0  # a lossy empty slot (Sana's black fill, WebP) is not one value
     sizes = [t for t in _divisors(np.gcd(height, width)) if t >= MIN_TILE and height // t >= 2 and width // t >= 2]
     for tile in sizes:
         rows, cols = height // tile, width // tile
-        if edged(tile, EDGE_EVIDENCE_STYLEGAN if stylegan_grid_shape(tile) == (rows, cols) else EDGE_EVIDENCE):
-            finer = next((t for t in sizes if t < tile and tile % t == 0 and edged(t, EDGE_EVIDENCE_FINER)), tile)
+        if edged(tile, tile, EDGE_EVIDENCE_STYLEGAN if stylegan_grid_shape(tile) == (rows, cols) else EDGE_EVIDENCE):
+            finer = next((t for t in sizes if t < tile and tile % t == 0 and edged(t, t, EDGE_EVIDENCE_FINER)), tile)
             return GridGeometry(height // finer, width // finer, finer, finer, 0, blank)
+    # Tiles of another shape, at least 2x2 (SPADE's tile_images of 2:1 Cityscapes samples), finest
+    # first; only periods whose lines, averaged whole, mostly jump (cheap: it rules out most)
+    across_cols = np.abs(np.diff(gray, axis=1)).mean(axis=0)
+    across_rows = np.abs(np.diff(gray, axis=0)).mean(axis=1)
+    shapes = sorted(((h, w) for h in _jumping_periods(across_rows) for w in _jumping_periods(across_cols)
+                     if h != w and max(h, w) <= MAX_TILE_RATIO * min(h, w)), key=lambda hw: hw[0] * hw[1])
+    if shape := next((hw for hw in shapes if edged(*hw, EDGE_EVIDENCE)), None):
+        return GridGeometry(height // shape[0], width // shape[1], *shape, 0, blank)
     short, long = sorted((height, width))
-    if long % short == 0 and long // short >= MIN_STRIP and edged(short, EDGE_EVIDENCE):  # a strip of square tiles
+    if long % short == 0 and long // short >= MIN_STRIP and edged(short, short, EDGE_EVIDENCE):  # a strip of squares
         return GridGeometry(height // short, width // short, short, short, 0, blank)
     return None
 

@@ -89,6 +89,29 @@ def test_torchvision_grid_of_non_square_tiles(tmp_path, padding, pad_value, n):
     _assert_tiles(grid, geometry, images)
 
 
+def test_a_padded_column_of_wide_tiles_is_split_and_a_pair_is_not(tmp_path):
+    """PyTorch-GAN's ESRGAN: ``save_image(torch.cat((imgs_lr, gen_hr), -1), nrow=1)``, a column
+    of 4 wide tiles between pad lines, was one sample (wide tiles only counted in 2x2 grids)."""
+    images = smooth_images(np.random.default_rng(12), 4, 64, 128)
+    column = _read(save_torchvision_grid(images, tmp_path / "c.png", nrow=1))
+    geometry = detect_grid(column)
+    assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.tile_w) == (4, 1, 64, 128)
+    _assert_tiles(column, geometry, images)
+    pair = _read(save_torchvision_grid(images[:2], tmp_path / "p.png", nrow=1))
+    assert detect_grid(pair) is None  # two framed panels: as likely one figure as two samples
+
+
+def test_an_unpadded_grid_of_wide_tiles_is_not_read_as_a_strip_of_squares():
+    """SPADE's ``tile_images(picturesPerRow=4)``: 8 Cityscapes samples of 64x128 px, 2x4 without
+    padding, were read as 4 squares of 128 px, each half of two samples."""
+    images = smooth_images(np.random.default_rng(13), 8, 64, 128)
+    grid = stylegan_grid(images, 2, 4)
+    assert detect_grid(grid) == GridGeometry(2, 4, 64, 128, 0)
+    _assert_tiles(grid, detect_grid(grid), images)
+    tall = stylegan_grid(smooth_images(np.random.default_rng(14), 6, 96, 48), 2, 3)  # portraits, 2x3
+    assert detect_grid(tall) == GridGeometry(2, 3, 96, 48, 0)
+
+
 def _stretch(images: np.ndarray) -> np.ndarray:
     """Each image min-max scaled to [0, 1], as ``imshow`` scales it to its colour map."""
     images = images.astype(np.float32)
