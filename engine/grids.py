@@ -270,6 +270,33 @@ def _separated_axis(line_is_background: np.ndarray) -> tuple[int, tuple[int, ...
     return size, tuple(int(s) for s in starts + (lengths - size) // 2)
 
 
+def _without_short_ends(line_is_background: np.ndarray) -> np.ndarray | None:
+    """The lines with a first or last run of content under half the others' median length (a
+    title, a caption) made background, when there are such runs and two or more others."""
+    edges = np.diff(np.concatenate([[1], line_is_background, [1]]).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    if starts.size < 3:
+        return None
+    short = (ends - starts) < np.median(ends - starts) / 2
+    keep = np.ones(starts.size, bool)
+    keep[0], keep[-1] = not short[0], not short[-1]
+    if keep.all() or keep.sum() < 2 or short[keep].any():
+        return None
+    band = np.ones_like(line_is_background)
+    for start, end in zip(starts[keep], ends[keep]):
+        band[start:end] = False
+    return band
+
+
+def _band_columns(bg: _Background, background_rows: np.ndarray) -> np.ndarray:
+    """Every column's distance from the background over the rows that are not background."""
+    lines = bg.lines[~background_rows]
+    if bg.bar:  # lossy: measured as _background measures, in the luma
+        distance = np.minimum(lines - bg.value, bg.value - lines)
+        return _block_max(distance.transpose(1, 0, 2))
+    return (lines != bg.value).any(axis=2).mean(axis=0)
+
+
 def _detect_separated(image: np.ndarray, bg: _Background, finer_than: int = 1) -> GridGeometry | None:
     """Tiles between full background lines (matplotlib subplots, non-square torchvision
     tiles) whose content reaches all four edges of every tile but the last row's empty slots
@@ -277,6 +304,10 @@ def _detect_separated(image: np.ndarray, bg: _Background, finer_than: int = 1) -
     that are not square (within :data:`LAYOUT_SLACK`) come in at least 2x2. Only more than
     ``finer_than`` tiles are worth checking."""
     rows, cols = _separated_axis(bg.rows <= bg.bar), _separated_axis(bg.cols <= bg.bar)
+    if rows is None:  # a caption under the tiles or a title above them (znxlwm's fig.text 'Epoch 3')
+        band = _without_short_ends(bg.rows <= bg.bar)
+        if band is not None:
+            rows, cols = _separated_axis(band), _separated_axis(_band_columns(bg, band) <= bg.bar)
     if rows is None or cols is None:
         return None
     (tile_h, tops), (tile_w, lefts) = rows, cols

@@ -52,12 +52,14 @@ def stylegan_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
-def matplotlib_grid(images: np.ndarray, path: Path, layout: str = "tf_dcgan") -> Path:
+def matplotlib_grid(images: np.ndarray, path: Path, layout: str = "tf_dcgan", caption: str = "",
+                    title: str = "") -> Path:
     """Write (N, H, W) gray samples as a matplotlib figure of subplots, axes off: the
     TensorFlow DCGAN tutorial's ``generate_and_save_images`` (``plt.figure(figsize=(4, 4))``,
     4x4 ``plt.subplot``), ``plt.subplots(4, 4)`` with ``tight_layout``, Keras-GAN's
     ``sample_images`` (5x5 ``plt.subplots`` at the default figure size), or 5x5 subplots
-    holding fewer samples (the rest of the axes left empty)."""
+    holding fewer samples (the rest of the axes left empty); a ``caption`` under the
+    subplots as znxlwm's GANs write ``fig.text(0.5, 0.04, 'Epoch 3')``, a ``title`` over them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -72,6 +74,10 @@ def matplotlib_grid(images: np.ndarray, path: Path, layout: str = "tf_dcgan") ->
         ax.axis("off")
     if layout == "tight":
         fig.tight_layout()
+    if caption:
+        fig.text(0.5, 0.04, caption, ha="center")
+    if title:
+        fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

@@ -140,6 +140,16 @@ def test_matplotlib_figure_of_subplots(tmp_path, layout, n, shape):
         assert (distance.argmin(axis=1) == np.arange(n)).all() and distance.diagonal().max() < 0.06
 
 
+@pytest.mark.parametrize("caption, title", [("Epoch 3", ""), ("", "cifar samples"), ("Epoch 12", "samples")])
+def test_a_figure_of_subplots_with_a_caption_or_title_is_split(tmp_path, caption, title):
+    """znxlwm's pytorch-MNIST-CelebA GANs: 5x5 subplots with ``fig.text(0.5, 0.04, 'Epoch N')``
+    under them: the caption's lines cross the gaps between columns, and the figure was one sample."""
+    images = digit_images(np.random.default_rng(15), 25, 28)[..., 0] / 127.5 - 1
+    grid = _read(matplotlib_grid(images, tmp_path / "f.png", "keras_gan", caption=caption, title=title))
+    geometry = detect_grid(grid)
+    assert geometry is not None and (geometry.rows, geometry.cols) == (5, 5)
+
+
 def test_unpadded_grid_with_a_partial_last_row_drops_its_uniform_slots():
     """k-diffusion's ``make_grid(x_0, nrow=4, padding=0)`` of 10 samples: the two slots past
     the last sample are make_grid's pad value (gray after its (x + 1) / 2), no samples."""
