@@ -26,7 +26,7 @@ from watchdog.observers.polling import PollingObserver
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
 from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, content_hash,
-                              file_versions, is_ready, sample_files, scan_reference, scan_run, series_glob)
+                              file_versions, is_ready, sample_files, scan_reference, scan_run, series_glob, warn_once)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
@@ -260,13 +260,19 @@ class Watcher:
 
     def _check_grid_size(self, checkpoint: Checkpoint, rows: int) -> None:
         """Say when a grid splits into far more or fewer tiles than its series' grids so far (its
-        geometry misread: an unpadded grid cut into quarter tiles), with the way to force it."""
-        sizes = self._grid_sizes.setdefault(series_glob(checkpoint.source), [])
+        geometry misread: an unpadded grid cut into quarter tiles, a blurry one not found), with
+        the way to force it; and once per series that its images are read as one sample each."""
+        series = series_glob(checkpoint.source)
+        sizes = self._grid_sizes.setdefault(series, [])
         usual = statistics.median(sizes) if len(sizes) >= 2 else None
         sizes.append(rows)
-        if usual and rows > 1 and not usual / 2 <= rows <= usual * 2:
+        if usual and rows >= 1 and not usual / 2 <= rows <= usual * 2:
             log.warning("step %d (%s): %s where the series' grids so far had %g: if its grid was misread, force it "
                         "with --grid ROWSxCOLS", checkpoint.step, checkpoint.source, counted(rows, "sample"), usual)
+        elif rows == 1 and sizes == [1]:
+            warn_once(self.config.run_dir, f"{self.config.run_dir}: {series} read as one sample per image (no grid "
+                      "found in it): if they are grids, force their geometry with --grid ROWSxCOLS",
+                      about=f"single {series}", say=log.info)
 
     def _run_hooks(self, results: list[IngestResult]) -> None:
         """Hooks catch up from the store's committed state, so a pass that failed or was

@@ -730,6 +730,33 @@ def test_a_grid_split_into_far_more_tiles_than_the_runs_others_is_named(tmp_path
                       "if its grid was misread, force it with --grid ROWSxCOLS"]
 
 
+def test_a_grid_read_as_one_sample_is_named_and_so_is_a_series_of_single_images(tmp_path, capsys):
+    """LynnHo's blurry 10x10 JPEG grids: a step whose grid was not found was stored as one
+    sample without a word (only grids split into more tiles were named); a series read as one
+    sample per image says so once, with the way to force a grid."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images, write_png
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for epoch in (1, 2, 3):
+        save_torchvision_grid(smooth_images(np.random.default_rng(epoch), 16, 16), run / "grids" / f"fakes_{epoch:03d}.png",
+                              nrow=4)
+        write_png(run / "single" / f"sample_{epoch:03d}.png", smooth_images(np.random.default_rng(epoch), 1, 64)[0])
+    write_png(run / "grids" / "fakes_004.png", smooth_images(np.random.default_rng(4), 1, 70)[0])  # no grid found
+    old = time.time() - 10
+    for path in run.rglob("*.png"):
+        os.utime(path, (old, old))
+    capsys.readouterr()
+    for folder in ("grids", "single"):
+        assert main(["watch", str(run / folder), "--store", str(tmp_path / f"{folder}.zarr"), "--once", "--encoder",
+                     "pixels", "--no-layout", "--no-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert ("evowatch: step 4 (fakes_004.png): 1 sample where the series' grids so far had 16: if its grid was misread, "
+            "force it with --grid ROWSxCOLS") in err
+    assert err.count("read as one sample per image") == 1
+    assert (f"{run / 'single'}: sample_*.png read as one sample per image (no grid found in it): if they are grids, "
+            "force their geometry with --grid ROWSxCOLS") in err
+
+
 def test_sheets_of_several_sizes_at_each_step_are_no_misread_grids(tmp_path, capsys):
     """StarGAN v2 writes ``{step:06d}_cycle_consistency.jpg``, ``_reference.jpg`` and
     ``_latent_psi_1.0.jpg`` sheets of different sizes at each step: each was compared with the
