@@ -741,7 +741,7 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
     parent = next(iter(series)).parent
     names = sorted(folder.name for folder in series)
     warn_once(parent, f"{parent}: {len(series)} folders ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) "
-                       "hold an image at every step: one checkpoint per step, each folder a sample labelled by its "
+                       "hold an image at every step: one checkpoint per step, each folder's samples labelled by its "
                        "name (to watch one alone, point evowatch at it)", about="series folders", say=log.info)
     groups = {}
     for step in counts:
