@@ -442,12 +442,24 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
     return geometry
 
 
+def _outside(length: int, starts: tuple[int, ...], size: int) -> np.ndarray:
+    """Mask of the lines of ``length`` that no tile (at ``starts``, ``size`` long) covers."""
+    outside = np.ones(length, bool)
+    for start in starts:
+        outside[start:start + size] = False
+    return outside
+
+
 def _pad_pixels(image: np.ndarray, geometry: GridGeometry) -> np.ndarray:
     """The pixels of the geometry's pad lines, (n, channels) float32."""
-    height, width = geometry.shape
-    p = geometry.padding
-    rows = _pad_lines(height, geometry.tile_h + p, p)
-    cols = _pad_lines(width, geometry.tile_w + p, p)
+    if geometry.tops:
+        rows = _outside(image.shape[0], geometry.tops, geometry.tile_h)
+        cols = _outside(image.shape[1], geometry.lefts, geometry.tile_w)
+    else:
+        height, width = geometry.shape
+        p = geometry.padding
+        rows = _pad_lines(height, geometry.tile_h + p, p)
+        cols = _pad_lines(width, geometry.tile_w + p, p)
     channels = image.shape[2]
     return np.concatenate([image[rows].reshape(-1, channels), image[:, cols].reshape(-1, channels)]).astype(np.float32)
 
@@ -462,7 +474,7 @@ def _pad_deviation(image: np.ndarray, geometry: GridGeometry, pad: np.ndarray | 
 def _fits(image: np.ndarray, geometry: GridGeometry, lossy: bool) -> GridGeometry | None:
     """``geometry`` when the image has its size and, when padded, its pad lines (within a
     lossy file's noise); for a lossy file with the tolerance its empty slots need."""
-    if geometry.tile_h < 1 or geometry.tile_w < 1 or geometry.shape != image.shape[:2]:
+    if geometry.tile_h < 1 or geometry.tile_w < 1 or (not geometry.tops and geometry.shape != image.shape[:2]):
         return None
     if geometry.padding == 0:
         return geometry
@@ -472,6 +484,28 @@ def _fits(image: np.ndarray, geometry: GridGeometry, lossy: bool) -> GridGeometr
     pad = np.median(lines, axis=0)
     bar = max(_FORCED_PAD_TOLERANCE, LOSSY_PAD_RATIO * float(np.abs(image[::3, ::3].astype(np.float32) - pad).mean()))
     return replace(geometry, blank_tolerance=bar) if float(np.abs(lines - pad).mean()) <= bar else None
+
+
+def _stacked_grids(height: int, width: int, grid: tuple[int, int], tile_size: int | None) -> list[GridGeometry]:
+    """Geometries of a grid made by stacking one ``make_grid`` per row (or per column), each
+    padded all round, so two pads meet between rows: PyTorch-GAN's CycleGAN saves
+    ``torch.cat((make_grid(real_A, nrow=5), make_grid(fake_B, nrow=5), ...), 1)``."""
+    rows, cols = grid
+    found = []
+    for p in PADDINGS:
+        for stacked_rows in (True, False):
+            tile_h = height // rows - 2 * p if stacked_rows else (height - p) // rows - p
+            tile_w = (width - p) // cols - p if stacked_rows else width // cols - 2 * p
+            if min(tile_h, tile_w) < 1 or tile_size not in (None, tile_h) or tile_size not in (None, tile_w):
+                continue
+            if stacked_rows and (height, width) == (rows * (tile_h + 2 * p), cols * (tile_w + p) + p):
+                tops, lefts = [r * (tile_h + 2 * p) + p for r in range(rows)], [p + c * (tile_w + p) for c in range(cols)]
+            elif not stacked_rows and (height, width) == (rows * (tile_h + p) + p, cols * (tile_w + 2 * p)):
+                tops, lefts = [p + r * (tile_h + p) for r in range(rows)], [c * (tile_w + 2 * p) + p for c in range(cols)]
+            else:
+                continue
+            found.append(GridGeometry(rows, cols, tile_h, tile_w, p, tops=tuple(tops), lefts=tuple(lefts)))
+    return found
 
 
 def forced_geometry(image: np.ndarray, grid: tuple[int, int] | None = None,
@@ -496,6 +530,8 @@ def forced_geometry(image: np.ndarray, grid: tuple[int, int] | None = None,
             tile_h = tile_w = tile_size
             rows, cols = (height - p) // (tile_size + p), (width - p) // (tile_size + p)
         candidates.append(GridGeometry(rows, cols, tile_h, tile_w, p))
+    if grid is not None:
+        candidates += _stacked_grids(height, width, grid, tile_size)
     lines = _luma(image) if lossy else image
     for geometry in candidates:
         if geometry.rows >= 1 and geometry.cols >= 1 and (fitted := _fits(lines, geometry, lossy)):

@@ -293,6 +293,28 @@ def test_jpeg_grids_are_split_though_their_pad_lines_are_not_one_value(tmp_path,
     assert detect_grid(_read(tmp_path / "one.jpg"), lossy=True) is None
 
 
+@pytest.mark.parametrize("dim", [1, 2])
+def test_forced_geometry_of_grids_stacked_one_per_row(dim):
+    """PyTorch-GAN's CycleGAN: ``torch.cat((make_grid(real_A, nrow=5), make_grid(fake_B,
+    nrow=5), ...), 1)``: 4 px between rows where each grid's pads meet; of dark samples
+    nothing is found, and ``--grid 4x5`` was refused ("Got 332x272")."""
+    import torch
+    from torchvision.utils import make_grid
+
+    images = digit_images(np.random.default_rng(16), 20, 32)
+    batches = torch.from_numpy(images).permute(0, 3, 1, 2).split(5)
+    if dim == 1:  # one grid per row
+        stacked = torch.cat([make_grid(b, nrow=5) for b in batches], 1)
+    else:  # one grid per column, side by side
+        stacked = torch.cat([make_grid(b, nrow=1) for b in batches], 2)
+    image = np.ascontiguousarray(stacked.permute(1, 2, 0).numpy())
+    grid = (4, 5) if dim == 1 else (5, 4)
+    geometry = forced_geometry(image, grid)
+    assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.tile_w) == (*grid, 32, 32)
+    order = np.arange(20) if dim == 1 else np.arange(20).reshape(4, 5).T.ravel()
+    _assert_tiles(image, geometry, images[order])
+
+
 def test_forced_geometry_prefers_pad_lines_that_show_over_no_padding(tmp_path):
     """``make_grid(padding=4)``: 148 px for 4 tiles of 32 also divides into 4 of 37 unpadded;
     the pad lines that are there decide."""
