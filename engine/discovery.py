@@ -59,7 +59,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.backlog_log import counted
@@ -109,16 +109,12 @@ SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGN
 #: images; latent-diffusion's ``inputs_gs-005000_….png`` and what it draws from them:
 #: ``diffusion_row_…`` (the inputs noised), ``conditioning_…``, ``mask_…``; ControlNet's
 #: ``control_…``, the edge map or pose drawn from the input; DDGAN's ``xpos_epoch_10.png``, a
-#: training batch noised): no samples, unless ``--samples``
-#: names them. Reconstructions: see ``_RECONSTRUCTION``.
+#: training batch noised; reconstructions of real inputs: pytorch/examples VAE's
+#: ``reconstruction_3.png``, PyTorch-VAE's ``Reconstructions/``, CycleGAN's ``rec_A``, which
+#: would read as memorised training data): no samples, unless ``--samples`` names them.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|conditionings?|masks?"
-                        r"|controls?|xpos|noised)"
+                        r"|controls?|xpos|noised|rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?)"
                         r"(?![a-z])", re.IGNORECASE)
-#: Reconstructions of the trainer's real inputs (pytorch/examples VAE's ``reconstruction_3.png``,
-#: PyTorch-VAE's ``Reconstructions/``, latent-diffusion's ``reconstruction_gs-…``): left out
-#: when the run writes samples beside them (they would read as memorised training data), read
-#: as the samples when they are all it writes (taming's VQGAN, an autoencoder).
-_RECONSTRUCTION = re.compile(r"(?<![a-z])rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.
 _GENERATED_DATA = re.compile(r"(?<![a-z])(?:fakes?|generated)(?![a-z])", re.IGNORECASE)
@@ -389,30 +385,6 @@ def is_real_data(name: str, options: DiscoveryOptions) -> bool:
     """A run's copy of its real data (see ``_REAL_DATA``), with the default sample globs."""
     return options.sample_globs == DEFAULT_SAMPLE_GLOBS and bool(_REAL_DATA.search(_stem(name)))
 
-
-def is_reconstruction(name: str) -> bool:
-    """A name (a file's, a folder's, a logged image's tag) saying it holds reconstructions of
-    real inputs (see ``_RECONSTRUCTION``)."""
-    return bool(_RECONSTRUCTION.search(_stem(name)))
-
-
-def _without_reconstructions(checkpoints: list[Checkpoint], root: Path, options: DiscoveryOptions) -> list[Checkpoint]:
-    """The checkpoints without their reconstruction files when the run has other sample
-    files too; said once, with how to read them."""
-    def inside(path: Path) -> str:
-        return _relative(path, root) if path.is_relative_to(root) else path.name
-
-    def rebuilt(path: Path) -> bool:
-        return any(is_reconstruction(part) for part in inside(path).split("/"))
-    left = [f for c in checkpoints for f in c.files if rebuilt(f)]
-    if options.sample_globs != DEFAULT_SAMPLE_GLOBS or not left or len(left) == sum(len(c.files) for c in checkpoints):
-        return checkpoints
-    names = list(dict.fromkeys(inside(f) for f in left))
-    warn_once(root, f"{root}: {counted(len(names), 'file')} of reconstructions of real inputs ({', '.join(names[:2])}"
-                    f"{', ...' if len(names) > 2 else ''}) left out: the samples beside them are read "
-                    "(--samples GLOB reads them)", about="reconstructions")
-    kept = [replace(c, files=tuple(f for f in c.files if not rebuilt(f))) for c in checkpoints]
-    return [c for c in kept if c.files]
 
 
 #: A folder of training data inside the trainer's working directory (SAGAN's ``./data/CelebA/``,
@@ -952,7 +924,6 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
         files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
         if files:
             checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
-    checkpoints = _without_reconstructions(checkpoints, root, options)
     checkpoints.sort(key=lambda c: (c.step, c.source))
     log.debug("scan %s: %d checkpoints", root, len(checkpoints))
     return checkpoints

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import decode
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data,
-                              is_reconstruction, reading_settings, warn_once)
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings,
+                              warn_once)
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
 from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -161,8 +161,6 @@ class TensorBoardImages:
                     self._latest[(path.parent, tag)] = logged
         tags = sorted({tag for _, tag, _ in latest})
         wanted = [tag for tag in tags if self._wanted(tag, options)]
-        if options.sample_globs == DEFAULT_SAMPLE_GLOBS and not all(map(is_reconstruction, wanted)):
-            wanted = [tag for tag in wanted if not is_reconstruction(tag)]  # NVAE's beside its samples
         series = _series({(folder, tag) for folder, tag, _ in latest if tag in wanted})
         self._announce(root, sorted({name for name, _, _ in series.values()}), [tag for tag in tags if tag not in wanted],
                        options.sample_globs != DEFAULT_SAMPLE_GLOBS)

@@ -643,18 +643,17 @@ def test_files_named_as_real_data_are_no_samples_unless_the_globs_name_them(tmp_
     with caplog.at_level("WARNING", logger="engine.discovery"):
         sources = [c.source for c in scan_run(tmp_path)]
     assert sources == [f"web/images/epoch{e:03d}_fake_B.png" for e in (1, 2)]
-    assert "4 files named as real data or made from it (epoch001_real_A.png, epoch001_real_B.png, ...)" in caplog.text
-    assert ("2 files of reconstructions of real inputs (web/images/epoch001_rec_A.png, web/images/epoch002_rec_A.png) "
-            "left out") in caplog.text
+    assert "6 files named as real data or made from it (epoch001_real_A.png, epoch001_real_B.png, ...)" in caplog.text
     chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("*_real_A.png",)))
     assert [c.source for c in chosen] == ["web/images/epoch001_real_A.png", "web/images/epoch002_real_A.png"]
 
 
-def test_reconstructions_beside_samples_are_left_out(tmp_path, caplog):
+def test_reconstructions_of_real_inputs_are_no_samples(tmp_path, caplog):
     """pytorch/examples VAE's ``results/reconstruction_3.png`` (8 test inputs above their
     reconstructions) beside ``sample_3.png``, PyTorch-VAE's ``Reconstructions/`` beside
     ``Samples/``: every step measured real inputs and their copies with its samples (a false
-    memorisation alert). Alone (taming's VQGAN, an autoencoder) they are the samples."""
+    memorisation alert). Alone (taming's VQGAN, an autoencoder) they are left out too, said,
+    so that a live watch does not read them before the samples of the same step appear."""
     for epoch in (1, 2):
         for name in (f"reconstruction_{epoch}.png", f"sample_{epoch}.png"):
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "vae" / "results" / name, nrow=2)
@@ -665,16 +664,16 @@ def test_reconstructions_beside_samples_are_left_out(tmp_path, caplog):
         assert [c.source for c in scan_run(tmp_path / "vae")] == ["results/sample_1.png", "results/sample_2.png"]
         assert [c.source for c in scan_run(tmp_path / "antixk" / "version_0")] == [
             "Samples/VanillaVAE_Epoch_1.png", "Samples/VanillaVAE_Epoch_2.png"]
-        assert [c.source for c in scan_run(tmp_path / "alone")] == [f"reconstructions_gs-{e:06d}.png" for e in (1, 2)]
-    assert (f"{tmp_path / 'vae'}: 2 files of reconstructions of real inputs (results/reconstruction_1.png, "
-            "results/reconstruction_2.png) left out: the samples beside them are read (--samples GLOB reads them)"
-            ) in caplog.text
+        assert scan_run(tmp_path / "alone") == []
+    assert (f"{tmp_path / 'vae' / 'results'}: 2 files named as real data or made from it (reconstruction_1.png, "
+            "reconstruction_2.png) are not read as samples (--samples GLOB reads them)") in caplog.text
+    assert f"{tmp_path / 'antixk' / 'version_0'}: 1 folder named as real data or made from it (Reconstructions/)" in caplog.text
     chosen = scan_run(tmp_path / "vae", DiscoveryOptions(sample_globs=("reconstruction_*.png",)))
     assert [c.source for c in chosen] == ["results/reconstruction_1.png", "results/reconstruction_2.png"]
     for name in ("rec_A", "x_recon", "recons", "reconst-3", "Reconstructions", "reconstructed_500"):
-        assert discovery.is_reconstruction(name), name
+        assert discovery.is_real_data(name, DiscoveryOptions()), name
     for name in ("record_500", "recall", "precision", "recipe_3", "direction"):
-        assert not discovery.is_reconstruction(name), name
+        assert not discovery.is_real_data(name, DiscoveryOptions()), name
 
 
 def test_folders_named_as_real_data_are_no_samples(tmp_path, caplog):
@@ -707,14 +706,15 @@ def test_tensor_files_in_a_checkpoint_folder_are_weights_whatever_their_names(tm
 
 def test_imaginaire_checkpoints_are_weights_and_taming_inputs_are_real_data(tmp_path):
     """Imaginaire: ``epoch_00001_iteration_000001000_checkpoint.pt`` beside ``images/``;
-    taming's ImageLogger: ``inputs_gs-…`` (its training images) beside ``reconstructions_gs-…``."""
+    taming's ImageLogger: ``inputs_gs-…`` (its training images) beside ``samples_gs-…`` and
+    ``reconstructions_gs-…`` (the inputs through the autoencoder)."""
     for step in (500, 1000):
         torch.save({"net_G": {"w": torch.zeros(2)}}, tmp_path / f"epoch_00001_iteration_{step:09d}_checkpoint.pt")
-        for series in ("inputs", "reconstructions"):
+        for series in ("inputs", "reconstructions", "samples"):
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "images" / f"{series}_gs-{step:06d}_e-000001.png",
                                   nrow=2)
     assert [(c.step, c.source) for c in scan_run(tmp_path)] == [
-        (500, "images/reconstructions_gs-000500_e-000001.png"), (1000, "images/reconstructions_gs-001000_e-000001.png")]
+        (500, "images/samples_gs-000500_e-000001.png"), (1000, "images/samples_gs-001000_e-000001.png")]
 
 
 def test_step_regex_may_name_the_extension_and_tiff_and_gif_are_images(tmp_path):

@@ -337,7 +337,7 @@ def test_tags_ending_in_a_decimal_are_their_own_series_and_reconstructions_are_l
     """NVAE: ``add_image('generated_%0.1f' % t, grid, step)`` for t in 0.7 ... 1.0 beside
     ``add_image('reconstruction', ...)`` (its inputs, then their reconstructions): 0.7, 0.8
     and 0.9 were one numbered series (instances 7, 8, 9; each grid one sample) and the
-    reconstructions a checkpoint of generated samples."""
+    reconstructions a checkpoint of generated samples (made from real data now)."""
     run = tmp_path / "run"
     writer = SummaryWriter(str(run / "eval-exp"))
     temperatures = ("0.7", "0.8", "0.9", "1.0")
