@@ -185,6 +185,8 @@ def decode_image(source: Path | BinaryIO) -> np.ndarray:
         raise SkipFile(_too_large(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise SkipFile(f"truncated or corrupt image ({exc})") from None
+    except Exception as exc:  # a damaged file can fail a decoder in any way (struct.error, IndexError)
+        raise SkipFile(f"corrupt image ({type(exc).__name__}: {exc})") from None
 
 
 def _too_large(error: Image.DecompressionBombError) -> str:
@@ -235,9 +237,9 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
         if zipfile.is_zipfile(path):  # a well-formed torch.save archive with non-tensor objects
             raise SkipFile("holds objects other than tensors (refused to unpickle: weights_only)") from None
         raise SkipFile("not a readable torch file (corrupt or not written by torch.save)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # damaged bytes fail the weights-only unpickler in any way (IndexError: pop from empty list)
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SkipFile(f"not a readable torch file ({first_line})") from None
+        raise SkipFile(f"not a readable torch file ({type(exc).__name__}: {first_line})") from None
 
     def as_numpy(value):
         return value.detach().float().numpy() if value.dtype == torch.bfloat16 else value.detach().numpy()
@@ -271,7 +273,7 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
             raise SkipFile("not a numpy file (no .npy or .npz header): damaged, or another format under this name") \
                 from None
         raise SkipFile(f"not a readable numpy file ({exc})") from None
-    except (OSError, EOFError) as exc:
+    except Exception as exc:  # a cut or damaged .npz: zipfile.BadZipFile ("Bad CRC-32"), EOFError, OSError
         raise SkipFile(f"not a readable numpy file ({exc})") from None
     if _pick(arrays, IMAGE_KEYS) is None and len(arrays) != 1:
         raise SkipFile(f"holds no image array (keys: {', '.join(arrays)})")
@@ -572,5 +574,8 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
                 yield sample
         except SkipFile as exc:  # the consumer logs it and records it in the store
             yield SkippedFile(path=ctx.name(path), reason=str(exc))
+        except Exception as exc:  # never one file's failure the whole ingest's: named, recorded, the rest goes on
+            log.debug("reading %s failed", path, exc_info=True)
+            yield SkippedFile(path=ctx.name(path), reason=f"could not be read ({type(exc).__name__}: {exc})")
         if multi:
             offset = after

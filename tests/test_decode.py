@@ -6,6 +6,7 @@ import pickle
 import warnings
 from collections import OrderedDict
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -320,6 +321,13 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     np.save(folder / "h_complex.npy", np.ones((2, 3, 8, 8), np.complex64))  # numpy warned, then cast
     (folder / "i_pickle.pt").write_bytes(pickle.dumps(np.zeros((2, 3, 8, 8))))  # torch warned in two lines
     (folder / "j_random.npy").write_bytes(b"\x00garbage" * 40)  # was said to hold Python objects
+    # damaged bytes that fail torch's weights-only unpickler and numpy's zip reader with errors
+    # of other kinds: each stopped the whole ingest with a traceback (diffusion-pipe's cut DeepSpeed files)
+    (folder / "k_stack.pt").write_bytes(b"\x80\x02.")  # IndexError: pop from empty list
+    (folder / "l_memo.pt").write_bytes(b"\x80\x02}q\x00X\x01\x00\x00\x00ah\x01s.")  # KeyError: 1
+    np.savez(folder / "m_cut.npz", x=smooth_images(RNG, 2, 16))
+    packed = (folder / "m_cut.npz").read_bytes()
+    (folder / "m_cut.npz").write_bytes(packed[:200] + bytes(300) + packed[500:])  # zipfile.BadZipFile: Bad CRC-32
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's own warnings would print before the skip line
         samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
@@ -334,6 +342,23 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert "complex64 values, not image pixels" in reasons["h_complex.npy"]
     assert "not a readable torch file" in reasons["i_pickle.pt"]
     assert reasons["j_random.npy"] == "not a numpy file (no .npy or .npz header): damaged, or another format under this name"
+    assert reasons["k_stack.pt"] == "not a readable torch file (IndexError: pop from empty list)"
+    assert reasons["l_memo.pt"] == "not a readable torch file (KeyError: 1)"
+    assert reasons["m_cut.npz"] == "not a readable numpy file (Bad CRC-32 for file 'x.npy')"
+
+
+def test_a_file_that_fails_in_an_unforeseen_way_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
+    """Whatever one file's reading raises, it is that file's skip line, not the ingest's end."""
+    from engine import decode
+
+    for name in ("a.png", "b.png", "c.png"):
+        write_png(tmp_path / "step_1" / name, smooth_images(RNG, 1, 16)[0])
+    real = decode.decode_image
+    monkeypatch.setattr(decode, "decode_image", lambda source: (_ for _ in ()).throw(ZeroDivisionError("boom"))
+                        if Path(source).name == "b.png" else real(source))
+    samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
+    assert [s.path for s in samples] == ["step_1/a.png", "step_1/c.png"]
+    assert [(s.path, s.reason) for s in skipped] == [("step_1/b.png", "could not be read (ZeroDivisionError: boom)")]
 
 
 def test_instance_ids_continue_across_tensor_files(tmp_path):

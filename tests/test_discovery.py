@@ -755,7 +755,7 @@ def test_folders_of_one_class_each_holding_its_image_per_step_are_one_checkpoint
             write_png(tmp_path / "run" / "samples" / label / f"step_{step}.png", np.zeros((8, 8, 3), np.uint8))
     with caplog.at_level("INFO", logger="engine.discovery"):  # an info line: a CLI test may have set "engine" quieter
         found = scan_run(tmp_path / "run")
-    assert "2 folders (cat, dog) hold an image at every step: one checkpoint per step, each folder a sample" in caplog.text
+    assert "2 folders (cat, dog) hold an image at every step: one checkpoint per step, each folder's samples" in caplog.text
     assert [(c.step, c.source) for c in found] == [(1000, "samples/{sample}/step_1000.png"),
                                                    (2000, "samples/{sample}/step_2000.png")]
     assert [p.parent.name for p in found[0].files] == ["cat", "dog"]
