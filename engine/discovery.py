@@ -86,8 +86,9 @@ _WEIGHT_STEM = re.compile(
     r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
-    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict)(?:[-_.=].*)?"  # Imaginaire's
-    # epoch_00001_iteration_000001000_checkpoint.pt, torchcfm's otcfm_cifar10_weights_step_20000.pt
+    r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict|model_states|optim_states)(?:[-_.=].*)?"  # Imaginaire's
+    # epoch_00001_iteration_000001000_checkpoint.pt, torchcfm's otcfm_cifar10_weights_step_20000.pt,
+    # DeepSpeed's global_step100/mp_rank_00_model_states.pt
     r"|.*[-_.](?:params|model)(?:[-_.]?(?:latest|last|best|\d+))?"  # U-GAT-IT's selfie2anime_params_latest.pt,
     # consistency models' target_model010000.pt
     r"|.*(?:generator|discriminator)(?:[-_.=]?\d+)?)$",  # sngan_projection's ResNetGenerator_5000.npz

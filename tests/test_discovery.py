@@ -447,7 +447,8 @@ def test_weight_names():
                  "selfie2anime_params_latest.pt", "horse2zebra_params_0010000.pt",  # U-GAT-IT
                  "ResNetGenerator_5000.npz", "SNResNetProjectionDiscriminator_5000.npz",  # sngan_projection (Chainer)
                  "otcfm_cifar10_weights_step_20000.pt",  # torchcfm: the dict of both nets, optimiser and step
-                 "target_model010000.pt", "teacher_model010000.pt", "ema_0.9999_010000.pt"):  # consistency models
+                 "target_model010000.pt", "teacher_model010000.pt", "ema_0.9999_010000.pt",  # consistency models
+                 "mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt", "layer_00-model_states.pt"):
         assert is_weight_file(name), name
     for name in ("sample-12.png", "samples_300.pt", "00001.npy", "fakes000200.png", "model-12.png",
                  "ema_samples_1000.pt", "model_samples_1000.npy", "generator_outputs_1000.npy", "netG_fakes_3.npz"):
