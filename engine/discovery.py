@@ -77,6 +77,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", 
                     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi", ".jp2")
 TENSOR_EXTENSIONS = (".npy", ".npz", ".pt")
 DEFAULT_SAMPLE_GLOBS: tuple[str, ...] = tuple(f"*{ext}" for ext in IMAGE_EXTENSIONS + TENSOR_EXTENSIONS)
+#: Video files (CogVideoX's, DynamiCrafter's, OneTrainer's samples of video models): not read, said.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"})
 
 #: Extensions of model weights and trainer state: never sample files.
 MODEL_EXTENSIONS = frozenset({".pth", ".pkl", ".ckpt", ".safetensors", ".bin", ".h5", ".onnx", ".msgpack"})
@@ -113,7 +115,7 @@ SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGN
 #: training batch noised; reconstructions of real inputs: pytorch/examples VAE's
 #: ``reconstruction_3.png``, PyTorch-VAE's ``Reconstructions/``, CycleGAN's ``rec_A``, which
 #: would read as memorised training data): no samples, unless ``--samples`` names them.
-_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|conditionings?|masks?"
+_REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|condition(?:ing)?s?|masks?"
                         r"|controls?|xpos|noised|rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?)"
                         r"(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
@@ -133,7 +135,7 @@ _FIRST_INT = re.compile(r"(\d+)")
 #: ``20240105_103000/``, kohya-ss's ``mylora_000500_00_20240105103000.png``), a time of day alone
 #: (Hydra's ``outputs/2026-12-04/10-30-00/``), the seed kohya-ss puts after such a time when it
 #: follows other numbers (``mylora_e000003_00_20240105103000_42.png``), an array's shape (``samples_16x32x32x3.npz``), a
-#: hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``).
+#: hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``; CogVideoX's five-character ``…-d527f.png``).
 _NO_NUMBER = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
     r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?:(?<=\d[_-].{14})(?:_\d+)+$|(?!\d))"
@@ -141,6 +143,7 @@ _NO_NUMBER = re.compile(
     r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
     r"|\d+(?:x\d+)+"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])"
+    r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f]\d+[a-f])[0-9a-f]{5,11}(?![0-9a-z])"  # a short one, digits between letters
     r"|(?<!\d)1[5-9]\d{8}(?:\d{3})?(?!\d)", re.IGNORECASE)  # Unix time, s or ms (ai-toolkit's 1712345678901__000000250_0.jpg)
 #: Numbers in a name that are no step either, those named as a setting (DiT's
 #: ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``, LlamaGen's ``…-VQ-16-topk-0-…``, ``lr1e-4_bs64``, a process's
@@ -404,14 +407,16 @@ _SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
 _WANDB_FOLDER = "wandb"
 
 
-def _is_copy_beside(path: Path, folders: set[str], images: set[str]) -> bool:
+def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set[str]) -> bool:
     """A file that repeats what a sibling of the same name holds: a sample folder packed as a
     tensor (DiT's ``FOLDER.npz``) or drawn as one grid (AnimateDiff's ``sample-500.gif`` beside
     ``sample-500/``), or a tensor file beside an image of its name (pytorch_GAN_zoo's
-    ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``)."""
+    ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``), or an image beside
+    a video of its name (CogVideoX's image-to-video input beside the ``.mp4`` made from it)."""
     suffix = path.suffix.lower()
     return ((suffix in TENSOR_EXTENSIONS or suffix in IMAGE_EXTENSIONS) and path.stem in folders
-            or suffix in TENSOR_EXTENSIONS and path.stem in images)
+            or suffix in TENSOR_EXTENSIONS and path.stem in images
+            or suffix in IMAGE_EXTENSIONS and path.stem in videos)
 
 
 def _is_real_data_folder(name: str, options: DiscoveryOptions) -> bool:
@@ -757,17 +762,39 @@ def _epoch_batch_steps(files: list[Path]) -> dict[Path, int]:
     return steps
 
 
+def _steps_before_a_constant(files: list[Path]) -> dict[Path, int]:
+    """Steps of single files whose last number, the step by default, is the same in every
+    name that starts alike and holds as many numbers, while an earlier number differs:
+    CogVideoX's ``validation-{step}-{rank}-{prompt}-{hash}.png`` (rank 0 in every name) was
+    step 0 throughout. The last such earlier number is the step. Names that call a number the
+    step keep it."""
+    series: dict[tuple[Path, str, int], list[tuple[list[int], Path]]] = {}
+    for path in files:
+        masked = _NOT_A_STEP.sub("_", path.stem)
+        numbers = [int(n) for n in re.findall(r"\d+", masked)]
+        if len(numbers) >= 2 and not _NAMED_STEP.search(masked):
+            series.setdefault((path.parent, re.split(r"\d", masked, maxsplit=1)[0], len(numbers)), []).append((numbers, path))
+    steps = {}
+    for members in series.values():
+        columns = list(zip(*(numbers for numbers, _ in members)))
+        varying = [i for i, column in enumerate(columns[:-1]) if len(set(column)) > 1]
+        if len(members) >= 2 and len(set(columns[-1])) == 1 and varying:
+            steps.update({path: numbers[varying[-1]] for numbers, path in members})
+    return steps
+
+
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
     entries = folder_entries(folder)
     folders = {entry.name for entry in entries if _is_dir(entry)}
     images = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS}
+    videos = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in VIDEO_EXTENSIONS}
     packed = []
     for entry in entries:
         path = Path(entry.path)
         if _is_hidden_dir(entry):
             continue
-        if options.sample_globs == DEFAULT_SAMPLE_GLOBS and _is_copy_beside(path, folders, images) and _is_file(entry):
+        if options.sample_globs == DEFAULT_SAMPLE_GLOBS and _is_copy_beside(path, folders, images, videos) and _is_file(entry):
             packed.append(entry.name)
             continue
         if _is_dir(entry):
@@ -801,10 +828,15 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
             _holds_images(path, options) for path in plain):
         numbered = [entry for entry in numbered if entry not in unnamed]  # StyleSwin's weights beside its samples/
         weights += len(unnamed)
+    if videos := sorted(e.name for e in entries if Path(e.name).suffix.lower() in VIDEO_EXTENSIONS and _is_file(e)):
+        warn_once(folder, f"{folder}: {counted(len(videos), 'video file')} ({', '.join(videos[:2])}"
+                           f"{', ...' if len(videos) > 2 else ''}) not read: evowatch reads images; have the trainer "
+                           "save its samples as images, or as GIF or WebP (read at their last frame)", about="videos")
     if packed:
-        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder or an image of the same name "
-                           f"({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the samples are "
-                           "read once, from the folder or the image (--samples GLOB picks one)", about="packed")
+        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder, an image or a video of the same "
+                           f"name ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the samples are "
+                           "read once, from the folder or the image; an image beside a video is its input "
+                           "(--samples GLOB picks one)", about="packed")
     if reals:
         folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
         what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
@@ -822,8 +854,8 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         grouped = {f for _, group_files in groups.values() for f in group_files}
         numbered = [entry for entry in numbered if entry[1] not in grouped]
         numbered += [(step, pattern, False) for pattern, (step, _) in groups.items()]
-    if options.step_regex is None and (counted_on := _epoch_batch_steps(
-            [path for _, path, is_dir in numbered if not is_dir and path not in groups])):
+    singles = [path for _, path, is_dir in numbered if not is_dir and path not in groups]
+    if options.step_regex is None and (counted_on := _epoch_batch_steps(singles) or _steps_before_a_constant(singles)):
         numbered = [(counted_on.get(path, step), path, is_dir) for step, path, is_dir in numbered]
     return _Level(tuple(numbered), unnumbered_files, weights, tuple(plain),
                   {pattern: group_files for pattern, (_, group_files) in groups.items()})

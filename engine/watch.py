@@ -270,9 +270,9 @@ class Watcher:
             log.warning("step %d (%s): %s where the series' grids so far had %g: if its grid was misread, force it "
                         "with --grid ROWSxCOLS", checkpoint.step, checkpoint.source, counted(rows, "sample"), usual)
         elif rows == 1 and sizes == [1]:
-            warn_once(self.config.run_dir, f"{self.config.run_dir}: {series} read as one sample per image (no grid "
-                      "found in it): if they are grids, force their geometry with --grid ROWSxCOLS",
-                      about=f"single {series}", say=log.info)
+            warn_once(self.config.run_dir, f"{self.config.run_dir}: {checkpoint.source} and the images named like it "
+                      "are read as one sample each (no grid found): if they are grids, force their geometry with "
+                      "--grid ROWSxCOLS", about=f"single {series}", say=log.info)
 
     def _run_hooks(self, results: list[IngestResult]) -> None:
         """Hooks catch up from the store's committed state, so a pass that failed or was

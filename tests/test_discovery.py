@@ -415,7 +415,7 @@ def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_pat
         assert [(c.step, c.source) for c in scan_run(tmp_path / "dit")] == [
             (100000, "DiT-XL-2-0100000-size-256-vae-ema-cfg-1.5-seed-0"),
             (200000, "DiT-XL-2-0200000-size-256-vae-ema-cfg-1.5-seed-0")]
-    assert "2 files beside a folder or an image of the same name (DiT-XL-2-0100000-" in caplog.text
+    assert "2 files beside a folder, an image or a video of the same name (DiT-XL-2-0100000-" in caplog.text
     for clock in ("10-30-00", "14-05-12"):
         for step in (1000, 2000):
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "outputs" / "2026-12-03" / clock / "samples"
@@ -869,6 +869,42 @@ def test_symlinked_sample_folders_are_followed_but_not_round_a_loop_and_dead_lin
     assert "restore what it names or remove the link" in caplog.text
 
 
+def test_a_last_number_the_same_in_every_name_is_no_step_when_an_earlier_one_differs(tmp_path):
+    """``validation-{step}-{rank}-{prompt}-{hash}.png`` (CogVideoX): the rank (0 in every
+    name) was the step of every file."""
+    for step in (100, 200, 300):
+        for prompt, digest in (("A_cat_walks", "d527f"), ("A_panda_eats", "b04f5")):
+            write_png(tmp_path / "cog" / f"validation-{step}-0-{prompt}-{digest}.png", smooth_images(RNG, 1, 16)[0])
+    assert sorted({c.step for c in scan_run(tmp_path / "cog")}) == [100, 200, 300]
+    write_png(tmp_path / "named" / "step1000_00.png", smooth_images(RNG, 1, 16)[0])  # a number named as the step stays
+    write_png(tmp_path / "named" / "step1000_01.png", smooth_images(RNG, 1, 16)[0])
+    assert {c.step for c in scan_run(tmp_path / "named")} == {1000}
+
+
+def test_video_samples_are_named_and_their_input_images_and_hashes_are_no_samples(tmp_path, caplog):
+    """CogVideoX's ``validation_res/validation-{step}-{rank}-{prompt}-{md5[:5]}.mp4`` (image-to-
+    video: its input saved beside it as ``.png``) and DynamiCrafter's ``images/train/
+    samples-gs500_….mp4`` beside ``image_condition-gs500_….jpg``: the videos were left out
+    without a word, the inputs stored as generated, and ``d527f`` made step 527."""
+    cog = tmp_path / "cog" / "validation_res"
+    dyn = tmp_path / "dyn" / "images" / "train"
+    for step in (100, 200):
+        for prompt, digest in (("A_cat_walks_on_the_grass_", "d527f"), ("A_panda_dressed_in_a_smal", "b04f5")):
+            name = f"validation-{step}-0-{prompt}-{digest}"
+            write_png(cog / f"{name}.png", smooth_images(RNG, 1, 16)[0])
+            (cog / f"{name}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        write_png(dyn / f"image_condition-gs{step}_ep0_idx{step - 1}_rank0.jpg", smooth_images(RNG, 1, 16)[0])
+        (dyn / f"samples-gs{step}_ep0_idx{step - 1}_rank0.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    with caplog.at_level("WARNING"):
+        assert scan_run(tmp_path / "cog") == [] and scan_run(tmp_path / "dyn") == []
+    assert (f"{cog}: 4 video files (validation-100-0-A_cat_walks_on_the_grass_-d527f.mp4, "
+            "validation-100-0-A_panda_dressed_in_a_smal-b04f5.mp4, ...) not read: evowatch reads images") in caplog.text
+    assert "4 files beside a folder, an image or a video of the same name (validation-100-0-" in caplog.text
+    assert "2 files named as real data or made from it (image_condition-gs100_ep0_idx99_rank0.jpg" in caplog.text
+    for name, step in (("sample-b04f5.png", None), ("mylora_e000003_00.png", 0), ("img_cafe1.png", 1)):
+        assert discovery.step_of(name, DiscoveryOptions()) == step, name
+
+
 def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tmp_path, caplog):
     """AnimateDiff writes ``samples/sample-500/{i}.gif`` and their grid ``samples/sample-500.gif``
     beside it: each step was two checkpoints, its samples measured twice. pytorch_GAN_zoo
@@ -882,7 +918,7 @@ def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tm
     with caplog.at_level("WARNING"):
         assert [(c.step, c.source) for c in scan_run(anim.parent)] == [(500, "samples/sample-500"),
                                                                       (1000, "samples/sample-1000")]
-    assert "2 files beside a folder or an image of the same name (sample-1000.gif, sample-500.gif) left out" in caplog.text
+    assert "2 files beside a folder, an image or a video of the same name (sample-1000.gif, sample-500.gif) left out" in caplog.text
     pgan = tmp_path / "celebaHQ"
     for scale, it in ((5, 16000), (5, 32000)):
         save_torchvision_grid(smooth_images(RNG, 4, 8), pgan / f"celebaHQ_s{scale}_i{it}.jpg", nrow=2)

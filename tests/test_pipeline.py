@@ -752,9 +752,9 @@ def test_a_grid_read_as_one_sample_is_named_and_so_is_a_series_of_single_images(
     err = capsys.readouterr().err
     assert ("evowatch: step 4 (fakes_004.png): 1 sample where the series' grids so far had 16: if its grid was misread, "
             "force it with --grid ROWSxCOLS") in err
-    assert err.count("read as one sample per image") == 1
-    assert (f"{run / 'single'}: sample_*.png read as one sample per image (no grid found in it): if they are grids, "
-            "force their geometry with --grid ROWSxCOLS") in err
+    assert err.count("are read as one sample each") == 1
+    assert (f"{run / 'single'}: sample_001.png and the images named like it are read as one sample each (no grid "
+            "found): if they are grids, force their geometry with --grid ROWSxCOLS") in err
 
 
 def test_sheets_of_several_sizes_at_each_step_are_no_misread_grids(tmp_path, capsys):
