@@ -481,6 +481,9 @@ class _Level:
 
 #: A name's last two numbers: ``step1000_03`` -> 1000, 03; ``img_0001_step_0500`` -> 0001, 0500.
 _LAST_TWO_NUMBERS = re.compile(r"(\d+)\D+(\d+)\D*$")
+#: W&B's media file name, ``{key}_{step}_{sha256[:20]}``: the step is the number before the hash
+#: whatever the key holds (x-flux logs under ``f"Results, step {global_step}"``).
+_WANDB_MEDIA = re.compile(r"_(\d+)_[0-9a-f]{20}$")
 
 
 def _blanked(pattern: re.Pattern, text: str) -> str:
@@ -498,6 +501,8 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
     With ``step_regex`` the index is the first number after its match, else the last before it."""
     stem, found = path.stem, []
     masked = _blanked(_NO_NUMBER, stem)
+    if options.step_regex is None and (wandb := _WANDB_MEDIA.search(stem)):  # x-flux's key "Results, step 500"
+        return [(int(wandb[1]), -1, masked + path.suffix)]
     named = list(_NAMED_STEP.finditer(masked))
     if options.step_regex is None and named:  # latent-diffusion's samples_gs-000500_e-000001_b-000003
         step = named[-1]

@@ -188,6 +188,11 @@ def test_wandb_media_images_of_a_step_are_one_checkpoint_without_instance_ids(tm
     assert [(c.step, len(c.files)) for c in found] == [(500, 3), (1000, 3)]
     assert found[0].source.endswith("media/images/validation_500_" + "?" * 20 + ".png")
     assert [s.instance for s in iter_samples(found[1])] == [-1, -1, -1]  # the hash says nothing of the order
+    xflux = tmp_path / "xflux" / "media" / "images"  # x-flux: wandb.log({f"Results, step {global_step}": images})
+    for step in (250, 500):
+        for image in smooth_images(RNG, 4, 8):
+            write_png(xflux / f"Results, step {step}_{step}_{hashlib.sha256(image.tobytes()).hexdigest()[:20]}.png", image)
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "xflux")] == [(250, 4), (500, 4)]  # each file alone before
 
 
 def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
