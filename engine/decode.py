@@ -416,8 +416,9 @@ def sample_keys(files: tuple[Path, ...], pattern: Path) -> dict[Path, str]:
     """What tells the samples of a pattern apart: the part of each name at ``{sample}``
     (``step_500_{sample}.png``: ``street_0_512x512``, ``1-a photo of 2 cats``), or the folder
     at it (``samples/{sample}/step_500.png``: ``cat``); {} for other sources."""
-    if pattern.parent.name == SAMPLE_KEY:
-        return {path: path.parent.name for path in files}
+    if pattern.parent.name.startswith(SAMPLE_KEY):  # samples/{sample} - no-ema/: the variant is no part of the key
+        variant = pattern.parent.name.removeprefix(SAMPLE_KEY)
+        return {path: path.parent.name.removesuffix(variant) for path in files}
     if SAMPLE_KEY not in pattern.name:
         return {}
     regex = pattern_regex(pattern.name)
@@ -430,9 +431,12 @@ def key_ids_and_labels(keys: dict[Path, str]) -> tuple[dict[Path, int], dict[Pat
     ``1-a photo of 2 cats``), else the keys' order and the keys themselves (``3_dogs`` is a
     prompt): the same prompts get the same ids at every step."""
     split = {path: m.groups() for path, key in keys.items() if (m := re.fullmatch(r"(\d+)[-_ .]+(.+)", key))}
-    if len(split) == len(keys) and len({int(index) for index, _ in split.values()}) == len(keys):
-        return ({path: int(index) for path, (index, _) in split.items()},
-                {path: prompt for path, (_, prompt) in split.items()})
+    if len(split) * 2 > len(keys) and len({int(index) for index, _ in split.values()}) == len(split):
+        # the few others (OneTrainer's samples/custom/, asked for once) numbered after them
+        others = {key: max(int(index) for index, _ in split.values()) + 1 + i
+                  for i, key in enumerate(sorted({key for path, key in keys.items() if path not in split}))}
+        return ({path: int(split[path][0]) if path in split else others[key] for path, key in keys.items()},
+                {path: split[path][1] if path in split else key for path, key in keys.items()})
     order = {key: i for i, key in enumerate(sorted(set(keys.values())))}
     return {path: order[key] for path, key in keys.items()}, dict(keys)
 

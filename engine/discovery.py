@@ -671,11 +671,13 @@ def _keyed_groups(images: list[Path], options: DiscoveryOptions) -> dict[Path, t
     return groups
 
 
-def _steps_in_series(files: list[Path], options: DiscoveryOptions) -> dict[int, Path] | None:
+def _steps_in_series(files: list[Path], options: DiscoveryOptions,
+                     position: int | None = None) -> tuple[dict[int, Path], int | None] | None:
     """One folder's images by step, each with its own, the steps growing as the files were
-    written; None if no number does. The step a name carries by default, else the first
+    written, and where in the names the step was read (None: the number a name carries by
+    default); None if no number does. The step a name carries by default, else the first
     number that does (OneTrainer's ``…-training-sample-{step}-{epoch}-{epoch_step}.jpg`` ends
-    with the step in the epoch, which starts again each epoch)."""
+    with the step in the epoch, which starts again each epoch); or the number at ``position``."""
     default = [step_of(path.name, options) for path in files]
     if None not in default and len(set(default)) == len(files) and _index_like(default):
         return None  # sample indices (checkpoint-500/00000.png ...): known without a file's time
@@ -689,13 +691,20 @@ def _steps_in_series(files: list[Path], options: DiscoveryOptions) -> dict[int, 
             return None
         return {step: path for step, path in zip(steps, files)}
 
-    if (found := growing(default)) or options.step_regex is not None:
-        return found
     numbers = [[int(n) for n in re.findall(r"\d+", _NOT_A_STEP.sub("_", path.stem))] for path in files]
+    if position is not None:
+        found = growing([n[position] if position < len(n) else None for n in numbers])
+        return (found, position) if found else None
+    if (found := growing(default)) or options.step_regex is not None:
+        return (found, None) if found else None
     if len({len(n) for n in numbers}) != 1:
         return None
-    return next((found for position in range(len(numbers[0]))
-                 if (found := growing([n[position] for n in numbers]))), None)
+    return next(((found, at) for at in range(len(numbers[0])) if (found := growing([n[at] for n in numbers]))), None)
+
+
+#: A folder name's ending that sets another model's samples apart (OneTrainer's
+#: ``0 - a photo of 2 cats - no-ema`` beside ``0 - a photo of 2 cats``): a series of its own.
+_MODEL_VARIANT = re.compile(r"[-_ ]+(?:no|non)?[-_ ]?ema$", re.IGNORECASE)
 
 
 def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
@@ -715,9 +724,20 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
         files = [Path(e.path) for e in entries if _is_file(e) and _is_generated_sample(Path(e.path), options)]
         if not files or len(files) != len(entries) or any(p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
             continue
-        steps = _steps_in_series(files, options)
-        if steps and not _index_like(list(steps)):
-            series[folder] = steps
+        read = _steps_in_series(files, options)
+        if read and not _index_like(list(read[0])):
+            series[folder] = read
+    # where most folders of several images read the step, every folder reads it: a folder of one
+    # (OneTrainer's samples/custom/) fits any number of its name (its epoch step, 80, not 200)
+    positions = Counter(at for steps, at in series.values() if len(steps) >= 2)
+    if positions and (common := positions.most_common(1)[0][0]) is not None:
+        for folder, (steps, at) in list(series.items()):
+            if at != common:
+                read = _steps_in_series(list(steps.values()), options, common)
+                del series[folder]
+                if read:
+                    series[folder] = read
+    series = {folder: steps for folder, (steps, _) in series.items()}
     counts = Counter(step for steps in series.values() for step in steps)
     if len(series) < 2 or max(counts.values()) < 2:
         return {}
@@ -727,10 +747,14 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
                        "hold an image at every step: one checkpoint per step, each folder's samples labelled by its "
                        "name (to watch one alone, point evowatch at it)", about="series folders", say=log.info)
     groups = {}
-    for step in counts:
-        files = tuple(sorted(steps[step] for steps in series.values() if step in steps))
-        name = _NO_NUMBER.sub("?", files[0].name)  # a time apart in each folder
-        groups[files[0].parent.parent / SAMPLE_KEY / name] = (step, files)
+    variants = {folder: m[0] if (m := _MODEL_VARIANT.search(folder.name)) else "" for folder in series}
+    for variant in sorted(set(variants.values())):
+        for step in counts:
+            files = tuple(sorted(steps[step] for folder, steps in series.items()
+                                 if step in steps and variants[folder] == variant))
+            if files:
+                name = _NO_NUMBER.sub("?", files[0].name)  # a time apart in each folder
+                groups[files[0].parent.parent / f"{SAMPLE_KEY}{variant}" / name] = (step, files)
     return groups
 
 
@@ -1011,7 +1035,7 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     is_folder = path.is_dir()
     if options.ready_file:
         name = options.ready_file.format(stem=_stem(path.name), name=path.name, step=checkpoint.step)
-        if path.parent.name == SAMPLE_KEY:  # across per-sample folders: in each of them
+        if path.parent.name.startswith(SAMPLE_KEY):  # across per-sample folders: in each of them
             return all((file.parent / name).exists() for file in checkpoint.files)
         return ((path if is_folder else path.parent) / name).exists()
     files = list(walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files

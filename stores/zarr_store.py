@@ -466,9 +466,9 @@ def _series_cover(source: str) -> Callable[[str], bool] | None:
     tells an earlier reading of the same files, before they were seen as one (a folder
     ``samples/cat``, a file ``samples/cat/step_1000.png``); None for other sources."""
     parts = source.split("/")
-    if fmt.SAMPLE_KEY not in parts[:-1]:
+    at = next((i for i, part in enumerate(parts[:-1]) if part.startswith(fmt.SAMPLE_KEY)), None)  # {sample} - no-ema too
+    if at is None:
         return None
-    at = parts.index(fmt.SAMPLE_KEY)
     head, name = parts[:at], pattern_regex(parts[-1]) if len(parts) == at + 2 else None
 
     def covers(other: str) -> bool:

@@ -890,6 +890,37 @@ def test_onetrainers_folder_per_prompt_is_read_as_a_checkpoint_per_step_across_t
     assert sources == [f"samples/{{sample}}/?-training-sample-{name}.jpg" for name in ("0-0-0", "100-0-100", "200-1-50")]
 
 
+def test_onetrainers_custom_sample_and_no_ema_folders(tmp_path):
+    """A sample asked for from OneTrainer's UI goes to ``samples/custom/`` (one image, named
+    ``…-training-sample-200-1-80.jpg``): read alone at its epoch step, 80, it took the name of
+    step 200's checkpoint and that step's samples were lost. With non-EMA sampling the trainer
+    writes ``samples/0 - {prompt} - no-ema/`` beside ``samples/0 - {prompt}/``: two models'
+    samples were one checkpoint."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    rng = np.random.default_rng(1)
+    start, n = time.time() - 1000, 0
+    for step, epoch, epoch_step in ((0, 0, 0), (100, 0, 100), (200, 1, 80)):
+        folders = [f"{i} - prompt {i}{variant}" for variant in ("", " - no-ema") for i in range(2)]
+        for folder in folders + (["custom"] if step == 200 else []):
+            path = run / "samples" / folder / f"2024-05-14_10-{n:02d}-00-training-sample-{step}-{epoch}-{epoch_step}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+            os.utime(path, (start + 5 * n, start + 5 * n))
+            n += 1
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--no-metrics"]) == 0
+    reader = StoreReader(store)
+    checkpoints = reader.checkpoints()
+    assert [(int(step), source.split("/")[1]) for step, source in zip(checkpoints["step"], checkpoints["source"])] == [
+        (0, "{sample} - no-ema"), (0, "{sample}"), (100, "{sample} - no-ema"), (100, "{sample}"),
+        (200, "{sample} - no-ema"), (200, "{sample}")]
+    last = reader.samples("checkpoint") == 5
+    assert [reader.labels[code] for code in reader.samples("label")[last]] == ["prompt 0", "prompt 1", "custom"]
+    assert reader.samples("instance")[last].tolist() == [0, 1, 2]
+    no_ema = reader.samples("checkpoint") == 4
+    assert [reader.labels[code] for code in reader.samples("label")[no_ema]] == ["prompt 0", "prompt 1"]
+
+
 def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_named(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
