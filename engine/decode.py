@@ -441,6 +441,20 @@ def key_ids_and_labels(keys: dict[Path, str]) -> tuple[dict[Path, int], dict[Pat
     return {path: order[key] for path, key in keys.items()}, dict(keys)
 
 
+def folder_name_ids(files: tuple[Path, ...], folders: dict[Path, str]) -> dict[Path, int]:
+    """Instance ids of numbered files in per-label folders whose numbers start again in each
+    (invoke-training's ``prompt_0000/0000.jpg``, ``prompt_0001/0000.jpg``): the folder's place
+    among them times a power of ten past the largest number, plus the number; {} unless every
+    file is in such a folder with a number of its own there."""
+    numbers = {path: last_integer(path.stem) for path in files}
+    if not folders or len(folders) != len(files) or None in numbers.values() or \
+            len({(folders[path], number) for path, number in numbers.items()}) != len(files):
+        return {}
+    order = {name: i for i, name in enumerate(sorted(set(folders.values())))}
+    stride = 10 ** len(str(max(numbers.values())))
+    return {path: order[folders[path]] * stride + number for path, number in numbers.items()}
+
+
 def _say_unnumbered(checkpoint: Checkpoint, files: list[Path]) -> None:
     """Once per checkpoint and process: which files got no instance id, so a user sees why
     those samples are not followed from step to step."""
@@ -464,10 +478,15 @@ class _Context:
         # A checkpoint that is one file carries its step in its name, not an instance id.
         key_ids, self.key_labels = key_ids_and_labels(sample_keys(checkpoint.files, self.folder))
         self.ids = {} if self.folder.is_file() else key_ids or name_ids(checkpoint.files, self.folder.name)
-        if self.ids and len(self.ids) < len(checkpoint.files):
-            _say_unnumbered(checkpoint, [f for f in checkpoint.files if f not in self.ids])
+        generated = checkpoint.kind == "generated"  # a reference set's images align with nothing
+        if generated and len(self.ids) < len(checkpoint.files) and (
+                by_folder := folder_name_ids(checkpoint.files, self.folders)):
+            self.ids = by_folder
+        #: images left without an id though the names number them (said unless they are grids)
+        unnumbered = [f for f in checkpoint.files if f not in self.ids and f.suffix.lower() not in TENSOR_EXTENSIONS]
+        self.unnumbered = unnumbered if generated and (self.ids or any(last_integer(f.stem) is not None for f in unnumbered)) \
+            and not self.folder.is_file() and "?" not in self.folder.name else []
         # Forced geometry describes the trainer's grids, never a reference data set.
-        generated = checkpoint.kind == "generated"
         self.grid = options.grid if generated else None
         self.tile_size = options.tile_size if generated else None
         self.tile_rows = options.tile_rows if generated else None
@@ -566,6 +585,8 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
     split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1 or (
         len(images) > 1 and checkpoint.kind == "generated" and _sheets_of_grids(images))
+    if ctx.unnumbered and not split:
+        _say_unnumbered(checkpoint, ctx.unnumbered)
     offset = 0  # instance ids of multi-sample files (grids, tensors) continue across files
     for path in checkpoint.files if files is None else files:
         is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS

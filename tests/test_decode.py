@@ -85,6 +85,28 @@ def test_a_stray_file_costs_only_its_own_and_its_numbers_ids_and_is_named(tmp_pa
     assert "00001.png, 00003 (1).png, preview.png" in caplog.text
 
 
+def test_numbers_that_start_again_in_each_prompt_folder_are_ids_with_the_folder(tmp_path, caplog):
+    """invoke-training's ``validation/epoch_00000001-step_00000125/prompt_0000/0000.jpg``: every
+    prompt folder numbers its images from 0, so every id was -1, and no line said so. A folder
+    of grids or of names without numbers says nothing."""
+    for step in (125, 250):
+        for prompt in range(3):
+            for i in range(2):
+                write_png(tmp_path / "validation" / f"epoch_00000001-step_{step:08d}" / f"prompt_{prompt:04d}" /
+                          f"{i:04d}.jpg", smooth_images(RNG, 1, 16)[0])
+    with caplog.at_level("WARNING", logger="engine.decode"):
+        for checkpoint in scan_run(tmp_path):
+            samples = list(iter_samples(checkpoint))
+            assert [(s.label, s.instance) for s in samples] == [
+                (f"prompt_{p:04d}", 10 * p + i) for p in range(3) for i in range(2)]
+    assert "share their number" not in caplog.text
+    for name in ("0000.png", "0000 copy.png"):  # no file keeps an id: said too (it was not)
+        write_png(tmp_path / "flat" / "step_100" / name, smooth_images(RNG, 1, 16)[0])
+    with caplog.at_level("WARNING", logger="engine.decode"):
+        assert [s.instance for s in iter_samples(scan_run(tmp_path / "flat")[0])] == [-1, -1]
+    assert "step_100: 2 of 2 files share their number with another or have none" in caplog.text
+
+
 def test_modes_are_converted_to_rgb_uint8(tmp_path):
     folder = tmp_path / "ckpt_1"
     folder.mkdir()
