@@ -114,9 +114,11 @@ SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGN
 #: ``control_…``, the edge map or pose drawn from the input; DDGAN's ``xpos_epoch_10.png``, a
 #: training batch noised; reconstructions of real inputs: pytorch/examples VAE's
 #: ``reconstruction_3.png``, PyTorch-VAE's ``Reconstructions/``, CycleGAN's ``rec_A``, which
-#: would read as memorised training data): no samples, unless ``--samples`` names them.
+#: would read as memorised training data; MONAI's ``train_img``, a training image): no samples,
+#: unless ``--samples`` names them.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|condition(?:ing)?s?|masks?"
-                        r"|controls?|xpos|noised|rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?)"
+                        r"|controls?|xpos|noised|rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?"
+                        r"|train[-_]?(?:imgs?|images?|batch))"
                         r"(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.

@@ -183,9 +183,11 @@ class Watcher:
             folders = _run_folders(sources)
             example = _one_series_glob(sources)
             option = "--weights" if self.config.sampler else "--samples"  # EDM2's two EMA snapshots of a step
-            fix = (f"point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
-                   if folders else f"{option} GLOB watches one series" + (f" ({option} '{example}')" if example else ""))
-            log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together; %s",
+            files = all(PurePosixPath(source).suffix for source in sources)  # a glob picks files, not folders
+            fix = (f"; point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
+                   if folders else f"; {option} GLOB watches one series" + (f" ({option} '{example}')" if example else "")
+                   if files or self.config.sampler else "")  # score_sde's iter_500_host_0/ beside iter_500_host_1/
+            log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together%s",
                         self.config.run_dir, f"{counted(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
             self._shared_steps_noted = True

@@ -676,9 +676,10 @@ def test_reconstructions_of_real_inputs_are_no_samples(tmp_path, caplog):
     assert f"{tmp_path / 'antixk' / 'version_0'}: 1 folder named as real data or made from it (Reconstructions/)" in caplog.text
     chosen = scan_run(tmp_path / "vae", DiscoveryOptions(sample_globs=("reconstruction_*.png",)))
     assert [c.source for c in chosen] == ["results/reconstruction_1.png", "results/reconstruction_2.png"]
-    for name in ("rec_A", "x_recon", "recons", "reconst-3", "Reconstructions", "reconstructed_500"):
+    for name in ("rec_A", "x_recon", "recons", "reconst-3", "Reconstructions", "reconstructed_500",
+                 "train_img", "train_img_0", "train_images"):  # MONAI's tags of a training image
         assert discovery.is_real_data(name, DiscoveryOptions()), name
-    for name in ("record_500", "recall", "precision", "recipe_3", "direction"):
+    for name in ("record_500", "recall", "precision", "recipe_3", "direction", "validation_images", "val_diff_synimg"):
         assert not discovery.is_real_data(name, DiscoveryOptions()), name
 
 

@@ -1364,6 +1364,26 @@ def test_controlnets_image_log_offers_the_samples_series_and_leaves_its_control_
     sources = StoreReader(store).checkpoints()["source"].tolist()
     assert sources == [f"image_log/train/samples_cfg_scale_9.00_gs-{step:06d}_e-000000_b-{step:06d}.png" for step in (0, 300)]
 
+def test_folders_of_one_step_in_one_folder_get_no_glob_advice(tmp_path, capsys):
+    """score_sde on several hosts: ``samples/iter_500_host_0/sample.png`` beside ``…_host_1/``:
+    the advice was ``--samples GLOB``, which picks files and cannot tell the folders apart."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run = tmp_path / "run"
+    for step in (500, 1000):
+        for host in (0, 1):
+            save_torchvision_grid(smooth_images(np.random.default_rng(step + host), 4, 16),
+                                  run / "samples" / f"iter_{step}_host_{host}" / "sample.png", nrow=2)
+    for path in run.rglob("*"):
+        os.utime(path, (time.time() - 10,) * 2)
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--encoder", "pixels",
+                 "--no-layout", "--no-metrics"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
+    assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 500: samples/iter_500_host_0, "
+                      "samples/iter_500_host_1): a step's signals measure them together"]
+
+
 def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
     """``baseline/samples/step_1000/`` beside ``wider/samples/step_1000/``: the fix is to watch one run."""
     from tests.sample_fixtures import smooth_images, write_png
