@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.backlog_log import BacklogLog, counted
 from engine.layout import LayoutParams, StepState, layout_full, layout_step
+from engine.layout.evolution import MIN_TSNE_SAMPLES
 from stores.format import KIND_CODES
 from stores.zarr_store import StoreWriter, superseded_flags
 
@@ -77,14 +78,28 @@ def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> 
     params = params or LayoutParams()
     ckpt = store.checkpoints()
     current = ~superseded_flags(ckpt)
-    generated = [int(i) for i in np.argsort(ckpt["step"], kind="stable") if current[i] and ckpt["kind"][i] == GENERATED]
 
     def rows(i: int) -> slice:
         return slice(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i]))
 
-    vectors = [store.samples("embedding", rows(i)).astype(np.float32) for i in generated]
-    instances = [store.samples("instance", rows(i)).astype(np.int64) for i in generated]
-    solved = dict(zip(generated, layout_full(vectors, instances, params))) if generated else {}
+    def state(i: int, xy: np.ndarray | None = None) -> StepState:
+        return StepState(xy=xy, instances=store.samples("instance", rows(i)).astype(np.int64),
+                         vectors=store.samples("embedding", rows(i)).astype(np.float32))
+
+    in_order = [int(i) for i in np.argsort(ckpt["step"], kind="stable") if current[i] and ckpt["kind"][i] == GENERATED]
+    # steps too small for a t-SNE of their own (a few samples, or none left readable) are
+    # placed after, from the step before them, as the incremental layout places them
+    joint = [i for i in in_order if ckpt["row_stop"][i] - ckpt["row_start"][i] >= MIN_TSNE_SAMPLES]
+    states = {i: state(i) for i in joint}
+    solved = dict(zip(joint, layout_full([states[i].vectors for i in joint], [states[i].instances for i in joint],
+                                         params))) if joint else {}
+    previous = None
+    for index in in_order:
+        if index not in solved and rows(index).stop > rows(index).start:
+            small = state(index)
+            solved[index] = layout_step(small.vectors, small.instances, previous, params).xy
+        if index in solved:
+            previous = state(index, solved[index])
     store.reset_layout()
     for index in np.argsort(ckpt["row_start"], kind="stable"):
         index = int(index)

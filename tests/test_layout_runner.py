@@ -10,8 +10,8 @@ from stores.zarr_store import StoreReader, StoreWriter
 ENCODER = {"identity": "test:16", "dim": 16}
 
 
-def add_step(store: StoreWriter, step: int, centres: np.ndarray, rng, noise: float, source: str | None = None) -> None:
-    n = 120
+def add_step(store: StoreWriter, step: int, centres: np.ndarray, rng, noise: float, source: str | None = None,
+             n: int = 120) -> None:
     instances = np.arange(n)
     vectors = centres[instances % len(centres)] + noise * rng.normal(size=(n, centres.shape[1]))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -49,6 +49,24 @@ def test_incremental_layout_and_full_recompute(tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(path), "--json"]) == 0
     assert '"layout_rows": 480' in capsys.readouterr().out
+
+
+def test_a_full_recompute_places_steps_too_small_for_a_tsne_of_their_own(tmp_path):
+    """A step of 3 samples (or none left readable) made ``layout --full`` refuse the whole
+    store ("Expected at least 5 samples in every step"); it is placed from the step before."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 16))
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step, n in ((100, 120), (200, 3), (300, 0), (400, 120)):
+            add_step(store, step, centres, rng, 0.5, n=n)
+    assert main(["layout", str(path), "--full"]) == 0
+    xy = StoreReader(path).layout_xy()
+    assert xy.shape == (243, 2) and np.isfinite(xy).all()
+    # the 3 samples sit where their instances were one step before, not on a circle of their own
+    own = np.linalg.norm(xy[120:123] - xy[:3], axis=1)
+    typical = np.median(np.linalg.norm(xy[120:123, None] - xy[None, :120], axis=2), axis=1)
+    assert (own < 0.25 * typical).all(), (own, typical)
 
 
 def test_cli_alignment_default_is_the_layout_default():
