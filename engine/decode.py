@@ -79,6 +79,8 @@ def _value_range(array: np.ndarray) -> tuple[float, float]:
         warnings.simplefilter("ignore", RuntimeWarning)
         lo, hi = (float(v) for v in (np.nanmin(array), np.nanmax(array))) if array.size else (0.0, 0.0)
     if np.issubdtype(array.dtype, np.integer):
+        if lo < 0 or hi > 65535:  # labels, counts, a signed difference: clipped, they were stored as white or black
+            raise SkipFile(f"integer values span [{lo:.0f}, {hi:.0f}]: not images in [0, 255] or [0, 65535]")
         return 0.0, (1 / 257 if hi > 255 else 1.0)
     if lo < -1.5 or not np.isfinite([lo, hi]).all():
         raise SkipFile(f"values span [{lo:.3g}, {hi:.3g}]: not images in [-1, 1], [0, 1] or [0, 255]")

@@ -343,6 +343,8 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     np.save(folder / "h_complex.npy", np.ones((2, 3, 8, 8), np.complex64))  # numpy warned, then cast
     (folder / "i_pickle.pt").write_bytes(pickle.dumps(np.zeros((2, 3, 8, 8))))  # torch warned in two lines
     (folder / "j_random.npy").write_bytes(b"\x00garbage" * 40)  # was said to hold Python objects
+    np.save(folder / "n_counts.npy", np.full((2, 8, 8, 3), 254000, np.int64))  # clipped to white before, silently
+    np.save(folder / "o_signed.npy", np.full((2, 8, 8, 3), -40, np.int16))
     # damaged bytes that fail torch's weights-only unpickler and numpy's zip reader with errors
     # of other kinds: each stopped the whole ingest with a traceback (diffusion-pipe's cut DeepSpeed files)
     (folder / "k_stack.pt").write_bytes(b"\x80\x02.")  # IndexError: pop from empty list
@@ -364,6 +366,8 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert "complex64 values, not image pixels" in reasons["h_complex.npy"]
     assert "not a readable torch file" in reasons["i_pickle.pt"]
     assert reasons["j_random.npy"] == "not a numpy file (no .npy or .npz header): damaged, or another format under this name"
+    assert reasons["n_counts.npy"] == "integer values span [254000, 254000]: not images in [0, 255] or [0, 65535]"
+    assert reasons["o_signed.npy"] == "integer values span [-40, -40]: not images in [0, 255] or [0, 65535]"
     assert reasons["k_stack.pt"] == "not a readable torch file (IndexError: pop from empty list)"
     assert reasons["l_memo.pt"] == "not a readable torch file (KeyError: 1)"
     assert reasons["m_cut.npz"] == "not a readable numpy file (Bad CRC-32 for file 'x.npy')"
