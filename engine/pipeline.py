@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import heap
+from engine.backlog_log import counted
 from engine.batches import END, PROCESS_THREADS, Done, Failed, PreparedBatch, Preparation, SampleSource, Start, \
     StoreColumns, messages
 from engine.decode import VANISHED, iter_samples
@@ -305,7 +306,10 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                     tx_context = tx = None
                     yield from _committed(waiting)
                     continue
-                for path in gone:
+                if len(gone) > 3:  # a folder emptied while read: one line, not one per file
+                    log.warning("%s: %s vanished before they could be read (%s, ...): stored without them",
+                                item.checkpoint.source, counted(len(gone), "file"), ", ".join(gone[:2]))
+                for path in gone if len(gone) <= 3 else ():
                     log.warning("skipped %s: %s", path, VANISHED)
                 if not store.has_pending:
                     deadline = time.monotonic() + GROUP_SECONDS

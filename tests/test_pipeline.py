@@ -272,18 +272,23 @@ def test_a_checkpoint_deleted_while_being_read_is_not_stored(tmp_path, caplog, w
     from stores.zarr_store import StoreWriter
 
     run = tmp_path / "run"
-    for step in (100, 200, 300):
-        write_step(run, step, 3, seed=step)
+    for step in (100, 200, 300, 400):
+        write_step(run, step, 3 if step < 400 else 12, seed=step)
     options, encoder = DiscoveryOptions(), make_encoder("pixels")
     jobs = [(c, content_hash(c)) for c in scan_run(run, options)]
     shutil.rmtree(run / "step_000200")
     (run / "step_000300" / "samples" / "00001.png").unlink()
+    for i in range(2, 12):  # a folder emptied while read: one line, not one per file
+        (run / "step_000400" / "samples" / f"{i:05d}.png").unlink()
     with caplog.at_level("INFO"), StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
         results = [(r.checkpoint.step, r.rows, r.skipped) for r in ingest(store, jobs, encoder, options, workers=workers)]
-    assert results == [(100, 3, 0), (300, 2, 1)]
-    assert info(tmp_path / "s.zarr")["steps"] == [100, 300] and info(tmp_path / "s.zarr")["warnings"] == 1
+    assert results == [(100, 3, 0), (300, 2, 1), (400, 2, 10)]
+    assert info(tmp_path / "s.zarr")["steps"] == [100, 300, 400] and info(tmp_path / "s.zarr")["warnings"] == 11
     assert caplog.text.count("step_000200 was deleted while being read; nothing stored for it") == 1
     assert "step_000200/samples" not in caplog.text and "00001.png: vanished before it could be read" in caplog.text
+    assert ("step_000400: 10 files vanished before they could be read (step_000400/samples/00002.png, "
+            "step_000400/samples/00003.png, ...): stored without them") in caplog.text
+    assert "00004.png" not in caplog.text
 
 
 @pytest.mark.parametrize("workers", [0, 2])
