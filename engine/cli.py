@@ -271,7 +271,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("kinds       " + ", ".join(f"{k} {v}" for k, v in summary["kinds"].items()))
     print(f"labels      {len(summary['labels'])}")
     print(f"layout      {summary['layout_rows']} rows")
-    print(f"warnings    {summary['warnings']} skipped files")
+    print(f"warnings    {summary['warnings']} skipped files ({summary['current_warnings']} in current versions)")
     if summary["scalars"]:
         print("scalars     " + ", ".join(summary["scalars"]))
     latest = summary["latest_metrics"]

@@ -13,6 +13,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -104,6 +105,8 @@ class Watcher:
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
         self._replacing: set[str] = set()  # sources committed before with other content
+        self._file_counts: dict[str, int] = {}  # files of each source when it was last taken
+        self._grew: Counter[str] = Counter()  # times a source was taken again with more files
         # Samples of each one-image checkpoint ingested (a grid's tiles), by series: StarGAN v2
         # writes sheets of several sizes at each step (cycle consistency, reference, latent).
         self._grid_sizes: dict[str, list[int]] = {}
@@ -156,7 +159,22 @@ class Watcher:
                 jobs.append((checkpoint, digest))
                 if stored is not None:  # rewritten in place, a step logged again
                     self._replacing.add(checkpoint.source)
+                    self._note_growing(checkpoint)
+                self._file_counts[checkpoint.source] = len(checkpoint.files)
         return jobs, waiting
+
+    def _note_growing(self, checkpoint: Checkpoint) -> None:
+        """Say once when checkpoints keep being taken again with more files: the trainer
+        writes a checkpoint's files further apart than ``--settle``, and each of its passes is
+        a version (DCGAN's grid rewritten in place keeps its one file: no sign of that)."""
+        if len(checkpoint.files) > self._file_counts.get(checkpoint.source, len(checkpoint.files)):
+            self._grew[checkpoint.source] += 1
+            if self._grew[checkpoint.source] == 2:
+                options = self.config.options
+                warn_once(self.config.run_dir, f"{checkpoint.source}: taken again as more files came "
+                          f"({len(checkpoint.files)} now): the trainer writes them more than --settle "
+                          f"{options.settle:g} s apart; raise --settle, or have it write a --ready-file",
+                          about="growing")
 
     def _scan(self) -> list[Checkpoint]:
         """The run's checkpoints: its weight files with a --sampler, else its sample files, else

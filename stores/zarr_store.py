@@ -381,7 +381,9 @@ class StoreReader:
         ckpt = self.checkpoints()
         kinds = self.samples("kind") if self.n_rows else np.zeros(0, np.int8)
         current = self.current_rows()
-        steps = sorted({int(s) for s, k, sup in zip(ckpt["step"], ckpt["kind"], superseded_flags(ckpt))
+        superseded = superseded_flags(ckpt)
+        warned = self.warnings()["checkpoint"] if self.n_warnings else np.zeros(0, np.int32)
+        steps = sorted({int(s) for s, k, sup in zip(ckpt["step"], ckpt["kind"], superseded)
                         if k == fmt.KIND_CODES["generated"] and not sup})
         enc = self.encoder or {}
         metrics = self.step_metrics()
@@ -404,6 +406,7 @@ class StoreReader:
             "labels": self.labels,
             "layout_rows": self.layout_rows,
             "warnings": self.n_warnings,
+            "current_warnings": int((~superseded[warned]).sum()) if len(warned) else 0,
             "metric_steps": len(metrics.get("step", [])),
             "latest_metrics": latest,
             "scalars": self.scalar_names(),

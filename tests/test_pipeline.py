@@ -209,6 +209,33 @@ def _stop(proc: subprocess.Popen, signum: int) -> str:
 
 
 @pytest.mark.slow
+def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path, caplog):
+    """A trainer writing a checkpoint's files further apart than --settle: every pass took it
+    again as a new version, rows grew as the square of its files, and nothing said why. A grid
+    rewritten in place (DCGAN) keeps its one file and says nothing."""
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreWriter
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images, write_png
+
+    run, encoder = tmp_path / "run", make_encoder("pixels", device="cpu")
+    folder = run / "step_000100"
+    old = time.time() - 100
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store, caplog.at_level("WARNING"):
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(), progress=False, workers=0), store, encoder)
+        for i in range(4):
+            write_png(folder / f"{i:05d}.png", smooth_images(np.random.default_rng(i), 1, 16)[0])
+            os.utime(folder / f"{i:05d}.png", (old + i, old + i))
+            grid = save_torchvision_grid(smooth_images(np.random.default_rng(i), 4, 16), run / "fake_samples_epoch_001.png")
+            os.utime(grid, (old + i, old + i))
+            watcher.run_once()
+    said = [r.getMessage() for r in caplog.records if "taken again" in r.getMessage()]
+    assert said == ["step_000100: taken again as more files came (3 now): the trainer writes them more than --settle "
+                    "2 s apart; raise --settle, or have it write a --ready-file"]
+
+
 def test_live_watch_picks_up_new_checkpoints_and_stops_cleanly_on_ctrl_c(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 5, seed=0)

@@ -125,10 +125,13 @@ def test_rewritten_checkpoint_supersedes_the_old_rows(tmp_path, rng):
         for digest in ("v1", "v2"):
             with store.checkpoint(3, "fake_samples_epoch_003.png", digest) as tx:
                 add_rows(tx, 4, rng)
+                if digest == "v1":  # a file half-written the first time: its warning is the old version's
+                    tx.skip("fake_samples_epoch_003.png", "truncated or corrupt image")
         assert store.committed_hashes() == {"fake_samples_epoch_003.png": "v2"}
     reader = StoreReader(tmp_path / "s.zarr")
     assert reader.n_rows == 8
     assert reader.current_rows().tolist() == [False] * 4 + [True] * 4
+    assert (reader.info()["warnings"], reader.info()["current_warnings"]) == (1, 0)
     # Plain-zarr readers get the flag stored too.
     assert zarr.open_array(str(tmp_path / "s.zarr/checkpoints/superseded"), mode="r")[:].tolist() == [True, False]
 
