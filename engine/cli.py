@@ -326,13 +326,18 @@ COMMANDS = {"watch": cmd_watch, "info": cmd_info, "layout": cmd_layout, "export"
 
 def _os_error(exc: OSError, args: argparse.Namespace) -> str:
     """A full disk or an unwritable store as one line naming the store and what to do."""
-    store = getattr(args, "store", None)
+    store, out = getattr(args, "store", None), getattr(args, "out", None)
+    if args.command == "export" and out is not None and exc.filename is not None and Path(exc.filename) == Path(out):
+        return f"{out}: cannot write the export there ({exc.strerror}); choose another --out"
     if store is None or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
-        return str(exc)
+        return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"{store}: no space left on the device ({exc.strerror}); everything committed before is kept: "
-                "free some space and run the same command again to resume")
-    return f"{store}: cannot write there ({exc.strerror}: {exc.filename or store}); choose a writable --store"
+        kept = ("everything committed before is kept" if Path(store).exists()
+                else "nothing was stored yet")  # a store that never committed is not left behind
+        return f"{store}: no space left on the device ({exc.strerror}); {kept}: free some space and run the same " \
+               "command again to resume"
+    fix = "choose a writable --store" if args.command == "watch" else "copy the store where it can be written"
+    return f"{store}: cannot write there ({exc.strerror}: {exc.filename or store}); {fix}"
 
 
 class Terminated(KeyboardInterrupt):
@@ -401,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     except (EvowatchError, ValueError, OSError) as exc:
         # EvowatchError names the file and the fix; ValueError comes from parse_* functions
         # ("Expected X. Got Y instead."); OSError covers a full disk or a vanished path.
-        if args.verbose:
-            raise
+        if args.verbose:  # the traceback for a bug report, then the same line and status as without -v
+            log.debug("the error's traceback", exc_info=True)
         print(f"evowatch: error: {_os_error(exc, args) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports a process it stopped

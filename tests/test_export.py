@@ -113,6 +113,10 @@ def test_default_output_and_empty_store(tmp_path):
 def test_cli_errors(tmp_path, capsys):
     assert main(["export", str(tmp_path / "absent.zarr")]) == 2
     assert "no such store" in capsys.readouterr().err
+    assert main(["-v", "info", str(tmp_path / "absent.zarr")]) == 2  # -v adds the traceback, not another status
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith(f"evowatch: error: {tmp_path / 'absent.zarr'}: no such store; create one "
+                                                f"with 'evowatch watch RUN_DIR --store {tmp_path / 'absent.zarr'}'\n")
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path), "--to", "xlsx"])
 
@@ -189,6 +193,9 @@ def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(store, tmp_pat
     assert main(["export", str(store), "--out", str(tmp_path / "notes.txt" / "x.csv"), "--to", "csv"]) == 2
     assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'notes.txt' / 'x.csv'}: cannot write the export "
                                        f"there (File exists: {tmp_path / 'notes.txt'}); choose another --out\n")
+    assert main(["export", str(store), "--out", "/proc/evowatch-test.csv", "--to", "csv"]) == 2  # a folder of no files
+    assert capsys.readouterr().err == ("evowatch: error: /proc/evowatch-test.csv: cannot write the export there "
+                                       "(No such file or directory); choose another --out\n")
 
     def full(frames, tmp):
         raise OSError(errno.ENOSPC, "No space left on device")

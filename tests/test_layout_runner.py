@@ -69,6 +69,24 @@ def test_a_full_recompute_places_steps_too_small_for_a_tsne_of_their_own(tmp_pat
     assert (own < 0.25 * typical).all(), (own, typical)
 
 
+def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, monkeypatch):
+    """It said 'choose a writable --store', an option `layout` does not have."""
+    import errno
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        add_step(store, 100, np.random.default_rng(2).normal(size=(4, 16)), np.random.default_rng(3), 0.5, n=20)
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path / "layout"))
+
+    monkeypatch.setattr(StoreWriter, "commit_layout", read_only)
+    capsys.readouterr()
+    assert main(["layout", str(path)]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {path}: cannot write there (Read-only file system: "
+                                       f"{path / 'layout'}); copy the store where it can be written\n")
+
+
 def test_cli_alignment_default_is_the_layout_default():
     from engine.cli import DEFAULT_ALIGNMENT
     from engine.layout import LayoutParams

@@ -1004,6 +1004,12 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kep
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"evowatch: error: {store}: no space left on the device (No space left on device); everything "
                        "committed before is kept: free some space and run the same command again to resume")
+    fresh = tmp_path / "fresh.zarr"  # nothing committed yet: no store is left behind, and the line says so
+    assert main(["watch", str(run), "--store", str(fresh), "--once", "--encoder", "pixels", "--no-layout"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"evowatch: error: {fresh}: no space left on the device (No space left on device); nothing was stored yet: "
+        "free some space and run the same command again to resume")
+    assert not fresh.exists()
     monkeypatch.undo()
     assert info(store)["rows"] == 2
     assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 0
