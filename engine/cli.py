@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--poll", action="store_true", help="poll instead of native file events (network filesystems)")
     watch.add_argument("--workers", type=_number(int, 0), default=None,
                        help="decode worker processes (default: one per usable core, at most 8); 0 decodes in a thread")
-    watch.add_argument("--thumbnail-size", type=_number(int, 8, 256), default=48, metavar="PX", help="thumbnail size stored per sample, 8 to 256 (new stores; default 48)")
+    watch.add_argument("--thumbnail-size", type=_number(int, 8, 256), default=None, metavar="PX", help="thumbnail size stored per sample, 8 to 256 (new stores; default 48)")
     watch.add_argument("--no-layout", action="store_true", help="do not update the evolutionary map after each ingest")
     watch.add_argument("--alignment", type=_number(float, 0), default=DEFAULT_ALIGNMENT, metavar="W",
                        help=f"strength of the cross-step alignment term (default {DEFAULT_ALIGNMENT:g}; 0 turns it off)")

@@ -12,7 +12,7 @@ from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_sp
 from engine.errors import EvowatchError
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError, StoreLockedError
-from stores.zarr_store import StoreReader, StoreWriter, check_store_path, encoder_mismatch
+from stores.zarr_store import DEFAULT_THUMBNAIL_SIZE, StoreReader, StoreWriter, check_store_path, encoder_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,12 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
 
         sampler = load_sampler(args.sampler, n_samples=args.samples_per_checkpoint, seed=args.sampler_seed,
                                device=args.device, trust_checkpoints=args.trust_checkpoints, weight_globs=args.weights)
-    with _discarded_if_left_empty(args.store), StoreWriter(args.store, record, thumbnail_size=args.thumbnail_size) as store:
+    size = args.thumbnail_size
+    if stored and size is not None and size != (kept := StoreReader(args.store).attrs.get("thumbnail_size")):
+        log.warning("%s: thumbnails stay %s px, the size the store was made with (--thumbnail-size applies to new "
+                    "stores)", args.store, kept)
+    with _discarded_if_left_empty(args.store), \
+            StoreWriter(args.store, record, thumbnail_size=size or DEFAULT_THUMBNAIL_SIZE) as store:
         store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {}),
                               **({"no_metrics": True} if args.no_metrics else {})})

@@ -38,6 +38,9 @@ from stores.format import is_store
 
 log = logging.getLogger(__name__)
 
+#: Pixels per side of the thumbnail stored per sample, unless a new store is given another size.
+DEFAULT_THUMBNAIL_SIZE = 48
+
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
 WRITE_CONFIG = {"write_empty_chunks": True}
@@ -566,7 +569,8 @@ class StoreWriter(StoreReader):
     (what a killed process left behind), so ingest resumes exactly where it stopped.
     """
 
-    def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any], thumbnail_size: int = 48) -> None:
+    def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any],
+                 thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE) -> None:
         self.path = Path(path)
         if not is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)

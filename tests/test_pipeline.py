@@ -1016,6 +1016,20 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kep
     assert info(store)["rows"] == 4 and info(store)["steps"] == [100, 200]
 
 
+def test_a_thumbnail_size_for_an_existing_store_is_said_to_be_kept(tmp_path, capsys):
+    """--thumbnail-size applies to new stores only: given for an existing one, it was ignored without a word."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(watch + ["--thumbnail-size", "32"]) == 0
+    capsys.readouterr()
+    assert main(watch + ["--thumbnail-size", "64"]) == 0
+    assert (f"{store}: thumbnails stay 32 px, the size the store was made with (--thumbnail-size applies to new stores)"
+            in capsys.readouterr().err)
+    assert main(watch) == 0 and "thumbnails stay" not in capsys.readouterr().err
+    assert StoreReader(store).attrs["thumbnail_size"] == 32
+
+
 def test_a_reference_set_given_as_another_folder_replaces_the_earlier_one(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
