@@ -619,7 +619,8 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
         steps = sorted(step for step, _, _ in members)
         series.append(f"{min(path.name for _, _, path in members)}, steps {steps[0]:,} to {steps[-1]:,}")
         series_steps.append(set(steps))
-    if len(series) > 1 and not set.intersection(*series_steps):  # not prompts of the same steps (SimpleTuner)
+    counting = [steps for steps in series_steps if steps != {0}]  # kohya-ss's --sample_at_first: e000000, before any
+    if len(counting) > 1 and not set.intersection(*counting):  # not prompts of the same steps (SimpleTuner)
         warn_once(images[0].parent, f"{images[0].parent}: {len(series)} series of per-step files (like {'; '.join(series)}): "
                                      "if they count different things (kohya-ss's epochs and steps) their steps interleave "
                                      "on the map; --samples GLOB reads one", about="series")

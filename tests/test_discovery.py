@@ -132,6 +132,15 @@ def test_kohya_samples_per_step_and_per_epoch_in_one_folder_are_named(tmp_path, 
         assert [c.step for c in scan_run(tmp_path)] == [1, 2, 250, 500]
     assert caplog.text.count("2 series of per-step files (like mylora_000250_00_") == 1
     assert "steps 250 to 500; mylora_e000001_00_" in caplog.text and "--samples GLOB reads one" in caplog.text
+    caplog.clear()
+    at_first = tmp_path / "at_first" / "sample"  # --sample_at_first names its step-0 sample as epoch 0: no other count
+    for step, name in ((0, "mylora_e000000"), (500, "mylora_000500"), (1000, "mylora_001000")):
+        for i in range(2):
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(OLD + step + i))
+            write_png(at_first / f"{name}_{i:02d}_{stamp}.png", smooth_images(RNG, 1, 8)[0])
+    with caplog.at_level("WARNING"):
+        assert [c.step for c in scan_run(at_first.parent)] == [0, 500, 1000]
+    assert "series of per-step files" not in caplog.text
 
 
 def test_ai_toolkit_edm2_and_muse_maskgit_runs_give_the_training_step(tmp_path, caplog):
