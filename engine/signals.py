@@ -26,6 +26,8 @@ from stores.format import KIND_CODES
 from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
+#: Checkpoints named as holding another's samples before the rest are said in one line.
+TWINS_SAID = 3
 
 
 def _current_generated_by_step(ckpt: dict[str, np.ndarray]) -> dict[int, list[int]]:
@@ -206,8 +208,12 @@ class Signals:
             twins.append(seen.setdefault(digest, i))
             if twins[-1] != i and (sources[i], sources[twins[-1]]) not in self._said_twins:
                 self._said_twins.add((sources[i], sources[twins[-1]]))
-                log.warning("step %d: %s holds the same samples as %s (a checkpoint renamed or copied in the run, or a run repeated with the same seed?): "
-                            "measured once", step, sources[i], sources[twins[-1]])
+                say = log.warning if len(self._said_twins) <= TWINS_SAID else log.debug  # then one line for the rest
+                say("step %d: %s holds the same samples as %s (a checkpoint renamed or copied in the run, or a run "
+                    "repeated with the same seed?): measured once", step, sources[i], sources[twins[-1]])
+                if len(self._said_twins) == TWINS_SAID + 1:
+                    log.warning("more checkpoints hold the same samples as another of their step: each measured once "
+                                "(-v names them)")
         return twins
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:

@@ -1686,6 +1686,12 @@ def test_a_checkpoint_folder_copied_or_renamed_in_the_run_is_measured_once(tmp_p
     assert after["n_generated"][1] == 12
     per_sample = StoreReader(store).sample_metric("near_duplicate")
     np.testing.assert_array_equal(per_sample[-12:], per_sample[-24:-12])  # the copy's rows get its twin's values
+    for copy in range(5):  # many copies (a sampler repeating its seed): three lines, then one for the rest
+        shutil.copytree(run / "step_001000", run / f"step_1000_copy{copy}")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("holds the same samples as step_001000") == 3
+    assert err.count("more checkpoints hold the same samples as another of their step: each measured once") == 1
 
 
 def test_a_store_kept_in_a_checkpoint_folder_does_not_hold_that_checkpoint_back(tmp_path, capsys):
