@@ -1416,6 +1416,16 @@ def test_controlnets_image_log_offers_the_samples_series_and_leaves_its_control_
     sources = StoreReader(store).checkpoints()["source"].tolist()
     assert sources == [f"image_log/train/samples_cfg_scale_9.00_gs-{step:06d}_e-000000_b-{step:06d}.png" for step in (0, 300)]
 
+def _several_checkpoints_said(run: Path, store: Path, capsys) -> list[str]:
+    """The several-checkpoints lines of a `watch --once` of ``run`` whose files are all settled."""
+    for path in run.rglob("*"):
+        os.utime(path, (time.time() - 10,) * 2)
+    capsys.readouterr()
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--no-metrics"]) == 0
+    return [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
+
+
 def test_folders_of_one_step_in_one_folder_get_no_glob_advice(tmp_path, capsys):
     """score_sde on several hosts: ``samples/iter_500_host_0/sample.png`` beside ``…_host_1/``:
     the advice was ``--samples GLOB``, which picks files and cannot tell the folders apart."""
@@ -1426,14 +1436,9 @@ def test_folders_of_one_step_in_one_folder_get_no_glob_advice(tmp_path, capsys):
         for host in (0, 1):
             save_torchvision_grid(smooth_images(np.random.default_rng(step + host), 4, 16),
                                   run / "samples" / f"iter_{step}_host_{host}" / "sample.png", nrow=2)
-    for path in run.rglob("*"):
-        os.utime(path, (time.time() - 10,) * 2)
-    capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--encoder", "pixels",
-                 "--no-layout", "--no-metrics"]) == 0
-    warned = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
-    assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 500: samples/iter_500_host_0, "
-                      "samples/iter_500_host_1): a step's signals measure them together"]
+    assert _several_checkpoints_said(run, tmp_path / "s.zarr", capsys) == [
+        f"evowatch: {run}: 2 steps have several checkpoints (step 500: samples/iter_500_host_0, "
+        "samples/iter_500_host_1): a step's signals measure them together"]
 
 
 def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
@@ -1445,15 +1450,9 @@ def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
         for step in (1000, 2000):
             for i, image in enumerate(smooth_images(np.random.default_rng(step), 2, 16)):
                 write_png(run / exp / "samples" / f"step_{step}" / f"{i:03d}.png", image)
-    for path in run.rglob("*"):
-        os.utime(path, (time.time() - 10,) * 2)
-    capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--encoder", "pixels",
-                 "--no-layout", "--no-metrics"]) == 0
-    warned = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
-    assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 1000: baseline/samples/step_1000, "
-                      "wider/samples/step_1000): a step's signals measure them together; "
-                      "point evowatch at one of baseline, wider"]
+    assert _several_checkpoints_said(run, tmp_path / "s.zarr", capsys) == [
+        f"evowatch: {run}: 2 steps have several checkpoints (step 1000: baseline/samples/step_1000, "
+        "wider/samples/step_1000): a step's signals measure them together; point evowatch at one of baseline, wider"]
 
 
 def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsys, monkeypatch):
