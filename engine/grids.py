@@ -402,8 +402,8 @@ def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | N
             return GridGeometry(height // finer, width // finer, finer, finer, 0, blank)
     # Tiles of another shape, at least 2x2 (SPADE's tile_images of 2:1 Cityscapes samples), finest
     # first; only periods whose lines, averaged whole, mostly jump (cheap: it rules out most)
-    across_cols = np.abs(np.diff(gray, axis=1)).mean(axis=0)
-    across_rows = np.abs(np.diff(gray, axis=0)).mean(axis=1)
+    across_cols = np.abs(np.diff(gray[::4], axis=1)).mean(axis=0)  # every 4th line is mean enough
+    across_rows = np.abs(np.diff(gray[:, ::4], axis=0)).mean(axis=1)
     shapes = sorted(((h, w) for h in _jumping_periods(across_rows) for w in _jumping_periods(across_cols)
                      if h != w and max(h, w) <= MAX_TILE_RATIO * min(h, w)), key=lambda hw: hw[0] * hw[1])
     if shape := next((hw for hw in shapes if edged(*hw, EDGE_EVIDENCE)), None):
