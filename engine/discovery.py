@@ -137,16 +137,19 @@ _FIRST_INT = re.compile(r"(\d+)")
 #: ``20240105_103000/``, kohya-ss's ``mylora_000500_00_20240105103000.png``), a time of day alone
 #: (Hydra's ``outputs/2026-12-04/10-30-00/``), the seed kohya-ss puts after such a time when it
 #: follows other numbers (``mylora_e000003_00_20240105103000_42.png``), an array's shape (``samples_16x32x32x3.npz``), a
-#: hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``; CogVideoX's five-character ``…-d527f.png``).
+#: hex content hash (W&B's ``samples_1000_3f2a9b81c0d4e5f6a7b8.png``; CogVideoX's five-character ``…-d527f.png``), a
+#: UUID or a number of 16 digits or more, an id (MLflow's ``mlruns/<experiment id>/``, ``key+step+500+…+<uuid>.png``).
 _NO_NUMBER = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T_-]\d{2}[-:]\d{2}(?:[-:]\d{2})?(?:[.-]\d+)?)?"
     r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[T_-]?[0-2]\d[0-5]\d[0-5]\d(?:(?<=\d[_-].{14})(?:_\d+)+$|(?!\d))"
     r"|(?<!\d)(?:19|20)\d{2}_(?:0[1-9]|1[0-2])_(?:0[1-9]|[12]\d|3[01])_[0-2]\d_[0-5]\d_[0-5]\d(?!\d)"  # StudioGAN's
     r"|(?<!\d)\d{2}[-:]\d{2}[-:]\d{2}(?![\d.:-])"
     r"|\d+(?:x\d+)+"
+    r"|(?<![0-9a-z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z])"  # a UUID (MLflow's image names)
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f]\d+[a-f])[0-9a-f]{5,11}(?![0-9a-z])"  # a short one, digits between letters
-    r"|(?<!\d)1[5-9]\d{8}(?:\d{3})?(?!\d)", re.IGNORECASE)  # Unix time, s or ms (ai-toolkit's 1712345678901__000000250_0.jpg)
+    r"|(?<!\d)1[5-9]\d{8}(?:\d{3})?(?!\d)"  # Unix time, s or ms (ai-toolkit's 1712345678901__000000250_0.jpg)
+    r"|(?<!\d)\d{16,}(?!\d)", re.IGNORECASE)  # an id: MLflow's 18-digit experiment ids
 #: Numbers in a name that are no step either, those named as a setting (DiT's
 #: ``DiT-XL-2-0400000-size-256-vae-ema-cfg-1.5-seed-0``, LlamaGen's ``…-VQ-16-topk-0-…``, ``lr1e-4_bs64``, a process's
 #: ``0001000_rank1.png``, whose rank may still index its samples).
@@ -161,7 +164,7 @@ _NOT_A_STEP = re.compile(
     r"|(?<![\d.])\d+\.\d+(?![\d.])", re.IGNORECASE)  # a decimal: EDM2's network-snapshot-0001000-0.100
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg|(?<=e\d_)s|(?<=e\d\d_)s|(?<=e\d\d\d_)s)"
-                         r"[-_=]?(\d+)", re.IGNORECASE)  # naifu's sample_e{epoch}_s{step}_p{rank}_{i}
+                         r"[-_=+%]?(\d+)", re.IGNORECASE)  # naifu's sample_e{epoch}_s{step}_p{rank}_{i}; MLflow's key+step+500
 _MAX_DEPTH = 8
 
 
@@ -404,9 +407,14 @@ _DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)
 _SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
 
 
-#: Weights & Biases' run folders: ``wandb/run-…/files/media/images/`` keeps a copy of every
-#: image logged with ``wandb.log`` (U-ViT logs its sample grid there and saves it as a file).
-_WANDB_FOLDER = "wandb"
+#: Experiment trackers' folders, each keeping a copy of every image the trainer logs: W&B's
+#: ``wandb/run-…/files/media/images/`` (U-ViT logs its sample grid there and saves it as a
+#: file), MLflow's ``mlruns/<experiment>/<run>/artifacts/`` (``mlflow.log_artifact``).
+_TRACKER_FOLDERS = {"wandb": "W&B", "mlruns": "MLflow"}
+
+
+#: The end of a smaller copy's name (MLflow's ``{key}+step+500+…+compressed.webp``).
+_THUMBNAIL_SUFFIX = re.compile(r"[+%_.-](?:compressed|thumbs?|thumbnail)$", re.IGNORECASE)
 
 
 def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set[str]) -> bool:
@@ -414,11 +422,13 @@ def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set
     tensor (DiT's ``FOLDER.npz``) or drawn as one grid (AnimateDiff's ``sample-500.gif`` beside
     ``sample-500/``), or a tensor file beside an image of its name (pytorch_GAN_zoo's
     ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``), or an image beside
-    a video of its name (CogVideoX's image-to-video input beside the ``.mp4`` made from it)."""
+    a video of its name (CogVideoX's image-to-video input beside the ``.mp4`` made from it), or
+    a smaller copy of an image (MLflow's ``…+compressed.webp`` beside each logged ``.png``)."""
     suffix = path.suffix.lower()
+    small = _THUMBNAIL_SUFFIX.search(path.stem)
     return ((suffix in TENSOR_EXTENSIONS or suffix in IMAGE_EXTENSIONS) and path.stem in folders
             or suffix in TENSOR_EXTENSIONS and path.stem in images
-            or suffix in IMAGE_EXTENSIONS and path.stem in videos)
+            or suffix in IMAGE_EXTENSIONS and (path.stem in videos or bool(small) and path.stem[:small.start()] in images))
 
 
 def _is_real_data_folder(name: str, options: DiscoveryOptions) -> bool:
@@ -865,10 +875,10 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                            f"{', ...' if len(videos) > 2 else ''}) not read: evowatch reads images; have the trainer "
                            "save its samples as images, or as GIF or WebP (read at their last frame)", about="videos")
     if packed:
-        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} beside a folder, an image or a video of the same "
-                           f"name ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the samples are "
-                           "read once, from the folder or the image; an image beside a video is its input "
-                           "(--samples GLOB picks one)", about="packed")
+        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} that repeat a folder, an image or a video "
+                           f"beside them ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the "
+                           "samples are read once, from the folder or the full-size image; an image beside a video is "
+                           "its input (--samples GLOB picks one)", about="packed")
     if reals:
         folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
         what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
@@ -960,11 +970,12 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
             units.append((step, path, level.groups.get(path)))
     if not level.numbered and depth < _MAX_DEPTH:
         found = {sub: _units(sub, options, depth + 1) for sub in level.plain_dirs}
-        copies = [sub for sub in found if sub.name.lower() == _WANDB_FOLDER and found[sub]]
+        copies = [sub for sub in found if sub.name.lower() in _TRACKER_FOLDERS and found[sub]]
         if copies and any(found[sub] for sub in found if sub not in copies):
-            warn_once(folder, f"{folder}: {', '.join(sub.name + '/' for sub in copies)} holds W&B's copies of the "
-                               "images the trainer logged, beside its own sample files: those are read (point "
-                               "evowatch at wandb/ to read the copies)", about="wandb", say=log.info)
+            for sub in copies:
+                warn_once(folder, f"{folder}: {sub.name}/ holds {_TRACKER_FOLDERS[sub.name.lower()]}'s copies of the "
+                                  "images the trainer logged, beside its own sample files: those are read (point "
+                                  f"evowatch at {sub.name}/ to read the copies)", about=sub.name, say=log.info)
             found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
         units.extend(unit for sub_units in found.values() for unit in sub_units)
     return units

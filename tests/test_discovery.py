@@ -429,7 +429,7 @@ def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_pat
         assert [(c.step, c.source) for c in scan_run(tmp_path / "dit")] == [
             (100000, "DiT-XL-2-0100000-size-256-vae-ema-cfg-1.5-seed-0"),
             (200000, "DiT-XL-2-0200000-size-256-vae-ema-cfg-1.5-seed-0")]
-    assert "2 files beside a folder, an image or a video of the same name (DiT-XL-2-0100000-" in caplog.text
+    assert "2 files that repeat a folder, an image or a video beside them (DiT-XL-2-0100000-" in caplog.text
     for clock in ("10-30-00", "14-05-12"):
         for step in (1000, 2000):
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "outputs" / "2026-12-03" / clock / "samples"
@@ -914,7 +914,7 @@ def test_video_samples_are_named_and_their_input_images_and_hashes_are_no_sample
         assert scan_run(tmp_path / "cog") == [] and scan_run(tmp_path / "dyn") == []
     assert (f"{cog}: 4 video files (validation-100-0-A_cat_walks_on_the_grass_-d527f.mp4, "
             "validation-100-0-A_panda_dressed_in_a_smal-b04f5.mp4, ...) not read: evowatch reads images") in caplog.text
-    assert "4 files beside a folder, an image or a video of the same name (validation-100-0-" in caplog.text
+    assert "4 files that repeat a folder, an image or a video beside them (validation-100-0-" in caplog.text
     assert "2 files named as real data or made from it (image_condition-gs100_ep0_idx99_rank0.jpg" in caplog.text
     for name, step in (("sample-b04f5.png", None), ("mylora_e000003_00.png", 0), ("img_cafe1.png", 1)):
         assert discovery.step_of(name, DiscoveryOptions()) == step, name
@@ -933,7 +933,7 @@ def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tm
     with caplog.at_level("WARNING"):
         assert [(c.step, c.source) for c in scan_run(anim.parent)] == [(500, "samples/sample-500"),
                                                                       (1000, "samples/sample-1000")]
-    assert "2 files beside a folder, an image or a video of the same name (sample-1000.gif, sample-500.gif) left out" in caplog.text
+    assert "2 files that repeat a folder, an image or a video beside them (sample-1000.gif, sample-500.gif) left out" in caplog.text
     pgan = tmp_path / "celebaHQ"
     for scale, it in ((5, 16000), (5, 32000)):
         save_torchvision_grid(smooth_images(RNG, 4, 8), pgan / f"celebaHQ_s{scale}_i{it}.jpg", nrow=2)
@@ -964,6 +964,33 @@ def test_tensors_not_named_as_samples_beside_a_folder_of_sample_images_are_weigh
         np.save(tmp_path / "tensors" / f"{it:06d}.npy",
                 np.zeros((2, 8, 8, 3), np.uint8))
     assert [c.step for c in scan_run(tmp_path / "tensors")] == [0, 10000]
+
+
+def test_mlflow_image_names_and_copies(tmp_path, caplog):
+    """MLflow 3's ``log_image(img, key, step)`` writes ``artifacts/images/{key}+step+{step}+timestamp+{ms}+{uuid}.png``
+    (``%`` for ``+`` before) with a ``…+compressed.webp`` thumbnail beside each: steps came from the UUIDs' digits
+    and every thumbnail was a sample. ``log_artifact`` copies the trainer's files into ``mlruns/<18-digit
+    experiment id>/<run id>/artifacts/``: one more checkpoint, at the experiment id as its step."""
+    images = tmp_path / "mlruns" / "215357636247220652" / "5ca6410846a24016955cd94962bccd81" / "artifacts" / "images"
+    for k, step in enumerate((500, 1000, 1500)):
+        for sep in "+%":
+            stem = (f"samples{sep}step{sep}{step}{sep}timestamp{sep}{1796467646884 + 60_000 * k}{sep}"
+                    f"3a7ebaa9-da80-4c9b-89cb-8e5f2a42537{k}")
+            save_torchvision_grid(smooth_images(RNG, 4, 8), images / sep.replace("%", "percent") / f"{stem}.png", nrow=2)
+            write_png(images / sep.replace("%", "percent") / f"{stem}{sep}compressed.webp", smooth_images(RNG, 1, 8)[0])
+    for sep in ("+", "percent"):
+        found = scan_run(images / sep)
+        assert [(c.step, [f.suffix for f in c.files]) for c in found] == [(s, [".png"]) for s in (500, 1000, 1500)]
+    project = tmp_path / "project"
+    for epoch in (1, 2, 3):
+        save_torchvision_grid(smooth_images(RNG, 4, 8), project / "samples" / f"epoch_{epoch:03d}.png", nrow=2)
+        copies = project / "mlruns" / "598819322417409832" / "0a1b2c3d4e5f60718293a4b5c6d7e8f9" / "artifacts"
+        copies.mkdir(parents=True, exist_ok=True)
+        shutil.copy(project / "samples" / f"epoch_{epoch:03d}.png", copies / f"epoch_{epoch:03d}.png")
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        assert [c.source for c in scan_run(project)] == [f"samples/epoch_{e:03d}.png" for e in (1, 2, 3)]
+    assert f"{project}: mlruns/ holds MLflow's copies of the images the trainer logged" in caplog.text
+    assert [c.step for c in scan_run(project / "mlruns")] == [1, 2, 3]  # the id is no step
 
 
 def test_wandb_copies_of_the_sample_files_are_left_out_but_read_when_they_are_all(tmp_path, caplog):
