@@ -932,7 +932,12 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     if level is None:
         return False
     steps = [step for step, _, _ in level.numbered]
-    return level.unnumbered_files > 0 or level.numbered_weights > 0 or not _is_index_sequence(steps)
+    counted_in = any(_COUNTER_NAME.search(path.name) for _, path, _ in level.numbered)  # epoch_001.png: no index
+    return level.unnumbered_files > 0 or level.numbered_weights > 0 or counted_in or not _is_index_sequence(steps)
+
+
+#: A number a name says counts training (Sacred's ``runs/1/epoch_001.png`` copies): a step, not a sample's index.
+_COUNTER_NAME = re.compile(r"(?<![a-z])(?:epoch|ep|step|iter|itr|it|gs|kimg|global_step)[-_=+%]?\d", re.IGNORECASE)
 
 
 def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:

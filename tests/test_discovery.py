@@ -966,7 +966,7 @@ def test_tensors_not_named_as_samples_beside_a_folder_of_sample_images_are_weigh
     assert [c.step for c in scan_run(tmp_path / "tensors")] == [0, 10000]
 
 
-def test_mlflow_image_names_and_copies(tmp_path, caplog):
+def test_mlflow_and_sacred_image_names_and_copies(tmp_path, caplog):
     """MLflow 3's ``log_image(img, key, step)`` writes ``artifacts/images/{key}+step+{step}+timestamp+{ms}+{uuid}.png``
     (``%`` for ``+`` before) with a ``…+compressed.webp`` thumbnail beside each: steps came from the UUIDs' digits
     and every thumbnail was a sample. ``log_artifact`` copies the trainer's files into ``mlruns/<18-digit
@@ -991,6 +991,11 @@ def test_mlflow_image_names_and_copies(tmp_path, caplog):
         assert [c.source for c in scan_run(project)] == [f"samples/epoch_{e:03d}.png" for e in (1, 2, 3)]
     assert f"{project}: mlruns/ holds MLflow's copies of the images the trainer logged" in caplog.text
     assert [c.step for c in scan_run(project / "mlruns")] == [1, 2, 3]  # the id is no step
+    sacred = tmp_path / "sacred" / "runs" / "1"  # Sacred's FileStorageObserver: run 1 copies the artifacts
+    for epoch in (1, 2, 3):
+        save_torchvision_grid(smooth_images(RNG, 4, 8), sacred / f"epoch_{epoch:03d}.png", nrow=2)
+    (sacred / "run.json").write_text("{}")
+    assert [c.step for c in scan_run(sacred.parent)] == [1, 2, 3]  # epochs counted, not 3 samples of run 1
 
 
 def test_wandb_copies_of_the_sample_files_are_left_out_but_read_when_they_are_all(tmp_path, caplog):
