@@ -274,9 +274,12 @@ class Watcher:
         elif self.live and not has_samples:
             say("%s: no samples yet, waiting for the first checkpoint", run_dir)  # a run just started
         else:  # samples the layout rules do not read as checkpoints, or a wrong path
+            files = sample_files(run_dir, options)[:3]  # what was seen (DVCLive's samples.png, rewritten every step)
+            seen = f"; seen, read as no checkpoint: {', '.join(f.relative_to(run_dir).as_posix() for f in files)}" \
+                if files else ""
             say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
-                "sample-12.png, fakes000200.png, or images logged to TensorBoard; see --step-regex and --samples)",
-                run_dir, "yet, waiting for them" if self.live else "found")
+                "sample-12.png, fakes000200.png, or images logged to TensorBoard; see --step-regex and --samples)%s",
+                run_dir, "yet, waiting for them" if self.live else "found", seen)
 
     def _check_grid_size(self, checkpoint: Checkpoint, rows: int) -> None:
         """Say when a grid splits into far more or fewer tiles than its series' grids so far (its

@@ -523,6 +523,12 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
     assert f"{run}: no checkpoints found" in capsys.readouterr().err
     assert not store.exists()  # nothing to keep: no empty store left behind
+    (run / "plots").mkdir()  # DVCLive's samples.png, rewritten at every step: no step to read, but named
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(run / "plots" / "samples.png")
+    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert capsys.readouterr().err.rstrip().endswith("see --step-regex and --samples); seen, read as no checkpoint: "
+                                                     "plots/samples.png")
+    shutil.rmtree(run / "plots")
     sampler = tmp_path / "my_sampler.py"
     sampler.write_text("import numpy as np\ndef sample(path, n, seed):\n    return np.zeros((n, 8, 8, 3), np.uint8)\n")
     with_sampler = ["--sampler", f"{sampler}:sample", "--samples-per-checkpoint", "2"]
