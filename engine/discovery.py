@@ -720,6 +720,25 @@ def _steps_in_series(files: list[Path], options: DiscoveryOptions,
 _MODEL_VARIANT = re.compile(r"[-_ ]+(?:no|non)?[-_ ]?ema$", re.IGNORECASE)
 
 
+def _counted_together(folders: list[Path], options: DiscoveryOptions) -> dict[Path, dict[int, Path]]:
+    """Folders of one sample each holding its image at every step counted 0, 1, 2 ... (DVCLive's
+    ``live.log_image(f"sample_{i}/{live.step}.png")``), told from folders of indexed samples
+    by the files' times: each number's files, across the folders, were written together."""
+    numbered = {}
+    for folder in folders:
+        files = [Path(e.path) for e in folder_entries(folder) if _is_file(e) and _is_generated_sample(Path(e.path), options)]
+        steps = {step_of(path.name, options): path for path in files}
+        if len(files) < 2 or None in steps or len(steps) != len(files) or any(
+                p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
+            return {}
+        numbered[folder] = steps
+    if len(numbered) < 2 or len({frozenset(steps) for steps in numbered.values()}) != 1:
+        return {}
+    by_number = [[t for steps in numbered.values() if (t := _mtime(steps[n])) is not None]
+                 for n in next(iter(numbered.values()))]
+    return numbered if _written_together(by_number) else {}
+
+
 def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
     """Folders of one prompt or class each, holding its image at every step (OneTrainer's
     ``samples/0 - a photo of 2 cats/{time}-training-sample-{step}-{epoch}-{epoch_step}.jpg``,
@@ -740,6 +759,8 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
         read = _steps_in_series(files, options)
         if read and not _index_like(list(read[0])):
             series[folder] = read
+    if not series:
+        series = {folder: (steps, None) for folder, steps in _counted_together(folders, options).items()}
     # where most folders of several images read the step, every folder reads it: a folder of one
     # (OneTrainer's samples/custom/) fits any number of its name (its epoch step, 80, not 200)
     positions = Counter(at for steps, at in series.values() if len(steps) >= 2)

@@ -783,6 +783,26 @@ def test_folders_of_one_class_each_holding_its_image_per_step_are_one_checkpoint
     assert [c.source for c in scan_run(tmp_path / "one")] == ["samples/cat/step_1000.png"]
 
 
+def test_folders_of_one_sample_counted_from_zero_are_steps_when_written_together(tmp_path):
+    """DVCLive's ``live.log_image(f"sample_{i}/{live.step}.png", img)`` at its default step
+    (0, 1, 2 ...): each folder was a checkpoint at its index, its steps read as 3 samples. The
+    times tell them from folders of indexed samples written one class after another."""
+    start = time.time() - 1000
+    for step in range(3):
+        for i in range(4):
+            path = write_png(tmp_path / "dvclive" / "plots" / "images" / f"sample_{i}" / f"{step}.png",
+                             smooth_images(RNG, 1, 8)[0])
+            os.utime(path, (start + 60 * step + i, start + 60 * step + i))
+    found = scan_run(tmp_path / "dvclive")
+    assert [(c.step, [f.parent.name for f in c.files]) for c in found] == [
+        (step, [f"sample_{i}" for i in range(4)]) for step in range(3)]
+    for k, label in enumerate(("cat", "dog")):  # a sampler's classes, one after the other: indexed samples
+        for i in range(3):
+            path = write_png(tmp_path / "classes" / "step_1000" / label / f"{i}.png", smooth_images(RNG, 1, 8)[0])
+            os.utime(path, (start + 30 * k + 5 * i, start + 30 * k + 5 * i))
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "classes")] == [(1000, 6)]
+
+
 def test_the_training_data_folder_of_a_trainers_working_directory_is_no_checkpoint(tmp_path, caplog):
     """Self-Attention-GAN watched from where it runs: ``data/CelebA/img_align_celeba/000001.jpg``
     ... were each a checkpoint (step 1, 2, ...) beside ``samples/sagan_1/3000_fake.png``."""
