@@ -263,6 +263,24 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert at.select_slider(key="step_range:1000:3000:3").value == (1000, 3000)  # the open range followed the new step
 
 
+def test_a_page_opened_on_an_empty_store_shows_the_kinds_that_come(tmp_path, monkeypatch):
+    """`evowatch view` opened while `watch` waits for the first checkpoint (an empty store): the
+    Kind filter was made with no kinds and kept none, so every sample that came was filtered
+    out ("0 samples match the filters") until a reload. A kind a user took out stays out."""
+    path = tmp_path / "live.zarr"
+    run = SyntheticRun(path, per_step=20, n_real=0, thumbnail_size=8)
+    StoreWriter(path, run.encoder, thumbnail_size=8).close()
+    at = run_app(path, monkeypatch)
+    assert not at.exception
+    run.add_step(1000)
+    at.run()
+    assert at.multiselect(key="kinds").value == ["generated"] and n_points(map_chart(at)) == 20
+    at.multiselect(key="kinds").set_value([]).run()
+    run.add_step(2000)
+    at.run()
+    assert at.multiselect(key="kinds").value == []
+
+
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
     """A collapse from step 1,500 alerts at every later step: the list keeps its first alert,
     says "4 of 7" and lists all in an expander; steps in messages written like the viewer's."""

@@ -178,7 +178,12 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
             note.info(f"Showing step {focus:,} only (picked on the signals chart"
                       + ("; the Steps range is set aside)." if step_range else ")."))
     present = [name for code, name in enumerate(d.kinds) if (d.kind == code).any()]  # no empty "holdout"
-    kinds = sb.multiselect("Kind", present, default=present, key="kinds")
+    offered = st.session_state.get("_kinds_offered", [])
+    if "kinds" in st.session_state and (new := [k for k in present if k not in offered]):
+        # a kind that came since (the page opened on an empty store): shown, not filtered out unasked
+        st.session_state["kinds"] = [k for k in st.session_state["kinds"] if k in present] + new
+    st.session_state["_kinds_offered"] = present
+    kinds = sb.multiselect("Kind", present, key="kinds", **({} if "kinds" in st.session_state else {"default": present}))
     labels = sb.multiselect("Label", list(d.labels), key="labels", placeholder="all labels") if d.labels else []
     probes = data.probe_names(d.sample_metric_names)
     probe = None
