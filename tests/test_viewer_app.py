@@ -170,6 +170,10 @@ def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
     table = at.dataframe[0].value
     assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path"]
     assert at.get("download_button")
+    at.radio(key="layout").set_value("radial").run()  # its coordinates mean another place on the rings
+    assert not at.exception and "Selection · 0 samples" in texts(at) and map_chart(at)["selection"] is None
+    at.radio(key="layout").set_value("rectilinear").run()  # dropped, not picked up again from the map's state
+    assert "Selection · 0 samples" in texts(at)
 
 
 def test_clicked_point_shows_instance_trail(store, monkeypatch):

@@ -67,7 +67,13 @@ def _state(key: str, name: str) -> Any:
 def _on_map_select() -> None:
     """User changed the map selection (also fires when it is cleared)."""
     sel = _state(MAP_KEY, "selection")
-    st.session_state["sel"] = sel if not data.selection_is_empty(sel) else None
+    st.session_state["_sel_seen"] = sel
+    st.session_state["sel"] = _drawn_on(sel) if not data.selection_is_empty(sel) else None
+
+
+def _drawn_on(sel: dict) -> dict:
+    """A selection with the layout it was drawn on: its coordinates mean nothing on the other."""
+    return {**sel, "layout": st.session_state.get("layout", "rectilinear")}
 
 
 def _on_map_click() -> None:
@@ -103,8 +109,9 @@ def _sync_injected_state() -> None:
     ``session_state["signals_chart"] = {"step": 2000}``) and no callback runs.
     """
     sel = _state(MAP_KEY, "selection")
-    if not data.selection_is_empty(sel):
-        st.session_state["sel"] = sel
+    if not data.selection_is_empty(sel) and sel != st.session_state.get("_sel_seen"):  # not one dropped since
+        st.session_state["_sel_seen"] = sel
+        st.session_state["sel"] = _drawn_on(sel)
     _on_map_click()
     for key in (SIGNALS_KEY, LOSSES_KEY):
         _on_step_click(key)
@@ -445,6 +452,8 @@ def map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray,
 def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
                  c: data.Coloring, f: data.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
     sel = st.session_state.get("sel")
+    if sel and sel.get("layout", layout) != layout:  # drawn on the other layout: another place on this one
+        sel = st.session_state["sel"] = None
     selected = data.selected_rows(xy, visible, sel)
     trail_row = st.session_state.get("trail_row")
     trail = data.instance_trail(d, int(trail_row)) if trail_row is not None and 0 <= int(trail_row) < d.n else np.zeros(0, np.int64)
