@@ -291,14 +291,18 @@ class EvoMap {
     ctx.strokeStyle = "#ddd"; ctx.lineWidth = 1;
     ctx.strokeRect(p.l - 0.5, p.t - 0.5, p.w + 1, p.h + 1);
     ctx.fillStyle = "#555"; ctx.font = "10px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
-    let free = -Infinity;  // band names as room allows: on a narrow map they ran together ("1,7502,0002,250")
-    this.bandNames = [];
-    for (const [x, text] of s.labels) {
-      const X = this.sx(x), half = ctx.measureText(text).width / 2;
-      if (X >= p.l && X <= p.l + p.w && X - half >= free) {
-        ctx.fillText(text, X, p.t - 3); free = X + half + 6; this.bandNames.push(text);
+    // band names as room allows (on a narrow map they ran together: "1,7502,0002,250"): the
+    // newest first (of a live run the one looked at), then the reference, then right to left
+    const labels = s.labels, order = labels.map((_, i) => i).reverse();
+    if (labels.length > 1 && labels[0][1] === "real") order.splice(1, 0, order.pop());
+    const taken = [];
+    for (const i of order) {
+      const [x, text] = labels[i], X = this.sx(x), half = ctx.measureText(text).width / 2;
+      if (X >= p.l && X <= p.l + p.w && taken.every(([a, b]) => X + half + 6 <= a || X - half - 6 >= b)) {
+        ctx.fillText(text, X, p.t - 3); taken.push([X - half, X + half, i]);
       }
     }
+    this.bandNames = taken.sort((a, b) => a[2] - b[2]).map(([, , i]) => labels[i][1]);
     this.ringNames = this.drawRingNames(ctx, p, s.rings || []);
     ctx.save();
     ctx.beginPath(); ctx.rect(p.l, p.t, p.w, p.h); ctx.clip();
