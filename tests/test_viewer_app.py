@@ -285,6 +285,22 @@ def test_a_page_opened_on_an_empty_store_shows_the_kinds_that_come(tmp_path, mon
     assert at.multiselect(key="kinds").value == []
 
 
+def test_a_store_whose_files_were_all_skipped_says_so_not_that_samples_will_come(tmp_path, monkeypatch):
+    """Every file of its checkpoints unreadable: the page said the map appears once the watcher
+    commits the first checkpoint, which never happens, and hid the trainer's losses."""
+    path = tmp_path / "skipped.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as store:
+        for step in (100, 200):
+            with store.checkpoint(step, f"step_{step}", f"h{step}") as tx:
+                tx.skip(f"step_{step}/0.pt", "not a readable torch file (IndexError: pop from empty list)")
+        store.write_scalars({"step": np.array([50, 100, 150, 200]), "loss_g": np.array([2.0, 1.5, 1.2, 1.0])})
+    at = run_app(path, monkeypatch)
+    assert not at.exception
+    assert [w.value for w in at.warning] == [f"2 checkpoints are stored, none with a sample that could be read: "
+                                             f"`evowatch info {path}` names the skipped files and why."]
+    assert "no samples yet" not in texts(at) and component_data(at, "evowatch_lines")
+
+
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
     """A collapse from step 1,500 alerts at every later step: the list keeps its first alert,
     says "4 of 7" and lists all in an expander; steps in messages written like the viewer's."""

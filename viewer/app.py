@@ -391,7 +391,13 @@ def page(path: str) -> None:
     alerts_list(list(d.alerts))
 
     if commit.rows == 0:
-        st.info("The store has no samples yet: the map appears when the watcher commits the first checkpoint.")
+        if commit.checkpoints:  # every file of them skipped: nothing will come of waiting
+            st.warning(f"{commit.checkpoints:,} checkpoints are stored, none with a sample that could be read: "
+                       f"`evowatch info {path}` names the skipped files and why.")
+            if st.session_state.get("show_signals", True):
+                signals_panel(path, commit, d)  # the trainer's losses, read all the same
+        else:
+            st.info("The store has no samples yet: the map appears when the watcher commits the first checkpoint.")
         return
     if commit.layout_rows == 0:
         st.info(no_layout_note(path, commit))
