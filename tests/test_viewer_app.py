@@ -301,6 +301,18 @@ def test_a_store_whose_files_were_all_skipped_says_so_not_that_samples_will_come
     assert "no samples yet" not in texts(at) and component_data(at, "evowatch_lines")
 
 
+def test_a_single_step_is_one_colour_named_in_the_legend(tmp_path, monkeypatch):
+    """One checkpoint so far: the legend read "step 1,000 → 1,001" (a step that is not there) and
+    every point was drawn at the dark end of the scale."""
+    path = tmp_path / "one.zarr"
+    build_store(path, n_steps=1, per_step=10, n_real=5, thumbnail_size=8)
+    legend = map_chart(run_app(path, monkeypatch))["legend"]
+    assert "scale" not in legend and [name for name, _ in legend["items"]] == ["step 1,000", "reference data"]
+    d = data.map_data(path, data.read_commit(path))
+    rgb = data.row_rgb(data.coloring(d, "step"), np.flatnonzero(d.kind == fmt.KIND_CODES["generated"]))
+    assert np.allclose(rgb, data._viridis(np.array([0.5]))[0])  # the middle of the scale, not its dark end
+
+
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
     """A collapse from step 1,500 alerts at every later step: the list keeps its first alert,
     says "4 of 7" and lists all in an expander; steps in messages written like the viewer's."""

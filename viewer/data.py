@@ -428,6 +428,15 @@ class Coloring:
     values: np.ndarray | None = None  # float (n,) for continuous; NaN: no value
     vmin: float = 0.0
     vmax: float = 1.0
+    single: bool = False  # every value the same (one step): coloured at the scale's middle
+
+
+def _scale(title: str, values: np.ndarray, lo: float, hi: float) -> Coloring:
+    """A continuous colouring over [lo, hi]; a single value sits at the middle of a unit range
+    around it (it was drawn at the dark end, and the legend read "step 1,000 → 1,001")."""
+    if hi > lo:
+        return Coloring(title, False, values=values, vmin=lo, vmax=hi)
+    return Coloring(title, False, values=values, vmin=lo - 0.5, vmax=lo + 0.5, single=True)
 
 
 def coloring(d: MapData, mode: ColorMode, metric: np.ndarray | None = None) -> Coloring:
@@ -447,11 +456,11 @@ def coloring(d: MapData, mode: ColorMode, metric: np.ndarray | None = None) -> C
         values = np.asarray(metric, np.float64)
         finite = values[np.isfinite(values)]
         lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-        return Coloring(mode.split(":", 1)[1], False, values=values, vmin=lo, vmax=hi if hi > lo else lo + 1)
+        return _scale(mode.split(":", 1)[1], values, lo, hi)
     values = np.where(ref, np.nan, d.step).astype(np.float64)
     lo = float(d.steps.min()) if len(d.steps) else 0.0
     hi = float(d.steps.max()) if len(d.steps) else 1.0
-    return Coloring("step", False, values=values, vmin=lo, vmax=hi if hi > lo else lo + 1)
+    return _scale("step", values, lo, hi)
 
 
 def row_rgb(c: Coloring, rows: np.ndarray) -> np.ndarray:
@@ -516,6 +525,8 @@ def _legend(c: Coloring, rows: np.ndarray) -> dict[str, Any]:
     items = []
     if len(rows) and not np.isfinite(c.values[rows]).all():
         items.append(["reference data" if c.title == "step" else f"no {c.title}", REFERENCE_COLOR])  # real and held-out
+    if c.single:
+        return {"items": [[f"{c.title} {number((c.vmin + c.vmax) / 2)}", stops[len(stops) // 2]], *items]}
     return {"scale": {"title": c.title, "low": number(c.vmin), "high": number(c.vmax), "stops": stops}, "items": items}
 
 
