@@ -313,6 +313,15 @@ def test_a_single_step_is_one_colour_named_in_the_legend(tmp_path, monkeypatch):
     assert np.allclose(rgb, data._viridis(np.array([0.5]))[0])  # the middle of the scale, not its dark end
 
 
+def test_an_alerting_rules_metric_is_plotted_at_first():
+    """Three memorisation alerts, and the near-copy share was not among the charts shown."""
+    table = {"step": np.array([1, 2]), **{c: np.array([0.1, 0.2]) for c in
+                                          ("vendi", "coverage", "precision", "fd", "copy_log_ratio", "near_copy_frac")}}
+    assert data.default_signal_columns(table) == ["vendi", "coverage", "precision", "fd"]
+    shown = data.default_signal_columns(table, [{"rule": "memorisation", "step": 2}] * 3)
+    assert shown == ["near_copy_frac", "vendi", "coverage", "precision"]
+
+
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
     """A collapse from step 1,500 alerts at every later step: the list keeps its first alert,
     says "4 of 7" and lists all in an expander; steps in messages written like the viewer's."""

@@ -287,7 +287,7 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
         if metrics_off:
             st.caption(off)
         options = [c for c in table if c != "step"]
-        cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table), key="signal_cols",
+        cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table, alerts), key="signal_cols",
                               help=data.METRIC_GLOSSARY)
         if not cols:
             st.caption("No metric picked: choose some above to plot them.")

@@ -704,10 +704,20 @@ def _alert_matches(alert: dict[str, Any], column: str) -> bool:
 DEFAULT_SIGNALS = ("vendi", "coverage", "precision", "fd", "near_copy_frac", "nn_train_median", "label_tv")
 
 
-def default_signal_columns(table: dict[str, np.ndarray], k: int = 4) -> list[str]:
+def _first_watched(alert: dict[str, Any], columns: Sequence[str]) -> str | None:
+    """The first of the columns an alert's rule watches, in the rule's order."""
+    watched = _RULE_METRICS.get(str(alert.get("rule", "")), ())
+    return next((c for w in watched for c in columns if c.startswith(w)), None)
+
+
+def default_signal_columns(table: dict[str, np.ndarray], alerts: Sequence[dict[str, Any]] = (), k: int = 4) -> list[str]:
+    """The metrics plotted at first: the first of each alerting rule's (a memorisation alert
+    showed no near-copy chart), then the usual ones, ``k`` in all when no rule adds more."""
     cols = [c for c in table if c != "step" and np.isfinite(np.asarray(table[c], np.float64)).any()]
-    chosen = [c for c in DEFAULT_SIGNALS if c in cols][:k]
-    return chosen or cols[:k]
+    alerted = [c for a in alerts if (c := _first_watched(a, cols))]
+    usual = [c for c in DEFAULT_SIGNALS if c in cols] or cols
+    chosen = list(dict.fromkeys(alerted))
+    return chosen + [c for c in usual if c not in chosen][:max(0, k - len(chosen))]
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
