@@ -169,6 +169,7 @@ def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
     assert [len(i.proto.imgs) for i in images] == [3, data.GRID_MAX]  # trail, then selection
     table = at.dataframe[0].value
     assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path"]
+    assert json.loads(at.dataframe[0].proto.columns)["step"]["type_config"]["format"] == "localized"  # 3,000, not 3000
     assert at.get("download_button")
     at.radio(key="layout").set_value("radial").run()  # its coordinates mean another place on the rings
     assert not at.exception and "Selection · 0 samples" in texts(at) and map_chart(at)["selection"] is None

@@ -240,7 +240,8 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
     st.session_state["_table_rows"] = [int(r) for r in shown]
     st.caption("Click a row to follow that sample's instance across steps.")
     st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
-                 hide_index=True, height=220)
+                 hide_index=True, height=220,  # steps written 3,000 as on the rest of the page
+                 column_config={"step": st.column_config.NumberColumn(format="localized")})
     def _csv() -> str:  # built when the user clicks, not on every rerun
         paths = data.sample_columns(path, commit, rows, ("path",))["path"]
         return data.selection_csv(d, rows, [str(p) for p in paths])
