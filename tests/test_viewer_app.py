@@ -314,6 +314,16 @@ def test_a_single_step_is_one_colour_named_in_the_legend(tmp_path, monkeypatch):
     assert np.allclose(rgb, data._viridis(np.array([0.5]))[0])  # the middle of the scale, not its dark end
 
 
+def test_the_radial_view_holds_every_rings_whole_circle(tmp_path, monkeypatch):
+    """A step with no readable sample left the newest ring with few points, none near its top:
+    the view ended below the ring's radius and the canvas had no room to name it."""
+    path = tmp_path / "few.zarr"
+    build_store(path, n_steps=3, per_step=5, n_real=0, thumbnail_size=8)
+    spec = map_chart(run_app(path, monkeypatch, layout="radial"))
+    x0, x1, y0, y1 = spec["bounds"]
+    assert spec["rings"] and all(-y0 >= r and y1 >= r and -x0 >= r and x1 >= r for r, _ in spec["rings"])
+
+
 def test_an_alerting_rules_metric_is_plotted_at_first():
     """Three memorisation alerts, and the near-copy share was not among the charts shown."""
     table = {"step": np.array([1, 2]), **{c: np.array([0.1, 0.2]) for c in

@@ -476,9 +476,14 @@ def row_rgb(c: Coloring, rows: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- figures
-def _bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
+def _bounds(xy: np.ndarray, layout: Layout = "rectilinear") -> tuple[float, float, float, float]:
+    """The view: the points with a margin; the rings' whole circles (radial: centred on the
+    origin), so the outermost ring's name has room above it however few points it holds."""
     if not len(xy):
         return -1.0, 1.0, -1.0, 1.0
+    if layout == "radial":
+        r = float(np.hypot(xy[:, 0], xy[:, 1]).max()) * 1.03 or 1.0
+        return -r, r, -r, r
     x0, y0 = xy.min(axis=0)
     x1, y1 = xy.max(axis=0)
     px, py = max((x1 - x0) * 0.03, 1e-3), max((y1 - y0) * 0.03, 1e-3)
@@ -549,7 +554,7 @@ def map_spec(d: MapData, xy: np.ndarray, visible: np.ndarray, c: Coloring, *,
     base64 typed arrays (13 bytes a point before base64).
     """
     rows = np.flatnonzero(visible)
-    bounds = _bounds(xy[d.current] if d.current.any() else xy)
+    bounds = _bounds(xy[d.current] if d.current.any() else xy, layout)
     mode = "points" if len(rows) <= max_points else "density"
     raster = None
     if mode == "density":
