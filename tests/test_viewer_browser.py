@@ -111,6 +111,10 @@ def test_view_hover_select_and_live_update(tmp_path):
         n_selected = int(re.search(r"([\d,]+) samples", heading.inner_text()).group(1).replace(",", ""))
         assert n_selected >= N_REAL
         assert page.locator(".st-key-thumb_grid img").count() == min(n_selected, 60)
+        with page.expect_download(timeout=20_000) as download:  # right after the trail click and the box
+            page.get_by_role("button", name="Export selection (CSV)").click()
+        exported = Path(download.value.path()).read_text().splitlines()
+        assert exported[0].startswith("row,step,kind") and len(exported) == n_selected + 1
 
         # The watcher commits a new checkpoint (samples and layout): a new band, no reload;
         # the selection and the trail are kept, the trail now runs through four steps.

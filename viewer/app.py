@@ -246,8 +246,10 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
         paths = data.sample_columns(path, commit, rows, ("path",))["path"]
         return data.selection_csv(d, rows, [str(p) for p in paths])
 
+    # no rerun on the click: a rerun under way (a trail click just before) re-registered the file
+    # and the browser's fetch of the old one got a 404
     st.download_button("Export selection (CSV)", _csv, file_name="evowatch-selection.csv", mime="text/csv",
-                       key="export_csv")
+                       key="export_csv", on_click="ignore")
 
 
 def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarray) -> None:
