@@ -429,8 +429,9 @@ def _folder_and_name(source: str) -> tuple[str, str]:
 
 
 def is_pattern(name: str) -> bool:
-    """Whether a source's name is a per-step pattern standing for several files."""
-    return "*" in name or fmt.SAMPLE_KEY in name
+    """Whether a source's name is a per-step pattern standing for several files (W&B's and
+    MLflow's have only ``?`` runs, their hashes)."""
+    return "*" in name or "?" in name or fmt.SAMPLE_KEY in name
 
 
 @functools.lru_cache(maxsize=1024)

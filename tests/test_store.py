@@ -94,8 +94,9 @@ def test_a_file_and_the_per_step_pattern_covering_it_are_one_reading(tmp_path, r
     from stores.zarr_store import superseded_flags
 
     sources = ["s/step1000_00.png", "s/step1000_*.png", "s/step2000_*.png", "s/step2000_03.png", "s/step300_*.png",
-               "t/step1000_01.png", "real:/data/a", "holdout:/data/h", "real:/data/b"]  # --real given another folder
-    expected = [True, False, True, False, False, False, True, False, False]
+               "t/step1000_01.png", "real:/data/a", "holdout:/data/h", "real:/data/b",  # --real given another folder
+               "w/samples_1000_2afb32b3f5f03f5f48a5.png", "w/samples_1000_????????????????????.png"]  # W&B's first image
+    expected = [True, False, True, False, False, False, True, False, False, True, False]
     assert superseded_flags({"source": np.array(sources)}).tolist() == expected
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         for i, source in enumerate(sources):
