@@ -140,7 +140,7 @@ class Watcher:
 
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""
-        committed = self.store.committed_hashes()
+        committed, committed_steps = self.store.committed_hashes(), self.store.committed_steps()
         jobs, waiting = [], []
         now = time.time()
         # Reference sets are ingested once per session, on the first pass.
@@ -155,7 +155,10 @@ class Watcher:
                 continue
             digest = self._hash(checkpoint)
             stored = committed.get(stored_text(checkpoint.source))
-            if digest is not None and stored != digest:
+            # the same files at another step: the step read once more of the run was there
+            # (CogVideoX's validation-100-0-…: the rank, 0, until a second step came)
+            moved = stored == digest and committed_steps.get(stored_text(checkpoint.source)) != checkpoint.step
+            if digest is not None and (stored != digest or moved):
                 jobs.append((checkpoint, digest))
                 if stored is not None:  # rewritten in place, a step logged again
                     self._replacing.add(checkpoint.source)

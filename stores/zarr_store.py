@@ -836,6 +836,12 @@ class StoreWriter(StoreReader):
         ckpt = self.checkpoints()
         return {str(s): str(h) for s, h, old in zip(ckpt["source"], ckpt["hash"], superseded_flags(ckpt)) if not old}
 
+    def committed_steps(self) -> dict[str, int]:
+        """The step each source's current checkpoint was stored at (a reading that changed as
+        more of the run was written stores it again at its new step)."""
+        ckpt = self.checkpoints()
+        return {str(s): int(t) for s, t, old in zip(ckpt["source"], ckpt["step"], superseded_flags(ckpt)) if not old}
+
     # --- writing --------------------------------------------------------------------
     @contextlib.contextmanager
     def checkpoint(self, step: int, source: str, content_hash: str, kind: str = "generated",

@@ -236,6 +236,30 @@ def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path
                     "2 s apart; raise --settle, or have it write a --ready-file"]
 
 
+def test_files_whose_step_is_read_anew_are_stored_again_at_it(tmp_path):
+    """CogVideoX's ``validation-{step}-{rank}-{prompt}-{hash}.png`` watched live: the first
+    step's files alone carry the rank as their last number (step 0); once the second step
+    came they read as step 100, but their content was stored already and they stayed at 0."""
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreWriter
+    from tests.sample_fixtures import smooth_images, write_png
+
+    run, encoder = tmp_path / "run", make_encoder("pixels", device="cpu")
+    old = time.time() - 100
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(), progress=False, workers=0), store, encoder)
+        for k, step in enumerate((100, 200)):
+            for i, (prompt, digest) in enumerate((("A_cat_walks", "d527f"), ("A_panda_eats", "b04f5"))):
+                path = write_png(run / "validation_res" / f"validation-{step}-0-{prompt}-{digest}.png",
+                                 smooth_images(np.random.default_rng(10 * k + i), 1, 16)[0])
+                os.utime(path, (old + 30 * k + i, old + 30 * k + i))
+            watcher.run_once()
+    assert info(tmp_path / "s.zarr")["steps"] == [100, 200] and info(tmp_path / "s.zarr")["current_rows"] == 4
+
+
 def test_live_watch_picks_up_new_checkpoints_and_stops_cleanly_on_ctrl_c(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 5, seed=0)
