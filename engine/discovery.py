@@ -1000,8 +1000,9 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
         if copies and any(found[sub] for sub in found if sub not in copies):
             for sub in copies:
                 warn_once(folder, f"{folder}: {sub.name}/ holds {_TRACKER_FOLDERS[sub.name.lower()]}'s copies of the "
-                                  "images the trainer logged, beside its own sample files: those are read (point "
-                                  f"evowatch at {sub.name}/ to read the copies)", about=sub.name, say=log.info)
+                                  "images the trainer logged, beside its own sample files: the trainer's files are read, "
+                                  f"not the copies (point evowatch at {sub.name}/ to read them)", about=sub.name,
+                          say=log.info)
             found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
         units.extend(unit for sub_units in found.values() for unit in sub_units)
     return units
