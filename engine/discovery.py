@@ -395,7 +395,6 @@ def is_real_data(name: str, options: DiscoveryOptions) -> bool:
     return options.sample_globs == DEFAULT_SAMPLE_GLOBS and bool(_REAL_DATA.search(_stem(name)))
 
 
-
 #: A folder of training data inside the trainer's working directory (SAGAN's ``./data/CelebA/``,
 #: watched from where it runs: every image was a checkpoint).
 _DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)

@@ -402,8 +402,7 @@ def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | N
             return GridGeometry(height // finer, width // finer, finer, finer, 0, blank)
     # Tiles of another shape, at least 2x2 (SPADE's tile_images of 2:1 Cityscapes samples), finest
     # first; only periods whose lines, averaged whole, mostly jump (cheap: it rules out most)
-    across_cols = np.abs(np.diff(gray[::4], axis=1)).mean(axis=0)  # every 4th line is mean enough
-    across_rows = np.abs(np.diff(gray[:, ::4], axis=0)).mean(axis=1)
+    across_cols, across_rows = _line_jumps(gray, every=4)  # every 4th line is mean enough
     shapes = sorted(((h, w) for h in _jumping_periods(across_rows) for w in _jumping_periods(across_cols)
                      if h != w and max(h, w) <= MAX_TILE_RATIO * min(h, w)), key=lambda hw: hw[0] * hw[1])
     if shape := next((hw for hw in shapes if edged(*hw, EDGE_EVIDENCE)), None):
@@ -620,11 +619,11 @@ TENSORBOARD_COLUMNS = 8
 BOUNDARY_RANK = 0.95
 
 
-def _line_jumps(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean |difference| between each pair of neighbouring columns, and of rows: index
-    ``b - 1`` is the jump onto column (row) ``b``."""
-    gray = image.astype(np.float32).sum(axis=2)
-    return np.abs(np.diff(gray, axis=1)).mean(axis=0), np.abs(np.diff(gray, axis=0)).mean(axis=1)
+def _line_jumps(gray: np.ndarray, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean |difference| between each pair of neighbouring columns, and of rows, over every
+    ``every``-th line across them: index ``b - 1`` is the jump onto column (row) ``b``."""
+    return (np.abs(np.diff(gray[::every], axis=1)).mean(axis=0),
+            np.abs(np.diff(gray[:, ::every], axis=0)).mean(axis=1))
 
 
 def _every(length: int, period: int) -> np.ndarray:
@@ -661,7 +660,7 @@ def tensorboard_grid(image: np.ndarray) -> GridGeometry | None:
     f = f if tile % f == 0 and height % f == 0 else 1
     if tile // f < MIN_TILE:  # tiles of a few of the upscaled sample's pixels
         return row
-    across_cols, across_rows = _line_jumps(image[::f, ::f])
+    across_cols, across_rows = _line_jumps(image[::f, ::f].astype(np.float32).sum(axis=2))
     cols_cut, rows_cut = _every(across_cols.size, tile // f), _every(across_rows.size, tile // f)
     inside = np.concatenate([across_cols[~cols_cut], across_rows[~rows_cut]])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -82,8 +83,8 @@ def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> 
     def rows(i: int) -> slice:
         return slice(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i]))
 
-    def state(i: int, xy: np.ndarray | None = None) -> StepState:
-        return StepState(xy=xy, instances=store.samples("instance", rows(i)).astype(np.int64),
+    def state(i: int) -> StepState:  # its xy once solved
+        return StepState(xy=np.zeros((0, 2), np.float32), instances=store.samples("instance", rows(i)).astype(np.int64),
                          vectors=store.samples("embedding", rows(i)).astype(np.float32))
 
     in_order = [int(i) for i in np.argsort(ckpt["step"], kind="stable") if current[i] and ckpt["kind"][i] == GENERATED]
@@ -96,10 +97,10 @@ def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> 
     previous = None
     for index in in_order:
         if index not in solved and rows(index).stop > rows(index).start:
-            small = state(index)
-            solved[index] = layout_step(small.vectors, small.instances, previous, params).xy
+            states[index] = state(index)
+            solved[index] = layout_step(states[index].vectors, states[index].instances, previous, params).xy
         if index in solved:
-            previous = state(index, solved[index])
+            previous = replace(states[index], xy=solved[index])
     store.reset_layout()
     for index in np.argsort(ckpt["row_start"], kind="stable"):
         index = int(index)

@@ -140,7 +140,7 @@ class Watcher:
 
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""
-        committed, committed_steps = self.store.committed_hashes(), self.store.committed_steps()
+        committed = self.store.committed_readings()
         jobs, waiting = [], []
         now = time.time()
         # Reference sets are ingested once per session, on the first pass.
@@ -154,10 +154,10 @@ class Watcher:
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)
-            stored = committed.get(stored_text(checkpoint.source))
+            stored, stored_step = committed.get(stored_text(checkpoint.source), (None, None))
             # the same files at another step: the step read once more of the run was there
             # (CogVideoX's validation-100-0-…: the rank, 0, until a second step came)
-            moved = stored == digest and committed_steps.get(stored_text(checkpoint.source)) != checkpoint.step
+            moved = stored == digest and stored_step != checkpoint.step
             if digest is not None and (stored != digest or moved):
                 jobs.append((checkpoint, digest))
                 if stored is not None:  # rewritten in place, a step logged again
@@ -256,7 +256,8 @@ class Watcher:
         run_dir, options, sampler = self.config.run_dir, self.config.options, self.config.sampler
         without_step: list[str] = []
         weights = scan_weights(run_dir, options, sampler.weight_globs if sampler else (), without_step)
-        has_samples = not sampler and bool(sample_files(run_dir, options))
+        samples = [] if sampler else sample_files(run_dir, options)
+        has_samples = bool(samples)
         say = log.info if self.live and not weights else log.warning
         if options.sample_globs != DEFAULT_SAMPLE_GLOBS and not sampler and not has_samples:
             say("%s: --samples %s matches no file name here%s (nor an image tag logged to TensorBoard)",
@@ -277,9 +278,8 @@ class Watcher:
         elif self.live and not has_samples:
             say("%s: no samples yet, waiting for the first checkpoint", run_dir)  # a run just started
         else:  # samples the layout rules do not read as checkpoints, or a wrong path
-            files = sample_files(run_dir, options)[:3]  # what was seen (DVCLive's samples.png, rewritten every step)
-            seen = f"; seen, read as no checkpoint: {', '.join(f.relative_to(run_dir).as_posix() for f in files)}" \
-                if files else ""
+            seen = (f"; seen, read as no checkpoint: {', '.join(f.relative_to(run_dir).as_posix() for f in samples[:3])}"
+                    if samples else "")  # what was seen (DVCLive's samples.png, rewritten at every step)
             say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
                 "sample-12.png, fakes000200.png, or images logged to TensorBoard; see --step-regex and --samples)%s",
                 run_dir, "yet, waiting for them" if self.live else "found", seen)

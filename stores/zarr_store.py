@@ -832,15 +832,16 @@ class StoreWriter(StoreReader):
     # --- queries the pipeline needs -------------------------------------------------
     def committed_hashes(self) -> dict[str, str]:
         """Content hash of each source's current checkpoint: the idempotency check."""
+        return {source: digest for source, (digest, _) in self.committed_readings().items()}
+
+    def committed_readings(self) -> dict[str, tuple[str, int]]:
+        """(content hash, step) of each source's current checkpoint: the idempotency check, and
+        the step it was read at (a reading that changed as more of the run was written stores
+        it again at its new step)."""
         self._ensure_intact()  # each watch pass starts here
         ckpt = self.checkpoints()
-        return {str(s): str(h) for s, h, old in zip(ckpt["source"], ckpt["hash"], superseded_flags(ckpt)) if not old}
-
-    def committed_steps(self) -> dict[str, int]:
-        """The step each source's current checkpoint was stored at (a reading that changed as
-        more of the run was written stores it again at its new step)."""
-        ckpt = self.checkpoints()
-        return {str(s): int(t) for s, t, old in zip(ckpt["source"], ckpt["step"], superseded_flags(ckpt)) if not old}
+        return {str(s): (str(h), int(t)) for s, h, t, old in zip(ckpt["source"], ckpt["hash"], ckpt["step"],
+                                                                  superseded_flags(ckpt)) if not old}
 
     # --- writing --------------------------------------------------------------------
     @contextlib.contextmanager
