@@ -1,7 +1,9 @@
 """Tests run offline, never write to the real home directory, and use fixed seeds."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import tempfile
 
@@ -10,6 +12,7 @@ import pytest
 # Set before anything imports huggingface_hub: a hub lookup fails at once instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _home = tempfile.mkdtemp(prefix="evowatch-test-home-")
+atexit.register(shutil.rmtree, _home, ignore_errors=True)
 os.environ.setdefault("HF_HOME", os.path.join(_home, "hf"))
 os.environ["HOME"] = _home
 os.environ.setdefault("XDG_CACHE_HOME", os.path.join(_home, ".cache"))
