@@ -206,12 +206,21 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     return worst[1] if worst else None
 
 
+def _binomial_bar(q: float, n: int, z: float) -> float:
+    """The share of n fresh samples, each flagged with probability q, that is exceeded as rarely
+    as z standard deviations of a normal. Exact binomial: the normal bar q + z·sd was crossed by
+    one flagged sample of a one-sample step, a chance of q."""
+    from scipy.stats import binom, norm
+
+    return float(binom.isf(norm.sf(z), n, q)) / n
+
+
 def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     cur = hist[-1]
     step = int(cur["step"])
     frac, q, n = _get(cur, "near_copy_frac"), _get(cur, "near_copy_expected"), _get(cur, "n_generated")
     if _finite(frac, q, n) and n > 0:
-        limit = max(rules.near_copy_min_frac, q + rules.near_copy_z * math.sqrt(q * (1 - q) / n))
+        limit = max(rules.near_copy_min_frac, _binomial_bar(q, int(n), rules.near_copy_z))
         if frac > limit:
             return Alert(step, "memorisation", frac,
                          f"{_pct(frac)} of samples are near-copies of training images at step {step} "
@@ -271,7 +280,9 @@ def _label_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     if not _drift_ready(hist, rules):
         return None
     cur = hist[-1]
-    tv, n = _get(cur, "label_tv"), _get(cur, "n_generated")
+    tv, n = _get(cur, "label_tv"), _get(cur, "n_labelled")
+    if not math.isfinite(n):  # measured by a version that did not record it
+        n = _get(cur, "n_generated")
     shares = _shares(cur, "label")
     if not _finite(tv, n) or n <= 0 or not shares:
         return None

@@ -43,6 +43,9 @@ DUPLICATE_POOL = 4096
 NEUTRAL_PROMPT = "a photo"
 #: Version of the serialised :class:`ReferenceStats` layout.
 STATS_VERSION = 1
+#: Version of the metrics' definitions: a store's steps measured under another are measured again
+#: (2: label shares over the labelled samples; precision, density and coverage of small steps).
+METRICS_VERSION = 2
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -264,9 +267,12 @@ def prdc(
     Same definitions and strict inequalities as ``prdc.compute_prdc``; distances are
     computed blockwise in float64 so memory stays O(block x len(fake)). ``real_radii``
     (the cached k-NN radii of the reference) may be passed to skip their computation.
+    Precision, density and coverage need only the reference's balls, so they are defined for
+    any number of fake samples; recall needs the fakes' own k-NN radii: NaN for k or fewer.
     """
     real_radii = knn_radii(real, k) if real_radii is None else real_radii
-    fake_radii = knn_radii(fake, k) if fake_radii is None else fake_radii
+    if fake_radii is None:
+        fake_radii = knn_radii(fake, k) if fake.shape[0] > k else np.full(fake.shape[0], np.nan)
     n_fake = fake.shape[0]
     fake_in_real = np.zeros(n_fake, dtype=bool)  # precision
     density_count = np.zeros(n_fake, dtype=np.int64)
@@ -283,7 +289,7 @@ def prdc(
     n_real = real.shape[0]
     return {
         "precision": float(fake_in_real.mean()),
-        "recall": float(real_in_fake / n_real),
+        "recall": float(real_in_fake / n_real) if fake.shape[0] > k else float("nan"),
         "density": float(density_count.sum() / (k * n_fake)),
         "coverage": float(covered / n_real),
     }
@@ -389,8 +395,9 @@ def encode_probes(encoder, specs: Sequence[str]) -> tuple[list[str], np.ndarray,
 
 
 def label_shares(labels: Sequence, names: Sequence[str]) -> np.ndarray:
-    """Share of each name in ``labels`` (labels outside ``names`` count in the total only)."""
-    labs = [str(x) for x in labels]
+    """Share of each name among the labelled samples: ``None`` (unlabelled) is left out of the
+    total, labels outside ``names`` count in it only."""
+    labs = [str(x) for x in labels if x is not None]
     if not labs:
         return np.full(len(names), np.nan)
     counts = {n: 0 for n in names}
@@ -462,7 +469,7 @@ class ReferenceStats:
         real_vectors : (n_real, d) L2-normalised vectors of the training reference.
         holdout_vectors : (n_holdout, d) vectors of held-out real data, or None (then
             the copying metrics are NaN).
-        real_labels : labels of ``real_vectors`` (row-aligned), or None.
+        real_labels : labels of ``real_vectors`` (row-aligned; ``None`` for an unlabelled one), or None.
         label_names : label order; default sorted distinct ``real_labels``.
         probe_names, real_probe_scores : probe prompts and the real vectors' margins
             from :func:`probe_scores` (n_real, n_probes).
@@ -496,7 +503,8 @@ class ReferenceStats:
         if real_labels is not None:
             if len(real_labels) != n_real:
                 raise ValueError(f"Expected {n_real} real labels. Got {len(real_labels)} instead.")
-            names = tuple(str(x) for x in (label_names if label_names is not None else sorted({str(x) for x in real_labels})))
+            names = tuple(str(x) for x in (label_names if label_names is not None
+                                           else sorted({str(x) for x in real_labels if x is not None})))
             shares = label_shares(real_labels, names)
         else:
             names, shares = (), np.zeros(0)
@@ -667,6 +675,7 @@ def compute_step(
     ref: ReferenceStats,
     labels: Sequence | None = None,
     probe_scores: np.ndarray | None = None,
+    label_names: Sequence[str] = (),
 ) -> StepResult:
     """All metrics of one checkpoint's generated vectors against cached reference stats.
 
@@ -688,7 +697,10 @@ def compute_step(
       :func:`neighbourhood_log_ratio`),
       ``copy_zu`` (Meehan et al. Z_U of generated vs held-out NN distances to training),
       ``near_copy_frac``, ``near_copy_threshold``, ``near_copy_expected`` (= q)
-    - labels: ``label_tv`` and, per label name L, ``label_share:L`` and ``label_ref_share:L``
+    - labels: ``n_labelled``, ``label_tv`` and, per label name L, ``label_share:L`` and
+      ``label_ref_share:L``. Shares are over the labelled samples (``None`` in ``labels`` is
+      unlabelled); a label the reference lacks, here or in ``label_names`` (the labels the run
+      has seen), has a reference share of 0 and counts in the total variation.
     - probes: per prompt P, ``probe_share:P`` and ``probe_ref_share:P``
 
     Per-sample arrays: ``nn_train_dist`` (float32), ``near_copy`` (bool),
@@ -716,8 +728,9 @@ def compute_step(
     else:
         per["near_duplicate"] = np.zeros(n, dtype=bool)
         s.update(duplicate_frac=nan, duplicate_threshold=nan, duplicate_expected=nan)
-    if n > ref.k + 1:
-        s.update(prdc(ref.real, gen, ref.k, real_radii=ref.real_radii, fake_radii=self_nn[:, -1]))
+    if n:
+        fake_radii = self_nn[:, -1] if n > ref.k else None  # the k-th other sample's distance
+        s.update(prdc(ref.real, gen, ref.k, real_radii=ref.real_radii, fake_radii=fake_radii))
     else:
         s.update(precision=nan, recall=nan, density=nan, coverage=nan)
     if n >= 2:
@@ -747,15 +760,20 @@ def compute_step(
     s["near_copy_expected"] = ref.near_copy_quantile if ref.holdout is not None else nan
 
     if ref.label_names:
-        if labels is not None:
-            if len(labels) != n:
-                raise ValueError(f"Expected {n} labels for the generated vectors. Got {len(labels)} instead.")
-            shares = label_shares(labels, ref.label_names)
-            s["label_tv"] = total_variation(shares, ref.label_shares)
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"Expected {n} labels for the generated vectors. Got {len(labels)} instead.")
+        given = [str(x) for x in labels if x is not None] if labels is not None else []
+        foreign = sorted((set(given) | {str(x) for x in label_names}) - set(ref.label_names))
+        names = ref.label_names + tuple(foreign)
+        ref_shares = np.concatenate([ref.label_shares, np.zeros(len(foreign))])
+        s["n_labelled"] = float(len(given))
+        if given:
+            shares = label_shares(given, names)
+            s["label_tv"] = total_variation(shares, ref_shares)
         else:
-            shares = np.full(len(ref.label_names), np.nan)
+            shares = np.full(len(names), np.nan)
             s["label_tv"] = nan
-        for name, g, r in zip(ref.label_names, shares, ref.label_shares):
+        for name, g, r in zip(names, shares, ref_shares):
             s[metric_key("label_share", name)] = float(g)
             s[metric_key("label_ref_share", name)] = float(r)
     if ref.probe_names:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
-from engine.metrics import ReferenceStats, compute_step, encode_probes, mean_pairwise_cosine_distance, probe_scores, vendi_score
+from engine.metrics import METRICS_VERSION, ReferenceStats, compute_step, encode_probes, mean_pairwise_cosine_distance, probe_scores, vendi_score
 from engine.pause import run_on_alert, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
@@ -124,7 +124,7 @@ class Signals:
         if key == self._reference_key:
             return None
         self._reference_key = key
-        digest = hashlib.blake2b(repr((key, tuple(self.probes), self.rules)).encode(), digest_size=12).hexdigest()
+        digest = hashlib.blake2b(repr((key, tuple(self.probes), self.rules, METRICS_VERSION)).encode(), digest_size=12).hexdigest()
         kinds = store.samples("kind")
         live = store.current_rows()
         real_rows = np.flatnonzero(live & (kinds == KIND_CODES["real"]))
@@ -178,8 +178,7 @@ class Signals:
         else:
             labels = self._labels(store, rows)
             margins = self._probe_scores(vectors)
-            result = compute_step(vectors, self._reference, labels if any(x is not None for x in labels) else None,
-                                  margins)
+            result = compute_step(vectors, self._reference, labels, margins, label_names=store.labels)
             scalars, per_sample = result.scalars, dict(result.per_sample)
             if margins is not None:  # per-sample margins: the viewer filters on "probe:<prompt>" > 0
                 for j, prompt in enumerate(self._probe_names()):

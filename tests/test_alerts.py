@@ -288,6 +288,17 @@ def test_warmup_suppresses_early_distribution_rules():
     assert [a.rule for a in evaluate_alerts(hist)] == ["label_drift"]
 
 
+def test_near_copy_bar_is_the_exact_binomial_tail():
+    """One fresh sample is a near-copy with probability q = 5%: the normal bar (92% at n = 1)
+    alerted on it, a false 'memorisation' in one of twenty single-sample checkpoints."""
+    one = {"step": 300, "near_copy_frac": 1.0, "near_copy_expected": 0.05, "n_generated": 1}
+    assert evaluate_alerts([one]) == []
+    eight = {**one, "n_generated": 8}
+    assert evaluate_alerts([{**eight, "near_copy_frac": 4 / 8}]) == []  # P = 4e-4: not rare enough
+    (alert,) = evaluate_alerts([{**eight, "near_copy_frac": 5 / 8}])  # P = 1.6e-5
+    assert alert.rule == "memorisation" and "alert above 50%" in alert.message
+
+
 def test_collapse_baseline_capped_at_real():
     """A run whose early samples are MORE diverse than the data (random init) and settle
     at the real's level is healthy; falling well below the real's level is collapse."""

@@ -188,6 +188,43 @@ def test_labels_and_probes():
         M.parse_probe("x|")
 
 
+def test_label_shares_leave_unlabelled_samples_out_and_count_labels_the_reference_lacks():
+    """Half the samples unlabelled set label_tv at a floor of 0.25 (a false label_drift alert);
+    30% of a label the real set lacks counted 0.15 in it instead of 0.30, with no column."""
+    rng = np.random.default_rng(4)
+    real = unit(rng.normal(size=(200, 8)))
+    real_labels = [None if i % 2 else "ab"[i % 4 // 2] for i in range(200)]  # half unlabelled
+    ref = M.ReferenceStats.build(real, None, real_labels)
+    assert ref.label_names == ("a", "b") and list(ref.label_shares) == [0.5, 0.5]
+    half = M.step_metrics(real[:40], ref, labels=["a", None, "b", None] * 10)
+    assert half["label_tv"] == 0.0 and half["n_labelled"] == 20.0
+    assert half["label_share:a"] == half["label_share:b"] == 0.5
+    foreign = M.step_metrics(real[:10], ref, labels=["a"] * 4 + ["b"] * 3 + ["c"] * 3)
+    assert foreign["label_share:c"] == pytest.approx(0.3) and foreign["label_ref_share:c"] == 0.0
+    assert foreign["label_tv"] == pytest.approx(0.5 * (0.1 + 0.2 + 0.3))
+    # a label the run has seen (named by the caller) but absent from this step: a share of 0
+    seen = M.compute_step(real[:4], ref, labels=["a", "b", "a", "b"], label_names=["a", "b", "c"]).scalars
+    assert seen["label_share:c"] == 0.0 and seen["label_tv"] == 0.0
+    none = M.step_metrics(real[:4], ref, labels=[None] * 4)
+    assert np.isnan(none["label_tv"]) and none["n_labelled"] == 0.0
+
+
+def test_precision_density_coverage_of_a_few_samples(data):
+    """They need only the real set's balls: a step of 4 validation images has them (they were
+    NaN up to 6 samples, which also switched the drift rules off); recall needs more than k."""
+    real, fake, _ = data
+    ref = M.ReferenceStats.build(real, None)
+    for n in (1, 4, 5):
+        got = M.step_metrics(fake[:n], ref)
+        d = np.linalg.norm(fake[:n, None].astype(np.float64) - real[None], axis=2)  # (n, N)
+        inside = d < ref.real_radii[None]
+        assert got["precision"] == pytest.approx(inside.any(axis=1).mean())
+        assert got["density"] == pytest.approx(inside.sum() / (5 * n))
+        assert got["coverage"] == pytest.approx((d.min(axis=0) < ref.real_radii).mean())
+        assert np.isnan(got["recall"])
+    assert np.isfinite(M.step_metrics(fake[:6], ref)["recall"])
+
+
 def test_encode_probes_uses_encode_text():
     class FakeEncoder:
         def encode_text(self, texts):
