@@ -100,8 +100,10 @@ def _write_parquet(frames: Iterator, tmp: Path) -> int:
             if vectors is not None:  # one fixed-size list column
                 flat = pa.array(vectors.reshape(-1), pa.float32())
                 table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
-            if writer is None:
-                writer = pq.ParquetWriter(fh, table.schema)
+            if writer is None:  # a column of only None in the first chunk (no label yet) holds strings
+                schema = pa.schema([f.with_type(pa.large_string()) if pa.types.is_null(f.type) else f
+                                    for f in table.schema])
+                writer = pq.ParquetWriter(fh, schema)
             writer.write_table(table.cast(writer.schema))
             rows += table.num_rows
         if writer is not None:

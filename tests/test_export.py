@@ -100,6 +100,15 @@ def test_embeddings_in_both_formats_and_chunking(store, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
 
 
+def test_a_first_chunk_without_labels_does_not_type_the_label_column(store, tmp_path):
+    """The 40 unlabelled real rows come first: a chunk of them alone gave `label` the null type,
+    and the next chunk's labels failed to cast (ArrowNotImplementedError, nothing written)."""
+    out, rows = export_store(store, "parquet", tmp_path / "first.parquet", chunk_rows=40)
+    df = pd.read_parquet(out)
+    assert rows == len(df) and df.label.iloc[:40].isna().all()
+    assert set(df.label.iloc[40:]) == {"0", "1", "2"}
+
+
 def test_default_output_and_empty_store(tmp_path):
     assert default_output(Path("runs/exp42.zarr"), "csv") == Path("runs/exp42.csv")
     assert default_output(Path("runs/exp42"), "parquet") == Path("runs/exp42.parquet")
