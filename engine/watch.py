@@ -57,6 +57,13 @@ class WatchConfig:
     sampler: Sampler | None = None
 
 
+def _reference_stored(committed: dict[str, tuple[str, int]], kind: str, digest: str | None) -> bool:
+    """The same --real/--holdout content is stored under another spelling of its path (relative
+    then absolute, from another folder, a moved project): reading it again duplicated its rows
+    and measured every step again, announcing every alert again."""
+    return any(source.startswith(f"{kind}:") and stored == digest for source, (stored, _) in committed.items())
+
+
 def _run_folders(sources: list[str]) -> list[str]:
     """The folders that set a step's checkpoints apart when they lie in different ones (runs
     side by side: ``baseline/samples/step_1000``, ``wider/samples/step_1000``): each parent
@@ -155,6 +162,8 @@ class Watcher:
                 continue
             digest = self._hash(checkpoint)
             stored, stored_step = committed.get(stored_text(checkpoint.source), (None, None))
+            if checkpoint.kind != "generated" and stored is None and _reference_stored(committed, checkpoint.kind, digest):
+                continue
             # the same files at another step: the step read once more of the run was there
             # (CogVideoX's validation-100-0-…: the rank, 0, until a second step came)
             moved = stored == digest and stored_step != checkpoint.step

@@ -40,7 +40,7 @@ CHECKPOINT_ARRAYS = {
     "row_stop": "one past its last sample row (int64)",
     "time": "ingest time, seconds since the epoch (float64)",
     "hash": "content hash of the checkpoint's sample files (string)",
-    "source": "checkpoint folder or file, relative to the run directory (string)",
+    "source": "checkpoint folder or file, relative to the run directory; 'real:/abs/path' or 'holdout:/abs/path' for the reference sets (string)",
     "superseded": "true when a later version of the same source, or of a source inside or around it (its folder re-read as a run), was ingested (bool)",
     "n_skipped": "sample files that could not be decoded (int32)",
 }

@@ -1077,6 +1077,29 @@ def test_a_reference_set_given_as_another_folder_replaces_the_earlier_one(tmp_pa
     assert int((reader.samples("kind")[current] == 1).sum()) == 5  # the real rows now: real_b's
 
 
+def test_a_reference_set_given_by_another_spelling_of_its_path_is_not_read_again(tmp_path, monkeypatch):
+    """Relative, then absolute: the same --real content was ingested again, every step measured
+    again and every alert announced (and its --on-alert command run) a second time."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run, step, 8, seed=step)
+    rng = np.random.default_rng(1)
+    (tmp_path / "real").mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "real" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    watch = ["watch", "run", "--store", "s.zarr", "--once", "--encoder", "pixels", "--no-layout"]
+    assert main(watch + ["--real", "real"]) == 0
+    before = StoreReader(store)
+    assert f"real:{(tmp_path / 'real').as_posix()}" in set(before.checkpoints()["source"])  # findable later
+    monkeypatch.chdir(run)
+    assert main(["watch", ".", "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+                 "--real", str(tmp_path / "real")]) == 0
+    after = StoreReader(store)
+    assert after.n_rows == before.n_rows == 28
+    assert after.metrics_reference == before.metrics_reference
+
+
 def test_a_reference_set_too_small_to_use_is_named_with_the_signals_it_turns_off(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
