@@ -724,8 +724,8 @@ class StoreWriter(StoreReader):
                 # Per-checkpoint tables grow by a row or two per commit: small chunks.
                 max_rows = 16384 if group_name in ("samples", "layout") else 1024
                 StoreWriter._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name], max_rows)
-        zarr.open_group(str(where / "layout"), mode="r+").attrs.update({"committed_rows": 0})
-        root.attrs.update({
+        zarr.open_group(str(where / "layout"), mode="r+").update_attributes({"committed_rows": 0})
+        root.update_attributes({
             "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION},
             "description": "evowatch run store; " + fmt.READING_GUIDE,
             "arrays": {f"{g}/{n}": d for g, arrays in fmt.GROUPS.items() for n, d in arrays.items()},
@@ -745,7 +745,7 @@ class StoreWriter(StoreReader):
         rows = _rows_per_chunk(row_shape, itemsize, max_rows)
         array = group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
                                    fill_value="" if dtype is str else None)
-        array.attrs.update({"description": description})
+        array.update_attributes({"description": description})
 
     def _check_encoder(self, encoder: dict[str, Any]) -> None:
         stored = self.encoder or {}
@@ -930,7 +930,7 @@ class StoreWriter(StoreReader):
     def _update_root(self, changes: dict[str, Any]) -> None:
         self._ensure_intact()
         root = _open_root(self.path, "r+")
-        root.attrs.update(changes)
+        root.update_attributes(changes)  # one write: attrs.update writes zarr.json once per key
         self.refresh()
 
     @uninterrupted
@@ -991,7 +991,7 @@ class StoreWriter(StoreReader):
 
     def _set_layout_rows(self, n: int) -> None:
         """Move the layout's commit point."""
-        zarr.open_group(str(self.path / "layout"), mode="r+").attrs.update({"committed_rows": n})
+        zarr.open_group(str(self.path / "layout"), mode="r+").update_attributes({"committed_rows": n})
 
     @uninterrupted
     def write_step_metrics(self, step: int, values: dict[str, float], measured: list[int] | None = None) -> None:
@@ -1009,29 +1009,37 @@ class StoreWriter(StoreReader):
         recorded = dict(group.attrs.get("measured", {}))
         if measured is not None:
             recorded[str(int(step))] = [int(x) for x in measured]
-        group.attrs.update({"committed_rows": n, "measured": recorded})
+        group.update_attributes({"committed_rows": n, "measured": recorded})
 
     @uninterrupted
     def clear_step_metrics(self, reference: str | None = None) -> None:
         """Forget per-step metrics and alerts (the reference they were measured against changed);
         ``reference`` names the one the next metrics are measured against (:attr:`metrics_reference`)."""
         group = self._ensure_group("metrics")
-        group.attrs.update({"committed_rows": 0, "measured": {}, "reference": reference})
+        group.update_attributes({"committed_rows": 0, "measured": {}, "reference": reference})
         for name in list(group.array_keys()):
             self.handle("metrics", name).resize((0,))
         self.set_alerts([])
 
     @uninterrupted
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:
-        """Replace the trainer scalars table (it is re-read from the run's logs)."""
+        """Replace the trainer scalars table (it is re-read from the run's logs): unchanged, it
+        is not written; else its rows are written, then its commit point moved (a reader saw an
+        empty table while it was set to 0 for the rewrite), then a table grown shorter is cut."""
         group = self._ensure_group("scalars")
         n = len(columns.get("step", []))
-        group.attrs.update({"committed_rows": 0})
+        if n == int(group.attrs.get("committed_rows", -1)) and all(
+                name in group and np.array_equal(self.handle("scalars", name)[:n], values, equal_nan=True)
+                for name, values in columns.items()):
+            return
+        arrays = {name: self._ensure_column(group, "scalars", name, "int64" if name == "step" else "float64", n)
+                  for name in columns}
         for name, values in columns.items():
-            array = self._ensure_column(group, "scalars", name, "int64" if name == "step" else "float64", n)
-            array.resize((n,))
-            array[:] = values
-        group.attrs.update({"committed_rows": n})
+            arrays[name][:n] = values
+        group.update_attributes({"committed_rows": n})
+        for array in arrays.values():
+            if array.shape[0] > n:
+                array.resize((n,))
 
     @uninterrupted
     def write_sample_metric(self, name: str, start: int, values: np.ndarray) -> None:
@@ -1043,7 +1051,7 @@ class StoreWriter(StoreReader):
         if start > committed:
             array[committed:start] = np.nan
         array[start:stop] = np.asarray(values, np.float32)
-        array.attrs.update({"committed_rows": max(committed, stop)})
+        array.update_attributes({"committed_rows": max(committed, stop)})
 
     def _ensure_group(self, name: str) -> zarr.Group:
         self._ensure_intact()

@@ -179,3 +179,8 @@ def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
     for _, _, recomputed, stored in table:  # the recomputed metric matches evowatch's own
         assert float(recomputed) == pytest.approx(float(stored), abs=1e-5)
     assert out.stat().st_size > 5000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run([sys.executable, "-I", str(script), str(store), "--steps", "60"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr  # a usage error, as argparse gives
+    assert bad.stderr.strip().splitlines()[-1].endswith("--steps: Expected a step range as FIRST:LAST "
+                                                         "(either may be empty). Got '60' instead.")

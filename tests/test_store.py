@@ -291,6 +291,34 @@ def test_metric_tables(tmp_path, rng):
     assert summary["scalars"] == ["loss_d"]
 
 
+def test_a_plain_reader_sees_each_commit_point_move_in_one_write(tmp_path, rng, monkeypatch):
+    """attrs.update wrote zarr.json once per key: a reader saw a metrics commit without its
+    'measured' entry, and the scalars table empty (committed_rows 0) while it was rewritten."""
+    import zarr.storage._local as local
+
+    written: list[tuple[str, dict]] = []
+    put = local._put
+
+    def noting(path, value, *args, **kwargs):
+        if path.name == "zarr.json" and path.parent.name in ("s.zarr", "metrics", "scalars"):
+            written.append((path.parent.name, json.loads(value.to_bytes()).get("attributes", {})))
+        return put(path, value, *args, **kwargs)
+
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        store.write_scalars({"step": np.array([1, 2]), "loss_d": np.array([0.5, 0.4])})
+        monkeypatch.setattr(local, "_put", noting)
+        with store.checkpoint(5, "step_5", "h") as tx:
+            add_rows(tx, 6, rng, label="new label")
+        store.write_step_metrics(5, {"vendi": 3.5}, measured=[0, 6])
+        store.write_scalars({"step": np.array([1, 2]), "loss_d": np.array([0.5, 0.4])})  # unchanged
+        store.write_scalars({"step": np.array([1, 2, 3]), "loss_d": np.array([0.5, 0.4, 0.3])})
+    roots = [a for g, a in written if g == "s.zarr" and a["committed"]["rows"] == 6]
+    assert roots and roots[0]["labels"] == ["new label"]  # the labels arrive with the rows
+    metrics = [a for g, a in written if g == "metrics" and a.get("committed_rows")]
+    assert metrics == [{"committed_rows": 1, "measured": {"5": [0, 6]}}]
+    assert [a["committed_rows"] for g, a in written if g == "scalars"] == [3]
+
+
 def test_a_chunk_damaged_on_disk_is_one_line_naming_the_array(tmp_path, rng, capsys):
     """A chunk file overwritten on disk: `export --embeddings` and `layout --full` ended in a
     traceback (RuntimeError: Zstd decompression error)."""
