@@ -165,6 +165,8 @@ _NOT_A_STEP = re.compile(
 #: A number the name says is the step (``samples_gs-005000_e-000003_b-000123``, ``epoch=3-step=1000``).
 _NAMED_STEP = re.compile(r"(?<![a-z])(?:global_step|gs|step|iter|itr|it|kimg|(?<=e\d_)s|(?<=e\d\d_)s|(?<=e\d\d\d_)s)"
                          r"[-_=+%]?(\d+)", re.IGNORECASE)  # naifu's sample_e{epoch}_s{step}_p{rank}_{i}; MLflow's key+step+500
+_EPOCH = re.compile(r"(?<![a-z])(?:epoch|ep|e)[-_=]?(\d+)", re.IGNORECASE)
+_EPOCH_MARK = re.compile(r"(?<![a-z])(?:epoch|ep|e)[-_=]?$", re.IGNORECASE)  # just before a number
 _MAX_DEPTH = 8
 
 
@@ -518,6 +520,8 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
     if options.step_regex is None and named:  # latent-diffusion's samples_gs-000500_e-000001_b-000003
         step = named[-1]
         index = _LAST_INT.search(masked, step.end()) or _LAST_INT.search(masked[:step.start()])
+        if index and index.start(1) < step.start() and _EPOCH_MARK.search(masked[:index.start(1)]):
+            index = None  # VQ-Diffusion's e0_itr1999: the epoch, not a sample's index
         found = [(int(step[1]), index.span(1))] if index else []
     elif options.step_regex is None:
         match = _LAST_TWO_NUMBERS.search(masked)
@@ -824,6 +828,34 @@ def _epoch_batch_steps(files: list[Path]) -> dict[Path, int]:
     return steps
 
 
+
+
+def _steps_in_epochs(files: list[Path]) -> dict[Path, int]:
+    """Steps of single files named by the epoch, then a step counted within it (VQ-Diffusion's
+    ``e{epoch:010d}_itr{iter % iters_per_epoch:010d}_rank0_ema.jpg``): read as the named step,
+    every epoch of its default config was one step, 2999. Where a later epoch's step is not
+    past an earlier epoch's, the step is epoch x 10^digits + step, as for an epoch's batches."""
+    series: dict[tuple[Path, str], list[tuple[int, int, int, Path]]] = {}
+    for path in files:
+        masked = _blanked(_NOT_A_STEP, path.stem)
+        named = list(_NAMED_STEP.finditer(masked))
+        epoch = _EPOCH.search(masked)
+        if len(named) == 1 and epoch and epoch.end() <= named[0].start():
+            key = masked[:epoch.start(1)] + "#" + masked[epoch.end(1):named[0].start(1)] + "#" + masked[named[0].end(1):]
+            series.setdefault((path.parent, key + path.suffix), []).append(
+                (int(epoch[1]), int(named[0][1]), len(named[0][1]), path))
+    steps = {}
+    for members in series.values():
+        by_epoch: dict[int, list[int]] = {}
+        for epoch, step, _, _ in members:
+            by_epoch.setdefault(epoch, []).append(step)
+        epochs = sorted(by_epoch)
+        if any(max(by_epoch[a]) >= min(by_epoch[b]) for a, b in zip(epochs, epochs[1:])):
+            scale = 10 ** max(digits for _, _, digits, _ in members)
+            steps.update({path: epoch * scale + step for epoch, step, _, path in members})
+    return steps
+
+
 def _steps_before_a_constant(files: list[Path]) -> dict[Path, int]:
     """Steps of single files whose last number, the step by default, is the same in every
     name that starts alike and holds as many numbers, while an earlier number differs:
@@ -917,7 +949,8 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         numbered = [entry for entry in numbered if entry[1] not in grouped]
         numbered += [(step, pattern, False) for pattern, (step, _) in groups.items()]
     singles = [path for _, path, is_dir in numbered if not is_dir and path not in groups]
-    if options.step_regex is None and (counted_on := _epoch_batch_steps(singles) or _steps_before_a_constant(singles)):
+    if options.step_regex is None and (counted_on := _epoch_batch_steps(singles) or _steps_in_epochs(singles)
+                                       or _steps_before_a_constant(singles)):
         numbered = [(counted_on.get(path, step), path, is_dir) for step, path, is_dir in numbered]
     return _Level(tuple(numbered), unnumbered_files, weights, tuple(plain),
                   {pattern: group_files for pattern, (_, group_files) in groups.items()})

@@ -838,6 +838,24 @@ def test_files_named_by_epoch_and_batch_in_it_are_in_training_order(tmp_path, na
     assert sorted(c.step for c in scan_run(tmp_path / "run")) != sorted(steps)
 
 
+@pytest.mark.parametrize("names, steps", [
+    # VQ-Diffusion's default config samples at each epoch's end: itr is the same in every name
+    (["e0000000000_itr0000002999_rank0_ema.jpg", "e0000000001_itr0000002999_rank0_ema.jpg",
+      "e0000000002_itr0000002999_rank0_ema.jpg"], [2999, 10000002999, 20000002999]),
+    # every 2000 of 3000 iterations per epoch: itr 1999, 999, 2999, 1999 (epochs 0, 1, 1, 2)
+    (["e0_itr1999.png", "e1_itr999.png", "e1_itr2999.png", "e2_itr1999.png"], [1999, 10999, 12999, 21999]),
+    # a step counted over the whole run stays as it is (naifu's sample_e{epoch}_s{step}_p{rank}_{i})
+    (["sample_e0_s500_p0_0.png", "sample_e1_s1000_p0_0.png", "sample_e2_s1500_p0_0.png"], [500, 1000, 1500]),
+])
+def test_a_step_counted_within_each_epoch_is_read_with_its_epoch(tmp_path, names, steps):
+    """Every epoch of VQ-Diffusion's default config was one checkpoint, step 2999; at another
+    sampling interval epochs 0 and 2 were merged, and epoch 1 came before epoch 0."""
+    for name in names:  # one time for all: the epoch, named, tells without the files' times
+        write_png(tmp_path / "run" / name, np.zeros((8, 8, 3), np.uint8))
+    found = {c.source: c.step for c in scan_run(tmp_path / "run")}
+    assert [found[name] for name in names] == steps
+
+
 def test_munit_and_ugatit_runs_give_their_iterations_not_the_2_of_a2b(tmp_path):
     """MUNIT's ``gen_a2b_train_current.jpg`` (rewritten every 100 iterations) was a checkpoint
     at step 2, before every real step; U-GAT-IT's ``selfie2anime_params_latest.pt`` was an
