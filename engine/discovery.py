@@ -114,11 +114,14 @@ SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGN
 #: ``control_…``, the edge map or pose drawn from the input; DDGAN's ``xpos_epoch_10.png``, a
 #: training batch noised; reconstructions of real inputs: pytorch/examples VAE's
 #: ``reconstruction_3.png``, PyTorch-VAE's ``Reconstructions/``, CycleGAN's ``rec_A``, which
-#: would read as memorised training data; MONAI's ``train_img``, a training image): no samples,
-#: unless ``--samples`` names them.
+#: would read as memorised training data; MONAI's ``train_img``, a training image; Palette's
+#: ``Process_{name}``, the sampling from the masked input, step by step; the conditioning
+#: Stability's generative-models draws: ``txt_gs-…``, ``original_size_as_tuple_gs-…``,
+#: ``crop_coords_top_left_gs-…``): no samples, unless ``--samples`` names them.
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|condition(?:ing)?s?|masks?"
                         r"|controls?|xpos|noised|rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?"
-                        r"|train[-_]?(?:imgs?|images?|batch))"
+                        r"|train[-_]?(?:imgs?|images?|batch)"
+                        r"|process|txt(?!\d)|original[-_]?size\w*|crop[-_]?coords\w*|target[-_]?size\w*)"
                         r"(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.
@@ -466,11 +469,25 @@ def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
             yield path
 
 
+#: A picture of a checkpoint's single samples put together (stable-diffusion's txt2img writes
+#: ``grid-0000.png`` beside ``samples/00000.png`` …): read, it was one more sample, and took
+#: the instance id 0 from ``00000.png``.
+_GRID_OF_SAMPLES = re.compile(r"grids?(?:[-_]\d+)?", re.IGNORECASE)
+
+
 def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
-    """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data)."""
-    if generated:
-        return sorted(_generated_files(folder, options))
-    return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options))
+    """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data,
+    nor a grid of the single samples beside it)."""
+    if not generated:
+        return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options))
+    files = sorted(_generated_files(folder, options))
+    grids = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and _GRID_OF_SAMPLES.fullmatch(p.stem)]
+    if grids and options.sample_globs == DEFAULT_SAMPLE_GLOBS and sum(
+            p.suffix.lower() in IMAGE_EXTENSIONS for p in files) - len(grids) >= 2:
+        warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in grids[:2])} beside the single samples: "
+                                 "a grid of them, not read (--samples GLOB reads it)", about="grid of samples", say=log.info)
+        files = [p for p in files if p not in grids]
+    return files
 
 
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
