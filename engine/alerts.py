@@ -39,8 +39,12 @@ class Alert:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"step", "rule", "value", "message"}`` (what ``info --json`` lists)."""
-        return asdict(self)
+        """``{"step", "rule", "value", "message"}`` (what ``info --json`` lists); a value that
+        is not finite (a NaN loss) is None: JSON has no NaN, and strict parsers refused the file."""
+        record = asdict(self)
+        if not math.isfinite(record["value"]):
+            record["value"] = None
+        return record
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -39,6 +40,8 @@ def _alert_dict(alert: Any) -> dict[str, Any]:
     missing = {"step", "rule", "value", "message"} - set(d)
     if missing:
         raise ValueError(f"Expected an alert with step, rule, value and message. Got it without {sorted(missing)} instead.")
+    if isinstance(d["value"], float) and not math.isfinite(d["value"]):
+        d["value"] = None  # a NaN loss: JSON has none (strict readers refused the file)
     return d
 
 
@@ -120,7 +123,7 @@ def alert_env(alert: Any) -> dict[str, str]:
     return {
         "EVOWATCH_STEP": str(int(d["step"])),
         "EVOWATCH_RULE": str(d["rule"]),
-        "EVOWATCH_VALUE": repr(float(d["value"])),
+        "EVOWATCH_VALUE": "nan" if d["value"] is None else repr(float(d["value"])),
         "EVOWATCH_MESSAGE": str(d["message"]),
     }
 

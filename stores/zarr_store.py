@@ -16,6 +16,7 @@ import errno
 import functools
 import glob
 import logging
+import math
 import os
 import re
 import shutil
@@ -413,8 +414,13 @@ class StoreReader:
             "metric_steps": len(metrics.get("step", [])),
             "latest_metrics": latest,
             "scalars": self.scalar_names(),
-            "alerts": list(self.attrs.get("alerts", [])),
+            "alerts": [{**a, "value": a["value"] if _finite(a.get("value")) else None}  # NaN: an older store's
+                       for a in self.attrs.get("alerts", [])],
         }
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _folders_above(source: str) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from engine import metrics as M
 from engine.alerts import DEFAULT_RULES, RULE_NAMES, Alert, AlertRules, evaluate_alerts, loss_roles
-from engine.pause import (PAUSE_FILE, clear_pause, evowatch_should_pause, read_pause, run_on_alert,
+from engine.pause import (PAUSE_FILE, alert_env, clear_pause, evowatch_should_pause, read_pause, run_on_alert,
                           wait_if_paused, write_pause)
 
 D, C, K_INTR, SIGMA = 64, 10, 6, 0.5
@@ -336,7 +336,7 @@ def test_convergence_from_losses():
     assert "discriminator loss 'Loss_D' collapsed" in alert.message and "'Loss_G' climbed" in alert.message
 
 
-def test_convergence_nan_loss():
+def test_convergence_nan_loss(tmp_path):
     steps = np.arange(0, 300, 10, dtype=float)
     g = np.ones(len(steps))
     g[25] = np.nan  # step 250
@@ -344,6 +344,15 @@ def test_convergence_nan_loss():
     assert evaluate_alerts([{"step": 200}], losses=losses) == []
     (alert,) = evaluate_alerts([{"step": 200}, {"step": 300}], losses=losses)
     assert alert.rule == "convergence" and "'g_loss' became nan at step 250" in alert.message
+    # JSON has no NaN: the value is null in info --json, the store and the pause file (a bare
+    # NaN token made strict parsers, JavaScript's JSON.parse, refuse them)
+    assert alert.to_dict()["value"] is None
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
+
+    assert strict(write_pause(tmp_path, alert).read_text())["value"] is None
+    assert alert_env(alert)["EVOWATCH_VALUE"] == "nan"  # as Python and the shell's printf read it
     # reported once: the next checkpoint's window no longer holds the NaN
     assert evaluate_alerts([{"step": 200}, {"step": 300}, {"step": 400}], losses=losses) == []
 
