@@ -299,6 +299,28 @@ def test_near_copy_bar_is_the_exact_binomial_tail():
     assert alert.rule == "memorisation" and "alert above 50%" in alert.message
 
 
+def label_record(step: int, shares: list[float], n: int) -> dict:
+    ref = [1 / len(shares)] * len(shares)
+    return {"step": step, "n_labelled": n, "label_tv": 0.5 * sum(abs(a - b) for a, b in zip(shares, ref)),
+            **{f"label_share:{i}": a for i, a in enumerate(shares)},
+            **{f"label_ref_share:{i}": b for i, b in enumerate(ref)}}
+
+
+def test_label_drift_bar_is_what_chance_exceeds_at_the_steps_size():
+    """The bar was 3 x the mean chance TV: 1.27 at 8 samples of 10 labels (never reached:
+    every sample a '7' did not alert) and 0.45 at 64, where chance never passes 0.37."""
+    balanced = [0.1] * 10
+    one_label = [1.0] + [0.0] * 9
+    assert [a.rule for a in evaluate_alerts([label_record(s, balanced, 8) for s in (0, 1)]
+                                            + [label_record(2, one_label, 8)])] == ["label_drift"]
+    drifted = [0.4] + [0.6 / 9] * 9  # TV 0.3
+    assert [a.rule for a in evaluate_alerts([label_record(s, balanced, 64) for s in (0, 1)]
+                                            + [label_record(2, drifted, 64)])] == ["label_drift"]
+    rng = np.random.default_rng(0)  # chance alone, 200 steps of 64 labelled samples: no alert
+    chance = [label_record(s, list(rng.multinomial(64, balanced) / 64), 64) for s in range(200)]
+    assert not any(evaluate_alerts(chance[: i + 1]) for i in range(2, 200))
+
+
 def test_collapse_baseline_capped_at_real():
     """A run whose early samples are MORE diverse than the data (random init) and settle
     at the real's level is healthy; falling well below the real's level is collapse."""
