@@ -1130,7 +1130,7 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
         return ((path if is_folder else path.parent) / name).exists()
     files = list(walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files
     try:
-        newest = max(f.stat().st_mtime for f in files) if files else None
+        newest = max(max(st.st_mtime, st.st_ctime) for st in map(os.stat, files)) if files else None
     except (FileNotFoundError, PermissionError):  # gone, or made unreadable since the scan
         return False
     if newest is None:

@@ -506,7 +506,7 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     for step in (0, 100):
         write(step, smooth_images(rng, 8, 32))
     write(200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
     assert [a["step"] for a in StoreReader(store).attrs["alerts"]] == [200]

@@ -149,7 +149,7 @@ def test_probe_shares_through_open_clip(runs, tmp_path):
     _small_reference(runs["data"] / "holdout", tmp_path / "holdout", 2)
     probes = ["a photo of the digit seven|a photo of the digit one", "a thick stroke"]
     store = tmp_path / "p.zarr"
-    argv = ["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", TINY_CLIP, "--device", "cpu",
+    argv = ["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", TINY_CLIP, "--device", "cpu",
             "--real", str(tmp_path / "train"), "--holdout", str(tmp_path / "holdout"), "--no-layout", "--settle", "0"]
     for p in probes:
         argv += ["--probe", p]

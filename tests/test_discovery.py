@@ -99,8 +99,7 @@ def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names
     assert [(c.step, len(c.files)) for c in found] == [(1000, 8), (2000, 8), (3000, 3)]
     assert found[0].source == f"samples/{pattern}"
     assert all(f.parent.name == "samples" and str(c.step) in f.name for c in found for f in c.files)
-    _age(tmp_path)
-    assert all(is_ready(c) for c in found) and len({content_hash(c) for c in found}) == 3
+    assert all(is_ready(c, now=time.time() + 5) for c in found) and len({content_hash(c) for c in found}) == 3
 
 
 def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tmp_path):
@@ -530,11 +529,12 @@ def test_folder_vanishing_mid_scan_is_absent(tmp_path, monkeypatch):
 
 
 def test_is_ready_settle_and_ready_file(tmp_path):
+    settle = DiscoveryOptions(settle=0.5)
     _folder_of_images(tmp_path / "checkpoint-500")
+    time.sleep(0.6)
     _folder_of_images(tmp_path / "checkpoint-1000")
-    _age(tmp_path / "checkpoint-500")
     old, fresh = scan_run(tmp_path)
-    assert is_ready(old) and not is_ready(fresh)
+    assert is_ready(old, settle) and not is_ready(fresh)
     now = time.time()
     assert is_ready(fresh, DiscoveryOptions(settle=2.0), now=now + 5)
     with_ready = DiscoveryOptions(ready_file="DONE")
@@ -553,7 +553,7 @@ def test_a_store_kept_in_a_checkpoint_folder_is_no_sample_and_no_sign_of_writing
     run = tmp_path / "run"
     for step in (100, 200):
         _folder_of_images(run / f"step_{step:06d}")
-    _age(run)
+    time.sleep(0.6)
     staging = run / "step_000100" / ".evo.zarr.creating-999999999"
     staging.mkdir()
     (staging / "zarr.json").write_text("{}")
@@ -561,11 +561,22 @@ def test_a_store_kept_in_a_checkpoint_folder_is_no_sample_and_no_sign_of_writing
     with StoreWriter(run / "step_000100" / "evo.zarr", encoder), \
             StoreWriter(run / "step_000200" / "eval" / "s.zarr", encoder):
         assert (run / "step_000100" / "evo.zarr.lock").is_file()  # held while the writer runs: written just now
-        for options in (DiscoveryOptions(), DiscoveryOptions(sample_globs=("*",))):
+        for options in (DiscoveryOptions(settle=0.5), DiscoveryOptions(sample_globs=("*",), settle=0.5)):
             found = scan_run(run, options)
             assert _summary(found) == [(step, f"step_{step:06d}", [f"step_{step:06d}/{i:05d}.png" for i in range(4)])
                                        for step in (100, 200)]
             assert all(is_ready(c, options) for c in found)
+
+
+def test_a_copy_that_keeps_old_file_times_is_taken_once_it_settles(tmp_path):
+    """rsync -a, cp -a, scp -p and sshfs give each file the source's old mtime: read by mtime,
+    a checkpoint being copied was taken at once, again with each file that came (a version per
+    file), whatever --settle. The file's change time, which no copy can set, says it came now."""
+    _folder_of_images(tmp_path / "checkpoint-500")
+    _age(tmp_path / "checkpoint-500")  # the times the copy kept
+    (checkpoint,) = scan_run(tmp_path)
+    assert not is_ready(checkpoint)
+    assert is_ready(checkpoint, now=time.time() + 5)
 
 
 def test_ready_file_beside_a_single_file_checkpoint(tmp_path):
@@ -577,13 +588,14 @@ def test_ready_file_beside_a_single_file_checkpoint(tmp_path):
 
 
 def test_folder_renamed_into_place_is_ready_at_once(tmp_path):
+    """Its files were written, and their times set, before the rename: it is taken at once."""
     staging = tmp_path / "staging"
     _folder_of_images(staging / "tmp-write")
-    _age(staging)
+    time.sleep(0.6)
     (tmp_path / "run").mkdir()
     os.rename(staging / "tmp-write", tmp_path / "run" / "checkpoint-700")
     (checkpoint,) = scan_run(tmp_path / "run")
-    assert checkpoint.step == 700 and is_ready(checkpoint)
+    assert checkpoint.step == 700 and is_ready(checkpoint, DiscoveryOptions(settle=0.5))
 
 
 def test_content_hash_follows_bytes_and_names(tmp_path):

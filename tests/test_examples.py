@@ -35,7 +35,7 @@ def settle(folder: Path) -> None:
 
 
 def watch(run: Path, store: Path, *extra: str) -> dict:
-    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", *extra]) == 0
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", *extra]) == 0
     return StoreReader(store).info()
 
 

@@ -46,11 +46,11 @@ def store(tmp_path_factory) -> Path:
                      value_range=(-1, 1))
     settle(root)
     store = root / "run.zarr"
-    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--real", str(real)]) == 0
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--real", str(real)]) == 0
     # The trainer rewrites step 300: its first version's rows become superseded.
     save_samples(run, 300, blobs(rng, 24), labels=np.arange(24) % 3, value_range=(-1, 1))
     settle(root)
-    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--real", str(real)]) == 0
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--real", str(real)]) == 0
     return store
 
 

@@ -57,7 +57,7 @@ def test_watch_once_bad_files_idempotent_and_rotation(tmp_path, capsys):
     for path in broken.rglob("*"):
         os.utime(path, (old, old))
 
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
     first = info(store)
     assert first["rows"] == 20 and first["steps"] == [100, 200] and first["warnings"] == 4
     reasons = StoreReader(store).warnings()
@@ -65,14 +65,14 @@ def test_watch_once_bad_files_idempotent_and_rotation(tmp_path, capsys):
     assert all(len(r) > 5 for r in reasons["reason"])
 
     # Idempotent: a second pass adds nothing.
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
     assert info(store)["rows"] == 20
 
     # Rotation: the trainer deletes an old checkpoint; its rows and thumbnails stay.
     thumbs_before = StoreReader(store).samples("thumbnail", slice(0, 10))
     shutil.rmtree(run / "step_000100")
     write_step(run, 300, 10, seed=2)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
     after = info(store)
     assert after["rows"] == 30 and after["steps"] == [100, 200, 300]
     np.testing.assert_array_equal(StoreReader(store).samples("thumbnail", slice(0, 10)), thumbs_before)
@@ -94,11 +94,11 @@ def test_grid_rewritten_in_place_is_reingested_and_old_rows_superseded(tmp_path)
     grid = run / "fake_samples_epoch_003.png"
     save_torchvision_grid(smooth_images(rng, 64, 32), grid)
     os.utime(grid, (time.time() - 10,) * 2)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
     assert info(store)["rows"] == 64
     save_torchvision_grid(smooth_images(rng, 64, 32), grid)  # DCGAN rewrites the epoch grid
     os.utime(grid, (time.time() - 10,) * 2)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
     reader = StoreReader(store)
     assert reader.n_rows == 128 and reader.info()["current_rows"] == 64
     assert reader.current_rows().tolist() == [False] * 64 + [True] * 64
@@ -115,7 +115,7 @@ def test_references_and_labels_and_real_open_clip_path(tmp_path):
             rng = np.random.default_rng(seed)
             for i in range(3):
                 Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / f"{label}{i}.jpg")
-    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", TINY_CLIP,
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", TINY_CLIP,
             "--real", str(tmp_path / "train"), "--holdout", str(tmp_path / "val")]
     assert main(argv) == 0
     summary = info(store)
@@ -133,9 +133,9 @@ def test_references_and_labels_and_real_open_clip_path(tmp_path):
 def test_other_encoder_on_same_store_is_one_line_error(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 1, 3, seed=0)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels:8"]) == 2
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels:8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pixels:16" in err[0] and "--encoder" in err[0]
 
@@ -170,7 +170,7 @@ def test_kill_9_during_watch_then_restart(tmp_path, writer_process):
     n_ckpt, per = 40, 256  # many commit groups, so the kill lands between commits
     for step in range(n_ckpt):
         write_step(run, step * 10, per, seed=step, size=32)
-    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--workers", "1"),
+    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--workers", "1"),
                             env={**_env(tmp_path), WRITER_PROCESS_ENV: writer_process}, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -185,7 +185,7 @@ def test_kill_9_during_watch_then_restart(tmp_path, writer_process):
     while _processes_using(store) and time.time() < deadline:
         time.sleep(0.1)
     assert not _processes_using(store), "decode workers or the store's writer process outlived the killed watcher"
-    assert subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"),
+    assert subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"),
                           env=_env(tmp_path), capture_output=True).returncode == 0
     reader = StoreReader(store)
     ckpt = reader.checkpoints()
@@ -224,7 +224,8 @@ def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path
     folder = run / "step_000100"
     old = time.time() - 100
     with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store, caplog.at_level("WARNING"):
-        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(), progress=False, workers=0), store, encoder)
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
+                          store, encoder)
         for i in range(4):
             write_png(folder / f"{i:05d}.png", smooth_images(np.random.default_rng(i), 1, 16)[0])
             os.utime(folder / f"{i:05d}.png", (old + i, old + i))
@@ -233,7 +234,7 @@ def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path
             watcher.run_once()
     said = [r.getMessage() for r in caplog.records if "taken again" in r.getMessage()]
     assert said == ["step_000100: taken again as more files came (3 now): the trainer writes them more than --settle "
-                    "2 s apart; raise --settle, or have it write a --ready-file"]
+                    "0 s apart; raise --settle, or have it write a --ready-file"]
 
 
 def test_files_whose_step_is_read_anew_are_stored_again_at_it(tmp_path):
@@ -250,7 +251,8 @@ def test_files_whose_step_is_read_anew_are_stored_again_at_it(tmp_path):
     run, encoder = tmp_path / "run", make_encoder("pixels", device="cpu")
     old = time.time() - 100
     with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
-        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(), progress=False, workers=0), store, encoder)
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
+                          store, encoder)
         for k, step in enumerate((100, 200)):
             for i, (prompt, digest) in enumerate((("A_cat_walks", "d527f"), ("A_panda_eats", "b04f5"))):
                 path = write_png(run / "validation_res" / f"validation-{step}-0-{prompt}-{digest}.png",
@@ -544,24 +546,24 @@ def test_default_workers_count_the_cores_this_process_may_use(monkeypatch):
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     assert f"{run}: no checkpoints found" in capsys.readouterr().err
     assert not store.exists()  # nothing to keep: no empty store left behind
     (run / "plots").mkdir()  # DVCLive's samples.png, rewritten at every step: no step to read, but named
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(run / "plots" / "samples.png")
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     assert capsys.readouterr().err.rstrip().endswith("see --step-regex and --samples); seen, read as no checkpoint: "
                                                      "plots/samples.png")
     shutil.rmtree(run / "plots")
     sampler = tmp_path / "my_sampler.py"
     sampler.write_text("import numpy as np\ndef sample(path, n, seed):\n    return np.zeros((n, 8, 8, 3), np.uint8)\n")
     with_sampler = ["--sampler", f"{sampler}:sample", "--samples-per-checkpoint", "2"]
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", *with_sampler]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", *with_sampler]) == 0
     assert f"{run}: no weights whose names carry a step found (model-12.pt" in capsys.readouterr().err
     (run / "local_output").mkdir()  # VAR: its weights rewritten every epoch, the epoch inside the file
     (run / "local_output" / "ar-ckpt-last.pth").write_bytes(b"weights")
     for extra in ([], with_sampler):  # said the same whether a sampler is given or not
-        assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", *extra]) == 0
+        assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", *extra]) == 0
         assert (f"{run}: no sample files, and no name of its weights (local_output/ar-ckpt-last.pth) carries a step: "
                 "a file the trainer rewrites has no step to place its samples at") in capsys.readouterr().err
     shutil.rmtree(run / "local_output")
@@ -570,12 +572,12 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
         (run / f"checkpoint-{step}" / "unet").mkdir(parents=True)
         (run / f"checkpoint-{step}" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"w")
         (run / f"checkpoint-{step}" / "optimizer.bin").write_bytes(b"o")
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     assert (f"{run}: no sample files, but 2 checkpoints of weights (checkpoint-500, checkpoint-1000): sample them "
             "with --sampler module:function") in capsys.readouterr().err
     folder = write_step(run, 100, 1, seed=0)
     # a --samples glob that matches nothing says so, not "weights" or "no checkpoints"
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--samples", "*.jpeg"]) == 0
     assert (f"{run}: --samples '*.jpeg' matches no file name here (nor an image tag logged to TensorBoard)"
             in capsys.readouterr().err)
@@ -585,7 +587,7 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
     (folder / "samples" / "00001.png").write_bytes(b"")
     old = time.time() - 10
     os.utime(folder / "samples" / "00001.png", (old, old))
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     err = capsys.readouterr().err
     assert err.count("00001.png") == 1 and "1 sample, 1 file skipped" in err and "no checkpoints" not in err
 
@@ -599,7 +601,7 @@ def test_several_weights_of_a_step_name_the_weights_option(tmp_path, capsys):
     for kimg in (1000, 2000):
         for ema in ("0.050", "0.100"):
             (run / f"network-snapshot-{kimg:07d}-{ema}.pkl").write_bytes(b"w")
-    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--sampler", f"{sampler}:sample", "--samples-per-checkpoint", "2", "--trust-checkpoints"]) == 0
     assert "a step's signals measure them together; --weights GLOB watches one series\n" in capsys.readouterr().err
 
@@ -625,7 +627,7 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
 
     real_scan = watch.scan_run
     monkeypatch.setattr(watch, "scan_run", scan_just_written)
-    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics",
             "--settle", "0.5"]
     assert main(argv) == 0
     assert "waiting 0.5s for 1 checkpoint still being written" in capsys.readouterr().err and len(scans) == 2
@@ -666,7 +668,7 @@ def test_a_steps_metrics_cover_its_current_samples_a_rewrite_and_every_checkpoin
     save_torchvision_grid(smooth_images(rng, 16, 16), grid, nrow=4)
     old = time.time() - 10
     os.utime(grid, (old, old))
-    argv = ["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]
+    argv = ["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
     assert main(argv) == 0
     diverse = StoreReader(store).step_metrics()
     assert diverse["step"].tolist() == [3] and diverse["n_generated"].tolist() == [16]
@@ -696,7 +698,7 @@ def test_reading_a_run_again_with_another_grid_supersedes_the_rows_read_before(t
     old = time.time() - 10
     for path in run.iterdir():
         os.utime(path, (old, old))
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     assert main(watch + ["--grid", "2x2"]) == 0
     assert info(store)["rows"] == 8
     assert main(watch) == 0  # geometry detected: 4x4 tiles of 16 px
@@ -720,7 +722,7 @@ def test_a_checkpoint_read_again_when_the_run_grows_leaves_one_current_version(t
         for path in run.rglob("*"):
             os.utime(path, (old, old))
 
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     grid(500)
     assert main(watch) == 0 and info(store)["steps"] == [500]
     grid(1000)
@@ -742,7 +744,7 @@ def test_a_flat_folder_of_samples_named_by_step_and_index_is_ingested_per_step(t
     old = time.time() - 10
     for path in run.rglob("*"):
         os.utime(path, (old, old))
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--no-metrics"]) == 0
     reader = StoreReader(store)
     assert info(store)["steps"] == [1000, 2000, 3000] and reader.n_rows == 12
@@ -756,7 +758,7 @@ def test_a_flat_folders_first_file_read_alone_is_superseded_once_its_step_fills(
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     rng = np.random.default_rng(0)
     (run / "samples").mkdir(parents=True)
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
 
     def sample(step, i):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(run / "samples" / f"step{step}_{i:02d}.png")
@@ -785,7 +787,7 @@ def test_a_grid_split_into_far_more_tiles_than_the_runs_others_is_named(tmp_path
     for path in run.iterdir():
         os.utime(path, (old, old))
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--no-metrics"]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "grids so far" in line]
     assert warned == ["evowatch: step 4 (fake_samples_epoch_004.png): 64 samples where the series' grids so far had 16: "
@@ -809,7 +811,7 @@ def test_a_grid_read_as_one_sample_is_named_and_so_is_a_series_of_single_images(
         os.utime(path, (old, old))
     capsys.readouterr()
     for folder in ("grids", "single"):
-        assert main(["watch", str(run / folder), "--store", str(tmp_path / f"{folder}.zarr"), "--once", "--encoder",
+        assert main(["watch", str(run / folder), "--store", str(tmp_path / f"{folder}.zarr"), "--once", "--settle", "0", "--encoder",
                      "pixels", "--no-layout", "--no-metrics"]) == 0
     err = capsys.readouterr().err
     assert ("evowatch: step 4 (fakes_004.png): 1 sample where the series' grids so far had 16: if its grid was misread, "
@@ -834,7 +836,7 @@ def test_sheets_of_several_sizes_at_each_step_are_no_misread_grids(tmp_path, cap
     for path in (run / "samples").iterdir():
         os.utime(path, (old, old))
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--no-metrics"]) == 0
     err = capsys.readouterr().err
     assert "grids so far" not in err and "3 steps have several checkpoints" in err
@@ -850,7 +852,7 @@ def test_kohya_samples_with_a_seed_for_some_prompts_are_one_step_and_a_lone_firs
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     rng = np.random.default_rng(0)
     (run / "sample").mkdir(parents=True)
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
 
     def prompt(steps: int, i: int, seed: str = "") -> None:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(1.7e9 + steps + i))
@@ -886,7 +888,7 @@ def test_samples_named_by_a_step_and_a_prompt_are_one_checkpoint_per_step_labell
     prompts = ["street 1990s", "a photo of 2 cats", "3 dogs in the snow 4k"]
     folder = run / ("validation_images" if trainer == "SimpleTuner" else "proj-20240514-101233/samples")
     folder.mkdir(parents=True)
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
 
     def sample(step: int, i: int) -> None:
         name = (f"step_{step}_{prompts[i].replace(' ', '_')}_0_1024x1024.png" if trainer == "SimpleTuner"
@@ -924,7 +926,7 @@ def test_onetrainers_folder_per_prompt_is_read_as_a_checkpoint_per_step_across_t
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     rng = np.random.default_rng(0)
     prompts = ["a photo of 2 cats", "portrait 4k", "3 dogs"]
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     written = iter(range(100))
     start = time.time() - 1000
 
@@ -969,7 +971,7 @@ def test_onetrainers_custom_sample_and_no_ema_folders(tmp_path):
             Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
             os.utime(path, (start + 5 * n, start + 5 * n))
             n += 1
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--no-metrics"]) == 0
     reader = StoreReader(store)
     checkpoints = reader.checkpoints()
@@ -986,13 +988,13 @@ def test_onetrainers_custom_sample_and_no_ema_folders(tmp_path):
 def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_named(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     write_step(run, 200, 2, seed=1)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 0  # no --encoder
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--no-layout", "--no-metrics"]) == 0  # no --encoder
     assert info(store)["rows"] == 4 and info(store)["encoder"].startswith("pixels")
     missing = tmp_path / "nowhere" / "labels.csv"
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--labels", str(missing)]) == 2
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--labels", str(missing)]) == 2
     assert capsys.readouterr().err.strip() == f"evowatch: error: {missing}: --labels file not found; check the path"
 
 
@@ -1003,12 +1005,12 @@ def test_an_encoder_of_another_kind_is_refused_before_its_model_is_built(tmp_pat
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels:8", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels:8", "--no-layout"]) == 0
     capsys.readouterr()
     built = []
     monkeypatch.setattr(engine.session, "make_encoder", lambda *a, **k: built.append(a))
     for other in (TINY_CLIP, "pixels:16"):
-        assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", other]) == 2
+        assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", other]) == 2
         assert capsys.readouterr().err.strip().splitlines() == [
             f"evowatch: error: {store}: written with encoder 'pixels:8' (dim 192), this run uses "
             f"'{engine.session.parse_encoder_spec(other).text()}'; pass --encoder pixels:8 or use another --store"]
@@ -1022,7 +1024,7 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kep
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     write_step(run, 200, 2, seed=1)
 
     def full(self, *args, **kwargs):
@@ -1030,19 +1032,19 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kep
 
     monkeypatch.setattr(StoreWriter, "write_columns", full)
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 2
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--no-layout", "--no-metrics"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"evowatch: error: {store}: no space left on the device (No space left on device); everything "
                        "committed before is kept: free some space and run the same command again to resume")
     fresh = tmp_path / "fresh.zarr"  # nothing committed yet: no store is left behind, and the line says so
-    assert main(["watch", str(run), "--store", str(fresh), "--once", "--encoder", "pixels", "--no-layout"]) == 2
+    assert main(["watch", str(run), "--store", str(fresh), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"evowatch: error: {fresh}: no space left on the device (No space left on device); nothing was stored yet: "
         "free some space and run the same command again to resume")
     assert not fresh.exists()
     monkeypatch.undo()
     assert info(store)["rows"] == 2
-    assert main(["watch", str(run), "--store", str(store), "--once", "--no-layout", "--no-metrics"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--no-layout", "--no-metrics"]) == 0
     assert info(store)["rows"] == 4 and info(store)["steps"] == [100, 200]
 
 
@@ -1050,7 +1052,7 @@ def test_a_thumbnail_size_for_an_existing_store_is_said_to_be_kept(tmp_path, cap
     """--thumbnail-size applies to new stores only: given for an existing one, it was ignored without a word."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     assert main(watch + ["--thumbnail-size", "32"]) == 0
     capsys.readouterr()
     assert main(watch + ["--thumbnail-size", "64"]) == 0
@@ -1068,7 +1070,7 @@ def test_a_reference_set_given_as_another_folder_replaces_the_earlier_one(tmp_pa
         (tmp_path / name).mkdir()
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     assert main(watch + ["--real", str(tmp_path / "real_a")]) == 0
     assert main(watch + ["--real", str(tmp_path / "real_b")]) == 0
     reader = StoreReader(store)
@@ -1088,12 +1090,12 @@ def test_a_reference_set_given_by_another_spelling_of_its_path_is_not_read_again
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "real" / f"{i}.png")
     monkeypatch.chdir(tmp_path)
-    watch = ["watch", "run", "--store", "s.zarr", "--once", "--encoder", "pixels", "--no-layout"]
+    watch = ["watch", "run", "--store", "s.zarr", "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
     assert main(watch + ["--real", "real"]) == 0
     before = StoreReader(store)
     assert f"real:{(tmp_path / 'real').as_posix()}" in set(before.checkpoints()["source"])  # findable later
     monkeypatch.chdir(run)
-    assert main(["watch", ".", "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", ".", "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--real", str(tmp_path / "real")]) == 0
     after = StoreReader(store)
     assert after.n_rows == before.n_rows == 28
@@ -1112,7 +1114,7 @@ def test_a_reference_set_too_small_to_use_is_named_with_the_signals_it_turns_off
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(real / f"{i}.png")
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--real", str(real), "--holdout", str(tmp_path / "hold")]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "fewer than 8" in line]
     assert warned == [f"evowatch: --holdout {tmp_path / 'hold'}: 0 readable samples, fewer than 8: the memorisation "
@@ -1126,7 +1128,7 @@ def test_a_later_watch_lays_out_and_measures_what_an_earlier_one_left(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     for k, step in enumerate((100, 200, 300)):
         write_step(run, step, 12, seed=k)
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]
     assert main(watch + ["--no-layout", "--no-metrics"]) == 0
     assert info(store)["layout_rows"] == 0 and not StoreReader(store).step_metrics()
     assert main(watch) == 0
@@ -1150,7 +1152,7 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     run = tmp_path / "run"
     run.mkdir()
     watch = ["watch", str(run), "--store", str(tmp_path / "s.zarr")]
-    assert main(["watch", str(tmp_path / "absent"), "--store", str(tmp_path / "s.zarr"), "--once"]) == 2
+    assert main(["watch", str(tmp_path / "absent"), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0"]) == 2
     assert capsys.readouterr().err == f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'absent'}: no such directory\n"
     assert not (tmp_path / "s.zarr").exists()
     assert _usage_error(["watch", str(tmp_path / "file.txt"), "--store", "s.zarr"], capsys) == (
@@ -1219,13 +1221,13 @@ def test_a_failed_watch_leaves_no_store_it_created_and_keeps_one_it_did_not(tmp_
     run, store = tmp_path / "run", tmp_path / "new.zarr"
     write_step(run, 100, 3, seed=0)
     (tmp_path / "empty").mkdir()
-    bad = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--holdout", str(tmp_path / "empty")]
+    bad = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--holdout", str(tmp_path / "empty")]
     capsys.readouterr()
     assert main(bad) == 2
     assert "--holdout holds no sample files" in capsys.readouterr().err
     assert not store.exists()
     # A store that was there before (here: committed to) stays whatever happens.
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     assert main(bad) == 2
     assert info(store)["rows"] == 3
 
@@ -1247,7 +1249,7 @@ def test_a_watch_refused_a_new_store_another_watch_just_created_leaves_it_be(tmp
 
     monkeypatch.setattr(engine.session, "StoreWriter", second_to_the_lock)
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels"]) == 2
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 2
     assert "already being written by pid" in capsys.readouterr().err
     assert store.is_dir() and held[0]._lock.held
     held[0].close()
@@ -1259,7 +1261,7 @@ def test_an_unavailable_cuda_device_is_one_line_for_pixels_and_creates_nothing(t
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 3, seed=0)
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--device", "cuda:0"]) == 2
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--device", "cuda:0"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("evowatch: error: --device cuda:0 was requested") and not store.exists()
 
@@ -1267,7 +1269,7 @@ def test_an_unavailable_cuda_device_is_one_line_for_pixels_and_creates_nothing(t
 def test_info_into_a_pipe_closed_early_exits_quietly(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 3, seed=0)
-    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     reader, writer = os.pipe()
     os.close(reader)  # `evowatch info STORE | head -0`: the reader is gone before anything is written
     try:
@@ -1291,7 +1293,7 @@ def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
         err = _stop(proc, signal.SIGTERM)  # `kill PID`, `docker stop`
     assert proc.returncode == 0, err
     assert err.splitlines()[-1] == "evowatch: stopped; everything ingested so far is committed"
-    again = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"),
+    again = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"),
                            env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "interrupted" not in again.stderr, again.stderr
     assert info(store)["rows"] == 5
@@ -1311,7 +1313,7 @@ def test_an_interrupted_once_says_what_is_kept_and_how_to_resume(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 3, seed=0)
     write_step(run, 200, 3, seed=1)
-    proc = _started(tmp_path, str(run), "--store", str(store), "--once", "--settle", "120")
+    proc = _started(tmp_path, str(run), "--store", str(store), "--once", "--settle", "0", "--settle", "120")
     err = _stop(proc, signal.SIGINT)
     assert proc.returncode == 130, err
     assert err.splitlines()[-1] == ("evowatch: interrupted; everything ingested so far is committed: "
@@ -1434,7 +1436,7 @@ def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
                                   nrow=2)
             os.utime(run / f"sample-{step}{suffix}.png", (time.time() - 10,) * 2)
     capsys.readouterr()
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     assert main(watch) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
     assert warned == [f"evowatch: {run}: 2 steps have several checkpoints (step 1: sample-1-ema.png, sample-1.png): "
@@ -1460,7 +1462,7 @@ def test_controlnets_image_log_offers_the_samples_series_and_leaves_its_control_
             path = folder / f"{key}_gs-{step:06d}_e-000000_b-{step:06d}.png"
             save_torchvision_grid(smooth_images(np.random.default_rng(step), 4, 16), path, nrow=4)
             os.utime(path, (time.time() - 10,) * 2)
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     capsys.readouterr()
     assert main(watch) == 0
     err = capsys.readouterr().err
@@ -1474,7 +1476,7 @@ def _several_checkpoints_said(run: Path, store: Path, capsys) -> list[str]:
     for path in run.rglob("*"):
         os.utime(path, (time.time() - 10,) * 2)
     capsys.readouterr()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--no-metrics"]) == 0
     return [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
 
@@ -1519,7 +1521,7 @@ def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsy
     for k in range(n):
         write_step(run, 100 * (k + 1), 2, seed=k, size=8)
     monkeypatch.setattr(backlog_log, "PROGRESS_EVERY_S", 0.0)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-metrics"]) == 0
     err = capsys.readouterr().err
     assert "ingested step" not in err and "laid out step" not in err
     assert f"ingesting {n} checkpoints (-v lists each)" in err and f"laying out {n} checkpoints" in err
@@ -1527,11 +1529,11 @@ def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsy
     assert f"ingested {n} checkpoints, steps 100 to {100 * n:,}: {2 * n} samples\n" in err
     assert f"laid out {n} checkpoints, steps 100 to {100 * n:,}: {2 * n} samples in " in err
     write_step(run, 100 * (n + 1), 2, seed=99, size=8)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-metrics"]) == 0
     err = capsys.readouterr().err
     assert f"ingested step {100 * (n + 1)} (step_{100 * (n + 1):06d}): 2 samples" in err and "checkpoints," not in err
     shutil.rmtree(store)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-metrics",
                  "--no-layout", "-v"]) == 0
     assert capsys.readouterr().err.count("ingested step") == n + 1
 
@@ -1548,7 +1550,7 @@ def test_file_and_folder_names_that_are_not_utf8_are_stored_escaped_and_not_read
     os.utime(odd + b"/a.png", (old, old))
     os.utime(odd + b"/b\xff.png", (old, old))
     for _ in range(2):
-        assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+        assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     assert info(store)["rows"] == 4 and info(store)["checkpoints"] == 2
     reader = StoreReader(store)
     assert list(reader.checkpoints()["source"]) == ["step_000100", "step_\\xe9t\\xe9_200"]
@@ -1573,7 +1575,7 @@ def test_a_folder_listed_but_not_searchable_is_named_and_left_out(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 3, seed=0)
     write_step(run, 200, 2, seed=1)
-    watch = _without_root_powers(_cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels",
+    watch = _without_root_powers(_cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
                                       "--no-layout"))
     (run / "step_000200").chmod(0o644)
     try:
@@ -1615,7 +1617,7 @@ def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named
 
     monkeypatch.setattr(builtins, "open", refusing_open)
     monkeypatch.setattr(os, "scandir", refusing_scandir)
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--workers", "0"]) == 0
     err = capsys.readouterr().err
     assert "step_000100/samples/00001.png: cannot be read (Permission denied): fix its permissions" in err
@@ -1623,7 +1625,7 @@ def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named
     assert info(store)["rows"] == 2 and info(store)["warnings"] == 1
 
     monkeypatch.undo()  # permissions fixed: the file is read on the next start
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     assert info(store)["current_rows"] == 5 and info(store)["steps"] == [100, 200]
 
 
@@ -1689,7 +1691,7 @@ def test_probes_that_cannot_be_scored_are_said_before_anything_is_done(tmp_path,
     without a real reference the probes were silently not measured."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 3, seed=0)
-    argv = ["watch", str(run), "--store", str(store), "--once", "--no-layout", "--probe", "a thick stroke"]
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--no-layout", "--probe", "a thick stroke"]
     assert main([*argv, "--encoder", "pixels"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "evowatch: error: --probe needs a clip: encoder to score its prompts; pixels:16 has no text tower: "
@@ -1706,7 +1708,7 @@ def test_a_store_path_that_cannot_be_a_store_is_said_before_the_encoder_is_loade
     reported instead of the store path's own one-line error."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
-    assert main(["watch", str(tmp_path), "--store", ".", "--once"]) == 2
+    assert main(["watch", str(tmp_path), "--store", ".", "--once", "--settle", "0"]) == 2
     assert capsys.readouterr().err.strip() == (
         "evowatch: error: .: is the current folder; name a store folder in it, e.g. --store run.zarr")
 
@@ -1724,7 +1726,7 @@ def test_a_checkpoint_folder_copied_or_renamed_in_the_run_is_measured_once(tmp_p
         Image.fromarray(image).save(real / f"{i:03d}.png")
     for k, step in enumerate((1000, 2000)):
         write_step(run, step, 12, seed=k)
-    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--real", str(real)]
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--real", str(real)]
     assert main(argv) == 0
     before = StoreReader(store).step_metrics()
     shutil.copytree(run / "step_002000", run / "step_2000_backup")
@@ -1752,9 +1754,10 @@ def test_a_store_kept_in_a_checkpoint_folder_does_not_hold_that_checkpoint_back(
     run = tmp_path / "run"
     for step, seed in ((100, 0), (200, 1), (300, 2)):
         write_step(run, step, 4, seed=seed)
+    time.sleep(0.6)  # settled: only the store's own writes could hold step 100 back
     store = run / "step_000100" / "evo.zarr"
-    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
-             "--samples", "*"]
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0.5", "--encoder", "pixels", "--no-layout",
+             "--no-metrics", "--samples", "*"]
     assert main(watch) == 0
     err = capsys.readouterr().err
     assert [line.split(" (")[0] for line in err.splitlines() if "ingested" in line] == [

@@ -62,7 +62,7 @@ def sampler_file(tmp_path) -> Path:
 
 
 def watch(run: Path, store: Path, *extra: str) -> int:
-    return main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-metrics", *extra])
+    return main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-metrics", *extra])
 
 
 # --- spec and discovery ----------------------------------------------------------------------

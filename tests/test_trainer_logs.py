@@ -202,7 +202,7 @@ def test_a_scalar_named_step_does_not_overwrite_the_step_column(tmp_path):
         for name, value in (("step", s / 2), ("loss/D", 2.0), ("loss_D", 3.0)):
             writer.add_scalar(name, value, s)
     writer.close()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout",
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
                  "--settle", "0"]) == 0
     scalars = StoreReader(store).scalars()
     assert scalars["step"].tolist() == [10, 15, 20]

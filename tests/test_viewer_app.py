@@ -537,7 +537,7 @@ def test_a_store_watched_with_no_metrics_says_so_instead_of_promising_metrics(tm
         for i, image in enumerate(smooth_images(np.random.default_rng(step), 6, 16)):
             write_png(run / f"step_{step}" / f"{i:02d}.png", image)
     (run / "losses.jsonl").write_text('{"step": 100, "loss_g": 1.0}\n{"step": 200, "loss_g": 0.5}\n')
-    assert main(["watch", str(run), "--store", str(path), "--once", "--encoder", "pixels", "--settle", "0",
+    assert main(["watch", str(run), "--store", str(path), "--once", "--settle", "0", "--encoder", "pixels", "--settle", "0",
                  "--no-metrics", "-q"]) == 0
     page = texts(run_app(path, monkeypatch))
     assert "The watcher runs with `--no-metrics`: the steps it ingests get no metrics, alerts or trainer losses" in page

@@ -217,7 +217,7 @@ def test_ctrl_c_during_a_backlog_keeps_the_complete_checkpoints_and_the_next_run
     for step in range(n_ckpt):
         write_step(run, step * 10, per, seed=step, size=32)
     env = {**_env(tmp_path), WRITER_PROCESS_ENV: forced}
-    argv = _cli("watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--workers", "1",
+    argv = _cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--workers", "1",
                 "--no-layout", "--no-metrics")
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
