@@ -1129,13 +1129,22 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
             return all((file.parent / name).exists() for file in checkpoint.files)
         return ((path if is_folder else path.parent) / name).exists()
     files = list(walk_files(path)) if is_folder else list(checkpoint.files)  # a file, or a pattern's files
+    now = time.time() if now is None else now
     try:
-        newest = max(max(st.st_mtime, st.st_ctime) for st in map(os.stat, files)) if files else None
+        newest = max(_arrived(st, now) for st in map(os.stat, files)) if files else None
     except (FileNotFoundError, PermissionError):  # gone, or made unreadable since the scan
         return False
     if newest is None:
         return False
-    return (time.time() if now is None else now) - newest >= options.settle
+    return now - newest >= options.settle
+
+
+def _arrived(st: os.stat_result, now: float) -> float:
+    """When a file was last written here: its modification time, or its change time when later
+    (a copy keeping the source's old times: ``rsync -a``, ``cp -a``), or alone when the
+    modification time lies ahead (copied from a machine whose clock runs ahead: held back for
+    the whole skew, as "still being written")."""
+    return max(st.st_mtime if st.st_mtime <= now else 0.0, st.st_ctime)
 
 
 def file_versions(checkpoint: Checkpoint) -> tuple[tuple[str, int, int], ...]:

@@ -183,10 +183,13 @@ class Watcher:
             self._grew[checkpoint.source] += 1
             if self._grew[checkpoint.source] == 2:
                 options = self.config.options
+                why = (f"its --ready-file {options.ready_file} came before the last of them (a sync tool copies "
+                       "in name order: give it a name that sorts after the samples', or copy it last)"
+                       if options.ready_file else
+                       f"the trainer writes them more than --settle {options.settle:g} s apart; raise --settle, "
+                       "or have it write a --ready-file")
                 warn_once(self.config.run_dir, f"{checkpoint.source}: taken again as more files came "
-                          f"({len(checkpoint.files)} now): the trainer writes them more than --settle "
-                          f"{options.settle:g} s apart; raise --settle, or have it write a --ready-file",
-                          about="growing")
+                          f"({len(checkpoint.files)} now): {why}", about="growing")
 
     def _scan(self) -> list[Checkpoint]:
         """The run's checkpoints: its weight files with a --sampler, else its sample files, else

@@ -577,6 +577,8 @@ def test_a_copy_that_keeps_old_file_times_is_taken_once_it_settles(tmp_path):
     (checkpoint,) = scan_run(tmp_path)
     assert not is_ready(checkpoint)
     assert is_ready(checkpoint, now=time.time() + 5)
+    _age(tmp_path / "checkpoint-500", seconds_ago=-600)  # a clock 10 minutes ahead: not held back for them
+    assert is_ready(checkpoint, now=time.time() + 5)
 
 
 def test_ready_file_beside_a_single_file_checkpoint(tmp_path):

@@ -237,6 +237,32 @@ def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path
                     "0 s apart; raise --settle, or have it write a --ready-file"]
 
 
+def test_a_checkpoint_taken_again_with_a_ready_file_names_the_ready_file(tmp_path, caplog):
+    """rsync copies in name order: a ready file `done` came before `sample_*.png`, and the
+    advice was to use the --ready-file already in use."""
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreWriter
+    from tests.sample_fixtures import smooth_images, write_png
+
+    run, encoder = tmp_path / "run", make_encoder("pixels", device="cpu")
+    folder = run / "step_000100"
+    options = DiscoveryOptions(settle=0.0, ready_file="done")
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store, caplog.at_level("WARNING"):
+        watcher = Watcher(WatchConfig(run_dir=run, options=options, progress=False, workers=0), store, encoder)
+        folder.mkdir(parents=True)
+        (folder / "done").touch()
+        for i in range(4):
+            write_png(folder / f"sample_{i}.png", smooth_images(np.random.default_rng(i), 1, 16)[0])
+            watcher.run_once()
+    (said,) = [r.getMessage() for r in caplog.records if "taken again" in r.getMessage()]
+    assert said == ("step_000100: taken again as more files came (3 now): its --ready-file done came before the "
+                    "last of them (a sync tool copies in name order: give it a name that sorts after the samples', "
+                    "or copy it last)")
+
+
 def test_files_whose_step_is_read_anew_are_stored_again_at_it(tmp_path):
     """CogVideoX's ``validation-{step}-{rank}-{prompt}-{hash}.png`` watched live: the first
     step's files alone carry the rank as their last number (step 0); once the second step
@@ -1100,6 +1126,24 @@ def test_a_reference_set_given_by_another_spelling_of_its_path_is_not_read_again
     after = StoreReader(store)
     assert after.n_rows == before.n_rows == 28
     assert after.metrics_reference == before.metrics_reference
+
+
+def test_real_without_holdout_says_memorisation_is_not_measured(tmp_path, capsys):
+    """Half the samples byte-identical to training images raised nothing and said nothing
+    (--probe without --real is named; --real without --holdout was not)."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 8, seed=0)
+    rng = np.random.default_rng(1)
+    for kind in ("real", "holdout"):
+        (tmp_path / kind).mkdir()
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / kind / f"{i}.png")
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main(watch + ["--real", str(tmp_path / "real")]) == 0
+    assert ("evowatch: no --holdout: the memorisation signals (near-copies calibrated on held-out data) are not "
+            "measured; give a folder of real images never trained on") in capsys.readouterr().err.splitlines()
+    assert main(watch + ["--real", str(tmp_path / "real"), "--holdout", str(tmp_path / "holdout")]) == 0
+    assert "no --holdout" not in capsys.readouterr().err
 
 
 def test_a_reference_set_too_small_to_use_is_named_with_the_signals_it_turns_off(tmp_path, capsys):
