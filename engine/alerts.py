@@ -148,7 +148,38 @@ _LABELS = {"vendi": "Vendi score", "pairwise_cosine": "mean pairwise cosine dist
 def _collapse(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     if len(hist) <= rules.warmup:
         return None
-    return _diversity_drop(hist, rules) or _duplicates(hist, rules)
+    return _diversity_drop(hist, rules) or _duplicates(hist, rules) or _recall_drop(hist, rules)
+
+
+def _realistic(rec: Mapping, rules: AlertRules) -> bool:
+    """Samples that look like the data (precision >= drift_min_precision): an untrained
+    generator's blobs are not, whatever their diversity."""
+    precision = _get(rec, "precision")
+    return math.isfinite(precision) and precision >= rules.drift_min_precision
+
+
+def _recall_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    """Mode dropping: realistic samples that cover less and less of the real data. Recall (the
+    share of real samples inside the generated samples' k-NN balls) fell 0.96 -> 0.35 as digit
+    classes disappeared one by one, while Vendi fell under its bar only with one class left.
+    Compared with realistic steps of about the same size (the balls shrink as n grows)."""
+    cur = hist[-1]
+    recall, n = _get(cur, "recall"), _get(cur, "n_generated")
+    if not (math.isfinite(recall) and _realistic(cur, rules)):
+        return None
+    past = [(r, v) for r in hist[:-1] if _realistic(r, rules) and math.isfinite(v := _get(r, "recall"))
+            and _comparable(r, n) and _comparable(cur, _get(r, "n_generated"))]
+    if not past:
+        return None
+    best_rec, best = max(past, key=lambda rv: rv[1])
+    drop = 1.0 - recall / best if best > 0 else 0.0
+    if drop <= rules.collapse_max_drop:
+        return None
+    step = int(cur["step"])
+    return Alert(step, "collapse", recall,
+                 f"mode dropping at step {step}: recall fell {_pct(drop)} from {best:.2f} at step "
+                 f"{int(best_rec['step'])} to {recall:.2f} (the samples cover less of the real data; "
+                 f"precision {_get(cur, 'precision'):.2f})")
 
 
 def _duplicates(hist: list[Mapping], rules: AlertRules) -> Alert | None:
@@ -193,7 +224,9 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
             continue
         i_best, best = max(past, key=lambda iv: iv[1])
         real = _get(cur, f"real_{key}")
-        capped = math.isfinite(real) and real < best
+        # realistic samples are held to the real's diversity (a run collapsed from its first
+        # checkpoint has no better past to fall from); others to the best so far, capped at it
+        capped = math.isfinite(real) and (real < best or _realistic(cur, rules))
         baseline = real if capped else best
         if baseline <= 0:
             continue

@@ -332,6 +332,30 @@ def test_collapse_baseline_capped_at_real():
     assert "below the real reference" in alert.message
 
 
+def test_a_run_collapsed_from_its_first_checkpoint_is_held_to_the_real_diversity():
+    """Every checkpoint near-copies of 2 images: no best so far to fall from, so nothing fired
+    (Vendi 1.81 against the real's 6.05). Realistic samples are held to the real's diversity;
+    an untrained generator's blobs (precision ~0) are not."""
+    collapsed = [{"step": s, "vendi": 1.81, "real_vendi": 6.05, "precision": 0.9, "n_generated": 64} for s in (0, 1, 2)]
+    (alert,) = evaluate_alerts(collapsed)
+    assert alert.rule == "collapse" and "70% below the real reference's by step 2" in alert.message
+    blobs = [{**r, "precision": 0.02} for r in collapsed]
+    assert evaluate_alerts(blobs) == []
+
+
+def test_mode_dropping_is_a_fall_in_recall_of_realistic_samples():
+    """Classes vanishing one by one: recall 0.96 -> 0.35 raised nothing until one class was
+    left (Vendi fell 47% with two: under its bar)."""
+    hist = [{"step": s, "recall": 0.96, "precision": 0.7, "n_generated": 64} for s in (0, 1, 2)]
+    assert evaluate_alerts(hist + [{"step": 3, "recall": 0.6, "precision": 0.8, "n_generated": 64}]) == []
+    (alert,) = evaluate_alerts(hist + [{"step": 3, "recall": 0.35, "precision": 0.8, "n_generated": 64}])
+    assert alert.rule == "collapse" and alert.message.startswith("mode dropping at step 3: recall fell 64% from 0.96")
+    # a step of 4x the samples has smaller k-NN balls, so a lower recall: not compared
+    assert evaluate_alerts(hist + [{"step": 3, "recall": 0.35, "precision": 0.8, "n_generated": 256}]) == []
+    # samples that do not look like the data yet (an early generator's blobs): not mode dropping
+    assert evaluate_alerts(hist + [{"step": 3, "recall": 0.35, "precision": 0.1, "n_generated": 64}]) == []
+
+
 def test_a_step_of_far_fewer_samples_is_not_compared_for_collapse():
     """A step of 5 readable samples (the rest corrupt, or its folder rotated out while read)
     has a Vendi score of at most 5: 'diversity fell 84%' was a false collapse alert."""
