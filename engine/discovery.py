@@ -639,10 +639,18 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
     groups: dict[Path, tuple[int, tuple[Path, ...]]] = {}
     taken: set[Path] = set()
     series, series_steps = [], []
+    untold = [({path for entries in patterns.values() for _, _, path in entries}, reading)
+              for untimed, reading, patterns in candidates if untimed]
     for _, _, patterns in sorted(candidates, key=lambda c: c[:2]):  # told by the times, then step-then-index
         members = [entry for entries in patterns.values() for entry in entries]
         if any(path in taken for _, _, path in members):
             continue
+        if len({reading for files, reading in untold if files & {path for _, _, path in members}}) > 1:
+            steps = sorted({step for step, _, _ in members})
+            warn_once(images[0].parent, f"{images[0].parent}: in names like {members[0][2].name} either number may be "
+                      f"the step, and the files' times do not tell (written at one time: a copy?); read as step, then "
+                      f"sample index (steps {steps[0]:,} to {steps[-1]:,}); if the other number is the step, say so with "
+                      "--step-regex", about="untold reading")
         for pattern, entries in patterns.items():
             groups[pattern] = (entries[0][0], tuple(sorted(path for _, _, path in entries)))
         taken.update(path for _, _, path in members)

@@ -244,10 +244,11 @@ def _written_at(path, seconds_ago):
     os.utime(path, (time.time() - seconds_ago,) * 2)
 
 
-def test_when_both_numbers_could_be_the_step_the_files_times_tell_which_one_is(tmp_path):
+def test_when_both_numbers_could_be_the_step_the_files_times_tell_which_one_is(tmp_path, caplog):
     """Keras WGAN-GP's ``generated_img_{i}_{epoch}.png``: both numbers small and dense; a
     step's files are written together, so the epoch is the step. Without telling times
-    (a copied run), step-then-index is read, as before."""
+    (a copied run), step-then-index is read, as before, and said (it was read silently: the
+    sample indices as steps, the map transposed)."""
     for epoch in range(4):
         for i in range(3):
             path = write_png(tmp_path / f"generated_img_{i}_{epoch}.png", smooth_images(RNG, 1, 8)[0])
@@ -255,9 +256,13 @@ def test_when_both_numbers_could_be_the_step_the_files_times_tell_which_one_is(t
     found = scan_run(tmp_path)
     assert [(c.step, c.source, len(c.files)) for c in found] == [
         (epoch, f"generated_img_*_{epoch}.png", 3) for epoch in range(4)]
+    assert "either number may be the step" not in caplog.text
     for path in tmp_path.iterdir():
         _written_at(path, 3600)
     assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(i, 4) for i in range(3)]
+    assert (f"{tmp_path}: in names like generated_img_0_0.png either number may be the step, and the files' times "
+            "do not tell (written at one time: a copy?); read as step, then sample index (steps 0 to 2); if the other "
+            "number is the step, say so with --step-regex") in caplog.text
 
 
 def test_grids_named_by_epoch_and_batch_are_not_grouped_when_their_times_say_they_were_written_apart(tmp_path):
