@@ -57,6 +57,15 @@ class WatchConfig:
     sampler: Sampler | None = None
 
 
+class _WholeLines(tqdm):
+    """tqdm whose ``write`` puts a line and its newline in one write: tqdm writes them apart, and
+    a stop (SIGTERM) between the two ran the next line on ("...: 5 samplesevowatch: stopped")."""
+
+    @classmethod
+    def write(cls, s: str, file=None, end: str = "\n", nolock: bool = False) -> None:
+        super().write(s + end, file=file, end="", nolock=nolock)
+
+
 def _reference_stored(committed: dict[str, tuple[str, int]], kind: str, digest: str | None) -> bool:
     """The same --real/--holdout content is stored under another spelling of its path (relative
     then absolute, from another folder, a moved project): reading it again duplicated its rows
@@ -241,7 +250,7 @@ class Watcher:
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         said = BacklogLog(log, len(jobs), "ingesting", "ingested")
         unit = "logged image" if self._stand_in is self._logged_images else "file"  # what a skipped one is
-        with bar, logging_redirect_tqdm():
+        with bar, logging_redirect_tqdm(tqdm_class=_WholeLines):
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
                                  workers=self.config.workers, on_rows=bar.update,
                                  samples=self._stand_in.iter_samples if self._stand_in else iter_samples):

@@ -32,7 +32,11 @@ def read_current_generated(path: str | Path, first: int | None = None, last: int
     step = root["samples/step"][:n_rows]
     kind = root["samples/kind"][:n_rows]
     checkpoint = root["samples/checkpoint"][:n_rows]
-    superseded = root["checkpoints/superseded"][:n_ckpt].astype(bool)
+    if "superseded_by" in root["checkpoints"]:  # replaced by a committed checkpoint (docs/store.md)
+        by = root["checkpoints/superseded_by"][:n_ckpt]
+        superseded = (by >= 0) & (by < n_ckpt)
+    else:  # a store written before superseded_by
+        superseded = root["checkpoints/superseded"][:n_ckpt].astype(bool)
     keep = (kind == attrs["kinds"].index("generated")) & ~superseded[checkpoint]
     if first is not None:
         keep &= step >= first

@@ -41,8 +41,15 @@ CHECKPOINT_ARRAYS = {
     "time": "ingest time, seconds since the epoch (float64)",
     "hash": "content hash of the checkpoint's sample files (string)",
     "source": "checkpoint folder or file, relative to the run directory; 'real:/abs/path' or 'holdout:/abs/path' for the reference sets (string)",
-    "superseded": "true when a later version of the same source, or of a source inside or around it (its folder re-read as a run), was ingested (bool)",
+    "superseded": "true when a later version of the same source, or of a source inside or around it (its folder re-read as a run), was ingested; set just after that version's commit (bool)",
     "n_skipped": "sample files that could not be decoded (int32)",
+}
+
+# Stores made before it lack it (evowatch adds it when it writes to them again).
+OPTIONAL_CHECKPOINT_ARRAYS = {
+    "superseded_by": "index of the checkpoint that replaced this one, -1 while current, written before that one's "
+                     "commit: a reader of the first c checkpoints reads this one as superseded only when "
+                     "0 <= superseded_by < c, so it never sees two versions current or none (int32)",
 }
 
 # Files that could not be read: recorded, never fatal.
@@ -73,7 +80,8 @@ GROUPS = {
 
 READING_GUIDE = (
     "Read rows [0, attrs['committed']['rows']) only: rows past it may be half-written. "
-    "A row is current unless checkpoints/superseded[samples/checkpoint[row]] is true. "
+    "A row of a store of c committed checkpoints is current unless 0 <= checkpoints/superseded_by[k] < c, "
+    "k = samples/checkpoint[row] (stores without superseded_by: unless checkpoints/superseded[k] is true). "
     "Layout rows are committed up to layout.attrs['committed_rows']."
 )
 

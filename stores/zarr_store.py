@@ -280,7 +280,11 @@ class StoreReader:
     def checkpoints(self) -> dict[str, np.ndarray]:
         """The committed checkpoint table, one array per column."""
         n = self.n_checkpoints
-        return {name: self._read(self._array("checkpoints", name), n, None) for name in fmt.CHECKPOINT_ARRAYS}
+        table = {name: self._read(self._array("checkpoints", name), n, None) for name in fmt.CHECKPOINT_ARRAYS}
+        table["superseded_by"] = (self._read(self._array("checkpoints", "superseded_by"), n, None)
+                                  if self.has_array("checkpoints", "superseded_by")  # an older store: unknown by whom
+                                  else np.where(table["superseded"], 0, -1).astype(np.int32))
+        return table
 
     def warnings(self) -> dict[str, np.ndarray]:
         n = self.n_warnings
@@ -599,9 +603,7 @@ class StoreWriter(StoreReader):
     def _load_state(self) -> bool:
         """Cut back to the commit points and read what writing goes on from; whether anything
         was past them."""
-        cut = self._recover()
-        ckpt = self.checkpoints()
-        self._current = _CurrentSources(ckpt["source"], superseded_flags(ckpt))
+        cut = self._recover()  # and the current source of each checkpoint (_write_superseded)
         self._pending: list[CheckpointTransaction] = []
         self._staging = _Staging()
         self._labels = list(self.labels)
@@ -730,11 +732,13 @@ class StoreWriter(StoreReader):
                 # Per-checkpoint tables grow by a row or two per commit: small chunks.
                 max_rows = 16384 if group_name in ("samples", "layout") else 1024
                 StoreWriter._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name], max_rows)
+        StoreWriter._create_superseded_by(root["checkpoints"])
         zarr.open_group(str(where / "layout"), mode="r+").update_attributes({"committed_rows": 0})
         root.update_attributes({
             "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION},
             "description": "evowatch run store; " + fmt.READING_GUIDE,
-            "arrays": {f"{g}/{n}": d for g, arrays in fmt.GROUPS.items() for n, d in arrays.items()},
+            "arrays": {**{f"{g}/{n}": d for g, arrays in fmt.GROUPS.items() for n, d in arrays.items()},
+                       **{f"checkpoints/{n}": d for n, d in fmt.OPTIONAL_CHECKPOINT_ARRAYS.items()}},
             "encoder": dict(encoder),
             "kinds": list(fmt.KINDS),
             "labels": [],
@@ -743,6 +747,11 @@ class StoreWriter(StoreReader):
             "alerts": [],
             "committed": {"rows": 0, "checkpoints": 0, "warnings": 0},
         })
+
+    @staticmethod
+    def _create_superseded_by(group: zarr.Group) -> None:
+        StoreWriter._create_array(group, "superseded_by", (), "int32", fmt.OPTIONAL_CHECKPOINT_ARRAYS["superseded_by"],
+                                  1024)
 
     @staticmethod
     def _create_array(group: zarr.Group, name: str, row_shape: tuple[int, ...], dtype: Any, description: str,
@@ -800,8 +809,9 @@ class StoreWriter(StoreReader):
         layout_rows = self.layout_rows
         for group_name, n in (("samples", counts["rows"]), ("checkpoints", counts["checkpoints"]),
                               ("warnings", counts["warnings"]), ("layout", layout_rows)):
-            for name in list(fmt.GROUPS[group_name]) + (["latent"] if group_name == "samples" else []):
-                optional = name == "latent" or group_name == "layout"  # made when first needed
+            extra = {"samples": ["latent"], "checkpoints": list(fmt.OPTIONAL_CHECKPOINT_ARRAYS)}.get(group_name, [])
+            for name in list(fmt.GROUPS[group_name]) + extra:
+                optional = name in extra or group_name == "layout"  # made when first needed
                 if optional and not self.has_array(group_name, name):
                     continue
                 array = self.handle(group_name, name)  # the cached handle must see the cut
@@ -823,17 +833,37 @@ class StoreWriter(StoreReader):
         return self._handles[key]
 
     @uninterrupted
-    def _mark_superseded(self, group: Sequence[CheckpointTransaction]) -> None:
-        old = [i for tx in group for i in self._current.commit(tx.source, tx.checkpoint_index)]
-        if old:
-            self.handle("checkpoints", "superseded").set_coordinate_selection(np.array(old), True)
+    def _supersede(self, group: Sequence[CheckpointTransaction]) -> np.ndarray:
+        """Before the commit point: each checkpoint the group replaces gets the index of its
+        replacement in ``superseded_by`` (a reader of the earlier count still reads it current).
+        Returns their indices, flagged ``superseded`` once the commit point has moved."""
+        pairs = [(i, tx.checkpoint_index) for tx in group for i in self._current.commit(tx.source, tx.checkpoint_index)]
+        if pairs:
+            old, new = (np.array(x) for x in zip(*pairs))
+            self.handle("checkpoints", "superseded_by").set_coordinate_selection(old, new.astype(np.int32))
+            return old
+        return np.zeros(0, np.int64)
 
     @uninterrupted
     def _write_superseded(self) -> None:
+        """Repair both records of supersession from the committed sources (after a crash, or in
+        a store made before ``superseded_by``: 0 where the replacement is not known)."""
+        if not self.has_array("checkpoints", "superseded_by"):
+            self._create_superseded_by(zarr.open_group(str(self.path / "checkpoints"), mode="r+"))
         ckpt = self.checkpoints()
         flags = superseded_flags(ckpt)
-        if len(flags) and not np.array_equal(flags, ckpt["superseded"]):
-            self.handle("checkpoints", "superseded")[: len(flags)] = flags
+        n = len(flags)
+        if n and not np.array_equal(flags, ckpt["superseded"]):
+            self.handle("checkpoints", "superseded")[:n] = flags
+        by = self.handle("checkpoints", "superseded_by")
+        stored = by[:n] if by.shape[0] >= n else np.full(n, -2, np.int32)
+        known = np.where((stored >= 0) & (stored < n), stored, 0)
+        fixed = np.where(flags, known, -1).astype(np.int32)
+        if not np.array_equal(fixed, stored):
+            if by.shape[0] < n:
+                by.resize((n,))
+            by[:n] = fixed
+        self._current = _CurrentSources(ckpt["source"], flags)
 
     # --- queries the pipeline needs -------------------------------------------------
     def committed_hashes(self) -> dict[str, str]:
@@ -915,13 +945,15 @@ class StoreWriter(StoreReader):
                 "checkpoint": np.array(index, np.int32), "path": np.array(paths, dtype=str),
                 "reason": np.array(reasons, dtype=str)})
         last = group[-1]
+        replaced = self._supersede(group)
         # The commit point: one atomic rewrite of the root zarr.json.
         self._update_root({
             "labels": list(self._labels),
             "committed": {"rows": last.row_start + last.n_rows, "checkpoints": last.checkpoint_index + 1,
                           "warnings": self.n_warnings + len(skipped)},
         })
-        self._mark_superseded(group)
+        if len(replaced):
+            self.handle("checkpoints", "superseded").set_coordinate_selection(replaced, True)
 
     def record_history(self, entry: dict[str, Any]) -> None:
         """Note a run event (device, fallback, encoder) in the root attributes."""
@@ -1138,7 +1170,8 @@ class CheckpointTransaction:
     def record(self) -> dict[str, Any]:
         return {"step": self.step, "kind": self.kind_code, "row_start": self.row_start,
                 "row_stop": self.row_start + self.n_rows, "time": time.time(),
-                "hash": self.hash, "source": self.source, "superseded": False, "n_skipped": len(self.skipped)}
+                "hash": self.hash, "source": self.source, "superseded": False, "n_skipped": len(self.skipped),
+                "superseded_by": np.int32(-1)}
 
     def rollback(self) -> None:
         """Commit the complete checkpoints still waiting, then drop what this one wrote."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -1322,6 +1323,22 @@ def test_info_into_a_pipe_closed_early_exits_quietly(tmp_path):
     finally:
         os.close(writer)
     assert (proc.returncode, proc.stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_a_log_line_and_its_newline_are_one_write():
+    """tqdm wrote them apart: a SIGTERM between the two ran the stop line onto the ingest line
+    ("... 5 samplesevowatch: stopped; ...")."""
+    from engine.watch import _WholeLines
+
+    class Writes(io.StringIO):
+        calls: list[str] = []
+
+        def write(self, s):
+            self.calls.append(s)
+            return super().write(s)
+
+    _WholeLines.write("evowatch: ingested step 100", file=Writes())
+    assert [s for s in Writes.calls if s] == ["evowatch: ingested step 100\n"]
 
 
 def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
