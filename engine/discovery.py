@@ -458,11 +458,11 @@ def _weights_by_folder(path: Path, folder_name: str) -> bool:
     return bool(_WEIGHT_FOLDER.fullmatch(folder_name)) and _unnamed_tensor(path)
 
 
-def _generated_files(folder: Path, options: DiscoveryOptions) -> Iterator[Path]:
-    """A checkpoint folder's sample files, none of real data: by name, or below a folder
-    named so (``step_1000/real/`` beside ``step_1000/fake/``); no tensors in a weights folder
-    (DiT's ``results/000-DiT-XL-2/checkpoints/0100000.pt``)."""
-    for path in walk_files(folder):
+def _generated_files(folder: Path, options: DiscoveryOptions, listed: Iterable[Path] | None = None) -> Iterator[Path]:
+    """A checkpoint folder's sample files (of ``listed``, its files if given), none of real data:
+    by name, or below a folder named so (``step_1000/real/`` beside ``step_1000/fake/``); no
+    tensors in a weights folder (DiT's ``results/000-DiT-XL-2/checkpoints/0100000.pt``)."""
+    for path in walk_files(folder) if listed is None else listed:
         parts = path.relative_to(folder).parts[:-1]
         if _is_generated_sample(path, options) and not any(
                 _is_real_data_folder(part, options) or _weights_by_folder(path, part) for part in parts):
@@ -480,10 +480,18 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
     nor a grid of the single samples beside it)."""
     if not generated:
         return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options))
-    files = sorted(_generated_files(folder, options))
-    grids = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and _GRID_OF_SAMPLES.fullmatch(p.stem)]
-    if grids and options.sample_globs == DEFAULT_SAMPLE_GLOBS and sum(
-            p.suffix.lower() in IMAGE_EXTENSIONS for p in files) - len(grids) >= 2:
+    listed = list(walk_files(folder))
+    files = sorted(_generated_files(folder, options, listed))
+    if options.sample_globs != DEFAULT_SAMPLE_GLOBS:
+        return files
+    if reals := [p.name for p in listed if is_sample_name(p.name, options) and is_real_data(p.name, options)]:
+        warn_once(folder.parent, f"{folder}: {counted(len(reals), 'file')} named as real data or made from it "
+                                 f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) not read as samples "
+                                 "(--samples GLOB reads them)", about="reals in checkpoints", say=log.info)
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    grids = [p for p in images if _GRID_OF_SAMPLES.fullmatch(p.stem)]
+    singles = [p for p in images if p not in grids]
+    if grids and len(singles) >= 2 and all(_FIRST_INT.search(p.stem) for p in singles):  # numbered samples
         warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in grids[:2])} beside the single samples: "
                                  "a grid of them, not read (--samples GLOB reads it)", about="grid of samples", say=log.info)
         files = [p for p in files if p not in grids]

@@ -875,7 +875,7 @@ def test_a_step_counted_within_each_epoch_is_read_with_its_epoch(tmp_path, names
     assert [found[name] for name in names] == steps
 
 
-def test_pictures_beside_the_samples_that_are_no_samples_are_left_out(tmp_path):
+def test_pictures_beside_the_samples_that_are_no_samples_are_left_out(tmp_path, caplog):
     """Palette's Process_ (the sampling step by step) were 6 more samples of each epoch and took
     the Out_ images' ids; stable-diffusion's grid-0000.png was a 7th sample; the conditioning
     Stability's generative-models draws (txt_gs-…) was read as samples."""
@@ -884,8 +884,11 @@ def test_pictures_beside_the_samples_that_are_no_samples_are_left_out(tmp_path):
         for name in (28001, 28002, 28003):
             for kind in ("GT", "Process", "Out", "Mask"):
                 write_png(tmp_path / "palette" / "results" / "val" / str(epoch) / f"{kind}_{name}.png", pixels)
-    found = scan_run(tmp_path / "palette")
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        found = scan_run(tmp_path / "palette")
     assert [c.step for c in found] == [5, 10]
+    assert (f"{tmp_path / 'palette' / 'results' / 'val' / '10'}: 9 files named as real data or made from it "
+            "(GT_28001.png, GT_28002.png, ...) not read as samples (--samples GLOB reads them)") in caplog.text
     assert all(sorted(f.name for f in c.files) == ["Out_28001.png", "Out_28002.png", "Out_28003.png"] for c in found)
     for step in (1000, 2000):
         write_png(tmp_path / "sd" / f"step_{step}" / "grid-0000.png", pixels)
@@ -894,6 +897,9 @@ def test_pictures_beside_the_samples_that_are_no_samples_are_left_out(tmp_path):
     assert all([f.name for f in c.files] == ["00000.png", "00001.png", "00002.png"] for c in scan_run(tmp_path / "sd"))
     write_png(tmp_path / "grids" / "step_1000" / "grid-0000.png", pixels)  # a grid alone is the samples
     assert [f.name for c in scan_run(tmp_path / "grids") for f in c.files] == ["grid-0000.png"]
+    for name in ("grid.png", "interpolation.png", "truncation.png"):  # beside other figures, not its samples
+        write_png(tmp_path / "figures" / "step_1000" / name, pixels)
+    assert len([f for c in scan_run(tmp_path / "figures") for f in c.files]) == 3
     for key in ("samples", "txt", "original_size_as_tuple", "crop_coords_top_left", "target_size_as_tuple"):
         write_png(tmp_path / "sgm" / f"{key}_gs-000500_e-000000_b-000500.png", pixels)
     assert [c.source for c in scan_run(tmp_path / "sgm")] == ["samples_gs-000500_e-000000_b-000500.png"]
