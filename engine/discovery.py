@@ -51,6 +51,7 @@ the checkpoint around it "being written".
 """
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import hashlib
 import logging
@@ -578,13 +579,28 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _telling_times(paths: list[Path]) -> list[float] | None:
-    """The files' modification times, when they tell in what order the files were written:
-    None when one is unreadable or they spread over less than _MIN_TIME_SPREAD_S (a copy)."""
-    times = [_mtime(path) for path in paths]
-    if None in times or max(times) - min(times) < _MIN_TIME_SPREAD_S:
+#: A date and time of day in a name (OneTrainer's ``2024-05-14_10-12-33-training-sample-…``,
+#: kohya-ss's ``…_20240105103000.png``).
+_NAME_TIME = re.compile(r"(?<!\d)(20\d\d)-?(\d\d)-?(\d\d)[-_T ]?(\d\d)[-:]?(\d\d)[-:]?(\d\d)(?!\d)")
+
+
+def _name_time(path: Path) -> float | None:
+    if not (match := _NAME_TIME.search(path.stem)):
         return None
-    return times
+    try:
+        return datetime.datetime(*map(int, match.groups())).timestamp()
+    except ValueError:  # not a date after all
+        return None
+
+
+def _telling_times(paths: list[Path]) -> list[float] | None:
+    """The files' modification times, when they tell in what order the files were written;
+    else (a copy gave them one time: ``cp -r``, ``gsutil cp``) the times their names carry,
+    when they all carry one; None when neither spreads over _MIN_TIME_SPREAD_S."""
+    for times in ([_mtime(path) for path in paths], [_name_time(path) for path in paths]):
+        if None not in times and max(times) - min(times) >= _MIN_TIME_SPREAD_S:
+            return times
+    return None
 
 
 def _written_together(steps: list[list[float]]) -> bool | None:

@@ -905,6 +905,21 @@ def test_pictures_beside_the_samples_that_are_no_samples_are_left_out(tmp_path, 
     assert [c.source for c in scan_run(tmp_path / "sgm")] == ["samples_gs-000500_e-000000_b-000500.png"]
 
 
+def test_a_copy_that_gave_every_file_one_time_is_ordered_by_the_times_in_the_names(tmp_path):
+    """OneTrainer's names end with the step in the epoch, which starts again each epoch; the
+    step is the number that grows as the files are written. After `cp -r` (one time for all)
+    the epoch steps 0, 100, 50 were read as the steps, out of training order, without a word;
+    the names carry the time they were written."""
+    n = 0
+    for step, epoch, epoch_step in ((0, 0, 0), (100, 0, 100), (200, 1, 50)):
+        for i, prompt in enumerate(("a cat", "a dog")):
+            write_png(tmp_path / "samples" / f"{i} - {prompt}" /
+                      f"2024-05-14_10-{n:02d}-00-training-sample-{step}-{epoch}-{epoch_step}.jpg",
+                      np.zeros((8, 8, 3), np.uint8))
+            n += 1
+    assert sorted(c.step for c in scan_run(tmp_path)) == [0, 100, 200]
+
+
 def test_munit_and_ugatit_runs_give_their_iterations_not_the_2_of_a2b(tmp_path):
     """MUNIT's ``gen_a2b_train_current.jpg`` (rewritten every 100 iterations) was a checkpoint
     at step 2, before every real step; U-GAT-IT's ``selfie2anime_params_latest.pt`` was an
