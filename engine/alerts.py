@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from stores.format import json_number
+
 RULE_NAMES: tuple[str, ...] = ("collapse", "memorisation", "fd_rising", "label_drift", "probe_drift", "convergence")
 
 _D_TOKENS = {"d", "disc", "dis", "discriminator", "critic"}
@@ -40,12 +42,9 @@ class Alert:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"step", "rule", "value", "message"}`` (what ``info --json`` lists); a value that
-        is not finite (a NaN loss) is None: JSON has no NaN, and strict parsers refused the file."""
-        record = asdict(self)
-        if not math.isfinite(record["value"]):
-            record["value"] = None
-        return record
+        """``{"step", "rule", "value", "message"}`` (what ``info --json`` lists); a NaN value
+        (a NaN loss) is None (:func:`stores.format.json_number`)."""
+        return {**asdict(self), "value": json_number(self.value)}
 
 
 @dataclass(frozen=True, slots=True)

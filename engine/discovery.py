@@ -872,11 +872,14 @@ def _epoch_batch_steps(files: list[Path]) -> dict[Path, int]:
         ordered = [pair for _, pair in sorted(zip(times, [(e, b) for e, b, _, _ in members]))]
         restarts = any(b2 < b1 for (_, b1), (_, b2) in zip(ordered, ordered[1:]))
         if restarts and all(a < b for a, b in zip(ordered, ordered[1:])):
-            scale = 10 ** max(digits for _, _, digits, _ in members)
-            steps.update({path: epoch * scale + batch for epoch, batch, _, path in members})
+            steps.update(_epoch_major(members))
     return steps
 
 
+def _epoch_major(members: list[tuple[int, int, int, Path]]) -> dict[Path, int]:
+    """(epoch, count in the epoch, its digits, path) -> epoch x 10^digits + count: training order."""
+    scale = 10 ** max(digits for _, _, digits, _ in members)
+    return {path: epoch * scale + count for epoch, count, _, path in members}
 
 
 def _steps_in_epochs(files: list[Path]) -> dict[Path, int]:
@@ -900,8 +903,7 @@ def _steps_in_epochs(files: list[Path]) -> dict[Path, int]:
             by_epoch.setdefault(epoch, []).append(step)
         epochs = sorted(by_epoch)
         if any(max(by_epoch[a]) >= min(by_epoch[b]) for a, b in zip(epochs, epochs[1:])):
-            scale = 10 ** max(digits for _, _, digits, _ in members)
-            steps.update({path: epoch * scale + step for epoch, step, _, path in members})
+            steps.update(_epoch_major(members))
     return steps
 
 

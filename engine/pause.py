@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from stores.format import json_number
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,7 @@ def _alert_dict(alert: Any) -> dict[str, Any]:
     missing = {"step", "rule", "value", "message"} - set(d)
     if missing:
         raise ValueError(f"Expected an alert with step, rule, value and message. Got it without {sorted(missing)} instead.")
-    if isinstance(d["value"], float) and not math.isfinite(d["value"]):
-        d["value"] = None  # a NaN loss: JSON has none (strict readers refused the file)
-    return d
+    return {**d, "value": json_number(d["value"])}
 
 
 def pause_path(run_dir: str | os.PathLike) -> Path:

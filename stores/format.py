@@ -5,6 +5,7 @@ Everything a reader needs is written into the store's root attributes too, so a 
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 SCHEMA = "evowatch-store"
@@ -51,6 +52,12 @@ OPTIONAL_CHECKPOINT_ARRAYS = {
                      "commit: a reader of the first c checkpoints reads this one as superseded only when "
                      "0 <= superseded_by < c, so it never sees two versions current or none (int32)",
 }
+
+def json_number(value: object) -> object:
+    """``value``, or None where JSON has no number for it (NaN, ±inf: a NaN loss's alert);
+    written bare, strict parsers refused info --json, the pause file and zarr.json."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
 
 # Files that could not be read: recorded, never fatal.
 WARNING_ARRAYS = {

@@ -16,7 +16,6 @@ import errno
 import functools
 import glob
 import logging
-import math
 import os
 import re
 import shutil
@@ -418,13 +417,9 @@ class StoreReader:
             "metric_steps": len(metrics.get("step", [])),
             "latest_metrics": latest,
             "scalars": self.scalar_names(),
-            "alerts": [{**a, "value": a["value"] if _finite(a.get("value")) else None}  # NaN: an older store's
+            "alerts": [{**a, "value": fmt.json_number(a.get("value"))}  # NaN: an older store's
                        for a in self.attrs.get("alerts", [])],
         }
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _folders_above(source: str) -> list[str]:
