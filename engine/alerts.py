@@ -94,6 +94,12 @@ class AlertRules:
     loss_recent_min: int = 5
     d_loss_names: tuple[str, ...] = ()
     g_loss_names: tuple[str, ...] = ()
+    # convergence from the samples (no losses needed): over the last stall_checkpoints
+    # checkpoints no step's precision reached stall_max_precision and FD's median over the
+    # window's second half is not stall_min_fd_gain below its first half's
+    stall_checkpoints: int = 8
+    stall_max_precision: float = 0.05
+    stall_min_fd_gain: float = 0.1
 
     def __post_init__(self) -> None:
         unknown = set(self.enabled) - set(RULE_NAMES)
@@ -101,6 +107,8 @@ class AlertRules:
             raise ValueError(f"Expected rule names among {RULE_NAMES}. Got {sorted(unknown)} instead.")
         if self.fd_rising_k < 1:
             raise ValueError(f"Expected fd_rising_k >= 1. Got {self.fd_rising_k} instead.")
+        if self.stall_checkpoints < 2:
+            raise ValueError(f"Expected stall_checkpoints >= 2. Got {self.stall_checkpoints} instead.")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "AlertRules":
@@ -400,8 +408,35 @@ def _series(losses: Losses, name: str, upto: float) -> np.ndarray:
 
 
 def _convergence(hist: list[Mapping], rules: AlertRules, losses: Losses | None) -> Alert | None:
-    if not losses:
+    return (_loss_failure(hist, rules, losses) if losses else None) or _no_progress(hist, rules)
+
+
+def _no_progress(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    """Convergence failure seen in the samples, for runs that log no losses: for the last
+    ``stall_checkpoints`` checkpoints no sample looked like the data (precision under
+    ``stall_max_precision``) and FD did not fall. A healthy run's FD falls steadily long
+    before its precision rises (1.26 -> 0.30 over the 10 checkpoints at precision 0 of a
+    slowly learning run), while noise throughout keeps FD flat (1.62-1.67 over 20)."""
+    window = hist[-rules.stall_checkpoints:]
+    if len(hist) < rules.stall_checkpoints:
         return None
+    precision = [_get(r, "precision") for r in window]
+    fd = [_get(r, "fd") for r in window]
+    if not _finite(*precision, *fd) or max(precision) >= rules.stall_max_precision:
+        return None
+    half = len(window) // 2
+    before, after = float(np.median(fd[:half])), float(np.median(fd[-half:]))
+    if after < (1.0 - rules.stall_min_fd_gain) * before:
+        return None
+    s0, s1 = int(window[0]["step"]), int(window[-1]["step"])
+    return Alert(s1, "convergence", precision[-1],
+                 f"no progress from step {s0} to {s1}: in {len(window)} checkpoints no sample looked like the "
+                 f"real data (precision at most {max(precision):.2f}) and FD did not fall (median {before:.3g} -> "
+                 f"{after:.3g}); the model may have failed to converge")
+
+
+def _loss_failure(hist: list[Mapping], rules: AlertRules, losses: Losses) -> Alert | None:
+    """A non-finite loss since the previous checkpoint, or the discriminator winning."""
     cur = hist[-1]
     step = int(cur["step"])
     prev_step = int(hist[-2]["step"]) if len(hist) > 1 else -math.inf

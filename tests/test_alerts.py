@@ -382,6 +382,23 @@ def test_convergence_from_losses():
     assert "discriminator loss 'Loss_D' collapsed" in alert.message and "'Loss_G' climbed" in alert.message
 
 
+def test_a_run_that_never_converges_is_reported_from_its_samples():
+    """Samples that stay untrained-looking at every checkpoint (precision 0, FD flat) raised
+    nothing without logged losses. A slower learner, still unrealistic for as long, is not
+    reported: its FD falls."""
+    w = World(seed=3, n_real=1500, n_hold=150)
+    stuck = [w.metrics(t, *w.draw(N_GEN, alpha=0.2, sigma=SIGMA * 2.5)) for t in range(10)]
+    assert first_alert(stuck, "convergence") == DEFAULT_RULES.stall_checkpoints - 1
+    alert = next(a for a in evaluate_alerts(stuck) if a.rule == "convergence")
+    assert alert.message.startswith("no progress from step 2000 to 9000: in 8 checkpoints no sample")
+    slow = []
+    for t in range(14):
+        q = min(1.0, t / 40)
+        slow.append(w.metrics(t, *w.draw(N_GEN, alpha=0.2 + 0.8 * q, sigma=SIGMA * (2.5 - 1.5 * q))))
+    assert max(r["precision"] for r in slow) < DEFAULT_RULES.stall_max_precision
+    assert first_alert(slow, "convergence") is None
+
+
 def test_convergence_nan_loss(tmp_path):
     steps = np.arange(0, 300, 10, dtype=float)
     g = np.ones(len(steps))
