@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,7 @@ class Signals:
             basis = [int(max(indices)), sum(b - a for a, b in ranges)]
             if step not in measured or measured[step] not in (None, basis):  # new, rewritten, or joined
                 self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
+        self._late_losses(store, losses)
 
     # --- trainer scalars ------------------------------------------------------------
     def _update_scalars(self, store: StoreWriter) -> dict:
@@ -235,12 +236,37 @@ class Signals:
         previous_step = max((h["step"] for h in history if h["step"] < step), default=None)
         ongoing = {a["rule"] for a in stored if a["step"] == previous_step}
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
+        self._act(store, stored, [alert for alert in fired if alert.rule not in ongoing], fired)  # still holding: acted on at onset
+
+    def _late_losses(self, store: StoreWriter, losses: dict) -> None:
+        """Losses logged after the newest measured checkpoint: a NaN there (a run that diverged,
+        and may never write another checkpoint) is said now, not at the next checkpoint. The
+        alert holds at that checkpoint (its message names the loss's step), so the next
+        checkpoint, which sees the same losses, does not announce it again."""
+        if not losses or "convergence" not in self.rules.enabled:
+            return
+        table = store.step_metrics()
+        if not table or not len(table["step"]):
+            return
+        newest = int(np.max(table["step"]))
+        last_logged = max((int(np.max(s)) for s, _ in losses.values() if len(s)), default=newest)
+        stored = list(store.attrs.get("alerts", []))
+        if last_logged <= newest or any(a["step"] == newest and a["rule"] == "convergence" for a in stored):
+            return
+        history = [{"step": int(s)} for s in table["step"]] + [{"step": last_logged}]
+        fired = [replace(alert, step=newest, message=f"{alert.message}, after the newest checkpoint (step {newest})")
+                 for alert in evaluate_alerts(history, replace(self.rules, enabled=("convergence",)), losses)]
+        if fired:
+            stored += [a.to_dict() for a in fired]
+            self._act(store, stored, fired, [a for a in stored if a["step"] == newest])
+
+    def _act(self, store: StoreWriter, stored: list[dict], onsets: list[Alert], of_step: Sequence) -> None:
+        """Store the alert list; announce each onset, and pause naming every alert of its step."""
         store.set_alerts(sorted(stored, key=lambda a: (a["step"], a["rule"])))
-        onsets = [alert for alert in fired if alert.rule not in ongoing]  # still holding: acted on at onset
         for alert in onsets:
             self._announce(alert)
         if onsets and self.pause_on_alert:
-            write_pause(self.run_dir, fired)  # one pause naming every alert of the step
+            write_pause(self.run_dir, of_step)  # one pause naming every alert of the step
 
     def _announce(self, alert: Alert) -> None:
         print(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}", file=sys.stderr)

@@ -243,7 +243,9 @@ class Watcher:
             self._say_nothing_found()
         if not jobs:
             self._references_checked = True
-            if first_pass:  # a store left before its layout or signals were done (Ctrl-C, --no-metrics)
+            # a store left before its layout or signals were done (Ctrl-C, --no-metrics); live,
+            # trainer logs grown since the newest checkpoint (a NaN loss is said at once)
+            if first_pass or self.live:
                 self._run_hooks([])
             return []
         results: list[IngestResult] = []

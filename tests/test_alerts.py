@@ -528,8 +528,6 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     """A step first read half-written (a live watch of per-sample files or tags) or rewritten
     in place raised an alert that stayed in the store after the step, measured again, was
     healthy: `info --json` kept saying the run collapsed there."""
-    from PIL import Image
-
     from engine.cli import main
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
@@ -538,11 +536,7 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     run, store = tmp_path / "run", tmp_path / "s.zarr"
 
     def write(step: int, images: np.ndarray) -> None:
-        folder = run / f"step_{step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images):
-            Image.fromarray(image).save(folder / f"{i:02d}.png")
-            os.utime(folder / f"{i:02d}.png", (time.time() - 60,) * 2)
+        write_step(run, step, images)
 
     for step in (0, 100):
         write(step, smooth_images(rng, 8, 32))
@@ -554,3 +548,81 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     write(200, smooth_images(rng, 8, 32))  # the step rewritten: diverse
     assert main(argv) == 0
     assert StoreReader(store).attrs["alerts"] == []
+
+
+def write_step(run, step: int, images: np.ndarray) -> None:
+    """A checkpoint folder of PNGs, written a minute ago (settled)."""
+    from PIL import Image
+
+    folder = run / f"step_{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+        os.utime(folder / f"{i:02d}.png", (time.time() - 60,) * 2)
+
+
+def log_losses(run, steps, loss_g) -> None:
+    with open(run / "log.jsonl", "a") as fh:
+        for step in steps:
+            fh.write(json.dumps({"step": step, "loss_d": 0.7, "loss_g": loss_g}) + "\n")
+
+
+def test_a_nan_loss_after_the_newest_checkpoint_is_said_at_once(tmp_path, capsys):
+    """A trainer that diverged after its last checkpoint (and may never write another) was
+    reported only when the next checkpoint came: NaN losses were not read before."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (0, 100, 200):
+        write_step(run, step, smooth_images(rng, 8, 32))
+    log_losses(run, range(0, 210, 10), 1.0)
+    log_losses(run, (250, 260), float("nan"))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+            "--no-layout", "--pause-on-alert"]
+    assert main(argv) == 0
+    said = "ALERT step 200 [convergence] loss 'loss_g' became nan at step 250, after the newest checkpoint (step 200)"
+    assert said in capsys.readouterr().err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "convergence")]
+    assert json.loads((run / "EVOWATCH_PAUSE").read_text())["rule"] == "convergence"
+    write_step(run, 300, smooth_images(rng, 8, 32))  # training went on: the next checkpoint sees the same NaN
+    assert main(argv) == 0
+    assert "[convergence]" not in capsys.readouterr().err  # announced once
+    assert [a["step"] for a in StoreReader(store).attrs["alerts"]] == [200, 300]
+
+
+def test_a_live_watch_reads_losses_logged_between_checkpoints(tmp_path):
+    from engine.cli import build_parser
+    from engine.session import open_session
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(1)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (0, 100):
+        write_step(run, step, smooth_images(rng, 8, 32))
+    log_losses(run, range(0, 110, 10), 1.0)
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                      "--settle", "0", "--workers", "0"])
+    stop = threading.Event()
+    with open_session(args) as watcher:
+        watcher.config.tick = 0.1
+        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+        thread.start()
+        try:
+            def alerts():
+                return StoreReader(store).attrs.get("alerts", []) if store.exists() else []
+
+            deadline = time.time() + 30
+            while not (store.exists() and len(StoreReader(store).step_metrics().get("step", ())) == 2) and time.time() < deadline:
+                time.sleep(0.1)
+            assert alerts() == []
+            log_losses(run, (110,), float("inf"))
+            while not alerts() and time.time() < deadline:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert [(a["step"], a["rule"]) for a in alerts()] == [(100, "convergence")]
