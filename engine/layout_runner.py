@@ -30,13 +30,20 @@ def _state(store: StoreWriter, start: int, stop: int) -> StepState:
                      vectors=store.samples("embedding", rows).astype(np.float32))
 
 
-def _previous(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int) -> int | None:
-    """The latest laid-out, current generated checkpoint with a smaller step."""
+def _previous(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int, params: LayoutParams) -> int | None:
+    """The latest laid-out, current generated checkpoint with a smaller step, passing over
+    ones too small to anchor it: every sample of a 300-sample step after a 3-sample one got
+    the same anchor (the mean of all 3), was pulled back to it, and the alignment to the
+    step before was lost. Large enough is twice the anchors' neighbours, or the new step's
+    size; the latest of all when none is."""
     step = ckpt["step"][index]
     candidates = np.flatnonzero(laid_out & current & (ckpt["kind"] == GENERATED) & (ckpt["step"] < step))
     if not len(candidates):
         return None
-    return int(candidates[np.argmax(ckpt["step"][candidates])])
+    sizes = ckpt["row_stop"] - ckpt["row_start"]
+    enough = min(int(sizes[index]), 2 * params.init_neighbours)
+    latest_first = candidates[np.argsort(-ckpt["step"][candidates], kind="stable")]
+    return int(next((c for c in latest_first if sizes[c] >= enough), latest_first[0]))
 
 
 def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int:
@@ -56,7 +63,7 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
         laid_out = ckpt["row_stop"] <= store.layout_rows
         previous = None
         if ckpt["kind"][index] == GENERATED:
-            prev_index = _previous(ckpt, laid_out, current, index)
+            prev_index = _previous(ckpt, laid_out, current, index, params)
             if prev_index is not None:
                 previous = _state(store, int(ckpt["row_start"][prev_index]), int(ckpt["row_stop"][prev_index]))
         began = time.perf_counter()

@@ -69,6 +69,27 @@ def test_a_full_recompute_places_steps_too_small_for_a_tsne_of_their_own(tmp_pat
     assert (own < 0.25 * typical).all(), (own, typical)
 
 
+def test_a_step_is_anchored_past_steps_too_small_to_anchor_it(tmp_path):
+    """Steps of 120, 3, 1 then 3 and 120 samples: every sample of the last step got the mean of
+    the 3 before as its anchor, was pulled back to it, and its alignment with the first step
+    was no better than chance; the 3 distinct samples after the 1-sample step were stored at
+    one point (their jitter was below float32's resolution)."""
+    from engine.layout_runner import update_layout
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(4, 16))
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step, n in ((100, 120), (200, 3), (300, 1), (400, 3), (500, 120)):
+            add_step(store, step, centres, rng, 0.5, n=n)
+        update_layout(store)
+        xy = store.layout_xy()
+    assert len(np.unique(xy[124:127], axis=0)) == 3
+    err = alignment_error(xy[:120], np.arange(120), xy[127:247], np.arange(120))
+    shuffled = alignment_error(xy[:120], np.arange(120), xy[127:247], rng.permutation(120))
+    assert err < 0.5 * shuffled, (err, shuffled)
+
+
 def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, monkeypatch):
     """It said 'choose a writable --store', an option `layout` does not have."""
     import errno

@@ -137,6 +137,10 @@ def anchor_operator(vectors: np.ndarray, instances: np.ndarray, prev_vectors: np
         hit = (instances >= 0) & (ids[pos] == instances)
         cols[hit] = id_rows[pos[hit]]
     matched = cols >= 0
+    if not _ids_follow_samples(vectors[matched], prev_vectors[cols[matched]]):
+        log.debug("instance ids do not follow the samples from the previous step (fresh noise at each "
+                  "checkpoint?): anchored by nearest neighbours instead")
+        cols[:], matched[:] = -1, False
     r = [rows[matched]]
     c = [cols[matched]]
     w = [np.ones(matched.sum())]
@@ -148,6 +152,32 @@ def anchor_operator(vectors: np.ndarray, instances: np.ndarray, prev_vectors: np
         c.append(idx.reshape(-1))
         w.append(np.full(len(todo) * kk, 1.0 / kk))
     return sp.csr_matrix((np.concatenate(w), (np.concatenate(r), np.concatenate(c))), shape=(n, n_prev))
+
+
+#: Matched pairs below which the ids are taken as given (too few to test).
+MIN_TESTED_IDS = 5
+#: Same-id pairs ranked over this many standard deviations closer than chance follow samples.
+IDS_FOLLOW_Z = 3.0
+
+
+def _ids_follow_samples(now: np.ndarray, before: np.ndarray, most: int = 512) -> bool:
+    """Whether the samples sharing an instance id across two steps are the same sample drawn
+    again (a fixed noise batch) rather than unrelated ones (fresh noise at every checkpoint,
+    whose grid tiles and tensor rows still carry indices). Each sample's same-id partner is
+    ranked among the other matched previous samples by similarity; unrelated ids rank at
+    0.5 on average, followed ones near 0. Anchoring samples to an unrelated sample's place
+    left 100 iterations unable to untangle the map (neighbourhood preservation 0.08 against
+    an independent t-SNE's 0.66)."""
+    m = len(now)
+    if m < MIN_TESTED_IDS:
+        return True
+    pick = np.sort(np.random.default_rng(0).choice(m, most, replace=False)) if m > most else np.arange(m)
+    sims = np.asarray(now[pick], np.float64) @ np.asarray(before[pick], np.float64).T
+    same = np.diag(sims)[:, None]
+    others = ~np.eye(len(pick), dtype=bool)
+    rank = ((sims > same) & others).sum(axis=1) + 0.5 * ((sims == same) & others).sum(axis=1)
+    mean_rank = float(np.mean(rank / (len(pick) - 1)))
+    return (0.5 - mean_rank) * np.sqrt(12 * len(pick)) >= IDS_FOLLOW_Z
 
 
 BH_MAX_SAMPLES = 10_000
@@ -196,7 +226,7 @@ def _descend(y: np.ndarray, gradient: Callable[[np.ndarray], np.ndarray], n_iter
         gains = np.where(flipped, gains + 0.2, gains * 0.8 + 0.01)
         update = momentum * update - learning_rate * gains * g
         norms = np.linalg.norm(update, axis=1, keepdims=True)
-        np.multiply(update, max_step_norm / norms, out=update, where=norms > max_step_norm)
+        update *= max_step_norm / np.maximum(norms, max_step_norm)  # clip, no division by a zero norm
         y += update
         if align is not None:
             align(y)
@@ -219,10 +249,12 @@ def _radius(y: np.ndarray) -> float:
     return r if r > 0 else 1.0
 
 
-def _jitter(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Tiny noise so samples sharing an anchor (duplicates, same neighbours) can separate."""
+def _jitter(y: np.ndarray, rng: np.random.Generator, radius: float | None = None) -> np.ndarray:
+    """Tiny noise so samples sharing an anchor (duplicates, same neighbours) can separate,
+    1e-4 of ``radius`` (the previous step's: anchors that all coincide have no spread of
+    their own, and noise of their 1e-8 floor was lost in the stored float32)."""
     scale = float(np.sqrt(np.mean(np.sum((y - y.mean(axis=0)) ** 2, axis=1)))) if len(y) else 0.0
-    return y + rng.normal(scale=1e-4 * max(scale, 1e-4), size=y.shape)
+    return y + rng.normal(scale=1e-4 * max(scale, radius or 0.0, 1e-4), size=y.shape)
 
 
 def _start(x: np.ndarray, random_state: int) -> np.ndarray:
@@ -249,10 +281,10 @@ def _cold(x: np.ndarray, P: sp.csr_matrix, params: LayoutParams) -> np.ndarray:
                     params.momentum, params.max_step_norm, centre=True)
 
 
-def _tiny(x: np.ndarray, anchor: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+def _tiny(x: np.ndarray, anchor: np.ndarray | None, rng: np.random.Generator, radius: float) -> np.ndarray:
     """Fewer than 5 samples: no t-SNE; sit on the anchors, or on a small circle."""
     if anchor is not None:
-        return _jitter(anchor, rng)
+        return _jitter(anchor, rng, radius)
     angle = 2 * np.pi * np.arange(len(x)) / max(len(x), 1)
     return np.stack([np.cos(angle), np.sin(angle)], axis=1) * (len(x) > 1)
 
@@ -282,15 +314,16 @@ def layout_step(vectors: np.ndarray, instances, previous: StepState | None = Non
     warm = previous is not None and len(previous) > 0
     if n == 0:
         return StepState(np.zeros((0, 2), np.float32), inst, x)
-    anchor = None
+    anchor, radius = None, None
     if warm:
         A = anchor_operator(x, inst, previous.vectors, previous.instances, params.init_neighbours)
         prev_xy = np.asarray(previous.xy, dtype=np.float64)
         centre = prev_xy.mean(axis=0)
-        shape = A @ ((prev_xy - centre) / _radius(prev_xy))   # A_t U_{t-1}: anchors in band radii
-        anchor = centre + _radius(prev_xy) * shape
+        radius = _radius(prev_xy)
+        shape = A @ ((prev_xy - centre) / radius)   # A_t U_{t-1}: anchors in band radii
+        anchor = centre + radius * shape
     if n < MIN_TSNE_SAMPLES:
-        return StepState(_tiny(x, anchor, rng).astype(np.float32), inst, x)
+        return StepState(_tiny(x, anchor, rng, radius).astype(np.float32), inst, x)
     P = tsne_affinities(x, params.perplexity, params.n_jobs).P
     if not warm:
         y = _cold(x, P, params)
@@ -301,7 +334,7 @@ def layout_step(vectors: np.ndarray, instances, previous: StepState | None = Non
             r = _radius(v)
             v -= _pull(params.alignment, r) * (v - centre - r * shape)
 
-        y = _descend(_jitter(anchor, rng), lambda v: grad(v, P), params.n_iter, float(n),
+        y = _descend(_jitter(anchor, rng, radius), lambda v: grad(v, P), params.n_iter, float(n),
                      params.momentum, params.max_step_norm, centre=False,
                      align=align if params.alignment > 0 else None)
     kl = _kl(_method(params, n), params.n_jobs, y, P)
@@ -340,7 +373,7 @@ def layout_full(vectors_per_step: Sequence[np.ndarray], instances_per_step: Sequ
     if init is None:
         ys = [_start(xs[0], params.random_state)]
         for t in range(1, T):
-            ys.append(_jitter(As[t] @ ys[t - 1], rng))
+            ys.append(_jitter(As[t] @ ys[t - 1], rng, _radius(ys[t - 1])))
     else:
         if len(init) != T:
             raise ValueError(f"Expected an init per step ({T}). Got {len(init)} instead.")
