@@ -21,7 +21,7 @@ from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
 
-GENERATED = KIND_CODES["generated"]
+GENERATED, REAL, HOLDOUT = KIND_CODES["generated"], KIND_CODES["real"], KIND_CODES["holdout"]
 
 
 def _state(store: StoreWriter, start: int, stop: int) -> StepState:
@@ -46,6 +46,18 @@ def _previous(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int,
     return int(next((c for c in latest_first if sizes[c] >= enough), latest_first[0]))
 
 
+def _real_set(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int) -> int | None:
+    """What a held-out set is anchored to: the (largest) current real set laid out. The two
+    share the reference band, and laid out apart they were two unrelated maps on top of each
+    other: a held-out image sat no nearer its identical real copy than any real image."""
+    if ckpt["kind"][index] != HOLDOUT:
+        return None
+    candidates = np.flatnonzero(laid_out & current & (ckpt["kind"] == REAL))
+    if not len(candidates):
+        return None
+    return int(candidates[np.argmax((ckpt["row_stop"] - ckpt["row_start"])[candidates])])
+
+
 def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int:
     """Lay out every committed checkpoint that has no layout yet; returns the rows added."""
     params = params or LayoutParams()
@@ -61,11 +73,10 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
         if start != store.layout_rows:
             raise RuntimeError(f"{store.path}: layout rows {store.layout_rows} do not end at a checkpoint boundary")
         laid_out = ckpt["row_stop"] <= store.layout_rows
-        previous = None
-        if ckpt["kind"][index] == GENERATED:
-            prev_index = _previous(ckpt, laid_out, current, index, params)
-            if prev_index is not None:
-                previous = _state(store, int(ckpt["row_start"][prev_index]), int(ckpt["row_stop"][prev_index]))
+        prev_index = (_previous(ckpt, laid_out, current, index, params) if ckpt["kind"][index] == GENERATED
+                      else _real_set(ckpt, laid_out, current, index))
+        previous = None if prev_index is None else _state(store, int(ckpt["row_start"][prev_index]),
+                                                           int(ckpt["row_stop"][prev_index]))
         began = time.perf_counter()
         vectors = store.samples("embedding", slice(start, stop)).astype(np.float32)
         instances = store.samples("instance", slice(start, stop)).astype(np.int64)
@@ -114,8 +125,11 @@ def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> 
         r = rows(index)
         if r.stop == r.start:
             continue
-        if index not in solved:  # reference sets and superseded versions: their own step, as incrementally
+        if index not in solved:  # reference sets and superseded versions: laid out as incrementally
+            done = np.isin(np.arange(len(ckpt["step"])), list(solved))
+            real = _real_set(ckpt, done, current, index)
+            anchor = None if real is None else replace(state(real), xy=solved[real])
             solved[index] = layout_step(store.samples("embedding", r).astype(np.float32),
-                                        store.samples("instance", r).astype(np.int64), None, params).xy
+                                        store.samples("instance", r).astype(np.int64), anchor, params).xy
         store.commit_layout(solved[index], r.start)
     return store.layout_rows

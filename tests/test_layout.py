@@ -223,6 +223,21 @@ def test_placement_bands_and_rings(ours, layout):
     np.testing.assert_array_equal(place(ours[1].xy, 1, layout), place(ours[1].xy, np.ones(SAMPLES, int), layout))
 
 
+@pytest.mark.parametrize("layout", ["rectilinear", "radial"])
+def test_each_solution_of_a_band_is_normalised_on_its_own(ours, layout):
+    """A step's superseded version (or the held-out set beside the real one) is a t-SNE of its
+    own, at its own scale: normalised together, a current version of a quarter the scale was
+    drawn at radius 0.58 instead of 1."""
+    xy = np.vstack([ours[1].xy, 4.0 * ours[2].xy + 50.0])
+    steps = np.zeros(2 * SAMPLES, int)
+    solution = np.repeat([7, 3], SAMPLES)
+    out = place(xy, steps, layout, groups=solution)
+    alone = place(ours[1].xy, 0, layout)
+    np.testing.assert_allclose(out[:SAMPLES], alone, atol=1e-5)
+    np.testing.assert_allclose(out[SAMPLES:], place(ours[2].xy, 0, layout), atol=1e-5)
+    assert not np.allclose(place(xy, steps, layout)[:SAMPLES], alone, atol=1e-2)  # one solution: shrunk
+
+
 def test_full_layout_matches_the_incremental_objective(run, independent):
     xys = layout_full(run.vectors[:4], run.instances[:4], LayoutParams(first_n_iter=300, random_state=0))
     assert [x.shape for x in xys] == [(SAMPLES, 2)] * 4

@@ -90,6 +90,32 @@ def test_a_step_is_anchored_past_steps_too_small_to_anchor_it(tmp_path):
     assert err < 0.5 * shuffled, (err, shuffled)
 
 
+def test_the_held_out_set_is_laid_out_on_the_real_sets_map(tmp_path):
+    """The real and held-out sets share the reference band; laid out apart, they were two
+    unrelated maps drawn over each other (a held-out image no nearer its identical real copy
+    than any real image). The held-out set is anchored to the real set's map."""
+    from engine.layout import place
+    from engine.layout_runner import recompute_layout, update_layout
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(6, 16))
+    real = centres[np.arange(150) % 6] + 0.5 * rng.normal(size=(150, 16))
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for kind, vectors in (("real", real), ("holdout", real[:60])):  # held-out: copies of 60 real images
+            n = len(vectors)
+            with store.checkpoint(-1, kind, f"h{kind}", kind=kind) as tx:
+                tx.add(vectors, [-1] * n, [None] * n, np.zeros((n, 4, 4, 3), np.uint8), [f"{i}.png" for i in range(n)])
+        for lay_out in (update_layout, recompute_layout):
+            store.reset_layout()
+            lay_out(store)
+            xy = place(store.layout_xy(), -1, groups=np.repeat([0, 1], [150, 60]))
+            twin = np.median(np.linalg.norm(xy[150:] - xy[:60], axis=1))
+            anyone = np.median(np.linalg.norm(xy[150:] - xy[rng.permutation(150)[:60]], axis=1))
+            assert twin < 0.3 * anyone, (lay_out.__name__, twin, anyone)
+
+
 def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, monkeypatch):
     """It said 'choose a writable --store', an option `layout` does not have."""
     import errno

@@ -154,6 +154,7 @@ class MapData:
     current: np.ndarray  # bool: not superseded
     xy: np.ndarray  # float32 (n, 2), per-step solutions before placement
     step_index: np.ndarray  # int64: ordinal of the row's step among generated steps, -1 for references
+    solution: np.ndarray  # int64: the row's checkpoint (each laid out on its own), normalised on its own
     steps: np.ndarray  # sorted generated steps present in the laid-out rows
     all_steps: np.ndarray  # sorted generated steps of all committed rows
     labels: tuple[str, ...]
@@ -195,15 +196,23 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     all_steps = np.unique(all_step[(all_kind == gen) & current])
     steps = np.unique(step[(kind == gen) & current[:n]])
     step_index = np.where(kind == gen, np.searchsorted(steps, step), -1).astype(np.int64)
+    solution = _checkpoint_of_rows(r.checkpoints(), n) if n else np.zeros(0, np.int64)
     cur = current[:n].copy()
-    _readonly(step, kind, label, instance, cur, xy, step_index, steps, all_steps)
+    _readonly(step, kind, label, instance, cur, xy, step_index, solution, steps, all_steps)
     return MapData(n_rows=commit.rows, n_superseded=int(np.count_nonzero(~current)),
                    n_reference=int(np.count_nonzero((all_kind != gen) & current)), step=step, kind=kind,
                    label=label, instance=instance,
-                   current=cur, xy=xy, step_index=step_index, steps=steps, all_steps=all_steps,
+                   current=cur, xy=xy, step_index=step_index, solution=solution, steps=steps, all_steps=all_steps,
                    labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
                    alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()),
                    has_real=bool((all_kind == fmt.KIND_CODES["real"]).any()))
+
+
+def _checkpoint_of_rows(ckpt: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Each of the first ``n`` rows' checkpoint index (checkpoints hold contiguous row ranges;
+    an empty one sorts before the one that starts where it does)."""
+    order = np.lexsort((ckpt["row_stop"], ckpt["row_start"]))
+    return order[np.searchsorted(ckpt["row_start"][order], np.arange(n), side="right") - 1].astype(np.int64)
 
 
 def map_data(path: str | Path, commit: Commit, laid_out: bool = True) -> MapData:
@@ -212,15 +221,15 @@ def map_data(path: str | Path, commit: Commit, laid_out: bool = True) -> MapData
     return _map_data(str(path), commit, laid_out)
 
 
-def placement(xy: np.ndarray, step_index: np.ndarray, layout: Layout) -> np.ndarray:
-    """Bands (rectilinear) or rings (radial) from the per-step solutions.
+def placement(xy: np.ndarray, step_index: np.ndarray, layout: Layout, solution: np.ndarray | None = None) -> np.ndarray:
+    """Bands (rectilinear) or rings (radial) from the per-checkpoint solutions.
 
     Uses ``engine.layout.placement.place`` (the engine's own definition, so the viewer and
     ``evowatch`` agree on the picture).
     """
     if not len(xy):
         return np.zeros((0, 2), np.float32)
-    return _engine_place()(xy, step_index, layout)
+    return _engine_place()(xy, step_index, layout, groups=solution)
 
 
 def _engine_place():
@@ -273,7 +282,7 @@ def _light_place():
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _placed(path: str, commit: Commit, layout: str) -> np.ndarray:
     d = map_data(path, commit)
-    out = placement(d.xy, d.step_index, layout)  # type: ignore[arg-type]
+    out = placement(d.xy, d.step_index, layout, d.solution)  # type: ignore[arg-type]
     _readonly(out)
     return out
 

@@ -15,9 +15,7 @@ from .quality import band_coordinates
 Layout = Literal["rectilinear", "radial"]
 
 
-
-
-def place(xy: np.ndarray, step_index, layout: Layout = "rectilinear", *, radius: float = 1.0,
+def place(xy: np.ndarray, step_index, layout: Layout = "rectilinear", *, groups=None, radius: float = 1.0,
           band_spacing: float = 6.0, ring_offset: float = 4.0, ring_width: float = 1.0,
           max_rho: float = 3.5) -> np.ndarray:
     """Map per-step solutions to map coordinates, float32 (n, 2).
@@ -36,6 +34,11 @@ def place(xy: np.ndarray, step_index, layout: Layout = "rectilinear", *, radius:
         ``ring_offset`` * (step_index + 1) + ``ring_width`` * min(rho, ``max_rho``) with rho
         the normalised distance from the origin (one ring per step, the reference in the
         centre, an instance keeps its angle; rho is clipped so rings never overlap).
+    groups
+        Optional, one int per row: the solution each row belongs to (a checkpoint: each is
+        laid out on its own), normalised on its own inside its step's band or ring. Without
+        it a step is one solution; a step's superseded versions, or the real and held-out
+        sets sharing the reference band, then shrank its current rows (radius 0.58, not 1).
     """
     y = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     steps = np.broadcast_to(np.asarray(step_index, dtype=np.int64), (len(y),))
@@ -44,15 +47,16 @@ def place(xy: np.ndarray, step_index, layout: Layout = "rectilinear", *, radius:
     if layout == "radial" and ring_offset < ring_width * max_rho:
         raise ValueError(f"Expected ring_offset >= ring_width * max_rho ({ring_width * max_rho}) so "
                          f"rings do not overlap. Got {ring_offset} instead.")
-    out = np.empty_like(y)
-    for s in np.unique(steps):
-        rows = steps == s
-        u = radius * band_coordinates(y[rows])
-        if layout == "rectilinear":
-            out[rows] = u + np.array([band_spacing * s, 0.0])
-        else:
-            rho = np.minimum(np.hypot(u[:, 0], u[:, 1]) / radius, max_rho)
-            phi = np.arctan2(u[:, 1], u[:, 0])
-            r = ring_offset * (s + 1) + ring_width * rho
-            out[rows] = np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1)
-    return out.astype(np.float32)
+    solution = steps if groups is None else np.broadcast_to(np.asarray(groups, dtype=np.int64), (len(y),))
+    u = np.empty_like(y)
+    order = np.lexsort((solution, steps))
+    cuts = np.flatnonzero((np.diff(steps[order]) != 0) | (np.diff(solution[order]) != 0)) + 1
+    for rows in np.split(order, cuts):
+        if len(rows):
+            u[rows] = radius * band_coordinates(y[rows])
+    if layout == "rectilinear":
+        return (u + np.stack([band_spacing * steps, np.zeros(len(y))], axis=1)).astype(np.float32)
+    rho = np.minimum(np.hypot(u[:, 0], u[:, 1]) / radius, max_rho)
+    phi = np.arctan2(u[:, 1], u[:, 0])
+    r = ring_offset * (steps + 1) + ring_width * rho
+    return np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1).astype(np.float32)
