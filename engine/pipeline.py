@@ -71,6 +71,8 @@ class IngestResult:
     checkpoint: Checkpoint
     rows: int
     skipped: int
+    #: False: nothing stored, to be read again by the next run (its --sampler failed)
+    stored: bool = True
 
 
 # A backlog of complete checkpoints is committed in groups: at most GROUP_ROWS rows, and no
@@ -236,8 +238,8 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
                 pass
 
 
-class _DeletedWhileRead(Exception):
-    """Rolls back a checkpoint deleted while it was read."""
+class _NotStored(Exception):
+    """Rolls back a checkpoint deleted while it was read, or whose sampler failed."""
 
 
 def _deleted(checkpoint: Checkpoint) -> bool:
@@ -264,6 +266,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
     tx_context = tx = None
     current: Start | None = None
     rows = done = 0
+    retry = False
     waiting: list[IngestResult] = []
     deadline = 0.0
     received: collections.deque = collections.deque()
@@ -283,7 +286,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
             if isinstance(item, Failed):
                 raise item.error
             if isinstance(item, Start):
-                current, rows = item, 0
+                current, rows, retry = item, 0, False
                 kind = item.checkpoint.kind
                 tx_context = store.checkpoint(item.checkpoint.step, item.checkpoint.source, item.content_hash, kind)
                 tx = tx_context.__enter__()
@@ -291,6 +294,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 if item.reason != VANISHED:  # said at the end: the whole checkpoint may be gone
                     log.warning("skipped %s: %s", item.path, item.reason)
                 tx.skip(item.path, item.reason)
+                retry = retry or item.retry
             elif isinstance(item, _Encoded):
                 c = item.columns
                 tx.add(item.vectors, c.instances, c.labels, c.thumbnails, c.paths, c.latents)
@@ -302,9 +306,17 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 gone = [path for path, reason in tx.skipped if reason == VANISHED]
                 if gone and _deleted(item.checkpoint):  # while read (rotation): its rows would be a part of it
                     log.info("%s was deleted while being read; nothing stored for it", item.checkpoint.source)
-                    tx_context.__exit__(_DeletedWhileRead, _DeletedWhileRead(), None)  # commits those waiting
+                    tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
                     tx_context = tx = None
                     yield from _committed(waiting)
+                    continue
+                if retry:  # its sampler failed: nothing stored, the next run samples it again
+                    skipped = len(tx.skipped)
+                    tx_context.__exit__(_NotStored, _NotStored(), None)
+                    tx_context = tx = None
+                    waiting.append(IngestResult(item.checkpoint, 0, skipped, stored=False))
+                    if not store.has_pending:
+                        yield from _committed(waiting)
                     continue
                 if len(gone) > 3:  # a folder emptied while read: one line, not one per file
                     log.warning("%s: %s vanished before they could be read (%s, ...): stored without them",

@@ -40,7 +40,11 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class SkippedFile:
-    """A file that could not be decoded: recorded as a warning in the store, never fatal."""
+    """A file that could not be decoded: recorded as a warning in the store, never fatal.
+    ``retry``: the failure is the reader's, not the file's (a ``--sampler`` raised: a flag
+    missing, the GPU out of memory), so nothing of its checkpoint is stored and the next run
+    reads it again; a stored empty checkpoint was never sampled again."""
 
     path: str
     reason: str
+    retry: bool = False

@@ -270,7 +270,7 @@ class Sampler:
         except Exception as exc:  # the user's code: any failure is reported, never fatal
             first = (str(exc).strip().splitlines() or [""])[0]
             reason = f"sampler {self.spec} failed: {type(exc).__name__}: {first}"[:500]
-            yield SkippedFile(path=checkpoint.source, reason=reason)
+            yield SkippedFile(path=checkpoint.source, reason=reason, retry=True)
             return
         if len(images) != self.n_samples:
             log.warning("%s: the sampler returned %d images, asked for %d", checkpoint.source, len(images), self.n_samples)

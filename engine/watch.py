@@ -121,6 +121,7 @@ class Watcher:
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
         self._replacing: set[str] = set()  # sources committed before with other content
+        self._unsampled: dict[str, str] = {}  # sources whose sampler failed, by content: not retried by this process
         self._file_counts: dict[str, int] = {}  # files of each source when it was last taken
         self._grew: Counter[str] = Counter()  # times a source was taken again with more files
         # Samples of each one-image checkpoint ingested (a grid's tiles), by series: StarGAN v2
@@ -176,6 +177,8 @@ class Watcher:
             # the same files at another step: the step read once more of the run was there
             # (CogVideoX's validation-100-0-…: the rank, 0, until a second step came)
             moved = stored == digest and stored_step != checkpoint.step
+            if digest is not None and self._unsampled.get(checkpoint.source) == digest:
+                continue
             if digest is not None and (stored != digest or moved):
                 jobs.append((checkpoint, digest))
                 if stored is not None:  # rewritten in place, a step logged again
@@ -258,6 +261,11 @@ class Watcher:
                                  samples=self._stand_in.iter_samples if self._stand_in else iter_samples):
                 results.append(result)
                 c = result.checkpoint
+                if not result.stored:
+                    self._unsampled[c.source] = self._hashes[c.source][1]
+                    log.warning("step %d (%s): nothing stored; the next run of this command samples it again "
+                                "(a live watch: once its weights or the sampler change)", c.step, c.source)
+                    continue
                 generated = c.kind == "generated"
                 note = f", {counted(result.skipped, unit)} skipped" if result.skipped else ""
                 if c.source in self._replacing:

@@ -208,13 +208,14 @@ def test_watch_sampler_aligned_errors_reported_and_resample_on_change(tmp_path, 
     assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
     reader = StoreReader(store)
     info = reader.info()
-    assert info["steps"] == [1, 2, 3, 4] and info["rows"] == 18 and info["warnings"] == 1
-    warning = reader.warnings()
-    assert warning["path"].tolist() == ["model-3.pt"]
-    reason = str(warning["reason"][0])
-    assert reason.startswith(f"sampler {spec} failed: RuntimeError: cannot build the model") and "\n" not in reason
+    # a failed sampling is not stored as an empty step: the next run samples it again
+    assert info["steps"] == [1, 2, 4] and info["rows"] == 18 and info["warnings"] == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if "model-3.pt" in line]
-    assert lines == [f"evowatch: skipped model-3.pt: {reason}"]  # one line, and the watcher went on
+    assert len(lines) == 2, lines  # the failure in one line, and the watcher went on
+    reason = lines[0].removeprefix("evowatch: skipped model-3.pt: ")
+    assert reason.startswith(f"sampler {spec} failed: RuntimeError: cannot build the model")
+    assert lines[1] == ("evowatch: step 3 (model-3.pt): nothing stored; the next run of this command samples it "
+                        "again (a live watch: once its weights or the sampler change)")
 
     # Instance ids align: row i is noise row i at every step (same seed), scaled by the weights.
     steps, instances = reader.samples("step"), reader.samples("instance")
@@ -230,9 +231,11 @@ def test_watch_sampler_aligned_errors_reported_and_resample_on_change(tmp_path, 
     assert identity["spec"] == spec and identity["seed"] == 7 and identity["n_samples"] == 6
     assert identity["file_hash"] and identity["trust_checkpoints"] is False
 
-    # Idempotent; then a changed sampler resamples every checkpoint (old rows superseded).
+    # Idempotent (the failing one is tried again); then a changed sampler resamples every
+    # checkpoint (old rows superseded).
     assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
     assert StoreReader(store).n_rows == 18
+    assert "skipped model-3.pt: sampler" in capsys.readouterr().err
     sampler_file.write_text(SAMPLER_SOURCE.replace("weights.get(\"broken\")", "False and weights.get(\"broken\")"))
     assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
     after = StoreReader(store)
@@ -242,6 +245,29 @@ def test_watch_sampler_aligned_errors_reported_and_resample_on_change(tmp_path, 
     os.utime(run / "model-4.pt", ns=(1_600_000_000 * 10**9,) * 2)  # settled, and a new version
     assert watch(run, store, "--sampler", spec, "--samples-per-checkpoint", "6", "--sampler-seed", "7") == 0
     assert StoreReader(store).n_rows == 18 + 24 + 6
+
+
+def test_a_live_watch_does_not_sample_a_failing_checkpoint_again_and_again(tmp_path, sampler_file):
+    """Not stored, a checkpoint whose sampler failed would be found again at every pass of a
+    live watch (every tick): it is tried again only once its weights or the sampler change."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    weights(run / "model-1.pt", scale=1.0)
+    weights(run / "model-2.pt", scale=1.0, broken=True)
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-metrics",
+                                      "--no-layout", "--settle", "0", "--sampler", f"{sampler_file}:sample",
+                                      "--samples-per-checkpoint", "2"])
+    with open_session(args) as watcher:
+        calls = watcher.config.sampler.function.__globals__["CALLS"]
+        watcher.run_once()
+        watcher.run_once()
+        assert [Path(c[0]).name for c in calls] == ["model-1.pt", "model-2.pt"]
+        weights(run / "model-2.pt", scale=1.0)  # fixed: a new version
+        os.utime(run / "model-2.pt", ns=(1_600_000_000 * 10**9,) * 2)
+        watcher.run_once()
+        assert [Path(c[0]).name for c in calls][-1] == "model-2.pt" and watcher.store.n_rows == 4
 
 
 def test_sampler_that_ignores_the_seed_is_still_aligned(tmp_path, sampler_file):
@@ -262,7 +288,7 @@ class Pickled:  # a full Python object in a checkpoint: weights_only refuses it
         self.scale = 1.0
 
 
-def test_load_checkpoint_is_safe_by_default(tmp_path, sampler_file):
+def test_load_checkpoint_is_safe_by_default(tmp_path, sampler_file, capsys):
     path = tmp_path / "run" / "model-1.pt"
     path.parent.mkdir()
     torch.save({"net": Pickled(), "scale": torch.tensor(1.0)}, path)
@@ -271,16 +297,17 @@ def test_load_checkpoint_is_safe_by_default(tmp_path, sampler_file):
         load_checkpoint(path)
     assert isinstance(load_checkpoint(path, trusted=True)["net"], Pickled)
 
-    # Through the watcher: refused (one skipped file), then allowed with --trust-checkpoints.
+    # Through the watcher: refused (one skipped file), then, the same command with
+    # --trust-checkpoints into the same store, sampled (the refused step was stored empty and
+    # never sampled again, whatever the flag).
     store = tmp_path / "s.zarr"
     assert watch(path.parent, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2") == 0
-    reader = StoreReader(store)
-    assert reader.n_rows == 0 and "--trust-checkpoints" in str(reader.warnings()["reason"][0])
-    trusted = tmp_path / "t.zarr"
-    assert watch(path.parent, trusted, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2",
+    assert "pass --trust-checkpoints" in capsys.readouterr().err
+    assert not store.exists() or StoreReader(store).n_rows == 0
+    assert watch(path.parent, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2",
                  "--trust-checkpoints") == 0
-    assert StoreReader(trusted).n_rows == 2
-    assert StoreReader(trusted).attrs["history"][-1]["sampler"]["trust_checkpoints"] is True
+    assert StoreReader(store).n_rows == 2
+    assert StoreReader(store).attrs["history"][-1]["sampler"]["trust_checkpoints"] is True
 
 
 def test_load_checkpoint_folder(tmp_path):
