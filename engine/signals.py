@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
-from engine.metrics import METRICS_VERSION, ReferenceStats, compute_step, encode_probes, mean_pairwise_cosine_distance, probe_scores, vendi_score
+from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
+                            mean_pairwise_cosine_distance, probe_scores, vendi_score)
 from engine.pause import run_on_alert, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
@@ -61,6 +62,23 @@ def _warn_small_references(key: tuple, counts: dict[str, int]) -> None:
             log.warning("--%s %s: %d readable sample%s, fewer than %d: %s are not measured; give it a folder "
                         "of images (hundreds for stable figures)", kind, ", ".join(sources), n, "" if n == 1 else "s",
                         MIN_REFERENCE, _NEEDS[kind])
+
+
+def _fresh_holdout(real: np.ndarray, holdout: np.ndarray, sources: str) -> np.ndarray | None:
+    """The held-out samples that are not also real (training) ones. A --holdout given the
+    --real folder, or sharing images with it, calibrates the near-copy rate on copies: every
+    sample then looks as close to training data as a held-out one is, and a run copying its
+    training images raised no memorisation alert (near_copy_frac 0). Those are left out, said
+    once; too few left turns memorisation off."""
+    nearest = knn_distances(holdout, real, 1)[:, 0]
+    same = nearest <= 1e-3 * float(np.median(np.linalg.norm(real, axis=1)))
+    if not same.any():
+        return holdout
+    left = int(np.count_nonzero(~same))
+    log.warning("--holdout %s: %s of %s held-out samples are also in --real (the same images): a held-out set "
+                "must be images never trained on; %s", sources, f"{int(same.sum()):,}", f"{len(holdout):,}",
+                f"measured on the other {left:,}" if left >= MIN_REFERENCE else f"{_NEEDS['holdout']} are not measured")
+    return holdout[~same] if left >= MIN_REFERENCE else None
 
 
 def _array_name(name: str) -> str:
@@ -143,10 +161,13 @@ class Signals:
         real = store.samples("embedding", real_rows).astype(np.float32)
         holdout = (store.samples("embedding", holdout_rows).astype(np.float32) if len(holdout_rows) >= MIN_REFERENCE
                    else None)
+        if holdout is not None:
+            holdout = _fresh_holdout(real, holdout, ", ".join(s.removeprefix("holdout:") for s, _, k in key
+                                                              if k == KIND_CODES["holdout"]))
         labels = self._labels(store, real_rows)
         names = sorted({x for x in labels if x is not None}) or None
         real_scores = self._probe_scores(real)
-        log.info("reference statistics: %d real, %d held-out samples", len(real_rows), len(holdout_rows))
+        log.info("reference statistics: %d real, %d held-out samples", len(real_rows), 0 if holdout is None else len(holdout))
         self._reference = ReferenceStats.build(
             real, holdout, labels if names else None, label_names=names,
             probe_names=[p for p in self._probe_names()], real_probe_scores=real_scores)

@@ -626,3 +626,35 @@ def test_a_live_watch_reads_losses_logged_between_checkpoints(tmp_path):
             stop.set()
             thread.join(timeout=10)
     assert [(a["step"], a["rule"]) for a in alerts()] == [(100, "convergence")]
+
+
+def test_a_held_out_set_sharing_images_with_the_real_one_is_said_and_left_out(tmp_path, capsys):
+    """`--holdout` given the `--real` folder calibrated the near-copy rate on copies: a run
+    copying its training images raised no memorisation alert (near_copy_frac 0)."""
+    from PIL import Image
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(4)
+    images = smooth_images(rng, 60, 32)
+    folders = {"real": images[:40], "both": np.concatenate([images[:20], images[40:]])}
+    for name, batch in folders.items():
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(batch):
+            Image.fromarray(image).save(tmp_path / name / f"{i:02d}.png")
+    run = tmp_path / "run"
+    for step in (0, 100, 200):
+        write_step(run, step, images[rng.choice(40, 8, replace=False)])  # copies of training images
+    for holdout, said, rows in (("both", "20 of 40 held-out samples are also in --real", 20),
+                                ("real", "the memorisation signals (near-copies calibrated on held-out data) are not measured", 0)):
+        store = tmp_path / f"{holdout}.zarr"
+        assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                     "--no-layout", "--real", str(tmp_path / "real"), "--holdout", str(tmp_path / holdout)]) == 0
+        assert said in capsys.readouterr().err
+        metrics = StoreReader(store).step_metrics()
+        if rows:
+            assert metrics["near_copy_frac"][-1] == 1.0  # calibrated on the 20 held-out images never trained on
+        else:
+            assert "near_copy_frac" not in metrics or np.isnan(metrics["near_copy_frac"]).all()
