@@ -116,6 +116,9 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                        "for a run that logs its samples to TensorBoard only: the image tags to read")
     group.add_argument("--grid", type=_parsed_by("engine.discovery", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
     group.add_argument("--tile-size", type=_number(int, 1), metavar="PX", help="force the tile size of grid images (pixels)")
+    group.add_argument("--value-range", choices=("auto", "tanh", "unit", "byte"), default="auto",
+                       help="the range of float pixels in tensor files and sampler outputs: tanh [-1, 1], unit [0, 1], "
+                            "byte [0, 255]; auto (default) guesses per file: [-1, 1] when a value is negative")
     for axis, example in (("rows", "2: (MUNIT's translations), 4 (U-GAT-IT's)"), ("cols", "1: (StarGAN's outputs), 1::2")):
         group.add_argument(f"--tile-{axis}", type=_parsed_by("engine.grids", "parse_tile_slice"), metavar="SLICE",
                            help=f"keep only these {'columns' if axis == 'cols' else 'rows'} of each grid, a Python "
@@ -128,6 +131,7 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
 
 def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
     """The discovery settings of a `watch` command line."""
+    from engine.decode import VALUE_RANGES
     from engine.discovery import DiscoveryOptions
 
     if args.labels is not None and not any(p.is_file() for p in (args.labels, args.run_dir / args.labels)):
@@ -136,7 +140,8 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
         log.warning("%s: --labels not found in %s or the current folder; it is looked for in each checkpoint folder",
                     args.labels, args.run_dir)
     kwargs = dict(step_regex=args.step_regex, grid=args.grid, tile_size=args.tile_size, tile_rows=args.tile_rows,
-                  tile_cols=args.tile_cols, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels)
+                  tile_cols=args.tile_cols, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels,
+                  value_range=VALUE_RANGES[args.value_range])
     if args.samples:
         kwargs["sample_globs"] = tuple(args.samples)
     return DiscoveryOptions(**kwargs)

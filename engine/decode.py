@@ -67,8 +67,19 @@ class SkipFile(Exception):
 
 # --- pixels ------------------------------------------------------------------------------
 
-def _value_range(array: np.ndarray) -> tuple[float, float]:
-    """(offset, scale) so that ``(x + offset) * scale`` maps the file's values onto [0, 255]."""
+#: ``--value-range``: the range float pixels are in, by name; ``auto`` (None) guesses per file.
+VALUE_RANGES: dict[str, tuple[float, float] | None] = {"auto": None, "tanh": (-1.0, 1.0), "unit": (0.0, 1.0),
+                                                       "byte": (0.0, 255.0)}
+
+
+def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(offset, scale) so that ``(x + offset) * scale`` maps the file's values onto [0, 255].
+    Float values are in ``given`` (lo, hi) when set (``--value-range``, a sampler's
+    ``value_range``); else guessed from the file alone: [-1, 1] when a value is negative,
+    so a tanh generator's file that happens to hold none is read as [0, 1]."""
+    if given is not None and np.issubdtype(array.dtype, np.floating):
+        lo, hi = given
+        return -lo, 255.0 / (hi - lo)
     if array.dtype == np.uint8:
         return 0.0, 1.0
     if array.dtype == np.bool_:
@@ -562,7 +573,7 @@ def _sheets_of_grids(images: Sequence[Path]) -> bool:
 
 def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
     images, labels, latents = load_tensor_file(path)
-    value_range = _value_range(images)
+    value_range = _value_range(images, ctx.options.value_range)
     name = ctx.name(path)
     for start in range(0, len(images), _CHUNK):
         chunk = to_uint8(np.asarray(images[start:start + _CHUNK]), value_range)

@@ -219,6 +219,7 @@ class DiscoveryOptions:
     settle: float = 2.0
     labels_file: Path | None = None
     label_folders: bool | None = None
+    value_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.step_regex is not None:
@@ -233,6 +234,8 @@ class DiscoveryOptions:
             raise ValueError(f"Expected grid as (rows, cols) of positive integers. Got {self.grid!r} instead.")
         if self.tile_size is not None and self.tile_size < 1:
             raise ValueError(f"Expected a positive tile_size. Got {self.tile_size!r} instead.")
+        if self.value_range is not None and not self.value_range[0] < self.value_range[1]:
+            raise ValueError(f"Expected value_range as (low, high), low < high. Got {self.value_range!r} instead.")
         if not self.settle >= 0:  # NaN too
             raise ValueError(f"Expected settle >= 0 seconds. Got {self.settle!r} instead.")
 
@@ -1199,13 +1202,14 @@ def reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -
              f"tile={options.tile_size}" if options.tile_size else "",
              f"rows={format_tile_slice(options.tile_rows)}" if options.tile_rows else "",
              f"cols={format_tile_slice(options.tile_cols)}" if options.tile_cols else "",
-             f"step={checkpoint.step}" if options.step_regex is not None else ""]
+             f"step={checkpoint.step}" if options.step_regex is not None else "",
+             f"range={options.value_range[0]:g},{options.value_range[1]:g}" if options.value_range else ""]
     return ";".join(p for p in parts if p)
 
 
 def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> str:
     """BLAKE2b of the sample files' relative names and bytes, and of ``--grid``,
-    ``--tile-size``, ``--tile-rows``/``--tile-cols`` and the step when set by hand.
+    ``--tile-size``, ``--tile-rows``/``--tile-cols``, ``--value-range`` and the step when set by hand.
 
     A grid the trainer rewrites in place (DCGAN rewrites each epoch's file every 100
     iterations) gets a new hash, and so does a checkpoint read again with another grid or

@@ -266,7 +266,7 @@ class Sampler:
             return
         path = checkpoint.root / checkpoint.source
         try:
-            images, labels, latents = _as_arrays(self(path))
+            images, labels, latents, given = _as_arrays(self(path))
         except Exception as exc:  # the user's code: any failure is reported, never fatal
             first = (str(exc).strip().splitlines() or [""])[0]
             reason = f"sampler {self.spec} failed: {type(exc).__name__}: {first}"[:500]
@@ -274,7 +274,7 @@ class Sampler:
             return
         if len(images) != self.n_samples:
             log.warning("%s: the sampler returned %d images, asked for %d", checkpoint.source, len(images), self.n_samples)
-        value_range = decode._value_range(images)
+        value_range = decode._value_range(images, given or (options.value_range if options else None))
         for row, pixels in enumerate(decode.to_uint8(np.asarray(images), value_range)):
             label = decode._label_text(labels[row]) if labels is not None else None
             latent = np.asarray(latents[row], np.float32).reshape(-1) if latents is not None else None
@@ -282,8 +282,9 @@ class Sampler:
                          label=label, latent=latent)
 
 
-def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """A sampler's return value as (NHWC images, labels or None, latents or None)."""
+def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, tuple[float, float] | None]:
+    """A sampler's return value as (NHWC images, labels or None, latents or None, the float
+    images' (low, high) range when the mapping says it: ``"value_range": (-1, 1)``)."""
     def numpy(value: Any) -> np.ndarray:
         if hasattr(value, "detach"):  # a torch tensor, on any device
             value = value.detach().cpu()
@@ -292,8 +293,14 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
             return value.numpy()
         return np.asarray(value)
 
+    given = None
     if isinstance(result, Mapping):
-        arrays = {str(k): numpy(v) for k, v in result.items() if v is not None}
+        given = result.get("value_range")
+        if given is not None:
+            given = tuple(float(v) for v in given)
+            if len(given) != 2 or not given[0] < given[1]:
+                raise TypeError(f"returned value_range {result['value_range']!r}: expected (low, high), low < high")
+        arrays = {str(k): numpy(v) for k, v in result.items() if v is not None and k != "value_range"}
         images = decode._pick(arrays, decode.IMAGE_KEYS)
         if images is None:
             raise TypeError(f"returned a mapping without images (keys: {', '.join(arrays)})")
@@ -309,7 +316,7 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
     for name, extra in (("labels", labels), ("latents", latents)):
         if extra is not None and (extra.ndim == 0 or len(extra) != len(images)):
             raise TypeError(f"returned {len(np.atleast_1d(extra))} {name} for {len(images)} images")
-    return images, labels, latents
+    return images, labels, latents, given
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from tests.sample_fixtures import (digit_like, matplotlib_grid, save_torchvision
                                    write_png)
 
 from engine.decode import iter_samples
-from engine.discovery import DiscoveryOptions, scan_reference, scan_run
+from engine.discovery import DiscoveryOptions, content_hash, scan_reference, scan_run
 from engine.errors import DiscoveryError
 from engine.records import Checkpoint, Sample, SkippedFile
 
@@ -291,6 +291,22 @@ def test_npy_shapes_and_ranges(tmp_path, layout):
     for sample, image in zip(samples, expected):
         np.testing.assert_array_equal(sample.image, image)
         assert sample.image.flags.writeable and sample.image.flags.owndata  # not a view of the mmap
+
+
+def test_a_value_range_given_reads_every_file_alike(tmp_path):
+    """Guessed per file, tanh images that happen to hold no negative value (a generator
+    collapsed onto a bright mode) were read as [0, 1]: the same images stored 140 at one step
+    and 25 at the next. --value-range tanh reads both alike, and its change re-reads them."""
+    tanh = np.full((2, 3, 8, 8), 0.1, np.float32)
+    tanh[0, 0, 0, 0] = -1.0  # step 1 has one negative value, step 2 none
+    np.save(tmp_path / "samples_1.npy", tanh)
+    np.save(tmp_path / "samples_2.npy", np.full((2, 3, 8, 8), 0.1, np.float32))
+    guessed = [list(iter_samples(c))[1].image[0, 0, 0] for c in scan_run(tmp_path)]
+    assert guessed == [140, 26]
+    given = DiscoveryOptions(value_range=(-1.0, 1.0))
+    assert [list(iter_samples(c, given))[1].image[0, 0, 0] for c in scan_run(tmp_path, given)] == [140, 140]
+    checkpoint = scan_run(tmp_path)[1]
+    assert content_hash(checkpoint) != content_hash(checkpoint, given)
 
 
 def test_npz_with_labels_and_latents(tmp_path):

@@ -144,13 +144,16 @@ def test_a_numbered_run_folder_of_numbered_weights_is_no_checkpoint(tmp_path):
 
 def test_output_forms():
     nchw = torch.linspace(-1, 1, 2 * 3 * 8 * 8).view(2, 3, 8, 8)
-    images, labels, latents = _as_arrays(nchw)
-    assert images.shape == (2, 8, 8, 3) and labels is None and latents is None
+    images, labels, latents, given = _as_arrays(nchw)
+    assert images.shape == (2, 8, 8, 3) and labels is None and latents is None and given is None
     nhwc = np.zeros((2, 8, 8, 3), np.uint8)
     assert _as_arrays(nhwc)[0].shape == (2, 8, 8, 3)
     assert _as_arrays([np.zeros((3, 8, 8)), np.ones((3, 8, 8))])[0].shape == (2, 8, 8, 3)
-    images, labels, latents = _as_arrays({"samples": nhwc, "y": torch.tensor([3, 4]), "z": torch.zeros(2, 5)})
-    assert labels.tolist() == [3, 4] and latents.shape == (2, 5)
+    images, labels, latents, given = _as_arrays({"samples": nhwc, "y": torch.tensor([3, 4]), "z": torch.zeros(2, 5),
+                                                 "value_range": (-1, 1)})
+    assert labels.tolist() == [3, 4] and latents.shape == (2, 5) and given == (-1.0, 1.0)
+    with pytest.raises(TypeError, match="value_range"):
+        _as_arrays({"images": nhwc, "value_range": (1, 0)})
     with pytest.raises(TypeError, match="without images"):
         _as_arrays({"weights": nhwc})
     with pytest.raises(TypeError, match="no image batch"):
