@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from stores.format import json_number
-
 log = logging.getLogger(__name__)
 
 #: Name of the pause file inside the run directory.
@@ -34,6 +32,8 @@ ON_ALERT_TIMEOUT_S = 60.0
 
 
 def _alert_dict(alert: Any) -> dict[str, Any]:
+    from stores.format import json_number  # here: the trainer's side of this file is standard library only
+
     if isinstance(alert, Mapping):
         d = dict(alert)
     else:

@@ -477,6 +477,22 @@ def test_run_on_alert_failures_are_not_fatal(caplog):
     assert "exited 3" in caplog.text and "timed out" in caplog.text
 
 
+def test_the_pause_helper_is_one_standard_library_file_a_trainer_can_copy(tmp_path):
+    """A trainer with its own engine.py (DETR, DeiT) cannot `from engine.pause import`; the
+    README tells it to copy engine/pause.py. It imported stores.format (numpy) at the top."""
+    import shutil
+    import subprocess
+
+    from engine import pause
+
+    shutil.copy(pause.__file__, tmp_path / "evowatch_pause.py")
+    (tmp_path / "EVOWATCH_PAUSE").write_text('{"step": 1, "rule": "collapse", "value": null, "message": "m"}')
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import evowatch_pause as p; "
+            f"print(p.read_pause({str(tmp_path)!r})['rule'], sorted(set(sys.modules) & {{'numpy', 'stores'}}))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["collapse", "[]"]
+
+
 def test_pause_file_roundtrip_and_wait(tmp_path):
     assert not evowatch_should_pause(tmp_path)
     assert wait_if_paused(tmp_path) is False
