@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write a store's rows to Parquet or CSV (pandas/polars)")
     export.add_argument("store", type=Path, metavar="STORE")
-    export.add_argument("--to", choices=("parquet", "csv"), default="parquet", help="file format (default parquet)")
+    export.add_argument("--to", choices=("parquet", "csv"), help="file format (default: what --out's suffix names, else parquet)")
     export.add_argument("--out", type=Path, metavar="FILE", help="default: STORE with the format's suffix; - for standard output")
     export.add_argument("--embeddings", action="store_true", help="include the encoder vectors")
 

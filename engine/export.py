@@ -125,15 +125,31 @@ def _write_csv(frames: Iterator, tmp: Path) -> int:
     return rows
 
 
-def export_store(store: str | os.PathLike[str], to: Format = "parquet", out: str | os.PathLike[str] | None = None,
+_SUFFIXES: dict[str, Format] = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def _format(to: Format | None, out: Path | None) -> Format:
+    """``--to``, else what ``--out``'s suffix names, else Parquet. A suffix naming the other
+    format is refused: ``--out rows.csv`` wrote Parquet that ``pd.read_csv`` could not read."""
+    named = _SUFFIXES.get(out.suffix.lower()) if out is not None else None
+    if to is not None and to not in FORMATS:
+        raise ValueError(f"Expected --to parquet or csv. Got {to!r} instead.")
+    if to is not None and named is not None and named != to:
+        raise EvowatchError(f"{out}: --to {to} writes {to.upper() if to == 'csv' else 'Parquet'}, but the name says "
+                            f"{named}; name it {out.with_suffix('.' + to).name} or leave --to out")
+    return to or named or "parquet"
+
+
+def export_store(store: str | os.PathLike[str], to: Format | None = None, out: str | os.PathLike[str] | None = None,
                  embeddings: bool = False, chunk_rows: int = CHUNK_ROWS) -> tuple[Path, int]:
     """Write the store's committed rows to ``out``; returns (the file, rows written) for the caller to report."""
-    if to not in FORMATS:
-        raise ValueError(f"Expected --to parquet or csv. Got {to!r} instead.")
+    to = _format(to, Path(out) if out is not None and str(out) != "-" else None)
     reader = StoreReader(store)
     target = Path(out) if out is not None else default_output(Path(store), to)
     if target.is_dir():
-        raise EvowatchError(f"{target}: is a folder; give --out a file name, e.g. {target / default_output(Path(store), to).name}")
+        inside = Path(store).resolve() in (target.resolve(), *target.resolve().parents)
+        example = default_output(Path(store), to) if inside else target / default_output(Path(store), to).name
+        raise EvowatchError(f"{target}: is a folder; give --out a file name, e.g. {example}")
     frames = _frames(reader, embeddings, chunk_rows)
     if reader.n_rows == 0:  # still write the header / schema
         frames = iter([_empty_frame(reader, embeddings)])

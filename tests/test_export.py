@@ -130,6 +130,18 @@ def test_cli_errors(tmp_path, capsys):
         main(["export", str(tmp_path), "--to", "xlsx"])
 
 
+def test_the_format_follows_the_out_name_and_a_contradiction_is_refused(store, tmp_path, capsys):
+    """`--out rows.csv` wrote Parquet (pd.read_csv failed on it); a folder given as --out was
+    answered with a file name inside the store, where plain zarr then warned about it."""
+    assert main(["export", str(store), "--out", str(tmp_path / "rows.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "rows.csv")) > 0
+    assert main(["export", str(store), "--to", "parquet", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "x.csv: --to parquet writes Parquet, but the name says csv; name it x.parquet" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+    assert main(["export", str(store), "--out", str(store)]) == 2
+    assert f"give --out a file name, e.g. {store.with_suffix('.parquet')}" in capsys.readouterr().err
+
+
 def test_save_samples_hook(tmp_path):
     images = np.zeros((2, 3, 8, 8), np.float32)
     images[1] = 1.0
