@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import statistics
 import sys
 import threading
@@ -96,6 +97,25 @@ def _one_series_glob(sources: list[str]) -> str | None:
     globs = sorted({series_glob(name) for name in names if PurePosixPath(name).suffix},
                    key=lambda glob: (not SAMPLE_WORDS.search(glob), len(glob)))
     return next((glob for glob in globs if sum(fnmatch.fnmatch(name, glob) for name in names) == 1), None)
+
+
+def _step_elsewhere(sources: list[str], step: int) -> str | None:
+    """A --step-regex for checkpoints of one step whose names differ in a larger number (SiT's
+    `SiT-XL-2-0400000-…-dopri5/` beside `SiT-XL-2-0800000-…-dopri5/`: both read as step 5):
+    the text before the first number that differs, then the number. (Smaller ones differing,
+    score_sde's `iter_500_host_0/` and `…_host_1/`, are ranks or indices, not steps.)"""
+    names = [PurePosixPath(source).name for source in sources]
+    numbers = [list(re.finditer(r"\d+", name)) for name in names]
+    if len({len(found) for found in numbers}) != 1:
+        return None
+    for position, first in enumerate(numbers[0]):
+        values = {int(found[position].group()) for found in numbers}
+        if len(values) > 1:
+            prefix = names[0][:first.start()][-12:].lstrip("0123456789")
+            if not prefix or min(values) <= step:
+                return None
+            return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", prefix) + r"(\d+)"
+    return None
 
 
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
@@ -232,6 +252,8 @@ class Watcher:
             fix = (f"; point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
                    if folders else f"; {option} GLOB watches one series" + (f" ({option} '{example}')" if example else "")
                    if files or self.config.sampler else "")  # score_sde's iter_500_host_0/ beside iter_500_host_1/
+            if (regex := _step_elsewhere(sources, step)) and self.config.options.step_regex is None:
+                fix = f"; if another number in their names is the step, give --step-regex '{regex}'"
             log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together%s",
                         self.config.run_dir, f"{counted(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)

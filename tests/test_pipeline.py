@@ -1557,6 +1557,20 @@ def test_folders_of_one_step_in_one_folder_get_no_glob_advice(tmp_path, capsys):
         "samples/iter_500_host_1): a step's signals measure them together"]
 
 
+def test_checkpoints_of_one_step_differing_in_a_larger_number_get_step_regex_advice(tmp_path, capsys):
+    """SiT's sample folders end in `-ODE-250-dopri5`: every one read as step 5, and the advice
+    was `--samples GLOB`, which cannot fix that; the number that differs is the step."""
+    from tests.sample_fixtures import smooth_images, write_png
+
+    run = tmp_path / "samples"
+    for step in (400000, 800000):
+        folder = run / f"SiT-XL-2-{step:07d}-size-256-vae-ema-cfg-1.0-seed-0-ODE-250-dopri5"
+        for i, image in enumerate(smooth_images(np.random.default_rng(step), 2, 16)):
+            write_png(folder / f"{i:06d}.png", image)
+    (said,) = _several_checkpoints_said(run, tmp_path / "s.zarr", capsys)
+    assert said.endswith("; if another number in their names is the step, give --step-regex 'SiT-XL-2-(\\d+)'")
+
+
 def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
     """``baseline/samples/step_1000/`` beside ``wider/samples/step_1000/``: the fix is to watch one run."""
     from tests.sample_fixtures import smooth_images, write_png
