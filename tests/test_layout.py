@@ -179,6 +179,21 @@ def test_a_first_step_of_identical_samples_gives_a_finite_map():
     assert all(np.isfinite(y).all() for y in layout_full([collapsed, healthy], [np.arange(16)] * 2))
 
 
+def test_a_step_of_one_repeated_sample_shows_no_structure_made_by_row_order():
+    """200 identical samples: the kNN search broke its ties by row order, the first rows became
+    everyone's neighbours, and the band showed a core of 80 inside a ring of 120 (radius
+    correlated with the row index at 0.76), as if there were two modes."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    first = layout_step(rng.standard_normal((200, 32)), np.arange(200))
+    collapsed = np.repeat(rng.standard_normal((1, 32)), 200, axis=0)
+    for previous in (None, first):
+        xy = layout_step(collapsed, np.arange(200), previous).xy
+        radius = np.linalg.norm(xy - xy.mean(axis=0), axis=1)
+        assert abs(spearmanr(np.arange(200), radius).correlation) < 0.2
+
+
 def test_alignment_error_is_in_band_radii():
     rng = np.random.default_rng(0)
     xy = rng.standard_normal((50, 2))
