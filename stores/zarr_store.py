@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -730,7 +731,7 @@ class StoreWriter(StoreReader):
         StoreWriter._create_superseded_by(root["checkpoints"])
         zarr.open_group(str(where / "layout"), mode="r+").update_attributes({"committed_rows": 0})
         root.update_attributes({
-            "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION},
+            "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION, "id": uuid.uuid4().hex},
             "description": "evowatch run store; " + fmt.READING_GUIDE,
             "arrays": {**{f"{g}/{n}": d for g, arrays in fmt.GROUPS.items() for n, d in arrays.items()},
                        **{f"checkpoints/{n}": d for n, d in fmt.OPTIONAL_CHECKPOINT_ARRAYS.items()}},
@@ -1104,8 +1105,11 @@ class StoreWriter(StoreReader):
 
     @uninterrupted
     def reset_layout(self) -> None:
-        """Forget the layout (for a full recompute)."""
-        self._set_layout_rows(0)
+        """Forget the layout (for a full recompute). Its ``generation`` counts the resets: a
+        recomputed layout has as many rows as before, and readers that key on counts (the
+        viewer) kept drawing the old one."""
+        group = zarr.open_group(str(self.path / "layout"), mode="r+")
+        group.update_attributes({"committed_rows": 0, "generation": int(group.attrs.get("generation", 0)) + 1})
         self.handle("layout", "xy").resize((0, 2))
 
 

@@ -254,6 +254,28 @@ def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypat
     assert sorted(stars) == sorted(np.argsort(-scores)[:10].tolist())  # the ten best of all visible rows
 
 
+def test_a_store_made_again_or_a_layout_recomputed_is_a_new_commit(tmp_path):
+    """The commit held counts only: a store deleted and written again at the same path by a
+    run of the same shape, or `layout --full` (as many rows as before), left the page (and a
+    reload of it) showing the old run's metrics and map until the viewer was restarted."""
+    import shutil
+
+    from engine.layout_runner import recompute_layout
+
+    path = tmp_path / "exp.zarr"
+    build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8, seed=1)
+    first = data.read_commit(path)
+    shutil.rmtree(path)
+    build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8, seed=2)
+    again = data.read_commit(path)
+    assert (again.rows, again.layout_rows, again.metric_rows) == (first.rows, first.layout_rows, first.metric_rows)
+    assert again != first
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as store:
+        recompute_layout(store)
+    recomputed = data.read_commit(path)
+    assert recomputed.layout_rows == again.layout_rows and recomputed != again
+
+
 def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     path = tmp_path / "live.zarr"
     run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8)

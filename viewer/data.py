@@ -80,17 +80,23 @@ class Commit:
     scalar_rows: int
     sample_metrics: tuple[tuple[str, int], ...]
     alerts: int  # hash of the alert list
+    # What counts do not tell: another store created at the same path (a run started again
+    # into it showed the old run's metrics and map until the viewer restarted), a layout
+    # recomputed (`layout --full`), metrics measured again against another reference.
+    store_id: str | None = None
+    layout_generation: int = 0
+    metrics_reference: str | None = None
+
+
+def _group_attributes(path: Path, group: str) -> dict[str, Any]:
+    meta = path / group / "zarr.json"
+    return (_attributes(meta) or {}) if meta.is_file() else {}
 
 
 def _group_rows(path: Path, group: str) -> int:
-    import json
-
-    meta = path / group / "zarr.json"
-    if not meta.is_file():
-        return 0
     try:
-        return int(json.loads(meta.read_text()).get("attributes", {}).get("committed_rows", 0))
-    except (OSError, ValueError):
+        return int(_group_attributes(path, group).get("committed_rows", 0))
+    except (TypeError, ValueError):
         return 0
 
 
@@ -126,7 +132,9 @@ def read_commit(path: str | Path) -> Commit:
     return Commit(rows=rows, checkpoints=int(attrs["committed"].get("checkpoints", 0)),
                   layout_rows=layout_rows, metric_rows=_group_rows(path, "metrics"),
                   scalar_rows=_group_rows(path, "scalars"), sample_metrics=metrics,
-                  alerts=hash(repr(attrs.get("alerts", []))))
+                  alerts=hash(repr(attrs.get("alerts", []))), store_id=meta.get("id"),
+                  layout_generation=int(_group_attributes(path, "layout").get("generation", 0)),
+                  metrics_reference=_group_attributes(path, "metrics").get("reference"))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
