@@ -144,7 +144,7 @@ def test_view_hover_select_and_live_update(tmp_path):
             x, y = page.evaluate(f"() => document.querySelector('{chart}').evolines.pixelOf(0, {j})")
             page.mouse.move(x, y)
             assert page.evaluate(inside), j
-        assert "ALERT: 12% of samples" in page.inner_text(f"{chart} .evolines-tip")
+        assert "ALERT memorisation: 12% of samples" in page.inner_text(f"{chart} .evolines-tip")
         x, y = page.evaluate(f"() => document.querySelector('{chart}').evolines.pixelOf(0, 1)")  # step 2,000
         page.mouse.click(x, y)
         page.get_by_text("Showing step 2,000 only").wait_for(timeout=20_000)

@@ -164,8 +164,11 @@ class EvoLines {
   hover(ev) {
     const hit = this.nearest(ev);
     if (!hit) { this.tip.style.display = "none"; return; }
-    const alert = (this.spec.messages || {})[String(hit.step)];
-    this.tip.textContent = `step ${hit.step.toLocaleString("en-US")} · ${hit.name} ${fmt(hit.value)}` + (alert ? ` · ALERT: ${alert}` : "");
+    // the alert marked on this panel at that step, else every alert of the step
+    const own = (this.spec.series.find((ser) => ser.name === hit.name) || { alerts: [] }).alerts
+      .find((m) => m[0] === hit.step);
+    const alert = own ? own[2] : (this.spec.messages || {})[String(hit.step)];
+    this.tip.textContent = `step ${hit.step.toLocaleString("en-US")} · ${hit.name} ${fmt(hit.value)}` + (alert ? ` · ALERT ${alert}` : "");
     this.tip.style.display = "block";  // first, so its size is known: an alert's text wraps and stays in the chart
     this.tip.style.left = Math.max(0, Math.min(hit.x + 12, this.root.clientWidth - this.tip.offsetWidth - 2)) + "px";
     this.tip.style.top = hit.y + 12 + "px";

@@ -108,11 +108,11 @@ class EvoMap {
         row: decode(spec.points.row, Int32Array), rgb: decode(spec.points.rgb, Uint8Array),
       };
       this.stamp = disk(spec.points.radius * this.dpr());
+      this.drawLegend();  // first: its height is room the map leaves below itself
       if (spec.view_key !== viewKey || !this.zoomed || !this.view) {
         this.view = this.fit(spec.bounds);
         this.zoomed = false;
       }
-      this.drawLegend();
       this.image = null;
       if (spec.raster) {
         const img = new Image();
@@ -154,7 +154,9 @@ class EvoMap {
 
   plot() {
     const { w, h } = this.size();
-    return { l: MARGIN.l, t: MARGIN.t, w: w - MARGIN.l - MARGIN.r, h: h - MARGIN.t - MARGIN.b - 22 };
+    // below the plot: the legend's lines (a wrapped legend covered points: 48 labels hid 30)
+    const legend = Math.max(22, (this.legendH || 0) + 4);
+    return { l: MARGIN.l, t: MARGIN.t, w: w - MARGIN.l - MARGIN.r, h: h - MARGIN.t - MARGIN.b - legend };
   }
 
   fit(b) {
@@ -178,7 +180,10 @@ class EvoMap {
     this.measure();
     const { w, h } = this.size(), r = this.dpr();
     this.root.style.height = h + "px";
-    const changed = this.base.width !== Math.round(w * r) || this.base.height !== Math.round(h * r);
+    const legendH = this.legendH;
+    this.legendH = this.legend.offsetHeight;  // rewrapped at another width
+    const changed = this.base.width !== Math.round(w * r) || this.base.height !== Math.round(h * r)
+      || legendH !== this.legendH;
     if (changed) {
       for (const c of [this.base, this.overlay]) {
         c.width = Math.round(w * r); c.height = Math.round(h * r);
@@ -389,6 +394,7 @@ class EvoMap {
     if (this.spec.highlight && this.spec.highlight.x.length) parts.push(`<span><i style="background:#ffd400"></i>query match</span>`);
     this.legend.innerHTML = parts.join("");
     this.legend.style.right = this.tools.offsetWidth + 24 + "px";  // wraps beside the tools, never under them
+    this.legendH = this.legend.offsetHeight;
   }
 
   // ------------------------------------------------------------------ interaction

@@ -61,6 +61,18 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
            "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
 REFERENCE_COLOR = "#9e9e9e"
+
+
+def label_colors(n: int) -> tuple[str, ...]:
+    """``n`` distinct colours: the palette, then hues a golden angle apart at alternating
+    lightness (48 labels repeated the palette's 20: lab_0, lab_20 and lab_40 were one blue)."""
+    import colorsys
+
+    extra = []
+    for i in range(max(0, n - len(PALETTE))):
+        rgb = colorsys.hls_to_rgb((0.61803398875 * i) % 1.0, (0.35, 0.55, 0.7)[i % 3], 0.65)
+        extra.append("#" + "".join(f"{round(255 * c):02x}" for c in rgb))
+    return (PALETTE + tuple(extra))[:n]
 KIND_COLORS = {"generated": "#1f77b4", "real": "#6d6d6d", "holdout": "#2ca02c"}
 # Viridis stops (matplotlib's), for the raster, the markers and the legend.
 _VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
@@ -467,7 +479,7 @@ def coloring(d: MapData, mode: ColorMode, metric: np.ndarray | None = None) -> C
     if mode == "label":
         names = tuple(d.labels) + ("(no label)",)
         codes = np.where(d.label < 0, len(d.labels), d.label).astype(np.int64)
-        colors = tuple(PALETTE[i % len(PALETTE)] for i in range(len(d.labels))) + (REFERENCE_COLOR,)
+        colors = label_colors(len(d.labels)) + (REFERENCE_COLOR,)
         return Coloring("label", True, codes, names, colors)
     if mode.startswith("metric:") and metric is not None:
         values = np.asarray(metric, np.float64)
@@ -655,12 +667,15 @@ def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: S
     for col in columns:
         y = np.asarray(table[col], np.float64)[order]
         fin = np.isfinite(y)
-        marks = [[int(a.get("step", 0)), float(np.interp(int(a.get("step", 0)), x[fin], y[fin]))]
+        marks = [[int(a.get("step", 0)), float(np.interp(int(a.get("step", 0)), x[fin], y[fin])), _alert_line(a)]
                  for a in alerts if _alert_matches(a, col) and fin.any()]
         series.append({"name": col, "better": METRIC_BETTER.get(col, ""),
                        "y": [float(v) if np.isfinite(v) else None for v in y], "alerts": marks})
     alert_steps = sorted({int(a.get("step", 0)) for a in alerts})
-    messages = {str(int(a.get("step", 0))): step_numbers(str(a.get("message", a.get("rule", "")))) for a in alerts}
+    messages: dict[str, str] = {}  # every alert of a step (one per step hid the others of it)
+    for a in sorted(alerts, key=lambda a: str(a.get("rule", ""))):
+        key = str(int(a.get("step", 0)))
+        messages[key] = " | ".join(filter(None, (messages.get(key), _alert_line(a))))
     return {"title": title, "steps": [int(s) for s in x], "series": series, "alert_steps": alert_steps,
             "messages": messages, "focus": focus_step, "height_per": height_per}
 
@@ -686,13 +701,14 @@ def alerts_shown(alerts: Sequence[dict[str, Any]], newest: int = NEWEST_ALERTS) 
     return [ordered[i] for i in sorted(keep)]
 
 
-_STEP_NUMBERS = re.compile(r"\bstep (\d+)(?: and (\d+))?")
+_STEP_NUMBERS = re.compile(r"\bstep (\d+)(?: (and|to) (\d+))?")
 
 
 def step_numbers(message: str) -> str:
     """The step numbers in an alert message written as the viewer writes steps ("between step
-    1,250 and 2,500", not "1250 and 2500"); the stored message is left as the engine wrote it."""
-    return _STEP_NUMBERS.sub(lambda m: f"step {int(m[1]):,}" + (f" and {int(m[2]):,}" if m[2] else ""), message)
+    1,250 and 2,500", "from step 1,000 to 8,000", not "1250 and 2500"); the stored message is
+    left as the engine wrote it."""
+    return _STEP_NUMBERS.sub(lambda m: f"step {int(m[1]):,}" + (f" {m[2]} {int(m[3]):,}" if m[3] else ""), message)
 
 
 def alert_text(alert: dict[str, Any]) -> str:
@@ -706,6 +722,11 @@ def alert_text(alert: dict[str, Any]) -> str:
     return f"{label}: {message}" if label else message
 
 
+def _alert_line(alert: dict[str, Any]) -> str:
+    """"rule: message", steps written as the page writes them."""
+    return f"{alert.get('rule', 'alert')}: {step_numbers(str(alert.get('message', '')))}"
+
+
 _RULE_METRICS = {
     "collapse": ("vendi", "pairwise_cosine", "duplicate_frac", "coverage", "recall"),
     "memorisation": ("near_copy_frac", "copy_log_ratio", "copy_zu", "nn_train_median"),
@@ -716,10 +737,18 @@ _RULE_METRICS = {
 }
 
 
+def _watched(alert: dict[str, Any]) -> tuple[str, ...] | None:
+    """The metrics an alert's rule watches (None: unknown rule). `convergence` seen in the
+    samples ("no progress …": precision and FD stalled) watches those, not the losses."""
+    rule = str(alert.get("rule", ""))
+    if rule == "convergence" and str(alert.get("message", "")).startswith("no progress"):
+        return ("precision", "fd")
+    return _RULE_METRICS.get(rule)
+
+
 def _alert_matches(alert: dict[str, Any], column: str) -> bool:
     """Mark an alert on the charts of the metrics its rule watches (all, when unknown)."""
-    rule = str(alert.get("rule", ""))
-    watched = _RULE_METRICS.get(rule)
+    watched = _watched(alert)
     return watched is None or any(column.startswith(w) for w in watched)
 
 
@@ -728,7 +757,7 @@ DEFAULT_SIGNALS = ("vendi", "coverage", "precision", "fd", "near_copy_frac", "nn
 
 def _first_watched(alert: dict[str, Any], columns: Sequence[str]) -> str | None:
     """The first of the columns an alert's rule watches, in the rule's order."""
-    watched = _RULE_METRICS.get(str(alert.get("rule", "")), ())
+    watched = _watched(alert) or ()
     return next((c for w in watched for c in columns if c.startswith(w)), None)
 
 
