@@ -160,16 +160,28 @@ MIN_TESTED_IDS = 5
 IDS_FOLLOW_Z = 3.0
 
 
+#: Below this diversity (1 - |mean unit vector|^2) a step's samples are too alike for the test:
+#: an untrained generator draws nearly one image for every noise (the demo's first steps:
+#: 0.02; its trained steps 0.36-0.42, fresh-noise grids 0.92), and its ids are kept.
+MIN_TESTED_DIVERSITY = 0.05
+
+
+def _diversity(x: np.ndarray) -> float:
+    mean = np.asarray(x, np.float64).mean(axis=0)
+    return 1.0 - float(mean @ mean)
+
+
 def _ids_follow_samples(now: np.ndarray, before: np.ndarray, most: int = 512) -> bool:
     """Whether the samples sharing an instance id across two steps are the same sample drawn
     again (a fixed noise batch) rather than unrelated ones (fresh noise at every checkpoint,
-    whose grid tiles and tensor rows still carry indices). Each sample's same-id partner is
+    whose grid tiles and tensor rows still carry indices); kept when too few match or the
+    samples are too alike to tell (see MIN_TESTED_DIVERSITY). Each sample's same-id partner is
     ranked among the other matched previous samples by similarity; unrelated ids rank at
     0.5 on average, followed ones near 0. Anchoring samples to an unrelated sample's place
     left 100 iterations unable to untangle the map (neighbourhood preservation 0.08 against
     an independent t-SNE's 0.66)."""
     m = len(now)
-    if m < MIN_TESTED_IDS:
+    if m < MIN_TESTED_IDS or min(_diversity(now), _diversity(before)) < MIN_TESTED_DIVERSITY:
         return True
     pick = np.sort(np.random.default_rng(0).choice(m, most, replace=False)) if m > most else np.arange(m)
     sims = np.asarray(now[pick], np.float64) @ np.asarray(before[pick], np.float64).T
