@@ -98,6 +98,9 @@ def test_the_header_counts_a_rewritten_checkpoints_earlier_rows_apart(tmp_path, 
     run.add_step(run.steps[-1])  # the same source again: the earlier version's 30 rows are superseded
     page = texts(run_app(tmp_path / "run.zarr", monkeypatch))
     assert "60 samples (+30 of earlier versions) · 20 reference · 2 steps" in page
+    run.add_reference()  # a --real set replaced: its earlier rows are no sample's earlier version
+    page = texts(run_app(tmp_path / "run.zarr", monkeypatch))
+    assert "60 samples (+30 of earlier versions) · 20 reference (+20 replaced) · 2 steps" in page
 
 
 def test_the_hover_caption_names_what_each_number_is(store):
@@ -229,6 +232,10 @@ def test_step_comparison_and_query_note(store, monkeypatch):
     assert f"The same {min(24, PER_STEP)} instances at both steps" in page
     assert "Text queries need a CLIP encoder" in page
     assert not deprecations, deprecations  # e.g. use_container_width, removed after 2025-12-31
+    # only reference images selected (the real band): their file numbers are no instances of the run
+    real_band = {"selection": {"box": [{"x": [-6 - 3, -6 + 3], "y": [-1e6, 1e6]}]}}
+    at = run_app(store, monkeypatch, map=real_band, show_compare=True)
+    assert "Selection · " in texts(at) and "(selected instances first)" not in texts(at)
 
 
 def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypatch):

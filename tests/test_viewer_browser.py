@@ -168,6 +168,26 @@ def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
         assert page.get_by_text("No store at").count() == 0
 
 
+def test_errors_of_a_store_gone_for_a_moment_leave_once_it_is_back(tmp_path):
+    """A store moved away and back unchanged (a sync, a network drive's hiccup) while a
+    sample was clicked: the status line said live again, but the trail panel's "no such
+    store" stayed for good (the counts had not moved, so nothing reran)."""
+    import shutil
+
+    store, away = tmp_path / "s.zarr", tmp_path / "away.zarr"
+    build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8)
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1280, 900)
+        shutil.move(store, away)
+        page.get_by_text("no such store").first.wait_for(timeout=15_000)
+        x, y = page.evaluate(f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.pixelOf({N_REAL + 3})")
+        page.mouse.click(x, y)
+        page.wait_for_timeout(3000)
+        shutil.move(away, store)
+        page.wait_for_function("() => !document.querySelector(\"[data-testid='stMain']\").innerText"
+                               ".includes('no such store')", timeout=20_000)
+
+
 def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path):
     """A run watched live from its first step: each `watch` pass commits a step's samples and
     then its layout, and the Steps filter, drawn at 100-200, kept that range while the map's
@@ -235,15 +255,21 @@ def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
     store = tmp_path / "collapse.zarr"
     run = build_store(store, n_steps=12, per_step=20, n_real=N_REAL, thumbnail_size=8, step_every=250, alerts=False)
     with StoreWriter(store, run.encoder, thumbnail_size=8) as w:
-        w.set_alerts([{"step": s, "rule": "collapse", "value": 1.7,
-                       "message": f"diversity fell 60% between step 1250 and {s}: Vendi score 4.42 -> 1.74"}
-                      for s in range(1500, 3001, 250)])
+        # a collapse that trips three rules: their onsets and the newest, long lines that wrap (6
+        # listed, 10 lines, pushed the map's lower half off the screen until the list scrolled)
+        w.set_alerts([alert for s in range(1500, 3001, 250) for alert in (
+            {"step": s, "rule": "collapse", "value": 0.02, "message": f"diversity fell 97% below the real reference's "
+             f"by step {s}: mean pairwise cosine distance 0.0154 vs 0.509 (best so far 0.543 at step 1000)"},
+            {"step": s, "rule": "fd_rising", "value": 0.9, "message": f"FD rose for 3 consecutive checkpoints: 0.1039 "
+             f"at step 500 -> 0.8936 at step {s} (+760%)"},
+            {"step": s, "rule": "label_drift", "value": 0.9, "message": f"label shares drifted from the reference at "
+             f"step {s} (total variation 0.90 > 0.32): '8' 100% vs 10%, '1' 0% vs 12%"})])
     rect = f"""(sel) => {{ const r = document.querySelector('{browser.MAP_SELECTOR}' + sel).getBoundingClientRect();
                         return [r.top, r.bottom, r.left, r.right]; }}"""
     with served(store, tmp_path) as (url, chrome):
         for width, height in ((390, 844), (800, 900), (1280, 720), (1920, 1080)):
             page = open_page(chrome, url, width, height)
-            page.get_by_text("Showing 4 of 7 alerts").wait_for(timeout=10_000)
+            page.get_by_text("Showing 6 of 21 alerts").wait_for(timeout=10_000)
             top, bottom, _, _ = page.evaluate(rect, "")
             tools_top, tools_bottom, tools_left, _ = page.evaluate(rect, " .evomap-tools")
             *_, legend_right = page.evaluate(rect, " .evomap-legend")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from stores import format as fmt
 from stores.errors import EvowatchError
 from viewer import canvas, data, hover, preload, store_path
 
@@ -118,6 +119,10 @@ def _sync_injected_state() -> None:
 
 
 # ----------------------------------------------------------------------------- live refresh
+#: Session key: a read of the store failed since the page last ran (it is rerun once it reads).
+UNREADABLE = "_store_unreadable"
+
+
 def live_status(path: str, shown: data.Commit, summary: str) -> None:
     """Poll only the committed counts; rerun the page (no reload) when they moved. Its line
     carries the store's ``summary`` (one line above the map, not two: the map's room)."""
@@ -127,9 +132,11 @@ def live_status(path: str, shown: data.Commit, summary: str) -> None:
         try:
             now = data.read_commit(path)
         except Exception as exc:  # the store vanished or is being replaced: say so, keep polling
+            st.session_state[UNREADABLE] = True
             st.warning(data.store_error_text(exc), icon="⚠️")  # a box: a grey caption went unseen
             return
-        if now != shown:
+        # moved on, or back after a read failed (the same counts: panels kept "no such store")
+        if now != shown or st.session_state.pop(UNREADABLE, False):
             st.rerun(scope="app")
         st.caption(f"● live · {summary} · checked {time.strftime('%H:%M:%S')}")
 
@@ -317,7 +324,9 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
     c1, c2 = st.columns(2)
     a = c1.selectbox("Step A", steps, index=0, key="cmp_a", format_func=lambda s: f"{s:,}")
     b = c2.selectbox("Step B", steps, index=len(steps) - 1, key="cmp_b", format_func=lambda s: f"{s:,}")
-    prefer = np.unique(d.instance[selected]) if len(selected) else None
+    generated = selected[d.kind[selected] == fmt.KIND_CODES["generated"]] if len(selected) else selected
+    # a reference image's file number is no instance of the run's (real 00020.png is not instance 20)
+    prefer = np.unique(d.instance[generated]) if len(generated) else None
     rows_a, rows_b, aligned = data.comparison_rows(d, a, b, prefer)
     if not aligned:
         st.caption("No instance ids shared by these steps: showing the first samples of each instead.")
@@ -350,14 +359,21 @@ def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.nda
     return best
 
 
+#: Height of the alert list above the map once it holds more than three alerts (it scrolls).
+ALERT_BOX_PX = 120
+
+
 def alerts_list(alerts: list[dict[str, Any]]) -> None:
     """Each rule's first alert (the onset) and the newest above the map; all in an expander,
     so a long collapse does not hide where it began."""
     shown = data.alerts_shown(alerts)
     if not shown:
         return
-    # One box, a line per alert: a box per alert took the first screen from the map.
-    _alert_box(shown)
+    # One box, a line per alert: a box per alert took the first screen from the map; past a
+    # few lines it scrolls (three rules' onsets and newest, 10 wrapped lines, pushed the map's
+    # lower half off a 1280x720 screen).
+    with st.container(height=ALERT_BOX_PX, border=False) if len(shown) > 3 else st.container():
+        _alert_box(shown)
     if len(shown) < len(alerts):
         with st.expander(f"Showing {len(shown)} of {len(alerts)} alerts: each rule's first and the newest "
                          f"{data.NEWEST_ALERTS} · show all {len(alerts)}"):
@@ -383,8 +399,10 @@ def page(path: str) -> None:
         return
     d = data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}", help=MAP_HELP)
-    earlier = f" (+{d.n_superseded:,} of earlier versions)" if d.n_superseded else ""
-    reference = f" · {d.n_reference:,} reference" if d.n_reference else ""  # not counted as samples
+    earlier_samples = d.n_superseded - d.n_replaced_reference  # a replaced --real set is no sample's version
+    earlier = f" (+{earlier_samples:,} of earlier versions)" if earlier_samples else ""
+    replaced = f" (+{d.n_replaced_reference:,} replaced)" if d.n_replaced_reference else ""
+    reference = f" · {d.n_reference:,} reference{replaced}" if d.n_reference or replaced else ""  # not counted as samples
     live_status(path, commit, f"{commit.rows - d.n_superseded - d.n_reference:,} samples{earlier}{reference} · "
                               f"{len(d.all_steps)} steps · "
                               f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "
@@ -489,6 +507,8 @@ def show_error(path: str, exc: Exception) -> None:
     traceback the server's console shows."""
     expected = isinstance(exc, (EvowatchError, OSError))
     log.log(logging.DEBUG if expected else logging.ERROR, "viewer failed on %s", path, exc_info=True)
+    if expected:  # the live poll reruns the page once the store reads again
+        st.session_state[UNREADABLE] = True
     st.error(data.read_error_text(path, exc))
 
 

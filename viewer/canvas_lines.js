@@ -140,7 +140,10 @@ class EvoLines {
     for (const st of s.alert_steps) vline(st, "#d62728", 1, [2, 3]);
     if (s.focus !== null && s.focus !== undefined) vline(s.focus, "#1f77b4", 2, []);
     ctx.fillStyle = "#666"; ctx.textAlign = "center"; ctx.textBaseline = "top";
-    for (const v of ticks(L.x0, L.x1, 6)) ctx.fillText(fmt(v), this.sx(L, v), bottom + 5);
+    // steps as the rest of the page writes them (15,000, not 1.5e+4)
+    for (const v of ticks(L.x0, L.x1, 6).filter((t) => Math.abs(t - Math.round(t)) < 1e-6)) {
+      ctx.fillText(Math.round(v).toLocaleString("en-US"), this.sx(L, v), bottom + 5);
+    }
   }
 
   nearest(ev) {

@@ -167,6 +167,7 @@ class MapData:
     n_rows: int  # committed sample rows
     n_superseded: int  # of them, rows of a checkpoint's earlier versions (a grid rewritten in place)
     n_reference: int  # of the current ones, real and held-out reference rows
+    n_replaced_reference: int  # of the superseded ones, reference rows (a --real set replaced)
     step: np.ndarray  # int64 (n,)  n = layout rows
     kind: np.ndarray  # int8
     label: np.ndarray  # int16
@@ -220,7 +221,8 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     cur = current[:n].copy()
     _readonly(step, kind, label, instance, cur, xy, step_index, solution, steps, all_steps)
     return MapData(n_rows=commit.rows, n_superseded=int(np.count_nonzero(~current)),
-                   n_reference=int(np.count_nonzero((all_kind != gen) & current)), step=step, kind=kind,
+                   n_reference=int(np.count_nonzero((all_kind != gen) & current)),
+                   n_replaced_reference=int(np.count_nonzero((all_kind != gen) & ~current)), step=step, kind=kind,
                    label=label, instance=instance,
                    current=cur, xy=xy, step_index=step_index, solution=solution, steps=steps, all_steps=all_steps,
                    labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
