@@ -119,17 +119,17 @@ def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> 
             solved[index] = layout_step(states[index].vectors, states[index].instances, previous, params).xy
         if index in solved:
             previous = replace(states[index], xy=solved[index])
-    store.reset_layout()
-    for index in np.argsort(ckpt["row_start"], kind="stable"):
-        index = int(index)
-        r = rows(index)
-        if r.stop == r.start:
-            continue
+    in_rows = [int(i) for i in np.argsort(ckpt["row_start"], kind="stable") if rows(int(i)).stop > rows(int(i)).start]
+    for index in in_rows:
         if index not in solved:  # reference sets and superseded versions: laid out as incrementally
             done = np.isin(np.arange(len(ckpt["step"])), list(solved))
             real = _real_set(ckpt, done, current, index)
             anchor = None if real is None else replace(state(real), xy=solved[real])
-            solved[index] = layout_step(store.samples("embedding", r).astype(np.float32),
-                                        store.samples("instance", r).astype(np.int64), anchor, params).xy
-        store.commit_layout(solved[index], r.start)
+            solved[index] = layout_step(store.samples("embedding", rows(index)).astype(np.float32),
+                                        store.samples("instance", rows(index)).astype(np.int64), anchor, params).xy
+    # only now, every solution at hand, is the old layout given up (a Ctrl-C while reference
+    # sets were still laid out left the store with none)
+    store.reset_layout()
+    for index in in_rows:
+        store.commit_layout(solved[index], rows(index).start)
     return store.layout_rows

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.cli import main
 from engine.layout import alignment_error
@@ -114,6 +115,33 @@ def test_the_held_out_set_is_laid_out_on_the_real_sets_map(tmp_path):
             twin = np.median(np.linalg.norm(xy[150:] - xy[:60], axis=1))
             anyone = np.median(np.linalg.norm(xy[150:] - xy[rng.permutation(150)[:60]], axis=1))
             assert twin < 0.3 * anyone, (lay_out.__name__, twin, anyone)
+
+
+def test_a_full_recompute_stopped_midway_keeps_the_layout_there_was(tmp_path, monkeypatch):
+    """`layout --full` gave up the old layout before laying out the reference sets: a Ctrl-C
+    then left the store with none (1,260 rows to 0)."""
+    from engine import layout_runner
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(4, 16))
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(-1, "real", "hreal", kind="real") as tx:
+            tx.add(centres[np.arange(40) % 4] + 0.3 * rng.normal(size=(40, 16)), [-1] * 40, [None] * 40,
+                   np.zeros((40, 4, 4, 3), np.uint8), [f"{i}.png" for i in range(40)])
+        for step in (100, 200):
+            add_step(store, step, centres, rng, 0.5)
+        layout_runner.update_layout(store)
+        before = store.layout_xy().copy()
+
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(layout_runner, "layout_step", interrupted)  # while the reference set is laid out
+        with pytest.raises(KeyboardInterrupt):
+            layout_runner.recompute_layout(store)
+        assert store.layout_rows == 280
+        np.testing.assert_array_equal(store.layout_xy(), before)
 
 
 def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, monkeypatch):
