@@ -248,15 +248,19 @@ def cmd_watch(args: argparse.Namespace) -> int:
         print(f"evowatch watch: error: argument RUN_DIR: {args.run_dir}: no such directory", file=sys.stderr)
         return 2
 
-    with open_session(args) as watcher:
-        if args.once:
+    if args.once:
+        with open_session(args) as watcher:
             watcher.run_until_settled()
-        else:
+        return 0
+    try:  # a live watch stopped is a watch done, also while it starts (the encoder loading: seconds)
+        with open_session(args) as watcher:
             try:
                 watcher.run_forever(STOP_REQUESTED)  # returns when a stop's exception was dropped
             except KeyboardInterrupt:
                 pass
-            log.info("stopped; everything ingested so far is committed")
+    except KeyboardInterrupt:
+        pass
+    log.info("stopped; everything ingested so far is committed")
     return 0
 
 

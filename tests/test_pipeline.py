@@ -1360,6 +1360,24 @@ def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
     assert info(store)["rows"] == 5
 
 
+def test_a_live_watch_stopped_while_it_starts_exits_0(tmp_path, monkeypatch, capsys):
+    """`docker stop` or systemd stopping a live watch while its encoder loaded (seconds with
+    CLIP) got 143 and the --once message: a live watch stopped is a watch done."""
+    import contextlib
+
+    from engine import cli, session
+
+    @contextlib.contextmanager
+    def loading(args):
+        raise cli.Terminated()
+        yield
+
+    monkeypatch.setattr(session, "open_session", loading)
+    assert cli.main(["watch", str(tmp_path), "--store", str(tmp_path / "s.zarr"), "--encoder", "pixels"]) == 0
+    err = capsys.readouterr().err
+    assert "interrupted" not in err and err.endswith("evowatch: stopped; everything ingested so far is committed\n")
+
+
 def _started(tmp_path: Path, *args: str) -> subprocess.Popen:
     """A `watch` given a few seconds to start (import, open the store) before it is stopped."""
     proc = subprocess.Popen(_cli("watch", *args, "--encoder", "pixels", "--no-layout"), env=_env(tmp_path),
