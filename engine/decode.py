@@ -76,7 +76,8 @@ def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) ->
     """(offset, scale) so that ``(x + offset) * scale`` maps the file's values onto [0, 255].
     Float values are in ``given`` (lo, hi) when set (``--value-range``, a sampler's
     ``value_range``); else guessed from the file alone: [-1, 1] when a value is negative,
-    so a tanh generator's file that happens to hold none is read as [0, 1]."""
+    so a tanh generator's file that happens to hold none is read as [0, 1]; else [0, 1] up to a
+    maximum of 2 (an unclamped sampler's overshoot), [0, 255] up to 300, beyond refused."""
     if given is not None and np.issubdtype(array.dtype, np.floating):
         lo, hi = given
         return -lo, 255.0 / (hi - lo)
@@ -97,7 +98,11 @@ def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) ->
         raise SkipFile(f"values span [{lo:.3g}, {hi:.3g}]: not images in [-1, 1], [0, 1] or [0, 255]")
     if lo < 0:
         return 1.0, 127.5
-    return 0.0, (255.0 if hi <= 1.0 + 1e-3 else 1.0)
+    if hi > 300:  # clipped at 255 a third of the pixels were white, without a word
+        raise SkipFile(f"values span [{lo:.3g}, {hi:.3g}]: not images in [-1, 1], [0, 1] or [0, 255]; "
+                       "--value-range gives the range when it is one of them")
+    # [0, 1] up to 2: an unclamped sampler overshoots 1 a little (1.007 read as [0, 255] was black)
+    return 0.0, (255.0 if hi <= 2.0 else 1.0)
 
 
 def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:

@@ -309,6 +309,21 @@ def test_a_value_range_given_reads_every_file_alike(tmp_path):
     assert content_hash(checkpoint) != content_hash(checkpoint, given)
 
 
+def test_floats_a_little_over_1_are_0_1_and_far_over_255_are_refused(tmp_path):
+    """An unclamped sampler's [0, 1] batch with a maximum of 1.007 was read as [0, 255]
+    (thumbnails nearly black); a float file spanning [0, 950] was clipped at 255 (a third of
+    the pixels white), both without a word."""
+    unit = np.full((2, 3, 8, 8), 0.5, np.float32)
+    unit[0, 0, 0, 0] = 1.007
+    np.save(tmp_path / "samples_1.npy", unit)
+    np.save(tmp_path / "samples_2.npy", np.linspace(0, 950, 2 * 3 * 64, dtype=np.float32).reshape(2, 3, 8, 8))
+    first, second = scan_run(tmp_path)
+    assert list(iter_samples(first))[1].image[0, 0, 0] == 128
+    (skipped,) = list(iter_samples(second))
+    assert isinstance(skipped, SkippedFile) and "values span [0, 950]" in skipped.reason
+    assert "--value-range" in skipped.reason
+
+
 def test_npz_with_labels_and_latents(tmp_path):
     base = smooth_images(RNG, 3, 16)
     z = RNG.standard_normal((3, 8)).astype(np.float32)
