@@ -754,9 +754,15 @@ class StoreWriter(StoreReader):
                       max_rows: int = 16384) -> None:
         itemsize = 256 if dtype is str else np.dtype(dtype).itemsize  # strings: a typical path's length
         rows = _rows_per_chunk(row_shape, itemsize, max_rows)
-        array = group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
-                                   fill_value="" if dtype is str else None)
-        array.update_attributes({"description": description})
+        try:
+            array = group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
+                                       fill_value="" if dtype is str else None)
+            array.update_attributes({"description": description})
+        except BaseException:
+            # a full disk or a stop half-way left a folder without zarr.json, which plain zarr
+            # warned about at every read ("Object at density is not recognized") until a resume
+            shutil.rmtree(Path(group.store.root) / group.path / name, ignore_errors=True)
+            raise
 
     def _check_encoder(self, encoder: dict[str, Any]) -> None:
         stored = self.encoder or {}

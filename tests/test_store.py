@@ -105,6 +105,26 @@ def test_a_file_and_the_per_step_pattern_covering_it_are_one_reading(tmp_path, r
     assert zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["checkpoints/superseded"][:].tolist() == expected
 
 
+def test_an_array_whose_making_failed_leaves_no_folder(tmp_path, monkeypatch):
+    """The disk filled while a new metric's column was made: an empty metrics/density/ folder
+    stayed, and plain zarr warned about it at every read until a resume succeeded."""
+    import errno
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.write_step_metrics(100, {"vendi": 2.0})
+
+        def full(self, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(zarr.Array, "update_attributes", full)
+        with pytest.raises(OSError):
+            store.write_step_metrics(100, {"vendi": 2.0, "density": 0.9})
+        monkeypatch.undo()
+    assert not (path / "metrics" / "density").exists()
+    assert list(StoreReader(path).step_metrics()) == ["step", "vendi"]
+
+
 def test_error_inside_checkpoint_rolls_back(tmp_path, rng):
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(1, "a", "h1") as tx:
