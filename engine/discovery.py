@@ -1217,18 +1217,32 @@ def content_hash(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
     A file this process may not read counts by its name (decoding skips it, naming it).
     Raises ``FileNotFoundError`` if a file vanished meanwhile.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    if settings := reading_settings(checkpoint, options):
-        digest.update(settings.encode() + b"\0")
+    return combined_hash(reading_settings(checkpoint, options), file_digests(checkpoint))
+
+
+def file_digests(checkpoint: Checkpoint) -> list[tuple[str, bytes]]:
+    """(name relative to the run, BLAKE2b of the bytes) of each file, in path order."""
+    out = []
     for path in sorted(checkpoint.files):
         try:
             name = _relative(path, checkpoint.root)
         except ValueError:
             name = path.name
-        digest.update(os.fsencode(name) + b"\0")  # a name that is not UTF-8 has its own bytes
         try:
             with open(path, "rb") as fh:
-                digest.update(hashlib.file_digest(fh, "blake2b").digest())
+                out.append((name, hashlib.file_digest(fh, "blake2b").digest()))
         except PermissionError:  # ingested with the file skipped; read again once its permissions change
-            digest.update(b"unreadable\0")
+            out.append((name, b"unreadable\0"))
+    return out
+
+
+def combined_hash(settings: str, digests: list[tuple[str, bytes]]) -> str:
+    """:func:`content_hash` from a checkpoint's :func:`file_digests`: with the names of another
+    source, it is the hash that checkpoint had there (a folder renamed: the same files)."""
+    digest = hashlib.blake2b(digest_size=16)
+    if settings:
+        digest.update(settings.encode() + b"\0")
+    for name, file_digest in digests:
+        digest.update(os.fsencode(name) + b"\0")  # a name that is not UTF-8 has its own bytes
+        digest.update(file_digest)
     return digest.hexdigest()

@@ -27,14 +27,16 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, content_hash,
-                              file_versions, is_ready, sample_files, scan_reference, scan_run, series_glob, warn_once)
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, combined_hash,
+                              content_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
+                              scan_reference, scan_run, series_glob, warn_once)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
 from engine.tensorboard_images import TensorBoardImages
-from stores.zarr_store import StoreWriter, stored_text
+from stores.format import KIND_CODES
+from stores.zarr_store import StoreWriter, stored_text, superseded_flags
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,8 @@ class Watcher:
         self._run_dir_gone = False
         self._replacing: set[str] = set()  # sources committed before with other content
         self._unsampled: dict[str, str] = {}  # sources whose sampler failed, by content: not retried by this process
+        self._moved: dict[str, str] = {}  # new source -> the vanished source its files were read from
+        self._move_checked: set[tuple[str, str]] = set()  # (source, content hash) looked for as a move
         self._file_counts: dict[str, int] = {}  # files of each source when it was last taken
         self._grew: Counter[str] = Counter()  # times a source was taken again with more files
         # Samples of each one-image checkpoint ingested (a grid's tiles), by series: StarGAN v2
@@ -205,7 +209,35 @@ class Watcher:
                     self._replacing.add(checkpoint.source)
                     self._note_growing(checkpoint)
                 self._file_counts[checkpoint.source] = len(checkpoint.files)
+        self._find_moves([c for c, _ in jobs])
         return jobs, waiting
+
+    def _find_moves(self, new: list[Checkpoint]) -> None:
+        """Checkpoints the run moved: the same files under a new name, the old one gone (a
+        trainer's ``tmp-checkpoint-500/`` renamed ``checkpoint-500/``, a folder renamed by
+        hand). Read again at the new name, both readings stayed current (every sample twice);
+        the earlier one is renamed after the new one is stored, so it is its superseded version."""
+        if self._stand_in is not None or not new:
+            return
+        ckpt = self.store.checkpoints()
+        vanished = {str(s): str(h) for s, h, k, old in zip(ckpt["source"], ckpt["hash"], ckpt["kind"], superseded_flags(ckpt))
+                    if not old and k == KIND_CODES["generated"] and not (self.config.run_dir / str(s)).exists()}
+        for checkpoint in new if vanished else ():
+            key = (checkpoint.source, self._hash(checkpoint) or "")
+            if key in self._move_checked or checkpoint.kind != "generated":
+                continue
+            self._move_checked.add(key)
+            try:
+                digests = file_digests(checkpoint)
+            except FileNotFoundError:
+                continue
+            settings = reading_settings(checkpoint, self.config.options)
+            prefix = checkpoint.source
+            for old, stored in vanished.items():
+                renamed = [(old + name[len(prefix):], d) for name, d in digests if name.startswith(prefix)]
+                if len(renamed) == len(digests) and combined_hash(settings, renamed) == stored:
+                    self._moved[checkpoint.source] = old
+                    break
 
     def _note_growing(self, checkpoint: Checkpoint) -> None:
         """Say once when checkpoints keep being taken again with more files: the trainer
@@ -292,6 +324,9 @@ class Watcher:
                 note = f", {counted(result.skipped, unit)} skipped" if result.skipped else ""
                 if c.source in self._replacing:
                     note += "; a new version, the earlier one's rows kept as superseded"
+                if (old := self._moved.pop(c.source, None)) is not None:
+                    self.store.rename_source(old, c.source)
+                    note += f"; the files of {old}, which is gone (renamed): its rows kept as superseded"
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
                           counted(result.rows, "sample"), note)

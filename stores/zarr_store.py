@@ -882,6 +882,20 @@ class StoreWriter(StoreReader):
                                                                   superseded_flags(ckpt)) if not old}
 
     # --- writing --------------------------------------------------------------------
+    @uninterrupted
+    def rename_source(self, old: str, new: str) -> None:
+        """Name the checkpoints read from ``old`` by ``new``, where the run moved them (a
+        trainer's ``tmp-checkpoint-500/`` renamed ``checkpoint-500/``): read again there, the
+        earlier reading is then that source's superseded version, not a second current copy."""
+        ckpt = self.checkpoints()
+        where = np.flatnonzero(ckpt["source"] == stored_text(old))
+        if not len(where):
+            return
+        handle = self.handle("checkpoints", "source")
+        for i in where:
+            handle[int(i)] = stored_text(new)
+        self._write_superseded()
+
     @contextlib.contextmanager
     def checkpoint(self, step: int, source: str, content_hash: str, kind: str = "generated",
                    defer: bool = False) -> Iterator[CheckpointTransaction]:

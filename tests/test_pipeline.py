@@ -1378,6 +1378,31 @@ def test_a_live_watch_stopped_while_it_starts_exits_0(tmp_path, monkeypatch, cap
     assert "interrupted" not in err and err.endswith("evowatch: stopped; everything ingested so far is committed\n")
 
 
+def test_a_checkpoint_the_run_renamed_is_its_new_version_not_a_second_copy(tmp_path, capsys):
+    """A trainer's `tmp-checkpoint-500/` renamed `checkpoint-500/` (transformers, Orbax), or a
+    folder renamed by hand to another step: read again at its new name, both readings stayed
+    current and every sample was in the map and the export twice."""
+    from engine.cli import main
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 4, seed=0)
+    write_step(run, 200, 4, seed=1)
+    write_step(run, 300, 4, seed=2)
+    os.rename(run / "step_000300", run / "tmp-checkpoint-300")
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    os.rename(run / "tmp-checkpoint-300", run / "checkpoint-300")  # the same step
+    os.rename(run / "step_000200", run / "step_000250")  # another step
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "the files of tmp-checkpoint-300, which is gone (renamed): its rows kept as superseded" in err
+    assert "holds the same samples" not in err
+    summary = info(store)
+    assert (summary["rows"], summary["current_rows"], summary["steps"]) == (20, 12, [100, 250, 300])
+    assert main(argv) == 0 and info(store)["rows"] == 20  # nothing more to read
+
+
 def _started(tmp_path: Path, *args: str) -> subprocess.Popen:
     """A `watch` given a few seconds to start (import, open the store) before it is stopped."""
     proc = subprocess.Popen(_cli("watch", *args, "--encoder", "pixels", "--no-layout"), env=_env(tmp_path),
