@@ -79,7 +79,9 @@ def tsne_affinities(x: np.ndarray, perplexity: float, n_jobs: int = 1) -> affini
     n = len(x)
     perplexity = float(min(perplexity, max((n - 1) / 3.0, 1.0)))
     k = int(min(max(round(3 * perplexity), 1), n - 1))
-    idx, dist = self_knn(_ties_broken(x), k)
+    idx, dist = self_knn(x, k)
+    if (dist[:, 0] < 1e-3).any():  # duplicates, maybe (the check costs a sort: only then)
+        idx, dist = self_knn(_ties_broken(x), k)
     return affinity.PerplexityBasedNN(
         knn_index=PrecomputedNeighbors(idx, dist), perplexity=perplexity, n_jobs=n_jobs
     )
