@@ -304,19 +304,15 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
             elif isinstance(item, Done):
                 done += 1
                 gone = [path for path, reason in tx.skipped if reason == VANISHED]
-                if gone and _deleted(item.checkpoint):  # while read (rotation): its rows would be a part of it
-                    log.info("%s was deleted while being read; nothing stored for it", item.checkpoint.source)
+                deleted = bool(gone) and _deleted(item.checkpoint)  # while read (rotation): its rows would be a part of it
+                if deleted or retry:  # nothing stored for it
+                    if deleted:
+                        log.info("%s was deleted while being read; nothing stored for it", item.checkpoint.source)
+                    else:  # its sampler failed: the next run samples it again
+                        waiting.append(IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False))
                     tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
                     tx_context = tx = None
                     yield from _committed(waiting)
-                    continue
-                if retry:  # its sampler failed: nothing stored, the next run samples it again
-                    skipped = len(tx.skipped)
-                    tx_context.__exit__(_NotStored, _NotStored(), None)
-                    tx_context = tx = None
-                    waiting.append(IngestResult(item.checkpoint, 0, skipped, stored=False))
-                    if not store.has_pending:
-                        yield from _committed(waiting)
                     continue
                 if len(gone) > 3:  # a folder emptied while read: one line, not one per file
                     log.warning("%s: %s vanished before they could be read (%s, ...): stored without them",
