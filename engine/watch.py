@@ -28,7 +28,7 @@ from watchdog.observers.polling import PollingObserver
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
 from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, combined_hash,
-                              content_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
+                              file_digests, file_versions, is_ready, reading_settings, sample_files,
                               scan_reference, scan_run, series_glob, warn_once)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
@@ -146,6 +146,7 @@ class Watcher:
         self._unsampled: dict[str, str] = {}  # sources whose sampler failed, by content: not retried by this process
         self._moved: dict[str, str] = {}  # new source -> the vanished source its files were read from
         self._move_checked: set[tuple[str, str]] = set()  # (source, content hash) looked for as a move
+        self._digests: dict[str, list] = {}  # file digests of the checkpoints hashed in this pass
         self._file_counts: dict[str, int] = {}  # files of each source when it was last taken
         self._grew: Counter[str] = Counter()  # times a source was taken again with more files
         # Samples of each one-image checkpoint ingested (a grid's tiles), by series: StarGAN v2
@@ -165,8 +166,11 @@ class Watcher:
         if cached and cached[0] == fingerprint:
             return cached[1]
         try:
-            digest = (self._stand_in.content_hash(checkpoint) if self._stand_in
-                      else content_hash(checkpoint, self.config.options))
+            if self._stand_in:
+                digest = self._stand_in.content_hash(checkpoint)
+            else:  # content_hash, its file digests kept for this pass's look for moves
+                self._digests[checkpoint.source] = file_digests(checkpoint)
+                digest = combined_hash(reading_settings(checkpoint, self.config.options), self._digests[checkpoint.source])
         except FileNotFoundError:  # deleted between scan and hash (rotation)
             return None
         self._hashes[checkpoint.source] = (fingerprint, digest)
@@ -210,6 +214,7 @@ class Watcher:
                     self._note_growing(checkpoint)
                 self._file_counts[checkpoint.source] = len(checkpoint.files)
         self._find_moves([c for c, _ in jobs])
+        self._digests.clear()
         return jobs, waiting
 
     def _find_moves(self, new: list[Checkpoint]) -> None:
@@ -227,8 +232,8 @@ class Watcher:
             if key in self._move_checked or checkpoint.kind != "generated":
                 continue
             self._move_checked.add(key)
-            try:
-                digests = file_digests(checkpoint)
+            try:  # read by _hash this pass, unless its hash was known from an earlier one
+                digests = self._digests.get(checkpoint.source) or file_digests(checkpoint)
             except FileNotFoundError:
                 continue
             settings = reading_settings(checkpoint, self.config.options)
