@@ -25,6 +25,11 @@ SampleSource = Callable[[Checkpoint, DiscoveryOptions], Iterable[Sample | Skippe
 #: Preparation threads in each decode process and beside a sampler (Pillow releases the GIL).
 PROCESS_THREADS = 2
 
+#: A batch is cut once its decoded images hold this many bytes, even if short of the batch
+#: size: a producer keeps a few batches in hand, and 1,024 decoded 1024 x 1024 samples are 3 GiB.
+#: The encoder still takes the short batches that are waiting together (engine.pipeline._encode).
+BATCH_IMAGE_BYTES = 64 << 20
+
 #: The end of a stream.
 END = object()
 
@@ -128,6 +133,7 @@ def messages(jobs: Iterable[tuple[Checkpoint, str, Part | None]], prep: Preparat
         if part is None or part.first:
             yield Start(checkpoint, content_hash)
         batch: list[Sample] = []
+        batch_bytes = 0
         found = samples(checkpoint, prep.options) if part is None else \
             iter_samples(checkpoint, prep.options, files=checkpoint.files[part.lo:part.hi])
         for item in found:
@@ -137,9 +143,10 @@ def messages(jobs: Iterable[tuple[Checkpoint, str, Part | None]], prep: Preparat
                 yield item
                 continue
             batch.append(item)
-            if len(batch) == prep.batch_size:
+            batch_bytes += item.image.nbytes
+            if len(batch) == prep.batch_size or batch_bytes >= BATCH_IMAGE_BYTES:
                 yield pool.submit(prepare_batch, batch, prep.preprocessor, prep.thumbnail_size)
-                batch = []
+                batch, batch_bytes = [], 0
         if batch:
             yield pool.submit(prepare_batch, batch, prep.preprocessor, prep.thumbnail_size)
         yield Done(checkpoint) if part is None or part.last else PartDone()

@@ -22,9 +22,12 @@ Rules
 * Labels, first found: a tensor's ``labels``/``y`` key, the labels file (keyed by file path,
   name, stem or instance id; without ``labels_file``, a ``labels.csv``/``labels.json`` in the
   checkpoint folder is used), the per-label sub-folder (see ``DiscoveryOptions.label_folders``).
-* Tensor values: uint8 as is; other integers above 255 as 16-bit; floats by the file's range:
-  any negative value means [-1, 1], a maximum up to 1 means [0, 1], else [0, 255]. Floats
-  below -1.5 are not images (latents, say) and the file is skipped.
+* Tensor values: uint8 as is; other integers above 255 as 16-bit; floats in ``--value-range``,
+  else by the file's range (:func:`_value_range`). Floats below -1.5 are not images (latents,
+  say) and the file is skipped.
+* Large tensor files are not read whole: a ``.npy``, an ``.npz`` written by ``np.savez``
+  (uncompressed) and a ``.pt`` written by ``torch.save`` are memory-mapped and converted a
+  chunk of samples at a time (a 50k x 256 x 256 samples file is 10 GB).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import logging
 import os
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from collections import Counter
@@ -250,7 +254,8 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with warnings.catch_warnings():  # torch's multi-line notes on a plain pickle; the skip reason says it
             warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            # mmap: a zip-format file's tensors are read as samples are converted, not at once
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError:
         if zipfile.is_zipfile(path):  # a well-formed torch.save archive with non-tensor objects
             raise SkipFile("holds objects other than tensors (refused to unpickle: weights_only)") from None
@@ -281,7 +286,10 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
         if path.suffix.lower() == ".npy":
             return {"images": np.load(path, mmap_mode="r", allow_pickle=False)}
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+            arrays = {}
+            for name, member in zip(archive.files, archive.zip.namelist()):
+                mapped = _mapped_member(path, archive.zip, archive.zip.getinfo(member))
+                arrays[name] = archive[name] if mapped is None else mapped
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Python objects" in str(exc):  # object dtype, or no numpy header at all
             with open(path, "rb") as fh:
@@ -296,6 +304,37 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
     if _pick(arrays, IMAGE_KEYS) is None and len(arrays) != 1:
         raise SkipFile(f"holds no image array (keys: {', '.join(arrays)})")
     return arrays
+
+
+def _mapped_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.memmap | None:
+    """An uncompressed ``.npz`` member (``np.savez``) memory-mapped, like ``np.load(mmap_mode="r")``
+    does for a ``.npy``; None for a compressed, object or unusual member (numpy reads those).
+    Its CRC is checked first, a chunk at a time, as numpy's reading would: damaged bytes are
+    said, not stored as samples."""
+    if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1 or member.file_size == 0:
+        return None
+    with archive.open(member) as data:  # zipfile raises BadZipFile at the end on a CRC mismatch
+        while data.read(16 << 20):
+            pass
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(member.header_offset)
+            local = fh.read(30)  # the member's local header: its name and extra field lengths are its own
+            if local[:4] != b"PK\x03\x04":
+                return None
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            fh.seek(member.header_offset + 30 + name_length + extra_length)
+            read_header = readers.get(np.lib.format.read_magic(fh))
+            if read_header is None:
+                return None
+            shape, fortran_order, dtype = read_header(fh)
+            if dtype.hasobject or not shape or 0 in shape:
+                return None
+            return np.memmap(fh, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
+                             order="F" if fortran_order else "C")
+    except (OSError, ValueError, struct.error):  # numpy's own reading says what is wrong
+        return None
 
 
 def load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 import warnings
 from collections import OrderedDict
 from fractions import Fraction
@@ -359,6 +361,36 @@ def test_pt_dict_with_images_labels_latents(tmp_path):
     expected = np.clip(np.rint((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(samples[1].image, expected[1])
     assert len(list(iter_samples(second))) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the process's memory from /proc")
+@pytest.mark.parametrize("name", ["samples.npz", "samples.pt", "samples.npy"])
+def test_a_large_tensor_file_is_not_read_whole_into_memory(tmp_path, name):
+    """guided-diffusion's 50k x 256 x 256 samples file is 10 GB: it was read whole (16 GB of
+    memory). np.savez, torch.save and .npy files are memory-mapped and converted a chunk at a time."""
+    images = np.zeros((96, 256, 256, 3), np.uint8)  # 18 MiB, 72 MiB as float
+    images[:, :, :, 0] = np.arange(96, dtype=np.uint8)[:, None, None]
+    path = tmp_path / name
+    if name.endswith(".pt"):
+        torch.save(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, path)
+    elif name.endswith(".npz"):
+        np.savez(path, images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    else:
+        np.save(path, images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    script = f"""
+import re
+import numpy as np, torch
+from pathlib import Path
+from engine.decode import load_tensor_file, to_uint8
+def anonymous_mib():
+    return int(re.search(r"RssAnon:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+before = anonymous_mib()
+images, _, _ = load_tensor_file(Path({str(path)!r}))
+grown = anonymous_mib() - before
+print(grown, to_uint8(np.asarray(images[95]))[0, 0, 0])
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert float(out[0]) < 24 and int(out[1]) == 95  # 72 MiB of floats: not copied
 
 
 def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):

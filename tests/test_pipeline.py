@@ -528,6 +528,34 @@ def test_the_encoder_takes_waiting_checkpoints_together_and_keeps_their_order():
     assert run(batch_size=4)[0] == [8, 2]  # a call ends once the batch size is reached
 
 
+def test_a_batch_is_cut_once_its_decoded_images_are_large(monkeypatch):
+    """A producer keeps a few batches in hand: 1,024 decoded 768 x 768 samples held per batch
+    took a decode worker past 1 GB. A batch now ends at BATCH_IMAGE_BYTES, every sample kept."""
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from engine import batches
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.records import Checkpoint, Sample
+
+    image_bytes = 256 * 256 * 3
+    monkeypatch.setattr(batches, "BATCH_IMAGE_BYTES", 5 * image_bytes)
+
+    def samples(checkpoint, options):
+        rng = np.random.default_rng(0)
+        for i in range(23):
+            yield Sample(image=rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), instance=i, path=f"{i}.png")
+
+    pixels = make_encoder("pixels")
+    prep = batches.Preparation(DiscoveryOptions(), pixels.preprocessor, pixels.batch_size, 16)
+    with ThreadPoolExecutor(2) as pool:
+        stream = batches.messages([(Checkpoint(1, "step_1", ()), "hash", None)], prep, pool, threading.Event(), samples)
+        prepared = [item.result() for item in stream if isinstance(item, Future)]
+    assert [len(batch.pixels) for batch in prepared] == [5, 5, 5, 5, 3]
+    assert sum((batch.columns.instances for batch in prepared), []) == list(range(23))
+
+
 def test_the_encoder_runs_a_group_commit_ahead_of_the_store():
     """While the store is busy (a group commit), the encoder goes on until ENCODED_AHEAD_ROWS
     rows wait for it, however small the checkpoints: its queue counts calls, not items."""
