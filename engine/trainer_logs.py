@@ -216,7 +216,8 @@ def stats_points(record: dict[str, Any]) -> list[tuple[str, int, float]] | None:
 def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
     """(name, step, value) triples of a JSON-lines log; lines without a step or not JSON are skipped."""
     out = []
-    with open(path, encoding="utf-8") as f:
+    # errors="replace": one Latin-1 byte in a run name or a prompt lost the whole log before
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if not line:
@@ -246,7 +247,7 @@ def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
 def read_csv(path: Path) -> list[tuple[str, int, float]]:
     """(name, step, value) triples of a CSV log with a step column; other files yield nothing."""
     out = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         step_key = next((fk for key in STEP_KEYS for fk in fields if fk.strip().lower() == key), None)

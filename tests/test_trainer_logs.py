@@ -130,6 +130,14 @@ def test_jsonl_and_csv(tmp_path):
     assert got["val_loss"][0].tolist() == [100]
 
 
+def test_a_log_with_a_byte_that_is_not_utf8_is_still_read(tmp_path):
+    """A Latin-1 byte in a prompt column or a run name skipped the whole log, with its losses."""
+    (tmp_path / "metrics.csv").write_bytes(b"step,loss,prompt\n0,1.5,caf\xe9\n50,1.25,na\xefve\n")
+    (tmp_path / "log.jsonl").write_bytes(b'{"step": 0, "loss_G": 2.0, "run": "\xb5-run"}\n{"step": 50, "loss_G": 1.0}\n')
+    got = T.read_trainer_scalars(tmp_path)
+    assert got["loss"][1].tolist() == [1.5, 1.25] and got["loss_G"][1].tolist() == [2.0, 1.0]
+
+
 def test_mixed_run_dir_and_nan(tmp_path):
     _write_events(tmp_path)
     (tmp_path / "log.jsonl").write_text(json.dumps({"iter": 3, "loss_G": float("inf")}) + "\n")
