@@ -4,15 +4,15 @@
         [--onsets 1500 1600] [--jobs 2] [--out DIR] [--json FILE]
 
 For each seed it trains the demo trainer (``examples/demo_trainer.py``, CPU, one torch
-thread per run, ``--jobs`` runs at a time) three times: healthy, ``--fail collapse@S`` and
-``--fail copy@S`` (S = the seed's onset; steps before S are bit-identical to the healthy
-run). Each run is then ingested through the real CLI code path,
+thread per run, ``--jobs`` runs at a time) four times: healthy, ``--fail collapse@S``,
+``--fail drop@S`` and ``--fail copy@S`` (S = the seed's onset; steps before S are
+bit-identical to the healthy run). Each run is then ingested through the real CLI code path,
 ``engine.cli.main(["watch", RUN, "--store", S, "--once", "--encoder", "pixels", "--real",
 TRAIN, "--holdout", HOLDOUT, "--no-layout", "--settle", "0"])``, and the alerts are read
 back as ``evowatch info --json`` lists them. It reports:
 
 - per failure: the first checkpoint at or after the onset, the checkpoint where the
-  expected rule (``collapse``; ``memorisation`` for copying) first fired, the delay in
+  expected rule (``collapse`` for collapse and drop; ``memorisation`` for copying) first fired, the delay in
   checkpoints between the two (bar: <= 1), and any alert before the onset (bar: 0);
 - per healthy run: every alert (bar: 0);
 - cost: per generated checkpoint, the ingest time (decode + encode + store commit) against
@@ -43,12 +43,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 #: The rule expected to catch each induced failure.
-EXPECTED_RULE = {"collapse": "collapse", "copy": "memorisation"}
+EXPECTED_RULE = {"collapse": "collapse", "drop": "collapse", "copy": "memorisation"}
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One demo-trainer run: ``fail`` is None (healthy), ``collapse`` or ``copy``."""
+    """One demo-trainer run: ``fail`` is None (healthy), ``collapse``, ``drop`` or ``copy``."""
 
     seed: int
     fail: str | None
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = []
     for i, seed in enumerate(a.seeds):
         onset = a.onsets[min(i, len(a.onsets) - 1)]
-        specs += [RunSpec(seed, fail, None if fail is None else onset, a.steps, a.every) for fail in (None, "collapse", "copy")]
+        specs += [RunSpec(seed, fail, None if fail is None else onset, a.steps, a.every) for fail in (None, "collapse", "drop", "copy")]
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         t0 = time.perf_counter()

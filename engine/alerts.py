@@ -11,7 +11,6 @@ run raises none (see ``docs/metrics.md`` and ``tests/test_alerts.py``).
 """
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -61,6 +60,10 @@ class AlertRules:
     collapse_metrics: tuple[str, ...] = ("vendi", "pairwise_cosine")
     collapse_max_drop: float = 0.5
     collapse_duplicate_rise: float = 0.25
+    # or (mode dropping without labels) the step's shares of the real data's regions are off
+    # by more than chance (engine.metrics.REGION_NOISE_Z), at the previous realistic step too,
+    # and their total variation rose more than region_tv_rise above its lowest so far
+    collapse_region_tv_rise: float = 0.1
     # memorisation: near-copy fraction above max(min_frac, q + z * binomial sd) or the
     # median log(d_train / d_holdout) over distinct neighbourhoods below copy_log_ratio_max,
     # significantly (sign test over those neighbourhoods, p < copy_log_ratio_alpha): a
@@ -155,7 +158,8 @@ _LABELS = {"vendi": "Vendi score", "pairwise_cosine": "mean pairwise cosine dist
 def _collapse(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     if len(hist) <= rules.warmup:
         return None
-    return _diversity_drop(hist, rules) or _duplicates(hist, rules) or _recall_drop(hist, rules)
+    return (_diversity_drop(hist, rules) or _duplicates(hist, rules) or _recall_drop(hist, rules)
+            or _regions_dropped(hist, rules))
 
 
 def _realistic(rec: Mapping, rules: AlertRules) -> bool:
@@ -187,6 +191,30 @@ def _recall_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
                  f"mode dropping at step {step}: recall fell {_pct(drop)} from {best:.2f} at step "
                  f"{int(best_rec['step'])} to {recall:.2f} (the samples cover less of the real data; "
                  f"precision {_get(cur, 'precision'):.2f})")
+
+
+def _regions_dropped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    """Mode dropping without labels: the samples fill the real data's regions (k-means of
+    its vectors) off their real shares by more than chance, at two realistic steps running,
+    and further off than the model once was. Digits with 6 of 10 classes left: recall fell
+    12% (under its 50% bar), the regions' total variation rose 0.13 -> 0.26 (chance: 0.25)."""
+    realistic = [r for r in hist if _realistic(r, rules) and _finite(_get(r, "region_tv"), _get(r, "region_tv_chance"))]
+    if len(realistic) < 3 or realistic[-1] is not hist[-1]:
+        return None
+    *past, before, cur = realistic
+    tv = _get(cur, "region_tv")
+    low_rec = min([*past, before], key=lambda r: _get(r, "region_tv"))
+    low = _get(low_rec, "region_tv")
+    if not all(_get(r, "region_tv") > _get(r, "region_tv_chance") for r in (before, cur)) \
+            or tv - low <= rules.collapse_region_tv_rise:
+        return None
+    step = int(cur["step"])
+    empty = _get(cur, "region_empty_share")
+    missing = f"; regions holding {_pct(empty)} of the real data have no sample" if empty > 0 else ""
+    return Alert(step, "collapse", tv,
+                 f"mode dropping at step {step}: the samples fill the real data's {_get(cur, 'regions'):.0f} regions "
+                 f"off their shares by {tv:.2f} (total variation; chance {_get(cur, 'region_tv_chance'):.2f}), "
+                 f"from {low:.2f} at step {int(low_rec['step'])}{missing}")
 
 
 def _duplicates(hist: list[Mapping], rules: AlertRules) -> Alert | None:
@@ -322,23 +350,6 @@ def _drift_ready(hist: list[Mapping], rules: AlertRules) -> bool:
     return len(hist) > rules.warmup and realistic
 
 
-@functools.lru_cache(maxsize=256)
-def _chance_tv(ref: tuple[float, ...], n: int, z: float) -> float:
-    """The total variation that n samples drawn from the reference's label shares exceed as
-    rarely as z standard deviations of a normal (seeded draws). z times the mean TV was
-    above 1 at 8 samples of 10 labels (the rule could not fire) and near 0.45 at 64, where
-    chance never passes 0.37."""
-    from scipy.stats import norm
-
-    p = np.asarray(ref, float)
-    if n <= 0 or p.sum() <= 0:
-        return math.inf
-    p = p / p.sum()
-    draws = np.random.default_rng(0).multinomial(n, p, size=20_000) / n
-    tv = 0.5 * np.abs(draws - p).sum(axis=1)
-    return float(np.quantile(tv, 1.0 - norm.sf(z)))
-
-
 def _label_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     if not _drift_ready(hist, rules):
         return None
@@ -350,7 +361,9 @@ def _label_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     if not _finite(tv, n) or n <= 0 or not shares:
         return None
     ref = tuple(round(r, 6) for _, r in shares.values() if math.isfinite(r))
-    limit = max(rules.label_tv_max, _chance_tv(ref, int(n), rules.label_noise_z))
+    from engine.metrics import chance_tv  # lazily: the viewer reads alerts without the metrics' stack
+
+    limit = max(rules.label_tv_max, chance_tv(ref, int(n), rules.label_noise_z))
     if tv <= limit:
         return None
     diffs = sorted(shares.items(), key=lambda kv: kv[1][0] - kv[1][1])

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder for the run, its data and demo.zarr (default evowatch-demo)")
     demo.add_argument("--steps", type=_number(int, 1), default=None, help="training steps (default: the demo trainer's)")
     demo.add_argument("--fail", type=_parsed_by("examples.demo_trainer", "parse_fail"), metavar="MODE@STEP",
-                      help="induce a failure: collapse@STEP or copy@STEP")
+                      help="induce a failure: collapse@STEP, drop@STEP (mode dropping) or copy@STEP")
     demo.add_argument("--encoder", default="pixels", metavar="SPEC", help="encoder (default pixels: no weights needed)")
     for command in sub.choices.values():  # -q/-v after the subcommand too; SUPPRESS keeps one given before it
         _verbosity_args(command, argparse.SUPPRESS)
@@ -285,8 +285,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("scalars     " + ", ".join(summary["scalars"]))
     latest = summary["latest_metrics"]
     if latest:
-        shown = [k for k in ("vendi", "pairwise_cosine", "precision", "recall", "coverage", "fd", "near_copy_frac", "label_tv")
-                 if k in latest]
+        shown = [k for k in ("vendi", "pairwise_cosine", "precision", "recall", "coverage", "region_tv", "fd",
+                                  "near_copy_frac", "label_tv") if k in latest]
         print(f"metrics     {summary['metric_steps']} steps; at step {latest['step']}: "
               + (", ".join(f"{k} {latest[k]:.3g}" for k in shown) or "none measured (too few readable samples)"))
     print(f"alerts      {len(summary['alerts'])}")

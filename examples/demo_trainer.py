@@ -5,7 +5,7 @@ fully offline: the data set (1,797 grayscale 8x8 digits, labels 0-9) ships with 
 
 Usage::
 
-    python -m examples.demo_trainer OUT_DIR [--steps 3000] [--every 250] [--fail copy@1500]
+    python -m examples.demo_trainer OUT_DIR [--steps 3000] [--every 250] [--fail copy@1500|drop@1500]
 
 or ``from examples.demo_trainer import train; train(out_dir, ...)``.
 
@@ -50,7 +50,7 @@ The fixed batch is conditioned on labels ``i % 10`` for instance ``i``.
 
 Induced failures (``fail``)
 ---------------------------
-Both change the generator's effective output from training step ``STEP`` on (in the
+Each changes the generator's effective output from training step ``STEP`` on (in the
 training updates and in the written samples alike, so the loss log shows it too); steps
 before ``STEP`` are bit-identical to a healthy run with the same seed. A checkpoint at
 step ``s`` is affected when ``s >= STEP``.
@@ -63,6 +63,13 @@ step ``s`` is affected when ``s >= STEP``.
     jitter: diversity falls sharply, and the generated digits no longer follow the requested
     labels (``labels.csv`` keeps the requested label, as a real conditional run would). The
     discriminator still sees the requested labels, so it wins and ``loss_g`` rises.
+
+``drop@STEP``
+    Mode dropping. The generator is fed the label ``kept[y % 4]`` instead of ``y``, and the
+    discriminator judges its output by that label: only 4 of the 10 digit classes (fixed at
+    start) are drawn, each image still a clean digit.
+    ``labels.csv`` keeps the requested label, as for collapse, so only the unlabelled
+    signals (the real data's regions, recall) can see it; diversity falls little.
 
 ``copy@STEP``
     Memorisation. For 75% of the samples (a fixed subset of the instance ids in the written
@@ -110,11 +117,12 @@ LR = 5e-4
 LOG_EVERY = 10
 COLLAPSE_MODES = 2
 COLLAPSE_JITTER = 0.05  # scale of the original noise added to the mode's noise vector
+DROP_KEPT = 4  # digit classes left under drop
 COPY_FRACTION = 0.75
 COPY_NOISE = 0.05  # std of the pixel noise on copied images, [-1, 1] scale
 PAUSE_POLL_S = 0.5
 
-FailKind = Literal["collapse", "copy"]
+FailKind = Literal["collapse", "drop", "copy"]
 
 
 @dataclass(frozen=True)
@@ -126,13 +134,13 @@ class FailSpec:
 
 
 def parse_fail(spec: str | None) -> FailSpec | None:
-    """Parse ``collapse@STEP`` / ``copy@STEP`` (``None`` or ``""`` for a healthy run)."""
+    """Parse ``collapse@STEP`` / ``drop@STEP`` / ``copy@STEP`` (``None`` or ``""`` for a healthy run)."""
     if spec is None or spec == "":
         return None
-    m = re.fullmatch(r"\s*(collapse|copy)@(\d+)\s*", str(spec))
+    m = re.fullmatch(r"\s*(collapse|drop|copy)@(\d+)\s*", str(spec))
     if m is None:
         raise ValueError(
-            "Expected collapse@STEP or copy@STEP (STEP a non-negative integer). "
+            "Expected collapse@STEP, drop@STEP or copy@STEP (STEP a non-negative integer). "
             f"Got {spec!r} instead."
         )
     return FailSpec(kind=m.group(1), step=int(m.group(2)))  # type: ignore[arg-type]
@@ -225,10 +233,15 @@ class _Failure:
         self.x_train, self.y_train = x_train, y_train
         # Drawn even for a healthy run so that every run consumes the same random numbers.
         self.mode_z = torch.randn(COLLAPSE_MODES, Z_DIM, generator=gen)
-        self.mode_y = torch.randperm(10, generator=gen)[:COLLAPSE_MODES]
+        classes = torch.randperm(10, generator=gen)
+        self.mode_y, self.kept_y = classes[:COLLAPSE_MODES], classes[:DROP_KEPT]
 
     def active(self, step: int) -> bool:
         return self.spec is not None and step >= self.spec.step
+
+    def labels(self, y: torch.Tensor, step: int) -> torch.Tensor:
+        """The labels the generator's output is judged by: under drop, the kept classes'."""
+        return self.kept_y[y % DROP_KEPT] if self.active(step) and self.spec.kind == "drop" else y
 
     def generate(self, g: nn.Module, z: torch.Tensor, y: torch.Tensor, step: int,
                  copy_mask: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
@@ -243,6 +256,8 @@ class _Failure:
             k = torch.cdist(z, self.mode_z).argmin(1)
             z_eff = self.mode_z[k] + COLLAPSE_JITTER * z
             return g(torch.cat([z_eff, F.one_hot(self.mode_y[k], 10).float()], 1))
+        if self.spec.kind == "drop":
+            return g(torch.cat([z, F.one_hot(self.labels(y, step), 10).float()], 1))
         out = g(torch.cat([z, F.one_hot(y, 10).float()], 1))
         assert copy_mask is not None and noise is not None
         with torch.no_grad():
@@ -322,7 +337,7 @@ def train(
         Seed of the model initialisation, the training noise and the fixed batch. The
         train/holdout split is fixed (seed 0) whatever this is.
     fail
-        ``None`` for a healthy run, or ``"collapse@STEP"`` / ``"copy@STEP"``.
+        ``None`` for a healthy run, or ``"collapse@STEP"`` / ``"drop@STEP"`` / ``"copy@STEP"``.
     sleep
         Seconds to sleep after writing each checkpoint (to give a live watcher time).
     data_dir
@@ -419,7 +434,7 @@ def _train_loop(run_dir, steps, checkpoints, n_samples, seed, spec, sleep, image
             copy_mask = torch.rand(BATCH, generator=gen) < COPY_FRACTION
             noise = torch.randn(BATCH, 64, generator=gen)
             xf = failure.generate(g, z, yg, step, copy_mask, noise)
-            yg1 = F.one_hot(yg, 10).float()
+            yg1 = F.one_hot(failure.labels(yg, step), 10).float()
 
             loss_d = (
                 F.binary_cross_entropy_with_logits(d(torch.cat([xr, F.one_hot(yr, 10).float()], 1)), real_target)
@@ -473,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=250, help="checkpoint interval in steps")
     p.add_argument("--n-samples", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fail", default=None, help="collapse@STEP or copy@STEP (default: healthy)")
+    p.add_argument("--fail", default=None, help="collapse@STEP, drop@STEP or copy@STEP (default: healthy)")
     p.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep after each checkpoint")
     p.add_argument("--data-dir", default=None, help="where the reference sets go (default OUT_DIR/data)")
     p.add_argument("--image-size", type=int, default=32)

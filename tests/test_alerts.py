@@ -161,6 +161,25 @@ def test_collapse_detected_within_one_checkpoint(world, healthy_history):
     assert alert.value == pytest.approx(hist[i]["vendi"]) or alert.value == pytest.approx(hist[i]["pairwise_cosine"])
 
 
+def test_mode_dropping_without_labels_is_caught_by_the_real_datas_regions(world, healthy_history):
+    """Samples from 6 of the 10 clusters, no labels: recall falls less than its 50% bar, so
+    only the regions' shares (k-means of the real data) tell, from the second such checkpoint."""
+    kept = np.r_[np.full(6, 1 / 6), np.zeros(4)]
+
+    def make(t):
+        return world.draw(N_GEN, p=kept)[0], None
+
+    hist = run_with_failure(world, healthy_history, make)
+    i = first_alert(hist, "collapse")
+    assert i == ONSET + 1
+    (alert,) = [a for a in evaluate_alerts(hist[: i + 1]) if a.rule == "collapse"]
+    assert alert.message.startswith(f"mode dropping at step {1000 * i}: the samples fill the real data's 16 regions")
+    assert "have no sample" in alert.message
+    best_recall = max(h["recall"] for h in hist[:ONSET] if h["precision"] >= DEFAULT_RULES.drift_min_precision)
+    assert hist[i]["recall"] > 0.5 * best_recall  # the recall rule alone stays quiet
+    assert hist[i]["region_tv"] > hist[i]["region_tv_chance"] > 0
+
+
 def test_copy_detected_within_one_checkpoint(world, healthy_history):
     def make(t):
         idx = world.rng.choice(len(world.real), N_GEN)  # copies of ANY training image

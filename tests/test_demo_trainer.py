@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from examples import demo_trainer as dt
@@ -170,6 +171,11 @@ def _pngs_equal(a: Path, b: Path) -> bool:
     )
 
 
+@pytest.fixture(scope="module")
+def dropping(tmp_path_factory, data_dir) -> Path:
+    return _run(tmp_path_factory.mktemp("drop"), data_dir, f"drop@{ONSET}")
+
+
 def _after_onset(healthy: Path, failed: Path):
     """Check that checkpoints before the onset are identical to the healthy run's; yield
     ``(name, healthy_folder, failed_folder)`` for those at or after it."""
@@ -192,6 +198,19 @@ def test_collapse_after_onset_only(healthy, collapsed):
     assert meta["fail"] == {"kind": "collapse", "step": ONSET}
 
 
+def test_drop_after_onset_only(healthy, dropping):
+    """From the onset the generator is fed, and judged by, 4 kept classes' labels only."""
+    for name, h, c in _after_onset(healthy, dropping):
+        assert not _pngs_equal(h, c), name
+    failure = dt._Failure(dt.parse_fail(f"drop@{ONSET}"), None, None, torch.Generator().manual_seed(0))
+    y = torch.arange(100) % 10
+    assert torch.equal(failure.labels(y, ONSET - 1), y)
+    after = failure.labels(y, ONSET)
+    assert len(set(after.tolist())) == dt.DROP_KEPT and set(after.tolist()) <= set(range(10))
+    meta = json.loads((dropping / "run" / "demo.json").read_text())
+    assert meta["fail"] == {"kind": "drop", "step": ONSET}
+
+
 def test_copy_after_onset_only(healthy, copying, reference):
     x_train, y_train = reference["train"]
     x_hold, _ = reference["holdout"]
@@ -212,7 +231,7 @@ def test_copy_after_onset_only(healthy, copying, reference):
 
 @pytest.mark.parametrize("spec", ["collapse", "copy@", "copy@-3", "collapse@1.5", "drift@100", "collapse@@2"])
 def test_bad_fail_spec(spec, tmp_path):
-    with pytest.raises(ValueError, match=r"Expected collapse@STEP or copy@STEP.*Got"):
+    with pytest.raises(ValueError, match=r"Expected collapse@STEP, drop@STEP or copy@STEP.*Got"):
         dt.train(tmp_path, fail=spec)
     assert not (tmp_path / "run").exists()  # refused before writing anything
 
@@ -225,7 +244,7 @@ def test_parse_fail():
 
 def test_cli_error_exit_code(tmp_path, capsys):
     assert dt.main([str(tmp_path), "--fail", "oops"]) == 2
-    assert "Expected collapse@STEP or copy@STEP" in capsys.readouterr().err
+    assert "Expected collapse@STEP, drop@STEP or copy@STEP" in capsys.readouterr().err
 
 
 def test_pause_file_stop(tmp_path, data_dir, capsys):

@@ -225,6 +225,24 @@ def test_precision_density_coverage_of_a_few_samples(data):
     assert np.isfinite(M.step_metrics(fake[:6], ref)["recall"])
 
 
+def test_the_real_datas_regions_are_sized_for_the_batch_and_find_a_missing_mode():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(10, 32))
+    def draw(n, classes):
+        return (centres[rng.choice(classes, n)] + 0.3 * rng.normal(size=(n, 32))).astype(np.float32)
+    ref = M.ReferenceStats.build(draw(1000, range(10)))
+    assert ref.regions_at(40) is None  # 5 regions: too coarse to tell modes apart
+    centres_64, shares_64 = ref.regions_at(64)
+    assert len(centres_64) == 8 and shares_64.sum() == pytest.approx(1.0)
+    assert len(ref.regions_at(10_000)[0]) == M.REGION_MAX
+    fresh = M.step_metrics(draw(256, range(10)), ref)
+    assert fresh["regions"] == 16 and fresh["region_tv"] < fresh["region_tv_chance"]
+    assert fresh["region_empty_share"] == 0
+    dropped = M.step_metrics(draw(256, range(5)), ref)
+    assert dropped["region_tv"] > 0.4 and dropped["region_empty_share"] > 0.4
+    assert np.isnan(M.step_metrics(draw(32, range(10)), ref)["region_tv"])
+
+
 def test_encode_probes_uses_encode_text():
     class FakeEncoder:
         def encode_text(self, texts):

@@ -1286,7 +1286,7 @@ def test_quiet_and_verbose_are_accepted_after_the_subcommand_too():
 def test_a_bad_demo_failure_is_refused_before_anything_is_trained_or_created(tmp_path, capsys):
     for fail in ("explode@100", "collapse"):
         err = _usage_error(["demo", "--fail", fail, "--out", str(tmp_path / "D")], capsys)
-        assert err.startswith("evowatch demo: error: argument --fail: Expected collapse@STEP or copy@STEP")
+        assert err.startswith("evowatch demo: error: argument --fail: Expected collapse@STEP, drop@STEP or copy@STEP")
     assert not (tmp_path / "D").exists()
 
 

@@ -730,7 +730,7 @@ def _alert_line(alert: dict[str, Any]) -> str:
 
 
 _RULE_METRICS = {
-    "collapse": ("vendi", "pairwise_cosine", "duplicate_frac", "coverage", "recall"),
+    "collapse": ("vendi", "pairwise_cosine", "duplicate_frac", "coverage", "recall", "region_tv"),
     "memorisation": ("near_copy_frac", "copy_log_ratio", "copy_zu", "nn_train_median"),
     "fd_rising": ("fd",),
     "label_drift": ("label_tv",),
@@ -791,7 +791,9 @@ METRIC_GLOSSARY = (
     "samples with a near-duplicate among the step's (a rise: partial collapse; `duplicate_expected`: real data's).  \n"
     "**Fidelity** — `precision`: share of samples that look like real data (higher better); `recall` and "
     "`coverage`: share of the real data the samples cover (higher better); `density`; `fd`: Fréchet distance "
-    "to the real features (lower better).  \n"
+    "to the real features (lower better); `region_tv`: how far the samples' shares of the real data's regions "
+    "(k-means of its features) are from the real ones (a rise past `region_tv_chance`: modes dropped); "
+    "`region_empty_share`: real data in regions without a sample.  \n"
     "**Copying** — `near_copy_frac`: share of samples nearly identical to a training image (a rise: "
     "memorisation; `near_copy_expected`: chance level); `nn_train_median`: median distance to the nearest "
     "training image; `copy_log_ratio`: about 0 when samples are no closer to training than to held-out data, "
@@ -805,7 +807,8 @@ METRIC_GLOSSARY = (
 METRIC_BETTER = {
     **dict.fromkeys(("vendi", "pairwise_cosine", "precision", "recall", "coverage", "nn_train_median"),
                     "higher is better"),
-    **dict.fromkeys(("duplicate_frac", "fd", "near_copy_frac", "label_tv"), "lower is better"),
+    **dict.fromkeys(("duplicate_frac", "fd", "near_copy_frac", "label_tv", "region_tv", "region_empty_share"),
+                    "lower is better"),
     **dict.fromkeys(("copy_log_ratio", "copy_zu"), "best near 0"),
 }
 
