@@ -173,7 +173,7 @@ def test_mode_dropping_without_labels_is_caught_by_the_real_datas_regions(world,
     i = first_alert(hist, "collapse")
     assert i == ONSET + 1
     (alert,) = [a for a in evaluate_alerts(hist[: i + 1]) if a.rule == "collapse"]
-    assert alert.message.startswith(f"mode dropping at step {1000 * i}: the samples fill the real data's 16 regions")
+    assert alert.message.startswith(f"mode dropping at step {1000 * i}: the samples' shares of the real data's 16 regions off")
     assert "have no sample" in alert.message
     best_recall = max(h["recall"] for h in hist[:ONSET] if h["precision"] >= DEFAULT_RULES.drift_min_precision)
     assert hist[i]["recall"] > 0.5 * best_recall  # the recall rule alone stays quiet

@@ -360,6 +360,12 @@ def test_an_alerting_rules_metric_is_plotted_at_first():
     assert data.default_signal_columns(table) == ["vendi", "coverage", "precision", "fd"]
     shown = data.default_signal_columns(table, [{"rule": "memorisation", "step": 2}] * 3)
     assert shown == ["near_copy_frac", "vendi", "coverage", "precision"]
+    table["region_tv"] = table["recall"] = np.array([0.1, 0.4])
+    dropped = {"rule": "collapse", "step": 2, "message": "mode dropping at step 2: the samples' shares of the real "
+                                                          "data's 8 regions off the real ones by 0.40 (total variation)"}
+    assert data.default_signal_columns(table, [dropped]) == ["region_tv", "vendi", "coverage", "precision"]
+    recall = {**dropped, "message": "mode dropping at step 2: recall fell 60% from 0.9 at step 1 to 0.36"}
+    assert data.default_signal_columns(table, [recall])[0] == "recall"
 
 
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):

@@ -739,12 +739,20 @@ _RULE_METRICS = {
 }
 
 
+#: A collapse alert's metric, by the words of its message (engine/alerts.py's four conditions).
+_COLLAPSE_METRICS = {"diversity fell": ("vendi", "pairwise_cosine"), "partial mode collapse": ("duplicate_frac",),
+                     "recall fell": ("recall",), "regions off": ("region_tv",)}
+
+
 def _watched(alert: dict[str, Any]) -> tuple[str, ...] | None:
     """The metrics an alert's rule watches (None: unknown rule). `convergence` seen in the
-    samples ("no progress …": precision and FD stalled) watches those, not the losses."""
-    rule = str(alert.get("rule", ""))
-    if rule == "convergence" and str(alert.get("message", "")).startswith("no progress"):
+    samples ("no progress …": precision and FD stalled) watches those, not the losses; a
+    `collapse` alert the metric its message names (a mode-dropping alert showed Vendi)."""
+    rule, message = str(alert.get("rule", "")), str(alert.get("message", ""))
+    if rule == "convergence" and message.startswith("no progress"):
         return ("precision", "fd")
+    if rule == "collapse":
+        return next((m for words, m in _COLLAPSE_METRICS.items() if words in message), _RULE_METRICS[rule])
     return _RULE_METRICS.get(rule)
 
 
