@@ -46,12 +46,12 @@ NEUTRAL_PROMPT = "a photo"
 STATS_VERSION = 1
 #: Regions of the real data for mode dropping without labels: k-means of the real vectors with
 #: about REGION_SAMPLES of a batch per region (REGION_MIN to REGION_MAX regions, each with
-#: REGION_REAL_MIN real vectors or more on average); fitted on at most REGION_FIT_MAX of them.
+#: REGION_REAL_MIN real vectors or more on average); fitted on at most REGION_FIT_POINTS per region.
 REGION_SAMPLES = 8
 REGION_MIN = 6
 REGION_MAX = 16
 REGION_REAL_MIN = 20
-REGION_FIT_MAX = 20_000
+REGION_FIT_POINTS = 256
 #: The region shares' total variation that chance exceeds as rarely as this many normal sds.
 REGION_NOISE_Z = 3.0
 #: Version of the metrics' definitions: a store's steps measured under another are measured again
@@ -621,11 +621,12 @@ class ReferenceStats:
             return None
         key = f"regions:{k}"
         if key not in self._cache:
-            from sklearn.cluster import KMeans
+            import faiss  # seeded, deterministic; 0.3 s for 20,000 x 512 where scikit-learn took 22
 
-            rng = np.random.default_rng(self.seed + 3)
-            fit = self.real if n_real <= REGION_FIT_MAX else self.real[rng.choice(n_real, REGION_FIT_MAX, replace=False)]
-            centres = KMeans(k, n_init=3, random_state=self.seed).fit(fit).cluster_centers_.astype(np.float32)
+            kmeans = faiss.Kmeans(self.dim, k, niter=25, nredo=3, seed=self.seed + 3, min_points_per_centroid=1,
+                                  max_points_per_centroid=REGION_FIT_POINTS)  # fitted on k x that many vectors
+            kmeans.train(np.ascontiguousarray(self.real, dtype=np.float32))
+            centres = kmeans.centroids.astype(np.float32)
             nearest = knn(self.real, centres, 1)[1][:, 0]
             self._cache[key] = (centres, np.bincount(nearest, minlength=k) / n_real)
         return self._cache[key]
