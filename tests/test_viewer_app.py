@@ -652,18 +652,20 @@ def test_signals_spec_gaps_alerts_and_focus():
     alerts = [{"step": 200, "rule": "collapse", "message": "diversity fell"},
               {"step": 300, "rule": "fd_rising", "message": "FD rose"},
               {"step": 300, "rule": "convergence", "message": "no progress from step 100 to 30000"},
-              {"step": 300, "rule": "collapse", "message": "partial mode collapse"}]
+              {"step": 300, "rule": "collapse", "message": "partial mode collapse"},
+              {"step": 300, "rule": "collapse", "message": "diversity fell again"}]
     spec = data.signals_spec(table, ["vendi", "fd", "missing"], alerts, title="t", focus_step=300)
     assert spec["steps"] == [100, 200, 300]  # sorted, values follow
     vendi, fd = spec["series"]
     assert vendi["y"] == [1.0, None, 3.0]  # NaN: a gap
-    # the collapse rule marks vendi, on the line, with its own message (a step's several alerts
-    # each explain their own cross: one message per step named another rule's alert)
-    assert vendi["alerts"] == [[200, 2.0, "collapse: diversity fell"], [300, 3.0, "collapse: partial mode collapse"]]
+    # a diversity collapse marks vendi, on the line, with its own message (a step's several alerts
+    # each explain their own cross: one message per step named another rule's alert); a partial
+    # collapse marks duplicate_frac, not vendi
+    assert vendi["alerts"] == [[200, 2.0, "collapse: diversity fell"], [300, 3.0, "collapse: diversity fell again"]]
     assert [m[2] for m in fd["alerts"]] == ["fd_rising: FD rose", "convergence: no progress from step 100 to 30,000"]
     assert spec["alert_steps"] == [200, 300]
-    assert spec["messages"] == {"200": "collapse: diversity fell", "300": "collapse: partial mode collapse | convergence: "
-                                "no progress from step 100 to 30,000 | fd_rising: FD rose"}
+    assert spec["messages"] == {"200": "collapse: diversity fell", "300": "collapse: partial mode collapse | collapse: "
+                                "diversity fell again | convergence: no progress from step 100 to 30,000 | fd_rising: FD rose"}
     assert spec["focus"] == 300
     assert (vendi["better"], fd["better"]) == ("higher is better", "lower is better")  # drawn in the panel
 
