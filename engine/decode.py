@@ -25,12 +25,13 @@ Rules
 * Tensor values: uint8 as is; other integers above 255 as 16-bit; floats in ``--value-range``,
   else by the file's range (:func:`_value_range`). Floats below -1.5 are not images (latents,
   say) and the file is skipped.
-* Large tensor files are not read whole: a ``.npy``, an ``.npz`` written by ``np.savez``
-  (uncompressed) and a ``.pt`` written by ``torch.save`` are memory-mapped and converted a
-  chunk of samples at a time (a 50k x 256 x 256 samples file is 10 GB).
+* Large tensor files are not read whole: a ``.npy`` and an ``.npz`` written by ``np.savez``
+  (uncompressed) are read and converted a chunk of samples at a time (:class:`FileRows`; a
+  50k x 256 x 256 samples file is 10 GB). A ``.pt`` is read whole.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -41,7 +42,7 @@ import struct
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -91,9 +92,7 @@ def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) ->
         return 0.0, 255.0
     if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.floating):
         raise SkipFile(f"holds {array.dtype} values, not image pixels")  # complex (an FFT), datetimes
-    with warnings.catch_warnings():  # all NaN: numpy warns, the check below says why the file is skipped
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = (float(v) for v in (np.nanmin(array), np.nanmax(array))) if array.size else (0.0, 0.0)
+    lo, hi = _extremes(array)
     if np.issubdtype(array.dtype, np.integer):
         if lo < 0 or hi > 65535:  # labels, counts, a signed difference: clipped, they were stored as white or black
             raise SkipFile(f"integer values span [{lo:.0f}, {hi:.0f}]: not images in [0, 255] or [0, 65535]")
@@ -107,6 +106,17 @@ def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) ->
                        "--value-range gives the range when it is one of them")
     # [0, 1] up to 2: an unclamped sampler overshoots 1 a little (1.007 read as [0, 255] was black)
     return 0.0, (255.0 if hi <= 2.0 else 1.0)
+
+
+def _extremes(array: np.ndarray | FileRows) -> tuple[float, float]:
+    """Smallest and largest value ignoring NaN (NaN when all are): a file's rows a chunk at a time."""
+    if not array.size:
+        return 0.0, 0.0
+    chunks = (array[i:i + _CHUNK] for i in range(0, len(array), _CHUNK)) if isinstance(array, FileRows) else (array,)
+    with warnings.catch_warnings():  # all NaN: numpy warns, the caller says why the file is skipped
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = np.array([(np.nanmin(chunk), np.nanmax(chunk)) for chunk in chunks], np.float64)
+        return float(np.nanmin(found[:, 0])), float(np.nanmax(found[:, 1]))
 
 
 def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -254,8 +264,9 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with warnings.catch_warnings():  # torch's multi-line notes on a plain pickle; the skip reason says it
             warnings.simplefilter("ignore", UserWarning)
-            # mmap: a zip-format file's tensors are read as samples are converted, not at once
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            # read whole, not mmap=True: a mapped file the trainer rewrites meanwhile (torch.save
+            # truncates it first) killed the decode worker with SIGBUS, and the watch with it
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if zipfile.is_zipfile(path):  # a well-formed torch.save archive with non-tensor objects
             raise SkipFile("holds objects other than tensors (refused to unpickle: weights_only)") from None
@@ -284,12 +295,13 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
 def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         if path.suffix.lower() == ".npy":
-            return {"images": np.load(path, mmap_mode="r", allow_pickle=False)}
+            rows = _file_rows(path, 0)
+            return {"images": rows if rows is not None else np.load(path, allow_pickle=False)}
         with np.load(path, allow_pickle=False) as archive:
             arrays = {}
             for name, member in zip(archive.files, archive.zip.namelist()):
-                mapped = _mapped_member(path, archive.zip, archive.zip.getinfo(member))
-                arrays[name] = archive[name] if mapped is None else mapped
+                rows = _stored_member(path, archive.zip, archive.zip.getinfo(member))
+                arrays[name] = archive[name] if rows is None else rows
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Python objects" in str(exc):  # object dtype, or no numpy header at all
             with open(path, "rb") as fh:
@@ -306,35 +318,87 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _mapped_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.memmap | None:
-    """An uncompressed ``.npz`` member (``np.savez``) memory-mapped, like ``np.load(mmap_mode="r")``
-    does for a ``.npy``; None for a compressed, object or unusual member (numpy reads those).
-    Its CRC is checked first, a chunk at a time, as numpy's reading would: damaged bytes are
-    said, not stored as samples."""
+class FileRows:
+    """The rows of an array stored plainly in a file (a ``.npy``, an ``np.savez`` member), read
+    a chunk at a time: memory stays bounded as with a memory map, but a file the trainer
+    rewrites meanwhile is a short read, said and skipped, not a SIGBUS that killed the reader."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.offset, self.shape, self.dtype = path, offset, shape, dtype
+        self.ndim = len(shape)
+        self.size = int(np.prod(shape))
+        self._stored = shape
+        self._row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+        self._convert: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def converted(self, convert: Callable[[np.ndarray], np.ndarray]) -> FileRows:
+        """These rows with ``convert`` applied to each chunk read (NCHW to NHWC), shaped as it makes them."""
+        rows = copy.copy(self)
+        rows._convert = convert
+        rows.shape = (len(self), *convert(self[:1]).shape[1:])
+        rows.ndim = len(rows.shape)
+        return rows
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: slice | int) -> np.ndarray:
+        rows = range(len(self))[index]
+        if isinstance(rows, int):
+            return self[rows:rows + 1][0]
+        if rows.step != 1:
+            raise TypeError("FileRows reads contiguous rows only")
+        want = len(rows) * self._row_bytes
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + rows.start * self._row_bytes)
+            data = fh.read(want)
+        if len(data) != want:
+            raise SkipFile("changed while it was read (rewritten or cut): it is read again once it settles")
+        chunk = np.frombuffer(data, self.dtype).reshape((len(rows), *self._stored[1:]))
+        return self._convert(chunk) if self._convert else chunk
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self[:], dtype)
+
+
+def _file_rows(path: Path, offset: int) -> FileRows | None:
+    """A :class:`FileRows` of the ``.npy`` data at ``offset`` in ``path``; None for what numpy
+    reads better whole (Fortran order, objects, an unusual header, an empty array)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            read_header = readers.get(np.lib.format.read_magic(fh))
+            if read_header is None:
+                return None
+            shape, fortran_order, dtype = read_header(fh)
+            data = fh.tell()
+    except (OSError, ValueError):  # numpy's own reading says what is wrong
+        return None
+    if fortran_order or dtype.hasobject or not shape or 0 in shape:
+        return None
+    return FileRows(path, data, tuple(shape), dtype)
+
+
+def _stored_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> FileRows | None:
+    """An uncompressed ``.npz`` member (``np.savez``) as :class:`FileRows`; None for a
+    compressed or unusual one (numpy reads those whole). Its CRC is checked first, a chunk
+    at a time, as numpy's reading would: damaged bytes are said, not stored as samples."""
     if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1 or member.file_size == 0:
         return None
     with archive.open(member) as data:  # zipfile raises BadZipFile at the end on a CRC mismatch
         while data.read(16 << 20):
             pass
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     try:
         with open(path, "rb") as fh:
             fh.seek(member.header_offset)
             local = fh.read(30)  # the member's local header: its name and extra field lengths are its own
-            if local[:4] != b"PK\x03\x04":
-                return None
-            name_length, extra_length = struct.unpack("<HH", local[26:30])
-            fh.seek(member.header_offset + 30 + name_length + extra_length)
-            read_header = readers.get(np.lib.format.read_magic(fh))
-            if read_header is None:
-                return None
-            shape, fortran_order, dtype = read_header(fh)
-            if dtype.hasobject or not shape or 0 in shape:
-                return None
-            return np.memmap(fh, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
-                             order="F" if fortran_order else "C")
-    except (OSError, ValueError, struct.error):  # numpy's own reading says what is wrong
+    except OSError:
         return None
+    if local[:4] != b"PK\x03\x04":
+        return None
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    return _file_rows(path, member.header_offset + 30 + name_length + extra_length)
 
 
 def load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -342,12 +406,16 @@ def load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndar
     _require_content(path)
     arrays = _torch_arrays(path) if path.suffix.lower() == ".pt" else _numpy_arrays(path)
     images = _pick(arrays, IMAGE_KEYS)
-    images = _to_nhwc(next(iter(arrays.values())) if images is None else images)
+    images = next(iter(arrays.values())) if images is None else images
+    # a batch read from the file a chunk at a time; a single image or a gray stack at once
+    images = images.converted(_to_nhwc) if isinstance(images, FileRows) and images.ndim == 4 else _to_nhwc(
+        np.asarray(images))
     extras = []
     # np.savez(path, images, labels) without names, as openai's guided-diffusion samples
     positional = ("arr_1",) if set(arrays) == {"arr_0", "arr_1"} else ()
     for keys, what in ((LABEL_KEYS + positional, "labels"), (LATENT_KEYS, "latents")):
         extra = _pick(arrays, keys)
+        extra = None if extra is None else np.asarray(extra)  # small: read whole
         if extra is not None and (extra.ndim == 0 or len(extra) != len(images)):
             log.warning("%s: %d %s for %d images; ignoring them", path, len(extra), what, len(images))
             extra = None
