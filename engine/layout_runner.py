@@ -64,15 +64,16 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
     ckpt = store.checkpoints()
     current = ~superseded_flags(ckpt)
     added, began_all = 0, time.perf_counter()
-    said = BacklogLog(log, int(np.sum((ckpt["row_stop"] > store.layout_rows) & (ckpt["row_stop"] > ckpt["row_start"]))),
+    laid = store.layout_rows  # read once: it opens a group, and a pass looked at every stored checkpoint
+    said = BacklogLog(log, int(np.sum((ckpt["row_stop"] > laid) & (ckpt["row_stop"] > ckpt["row_start"]))),
                       "laying out", "laid out")
     for index in np.argsort(ckpt["row_start"], kind="stable"):
         start, stop = int(ckpt["row_start"][index]), int(ckpt["row_stop"][index])
-        if stop <= store.layout_rows or start == stop:
+        if stop <= laid or start == stop:
             continue
-        if start != store.layout_rows:
-            raise RuntimeError(f"{store.path}: layout rows {store.layout_rows} do not end at a checkpoint boundary")
-        laid_out = ckpt["row_stop"] <= store.layout_rows
+        if start != laid:
+            raise RuntimeError(f"{store.path}: layout rows {laid} do not end at a checkpoint boundary")
+        laid_out = ckpt["row_stop"] <= laid
         prev_index = (_previous(ckpt, laid_out, current, index, params) if ckpt["kind"][index] == GENERATED
                       else _real_set(ckpt, laid_out, current, index))
         previous = None if prev_index is None else _state(store, int(ckpt["row_start"][prev_index]),
@@ -82,6 +83,7 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
         instances = store.samples("instance", slice(start, stop)).astype(np.int64)
         state = layout_step(vectors, instances, previous, params)
         store.commit_layout(state.xy, start)
+        laid = stop
         added += stop - start
         generated = ckpt["kind"][index] == GENERATED
         step = int(ckpt["step"][index])

@@ -63,10 +63,13 @@ def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
         if depth >= _MAX_DEPTH:
             dirnames[:] = []
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.endswith((".jsonl", ".log.json", ".csv")) or name == MMENGINE_SCALARS or is_event_file(name):
-                out.append(Path(dirpath) / name)
+        out += [Path(dirpath) / name for name in sorted(filenames) if is_log_name(name)]
     return sorted(out)
+
+
+def is_log_name(name: str) -> bool:
+    """Whether a file of this name is read as a trainer log (JSON lines, CSV, TensorBoard)."""
+    return name.endswith((".jsonl", ".log.json", ".csv")) or name == MMENGINE_SCALARS or is_event_file(name)
 
 
 class TrainerLogs:
