@@ -318,6 +318,9 @@ def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     fd = [_get(r, "fd") for r in window]
     if not _finite(*fd) or fd[0] <= 0:
         return None
+    sizes = [_get(r, "n_generated") for r in window]
+    if _finite(*sizes) and max(sizes) > 2 * min(sizes):  # FD is biased upward at small n: 1,000 then 64
+        return None  # samples per step rose +187% on a healthy run (round X)
     if not all(b > a * (1 + rules.fd_min_step_rise) for a, b in zip(fd, fd[1:])):
         return None
     rise = fd[-1] - fd[0]

@@ -180,6 +180,16 @@ def test_mode_dropping_without_labels_is_caught_by_the_real_datas_regions(world,
     assert hist[i]["region_tv"] > hist[i]["region_tv_chance"] > 0
 
 
+def test_fd_rising_compares_steps_of_comparable_sizes_only():
+    """FD is biased upward at small n: a healthy run measured on 1,000 samples, then on 64,
+    read as a rise of +187%. The same rise over steps of one size still alerts."""
+    fd = [0.030, 0.05, 0.07, 0.086]
+    mixed = [{"step": 100 * i, "fd": v, "n_generated": n} for i, (v, n) in enumerate(zip(fd, (1000, 64, 64, 64)))]
+    assert [a.rule for a in evaluate_alerts(mixed)] == []
+    same = [{**r, "n_generated": 64} for r in mixed]
+    assert [a.rule for a in evaluate_alerts(same)] == ["fd_rising"]
+
+
 def test_copy_detected_within_one_checkpoint(world, healthy_history):
     def make(t):
         idx = world.rng.choice(len(world.real), N_GEN)  # copies of ANY training image
