@@ -21,6 +21,7 @@ import re
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,7 +319,10 @@ class StoreReader:
             return {}
         handle = zarr.open_group(str(self.path / group), mode="r", use_consolidated=False)
         n = int(handle.attrs.get("committed_rows", 0))
-        return {name: self._read(self._array(group, name), n, None) for name in sorted(handle.array_keys())}
+        with warnings.catch_warnings():  # a writer's zarr.json on its way in (zarr.<id>.partial): zarr warned
+            warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=Warning)
+            names = sorted(handle.array_keys())
+        return {name: self._read(self._array(group, name), n, None) for name in names}
 
     def step_metrics(self) -> dict[str, np.ndarray]:
         """Per-step metrics: 'step' plus one float64 column per metric."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,19 @@ def test_commit_and_read(tmp_path, rng):
     assert reader.samples("instance", slice(8, 12)).tolist() == [8, 9, 0, 1]
     assert reader.labels == ["cat"]
     np.testing.assert_allclose(np.linalg.norm(reader.samples("embedding").astype(np.float32), axis=1), 1, atol=1e-3)
+
+
+def test_a_writers_partial_file_in_a_table_is_read_past_without_a_warning(tmp_path, rng):
+    """zarr writes a group's zarr.json through a temporary zarr.<id>.partial: a reader listing
+    the group meanwhile printed a ZarrUserWarning (seen in a live watch's loss-log test)."""
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 4, rng)
+        store.write_step_metrics(100, {"vendi": 2.0})
+    (tmp_path / "s.zarr" / "metrics" / "zarr.0123abcd.partial").write_bytes(b"{")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert StoreReader(tmp_path / "s.zarr").step_metrics()["vendi"].tolist() == [2.0]
 
 
 def test_writes_bound_zarrs_chunk_concurrency_for_themselves_only(tmp_path, rng, monkeypatch):
