@@ -206,8 +206,7 @@ class Watcher:
         self._found = len(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:
-            ready = self._stand_in.is_ready if self._stand_in else is_ready
-            if checkpoint.kind == "generated" and not ready(checkpoint, self.config.options, now):
+            if checkpoint.kind == "generated" and not self._ready(checkpoint, now):
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint)
@@ -481,9 +480,12 @@ class Watcher:
     def _settled(self) -> bool:
         """Whether a checkpoint still being written at the last scan is ready now: its own files
         are checked, not the whole run's (a tick's rescan of 300 checkpoints took 1.2 s of CPU)."""
-        ready = self._stand_in.is_ready if self._stand_in else is_ready
         now = time.time()
-        return any(ready(checkpoint, self.config.options, now) for checkpoint in self._settling)
+        return any(self._ready(checkpoint, now) for checkpoint in self._settling)
+
+    def _ready(self, checkpoint: Checkpoint, now: float) -> bool:
+        """Whether the trainer is done with a checkpoint, by its files or by the stand-in that reads it."""
+        return (self._stand_in.is_ready if self._stand_in else is_ready)(checkpoint, self.config.options, now)
 
     def _is_log(self, path: str) -> bool:
         """A trainer log's write needs the logs read, not the run scanned: a loss line every
