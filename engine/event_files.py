@@ -12,7 +12,6 @@ Used by :mod:`engine.trainer_logs` (scalars) and :mod:`engine.tensorboard_images
 """
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import google_crc32c
+
+from engine.appended import AppendedFile
 
 EVENT_FILE_PREFIX = "events.out.tfevents."
 
@@ -90,31 +91,21 @@ def next_record(fh: BinaryIO, start: int, window: int = 1 << 22) -> int | None:
 
 
 @dataclass
-class Cursor:
-    """Where an incremental read of one event file stands: the file it read (device, inode),
-    the offset the next read starts at, the CRC that ended the last record read (which must
-    still be there), and how many records were read."""
+class Cursor(AppendedFile):
+    """Where an incremental read of one event file stands (:class:`AppendedFile`, whose
+    :attr:`~AppendedFile.tail` is the CRC that ended the last record read), and how many
+    records were read."""
 
-    identity: tuple[int, int] = (0, 0)
-    end: int = 0
-    last_crc: bytes = b""
     records: int = 0
     #: (offset, reason) of each damaged stretch met, read past to the next whole record
     damage: list[tuple[int, str]] = field(default_factory=list)
     _said: int = 0
 
     def rewind_if_rewritten(self, fh: BinaryIO) -> bool:
-        """Start again from the beginning, and say so, unless ``fh`` is the file read before,
-        grown or not: not when it was replaced, cut shorter, or cut and written on."""
-        st = os.fstat(fh.fileno())
-        same = (st.st_dev, st.st_ino) == self.identity and st.st_size >= self.end
-        if same and self.end:
-            fh.seek(self.end - 4)
-            same = fh.read(4) == self.last_crc
-        if not same:
-            self.identity, self.end, self.last_crc, self.records = (st.st_dev, st.st_ino), 0, b"", 0
-            self.damage, self._said = [], 0
-        return not same
+        if not super().rewind_if_rewritten(fh):
+            return False
+        self.records, self.damage, self._said = 0, [], 0
+        return True
 
     def records_from(self, fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
         """``(data offset, data)`` of the records appended since the last call. Damage is
@@ -123,7 +114,7 @@ class Cursor:
         while True:
             try:
                 for offset, end, data in read_records(fh, self.end):
-                    self.end, self.last_crc, self.records = end, struct.pack("<I", masked_crc32c(data)), self.records + 1
+                    self.end, self.tail, self.records = end, struct.pack("<I", masked_crc32c(data)), self.records + 1
                     yield offset, data
                 return
             except ValueError as exc:

@@ -15,10 +15,13 @@ Three formats, found recursively under the run directory:
 - TensorBoard event files (``events.out.tfevents.*``): the TFRecord framing and the few
   ``Event`` protobuf fields that hold scalars (``simple_value``, or a one-element numeric
   ``tensor`` of the scalars plugin; :mod:`engine.event_files`), no TensorFlow needed. A
-  truncated last record (a file being written) ends the read quietly. A watch keeps a
-  :class:`TrainerLogs`, which reads each event file on from where its last pass stopped:
-  tensorboard's ``EventAccumulator``, used before, re-read the whole file at every pass, 3.9x
-  slower than this reader's first read, 76x its pass after a step (``benchmarks/tensorboard_scan.py``).
+  truncated last record (a file being written) ends the read quietly.
+
+A watch keeps a :class:`TrainerLogs`, which reads each log on from where its last pass
+stopped (:mod:`engine.appended`): tensorboard's ``EventAccumulator``, used before, re-read a
+whole event file at every pass, 3.9x slower than this reader's first read, 76x its pass after
+a step (``benchmarks/tensorboard_scan.py``); a 20,000-line JSON-lines log was parsed whole at
+each write (``benchmarks/text_logs.py``).
 
 :func:`read_trainer_scalars` returns ``{name: (steps, values)}``, sorted by step; when a
 step repeats (a resumed run), the value read last wins (files are read in path order). A tag
@@ -28,6 +31,7 @@ logged by event files in several folders is a series per folder (see :func:`_tag
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -35,10 +39,11 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from engine.appended import AppendedFile
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values, varint
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,8 @@ log = logging.getLogger(__name__)
 MMENGINE_SCALARS = "scalars.json"
 STEP_KEYS: tuple[str, ...] = ("step", "global_step", "iter", "iteration", "it", "_step", "trainer/global_step")
 Scalars = dict[str, tuple[np.ndarray, np.ndarray]]
+#: one log's series so far: (name, steps, values); a name may come twice (simple and tensor values)
+Parts = list[tuple[str, list[int], list[float]]]
 
 _MAX_DEPTH = 4
 
@@ -73,18 +80,18 @@ def is_log_name(name: str) -> bool:
 
 
 class TrainerLogs:
-    """A run's trainer scalars, kept between passes of a watch: an event file is read on from
-    where the last pass stopped (a live run's file only grows, and may hold its logged images
-    too), a text log again when its size or time changed."""
+    """A run's trainer scalars, kept between passes of a watch: each log is read on from where
+    the last pass stopped (a live run's file only grows; an event file may hold its logged
+    images too), and read again whole when it was replaced or rewritten."""
 
     def __init__(self) -> None:
         self._events: dict[Path, _EventScalars] = {}
-        self._text: dict[Path, tuple[tuple[int, int], list[tuple[str, int, float]]]] = {}
+        self._text: dict[Path, _TextLog] = {}
         self._said: set[object] = set()
 
     def read(self, run_dir: str | os.PathLike, files: list[Path] | None = None) -> Scalars:
         """Every scalar series found in the run directory's logs (see the module docstring)."""
-        read: list[tuple[Path, list[tuple[str, int, float]]]] = []
+        read: list[tuple[Path, Parts]] = []
         for path in files if files is not None else find_log_files(run_dir):
             try:
                 read.append((path, self._events_of(path) if is_event_file(path.name) else self._text_of(path)))
@@ -93,43 +100,66 @@ class TrainerLogs:
                     self._said.add(path)
                     log.warning("skipping trainer log %s: %s", path, exc)
         renamed = _tags_by_folder(Path(run_dir), read)
-        merged: dict[str, dict[int, float]] = {}
-        for path, points in read:
+        collected: dict[str, list[tuple[list[int], list[float]]]] = {}
+        for path, parts in read:
             names = renamed.get(path.parent, {})
-            for name, step, value in points:
-                merged.setdefault(names.get(name, name), {})[int(step)] = float(value)
-        out: Scalars = {}
-        for name, by_step in merged.items():
-            steps = np.array(sorted(by_step), dtype=np.int64)
-            out[name] = (steps, np.array([by_step[s] for s in steps], dtype=np.float64))
-        return out
+            for name, steps, values in parts:
+                collected.setdefault(names.get(name, name), []).append((steps, values))
+        return {name: _last_per_step(parts) for name, parts in collected.items()}
 
-    def _events_of(self, path: Path) -> list[tuple[str, int, float]]:
+    def _events_of(self, path: Path) -> Parts:
         known = self._events.setdefault(path, _EventScalars())
         with open(path, "rb") as fh:
             known.read_on(fh)
         for news in known.damage_news(path):
             log.warning("trainer log %s", news)
-        return known.points()
+        return known.parts()
 
-    def _text_of(self, path: Path) -> list[tuple[str, int, float]]:
-        st = os.stat(path)
-        version = (st.st_size, st.st_mtime_ns)
-        cached = self._text.get(path)
-        if cached is None or cached[0] != version:
-            cached = self._text[path] = (version, read_jsonl(path) if path.suffix in (".jsonl", ".json") else read_csv(path))
-        return cached[1]
+    def _text_of(self, path: Path) -> Parts:
+        known = self._text.setdefault(path, _TextLog(csv=path.suffix not in (".jsonl", ".json")))
+        with open(path, "rb") as fh:
+            return known.read_on(fh)
 
 
-def _tags_by_folder(root: Path, read: list[tuple[Path, list[tuple[str, int, float]]]]) -> dict[Path, dict[str, str]]:
+class _Series(dict[str, tuple[list[int], list[float]]]):
+    """One log's points so far, as steps and values by name: a pass merges them as arrays
+    (:func:`_last_per_step`), not point by point (0.15 s a pass for a 20,000-line log)."""
+
+    def add(self, points: Iterable[tuple[str, int, float]]) -> _Series:
+        for name, step, value in points:
+            steps, values = self.setdefault(name, ([], []))
+            steps.append(step)
+            values.append(value)
+        return self
+
+    def parts(self) -> Parts:
+        return [(name, steps, values) for name, (steps, values) in self.items()]
+
+
+def _last_per_step(parts: list[tuple[list[int], list[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """One series from its parts in reading order, sorted by step; a step read twice (a
+    resumed run) keeps the value read last."""
+    steps = np.concatenate([np.asarray(s, dtype=np.int64) for s, _ in parts])
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for _, v in parts])
+    order = np.argsort(steps, kind="stable")
+    steps, values = steps[order], values[order]
+    last = np.append(steps[1:] != steps[:-1], True)
+    return steps[last], values[last]
+
+
+def _points(parts: Parts) -> list[tuple[str, int, float]]:
+    return [(name, step, value) for name, steps, values in parts for step, value in zip(steps, values)]
+
+
+def _tags_by_folder(root: Path, read: list[tuple[Path, Parts]]) -> dict[Path, dict[str, str]]:
     """Names for event-file tags that several folders log: one series each, not one merged
     series. ``add_scalars("loss", {"D": d, "G": g})`` writes tag ``loss`` into ``loss_D/`` and
     ``loss_G/`` (named so); runs side by side (``version_0/``, ``version_1/``) as
     ``version_0/d_loss``. Event files of one folder (a resumed run) stay one series."""
     folders: dict[str, set[Path]] = {}
-    for path, points in read:
+    for path, parts in read:
         if is_event_file(path.name):
-            for name in {name for name, _, _ in points}:
+            for name in {name for name, _, _ in parts}:
                 folders.setdefault(name, set()).add(path.parent)
     renamed: dict[Path, dict[str, str]] = {}
     for name, where in folders.items():
@@ -216,59 +246,106 @@ def stats_points(record: dict[str, Any]) -> list[tuple[str, int, float]] | None:
     return out
 
 
-def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
-    """(name, step, value) triples of a JSON-lines log; lines without a step or not JSON are skipped."""
+def _jsonl_points(lines: Iterable[str]) -> list[tuple[str, int, float]]:
+    """(name, step, value) triples of JSON lines; lines without a step or not JSON are skipped."""
     out = []
-    # errors="replace": one Latin-1 byte in a run name or a prompt lost the whole log before
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)  # accepts NaN / Infinity
+        except ValueError:
+            continue  # a half-written last line, or a non-JSON line
+        if not isinstance(rec, dict):
+            continue
+        stats = stats_points(rec)
+        if stats is not None:
+            out.extend(stats)
+            continue
+        flat = dict(_flatten(rec))
+        found = _step_of(flat)
+        if found is None:
+            continue
+        _, step = found
+        for k, v in flat.items():
+            num = _number(v)
+            if k.lower() not in STEP_KEYS and num is not None:  # mmengine logs iter beside step
+                out.append((k, step, num))
+    return out
+
+
+def _csv_points(rows: Iterable[list[str]], header: list[str]) -> list[tuple[str, int, float]]:
+    """(name, step, value) triples of CSV rows under ``header``; empty without a step column."""
+    step_column = next((i for key in STEP_KEYS for i, name in enumerate(header) if name.strip().lower() == key), None)
+    if step_column is None:
+        return []
+    out = []
+    for row in rows:
+        try:
+            step = int(float(row[step_column]))
+        except (IndexError, ValueError):
+            continue
+        for i, (name, v) in enumerate(zip(header, row)):
+            if i == step_column or v.strip() == "":
                 continue
             try:
-                rec = json.loads(line)  # accepts NaN / Infinity
+                out.append((name, step, float(v)))
             except ValueError:
-                continue  # a half-written last line, or a non-JSON line
-            if not isinstance(rec, dict):
                 continue
-            stats = stats_points(rec)
-            if stats is not None:
-                out.extend(stats)
-                continue
-            flat = dict(_flatten(rec))
-            found = _step_of(flat)
-            if found is None:
-                continue
-            _, step = found
-            for k, v in flat.items():
-                num = _number(v)
-                if k.lower() not in STEP_KEYS and num is not None:  # mmengine logs iter beside step
-                    out.append((k, step, num))
     return out
+
+
+@dataclass
+class _TextLog(AppendedFile):
+    """What one JSON-lines or CSV log holds so far: the points of its whole lines (a CSV's
+    header first), read on from where the last pass stopped. A 20,000-line log was parsed
+    whole at every write (0.5 s a time, at most every 2 s: a quarter of a core)."""
+
+    csv: bool = False
+    header: list[str] | None = None
+    series: _Series = field(default_factory=_Series)
+
+    def read_on(self, fh: BinaryIO) -> Parts:
+        """Every series of the file: the points kept, those of the lines added since, and those
+        of a last line not ended yet (read, not kept: it may still be written on)."""
+        if self.rewind_if_rewritten(fh):
+            self.header, self.series = None, _Series()
+        fh.seek(self.end)
+        added = fh.read()
+        whole = added[:added.rfind(b"\n") + 1]
+        if self.csv and whole.count(b'"') % 2:  # a quoted field goes on past the last newline
+            whole = b""
+        # errors="replace": one Latin-1 byte in a run name or a prompt lost the whole log before
+        self.series.add(self._parse(whole.decode("utf-8", "replace"), keep=True))
+        self.end, self.tail = self.end + len(whole), (self.tail + whole)[-64:]
+        unfinished = self._parse(added[len(whole):].decode("utf-8", "replace"), keep=False)
+        return self.series.parts() + _Series().add(unfinished).parts()
+
+    def _parse(self, text: str, keep: bool) -> list[tuple[str, int, float]]:
+        if not self.csv:
+            return _jsonl_points(text.split("\n"))
+        rows = csv.reader(io.StringIO(text, newline=""))
+        header = self.header
+        if header is None:
+            header = next(rows, None)
+            if header is None:
+                return []
+            if keep:
+                self.header = header
+        return _csv_points(rows, header)
+
+
+def read_jsonl(path: Path) -> list[tuple[str, int, float]]:
+    """(name, step, value) triples of a JSON-lines log; lines without a step or not JSON are skipped."""
+    with open(path, "rb") as fh:
+        return _points(_TextLog().read_on(fh))
 
 
 def read_csv(path: Path) -> list[tuple[str, int, float]]:
     """(name, step, value) triples of a CSV log with a step column; other files yield nothing."""
-    out = []
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        step_key = next((fk for key in STEP_KEYS for fk in fields if fk.strip().lower() == key), None)
-        if step_key is None:
-            return []
-        for row in reader:
-            try:
-                step = int(float(row[step_key]))
-            except (TypeError, ValueError):
-                continue
-            for k, v in row.items():
-                if k in (step_key, None) or v is None or v.strip() == "":
-                    continue
-                try:
-                    out.append((k, step, float(v)))
-                except ValueError:
-                    continue
-    return out
+    with open(path, "rb") as fh:
+        return _points(_TextLog(csv=True).read_on(fh))
 
 
 # --------------------------------------------------------------------------- TensorBoard
@@ -306,8 +383,8 @@ class _EventScalars(Cursor):
     """What one event file holds so far: its scalars, and where the next read starts."""
 
     plugins: dict[str, str] = field(default_factory=dict)  # tag -> plugin (sent with a tag's first value)
-    simple: list[tuple[str, int, float]] = field(default_factory=list)
-    tensors: list[tuple[str, int, float]] = field(default_factory=list)  # kept if their plugin is "scalars"
+    simple: _Series = field(default_factory=_Series)
+    tensors: _Series = field(default_factory=_Series)  # kept if their plugin is "scalars"
 
     def read_on(self, fh: BinaryIO) -> None:
         """Read the records appended since the last call (all of them again if the file was
@@ -325,12 +402,12 @@ class _EventScalars(Cursor):
                 if isinstance(value.get(9), bytes) and (name := plugin_name(value[9])) is not None:
                     self.plugins.setdefault(tag, name)
                 if isinstance(value.get(2), bytes) and len(value[2]) == 4:
-                    self.simple.append((tag, step, float(struct.unpack("<f", value[2])[0])))
+                    self.simple.add([(tag, step, float(struct.unpack("<f", value[2])[0]))])
                 elif isinstance(value.get(8), bytes) and (number := _tensor_value(value[8])) is not None:
-                    self.tensors.append((tag, step, number))
+                    self.tensors.add([(tag, step, number)])
 
-    def points(self) -> list[tuple[str, int, float]]:
-        return self.simple + [p for p in self.tensors if self.plugins.get(p[0], "scalars") == "scalars"]
+    def parts(self) -> Parts:
+        return self.simple.parts() + [p for p in self.tensors.parts() if self.plugins.get(p[0], "scalars") == "scalars"]
 
 
 def read_tensorboard(path: Path) -> list[tuple[str, int, float]]:
@@ -339,4 +416,4 @@ def read_tensorboard(path: Path) -> list[tuple[str, int, float]]:
     events = _EventScalars()
     with open(path, "rb") as fh:
         events.read_on(fh)
-    return events.points()
+    return _points(events.parts())

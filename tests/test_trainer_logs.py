@@ -138,6 +138,66 @@ def test_a_log_with_a_byte_that_is_not_utf8_is_still_read(tmp_path):
     assert got["loss"][1].tolist() == [1.5, 1.25] and got["loss_G"][1].tolist() == [2.0, 1.0]
 
 
+def _as_points(scalars):
+    return sorted((name, int(step), float(v)) for name, (steps, values) in scalars.items()
+                  for step, v in zip(steps, values))
+
+
+@pytest.mark.parametrize("name", ["log.jsonl", "metrics.csv"])
+def test_a_watch_reads_a_text_log_on_and_agrees_with_a_fresh_read(tmp_path, name, monkeypatch):
+    """A text log is read on from the last pass's end (a 20,000-line log was parsed whole at
+    each write); whatever the writer does (a line in two writes, a last line without its
+    newline, Lightning's rewrite under a new header, a replaced or cut file) each pass reads
+    what a fresh reader reads."""
+    path = tmp_path / name
+    header = "step,loss_D,loss_G\n"
+    line = (lambda s: json.dumps({"step": s, "loss_D": s / 10, "loss_G": -s}) + "\n") if name.endswith("jsonl") \
+        else (lambda s: f"{s},{s / 10},{-s}\n")
+    path.write_text(("" if name.endswith("jsonl") else header) + "".join(line(s) for s in range(1000)))
+    logs = T.TrainerLogs()
+    assert len(logs.read(tmp_path)["loss_D"][0]) == 1000
+    parsed = []
+    for reader in ("_jsonl_points", "_csv_points"):
+        real = getattr(T, reader)
+        monkeypatch.setattr(T, reader, lambda rows, *rest, real=real: real(parsed.extend(rows := list(rows)) or rows, *rest))
+
+    def append(text):
+        with open(path, "a") as fh:
+            fh.write(text)
+
+    def check():
+        parsed.clear()
+        ours = _as_points(logs.read(tmp_path))
+        lines_read = len([row for row in parsed if row])
+        assert ours == _as_points(T.read_trainer_scalars(tmp_path)) and ours
+        return lines_read
+
+    append(line(1000))
+    assert check() == 1  # the new line only, not the 1,000 before
+    new = line(1001)
+    append(new[:7])  # the trainer is mid-write
+    check()
+    append(new[7:-1])  # whole but for its newline: read, and read again once it has it
+    check()
+    append("\n" + line(1002))
+    check()
+    assert _as_points(logs.read(tmp_path))[-1][1] == 1002
+    if name.endswith("csv"):  # CSVLogger rewrites the file, in place, when a metric is new
+        with open(path, "r+") as fh:
+            rows = fh.read().splitlines()
+            fh.seek(0)
+            fh.write("step,loss_D,loss_G,lr\n" + "".join(f"{r},\n" for r in rows[1:]) + "1003,0.5,-1,0.001\n")
+        check()
+        assert "lr" in logs.read(tmp_path)
+    path.write_text(path.read_text()[:len(path.read_text()) // 2])  # cut shorter
+    check()
+    replacement = tmp_path / "new"
+    replacement.write_text(("" if name.endswith("jsonl") else header) + line(5))
+    replacement.replace(path)  # replaced by a shorter file
+    check()
+    assert _as_points(logs.read(tmp_path)) == [("loss_D", 5, 0.5), ("loss_G", 5, -5.0)]
+
+
 def test_mixed_run_dir_and_nan(tmp_path):
     _write_events(tmp_path)
     (tmp_path / "log.jsonl").write_text(json.dumps({"iter": 3, "loss_G": float("inf")}) + "\n")
