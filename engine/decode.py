@@ -262,6 +262,10 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
     import torch  # lazy: only .pt files need it
 
     try:
+        if zipfile.is_zipfile(path):  # torch.save's archive: torch.load checks no CRC, a flipped byte was a pixel
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.infolist():
+                    _read_through(archive, member)
         with warnings.catch_warnings():  # torch's multi-line notes on a plain pickle; the skip reason says it
             warnings.simplefilter("ignore", UserWarning)
             # read whole, not mmap=True: a mapped file the trainer rewrites meanwhile (torch.save
@@ -380,15 +384,21 @@ def _file_rows(path: Path, offset: int) -> FileRows | None:
     return FileRows(path, data, tuple(shape), dtype)
 
 
+def _read_through(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> None:
+    """Read one member to its end, a chunk at a time: zipfile checks its CRC there (raising
+    ``BadZipFile``)."""
+    with archive.open(member) as data:
+        while data.read(16 << 20):
+            pass
+
+
 def _stored_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> FileRows | None:
     """An uncompressed ``.npz`` member (``np.savez``) as :class:`FileRows`; None for a
     compressed or unusual one (numpy reads those whole). Its CRC is checked first, a chunk
     at a time, as numpy's reading would: damaged bytes are said, not stored as samples."""
     if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1 or member.file_size == 0:
         return None
-    with archive.open(member) as data:  # zipfile raises BadZipFile at the end on a CRC mismatch
-        while data.read(16 << 20):
-            pass
+    _read_through(archive, member)
     try:
         with open(path, "rb") as fh:
             fh.seek(member.header_offset)

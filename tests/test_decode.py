@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import pickle
+import struct
 import subprocess
 import sys
 import warnings
+import zipfile
 from collections import OrderedDict
 from fractions import Fraction
 from pathlib import Path
@@ -427,6 +429,13 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     np.savez(folder / "m_cut.npz", x=smooth_images(RNG, 2, 16))
     packed = (folder / "m_cut.npz").read_bytes()
     (folder / "m_cut.npz").write_bytes(packed[:200] + bytes(300) + packed[500:])  # zipfile.BadZipFile: Bad CRC-32
+    torch.save(torch.from_numpy(smooth_images(RNG, 2, 16)), folder / "p_flipped.pt")
+    packed = bytearray((folder / "p_flipped.pt").read_bytes())
+    with zipfile.ZipFile(folder / "p_flipped.pt") as archive:
+        storage = next(m for m in archive.infolist() if m.filename.endswith("/data/0"))
+    name_length, extra_length = struct.unpack("<HH", packed[storage.header_offset + 26:storage.header_offset + 30])
+    packed[storage.header_offset + 30 + name_length + extra_length + 100] ^= 0x40  # torch.load read it as a pixel
+    (folder / "p_flipped.pt").write_bytes(bytes(packed))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's own warnings would print before the skip line
         samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
@@ -446,6 +455,7 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert reasons["k_stack.pt"] == "not a readable torch file (IndexError: pop from empty list)"
     assert reasons["l_memo.pt"] == "not a readable torch file (KeyError: 1)"
     assert reasons["m_cut.npz"] == "not a readable numpy file (Bad CRC-32 for file 'x.npy')"
+    assert reasons["p_flipped.pt"] == "not a readable torch file (BadZipFile: Bad CRC-32 for file 'p_flipped/data/0')"
 
 
 def test_a_file_that_fails_in_an_unforeseen_way_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
