@@ -183,11 +183,23 @@ def test_mode_dropping_without_labels_is_caught_by_the_real_datas_regions(world,
 def test_fd_rising_compares_steps_of_comparable_sizes_only():
     """FD is biased upward at small n: a healthy run measured on 1,000 samples, then on 64,
     read as a rise of +187%. The same rise over steps of one size still alerts."""
-    fd = [0.030, 0.05, 0.07, 0.086]
-    mixed = [{"step": 100 * i, "fd": v, "n_generated": n} for i, (v, n) in enumerate(zip(fd, (1000, 64, 64, 64)))]
+    fd = [0.05, 0.045, 0.04, 0.036, 0.033, 0.030, 0.05, 0.07, 0.086]
+    sizes = (1000,) * 6 + (64,) * 3
+    mixed = [{"step": 100 * i, "fd": v, "n_generated": n} for i, (v, n) in enumerate(zip(fd, sizes))]
     assert [a.rule for a in evaluate_alerts(mixed)] == []
     same = [{**r, "n_generated": 64} for r in mixed]
     assert [a.rule for a in evaluate_alerts(same)] == ["fd_rising"]
+
+
+def test_fd_rising_waits_for_a_noise_floor():
+    """Round X: a healthy run's FD on 64 samples rose 0.064 -> 0.080 (+25%) over three steps
+    by chance, at its sixth checkpoint, before five earlier ones gave the rule FD's noise."""
+    fd = [0.07, 0.066, 0.064, 0.068, 0.074, 0.080]
+    early = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(fd)]
+    assert [a.rule for a in evaluate_alerts(early)] == []
+    steady = [0.1, 0.09, 0.082, 0.076, 0.072]  # five earlier steps: now the same rise is past the noise
+    later = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(steady + fd[2:])]
+    assert [a.rule for a in evaluate_alerts(later)] == ["fd_rising"]
 
 
 def test_copy_detected_within_one_checkpoint(world, healthy_history):
