@@ -253,6 +253,12 @@ def _to_nhwc(array: np.ndarray) -> np.ndarray:
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's message for a skip line: its first line, else its type (a file rewritten
+    during an ``.npz``'s CRC pass was said as "not a readable numpy file ()")."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def _pick(arrays: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> np.ndarray | None:
     lowered = {k.lower(): v for k, v in arrays.items()}
     return next((lowered[k] for k in keys if k in lowered), None)
@@ -276,8 +282,7 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
             raise SkipFile("holds objects other than tensors (refused to unpickle: weights_only)") from None
         raise SkipFile("not a readable torch file (corrupt or not written by torch.save)") from None
     except Exception as exc:  # damaged bytes fail the weights-only unpickler in any way (IndexError: pop from empty list)
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SkipFile(f"not a readable torch file ({type(exc).__name__}: {first_line})") from None
+        raise SkipFile(f"not a readable torch file ({type(exc).__name__}: {_first_line(exc)})") from None
 
     def as_numpy(value):
         return value.detach().float().numpy() if value.dtype == torch.bfloat16 else value.detach().numpy()
@@ -314,9 +319,9 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
                 raise SkipFile("holds Python objects, not a plain numpy array (refused to unpickle)") from None
             raise SkipFile("not a numpy file (no .npy or .npz header): damaged, or another format under this name") \
                 from None
-        raise SkipFile(f"not a readable numpy file ({exc})") from None
+        raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
     except Exception as exc:  # a cut or damaged .npz: zipfile.BadZipFile ("Bad CRC-32"), EOFError, OSError
-        raise SkipFile(f"not a readable numpy file ({exc})") from None
+        raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
     if _pick(arrays, IMAGE_KEYS) is None and len(arrays) != 1:
         raise SkipFile(f"holds no image array (keys: {', '.join(arrays)})")
     return arrays

@@ -695,3 +695,15 @@ def test_an_animated_image_is_read_at_its_last_frame(tmp_path):
         frames[0].save(tmp_path / f"sample_3{suffix}", save_all=True, append_images=frames[1:], duration=50)
         (sample,) = iter_samples(_checkpoint(tmp_path, f"sample_3{suffix}"))
         assert np.abs(sample.image.astype(int) - final).mean() < 8, suffix
+
+
+def test_a_read_error_without_a_message_is_said_by_its_type(tmp_path, monkeypatch):
+    """Round X: an .npz rewritten during its CRC pass was skipped as "not a readable numpy
+    file ()": the error (EOFError) had no message."""
+    from engine import decode
+
+    (tmp_path / "step_1").mkdir()
+    np.savez(tmp_path / "step_1" / "s.npz", x=smooth_images(RNG, 2, 16))
+    monkeypatch.setattr(decode, "_read_through", lambda archive, member: (_ for _ in ()).throw(EOFError()))
+    samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
+    assert not samples and [s.reason for s in skipped] == ["not a readable numpy file (EOFError)"]
