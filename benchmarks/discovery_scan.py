@@ -1,0 +1,79 @@
+"""What each pass of a watch costs before it knows whether anything is new: discovery of the
+whole run (``scan_run``), the readiness check and the file versions of every checkpoint.
+
+    .venv/bin/python benchmarks/discovery_scan.py [--checkpoints 20 300] [--files 48]
+
+Builds runs of ``step_XXXXXX/samples/NNNNN.png`` folders (hard links to ``--files`` 32-px
+PNGs) and times, in CPU seconds, the baseline, ``os.walk`` and one ``os.stat`` of every file
+(the least a scan of the run does), against the discovery pass. Medians of ``--repeats``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.discovery import DiscoveryOptions, file_versions, is_ready, scan_run  # noqa: E402
+
+
+def _cpu_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+def _walk_and_stat(run: Path) -> int:
+    return sum(1 for folder, _, names in os.walk(run) for name in names if os.stat(os.path.join(folder, name)))
+
+
+def _discovery_pass(run: Path, options: DiscoveryOptions) -> int:
+    found = scan_run(run, options)
+    now = time.time()
+    ready = [is_ready(c, options, now) for c in found]
+    versions = [file_versions(c) for c in found]
+    assert all(ready) and len(versions) == len(found)
+    return len(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[20, 300])
+    parser.add_argument("--files", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    options = DiscoveryOptions(settle=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source"
+        source.mkdir()
+        for i in range(args.files):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(source / f"{i:05d}.png")
+        print(f"{'checkpoints':>12}{'files':>8}{'walk+stat s':>13}{'pass s':>9}{'x baseline':>12}")
+        for n in args.checkpoints:
+            run = Path(tmp) / f"run{n}"
+            for k in range(n):
+                folder = run / f"step_{k * 500:06d}" / "samples"
+                folder.mkdir(parents=True)
+                for png in sorted(source.iterdir()):
+                    os.link(png, folder / png.name)
+            assert _discovery_pass(run, options) == n
+            baseline = _cpu_seconds(lambda: _walk_and_stat(run), args.repeats)
+            seconds = _cpu_seconds(lambda: _discovery_pass(run, options), args.repeats)
+            print(f"{n:>12}{n * args.files:>8}{baseline:>13.3f}{seconds:>9.3f}{seconds / baseline:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
