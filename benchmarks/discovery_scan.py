@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -22,17 +21,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from engine.discovery import DiscoveryOptions, file_versions, is_ready, scan_run  # noqa: E402
-
-
-def _cpu_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
+from timing import median_seconds  # noqa: E402
 
 
 def _walk_and_stat(run: Path) -> int:
@@ -70,8 +62,8 @@ def main() -> None:
                 for png in sorted(source.iterdir()):
                     os.link(png, folder / png.name)
             assert _discovery_pass(run, options) == n
-            baseline = _cpu_seconds(lambda: _walk_and_stat(run), args.repeats)
-            seconds = _cpu_seconds(lambda: _discovery_pass(run, options), args.repeats)
+            baseline = median_seconds(lambda: _walk_and_stat(run), args.repeats, clock=time.process_time)
+            seconds = median_seconds(lambda: _discovery_pass(run, options), args.repeats, clock=time.process_time)
             print(f"{n:>12}{n * args.files:>8}{baseline:>13.3f}{seconds:>9.3f}{seconds / baseline:>12.2f}")
 
 
