@@ -361,6 +361,13 @@ def parse_probe(spec: str) -> tuple[str, str]:
     return prompt, contrast or NEUTRAL_PROMPT
 
 
+def valid_probe(spec: str) -> str:
+    """``spec`` as given, once :func:`parse_probe` reads it (the CLI's check of ``--probe``,
+    before anything is ingested: a malformed one was refused after the whole backlog)."""
+    parse_probe(spec)
+    return spec
+
+
 def probe_scores(
     image_vectors: np.ndarray, text_vectors: np.ndarray, contrast_vectors: np.ndarray
 ) -> np.ndarray:

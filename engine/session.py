@@ -64,10 +64,15 @@ def after_ingest_steps(args: argparse.Namespace, encoder) -> list[AfterIngest]:
 @contextlib.contextmanager
 def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     from engine.cli import discovery_options
+    from engine.signals import check_probe_names
 
     options = discovery_options(args)
     check_store_path(args.store)  # before the encoder's weights are looked for
     stored = _stored_encoder(args.store)
+    try:
+        check_probe_names(args.probe or ())  # before the encoder loads
+    except ValueError as exc:
+        raise EvowatchError(str(exc)) from None
     if args.encoder and stored:
         _refuse_another_kind(args.store, stored, args.encoder)
     encoder = make_encoder(args.encoder or stored.get("spec") or DEFAULT_ENCODER_SPEC, device=args.device)

@@ -19,7 +19,8 @@ import numpy as np
 
 from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
-                            mean_pairwise_cosine_distance, probe_scores, vendi_score)
+                            mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
+                            vendi_score)
 from engine.pause import run_on_alert, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
@@ -84,6 +85,19 @@ def _fresh_holdout(real: np.ndarray, holdout: np.ndarray, sources: str) -> np.nd
 def _array_name(name: str) -> str:
     """Scalar names like 'loss/D' would nest Zarr groups: keep them flat."""
     return re.sub(r"[^A-Za-z0-9_.:=-]+", "_", name).strip("_.") or "scalar"
+
+
+def check_probe_names(specs: Sequence[str]) -> None:
+    """Raise ``ValueError`` for two probes whose metrics would share an array: they are keyed
+    by their prompt, and ``"a woman|a man"`` beside ``"a woman|a child"`` stored the second
+    one's shares only, under the first one's name."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        key = _array_name(metric_key("probe_share", parse_probe(spec)[0]))
+        if key in seen:
+            raise ValueError(f"--probe {spec!r} and --probe {seen[key]!r} would be stored under one name ({key}): "
+                             "give each probe its own prompt")
+        seen[key] = spec
 
 
 @dataclass

@@ -1062,8 +1062,11 @@ class StoreWriter(StoreReader):
         row = int(hit[0]) if len(hit) else len(steps)
         n = max(len(steps), row + 1)
 
+        columns = {"step": step, **values}
         _write_all(self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
-                   .async_array.setitem(row, value) for name, value in {"step": step, **values}.items())
+                   .async_array.setitem(row, value) for name, value in columns.items())
+        for name in set(group.array_keys()) - set(columns):  # not measured at this step (a probe no longer
+            self._ensure_column(group, "metrics", name, "float64", n)  # given): NaN, every column as long as the table
         recorded = dict(group.attrs.get("measured", {}))
         if measured is not None:
             recorded[str(int(step))] = [int(x) for x in measured]

@@ -185,6 +185,16 @@ def test_probe_shares_through_open_clip(runs, tmp_path):
             rows = (kinds == gen_code) & (steps == step)
             assert (margins[rows] > 0).mean() == pytest.approx(table[key][i], abs=1e-12)
 
+    # Round Z: resumed with another probe list, every step was re-measured into emptied columns
+    # but the dropped probe's: `watch` failed (IndexError) and `info` with it from then on.
+    argv[argv.index(probes[1])] = "a thin stroke"
+    assert main(argv) == 0
+    table = StoreReader(store).step_metrics()
+    assert list(table["step"]) == [1250, 1500] and {len(v) for v in table.values()} == {2}
+    assert np.isnan(table["probe_share:a_thick_stroke"]).all() and np.isfinite(table["probe_share:a_thin_stroke"]).all()
+    assert np.isfinite(table["fd"]).all() and np.isfinite(table[keys[0]]).all()
+    assert main(["info", str(store), "--json"]) == 0
+
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # scipy's sqrtm on the rank-deficient product
 def test_fd_of_a_small_batch_matches_scipy_and_the_full_rank_path():

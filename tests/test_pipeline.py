@@ -1847,6 +1847,18 @@ def test_probes_that_cannot_be_scored_are_said_before_anything_is_done(tmp_path,
     assert main([*argv, "--encoder", f"clip:{tiny}/random", "--device", "cpu"]) == 0
     assert ("--probe: probes are scored against the real reference (--real DIR), which this store lacks: "
             "they are not measured") in capsys.readouterr().err
+    # round Z: a malformed probe was refused after the whole backlog was ingested; two probes of
+    # one prompt (or prompts that read the same as array names) shared a column, one of them lost
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--probe", "|a man"])
+    assert exit_.value.code == 2 and "argument --probe: Expected a probe" in capsys.readouterr().err
+    other = tmp_path / "other.zarr"
+    argv[argv.index(str(store))] = str(other)
+    assert main([*argv, "--encoder", f"clip:{tiny}/random", "--probe", "a thick stroke!|a thin stroke"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "evowatch: error: --probe 'a thick stroke!|a thin stroke' and --probe 'a thick stroke' would be stored under "
+        "one name (probe_share:a_thick_stroke): give each probe its own prompt")
+    assert not other.exists()
 
 
 def test_a_store_path_that_cannot_be_a_store_is_said_before_the_encoder_is_loaded(tmp_path, capsys, monkeypatch):
