@@ -93,11 +93,13 @@ def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) ->
     if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.floating):
         raise SkipFile(f"holds {array.dtype} values, not image pixels")  # complex (an FFT), datetimes
     lo, hi = _extremes(array)
+    if not np.isfinite([lo, hi]).all():
+        raise SkipFile("holds no finite value (NaN or infinite everywhere): a diverged generator?")
     if np.issubdtype(array.dtype, np.integer):
         if lo < 0 or hi > 65535:  # labels, counts, a signed difference: clipped, they were stored as white or black
             raise SkipFile(f"integer values span [{lo:.0f}, {hi:.0f}]: not images in [0, 255] or [0, 65535]")
         return 0.0, (1 / 257 if hi > 255 else 1.0)
-    if lo < -1.5 or not np.isfinite([lo, hi]).all():
+    if lo < -1.5:
         raise SkipFile(f"values span [{lo:.3g}, {hi:.3g}]: not images in [-1, 1], [0, 1] or [0, 255]")
     if lo < 0:
         return 1.0, 127.5
@@ -109,13 +111,16 @@ def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) ->
 
 
 def _extremes(array: np.ndarray | FileRows) -> tuple[float, float]:
-    """Smallest and largest value ignoring NaN (NaN when all are): a file's rows a chunk at a time."""
+    """Smallest and largest finite value (NaN when none is): a file's rows a chunk at a time.
+    NaN and infinities are a diverged generator's samples, left out (:func:`uint8_rows`)."""
     if not array.size:
         return 0.0, 0.0
     chunks = (array[i:i + _CHUNK] for i in range(0, len(array), _CHUNK)) if isinstance(array, FileRows) else (array,)
     with warnings.catch_warnings():  # all NaN: numpy warns, the caller says why the file is skipped
         warnings.simplefilter("ignore", RuntimeWarning)
-        found = np.array([(np.nanmin(chunk), np.nanmax(chunk)) for chunk in chunks], np.float64)
+        found = np.array([(np.nanmin(finite), np.nanmax(finite)) for chunk in chunks
+                          for finite in [chunk if np.issubdtype(chunk.dtype, np.integer) or chunk.dtype == np.bool_
+                                         else np.where(np.isfinite(chunk), chunk, np.nan)]], np.float64)
         return float(np.nanmin(found[:, 0])), float(np.nanmax(found[:, 1]))
 
 
@@ -126,6 +131,27 @@ def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None = None) 
         return np.asarray(array)
     values = np.nan_to_num(np.asarray(array, dtype=np.float32))
     return np.clip(np.rint((values + offset) * scale), 0, 255).astype(np.uint8)
+
+
+def uint8_rows(images: np.ndarray | FileRows, value_range: tuple[float, float]) -> Iterator[tuple[int, np.ndarray]]:
+    """(row, uint8 pixels) of each sample of a tensor, a chunk at a time. Samples holding NaN
+    or infinite values (a generator diverging) are left out, then said by a ``SkipFile``
+    naming them: made uint8 they were flat grey images, stored without a word."""
+    bad = []
+    for start in range(0, len(images), _CHUNK):
+        chunk = np.asarray(images[start:start + _CHUNK])
+        finite = (np.ones(len(chunk), bool) if chunk.dtype.kind in "biu"
+                  else np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1))
+        bad += [start + i for i in np.flatnonzero(~finite)]
+        with np.errstate(over="ignore", invalid="ignore"):  # the samples left out, made uint8 all the same
+            pixels_of_chunk = to_uint8(chunk, value_range)
+        for row, pixels in zip(range(start, start + len(chunk)), pixels_of_chunk):
+            if finite[row - start]:
+                yield row, pixels
+    if bad:
+        rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise SkipFile(f"{len(bad)} of {len(images)} samples hold NaN or infinite values (row{'s' if len(bad) > 1 else ''} {rows}), not stored: "
+                       "a diverged generator?")
 
 
 def to_rgb(array: np.ndarray) -> np.ndarray:
@@ -702,13 +728,11 @@ def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
     images, labels, latents = load_tensor_file(path)
     value_range = _value_range(images, ctx.options.value_range)
     name = ctx.name(path)
-    for start in range(0, len(images), _CHUNK):
-        chunk = to_uint8(np.asarray(images[start:start + _CHUNK]), value_range)
-        for row, pixels in enumerate(chunk, start):
-            instance = offset + row
-            label = _label_text(labels[row]) if labels is not None else ctx.label(path, instance, row)
-            latent = np.asarray(latents[row], dtype=np.float32).reshape(-1) if latents is not None else None
-            yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
+    for row, pixels in uint8_rows(images, value_range):
+        instance = offset + row
+        label = _label_text(labels[row]) if labels is not None else ctx.label(path, instance, row)
+        latent = np.asarray(latents[row], dtype=np.float32).reshape(-1) if latents is not None else None
+        yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
 
 
 def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None,

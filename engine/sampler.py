@@ -138,6 +138,25 @@ def parse_sampler_spec(spec: str) -> tuple[str, str]:
     return target, function
 
 
+@contextlib.contextmanager
+def _importing(target: str, name: str | None = None) -> Iterator[None]:
+    """Around a sampler's import: its ``sys.argv`` is its own name, not evowatch's command line
+    (a training script that parses its options at import, as PyTorch-GAN's do, gets its
+    defaults; it printed "evowatch: error: unrecognized arguments: watch RUN ..."), and an
+    import that exits is said as the sampler's failure."""
+    argv = sys.argv
+    sys.argv = [target]
+    try:
+        yield
+    except SystemExit as exc:
+        sys.modules.pop(name or target, None)
+        raise SamplerError(f"{target}: importing the sampler failed: it exited (SystemExit: {exc.code}); a script "
+                           "that parses its command line or exits when imported: keep that under "
+                           "`if __name__ == \"__main__\":`") from None
+    finally:
+        sys.argv = argv
+
+
 def _import_target(target: str) -> tuple[Any, Path | None]:
     if target.endswith(".py") or os.sep in target or "/" in target:
         path = Path(target).expanduser().resolve()
@@ -149,7 +168,10 @@ def _import_target(target: str) -> tuple[Any, Path | None]:
         sys.modules[name] = module  # dataclasses and pickling look the module up by name
         sys.path.insert(0, str(path.parent))  # so the file can import its neighbours
         try:
-            module_spec.loader.exec_module(module)
+            with _importing(target, name):
+                module_spec.loader.exec_module(module)
+        except SamplerError:
+            raise
         except Exception as exc:
             sys.modules.pop(name, None)
             raise SamplerError(f"{target}: importing the sampler failed ({type(exc).__name__}: {exc})") from exc
@@ -157,7 +179,8 @@ def _import_target(target: str) -> tuple[Any, Path | None]:
             sys.path.remove(str(path.parent))
         return module, path
     try:
-        module = importlib.import_module(target)
+        with _importing(target):
+            module = importlib.import_module(target)
     except ImportError as exc:
         raise SamplerError(f"{target}: sampler module not importable ({exc}); check PYTHONPATH or give a file path") from exc
     file = getattr(module, "__file__", None)
@@ -267,19 +290,22 @@ class Sampler:
         path = checkpoint.root / checkpoint.source
         try:
             images, labels, latents, given = _as_arrays(self(path))
-        except Exception as exc:  # the user's code: any failure is reported, never fatal
+        except (Exception, SystemExit) as exc:  # the user's code: any failure is reported, never fatal
             first = (str(exc).strip().splitlines() or [""])[0]
             reason = f"sampler {self.spec} failed: {type(exc).__name__}: {first}"[:500]
             yield SkippedFile(path=checkpoint.source, reason=reason, retry=True)
             return
         if len(images) != self.n_samples:
             log.warning("%s: the sampler returned %d images, asked for %d", checkpoint.source, len(images), self.n_samples)
-        value_range = decode._value_range(images, given or (options.value_range if options else None))
-        for row, pixels in enumerate(decode.to_uint8(np.asarray(images), value_range)):
-            label = decode._label_text(labels[row]) if labels is not None else None
-            latent = np.asarray(latents[row], np.float32).reshape(-1) if latents is not None else None
-            yield Sample(image=decode.to_rgb(pixels), instance=row, path=f"{checkpoint.source}#{row}",
-                         label=label, latent=latent)
+        try:  # a diverged generator's NaN, a sampler that forgot to denormalise: said, and the watch goes on
+            value_range = decode._value_range(images, given or (options.value_range if options else None))
+            for row, pixels in decode.uint8_rows(images, value_range):
+                label = decode._label_text(labels[row]) if labels is not None else None
+                latent = np.asarray(latents[row], np.float32).reshape(-1) if latents is not None else None
+                yield Sample(image=decode.to_rgb(pixels), instance=row, path=f"{checkpoint.source}#{row}",
+                             label=label, latent=latent)
+        except decode.SkipFile as exc:
+            yield SkippedFile(path=checkpoint.source, reason=f"the output of sampler {self.spec}: {exc}")
 
 
 def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, tuple[float, float] | None]:

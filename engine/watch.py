@@ -334,7 +334,8 @@ class Watcher:
                 if not result.stored:
                     self._unsampled[c.source] = self._hashes[c.source][1]
                     log.warning("step %d (%s): nothing stored; the next run of this command samples it again "
-                                "(a live watch: once its weights or the sampler change)", c.step, c.source)
+                                "(a live watch: once its weights change; a fixed sampler is read when the watch restarts)",
+                                c.step, c.source)
                     continue
                 generated = c.kind == "generated"
                 note = f", {counted(result.skipped, unit)} skipped" if result.skipped else ""

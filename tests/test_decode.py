@@ -446,7 +446,7 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert "not images" in reasons["c_latents.npy"]
     assert "no image array (keys: foo, bar)" in reasons["d_misc.npz"]
     assert "refused to unpickle" in reasons["e_objects.npy"]
-    assert "not images" in reasons["g_nan.npy"]
+    assert reasons["g_nan.npy"] == "holds no finite value (NaN or infinite everywhere): a diverged generator?"
     assert "complex64 values, not image pixels" in reasons["h_complex.npy"]
     assert "not a readable torch file" in reasons["i_pickle.pt"]
     assert reasons["j_random.npy"] == "not a numpy file (no .npy or .npz header): damaged, or another format under this name"
@@ -707,3 +707,19 @@ def test_a_read_error_without_a_message_is_said_by_its_type(tmp_path, monkeypatc
     monkeypatch.setattr(decode, "_read_through", lambda archive, member: (_ for _ in ()).throw(EOFError()))
     samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
     assert not samples and [s.reason for s in skipped] == ["not a readable numpy file (EOFError)"]
+
+
+def test_samples_holding_nan_or_inf_are_left_out_and_said(tmp_path):
+    """A tensor file with some samples gone NaN or infinite (a generator diverging): those were
+    stored as flat grey or white images without a word, and one infinite value had the whole
+    file refused ("values span [-1, inf]"). The others are read, in the range of finite values."""
+    images = np.linspace(-1, 1, 6 * 3 * 8 * 8, dtype=np.float32).reshape(6, 3, 8, 8)
+    images[1, 0, 0, 0], images[4, 2, 3, 3] = np.nan, np.inf
+    (tmp_path / "step_1").mkdir()
+    np.save(tmp_path / "step_1" / "samples.npy", images)
+    samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
+    assert [s.instance for s in samples] == [0, 2, 3, 5]
+    assert [s.reason for s in skipped] == [
+        "2 of 6 samples hold NaN or infinite values (rows 1, 4), not stored: a diverged generator?"]
+    expected = np.clip(np.rint((images[5].transpose(1, 2, 0) + 1) * 127.5), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(samples[-1].image, expected)  # read as [-1, 1]

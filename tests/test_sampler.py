@@ -218,7 +218,7 @@ def test_watch_sampler_aligned_errors_reported_and_resample_on_change(tmp_path, 
     reason = lines[0].removeprefix("evowatch: skipped model-3.pt: ")
     assert reason.startswith(f"sampler {spec} failed: RuntimeError: cannot build the model")
     assert lines[1] == ("evowatch: step 3 (model-3.pt): nothing stored; the next run of this command samples it "
-                        "again (a live watch: once its weights or the sampler change)")
+                        "again (a live watch: once its weights change; a fixed sampler is read when the watch restarts)")
 
     # Instance ids align: row i is noise row i at every step (same seed), scaled by the weights.
     steps, instances = reader.samples("step"), reader.samples("instance")
@@ -250,9 +250,47 @@ def test_watch_sampler_aligned_errors_reported_and_resample_on_change(tmp_path, 
     assert StoreReader(store).n_rows == 18 + 24 + 6
 
 
+DIVERGING_SAMPLER = '''
+import torch
+from engine.sampler import load_checkpoint
+
+def sample(checkpoint_path, n_samples, seed):
+    scale = float(load_checkpoint(checkpoint_path)["scale"])  # NaN: the generator diverged
+    images = torch.linspace(-1, 1, n_samples).view(-1, 1, 1, 1).expand(n_samples, 3, 8, 8) * scale
+    if scale == 0.5:
+        images = images.clone()
+        images[1, 0, 0, 0] = float("inf")  # one sample gone bad
+    return images
+'''
+
+
+def test_a_diverged_generators_samples_are_said_and_the_watch_goes_on(tmp_path, capsys):
+    """Round Z: a sampler returning NaN (weights gone NaN), an infinite pixel or values out of
+    every range raised SkipFile out of the watch (exit 1, every rerun at the same checkpoint);
+    a sample partly NaN was stored as flat grey without a word."""
+    sampler = tmp_path / "diverging.py"
+    sampler.write_text(DIVERGING_SAMPLER)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step, scale in [(1, 1.0), (2, 0.5), (3, float("nan")), (4, 1000.0)]:
+        weights(run / f"model-{step}.pt", scale=scale)
+    assert watch(run, store, "--sampler", f"{sampler}:sample", "--samples-per-checkpoint", "4",
+                 "--value-range", "auto") == 0
+    reasons = {line.split(": ", 2)[1].removeprefix("skipped "): line.split(": ", 3)[-1]
+               for line in capsys.readouterr().err.splitlines() if ": skipped " in line}
+    assert reasons == {
+        "model-2.pt": "1 of 4 samples hold NaN or infinite values (row 1), not stored: a diverged generator?",
+        "model-3.pt": "holds no finite value (NaN or infinite everywhere): a diverged generator?",
+        "model-4.pt": "values span [-1e+03, 1e+03]: not images in [-1, 1], [0, 1] or [0, 255]"}
+    reader = StoreReader(store)
+    steps, instances = reader.samples("step"), reader.samples("instance")
+    assert reader.info()["steps"] == [1, 2, 3, 4]
+    assert instances[steps == 1].tolist() == [0, 1, 2, 3] and instances[steps == 2].tolist() == [0, 2, 3]
+    assert not (steps == 3).any() and not (steps == 4).any()
+
+
 def test_a_live_watch_does_not_sample_a_failing_checkpoint_again_and_again(tmp_path, sampler_file):
     """Not stored, a checkpoint whose sampler failed would be found again at every pass of a
-    live watch (every tick): it is tried again only once its weights or the sampler change."""
+    live watch (every tick): it is tried again only once its weights change."""
     from engine.cli import build_parser
     from engine.session import open_session
 
@@ -338,3 +376,40 @@ def test_references_still_decoded(tmp_path, sampler_file):
     weights(run / "model-1.pt", scale=1.0)
     assert watch(run, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "4", "--real", str(real)) == 0
     assert StoreReader(store).info()["kinds"] == {"generated": 4, "real": 3, "holdout": 0}
+
+
+def test_a_sampler_that_parses_the_command_line_or_exits_is_the_samplers_failure(tmp_path, capsys, monkeypatch):
+    """Round Z: a sampler importing a training script that parses its options at import read
+    evowatch's own command line ("evowatch: error: unrecognized arguments: watch RUN ..."), and
+    `sys.exit` in a sampler ended the watch: the script gets its defaults, an exit is said."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    weights(run / "model-1.pt", scale=1.0)
+    parses = tmp_path / "parses.py"
+    parses.write_text(textwrap.dedent('''
+        import argparse, sys, torch
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--img_size", type=int, default=8)
+        opt = parser.parse_args()
+        ARGV = list(sys.argv)
+
+        def sample(checkpoint_path, n_samples, seed):
+            return torch.zeros(n_samples, 3, opt.img_size, opt.img_size)
+
+        def exits(checkpoint_path, n_samples, seed):
+            sys.exit("no GPU, giving up")
+        '''))
+    monkeypatch.setattr("sys.argv", ["evowatch", "watch", str(run), "--store", str(store)])
+    assert watch(run, store, "--sampler", f"{parses}:sample", "--samples-per-checkpoint", "2") == 0
+    assert StoreReader(store).n_rows == 2
+    module = load_sampler(f"{parses}:sample", n_samples=2, seed=0, device="cpu").function.__globals__
+    assert module["ARGV"] == [str(parses)] and __import__("sys").argv[0] == "evowatch"
+    capsys.readouterr()
+    other = tmp_path / "t.zarr"
+    assert watch(run, other, "--sampler", f"{parses}:exits", "--samples-per-checkpoint", "2") == 0
+    assert "evowatch: skipped model-1.pt: sampler " + f"{parses}:exits failed: SystemExit: no GPU, giving up" \
+        in capsys.readouterr().err
+    exits_at_import = tmp_path / "quits.py"
+    exits_at_import.write_text("import sys\nsys.exit(3)\n")
+    with pytest.raises(SamplerError, match=r"quits.py: importing the sampler failed: it exited \(SystemExit: 3\); "
+                                           r"a script that parses its command line or exits when imported"):
+        load_sampler(f"{exits_at_import}:sample", n_samples=2, seed=0, device="cpu")
