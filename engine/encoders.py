@@ -705,7 +705,11 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
             )
         weights = find_weights_in_dir(folder)
         name = f"local-dir:{folder}"
-        model = _create(name, None, precision=precision)
+        # the file hashed into the identity, loaded by us: open_clip's own pick skips .pt files
+        # (a random model was used under the identity of those weights) and orders others its way
+        with _quiet_random_init_warning():
+            model = _create(name, None, load_weights=False, precision=precision)
+        _load_weights(model, name, weights)
         cfg_hash = sha256_bytes(config.read_bytes())[:10]
         return model, name, f"clip:local-dir#cfg-{cfg_hash}@sha256-{sha256_file(weights)[:12]}"
 
@@ -720,7 +724,7 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
         weights = find_weights_in_dir(spec.path) if spec.path.is_dir() else spec.path
         if not weights.is_file():
             raise WeightsNotFoundError(
-                f"Weights file {weights} does not exist (from --encoder clip:{spec.arch}@{spec.path})."
+                f"Weights file {weights} does not exist (from clip:{spec.arch}@{spec.path})."
             )
         model = _create(name, str(weights), precision=precision)
         return model, name, f"clip:{arch_label}@sha256-{sha256_file(weights)[:12]}"
@@ -734,7 +738,10 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
         )
     weights = pretrained_weights(name, tag, cfg)
     pp = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
-    model = _create(name, str(weights), precision=precision, **{f"image_{k}": v for k, v in pp.items()})
+    # QuickGELU as the weights were trained with (OpenAI's, laion400m_e3x...): given a file
+    # path, open_clip neither sets it from the tag nor warns, and ViT-B-32/openai ran on GELU
+    model = _create(name, str(weights), precision=precision, force_quick_gelu=bool(cfg.get("quick_gelu")),
+                    **{f"image_{k}": v for k, v in pp.items()})
     return model, name, f"clip:{arch_label}/{tag}"
 
 
@@ -743,21 +750,39 @@ def _create(name: str, pretrained: str | None, **kwargs: Any) -> "torch.nn.Modul
 
     try:
         model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device="cpu", **kwargs)
-    except (RuntimeError, ValueError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = f" from {pretrained}" if pretrained else ""
-        raise EvowatchError(f"Cannot build open_clip model {name}{where}: {first[:300]}") from exc
+    except Exception as exc:  # weights of another model, a damaged or foreign file: any error, one line
+        raise _cannot_build(name, pretrained, exc) from exc
     return model
+
+
+def _load_weights(model: "torch.nn.Module", name: str, weights: Path) -> None:
+    import open_clip
+
+    try:
+        open_clip.load_checkpoint(model, str(weights))
+    except Exception as exc:
+        raise _cannot_build(name, str(weights), exc) from exc
+
+
+def _cannot_build(name: str, weights: str | None, exc: Exception) -> EvowatchError:
+    """One line for a model that could not be built or loaded: the error's first two lines
+    (a state dict's "Error(s) in loading state_dict for CLIP:" says what only on the next)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()][:2] or [type(exc).__name__]
+    where = f" from {weights}" if weights else ""
+    return EvowatchError(f"Cannot build open_clip model {name}{where} ({type(exc).__name__}: {' '.join(lines)[:300]}); "
+                         "the weights must be the architecture's (a file saved by open_clip or torch.save of its "
+                         "state_dict)")
 
 
 class _DropRandomInitWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("No pretrained weights loaded")
+        return not str(record.msg).startswith(("No pretrained weights loaded", "Local config loaded, but no CLIP weights"))
 
 
 @contextlib.contextmanager
 def _quiet_random_init_warning() -> Iterator[None]:
-    """open_clip warns on the root logger about random init; for ``/random`` that was asked for."""
+    """open_clip warns on the root logger about random init: for ``/random`` it was asked for,
+    for a local-dir folder the weights are loaded next (:func:`_load_weights`)."""
     root, flt = logging.getLogger(), _DropRandomInitWarning()
     root.addFilter(flt)
     try:

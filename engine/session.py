@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
-from engine.errors import EvowatchError
+from engine.errors import EvowatchError, WeightsNotFoundError
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError, StoreLockedError
 from stores.zarr_store import DEFAULT_THUMBNAIL_SIZE, StoreReader, StoreWriter, check_store_path, encoder_mismatch
@@ -75,7 +75,13 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         raise EvowatchError(str(exc)) from None
     if args.encoder and stored:
         _refuse_another_kind(args.store, stored, args.encoder)
-    encoder = make_encoder(args.encoder or stored.get("spec") or DEFAULT_ENCODER_SPEC, device=args.device)
+    try:
+        encoder = make_encoder(args.encoder or stored.get("spec") or DEFAULT_ENCODER_SPEC, device=args.device)
+    except WeightsNotFoundError as exc:
+        if args.encoder or not stored.get("spec"):
+            raise
+        raise WeightsNotFoundError(f"{args.store}: the store's encoder {stored['spec']}: {exc} Moved? Pass --encoder "
+                                   "with the weights where they are now (the store checks they are the same)") from None
     if args.probe and not args.no_metrics and not encoder.supports_text:  # said before ingesting, not after
         raise EvowatchError(f"--probe needs a clip: encoder to score its prompts; {encoder.spec} has no text tower: "
                             "drop --probe or use --encoder clip:ARCH/PRETRAINED")

@@ -772,6 +772,8 @@ class StoreWriter(StoreReader):
         stored = self.encoder or {}
         if stored.get("identity") != encoder.get("identity") or int(stored.get("dim", -1)) != int(encoder["dim"]):
             raise encoder_mismatch(self.path, stored, f"'{encoder.get('identity')}' (dim {encoder['dim']})")
+        if encoder.get("spec") and stored.get("spec") != encoder["spec"]:  # the same weights, moved: a resume
+            self._update_root({"encoder": {**stored, "spec": encoder["spec"]}})  # without --encoder finds them
 
     def _recover(self) -> bool:
         """Cut every array back to its committed length and repair superseded flags; whether

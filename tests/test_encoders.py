@@ -297,6 +297,11 @@ def test_weights_round_trip_matches_open_clip(tmp_path):
     local = make_encoder(f"clip:local-dir:{folder}", device="cpu")
     assert local.identity.startswith("clip:local-dir#cfg-")
     np.testing.assert_allclose(local.encode(np.stack([enc.preprocess(im) for im in images])), vecs, atol=1e-6)
+    # a .pt in the folder (round Z): open_clip's own pick skips .pt files, and a random model
+    # was used under the identity of the weights hashed
+    (folder / "open_clip_pytorch_model.bin").rename(folder / "weights.pt")
+    local = make_encoder(f"clip:local-dir:{folder}", device="cpu")
+    np.testing.assert_allclose(local.encode(np.stack([enc.preprocess(im) for im in images])), vecs, atol=1e-6)
 
 
 def test_missing_or_unfit_weights_file(tmp_path):
@@ -310,7 +315,56 @@ def test_missing_or_unfit_weights_file(tmp_path):
     torch.save({"visual.bogus": torch.zeros(2)}, tmp_path / "bad.pt")
     with pytest.raises(EvowatchError, match="Cannot build open_clip model evowatch-tiny") as info:
         make_encoder(f"clip:{TINY}@{tmp_path / 'bad.pt'}", device="cpu")
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "Missing key(s) in state_dict" in str(info.value)
+    # round Z: a page saved under the weights' name, a cut .safetensors were tracebacks
+    (tmp_path / "page.pt").write_text("<!DOCTYPE html><html>Sign in to download</html>")
+    model, _ = _tiny_model_and_transform(seed=1)
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), tmp_path / "whole.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "whole.safetensors").read_bytes()[:1000])
+    for name, error in [("page.pt", "UnpicklingError"), ("cut.safetensors", "SafetensorError")]:
+        with pytest.raises(EvowatchError) as info:
+            make_encoder(f"clip:{TINY}@{tmp_path / name}", device="cpu")
+        assert str(info.value).startswith(f"Cannot build open_clip model evowatch-tiny from {tmp_path / name} ({error}: ")
+        assert "\n" not in str(info.value) and len(str(info.value)) < 600
+
+
+def test_a_tag_trained_with_quickgelu_is_built_with_it(monkeypatch, tmp_path):
+    """Round Z: given the cached file's path, open_clip neither set QuickGELU from the tag nor
+    warned, and clip:ViT-B-32/openai (27 tags so) ran on GELU."""
+    built = []
+    monkeypatch.setattr(encoders, "pretrained_weights", lambda name, tag, cfg: tmp_path / "w.bin")
+    monkeypatch.setattr(encoders, "_create", lambda name, weights, **kwargs: built.append(kwargs) or None)
+    for spec in ("clip:ViT-B-32/openai", "clip:RN50/openai", "clip:ViT-B-32/laion2b_s34b_b79k"):
+        encoders._load_clip(parse_encoder_spec(spec))
+    assert [kwargs["force_quick_gelu"] for kwargs in built] == [True, True, False]
+
+
+def test_a_store_follows_its_weights_to_where_they_moved(tmp_path, capsys):
+    """Round Z: weights moved, a resume named them at their new path, yet the store kept the
+    old one: the next resume without --encoder failed again."""
+    torch = pytest.importorskip("torch")
+    from PIL import Image
+    from engine.cli import main
+
+    model, _ = _tiny_model_and_transform(seed=5)
+    torch.save(model.state_dict(), tmp_path / "old.pt")
+    run, store = tmp_path / "run" / "step_1", tmp_path / "s.zarr"
+    run.mkdir(parents=True)
+    for i, im in enumerate(_images(3)[:2]):
+        Image.fromarray(im).save(run / f"{i}.png")
+    argv = ["-q", "watch", str(run.parent), "--store", str(store), "--once", "--settle", "0", "--no-layout",
+            "--no-metrics", "--device", "cpu"]
+    assert main([*argv, "--encoder", f"clip:{TINY}@{tmp_path / 'old.pt'}"]) == 0
+    (tmp_path / "old.pt").rename(tmp_path / "new.pt")
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"evowatch: error: {store}: the store's encoder clip:{TINY}@{tmp_path / 'old.pt'}: Weights file "
+        f"{tmp_path / 'old.pt'} does not exist (from clip:{TINY}@{tmp_path / 'old.pt'}). Moved? Pass --encoder with the "
+        "weights where they are now (the store checks they are the same)")
+    assert main([*argv, "--encoder", f"clip:{TINY}@{tmp_path / 'new.pt'}"]) == 0
+    assert main(argv) == 0
 
 
 @pytest.mark.parametrize("offline", [True, False])
