@@ -75,7 +75,8 @@ def _number(kind: type[int] | type[float], low: float, high: float | None = None
         except ValueError:
             number = None
         if number is None or not math.isfinite(number) or number < low or (high is not None and number > high):
-            span = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+            said = (lambda v: str(int(v))) if kind is int else (lambda v: f"{v:g}")
+            span = f"from {said(low)} to {said(high)}" if high is not None else f"of at least {said(low)}"
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a finite number'} {span}, got {value!r}")
         return number
 
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="package.module:function or path/to/file.py:function called as function(checkpoint_path, "
                                "n_samples, seed[, device]) for each weight checkpoint (model-12.pt, checkpoint-500/, *.ckpt)")
     sampling.add_argument("--samples-per-checkpoint", type=_number(int, 1), default=64, metavar="N", help="images per checkpoint (default 64)")
-    sampling.add_argument("--sampler-seed", type=int, default=0, metavar="SEED", help="the same seed for every checkpoint (default 0)")
+    sampling.add_argument("--sampler-seed", type=_number(int, 0, 2**32 - 1), default=0, metavar="SEED", help="the same seed for every checkpoint (default 0)")
     sampling.add_argument("--weights", action="append", metavar="GLOB", help="weight file names to sample (repeatable), e.g. 'netG_*.pth'")
     sampling.add_argument("--trust-checkpoints", action="store_true",
                           help="let load_checkpoint unpickle arbitrary objects (runs code from the file: only for your own checkpoints)")

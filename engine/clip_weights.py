@@ -31,9 +31,9 @@ _PREFERRED_WEIGHT_NAMES = (
 )
 
 
-def find_weights_in_dir(folder: Path) -> Path:
+def find_weights_in_dir(folder: Path, fix_for_none: str | None = None) -> Path:
     """The weights file of a folder: open_clip's and Hugging Face's usual names first, else its
-    only weights file; several or none is an error naming the fix."""
+    only weights file; several or none is an error naming the fix (``fix_for_none``: for none)."""
     if not folder.is_dir():
         raise WeightsNotFoundError(f"Weights folder {folder} does not exist.")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
@@ -44,7 +44,8 @@ def find_weights_in_dir(folder: Path) -> Path:
         return files[0]
     if not files:
         raise WeightsNotFoundError(
-            f"No weights file ({', '.join(_WEIGHT_SUFFIXES)}) in {folder}; name the file: clip:ARCH@{folder}/FILE."
+            f"No weights file ({', '.join(_WEIGHT_SUFFIXES)}) in {folder}; "
+            + (f"{fix_for_none}." if fix_for_none else f"name the file: clip:ARCH@{folder}/FILE.")
         )
     raise WeightsNotFoundError(
         f"Several weights files in {folder} ({', '.join(p.name for p in files)}); name one: clip:ARCH@{folder}/FILE."

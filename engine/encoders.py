@@ -217,6 +217,8 @@ def parse_encoder_spec(spec: str) -> EncoderSpec:
     if not text.startswith("clip:"):
         raise _spec_error(spec)
     rest = text[len("clip:"):]
+    if rest.startswith("hf-hub:"):
+        raise _spec_error(spec, _hf_hub_hint(rest[len("hf-hub:"):]))
     if rest.startswith("local-dir:"):
         folder = rest[len("local-dir:"):]
         if not folder:
@@ -233,6 +235,18 @@ def parse_encoder_spec(spec: str) -> EncoderSpec:
     if tag == RANDOM_TAG:
         return EncoderSpec(kind="clip", arch=arch, source="random")
     return EncoderSpec(kind="clip", arch=arch, source="tag", tag=tag)
+
+
+def _hf_hub_hint(repo: str) -> str:
+    """What to write for open_clip's ``hf-hub:ORG/REPO`` name: the tag whose weights that
+    repository holds, else the local-dir form (only on this error: parsing imports nothing)."""
+    import open_clip
+
+    tags = [f"clip:{arch}/{tag}" for arch, tag in open_clip.list_pretrained()
+            if (open_clip.get_pretrained_cfg(arch, tag).get("hf_hub") or "").rstrip("/") == repo.rstrip("/")]
+    named = f" (here {' or '.join(tags[:2])})" if tags else ""
+    return (f"open_clip's hf-hub: names are written clip:ARCH/TAG, the tag whose weights that repository "
+            f"holds{named}, or clip:local-dir:FOLDER for a copy of the repository.")
 
 
 def _parse_pixels(text: str) -> EncoderSpec:
@@ -703,7 +717,7 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
             raise WeightsNotFoundError(
                 f"{config} does not exist: 'clip:local-dir:FOLDER' needs open_clip_config.json and a weights file."
             )
-        weights = find_weights_in_dir(folder)
+        weights = find_weights_in_dir(folder, f"put the weights beside {config.name}")
         name = f"local-dir:{folder}"
         # the file hashed into the identity, loaded by us: open_clip's own pick skips .pt files
         # (a random model was used under the identity of those weights) and orders others its way

@@ -291,7 +291,8 @@ class Sampler:
         try:
             images, labels, latents, given = _as_arrays(self(path))
         except (Exception, SystemExit) as exc:  # the user's code: any failure is reported, never fatal
-            first = (str(exc).strip().splitlines() or [""])[0]
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+            first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Error(s) in loading state_dict for G:"
             reason = f"sampler {self.spec} failed: {type(exc).__name__}: {first}"[:500]
             yield SkippedFile(path=checkpoint.source, reason=reason, retry=True)
             return
@@ -449,6 +450,9 @@ def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | No
                 continue
             if is_file and is_generator_weights(entry.name, weight_globs):
                 step = weight_step(entry.name, options)
+                if step is None and weight_globs:  # picked by name in a numbered folder: the folder's step
+                    step = next((s for part in reversed(path.relative_to(root).parts[:-1])  # (accelerate's
+                                 if (s := weight_step(part, options)) is not None), None)  # checkpoint-500/ema_model...)
                 if step is not None:
                     found.append(Checkpoint(step=step, source=path.relative_to(root).as_posix(), files=(path,), root=root))
                 elif without_step is not None:

@@ -79,6 +79,15 @@ def test_parse_encoder_spec_rejects(spec):
     assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
 
 
+def test_open_clips_hf_hub_names_are_answered_with_the_tag_to_write():
+    """Round Z: `clip:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K` was "Got 'hf-hub:laion'"."""
+    with pytest.raises(EncoderSpecError) as info:
+        parse_encoder_spec("clip:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
+    assert str(info.value).endswith("open_clip's hf-hub: names are written clip:ARCH/TAG, the tag whose weights that "
+                                    "repository holds (here clip:ViT-B-32/laion2b_s34b_b79k), or clip:local-dir:FOLDER "
+                                    "for a copy of the repository.")
+
+
 def test_parse_device():
     assert [parse_device(d) for d in ("auto", "CPU", "cuda", "cuda:1")] == ["auto", "cpu", "cuda", "cuda:1"]
     for bad in ("gpu", "cuda:x", "", None):
@@ -311,6 +320,9 @@ def test_missing_or_unfit_weights_file(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(WeightsNotFoundError, match="No weights file"):
         make_encoder(f"clip:{TINY}@{tmp_path}", device="cpu")
+    (tmp_path / "open_clip_config.json").write_text("{}")  # a local-dir folder without its weights
+    with pytest.raises(WeightsNotFoundError, match=r"No weights file .* in .*; put the weights beside open_clip_config\.json\.$"):
+        make_encoder(f"clip:local-dir:{tmp_path}", device="cpu")
     torch = pytest.importorskip("torch")
     torch.save({"visual.bogus": torch.zeros(2)}, tmp_path / "bad.pt")
     with pytest.raises(EvowatchError, match="Cannot build open_clip model evowatch-tiny") as info:

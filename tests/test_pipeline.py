@@ -1261,6 +1261,8 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
         "evowatch watch: error: argument --thumbnail-size: expected an integer from 8 to 256, got '100000'")
     assert "argument --alignment: expected a finite number" in _usage_error([*watch, "--alignment", "nan"], capsys)
     assert "argument --port: expected an integer from 1 to 65535" in _usage_error(["view", "s.zarr", "--port", "99999"], capsys)
+    assert "argument --sampler-seed: expected an integer from 0 to 4294967295" in _usage_error(  # was "Overflow" at
+        [*watch, "--sampler", "s.py:f", "--sampler-seed", "99999999999999999999"], capsys)  # every checkpoint
     assert "argument --steps: expected an integer of at least 1" in _usage_error(["demo", "--steps", "-5"], capsys)
     assert _usage_error(["info"], capsys) == "evowatch info: error: the following arguments are required: STORE"
     assert _usage_error(["export", "s.zarr", "--to", "xlsx"], capsys).startswith("evowatch export: error: argument --to")

@@ -121,6 +121,11 @@ def test_scan_weights_units(tmp_path):
     folder = next(c for c in scan_weights(run) if c.source == "out/checkpoint-500")
     assert {p.name for p in folder.files} == {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"}
     assert [c.source for c in scan_weights(run, weight_globs=("netG_*",))] == ["netG_epoch_5.pth"]
+    # a file picked by name in a numbered folder takes the folder's step (round Z: accelerate's
+    # checkpoint-500/ema_model.safetensors was said to carry no step)
+    (hf / "ema_model.safetensors").write_bytes(b"x")
+    assert {c.source: c.step for c in scan_weights(run, weight_globs=("ema_model.safetensors",))} == {
+        "out/checkpoint-500/ema_model.safetensors": 500}
     assert [c.step for c in scan_weights(run, DiscoveryOptions(step_regex=r"snapshot-(\d+)"))] == [200]
 
 
