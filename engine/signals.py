@@ -122,6 +122,10 @@ class Signals:
         ckpt = store.checkpoints()
         reference = self._refresh_reference(store, ckpt)
         if reference is not None and reference != store.metrics_reference:
+            if measured := len(store.measured_steps()):  # a live viewer sees the alerts go, then come back
+                log.info("measuring the %d steps again: what they are measured against changed (the reference "
+                         "sets, --probe, the alert rules or this evowatch's metrics); new checkpoints wait meanwhile",
+                         measured)
             store.clear_step_metrics(reference)
         if self.probes and self._reference is None and not self._said_no_probes:
             self._said_no_probes = True

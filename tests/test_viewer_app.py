@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from stores import format as fmt  # noqa: E402
 from stores.errors import StoreFormatError  # noqa: E402
-from stores.zarr_store import StoreWriter  # noqa: E402
+from stores.zarr_store import StoreReader, StoreWriter  # noqa: E402
 from viewer import data, store_path  # noqa: E402
 from viewer.synthetic import ENCODER, SyntheticRun, build_store  # noqa: E402
 
@@ -295,6 +295,52 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert n_points(map_chart(at)) == 90  # the new band, filters kept
     assert at.multiselect(key="kinds").value == ["generated"]
     assert at.select_slider(key="step_range:1000:3000:3").value == (1000, 3000)  # the open range followed the new step
+
+
+def test_a_rule_that_alerts_after_the_page_opened_gets_its_chart(tmp_path, monkeypatch):
+    """Round Y: the picker's default applies when it is made, so a live page never plotted the
+    metric of a rule that began alerting later, and its alerts' crosses were on no chart."""
+    path = tmp_path / "live.zarr"
+    run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8, alerts=False)
+    at = run_app(path, monkeypatch)
+    at.multiselect(key="signal_cols").set_value(["vendi"]).run()  # near-copies not watched, yet
+    with StoreWriter(path, run.encoder, thumbnail_size=8) as store:
+        store.set_alerts([{"step": 2000, "rule": "memorisation", "value": 0.2, "message": "20% near-copies"}])
+    at.run()
+    assert not at.exception and at.multiselect(key="signal_cols").value == ["near_copy_frac", "vendi"]
+    at.multiselect(key="signal_cols").unselect("near_copy_frac").run()
+    run.add_step(3000)
+    at.run()  # the user's choice holds while the same rule goes on alerting
+    assert "near_copy_frac" not in at.multiselect(key="signal_cols").value
+
+
+def test_the_newest_band_is_always_named():
+    """Round Y: past ~25 steps every n-th band was named counting from the first, so the
+    newest step of a live run (the one watched) was named only when the count fell right."""
+    from types import SimpleNamespace
+
+    for n_steps in (50, 51, 52):
+        d = SimpleNamespace(steps=np.arange(1, n_steps + 1) * 100, step_index=np.repeat(np.arange(-1, n_steps), 2))
+        names = [name for _, name in data._step_rows(d, stride=2)]
+        assert names[0] == "real" and names[-1] == f"{n_steps * 100:,}" and len(names) == 1 + (n_steps + 1) // 2
+
+
+def test_a_trail_left_open_reads_its_thumbnails_once_across_commits(tmp_path, monkeypatch):
+    """Round Y: cached per commit, an open instance trail's thumbnails were cached again at
+    every commit of a live run (96 px, 90 commits: 222 -> 556 MB)."""
+    path = tmp_path / "live.zarr"
+    run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8)
+    reads = []
+    real = StoreReader.samples
+    monkeypatch.setattr(StoreReader, "samples", lambda self, name, rows=None: reads.append(name) or real(self, name, rows))
+    data._sample_columns.clear()
+    rows = np.array([20, 50])
+    first = data.sample_columns(path, data.read_commit(path), rows, ("thumbnail",))["thumbnail"]
+    run.add_step(3000)
+    again = data.sample_columns(path, data.read_commit(path), rows, ("thumbnail",))["thumbnail"]
+    assert reads == ["thumbnail"] and np.array_equal(first, again)
+    with pytest.raises(IndexError):
+        data.sample_columns(path, data.read_commit(path), np.array([10_000]), ("thumbnail",))
 
 
 def test_a_page_opened_on_an_empty_store_shows_the_kinds_that_come(tmp_path, monkeypatch):

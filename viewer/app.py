@@ -279,6 +279,18 @@ def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarr
         st.rerun()
 
 
+def _add_newly_alerted(alerted: list[str], options: list[str]) -> None:
+    """Plot the metric of a rule that began alerting after the page opened: the picker's
+    default applies only when it is made, and a live page showed the new alerts' crosses on
+    no chart. A metric the user took off stays off until another rule marks it."""
+    seen = st.session_state.setdefault("signal_cols_alerted", set(alerted))  # the default shows these
+    new = [c for c in alerted if c not in seen]
+    seen.update(new)
+    if new and "signal_cols" in st.session_state:
+        st.session_state["signal_cols"] = [c for c in dict.fromkeys([*new, *st.session_state["signal_cols"]])
+                                           if c in options]
+
+
 def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
     st.subheader("Signals")
     table = data.step_metrics(path, commit)
@@ -297,6 +309,7 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
         if metrics_off:
             st.caption(off)
         options = [c for c in table if c != "step"]
+        _add_newly_alerted(data.alerted_signal_columns(table, alerts), options)
         cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table, alerts), key="signal_cols",
                               help=data.METRIC_GLOSSARY)
         if not cols:
