@@ -231,6 +231,9 @@ class DiscoveryOptions:
                                  f"instead ({exc}).") from None
         if isinstance(self.sample_globs, str):
             object.__setattr__(self, "sample_globs", (self.sample_globs,))
+        for name in ("sample_globs", "grid", "value_range"):  # lists given by a library caller: hashable, as
+            if isinstance(getattr(self, name), list):  # the name checks' cache needs (it raised TypeError)
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.grid is not None and (len(self.grid) != 2 or min(self.grid) < 1):
             raise ValueError(f"Expected grid as (rows, cols) of positive integers. Got {self.grid!r} instead.")
         if self.tile_size is not None and self.tile_size < 1:
@@ -471,7 +474,7 @@ def _generated_files(folder: Path, options: DiscoveryOptions, listed: Iterable[P
     by name, or below a folder named so (``step_1000/real/`` beside ``step_1000/fake/``); no
     tensors in a weights folder (DiT's ``results/000-DiT-XL-2/checkpoints/0100000.pt``)."""
     for path in walk_files(folder) if listed is None else listed:
-        parent = os.path.dirname(path)
+        parent = os.path.dirname(path) or os.curdir  # a file right in Path("."): "" (relpath refused it)
         parts = _relative(parent, folder).split(os.sep) if parent != os.fspath(folder) else ()
         if _is_generated_sample(path, options) and not any(
                 _is_real_data_folder(part, options) or _weights_by_folder(path, part) for part in parts):

@@ -1185,3 +1185,22 @@ def test_musubi_tuners_frame_index_after_the_time_is_no_step(tmp_path):
     from engine.decode import iter_samples
 
     assert [s.instance for s in iter_samples(found[1])] == [0, 1, 2]
+
+
+def test_the_current_folder_as_run_dir_and_options_given_as_lists(tmp_path, monkeypatch):
+    """Round AA: `evowatch watch .` with a file at the run's top exited "error: no path
+    specified" (a relative name cut from ""), and DiscoveryOptions given lists raised
+    "unhashable type: 'list'" in the name checks' cache."""
+    from pathlib import Path
+
+    from engine.discovery import sample_files
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("lr: 0.1\n")
+    (tmp_path / "grid.png").write_bytes(b"")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x.png").write_bytes(b"")
+    assert [p.name for p in sample_files(Path("."), DiscoveryOptions())] == ["grid.png"]
+    options = DiscoveryOptions(sample_globs=["*.png"], grid=[4, 4], value_range=[-1, 1])
+    assert options.sample_globs == ("*.png",) and options.grid == (4, 4) and options.value_range == (-1, 1)
+    assert scan_run(Path("."), options) == [] and hash(options)
