@@ -67,7 +67,11 @@ _CHUNK = 256
 
 
 class SkipFile(Exception):
-    """A sample file that cannot be used; the message is the :class:`SkippedFile` reason."""
+    """A sample file that cannot be used; the message is the :class:`SkippedFile` reason.
+    ``rows``: the samples a tensor file holds, read or not, so that the next file's instance
+    ids start after them (a last row gone NaN shifted them, and trails joined other samples)."""
+
+    rows: int = 0
 
 
 # --- pixels ------------------------------------------------------------------------------
@@ -726,13 +730,17 @@ def _sheets_of_grids(images: Sequence[Path]) -> bool:
 
 def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
     images, labels, latents = load_tensor_file(path)
-    value_range = _value_range(images, ctx.options.value_range)
     name = ctx.name(path)
-    for row, pixels in uint8_rows(images, value_range):
-        instance = offset + row
-        label = _label_text(labels[row]) if labels is not None else ctx.label(path, instance, row)
-        latent = np.asarray(latents[row], dtype=np.float32).reshape(-1) if latents is not None else None
-        yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
+    try:
+        value_range = _value_range(images, ctx.options.value_range)
+        for row, pixels in uint8_rows(images, value_range):
+            instance = offset + row
+            label = _label_text(labels[row]) if labels is not None else ctx.label(path, instance, row)
+            latent = np.asarray(latents[row], dtype=np.float32).reshape(-1) if latents is not None else None
+            yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
+    except SkipFile as exc:
+        exc.rows = len(images)
+        raise
 
 
 def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None,
@@ -763,6 +771,8 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
                 yield sample
         except SkipFile as exc:  # the consumer logs it and records it in the store
             yield SkippedFile(path=ctx.name(path), reason=str(exc))
+            if exc.rows:  # a tensor file's rows, some or all left out: the next file's ids follow them all
+                after, multi = max(after, offset + exc.rows), True
         except Exception as exc:  # never one file's failure the whole ingest's: named, recorded, the rest goes on
             log.debug("reading %s failed", path, exc_info=True)
             yield SkippedFile(path=ctx.name(path), reason=f"could not be read ({type(exc).__name__}: {exc})")

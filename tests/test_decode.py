@@ -723,3 +723,18 @@ def test_samples_holding_nan_or_inf_are_left_out_and_said(tmp_path):
         "2 of 6 samples hold NaN or infinite values (rows 1, 4), not stored: a diverged generator?"]
     expected = np.clip(np.rint((images[5].transpose(1, 2, 0) + 1) * 127.5), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(samples[-1].image, expected)  # read as [-1, 1]
+
+
+def test_a_tensor_files_rows_left_out_still_count_for_the_next_files_ids(tmp_path):
+    """Round AA: the first file's last rows gone NaN moved the second's instance ids down (6-13
+    for 8-15), all of them NaN to 0-7: trails joined other samples across steps."""
+    folder = tmp_path / "step_1"
+    folder.mkdir()
+    part0 = np.linspace(0, 1, 8 * 3 * 8 * 8, dtype=np.float32).reshape(8, 3, 8, 8)
+    np.save(folder / "samples_b.npy", part0)
+    for name, bad in [("last_rows", np.s_[6:]), ("all", np.s_[:])]:
+        rows = part0.copy()
+        rows[bad] = np.nan
+        np.save(folder / "samples_a.npy", rows)
+        samples, _ = _split(list(iter_samples(scan_run(tmp_path)[0])))
+        assert [s.instance for s in samples if "samples_b" in s.path] == list(range(8, 16)), name
