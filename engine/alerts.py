@@ -75,12 +75,14 @@ class AlertRules:
     # fd_rising: FD rose at each of the last k transitions by > min_step_rise (relative)
     # and over the k transitions by > max(min_total_rise x FD, noise_z x a robust sd of
     # FD's checkpoint-to-checkpoint noise estimated from at least noise_steps earlier
-    # checkpoints: without them, a healthy run's FD on 64 samples rose +25% by chance)
+    # checkpoints; before those, by > early_total_rise: a healthy run's FD on 64 samples rose
+    # +25% by chance at its sixth checkpoint, early divergences +100% and more)
     fd_rising_k: int = 3
     fd_min_step_rise: float = 0.0
     fd_min_total_rise: float = 0.2
     fd_noise_z: float = 4.0
     fd_noise_steps: int = 5
+    fd_early_total_rise: float = 0.5
     # label_drift / probe_drift are evaluated only once samples are realistic (precision
     # >= drift_min_precision; shares of off-manifold samples mean little)
     drift_min_precision: float = 0.25
@@ -331,9 +333,10 @@ def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     # the FD values before the window (insensitive to the early steady decrease)
     before = np.array([v for v in (_get(r, "fd") for r in hist[:-k]) if math.isfinite(v)])
     if len(before) < max(rules.fd_noise_steps, 3):  # no noise floor yet (round X: +25% by chance at 64 samples)
-        return None
-    sd = 1.4826 * float(np.median(np.abs(np.diff(before, n=2)))) / math.sqrt(6.0)
-    need = max(need, rules.fd_noise_z * sd)
+        need = max(need, rules.fd_early_total_rise * fd[0])
+    else:
+        sd = 1.4826 * float(np.median(np.abs(np.diff(before, n=2)))) / math.sqrt(6.0)
+        need = max(need, rules.fd_noise_z * sd)
     if rise > need:
         s0, s1 = int(window[0]["step"]), int(window[-1]["step"])
         return Alert(s1, "fd_rising", fd[-1],

@@ -191,12 +191,15 @@ def test_fd_rising_compares_steps_of_comparable_sizes_only():
     assert [a.rule for a in evaluate_alerts(same)] == ["fd_rising"]
 
 
-def test_fd_rising_waits_for_a_noise_floor():
+def test_fd_rising_wants_a_larger_rise_before_it_knows_the_noise():
     """Round X: a healthy run's FD on 64 samples rose 0.064 -> 0.080 (+25%) over three steps
-    by chance, at its sixth checkpoint, before five earlier ones gave the rule FD's noise."""
+    by chance, at its sixth checkpoint, before five earlier ones gave the rule FD's noise;
+    round AA: waiting for those missed a run diverging from its third checkpoint (+159%)."""
     fd = [0.07, 0.066, 0.064, 0.068, 0.074, 0.080]
     early = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(fd)]
     assert [a.rule for a in evaluate_alerts(early)] == []
+    diverging = [{**r, "fd": v} for r, v in zip(early, [0.3, 0.27, 0.4, 0.6, 0.81])]
+    assert [a.rule for a in evaluate_alerts(diverging)] == ["fd_rising"]
     steady = [0.1, 0.09, 0.082, 0.076, 0.072]  # five earlier steps: now the same rise is past the noise
     later = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(steady + fd[2:])]
     assert [a.rule for a in evaluate_alerts(later)] == ["fd_rising"]
