@@ -31,6 +31,7 @@ logged by event files in several folders is a series per folder (see :func:`_tag
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -305,12 +306,19 @@ class _TextLog(AppendedFile):
     csv: bool = False
     header: list[str] | None = None
     series: _Series = field(default_factory=_Series)
+    #: the hash of the bytes read (up to :attr:`end`), and the (size, mtime) they were read at
+    read_hash: Any = field(default_factory=hashlib.blake2b)
+    version: tuple[int, int] = (-1, -1)
 
     def read_on(self, fh: BinaryIO) -> Parts:
         """Every series of the file: the points kept, those of the lines added since, and those
         of a last line not ended yet (read, not kept: it may still be written on)."""
-        if self.rewind_if_rewritten(fh):
-            self.header, self.series = None, _Series()
+        st = os.fstat(fh.fileno())
+        changed = (st.st_size, st.st_mtime_ns) != self.version
+        if self.rewind_if_rewritten(fh) or changed and not self._same_bytes_read(fh):
+            self.identity, self.end, self.tail = (st.st_dev, st.st_ino), 0, b""
+            self.header, self.series, self.read_hash = None, _Series(), hashlib.blake2b()
+        self.version = (st.st_size, st.st_mtime_ns)
         fh.seek(self.end)
         added = fh.read()
         whole = added[:added.rfind(b"\n") + 1]
@@ -319,8 +327,20 @@ class _TextLog(AppendedFile):
         # errors="replace": one Latin-1 byte in a run name or a prompt lost the whole log before
         self.series.add(self._parse(whole.decode("utf-8", "replace"), keep=True))
         self.end, self.tail = self.end + len(whole), (self.tail + whole)[-64:]
+        self.read_hash.update(whole)
         unfinished = self._parse(added[len(whole):].decode("utf-8", "replace"), keep=False)
         return self.series.parts() + _Series().add(unfinished).parts()
+
+    def _same_bytes_read(self, fh: BinaryIO) -> bool:
+        """Whether the file still begins with the bytes read so far: a trainer restarted from
+        scratch rewrote its log in place, and lines of one width left the last bytes as they
+        were (hashing them costs a few ms a MB, a small part of parsing them)."""
+        fh.seek(0)
+        again, left = hashlib.blake2b(), self.end
+        while left > 0 and (block := fh.read(min(left, 1 << 22))):
+            again.update(block)
+            left -= len(block)
+        return again.digest() == self.read_hash.digest()
 
     def _parse(self, text: str, keep: bool) -> list[tuple[str, int, float]]:
         if not self.csv:

@@ -189,6 +189,10 @@ def test_a_watch_reads_a_text_log_on_and_agrees_with_a_fresh_read(tmp_path, name
             fh.write("step,loss_D,loss_G,lr\n" + "".join(f"{r},\n" for r in rows[1:]) + "1003,0.5,-1,0.001\n")
         check()
         assert "lr" in logs.read(tmp_path)
+    text = path.read_text()  # a restart rewrites it in place, as long, the last bytes as they were
+    with open(path, "r+") as fh:
+        fh.write(text[:40].replace("0", "9") + text[40:])
+    check()
     path.write_text(path.read_text()[:len(path.read_text()) // 2])  # cut shorter
     check()
     replacement = tmp_path / "new"
