@@ -753,10 +753,12 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
     weights = pretrained_weights(name, tag, cfg)
     pp = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
     # QuickGELU as the weights were trained with (OpenAI's, laion400m_e3x...): given a file
-    # path, open_clip neither sets it from the tag nor warns, and ViT-B-32/openai ran on GELU
-    model = _create(name, str(weights), precision=precision, force_quick_gelu=bool(cfg.get("quick_gelu")),
+    # path, open_clip neither sets it from the tag nor warns, and ViT-B-32/openai ran on GELU.
+    # The identity says so: a store of the GELU model's vectors refuses these
+    quick = bool(cfg.get("quick_gelu")) and not (open_clip.get_model_config(name) or {}).get("quick_gelu")
+    model = _create(name, str(weights), precision=precision, force_quick_gelu=quick,
                     **{f"image_{k}": v for k, v in pp.items()})
-    return model, name, f"clip:{arch_label}/{tag}"
+    return model, name, f"clip:{arch_label}/{tag}" + ("+quickgelu" if quick else "")
 
 
 def _create(name: str, pretrained: str | None, **kwargs: Any) -> "torch.nn.Module":
