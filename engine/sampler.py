@@ -139,22 +139,30 @@ def parse_sampler_spec(spec: str) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _importing(target: str, name: str | None = None) -> Iterator[None]:
-    """Around a sampler's import: its ``sys.argv`` is its own name, not evowatch's command line
-    (a training script that parses its options at import, as PyTorch-GAN's do, gets its
-    defaults; it printed "evowatch: error: unrecognized arguments: watch RUN ..."), and an
-    import that exits is said as the sampler's failure."""
+def _own_argv(target: str) -> Iterator[None]:
+    """Around the sampler's import and calls: its ``sys.argv`` is its own name, not evowatch's
+    command line (a training script that parses its options, as PyTorch-GAN's do at import,
+    gets its defaults; it printed "evowatch: error: unrecognized arguments: watch RUN ...")."""
     argv = sys.argv
     sys.argv = [target]
     try:
         yield
+    finally:
+        sys.argv = argv
+
+
+@contextlib.contextmanager
+def _importing(target: str, name: str | None = None) -> Iterator[None]:
+    """Around a sampler's import (:func:`_own_argv`): an import that exits is said as the
+    sampler's failure."""
+    try:
+        with _own_argv(target):
+            yield
     except SystemExit as exc:
         sys.modules.pop(name or target, None)
         raise SamplerError(f"{target}: importing the sampler failed: it exited (SystemExit: {exc.code}); a script "
                            "that parses its command line or exits when imported: keep that under "
                            "`if __name__ == \"__main__\":`") from None
-    finally:
-        sys.argv = argv
 
 
 def _import_target(target: str) -> tuple[Any, Path | None]:
@@ -275,7 +283,7 @@ class Sampler:
     def __call__(self, checkpoint_path: str | os.PathLike[str]) -> Any:
         """Call the function once, with the global RNGs seeded and restored afterwards."""
         kwargs = {"device": self.device} if "device" in self._accepts else {}
-        with _seeded(self.seed, self.device):
+        with _seeded(self.seed, self.device), _own_argv(self.spec.rpartition(":")[0]):
             token = _TRUST.set(self.trust_checkpoints)
             try:
                 return self.function(str(checkpoint_path), self.n_samples, self.seed, **kwargs)
@@ -291,7 +299,7 @@ class Sampler:
         try:
             images, labels, latents, given = _as_arrays(self(path))
         except (Exception, SystemExit) as exc:  # the user's code: any failure is reported, never fatal
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
             first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Error(s) in loading state_dict for G:"
             reason = f"sampler {self.spec} failed: {type(exc).__name__}: {first}"[:500]
             yield SkippedFile(path=checkpoint.source, reason=reason, retry=True)

@@ -199,12 +199,18 @@ def _flatten(obj: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield key, v
 
 
+def _is_step(v: float | None) -> bool:
+    """A value that can be a step: finite and within int64 (``1e19`` ended the watch with an
+    OverflowError when the steps were made an array)."""
+    return v is not None and math.isfinite(v) and abs(v) < 2**63
+
+
 def _step_of(record: dict[str, Any]) -> tuple[str, int] | None:
     lower = {str(k).lower(): k for k in record}
     for key in STEP_KEYS:
         if key in lower:
             v = _number(record[lower[key]])
-            if v is not None and math.isfinite(v):
+            if _is_step(v):
                 return lower[key], int(v)
     return None
 
@@ -233,7 +239,7 @@ def stats_points(record: dict[str, Any]) -> list[tuple[str, int, float]] | None:
     if not (isinstance(kimg, dict) and "mean" in kimg):
         return None
     step = _number(kimg["mean"])
-    if step is None or not math.isfinite(step):
+    if not _is_step(step):
         return []
     out = []
     for name, stat in record.items():
@@ -284,9 +290,12 @@ def _csv_points(rows: Iterable[list[str]], header: list[str]) -> list[tuple[str,
     out = []
     for row in rows:
         try:
-            step = int(float(row[step_column]))
+            step = float(row[step_column])
         except (IndexError, ValueError):
             continue
+        if not _is_step(step):
+            continue
+        step = int(step)
         for i, (name, v) in enumerate(zip(header, row)):
             if i == step_column or v.strip() == "":
                 continue

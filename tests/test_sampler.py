@@ -402,12 +402,18 @@ def test_a_sampler_that_parses_the_command_line_or_exits_is_the_samplers_failure
 
         def exits(checkpoint_path, n_samples, seed):
             sys.exit("no GPU, giving up")
+
+        def parses_when_called(checkpoint_path, n_samples, seed):  # round AA
+            size = argparse.ArgumentParser().parse_args() and 8
+            return torch.zeros(n_samples, 3, size, size)
         '''))
     monkeypatch.setattr("sys.argv", ["evowatch", "watch", str(run), "--store", str(store)])
     assert watch(run, store, "--sampler", f"{parses}:sample", "--samples-per-checkpoint", "2") == 0
     assert StoreReader(store).n_rows == 2
     module = load_sampler(f"{parses}:sample", n_samples=2, seed=0, device="cpu").function.__globals__
     assert module["ARGV"] == [str(parses)] and __import__("sys").argv[0] == "evowatch"
+    assert watch(run, tmp_path / "u.zarr", "--sampler", f"{parses}:parses_when_called", "--samples-per-checkpoint", "2") == 0
+    assert StoreReader(tmp_path / "u.zarr").n_rows == 2
     capsys.readouterr()
     other = tmp_path / "t.zarr"
     assert watch(run, other, "--sampler", f"{parses}:exits", "--samples-per-checkpoint", "2") == 0

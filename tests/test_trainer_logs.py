@@ -307,3 +307,11 @@ def test_a_tag_several_folders_log_is_one_series_per_folder(tmp_path):
     scalars = T.read_trainer_scalars(tmp_path / "lightning_logs")
     assert {name: values.tolist() for name, (_, values) in scalars.items()} == {
         "version_0/d_loss": [0.0, 1.0, 2.0], "version_1/d_loss": [10.0, 11.0, 12.0]}
+
+
+def test_a_step_no_int64_holds_is_a_line_skipped(tmp_path):
+    """Round AA: `{"step": 1e19}` ended the watch with an OverflowError traceback."""
+    (tmp_path / "log.jsonl").write_text('{"step": 1e19, "loss": 1}\n{"step": 5, "loss": 2}\n')
+    (tmp_path / "metrics.csv").write_text("step,acc\n1e400,1\n-1e19,2\n7,3\n")
+    scalars = T.read_trainer_scalars(tmp_path)
+    assert {name: steps.tolist() for name, (steps, _) in scalars.items()} == {"loss": [5], "acc": [7]}
