@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,7 +23,7 @@ from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encod
 from engine.pause import run_on_alert, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
-from stores.format import KIND_CODES
+from stores.format import KIND_CODES, array_name
 from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
@@ -82,18 +81,13 @@ def _fresh_holdout(real: np.ndarray, holdout: np.ndarray, sources: str) -> np.nd
     return holdout[~same] if left >= MIN_REFERENCE else None
 
 
-def _array_name(name: str) -> str:
-    """Scalar names like 'loss/D' would nest Zarr groups: keep them flat."""
-    return re.sub(r"[^A-Za-z0-9_.:=-]+", "_", name).strip("_.") or "scalar"
-
-
 def check_probe_names(specs: Sequence[str]) -> None:
     """Raise ``ValueError`` for two probes whose metrics would share an array: they are keyed
     by their prompt, and ``"a woman|a man"`` beside ``"a woman|a child"`` stored the second
     one's shares only, under the first one's name."""
     seen: dict[str, str] = {}
     for spec in specs:
-        key = _array_name(metric_key("probe_share", parse_probe(spec)[0]))
+        key = array_name(metric_key("probe_share", parse_probe(spec)[0]))
         if key in seen:
             raise ValueError(f"--probe {spec!r} and --probe {seen[key]!r} would be stored under one name ({key}): "
                              "give each probe its own prompt")
@@ -148,7 +142,7 @@ class Signals:
             for name, (s, v) in losses.items():
                 column = np.full(len(steps), np.nan)
                 column[np.searchsorted(steps, s)] = v
-                key = _array_name(name)
+                key = array_name(name)
                 while key in columns:  # a scalar the trainer named "step" (diffusers), "loss/D" beside "loss_D"
                     key += "_"
                 columns[key] = column
@@ -235,7 +229,7 @@ class Signals:
             for (start, _), twin in zip(ranges, twins):  # a repeated checkpoint gets its twin's values
                 first, last = where[ranges[twin]]
                 store.write_sample_metric(name, start, np.asarray(values[first:last], np.float32))
-        store.write_step_metrics(step, {_array_name(k): float(v) for k, v in scalars.items()}, measured=basis)
+        store.write_step_metrics(step, {array_name(k): float(v) for k, v in scalars.items()}, measured=basis)
         self._alerts(store, step, losses)
 
     def _twins(self, step: int, parts: list[np.ndarray], sources: list[str]) -> list[int]:

@@ -6,6 +6,7 @@ Everything a reader needs is written into the store's root attributes too, so a 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 SCHEMA = "evowatch-store"
@@ -52,6 +53,13 @@ OPTIONAL_CHECKPOINT_ARRAYS = {
                      "commit: a reader of the first c checkpoints reads this one as superseded only when "
                      "0 <= superseded_by < c, so it never sees two versions current or none (int32)",
 }
+
+def array_name(name: str) -> str:
+    """A metric or scalar name as an array of a group: names like ``loss/D`` would nest Zarr
+    groups, other characters are kept off file names too (``probe_share:a woman`` ->
+    ``probe_share:a_woman``)."""
+    return re.sub(r"[^A-Za-z0-9_.:=-]+", "_", name).strip("_.") or "scalar"
+
 
 def json_number(value: object) -> object:
     """``value``, or None where JSON has no number for it (NaN, ±inf: a NaN loss's alert);

@@ -314,6 +314,17 @@ def test_a_rule_that_alerts_after_the_page_opened_gets_its_chart(tmp_path, monke
     assert "near_copy_frac" not in at.multiselect(key="signal_cols").value
 
 
+def test_the_probe_filter_offers_the_probes_measured_now():
+    """Round AA: a probe no longer given kept its per-sample margins of the steps measured
+    before; the filter offered it, and picking it hid every later step."""
+    names = ["nn_train_distance", "probe:a woman", "probe:a blue_square"]  # stored "/" as "_"
+    table = {"step": np.array([1, 2]), "probe_share:a_woman": np.array([0.4, 0.5]),
+             "probe_share:a_blue_square": np.array([np.nan, np.nan])}
+    assert data.probe_names(names, table) == ["probe:a woman"]
+    table["probe_share:a_blue_square"] = np.array([0.1, np.nan])
+    assert data.probe_names(names, table) == ["probe:a woman", "probe:a blue_square"]
+
+
 def test_the_newest_band_is_always_named():
     """Round Y: past ~25 steps every n-th band was named counting from the first, so the
     newest step of a live run (the one watched) was named only when the count fell right."""

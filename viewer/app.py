@@ -199,7 +199,7 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
     st.session_state["_kinds_offered"] = present
     kinds = sb.multiselect("Kind", present, key="kinds", **({} if "kinds" in st.session_state else {"default": present}))
     labels = sb.multiselect("Label", list(d.labels), key="labels", placeholder="all labels") if d.labels else []
-    probes = data.probe_names(d.sample_metric_names)
+    probes = data.probe_names(d.sample_metric_names, data.step_metrics(path, commit))
     probe = None
     if probes:
         choice = sb.selectbox("Probe", ["(any)"] + probes, key="probe",

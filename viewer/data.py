@@ -329,9 +329,15 @@ def sample_metric(path: str | Path, commit: Commit, name: str) -> np.ndarray:
 NEAR_COPY = "near_copy"
 
 
-def probe_names(names: Sequence[str]) -> list[str]:
-    """Per-sample probe margins are stored as ``probe:<prompt>`` sample metrics."""
-    return [n for n in names if n.startswith("probe:")]
+def probe_names(names: Sequence[str], table: dict[str, np.ndarray] | None = None) -> list[str]:
+    """Per-sample probe margins are stored as ``probe:<prompt>`` sample metrics; with the
+    per-step ``table``, only the probes measured in it (a probe no longer given kept its
+    margins of the steps measured before, and picking it hid every later step)."""
+    probes = [n for n in names if n.startswith("probe:")]
+    if table is None:
+        return probes
+    measured = set(_measured_columns(table))
+    return [n for n in probes if fmt.array_name("probe_share:" + n.removeprefix("probe:")) in measured]
 
 
 def color_metrics(names: Sequence[str]) -> list[str]:
