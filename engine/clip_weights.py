@@ -52,6 +52,19 @@ def find_weights_in_dir(folder: Path, fix_for_none: str | None = None) -> Path:
     )
 
 
+def refuse_lfs_pointer(weights: Path) -> None:
+    """A Git LFS pointer (a repository cloned without ``git lfs``) is said as such: torch's own
+    error advised ``weights_only=False``, which cannot help."""
+    try:
+        with open(weights, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return
+    if head.startswith(b"version https://git-lfs"):
+        raise WeightsNotFoundError(f"{weights} is a Git LFS pointer, not the weights: run `git lfs pull` in its "
+                                   "repository (or download the file itself)")
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex digest; identities name configs and weights by content, not by path."""
     return hashlib.sha256(data).hexdigest()

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol, ru
 import numpy as np
 from PIL import Image
 
-from engine.clip_weights import find_weights_in_dir, pretrained_weights, sha256_bytes, sha256_file
+from engine.clip_weights import find_weights_in_dir, pretrained_weights, refuse_lfs_pointer, sha256_bytes, sha256_file
 from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -718,6 +718,7 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
                 f"{config} does not exist: 'clip:local-dir:FOLDER' needs open_clip_config.json and a weights file."
             )
         weights = find_weights_in_dir(folder, f"put the weights beside {config.name}")
+        refuse_lfs_pointer(weights)
         name = f"local-dir:{folder}"
         # the file hashed into the identity, loaded by us: open_clip's own pick skips .pt files
         # (a random model was used under the identity of those weights) and orders others its way
@@ -740,6 +741,7 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
             raise WeightsNotFoundError(
                 f"Weights file {weights} does not exist (from clip:{spec.arch}@{spec.path})."
             )
+        refuse_lfs_pointer(weights)
         model = _create(name, str(weights), precision=precision)
         return model, name, f"clip:{arch_label}@sha256-{sha256_file(weights)[:12]}"
     assert spec.source == "tag" and spec.tag is not None

@@ -335,6 +335,9 @@ def test_missing_or_unfit_weights_file(tmp_path):
 
     save_file(model.state_dict(), tmp_path / "whole.safetensors")
     (tmp_path / "cut.safetensors").write_bytes((tmp_path / "whole.safetensors").read_bytes()[:1000])
+    (tmp_path / "lfs.pt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 605180898\n")
+    with pytest.raises(WeightsNotFoundError, match=r"lfs\.pt is a Git LFS pointer, not the weights: run `git lfs pull`"):
+        make_encoder(f"clip:{TINY}@{tmp_path / 'lfs.pt'}", device="cpu")  # torch advised weights_only=False
     for name, error in [("page.pt", "UnpicklingError"), ("cut.safetensors", "SafetensorError")]:
         with pytest.raises(EvowatchError) as info:
             make_encoder(f"clip:{TINY}@{tmp_path / name}", device="cpu")
