@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -110,6 +111,10 @@ class Signals:
     _said_no_probes: bool = field(default=False, init=False)
     _said_twins: set = field(default_factory=set, init=False)
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
+    #: seconds of measuring per call, then :attr:`pending` and back to the caller (a live watch:
+    #: measuring every step again, 250 of them, held new checkpoints back for over a minute)
+    budget_s: float | None = field(default=None, init=False)
+    pending: bool = field(default=False, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
@@ -118,19 +123,24 @@ class Signals:
         if reference is not None and reference != store.metrics_reference:
             if measured := len(store.measured_steps()):  # a live viewer sees the alerts go, then come back
                 log.info("measuring the %d steps again: what they are measured against changed (the reference "
-                         "sets, --probe, the alert rules or this evowatch's metrics); new checkpoints wait meanwhile",
-                         measured)
+                         "sets, --probe, the alert rules or this evowatch's metrics); their alerts come again as "
+                         "they are measured", measured)
             store.clear_step_metrics(reference)
         if self.probes and self._reference is None and not self._said_no_probes:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
                         "lacks: they are not measured")
         measured = store.measured_steps()
+        start, done, self.pending = time.monotonic(), 0, False
         for step, indices in _current_generated_by_step(ckpt).items():
             ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
             basis = [int(max(indices)), sum(b - a for a, b in ranges)]
             if step not in measured or measured[step] not in (None, basis):  # new, rewritten, or joined
+                if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
+                    self.pending = True  # the rest at the next call, in step order (alerts read the steps before)
+                    break
                 self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
+                done += 1
         self._late_losses(store, losses)
 
     # --- trainer scalars ------------------------------------------------------------

@@ -50,6 +50,9 @@ QUIET_S = 0.3
 QUIET_MAX_S = 2.0
 #: The least time between two readings of the trainer logs for their writes alone.
 LOGS_S = 2.0
+#: A live watch's hooks measure for at most this long a call, then the loop looks for new
+#: checkpoints before they go on (:attr:`engine.signals.Signals.budget_s`)
+HOOK_BUDGET_S = 5.0
 #: Seconds between two snapshots of the run with --poll (each stats every file of the run).
 POLL_S = 5.0
 
@@ -411,6 +414,10 @@ class Watcher:
         for hook in self.after_ingest:
             hook(self.store, results)
 
+    def _hooks_pending(self) -> bool:
+        """Whether a hook stopped at its time budget with work left (a live watch's re-measure)."""
+        return any(getattr(hook, "pending", False) for hook in self.after_ingest)
+
     def run_until_settled(self) -> list[IngestResult]:
         """``--once``: ingest what is ready, then what was still being written once it has had
         ``--settle`` seconds of quiet (a run just copied or just written); a checkpoint still
@@ -437,6 +444,9 @@ class Watcher:
         is waited for."""
         stop = stop or threading.Event()
         self.live = True
+        for hook in self.after_ingest:
+            if hasattr(hook, "budget_s"):
+                hook.budget_s = HOOK_BUDGET_S
         self._run_dir_gone = not self.config.run_dir.is_dir()
         self._observer = None if self._run_dir_gone else self._start_observer()
         if self._run_dir_gone:
@@ -454,7 +464,7 @@ class Watcher:
                 # and every RESCAN_S as a safety net for missed events; read the logs again on
                 # their own writes.
                 rescan = False
-                if self._changed.wait(self.config.tick):
+                if self._changed.wait(0 if self._hooks_pending() else self.config.tick):  # measuring: on at once
                     self._quiet()
                     rescan = self._wake.take_other_changes() if self._wake else True
                     logs_due = logs_due or not rescan
@@ -464,7 +474,7 @@ class Watcher:
                     logs_due = False
                     if self._run_dir_present():
                         self.run_once()
-                elif logs_due and now - last_logs >= LOGS_S:
+                elif logs_due and now - last_logs >= LOGS_S or self._hooks_pending():
                     last_logs, logs_due = now, False
                     self._run_hooks([])
         finally:

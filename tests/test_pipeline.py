@@ -1926,3 +1926,50 @@ def test_a_store_kept_in_a_checkpoint_folder_does_not_hold_that_checkpoint_back(
     assert main(watch) == 0  # a restart: the store now has chunks, its lock file is written anew
     assert capsys.readouterr().err == ""
     assert info(store)["rows"] == 12 and info(store)["warnings"] == 0
+
+
+def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, monkeypatch):
+    """Round Y: a watch restarted under changed metrics measured every step again before it
+    did anything else (30 new checkpoints waited over a minute at 250 steps). Live, it measures
+    for a while, looks for new checkpoints, and goes on until every step is measured."""
+    from engine import signals
+    from engine import watch as watch_module
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, real, store = tmp_path / "run", tmp_path / "real", tmp_path / "s.zarr"
+    for k in range(6):
+        write_step(run, 100 * (k + 1), 3, seed=k)
+    real.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(real / f"{i}.png")
+    argv = ["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout", "--settle", "0",
+            "--workers", "0", "--real", str(real)]
+    assert main([*argv, "--once"]) == 0 and len(StoreReader(store).measured_steps()) == 6
+    monkeypatch.setattr(signals, "METRICS_VERSION", signals.METRICS_VERSION + 1)  # every step measured again
+    monkeypatch.setattr(watch_module, "HOOK_BUDGET_S", 0.0, raising=False)  # a step per call
+    measured = []  # (step, whether step 700 was stored by then)
+    real_measure = signals.Signals._measure
+
+    def slow_measure(self, store_, step, *rest):
+        time.sleep(0.4)
+        measured.append((step, 700 in StoreReader(store).info()["steps"]))
+        return real_measure(self, store_, step, *rest)
+
+    monkeypatch.setattr(signals.Signals, "_measure", slow_measure)
+    stop = threading.Event()
+    with open_session(build_parser().parse_args(argv)) as watcher:
+        watcher.config.tick = 0.1
+        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+        thread.start()
+        try:
+            _wait_until(lambda: len(measured) >= 1, thread)
+            write_step(run, 700, 3, seed=9)
+            _wait_until(lambda: len(measured) >= 7, thread, 60)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert [step for step, _ in measured] == [100, 200, 300, 400, 500, 600, 700]
+    assert any(stored for step, stored in measured if step < 700)  # ingested while the others were measured
+    assert len(StoreReader(store).measured_steps()) == 7
