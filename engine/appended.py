@@ -24,8 +24,12 @@ class AppendedFile:
         st = os.fstat(fh.fileno())
         same = (st.st_dev, st.st_ino) == self.identity and st.st_size >= self.end
         if same and self.end:
-            fh.seek(self.end - len(self.tail))
-            same = fh.read(len(self.tail)) == self.tail
+            same = self.still_there(fh, st)
         if not same:
             self.identity, self.end, self.tail = (st.st_dev, st.st_ino), 0, b""
         return not same
+
+    def still_there(self, fh: BinaryIO, st: os.stat_result) -> bool:
+        """Whether the bytes read so far are still the file's: those just before :attr:`end`."""
+        fh.seek(self.end - len(self.tail))
+        return fh.read(len(self.tail)) == self.tail

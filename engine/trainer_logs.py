@@ -322,11 +322,9 @@ class _TextLog(AppendedFile):
     def read_on(self, fh: BinaryIO) -> Parts:
         """Every series of the file: the points kept, those of the lines added since, and those
         of a last line not ended yet (read, not kept: it may still be written on)."""
-        st = os.fstat(fh.fileno())
-        changed = (st.st_size, st.st_mtime_ns) != self.version
-        if self.rewind_if_rewritten(fh) or changed and not self._same_bytes_read(fh):
-            self.identity, self.end, self.tail = (st.st_dev, st.st_ino), 0, b""
+        if self.rewind_if_rewritten(fh):
             self.header, self.series, self.read_hash = None, _Series(), hashlib.blake2b()
+        st = os.fstat(fh.fileno())
         self.version = (st.st_size, st.st_mtime_ns)
         fh.seek(self.end)
         added = fh.read()
@@ -340,10 +338,14 @@ class _TextLog(AppendedFile):
         unfinished = self._parse(added[len(whole):].decode("utf-8", "replace"), keep=False)
         return self.series.parts() + _Series().add(unfinished).parts()
 
-    def _same_bytes_read(self, fh: BinaryIO) -> bool:
-        """Whether the file still begins with the bytes read so far: a trainer restarted from
-        scratch rewrote its log in place, and lines of one width left the last bytes as they
-        were (hashing them costs a few ms a MB, a small part of parsing them)."""
+    def still_there(self, fh: BinaryIO, st: os.stat_result) -> bool:
+        """The last bytes read, and, once the file changed, all of them: a trainer restarted
+        from scratch rewrote its log in place, and lines of one width left the last bytes as
+        they were (hashing them costs a few ms a MB, a small part of parsing them)."""
+        if not super().still_there(fh, st):
+            return False
+        if (st.st_size, st.st_mtime_ns) == self.version:
+            return True
         fh.seek(0)
         again, left = hashlib.blake2b(), self.end
         while left > 0 and (block := fh.read(min(left, 1 << 22))):
