@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from engine.clip_weights import find_weights_in_dir, pretrained_weights, refuse_lfs_pointer, sha256_bytes, sha256_file
-from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError
+from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError, message_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -785,7 +785,7 @@ def _load_weights(model: "torch.nn.Module", name: str, weights: Path) -> None:
 def _cannot_build(name: str, weights: str | None, exc: Exception) -> EvowatchError:
     """One line for a model that could not be built or loaded: the error's first two lines
     (a state dict's "Error(s) in loading state_dict for CLIP:" says what only on the next)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()][:2] or [type(exc).__name__]
+    lines = message_lines(exc)[:2] or [type(exc).__name__]
     where = f" from {weights}" if weights else ""
     return EvowatchError(f"Cannot build open_clip model {name}{where} ({type(exc).__name__}: {' '.join(lines)[:300]}); "
                          "the weights must be the architecture's (a file saved by open_clip or torch.save of its "

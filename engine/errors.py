@@ -23,6 +23,12 @@ class EncoderSpecError(EvowatchError, ValueError):
     """An ``--encoder``/``--device`` value, model name, tag or model config cannot be used."""
 
 
+def message_lines(exc: BaseException) -> list[str]:
+    """An exception's message as its non-empty lines, stripped: what a one-line report of it
+    picks from (torch and open_clip put what failed on the line after "Error(s) in ...:")."""
+    return [line.strip() for line in str(exc).splitlines() if line.strip()]
+
+
 def sendable(exc: BaseException) -> BaseException:
     """``exc``, or a plain error saying the same when it does not pickle: what a child process
     sends its parent, which re-raises it."""

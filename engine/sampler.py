@@ -47,7 +47,7 @@ import numpy as np
 from engine import decode
 from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, folder_entries,
                               is_ready, is_weight_file, step_of, walk_files)
-from engine.errors import EvowatchError
+from engine.errors import EvowatchError, message_lines
 from engine.records import Checkpoint, Sample, SkippedFile
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu", tru
         return torch.load(path, map_location=map_location, weights_only=not trusted)
     except Exception as exc:
         if not trusted and "weights_only" in str(exc):
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            lines = message_lines(exc)
             what = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
             what = what.split(" was not an allowed")[0][:160]  # keep the hint below in view
             raise SamplerError(f"{path}: holds Python objects that weights_only loading refuses ({what}); "
@@ -299,7 +299,7 @@ class Sampler:
         try:
             images, labels, latents, given = _as_arrays(self(path))
         except (Exception, SystemExit) as exc:  # the user's code: any failure is reported, never fatal
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
+            lines = message_lines(exc) or ["(no message)"]
             first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Error(s) in loading state_dict for G:"
             reason = f"sampler {self.spec} failed: {type(exc).__name__}: {first}"[:500]
             yield SkippedFile(path=checkpoint.source, reason=reason, retry=True)
