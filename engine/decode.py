@@ -123,8 +123,8 @@ def _extremes(array: np.ndarray | FileRows) -> tuple[float, float]:
     with warnings.catch_warnings():  # all NaN: numpy warns, the caller says why the file is skipped
         warnings.simplefilter("ignore", RuntimeWarning)
         found = np.array([(np.nanmin(finite), np.nanmax(finite)) for chunk in chunks
-                          for finite in [chunk if np.issubdtype(chunk.dtype, np.integer) or chunk.dtype == np.bool_
-                                         else np.where(np.isfinite(chunk), chunk, np.nan)]], np.float64)
+                          for finite in [chunk if chunk.dtype.kind in "biu" else np.where(np.isfinite(chunk), chunk, np.nan)]],
+                         np.float64)
         return float(np.nanmin(found[:, 0])), float(np.nanmax(found[:, 1]))
 
 
