@@ -1102,10 +1102,6 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
     return units
 
 
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
 def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:
     """Every candidate checkpoint of a run, sorted by (step, source), each with its sample files.
 

@@ -855,7 +855,7 @@ def test_a_grid_read_as_one_sample_is_named_and_so_is_a_series_of_single_images(
     sample per image says so once, with the way to force a grid."""
     from tests.sample_fixtures import save_torchvision_grid, smooth_images, write_png
 
-    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    run = tmp_path / "run"
     for epoch in (1, 2, 3):
         save_torchvision_grid(smooth_images(np.random.default_rng(epoch), 16, 16), run / "grids" / f"fakes_{epoch:03d}.png",
                               nrow=4)
