@@ -121,11 +121,11 @@ class Signals:
         ckpt = store.checkpoints()
         reference = self._refresh_reference(store, ckpt)
         if reference is not None and reference != store.metrics_reference:
-            if measured := len(store.measured_steps()):  # a live viewer sees the alerts go, then come back
+            if measured := len(store.measured_steps()):
                 log.info("measuring the %d steps again: what they are measured against changed (the reference "
-                         "sets, --probe, the alert rules or this evowatch's metrics); their alerts come again as "
-                         "they are measured", measured)
-            store.clear_step_metrics(reference)
+                         "sets, --probe, the alert rules or this evowatch's metrics); each step keeps its metrics "
+                         "and alerts until it is measured again", measured)
+            store.restart_step_metrics(reference)
         if self.probes and self._reference is None and not self._said_no_probes:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
@@ -277,9 +277,12 @@ class Signals:
                 store.set_alerts([a for a in stored if a["step"] != step])
             return
         previous_step = max((h["step"] for h in history if h["step"] < step), default=None)
-        ongoing = {a["rule"] for a in stored if a["step"] == previous_step}
+        # acted on at onset: still holding from the step before, or raised at this step by an
+        # earlier measure of it (a grid rewritten in place, every step measured again: a trainer
+        # paused and resumed was paused again for the same alert)
+        said = {a["rule"] for a in stored if a["step"] == previous_step or a["step"] == step}
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
-        self._act(store, stored, [alert for alert in fired if alert.rule not in ongoing], fired)  # still holding: acted on at onset
+        self._act(store, stored, [alert for alert in fired if alert.rule not in said], fired)
 
     def _late_losses(self, store: StoreWriter, losses: dict) -> None:
         """Losses logged after the newest measured checkpoint: a NaN there (a run that diverged,

@@ -330,7 +330,8 @@ class StoreReader:
 
     def measured_steps(self) -> dict[int, list[int] | None]:
         """What each step's metrics were computed on: ``[last checkpoint index, rows]`` of its
-        current checkpoints then (None: measured by an evowatch that did not record it)."""
+        current checkpoints then (None: measured by an evowatch that did not record it; ``[]``:
+        to be measured again, see :meth:`StoreWriter.restart_step_metrics`)."""
         metrics = self._table("metrics")
         if not metrics:
             return {}
@@ -339,7 +340,7 @@ class StoreReader:
 
     @property
     def metrics_reference(self) -> str | None:
-        """What the per-step metrics were measured against (set by :meth:`StoreWriter.clear_step_metrics`):
+        """What the per-step metrics were measured against (set by :meth:`StoreWriter.restart_step_metrics`):
         a restarted watch with the same reference keeps them, and the alerts already raised."""
         return self._group_attrs("metrics").get("reference")
 
@@ -1055,8 +1056,8 @@ class StoreWriter(StoreReader):
 
     @uninterrupted
     def write_step_metrics(self, step: int, values: dict[str, float], measured: list[int] | None = None) -> None:
-        """Add or replace one step's row of metrics; new metric names get new columns.
-        ``measured``: what they were computed on (see :meth:`measured_steps`)."""
+        """Add or replace one step's row of metrics (a metric not given is NaN there); new metric
+        names get new columns. ``measured``: what they were computed on (see :meth:`measured_steps`)."""
         group = self._ensure_group("metrics")
         committed = int(group.attrs.get("committed_rows", 0))
         steps = self.handle("metrics", "step")[:committed] if "step" in group else np.zeros(0, np.int64)
@@ -1068,21 +1069,24 @@ class StoreWriter(StoreReader):
         _write_all(self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
                    .async_array.setitem(row, value) for name, value in columns.items())
         for name in set(group.array_keys()) - set(columns):  # not measured at this step (a probe no longer
-            self._ensure_column(group, "metrics", name, "float64", n)  # given): NaN, every column as long as the table
+            column = self._ensure_column(group, "metrics", name, "float64", n)  # given): NaN, every column as long
+            if row < len(steps):  # as the table, and a step measured again keeps no value of its earlier measure
+                column[row] = np.nan
         recorded = dict(group.attrs.get("measured", {}))
         if measured is not None:
             recorded[str(int(step))] = [int(x) for x in measured]
         group.update_attributes({"committed_rows": n, "measured": recorded})
 
     @uninterrupted
-    def clear_step_metrics(self, reference: str | None = None) -> None:
-        """Forget per-step metrics and alerts (the reference they were measured against changed);
-        ``reference`` names the one the next metrics are measured against (:attr:`metrics_reference`)."""
+    def restart_step_metrics(self, reference: str | None = None) -> None:
+        """Have every step measured again (the reference its metrics were measured against
+        changed): each keeps its row and alerts until then, marked as measured on nothing
+        (``[]`` in :meth:`measured_steps`). ``reference`` names the one the next metrics are
+        measured against (:attr:`metrics_reference`). Clearing them instead had a live viewer
+        see every alert go and come back as the steps were measured again."""
         group = self._ensure_group("metrics")
-        group.update_attributes({"committed_rows": 0, "measured": {}, "reference": reference})
-        for name in list(group.array_keys()):
-            self.handle("metrics", name).resize((0,))
-        self.set_alerts([])
+        stale = {str(int(step)): [] for step in self.step_metrics().get("step", ())}
+        group.update_attributes({"measured": stale, "reference": reference})
 
     @uninterrupted
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:

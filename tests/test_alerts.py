@@ -610,6 +610,50 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     assert StoreReader(store).attrs["alerts"] == []
 
 
+def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measured_again(tmp_path, capsys):
+    """A collapsed step rewritten in place (DCGAN rewrites its epoch's grid), or every step
+    measured again (here: --real given), raised its alert again: announced, --on-alert run and
+    a trainer resumed by hand paused again for the same alert. And a re-measure cleared every
+    alert at once: a live viewer saw them go and come back."""
+    from PIL import Image
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, real, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "real", tmp_path / "said.txt"
+    for step in (0, 100):
+        write_step(run, step, smooth_images(rng, 8, 32))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT step 200 [collapse]") == 1 and said.read_text() == "200 collapse\n"
+    (run / PAUSE_FILE).unlink()  # the user looked, and resumed the trainer
+
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten in place: still collapsed
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err and said.read_text() == "200 collapse\n"
+    assert not (run / PAUSE_FILE).exists()
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+
+    real.mkdir()
+    for i, image in enumerate(smooth_images(rng, 16, 32)):
+        Image.fromarray(image).save(real / f"{i}.png")
+    stored_alerts = []  # every alert list written while the steps are measured again
+    set_alerts = StoreWriter.set_alerts
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StoreWriter, "set_alerts", lambda self, alerts: stored_alerts.append(alerts) or set_alerts(self, alerts))
+        assert main([*argv, "--real", str(real)]) == 0
+    assert "measuring the 3 steps again" in capsys.readouterr().err
+    assert stored_alerts and all((200, "collapse") in {(a["step"], a["rule"]) for a in alerts} for alerts in stored_alerts)
+    assert said.read_text() == "200 collapse\n" and not (run / PAUSE_FILE).exists()
+    table = StoreReader(store).step_metrics()
+    assert sorted(table["step"].tolist()) == [0, 100, 200] and not np.isnan(table["precision"]).any()
+    assert all(m for m in StoreReader(store).measured_steps().values())  # none left marked to be measured again
+
+
 def write_step(run, step: int, images: np.ndarray) -> None:
     """A checkpoint folder of PNGs, written a minute ago (settled)."""
     from PIL import Image
