@@ -1973,3 +1973,29 @@ def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, mon
     assert [step for step, _ in measured] == [100, 200, 300, 400, 500, 600, 700]
     assert any(stored for step, stored in measured if step < 700)  # ingested while the others were measured
     assert len(StoreReader(store).measured_steps()) == 7
+
+
+def test_a_pass_asks_only_checkpoints_not_stored_as_they_are_whether_they_are_complete(tmp_path, monkeypatch):
+    """Every pass walked and stat-ed every checkpoint stored long ago to ask whether it was still
+    being written (30% of a pass at 300 checkpoints); one rewritten since is asked again."""
+    from engine import watch as watch_module
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for k in range(3):
+        write_step(run, 100 * (k + 1), 3, seed=k)
+    asked = []
+    is_ready = watch_module.is_ready
+    monkeypatch.setattr(watch_module, "is_ready", lambda checkpoint, *rest: asked.append(checkpoint.source)
+                        or is_ready(checkpoint, *rest))
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                      "--no-metrics", "--settle", "0", "--workers", "0"])
+    with open_session(args) as watcher:
+        assert len(watcher.run_once()) == 3 and sorted(asked) == ["step_000100", "step_000200", "step_000300"]
+        asked.clear()
+        assert watcher.pending() == ([], []) and asked == []
+        write_step(run, 400, 3, seed=3)
+        Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(run / "step_000200" / "00000.png")  # rewritten in place
+        jobs, _ = watcher.pending()
+        assert sorted(asked) == ["step_000200", "step_000400"] and sorted(c.source for c, _ in jobs) == ["step_000200", "step_000400"]
