@@ -53,7 +53,7 @@ from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_pat
 from engine.errors import DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
-from stores.format import SAMPLE_KEY
+from stores.format import MAX_INSTANCE, SAMPLE_KEY
 from stores.zarr_store import pattern_regex
 
 log = logging.getLogger(__name__)
@@ -630,8 +630,9 @@ def _say_unnumbered(checkpoint: Checkpoint, files: list[Path]) -> None:
     those samples are not followed from step to step."""
     names = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
     warn_once(checkpoint.root / checkpoint.source,
-              f"{checkpoint.source}: {len(files)} of {len(checkpoint.files)} files share their number with another or "
-              f"have none ({names}): no instance id for them; the others keep theirs (rename or remove the strays)",
+              f"{checkpoint.source}: {len(files)} of {len(checkpoint.files)} files share their number with another, "
+              f"have none or one past {MAX_INSTANCE:,} ({names}): no instance id for them; the others keep theirs "
+              "(rename or remove the strays)",
               about="ids", say=log.warning)
 
 
@@ -652,6 +653,9 @@ class _Context:
         if generated and len(self.ids) < len(checkpoint.files) and (
                 by_folder := folder_name_ids(checkpoint.files, self.folders)):
             self.ids = by_folder
+        # the store keeps ids as int32: a seed in the name (AUTOMATIC1111's 00000-3141592653.png,
+        # up to 2**32-1) or a photo's id (Flickr's 53241234567.jpg) ended the watch
+        self.ids = {path: number for path, number in self.ids.items() if 0 <= number <= MAX_INSTANCE}
         #: images left without an id though the names number them (said unless they are grids)
         unnumbered = [f for f in checkpoint.files if f not in self.ids and f.suffix.lower() not in TENSOR_EXTENSIONS]
         self.unnumbered = unnumbered if generated and (self.ids or any(last_integer(f.stem) is not None for f in unnumbered)) \

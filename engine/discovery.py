@@ -319,9 +319,10 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
         return None
     group = match.groupdict().get("step") or (match.group(1) if match.re.groups else match.group(0))
     try:
-        return int(group)
+        step = int(group)
     except (TypeError, ValueError):
         return None
+    return step if abs(step) < 2**63 else None  # steps are int64: no number of 20 digits is one
 
 
 # --- file system (a vanished entry is an absent one) -----------------------------------

@@ -103,6 +103,8 @@ READING_GUIDE = (
 #: In a per-step pattern source (``step_500_{sample}.png``): the part of its files' names
 #: that tells its samples apart, a prompt or a class (a ``*`` there is a sample index).
 SAMPLE_KEY = "{sample}"
+#: Largest instance id: the store keeps them as int32.
+MAX_INSTANCE = 2**31 - 1
 
 #: The file that makes a folder a Zarr (v3) store.
 STORE_MARKER = "zarr.json"

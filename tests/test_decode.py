@@ -85,7 +85,7 @@ def test_a_stray_file_costs_only_its_own_and_its_numbers_ids_and_is_named(tmp_pa
         ids = {s.path.rpartition("/")[2]: s.instance for s in iter_samples(checkpoint)}
     assert ids == {"00000.png": 0, "00001.png": -1, "00002.png": 2, "00003.png": 3, "00003 (1).png": -1,
                    "preview.png": -1}
-    assert "checkpoint-200: 3 of 6 files share their number with another or have none" in caplog.text
+    assert "checkpoint-200: 3 of 6 files share their number with another, have none" in caplog.text
     assert "00001.png, 00003 (1).png, preview.png" in caplog.text
 
 
@@ -108,7 +108,7 @@ def test_numbers_that_start_again_in_each_prompt_folder_are_ids_with_the_folder(
         write_png(tmp_path / "flat" / "step_100" / name, smooth_images(RNG, 1, 16)[0])
     with caplog.at_level("WARNING", logger="engine.decode"):
         assert [s.instance for s in iter_samples(scan_run(tmp_path / "flat")[0])] == [-1, -1]
-    assert "step_100: 2 of 2 files share their number with another or have none" in caplog.text
+    assert "step_100: 2 of 2 files share their number with another, have none" in caplog.text
 
 
 def test_modes_are_converted_to_rgb_uint8(tmp_path):

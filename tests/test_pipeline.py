@@ -1999,3 +1999,24 @@ def test_a_pass_asks_only_checkpoints_not_stored_as_they_are_whether_they_are_co
         Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(run / "step_000200" / "00000.png")  # rewritten in place
         jobs, _ = watcher.pending()
         assert sorted(asked) == ["step_000200", "step_000400"] and sorted(c.source for c, _ in jobs) == ["step_000200", "step_000400"]
+
+
+def test_numbers_past_the_stores_integers_are_no_instance_id_nor_step(tmp_path, capsys):
+    """A seed in a sample's name (AUTOMATIC1111's 00000-3141592653.png, seeds up to 2**32-1),
+    a photo's id in --real (Flickr's 53241234567.jpg) and a 20-digit step read by --step-regex
+    ended every watch with an OverflowError (ids are int32, steps int64)."""
+    run, real, store = tmp_path / "run", tmp_path / "real", tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    for folder, names in ((run / "step_100", ["00000-3141592653", "00001-1234567890"]),
+                          (run / "step_99999999999999999999", ["00000-1", "00001-2"]),
+                          (real, [f"{53241234567 + i}" for i in range(8)])):
+        folder.mkdir(parents=True)
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--workers", "0", "--real", str(real), "--step-regex", r"step_(\d+)"]) == 0
+    assert "one past 2,147,483,647 (00000-3141592653.png)" in capsys.readouterr().err
+    reader = StoreReader(store)
+    assert reader.info()["steps"] == [100] and reader.info()["kinds"] == {"generated": 2, "real": 8, "holdout": 0}
+    generated = reader.samples("kind") == 0
+    assert sorted(reader.samples("instance")[generated].tolist()) == [-1, 1234567890]
