@@ -130,6 +130,7 @@ class Signals:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
                         "lacks: they are not measured")
+        raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
         measured = store.measured_steps()
         start, done, self.pending = time.monotonic(), 0, False
         for step, indices in _current_generated_by_step(ckpt).items():
@@ -141,7 +142,8 @@ class Signals:
                     break
                 self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
                 done += 1
-        self._late_losses(store, losses)
+        if not self.pending:  # the newest step measured is the newest checkpoint's
+            self._late_losses(store, losses, raised)
 
     # --- trainer scalars ------------------------------------------------------------
     def _update_scalars(self, store: StoreWriter) -> dict:
@@ -284,11 +286,12 @@ class Signals:
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
         self._act(store, stored, [alert for alert in fired if alert.rule not in said], fired)
 
-    def _late_losses(self, store: StoreWriter, losses: dict) -> None:
+    def _late_losses(self, store: StoreWriter, losses: dict, raised: set[tuple[int, str]]) -> None:
         """Losses logged after the newest measured checkpoint: a NaN there (a run that diverged,
         and may never write another checkpoint) is said now, not at the next checkpoint. The
         alert holds at that checkpoint (its message names the loss's step), so the next
-        checkpoint, which sees the same losses, does not announce it again."""
+        checkpoint, which sees the same losses, does not announce it again; nor does that
+        checkpoint measured again (``raised``: the alerts stored before)."""
         if not losses or "convergence" not in self.rules.enabled:
             return
         table = store.step_metrics()
@@ -304,7 +307,8 @@ class Signals:
                  for alert in evaluate_alerts(history, replace(self.rules, enabled=("convergence",)), losses)]
         if fired:
             stored += [a.to_dict() for a in fired]
-            self._act(store, stored, fired, [a for a in stored if a["step"] == newest])
+            onsets = [alert for alert in fired if (alert.step, alert.rule) not in raised]
+            self._act(store, stored, onsets, [a for a in stored if a["step"] == newest])
 
     def _act(self, store: StoreWriter, stored: list[dict], onsets: list[Alert], of_step: Sequence) -> None:
         """Store the alert list; announce each onset, and pause naming every alert of its step."""

@@ -697,6 +697,38 @@ def test_a_nan_loss_after_the_newest_checkpoint_is_said_at_once(tmp_path, capsys
     assert [a["step"] for a in StoreReader(store).attrs["alerts"]] == [200, 300]
 
 
+def test_a_nan_loss_after_the_newest_checkpoint_is_said_once_however_its_steps_are_measured(tmp_path, capsys):
+    """Measured a few steps per call (a live watch's backlog), each call took the newest step
+    measured so far for the newest checkpoint: the NaN was announced after steps 0, 100 and 200,
+    each a stored alert. And the newest checkpoint rewritten in place announced it again."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (0, 100, 200):
+        write_step(run, step, smooth_images(rng, 8, 32))
+    log_losses(run, range(0, 210, 10), 1.0)
+    log_losses(run, (250,), float("nan"))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main([*argv, "--no-metrics"]) == 0
+    capsys.readouterr()
+    hook = Signals(run_dir=run, encoder=None)
+    hook.budget_s = 0.0  # a step per call
+    with StoreWriter(store, StoreReader(store).encoder) as writer:
+        hook(writer, [])
+        while hook.pending:
+            hook(writer, [])
+    assert capsys.readouterr().err.count("[convergence]") == 1
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "convergence")]
+    write_step(run, 200, smooth_images(rng, 8, 32))  # the newest checkpoint rewritten in place
+    assert main(argv) == 0
+    assert "[convergence]" not in capsys.readouterr().err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "convergence")]
+
+
 def test_a_live_watch_reads_losses_logged_between_checkpoints(tmp_path):
     from engine.cli import build_parser
     from engine.session import open_session
