@@ -115,6 +115,7 @@ class Signals:
     #: measuring every step again, 250 of them, held new checkpoints back for over a minute)
     budget_s: float | None = field(default=None, init=False)
     pending: bool = field(default=False, init=False)
+    _earliest_measured: float = field(default=np.inf, init=False)  # by the calls since the last without pending
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
@@ -132,7 +133,7 @@ class Signals:
                         "lacks: they are not measured")
         raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
         measured = store.measured_steps()
-        start, done, self.pending = time.monotonic(), 0, False
+        start, done, self.pending = time.monotonic(), [], False
         for step, indices in _current_generated_by_step(ckpt).items():
             ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
             basis = [int(max(indices)), sum(b - a for a, b in ranges)]
@@ -141,7 +142,16 @@ class Signals:
                     self.pending = True  # the rest at the next call, in step order (alerts read the steps before)
                     break
                 self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
-                done += 1
+                done.append(step)
+        if done:
+            self._earliest_measured = min(done[0], self._earliest_measured)
+        if not self.pending and self._earliest_measured < np.inf:
+            # the steps after one measured late (a checkpoint that came after later ones, one
+            # rewritten): their alerts read it, so they are evaluated again, as a fresh ingest would
+            for step in sorted(set(measured) - set(done)):
+                if step > self._earliest_measured and measured[step] != []:
+                    self._alerts(store, step, losses)
+            self._earliest_measured = np.inf
         if not self.pending:  # the newest step measured is the newest checkpoint's
             self._late_losses(store, losses, raised)
 

@@ -654,6 +654,28 @@ def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measur
     assert all(m for m in StoreReader(store).measured_steps().values())  # none left marked to be measured again
 
 
+def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again(tmp_path, capsys):
+    """A checkpoint that came after later ones (copied out of order, a --sampler retried) was
+    measured, but the later steps' alerts, which read it, were not evaluated again: the store
+    lacked alerts a fresh ingest of the same run raised."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    late = smooth_images(rng, 8, 32)
+    write_step(run, 0, smooth_images(rng, 8, 32))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    assert StoreReader(store).attrs["alerts"] == []  # the rule waits for its warm-up checkpoints
+    write_step(run, 100, late)
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+
+
 def write_step(run, step: int, images: np.ndarray) -> None:
     """A checkpoint folder of PNGs, written a minute ago (settled)."""
     from PIL import Image
