@@ -24,7 +24,7 @@ from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encod
 from engine.pause import run_on_alert, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
-from stores.format import KIND_CODES, array_name
+from stores.format import KIND_CODES, array_name, array_names
 from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,11 @@ class Signals:
         if losses:
             steps = np.unique(np.concatenate([s for s, _ in losses.values()])).astype(np.int64)
             columns: dict[str, np.ndarray] = {"step": steps}
+            keys = array_names(losses)  # a scalar the trainer named "step" (diffusers), "loss/D" beside "loss_D"
             for name, (s, v) in losses.items():
                 column = np.full(len(steps), np.nan)
                 column[np.searchsorted(steps, s)] = v
-                key = array_name(name)
-                while key in columns:  # a scalar the trainer named "step" (diffusers), "loss/D" beside "loss_D"
-                    key += "_"
-                columns[key] = column
+                columns[keys[name]] = column
             store.write_scalars(columns)
         return losses
 
@@ -251,7 +249,8 @@ class Signals:
             for (start, _), twin in zip(ranges, twins):  # a repeated checkpoint gets its twin's values
                 first, last = where[ranges[twin]]
                 store.write_sample_metric(name, start, np.asarray(values[first:last], np.float32))
-        store.write_step_metrics(step, {array_name(k): float(v) for k, v in scalars.items()}, measured=basis)
+        keys = array_names(scalars)
+        store.write_step_metrics(step, {keys[k]: float(v) for k, v in scalars.items()}, measured=basis)
         self._alerts(store, step, losses)
 
     def _twins(self, step: int, parts: list[np.ndarray], sources: list[str]) -> list[int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 SCHEMA = "evowatch-store"
@@ -56,9 +57,25 @@ OPTIONAL_CHECKPOINT_ARRAYS = {
 
 def array_name(name: str) -> str:
     """A metric or scalar name as an array of a group: names like ``loss/D`` would nest Zarr
-    groups, other characters are kept off file names too (``probe_share:a woman`` ->
-    ``probe_share:a_woman``)."""
-    return re.sub(r"[^A-Za-z0-9_.:=-]+", "_", name).strip("_.") or "scalar"
+    groups, spaces and punctuation are kept off file names too (``probe_share:a woman`` ->
+    ``probe_share:a_woman``); letters of every script stay (``label_share:猫``: kept to ASCII,
+    every CJK label was ``label_share:``, one column for all)."""
+    return re.sub(r"[^\w.:=-]+", "_", name).strip("_.") or "scalar"
+
+
+def array_names(names: Iterable[str]) -> dict[str, str]:
+    """Each name's :func:`array_name`, made unique in order with trailing ``_`` (``loss/D``
+    beside ``loss_D``: ``loss_D_``; a trainer's scalar named ``step``: ``step_``, beside the
+    table's own), so no two share an array and one silently replaces the other."""
+    out: dict[str, str] = {}
+    taken = {"step"}
+    for name in names:
+        key = array_name(name)
+        while key in taken:
+            key += "_"
+        taken.add(key)
+        out[name] = key
+    return out
 
 
 def json_number(value: object) -> object:

@@ -676,6 +676,38 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
 
 
+def test_labels_named_in_any_script_each_have_their_metrics(tmp_path):
+    """Labels 猫, 狗, 鸟 were all stored as one column, ``label_share:`` (array names were kept
+    to ASCII): label_drift saw one label, its chance level 0, and fired on a run the same
+    labels in Latin letters left quiet."""
+    from PIL import Image
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    def ingest(names: list[str], out) -> tuple[list[str], list]:
+        rng = np.random.default_rng(0)
+        protos = smooth_images(rng, 3, 16).astype(int)
+        for folder, per_label in ((out / "real", 12), (out / "run" / "step_0", (9, 4, 3)), (out / "run" / "step_100", (9, 4, 3))):
+            for c, name in enumerate(names):
+                (folder / name).mkdir(parents=True)
+                count = per_label if isinstance(per_label, int) else per_label[c]
+                for i in range(count):
+                    image = np.clip(protos[c] + rng.normal(0, 20, protos[c].shape), 0, 255).astype(np.uint8)
+                    Image.fromarray(image).save(folder / name / f"{i}.png")
+        assert main(["watch", str(out / "run"), "--store", str(out / "s.zarr"), "--once", "--settle", "0", "--encoder",
+                     "pixels", "--no-layout", "--workers", "0", "--real", str(out / "real")]) == 0
+        reader = StoreReader(out / "s.zarr")
+        columns = sorted(c for c in reader.step_metrics() if c.startswith("label_share:"))
+        return columns, [a["rule"] for a in reader.attrs.get("alerts", [])]
+
+    latin = ingest(["cat", "dog", "bird"], tmp_path / "latin")
+    cjk = ingest(["猫", "狗", "鸟"], tmp_path / "cjk")
+    assert latin == (["label_share:bird", "label_share:cat", "label_share:dog"], [])
+    assert cjk == (["label_share:狗", "label_share:猫", "label_share:鸟"], [])
+
+
 def write_step(run, step: int, images: np.ndarray) -> None:
     """A checkpoint folder of PNGs, written a minute ago (settled)."""
     from PIL import Image
