@@ -803,6 +803,19 @@ def _counted_together(folders: list[Path], options: DiscoveryOptions) -> dict[Pa
     return numbered if _written_together(by_number) else {}
 
 
+def _checkpoints_of_seeds(series: dict[Path, dict[int, Path]]) -> bool:
+    """Whether folders read as series of steps are checkpoints of samples named by a seed
+    or class instead (EDM's ``network-snapshot-000200/000100.png`` … ``000107.png`` from
+    ``--seeds=100-107``): every name a bare number, and no step's images written across the
+    folders together (each folder's written at once, or a copy whose times cannot tell).
+    Read as series, each seed was a step and each checkpoint a sample."""
+    files = [path for steps in series.values() for path in steps.values()]
+    if not all(path.stem.isdigit() for path in files):
+        return False
+    by_folder = [[t for path in steps.values() if (t := _mtime(path)) is not None] for steps in series.values()]
+    return _written_together(by_folder) is not False
+
+
 def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
     """Folders of one prompt or class each, holding its image at every step (OneTrainer's
     ``samples/0 - a photo of 2 cats/{time}-training-sample-{step}-{epoch}-{epoch_step}.jpg``,
@@ -837,7 +850,7 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
                     series[folder] = read
     series = {folder: steps for folder, (steps, _) in series.items()}
     counts = Counter(step for steps in series.values() for step in steps)
-    if len(series) < 2 or max(counts.values()) < 2:
+    if len(series) < 2 or max(counts.values()) < 2 or _checkpoints_of_seeds(series):
         return {}
     parent = next(iter(series)).parent
     names = sorted(folder.name for folder in series)

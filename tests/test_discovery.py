@@ -1204,3 +1204,29 @@ def test_the_current_folder_as_run_dir_and_options_given_as_lists(tmp_path, monk
     options = DiscoveryOptions(sample_globs=["*.png"], grid=[4, 4], value_range=[-1, 1])
     assert options.sample_globs == ("*.png",) and options.grid == (4, 4) and options.value_range == (-1, 1)
     assert scan_run(Path("."), options) == [] and hash(options)
+
+
+@pytest.mark.parametrize("times", ["each folder at once", "a copy"])
+def test_checkpoint_folders_of_samples_named_by_seed_are_not_series(tmp_path, times):
+    """EDM's generate.py --seeds=100-107 into each snapshot's folder was read as series folders
+    (OneTrainer's folder per prompt): each seed a step, each checkpoint one sample."""
+    for k, step in enumerate((200, 400, 600)):
+        folder = tmp_path / f"network-snapshot-{step:06d}"
+        _folder_of_images(folder, n=8, names="{:06d}.png")
+        for j, path in enumerate(sorted(folder.iterdir())):
+            path.rename(folder / f"{100 + j:06d}.png")
+            _written_at(folder / f"{100 + j:06d}.png", 3600 if times == "a copy" else 3600 - 600 * k - j)
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source, len(c.files)) for c in found] == [
+        (200, "network-snapshot-000200", 8), (400, "network-snapshot-000400", 8), (600, "network-snapshot-000600", 8)]
+
+
+def test_folders_per_class_of_images_named_by_step_written_step_by_step_are_series(tmp_path):
+    """The same names (bare numbers) in folders per class, each step's images written across
+    the folders together: series, one checkpoint per step."""
+    for k, step in enumerate((1000, 2000, 3000)):
+        for c, name in enumerate(("cat", "dog")):
+            write_png(tmp_path / name / f"{step}.png", np.full((16, 16, 3), 40 * k + c, np.uint8))
+            _written_at(tmp_path / name / f"{step}.png", 3600 - 600 * k - c)
+    found = scan_run(tmp_path)
+    assert [(c.step, len(c.files)) for c in found] == [(1000, 2), (2000, 2), (3000, 2)]
