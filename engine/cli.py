@@ -107,6 +107,17 @@ def _regex(value: str) -> str:
     return value
 
 
+def _ready_file(value: str) -> str:
+    """An argparse ``type=`` for ``--ready-file``: its placeholders are known ones (an unknown
+    one ended the watch with a KeyError at the first checkpoint)."""
+    try:
+        value.format(stem="s", name="n", step=0)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} cannot be filled in ({type(exc).__name__}: {exc}); its "
+                                         "placeholders are {stem}, {name} and {step} (write {{ and }} for braces)") from None
+    return value
+
+
 def _discovery_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("discovery")
     group.add_argument("--step-regex", type=_regex, metavar="REGEX", help="regex searched in each name (without its extension, then with it) "
@@ -125,7 +136,8 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                            help=f"keep only these {'columns' if axis == 'cols' else 'rows'} of each grid, a Python "
                                 f"slice from 0, e.g. {example}: the others hold the trainer's real inputs, "
                                 "reconstructions or attention maps")
-    group.add_argument("--ready-file", metavar="NAME", help="a checkpoint is complete when this file exists in it")
+    group.add_argument("--ready-file", type=_ready_file, metavar="NAME", help="a checkpoint is complete when this file exists in it "
+                       "({stem}, {name} and {step} are the checkpoint's)")
     group.add_argument("--settle", type=_number(float, 0), default=2.0, metavar="S", help="otherwise, when nothing in it changed for S seconds (default 2)")
     group.add_argument("--labels", type=Path, metavar="FILE", help="labels file (CSV file,label or instance,label; or JSON)")
 

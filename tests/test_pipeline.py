@@ -1251,6 +1251,9 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     assert _usage_error([*watch, "--step-regex", r"iter(\d+"], capsys) == (
         r"evowatch watch: error: argument --step-regex: iter(\d+ is no regular expression (missing ), unterminated "
         r"subpattern at position 4); e.g. 'iter_(\d+)'")
+    assert _usage_error([*watch, "--ready-file", "{epoch}.done"], capsys) == (  # a KeyError at the first checkpoint
+        "evowatch watch: error: argument --ready-file: '{epoch}.done' cannot be filled in (KeyError: 'epoch'); its "
+        "placeholders are {stem}, {name} and {step} (write {{ and }} for braces)")
     # numbers out of range: a ZeroDivisionError traceback (--workers -3), "waiting nans" (--settle
     # nan), an allocation without end (--thumbnail-size 100000), an OverflowError (--port 99999)
     assert _usage_error([*watch, "--workers", "-3"], capsys) == (
