@@ -183,8 +183,13 @@ def read_trainer_scalars(run_dir: str | os.PathLike, files: list[Path] | None = 
 def _number(v: Any) -> float | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, (int, float)):
-        return float(v)
+    if isinstance(v, float):
+        return v
+    if isinstance(v, int):
+        try:
+            return float(v)
+        except OverflowError:  # an integer past float's range (JSON has no bound) ended the watch
+            return None
     if isinstance(v, str) and v.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
         return float(v.strip().lower().replace("infinity", "inf"))
     return None
@@ -362,6 +367,8 @@ class _TextLog(AppendedFile):
             header = next(rows, None)
             if header is None:
                 return []
+            if header:  # a byte-order mark (pandas' encoding="utf-8-sig") hid the step column
+                header = [header[0].removeprefix("\ufeff"), *header[1:]]
             if keep:
                 self.header = header
         return _csv_points(rows, header)

@@ -315,3 +315,22 @@ def test_a_step_no_int64_holds_is_a_line_skipped(tmp_path):
     (tmp_path / "metrics.csv").write_text("step,acc\n1e400,1\n-1e19,2\n7,3\n")
     scalars = T.read_trainer_scalars(tmp_path)
     assert {name: steps.tolist() for name, (steps, _) in scalars.items()} == {"loss": [5], "acc": [7]}
+
+
+def test_an_integer_past_floats_range_is_a_value_skipped(tmp_path):
+    """Round AB: JSON has no bound on integers; one of 401 digits (a counter, a step) ended the
+    watch with an OverflowError traceback."""
+    big = "1" + "0" * 400
+    (tmp_path / "log.jsonl").write_text(f'{{"step": 5, "loss": 2, "seen": {big}}}\n{{"step": {big}, "loss": 3}}\n'
+                                        '{"step": 6, "loss": 1}\n')
+    scalars = T.read_trainer_scalars(tmp_path)
+    assert {name: (steps.tolist(), values.tolist()) for name, (steps, values) in scalars.items()} == {
+        "loss": ([5, 6], [2.0, 1.0])}
+
+
+def test_a_csv_log_with_a_byte_order_mark_is_read(tmp_path):
+    """Round AB: pandas' to_csv(encoding="utf-8-sig") starts the file with a byte-order mark,
+    which made the header's first name '\\ufeffstep': no step column, the log ignored in silence."""
+    (tmp_path / "metrics.csv").write_bytes("step,loss_D\n100,0.5\n200,inf\n".encode("utf-8-sig"))
+    scalars = T.read_trainer_scalars(tmp_path)
+    assert scalars["loss_D"][0].tolist() == [100, 200] and np.isinf(scalars["loss_D"][1][1])
