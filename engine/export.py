@@ -178,8 +178,11 @@ def is_stream(target: Path) -> bool:
     """Whether ``--out`` names standard output (``-``, ``/dev/stdout``, ``/dev/fd/1``: also when
     it is redirected to a file, which a rename must not replace) or something that is neither a
     file nor a folder (a terminal, a pipe)."""
-    if str(target) == "-" or target.absolute().parts[1:2] in (("dev",), ("proc",)):
+    if str(target) == "-":
         return True
+    parts = target.absolute().parts
+    if parts[1:2] == ("proc",) or (parts[1:2] == ("dev",) and parts[2:3] != ("shm",)):
+        return True  # /dev/shm is a file system: a file there is written beside and renamed, as anywhere
     return target.exists() and not target.is_file() and not target.is_dir()
 
 

@@ -260,3 +260,12 @@ def test_an_export_to_standard_output_redirected_to_a_file_is_written_there(stor
     assert done.returncode == 0 and done.stderr == f"wrote 136 rows to {out}\n"
     assert len(pd.read_csv(tmp_path / "rows.csv")) == 136 and not (tmp_path / "-").exists()
     assert os.path.islink("/dev/stdout") == was_link
+
+
+def test_a_file_in_dev_shm_is_written_beside_and_renamed_as_anywhere():
+    """Round AB: every path under /dev/ was streamed, so an export to /dev/shm (a file system
+    in memory) killed mid-write left the previous good file cut to 0 bytes."""
+    from engine.export import is_stream
+
+    assert not is_stream(Path("/dev/shm/run.csv"))
+    assert is_stream(Path("/dev/stdout")) and is_stream(Path("/dev/fd/1")) and is_stream(Path("-"))
