@@ -46,6 +46,7 @@ import numpy as np
 
 from engine.appended import AppendedFile
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values, varint
+from stores.format import EXPORT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +289,10 @@ def _jsonl_points(lines: Iterable[str]) -> list[tuple[str, int, float]]:
 
 
 def _csv_points(rows: Iterable[list[str]], header: list[str]) -> list[tuple[str, int, float]]:
-    """(name, step, value) triples of CSV rows under ``header``; empty without a step column."""
+    """(name, step, value) triples of CSV rows under ``header``; empty without a step column,
+    and for ``evowatch export``'s table (its 768 embedding columns read as 768 scalars)."""
     step_column = next((i for key in STEP_KEYS for i, name in enumerate(header) if name.strip().lower() == key), None)
-    if step_column is None:
+    if step_column is None or tuple(header[:len(EXPORT_COLUMNS)]) == EXPORT_COLUMNS:
         return []
     out = []
     for row in rows:

@@ -120,6 +120,9 @@ READING_GUIDE = (
 #: In a per-step pattern source (``step_500_{sample}.png``): the part of its files' names
 #: that tells its samples apart, a prompt or a class (a ``*`` there is a sample index).
 SAMPLE_KEY = "{sample}"
+#: The first columns of ``evowatch export``'s table, one row per sample: a CSV export put
+#: in the run (beside a store inside it) is no trainer log.
+EXPORT_COLUMNS = ("row", "step", "kind", "label", "instance", "path", "checkpoint", "source", "superseded")
 #: Largest instance id: the store keeps them as int32.
 MAX_INSTANCE = 2**31 - 1
 

@@ -269,3 +269,17 @@ def test_a_file_in_dev_shm_is_written_beside_and_renamed_as_anywhere():
 
     assert not is_stream(Path("/dev/shm/run.csv"))
     assert is_stream(Path("/dev/stdout")) and is_stream(Path("/dev/fd/1")) and is_stream(Path("-"))
+
+
+def test_a_csv_export_in_the_run_is_no_trainer_log(store, tmp_path):
+    """Round AB: a store inside the run exported to CSV beside it was read back as a trainer
+    log at the next watch: 776 scalars (e0 … e767, x, y, step_fd …), one Zarr array each."""
+    from engine.trainer_logs import read_trainer_scalars
+    from stores.format import EXPORT_COLUMNS
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"step": 100, "loss_D": 0.5}\n')
+    assert main(["export", str(store), "--to", "csv", "--embeddings", "--out", str(run / "run.csv")]) == 0
+    assert tuple(pd.read_csv(run / "run.csv", nrows=1).columns[:len(EXPORT_COLUMNS)]) == EXPORT_COLUMNS
+    assert list(read_trainer_scalars(run)) == ["loss_D"]
