@@ -343,7 +343,7 @@ def folder_entries(folder: Path) -> list[os.DirEntry]:
     names = {entry.name for entry in entries}
     if STORE_MARKER in names and is_store(folder):
         return []
-    entries = [entry for entry in entries if not _aliases_a_sibling(entry, folder)]
+    entries = [entry for entry in entries if not _aliases_a_sibling(entry, folder) and not _loops_back(entry, folder)]
     locks = {name for name in names if name.endswith(LOCK_SUFFIX) and name.removesuffix(LOCK_SUFFIX) in names
              and is_store(folder / name.removesuffix(LOCK_SUFFIX))}
     return [entry for entry in entries if entry.name not in locks]
@@ -356,6 +356,13 @@ def _aliases_a_sibling(entry: os.DirEntry, folder: Path) -> bool:
         return False
     target = os.path.realpath(entry.path)
     return os.path.dirname(target) == os.path.realpath(folder) and os.path.isdir(target)
+
+
+def _loops_back(entry: os.DirEntry, folder: Path) -> bool:
+    """A symlink to the folder it sits in or to one above it (``run/here -> .``,
+    ``run/project -> ..``): followed, every checkpoint was read again under each path through
+    it, down to the depth limit (32 rows for 8 samples; 510 checkpoints with two such links)."""
+    return entry.is_symlink() and _leads_up(entry.path, (os.path.realpath(folder),))
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

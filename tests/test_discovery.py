@@ -1230,3 +1230,15 @@ def test_folders_per_class_of_images_named_by_step_written_step_by_step_are_seri
             _written_at(tmp_path / name / f"{step}.png", 3600 - 600 * k - c)
     found = scan_run(tmp_path)
     assert [(c.step, len(c.files)) for c in found] == [(1000, 2), (2000, 2), (3000, 2)]
+
+
+def test_a_link_back_up_the_run_is_not_followed(tmp_path):
+    """Round AB: `run/project -> ..` or `run/here -> .` had every checkpoint read again under
+    each path through the link, down to the depth limit (510 checkpoints with two links)."""
+    run = tmp_path / "run"
+    for step in (100, 200):
+        _folder_of_images(run / "samples" / f"step_{step}")
+    (run / "project").symlink_to("..")
+    (run / "samples" / "here").symlink_to(".")
+    (run / "elsewhere").symlink_to(tmp_path / "run" / "samples")  # an alias, not a loop: read once
+    assert [(c.step, c.source) for c in scan_run(run)] == [(100, "samples/step_100"), (200, "samples/step_200")]
