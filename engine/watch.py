@@ -232,21 +232,43 @@ class Watcher:
                     self._replacing.add(checkpoint.source)
                     self._note_growing(checkpoint)
                 self._file_counts[checkpoint.source] = len(checkpoint.files)
-        self._find_moves([c for c, _ in jobs])
+        self._find_moves([c for c, _ in jobs], self._stored_this_pass(found, jobs, committed))
+        self._rename_stored_moves({c.source for c, _ in jobs}, committed)
         self._digests.clear()
         return jobs, waiting
 
-    def _find_moves(self, new: list[Checkpoint]) -> None:
+    def _stored_this_pass(self, found: list[Checkpoint], jobs: list, committed: dict) -> list[Checkpoint]:
+        """Checkpoints stored as they are and hashed by this pass (its first: a restart hashes
+        every one): one stored at its new name by a watch stopped before it renamed the old
+        reading (SIGTERM or a full disk right after the commit) is found moved again here."""
+        taken = {c.source for c, _ in jobs}
+        return [c for c in found if c.source in self._digests and c.source not in taken
+                and committed.get(stored_text(c.source), (None,))[0] == self._hashes[c.source][1]]
+
+    def _rename_stored_moves(self, jobs: set[str], committed: dict) -> None:
+        """Rename now the old readings of moves whose new reading is stored already (jobs'
+        are renamed as they are stored): else both stayed current for good, every sample twice."""
+        for source in [s for s in self._moved if s not in jobs]:
+            old = self._moved.pop(source)
+            if stored_text(source) in committed:  # else not stored after all (a sampler that failed)
+                self.store.rename_source(old, source)
+                log.info("%s: the files of %s, which is gone (renamed), stored before: its rows kept as superseded",
+                         source, old)
+
+    def _find_moves(self, new: list[Checkpoint], stored: list[Checkpoint] = ()) -> None:
         """Checkpoints the run moved: the same files under a new name, the old one gone (a
         trainer's ``tmp-checkpoint-500/`` renamed ``checkpoint-500/``, a folder renamed by
         hand). Read again at the new name, both readings stayed current (every sample twice);
-        the earlier one is renamed after the new one is stored, so it is its superseded version."""
-        if self._stand_in is not None or not new:
+        the earlier one is renamed after the new one is stored, so it is its superseded version.
+        A move to another step (a folder renamed by hand) has files written before the old
+        reading was stored; one already ``stored`` (its rename left undone) keeps its step."""
+        if self._stand_in is not None or not (new or stored):
             return
         ckpt = self.store.checkpoints()
-        vanished = {str(s): str(h) for s, h, k, old in zip(ckpt["source"], ckpt["hash"], ckpt["kind"], superseded_flags(ckpt))
+        vanished = {str(s): (str(h), int(t), float(at)) for s, h, t, at, k, old in zip(
+                        ckpt["source"], ckpt["hash"], ckpt["step"], ckpt["time"], ckpt["kind"], superseded_flags(ckpt))
                     if not old and k == KIND_CODES["generated"] and not (self.config.run_dir / str(s)).exists()}
-        for checkpoint in new if vanished else ():
+        for checkpoint in [*new, *stored] if vanished else ():
             key = (checkpoint.source, self._hash(checkpoint) or "")
             if key in self._move_checked or checkpoint.kind != "generated":
                 continue
@@ -257,9 +279,16 @@ class Watcher:
                 continue
             settings = reading_settings(checkpoint, self.config.options)
             prefix = checkpoint.source
-            for old, stored in vanished.items():
+            versions = self._hashes.get(checkpoint.source, ((),))[0]
+            written = max((mtime_ns for _, _, mtime_ns in versions), default=0) / 1e9
+            for old, (old_hash, step, stored_at) in vanished.items():
+                # to another step, only files written before the old reading was stored (a rotated step's
+                # bytes again later are no move: a dead generator's black images at every step), and never
+                # for a checkpoint stored already (the step beside a rotated one, with the same bytes)
+                if step != checkpoint.step and (written > stored_at or checkpoint in stored):
+                    continue
                 renamed = [(old + name[len(prefix):], d) for name, d in digests if name.startswith(prefix)]
-                if len(renamed) == len(digests) and combined_hash(settings, renamed) == stored:
+                if len(renamed) == len(digests) and combined_hash(settings, renamed) == old_hash:
                     self._moved[checkpoint.source] = old
                     break
 

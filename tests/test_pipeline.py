@@ -2023,3 +2023,50 @@ def test_numbers_past_the_stores_integers_are_no_instance_id_nor_step(tmp_path, 
     assert reader.info()["steps"] == [100] and reader.info()["kinds"] == {"generated": 2, "real": 8, "holdout": 0}
     generated = reader.samples("kind") == 0
     assert sorted(reader.samples("instance")[generated].tolist()) == [-1, 1234567890]
+
+
+def test_a_rename_left_undone_by_a_stopped_watch_is_done_by_the_next(tmp_path, monkeypatch):
+    """Round AB: a watch stopped (SIGTERM, a full disk) after it stored a renamed checkpoint
+    but before it renamed the old reading left both current for good: every sample twice."""
+    from stores.zarr_store import StoreWriter
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 4, seed=0)
+    write_step(run, 500, 4, seed=1)
+    os.rename(run / "step_000500", run / "tmp-checkpoint-500")
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--workers", "0"]
+    assert main(argv) == 0
+    os.rename(run / "tmp-checkpoint-500", run / "checkpoint-500")
+    with monkeypatch.context() as patch:
+        patch.setattr(StoreWriter, "rename_source", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert main(argv) == 130  # stopped right after the new reading's commit
+    assert info(store)["current_rows"] == 12
+    assert main(argv) == 0
+    summary, reader = info(store), StoreReader(store)
+    assert (summary["rows"], summary["current_rows"], summary["steps"]) == (12, 8, [100, 500])
+    assert reader.checkpoints()["superseded_by"].tolist() == [-1, 2, -1]  # the reading at the new name
+
+
+def test_a_rotated_step_whose_bytes_come_again_later_is_no_rename(tmp_path):
+    """Round AB: a diverged run (black samples, the same bytes at every step) that keeps its
+    newest folders: a deleted step was taken as renamed to the next one with the same bytes,
+    and vanished from the steps, the map and the metrics."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+
+    def black(step: int) -> None:
+        (run / f"step_{step}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(run / f"step_{step}" / f"{i:03d}.png")
+
+    black(100)
+    black(200)
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--workers", "0"]
+    assert main(argv) == 0
+    shutil.rmtree(run / "step_100")
+    time.sleep(0.05)
+    black(300)
+    assert main(argv) == 0
+    summary = info(store)
+    assert (summary["current_rows"], summary["steps"]) == (12, [100, 200, 300])
