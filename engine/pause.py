@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -87,7 +88,9 @@ def read_pause(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         record = json.loads(pause_path(run_dir).read_text())
     except (OSError, ValueError):
         return None
-    if isinstance(record, dict) and "alerts" not in record:
+    if not isinstance(record, dict):  # a pause written by hand (`echo 1 > EVOWATCH_PAUSE`) crashed the trainer
+        return None
+    if "alerts" not in record:
         record["alerts"] = [{k: record.get(k) for k in ("step", "rule", "value", "message")}]
     return record
 
@@ -108,11 +111,12 @@ def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: f
     alert = read_pause(run_dir) or {}
     log.warning("evowatch paused training (%s): %s. Delete %s to resume.",
                 alert.get("rule", "?"), alert.get("message", ""), pause_path(run_dir))
-    start = time.monotonic()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while evowatch_should_pause(run_dir):
-        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+        left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        if left <= 0:
             break
-        time.sleep(poll_s)
+        time.sleep(left)  # not a whole poll past the timeout
     return True
 
 
@@ -134,21 +138,28 @@ def run_on_alert(
     the alert in the environment. Never raises for the command's sake: a non-zero exit,
     a timeout or a failure to start is logged and returned as the exit code or None."""
     env = {**os.environ, **alert_env(alert)}
-    try:
-        proc = subprocess.Popen(cmd, shell=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)  # own process group: a timeout kills it all
-    except OSError as exc:
-        log.warning("on-alert command could not start (%s): %s", exc, cmd)
-        return None
-    try:
-        _, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        log.warning("on-alert command timed out after %.0f s and was killed: %s", timeout_s, cmd)
-        return None
-    if proc.returncode != 0:
-        log.warning("on-alert command exited %d: %s; stderr: %s", proc.returncode, cmd, (err or "").strip()[-500:])
+    # stderr into a file, not a pipe: a job the command leaves running (`notify.sh &`) kept a
+    # pipe open, so the watch waited for it, then killed it at the timeout
+    with tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.Popen(cmd, shell=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                    start_new_session=True)  # own process group: a timeout kills it all
+        except OSError as exc:
+            log.warning("on-alert command could not start (%s): %s", exc, cmd)
+            return None
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            log.warning("on-alert command timed out after %.0f s and was killed: %s", timeout_s, cmd)
+            return None
+        except BaseException:  # the watch stopped (Ctrl-C, SIGTERM): the command does not outlive it
+            _kill_group(proc)
+            raise
+        if proc.returncode != 0:
+            err.seek(0)
+            log.warning("on-alert command exited %d: %s; stderr: %s", proc.returncode, cmd, err.read().strip()[-500:])
     return proc.returncode
 
 
@@ -158,6 +169,6 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         proc.kill()
     try:
-        proc.communicate(timeout=5)
+        proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass

@@ -320,12 +320,18 @@ class Signals:
             self._act(store, stored, onsets, [a for a in stored if a["step"] == newest])
 
     def _act(self, store: StoreWriter, stored: list[dict], onsets: list[Alert], of_step: Sequence) -> None:
-        """Store the alert list; announce each onset, and pause naming every alert of its step."""
+        """Pause naming every alert of the step, store the alert list, then announce each onset.
+        The pause comes first: stored, an alert is acted on no more, and a watch stopped while
+        an --on-alert command ran (or a run folder it could not write) never paused the trainer."""
+        if onsets and self.pause_on_alert:
+            try:
+                write_pause(self.run_dir, of_step)  # one pause naming every alert of the step
+            except OSError as exc:
+                log.error("%s: cannot write the pause file (%s): training goes on; make the run folder writable",
+                          self.run_dir, exc.strerror or exc)
         store.set_alerts(sorted(stored, key=lambda a: (a["step"], a["rule"])))
         for alert in onsets:
             self._announce(alert)
-        if onsets and self.pause_on_alert:
-            write_pause(self.run_dir, of_step)  # one pause naming every alert of the step
 
     def _announce(self, alert: Alert) -> None:
         print(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}", file=sys.stderr)

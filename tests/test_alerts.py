@@ -554,6 +554,51 @@ def test_pause_file_roundtrip_and_wait(tmp_path):
     assert wait_if_paused(tmp_path, poll_s=0.05, timeout_s=0.1) is True and evowatch_should_pause(tmp_path)
 
 
+def test_an_on_alert_command_leaving_a_job_running_does_not_hold_up_the_watch(tmp_path):
+    """Round AB: `--on-alert 'notify.sh &'` kept the command's stderr pipe open, so the watch
+    waited for the job and killed it at the 60 s timeout."""
+    done = tmp_path / "done.txt"
+    start = time.monotonic()
+    assert run_on_alert(f'(sleep 1; echo done > "{done}") &', Alert(5, "collapse", 1.0, "m"), timeout_s=20) == 0
+    assert time.monotonic() - start < 0.9 and not done.exists()
+    deadline = time.monotonic() + 10
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert done.read_text() == "done\n"  # the job ran on, not killed
+
+
+def test_a_pause_written_by_hand_blocks_and_a_timeout_is_kept(tmp_path):
+    """Round AB: `echo 1 > EVOWATCH_PAUSE` crashed the trainer (AttributeError), and a wait
+    with timeout_s=0.5 returned after a whole 5 s poll."""
+    (tmp_path / PAUSE_FILE).write_text("1\n")
+    assert read_pause(tmp_path) is None
+    start = time.monotonic()
+    assert wait_if_paused(tmp_path, poll_s=5.0, timeout_s=0.3)
+    assert time.monotonic() - start < 1.5
+
+
+def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path, monkeypatch):
+    """Round AB: the alert was stored, then --on-alert ran (up to 60 s), then the pause was
+    written: a watch stopped meanwhile never paused the trainer, as a stored alert is no onset."""
+    from engine import signals
+    from engine.signals import Signals
+
+    class Store:
+        attrs: dict = {}
+
+        def step_metrics(self):
+            return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0])}
+
+        def set_alerts(self, alerts):
+            self.attrs = {"alerts": alerts}
+
+    monkeypatch.setattr(signals, "run_on_alert", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    store = Store()
+    with pytest.raises(KeyboardInterrupt):
+        Signals(run_dir=tmp_path, encoder=None, on_alert="notify", pause_on_alert=True)._alerts(store, 7, {})
+    assert read_pause(tmp_path)["rule"] == "collapse" and store.attrs["alerts"][0]["rule"] == "collapse"
+
+
 def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     """Collapse and fd_rising starting at one step (the explorers' step 1200): one pause
     naming both, for the trainer's message and for readers of the one-alert format; a file
