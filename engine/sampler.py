@@ -185,12 +185,18 @@ def _import_target(target: str) -> tuple[Any, Path | None]:
             raise SamplerError(f"{target}: importing the sampler failed ({type(exc).__name__}: {exc})") from exc
         finally:
             sys.path.remove(str(path.parent))
+        if str(path.parent) not in sys.path:  # and when its function runs (`from netdef import G` in it, a
+            sys.path.append(str(path.parent))  # whole model unpickled), after evowatch's own modules
         return module, path
     try:
         with _importing(target):
             module = importlib.import_module(target)
     except ImportError as exc:
         raise SamplerError(f"{target}: sampler module not importable ({exc}); check PYTHONPATH or give a file path") from exc
+    except SamplerError:
+        raise
+    except Exception as exc:  # a SyntaxError, a RuntimeError at import: one line, as for a file
+        raise SamplerError(f"{target}: importing the sampler failed ({type(exc).__name__}: {exc})") from exc
     file = getattr(module, "__file__", None)
     return module, Path(file) if file else None
 

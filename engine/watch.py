@@ -11,6 +11,7 @@ LOGS_S); a safety rescan every RESCAN_S catches what events missed.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 import re
 import statistics
@@ -181,8 +182,10 @@ class Watcher:
         if cached and cached[0] == fingerprint:
             return cached[1]
         try:
-            if self._stand_in:
+            if self._stand_in:  # and how its samples are read, set by hand (--value-range): another reads them again
                 digest = self._stand_in.content_hash(checkpoint)
+                if settings := reading_settings(checkpoint, self.config.options):
+                    digest = hashlib.blake2b(f"{digest}|{settings}".encode(), digest_size=16).hexdigest()
             else:  # content_hash, its file digests kept for this pass's look for moves
                 self._digests[checkpoint.source] = file_digests(checkpoint)
                 digest = combined_hash(reading_settings(checkpoint, self.config.options), self._digests[checkpoint.source])

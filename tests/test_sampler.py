@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -424,3 +425,36 @@ def test_a_sampler_that_parses_the_command_line_or_exits_is_the_samplers_failure
     with pytest.raises(SamplerError, match=r"quits.py: importing the sampler failed: it exited \(SystemExit: 3\); "
                                            r"a script that parses its command line or exits when imported"):
         load_sampler(f"{exits_at_import}:sample", n_samples=2, seed=0, device="cpu")
+
+
+def test_another_value_range_samples_again_and_neighbours_import_when_the_sampler_runs(tmp_path, capsys):
+    """Round AB: `--value-range` given with --sampler left the samples read the old way (the
+    docs: another choice reads the checkpoints again); a sampler importing a module beside it
+    inside its function failed at every checkpoint (the folder was on sys.path at import only);
+    a module that raised at import was a traceback, not one line."""
+    run, store, folder = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "samplers"
+    folder.mkdir()
+    (folder / "netdef.py").write_text("SCALE = 0.5\n")
+    (folder / "late.py").write_text(textwrap.dedent('''
+        import torch
+
+        def sample(checkpoint_path, n_samples, seed):
+            from netdef import SCALE  # imported when called
+            return torch.full((n_samples, 3, 8, 8), SCALE)
+    '''))
+    weights(run / "model-1.pt", scale=1.0)
+    spec = ["--sampler", f"{folder / 'late.py'}:sample", "--samples-per-checkpoint", "2"]
+    assert watch(run, store, *spec) == 0
+    assert StoreReader(store).info()["rows"] == 2 and "failed" not in capsys.readouterr().err
+    assert watch(run, store, *spec, "--value-range", "byte") == 0  # read again: a new version
+    summary = StoreReader(store).info()
+    assert (summary["rows"], summary["current_rows"]) == (4, 2)
+
+    (folder / "raises_at_import.py").write_text("raise RuntimeError('no kernel image')\n")
+    sys.path.insert(0, str(folder))
+    try:
+        assert watch(run, tmp_path / "t.zarr", "--sampler", "raises_at_import:sample") == 2
+    finally:
+        sys.path.remove(str(folder))
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "evowatch: error: raises_at_import: importing the sampler failed (RuntimeError: no kernel image)")
