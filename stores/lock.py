@@ -19,8 +19,10 @@ LOCK_SUFFIX = ".lock"
 
 
 def lock_path_of(store: str | os.PathLike[str]) -> Path:
-    """The lock file of ``store``: ``STORE.lock`` in the same folder (``--store .`` included)."""
-    store = Path(os.path.abspath(store))
+    """The lock file of ``store``: ``STORE.lock`` in the same folder (``--store .`` included), of
+    the store a symlink names (through a link, a second writer took a lock of its own and cut
+    the first one's arrays)."""
+    store = Path(os.path.realpath(store))
     return store.with_name(store.name + LOCK_SUFFIX)
 
 

@@ -172,9 +172,12 @@ def test_rewritten_checkpoint_supersedes_the_old_rows(tmp_path, rng):
 
 
 def test_second_writer_is_refused(tmp_path):
+    (tmp_path / "link.zarr").symlink_to(tmp_path / "s.zarr")  # round AB: through a link it took a lock of its own
+    (tmp_path / "here").symlink_to(tmp_path)
     with StoreWriter(tmp_path / "s.zarr", ENCODER):
-        with pytest.raises(StoreLockedError, match="already being written"):
-            StoreWriter(tmp_path / "s.zarr", ENCODER)
+        for other in ("s.zarr", "link.zarr", "here/s.zarr"):
+            with pytest.raises(StoreLockedError, match="already being written"):
+                StoreWriter(tmp_path / other, ENCODER)
 
 
 def test_other_encoder_is_refused(tmp_path):
