@@ -180,7 +180,7 @@ def _missing_message(name: str, tag: str, what: str, cache: Path, why: str) -> s
     why = " ".join(str(why).split())[:200]
     return (
         f"Pretrained weights clip:{name}/{tag} ({what}) are not in the local cache {cache} and {why}. "
-        f"Provide them with --encoder clip:{name}@/path/to/weights.pt, or pre-download them on a "
+        f"Provide them with --encoder clip:{name}/{tag}@/path/to/weights.pt, or pre-download them on a "
         f"connected machine (HF_HOME=DIR python -c \"import open_clip; "
         f"open_clip.create_model('{name}', pretrained='{tag}')\") and point HF_HOME at a copy of DIR here, "
         f"or use --encoder pixels offline."

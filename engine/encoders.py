@@ -9,6 +9,8 @@ Encoder specs (the ``--encoder`` option; parsed by :func:`parse_encoder_spec`)::
     clip:ARCH/random         random initialisation with a fixed seed (tests, timing); no weights needed.
     clip:ARCH@PATH           local weights: a state_dict or open_clip checkpoint file (.pt, .pth,
                              .bin, .safetensors), or a folder holding one.
+    clip:ARCH/PRETRAINED@PATH  a pretrained tag's weights copied here: read as the tag's are
+                             (its image preprocessing, QuickGELU where it was trained with it).
     clip:local-dir:FOLDER    an open_clip folder: open_clip_config.json plus a weights file.
     pixels[:N]               weight-free: N x N RGB thumbnail (area filter, N=16 by default),
                              flattened, centred per image, L2-normalised. Works offline.
@@ -167,7 +169,8 @@ class EncoderSpec:
     source : {"tag", "random", "path", "local-dir"} or None
         Where CLIP weights come from; None for pixels.
     tag : str or None
-        Pretrained tag when ``source == "tag"``.
+        Pretrained tag when ``source == "tag"``; with ``"path"``, the tag the weights file holds
+        (its preprocessing and activation are the tag's).
     path : Path or None
         Weights file/folder (``"path"``) or open_clip folder (``"local-dir"``).
     size : int
@@ -192,7 +195,7 @@ class EncoderSpec:
         if self.source == "local-dir":
             return f"clip:local-dir:{where}"
         if self.source == "path":
-            return f"clip:{arch}@{where}"
+            return f"clip:{arch}{'/' + self.tag if self.tag else ''}@{where}"
         return f"clip:{arch}/{RANDOM_TAG if self.source == 'random' else self.tag}"
 
 
@@ -224,10 +227,15 @@ def parse_encoder_spec(spec: str) -> EncoderSpec:
         if not folder:
             raise _spec_error(spec, "The folder after 'local-dir:' is empty.")
         return EncoderSpec(kind="clip", source="local-dir", path=Path(folder).expanduser())
-    if "@" in rest:
-        arch, _, where = rest.partition("@")
+    # the weights' '@': the first, or the first after a config file's name (/runs/proj@v2/tiny.json/random)
+    at = rest.find("@", rest.find(".json") + 1 if ".json" in rest else 0)
+    if at >= 0:
+        arch, where = rest[:at], rest[at + 1:]
         if not arch or not where:
             raise _spec_error(spec, "Both ARCH and the weights path are needed around '@'.")
+        base, slash, tag = arch.rpartition("/")
+        if slash and base and tag and not arch.endswith(".json"):  # ViT-B-32/openai@FILE: read as the tag's
+            return EncoderSpec(kind="clip", arch=base, source="path", tag=tag, path=Path(where).expanduser())
         return EncoderSpec(kind="clip", arch=arch, source="path", path=Path(where).expanduser())
     arch, slash, tag = rest.rpartition("/")
     if not slash or not arch or not tag or tag.endswith(".json"):
@@ -742,25 +750,36 @@ def _load_clip(spec: EncoderSpec, precision: str = "fp32") -> tuple["torch.nn.Mo
                 f"Weights file {weights} does not exist (from clip:{spec.arch}@{spec.path})."
             )
         refuse_lfs_pointer(weights)
-        model = _create(name, str(weights), precision=precision)
-        return model, name, f"clip:{arch_label}@sha256-{sha256_file(weights)[:12]}"
+        if spec.tag is None:
+            model = _create(name, str(weights), precision=precision)
+            return model, name, f"clip:{arch_label}@sha256-{sha256_file(weights)[:12]}"
+        tag, settings, quick = _as_tag(name, spec.tag)
+        model = _create(name, str(weights), precision=precision, **settings)
+        return model, name, f"clip:{arch_label}/{tag}@sha256-{sha256_file(weights)[:12]}" + ("+quickgelu" if quick else "")
     assert spec.source == "tag" and spec.tag is not None
-    tag = open_clip.pretrained._clean_tag(spec.tag)
+    tag, settings, quick = _as_tag(name, spec.tag)
+    weights = pretrained_weights(name, tag, open_clip.get_pretrained_cfg(name, tag))
+    model = _create(name, str(weights), precision=precision, **settings)
+    return model, name, f"clip:{arch_label}/{tag}" + ("+quickgelu" if quick else "")
+
+
+def _as_tag(name: str, tag: str) -> tuple[str, dict[str, Any], bool]:
+    """(tag, open_clip model settings, QuickGELU?) to build ``name`` as pretrained ``tag``'s
+    weights were trained: its image preprocessing (SigLIP's mean 0.5 and squash resize, ...)
+    and QuickGELU (OpenAI's, laion400m_e3x...). Given a file path, open_clip sets neither from
+    a tag nor warns: ViT-B-32/openai ran on GELU, and a copy of a tag's file read as ARCH@FILE
+    gave other vectors than the tag (cosine -0.38 for one image). The identity says QuickGELU:
+    a store of the GELU model's vectors refuses these."""
+    import open_clip
+
+    tag = open_clip.pretrained._clean_tag(tag)
     cfg = open_clip.get_pretrained_cfg(name, tag)
     if not cfg:
         known = open_clip.list_pretrained_tags_by_model(name)
-        raise EncoderSpecError(
-            f"Expected a pretrained tag for {name} (one of {known}) or 'random'. Got {spec.tag!r} instead."
-        )
-    weights = pretrained_weights(name, tag, cfg)
-    pp = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
-    # QuickGELU as the weights were trained with (OpenAI's, laion400m_e3x...): given a file
-    # path, open_clip neither sets it from the tag nor warns, and ViT-B-32/openai ran on GELU.
-    # The identity says so: a store of the GELU model's vectors refuses these
+        raise EncoderSpecError(f"Expected a pretrained tag for {name} (one of {known}) or 'random'. Got {tag!r} instead.")
+    pp = {f"image_{k}": cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
     quick = bool(cfg.get("quick_gelu")) and not (open_clip.get_model_config(name) or {}).get("quick_gelu")
-    model = _create(name, str(weights), precision=precision, force_quick_gelu=quick,
-                    **{f"image_{k}": v for k, v in pp.items()})
-    return model, name, f"clip:{arch_label}/{tag}" + ("+quickgelu" if quick else "")
+    return tag, {"force_quick_gelu": quick, **pp}, quick
 
 
 def _create(name: str, pretrained: str | None, **kwargs: Any) -> "torch.nn.Module":

@@ -62,6 +62,10 @@ def _images(seed: int = 0) -> list[np.ndarray]:
         ("clip:cfg/tiny.json/random", EncoderSpec(kind="clip", arch="cfg/tiny.json", source="random")),
         ("clip:cfg/tiny.json@w.pt", EncoderSpec(kind="clip", arch="cfg/tiny.json", source="path", path=Path("w.pt"))),
         ("clip:local-dir:/m/dir", EncoderSpec(kind="clip", source="local-dir", path=Path("/m/dir"))),
+        ("clip:ViT-B-32/openai@/w/b.pt", EncoderSpec(kind="clip", arch="ViT-B-32", source="path", tag="openai",
+                                                     path=Path("/w/b.pt"))),
+        ("clip:/p@v2/tiny.json/random", EncoderSpec(kind="clip", arch="/p@v2/tiny.json", source="random")),
+        ("clip:/p@v2/tiny.json@w.pt", EncoderSpec(kind="clip", arch="/p@v2/tiny.json", source="path", path=Path("w.pt"))),
     ],
 )
 def test_parse_encoder_spec(spec, expected):
@@ -359,6 +363,24 @@ def test_a_tag_trained_with_quickgelu_is_built_with_it(monkeypatch, tmp_path):
                           "clip:ViT-B-32/laion2b_s34b_b79k", "clip:ViT-B-32-quickgelu/openai"]
 
 
+def test_a_tags_weights_given_as_a_file_are_read_as_the_tags(monkeypatch, tmp_path):
+    """Round AB: a tag's weights copied by hand and given as ARCH@FILE (the offline message said
+    so) were built with open_clip's defaults: GELU for ViT-B-32/openai, OpenAI's mean and
+    bicubic resize for SigLIP's; the same file gave other vectors than the tag."""
+    built = []
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    monkeypatch.setattr(encoders, "_create", lambda name, weights, **kwargs: built.append((weights, kwargs)) or None)
+    specs = (f"clip:ViT-B-32/openai@{tmp_path / 'w.bin'}", f"clip:ViT-B-16-SigLIP/webli@{tmp_path / 'w.bin'}")
+    identities = [encoders._load_clip(parse_encoder_spec(spec))[2] for spec in specs]
+    digest = encoders.sha256_file(tmp_path / "w.bin")[:12]
+    assert identities == [f"clip:ViT-B-32/openai@sha256-{digest}+quickgelu", f"clip:ViT-B-16-SigLIP/webli@sha256-{digest}"]
+    assert built[0][0] == str(tmp_path / "w.bin") and built[0][1]["force_quick_gelu"] is True
+    assert built[1][1]["image_mean"] == (0.5, 0.5, 0.5) and built[1][1]["image_resize_mode"] == "squash"
+    assert parse_encoder_spec(specs[0]).text() == specs[0]  # what the store records loads it again
+    with pytest.raises(EncoderSpecError, match="Expected a pretrained tag for ViT-B-32"):
+        encoders._load_clip(parse_encoder_spec(f"clip:ViT-B-32/nosuchtag@{tmp_path / 'w.bin'}"))
+
+
 def test_a_store_follows_its_weights_to_where_they_moved(tmp_path, capsys):
     """Round Z: weights moved, a resume named them at their new path, yet the store kept the
     old one: the next resume without --encoder failed again."""
@@ -402,7 +424,7 @@ def test_missing_pretrained_weights_fail_fast(offline, monkeypatch):
     message = str(info.value)
     assert "\n" not in message
     assert "clip:ViT-B-32/laion2b_s34b_b79k" in message and "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in message
-    assert "clip:ViT-B-32@/path/to/weights.pt" in message and "--encoder pixels" in message
+    assert "clip:ViT-B-32/laion2b_s34b_b79k@/path/to/weights.pt" in message and "--encoder pixels" in message
     assert ("HF_HUB_OFFLINE is set" if offline else "the hub is unreachable") in message
 
 
