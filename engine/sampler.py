@@ -34,6 +34,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import pickle
 import random
 import re
 import sys
@@ -101,6 +102,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu", tru
     trusted = _TRUST.get() if trusted is None else trusted
     try:
         return torch.load(path, map_location=map_location, weights_only=not trusted)
+    except RuntimeError as exc:
+        if not (trusted and "Invalid magic number" in str(exc)):
+            raise
+        # a plain pickle (StyleGAN's network-snapshot-*.pkl, pickle.dump of the networks): torch
+        # reads only what torch.save wrote; trusted, it is unpickled as it was written
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
     except Exception as exc:
         if not trusted and "weights_only" in str(exc):
             lines = message_lines(exc)

@@ -343,6 +343,14 @@ def test_load_checkpoint_is_safe_by_default(tmp_path, sampler_file, capsys):
     with pytest.raises(SamplerError, match="--trust-checkpoints"):
         load_checkpoint(path)
     assert isinstance(load_checkpoint(path, trusted=True)["net"], Pickled)
+    # round AB: StyleGAN's network-snapshot-*.pkl is a plain pickle: "Invalid magic number" when trusted
+    import pickle
+
+    with open(tmp_path / "network-snapshot-000200.pkl", "wb") as fh:
+        pickle.dump({"G_ema": Pickled()}, fh)
+    with pytest.raises(SamplerError, match="--trust-checkpoints"):
+        load_checkpoint(tmp_path / "network-snapshot-000200.pkl")
+    assert isinstance(load_checkpoint(tmp_path / "network-snapshot-000200.pkl", trusted=True)["G_ema"], Pickled)
 
     # Through the watcher: refused (one skipped file), then, the same command with
     # --trust-checkpoints into the same store, sampled (the refused step was stored empty and
