@@ -1077,9 +1077,10 @@ _COUNTER_NAME = re.compile(r"(?<![a-z])(?:epoch|ep|step|iter|itr|it|gs|kimg|glob
 
 
 def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
-    """Numbered folders numbered like runs (consecutive: version_0, version_1), each a run."""
+    """Numbered folders numbered like runs (from 0 or 1, dense: version_0, version_1; version_2
+    beside version_0 once a failed version_1 was deleted), each a run."""
     entries = level.numbered
-    return (all(is_dir for _, _, is_dir in entries) and _is_index_sequence([step for step, _, _ in entries])
+    return (all(is_dir for _, _, is_dir in entries) and _index_like(sorted({step for step, _, _ in entries}))
             and all(_looks_like_run(path, options, depth + 1) for _, path, _ in entries))
 
 

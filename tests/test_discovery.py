@@ -1242,3 +1242,14 @@ def test_a_link_back_up_the_run_is_not_followed(tmp_path):
     (run / "samples" / "here").symlink_to(".")
     (run / "elsewhere").symlink_to(tmp_path / "run" / "samples")  # an alias, not a loop: read once
     assert [(c.step, c.source) for c in scan_run(run)] == [(100, "samples/step_100"), (200, "samples/step_200")]
+
+
+def test_runs_numbered_with_a_gap_are_still_runs(tmp_path):
+    """Round AB: `lightning_logs/version_0/` beside `version_2/` (a failed version_1 deleted)
+    read each run as one checkpoint named by its version number, its steps merged, unsaid."""
+    for version in (0, 2):
+        for step in (100, 200):
+            _folder_of_images(tmp_path / f"version_{version}" / "images" / f"epoch=0-step={step}", n=2, names="{}.png")
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [
+        (100, "version_0/images/epoch=0-step=100"), (100, "version_2/images/epoch=0-step=100"),
+        (200, "version_0/images/epoch=0-step=200"), (200, "version_2/images/epoch=0-step=200")]
