@@ -963,7 +963,11 @@ def _steps_before_a_constant(files: list[Path]) -> dict[Path, int]:
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
     entries = folder_entries(folder)
-    folders = {entry.name for entry in entries if _is_dir(entry)}
+    stems = {Path(entry.name).stem for entry in entries if _is_file(entry)}
+    # folders a file of their name may repeat: only those of samples (epoch_1.png, a grid, beside
+    # epoch_1/ of weights was left out as the folder's copy, and nothing was read)
+    folders = {entry.name for entry in entries if entry.name in stems and _is_dir(entry)
+               and _holds_samples(Path(entry.path), options)}
     images = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS}
     videos = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in VIDEO_EXTENSIONS}
     packed = []

@@ -1253,3 +1253,13 @@ def test_runs_numbered_with_a_gap_are_still_runs(tmp_path):
     assert [(c.step, c.source) for c in scan_run(tmp_path)] == [
         (100, "version_0/images/epoch=0-step=100"), (100, "version_2/images/epoch=0-step=100"),
         (200, "version_0/images/epoch=0-step=200"), (200, "version_2/images/epoch=0-step=200")]
+
+
+def test_a_grid_beside_a_folder_of_weights_of_its_name_is_read(tmp_path):
+    """Round AB: `epoch_1.png` (a grid) beside `epoch_1/model.safetensors` was left out as the
+    folder's copy, though the folder holds no samples: nothing was read ("no sample files")."""
+    for epoch in (1, 2):
+        save_torchvision_grid(smooth_images(np.random.default_rng(epoch), 16, 16), tmp_path / f"epoch_{epoch}.png")
+        (tmp_path / f"epoch_{epoch}").mkdir()
+        (tmp_path / f"epoch_{epoch}" / "model.safetensors").write_bytes(b"\0" * 64)
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(1, "epoch_1.png"), (2, "epoch_2.png")]
