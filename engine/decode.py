@@ -488,7 +488,13 @@ def read_labels_file(path: Path) -> dict[str, str]:
     unknown (no entry), not labels named "None".
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:  # a spreadsheet's CSV saved on Windows: every label was lost for one byte
+            text = raw.decode("cp1252", errors="replace")
+            warn_once(path, f"{path}: not UTF-8; read as Windows-1252 (save it as UTF-8 if a label reads wrong)",
+                      about="encoding")
         if path.suffix.lower() == ".json":
             data = json.loads(text)
             items = enumerate(data) if isinstance(data, list) else data.items()

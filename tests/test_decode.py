@@ -584,6 +584,10 @@ def test_labels_csv_written_by_a_spreadsheet_and_rows_without_a_label_column(tmp
     with caplog.at_level("WARNING"):
         assert read_labels_file(path) == {"000.png": "cat"}
     assert f"{path}: 1 of 3 rows has no label column, ignored (expected file,label or instance,label)" in caplog.text
+    path.write_bytes("file;label\n000.png;café\n001.png;dog\n".encode("cp1252"))  # round AB: every label lost
+    with caplog.at_level("WARNING"):
+        assert read_labels_file(path) == {"000.png": "café", "001.png": "dog"}
+    assert f"{path}: not UTF-8; read as Windows-1252" in caplog.text
 
 
 def test_empty_and_null_labels_are_unknown_and_a_checkpoints_unreadable_labels_file_is_only_its_own(tmp_path, caplog):
