@@ -492,6 +492,8 @@ def read_labels_file(path: Path) -> dict[str, str]:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:  # a spreadsheet's CSV saved on Windows: every label was lost for one byte
+            if b"\0" in raw:  # no text at all
+                raise
             text = raw.decode("cp1252", errors="replace")
             warn_once(path, f"{path}: not UTF-8; read as Windows-1252 (save it as UTF-8 if a label reads wrong)",
                       about="encoding")
