@@ -17,7 +17,7 @@ tensors are converted through their ``numpy()`` method.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,10 @@ def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"samples_{int(step):08d}.npz"
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)  # hidden: never scanned
+    # hidden: never scanned; made with the umask's mode (mkstemp's 0600 stayed on the file, and a
+    # watch running as another user could not read it)
+    tmp = folder / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)

@@ -155,6 +155,11 @@ def test_save_samples_hook(tmp_path):
     with pytest.raises(ValueError, match="Expected images"):
         save_samples(tmp_path / "run", 8, np.zeros((8, 8)))
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [path.name]
+    old = os.umask(0o022)  # round AB: mkstemp's 0600 stayed, and a watch run as another user could not read it
+    try:
+        assert save_samples(tmp_path / "run", 9, images).stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_the_export_file_gets_the_umasks_mode_and_is_reported_once(store, tmp_path, capsys):
