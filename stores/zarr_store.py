@@ -756,12 +756,12 @@ class StoreWriter(StoreReader):
 
     @staticmethod
     def _create_array(group: zarr.Group, name: str, row_shape: tuple[int, ...], dtype: Any, description: str,
-                      max_rows: int = 16384) -> None:
+                      max_rows: int = 16384, fill_value: Any = None) -> None:
         itemsize = 256 if dtype is str else np.dtype(dtype).itemsize  # strings: a typical path's length
         rows = _rows_per_chunk(row_shape, itemsize, max_rows)
         try:
             array = group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
-                                       fill_value="" if dtype is str else None)
+                                       fill_value="" if dtype is str else fill_value)
             array.update_attributes({"description": description})
         except BaseException:
             # a full disk or a stop half-way left a folder without zarr.json, which plain zarr
@@ -1020,7 +1020,10 @@ class StoreWriter(StoreReader):
             if start != 0:
                 log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", self.path)
             group_handle = zarr.open_group(str(self.path / group), mode="r+")
-            self._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name])
+            # rows never written read NaN, not 0 (a checkpoint without latents, once the writer cut
+            # the array back to the committed rows and the next one wrote past them)
+            self._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name],
+                               fill_value=np.nan)
         array = self.handle(group, name)
         if name == "latent" and array.shape[1:] != values.shape[1:]:
             log.warning("%s: latent width %s differs from the store's %s; these latents are not stored",

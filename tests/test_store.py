@@ -470,6 +470,18 @@ def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng, c
         assert "interrupted" not in caplog.text  # a cleanly closed store needs no recovery
     latent = StoreReader(path).samples("latent")
     assert latent[:7].tolist() == [[1, 1]] * 7 and np.isnan(latent[7:12]).all() and latent[12:].tolist() == [[3, 3]] * 3
+    # round AB: a gap at the end of a writer's rows, cut back to the commit on close and written
+    # past by the next, read 0 (the fill value), not NaN
+    other = tmp_path / "t.zarr"
+    for steps in ((1, 2), (3,)):
+        with StoreWriter(other, ENCODER, thumbnail_size=4) as store:
+            for step in steps:
+                with store.checkpoint(step, f"step_{step}", f"h{step}") as tx:
+                    tx.add(rng.normal(size=(2, 8)).astype(np.float32), [0, 1], [None] * 2,
+                           np.zeros((2, 4, 4, 3), np.uint8), ["0.png", "1.png"],
+                           None if step == 2 else np.full((2, 2), step, np.float32))
+    latent = StoreReader(other).samples("latent")
+    assert latent[:2].tolist() == [[1, 1]] * 2 and np.isnan(latent[2:4]).all() and latent[4:].tolist() == [[3, 3]] * 2
 
 
 def test_the_lock_file_sits_beside_the_store_and_exists_only_while_held(tmp_path, rng):
