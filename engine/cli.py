@@ -255,17 +255,19 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from engine.session import open_session
-
     if args.once and not args.run_dir.is_dir():  # nothing to wait for
         print(f"evowatch watch: error: argument RUN_DIR: {args.run_dir}: no such directory", file=sys.stderr)
         return 2
 
     if args.once:
+        from engine.session import open_session
+
         with open_session(args) as watcher:
             watcher.run_until_settled()
         return 0
-    try:  # a live watch stopped is a watch done, also while it starts (the encoder loading: seconds)
+    try:  # a live watch stopped is a watch done, also while it starts (its imports, the encoder loading: seconds)
+        from engine.session import open_session
+
         with open_session(args) as watcher:
             try:
                 watcher.run_forever(STOP_REQUESTED)  # returns when a stop's exception was dropped

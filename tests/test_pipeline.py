@@ -2070,3 +2070,17 @@ def test_a_rotated_step_whose_bytes_come_again_later_is_no_rename(tmp_path):
     assert main(argv) == 0
     summary = info(store)
     assert (summary["current_rows"], summary["steps"]) == (12, [100, 200, 300])
+
+
+def test_a_live_watch_stopped_while_it_imports_exits_0(tmp_path, monkeypatch):
+    """Round AB: Ctrl-C or SIGTERM in a live watch's first second (engine.session's import,
+    0.5 s warm) exited 130/143 with the --once message: systemd and docker count 143 as a failure."""
+    import types
+
+    class Stopped(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "engine.session", Stopped("engine.session"))
+    (tmp_path / "run").mkdir()
+    assert main(["watch", str(tmp_path / "run"), "--store", str(tmp_path / "s.zarr"), "--encoder", "pixels"]) == 0
