@@ -12,6 +12,7 @@ from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_sp
 from engine.errors import EvowatchError, WeightsNotFoundError
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError, StoreLockedError
+from stores.format import KIND_CODES
 from stores.zarr_store import DEFAULT_THUMBNAIL_SIZE, StoreReader, StoreWriter, check_store_path, encoder_mismatch
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     if stored and size is not None and size != (kept := StoreReader(args.store).attrs.get("thumbnail_size")):
         log.warning("%s: thumbnails stay %s px, the size the store was made with (--thumbnail-size applies to new "
                     "stores)", args.store, kept)
+    if stored and args.labels:
+        _say_stored_unlabelled(args.store, args.labels)
     with _discarded_if_left_empty(args.store), \
             StoreWriter(args.store, record, thumbnail_size=size or DEFAULT_THUMBNAIL_SIZE) as store:
         store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record,
@@ -104,6 +107,17 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler)
         yield Watcher(config, store, encoder, after_ingest_steps(args, encoder))
+
+
+def _say_stored_unlabelled(store: Path, labels: Path) -> None:
+    """--labels given to a store whose samples were read without labels: a checkpoint is read
+    once, so they stay unlabelled (label shares and label_drift left out), which was unsaid."""
+    reader = StoreReader(store)
+    generated = (reader.samples("kind") == KIND_CODES["generated"]) & reader.current_rows()
+    if generated.any() and (reader.samples("label")[generated] < 0).all():
+        log.warning("%s: the %s samples stored before were read without labels and keep none (a checkpoint is read "
+                    "once): --labels %s labels new checkpoints; for all of them, watch into a new --store",
+                    store, f"{int(generated.sum()):,}", labels)
 
 
 @contextlib.contextmanager

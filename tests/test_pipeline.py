@@ -2084,3 +2084,20 @@ def test_a_live_watch_stopped_while_it_imports_exits_0(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "engine.session", Stopped("engine.session"))
     (tmp_path / "run").mkdir()
     assert main(["watch", str(tmp_path / "run"), "--store", str(tmp_path / "s.zarr"), "--encoder", "pixels"]) == 0
+
+
+def test_labels_given_to_a_store_read_without_them_are_said_to_label_new_checkpoints_only(tmp_path, capsys):
+    """Round AB: --labels added when resuming a store was silently of no use to the samples
+    stored (a checkpoint is read once): label shares and label_drift stayed empty, unsaid."""
+    run, store, labels = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "labels.csv"
+    write_step(run, 100, 4, seed=0)
+    labels.write_text("".join(f"{i},{'cat' if i % 2 else 'dog'}\n" for i in range(4)))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    write_step(run, 200, 4, seed=1)
+    assert main([*argv, "--labels", str(labels)]) == 0
+    assert (f"{store}: the 4 samples stored before were read without labels and keep none (a checkpoint is read "
+            f"once): --labels {labels} labels new checkpoints") in capsys.readouterr().err
+    reader = StoreReader(store)
+    assert sorted(reader.labels) == ["cat", "dog"] and (reader.samples("label")[reader.samples("step") == 200] >= 0).all()
