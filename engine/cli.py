@@ -341,6 +341,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from engine.demo import run_demo
 
     fail = f"{args.fail.kind}@{args.fail.step}" if args.fail else None
+    if args.fail:
+        from examples.demo_trainer import DEFAULT_STEPS
+
+        if args.fail.step >= (steps := args.steps or DEFAULT_STEPS):  # nothing was induced, nothing said
+            print(f"evowatch demo: error: argument --fail: step {args.fail.step} is past the demo's last step "
+                  f"({steps}); choose an earlier one or more --steps", file=sys.stderr)
+            return 2
     return run_demo(args.out, steps=args.steps, fail=fail, encoder=args.encoder, progress=not args.quiet)
 
 

@@ -31,6 +31,7 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
     out = out.resolve()
     run_dir, data = out / "run", out / "data"
     store = out / "demo.zarr"
+    _replace_earlier_demo(run_dir, store)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = [sys.executable, "-m", "examples.demo_trainer", str(out)]
     if steps:
@@ -62,6 +63,29 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
             proc.wait(timeout=10)
     print(f"\nDemo store written: {store}\nExplore it:\n  evowatch view {store}\n  evowatch info {store}", file=sys.stderr)
     return 0
+
+
+def _replace_earlier_demo(run_dir: Path, store: Path) -> None:
+    """An earlier demo into the same --out is replaced: its checkpoints past this run's last
+    step stayed in the run and the store (a --fail run showed the old healthy steps after its
+    own, and no alert). Only a store the demo made of that run is taken for one."""
+    import shutil
+
+    from stores.zarr_store import StoreReader
+
+    if not store.exists():
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise EvowatchError(f"{run_dir} is not empty and holds no earlier demo: give the demo another --out")
+        return
+    try:
+        history = StoreReader(store).attrs.get("history", [])
+    except (OSError, ValueError):
+        history = []
+    if not any(h.get("run_dir") == str(run_dir) for h in history):
+        raise EvowatchError(f"{store} is no store of an earlier demo: give the demo another --out")
+    log.info("replacing the earlier demo in %s", run_dir.parent)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(store)
 
 
 def _settled(options):

@@ -108,6 +108,7 @@ from PIL import Image
 from torch import nn
 
 PAUSE_FILE = "EVOWATCH_PAUSE"
+DEFAULT_STEPS = 3000
 SPLIT_SEED = 0
 N_TRAIN = 1200
 Z_DIM = 32
@@ -484,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
                     "folder of fixed-noise samples every N steps (see the module docstring).",
     )
     p.add_argument("out_dir", help="output root (OUT_DIR/run, OUT_DIR/data)")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--every", type=int, default=250, help="checkpoint interval in steps")
     p.add_argument("--n-samples", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)

@@ -23,3 +23,27 @@ def test_demo_trains_watches_and_says_how_to_view(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "loss_d=" not in err and "ingested" not in err  # -q: errors and alerts only (and where the store is)
     assert StoreReader(tmp_path / "quiet" / "demo.zarr").info()["steps"] == [250]
+
+
+def test_an_earlier_demo_in_the_same_out_is_replaced_and_a_fail_past_the_end_refused(tmp_path, capsys):
+    """Round AB: a second demo into one --out left the first's later checkpoints in the run and
+    the store (a --fail run showed the old healthy steps after its own, no alert); --fail past
+    the last step induced nothing and said nothing."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.demo import _replace_earlier_demo
+    from engine.errors import EvowatchError
+
+    run, store = tmp_path / "run", tmp_path / "demo.zarr"
+    (run / "step_000500").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(run / "step_000500" / "0.png")
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
+    _replace_earlier_demo(run, store)
+    assert not run.exists() and not store.exists()
+    (run / "mine").mkdir(parents=True)  # not a demo's: left alone
+    with pytest.raises(EvowatchError, match="holds no earlier demo: give the demo another --out"):
+        _replace_earlier_demo(run, store)
+    assert (run / "mine").is_dir()
+    assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "250", "--fail", "collapse@5000"]) == 2
+    assert "step 5000 is past the demo's last step (250)" in capsys.readouterr().err
