@@ -49,7 +49,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, last_integer, warn_once
+from engine.discovery import (TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, index_in_name, last_integer,
+                              warn_once)
 from engine.errors import DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -584,7 +585,7 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
     numbers = {}
     for path in files:
         match = wildcard.fullmatch(path.name) if wildcard else None
-        if (number := int(match[1]) if match else last_integer(path.stem)) is not None:
+        if (number := int(match[1]) if match else index_in_name(path.stem)) is not None:
             numbers[path] = number
     shared = Counter(numbers.values())
     return {path: number for path, number in numbers.items() if shared[number] == 1}

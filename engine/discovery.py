@@ -301,6 +301,13 @@ def series_glob(name: str) -> str:
     return re.sub(r"[*?\d]+", "*", _NO_NUMBER.sub("*", name.replace(SAMPLE_KEY, "*")))
 
 
+def index_in_name(stem: str) -> int | None:
+    """A sample's index in its file name: the last number that is no size, setting, seed,
+    date or hash (``sample_007_256x256`` and ``00007_seed42`` are 7: their last numbers left
+    every sample without an id)."""
+    return last_integer(_NOT_A_STEP.sub("_", stem))
+
+
 def step_in_name(text: str) -> int | None:
     """The step a name carries by default: the last number named as one (``gs-005000``,
     ``step=1000``, ``iter5000``), else the last number that is no date, time, setting, shape or hash."""

@@ -65,6 +65,15 @@ def test_folder_of_images_uses_file_name_ids(tmp_path):
         assert sample.label is None and sample.latent is None
 
 
+@pytest.mark.parametrize("name", ["sample_{i:03d}_256x256.png", "sample_{i:03d}_cfg7.5.png", "{i:05d}_seed42.png"])
+def test_a_size_setting_or_seed_after_the_index_is_no_id(tmp_path, name):
+    """Round AB: the last number of the name was taken, the same in every file: no sample had an id."""
+    for i, image in enumerate(smooth_images(RNG, 3, 16)):
+        write_png(tmp_path / "step_500" / name.format(i=i + 4), image)
+    (checkpoint,) = scan_run(tmp_path)
+    assert [s.instance for s in iter_samples(checkpoint)] == [4, 5, 6]
+
+
 def test_names_without_distinct_integers_give_no_ids(tmp_path):
     for name in ("a.png", "b_1.png", "c_1.png"):
         write_png(tmp_path / "ckpt_9" / name, smooth_images(RNG, 1, 16)[0])
