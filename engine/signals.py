@@ -109,6 +109,7 @@ class Signals:
     _reference_key: tuple = field(default=(), init=False)
     _probe_vectors: tuple | None = field(default=None, init=False)
     _said_no_probes: bool = field(default=False, init=False)
+    _said_unlabelled_real: bool = field(default=False, init=False)
     _said_twins: set = field(default_factory=set, init=False)
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
     #: seconds of measuring per call, then :attr:`pending` and back to the caller (a live watch:
@@ -127,6 +128,11 @@ class Signals:
                          "sets, --probe, the alert rules or this evowatch's metrics); each step keeps its metrics "
                          "and alerts until it is measured again", measured)
             store.restart_step_metrics(reference)
+        if self._reference is not None and not self._reference.label_names and store.labels \
+                and not self._said_unlabelled_real:  # labelled samples, an unlabelled --real: unsaid before
+            self._said_unlabelled_real = True
+            log.warning("the samples carry labels but the --real images none: label shares and label_drift are not "
+                        "measured; give --real as one folder per label (ImageFolder) or with a labels file")
         if self.probes and self._reference is None and not self._said_no_probes:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "

@@ -753,6 +753,27 @@ def test_labels_named_in_any_script_each_have_their_metrics(tmp_path):
     assert cjk == (["label_share:狗", "label_share:猫", "label_share:鸟"], [])
 
 
+def test_labelled_samples_against_an_unlabelled_real_set_are_said(tmp_path, capsys):
+    """Round AB: the samples' labels with a --real folder of no labels measured no label
+    metric, and label_drift could never fire, without a word."""
+    from PIL import Image
+
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "real").mkdir()
+    for i, image in enumerate(smooth_images(rng, 12, 16)):
+        Image.fromarray(image).save(tmp_path / "real" / f"{i}.png")
+    for name in ("cat", "dog"):
+        (tmp_path / "run" / "step_100" / name).mkdir(parents=True)
+        for i, image in enumerate(smooth_images(rng, 3, 16)):
+            Image.fromarray(image).save(tmp_path / "run" / "step_100" / name / f"{i}.png")
+    assert main(["watch", str(tmp_path / "run"), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0",
+                 "--encoder", "pixels", "--no-layout", "--workers", "0", "--real", str(tmp_path / "real")]) == 0
+    assert capsys.readouterr().err.count("the samples carry labels but the --real images none") == 1
+
+
 def write_step(run, step: int, images: np.ndarray) -> None:
     """A checkpoint folder of PNGs, written a minute ago (settled)."""
     from PIL import Image
