@@ -653,6 +653,21 @@ def test_view_on_a_busy_port_is_one_line_and_exit_2(store, capsys):
     assert err.count("\n") == 1 and f"port {port} is in use" in err and "--port" in err
 
 
+def test_python_m_viewer_launch_checks_its_options_as_view_does_and_an_ipv6_address_is_a_url(store, capsys, monkeypatch):
+    """Round AB: `python -m viewer.launch STORE --port 70000` was an OverflowError traceback
+    (a parser of its own), and `--host ::1` printed http://::1:8501, which is no URL."""
+    from viewer import launch
+
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error, as `evowatch view`'s
+        launch.main([str(store), "--port", "70000"])
+    assert exited.value.code == 2
+    assert "argument --port: expected an integer from 1 to 65535, got '70000'" in capsys.readouterr().err
+    monkeypatch.setattr(launch, "listen_error", lambda host, port: None)
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: type("Done", (), {"wait": lambda self: 0})())
+    assert launch.launch(store, "::1", 8766) == 0
+    assert "http://[::1]:8766" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- data layer
 def test_lasso_and_box_geometry():
     xy = np.array([[0, 0], [1, 1], [2, 2], [5, 5]], np.float32)

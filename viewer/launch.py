@@ -51,7 +51,8 @@ def launch(store: Path, host: str = "127.0.0.1", port: int = 8501) -> int:
     if problem:
         print(f"evowatch view: {problem}", file=sys.stderr)
         return 2
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL: http://::1:8501 is none
     waiting = " (no store there yet: the page waits for it)" if awaited(store) else ""
     print(f"evowatch viewer for {store}{waiting}: http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
     env = dict(os.environ)
@@ -76,15 +77,11 @@ def launch(store: Path, host: str = "127.0.0.1", port: int = 8501) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m viewer.launch STORE [--host H] [--port P]`` (the CLI's ``view`` does the same)."""
-    import argparse
+    """``python -m viewer.launch STORE [--host H] [--port P]``: the CLI's ``view``, its options
+    checked the same way (a parser of its own let ``--port 70000`` through to a traceback)."""
+    from engine.cli import main as evowatch
 
-    parser = argparse.ArgumentParser(prog="evowatch view", description=__doc__)
-    parser.add_argument("store", type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8501)
-    args = parser.parse_args(argv)
-    return launch(args.store, args.host, args.port)
+    return evowatch(["view", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
