@@ -439,8 +439,18 @@ def _is_checkpoint_folder(folder: Path, options: DiscoveryOptions) -> bool:
             os.path.splitext(p.name)[1].lower() in MODEL_EXTENSIONS or is_weight_file(p.name))]
     except OSError:
         return False
-    steps = {weight_step(name, options) for name in weights if is_generator_weights(name)} - {None}
+    stems = {os.path.splitext(name)[0] for name in weights}
+    steps = {weight_step(name, options) for name in weights if is_generator_weights(name)
+             and not _a_further_model(name, stems)} - {None}
     return bool(weights) and len(steps) < 2
+
+
+def _a_further_model(name: str, stems: set[str]) -> bool:
+    """accelerate's ``save_state`` numbers a checkpoint's further models beside the first
+    (``model.safetensors``, ``model_1.safetensors``, ``model_2.safetensors``: G, D, EMA): their
+    numbers were read as two steps, the folder as a run, and steps 1 and 2 were sampled."""
+    match = re.fullmatch(r"(.+)_\d{1,2}", os.path.splitext(name)[0])
+    return bool(match) and match[1] in stems
 
 
 def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None,

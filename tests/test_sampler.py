@@ -128,6 +128,13 @@ def test_scan_weights_units(tmp_path):
     assert {c.source: c.step for c in scan_weights(run, weight_globs=("ema_model.safetensors",))} == {
         "out/checkpoint-500/ema_model.safetensors": 500}
     assert [c.step for c in scan_weights(run, DiscoveryOptions(step_regex=r"snapshot-(\d+)"))] == [200]
+    # round AB: accelerate numbers a checkpoint's further models (G, D, EMA): not steps 1 and 2
+    for step in (500, 1000):
+        for name in ("model.safetensors", "model_1.safetensors", "model_2.safetensors", "optimizer.bin"):
+            (tmp_path / "acc" / f"checkpoint-{step}" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "acc" / f"checkpoint-{step}" / name).write_bytes(b"x")
+    assert [(c.step, c.source) for c in scan_weights(tmp_path / "acc")] == [(500, "checkpoint-500"),
+                                                                           (1000, "checkpoint-1000")]
 
 
 def test_a_numbered_run_folder_of_numbered_weights_is_no_checkpoint(tmp_path):
