@@ -38,6 +38,7 @@ import pickle
 import random
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu", tru
         return load_file(str(path), device=str(map_location))
     trusted = _TRUST.get() if trusted is None else trusted
     try:
-        return torch.load(path, map_location=map_location, weights_only=not trusted)
+        with warnings.catch_warnings():  # a plain pickle: said below in one line, not also as torch's warning
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=not trusted)
     except RuntimeError as exc:
         if not (trusted and "Invalid magic number" in str(exc)):
             raise
