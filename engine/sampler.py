@@ -357,6 +357,10 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
         if images is None:
             raise TypeError(f"returned a mapping without images (keys: {', '.join(arrays)})")
         labels, latents = decode._pick(arrays, decode.LABEL_KEYS), decode._pick(arrays, decode.LATENT_KEYS)
+    elif isinstance(result, tuple) and result and not np.isscalar(result[0]) and np.ndim(numpy(result[0])) == 4:
+        # (images, labels): numpy's "inhomogeneous shape" said nothing of what to return instead
+        raise TypeError(f"returned a tuple of {len(result)}, the first a batch of images: return the images, or a "
+                        "mapping {'images': ..., 'labels': ..., 'latents': ...}")
     elif isinstance(result, (list, tuple)) and result and not np.isscalar(result[0]) and np.ndim(numpy(result[0])) == 3:
         images, labels, latents = np.stack([numpy(v) for v in result]), None, None
     else:
@@ -365,6 +369,8 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
         images = decode._to_nhwc(images)
     except decode.SkipFile as exc:
         raise TypeError(f"returned no image batch: {exc}") from None
+    if not len(images):  # stored as a step of 0 samples, never sampled again
+        raise TypeError("returned no images")
     for name, extra in (("labels", labels), ("latents", latents)):
         if extra is not None and (extra.ndim == 0 or len(extra) != len(images)):
             raise TypeError(f"returned {len(np.atleast_1d(extra))} {name} for {len(images)} images")

@@ -173,6 +173,11 @@ def test_output_forms():
         _as_arrays(np.zeros((2, 5)))
     with pytest.raises(TypeError, match="3 labels for 2 images"):
         _as_arrays({"images": nhwc, "labels": [1, 2, 3]})
+    # round AB: numpy's "inhomogeneous shape" for (images, labels); no images stored a 0-sample step for good
+    with pytest.raises(TypeError, match=r"returned a tuple of 2, the first a batch of images: return the images, or a mapping"):
+        _as_arrays((nhwc, [1, 2]))
+    with pytest.raises(TypeError, match="returned no images"):
+        _as_arrays(np.zeros((0, 8, 8, 3), np.uint8))
 
 
 def test_device_only_when_accepted_and_rng_restored(tmp_path):
