@@ -229,8 +229,15 @@ def _encoded_together(encoder: Encoder, items: list, stop: threading.Event) -> l
 
 
 def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
-    """Unblock and finish the worker threads after the consumer stopped early."""
+    """Unblock and finish the worker threads after the consumer stopped early. A thread still
+    busy after a second is in a call that cannot be cut short (a --sampler's: a stop waited
+    for it in silence, 17 s for a slow one): said once, with how to stop at once."""
+    said, start = False, time.monotonic()
     while any(t.is_alive() for t in threads) or any(not q.empty() for q in queues):
+        if not said and time.monotonic() - start > 1.0:
+            said = True
+            log.warning("stopping: waiting for the call under way to end (a --sampler's, an encoder's); Ctrl-C again "
+                        "stops at once, and the same command resumes")
         for q in queues:
             try:
                 q.get(timeout=0.05)

@@ -2101,3 +2101,16 @@ def test_labels_given_to_a_store_read_without_them_are_said_to_label_new_checkpo
             f"once): --labels {labels} labels new checkpoints") in capsys.readouterr().err
     reader = StoreReader(store)
     assert sorted(reader.labels) == ["cat", "dog"] and (reader.samples("label")[reader.samples("step") == 200] >= 0).all()
+
+
+def test_a_stop_that_waits_for_a_call_under_way_says_so(caplog):
+    """Round AB: Ctrl-C during a slow --sampler call waited for it (17 s) without a word."""
+    import queue
+
+    from engine.pipeline import _drain
+
+    busy = threading.Thread(target=time.sleep, args=(1.3,))
+    busy.start()
+    with caplog.at_level("WARNING", logger="engine.pipeline"):
+        _drain([queue.Queue()], [busy])
+    assert caplog.text.count("stopping: waiting for the call under way to end") == 1 and "Ctrl-C again" in caplog.text
