@@ -433,18 +433,24 @@ class _EventScalars(Cursor):
             self.plugins.clear()
             self.simple.clear()
             self.tensors.clear()
-        for _, record in self.records_from(fh):
-            step, _, summary = event_summary(record)
-            for value in summary_values(summary) if summary is not None else ():
-                tag = value[1].decode("utf-8", "replace") if isinstance(value.get(1), bytes) else None
-                if tag is None:
-                    continue
-                if isinstance(value.get(9), bytes) and (name := plugin_name(value[9])) is not None:
-                    self.plugins.setdefault(tag, name)
-                if isinstance(value.get(2), bytes) and len(value[2]) == 4:
-                    self.simple.add([(tag, step, float(struct.unpack("<f", value[2])[0]))])
-                elif isinstance(value.get(8), bytes) and (number := _tensor_value(value[8])) is not None:
-                    self.tensors.add([(tag, step, number)])
+        for offset, record in self.records_from(fh):
+            try:
+                self._add(record)
+            except ValueError as exc:  # sound framing (CRCs), no event inside (a foreign or buggy writer): said and
+                self.damage.append((offset, f"not an event: {exc}"))  # read past as damage is; the file was lost
+
+    def _add(self, record: bytes) -> None:
+        step, _, summary = event_summary(record)
+        for value in summary_values(summary) if summary is not None else ():
+            tag = value[1].decode("utf-8", "replace") if isinstance(value.get(1), bytes) else None
+            if tag is None:
+                continue
+            if isinstance(value.get(9), bytes) and (name := plugin_name(value[9])) is not None:
+                self.plugins.setdefault(tag, name)
+            if isinstance(value.get(2), bytes) and len(value[2]) == 4:
+                self.simple.add([(tag, step, float(struct.unpack("<f", value[2])[0]))])
+            elif isinstance(value.get(8), bytes) and (number := _tensor_value(value[8])) is not None:
+                self.tensors.add([(tag, step, number)])
 
     def parts(self) -> Parts:
         return self.simple.parts() + [p for p in self.tensors.parts() if self.plugins.get(p[0], "scalars") == "scalars"]

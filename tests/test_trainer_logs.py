@@ -334,3 +334,28 @@ def test_a_csv_log_with_a_byte_order_mark_is_read(tmp_path):
     (tmp_path / "metrics.csv").write_bytes("step,loss_D\n100,0.5\n200,inf\n".encode("utf-8-sig"))
     scalars = T.read_trainer_scalars(tmp_path)
     assert scalars["loss_D"][0].tolist() == [100, 200] and np.isinf(scalars["loss_D"][1][1])
+
+
+def test_a_record_of_sound_framing_but_no_event_inside_is_read_past(tmp_path, caplog):
+    """Round AB: its protobuf error hid the whole event file for the pass, every scalar of a --once watch."""
+    import struct
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from engine.event_files import masked_crc32c
+
+    writer = SummaryWriter(tmp_path)
+    for step in range(3):
+        writer.add_scalar("loss_D", 0.5, step)
+    writer.flush()
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    data = b"\x10\xff"  # field 2 (step), its varint cut short
+    header = struct.pack("<Q", len(data))
+    with open(path, "ab") as fh:
+        fh.write(header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data)))
+    for step in range(3, 6):
+        writer.add_scalar("loss_D", 0.5, step)
+    writer.close()
+    with caplog.at_level("WARNING"):
+        assert T.read_trainer_scalars(tmp_path)["loss_D"][0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert "(not an event: truncated protobuf varint); read on from the next whole record" in caplog.text
