@@ -680,6 +680,9 @@ class StoreWriter(StoreReader):
         """
         check_store_path(self.path)
         where = Path(os.path.abspath(self.path))  # `--store .` has no name of its own
+        if os.path.ismount(where):  # a fresh `docker -v` volume: it cannot be renamed over ("Device or resource busy")
+            raise StoreFormatError(f"{self.path}: a mount point cannot become a store (a store is made beside its path "
+                                   f"and renamed into place); give --store a path inside it, e.g. {where / 'run.zarr'}")
         stem = where.name[:200]  # a name near the file system's 255-byte limit: its staging name must fit too
         staging = where.with_name(f".{stem}.creating-{owner_tag()}")
         for left in where.parent.glob(f".{glob.escape(stem)}.creating-*"):  # a killed creation's

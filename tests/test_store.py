@@ -751,3 +751,14 @@ def test_a_checkpoint_across_per_sample_folders_supersedes_the_earlier_readings_
     sources = ["samples/cat", "samples/cat/step_1000.png", "samples/dog/x_1000.png", "other/cat/step_1000.png",
                "samples/{sample}/step_1000.png", "samples/{sample}/step_2000.png"]
     assert superseded_flags({"source": np.array(sources)}).tolist() == [True, True, False, False, False, False]
+
+
+def test_a_mount_point_as_the_store_is_one_line_naming_a_path_inside_it(tmp_path, monkeypatch):
+    """Round AB: an empty mount point (a fresh `docker -v` volume) as --store failed with only
+    "Device or resource busy": a store is renamed into place, which a mount point refuses."""
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == os.fspath(mount))
+    with pytest.raises(StoreFormatError, match=r"volume: a mount point cannot become a store .* give --store a path "
+                                               r"inside it, e\.g\. .*volume/run\.zarr"):
+        StoreWriter(mount, ENCODER)
