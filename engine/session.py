@@ -59,6 +59,9 @@ def after_ingest_steps(args: argparse.Namespace, encoder) -> list[AfterIngest]:
 
         steps.append(Signals(run_dir=args.run_dir, encoder=encoder, probes=tuple(args.probe or ()),
                              on_alert=args.on_alert, pause_on_alert=args.pause_on_alert))
+    elif unused := [option for option, given in (("--probe", args.probe), ("--on-alert", args.on_alert),
+                                                  ("--pause-on-alert", args.pause_on_alert)) if given]:
+        log.warning("%s: not used with --no-metrics (no signal is measured, no alert raised)", ", ".join(unused))
     return steps
 
 

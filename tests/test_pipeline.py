@@ -2114,3 +2114,12 @@ def test_a_stop_that_waits_for_a_call_under_way_says_so(caplog):
     with caplog.at_level("WARNING", logger="engine.pipeline"):
         _drain([queue.Queue()], [busy])
     assert caplog.text.count("stopping: waiting for the call under way to end") == 1 and "Ctrl-C again" in caplog.text
+
+
+def test_alert_options_with_no_metrics_are_said_to_be_unused(tmp_path, capsys):
+    """Round AB: --on-alert and --pause-on-alert with --no-metrics were accepted and never used, unsaid."""
+    write_step(tmp_path / "run", 100, 2, seed=0)
+    assert main(["watch", str(tmp_path / "run"), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0",
+                 "--encoder", "pixels", "--no-layout", "--no-metrics", "--on-alert", "true", "--pause-on-alert"]) == 0
+    assert ("--on-alert, --pause-on-alert: not used with --no-metrics (no signal is measured, no alert raised)"
+            in capsys.readouterr().err)
