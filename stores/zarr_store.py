@@ -487,13 +487,13 @@ def _series_cover(source: str) -> Callable[[str], bool] | None:
     at = next((i for i, part in enumerate(parts[:-1]) if part.startswith(fmt.SAMPLE_KEY)), None)  # {sample} - no-ema too
     if at is None:
         return None
-    head, name = parts[:at], pattern_regex(parts[-1]) if len(parts) == at + 2 else None
+    head, name = parts[:at], parts[-1] if len(parts) == at + 2 else None
 
-    def covers(other: str) -> bool:
+    def covers(other: str) -> bool:  # the name's regex made only when asked (one per checkpoint was most of a pass)
         other_parts = other.split("/")
         return (fmt.SAMPLE_KEY not in other and other_parts[:at] == head
                 and (len(other_parts) == at + 1 or (name is not None and len(other_parts) == at + 2
-                                                    and bool(name.fullmatch(other_parts[-1])))))
+                                                    and bool(pattern_regex(name).fullmatch(other_parts[-1])))))
     return covers
 
 
@@ -525,7 +525,8 @@ def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
         folder, name = _folder_and_name(source)
         flags[i] = (source in later or source in around_later or not later.isdisjoint(above)
                     or bool(folder in names_later and names_later[folder].same_files(name))
-                    or any(covers(source) for covers in series_later))
+                    or fmt.SAMPLE_KEY not in source and any(covers(source) for covers in series_later))  # never one
+                # across per-sample folders itself: asking them all made a pass O(checkpoints^2), 0.67 s at 2,000
         if covers := _series_cover(source):
             series_later.append(covers)
         later.add(source)
