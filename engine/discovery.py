@@ -277,14 +277,16 @@ def _is_temporary(name: str) -> bool:
 @functools.lru_cache(maxsize=1 << 16)  # a pass asks about every file; checkpoints repeat their names
 def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
     """Whether a file name can hold samples: matches a sample glob and is no weight, temporary
-    or evaluation-result file (see ``_EVAL_STEM``)."""
+    or evaluation-result file (see ``_EVAL_STEM``); ``--samples`` globs decide alone between
+    samples and weights (``ema_1000.npy``, named like weights, could not be picked)."""
     lower = name.lower()
     ext = os.path.splitext(lower)[1]
-    if lower.startswith(".") or _is_temporary(lower) or ext in _LOG_EXTENSIONS or is_weight_file(name):
+    chosen = options.sample_globs != DEFAULT_SAMPLE_GLOBS
+    if lower.startswith(".") or _is_temporary(lower) or ext in _LOG_EXTENSIONS or (is_weight_file(name) and not chosen):
         return False
     if options.ready_file and name == options.ready_file:
         return False
-    if ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not SAMPLE_WORDS.search(_stem(name)):
+    if not chosen and ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not SAMPLE_WORDS.search(_stem(name)):
         return False
     return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in options.sample_globs)
 
@@ -1000,7 +1002,8 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 numbered.append((step, path, True))
         elif _is_file(entry):
             step = step_of(entry.name, options)
-            weight = is_weight_file(entry.name) or _weights_by_folder(path, folder.name)
+            weight = (is_weight_file(entry.name) or _weights_by_folder(path, folder.name)) and not (
+                options.sample_globs != DEFAULT_SAMPLE_GLOBS and is_sample_name(entry.name, options))  # --samples picks it
             if weight:
                 if step is not None and not _PER_PROCESS_STATE.search(entry.name):
                     weights += 1

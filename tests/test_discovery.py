@@ -1263,3 +1263,13 @@ def test_a_grid_beside_a_folder_of_weights_of_its_name_is_read(tmp_path):
         (tmp_path / f"epoch_{epoch}").mkdir()
         (tmp_path / f"epoch_{epoch}" / "model.safetensors").write_bytes(b"\0" * 64)
     assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(1, "epoch_1.png"), (2, "epoch_2.png")]
+
+
+def test_samples_globs_pick_files_named_like_weights(tmp_path):
+    """Round AB: `--samples 'ema_*.npy'` said it matched no file name, as `ema_1000.npy` is
+    named like weights: a glob the user gives decides alone."""
+    for step in (1000, 2000):
+        np.save(tmp_path / f"ema_{step}.npy", smooth_images(np.random.default_rng(step), 4, 8))
+    assert scan_run(tmp_path) == []
+    found = scan_run(tmp_path, DiscoveryOptions(sample_globs=("ema_*.npy",)))
+    assert [(c.step, c.source) for c in found] == [(1000, "ema_1000.npy"), (2000, "ema_2000.npy")]
