@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import decode
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, DiscoveryOptions, content_hash, is_ready, is_real_data, reading_settings,
-                              warn_once)
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, SAMPLE_WORDS, DiscoveryOptions, content_hash, is_ready, is_real_data,
+                              reading_settings, warn_once)
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
 from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -361,8 +361,11 @@ def _series(tags: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int 
             numbered.setdefault((folder, match[1]), []).append((tag, int(match[2])))
         else:
             named.setdefault(folder, []).append(tag)
-    # a folder with two prompts or more logs prompts only (PixArt's first is "dog")
-    prompts = {folder: found for folder, found in named.items() if sum(" " in tag.strip() for tag in found) >= 2}
+    # a folder with two prompts or more logs prompts only (PixArt's first is "dog"); tags of
+    # spaced words that all name what they hold ("generated images", "ema images": grids) are none
+    prompts = {folder: found for folder, found in named.items()
+               if len(spaced := [tag for tag in found if " " in tag.strip()]) >= 2
+               and not all(SAMPLE_WORDS.search(tag) for tag in spaced)}
     out: dict[tuple[str, str], tuple[str, int | None, str | None]] = {key: (key[1], None, None) for key in tags}
     for (folder, prefix), members in numbered.items():
         if len({number for _, number in members}) >= 2:

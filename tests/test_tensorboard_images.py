@@ -378,6 +378,22 @@ def test_tags_that_are_prompts_are_one_checkpoint_per_step_labelled_by_their_pro
     np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[250][[prompts.index(p) for p in order]])
 
 
+def test_two_grid_tags_of_spaced_words_are_no_prompts(tmp_path):
+    """Round AB: `add_image("generated images", grid)` beside `"ema images"` were taken for
+    PixArt's prompts: one checkpoint of two whole grids, each a "sample"."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    for step in (100, 200):
+        for tag in ("generated images", "ema images"):
+            writer.add_image(tag, make_grid(torch.from_numpy(samples(16, 16, step).transpose(0, 3, 1, 2))), step)
+    writer.close()
+    logged = TensorBoardImages()
+    found = by_source(logged.scan(run))
+    assert sorted(found) == ["tb/ema images@100", "tb/ema images@200", "tb/generated images@100",
+                             "tb/generated images@200"]
+    assert len(read(logged, found["tb/generated images@200"])) == 16  # the grid split into its samples
+
+
 def test_a_damaged_record_is_skipped_and_the_records_after_it_still_count(tmp_path, caplog):
     import struct
 
