@@ -439,6 +439,13 @@ def is_generator_weights(name: str, weight_globs: tuple[str, ...] = ()) -> bool:
     return weightish and not _NOT_GENERATOR.match(name) and not name.startswith(".")
 
 
+def _path_picked(path: Path, root: Path, weight_globs: tuple[str, ...]) -> bool:
+    """A ``--weights`` glob with a ``/`` is matched against the path below the run
+    (``checkpoints/netG_*.pth``): against the name alone, it matched nothing, unsaid."""
+    relative = path.relative_to(root).as_posix().lower()
+    return any("/" in glob and fnmatch.fnmatch(relative, glob.lower()) for glob in weight_globs)
+
+
 def _is_checkpoint_folder(folder: Path, options: DiscoveryOptions) -> bool:
     """A numbered folder that holds one checkpoint's weights (``checkpoint-500/``), not a run
     folder of numbered weight files (EDM's ``00000-cifar10-32x32-…/network-snapshot-*.pkl``,
@@ -489,7 +496,7 @@ def scan_weights(run_dir: str | os.PathLike[str], options: DiscoveryOptions | No
                 is_dir, is_file = entry.is_dir(follow_symlinks=False), entry.is_file()
             except OSError:
                 continue
-            if is_file and is_generator_weights(entry.name, weight_globs):
+            if is_file and (is_generator_weights(entry.name, weight_globs) or _path_picked(path, root, weight_globs)):
                 step = weight_step(entry.name, options)
                 if step is None and weight_globs:  # picked by name in a numbered folder: the folder's step
                     step = next((s for part in reversed(path.relative_to(root).parts[:-1])  # (accelerate's

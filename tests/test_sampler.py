@@ -122,6 +122,9 @@ def test_scan_weights_units(tmp_path):
     folder = next(c for c in scan_weights(run) if c.source == "out/checkpoint-500")
     assert {p.name for p in folder.files} == {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"}
     assert [c.source for c in scan_weights(run, weight_globs=("netG_*",))] == ["netG_epoch_5.pth"]
+    # round AB: a glob with a folder in it matched nothing (names alone were matched)
+    assert [c.source for c in scan_weights(run, weight_globs=("lightning_logs/*/checkpoints/epoch=0-*",))] == [
+        "lightning_logs/version_0/checkpoints/epoch=0-step=500.ckpt"]
     # a file picked by name in a numbered folder takes the folder's step (round Z: accelerate's
     # checkpoint-500/ema_model.safetensors was said to carry no step)
     (hf / "ema_model.safetensors").write_bytes(b"x")
