@@ -306,8 +306,9 @@ def series_glob(name: str) -> str:
 def index_in_name(stem: str) -> int | None:
     """A sample's index in its file name: the last number that is no size, setting, seed,
     date or hash (``sample_007_256x256`` and ``00007_seed42`` are 7: their last numbers left
-    every sample without an id)."""
-    return last_integer(_NOT_A_STEP.sub("_", stem))
+    every sample without an id), else its last number (StyleGAN's ``seed0042.png``: 42)."""
+    masked = last_integer(_NOT_A_STEP.sub("_", stem))
+    return last_integer(stem) if masked is None else masked  # StyleGAN's seed0000.png: the seed is the index
 
 
 def step_in_name(text: str) -> int | None:
@@ -819,14 +820,18 @@ def _counted_together(folders: list[Path], options: DiscoveryOptions) -> dict[Pa
     return numbered if _written_together(by_number) else {}
 
 
-def _checkpoints_of_seeds(series: dict[Path, dict[int, Path]]) -> bool:
+def _checkpoints_of_seeds(series: dict[Path, dict[int, Path]], options: DiscoveryOptions) -> bool:
     """Whether folders read as series of steps are checkpoints of samples named by a seed
     or class instead (EDM's ``network-snapshot-000200/000100.png`` … ``000107.png`` from
-    ``--seeds=100-107``): every name a bare number, and no step's images written across the
+    ``--seeds=100-107``): folders named with steps (not a prompt, ``cat``, nor a class
+    index, ``0``), every file name a bare number, and no step's images written across the
     folders together (each folder's written at once, or a copy whose times cannot tell).
     Read as series, each seed was a step and each checkpoint a sample."""
     files = [path for steps in series.values() for path in steps.values()]
     if not all(path.stem.isdigit() for path in files):
+        return False
+    named = [step_of(folder.name, options, is_file=False) for folder in series]
+    if None in named or len(set(named)) != len(named) or _index_like(sorted(named)):
         return False
     by_folder = [[t for path in steps.values() if (t := _mtime(path)) is not None] for steps in series.values()]
     return _written_together(by_folder) is not False
@@ -866,7 +871,7 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
                     series[folder] = read
     series = {folder: steps for folder, (steps, _) in series.items()}
     counts = Counter(step for steps in series.values() for step in steps)
-    if len(series) < 2 or max(counts.values()) < 2 or _checkpoints_of_seeds(series):
+    if len(series) < 2 or max(counts.values()) < 2 or _checkpoints_of_seeds(series, options):
         return {}
     parent = next(iter(series)).parent
     names = sorted(folder.name for folder in series)
@@ -1090,11 +1095,19 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
 _COUNTER_NAME = re.compile(r"(?<![a-z])(?:epoch|ep|step|iter|itr|it|gs|kimg|global_step)[-_=+%]?\d", re.IGNORECASE)
 
 
+#: A folder named as a checkpoint (``checkpoint-2/``, ``ckpt_4``): never a run of its own.
+_CHECKPOINT_NAME = re.compile(r"(?<![a-z])(?:checkpoint|ckpt)[-_=]?\d", re.IGNORECASE)
+
+
 def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
-    """Numbered folders numbered like runs (from 0 or 1, dense: version_0, version_1; version_2
-    beside version_0 once a failed version_1 was deleted), each a run."""
+    """Numbered folders numbered like runs, each a run: consecutive (version_3, version_4, the
+    earlier ones deleted), or dense from 0 or 1 (version_2 beside version_0, a failed version_1
+    deleted); never folders named by a training counter or as checkpoints (epoch_1/, epoch_3/
+    of weights and samples, saved every 2 epochs)."""
     entries = level.numbered
-    return (all(is_dir for _, _, is_dir in entries) and _index_like(sorted({step for step, _, _ in entries}))
+    steps = sorted({step for step, _, _ in entries})
+    return (all(is_dir for _, _, is_dir in entries) and (_is_index_sequence(steps) or _index_like(steps))
+            and not any(_COUNTER_NAME.search(path.name) or _CHECKPOINT_NAME.search(path.name) for _, path, _ in entries)
             and all(_looks_like_run(path, options, depth + 1) for _, path, _ in entries))
 
 

@@ -751,3 +751,12 @@ def test_a_tensor_files_rows_left_out_still_count_for_the_next_files_ids(tmp_pat
         np.save(folder / "samples_a.npy", rows)
         samples, _ = _split(list(iter_samples(scan_run(tmp_path)[0])))
         assert [s.instance for s in samples if "samples_b" in s.path] == list(range(8, 16)), name
+
+
+def test_a_seed_that_is_a_names_only_number_is_its_id(tmp_path):
+    """Round AC: StyleGAN's gen_images.py names samples seed0000.png: masking the seed left
+    every sample without an id."""
+    for i, image in enumerate(smooth_images(RNG, 3, 16)):
+        write_png(tmp_path / "step_500" / f"seed{i:04d}.png", image)
+    (checkpoint,) = scan_run(tmp_path)
+    assert [s.instance for s in iter_samples(checkpoint)] == [0, 1, 2]

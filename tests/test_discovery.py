@@ -1273,3 +1273,27 @@ def test_samples_globs_pick_files_named_like_weights(tmp_path):
     assert scan_run(tmp_path) == []
     found = scan_run(tmp_path, DiscoveryOptions(sample_globs=("ema_*.npy",)))
     assert [(c.step, c.source) for c in found] == [(1000, "ema_1000.npy"), (2000, "ema_2000.npy")]
+
+
+def test_runs_left_consecutive_and_checkpoints_saved_every_other_epoch(tmp_path):
+    """Round AC: version_3 beside version_4 (the earlier deleted) were each read as one
+    checkpoint once runs had to start at 0 or 1; epoch_1/ and epoch_3/ of weights and samples
+    were read as two runs, each sample's index a step."""
+    for version in (3, 4):
+        for step in (100, 200):
+            _folder_of_images(tmp_path / "a" / f"version_{version}" / "images" / f"epoch=0-step={step}", n=2, names="{}.png")
+    assert [c.step for c in scan_run(tmp_path / "a")] == [100, 100, 200, 200]
+    for epoch in (1, 3):
+        _folder_of_images(tmp_path / "b" / f"epoch_{epoch}", n=3, names="sample_{}.png")
+        (tmp_path / "b" / f"epoch_{epoch}" / f"model_epoch{epoch}.safetensors").write_bytes(b"\0" * 64)
+    assert [(c.step, c.source) for c in scan_run(tmp_path / "b")] == [(1, "epoch_1"), (3, "epoch_3")]
+
+
+def test_folders_of_a_prompt_each_copied_or_at_their_first_step_are_series(tmp_path):
+    """Round AC: bare-step images in folders per prompt, copied (one time for all) or at their
+    first step, were taken for checkpoints of seeds: each folder a checkpoint."""
+    for step in (500, 1000):
+        for name in ("bird", "cat"):
+            write_png(tmp_path / "samples" / name / f"{step}.png", np.zeros((16, 16, 3), np.uint8))
+    _age(tmp_path)  # a copy: every file the same time
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(500, 2), (1000, 2)]
