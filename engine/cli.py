@@ -344,7 +344,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.fail:
         from examples.demo_trainer import DEFAULT_STEPS
 
-        if args.fail.step >= (steps := args.steps or DEFAULT_STEPS):  # nothing was induced, nothing said
+        if args.fail.step > (steps := args.steps or DEFAULT_STEPS):  # nothing was induced, nothing said
             print(f"evowatch demo: error: argument --fail: step {args.fail.step} is past the demo's last step "
                   f"({steps}); choose an earlier one or more --steps", file=sys.stderr)
             return 2

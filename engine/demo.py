@@ -68,24 +68,37 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
 def _replace_earlier_demo(run_dir: Path, store: Path) -> None:
     """An earlier demo into the same --out is replaced: its checkpoints past this run's last
     step stayed in the run and the store (a --fail run showed the old healthy steps after its
-    own, and no alert). Only a store the demo made of that run is taken for one."""
+    own, and no alert). Only a run the demo trainer wrote (its ``demo.json``) and a store the
+    demo made of it are taken for one; a demo still running there keeps them (its lock)."""
     import shutil
 
+    from stores.errors import StoreLockedError
+    from stores.lock import WriterLock
     from stores.zarr_store import StoreReader
 
-    if not store.exists():
-        if run_dir.is_dir() and any(run_dir.iterdir()):
-            raise EvowatchError(f"{run_dir} is not empty and holds no earlier demo: give the demo another --out")
+    ours = (run_dir / "demo.json").is_file()
+    if store.exists():
+        try:
+            ours = any(h.get("run_dir") == str(run_dir) for h in StoreReader(store).attrs.get("history", []))
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise EvowatchError(f"{store} is no store of an earlier demo: give the demo another --out")
+    elif run_dir.is_dir() and any(run_dir.iterdir()) and not ours:
+        raise EvowatchError(f"{run_dir} is not empty and holds no earlier demo: give the demo another --out")
+    if not ours:
         return
     try:
-        history = StoreReader(store).attrs.get("history", [])
-    except (OSError, ValueError):
-        history = []
-    if not any(h.get("run_dir") == str(run_dir) for h in history):
-        raise EvowatchError(f"{store} is no store of an earlier demo: give the demo another --out")
-    log.info("replacing the earlier demo in %s", run_dir.parent)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    shutil.rmtree(store)
+        lock = WriterLock(store)  # refused while another demo writes there: nothing of it deleted
+    except StoreLockedError:
+        raise EvowatchError(f"{run_dir.parent}: another demo is running there; wait for it to end or give the demo "
+                            "another --out") from None
+    try:
+        log.info("replacing the earlier demo in %s", run_dir.parent)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+    finally:
+        lock.release()
 
 
 def _settled(options):

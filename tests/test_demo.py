@@ -45,5 +45,20 @@ def test_an_earlier_demo_in_the_same_out_is_replaced_and_a_fail_past_the_end_ref
     with pytest.raises(EvowatchError, match="holds no earlier demo: give the demo another --out"):
         _replace_earlier_demo(run, store)
     assert (run / "mine").is_dir()
+    (run / "demo.json").write_text("{}")  # round AC: a demo stopped before its first checkpoint is one
+    _replace_earlier_demo(run, store)
+    assert not run.exists()
+    (run / "step_000500").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(run / "step_000500" / "0.png")
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
+    from stores.lock import WriterLock
+
+    running = WriterLock(store)  # round AC: a demo still running there was deleted, then both failed
+    try:
+        with pytest.raises(EvowatchError, match="another demo is running there"):
+            _replace_earlier_demo(run, store)
+    finally:
+        running.release()
+    assert (run / "step_000500").is_dir() and store.is_dir()
     assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "250", "--fail", "collapse@5000"]) == 2
     assert "step 5000 is past the demo's last step (250)" in capsys.readouterr().err
