@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -227,8 +228,7 @@ def parse_encoder_spec(spec: str) -> EncoderSpec:
         if not folder:
             raise _spec_error(spec, "The folder after 'local-dir:' is empty.")
         return EncoderSpec(kind="clip", source="local-dir", path=Path(folder).expanduser())
-    # the weights' '@': the first, or the first after a config file's name (/runs/proj@v2/tiny.json/random)
-    at = rest.find("@", rest.find(".json") + 1 if ".json" in rest else 0)
+    at = _weights_at(rest)
     if at >= 0:
         arch, where = rest[:at], rest[at + 1:]
         if not arch or not where:
@@ -243,6 +243,19 @@ def parse_encoder_spec(spec: str) -> EncoderSpec:
     if tag == RANDOM_TAG:
         return EncoderSpec(kind="clip", arch=arch, source="random")
     return EncoderSpec(kind="clip", arch=arch, source="tag", tag=tag)
+
+
+def _weights_at(rest: str) -> int:
+    """Where the weights' ``@`` is in ``ARCH[/TAG]@PATH``, or -1: the first ``@`` after which
+    ARCH reads as one, a model name or a config file's path (``/runs/proj@v2/tiny.json/random``
+    has none; ``ViT-B-32@/exports/clip.json-v2/w.pt`` the first)."""
+    at = rest.find("@")
+    while at >= 0:
+        arch = rest[:at]
+        if "/" not in arch or re.fullmatch(r"[^/@]+/[^/@]+|.*\.json(/[^/@]+)?", arch):
+            return at
+        at = rest.find("@", at + 1)
+    return -1
 
 
 def _hf_hub_hint(repo: str) -> str:

@@ -361,6 +361,7 @@ class _TextLog(AppendedFile):
         return again.digest() == self.read_hash.digest()
 
     def _parse(self, text: str, keep: bool) -> list[tuple[str, int, float]]:
+        text = text.removeprefix("\ufeff")  # a byte-order mark (pandas' encoding="utf-8-sig") hid the step column
         if not self.csv:
             return _jsonl_points(text.split("\n"))
         rows = csv.reader(io.StringIO(text, newline=""))
@@ -369,8 +370,6 @@ class _TextLog(AppendedFile):
             header = next(rows, None)
             if header is None:
                 return []
-            if header:  # a byte-order mark (pandas' encoding="utf-8-sig") hid the step column
-                header = [header[0].removeprefix("\ufeff"), *header[1:]]
             if keep:
                 self.header = header
         return _csv_points(rows, header)

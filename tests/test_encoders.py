@@ -66,6 +66,8 @@ def _images(seed: int = 0) -> list[np.ndarray]:
                                                      path=Path("/w/b.pt"))),
         ("clip:/p@v2/tiny.json/random", EncoderSpec(kind="clip", arch="/p@v2/tiny.json", source="random")),
         ("clip:/p@v2/tiny.json@w.pt", EncoderSpec(kind="clip", arch="/p@v2/tiny.json", source="path", path=Path("w.pt"))),
+        ("clip:ViT-B-32@/x/clip.json-v2/w.pt", EncoderSpec(kind="clip", arch="ViT-B-32", source="path",  # round AC
+                                                           path=Path("/x/clip.json-v2/w.pt"))),
     ],
 )
 def test_parse_encoder_spec(spec, expected):

@@ -332,8 +332,11 @@ def test_a_csv_log_with_a_byte_order_mark_is_read(tmp_path):
     """Round AB: pandas' to_csv(encoding="utf-8-sig") starts the file with a byte-order mark,
     which made the header's first name '\\ufeffstep': no step column, the log ignored in silence."""
     (tmp_path / "metrics.csv").write_bytes("step,loss_D\n100,0.5\n200,inf\n".encode("utf-8-sig"))
+    (tmp_path / "quoted.csv").write_bytes('"step","loss_G"\n100,0.5\n'.encode("utf-8-sig"))  # round AC
+    (tmp_path / "log.jsonl").write_bytes('{"step": 100, "acc": 1}\n'.encode("utf-8-sig"))
     scalars = T.read_trainer_scalars(tmp_path)
     assert scalars["loss_D"][0].tolist() == [100, 200] and np.isinf(scalars["loss_D"][1][1])
+    assert scalars["loss_G"][0].tolist() == [100] and scalars["acc"][0].tolist() == [100]
 
 
 def test_a_record_of_sound_framing_but_no_event_inside_is_read_past(tmp_path, caplog):
