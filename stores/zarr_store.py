@@ -506,6 +506,16 @@ def _reading_key(source: str) -> str:
     return source
 
 
+def _tag_as_file(stored: str | None, given: str | None) -> bool:
+    """Whether ``given`` is a pretrained tag's weights copied by hand (``clip:ARCH/TAG@FILE``,
+    identity ``clip:ARCH/TAG@sha256-…``) for a store of that tag's vectors: offline, the way
+    its message gives to resume such a store; refused, that way had no way out."""
+    if not stored or not given:
+        return False
+    match = re.fullmatch(r"(clip:[^@]+/[^/@]+)@sha256-[0-9a-f]{12}(\+quickgelu)?", given)
+    return bool(match) and stored == match[1] + (match[2] or "")
+
+
 def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
     """A checkpoint is superseded when a later committed one has the same source, or a source
     inside it or around it, or a per-step pattern covering it or covered by it: the same files
@@ -775,8 +785,12 @@ class StoreWriter(StoreReader):
 
     def _check_encoder(self, encoder: dict[str, Any]) -> None:
         stored = self.encoder or {}
-        if stored.get("identity") != encoder.get("identity") or int(stored.get("dim", -1)) != int(encoder["dim"]):
+        same = stored.get("identity") == encoder.get("identity") or _tag_as_file(stored.get("identity"), encoder.get("identity"))
+        if not same or int(stored.get("dim", -1)) != int(encoder["dim"]):
             raise encoder_mismatch(self.path, stored, f"'{encoder.get('identity')}' (dim {encoder['dim']})")
+        if stored.get("identity") != encoder.get("identity"):
+            log.info("%s: %s taken for the weights of %s, as its spec says (a file cannot be checked against a tag)",
+                     self.path, encoder.get("spec"), stored.get("identity"))
         if encoder.get("spec") and stored.get("spec") != encoder["spec"]:  # the same weights, moved: a resume
             self._update_root({"encoder": {**stored, "spec": encoder["spec"]}})  # without --encoder finds them
 

@@ -762,3 +762,19 @@ def test_a_mount_point_as_the_store_is_one_line_naming_a_path_inside_it(tmp_path
     with pytest.raises(StoreFormatError, match=r"volume: a mount point cannot become a store .* give --store a path "
                                                r"inside it, e\.g\. .*volume/run\.zarr"):
         StoreWriter(mount, ENCODER)
+
+
+def test_a_tags_store_takes_its_weights_given_as_a_file_of_that_tag(tmp_path, caplog):
+    """Round AC: offline, the message said to resume a store of clip:ARCH/TAG with
+    --encoder clip:ARCH/TAG@FILE, and the store refused that identity: no way out."""
+    tag = {"identity": "clip:ViT-B-32/openai+quickgelu", "dim": 8, "device": "cpu", "fallback": None,
+           "spec": "clip:ViT-B-32/openai"}
+    StoreWriter(tmp_path / "s.zarr", tag).close()
+    as_file = {**tag, "identity": "clip:ViT-B-32/openai@sha256-0123456789ab+quickgelu", "spec": "clip:ViT-B-32/openai@/w.pt"}
+    with caplog.at_level("INFO"):
+        StoreWriter(tmp_path / "s.zarr", as_file).close()
+    assert "taken for the weights of clip:ViT-B-32/openai+quickgelu" in caplog.text
+    for other in ("clip:ViT-B-32/laion2b_s34b_b79k@sha256-0123456789ab", "clip:ViT-B-32/openai@sha256-0123456789ab",
+                  "clip:ViT-B-32@sha256-0123456789ab+quickgelu"):
+        with pytest.raises(EncoderMismatchError):
+            StoreWriter(tmp_path / "s.zarr", {**as_file, "identity": other})
