@@ -113,10 +113,9 @@ def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: f
                 alert.get("rule", "?"), alert.get("message", ""), pause_path(run_dir))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while evowatch_should_pause(run_dir):
-        left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
-        if left <= 0:
+        if deadline is not None and time.monotonic() >= deadline:
             break
-        time.sleep(left)  # not a whole poll past the timeout
+        time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))  # not a poll past it
     return True
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import os
 import re
 import statistics
 import sys
@@ -31,8 +32,8 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, combined_hash,
-                              file_digests, file_versions, is_ready, reading_settings, sample_files,
+from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
+                              combined_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
                               scan_reference, scan_run, series_glob, warn_once)
 from engine.encoders import Encoder
 from engine.pipeline import IngestResult, ingest
@@ -182,9 +183,11 @@ class Watcher:
         if cached and cached[0] == fingerprint:
             return cached[1]
         try:
-            if self._stand_in:  # and how its samples are read, set by hand (--value-range): another reads them again
+            if self._stand_in:
                 digest = self._stand_in.content_hash(checkpoint)
-                if settings := reading_settings(checkpoint, self.config.options):
+                # a sampler's, with how its samples are read, set by hand (--value-range): another reads them
+                # again (the images logged to TensorBoard have them in their own hash already)
+                if self._stand_in is self.config.sampler and (settings := reading_settings(checkpoint, self.config.options)):
                     digest = hashlib.blake2b(f"{digest}|{settings}".encode(), digest_size=16).hexdigest()
             else:  # content_hash, its file digests kept for this pass's look for moves
                 self._digests[checkpoint.source] = file_digests(checkpoint)
@@ -248,6 +251,16 @@ class Watcher:
         return [c for c in found if c.source in self._digests and c.source not in taken
                 and committed.get(stored_text(c.source), (None,))[0] == self._hashes[c.source][1]]
 
+    @staticmethod
+    def _renamed_since(checkpoint: Checkpoint, stored_at: float) -> bool:
+        """Whether a checkpoint's folder or file was renamed into place after ``stored_at`` (a
+        rename sets its change time): a copy stored beside the original, then deleted, left
+        the original taken for its rename."""
+        try:
+            return os.stat(checkpoint_path(checkpoint)).st_ctime > stored_at
+        except OSError:
+            return False
+
     def _rename_stored_moves(self, jobs: set[str], committed: dict) -> None:
         """Rename now the old readings of moves whose new reading is stored already (jobs'
         are renamed as they are stored): else both stayed current for good, every sample twice."""
@@ -289,6 +302,8 @@ class Watcher:
                 # bytes again later are no move: a dead generator's black images at every step), and never
                 # for a checkpoint stored already (the step beside a rotated one, with the same bytes)
                 if step != checkpoint.step and (written > stored_at or checkpoint in stored):
+                    continue
+                if checkpoint in stored and not self._renamed_since(checkpoint, stored_at):
                     continue
                 renamed = [(old + name[len(prefix):], d) for name, d in digests if name.startswith(prefix)]
                 if len(renamed) == len(digests) and combined_hash(settings, renamed) == old_hash:
@@ -365,6 +380,7 @@ class Watcher:
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         said = BacklogLog(log, len(jobs), "ingesting", "ingested")
         unit = "logged image" if self._stand_in is self._logged_images else "file"  # what a skipped one is
+        renames: list[tuple[str, str]] = []  # made once the ingest is over: a writer process may still commit
         with bar, logging_redirect_tqdm(tqdm_class=_WholeLines):
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
                                  workers=self.config.workers, on_rows=bar.update,
@@ -382,13 +398,15 @@ class Watcher:
                 if c.source in self._replacing:
                     note += "; a new version, the earlier one's rows kept as superseded"
                 if (old := self._moved.pop(c.source, None)) is not None:
-                    self.store.rename_source(old, c.source)
+                    renames.append((old, c.source))
                     note += f"; the files of {old}, which is gone (renamed): its rows kept as superseded"
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
                           counted(result.rows, "sample"), note)
                 if generated and len(c.files) == 1 and c.files[0].suffix.lower() in IMAGE_EXTENSIONS:
                     self._check_grid_size(c, result.rows)
+        for old, new in renames:  # (the same table's chunks, and a view of its rows that had not seen the new one)
+            self.store.rename_source(old, new)
         skipped = sum(r.skipped for r in results)
         said.finish(f": {counted(sum(r.rows for r in results), 'sample')}"
                     + (f", {counted(skipped, unit)} skipped (each named above)" if skipped else ""))

@@ -920,7 +920,8 @@ class StoreWriter(StoreReader):
         for i in where:
             handle[int(i)] = stored_text(new)
         self._write_superseded()
-        by, newest = self.handle("checkpoints", "superseded_by"), int(np.flatnonzero(ckpt["source"] == stored_text(new)).max(initial=-1))
+        sources = self.checkpoints()["source"]  # read again: the new reading may be in a commit made since
+        by, newest = self.handle("checkpoints", "superseded_by"), int(np.flatnonzero(sources == stored_text(new)).max(initial=-1))
         for i in where:  # replaced by the reading at the new name (_write_superseded knows no replacement: 0)
             if newest > i:
                 by[int(i)] = newest

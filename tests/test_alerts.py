@@ -575,6 +575,8 @@ def test_a_pause_written_by_hand_blocks_and_a_timeout_is_kept(tmp_path):
     start = time.monotonic()
     assert wait_if_paused(tmp_path, poll_s=5.0, timeout_s=0.3)
     assert time.monotonic() - start < 1.5
+    threading.Timer(0.5, (tmp_path / PAUSE_FILE).unlink).start()  # round AC: poll_s=0 returned at once, still paused
+    assert wait_if_paused(tmp_path, poll_s=0) and not (tmp_path / PAUSE_FILE).exists()
 
 
 def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path, monkeypatch):

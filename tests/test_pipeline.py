@@ -1434,6 +1434,25 @@ def test_a_checkpoint_the_run_renamed_is_its_new_version_not_a_second_copy(tmp_p
     summary = info(store)
     assert (summary["rows"], summary["current_rows"], summary["steps"]) == (20, 12, [100, 250, 300])
     assert main(argv) == 0 and info(store)["rows"] == 20  # nothing more to read
+    ckpt = StoreReader(store).checkpoints()  # round AC: renamed in a backlog, it named checkpoint 0
+    for i in np.flatnonzero(ckpt["superseded"]):
+        assert ckpt["source"][ckpt["superseded_by"][i]] == ckpt["source"][i] and ckpt["superseded_by"][i] > i
+
+
+def test_a_copy_stored_beside_its_original_then_deleted_is_no_rename_of_it(tmp_path):
+    """Round AC: on a restart, the original (its files still there) was taken for the copy's
+    rename: superseded, its rows renamed to the copy's vanished files."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    write_step(run, 500, 3, seed=1)
+    shutil.copytree(run / "step_000500", run / "step_000500-copy")
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--workers", "0"]
+    assert main(argv) == 0 and info(store)["current_rows"] == 9
+    shutil.rmtree(run / "step_000500-copy")
+    assert main(argv) == 0
+    ckpt = StoreReader(store).checkpoints()
+    assert not ckpt["superseded"].any() and "step_000500" in ckpt["source"].tolist()
 
 
 def _started(tmp_path: Path, *args: str) -> subprocess.Popen:
