@@ -128,11 +128,6 @@ class Signals:
                          "sets, --probe, the alert rules or this evowatch's metrics); each step keeps its metrics "
                          "and alerts until it is measured again", measured)
             store.restart_step_metrics(reference)
-        if self._reference is not None and not self._reference.label_names and store.labels \
-                and not self._said_unlabelled_real:  # labelled samples, an unlabelled --real: unsaid before
-            self._said_unlabelled_real = True
-            log.warning("the samples carry labels but the --real images none: label shares and label_drift are not "
-                        "measured; give --real as one folder per label (ImageFolder) or with a labels file")
         if self.probes and self._reference is None and not self._said_no_probes:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
@@ -243,6 +238,10 @@ class Signals:
             per_sample: dict[str, np.ndarray] = {}
         else:
             labels = self._labels(store, rows)
+            if not self._reference.label_names and any(labels) and not self._said_unlabelled_real:
+                self._said_unlabelled_real = True  # labelled samples, an unlabelled --real: unsaid before
+                log.warning("the samples carry labels but the --real images none: label shares and label_drift are "
+                            "not measured; give --real as one folder per label (ImageFolder) or with a labels file")
             margins = self._probe_scores(vectors)
             result = compute_step(vectors, self._reference, labels, margins, label_names=store.labels)
             scalars, per_sample = result.scalars, dict(result.per_sample)
