@@ -127,7 +127,7 @@ class Signals:
                 log.info("measuring the %d steps again: what they are measured against changed (the reference "
                          "sets, --probe, the alert rules or this evowatch's metrics); each step keeps its metrics "
                          "and alerts until it is measured again", measured)
-            store.restart_step_metrics(reference)
+            store.restart_step_metrics(reference, _current_generated_by_step(ckpt))
         if self.probes and self._reference is None and not self._said_no_probes:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "

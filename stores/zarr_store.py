@@ -1104,15 +1104,26 @@ class StoreWriter(StoreReader):
         group.update_attributes({"committed_rows": n, "measured": recorded})
 
     @uninterrupted
-    def restart_step_metrics(self, reference: str | None = None) -> None:
+    def restart_step_metrics(self, reference: str | None, steps: Iterable[int]) -> None:
         """Have every step measured again (the reference its metrics were measured against
-        changed): each keeps its row and alerts until then, marked as measured on nothing
-        (``[]`` in :meth:`measured_steps`). ``reference`` names the one the next metrics are
-        measured against (:attr:`metrics_reference`). Clearing them instead had a live viewer
-        see every alert go and come back as the steps were measured again."""
+        changed): each of ``steps`` (those with checkpoints now) keeps its row and alerts until
+        then, marked as measured on nothing (``[]`` in :meth:`measured_steps`); the rows and
+        alerts of other steps go (read at other steps before: a corrected --step-regex).
+        ``reference`` names the one the next metrics are measured against
+        (:attr:`metrics_reference`). Clearing them all instead had a live viewer see every
+        alert go and come back as the steps were measured again."""
         group = self._ensure_group("metrics")
-        stale = {str(int(step)): [] for step in self.step_metrics().get("step", ())}
-        group.update_attributes({"measured": stale, "reference": reference})
+        table, steps = self.step_metrics(), {int(step) for step in steps}
+        kept = np.isin(table["step"], list(steps)) if table else np.zeros(0, bool)
+        n = int(kept.sum())
+        if n < len(kept):  # the kept rows first, then the commit point, then the arrays cut
+            for name, values in table.items():
+                self.handle("metrics", name)[:n] = values[kept]
+            self.set_alerts([a for a in self.attrs.get("alerts", []) if int(a["step"]) in steps])
+        stale = {str(int(step)): [] for step in table["step"][kept]} if table else {}
+        group.update_attributes({"committed_rows": n, "measured": stale, "reference": reference})
+        for name in table if n < len(kept) else ():
+            self.handle("metrics", name).resize((n,))
 
     @uninterrupted
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:

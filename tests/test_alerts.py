@@ -776,6 +776,36 @@ def test_labelled_samples_against_an_unlabelled_real_set_are_said(tmp_path, caps
     assert capsys.readouterr().err.count("the samples carry labels but the --real images none") == 1
 
 
+def test_a_remeasure_drops_the_steps_no_checkpoint_is_read_at_any_more(tmp_path):
+    """Round AC: a corrected --step-regex with a new --real measured every step again but kept
+    the rows and alerts of the old steps (ep1 … ep3), which later alerts read as their history."""
+    from PIL import Image
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, real = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "real"
+    for k in (1, 2, 3):
+        folder = run / f"ep{k}_it{1000 * k}"
+        folder.mkdir(parents=True)
+        for i, image in enumerate(smooth_images(rng, 4, 16)):
+            Image.fromarray(image).save(folder / f"{i}.png")
+    real.mkdir()
+    for i, image in enumerate(smooth_images(rng, 10, 16)):
+        Image.fromarray(image).save(real / f"{i}.png")
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--workers", "0"]
+    assert main([*argv, "--step-regex", r"ep(\d+)"]) == 0
+    assert sorted(StoreReader(store).step_metrics()["step"].tolist()) == [1, 2, 3]
+    assert main([*argv, "--step-regex", r"it(\d+)", "--real", str(real)]) == 0
+    reader = StoreReader(store)
+    assert sorted(reader.step_metrics()["step"].tolist()) == [1000, 2000, 3000]
+    assert sorted(reader.measured_steps()) == [1000, 2000, 3000] and all(reader.measured_steps().values())
+    assert all(a["step"] >= 1000 for a in reader.attrs.get("alerts", []))
+
+
 def write_step(run, step: int, images: np.ndarray) -> None:
     """A checkpoint folder of PNGs, written a minute ago (settled)."""
     from PIL import Image
