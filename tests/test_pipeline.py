@@ -1439,15 +1439,20 @@ def test_a_checkpoint_the_run_renamed_is_its_new_version_not_a_second_copy(tmp_p
         assert ckpt["source"][ckpt["superseded_by"][i]] == ckpt["source"][i] and ckpt["superseded_by"][i] > i
 
 
+def _run_of_steps_100_and_500(tmp_path: Path, n: int) -> tuple[Path, Path, list[str]]:
+    """A run of two checkpoints, its store's path and the `watch --once` that stores it."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, n, seed=0)
+    write_step(run, 500, n, seed=1)
+    return run, store, ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                        "--no-layout", "--workers", "0"]
+
+
 def test_a_copy_stored_beside_its_original_then_deleted_is_no_rename_of_it(tmp_path):
     """Round AC: on a restart, the original (its files still there) was taken for the copy's
     rename: superseded, its rows renamed to the copy's vanished files."""
-    run, store = tmp_path / "run", tmp_path / "s.zarr"
-    write_step(run, 100, 3, seed=0)
-    write_step(run, 500, 3, seed=1)
+    run, store, argv = _run_of_steps_100_and_500(tmp_path, 3)
     shutil.copytree(run / "step_000500", run / "step_000500-copy")
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
-            "--workers", "0"]
     assert main(argv) == 0 and info(store)["current_rows"] == 9
     shutil.rmtree(run / "step_000500-copy")
     assert main(argv) == 0
@@ -2049,12 +2054,8 @@ def test_a_rename_left_undone_by_a_stopped_watch_is_done_by_the_next(tmp_path, m
     but before it renamed the old reading left both current for good: every sample twice."""
     from stores.zarr_store import StoreWriter
 
-    run, store = tmp_path / "run", tmp_path / "s.zarr"
-    write_step(run, 100, 4, seed=0)
-    write_step(run, 500, 4, seed=1)
+    run, store, argv = _run_of_steps_100_and_500(tmp_path, 4)
     os.rename(run / "step_000500", run / "tmp-checkpoint-500")
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
-            "--workers", "0"]
     assert main(argv) == 0
     os.rename(run / "tmp-checkpoint-500", run / "checkpoint-500")
     with monkeypatch.context() as patch:
