@@ -116,7 +116,6 @@ class Signals:
     #: measuring every step again, 250 of them, held new checkpoints back for over a minute)
     budget_s: float | None = field(default=None, init=False)
     pending: bool = field(default=False, init=False)
-    _earliest_measured: float = field(default=np.inf, init=False)  # by the calls since the last without pending
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
@@ -144,15 +143,17 @@ class Signals:
                     break
                 self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
                 done.append(step)
-        if done:
-            self._earliest_measured = min(done[0], self._earliest_measured)
-        if not self.pending and self._earliest_measured < np.inf:
+        earliest = store.alerts_from
+        if done and any(step > done[0] for step in set(measured) - set(done)) and (earliest is None or done[0] < earliest):
+            earliest = done[0]  # kept in the store: a watch stopped before the rest is measured still evaluates them
+            store.set_alerts_from(earliest)
+        if not self.pending and earliest is not None:
             # the steps after one measured late (a checkpoint that came after later ones, one
             # rewritten): their alerts read it, so they are evaluated again, as a fresh ingest would
             for step in sorted(set(measured) - set(done)):
-                if step > self._earliest_measured and measured[step] != []:
+                if step > earliest and measured[step] != []:
                     self._alerts(store, step, losses)
-            self._earliest_measured = np.inf
+            store.set_alerts_from(None)
         if not self.pending:  # the newest step measured is the newest checkpoint's
             self._late_losses(store, losses, raised)
 

@@ -339,6 +339,13 @@ class StoreReader:
         return {int(step): recorded.get(str(int(step))) for step in metrics["step"]}
 
     @property
+    def alerts_from(self) -> int | None:
+        """The earliest step measured after later ones whose later steps' alerts are still to
+        be evaluated again (see :meth:`StoreWriter.set_alerts_from`), else None."""
+        step = self._group_attrs("metrics").get("alerts_from")
+        return None if step is None else int(step)
+
+    @property
     def metrics_reference(self) -> str | None:
         """What the per-step metrics were measured against (set by :meth:`StoreWriter.restart_step_metrics`):
         a restarted watch with the same reference keeps them, and the alerts already raised."""
@@ -1102,6 +1109,13 @@ class StoreWriter(StoreReader):
         if measured is not None:
             recorded[str(int(step))] = [int(x) for x in measured]
         group.update_attributes({"committed_rows": n, "measured": recorded})
+
+    @uninterrupted
+    def set_alerts_from(self, step: int | None) -> None:
+        """Note (or, None, forget) that the alerts of the steps after ``step`` are to be
+        evaluated again: a step measured after later ones, their evaluation left to the end of
+        a measure a stopped watch did not reach."""
+        self._ensure_group("metrics").update_attributes({"alerts_from": None if step is None else int(step)})
 
     @uninterrupted
     def restart_step_metrics(self, reference: str | None, steps: Iterable[int]) -> None:

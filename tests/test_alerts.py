@@ -706,6 +706,7 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     measured, but the later steps' alerts, which read it, were not evaluated again: the store
     lacked alerts a fresh ingest of the same run raised."""
     from engine.cli import main
+    from engine.signals import Signals
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
 
@@ -718,9 +719,21 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     assert main(argv) == 0
     assert StoreReader(store).attrs["alerts"] == []  # the rule waits for its warm-up checkpoints
     write_step(run, 100, late)
+    evaluate = Signals._alerts
+
+    def stopped_at_200(self, store_, step, losses):  # round AC: a watch stopped before the evaluation lost it
+        if step == 200:
+            raise KeyboardInterrupt
+        return evaluate(self, store_, step, losses)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_alerts", stopped_at_200)
+        assert main(argv) == 130
+    assert StoreReader(store).attrs["alerts"] == []
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
     assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+    assert StoreReader(store).alerts_from is None
 
 
 def test_labels_named_in_any_script_each_have_their_metrics(tmp_path):
