@@ -48,7 +48,7 @@ import numpy as np
 
 from engine import decode
 from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, folder_entries,
-                              is_ready, is_weight_file, step_of, walk_files)
+                              is_ready, is_weight_file, reading_settings, step_of, walk_files)
 from engine.errors import EvowatchError, message_lines
 from engine.records import Checkpoint, Sample, SkippedFile
 
@@ -252,6 +252,7 @@ class Sampler:
     source_file: Path | None = None
     source_hash: str | None = None
     _accepts: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _options: DiscoveryOptions | None = field(default=None, init=False, repr=False)  # the last scan's
 
     def __post_init__(self) -> None:
         if self.n_samples < 1:
@@ -275,10 +276,13 @@ class Sampler:
     # --- discovery --------------------------------------------------------------------
     def scan(self, run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:
         """The run's weight checkpoints, sorted by step (see :func:`scan_weights`)."""
+        self._options = options
         return scan_weights(run_dir, options, self.weight_globs)
 
     def content_hash(self, checkpoint: Checkpoint) -> str:
-        """The weights' version, salted with the sampler's identity: a changed sampler resamples.
+        """The weights' version, salted with the sampler's identity: a changed sampler resamples;
+        and with how the samples are read where set by hand (``--value-range``): another reads
+        them again (they were kept as first read).
 
         Weights can be gigabytes and trainers write each file once, so a version is the
         files' names, sizes and modification times rather than their bytes.
@@ -289,7 +293,9 @@ class Sampler:
         for name, size, mtime_ns in file_versions(checkpoint):
             version.update(f"{name}|{size}|{mtime_ns}\n".encode())
         salt = f"{self.source_hash}|{self.spec}|{self.n_samples}|{self.seed}"
-        return hashlib.blake2b(f"{version.hexdigest()}|{salt}".encode(), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(f"{version.hexdigest()}|{salt}".encode(), digest_size=16).hexdigest()
+        settings = reading_settings(checkpoint, self._options)
+        return hashlib.blake2b(f"{digest}|{settings}".encode(), digest_size=16).hexdigest() if settings else digest
 
     @staticmethod
     def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, now: float | None = None) -> bool:
@@ -346,6 +352,8 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
         return np.asarray(value)
 
     given = None
+    sequence = isinstance(result, (list, tuple)) and bool(result) and not np.isscalar(result[0])
+    first = np.ndim(numpy(result[0])) if sequence else None  # a list of images, or (images, labels)
     if isinstance(result, Mapping):
         given = result.get("value_range")
         if given is not None:
@@ -357,11 +365,11 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
         if images is None:
             raise TypeError(f"returned a mapping without images (keys: {', '.join(arrays)})")
         labels, latents = decode._pick(arrays, decode.LABEL_KEYS), decode._pick(arrays, decode.LATENT_KEYS)
-    elif isinstance(result, tuple) and result and not np.isscalar(result[0]) and np.ndim(numpy(result[0])) == 4:
+    elif first == 4 and isinstance(result, tuple):
         # (images, labels): numpy's "inhomogeneous shape" said nothing of what to return instead
         raise TypeError(f"returned a tuple of {len(result)}, the first a batch of images: return the images, or a "
                         "mapping {'images': ..., 'labels': ..., 'latents': ...}")
-    elif isinstance(result, (list, tuple)) and result and not np.isscalar(result[0]) and np.ndim(numpy(result[0])) == 3:
+    elif first == 3:
         images, labels, latents = np.stack([numpy(v) for v in result]), None, None
     else:
         images, labels, latents = numpy(result), None, None

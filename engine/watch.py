@@ -11,7 +11,6 @@ LOGS_S); a safety rescan every RESCAN_S catches what events missed.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
 import re
@@ -185,10 +184,6 @@ class Watcher:
         try:
             if self._stand_in:
                 digest = self._stand_in.content_hash(checkpoint)
-                # a sampler's, with how its samples are read, set by hand (--value-range): another reads them
-                # again (the images logged to TensorBoard have them in their own hash already)
-                if self._stand_in is self.config.sampler and (settings := reading_settings(checkpoint, self.config.options)):
-                    digest = hashlib.blake2b(f"{digest}|{settings}".encode(), digest_size=16).hexdigest()
             else:  # content_hash, its file digests kept for this pass's look for moves
                 self._digests[checkpoint.source] = file_digests(checkpoint)
                 digest = combined_hash(reading_settings(checkpoint, self.config.options), self._digests[checkpoint.source])
@@ -252,14 +247,13 @@ class Watcher:
                 and committed.get(stored_text(c.source), (None,))[0] == self._hashes[c.source][1]]
 
     @staticmethod
-    def _renamed_since(checkpoint: Checkpoint, stored_at: float) -> bool:
-        """Whether a checkpoint's folder or file was renamed into place after ``stored_at`` (a
-        rename sets its change time): a copy stored beside the original, then deleted, left
-        the original taken for its rename."""
+    def _changed_at(checkpoint: Checkpoint) -> float:
+        """When a checkpoint's folder or file last changed, a rename into place included (a
+        rename sets the change time); 0 if it is gone."""
         try:
-            return os.stat(checkpoint_path(checkpoint)).st_ctime > stored_at
+            return os.stat(checkpoint_path(checkpoint)).st_ctime
         except OSError:
-            return False
+            return 0.0
 
     def _rename_stored_moves(self, jobs: set[str], committed: dict) -> None:
         """Rename now the old readings of moves whose new reading is stored already (jobs'
@@ -284,6 +278,7 @@ class Watcher:
         vanished = {str(s): (str(h), int(t), float(at)) for s, h, t, at, k, old in zip(
                         ckpt["source"], ckpt["hash"], ckpt["step"], ckpt["time"], ckpt["kind"], superseded_flags(ckpt))
                     if not old and k == KIND_CODES["generated"] and not (self.config.run_dir / str(s)).exists()}
+        stored_sources = {c.source for c in stored}
         for checkpoint in [*new, *stored] if vanished else ():
             key = (checkpoint.source, self._hash(checkpoint) or "")
             if key in self._move_checked or checkpoint.kind != "generated":
@@ -297,13 +292,16 @@ class Watcher:
             prefix = checkpoint.source
             versions = self._hashes.get(checkpoint.source, ((),))[0]
             written = max((mtime_ns for _, _, mtime_ns in versions), default=0) / 1e9
+            # one stored already moved only if renamed into place since the old reading (a copy stored
+            # beside its original, then deleted, left the original taken for the copy's rename)
+            renamed_at = self._changed_at(checkpoint) if checkpoint.source in stored_sources else None
             for old, (old_hash, step, stored_at) in vanished.items():
                 # to another step, only files written before the old reading was stored (a rotated step's
                 # bytes again later are no move: a dead generator's black images at every step), and never
                 # for a checkpoint stored already (the step beside a rotated one, with the same bytes)
-                if step != checkpoint.step and (written > stored_at or checkpoint in stored):
+                if step != checkpoint.step and (written > stored_at or renamed_at is not None):
                     continue
-                if checkpoint in stored and not self._renamed_since(checkpoint, stored_at):
+                if renamed_at is not None and renamed_at <= stored_at:
                     continue
                 renamed = [(old + name[len(prefix):], d) for name, d in digests if name.startswith(prefix)]
                 if len(renamed) == len(digests) and combined_hash(settings, renamed) == old_hash:
