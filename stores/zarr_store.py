@@ -927,8 +927,7 @@ class StoreWriter(StoreReader):
         for i in where:
             handle[int(i)] = stored_text(new)
         self._write_superseded()
-        sources = self.checkpoints()["source"]  # read again: the new reading may be in a commit made since
-        by, newest = self.handle("checkpoints", "superseded_by"), int(np.flatnonzero(sources == stored_text(new)).max(initial=-1))
+        by, newest = self.handle("checkpoints", "superseded_by"), int(np.flatnonzero(ckpt["source"] == stored_text(new)).max(initial=-1))
         for i in where:  # replaced by the reading at the new name (_write_superseded knows no replacement: 0)
             if newest > i:
                 by[int(i)] = newest
@@ -1129,14 +1128,14 @@ class StoreWriter(StoreReader):
         group = self._ensure_group("metrics")
         table, steps = self.step_metrics(), {int(step) for step in steps}
         kept = np.isin(table["step"], list(steps)) if table else np.zeros(0, bool)
-        n = int(kept.sum())
-        if n < len(kept):  # the kept rows first, then the commit point, then the arrays cut
+        n, dropping = int(kept.sum()), not kept.all()
+        if dropping:  # the kept rows first, then the commit point, then the arrays cut
             for name, values in table.items():
                 self.handle("metrics", name)[:n] = values[kept]
             self.set_alerts([a for a in self.attrs.get("alerts", []) if int(a["step"]) in steps])
         stale = {str(int(step)): [] for step in table["step"][kept]} if table else {}
         group.update_attributes({"committed_rows": n, "measured": stale, "reference": reference})
-        for name in table if n < len(kept) else ():
+        for name in table if dropping else ():
             self.handle("metrics", name).resize((n,))
 
     @uninterrupted
