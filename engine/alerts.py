@@ -59,6 +59,13 @@ class AlertRules:
     # data: ~1%; trained healthy runs: <= 11%; an untrained generator's blobs: up to 100%)
     collapse_metrics: tuple[str, ...] = ("vendi", "pairwise_cosine")
     collapse_max_drop: float = 0.5
+    # without a real reference, the best so far counts only values that rose more than
+    # built_rise above an earlier one or that the next held_steps checkpoints kept within
+    # held_within: an untrained diffusion model's noise is more diverse than the data, and
+    # its fall to the data's level is no collapse
+    collapse_built_rise: float = 0.25
+    collapse_held_within: float = 0.2
+    collapse_held_steps: int = 2
     collapse_duplicate_rise: float = 0.25
     # or (mode dropping without labels) the step's shares of the real data's regions are off
     # by more than chance (engine.metrics.REGION_NOISE_Z), at the previous realistic step too,
@@ -251,6 +258,22 @@ def _comparable(rec: Mapping, n: float) -> bool:
     return not _finite(size, n) or size <= 2 * n
 
 
+def _built_or_held(past: list[tuple[int, float]], rules: AlertRules) -> list[tuple[int, float]]:
+    """The values a model built (more than ``built_rise`` above an earlier one) or held (the
+    next ``held_steps`` checkpoints within ``held_within`` of it): not the noise it started
+    from. A healthy run's Vendi fell 49.8 -> 14.7 -> 5.6, the data's own level, as its noise
+    faded: without a real reference that read as a 71% collapse at every later checkpoint."""
+    values = [v for _, v in past]
+    kept, low = [], math.inf
+    for k, (i, v) in enumerate(past):
+        after = values[k + 1:k + 1 + rules.collapse_held_steps]
+        held = len(after) == rules.collapse_held_steps and all(abs(a - v) <= rules.collapse_held_within * v for a in after)
+        if held or v > low * (1 + rules.collapse_built_rise):
+            kept.append((i, v))
+        low = min(low, v)
+    return kept
+
+
 def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     cur, prev = hist[-1], hist[:-1]
     n = _get(cur, "n_generated")
@@ -260,10 +283,12 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         value = _get(cur, key)
         past = [(i, _get(r, key)) for i, r in enumerate(prev)]
         past = [(i, v) for i, v in past if math.isfinite(v)]
+        real = _get(cur, f"real_{key}")
+        if not math.isfinite(real):
+            past = _built_or_held(past, rules)
         if not math.isfinite(value) or not past:
             continue
         i_best, best = max(past, key=lambda iv: iv[1])
-        real = _get(cur, f"real_{key}")
         # realistic samples are held to the real's diversity (a run collapsed from its first
         # checkpoint has no better past to fall from); others to the best so far, capped at it
         capped = math.isfinite(real) and (real < best or _realistic(cur, rules))

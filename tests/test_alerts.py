@@ -376,6 +376,21 @@ def test_collapse_baseline_capped_at_real():
     assert "below the real reference" in alert.message
 
 
+def test_without_a_real_reference_a_fall_from_noise_is_no_collapse():
+    """An early diffusion model's noise is more diverse than the data: Vendi 49.8 -> 5.6 as it
+    faded raised `collapse` at every checkpoint without --real. A fall from a level the run
+    held, or built from below, is still one, and holds while the diversity stays down."""
+    fading = [{"step": s, "vendi": v, "n_generated": 64}
+              for s, v in enumerate([49.8, 30.1, 14.7, 8.2, 5.6, 5.9, 5.5, 5.7, 5.6])]
+    assert not any(evaluate_alerts(fading[: i + 1]) for i in range(len(fading)))
+    collapsed = fading + [{"step": 9 + s, "vendi": 1.5, "n_generated": 64} for s in range(3)]
+    alerts = [evaluate_alerts(collapsed[: i + 1]) for i in range(9, 12)]
+    assert all(a and a[0].rule == "collapse" and "between step 5 and" in a[0].message for a in alerts)
+    built = [{"step": s, "vendi": v, "n_generated": 64} for s, v in enumerate([2.0, 9.0, 20.0, 6.0])]
+    (alert,) = evaluate_alerts(built)
+    assert "fell 70% between step 2 and 3" in alert.message
+
+
 def test_a_run_collapsed_from_its_first_checkpoint_is_held_to_the_real_diversity():
     """Every checkpoint near-copies of 2 images: no best so far to fall from, so nothing fired
     (Vendi 1.81 against the real's 6.05). Realistic samples are held to the real's diversity;
