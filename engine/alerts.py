@@ -213,12 +213,18 @@ def _regions_dropped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     realistic = [r for r in hist if _realistic(r, rules) and _finite(_get(r, "region_tv"), _get(r, "region_tv_chance"))]
     if len(realistic) < 3 or realistic[-1] is not hist[-1]:
         return None
-    *past, before, cur = realistic
+    cur = realistic[-1]
     tv = _get(cur, "region_tv")
-    low_rec = min([*past, before], key=lambda r: _get(r, "region_tv"))
-    low = _get(low_rec, "region_tv")
-    if not all(_get(r, "region_tv") > _get(r, "region_tv_chance") for r in (before, cur)) \
-            or tv - low <= rules.collapse_region_tv_rise:
+    # once fired, it holds while the steps stay off by more than chance: re-decided at each
+    # step, 4 of 6 classes lost for good lapsed and fired again, a new onset each time
+    for end in range(len(realistic) - 1, 1, -1):
+        if not all(_get(r, "region_tv") > _get(r, "region_tv_chance") for r in realistic[end - 1:end + 1]):
+            return None
+        low_rec = min(realistic[:end], key=lambda r: _get(r, "region_tv"))
+        low = _get(low_rec, "region_tv")
+        if _get(realistic[end], "region_tv") - low > rules.collapse_region_tv_rise:
+            break
+    else:
         return None
     step = int(cur["step"])
     empty = _get(cur, "region_empty_share")
@@ -327,8 +333,9 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         limit = max(rules.near_copy_min_frac, _binomial_bar(q, int(n), rules.near_copy_z))
         if frac > limit:
             return Alert(step, "memorisation", frac,
-                         f"{_pct(frac)} of samples are near-copies of training images at step {step} "
-                         f"(a fresh sample is one with probability {_pct(q)}; alert above {_pct(limit)})")
+                         f"{_pct(frac)} of samples are near-copies of training images at step {step}, about "
+                         f"{_pct((frac - q) / (1 - q))} beyond chance (a fresh sample is one with probability "
+                         f"{_pct(q)}; alert above {_pct(limit)})")
     ratio, p, hoods = _get(cur, "copy_log_ratio"), _get(cur, "copy_log_ratio_p"), _get(cur, "copy_neighbourhoods")
     if _finite(ratio, p, hoods) and ratio < rules.copy_log_ratio_max and p < rules.copy_log_ratio_alpha:
         closer = 1.0 - math.exp(ratio)
@@ -493,9 +500,14 @@ def _loss_failure(hist: list[Mapping], rules: AlertRules, losses: Losses) -> Ale
         window = (steps > prev_step) & (steps <= step)
         bad = window & ~np.isfinite(values)
         if bad.any():
-            first = int(steps[bad][0])
+            # where this run of non-finite values began: "became nan at step 810" at the
+            # checkpoint after, when it became nan at 750
+            finite_before = steps[np.isfinite(values) & (steps < steps[bad].min())]
+            since = finite_before.max() if finite_before.size else -math.inf
+            began = int(steps[~np.isfinite(values) & (steps > since)].min())
+            verb = "became" if began > prev_step else "has been"
             return Alert(step, "convergence", float(values[bad][0]),
-                         f"loss '{name}' became {values[bad][0]} at step {first}")
+                         f"loss '{name}' {verb} {values[bad][0]} {'at' if verb == 'became' else 'since'} step {began}")
     d_names, g_names = loss_roles(list(losses), rules)
     for dn in d_names:
         d = _series(losses, dn, step)
