@@ -87,7 +87,7 @@ MODEL_EXTENSIONS = frozenset({".pth", ".pkl", ".ckpt", ".safetensors", ".bin", "
 _LOG_EXTENSIONS = frozenset({".json", ".jsonl", ".txt", ".yaml", ".yml", ".log", ".csv"})
 #: Stems of weight/state files that share a tensor extension (``model-12.pt``, ``optimizer.pt``).
 _WEIGHT_STEM = re.compile(
-    r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
+    r"^(?:(?:model|net[gd]?|[gd]|gen|dis|disc|critic|unet|dit|denoiser|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
     r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict|model_states|optim_states)(?:[-_.=].*)?"  # Imaginaire's
@@ -123,7 +123,7 @@ SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGN
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|condition(?:ing)?s?|masks?"
                         r"|controls?|xpos|noised|rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?"
                         r"|train[-_]?(?:imgs?|images?|batch)"
-                        r"|process|txt(?!\d)|original[-_]?size\w*|crop[-_]?coords\w*|target[-_]?size\w*)"
+                        r"|process|progressive[-_]?rows?|denoise[-_]?rows?|(?:in|out)painting|txt(?!\d)|original[-_]?size\w*|crop[-_]?coords\w*|target[-_]?size\w*)"
                         r"(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.
@@ -1131,6 +1131,13 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
                                "their checkpoints are read together: point evowatch at one of them")
             return [unit for _, path, _ in level.numbered for unit in _units(path, options, depth + 1)]
         return [(step, path, level.groups.get(path)) for step, path, _ in level.numbered]
+    lone = len(level.numbered) == 1 and not level.numbered[0][2] and depth < _MAX_DEPTH
+    below = _plain_dirs_units(folder, level, options, depth) if lone else []
+    if len({step for step, _, _ in below}) >= 2:
+        warn_once(folder, f"{folder}: {level.numbered[0][1].name} is left out: a lone numbered file beside "
+                          "sub-folders holding the run's checkpoints (a plot, or weights; --samples GLOB names it "
+                          "to read it)")
+        return below
     units: list[tuple[int, Path, tuple[Path, ...] | None]] = []
     for step, path, is_dir in level.numbered:
         if is_dir and depth < _MAX_DEPTH and _looks_like_run(path, options, depth + 1):
@@ -1138,17 +1145,24 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
         else:
             units.append((step, path, level.groups.get(path)))
     if not level.numbered and depth < _MAX_DEPTH:
-        found = {sub: _units(sub, options, depth + 1) for sub in level.plain_dirs}
-        copies = [sub for sub in found if sub.name.lower() in _TRACKER_FOLDERS and found[sub]]
-        if copies and any(found[sub] for sub in found if sub not in copies):
-            for sub in copies:
-                warn_once(folder, f"{folder}: {sub.name}/ holds {_TRACKER_FOLDERS[sub.name.lower()]}'s copies of the "
-                                  "images the trainer logged, beside its own sample files: the trainer's files are read, "
-                                  f"not the copies (point evowatch at {sub.name}/ to read them)", about=sub.name,
-                          say=log.info)
-            found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
-        units.extend(unit for sub_units in found.values() for unit in sub_units)
+        units.extend(_plain_dirs_units(folder, level, options, depth))
     return units
+
+
+def _plain_dirs_units(folder: Path, level: _Level, options: DiscoveryOptions,
+                      depth: int) -> list[tuple[int, Path, tuple[Path, ...] | None]]:
+    """The checkpoints of a level's unnumbered folders; a tracker's copies (``wandb/``) only
+    when no other folder holds the trainer's own files."""
+    found = {sub: _units(sub, options, depth + 1) for sub in level.plain_dirs}
+    copies = [sub for sub in found if sub.name.lower() in _TRACKER_FOLDERS and found[sub]]
+    if copies and any(found[sub] for sub in found if sub not in copies):
+        for sub in copies:
+            warn_once(folder, f"{folder}: {sub.name}/ holds {_TRACKER_FOLDERS[sub.name.lower()]}'s copies of the "
+                              "images the trainer logged, beside its own sample files: the trainer's files are read, "
+                              f"not the copies (point evowatch at {sub.name}/ to read them)", about=sub.name,
+                      say=log.info)
+        found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
+    return [unit for sub_units in found.values() for unit in sub_units]
 
 
 def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:

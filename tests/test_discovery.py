@@ -114,9 +114,28 @@ def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tm
     assert [(c.step, c.source, len(c.files)) for c in found] == [
         (step, f"images/val/samples_gs-{step:06}_e-{epoch:06}_b-*.png", 2) for epoch, step in enumerate((500, 1000, 1500))]
     # Its other default keys: the inputs and what is drawn from them are no samples.
-    for key in ("inputs", "conditioning", "mask", "diffusion_row", "samples"):
+    for key in ("inputs", "conditioning", "mask", "diffusion_row", "samples", "progressive_row", "denoise_row",
+                "samples_inpainting", "samples_outpainting"):  # sampling step by step; the real input kept
         write_png(tmp_path / "images" / "train" / f"{key}_gs-000500_e-000000_b-000007.png", smooth_images(RNG, 1, 8)[0])
     assert [c.source for c in scan_run(tmp_path / "images" / "train")] == ["samples_gs-000500_e-000000_b-000007.png"]
+
+
+@pytest.mark.parametrize("lone", ["G_3000.pt", "unet_3000.pt", "loss_curve_3000.png"])
+def test_a_lone_numbered_file_beside_the_samples_folder_hides_nothing(tmp_path, caplog, lone):
+    """The generator's state dict (``torch.save(G.state_dict(), f"G_{step}.pt")``) or a plot
+    beside ``samples/step_N``: the level was read as numbered and ``samples/`` never walked,
+    one checkpoint of 0 or 1 sample stored and nothing said."""
+    (tmp_path / "samples").mkdir()
+    for step in (1000, 2000, 3000):
+        np.save(tmp_path / "samples" / f"step_{step}.npy", smooth_images(RNG, 4, 8))
+    if lone.endswith(".pt"):
+        torch.save({"w": torch.zeros(3)}, tmp_path / lone)
+    else:
+        write_png(tmp_path / lone, smooth_images(RNG, 1, 32)[0])
+    with caplog.at_level("WARNING"):
+        found = scan_run(tmp_path)
+    assert [(c.step, c.source) for c in found] == [(s, f"samples/step_{s}.npy") for s in (1000, 2000, 3000)]
+    assert is_weight_file(lone) or f"{lone} is left out: a lone numbered file" in caplog.text
 
 
 def test_kohya_samples_per_step_and_per_epoch_in_one_folder_are_named(tmp_path, caplog):

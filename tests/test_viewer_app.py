@@ -1,6 +1,7 @@
 """The viewer's logic through Streamlit's AppTest (no browser), plus its pure data layer."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -113,6 +114,26 @@ def test_the_hover_caption_names_what_each_number_is(store):
     caption = hover_payload(str(store), commit, d, row)["caption"]
     assert caption == f"step 1,000 · label {data.describe_rows(d, np.array([row]))['label'][0]} · instance " \
                       f"{d.instance[row]} · sample_{row - N_REAL:06d}.png"
+
+
+def test_a_reference_images_number_is_no_instance_in_its_hover_caption(store):
+    """Real ``0049.png`` said "instance 49"."""
+    from viewer.hover import hover_payload
+
+    commit = data.read_commit(str(store))
+    d = data.map_data(str(store), commit)
+    row = int(np.flatnonzero(d.kind != fmt.KIND_CODES["generated"])[0])
+    instance = d.instance.copy()
+    instance[row] = 49  # as read from its file name
+    caption = hover_payload(str(store), commit, dataclasses.replace(d, instance=instance), row)["caption"]
+    assert caption.startswith("real") and "instance" not in caption
+
+
+def test_a_fall_in_diversity_is_marked_on_the_chart_of_the_metric_it_names():
+    """A pairwise-cosine alert was marked on Vendi's chart (and opened it)."""
+    alert = {"step": 300, "rule": "collapse", "value": 0.1,
+             "message": "diversity fell 90% between step 100 and 300: mean pairwise cosine distance 1 -> 0.0986"}
+    assert data._alert_matches(alert, "pairwise_cosine") and not data._alert_matches(alert, "vendi")
 
 
 def test_a_store_of_reference_data_only_is_coloured_by_kind_and_says_steps_come(tmp_path, monkeypatch):
@@ -297,16 +318,19 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert at.select_slider(key="step_range:1000:3000:3").value == (1000, 3000)  # the open range followed the new step
 
 
-def test_a_rule_that_alerts_after_the_page_opened_gets_its_chart(tmp_path, monkeypatch):
+def test_a_rule_that_alerts_after_the_page_opened_gets_its_chart(tmp_path, monkeypatch, caplog):
     """Round Y: the picker's default applies when it is made, so a live page never plotted the
-    metric of a rule that began alerting later, and its alerts' crosses were on no chart."""
+    metric of a rule that began alerting later, and its alerts' crosses were on no chart.
+    Round AD: setting it and passing a default logged a warning with a stack trace."""
     path = tmp_path / "live.zarr"
     run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8, alerts=False)
     at = run_app(path, monkeypatch)
     at.multiselect(key="signal_cols").set_value(["vendi"]).run()  # near-copies not watched, yet
     with StoreWriter(path, run.encoder, thumbnail_size=8) as store:
         store.set_alerts([{"step": 2000, "rule": "memorisation", "value": 0.2, "message": "20% near-copies"}])
-    at.run()
+    with caplog.at_level("WARNING"):
+        at.run()
+    assert "Session State API" not in caplog.text
     assert not at.exception and at.multiselect(key="signal_cols").value == ["near_copy_frac", "vendi"]
     at.multiselect(key="signal_cols").unselect("near_copy_frac").run()
     run.add_step(3000)

@@ -271,7 +271,7 @@ def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarr
         st.subheader("A sample without an instance id")
         st.caption("This sample has no instance id, so it cannot be followed across steps.")
     else:
-        st.subheader(f"Instance {desc['instance'][0]} across {len(trail)} step{'s' if len(trail) != 1 else ''}")
+        st.subheader(f"Instance {desc['instance'][0]} across {_count(len(trail), 'step')}")
     thumbnails_grid(path, commit, d, trail, key="trail_grid", width=72)
     followed = desc["kind"][0] == "generated" and desc["instance"][0] >= 0
     if st.button("Clear trail" if followed else "Clear", key="clear_trail"):
@@ -310,8 +310,10 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
             st.caption(off)
         options = [c for c in table if c != "step"]
         _add_newly_alerted(data.alerted_signal_columns(table, alerts), options)
-        cols = st.multiselect("Metrics", options, default=data.default_signal_columns(table, alerts), key="signal_cols",
-                              help=data.METRIC_GLOSSARY)
+        # the default only until the key exists: it is set above when a rule starts alerting
+        # (both logged a warning and a stack trace in the terminal of `evowatch view`)
+        picked = {} if "signal_cols" in st.session_state else {"default": data.default_signal_columns(table, alerts)}
+        cols = st.multiselect("Metrics", options, key="signal_cols", help=data.METRIC_GLOSSARY, **picked)
         if not cols:
             st.caption("No metric picked: choose some above to plot them.")
         spec = data.signals_spec(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
@@ -397,6 +399,11 @@ def _alert_box(alerts: list[dict[str, Any]]) -> None:
     st.warning("  \n".join(data.alert_text(alert) for alert in alerts))
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 step``, ``2,000 steps``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 # ----------------------------------------------------------------------------- page
 def page(path: str) -> None:
     try:
@@ -416,10 +423,10 @@ def page(path: str) -> None:
     earlier = f" (+{earlier_samples:,} of earlier versions)" if earlier_samples else ""
     replaced = f" (+{d.n_replaced_reference:,} replaced)" if d.n_replaced_reference else ""
     reference = f" · {d.n_reference:,} reference{replaced}" if d.n_reference or replaced else ""  # not counted as samples
-    live_status(path, commit, f"{commit.rows - d.n_superseded - d.n_reference:,} samples{earlier}{reference} · "
-                              f"{len(d.all_steps)} steps · "
+    live_status(path, commit, f"{_count(commit.rows - d.n_superseded - d.n_reference, 'sample')}{earlier}{reference} · "
+                              f"{_count(len(d.all_steps), 'step')} · "
                               f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "
-                              f"{len(d.alerts)} alerts")
+                              f"{_count(len(d.alerts), 'alert')}")
     _sync_injected_state()
     f, layout, color = sidebar(d, path, commit)
     alerts_list(list(d.alerts))

@@ -746,8 +746,10 @@ _RULE_METRICS = {
 }
 
 
-#: A collapse alert's metric, by the words of its message (engine/alerts.py's four conditions).
-_COLLAPSE_METRICS = {"diversity fell": ("vendi", "pairwise_cosine"), "partial mode collapse": ("duplicate_frac",),
+#: A collapse alert's metric, by the words of its message (engine/alerts.py's four conditions;
+#: a fall in diversity names its metric: a pairwise-cosine alert was marked on Vendi's chart).
+_COLLAPSE_METRICS = {"Vendi score": ("vendi",), "pairwise cosine": ("pairwise_cosine",),
+                     "diversity fell": ("vendi", "pairwise_cosine"), "partial mode collapse": ("duplicate_frac",),
                      "recall fell": ("recall",), "regions off": ("region_tv",)}
 
 

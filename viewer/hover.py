@@ -82,7 +82,8 @@ def hover_payload(path: str, commit: data.Commit, d: data.MapData, row: int | No
     desc = data.describe_rows(d, np.array([row]))
     where = f"step {desc['step'][0]:,}" if desc["step"][0] >= 0 else desc["kind"][0]
     label, instance = desc["label"][0], desc["instance"][0]
-    caption = " · ".join(filter(None, (where, label and f"label {label}", instance >= 0 and f"instance {instance}",
+    sample = desc["step"][0] >= 0  # a reference file's number is no instance
+    caption = " · ".join(filter(None, (where, label and f"label {label}", sample and instance >= 0 and f"instance {instance}",
                                        Path(str(cols["path"][0])).name)))
     return {"row": int(row), "src": thumbnail_uri(cols["thumbnail"][0]), "caption": caption}
 
