@@ -64,7 +64,7 @@ class AlertRules:
     # held_within: an untrained diffusion model's noise is more diverse than the data, and
     # its fall to the data's level is no collapse
     collapse_built_rise: float = 0.25
-    collapse_held_within: float = 0.2
+    collapse_held_within: float = 0.1
     collapse_held_steps: int = 2
     collapse_duplicate_rise: float = 0.25
     # or (mode dropping without labels) the step's shares of the real data's regions are off

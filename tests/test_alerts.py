@@ -668,6 +668,14 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     assert read_pause(tmp_path) == {**old, "alerts": [old]}
 
 
+def untrained_blobs(rng: np.random.Generator) -> np.ndarray:
+    """An untrained generator's samples: 8 of 2 look-alikes. Without --real, a later collapse
+    is a fall from the diversity the run built above them (not from its first checkpoint)."""
+    from tests.sample_fixtures import smooth_images
+
+    return np.repeat(smooth_images(rng, 2, 32), 4, axis=0)
+
+
 def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, capsys):
     """A step first read half-written (a live watch of per-sample files or tags) or rewritten
     in place raised an alert that stayed in the store after the step, measured again, was
@@ -682,8 +690,8 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     def write(step: int, images: np.ndarray) -> None:
         write_step(run, step, images)
 
-    for step in (0, 100):
-        write(step, smooth_images(rng, 8, 32))
+    write(0, untrained_blobs(rng))
+    write(100, smooth_images(rng, 8, 32))
     write(200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
     assert main(argv) == 0
@@ -707,8 +715,8 @@ def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measur
 
     rng = np.random.default_rng(0)
     run, store, real, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "real", tmp_path / "said.txt"
-    for step in (0, 100):
-        write_step(run, step, smooth_images(rng, 8, 32))
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
     write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
             "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
@@ -750,7 +758,7 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     rng = np.random.default_rng(0)
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     late = smooth_images(rng, 8, 32)
-    write_step(run, 0, smooth_images(rng, 8, 32))
+    write_step(run, 0, untrained_blobs(rng))
     write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
     assert main(argv) == 0
