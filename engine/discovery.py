@@ -1273,6 +1273,9 @@ def reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -
     """How the files are read, where a user set it by hand (empty with the defaults)."""
     if options is None:
         return ""
+    if checkpoint.kind != "generated":  # a reference set is never split into tiles and has no step:
+        # salted alike, --grid read every --real/--holdout image again and measured every step again
+        return f"range={options.value_range[0]:g},{options.value_range[1]:g}" if options.value_range else ""
     parts = [f"grid={options.grid[0]}x{options.grid[1]}" if options.grid else "",
              f"tile={options.tile_size}" if options.tile_size else "",
              f"rows={format_tile_slice(options.tile_rows)}" if options.tile_rows else "",

@@ -1126,6 +1126,7 @@ class StoreWriter(StoreReader):
         (:attr:`metrics_reference`). Clearing them all instead had a live viewer see every
         alert go and come back as the steps were measured again."""
         group = self._ensure_group("metrics")
+        self._ensure_column(group, "metrics", "step", "int64", 0)  # a reader's table is empty, not missing
         table, steps = self.step_metrics(), {int(step) for step in steps}
         kept = np.isin(table["step"], list(steps)) if table else np.zeros(0, bool)
         n, dropping = int(kept.sum()), not kept.all()

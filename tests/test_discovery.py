@@ -654,6 +654,17 @@ def test_a_reference_folder_leaves_out_files_named_as_generated(tmp_path, caplog
     assert len(scan_reference(tmp_path / "images", "real", DiscoveryOptions(sample_globs=("*.png",))).files) == 6
 
 
+def test_reading_settings_of_the_samples_leave_a_reference_sets_hash_alone(tmp_path):
+    """--grid, --tile-size, --tile-rows/--tile-cols and --step-regex salted the --real and
+    --holdout sets' hashes too: a watch given one read every reference image again and
+    measured every step again."""
+    _folder_of_images(tmp_path / "real")
+    real = scan_reference(tmp_path / "real", "real")
+    options = DiscoveryOptions(grid=(2, 2), tile_size=8, tile_rows=slice(1, None), step_regex=r"step(\d+)")
+    assert content_hash(real, options) == content_hash(real)
+    assert content_hash(real, DiscoveryOptions(value_range=(-1.0, 1.0))) != content_hash(real)  # tensors read otherwise
+
+
 def test_scan_reference_imagefolder(tmp_path):
     for label in ("cat", "dog"):
         _folder_of_images(tmp_path / "train" / label, n=3)

@@ -58,6 +58,16 @@ def test_a_writers_partial_file_in_a_table_is_read_past_without_a_warning(tmp_pa
         assert StoreReader(tmp_path / "s.zarr").step_metrics()["vendi"].tolist() == [2.0]
 
 
+def test_a_metrics_table_begun_before_any_step_is_read_as_docs_store_md_says(tmp_path):
+    """A watch waiting for its first checkpoint after reading --real left the metrics group
+    with no ``step`` column: ``root["metrics/step"][:committed_rows]`` raised KeyError."""
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        store.restart_step_metrics("real:abc", [])
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    metrics = root["metrics"]
+    assert root["metrics/step"][:metrics.attrs["committed_rows"]].tolist() == []
+
+
 def test_writes_bound_zarrs_chunk_concurrency_for_themselves_only(tmp_path, rng, monkeypatch):
     """The writer's chunk limit holds during its writes and leaves zarr's process-wide
     setting as it was (a trainer or notebook writing a store keeps its own zarr config)."""
