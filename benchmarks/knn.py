@@ -66,7 +66,7 @@ def main() -> None:
         base = rng.standard_normal((n, args.dim)).astype(np.float32)
         base /= np.linalg.norm(base, axis=1, keepdims=True)
         searches = {"layout self kNN (ip, k=91)": (base, "ip", 91),
-                    "memorisation (l2, 2k queries, k=9)": (base[rng.choice(n, 2000, replace=False)], "l2", 9)}
+                    f"memorisation (l2, {min(n, 2000)} queries, k=9)": (base[rng.choice(n, min(n, 2000), replace=False)], "l2", 9)}
         for name, (query, metric, k) in searches.items():
             cells, ref_time, ref_idx = [], None, None
             for backend in backends:

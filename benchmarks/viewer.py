@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -39,11 +40,14 @@ def store_for(size: int, workdir: Path) -> Path:
     path = workdir / f"store_{size}.zarr"
     if not (path / "zarr.json").is_file():
         n_steps = 10 if size <= 200_000 else 20
-        n_real = max(1000, size // 50)
+        n_real = min(max(1000, size // 50), size // 2)  # --sizes 1000: half real, not every row
         per_step = (size - n_real) // n_steps
         t = time.perf_counter()
-        build_store(path, n_steps=n_steps, per_step=per_step, n_real=n_real,
+        building = workdir / f".store_{size}.building.zarr"  # renamed into place once built: a stopped build
+        shutil.rmtree(building, ignore_errors=True)  # was taken for a store by the next run
+        build_store(building, n_steps=n_steps, per_step=per_step, n_real=n_real,
                     thumbnail_size=16 if size <= 200_000 else 8)
+        building.rename(path)
         print(f"built {path} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     return path
 

@@ -98,6 +98,13 @@ def _parsed_by(module: str, name: str) -> Callable[[str], Any]:
     return convert
 
 
+def _encoder_spec(value: str) -> str:
+    """An argparse ``type=`` for the demo's ``--encoder``: checked before anything is trained
+    (a typo was found 9 s into training, its folders left behind), kept as typed."""
+    _parsed_by("engine.encoders", "parse_encoder_spec")(value)
+    return value
+
+
 def _regex(value: str) -> str:
     """An argparse ``type=`` for ``--step-regex``: said as the option, the pattern as typed."""
     try:
@@ -176,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--store", type=Path, required=True, metavar="STORE", help="the Zarr store (created if missing)")
     watch.add_argument("--once", action="store_true", help="ingest what is there and exit")
     watch.add_argument("--encoder", default=None, metavar="SPEC",
-                       help="clip:ARCH/PRETRAINED, clip:ARCH/random, clip:ARCH@/path/to/weights, clip:local-dir:FOLDER, "
+                       help="clip:ARCH/PRETRAINED, clip:ARCH/random, clip:ARCH@/path/to/weights, "
+                            "clip:ARCH/PRETRAINED@/path/to/weights, clip:local-dir:FOLDER, "
                             f"pixels or pixels:N (default: the store's own, else {DEFAULT_ENCODER})")
     watch.add_argument("--device", type=_parsed_by("engine.encoders", "parse_device"), default="auto",
                        metavar="auto|cpu|cuda|cuda:N", help="where to encode (default auto: CUDA when there is one)")
@@ -233,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=_number(int, 1), default=None, help="training steps (default: the demo trainer's)")
     demo.add_argument("--fail", type=_parsed_by("examples.demo_trainer", "parse_fail"), metavar="MODE@STEP",
                       help="induce a failure: collapse@STEP, drop@STEP (mode dropping) or copy@STEP")
-    demo.add_argument("--encoder", default="pixels", metavar="SPEC", help="encoder (default pixels: no weights needed)")
+    demo.add_argument("--encoder", default="pixels", metavar="SPEC", type=_encoder_spec,
+                      help="encoder (default pixels: no weights needed)")
     for command in sub.choices.values():  # -q/-v after the subcommand too; SUPPRESS keeps one given before it
         _verbosity_args(command, argparse.SUPPRESS)
     return parser
@@ -327,7 +336,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from engine.export import export_store, is_stream
 
     path, rows = export_store(args.store, args.to, args.out, embeddings=args.embeddings)
-    print(f"wrote {rows} rows to {path}", file=sys.stderr if is_stream(path) else sys.stdout)  # not into the rows
+    if not args.quiet:  # -q: errors and alerts only, as every command
+        print(f"wrote {rows} rows to {path}", file=sys.stderr if is_stream(path) else sys.stdout)  # not into the rows
     return 0
 
 

@@ -31,6 +31,10 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
     out = out.resolve()
     run_dir, data = out / "run", out / "data"
     store = out / "demo.zarr"
+    if encoder != "pixels":  # CLIP weights missing: said before a checkpoint is trained (17 s) and left behind
+        from engine.encoders import make_encoder
+
+        make_encoder(encoder, device="cpu")  # a check: the watch loads it where it encodes
     _replace_earlier_demo(run_dir, store)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = [sys.executable, "-m", "examples.demo_trainer", str(out)]

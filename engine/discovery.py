@@ -311,9 +311,15 @@ def index_in_name(stem: str) -> int | None:
     return last_integer(stem) if masked is None else masked  # StyleGAN's seed0000.png: the seed is the index
 
 
+#: A step counted in thousands (``sample_10k.png``, ``sample_1.5k.png``: steps 10,000 and 1,500).
+_THOUSANDS = re.compile(r"(?<![\d.a-z])(\d+(?:\.\d+)?)k(?![a-z\d])", re.IGNORECASE)
+
+
 def step_in_name(text: str) -> int | None:
     """The step a name carries by default: the last number named as one (``gs-005000``,
-    ``step=1000``, ``iter5000``), else the last number that is no date, time, setting, shape or hash."""
+    ``step=1000``, ``iter5000``), else the last number that is no date, time, setting, shape or
+    hash; ``10k`` is 10,000 (it was step 10, and ``1.5k`` no step)."""
+    text = _THOUSANDS.sub(lambda m: str(round(float(m[1]) * 1000)), text)
     text = _NOT_A_STEP.sub("_", text)
     named = _NAMED_STEP.findall(text)
     return int(named[-1]) if named else last_integer(text)

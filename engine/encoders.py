@@ -84,7 +84,8 @@ CPU_FALLBACK_NOTE = "CUDA requested/auto but unavailable: encoding on CPU"
 
 _SPEC_HELP = (
     "'clip:ARCH/PRETRAINED' (e.g. 'clip:ViT-B-32/laion2b_s34b_b79k'), 'clip:ARCH/random', "
-    "'clip:ARCH@/path/to/weights.pt', 'clip:local-dir:/path/to/folder' or 'pixels[:N]'"
+    "'clip:ARCH@/path/to/weights.pt', 'clip:ARCH/PRETRAINED@/path/to/weights.pt' (a tag's weights copied by hand), "
+    "'clip:local-dir:/path/to/folder' or 'pixels[:N]'"
 )
 
 Device = Literal["cpu", "cuda"]

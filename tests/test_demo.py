@@ -62,3 +62,15 @@ def test_an_earlier_demo_in_the_same_out_is_replaced_and_a_fail_past_the_end_ref
     assert (run / "step_000500").is_dir() and store.is_dir()
     assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "250", "--fail", "collapse@5000"]) == 2
     assert "step 5000 is past the demo's last step (250)" in capsys.readouterr().err
+
+
+def test_an_encoder_the_demo_cannot_use_is_said_before_anything_is_trained(tmp_path, capsys):
+    """Round AD: a typo in --encoder was found 9 s into training, CLIP weights missing after a
+    checkpoint was trained (17 s); both left the demo's folders behind."""
+    out = tmp_path / "demo"
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out", str(out), "--encoder", "foo"])
+    assert exc.value.code == 2 and "argument --encoder: Expected an encoder spec" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--encoder", "clip:ViT-B-32/laion2b_s34b_b79k"]) != 0
+    assert "are not in the local cache" in capsys.readouterr().err
+    assert not out.exists()

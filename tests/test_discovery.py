@@ -432,7 +432,9 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("selfie2anime_params_latest", None), ("img2img_step_300", 300),
                        ("gen_train_current_00", None),  # FUNIT's rolling copy, its image index
                        ("sample_e0_s500_p1_3", 500), ("s5_i16000", 16000),  # naifu; pytorch_GAN_zoo's scale
-                       ("mylora_000500_00_20231114221548_42_000", 0)]:  # musubi-tuner: a seed, a frame after the time
+                       ("mylora_000500_00_20231114221548_42_000", 0),  # musubi-tuner: a seed, a frame after the time
+                       ("sample_10k", 10000), ("sample_1.5k", 1500), ("ckpt_2K_07", 7),  # counted in thousands
+                       ("cifar10k_step_200", 200), ("size_4k_1000", 1000)]:
         assert step_in_name(name) == step, name
 
 
