@@ -378,7 +378,9 @@ class Watcher:
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         said = BacklogLog(log, len(jobs), "ingesting", "ingested")
         unit = "logged image" if self._stand_in is self._logged_images else "file"  # what a skipped one is
-        renames: list[tuple[str, str]] = []  # made once the ingest is over: a writer process may still commit
+        for job, _ in jobs:  # before the new reading's commit, which then supersedes the old one: made after
+            if (old := self._moved.get(job.source)) is not None:  # the ingest, both were current meanwhile
+                self.store.rename_source(old, job.source)  # (a live reader saw the step twice)
         with bar, logging_redirect_tqdm(tqdm_class=_WholeLines):
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
                                  workers=self.config.workers, on_rows=bar.update,
@@ -396,15 +398,12 @@ class Watcher:
                 if c.source in self._replacing:
                     note += "; a new version, the earlier one's rows kept as superseded"
                 if (old := self._moved.pop(c.source, None)) is not None:
-                    renames.append((old, c.source))
                     note += f"; the files of {old}, which is gone (renamed): its rows kept as superseded"
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
                           counted(result.rows, "sample"), note)
                 if generated and len(c.files) == 1 and c.files[0].suffix.lower() in IMAGE_EXTENSIONS:
                     self._check_grid_size(c, result.rows)
-        for old, new in renames:  # (the same table's chunks, and a view of its rows that had not seen the new one)
-            self.store.rename_source(old, new)
         skipped = sum(r.skipped for r in results)
         said.finish(f": {counted(sum(r.rows for r in results), 'sample')}"
                     + (f", {counted(skipped, unit)} skipped (each named above)" if skipped else ""))

@@ -2051,7 +2051,8 @@ def test_numbers_past_the_stores_integers_are_no_instance_id_nor_step(tmp_path, 
 
 def test_a_rename_left_undone_by_a_stopped_watch_is_done_by_the_next(tmp_path, monkeypatch):
     """Round AB: a watch stopped (SIGTERM, a full disk) after it stored a renamed checkpoint
-    but before it renamed the old reading left both current for good: every sample twice."""
+    but before it renamed the old reading left both current for good: every sample twice.
+    Round AD renames first, but stores left so by the earlier order are healed."""
     from stores.zarr_store import StoreWriter
 
     run, store, argv = _run_of_steps_100_and_500(tmp_path, 4)
@@ -2059,13 +2060,37 @@ def test_a_rename_left_undone_by_a_stopped_watch_is_done_by_the_next(tmp_path, m
     assert main(argv) == 0
     os.rename(run / "tmp-checkpoint-500", run / "checkpoint-500")
     with monkeypatch.context() as patch:
-        patch.setattr(StoreWriter, "rename_source", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-        assert main(argv) == 130  # stopped right after the new reading's commit
+        patch.setattr(StoreWriter, "rename_source", lambda *_: None)  # the new reading stored, the rename not made
+        assert main(argv) == 0
     assert info(store)["current_rows"] == 12
     assert main(argv) == 0
     summary, reader = info(store), StoreReader(store)
     assert (summary["rows"], summary["current_rows"], summary["steps"]) == (12, 8, [100, 500])
     assert reader.checkpoints()["superseded_by"].tolist() == [-1, 2, -1]  # the reading at the new name
+
+
+def test_a_renamed_checkpoints_old_reading_is_renamed_before_the_new_one_is_committed(tmp_path, monkeypatch):
+    """Round AD: renamed after the pass's ingest, the old reading stayed current beside the new
+    one meanwhile: a live reader saw the step twice (106 of 280 snapshots of a 245-checkpoint pass)."""
+    from stores.zarr_store import StoreReader, StoreWriter
+
+    monkeypatch.delenv("EVOWATCH_WRITER_PROCESS", raising=False)  # the commits seen in this process
+    run, store, argv = _run_of_steps_100_and_500(tmp_path, 4)
+    os.rename(run / "step_000500", run / "tmp-checkpoint-500")
+    assert main(argv) == 0
+    os.rename(run / "tmp-checkpoint-500", run / "checkpoint-500")
+    seen, commit = [], StoreWriter.checkpoint
+
+    def noting_current_sources(self, *args, **kwargs):
+        checkpoints = StoreReader(store).checkpoints()
+        seen.append(sorted(s for s, by in zip(checkpoints["source"], checkpoints["superseded_by"]) if by < 0))
+        return commit(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StoreWriter, "checkpoint", noting_current_sources)
+        assert main(argv) == 0
+    assert seen == [["checkpoint-500", "step_000100"]]  # the old reading already under its new name
+    assert info(store)["current_rows"] == 8
 
 
 def test_a_rotated_step_whose_bytes_come_again_later_is_no_rename(tmp_path):
