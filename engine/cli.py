@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from engine import stopping
 from engine.errors import DiscoveryError, EvowatchError
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
@@ -406,11 +407,15 @@ def _stop_on_sigterm() -> Callable[[], object]:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         STOP_REQUESTED.set()
+        if stopping.deferring():  # inside openTSNE: raised there, a SIGSEGV
+            return stopping.defer(Terminated())
         raise Terminated
 
     def on_sigint(signum: int, frame: object) -> None:
         if os.getpid() == owner:
             STOP_REQUESTED.set()
+            if stopping.deferring():
+                return stopping.defer(KeyboardInterrupt())
         signal.default_int_handler(signum, frame)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm), signal.getsignal(signal.SIGINT)

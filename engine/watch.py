@@ -348,6 +348,9 @@ class Watcher:
             step, sources = next(iter(shared.items()))
             folders = _run_folders(sources)
             example = _one_series_glob(sources)
+            if example and not all(any(fnmatch.fnmatch(PurePosixPath(s).name, example) for s in at_step)
+                                   for at_step in by_step.values()):  # followed, it dropped the other steps
+                example = None  # (step_N.npy, then step_N.pt beside latents_N.pt: 'step_*.pt')
             option = "--weights" if self.config.sampler else "--samples"  # EDM2's two EMA snapshots of a step
             files = all(PurePosixPath(source).suffix for source in sources)  # a glob picks files, not folders
             fix = (f"; point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"

@@ -1097,6 +1097,9 @@ class StoreWriter(StoreReader):
         row = int(hit[0]) if len(hit) else len(steps)
         n = max(len(steps), row + 1)
 
+        recorded = dict(group.attrs.get("measured", {}))
+        if row < len(steps) and recorded.get(str(int(step))) != []:  # replaced in place: a reader that sees the
+            group.update_attributes({"measured": {**recorded, str(int(step)): []}})  # row half old, half new can tell
         columns = {"step": step, **values}
         _write_all(self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
                    .async_array.setitem(row, value) for name, value in columns.items())
@@ -1104,7 +1107,6 @@ class StoreWriter(StoreReader):
             column = self._ensure_column(group, "metrics", name, "float64", n)  # given): NaN, every column as long
             if row < len(steps):  # as the table, and a step measured again keeps no value of its earlier measure
                 column[row] = np.nan
-        recorded = dict(group.attrs.get("measured", {}))
         if measured is not None:
             recorded[str(int(step))] = [int(x) for x in measured]
         group.update_attributes({"committed_rows": n, "measured": recorded})

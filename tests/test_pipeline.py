@@ -1516,6 +1516,26 @@ def test_a_stop_whose_exception_python_drops_still_stops_a_live_watch(tmp_path):
         STOP_REQUESTED.clear()
 
 
+@pytest.mark.parametrize("stop, raised", [(signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
+def test_a_stop_during_opentsne_is_raised_once_its_call_returns(stop, raised):
+    """Round AD: SIGTERM in a layout's first 0.1 s killed the watch with SIGSEGV (2 of 10):
+    raised inside openTSNE's gradient, the handler's exception crashed its Cython."""
+    from engine.cli import STOP_REQUESTED, _stop_on_sigterm
+    from engine.stopping import deferred_stop
+
+    restore, finished = _stop_on_sigterm(), False
+    try:
+        with pytest.raises(BaseException) as exc:
+            with deferred_stop():
+                os.kill(os.getpid(), stop)
+                time.sleep(0.2)  # the handler runs here, inside the block
+                finished = True
+        assert finished and type(exc.value).__name__ == raised and STOP_REQUESTED.is_set()
+    finally:
+        restore()
+        STOP_REQUESTED.clear()
+
+
 def test_a_forked_child_dies_of_sigterm_instead_of_running_the_parents_handler():
     """A decode worker inherits the CLI's SIGTERM handler with the fork: it must die as
     multiprocessing's terminate() expects, not raise the parent's KeyboardInterrupt."""
@@ -1606,6 +1626,20 @@ def test_steps_with_several_checkpoints_are_named_once(tmp_path, capsys):
     for series in ("sample-?.png", "sample-*-ema.png"):  # the example given works
         assert main(watch + ["--samples", series]) == 0
         assert "several checkpoints" not in capsys.readouterr().err
+
+    # Round AD: a series that changed its files mid-run (step_N.npy, then step_N.pt beside
+    # latents_N.pt): 'step_*.pt', made from the first shared step, dropped the earlier steps
+    changed = tmp_path / "changed"
+    for step in (1, 2, 3, 4):
+        images = smooth_images(np.random.default_rng(step), 4, 16)
+        if step < 3:
+            save_torchvision_grid(images, changed / f"step_{step}.png", nrow=2)
+        else:
+            for name in (f"step_{step}-ema.png", f"step_{step}.png"):
+                save_torchvision_grid(images, changed / name, nrow=2)
+    assert main(["watch", str(changed), "--store", str(tmp_path / "c.zarr"), *watch[4:]]) == 0
+    (warned,) = [line for line in capsys.readouterr().err.splitlines() if "several checkpoints" in line]
+    assert warned.endswith("--samples GLOB watches one series")
 
 
 

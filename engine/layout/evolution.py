@@ -34,6 +34,7 @@ from openTSNE import initialization
 from openTSNE.tsne import kl_divergence_bh, kl_divergence_fft
 from threadpoolctl import threadpool_limits
 
+from ..stopping import deferred_stop
 from .knn import normalise, search, tsne_affinities
 
 log = logging.getLogger(__name__)
@@ -212,15 +213,17 @@ def _kl_gradient(method: str, n_jobs: int) -> Callable[[np.ndarray, sp.csr_matri
     objective = kl_divergence_fft if method == "fft" else kl_divergence_bh
 
     def gradient(y: np.ndarray, P: sp.csr_matrix) -> np.ndarray:
-        return objective(y, P, n_jobs=n_jobs, **_GRADIENT_PARAMS)[1]
+        with deferred_stop():  # a stop raised inside openTSNE's gradient was a SIGSEGV
+            return objective(y, P, n_jobs=n_jobs, **_GRADIENT_PARAMS)[1]
 
     return gradient
 
 
 def _kl(method: str, n_jobs: int, y: np.ndarray, P: sp.csr_matrix) -> float:
     objective = kl_divergence_fft if method == "fft" else kl_divergence_bh
-    err, _ = objective(np.ascontiguousarray(y, dtype=np.float64), P, n_jobs=n_jobs,
-                       should_eval_error=True, **_GRADIENT_PARAMS)
+    with deferred_stop():
+        err, _ = objective(np.ascontiguousarray(y, dtype=np.float64), P, n_jobs=n_jobs,
+                           should_eval_error=True, **_GRADIENT_PARAMS)
     return float(err)
 
 

@@ -12,6 +12,7 @@ from openTSNE import affinity
 from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
 from ..nearest import ExactIndex
+from ..stopping import deferred_stop
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -82,6 +83,7 @@ def tsne_affinities(x: np.ndarray, perplexity: float, n_jobs: int = 1) -> affini
     idx, dist = self_knn(x, k)
     if (dist[:, 0] < 1e-3).any():  # duplicates, maybe (the check costs a sort: only then)
         idx, dist = self_knn(_ties_broken(x), k)
-    return affinity.PerplexityBasedNN(
-        knn_index=PrecomputedNeighbors(idx, dist), perplexity=perplexity, n_jobs=n_jobs
-    )
+    with deferred_stop():  # openTSNE's Cython: a stop raised inside it was a SIGSEGV
+        return affinity.PerplexityBasedNN(
+            knn_index=PrecomputedNeighbors(idx, dist), perplexity=perplexity, n_jobs=n_jobs
+        )
