@@ -247,7 +247,7 @@ def decode_image(source: Path | BinaryIO) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise SkipFile(_too_large(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise SkipFile(f"truncated or corrupt image ({exc})") from None
+        raise SkipFile(f"truncated or corrupt image ({exc}): it is read again when the file changes") from None
     except Exception as exc:  # a damaged file can fail a decoder in any way (struct.error, IndexError)
         raise SkipFile(f"corrupt image ({type(exc).__name__}: {exc})") from None
 
@@ -370,6 +370,7 @@ class FileRows:
         self._stored = shape
         self._row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
         self._convert: Callable[[np.ndarray], np.ndarray] | None = None
+        self._written_ns = os.stat(path).st_mtime_ns  # a short read then: rewritten, or cut at rest
 
     def converted(self, convert: Callable[[np.ndarray], np.ndarray]) -> FileRows:
         """These rows with ``convert`` applied to each chunk read (NCHW to NHWC), shaped as it makes them."""
@@ -392,7 +393,13 @@ class FileRows:
         with open(self.path, "rb") as fh:
             fh.seek(self.offset + rows.start * self._row_bytes)
             data = fh.read(want)
+            st = os.fstat(fh.fileno())
         if len(data) != want:
+            whole = self.offset + self._stored[0] * self._row_bytes
+            if st.st_mtime_ns == self._written_ns:  # as it was: a trainer's np.save cut short (it crashed, a full disk)
+                raise SkipFile(f"truncated: {st.st_size:,} of the {whole:,} bytes its header says "
+                               f"({(st.st_size - self.offset) // max(self._row_bytes, 1)} of {self._stored[0]} rows); "
+                               "it is read again when the file changes")
             raise SkipFile("changed while it was read (rewritten or cut): it is read again once it settles")
         chunk = np.frombuffer(data, self.dtype).reshape((len(rows), *self._stored[1:]))
         return self._convert(chunk) if self._convert else chunk

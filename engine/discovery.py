@@ -87,7 +87,7 @@ MODEL_EXTENSIONS = frozenset({".pth", ".pkl", ".ckpt", ".safetensors", ".bin", "
 _LOG_EXTENSIONS = frozenset({".json", ".jsonl", ".txt", ".yaml", ".yml", ".log", ".csv"})
 #: Stems of weight/state files that share a tensor extension (``model-12.pt``, ``optimizer.pt``).
 _WEIGHT_STEM = re.compile(
-    r"^(?:(?:model|net[gd]?|[gd]|gen|dis|disc|critic|unet|dit|denoiser|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
+    r"^(?:(?:model|net[gd]?|generator|discriminator|optimi[sz]er|optim|scheduler|scaler|rng_state|ema|vae"
     r"|checkpoint|ckpt|weights|state_dict|pytorch_model|diffusion_pytorch_model|network-snapshot"
     r"|training_args|trainer_state|training[-_]state|opt)(?:[-_.=].*|\d.*)?|last|best|latest"
     r"|.*[-_.](?:checkpoint|ckpt|weights|state_dict|model_states|optim_states)(?:[-_.=].*)?"  # Imaginaire's
@@ -95,7 +95,8 @@ _WEIGHT_STEM = re.compile(
     # DeepSpeed's global_step100/mp_rank_00_model_states.pt
     r"|.*[-_.](?:params|model)(?:[-_.]?(?:latest|last|best|\d+))?"  # U-GAT-IT's selfie2anime_params_latest.pt,
     # consistency models' target_model010000.pt
-    r"|.*(?:generator|discriminator)(?:[-_.=]?\d+)?)$",  # sngan_projection's ResNetGenerator_5000.npz
+    r"|.*(?:generator|discriminator)(?:[-_.=]?\d+)?"  # sngan_projection's ResNetGenerator_5000.npz
+    r"|(?:[gd]|gen|disc?|critic|unet|dit|denoiser)(?:[-_]?ema)?[-_.=]?\d+(?:[-_.].*)?)$",  # G_3000.pt, G_ema_4000.pt
     re.IGNORECASE)
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,

@@ -402,6 +402,19 @@ print(grown, to_uint8(np.asarray(images[95]))[0, 0, 0])
     assert float(out[0]) < 24 and int(out[1]) == 95  # 72 MiB of floats: not copied
 
 
+def test_a_tensor_file_cut_short_at_rest_is_named_as_truncated(tmp_path):
+    """Round AD: a .npy whose np.save was cut (a crash, a full disk) an hour ago was said to
+    have "changed while it was read ... read again once it settles": neither was true."""
+    path = tmp_path / "step_5.npy"
+    np.save(path, smooth_images(RNG, 64, 8))
+    whole = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.truncate(whole // 3)
+    (skipped,) = [s for s in iter_samples(scan_run(tmp_path)[0]) if isinstance(s, SkippedFile)]
+    assert skipped.reason.startswith(f"truncated: {whole // 3:,} of the {whole:,} bytes its header says (")
+    assert skipped.reason.endswith(" of 64 rows); it is read again when the file changes")
+
+
 @pytest.mark.parametrize("name", ["step_5.npz", "step_5.npy"])
 def test_a_tensor_file_rewritten_while_read_is_skipped_not_a_crash(tmp_path, name):
     """Memory-mapped, a file the trainer rewrote meanwhile (np.savez truncates it first) killed
