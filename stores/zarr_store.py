@@ -675,8 +675,10 @@ class StoreWriter(StoreReader):
                 self.refresh()
                 self._cut_to_committed()
             except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
-                if self._intact():  # else deleted meanwhile: there is nothing to cut
-                    log.warning("%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
+                if self._intact():  # else deleted meanwhile: there is nothing to cut; a full disk is said
+                    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)  # by the error that closes it
+                    log.log(logging.DEBUG if full else logging.WARNING,
+                            "%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if self._holding:
             self._lock.release()
 

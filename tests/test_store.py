@@ -1,6 +1,7 @@
 """The store's contract: commit protocol, recovery, lock, encoder identity, plain-zarr reading."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -88,6 +89,20 @@ def test_a_metrics_row_replaced_in_place_is_marked_while_its_columns_are_written
     assert StoreReader(path).measured_steps() == {100: [1, 8]}
 
 
+def test_a_full_disk_when_closing_adds_no_second_line(tmp_path, rng, monkeypatch, caplog):
+    """Round AD: a full disk stopped the watch with its one-line error, after a warning that the
+    arrays' spare capacity could not be cut on close ([Errno 28]): two lines for one cause."""
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with caplog.at_level("WARNING"):
+        with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+            with store.checkpoint(100, "step_100", "h100") as tx:
+                add_rows(tx, 4, rng)
+            monkeypatch.setattr(StoreWriter, "_cut_to_committed", full)
+    assert caplog.text == ""
+
+
 def test_writes_bound_zarrs_chunk_concurrency_for_themselves_only(tmp_path, rng, monkeypatch):
     """The writer's chunk limit holds during its writes and leaves zarr's process-wide
     setting as it was (a trainer or notebook writing a store keeps its own zarr config)."""
@@ -152,8 +167,6 @@ def test_a_file_and_the_per_step_pattern_covering_it_are_one_reading(tmp_path, r
 def test_an_array_whose_making_failed_leaves_no_folder(tmp_path, monkeypatch):
     """The disk filled while a new metric's column was made: an empty metrics/density/ folder
     stayed, and plain zarr warned about it at every read until a resume succeeded."""
-    import errno
-
     path = tmp_path / "s.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         store.write_step_metrics(100, {"vendi": 2.0})
