@@ -60,9 +60,9 @@ class AlertRules:
     collapse_metrics: tuple[str, ...] = ("vendi", "pairwise_cosine")
     collapse_max_drop: float = 0.5
     # without a real reference, the best so far counts only values that rose more than
-    # built_rise above an earlier one or that the next held_steps checkpoints kept within
-    # held_within: an untrained diffusion model's noise is more diverse than the data, and
-    # its fall to the data's level is no collapse
+    # built_rise above an earlier one, that the next held_steps checkpoints kept within
+    # held_within, or that the run settled at (see _built_or_held): an untrained diffusion
+    # model's noise is more diverse than the data, and its fall to the data's level is no collapse
     collapse_built_rise: float = 0.25
     collapse_held_within: float = 0.1
     collapse_held_steps: int = 2
@@ -265,16 +265,22 @@ def _comparable(rec: Mapping, n: float) -> bool:
 
 
 def _built_or_held(past: list[tuple[int, float]], rules: AlertRules) -> list[tuple[int, float]]:
-    """The values a model built (more than ``built_rise`` above an earlier one) or held (the
-    next ``held_steps`` checkpoints within ``held_within`` of it): not the noise it started
-    from. A healthy run's Vendi fell 49.8 -> 14.7 -> 5.6, the data's own level, as its noise
-    faded: without a real reference that read as a 71% collapse at every later checkpoint."""
+    """The values a model built (more than ``built_rise`` above an earlier one), held (the
+    next ``held_steps`` checkpoints within ``held_within`` of it) or settled at (the one
+    before within ``held_within``, and no later one between half and 1 - ``held_within`` of
+    it: a fade passes through there, a collapse falls past it at once): not the noise it
+    started from. A healthy run's Vendi fell 49.8 -> 14.7 -> 5.6, the data's own level, as
+    its noise faded: without a real reference that read as a 71% collapse at every later
+    checkpoint; 5.7, 6.0 then 1.7 is a collapse."""
     values = [v for _, v in past]
+    within = rules.collapse_held_within
     kept, low = [], math.inf
     for k, (i, v) in enumerate(past):
         after = values[k + 1:k + 1 + rules.collapse_held_steps]
-        held = len(after) == rules.collapse_held_steps and all(abs(a - v) <= rules.collapse_held_within * v for a in after)
-        if held or v > low * (1 + rules.collapse_built_rise):
+        held = len(after) == rules.collapse_held_steps and all(abs(a - v) <= within * v for a in after)
+        settled = k > 0 and abs(values[k - 1] - v) <= within * v and not any(
+            (1 - rules.collapse_max_drop) * v < a < (1 - within) * v for a in values[k + 1:])
+        if held or settled or v > low * (1 + rules.collapse_built_rise):
             kept.append((i, v))
         low = min(low, v)
     return kept

@@ -405,6 +405,10 @@ def test_without_a_real_reference_a_fall_from_noise_is_no_collapse():
     built = [{"step": s, "vendi": v, "n_generated": 64} for s, v in enumerate([2.0, 9.0, 20.0, 6.0])]
     (alert,) = evaluate_alerts(built)
     assert "fell 70% between step 2 and 3" in alert.message
+    # round AE: settled two checkpoints before collapsing (a level held only by what came before)
+    settled = [{"step": s, "vendi": v, "n_generated": 64} for s, v in enumerate([49.2, 26.8, 10.4, 7.1, 5.7, 6.0, 1.7, 1.6])]
+    fired = [i for i in range(len(settled)) if evaluate_alerts(settled[: i + 1])]
+    assert fired == [6, 7] and "between step 5 and 6" in evaluate_alerts(settled[:7])[0].message
 
 
 def test_a_run_collapsed_from_its_first_checkpoint_is_held_to_the_real_diversity():
