@@ -496,24 +496,34 @@ def _no_progress(hist: list[Mapping], rules: AlertRules) -> Alert | None:
                  f"{after:.3g}); the model may have failed to converge")
 
 
+def _non_finite(name: str, steps: Sequence[float], values: Sequence[float], prev_step: float,
+                step: int) -> tuple[int, str, float, float] | None:
+    """(the step its run of non-finite values began, name, the value there, the first in this
+    window) for a loss not finite since the previous checkpoint, else None: "became nan at step
+    810" at the checkpoint after, when it became nan at 750."""
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    bad = (steps > prev_step) & (steps <= step) & ~np.isfinite(values)
+    if not bad.any():
+        return None
+    first_bad = steps[bad].min()
+    finite_before = steps[np.isfinite(values) & (steps < first_bad)]
+    since = finite_before.max() if finite_before.size else -math.inf
+    run = ~np.isfinite(values) & (steps > since)
+    began = steps[run].min()
+    return int(began), name, float(values[run & (steps == began)][0]), float(values[bad & (steps == first_bad)][0])
+
+
 def _loss_failure(hist: list[Mapping], rules: AlertRules, losses: Losses) -> Alert | None:
     """A non-finite loss since the previous checkpoint, or the discriminator winning."""
     cur = hist[-1]
     step = int(cur["step"])
     prev_step = int(hist[-2]["step"]) if len(hist) > 1 else -math.inf
-    for name in sorted(losses):
-        steps, values = (np.asarray(a, dtype=float) for a in losses[name])
-        window = (steps > prev_step) & (steps <= step)
-        bad = window & ~np.isfinite(values)
-        if bad.any():
-            # where this run of non-finite values began: "became nan at step 810" at the
-            # checkpoint after, when it became nan at 750
-            finite_before = steps[np.isfinite(values) & (steps < steps[bad].min())]
-            since = finite_before.max() if finite_before.size else -math.inf
-            began = int(steps[~np.isfinite(values) & (steps > since)].min())
-            verb = "became" if began > prev_step else "has been"
-            return Alert(step, "convergence", float(values[bad][0]),
-                         f"loss '{name}' {verb} {values[bad][0]} {'at' if verb == 'became' else 'since'} step {began}")
+    broken = sorted(filter(None, (_non_finite(name, *losses[name], prev_step, step) for name in losses)))
+    if broken:  # the loss that broke first (loss_G at 750, not loss_D at 850 because 'D' sorts first)
+        began, name, first, now = broken[0]
+        said = (f"became {first} at step {began}" if began > prev_step else f"has been {now} since step {began}"
+                if str(first) == str(now) else f"has not been finite since step {began} ({first} there, {now} now)")
+        return Alert(step, "convergence", now, f"loss '{name}' {said}")
     d_names, g_names = loss_roles(list(losses), rules)
     for dn in d_names:
         d = _series(losses, dn, step)

@@ -492,6 +492,13 @@ def test_convergence_nan_loss(tmp_path):
     hist = [{"step": s} for s in (200, 300, 400)]
     (alert,) = evaluate_alerts(hist, losses={"g_loss": (steps, g)})
     assert alert.message == "loss 'g_loss' has been nan since step 250"
+    # round AE: inf first, then nan (a loss diverging); and the loss that broke first, whatever its name
+    g[25] = np.inf
+    (alert,) = evaluate_alerts(hist, losses={"g_loss": (steps, g)})
+    assert alert.message == "loss 'g_loss' has not been finite since step 250 (inf there, nan now)"
+    d = np.where(steps >= 350, np.nan, 1.0)
+    (alert,) = evaluate_alerts(hist, losses={"g_loss": (steps, g), "d_loss": (steps, d)})
+    assert alert.message.startswith("loss 'g_loss' has not been finite since step 250")
     # JSON has no NaN: the value is null in info --json, the store and the pause file (a bare
     # NaN token made strict parsers, JavaScript's JSON.parse, refuse them)
     assert alert.to_dict()["value"] is None
