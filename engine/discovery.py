@@ -95,9 +95,12 @@ _WEIGHT_STEM = re.compile(
     # DeepSpeed's global_step100/mp_rank_00_model_states.pt
     r"|.*[-_.](?:params|model)(?:[-_.]?(?:latest|last|best|\d+))?"  # U-GAT-IT's selfie2anime_params_latest.pt,
     # consistency models' target_model010000.pt
-    r"|.*(?:generator|discriminator)(?:[-_.=]?\d+)?"  # sngan_projection's ResNetGenerator_5000.npz
-    r"|(?:[gd]|gen|disc?|critic|unet|dit|denoiser)(?:[-_]?ema)?[-_.=]?\d+(?:[-_.].*)?)$",  # G_3000.pt, G_ema_4000.pt
+    r"|.*(?:generator|discriminator)(?:[-_.=]?\d+)?)$",  # sngan_projection's ResNetGenerator_5000.npz
     re.IGNORECASE)
+#: ``torch.save``'d state dicts named for a network and a step (``G_3000.pt``, ``G_ema_4000.pt``,
+#: ``unet_3000.pt``): ``.pt`` only, ``gen_1000.npy`` is samples.
+_TORCH_WEIGHT_STEM = re.compile(r"^(?:[gd]|gen|disc?|critic|unet|dit|denoiser)(?:[-_]?ema)?[-_.=]?\d+(?:[-_.].*)?$",
+                                re.IGNORECASE)
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
 #: ``fid_stats.npz``, ``real_activations.npy``, ``test_ckpt_1_bpd_0.npz``; StudioGAN's ``statistics/RUN/losses.npy``):
@@ -124,7 +127,7 @@ SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGN
 _REAL_DATA = re.compile(r"(?<![a-z])(?:reals?|gt|ground[-_]?truth|inputs?|diffusion[-_]?rows?|condition(?:ing)?s?|masks?"
                         r"|controls?|xpos|noised|rec(?:s|on|ons|onst|onstruct(?:ions?|ed)?)?"
                         r"|train[-_]?(?:imgs?|images?|batch)"
-                        r"|process|progressive[-_]?rows?|denoise[-_]?rows?|(?:in|out)painting|txt(?!\d)|original[-_]?size\w*|crop[-_]?coords\w*|target[-_]?size\w*)"
+                        r"|process|progressive[-_]?rows?|denoise[-_]?rows?|samples[-_](?:in|out)painting|txt(?!\d)|original[-_]?size\w*|crop[-_]?coords\w*|target[-_]?size\w*)"
                         r"(?![a-z])", re.IGNORECASE)
 #: Files named as generated samples (pix2pix's ``epoch001_fake_B.png``): no real data, when a
 #: ``--real`` or ``--holdout`` folder holds them beside the real images.
@@ -267,7 +270,8 @@ def is_weight_file(name: str) -> bool:
     if ext in MODEL_EXTENSIONS:
         return True
     stem = _stem(name)
-    return ext in TENSOR_EXTENSIONS and bool(_WEIGHT_STEM.match(stem)) and not SAMPLE_WORDS.search(stem)
+    named = _WEIGHT_STEM.match(stem) or ext == ".pt" and _TORCH_WEIGHT_STEM.match(stem)
+    return ext in TENSOR_EXTENSIONS and bool(named) and not SAMPLE_WORDS.search(stem)
 
 
 def _is_temporary(name: str) -> bool:
@@ -1138,13 +1142,6 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
                                "their checkpoints are read together: point evowatch at one of them")
             return [unit for _, path, _ in level.numbered for unit in _units(path, options, depth + 1)]
         return [(step, path, level.groups.get(path)) for step, path, _ in level.numbered]
-    lone = len(level.numbered) == 1 and not level.numbered[0][2] and depth < _MAX_DEPTH
-    below = _plain_dirs_units(folder, level, options, depth) if lone else []
-    if len({step for step, _, _ in below}) >= 2:
-        warn_once(folder, f"{folder}: {level.numbered[0][1].name} is left out: a lone numbered file beside "
-                          "sub-folders holding the run's checkpoints (a plot, or weights; --samples GLOB names it "
-                          "to read it)")
-        return below
     units: list[tuple[int, Path, tuple[Path, ...] | None]] = []
     for step, path, is_dir in level.numbered:
         if is_dir and depth < _MAX_DEPTH and _looks_like_run(path, options, depth + 1):
