@@ -229,10 +229,13 @@ def _regions_dropped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     step = int(cur["step"])
     empty = _get(cur, "region_empty_share")
     missing = f"; regions holding {_pct(empty)} of the real data have no sample" if empty > 0 else ""
+    onset = realistic[end]
+    held = "" if onset is cur else \
+        f", held above chance since step {int(onset['step'])} ({_get(onset, 'region_tv'):.2f} there)"
     return Alert(step, "collapse", tv,
                  f"mode dropping at step {step}: the samples' shares of the real data's {_get(cur, 'regions'):.0f} regions off "
                  f"the real ones by {tv:.2f} (total variation; chance {_get(cur, 'region_tv_chance'):.2f}), "
-                 f"from {low:.2f} at step {int(low_rec['step'])}{missing}")
+                 f"from {low:.2f} at step {int(low_rec['step'])}{held}{missing}")
 
 
 def _duplicates(hist: list[Mapping], rules: AlertRules) -> Alert | None:

@@ -192,6 +192,7 @@ def test_mode_dropping_by_regions_holds_while_the_samples_stay_off_the_regions()
     assert fired == [900, 1000, 1100, 1200]  # back under chance at 1300: over
     (alert,) = evaluate_alerts(hist[:7])
     assert alert.message.startswith("mode dropping at step 1000:") and "from 0.09 at step 500" in alert.message
+    assert "held above chance since step 900 (0.21 there)" in alert.message  # round AE: its rise is that one's
 
 
 def test_fd_rising_compares_steps_of_comparable_sizes_only():
