@@ -226,6 +226,12 @@ class DiscoveryOptions:
     label_folders: bool | None = None
     value_range: tuple[float, float] | None = None
 
+    @property
+    def samples_chosen(self) -> bool:
+        """Whether the user chose the sample globs (``--samples``): they then decide alone what
+        is read, above the names that say weights, real data or copies."""
+        return self.sample_globs != DEFAULT_SAMPLE_GLOBS
+
     def __post_init__(self) -> None:
         if self.step_regex is not None:
             try:
@@ -286,7 +292,7 @@ def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
     samples and weights (``ema_1000.npy``, named like weights, could not be picked)."""
     lower = name.lower()
     ext = os.path.splitext(lower)[1]
-    chosen = options.sample_globs != DEFAULT_SAMPLE_GLOBS
+    chosen = options.samples_chosen
     if lower.startswith(".") or _is_temporary(lower) or ext in _LOG_EXTENSIONS or (is_weight_file(name) and not chosen):
         return False
     if options.ready_file and name == options.ready_file:
@@ -437,7 +443,7 @@ def _leads_up(link: str, above: tuple[str, ...]) -> bool:
 @functools.lru_cache(maxsize=1 << 16)  # a pass asks about every file; checkpoints repeat their names
 def is_real_data(name: str, options: DiscoveryOptions) -> bool:
     """A run's copy of its real data (see ``_REAL_DATA``), with the default sample globs."""
-    return options.sample_globs == DEFAULT_SAMPLE_GLOBS and bool(_REAL_DATA.search(_stem(name)))
+    return not options.samples_chosen and bool(_REAL_DATA.search(_stem(name)))
 
 
 #: A folder of training data inside the trainer's working directory (SAGAN's ``./data/CelebA/``,
@@ -476,7 +482,7 @@ def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set
 
 
 def _is_real_data_folder(name: str, options: DiscoveryOptions) -> bool:
-    return is_real_data(name, options) or (options.sample_globs == DEFAULT_SAMPLE_GLOBS
+    return is_real_data(name, options) or (not options.samples_chosen
                                             and bool(_DATA_FOLDER.fullmatch(name)))
 
 
@@ -523,7 +529,7 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
         return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options))
     listed = list(walk_files(folder))
     files = sorted(_generated_files(folder, options, listed))
-    if options.sample_globs != DEFAULT_SAMPLE_GLOBS:
+    if options.samples_chosen:
         return files
     if reals := [p.name for p in listed if is_sample_name(p.name, options) and is_real_data(p.name, options)]:
         warn_once(folder.parent, f"{folder}: {counted(len(reals), 'file')} named as real data or made from it "
@@ -1000,7 +1006,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         path = Path(entry.path)
         if _is_hidden_dir(entry):
             continue
-        if options.sample_globs == DEFAULT_SAMPLE_GLOBS and _is_copy_beside(path, folders, images, videos) and _is_file(entry):
+        if not options.samples_chosen and _is_copy_beside(path, folders, images, videos) and _is_file(entry):
             packed.append(entry.name)
             continue
         if _is_dir(entry):
@@ -1008,7 +1014,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
             if _is_real_data_folder(entry.name, options):  # the training data or a copy (``data/``, ``real/``, ``gt/``)
                 if any(is_sample_name(p.name, options) for p in walk_files(path)):
                     reals.append(f"{entry.name}/")
-            elif options.sample_globs == DEFAULT_SAMPLE_GLOBS and _SAMPLE_COPIES_FOLDER.fullmatch(entry.name):
+            elif not options.samples_chosen and _SAMPLE_COPIES_FOLDER.fullmatch(entry.name):
                 warn_once(folder, f"{folder}: {entry.name}/ holds copies of the samples made to carry an embedding "
                                    "(captioned, data drawn in): not read as samples (--samples GLOB reads it)",
                            about="copies", say=log.info)
@@ -1019,7 +1025,7 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         elif _is_file(entry):
             step = step_of(entry.name, options)
             weight = (is_weight_file(entry.name) or _weights_by_folder(path, folder.name)) and not (
-                options.sample_globs != DEFAULT_SAMPLE_GLOBS and is_sample_name(entry.name, options))  # --samples picks it
+                options.samples_chosen and is_sample_name(entry.name, options))  # --samples picks it
             if weight:
                 if step is not None and not _PER_PROCESS_STATE.search(entry.name):
                     weights += 1
@@ -1205,7 +1211,7 @@ def scan_reference(folder: str | os.PathLike[str], kind: Kind,
         raise DiscoveryError(f"{path}: --{kind} folder not found; check the path.")
     if not files:
         raise DiscoveryError(f"{path}: --{kind} holds no sample files (looked for {', '.join(options.sample_globs)}).")
-    generated = [f for f in files if options.sample_globs == DEFAULT_SAMPLE_GLOBS and _GENERATED_DATA.search(f.stem)]
+    generated = [f for f in files if not options.samples_chosen and _GENERATED_DATA.search(f.stem)]
     if generated and len(generated) < len(files):
         files = tuple(f for f in files if f not in generated)
         warn_once(path, f"{path}: {counted(len(generated), 'file')} named as generated samples "

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import decode
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, SAMPLE_WORDS, DiscoveryOptions, content_hash, is_ready, is_real_data,
+from engine.discovery import (SAMPLE_WORDS, DiscoveryOptions, content_hash, is_ready, is_real_data,
                               reading_settings, warn_once)
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
 from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
@@ -163,7 +163,7 @@ class TensorBoardImages:
         wanted = [tag for tag in tags if self._wanted(tag, options)]
         series = _series({(folder, tag) for folder, tag, _ in latest if tag in wanted})
         self._announce(root, sorted({name for name, _, _ in series.values()}), [tag for tag in tags if tag not in wanted],
-                       options.sample_globs != DEFAULT_SAMPLE_GLOBS)
+                       options.samples_chosen)
         self._found = {}
         units: dict[str, tuple[int, list[Path]]] = {}
         series_of: dict[str, tuple[str, str]] = {}
@@ -195,7 +195,7 @@ class TensorBoardImages:
 
     @staticmethod
     def _wanted(tag: str, options: DiscoveryOptions) -> bool:
-        if options.sample_globs != DEFAULT_SAMPLE_GLOBS:  # --samples names the tags
+        if options.samples_chosen:  # --samples names the tags
             return any(fnmatch.fnmatch(tag.lower(), glob.lower()) for glob in options.sample_globs)
         return not is_real_data(tag, options)
 

@@ -31,7 +31,7 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
-from engine.discovery import (DEFAULT_SAMPLE_GLOBS, IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
+from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
                               combined_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
                               scan_reference, scan_run, series_glob, warn_once)
 from engine.encoders import Encoder
@@ -422,7 +422,7 @@ class Watcher:
         samples = [] if sampler else sample_files(run_dir, options)
         has_samples = bool(samples)
         say = log.info if self.live and not weights else log.warning
-        if options.sample_globs != DEFAULT_SAMPLE_GLOBS and not sampler and not has_samples:
+        if options.samples_chosen and not sampler and not has_samples:
             say("%s: --samples %s matches no file name here%s (nor an image tag logged to TensorBoard)",
                 run_dir, " ".join(f"'{glob}'" for glob in options.sample_globs), " yet" if self.live else "")
         elif weights and not sampler:

@@ -1132,13 +1132,13 @@ class StoreWriter(StoreReader):
         group = self._ensure_group("metrics")
         self._ensure_column(group, "metrics", "step", "int64", 0)  # a reader's table is empty, not missing
         table, steps = self.step_metrics(), {int(step) for step in steps}
-        kept = np.isin(table["step"], list(steps)) if table else np.zeros(0, bool)
+        kept = np.isin(table["step"], list(steps))
         n, dropping = int(kept.sum()), not kept.all()
         if dropping:  # the kept rows first, then the commit point, then the arrays cut
             for name, values in table.items():
                 self.handle("metrics", name)[:n] = values[kept]
             self.set_alerts([a for a in self.attrs.get("alerts", []) if int(a["step"]) in steps])
-        stale = {str(int(step)): [] for step in table["step"][kept]} if table else {}
+        stale = {str(int(step)): [] for step in table["step"][kept]}
         group.update_attributes({"committed_rows": n, "measured": stale, "reference": reference})
         for name in table if dropping else ():
             self.handle("metrics", name).resize((n,))

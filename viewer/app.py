@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from engine.backlog_log import counted
 from stores import format as fmt
 from stores.errors import EvowatchError
 from viewer import canvas, data, hover, preload, store_path
@@ -271,7 +272,7 @@ def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarr
         st.subheader("A sample without an instance id")
         st.caption("This sample has no instance id, so it cannot be followed across steps.")
     else:
-        st.subheader(f"Instance {desc['instance'][0]} across {_count(len(trail), 'step')}")
+        st.subheader(f"Instance {desc['instance'][0]} across {counted(len(trail), 'step')}")
     thumbnails_grid(path, commit, d, trail, key="trail_grid", width=72)
     followed = desc["kind"][0] == "generated" and desc["instance"][0] >= 0
     if st.button("Clear trail" if followed else "Clear", key="clear_trail"):
@@ -399,11 +400,6 @@ def _alert_box(alerts: list[dict[str, Any]]) -> None:
     st.warning("  \n".join(data.alert_text(alert) for alert in alerts))
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 step``, ``2,000 steps``."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 # ----------------------------------------------------------------------------- page
 def page(path: str) -> None:
     try:
@@ -423,10 +419,10 @@ def page(path: str) -> None:
     earlier = f" (+{earlier_samples:,} of earlier versions)" if earlier_samples else ""
     replaced = f" (+{d.n_replaced_reference:,} replaced)" if d.n_replaced_reference else ""
     reference = f" · {d.n_reference:,} reference{replaced}" if d.n_reference or replaced else ""  # not counted as samples
-    live_status(path, commit, f"{_count(commit.rows - d.n_superseded - d.n_reference, 'sample')}{earlier}{reference} · "
-                              f"{_count(len(d.all_steps), 'step')} · "
+    live_status(path, commit, f"{counted(commit.rows - d.n_superseded - d.n_reference, 'sample')}{earlier}{reference} · "
+                              f"{counted(len(d.all_steps), 'step')} · "
                               f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "
-                              f"{_count(len(d.alerts), 'alert')}")
+                              f"{counted(len(d.alerts), 'alert')}")
     _sync_injected_state()
     f, layout, color = sidebar(d, path, commit)
     alerts_list(list(d.alerts))
