@@ -576,6 +576,20 @@ def _blanked(pattern: re.Pattern, text: str) -> str:
     return pattern.sub(lambda m: "?" * len(m[0]), text)
 
 
+def _step_at(text: str, start: int, end: int) -> int:
+    """The step whose digits are ``text[start:end]``; followed by ``k`` it counts thousands,
+    as in :func:`step_in_name` (``sample_10k_0``, ``sample_1.5k_0``: steps 10,000 and 1,500)."""
+    whole = re.search(r"(?<![\d.])\d+\.$", text[:start])  # 1.5k: the digits before the point too
+    for begin in ([whole.start()] if whole else []) + [start]:
+        if (match := _THOUSANDS.match(text, begin)) and match.end(1) == end:
+            return round(float(match[1]) * 1000)
+    return int(text[start:end])
+
+
+def _counts_thousands(text: str, end: int) -> bool:
+    return bool(re.match(r"k(?![a-z\d])", text[end:], re.IGNORECASE))
+
+
 def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str]]:
     """(step, index, pattern) readings of a single image's name that carries a step and a
     sample index: step then index (``step1000_03.png`` -> 1000, 3, ``step1000_*.png``), or
@@ -594,11 +608,12 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
         index = _LAST_INT.search(masked, step.end()) or _LAST_INT.search(masked[:step.start()])
         if index and index.start(1) < step.start() and _EPOCH_MARK.search(masked[:index.start(1)]):
             index = None  # VQ-Diffusion's e0_itr1999: the epoch, not a sample's index
-        found = [(int(step[1]), index.span(1))] if index else []
+        found = [(_step_at(masked, *step.span(1)), index.span(1))] if index else []
     elif options.step_regex is None:
         match = _LAST_TWO_NUMBERS.search(masked)
-        if match:
-            found = [(int(match[1]), match.span(2)), (int(match[2]), match.span(1))]
+        if match:  # either number the step; one counted in thousands (10k) is no index
+            found = [(_step_at(masked, *match.span(a)), match.span(b)) for a, b in ((1, 2), (2, 1))
+                     if not _counts_thousands(masked, match.end(b))]
     else:
         match, step = re.search(options.step_regex, stem), step_of(path.name, options)
         if match and step is not None:

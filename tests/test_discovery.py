@@ -89,16 +89,21 @@ def test_lightning_logs_with_one_image_folder_so_far(tmp_path):
     ("step{step}_{i:02d}.png", r"step(\d+)", "step1000_*.png"),
     ("img_{i:04d}_step_{step:04d}.png", None, "img_*_step_1000.png"),  # the index first
     ("img_{i:04d}_step_{step:04d}.png", r"step_(\d+)", "img_*_step_1000.png"),
+    ("sample_{k}k_{i}.png", None, "sample_1k_*.png"),  # counted in thousands: were steps 1, 2, 3
+    ("img_{i:02d}_{k}k.png", None, "img_*_1k.png"),
+    ("sample_{k:.1f}k_{i}.png", None, "sample_1.0k_*.png"),
+    ("step_{k}k_{i:02d}.png", None, "step_1k_*.png"),
 ])
 def test_a_flat_folder_of_single_samples_named_by_step_and_index(tmp_path, names, step_regex, pattern):
     """``samples/step1000_03.png``: one checkpoint per step (not one per index, nor per file)."""
     for step in (1000, 2000, 3000):
         for i, image in enumerate(smooth_images(RNG, 8 if step < 3000 else 3, 8)):  # step 3000 still being written
-            write_png(tmp_path / "samples" / names.format(step=step, i=i), image)
+            write_png(tmp_path / "samples" / names.format(step=step, i=i, k=step // 1000), image)
     found = scan_run(tmp_path, DiscoveryOptions(step_regex=step_regex))
     assert [(c.step, len(c.files)) for c in found] == [(1000, 8), (2000, 8), (3000, 3)]
     assert found[0].source == f"samples/{pattern}"
-    assert all(f.parent.name == "samples" and str(c.step) in f.name for c in found for f in c.files)
+    assert all(f.parent.name == "samples" and f.name in {names.format(step=c.step, i=i, k=c.step // 1000)
+                                                         for i in range(8)} for c in found for f in c.files)
     assert all(is_ready(c, now=time.time() + 5) for c in found) and len({content_hash(c) for c in found}) == 3
 
 
