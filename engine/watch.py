@@ -405,7 +405,8 @@ class Watcher:
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
                           counted(result.rows, "sample"), note)
-                if generated and len(c.files) == 1 and c.files[0].suffix.lower() in IMAGE_EXTENSIONS:
+                if generated and len(c.files) == 1 and c.files[0].suffix.lower() in IMAGE_EXTENSIONS and \
+                        c.source.rsplit("/", 1)[-1] == c.files[0].name:  # an image, not a folder holding one
                     self._check_grid_size(c, result.rows)
         skipped = sum(r.skipped for r in results)
         said.finish(f": {counted(sum(r.rows for r in results), 'sample')}"

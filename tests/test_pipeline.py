@@ -860,12 +860,13 @@ def test_a_grid_read_as_one_sample_is_named_and_so_is_a_series_of_single_images(
         save_torchvision_grid(smooth_images(np.random.default_rng(epoch), 16, 16), run / "grids" / f"fakes_{epoch:03d}.png",
                               nrow=4)
         write_png(run / "single" / f"sample_{epoch:03d}.png", smooth_images(np.random.default_rng(epoch), 1, 64)[0])
+        write_png(run / "folders" / f"step_{epoch}" / "0000.png", smooth_images(np.random.default_rng(epoch), 1, 64)[0])
     write_png(run / "grids" / "fakes_004.png", smooth_images(np.random.default_rng(4), 1, 70)[0])  # no grid found
     old = time.time() - 10
     for path in run.rglob("*.png"):
         os.utime(path, (old, old))
     capsys.readouterr()
-    for folder in ("grids", "single"):
+    for folder in ("grids", "single", "folders"):  # a folder of one image is no image read as one sample
         assert main(["watch", str(run / folder), "--store", str(tmp_path / f"{folder}.zarr"), "--once", "--settle", "0", "--encoder",
                      "pixels", "--no-layout", "--no-metrics"]) == 0
     err = capsys.readouterr().err
