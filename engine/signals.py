@@ -106,7 +106,7 @@ class Signals:
     on_alert: str | None = None
     pause_on_alert: bool = False
     _reference: ReferenceStats | None = field(default=None, init=False)
-    _reference_key: tuple = field(default=(), init=False)
+    _reference_key: tuple | None = field(default=None, init=False)  # no reference sets is a key too: ()
     _probe_vectors: tuple | None = field(default=None, init=False)
     _said_no_probes: bool = field(default=False, init=False)
     _said_unlabelled_real: bool = field(default=False, init=False)

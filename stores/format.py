@@ -11,8 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 SCHEMA = "evowatch-store"
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+#: 2: ``checkpoints/superseded_by`` is always there and in step with the checkpoints. A version
+#: 1 store (written before it, or by an evowatch that did not keep it) is raised to 2 when it is
+#: next written; an evowatch that knows only version 1 refuses a version 2 store instead of
+#: appending checkpoints without their ``superseded_by`` (plain readers then indexed past it).
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 KINDS = ("generated", "real", "holdout")
 KIND_CODES = {name: code for code, name in enumerate(KINDS)}

@@ -809,6 +809,8 @@ class StoreWriter(StoreReader):
         behind = self._commit_point_behind_its_rows()
         cut = self._cut_to_committed()
         self._write_superseded()
+        if self.attrs["evowatch"]["version"] != fmt.SCHEMA_VERSION:  # what makes it this version is done
+            self._update_root({"evowatch": {**self.attrs["evowatch"], "version": fmt.SCHEMA_VERSION}})
         return cut or behind
 
     @uninterrupted

@@ -1990,6 +1990,26 @@ def test_a_store_kept_in_a_checkpoint_folder_does_not_hold_that_checkpoint_back(
     assert info(store)["rows"] == 12 and info(store)["warnings"] == 0
 
 
+def test_a_store_without_reference_sets_is_measured_again_when_the_metrics_change(tmp_path, monkeypatch, capsys):
+    """Round AF: a store watched without --real never recorded what its steps were measured
+    under (an empty reference key looked unchanged), so an upgrade whose metrics or alert
+    rules changed kept the old version's metrics and alerts (false collapse alerts) for good."""
+    from engine import signals
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for k in range(3):
+        write_step(run, 100 * (k + 1), 4, seed=k)
+    argv = ["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout", "--settle", "0", "--once"]
+    assert main(argv) == 0 and len(StoreReader(store).measured_steps()) == 3
+    assert StoreReader(store).metrics_reference  # what they were measured under
+    capsys.readouterr()
+    assert main(argv) == 0 and "measuring" not in capsys.readouterr().err  # a restart: nothing changed
+    monkeypatch.setattr(signals, "METRICS_VERSION", signals.METRICS_VERSION + 1)
+    assert main(argv) == 0
+    assert "measuring the 3 steps again" in capsys.readouterr().err
+    assert all(StoreReader(store).measured_steps().values())
+
+
 def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, monkeypatch):
     """Round Y: a watch restarted under changed metrics measured every step again before it
     did anything else (30 new checkpoints waited over a minute at 250 steps). Live, it measures

@@ -430,12 +430,35 @@ def test_a_plain_reader_never_sees_a_rewritten_checkpoint_current_twice_or_not_a
         with store.checkpoint(5, "step_5", "h2") as tx:
             add_rows(tx, 3, rng)
     assert seen == [[0], [1]]
-    # a store written before superseded_by: read from `superseded`, added when next written
+    # a store written before superseded_by (schema version 1): read from `superseded`, added
+    # when next written, and the store is version 2 from then on
     shutil.rmtree(path / "checkpoints" / "superseded_by")
+    root = zarr.open_group(str(path), mode="r+")
+    root.update_attributes({"evowatch": {**root.attrs["evowatch"], "version": 1}})
     assert StoreReader(path).checkpoints()["superseded_by"].tolist() == [0, -1]
     assert StoreReader(path).current_rows().tolist() == [False] * 3 + [True] * 3
+    assert StoreReader(path).attrs["evowatch"]["version"] == 1  # reading changes nothing
     StoreWriter(path, ENCODER, thumbnail_size=4).close()
     assert zarr.open_array(str(path / "checkpoints" / "superseded_by"), mode="r")[:].tolist() == [0, -1]
+    assert zarr.open_group(str(path), mode="r").attrs["evowatch"]["version"] == 2
+
+
+def test_an_evowatch_that_knows_only_version_1_refuses_a_version_2_store(tmp_path, rng, monkeypatch):
+    """Round AF: an evowatch of before superseded_by appended checkpoints to a newer store
+    without it, and the documented plain reader indexed past the array (IndexError). The format
+    is version 2 now; what an older evowatch does with it is what this one does with a 3."""
+    from stores import format as fmt
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(5, "step_5", "h1") as tx:
+            add_rows(tx, 3, rng)
+    assert StoreReader(path).attrs["evowatch"]["version"] == 2
+    monkeypatch.setattr(fmt, "SUPPORTED_VERSIONS", (1,))
+    for opened in (lambda: StoreReader(path), lambda: StoreWriter(path, ENCODER, thumbnail_size=4)):
+        with pytest.raises(StoreFormatError, match="store schema version 2 is not supported by this evowatch .*; "
+                                                   "upgrade evowatch"):
+            opened()
 
 
 def test_a_chunk_damaged_on_disk_is_one_line_naming_the_array(tmp_path, rng, capsys):
