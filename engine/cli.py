@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine import stopping
+from engine.backlog_log import counted
 from engine.errors import DiscoveryError, EvowatchError
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
@@ -275,6 +276,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         with open_session(args) as watcher:
             watcher.run_until_settled()
         return 0
+    left = 0
     try:  # a live watch stopped is a watch done, also while it starts (its imports, the encoder loading: seconds)
         from engine.session import open_session
 
@@ -283,9 +285,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 watcher.run_forever(STOP_REQUESTED)  # returns when a stop's exception was dropped
             except KeyboardInterrupt:
                 pass
+            left = watcher.steps_left()
     except KeyboardInterrupt:
         pass
-    log.info("stopped; everything ingested so far is committed")
+    log.info("stopped; everything ingested so far is committed%s",
+             f" ({counted(left, 'step')} not measured yet: the next watch measures them)" if left else "")
     return 0
 
 

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +30,16 @@ from stores.zarr_store import StoreWriter, superseded_flags
 log = logging.getLogger(__name__)
 #: Checkpoints named as holding another's samples before the rest are said in one line.
 TWINS_SAID = 3
+
+
+def _due(ckpt: dict, measured: dict) -> Iterator[tuple[int, list[int], list[tuple[int, int]], list[int]]]:
+    """(step, its current checkpoints, their row ranges, the basis ``measured`` records) of each
+    step to measure, in step order: new, rewritten, joined by another checkpoint, or marked."""
+    for step, indices in _current_generated_by_step(ckpt).items():
+        ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
+        basis = [int(max(indices)), sum(b - a for a, b in ranges)]
+        if step not in measured or measured[step] not in (None, basis):
+            yield step, indices, ranges, basis
 
 
 def _current_generated_by_step(ckpt: dict[str, np.ndarray]) -> dict[int, list[int]]:
@@ -134,15 +144,12 @@ class Signals:
         raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
         measured = store.measured_steps()
         start, done, self.pending = time.monotonic(), [], False
-        for step, indices in _current_generated_by_step(ckpt).items():
-            ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
-            basis = [int(max(indices)), sum(b - a for a, b in ranges)]
-            if step not in measured or measured[step] not in (None, basis):  # new, rewritten, or joined
-                if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
-                    self.pending = True  # the rest at the next call, in step order (alerts read the steps before)
-                    break
-                self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
-                done.append(step)
+        for step, indices, ranges, basis in _due(ckpt, measured):
+            if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
+                self.pending = True  # the rest at the next call, in step order (alerts read the steps before)
+                break
+            self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
+            done.append(step)
         earliest = store.alerts_from
         if done and any(step > done[0] for step in set(measured) - set(done)) and (earliest is None or done[0] < earliest):
             earliest = done[0]  # kept in the store: a watch stopped before the rest is measured still evaluates them
@@ -156,6 +163,12 @@ class Signals:
             store.set_alerts_from(None)
         if not self.pending:  # the newest step measured is the newest checkpoint's
             self._late_losses(store, losses, raised)
+
+    @staticmethod
+    def steps_left(store: StoreWriter) -> int:
+        """Steps whose metrics are not measured yet (a watch stopped while it measured them):
+        said when it stops, so that a store with fewer measured steps than steps is explained."""
+        return sum(1 for _ in _due(store.checkpoints(), store.measured_steps()))
 
     # --- trainer scalars ------------------------------------------------------------
     def _update_scalars(self, store: StoreWriter) -> dict:

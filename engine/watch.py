@@ -470,6 +470,10 @@ class Watcher:
         for hook in self.after_ingest:
             hook(self.store, results)
 
+    def steps_left(self) -> int:
+        """Steps the hooks have yet to measure (:meth:`engine.signals.Signals.steps_left`)."""
+        return sum(hook.steps_left(self.store) for hook in self.after_ingest if hasattr(hook, "steps_left"))
+
     def _hooks_pending(self) -> bool:
         """Whether a hook stopped at its time budget with work left (a live watch's re-measure)."""
         return any(getattr(hook, "pending", False) for hook in self.after_ingest)

@@ -2010,6 +2010,35 @@ def test_a_store_without_reference_sets_is_measured_again_when_the_metrics_chang
     assert all(StoreReader(store).measured_steps().values())
 
 
+def test_a_live_watch_stopped_while_measuring_says_how_many_steps_are_left(tmp_path, monkeypatch, capsys):
+    """Round AF: a live watch stopped while it measured steps again said only "everything
+    ingested so far is committed", and `info` then showed fewer measured steps than steps."""
+    from engine import cli, signals
+    from engine import watch as watch_module
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for k in range(4):
+        write_step(run, 100 * (k + 1), 3, seed=k)
+    argv = ["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout", "--settle", "0"]
+    assert main([*argv, "--once"]) == 0
+    monkeypatch.setattr(signals, "METRICS_VERSION", signals.METRICS_VERSION + 1)  # every step measured again
+    monkeypatch.setattr(watch_module, "HOOK_BUDGET_S", 0.0, raising=False)  # a step per call
+    real_measure = signals.Signals._measure
+
+    def measure_then_stop(self, *args):
+        real_measure(self, *args)
+        cli.STOP_REQUESTED.set()  # Ctrl-C after the first step measured
+
+    monkeypatch.setattr(signals.Signals, "_measure", measure_then_stop)
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.endswith("evowatch: stopped; everything ingested so far is committed (3 steps not measured yet: the "
+                        "next watch measures them)\n"), err
+    monkeypatch.setattr(signals.Signals, "_measure", real_measure)
+    assert main([*argv, "--once"]) == 0 and all(StoreReader(store).measured_steps().values())
+
+
 def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, monkeypatch):
     """Round Y: a watch restarted under changed metrics measured every step again before it
     did anything else (30 new checkpoints waited over a minute at 250 steps). Live, it measures
