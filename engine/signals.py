@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
+from engine.backlog_log import counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
                             mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
                             vendi_score)
@@ -141,6 +142,7 @@ class Signals:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
                         "lacks: they are not measured")
+        self._drop_gone_steps(store, ckpt)
         raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
         measured = store.measured_steps()
         start, done, self.pending = time.monotonic(), [], False
@@ -163,6 +165,21 @@ class Signals:
             store.set_alerts_from(None)
         if not self.pending:  # the newest step measured is the newest checkpoint's
             self._late_losses(store, losses, raised)
+
+    @staticmethod
+    def _drop_gone_steps(store: StoreWriter, ckpt: dict) -> None:
+        """Drop the metrics and alerts of steps no current checkpoint is at any more (a folder
+        renamed to another step); the steps after the first of them are evaluated again (their
+        alerts compared with it: "fell between step 1500 and 2000" once 1500 was renamed 1750)."""
+        gone = set(store.measured_steps()) - set(_current_generated_by_step(ckpt))
+        if not gone:
+            return
+        log.info("dropping the metrics of %s no checkpoint is read at any more: %s", counted(len(gone), "step"),
+                 ", ".join(map(str, sorted(gone))))
+        store.drop_step_metrics(gone)
+        first = min(gone)
+        if any(step > first for step in store.measured_steps()) and (store.alerts_from is None or first < store.alerts_from):
+            store.set_alerts_from(first)
 
     @staticmethod
     def steps_left(store: StoreWriter) -> int:

@@ -1133,16 +1133,33 @@ class StoreWriter(StoreReader):
         alert go and come back as the steps were measured again."""
         group = self._ensure_group("metrics")
         self._ensure_column(group, "metrics", "step", "int64", 0)  # a reader's table is empty, not missing
-        table, steps = self.step_metrics(), {int(step) for step in steps}
-        kept = np.isin(table["step"], list(steps))
-        n, dropping = int(kept.sum()), not kept.all()
-        if dropping:  # the kept rows first, then the commit point, then the arrays cut
-            for name, values in table.items():
-                self.handle("metrics", name)[:n] = values[kept]
-            self.set_alerts([a for a in self.attrs.get("alerts", []) if int(a["step"]) in steps])
-        stale = {str(int(step)): [] for step in table["step"][kept]}
-        group.update_attributes({"committed_rows": n, "measured": stale, "reference": reference})
-        for name in table if dropping else ():
+        table = self.step_metrics()
+        kept = np.isin(table["step"], list({int(step) for step in steps}))
+        self._remove_step_rows(table, kept)
+        group.update_attributes({"committed_rows": int(kept.sum()), "reference": reference,
+                                 "measured": {str(int(step)): [] for step in table["step"][kept]}})
+
+    @uninterrupted
+    def drop_step_metrics(self, steps: Iterable[int]) -> None:
+        """Remove the rows and alerts of steps no checkpoint is read at any more (a checkpoint
+        folder renamed to another step, a corrected --step-regex): their metrics stood in the
+        table, `info` and the alerts' messages as if the step still existed."""
+        table = self.step_metrics()
+        self._remove_step_rows(table, ~np.isin(table["step"], list({int(step) for step in steps})))
+
+    def _remove_step_rows(self, table: dict[str, np.ndarray], kept: np.ndarray) -> None:
+        """Keep the metrics rows ``kept`` marks: the kept rows first, then the commit point and
+        ``measured``, then the arrays cut; the alerts of the steps dropped go."""
+        if kept.all():
+            return
+        n, dropped = int(kept.sum()), {int(step) for step in table["step"][~kept]}
+        for name, values in table.items():
+            self.handle("metrics", name)[:n] = values[kept]
+        self.set_alerts([a for a in self.attrs.get("alerts", []) if int(a["step"]) not in dropped])
+        group = self._ensure_group("metrics")
+        recorded = {step: basis for step, basis in group.attrs.get("measured", {}).items() if int(step) not in dropped}
+        group.update_attributes({"committed_rows": n, "measured": recorded})
+        for name in table:
             self.handle("metrics", name).resize((n,))
 
     @uninterrupted

@@ -876,6 +876,39 @@ def test_a_remeasure_drops_the_steps_no_checkpoint_is_read_at_any_more(tmp_path)
     assert all(a["step"] >= 1000 for a in reader.attrs.get("alerts", []))
 
 
+def test_a_step_no_checkpoint_is_at_any_more_loses_its_metrics_and_alerts(tmp_path, capsys):
+    """Round AF: a checkpoint folder renamed to another step (step_300 -> step_350) kept step
+    300's metrics row beside 350's (`info`: more metric steps than steps) and its alert; a
+    collapse after it was said to fall "between step 300 and 400"."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200, 300):
+        write_step(run, step, smooth_images(rng, 16, 32))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--workers", "0"]
+    assert main(argv) == 0
+    (run / "step_300").rename(run / "step_350")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "dropping the metrics of 1 step no checkpoint is read at any more: 300" in capsys.readouterr().err
+    reader = StoreReader(store)
+    assert sorted(reader.step_metrics()["step"].tolist()) == [100, 200, 350] == sorted(reader.measured_steps())
+    assert reader.info()["metric_steps"] == 3
+    write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 16, axis=0))  # collapsed
+    assert main(argv) == 0
+    alerts = StoreReader(store).attrs["alerts"]
+    assert [(a["step"], a["rule"]) for a in alerts] == [(400, "collapse")] and "step 300" not in alerts[0]["message"]
+    (run / "step_200").rename(run / "step_250")  # a step before others: theirs are evaluated again
+    assert main(argv) == 0
+    reader = StoreReader(store)
+    assert sorted(reader.step_metrics()["step"].tolist()) == [100, 250, 350, 400] and reader.alerts_from is None
+    assert [(a["step"], a["rule"]) for a in reader.attrs["alerts"]] == [(400, "collapse")]
+
+
 def write_step(run, step: int, images: np.ndarray) -> None:
     """A checkpoint folder of PNGs, written a minute ago (settled)."""
     from PIL import Image
