@@ -3,8 +3,9 @@
 Columns: ``row, step, kind, label, instance, path, checkpoint, source, superseded, x, y``
 (``x``/``y`` are the layout's per-step t-SNE coordinates, NaN where not laid out yet), one
 float column per per-sample metric (``sample_metrics/<name>``, NaN where not computed), then
-each per-step metric repeated on its step's rows as ``step_<name>`` (so a group-by on
-``step`` needs no join). With ``--embeddings``: the encoder vector, as one list column
+each per-step metric repeated on its step's current rows as ``step_<name>`` (so a group-by
+on ``step`` needs no join; NaN on superseded rows: a step's metrics are measured on its
+current version, and a rewritten checkpoint's earlier rows showed the new version's). With ``--embeddings``: the encoder vector, as one list column
 ``embedding`` in Parquet and as ``e0 .. e{dim-1}`` in CSV.
 
 Rows are written in chunks, so memory stays bounded whatever the size of the store; the file
@@ -83,8 +84,10 @@ def _frames(reader: StoreReader, embeddings: bool, chunk_rows: int) -> Iterator[
             if name in frame:
                 log.warning("sample metric %r collides with a column; exported as metric_%s", name, name)
             frame[name if name not in frame else f"metric_{name}"] = sample_metrics[name][start:stop]
+        current = ~frame["superseded"]
         for name, by_step in per_step.items():
-            frame[name] = np.array([by_step.get(int(s), np.nan) for s in step], np.float64)
+            frame[name] = np.array([by_step.get(int(s), np.nan) if c else np.nan for s, c in zip(step, current)],
+                                   np.float64)
         vectors = reader.samples("embedding", rows).astype(np.float32) if embeddings else None
         yield pd.DataFrame(frame), vectors
 

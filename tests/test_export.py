@@ -80,6 +80,8 @@ def test_parquet_columns_and_values(store, tmp_path, capsys):
     by_step = current.groupby("step")["step_pairwise_cosine"].first()
     expected = dict(zip(table["step"].tolist(), table["pairwise_cosine"].tolist()))
     assert by_step.to_dict() == pytest.approx({s: expected[s] for s in by_step.index})
+    # a rewritten checkpoint's earlier rows were measured as another version: not this one's figures
+    assert generated[generated.superseded].filter(like="step_").isna().all().all()
     assert df.path.iloc[-1].startswith("samples_00000300.npz#")
     assert "embedding" not in df.columns
 
