@@ -35,6 +35,7 @@ from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, 
                               combined_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
                               scan_reference, scan_run, series_glob, warn_once)
 from engine.encoders import Encoder
+from engine.errors import DiscoveryError
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
@@ -199,6 +200,19 @@ class Watcher:
                 refs.append(scan_reference(folder, kind))
         return refs
 
+    def _check_references_apart(self, found: list[Checkpoint]) -> None:
+        """Refuse a --real/--holdout folder that holds the run's own checkpoints (the run
+        directory, or one of its checkpoint folders): the generated samples were taken for
+        training images, and every step raised a false memorisation alert."""
+        for kind, folder in (("real", self.config.real), ("holdout", self.config.holdout)):
+            top = None if folder is None else Path(os.path.realpath(folder))
+            inside = next((c for c in found if top and c.files and Path(os.path.realpath(c.files[0])).is_relative_to(top)),
+                          None)
+            if inside is not None:
+                raise DiscoveryError(f"--{kind} {folder}: holds the run's own samples (step {inside.step}, "
+                                     f"{inside.source}), which would be taken for training images; give --{kind} "
+                                     "the folder of the training images")
+
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""
         committed = self.store.committed_readings()
@@ -207,6 +221,8 @@ class Watcher:
         # Reference sets are ingested once per session, on the first pass.
         references = [] if self._references_checked else self._references()
         found = self._scan()
+        if references:
+            self._check_references_apart(found)
         self._found = len(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:

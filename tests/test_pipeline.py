@@ -2010,6 +2010,25 @@ def test_a_store_without_reference_sets_is_measured_again_when_the_metrics_chang
     assert all(StoreReader(store).measured_steps().values())
 
 
+@pytest.mark.parametrize("real", ["run", "run/step_000100", "."])
+def test_a_reference_folder_holding_the_runs_own_samples_is_refused(tmp_path, monkeypatch, capsys, real):
+    """Round AF: `--real RUN_DIR` (or a checkpoint folder, or a folder above the run) took the
+    generated samples for training images, and every step raised a false memorisation alert."""
+    monkeypatch.chdir(tmp_path)
+    for k in range(2):
+        write_step(tmp_path / "run", 100 * (k + 1), 4, seed=k)
+    argv = ["watch", "run", "--store", "s.zarr", "--encoder", "pixels", "--no-layout", "--settle", "0", "--once"]
+    assert main([*argv, "--real", real]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"evowatch: error: --real {real}: holds the run's own samples (step 100, step_000100), which would be taken for "
+        "training images; give --real the folder of the training images")
+    assert not (tmp_path / "s.zarr").exists()  # refused before anything is stored
+    (tmp_path / "run" / "real").mkdir()  # the training images kept in the run folder: no samples of it
+    for i in range(8):
+        Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(tmp_path / "run" / "real" / f"{i}.png")
+    assert main([*argv, "--real", "run/real"]) == 0 and info(tmp_path / "s.zarr")["kinds"]["real"] == 8
+
+
 def test_a_live_watch_stopped_while_measuring_says_how_many_steps_are_left(tmp_path, monkeypatch, capsys):
     """Round AF: a live watch stopped while it measured steps again said only "everything
     ingested so far is committed", and `info` then showed fewer measured steps than steps."""
