@@ -173,6 +173,7 @@ class Watcher:
         # images logged to TensorBoard of a run that writes no sample file; None: the files.
         self._stand_in: Sampler | TensorBoardImages | None = config.sampler
         self._wake: _Wake | None = None  # the file events' handler, once the run directory is watched
+        self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint, fingerprint: tuple | None = None) -> str | None:
@@ -545,7 +546,7 @@ class Watcher:
                     rescan = self._wake.take_other_changes() if self._wake else True
                     logs_due = logs_due or not rescan
                 now = time.monotonic()
-                if rescan or self._run_dir_gone or now - last_scan >= RESCAN_S or self._settled():
+                if rescan or self._run_dir_gone or self._replaced() or now - last_scan >= RESCAN_S or self._settled():
                     last_scan = last_logs = now
                     logs_due = False
                     if self._run_dir_present():
@@ -596,8 +597,22 @@ class Watcher:
                      else "created; watching it")
             self._stop_observer()
             self._observer = self._start_observer()
+        elif present and self._replaced():
+            # deleted and made again between two looks (rm -rf out && mkdir out), or a link to
+            # it pointed elsewhere: the events came from the old folder, and stopped for good
+            log.info("%s: the run directory was replaced (made again, or its link points elsewhere); watching the "
+                     "new one", self.config.run_dir)
+            self._stop_observer()
+            self._observer = self._start_observer()
         self._run_dir_gone = not present
         return present
+
+    def _replaced(self) -> bool:
+        """Whether the run directory is no longer the folder whose events come (one stat a
+        tick): made again between two looks, or its link pointed elsewhere, no event says so."""
+        return self._observer is not None and (
+            _folder_identity(self.config.run_dir) != self._watched  # a new inode (the old one's number is often reused:
+            or self._wake is not None and self._wake.root_deleted.is_set())  # the deleted folder's own event says it)
 
     def _stop_observer(self) -> None:
         if self._observer is not None:
@@ -605,8 +620,11 @@ class Watcher:
             self._observer.join(timeout=5)
 
     def _start_observer(self):
-        handler = self._wake = _Wake(self._changed, self._is_log)
-        path = str(self.config.run_dir)
+        # the folder a link leads to: inotify watches a link itself, and reported nothing of a
+        # RUN_DIR given as one (runs/latest -> runs/2026-12-06_...) until the 30 s rescans
+        path = os.path.realpath(self.config.run_dir)
+        handler = self._wake = _Wake(self._changed, self._is_log, path)
+        self._watched = _folder_identity(self.config.run_dir)
         if not self.config.poll:
             try:
                 observer = Observer()
@@ -621,16 +639,28 @@ class Watcher:
         return observer
 
 
+def _folder_identity(folder: Path) -> tuple[int, int] | None:
+    """The (device, inode) a path leads to now, None if nothing: tells a folder made again apart."""
+    try:
+        stat = os.stat(folder)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 class _Wake(FileSystemEventHandler):
     """Wakes the watch on a change; says whether one was to anything but trainer logs."""
 
-    def __init__(self, flag: threading.Event, is_log: Callable[[str], bool]) -> None:
-        self.flag, self.is_log = flag, is_log
+    def __init__(self, flag: threading.Event, is_log: Callable[[str], bool], root: str) -> None:
+        self.flag, self.is_log, self.root = flag, is_log, root
         self._other = threading.Event()
+        self.root_deleted = threading.Event()  # the watched folder itself: no event of it comes any more
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.event_type == "deleted" and event.is_directory and os.fsdecode(event.src_path) == self.root:
+            self.root_deleted.set()
         paths = [event.src_path, *([event.dest_path] if getattr(event, "dest_path", "") else [])]
         if event.is_directory:  # a folder's "modified" follows each write of its files, which say what they are
             other = event.event_type != "modified"

@@ -1896,6 +1896,42 @@ def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(t
     assert caplog.text.count("the run directory was deleted") == 1 and "is back" in caplog.text
 
 
+@pytest.mark.parametrize("change", ["made again at once", "given as a link", "its link retargeted"])
+def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(tmp_path, caplog, monkeypatch, change):
+    """Round AF: a run directory deleted and made again between two looks (`rm -rf out &&
+    mkdir out`), a RUN_DIR given as a symbolic link (inotify watched the link) or a link later
+    pointed at another folder: no file event came any more, each checkpoint waited for the
+    30 s rescan. Here the rescan never comes: the events alone bring them."""
+    from engine import watch as watch_module
+
+    monkeypatch.setattr(watch_module, "RESCAN_S", 3600.0)
+    real = tmp_path / "real_run"
+    write_step(real, 100, 2, seed=0)
+    run = real
+    if change != "made again at once":
+        run = tmp_path / "latest"
+        run.symlink_to(real, target_is_directory=True)
+    store = tmp_path / "s.zarr"
+    with caplog.at_level("INFO", logger="engine.watch"), _live_watch(run, store) as thread:
+        _wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
+        if change == "made again at once":
+            shutil.rmtree(real)
+            real.mkdir()
+        elif change == "its link retargeted":
+            other = tmp_path / "next_run"
+            other.mkdir()
+            (tmp_path / "new_link").symlink_to(other, target_is_directory=True)
+            os.replace(tmp_path / "new_link", run)
+            real = other
+        time.sleep(0.5)
+        write_step(real, 200, 3, seed=1)
+        _wait_until(lambda: StoreReader(store).n_rows >= 5, thread, seconds=15)
+        assert StoreReader(store).n_rows == 5
+        write_step(real, 300, 1, seed=2)  # and the next one too
+        _wait_until(lambda: StoreReader(store).n_rows >= 6, thread, seconds=15)
+    assert info(store)["steps"] == [100, 200, 300]
+
+
 def test_probes_that_cannot_be_scored_are_said_before_anything_is_done(tmp_path, capsys):
     """`--probe` with the pixels encoder ingested the whole run, then failed ("no text tower");
     without a real reference the probes were silently not measured."""
