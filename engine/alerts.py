@@ -305,14 +305,19 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         past = [(i, _get(r, key)) for i, r in enumerate(prev)]
         past = [(i, v) for i, v in past if math.isfinite(v)]
         real = _get(cur, f"real_{key}")
-        if not math.isfinite(real):
-            past = _built_or_held(past, rules)
         if not math.isfinite(value) or not past:
             continue
         i_best, best = max(past, key=lambda iv: iv[1])
         # realistic samples are held to the real's diversity (a run collapsed from its first
         # checkpoint has no better past to fall from); others to the best so far, capped at it
         capped = math.isfinite(real) and (real < best or _realistic(cur, rules))
+        # without a real reference, or while no step looked like the data (a healthy DCGAN's noise
+        # fading through blobs, Vendi 6.7 -> 3.3 under the real's 7.4, at precision 0): the best
+        # so far counts only what the model built or held, not the noise it started from
+        if not capped and (not math.isfinite(real) or not any(_realistic(r, rules) for r in hist)):
+            if not (past := _built_or_held(past, rules)):
+                continue
+            i_best, best = max(past, key=lambda iv: iv[1])
         baseline = real if capped else best
         if baseline <= 0:
             continue

@@ -412,6 +412,22 @@ def test_without_a_real_reference_a_fall_from_noise_is_no_collapse():
     assert fired == [6, 7] and "between step 5 and 6" in evaluate_alerts(settled[:7])[0].message
 
 
+def test_with_a_real_reference_a_fall_while_nothing_looked_like_the_data_is_no_collapse():
+    """Round AF: a healthy DCGAN (pytorch/examples on digits, --real) whose fixed-noise grid
+    went from noise through look-alike blobs to digits raised "diversity fell 51% between step
+    0 and 3": the noise's Vendi, under the real set's, was taken as the best so far while no
+    sample looked like the data (precision 0). Once a step has, a fall is a collapse again."""
+    vendi = [6.726, 5.219, 4.673, 3.321, 3.532, 3.509, 4.493, 4.727, 5.628, 6.256]
+    precision = [0, 0, 0, 0, 0, 0.031, 0.234, 0.516, 0.516, 0.531]
+    healthy = [{"step": s, "vendi": v, "precision": p, "real_vendi": 7.41, "n_generated": 64}
+               for s, (v, p) in enumerate(zip(vendi, precision))]
+    assert not any(evaluate_alerts(healthy[: i + 1]) for i in range(len(healthy)))
+    for p in (0.6, 0.0):  # collapsed onto one digit, or into garbage
+        (alert,) = evaluate_alerts([*healthy, {"step": 10, "vendi": 2.0, "precision": p, "real_vendi": 7.41,
+                                               "n_generated": 64}])
+        assert alert.rule == "collapse" and alert.step == 10
+
+
 def test_a_run_collapsed_from_its_first_checkpoint_is_held_to_the_real_diversity():
     """Every checkpoint near-copies of 2 images: no best so far to fall from, so nothing fired
     (Vendi 1.81 against the real's 6.05). Realistic samples are held to the real's diversity;
