@@ -173,6 +173,7 @@ class Watcher:
         # images logged to TensorBoard of a run that writes no sample file; None: the files.
         self._stand_in: Sampler | TensorBoardImages | None = config.sampler
         self._wake: _Wake | None = None  # the file events' handler, once the run directory is watched
+        self._sampler_files_noted = False  # said that a --sampler leaves the run's sample files unread
         self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
 
     # --- what to ingest -------------------------------------------------------------
@@ -345,6 +346,12 @@ class Watcher:
         """The run's checkpoints: its weight files with a --sampler, else its sample files, else
         (none found) the images it logged to TensorBoard."""
         if self.config.sampler:
+            if not self._sampler_files_noted:  # once: a scan of the sample files too
+                self._sampler_files_noted = True
+                if files := scan_run(self.config.run_dir, self.config.options):
+                    log.info("%s: %s of sample files (%s, ...) not read: with --sampler the samples come from the "
+                             "weights; to read the files, watch without --sampler (into another --store)",
+                             self.config.run_dir, counted(len(files), "checkpoint"), files[0].source)
             return self.config.sampler.scan(self.config.run_dir, self.config.options)
         found = scan_run(self.config.run_dir, self.config.options)
         logged = [] if found else self._logged_images.scan(self.config.run_dir, self.config.options)

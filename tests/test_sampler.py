@@ -407,6 +407,25 @@ def test_references_still_decoded(tmp_path, sampler_file):
     assert StoreReader(store).info()["kinds"] == {"generated": 4, "real": 3, "holdout": 0}
 
 
+def test_the_sample_files_a_sampler_leaves_unread_are_said(tmp_path, sampler_file, capsys):
+    """Round AF: DCGAN's fake_samples_epoch_N.png beside netG_epoch_N.pth were left out
+    without a word when --sampler read the weights."""
+    from PIL import Image
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for epoch in (1, 2):
+        weights(run / f"netG_epoch_{epoch}.pth", scale=0.5 * epoch)
+        Image.fromarray(np.full((16, 16, 3), 40 * epoch, np.uint8)).save(run / f"fake_samples_epoch_{epoch:03d}.png")
+    settle(run)
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-metrics",
+            "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "4"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (f"{run}: 2 checkpoints of sample files (fake_samples_epoch_001.png, ...) not read: with --sampler the "
+            "samples come from the weights; to read the files, watch without --sampler (into another --store)") in err
+    assert StoreReader(store).info()["steps"] == [1, 2] and StoreReader(store).n_rows == 8
+
+
 def test_a_sampler_that_parses_the_command_line_or_exits_is_the_samplers_failure(tmp_path, capsys, monkeypatch):
     """Round Z: a sampler importing a training script that parses its options at import read
     evowatch's own command line ("evowatch: error: unrecognized arguments: watch RUN ..."), and
