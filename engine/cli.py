@@ -147,7 +147,8 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                                 "reconstructions or attention maps")
     group.add_argument("--ready-file", type=_ready_file, metavar="NAME", help="a checkpoint is complete when this file exists in it "
                        "({stem}, {name} and {step} are the checkpoint's)")
-    group.add_argument("--settle", type=_number(float, 0), default=2.0, metavar="S", help="otherwise, when nothing in it changed for S seconds (default 2)")
+    group.add_argument("--settle", type=_number(float, 0, 86400), default=2.0, metavar="S",
+                       help="otherwise, when nothing in it changed for S seconds (default 2, at most a day: 86400)")
     group.add_argument("--labels", type=Path, metavar="FILE", help="labels file (CSV file,label or instance,label; or JSON)")
 
 

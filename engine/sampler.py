@@ -180,9 +180,12 @@ def _import_target(target: str) -> tuple[Any, Path | None]:
     if target.endswith(".py") or os.sep in target or "/" in target:
         path = Path(target).expanduser().resolve()
         if not path.is_file():
-            raise SamplerError(f"{target}: sampler file not found")
+            raise SamplerError(f"{target}: {'is a folder, not a' if path.is_dir() else 'no such'} sampler file; give "
+                               "path/to/file.py:function")
         name = f"evowatch_sampler_{hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()}"
         module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None:  # no Python suffix: nothing knows how to load it
+            raise SamplerError(f"{target}: not a Python file; give path/to/file.py:function")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # dataclasses and pickling look the module up by name
         sys.path.insert(0, str(path.parent))  # so the file can import its neighbours

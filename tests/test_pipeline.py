@@ -1260,7 +1260,9 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     assert _usage_error([*watch, "--workers", "-3"], capsys) == (
         "evowatch watch: error: argument --workers: expected an integer of at least 0, got '-3'")
     assert _usage_error([*watch, "--settle", "nan"], capsys) == (
-        "evowatch watch: error: argument --settle: expected a finite number of at least 0, got 'nan'")
+        "evowatch watch: error: argument --settle: expected a finite number from 0 to 86400, got 'nan'")
+    assert _usage_error([*watch, "--settle", "1e12"], capsys) == (  # round AF: an OverflowError traceback
+        "evowatch watch: error: argument --settle: expected a finite number from 0 to 86400, got '1e12'")
     assert _usage_error([*watch, "--thumbnail-size", "100000"], capsys) == (
         "evowatch watch: error: argument --thumbnail-size: expected an integer from 8 to 256, got '100000'")
     assert "argument --alignment: expected a finite number" in _usage_error([*watch, "--alignment", "nan"], capsys)

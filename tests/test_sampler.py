@@ -86,8 +86,13 @@ def test_spec_forms(tmp_path, sampler_file, monkeypatch):
         load_sampler("my_sampler:missing")
     with pytest.raises(SamplerError, match="not importable"):
         load_sampler("no_such_module_here:sample")
-    with pytest.raises(SamplerError, match="not found"):
+    with pytest.raises(SamplerError, match="no such sampler file; give path/to/file.py:function"):
         load_sampler(f"{tmp_path / 'absent.py'}:sample")
+    (tmp_path / "hook.sh").write_text("echo hi\n")  # round AF: an AttributeError traceback
+    with pytest.raises(SamplerError, match="hook.sh: not a Python file; give path/to/file.py:function"):
+        load_sampler(f"{tmp_path / 'hook.sh'}:sample")
+    with pytest.raises(SamplerError, match="is a folder, not a sampler file"):
+        load_sampler(f"{tmp_path}/:sample")
 
 
 def test_scan_weights_units(tmp_path):
