@@ -149,10 +149,11 @@ def export_store(store: str | os.PathLike[str], to: Format | None = None, out: s
     to = _format(to, Path(out) if out is not None and str(out) != "-" else None)
     reader = StoreReader(store)
     target = Path(out) if out is not None else default_output(Path(store), to)
-    if target.is_dir():
-        inside = Path(store).resolve() in (target.resolve(), *target.resolve().parents)
+    inside = not is_stream(target) and Path(store).resolve() in (target.resolve(), *target.resolve().parents)
+    if target.is_dir() or inside:  # a file inside the store was written over its metadata or chunks
         example = default_output(Path(store), to) if inside else target / default_output(Path(store), to).name
-        raise EvowatchError(f"{target}: is a folder; give --out a file name, e.g. {example}")
+        raise EvowatchError(f"{target}: is {'inside the store' if inside and not target.is_dir() else 'a folder'}; "
+                            f"give --out a file name, e.g. {example}")
     frames = _frames(reader, embeddings, chunk_rows)
     if reader.n_rows == 0:  # still write the header / schema
         frames = iter([_empty_frame(reader, embeddings)])
@@ -163,8 +164,9 @@ def export_store(store: str | os.PathLike[str], to: Format | None = None, out: s
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_temp_file(target)
     except OSError as exc:  # a file where a folder must be, a read-only place
-        raise EvowatchError(f"{target}: cannot write the export there ({exc.strerror}: {exc.filename}); "
-                            "choose another --out") from None
+        blocker = next((folder for folder in target.parents if folder.is_file()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else f"{exc.strerror}: {exc.filename}"
+        raise EvowatchError(f"{target}: cannot write the export there ({why}); choose another --out") from None
     try:
         rows = write(frames, tmp)
         os.replace(tmp, target)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import zarr
 from PIL import Image
 
 from engine.cli import main
@@ -222,7 +223,12 @@ def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(store, tmp_pat
                                        f"e.g. {tmp_path / 'folder' / default_output(store, 'parquet').name}\n")
     assert main(["export", str(store), "--out", str(tmp_path / "notes.txt" / "x.csv"), "--to", "csv"]) == 2
     assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'notes.txt' / 'x.csv'}: cannot write the export "
-                                       f"there (File exists: {tmp_path / 'notes.txt'}); choose another --out\n")
+                                       f"there ({tmp_path / 'notes.txt'} is a file, not a folder); choose another --out\n")
+    # round AF: written over the store's own metadata, which plain zarr could then not read
+    assert main(["export", str(store), "--out", str(store / "samples" / "zarr.json")]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {store / 'samples' / 'zarr.json'}: is inside the store; give "
+                                       f"--out a file name, e.g. {default_output(store, 'parquet')}\n")
+    zarr.open_group(str(store), mode="r")["samples"]
     assert main(["export", str(store), "--out", "/proc/evowatch-test.csv", "--to", "csv"]) == 2  # a folder of no files
     assert capsys.readouterr().err == ("evowatch: error: /proc/evowatch-test.csv: cannot write the export there "
                                        "(No such file or directory); choose another --out\n")
