@@ -20,14 +20,14 @@ PROGRESS_EVERY_S = 10.0
 class BacklogLog:
     """Counts a pass's checkpoints and says what a user needs of them, by the pass's size."""
 
-    def __init__(self, logger: logging.Logger, total: int, doing: str, done: str) -> None:
-        self._log, self.total, self._verb = logger, total, done
+    def __init__(self, logger: logging.Logger, total: int, doing: str, done: str, noun: str = "checkpoint") -> None:
+        self._log, self.total, self._verb, self._noun = logger, total, done, noun
         self.count = 0
         self._steps: list[int] = []
         self._backlog = total > EACH_UP_TO
         self._last = time.monotonic()
         if self._backlog:
-            self._log.info("%s %s checkpoints (-v lists each)", doing, f"{total:,}")
+            self._log.info("%s %s %ss (-v lists each)", doing, f"{total:,}", noun)
 
     def item(self, step: int | None, message: str, *args: object) -> None:
         """One checkpoint done (``step`` None for a reference set): its own line, or progress."""
@@ -41,7 +41,7 @@ class BacklogLog:
         now = time.monotonic()
         if now - self._last >= PROGRESS_EVERY_S and self.count < self.total:
             self._last = now
-            self._log.info("%s %s of %s checkpoints%s", self._verb, f"{self.count:,}", f"{self.total:,}",
+            self._log.info("%s %s of %s %ss%s", self._verb, f"{self.count:,}", f"{self.total:,}", self._noun,
                            f" (step {self._steps[-1]:,})" if self._steps else "")
 
     def finish(self, details: str = "") -> None:
@@ -49,7 +49,7 @@ class BacklogLog:
         if not self._backlog:
             return
         steps = f", steps {min(self._steps):,} to {max(self._steps):,}" if self._steps else ""
-        self._log.info("%s %s checkpoints%s%s", self._verb, f"{self.count:,}", steps, details)
+        self._log.info("%s %s %ss%s%s", self._verb, f"{self.count:,}", self._noun, steps, details)
 
 
 def counted(n: int, noun: str) -> str:

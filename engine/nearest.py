@@ -10,6 +10,8 @@ float32 rounding. The choice is made at run time and logged once per backend.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Literal
 
 import numpy as np
@@ -29,11 +31,20 @@ def available_backend() -> Backend:
 
     if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
         return "faiss-gpu"
+    if "torch" not in sys.modules and _no_gpu_driver():  # importing torch to ask cost a pixels watch 6 s, 290 MB
+        return "faiss-cpu"
     try:
         import torch
     except ImportError:  # torch is a dependency; only a broken install lacks it
         return "faiss-cpu"
     return "torch-cuda" if torch.cuda.is_available() else "faiss-cpu"
+
+
+def _no_gpu_driver() -> bool:
+    """Whether this Linux machine has no NVIDIA or AMD GPU driver loaded: torch.cuda cannot be
+    available there."""
+    return sys.platform.startswith("linux") and not any(
+        os.path.exists(path) for path in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd"))
 
 
 class ExactIndex:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
-from engine.backlog_log import counted
+from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
                             mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
                             vendi_score)
@@ -53,6 +53,10 @@ def _current_generated_by_step(ckpt: dict[str, np.ndarray]) -> dict[int, list[in
             by_step.setdefault(int(ckpt["step"][i]), []).append(int(i))
     return by_step
 
+
+#: Seconds of measuring a backlog between writes of the rows measured (a row a step cost more
+#: than the metrics); a reader sees them that much later at most.
+WRITE_EVERY_S = 2.0
 
 #: Fewest samples a reference set (--real, --holdout) must have to be used at all.
 MIN_REFERENCE = 8
@@ -123,6 +127,9 @@ class Signals:
     _said_unlabelled_real: bool = field(default=False, init=False)
     _said_twins: set = field(default_factory=set, init=False)
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
+    _history: dict[int, dict] | None = field(default=None, init=False)  # see _steps_measured
+    _unwritten: list = field(default_factory=list, init=False)  # measured rows not yet in the store
+    _written_at: float = field(default=0.0, init=False)
     #: seconds of measuring per call, then :attr:`pending` and back to the caller (a live watch:
     #: measuring every step again, 250 of them, held new checkpoints back for over a minute)
     budget_s: float | None = field(default=None, init=False)
@@ -146,12 +153,22 @@ class Signals:
         raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
         measured = store.measured_steps()
         start, done, self.pending = time.monotonic(), [], False
-        for step, indices, ranges, basis in _due(ckpt, measured):
-            if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
-                self.pending = True  # the rest at the next call, in step order (alerts read the steps before)
-                break
-            self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
-            done.append(step)
+        due = list(_due(ckpt, measured))
+        said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
+        self._history, self._unwritten, self._written_at = None, [], start
+        try:
+            for step, indices, ranges, basis in due:
+                if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
+                    self.pending = True  # the rest at the next call, in step order (alerts read the steps before)
+                    break
+                self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
+                done.append(step)
+                if said:
+                    said.item(step, "measured step %d", step)
+        finally:
+            self._write_measured(store, at_once=True)
+        if said and not self.pending:
+            said.finish()
         earliest = store.alerts_from
         if done and any(step > done[0] for step in set(measured) - set(done)) and (earliest is None or done[0] < earliest):
             earliest = done[0]  # kept in the store: a watch stopped before the rest is measured still evaluates them
@@ -286,8 +303,28 @@ class Signals:
                 first, last = where[ranges[twin]]
                 store.write_sample_metric(name, start, np.asarray(values[first:last], np.float32))
         keys = array_names(scalars)
-        store.write_step_metrics(step, {keys[k]: float(v) for k, v in scalars.items()}, measured=basis)
+        row = {keys[k]: float(v) for k, v in scalars.items()}
+        self._steps_measured(store)[step] = {"step": step, **row}
+        self._unwritten.append((step, row, basis))
+        self._write_measured(store)
         self._alerts(store, step, losses)
+
+    def _steps_measured(self, store: StoreWriter) -> dict[int, dict]:
+        """The per-step metrics as alert histories, read from the store once per call and kept
+        up to date as steps are measured: read again for each step of a 1,500-step backlog,
+        the table cost 21 s."""
+        if self._history is None:
+            table = store.step_metrics()
+            columns = [c for c in table if c != "step"]
+            self._history = {int(s): {"step": int(s), **{c: float(table[c][i]) for c in columns}}
+                             for i, s in enumerate(table.get("step", []))}
+        return self._history
+
+    def _write_measured(self, store: StoreWriter, at_once: bool = False) -> None:
+        """Write the measured steps' rows together: every WRITE_EVERY_S seconds, and at the end."""
+        if self._unwritten and (at_once or time.monotonic() - self._written_at >= WRITE_EVERY_S):
+            store.write_steps_metrics(self._unwritten)
+            self._unwritten, self._written_at = [], time.monotonic()
 
     def _twins(self, step: int, parts: list[np.ndarray], sources: list[str]) -> list[int]:
         """For each of a step's checkpoints, the first one holding exactly the same samples
@@ -313,10 +350,7 @@ class Signals:
         return twins
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
-        table = store.step_metrics()
-        columns = [c for c in table if c != "step"]
-        history = [{"step": int(s), **{c: float(table[c][i]) for c in columns}}
-                   for i, s in enumerate(table["step"]) if s <= step]
+        history = [record for s, record in self._steps_measured(store).items() if s <= step]
         fired = evaluate_alerts(history, self.rules, losses or None)
         stored = list(store.attrs.get("alerts", []))
         if not fired:

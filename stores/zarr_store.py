@@ -1092,27 +1092,47 @@ class StoreWriter(StoreReader):
 
     @uninterrupted
     def write_step_metrics(self, step: int, values: dict[str, float], measured: list[int] | None = None) -> None:
-        """Add or replace one step's row of metrics (a metric not given is NaN there); new metric
-        names get new columns. ``measured``: what they were computed on (see :meth:`measured_steps`)."""
+        """Add or replace one step's row of metrics (:meth:`write_steps_metrics`)."""
+        self.write_steps_metrics([(step, values, measured)])
+
+    @uninterrupted
+    def write_steps_metrics(self, rows: Sequence[tuple[int, dict[str, float], list[int] | None]]) -> None:
+        """Add or replace steps' rows of metrics (a metric not given is NaN there); new metric
+        names get new columns. Each row's ``measured``: what it was computed on (see
+        :meth:`measured_steps`). Written together: a backlog of 1,500 steps written a row at a
+        time spent 46 s growing and writing every column 1,500 times (the metrics 2 s)."""
+        if not rows:
+            return
         group = self._ensure_group("metrics")
         committed = int(group.attrs.get("committed_rows", 0))
         steps = self.handle("metrics", "step")[:committed] if "step" in group else np.zeros(0, np.int64)
-        hit = np.flatnonzero(steps == step)
-        row = int(hit[0]) if len(hit) else len(steps)
-        n = max(len(steps), row + 1)
-
+        at = {int(step): row for row, step in enumerate(steps.tolist())}
+        n = committed
+        for step, _, _ in rows:
+            if int(step) not in at:
+                at[int(step)], n = n, n + 1
+        placed = sorted({at[int(step)]: (int(step), values, measured) for step, values, measured in rows}.items())
         recorded = dict(group.attrs.get("measured", {}))
-        if row < len(steps) and recorded.get(str(int(step))) != []:  # replaced in place: a reader that sees the
-            group.update_attributes({"measured": {**recorded, str(int(step)): []}})  # row half old, half new can tell
-        columns = {"step": step, **values}
-        _write_all(self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
-                   .async_array.setitem(row, value) for name, value in columns.items())
-        for name in set(group.array_keys()) - set(columns):  # not measured at this step (a probe no longer
-            column = self._ensure_column(group, "metrics", name, "float64", n)  # given): NaN, every column as long
-            if row < len(steps):  # as the table, and a step measured again keeps no value of its earlier measure
-                column[row] = np.nan
-        if measured is not None:
-            recorded[str(int(step))] = [int(x) for x in measured]
+        replaced = [step for row, (step, _, _) in placed if row < committed]
+        if any(recorded.get(str(step)) != [] for step in replaced):  # a reader that sees a row half old, half new
+            group.update_attributes({"measured": {**recorded, **{str(step): [] for step in replaced}}})  # can tell
+        names = {"step"} | {name for _, (_, values, _) in placed for name in values} | set(group.array_keys())
+        positions = np.array([row for row, _ in placed])
+        runs = np.split(np.arange(len(positions)), np.flatnonzero(np.diff(positions) != 1) + 1)  # consecutive rows
+
+        def writes() -> Iterator[Coroutine]:  # made inside _write_all: closed there if one fails
+            for name in sorted(names):
+                column = self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
+                values = np.array([step if name == "step" else values.get(name, np.nan)
+                                   for _, (step, values, _) in placed], column.dtype)
+                for run in runs:  # a step measured again keeps no value of its earlier measure
+                    yield column.async_array.setitem(slice(int(positions[run[0]]), int(positions[run[-1]]) + 1),
+                                                     values[run])
+
+        _write_all(writes())
+        for _, (step, _, measured) in placed:
+            if measured is not None:
+                recorded[str(step)] = [int(x) for x in measured]
         group.update_attributes({"committed_rows": n, "measured": recorded})
 
     @uninterrupted

@@ -1,5 +1,7 @@
 """Exact kNN backends agree: the torch path (run on the CPU here, on CUDA when there is one)
 returns FAISS's neighbours for both metrics."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,22 @@ def test_backend_follows_the_devices(monkeypatch):
     assert available_backend() == "torch-cuda"
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
     assert available_backend() == "faiss-gpu"
+
+
+def test_choosing_the_backend_without_a_gpu_driver_does_not_import_torch():
+    """Round AF: a pixels watch on a CPU machine imported torch only to ask torch.cuda (6 s and
+    290 MB in every process that laid out a step)."""
+    import subprocess
+    import sys
+
+    from engine.nearest import _no_gpu_driver
+
+    if not _no_gpu_driver():
+        pytest.skip("a GPU driver is loaded here")
+    code = "import sys; from engine.nearest import available_backend; print(available_backend(), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.split() == ["faiss-cpu", "False"]
 
 
 @needs_cuda

@@ -2028,6 +2028,26 @@ def test_a_store_kept_in_a_checkpoint_folder_does_not_hold_that_checkpoint_back(
     assert info(store)["rows"] == 12 and info(store)["warnings"] == 0
 
 
+def test_a_backlog_of_steps_to_measure_says_so_and_writes_them_together(tmp_path, monkeypatch, capsys):
+    """Round AF: a finished run of 1,500 checkpoints was measured for 145 s after its layout
+    without a line on stderr (the ingest and the layout say their progress), a row written
+    and the whole table read back at every step."""
+    from stores.zarr_store import StoreWriter
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for k in range(25):
+        write_step(run, 100 * (k + 1), 2, seed=k, size=8)
+    writes = []
+    monkeypatch.setattr(StoreWriter, "write_steps_metrics",
+                        lambda self, rows, real=StoreWriter.write_steps_metrics: writes.append(len(rows)) or real(self, rows))
+    argv = ["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout", "--settle", "0", "--once"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "measuring 25 steps (-v lists each)" in err and "measured 25 steps, steps 100 to 2,500" in err
+    assert sum(writes) == 25 and len(writes) < 25
+    assert sorted(StoreReader(store).measured_steps()) == [100 * (k + 1) for k in range(25)]
+
+
 def test_a_store_without_reference_sets_is_measured_again_when_the_metrics_change(tmp_path, monkeypatch, capsys):
     """Round AF: a store watched without --real never recorded what its steps were measured
     under (an empty reference key looked unchanged), so an upgrade whose metrics or alert
