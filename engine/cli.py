@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fas
     from engine.discovery import DiscoveryOptions
 
 DEFAULT_ENCODER = "clip:ViT-B-32/laion2b_s34b_b79k"
+DEMO_STEPS = 3000  # examples/demo_trainer.py's DEFAULT_STEPS (not imported: it imports torch)
 DEFAULT_ALIGNMENT = 10.0  # engine.layout.LayoutParams.alignment (not imported: keeps `--help` fast)
 log = logging.getLogger("evowatch")
 
@@ -59,6 +60,15 @@ def _run_folder(value: str) -> Path:
         raise argparse.ArgumentTypeError(f"{value}: is an evowatch store, not a training run: watch the folder the "
                                          f"trainer writes its samples to (`evowatch view {value}` shows this store)")
     return path
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("evowatch")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "(not installed)"
 
 
 def _existing_dir(value: str) -> Path:
@@ -158,6 +168,9 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
     from engine.discovery import DiscoveryOptions
 
     if args.labels is not None and not any(p.is_file() for p in (args.labels, args.run_dir / args.labels)):
+        if args.labels.is_dir():
+            raise DiscoveryError(f"{args.labels}: --labels names a folder; give the labels file (CSV or JSON), or "
+                                 "leave --labels out for one folder per label")
         if args.labels.is_absolute():
             raise DiscoveryError(f"{args.labels}: --labels file not found; check the path")
         log.warning("%s: --labels not found in %s or the current folder; it is looked for in each checkpoint folder",
@@ -178,6 +191,7 @@ def _verbosity_args(parser: argparse.ArgumentParser, default: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="evowatch", description="Watch a generative model while it trains.")
     _verbosity_args(parser, False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     watch = sub.add_parser("watch", help="ingest a run directory's checkpoints into a store, then keep watching it")
@@ -241,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train a small GAN offline and watch it live")
     demo.add_argument("--out", type=Path, default=Path("evowatch-demo"), metavar="DIR",
                       help="folder for the run, its data and demo.zarr (default evowatch-demo)")
-    demo.add_argument("--steps", type=_number(int, 1), default=None, help="training steps (default: the demo trainer's)")
+    demo.add_argument("--steps", type=_number(int, 1), default=None, help=f"training steps (default {DEMO_STEPS})")
     demo.add_argument("--fail", type=_parsed_by("examples.demo_trainer", "parse_fail"), metavar="MODE@STEP",
                       help="induce a failure: collapse@STEP, drop@STEP (mode dropping) or copy@STEP")
     demo.add_argument("--encoder", default="pixels", metavar="SPEC", type=_encoder_spec,
@@ -305,7 +319,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     span = f"{steps[0]}..{steps[-1]}" if steps else "none"
     print(f"store       {summary['store']}")
     print(f"rows        {summary['rows']} ({summary['current_rows']} current)")
-    print(f"checkpoints {summary['checkpoints']}; {len(steps)} steps: {span}")
+    print(f"checkpoints {summary['checkpoints']}; {counted(len(steps), 'step')}: {span}")
     print(f"encoder     {summary['encoder']} (dim {summary['dim']}, {summary['device']})")
     print("kinds       " + ", ".join(f"{k} {v}" for k, v in summary["kinds"].items()))
     print(f"labels      {len(summary['labels'])}")

@@ -158,7 +158,8 @@ def run_on_alert(
             raise
         if proc.returncode != 0:
             err.seek(0)
-            log.warning("on-alert command exited %d: %s; stderr: %s", proc.returncode, cmd, err.read().strip()[-500:])
+            said = err.read().strip()[-500:]
+            log.warning("on-alert command exited %d: %s%s", proc.returncode, cmd, f"; stderr: {said}" if said else "")
     return proc.returncode
 
 

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import functools
 import glob
+import json
 import logging
 import os
 import re
@@ -70,6 +71,14 @@ def _rows_per_chunk(row_shape: tuple[int, ...], itemsize: int, max_rows: int = 1
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize)
     rows = fmt.ROW_CHUNK_BYTES // row_bytes
     return int(min(max_rows, max(256, 2 ** int(np.log2(max(rows, 1))))))
+
+
+def _node_type(path: Path) -> str | None:
+    """What a Zarr v3 folder's zarr.json says it is ("group", "array"), None if unreadable."""
+    try:
+        return json.loads((path / "zarr.json").read_text()).get("node_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _write_all(writes: Iterable[Coroutine]) -> None:
@@ -230,10 +239,13 @@ class StoreReader:
             self._root = _open_root(self.path, "r")
             attrs = dict(self._root.attrs)
         except Exception as exc:  # zarr raises several types for a damaged zarr.json
+            if _node_type(self.path) == "array":  # intact, only not a group: no restoring to do
+                raise StoreFormatError(f"{self.path}: not an evowatch store (a Zarr array); choose another --store") from None
             raise StoreFormatError(f"{self.path}: unreadable store metadata ({exc}); restore the folder or start a new --store") from exc
         meta = attrs.get("evowatch")
         if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA:
-            raise StoreFormatError(f"{self.path}: not an evowatch store (root attribute 'evowatch' missing)")
+            raise StoreFormatError(f"{self.path}: not an evowatch store (root attribute 'evowatch' missing); choose "
+                                   "another --store")
         if meta.get("version") not in fmt.SUPPORTED_VERSIONS:
             raise StoreFormatError(
                 f"{self.path}: store schema version {meta.get('version')} is not supported by this evowatch "

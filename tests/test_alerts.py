@@ -584,6 +584,11 @@ def test_run_on_alert_failures_are_not_fatal(caplog):
         assert run_on_alert("sleep 30; echo x", alert, timeout_s=0.5) is None
         assert time.monotonic() - t0 < 10
     assert "exited 3" in caplog.text and "timed out" in caplog.text
+    assert "on-alert command exited 3: exit 3\n" in caplog.text  # nothing on its stderr: no empty "; stderr:"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        assert run_on_alert("echo broken >&2; exit 4", alert) == 4
+    assert "on-alert command exited 4: echo broken >&2; exit 4; stderr: broken" in caplog.text
 
 
 def test_the_pause_helper_is_one_standard_library_file_a_trainer_can_copy(tmp_path):

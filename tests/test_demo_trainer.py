@@ -273,3 +273,14 @@ def test_pause_file_wait_then_resume(tmp_path, data_dir, capsys):
     assert sorted(p.name for p in run.glob("step_*")) == ["step_000010", "step_000020"]
     err = capsys.readouterr().err
     assert "waiting" in err and "resuming" in err
+
+
+def test_the_demo_help_names_the_trainers_default_steps(capsys):
+    """`demo --help` said "(default: the demo trainer's)"; the CLI keeps the number itself (the
+    trainer imports torch, which `--help` must not wait for)."""
+    from engine.cli import DEMO_STEPS, main
+
+    assert DEMO_STEPS == dt.DEFAULT_STEPS
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert f"training steps (default {dt.DEFAULT_STEPS})" in " ".join(capsys.readouterr().out.split())

@@ -1211,6 +1211,24 @@ def test_a_later_watch_lays_out_and_measures_what_an_earlier_one_left(tmp_path):
 
 
 # ------------------------------------------------------------------ the command line's contract
+def test_version_a_labels_folder_and_one_step(tmp_path, capsys):
+    """Round AF: no --version; `--labels FOLDER` said "file not found" of a folder that exists;
+    `info` printed "1 steps"."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"evowatch {version('evowatch')}\n"
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    watch = ["watch", str(run), "--store", str(store), "--encoder", "pixels", "--settle", "0", "--once", "--no-layout"]
+    assert main([*watch, "--labels", str(run)]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {run}: --labels names a folder; give the labels file (CSV or "
+                                       "JSON), or leave --labels out for one folder per label\n")
+    assert main(watch) == 0 and main(["info", str(store)]) == 0
+    assert "checkpoints 1; 1 step: 100..100" in capsys.readouterr().out
+
+
 def _usage_error(argv: list[str], capsys) -> str:
     """The stderr of a command line argparse refuses: exit 2, and (the contract) one line."""
     capsys.readouterr()

@@ -240,8 +240,11 @@ def test_missing_and_foreign_stores_give_one_line(tmp_path):
     with pytest.raises(StoreFormatError, match="not a Zarr v3 store"):
         StoreReader(tmp_path / "dir")
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
-    with pytest.raises(StoreFormatError, match="not an evowatch store"):
+    with pytest.raises(StoreFormatError, match="not an evowatch store .*; choose another --store"):
         StoreReader(tmp_path / "other.zarr")
+    zarr.open_array(str(tmp_path / "arr.zarr"), mode="w", shape=(3,), dtype="i4")  # round AF: "unreadable ...,
+    with pytest.raises(StoreFormatError, match=r"arr.zarr: not an evowatch store \(a Zarr array\); choose another"):
+        StoreReader(tmp_path / "arr.zarr")  # restore the folder"
     (tmp_path / "notempty").mkdir()
     (tmp_path / "notempty/notes.txt").write_text("mine")
     with pytest.raises(StoreFormatError, match="not a Zarr store"):
