@@ -1284,13 +1284,16 @@ def _relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
     return rest if rest and os.path.normpath(rest) == rest else os.path.relpath(text, root)
 
 
-def file_versions(checkpoint: Checkpoint) -> tuple[tuple[str, int, int], ...]:
+def file_versions(checkpoint: Checkpoint, changes: bool = False) -> tuple[tuple[str, int, int], ...]:
     """(name relative to the run, size, mtime in ns) of each file: a version read from the
-    file system without reading the files. Raises ``FileNotFoundError`` if one vanished."""
+    file system without reading the files; with ``changes``, each file's change time too (a
+    file made readable again, or rewritten keeping its size and mtime: ``cp -p``, ``touch -d``).
+    Raises ``FileNotFoundError`` if one vanished."""
     versions = []
     for path in checkpoint.files:
         st = os.stat(path)
-        versions.append((_relative(path, checkpoint.root), st.st_size, st.st_mtime_ns))
+        versions.append((_relative(path, checkpoint.root), st.st_size, st.st_mtime_ns)
+                        + ((st.st_ctime_ns,) if changes else ()))
     return tuple(versions)
 
 

@@ -137,8 +137,11 @@ def _step_elsewhere(sources: list[str], step: int) -> str | None:
 
 
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
+    """The files' versions a checkpoint's hash holds for: their change times count (a file
+    made readable by chmod, one rewritten keeping its size and mtime were read again only by a
+    restarted watch, not a live one)."""
     try:
-        return file_versions(checkpoint)
+        return file_versions(checkpoint, changes=True)
     except FileNotFoundError:
         return ()
 
@@ -309,7 +312,7 @@ class Watcher:
             settings = reading_settings(checkpoint, self.config.options)
             prefix = checkpoint.source
             versions = self._hashes.get(checkpoint.source, ((),))[0]
-            written = max((mtime_ns for _, _, mtime_ns in versions), default=0) / 1e9
+            written = max((version[2] for version in versions), default=0) / 1e9  # (name, size, mtime, ctime)
             # one stored already moved only if renamed into place since the old reading (a copy stored
             # beside its original, then deleted, left the original taken for the copy's rename)
             renamed_at = self._changed_at(checkpoint) if checkpoint.source in stored_sources else None

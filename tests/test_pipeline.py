@@ -1952,6 +1952,28 @@ def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(
     assert info(store)["steps"] == [100, 200, 300]
 
 
+def test_a_live_watch_sees_a_rewrite_that_kept_the_files_sizes_and_times(tmp_path):
+    """Round AF: samples re-synced with their times kept (`cp -p`, `touch -d`, `tar x`), same
+    shapes hence same sizes, were read again by a restarted watch but never by the live one:
+    its "unchanged since hashed" shortcut looked at names, sizes and mtimes only."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    folder = run / "step_000100"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        np.save(folder / f"{i}.npy", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    with _live_watch(run, store) as thread:
+        _wait_until(lambda: StoreReader(store).n_rows >= 3, thread)
+        time.sleep(2.5)  # settled and hashed
+        for i in range(3):
+            path = folder / f"{i}.npy"
+            st = os.stat(path)
+            np.save(path, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        _wait_until(lambda: StoreReader(store).n_rows >= 6, thread, seconds=40)
+    assert info(store)["rows"] == 6 and info(store)["current_rows"] == 3
+
+
 def test_probes_that_cannot_be_scored_are_said_before_anything_is_done(tmp_path, capsys):
     """`--probe` with the pixels encoder ingested the whole run, then failed ("no text tower");
     without a real reference the probes were silently not measured."""
