@@ -311,10 +311,11 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         # realistic samples are held to the real's diversity (a run collapsed from its first
         # checkpoint has no better past to fall from); others to the best so far, capped at it
         capped = math.isfinite(real) and (real < best or _realistic(cur, rules))
-        # without a real reference, or while no step looked like the data (a healthy DCGAN's noise
-        # fading through blobs, Vendi 6.7 -> 3.3 under the real's 7.4, at precision 0): the best
-        # so far counts only what the model built or held, not the noise it started from
-        if not capped and (not math.isfinite(real) or not any(_realistic(r, rules) for r in hist)):
+        # without a real reference, or while no sample of any step came near the data (a healthy
+        # DCGAN's noise fading through blobs, Vendi 6.7 -> 3.3 under the real's 7.4, at precision
+        # 0): the best so far counts only what the model built or held, not the noise it started
+        # from (a fine-tuned model's diverse start, off the new data but not nowhere, still counts)
+        if not capped and (not math.isfinite(real) or not any(_get(r, "precision") > 0 for r in hist)):
             if not (past := _built_or_held(past, rules)):
                 continue
             i_best, best = max(past, key=lambda iv: iv[1])

@@ -202,6 +202,8 @@ def _import_target(target: str) -> tuple[Any, Path | None]:
         if str(path.parent) not in sys.path:  # and when its function runs (`from netdef import G` in it, a
             sys.path.append(str(path.parent))  # whole model unpickled), after evowatch's own modules
         return module, path
+    if Path(target).is_dir() and not (Path(target) / "__init__.py").is_file():  # imported as an empty namespace
+        raise SamplerError(f"{target}: is a folder, not a sampler file; give path/to/file.py:function")
     try:
         with _importing(target):
             module = importlib.import_module(target)

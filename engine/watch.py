@@ -205,15 +205,17 @@ class Watcher:
                 refs.append(scan_reference(folder, kind))
         return refs
 
-    def _check_references_apart(self, found: list[Checkpoint]) -> None:
-        """Refuse a --real/--holdout folder that holds the run's own checkpoints (the run
-        directory, or one of its checkpoint folders): the generated samples were taken for
-        training images, and every step raised a false memorisation alert."""
-        for kind, folder in (("real", self.config.real), ("holdout", self.config.holdout)):
-            top = None if folder is None else Path(os.path.realpath(folder))
-            inside = next((c for c in found if top and c.files and Path(os.path.realpath(c.files[0])).is_relative_to(top)),
-                          None)
+    def _check_references_apart(self, references: list[Checkpoint], found: list[Checkpoint]) -> None:
+        """Refuse a --real/--holdout set that would read the run's own samples (the run
+        directory, one of its checkpoint folders, a folder above the run): they were taken for
+        training images, and every step raised a false memorisation alert. Files the set leaves
+        out (named as generated samples) and a --sampler's weight files are no such samples."""
+        for reference in references:
+            read = {os.path.realpath(path) for path in reference.files}
+            inside = next((c for c in found if any(os.path.realpath(path) in read for path in c.files)), None)
             if inside is not None:
+                kind = reference.kind
+                folder = self.config.real if kind == "real" else self.config.holdout
                 raise DiscoveryError(f"--{kind} {folder}: holds the run's own samples (step {inside.step}, "
                                      f"{inside.source}), which would be taken for training images; give --{kind} "
                                      "the folder of the training images")
@@ -227,7 +229,7 @@ class Watcher:
         references = [] if self._references_checked else self._references()
         found = self._scan()
         if references:
-            self._check_references_apart(found)
+            self._check_references_apart(references, found)
         self._found = len(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:

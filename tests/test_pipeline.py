@@ -2127,6 +2127,26 @@ def test_a_reference_folder_holding_the_runs_own_samples_is_refused(tmp_path, mo
     assert main([*argv, "--real", "run/real"]) == 0 and info(tmp_path / "s.zarr")["kinds"]["real"] == 8
 
 
+def test_a_reference_folder_holding_a_run_it_does_not_read_is_accepted(tmp_path, capsys):
+    """Round AG: DCGAN's --outf inside its --dataroot (R/out/fake_samples_epoch_000.png): the
+    reference leaves files named as generated samples out, yet the check refused it."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    real = tmp_path / "R"
+    real.mkdir()
+    for i, image in enumerate(smooth_images(np.random.default_rng(0), 12, 16)):
+        Image.fromarray(image).save(real / f"{i:05d}.png")
+    for epoch in range(2):
+        save_torchvision_grid(smooth_images(np.random.default_rng(epoch + 1), 4, 16),
+                              real / "out" / f"fake_samples_epoch_{epoch:03d}.png", nrow=2)
+    old = time.time() - 10
+    for path in real.rglob("*.png"):
+        os.utime(path, (old, old))
+    assert main(["watch", str(real / "out"), "--store", str(tmp_path / "s.zarr"), "--encoder", "pixels", "--no-layout",
+                 "--settle", "0", "--once", "--real", str(real)]) == 0, capsys.readouterr().err
+    assert info(tmp_path / "s.zarr")["kinds"] == {"generated": 8, "real": 12, "holdout": 0}
+
+
 def test_a_live_watch_stopped_while_measuring_says_how_many_steps_are_left(tmp_path, monkeypatch, capsys):
     """Round AF: a live watch stopped while it measured steps again said only "everything
     ingested so far is committed", and `info` then showed fewer measured steps than steps."""

@@ -93,6 +93,10 @@ def test_spec_forms(tmp_path, sampler_file, monkeypatch):
         load_sampler(f"{tmp_path / 'hook.sh'}:sample")
     with pytest.raises(SamplerError, match="is a folder, not a sampler file"):
         load_sampler(f"{tmp_path}/:sample")
+    (tmp_path / "lab").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SamplerError, match="lab: is a folder, not a sampler file"):  # was "lab has no function"
+        load_sampler("lab:sample")
 
 
 def test_scan_weights_units(tmp_path):
@@ -410,6 +414,11 @@ def test_references_still_decoded(tmp_path, sampler_file):
     weights(run / "model-1.pt", scale=1.0)
     assert watch(run, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "4", "--real", str(real)) == 0
     assert StoreReader(store).info()["kinds"] == {"generated": 4, "real": 3, "holdout": 0}
+    # round AG: weights kept under the --real folder are no samples of the run read as real ones
+    weights(real / "ckpt" / "model-1.pt", scale=1.0)
+    assert watch(real / "ckpt", tmp_path / "t.zarr", "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint",
+                 "4", "--real", str(real)) == 0
+    assert StoreReader(tmp_path / "t.zarr").info()["kinds"] == {"generated": 4, "real": 3, "holdout": 0}
 
 
 def test_the_sample_files_a_sampler_leaves_unread_are_said(tmp_path, sampler_file, capsys):
