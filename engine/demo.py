@@ -28,7 +28,12 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
     from engine.cli import build_parser
     from engine.session import open_session
 
+    from stores.format import is_store
+
     out = out.resolve()
+    if is_store(out) or any(is_store(folder) for folder in out.parents):  # its files went inside a user's store
+        raise EvowatchError(f"{out} is {'an' if is_store(out) else 'inside an'} evowatch store: give the demo another "
+                            "--out")
     run_dir, data = out / "run", out / "data"
     store = out / "demo.zarr"
     if encoder != "pixels":  # CLIP weights missing: said before a checkpoint is trained (17 s) and left behind

@@ -130,6 +130,7 @@ class Signals:
     _history: dict[int, dict] | None = field(default=None, init=False)  # see _steps_measured
     _unwritten: list = field(default_factory=list, init=False)  # measured rows not yet in the store
     _written_at: float = field(default=0.0, init=False)
+    _alert_list: list[dict] | None = field(default=None, init=False)  # see _stored_alerts
     #: seconds of measuring per call, then :attr:`pending` and back to the caller (a live watch:
     #: measuring every step again, 250 of them, held new checkpoints back for over a minute)
     budget_s: float | None = field(default=None, init=False)
@@ -155,7 +156,7 @@ class Signals:
         start, done, self.pending = time.monotonic(), [], False
         due = list(_due(ckpt, measured))
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
-        self._history, self._unwritten, self._written_at = None, [], start
+        self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
         try:
             for step, indices, ranges, basis in due:
                 if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
@@ -179,9 +180,11 @@ class Signals:
             for step in sorted(set(measured) - set(done)):
                 if step > earliest and measured[step] != []:
                     self._alerts(store, step, losses)
+            self._write_measured(store, at_once=True)  # their alerts, before the note to evaluate them goes
             store.set_alerts_from(None)
         if not self.pending:  # the newest step measured is the newest checkpoint's
             self._late_losses(store, losses, raised)
+        self._write_measured(store, at_once=True)  # an alert that holds on without an onset
 
     @staticmethod
     def _drop_gone_steps(store: StoreWriter, ckpt: dict) -> None:
@@ -321,10 +324,21 @@ class Signals:
         return self._history
 
     def _write_measured(self, store: StoreWriter, at_once: bool = False) -> None:
-        """Write the measured steps' rows together: every WRITE_EVERY_S seconds, and at the end."""
-        if self._unwritten and (at_once or time.monotonic() - self._written_at >= WRITE_EVERY_S):
+        """Write the measured steps' rows together, then the alert list they led to: every
+        WRITE_EVERY_S seconds, and at the end (a reader never sees an alert before its row)."""
+        if not (at_once or time.monotonic() - self._written_at >= WRITE_EVERY_S):
+            return
+        if self._unwritten:
             store.write_steps_metrics(self._unwritten)
-            self._unwritten, self._written_at = [], time.monotonic()
+        if self._alert_list is not None and self._alert_list != store.attrs.get("alerts", []):
+            store.set_alerts(self._alert_list)
+        self._unwritten, self._written_at = [], time.monotonic()
+
+    def _stored_alerts(self, store: StoreWriter) -> list[dict]:
+        """The alert list as this call has it (written with the rows, see _write_measured)."""
+        if self._alert_list is None:
+            self._alert_list = list(store.attrs.get("alerts", []))
+        return self._alert_list
 
     def _twins(self, step: int, parts: list[np.ndarray], sources: list[str]) -> list[int]:
         """For each of a step's checkpoints, the first one holding exactly the same samples
@@ -352,10 +366,10 @@ class Signals:
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
         history = [record for s, record in self._steps_measured(store).items() if s <= step]
         fired = evaluate_alerts(history, self.rules, losses or None)
-        stored = list(store.attrs.get("alerts", []))
+        stored = list(self._stored_alerts(store))
         if not fired:
             if any(a["step"] == step for a in stored):  # measured again (a rewritten or completed checkpoint): no alert now
-                store.set_alerts([a for a in stored if a["step"] != step])
+                self._alert_list = [a for a in stored if a["step"] != step]
             return
         previous_step = max((h["step"] for h in history if h["step"] < step), default=None)
         # acted on at onset: still holding from the step before, or raised at this step by an
@@ -378,7 +392,7 @@ class Signals:
             return
         newest = int(np.max(table["step"]))
         last_logged = max((int(np.max(s)) for s, _ in losses.values() if len(s)), default=newest)
-        stored = list(store.attrs.get("alerts", []))
+        stored = list(self._stored_alerts(store))
         if last_logged <= newest or any(a["step"] == newest and a["rule"] == "convergence" for a in stored):
             return
         history = [{"step": int(s)} for s in table["step"]] + [{"step": last_logged}]
@@ -393,13 +407,17 @@ class Signals:
         """Pause naming every alert of the step, store the alert list, then announce each onset.
         The pause comes first: stored, an alert is acted on no more, and a watch stopped while
         an --on-alert command ran (or a run folder it could not write) never paused the trainer."""
+        if onsets:  # acted on once the rows they read are in the store (an --on-alert hook reads them)
+            self._write_measured(store, at_once=True)
         if onsets and self.pause_on_alert:
             try:
                 write_pause(self.run_dir, of_step)  # one pause naming every alert of the step
             except OSError as exc:
                 log.error("%s: cannot write the pause file (%s): training goes on; make the run folder writable",
                           self.run_dir, exc.strerror or exc)
-        store.set_alerts(sorted(stored, key=lambda a: (a["step"], a["rule"])))
+        self._alert_list = sorted(stored, key=lambda a: (a["step"], a["rule"]))
+        if onsets:
+            store.set_alerts(self._alert_list)
         for alert in onsets:
             self._announce(alert)
 

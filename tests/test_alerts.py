@@ -936,6 +936,28 @@ def test_a_step_no_checkpoint_is_at_any_more_loses_its_metrics_and_alerts(tmp_pa
     assert [(a["step"], a["rule"]) for a in reader.attrs["alerts"]] == [(400, "collapse")]
 
 
+def test_an_alert_is_stored_and_acted_on_only_after_the_row_it_read(tmp_path):
+    """Round AG: with a backlog's rows written together, an --on-alert hook (and a reader) saw
+    the alert of a step whose metrics row was not in the store yet; a kill -9 then left alerts
+    past the metrics until the next watch."""
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    for k in range(24):
+        images = smooth_images(rng, 16, 32) if k < 20 else np.repeat(smooth_images(rng, 1, 32), 16, axis=0)
+        write_step(run, 100 * (k + 1), images)
+    script = tmp_path / "hook.py"  # a plain-zarr reader of the alerting step's row
+    script.write_text(f"import os, zarr\nm = zarr.open_group({str(store)!r}, mode='r')['metrics']\n"
+                      "step, rows = int(os.environ['EVOWATCH_STEP']), m['step'][:m.attrs['committed_rows']].tolist()\n"
+                      f"open({str(said)!r}, 'a').write(f'{{step}} {{step in rows}}\\n')\n")
+    hook = f"{sys.executable} {script}"
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--workers", "0", "--on-alert", hook]) == 0
+    assert said.read_text() == "2100 True\n"
+
+
 def write_step(run, step: int, images: np.ndarray) -> None:
     """A checkpoint folder of PNGs, written a minute ago (settled)."""
     from PIL import Image

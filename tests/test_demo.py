@@ -74,3 +74,22 @@ def test_an_encoder_the_demo_cannot_use_is_said_before_anything_is_trained(tmp_p
     assert main(["demo", "--out", str(out), "--encoder", "clip:ViT-B-32/laion2b_s34b_b79k"]) != 0
     assert "are not in the local cache" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_demo_into_an_evowatch_store_is_refused(tmp_path, capsys):
+    """Round AF: `demo --out STORE` wrote run/, data/ and demo.zarr inside the user's store."""
+    import numpy as np
+    from PIL import Image
+
+    store = tmp_path / "mine.zarr"
+    (tmp_path / "run" / "step_000100").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "run" / "step_000100" / "0.png")
+    assert main(["-q", "watch", str(tmp_path / "run"), "--store", str(store), "--once", "--settle", "0",
+                 "--encoder", "pixels", "--no-layout"]) == 0
+    before = sorted(p.name for p in store.iterdir())
+    for out in (store, store / "demo"):
+        assert main(["demo", "--out", str(out)]) == 2
+        where = "an" if out == store else "inside an"
+        assert capsys.readouterr().err == (f"evowatch: error: {out} is {where} evowatch store: give the demo "
+                                           "another --out\n")
+    assert sorted(p.name for p in store.iterdir()) == before
