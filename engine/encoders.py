@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 import re
 import threading
 from collections.abc import Sequence
@@ -819,6 +820,10 @@ def _cannot_build(name: str, weights: str | None, exc: Exception) -> EvowatchErr
     """One line for a model that could not be built or loaded: the error's first two lines
     (a state dict's "Error(s) in loading state_dict for CLIP:" says what only on the next)."""
     lines = message_lines(exc)[:2] or [type(exc).__name__]
+    if isinstance(exc, pickle.UnpicklingError):  # torch's second line advises unpickling anyway: not for
+        lines = [lines[0].split(". ")[0].rstrip(".") + ": no checkpoint torch loads without running its code"]
+    elif isinstance(exc, EOFError):
+        lines = ["the file is empty or cut short"]
     where = f" from {weights}" if weights else ""
     return EvowatchError(f"Cannot build open_clip model {name}{where} ({type(exc).__name__}: {' '.join(lines)[:300]}); "
                          "the weights must be the architecture's (a file saved by open_clip or torch.save of its "

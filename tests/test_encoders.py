@@ -349,6 +349,11 @@ def test_missing_or_unfit_weights_file(tmp_path):
             make_encoder(f"clip:{TINY}@{tmp_path / name}", device="cpu")
         assert str(info.value).startswith(f"Cannot build open_clip model evowatch-tiny from {tmp_path / name} ({error}: ")
         assert "\n" not in str(info.value) and len(str(info.value)) < 600
+        if error == "UnpicklingError":  # round AF: torch's advice to unpickle anyway, cut mid-sentence
+            assert "weights_only" not in str(info.value) and "no checkpoint torch loads" in str(info.value)
+    (tmp_path / "empty.pt").write_bytes(b"")  # was "(EOFError: EOFError)"
+    with pytest.raises(EvowatchError, match=r"\(EOFError: the file is empty or cut short\)"):
+        make_encoder(f"clip:{TINY}@{tmp_path / 'empty.pt'}", device="cpu")
 
 
 def test_a_tag_trained_with_quickgelu_is_built_with_it(monkeypatch, tmp_path):
