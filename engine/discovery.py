@@ -1157,6 +1157,8 @@ def warn_once(folder: Path, message: str, about: str = "layout", say: Callable[.
 def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[int, Path, tuple[Path, ...] | None]]:
     """(step, path, files): ``files`` is None for a folder or a file, whose files follow from it."""
     level = _read_level(folder, options)
+    if level.numbered and level.plain_dirs and depth < _MAX_DEPTH:
+        _say_hidden_checkpoints(folder, level, options, depth)
     if len({step for step, _, _ in level.numbered}) >= 2:
         if depth < _MAX_DEPTH and _holds_runs(level, options, depth):
             warn_once(folder, f"{folder}: holds several runs ({', '.join(p.name for _, p, _ in level.numbered)}); "
@@ -1172,6 +1174,25 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
     if not level.numbered and depth < _MAX_DEPTH:
         units.extend(_plain_dirs_units(folder, level, options, depth))
     return units
+
+
+def _say_hidden_checkpoints(folder: Path, level: _Level, options: DiscoveryOptions, depth: int) -> None:
+    """Say (once a process: a look through the folders) that a level read by its numbered
+    entries has unnumbered folders holding checkpoints of their own, which are not read: a
+    ``samples_2500.npz`` or a plot ``final_grid_3000.png`` at a run's top hid ``samples/step_N/``
+    without a word."""
+    if (key := f"{folder}\0hidden checked") in _warned:
+        return
+    _warned.add(key)
+    hidden = [unit for unit in _plain_dirs_units(folder, level, options, depth) if unit[1].is_relative_to(folder)]
+    steps = sorted({step for step, _, _ in hidden})
+    if len(steps) < 2:
+        return
+    subs = sorted({path.relative_to(folder).parts[0] for _, path, _ in hidden})
+    read = ", ".join(path.name for _, path, _ in level.numbered[:2]) + (", ..." if len(level.numbered) > 2 else "")
+    warn_once(folder, f"{folder}: {', '.join(s + '/' for s in subs[:3])} hold{'s' if len(subs) == 1 else ''} "
+              f"{len(hidden):,} more checkpoints (steps {steps[0]:,} to {steps[-1]:,}) that are not read: the run is "
+              f"read at this level ({read}); to read them, point evowatch at {folder / subs[0]}", about="hidden")
 
 
 def _plain_dirs_units(folder: Path, level: _Level, options: DiscoveryOptions,

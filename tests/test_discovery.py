@@ -125,6 +125,30 @@ def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tm
     assert [c.source for c in scan_run(tmp_path / "images" / "train")] == ["samples_gs-000500_e-000000_b-000007.png"]
 
 
+def test_checkpoints_a_numbered_file_at_the_top_hides_are_said(tmp_path, caplog):
+    """Round AF: one sample file at a run's top (`samples_2500.npz`, a plot `final_grid_3000.png`)
+    makes the run read at that level, and `samples/step_N/` was never read, without a word."""
+    import engine.discovery as discovery
+
+    for step in (1000, 2000):
+        for i, image in enumerate(smooth_images(RNG, 3, 8)):
+            write_png(tmp_path / "samples" / f"step_{step}" / f"{i}.png", image)
+    np.save(tmp_path / "samples_2500.npy", smooth_images(RNG, 4, 8))
+    discovery._warned.clear()
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [c.source for c in scan_run(tmp_path)] == ["samples_2500.npy"]  # the rule stands
+        scan_run(tmp_path)  # said once
+    assert caplog.messages == [f"{tmp_path}: samples/ holds 2 more checkpoints (steps 1,000 to 2,000) that are not "
+                               f"read: the run is read at this level (samples_2500.npy); to read them, point evowatch "
+                               f"at {tmp_path / 'samples'}"]
+    caplog.clear()
+    (tmp_path / "samples" / "step_2000").rename(tmp_path / "real")  # real data beside: not checkpoints
+    discovery._warned.clear()
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        scan_run(tmp_path)
+    assert not [m for m in caplog.messages if "more checkpoints" in m]
+
+
 @pytest.mark.parametrize("lone", ["G_3000.pt", "unet_3000.pt", "G_ema_4000.pt"])
 def test_the_generators_state_dict_beside_the_samples_folder_hides_nothing(tmp_path, caplog, lone):
     """The generator's state dict (``torch.save(G.state_dict(), f"G_{step}.pt")``) beside

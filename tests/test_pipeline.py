@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -1407,7 +1408,8 @@ def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
     finally:
         err = _stop(proc, signal.SIGTERM)  # `kill PID`, `docker stop`
     assert proc.returncode == 0, err
-    assert err.splitlines()[-1] == "evowatch: stopped; everything ingested so far is committed"
+    assert re.fullmatch(r"evowatch: stopped; everything ingested so far is committed( \(1 step not measured yet: "
+                        r"the next watch measures them\))?", err.splitlines()[-1])  # stopped before it was measured
     again = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"),
                            env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "interrupted" not in again.stderr, again.stderr
