@@ -150,9 +150,10 @@ class Signals:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
                         "lacks: they are not measured")
-        self._drop_gone_steps(store, ckpt)
+        measured = store.measured_steps()  # a read of the whole metrics table: once, unless steps are dropped
+        if self._drop_gone_steps(store, ckpt, measured):
+            measured = store.measured_steps()
         raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
-        measured = store.measured_steps()
         start, done, self.pending = time.monotonic(), [], False
         due = list(_due(ckpt, measured))
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
@@ -187,19 +188,21 @@ class Signals:
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
 
     @staticmethod
-    def _drop_gone_steps(store: StoreWriter, ckpt: dict) -> None:
+    def _drop_gone_steps(store: StoreWriter, ckpt: dict, measured: dict) -> bool:
         """Drop the metrics and alerts of steps no current checkpoint is at any more (a folder
         renamed to another step); the steps after the first of them are evaluated again (their
-        alerts compared with it: "fell between step 1500 and 2000" once 1500 was renamed 1750)."""
-        gone = set(store.measured_steps()) - set(_current_generated_by_step(ckpt))
+        alerts compared with it: "fell between step 1500 and 2000" once 1500 was renamed 1750).
+        Whether any were dropped."""
+        gone = set(measured) - set(_current_generated_by_step(ckpt))
         if not gone:
-            return
+            return False
         log.info("dropping the metrics of %s no checkpoint is read at any more: %s", counted(len(gone), "step"),
                  ", ".join(map(str, sorted(gone))))
         store.drop_step_metrics(gone)
         first = min(gone)
-        if any(step > first for step in store.measured_steps()) and (store.alerts_from is None or first < store.alerts_from):
+        if any(step > first for step in set(measured) - gone) and (store.alerts_from is None or first < store.alerts_from):
             store.set_alerts_from(first)
+        return True
 
     @staticmethod
     def steps_left(store: StoreWriter) -> int:
