@@ -456,6 +456,22 @@ def _closed_pipe() -> int:
     return 128 + signal.SIGPIPE
 
 
+def _left_when_interrupted(args: argparse.Namespace) -> str | None:
+    """What a command stopped by Ctrl-C or SIGTERM left behind: a live watch says so itself,
+    the viewer has Streamlit's own line, and `info` writes nothing."""
+    if args.command == "watch":  # --once
+        return "everything ingested so far is committed: run the same command again to resume"
+    if args.command == "layout":
+        return (f"{args.store}: its layout is whole (the one before, or the new one if it was being written)" if args.full else
+                f"{args.store}: the steps laid out so far are kept: run the same command again to go on")
+    if args.command == "export":
+        from engine.export import is_stream
+
+        return ("the rows written so far are incomplete" if args.out is not None and is_stream(args.out)
+                else "no file written or changed")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -476,9 +492,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evowatch: error: {_os_error(exc, args) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports a process it stopped
-        if args.command == "watch":  # a live watch says so itself; an interrupted --once says it here
-            print("evowatch: interrupted; everything ingested so far is committed: run the same command again "
-                  "to resume", file=sys.stderr)
+        if left := _left_when_interrupted(args):
+            print(f"evowatch: interrupted; {left}", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
         restore_sigterm()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,12 +105,22 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         _say_stored_unlabelled(args.store, args.labels)
     with _discarded_if_left_empty(args.store), \
             StoreWriter(args.store, record, thumbnail_size=size or DEFAULT_THUMBNAIL_SIZE) as store:
-        store.record_history({"event": "watch", "run_dir": str(args.run_dir), **record,
-                              **({"sampler": sampler.identity} if sampler else {}),
-                              **({"no_metrics": True} if args.no_metrics else {})})
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler)
-        yield Watcher(config, store, encoder, after_ingest_steps(args, encoder))
+        watcher = Watcher(config, store, encoder, after_ingest_steps(args, encoder))
+        watcher.check_same_run(_watched_at(store))
+        store.record_history({"event": "watch", "run_dir": str(args.run_dir),
+                              "run_path": os.path.realpath(args.run_dir), **record,
+                              **({"sampler": sampler.identity} if sampler else {}),
+                              **({"no_metrics": True} if args.no_metrics else {})})
+        yield watcher
+
+
+def _watched_at(store: StoreReader) -> str | None:
+    """Where the store's run was last watched (its real path); None before any watch recorded
+    it (stores of evowatch 0.1 kept the path only as typed)."""
+    return next((entry["run_path"] for entry in reversed(store.attrs.get("history", []))
+                 if entry.get("event") == "watch" and entry.get("run_path")), None)
 
 
 def _say_stored_unlabelled(store: Path, labels: Path) -> None:

@@ -67,11 +67,14 @@ _NEEDS = {"real": "precision/recall, the Fréchet distance, near-copies and labe
 def _warn_small_references(key: tuple, counts: dict[str, int]) -> None:
     """A reference set given but too small to use turns signals off: say which, and why; and
     --real without --holdout, which leaves memorisation unmeasured (said as --probe without
-    --real is: a store of copied training images raised nothing)."""
+    --real is: a store of copied training images raised nothing), and --holdout without --real."""
     given = {kind for _, _, code in key for kind in counts if code == KIND_CODES[kind]}
     if "real" in given and "holdout" not in given:
         log.warning("no --holdout: %s are not measured; give a folder of real images never trained on",
                     _NEEDS["holdout"])
+    elif "holdout" in given and "real" not in given:  # the held-out set calibrates distances to the training set
+        log.warning("--holdout without --real: nothing uses it: %s need the training images too; give --real the "
+                    "folder of the training images", _NEEDS["holdout"])
     for kind, n in counts.items():
         sources = [source.removeprefix(kind + ":") for source, _, code in key if code == KIND_CODES[kind]]
         if sources and n < MIN_REFERENCE:

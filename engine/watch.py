@@ -35,7 +35,7 @@ from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, 
                               combined_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
                               scan_reference, scan_run, series_glob, warn_once)
 from engine.encoders import Encoder
-from engine.errors import DiscoveryError
+from engine.errors import DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
@@ -219,6 +219,31 @@ class Watcher:
                 raise DiscoveryError(f"--{kind} {folder}: holds the run's own samples (step {inside.step}, "
                                      f"{inside.source}), which would be taken for training images; give --{kind} "
                                      "the folder of the training images")
+
+    def check_same_run(self, watched_at: str | None) -> None:
+        """Refuse a run directory holding none of the store's checkpoints when the store was
+        watched at another one (not above or inside it): a store holds one run, and another
+        run's checkpoints at the same names (``step_1000/`` of a second run of the trainer) were
+        taken for rewrites of the first's, its rows superseded. A run moved or copied (its
+        checkpoints there, the same files) goes on where it was."""
+        here = os.path.realpath(self.config.run_dir)
+        if watched_at is None or os.path.commonpath([here, watched_at]) in (here, watched_at):
+            return  # the same folder, or one above or inside it (its checkpoints read as moved)
+        ckpt = self.store.checkpoints()
+        stored = {str(s): str(h) for s, h, k, old in zip(ckpt["source"], ckpt["hash"], ckpt["kind"],
+                                                            superseded_flags(ckpt))
+                  if not old and k == KIND_CODES["generated"]}
+        if not stored:
+            return
+        found = self._scan() if self.config.run_dir.is_dir() else []
+        named = [c for c in found if stored_text(c.source) in stored][-5:]  # a rotated copy keeps its newest
+        if any(self._hash(c) == stored[stored_text(c.source)] for c in named):
+            log.info("%s: the store's run was watched at %s; its checkpoints are here (moved or copied): going on",
+                     self.config.run_dir, watched_at)
+            return
+        raise EvowatchError(f"{self.store.path}: holds the checkpoints of the run watched at {watched_at}, and "
+                            f"{self.config.run_dir} has none of them (another run): watch it into its own --store "
+                            "(one store holds one run)")
 
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""

@@ -208,6 +208,27 @@ def test_an_export_killed_mid_write_leaves_its_temporary_file_only_until_the_nex
     assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "rows.csv", *kept])
 
 
+def test_an_export_stopped_by_ctrl_c_leaves_the_file_there_was_and_says_so(store, tmp_path, capsys, monkeypatch):
+    """Ctrl-C of an export ended with status 130 and no word on what it left."""
+    import engine.export
+
+    out = tmp_path / "rows.csv"
+    out.write_text("an earlier export")
+    written = engine.export._write_csv
+
+    def ctrl_c_midway(frames, tmp):
+        def rows_then_ctrl_c():
+            yield next(frames)
+            raise KeyboardInterrupt
+
+        return written(rows_then_ctrl_c(), tmp)
+
+    monkeypatch.setattr(engine.export, "_write_csv", ctrl_c_midway)
+    assert main(["export", str(store), "--out", str(out)]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["evowatch: interrupted; no file written or changed"]
+    assert sorted(tmp_path.iterdir()) == [out] and out.read_text() == "an earlier export"
+
+
 def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(store, tmp_path, capsys, monkeypatch):
     """It said "[Errno 21] Is a directory: '.out.1a2b.tmp' -> 'out'", "[Errno 17] File exists",
     and a full disk blamed the store ("STORE: no space left ... everything committed before is kept")."""

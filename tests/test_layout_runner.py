@@ -144,6 +144,35 @@ def test_a_full_recompute_stopped_midway_keeps_the_layout_there_was(tmp_path, mo
         np.testing.assert_array_equal(store.layout_xy(), before)
 
 
+def test_a_full_recompute_interrupted_while_writing_is_written_whole_then_stops_and_says_so(tmp_path, capsys,
+                                                                                              monkeypatch):
+    """A Ctrl-C between two steps' layout writes left the store half laid out (the rest reset)
+    and `layout --full` stopped with status 130 and no word: the writes finish first now, and
+    the command says what it left."""
+    import signal
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(4, 16))
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in (100, 200, 300):
+            add_step(store, step, centres, rng, 0.5)
+    commit_layout, writes = StoreWriter.commit_layout, []
+
+    def ctrl_c_after_the_first_write(self, xy, start):
+        commit_layout(self, xy, start)
+        writes.append(start)
+        if len(writes) == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(StoreWriter, "commit_layout", ctrl_c_after_the_first_write)
+    assert main(["layout", str(path), "--full"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"evowatch: interrupted; {path}: its layout is whole (the one before, or the new one if it was being written)")
+    assert len(writes) == 3 and StoreReader(path).layout_rows == 360
+    assert np.isfinite(StoreReader(path).layout_xy()).all()
+
+
 def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, monkeypatch):
     """It said 'choose a writable --store', an option `layout` does not have."""
     import errno

@@ -1175,6 +1175,11 @@ def test_real_without_holdout_says_memorisation_is_not_measured(tmp_path, capsys
             "measured; give a folder of real images never trained on") in capsys.readouterr().err.splitlines()
     assert main(watch + ["--real", str(tmp_path / "real"), "--holdout", str(tmp_path / "holdout")]) == 0
     assert "no --holdout" not in capsys.readouterr().err
+    held_out_only = watch[:3] + [str(tmp_path / "s2.zarr")] + watch[4:] + ["--holdout", str(tmp_path / "holdout")]
+    assert main(held_out_only) == 0
+    assert ("evowatch: --holdout without --real: nothing uses it: the memorisation signals (near-copies calibrated "
+            "on held-out data) need the training images too; give --real the folder of the training images"
+            ) in capsys.readouterr().err.splitlines()
 
 
 def test_a_reference_set_too_small_to_use_is_named_with_the_signals_it_turns_off(tmp_path, capsys):
@@ -2391,3 +2396,34 @@ def test_alert_options_with_no_metrics_are_said_to_be_unused(tmp_path, capsys):
                  "--encoder", "pixels", "--no-layout", "--no-metrics", "--on-alert", "true", "--pause-on-alert"]) == 0
     assert ("--on-alert, --pause-on-alert: not used with --no-metrics (no signal is measured, no alert raised)"
             in capsys.readouterr().err)
+
+
+def test_a_store_refuses_another_run_and_goes_on_with_its_own_run_moved_copied_or_seen_from_above(tmp_path, capsys):
+    """Another run of the trainer (the same checkpoint names, other samples) watched into a
+    store was taken for rewrites of its run: the first run's rows superseded. Refused with one
+    line, nothing written; the run moved, copied or watched from the folder above goes on."""
+    first, second, store = tmp_path / "exp42", tmp_path / "exp43", tmp_path / "s.zarr"
+    for step, seed in ((100, 0), (200, 1)):
+        write_step(first, step, 2, seed=seed)
+        write_step(second, step, 2, seed=seed + 10)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(["watch", str(first), *watch]) == 0
+    before = StoreReader(store).checkpoints()["hash"].tolist()
+    capsys.readouterr()
+    for other in (second, tmp_path / "new-run"):  # another run; a run that has written nothing yet
+        other.mkdir(exist_ok=True)
+        assert main(["watch", str(other), *watch]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"evowatch: error: {store}: holds the checkpoints of the run watched at {first}, and {other} has none of "
+            "them (another run): watch it into its own --store (one store holds one run)")
+        assert StoreReader(store).checkpoints()["hash"].tolist() == before
+    copy = tmp_path / "outer" / "copy"
+    shutil.copytree(first, copy)
+    write_step(copy, 300, 2, seed=2)  # the copy went on
+    assert main(["watch", str(copy), *watch]) == 0
+    assert "its checkpoints are here (moved or copied): going on" in capsys.readouterr().err
+    assert info(store)["rows"] == 6
+    assert main(["watch", str(copy.parent), *watch]) == 0  # from the folder above: read as moved
+    assert "none of them" not in capsys.readouterr().err
+    assert info(store)["checkpoints"] == 6 and sorted(StoreReader(store).checkpoints()["source"][3:]) == [
+        f"copy/step_{step:06d}" for step in (100, 200, 300)]
