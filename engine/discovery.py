@@ -352,6 +352,25 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
     return step if abs(step) < 2**63 else None  # steps are int64: no number of 20 digits is one
 
 
+def step_regex_miss(names: list[str], options: DiscoveryOptions) -> str | None:
+    """Why ``--step-regex`` read no step from these names: it matches none of them, or what it
+    captures is no number (``step_(.*)`` on ``step_100/`` captures ``100/``... of a file name);
+    None when it reads a step from one (the layout rules then left it out)."""
+    captured = []
+    for name in names:
+        match = re.search(options.step_regex, _stem(name)) or re.search(options.step_regex, name)
+        if match is None:
+            continue
+        if step_of(name, options) is not None or step_of(name, options, is_file=False) is not None:
+            return None
+        group = match.groupdict().get("step") or (match.group(1) if match.re.groups else match.group(0))
+        captured.append(f"{group!r} of {name}")
+    if captured:
+        return (f"captures no number ({', '.join(captured[:2])}): let its group, or the named group step, "
+                r"capture the digits only, e.g. 'step_(\d+)'")
+    return f"matches no name here ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+
+
 # --- file system (a vanished entry is an absent one) -----------------------------------
 
 def folder_entries(folder: Path) -> list[os.DirEntry]:

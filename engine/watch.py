@@ -33,7 +33,7 @@ from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples
 from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
                               combined_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
-                              scan_reference, scan_run, series_glob, warn_once)
+                              scan_reference, scan_run, series_glob, step_regex_miss, warn_once)
 from engine.encoders import Encoder
 from engine.errors import DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, ingest
@@ -134,6 +134,11 @@ def _step_elsewhere(sources: list[str], step: int) -> str | None:
                 return None
             return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", prefix) + r"(\d+)"
     return None
+
+
+def _names_in(files: list[Path], run_dir: Path) -> list[str]:
+    """The folder and file names of a run's sample files, each once: where steps are read."""
+    return list(dict.fromkeys(part for path in files[:200] for part in path.relative_to(run_dir).parts))
 
 
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
@@ -495,6 +500,9 @@ class Watcher:
                 "yet, waiting for them" if self.live else "found")
         elif self.live and not has_samples:
             say("%s: no samples yet, waiting for the first checkpoint", run_dir)  # a run just started
+        elif options.step_regex is not None and (miss := step_regex_miss(_names_in(samples, run_dir), options)):
+            say("%s: no checkpoints %s: --step-regex '%s' %s", run_dir, "yet" if self.live else "found",
+                options.step_regex, miss)
         else:  # samples the layout rules do not read as checkpoints, or a wrong path
             seen = (f"; seen, read as no checkpoint: {', '.join(f.relative_to(run_dir).as_posix() for f in samples[:3])}"
                     if samples else "")  # what was seen (DVCLive's samples.png, rewritten at every step)

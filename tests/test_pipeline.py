@@ -2427,3 +2427,18 @@ def test_a_store_refuses_another_run_and_goes_on_with_its_own_run_moved_copied_o
     assert "none of them" not in capsys.readouterr().err
     assert info(store)["checkpoints"] == 6 and sorted(StoreReader(store).checkpoints()["source"][3:]) == [
         f"copy/step_{step:06d}" for step in (100, 200, 300)]
+
+
+def test_a_step_regex_that_reads_no_step_says_whether_it_matched_nothing_or_captured_no_number(tmp_path, capsys):
+    """A --step-regex whose group captured no number got the generic "no checkpoints found"."""
+    run = tmp_path / "run"
+    write_step(run, 100, 2, seed=0)
+    watch = ["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0", "--encoder", "pixels"]
+    for regex, why in (("ckpt-(\\d+)", "matches no name here (step_000100, samples, 00000.png, ...)"),
+                       ("(?P<step>[a-z]+)_", "captures no number ('step' of step_000100): let its group, or the "
+                                             "named group step, capture the digits only, e.g. 'step_(\\d+)'")):
+        assert main([*watch, "--step-regex", regex]) == 0
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"evowatch: {run}: no checkpoints found: --step-regex '{regex}' {why}")
+    assert main([*watch, "--step-regex", "step_(\\d+)"]) == 0
+    assert info(tmp_path / "s.zarr")["rows"] == 2
