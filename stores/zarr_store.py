@@ -325,15 +325,17 @@ class StoreReader:
             return {}
         return dict(zarr.open_group(str(self.path / group), mode="r", use_consolidated=False).attrs)
 
-    def _table(self, group: str) -> dict[str, np.ndarray]:
-        """A group of equal-length arrays with a 'committed_rows' attribute, as columns."""
+    def _table(self, group: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """A group of equal-length arrays with a 'committed_rows' attribute, as columns (all of
+        them, or those ``names``)."""
         if not (self.path / group / "zarr.json").is_file():
             return {}
         handle = zarr.open_group(str(self.path / group), mode="r", use_consolidated=False)
         n = int(handle.attrs.get("committed_rows", 0))
-        with warnings.catch_warnings():  # a writer's zarr.json on its way in (zarr.<id>.partial): zarr warned
-            warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=Warning)
-            names = sorted(handle.array_keys())
+        if names is None:
+            with warnings.catch_warnings():  # a writer's zarr.json on its way in (zarr.<id>.partial): zarr warned
+                warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=Warning)
+                names = tuple(sorted(handle.array_keys()))
         return {name: self._read(self._array(group, name), n, None) for name in names}
 
     def step_metrics(self) -> dict[str, np.ndarray]:
@@ -344,9 +346,9 @@ class StoreReader:
         """What each step's metrics were computed on: ``[last checkpoint index, rows]`` of its
         current checkpoints then (None: measured by an evowatch that did not record it; ``[]``:
         to be measured again, see :meth:`StoreWriter.restart_step_metrics`)."""
-        metrics = self._table("metrics")
-        if not metrics:
+        if not self.has_array("metrics", "step"):
             return {}
+        metrics = self._table("metrics", ("step",))  # not every metric's column
         recorded = self._group_attrs("metrics").get("measured", {})
         return {int(step): recorded.get(str(int(step))) for step in metrics["step"]}
 
