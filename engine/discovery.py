@@ -55,6 +55,7 @@ import datetime
 import fnmatch
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -157,6 +158,7 @@ _NO_NUMBER = re.compile(
     r"|(?<![0-9a-z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z])"  # a UUID (MLflow's image names)
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{12,}(?![0-9a-z])"
     r"|(?<![0-9a-z])(?=[0-9a-f]*[a-f]\d+[a-f])[0-9a-f]{5,11}(?![0-9a-z])"  # a short one, digits between letters
+    r"|(?<=\d{8}_\d{6}-)[a-z0-9]{8}(?![a-z0-9])"  # W&B's run id: wandb/run-20261206_100000-k3j9x2pq
     r"|(?<!\d)1[5-9]\d{8}(?:\d{3})?(?!\d)"  # Unix time, s or ms (ai-toolkit's 1712345678901__000000250_0.jpg)
     r"|(?<!\d)\d{16,}(?!\d)", re.IGNORECASE)  # an id: MLflow's 18-digit experiment ids
 #: Numbers in a name that are no step either, those named as a setting (DiT's
@@ -322,15 +324,21 @@ def index_in_name(stem: str) -> int | None:
     return last_integer(stem) if masked is None else masked  # StyleGAN's seed0000.png: the seed is the index
 
 
-#: A step counted in thousands (``sample_10k.png``, ``sample_1.5k.png``: steps 10,000 and 1,500).
-_THOUSANDS = re.compile(r"(?<![\d.a-z])(\d+(?:\.\d+)?)k(?![a-z\d])", re.IGNORECASE)
+#: A step counted in thousands or millions (``sample_10k.png``, ``sample_1.5k.png``,
+#: ``sample_1.2M.png``: steps 10,000, 1,500 and 1,200,000).
+_SCALED = re.compile(r"(?<![\d.a-z])(\d+(?:\.\d+)?)([km])(?![a-z\d])", re.IGNORECASE)
+_SCALES = {"k": 1000, "m": 1_000_000}
+
+
+def _scaled(match: re.Match) -> int:
+    return round(float(match[1]) * _SCALES[match[2].lower()])
 
 
 def step_in_name(text: str) -> int | None:
     """The step a name carries by default: the last number named as one (``gs-005000``,
     ``step=1000``, ``iter5000``), else the last number that is no date, time, setting, shape or
-    hash; ``10k`` is 10,000 (it was step 10, and ``1.5k`` no step)."""
-    text = _THOUSANDS.sub(lambda m: str(round(float(m[1]) * 1000)), text)
+    hash; ``10k`` is 10,000 (it was step 10, and ``1.5k`` no step), ``1M`` 1,000,000."""
+    text = _SCALED.sub(lambda m: str(_scaled(m)), text)
     text = _NOT_A_STEP.sub("_", text)
     named = _NAMED_STEP.findall(text)
     return int(named[-1]) if named else last_integer(text)
@@ -596,17 +604,18 @@ def _blanked(pattern: re.Pattern, text: str) -> str:
 
 
 def _step_at(text: str, start: int, end: int) -> int:
-    """The step whose digits are ``text[start:end]``; followed by ``k`` it counts thousands,
-    as in :func:`step_in_name` (``sample_10k_0``, ``sample_1.5k_0``: steps 10,000 and 1,500)."""
+    """The step whose digits are ``text[start:end]``; followed by ``k`` (``M``) it counts
+    thousands (millions), as in :func:`step_in_name` (``sample_10k_0``, ``sample_1.5k_0``:
+    steps 10,000 and 1,500)."""
     whole = re.search(r"(?<![\d.])\d+\.$", text[:start])  # 1.5k: the digits before the point too
     for begin in ([whole.start()] if whole else []) + [start]:
-        if (match := _THOUSANDS.match(text, begin)) and match.end(1) == end:
-            return round(float(match[1]) * 1000)
+        if (match := _SCALED.match(text, begin)) and match.end(1) == end:
+            return _scaled(match)
     return int(text[start:end])
 
 
-def _counts_thousands(text: str, end: int) -> bool:
-    return bool(re.match(r"k(?![a-z\d])", text[end:], re.IGNORECASE))
+def _is_scaled(text: str, end: int) -> bool:
+    return bool(re.match(r"[km](?![a-z\d])", text[end:], re.IGNORECASE))
 
 
 def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str]]:
@@ -632,7 +641,7 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
         match = _LAST_TWO_NUMBERS.search(masked)
         if match:  # either number the step; one counted in thousands (10k) is no index
             found = [(_step_at(masked, *match.span(a)), match.span(b)) for a, b in ((1, 2), (2, 1))
-                     if not _counts_thousands(masked, match.end(b))]
+                     if not _is_scaled(masked, match.end(b))]
     else:
         match, step = re.search(options.step_regex, stem), step_of(path.name, options)
         if match and step is not None:
@@ -1178,6 +1187,8 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
     level = _read_level(folder, options)
     if level.numbered and level.plain_dirs and depth < _MAX_DEPTH:
         _say_hidden_checkpoints(folder, level, options, depth)
+    if depth < _MAX_DEPTH and (in_epochs := _checkpoints_in_epoch_folders(level, options, depth)):
+        return in_epochs
     if len({step for step, _, _ in level.numbered}) >= 2:
         if depth < _MAX_DEPTH and _holds_runs(level, options, depth):
             warn_once(folder, f"{folder}: holds several runs ({', '.join(p.name for _, p, _ in level.numbered)}); "
@@ -1193,6 +1204,35 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
     if not level.numbered and depth < _MAX_DEPTH:
         units.extend(_plain_dirs_units(folder, level, options, depth))
     return units
+
+
+def _checkpoints_in_epoch_folders(level: _Level, options: DiscoveryOptions,
+                                  depth: int) -> list[tuple[int, Path, tuple[Path, ...] | None]]:
+    """The checkpoints of folders per epoch that hold checkpoints named by their step
+    (``epoch_005/iter_000300/``, ``epoch_5/step_1200.png``): each epoch was read as one
+    checkpoint at the epoch's number, its iterations' samples mixed. The step is the inner
+    one; where it starts again each epoch, epoch x 10^digits + it, as for names that carry
+    both (:func:`_steps_in_epochs`). [] when the level is no such thing."""
+    if options.step_regex is not None or not level.numbered or not all(
+            is_dir and _EPOCH.fullmatch(path.name) for _, path, is_dir in level.numbered):
+        return []
+    def step_names(units: list) -> dict:
+        return {unit: _NAMED_STEP.search(_blanked(_NOT_A_STEP, unit[1].name)) for unit in units}
+
+    latest = level.numbered[-1][1]  # alone first: most epoch folders hold one checkpoint's samples
+    if not all(step_names(_units(latest, options, depth + 1)).values()):
+        return []
+    inner = {epoch: _units(path, options, depth + 1) for epoch, path, _ in level.numbered}
+    named = {unit: match for units in inner.values() for unit, match in step_names(units).items()}
+    if not named or not all(named.values()):
+        return []
+    epochs = sorted(inner)
+    steps = {epoch: [step for step, _, _ in inner[epoch]] for epoch in epochs if inner[epoch]}
+    kept = [epoch for epoch in epochs if epoch in steps]
+    if all(max(steps[a]) < min(steps[b]) for a, b in zip(kept, kept[1:])):
+        return [unit for epoch in epochs for unit in inner[epoch]]
+    scale = 10 ** max(len(match[1]) for match in named.values())
+    return [(epoch * scale + step, path, files) for epoch in epochs for step, path, files in inner[epoch]]
 
 
 def _say_hidden_checkpoints(folder: Path, level: _Level, options: DiscoveryOptions, depth: int) -> None:
@@ -1227,7 +1267,24 @@ def _plain_dirs_units(folder: Path, level: _Level, options: DiscoveryOptions,
                               f"not the copies (point evowatch at {sub.name}/ to read them)", about=sub.name,
                       say=log.info)
         found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
+    _say_interleaved(folder, found)
     return [unit for sub_units in found.values() for unit in sub_units]
+
+
+def _say_interleaved(folder: Path, found: dict[Path, list]) -> None:
+    """Say once that two folders' checkpoints take turns in step without sharing one
+    (``baseline/`` at 1000, 2000, 3000 and ``ablation/`` at 1500, 2500): read together as one
+    run, two experiments made one series. One folder going on where the other stopped (a
+    resumed run's ``phase2/``) is none; steps both hold are said by the watcher."""
+    series = {sub: sorted({step for step, _, _ in units}) for sub, units in found.items()}
+    series = {sub: steps for sub, steps in series.items() if len(steps) >= 2}
+    for a, b in itertools.combinations(series, 2):
+        sa, sb = series[a], series[b]
+        if sa[0] < sb[-1] and sb[0] < sa[-1] and not set(sa) & set(sb):
+            warn_once(folder, f"{folder}: the checkpoints of {a.name}/ (steps {sa[0]:,} to {sa[-1]:,}) and {b.name}/ "
+                              f"({sb[0]:,} to {sb[-1]:,}) take turns in step: they are read as one run; if they are "
+                              f"two runs, point evowatch at one of them ({folder / a.name})", about="interleaved")
+            return
 
 
 def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None = None) -> list[Checkpoint]:

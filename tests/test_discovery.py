@@ -462,7 +462,9 @@ def test_steps_named_in_names_and_numbers_that_are_no_steps():
                        ("sample_e0_s500_p1_3", 500), ("s5_i16000", 16000),  # naifu; pytorch_GAN_zoo's scale
                        ("mylora_000500_00_20231114221548_42_000", 0),  # musubi-tuner: a seed, a frame after the time
                        ("sample_10k", 10000), ("sample_1.5k", 1500), ("ckpt_2K_07", 7),  # counted in thousands
-                       ("cifar10k_step_200", 200), ("size_4k_1000", 1000)]:
+                       ("cifar10k_step_200", 200), ("size_4k_1000", 1000),
+                       ("sample_1M", 1_000_000), ("sample_1.2M", 1_200_000), ("sample_2m", 2_000_000),  # millions
+                       ("run-20261206_100000-k3j9x2pq", None), ("offline-run-20261206_120000-aaaa1111", None)]:  # W&B
         assert step_in_name(name) == step, name
 
 
@@ -1357,3 +1359,59 @@ def test_folders_of_a_prompt_each_copied_or_at_their_first_step_are_series(tmp_p
             write_png(tmp_path / "samples" / name / f"{step}.png", np.zeros((16, 16, 3), np.uint8))
     _age(tmp_path)  # a copy: every file the same time
     assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(500, 2), (1000, 2)]
+
+
+def test_steps_in_millions_keep_their_order_and_none_is_dropped(tmp_path):
+    """``sample_1M.png`` was step 1, before ``sample_900k.png``, and ``sample_1.2M.png`` left out."""
+    for name in ("900k", "1M", "1.2M", "1500K", "2M"):
+        _folder_of_images(tmp_path / "samples", n=1, names=f"sample_{name}.png")
+    assert [c.step for c in scan_run(tmp_path)] == [900_000, 1_000_000, 1_200_000, 1_500_000, 2_000_000]
+
+
+def test_wandb_run_folders_are_no_steps_and_their_media_give_the_steps(tmp_path):
+    """Two W&B runs (a resumed training): each ``run-DATE_TIME-ID/`` folder was one checkpoint
+    whose step was a digit of the run's random id."""
+    for run_id, steps in (("k3j9x2pq", (100, 200)), ("aaaa1111", (300, 400))):
+        images = tmp_path / "wandb" / f"run-20261206_100000-{run_id}" / "files" / "media" / "images"
+        for step in steps:
+            for i in range(2):
+                _folder_of_images(images, n=1, names=f"samples_{step}_{i:02d}3f2a9b81c0d4e5f6a7.png")
+    assert [(c.step, len(c.files)) for c in scan_run(tmp_path)] == [(100, 2), (200, 2), (300, 2), (400, 2)]
+
+
+@pytest.mark.parametrize("restarts", [False, True])
+def test_checkpoints_in_folders_per_epoch_are_read_one_per_iteration(tmp_path, restarts):
+    """``epoch_005/iter_000300/`` and ``iter_000600/``: the epoch folder was one checkpoint at
+    step 5, both iterations' samples mixed (labelled by folder). Each iteration is one now, at
+    its step; where the count starts again each epoch, at epoch x 10^digits + iteration."""
+    inner = {5: (300, 600), 6: (300,)} if restarts else {5: (300, 600), 6: (900,)}
+    for epoch, iters in inner.items():
+        for it in iters:
+            _folder_of_images(tmp_path / "run" / f"epoch_{epoch:03d}" / f"iter_{it:06d}", n=3)
+    found = [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path / "run")]
+    assert found == [(step if restarts else it, f"epoch_{epoch:03d}/iter_{it:06d}", 3)
+                     for epoch, iters in inner.items() for it in iters
+                     for step in [epoch * 1_000_000 + it]]
+    plain = tmp_path / "plain"  # epoch folders of one checkpoint's samples each stay checkpoints
+    for epoch in (1, 2):
+        _folder_of_images(plain / f"epoch_{epoch}", n=3)
+    assert [(c.step, len(c.files)) for c in scan_run(plain)] == [(1, 3), (2, 3)]
+
+
+def test_two_folders_whose_checkpoints_take_turns_in_step_are_said(tmp_path, caplog):
+    """Two experiments side by side with no step in common (``baseline/`` at 1000, 2000, 3000,
+    ``ablation/`` at 1500, 2500) were read as one run without a word; a run's second phase
+    going on where the first stopped is no such thing."""
+    discovery._warned.clear()
+    for name, steps in (("baseline", (1000, 2000, 3000)), ("ablation", (1500, 2500)),):
+        for step in steps:
+            _folder_of_images(tmp_path / "two" / name / "samples", n=1, names=f"step_{step:06d}.png")
+    for name, steps in (("first", (1000, 2000)), ("resumed", (3000, 4000))):
+        for step in steps:
+            _folder_of_images(tmp_path / "resumed" / name, n=1, names=f"step_{step:06d}.png")
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert len(scan_run(tmp_path / "two")) == 5 and len(scan_run(tmp_path / "resumed")) == 4
+    assert caplog.messages == [
+        f"{tmp_path / 'two'}: the checkpoints of ablation/ (steps 1,500 to 2,500) and baseline/ (1,000 to 3,000) take "
+        f"turns in step: they are read as one run; if they are two runs, point evowatch at one of them "
+        f"({tmp_path / 'two' / 'ablation'})"]
