@@ -57,8 +57,9 @@ REGION_NOISE_Z = 3.0
 #: Version of the metrics' definitions: a store's steps measured under another are measured again
 #: (2: label shares over the labelled samples; precision, density and coverage of small steps;
 #: 3: the real data's regions; 4: metrics named in every script's letters: CJK labels' shares
-#: were one column, label_drift's false alerts with them).
-METRICS_VERSION = 4
+#: were one column, label_drift's false alerts with them; 5: per-sample near_copy NaN, not 0,
+#: where it is not measured: without held-out data the viewer's filter said "0 near-copies").
+METRICS_VERSION = 5
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -780,7 +781,7 @@ def compute_step(
       has seen), has a reference share of 0 and counts in the total variation.
     - probes: per prompt P, ``probe_share:P`` and ``probe_ref_share:P``
 
-    Per-sample arrays: ``nn_train_dist`` (float32), ``near_copy`` (bool),
+    Per-sample arrays: ``nn_train_dist`` (float32), ``near_copy`` (bool; NaN without held-out data),
     ``copy_log_ratio`` (float32), ``near_duplicate`` (bool).
     """
     gen = as_vectors(generated, "generated vectors", dim=ref.dim)
@@ -833,7 +834,7 @@ def compute_step(
         s["near_copy_frac"] = float(near.mean())
     else:
         per["copy_log_ratio"] = np.full(n, np.nan, dtype=np.float32)
-        per["near_copy"] = np.zeros(n, dtype=bool)
+        per["near_copy"] = np.full(n, np.nan, dtype=np.float32)  # not measured: no sample said to be no copy
         s.update(copy_log_ratio=nan, copy_neighbourhoods=nan, copy_log_ratio_p=nan, copy_zu=nan, near_copy_frac=nan)
     s["near_copy_threshold"] = ref.near_copy_threshold
     s["near_copy_expected"] = ref.near_copy_quantile if ref.holdout is not None else nan

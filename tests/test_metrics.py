@@ -207,6 +207,9 @@ def test_label_shares_leave_unlabelled_samples_out_and_count_labels_the_referenc
     assert seen["label_share:c"] == 0.0 and seen["label_tv"] == 0.0
     none = M.step_metrics(real[:4], ref, labels=[None] * 4)
     assert np.isnan(none["label_tv"]) and none["n_labelled"] == 0.0
+    # no held-out data: near-copies are not measured, and no sample is said to be no copy (was 0)
+    unheld = M.compute_step(real[:4], ref)
+    assert np.isnan(unheld.per_sample["near_copy"]).all() and np.isnan(unheld.scalars["near_copy_frac"])
 
 
 def test_precision_density_coverage_of_a_few_samples(data):

@@ -165,6 +165,21 @@ def test_filters_narrow_the_map(store, monkeypatch):
     assert not at.exception
 
 
+def test_near_copies_not_measured_leave_their_filter_disabled_with_why(tmp_path, monkeypatch):
+    """A store watched with --real but no --holdout measures no near-copies; its per-sample
+    flags were 0, so the filter was enabled and said "0 samples match"."""
+    from stores.zarr_store import StoreWriter
+
+    path = tmp_path / "run.zarr"
+    build_store(path, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=12, alerts=False)
+    with StoreWriter(path, ENCODER) as writer:
+        writer.write_sample_metric(data.NEAR_COPY, 0, np.full(writer.n_rows, np.nan, np.float32))
+    at = run_app(path, monkeypatch)
+    box = at.checkbox(key="near_copies")
+    assert box.disabled and "they need held-out images (watch with --holdout beside --real)" in box.help
+    assert not at.exception
+
+
 def test_colour_modes_and_radial_layout(store, monkeypatch):
     at = run_app(store, monkeypatch)
     for mode in ("label", "kind", "metric:nn_train_distance"):

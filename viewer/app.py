@@ -208,9 +208,13 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
         probe = None if choice == "(any)" else choice
     else:
         sb.caption("Probe filter: no per-sample probe scores in this store (watch with probes to add them).")
-    has_copy = data.NEAR_COPY in d.sample_metric_names
+    flags = data.sample_metric(path, commit, data.NEAR_COPY) if data.NEAR_COPY in d.sample_metric_names else None
+    has_copy = flags is not None and bool(np.isfinite(flags).any())
     near = sb.checkbox("Only near-copies of training images", key="near_copies", disabled=not has_copy,
-                       help=None if has_copy else "No near-copy flags yet: the store has no per-sample copy metrics.")
+                       help=None if has_copy else
+                       "No near-copy flags yet: the store has no per-sample copy metrics." if flags is None else
+                       "Near-copies are not measured in this store: they need held-out images (watch with --holdout "
+                       "beside --real).")
     f = data.Filters(step_range=step_range, focus_step=focus,
                      kinds=None if set(kinds) == set(present) else tuple(kinds),
                      labels=tuple(labels) if labels else None, probe=probe, near_copies_only=bool(near and has_copy))
