@@ -45,8 +45,8 @@ class WriterLock:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
                 handle.close()
-                raise StoreLockedError(f"{self.store}: already being written by {holder}; "
-                                       "stop that watcher or use another --store") from None
+                raise StoreLockedError(f"{self.store}: already being written by {holder} (an evowatch watch or "
+                                       "layout); wait for it or stop it, or write to another store") from None
             try:
                 if os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino:
                     break

@@ -219,7 +219,8 @@ def test_second_writer_is_refused(tmp_path):
     (tmp_path / "here").symlink_to(tmp_path)
     with StoreWriter(tmp_path / "s.zarr", ENCODER):
         for other in ("s.zarr", "link.zarr", "here/s.zarr"):
-            with pytest.raises(StoreLockedError, match="already being written"):
+            with pytest.raises(StoreLockedError, match=r"already being written by pid \d+ \(an evowatch watch or layout\); "
+                                                        "wait for it or stop it, or write to another store"):
                 StoreWriter(tmp_path / other, ENCODER)
 
 
