@@ -17,7 +17,6 @@ from engine.backlog_log import BacklogLog, counted
 from engine.layout import LayoutParams, StepState, layout_full, layout_step
 from engine.layout.evolution import MIN_TSNE_SAMPLES
 from stores.format import KIND_CODES
-from stores.uninterrupted import uninterrupted
 from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
@@ -131,10 +130,6 @@ def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> 
             solved[index] = layout_step(store.samples("embedding", rows(index)).astype(np.float32),
                                         store.samples("instance", rows(index)).astype(np.int64), anchor, params).xy
     # only now, every solution at hand, is the old layout given up (a Ctrl-C while reference
-    # sets were still laid out left the store with none), and the new one written whole (one
-    # between two steps' writes left it half laid out)
-    with uninterrupted:
-        store.reset_layout()
-        for index in in_rows:
-            store.commit_layout(solved[index], rows(index).start)
+    # sets were still laid out left the store with none), for the new one whole
+    store.replace_layout(np.concatenate([solved[index] for index in in_rows]) if in_rows else np.zeros((0, 2)))
     return store.layout_rows

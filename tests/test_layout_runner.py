@@ -109,7 +109,7 @@ def test_the_held_out_set_is_laid_out_on_the_real_sets_map(tmp_path):
             with store.checkpoint(-1, kind, f"h{kind}", kind=kind) as tx:
                 tx.add(vectors, [-1] * n, [None] * n, np.zeros((n, 4, 4, 3), np.uint8), [f"{i}.png" for i in range(n)])
         for lay_out in (update_layout, recompute_layout):
-            store.reset_layout()
+            store.replace_layout(np.zeros((0, 2)))
             lay_out(store)
             xy = place(store.layout_xy(), -1, groups=np.repeat([0, 1], [150, 60]))
             twin = np.median(np.linalg.norm(xy[150:] - xy[:60], axis=1))
@@ -144,12 +144,16 @@ def test_a_full_recompute_stopped_midway_keeps_the_layout_there_was(tmp_path, mo
         np.testing.assert_array_equal(store.layout_xy(), before)
 
 
-def test_a_full_recompute_interrupted_while_writing_is_written_whole_then_stops_and_says_so(tmp_path, capsys,
-                                                                                              monkeypatch):
-    """A Ctrl-C between two steps' layout writes left the store half laid out (the rest reset)
-    and `layout --full` stopped with status 130 and no word: the writes finish first now, and
-    the command says what it left."""
-    import signal
+def test_a_full_recompute_killed_while_it_swaps_layouts_leaves_one_whole_and_ctrl_c_says_so(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """`layout --full` reset the layout, then wrote it again a step at a time: a kill -9 in
+    between (seconds at 400 steps) left the store with none (640 rows to 0). The new layout is
+    written beside the old one and renamed into place; a writer opening after a kill at either
+    rename has one layout, whole. Ctrl-C ended with status 130 and no word: it says so."""
+    import os
+
+    import stores.zarr_store as zarr_store
+    from engine import layout_runner
 
     rng = np.random.default_rng(5)
     centres = rng.normal(size=(4, 16))
@@ -157,20 +161,50 @@ def test_a_full_recompute_interrupted_while_writing_is_written_whole_then_stops_
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         for step in (100, 200, 300):
             add_step(store, step, centres, rng, 0.5)
-    commit_layout, writes = StoreWriter.commit_layout, []
+        layout_runner.update_layout(store)
+    before = StoreReader(path).layout_xy()
 
-    def ctrl_c_after_the_first_write(self, xy, start):
-        commit_layout(self, xy, start)
-        writes.append(start)
-        if len(writes) == 1:
-            signal.raise_signal(signal.SIGINT)
+    class Killed(BaseException):
+        pass
 
-    monkeypatch.setattr(StoreWriter, "commit_layout", ctrl_c_after_the_first_write)
+    rename = os.rename
+    for killed_at in (1, 2):  # before the old layout is moved aside, between the two renames
+        calls = []
+
+        def dies_at_a_rename(src, dst):
+            calls.append(src)
+            if len(calls) == killed_at:
+                raise Killed
+            rename(src, dst)
+
+        monkeypatch.setattr(zarr_store.os, "rename", dies_at_a_rename)
+        with pytest.raises(Killed), StoreWriter(path, ENCODER) as store:
+            layout_runner.recompute_layout(store)
+        monkeypatch.setattr(zarr_store.os, "rename", rename)
+        with StoreWriter(path, ENCODER):  # the next writer finishes or drops the swap
+            pass
+        reader = StoreReader(path)
+        assert reader.layout_rows == 360 and sorted(p.name for p in (path / "layout").iterdir()) == ["xy", "zarr.json"]
+        generation = reader._group_attrs("layout").get("generation")
+        if killed_at == 1:
+            np.testing.assert_array_equal(reader.layout_xy(), before)
+            assert generation is None
+        else:
+            assert generation == 1 and np.isfinite(reader.layout_xy()).all()
+            assert not np.array_equal(reader.layout_xy(), before)
+
+    import signal
+
+    def ctrl_c_while_it_writes(self, xy):
+        signal.raise_signal(signal.SIGINT)  # held until the swap is done
+        replace(self, xy)
+
+    replace = StoreWriter.replace_layout
+    monkeypatch.setattr(StoreWriter, "replace_layout", zarr_store.uninterrupted(ctrl_c_while_it_writes))
     assert main(["layout", str(path), "--full"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"evowatch: interrupted; {path}: its layout is whole (the one before, or the new one if it was being written)")
-    assert len(writes) == 3 and StoreReader(path).layout_rows == 360
-    assert np.isfinite(StoreReader(path).layout_xy()).all()
+    assert StoreReader(path).layout_rows == 360 and StoreReader(path)._group_attrs("layout")["generation"] == 2
 
 
 def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, monkeypatch):
