@@ -91,6 +91,12 @@ class AlertRules:
     fd_noise_z: float = 4.0
     fd_noise_steps: int = 5
     fd_early_total_rise: float = 0.5
+    # ... or FD jumped and held: each of the last jump_hold checkpoints' FD above the median
+    # of the 3 before them by > max(jump_rise x that median, noise_z x sd) (round AH: a run
+    # broken from one checkpoint to the next, precision 0.92 -> 0.02 and FD 0.04 -> 0.29
+    # then flat, rose once, and nothing fired)
+    fd_jump_rise: float = 1.0
+    fd_jump_hold: int = 2
     # label_drift / probe_drift are evaluated only once samples are realistic (precision
     # >= drift_min_precision; shares of off-manifold samples mean little)
     drift_min_precision: float = 0.25
@@ -367,34 +373,69 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     return None
 
 
+def _fd_noise(hist: list[Mapping], rules: AlertRules) -> float | None:
+    """A robust sd of FD around its trend, from the second differences of these checkpoints'
+    FD values (insensitive to the early steady decrease); None with too few to tell."""
+    values = np.array([v for v in (_get(r, "fd") for r in hist) if math.isfinite(v)])
+    if len(values) < max(rules.fd_noise_steps, 3):
+        return None
+    return 1.4826 * float(np.median(np.abs(np.diff(values, n=2)))) / math.sqrt(6.0)
+
+
+def _comparable_sizes(window: list[Mapping]) -> bool:
+    """FD is biased upward at small n: samples per step from 1,000 to 64 read as a rise of
+    +187% on a healthy run (round X)."""
+    sizes = [_get(r, "n_generated") for r in window]
+    return not (_finite(*sizes) and max(sizes) > 2 * min(sizes))
+
+
 def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    return _fd_rose(hist, rules) or _fd_jumped(hist, rules)
+
+
+def _fd_rose(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     k = rules.fd_rising_k
     if len(hist) < k + 1:
         return None
     window = hist[-(k + 1):]
     fd = [_get(r, "fd") for r in window]
-    if not _finite(*fd) or fd[0] <= 0:
+    if not _finite(*fd) or fd[0] <= 0 or not _comparable_sizes(window):
         return None
-    sizes = [_get(r, "n_generated") for r in window]
-    if _finite(*sizes) and max(sizes) > 2 * min(sizes):  # FD is biased upward at small n: 1,000 then 64
-        return None  # samples per step rose +187% on a healthy run (round X)
     if not all(b > a * (1 + rules.fd_min_step_rise) for a, b in zip(fd, fd[1:])):
         return None
     rise = fd[-1] - fd[0]
     need = rules.fd_min_total_rise * fd[0]
-    # noise floor: a robust sd of FD around its trend, from the second differences of
-    # the FD values before the window (insensitive to the early steady decrease)
-    before = np.array([v for v in (_get(r, "fd") for r in hist[:-k]) if math.isfinite(v)])
-    if len(before) < max(rules.fd_noise_steps, 3):  # no noise floor yet (round X: +25% by chance at 64 samples)
+    sd = _fd_noise(hist[:-k], rules)
+    if sd is None:  # no noise floor yet (round X: +25% by chance at 64 samples)
         need = max(need, rules.fd_early_total_rise * fd[0])
     else:
-        sd = 1.4826 * float(np.median(np.abs(np.diff(before, n=2)))) / math.sqrt(6.0)
         need = max(need, rules.fd_noise_z * sd)
     if rise > need:
         s0, s1 = int(window[0]["step"]), int(window[-1]["step"])
         return Alert(s1, "fd_rising", fd[-1],
                      f"FD rose for {k} consecutive checkpoints: {fd[0]:.4g} at step {s0} -> {fd[-1]:.4g} "
                      f"at step {s1} (+{_pct(rise / fd[0])})")
+    return None
+
+
+def _fd_jumped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+    """FD far above where it was at each of the last ``fd_jump_hold`` checkpoints: a run broken
+    from one checkpoint to the next rises once, then stays (a single outlier comes back)."""
+    hold = rules.fd_jump_hold
+    if len(hist) < hold + 3:
+        return None
+    window = hist[-(hold + 3):]
+    fd = [_get(r, "fd") for r in window]
+    sd = _fd_noise(hist[:-hold], rules)
+    if not _finite(*fd) or sd is None or not _comparable_sizes(window):
+        return None
+    base = float(np.median(fd[:3]))
+    rise = min(fd[3:]) - base
+    if base > 0 and rise > max(rules.fd_jump_rise * base, rules.fd_noise_z * sd):
+        s0, s1 = int(window[3]["step"]), int(window[-1]["step"])
+        return Alert(s1, "fd_rising", fd[-1],
+                     f"FD jumped at step {s0} and stayed up for {hold} checkpoints: {base:.4g} before -> "
+                     f"{', '.join(f'{v:.4g}' for v in fd[3:])} (+{_pct(rise / base)} at least)")
     return None
 
 

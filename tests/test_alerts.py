@@ -1102,3 +1102,20 @@ def test_a_held_out_set_sharing_images_with_the_real_one_is_said_and_left_out(tm
             assert metrics["near_copy_frac"][-1] == 1.0  # calibrated on the 20 held-out images never trained on
         else:
             assert "near_copy_frac" not in metrics or np.isnan(metrics["near_copy_frac"]).all()
+
+
+def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
+    """A run broken from one checkpoint to the next (round AH: precision 0.92 -> 0.02, FD 0.04
+    -> 0.29, then flat) rose once and raised nothing: `fd_rising` needed 3 rises in a row."""
+    rng = np.random.default_rng(0)
+    settled = list(0.6 * np.exp(-np.arange(6) / 1.5) + 0.04 + 0.004 * rng.normal(size=6))
+
+    def fired(fds):
+        hist = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64.0} for i, v in enumerate(fds)]
+        return [(a.step, a.message.split(":")[0]) for i in range(len(hist))
+                for a in evaluate_alerts(hist[: i + 1]) if a.rule == "fd_rising"]
+
+    jumped = settled + [0.287, 0.294, 0.289]
+    assert fired(jumped)[0] == (800, "FD jumped at step 700 and stayed up for 2 checkpoints")
+    assert fired(settled + [0.287, 0.045, 0.05, 0.043]) == []  # one checkpoint out of line, then back
+    assert fired(settled + [0.05, 0.052, 0.049]) == []
