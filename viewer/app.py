@@ -198,7 +198,12 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
         # a kind that came since (the page opened on an empty store): shown, not filtered out unasked
         st.session_state["kinds"] = [k for k in st.session_state["kinds"] if k in present] + new
     st.session_state["_kinds_offered"] = present
-    kinds = sb.multiselect("Kind", present, key="kinds", **({} if "kinds" in st.session_state else {"default": present}))
+    if present:
+        kinds = sb.multiselect("Kind", present, key="kinds",
+                               **({} if "kinds" in st.session_state else {"default": present}))
+    else:  # nothing laid out yet: an empty, greyed "No options to select" box looked broken
+        kinds = []
+        sb.caption("Kind filter: nothing on the map yet.")
     labels = sb.multiselect("Label", list(d.labels), key="labels", placeholder="all labels") if d.labels else []
     probes = data.probe_names(d.sample_metric_names, data.step_metrics(path, commit))
     probe = None
@@ -335,15 +340,17 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
         st.caption("No trainer losses in this store (the watcher reads them from the run's logs when present).")
 
 
-def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.ndarray) -> None:
+def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.ndarray,
+                  step_range: tuple[int, int] | None = None) -> None:
     st.subheader("Step comparison")
     steps = [int(s) for s in d.steps]
     if len(steps) < 2:
         st.info("Step comparison needs at least two steps.")
         return
-    c1, c2 = st.columns(2)
-    a = c1.selectbox("Step A", steps, index=0, key="cmp_a", format_func=lambda s: f"{s:,}")
-    b = c2.selectbox("Step B", steps, index=len(steps) - 1, key="cmp_b", format_func=lambda s: f"{s:,}")
+    shown = [s for s in steps if step_range is None or step_range[0] <= s <= step_range[1]] or steps
+    c1, c2 = st.columns(2)  # first and last of the Steps range the map shows
+    a = c1.selectbox("Step A", steps, index=steps.index(shown[0]), key="cmp_a", format_func=lambda s: f"{s:,}")
+    b = c2.selectbox("Step B", steps, index=steps.index(shown[-1]), key="cmp_b", format_func=lambda s: f"{s:,}")
     generated = selected[d.kind[selected] == fmt.KIND_CODES["generated"]] if len(selected) else selected
     # a reference image's file number is no instance of the run's (real 00020.png is not instance 20)
     prefer = np.unique(d.instance[generated]) if len(generated) else None
@@ -509,7 +516,9 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
                                       highlight=highlight)
     with st.container(key=data.MAP_CONTAINER):
         canvas.evolution_map(spec, sel, key=MAP_KEY, on_selection=_on_map_select, on_click=_on_map_click)
-    st.caption(f"{int(visible.sum()):,} samples match the filters"  # below the map: it is what needs the room
+    references = int((visible & (d.kind != fmt.KIND_CODES["generated"])).sum())  # the status line counts them apart
+    st.caption(f"{int(visible.sum()):,} points match the filters"
+               + (f" ({references:,} of them reference images)" if references else "")  # below the map: it is what needs the room
                + (f" · density view (each pixel aggregates its samples; {data.SAMPLE_POINTS:,} sampled points "
                   "take hovers and clicks; box/lasso selects from all)" if mode == "density" else "")
                + " · drag to select (box, lasso), wheel to zoom, click a point to follow its instance")
@@ -518,7 +527,7 @@ def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray
     trail_panel(path, commit, d, trail)
     selection_panel(path, commit, d, selected)
     if st.session_state.get("show_compare"):
-        compare_panel(path, commit, d, selected)
+        compare_panel(path, commit, d, selected, f.step_range)
 
 
 def show_error(path: str, exc: Exception) -> None:
