@@ -135,7 +135,7 @@ def messages(jobs: Iterable[tuple[Checkpoint, str, Part | None]], prep: Preparat
         batch: list[Sample] = []
         batch_bytes = 0
         found = samples(checkpoint, prep.options) if part is None else \
-            iter_samples(checkpoint, prep.options, files=checkpoint.files[part.lo:part.hi])
+            iter_samples(checkpoint, prep.options, files=checkpoint.files[part.lo:part.hi], content_hash=content_hash)
         for item in found:
             if stop.is_set():
                 return

@@ -763,20 +763,37 @@ def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
         raise
 
 
+_last_context: tuple[tuple, _Context, bool] | None = None
+
+
+def _context(checkpoint: Checkpoint, options: DiscoveryOptions, content_hash: str | None) -> tuple[_Context, bool]:
+    """A checkpoint's :class:`_Context`, and whether its images are split as grids. Made once
+    per version of a checkpoint (its ``content_hash``) in a process, not once per part of a
+    large folder: each of the 78 parts of 20,000 files went over all 20,000 names (17x the
+    CPU of 2,000 files)."""
+    global _last_context
+    key = (checkpoint.source, content_hash, options)
+    if content_hash is None or _last_context is None or _last_context[0] != key:
+        ctx = _Context(checkpoint, options)
+        images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
+        split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1 or (
+            len(images) > 1 and checkpoint.kind == "generated" and _sheets_of_grids(images))
+        _last_context = (key, ctx, split)
+    return _last_context[1], _last_context[2]
+
+
 def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None,
-                 files: Sequence[Path] | None = None) -> Iterator[Sample | SkippedFile]:
+                 files: Sequence[Path] | None = None, content_hash: str | None = None) -> Iterator[Sample | SkippedFile]:
     """Every sample of a checkpoint, file by file, in file order; unreadable files are skipped.
 
     ``files``: only these of the checkpoint's files (one decode worker's part of a large
     folder of single images); names, instance ids, labels and grid detection still come from
-    the whole checkpoint. Raises :class:`DiscoveryError` only for a labels file that cannot
-    be read (a setting, not a sample).
+    the whole checkpoint, worked out once per ``content_hash`` (the checkpoint's version)
+    when it is given. Raises :class:`DiscoveryError` only for a labels file that cannot be
+    read (a setting, not a sample).
     """
     options = options or DiscoveryOptions()
-    ctx = _Context(checkpoint, options)
-    images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
-    split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1 or (
-        len(images) > 1 and checkpoint.kind == "generated" and _sheets_of_grids(images))
+    ctx, split = _context(checkpoint, options, content_hash)
     if ctx.unnumbered and not split:
         _say_unnumbered(checkpoint, ctx.unnumbered)
     offset = 0  # instance ids of multi-sample files (grids, tensors) continue across files
