@@ -21,8 +21,8 @@ class BacklogLog:
     """Counts a pass's checkpoints and says what a user needs of them, by the pass's size."""
 
     def __init__(self, logger: logging.Logger, total: int, doing: str, done: str, noun: str = "checkpoint") -> None:
-        self._log, self.total, self._verb, self._noun = logger, total, done, noun
-        self.count = 0
+        self._log, self.total, self._verb, self._noun, self._doing = logger, total, done, noun, doing
+        self.count, self._rows = 0, 0
         self._steps: list[int] = []
         self._backlog = total > EACH_UP_TO
         self._last = time.monotonic()
@@ -43,6 +43,16 @@ class BacklogLog:
             self._last = now
             self._log.info("%s %s of %s %ss%s", self._verb, f"{self.count:,}", f"{self.total:,}", self._noun,
                            f" (step {self._steps[-1]:,})" if self._steps else "")
+
+    def rows(self, n: int) -> None:
+        """Rows of the checkpoints under way: a line every few seconds when no checkpoint has
+        finished meanwhile (one folder of 20,000 images was silent for minutes)."""
+        self._rows += n
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY_S:
+            self._last = now
+            self._log.info("%s: %s so far, %s of %s done", self._doing, counted(self._rows, "sample"),
+                           f"{self.count:,}", counted(self.total, self._noun))
 
     def finish(self, details: str = "") -> None:
         """The summary of a backlog (a pass of few checkpoints said each already)."""

@@ -21,6 +21,10 @@ from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
 
+#: A step this large is said before it is laid out: one t-SNE of it takes minutes on a few
+#: cores, and nothing else is said until it is done (20,000 samples: silent for 6 minutes).
+SAID_BEFORE = 10_000
+
 GENERATED, REAL, HOLDOUT = KIND_CODES["generated"], KIND_CODES["real"], KIND_CODES["holdout"]
 
 
@@ -79,6 +83,9 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
         previous = None if prev_index is None else _state(store, int(ckpt["row_start"][prev_index]),
                                                            int(ckpt["row_stop"][prev_index]))
         began = time.perf_counter()
+        if stop - start >= SAID_BEFORE:
+            log.info("laying out %s: %s (minutes for a step this large)", f"step {int(ckpt['step'][index])}"
+                     if ckpt["kind"][index] == GENERATED else "reference set", counted(stop - start, "sample"))
         vectors = store.samples("embedding", slice(start, stop)).astype(np.float32)
         instances = store.samples("instance", slice(start, stop)).astype(np.int64)
         state = layout_step(vectors, instances, previous, params)
@@ -111,6 +118,9 @@ def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> 
     # steps too small for a t-SNE of their own (a few samples, or none left readable) are
     # placed after, from the step before them, as the incremental layout places them
     joint = [i for i in in_order if ckpt["row_stop"][i] - ckpt["row_start"][i] >= MIN_TSNE_SAMPLES]
+    log.info("laying out %s jointly (%s): minutes for a large run; the layout there is stays until the new one "
+             "is whole", counted(len(joint), "step"),
+             counted(int(sum(ckpt["row_stop"][i] - ckpt["row_start"][i] for i in joint)), "sample"))
     states = {i: state(i) for i in joint}
     solved = dict(zip(joint, layout_full([states[i].vectors for i in joint], [states[i].instances for i in joint],
                                          params))) if joint else {}

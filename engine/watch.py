@@ -445,7 +445,7 @@ class Watcher:
                 self.store.rename_source(old, job.source)  # (a live reader saw the step twice)
         with bar, logging_redirect_tqdm(tqdm_class=_WholeLines):
             for result in ingest(self.store, jobs, self.encoder, self.config.options,
-                                 workers=self.config.workers, on_rows=bar.update,
+                                 workers=self.config.workers, on_rows=lambda n: (bar.update(n), said.rows(n)),
                                  samples=self._stand_in.iter_samples if self._stand_in else iter_samples):
                 results.append(result)
                 c = result.checkpoint

@@ -230,3 +230,23 @@ def test_cli_alignment_default_is_the_layout_default():
     from engine.layout import LayoutParams
 
     assert DEFAULT_ALIGNMENT == LayoutParams().alignment
+
+
+def test_a_large_step_and_a_full_recompute_are_said_before_the_minutes_they_take(tmp_path, caplog, monkeypatch):
+    """A step of 20,000 samples was laid out for 6 minutes, and `layout --full` over 300 steps
+    ran for minutes, without a word."""
+    from engine import layout_runner
+
+    monkeypatch.setattr(layout_runner, "SAID_BEFORE", 100)
+    rng = np.random.default_rng(6)
+    centres = rng.normal(size=(4, 16))
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        add_step(store, 100, centres, rng, 0.5, n=120)
+        add_step(store, 200, centres, rng, 0.5, n=60)
+        with caplog.at_level("INFO", logger="engine.layout_runner"):
+            layout_runner.update_layout(store)
+            layout_runner.recompute_layout(store)
+    assert "laying out step 100: 120 samples (minutes for a step this large)" in caplog.messages
+    assert not any(m.startswith("laying out step 200") for m in caplog.messages)
+    assert ("laying out 2 steps jointly (180 samples): minutes for a large run; the layout there is stays until the "
+            "new one is whole") in caplog.messages

@@ -2442,3 +2442,17 @@ def test_a_step_regex_that_reads_no_step_says_whether_it_matched_nothing_or_capt
             f"evowatch: {run}: no checkpoints found: --step-regex '{regex}' {why}")
     assert main([*watch, "--step-regex", "step_(\\d+)"]) == 0
     assert info(tmp_path / "s.zarr")["rows"] == 2
+
+
+def test_one_large_checkpoint_says_its_samples_as_they_come(tmp_path, capsys, monkeypatch):
+    """A folder of 20,000 images said nothing for minutes: its samples so far are said every
+    few seconds (here every batch)."""
+    from engine import backlog_log
+
+    run = tmp_path / "run"
+    write_step(run, 100, 12, seed=0, size=8)
+    monkeypatch.setattr(backlog_log, "PROGRESS_EVERY_S", 0.0)
+    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0", "--encoder",
+                 "pixels", "--no-metrics", "--no-layout", "--workers", "0"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "so far" in line]
+    assert said and said[-1] == "evowatch: ingesting: 12 samples so far, 0 of 1 checkpoint done"
