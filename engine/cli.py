@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the trainer's output folder; without --once, one not created yet is waited for")
     watch.add_argument("--store", type=Path, required=True, metavar="STORE", help="the Zarr store (created if missing)")
     watch.add_argument("--once", action="store_true", help="ingest what is there and exit")
+    watch.add_argument("--same-run", action="store_true",
+                       help="RUN_DIR goes on with the run the store was watched at (resumed in a new folder): "
+                            "not refused for holding none of its checkpoints")
     watch.add_argument("--encoder", default=None, metavar="SPEC",
                        help="clip:ARCH/PRETRAINED, clip:ARCH/random, clip:ARCH@/path/to/weights, "
                             "clip:ARCH/PRETRAINED@/path/to/weights, clip:local-dir:FOLDER, "

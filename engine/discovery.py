@@ -1282,8 +1282,9 @@ def _say_interleaved(folder: Path, found: dict[Path, list]) -> None:
         sa, sb = series[a], series[b]
         if sa[0] < sb[-1] and sb[0] < sa[-1] and not set(sa) & set(sb):
             warn_once(folder, f"{folder}: the checkpoints of {a.name}/ (steps {sa[0]:,} to {sa[-1]:,}) and {b.name}/ "
-                              f"({sb[0]:,} to {sb[-1]:,}) take turns in step: they are read as one run; if they are "
-                              f"two runs, point evowatch at one of them ({folder / a.name})", about="interleaved")
+                              f"({sb[0]:,} to {sb[-1]:,}) take turns in step: they are read as one series; if they are "
+                              f"two runs or two series (train and validation samples), point evowatch at one of them "
+                              f"({folder / a.name})", about="interleaved")
             return
 
 

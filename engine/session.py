@@ -108,7 +108,8 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler)
         watcher = Watcher(config, store, encoder, after_ingest_steps(args, encoder))
-        watcher.check_same_run(_watched_at(store))
+        if not getattr(args, "same_run", False):  # the demo has no such option
+            watcher.check_same_run(_watched_at(store))
         store.record_history({"event": "watch", "run_dir": str(args.run_dir),
                               "run_path": os.path.realpath(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {}),
@@ -117,10 +118,13 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
 
 
 def _watched_at(store: StoreReader) -> str | None:
-    """Where the store's run was last watched (its real path); None before any watch recorded
-    it (stores of evowatch 0.1 kept the path only as typed)."""
-    return next((entry["run_path"] for entry in reversed(store.attrs.get("history", []))
-                 if entry.get("event") == "watch" and entry.get("run_path")), None)
+    """Where the store's run was last watched (its real path); None when no watch said it
+    (earlier versions kept only the path as typed: an absolute one is taken as it is)."""
+    for entry in reversed(store.attrs.get("history", [])):
+        if entry.get("event") == "watch":
+            typed = entry.get("run_path") or entry.get("run_dir") or ""
+            return os.path.realpath(typed) if os.path.isabs(typed) else None
+    return None
 
 
 def _say_stored_unlabelled(store: Path, labels: Path) -> None:

@@ -141,6 +141,24 @@ def _names_in(files: list[Path], run_dir: Path) -> list[str]:
     return list(dict.fromkeys(part for path in files[:200] for part in path.relative_to(run_dir).parts))
 
 
+def _partners(found: list[Checkpoint], stored: dict[str, str]) -> dict[str, list[Checkpoint]]:
+    """The stored sources that found checkpoints may be, in the order first found: names that
+    end alike (the same name; watched from the folder above: ``run/step_1000`` for
+    ``step_1000``; from inside: ``step_1000`` for ``run/step_1000``; moved too:
+    ``copy/step_1000`` for ``run/step_1000``)."""
+    by_tail: dict[str, list[str]] = {}
+    for source in stored:
+        parts = source.split("/")
+        for k in range(len(parts)):
+            by_tail.setdefault("/".join(parts[k:]), []).append(source)
+    partners: dict[str, list[Checkpoint]] = {}
+    for checkpoint in found:
+        parts = stored_text(checkpoint.source).split("/")
+        for source in dict.fromkeys(s for k in range(len(parts)) for s in by_tail.get("/".join(parts[k:]), [])):
+            partners.setdefault(source, []).append(checkpoint)
+    return partners
+
+
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
     """The files' versions a checkpoint's hash holds for: their change times count (a file
     made readable by chmod, one rewritten keeping its size and mtime were read again only by a
@@ -226,14 +244,16 @@ class Watcher:
                                      "the folder of the training images")
 
     def check_same_run(self, watched_at: str | None) -> None:
-        """Refuse a run directory holding none of the store's checkpoints when the store was
-        watched at another one (not above or inside it): a store holds one run, and another
-        run's checkpoints at the same names (``step_1000/`` of a second run of the trainer) were
-        taken for rewrites of the first's, its rows superseded. A run moved or copied (its
-        checkpoints there, the same files) goes on where it was."""
+        """Refuse a run directory that does not hold the store's checkpoints when the store was
+        watched at another one: a store holds one run, and another run's checkpoints at the same
+        names (``step_1000/`` of a second run of the trainer) were taken for rewrites of the
+        first's, its rows superseded. The run moved, copied, or watched from the folder above
+        or inside it goes on: most of its latest checkpoints there are the same files (under
+        names that end alike: ``run/step_1000`` for ``step_1000``). With a --sampler or images
+        logged to TensorBoard, whose versions copies do not keep, the names decide."""
         here = os.path.realpath(self.config.run_dir)
-        if watched_at is None or os.path.commonpath([here, watched_at]) in (here, watched_at):
-            return  # the same folder, or one above or inside it (its checkpoints read as moved)
+        if watched_at is None or watched_at == here:
+            return
         ckpt = self.store.checkpoints()
         stored = {str(s): str(h) for s, h, k, old in zip(ckpt["source"], ckpt["hash"], ckpt["kind"],
                                                             superseded_flags(ckpt))
@@ -241,14 +261,27 @@ class Watcher:
         if not stored:
             return
         found = self._scan() if self.config.run_dir.is_dir() else []
-        named = [c for c in found if stored_text(c.source) in stored][-5:]  # a rotated copy keeps its newest
-        if any(self._hash(c) == stored[stored_text(c.source)] for c in named):
+        partners = _partners([c for c in reversed(found)], stored)  # the latest stored names found, newest first
+        latest = list(partners)[:5]
+        same = bool(latest) and (self._stand_in is not None or 2 * sum(
+            any(self._hash_as(c, source) == stored[source] for c in partners[source]) for source in latest) > len(latest))
+        if same:
             log.info("%s: the store's run was watched at %s; its checkpoints are here (moved or copied): going on",
                      self.config.run_dir, watched_at)
             return
-        raise EvowatchError(f"{self.store.path}: holds the checkpoints of the run watched at {watched_at}, and "
-                            f"{self.config.run_dir} has none of them (another run): watch it into its own --store "
-                            "(one store holds one run)")
+        raise EvowatchError(f"{self.store.path}: holds the checkpoints of the run watched at {watched_at}, which "
+                            f"{self.config.run_dir} does not hold (another run): watch it into its own --store (one "
+                            "store holds one run), or pass --same-run if it goes on with that run (resumed in a new "
+                            "folder)")
+
+    def _hash_as(self, checkpoint: Checkpoint, source: str) -> str | None:
+        """A checkpoint's content hash as if it were at ``source`` (its files renamed alike)."""
+        try:
+            digests = file_digests(checkpoint)
+        except FileNotFoundError:
+            return None
+        return combined_hash(reading_settings(checkpoint, self.config.options),
+                             [(source + name[len(checkpoint.source):], d) for name, d in digests])
 
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""

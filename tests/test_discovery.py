@@ -1413,5 +1413,5 @@ def test_two_folders_whose_checkpoints_take_turns_in_step_are_said(tmp_path, cap
         assert len(scan_run(tmp_path / "two")) == 5 and len(scan_run(tmp_path / "resumed")) == 4
     assert caplog.messages == [
         f"{tmp_path / 'two'}: the checkpoints of ablation/ (steps 1,500 to 2,500) and baseline/ (1,000 to 3,000) take "
-        f"turns in step: they are read as one run; if they are two runs, point evowatch at one of them "
-        f"({tmp_path / 'two' / 'ablation'})"]
+        f"turns in step: they are read as one series; if they are two runs or two series (train and validation "
+        f"samples), point evowatch at one of them ({tmp_path / 'two' / 'ablation'})"]

@@ -2401,32 +2401,34 @@ def test_alert_options_with_no_metrics_are_said_to_be_unused(tmp_path, capsys):
 def test_a_store_refuses_another_run_and_goes_on_with_its_own_run_moved_copied_or_seen_from_above(tmp_path, capsys):
     """Another run of the trainer (the same checkpoint names, other samples) watched into a
     store was taken for rewrites of its run: the first run's rows superseded. Refused with one
-    line, nothing written; the run moved, copied or watched from the folder above goes on."""
-    first, second, store = tmp_path / "exp42", tmp_path / "exp43", tmp_path / "s.zarr"
-    for step, seed in ((100, 0), (200, 1)):
+    line, nothing written, even when a checkpoint of both is the same (step 0 from one seed)
+    or the store was watched at the folder above; the run moved, copied, watched from the
+    folder above or both goes on, and --same-run says a run resumed in a new folder is it."""
+    first, second, store = tmp_path / "exp" / "run1", tmp_path / "exp43", tmp_path / "s.zarr"
+    for step, seed in ((0, 7), (100, 0), (200, 1)):
         write_step(first, step, 2, seed=seed)
-        write_step(second, step, 2, seed=seed + 10)
+        write_step(second, step, 2, seed=seed if step == 0 else seed + 10)
     watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
-    assert main(["watch", str(first), *watch]) == 0
+    assert main(["watch", str(first.parent), *watch]) == 0  # exp/ holds run1 only
     before = StoreReader(store).checkpoints()["hash"].tolist()
     capsys.readouterr()
-    for other in (second, tmp_path / "new-run"):  # another run; a run that has written nothing yet
+    write_step(first.parent / "run2", 100, 2, seed=20)  # a sibling run inside the folder watched
+    for other in (second, tmp_path / "new-run", first.parent / "run2"):
         other.mkdir(exist_ok=True)
         assert main(["watch", str(other), *watch]) == 2
         assert capsys.readouterr().err.strip() == (
-            f"evowatch: error: {store}: holds the checkpoints of the run watched at {first}, and {other} has none of "
-            "them (another run): watch it into its own --store (one store holds one run)")
+            f"evowatch: error: {store}: holds the checkpoints of the run watched at {first.parent}, which {other} "
+            "does not hold (another run): watch it into its own --store (one store holds one run), or pass "
+            "--same-run if it goes on with that run (resumed in a new folder)")
         assert StoreReader(store).checkpoints()["hash"].tolist() == before
-    copy = tmp_path / "outer" / "copy"
-    shutil.copytree(first, copy)
-    write_step(copy, 300, 2, seed=2)  # the copy went on
-    assert main(["watch", str(copy), *watch]) == 0
-    assert "its checkpoints are here (moved or copied): going on" in capsys.readouterr().err
-    assert info(store)["rows"] == 6
-    assert main(["watch", str(copy.parent), *watch]) == 0  # from the folder above: read as moved
-    assert "none of them" not in capsys.readouterr().err
-    assert info(store)["checkpoints"] == 6 and sorted(StoreReader(store).checkpoints()["source"][3:]) == [
-        f"copy/step_{step:06d}" for step in (100, 200, 300)]
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(first, moved)
+    write_step(moved, 300, 2, seed=2)  # the copy went on
+    for watched in (moved.parent, moved, first):  # moved and seen from above; moved; inside the folder watched
+        assert main(["watch", str(watched), *watch]) == 0
+        assert "(another run)" not in capsys.readouterr().err
+    assert int(StoreReader(store).current_rows().sum()) == 8  # steps 0 to 300, read again at their new names
+    assert main(["watch", str(second), *watch, "--same-run"]) == 0
 
 
 def test_a_step_regex_that_reads_no_step_says_whether_it_matched_nothing_or_captured_no_number(tmp_path, capsys):
