@@ -94,8 +94,9 @@ class AlertRules:
     # ... or FD jumped and held: each of the last jump_hold checkpoints' FD above the median
     # of the 3 before them by > max(jump_rise x that median, noise_z x sd) (round AH: a run
     # broken from one checkpoint to the next, precision 0.92 -> 0.02 and FD 0.04 -> 0.29
-    # then flat, rose once, and nothing fired)
-    fd_jump_rise: float = 1.0
+    # then flat, rose once, and nothing fired; round AI: one whose FD rose +77%, precision
+    # 0.7 -> 0, stayed under a bar of +100%)
+    fd_jump_rise: float = 0.5
     fd_jump_hold: int = 2
     # label_drift / probe_drift are evaluated only once samples are realistic (precision
     # >= drift_min_precision; shares of off-manifold samples mean little)

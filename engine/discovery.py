@@ -19,7 +19,7 @@ never checkpoints. Starting at the run directory:
    together (with a warning: point evowatch at one run).
 2. Otherwise each numbered *directory* there is looked into: it is a run (descend, and
    apply the rule inside it) when the first level inside it that holds numbered sample
-   entries shows signs of a series of checkpoints rather than of one checkpoint's samples:
+   entries (its folders side by side taken together: ``cat/``, ``dog/``) shows signs of a series of checkpoints rather than of one checkpoint's samples:
    numbers that are not consecutive like instance indices (kimg ``0, 200, 400``; a lone
    number above 1, as ``images/epoch=3-step=1000/`` alone below a ``version_0/``), sample
    files without a number beside them (``reals.png``), or numbered weight files beside
@@ -1118,18 +1118,19 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                   {pattern: group_files for pattern, (_, group_files) in groups.items()})
 
 
-def _first_numbered_level(folder: Path, options: DiscoveryOptions, depth: int) -> _Level | None:
-    """Breadth-first through unnumbered sub-folders to the first level with numbered entries."""
+def _first_numbered_levels(folder: Path, options: DiscoveryOptions, depth: int) -> list[_Level]:
+    """Breadth-first through unnumbered sub-folders to the first depth with numbered entries:
+    its levels that have them (label folders side by side: ``cat/``, ``dog/``)."""
     frontier = [folder]
     for _ in range(max(0, _MAX_DEPTH - depth)):
         levels = [_read_level(f, options) for f in frontier]
         found = [lv for lv in levels if lv.numbered]
         if found:
-            return found[0]
+            return found
         frontier = [d for lv in levels for d in lv.plain_dirs]
         if not frontier:
             break
-    return None
+    return []
 
 
 def _is_index_sequence(numbers: Iterable[int]) -> bool:
@@ -1142,13 +1143,18 @@ def _is_index_sequence(numbers: Iterable[int]) -> bool:
 
 
 def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool:
-    """Whether a lone numbered folder holds a series of checkpoints (see the module rule)."""
-    level = _first_numbered_level(folder, options, depth)
-    if level is None:
+    """Whether a lone numbered folder holds a series of checkpoints (see the module rule). Label
+    folders side by side are read together: files numbered in the data set's order are spread
+    over them (``cat/00000.png``, ``dog/00001.png``, ...), no folder's numbers consecutive, and
+    one checkpoint was read as a checkpoint per image."""
+    levels = _first_numbered_levels(folder, options, depth)
+    if not levels:
         return False
-    steps = [step for step, _, _ in level.numbered]
-    counted_in = any(_COUNTER_NAME.search(path.name) for _, path, _ in level.numbered)  # epoch_001.png: no index
-    return level.unnumbered_files > 0 or level.numbered_weights > 0 or counted_in or not _is_index_sequence(steps)
+    numbered = [entry for level in levels for entry in level.numbered]
+    steps = [step for step, _, _ in numbered]
+    counted_in = any(_COUNTER_NAME.search(path.name) for _, path, _ in numbered)  # epoch_001.png: no index
+    return (any(level.unnumbered_files > 0 or level.numbered_weights > 0 for level in levels) or counted_in
+            or not _is_index_sequence(steps))
 
 
 #: A number a name says counts training (Sacred's ``runs/1/epoch_001.png`` copies): a step, not a sample's index.
@@ -1278,6 +1284,8 @@ def _say_interleaved(folder: Path, found: dict[Path, list]) -> None:
     resumed run's ``phase2/``) is none; steps both hold are said by the watcher."""
     series = {sub: sorted({step for step, _, _ in units}) for sub, units in found.items()}
     series = {sub: steps for sub, steps in series.items() if len(steps) >= 2}
+    if _is_index_sequence(step for steps in series.values() for step in steps):
+        return  # a data set's numbers spread over label folders: indices, not steps
     for a, b in itertools.combinations(series, 2):
         sa, sb = series[a], series[b]
         if sa[0] < sb[-1] and sb[0] < sa[-1] and not set(sa) & set(sb):

@@ -1415,3 +1415,15 @@ def test_two_folders_whose_checkpoints_take_turns_in_step_are_said(tmp_path, cap
         f"{tmp_path / 'two'}: the checkpoints of ablation/ (steps 1,500 to 2,500) and baseline/ (1,000 to 3,000) take "
         f"turns in step: they are read as one series; if they are two runs or two series (train and validation "
         f"samples), point evowatch at one of them ({tmp_path / 'two' / 'ablation'})"]
+
+
+def test_one_checkpoint_of_label_folders_numbered_in_the_data_sets_order_is_one_checkpoint(tmp_path, caplog):
+    """``step_001000/{cat,dog,eel}/0000i.png`` with i spread over the folders (none of them
+    consecutive) was read as a run: a checkpoint per image, and a notice that the folders
+    were two runs taking turns in step."""
+    discovery._warned.clear()
+    for i in range(9):
+        _folder_of_images(tmp_path / "run" / "step_001000" / "cat dog eel".split()[i % 3], n=1, names=f"{i:05d}.png")
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "run")] == [(1000, 9)]
+    assert caplog.messages == []
