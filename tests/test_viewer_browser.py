@@ -163,6 +163,10 @@ def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
         page.evaluate("() => { window.__evowatchNoReload = true; }")
         build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8)
         browser.wait_for_map(page, timeout_ms=30_000)
+        for _ in range(60):  # the page may have drawn the store while it was being written (one step of two)
+            if total(page) == 2 * PER_STEP + N_REAL:
+                break
+            page.wait_for_timeout(500)
         assert total(page) == 2 * PER_STEP + N_REAL
         assert page.evaluate("() => window.__evowatchNoReload === true"), "the page reloaded"
         assert page.get_by_text("No store at").count() == 0
