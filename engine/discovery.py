@@ -352,12 +352,17 @@ def step_of(name: str, options: DiscoveryOptions, is_file: bool = True) -> int |
     match = re.search(options.step_regex, text) or re.search(options.step_regex, name)  # '_(\d+)\.png' too
     if not match:
         return None
-    group = match.groupdict().get("step") or (match.group(1) if match.re.groups else match.group(0))
     try:
-        step = int(group)
+        step = int(_step_text(match))
     except (TypeError, ValueError):
         return None
     return step if abs(step) < 2**63 else None  # steps are int64: no number of 20 digits is one
+
+
+def _step_text(match: re.Match) -> str | None:
+    """What a ``step_regex`` match reads as the step: its group ``step``, else its first group,
+    else all of it."""
+    return match.groupdict().get("step") or (match.group(1) if match.re.groups else match.group(0))
 
 
 def step_regex_miss(names: list[str], options: DiscoveryOptions) -> str | None:
@@ -371,8 +376,7 @@ def step_regex_miss(names: list[str], options: DiscoveryOptions) -> str | None:
             continue
         if step_of(name, options) is not None or step_of(name, options, is_file=False) is not None:
             return None
-        group = match.groupdict().get("step") or (match.group(1) if match.re.groups else match.group(0))
-        captured.append(f"{group!r} of {name}")
+        captured.append(f"{_step_text(match)!r} of {name}")
     if captured:
         return (f"captures no number ({', '.join(captured[:2])}): let its group, or the named group step, "
                 r"capture the digits only, e.g. 'step_(\d+)'")
@@ -1222,13 +1226,16 @@ def _checkpoints_in_epoch_folders(level: _Level, options: DiscoveryOptions,
     if options.step_regex is not None or not level.numbered or not all(
             is_dir and _EPOCH.fullmatch(path.name) for _, path, is_dir in level.numbered):
         return []
+
     def step_names(units: list) -> dict:
         return {unit: _NAMED_STEP.search(_blanked(_NOT_A_STEP, unit[1].name)) for unit in units}
 
-    latest = level.numbered[-1][1]  # alone first: most epoch folders hold one checkpoint's samples
-    if not all(step_names(_units(latest, options, depth + 1)).values()):
+    latest_epoch, latest, _ = level.numbered[-1]  # alone first: most epoch folders hold one checkpoint's samples
+    inner = {latest_epoch: _units(latest, options, depth + 1)}
+    if not all(step_names(inner[latest_epoch]).values()):
         return []
-    inner = {epoch: _units(path, options, depth + 1) for epoch, path, _ in level.numbered}
+    inner = {epoch: inner[latest_epoch] if path == latest else _units(path, options, depth + 1)
+             for epoch, path, _ in level.numbered}
     named = {unit: match for units in inner.values() for unit, match in step_names(units).items()}
     if not named or not all(named.values()):
         return []

@@ -159,6 +159,14 @@ def _partners(found: list[Checkpoint], stored: dict[str, str]) -> dict[str, list
     return partners
 
 
+def _hash_renamed(settings: str, digests: list, prefix: str, source: str) -> str | None:
+    """The content hash of files read under ``prefix`` had they been read under ``source``
+    (a moved checkpoint, its files renamed alike); None if one is not under ``prefix``."""
+    if not all(name.startswith(prefix) for name, _ in digests):
+        return None
+    return combined_hash(settings, [(source + name[len(prefix):], d) for name, d in digests])
+
+
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
     """The files' versions a checkpoint's hash holds for: their change times count (a file
     made readable by chmod, one rewritten keeping its size and mtime were read again only by a
@@ -261,10 +269,22 @@ class Watcher:
         if not stored:
             return
         found = self._scan() if self.config.run_dir.is_dir() else []
-        partners = _partners([c for c in reversed(found)], stored)  # the latest stored names found, newest first
+        partners = _partners(found[::-1], stored)  # the latest stored names found, newest first
         latest = list(partners)[:5]
+        digests: dict[str, list | None] = {}  # a checkpoint may be the partner of several names: read once
+
+        def hash_as(checkpoint: Checkpoint, source: str) -> str | None:
+            if checkpoint.source not in digests:
+                try:
+                    digests[checkpoint.source] = file_digests(checkpoint)
+                except FileNotFoundError:
+                    digests[checkpoint.source] = None
+            read = digests[checkpoint.source]
+            return None if read is None else _hash_renamed(reading_settings(checkpoint, self.config.options), read,
+                                                           checkpoint.source, source)
+
         same = bool(latest) and (self._stand_in is not None or 2 * sum(
-            any(self._hash_as(c, source) == stored[source] for c in partners[source]) for source in latest) > len(latest))
+            any(hash_as(c, source) == stored[source] for c in partners[source]) for source in latest) > len(latest))
         if same:
             log.info("%s: the store's run was watched at %s; its checkpoints are here (moved or copied): going on",
                      self.config.run_dir, watched_at)
@@ -273,15 +293,6 @@ class Watcher:
                             f"{self.config.run_dir} does not hold (another run): watch it into its own --store (one "
                             "store holds one run), or pass --same-run if it goes on with that run (resumed in a new "
                             "folder)")
-
-    def _hash_as(self, checkpoint: Checkpoint, source: str) -> str | None:
-        """A checkpoint's content hash as if it were at ``source`` (its files renamed alike)."""
-        try:
-            digests = file_digests(checkpoint)
-        except FileNotFoundError:
-            return None
-        return combined_hash(reading_settings(checkpoint, self.config.options),
-                             [(source + name[len(checkpoint.source):], d) for name, d in digests])
 
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""
@@ -389,8 +400,7 @@ class Watcher:
                     continue
                 if renamed_at is not None and renamed_at <= stored_at:
                     continue
-                renamed = [(old + name[len(prefix):], d) for name, d in digests if name.startswith(prefix)]
-                if len(renamed) == len(digests) and combined_hash(settings, renamed) == old_hash:
+                if _hash_renamed(settings, digests, prefix, old) == old_hash:
                     self._moved[checkpoint.source] = old
                     break
 
