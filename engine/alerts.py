@@ -98,6 +98,10 @@ class AlertRules:
     # 0.7 -> 0, stayed under a bar of +100%)
     fd_jump_rise: float = 0.5
     fd_jump_hold: int = 2
+    # both compare checkpoints whose sizes are within fd_size_ratio of each other: FD's
+    # upward bias grows as 1/n (a healthy run halved from 32 to 16 samples per checkpoint
+    # read as a jump of +60%, held; within 2x, 64 -> 32 -> 16 fired on 6 of 6 seeds)
+    fd_size_ratio: float = 1.25
     # label_drift / probe_drift are evaluated only once samples are realistic (precision
     # >= drift_min_precision; shares of off-manifold samples mean little)
     drift_min_precision: float = 0.25
@@ -129,6 +133,8 @@ class AlertRules:
             raise ValueError(f"Expected rule names among {RULE_NAMES}. Got {sorted(unknown)} instead.")
         if self.fd_rising_k < 1:
             raise ValueError(f"Expected fd_rising_k >= 1. Got {self.fd_rising_k} instead.")
+        if not self.fd_size_ratio >= 1:
+            raise ValueError(f"Expected fd_size_ratio >= 1. Got {self.fd_size_ratio} instead.")
         if self.stall_checkpoints < 2:
             raise ValueError(f"Expected stall_checkpoints >= 2. Got {self.stall_checkpoints} instead.")
 
@@ -383,11 +389,11 @@ def _fd_noise(hist: list[Mapping], rules: AlertRules) -> float | None:
     return 1.4826 * float(np.median(np.abs(np.diff(values, n=2)))) / math.sqrt(6.0)
 
 
-def _comparable_sizes(window: list[Mapping]) -> bool:
+def _comparable_sizes(window: list[Mapping], rules: AlertRules) -> bool:
     """FD is biased upward at small n: samples per step from 1,000 to 64 read as a rise of
-    +187% on a healthy run (round X)."""
+    +187% on a healthy run (round X), from 32 to 16 as a jump of +60%."""
     sizes = [_get(r, "n_generated") for r in window]
-    return not (_finite(*sizes) and max(sizes) > 2 * min(sizes))
+    return not (_finite(*sizes) and max(sizes) > rules.fd_size_ratio * min(sizes))
 
 
 def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
@@ -400,7 +406,7 @@ def _fd_rose(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         return None
     window = hist[-(k + 1):]
     fd = [_get(r, "fd") for r in window]
-    if not _finite(*fd) or fd[0] <= 0 or not _comparable_sizes(window):
+    if not _finite(*fd) or fd[0] <= 0 or not _comparable_sizes(window, rules):
         return None
     if not all(b > a * (1 + rules.fd_min_step_rise) for a, b in zip(fd, fd[1:])):
         return None
@@ -428,7 +434,7 @@ def _fd_jumped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     window = hist[-(hold + 3):]
     fd = [_get(r, "fd") for r in window]
     sd = _fd_noise(hist[:-hold], rules)
-    if not _finite(*fd) or sd is None or not _comparable_sizes(window):
+    if not _finite(*fd) or sd is None or not _comparable_sizes(window, rules):
         return None
     base = float(np.median(fd[:3]))
     rise = min(fd[3:]) - base

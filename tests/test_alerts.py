@@ -206,6 +206,20 @@ def test_fd_rising_compares_steps_of_comparable_sizes_only():
     assert [a.rule for a in evaluate_alerts(same)] == ["fd_rising"]
 
 
+def test_fd_rising_is_quiet_when_a_healthy_run_halves_its_samples():
+    """FD's bias grows as 1/n: a healthy run on 32 samples per checkpoint, then 16, read as a
+    jump of +60% held (FD of a healthy digits run measured with engine.metrics). A run
+    that breaks once the 16-sample checkpoints are enough to compare still alerts."""
+    fd = [0.110, 0.112, 0.105, 0.085, 0.106, 0.110, 0.162, 0.197, 0.171, 0.180]
+    sizes = (32,) * 6 + (16,) * 4
+    halved = [{"step": 100 * (i + 1), "fd": v, "n_generated": n} for i, (v, n) in enumerate(zip(fd, sizes))]
+    assert [int(r["step"]) for i, r in enumerate(halved) if evaluate_alerts(halved[: i + 1])] == []
+    broken = halved + [{"step": 1100 + 100 * i, "fd": v, "n_generated": 16} for i, v in enumerate([0.4, 0.45])]
+    assert [a.rule for a in evaluate_alerts(broken)] == ["fd_rising"]
+    with pytest.raises(ValueError, match="fd_size_ratio"):
+        AlertRules(fd_size_ratio=0.5)
+
+
 def test_fd_rising_wants_a_larger_rise_before_it_knows_the_noise():
     """Round X: a healthy run's FD on 64 samples rose 0.064 -> 0.080 (+25%) over three steps
     by chance, at its sixth checkpoint, before five earlier ones gave the rule FD's noise;
