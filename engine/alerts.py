@@ -370,6 +370,14 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
                          f"{_pct(frac)} of samples are near-copies of training images at step {step}, about "
                          f"{_pct((frac - q) / (1 - q))} beyond chance (a fresh sample is one with probability "
                          f"{_pct(q)}; alert above {_pct(limit)})")
+    tight, q_tight = _get(cur, "tight_copy_frac"), _get(cur, "tight_copy_expected")
+    if _finite(tight, q_tight, n) and n > 0:
+        limit = _binomial_bar(q_tight, int(n), rules.near_copy_z)
+        if tight > limit:  # exact copies among a few samples (round AJ: 4 of 16 stayed under the near-copy bar)
+            return Alert(step, "memorisation", tight,
+                         f"{round(tight * n):.0f} of {n:.0f} samples at step {step} are copies of training images: "
+                         f"closer to one than nearly every held-out image is (a fresh sample is, with probability "
+                         f"{100 * q_tight:.2g}%; alert above {round(limit * n):.0f})")
     ratio, p, hoods = _get(cur, "copy_log_ratio"), _get(cur, "copy_log_ratio_p"), _get(cur, "copy_neighbourhoods")
     if _finite(ratio, p, hoods) and ratio < rules.copy_log_ratio_max and p < rules.copy_log_ratio_alpha:
         closer = 1.0 - math.exp(ratio)

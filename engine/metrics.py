@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 NEAREST_K = 5
 #: Quantile of held-out-to-train NN distances below which a generated sample is a near-copy.
 NEAR_COPY_QUANTILE = 0.05
+#: Share of held-out images at most that a tight copy is closer to a training image than (the
+#: closest held-out image up to 500 of them): a handful of exact copies among 16 samples.
+TIGHT_COPY_QUANTILE = 0.002
 #: Seed for the equal-size train / held-out subsets of the copying comparison.
 COPY_SEED = 0
 #: Cap on the equal-size subsets (keeps the per-step NN search cheap).
@@ -58,8 +61,9 @@ REGION_NOISE_Z = 3.0
 #: (2: label shares over the labelled samples; precision, density and coverage of small steps;
 #: 3: the real data's regions; 4: metrics named in every script's letters: CJK labels' shares
 #: were one column, label_drift's false alerts with them; 5: per-sample near_copy NaN, not 0,
-#: where it is not measured: without held-out data the viewer's filter said "0 near-copies").
-METRICS_VERSION = 5
+#: where it is not measured: without held-out data the viewer's filter said "0 near-copies";
+#: 6: tight copies, closer to a training image than nearly every held-out image is).
+METRICS_VERSION = 6
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -597,6 +601,16 @@ class ReferenceStats:
         dist, idx = knn(query, base, 1, index=index)
         return dist[:, 0], idx[:, 0]
 
+    def tight_copy_threshold(self) -> tuple[float, float]:
+        """(threshold, q): the k-th smallest held-out-to-training NN distance, k the
+        :data:`TIGHT_COPY_QUANTILE` share of the held-out set (at least 1), and the chance
+        k / (n_holdout + 1) that a fresh sample falls below it. A quarter of 16 samples exact
+        copies of training images stayed under the near-copy bar (6 of 16 at q = 5%); so few
+        fresh samples come this close that 3 of 16 are evidence."""
+        hold_nn = self.holdout_nn_train
+        k = max(1, math.ceil(TIGHT_COPY_QUANTILE * len(hold_nn)))
+        return float(np.partition(hold_nn, k - 1)[k - 1]), k / (len(hold_nn) + 1)
+
     def duplicate_threshold_at(self, n: int, quantile: float = DUPLICATE_QUANTILE) -> tuple[float, float]:
         """Near-duplicate threshold for a batch of ``n`` samples and the real's own share below it.
 
@@ -774,7 +788,9 @@ def compute_step(
       held-out data), ``copy_neighbourhoods`` and ``copy_log_ratio_p`` (see
       :func:`neighbourhood_log_ratio`),
       ``copy_zu`` (Meehan et al. Z_U of generated vs held-out NN distances to training),
-      ``near_copy_frac``, ``near_copy_threshold``, ``near_copy_expected`` (= q)
+      ``near_copy_frac``, ``near_copy_threshold``, ``near_copy_expected`` (= q),
+      ``tight_copy_frac``, ``tight_copy_threshold``, ``tight_copy_expected``
+      (:meth:`ReferenceStats.tight_copy_threshold`)
     - labels: ``n_labelled``, ``label_tv`` and, per label name L, ``label_share:L`` and
       ``label_ref_share:L``. Shares are over the labelled samples (``None`` in ``labels`` is
       unlabelled); a label the reference lacks, here or in ``label_names`` (the labels the run
@@ -832,10 +848,14 @@ def compute_step(
         near = nn_train < ref.near_copy_threshold
         per["near_copy"] = near
         s["near_copy_frac"] = float(near.mean())
+        tight, tight_q = ref.tight_copy_threshold()
+        s.update(tight_copy_frac=float(np.mean(nn_train < tight)), tight_copy_threshold=tight,
+                 tight_copy_expected=tight_q)
     else:
         per["copy_log_ratio"] = np.full(n, np.nan, dtype=np.float32)
         per["near_copy"] = np.full(n, np.nan, dtype=np.float32)  # not measured: no sample said to be no copy
-        s.update(copy_log_ratio=nan, copy_neighbourhoods=nan, copy_log_ratio_p=nan, copy_zu=nan, near_copy_frac=nan)
+        s.update(copy_log_ratio=nan, copy_neighbourhoods=nan, copy_log_ratio_p=nan, copy_zu=nan, near_copy_frac=nan,
+                 tight_copy_frac=nan, tight_copy_threshold=nan, tight_copy_expected=nan)
     s["near_copy_threshold"] = ref.near_copy_threshold
     s["near_copy_expected"] = ref.near_copy_quantile if ref.holdout is not None else nan
 

@@ -738,7 +738,7 @@ def _alert_line(alert: dict[str, Any]) -> str:
 
 _RULE_METRICS = {
     "collapse": ("vendi", "pairwise_cosine", "duplicate_frac", "coverage", "recall", "region_tv"),
-    "memorisation": ("near_copy_frac", "copy_log_ratio", "copy_zu", "nn_train_median"),
+    "memorisation": ("near_copy_frac", "tight_copy_frac", "copy_log_ratio", "copy_zu", "nn_train_median"),
     "fd_rising": ("fd",),
     "label_drift": ("label_tv",),
     "probe_drift": ("probe_share",),
@@ -821,7 +821,8 @@ METRIC_GLOSSARY = (
     "(k-means of its features) are from the real ones (a rise past `region_tv_chance`: modes dropped); "
     "`region_empty_share`: real data in regions without a sample.  \n"
     "**Copying** — `near_copy_frac`: share of samples nearly identical to a training image (a rise: "
-    "memorisation; `near_copy_expected`: chance level); `nn_train_median`: median distance to the nearest "
+    "memorisation; `near_copy_expected`: chance level); `tight_copy_frac`: share closer to a training image than "
+    "nearly every held-out image is (exact copies; `tight_copy_expected`: chance level); `nn_train_median`: median distance to the nearest "
     "training image; `copy_log_ratio`: about 0 when samples are no closer to training than to held-out data, "
     "below 0 when copying; `copy_zu`: Meehan's test, far below 0 copying, far above underfitting.  \n"
     "**Bias** — `label_tv`: distance between the samples' label shares and the real ones (lower better); "
@@ -833,7 +834,7 @@ METRIC_GLOSSARY = (
 METRIC_BETTER = {
     **dict.fromkeys(("vendi", "pairwise_cosine", "precision", "recall", "coverage", "nn_train_median"),
                     "higher is better"),
-    **dict.fromkeys(("duplicate_frac", "fd", "near_copy_frac", "label_tv", "region_tv", "region_empty_share"),
+    **dict.fromkeys(("duplicate_frac", "fd", "near_copy_frac", "tight_copy_frac", "label_tv", "region_tv", "region_empty_share"),
                     "lower is better"),
     **dict.fromkeys(("copy_log_ratio", "copy_zu"), "best near 0"),
 }
