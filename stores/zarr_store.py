@@ -1136,16 +1136,18 @@ class StoreWriter(StoreReader):
             group.update_attributes({"measured": {**recorded, **{str(step): [] for step in replaced}}})  # can tell
         names = {"step"} | {name for _, (_, values, _) in placed for name in values} | set(group.array_keys())
         positions = np.array([row for row, _ in placed])
-        runs = np.split(np.arange(len(positions)), np.flatnonzero(np.diff(positions) != 1) + 1)  # consecutive rows
+        lo, hi = int(positions[0]), int(positions[-1]) + 1
 
         def writes() -> Iterator[Coroutine]:  # made inside _write_all: closed there if one fails
             for name in sorted(names):
                 column = self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
-                values = np.array([step if name == "step" else values.get(name, np.nan)
-                                   for _, (step, values, _) in placed], column.dtype)
-                for run in runs:  # a step measured again keeps no value of its earlier measure
-                    yield column.async_array.setitem(slice(int(positions[run[0]]), int(positions[run[-1]]) + 1),
-                                                     values[run])
+                # one write per column over the rows' span, the rows between kept: a write per run
+                # of consecutive rows raced its siblings on the column's one chunk, and a step
+                # measured again with another kept its earlier values in some columns (round AJ)
+                span = column[lo:hi]
+                span[positions - lo] = [step if name == "step" else values.get(name, np.nan)
+                                        for _, (step, values, _) in placed]  # none kept from an earlier measure
+                yield column.async_array.setitem(slice(lo, hi), span)
 
         _write_all(writes())
         for _, (step, _, measured) in placed:
@@ -1248,7 +1250,6 @@ class StoreWriter(StoreReader):
                 array[old:length] = np.nan
         return array
 
-    @uninterrupted
     @uninterrupted
     def replace_layout(self, xy: np.ndarray) -> None:
         """Put a recomputed layout of the first ``len(xy)`` rows in place of the old one, whole

@@ -353,6 +353,27 @@ def test_plain_zarr_reader_without_evowatch(tmp_path, rng):
     assert got["arrays"] >= 15
 
 
+def test_steps_measured_again_together_keep_every_new_value(tmp_path):
+    """Round AJ: steps 200 and 400 measured again in one pass (rows apart) were written a run
+    of rows at a time, all at once, onto each column's one chunk: the writes raced, and a
+    step kept its earlier values in some columns (a collapse read as healthy), a new step
+    NaN or step 0 in others. Every pass here must leave each row all new."""
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        store.write_steps_metrics([(step, {"vendi": 10.0, "fd": 0.3, "recall": 1.0}, [i, 32])
+                                   for i, step in enumerate((100, 200, 300, 400))])
+        for again in range(1, 9):
+            rows = [(200, {"vendi": again, "fd": again, "recall": -again}, [10 + again, 32]),
+                    (400, {"vendi": 2 * again, "fd": 2 * again, "recall": -2 * again}, [20 + again, 32]),
+                    (500 + again, {"vendi": 3 * again, "fd": 3 * again}, [30 + again, 32])]
+            store.write_steps_metrics(rows)
+            table = StoreReader(tmp_path / "s.zarr").step_metrics()
+            by_step = {int(s): i for i, s in enumerate(table["step"])}
+            assert sorted(by_step) == [100, 200, 300, 400] + [500 + k for k in range(1, again + 1)]
+            for step, values, _ in rows:
+                assert {k: table[k][by_step[step]] for k in values} == values
+            assert table["vendi"][by_step[300]] == 10.0 and np.isnan(table["recall"][by_step[500 + again]])
+
+
 def test_metric_tables(tmp_path, rng):
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(5, "step_5", "h") as tx:
