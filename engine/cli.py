@@ -293,6 +293,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
         with open_session(args) as watcher:
             watcher.run_until_settled()
+            watcher.end_hooks(wait=True)
         return 0
     left = 0
     try:  # a live watch stopped is a watch done, also while it starts (its imports, the encoder loading: seconds)

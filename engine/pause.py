@@ -10,16 +10,19 @@ checks it between steps::
         ...
 
 Delete the file (or call :func:`clear_pause`) to resume. ``evowatch watch --on-alert CMD``
-runs ``CMD`` through :func:`run_on_alert` with the alert in environment variables.
+runs ``CMD`` through :func:`run_on_alert` with the alert in environment variables, one
+alert at a time beside the watch (:class:`AlertCommands`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -131,11 +134,13 @@ def alert_env(alert: Any) -> dict[str, str]:
 
 
 def run_on_alert(
-    cmd: str, alert: Any, timeout_s: float = ON_ALERT_TIMEOUT_S, cwd: str | os.PathLike | None = None
+    cmd: str, alert: Any, timeout_s: float = ON_ALERT_TIMEOUT_S, cwd: str | os.PathLike | None = None,
+    cancel: threading.Event | None = None,
 ) -> int | None:
     """Run the user's ``--on-alert`` command (through the shell: the user wrote it) with
     the alert in the environment. Never raises for the command's sake: a non-zero exit,
-    a timeout or a failure to start is logged and returned as the exit code or None."""
+    a timeout or a failure to start is logged and returned as the exit code or None; so is
+    ``cancel`` set meanwhile (the watch stopped), which kills it without a word."""
     env = {**os.environ, **alert_env(alert)}
     # stderr into a file, not a pipe: a job the command leaves running (`notify.sh &`) kept a
     # pipe open, so the watch waited for it, then killed it at the timeout
@@ -148,7 +153,9 @@ def run_on_alert(
             log.warning("on-alert command could not start (%s): %s", exc, cmd)
             return None
         try:
-            proc.wait(timeout=timeout_s)
+            if not _wait(proc, timeout_s, cancel):
+                _kill_group(proc)
+                return None
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             log.warning("on-alert command timed out after %.0f s and was killed: %s", timeout_s, cmd)
@@ -161,6 +168,68 @@ def run_on_alert(
             said = err.read().strip()[-500:]
             log.warning("on-alert command exited %d: %s%s", proc.returncode, cmd, f"; stderr: {said}" if said else "")
     return proc.returncode
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float, cancel: threading.Event | None) -> bool:
+    """Wait for ``proc`` (``TimeoutExpired`` past ``timeout_s``); False once ``cancel`` is set."""
+    end = time.monotonic() + timeout_s
+    while cancel is not None and not cancel.is_set():
+        try:
+            proc.wait(timeout=max(0.0, min(0.1, end - time.monotonic())))
+            return True
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= end:
+                raise
+    if cancel is not None:
+        return False
+    proc.wait(timeout=timeout_s)
+    return True
+
+
+class AlertCommands:
+    """The ``--on-alert`` command, run for each alert in a thread beside the watch, one at a
+    time in the alerts' order. Run in line, a slow notifier (25 s) held every new checkpoint
+    back as long, and a hung one for its 60 s at each alert (round AJ)."""
+
+    def __init__(self, cmd: str, timeout_s: float = ON_ALERT_TIMEOUT_S) -> None:
+        self.cmd, self.timeout_s = cmd, timeout_s
+        self._alerts: queue.Queue = queue.Queue()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, alert: Any) -> None:
+        """Run the command for ``alert`` once those before it have run."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="evowatch-on-alert", daemon=True)
+            self._thread.start()
+        self._alerts.put(alert)
+
+    def _run(self) -> None:
+        while True:
+            alert = self._alerts.get()
+            try:
+                if not self._cancel.is_set():
+                    run_on_alert(self.cmd, alert, self.timeout_s, cancel=self._cancel)
+            finally:
+                self._alerts.task_done()
+
+    def finish(self) -> None:
+        """Wait for the commands left to run (each up to its timeout): ``--once`` ends once
+        its alerts' commands have run."""
+        if self._alerts.unfinished_tasks:
+            log.info("waiting for %d --on-alert command%s to end", self._alerts.unfinished_tasks,
+                     "" if self._alerts.unfinished_tasks == 1 else "s")
+        self._alerts.join()
+
+    def stop(self) -> None:
+        """The watch stopped: the command under way is killed, those not started are not run
+        (said). The commands run in their own process groups, which outlived the watch."""
+        left = self._alerts.unfinished_tasks
+        self._cancel.set()
+        if left:
+            log.warning("--on-alert: %d command%s not run to the end (the watch stopped): %s", left,
+                        "" if left == 1 else "s", self.cmd)
+        self._alerts.join()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -114,7 +114,10 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
                               "run_path": os.path.realpath(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {}),
                               **({"no_metrics": True} if args.no_metrics else {})})
-        yield watcher
+        try:
+            yield watcher
+        finally:
+            watcher.end_hooks(wait=False)  # no --on-alert command outlives the watch
 
 
 def _watched_at(store: StoreReader) -> str | None:

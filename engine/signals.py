@@ -22,7 +22,7 @@ from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
                             mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
                             vendi_score)
-from engine.pause import run_on_alert, write_pause
+from engine.pause import AlertCommands, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
 from stores.format import KIND_CODES, array_name, array_names
@@ -129,6 +129,7 @@ class Signals:
     _said_no_probes: bool = field(default=False, init=False)
     _said_unlabelled_real: bool = field(default=False, init=False)
     _said_twins: set = field(default_factory=set, init=False)
+    _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
     _history: dict[int, dict] | None = field(default=None, init=False)  # see _steps_measured
     _unwritten: list = field(default_factory=list, init=False)  # measured rows not yet in the store
@@ -430,4 +431,11 @@ class Signals:
     def _announce(self, alert: Alert) -> None:
         print(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}", file=sys.stderr)
         if self.on_alert:
-            run_on_alert(self.on_alert, alert)
+            self._commands = self._commands or AlertCommands(self.on_alert)
+            self._commands.submit(alert)
+
+    def end(self, wait: bool) -> None:
+        """The watch ends: wait for the --on-alert commands left to run (``--once``), or stop them
+        (a watch stopped, or failed)."""
+        if self._commands:
+            self._commands.finish() if wait else self._commands.stop()

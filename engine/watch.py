@@ -575,6 +575,13 @@ class Watcher:
         for hook in self.after_ingest:
             hook(self.store, results)
 
+    def end_hooks(self, wait: bool) -> None:
+        """Let the hooks end what they run beside the watch (:meth:`engine.signals.Signals.end`):
+        waited for after ``--once``, stopped when the watch stops."""
+        for hook in self.after_ingest:
+            if hasattr(hook, "end"):
+                hook.end(wait)
+
     def steps_left(self) -> int:
         """Steps the hooks have yet to measure (:meth:`engine.signals.Signals.steps_left`)."""
         return sum(hook.steps_left(self.store) for hook in self.after_ingest if hasattr(hook, "steps_left"))

@@ -680,6 +680,44 @@ def test_an_on_alert_command_leaving_a_job_running_does_not_hold_up_the_watch(tm
     assert done.read_text() == "done\n"  # the job ran on, not killed
 
 
+def test_on_alert_commands_run_beside_the_watch_in_order(tmp_path):
+    """Round AJ: a 25 s notifier held every new checkpoint back 25 s (the command ran in line).
+    Announcing returns at once; the commands run one at a time in the alerts' order, and
+    --once's end waits for them."""
+    from engine.signals import Signals
+
+    log_file = tmp_path / "ran.txt"
+    signals = Signals(run_dir=tmp_path, encoder=None, on_alert=f'sleep 0.5; echo "$EVOWATCH_STEP" >> "{log_file}"')
+    start = time.monotonic()
+    for step in (700, 800):
+        signals._announce(Alert(step, "collapse", 0.1, "m"))
+    assert time.monotonic() - start < 0.4 and not log_file.exists()
+    signals.end(wait=True)
+    assert log_file.read_text().split() == ["700", "800"] and time.monotonic() - start >= 1.0
+
+
+def test_a_stopped_watch_kills_its_on_alert_command_and_says_what_did_not_run(tmp_path, caplog):
+    """A command runs in its own process group (its timeout kills it all), which outlived the
+    watch unless stopped: a stop kills the one under way and drops the rest, said."""
+    from engine.signals import Signals
+
+    out, pid = tmp_path / "out.txt", tmp_path / "pid"
+    signals = Signals(run_dir=tmp_path, encoder=None,
+                      on_alert=f'echo $$ > "{pid}"; sleep 30; echo "$EVOWATCH_STEP" >> "{out}"')
+    for step in (700, 800):
+        signals._announce(Alert(step, "collapse", 0.1, "m"))
+    deadline = time.monotonic() + 10
+    while not (pid.exists() and pid.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        signals.end(wait=False)
+    assert time.monotonic() - start < 5 and "--on-alert: 2 commands not run to the end (the watch stopped)" in caplog.text
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left to run on
+        os.kill(int(pid.read_text()), 0)
+    assert not out.exists() and "timed out" not in caplog.text and "exited" not in caplog.text
+
+
 def test_a_pause_written_by_hand_blocks_and_a_timeout_is_kept(tmp_path):
     """Round AB: `echo 1 > EVOWATCH_PAUSE` crashed the trainer (AttributeError), and a wait
     with timeout_s=0.5 returned after a whole 5 s poll."""
@@ -707,7 +745,7 @@ def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path,
         def set_alerts(self, alerts):
             self.attrs = {"alerts": alerts}
 
-    monkeypatch.setattr(signals, "run_on_alert", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(signals.AlertCommands, "submit", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     store = Store()
     with pytest.raises(KeyboardInterrupt):
         Signals(run_dir=tmp_path, encoder=None, on_alert="notify", pause_on_alert=True)._alerts(store, 7, {})
