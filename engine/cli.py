@@ -503,5 +503,21 @@ def main(argv: list[str] | None = None) -> int:
         restore_sigterm()
 
 
+def _exit_past_busy_threads(code: int) -> int:
+    """A second Ctrl-C leaves a --sampler's or the encoder's thread inside a torch call: the
+    interpreter's exit ran torch's destructors under it and aborted ("terminate called without
+    an active exception", SIGABRT, round AJ). Everything is committed by then: exit without them."""
+    if any(t.is_alive() for t in threading.enumerate() if t.name in ("evowatch-encode", "evowatch-decode")):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def run() -> None:
+    """The ``evowatch`` command (:func:`main` returns its status instead, for callers in Python)."""
+    sys.exit(_exit_past_busy_threads(main()))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

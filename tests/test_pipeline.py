@@ -1509,6 +1509,42 @@ def test_an_interrupted_once_says_what_is_kept_and_how_to_resume(tmp_path):
                                     "run the same command again to resume")
 
 
+@pytest.mark.slow
+def test_a_second_ctrl_c_during_a_torch_call_stops_at_once_without_an_abort(tmp_path):
+    """Round AJ: Ctrl-C twice during a CLIP watch (here a --sampler busy in torch) printed
+    "terminate called without an active exception" and died of SIGABRT: the interpreter's
+    exit ran torch's destructors under the thread still in its call."""
+    (tmp_path / "busy_sampler.py").write_text(
+        "import time, torch\n"
+        "def sample(checkpoint_path, n_samples, seed):\n"
+        "    a, end = torch.randn(400, 400), time.time() + 60\n"
+        "    while time.time() < end:\n"
+        "        a = torch.tanh(a @ a.T / 400)\n"
+        "    return torch.rand(n_samples, 3, 8, 8)\n")
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    run.mkdir()
+    (run / "model-100.pt").write_bytes(b"weights")
+    env = {**_env(tmp_path), "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}
+    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                 "--sampler", "busy_sampler:sample", "--samples-per-checkpoint", "2"),
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "sampler busy_sampler:sample" in line:
+                break
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        for line in proc.stderr:
+            if "Ctrl-C again stops at once" in line:
+                break
+        err = _stop(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "terminate called" not in err, err
+    assert "stopped; everything ingested so far is committed" in err and not Path(f"{store}.lock").exists()
+
+
 def test_stopping_a_watch_still_waiting_for_its_run_leaves_no_empty_store(tmp_path):
     run, store = tmp_path / "not_yet", tmp_path / "s.zarr"
     proc = _started(tmp_path, str(run), "--store", str(store))
