@@ -73,6 +73,7 @@ class SkipFile(Exception):
     ids start after them (a last row gone NaN shifted them, and trails joined other samples)."""
 
     rows: int = 0
+    misfit: bool = False  # the file does not fit the grid the options force (SkippedFile.misfit)
 
 
 # --- pixels ------------------------------------------------------------------------------
@@ -703,6 +704,12 @@ class _Context:
         return found if found is not None else self.key_labels.get(path)
 
 
+def _misfit(reason: str) -> SkipFile:
+    exc = SkipFile(reason)
+    exc.misfit = True
+    return exc
+
+
 def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Iterator[Sample]:
     image = load_image(path)
     name = ctx.name(path)
@@ -711,10 +718,10 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
         try:
             geometry = resolve_grid(image, ctx.grid, ctx.tile_size, lossy=path.suffix.lower() in LOSSY_EXTENSIONS)
         except ValueError as exc:
-            raise SkipFile(str(exc)) from None
+            raise _misfit(str(exc)) from None
     if geometry is None and split and (ctx.tile_rows or ctx.tile_cols):  # the user's choice cannot be made
-        raise SkipFile("no grid found to keep rows or columns of (tiles too alike or too noisy to tell apart); "
-                       "force its geometry with --grid ROWSxCOLS")
+        raise _misfit("no grid found to keep rows or columns of (tiles too alike or too noisy to tell apart); "
+                      "force its geometry with --grid ROWSxCOLS")
     if geometry is None:
         instance = ctx.ids.get(path, -1)
         yield Sample(image=image, instance=instance, path=name, label=ctx.label(path, instance))
@@ -722,7 +729,7 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
     try:
         tiles = select_tiles(split_grid(image, geometry), geometry, ctx.tile_rows, ctx.tile_cols)
     except ValueError as exc:
-        raise SkipFile(str(exc)) from None
+        raise _misfit(str(exc)) from None
     for tile_index, tile in tiles:
         instance = offset + tile_index
         yield Sample(image=tile, instance=instance, path=f"{name}#{tile_index}",
@@ -807,7 +814,7 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
                 multi = multi or "#" in sample.path
                 yield sample
         except SkipFile as exc:  # the consumer logs it and records it in the store
-            yield SkippedFile(path=ctx.name(path), reason=str(exc))
+            yield SkippedFile(path=ctx.name(path), reason=str(exc), misfit=exc.misfit)
             if exc.rows:  # a tensor file's rows, some or all left out: the next file's ids follow them all
                 after, multi = max(after, offset + exc.rows), True
         except Exception as exc:  # never one file's failure the whole ingest's: named, recorded, the rest goes on

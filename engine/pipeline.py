@@ -33,8 +33,10 @@ from engine.decode import VANISHED, iter_samples
 from engine.decode_workers import start_decode_processes
 from engine.discovery import DiscoveryOptions
 from engine.encoders import Encoder
+from engine.errors import EvowatchError
 from engine.records import Checkpoint, SkippedFile
 from engine.writer_process import WriterProcess
+from stores.format import KIND_CODES
 from stores.zarr_store import WRITE_ROWS, StoreWriter, available_cores
 
 log = logging.getLogger(__name__)
@@ -245,6 +247,30 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
                 pass
 
 
+def _fitted_before(store: StoreWriter) -> bool:
+    """Whether the store holds generated samples: the options' grid fitted a checkpoint before."""
+    ckpt = store.checkpoints()
+    return bool(np.any((ckpt["kind"] == KIND_CODES["generated"]) & (ckpt["row_stop"] > ckpt["row_start"])))
+
+
+def _options_misfit(checkpoint: Checkpoint, misfits: list[SkippedFile]) -> EvowatchError:
+    """No file of the first checkpoint fits the grid the options force: a wrong --grid printed
+    a line per file of every checkpoint (576), exited 0 and left a store of 0 rows (round AJ)."""
+    first = misfits[0]
+    return EvowatchError(f"{checkpoint.source}: none of its {counted(len(misfits), 'file')} fits the grid the options "
+                         f"force ({first.path}: {first.reason.rstrip('.')}); nothing stored")
+
+
+def _say_misfits(checkpoint: Checkpoint, misfits: list[SkippedFile]) -> None:
+    """A checkpoint's files that do not fit the forced grid, in one line past three."""
+    if len(misfits) <= 3:
+        for skipped in misfits:
+            log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    else:
+        log.warning("skipped %s of %s: %s (%s, ...)", counted(len(misfits), "file"), checkpoint.source,
+                    misfits[0].reason, ", ".join(s.path for s in misfits[:2]))
+
+
 class _NotStored(Exception):
     """Rolls back a checkpoint deleted while it was read, or whose sampler failed."""
 
@@ -274,6 +300,8 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
     current: Start | None = None
     rows = done = 0
     retry = False
+    misfits: list[SkippedFile] = []  # the checkpoint's files that do not fit a forced grid
+    fitted = False  # a generated checkpoint of this ingest had samples
     waiting: list[IngestResult] = []
     deadline = 0.0
     received: collections.deque = collections.deque()
@@ -298,7 +326,9 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 tx_context = store.checkpoint(item.checkpoint.step, item.checkpoint.source, item.content_hash, kind)
                 tx = tx_context.__enter__()
             elif isinstance(item, SkippedFile):
-                if item.reason != VANISHED:  # said at the end: the whole checkpoint may be gone
+                if item.misfit:  # said at the end, in one line: every file may misfit alike
+                    misfits.append(item)
+                elif item.reason != VANISHED:  # said at the end: the whole checkpoint may be gone
                     log.warning("skipped %s: %s", item.path, item.reason)
                 tx.skip(item.path, item.reason)
                 retry = retry or item.retry
@@ -326,6 +356,12 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                                 item.checkpoint.source, counted(len(gone), "file"), ", ".join(gone[:2]))
                 for path in gone if len(gone) <= 3 else ():
                     log.warning("skipped %s: %s", path, VANISHED)
+                if misfits:
+                    if rows == 0 and len(misfits) == len(tx.skipped) and not fitted and not _fitted_before(store):
+                        raise _options_misfit(item.checkpoint, misfits)  # rolled back below
+                    _say_misfits(item.checkpoint, misfits)
+                    misfits = []
+                fitted = fitted or (rows > 0 and item.checkpoint.kind == "generated")
                 if not store.has_pending:
                     deadline = time.monotonic() + GROUP_SECONDS
                 tx.defer = done < n_jobs and store.pending_rows + tx.n_rows < GROUP_ROWS

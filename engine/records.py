@@ -43,8 +43,10 @@ class SkippedFile:
     """A file that could not be decoded: recorded as a warning in the store, never fatal.
     ``retry``: the failure is the reader's, not the file's (a ``--sampler`` raised: a flag
     missing, the GPU out of memory), so nothing of its checkpoint is stored and the next run
-    reads it again; a stored empty checkpoint was never sampled again."""
+    reads it again; a stored empty checkpoint was never sampled again. ``misfit``: the file
+    does not fit the grid the options force (--grid, --tile-size, --tile-rows/--tile-cols)."""
 
     path: str
     reason: str
     retry: bool = False
+    misfit: bool = False

@@ -582,6 +582,11 @@ class Watcher:
             if hasattr(hook, "end"):
                 hook.end(wait)
 
+    @property
+    def found_checkpoints(self) -> int:
+        """Checkpoints of the run its last scan saw, ready or not (0: the line before says why)."""
+        return self._found
+
     def steps_left(self) -> int:
         """Steps the hooks have yet to measure (:meth:`engine.signals.Signals.steps_left`)."""
         return sum(hook.steps_left(self.store) for hook in self.after_ingest if hasattr(hook, "steps_left"))

@@ -602,24 +602,24 @@ def test_default_workers_count_the_cores_this_process_may_use(monkeypatch):
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()
-    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 1
     assert f"{run}: no checkpoints found" in capsys.readouterr().err
     assert not store.exists()  # nothing to keep: no empty store left behind
     (run / "plots").mkdir()  # DVCLive's samples.png, rewritten at every step: no step to read, but named
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(run / "plots" / "samples.png")
-    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 1
     assert capsys.readouterr().err.rstrip().endswith("see --step-regex and --samples); seen, read as no checkpoint: "
                                                      "plots/samples.png")
     shutil.rmtree(run / "plots")
     sampler = tmp_path / "my_sampler.py"
     sampler.write_text("import numpy as np\ndef sample(path, n, seed):\n    return np.zeros((n, 8, 8, 3), np.uint8)\n")
     with_sampler = ["--sampler", f"{sampler}:sample", "--samples-per-checkpoint", "2"]
-    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", *with_sampler]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", *with_sampler]) == 1
     assert f"{run}: no weights whose names carry a step found (model-12.pt" in capsys.readouterr().err
     (run / "local_output").mkdir()  # VAR: its weights rewritten every epoch, the epoch inside the file
     (run / "local_output" / "ar-ckpt-last.pth").write_bytes(b"weights")
     for extra in ([], with_sampler):  # said the same whether a sampler is given or not
-        assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", *extra]) == 0
+        assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", *extra]) == 1
         assert (f"{run}: no sample files, and no name of its weights (local_output/ar-ckpt-last.pth) carries a step: "
                 "a file the trainer rewrites has no step to place its samples at") in capsys.readouterr().err
     shutil.rmtree(run / "local_output")
@@ -628,13 +628,13 @@ def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once
         (run / f"checkpoint-{step}" / "unet").mkdir(parents=True)
         (run / f"checkpoint-{step}" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"w")
         (run / f"checkpoint-{step}" / "optimizer.bin").write_bytes(b"o")
-    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 1
     assert (f"{run}: no sample files, but 2 checkpoints of weights (checkpoint-500, checkpoint-1000): sample them "
             "with --sampler module:function") in capsys.readouterr().err
     folder = write_step(run, 100, 1, seed=0)
     # a --samples glob that matches nothing says so, not "weights" or "no checkpoints"
     assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
-                 "--samples", "*.jpeg"]) == 0
+                 "--samples", "*.jpeg"]) == 1
     assert (f"{run}: --samples '*.jpeg' matches no file name here (nor an image tag logged to TensorBoard)"
             in capsys.readouterr().err)
     for step in (500, 1000):
@@ -1543,6 +1543,29 @@ def test_a_second_ctrl_c_during_a_torch_call_stops_at_once_without_an_abort(tmp_
             proc.kill()
     assert proc.returncode == 0 and "terminate called" not in err, err
     assert "stopped; everything ingested so far is committed" in err and not Path(f"{store}.lock").exists()
+
+
+def test_a_grid_option_no_file_fits_is_one_error_and_leaves_no_store(tmp_path, capsys):
+    """Round AJ: `--grid 3x3` on 32 px images printed a line per file of every checkpoint
+    (576), exited 0 and left a store of 0 rows. The first checkpoint that none fits is an
+    error; once one fitted, a checkpoint that does not is said in one line."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200, 300):
+        write_step(run, step, 6, seed=step)  # 24 px images
+    watch = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
+             "--settle", "0", "--tile-size"]
+    assert main([*watch, "100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("evowatch: error: step_000100: none of its 6 files fits the grid the options force "
+                          "(step_000100/samples/00000.png: Expected an image that splits into 100px tiles") and "\n" not in err
+    assert not store.exists()
+    assert main([*watch, "12"]) == 0  # 2x2 grids of 12 px
+    write_step(run, 400, 6, seed=400, size=10)  # a checkpoint the same option does not fit, after others did
+    capsys.readouterr()
+    assert main([*watch, "12"]) == 0
+    skipped = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evowatch: skipped")]
+    assert len(skipped) == 1 and skipped[0].startswith("evowatch: skipped 6 files of step_000400: Expected an image")
+    assert StoreReader(store).info()["rows"] == 3 * 6 * 4
 
 
 def test_stopping_a_watch_still_waiting_for_its_run_leaves_no_empty_store(tmp_path):
@@ -2475,7 +2498,7 @@ def test_a_step_regex_that_reads_no_step_says_whether_it_matched_nothing_or_capt
     for regex, why in (("ckpt-(\\d+)", "matches no name here (step_000100, samples, 00000.png, ...)"),
                        ("(?P<step>[a-z]+)_", "captures no number ('step' of step_000100): let its group, or the "
                                              "named group step, capture the digits only, e.g. 'step_(\\d+)'")):
-        assert main([*watch, "--step-regex", regex]) == 0
+        assert main([*watch, "--step-regex", regex]) == 1
         assert capsys.readouterr().err.strip().splitlines()[-1] == (
             f"evowatch: {run}: no checkpoints found: --step-regex '{regex}' {why}")
     assert main([*watch, "--step-regex", "step_(\\d+)"]) == 0
