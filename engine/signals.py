@@ -139,6 +139,9 @@ class Signals:
     #: measuring every step again, 250 of them, held new checkpoints back for over a minute)
     budget_s: float | None = field(default=None, init=False)
     pending: bool = field(default=False, init=False)
+    #: steps measured again on a new version (a rewrite) until the steps after them are evaluated
+    #: again: step -> the new version's checkpoint index
+    _rewrites: dict = field(default_factory=dict, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         losses = self._update_scalars(store)
@@ -167,6 +170,8 @@ class Signals:
                 if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
                     self.pending = True  # the rest at the next call, in step order (alerts read the steps before)
                     break
+                if measured.get(step):  # measured before on another version: rewritten
+                    self._rewrites[step] = basis[0]
                 self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
                 done.append(step)
                 if said:
@@ -183,13 +188,21 @@ class Signals:
             # the steps after one measured late (a checkpoint that came after later ones, one
             # rewritten): their alerts read it, so they are evaluated again, as a fresh ingest would
             for step in sorted(set(measured) - set(done)):
-                if step > earliest and measured[step] != []:
+                if step > earliest and measured[step] != [] and not self._before_a_rewrite(step, measured[step]):
                     self._alerts(store, step, losses)
             self._write_measured(store, at_once=True)  # their alerts, before the note to evaluate them goes
             store.set_alerts_from(None)
         if not self.pending:  # the newest step measured is the newest checkpoint's
+            self._rewrites.clear()
             self._late_losses(store, losses, raised)
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
+
+    def _before_a_rewrite(self, step: int, basis: list[int] | None) -> bool:
+        """Whether ``step``'s checkpoint came before the rewrite of an earlier step: a run resumed
+        from an earlier checkpoint rewrites the steps after it too, and until it has, comparing
+        the abandoned run's later steps with the new one's paused a healthy trainer for a false
+        collapse, dropped once those steps were rewritten (round AJ). Evaluated when they are."""
+        return bool(basis) and any(earlier < step and basis[0] < index for earlier, index in self._rewrites.items())
 
     @staticmethod
     def _drop_gone_steps(store: StoreWriter, ckpt: dict, measured: dict) -> bool:

@@ -895,6 +895,32 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     assert StoreReader(store).alerts_from is None
 
 
+def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned_steps(tmp_path, capsys):
+    """Round AJ: a trainer resumed from step 200 rewrote step 300 healthy; step 400, still the
+    abandoned run's collapsed samples (its rewrite not yet settled), was evaluated again against
+    it: a false collapse was announced, the trainer paused and --on-alert run, and the alert
+    dropped once 400 was rewritten. The steps after a rewrite are judged when rewritten."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    write_step(run, 0, untrained_blobs(rng))
+    for step in (100, 200, 300, 400):  # collapsed from the start: no best to fall from
+        write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []
+    write_step(run, 300, smooth_images(rng, 8, 32))  # resumed from 200: 300 rewritten healthy, 400 not yet
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
+    assert StoreReader(store).attrs["alerts"] == []
+    write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten, and collapsed: said
+    assert main(argv) == 0
+    assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
+
+
 def test_labels_named_in_any_script_each_have_their_metrics(tmp_path):
     """Labels 猫, 狗, 鸟 were all stored as one column, ``label_share:`` (array names were kept
     to ASCII): label_drift saw one label, its chance level 0, and fired on a run the same
