@@ -446,12 +446,23 @@ def _fd_jumped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         return None
     base = float(np.median(fd[:3]))
     rise = min(fd[3:]) - base
-    if base > 0 and rise > max(rules.fd_jump_rise * base, rules.fd_noise_z * sd):
-        s0, s1 = int(window[3]["step"]), int(window[-1]["step"])
-        return Alert(s1, "fd_rising", fd[-1],
-                     f"FD jumped at step {s0} and stayed up for {hold} checkpoints: {base:.4g} before -> "
-                     f"{', '.join(f'{v:.4g}' for v in fd[3:])} (+{_pct(rise / base)} at least)")
-    return None
+    bar = max(rules.fd_jump_rise * base, rules.fd_noise_z * sd)
+    if not (base > 0 and rise > bar):
+        return None
+    # held longer than the window: the jump is where FD went past the bar, not the window's
+    # start (round AJ: "jumped at step 900, 0.385 before" of a jump at 800 from 0.336)
+    values = [_get(r, "fd") for r in hist]
+    start = len(hist) - hold
+    while start > 3 and _finite(values[start - 1]) and values[start - 1] - base > bar:
+        start -= 1
+    prior = [v for v in values[start - 3:start] if math.isfinite(v)]
+    before = float(np.median(prior)) if prior else base
+    up = values[start:]
+    s0, s1 = int(hist[start]["step"]), int(window[-1]["step"])
+    return Alert(s1, "fd_rising", fd[-1],
+                 f"FD jumped at step {s0} and stayed up for {len(up)} checkpoints: {before:.4g} before -> "
+                 f"{'..., ' if len(up) > 6 else ''}{', '.join(f'{v:.4g}' for v in up[-6:])} "
+                 f"(+{_pct((min(up) - before) / before)} at least)")
 
 
 def _shares(rec: Mapping, prefix: str) -> dict[str, tuple[float, float]]:

@@ -307,6 +307,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 pass
             left = watcher.steps_left()
+            watcher.say_unfinished(("the next watch ingests it", "the next watch ingests them"))
     except KeyboardInterrupt:
         pass
     log.info("stopped; everything ingested so far is committed%s",

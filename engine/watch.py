@@ -605,15 +605,21 @@ class Watcher:
                      counted(len(self._settling), "checkpoint"))
             time.sleep(self.config.options.settle)
             results += self.run_once()
+        self.say_unfinished(("run the same command again once it is complete",
+                             "run the same command again once they are complete"))
+        return results
+
+    def say_unfinished(self, then: tuple[str, str]) -> None:
+        """Name the checkpoints the last scan found still being written (or without their ready
+        file), not ingested; ``then`` says what ingests it, or them. A live watch stopped within
+        --settle of the run's last checkpoint left it out without a word (round AJ)."""
         ready_file = self.config.options.ready_file
         committed = self.store.committed_hashes() if ready_file else {}  # stored before a --ready-file was set
         unfinished = [c.source for c in self._settling if stored_text(c.source) not in committed]
         if unfinished:
-            log.warning("not ingested, %s: %s; run the same command again once %s",
-                        f"no ready file ({ready_file}) yet" if ready_file else "still being written",
-                        ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else ""),
-                        "it is complete" if len(unfinished) == 1 else "they are complete")
-        return results
+            log.warning("not ingested, %s: %s; %s", f"no ready file ({ready_file}) yet" if ready_file else
+                        "still being written", ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else ""),
+                        then[len(unfinished) > 1])
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Initial scan, then ingest on events and ticks until ``stop`` is set or Ctrl-C. A run

@@ -1218,5 +1218,7 @@ def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
 
     jumped = settled + [0.287, 0.294, 0.289]
     assert fired(jumped)[0] == (800, "FD jumped at step 700 and stayed up for 2 checkpoints")
+    # held on, it is still the jump at 700 (round AJ: "jumped at step 900" with 800's FD "before")
+    assert fired(jumped)[1] == (900, "FD jumped at step 700 and stayed up for 3 checkpoints")
     assert fired(settled + [0.287, 0.045, 0.05, 0.043]) == []  # one checkpoint out of line, then back
     assert fired(settled + [0.05, 0.052, 0.049]) == []

@@ -1568,6 +1568,24 @@ def test_a_grid_option_no_file_fits_is_one_error_and_leaves_no_store(tmp_path, c
     assert StoreReader(store).info()["rows"] == 3 * 6 * 4
 
 
+def test_a_live_watch_stopped_before_the_last_checkpoint_settled_names_it(tmp_path):
+    """Round AJ: Ctrl-C within --settle of the trainer's last checkpoint left it out, and the
+    stop line said only "everything ingested so far is committed"."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    proc = _started(tmp_path, str(run), "--store", str(store), "--settle", "9")
+    write_step(run, 200, 2, seed=1)
+    folder = run / "step_000200"
+    now = time.time()
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (now, now))  # just written
+    time.sleep(4)  # the watch sees it, still settling
+    err = _stop(proc, signal.SIGINT)
+    assert proc.returncode == 0, err
+    assert "evowatch: not ingested, still being written: step_000200; the next watch ingests it" in err, err
+    assert info(store)["steps"] == [100]
+
+
 def test_stopping_a_watch_still_waiting_for_its_run_leaves_no_empty_store(tmp_path):
     run, store = tmp_path / "not_yet", tmp_path / "s.zarr"
     proc = _started(tmp_path, str(run), "--store", str(store))
