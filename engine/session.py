@@ -90,6 +90,9 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     if args.probe and not args.no_metrics and not encoder.supports_text:  # said before ingesting, not after
         raise EvowatchError(f"--probe needs a clip: encoder to score its prompts; {encoder.spec} has no text tower: "
                             "drop --probe or use --encoder clip:ARCH/PRETRAINED")
+    if args.probe and not args.no_metrics and "/random-seed" in encoder.identity:  # round AJ: all probe shares 0
+        log.warning("--probe with %s: an untrained CLIP scores prompts at random, so the probe shares and "
+                    "probe_drift mean nothing; use pretrained weights (--encoder clip:ARCH/PRETRAINED)", encoder.identity)
     record = encoder_record(encoder)
     sampler = None
     if getattr(args, "sampler", None):

@@ -2071,8 +2071,10 @@ def test_probes_that_cannot_be_scored_are_said_before_anything_is_done(tmp_path,
     assert not store.exists()
     tiny = Path(__file__).parent / "data" / "evowatch-tiny.json"
     assert main([*argv, "--encoder", f"clip:{tiny}/random", "--device", "cpu"]) == 0
-    assert ("--probe: probes are scored against the real reference (--real DIR), which this store lacks: "
-            "they are not measured") in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--probe: probes are scored against the real reference (--real DIR), which this store lacks: " \
+           "they are not measured" in err
+    assert "an untrained CLIP scores prompts at random, so the probe shares and probe_drift mean nothing" in err
     # round Z: a malformed probe was refused after the whole backlog was ingested; two probes of
     # one prompt (or prompts that read the same as array names) shared a column, one of them lost
     with pytest.raises(SystemExit) as exit_:
