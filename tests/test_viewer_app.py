@@ -616,15 +616,17 @@ def test_store_without_layout_or_metrics_shows_notes(tmp_path, monkeypatch):
     assert "no layout has been committed yet" in texts(at)
 
 
-def test_store_without_layout_still_shows_signals_and_comparison(tmp_path, monkeypatch):
+@pytest.mark.parametrize("n, same", [(4, "The same 4 instances at both steps"),
+                                     (1, "The same 1 instance at both steps")])  # was "1 instances"
+def test_store_without_layout_still_shows_signals_and_comparison(tmp_path, monkeypatch, n, same):
     """`watch --no-layout`: no map, but the signals and the step comparison need none, and
     the note names the command that draws the map."""
     path = tmp_path / "nolayout.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=8) as w:
         for step in (1000, 2000):
             with w.checkpoint(step, f"s{step}", f"h{step}") as tx:
-                tx.add(np.eye(8, dtype=np.float32)[:4], [0, 1, 2, 3], ["a"] * 4, np.zeros((4, 8, 8, 3), np.uint8),
-                       [f"s{step}/{i}.png" for i in range(4)])
+                tx.add(np.eye(8, dtype=np.float32)[:n], list(range(n)), ["a"] * n, np.zeros((n, 8, 8, 3), np.uint8),
+                       [f"s{step}/{i}.png" for i in range(n)])
             w.write_step_metrics(step, {"vendi": 2.0})
     at = run_app(path, monkeypatch)
     at.toggle(key="show_compare").set_value(True).run()
@@ -632,7 +634,7 @@ def test_store_without_layout_still_shows_signals_and_comparison(tmp_path, monke
     page = texts(at)
     assert "watched with `--no-layout`" in page and f"run `evowatch layout {path}`" in page
     assert component_data(at, "evowatch_lines")["steps"] == [1000, 2000]
-    assert "The same 4 instances at both steps" in page
+    assert same in page
     assert not [e for e in at.get("bidi_component") if e.proto.component_name == "evowatch_map"]
 
 

@@ -358,7 +358,7 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
     if not aligned:
         st.caption("No instance ids shared by these steps: showing the first samples of each instead.")
     else:
-        st.caption(f"The same {len(rows_a)} instances at both steps"
+        st.caption(f"The same {counted(len(rows_a), 'instance')} at both steps"
                    + (" (selected instances first)." if prefer is not None else "."))
     for col, step, rows in ((c1, a, rows_a), (c2, b, rows_b)):
         thumbs = data.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
