@@ -180,6 +180,24 @@ def test_near_copies_not_measured_leave_their_filter_disabled_with_why(tmp_path,
     assert not at.exception
 
 
+def test_near_copies_measured_but_not_laid_out_say_the_map_is_missing_not_holdout(tmp_path, monkeypatch):
+    """`watch --real --holdout --no-layout`: the flags are measured, but the viewer reads them
+    for the laid-out rows only (none), and its note said to add the --holdout already given."""
+    path = tmp_path / "nolayout.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as w:
+        with w.checkpoint(1000, "s1000", "h1000") as tx:
+            tx.add(np.eye(8, dtype=np.float32)[:4], [0, 1, 2, 3], ["a"] * 4, np.zeros((4, 8, 8, 3), np.uint8),
+                   [f"s1000/{i}.png" for i in range(4)])
+        w.write_sample_metric(data.NEAR_COPY, 0, np.array([0, 1, 0, 0], np.float32))
+        w.write_step_metrics(1000, {"near_copy_frac": 0.25})
+    at = run_app(path, monkeypatch)
+    box = at.checkbox(key="near_copies")
+    assert box.disabled and "--holdout" not in box.help
+    assert box.help == ("The samples measured for near-copies are not on the map yet: the filter works once they "
+                        f"are laid out (a store watched with --no-layout: run `evowatch layout {path}`).")
+    assert not at.exception
+
+
 def test_colour_modes_and_radial_layout(store, monkeypatch):
     at = run_app(store, monkeypatch)
     for mode in ("label", "kind", "metric:nn_train_distance"):

@@ -216,10 +216,7 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
     flags = data.sample_metric(path, commit, data.NEAR_COPY) if data.NEAR_COPY in d.sample_metric_names else None
     has_copy = flags is not None and bool(np.isfinite(flags).any())
     near = sb.checkbox("Only near-copies of training images", key="near_copies", disabled=not has_copy,
-                       help=None if has_copy else
-                       "No near-copy flags yet: the store has no per-sample copy metrics." if flags is None else
-                       "Near-copies are not measured in this store: they need held-out images (watch with --holdout "
-                       "beside --real).")
+                       help=None if has_copy else near_copy_note(path, commit, flags))
     f = data.Filters(step_range=step_range, focus_step=focus,
                      kinds=None if set(kinds) == set(present) else tuple(kinds),
                      labels=tuple(labels) if labels else None, probe=probe, near_copies_only=bool(near and has_copy))
@@ -229,6 +226,18 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
     sb.toggle("Step comparison", value=False, key="show_compare")
     sb.toggle("Text query", value=False, key="show_query")
     return f, layout, color
+
+
+def near_copy_note(path: str, commit: data.Commit, flags: np.ndarray | None) -> str:
+    """Why the near-copies filter is disabled, given the laid-out rows' ``flags``. Flags
+    measured on rows not laid out yet (`watch --no-layout`) are no reason to add --holdout."""
+    if flags is None:
+        return "No near-copy flags yet: the store has no per-sample copy metrics."
+    if commit.layout_rows < commit.rows and np.isfinite(data.sample_metric(path, commit, data.NEAR_COPY,
+                                                                           laid_out=False)).any():
+        return (f"The samples measured for near-copies are not on the map yet: the filter works once they are laid "
+                f"out (a store watched with --no-layout: run `evowatch layout {path}`).")
+    return "Near-copies are not measured in this store: they need held-out images (watch with --holdout beside --real)."
 
 
 # ----------------------------------------------------------------------------- panels

@@ -315,15 +315,16 @@ def placed(path: str | Path, commit: Commit, layout: Layout) -> np.ndarray:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _sample_metric(path: str, commit: Commit, name: str) -> np.ndarray:
-    values = reader(path, commit).sample_metric(name)[: commit.layout_rows]
+def _sample_metric(path: str, commit: Commit, name: str, laid_out: bool = True) -> np.ndarray:
+    values = reader(path, commit).sample_metric(name)[: commit.layout_rows if laid_out else commit.rows]
     _readonly(values)
     return values
 
 
-def sample_metric(path: str | Path, commit: Commit, name: str) -> np.ndarray:
-    """A per-sample metric for the laid-out rows (NaN where absent), cached per commit."""
-    return _sample_metric(str(path), commit, name)
+def sample_metric(path: str | Path, commit: Commit, name: str, laid_out: bool = True) -> np.ndarray:
+    """A per-sample metric for the laid-out rows (NaN where absent), cached per commit; with
+    ``laid_out=False``, for all committed rows (measured before they are laid out)."""
+    return _sample_metric(str(path), commit, name, laid_out)
 
 
 NEAR_COPY = "near_copy"
