@@ -248,6 +248,21 @@ def test_clicked_point_shows_instance_trail(store, monkeypatch):
     assert map_chart(at)["trail"]["row"] == [0]
 
 
+def test_a_long_runs_trail_shows_a_grid_of_its_steps_first_and_last_kept(tmp_path, monkeypatch):
+    """A click on a 2,000-step store rendered all 2,000 trail thumbnails (17 s)."""
+    path = tmp_path / "long.zarr"
+    n_steps = data.GRID_MAX + 15
+    build_store(path, n_steps=n_steps, per_step=2, n_real=2, thumbnail_size=8, backlog=True)
+    at = run_app(path, monkeypatch, map={"click": 2 + 1})  # the first step, instance 1
+    assert not at.exception
+    assert f"Instance 1 across {n_steps} steps" in texts(at)
+    assert f"Showing {data.GRID_MAX} of {n_steps} steps, spread evenly from the first to the last." in texts(at)
+    assert len(map_chart(at)["trail"]["row"]) == n_steps  # the map draws the whole trail
+    captions = [c.caption for c in at.get("image")[0].proto.imgs]
+    assert len(captions) == data.GRID_MAX
+    assert captions[0].startswith("step 1,000 ·") and captions[-1].startswith(f"step {n_steps * 1000:,} ·")
+
+
 def test_step_click_on_signals_focuses_the_map(store, monkeypatch):
     at = run_app(store, monkeypatch, signals_chart={"step": 2000})
     assert not at.exception

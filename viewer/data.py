@@ -896,7 +896,8 @@ def selection_csv(d: MapData, rows: np.ndarray, paths: Sequence[str]) -> str:
 
 
 def grid_rows(rows: np.ndarray, limit: int = GRID_MAX, seed: int = 0) -> np.ndarray:
-    """At most ``limit`` rows of a selection for the thumbnail grid: an even spread, in row order."""
+    """At most ``limit`` rows of a selection (or a trail) for a thumbnail grid: an even spread,
+    in their order, the first and the last kept."""
     if len(rows) <= limit:
         return rows
     idx = np.linspace(0, len(rows) - 1, limit).round().astype(np.int64)

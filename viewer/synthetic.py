@@ -3,10 +3,12 @@
 Each step holds ``per_step`` generated samples of a fixed noise batch (instance ids
 0..per_step-1) drawn from ``n_labels`` clusters that tighten as training goes on; the
 real reference is one more set at step -1. Layout rows are committed with every step, as
-the watcher does, so the viewer sees exactly what a live run produces.
+the watcher does, so the viewer sees exactly what a live run produces (or with a backlog of
+steps, as the watcher commits one).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,42 +61,58 @@ class SyntheticRun:
         self.instance_base = self.rng.normal(size=(per_step, 2)).astype(np.float32)
         self.steps: list[int] = []
 
-    def _write(self, step: int, kind: str, labels: np.ndarray, instances: np.ndarray, base: np.ndarray,
-               spread: float, sharp: float, source: str) -> None:
+    def _write(self, parts: list[tuple]) -> None:
+        """Each part (step, kind, labels, instances, base, spread, sharp, source, k) a checkpoint,
+        committed together with their layout and metrics (one commit per array, as the watcher
+        commits a backlog: a commit per step took half a second)."""
         with StoreWriter(self.path, self.encoder, thumbnail_size=self.size) as store:
-            start = store.n_rows
-            n = len(labels)
-            with store.checkpoint(step, source, f"hash-{source}", kind) as tx:
-                chunk = 50_000
-                for i in range(0, n, chunk):
-                    sl = slice(i, min(n, i + chunk))
-                    lab = labels[sl]
-                    tx.add(_vectors(lab, self.rng, int(self.encoder["dim"])), instances[sl], [LABELS[x] for x in lab],
-                           _thumbs(lab, self.size, self.rng, sharp),
-                           [f"{source}/sample_{j:06d}.png" for j in range(sl.start, sl.stop)])
-            store.commit_layout(_solution(labels, base, spread), start)
-            if kind == "generated" and self.metrics:
-                nn = self.rng.gamma(4.0, 0.05, n).astype(np.float32) * (1.0 + 2.0 / (1 + len(self.steps)))
+            start, solutions, nns, measured = store.n_rows, [], [], []
+            for step, kind, labels, instances, base, spread, sharp, source, k in parts:
+                n = len(labels)
+                with store.checkpoint(step, source, f"hash-{source}", kind, defer=True) as tx:
+                    chunk = 50_000
+                    for i in range(0, n, chunk):
+                        sl = slice(i, min(n, i + chunk))
+                        lab = labels[sl]
+                        tx.add(_vectors(lab, self.rng, int(self.encoder["dim"])), instances[sl],
+                               [LABELS[x] for x in lab], _thumbs(lab, self.size, self.rng, sharp),
+                               [f"{source}/sample_{j:06d}.png" for j in range(sl.start, sl.stop)])
+                solutions.append(_solution(labels, base, spread))
+                if kind == "generated" and self.metrics:
+                    nn = self.rng.gamma(4.0, 0.05, n).astype(np.float32) * (1.0 + 2.0 / (1 + k))
+                    nns.append(nn)
+                    measured.append((step, {"vendi": 2.0 + 3.0 * (1 - np.exp(-k / 3)),
+                                            "coverage": 0.2 + 0.6 * (1 - np.exp(-k / 4)),
+                                            "near_copy_frac": float((nn < 0.08).mean())}, None))
+            store.commit_pending()
+            store.commit_layout(np.concatenate(solutions), start)
+            if nns:  # the generated parts only: a reference part comes alone (add_reference)
+                nn = np.concatenate(nns)
                 store.write_sample_metric("nn_train_distance", start, nn)
-                store.write_sample_metric("near_copy", start, (nn < np.quantile(nn, 0.05)).astype(np.float32))
-                k = len(self.steps)
-                store.write_step_metrics(step, {"vendi": 2.0 + 3.0 * (1 - np.exp(-k / 3)),
-                                                "coverage": 0.2 + 0.6 * (1 - np.exp(-k / 4)),
-                                                "near_copy_frac": float((nn < 0.08).mean())})
+                store.write_sample_metric("near_copy", start, np.concatenate(
+                    [(part < np.quantile(part, 0.05)).astype(np.float32) for part in nns]))
+                store.write_steps_metrics(measured)
 
     def add_reference(self) -> None:
         labels = self.rng.integers(0, len(LABELS), self.n_real)
         base = self.rng.normal(size=(self.n_real, 2)).astype(np.float32)
-        self._write(-1, "real", labels, np.full(self.n_real, -1, np.int32), base, 0.6, 1.0, "reference/real")
+        self._write([(-1, "real", labels, np.full(self.n_real, -1, np.int32), base, 0.6, 1.0, "reference/real", 0)])
 
     def add_step(self, step: int) -> None:
-        k = len(self.steps)
-        spread = 2.0 / (1 + 0.5 * k) + 0.4
-        drift = self.rng.normal(scale=0.1, size=self.instance_base.shape).astype(np.float32)
-        self.instance_base = self.instance_base + drift
-        self._write(step, "generated", self.instance_labels, np.arange(self.per_step, dtype=np.int32),
-                    self.instance_base, spread, min(1.0, 0.2 + 0.2 * k), f"step_{step:07d}")
-        self.steps.append(step)
+        self.add_steps([step])
+
+    def add_steps(self, steps: Sequence[int]) -> None:
+        """The next steps, committed together (thousands of steps in seconds)."""
+        parts = []
+        for step in steps:
+            k = len(self.steps)
+            spread = 2.0 / (1 + 0.5 * k) + 0.4
+            drift = self.rng.normal(scale=0.1, size=self.instance_base.shape).astype(np.float32)
+            self.instance_base = self.instance_base + drift
+            parts.append((step, "generated", self.instance_labels, np.arange(self.per_step, dtype=np.int32),
+                          self.instance_base, spread, min(1.0, 0.2 + 0.2 * k), f"step_{step:07d}", k))
+            self.steps.append(step)
+        self._write(parts)
 
     def add_scalars(self) -> None:
         steps = np.arange(0, max(self.steps or [0]) + 1, 50, dtype=np.int64)
@@ -105,13 +123,18 @@ class SyntheticRun:
 
 def build_store(path: str | Path, *, n_steps: int = 4, per_step: int = 200, n_real: int = 200,
                 thumbnail_size: int = 24, step_every: int = 1000, alerts: bool = True,
-                seed: int = 0, encoder: dict | None = None) -> SyntheticRun:
-    """A complete synthetic store: reference, ``n_steps`` steps, metrics, losses and an alert."""
+                seed: int = 0, encoder: dict | None = None, backlog: bool = False) -> SyntheticRun:
+    """A complete synthetic store: reference, ``n_steps`` steps, metrics, losses and an alert;
+    with ``backlog`` the steps are committed together (a long run in seconds)."""
     run = SyntheticRun(path, per_step=per_step, n_real=n_real, thumbnail_size=thumbnail_size, seed=seed,
                        encoder=encoder)
     run.add_reference()
-    for i in range(n_steps):
-        run.add_step((i + 1) * step_every)
+    steps = [(i + 1) * step_every for i in range(n_steps)]
+    if backlog:
+        run.add_steps(steps)
+    else:
+        for step in steps:
+            run.add_step(step)
     run.add_scalars()
     if alerts and n_steps >= 2:
         with StoreWriter(path, run.encoder, thumbnail_size=thumbnail_size) as store:
