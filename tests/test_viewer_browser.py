@@ -153,6 +153,37 @@ def test_view_hover_select_and_live_update(tmp_path):
             timeout=20_000)
 
 
+def test_a_long_runs_instance_trail_reads_black(tmp_path):
+    """2,000 steps: a trail's dots lie under a pixel apart, and each dot's white outline, drawn
+    dot by dot, painted over the black of the dots before it: the trail read white (only its
+    last dot black) and hid the instance it follows."""
+    import io
+
+    from PIL import Image
+
+    store = tmp_path / "long.zarr"
+    n_steps, per_step, n_real = 2000, 4, 10
+    build_store(store, n_steps=n_steps, per_step=per_step, n_real=n_real, thumbnail_size=8, backlog=True)
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1280, 720)
+        sig = browser.map_signature(page)
+        page.mouse.click(*browser.point_pixel(page, n_real + (n_steps - 1) * per_step + 3))  # the newest step
+        browser.wait_for_map(page, changed_from=sig)
+        assert browser.drawn_points(page)["instance trail"] == n_steps
+        page.mouse.move(5, 5)  # no hover ring or tip over the trail
+        page.wait_for_function("() => !document.querySelector('#evowatch-hover-tip')"
+                               " || document.querySelector('#evowatch-hover-tip').style.display === 'none'")
+        centres = page.evaluate(f"""() => {{ const m = document.querySelector('{browser.MAP_SELECTOR}').evomap,
+            b = m.overlay.getBoundingClientRect(), t = m.spec.trail;
+            return t.x.map((x, j) => [b.left + m.sx(x), b.top + m.sy(t.y[j])]); }}""")
+        ARTIFACTS.mkdir(exist_ok=True)
+        png = page.screenshot(path=str(ARTIFACTS / "viewer_long_trail.png"))
+        shot = Image.open(io.BytesIO(png)).convert("L")  # what the user sees, at 1 px per CSS px
+        grey = [shot.getpixel((round(x), round(y))) for x, y in centres]
+        light = [j for j, g in enumerate(grey) if g > 80]
+        assert len(light) <= n_steps // 100, (len(light), light[:10])  # black, #111, up to antialiased edges
+
+
 def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
     """`evowatch view STORE` started before `evowatch watch --store STORE`: the server starts,
     the page says what it waits for, and shows the store once it appears (no reload)."""

@@ -324,11 +324,16 @@ class EvoMap {
       for (let j = 0; j < s.highlight.x.length; j++) this.star(ctx, this.sx(s.highlight.x[j]), this.sy(s.highlight.y[j]), 6);
     }
     if (s.trail && s.trail.x.length) {
+      // Every dot's white outline first, then the line and every dot's fill: outlined dot by
+      // dot, a long run's dots (2,000 steps, 0.4 px apart) each painted white over the last
+      // ones and the trail read white. Now the outlines only edge the trail as a whole.
+      const at = s.trail.x.map((x, j) => [this.sx(x), this.sy(s.trail.y[j])]);
+      const dots = () => { ctx.beginPath(); for (const [x, y] of at) { ctx.moveTo(x + 5, y); ctx.arc(x, y, 5, 0, 2 * Math.PI); } };
+      ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5; dots(); ctx.stroke();
       ctx.strokeStyle = TRAIL_COLOR; ctx.lineWidth = 2; ctx.beginPath();
-      s.trail.x.forEach((x, j) => (j ? ctx.lineTo(this.sx(x), this.sy(s.trail.y[j])) : ctx.moveTo(this.sx(x), this.sy(s.trail.y[j]))));
+      at.forEach(([x, y], j) => (j ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
       ctx.stroke();
-      ctx.fillStyle = TRAIL_COLOR; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
-      s.trail.x.forEach((x, j) => { ctx.beginPath(); ctx.arc(this.sx(x), this.sy(s.trail.y[j]), 5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); });
+      ctx.fillStyle = TRAIL_COLOR; dots(); ctx.fill();
     }
     if (this.hover >= 0) {
       ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5; ctx.beginPath();
