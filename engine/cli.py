@@ -332,6 +332,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"labels      {len(summary['labels'])}")
     print(f"layout      {summary['layout_rows']} rows")
     print(f"warnings    {summary['warnings']} skipped files ({summary['current_warnings']} in current versions)")
+    for skipped in summary["skipped_files"]:  # the newest first
+        print(f"  skipped {skipped['path']}: {skipped['reason']}")
+    if (more := summary["current_warnings"] - len(summary["skipped_files"])) > 0:
+        print(f"  ... and {more} more: the store's warnings/ arrays hold them all (docs/store.md)")
     if summary["scalars"]:
         print("scalars     " + ", ".join(summary["scalars"]))
     latest = summary["latest_metrics"]

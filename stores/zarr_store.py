@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: Pixels per side of the thumbnail stored per sample, unless a new store is given another size.
 DEFAULT_THUMBNAIL_SIZE = 48
+#: Skipped files `info` names, the newest of the current versions (a grid of the wrong size
+#: skips every file of the run); the `warnings/` arrays hold them all.
+SKIPPED_FILES_SHOWN = 10
 
 # Every chunk is written as it is: zarr's default compares each chunk with the fill value
 # to skip "empty" ones, a full scan of every written chunk (~15% of a commit's CPU).
@@ -419,7 +422,9 @@ class StoreReader:
         kinds = self.samples("kind") if self.n_rows else np.zeros(0, np.int8)
         current = self.current_rows()
         superseded = superseded_flags(ckpt)
-        warned = self.warnings()["checkpoint"] if self.n_warnings else np.zeros(0, np.int32)
+        skipped = self.warnings() if self.n_warnings else {name: np.zeros(0) for name in fmt.WARNING_ARRAYS}
+        warned = skipped["checkpoint"].astype(np.int64)
+        current_warned = np.flatnonzero(~superseded[warned])
         steps = sorted({int(s) for s, k, sup in zip(ckpt["step"], ckpt["kind"], superseded)
                         if k == fmt.KIND_CODES["generated"] and not sup})
         enc = self.encoder or {}
@@ -443,7 +448,10 @@ class StoreReader:
             "labels": self.labels,
             "layout_rows": self.layout_rows,
             "warnings": self.n_warnings,
-            "current_warnings": int((~superseded[warned]).sum()) if len(warned) else 0,
+            "current_warnings": len(current_warned),
+            "skipped_files": [{"step": int(ckpt["step"][warned[i]]), "path": str(skipped["path"][i]),
+                               "reason": str(skipped["reason"][i])}
+                              for i in current_warned[::-1][:SKIPPED_FILES_SHOWN]],
             "metric_steps": len(metrics.get("step", [])),
             "latest_metrics": latest,
             "scalars": self.scalar_names(),

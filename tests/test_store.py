@@ -46,6 +46,38 @@ def test_commit_and_read(tmp_path, rng):
     np.testing.assert_allclose(np.linalg.norm(reader.samples("embedding").astype(np.float32), axis=1), 1, atol=1e-3)
 
 
+def test_info_names_the_newest_skipped_files_of_the_current_versions(tmp_path, rng, capsys):
+    """The viewer sends a store whose files were all skipped to `evowatch info STORE`, which
+    "names the skipped files and why": it printed their count only (and --json too)."""
+    from engine.cli import main
+    from stores.zarr_store import SKIPPED_FILES_SHOWN
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h1") as tx:
+            add_rows(tx, 2, rng)
+            tx.skip("step_100/old.png", "truncated PNG")
+        with store.checkpoint(100, "step_100", "h2") as tx:  # rewritten in place: read again, nothing skipped
+            add_rows(tx, 2, rng)
+        for step in (200, 300):
+            with store.checkpoint(step, f"step_{step}", f"h{step}") as tx:
+                add_rows(tx, 2, rng)
+                for i in range(6):
+                    tx.skip(f"step_{step}/{i}.png", f"a 3x3 grid has no tile {i}")
+    newest = [(step, i) for step in (300, 200) for i in range(5, -1, -1)][:SKIPPED_FILES_SHOWN]
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("warnings    13 skipped files (12 in current versions)")
+    assert out[at + 1:at + 12] == [f"  skipped step_{step}/{i}.png: a 3x3 grid has no tile {i}" for step, i in newest] + [
+        "  ... and 2 more: the store's warnings/ arrays hold them all (docs/store.md)"]
+    assert main(["info", str(path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["warnings"] == 13 and printed["current_warnings"] == 12  # as before
+    assert printed["skipped_files"] == [{"step": step, "path": f"step_{step}/{i}.png",
+                                         "reason": f"a 3x3 grid has no tile {i}"} for step, i in newest]
+
+
 def test_a_writers_partial_file_in_a_table_is_read_past_without_a_warning(tmp_path, rng):
     """zarr writes a group's zarr.json through a temporary zarr.<id>.partial: a reader listing
     the group meanwhile printed a ZarrUserWarning (seen in a live watch's loss-log test)."""
