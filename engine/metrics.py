@@ -62,7 +62,8 @@ REGION_NOISE_Z = 3.0
 #: 3: the real data's regions; 4: metrics named in every script's letters: CJK labels' shares
 #: were one column, label_drift's false alerts with them; 5: per-sample near_copy NaN, not 0,
 #: where it is not measured: without held-out data the viewer's filter said "0 near-copies";
-#: 6: tight copies, closer to a training image than nearly every held-out image is).
+#: 6: tight copies, closer to a training image than nearly every held-out image is; the store's
+#: float16 vectors made unit length again before they are measured).
 METRICS_VERSION = 6
 
 _BLOCK = 2048  # rows per block in blocked distance computations
@@ -83,6 +84,14 @@ def as_vectors(x: Any, name: str = "vectors", dim: int | None = None) -> np.ndar
     if not np.all(np.isfinite(a)):
         raise ValueError(f"Expected finite {name}. Got NaN or inf instead.")
     return a
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, in float32 (a zero row stays zero). The store keeps float16
+    vectors, whose norms stray by ~1e-4: measured as read, the metrics were not those of the
+    documented ``2 - 2 cos`` distances, and samples near a threshold flipped (round AJ)."""
+    a = np.asarray(x, dtype=np.float32)
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), np.float32(1e-12))
 
 
 # --------------------------------------------------------------------------- distances

@@ -21,7 +21,7 @@ from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
 from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
                             mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
-                            vendi_score)
+                            unit_rows, vendi_score)
 from engine.pause import AlertCommands, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
@@ -262,9 +262,8 @@ class Signals:
         if len(real_rows) < MIN_REFERENCE:
             self._reference = None
             return digest
-        real = store.samples("embedding", real_rows).astype(np.float32)
-        holdout = (store.samples("embedding", holdout_rows).astype(np.float32) if len(holdout_rows) >= MIN_REFERENCE
-                   else None)
+        real = unit_rows(store.samples("embedding", real_rows))
+        holdout = unit_rows(store.samples("embedding", holdout_rows)) if len(holdout_rows) >= MIN_REFERENCE else None
         if holdout is not None:
             holdout = _fresh_holdout(real, holdout, ", ".join(s.removeprefix("holdout:") for s, _, k in key
                                                               if k == KIND_CODES["holdout"]))
@@ -300,7 +299,7 @@ class Signals:
         twins = self._twins(step, parts, sources)
         kept = [r for i, r in enumerate(ranges) if twins[i] == i]
         rows = np.concatenate([np.arange(a, b) for a, b in kept])
-        vectors = np.concatenate([p for i, p in enumerate(parts) if twins[i] == i]).astype(np.float32)
+        vectors = unit_rows(np.concatenate([p for i, p in enumerate(parts) if twins[i] == i]))
         if self._reference is None:
             # No --real: only what needs no reference (diversity) is measured.
             scalars = {"n_generated": float(len(vectors)),

@@ -1586,6 +1586,33 @@ def test_a_live_watch_stopped_before_the_last_checkpoint_settled_names_it(tmp_pa
     assert info(store)["steps"] == [100]
 
 
+def test_stored_metrics_are_those_of_the_stored_vectors_made_unit_length(tmp_path):
+    """Round AJ: the float16 vectors were measured as read (norms 1 +- 1e-4), not as the
+    documented unit vectors: recomputed from the store as docs/metrics.md says, precision,
+    coverage and near-copies differed near their thresholds."""
+    from engine.metrics import ReferenceStats, compute_step, unit_rows
+    from stores.format import KIND_CODES
+
+    run, store, real, holdout = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "real", tmp_path / "holdout"
+    for step in (100, 200):
+        write_step(run, step, 12, seed=step)
+    for folder, seed in ((real, 1), (holdout, 2)):
+        rng = np.random.default_rng(seed)
+        folder.mkdir()
+        for i in range(24):
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--real", str(real), "--holdout", str(holdout)]) == 0
+    reader = StoreReader(store)
+    emb, kinds, steps = reader.samples("embedding"), reader.samples("kind"), reader.samples("step")
+    ref = ReferenceStats.build(unit_rows(emb[kinds == KIND_CODES["real"]]), unit_rows(emb[kinds == KIND_CODES["holdout"]]))
+    table = reader.step_metrics()
+    for i, step in enumerate(table["step"]):
+        want = compute_step(unit_rows(emb[(kinds == KIND_CODES["generated"]) & (steps == step)]), ref).scalars
+        for key in ("fd", "vendi", "nn_train_median", "near_copy_threshold", "copy_zu"):
+            assert table[key][i] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+
+
 def test_stopping_a_watch_still_waiting_for_its_run_leaves_no_empty_store(tmp_path):
     run, store = tmp_path / "not_yet", tmp_path / "s.zarr"
     proc = _started(tmp_path, str(run), "--store", str(store))
