@@ -153,7 +153,7 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
     if is_store(path):
         return
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise StoreFormatError(f"{path}: exists and is not a Zarr store; choose another --store path")
+        raise StoreFormatError(f"{path}: exists and is not an evowatch store; choose another --store path")
     if Path.cwd().is_relative_to(os.path.abspath(path)):  # an empty folder is replaced by the store: not under our feet
         raise StoreFormatError(f"{path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
 
@@ -246,17 +246,23 @@ class StoreReader:
             attrs = dict(self._root.attrs)
         except Exception as exc:  # zarr raises several types for a damaged zarr.json
             if _node_type(self.path) == "array":  # intact, only not a group: no restoring to do
-                raise StoreFormatError(f"{self.path}: not an evowatch store (a Zarr array); choose another --store") from None
+                raise StoreFormatError(f"{self.path}: not an evowatch store (a Zarr array); choose another store") from None
             raise StoreFormatError(f"{self.path}: unreadable store metadata ({exc}); restore the folder or start a new --store") from exc
         meta = attrs.get("evowatch")
         if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA:
             raise StoreFormatError(f"{self.path}: not an evowatch store (root attribute 'evowatch' missing); choose "
-                                   "another --store")
+                                   "another store")
         if meta.get("version") not in fmt.SUPPORTED_VERSIONS:
             raise StoreFormatError(
                 f"{self.path}: store schema version {meta.get('version')} is not supported by this evowatch "
                 f"(supports {list(fmt.SUPPORTED_VERSIONS)}); upgrade evowatch"
             )
+        committed = attrs.get("committed")
+        if not (isinstance(committed, dict) and all(isinstance(committed.get(k), int)
+                                                    for k in ("rows", "checkpoints", "warnings"))):
+            # a store restored or edited by hand: `info` and `export` crashed on it (KeyError)
+            raise StoreFormatError(f"{self.path}: its commit point (root attribute 'committed') is missing or "
+                                   "damaged; restore the folder or start a new --store")
         self.attrs = attrs
 
     # --- root facts -----------------------------------------------------------------

@@ -267,20 +267,28 @@ def test_other_encoder_is_refused(tmp_path):
 
 
 def test_missing_and_foreign_stores_give_one_line(tmp_path):
+    from stores import format as fmt
+
     with pytest.raises(StoreFormatError, match="no such store"):
         StoreReader(tmp_path / "nope.zarr")
     (tmp_path / "dir").mkdir()
     with pytest.raises(StoreFormatError, match="not a Zarr v3 store"):
         StoreReader(tmp_path / "dir")
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
-    with pytest.raises(StoreFormatError, match="not an evowatch store .*; choose another --store"):
-        StoreReader(tmp_path / "other.zarr")
+    with pytest.raises(StoreFormatError, match="not an evowatch store .*; choose another store$"):
+        StoreReader(tmp_path / "other.zarr")  # `info STORE`, `view STORE`: no --store option there
+    damaged = tmp_path / "damaged.zarr"  # round AJ: a root without its commit point crashed info and export
+    zarr.open_group(str(damaged), mode="w").update_attributes({"evowatch": {"schema": fmt.SCHEMA,
+                                                                           "version": fmt.SCHEMA_VERSION}})
+    with pytest.raises(StoreFormatError, match=r"damaged.zarr: its commit point \(root attribute 'committed'\) is "
+                                               "missing or damaged; restore the folder or start a new --store"):
+        StoreReader(damaged)
     zarr.open_array(str(tmp_path / "arr.zarr"), mode="w", shape=(3,), dtype="i4")  # round AF: "unreadable ...,
     with pytest.raises(StoreFormatError, match=r"arr.zarr: not an evowatch store \(a Zarr array\); choose another"):
         StoreReader(tmp_path / "arr.zarr")  # restore the folder"
     (tmp_path / "notempty").mkdir()
     (tmp_path / "notempty/notes.txt").write_text("mine")
-    with pytest.raises(StoreFormatError, match="not a Zarr store"):
+    with pytest.raises(StoreFormatError, match="exists and is not an evowatch store; choose another --store path"):
         StoreWriter(tmp_path / "notempty", ENCODER)
     assert (tmp_path / "notempty/notes.txt").read_text() == "mine"
 
@@ -714,7 +722,7 @@ def test_the_current_folder_as_store_path_is_refused_with_the_fix(tmp_path, monk
     with pytest.raises(StoreFormatError, match=r"^\.: is the current folder; name a store folder in it"):
         StoreWriter(".", ENCODER)
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(StoreFormatError, match=r"^\.: exists and is not a Zarr store"):
+    with pytest.raises(StoreFormatError, match=r"^\.: exists and is not an evowatch store"):
         StoreWriter(".", ENCODER)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
