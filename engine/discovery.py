@@ -1093,10 +1093,12 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                            f"{', ...' if len(videos) > 2 else ''}) not read: evowatch reads images; have the trainer "
                            "save its samples as images, or as GIF or WebP (read at their last frame)", about="videos")
     if packed:
-        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} that repeat a folder, an image or a video "
-                           f"beside them ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) left out: the "
-                           "samples are read once, from the folder or the full-size image; an image beside a video is "
-                           "its input (--samples GLOB picks one)", about="packed")
+        one = len(packed) == 1
+        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} named as a folder, an image or a video beside "
+                           f"{'it' if one else 'them'} ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) "
+                           f"left out: a sample folder packed or drawn as one file, weights saved beside their samples, "
+                           "a video's input image or a smaller copy; the samples are read once, from the folder or the "
+                           "full-size image (--samples GLOB picks one)", about="packed")
     if reals:
         folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
         what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"

@@ -484,7 +484,7 @@ def test_dit_sample_folders_and_hydra_run_folders_give_the_training_step(tmp_pat
         assert [(c.step, c.source) for c in scan_run(tmp_path / "dit")] == [
             (100000, "DiT-XL-2-0100000-size-256-vae-ema-cfg-1.5-seed-0"),
             (200000, "DiT-XL-2-0200000-size-256-vae-ema-cfg-1.5-seed-0")]
-    assert "2 files that repeat a folder, an image or a video beside them (DiT-XL-2-0100000-" in caplog.text
+    assert "2 files named as a folder, an image or a video beside them (DiT-XL-2-0100000-" in caplog.text
     for clock in ("10-30-00", "14-05-12"):
         for step in (1000, 2000):
             save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "outputs" / "2026-12-03" / clock / "samples"
@@ -1078,7 +1078,7 @@ def test_video_samples_are_named_and_their_input_images_and_hashes_are_no_sample
         assert scan_run(tmp_path / "cog") == [] and scan_run(tmp_path / "dyn") == []
     assert (f"{cog}: 4 video files (validation-100-0-A_cat_walks_on_the_grass_-d527f.mp4, "
             "validation-100-0-A_panda_dressed_in_a_smal-b04f5.mp4, ...) not read: evowatch reads images") in caplog.text
-    assert "4 files that repeat a folder, an image or a video beside them (validation-100-0-" in caplog.text
+    assert "4 files named as a folder, an image or a video beside them (validation-100-0-" in caplog.text
     assert "2 files named as real data or made from it (image_condition-gs100_ep0_idx99_rank0.jpg" in caplog.text
     for name, step in (("sample-b04f5.png", None), ("mylora_e000003_00.png", 0), ("img_cafe1.png", 1)):
         assert discovery.step_of(name, DiscoveryOptions()) == step, name
@@ -1097,12 +1097,16 @@ def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tm
     with caplog.at_level("WARNING"):
         assert [(c.step, c.source) for c in scan_run(anim.parent)] == [(500, "samples/sample-500"),
                                                                       (1000, "samples/sample-1000")]
-    assert "2 files that repeat a folder, an image or a video beside them (sample-1000.gif, sample-500.gif) left out" in caplog.text
+    assert "2 files named as a folder, an image or a video beside them (sample-1000.gif, sample-500.gif) left out" in caplog.text
     pgan = tmp_path / "celebaHQ"
     for scale, it in ((5, 16000), (5, 32000)):
         save_torchvision_grid(smooth_images(RNG, 4, 8), pgan / f"celebaHQ_s{scale}_i{it}.jpg", nrow=2)
         torch.save({"config": {"scale": scale}, "netG": {"w": torch.zeros(2)}}, pgan / f"celebaHQ_s{scale}_i{it}.pt")
+    caplog.clear()
     assert [c.source for c in scan_run(pgan)] == ["celebaHQ_s5_i16000.jpg", "celebaHQ_s5_i32000.jpg"]
+    # round AJ: the weights were said to "repeat" the image, in "1 file that repeat"
+    assert "2 files named as a folder, an image or a video beside them (celebaHQ_s5_i16000.pt, " in caplog.text
+    assert "weights saved beside their samples" in caplog.text
 
 
 def test_tensors_not_named_as_samples_beside_a_folder_of_sample_images_are_weights(tmp_path):
