@@ -1159,8 +1159,12 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     numbered = [entry for level in levels for entry in level.numbered]
     steps = [step for step, _, _ in numbered]
     counted_in = any(_COUNTER_NAME.search(path.name) for _, path, _ in numbered)  # epoch_001.png: no index
+    # a folder named as a checkpoint holds its samples' indices, gaps and all (round AJ: step_000100/
+    # without 00006.png was a checkpoint per image, until a second checkpoint came)
+    indices = _is_index_sequence(steps) or bool(_COUNTER_NAME.search(folder.name) or _CHECKPOINT_NAME.search(folder.name)) \
+        and _index_like(steps)
     return (any(level.unnumbered_files > 0 or level.numbered_weights > 0 for level in levels) or counted_in
-            or not _is_index_sequence(steps))
+            or not indices)
 
 
 #: A number a name says counts training (Sacred's ``runs/1/epoch_001.png`` copies): a step, not a sample's index.

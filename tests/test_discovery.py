@@ -68,6 +68,9 @@ def test_nested_samples_folder_and_hf_weights_beside(tmp_path):
 def test_lone_checkpoint_folder_with_numbered_samples_is_one_checkpoint(tmp_path):
     _folder_of_images(tmp_path / "checkpoint-500", n=8)
     assert [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path)] == [(500, "checkpoint-500", 8)]
+    # round AJ: one sample missing (00006.png) made it a checkpoint per image, steps 0 to 7
+    (tmp_path / "checkpoint-500" / "00006.png").unlink()
+    assert [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path)] == [(500, "checkpoint-500", 7)]
 
 
 def test_lightning_logs_with_one_image_folder_so_far(tmp_path):
