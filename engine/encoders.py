@@ -42,6 +42,7 @@ import logging
 import pickle
 import re
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -801,17 +802,28 @@ def _create(name: str, pretrained: str | None, **kwargs: Any) -> "torch.nn.Modul
     import open_clip
 
     try:
-        model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device="cpu", **kwargs)
+        with _no_pickle_protocol_warning():
+            model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device="cpu", **kwargs)
     except Exception as exc:  # weights of another model, a damaged or foreign file: any error, one line
         raise _cannot_build(name, pretrained, exc) from exc
     return model
+
+
+@contextlib.contextmanager
+def _no_pickle_protocol_warning() -> Iterator[None]:
+    """torch's "Detected pickle protocol 4" warning of a file it will not load: on stderr
+    before our one line saying why (round AJ)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        yield
 
 
 def _load_weights(model: "torch.nn.Module", name: str, weights: Path) -> None:
     import open_clip
 
     try:
-        open_clip.load_checkpoint(model, str(weights))
+        with _no_pickle_protocol_warning():
+            open_clip.load_checkpoint(model, str(weights))
     except Exception as exc:
         raise _cannot_build(name, str(weights), exc) from exc
 
@@ -821,11 +833,17 @@ def _cannot_build(name: str, weights: str | None, exc: Exception) -> EvowatchErr
     (a state dict's "Error(s) in loading state_dict for CLIP:" says what only on the next)."""
     lines = message_lines(exc)[:2] or [type(exc).__name__]
     if isinstance(exc, pickle.UnpicklingError):  # torch's second line advises unpickling anyway: not for
-        lines = [lines[0].split(". ")[0].rstrip(".") + ": no checkpoint torch loads without running its code"]
+        why = ("not a file torch.save wrote" if "Unsupported operand" in str(exc)  # text, a plain pickle
+               else "no checkpoint torch loads without running its code")
+        lines = [lines[0].split(". ")[0].rstrip(".") + ": " + why]
     elif isinstance(exc, EOFError):
         lines = ["the file is empty or cut short"]
     where = f" from {weights}" if weights else ""
-    return EvowatchError(f"Cannot build open_clip model {name}{where} ({type(exc).__name__}: {' '.join(lines)[:300]}); "
+    said = " ".join(lines)
+    if len(said) > 300:  # a state dict's key list: cut between keys, not inside one
+        cut = said.rfind(", ", 0, 300)
+        said = (said[:cut] if cut > 0 else said[:300]) + ", ..."
+    return EvowatchError(f"Cannot build open_clip model {name}{where} ({type(exc).__name__}: {said}); "
                          "the weights must be the architecture's (a file saved by open_clip or torch.save of its "
                          "state_dict)")
 

@@ -334,6 +334,7 @@ def test_missing_or_unfit_weights_file(tmp_path):
     with pytest.raises(EvowatchError, match="Cannot build open_clip model evowatch-tiny") as info:
         make_encoder(f"clip:{TINY}@{tmp_path / 'bad.pt'}", device="cpu")
     assert "\n" not in str(info.value) and "Missing key(s) in state_dict" in str(info.value)
+    assert '", ...); the weights must be' in str(info.value)  # round AJ: the key list was cut inside a key
     # round Z: a page saved under the weights' name, a cut .safetensors were tracebacks
     (tmp_path / "page.pt").write_text("<!DOCTYPE html><html>Sign in to download</html>")
     model, _ = _tiny_model_and_transform(seed=1)
@@ -350,7 +351,15 @@ def test_missing_or_unfit_weights_file(tmp_path):
         assert str(info.value).startswith(f"Cannot build open_clip model evowatch-tiny from {tmp_path / name} ({error}: ")
         assert "\n" not in str(info.value) and len(str(info.value)) < 600
         if error == "UnpicklingError":  # round AF: torch's advice to unpickle anyway, cut mid-sentence
-            assert "weights_only" not in str(info.value) and "no checkpoint torch loads" in str(info.value)
+            assert "weights_only" not in str(info.value) and "not a file torch.save wrote" in str(info.value)
+    import pickle
+    import warnings
+
+    (tmp_path / "plain.pt").write_bytes(pickle.dumps({"x": 1}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(EvowatchError, match="not a file torch.save wrote"):
+        warnings.simplefilter("always")
+        make_encoder(f"clip:{TINY}@{tmp_path / 'plain.pt'}", device="cpu")
+    assert not [w for w in caught if "pickle protocol" in str(w.message)]  # round AJ: torch's warning, then our line
     (tmp_path / "empty.pt").write_bytes(b"")  # was "(EOFError: EOFError)"
     with pytest.raises(EvowatchError, match=r"\(EOFError: the file is empty or cut short\)"):
         make_encoder(f"clip:{TINY}@{tmp_path / 'empty.pt'}", device="cpu")
