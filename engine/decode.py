@@ -511,6 +511,8 @@ def read_labels_file(path: Path) -> dict[str, str]:
             items = enumerate(data) if isinstance(data, list) else data.items()
             return {str(k): str(v) for k, v in items if isinstance(v, (str, int, float)) and str(v).strip()}
         rows = [r for r in csv.reader(text.splitlines(), _csv_dialect(text)) if any(f.strip() for f in r)]
+    except PermissionError as exc:  # the file may be fine: no format hint
+        raise DiscoveryError(f"{path}: cannot read labels ({exc.strerror}): fix its permissions") from None
     except (OSError, ValueError, AttributeError) as exc:
         raise DiscoveryError(f"{path}: cannot read labels ({exc}); "
                              "expected CSV file,label or instance,label, or a JSON mapping") from None

@@ -629,6 +629,25 @@ def test_empty_and_null_labels_are_unknown_and_a_checkpoints_unreadable_labels_f
         list(iter_samples(third, DiscoveryOptions(labels_file="labels.csv")))
 
 
+def test_an_unreadable_labels_file_is_said_to_need_its_permissions_fixed(tmp_path, monkeypatch):
+    """Round AJ: a labels file this user may not read got a format hint (expected CSV ...)."""
+    from engine.decode import read_labels_file
+
+    path = tmp_path / "labels.csv"
+    path.write_text("file,label\n000.png,cat\n")
+    real_read = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:  # chmod 000 does not stop root, who runs the tests in CI
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(DiscoveryError) as caught:
+        read_labels_file(path)
+    assert str(caught.value) == f"{path}: cannot read labels (Permission denied): fix its permissions"
+
+
 def test_labels_json_list_for_tensor_rows(tmp_path):
     np.save(tmp_path / "samples_1.npy", smooth_images(RNG, 3, 16))
     labels = tmp_path / "labels.json"
