@@ -519,8 +519,8 @@ def read_labels_file(path: Path) -> dict[str, str]:
     if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "instance", "index", "id", "name"):
         rows = rows[1:]
     if short := sum(len(r) < 2 for r in rows):
-        log.warning("%s: %d of %d rows %s no label column, ignored (expected file,label or instance,label)",
-                    path, short, len(rows), "has" if short == 1 else "have")
+        warn_once(path, f"{path}: {short} of {len(rows)} rows {'has' if short == 1 else 'have'} no label column, "
+                        "ignored (expected file,label or instance,label)", about="short rows")
     return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[1].strip()}
 
 
@@ -535,25 +535,34 @@ def _csv_dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
 DEFAULT_LABEL_FILES = ("labels.csv", "labels.json")
 
 
-def _labels_file(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[str, str]:
+def labels_file_path(checkpoint: Checkpoint, options: DiscoveryOptions) -> Path | None:
+    """The labels file a checkpoint's samples are read with: ``options.labels_file`` (a
+    relative one looked for in the checkpoint folder, the run's folder, then the current
+    one), else a ``labels.csv``/``labels.json`` in the checkpoint folder; None when none is."""
     folder = checkpoint_path(checkpoint)
     if options.labels_file is None:
         candidates = [folder / name for name in DEFAULT_LABEL_FILES] if folder.is_dir() else []
     else:
         given = Path(options.labels_file)
         candidates = [given] if given.is_absolute() else [folder / given, checkpoint.root / given, given]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return read_labels_file(candidate)
-            except DiscoveryError as exc:
-                if options.labels_file is not None:
-                    raise  # a setting: the whole run is read with it
-                log.warning("%s; this checkpoint's samples get no label", exc)  # one checkpoint's own file
-                return {}
-    if options.labels_file is not None:
-        log.debug("no labels file %s for %s", options.labels_file, checkpoint.source)
-    return {}
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def labels_table(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[str, str]:
+    """A checkpoint's labels file as ``{key: label}`` ({} without one). Raises
+    :class:`DiscoveryError` for a ``--labels`` file that cannot be read; a checkpoint's own
+    unreadable file is said once and labels nothing."""
+    if (path := labels_file_path(checkpoint, options)) is None:
+        if options.labels_file is not None:
+            log.debug("no labels file %s for %s", options.labels_file, checkpoint.source)
+        return {}
+    try:
+        return read_labels_file(path)
+    except DiscoveryError as exc:
+        if options.labels_file is not None:
+            raise  # a setting: the whole run is read with it
+        warn_once(path, f"{exc}; this checkpoint's samples get no label", about="labels")  # one checkpoint's own file
+        return {}
 
 
 def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Path, str]:
@@ -663,7 +672,7 @@ class _Context:
     def __init__(self, checkpoint: Checkpoint, options: DiscoveryOptions) -> None:
         self.checkpoint, self.options = checkpoint, options
         self.folder = checkpoint_path(checkpoint)
-        self.table = _labels_file(checkpoint, options)
+        self.table = labels_table(checkpoint, options)
         self.folders = folder_labels(checkpoint, options)
         # A checkpoint that is one file carries its step in its name, not an instance id.
         key_ids, self.key_labels = key_ids_and_labels(sample_keys(checkpoint.files, self.folder))

@@ -30,7 +30,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
-from engine.decode import iter_samples
+from engine.decode import iter_samples, labels_file_path, labels_table
 from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
                               combined_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
                               scan_reference, scan_run, series_glob, step_regex_miss, warn_once)
@@ -479,6 +479,7 @@ class Watcher:
             if first_pass or self.live:
                 self._run_hooks([])
             return []
+        self._read_labels_files(jobs)
         results: list[IngestResult] = []
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         said = BacklogLog(log, len(jobs), "ingesting", "ingested")
@@ -516,6 +517,20 @@ class Watcher:
         self._references_checked = True
         self._run_hooks(results)
         return results
+
+    def _read_labels_files(self, jobs: list[tuple[Checkpoint, str]]) -> None:
+        """Read each labels file of this pass's checkpoints here, once, before the decode
+        processes fork: a --labels file that cannot be read stops the watch before anything is
+        stored, and what reading one says (not UTF-8) is said by this process, whose notes
+        they inherit, not once by each of them."""
+        options, first = self.config.options, {}
+        for checkpoint, _ in jobs:
+            if self._stand_in and checkpoint.kind == "generated":
+                continue  # read by the sampler or from TensorBoard: no sample file, no labels file
+            if (path := labels_file_path(checkpoint, options)) is not None:
+                first.setdefault(path, checkpoint)
+        for checkpoint in first.values():
+            labels_table(checkpoint, options)
 
     def _say_nothing_found(self) -> None:
         """Why the first pass found no checkpoint, and what to do about it."""

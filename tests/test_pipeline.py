@@ -2482,6 +2482,22 @@ def test_labels_given_to_a_store_read_without_them_are_said_to_label_new_checkpo
     assert sorted(reader.labels) == ["cat", "dog"] and (reader.samples("label")[reader.samples("step") == 200] >= 0).all()
 
 
+def test_a_labels_file_that_is_not_utf8_is_said_once_whatever_the_decode_processes(tmp_path):
+    """Round AJ: "not UTF-8; read as Windows-1252" was said by each decode process that read
+    the file (twice with two workers); the watch reads it before they fork now."""
+    run, store, labels = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "labels.csv"
+    for step in (100, 200):
+        write_step(run, step, 2, seed=step)
+    labels.write_bytes("file,label\n00000.png,caf\xe9\n00001.png,na\xefve\n".encode("cp1252"))
+    done = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                               "--no-layout", "--no-metrics", "--workers", "2", "--labels", str(labels)),
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("not UTF-8; read as Windows-1252") == 1, done.stderr
+    reader = StoreReader(store)
+    assert [reader.labels[code] for code in reader.samples("label")] == ["café", "naïve"] * 2
+
+
 def test_a_stop_that_waits_for_a_call_under_way_says_so(caplog):
     """Round AB: Ctrl-C during a slow --sampler call waited for it (17 s) without a word."""
     import queue
