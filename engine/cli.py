@@ -171,10 +171,8 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
         if args.labels.is_dir():
             raise DiscoveryError(f"{args.labels}: --labels names a folder; give the labels file (CSV or JSON), or "
                                  "leave --labels out for one folder per label")
-        if args.labels.is_absolute():
+        if args.labels.is_absolute():  # a relative one may name a file in each checkpoint folder: Watcher looks
             raise DiscoveryError(f"{args.labels}: --labels file not found; check the path")
-        log.warning("%s: --labels not found in %s or the current folder; it is looked for in each checkpoint folder",
-                    args.labels, args.run_dir)
     kwargs = dict(step_regex=args.step_regex, grid=args.grid, tile_size=args.tile_size, tile_rows=args.tile_rows,
                   tile_cols=args.tile_cols, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels,
                   value_range=VALUE_RANGES[args.value_range])

@@ -208,6 +208,7 @@ class Watcher:
         self._stand_in: Sampler | TensorBoardImages | None = config.sampler
         self._wake: _Wake | None = None  # the file events' handler, once the run directory is watched
         self._sampler_files_noted = False  # said that a --sampler leaves the run's sample files unread
+        self._labels_looked_for = False  # a relative --labels looked for by a pass with generated checkpoints
         self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
 
     # --- what to ingest -------------------------------------------------------------
@@ -520,15 +521,24 @@ class Watcher:
 
     def _read_labels_files(self, jobs: list[tuple[Checkpoint, str]]) -> None:
         """Read each labels file of this pass's checkpoints here, once, before the decode
-        processes fork: a --labels file that cannot be read stops the watch before anything is
-        stored, and what reading one says (not UTF-8) is said by this process, whose notes
-        they inherit, not once by each of them."""
-        options, first = self.config.options, {}
+        processes fork: a --labels file that cannot be read, or a relative one found nowhere
+        for the first checkpoints read, stops the watch before anything is stored (each sample
+        stored then kept no label for good), and what reading one says (not UTF-8) is said by
+        this process, whose notes they inherit, not once by each of them."""
+        options, first, found = self.config.options, {}, False
+        generated = [c for c, _ in jobs if c.kind == "generated"]
         for checkpoint, _ in jobs:
             if self._stand_in and checkpoint.kind == "generated":
                 continue  # read by the sampler or from TensorBoard: no sample file, no labels file
             if (path := labels_file_path(checkpoint, options)) is not None:
                 first.setdefault(path, checkpoint)
+                found = True
+        if options.labels_file is not None and generated and not self._stand_in and not self._labels_looked_for:
+            self._labels_looked_for = True  # a name meant for each checkpoint folder may miss some later
+            if not found:
+                names = ", ".join(c.source for c in generated[:2]) + (", ..." if len(generated) > 2 else "")
+                raise DiscoveryError(f"{options.labels_file}: --labels file not found in {self.config.run_dir}, its "
+                                     f"checkpoint folders ({names}) or the current folder; check the path")
         for checkpoint in first.values():
             labels_table(checkpoint, options)
 

@@ -2498,6 +2498,27 @@ def test_a_labels_file_that_is_not_utf8_is_said_once_whatever_the_decode_process
     assert [reader.labels[code] for code in reader.samples("label")] == ["café", "naïve"] * 2
 
 
+def test_a_relative_labels_path_found_nowhere_is_an_error_before_anything_is_stored(tmp_path, capsys, monkeypatch):
+    """Round AJ: a mistyped relative --labels was a warning and the run went on: every sample
+    stored kept no label for good. A name found in each checkpoint folder is read there."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run, step, 2, seed=step)
+    monkeypatch.chdir(tmp_path)
+    argv = ["watch", "run", "--store", "s.zarr", "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--no-metrics"]
+    assert main([*argv, "--labels", "lab/labels.csv"]) == 2
+    assert capsys.readouterr().err == ("evowatch: error: lab/labels.csv: --labels file not found in run, its checkpoint "
+                                       "folders (step_000100, step_000200) or the current folder; check the path\n")
+    assert not store.exists()
+    for step in (100, 200):
+        (run / f"step_{step:06d}" / "labels.csv").write_text("file,label\n00000.png,cat\n00001.png,dog\n")
+    assert main([*argv, "--labels", "labels.csv"]) == 0
+    assert "labels.csv" not in capsys.readouterr().err
+    reader = StoreReader(store)
+    assert [reader.labels[code] for code in reader.samples("label")] == ["cat", "dog"] * 2
+
+
 def test_a_stop_that_waits_for_a_call_under_way_says_so(caplog):
     """Round AB: Ctrl-C during a slow --sampler call waited for it (17 s) without a word."""
     import queue
