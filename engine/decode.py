@@ -489,13 +489,23 @@ def _label_text(value: np.ndarray) -> str:
 
 # --- labels ------------------------------------------------------------------------------
 
+#: What a labels file holds, said with each error about one.
+LABELS_FORMAT = "expected CSV file,label or instance,label, or a JSON mapping"
+#: A CSV header's first column that names the keys (skipped), or the labels (the columns swapped).
+_KEY_HEADERS = ("file", "filename", "path", "instance", "index", "id", "name")
+_LABEL_HEADERS = ("label", "labels", "class", "category", "target")
+
+
 def read_labels_file(path: Path) -> dict[str, str]:
     """A labels file as ``{key: label}``; keys are file paths/names or instance ids.
 
     CSV rows are ``file,label`` or ``instance,label`` (a header row is skipped); JSON is a
     mapping or a list indexed by instance id. Empty, ``null`` or non-scalar labels are
-    unknown (no entry), not labels named "None".
+    unknown (no entry), not labels named "None". A file that gives no label at all (empty,
+    a header ``label,file``, only lists as JSON values) raises :class:`DiscoveryError`: read
+    as it was, every sample went unlabelled without a word.
     """
+    items = None
     try:
         raw = path.read_bytes()
         try:
@@ -508,20 +518,36 @@ def read_labels_file(path: Path) -> dict[str, str]:
                       about="encoding")
         if path.suffix.lower() == ".json":
             data = json.loads(text)
-            items = enumerate(data) if isinstance(data, list) else data.items()
-            return {str(k): str(v) for k, v in items if isinstance(v, (str, int, float)) and str(v).strip()}
-        rows = [r for r in csv.reader(text.splitlines(), _csv_dialect(text)) if any(f.strip() for f in r)]
+            items = list(enumerate(data) if isinstance(data, list) else data.items())
+        else:
+            rows = [r for r in csv.reader(text.splitlines(), _csv_dialect(text)) if any(f.strip() for f in r)]
     except PermissionError as exc:  # the file may be fine: no format hint
         raise DiscoveryError(f"{path}: cannot read labels ({exc.strerror}): fix its permissions") from None
     except (OSError, ValueError, AttributeError) as exc:
-        raise DiscoveryError(f"{path}: cannot read labels ({exc}); "
-                             "expected CSV file,label or instance,label, or a JSON mapping") from None
-    if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "instance", "index", "id", "name"):
+        raise DiscoveryError(f"{path}: cannot read labels ({exc}); {LABELS_FORMAT}") from None
+    if items is not None:
+        table = {str(k): str(v) for k, v in items if isinstance(v, (str, int, float)) and str(v).strip()}
+        if not table and any(isinstance(v, (list, dict)) for _, v in items):
+            raise DiscoveryError(f"{path}: its values are lists or objects, not one label each; expected a JSON "
+                                 'mapping {"00007.png": "cat", ...} or a list of labels')
+        return _some_labels(path, table)
+    first = rows[0][0].strip().lower() if rows else ""
+    if first in _LABEL_HEADERS:
+        raise DiscoveryError(f"{path}: its header {','.join(f.strip() for f in rows[0])} puts the labels first; "
+                             "expected columns file,label or instance,label (swap them)")
+    if first in _KEY_HEADERS:
         rows = rows[1:]
     if short := sum(len(r) < 2 for r in rows):
         warn_once(path, f"{path}: {short} of {len(rows)} rows {'has' if short == 1 else 'have'} no label column, "
                         "ignored (expected file,label or instance,label)", about="short rows")
-    return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[1].strip()}
+    return _some_labels(path, {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[1].strip()})
+
+
+def _some_labels(path: Path, table: dict[str, str]) -> dict[str, str]:
+    """``table``, unless it holds no label (an empty file, a header alone, only nulls)."""
+    if not table:
+        raise DiscoveryError(f"{path}: holds no label; {LABELS_FORMAT}")
+    return table
 
 
 def _csv_dialect(text: str) -> type[csv.Dialect] | csv.Dialect:

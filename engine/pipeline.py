@@ -75,6 +75,9 @@ class IngestResult:
     skipped: int
     #: False: nothing stored, to be read again by the next run (its --sampler failed)
     stored: bool = True
+    #: samples stored without a label, and the path of the first of them
+    unlabelled: int = 0
+    first_unlabelled: str | None = None
 
 
 # A backlog of complete checkpoints is committed in groups: at most GROUP_ROWS rows, and no
@@ -298,10 +301,11 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
     """
     tx_context = tx = None
     current: Start | None = None
-    rows = done = 0
+    rows = done = unlabelled = 0
     retry = False
     misfits: list[SkippedFile] = []  # the checkpoint's files that do not fit a forced grid
     fitted = False  # a generated checkpoint of this ingest had samples
+    first_unlabelled = None
     waiting: list[IngestResult] = []
     deadline = 0.0
     received: collections.deque = collections.deque()
@@ -321,7 +325,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
             if isinstance(item, Failed):
                 raise item.error
             if isinstance(item, Start):
-                current, rows, retry = item, 0, False
+                current, rows, retry, unlabelled, first_unlabelled = item, 0, False, 0, None
                 kind = item.checkpoint.kind
                 tx_context = store.checkpoint(item.checkpoint.step, item.checkpoint.source, item.content_hash, kind)
                 tx = tx_context.__enter__()
@@ -336,6 +340,8 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 c = item.columns
                 tx.add(item.vectors, c.instances, c.labels, c.thumbnails, c.paths, c.latents)
                 rows += len(item.vectors)
+                if missing := [path for path, label in zip(c.paths, c.labels) if label is None]:
+                    unlabelled, first_unlabelled = unlabelled + len(missing), first_unlabelled or missing[0]
                 if on_rows:
                     on_rows(len(item.vectors))
             elif isinstance(item, Done):
@@ -366,7 +372,8 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                     deadline = time.monotonic() + GROUP_SECONDS
                 tx.defer = done < n_jobs and store.pending_rows + tx.n_rows < GROUP_ROWS
                 tx_context.__exit__(None, None, None)
-                waiting.append(IngestResult(item.checkpoint, rows, len(tx.skipped)))
+                waiting.append(IngestResult(item.checkpoint, rows, len(tx.skipped), unlabelled=unlabelled,
+                                            first_unlabelled=first_unlabelled))
                 tx_context = tx = None
                 if not store.has_pending:
                     yield from _committed(waiting)

@@ -209,6 +209,7 @@ class Watcher:
         self._wake: _Wake | None = None  # the file events' handler, once the run directory is watched
         self._sampler_files_noted = False  # said that a --sampler leaves the run's sample files unread
         self._labels_looked_for = False  # a relative --labels looked for by a pass with generated checkpoints
+        self._unlabelled_said: set[str] = set()  # why samples went without a label, said (_say_unlabelled)
         self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
 
     # --- what to ingest -------------------------------------------------------------
@@ -509,6 +510,8 @@ class Watcher:
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
                           counted(result.rows, "sample"), note)
+                if generated and result.unlabelled:
+                    self._say_unlabelled(result)
                 if generated and len(c.files) == 1 and c.files[0].suffix.lower() in IMAGE_EXTENSIONS and \
                         c.source.rsplit("/", 1)[-1] == c.files[0].name:  # an image, not a folder holding one
                     self._check_grid_size(c, result.rows)
@@ -541,6 +544,30 @@ class Watcher:
                                      f"checkpoint folders ({names}) or the current folder; check the path")
         for checkpoint in first.values():
             labels_table(checkpoint, options)
+
+    def _say_unlabelled(self, result: IngestResult) -> None:
+        """Samples of a checkpoint stored without a label though --labels was given, once per
+        run for each reason (no row matched, some missed, no file for it): label shares and
+        label_drift leave them out, and a file that matched nothing turned them off unsaid."""
+        c, given = result.checkpoint, self.config.options.labels_file
+        if given is None or self._stand_in:  # no labels file asked for, or none read (a sampler's, TensorBoard's)
+            return
+        path = labels_file_path(c, self.config.options)
+        verb = "has" if result.unlabelled == 1 else "have"
+        if path is None:  # a name meant for each checkpoint folder, missing from this one
+            why, message = "no file", (f"--labels {given}: none in {c.source}, {self.config.run_dir} or the current "
+                                       f"folder: its {counted(result.unlabelled, 'sample')} {verb} no label")
+        elif result.unlabelled == result.rows:
+            why, message = "no match", (f"--labels {path}: no row matched any sample of {c.source} "
+                                        f"({counted(result.rows, 'sample')}, e.g. {result.first_unlabelled}); expected "
+                                        "columns file,label or instance,label: a sample's path, file name, stem or "
+                                        "instance id, then its label")
+        else:
+            why, message = "some", (f"--labels {path}: {result.unlabelled:,} of {counted(result.rows, 'sample')} of "
+                                    f"{c.source} {verb} no label (first: {result.first_unlabelled})")
+        if why not in self._unlabelled_said:
+            self._unlabelled_said.add(why)
+            log.warning("%s", message)
 
     def _say_nothing_found(self) -> None:
         """Why the first pass found no checkpoint, and what to do about it."""

@@ -629,6 +629,33 @@ def test_empty_and_null_labels_are_unknown_and_a_checkpoints_unreadable_labels_f
         list(iter_samples(third, DiscoveryOptions(labels_file="labels.csv")))
 
 
+def test_a_labels_file_that_gives_no_label_is_an_error(tmp_path, caplog):
+    """Round AJ: an empty file, a header ``label,file`` (its rows read as label -> file) and
+    a JSON mapping to lists labelled nothing, without a word; as a checkpoint's own file it
+    labels nothing, said."""
+    from engine.decode import read_labels_file
+
+    for name, text, reason in (
+            ("empty.csv", "", "holds no label; expected CSV file,label or instance,label, or a JSON mapping"),
+            ("header.csv", "file,label\n", "holds no label"),
+            ("swapped.csv", "label,file\ncat,000.png\n", "its header label,file puts the labels first; "
+                                                           "expected columns file,label or instance,label (swap them)"),
+            ("lists.json", '{"000.png": ["cat"]}', "its values are lists or objects, not one label each; expected a "
+                                                   'JSON mapping {"00007.png": "cat", ...} or a list of labels')):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(DiscoveryError) as caught:
+            read_labels_file(path)
+        assert str(caught.value).startswith(f"{path}: {reason}"), caught.value
+    for step in (1, 2):
+        for i in range(2):
+            write_png(tmp_path / "run" / f"checkpoint-{step}" / f"{i:03d}.png", smooth_images(RNG, 1, 16)[0])
+    (tmp_path / "run" / "checkpoint-1" / "labels.json").write_text('{"000.png": ["cat"]}')
+    with caplog.at_level("WARNING"):
+        assert [s.label for s in iter_samples(scan_run(tmp_path / "run")[0])] == [None, None]
+    assert "its values are lists or objects" in caplog.text and "this checkpoint's samples get no label" in caplog.text
+
+
 def test_an_unreadable_labels_file_is_said_to_need_its_permissions_fixed(tmp_path, monkeypatch):
     """Round AJ: a labels file this user may not read got a format hint (expected CSV ...)."""
     from engine.decode import read_labels_file

@@ -2519,6 +2519,37 @@ def test_a_relative_labels_path_found_nowhere_is_an_error_before_anything_is_sto
     assert [reader.labels[code] for code in reader.samples("label")] == ["cat", "dog"] * 2
 
 
+def test_labels_that_match_no_sample_or_some_are_said_once_per_run(tmp_path, capsys, monkeypatch):
+    """Round AJ: a --labels file whose rows matched no sample (instance ids out of range, names
+    of another run) or only some was accepted without a word: label_drift went off unsaid."""
+    run, labels = tmp_path / "run", tmp_path / "labels.csv"
+    for step in (100, 200, 300):
+        write_step(run, step, 4, seed=step)
+    monkeypatch.chdir(tmp_path)
+    argv = ["watch", str(run), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics",
+            "--labels", str(labels)]
+    labels.write_text("instance,label\n-1,cat\n99999999999,dog\nabc,x\n")
+    assert main([*argv, "--store", str(tmp_path / "none.zarr")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "--labels" in line]
+    assert err == [f"evowatch: --labels {labels}: no row matched any sample of step_000100 (4 samples, e.g. "
+                   "step_000100/samples/00000.png); expected columns file,label or instance,label: a sample's path, "
+                   "file name, stem or instance id, then its label"]
+    labels.write_text("file,label\n00000.png,cat\n00001.png,dog\n")
+    assert main([*argv, "--store", str(tmp_path / "some.zarr")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "--labels" in line]
+    assert err == [f"evowatch: --labels {labels}: 2 of 4 samples of step_000100 have no label "
+                   "(first: step_000100/samples/00002.png)"]
+    labels.write_text("".join(f"{i},{i % 2}\n" for i in range(4)))
+    assert main([*argv, "--store", str(tmp_path / "all.zarr")]) == 0
+    assert "--labels" not in capsys.readouterr().err
+    for step in (100, 200):  # a name meant for each checkpoint folder, missing from one
+        shutil.copy(labels, run / f"step_{step:06d}" / "own.csv")
+    assert main([*argv[:-1], "own.csv", "--store", str(tmp_path / "own.zarr")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "--labels" in line]
+    assert err == [f"evowatch: --labels own.csv: none in step_000300, {run} or the current folder: its 4 samples have "
+                   "no label"]
+
+
 def test_a_stop_that_waits_for_a_call_under_way_says_so(caplog):
     """Round AB: Ctrl-C during a slow --sampler call waited for it (17 s) without a word."""
     import queue
