@@ -146,6 +146,19 @@ def _folder_id(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _column_description(group: str, name: str) -> str:
+    """What a metric or scalar array holds, for its ``description`` attribute (it said only
+    "metrics column fd": round AJ read docs/metrics.md to learn the rest)."""
+    if name == "step":
+        return ("the step of each row: rows are in the order steps were measured, sort by it" if group == "metrics"
+                else "the training step of each logged value")
+    return {"metrics": f"per-step metric {name!r} over the step's current generated samples, a row per step "
+                       "(metrics/step); its definition: docs/metrics.md",
+            "sample_metrics": f"per-sample metric {name!r}, row-aligned with samples/ (flags as 1.0 / 0.0), NaN where "
+                              "not computed; its definition: docs/metrics.md",
+            "scalars": f"trainer scalar {name!r} read from the run's logs, at the steps in scalars/step"}[group]
+
+
 def check_store_path(path: str | os.PathLike[str]) -> None:
     """Refuse a path that is no store and cannot become one (a file, a folder with other
     contents, the current folder), before a command loads anything else."""
@@ -1255,7 +1268,8 @@ class StoreWriter(StoreReader):
     def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int) -> zarr.Array:
         if (group_name, name) not in self._handles and not (self.path / group_name / name / "zarr.json").is_file():
             per_step = group_name != "sample_metrics"  # a row per step: small chunks
-            self._create_array(group, name, (), dtype, f"{group_name} column {name}", 1024 if per_step else 16384)
+            self._create_array(group, name, (), dtype, _column_description(group_name, name),
+                               1024 if per_step else 16384)
         array = self.handle(group_name, name)
         if array.shape[0] < length:
             old = array.shape[0]

@@ -426,6 +426,11 @@ def test_metric_tables(tmp_path, rng):
     reader = StoreReader(tmp_path / "s.zarr")
     table = reader.step_metrics()
     assert table["step"].tolist() == [5, 10]
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")  # round AJ: "metrics column fd" said nothing
+    assert root["metrics/fd"].attrs["description"].startswith("per-step metric 'fd' over the step's current generated")
+    assert root["scalars/loss_d"].attrs["description"] == ("trainer scalar 'loss_d' read from the run's logs, at the "
+                                                           "steps in scalars/step")
+    assert "row-aligned with samples/" in root["sample_metrics/nn_train_distance"].attrs["description"]
     assert np.isnan(table["vendi"][0]) and table["vendi"][1] == 2.0 and table["fd"].tolist() == [0.5, 1.5]
     got = reader.sample_metric("nn_train_distance")
     assert np.isnan(got[:2]).all() and got[2:].tolist() == [0, 1, 2, 3]
