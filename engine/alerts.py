@@ -100,8 +100,9 @@ class AlertRules:
     fd_jump_hold: int = 2
     # both compare checkpoints whose sizes are within fd_size_ratio of each other: FD's
     # upward bias grows as 1/n (a healthy run halved from 32 to 16 samples per checkpoint
-    # read as a jump of +60%, held; within 2x, 64 -> 32 -> 16 fired on 6 of 6 seeds)
-    fd_size_ratio: float = 1.25
+    # read as a jump of +60%, held; within 2x, 64 -> 32 -> 16 fired on 6 of 6 seeds); at
+    # 1.25x a run diverging 14x while its sizes took turns, 64 and 48, was never judged
+    fd_size_ratio: float = 1.5
     # label_drift / probe_drift are evaluated only once samples are realistic (precision
     # >= drift_min_precision; shares of off-manifold samples mean little)
     drift_min_precision: float = 0.25
@@ -350,21 +351,31 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     return worst[1] if worst else None
 
 
-def _binomial_bar(q: float, n: int, z: float) -> float:
-    """The share of n fresh samples, each flagged with probability q, that is exceeded as rarely
-    as z standard deviations of a normal. Exact binomial: the normal bar q + z·sd was crossed by
-    one flagged sample of a one-sample step, a chance of q."""
-    from scipy.stats import binom, norm
+def _copy_bar(q: float, n: int, n_holdout: float, z: float) -> float:
+    """The share of n fresh samples flagged below a held-out quantile that is exceeded as rarely
+    as z standard deviations of a normal. The threshold is an order statistic of the n_holdout
+    held-out distances, so the chance q it gives a fresh sample is itself drawn, Beta(q(N+1),
+    (1-q)(N+1)), once for the whole store, and the count is beta-binomial: taken as exactly q
+    (a binomial), a held-out set whose nearest image happened to sit far flagged fresh samples
+    at 6x q at every checkpoint (round AK: 8 of 64 with 100 held out). Without n_holdout (a
+    store measured before it was kept) the binomial. Exact tails: the normal bar q + z·sd was
+    crossed by one flagged sample of a one-sample step, a chance of q."""
+    from scipy.stats import betabinom, binom, norm
 
-    return float(binom.isf(norm.sf(z), n, q)) / n
+    tail = norm.sf(z)
+    if math.isfinite(n_holdout) and n_holdout > 0:
+        a = q * (n_holdout + 1)
+        return float(betabinom.isf(tail, n, a, n_holdout + 1 - a)) / n
+    return float(binom.isf(tail, n, q)) / n
 
 
 def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     cur = hist[-1]
     step = int(cur["step"])
     frac, q, n = _get(cur, "near_copy_frac"), _get(cur, "near_copy_expected"), _get(cur, "n_generated")
+    n_holdout = _get(cur, "n_holdout")
     if _finite(frac, q, n) and n > 0:
-        limit = max(rules.near_copy_min_frac, _binomial_bar(q, int(n), rules.near_copy_z))
+        limit = max(rules.near_copy_min_frac, _copy_bar(q, int(n), n_holdout, rules.near_copy_z))
         if frac > limit:
             return Alert(step, "memorisation", frac,
                          f"{_pct(frac)} of samples are near-copies of training images at step {step}, about "
@@ -372,7 +383,7 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
                          f"{_pct(q)}; alert above {_pct(limit)})")
     tight, q_tight = _get(cur, "tight_copy_frac"), _get(cur, "tight_copy_expected")
     if _finite(tight, q_tight, n) and n > 0:
-        limit = _binomial_bar(q_tight, int(n), rules.near_copy_z)
+        limit = _copy_bar(q_tight, int(n), n_holdout, rules.near_copy_z)
         if tight > limit:  # exact copies among a few samples (round AJ: 4 of 16 stayed under the near-copy bar)
             return Alert(step, "memorisation", tight,
                          f"{round(tight * n):.0f} of {n:.0f} samples at step {step} are copies of training images: "

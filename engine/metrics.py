@@ -799,7 +799,8 @@ def compute_step(
       ``copy_zu`` (Meehan et al. Z_U of generated vs held-out NN distances to training),
       ``near_copy_frac``, ``near_copy_threshold``, ``near_copy_expected`` (= q),
       ``tight_copy_frac``, ``tight_copy_threshold``, ``tight_copy_expected``
-      (:meth:`ReferenceStats.tight_copy_threshold`)
+      (:meth:`ReferenceStats.tight_copy_threshold`), ``n_holdout`` (the held-out samples the
+      thresholds are quantiles of: how uncertain their chances are)
     - labels: ``n_labelled``, ``label_tv`` and, per label name L, ``label_share:L`` and
       ``label_ref_share:L``. Shares are over the labelled samples (``None`` in ``labels`` is
       unlabelled); a label the reference lacks, here or in ``label_names`` (the labels the run
@@ -859,12 +860,12 @@ def compute_step(
         s["near_copy_frac"] = float(near.mean())
         tight, tight_q = ref.tight_copy_threshold()
         s.update(tight_copy_frac=float(np.mean(nn_train < tight)), tight_copy_threshold=tight,
-                 tight_copy_expected=tight_q)
+                 tight_copy_expected=tight_q, n_holdout=float(len(ref.holdout_nn_train)))
     else:
         per["copy_log_ratio"] = np.full(n, np.nan, dtype=np.float32)
         per["near_copy"] = np.full(n, np.nan, dtype=np.float32)  # not measured: no sample said to be no copy
         s.update(copy_log_ratio=nan, copy_neighbourhoods=nan, copy_log_ratio_p=nan, copy_zu=nan, near_copy_frac=nan,
-                 tight_copy_frac=nan, tight_copy_threshold=nan, tight_copy_expected=nan)
+                 tight_copy_frac=nan, tight_copy_threshold=nan, tight_copy_expected=nan, n_holdout=nan)
     s["near_copy_threshold"] = ref.near_copy_threshold
     s["near_copy_expected"] = ref.near_copy_quantile if ref.holdout is not None else nan
 

@@ -144,7 +144,7 @@ def run_on_alert(
     env = {**os.environ, **alert_env(alert)}
     # stderr into a file, not a pipe: a job the command leaves running (`notify.sh &`) kept a
     # pipe open, so the watch waited for it, then killed it at the timeout
-    with tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryFile("w+", errors="replace") as err:  # a command's Latin-1 stderr killed the thread
         try:
             proc = subprocess.Popen(cmd, shell=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=err, text=True,
@@ -210,6 +210,8 @@ class AlertCommands:
             try:
                 if not self._cancel.is_set():
                     run_on_alert(self.cmd, alert, self.timeout_s, cancel=self._cancel)
+            except Exception as exc:  # never the thread's end: the commands after it, and --once waiting on them, hung
+                log.warning("on-alert command failed (%s: %s): %s", type(exc).__name__, exc, self.cmd)
             finally:
                 self._alerts.task_done()
 

@@ -257,11 +257,12 @@ def _fitted_before(store: StoreWriter) -> bool:
 
 
 def _options_misfit(checkpoint: Checkpoint, misfits: list[SkippedFile]) -> EvowatchError:
-    """No file of the first checkpoint fits the grid the options force: a wrong --grid printed
+    """No file of an ingest's checkpoints fits the grid the options force: a wrong --grid printed
     a line per file of every checkpoint (576), exited 0 and left a store of 0 rows (round AJ)."""
     first = misfits[0]
-    return EvowatchError(f"{checkpoint.source}: none of its {counted(len(misfits), 'file')} fits the grid the options "
-                         f"force ({first.path}: {first.reason.rstrip('.')}); nothing stored")
+    what = "its file does not fit" if len(misfits) == 1 else f"none of its {len(misfits):,} files fits"
+    return EvowatchError(f"{checkpoint.source}: {what} the grid the options force ({first.path}: "
+                         f"{first.reason.rstrip('.')}); nothing stored")
 
 
 def _say_misfits(checkpoint: Checkpoint, misfits: list[SkippedFile]) -> None:
@@ -305,6 +306,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
     retry = False
     misfits: list[SkippedFile] = []  # the checkpoint's files that do not fit a forced grid
     fitted = False  # a generated checkpoint of this ingest had samples
+    unfit: list[tuple[Checkpoint, list[SkippedFile]]] = []  # no file of them fits, nothing having fitted before
     first_unlabelled = None
     waiting: list[IngestResult] = []
     deadline = 0.0
@@ -364,7 +366,14 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                     log.warning("skipped %s: %s", path, VANISHED)
                 if misfits:
                     if rows == 0 and len(misfits) == len(tx.skipped) and not fitted and not _fitted_before(store):
-                        raise _options_misfit(item.checkpoint, misfits)  # rolled back below
+                        # none fitted yet: an error once none of this ingest does; a later one may (a
+                        # progressive GAN's tiles grow): not stored, read again by the next pass
+                        unfit.append((item.checkpoint, misfits))
+                        misfits = []
+                        tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
+                        tx_context = tx = None
+                        yield from _committed(waiting)
+                        continue
                     _say_misfits(item.checkpoint, misfits)
                     misfits = []
                 fitted = fitted or (rows > 0 and item.checkpoint.kind == "generated")
@@ -379,6 +388,12 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                     yield from _committed(waiting)
         store.commit_pending()
         yield from waiting
+        if unfit and not fitted:
+            raise _options_misfit(*unfit[0])
+        if unfit:
+            log.warning("%s: none of %s fits the grid the options force, where later ones fit (%s): not stored, "
+                        "read again by the next watch", ", ".join(c.source for c, _ in unfit[:3]),
+                        "its files" if len(unfit) == 1 else "their files", unfit[0][1][0].reason.rstrip("."))
     except BaseException as exc:
         if tx_context is not None:
             tx_context.__exit__(type(exc), exc, exc.__traceback__)  # commits waiting checkpoints, drops this one

@@ -328,8 +328,8 @@ class TensorBoardImages:
                 geometry = None if len(images) > 1 or instance is not None else (
                     resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
                     or self._tag_geometry(logged, image.shape))
-            except (decode.SkipFile, ValueError) as exc:
-                yield SkippedFile(path=path, reason=str(exc))
+            except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
+                yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile))
                 continue
             if geometry is None:
                 number = instance if instance is not None and len(images) == 1 else (index if len(images) > 1 else -1)
@@ -338,7 +338,7 @@ class TensorBoardImages:
             try:
                 tiles = select_tiles(split_grid(image, geometry), geometry, options.tile_rows, options.tile_cols)
             except ValueError as exc:
-                yield SkippedFile(path=path, reason=str(exc))
+                yield SkippedFile(path=path, reason=str(exc), misfit=True)
                 continue
             for tile_index, tile in tiles:
                 yield Sample(image=tile, instance=tile_index, path=f"{path}#{tile_index}")

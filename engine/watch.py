@@ -635,9 +635,11 @@ class Watcher:
                 hook.end(wait)
 
     @property
-    def found_checkpoints(self) -> int:
-        """Checkpoints of the run its last scan saw, ready or not (0: the line before says why)."""
-        return self._found
+    def found_nothing(self) -> bool:
+        """Whether the last scan saw no checkpoint of the run (the line before says why) and the
+        store holds none either: a wrong path, --step-regex or --samples, not a run whose files
+        were deleted after they were stored."""
+        return not self._found and not (self.store.checkpoints()["kind"] == KIND_CODES["generated"]).any()
 
     def steps_left(self) -> int:
         """Steps the hooks have yet to measure (:meth:`engine.signals.Signals.steps_left`)."""

@@ -269,6 +269,19 @@ def test_a_few_exact_copies_among_few_samples_are_memorisation():
     assert first_alert(healthy + [step(40, 2)], "memorisation") is None
 
 
+def test_copy_bars_count_the_held_out_sets_size():
+    """Round AK: a threshold that is a quantile of the held-out set gives fresh samples a chance
+    drawn once for the store, not exactly q: with 100 held out, a healthy run flagged 8 of 64
+    tight copies (expected 0.6) and raised memorisation. The count is beta-binomial in
+    n_holdout; without it (a store measured before it was kept), binomial as before."""
+    rec = {"step": 1800, "n_generated": 64, "tight_copy_frac": 8 / 64, "tight_copy_expected": 1 / 101}
+    assert evaluate_alerts([{**rec, "n_holdout": 100}]) == []
+    assert [a.rule for a in evaluate_alerts([rec])] == ["memorisation"]
+    assert [a.rule for a in evaluate_alerts([{**rec, "n_holdout": 100, "tight_copy_frac": 11 / 64}])] == ["memorisation"]
+    tiny = {"step": 1, "n_generated": 16, "near_copy_frac": 9 / 16, "near_copy_expected": 0.05, "n_holdout": 8}
+    assert evaluate_alerts([tiny]) == []  # 8 held out: 9 of 16 is chance (it fired at 6 of 10 healthy checkpoints)
+
+
 def test_collapse_onto_modes_closer_to_training_is_not_memorisation(world, healthy_history):
     """A generator collapsed onto 2 modes draws near-duplicates that share their nearest
     training and held-out vectors: 2 comparisons, not 256. Both modes happening to sit
@@ -694,6 +707,24 @@ def test_on_alert_commands_run_beside_the_watch_in_order(tmp_path):
     assert time.monotonic() - start < 0.4 and not log_file.exists()
     signals.end(wait=True)
     assert log_file.read_text().split() == ["700", "800"] and time.monotonic() - start >= 1.0
+
+
+def test_an_on_alert_command_whose_stderr_is_not_utf8_does_not_stop_the_ones_after_it(tmp_path, caplog):
+    """Round AK: a failing command's Latin-1 stderr raised UnicodeDecodeError in the thread that
+    runs them: the commands after it never ran, and `--once` waited for them for ever."""
+    from engine.signals import Signals
+
+    ran = tmp_path / "ran.txt"
+    signals = Signals(run_dir=tmp_path, encoder=None,
+                      on_alert=f'echo "$EVOWATCH_STEP" >> "{ran}"; printf "caf\\351 failed\\n" >&2; exit 1')
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        for step in (500, 700):
+            signals._announce(Alert(step, "collapse", 0.1, "m"))
+        done = threading.Thread(target=signals.end, args=(True,), daemon=True)
+        done.start()
+        done.join(timeout=20)
+    assert not done.is_alive() and ran.read_text().split() == ["500", "700"]
+    assert caplog.text.count("on-alert command exited 1") == 2 and "caf\ufffd failed" in caplog.text
 
 
 def test_a_stopped_watch_kills_its_on_alert_command_and_says_what_did_not_run(tmp_path, caplog):

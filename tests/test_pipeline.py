@@ -1566,6 +1566,18 @@ def test_a_grid_option_no_file_fits_is_one_error_and_leaves_no_store(tmp_path, c
     skipped = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evowatch: skipped")]
     assert len(skipped) == 1 and skipped[0].startswith("evowatch: skipped 6 files of step_000400: Expected an image")
     assert StoreReader(store).info()["rows"] == 3 * 6 * 4
+    # round AK: a first checkpoint that does not fit, later ones that do (a progressive GAN's tiles
+    # grow): it refused the run; they are stored, it is said in one line and read again next time
+    grown, other = tmp_path / "grown", tmp_path / "g.zarr"
+    write_step(grown, 100, 3, seed=1, size=10)
+    for step in (200, 300):
+        write_step(grown, step, 3, seed=step)
+    capsys.readouterr()
+    assert main([watch[0], str(grown), "--store", str(other), *watch[4:], "12"]) == 0
+    err = capsys.readouterr().err
+    assert ("step_000100: none of their files fits the grid the options force, where later ones fit" not in err
+            and "step_000100: none of its files fits the grid the options force, where later ones fit" in err), err
+    assert StoreReader(other).info()["steps"] == [200, 300]
 
 
 def test_a_live_watch_stopped_before_the_last_checkpoint_settled_names_it(tmp_path):

@@ -532,3 +532,24 @@ def test_samples_matching_no_tag_says_so(tmp_path, caplog):
     writer.close()
     assert TensorBoardImages().scan(run, DiscoveryOptions(sample_globs=("validation*",))) == []
     assert "images logged to TensorBoard are under tags --samples does not match (test_samples)" in caplog.text
+
+
+def test_a_forced_grid_no_logged_image_fits_is_one_error(tmp_path, capsys):
+    """Round AK: `--tile-size 40` or `--tile-rows 5:` on logged 4x4 grids printed a line per
+    image, exited 0 and left a store of 0 rows (as sample files did before round AJ)."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    writer = SummaryWriter(str(run / "tb"))
+    for step in (100, 200):
+        grid = make_grid(torch.from_numpy(samples(16, 32, step)).permute(0, 3, 1, 2), nrow=4)
+        writer.add_image("samples", grid, step)
+    writer.close()
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
+            "--settle", "0"]
+    for option in (["--tile-size", "40"], ["--tile-rows", "5:"]):
+        capsys.readouterr()
+        assert main([*argv, *option]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("evowatch: error: tb/samples@100: its file does not fit the grid the options force")
+        assert not any("skipped" in line for line in err), err
+        assert not store.exists()
+    assert main([*argv, "--tile-rows", "2:"]) == 0 and StoreReader(store).info()["rows"] == 2 * 8
