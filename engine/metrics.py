@@ -615,7 +615,8 @@ class ReferenceStats:
         :data:`TIGHT_COPY_QUANTILE` share of the held-out set (at least 1), and the chance
         k / (n_holdout + 1) that a fresh sample falls below it. A quarter of 16 samples exact
         copies of training images stayed under the near-copy bar (6 of 16 at q = 5%); so few
-        fresh samples come this close that 3 of 16 are evidence."""
+        fresh samples come this close that 4 of 16 are evidence with 400 held out (the bar is
+        beta-binomial in the held-out size: :func:`engine.alerts._copy_bar`)."""
         hold_nn = self.holdout_nn_train
         k = max(1, math.ceil(TIGHT_COPY_QUANTILE * len(hold_nn)))
         return float(np.partition(hold_nn, k - 1)[k - 1]), k / (len(hold_nn) + 1)
