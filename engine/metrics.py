@@ -617,9 +617,11 @@ class ReferenceStats:
         copies of training images stayed under the near-copy bar (6 of 16 at q = 5%); so few
         fresh samples come this close that 4 of 16 are evidence with 400 held out (the bar is
         beta-binomial in the held-out size: :func:`engine.alerts._copy_bar`)."""
-        hold_nn = self.holdout_nn_train
-        k = max(1, math.ceil(TIGHT_COPY_QUANTILE * len(hold_nn)))
-        return float(np.partition(hold_nn, k - 1)[k - 1]), k / (len(hold_nn) + 1)
+        if "tight_copies" not in self._cache:
+            hold_nn = self.holdout_nn_train
+            k = max(1, math.ceil(TIGHT_COPY_QUANTILE * len(hold_nn)))
+            self._cache["tight_copies"] = (float(np.partition(hold_nn, k - 1)[k - 1]), k / (len(hold_nn) + 1))
+        return self._cache["tight_copies"]
 
     def duplicate_threshold_at(self, n: int, quantile: float = DUPLICATE_QUANTILE) -> tuple[float, float]:
         """Near-duplicate threshold for a batch of ``n`` samples and the real's own share below it.

@@ -205,8 +205,7 @@ class AlertCommands:
         self._alerts.put(alert)
 
     def _run(self) -> None:
-        while True:
-            alert = self._alerts.get()
+        while (alert := self._alerts.get()) is not None:
             try:
                 if not self._cancel.is_set():
                     run_on_alert(self.cmd, alert, self.timeout_s, cancel=self._cancel)
@@ -214,6 +213,7 @@ class AlertCommands:
                 log.warning("on-alert command failed (%s: %s): %s", type(exc).__name__, exc, self.cmd)
             finally:
                 self._alerts.task_done()
+        self._alerts.task_done()  # the end's None
 
     def finish(self) -> None:
         """Wait for the commands left to run (each up to its timeout): ``--once`` ends once
@@ -232,6 +232,10 @@ class AlertCommands:
             log.warning("--on-alert: %d command%s not run to the end (the watch stopped): %s", left,
                         "" if left == 1 else "s", self.cmd)
         self._alerts.join()
+        if self._thread is not None:  # its end, not a thread left blocked on the queue
+            self._alerts.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -36,7 +36,6 @@ from engine.encoders import Encoder
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, SkippedFile
 from engine.writer_process import WriterProcess
-from stores.format import KIND_CODES
 from stores.zarr_store import WRITE_ROWS, StoreWriter, available_cores
 
 log = logging.getLogger(__name__)
@@ -250,12 +249,6 @@ def _drain(queues: list[queue.Queue], threads: list[threading.Thread]) -> None:
                 pass
 
 
-def _fitted_before(store: StoreWriter) -> bool:
-    """Whether the store holds generated samples: the options' grid fitted a checkpoint before."""
-    ckpt = store.checkpoints()
-    return bool(np.any((ckpt["kind"] == KIND_CODES["generated"]) & (ckpt["row_stop"] > ckpt["row_start"])))
-
-
 def _options_misfit(checkpoint: Checkpoint, misfits: list[SkippedFile]) -> EvowatchError:
     """No file of an ingest's checkpoints fits the grid the options force: a wrong --grid printed
     a line per file of every checkpoint (576), exited 0 and left a store of 0 rows (round AJ)."""
@@ -365,7 +358,8 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 for path in gone if len(gone) <= 3 else ():
                     log.warning("skipped %s: %s", path, VANISHED)
                 if misfits:
-                    if rows == 0 and len(misfits) == len(tx.skipped) and not fitted and not _fitted_before(store):
+                    if (rows == 0 and len(misfits) == len(tx.skipped) and not fitted
+                            and not store.holds_generated(with_rows=True)):
                         # none fitted yet: an error once none of this ingest does; a later one may (a
                         # progressive GAN's tiles grow): not stored, read again by the next pass
                         unfit.append((item.checkpoint, misfits))

@@ -450,4 +450,6 @@ class Signals:
         """The watch ends: wait for the --on-alert commands left to run (``--once``), or stop them
         (a watch stopped, or failed)."""
         if self._commands:
-            self._commands.finish() if wait else self._commands.stop()
+            if wait:
+                self._commands.finish()
+            self._commands.stop()

@@ -639,7 +639,7 @@ class Watcher:
         """Whether the last scan saw no checkpoint of the run (the line before says why) and the
         store holds none either: a wrong path, --step-regex or --samples, not a run whose files
         were deleted after they were stored."""
-        return not self._found and not (self.store.checkpoints()["kind"] == KIND_CODES["generated"]).any()
+        return not self._found and not self.store.holds_generated()
 
     def steps_left(self) -> int:
         """Steps the hooks have yet to measure (:meth:`engine.signals.Signals.steps_left`)."""

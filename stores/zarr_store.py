@@ -324,6 +324,15 @@ class StoreReader:
                                   else np.where(table["superseded"], 0, -1).astype(np.int32))
         return table
 
+    def holds_generated(self, *, with_rows: bool = False) -> bool:
+        """Whether any checkpoint of the run itself (not a reference set) was stored, or, with
+        ``with_rows``, stored with at least one sample (every file of it skipped stores none)."""
+        ckpt = self.checkpoints()
+        generated = ckpt["kind"] == fmt.KIND_CODES["generated"]
+        if with_rows:
+            generated &= ckpt["row_stop"] > ckpt["row_start"]
+        return bool(generated.any())
+
     def warnings(self) -> dict[str, np.ndarray]:
         n = self.n_warnings
         return {name: self._read(self._array("warnings", name), n, None) for name in fmt.WARNING_ARRAYS}

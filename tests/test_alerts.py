@@ -707,6 +707,8 @@ def test_on_alert_commands_run_beside_the_watch_in_order(tmp_path):
     assert time.monotonic() - start < 0.4 and not log_file.exists()
     signals.end(wait=True)
     assert log_file.read_text().split() == ["700", "800"] and time.monotonic() - start >= 1.0
+    assert not any(t.name == "evowatch-on-alert" for t in threading.enumerate())  # ended, not left blocked
+    signals.end(wait=False)  # twice (a stop after --once's end): nothing left, nothing said, no hang
 
 
 def test_an_on_alert_command_whose_stderr_is_not_utf8_does_not_stop_the_ones_after_it(tmp_path, caplog):
@@ -747,6 +749,7 @@ def test_a_stopped_watch_kills_its_on_alert_command_and_says_what_did_not_run(tm
     with pytest.raises(ProcessLookupError):  # killed and reaped, not left to run on
         os.kill(int(pid.read_text()), 0)
     assert not out.exists() and "timed out" not in caplog.text and "exited" not in caplog.text
+    assert not any(t.name == "evowatch-on-alert" for t in threading.enumerate())
 
 
 def test_a_pause_written_by_hand_blocks_and_a_timeout_is_kept(tmp_path):

@@ -895,7 +895,7 @@ def selection_csv(d: MapData, rows: np.ndarray, paths: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def grid_rows(rows: np.ndarray, limit: int = GRID_MAX, seed: int = 0) -> np.ndarray:
+def grid_rows(rows: np.ndarray, limit: int = GRID_MAX) -> np.ndarray:
     """At most ``limit`` rows of a selection (or a trail) for a thumbnail grid: an even spread,
     in their order, the first and the last kept."""
     if len(rows) <= limit:
