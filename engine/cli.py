@@ -318,6 +318,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from stores.zarr_store import StoreReader
 
     summary = StoreReader(args.store).info()
+    if summary["missing_chunks"]:  # what is there is still shown: which steps a new copy must bring back
+        log.warning("%s: chunk files missing (%s; read as zeros): the store was copied or restored incompletely; "
+                    "copy it again from its source", summary["store"], "; ".join(summary["missing_chunks"]))
     if args.json:
         print(json.dumps(summary))
         return 0

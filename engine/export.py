@@ -148,6 +148,7 @@ def export_store(store: str | os.PathLike[str], to: Format | None = None, out: s
     """Write the store's committed rows to ``out``; returns (the file, rows written) for the caller to report."""
     to = _format(to, Path(out) if out is not None and str(out) != "-" else None)
     reader = StoreReader(store)
+    reader.check_complete()
     target = Path(out) if out is not None else default_output(Path(store), to)
     inside = not is_stream(target) and Path(store).resolve() in (target.resolve(), *target.resolve().parents)
     if target.is_dir() or inside:  # a file inside the store was written over its metadata or chunks

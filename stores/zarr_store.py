@@ -238,6 +238,11 @@ def _take(group: Sequence[CheckpointTransaction], staging: _Staging) -> tuple[in
     return start, sum(counts), columns
 
 
+# arrays whose committed chunks all exist in any store: no real chunk of them holds only fill values
+_NEVER_FILL = (("samples", "embedding"), ("samples", "path"), ("checkpoints", "source"), ("checkpoints", "hash"),
+               ("warnings", "path"), ("layout", "xy"))
+
+
 class StoreReader:
     """Read-only view of a store that only ever shows committed rows.
 
@@ -332,6 +337,34 @@ class StoreReader:
         if with_rows:
             generated &= ckpt["row_stop"] > ckpt["row_start"]
         return bool(generated.any())
+
+    def missing_chunks(self) -> list[str]:
+        """The arrays whose chunk files under the commit point are gone, as ``group/name rows
+        a-b``: zarr reads a missing chunk as its fill value, so an interrupted copy of a store
+        exported zeros as embeddings without a word (round AJ). Only arrays no real chunk can
+        hold fill values only (a vector, a path), as a store older than ``WRITE_CONFIG`` left
+        out such chunks of the others (a run of step-0 rows)."""
+        counts = {"samples": self.n_rows, "checkpoints": self.n_checkpoints, "warnings": self.n_warnings,
+                  "layout": self.layout_rows}
+        missing = []
+        for group, name in _NEVER_FILL:
+            if not counts[group] or not self.has_array(group, name):
+                continue
+            array = self._array(group, name)
+            step = array.chunks[0]
+            gone = [i for i in range(-(-counts[group] // step))
+                    if not (self.path / group / name / array.metadata.encode_chunk_key((i, *[0] * (array.ndim - 1)))).is_file()]
+            if gone:
+                first, last = gone[0] * step, min((gone[-1] + 1) * step, counts[group]) - 1
+                missing.append(f"{group}/{name} rows {first}-{last}" + (f" ({len(gone)} chunks)" if len(gone) > 1 else ""))
+        return missing
+
+    def check_complete(self) -> None:
+        """Raise :class:`StoreFormatError` naming the arrays :meth:`missing_chunks` finds."""
+        missing = self.missing_chunks()
+        if missing:
+            raise StoreFormatError(f"{self.path}: chunk files missing ({'; '.join(missing)}; zarr would read them as "
+                                   "zeros): the store was copied or restored incompletely; copy it again from its source")
 
     def warnings(self) -> dict[str, np.ndarray]:
         n = self.n_warnings
@@ -485,6 +518,7 @@ class StoreReader:
             "scalars": self.scalar_names(),
             "alerts": [{**a, "value": fmt.json_number(a.get("value"))}  # NaN: an older store's
                        for a in self.attrs.get("alerts", [])],
+            "missing_chunks": self.missing_chunks(),
         }
 
 
@@ -667,6 +701,7 @@ class StoreWriter(StoreReader):
             if self._load_state():  # a cleanly closed store ends at its commit points
                 log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
                             self.path, self.n_rows, self.n_checkpoints)
+            self.check_complete()  # appended to, a store with holes kept them (zeros measured, exported)
         except BaseException:
             self._lengths.clear()  # nothing written: close only lets go of the lock
             self.close()

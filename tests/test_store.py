@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -914,3 +915,29 @@ def test_a_tags_store_takes_its_weights_given_as_a_file_of_that_tag(tmp_path, ca
                   "clip:ViT-B-32@sha256-0123456789ab+quickgelu"):
         with pytest.raises(EncoderMismatchError):
             StoreWriter(tmp_path / "s.zarr", {**as_file, "identity": other})
+
+
+def test_chunk_files_missing_under_the_commit_point_are_named_not_read_as_zeros(tmp_path, rng, capsys):
+    """Round AJ: a store copied incompletely (a chunk folder not copied) exported its embeddings
+    as zeros, said nothing in `info`, and a watch appended to it: zarr reads a missing chunk as
+    its fill value."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in (1, 2):
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_rows(tx, 5, rng)
+    assert StoreReader(path).missing_chunks() == []
+    for chunk in (path / "samples" / "embedding" / "c").iterdir():
+        os.replace(chunk, tmp_path / "aside")
+    said = r"s.zarr: chunk files missing \(samples/embedding rows 0-9; .*\): .*copy it again from its source"
+    assert StoreReader(path).missing_chunks() == ["samples/embedding rows 0-9"]
+    assert main(["export", str(path), "--embeddings", "--out", str(tmp_path / "e.csv")]) == 2
+    assert re.search(said, capsys.readouterr().err) and not (tmp_path / "e.csv").exists()
+    assert main(["info", str(path), "--json"]) == 0  # what is there is still shown, with the warning
+    out, err = capsys.readouterr()
+    assert json.loads(out)["missing_chunks"] == ["samples/embedding rows 0-9"] and re.search(said, err)
+    with pytest.raises(StoreFormatError, match=said):
+        StoreWriter(path, ENCODER, thumbnail_size=4)
+    assert not (tmp_path / "s.zarr.lock").exists() and StoreReader(path).n_rows == 10  # let go, nothing cut

@@ -116,6 +116,17 @@ def test_the_hover_caption_names_what_each_number_is(store):
                       f"{d.instance[row]} · sample_{row - N_REAL:06d}.png"
 
 
+def test_a_store_missing_chunk_files_says_so_above_the_map(tmp_path, monkeypatch):
+    """A store copied incompletely showed black thumbnails and points at the centre: zarr
+    reads a missing chunk as zeros (round AJ, through export)."""
+    import shutil
+
+    build_store(tmp_path / "run.zarr", n_steps=2, per_step=30, n_real=20, thumbnail_size=8)
+    shutil.rmtree(tmp_path / "run.zarr" / "samples" / "path" / "c")
+    page = texts(run_app(tmp_path / "run.zarr", monkeypatch))
+    assert "Chunk files are missing (samples/path rows 0-79): those rows read as zeros" in page
+
+
 def test_a_reference_images_number_is_no_instance_in_its_hover_caption(store):
     """Real ``0049.png`` said "instance 49"."""
     from viewer.hover import hover_payload

@@ -446,6 +446,9 @@ def page(path: str) -> None:
                               f"{counted(len(d.all_steps), 'step')} · "
                               f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "
                               f"{counted(len(d.alerts), 'alert')}")
+    if d.missing_chunks:  # zarr reads them as zeros: black thumbnails, points at the map's centre
+        st.error(f"Chunk files are missing ({'; '.join(d.missing_chunks)}): those rows read as zeros. The store "
+                 "was copied or restored incompletely; copy it again from its source.")
     _sync_injected_state()
     f, layout, color = sidebar(d, path, commit)
     alerts_list(list(d.alerts))

@@ -184,6 +184,7 @@ class MapData:
     alerts: tuple[dict[str, Any], ...] = ()
     sample_metric_names: tuple[str, ...] = ()
     has_real: bool = False  # any committed real-reference row (laid out or not): metrics can be computed
+    missing_chunks: tuple[str, ...] = ()  # arrays whose chunk files are gone (read as zeros): a copy cut short
 
     @property
     def n(self) -> int:
@@ -227,7 +228,8 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
                    current=cur, xy=xy, step_index=step_index, solution=solution, steps=steps, all_steps=all_steps,
                    labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
                    alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()),
-                   has_real=bool((all_kind == fmt.KIND_CODES["real"]).any()))
+                   has_real=bool((all_kind == fmt.KIND_CODES["real"]).any()),
+                   missing_chunks=tuple(r.missing_chunks()))
 
 
 def _checkpoint_of_rows(ckpt: dict[str, np.ndarray], n: int) -> np.ndarray:
