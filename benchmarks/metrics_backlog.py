@@ -8,7 +8,10 @@ measured rows written together every few seconds, the history kept in memory) an
 before (a row written and the whole table read back at every step: the baseline). Prints the
 seconds of each and the CPU ms per step over the first and last tenth of the steps.
 
-    .venv/bin/python benchmarks/metrics_backlog.py [--steps 300 1500]
+    .venv/bin/python benchmarks/metrics_backlog.py [--steps 300 1500] [--real 600 --dim 768 --only-now]
+
+With ``--real`` the store holds a reference set, so every metric (precision/recall, FD, copies)
+and every rule is measured, as for a run watched with ``--real``/``--holdout``.
 """
 from __future__ import annotations
 
@@ -30,9 +33,15 @@ from stores.zarr_store import StoreWriter  # noqa: E402
 ENCODER = {"identity": "bench:64", "dim": 64}
 
 
-def build(path: Path, steps: int, dim: int, per_step: int = 16) -> None:
+def build(path: Path, steps: int, dim: int, per_step: int = 16, real: int = 0) -> None:
     rng = np.random.default_rng(0)
     with StoreWriter(path, {**ENCODER, "dim": dim}, thumbnail_size=8) as store:
+        for kind, n in (("real", real), ("holdout", real // 4)) if real else ():  # every metric and rule then
+            vectors = rng.normal(size=(n, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            with store.checkpoint(-1, f"{kind}:/bench/{kind}", f"{kind}{n}", kind=kind) as tx:
+                tx.add(vectors, list(range(n)), [None] * n, np.zeros((n, 8, 8, 3), np.uint8),
+                       [f"{i}.png" for i in range(n)])
         for k in range(steps):
             vectors = rng.normal(size=(per_step, dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -69,20 +78,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[300, 1500])
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--real", type=int, default=0,
+                        help="reference vectors (and a quarter as many held out): the metrics measured against them")
+    parser.add_argument("--only-now", action="store_true", help="skip the emulated code before (the baseline)")
     args = parser.parse_args()
     print("| steps | code | seconds | x before | CPU ms a step, first tenth | last tenth |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for steps in args.steps:
             built = Path(tmp) / f"built_{steps}.zarr"
-            build(built, steps, args.dim)
+            build(built, steps, args.dim, real=args.real)
             seconds = {}
-            for name, before in (("before", True), ("now", False)):
+            for name, before in (("now", False),) if args.only_now else (("before", True), ("now", False)):
                 copy = Path(tmp) / f"{name}_{steps}.zarr"
                 shutil.copytree(built, copy)
                 seconds[name], per_step = measure(copy, args.dim, before)
                 tenth = max(1, steps // 10)
-                print(f"| {steps:,} | {name} | {seconds[name]:.1f} | {seconds[name] / seconds['before']:.2f} | "
+                print(f"| {steps:,} | {name} | {seconds[name]:.1f} | {seconds[name] / seconds.get('before', seconds[name]):.2f} | "
                       f"{1e3 * np.mean(per_step[:tenth]):.1f} | {1e3 * np.mean(per_step[-tenth:]):.1f} |", flush=True)
                 shutil.rmtree(copy)
 

@@ -12,6 +12,7 @@ run raises none (see ``docs/metrics.md`` and ``tests/test_alerts.py``).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -351,6 +352,7 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     return worst[1] if worst else None
 
 
+@functools.lru_cache(maxsize=1024)  # the same few (q, n) at every step: scipy's tail, ~2 ms a call
 def _copy_bar(q: float, n: int, n_holdout: float, z: float) -> float:
     """The share of n fresh samples flagged below a held-out quantile that is exceeded as rarely
     as z standard deviations of a normal. The threshold is an order statistic of the n_holdout

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
 from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
@@ -133,6 +134,7 @@ class Signals:
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
     _history: dict[int, dict] | None = field(default=None, init=False)  # see _steps_measured
     _unwritten: list = field(default_factory=list, init=False)  # measured rows not yet in the store
+    _unwritten_samples: dict = field(default_factory=dict, init=False)  # per-sample metric -> [(start, values)]
     _written_at: float = field(default=0.0, init=False)
     _alert_list: list[dict] | None = field(default=None, init=False)  # see _stored_alerts
     #: seconds of measuring per call, then :attr:`pending` and back to the caller (a live watch:
@@ -165,6 +167,10 @@ class Signals:
         due = list(_due(ckpt, measured))
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
+        self._unwritten_samples = {}
+        # one BLAS thread: a step's products are small (16-1,000 samples), and OpenBLAS's threads
+        # spin against the decoders, the encoder and the trainer (docs/metrics.md: 3x a backlog)
+        blas = threadpool_limits(limits=1, user_api="blas")
         try:
             for step, indices, ranges, basis in due:
                 if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
@@ -177,6 +183,7 @@ class Signals:
                 if said:
                     said.item(step, "measured step %d", step)
         finally:
+            blas.restore_original_limits()
             self._write_measured(store, at_once=True)
         if said and not self.pending:
             said.finish()
@@ -323,7 +330,7 @@ class Signals:
         for name, values in per_sample.items():
             for (start, _), twin in zip(ranges, twins):  # a repeated checkpoint gets its twin's values
                 first, last = where[ranges[twin]]
-                store.write_sample_metric(name, start, np.asarray(values[first:last], np.float32))
+                self._unwritten_samples.setdefault(name, []).append((start, np.asarray(values[first:last], np.float32)))
         keys = array_names(scalars)
         row = {keys[k]: float(v) for k, v in scalars.items()}
         self._steps_measured(store)[step] = {"step": step, **row}
@@ -347,6 +354,9 @@ class Signals:
         WRITE_EVERY_S seconds, and at the end (a reader never sees an alert before its row)."""
         if not (at_once or time.monotonic() - self._written_at >= WRITE_EVERY_S):
             return
+        if self._unwritten_samples:  # before the steps' rows: a reader seeing a row sees its samples' values
+            store.write_sample_metrics(self._unwritten_samples)
+            self._unwritten_samples = {}
         if self._unwritten:
             store.write_steps_metrics(self._unwritten)
         if self._alert_list is not None and self._alert_list != store.attrs.get("alerts", []):

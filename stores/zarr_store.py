@@ -23,7 +23,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -948,6 +948,13 @@ class StoreWriter(StoreReader):
                     array.resize((n, *array.shape[1:]))
                     cut = True
                 self._lengths[(group_name, name)] = min(n, array.shape[0])
+        for group_name in ("metrics", "sample_metrics"):  # grown ahead too (_ensure_column)
+            for name in self._array_names(group_name):
+                array = self.handle(group_name, name)
+                n = int((self._group_attrs(group_name) if group_name == "metrics" else array.attrs).get("committed_rows", 0))
+                if array.shape[0] > n:
+                    array.resize((n,))
+                    cut = True
         return cut
 
     def handle(self, group: str, name: str) -> zarr.Array:
@@ -1211,7 +1218,8 @@ class StoreWriter(StoreReader):
 
         def writes() -> Iterator[Coroutine]:  # made inside _write_all: closed there if one fails
             for name in sorted(names):
-                column = self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n)
+                column = self._ensure_column(group, "metrics", name, "int64" if name == "step" else "float64", n,
+                                             ahead=True)
                 # one write per column over the rows' span, the rows between kept: a write per run
                 # of consecutive rows raced its siblings on the column's one chunk, and a step
                 # measured again with another kept its earlier values in some columns (round AJ)
@@ -1293,23 +1301,41 @@ class StoreWriter(StoreReader):
             if array.shape[0] > n:
                 array.resize((n,))
 
-    @uninterrupted
     def write_sample_metric(self, name: str, start: int, values: np.ndarray) -> None:
         """Write rows [start, start+len) of a per-sample metric, then move its commit point."""
+        self.write_sample_metrics({name: [(start, values)]})
+
+    @uninterrupted
+    def write_sample_metrics(self, parts: Mapping[str, Sequence[tuple[int, np.ndarray]]]) -> None:
+        """Write each per-sample metric's ``(start, values)`` parts in one write over their span
+        (rows between them kept, rows past its commit point NaN), then move its commit point: a
+        backlog's steps written one at a time cost 4 resizes, writes and attribute updates a
+        step (0.1 s of each step's 0.5 s at 1,000 steps of 16 samples)."""
         group = self._ensure_group("sample_metrics")
-        stop = start + len(values)
-        array = self._ensure_column(group, "sample_metrics", name, "float32", stop)
-        committed = int(array.attrs.get("committed_rows", 0))
-        if start > committed:
-            array[committed:start] = np.nan
-        array[start:stop] = np.asarray(values, np.float32)
-        array.update_attributes({"committed_rows": max(committed, stop)})
+        for name, pieces in parts.items():
+            if not pieces:
+                continue
+            stop = max(start + len(values) for start, values in pieces)
+            array = self._ensure_column(group, "sample_metrics", name, "float32", stop, ahead=True)
+            committed = int(array.attrs.get("committed_rows", 0))
+            lo = min(committed, *(start for start, _ in pieces))
+            span = array[lo:stop] if lo < committed else np.full(stop - lo, np.nan, np.float32)
+            span[max(committed - lo, 0):] = np.nan  # past the commit point: a killed writer's, not kept
+            for start, values in pieces:
+                span[start - lo:start - lo + len(values)] = values
+            array[lo:stop] = span
+            array.update_attributes({"committed_rows": max(committed, stop)})
 
     def _ensure_group(self, name: str) -> zarr.Group:
         self._ensure_intact()
         return zarr.open_group(str(self.path / name), mode="a", zarr_format=3)
 
-    def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int) -> zarr.Array:
+    def _ensure_column(self, group: zarr.Group, group_name: str, name: str, dtype: str, length: int,
+                       ahead: bool = False) -> zarr.Array:
+        """The column, made if new, at least ``length`` rows long; ``ahead``: grown by whole
+        chunks, as the sample arrays are (a backlog's metrics resized and NaN-filled each of ~40
+        columns at every write: half a second a write at 1,000 steps). Rows past a table's
+        commit point are cut on close and on recovery (:meth:`_cut_to_committed`)."""
         if (group_name, name) not in self._handles and not (self.path / group_name / name / "zarr.json").is_file():
             per_step = group_name != "sample_metrics"  # a row per step: small chunks
             self._create_array(group, name, (), dtype, _column_description(group_name, name),
@@ -1317,9 +1343,11 @@ class StoreWriter(StoreReader):
         array = self.handle(group_name, name)
         if array.shape[0] < length:
             old = array.shape[0]
-            array.resize((length,))
+            chunk = array.chunks[0]
+            capacity = -(-max(length, old + old // 4) // chunk) * chunk if ahead else length
+            array.resize((capacity,))
             if dtype.startswith("float"):
-                array[old:length] = np.nan
+                array[old:capacity] = np.nan
         return array
 
     @uninterrupted

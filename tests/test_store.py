@@ -442,6 +442,33 @@ def test_metric_tables(tmp_path, rng):
     assert summary["scalars"] == ["loss_d"]
 
 
+def test_metric_tables_grow_ahead_while_written_and_end_at_their_commit_points(tmp_path, rng, caplog):
+    """A backlog's metrics resized and NaN-filled every column at every write (half a second a
+    write at 1,000 steps): they grow by whole chunks now, per-sample metrics of several steps in
+    one write; a closed store's tables end at their commit points, as its sample arrays do."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(5, "step_5", "h") as tx:
+            add_rows(tx, 12, rng)
+        store.write_steps_metrics([(5, {"fd": 1.0}, None), (10, {"fd": 2.0}, None)])
+        store.write_sample_metrics({"near_copy": [(0, np.ones(3, np.float32)), (8, np.full(2, 2, np.float32))]})
+        store.write_sample_metrics({"near_copy": [(4, np.full(2, 3, np.float32))]})  # between: the rest kept
+        assert zarr.open_array(str(path / "metrics" / "fd"), mode="r").shape[0] > 2  # grown ahead while open
+        assert zarr.open_array(str(path / "sample_metrics" / "near_copy"), mode="r").shape[0] > 10
+        got = StoreReader(path).sample_metric("near_copy")
+        np.testing.assert_array_equal(got, [1, 1, 1, np.nan, 3, 3, np.nan, np.nan, 2, 2, np.nan, np.nan])
+        store.write_steps_metrics([(15, {"fd": 3.0, "vendi": 4.0}, None)])  # a new column joins: NaN before
+    assert zarr.open_array(str(path / "metrics" / "fd"), mode="r").shape == (3,)
+    assert zarr.open_array(str(path / "sample_metrics" / "near_copy"), mode="r").shape == (10,)
+    table = StoreReader(path).step_metrics()
+    assert table["step"].tolist() == [5, 10, 15] and table["fd"].tolist() == [1.0, 2.0, 3.0]
+    assert np.isnan(table["vendi"][:2]).all() and table["vendi"][2] == 4.0
+    with caplog.at_level("WARNING"), StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.write_sample_metrics({"near_copy": [(10, np.zeros(2, np.float32))]})
+    assert "interrupted" not in caplog.text  # a clean close left nothing to cut
+    np.testing.assert_array_equal(StoreReader(path).sample_metric("near_copy")[8:], [2, 2, 0, 0])
+
+
 def test_a_plain_reader_sees_each_commit_point_move_in_one_write(tmp_path, rng, monkeypatch):
     """attrs.update wrote zarr.json once per key: a reader saw a metrics commit without its
     'measured' entry, and the scalars table empty (committed_rows 0) while it was rewritten."""
