@@ -281,8 +281,43 @@ def _to_nhwc(array: np.ndarray) -> np.ndarray:
     else:
         out = None
     if out is None or min(out.shape[1:3]) < 8:
-        raise SkipFile(f"holds no image array (shape {tuple(shape)} {array.dtype})")
+        raise _no_image_array(shape, array.dtype)
     return out
+
+
+def _no_image_array(shape: tuple[int, ...], dtype: np.dtype) -> SkipFile:
+    return SkipFile(f"holds no image array (shape {tuple(shape)} {dtype})")
+
+
+def _image_shaped(array: np.ndarray) -> bool:
+    """A batch of images by its shape alone: N x C x H x W or N x H x W x C, C of 1, 3 or 4 and
+    16 px or more (a conv layer's weights are 3-9 px wide)."""
+    shape = array.shape
+    if len(shape) != 4:
+        return False
+    channels_first = shape[1] in (1, 3, 4) and min(shape[2:]) >= 16
+    return channels_first or (shape[-1] in (1, 3, 4) and min(shape[1:3]) >= 16)
+
+
+def _image_key(arrays: Mapping[str, np.ndarray]) -> str | None:
+    """The key of the images: a name trainers use (``IMAGE_KEYS``), else the one array shaped
+    like a batch of images (``torch.save({"fake_images": x, "step": s})`` was skipped as "a
+    weights or state file?"); None when neither or several."""
+    lowered = {k.lower(): k for k in arrays}
+    named = next((lowered[k] for k in IMAGE_KEYS if k in lowered), None)
+    if named is not None:
+        return named
+    shaped = [k for k, v in arrays.items() if _image_shaped(v)]
+    return shaped[0] if len(shaped) == 1 else None
+
+
+def _not_samples(arrays: Mapping[str, np.ndarray]) -> None:
+    """FID reference statistics (``mu`` and ``sigma``), with or without the reference images
+    beside them (guided-diffusion's ``VIRTUAL_imagenet64_labeled.npz``: real images, which were
+    stored as a step of generated samples), are no samples."""
+    lowered = {k.lower() for k in arrays}
+    if {"mu", "sigma"} <= lowered:
+        raise SkipFile("holds FID reference statistics (mu, sigma), not samples")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -326,10 +361,14 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
             return {"images": np.stack([as_numpy(v) for v in obj])}
     if isinstance(obj, Mapping):
         arrays = {str(k): as_numpy(v) for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        if _pick(arrays, IMAGE_KEYS) is not None:
+        _not_samples(arrays)
+        if _image_key(arrays) is not None:
             return arrays
         keys = ", ".join(map(str, list(obj)[:8]))
-        raise SkipFile(f"holds no image tensor (keys: {keys}); a weights or state file?")
+        several = sum(_image_shaped(v) for v in arrays.values()) > 1
+        raise SkipFile(f"holds no image tensor (keys: {keys}); " + (
+            f"several are shaped like images: name the samples' one {IMAGE_KEYS[0]!r} or {IMAGE_KEYS[1]!r}"
+            if several else "a weights or state file?"))
     raise SkipFile(f"holds no image tensor (a {type(obj).__name__})")
 
 
@@ -354,7 +393,8 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
         raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
     except Exception as exc:  # a cut or damaged .npz: zipfile.BadZipFile ("Bad CRC-32"), EOFError, OSError
         raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
-    if _pick(arrays, IMAGE_KEYS) is None and len(arrays) != 1:
+    _not_samples(arrays)
+    if _image_key(arrays) is None and len(arrays) != 1:
         raise SkipFile(f"holds no image array (keys: {', '.join(arrays)})")
     return arrays
 
@@ -459,11 +499,16 @@ def load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndar
     """(images as NHWC, labels or None, latents or None) from a ``.npy``/``.npz``/``.pt`` file."""
     _require_content(path)
     arrays = _torch_arrays(path) if path.suffix.lower() == ".pt" else _numpy_arrays(path)
-    images = _pick(arrays, IMAGE_KEYS)
-    images = next(iter(arrays.values())) if images is None else images
+    key = _image_key(arrays)
+    images = next(iter(arrays.values())) if key is None else arrays[key]
     # a batch read from the file a chunk at a time; a single image or a gray stack at once
-    images = images.converted(_to_nhwc) if isinstance(images, FileRows) and images.ndim == 4 else _to_nhwc(
-        np.asarray(images))
+    if isinstance(images, FileRows) and images.ndim == 4:
+        try:
+            images = images.converted(_to_nhwc)
+        except SkipFile:  # judged on its first row: said with the file's whole shape
+            raise _no_image_array(images.shape, images.dtype) from None
+    else:
+        images = _to_nhwc(np.asarray(images))
     extras = []
     # np.savez(path, images, labels) without names, as openai's guided-diffusion samples
     positional = ("arr_1",) if set(arrays) == {"arr_0", "arr_1"} else ()

@@ -105,10 +105,12 @@ _TORCH_WEIGHT_STEM = re.compile(r"^(?:[gd]|gen|disc?|critic|unet|dit|denoiser)(?
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
 #: ``fid_stats.npz``, ``real_activations.npy``, ``test_ckpt_1_bpd_0.npz``; StudioGAN's ``statistics/RUN/losses.npy``):
-#: no sample files.
+#: no sample files; nor FID references named for their data: guided-diffusion's reference batches
+#: (``VIRTUAL_imagenet64_labeled.npz``) and EDM's statistics (``cifar10-32x32.npz``, ``ffhq-64x64.npz``).
 _EVAL_STEM = re.compile(
     r"^(?:statistics|stats|report|metrics?|scores?|fid|kid|inception|activations?|logits|features?|loss(?:es)?)"
     r"(?:[-_.\d].*)?$"
+    r"|^virtual[-_].*|.*[-_]\d+x\d+$"
     r"|.*[-_.](?:stats|statistics|activations|logits|features|bpd|nll|loss(?:es)?)(?:[-_.]\d+)?$",  # score_sde's
     re.IGNORECASE)  # eval/ckpt_1/test_ckpt_1_bpd_0.npz (bits per dim), ckpt_1_loss.npz
 #: Words that make a tensor file's name a sample file's, whatever it starts with

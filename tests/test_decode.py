@@ -480,6 +480,34 @@ def test_weight_and_foreign_tensor_files_are_skipped_unopened_objects(tmp_path):
     assert reasons["p_flipped.pt"] == "not a readable torch file (BadZipFile: Bad CRC-32 for file 'p_flipped/data/0')"
 
 
+def test_a_dict_of_tensors_gives_its_one_image_shaped_tensor_and_fid_statistics_are_no_samples(tmp_path):
+    """Round AL: ``torch.save({"fake_images": x, "step": s, "labels": y})`` was skipped as "a
+    weights or state file?" (its key not among the names trainers use); guided-diffusion's
+    reference batch (real images beside ``mu``/``sigma``) was stored as generated samples; a
+    .npy of a shape no image has was said with its first row's shape, (1, 8, 8, 8)."""
+    folder = tmp_path / "step_5"
+    folder.mkdir()
+    images = smooth_images(RNG, 3, 16)  # NHWC uint8
+    torch.save({"fake_images": torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, "step": torch.tensor(5),
+                "labels": torch.tensor([1, 2, 3])}, folder / "a_keyed.pt")
+    torch.save({"x_gen": torch.zeros(2, 3, 16, 16), "x_real": torch.zeros(2, 3, 16, 16)}, folder / "b_two.pt")
+    torch.save(OrderedDict(conv1=torch.zeros(64, 3, 9, 9), conv2=torch.zeros(64, 64, 3, 3)), folder / "c_state.pt")
+    np.savez(folder / "d_reference.npz", arr_0=images, mu=np.zeros(8), sigma=np.eye(8))
+    np.save(folder / "e_attention.npy", np.zeros((16, 8, 8, 8), np.float32))
+    np.savez(folder / "f_named.npz", generated_batch=images, noise=np.zeros((3, 64), np.float32))
+    samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
+    assert [s.path for s in samples] == [*(f"step_5/a_keyed.pt#{i}" for i in range(3)),
+                                         *(f"step_5/f_named.npz#{i}" for i in range(3))]
+    assert [s.label for s in samples[:3]] == ["1", "2", "3"]
+    np.testing.assert_allclose(samples[0].image, images[0], atol=1)
+    reasons = {s.path.rsplit("/", 1)[1]: s.reason for s in skipped}
+    assert reasons["b_two.pt"] == ("holds no image tensor (keys: x_gen, x_real); several are shaped like images: "
+                                   "name the samples' one 'images' or 'samples'")
+    assert reasons["c_state.pt"] == "holds no image tensor (keys: conv1, conv2); a weights or state file?"
+    assert reasons["d_reference.npz"] == "holds FID reference statistics (mu, sigma), not samples"
+    assert reasons["e_attention.npy"] == "holds no image array (shape (16, 8, 8, 8) float32)"
+
+
 def test_a_file_that_fails_in_an_unforeseen_way_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
     """Whatever one file's reading raises, it is that file's skip line, not the ingest's end."""
     from engine import decode
