@@ -415,7 +415,12 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``docker stop``, systemd) stops a command the way Ctrl-C does."""
+    """SIGTERM (``kill``, ``docker stop``, systemd) or SIGHUP (its terminal or SSH session
+    closed) stops a command the way Ctrl-C does."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
 #: Set by Ctrl-C and SIGTERM as well as raised: an exception raised while Python runs a
@@ -435,13 +440,13 @@ def _stop_on_sigterm() -> Callable[[], object]:
 
     def on_sigterm(signum: int, frame: object) -> None:
         if os.getpid() != owner:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
             return
         STOP_REQUESTED.set()
         if stopping.deferring():  # inside openTSNE: raised there, a SIGSEGV
-            return stopping.defer(Terminated())
-        raise Terminated
+            return stopping.defer(Terminated(signum))
+        raise Terminated(signum)
 
     def on_sigint(signum: int, frame: object) -> None:
         if os.getpid() == owner:
@@ -450,13 +455,16 @@ def _stop_on_sigterm() -> Callable[[], object]:
                 return stopping.defer(KeyboardInterrupt())
         signal.default_int_handler(signum, frame)
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm), signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGTERM, on_sigterm), signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)
     if previous[1] is signal.default_int_handler:  # not when Ctrl-C is ignored or handled by the caller
         signal.signal(signal.SIGINT, on_sigint)
+    if previous[2] is signal.SIG_DFL:  # a closed terminal killed a watch mid-write (round AL); not under nohup
+        signal.signal(signal.SIGHUP, on_sigterm)
 
     def restore() -> None:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+        signal.signal(signal.SIGHUP, previous[2])
 
     return restore
 
@@ -507,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports a process it stopped
         if left := _left_when_interrupted(args):
             print(f"evowatch: interrupted; {left}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
         restore_sigterm()
 

@@ -99,7 +99,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _child(store: StoreWriter, consume: Callable, inbox, outbox, parent: int, inherited: list[int]) -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops this child (_Stopped)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the parent's to handle: it stops this child
         signal.signal(signum, signal.SIG_IGN)
     for fd in inherited:  # the parent's ends: once it is gone, a receive here sees the end
         os.close(fd)

@@ -1401,7 +1401,10 @@ def test_a_log_line_and_its_newline_are_one_write():
     assert [s for s in Writes.calls if s] == ["evowatch: ingested step 100\n"]
 
 
-def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path, signum):
+    """SIGTERM (`kill PID`, `docker stop`) and SIGHUP (round AL: its terminal or SSH session
+    closed killed the watch mid-write, no stop line, the lock file and grown arrays left)."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 5, seed=0)
     proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout"),
@@ -1411,8 +1414,8 @@ def test_sigterm_stops_a_live_watch_like_ctrl_c(tmp_path):
         while not ((store / "zarr.json").exists() and StoreReader(store).n_rows == 5) and time.time() < deadline:
             time.sleep(0.1)
     finally:
-        err = _stop(proc, signal.SIGTERM)  # `kill PID`, `docker stop`
-    assert proc.returncode == 0, err
+        err = _stop(proc, signum)
+    assert proc.returncode == 0 and not (tmp_path / "s.zarr.lock").exists(), err
     assert re.fullmatch(r"evowatch: stopped; everything ingested so far is committed( \(1 step not measured yet: "
                         r"the next watch measures them\))?", err.splitlines()[-1])  # stopped before it was measured
     again = subprocess.run(_cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"),
@@ -1699,9 +1702,20 @@ def test_a_forked_child_dies_of_sigterm_instead_of_running_the_parents_handler()
         with pytest.raises(Terminated):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
+        with pytest.raises(Terminated) as hung_up:  # the terminal closed
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(1)
+        assert hung_up.value.signum == signal.SIGHUP
     finally:
         restore()
     assert signal.getsignal(signal.SIGTERM) is before
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # started under nohup: SIGHUP stays ignored
+    try:
+        restore = _stop_on_sigterm()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        restore()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 @pytest.mark.parametrize("flags, shown", [([], ["ours: info", "lib: warning"]),
