@@ -315,6 +315,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from engine.alerts import NEWEST_ALERTS, onsets_and_newest
     from stores.zarr_store import StoreReader
 
     summary = StoreReader(args.store).info()
@@ -347,8 +348,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"metrics     {summary['metric_steps']} steps; at step {latest['step']}: "
               + (", ".join(f"{k} {latest[k]:.3g}" for k in shown) or "none measured (too few readable samples)"))
     print(f"alerts      {len(summary['alerts'])}")
-    for alert in summary["alerts"]:
+    shown = onsets_and_newest(summary["alerts"])
+    for alert in shown:
         print(f"  step {alert['step']}: [{alert['rule']}] {alert['message']}")
+    if len(shown) < len(summary["alerts"]):
+        print(f"  ({len(shown)} shown: each rule's first and the newest {NEWEST_ALERTS}; "
+              f"`evowatch info --json` lists all {len(summary['alerts'])})")
     return 0
 
 

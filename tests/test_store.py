@@ -79,6 +79,27 @@ def test_info_names_the_newest_skipped_files_of_the_current_versions(tmp_path, r
                                          "reason": f"a 3x3 grid has no tile {i}"} for step, i in newest]
 
 
+def test_info_lists_each_rules_first_alert_and_the_newest_not_every_one(tmp_path, capsys):
+    """Round AL: an alert holds at every later checkpoint, and `info` printed all of them: 568
+    lines on a 600-step store, its summary scrolled away. As the viewer: each rule's first (the
+    onset) and the newest 3; --json keeps them all."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    alerts = [{"step": step, "rule": "memorisation", "value": 0.5, "message": f"copies at step {step}"}
+              for step in range(100, 2100, 100)] + [{"step": 700, "rule": "collapse", "value": 0.1, "message": "collapse"}]
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.set_alerts(alerts)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("alerts      21")
+    assert out[at + 1:] == ["  step 100: [memorisation] copies at step 100", "  step 700: [collapse] collapse",
+                            *(f"  step {s}: [memorisation] copies at step {s}" for s in (1800, 1900, 2000)),
+                            "  (5 shown: each rule's first and the newest 3; `evowatch info --json` lists all 21)"]
+    assert main(["info", str(path), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["alerts"]) == 21
+
+
 def test_a_writers_partial_file_in_a_table_is_read_past_without_a_warning(tmp_path, rng):
     """zarr writes a group's zarr.json through a temporary zarr.<id>.partial: a reader listing
     the group meanwhile printed a ZarrUserWarning (seen in a live watch's loss-log test)."""

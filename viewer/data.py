@@ -33,6 +33,7 @@ from typing import Any, Iterator, Literal, Sequence
 import numpy as np
 import streamlit as st
 
+from engine.alerts import NEWEST_ALERTS, alert_step, onsets_and_newest  # noqa: F401 - the page's too
 from stores import format as fmt
 from stores.errors import StoreFormatError
 from stores.zarr_store import StoreReader
@@ -692,25 +693,9 @@ def signals_spec(table: dict[str, np.ndarray], columns: Sequence[str], alerts: S
             "messages": messages, "focus": focus_step, "height_per": height_per}
 
 
-#: Alerts listed above the map besides each rule's first: the newest this many.
-NEWEST_ALERTS = 3
-
-
-def alert_step(alert: dict[str, Any]) -> int:
-    """An alert's step, for sorting (-1 when it has none)."""
-    step = alert.get("step")
-    return step if isinstance(step, int) else -1
-
-
 def alerts_shown(alerts: Sequence[dict[str, Any]], newest: int = NEWEST_ALERTS) -> list[dict[str, Any]]:
-    """The alerts listed above the map, in step order: each rule's first (where a failure
-    began: a collapse from step 1,500 alerts at every later step too) and the ``newest``."""
-    ordered = sorted(alerts, key=alert_step)
-    firsts: dict[Any, int] = {}
-    for i, alert in enumerate(ordered):
-        firsts.setdefault(alert.get("rule"), i)
-    keep = set(firsts.values()) | set(range(max(0, len(ordered) - newest), len(ordered)))
-    return [ordered[i] for i in sorted(keep)]
+    """The alerts listed above the map (:func:`engine.alerts.onsets_and_newest`)."""
+    return onsets_and_newest(alerts, newest)
 
 
 _STEP_NUMBERS = re.compile(r"\bstep (\d+)(?: (and|to) (\d+))?")
