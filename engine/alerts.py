@@ -110,7 +110,7 @@ class AlertRules:
     # label_drift: TV distance to the reference shares above max(tv_max, the TV that chance
     # exceeds as rarely as z standard deviations of a normal)
     label_tv_max: float = 0.2
-    label_noise_z: float = 3.0
+    label_noise_z: float = 4.0
     # probe_drift: |share - reference share| above max(diff_max, z * binomial sd)
     probe_max_diff: float = 0.15
     probe_noise_z: float = 3.0
@@ -421,6 +421,10 @@ def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     return _fd_rose(hist, rules) or _fd_jumped(hist, rules)
 
 
+#: Checkpoints up to the start of a rise whose median FD it is measured from (at least).
+FD_LEVEL_STEPS = 3
+
+
 def _fd_rose(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     k = rules.fd_rising_k
     if len(hist) < k + 1:
@@ -431,11 +435,17 @@ def _fd_rose(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         return None
     if not all(b > a * (1 + rules.fd_min_step_rise) for a, b in zip(fd, fd[1:])):
         return None
-    rise = fd[-1] - fd[0]
-    need = rules.fd_min_total_rise * fd[0]
+    # from where FD was, not from a low outlier: at least the median of the window's start
+    # and the two checkpoints before it (round AL: a stationary healthy run rose "3 times" from
+    # a dip to a peak past the bar in 8% of simulated 40-checkpoint runs, 2% now; the median of
+    # 5 gave 1% but lagged a decline: FD 1.0 ... 0.6 then 0.7, 0.8, 0.9 was no rise)
+    lead = [v for v in (_get(r, "fd") for r in hist[-(k + FD_LEVEL_STEPS):-k]) if math.isfinite(v)]
+    base = max(fd[0], float(np.median(lead))) if _comparable_sizes(hist[-(k + FD_LEVEL_STEPS):], rules) else fd[0]
+    rise = fd[-1] - base
+    need = rules.fd_min_total_rise * base
     sd = _fd_noise(hist[:-k], rules)
     if sd is None:  # no noise floor yet (round X: +25% by chance at 64 samples)
-        need = max(need, rules.fd_early_total_rise * fd[0])
+        need = max(need, rules.fd_early_total_rise * base)
     else:
         need = max(need, rules.fd_noise_z * sd)
     if rise > need:
@@ -506,14 +516,15 @@ def _label_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     ref = tuple(round(r, 6) for _, r in shares.values() if math.isfinite(r))
     from engine.metrics import chance_tv  # lazily: the viewer reads alerts without the metrics' stack
 
-    limit = max(rules.label_tv_max, chance_tv(ref, int(n), rules.label_noise_z))
+    n_ref = _get(cur, "n_real")
+    limit = max(rules.label_tv_max, chance_tv(ref, int(n), rules.label_noise_z, int(n_ref) if n_ref > 0 else None))
     if tv <= limit:
         return None
     diffs = sorted(shares.items(), key=lambda kv: kv[1][0] - kv[1][1])
     under, over = diffs[0], diffs[-1]
     step = int(cur["step"])
     return Alert(step, "label_drift", tv,
-                 f"label shares drifted from the reference at step {step} (total variation {tv:.2f} > {limit:.2f}): "
+                 f"label shares drifted from the reference at step {step} (total variation {tv:.3g} > {limit:.3g}): "
                  f"'{over[0]}' {_pct(over[1][0])} vs {_pct(over[1][1])}, '{under[0]}' {_pct(under[1][0])} vs {_pct(under[1][1])}")
 
 

@@ -63,8 +63,9 @@ REGION_NOISE_Z = 3.0
 #: were one column, label_drift's false alerts with them; 5: per-sample near_copy NaN, not 0,
 #: where it is not measured: without held-out data the viewer's filter said "0 near-copies";
 #: 6: tight copies, closer to a training image than nearly every held-out image is; the store's
-#: float16 vectors made unit length again before they are measured).
-METRICS_VERSION = 6
+#: float16 vectors made unit length again before they are measured; 7: ``n_real``, the size of
+#: the reference the label shares are compared with: label_drift's bar counts its noise too).
+METRICS_VERSION = 7
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -446,21 +447,32 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
 
 
+#: Seeded draws behind :func:`chance_tv`: z = 4 is a tail of 3.2e-5, ~13 draws past it.
+CHANCE_TV_DRAWS = 400_000
+
+
 @functools.lru_cache(maxsize=256)
-def chance_tv(ref: tuple[float, ...], n: int, z: float) -> float:
-    """The total variation that n samples drawn from the shares ``ref`` exceed as rarely as z
-    standard deviations of a normal (seeded draws). z times the mean TV was above 1 at 8
-    samples of 10 labels (a rule could not fire) and near 0.45 at 64, where chance never
-    passes 0.37."""
+def chance_tv(ref: tuple[float, ...], n: int, z: float, n_ref: int | None = None) -> float:
+    """The total variation between n samples and the shares ``ref`` that chance exceeds as
+    rarely as z standard deviations of a normal (seeded draws). With ``n_ref``, the shares
+    are themselves read from that many reference samples, drawn too (two samples of one
+    distribution): taken as exact, a generator of exactly the data's classes crossed a z = 3
+    bar at 0.3% of its checkpoints, 8% of 30-checkpoint runs (round AL). z times the mean TV
+    was above 1 at 8 samples of 10 labels (a rule could not fire) and near 0.45 at 64, where
+    chance never passes 0.37."""
     from scipy.stats import norm
 
     p = np.asarray(ref, float)
     if n <= 0 or p.sum() <= 0:
         return math.inf
     p = p / p.sum()
-    draws = np.random.default_rng(0).multinomial(n, p, size=20_000) / n
-    tv = 0.5 * np.abs(draws - p).sum(axis=1)
-    return float(np.quantile(tv, 1.0 - norm.sf(z)))
+    rng = np.random.default_rng(0)
+    tv = []
+    for size in (100_000,) * (CHANCE_TV_DRAWS // 100_000):  # in parts: 400,000 x 10 labels at once is 32 MB
+        shares = rng.multinomial(n, p, size=size) / n
+        base = rng.multinomial(n_ref, p, size=size) / n_ref if n_ref else p
+        tv.append(0.5 * np.abs(shares - base).sum(axis=1))
+    return float(np.quantile(np.concatenate(tv), 1.0 - norm.sf(z)))
 
 
 # --------------------------------------------------------------------------- reference
@@ -880,6 +892,7 @@ def compute_step(
         names = ref.label_names + tuple(foreign)
         ref_shares = np.concatenate([ref.label_shares, np.zeros(len(foreign))])
         s["n_labelled"] = float(len(given))
+        s["n_real"] = float(ref.real.shape[0])  # what the reference shares were read from (chance_tv)
         if given:
             shares = label_shares(given, names)
             s["label_tv"] = total_variation(shares, ref_shares)

@@ -223,8 +223,10 @@ def test_fd_rising_is_quiet_when_a_healthy_run_halves_its_samples():
 def test_fd_rising_wants_a_larger_rise_before_it_knows_the_noise():
     """Round X: a healthy run's FD on 64 samples rose 0.064 -> 0.080 (+25%) over three steps
     by chance, at its sixth checkpoint, before five earlier ones gave the rule FD's noise;
-    round AA: waiting for those missed a run diverging from its third checkpoint (+159%)."""
-    fd = [0.07, 0.066, 0.064, 0.068, 0.074, 0.080]
+    round AA: waiting for those missed a run diverging from its third checkpoint (+159%).
+    (A rise is measured from the median of its start and the two checkpoints before: 0.064
+    after a decline is no dip, +30% from 0.072 is a rise.)"""
+    fd = [0.07, 0.066, 0.064, 0.07, 0.08, 0.094]  # +47% from the level, under the early bar
     early = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(fd)]
     assert [a.rule for a in evaluate_alerts(early)] == []
     diverging = [{**r, "fd": v} for r, v in zip(early, [0.3, 0.27, 0.4, 0.6, 0.81])]
@@ -232,6 +234,19 @@ def test_fd_rising_wants_a_larger_rise_before_it_knows_the_noise():
     steady = [0.1, 0.09, 0.082, 0.076, 0.072]  # five earlier steps: now the same rise is past the noise
     later = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(steady + fd[2:])]
     assert [a.rule for a in evaluate_alerts(later)] == ["fd_rising"]
+
+
+def test_fd_rising_measures_a_rise_from_where_fd_was_not_from_a_dip():
+    """Round AL: a stationary healthy run (fresh digits, 32 samples, FD 0.13 +- 0.011 from its
+    12th checkpoint) rose three times from a dip, 0.104 -> 0.142, past the noise bar: a
+    rise is measured from at least the median FD up to its start. A divergence from a
+    plateau still alerts at its third rise."""
+    fd = [0.5457, 0.5072, 0.4398, 0.3901, 0.3291, 0.295, 0.2639, 0.2246, 0.1978, 0.1598, 0.1471, 0.136, 0.1532,
+          0.1564, 0.1153, 0.1241, 0.1312, 0.1367, 0.138, 0.1693, 0.1431, 0.1237, 0.1044, 0.1274, 0.1373, 0.142]
+    run = [{"step": 100 * (i + 1), "fd": v, "n_generated": 32} for i, v in enumerate(fd)]
+    assert not any(a.rule == "fd_rising" for a in evaluate_alerts(run))
+    diverging = run + [{"step": 2700 + 100 * i, "fd": v, "n_generated": 32} for i, v in enumerate([0.16, 0.19, 0.23])]
+    assert [a.rule for a in evaluate_alerts(diverging)] == ["fd_rising"]
 
 
 def test_copy_detected_within_one_checkpoint(world, healthy_history):
@@ -419,17 +434,31 @@ def label_record(step: int, shares: list[float], n: int) -> dict:
 
 def test_label_drift_bar_is_what_chance_exceeds_at_the_steps_size():
     """The bar was 3 x the mean chance TV: 1.27 at 8 samples of 10 labels (never reached:
-    every sample a '7' did not alert) and 0.45 at 64, where chance never passes 0.37."""
+    every sample a '7' did not alert) and 0.45 at 64, where chance never passes 0.37. It is
+    the z = 4 tail (round AL: at z = 3, 8% of healthy 30-checkpoint runs alerted): 0.32 at 64."""
     balanced = [0.1] * 10
     one_label = [1.0] + [0.0] * 9
     assert [a.rule for a in evaluate_alerts([label_record(s, balanced, 8) for s in (0, 1)]
                                             + [label_record(2, one_label, 8)])] == ["label_drift"]
-    drifted = [0.4] + [0.6 / 9] * 9  # TV 0.3
+    drifted = [0.45] + [0.55 / 9] * 9  # TV 0.35
     assert [a.rule for a in evaluate_alerts([label_record(s, balanced, 64) for s in (0, 1)]
                                             + [label_record(2, drifted, 64)])] == ["label_drift"]
     rng = np.random.default_rng(0)  # chance alone, 200 steps of 64 labelled samples: no alert
     chance = [label_record(s, list(rng.multinomial(64, balanced) / 64), 64) for s in range(200)]
     assert not any(evaluate_alerts(chance[: i + 1]) for i in range(2, 200))
+
+
+def test_label_drift_counts_the_references_own_noise():
+    """The reference shares are read from the --real set's labels, a sample too: taken as exact,
+    a generator of exactly the data's classes crossed the bar more often than its z says (round
+    AL). With n_real kept per step the bar is the TV two samples of one distribution exceed."""
+    balanced = [0.1] * 10
+    off = [0.48] + [0.52 / 9] * 9  # TV 0.38: past the bar of an exact reference (0.32 at 64), not of 100 labels
+    steps = [label_record(s, balanced, 64) for s in (0, 1)] + [label_record(2, off, 64)]
+    assert [a.rule for a in evaluate_alerts(steps)] == ["label_drift"]  # a store measured before n_real
+    assert evaluate_alerts([{**r, "n_real": 100.0} for r in steps]) == []
+    (alert,) = evaluate_alerts([{**r, "n_real": 5000.0} for r in steps])
+    assert "(total variation 0.38 > 0.3" in alert.message  # three digits: "0.28 > 0.28" said nothing
 
 
 def test_collapse_baseline_capped_at_real():
