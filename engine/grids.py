@@ -394,23 +394,58 @@ def _detect_unpadded(image: np.ndarray, lossy: bool = False) -> GridGeometry | N
     def edged(tile_h: int, tile_w: int, bar: float) -> bool:
         return _edge_fraction(gray, tile_h, tile_w) >= bar and (not lossy or _above_block_steps(gray, tile_h, tile_w))
     blank = _FORCED_PAD_TOLERANCE if lossy else 0.0  # a lossy empty slot (Sana's black fill, WebP) is not one value
+    shape = _unpadded_shape(gray, edged)
+    if shape is None:
+        return None
+    if shape[0] != shape[1]:  # square samples are likelier: a long side may hold several
+        shape = _squarer(gray, shape, edged)
+    return GridGeometry(height // shape[0], width // shape[1], *shape, 0, blank)
+
+
+def _unpadded_shape(gray: np.ndarray, edged) -> tuple[int, int] | None:
+    """The (height, width) of the tiles of an unpadded grid that ``edged(tile_h, tile_w, bar)``
+    finds edges at: square tiles, else other shapes in at least 2x2, else a strip of squares."""
+    height, width = gray.shape
     sizes = [t for t in _divisors(np.gcd(height, width)) if t >= MIN_TILE and height // t >= 2 and width // t >= 2]
     for tile in sizes:
         rows, cols = height // tile, width // tile
         if edged(tile, tile, EDGE_EVIDENCE_STYLEGAN if stylegan_grid_shape(tile) == (rows, cols) else EDGE_EVIDENCE):
-            finer = next((t for t in sizes if t < tile and tile % t == 0 and edged(t, t, EDGE_EVIDENCE_FINER)), tile)
-            return GridGeometry(height // finer, width // finer, finer, finer, 0, blank)
+            return (next((t for t in sizes if t < tile and tile % t == 0 and edged(t, t, EDGE_EVIDENCE_FINER)), tile),) * 2
     # Tiles of another shape, at least 2x2 (SPADE's tile_images of 2:1 Cityscapes samples), finest
     # first; only periods whose lines, averaged whole, mostly jump (cheap: it rules out most)
     across_cols, across_rows = _line_jumps(gray, every=4)  # every 4th line is mean enough
     shapes = sorted(((h, w) for h in _jumping_periods(across_rows) for w in _jumping_periods(across_cols)
                      if h != w and max(h, w) <= MAX_TILE_RATIO * min(h, w)), key=lambda hw: hw[0] * hw[1])
     if shape := next((hw for hw in shapes if edged(*hw, EDGE_EVIDENCE)), None):
-        return GridGeometry(height // shape[0], width // shape[1], *shape, 0, blank)
+        return shape
     short, long = sorted((height, width))
     if long % short == 0 and long // short >= MIN_STRIP and edged(short, short, EDGE_EVIDENCE):  # a strip of squares
-        return GridGeometry(height // short, width // short, short, short, 0, blank)
+        return short, short
     return None
+
+
+def _squarer(gray: np.ndarray, shape: tuple[int, int], edged) -> tuple[int, int]:
+    """The tiles with their long side cut at the finest period (no shorter than the short side)
+    whose added boundary lines out-jump most lines inside the tiles (median rank
+    :data:`BOUNDARY_RANK`), where that tiling shows edges at half its tile sides. The edge test
+    looks at one tile side at a time, so smooth edges between stripe-like samples fail it
+    while a 2:1 reading keeps only the strong ones; over a whole line of tiles a boundary
+    between unrelated samples stands out, a line inside samples does not."""
+    long_axis = int(shape[1] > shape[0])
+    jumps = np.abs(np.diff(gray.astype(np.float32), axis=long_axis)).mean(axis=1 - long_axis)  # onto each line
+    period, length = shape[long_axis], jumps.size + 1
+    for d in _divisors(period)[:-1]:
+        if d < shape[1 - long_axis]:
+            continue
+        at = np.arange(d, length, d)
+        inside = np.ones(jumps.size, bool)
+        inside[at - 1] = False
+        added = jumps[at[at % period != 0] - 1]
+        finer = (d, shape[1]) if long_axis == 0 else (shape[0], d)
+        if (np.median(np.searchsorted(np.sort(jumps[inside]), added) / inside.sum()) >= BOUNDARY_RANK
+                and edged(*finer, EDGE_EVIDENCE_FINER)):
+            return finer
+    return shape
 
 
 def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
@@ -420,7 +455,8 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
     (over all :data:`PADDINGS`) — or, for a ``lossy`` file (JPEG), whose luma is far more
     uniform than the image's; tiles between background lines where they are finer, or as
     fine and the padded tiles hold background lines (matplotlib margins); else the smallest unpadded tile size
-    with edges at most tile boundaries, or a size dividing it with edges at half of its own.
+    with edges at most tile boundaries, or a size dividing it with edges at half of its own;
+    a non-square one's long side cut where whole lines of boundaries stand out (square samples).
     """
     if image.ndim != 3 or min(image.shape[:2]) < 2 * MIN_TILE:
         return None

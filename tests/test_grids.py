@@ -500,3 +500,31 @@ def test_a_lossy_unpadded_grids_empty_slots_are_dropped(tmp_path):
     geometry = detect_grid(image, lossy=True)
     assert (geometry.rows, geometry.cols, geometry.tile_h) == (2, 5, 64)
     assert [index for index, _ in split_grid(image, geometry)] == list(range(6))
+
+
+def _striped_images(rng: np.random.Generator, n: int, height: int, width: int | None = None) -> np.ndarray:
+    """Samples of smooth sinusoid stripes (1 to 6 periods) and a disc: smooth, so the edges
+    between two of them are often no steeper than the stripes inside them."""
+    width = width or height
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    out = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        fx, fy = rng.uniform(1, 6, 2)
+        pattern = np.sin(2 * np.pi * fx * xx + rng.uniform(0, 2 * np.pi)) * np.cos(2 * np.pi * fy * yy)
+        image = rng.uniform(0, 255, 3) * 0.6 + 90 * pattern[..., None] * np.array([-1, 1, -1]) + 40
+        cy, cx, radius = *rng.uniform(0.2, 0.8, 2), rng.uniform(0.1, 0.25)
+        image[(yy - cy * height / max(height, width)) ** 2 + (xx - cx * width / max(height, width)) ** 2 < radius ** 2] \
+            = rng.uniform(0, 255, 3)
+        out[i] = np.clip(image, 0, 255)
+    return out
+
+
+@pytest.mark.parametrize("rows, cols, seed", [(3, 6, 0), (2, 4, 27), (3, 4, 27), (2, 8, 3), (5, 4, 4),
+                                                 (6, 8, 23), (6, 8, 36)])
+def test_unpadded_grids_of_striped_square_samples_are_not_read_as_wide_tiles(rows, cols, seed):
+    """k-diffusion's ``make_grid(padding=0)`` of 32-px samples (and add_images' 2x8): their
+    smooth edges failed the per-side edge test where a 2:1 reading, keeping only the strongest
+    boundaries, passed it: 3x6 read as 3x3 of 32x64, each tile two samples (6x8 as 2x8 of 96x32)."""
+    images = _striped_images(np.random.default_rng(seed), rows * cols, 32)
+    grid = stylegan_grid(images, rows, cols)
+    assert detect_grid(grid) == GridGeometry(rows, cols, 32, 32, 0)
