@@ -180,9 +180,10 @@ def _is_empty(tile: np.ndarray, pad: np.ndarray | None, tolerance: float) -> boo
 
 
 def _pad_value(image: np.ndarray, geometry: GridGeometry) -> np.ndarray | None:
-    """The value of a padded grid's empty slots (a lossy file's pad is not one value), or
-    ``None`` for an unpadded grid, whose empty slots may be of any one value."""
-    if not geometry.padding:
+    """The value of a padded or separated grid's empty slots (a lossy file's pad is not one
+    value), or ``None`` for an unpadded grid, whose empty slots may be of any one value (with
+    a lossy file's tolerance any smooth sample would pass for one: a JPEG's last row was lost)."""
+    if not (geometry.padding or geometry.tops):
         return None
     if geometry.blank_tolerance:
         return np.median(np.concatenate([image[0], image[:, 0]]), axis=0)
@@ -315,7 +316,7 @@ def _detect_separated(image: np.ndarray, bg: _Background, finer_than: int = 1) -
     square = abs(tile_h - tile_w) <= LAYOUT_SLACK  # else at least 2x2, or a strip (PyTorch-GAN's ESRGAN: nrow=1)
     if geometry.count <= finer_than or not (square or min(geometry.rows, geometry.cols) >= 2 or geometry.count >= MIN_STRIP):
         return None
-    tiles = [tile for _, tile in _without_empty_slots(image, geometry, None)]
+    tiles = [tile for _, tile in _without_empty_slots(image, geometry, bg.value)]
     if len(tiles) < 2 or any(bg.covers(edge) for t in tiles for edge in (t[0], t[-1], t[:, 0], t[:, -1])):
         return None
     return geometry
@@ -472,8 +473,9 @@ def detect_grid(image: np.ndarray, lossy: bool = False) -> GridGeometry | None:
         floor = padded.count - 1 if padded else 1
         geometry = (bg and _detect_separated(lines, bg, floor)) or padded or _detect_unpadded(image, lossy)
     if geometry is not None:
-        log.debug("grid %dx%d of %dpx tiles (padding %d) in a %dx%d image", geometry.rows, geometry.cols,
-                  geometry.tile_h, geometry.padding, image.shape[0], image.shape[1])
+        spacing = "between background lines" if geometry.tops else f"padding {geometry.padding}"
+        log.debug("grid %dx%d of %dx%dpx tiles (%s) in a %dx%d image", geometry.rows, geometry.cols,
+                  geometry.tile_h, geometry.tile_w, spacing, image.shape[0], image.shape[1])
     return geometry
 
 

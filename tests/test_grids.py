@@ -528,3 +528,15 @@ def test_unpadded_grids_of_striped_square_samples_are_not_read_as_wide_tiles(row
     images = _striped_images(np.random.default_rng(seed), rows * cols, 32)
     grid = stylegan_grid(images, rows, cols)
     assert detect_grid(grid) == GridGeometry(rows, cols, 32, 32, 0)
+
+
+@pytest.mark.parametrize("n, nrow, shape", [(12, 4, (96, 64)), (10, 4, (96, 64)), (16, 4, (128, 256))])
+def test_a_jpeg_grid_of_non_square_samples_keeps_its_last_row(tmp_path, n, nrow, shape):
+    """torchvision grids (padding 2) of non-square samples saved as JPEG: the last row's smooth
+    samples were taken for empty slots (within the lossy pad tolerance of their own mean) and
+    dropped, 8 of 12, silently. Empty slots are the pad value, as in a padded grid."""
+    images = _striped_images(np.random.default_rng(n), n, *shape)
+    grid = _jpeg(_read(save_torchvision_grid(images, tmp_path / "g.png", nrow=nrow)), tmp_path / "g.jpg", 85)
+    geometry = detect_grid(grid, lossy=True)
+    assert (geometry.rows, geometry.cols, geometry.tile_h, geometry.tile_w) == (-(-n // nrow), nrow, *shape)
+    assert [index for index, _ in split_grid(grid, geometry)] == list(range(n))
