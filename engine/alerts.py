@@ -92,8 +92,9 @@ class AlertRules:
     fd_noise_z: float = 4.0
     fd_noise_steps: int = 5
     fd_early_total_rise: float = 0.5
-    # ... or FD jumped and held: each of the last jump_hold checkpoints' FD above the median
-    # of the 3 before them by > max(jump_rise x that median, noise_z x sd) (round AH: a run
+    # ... or FD jumped and held: each of the last jump_hold checkpoints' FD above the lowest
+    # median of 3 running among the FD_JUMP_LOOKBACK before them by > max(jump_rise x that
+    # level, noise_z x sd) (round AH: a run
     # broken from one checkpoint to the next, precision 0.92 -> 0.02 and FD 0.04 -> 0.29
     # then flat, rose once, and nothing fired; round AI: one whose FD rose +77%, precision
     # 0.7 -> 0, stayed under a bar of +100%)
@@ -421,6 +422,8 @@ def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     return _fd_rose(hist, rules) or _fd_jumped(hist, rules)
 
 
+#: Checkpoints before a jump's last fd_jump_hold whose lowest level (median of 3) it is measured from.
+FD_JUMP_LOOKBACK = 8
 #: Checkpoints up to the start of a rise whose median FD it is measured from (at least).
 FD_LEVEL_STEPS = 3
 
@@ -462,13 +465,19 @@ def _fd_jumped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     hold = rules.fd_jump_hold
     if len(hist) < hold + 3:
         return None
-    window = hist[-(hold + 3):]
+    window = hist[-(hold + FD_JUMP_LOOKBACK):]
+    while len(window) > hold + 3 and not _comparable_sizes(window, rules):
+        window = window[1:]
     fd = [_get(r, "fd") for r in window]
     sd = _fd_noise(hist[:-hold], rules)
     if not _finite(*fd) or sd is None or not _comparable_sizes(window, rules):
         return None
-    base = float(np.median(fd[:3]))
-    rise = min(fd[3:]) - base
+    # from the lowest level of the checkpoints before (the median of 3 running): from the 3 just
+    # before, a divergence going on lapsed once they had diverged too, and each return was
+    # announced as a new onset (round AL: 3 times in one divergence)
+    lead = fd[:-hold]
+    base = min(float(np.median(lead[i:i + 3])) for i in range(len(lead) - 2))
+    rise = min(fd[-hold:]) - base
     bar = max(rules.fd_jump_rise * base, rules.fd_noise_z * sd)
     if not (base > 0 and rise > bar):
         return None

@@ -249,6 +249,21 @@ def test_fd_rising_measures_a_rise_from_where_fd_was_not_from_a_dip():
     assert [a.rule for a in evaluate_alerts(diverging)] == ["fd_rising"]
 
 
+def test_fd_rising_holds_while_a_divergence_goes_on():
+    """Round AL: noise and blur growing at every checkpoint from step 1,600 (shapes, 64 samples):
+    fd_rising fired at 2,000, lapsed at 2,100-2,300 (a dip broke the three rises, and the jump
+    was measured from the 3 checkpoints before, diverged too), and was announced again as a new
+    onset at 2,400 and 2,800: three --on-alert calls for one divergence. A jump is measured from
+    the lowest level of the 8 checkpoints before it."""
+    fd = [0.7742, 0.7113, 0.6046, 0.5721, 0.5005, 0.4512, 0.4347, 0.336, 0.3136, 0.2638, 0.2918, 0.2861, 0.305,
+          0.2998, 0.2578, 0.3365, 0.3223, 0.3774, 0.4414, 0.5331, 0.5108, 0.66, 0.7201, 0.8018, 0.8529, 0.8995,
+          0.9086, 1.0302, 1.0024, 1.0686]
+    run = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(fd)]
+    fired = [any(a.rule == "fd_rising" for a in evaluate_alerts(run[: i + 1])) for i in range(len(run))]
+    first = fired.index(True)
+    assert run[first]["step"] == 2000 and all(fired[first:])
+
+
 def test_copy_detected_within_one_checkpoint(world, healthy_history):
     def make(t):
         idx = world.rng.choice(len(world.real), N_GEN)  # copies of ANY training image
