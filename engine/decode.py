@@ -299,24 +299,33 @@ def _image_shaped(array: np.ndarray) -> bool:
     return channels_first or (shape[-1] in (1, 3, 4) and min(shape[1:3]) >= 16)
 
 
+#: Words of a key that names generated images (``fake_images``, ``x_gen``, ``gen_imgs``); a
+#: parameter's dotted name, latents, noise or real data never does.
+_IMAGE_KEY_WORDS = re.compile(r"sample|fake|image|img|gen|output|pred|grid", re.IGNORECASE)
+_NOT_IMAGE_KEY = re.compile(r"\.|real|latent|noise|^z$|^z_|weight|bias", re.IGNORECASE)
+
+
 def _image_key(arrays: Mapping[str, np.ndarray]) -> str | None:
     """The key of the images: a name trainers use (``IMAGE_KEYS``), else the one array shaped
-    like a batch of images (``torch.save({"fake_images": x, "step": s})`` was skipped as "a
-    weights or state file?"); None when neither or several."""
+    like a batch of images under a key that says so (``torch.save({"fake_images": x, "step": s})``
+    was skipped as "a weights or state file?"; round AM: any image-shaped tensor read attention
+    maps, a ViT's 16x16 patch filters and latents as samples); None when neither or several."""
     lowered = {k.lower(): k for k in arrays}
     named = next((lowered[k] for k in IMAGE_KEYS if k in lowered), None)
     if named is not None:
         return named
-    shaped = [k for k, v in arrays.items() if _image_shaped(v)]
+    shaped = [k for k, v in arrays.items() if _image_shaped(v) and _IMAGE_KEY_WORDS.search(k)
+              and not _NOT_IMAGE_KEY.search(k)]
     return shaped[0] if len(shaped) == 1 else None
 
 
 def _not_samples(arrays: Mapping[str, np.ndarray]) -> None:
     """FID reference statistics (``mu`` and ``sigma``), with or without the reference images
-    beside them (guided-diffusion's ``VIRTUAL_imagenet64_labeled.npz``: real images, which were
-    stored as a step of generated samples), are no samples."""
+    beside them as ``arr_0`` (guided-diffusion's ``VIRTUAL_imagenet64_labeled.npz``: real
+    images, which were stored as a step of generated samples), are no samples; images under a
+    name of their own beside a VAE's ``mu``/``sigma`` are."""
     lowered = {k.lower() for k in arrays}
-    if {"mu", "sigma"} <= lowered:
+    if {"mu", "sigma"} <= lowered and not (lowered & (set(IMAGE_KEYS) - {"arr_0", "data"})):
         raise SkipFile("holds FID reference statistics (mu, sigma), not samples")
 
 
@@ -361,14 +370,11 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
             return {"images": np.stack([as_numpy(v) for v in obj])}
     if isinstance(obj, Mapping):
         arrays = {str(k): as_numpy(v) for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        _not_samples(arrays)
-        if _image_key(arrays) is not None:
+        if _image_key(arrays) is not None or {"mu", "sigma"} <= {k.lower() for k in arrays}:
             return arrays
         keys = ", ".join(map(str, list(obj)[:8]))
-        several = sum(_image_shaped(v) for v in arrays.values()) > 1
-        raise SkipFile(f"holds no image tensor (keys: {keys}); " + (
-            f"several are shaped like images: name the samples' one {IMAGE_KEYS[0]!r} or {IMAGE_KEYS[1]!r}"
-            if several else "a weights or state file?"))
+        raise SkipFile(f"holds no image tensor (keys: {keys}); a weights or state file? (samples are read from "
+                       f"the key {IMAGE_KEYS[0]!r} or {IMAGE_KEYS[1]!r}, or the one image batch under a name like fake_images)")
     raise SkipFile(f"holds no image tensor (a {type(obj).__name__})")
 
 
@@ -393,8 +399,7 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
         raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
     except Exception as exc:  # a cut or damaged .npz: zipfile.BadZipFile ("Bad CRC-32"), EOFError, OSError
         raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
-    _not_samples(arrays)
-    if _image_key(arrays) is None and len(arrays) != 1:
+    if _image_key(arrays) is None and len(arrays) != 1 and not {"mu", "sigma"} <= {k.lower() for k in arrays}:
         raise SkipFile(f"holds no image array (keys: {', '.join(arrays)})")
     return arrays
 
@@ -495,10 +500,13 @@ def _stored_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo
     return _file_rows(path, member.header_offset + 30 + name_length + extra_length)
 
 
-def load_tensor_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(images as NHWC, labels or None, latents or None) from a ``.npy``/``.npz``/``.pt`` file."""
+def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(images as NHWC, labels or None, latents or None) from a ``.npy``/``.npz``/``.pt`` file;
+    a ``reference`` set's may be an FID reference batch (its images are real data)."""
     _require_content(path)
     arrays = _torch_arrays(path) if path.suffix.lower() == ".pt" else _numpy_arrays(path)
+    if not reference:
+        _not_samples(arrays)
     key = _image_key(arrays)
     images = next(iter(arrays.values())) if key is None else arrays[key]
     # a batch read from the file a chunk at a time; a single image or a gray stack at once
@@ -838,7 +846,7 @@ def _sheets_of_grids(images: Sequence[Path]) -> bool:
 
 
 def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
-    images, labels, latents = load_tensor_file(path)
+    images, labels, latents = load_tensor_file(path, reference=ctx.checkpoint.kind != "generated")
     name = ctx.name(path)
     try:
         value_range = _value_range(images, ctx.options.value_range)

@@ -105,14 +105,15 @@ _TORCH_WEIGHT_STEM = re.compile(r"^(?:[gd]|gen|disc?|critic|unet|dit|denoiser)(?
 #: Stems of evaluation results saved as tensors beside the samples (score_sde's
 #: ``eval/ckpt_1/statistics_0.npz`` Inception activations and ``eval/report_1.npz`` scores,
 #: ``fid_stats.npz``, ``real_activations.npy``, ``test_ckpt_1_bpd_0.npz``; StudioGAN's ``statistics/RUN/losses.npy``):
-#: no sample files; nor FID references named for their data: guided-diffusion's reference batches
-#: (``VIRTUAL_imagenet64_labeled.npz``) and EDM's statistics (``cifar10-32x32.npz``, ``ffhq-64x64.npz``).
+#: no sample files.
 _EVAL_STEM = re.compile(
     r"^(?:statistics|stats|report|metrics?|scores?|fid|kid|inception|activations?|logits|features?|loss(?:es)?)"
     r"(?:[-_.\d].*)?$"
-    r"|^virtual[-_].*|.*[-_]\d+x\d+$"
     r"|.*[-_.](?:stats|statistics|activations|logits|features|bpd|nll|loss(?:es)?)(?:[-_.]\d+)?$",  # score_sde's
     re.IGNORECASE)  # eval/ckpt_1/test_ckpt_1_bpd_0.npz (bits per dim), ckpt_1_loss.npz
+#: guided-diffusion's FID reference batches (``VIRTUAL_imagenet64_labeled.npz``,
+#: ``VIRTUAL_lsun_bedroom256.npz``): real images, no generated samples (read by --real).
+_FID_REFERENCE_BATCH = re.compile(r"^virtual_[a-z_]+\d*(?:_labeled)?$", re.IGNORECASE)
 #: Words that make a tensor file's name a sample file's, whatever it starts with
 #: (``ema_samples_1000.pt``, ``generator_outputs_1000.npy``, ``model_fakes_12.npz``).
 SAMPLE_WORDS = re.compile(r"sample|fake|output|image|img|grid|generated", re.IGNORECASE)
@@ -290,10 +291,11 @@ def _is_temporary(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a pass asks about every file; checkpoints repeat their names
-def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
+def is_sample_name(name: str, options: DiscoveryOptions, reference: bool = False) -> bool:
     """Whether a file name can hold samples: matches a sample glob and is no weight, temporary
-    or evaluation-result file (see ``_EVAL_STEM``); ``--samples`` globs decide alone between
-    samples and weights (``ema_1000.npy``, named like weights, could not be picked)."""
+    or evaluation-result file (see ``_EVAL_STEM``), nor, but in a ``reference`` set, an FID
+    reference batch; ``--samples`` globs decide alone between samples and weights
+    (``ema_1000.npy``, named like weights, could not be picked)."""
     lower = name.lower()
     ext = os.path.splitext(lower)[1]
     chosen = options.samples_chosen
@@ -302,6 +304,8 @@ def is_sample_name(name: str, options: DiscoveryOptions) -> bool:
     if options.ready_file and name == options.ready_file:
         return False
     if not chosen and ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not SAMPLE_WORDS.search(_stem(name)):
+        return False
+    if not (chosen or reference) and ext in TENSOR_EXTENSIONS and _FID_REFERENCE_BATCH.match(_stem(name)):
         return False
     return any(fnmatch.fnmatch(lower, pattern.lower()) for pattern in options.sample_globs)
 
@@ -559,7 +563,7 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data,
     nor a grid of the single samples beside it)."""
     if not generated:
-        return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options))
+        return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options, reference=True))
     listed = list(walk_files(folder))
     files = sorted(_generated_files(folder, options, listed))
     if options.samples_chosen:

@@ -46,7 +46,7 @@ DUPLICATE_POOL = 4096
 #: Neutral contrast prompt for zero-shot probes given without an explicit contrast.
 NEUTRAL_PROMPT = "a photo"
 #: Version of the serialised :class:`ReferenceStats` layout.
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: label_count
 #: Regions of the real data for mode dropping without labels: k-means of the real vectors with
 #: about REGION_SAMPLES of a batch per region (REGION_MIN to REGION_MAX regions, each with
 #: REGION_REAL_MIN real vectors or more on average); fitted on at most REGION_FIT_POINTS per region.
@@ -447,8 +447,9 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
 
 
-#: Seeded draws behind :func:`chance_tv`: z = 4 is a tail of 3.2e-5, ~13 draws past it.
-CHANCE_TV_DRAWS = 400_000
+#: Seeded draws behind :func:`chance_tv`: enough for ~15 past its tail (z = 3: 20,000; z = 4,
+#: a tail of 3.2e-5: 400,000, ~1 s; round AM: 400,000 for every chance made region_tv_chance slow).
+CHANCE_TV_MIN_DRAWS, CHANCE_TV_MAX_DRAWS = 20_000, 400_000
 
 
 @functools.lru_cache(maxsize=256)
@@ -467,12 +468,14 @@ def chance_tv(ref: tuple[float, ...], n: int, z: float, n_ref: int | None = None
         return math.inf
     p = p / p.sum()
     rng = np.random.default_rng(0)
+    tail = norm.sf(z)
+    draws = int(min(CHANCE_TV_MAX_DRAWS, max(CHANCE_TV_MIN_DRAWS, 15 / tail)))
     tv = []
-    for size in (100_000,) * (CHANCE_TV_DRAWS // 100_000):  # in parts: 400,000 x 10 labels at once is 32 MB
+    for size in [min(100_000, draws - done) for done in range(0, draws, 100_000)]:  # 400,000 x 10 at once: 32 MB
         shares = rng.multinomial(n, p, size=size) / n
         base = rng.multinomial(n_ref, p, size=size) / n_ref if n_ref else p
         tv.append(0.5 * np.abs(shares - base).sum(axis=1))
-    return float(np.quantile(np.concatenate(tv), 1.0 - norm.sf(z)))
+    return float(np.quantile(np.concatenate(tv), 1.0 - tail))
 
 
 # --------------------------------------------------------------------------- reference
@@ -503,6 +506,7 @@ class ReferenceStats:
     near_copy_threshold: float
     label_names: tuple[str, ...] = ()
     label_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    label_count: int = 0  # the labelled real samples label_shares were read from
     probe_names: tuple[str, ...] = ()
     probe_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seed: int = COPY_SEED
@@ -569,8 +573,9 @@ class ReferenceStats:
             names = tuple(str(x) for x in (label_names if label_names is not None
                                            else sorted({str(x) for x in real_labels if x is not None})))
             shares = label_shares(real_labels, names)
+            label_count = sum(x is not None for x in real_labels)
         else:
-            names, shares = (), np.zeros(0)
+            names, shares, label_count = (), np.zeros(0), 0
         probe_names = tuple(probe_names)
         if probe_names:
             if real_probe_scores is None or np.shape(real_probe_scores) != (n_real, len(probe_names)):
@@ -587,7 +592,7 @@ class ReferenceStats:
             real_pairwise_cosine=mean_pairwise_cosine_distance(real),
             real_vendi=vendi_score(real), copy_train_idx=train_idx, copy_holdout_idx=hold_idx,
             holdout_nn_train=hold_nn, near_copy_quantile=float(near_copy_quantile),
-            near_copy_threshold=threshold, label_names=names, label_shares=shares,
+            near_copy_threshold=threshold, label_names=names, label_shares=shares, label_count=label_count,
             probe_names=probe_names, probe_shares=pshares, seed=seed,
         )
         if real_index is not None:
@@ -696,7 +701,7 @@ class ReferenceStats:
     _ARRAYS = ("real", "holdout", "real_radii", "mu", "sigma", "sigma_sqrt", "copy_train_idx",
                "copy_holdout_idx", "holdout_nn_train", "label_shares", "probe_shares")
     _SCALARS = ("k", "real_pairwise_cosine", "real_vendi", "near_copy_quantile",
-                "near_copy_threshold", "seed")
+                "near_copy_threshold", "seed", "label_count")
 
     def to_arrays(self, include_vectors: bool = True) -> tuple[dict[str, np.ndarray], dict]:
         """Plain numpy arrays and a JSON-able dict. With ``include_vectors=False`` the
@@ -892,7 +897,7 @@ def compute_step(
         names = ref.label_names + tuple(foreign)
         ref_shares = np.concatenate([ref.label_shares, np.zeros(len(foreign))])
         s["n_labelled"] = float(len(given))
-        s["n_real"] = float(ref.real.shape[0])  # what the reference shares were read from (chance_tv)
+        s["n_real"] = float(ref.label_count)  # the labelled reference samples its shares were read from (chance_tv)
         if given:
             shares = label_shares(given, names)
             s["label_tv"] = total_variation(shares, ref_shares)

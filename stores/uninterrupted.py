@@ -1,10 +1,10 @@
-"""Store writes that Ctrl-C and SIGTERM wait for.
+"""Store writes that Ctrl-C, SIGTERM and SIGHUP wait for.
 
 zarr's synchronous API runs each write on zarr's own event-loop thread and waits for it. An
 interrupt raised while this thread waits leaves the write running: the writer then cut its
 arrays back to the commit point it still saw, and the commit point written a moment later
 counted rows that had been cut (a resumed watch read those checkpoints as never stored and
-stored them again). So a store write holds the two signals and delivers them when it is done
+stored them again). So a store write holds the signals and delivers them when it is done
 (a commit takes well under a second); a second one goes through at once, for a write hung on
 a network filesystem.
 """
@@ -15,7 +15,7 @@ import signal
 import threading
 from typing import Any
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: a closed terminal (round AM)
 
 
 class _HeldSignals(contextlib.ContextDecorator):

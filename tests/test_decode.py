@@ -490,22 +490,42 @@ def test_a_dict_of_tensors_gives_its_one_image_shaped_tensor_and_fid_statistics_
     images = smooth_images(RNG, 3, 16)  # NHWC uint8
     torch.save({"fake_images": torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, "step": torch.tensor(5),
                 "labels": torch.tensor([1, 2, 3])}, folder / "a_keyed.pt")
-    torch.save({"x_gen": torch.zeros(2, 3, 16, 16), "x_real": torch.zeros(2, 3, 16, 16)}, folder / "b_two.pt")
+    torch.save({"x_gen": torch.zeros(2, 3, 16, 16), "x_real": torch.zeros(2, 3, 16, 16)}, folder / "b_gen.pt")
+    torch.save({"fake_a": torch.zeros(2, 3, 16, 16), "fake_b": torch.zeros(2, 3, 16, 16)}, folder / "b_two.pt")
     torch.save(OrderedDict(conv1=torch.zeros(64, 3, 9, 9), conv2=torch.zeros(64, 64, 3, 3)), folder / "c_state.pt")
     np.savez(folder / "d_reference.npz", arr_0=images, mu=np.zeros(8), sigma=np.eye(8))
     np.save(folder / "e_attention.npy", np.zeros((16, 8, 8, 8), np.float32))
     np.savez(folder / "f_named.npz", generated_batch=images, noise=np.zeros((3, 64), np.float32))
+    # round AM: image-shaped tensors that are no samples were read as such (204 "samples" a step)
+    torch.save({"attn": torch.full((8, 4, 16, 16), 1 / 256), "step": torch.tensor(5)}, folder / "g_attention.pt")
+    torch.save(OrderedDict({"patch_embed.proj.weight": torch.zeros(768, 3, 16, 16)}), folder / "h_vit.pt")
+    torch.save({"latents": torch.zeros(8, 4, 32, 32)}, folder / "i_latents.pt")
+    np.savez(folder / "j_vae.npz", samples=images, mu=np.zeros((3, 8)), sigma=np.ones((3, 8)))  # a VAE's, not FID's
     samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
     assert [s.path for s in samples] == [*(f"step_5/a_keyed.pt#{i}" for i in range(3)),
-                                         *(f"step_5/f_named.npz#{i}" for i in range(3))]
+                                         "step_5/b_gen.pt#0", "step_5/b_gen.pt#1",  # x_gen, not x_real
+                                         *(f"step_5/f_named.npz#{i}" for i in range(3)),
+                                         *(f"step_5/j_vae.npz#{i}" for i in range(3))]
     assert [s.label for s in samples[:3]] == ["1", "2", "3"]
     np.testing.assert_allclose(samples[0].image, images[0], atol=1)
     reasons = {s.path.rsplit("/", 1)[1]: s.reason for s in skipped}
-    assert reasons["b_two.pt"] == ("holds no image tensor (keys: x_gen, x_real); several are shaped like images: "
-                                   "name the samples' one 'images' or 'samples'")
-    assert reasons["c_state.pt"] == "holds no image tensor (keys: conv1, conv2); a weights or state file?"
+    assert reasons["b_two.pt"].startswith("holds no image tensor (keys: fake_a, fake_b); a weights or state file? "
+                                          "(samples are read from the key 'images' or 'samples', or the one image")
+    assert reasons["c_state.pt"].startswith("holds no image tensor (keys: conv1, conv2); a weights or state file?")
     assert reasons["d_reference.npz"] == "holds FID reference statistics (mu, sigma), not samples"
     assert reasons["e_attention.npy"] == "holds no image array (shape (16, 8, 8, 8) float32)"
+    assert {"g_attention.pt", "h_vit.pt", "i_latents.pt"} <= set(reasons)
+
+
+def test_an_fid_reference_batch_is_read_by_real_not_as_generated_samples(tmp_path):
+    """guided-diffusion's reference batch holds real images (arr_0) beside mu/sigma: no run's
+    samples (round AL), but what --real wants (round AM: refused, "holds no sample files")."""
+    images = smooth_images(RNG, 4, 16)
+    (tmp_path / "ref").mkdir()
+    np.savez(tmp_path / "ref" / "VIRTUAL_cifar32_labeled.npz", arr_0=images, mu=np.zeros(8), sigma=np.eye(8))
+    samples, skipped = _split(list(iter_samples(scan_reference(tmp_path / "ref", "real"))))
+    assert len(samples) == 4 and not skipped
+    assert scan_run(tmp_path / "ref") == []
 
 
 def test_a_file_that_fails_in_an_unforeseen_way_is_skipped_and_the_rest_read(tmp_path, monkeypatch):

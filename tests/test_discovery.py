@@ -542,12 +542,14 @@ def test_evaluation_results_saved_as_tensors_are_no_samples(tmp_path):
         (k, f"eval/ckpt_{k}", [f"eval/ckpt_{k}/samples_{r}.npz" for r in range(2)]) for k in (1, 2)]
     for name in ("fid_stats.npz", "cifar10_stats.npz", "real_activations.npy", "features_1000.npy", "metrics.pt",
                  "test_ckpt_1_bpd_0.npz", "ckpt_1_loss.npz",  # score_sde / RectifiedFlow: bits per dim, eval loss
-                 # FID references named for their data (round AL: real images stored as generated at step
-                 # 64; an empty step 10): guided-diffusion's reference batches, EDM's statistics
-                 "VIRTUAL_imagenet64_labeled.npz", "VIRTUAL_lsun_bedroom256.npz", "cifar10-32x32.npz", "ffhq-64x64.npz"):
+                 # guided-diffusion's FID reference batches (round AL: real images stored as generated at step 64)
+                 "VIRTUAL_imagenet64_labeled.npz", "VIRTUAL_lsun_bedroom256.npz"):
         assert not discovery.is_sample_name(name, DiscoveryOptions()), name
+        assert discovery.is_sample_name(name, DiscoveryOptions(), reference=True) == name.startswith("VIRTUAL"), name
     for name in ("fid_samples_1000.npz", "feature_samples.npz", "stats_1000.png", "x_1000.npy",
-                 "samples_16x64x64x3.npz", "cifar10-32x32.png", "grid-8x8_1000.npz"):
+                 "samples_16x64x64x3.npz", "grid-8x8_1000.npz",
+                 # round AM: a resolution or "virtual" in a step-numbered name dropped the whole run
+                 "gen_1000_32x32.npz", "001000-32x32.npz", "epoch1000_32x32.npz", "virtual_1000.npz"):
         assert discovery.is_sample_name(name, DiscoveryOptions()), name
 
 

@@ -902,6 +902,23 @@ def test_a_store_write_holds_ctrl_c_to_its_end_and_a_second_one_stops_it_at_once
     assert done == ["inner", "outer"] and signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_store_write_holds_a_hangup_as_it_holds_sigterm():
+    """Round AM: SIGHUP (a closed terminal) stopped a watch as SIGTERM does, but in the middle
+    of a store write, which SIGTERM waits for: `watch --once` hung in 2 of 10 runs."""
+    from engine.cli import Terminated, _stop_on_sigterm
+    from stores.uninterrupted import uninterrupted
+
+    restore, done = _stop_on_sigterm(), []
+    try:
+        with pytest.raises(Terminated) as stopped:
+            with uninterrupted:
+                signal.raise_signal(signal.SIGHUP)
+                done.append("written")
+        assert done == ["written"] and stopped.value.signum == signal.SIGHUP
+    finally:
+        restore()
+
+
 @pytest.mark.parametrize("lost", ["record", "rows"])
 def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_checkpoint(tmp_path, rng, caplog, lost):
     """A store left by the Ctrl-C race above (the checkpoint table cut, the commit point
