@@ -198,6 +198,7 @@ def test_label_shares_leave_unlabelled_samples_out_and_count_labels_the_referenc
     assert ref.label_names == ("a", "b") and list(ref.label_shares) == [0.5, 0.5]
     half = M.step_metrics(real[:40], ref, labels=["a", None, "b", None] * 10)
     assert half["label_tv"] == 0.0 and half["n_labelled"] == 20.0
+    assert half["n_real"] == 100.0  # the labelled reference samples (round AM: all 200 lowered label_drift's bar)
     assert half["label_share:a"] == half["label_share:b"] == 0.5
     foreign = M.step_metrics(real[:10], ref, labels=["a"] * 4 + ["b"] * 3 + ["c"] * 3)
     assert foreign["label_share:c"] == pytest.approx(0.3) and foreign["label_ref_share:c"] == 0.0
