@@ -404,6 +404,21 @@ def test_partial_collapse_detected_at_onset(world, healthy_history):
     assert max(h["duplicate_frac"] for h in healthy_history) < DEFAULT_RULES.collapse_duplicate_rise / 4
 
 
+def test_a_partial_collapse_of_a_small_step_holds_two_checkpoints_before_it_alerts():
+    """Round AL: 16 fresh digits a step, 5 of them look-alikes (three 4s, two 2s) once in 40
+    steps: a partial collapse (0.05% of real batches of 16, 2% of 40-step runs). Under 32
+    samples a step the share must stay up at two checkpoints running; 64 alert at once."""
+    def run(fracs, n):
+        return [{"step": 100 * (i + 1), "duplicate_frac": f, "duplicate_expected": 0.01, "n_generated": n}
+                for i, f in enumerate(fracs)]
+
+    chance = run([0.0, 0.0, 0.125, 0.0, 0.3125, 0.0], 16)
+    assert not any(evaluate_alerts(chance[: i + 1]) for i in range(len(chance)))
+    collapsing = run([0.0, 0.0, 0.125, 0.0, 0.3125, 0.5], 16)
+    assert [a.rule for a in evaluate_alerts(collapsing)] == ["collapse"]
+    assert [a.rule for a in evaluate_alerts(run([0.0, 0.0, 0.125, 0.0, 0.3125], 64))] == ["collapse"]
+
+
 def test_untrained_lookalike_samples_are_not_partial_collapse():
     """An untrained generator's samples are look-alike blobs (the demo GAN: 100%, 80-88%, then
     28-36% of samples with a near-duplicate at its first three checkpoints, 3-11% once trained):
