@@ -319,13 +319,18 @@ def _image_key(arrays: Mapping[str, np.ndarray]) -> str | None:
     return shaped[0] if len(shaped) == 1 else None
 
 
+def _holds_fid_statistics(arrays: Mapping[str, np.ndarray]) -> bool:
+    """Whether the arrays include FID reference statistics' ``mu`` and ``sigma``."""
+    return {"mu", "sigma"} <= {k.lower() for k in arrays}
+
+
 def _not_samples(arrays: Mapping[str, np.ndarray]) -> None:
     """FID reference statistics (``mu`` and ``sigma``), with or without the reference images
     beside them as ``arr_0`` (guided-diffusion's ``VIRTUAL_imagenet64_labeled.npz``: real
     images, which were stored as a step of generated samples), are no samples; images under a
     name of their own beside a VAE's ``mu``/``sigma`` are."""
-    lowered = {k.lower() for k in arrays}
-    if {"mu", "sigma"} <= lowered and not (lowered & (set(IMAGE_KEYS) - {"arr_0", "data"})):
+    named = {k.lower() for k in arrays} & (set(IMAGE_KEYS) - {"arr_0", "data"})
+    if _holds_fid_statistics(arrays) and not named:
         raise SkipFile("holds FID reference statistics (mu, sigma), not samples")
 
 
@@ -370,7 +375,7 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
             return {"images": np.stack([as_numpy(v) for v in obj])}
     if isinstance(obj, Mapping):
         arrays = {str(k): as_numpy(v) for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        if _image_key(arrays) is not None or {"mu", "sigma"} <= {k.lower() for k in arrays}:
+        if _image_key(arrays) is not None or _holds_fid_statistics(arrays):
             return arrays
         keys = ", ".join(map(str, list(obj)[:8]))
         raise SkipFile(f"holds no image tensor (keys: {keys}); a weights or state file? (samples are read from "
@@ -399,7 +404,7 @@ def _numpy_arrays(path: Path) -> dict[str, np.ndarray]:
         raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
     except Exception as exc:  # a cut or damaged .npz: zipfile.BadZipFile ("Bad CRC-32"), EOFError, OSError
         raise SkipFile(f"not a readable numpy file ({_first_line(exc)})") from None
-    if _image_key(arrays) is None and len(arrays) != 1 and not {"mu", "sigma"} <= {k.lower() for k in arrays}:
+    if _image_key(arrays) is None and len(arrays) != 1 and not _holds_fid_statistics(arrays):
         raise SkipFile(f"holds no image array (keys: {', '.join(arrays)})")
     return arrays
 

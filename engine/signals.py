@@ -156,7 +156,7 @@ class Signals:
     _history: dict[int, dict] | None = field(default=None, init=False)  # see _steps_measured
     _unwritten: list = field(default_factory=list, init=False)  # measured rows not yet in the store
     _unwritten_samples: dict = field(default_factory=dict, init=False)  # per-sample metric -> [(start, values)]
-    _rows: _RowWindow | None = field(default=None, init=False)  # the rows a backlog's steps read, ahead
+    _rows: _RowWindow = field(default_factory=_RowWindow, init=False)  # the rows a call's steps read, ahead
     _written_at: float = field(default=0.0, init=False)
     _alert_list: list[dict] | None = field(default=None, init=False)  # see _stored_alerts
     #: seconds of measuring per call, then :attr:`pending` and back to the caller (a live watch:
@@ -168,6 +168,7 @@ class Signals:
     _rewrites: dict = field(default_factory=dict, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
+        self._rows = _RowWindow()  # this call's reads (the reference's labels, then the steps')
         losses = self._update_scalars(store)
         ckpt = store.checkpoints()
         reference = self._refresh_reference(store, ckpt)
@@ -189,7 +190,7 @@ class Signals:
         due = list(_due(ckpt, measured))
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
-        self._unwritten_samples, self._rows = {}, _RowWindow()
+        self._unwritten_samples = {}
         # one BLAS thread: a step's products are small (16-1,000 samples), and OpenBLAS's threads
         # spin against the decoders, the encoder and the trainer (docs/metrics.md: 3x a backlog)
         blas = threadpool_limits(limits=1, user_api="blas")
@@ -307,8 +308,7 @@ class Signals:
 
     def _labels(self, store: StoreWriter, rows: np.ndarray) -> list[str | None]:
         names = store.labels
-        codes = self._rows.read(store, "label", rows) if self._rows else store.samples("label", rows)
-        return [names[c] if c >= 0 else None for c in codes]
+        return [names[c] if c >= 0 else None for c in self._rows.read(store, "label", rows)]
 
     def _probe_names(self) -> list[str]:
         return list(self._probe_vectors[0]) if self._probe_vectors else []

@@ -948,10 +948,11 @@ class StoreWriter(StoreReader):
                     array.resize((n, *array.shape[1:]))
                     cut = True
                 self._lengths[(group_name, name)] = min(n, array.shape[0])
+        table_rows = int(self._group_attrs("metrics").get("committed_rows", 0))  # the table's: one read
         for group_name in ("metrics", "sample_metrics"):  # grown ahead too (_ensure_column)
             for name in self._array_names(group_name):
                 array = self.handle(group_name, name)
-                n = int((self._group_attrs(group_name) if group_name == "metrics" else array.attrs).get("committed_rows", 0))
+                n = table_rows if group_name == "metrics" else int(array.attrs.get("committed_rows", 0))
                 if array.shape[0] > n:
                     array.resize((n,))
                     cut = True
