@@ -37,7 +37,9 @@ per character: kohya-ss's ``sample/mylora_000500_*_??????????????.png``).
 
 The one case this cannot tell apart is a lone numbered folder holding only files with
 consecutive numbers (``sample-1.png``, ``sample-2.png``); it is read as one checkpoint. Point evowatch at the run
-directory itself (or pass ``step_regex``) to remove the doubt.
+directory itself (or pass ``step_regex``) to remove the doubt. The run directory itself named
+as a checkpoint (``checkpoint-500/``, ``step_000500/samples/``) and holding such files is
+refused with a line naming its run (:func:`_is_one_checkpoint`).
 
 Weight and state files are never sample files: by extension (``.pth``, ``.pkl``,
 ``.ckpt``, ``.safetensors``, ``.bin``, ...) and by name (``model-12.pt``, ``optimizer.pt``,
@@ -1268,7 +1270,8 @@ def _say_hidden_checkpoints(folder: Path, level: _Level, options: DiscoveryOptio
     if (key := f"{folder}\0hidden checked") in _warned:
         return
     _warned.add(key)
-    hidden = [unit for unit in _plain_dirs_units(folder, level, options, depth) if unit[1].is_relative_to(folder)]
+    hidden = [unit for unit in _plain_dirs_units(folder, level, options, depth) if unit[1].is_relative_to(folder)
+              and _looks_like_run(folder / unit[1].relative_to(folder).parts[0], options, depth + 1)]
     steps = sorted({step for step, _, _ in hidden})
     if len(steps) < 2:
         return
@@ -1325,6 +1328,8 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
     root = Path(run_dir)
     if not root.is_dir():
         raise DiscoveryError(f"{root}: run directory not found (or not a directory); check the path.")
+    if (itself := _is_one_checkpoint(root, options)) is not None:
+        raise DiscoveryError(itself)
     checkpoints = []
     for step, path, grouped in _units(root, options, 0):
         files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
@@ -1333,6 +1338,28 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
     checkpoints.sort(key=lambda c: (c.step, c.source))
     log.debug("scan %s: %d checkpoints", root, len(checkpoints))
     return checkpoints
+
+
+def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
+    """Why ``root`` is one checkpoint, not a run, or None: a folder named as a checkpoint
+    (``checkpoint-500/``, ``step_000500/samples/``) whose sample files are numbered as one
+    checkpoint's samples. Pointed at by mistake, it was read as a checkpoint per image, each of
+    one sample, at steps 0, 1, 2 ... (round AN)."""
+    if options.step_regex is not None:
+        return None
+    named = next((folder for folder in (root, root.parent) if step_of(folder.name, options, is_file=False) is not None),
+                 None)
+    if named is None or not (_CHECKPOINT_NAME.search(named.name) or _COUNTER_NAME.search(named.name)):
+        return None
+    levels = _first_numbered_levels(root, options, 0)
+    numbered = [path for level in levels for _, path, is_dir in level.numbered if not is_dir]
+    if len(numbered) < 2 or len(numbered) < sum(len(level.numbered) for level in levels) or _looks_like_run(
+            root, options, 0):
+        return None
+    first, last = min(numbered, key=lambda p: p.name), max(numbered, key=lambda p: p.name)
+    return (f"{root}: is one checkpoint (step {step_of(named.name, options, is_file=False):,}: {len(numbered)} samples, "
+            f"{first.name} to {last.name}), not a run: point evowatch at the run folder that holds it "
+            f"({named.parent}); --step-regex reads its files as steps")
 
 
 def scan_reference(folder: str | os.PathLike[str], kind: Kind,

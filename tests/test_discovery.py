@@ -152,6 +152,43 @@ def test_checkpoints_a_numbered_file_at_the_top_hides_are_said(tmp_path, caplog)
     assert not [m for m in caplog.messages if "more checkpoints" in m]
 
 
+def test_a_copy_of_one_checkpoint_is_not_hinted_as_checkpoints(tmp_path, caplog):
+    """Round AN: ``latest/``, a copy of the newest checkpoint's ``0000.png`` ... beside
+    ``checkpoint-N/``, was hinted as "16 more checkpoints (steps 0 to 15)"."""
+    for step in (100, 200):
+        _folder_of_images(tmp_path / f"checkpoint-{step}", names="{:04d}.png")
+    shutil.copytree(tmp_path / "checkpoint-200", tmp_path / "latest")
+    discovery._warned.clear()
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [c.source for c in scan_run(tmp_path)] == ["checkpoint-100", "checkpoint-200"]
+    assert not [m for m in caplog.messages if "more checkpoints" in m]
+
+
+@pytest.mark.parametrize("inside", ["checkpoint-500", "step_000500/samples", "iter500"])
+def test_pointed_at_one_checkpoint_says_so(tmp_path, inside):
+    """Round AN: pointed at one checkpoint's folder, its ``0000.png`` ... were read as a
+    checkpoint each, of one sample, at steps 0, 1, 2 ...: one line says to point at the run."""
+    run = tmp_path / "run"
+    _folder_of_images(run / inside, n=5, names="{:04d}.png")
+    _folder_of_images(run / "checkpoint-1000", n=5, names="{:04d}.png")
+    with pytest.raises(DiscoveryError, match=rf"is one checkpoint \(step 500: 5 samples, 0000.png to 0004.png\), not "
+                                             rf"a run: point evowatch at the run folder that holds it \({run}\)"):
+        scan_run(run / inside)
+    assert [c.step for c in scan_run(run / inside, DiscoveryOptions(step_regex=r"(\d+)\.png"))] == [0, 1, 2, 3, 4]
+    assert [c.step for c in scan_run(run)] == [500, 1000]
+
+
+def test_run_named_like_a_step_of_series_is_still_a_run(tmp_path):
+    """A folder named with a counter that holds steps (``epoch_3/step_100.png``, ``iter5/``
+    holding ``sample-500.png``, ``sample-1000.png``) is a run, not one checkpoint."""
+    for name in ("step_100.png", "step_200.png"):
+        write_png(tmp_path / "epoch_3" / name, smooth_images(RNG, 1, 16)[0])
+    for step in (500, 1000):
+        write_png(tmp_path / "iter5" / f"sample-{step}.png", smooth_images(RNG, 1, 16)[0])
+    assert [c.step for c in scan_run(tmp_path / "epoch_3")] == [100, 200]
+    assert [c.step for c in scan_run(tmp_path / "iter5")] == [500, 1000]
+
+
 @pytest.mark.parametrize("lone", ["G_3000.pt", "unet_3000.pt", "G_ema_4000.pt"])
 def test_the_generators_state_dict_beside_the_samples_folder_hides_nothing(tmp_path, caplog, lone):
     """The generator's state dict (``torch.save(G.state_dict(), f"G_{step}.pt")``) beside
