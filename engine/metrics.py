@@ -41,7 +41,7 @@ COPY_SUBSET_MAX = 20_000
 #: Quantile of real samples' NN distances among n real samples (n = the checkpoint's size)
 #: below which two generated samples are near-duplicates: real data has a share q of them.
 DUPLICATE_QUANTILE = 0.01
-#: Real NN distances pooled (from disjoint size-n subsets) to calibrate that threshold.
+#: Real NN distances pooled (from random size-n subsets) to calibrate that threshold.
 DUPLICATE_POOL = 4096
 #: Neutral contrast prompt for zero-shot probes given without an explicit contrast.
 NEUTRAL_PROMPT = "a photo"
@@ -64,8 +64,10 @@ REGION_NOISE_Z = 3.0
 #: where it is not measured: without held-out data the viewer's filter said "0 near-copies";
 #: 6: tight copies, closer to a training image than nearly every held-out image is; the store's
 #: float16 vectors made unit length again before they are measured; 7: ``n_real``, the size of
-#: the reference the label shares are compared with: label_drift's bar counts its noise too).
-METRICS_VERSION = 7
+#: the reference the label shares are compared with: label_drift's bar counts its noise too;
+#: 8: near-duplicates calibrated on random real sets pooled to DUPLICATE_POOL distances, a batch
+#: over half the real reference's size measured in sets of at most that size).
+METRICS_VERSION = 8
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -641,23 +643,25 @@ class ReferenceStats:
         return self._cache["tight_copies"]
 
     def duplicate_threshold_at(self, n: int, quantile: float = DUPLICATE_QUANTILE) -> tuple[float, float]:
-        """Near-duplicate threshold for a batch of ``n`` samples and the real's own share below it.
+        """Near-duplicate threshold for a set of ``n`` samples and the real's own share below it.
 
         NN distances inside a set shrink as it grows, so the threshold is calibrated on sets
-        of the batch's size: the ``quantile`` of each real vector's NN distance within
-        disjoint seeded real subsets of ``n`` vectors (about :data:`DUPLICATE_POOL`
-        distances pooled; the whole reference when it holds fewer than ``n``, which makes
-        the threshold too large, so a healthy batch is flagged somewhat more than q). Returns
+        of the batch's size: the ``quantile`` of each real vector's NN distance within seeded
+        random real sets of ``n`` vectors, drawn until about :data:`DUPLICATE_POOL` distances
+        are pooled (``n`` at most half the reference, so that the sets differ:
+        :func:`near_duplicates`). Disjoint sets pooled a few hundred distances from a
+        reference of hundreds, the 1% quantile their smallest one or two: 25 real images
+        gave a bar that 0-23% of healthy samples fell under (round AN). Returns
         ``(threshold, share of the pooled real distances below it)``, the latter ~ quantile.
         """
         key = f"duplicates:{n}:{quantile}"
         if key not in self._cache:
             n_real = self.real.shape[0]
-            perm = np.random.default_rng(self.seed + 2).permutation(n_real)
-            size = min(n, n_real)
-            groups = [perm[i : i + size] for i in range(0, n_real - size + 1, size)][: -(-DUPLICATE_POOL // size)]
-            dist = np.concatenate([knn_distances(self.real[g], self.real[g], 1, exclude_self=True)[:, 0]
-                                   for g in groups])
+            assert 2 <= n <= n_real, f"no real set of {n} samples among {n_real}"
+            rng = np.random.default_rng(self.seed + 2)
+            sets = [rng.choice(n_real, n, replace=False) for _ in range(-(-DUPLICATE_POOL // n))]
+            dist = np.concatenate([knn_distances(self.real[s], self.real[s], 1, exclude_self=True)[:, 0]
+                                   for s in sets])
             threshold = float(np.quantile(dist, quantile))
             self._cache[key] = (threshold, float(np.mean(dist < threshold)))
         return self._cache[key]
@@ -786,6 +790,29 @@ def _region_shares(gen: np.ndarray, ref: ReferenceStats) -> dict[str, float]:
             "region_empty_share": float(real_shares[shares == 0].sum())}
 
 
+def near_duplicates(gen: np.ndarray, nearest_other: np.ndarray,
+                    ref: ReferenceStats) -> tuple[np.ndarray, float, float]:
+    """(which samples have a near-duplicate, the threshold, the real's own share below it).
+
+    The threshold is calibrated on random real sets of the batch's size, at most half the
+    reference (:meth:`ReferenceStats.duplicate_threshold_at`). A larger batch is cut into
+    seeded sets of equal size, each sample's nearest other taken within its set: against
+    the whole reference at a smaller size, 64 healthy samples beside 25 real ones had
+    20-50% "near-duplicates" and raised a partial collapse (round AN). ``nearest_other`` is
+    each sample's nearest other in the whole batch."""
+    n = gen.shape[0]
+    size = min(n, ref.real.shape[0] // 2)
+    if n == size:
+        threshold, expected = ref.duplicate_threshold_at(n)
+        return nearest_other < threshold, threshold, expected
+    sets = np.array_split(np.random.default_rng(ref.seed + 4).permutation(n), -(-n // size))
+    threshold, expected = ref.duplicate_threshold_at(min(map(len, sets)))  # sizes differ by one at most
+    within = np.empty(n)
+    for members in sets:
+        within[members] = knn_distances(gen[members], gen[members], 1, exclude_self=True)[:, 0]
+    return within < threshold, threshold, expected
+
+
 def compute_step(
     generated: np.ndarray,
     ref: ReferenceStats,
@@ -805,7 +832,9 @@ def compute_step(
     - partial collapse: ``duplicate_frac`` (share of samples whose nearest OTHER sample of
       the batch is closer than ``duplicate_threshold``, the real's 1% quantile at this
       batch size: :meth:`ReferenceStats.duplicate_threshold_at`), ``duplicate_threshold``,
-      ``duplicate_expected`` (the real's own share at that threshold, ~0.01)
+      ``duplicate_expected`` (the real's own share at that threshold, ~0.01;
+      a batch over half the real reference's size is measured in smaller sets:
+      :func:`near_duplicates`)
     - mode dropping without labels: ``regions`` (k-means regions of the real data, sized
       for the batch: :meth:`ReferenceStats.regions_at`), ``region_tv`` (total variation
       between the batch's and the real's region shares), ``region_tv_chance`` (what a batch
@@ -845,8 +874,7 @@ def compute_step(
     # its k-th the generated radii of PRDC's recall
     self_nn = knn_distances(gen, gen, min(ref.k, n - 1), exclude_self=True) if n >= 2 else None
     if self_nn is not None:
-        threshold, expected = ref.duplicate_threshold_at(n)
-        per["near_duplicate"] = self_nn[:, 0] < threshold
+        per["near_duplicate"], threshold, expected = near_duplicates(gen, self_nn[:, 0], ref)
         s.update(duplicate_frac=float(per["near_duplicate"].mean()), duplicate_threshold=threshold,
                  duplicate_expected=expected)
     else:

@@ -141,15 +141,16 @@ def test_copy_metrics_and_per_sample_arrays(data):
 
 
 def test_duplicate_fraction_is_calibrated_on_size_matched_real_subsets(data):
-    """The threshold is the 1% quantile of real NN distances within disjoint size-n real
-    subsets, so a batch of real vectors has ~1% near-duplicates; a batch half made of 2
+    """The threshold is the 1% quantile of real NN distances within seeded random size-n
+    real subsets, so a batch of real vectors has ~1% near-duplicates; a batch half made of 2
     points has at least that half."""
     real, _, hold = data
     ref = M.ReferenceStats.build(real, hold)
     n = 64
-    perm = np.random.default_rng(ref.seed + 2).permutation(len(real))
+    rng = np.random.default_rng(ref.seed + 2)
     pooled = np.concatenate([M.knn_distances(real[g], real[g], 1, exclude_self=True)[:, 0]
-                             for g in np.split(perm[: len(real) // n * n], len(real) // n)])
+                             for g in (rng.choice(len(real), n, replace=False) for _ in range(M.DUPLICATE_POOL // n))])
+    assert len(pooled) == M.DUPLICATE_POOL
     threshold, expected = ref.duplicate_threshold_at(n)
     assert threshold == pytest.approx(np.quantile(pooled, M.DUPLICATE_QUANTILE), abs=1e-12)
     assert expected == pytest.approx(np.mean(pooled < threshold)) and 0.005 < expected <= 0.01
@@ -163,6 +164,27 @@ def test_duplicate_fraction_is_calibrated_on_size_matched_real_subsets(data):
     assert res.scalars["duplicate_frac"] == pytest.approx(res.per_sample["near_duplicate"].mean())
     assert res.scalars["duplicate_frac"] >= 0.5
     assert res.scalars["duplicate_expected"] == expected
+
+
+@pytest.mark.parametrize("n_real", [16, 25, 50])
+def test_duplicates_of_a_batch_larger_than_a_small_reference_stay_near_q(n_real):
+    """Round AN: 64 healthy samples against 25 real ones had 20-50% "near-duplicates" (the
+    threshold taken at the reference's size, its 1% quantile the smallest of 25 distances)
+    and raised a partial collapse. Sets of at most half the reference, on both sides."""
+    rng = np.random.default_rng(n_real)
+    modes = rng.normal(size=(10, 24))
+
+    def draw(n):
+        return unit(modes[rng.integers(0, 10, n)] + 0.6 * rng.normal(size=(n, 24)))
+
+    ref = M.ReferenceStats.build(draw(n_real), draw(50))
+    healthy = [M.compute_step(draw(n), ref).scalars for n in (64, 256) for _ in range(8)]
+    fracs = [s["duplicate_frac"] for s in healthy]
+    assert np.mean(fracs) <= 0.08 and max(fracs) <= 0.2, fracs
+    assert all(s["duplicate_threshold"] == healthy[0]["duplicate_threshold"] for s in healthy[:8])
+    batch = draw(64)
+    batch[:32] = unit(batch[[0, 1] * 16] + 1e-3 * rng.normal(size=(32, 24)))  # half on 2 modes
+    assert M.compute_step(batch, ref).scalars["duplicate_frac"] >= 0.4
 
 
 def test_labels_and_probes():
