@@ -459,9 +459,10 @@ def _fd_rose(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         need = max(need, rules.fd_noise_z * sd)
     if rise > need:
         s0, s1 = int(window[0]["step"]), int(window[-1]["step"])
+        level = "" if base == fd[0] else f" over its level of {base:.4g} before"  # round AN: +% was of neither
         return Alert(s1, "fd_rising", fd[-1],
                      f"FD rose for {k} consecutive checkpoints: {fd[0]:.4g} at step {s0} -> {fd[-1]:.4g} "
-                     f"at step {s1} (+{_pct(rise / fd[0])})")
+                     f"at step {s1} (+{_pct(rise / base)}{level})")
     return None
 
 

@@ -236,6 +236,19 @@ def test_fd_rising_wants_a_larger_rise_before_it_knows_the_noise():
     assert [a.rule for a in evaluate_alerts(later)] == ["fd_rising"]
 
 
+def test_fd_rising_says_the_rise_from_the_level_it_measured():
+    """Round AN: a rise measured from the level before a dip printed its share of the dip
+    (0.8 -> 1.9: "+112%", neither +137% nor the +92% over the level of 0.99 it measured)."""
+    fd = [1.0, 1.02, 0.98, 1.01, 0.99, 1.0, 0.8, 1.2, 1.5, 1.9]
+    run = [{"step": 100 * (i + 3), "fd": v, "n_generated": 64} for i, v in enumerate(fd)]
+    alert = next(a for a in evaluate_alerts(run) if a.rule == "fd_rising")
+    assert alert.message == ("FD rose for 3 consecutive checkpoints: 0.8 at step 900 -> 1.9 at step 1200 (+92% over "
+                             "its level of 0.99 before)")
+    plain = [{"step": 100 * (i + 3), "fd": v, "n_generated": 64} for i, v in enumerate(fd[:6] + [1.0, 1.2, 1.5, 1.9])]
+    alert = next(a for a in evaluate_alerts(plain) if a.rule == "fd_rising")
+    assert alert.message.endswith("1 at step 900 -> 1.9 at step 1200 (+90%)")
+
+
 def test_fd_rising_measures_a_rise_from_where_fd_was_not_from_a_dip():
     """Round AL: a stationary healthy run (fresh digits, 32 samples, FD 0.13 +- 0.011 from its
     12th checkpoint) rose three times from a dip, 0.104 -> 0.142, past the noise bar: a
