@@ -147,6 +147,22 @@ def test_a_fall_in_diversity_is_marked_on_the_chart_of_the_metric_it_names():
     assert data._alert_matches(alert, "pairwise_cosine") and not data._alert_matches(alert, "vendi")
 
 
+@pytest.mark.parametrize("message, metric", [
+    ("4 of 16 samples at step 400 are copies of training images: closer to one than nearly every held-out image is "
+     "(a fresh sample is, with probability 0.25%; alert above 2)", "tight_copy_frac"),
+    ("18% of samples are near-copies of training images at step 7000, about 14% beyond chance (a fresh sample is one "
+     "with probability 5%; alert above 15%)", "near_copy_frac"),
+    ("samples at step 400 sit 40% closer to training images than to held-out ones (median log distance ratio -0.511 "
+     "over 12 distinct neighbourhoods on equal-size subsets; sign test p = 0.0002)", "copy_log_ratio"),
+])
+def test_a_memorisation_alert_opens_the_chart_of_the_metric_that_fired(message, metric):
+    """Round AN: a tight-copy alert showed the near-copy chart first, not tight_copy_frac."""
+    alert = {"step": 400, "rule": "memorisation", "value": 0.25, "message": message}
+    columns = ["near_copy_frac", "tight_copy_frac", "copy_log_ratio", "vendi"]
+    assert data._first_watched(alert, columns) == metric
+    assert [c for c in columns if data._alert_matches(alert, c)] == [metric]
+
+
 def test_a_store_of_reference_data_only_is_coloured_by_kind_and_says_steps_come(tmp_path, monkeypatch):
     """The watcher has taken --real but no checkpoint yet: the legend showed a step colour bar
     "0 to 1" for steps that do not exist."""

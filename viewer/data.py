@@ -734,22 +734,28 @@ _RULE_METRICS = {
 }
 
 
-#: A collapse alert's metric, by the words of its message (engine/alerts.py's four conditions;
-#: a fall in diversity names its metric: a pairwise-cosine alert was marked on Vendi's chart).
-_COLLAPSE_METRICS = {"Vendi score": ("vendi",), "pairwise cosine": ("pairwise_cosine",),
-                     "diversity fell": ("vendi", "pairwise_cosine"), "partial mode collapse": ("duplicate_frac",),
-                     "recall fell": ("recall",), "regions off": ("region_tv",)}
+#: A collapse or memorisation alert's metric, by the words of its message (engine/alerts.py's
+#: conditions; a fall in diversity names its metric: a pairwise-cosine alert was marked on
+#: Vendi's chart; a tight-copy alert opened the near-copy chart, round AN).
+_MESSAGE_METRICS = {
+    "collapse": {"Vendi score": ("vendi",), "pairwise cosine": ("pairwise_cosine",),
+                 "diversity fell": ("vendi", "pairwise_cosine"), "partial mode collapse": ("duplicate_frac",),
+                 "recall fell": ("recall",), "regions off": ("region_tv",)},
+    "memorisation": {"near-copies": ("near_copy_frac",), "are copies of training images": ("tight_copy_frac",),
+                     "log distance ratio": ("copy_log_ratio",)},
+}
 
 
 def _watched(alert: dict[str, Any]) -> tuple[str, ...] | None:
     """The metrics an alert's rule watches (None: unknown rule). `convergence` seen in the
     samples ("no progress …": precision and FD stalled) watches those, not the losses; a
-    `collapse` alert the metric its message names (a mode-dropping alert showed Vendi)."""
+    `collapse` or `memorisation` alert the metric its message names (a mode-dropping alert
+    showed Vendi)."""
     rule, message = str(alert.get("rule", "")), str(alert.get("message", ""))
     if rule == "convergence" and message.startswith("no progress"):
         return ("precision", "fd")
-    if rule == "collapse":
-        return next((m for words, m in _COLLAPSE_METRICS.items() if words in message), _RULE_METRICS[rule])
+    if rule in _MESSAGE_METRICS:
+        return next((m for words, m in _MESSAGE_METRICS[rule].items() if words in message), _RULE_METRICS[rule])
     return _RULE_METRICS.get(rule)
 
 
