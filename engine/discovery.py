@@ -918,6 +918,8 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
     ...), two or more, with a step in common."""
     series = {}
     for folder in folders:
+        if _names_a_checkpoint(folder.name):  # step_500/samples_ddim50.png ...: one checkpoint each (round AN)
+            continue
         entries = folder_entries(folder)
         ends = [step_of(name, options) for name in (min(e.name for e in entries), max(e.name for e in entries))] \
             if entries else [None]
@@ -1169,8 +1171,10 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     counted_in = any(_COUNTER_NAME.search(path.name) for _, path, _ in numbered)  # epoch_001.png: no index
     # a folder named as a checkpoint holds its samples' indices, gaps and all (round AJ: step_000100/
     # without 00006.png was a checkpoint per image, until a second checkpoint came)
-    indices = _is_index_sequence(steps) or bool(_COUNTER_NAME.search(folder.name) or _CHECKPOINT_NAME.search(folder.name)) \
-        and _index_like(steps)
+    # and a number its files all share (step_500/samples_ddim50.png, checkpoint-500/grid_512.png: a
+    # setting; round AN: read as a run of one checkpoint at step 50)
+    indices = _is_index_sequence(steps) or _names_a_checkpoint(folder.name) and (_index_like(steps)
+                                                                                 or len(set(steps)) == 1)
     return (any(level.unnumbered_files > 0 or level.numbered_weights > 0 for level in levels) or counted_in
             or not indices)
 
@@ -1183,6 +1187,12 @@ _COUNTER_NAME = re.compile(r"(?<![a-z])(?:epoch|ep|step|iter|itr|it|gs|kimg|glob
 _CHECKPOINT_NAME = re.compile(r"(?<![a-z])(?:checkpoint|ckpt)[-_=]?\d", re.IGNORECASE)
 
 
+def _names_a_checkpoint(name: str) -> bool:
+    """Whether a folder's name counts training (``step_500``, ``epoch=3-step=1000``) or names a
+    checkpoint (``checkpoint-500``): a checkpoint's folder, not a prompt's, a class's or a run's."""
+    return bool(_COUNTER_NAME.search(name) or _CHECKPOINT_NAME.search(name))
+
+
 def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
     """Numbered folders numbered like runs, each a run: consecutive (version_3, version_4, the
     earlier ones deleted), or dense from 0 or 1 (version_2 beside version_0, a failed version_1
@@ -1191,7 +1201,7 @@ def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
     entries = level.numbered
     steps = sorted({step for step, _, _ in entries})
     return (all(is_dir for _, _, is_dir in entries) and (_is_index_sequence(steps) or _index_like(steps))
-            and not any(_COUNTER_NAME.search(path.name) or _CHECKPOINT_NAME.search(path.name) for _, path, _ in entries)
+            and not any(_names_a_checkpoint(path.name) for _, path, _ in entries)
             and all(_looks_like_run(path, options, depth + 1) for _, path, _ in entries))
 
 
@@ -1349,7 +1359,7 @@ def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
         return None
     named = next((folder for folder in (root, root.parent) if step_of(folder.name, options, is_file=False) is not None),
                  None)
-    if named is None or not (_CHECKPOINT_NAME.search(named.name) or _COUNTER_NAME.search(named.name)):
+    if named is None or not _names_a_checkpoint(named.name):
         return None
     levels = _first_numbered_levels(root, options, 0)
     numbered = [path for level in levels for _, path, is_dir in level.numbered if not is_dir]

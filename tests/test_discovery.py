@@ -178,6 +178,23 @@ def test_pointed_at_one_checkpoint_says_so(tmp_path, inside):
     assert [c.step for c in scan_run(run)] == [500, 1000]
 
 
+@pytest.mark.parametrize("folders, name", [
+    (["step_500", "step_1000", "step_1500"], "samples_ddim50.png"),
+    (["checkpoint-500", "checkpoint-1000"], "grid_512.png"),
+    (["epoch_1", "epoch_2", "epoch_3"], "fake_64.png"),
+    (["step_500"], "samples_ddim50.png"),
+])
+def test_checkpoint_folders_whose_image_carries_a_setting_are_checkpoints(tmp_path, folders, name):
+    """Round AN: `step_500/samples_ddim50.png` ... were read as folders of one prompt each
+    (the whole run one checkpoint at step 50, the folders its labels); a lone such folder as
+    a run of one checkpoint at step 50."""
+    for folder in folders:
+        (tmp_path / "r" / folder).mkdir(parents=True)
+        save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "r" / folder / name, nrow=2)
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source) for c in found] == [(discovery.step_in_name(f), f"r/{f}") for f in folders]
+
+
 def test_run_named_like_a_step_of_series_is_still_a_run(tmp_path):
     """A folder named with a counter that holds steps (``epoch_3/step_100.png``, ``iter5/``
     holding ``sample-500.png``, ``sample-1000.png``) is a run, not one checkpoint."""
