@@ -109,9 +109,10 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     with _discarded_if_left_empty(args.store), \
             StoreWriter(args.store, record, thumbnail_size=size or DEFAULT_THUMBNAIL_SIZE) as store:
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
-                             poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler)
+                             poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler,
+                             same_run=getattr(args, "same_run", False))  # the demo has no such option
         watcher = Watcher(config, store, encoder, after_ingest_steps(args, encoder))
-        if not getattr(args, "same_run", False):  # the demo has no such option
+        if not config.same_run:
             watcher.check_same_run(_watched_at(store))
         store.record_history({"event": "watch", "run_dir": str(args.run_dir),
                               "run_path": os.path.realpath(args.run_dir), **record,

@@ -74,6 +74,8 @@ class WatchConfig:
     progress: bool = True
     #: ``--sampler``: checkpoints are weight files, sampled by the user's function (engine.sampler)
     sampler: Sampler | None = None
+    #: ``--same-run``: another run's folder goes on with the store's run (resumed elsewhere)
+    same_run: bool = False
 
 
 class _WholeLines(tqdm):
@@ -192,6 +194,7 @@ class Watcher:
         self._shared_steps_noted = False
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
+        self._run_path = os.path.realpath(config.run_dir)  # where a RUN_DIR link led when last looked at
         self._replacing: set[str] = set()  # sources committed before with other content
         self._unsampled: dict[str, str] = {}  # sources whose sampler failed, by content: not retried by this process
         self._moved: dict[str, str] = {}  # new source -> the vanished source its files were read from
@@ -753,6 +756,7 @@ class Watcher:
             log.warning("%s: the run directory was deleted; everything ingested from it is kept; waiting for it "
                         "to be created again (Ctrl-C to stop)", self.config.run_dir)
         elif present and self._run_dir_gone:
+            self._check_still_the_run()
             log.info("%s: %s", self.config.run_dir, "the run directory is back; watching it again" if self._observer
                      else "created; watching it")
             self._stop_observer()
@@ -760,12 +764,23 @@ class Watcher:
         elif present and self._replaced():
             # deleted and made again between two looks (rm -rf out && mkdir out), or a link to
             # it pointed elsewhere: the events came from the old folder, and stopped for good
+            self._check_still_the_run()
             log.info("%s: the run directory was replaced (made again, or its link points elsewhere); watching the "
                      "new one", self.config.run_dir)
             self._stop_observer()
             self._observer = self._start_observer()
         self._run_dir_gone = not present
         return present
+
+    def _check_still_the_run(self) -> None:
+        """A RUN_DIR link pointed at another folder while watched is checked as a new watch's
+        folder is (:meth:`check_same_run`): another run's checkpoints were taken for new
+        versions of the store's, their rows superseded (round AN)."""
+        now = os.path.realpath(self.config.run_dir)
+        if now != self._run_path:
+            if not self.config.same_run:
+                self.check_same_run(self._run_path)
+            self._run_path = now
 
     def _replaced(self) -> bool:
         """Whether the run directory is no longer the folder whose events come (one stat a

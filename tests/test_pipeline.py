@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from engine.cli import main
+from engine.errors import EvowatchError
 from stores.zarr_store import StoreReader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -466,7 +467,6 @@ def test_a_large_folder_is_decoded_in_parts_by_all_workers_as_one_checkpoint(tmp
 
 def test_a_decode_worker_that_dies_is_one_clear_error_and_earlier_checkpoints_stay(tmp_path, monkeypatch):
     import engine.decode
-    from engine.errors import EvowatchError
 
     run = tmp_path / "run"
     for step in (10, 20, 30):
@@ -1997,18 +1997,27 @@ def test_an_unreadable_file_is_skipped_by_name_and_an_unreadable_folder_is_named
 
 
 @contextlib.contextmanager
-def _live_watch(run: Path, store: Path, stop: threading.Event | None = None) -> Iterator[threading.Thread]:
+def _live_watch(run: Path, store: Path, stop: threading.Event | None = None,
+                *options: str) -> Iterator[threading.Thread]:
     """``evowatch watch RUN --store STORE`` (pixels, no layout or metrics) running in a thread, ticking
-    every 0.1 s; stopped and joined on exit."""
+    every 0.1 s; stopped and joined on exit. What ended it early is the thread's ``error``."""
     from engine.cli import build_parser
     from engine.session import open_session
 
     args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels",
-                                      "--no-layout", "--no-metrics", "--workers", "0"])
+                                      "--no-layout", "--no-metrics", "--workers", "0", *options])
     stop = stop or threading.Event()
     with open_session(args) as watcher:
         watcher.config.tick = 0.1
-        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+
+        def watch() -> None:
+            try:
+                watcher.run_forever(stop)
+            except EvowatchError as exc:
+                thread.error = exc
+
+        thread = threading.Thread(target=watch)
+        thread.error = None
         thread.start()
         try:
             yield thread
@@ -2069,7 +2078,8 @@ def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(
         run = tmp_path / "latest"
         run.symlink_to(real, target_is_directory=True)
     store = tmp_path / "s.zarr"
-    with caplog.at_level("INFO", logger="engine.watch"), _live_watch(run, store) as thread:
+    same_run = ("--same-run",) if change == "its link retargeted" else ()  # a run resumed in a new folder
+    with caplog.at_level("INFO", logger="engine.watch"), _live_watch(run, store, None, *same_run) as thread:
         _wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
         if change == "made again at once":
             shutil.rmtree(real)
@@ -2087,6 +2097,24 @@ def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(
         write_step(real, 300, 1, seed=2)  # and the next one too
         _wait_until(lambda: StoreReader(store).n_rows >= 6, thread, seconds=15)
     assert info(store)["steps"] == [100, 200, 300]
+
+
+def test_a_run_directory_link_pointed_at_another_run_while_watched_is_refused(tmp_path):
+    """Round AN: `latest -> run_a` pointed at run_b during a live watch took run_b's
+    checkpoints for new versions of run_a's (run_a's rows superseded); a new watch refused
+    the same switch. The live watch stops with the same line."""
+    run_a, run_b, latest, store = tmp_path / "run_a", tmp_path / "run_b", tmp_path / "latest", tmp_path / "s.zarr"
+    write_step(run_a, 100, 2, seed=0)
+    write_step(run_b, 100, 3, seed=1)
+    write_step(run_b, 200, 3, seed=2)
+    latest.symlink_to(run_a, target_is_directory=True)
+    with _live_watch(latest, store) as thread:
+        _wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
+        (tmp_path / "new_link").symlink_to(run_b, target_is_directory=True)
+        os.replace(tmp_path / "new_link", latest)
+        _wait_until(lambda: thread.error is not None, thread, seconds=15)
+    assert "does not hold (another run): watch it into its own --store" in str(thread.error)
+    assert info(store)["rows"] == 2 and StoreReader(store).current_rows().all()
 
 
 def test_a_live_watch_sees_a_rewrite_that_kept_the_files_sizes_and_times(tmp_path):
