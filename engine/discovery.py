@@ -53,6 +53,7 @@ the checkpoint around it "being written".
 """
 from __future__ import annotations
 
+import contextvars
 import datetime
 import fnmatch
 import functools
@@ -409,7 +410,8 @@ def folder_entries(folder: Path) -> list[os.DirEntry]:
     names = {entry.name for entry in entries}
     if STORE_MARKER in names and is_store(folder):
         return []
-    entries = [entry for entry in entries if not _aliases_a_sibling(entry, folder) and not _loops_back(entry, folder)]
+    entries = [entry for entry in entries if not _aliases_a_sibling(entry, folder) and not _loops_back(entry, folder)
+               and not _aliases_a_run_folder(entry)]
     locks = {name for name in names if name.endswith(LOCK_SUFFIX) and name.removesuffix(LOCK_SUFFIX) in names
              and is_store(folder / name.removesuffix(LOCK_SUFFIX))}
     return [entry for entry in entries if entry.name not in locks]
@@ -422,6 +424,23 @@ def _aliases_a_sibling(entry: os.DirEntry, folder: Path) -> bool:
         return False
     target = os.path.realpath(entry.path)
     return os.path.dirname(target) == os.path.realpath(folder) and os.path.isdir(target)
+
+
+#: The real path of the run :func:`scan_run` is reading (None outside a scan).
+_scanned_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("scanned_run", default=None)
+
+
+def _aliases_a_run_folder(entry: os.DirEntry) -> bool:
+    """A symlink to a folder elsewhere in the run being scanned (``run/latest -> runs/run1``,
+    ``run/other/s2 -> ../samples``): read under its own name, not again through the link
+    (round AN: every checkpoint was stored twice). Not one into a hidden folder, which the
+    scan does not read."""
+    if (run := _scanned_run.get()) is None or not entry.is_symlink():
+        return False
+    target = os.path.realpath(entry.path)
+    inside = os.path.relpath(target, run)
+    return (target != run and not inside.startswith(os.pardir) and os.path.isdir(target)
+            and not any(part.startswith(".") for part in Path(inside).parts))
 
 
 def _loops_back(entry: os.DirEntry, folder: Path) -> bool:
@@ -1341,10 +1360,14 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
     if (itself := _is_one_checkpoint(root, options)) is not None:
         raise DiscoveryError(itself)
     checkpoints = []
-    for step, path, grouped in _units(root, options, 0):
-        files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
-        if files:
-            checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
+    scanning = _scanned_run.set(os.path.realpath(root))
+    try:
+        for step, path, grouped in _units(root, options, 0):
+            files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
+            if files:
+                checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
+    finally:
+        _scanned_run.reset(scanning)
     checkpoints.sort(key=lambda c: (c.step, c.source))
     log.debug("scan %s: %d checkpoints", root, len(checkpoints))
     return checkpoints

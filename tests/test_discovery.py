@@ -1373,6 +1373,25 @@ def test_a_link_back_up_the_run_is_not_followed(tmp_path):
     assert [(c.step, c.source) for c in scan_run(run)] == [(100, "samples/step_100"), (200, "samples/step_200")]
 
 
+@pytest.mark.parametrize("link, target", [("latest", "runs/run1"), ("other/s2", "../samples/step_100/..")])
+def test_a_link_to_a_folder_elsewhere_in_the_run_is_read_once(tmp_path, link, target):
+    """Round AN: a link to a nephew or cousin folder of the run (`latest -> runs/run1`,
+    `other/s2 -> ../samples`) had every checkpoint read twice, each step measured on twice
+    its samples. A link out of the run (`samples -> /scratch/...`) is still followed."""
+    run = tmp_path / "run"
+    folder = run / ("runs/run1" if link == "latest" else "samples")
+    for step in (100, 200):
+        _folder_of_images(folder / f"step_{step}", n=2)
+    (run / link).parent.mkdir(parents=True, exist_ok=True)
+    (run / link).symlink_to(target)
+    inside = folder.relative_to(run).as_posix()
+    assert [(c.step, c.source) for c in scan_run(run)] == [(100, f"{inside}/step_100"), (200, f"{inside}/step_200")]
+    outside = tmp_path / "scratch"
+    folder.rename(outside)
+    (run / "linked").symlink_to(outside)
+    assert [(c.step, c.source) for c in scan_run(run)] == [(100, "linked/step_100"), (200, "linked/step_200")]
+
+
 def test_runs_numbered_with_a_gap_are_still_runs(tmp_path):
     """Round AB: `lightning_logs/version_0/` beside `version_2/` (a failed version_1 deleted)
     read each run as one checkpoint named by its version number, its steps merged, unsaid."""
