@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from engine import stopping
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError, EvowatchError
+from stores.format import stored_text
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
     from engine.discovery import DiscoveryOptions
@@ -271,8 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
 _OUR_LOGGERS = ("evowatch", "engine", "stores", "viewer", "examples")
 
 
+class _StoredNames(logging.Formatter):
+    """Lines that spell a file name as the store and `export` do: its bytes that are not
+    UTF-8 as ``\\xff`` (round AN: the log said ``\\udcff`` for the same file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return stored_text(super().format(record))
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING, format="evowatch: %(message)s", stream=sys.stderr, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_StoredNames("evowatch: %(message)s"))
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     for ours in _OUR_LOGGERS:
         logging.getLogger(ours).setLevel(level)

@@ -41,8 +41,8 @@ from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
 from engine.tensorboard_images import TensorBoardImages
 from engine.trainer_logs import is_event_file, is_log_name
-from stores.format import KIND_CODES
-from stores.zarr_store import StoreWriter, stored_text, superseded_flags
+from stores.format import KIND_CODES, stored_text
+from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
 

@@ -141,3 +141,10 @@ def is_store(path: Path) -> bool:
         return (path / STORE_MARKER).is_file()
     except PermissionError:
         return False
+
+
+def stored_text(name: str) -> str:
+    """A name as the store holds it: valid Unicode (zarr's strings and the root's JSON refuse
+    the surrogates Python gives a file name's bytes that are not UTF-8), those bytes written
+    ``\\xff``. Lookups by source go through it too, so such a checkpoint is not re-ingested."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -37,7 +37,7 @@ from stores.lock import WriterLock
 from stores.owner import owner_gone, owner_tag
 from stores.uninterrupted import uninterrupted
 from stores import format as fmt
-from stores.format import is_store
+from stores.format import is_store, stored_text
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +128,6 @@ def encoder_mismatch(path: Path, stored: dict[str, Any], wanted: str) -> Encoder
     return EncoderMismatchError(f"{path}: written with encoder '{stored.get('identity')}' (dim {stored.get('dim')}), "
                                 f"this run uses {wanted}; pass --encoder {stored.get('spec') or stored.get('identity')} "
                                 f"or use another --store")
-
-
-def stored_text(name: str) -> str:
-    """A name as the store holds it: valid Unicode (zarr's strings and the root's JSON refuse
-    the surrogates Python gives a file name's bytes that are not UTF-8), those bytes written
-    ``\\xff``. Lookups by source go through it too, so such a checkpoint is not re-ingested."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _folder_id(path: Path) -> tuple[int, int] | None:

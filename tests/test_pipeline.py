@@ -1905,8 +1905,9 @@ def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsy
     assert capsys.readouterr().err.count("ingested step") == n + 1
 
 
-def test_file_and_folder_names_that_are_not_utf8_are_stored_escaped_and_not_read_twice(tmp_path):
-    """A name from a Latin-1 zip (``cl\\xe9.png``): zarr's strings refused it, the watch died."""
+def test_file_and_folder_names_that_are_not_utf8_are_stored_escaped_and_not_read_twice(tmp_path, capsys):
+    """A name from a Latin-1 zip (``cl\\xe9.png``): zarr's strings refused it, the watch died.
+    The log spells it as the store does (round AN: ``\\udce9`` there, ``\\xe9`` in the store)."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     folder = write_step(run, 100, 2, seed=0)
     odd = os.fsencode(run) + b"/step_\xe9t\xe9_200/cl\xe9"
@@ -1918,6 +1919,8 @@ def test_file_and_folder_names_that_are_not_utf8_are_stored_escaped_and_not_read
     os.utime(odd + b"/b\xff.png", (old, old))
     for _ in range(2):
         assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
+    err = capsys.readouterr().err
+    assert "ingested step 200 (step_\\xe9t\\xe9_200): 2 samples" in err and "\\udc" not in err
     assert info(store)["rows"] == 4 and info(store)["checkpoints"] == 2
     reader = StoreReader(store)
     assert list(reader.checkpoints()["source"]) == ["step_000100", "step_\\xe9t\\xe9_200"]
