@@ -430,6 +430,8 @@ def _fd_rising(hist: list[Mapping], rules: AlertRules) -> Alert | None:
 
 #: Checkpoints before a jump's last fd_jump_hold whose lowest level (median of 3) it is measured from.
 FD_JUMP_LOOKBACK = 8
+#: Share of its bar a held jump stays above where FD was (its onset met the whole bar).
+FD_JUMP_KEEP = 0.5
 #: Checkpoints up to the start of a rise whose median FD it is measured from (at least).
 FD_LEVEL_STEPS = 3
 
@@ -467,8 +469,9 @@ def _fd_rose(hist: list[Mapping], rules: AlertRules) -> Alert | None:
 
 
 def _fd_jumped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
-    """FD far above where it was at each of the last ``fd_jump_hold`` checkpoints: a run broken
-    from one checkpoint to the next rises once, then stays (a single outlier comes back)."""
+    """FD far above where it was at each of ``fd_jump_hold`` checkpoints running: a run broken
+    from one checkpoint to the next rises once, then stays (a single outlier comes back).
+    Held while FD stays more than :data:`FD_JUMP_KEEP` of the bar above where it was."""
     hold = rules.fd_jump_hold
     if len(hist) < hold + 3:
         return None
@@ -476,28 +479,35 @@ def _fd_jumped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     while len(window) > hold + 3 and not _comparable_sizes(window, rules):
         window = window[1:]
     fd = [_get(r, "fd") for r in window]
-    sd = _fd_noise(hist[:-hold], rules)
-    if not _finite(*fd) or sd is None or not _comparable_sizes(window, rules):
+    if not _finite(*fd) or not _comparable_sizes(window, rules):
         return None
     # from the lowest level of the checkpoints before (the median of 3 running): from the 3 just
     # before, a divergence going on lapsed once they had diverged too, and each return was
     # announced as a new onset (round AL: 3 times in one divergence)
     lead = fd[:-hold]
     base = min(float(np.median(lead[i:i + 3])) for i in range(len(lead) - 2))
-    rise = min(fd[-hold:]) - base
-    bar = max(rules.fd_jump_rise * base, rules.fd_noise_z * sd)
-    if not (base > 0 and rise > bar):
+    if not base > 0:
         return None
-    # held longer than the window: the jump is where FD went past the bar, not the window's
-    # start (round AJ: "jumped at step 900, 0.385 before" of a jump at 800 from 0.336)
+    # the noise from before the checkpoints above that level: measured with the jump in it, the
+    # bar grew past a collapse's held FD, which lapsed and was announced again (round AN: the
+    # README's collapse demo, FD 0.17 -> 0.56-0.76 for 7 checkpoints)
     values = [_get(r, "fd") for r in hist]
-    start = len(hist) - hold
-    while start > 3 and _finite(values[start - 1]) and values[start - 1] - base > bar:
+    start = len(hist)
+    while start > 0 and math.isfinite(values[start - 1]) and values[start - 1] > base * (1 + rules.fd_jump_rise):
         start -= 1
-    prior = [v for v in values[start - 3:start] if math.isfinite(v)]
+    sd = _fd_noise(hist[:start], rules)
+    if sd is None or start > len(hist) - hold:
+        return None
+    bar = max(rules.fd_jump_rise * base, rules.fd_noise_z * sd)
+    # the jump: where FD first stayed past the bar for fd_jump_hold checkpoints (round AJ: not the
+    # window's start, "jumped at step 900, 0.385 before" of a jump at 800 from 0.336)
+    onset = next((i for i in range(start, len(hist) - hold + 1) if min(values[i:i + hold]) - base > bar), None)
+    if onset is None or min(values[-hold:]) - base <= (1.0 if onset == len(hist) - hold else FD_JUMP_KEEP) * bar:
+        return None
+    prior = [v for v in values[max(0, onset - 3):onset] if math.isfinite(v)]
     before = float(np.median(prior)) if prior else base
-    up = values[start:]
-    s0, s1 = int(hist[start]["step"]), int(window[-1]["step"])
+    up = values[onset:]
+    s0, s1 = int(hist[onset]["step"]), int(hist[-1]["step"])
     return Alert(s1, "fd_rising", fd[-1],
                  f"FD jumped at step {s0} and stayed up for {len(up)} checkpoints: {before:.4g} before -> "
                  f"{'..., ' if len(up) > 6 else ''}{', '.join(f'{v:.4g}' for v in up[-6:])} "

@@ -277,6 +277,22 @@ def test_fd_rising_holds_while_a_divergence_goes_on():
     assert run[first]["step"] == 2000 and all(fired[first:])
 
 
+def test_fd_rising_holds_a_jump_whose_own_values_raised_the_noise_bar():
+    """Round AN: the README's collapse demo (`evowatch demo --fail collapse@1500`): FD jumped
+    0.17 -> 0.69 and stayed at 0.56-0.76; the noise bar, estimated with the jump in it, grew
+    past the held rise, the alert lapsed at 2,000-2,750 and came back at 3,000 as a new onset
+    ("0.5642 before ... +18% at least"). The noise is taken from before the jump, and a
+    jump once announced holds while FD stays half its bar above the level before."""
+    fd = [0.614, 0.361, 0.346, 0.170, 0.089, 0.691, 0.590, 0.675, 0.564, 0.564, 0.668, 0.761]
+    run = [{"step": 250 * (i + 1), "fd": v, "n_generated": 64} for i, v in enumerate(fd)]
+    alerts = [[a for a in evaluate_alerts(run[: i + 1]) if a.rule == "fd_rising"] for i in range(len(run))]
+    assert [bool(a) for a in alerts] == [False] * 6 + [True] * 6
+    assert alerts[-1][0].message == ("FD jumped at step 1500 and stayed up for 7 checkpoints: 0.17 before -> ..., 0.59, "
+                                     "0.675, 0.564, 0.564, 0.668, 0.761 (+232% at least)")
+    back = run + [{"step": 3250 + 250 * i, "fd": v, "n_generated": 64} for i, v in enumerate([0.2, 0.18])]
+    assert not any(a.rule == "fd_rising" for a in evaluate_alerts(back))  # came back: lapsed
+
+
 def test_copy_detected_within_one_checkpoint(world, healthy_history):
     def make(t):
         idx = world.rng.choice(len(world.real), N_GEN)  # copies of ANY training image
