@@ -345,7 +345,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("kinds       " + ", ".join(f"{k} {v}" for k, v in summary["kinds"].items()))
     print(f"labels      {len(summary['labels'])}")
     print(f"layout      {summary['layout_rows']} rows")
-    print(f"warnings    {summary['warnings']} skipped files ({summary['current_warnings']} in current versions)")
+    print(f"warnings    {counted(summary['warnings'], 'skipped file')} ({summary['current_warnings']} in current "
+          f"version{'' if summary['current_warnings'] == 1 else 's'})")
     for skipped in summary["skipped_files"]:  # the newest first
         print(f"  skipped {skipped['path']}: {skipped['reason']}")
     if (more := summary["current_warnings"] - len(summary["skipped_files"])) > 0:

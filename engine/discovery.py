@@ -1427,6 +1427,12 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
     return checkpoint.root / checkpoint.source if checkpoint.kind == "generated" else checkpoint.root
 
 
+def ready_file_name(checkpoint: Checkpoint, template: str) -> str:
+    """The ``--ready-file`` a checkpoint waits for, its ``{step}``, ``{stem}``, ``{name}`` filled in."""
+    name = checkpoint_path(checkpoint).name
+    return template.format(stem=_stem(name), name=name, step=checkpoint.step)
+
+
 def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, now: float | None = None) -> bool:
     """Whether the trainer has finished writing the checkpoint.
 
@@ -1438,7 +1444,7 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     path = checkpoint_path(checkpoint)
     is_folder = path.is_dir()
     if options.ready_file:
-        name = options.ready_file.format(stem=_stem(path.name), name=path.name, step=checkpoint.step)
+        name = ready_file_name(checkpoint, options.ready_file)
         if path.parent.name.startswith(SAMPLE_KEY):  # across per-sample folders: in each of them
             return all((file.parent / name).exists() for file in checkpoint.files)
         return ((path if is_folder else path.parent) / name).exists()

@@ -296,10 +296,11 @@ def parse_device(device: str) -> str:
     raise EncoderSpecError(f"Expected device 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead.")
 
 
-def resolve_device(device: str = "auto") -> tuple[str, str | None]:
+def resolve_device(device: str = "auto", announce: bool = True) -> tuple[str, str | None]:
     """Pick the torch device for ``device``; returns ``(torch_device, fallback_note)``.
 
-    ``auto`` falls back to CPU when CUDA is unavailable, logging one warning line (stderr);
+    ``auto`` falls back to CPU when CUDA is unavailable, logging one warning line (stderr;
+    not with ``announce=False``, for a caller that says it once it knows it goes on);
     an explicit ``cuda`` that is unavailable raises :class:`EvowatchError`.
     """
     import torch
@@ -311,7 +312,8 @@ def resolve_device(device: str = "auto") -> tuple[str, str | None]:
     if value == "auto":
         if available:
             return "cuda", None
-        log.warning(CPU_FALLBACK_NOTE)
+        if announce:
+            log.warning(CPU_FALLBACK_NOTE)
         return "cpu", CPU_FALLBACK_NOTE
     if not available:
         raise EvowatchError(
@@ -718,9 +720,11 @@ def make_encoder(spec: str | EncoderSpec = DEFAULT_ENCODER_SPEC, device: str = "
             resolve_device(device)
         encoder: Encoder = PixelsEncoder(parsed.size, batch_size=batch_size)
     else:
-        torch_device, fallback = resolve_device(device)
+        torch_device, fallback = resolve_device(device, announce=False)
         precision = "fp16" if torch_device.startswith("cuda") else "fp32"
         model, model_name, identity = _load_clip(parsed, precision)
+        if fallback:  # said once the weights are found: before a missing weights error it misled (round AN)
+            log.warning(fallback)
         encoder = ClipEncoder(model, model_name, identity, torch_device, fallback, batch_size=batch_size,
                               precision=precision)
     encoder.spec = parsed.text()

@@ -32,8 +32,8 @@ from watchdog.observers.polling import PollingObserver
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples, labels_file_path, labels_table
 from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
-                              combined_hash, file_digests, file_versions, is_ready, reading_settings, sample_files,
-                              scan_reference, scan_run, series_glob, step_regex_miss, warn_once)
+                              combined_hash, file_digests, file_versions, is_ready, reading_settings, ready_file_name,
+                              sample_files, scan_reference, scan_run, series_glob, step_regex_miss, warn_once)
 from engine.encoders import Encoder
 from engine.errors import DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, ingest
@@ -672,9 +672,11 @@ class Watcher:
         --settle of the run's last checkpoint left it out without a word (round AJ)."""
         ready_file = self.config.options.ready_file
         committed = self.store.committed_hashes() if ready_file else {}  # stored before a --ready-file was set
-        unfinished = [c.source for c in self._settling if stored_text(c.source) not in committed]
-        if unfinished:
-            log.warning("not ingested, %s: %s; %s", f"no ready file ({ready_file}) yet" if ready_file else
+        waiting = [c for c in self._settling if stored_text(c.source) not in committed]
+        unfinished = [c.source for c in waiting]
+        if unfinished:  # the ready file named as the first one waits for it ('ok-{step}' said as such, round AN)
+            awaited = ready_file and ready_file_name(waiting[0], ready_file) + (", ..." if len(waiting) > 1 else "")
+            log.warning("not ingested, %s: %s; %s", f"no ready file ({awaited}) yet" if ready_file else
                         "still being written", ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else ""),
                         then[len(unfinished) > 1])
 

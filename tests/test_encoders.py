@@ -319,6 +319,16 @@ def test_weights_round_trip_matches_open_clip(tmp_path):
     np.testing.assert_allclose(local.encode(np.stack([enc.preprocess(im) for im in images])), vecs, atol=1e-6)
 
 
+def test_cpu_fallback_is_said_once_the_weights_are_found(tmp_path, no_cuda, caplog):
+    """Round AN: "encoding on CPU" came first, then the error that the weights were missing."""
+    with caplog.at_level("WARNING", logger="engine.encoders"), pytest.raises(WeightsNotFoundError):
+        make_encoder(f"clip:{TINY}@{tmp_path / 'nope.pt'}")
+    assert encoders.CPU_FALLBACK_NOTE not in caplog.text
+    with caplog.at_level("WARNING", logger="engine.encoders"):
+        make_encoder(TINY_RANDOM)
+    assert caplog.text.count(encoders.CPU_FALLBACK_NOTE) == 1
+
+
 def test_missing_or_unfit_weights_file(tmp_path):
     missing = tmp_path / "nope.pt"
     with pytest.raises(WeightsNotFoundError, match=r"nope\.pt does not exist") as info:

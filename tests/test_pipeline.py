@@ -710,6 +710,8 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
 
     assert main([*argv, "--ready-file", "DONE"]) == 0  # no ready file: named at once, no wait
     assert "not ingested, no ready file (DONE) yet: step_000200; run the same command again once it is complete" in capsys.readouterr().err
+    assert main([*argv, "--ready-file", "ok-{step}"]) == 0  # round AN: the template was named unfilled
+    assert "not ingested, no ready file (ok-200) yet: step_000200;" in capsys.readouterr().err
 
 
 def test_a_steps_metrics_cover_its_current_samples_a_rewrite_and_every_checkpoint_at_that_step(tmp_path):
