@@ -1261,17 +1261,23 @@ class StoreWriter(StoreReader):
         self._remove_step_rows(table, ~np.isin(table["step"], list({int(step) for step in steps})))
 
     def _remove_step_rows(self, table: dict[str, np.ndarray], kept: np.ndarray) -> None:
-        """Keep the metrics rows ``kept`` marks: the kept rows first, then the commit point and
-        ``measured``, then the arrays cut; the alerts of the steps dropped go."""
+        """Keep the metrics rows ``kept`` marks: the alerts of the steps dropped go; the commit
+        point moves back to the first row dropped, the kept rows after it are moved up past it,
+        then the commit point and ``measured`` are set and the arrays cut. Moved in place below
+        the commit point, a kill between two columns left some moved and some not: after the
+        resume the later steps showed their predecessors' values in the columns not yet moved
+        (round AN). Killed now, the rows after the first dropped one are measured again."""
         if kept.all():
             return
         n, dropped = int(kept.sum()), {int(step) for step in table["step"][~kept]}
-        for name, values in table.items():
-            self.handle("metrics", name)[:n] = values[kept]
+        first = int(np.argmin(kept))  # the rows before it stay where they are
         self.set_alerts([a for a in self.attrs.get("alerts", []) if int(a["step"]) not in dropped])
         group = self._ensure_group("metrics")
         recorded = {step: basis for step, basis in group.attrs.get("measured", {}).items() if int(step) not in dropped}
-        group.update_attributes({"committed_rows": n, "measured": recorded})
+        group.update_attributes({"committed_rows": first, "measured": recorded})
+        for name, values in table.items():
+            self.handle("metrics", name)[first:n] = values[first:][kept[first:]]
+        group.update_attributes({"committed_rows": n})
         for name in table:
             self.handle("metrics", name).resize((n,))
 

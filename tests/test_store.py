@@ -143,6 +143,43 @@ def test_a_metrics_row_replaced_in_place_is_marked_while_its_columns_are_written
     assert StoreReader(path).measured_steps() == {100: [1, 8]}
 
 
+def test_a_kill_while_dropping_a_steps_metrics_leaves_no_row_half_moved(tmp_path, monkeypatch):
+    """Round AN: dropping a step's row moved the later rows up column by column below the
+    commit point; killed between two columns, the resumed watch kept the later steps with
+    their predecessors' values in the columns not yet moved. The commit point goes back to
+    the first row dropped first: the rows after it are measured again."""
+    import zarr as zarr_module
+
+    path = tmp_path / "s.zarr"
+    steps = [100, 200, 300, 400, 500]
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.write_steps_metrics([(s, {"vendi": s / 100, "fd": s / 1000}, [i, 8]) for i, s in enumerate(steps)])
+
+    class Killed(Exception):
+        pass
+
+    writes, setitem = [], zarr_module.Array.__setitem__
+
+    def dies_at_the_second_column(self, key, value):
+        writes.append(key)
+        if len(writes) == 2:
+            raise Killed
+        return setitem(self, key, value)
+
+    with pytest.raises(Killed), StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        monkeypatch.setattr(zarr_module.Array, "__setitem__", dies_at_the_second_column)
+        store.drop_step_metrics([300])
+    monkeypatch.undo()
+    table, measured = StoreReader(path).step_metrics(), StoreReader(path).measured_steps()
+    assert table["step"].tolist() == [100, 200] and table["vendi"].tolist() == [1.0, 2.0]
+    assert table["fd"].tolist() == [0.1, 0.2] and measured == {100: [0, 8], 200: [1, 8]}
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # the resumed watch measures them again
+        store.write_steps_metrics([(s, {"vendi": s / 100, "fd": s / 1000}, [i, 8]) for i, s in enumerate(steps) if s > 300])
+    table = StoreReader(path).step_metrics()
+    assert table["step"].tolist() == [100, 200, 400, 500] and table["vendi"].tolist() == [1.0, 2.0, 4.0, 5.0]
+    assert table["fd"].tolist() == [0.1, 0.2, 0.4, 0.5]
+
+
 def test_a_full_disk_when_closing_adds_no_second_line(tmp_path, rng, monkeypatch, caplog):
     """Round AD: a full disk stopped the watch with its one-line error, after a warning that the
     arrays' spare capacity could not be cut on close ([Errno 28]): two lines for one cause."""
