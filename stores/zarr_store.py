@@ -743,8 +743,25 @@ class StoreWriter(StoreReader):
             raise self._gone()
 
     def _gone(self) -> StoreFormatError:
+        self._remove_remade_folders()
         return StoreFormatError(f"{self.path}: the store was deleted or moved while being written; nothing more "
                                 "is written there: restore it, or run the same command again to start a new one")
+
+    def _remove_remade_folders(self) -> None:
+        """Writes under way when the store folder was deleted or moved made its folders again
+        (zarr's local store makes a chunk's parent folders; a resize writes an array's
+        metadata): pieces of a store without its root metadata at the store's path, which the
+        rerun the error asks for refused as "not an evowatch store" (round AN, 4 moves in 10).
+        Removed when that is all the folder holds."""
+        if not self.path.is_dir() or is_store(self.path):
+            return
+        groups = set(fmt.GROUPS) | {"metrics", "sample_metrics", "scalars"}
+        for folder, _, files in os.walk(self.path):  # GROUP/ARRAY/c/... chunks, a group's or array's zarr.json
+            parts = Path(folder).relative_to(self.path).parts
+            if parts and parts[0] not in groups or files and not (
+                    len(parts) > 2 and parts[2] == "c" or len(parts) in (1, 2) and files == ["zarr.json"]):
+                return
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def refresh(self) -> None:
         self._ensure_intact()

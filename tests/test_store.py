@@ -779,6 +779,29 @@ def test_a_store_deleted_while_open_stops_the_writer_on_one_line_and_is_not_half
             raise KeyError("step")
 
 
+@pytest.mark.parametrize("foreign", [None, "notes.txt", "samples/embedding/notes.txt"])
+def test_pieces_of_a_store_remade_by_writes_under_way_when_it_was_moved_are_removed(tmp_path, rng, foreign):
+    """Round AN: `mv STORE elsewhere` during a watch: writes under way made chunk folders and an
+    array's zarr.json again at the old path, and the rerun the error asks for was refused as
+    "exists and is not an evowatch store". Only such pieces are removed; anything else stays."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 3, rng)
+        path.rename(tmp_path / "moved.zarr")
+        for piece in ("samples/embedding/c/1/0", "samples/embedding/zarr.json", "checkpoints/step/c/0", foreign):
+            if piece:
+                (path / piece).parent.mkdir(parents=True, exist_ok=True)
+                (path / piece).write_bytes(b"x")
+        with pytest.raises(StoreFormatError, match="deleted or moved while being written"):
+            store.committed_hashes()
+    assert path.exists() == bool(foreign)
+    assert StoreReader(tmp_path / "moved.zarr").n_rows == 3
+    if not foreign:
+        with StoreWriter(path, ENCODER, thumbnail_size=4):  # the same command again: a new store
+            pass
+
+
 def test_a_store_path_that_cannot_be_made_is_one_line_naming_it(tmp_path):
     """A file where a folder must be: it said "[Errno 17] File exists: 'notes.txt'" alone."""
     (tmp_path / "notes.txt").write_text("x")
