@@ -53,7 +53,6 @@ the checkpoint around it "being written".
 """
 from __future__ import annotations
 
-import contextvars
 import datetime
 import fnmatch
 import functools
@@ -410,8 +409,7 @@ def folder_entries(folder: Path) -> list[os.DirEntry]:
     names = {entry.name for entry in entries}
     if STORE_MARKER in names and is_store(folder):
         return []
-    entries = [entry for entry in entries if not _aliases_a_sibling(entry, folder) and not _loops_back(entry, folder)
-               and not _aliases_a_run_folder(entry)]
+    entries = [entry for entry in entries if not _aliases_a_sibling(entry, folder) and not _loops_back(entry, folder)]
     locks = {name for name in names if name.endswith(LOCK_SUFFIX) and name.removesuffix(LOCK_SUFFIX) in names
              and is_store(folder / name.removesuffix(LOCK_SUFFIX))}
     return [entry for entry in entries if entry.name not in locks]
@@ -424,23 +422,6 @@ def _aliases_a_sibling(entry: os.DirEntry, folder: Path) -> bool:
         return False
     target = os.path.realpath(entry.path)
     return os.path.dirname(target) == os.path.realpath(folder) and os.path.isdir(target)
-
-
-#: The real path of the run :func:`scan_run` is reading (None outside a scan).
-_scanned_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("scanned_run", default=None)
-
-
-def _aliases_a_run_folder(entry: os.DirEntry) -> bool:
-    """A symlink to a folder elsewhere in the run being scanned (``run/latest -> runs/run1``,
-    ``run/other/s2 -> ../samples``): read under its own name, not again through the link
-    (round AN: every checkpoint was stored twice). Not one into a hidden folder, which the
-    scan does not read."""
-    if (run := _scanned_run.get()) is None or not entry.is_symlink():
-        return False
-    target = os.path.realpath(entry.path)
-    inside = os.path.relpath(target, run)
-    return (target != run and not inside.startswith(os.pardir) and os.path.isdir(target)
-            and not any(part.startswith(".") for part in Path(inside).parts))
 
 
 def _loops_back(entry: os.DirEntry, folder: Path) -> bool:
@@ -1192,8 +1173,8 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     # without 00006.png was a checkpoint per image, until a second checkpoint came)
     # and a number its files all share (step_500/samples_ddim50.png, checkpoint-500/grid_512.png: a
     # setting; round AN: read as a run of one checkpoint at step 50)
-    indices = _is_index_sequence(steps) or _names_a_checkpoint(folder.name) and (_index_like(steps)
-                                                                                 or len(set(steps)) == 1)
+    indices = (_is_index_sequence(steps) or _counts_training(folder.name) and _index_like(steps)
+               or _names_a_checkpoint(folder.name) and len(set(steps)) == 1)
     return (any(level.unnumbered_files > 0 or level.numbered_weights > 0 for level in levels) or counted_in
             or not indices)
 
@@ -1206,10 +1187,22 @@ _COUNTER_NAME = re.compile(r"(?<![a-z])(?:epoch|ep|step|iter|itr|it|gs|kimg|glob
 _CHECKPOINT_NAME = re.compile(r"(?<![a-z])(?:checkpoint|ckpt)[-_=]?\d", re.IGNORECASE)
 
 
-def _names_a_checkpoint(name: str) -> bool:
-    """Whether a folder's name counts training (``step_500``, ``epoch=3-step=1000``) or names a
-    checkpoint (``checkpoint-500``): a checkpoint's folder, not a prompt's, a class's or a run's."""
+def _counts_training(name: str) -> bool:
+    """Whether a name carries a training counter or a checkpoint number anywhere in it
+    (``step_500``, ``epoch=3-step=1000``, ``checkpoint-500``, and ``ddpm_ep500``, ``run-it2``)."""
     return bool(_COUNTER_NAME.search(name) or _CHECKPOINT_NAME.search(name))
+
+
+#: A folder name made of nothing but training counters (``checkpoint-500``, ``step_000500``,
+#: ``epoch=3-step=1000``, ``gs-000500``): a checkpoint's own folder. Not a run's or a prompt's
+#: that has one in it (``ddpm_ep500``, ``run-it2``, ``gs_3`` a guidance scale; round AO).
+_CHECKPOINT_FOLDER = re.compile(
+    r"(?:(?:checkpoint|ckpt|global_step|step|iter|itr|it|epoch|ep|kimg|gs(?=-))[-_=]?\d+[-_]?)+", re.IGNORECASE)
+
+
+def _names_a_checkpoint(name: str) -> bool:
+    """Whether a folder's whole name is a checkpoint's (:data:`_CHECKPOINT_FOLDER`)."""
+    return _CHECKPOINT_FOLDER.fullmatch(name) is not None
 
 
 def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
@@ -1220,7 +1213,7 @@ def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
     entries = level.numbered
     steps = sorted({step for step, _, _ in entries})
     return (all(is_dir for _, _, is_dir in entries) and (_is_index_sequence(steps) or _index_like(steps))
-            and not any(_names_a_checkpoint(path.name) for _, path, _ in entries)
+            and not any(_counts_training(path.name) for _, path, _ in entries)
             and all(_looks_like_run(path, options, depth + 1) for _, path, _ in entries))
 
 
@@ -1360,17 +1353,44 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
     if (itself := _is_one_checkpoint(root, options)) is not None:
         raise DiscoveryError(itself)
     checkpoints = []
-    scanning = _scanned_run.set(os.path.realpath(root))
-    try:
-        for step, path, grouped in _units(root, options, 0):
-            files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
-            if files:
-                checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
-    finally:
-        _scanned_run.reset(scanning)
+    for step, path, grouped in _units(root, options, 0):
+        files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
+        if files:
+            checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
+    checkpoints = _read_once(checkpoints, root)
     checkpoints.sort(key=lambda c: (c.step, c.source))
     log.debug("scan %s: %d checkpoints", root, len(checkpoints))
     return checkpoints
+
+
+def _read_once(checkpoints: list[Checkpoint], root: Path) -> list[Checkpoint]:
+    """Leave out a checkpoint read again through a symlink to a folder elsewhere in the run
+    (``run/latest -> runs/run1``, ``run/other/s2 -> ../samples``): the same files as one read
+    through fewer links (round AN: every checkpoint was stored twice). Only the same files: a
+    link to a folder the scan reads otherwise or not at all (``samples -> data/outputs``) is
+    how its checkpoints are read (round AO)."""
+    links = {c.source: _links_on(root, c.source) for c in checkpoints}
+    if not any(links.values()):
+        return checkpoints
+    real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def real_files(checkpoint: Checkpoint) -> frozenset[str]:
+        return frozenset(os.path.join(real_folder(os.path.dirname(f)), os.path.basename(f)) for f in checkpoint.files)
+
+    fewest: dict[frozenset[str], int] = {}
+    for checkpoint in checkpoints:
+        files = real_files(checkpoint)
+        fewest[files] = min(fewest.get(files, links[checkpoint.source]), links[checkpoint.source])
+    return [c for c in checkpoints if not links[c.source] or fewest[real_files(c)] == links[c.source]]
+
+
+def _links_on(root: Path, source: str) -> int:
+    """How many entries on the way from ``root`` to a checkpoint, itself included, are symbolic links."""
+    path, count = root, 0
+    for part in Path(source).parts:
+        path = path / part
+        count += path.is_symlink()
+    return count
 
 
 def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
@@ -1380,8 +1400,9 @@ def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
     one sample, at steps 0, 1, 2 ... (round AN)."""
     if options.step_regex is not None:
         return None
-    named = next((folder for folder in (root, root.parent) if step_of(folder.name, options, is_file=False) is not None),
-                 None)
+    absolute = Path(os.path.abspath(root))  # `.` and `samples` have names too (round AO)
+    named = next((folder for folder in (absolute, absolute.parent)
+                  if step_of(folder.name, options, is_file=False) is not None), None)
     if named is None or not _names_a_checkpoint(named.name):
         return None
     levels = _first_numbered_levels(root, options, 0)

@@ -195,6 +195,42 @@ def test_checkpoint_folders_whose_image_carries_a_setting_are_checkpoints(tmp_pa
     assert [(c.step, c.source) for c in found] == [(discovery.step_in_name(f), f"r/{f}") for f in folders]
 
 
+@pytest.mark.parametrize("run", ["ddpm_ep500/results", "run-it2", "sd15_ckpt2/samples", "lr1e-4_ep50/results"])
+def test_a_run_whose_name_holds_a_counter_is_not_taken_for_one_checkpoint(tmp_path, run):
+    """Round AO: a project named `ddpm_ep500` or `run-it2` holding denoising-diffusion-pytorch's
+    `sample-1.png` ... was refused as one checkpoint (a live watch stopped at its second)."""
+    for milestone in (1, 2, 3):
+        write_png(tmp_path / run / f"sample-{milestone}.png", smooth_images(RNG, 1, 16)[0])
+    assert [c.step for c in scan_run(tmp_path / run)] == [1, 2, 3]
+
+
+def test_one_checkpoint_given_as_dot_is_refused_too(tmp_path, monkeypatch):
+    """Round AO: `cd checkpoint-500 && evowatch watch .` read a checkpoint per image."""
+    _folder_of_images(tmp_path / "run" / "checkpoint-500", n=3, names="{:04d}.png")
+    monkeypatch.chdir(tmp_path / "run" / "checkpoint-500")
+    with pytest.raises(DiscoveryError, match="is one checkpoint"):
+        scan_run(".")
+    monkeypatch.chdir(tmp_path / "run")
+    assert [(c.step, c.source) for c in scan_run(".")] == [(500, "checkpoint-500")]
+
+
+@pytest.mark.parametrize("folders", [["gs_3", "gs_7", "gs_12"], ["gs7.5", "gs3.0"], ["0 - a dog at ep1 style", "1 - a cat"]])
+def test_folders_per_prompt_or_setting_with_a_counter_word_are_still_series(tmp_path, folders):
+    """Round AO: folders per guidance scale (`gs_3/`) or a prompt holding `ep1`, each holding
+    `step_500.png` ..., were split into one checkpoint per folder (or read at the scale)."""
+    for folder in folders:
+        for step in (500, 1000):
+            write_png(tmp_path / "samples" / folder / f"step_{step}.png", smooth_images(RNG, 1, 16)[0])
+    found = scan_run(tmp_path)
+    assert [(c.step, len(c.files)) for c in found] == [(500, len(folders)), (1000, len(folders))]
+
+
+def test_a_project_holding_a_run_named_with_a_counter_reads_its_first_checkpoint_at_its_step(tmp_path):
+    """Round AO: `exp/run_it2/samples/001000.png` alone was stored at step 2 (the run's name)."""
+    write_png(tmp_path / "exp" / "run_it2" / "samples" / "001000.png", smooth_images(RNG, 1, 16)[0])
+    assert [c.step for c in scan_run(tmp_path / "exp")] == [1000]
+
+
 def test_run_named_like_a_step_of_series_is_still_a_run(tmp_path):
     """A folder named with a counter that holds steps (``epoch_3/step_100.png``, ``iter5/``
     holding ``sample-500.png``, ``sample-1000.png``) is a run, not one checkpoint."""
@@ -1390,6 +1426,17 @@ def test_a_link_to_a_folder_elsewhere_in_the_run_is_read_once(tmp_path, link, ta
     folder.rename(outside)
     (run / "linked").symlink_to(outside)
     assert [(c.step, c.source) for c in scan_run(run)] == [(100, "linked/step_100"), (200, "linked/step_200")]
+
+
+def test_a_link_to_a_folder_the_scan_reads_otherwise_is_followed(tmp_path):
+    """Round AO: `samples -> data/outputs` (a folder named as training data, not read itself)
+    lost its checkpoints when every link into the run was left out: only a checkpoint with
+    the same files as one read through fewer links is."""
+    run = tmp_path / "p1"
+    for step in (500, 1000):
+        _folder_of_images(run / "data" / "outputs" / f"step_{step}", n=2)
+    (run / "samples").symlink_to("data/outputs")
+    assert [(c.step, c.source) for c in scan_run(run)] == [(500, "samples/step_500"), (1000, "samples/step_1000")]
 
 
 def test_runs_numbered_with_a_gap_are_still_runs(tmp_path):
