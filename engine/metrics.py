@@ -66,7 +66,7 @@ REGION_NOISE_Z = 3.0
 #: float16 vectors made unit length again before they are measured; 7: ``n_real``, the size of
 #: the reference the label shares are compared with: label_drift's bar counts its noise too;
 #: 8: near-duplicates calibrated on random real sets pooled to DUPLICATE_POOL distances, a batch
-#: over half the real reference's size measured in sets of at most that size).
+#: larger than the real reference measured in sets of at most its size).
 METRICS_VERSION = 8
 
 _BLOCK = 2048  # rows per block in blocked distance computations
@@ -648,8 +648,8 @@ class ReferenceStats:
         NN distances inside a set shrink as it grows, so the threshold is calibrated on sets
         of the batch's size: the ``quantile`` of each real vector's NN distance within seeded
         random real sets of ``n`` vectors, drawn until about :data:`DUPLICATE_POOL` distances
-        are pooled (``n`` at most half the reference, so that the sets differ:
-        :func:`near_duplicates`). Disjoint sets pooled a few hundred distances from a
+        are pooled (``n`` at most the reference's size: :func:`near_duplicates`). Disjoint
+        sets pooled a few hundred distances from a
         reference of hundreds, the 1% quantile their smallest one or two: 25 real images
         gave a bar that 0-23% of healthy samples fell under (round AN). Returns
         ``(threshold, share of the pooled real distances below it)``, the latter ~ quantile.
@@ -794,14 +794,16 @@ def near_duplicates(gen: np.ndarray, nearest_other: np.ndarray,
                     ref: ReferenceStats) -> tuple[np.ndarray, float, float]:
     """(which samples have a near-duplicate, the threshold, the real's own share below it).
 
-    The threshold is calibrated on random real sets of the batch's size, at most half the
-    reference (:meth:`ReferenceStats.duplicate_threshold_at`). A larger batch is cut into
-    seeded sets of equal size, each sample's nearest other taken within its set: against
-    the whole reference at a smaller size, 64 healthy samples beside 25 real ones had
-    20-50% "near-duplicates" and raised a partial collapse (round AN). ``nearest_other`` is
-    each sample's nearest other in the whole batch."""
+    The threshold is calibrated on random real sets of the batch's size
+    (:meth:`ReferenceStats.duplicate_threshold_at`). A batch larger than the reference is
+    cut into seeded sets of equal size, each sample's nearest other taken within its set:
+    calibrated on the whole reference, a smaller set, 64 healthy samples beside 25 real
+    ones had 20-50% "near-duplicates" and raised a partial collapse (round AN). Not a batch
+    up to the reference's size: cut in two, a mode of 2-3 samples mostly fell apart and a
+    partial collapse of 16 samples beside 25 real ones was missed (round AO).
+    ``nearest_other`` is each sample's nearest other in the whole batch."""
     n = gen.shape[0]
-    size = min(n, ref.real.shape[0] // 2)
+    size = min(n, ref.real.shape[0])
     if n == size:
         threshold, expected = ref.duplicate_threshold_at(n)
         return nearest_other < threshold, threshold, expected
@@ -833,7 +835,7 @@ def compute_step(
       the batch is closer than ``duplicate_threshold``, the real's 1% quantile at this
       batch size: :meth:`ReferenceStats.duplicate_threshold_at`), ``duplicate_threshold``,
       ``duplicate_expected`` (the real's own share at that threshold, ~0.01;
-      a batch over half the real reference's size is measured in smaller sets:
+      a batch larger than the real reference is measured in sets of its size:
       :func:`near_duplicates`)
     - mode dropping without labels: ``regions`` (k-means regions of the real data, sized
       for the batch: :meth:`ReferenceStats.regions_at`), ``region_tv`` (total variation

@@ -152,6 +152,15 @@ def _column_description(group: str, name: str) -> str:
             "scalars": f"trainer scalar {name!r} read from the run's logs, at the steps in scalars/step"}[group]
 
 
+def _store_pieces(path: Path) -> bool:
+    """Whether a folder holds nothing but a store's groups and their arrays' pieces."""
+    groups = set(fmt.GROUPS) | {"metrics", "sample_metrics", "scalars"}
+    try:
+        return all(entry.name in groups and entry.is_dir() for entry in os.scandir(path))
+    except OSError:
+        return False
+
+
 def check_store_path(path: str | os.PathLike[str]) -> None:
     """Refuse a path that is no store and cannot become one (a file, a folder with other
     contents, the current folder), before a command loads anything else."""
@@ -159,6 +168,10 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
     if is_store(path):
         return
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if _store_pieces(path):
+            raise StoreFormatError(f"{path}: holds pieces of an evowatch store without its zarr.json (a store moved or "
+                                   "deleted while written, or one being copied): restore the store, or remove the "
+                                   "folder, or choose another --store path")
         raise StoreFormatError(f"{path}: exists and is not an evowatch store; choose another --store path")
     if Path.cwd().is_relative_to(os.path.abspath(path)):  # an empty folder is replaced by the store: not under our feet
         raise StoreFormatError(f"{path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
@@ -743,9 +756,514 @@ class StoreWriter(StoreReader):
             raise self._gone()
 
     def _gone(self) -> StoreFormatError:
-        self._remove_remade_folders()
+        # writes under way may have made chunk folders again there (zarr's local store makes a
+        # chunk's folders): the same command then refused them as "not an evowatch store" (round
+        # AN). Said, not removed: a store being copied back looks the same (round AO)
+        again = (" (remove the pieces of it that writes under way made there again first)"
+                 if self.path.exists() and not is_store(self.path) else "")
         return StoreFormatError(f"{self.path}: the store was deleted or moved while being written; nothing more "
-                                "is written there: restore it, or run the same command again to start a new one")
+                                f"is written there: restore it, or run the same command again to start a new one{again}")
+
+    def refresh(self) -> None:
+        """Re-read the root attributes (the commit point)."""
+        try:
+            self._root = _open_root(self.path, "r")
+            attrs = dict(self._root.attrs)
+        except Exception as exc:  # zarr raises several types for a damaged zarr.json
+            if _node_type(self.path) == "array":  # intact, only not a group: no restoring to do
+                raise StoreFormatError(f"{self.path}: not an evowatch store (a Zarr array); choose another store") from None
+            raise StoreFormatError(f"{self.path}: unreadable store metadata ({exc}); restore the folder or start a new --store") from exc
+        meta = attrs.get("evowatch")
+        if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA:
+            raise StoreFormatError(f"{self.path}: not an evowatch store (root attribute 'evowatch' missing); choose "
+                                   "another store")
+        if meta.get("version") not in fmt.SUPPORTED_VERSIONS:
+            raise StoreFormatError(
+                f"{self.path}: store schema version {meta.get('version')} is not supported by this evowatch "
+                f"(supports {list(fmt.SUPPORTED_VERSIONS)}); upgrade evowatch"
+            )
+        committed = attrs.get("committed")
+        if not (isinstance(committed, dict) and all(isinstance(committed.get(k), int)
+                                                    for k in ("rows", "checkpoints", "warnings"))):
+            # a store restored or edited by hand: `info` and `export` crashed on it (KeyError)
+            raise StoreFormatError(f"{self.path}: its commit point (root attribute 'committed') is missing or "
+                                   "damaged; restore the folder or start a new --store")
+        self.attrs = attrs
+
+    # --- root facts -----------------------------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        return int(self.attrs["committed"]["rows"])
+
+    @property
+    def n_checkpoints(self) -> int:
+        return int(self.attrs["committed"]["checkpoints"])
+
+    @property
+    def n_warnings(self) -> int:
+        return int(self.attrs["committed"]["warnings"])
+
+    @property
+    def encoder(self) -> dict[str, Any] | None:
+        return self.attrs.get("encoder")
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.attrs.get("labels", []))
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self.attrs.get("kinds", fmt.KINDS))
+
+    # --- arrays ---------------------------------------------------------------------
+    def _array(self, group: str, name: str) -> zarr.Array:
+        # Re-opened every time: an open array does not see rows appended since.
+        return _open_array(self.path / group / name, "r")
+
+    def has_array(self, group: str, name: str) -> bool:
+        return (self.path / group / name / "zarr.json").is_file()
+
+    def samples(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """A per-sample column, clamped to the committed rows."""
+        return self._read(self._array("samples", name), self.n_rows, rows)
+
+    def checkpoints(self) -> dict[str, np.ndarray]:
+        """The committed checkpoint table, one array per column."""
+        n = self.n_checkpoints
+        table = {name: self._read(self._array("checkpoints", name), n, None) for name in fmt.CHECKPOINT_ARRAYS}
+        table["superseded_by"] = (self._read(self._array("checkpoints", "superseded_by"), n, None)
+                                  if self.has_array("checkpoints", "superseded_by")  # an older store: unknown by whom
+                                  else np.where(table["superseded"], 0, -1).astype(np.int32))
+        return table
+
+    def holds_generated(self, *, with_rows: bool = False) -> bool:
+        """Whether any checkpoint of the run itself (not a reference set) was stored, or, with
+        ``with_rows``, stored with at least one sample (every file of it skipped stores none)."""
+        ckpt = self.checkpoints()
+        generated = ckpt["kind"] == fmt.KIND_CODES["generated"]
+        if with_rows:
+            generated &= ckpt["row_stop"] > ckpt["row_start"]
+        return bool(generated.any())
+
+    def missing_chunks(self) -> list[str]:
+        """The arrays whose chunk files under the commit point are gone, as ``group/name rows
+        a-b``: zarr reads a missing chunk as its fill value, so an interrupted copy of a store
+        exported zeros as embeddings without a word (round AJ). Only arrays no real chunk can
+        hold fill values only (a vector, a path), as a store older than ``WRITE_CONFIG`` left
+        out such chunks of the others (a run of step-0 rows)."""
+        counts = {"samples": self.n_rows, "checkpoints": self.n_checkpoints, "warnings": self.n_warnings,
+                  "layout": self.layout_rows}
+        missing = []
+        for group, name in _NEVER_FILL:
+            if not counts[group] or not self.has_array(group, name):
+                continue
+            array = self._array(group, name)
+            step = array.chunks[0]
+            gone = [i for i in range(-(-counts[group] // step))
+                    if not (self.path / group / name / array.metadata.encode_chunk_key((i, *[0] * (array.ndim - 1)))).is_file()]
+            if gone:
+                first, last = gone[0] * step, min((gone[-1] + 1) * step, counts[group]) - 1
+                missing.append(f"{group}/{name} rows {first}-{last}" + (f" ({len(gone)} chunks)" if len(gone) > 1 else ""))
+        return missing
+
+    def check_complete(self) -> None:
+        """Raise :class:`StoreFormatError` naming the arrays :meth:`missing_chunks` finds."""
+        missing = self.missing_chunks()
+        if missing:
+            raise StoreFormatError(f"{self.path}: chunk files missing ({'; '.join(missing)}; zarr would read them as "
+                                   "zeros): the store was copied or restored incompletely; copy it again from its source")
+
+    def warnings(self) -> dict[str, np.ndarray]:
+        n = self.n_warnings
+        return {name: self._read(self._array("warnings", name), n, None) for name in fmt.WARNING_ARRAYS}
+
+    def current_rows(self) -> np.ndarray:
+        """Boolean mask of committed rows that belong to the latest version of their checkpoint."""
+        superseded = superseded_flags(self.checkpoints())
+        return ~superseded[self.samples("checkpoint")] if self.n_rows else np.zeros(0, bool)
+
+    @property
+    def layout_rows(self) -> int:
+        if not self.has_array("layout", "xy"):
+            return 0
+        return min(int(self._group_attrs("layout").get("committed_rows", 0)), self.n_rows)
+
+    def layout_xy(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Per-step 2-D solutions of the laid-out rows (all of them, or ``rows``)."""
+        n = self.layout_rows
+        return self._read(self._array("layout", "xy"), n, rows) if n else np.zeros((0, 2), np.float32)
+
+    def _group_attrs(self, group: str) -> dict[str, Any]:
+        """A group's attributes as stored now ({} before it exists)."""
+        if not (self.path / group / "zarr.json").is_file():
+            return {}
+        return dict(zarr.open_group(str(self.path / group), mode="r", use_consolidated=False).attrs)
+
+    def _table(self, group: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """A group of equal-length arrays with a 'committed_rows' attribute, as columns (all of
+        them, or those ``names``)."""
+        if not (self.path / group / "zarr.json").is_file():
+            return {}
+        handle = zarr.open_group(str(self.path / group), mode="r", use_consolidated=False)
+        n = int(handle.attrs.get("committed_rows", 0))
+        if names is None:
+            with warnings.catch_warnings():  # a writer's zarr.json on its way in (zarr.<id>.partial): zarr warned
+                warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=Warning)
+                names = tuple(sorted(handle.array_keys()))
+        return {name: self._read(self._array(group, name), n, None) for name in names}
+
+    def step_metrics(self) -> dict[str, np.ndarray]:
+        """Per-step metrics: 'step' plus one float64 column per metric."""
+        return self._table("metrics")
+
+    def measured_steps(self) -> dict[int, list[int] | None]:
+        """What each step's metrics were computed on: ``[last checkpoint index, rows]`` of its
+        current checkpoints then (None: measured by an evowatch that did not record it; ``[]``:
+        to be measured again, see :meth:`StoreWriter.restart_step_metrics`)."""
+        if not self.has_array("metrics", "step"):
+            return {}
+        metrics = self._table("metrics", ("step",))  # not every metric's column
+        recorded = self._group_attrs("metrics").get("measured", {})
+        return {int(step): recorded.get(str(int(step))) for step in metrics["step"]}
+
+    @property
+    def alerts_from(self) -> int | None:
+        """The earliest step measured after later ones whose later steps' alerts are still to
+        be evaluated again (see :meth:`StoreWriter.set_alerts_from`), else None."""
+        step = self._group_attrs("metrics").get("alerts_from")
+        return None if step is None else int(step)
+
+    @property
+    def metrics_reference(self) -> str | None:
+        """What the per-step metrics were measured against (set by :meth:`StoreWriter.restart_step_metrics`):
+        a restarted watch with the same reference keeps them, and the alerts already raised."""
+        return self._group_attrs("metrics").get("reference")
+
+    def scalars(self) -> dict[str, np.ndarray]:
+        """Trainer scalars (losses): 'step' plus one float64 column per scalar."""
+        return self._table("scalars")
+
+    def _array_names(self, group: str) -> list[str]:
+        """The arrays of a group, from its folders (no group read: metadata only)."""
+        folder = self.path / group
+        return sorted(p.name for p in folder.iterdir() if (p / "zarr.json").is_file()) if folder.is_dir() else []
+
+    def scalar_names(self) -> list[str]:
+        """The trainer scalars read from the run's logs (``scalars/<name>``), 'step' left out."""
+        return [name for name in self._array_names("scalars") if name != "step"]
+
+    def sample_metric_names(self) -> list[str]:
+        return self._array_names("sample_metrics")
+
+    def sample_metric(self, name: str) -> np.ndarray:
+        """A per-sample metric for every committed row; NaN where not computed (yet)."""
+        out = np.full(self.n_rows, np.nan, np.float32)
+        if name in self.sample_metric_names():
+            array = self._array("sample_metrics", name)
+            n = min(int(array.attrs.get("committed_rows", 0)), self.n_rows)
+            out[:n] = self._read(array, n, None)
+        return out
+
+    def _read(self, array: zarr.Array, n: int, rows: slice | np.ndarray | None) -> np.ndarray:
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(n)
+            selection: Any = slice(start, stop, step)
+        elif rows is None:
+            selection = slice(0, n)
+        else:
+            rows = np.asarray(rows)
+            if rows.dtype == bool:
+                rows = np.flatnonzero(rows[:n])
+            if rows.size and (rows.min() < 0 or rows.max() >= n):
+                raise IndexError(f"rows outside the {n} committed rows")
+            selection = (rows,) + (slice(None),) * (array.ndim - 1)
+        try:
+            return array[selection] if isinstance(selection, slice) else array.get_orthogonal_selection(selection)
+        except (RuntimeError, ValueError) as exc:  # a codec's, on a chunk file damaged on disk
+            where = str(array.store_path).removeprefix("file://")
+            raise StoreFormatError(f"{where}: cannot be read ({exc}): the store is damaged on disk; restore it from a "
+                                   "copy, or ingest the run again into a new --store") from None
+
+    def info(self) -> dict[str, Any]:
+        """The summary `evowatch info --json` prints."""
+        ckpt = self.checkpoints()
+        kinds = self.samples("kind") if self.n_rows else np.zeros(0, np.int8)
+        current = self.current_rows()
+        superseded = superseded_flags(ckpt)
+        skipped = self.warnings() if self.n_warnings else {name: np.zeros(0) for name in fmt.WARNING_ARRAYS}
+        warned = skipped["checkpoint"].astype(np.int64)
+        current_warned = np.flatnonzero(~superseded[warned])
+        steps = sorted({int(s) for s, k, sup in zip(ckpt["step"], ckpt["kind"], superseded)
+                        if k == fmt.KIND_CODES["generated"] and not sup})
+        enc = self.encoder or {}
+        metrics = self.step_metrics()
+        latest: dict[str, float] = {}
+        if len(metrics.get("step", [])):
+            last = int(np.argmax(metrics["step"]))
+            latest = {k: (int(v[last]) if k == "step" else float(v[last])) for k, v in metrics.items()
+                      if k == "step" or np.isfinite(v[last])}
+        return {
+            "store": str(self.path),
+            "schema_version": self.attrs["evowatch"]["version"],
+            "rows": self.n_rows,
+            "current_rows": int(current.sum()),
+            "checkpoints": self.n_checkpoints,
+            "steps": steps,
+            "encoder": enc.get("identity"),
+            "dim": enc.get("dim"),
+            "device": enc.get("device"),
+            "kinds": {name: int((kinds == code).sum()) for code, name in enumerate(self.kinds)},
+            "labels": self.labels,
+            "layout_rows": self.layout_rows,
+            "warnings": self.n_warnings,
+            "current_warnings": len(current_warned),
+            "skipped_files": [{"step": int(ckpt["step"][warned[i]]), "path": str(skipped["path"][i]),
+                               "reason": str(skipped["reason"][i])}
+                              for i in current_warned[::-1][:SKIPPED_FILES_SHOWN]],
+            "metric_steps": len(metrics.get("step", [])),
+            "latest_metrics": latest,
+            "scalars": self.scalar_names(),
+            "alerts": [{**a, "value": fmt.json_number(a.get("value"))}  # NaN: an older store's
+                       for a in self.attrs.get("alerts", [])],
+            "missing_chunks": self.missing_chunks(),
+        }
+
+
+def _folders_above(source: str) -> list[str]:
+    """The folders a checkpoint's source lies in: ``a/b/c`` -> ``a``, ``a/b``."""
+    parts = source.split("/")
+    return ["/".join(parts[:k]) for k in range(1, len(parts))]
+
+
+def _folder_and_name(source: str) -> tuple[str, str]:
+    folder, _, name = source.rpartition("/")
+    return folder, name
+
+
+def is_pattern(name: str) -> bool:
+    """Whether a source's name is a per-step pattern standing for several files (W&B's and
+    MLflow's have only ``?`` runs, their hashes)."""
+    return "*" in name or "?" in name or fmt.SAMPLE_KEY in name
+
+
+@functools.lru_cache(maxsize=1024)
+def pattern_regex(name: str) -> re.Pattern:
+    """A per-step pattern source's name (``step1000_*.png``: its ``*`` a sample index, group
+    1; its ``?`` runs a date, time or hash, with a seed after it or not: kohya-ss's
+    ``mylora_000500_*_??????????????.png``; its ``{sample}`` a prompt or a class, group 1) as a
+    regular expression for its files' names."""
+    escaped = re.sub(r"(?:\\\?)+", ".+", re.escape(name))
+    return re.compile(escaped.replace(re.escape(fmt.SAMPLE_KEY), "(.+)", 1).replace(r"\*", r"(\d+)", 1))
+
+
+class _Names:
+    """Names of sources directly in one folder, patterns apart: a name is compared only with
+    those of the other kind (a folder of 1,000 grids holds no pattern to compare with)."""
+
+    def __init__(self) -> None:
+        self.patterns: set[str] = set()
+        self.others: set[str] = set()
+
+    def _side(self, name: str) -> set[str]:
+        return self.patterns if is_pattern(name) else self.others
+
+    def add(self, name: str) -> None:
+        self._side(name).add(name)
+
+    def discard(self, name: str) -> None:
+        self._side(name).discard(name)
+
+    def same_files(self, name: str) -> set[str]:
+        """The names that are ``name``'s files read the other way (a pattern and one of its files)."""
+        if is_pattern(name):
+            return {other for other in self.others if pattern_regex(name).fullmatch(other)}
+        return {other for other in self.patterns if pattern_regex(other).fullmatch(name)}
+
+
+def _series_cover(source: str) -> Callable[[str], bool] | None:
+    """For a checkpoint across per-sample folders (``samples/{sample}/step_1000.png``): what
+    tells an earlier reading of the same files, before they were seen as one (a folder
+    ``samples/cat``, a file ``samples/cat/step_1000.png``); None for other sources."""
+    parts = source.split("/")
+    at = next((i for i, part in enumerate(parts[:-1]) if part.startswith(fmt.SAMPLE_KEY)), None)  # {sample} - no-ema too
+    if at is None:
+        return None
+    head, name = parts[:at], parts[-1] if len(parts) == at + 2 else None
+
+    def covers(other: str) -> bool:  # the name's regex made only when asked (one per checkpoint was most of a pass)
+        other_parts = other.split("/")
+        return (fmt.SAMPLE_KEY not in other and other_parts[:at] == head
+                and (len(other_parts) == at + 1 or (name is not None and len(other_parts) == at + 2
+                                                    and bool(pattern_regex(name).fullmatch(other_parts[-1])))))
+    return covers
+
+
+def _reading_key(source: str) -> str:
+    """What a checkpoint is a reading of: its source, but one slot per reference kind (a
+    ``--real`` folder given instead of another replaces it: metrics compare with one set)."""
+    for kind in fmt.KINDS[1:]:
+        if source.startswith(f"{kind}:"):
+            return f"{kind}:"
+    return source
+
+
+def _tag_as_file(stored: str | None, given: str | None) -> bool:
+    """Whether ``given`` is a pretrained tag's weights copied by hand (``clip:ARCH/TAG@FILE``,
+    identity ``clip:ARCH/TAG@sha256-…``) for a store of that tag's vectors: offline, the way
+    its message gives to resume such a store; refused, that way had no way out."""
+    if not stored or not given:
+        return False
+    match = re.fullmatch(r"(clip:[^@]+/[^/@]+)@sha256-[0-9a-f]{12}(\+quickgelu)?", given)
+    return bool(match) and stored == match[1] + (match[2] or "")
+
+
+def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
+    """A checkpoint is superseded when a later committed one has the same source, or a source
+    inside it or around it, or a per-step pattern covering it or covered by it: the same files
+    read again once the run's layout became clear (a lone ``version_0/`` first read as one
+    checkpoint, later as a run of ``version_0/images/epoch=3-step=1000/`` ...; a flat folder's
+    ``step1000_00.png`` first alone, later in ``step1000_*.png``); or, for a reference set,
+    a later one of its kind."""
+    sources = checkpoints["source"]
+    flags = np.zeros(len(sources), bool)
+    later: set[str] = set()
+    around_later: set[str] = set()  # the folders later sources lie in
+    names_later: dict[str, _Names] = {}  # folder -> names of later sources in it
+    series_later: list[Callable[[str], bool]] = []  # later sources across per-sample folders
+    for i in range(len(sources) - 1, -1, -1):
+        source = _reading_key(str(sources[i]))
+        above = _folders_above(source)
+        folder, name = _folder_and_name(source)
+        flags[i] = (source in later or source in around_later or not later.isdisjoint(above)
+                    or bool(folder in names_later and names_later[folder].same_files(name))
+                    or fmt.SAMPLE_KEY not in source and any(covers(source) for covers in series_later))  # never one
+                # across per-sample folders itself: asking them all made a pass O(checkpoints^2), 0.67 s at 2,000
+        if covers := _series_cover(source):
+            series_later.append(covers)
+        later.add(source)
+        around_later.update(above)
+        names_later.setdefault(folder, _Names()).add(name)
+    return flags
+
+
+class _CurrentSources:
+    """The current checkpoint of each source, kept up to date as checkpoints are committed:
+    :func:`superseded_flags` one commit at a time."""
+
+    def __init__(self, sources: Sequence[str], superseded: np.ndarray) -> None:
+        self._index: dict[str, int] = {}
+        self._below: dict[str, set[str]] = {}  # folder -> current sources inside it
+        self._names: dict[str, _Names] = {}  # folder -> names of current sources directly in it
+        for i, (source, old) in enumerate(zip(sources, superseded)):
+            if not old:
+                self._add(_reading_key(str(source)), i)
+
+    def _add(self, source: str, index: int) -> None:
+        self._index[source] = index
+        for folder in _folders_above(source):
+            self._below.setdefault(folder, set()).add(source)
+        folder, name = _folder_and_name(source)
+        self._names.setdefault(folder, _Names()).add(name)
+
+    def _remove(self, source: str) -> int:
+        for folder in _folders_above(source):
+            self._below[folder].discard(source)
+        folder, name = _folder_and_name(source)
+        self._names[folder].discard(name)
+        return self._index.pop(source)
+
+    def commit(self, source: str, index: int) -> list[int]:
+        """Make checkpoint ``index`` the current one of ``source``; the checkpoints it supersedes."""
+        source = _reading_key(source)
+        folder, name = _folder_and_name(source)
+        gone = {s for s in [source, *_folders_above(source)] if s in self._index} | self._below.get(source, set())
+        if folder in self._names:
+            gone |= {f"{folder}/{other}" if folder else other for other in self._names[folder].same_files(name)}
+        if covers := _series_cover(source):
+            gone |= {other for other in self._index if covers(other)}
+        old = [self._remove(s) for s in gone]
+        self._add(source, index)
+        return old
+
+
+class StoreWriter(StoreReader):
+    """The single writer of a store: creates it, appends checkpoints, commits, recovers.
+
+    Opening takes an exclusive lock and rolls back anything past the committed counts
+    (what a killed process left behind), so ingest resumes exactly where it stopped.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any],
+                 thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE) -> None:
+        self.path = Path(path)
+        if not is_store(self.path):
+            self._create_atomically(encoder, thumbnail_size)
+        self._lock = WriterLock(self.path)
+        self._folder = _folder_id(self.path)  # to tell when the store folder is deleted or moved
+        self._handles: dict[tuple[str, str], zarr.Array] = {}
+        self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
+        try:
+            self.refresh()
+            self._check_encoder(encoder)
+            if self._load_state():  # a cleanly closed store ends at its commit points
+                log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
+                            self.path, self.n_rows, self.n_checkpoints)
+            self.check_complete()  # appended to, a store with holes kept them (zeros measured, exported)
+        except BaseException:
+            self._lengths.clear()  # nothing written: close only lets go of the lock
+            self.close()
+            raise
+
+    def _load_state(self) -> bool:
+        """Cut back to the commit points and read what writing goes on from; whether anything
+        was past them."""
+        cut = self._recover()  # and the current source of each checkpoint (_write_superseded)
+        self._pending: list[CheckpointTransaction] = []
+        self._staging = _Staging()
+        self._labels = list(self.labels)
+        self._label_codes = {name: code for code, name in enumerate(self._labels)}
+        return cut
+
+    def lock_descriptor_for_child(self) -> int:
+        """A copy of the lock's descriptor for a child about to be forked to write for this
+        writer (engine/writer_process.py): the store stays locked while the child lives.
+        The caller closes its copy once the child is started."""
+        return self._lock.duplicate()
+
+    def reload_after_child(self) -> None:
+        """Forget the arrays' cached shapes and lengths after a child wrote for this writer,
+        and go on from the commit points it left (whether it finished, failed or was killed)."""
+        self._handles.clear()
+        self._lengths.clear()
+        self.refresh()
+        self._load_state()
+
+    # --- lifecycle ------------------------------------------------------------------
+    @property
+    def _holding(self) -> bool:
+        """Whether this writer holds its lock (not yet closed; made far enough to take it)."""
+        lock = getattr(self, "_lock", None)
+        return lock is not None and lock.held
+
+    def _intact(self) -> bool:
+        """Whether the store folder is still the one opened, with its root metadata: not when
+        it was deleted (``rm -rf`` under way included) or moved away while open."""
+        return _folder_id(self.path) == getattr(self, "_folder", None) and is_store(self.path)
+
+    def _ensure_intact(self) -> None:
+        """Stop before writing into a store folder deleted or moved while open: zarr would
+        make a headless half store of the new chunks, and the next read would fail obscurely."""
+        if self._holding and not self._intact():
+            raise self._gone()
+
+    def _gone(self) -> StoreFormatError:
+        # writes under way may have made chunk folders again there (zarr's local store makes a
+        # chunk's folders): the same command then refused them as "not an evowatch store" (round
+        # AN). Said, not removed: a store being copied back looks the same (round AO)
+        again = (" (remove the pieces of it that writes under way made there again first)"
+                 if self.path.exists() and not is_store(self.path) else "")
+        return StoreFormatError(f"{self.path}: the store was deleted or moved while being written; nothing more "
+                                f"is written there: restore it, or run the same command again to start a new one{again}")
 
     def _remove_remade_folders(self) -> None:
         """Writes under way when the store folder was deleted or moved made its folders again

@@ -767,8 +767,9 @@ def test_reading_a_run_again_with_another_grid_supersedes_the_rows_read_before(t
 
 
 def test_a_checkpoint_read_again_when_the_run_grows_leaves_one_current_version(tmp_path):
-    """``step_500/grid_500.png`` alone reads as a run holding one grid; once ``step_1000/``
-    appears, ``step_500/`` is the checkpoint: its first reading is superseded, not doubled."""
+    """``step_500/grid_500.png`` alone is step 500's checkpoint (it read as a run holding one
+    grid at step 500 until round AN), and it stays one once ``step_1000/`` appears: not
+    doubled, no reading superseded."""
     from tests.sample_fixtures import save_torchvision_grid, smooth_images
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
@@ -787,9 +788,9 @@ def test_a_checkpoint_read_again_when_the_run_grows_leaves_one_current_version(t
     assert main(watch) == 0
     reader = StoreReader(store)
     current = reader.current_rows()
-    assert reader.n_rows == 48 and int(current.sum()) == 32 and info(store)["steps"] == [500, 1000]
+    assert reader.n_rows == 32 and int(current.sum()) == 32 and info(store)["steps"] == [500, 1000]
     assert sorted(set(reader.checkpoints()["source"][reader.samples("checkpoint")[current]])) == ["step_1000", "step_500"]
-    assert main(watch) == 0 and StoreReader(store).n_rows == 48
+    assert main(watch) == 0 and StoreReader(store).n_rows == 32
 
 
 def test_a_flat_folder_of_samples_named_by_step_and_index_is_ingested_per_step(tmp_path):
