@@ -164,6 +164,25 @@ def knn_distances(
     return knn(query, base, k, index=index, exclude_self=exclude_self)[0]
 
 
+def nearest_others(x: np.ndarray, sets: Sequence[np.ndarray]) -> np.ndarray:
+    """For sets of rows of ``x``, all of one size, each member's distance to its nearest other
+    member of its set (sets, size), as :func:`knn_distances` gives it. Many small sets are
+    searched together: one search each cost 65 ms per batch size for 4,096 distances (round AO)."""
+    size, dim = len(sets[0]), x.shape[1]
+    if size * size > _BRUTE_MAX:
+        return np.stack([knn_distances(x[s], x[s], 1, exclude_self=True)[:, 0] for s in sets])
+    per = max(1, min(_BRUTE_MAX // (size * size), _BRUTE_MAX // (size * dim)))
+    diagonal = np.arange(size)
+    out = []
+    for first in range(0, len(sets), per):
+        batch = np.asarray(x[np.stack(sets[first:first + per])], dtype=np.float64)  # (sets, size, dim)
+        norms = np.einsum("snd,snd->sn", batch, batch)
+        d2 = norms[:, :, None] + norms[:, None, :] - 2.0 * (batch @ batch.transpose(0, 2, 1))
+        d2[:, diagonal, diagonal] = np.inf
+        out.append(np.sqrt(np.maximum(d2.min(axis=2), 0.0)))
+    return np.concatenate(out)
+
+
 def knn_radii(x: np.ndarray, k: int = NEAREST_K, index=None) -> np.ndarray:
     """Distance of each point to its k-th nearest neighbour in ``x`` (itself excluded)."""
     return knn_distances(x, x, k, index=index, exclude_self=True)[:, -1]
@@ -660,8 +679,7 @@ class ReferenceStats:
             assert 2 <= n <= n_real, f"no real set of {n} samples among {n_real}"
             rng = np.random.default_rng(self.seed + 2)
             sets = [rng.choice(n_real, n, replace=False) for _ in range(-(-DUPLICATE_POOL // n))]
-            dist = np.concatenate([knn_distances(self.real[s], self.real[s], 1, exclude_self=True)[:, 0]
-                                   for s in sets])
+            dist = nearest_others(self.real, sets).ravel()
             threshold = float(np.quantile(dist, quantile))
             self._cache[key] = (threshold, float(np.mean(dist < threshold)))
         return self._cache[key]
@@ -810,8 +828,9 @@ def near_duplicates(gen: np.ndarray, nearest_other: np.ndarray,
     sets = np.array_split(np.random.default_rng(ref.seed + 4).permutation(n), -(-n // size))
     threshold, expected = ref.duplicate_threshold_at(min(map(len, sets)))  # sizes differ by one at most
     within = np.empty(n)
-    for members in sets:
-        within[members] = knn_distances(gen[members], gen[members], 1, exclude_self=True)[:, 0]
+    for length in {len(members) for members in sets}:
+        alike = [members for members in sets if len(members) == length]
+        within[np.concatenate(alike)] = nearest_others(gen, alike).ravel()
     return within < threshold, threshold, expected
 
 

@@ -166,6 +166,17 @@ def test_duplicate_fraction_is_calibrated_on_size_matched_real_subsets(data):
     assert res.scalars["duplicate_expected"] == expected
 
 
+@pytest.mark.parametrize("size", [2, 7, 64, 2001])
+def test_nearest_others_searches_many_sets_as_one_search_each_would(size):
+    """The sets searched together (or one by one, past the brute-force size) give each
+    member's nearest other member exactly as knn_distances does."""
+    rng = np.random.default_rng(size)
+    x = unit(rng.normal(size=(2500, 24)))
+    sets = [rng.choice(len(x), size, replace=False) for _ in range(3)]
+    want = np.stack([M.knn_distances(x[s], x[s], 1, exclude_self=True)[:, 0] for s in sets])
+    np.testing.assert_allclose(M.nearest_others(x, sets), want, atol=1e-12)
+
+
 @pytest.mark.parametrize("n_real", [16, 25, 50])
 def test_duplicates_of_a_batch_larger_than_a_small_reference_stay_near_q(n_real):
     """Round AN: 64 healthy samples against 25 real ones had 20-50% "near-duplicates" (the
