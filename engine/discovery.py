@@ -39,7 +39,7 @@ The one case this cannot tell apart is a lone numbered folder holding only files
 consecutive numbers (``sample-1.png``, ``sample-2.png``); it is read as one checkpoint. Point evowatch at the run
 directory itself (or pass ``step_regex``) to remove the doubt. The run directory itself named
 as a checkpoint (``checkpoint-500/``, ``step_000500/samples/``) and holding such files is
-refused with a line naming its run (:func:`_is_one_checkpoint`).
+read so, said with a line naming its run (:func:`_is_one_checkpoint`).
 
 Weight and state files are never sample files: by extension (``.pth``, ``.pkl``,
 ``.ckpt``, ``.safetensors``, ``.bin``, ...) and by name (``model-12.pt``, ``optimizer.pt``,
@@ -1195,14 +1195,19 @@ def _counts_training(name: str) -> bool:
 
 #: A folder name made of nothing but training counters (``checkpoint-500``, ``step_000500``,
 #: ``epoch=3-step=1000``, ``gs-000500``): a checkpoint's own folder. Not a run's or a prompt's
-#: that has one in it (``ddpm_ep500``, ``run-it2``, ``gs_3`` a guidance scale; round AO).
+#: that has one in it (``ddpm_ep500``, ``run-it2``, ``gs_3`` or ``gs-3`` a guidance scale; round AO).
 _CHECKPOINT_FOLDER = re.compile(
-    r"(?:(?:checkpoint|ckpt|global_step|step|iter|itr|it|epoch|ep|kimg|gs(?=-))[-_=]?\d+[-_]?)+", re.IGNORECASE)
+    r"(?:(?:checkpoint|ckpt|global_step|step|iter|itr|it|epoch|ep|kimg|gs(?=-\d{3}))[-_=]?\d+[-_]?)+", re.IGNORECASE)
+#: A training counter spelt out, with a number of three digits or more, among other words
+#: (``step-500-ema``, ``ema_step_500``, ``checkpoint_epoch_500``; round AP): a checkpoint's folder
+#: too. Not ``step2_finetune``, a run's.
+_CHECKPOINT_WORD = re.compile(r"(?<![a-z])(?:checkpoint|global_step|step|iteration|iter|epoch|kimg)[-_=]?\d{3,}",
+                              re.IGNORECASE)
 
 
 def _names_a_checkpoint(name: str) -> bool:
-    """Whether a folder's whole name is a checkpoint's (:data:`_CHECKPOINT_FOLDER`)."""
-    return _CHECKPOINT_FOLDER.fullmatch(name) is not None
+    """Whether a folder's name is a checkpoint's (:data:`_CHECKPOINT_FOLDER`, :data:`_CHECKPOINT_WORD`)."""
+    return _CHECKPOINT_FOLDER.fullmatch(name) is not None or _CHECKPOINT_WORD.search(name) is not None
 
 
 def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
@@ -1351,7 +1356,7 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
     if not root.is_dir():
         raise DiscoveryError(f"{root}: run directory not found (or not a directory); check the path.")
     if (itself := _is_one_checkpoint(root, options)) is not None:
-        raise DiscoveryError(itself)
+        warn_once(root, itself, about="one checkpoint")
     checkpoints = []
     for step, path, grouped in _units(root, options, 0):
         files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
@@ -1365,23 +1370,24 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
 
 def _read_once(checkpoints: list[Checkpoint], root: Path) -> list[Checkpoint]:
     """Leave out a checkpoint read again through a symlink to a folder elsewhere in the run
-    (``run/latest -> runs/run1``, ``run/other/s2 -> ../samples``): the same files as one read
-    through fewer links (round AN: every checkpoint was stored twice). Only the same files: a
-    link to a folder the scan reads otherwise or not at all (``samples -> data/outputs``) is
-    how its checkpoints are read (round AO)."""
+    (``run/latest -> runs/run1``, ``run/other/s2 -> ../samples``, ``latest -> samples/step_1000``
+    read as a checkpoint per file): its files all read through fewer links (round AN: every
+    checkpoint was stored twice). A link to a folder the scan reads otherwise or not at all
+    (``samples -> data/outputs``) is how its checkpoints are read (round AO)."""
     links = {c.source: _links_on(root, c.source) for c in checkpoints}
     if not any(links.values()):
         return checkpoints
     real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
 
-    def real_files(checkpoint: Checkpoint) -> frozenset[str]:
-        return frozenset(os.path.join(real_folder(os.path.dirname(f)), os.path.basename(f)) for f in checkpoint.files)
+    def real_files(checkpoint: Checkpoint) -> list[str]:
+        return [os.path.join(real_folder(os.path.dirname(f)), os.path.basename(f)) for f in checkpoint.files]
 
-    fewest: dict[frozenset[str], int] = {}
+    fewest: dict[str, int] = {}
     for checkpoint in checkpoints:
-        files = real_files(checkpoint)
-        fewest[files] = min(fewest.get(files, links[checkpoint.source]), links[checkpoint.source])
-    return [c for c in checkpoints if not links[c.source] or fewest[real_files(c)] == links[c.source]]
+        for file in real_files(checkpoint):
+            fewest[file] = min(fewest.get(file, links[checkpoint.source]), links[checkpoint.source])
+    return [c for c in checkpoints
+            if not links[c.source] or not all(fewest[f] < links[c.source] for f in real_files(c))]
 
 
 def _links_on(root: Path, source: str) -> int:
@@ -1394,10 +1400,11 @@ def _links_on(root: Path, source: str) -> int:
 
 
 def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
-    """Why ``root`` is one checkpoint, not a run, or None: a folder named as a checkpoint
-    (``checkpoint-500/``, ``step_000500/samples/``) whose sample files are numbered as one
-    checkpoint's samples. Pointed at by mistake, it was read as a checkpoint per image, each of
-    one sample, at steps 0, 1, 2 ... (round AN)."""
+    """Why ``root`` looks like one checkpoint, not a run, or None: a folder named as a
+    checkpoint (``checkpoint-500/``, ``step_000500/samples/``) whose sample files are
+    numbered as one checkpoint's samples. Pointed at by mistake, it is read as a checkpoint
+    per image, at steps 0, 1, 2 ... (round AN): said, not refused, for a run may look so
+    too (round AP: ``ep25/`` of per-epoch grids ``0.png`` ...)."""
     if options.step_regex is not None:
         return None
     absolute = Path(os.path.abspath(root))  # `.` and `samples` have names too (round AO)
@@ -1410,10 +1417,11 @@ def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
     if len(numbered) < 2 or len(numbered) < sum(len(level.numbered) for level in levels) or _looks_like_run(
             root, options, 0):
         return None
-    first, last = min(numbered, key=lambda p: p.name), max(numbered, key=lambda p: p.name)
-    return (f"{root}: is one checkpoint (step {step_of(named.name, options, is_file=False):,}: {len(numbered)} samples, "
-            f"{first.name} to {last.name}), not a run: point evowatch at the run folder that holds it "
-            f"({named.parent}); --step-regex reads its files as steps")
+    first, last = (f(numbered, key=lambda p: (step_of(p.name, options) or 0, p.name)) for f in (min, max))
+    return (f"{root}: looks like one checkpoint (its name says step {step_of(named.name, options, is_file=False):,}; "
+            f"{len(numbered)} files numbered as samples, {first.name} to {last.name}), read as a checkpoint per file: "
+            f"if it is one, point evowatch at the run folder that holds it ({named.parent}); --step-regex says how "
+            "its files' names carry steps")
 
 
 def scan_reference(folder: str | os.PathLike[str], kind: Kind,

@@ -106,8 +106,10 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
                     "stores)", args.store, kept)
     if stored and args.labels:
         _say_stored_unlabelled(args.store, args.labels)
-    with _discarded_if_left_empty(args.store), \
+    opened: list[StoreWriter] = []
+    with _discarded_if_left_empty(args.store, opened), \
             StoreWriter(args.store, record, thumbnail_size=size or DEFAULT_THUMBNAIL_SIZE) as store:
+        opened.append(store)
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler,
                              same_run=getattr(args, "same_run", False))  # the demo has no such option
@@ -146,12 +148,14 @@ def _say_stored_unlabelled(store: Path, labels: Path) -> None:
 
 
 @contextlib.contextmanager
-def _discarded_if_left_empty(store: Path) -> Iterator[None]:
+def _discarded_if_left_empty(store: Path, opened: list[StoreWriter]) -> Iterator[None]:
     """A store this invocation created is removed again when it ends before committing a
     checkpoint: failed (an empty --holdout folder, a bad --sampler), stopped (Ctrl-C on a live
     watch still waiting for its run) or done (`--once` on a run with none yet): no empty store
     folder is left behind. Runs once the writer has closed. A store another process holds is
-    its own, even one it has just created (two watches started together on a new store)."""
+    its own, even one it has just created (two watches started together on a new store), and
+    so is one put at the path since the writer opened its own (round AP: a store copied back
+    after the "moved while being written" error was removed). ``opened``: the writer, once open."""
     ours = not Path(store).exists()
     try:
         yield
@@ -159,7 +163,7 @@ def _discarded_if_left_empty(store: Path) -> Iterator[None]:
         ours = False
         raise
     finally:
-        if ours and _is_empty_store(store):
+        if ours and all(writer.holds_its_folder() for writer in opened) and _is_empty_store(store):
             shutil.rmtree(store, ignore_errors=True)
 
 

@@ -153,12 +153,16 @@ def _column_description(group: str, name: str) -> str:
 
 
 def _store_pieces(path: Path) -> bool:
-    """Whether a folder holds nothing but a store's groups and their arrays' pieces."""
+    """Whether a folder holds nothing but pieces of a store: its groups' folders, their arrays'
+    chunks (GROUP/ARRAY/c/...) and zarr.json files (round AP: `outputs/samples/*.png` was
+    called pieces of a store, and the user told to remove the folder)."""
     groups = set(fmt.GROUPS) | {"metrics", "sample_metrics", "scalars"}
-    try:
-        return all(entry.name in groups and entry.is_dir() for entry in os.scandir(path))
-    except OSError:
-        return False
+    for folder, _, files in os.walk(path):
+        parts = Path(folder).relative_to(path).parts
+        if parts and parts[0] not in groups or not parts and files or any(
+                name != "zarr.json" and (len(parts) < 3 or parts[2] != "c") for name in files):
+            return False
+    return True
 
 
 def check_store_path(path: str | os.PathLike[str]) -> None:
@@ -749,6 +753,11 @@ class StoreWriter(StoreReader):
         it was deleted (``rm -rf`` under way included) or moved away while open."""
         return _folder_id(self.path) == getattr(self, "_folder", None) and is_store(self.path)
 
+    def holds_its_folder(self) -> bool:
+        """Whether the store path still leads to the folder this writer opened, whole: not
+        deleted, moved away or replaced (a copy put back is another folder)."""
+        return self._intact()
+
     def _ensure_intact(self) -> None:
         """Stop before writing into a store folder deleted or moved while open: zarr would
         make a headless half store of the new chunks, and the next read would fail obscurely."""
@@ -759,8 +768,8 @@ class StoreWriter(StoreReader):
         # writes under way may have made chunk folders again there (zarr's local store makes a
         # chunk's folders): the same command then refused them as "not an evowatch store" (round
         # AN). Said, not removed: a store being copied back looks the same (round AO)
-        again = (" (remove the pieces of it that writes under way made there again first)"
-                 if self.path.exists() and not is_store(self.path) else "")
+        again = (" (a folder is there again without the store's zarr.json: pieces writes under way made again, "
+                 "to remove first, or a copy not finished)" if self.path.exists() and not is_store(self.path) else "")
         return StoreFormatError(f"{self.path}: the store was deleted or moved while being written; nothing more "
                                 f"is written there: restore it, or run the same command again to start a new one{again}")
 

@@ -164,18 +164,23 @@ def test_a_copy_of_one_checkpoint_is_not_hinted_as_checkpoints(tmp_path, caplog)
     assert not [m for m in caplog.messages if "more checkpoints" in m]
 
 
-@pytest.mark.parametrize("inside", ["checkpoint-500", "step_000500/samples", "iter500"])
-def test_pointed_at_one_checkpoint_says_so(tmp_path, inside):
+@pytest.mark.parametrize("inside", ["checkpoint-500", "step_000500/samples", "iter500", "step-500-ema"])
+def test_pointed_at_one_checkpoint_says_so(tmp_path, inside, caplog):
     """Round AN: pointed at one checkpoint's folder, its ``0000.png`` ... were read as a
-    checkpoint each, of one sample, at steps 0, 1, 2 ...: one line says to point at the run."""
+    checkpoint each, of one sample, at steps 0, 1, 2 ..., unsaid: one line says to point at
+    the run. Said, not refused: a run may look so too (round AP: `ep25/` of per-epoch grids)."""
     run = tmp_path / "run"
-    _folder_of_images(run / inside, n=5, names="{:04d}.png")
+    _folder_of_images(run / inside, n=12, names="{}.png")
     _folder_of_images(run / "checkpoint-1000", n=5, names="{:04d}.png")
-    with pytest.raises(DiscoveryError, match=rf"is one checkpoint \(step 500: 5 samples, 0000.png to 0004.png\), not "
-                                             rf"a run: point evowatch at the run folder that holds it \({run}\)"):
-        scan_run(run / inside)
-    assert [c.step for c in scan_run(run / inside, DiscoveryOptions(step_regex=r"(\d+)\.png"))] == [0, 1, 2, 3, 4]
-    assert [c.step for c in scan_run(run)] == [500, 1000]
+    discovery._warned.clear()
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [c.step for c in scan_run(run / inside)] == list(range(12))
+    assert caplog.messages == [f"{run / inside}: looks like one checkpoint (its name says step 500; 12 files numbered as "
+                               f"samples, 0.png to 11.png), read as a checkpoint per file: if it is one, point evowatch at "
+                               f"the run folder that holds it ({run}); --step-regex says how its files' names carry steps"]
+    caplog.clear()
+    assert [c.step for c in scan_run(run / inside, DiscoveryOptions(step_regex=r"(\d+)\.png"))] == list(range(12))
+    assert [c.step for c in scan_run(run)] == [500, 1000] and not caplog.messages
 
 
 @pytest.mark.parametrize("folders, name", [
@@ -183,6 +188,9 @@ def test_pointed_at_one_checkpoint_says_so(tmp_path, inside):
     (["checkpoint-500", "checkpoint-1000"], "grid_512.png"),
     (["epoch_1", "epoch_2", "epoch_3"], "fake_64.png"),
     (["step_500"], "samples_ddim50.png"),
+    (["step-500-ema", "step-1000-ema"], "samples_ddim50.png"),  # round AP: a word beside the counter
+    (["ema_step_500", "ema_step_1000"], "fake_64.png"),
+    (["checkpoint_epoch_500"], "grid_512.png"),
 ])
 def test_checkpoint_folders_whose_image_carries_a_setting_are_checkpoints(tmp_path, folders, name):
     """Round AN: `step_500/samples_ddim50.png` ... were read as folders of one prompt each
@@ -196,25 +204,31 @@ def test_checkpoint_folders_whose_image_carries_a_setting_are_checkpoints(tmp_pa
 
 
 @pytest.mark.parametrize("run", ["ddpm_ep500/results", "run-it2", "sd15_ckpt2/samples", "lr1e-4_ep50/results"])
-def test_a_run_whose_name_holds_a_counter_is_not_taken_for_one_checkpoint(tmp_path, run):
+def test_a_run_whose_name_holds_a_counter_is_not_taken_for_one_checkpoint(tmp_path, run, caplog):
     """Round AO: a project named `ddpm_ep500` or `run-it2` holding denoising-diffusion-pytorch's
     `sample-1.png` ... was refused as one checkpoint (a live watch stopped at its second)."""
     for milestone in (1, 2, 3):
         write_png(tmp_path / run / f"sample-{milestone}.png", smooth_images(RNG, 1, 16)[0])
-    assert [c.step for c in scan_run(tmp_path / run)] == [1, 2, 3]
+    discovery._warned.clear()
+    with caplog.at_level("WARNING", logger="engine.discovery"):
+        assert [c.step for c in scan_run(tmp_path / run)] == [1, 2, 3]
+    assert "one checkpoint" not in caplog.text
 
 
-def test_one_checkpoint_given_as_dot_is_refused_too(tmp_path, monkeypatch):
-    """Round AO: `cd checkpoint-500 && evowatch watch .` read a checkpoint per image."""
+def test_one_checkpoint_given_as_dot_is_said_too(tmp_path, monkeypatch, caplog):
+    """Round AO: `cd checkpoint-500 && evowatch watch .` read a checkpoint per image, unsaid."""
     _folder_of_images(tmp_path / "run" / "checkpoint-500", n=3, names="{:04d}.png")
     monkeypatch.chdir(tmp_path / "run" / "checkpoint-500")
-    with pytest.raises(DiscoveryError, match="is one checkpoint"):
+    discovery._warned.clear()
+    with caplog.at_level("WARNING", logger="engine.discovery"):
         scan_run(".")
+    assert "looks like one checkpoint (its name says step 500;" in caplog.text
     monkeypatch.chdir(tmp_path / "run")
     assert [(c.step, c.source) for c in scan_run(".")] == [(500, "checkpoint-500")]
 
 
-@pytest.mark.parametrize("folders", [["gs_3", "gs_7", "gs_12"], ["gs7.5", "gs3.0"], ["0 - a dog at ep1 style", "1 - a cat"]])
+@pytest.mark.parametrize("folders", [["gs_3", "gs_7", "gs_12"], ["gs-3", "gs-7"], ["gs7.5", "gs3.0"],
+                                     ["0 - a dog at ep1 style", "1 - a cat"], ["step2_finetune", "step3_finetune"]])
 def test_folders_per_prompt_or_setting_with_a_counter_word_are_still_series(tmp_path, folders):
     """Round AO: folders per guidance scale (`gs_3/`) or a prompt holding `ep1`, each holding
     `step_500.png` ..., were split into one checkpoint per folder (or read at the scale)."""
@@ -1409,13 +1423,14 @@ def test_a_link_back_up_the_run_is_not_followed(tmp_path):
     assert [(c.step, c.source) for c in scan_run(run)] == [(100, "samples/step_100"), (200, "samples/step_200")]
 
 
-@pytest.mark.parametrize("link, target", [("latest", "runs/run1"), ("other/s2", "../samples/step_100/..")])
+@pytest.mark.parametrize("link, target", [("latest", "runs/run1"), ("other/s2", "../samples/step_100/.."),
+                                          ("latest", "samples/step_200")])  # round AP: read a checkpoint per file
 def test_a_link_to_a_folder_elsewhere_in_the_run_is_read_once(tmp_path, link, target):
     """Round AN: a link to a nephew or cousin folder of the run (`latest -> runs/run1`,
     `other/s2 -> ../samples`) had every checkpoint read twice, each step measured on twice
     its samples. A link out of the run (`samples -> /scratch/...`) is still followed."""
     run = tmp_path / "run"
-    folder = run / ("runs/run1" if link == "latest" else "samples")
+    folder = run / ("runs/run1" if target == "runs/run1" else "samples")
     for step in (100, 200):
         _folder_of_images(folder / f"step_{step}", n=2)
     (run / link).parent.mkdir(parents=True, exist_ok=True)

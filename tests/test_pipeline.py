@@ -599,6 +599,27 @@ def test_default_workers_count_the_cores_this_process_may_use(monkeypatch):
     assert default_workers() == 8
 
 
+def test_a_store_copied_back_while_a_watch_ends_empty_is_kept(tmp_path):
+    """Round AP: a watch waiting for its first checkpoint, its store moved away and copied back
+    (as the "deleted or moved while being written" line asks): the empty store this watch had
+    made was removed at its end, and with it the copy put back."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    run.mkdir()
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                      "--no-metrics", "--workers", "0"])
+    with open_session(args):
+        store.rename(tmp_path / "moved.zarr")
+        shutil.copytree(tmp_path / "moved.zarr", store)
+    assert StoreReader(store).n_checkpoints == 0  # the copy is still there
+    shutil.rmtree(store)
+    with open_session(args):
+        pass
+    assert not store.exists()  # an empty store of its own: removed as before
+
+
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()

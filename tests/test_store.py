@@ -792,8 +792,9 @@ def test_pieces_of_a_store_remade_by_writes_under_way_when_it_was_moved_are_said
         for piece in ("samples/embedding/c/1/0", "samples/embedding/zarr.json", "checkpoints/step/c/0"):
             (path / piece).parent.mkdir(parents=True, exist_ok=True)
             (path / piece).write_bytes(b"x")
-        with pytest.raises(StoreFormatError, match=r"deleted or moved while being written; .* start a new one \(remove "
-                                                   r"the pieces of it that writes under way made there again first\)"):
+        with pytest.raises(StoreFormatError, match=r"deleted or moved while being written; .* start a new one \(a folder "
+                                                   r"is there again without the store's zarr.json: pieces writes under "
+                                                   r"way made again, to remove first, or a copy not finished\)"):
             store.committed_hashes()
     assert (path / "samples" / "embedding" / "zarr.json").exists()
     with pytest.raises(StoreFormatError, match="holds pieces of an evowatch store without its zarr.json"):
@@ -802,6 +803,11 @@ def test_pieces_of_a_store_remade_by_writes_under_way_when_it_was_moved_are_said
     with pytest.raises(StoreFormatError, match="exists and is not an evowatch store"):
         StoreWriter(path, ENCODER, thumbnail_size=4)
     assert StoreReader(tmp_path / "moved.zarr").n_rows == 3
+    outputs = tmp_path / "outputs"  # round AP: a folder of the user's own called pieces of a store
+    (outputs / "samples").mkdir(parents=True)
+    (outputs / "samples" / "0.png").write_bytes(b"png")
+    with pytest.raises(StoreFormatError, match="exists and is not an evowatch store"):
+        StoreWriter(outputs, ENCODER, thumbnail_size=4)
 
 
 def test_a_store_path_that_cannot_be_made_is_one_line_naming_it(tmp_path):
