@@ -1405,7 +1405,7 @@ def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
     numbered as one checkpoint's samples. Pointed at by mistake, it is read as a checkpoint
     per image, at steps 0, 1, 2 ... (round AN): said, not refused, for a run may look so
     too (round AP: ``ep25/`` of per-epoch grids ``0.png`` ...)."""
-    if options.step_regex is not None:
+    if options.step_regex is not None or (decided := f"{root}\0one checkpoint checked") in _warned:
         return None
     absolute = Path(os.path.abspath(root))  # `.` and `samples` have names too (round AO)
     named = next((folder for folder in (absolute, absolute.parent)
@@ -1414,8 +1414,10 @@ def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
         return None
     levels = _first_numbered_levels(root, options, 0)
     numbered = [path for level in levels for _, path, is_dir in level.numbered if not is_dir]
-    if len(numbered) < 2 or len(numbered) < sum(len(level.numbered) for level in levels) or _looks_like_run(
-            root, options, 0):
+    if len(numbered) < 2:
+        return None  # not yet told: a checkpoint still being written, or a run just begun
+    _warned.add(decided)  # told once a process: a pass over a run named so read its levels twice
+    if len(numbered) < sum(len(level.numbered) for level in levels) or _looks_like_run(root, options, 0):
         return None
     first, last = (f(numbered, key=lambda p: (step_of(p.name, options) or 0, p.name)) for f in (min, max))
     return (f"{root}: looks like one checkpoint (its name says step {step_of(named.name, options, is_file=False):,}; "
