@@ -1297,8 +1297,9 @@ def _say_hidden_checkpoints(folder: Path, level: _Level, options: DiscoveryOptio
     if (key := f"{folder}\0hidden checked") in _warned:
         return
     _warned.add(key)
+    runs = functools.lru_cache(maxsize=None)(lambda sub: _looks_like_run(folder / sub, options, depth + 1))
     hidden = [unit for unit in _plain_dirs_units(folder, level, options, depth) if unit[1].is_relative_to(folder)
-              and _looks_like_run(folder / unit[1].relative_to(folder).parts[0], options, depth + 1)]
+              and runs(unit[1].relative_to(folder).parts[0])]  # each folder looked into once
     steps = sorted({step for step, _, _ in hidden})
     if len(steps) < 2:
         return
@@ -1382,12 +1383,13 @@ def _read_once(checkpoints: list[Checkpoint], root: Path) -> list[Checkpoint]:
     def real_files(checkpoint: Checkpoint) -> list[str]:
         return [os.path.join(real_folder(os.path.dirname(f)), os.path.basename(f)) for f in checkpoint.files]
 
+    reals = [real_files(checkpoint) for checkpoint in checkpoints]
     fewest: dict[str, int] = {}
-    for checkpoint in checkpoints:
-        for file in real_files(checkpoint):
+    for checkpoint, files in zip(checkpoints, reals):
+        for file in files:
             fewest[file] = min(fewest.get(file, links[checkpoint.source]), links[checkpoint.source])
-    return [c for c in checkpoints
-            if not links[c.source] or not all(fewest[f] < links[c.source] for f in real_files(c))]
+    return [c for c, files in zip(checkpoints, reals)
+            if not links[c.source] or not all(fewest[f] < links[c.source] for f in files)]
 
 
 def _links_on(root: Path, source: str) -> int:
@@ -1408,8 +1410,8 @@ def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
     if options.step_regex is not None or (decided := f"{root}\0one checkpoint checked") in _warned:
         return None
     absolute = Path(os.path.abspath(root))  # `.` and `samples` have names too (round AO)
-    named = next((folder for folder in (absolute, absolute.parent)
-                  if step_of(folder.name, options, is_file=False) is not None), None)
+    step, named = next(((step, folder) for folder in (absolute, absolute.parent)
+                        if (step := step_of(folder.name, options, is_file=False)) is not None), (None, None))
     if named is None or not _names_a_checkpoint(named.name):
         return None
     levels = _first_numbered_levels(root, options, 0)
@@ -1420,7 +1422,7 @@ def _is_one_checkpoint(root: Path, options: DiscoveryOptions) -> str | None:
     if len(numbered) < sum(len(level.numbered) for level in levels) or _looks_like_run(root, options, 0):
         return None
     first, last = (f(numbered, key=lambda p: (step_of(p.name, options) or 0, p.name)) for f in (min, max))
-    return (f"{root}: looks like one checkpoint (its name says step {step_of(named.name, options, is_file=False):,}; "
+    return (f"{root}: looks like one checkpoint (its name says step {step:,}; "
             f"{len(numbered)} files numbered as samples, {first.name} to {last.name}), read as a checkpoint per file: "
             f"if it is one, point evowatch at the run folder that holds it ({named.parent}); --step-regex says how "
             "its files' names carry steps")

@@ -668,9 +668,9 @@ class ReferenceStats:
         of the batch's size: the ``quantile`` of each real vector's NN distance within seeded
         random real sets of ``n`` vectors, drawn until about :data:`DUPLICATE_POOL` distances
         are pooled (``n`` at most the reference's size: :func:`near_duplicates`). Disjoint
-        sets pooled a few hundred distances from a
-        reference of hundreds, the 1% quantile their smallest one or two: 25 real images
-        gave a bar that 0-23% of healthy samples fell under (round AN). Returns
+        sets pooled a few hundred distances from a reference of hundreds, the 1% quantile
+        their smallest one or two: 25 real images gave a bar that 0-23% of healthy samples
+        fell under (round AN). Returns
         ``(threshold, share of the pooled real distances below it)``, the latter ~ quantile.
         """
         key = f"duplicates:{n}:{quantile}"
