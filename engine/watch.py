@@ -42,7 +42,7 @@ from engine.sampler import Sampler, scan_weights
 from engine.tensorboard_images import TensorBoardImages
 from engine.trainer_logs import is_event_file, is_log_name
 from stores.format import KIND_CODES, stored_text
-from stores.zarr_store import StoreWriter, superseded_flags
+from stores.zarr_store import StoreWriter, folder_identity, superseded_flags
 
 log = logging.getLogger(__name__)
 
@@ -788,7 +788,7 @@ class Watcher:
         """Whether the run directory is no longer the folder whose events come (one stat a
         tick): made again between two looks, or its link pointed elsewhere, no event says so."""
         return self._observer is not None and (
-            _folder_identity(self.config.run_dir) != self._watched  # a new inode (the old one's number is often reused:
+            folder_identity(self.config.run_dir) != self._watched  # a new inode (the old one's number is often reused:
             or self._wake is not None and self._wake.root_deleted.is_set())  # the deleted folder's own event says it)
 
     def _stop_observer(self) -> None:
@@ -801,7 +801,7 @@ class Watcher:
         # RUN_DIR given as one (runs/latest -> runs/2026-12-06_...) until the 30 s rescans
         path = os.path.realpath(self.config.run_dir)
         handler = self._wake = _Wake(self._changed, self._is_log, path)
-        self._watched = _folder_identity(self.config.run_dir)
+        self._watched = folder_identity(self.config.run_dir)
         if not self.config.poll:
             try:
                 observer = Observer()
@@ -814,15 +814,6 @@ class Watcher:
         observer.schedule(handler, path, recursive=True)
         observer.start()
         return observer
-
-
-def _folder_identity(folder: Path) -> tuple[int, int] | None:
-    """The (device, inode) a path leads to now, None if nothing: tells a folder made again apart."""
-    try:
-        stat = os.stat(folder)
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
 
 
 class _Wake(FileSystemEventHandler):

@@ -130,11 +130,12 @@ def encoder_mismatch(path: Path, stored: dict[str, Any], wanted: str) -> Encoder
                                 f"or use another --store")
 
 
-def _folder_id(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of a folder, None when it is gone."""
+def folder_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) a path leads to now, None if nothing: tells a folder deleted, moved
+    away or made again (its old inode number is often reused, the pair seldom) apart."""
     try:
         st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return None
     return st.st_dev, st.st_ino
 
@@ -702,7 +703,7 @@ class StoreWriter(StoreReader):
         if not is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock = WriterLock(self.path)
-        self._folder = _folder_id(self.path)  # to tell when the store folder is deleted or moved
+        self._folder = folder_identity(self.path)  # to tell when the store folder is deleted or moved
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
         try:
@@ -748,20 +749,16 @@ class StoreWriter(StoreReader):
         lock = getattr(self, "_lock", None)
         return lock is not None and lock.held
 
-    def _intact(self) -> bool:
-        """Whether the store folder is still the one opened, with its root metadata: not when
-        it was deleted (``rm -rf`` under way included) or moved away while open."""
-        return _folder_id(self.path) == getattr(self, "_folder", None) and is_store(self.path)
-
     def holds_its_folder(self) -> bool:
-        """Whether the store path still leads to the folder this writer opened, whole: not
-        deleted, moved away or replaced (a copy put back is another folder)."""
-        return self._intact()
+        """Whether the store path still leads to the folder this writer opened, with its root
+        metadata: not deleted (``rm -rf`` under way included), moved away or replaced (a copy
+        put back is another folder)."""
+        return folder_identity(self.path) == getattr(self, "_folder", None) and is_store(self.path)
 
     def _ensure_intact(self) -> None:
         """Stop before writing into a store folder deleted or moved while open: zarr would
         make a headless half store of the new chunks, and the next read would fail obscurely."""
-        if self._holding and not self._intact():
+        if self._holding and not self.holds_its_folder():
             raise self._gone()
 
     def _gone(self) -> StoreFormatError:
@@ -778,12 +775,12 @@ class StoreWriter(StoreReader):
         super().refresh()
 
     def close(self) -> None:
-        if self._holding and getattr(self, "_lengths", None) and self._intact():
+        if self._holding and getattr(self, "_lengths", None) and self.holds_its_folder():
             try:  # a closed store's arrays end at their commit points
                 self.refresh()
                 self._cut_to_committed()
             except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
-                if self._intact():  # else deleted meanwhile: there is nothing to cut; a full disk is said
+                if self.holds_its_folder():  # else deleted meanwhile: there is nothing to cut; a full disk is said
                     full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)  # by the error that closes it
                     log.log(logging.DEBUG if full else logging.WARNING,
                             "%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
@@ -796,7 +793,7 @@ class StoreWriter(StoreReader):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         # Whatever failed once the store folder was deleted (a read of a vanished array, a
         # metrics table gone empty) failed because of that: say so, on one line.
-        gone = isinstance(exc, Exception) and self._holding and not self._intact()
+        gone = isinstance(exc, Exception) and self._holding and not self.holds_its_folder()
         self.close()
         if gone:
             raise self._gone() from exc
