@@ -1196,8 +1196,10 @@ def _counts_training(name: str) -> bool:
 #: A folder name made of nothing but training counters (``checkpoint-500``, ``step_000500``,
 #: ``epoch=3-step=1000``, ``gs-000500``): a checkpoint's own folder. Not a run's or a prompt's
 #: that has one in it (``ddpm_ep500``, ``run-it2``, ``gs_3`` or ``gs-3`` a guidance scale; round AO).
+#: Not ``steps_50`` either: a sampler's number of steps as often as a checkpoint.
 _CHECKPOINT_FOLDER = re.compile(
-    r"(?:(?:checkpoint|ckpt|global_step|step|iter|itr|it|epoch|ep|kimg|gs(?=-\d{3}))[-_=]?\d+[-_]?)+", re.IGNORECASE)
+    r"(?:(?:checkpoint|ckpt|global_step|step|iteration|iter|itr|it|epoch|ep|kimg|gs(?=-\d{3}))[-_=]?\d+[-_]?)+",
+    re.IGNORECASE)
 #: A training counter spelt out, with a number of three digits or more, among other words
 #: (``step-500-ema``, ``ema_step_500``, ``checkpoint_epoch_500``; round AP): a checkpoint's folder
 #: too. Not ``step2_finetune``, a run's.

@@ -191,6 +191,7 @@ def test_pointed_at_one_checkpoint_says_so(tmp_path, inside, caplog):
     (["step-500-ema", "step-1000-ema"], "samples_ddim50.png"),  # round AP: a word beside the counter
     (["ema_step_500", "ema_step_1000"], "fake_64.png"),
     (["checkpoint_epoch_500"], "grid_512.png"),
+    (["iteration_5", "iteration_10"], "fake_64.png"),
 ])
 def test_checkpoint_folders_whose_image_carries_a_setting_are_checkpoints(tmp_path, folders, name):
     """Round AN: `step_500/samples_ddim50.png` ... were read as folders of one prompt each
