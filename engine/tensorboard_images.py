@@ -16,9 +16,12 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
   it. A TensorFlow ``images`` summary's several images are one sample each.
 * Tags that differ only in a trailing number, two or more in one folder (``add_image(f"sample_{i}",
   ...)``), are one checkpoint per step, ``FOLDER/sample_*@STEP``, each image one sample whose
-  instance id is its tag's number, so samples align across steps. Tags that are prompts
+  instance id is its tag's number, so samples align across steps (a tag's grid is split, its
+  tiles numbered after the lower tags'); a tag a step (``add_image(f"samples_{step}", grid,
+  step)``) is read as one tag is. Tags that are prompts
   (PixArt's ``add_images(validation_prompt, image, step)``), two or more in one folder, are
-  one checkpoint per step too, ``FOLDER/{sample}@STEP``, each prompt its image's label.
+  one checkpoint per step too, ``FOLDER/{sample}@STEP``, each prompt its image's label and,
+  in the order the prompts first came, its instance.
 * A step logged again (a resumed run writes a new event file into the same folder) is read
   from its last record: its earlier rows are superseded, as a rewritten grid's are.
 * Records are complete when read (a record cut short at the end of a file is left for the
@@ -38,6 +41,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +165,7 @@ class TensorBoardImages:
                     self._latest[(path.parent, tag)] = logged
         tags = sorted({tag for _, tag, _ in latest})
         wanted = [tag for tag in tags if self._wanted(tag, options)]
-        series = _series({(folder, tag) for folder, tag, _ in latest if tag in wanted})
+        series = _series({key for key in latest if key[1] in wanted})
         self._announce(root, sorted({name for name, _, _ in series.values()}), [tag for tag in tags if tag not in wanted],
                        options.samples_chosen)
         self._found = {}
@@ -281,9 +285,10 @@ class TensorBoardImages:
 
     # --- samples -----------------------------------------------------------------------
     def iter_samples(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
-        """The checkpoint's images: a lone tag's grid split into its tiles (instance = tile
-        index), the several images of one summary one sample each (instance = their order), a
-        numbered tag's image one sample (instance = its number)."""
+        """The checkpoint's images: a tag's grid split into its tiles (instance = tile index,
+        after the lower-numbered tags' of a series), the several images of one summary one
+        sample each (instance = their order), a numbered tag's lone image one sample (instance
+        = its number), a prompt's image one sample."""
         options = options or self._options
         if checkpoint.kind != "generated":
             yield from decode.iter_samples(checkpoint, options)
@@ -325,14 +330,14 @@ class TensorBoardImages:
             path = f"{name}#{index}" if len(images) > 1 else name
             try:
                 image = decode.decode_image(io.BytesIO(encoded))
-                geometry = None if len(images) > 1 or instance is not None else (
+                geometry = None if len(images) > 1 or label is not None else (
                     resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
                     or self._tag_geometry(logged, image.shape))
             except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
                 yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile))
                 continue
             if geometry is None:
-                number = instance if instance is not None and len(images) == 1 else (index if len(images) > 1 else -1)
+                number = _instance(instance, index, len(images)) if len(images) > 1 or instance is not None else -1
                 yield Sample(image=image, instance=number, path=path, label=label)
                 continue
             try:
@@ -341,22 +346,35 @@ class TensorBoardImages:
                 yield SkippedFile(path=path, reason=str(exc), misfit=True)
                 continue
             for tile_index, tile in tiles:
-                yield Sample(image=tile, instance=tile_index, path=f"{path}#{tile_index}")
+                yield Sample(image=tile, instance=_instance(instance, tile_index, geometry.rows * geometry.cols),
+                             path=f"{path}#{tile_index}")
+
+
+def _instance(tag_number: int | None, index: int, count: int) -> int:
+    """A sample's instance id: its index among its tag's ``count`` images (or a grid's tiles),
+    after those of the lower-numbered tags of its series (``sample_1``'s 4 tiles are 4 to 7)."""
+    return index if tag_number is None else (tag_number * count + index if count > 1 else tag_number)
 
 
 _NUMBERED_TAG = re.compile(r"^(.*?)(?<!\d\.)(\d+)$")  # not a decimal: NVAE's generated_0.7 is a temperature
 
 
-def _series(tags: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int | None, str | None]]:
-    """(folder, tag) -> (checkpoint name, instance, label): tags that differ only in a trailing
-    number, two or more in one folder (``sample_0``, ``sample_1``; ``samples/0``), are one
-    series named ``sample_*`` whose instance is that number; tags that are prompts (words
-    apart by spaces: PixArt's ``add_images(prompt, image, step)``), two or more in one folder,
-    are one series named ``{sample}``, each prompt a sample's label and, in the prompts' sorted
-    order, its instance; any other tag is its own (instance None)."""
+def _series(logged: set[tuple[str, str, int]]) -> dict[tuple[str, str], tuple[str, int | None, str | None]]:
+    """(folder, tag) -> (checkpoint name, instance, label), from the (folder, tag, step)s with
+    images: tags that differ only in a trailing number, two or more in one folder, are one
+    series named ``sample_*``; whose instance is that number when a step has two of them or
+    more (``sample_0``, ``sample_1``; ``samples/0``), none when each is a step's own
+    (``add_image(f"samples_{step}", grid, step)``: its grid is split as a lone tag's). Tags
+    that are prompts (words apart by spaces: PixArt's ``add_images(prompt, image, step)``), two
+    or more in one folder, are one series named ``{sample}``, each prompt a sample's label and,
+    in the order the prompts first came (a prompt added later leaves the others' numbers
+    alone), its instance; any other tag is its own (instance None)."""
+    first: dict[tuple[str, str], int] = {}
+    for folder, tag, step in logged:
+        first[(folder, tag)] = min(step, first.get((folder, tag), step))
     numbered: dict[tuple[str, str], list[tuple[str, int]]] = {}
     named: dict[str, list[str]] = {}
-    for folder, tag in tags:
+    for folder, tag in first:
         if match := _NUMBERED_TAG.match(tag):
             numbered.setdefault((folder, match[1]), []).append((tag, int(match[2])))
         else:
@@ -366,12 +384,16 @@ def _series(tags: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int 
     prompts = {folder: found for folder, found in named.items()
                if len(spaced := [tag for tag in found if " " in tag.strip()]) >= 2
                and not all(SAMPLE_WORDS.search(tag) for tag in spaced)}
-    out: dict[tuple[str, str], tuple[str, int | None, str | None]] = {key: (key[1], None, None) for key in tags}
+    out: dict[tuple[str, str], tuple[str, int | None, str | None]] = {key: (key[1], None, None) for key in first}
     for (folder, prefix), members in numbered.items():
-        if len({number for _, number in members}) >= 2:
-            for tag, number in members:
-                out[(folder, tag)] = (f"{prefix}*", number, None)
+        if len({number for _, number in members}) < 2:
+            continue
+        tags = {tag for tag, _ in members}
+        per_step = Counter(step for f, tag, step in logged if f == folder and tag in tags)
+        together = max(per_step.values()) >= 2
+        for tag, number in members:
+            out[(folder, tag)] = (f"{prefix}*", number if together else None, None)
     for folder, members in prompts.items():
-        for number, tag in enumerate(sorted(members)):
+        for number, tag in enumerate(sorted(members, key=lambda tag: (first[(folder, tag)], tag))):
             out[(folder, tag)] = (SAMPLE_KEY, number, tag)
     return out

@@ -333,6 +333,42 @@ def test_tags_numbered_alike_are_one_checkpoint_with_their_numbers_as_instances(
     assert len({logged.content_hash(c) for c in found}) == 4
 
 
+def test_a_grid_logged_under_a_tag_per_step_is_split_as_a_lone_tags(tmp_path):
+    """Round AQ: ``add_image(f"samples_{step}", grid, step)`` was a numbered series, each step
+    one unsplit grid whose instance was the step, ``--grid`` left unused."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    batches = {step: samples(16, 8, step) for step in (100, 200, 300)}
+    for step, batch in batches.items():
+        writer.add_image(f"samples_{step}", make_grid(torch.from_numpy(batch.transpose(0, 3, 1, 2)), nrow=4), step)
+    writer.close()
+    for options in (DiscoveryOptions(), DiscoveryOptions(grid=(4, 4))):
+        logged = TensorBoardImages()
+        found = logged.scan(run, options)
+        assert [(c.step, c.source) for c in found] == [(step, f"tb/samples_*@{step}") for step in batches]
+        got = list(logged.iter_samples(found[1], options))
+        assert [s.instance for s in got] == list(range(16))
+        np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[200])
+
+
+def test_numbered_tags_of_batches_are_split_each_tile_its_own_instance(tmp_path):
+    """Round AQ: ``add_images(f"sample_{i}", batch, step)`` (a batch a class) was one sample a
+    tag: 3 of the 12 a step."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    batches = {step: samples(12, 8, step) for step in (10, 20)}
+    for step, batch in batches.items():
+        for i in range(3):
+            writer.add_images(f"sample_{i}", batch[4 * i:4 * i + 4], step, dataformats="NHWC")
+    writer.close()
+    logged = TensorBoardImages()
+    found = logged.scan(run)
+    assert [c.source for c in found] == ["tb/sample_*@10", "tb/sample_*@20"]
+    got = read(logged, found[1])
+    assert [s.instance for s in got] == list(range(12))
+    np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[20])
+
+
 def test_tags_ending_in_a_decimal_are_their_own_series_and_reconstructions_are_left_out(tmp_path):
     """NVAE: ``add_image('generated_%0.1f' % t, grid, step)`` for t in 0.7 ... 1.0 beside
     ``add_image('reconstruction', ...)`` (its inputs, then their reconstructions): 0.7, 0.8
@@ -376,6 +412,25 @@ def test_tags_that_are_prompts_are_one_checkpoint_per_step_labelled_by_their_pro
     order = sorted(prompts)
     assert [(s.instance, s.label) for s in got] == [(i, prompt) for i, prompt in enumerate(order)]
     np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[250][[prompts.index(p) for p in order]])
+
+
+def test_a_prompt_added_later_leaves_the_earlier_steps_alone(tmp_path):
+    """Round AQ: prompts were numbered in their sorted order among all seen: a prompt added at
+    step 200 ("a photo of a bird") renumbered step 100's, read again as a new version."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    for prompt, image in zip(["a photo of a cat", "a photo of a dog"], samples(2, 16, 1)):
+        writer.add_images(prompt, image[None], 100, dataformats="NHWC")
+    writer.flush()
+    logged = TensorBoardImages()
+    before = {c.source: logged.content_hash(c) for c in logged.scan(run)}
+    for prompt, image in zip(["a photo of a bird", "a photo of a cat", "a photo of a dog"], samples(3, 16, 2)):
+        writer.add_images(prompt, image[None], 200, dataformats="NHWC")
+    writer.close()
+    found = by_source(logged.scan(run))
+    assert logged.content_hash(found["tb/{sample}@100"]) == before["tb/{sample}@100"]
+    assert [(s.instance, s.label) for s in read(logged, found["tb/{sample}@200"])] == [
+        (0, "a photo of a cat"), (1, "a photo of a dog"), (2, "a photo of a bird")]
 
 
 def test_two_grid_tags_of_spaced_words_are_no_prompts(tmp_path):
