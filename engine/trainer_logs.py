@@ -97,7 +97,7 @@ class TrainerLogs:
         for path in files if files is not None else find_log_files(run_dir):
             try:
                 read.append((path, self._events_of(path) if is_event_file(path.name) else self._text_of(path)))
-            except (OSError, ValueError, UnicodeDecodeError) as exc:
+            except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:  # csv.Error: a field past its limit
                 if path not in self._said:
                     self._said.add(path)
                     log.warning("skipping trainer log %s: %s", path, exc)

@@ -362,3 +362,15 @@ def test_a_record_of_sound_framing_but_no_event_inside_is_read_past(tmp_path, ca
     with caplog.at_level("WARNING"):
         assert T.read_trainer_scalars(tmp_path)["loss_D"][0].tolist() == [0, 1, 2, 3, 4, 5]
     assert "(not an event: truncated protobuf varint); read on from the next whole record" in caplog.text
+
+
+def test_a_csv_with_a_field_past_the_csv_modules_limit_is_a_log_skipped(tmp_path, caplog):
+    """Round AQ: a captions file with a stray opening quote (a field of 200 kB) ended the watch
+    with a traceback (``_csv.Error``), after its steps were stored, before layout and metrics."""
+    (tmp_path / "captions.csv").write_text('step,caption\n0,"a dog, sitting\n' +
+                                           "".join(f"{i},a photo of a small dog number {i}\n" for i in range(1, 6000)))
+    (tmp_path / "metrics.csv").write_text("step,loss\n0,1.5\n10,1.25\n")
+    with caplog.at_level("WARNING"):
+        scalars = T.TrainerLogs().read(tmp_path)
+    assert list(scalars) == ["loss"] and [list(part) for part in scalars["loss"]] == [[0, 10], [1.5, 1.25]]
+    assert f"skipping trainer log {tmp_path / 'captions.csv'}: field larger than field limit" in caplog.text
