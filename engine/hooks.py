@@ -31,6 +31,24 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _scaled(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Images in ``value_range`` as uint8; as float32 in [0, 1] when some value is NaN or
+    infinite, kept so (uint8 made them black), for the reader to leave those samples out and say why."""
+    lo, hi = value_range
+    scaled = np.clip((array.astype(np.float32) - lo) * (1.0 / (hi - lo)), 0, 1)
+    return scaled if not np.isfinite(array).all() else np.rint(scaled * 255).astype(np.uint8)
+
+
+def _plain(extra: np.ndarray, name: str) -> np.ndarray:
+    """Labels or latents as a plain numpy array: ``np.savez`` pickles an object array (a list
+    holding ``None``, a pandas column's values), and evowatch refuses to unpickle a file."""
+    if extra.dtype != object:
+        return extra
+    if name == "labels":
+        return np.array(["" if value is None else str(value) for value in extra])
+    raise ValueError(f"Expected {name} as numbers. Got Python objects ({type(extra[0]).__name__}) instead.")
+
+
 def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels: Any = None,
                  latents: Any = None, value_range: tuple[float, float] | None = None) -> Path:
     """Write one step's samples as ``RUN_DIR/samples_{step:08d}.npz``, atomically.
@@ -45,7 +63,8 @@ def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels
         (N, C, H, W) or (N, H, W, C) images, torch or numpy: floats in ``value_range`` or
         uint8. Row ``i`` is instance ``i``: draw them from the same fixed noise every time.
     labels
-        Optional (N,) labels (class ids or strings), stored as ``labels``.
+        Optional (N,) labels (class ids or strings), stored as ``labels``; ``None`` among
+        strings is stored as ``""``.
     latents
         Optional (N, ...) noise or features per sample, stored as ``latents``.
     value_range
@@ -58,10 +77,11 @@ def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels
     Path
         The file written.
     """
+    if int(step) < 0:  # samples_-0000001.npz reads as step 1; step -1 is the reference's rows
+        raise ValueError(f"Expected a training step of 0 or more. Got {step} instead.")
     array = _numpy(images)
     if value_range is not None and array.dtype != np.uint8:
-        lo, hi = value_range
-        array = np.clip(np.rint((array.astype(np.float32) - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+        array = _scaled(array, value_range)
     if array.ndim != 4:
         raise ValueError(f"Expected images as a (N, C, H, W) or (N, H, W, C) batch. Got shape {array.shape} instead.")
     arrays = {"images": array}
@@ -70,7 +90,7 @@ def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels
             extra = _numpy(extra)
             if len(extra) != len(array):
                 raise ValueError(f"Expected {len(array)} {name}, one per image. Got {len(extra)} instead.")
-            arrays[name] = extra
+            arrays[name] = _plain(extra, name)
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"samples_{int(step):08d}.npz"

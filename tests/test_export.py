@@ -167,6 +167,32 @@ def test_save_samples_hook(tmp_path):
         os.umask(old)
 
 
+def test_save_samples_keeps_what_the_reader_needs_to_say(tmp_path, capsys):
+    """Round AQ: with ``value_range`` a diverged generator's NaN batch was written as black
+    uint8 images, stored without a word; labels holding ``None`` were pickled and the reader
+    skipped the whole file; step -1 was written as ``samples_-0000001.npz``, read as step 1."""
+    run = tmp_path / "run"
+    images = blobs(np.random.default_rng(1), 4)
+    diverged = images.copy()
+    diverged[2:] = np.nan
+    save_samples(run, 100, diverged, value_range=(-1, 1))
+    save_samples(run, 200, images, labels=["cat", None, "dog", "cat"], value_range=(-1, 1))
+    with pytest.raises(ValueError, match="Expected a training step of 0 or more. Got -1 instead."):
+        save_samples(run, -1, images)
+    with pytest.raises(ValueError, match=r"Expected latents as numbers. Got Python objects \(str\) instead."):
+        save_samples(run, 300, images, latents=np.array(["a", None, "b", "c"], dtype=object))
+    assert sorted(p.name for p in run.iterdir()) == ["samples_00000100.npz", "samples_00000200.npz"]
+    settle(run)
+    store = tmp_path / "run.zarr"
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--no-metrics"]) == 0
+    assert "samples_00000100.npz: 2 of 4 samples hold NaN or infinite values" in capsys.readouterr().err
+    reader = StoreReader(store)
+    steps, labels = reader.samples("step"), reader.labels
+    assert steps.tolist() == [100, 100, 200, 200, 200, 200]
+    assert [labels[code] for code in reader.samples("label")[2:]] == ["cat", "", "dog", "cat"]
+
+
 def test_the_export_file_gets_the_umasks_mode_and_is_reported_once(store, tmp_path, capsys):
     old = os.umask(0o022)
     try:
