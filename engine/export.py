@@ -38,8 +38,10 @@ CHUNK_ROWS = 65536
 
 
 def default_output(store: Path, to: Format) -> Path:
-    """``runs/exp42.zarr`` -> ``runs/exp42.parquet`` (or ``.csv``)."""
-    return store.with_suffix(f".{to}") if store.suffix else store.parent / f"{store.name}.{to}"
+    """``runs/exp42.zarr`` -> ``runs/exp42.parquet`` (or ``.csv``); ``runs/lr0.001`` ->
+    ``runs/lr0.001.parquet`` (not ``lr0.parquet``, ``lr0.002``'s too)."""
+    name = store.name[:-len(".zarr")] if store.name.lower().endswith(".zarr") and len(store.name) > 5 else store.name
+    return store.parent / f"{name}.{to}"
 
 
 def _frames(reader: StoreReader, embeddings: bool, chunk_rows: int) -> Iterator[tuple["pd.DataFrame", np.ndarray | None]]:
@@ -57,7 +59,7 @@ def _frames(reader: StoreReader, embeddings: bool, chunk_rows: int) -> Iterator[
     table = reader.step_metrics()
     step_keys = table.pop("step", np.zeros(0, np.int64))
     per_step = {f"step_{name}": dict(zip(step_keys.tolist(), values.tolist())) for name, values in table.items()}
-    for start in range(0, n, chunk_rows):
+    for start in range(0, max(n, 1), chunk_rows):  # an empty store's one empty chunk: its header, its column types
         stop = min(n, start + chunk_rows)
         rows = slice(start, stop)
         step = reader.samples("step", rows)
@@ -156,8 +158,6 @@ def export_store(store: str | os.PathLike[str], to: Format | None = None, out: s
         raise EvowatchError(f"{target}: is {'inside the store' if inside and not target.is_dir() else 'a folder'}; "
                             f"give --out a file name, e.g. {example}")
     frames = _frames(reader, embeddings, chunk_rows)
-    if reader.n_rows == 0:  # still write the header / schema
-        frames = iter([_empty_frame(reader, embeddings)])
     write = _write_parquet if to == "parquet" else _write_csv
     if is_stream(target):  # /dev/stdout, a named pipe: written as it goes (a rename replaced /dev/stdout)
         return target, write(frames, Path("/dev/stdout") if str(target) == "-" else target)
@@ -214,13 +214,3 @@ def _remove_dead_temp_files(target: Path) -> None:
         if own and owner_gone(own[1]):
             with contextlib.suppress(OSError):
                 left.unlink()
-
-
-def _empty_frame(reader: StoreReader, embeddings: bool):
-    import pandas as pd
-
-    columns = ["row", "step", "kind", "label", "instance", "path", "checkpoint", "source", "superseded", "x", "y"]
-    df = pd.DataFrame({c: pd.Series(dtype=object if c in ("kind", "label", "path", "source") else "float64")
-                       for c in columns})
-    dim = int((reader.encoder or {}).get("dim") or 0)
-    return df, (np.zeros((0, dim), np.float32) if embeddings else None)

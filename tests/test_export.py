@@ -114,14 +114,23 @@ def test_a_first_chunk_without_labels_does_not_type_the_label_column(store, tmp_
     assert set(df.label.iloc[40:]) == {"0", "1", "2"}
 
 
-def test_default_output_and_empty_store(tmp_path):
+def test_default_output_and_empty_store(store, tmp_path):
+    """Round AQ: ``lr0.001`` and ``lr0.002`` both exported to ``lr0.parquet``, the second over
+    the first; an empty store's export typed ``row``, ``step``, ``superseded`` ... as doubles
+    (its table did not concatenate with another run's)."""
     assert default_output(Path("runs/exp42.zarr"), "csv") == Path("runs/exp42.csv")
     assert default_output(Path("runs/exp42"), "parquet") == Path("runs/exp42.parquet")
+    assert default_output(Path("runs/lr0.001"), "parquet") == Path("runs/lr0.001.parquet")
+    assert default_output(Path("runs/run.v2.ZARR"), "csv") == Path("runs/run.v2.csv")
     empty = tmp_path / "empty.zarr"
     StoreWriter(empty, {"identity": "pixels:16", "dim": 768, "device": "cpu", "fallback": None}).close()
-    path, rows = export_store(empty, "parquet")
+    path, rows = export_store(empty, "parquet", embeddings=True)
     assert path == tmp_path / "empty.parquet" and rows == 0
     assert len(pd.read_parquet(path)) == 0 and "step" in pd.read_parquet(path).columns
+    full, _ = export_store(store, "parquet", tmp_path / "full.parquet", embeddings=True)
+    common = [f for f in pq.read_schema(full) if f.name in pq.read_schema(path).names]
+    assert [f.name for f in common] == pq.read_schema(path).names[:len(common)]
+    assert common == [pq.read_schema(path).field(f.name) for f in common]
 
 
 def test_cli_errors(tmp_path, capsys):
