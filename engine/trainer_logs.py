@@ -393,6 +393,11 @@ def read_csv(path: Path) -> list[tuple[str, int, float]]:
 _DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 9: "<i8", 19: "<f2"}  # TensorProto.dtype -> numpy
 
 
+def _signed(varint_value: int) -> float:
+    """An int32/int64 field's value: a negative one is written as its 64-bit two's complement."""
+    return float(varint_value - (1 << 64) if varint_value >= 1 << 63 else varint_value)
+
+
 def _tensor_value(buf: bytes) -> float | None:
     """The value of a one-element numeric TensorProto, else None."""
     dtype, vals = None, []
@@ -406,12 +411,12 @@ def _tensor_value(buf: bytes) -> float | None:
         elif field == 6:  # double_val
             vals.extend(np.frombuffer(val, dtype="<f8").tolist())
         elif field in (7, 10) and wire == 0:  # int_val / int64_val, unpacked
-            vals.append(float(val))
+            vals.append(_signed(val))
         elif field in (7, 10) and wire == 2:  # packed varints
             j = 0
             while j < len(val):
                 v, j = varint(val, j)
-                vals.append(float(v - (1 << 64) if v >= 1 << 63 else v))
+                vals.append(_signed(v))
     if dtype is not None and dtype not in _DTYPES:
         return None
     return float(vals[0]) if len(vals) == 1 else None

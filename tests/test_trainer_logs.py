@@ -374,3 +374,21 @@ def test_a_csv_with_a_field_past_the_csv_modules_limit_is_a_log_skipped(tmp_path
         scalars = T.TrainerLogs().read(tmp_path)
     assert list(scalars) == ["loss"] and [list(part) for part in scalars["loss"]] == [[0, 10], [1.5, 1.25]]
     assert f"skipping trainer log {tmp_path / 'captions.csv'}: field larger than field limit" in caplog.text
+
+
+def test_a_negative_integer_tensor_reads_negative_packed_or_not():
+    """Round AQ: an unpacked ``int_val`` of -5 read as 1.8e19 (its two's complement), the
+    packed one as -5."""
+    from tensorboard.compat.proto import tensor_pb2, types_pb2
+
+    def varint(value: int) -> bytes:
+        out = b""
+        while True:
+            out += bytes([value & 0x7F | (0x80 if value > 0x7F else 0)])
+            value >>= 7
+            if not value:
+                return out
+
+    packed = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, int_val=[-5]).SerializeToString()
+    unpacked = varint(1 << 3) + varint(types_pb2.DT_INT32) + varint(7 << 3) + varint((1 << 64) - 5)
+    assert T._tensor_value(packed) == T._tensor_value(unpacked) == -5.0
