@@ -39,7 +39,8 @@ def _previous(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int,
     ones too small to anchor it: every sample of a 300-sample step after a 3-sample one got
     the same anchor (the mean of all 3), was pulled back to it, and the alignment to the
     step before was lost. Large enough is twice the anchors' neighbours, or the new step's
-    size; the latest of all when none is."""
+    size; the latest holding a sample when none is (not one whose files were all skipped: the
+    step was laid out cold)."""
     step = ckpt["step"][index]
     candidates = np.flatnonzero(laid_out & current & (ckpt["kind"] == GENERATED) & (ckpt["step"] < step))
     if not len(candidates):
@@ -47,7 +48,8 @@ def _previous(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int,
     sizes = ckpt["row_stop"] - ckpt["row_start"]
     enough = min(int(sizes[index]), 2 * params.init_neighbours)
     latest_first = candidates[np.argsort(-ckpt["step"][candidates], kind="stable")]
-    return int(next((c for c in latest_first if sizes[c] >= enough), latest_first[0]))
+    found = next((c for c in latest_first if sizes[c] >= enough), next((c for c in latest_first if sizes[c]), None))
+    return None if found is None else int(found)
 
 
 def _real_set(ckpt: dict, laid_out: np.ndarray, current: np.ndarray, index: int) -> int | None:

@@ -91,6 +91,22 @@ def test_a_step_is_anchored_past_steps_too_small_to_anchor_it(tmp_path):
     assert err < 0.5 * shuffled, (err, shuffled)
 
 
+def test_a_step_after_one_whose_files_were_all_skipped_is_anchored_to_one_that_holds_samples():
+    """Round AQ: with no earlier step large enough, the latest was taken even when it held no
+    sample (its files all skipped), and the step was laid out cold."""
+    from engine.layout import LayoutParams
+    from engine.layout_runner import _previous
+    from stores.format import KIND_CODES
+
+    sizes = np.array([3, 0, 30])
+    ckpt = {"step": np.array([100, 200, 300]), "kind": np.full(3, KIND_CODES["generated"]),
+            "row_start": np.concatenate([[0], np.cumsum(sizes)[:-1]]), "row_stop": np.cumsum(sizes)}
+    laid_out, current = np.array([True, True, False]), np.ones(3, bool)
+    assert _previous(ckpt, laid_out, current, 2, LayoutParams()) == 0
+    ckpt["row_stop"][0] = 0
+    assert _previous(ckpt, laid_out, current, 2, LayoutParams()) is None
+
+
 def test_the_held_out_set_is_laid_out_on_the_real_sets_map(tmp_path):
     """The real and held-out sets share the reference band; laid out apart, they were two
     unrelated maps drawn over each other (a held-out image no nearer its identical real copy
