@@ -66,8 +66,9 @@ REGION_NOISE_Z = 3.0
 #: float16 vectors made unit length again before they are measured; 7: ``n_real``, the size of
 #: the reference the label shares are compared with: label_drift's bar counts its noise too;
 #: 8: near-duplicates calibrated on random real sets pooled to DUPLICATE_POOL distances, a batch
-#: larger than the real reference measured in sets of at most its size).
-METRICS_VERSION = 8
+#: larger than the real reference measured in sets of at most its size; 9: ``n_reference``, the
+#: real reference's size: probe_drift's bar counts the noise of its shares too).
+METRICS_VERSION = 9
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -957,6 +958,7 @@ def compute_step(
             s[metric_key("label_share", name)] = float(g)
             s[metric_key("label_ref_share", name)] = float(r)
     if ref.probe_names:
+        s["n_reference"] = float(ref.real.shape[0])  # the real samples its probe shares were read from
         if probe_scores is not None:
             if np.shape(probe_scores) != (n, len(ref.probe_names)):
                 raise ValueError(f"Expected probe scores of shape {(n, len(ref.probe_names))}. Got {np.shape(probe_scores)} instead.")

@@ -1344,3 +1344,25 @@ def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
     assert fired(jumped)[1] == (900, "FD jumped at step 700 and stayed up for 3 checkpoints")
     assert fired(settled + [0.287, 0.045, 0.05, 0.043]) == []  # one checkpoint out of line, then back
     assert fired(settled + [0.05, 0.052, 0.049]) == []
+
+
+def test_probe_drift_counts_the_references_own_noise():
+    """Round AQ: a probe's reference share was taken as exact: 10 real images (a share's SD up
+    to 0.16) had 5 of 6 healthy runs alert ("'a_woman' 64% vs 90%"). With ``n_reference`` the
+    bar is what two samples of one distribution exceed; a large reference keeps the old bar."""
+    def record(step, share, ref, n_reference=None):
+        out = {"step": step, "n_generated": 200.0, "probe_share:p": share, "probe_ref_share:p": ref}
+        return out if n_reference is None else {**out, "n_reference": float(n_reference)}
+
+    rng = np.random.default_rng(0)
+    false_alarms = 0
+    for _ in range(200):  # healthy: both shares drawn from one distribution, 10 real images
+        truth = rng.uniform(0.2, 0.9)
+        steps = [record(s, rng.binomial(200, truth) / 200, rng.binomial(10, truth) / 10, 10) for s in range(3)]
+        false_alarms += bool(evaluate_alerts(steps))
+    assert false_alarms <= 2
+    as_exact = [{k: v for k, v in r.items() if k != "n_reference"} for r in [record(s, 0.64, 0.9, 10) for s in range(3)]]
+    assert [a.rule for a in evaluate_alerts(as_exact)] == ["probe_drift"]  # measured before n_reference
+    assert evaluate_alerts([record(s, 0.64, 0.9, 10) for s in range(3)]) == []
+    (alert,) = evaluate_alerts([record(s, 0.64, 0.9, 5000) for s in range(3)])
+    assert "'p' 64% vs 90%" in alert.message
