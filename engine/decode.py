@@ -42,7 +42,7 @@ import struct
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -657,9 +657,23 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
     nested = {f: f.parent for f in checkpoint.files if f.parent != folder}
     if options.label_folders is None:
         parents = {f.parent for f in checkpoint.files}
-        if len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested):
+        lone = in_one_folder(checkpoint) and next(iter(parents)).name in options.folder_label_names
+        if not lone and (len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested)):
             return {}
     return {f: parent.name for f, parent in nested.items()}
+
+
+def in_one_folder(checkpoint: Checkpoint) -> bool:
+    """Whether all of a checkpoint's files sit in one folder just below its own
+    (``step_1000/circle/``), a label's in a run of ImageFolder checkpoints."""
+    parents = {f.parent for f in checkpoint.files}
+    return len(parents) == 1 and next(iter(parents)).parent == checkpoint_path(checkpoint)
+
+
+def label_folder_names(checkpoints: Iterable[Checkpoint], options: DiscoveryOptions) -> frozenset[str]:
+    """The label folders of a run's ImageFolder checkpoints (files spread over sibling folders)."""
+    return frozenset(name for checkpoint in checkpoints if len({f.parent for f in checkpoint.files}) > 1
+                     for name in folder_labels(checkpoint, options).values())
 
 
 def _numbered_buckets(parents: dict[Path, Path]) -> bool:

@@ -218,7 +218,8 @@ class DiscoveryOptions:
     label_folders
         ``True``: a sample's label is its parent folder's name (below the checkpoint);
         ``False``: never; ``None`` (auto): only when the checkpoint's files are spread over
-        two or more sibling folders (ImageFolder layout).
+        two or more sibling folders (ImageFolder layout), or sit in one that is such a folder
+        of another checkpoint of the run (``folder_label_names``).
     """
 
     step_regex: str | None = None
@@ -232,6 +233,9 @@ class DiscoveryOptions:
     labels_file: Path | None = None
     label_folders: bool | None = None
     value_range: tuple[float, float] | None = None
+    #: the label folders of the run's other checkpoints (auto ``label_folders``): one whose
+    #: files all sit in one of them (a step drifted to one class) is labelled by it too
+    folder_label_names: frozenset[str] = frozenset()
 
     @property
     def samples_chosen(self) -> bool:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -30,7 +30,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
-from engine.decode import iter_samples, labels_file_path, labels_table
+from engine.decode import in_one_folder, iter_samples, label_folder_names, labels_file_path, labels_table
 from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
                               combined_hash, file_digests, file_versions, is_ready, reading_settings, ready_file_name,
                               sample_files, scan_reference, scan_run, series_glob, step_regex_miss, warn_once)
@@ -191,6 +191,7 @@ class Watcher:
         self._references_checked = False
         self._settling: list[Checkpoint] = []  # found by the last scan, still being written
         self._found = 0  # checkpoints of the run seen by the last scan, ready or not
+        self._scanned: list[Checkpoint] = []  # and which
         self._shared_steps_noted = False
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
@@ -309,7 +310,7 @@ class Watcher:
         found = self._scan()
         if references:
             self._check_references_apart(references, found)
-        self._found = len(found)
+        self._found, self._scanned = len(found), found
         self._note_shared_steps(found)
         for checkpoint in references + found:
             fingerprint = _fingerprint(checkpoint)
@@ -470,6 +471,15 @@ class Watcher:
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
             self._shared_steps_noted = True
 
+    def _options_for(self, jobs: list[tuple[Checkpoint, str]]) -> DiscoveryOptions:
+        """The options, naming the run's label folders when a checkpoint's files all sit in one
+        folder: a step drifted to one class (``step_1000/circle/``) lost every label, and
+        label_drift stopped at the worst point (round AQ)."""
+        options = self.config.options
+        if options.label_folders is not None or not any(in_one_folder(job) for job, _ in jobs):
+            return options
+        return replace(options, folder_label_names=label_folder_names(self._scanned, options))
+
     # --- doing it -------------------------------------------------------------------
     def run_once(self) -> list[IngestResult]:
         """Ingest everything that is ready now."""
@@ -493,7 +503,7 @@ class Watcher:
             if (old := self._moved.get(job.source)) is not None:  # the ingest, both were current meanwhile
                 self.store.rename_source(old, job.source)  # (a live reader saw the step twice)
         with bar, logging_redirect_tqdm(tqdm_class=_WholeLines):
-            for result in ingest(self.store, jobs, self.encoder, self.config.options,
+            for result in ingest(self.store, jobs, self.encoder, self._options_for(jobs),
                                  workers=self.config.workers, on_rows=lambda n: (bar.update(n), said.rows(n)),
                                  samples=self._stand_in.iter_samples if self._stand_in else iter_samples):
                 results.append(result)

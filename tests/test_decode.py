@@ -570,6 +570,32 @@ def test_label_folders_in_a_reference_set(tmp_path):
     assert {s.label for s in one} == {None}  # auto: a single folder is no label
 
 
+def test_a_step_of_one_class_folder_keeps_its_label_in_a_run_of_class_folders(tmp_path):
+    """Round AQ: a run drifting to one class in the ImageFolder layout ended with a step whose
+    files all sat in ``circle/``: a single folder, no label, and label_drift stopped at the
+    worst step. A lone folder named as another step's label is one; ``samples/`` is not."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+
+    run = tmp_path / "run"
+    for step, classes in ((100, ("circle", "square", "triangle")), (200, ("circle", "square")), (300, ("circle",))):
+        for label in classes:
+            for i in range(2):
+                write_png(run / f"step_{step}" / label / f"{label}_{i}.png", smooth_images(RNG, 1, 16)[0])
+    for i in range(2):
+        write_png(tmp_path / "other" / "step_100" / "samples" / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    for folder, store in ((run, tmp_path / "run.zarr"), (tmp_path / "other", tmp_path / "other.zarr")):
+        assert main(["-q", "watch", str(folder), "--store", str(store), "--once", "--settle", "0",
+                     "--encoder", "pixels", "--no-layout", "--no-metrics"]) == 0
+    reader = StoreReader(tmp_path / "run.zarr")
+    labels, steps = reader.labels, reader.samples("step")
+    got = [labels[code] if code >= 0 else None for code in reader.samples("label")]
+    assert [label for label, step in zip(got, steps) if step == 300] == ["circle", "circle"]
+    assert set(StoreReader(tmp_path / "other.zarr").samples("label").tolist()) == {-1}
+    one = list(iter_samples(scan_reference(tmp_path / "run" / "step_300", "real")))
+    assert {s.label for s in one} == {None}  # without the run's other steps: a single folder is no label
+
+
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):
     """Orientation 6: the camera stored the photo turned; viewers (and the encoder) see it upright."""
     stored = np.zeros((20, 40, 3), np.uint8)
