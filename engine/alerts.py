@@ -378,6 +378,18 @@ def _copy_bar(q: float, n: int, n_holdout: float, z: float) -> float:
     return float(binom.isf(tail, n, q)) / n
 
 
+def memorisation_blind(record: Mapping, rules: AlertRules = DEFAULT_RULES) -> bool:
+    """Whether memorisation could not fire at a step even were every sample a copy: its bars at
+    100% (a few samples beside a few held-out images) and too few samples for the sign test
+    to pass (round AQ: 4 of 4 exact copies beside 10 held out raised nothing, unsaid)."""
+    n, n_holdout = _get(record, "n_generated"), _get(record, "n_holdout")
+    q, q_tight = _get(record, "near_copy_expected"), _get(record, "tight_copy_expected")
+    if not _finite(n, q) or n <= 0:
+        return False
+    bars = [_copy_bar(share, int(n), n_holdout, rules.near_copy_z) for share in (q, q_tight) if math.isfinite(share)]
+    return min(bars) >= 1 and 0.5 ** n >= rules.copy_log_ratio_alpha
+
+
 def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     cur = hist[-1]
     step = int(cur["step"])

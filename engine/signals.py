@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts
+from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts, memorisation_blind
 from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
                             mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
@@ -150,6 +150,7 @@ class Signals:
     _probe_vectors: tuple | None = field(default=None, init=False)
     _said_no_probes: bool = field(default=False, init=False)
     _said_unlabelled_real: bool = field(default=False, init=False)
+    _said_blind: bool = field(default=False, init=False)
     _said_twins: set = field(default_factory=set, init=False)
     _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
@@ -356,6 +357,11 @@ class Signals:
         keys = array_names(scalars)
         row = {keys[k]: float(v) for k, v in scalars.items()}
         self._steps_measured(store)[step] = {"step": step, **row}
+        if not self._said_blind and memorisation_blind(row, self.rules):
+            self._said_blind = True
+            log.warning("step %d: memorisation cannot alert at %s a step beside %s held-out images, were every one a "
+                        "copy; sample more a step, or hold out more images (--holdout)", step,
+                        counted(int(row["n_generated"]), "sample"), f"{row['n_holdout']:,.0f}")
         self._unwritten.append((step, row, basis))
         self._write_measured(store)
         self._alerts(store, step, losses)

@@ -1327,6 +1327,39 @@ def test_a_held_out_set_sharing_images_with_the_real_one_is_said_and_left_out(tm
             assert "near_copy_frac" not in metrics or np.isnan(metrics["near_copy_frac"]).all()
 
 
+def test_a_step_too_small_for_memorisation_to_alert_is_said(tmp_path, capsys):
+    """Round AQ: 4 samples a step beside 10 held-out images: the copy bars are 100% and the sign
+    test cannot pass with 4, so 4 of 4 exact copies raised nothing, unsaid."""
+    from PIL import Image
+
+    from engine.alerts import memorisation_blind
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    assert memorisation_blind({"n_generated": 4.0, "n_holdout": 10.0, "near_copy_expected": 0.05,
+                               "tight_copy_expected": 0.01})
+    assert not memorisation_blind({"n_generated": 8.0, "n_holdout": 10.0, "near_copy_expected": 0.05,
+                                   "tight_copy_expected": 0.01})
+    assert not memorisation_blind({"n_generated": 4.0, "n_holdout": 10.0})  # not measured
+    rng = np.random.default_rng(5)
+    images = smooth_images(rng, 50, 32)
+    for name, batch in (("real", images[:40]), ("holdout", images[40:])):
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(batch):
+            Image.fromarray(image).save(tmp_path / name / f"{i:02d}.png")
+    for n in (4, 8):
+        run = tmp_path / f"run{n}"
+        for step in (0, 100):
+            write_step(run, step, images[rng.choice(40, n, replace=False)])  # copies of training images
+        assert main(["watch", str(run), "--store", str(tmp_path / f"{n}.zarr"), "--once", "--settle", "0",
+                     "--encoder", "pixels", "--no-layout", "--real", str(tmp_path / "real"), "--holdout",
+                     str(tmp_path / "holdout")]) == 0
+        err = capsys.readouterr().err
+        blind = "step 0: memorisation cannot alert at 4 samples a step beside 10 held-out images, were every one a copy"
+        assert (blind in err) == (n == 4), err
+        assert ("[memorisation]" in err) == (n == 8)
+
+
 def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
     """A run broken from one checkpoint to the next (round AH: precision 0.92 -> 0.02, FD 0.04
     -> 0.29, then flat) rose once and raised nothing: `fd_rising` needed 3 rises in a row."""
