@@ -151,6 +151,7 @@ class Signals:
     _said_no_probes: bool = field(default=False, init=False)
     _said_unlabelled_real: bool = field(default=False, init=False)
     _said_blind: bool = field(default=False, init=False)
+    _said_foreign: bool = field(default=False, init=False)
     _said_twins: set = field(default_factory=set, init=False)
     _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
@@ -342,6 +343,7 @@ class Signals:
                 self._said_unlabelled_real = True  # labelled samples, an unlabelled --real: unsaid before
                 log.warning("the samples carry labels but the --real images none: label shares and label_drift are "
                             "not measured; give --real as one folder per label (ImageFolder) or with a labels file")
+            self._say_foreign_labels(step, labels)
             margins = self._probe_scores(vectors)
             result = compute_step(vectors, self._reference, labels, margins, label_names=store.labels)
             scalars, per_sample = result.scalars, dict(result.per_sample)
@@ -365,6 +367,19 @@ class Signals:
         self._unwritten.append((step, row, basis))
         self._write_measured(store)
         self._alerts(store, step, losses)
+
+    def _say_foreign_labels(self, step: int, labels: list[str | None]) -> None:
+        """Once: the samples' labels are none of the reference's (``0, 1, 2`` against ``cat,
+        dog, bird``): label_drift then reads a drift of 100% from the first step, and blamed
+        the model for two vocabularies (round AQ)."""
+        given = sorted({label for label in labels if label is not None})
+        if self._said_foreign or not given or not self._reference.label_names or \
+                set(given) & set(self._reference.label_names):
+            return
+        self._said_foreign = True
+        log.warning("step %d: none of the samples' labels (%s) is a label of the --real images (%s): label_drift "
+                    "compares different names; label both alike (a labels file, or --real's folder names)", step,
+                    _listed(given), _listed(self._reference.label_names))
 
     def _steps_measured(self, store: StoreWriter) -> dict[int, dict]:
         """The per-step metrics as alert histories, read from the store once per call and kept
@@ -491,3 +506,7 @@ class Signals:
             if wait:
                 self._commands.finish()
             self._commands.stop()
+
+
+def _listed(names: Sequence[str], most: int = 4) -> str:
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")

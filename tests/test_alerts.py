@@ -1360,6 +1360,32 @@ def test_a_step_too_small_for_memorisation_to_alert_is_said(tmp_path, capsys):
         assert ("[memorisation]" in err) == (n == 8)
 
 
+def test_sample_labels_none_of_the_references_are_said(tmp_path, capsys):
+    """Round AQ: samples labelled 0, 1, 2 beside a --real of circle/, square/, triangle/ read a
+    label drift of 100% from the first step, the model blamed for two vocabularies."""
+    from PIL import Image
+
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(6)
+    images = smooth_images(rng, 30, 32)
+    for i, image in enumerate(images):
+        (tmp_path / "real" / ("circle", "square", "triangle")[i % 3]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "real" / ("circle", "square", "triangle")[i % 3] / f"{i:02d}.png")
+    for names, said in ((("0", "1", "2"), True), (("circle", "square", "2"), False)):
+        run = tmp_path / f"run_{said}"
+        for step in (0, 100):
+            write_step(run, step, images[rng.choice(30, 9, replace=False)])
+            (run / f"step_{step}" / "labels.csv").write_text("".join(f"{i:02d}.png,{names[i % 3]}\n" for i in range(9)))
+        assert main(["watch", str(run), "--store", str(tmp_path / f"{said}.zarr"), "--once", "--settle", "0",
+                     "--encoder", "pixels", "--no-layout", "--real", str(tmp_path / "real")]) == 0
+        err = capsys.readouterr().err
+        line = ("step 0: none of the samples' labels (0, 1, 2) is a label of the --real images (circle, square, "
+                "triangle): label_drift compares different names")
+        assert (line in err) == said, err
+
+
 def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
     """A run broken from one checkpoint to the next (round AH: precision 0.92 -> 0.02, FD 0.04
     -> 0.29, then flat) rose once and raised nothing: `fd_rising` needed 3 rises in a row."""
