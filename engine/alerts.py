@@ -275,10 +275,13 @@ def _duplicates(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         before = past[-1][1]  # real digits, 16 a step, had 5 at 0.05% of steps (2% of 40-step runs, round AL)
         if before - min((v for _, v in past[:-1]), default=before) <= rules.collapse_duplicate_rise:
             return None
-    step = int(cur["step"])
+    step, n_real = int(cur["step"]), _get(cur, "n_reference")
+    parts = math.ceil(n / n_real) if n_real > 0 else 1  # measured in sets no larger than the real reference
+    among = (f"within their set of about {n / parts:.0f} ({parts} sets, none larger than the real reference's "
+             f"{n_real:.0f}: a lower bound; " if parts > 1 else "among the step's samples (")
     return Alert(step, "collapse", frac,
                  f"partial mode collapse at step {step}: {round(frac * n)} of {n:.0f} samples ({_pct(frac)}) have a "
-                 f"near-duplicate among the step's samples (lowest so far {_pct(low)}, at step {int(low_rec['step'])}); "
+                 f"near-duplicate {among}lowest so far {_pct(low)}, at step {int(low_rec['step'])}); "
                  f"real data: {_pct(expected)}")
 
 

@@ -67,7 +67,8 @@ REGION_NOISE_Z = 3.0
 #: the reference the label shares are compared with: label_drift's bar counts its noise too;
 #: 8: near-duplicates calibrated on random real sets pooled to DUPLICATE_POOL distances, a batch
 #: larger than the real reference measured in sets of at most its size; 9: ``n_reference``, the
-#: real reference's size: probe_drift's bar counts the noise of its shares too).
+#: real reference's size: probe_drift's bar counts the noise of its shares too, a partial
+#: collapse's message says its sets).
 METRICS_VERSION = 9
 
 _BLOCK = 2048  # rows per block in blocked distance computations
@@ -884,7 +885,8 @@ def compute_step(
     gen = as_vectors(generated, "generated vectors", dim=ref.dim)
     n = gen.shape[0]
     nan = float("nan")
-    s: dict[str, float] = {"n_generated": float(n)}
+    # the real samples: probe shares' reference size, near-duplicates' set size
+    s: dict[str, float] = {"n_generated": float(n), "n_reference": float(ref.real.shape[0])}
     per: dict[str, np.ndarray] = {}
 
     s["pairwise_cosine"] = mean_pairwise_cosine_distance(gen) if n >= 2 else nan
@@ -958,7 +960,6 @@ def compute_step(
             s[metric_key("label_share", name)] = float(g)
             s[metric_key("label_ref_share", name)] = float(r)
     if ref.probe_names:
-        s["n_reference"] = float(ref.real.shape[0])  # the real samples its probe shares were read from
         if probe_scores is not None:
             if np.shape(probe_scores) != (n, len(ref.probe_names)):
                 raise ValueError(f"Expected probe scores of shape {(n, len(ref.probe_names))}. Got {np.shape(probe_scores)} instead.")

@@ -460,6 +460,10 @@ def test_untrained_lookalike_samples_are_not_partial_collapse():
     (alert,) = evaluate_alerts(hist)
     assert alert.message == ("partial mode collapse at step 1250: 23 of 64 samples (36%) have a near-duplicate "
                              "among the step's samples (lowest so far 3%, at step 1000); real data: 1%")
+    (alert,) = evaluate_alerts([{**r, "n_reference": 10.0} for r in hist])  # round AQ: its sets said
+    assert alert.message == ("partial mode collapse at step 1250: 23 of 64 samples (36%) have a near-duplicate "
+                             "within their set of about 9 (7 sets, none larger than the real reference's 10: a "
+                             "lower bound; lowest so far 3%, at step 1000); real data: 1%")
 
 
 def test_warmup_suppresses_early_distribution_rules():
