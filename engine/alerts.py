@@ -544,7 +544,7 @@ def _drift_ready(hist: list[Mapping], rules: AlertRules) -> bool:
     return len(hist) > rules.warmup and realistic
 
 
-def _label_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+def _label_drift(hist: list[Mapping], rules: AlertRules, names: Mapping[str, str]) -> Alert | None:
     if not _drift_ready(hist, rules):
         return None
     cur = hist[-1]
@@ -569,7 +569,8 @@ def _label_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     step = int(cur["step"])
     return Alert(step, "label_drift", tv,
                  f"label shares drifted from the reference at step {step} (total variation {tv:.3g} > {limit:.3g}): "
-                 f"'{over[0]}' {_pct(over[1][0])} vs {_pct(over[1][1])}, '{under[0]}' {_pct(under[1][0])} vs {_pct(under[1][1])}")
+                 f"'{names.get(over[0], over[0])}' {_pct(over[1][0])} vs {_pct(over[1][1])}, "
+                 f"'{names.get(under[0], under[0])}' {_pct(under[1][0])} vs {_pct(under[1][1])}")
 
 
 def _share_gap_sd(share: float, n: float, ref: float, n_ref: float) -> float:
@@ -583,7 +584,7 @@ def _share_gap_sd(share: float, n: float, ref: float, n_ref: float) -> float:
     return math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_ref))
 
 
-def _probe_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+def _probe_drift(hist: list[Mapping], rules: AlertRules, names: Mapping[str, str]) -> Alert | None:
     if not _drift_ready(hist, rules):
         return None
     cur = hist[-1]
@@ -601,7 +602,7 @@ def _probe_drift(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         return None
     drifting.sort(reverse=True)
     step = int(cur["step"])
-    parts = ", ".join(f"'{name}' {_pct(s)} vs {_pct(r)}" for _, name, s, r in drifting)
+    parts = ", ".join(f"'{names.get(name, name)}' {_pct(s)} vs {_pct(r)}" for _, name, s, r in drifting)
     return Alert(step, "probe_drift", drifting[0][0],
                  f"probe shares drifted from the real reference at step {step}: {parts}")
 
@@ -739,6 +740,7 @@ def evaluate_alerts(
     history: Sequence[Mapping[str, Any]],
     rules: AlertRules = DEFAULT_RULES,
     losses: Losses | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> list[Alert]:
     """Alerts that hold at the newest checkpoint of ``history``.
 
@@ -750,6 +752,8 @@ def evaluate_alerts(
     rules : thresholds; :data:`DEFAULT_RULES` by default.
     losses : trainer scalars ``{name: (steps, values)}`` (from
         :func:`engine.trainer_logs.read_trainer_scalars`) for the ``convergence`` rule.
+    names : the labels' and probes' own names by those in their keys (``round_thing`` ->
+        ``round thing``), for the messages.
 
     Returns
     -------
@@ -766,8 +770,8 @@ def evaluate_alerts(
         "collapse": lambda: _collapse(hist, rules),
         "memorisation": lambda: _memorisation(hist, rules),
         "fd_rising": lambda: _fd_rising(hist, rules),
-        "label_drift": lambda: _label_drift(hist, rules),
-        "probe_drift": lambda: _probe_drift(hist, rules),
+        "label_drift": lambda: _label_drift(hist, rules, names or {}),
+        "probe_drift": lambda: _probe_drift(hist, rules, names or {}),
         "convergence": lambda: _convergence(hist, rules, losses),
     }
     out = []

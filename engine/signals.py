@@ -437,7 +437,7 @@ class Signals:
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
         history = [record for s, record in self._steps_measured(store).items() if s <= step]
-        fired = evaluate_alerts(history, self.rules, losses or None)
+        fired = evaluate_alerts(history, self.rules, losses or None, self._display_names(store))
         stored = list(self._stored_alerts(store))
         if not fired:
             if any(a["step"] == step for a in stored):  # measured again (a rewritten or completed checkpoint): no alert now
@@ -450,6 +450,11 @@ class Signals:
         said = {a["rule"] for a in stored if a["step"] == previous_step or a["step"] == step}
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
         self._act(store, stored, [alert for alert in fired if alert.rule not in said], fired)
+
+    def _display_names(self, store: StoreWriter) -> dict[str, str]:
+        """Labels and probes by the names their metrics' keys give them: an alert said
+        ``'round_thing'`` of the label ``round thing`` (round AQ)."""
+        return {array_name(f"share:{name}").removeprefix("share:"): name for name in (*store.labels, *self._probe_names())}
 
     def _late_losses(self, store: StoreWriter, losses: dict, raised: set[tuple[int, str]]) -> None:
         """Losses logged after the newest measured checkpoint: a NaN there (a run that diverged,

@@ -1429,3 +1429,5 @@ def test_probe_drift_counts_the_references_own_noise():
     assert evaluate_alerts([record(s, 0.64, 0.9, 10) for s in range(3)]) == []
     (alert,) = evaluate_alerts([record(s, 0.64, 0.9, 5000) for s in range(3)])
     assert "'p' 64% vs 90%" in alert.message
+    (alert,) = evaluate_alerts([record(s, 0.64, 0.9, 5000) for s in range(3)], names={"p": "a p/q"})
+    assert "'a p/q' 64% vs 90%" in alert.message  # round AQ: the key's name was said ('a_red_image')
