@@ -130,6 +130,10 @@ def encoder_mismatch(path: Path, stored: dict[str, Any], wanted: str) -> Encoder
                                 f"or use another --store")
 
 
+def _equal_or_both_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b
+
+
 def folder_identity(path: Path) -> tuple[int, int] | None:
     """The (device, inode) a path leads to now, None if nothing: tells a folder deleted, moved
     away or made again (its old inode number is often reused, the pair seldom) apart."""
@@ -884,13 +888,16 @@ class StoreWriter(StoreReader):
 
     @staticmethod
     def _create_array(group: zarr.Group, name: str, row_shape: tuple[int, ...], dtype: Any, description: str,
-                      max_rows: int = 16384, fill_value: Any = None) -> None:
+                      max_rows: int = 16384, fill_value: Any = None,
+                      attributes: Mapping[str, Any] | None = None) -> None:
+        """A new array of no rows, its attributes written with it (written after, a live reader
+        of a new per-sample metric found no ``committed_rows`` for an instant: round AQ)."""
         itemsize = 256 if dtype is str else np.dtype(dtype).itemsize  # strings: a typical path's length
         rows = _rows_per_chunk(row_shape, itemsize, max_rows)
         try:
-            array = group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
-                                       fill_value="" if dtype is str else fill_value)
-            array.update_attributes({"description": description})
+            group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
+                               fill_value="" if dtype is str else fill_value,
+                               attributes={"description": description, **(attributes or {})})
         except BaseException:
             # a full disk or a stop half-way left a folder without zarr.json, which plain zarr
             # warned about at every read ("Object at density is not recognized") until a resume
@@ -1308,18 +1315,27 @@ class StoreWriter(StoreReader):
     @uninterrupted
     def write_scalars(self, columns: dict[str, np.ndarray]) -> None:
         """Replace the trainer scalars table (it is re-read from the run's logs): unchanged, it
-        is not written; else its rows are written, then its commit point moved (a reader saw an
-        empty table while it was set to 0 for the rewrite), then a table grown shorter is cut."""
+        is not written; else the commit point moves back to its first row that changes (none
+        when the logs grew: a reader saw an empty table while it was set to 0 for each rewrite;
+        round AQ: rows rewritten under it, column by column, a reader took one loss from the
+        new log and another from the old), the rows from there are written, then it moves on."""
         group = self._ensure_group("scalars")
         n = len(columns.get("step", []))
-        if n == int(group.attrs.get("committed_rows", -1)) and all(
-                name in group and np.array_equal(self.handle("scalars", name)[:n], values, equal_nan=True)
-                for name, values in columns.items()):
+        committed = int(group.attrs.get("committed_rows", 0))
+        old = {name: self.handle("scalars", name)[:committed] for name in columns if name in group}
+        if n == committed and len(old) == len(columns) and all(
+                np.array_equal(old[name], values, equal_nan=True) for name, values in columns.items()):
             return
+        same = min(committed, n)  # rows kept as they are: the first that differs in some old column
+        for name, before in old.items():
+            differs = np.flatnonzero(~_equal_or_both_nan(before[:same], np.asarray(columns[name][:same])))
+            same = int(differs[0]) if len(differs) else same
         arrays = {name: self._ensure_column(group, "scalars", name, "int64" if name == "step" else "float64", n)
                   for name in columns}
+        if same < committed:
+            group.update_attributes({"committed_rows": same})
         for name, values in columns.items():
-            arrays[name][:n] = values
+            arrays[name][same if name in old else 0:n] = values[same if name in old else 0:]
         group.update_attributes({"committed_rows": n})
         for array in arrays.values():
             if array.shape[0] > n:
@@ -1363,7 +1379,7 @@ class StoreWriter(StoreReader):
         if (group_name, name) not in self._handles and not (self.path / group_name / name / "zarr.json").is_file():
             per_step = group_name != "sample_metrics"  # a row per step: small chunks
             self._create_array(group, name, (), dtype, _column_description(group_name, name),
-                               1024 if per_step else 16384)
+                               1024 if per_step else 16384, attributes={} if per_step else {"committed_rows": 0})
         array = self.handle(group_name, name)
         if array.shape[0] < length:
             old = array.shape[0]

@@ -864,6 +864,7 @@ def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path,
 
     class Store:
         attrs: dict = {}
+        labels: list = []
 
         def step_metrics(self):
             return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0])}
@@ -884,8 +885,9 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     in that older format still reads, with its one alert under "alerts"."""
     from engine.signals import Signals
 
-    class Store:  # the three things Signals._alerts needs from a StoreWriter
+    class Store:  # the four things Signals._alerts needs from a StoreWriter
         attrs: dict = {}
+        labels: list = []
 
         def step_metrics(self):
             return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0]),

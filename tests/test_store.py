@@ -555,6 +555,63 @@ def test_a_plain_reader_sees_each_commit_point_move_in_one_write(tmp_path, rng, 
     assert [a["committed_rows"] for g, a in written if g == "scalars"] == [3]
 
 
+def test_a_rewritten_scalars_table_is_never_read_torn(tmp_path, monkeypatch):
+    """Round AQ: a log rewritten (a trainer restarted with a fresh losses.jsonl) was written
+    over the old rows column by column under an unchanged commit point: a live reader took
+    loss_d from the new log, loss_g from the old. The commit point moves back to the first row
+    that changes (not to 0 when the log only grew), and new columns show their rows whole."""
+    import zarr.storage._local as local
+
+    path = tmp_path / "s.zarr"
+    steps = np.arange(6)
+    seen: list[tuple[int, ...]] = []
+    put = local._put
+
+    def read_as_a_reader(at, value, *args, **kwargs):  # a plain reader's view after each file written
+        out = put(at, value, *args, **kwargs)
+        if "scalars" in at.parts:
+            root = zarr.open_group(str(path), mode="r")
+            n = root["scalars"].attrs.get("committed_rows", 0)
+            if n and "loss_g" in root["scalars"]:
+                d, g = root["scalars/loss_d"][:n], root["scalars/loss_g"][:n]
+                scale = np.concatenate([d[1:] / steps[1:n], (g[1:] - 0.5) / steps[1:n]])
+                seen.append((n, *{round(float(x)) for x in scale}))
+        return out
+
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.write_scalars({"step": steps, "loss_d": 1.0 * steps, "loss_g": 1.0 * steps + 0.5})
+        monkeypatch.setattr(local, "_put", read_as_a_reader)
+        store.write_scalars({"step": steps, "loss_d": 1.0 * steps, "loss_g": 1.0 * steps + 0.5,
+                             "lr": np.full(6, 2e-4)})  # a new column only: no row changes
+        assert all(n == 6 for n, *_ in seen)
+        seen.clear()
+        store.write_scalars({"step": steps, "loss_d": 2.0 * steps, "loss_g": 2.0 * steps + 0.5, "lr": np.full(6, 2e-4)})
+    assert seen and all(len(scales) <= 1 for _, *scales in seen), seen  # each read one log's rows
+    assert StoreReader(path).scalars()["loss_g"].tolist() == (2.0 * steps + 0.5).tolist()
+
+
+def test_a_new_per_sample_metric_has_its_commit_point_from_its_first_write(tmp_path, rng, monkeypatch):
+    """Round AQ: a per-sample metric's array was made, then given ``committed_rows``: a live
+    reader reading ``attrs["committed_rows"]`` as store.md says got a KeyError in between."""
+    import zarr.storage._local as local
+
+    written: list[dict] = []
+    put = local._put
+
+    def noting(path, value, *args, **kwargs):
+        if path.name == "zarr.json" and path.parent.name == "near_copy":
+            written.append(json.loads(value.to_bytes()).get("attributes", {}))
+        return put(path, value, *args, **kwargs)
+
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(5, "step_5", "h") as tx:
+            add_rows(tx, 6, rng)
+        monkeypatch.setattr(local, "_put", noting)
+        store.write_sample_metric("near_copy", 0, np.ones(6, np.float32))
+    assert written and all("committed_rows" in attributes for attributes in written)
+    assert written[-1]["committed_rows"] == 6
+
+
 def test_a_plain_reader_never_sees_a_rewritten_checkpoint_current_twice_or_not_at_all(tmp_path, rng, monkeypatch):
     """checkpoints/superseded was set after the commit point moved: a plain reader polling a live
     watch saw both versions of a rewritten checkpoint current (18 of 7,290 polls). superseded_by
