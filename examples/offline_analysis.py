@@ -24,11 +24,25 @@ import numpy as np  # noqa: E402
 import zarr  # noqa: E402
 
 
+def missing_chunks(root: zarr.Group, name: str, rows: int) -> list[int]:
+    """The chunks of the array ``name`` under the commit point whose files are missing: a store
+    copied or restored incompletely, which zarr would read as zeros without a word."""
+    array = root[name]
+    folder = Path(root.store.root) / array.path
+    per_chunk = array.chunks[0]
+    return [i for i in range(-(-rows // per_chunk))
+            if not (folder / array.metadata.encode_chunk_key((i,) + (0,) * (array.ndim - 1))).is_file()]
+
+
 def read_current_generated(path: str | Path, first: int | None = None, last: int | None = None) -> dict:
     """Committed, current, generated rows with ``first <= step <= last``: their columns as arrays."""
     root = zarr.open_group(str(path), mode="r")
     attrs = root.attrs.asdict()
     n_rows, n_ckpt = attrs["committed"]["rows"], attrs["committed"]["checkpoints"]
+    for name in ("samples/embedding", "checkpoints/source"):
+        if missing := missing_chunks(root, name, n_ckpt if name.startswith("checkpoints") else n_rows):
+            raise ValueError(f"{path}: {name} lacks the files of chunks {missing[:5]}: an incomplete copy; "
+                             "copy the store again")
     step = root["samples/step"][:n_rows]
     kind = root["samples/kind"][:n_rows]
     checkpoint = root["samples/checkpoint"][:n_rows]
@@ -120,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         first, last = parse_range(args.steps)
     except ValueError as exc:
         parser.error(f"--steps: {exc}")
-    data = read_current_generated(args.store, first, last)
+    try:
+        data = read_current_generated(args.store, first, last)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if not len(data["rows"]):
         print(f"{args.store}: no generated samples in steps {args.steps or 'all'}", file=sys.stderr)
         return 1

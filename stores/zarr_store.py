@@ -341,7 +341,7 @@ class StoreReader:
         table = {name: self._read(self._array("checkpoints", name), n, None) for name in fmt.CHECKPOINT_ARRAYS}
         table["superseded_by"] = (self._read(self._array("checkpoints", "superseded_by"), n, None)
                                   if self.has_array("checkpoints", "superseded_by")  # an older store: unknown by whom
-                                  else np.where(table["superseded"], 0, -1).astype(np.int32))
+                                  else _replacements(table, table["superseded"].astype(bool), np.full(n, -1)))
         return table
 
     def holds_generated(self, *, with_rows: bool = False) -> bool:
@@ -652,6 +652,23 @@ def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
         around_later.update(above)
         names_later.setdefault(folder, _Names()).add(name)
     return flags
+
+
+def _replacements(checkpoints: dict[str, np.ndarray], flags: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """``superseded_by`` for the superseded ``flags``: the stored replacement where it is a later
+    checkpoint, else the next reading of the same source, else of the same step, else the next
+    checkpoint (0 was written: a renamed ``tmp-`` folder's step named checkpoint 0, another
+    step's, as its replacement; round AQ); -1 for the current ones."""
+    n = len(flags)
+    out = np.full(n, -1, np.int32)
+    next_of_source: dict[str, int] = {}
+    next_of_step: dict[int, int] = {}
+    for i in range(n - 1, -1, -1):
+        source, step = str(checkpoints["source"][i]), int(checkpoints["step"][i])
+        if flags[i]:
+            out[i] = stored[i] if i < stored[i] < n else next_of_source.get(source, next_of_step.get(step, i + 1))
+        next_of_source[source], next_of_step[step] = i, i
+    return out
 
 
 class _CurrentSources:
@@ -1005,8 +1022,9 @@ class StoreWriter(StoreReader):
 
     @uninterrupted
     def _write_superseded(self) -> None:
-        """Repair both records of supersession from the committed sources (after a crash, or in
-        a store made before ``superseded_by``: 0 where the replacement is not known)."""
+        """Repair both records of supersession from the committed sources (after a crash, a
+        checkpoint renamed, or in a store made before ``superseded_by``: where the replacement
+        is not known, the next reading of its source, else of its step, else the next checkpoint)."""
         if not self.has_array("checkpoints", "superseded_by"):
             self._create_superseded_by(zarr.open_group(str(self.path / "checkpoints"), mode="r+"))
         ckpt = self.checkpoints()
@@ -1016,8 +1034,7 @@ class StoreWriter(StoreReader):
             self.handle("checkpoints", "superseded")[:n] = flags
         by = self.handle("checkpoints", "superseded_by")
         stored = by[:n] if by.shape[0] >= n else np.full(n, -2, np.int32)
-        known = np.where((stored >= 0) & (stored < n), stored, 0)
-        fixed = np.where(flags, known, -1).astype(np.int32)
+        fixed = _replacements(ckpt, flags, stored)
         if not np.array_equal(fixed, stored):
             if by.shape[0] < n:
                 by.resize((n,))
@@ -1053,7 +1070,7 @@ class StoreWriter(StoreReader):
             handle[int(i)] = stored_text(new)
         self._write_superseded()
         by, newest = self.handle("checkpoints", "superseded_by"), int(np.flatnonzero(ckpt["source"] == stored_text(new)).max(initial=-1))
-        for i in where:  # replaced by the reading at the new name (_write_superseded knows no replacement: 0)
+        for i in where:  # replaced by the reading at the new name
             if newest > i:
                 by[int(i)] = newest
 

@@ -184,3 +184,13 @@ def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr  # a usage error, as argparse gives
     assert bad.stderr.strip().splitlines()[-1].endswith("--steps: Expected a step range as FIRST:LAST "
                                                          "(either may be empty). Got '60' instead.")
+    # round AQ: a chunk file missing (an incomplete copy) printed NaN and exited 0
+    for name in ("samples/embedding", "checkpoints/source"):
+        chunks = sorted((store / name / "c").rglob("*"))
+        moved = [c for c in chunks if c.is_file()][0]
+        moved.rename(tmp_path / "aside")
+        done = subprocess.run([sys.executable, "-I", str(script), str(store)], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=120)
+        assert done.returncode == 1 and done.stderr.strip() == (
+            f"error: {store}: {name} lacks the files of chunks [0]: an incomplete copy; copy the store again")
+        (tmp_path / "aside").rename(moved)

@@ -648,12 +648,25 @@ def test_a_plain_reader_never_sees_a_rewritten_checkpoint_current_twice_or_not_a
     shutil.rmtree(path / "checkpoints" / "superseded_by")
     root = zarr.open_group(str(path), mode="r+")
     root.update_attributes({"evowatch": {**root.attrs["evowatch"], "version": 1}})
-    assert StoreReader(path).checkpoints()["superseded_by"].tolist() == [0, -1]
+    assert StoreReader(path).checkpoints()["superseded_by"].tolist() == [1, -1]  # the next reading of its source
     assert StoreReader(path).current_rows().tolist() == [False] * 3 + [True] * 3
     assert StoreReader(path).attrs["evowatch"]["version"] == 1  # reading changes nothing
     StoreWriter(path, ENCODER, thumbnail_size=4).close()
-    assert zarr.open_array(str(path / "checkpoints" / "superseded_by"), mode="r")[:].tolist() == [0, -1]
+    assert zarr.open_array(str(path / "checkpoints" / "superseded_by"), mode="r")[:].tolist() == [1, -1]
     assert zarr.open_group(str(path), mode="r").attrs["evowatch"]["version"] == 2
+
+
+def test_a_folder_renamed_onto_a_deleted_checkpoints_name_is_its_replacement(tmp_path, rng):
+    """Round AQ: step_200/ deleted, tmp-step_200/ written then renamed step_200/: the first
+    reading of step_200 was given checkpoint 0 (step 100's) as its replacement."""
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        for step, source, digest in ((100, "step_100", "a"), (200, "step_200", "b"), (200, "tmp-step_200", "c")):
+            with store.checkpoint(step, source, digest) as tx:
+                add_rows(tx, 2, rng)
+        store.rename_source("tmp-step_200", "step_200")
+        with store.checkpoint(200, "step_200", "d") as tx:
+            add_rows(tx, 2, rng)
+        assert store.checkpoints()["superseded_by"].tolist() == [-1, 2, 3, -1]
 
 
 def test_an_evowatch_that_knows_only_version_1_refuses_a_version_2_store(tmp_path, rng, monkeypatch):
