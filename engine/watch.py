@@ -292,8 +292,18 @@ class Watcher:
         same = bool(latest) and (self._stand_in is not None or 2 * sum(
             any(hash_as(c, source) == stored[source] for c in partners[source]) for source in latest) > len(latest))
         if same:
-            log.info("%s: the store's run was watched at %s; its checkpoints are here (moved or copied): going on",
-                     self.config.run_dir, watched_at)
+            renamed = next(((c.source, source) for source in latest for c in partners[source] if c.source != source), None)
+            if renamed is None:
+                log.info("%s: the store's run was watched at %s; its checkpoints are here (moved or copied): going on",
+                         self.config.run_dir, watched_at)
+                return
+            # watched from the folder above or inside: every checkpoint is read again (round AQ: each
+            # said "which is gone (renamed)", the old folder still there)
+            nested = here.startswith(watched_at + os.sep) or watched_at.startswith(here + os.sep)
+            keep = f"; point evowatch at {watched_at} to keep them" if nested and os.path.isdir(watched_at) else ""
+            log.warning("%s: the store's run was watched at %s; its checkpoints are here under other names (%s for "
+                        "%s): each is read again under its name from here, the earlier rows kept as superseded%s",
+                        self.config.run_dir, watched_at, *renamed, keep)
             return
         raise EvowatchError(f"{self.store.path}: holds the checkpoints of the run watched at {watched_at}, which "
                             f"{self.config.run_dir} does not hold (another run): watch it into its own --store (one "
@@ -365,7 +375,7 @@ class Watcher:
             old = self._moved.pop(source)
             if stored_text(source) in committed:  # else not stored after all (a sampler that failed)
                 self.store.rename_source(old, source)
-                log.info("%s: the files of %s, which is gone (renamed), stored before: its rows kept as superseded",
+                log.info("%s: the files of %s, stored before under that name: its rows kept as superseded",
                          source, old)
 
     def _find_moves(self, new: list[Checkpoint], stored: list[Checkpoint] = ()) -> None:
@@ -519,7 +529,7 @@ class Watcher:
                 if c.source in self._replacing:
                     note += "; a new version, the earlier one's rows kept as superseded"
                 if (old := self._moved.pop(c.source, None)) is not None:
-                    note += f"; the files of {old}, which is gone (renamed): its rows kept as superseded"
+                    note += f"; the files of {old}, stored before under that name: its rows kept as superseded"
                 said.item(c.step if generated else None, "ingested %s (%s): %s%s",
                           f"step {c.step}" if generated else f"{c.kind} reference", c.source,
                           counted(result.rows, "sample"), note)

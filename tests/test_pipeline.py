@@ -1484,7 +1484,7 @@ def test_a_checkpoint_the_run_renamed_is_its_new_version_not_a_second_copy(tmp_p
     capsys.readouterr()
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "the files of tmp-checkpoint-300, which is gone (renamed): its rows kept as superseded" in err
+    assert "the files of tmp-checkpoint-300, stored before under that name: its rows kept as superseded" in err
     assert "holds the same samples" not in err
     summary = info(store)
     assert (summary["rows"], summary["current_rows"], summary["steps"]) == (20, 12, [100, 250, 300])
@@ -2681,9 +2681,20 @@ def test_a_store_refuses_another_run_and_goes_on_with_its_own_run_moved_copied_o
     write_step(moved, 300, 2, seed=2)  # the copy went on
     for watched in (moved.parent, moved, first):  # moved and seen from above; moved; inside the folder watched
         assert main(["watch", str(watched), *watch]) == 0
-        assert "(another run)" not in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "(another run)" not in err
+        if watched == moved.parent:  # round AQ: each said "which is gone (renamed)", the old folder still there
+            assert (f"{watched}: the store's run was watched at {first.parent}; its checkpoints are here under other "
+                    "names (copy/step_000200 for run1/step_000200): each is read again under its name from here, the "
+                    "earlier rows kept as superseded\n") in err
+
     assert int(StoreReader(store).current_rows().sum()) == 8  # steps 0 to 300, read again at their new names
     assert main(["watch", str(second), *watch, "--same-run"]) == 0
+    nested = tmp_path / "proj" / "run"  # watched from the folder above: watching the run keeps the rows
+    write_step(nested, 100, 2, seed=30)
+    watch[1] = str(tmp_path / "nested.zarr")
+    assert main(["watch", str(nested), *watch]) == 0 and main(["watch", str(nested.parent), *watch]) == 0
+    assert f"earlier rows kept as superseded; point evowatch at {nested} to keep them\n" in capsys.readouterr().err
 
 
 def test_a_step_regex_that_reads_no_step_says_whether_it_matched_nothing_or_captured_no_number(tmp_path, capsys):
