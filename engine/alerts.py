@@ -569,8 +569,8 @@ def _label_drift(hist: list[Mapping], rules: AlertRules, names: Mapping[str, str
     step = int(cur["step"])
     return Alert(step, "label_drift", tv,
                  f"label shares drifted from the reference at step {step} (total variation {tv:.3g} > {limit:.3g}): "
-                 f"'{names.get(over[0], over[0])}' {_pct(over[1][0])} vs {_pct(over[1][1])}, "
-                 f"'{names.get(under[0], under[0])}' {_pct(under[1][0])} vs {_pct(under[1][1])}")
+                 f"'{names.get(f'label_share:{over[0]}', over[0])}' {_pct(over[1][0])} vs {_pct(over[1][1])}, "
+                 f"'{names.get(f'label_share:{under[0]}', under[0])}' {_pct(under[1][0])} vs {_pct(under[1][1])}")
 
 
 def _share_gap_sd(share: float, n: float, ref: float, n_ref: float) -> float:
@@ -602,7 +602,8 @@ def _probe_drift(hist: list[Mapping], rules: AlertRules, names: Mapping[str, str
         return None
     drifting.sort(reverse=True)
     step = int(cur["step"])
-    parts = ", ".join(f"'{names.get(name, name)}' {_pct(s)} vs {_pct(r)}" for _, name, s, r in drifting)
+    parts = ", ".join(f"'{names.get(f'probe_share:{name}', name)}' {_pct(s)} vs {_pct(r)}"
+                      for _, name, s, r in drifting)
     return Alert(step, "probe_drift", drifting[0][0],
                  f"probe shares drifted from the real reference at step {step}: {parts}")
 
@@ -752,8 +753,8 @@ def evaluate_alerts(
     rules : thresholds; :data:`DEFAULT_RULES` by default.
     losses : trainer scalars ``{name: (steps, values)}`` (from
         :func:`engine.trainer_logs.read_trainer_scalars`) for the ``convergence`` rule.
-    names : the labels' and probes' own names by those in their keys (``round_thing`` ->
-        ``round thing``), for the messages.
+    names : the labels' and probes' own names by their shares' keys
+        (``label_share:round_thing`` -> ``round thing``), for the messages.
 
     Returns
     -------

@@ -152,6 +152,7 @@ class Signals:
     _said_unlabelled_real: bool = field(default=False, init=False)
     _said_blind: bool = field(default=False, init=False)
     _said_foreign: bool = field(default=False, init=False)
+    _names: dict = field(default_factory=dict, init=False)  # a share's array name -> its label or probe
     _said_twins: set = field(default_factory=set, init=False)
     _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
@@ -357,6 +358,7 @@ class Signals:
                 first, last = where[ranges[twin]]
                 self._unwritten_samples.setdefault(name, []).append((start, np.asarray(values[first:last], np.float32)))
         keys = array_names(scalars)
+        self._note_names(store, keys)
         row = {keys[k]: float(v) for k, v in scalars.items()}
         self._steps_measured(store)[step] = {"step": step, **row}
         if not self._said_blind and memorisation_blind(row, self.rules):
@@ -437,7 +439,7 @@ class Signals:
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
         history = [record for s, record in self._steps_measured(store).items() if s <= step]
-        fired = evaluate_alerts(history, self.rules, losses or None, self._display_names(store))
+        fired = evaluate_alerts(history, self.rules, losses or None, self._names)
         stored = list(self._stored_alerts(store))
         if not fired:
             if any(a["step"] == step for a in stored):  # measured again (a rewritten or completed checkpoint): no alert now
@@ -451,10 +453,15 @@ class Signals:
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
         self._act(store, stored, [alert for alert in fired if alert.rule not in said], fired)
 
-    def _display_names(self, store: StoreWriter) -> dict[str, str]:
-        """Labels and probes by the names their metrics' keys give them: an alert said
-        ``'round_thing'`` of the label ``round thing`` (round AQ)."""
-        return {array_name(f"share:{name}").removeprefix("share:"): name for name in (*store.labels, *self._probe_names())}
+    def _note_names(self, store: StoreWriter, keys: dict[str, str]) -> None:
+        """The labels and probes as given, by their shares' array names: an alert said
+        ``'round_thing'`` of the label ``round thing`` (round AQ), and two labels of one array
+        name (``dog (small)``, ``dog [small]``: ``dog_small``, ``dog_small_``) are told apart
+        as their arrays were (round AR)."""
+        given = {metric_key(prefix, name): name for prefix, names in (("label_share", store.labels),
+                                                                     ("probe_share", self._probe_names()))
+                 for name in names}
+        self._names.update({key: given[metric] for metric, key in keys.items() if metric in given})
 
     def _late_losses(self, store: StoreWriter, losses: dict, raised: set[tuple[int, str]]) -> None:
         """Losses logged after the newest measured checkpoint: a NaN there (a run that diverged,

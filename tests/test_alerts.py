@@ -1392,6 +1392,37 @@ def test_sample_labels_none_of_the_references_are_said(tmp_path, capsys):
         assert (line in err) == said, err
 
 
+def test_a_label_drift_names_labels_as_given_even_two_of_one_array_name(tmp_path, capsys):
+    """Round AQ: alerts named labels by their array names ('round_thing'); round AR: two labels
+    of one array name (``dog (small)``, ``dog [small]``: ``dog_small``, ``dog_small_``) got
+    each other's names, the 97% said of the label at 3%."""
+    from PIL import Image
+
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    names = ("dog (small)", "dog [small]")
+    rng = np.random.default_rng(8)
+    images = smooth_images(rng, 80, 32)
+    for i, image in enumerate(images):
+        folder = tmp_path / "real" / names[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    run = tmp_path / "run"
+    for step in range(6):
+        for i in rng.choice(80, 32, replace=False):
+            label = names[0] if step >= 4 else names[i % 2]
+            folder = run / f"step_{step}" / label
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i]).save(folder / f"{i:02d}.png")
+    for path in run.rglob("*.png"):
+        os.utime(path, (time.time() - 60,) * 2)
+    assert main(["watch", str(run), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0",
+                 "--encoder", "pixels", "--no-layout", "--real", str(tmp_path / "real")]) == 0
+    err = capsys.readouterr().err
+    assert "[label_drift]" in err and "'dog (small)' 100% vs 50%, 'dog [small]' 0% vs 50%" in err, err
+
+
 def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
     """A run broken from one checkpoint to the next (round AH: precision 0.92 -> 0.02, FD 0.04
     -> 0.29, then flat) rose once and raised nothing: `fd_rising` needed 3 rises in a row."""
@@ -1431,5 +1462,5 @@ def test_probe_drift_counts_the_references_own_noise():
     assert evaluate_alerts([record(s, 0.64, 0.9, 10) for s in range(3)]) == []
     (alert,) = evaluate_alerts([record(s, 0.64, 0.9, 5000) for s in range(3)])
     assert "'p' 64% vs 90%" in alert.message
-    (alert,) = evaluate_alerts([record(s, 0.64, 0.9, 5000) for s in range(3)], names={"p": "a p/q"})
+    (alert,) = evaluate_alerts([record(s, 0.64, 0.9, 5000) for s in range(3)], names={"probe_share:p": "a p/q"})
     assert "'a p/q' 64% vs 90%" in alert.message  # round AQ: the key's name was said ('a_red_image')
