@@ -16,9 +16,10 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
   it. A TensorFlow ``images`` summary's several images are one sample each.
 * Tags that differ only in a trailing number, two or more in one folder (``add_image(f"sample_{i}",
   ...)``), are one checkpoint per step, ``FOLDER/sample_*@STEP``, each image one sample whose
-  instance id is its tag's number, so samples align across steps (a tag's grid is split, its
-  tiles numbered after the lower tags'); a tag a step (``add_image(f"samples_{step}", grid,
-  step)``) is read as one tag is. Tags that are prompts
+  instance id is its tag's number, so samples align across steps; never split (round AR: a
+  disc on white, a wide spectrogram, taken for grids), a TensorFlow summary's several images
+  numbered after the lower tags'. A tag a step (``add_image(f"samples_{step}", grid, step)``)
+  is read as one tag is. Tags that are prompts
   (PixArt's ``add_images(validation_prompt, image, step)``), two or more in one folder, are
   one checkpoint per step too, ``FOLDER/{sample}@STEP``, each prompt its image's label and,
   in the order the prompts first came, its instance.
@@ -285,10 +286,10 @@ class TensorBoardImages:
 
     # --- samples -----------------------------------------------------------------------
     def iter_samples(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
-        """The checkpoint's images: a tag's grid split into its tiles (instance = tile index,
-        after the lower-numbered tags' of a series), the several images of one summary one
-        sample each (instance = their order), a numbered tag's lone image one sample (instance
-        = its number), a prompt's image one sample."""
+        """The checkpoint's images: a lone tag's grid split into its tiles (instance = tile
+        index), the several images of one summary one sample each (instance = their order,
+        after the lower-numbered tags' of a series), a numbered tag's image one sample
+        (instance = its number), a prompt's image one sample."""
         options = options or self._options
         if checkpoint.kind != "generated":
             yield from decode.iter_samples(checkpoint, options)
@@ -330,7 +331,7 @@ class TensorBoardImages:
             path = f"{name}#{index}" if len(images) > 1 else name
             try:
                 image = decode.decode_image(io.BytesIO(encoded))
-                geometry = None if len(images) > 1 or label is not None else (
+                geometry = None if len(images) > 1 or instance is not None else (
                     resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
                     or self._tag_geometry(logged, image.shape))
             except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
@@ -346,13 +347,12 @@ class TensorBoardImages:
                 yield SkippedFile(path=path, reason=str(exc), misfit=True)
                 continue
             for tile_index, tile in tiles:
-                yield Sample(image=tile, instance=_instance(instance, tile_index, geometry.rows * geometry.cols),
-                             path=f"{path}#{tile_index}")
+                yield Sample(image=tile, instance=tile_index, path=f"{path}#{tile_index}")
 
 
 def _instance(tag_number: int | None, index: int, count: int) -> int:
-    """A sample's instance id: its index among its tag's ``count`` images (or a grid's tiles),
-    after those of the lower-numbered tags of its series (``sample_1``'s 4 tiles are 4 to 7)."""
+    """A sample's instance id: its index among its tag's ``count`` images, after those of the
+    lower-numbered tags of its series (``sample_1``'s 4 images are 4 to 7; they all were 0 to 3)."""
     return index if tag_number is None else (tag_number * count + index if count > 1 else tag_number)
 
 

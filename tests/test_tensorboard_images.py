@@ -351,22 +351,29 @@ def test_a_grid_logged_under_a_tag_per_step_is_split_as_a_lone_tags(tmp_path):
         np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[200])
 
 
-def test_numbered_tags_of_batches_are_split_each_tile_its_own_instance(tmp_path):
-    """Round AQ: ``add_images(f"sample_{i}", batch, step)`` (a batch a class) was one sample a
-    tag: 3 of the 12 a step."""
+def test_numbered_tags_images_are_never_split(tmp_path):
+    """Round AR: splitting numbered tags' grids (``add_images(f"sample_{i}", batch)``, round AQ)
+    cut single samples apart: a disc on white into 4 quarters (ids repeating another tag's), a
+    wide 16x64 image into 8 columns, and a --grid meant for the run's grid tag into slivers."""
     run = tmp_path / "run"
     writer = SummaryWriter(str(run / "tb"))
-    batches = {step: samples(12, 8, step) for step in (10, 20)}
-    for step, batch in batches.items():
-        for i in range(3):
-            writer.add_images(f"sample_{i}", batch[4 * i:4 * i + 4], step, dataformats="NHWC")
+    yy, xx = np.mgrid[:32, :32]
+    disc = np.where(((yy - 16) ** 2 + (xx - 16) ** 2 < 64)[..., None], np.uint8([200, 30, 30]), np.uint8(255))
+    wide = np.repeat(samples(1, 64, 3)[:, :16], 1, axis=0)[0]
+    for step in (100, 200):
+        for i in range(8):
+            writer.add_image(f"disc_{i}", disc, step, dataformats="HWC")
+            writer.add_image(f"wide_{i}", wide, step, dataformats="HWC")
+        writer.add_image("grid", make_grid(torch.from_numpy(samples(16, 8, step).transpose(0, 3, 1, 2)), nrow=8,
+                                           padding=0), step)
     writer.close()
-    logged = TensorBoardImages()
-    found = logged.scan(run)
-    assert [c.source for c in found] == ["tb/sample_*@10", "tb/sample_*@20"]
-    got = read(logged, found[1])
-    assert [s.instance for s in got] == list(range(12))
-    np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[20])
+    for options in (DiscoveryOptions(), DiscoveryOptions(grid=(2, 8))):
+        logged = TensorBoardImages()
+        found = by_source(logged.scan(run, options))
+        for series in ("disc_*", "wide_*"):
+            got = list(logged.iter_samples(found[f"tb/{series}@200"], options))
+            assert [s.instance for s in got] == list(range(8)), (series, options)
+        assert len(list(logged.iter_samples(found["tb/grid@200"], options))) == 16
 
 
 def test_tags_ending_in_a_decimal_are_their_own_series_and_reconstructions_are_left_out(tmp_path):
