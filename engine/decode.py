@@ -49,8 +49,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from engine.discovery import (TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, index_in_name, last_integer,
-                              warn_once)
+from engine.discovery import (TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, in_a_label_folder, index_in_name,
+                              last_integer, warn_once)
 from engine.errors import DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -657,17 +657,10 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
     nested = {f: f.parent for f in checkpoint.files if f.parent != folder}
     if options.label_folders is None:
         parents = {f.parent for f in checkpoint.files}
-        lone = in_one_folder(checkpoint) and next(iter(parents)).name in options.folder_label_names
-        if not lone and (len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested)):
+        if not in_a_label_folder(checkpoint, options) and (
+                len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested)):
             return {}
     return {f: parent.name for f, parent in nested.items()}
-
-
-def in_one_folder(checkpoint: Checkpoint) -> bool:
-    """Whether all of a checkpoint's files sit in one folder just below its own
-    (``step_1000/circle/``), a label's in a run of ImageFolder checkpoints."""
-    parents = {f.parent for f in checkpoint.files}
-    return len(parents) == 1 and next(iter(parents)).parent == checkpoint_path(checkpoint)
 
 
 def label_folder_names(checkpoints: Iterable[Checkpoint], options: DiscoveryOptions) -> frozenset[str]:

@@ -1527,6 +1527,20 @@ def file_versions(checkpoint: Checkpoint, changes: bool = False) -> tuple[tuple[
     return tuple(versions)
 
 
+def in_one_folder(checkpoint: Checkpoint) -> bool:
+    """Whether all of a checkpoint's files sit in one folder just below its own
+    (``step_1000/circle/``), a label's in a run of ImageFolder checkpoints."""
+    parents = {f.parent for f in checkpoint.files}
+    return len(parents) == 1 and next(iter(parents)).parent == checkpoint_path(checkpoint)
+
+
+def in_a_label_folder(checkpoint: Checkpoint, options: DiscoveryOptions) -> bool:
+    """Whether a checkpoint's files all sit in one folder that is a label folder of the run's
+    other checkpoints (``options.folder_label_names``): labelled by it (auto ``label_folders``)."""
+    return options.label_folders is None and in_one_folder(checkpoint) and \
+        checkpoint.files[0].parent.name in options.folder_label_names
+
+
 def reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -> str:
     """How the files are read, where a user set it by hand (empty with the defaults)."""
     if options is None:
@@ -1539,7 +1553,10 @@ def reading_settings(checkpoint: Checkpoint, options: DiscoveryOptions | None) -
              f"rows={format_tile_slice(options.tile_rows)}" if options.tile_rows else "",
              f"cols={format_tile_slice(options.tile_cols)}" if options.tile_cols else "",
              f"step={checkpoint.step}" if options.step_regex is not None else "",
-             f"range={options.value_range[0]:g},{options.value_range[1]:g}" if options.value_range else ""]
+             f"range={options.value_range[0]:g},{options.value_range[1]:g}" if options.value_range else "",
+             # a lone folder that became a label folder of the run (a live watch saw it before the
+             # run's other steps showed it was one): read again, labelled (round AR)
+             "labels=folder" if in_a_label_folder(checkpoint, options) else ""]
     return ";".join(p for p in parts if p)
 
 

@@ -30,10 +30,11 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
-from engine.decode import in_one_folder, iter_samples, label_folder_names, labels_file_path, labels_table
-from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path,
-                              combined_hash, file_digests, file_versions, is_ready, reading_settings, ready_file_name,
-                              sample_files, scan_reference, scan_run, series_glob, step_regex_miss, warn_once)
+from engine.decode import iter_samples, label_folder_names, labels_file_path, labels_table
+from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path, combined_hash,
+                              file_digests, file_versions, in_a_label_folder, in_one_folder, is_ready, reading_settings,
+                              ready_file_name, sample_files, scan_reference, scan_run, series_glob, step_regex_miss,
+                              warn_once)
 from engine.encoders import Encoder
 from engine.errors import DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, ingest
@@ -191,7 +192,8 @@ class Watcher:
         self._references_checked = False
         self._settling: list[Checkpoint] = []  # found by the last scan, still being written
         self._found = 0  # checkpoints of the run seen by the last scan, ready or not
-        self._scanned: list[Checkpoint] = []  # and which
+        #: the options checkpoints are hashed and read with: the run's label folders named (_note_label_folders)
+        self._options = config.options
         self._shared_steps_noted = False
         self.live = False  # more checkpoints may come (run_forever, the demo): none yet is no warning
         self._run_dir_gone = False
@@ -229,7 +231,7 @@ class Watcher:
                 digest = self._stand_in.content_hash(checkpoint)
             else:  # content_hash, its file digests kept for this pass's look for moves
                 self._digests[checkpoint.source] = file_digests(checkpoint)
-                digest = combined_hash(reading_settings(checkpoint, self.config.options), self._digests[checkpoint.source])
+                digest = combined_hash(reading_settings(checkpoint, self._options), self._digests[checkpoint.source])
         except FileNotFoundError:  # deleted between scan and hash (rotation)
             return None
         self._hashes[checkpoint.source] = (fingerprint, digest)
@@ -275,6 +277,7 @@ class Watcher:
         if not stored:
             return
         found = self._scan() if self.config.run_dir.is_dir() else []
+        self._note_label_folders(found)
         partners = _partners(found[::-1], stored)  # the latest stored names found, newest first
         latest = list(partners)[:5]
         digests: dict[str, list | None] = {}  # a checkpoint may be the partner of several names: read once
@@ -286,7 +289,7 @@ class Watcher:
                 except FileNotFoundError:
                     digests[checkpoint.source] = None
             read = digests[checkpoint.source]
-            return None if read is None else _hash_renamed(reading_settings(checkpoint, self.config.options), read,
+            return None if read is None else _hash_renamed(reading_settings(checkpoint, self._options), read,
                                                            checkpoint.source, source)
 
         same = bool(latest) and (self._stand_in is not None or 2 * sum(
@@ -320,7 +323,8 @@ class Watcher:
         found = self._scan()
         if references:
             self._check_references_apart(references, found)
-        self._found, self._scanned = len(found), found
+        self._found = len(found)
+        self._note_label_folders(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:
             fingerprint = _fingerprint(checkpoint)
@@ -401,7 +405,7 @@ class Watcher:
                 digests = self._digests.get(checkpoint.source) or file_digests(checkpoint)
             except FileNotFoundError:
                 continue
-            settings = reading_settings(checkpoint, self.config.options)
+            settings = reading_settings(checkpoint, self._options)
             prefix = checkpoint.source
             versions = self._hashes.get(checkpoint.source, ((),))[0]
             written = max((version[2] for version in versions), default=0) / 1e9  # (name, size, mtime, ctime)
@@ -481,14 +485,21 @@ class Watcher:
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
             self._shared_steps_noted = True
 
-    def _options_for(self, jobs: list[tuple[Checkpoint, str]]) -> DiscoveryOptions:
-        """The options, naming the run's label folders when a checkpoint's files all sit in one
-        folder: a step drifted to one class (``step_1000/circle/``) lost every label, and
-        label_drift stopped at the worst point (round AQ)."""
-        options = self.config.options
-        if options.label_folders is not None or not any(in_one_folder(job) for job, _ in jobs):
-            return options
-        return replace(options, folder_label_names=label_folder_names(self._scanned, options))
+    def _note_label_folders(self, found: list[Checkpoint]) -> None:
+        """Name the run's label folders in the options, so that a checkpoint whose files all sit
+        in one of them (a step drifted to one class, ``step_1000/circle/``) is labelled by it
+        (round AQ: it lost every label, and label_drift stopped at the worst step); one stored
+        before the run showed the folder was a label's (a live watch) is read again, labelled
+        (round AR). Its reading settings say it, so its hash changes."""
+        if self.config.options.label_folders is not None or not any(in_one_folder(c) for c in found):
+            return
+        names = label_folder_names(found, self.config.options)
+        if names == self._options.folder_label_names:
+            return
+        self._options = replace(self.config.options, folder_label_names=names)
+        for checkpoint in found:
+            if in_a_label_folder(checkpoint, self._options):
+                self._hashes.pop(checkpoint.source, None)  # hashed again with its settings
 
     # --- doing it -------------------------------------------------------------------
     def run_once(self) -> list[IngestResult]:
@@ -513,7 +524,7 @@ class Watcher:
             if (old := self._moved.get(job.source)) is not None:  # the ingest, both were current meanwhile
                 self.store.rename_source(old, job.source)  # (a live reader saw the step twice)
         with bar, logging_redirect_tqdm(tqdm_class=_WholeLines):
-            for result in ingest(self.store, jobs, self.encoder, self._options_for(jobs),
+            for result in ingest(self.store, jobs, self.encoder, self._options,
                                  workers=self.config.workers, on_rows=lambda n: (bar.update(n), said.rows(n)),
                                  samples=self._stand_in.iter_samples if self._stand_in else iter_samples):
                 results.append(result)

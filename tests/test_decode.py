@@ -596,6 +596,33 @@ def test_a_step_of_one_class_folder_keeps_its_label_in_a_run_of_class_folders(tm
     assert {s.label for s in one} == {None}  # without the run's other steps: a single folder is no label
 
 
+def test_a_lone_class_folder_stored_before_the_run_showed_it_was_one_is_read_again_labelled(tmp_path):
+    """Round AR: a live watch read ``step_500/circle/`` before ``step_1000/{circle,square}/``
+    showed ``circle`` was a label: stored unlabelled for good, where ``--once`` labelled it."""
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreReader, StoreWriter
+
+    run = tmp_path / "run"
+    for i in range(2):
+        write_png(run / "step_500" / "circle" / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    encoder = make_encoder("pixels", device="cpu")
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
+                          store, encoder)
+        assert [r.checkpoint.step for r in watcher.run_once()] == [500]
+        for label in ("circle", "square"):
+            write_png(run / "step_1000" / label / "0.png", smooth_images(RNG, 1, 16)[0])
+        assert sorted(r.checkpoint.step for r in watcher.run_once()) == [500, 1000]
+        assert watcher.run_once() == []
+    reader = StoreReader(tmp_path / "s.zarr")
+    current, labels = reader.current_rows(), reader.labels
+    got = [(int(step), labels[code] if code >= 0 else None)
+           for step, code, keep in zip(reader.samples("step"), reader.samples("label"), current) if keep]
+    assert got == [(500, "circle"), (500, "circle"), (1000, "circle"), (1000, "square")]
+
+
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):
     """Orientation 6: the camera stored the photo turned; viewers (and the encoder) see it upright."""
     stored = np.zeros((20, 40, 3), np.uint8)
