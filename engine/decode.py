@@ -505,9 +505,11 @@ def _stored_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo
     return _file_rows(path, member.header_offset + 30 + name_length + extra_length)
 
 
-def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(images as NHWC, labels or None, latents or None) from a ``.npy``/``.npz``/``.pt`` file;
-    a ``reference`` set's may be an FID reference batch (its images are real data)."""
+def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
+                                                                 tuple[float, float] | None]:
+    """(images as NHWC, labels or None, latents or None, the float images' range the file says
+    or None) from a ``.npy``/``.npz``/``.pt`` file; a ``reference`` set's may be an FID
+    reference batch (its images are real data)."""
     _require_content(path)
     arrays = _torch_arrays(path) if path.suffix.lower() == ".pt" else _numpy_arrays(path)
     if not reference:
@@ -532,7 +534,16 @@ def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, n
             log.warning("%s: %d %s for %d images; ignoring them", path, len(extra), what, len(images))
             extra = None
         extras.append(extra)
-    return images, extras[0], extras[1]
+    return images, extras[0], extras[1], _said_range(arrays)
+
+
+def _said_range(arrays: Mapping[str, np.ndarray]) -> tuple[float, float] | None:
+    """A ``value_range`` array of two numbers (low, high) beside the images: what
+    :func:`engine.hooks.save_samples` writes beside floats it could not make uint8 (NaN or inf
+    among them); it wins over ``--value-range``, which is for files that do not say."""
+    said = _pick(arrays, ("value_range",))
+    said = None if said is None else np.asarray(said, dtype=np.float64).reshape(-1)
+    return (float(said[0]), float(said[1])) if said is not None and len(said) == 2 and said[0] < said[1] else None
 
 
 def _label_text(value: np.ndarray) -> str:
@@ -858,13 +869,14 @@ def _sheets_of_grids(images: Sequence[Path]) -> bool:
 
 
 def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
-    images, labels, latents = load_tensor_file(path, reference=ctx.checkpoint.kind != "generated")
+    images, labels, latents, said_range = load_tensor_file(path, reference=ctx.checkpoint.kind != "generated")
     name = ctx.name(path)
     try:
-        value_range = _value_range(images, ctx.options.value_range)
+        value_range = _value_range(images, said_range or ctx.options.value_range)
         for row, pixels in uint8_rows(images, value_range):
             instance = offset + row
-            label = _label_text(labels[row]) if labels is not None else ctx.label(path, instance, row)
+            # an empty label is none, as in a labels file (save_samples stores None so)
+            label = (_label_text(labels[row]) or None) if labels is not None else ctx.label(path, instance, row)
             latent = np.asarray(latents[row], dtype=np.float32).reshape(-1) if latents is not None else None
             yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
     except SkipFile as exc:

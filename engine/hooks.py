@@ -31,12 +31,9 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _scaled(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Images in ``value_range`` as uint8; as float32 in [0, 1] when some value is NaN or
-    infinite, kept so (uint8 made them black), for the reader to leave those samples out and say why."""
+def _as_uint8(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     lo, hi = value_range
-    scaled = np.clip((array.astype(np.float32) - lo) * (1.0 / (hi - lo)), 0, 1)
-    return scaled if not np.isfinite(array).all() else np.rint(scaled * 255).astype(np.uint8)
+    return np.clip(np.rint((array.astype(np.float32) - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
 
 
 def _plain(extra: np.ndarray, name: str) -> np.ndarray:
@@ -68,9 +65,11 @@ def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels
     latents
         Optional (N, ...) noise or features per sample, stored as ``latents``.
     value_range
-        The float images' range, e.g. ``(-1, 1)`` for a tanh output. ``None``: evowatch
-        infers it per file (any negative value means [-1, 1], else [0, 1]), which misreads
-        a [-1, 1] batch that happens to hold no negative value; pass it when you know it.
+        The float images' range, e.g. ``(-1, 1)`` for a tanh output: they are stored as uint8
+        (as floats with their range beside them when some value is NaN or infinite, for
+        evowatch to leave those samples out and say so). ``None``: evowatch infers it per file
+        (any negative value means [-1, 1], else [0, 1]), which misreads a [-1, 1] batch that
+        happens to hold no negative value; pass it when you know it.
 
     Returns
     -------
@@ -80,11 +79,15 @@ def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels
     if int(step) < 0:  # samples_-0000001.npz reads as step 1; step -1 is the reference's rows
         raise ValueError(f"Expected a training step of 0 or more. Got {step} instead.")
     array = _numpy(images)
+    arrays: dict[str, np.ndarray] = {}
     if value_range is not None and array.dtype != np.uint8:
-        array = _scaled(array, value_range)
+        if np.isfinite(array).all():
+            array = _as_uint8(array, value_range)
+        else:  # uint8 made NaN black and inf white: kept, for the reader to leave those samples out, said
+            arrays["value_range"] = np.asarray(value_range, np.float32)
     if array.ndim != 4:
         raise ValueError(f"Expected images as a (N, C, H, W) or (N, H, W, C) batch. Got shape {array.shape} instead.")
-    arrays = {"images": array}
+    arrays["images"] = array
     for name, extra in (("labels", labels), ("latents", latents)):
         if extra is not None:
             extra = _numpy(extra)

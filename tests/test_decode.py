@@ -394,7 +394,7 @@ from engine.decode import load_tensor_file, to_uint8
 def anonymous_mib():
     return int(re.search(r"RssAnon:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
 before = anonymous_mib()
-images, _, _ = load_tensor_file(Path({str(path)!r}))
+images, *_ = load_tensor_file(Path({str(path)!r}))
 grown = anonymous_mib() - before
 print(grown, to_uint8(np.asarray(images[95]))[0, 0, 0])
 """
