@@ -1335,22 +1335,26 @@ class StoreWriter(StoreReader):
         is not written; else the commit point moves back to its first row that changes (none
         when the logs grew: a reader saw an empty table while it was set to 0 for each rewrite;
         round AQ: rows rewritten under it, column by column, a reader took one loss from the
-        new log and another from the old), the rows from there are written, then it moves on."""
+        new log and another from the old) and ``rewrites`` counts it (back to the same count,
+        a reader comparing counts alone saw nothing; round AR), the rows from there are
+        written, then it moves on. A column the logs no longer hold is NaN (it kept the
+        abandoned run's values beside the new run's steps)."""
         group = self._ensure_group("scalars")
         n = len(columns.get("step", []))
         committed = int(group.attrs.get("committed_rows", 0))
+        columns = {**{name: np.full(n, np.nan) for name in group.array_keys() if name not in columns}, **columns}
         old = {name: self.handle("scalars", name)[:committed] for name in columns if name in group}
-        if n == committed and len(old) == len(columns) and all(
-                np.array_equal(old[name], values, equal_nan=True) for name, values in columns.items()):
-            return
-        same = min(committed, n)  # rows kept as they are: the first that differs in some old column
+        same = min(committed, n)  # rows kept as they are: up to the first that differs in some old column
         for name, before in old.items():
-            differs = np.flatnonzero(~_equal_or_both_nan(before[:same], np.asarray(columns[name][:same])))
-            same = int(differs[0]) if len(differs) else same
+            k = min(same, len(before))  # a column left short (a log that lost it, before round AR)
+            differs = np.flatnonzero(~_equal_or_both_nan(before[:k], np.asarray(columns[name][:k])))
+            same = int(differs[0]) if len(differs) else k
+        if same == n == committed and len(old) == len(columns):
+            return
         arrays = {name: self._ensure_column(group, "scalars", name, "int64" if name == "step" else "float64", n)
                   for name in columns}
         if same < committed:
-            group.update_attributes({"committed_rows": same})
+            group.update_attributes({"committed_rows": same, "rewrites": int(group.attrs.get("rewrites", 0)) + 1})
         for name, values in columns.items():
             arrays[name][same if name in old else 0:n] = values[same if name in old else 0:]
         group.update_attributes({"committed_rows": n})
