@@ -39,7 +39,9 @@ def read_current_generated(path: str | Path, first: int | None = None, last: int
     root = zarr.open_group(str(path), mode="r")
     attrs = root.attrs.asdict()
     n_rows, n_ckpt = attrs["committed"]["rows"], attrs["committed"]["checkpoints"]
-    for name in ("samples/embedding", "checkpoints/source"):
+    by = "superseded_by" if "superseded_by" in root["checkpoints"] else "superseded"
+    for name in ("samples/step", "samples/kind", "samples/checkpoint", "samples/label", "samples/embedding",
+                 f"checkpoints/{by}"):  # every array read here (round AR: a samples/step chunk missing read as step 0)
         if missing := missing_chunks(root, name, n_ckpt if name.startswith("checkpoints") else n_rows):
             raise ValueError(f"{path}: {name} lacks the files of chunks {missing[:5]}: an incomplete copy; "
                              "copy the store again")

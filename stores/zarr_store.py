@@ -656,15 +656,15 @@ def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
 
 def _replacements(checkpoints: dict[str, np.ndarray], flags: np.ndarray, stored: np.ndarray) -> np.ndarray:
     """``superseded_by`` for the superseded ``flags``: the stored replacement where it is a later
-    checkpoint, else the next reading of the same source, else of the same step, else the next
-    checkpoint (0 was written: a renamed ``tmp-`` folder's step named checkpoint 0, another
-    step's, as its replacement; round AQ); -1 for the current ones."""
+    checkpoint, else the next reading of the same source (a reference set: of its kind), else
+    of the same step, else the next checkpoint (0 was written: a renamed ``tmp-`` folder's step
+    named checkpoint 0, another step's, as its replacement; round AQ); -1 for the current ones."""
     n = len(flags)
     out = np.full(n, -1, np.int32)
     next_of_source: dict[str, int] = {}
     next_of_step: dict[int, int] = {}
     for i in range(n - 1, -1, -1):
-        source, step = str(checkpoints["source"][i]), int(checkpoints["step"][i])
+        source, step = _reading_key(str(checkpoints["source"][i])), int(checkpoints["step"][i])
         if flags[i]:
             out[i] = stored[i] if i < stored[i] < n else next_of_source.get(source, next_of_step.get(step, i + 1))
         next_of_source[source], next_of_step[step] = i, i

@@ -185,7 +185,7 @@ def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
     assert bad.stderr.strip().splitlines()[-1].endswith("--steps: Expected a step range as FIRST:LAST "
                                                          "(either may be empty). Got '60' instead.")
     # round AQ: a chunk file missing (an incomplete copy) printed NaN and exited 0
-    for name in ("samples/embedding", "checkpoints/source"):
+    for name in ("samples/embedding", "samples/step", "checkpoints/superseded_by"):
         chunks = sorted((store / name / "c").rglob("*"))
         moved = [c for c in chunks if c.is_file()][0]
         moved.rename(tmp_path / "aside")

@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -685,6 +686,12 @@ def test_a_folder_renamed_onto_a_deleted_checkpoints_name_is_its_replacement(tmp
         with store.checkpoint(200, "step_200", "d") as tx:
             add_rows(tx, 2, rng)
         assert store.checkpoints()["superseded_by"].tolist() == [-1, 2, 3, -1]
+    with StoreWriter(tmp_path / "r.zarr", ENCODER, thumbnail_size=4) as store:  # round AR: a --real set replaced
+        for source, kind in (("real:/a", "real"), ("holdout:/h", "holdout"), ("real:/b", "real")):
+            with store.checkpoint(-1, source, source, kind=kind) as tx:
+                add_rows(tx, 2, rng)
+    shutil.rmtree(tmp_path / "r.zarr" / "checkpoints" / "superseded_by")  # as a store made before it
+    assert StoreReader(tmp_path / "r.zarr").checkpoints()["superseded_by"].tolist() == [2, -1, -1]  # not the holdout
 
 
 def test_an_evowatch_that_knows_only_version_1_refuses_a_version_2_store(tmp_path, rng, monkeypatch):
