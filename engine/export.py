@@ -40,6 +40,8 @@ CHUNK_ROWS = 65536
 def default_output(store: Path, to: Format) -> Path:
     """``runs/exp42.zarr`` -> ``runs/exp42.parquet`` (or ``.csv``); ``runs/lr0.001`` ->
     ``runs/lr0.001.parquet`` (not ``lr0.parquet``, ``lr0.002``'s too)."""
+    if store.name in ("", ".."):  # `evowatch export .` inside the store: beside it, named after it
+        store = store.resolve()
     name = store.name[:-len(".zarr")] if store.name.lower().endswith(".zarr") and len(store.name) > 5 else store.name
     return store.parent / f"{name}.{to}"
 

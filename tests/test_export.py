@@ -122,6 +122,7 @@ def test_default_output_and_empty_store(store, tmp_path):
     assert default_output(Path("runs/exp42"), "parquet") == Path("runs/exp42.parquet")
     assert default_output(Path("runs/lr0.001"), "parquet") == Path("runs/lr0.001.parquet")
     assert default_output(Path("runs/run.v2.ZARR"), "csv") == Path("runs/run.v2.csv")
+    assert default_output(Path("."), "csv") == Path.cwd().parent / f"{Path.cwd().name}.csv"  # not ".csv"
     empty = tmp_path / "empty.zarr"
     StoreWriter(empty, {"identity": "pixels:16", "dim": 768, "device": "cpu", "fallback": None}).close()
     path, rows = export_store(empty, "parquet", embeddings=True)
