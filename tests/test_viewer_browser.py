@@ -324,3 +324,25 @@ def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
             else:
                 assert bottom - top == 620  # the full map where there is room
             page.close()
+
+
+def test_a_signal_flat_but_for_float_rounding_is_drawn_flat(tmp_path):
+    """Round AQ: label_tv 0.7966666666666666 at some steps, ...67 at others (one ULP apart):
+    the chart's ticks stepped below the floats' spacing and never moved on; the signals
+    section became "BidiComponent Error: Invalid array length" after 14 s."""
+    from stores.zarr_store import StoreWriter
+    from viewer.synthetic import SyntheticRun
+
+    store = tmp_path / "s.zarr"
+    run = SyntheticRun(store, per_step=20, n_real=20, thumbnail_size=8, metrics=False)
+    run.add_reference()
+    run.add_steps([1000, 2000, 3000])
+    with StoreWriter(store, run.encoder, thumbnail_size=8) as writer:
+        for step, value in ((1000, 0.7966666666666666), (2000, 0.7966666666666667), (3000, 0.7966666666666666)):
+            writer.write_step_metrics(step, {"vendi": value, "recall": 0.5 + step / 1e4})
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1400, 1000)
+        chart = ".st-key-signals_metrics .evolines"
+        page.wait_for_function(f"() => {{ const c = document.querySelector('{chart}');"
+                               " return c && c.evolines && c.evolines.pixelOf(0, 2); }", timeout=30_000)
+        assert "Invalid array length" not in page.inner_text("body")

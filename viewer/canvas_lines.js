@@ -21,7 +21,10 @@ function ticks(lo, hi, n) {
   const raw = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 5, 10].map((f) => f * mag).find((s) => s >= raw) || 10 * mag;
   const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  // a step below the floats' spacing at lo never moves v: bounded (a span of one ULP pushed until V8 gave up)
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9 && out.length <= 4 * n; v += step) {
+    out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  }
   return out;
 }
 
@@ -74,7 +77,8 @@ class EvoLines {
     const top = M.t + i * (this.spec.height_per + M.gap);
     const ys = this.spec.series[i].y.filter((v) => v !== null && Number.isFinite(v));
     let lo = ys.length ? Math.min(...ys) : 0, hi = ys.length ? Math.max(...ys) : 1;
-    if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
+    // flat, or flat but for float rounding (0.7966666666666666 beside ...67: round AQ)
+    if (!(hi - lo > 1e-9 * Math.max(Math.abs(lo), Math.abs(hi)))) { lo -= 0.5; hi += 0.5; }
     const pad = (hi - lo) * 0.08, room = this.spec.series[i].better ? 2 : 1;  // a band free of data for the hint
     return { top, h: this.spec.height_per, lo: lo - pad, hi: hi + pad * room };
   }
