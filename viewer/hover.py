@@ -32,7 +32,7 @@ export default function (component) {
     tip.style.cssText = "position:fixed;display:none;pointer-events:none;z-index:100000;background:#fff;" +
       "border:1px solid #bbb;border-radius:4px;padding:4px;box-shadow:0 2px 8px rgba(0,0,0,.25)";
     tip.innerHTML = '<img style="width:112px;height:112px;image-rendering:pixelated;display:block">' +
-      '<div style="font:11px sans-serif;color:#333;max-width:160px;margin-top:2px;word-break:break-all"></div>';
+      '<div style="font:11px sans-serif;color:#333;max-width:160px;margin-top:2px;overflow-wrap:anywhere"></div>';
     document.body.appendChild(tip);
   }
   s.data = data;
