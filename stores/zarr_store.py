@@ -258,6 +258,16 @@ _NEVER_FILL = (("samples", "embedding"), ("samples", "path"), ("checkpoints", "s
                ("warnings", "path"), ("layout", "xy"))
 
 
+def _stores_inside(folder: Path) -> str:
+    """``; it holds run.zarr``: the stores just inside a folder given for one (round AQ: `view
+    live` said only that live is none)."""
+    try:
+        found = sorted(child.name for child in folder.iterdir() if child.is_dir() and is_store(child))
+    except OSError:
+        return ""
+    return f" (it holds {', '.join(found[:3])}{', ...' if len(found) > 3 else ''})" if found else ""
+
+
 class StoreReader:
     """Read-only view of a store that only ever shows committed rows.
 
@@ -269,7 +279,8 @@ class StoreReader:
         if not self.path.exists():
             raise StoreFormatError(f"{self.path}: no such store; create one with 'evowatch watch RUN_DIR --store {self.path}'")
         if not is_store(self.path):
-            raise StoreFormatError(f"{self.path}: not a Zarr v3 store (no zarr.json); point at the folder 'evowatch watch --store' created")
+            raise StoreFormatError(f"{self.path}: not a Zarr v3 store (no zarr.json); point at the folder 'evowatch watch "
+                                   f"--store' created{_stores_inside(self.path)}")
         self.refresh()
 
     def refresh(self) -> None:

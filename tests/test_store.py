@@ -339,7 +339,11 @@ def test_missing_and_foreign_stores_give_one_line(tmp_path):
     with pytest.raises(StoreFormatError, match="no such store"):
         StoreReader(tmp_path / "nope.zarr")
     (tmp_path / "dir").mkdir()
-    with pytest.raises(StoreFormatError, match="not a Zarr v3 store"):
+    with pytest.raises(StoreFormatError, match="not a Zarr v3 store") as refused:
+        StoreReader(tmp_path / "dir")
+    assert "it holds" not in str(refused.value)
+    StoreWriter(tmp_path / "dir" / "run.zarr", ENCODER, thumbnail_size=4).close()
+    with pytest.raises(StoreFormatError, match=r"created \(it holds run.zarr\)$"):  # round AQ: `view live`
         StoreReader(tmp_path / "dir")
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
     with pytest.raises(StoreFormatError, match="not an evowatch store .*; choose another store$"):
