@@ -288,6 +288,36 @@ class EvoMap {
     return best === null ? null : { row: this.pts.row[best], index: best };
   }
 
+  drawBandNames(ctx, p, labels) {
+    // band names as room allows (on a narrow map they ran together: "1,7502,0002,250"): the
+    // newest (of a live run the one looked at) and the reference, then every k-th band counted
+    // back from the newest, k the smallest that fits (placed greedily, wider names made the
+    // stride uneven: 200, 400, ... 1,000, 1,300, 1,600; round AQ)
+    const spans = labels.map(([x, text]) => {
+      const X = this.sx(x), half = ctx.measureText(text).width / 2 + 3;
+      return X >= p.l && X <= p.l + p.w ? [X - half, X + half] : null;  // off the plot: not named
+    });
+    const apart = (sp, taken) => taken.every((i) => sp[1] <= spans[i][0] || sp[0] >= spans[i][1]);
+    const real = labels.length > 1 && labels[0][1] === "real" ? 0 : -1, newest = labels.length - 1;
+    const fixed = [];
+    for (const i of [newest, real]) if (i >= 0 && spans[i] && apart(spans[i], fixed)) fixed.push(i);
+    let chosen = fixed;
+    for (let k = 1; k <= newest; k++) {
+      const chain = [...fixed];
+      let fits = true;
+      for (let i = newest - k; i > real; i -= k) {
+        if (!spans[i]) continue;
+        if (apart(spans[i], chain)) chain.push(i);
+        else if (!apart(spans[i], chain.filter((j) => j !== real))) { fits = false; break; }
+        // else it touches the reference's name only: left unnamed
+      }
+      if (fits) { chosen = chain; break; }
+    }
+    chosen.sort((a, b) => a - b);
+    for (const i of chosen) ctx.fillText(labels[i][1], (spans[i][0] + spans[i][1]) / 2, p.t - 3);
+    return chosen.map((i) => labels[i][1]);
+  }
+
   drawOverlay() {
     const ctx = this.overlay.getContext("2d"), r = this.dpr(), p = this.plot(), s = this.spec;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -296,18 +326,7 @@ class EvoMap {
     ctx.strokeStyle = "#ddd"; ctx.lineWidth = 1;
     ctx.strokeRect(p.l - 0.5, p.t - 0.5, p.w + 1, p.h + 1);
     ctx.fillStyle = "#555"; ctx.font = "10px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
-    // band names as room allows (on a narrow map they ran together: "1,7502,0002,250"): the
-    // newest first (of a live run the one looked at), then the reference, then right to left
-    const labels = s.labels, order = labels.map((_, i) => i).reverse();
-    if (labels.length > 1 && labels[0][1] === "real") order.splice(1, 0, order.pop());
-    const taken = [];
-    for (const i of order) {
-      const [x, text] = labels[i], X = this.sx(x), half = ctx.measureText(text).width / 2;
-      if (X >= p.l && X <= p.l + p.w && taken.every(([a, b]) => X + half + 6 <= a || X - half - 6 >= b)) {
-        ctx.fillText(text, X, p.t - 3); taken.push([X - half, X + half, i]);
-      }
-    }
-    this.bandNames = taken.sort((a, b) => a[2] - b[2]).map(([, , i]) => labels[i][1]);
+    this.bandNames = this.drawBandNames(ctx, p, s.labels);
     this.ringNames = this.drawRingNames(ctx, p, s.rings || []);
     ctx.save();
     ctx.beginPath(); ctx.rect(p.l, p.t, p.w, p.h); ctx.clip();
