@@ -114,9 +114,11 @@ class AlertRules:
     # exceeds as rarely as z standard deviations of a normal)
     label_tv_max: float = 0.2
     label_noise_z: float = 4.0
-    # probe_drift: |share - reference share| above max(diff_max, z * binomial sd)
+    # probe_drift: |share - reference share| above max(diff_max, z * the sd of their gap), z as
+    # label_drift's (round AQ: at z = 3, 4-7% of healthy 20-step runs alerted, whatever the
+    # reference's size; benchmarks/probe_drift.py)
     probe_max_diff: float = 0.15
-    probe_noise_z: float = 3.0
+    probe_noise_z: float = 4.0
     # convergence: non-finite loss, or discriminator loss below d_loss_floor while the
     # generator loss rose to g_loss_rise x its earlier median
     d_loss_floor: float = 0.05
