@@ -325,7 +325,7 @@ class Watcher:
         if references:
             self._check_references_apart(references, found)
         self._found = len(found)
-        self._note_label_folders(found)
+        self._note_label_folders(found, references)
         self._note_shared_steps(found)
         for checkpoint in references + found:
             fingerprint = _fingerprint(checkpoint)
@@ -486,19 +486,23 @@ class Watcher:
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
             self._shared_steps_noted = True
 
-    def _note_label_folders(self, found: list[Checkpoint]) -> None:
+    def _note_label_folders(self, found: list[Checkpoint], references: list[Checkpoint] = ()) -> None:
         """Name the run's label folders in the options, so that a checkpoint whose files all sit
         in one of them (a step drifted to one class, ``step_1000/circle/``) is labelled by it
-        (round AQ: it lost every label, and label_drift stopped at the worst step); one stored
-        before the run showed the folder was a label's (a live watch) is read again, labelled
-        (round AR). Its reading settings say it, so its hash changes."""
-        shape = tuple((c.source, len(c.files)) for c in found)  # a pass finds what the last did: asked once
+        (round AQ: it lost every label, and label_drift stopped at the worst step). They are
+        the folders of the checkpoints' (and reference sets') ImageFolder layouts found, and the
+        labels stored: a folder named once stays named when the checkpoints that showed it are
+        deleted (round AS: a rotating trainer's later steps were read again, unlabelled). One
+        stored before it was named (a live watch) is read again, labelled (round AR): its
+        reading settings say it, so its hash changes."""
+        stored = self.store.labels
+        shape = (tuple((c.source, len(c.files)) for c in found), len(stored))  # asked again only when they change
         if self.config.options.label_folders is not None or shape == self._label_folders_of:
             return
         self._label_folders_of = shape  # (40 ms a pass at 300 checkpoints of 48 files)
         if not any(in_one_folder(c) for c in found):
             return
-        names = label_folder_names(found, self.config.options)
+        names = label_folder_names([*found, *references], self.config.options) | frozenset(stored)
         if names == self._options.folder_label_names:
             return
         self._options = replace(self.config.options, folder_label_names=names)

@@ -616,6 +616,14 @@ def test_a_lone_class_folder_stored_before_the_run_showed_it_was_one_is_read_aga
             write_png(run / "step_1000" / label / "0.png", smooth_images(RNG, 1, 16)[0])
         assert sorted(r.checkpoint.step for r in watcher.run_once()) == [500, 1000]
         assert watcher.run_once() == []
+        for label in ("circle", "square"):  # round AS: a rotating trainer deletes the step that showed it
+            (run / "step_1000" / label / "0.png").unlink()
+            (run / "step_1000" / label).rmdir()
+        (run / "step_1000").rmdir()
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:  # a watch started again
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
+                          store, encoder)
+        assert watcher.run_once() == []  # step_500 keeps its labels (it was read again, unlabelled)
     reader = StoreReader(tmp_path / "s.zarr")
     current, labels = reader.current_rows(), reader.labels
     got = [(int(step), labels[code] if code >= 0 else None)
