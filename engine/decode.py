@@ -538,12 +538,16 @@ def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, n
 
 
 def _said_range(arrays: Mapping[str, np.ndarray]) -> tuple[float, float] | None:
-    """A ``value_range`` array of two numbers (low, high) beside the images: what
+    """A ``value_range`` array of two finite numbers (low, high) beside the images: what
     :func:`engine.hooks.save_samples` writes beside floats it could not make uint8 (NaN or inf
-    among them); it wins over ``--value-range``, which is for files that do not say."""
+    among them); read with it unless ``--value-range`` says otherwise. Anything else under that
+    name is not a range (round AS: a string there skipped the file)."""
     said = _pick(arrays, ("value_range",))
-    said = None if said is None else np.asarray(said, dtype=np.float64).reshape(-1)
-    return (float(said[0]), float(said[1])) if said is not None and len(said) == 2 and said[0] < said[1] else None
+    try:
+        low, high = np.asarray(said, dtype=np.float64).reshape(-1) if said is not None else (0.0, 0.0)
+    except (TypeError, ValueError):  # not numbers, or not two of them
+        return None
+    return (float(low), float(high)) if np.isfinite([low, high]).all() and low < high else None
 
 
 def _label_text(value: np.ndarray) -> str:
@@ -872,7 +876,7 @@ def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
     images, labels, latents, said_range = load_tensor_file(path, reference=ctx.checkpoint.kind != "generated")
     name = ctx.name(path)
     try:
-        value_range = _value_range(images, said_range or ctx.options.value_range)
+        value_range = _value_range(images, ctx.options.value_range or said_range)  # --value-range given wins
         for row, pixels in uint8_rows(images, value_range):
             instance = offset + row
             # an empty label is none, as in a labels file (save_samples stores None so)

@@ -66,8 +66,8 @@ def save_samples(run_dir: str | os.PathLike[str], step: int, images: Any, labels
         Optional (N, ...) noise or features per sample, stored as ``latents``.
     value_range
         The float images' range, e.g. ``(-1, 1)`` for a tanh output: they are stored as uint8
-        (as floats with their range beside them when some value is NaN or infinite, for
-        evowatch to leave those samples out and say so). ``None``: evowatch infers it per file
+        (as the floats given, their range beside them as ``value_range``, when some value is
+        NaN or infinite: evowatch leaves those samples out and says so). ``None``: evowatch infers it per file
         (any negative value means [-1, 1], else [0, 1]), which misreads a [-1, 1] batch that
         happens to hold no negative value; pass it when you know it.
 

@@ -17,9 +17,9 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
 * Tags that differ only in a trailing number, two or more in one folder (``add_image(f"sample_{i}",
   ...)``), are one checkpoint per step, ``FOLDER/sample_*@STEP``, each image one sample whose
   instance id is its tag's number, so samples align across steps; never split (round AR: a
-  disc on white, a wide spectrogram, taken for grids), a TensorFlow summary's several images
-  numbered after the lower tags'. A tag a step (``add_image(f"samples_{step}", grid, step)``)
-  is read as one tag is. Tags that are prompts
+  disc on white, a wide spectrogram, taken for grids); a TensorFlow summary's several images
+  are the tag's number times :data:`IDS_PER_TAG` on. A tag a step (``add_image(f"samples_{step}",
+  grid, step)``) is read as one tag is. Tags that are prompts
   (PixArt's ``add_images(validation_prompt, image, step)``), two or more in one folder, are
   one checkpoint per step too, ``FOLDER/{sample}@STEP``, each prompt its image's label and,
   in the order the prompts first came, its instance.
@@ -287,9 +287,9 @@ class TensorBoardImages:
     # --- samples -----------------------------------------------------------------------
     def iter_samples(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
         """The checkpoint's images: a lone tag's grid split into its tiles (instance = tile
-        index), the several images of one summary one sample each (instance = their order,
-        after the lower-numbered tags' of a series), a numbered tag's image one sample
-        (instance = its number), a prompt's image one sample."""
+        index), the several images of one summary one sample each (instance = their order; of
+        a numbered tag, after :data:`IDS_PER_TAG` per lower number), a numbered tag's image one
+        sample (instance = its number), a prompt's image one sample."""
         options = options or self._options
         if checkpoint.kind != "generated":
             yield from decode.iter_samples(checkpoint, options)
@@ -350,10 +350,18 @@ class TensorBoardImages:
                 yield Sample(image=tile, instance=tile_index, path=f"{path}#{tile_index}")
 
 
+#: Instance ids a numbered tag's summary of several images takes: ``sample_1``'s are 1000 on
+#: (they all were 0, 1, ...; numbered by each tag's own count, tags of 4 and 2 images repeated
+#: ids: round AS). A summary holds a few (TensorFlow's ``max_outputs`` is 3 by default).
+IDS_PER_TAG = 1000
+
+
 def _instance(tag_number: int | None, index: int, count: int) -> int:
-    """A sample's instance id: its index among its tag's ``count`` images, after those of the
-    lower-numbered tags of its series (``sample_1``'s 4 images are 4 to 7; they all were 0 to 3)."""
-    return index if tag_number is None else (tag_number * count + index if count > 1 else tag_number)
+    """A sample's instance id: its index among its tag's ``count`` images, after those that
+    the lower-numbered tags of its series may take (:data:`IDS_PER_TAG` each)."""
+    if tag_number is None:
+        return index
+    return tag_number if count == 1 else tag_number * IDS_PER_TAG + index
 
 
 _NUMBERED_TAG = re.compile(r"^(.*?)(?<!\d\.)(\d+)$")  # not a decimal: NVAE's generated_0.7 is a temperature

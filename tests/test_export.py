@@ -188,23 +188,32 @@ def test_save_samples_keeps_what_the_reader_needs_to_say(tmp_path, capsys):
     diverged[3, 0, :2] = np.inf  # round AR: clipped first, inf was a white image stored
     save_samples(run, 100, diverged, value_range=(-1, 1))
     save_samples(run, 200, images, labels=["cat", None, "dog", "cat"], value_range=(-1, 1))
+    np.savez(run / "samples_00000150.npz", images=(images + 1) / 2, value_range=np.array(["unit"]))  # round AS:
+    # another tool's key, not a range: read as any file (it was skipped), as is one given --value-range
     with pytest.raises(ValueError, match="Expected a training step of 0 or more. Got -1 instead."):
         save_samples(run, -1, images)
     with pytest.raises(ValueError, match=r"Expected latents as numbers. Got Python objects \(str\) instead."):
         save_samples(run, 300, images, latents=np.array(["a", None, "b", "c"], dtype=object))
-    assert sorted(p.name for p in run.iterdir()) == ["samples_00000100.npz", "samples_00000200.npz"]
+    assert sorted(p.name for p in run.iterdir()) == ["samples_00000100.npz", "samples_00000150.npz",
+                                                     "samples_00000200.npz"]
     settle(run)
     store = tmp_path / "run.zarr"
     assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
-                 "--no-layout", "--no-metrics", "--value-range", "unit"]) == 0  # the file's own range wins
+                 "--no-layout", "--no-metrics"]) == 0
     assert "samples_00000100.npz: 2 of 4 samples hold NaN or infinite values" in capsys.readouterr().err
     reader = StoreReader(store)
     steps, labels = reader.samples("step"), reader.labels
-    assert steps.tolist() == [100, 100, 200, 200, 200, 200]
+    assert steps.tolist() == [100, 100, 150, 150, 150, 150, 200, 200, 200, 200]
     # round AR: None was stored as a label '' (a label_drift over it); it is no label
-    assert [labels[code] if code >= 0 else None for code in reader.samples("label")[2:]] == ["cat", None, "dog", "cat"]
-    thumbnails = reader.samples("thumbnail")
-    np.testing.assert_array_equal(thumbnails[0], thumbnails[2])  # step 100's finite rows read as step 200's same images
+    assert [labels[code] if code >= 0 else None for code in reader.samples("label")[6:]] == ["cat", None, "dog", "cat"]
+    thumbnails = reader.samples("thumbnail").astype(int)
+    for row in (0, 2):  # step 100's finite rows and step 150's unit floats read as step 200's same images
+        assert np.abs(thumbnails[row] - thumbnails[6]).max() <= 1
+    tanh = tmp_path / "tanh.zarr"  # round AR: pre-scaled to [0, 1], the NaN batch read washed out under tanh
+    assert main(["-q", "watch", str(run), "--store", str(tanh), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--no-metrics", "--value-range", "tanh"]) == 0
+    thumbnails = StoreReader(tanh).samples("thumbnail").astype(int)
+    assert np.abs(thumbnails[0] - thumbnails[6]).max() <= 1
 
 
 def test_the_export_file_gets_the_umasks_mode_and_is_reported_once(store, tmp_path, capsys):

@@ -376,6 +376,21 @@ def test_numbered_tags_images_are_never_split(tmp_path):
         assert len(list(logged.iter_samples(found["tb/grid@200"], options))) == 16
 
 
+def test_numbered_tags_of_several_images_each_take_ids_apart(tmp_path):
+    """Round AS: TensorFlow summaries of 4, 2 and 3 images under class_0 ... class_2 were
+    numbered by each tag's own count: ids 2 and 3 twice (all were 0 to 3 before round AQ)."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    for step in (10, 20):
+        for tag, count in (("class_0", 4), ("class_1", 2), ("class_2", 3)):
+            writer._get_file_writer().add_summary(tf_images_summary(tag, samples(count, 16, step)), step)
+    writer.close()
+    logged = TensorBoardImages()
+    found = logged.scan(run)
+    ids = [s.instance for s in read(logged, found[-1])]
+    assert ids == [0, 1, 2, 3, 1000, 1001, 2000, 2001, 2002]
+
+
 def test_tags_ending_in_a_decimal_are_their_own_series_and_reconstructions_are_left_out(tmp_path):
     """NVAE: ``add_image('generated_%0.1f' % t, grid, step)`` for t in 0.7 ... 1.0 beside
     ``add_image('reconstruction', ...)`` (its inputs, then their reconstructions): 0.7, 0.8
