@@ -377,6 +377,17 @@ def test_a_store_made_again_or_a_layout_recomputed_is_a_new_commit(tmp_path):
         recompute_layout(store)
     recomputed = data.read_commit(path)
     assert recomputed.layout_rows == again.layout_rows and recomputed != again
+    # round AS: rows rewritten with the counts unchanged (a log started again, a step measured again)
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as store:
+        scalars = StoreReader(path).scalars()
+        store.write_scalars({name: values[::-1].copy() if name != "step" else values for name, values in scalars.items()})
+    relogged = data.read_commit(path)
+    assert relogged.scalar_rows == recomputed.scalar_rows and relogged != recomputed
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as store:
+        step = int(store.step_metrics()["step"][0])
+        store.write_step_metrics(step, {"vendi": 123.0}, measured=[0, 1])
+    remeasured = data.read_commit(path)
+    assert remeasured.metric_rows == relogged.metric_rows and remeasured != relogged
 
 
 def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):

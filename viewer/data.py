@@ -99,6 +99,10 @@ class Commit:
     store_id: str | None = None
     layout_generation: int = 0
     metrics_reference: str | None = None
+    # rows rewritten in place, the counts unchanged: a step measured again (a grid rewritten),
+    # a trainer log started again with as many rows (its old losses stayed on the page; round AS)
+    metrics_measured: int = 0  # hash of metrics.attrs["measured"]
+    scalar_rewrites: int = 0
 
 
 def _group_attributes(path: Path, group: str) -> dict[str, Any]:
@@ -142,12 +146,15 @@ def read_commit(path: str | Path) -> Commit:
     names = sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file()) if group.is_dir() else []
     metrics = tuple((name, _group_rows(path, f"sample_metrics/{name}")) for name in names)
     layout_rows = min(_group_rows(path, "layout"), rows) if (path / "layout" / "xy" / "zarr.json").is_file() else 0
+    metric_attrs, scalar_attrs = _group_attributes(path, "metrics"), _group_attributes(path, "scalars")
     return Commit(rows=rows, checkpoints=int(attrs["committed"].get("checkpoints", 0)),
                   layout_rows=layout_rows, metric_rows=_group_rows(path, "metrics"),
                   scalar_rows=_group_rows(path, "scalars"), sample_metrics=metrics,
                   alerts=hash(repr(attrs.get("alerts", []))), store_id=meta.get("id"),
                   layout_generation=int(_group_attributes(path, "layout").get("generation", 0)),
-                  metrics_reference=_group_attributes(path, "metrics").get("reference"))
+                  metrics_reference=metric_attrs.get("reference"),
+                  metrics_measured=hash(repr(metric_attrs.get("measured"))),
+                  scalar_rewrites=int(scalar_attrs.get("rewrites", 0) or 0))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
