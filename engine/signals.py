@@ -439,7 +439,7 @@ class Signals:
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
         history = [record for s, record in self._steps_measured(store).items() if s <= step]
-        fired = evaluate_alerts(history, self.rules, losses or None, self._names)
+        fired = evaluate_alerts(history, self.rules, losses or None, {**self._stored_names(store), **self._names})
         stored = list(self._stored_alerts(store))
         if not fired:
             if any(a["step"] == step for a in stored):  # measured again (a rewritten or completed checkpoint): no alert now
@@ -452,6 +452,16 @@ class Signals:
         said = {a["rule"] for a in stored if a["step"] == previous_step or a["step"] == step}
         stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
         self._act(store, stored, [alert for alert in fired if alert.rule not in said], fired)
+
+    def _stored_names(self, store: StoreWriter) -> dict[str, str]:
+        """The labels' and probes' names by their shares' array names as the store's labels give
+        them, for steps measured by an earlier watch (round AS: alerts evaluated again on a
+        resume said 'square_thing'); those measured here (:meth:`_note_names`) win."""
+        out = {}
+        for prefix, names in (("label_share", store.labels), ("probe_share", [parse_probe(p)[0] for p in self.probes])):
+            keys = {metric_key(prefix, name): name for name in names}
+            out.update({key: keys[metric] for metric, key in array_names(keys).items()})  # dog_small, dog_small_
+        return out
 
     def _note_names(self, store: StoreWriter, keys: dict[str, str]) -> None:
         """The labels and probes as given, by their shares' array names: an alert said

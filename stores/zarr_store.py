@@ -181,7 +181,8 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
             raise StoreFormatError(f"{path}: holds pieces of an evowatch store without its zarr.json (a store moved or "
                                    "deleted while written, or one being copied): restore the store, or remove the "
                                    "folder, or choose another --store path")
-        raise StoreFormatError(f"{path}: exists and is not an evowatch store; choose another --store path")
+        raise StoreFormatError(f"{path}: exists and is not an evowatch store; choose another --store path"
+                               f"{_stores_inside(path)}")
     if Path.cwd().is_relative_to(os.path.abspath(path)):  # an empty folder is replaced by the store: not under our feet
         raise StoreFormatError(f"{path}: is the current folder; name a store folder in it, e.g. --store run.zarr")
 

@@ -359,9 +359,11 @@ def test_missing_and_foreign_stores_give_one_line(tmp_path):
         StoreReader(tmp_path / "arr.zarr")  # restore the folder"
     (tmp_path / "notempty").mkdir()
     (tmp_path / "notempty/notes.txt").write_text("mine")
-    with pytest.raises(StoreFormatError, match="exists and is not an evowatch store; choose another --store path"):
+    with pytest.raises(StoreFormatError, match="exists and is not an evowatch store; choose another --store path$"):
         StoreWriter(tmp_path / "notempty", ENCODER)
     assert (tmp_path / "notempty/notes.txt").read_text() == "mine"
+    with pytest.raises(StoreFormatError, match=r"choose another --store path \(it holds run.zarr\)$"):  # round AS
+        StoreWriter(tmp_path / "dir", ENCODER)  # the folder of a store given for it: a new store is not what was meant
 
 
 def test_a_damaged_or_missing_array_metadata_file_is_one_line_naming_it(tmp_path, rng, caplog):

@@ -332,6 +332,8 @@ def test_a_signal_flat_but_for_float_rounding_is_drawn_flat(tmp_path):
     """Round AQ: label_tv 0.7966666666666666 at some steps, ...67 at others (one ULP apart):
     the chart's ticks stepped below the floats' spacing and never moved on; the signals
     section became "BidiComponent Error: Invalid array length" after 14 s."""
+    import numpy as np
+
     from stores.zarr_store import StoreWriter
     from viewer.synthetic import SyntheticRun
 
@@ -342,9 +344,13 @@ def test_a_signal_flat_but_for_float_rounding_is_drawn_flat(tmp_path):
     with StoreWriter(store, run.encoder, thumbnail_size=8) as writer:
         for step, value in ((1000, 0.7966666666666666), (2000, 0.7966666666666667), (3000, 0.7966666666666666)):
             writer.write_step_metrics(step, {"vendi": value, "recall": 0.5 + step / 1e4})
+        writer.write_scalars({"step": np.array([1000, 2000, 3000]), "grad_norm_sq": np.full(3, 1e20)})  # round AS:
+        # flat at 1e20, the ±0.5 its range was widened by was lost to rounding: an empty panel
     with served(store, tmp_path) as (url, chrome):
         page = open_page(chrome, url, 1400, 1000)
         chart = ".st-key-signals_metrics .evolines"
-        page.wait_for_function(f"() => {{ const c = document.querySelector('{chart}');"
-                               " return c && c.evolines && c.evolines.pixelOf(0, 2); }", timeout=30_000)
+        for chart in (".st-key-signals_metrics .evolines", ".st-key-signals_losses .evolines"):
+            page.wait_for_function(f"() => {{ const c = document.querySelector('{chart}'); if (!c || !c.evolines)"
+                                   " return false; const p = c.evolines.pixelOf(0, 2);"
+                                   " return p && Number.isFinite(p[1]); }", timeout=30_000)
         assert "Invalid array length" not in page.inner_text("body")

@@ -78,7 +78,10 @@ class EvoLines {
     const ys = this.spec.series[i].y.filter((v) => v !== null && Number.isFinite(v));
     let lo = ys.length ? Math.min(...ys) : 0, hi = ys.length ? Math.max(...ys) : 1;
     // flat, or flat but for float rounding (0.7966666666666666 beside ...67: round AQ)
-    if (!(hi - lo > 1e-9 * Math.max(Math.abs(lo), Math.abs(hi)))) { lo -= 0.5; hi += 0.5; }
+    if (!(hi - lo > 1e-9 * Math.max(Math.abs(lo), Math.abs(hi)))) {
+      const half = Math.max(0.5, Math.abs(lo) * 0.05);  // ±0.5 was lost to rounding at 1e20: no line drawn
+      lo -= half; hi += half;
+    }
     const pad = (hi - lo) * 0.08, room = this.spec.series[i].better ? 2 : 1;  // a band free of data for the hint
     return { top, h: this.spec.height_per, lo: lo - pad, hi: hi + pad * room };
   }
