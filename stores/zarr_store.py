@@ -739,6 +739,7 @@ class StoreWriter(StoreReader):
         self._folder = folder_identity(self.path)  # to tell when the store folder is deleted or moved
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
+        self._scalars_written: dict[str, np.ndarray] | None = None  # the scalars table as this writer left it
         try:
             self.refresh()
             self._check_encoder(encoder)
@@ -1354,15 +1355,20 @@ class StoreWriter(StoreReader):
         group = self._ensure_group("scalars")
         n = len(columns.get("step", []))
         committed = int(group.attrs.get("committed_rows", 0))
-        columns = {**{name: np.full(n, np.nan) for name in group.array_keys() if name not in columns}, **columns}
-        old = {name: self.handle("scalars", name)[:committed] for name in columns if name in group}
+        written = self._scalars_written  # as this writer left it: read back, 41 columns of 100k rows cost
+        if written is None or len(written.get("step", ())) != committed:  # 2 s a log pass (round AS)
+            written = {name: self.handle("scalars", name)[:committed] for name in group.array_keys()}
+        columns = {**{name: np.full(n, np.nan) for name in written if name not in columns}, **columns}
+        old = {name: written[name] for name in columns if name in written}
         same = min(committed, n)  # rows kept as they are: up to the first that differs in some old column
         for name, before in old.items():
             k = min(same, len(before))  # a column left short (a log that lost it, before round AR)
             differs = np.flatnonzero(~_equal_or_both_nan(before[:k], np.asarray(columns[name][:k])))
             same = int(differs[0]) if len(differs) else k
         if same == n == committed and len(old) == len(columns):
+            self._scalars_written = old
             return
+        self._scalars_written = None  # until the table is whole again
         arrays = {name: self._ensure_column(group, "scalars", name, "int64" if name == "step" else "float64", n)
                   for name in columns}
         if same < committed:
@@ -1373,6 +1379,7 @@ class StoreWriter(StoreReader):
         for array in arrays.values():
             if array.shape[0] > n:
                 array.resize((n,))
+        self._scalars_written = {name: np.array(values) for name, values in columns.items()}
 
     def write_sample_metric(self, name: str, start: int, values: np.ndarray) -> None:
         """Write rows [start, start+len) of a per-sample metric, then move its commit point."""
