@@ -278,7 +278,7 @@ class Watcher:
         if not stored:
             return
         found = self._scan() if self.config.run_dir.is_dir() else []
-        self._note_label_folders(found)
+        self._note_label_folders(found, keep=False)
         partners = _partners(found[::-1], stored)  # the latest stored names found, newest first
         latest = list(partners)[:5]
         digests: dict[str, list | None] = {}  # a checkpoint may be the partner of several names: read once
@@ -325,7 +325,7 @@ class Watcher:
         if references:
             self._check_references_apart(references, found)
         self._found = len(found)
-        self._note_label_folders(found, references)
+        self._note_label_folders(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:
             fingerprint = _fingerprint(checkpoint)
@@ -486,24 +486,26 @@ class Watcher:
                         step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
             self._shared_steps_noted = True
 
-    def _note_label_folders(self, found: list[Checkpoint], references: list[Checkpoint] = ()) -> None:
+    def _note_label_folders(self, found: list[Checkpoint], keep: bool = True) -> None:
         """Name the run's label folders in the options, so that a checkpoint whose files all sit
         in one of them (a step drifted to one class, ``step_1000/circle/``) is labelled by it
         (round AQ: it lost every label, and label_drift stopped at the worst step). They are
-        the folders of the checkpoints' (and reference sets') ImageFolder layouts found, and the
-        labels stored: a folder named once stays named when the checkpoints that showed it are
-        deleted (round AS: a rotating trainer's later steps were read again, unlabelled). One
-        stored before it was named (a live watch) is read again, labelled (round AR): its
-        reading settings say it, so its hash changes."""
-        stored = self.store.labels
-        shape = (tuple((c.source, len(c.files)) for c in found), len(stored))  # asked again only when they change
+        the sub-folders of the run's ImageFolder checkpoints, kept in the store (round AS: a
+        rotating trainer deleted the checkpoints that showed them, and the later steps were read
+        again, unlabelled); never the reference sets' class folders or other labels (round AT:
+        a --real of images/ and masks/ labelled every step_N/images/ 'images'). One stored
+        before its folder was named (a live watch) is read again, labelled (round AR): its
+        reading settings say it, so its hash changes. ``keep``: kept in the store (not by the
+        check of whether the run is the store's: nothing is written before it passes)."""
+        shape = tuple((c.source, len(c.files)) for c in found)  # asked again only when they change
         if self.config.options.label_folders is not None or shape == self._label_folders_of:
             return
-        self._label_folders_of = shape  # (40 ms a pass at 300 checkpoints of 48 files)
-        if not any(in_one_folder(c) for c in found):
-            return
-        names = label_folder_names([*found, *references], self.config.options) | frozenset(stored)
-        if names == self._options.folder_label_names:
+        self._label_folders_of = shape if keep else ()  # (40 ms a pass at 300 checkpoints of 48 files)
+        found_names = label_folder_names(found, self.config.options)
+        if found_names and keep:
+            self.store.note_label_folders(found_names)
+        names = found_names | frozenset(self.store.attrs.get("label_folders", []))
+        if names == self._options.folder_label_names or not any(in_one_folder(c) for c in found):
             return
         self._options = replace(self.config.options, folder_label_names=names)
         for checkpoint in found:

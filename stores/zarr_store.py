@@ -1172,6 +1172,14 @@ class StoreWriter(StoreReader):
         self._update_root({"alerts": list(alerts)})
 
     @uninterrupted
+    def note_label_folders(self, names: Iterable[str]) -> None:
+        """Keep the names of the run's label folders (ImageFolder checkpoints' sub-folders), so
+        that a one-class step is labelled by its folder after the checkpoints that showed the
+        folder was a label's are deleted (a rotating trainer)."""
+        known = set(self.attrs.get("label_folders", []))
+        if not known.issuperset(names):
+            self._update_root({"label_folders": sorted(known.union(names))})
+
     def _update_root(self, changes: dict[str, Any]) -> None:
         self._ensure_intact()
         root = _open_root(self.path, "r+")

@@ -592,6 +592,17 @@ def test_a_step_of_one_class_folder_keeps_its_label_in_a_run_of_class_folders(tm
     got = [labels[code] if code >= 0 else None for code in reader.samples("label")]
     assert [label for label, step in zip(got, steps) if step == 300] == ["circle", "circle"]
     assert set(StoreReader(tmp_path / "other.zarr").samples("label").tolist()) == {-1}
+    for folder in ("images", "masks"):  # round AT: a --real's class folders named the run's wrapper folder a label
+        for i in range(8):
+            write_png(tmp_path / "real" / folder / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    for step in (100, 200):
+        for i in range(2):
+            write_png(tmp_path / "wrapped" / f"step_{step}" / "images" / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    assert main(["-q", "watch", str(tmp_path / "wrapped"), "--store", str(tmp_path / "wrapped.zarr"), "--once",
+                 "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics", "--real",
+                 str(tmp_path / "real")]) == 0
+    wrapped = StoreReader(tmp_path / "wrapped.zarr")
+    assert set(wrapped.samples("label")[wrapped.samples("step") >= 0].tolist()) == {-1}
     one = list(iter_samples(scan_reference(tmp_path / "run" / "step_300", "real")))
     assert {s.label for s in one} == {None}  # without the run's other steps: a single folder is no label
 
