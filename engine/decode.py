@@ -540,8 +540,8 @@ def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, n
 def _said_range(arrays: Mapping[str, np.ndarray]) -> tuple[float, float] | None:
     """A ``value_range`` array of two finite numbers (low, high) beside the images: what
     :func:`engine.hooks.save_samples` writes beside floats it could not make uint8 (NaN or inf
-    among them); read with it unless ``--value-range`` says otherwise. Anything else under that
-    name is not a range (round AS: a string there skipped the file)."""
+    among them); read with it, whatever ``--value-range`` says. Anything else under that name
+    is not a range (round AS: a string there skipped the file)."""
     said = _pick(arrays, ("value_range",))
     try:
         low, high = np.asarray(said, dtype=np.float64).reshape(-1) if said is not None else (0.0, 0.0)
@@ -876,7 +876,9 @@ def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
     images, labels, latents, said_range = load_tensor_file(path, reference=ctx.checkpoint.kind != "generated")
     name = ctx.name(path)
     try:
-        value_range = _value_range(images, ctx.options.value_range or said_range)  # --value-range given wins
+        # the file's own range wins, as a sampler's does (round AT: under --value-range tanh, a
+        # save_samples batch read otherwise on the steps where a sample held NaN)
+        value_range = _value_range(images, said_range or ctx.options.value_range)
         for row, pixels in uint8_rows(images, value_range):
             instance = offset + row
             # an empty label is none, as in a labels file (save_samples stores None so)

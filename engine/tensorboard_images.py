@@ -54,7 +54,7 @@ from engine.event_files import Cursor, event_summary, fields, is_event_file, plu
 from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 from engine.trainer_logs import find_log_files
-from stores.format import SAMPLE_KEY
+from stores.format import MAX_INSTANCE, SAMPLE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -358,10 +358,12 @@ IDS_PER_TAG = 1000
 
 def _instance(tag_number: int | None, index: int, count: int) -> int:
     """A sample's instance id: its index among its tag's ``count`` images, after those that
-    the lower-numbered tags of its series may take (:data:`IDS_PER_TAG` each)."""
+    the lower-numbered tags of its series may take (:data:`IDS_PER_TAG` each); none (-1) past
+    what the store keeps (a tag numbered by a seed, ``seed_2500000``, ended the watch; round AT)."""
     if tag_number is None:
         return index
-    return tag_number if count == 1 else tag_number * IDS_PER_TAG + index
+    number = tag_number if count == 1 else tag_number * IDS_PER_TAG + index
+    return number if number <= MAX_INSTANCE else -1
 
 
 _NUMBERED_TAG = re.compile(r"^(.*?)(?<!\d\.)(\d+)$")  # not a decimal: NVAE's generated_0.7 is a temperature

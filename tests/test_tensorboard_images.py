@@ -389,6 +389,14 @@ def test_numbered_tags_of_several_images_each_take_ids_apart(tmp_path):
     found = logged.scan(run)
     ids = [s.instance for s in read(logged, found[-1])]
     assert ids == [0, 1, 2, 3, 1000, 1001, 2000, 2001, 2002]
+    seeds = tmp_path / "seeds"  # round AT: tags numbered by a seed went past int32 and ended the watch
+    writer = SummaryWriter(str(seeds / "tb"))
+    for tag in ("seed_2500000", "seed_3141592653"):
+        writer._get_file_writer().add_summary(tf_images_summary(tag, samples(2, 16, 1)), 10)
+        writer.add_image(tag.replace("seed", "one"), samples(1, 16, 2)[0], 10, dataformats="HWC")
+    writer.close()
+    logged = TensorBoardImages()
+    assert {s.instance for c in logged.scan(seeds) for s in read(logged, c)} == {-1, 2_500_000}
 
 
 def test_tags_ending_in_a_decimal_are_their_own_series_and_reconstructions_are_left_out(tmp_path):
