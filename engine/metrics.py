@@ -68,7 +68,7 @@ REGION_NOISE_Z = 3.0
 #: 8: near-duplicates calibrated on random real sets pooled to DUPLICATE_POOL distances, a batch
 #: larger than the real reference measured in sets of at most its size; 9: ``n_reference``, the
 #: real reference's size: probe_drift's bar counts the noise of its shares too, a partial
-#: collapse's message says its sets).
+#: collapse's message says its sets; labels apart by ``/`` and ``_`` two columns).
 METRICS_VERSION = 9
 
 _BLOCK = 2048  # rows per block in blocked distance computations
@@ -782,9 +782,10 @@ class ReferenceStats:
 
 
 def metric_key(prefix: str, name: str) -> str:
-    """``"label_share:cat"``: the key of a per-label / per-probe metric. ``/`` in a name
-    becomes ``_`` so that the key is a valid Zarr array name."""
-    return f"{prefix}:{str(name).replace('/', '_')}"
+    """``"label_share:cat"``: the key of a per-label / per-probe metric, the name as given: the
+    store makes it an array name (:func:`stores.format.array_names`: ``cat/dog`` and ``cat_dog``
+    two arrays; ``/`` made ``_`` here, the second's share replaced the first's; round AT)."""
+    return f"{prefix}:{name}"
 
 
 @dataclass(frozen=True)

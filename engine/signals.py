@@ -457,8 +457,12 @@ class Signals:
         """The labels' and probes' names by their shares' array names as the store's labels give
         them, for steps measured by an earlier watch (round AS: alerts evaluated again on a
         resume said 'square_thing'); those measured here (:meth:`_note_names`) win."""
+        # in the order their arrays were named (compute_step: the reference's labels sorted, then
+        # the others sorted; round AT: in the store's order, two of one array name swapped names)
+        ref = list(self._reference.label_names) if self._reference is not None else []
+        labels = ref + sorted(set(store.labels) - set(ref))
         out = {}
-        for prefix, names in (("label_share", store.labels), ("probe_share", [parse_probe(p)[0] for p in self.probes])):
+        for prefix, names in (("label_share", labels), ("probe_share", [parse_probe(p)[0] for p in self.probes])):
             keys = {metric_key(prefix, name): name for name in names}
             out.update({key: keys[metric] for metric, key in array_names(keys).items()})  # dog_small, dog_small_
         return out

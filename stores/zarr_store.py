@@ -739,7 +739,8 @@ class StoreWriter(StoreReader):
         self._folder = folder_identity(self.path)  # to tell when the store folder is deleted or moved
         self._handles: dict[tuple[str, str], zarr.Array] = {}
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
-        self._scalars_written: dict[str, np.ndarray] | None = None  # the scalars table as this writer left it
+        self._scalars_written: dict[str, np.ndarray] | None = None  # the scalars table as this writer left it,
+        self._scalars_written_at = (0, 0)  # at these committed_rows and rewrites (else read back: files restored)
         try:
             self.refresh()
             self._check_encoder(encoder)
@@ -1363,9 +1364,10 @@ class StoreWriter(StoreReader):
         group = self._ensure_group("scalars")
         n = len(columns.get("step", []))
         committed = int(group.attrs.get("committed_rows", 0))
-        written = self._scalars_written  # as this writer left it: read back, 41 columns of 100k rows cost
-        if written is None or len(written.get("step", ())) != committed:  # 2 s a log pass (round AS)
-            written = {name: self.handle("scalars", name)[:committed] for name in group.array_keys()}
+        rewrites = int(group.attrs.get("rewrites", 0))
+        written = self._scalars_written  # as this writer left it: read back, 41 columns of 100k rows cost 2 s a
+        if written is None or self._scalars_written_at != (committed, rewrites):  # log pass (round AS); not if the
+            written = {name: self.handle("scalars", name)[:committed] for name in group.array_keys()}  # files changed
         columns = {**{name: np.full(n, np.nan) for name in written if name not in columns}, **columns}
         old = {name: written[name] for name in columns if name in written}
         same = min(committed, n)  # rows kept as they are: up to the first that differs in some old column
@@ -1374,13 +1376,14 @@ class StoreWriter(StoreReader):
             differs = np.flatnonzero(~_equal_or_both_nan(before[:k], np.asarray(columns[name][:k])))
             same = int(differs[0]) if len(differs) else k
         if same == n == committed and len(old) == len(columns):
-            self._scalars_written = old
+            self._scalars_written, self._scalars_written_at = old, (n, rewrites)
             return
         self._scalars_written = None  # until the table is whole again
         arrays = {name: self._ensure_column(group, "scalars", name, "int64" if name == "step" else "float64", n)
                   for name in columns}
         if same < committed:
-            group.update_attributes({"committed_rows": same, "rewrites": int(group.attrs.get("rewrites", 0)) + 1})
+            rewrites += 1
+            group.update_attributes({"committed_rows": same, "rewrites": rewrites})
         for name, values in columns.items():
             arrays[name][same if name in old else 0:n] = values[same if name in old else 0:]
         group.update_attributes({"committed_rows": n})
@@ -1388,6 +1391,7 @@ class StoreWriter(StoreReader):
             if array.shape[0] > n:
                 array.resize((n,))
         self._scalars_written = {name: np.array(values) for name, values in columns.items()}
+        self._scalars_written_at = (n, rewrites)
 
     def write_sample_metric(self, name: str, start: int, values: np.ndarray) -> None:
         """Write rows [start, start+len) of a per-sample metric, then move its commit point."""

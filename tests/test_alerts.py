@@ -1404,14 +1404,14 @@ def test_a_label_drift_names_labels_as_given_even_two_of_one_array_name(tmp_path
     names = ("dog (small)", "dog [small]")
     rng = np.random.default_rng(8)
     images = smooth_images(rng, 80, 32)
-    for i, image in enumerate(images):
-        folder = tmp_path / "real" / names[i % 2]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    (tmp_path / "real").mkdir()
+    for i, image in enumerate(images):  # a labels file whose first label is the one sorted last (round AT: the
+        Image.fromarray(image).save(tmp_path / "real" / f"{i:02d}.png")  # store's order swapped their names)
+    (tmp_path / "real" / "labels.csv").write_text("".join(f"{i:02d}.png,{names[(i + 1) % 2]}\n" for i in range(80)))
     run = tmp_path / "run"
     for step in range(6):
         for i in rng.choice(80, 32, replace=False):
-            label = names[0] if step >= 4 else names[i % 2]
+            label = names[0] if step >= 4 else names[(i + 1) % 2]
             folder = run / f"step_{step}" / label
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[i]).save(folder / f"{i:02d}.png")

@@ -213,7 +213,7 @@ def test_labels_and_probes():
     s = M.step_metrics(gen, ref, labels=["a"] * 50, probe_scores=margins[:50])
     assert s["label_share:a"] == 1.0 and s["label_ref_share:a"] == 0.5
     assert s["label_tv"] == pytest.approx(0.5)
-    assert s["probe_share:p_0"] == pytest.approx((margins[:50, 0] > 0).mean())
+    assert s["probe_share:p/0"] == pytest.approx((margins[:50, 0] > 0).mean())
     assert s["probe_ref_share:p1"] == pytest.approx((margins[:, 1] > 0).mean())
     assert M.parse_probe("a woman|a man") == ("a woman", "a man")
     assert M.parse_probe(" grey hair ") == ("grey hair", M.NEUTRAL_PROMPT)
@@ -241,6 +241,9 @@ def test_label_shares_leave_unlabelled_samples_out_and_count_labels_the_referenc
     assert seen["label_share:c"] == 0.0 and seen["label_tv"] == 0.0
     none = M.step_metrics(real[:4], ref, labels=[None] * 4)
     assert np.isnan(none["label_tv"]) and none["n_labelled"] == 0.0
+    # round AT: 'cat/dog' and 'cat_dog' were one key ('/' made '_'): one share replaced the other
+    slash = M.step_metrics(real[:4], ref, labels=["cat/dog", "cat_dog", "cat_dog", "a"])
+    assert slash["label_share:cat/dog"] == 0.25 and slash["label_share:cat_dog"] == 0.5
     # no held-out data: near-copies are not measured, and no sample is said to be no copy (was 0)
     unheld = M.compute_step(real[:4], ref)
     assert np.isnan(unheld.per_sample["near_copy"]).all() and np.isnan(unheld.scalars["near_copy_frac"])
