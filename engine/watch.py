@@ -504,7 +504,7 @@ class Watcher:
         found_names = label_folder_names(found, self.config.options)
         if found_names and keep:
             self.store.note_label_folders(found_names)
-        names = found_names | frozenset(self.store.attrs.get("label_folders", []))
+        names = found_names | self.store.label_folders()
         if names == self._options.folder_label_names or not any(in_one_folder(c) for c in found):
             return
         self._options = replace(self.config.options, folder_label_names=names)

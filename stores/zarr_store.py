@@ -25,7 +25,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -741,6 +741,7 @@ class StoreWriter(StoreReader):
         self._lengths: dict[tuple[str, str], int] = {}  # rows written; arrays grow ahead of them
         self._scalars_written: dict[str, np.ndarray] | None = None  # the scalars table as this writer left it,
         self._scalars_written_at = (0, 0)  # at these committed_rows and rewrites (else read back: files restored)
+        self._label_folders: frozenset[str] | None = None  # label_folders(), once read
         try:
             self.refresh()
             self._check_encoder(encoder)
@@ -1172,15 +1173,33 @@ class StoreWriter(StoreReader):
     def set_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         self._update_root({"alerts": list(alerts)})
 
-    @uninterrupted
+    def label_folders(self) -> frozenset[str]:
+        """The run's label folders kept (:meth:`note_label_folders`); in a store made before they
+        were kept, the folders its generated rows' labels came from (a file labelled by the
+        folder it sits in: round AU, an upgraded store whose mixed steps were deleted read its
+        one-class steps again, unlabelled). Read once a writer."""
+        if self._label_folders is None:
+            if "label_folders" in self.attrs:
+                self._label_folders = frozenset(self.attrs["label_folders"])
+            else:
+                n, labels = self.n_rows, self.labels
+                code, kind = self.samples("label", slice(0, n)), self.samples("kind", slice(0, n))
+                rows = np.flatnonzero((code >= 0) & (kind == fmt.KIND_CODES["generated"]))
+                paths = self.samples("path", rows) if len(rows) else []
+                self._label_folders = frozenset(labels[c] for c, path in zip(code[rows], paths)
+                                                if PurePosixPath(str(path)).parent.name == labels[c])
+        return self._label_folders
+
     def note_label_folders(self, names: Iterable[str]) -> None:
         """Keep the names of the run's label folders (ImageFolder checkpoints' sub-folders), so
         that a one-class step is labelled by its folder after the checkpoints that showed the
         folder was a label's are deleted (a rotating trainer)."""
-        known = set(self.attrs.get("label_folders", []))
-        if not known.issuperset(names):
-            self._update_root({"label_folders": sorted(known.union(names))})
+        known = self.label_folders()
+        if not known.issuperset(names) or "label_folders" not in self.attrs:
+            self._label_folders = known.union(names)
+            self._update_root({"label_folders": sorted(self._label_folders)})
 
+    @uninterrupted
     def _update_root(self, changes: dict[str, Any]) -> None:
         self._ensure_intact()
         root = _open_root(self.path, "r+")

@@ -635,11 +635,23 @@ def test_a_lone_class_folder_stored_before_the_run_showed_it_was_one_is_read_aga
         watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
                           store, encoder)
         assert watcher.run_once() == []  # step_500 keeps its labels (it was read again, unlabelled)
+    import zarr  # round AU: a store made before label_folders was kept, its mixed steps deleted since
+
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="r+")
+    del root.attrs["label_folders"]
+    assert "label_folders" not in zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs
+    for i in range(2):
+        write_png(run / "step_1500" / "circle" / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
+                          store, encoder)
+        assert [r.checkpoint.step for r in watcher.run_once()] == [1500]  # step_500 not read again
     reader = StoreReader(tmp_path / "s.zarr")
     current, labels = reader.current_rows(), reader.labels
     got = [(int(step), labels[code] if code >= 0 else None)
            for step, code, keep in zip(reader.samples("step"), reader.samples("label"), current) if keep]
-    assert got == [(500, "circle"), (500, "circle"), (1000, "circle"), (1000, "square")]
+    assert got == [(500, "circle"), (500, "circle"), (1000, "circle"), (1000, "square"), (1500, "circle"),
+                   (1500, "circle")]
 
 
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):

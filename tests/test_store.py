@@ -1059,6 +1059,24 @@ def test_ctrl_c_while_the_commit_point_is_written_leaves_a_consistent_store(tmp_
     assert reader.n_rows == 10 and len(reader.samples("embedding")) == 10
 
 
+def test_ctrl_c_while_the_alert_list_is_written_lets_it_finish(tmp_path, monkeypatch):
+    """Round AU: a method put between ``@uninterrupted`` and ``_update_root`` took its guard:
+    Ctrl-C during ``set_alerts`` lost the alert list (and history, the encoder's spec)."""
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        written = zarr.Group.update_attributes
+
+        def ctrl_c_meanwhile(self, changes):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            return written(self, changes)
+
+        monkeypatch.setattr(zarr.Group, "update_attributes", ctrl_c_meanwhile)
+        with pytest.raises(KeyboardInterrupt):
+            store.set_alerts([{"step": 1, "rule": "collapse", "value": 1.0, "message": "written"}])
+        monkeypatch.undo()
+    assert [a["message"] for a in StoreReader(tmp_path / "s.zarr").attrs["alerts"]] == ["written"]
+
+
 def test_a_store_write_holds_ctrl_c_to_its_end_and_a_second_one_stops_it_at_once():
     from stores.uninterrupted import uninterrupted
 
