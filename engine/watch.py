@@ -504,8 +504,10 @@ class Watcher:
         found_names = label_folder_names(found, self.config.options)
         if found_names and keep:
             self.store.note_label_folders(found_names)
+        if not any(in_one_folder(c) for c in found):  # before label_folders(): an older store's are read from
+            return  # its rows, not at each watch's start for nothing
         names = found_names | self.store.label_folders()
-        if names == self._options.folder_label_names or not any(in_one_folder(c) for c in found):
+        if names == self._options.folder_label_names:
             return
         self._options = replace(self.config.options, folder_label_names=names)
         for checkpoint in found:
