@@ -26,7 +26,7 @@ from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encod
 from engine.pause import AlertCommands, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
-from stores.format import KIND_CODES, array_name, array_names
+from stores.format import KIND_CODES, array_name, array_names, listed
 from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
@@ -381,7 +381,7 @@ class Signals:
         self._said_foreign = True
         log.warning("step %d: none of the samples' labels (%s) is a label of the --real images (%s): label_drift "
                     "compares different names; label both alike (a labels file, or --real's folder names)", step,
-                    _listed(given), _listed(self._reference.label_names))
+                    listed(given, 4), listed(self._reference.label_names, 4))
 
     def _steps_measured(self, store: StoreWriter) -> dict[int, dict]:
         """The per-step metrics as alert histories, read from the store once per call and kept
@@ -532,7 +532,3 @@ class Signals:
             if wait:
                 self._commands.finish()
             self._commands.stop()
-
-
-def _listed(names: Sequence[str], most: int = 4) -> str:
-    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 SCHEMA = "evowatch-store"
@@ -148,3 +148,8 @@ def stored_text(name: str) -> str:
     the surrogates Python gives a file name's bytes that are not UTF-8), those bytes written
     ``\\xff``. Lookups by source go through it too, so such a checkpoint is not re-ingested."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def listed(names: Sequence[str], most: int = 3) -> str:
+    """The first ``most`` names, then ``...`` when there are more: a line's example list."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")

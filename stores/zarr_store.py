@@ -266,7 +266,7 @@ def _stores_inside(folder: Path) -> str:
         found = sorted(child.name for child in folder.iterdir() if child.is_dir() and is_store(child))
     except OSError:
         return ""
-    return f" (it holds {', '.join(found[:3])}{', ...' if len(found) > 3 else ''})" if found else ""
+    return f" (it holds {fmt.listed(found)})" if found else ""
 
 
 class StoreReader:
