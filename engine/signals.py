@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine.alerts import DEFAULT_RULES, Alert, AlertRules, evaluate_alerts, memorisation_blind
+from engine.alerts import (DEFAULT_RULES, Alert, AlertRules, evaluate_alerts, memorisation_blind,
+                           probe_drift_reach)
 from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
                             mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
@@ -152,6 +153,7 @@ class Signals:
     _said_unlabelled_real: bool = field(default=False, init=False)
     _said_blind: bool = field(default=False, init=False)
     _said_foreign: bool = field(default=False, init=False)
+    _said_probe_reach: bool = field(default=False, init=False)
     _names: dict = field(default_factory=dict, init=False)  # a share's array name -> its label or probe
     _said_twins: set = field(default_factory=set, init=False)
     _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
@@ -366,9 +368,31 @@ class Signals:
             log.warning("step %d: memorisation cannot alert at %s a step beside %s held-out images, were every one a "
                         "copy; sample more a step, or hold out more images (--holdout)", step,
                         counted(int(row["n_generated"]), "sample"), f"{row['n_holdout']:,.0f}")
+        self._say_probe_reach(step, row)
         self._unwritten.append((step, row, basis))
         self._write_measured(store)
         self._alerts(store, step, losses)
+
+    def _say_probe_reach(self, step: int, row: dict[str, float]) -> None:
+        """Once: probes whose shares are read from so few real images that probe_drift could see
+        only a gap past twice its floor, or none (beside 10 real images it was blind, unsaid;
+        round AQ)."""
+        if self._said_probe_reach or "probe_drift" not in self.rules.enabled:
+            return
+        reach = probe_drift_reach(row, self.rules)
+        coarse = {key: gap for key, gap in reach.items() if gap > 2 * self.rules.probe_max_diff}
+        if not coarse:
+            return
+        self._said_probe_reach = True
+        said = [f"'{self._names.get(f'probe_share:{key}', key)}' "
+                f"({'never' if gap == float('inf') else f'past {100 * gap:.0f} points'})"
+                for key, gap in sorted(coarse.items(), key=lambda kv: -kv[1])]
+        exact_reference = probe_drift_reach({k: v for k, v in row.items() if k != "n_reference"}, self.rules)
+        fix = ("sample more a step" if any(exact_reference.get(key, 0) > 2 * self.rules.probe_max_diff for key in coarse)
+               else "give more --real images")
+        log.warning("step %d: at %s a step beside %s real images probe_drift can see a drift only when it is large: "
+                    "%s; %s", step, counted(int(row["n_generated"]), "sample"),
+                    f"{row.get('n_reference', float('nan')):,.0f}", listed(said, 3), fix)
 
     def _say_foreign_labels(self, step: int, labels: list[str | None]) -> None:
         """Once: the samples' labels are none of the reference's (``0, 1, 2`` against ``cat,

@@ -1451,6 +1451,26 @@ def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
     assert fired(settled + [0.05, 0.052, 0.049]) == []
 
 
+def test_how_large_a_probe_drift_must_be_to_alert():
+    """Beside 10 real images probe_drift saw only gaps past ~45 points, unsaid: the reach is the
+    smallest gap that alerts at the step's size, the same bar as the alert's."""
+    from engine.alerts import probe_drift_reach
+
+    def record(n_reference, ref=0.5, n=64.0):
+        return {"step": 0, "n_generated": n, "probe_share:p": 0.5, "probe_ref_share:p": ref,
+                "n_reference": float(n_reference)}
+
+    reach = [probe_drift_reach(record(n))["p"] for n in (10, 40, 200, 5000)]
+    assert reach == sorted(reach, reverse=True) and reach[0] > 0.4 and reach[-1] < 0.3
+    for n_reference, gap in ((10, reach[0]), (5000, reach[-1])):  # what the alert itself does at that gap
+        below, at = (0.5 - gap + 1 / 64, 0.5 - gap)
+        assert [a.rule for a in evaluate_alerts([{**record(n_reference), "step": s, "probe_share:p": at} for s in range(3)])] \
+            == ["probe_drift"]
+        assert evaluate_alerts([{**record(n_reference), "step": s, "probe_share:p": below} for s in range(3)]) == []
+    assert probe_drift_reach(record(10, n=4.0))["p"] == float("inf")  # 4 samples a step: never
+    assert probe_drift_reach({"n_generated": 64.0}) == {}
+
+
 def test_probe_drift_counts_the_references_own_noise():
     """Round AQ: a probe's reference share was taken as exact: 10 real images (a share's SD up
     to 0.16) had 5 of 6 healthy runs alert ("'a_woman' 64% vs 90%"). With ``n_reference`` the

@@ -132,7 +132,7 @@ def _small_reference(src: Path, dst: Path, per_label: int) -> None:
 
 
 @pytest.mark.slow
-def test_probe_shares_through_open_clip(runs, tmp_path):
+def test_probe_shares_through_open_clip(runs, tmp_path, capsys):
     """--probe with a real open_clip model (tiny config, random weights): the shares are
     stored per step and equal the CLIP text-vs-image margins recomputed from the store."""
     from engine.cli import main
@@ -154,6 +154,9 @@ def test_probe_shares_through_open_clip(runs, tmp_path):
     for p in probes:
         argv += ["--probe", p]
     assert main(argv) == 0
+    err = capsys.readouterr().err  # 40 real images: a probe's share is known to about +-0.08
+    assert "beside 40 real images probe_drift can see a drift only when it is large: 'a " in err, err
+    assert err.count("probe_drift can see") == 1 and "points); give more --real images" in err
 
     reader = StoreReader(store)
     table = reader.step_metrics()
