@@ -68,8 +68,10 @@ REGION_NOISE_Z = 3.0
 #: 8: near-duplicates calibrated on random real sets pooled to DUPLICATE_POOL distances, a batch
 #: larger than the real reference measured in sets of at most its size; 9: ``n_reference``, the
 #: real reference's size: probe_drift's bar counts the noise of its shares too, a partial
-#: collapse's message says its sets; labels apart by ``/`` and ``_`` two columns).
-METRICS_VERSION = 9
+#: collapse's message says its sets; labels apart by ``/`` and ``_`` two columns; 10: the run's
+#: labels beyond the reference's keyed in the order the store read them, not sorted: one read
+#: later whose array name another's already had took that column at every later step).
+METRICS_VERSION = 10
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -877,7 +879,8 @@ def compute_step(
     - labels: ``n_labelled``, ``label_tv`` and, per label name L, ``label_share:L`` and
       ``label_ref_share:L``. Shares are over the labelled samples (``None`` in ``labels`` is
       unlabelled); a label the reference lacks, here or in ``label_names`` (the labels the run
-      has seen), has a reference share of 0 and counts in the total variation.
+      has seen, in the order it showed them), has a reference share of 0 and counts in the
+      total variation. The keys of those follow the reference's, in ``label_names``' order.
     - probes: per prompt P, ``probe_share:P`` and ``probe_ref_share:P``
 
     Per-sample arrays: ``nn_train_dist`` (float32), ``near_copy`` (bool; NaN without held-out data),
@@ -946,7 +949,12 @@ def compute_step(
         if labels is not None and len(labels) != n:
             raise ValueError(f"Expected {n} labels for the generated vectors. Got {len(labels)} instead.")
         given = [str(x) for x in labels if x is not None] if labels is not None else []
-        foreign = sorted((set(given) | {str(x) for x in label_names}) - set(ref.label_names))
+        # in the order the run first showed them (the store's), a label only given here last: the
+        # store names arrays in key order, and a label read later that sorted first took the
+        # array of another already named (cat/dog after cat_dog: label_share:cat_dog was cat_dog's
+        # share at the steps before, cat/dog's after)
+        seen = dict.fromkeys([*(str(x) for x in label_names), *sorted(given)])
+        foreign = [name for name in seen if name not in ref.label_names]
         names = ref.label_names + tuple(foreign)
         ref_shares = np.concatenate([ref.label_shares, np.zeros(len(foreign))])
         s["n_labelled"] = float(len(given))

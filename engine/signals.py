@@ -482,9 +482,10 @@ class Signals:
         them, for steps measured by an earlier watch (round AS: alerts evaluated again on a
         resume said 'square_thing'); those measured here (:meth:`_note_names`) win."""
         # in the order their arrays were named (compute_step: the reference's labels sorted, then
-        # the others sorted; round AT: in the store's order, two of one array name swapped names)
+        # the others in the store's order; round AT: the store's order for all, two of one array
+        # name swapped names)
         ref = list(self._reference.label_names) if self._reference is not None else []
-        labels = ref + sorted(set(store.labels) - set(ref))
+        labels = ref + [name for name in store.labels if name not in ref]
         out = {}
         for prefix, names in (("label_share", labels), ("probe_share", [parse_probe(p)[0] for p in self.probes])):
             keys = {metric_key(prefix, name): name for name in names}

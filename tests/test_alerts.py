@@ -1432,6 +1432,37 @@ def test_a_label_drift_names_labels_as_given_even_two_of_one_array_name(tmp_path
     assert messages and all("'dog (small)' 100% vs 50%, 'dog [small]' 0% vs 50%" in m for m in messages), messages
 
 
+def test_a_label_read_later_keeps_off_the_column_of_a_label_of_its_array_name(tmp_path):
+    """Round AV: the run's labels beyond the reference's were keyed sorted at each step, and the
+    store names arrays in key order: ``cat/dog`` read at a later step sorts before ``cat_dog``
+    and took its array, so ``label_share:cat_dog`` held cat_dog's share at step 0 and cat/dog's
+    from step 100 on (the viewer drew one line of two labels)."""
+    import zarr
+    from PIL import Image
+
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(3)
+    images = smooth_images(rng, 40, 32)
+    for i, image in enumerate(images):
+        (tmp_path / "real" / "xy"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "real" / "xy"[i % 2] / f"{i:02d}.png")
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+             "--no-layout", "--real", str(tmp_path / "real")]
+    for step, labels in ((0, ["cat_dog", "x", "y", "x"]), (100, ["cat/dog", "cat/dog", "cat/dog", "cat_dog"])):
+        write_step(run, step, images[rng.choice(40, 4, replace=False)])
+        (run / f"step_{step}" / "labels.csv").write_text("".join(f"{i:02d}.png,{x}\n" for i, x in enumerate(labels)))
+        assert main(watch) == 0  # the second step read by a later watch, as a live one reads it
+    metrics = zarr.open_group(str(store / "metrics"), mode="r")
+    by_step = {int(s): i for i, s in enumerate(metrics["step"][:])}
+    assert zarr.open_group(str(store), mode="r").attrs["labels"][-2:] == ["cat_dog", "cat/dog"]
+    assert metrics["label_share:cat_dog"][by_step[0]] == 0.25  # cat_dog's share at both steps
+    assert metrics["label_share:cat_dog"][by_step[100]] == 0.25
+    assert metrics["label_share:cat_dog_"][by_step[100]] == 0.75  # cat/dog's
+
+
 def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
     """A run broken from one checkpoint to the next (round AH: precision 0.92 -> 0.02, FD 0.04
     -> 0.29, then flat) rose once and raised nothing: `fd_rising` needed 3 rises in a row."""
