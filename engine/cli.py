@@ -357,7 +357,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if latest:
         shown = [k for k in ("vendi", "pairwise_cosine", "precision", "recall", "coverage", "region_tv", "fd",
                                   "near_copy_frac", "label_tv") if k in latest]
-        print(f"metrics     {summary['metric_steps']} steps; at step {latest['step']}: "
+        print(f"metrics     {counted(summary['metric_steps'], 'step')}; at step {latest['step']}: "
               + (", ".join(f"{k} {latest[k]:.3g}" for k in shown) or "none measured (too few readable samples)"))
     print(f"alerts      {len(summary['alerts'])}")
     shown = onsets_and_newest(summary["alerts"])

@@ -1256,7 +1256,8 @@ def test_version_a_labels_folder_and_one_step(tmp_path, capsys):
     assert capsys.readouterr().err == (f"evowatch: error: {run}: --labels names a folder; give the labels file (CSV or "
                                        "JSON), or leave --labels out for one folder per label\n")
     assert main(watch) == 0 and main(["info", str(store)]) == 0
-    assert "checkpoints 1; 1 step: 100..100" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "checkpoints 1; 1 step: 100..100" in out and "metrics     1 step; at step 100" in out, out  # round AV too
 
 
 def _usage_error(argv: list[str], capsys) -> str:
