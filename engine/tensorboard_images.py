@@ -22,7 +22,11 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
   grid, step)``) is read as one tag is. Tags that are prompts
   (PixArt's ``add_images(validation_prompt, image, step)``), two or more in one folder, are
   one checkpoint per step too, ``FOLDER/{sample}@STEP``, each prompt its image's label and,
-  in the order the prompts first came, its instance.
+  in the order the prompts first came, its instance. A prompt's image that is a grid, as a
+  sample file would be (diffusers' ControlNet and T2I-Adapter scripts log the conditioning
+  image and ``num_validation_images`` samples side by side), is split, its tiles numbered
+  after the earlier prompts' (:data:`IDS_PER_TAG` each) and labelled by the prompt;
+  ``--tile-cols 1:`` leaves the conditioning image out.
 * A step logged again (a resumed run writes a new event file into the same folder) is read
   from its last record: its earlier rows are superseded, as a rewritten grid's are.
 * Records are complete when read (a record cut short at the end of a file is left for the
@@ -289,7 +293,7 @@ class TensorBoardImages:
         """The checkpoint's images: a lone tag's grid split into its tiles (instance = tile
         index), the several images of one summary one sample each (instance = their order; of
         a numbered tag, after :data:`IDS_PER_TAG` per lower number), a numbered tag's image one
-        sample (instance = its number), a prompt's image one sample."""
+        sample (instance = its number), a prompt's image one sample, or its tiles when it is a grid."""
         options = options or self._options
         if checkpoint.kind != "generated":
             yield from decode.iter_samples(checkpoint, options)
@@ -331,8 +335,9 @@ class TensorBoardImages:
             path = f"{name}#{index}" if len(images) > 1 else name
             try:
                 image = decode.decode_image(io.BytesIO(encoded))
-                geometry = None if len(images) > 1 or instance is not None else (
-                    resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
+                geometry = None if len(images) > 1 or (instance is not None and label is None) else (
+                    resolve_grid(image, options.grid, options.tile_size) if label is not None  # as a file is
+                    else resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
                     or self._tag_geometry(logged, image.shape))
             except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
                 yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile))
@@ -346,8 +351,9 @@ class TensorBoardImages:
             except ValueError as exc:
                 yield SkippedFile(path=path, reason=str(exc), misfit=True)
                 continue
-            for tile_index, tile in tiles:
-                yield Sample(image=tile, instance=tile_index, path=f"{path}#{tile_index}")
+            for tile_index, tile in tiles:  # a prompt's images: ids after the earlier prompts'
+                yield Sample(image=tile, instance=_instance(instance, tile_index, geometry.count),
+                             path=f"{path}#{tile_index}", label=label)
 
 
 #: Instance ids a numbered tag's summary of several images takes: ``sample_1``'s are 1000 on

@@ -18,8 +18,9 @@ from scipy.ndimage import gaussian_filter
 from engine.cli import main
 from engine.discovery import DiscoveryOptions
 from engine.encoders import make_encoder
+from engine.grids import parse_tile_slice
 from engine.records import Sample, SkippedFile
-from engine.tensorboard_images import INCOMPLETE_WAIT, TensorBoardImages
+from engine.tensorboard_images import IDS_PER_TAG, INCOMPLETE_WAIT, TensorBoardImages
 from engine.session import encoder_record
 from engine.watch import WatchConfig, Watcher
 from stores.zarr_store import StoreReader, StoreWriter
@@ -442,6 +443,36 @@ def test_tags_that_are_prompts_are_one_checkpoint_per_step_labelled_by_their_pro
     order = sorted(prompts)
     assert [(s.instance, s.label) for s in got] == [(i, prompt) for i, prompt in enumerate(order)]
     np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[250][[prompts.index(p) for p in order]])
+
+
+def test_a_prompts_row_of_images_is_split_into_samples_of_that_prompt(tmp_path):
+    """diffusers' ControlNet and T2I-Adapter ``log_validation``: ``add_images(validation_prompt,
+    np.stack([conditioning, *images]), step, dataformats="NHWC")``, a tag per prompt whose image
+    is a row of 1 + ``num_validation_images``: each row was one sample (a 16x80 strip);
+    ``--tile-cols 1:`` (documented for it) was ignored."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "logs" / "train_controlnet"))
+    prompts = ["red circle with blue background", "cyan circle with brown floral background"]
+    yy, xx = np.mgrid[:16, :16]
+    conditioning = np.where((np.abs(np.hypot(yy - 8, xx - 8) - 5) < 1)[..., None], np.uint8(255), np.uint8(0))
+    conditioning = np.repeat(conditioning, 3, axis=2)
+    generated = {(step, i): samples(4, 16, step * 10 + i) for step in (500, 1000) for i in range(2)}
+    for step in (500, 1000):
+        for i, prompt in enumerate(prompts):
+            writer.add_images(prompt, np.concatenate([conditioning[None], generated[(step, i)]]), step,
+                              dataformats="NHWC")
+    writer.close()
+    order = sorted(prompts)  # both first came at step 500: in name order
+    for options, kept in ((DiscoveryOptions(), range(5)),
+                          (DiscoveryOptions(tile_cols=parse_tile_slice("1:")), range(1, 5))):
+        logged = TensorBoardImages()
+        found = by_source(logged.scan(run, options))
+        got = read(logged, found["logs/train_controlnet/{sample}@1000"])
+        assert [(s.instance, s.label) for s in got] == [
+            (p * IDS_PER_TAG + t, prompt) for p, prompt in enumerate(order) for t in kept]
+        tiles = [np.concatenate([conditioning[None], generated[(1000, prompts.index(prompt))]])[t]
+                 for prompt in order for t in kept]
+        np.testing.assert_array_equal(np.stack([s.image for s in got]), np.stack(tiles))
 
 
 def test_a_prompt_added_later_leaves_the_earlier_steps_alone(tmp_path):
