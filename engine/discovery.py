@@ -72,7 +72,7 @@ from engine.errors import DiscoveryError
 from engine.grids import TileSlice, format_tile_slice
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
-from stores.format import SAMPLE_KEY, STORE_MARKER, is_store
+from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store
 
 log = logging.getLogger(__name__)
 
@@ -498,12 +498,6 @@ _DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)
 #: ``images/`` again in ``image_embeddings/``, captioned and with the embedding's data drawn
 #: into its edges (a second sample of every step, a near-copy of the first).
 _SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
-
-
-#: Experiment trackers' folders, each keeping a copy of every image the trainer logs: W&B's
-#: ``wandb/run-…/files/media/images/`` (U-ViT logs its sample grid there and saves it as a
-#: file), MLflow's ``mlruns/<experiment>/<run>/artifacts/`` (``mlflow.log_artifact``).
-_TRACKER_FOLDERS = {"wandb": "W&B", "mlruns": "MLflow"}
 
 
 #: The end of a smaller copy's name (MLflow's ``{key}+step+500+…+compressed.webp``).
@@ -1321,10 +1315,10 @@ def _plain_dirs_units(folder: Path, level: _Level, options: DiscoveryOptions,
     """The checkpoints of a level's unnumbered folders; a tracker's copies (``wandb/``) only
     when no other folder holds the trainer's own files."""
     found = {sub: _units(sub, options, depth + 1) for sub in level.plain_dirs}
-    copies = [sub for sub in found if sub.name.lower() in _TRACKER_FOLDERS and found[sub]]
+    copies = [sub for sub in found if sub.name.lower() in TRACKER_FOLDERS and found[sub]]
     if copies and any(found[sub] for sub in found if sub not in copies):
         for sub in copies:
-            warn_once(folder, f"{folder}: {sub.name}/ holds {_TRACKER_FOLDERS[sub.name.lower()]}'s copies of the "
+            warn_once(folder, f"{folder}: {sub.name}/ holds {TRACKER_FOLDERS[sub.name.lower()]}'s copies of the "
                               "images the trainer logged, beside its own sample files: the trainer's files are read, "
                               f"not the copies (point evowatch at {sub.name}/ to read them)", about=sub.name,
                       say=log.info)

@@ -42,7 +42,7 @@ from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
 from engine.tensorboard_images import TensorBoardImages
 from engine.trainer_logs import is_event_file, is_log_name
-from stores.format import KIND_CODES, stored_text
+from stores.format import KIND_CODES, listed, stand_in_for_files, stored_text
 from stores.zarr_store import StoreWriter, folder_identity, superseded_flags
 
 log = logging.getLogger(__name__)
@@ -529,6 +529,7 @@ class Watcher:
                 self._run_hooks([])
             return []
         self._read_labels_files(jobs)
+        self._say_stand_ins_superseded(jobs)
         results: list[IngestResult] = []
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         said = BacklogLog(log, len(jobs), "ingesting", "ingested")
@@ -568,6 +569,22 @@ class Watcher:
         self._references_checked = True
         self._run_hooks(results)
         return results
+
+    def _say_stand_ins_superseded(self, jobs: list[tuple[Checkpoint, str]]) -> None:
+        """Say that the trainer's own files supersede the images logged to TensorBoard or a
+        tracker's copies stored before them (a live watch read those while the run had no
+        sample file yet; :func:`stores.format.stand_in_for_files`)."""
+        own = [c.source for c, _ in jobs if c.kind == "generated" and stand_in_for_files(c.source) is None]
+        if not own:
+            return
+        committed = self.store.committed_readings()
+        stand_ins = sorted((step, source) for source, (_, step) in committed.items() if stand_in_for_files(source))
+        if stand_ins:
+            what = sorted({stand_in_for_files(source) for _, source in stand_ins})
+            log.warning("%s: the run's own checkpoints came (%s): the %s stored before from %s (%s) %s kept as "
+                        "superseded", self.config.run_dir, listed(own, 2), counted(len(stand_ins), "checkpoint"),
+                        " and ".join(what), listed([source for _, source in stand_ins], 2),
+                        "is" if len(stand_ins) == 1 else "are")
 
     def _read_labels_files(self, jobs: list[tuple[Checkpoint, str]]) -> None:
         """Read each labels file of this pass's checkpoints here, once, before the decode

@@ -124,6 +124,26 @@ READING_GUIDE = (
 #: In a per-step pattern source (``step_500_{sample}.png``): the part of its files' names
 #: that tells its samples apart, a prompt or a class (a ``*`` there is a sample index).
 SAMPLE_KEY = "{sample}"
+#: Experiment trackers' folders, each keeping a copy of every image the trainer logs: W&B's
+#: ``wandb/run-…/files/media/images/`` (U-ViT logs its sample grid there and saves it as a
+#: file), MLflow's ``mlruns/<experiment>/<run>/artifacts/`` (``mlflow.log_artifact``).
+TRACKER_FOLDERS = {"wandb": "W&B", "mlruns": "MLflow"}
+_LOGGED_IMAGES = re.compile(r"@-?\d+$")  # FOLDER/TAG@STEP: a (tag, step) logged to TensorBoard
+
+
+def stand_in_for_files(source: str) -> str | None:
+    """What a generated checkpoint's source stands in for the trainer's own sample files
+    with, or None: images it logged to TensorBoard (``FOLDER/TAG@STEP``) or a tracker's copies
+    (``wandb/…``, ``mlruns/…`` below the folder watched). Discovery reads them only while the
+    run holds no sample file of its own; a live watch that read them before the trainer's first
+    file came kept them beside it, current (round AV): a file stored after them supersedes them."""
+    if _LOGGED_IMAGES.search(source):
+        return "images logged to TensorBoard"
+    tracker = next((TRACKER_FOLDERS[part.lower()] for part in source.split("/")[:-1]
+                    if part.lower() in TRACKER_FOLDERS), None)
+    return None if tracker is None else f"{tracker}'s copies"
+
+
 #: The first columns of ``evowatch export``'s table, one row per sample: a CSV export put
 #: in the run (beside a store inside it) is no trainer log.
 EXPORT_COLUMNS = ("row", "step", "kind", "label", "instance", "path", "checkpoint", "source", "superseded")

@@ -643,9 +643,11 @@ def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
     read again once the run's layout became clear (a lone ``version_0/`` first read as one
     checkpoint, later as a run of ``version_0/images/epoch=3-step=1000/`` ...; a flat folder's
     ``step1000_00.png`` first alone, later in ``step1000_*.png``); or, for a reference set,
-    a later one of its kind."""
+    a later one of its kind; or, for images logged to TensorBoard or a tracker's copies, a
+    later checkpoint of the trainer's own files (:func:`stores.format.stand_in_for_files`)."""
     sources = checkpoints["source"]
     flags = np.zeros(len(sources), bool)
+    own_later = False  # a later checkpoint read from the trainer's own sample files
     later: set[str] = set()
     around_later: set[str] = set()  # the folders later sources lie in
     names_later: dict[str, _Names] = {}  # folder -> names of later sources in it
@@ -656,14 +658,22 @@ def superseded_flags(checkpoints: dict[str, np.ndarray]) -> np.ndarray:
         folder, name = _folder_and_name(source)
         flags[i] = (source in later or source in around_later or not later.isdisjoint(above)
                     or bool(folder in names_later and names_later[folder].same_files(name))
-                    or fmt.SAMPLE_KEY not in source and any(covers(source) for covers in series_later))  # never one
-                # across per-sample folders itself: asking them all made a pass O(checkpoints^2), 0.67 s at 2,000
+                    or fmt.SAMPLE_KEY not in source and any(covers(source) for covers in series_later)  # never one
+                    # across per-sample folders itself: asking them all made a pass O(checkpoints^2), 0.67 s at 2,000
+                    or own_later and fmt.stand_in_for_files(source) is not None)
+        own_later = own_later or _own_files(source)
         if covers := _series_cover(source):
             series_later.append(covers)
         later.add(source)
         around_later.update(above)
         names_later.setdefault(folder, _Names()).add(name)
     return flags
+
+
+def _own_files(source: str) -> bool:
+    """Whether a reading key is a generated checkpoint of the trainer's own files (no
+    reference set, no stand-in for them)."""
+    return not source.endswith(":") and fmt.stand_in_for_files(source) is None
 
 
 def _replacements(checkpoints: dict[str, np.ndarray], flags: np.ndarray, stored: np.ndarray) -> np.ndarray:
@@ -691,6 +701,7 @@ class _CurrentSources:
         self._index: dict[str, int] = {}
         self._below: dict[str, set[str]] = {}  # folder -> current sources inside it
         self._names: dict[str, _Names] = {}  # folder -> names of current sources directly in it
+        self._stand_ins: set[str] = set()  # current sources standing in for the trainer's own files
         for i, (source, old) in enumerate(zip(sources, superseded)):
             if not old:
                 self._add(_reading_key(str(source)), i)
@@ -701,12 +712,15 @@ class _CurrentSources:
             self._below.setdefault(folder, set()).add(source)
         folder, name = _folder_and_name(source)
         self._names.setdefault(folder, _Names()).add(name)
+        if fmt.stand_in_for_files(source) is not None:
+            self._stand_ins.add(source)
 
     def _remove(self, source: str) -> int:
         for folder in _folders_above(source):
             self._below[folder].discard(source)
         folder, name = _folder_and_name(source)
         self._names[folder].discard(name)
+        self._stand_ins.discard(source)
         return self._index.pop(source)
 
     def commit(self, source: str, index: int) -> list[int]:
@@ -718,6 +732,8 @@ class _CurrentSources:
             gone |= {f"{folder}/{other}" if folder else other for other in self._names[folder].same_files(name)}
         if covers := _series_cover(source):
             gone |= {other for other in self._index if covers(other)}
+        if _own_files(source):
+            gone |= self._stand_ins
         old = [self._remove(s) for s in gone]
         self._add(source, index)
         return old

@@ -256,6 +256,32 @@ def test_a_file_and_the_per_step_pattern_covering_it_are_one_reading(tmp_path, r
     assert zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["checkpoints/superseded"][:].tolist() == expected
 
 
+def test_the_trainers_own_files_supersede_the_logged_images_and_tracker_copies_read_before(tmp_path, rng):
+    """Round AV: a live watch read the images logged to TensorBoard (``runs/fake@2``) or W&B's
+    copies while the run had no sample file yet; once the trainer's own files came, discovery
+    read only those, and the earlier rows stayed current beside them: two series in one (steps
+    2, 4 of iterations beside epochs 0, 1). A stand-in read after the files, and a reference
+    set, are left alone."""
+    from stores.zarr_store import superseded_flags
+
+    sources = ["runs/fake@2", "wandb/run-20240105_103000-k3j9x2pq/files/media/images/samples_1000_????.png",
+               "real:/data/train", "fake_samples_epoch_000.png", "runs/fake@6"]
+    expected = [True, True, False, False, False]
+    assert superseded_flags({"source": np.array(sources)}).tolist() == expected
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for i, source in enumerate(sources[:3]):
+            with store.checkpoint(i, source, f"h{i}", kind="real" if source.startswith("real:") else "generated") as tx:
+                add_rows(tx, 1, rng)
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # reopened: kept up to date one commit at a time
+        for i, source in enumerate(sources[3:], 3):
+            with store.checkpoint(i, source, f"h{i}") as tx:
+                add_rows(tx, 1, rng)
+        assert sorted(store.committed_hashes()) == sorted(sources[2:])
+    assert zarr.open_group(str(path), mode="r")["checkpoints/superseded"][:].tolist() == expected
+    assert StoreReader(path).current_rows().tolist() == [not old for old in expected]
+
+
 def test_an_array_whose_making_failed_leaves_no_folder(tmp_path, monkeypatch):
     """The disk filled while a new metric's column was made: an empty metrics/density/ folder
     stayed, and plain zarr warned about it at every read until a resume succeeded."""

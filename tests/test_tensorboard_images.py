@@ -149,6 +149,37 @@ def test_a_run_logging_only_to_tensorboard_is_watched_end_to_end(tmp_path, capsy
     assert StoreReader(other).info()["rows"] == 12
 
 
+def test_sample_files_that_come_after_the_logged_images_supersede_them(tmp_path, caplog):
+    """Round AV: a DCGAN-style script logs a grid to TensorBoard every few iterations and saves
+    ``fake_samples_epoch_000.png`` at each epoch's end. A live watch read the logged images
+    while no file was there; once the files came it read only those, and the logged steps (2
+    and 4, iterations) stayed current beside the files' (0 and 1, epochs): one map, one series
+    of signals, of two runs' worth of steps."""
+    run = tmp_path / "run"
+    encoder = make_encoder("pixels", device="cpu")
+    store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
+    watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0), progress=False, workers=0),
+                      store, encoder)
+    writer = SummaryWriter(str(run / "runs"))
+    for step in (2, 4):
+        writer.add_image("fake", make_grid(torch.from_numpy(samples(16, 16, step).transpose(0, 3, 1, 2)), nrow=4), step)
+    writer.close()
+    assert [r.checkpoint.source for r in watcher.run_once()] == ["runs/fake@2", "runs/fake@4"]
+    for epoch in (0, 1):
+        grid = make_grid(torch.from_numpy(samples(16, 16, 10 + epoch).transpose(0, 3, 1, 2)), nrow=4)
+        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(run / f"fake_samples_epoch_{epoch:03d}.png")
+    with caplog.at_level("WARNING"):
+        assert [r.checkpoint.source for r in watcher.run_once()] == ["fake_samples_epoch_000.png",
+                                                                     "fake_samples_epoch_001.png"]
+    assert ("the run's own checkpoints came (fake_samples_epoch_000.png, fake_samples_epoch_001.png): the 2 "
+            "checkpoints stored before from images logged to TensorBoard (runs/fake@2, runs/fake@4) are kept as "
+            "superseded") in caplog.text
+    store.close()
+    reader = StoreReader(tmp_path / "s.zarr")
+    assert reader.info()["steps"] == [0, 1]
+    assert sorted(set(reader.samples("step")[reader.current_rows()].tolist())) == [0, 1]
+
+
 def test_new_steps_are_read_incrementally_and_ready_once_the_trainer_goes_on(tmp_path):
     """A live run: its event file changes all the time (scalars), yet a step's images are
     ingested as soon as the trainer logged anything after them (not once the file settles),
