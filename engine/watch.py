@@ -804,11 +804,12 @@ class Watcher:
     def _is_log(self, path: str) -> bool:
         """A trainer log's write needs the logs read, not the run scanned: a loss line every
         2 s had the watch of a 300-checkpoint run rescan it all, 86% of a core. Not labels
-        files, nor event files whose logged images are the run's samples."""
+        files, nor event files whose logged images are the run's samples or may become them: a
+        run without a checkpoint yet (its first logged image was found by the 30 s rescan)."""
         p, labels = Path(path), self.config.options.labels_file
         if not is_log_name(p.name) or p.stem == "labels" or (labels is not None and p.name == Path(labels).name):
             return False
-        return not (is_event_file(p.name) and self._stand_in is self._logged_images)
+        return not (is_event_file(p.name) and (self._stand_in is self._logged_images or not self._found))
 
     def _run_dir_present(self) -> bool:
         """A run directory deleted while watched (a trainer restarted from scratch) is waited

@@ -180,6 +180,30 @@ def test_sample_files_that_come_after_the_logged_images_supersede_them(tmp_path,
     assert sorted(set(reader.samples("step")[reader.current_rows()].tolist())) == [0, 1]
 
 
+def test_an_event_file_written_before_the_first_checkpoint_has_the_run_scanned(tmp_path):
+    """Round AV: a run logging scalars and, now and then, an image to TensorBoard only: until
+    its first image was read, the event file's writes were a log's (only the logs read
+    again), so that image waited for the 30 s rescan (18 s after it here). Once the run's
+    samples are files, the event file is a log again."""
+    run = tmp_path / "run"
+    encoder = make_encoder("pixels", device="cpu")
+    store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
+    watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0), progress=False, workers=0),
+                      store, encoder)
+    writer = SummaryWriter(str(run / "runs"))
+    writer.add_scalar("loss", 0.5, 1)
+    writer.flush()
+    assert watcher.run_once() == []
+    events = next((run / "runs").glob("events.out.tfevents.*"))
+    assert not watcher._is_log(str(events))
+    Image.fromarray(samples(1, 16, 0)[0]).save(run / "sample_100.png")
+    writer.add_scalar("loss", 0.4, 2)
+    writer.close()
+    assert [r.checkpoint.source for r in watcher.run_once()] == ["sample_100.png"]
+    assert watcher._is_log(str(events))
+    store.close()
+
+
 def test_new_steps_are_read_incrementally_and_ready_once_the_trainer_goes_on(tmp_path):
     """A live run: its event file changes all the time (scalars), yet a step's images are
     ingested as soon as the trainer logged anything after them (not once the file settles),
