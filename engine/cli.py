@@ -344,7 +344,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"encoder     {summary['encoder']} (dim {summary['dim']}, {summary['device']})")
     print("kinds       " + ", ".join(f"{k} {v}" for k, v in summary["kinds"].items()))
     print(f"labels      {len(summary['labels'])}")
-    print(f"layout      {summary['layout_rows']} rows")
+    print(f"layout      {counted(summary['layout_rows'], 'row')}")
     print(f"warnings    {counted(summary['warnings'], 'skipped file')} ({summary['current_warnings']} in current "
           f"version{'' if summary['current_warnings'] == 1 else 's'})")
     for skipped in summary["skipped_files"]:  # the newest first

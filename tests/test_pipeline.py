@@ -1260,6 +1260,17 @@ def test_version_a_labels_folder_and_one_step(tmp_path, capsys):
     assert "checkpoints 1; 1 step: 100..100" in out and "metrics     1 step; at step 100" in out, out  # round AV too
 
 
+def test_info_counts_one_laid_out_row(tmp_path, capsys):
+    """Round AW: `info` printed "layout      1 rows" of a store with one sample laid out."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 1, seed=0)
+    assert main(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--settle", "0", "--once"]) == 0
+    assert info(store)["layout_rows"] == 1
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0
+    assert "layout      1 row\n" in capsys.readouterr().out
+
+
 def _usage_error(argv: list[str], capsys) -> str:
     """The stderr of a command line argparse refuses: exit 2, and (the contract) one line."""
     capsys.readouterr()
