@@ -1463,6 +1463,23 @@ def test_a_label_read_later_keeps_off_the_column_of_a_label_of_its_array_name(tm
     assert metrics["label_share:cat_dog_"][by_step[100]] == 0.75  # cat/dog's
 
 
+def test_label_drift_bar_does_not_depend_on_the_order_of_the_labels_columns():
+    """Round AW: the bar's seeded draws took the reference's shares in the record's key order:
+    a step's row as measured (the reference's labels, then the run's in the store's order) and
+    the same row read back from the store (columns sorted by name), when its alerts are
+    evaluated again, had bars of 0.3076 and 0.3062: a drift of 0.307 alerted in one only."""
+    shares = dict(zip("abcdefgh", (0.3, 0.2, 0.15, 0.1, 0.1, 0.05, 0.05, 0.05)))
+
+    def history(names):
+        row = {"n_generated": 64.0, "n_labelled": 64.0, "n_real": 1000.0, "precision": 1.0, "label_tv": 0.307}
+        for name in names:
+            row.update({f"label_share:{name}": shares[name], f"label_ref_share:{name}": shares[name]})
+        return [{"step": s, **row} for s in range(DEFAULT_RULES.warmup + 1)]
+
+    fired = [[a.rule for a in evaluate_alerts(history(names))] for names in ("abcdefgh", "hgfedcba")]
+    assert fired[0] == fired[1]
+
+
 def test_fd_that_jumps_and_stays_up_alerts_and_a_single_outlier_does_not():
     """A run broken from one checkpoint to the next (round AH: precision 0.92 -> 0.02, FD 0.04
     -> 0.29, then flat) rose once and raised nothing: `fd_rising` needed 3 rises in a row."""
