@@ -387,9 +387,16 @@ class Signals:
         said = [f"'{self._names.get(f'probe_share:{key}', key)}' "
                 f"({'never' if gap == float('inf') else f'past {100 * gap:.0f} points'})"
                 for key, gap in sorted(coarse.items(), key=lambda kv: -kv[1])]
+        # what each remedy alone would leave: the reference's shares as exact (samples short), and
+        # ~64 times as many samples as real images (the reference short; beside 10 real images
+        # sampling more never saw a drift under 40 points, and was the only advice at 16 a step)
         exact_reference = probe_drift_reach({k: v for k, v in row.items() if k != "n_reference"}, self.rules)
-        fix = ("sample more a step" if any(exact_reference.get(key, 0) > 2 * self.rules.probe_max_diff for key in coarse)
-               else "give more --real images")
+        many_samples = probe_drift_reach({**row, "n_generated": float(min(64 * row["n_reference"], 2 ** 16))},
+                                         self.rules) if row.get("n_reference", 0) > 0 else {}
+        samples_short, real_short = (any(reach.get(key, 0) > 2 * self.rules.probe_max_diff for key in coarse)
+                                     for reach in (exact_reference, many_samples))
+        fix = ("sample more a step and give more --real images" if samples_short and real_short
+               else "sample more a step" if samples_short else "give more --real images")
         log.warning("step %d: at %s a step beside %s real images probe_drift can see a drift only when it is large: "
                     "%s; %s", step, counted(int(row["n_generated"]), "sample"),
                     f"{row.get('n_reference', float('nan')):,.0f}", listed(said, 3), fix)

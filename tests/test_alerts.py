@@ -1519,6 +1519,27 @@ def test_how_large_a_probe_drift_must_be_to_alert():
     assert probe_drift_reach({"n_generated": 64.0}) == {}
 
 
+def test_probe_reach_advice_names_both_remedies_when_neither_alone_would_do(tmp_path, caplog):
+    """Round AW: beside 10 real images at 16 samples a step the advice was 'sample more a step',
+    and at 64 a step (or any number) 'give more --real images': sampling more alone never let
+    probe_drift see a drift under 40 points. Each remedy is named only where it would help."""
+    from engine.signals import Signals
+
+    def advice(n, n_reference):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="engine.signals"):
+            Signals(run_dir=tmp_path, encoder=None)._say_probe_reach(
+                0, {"n_generated": float(n), "n_reference": float(n_reference), "probe_share:p": 0.5,
+                    "probe_ref_share:p": 0.5})
+        (message,) = [r.getMessage() for r in caplog.records]
+        return message.rsplit("; ", 1)[1]
+
+    assert advice(16, 10) == "sample more a step and give more --real images"
+    assert advice(64, 10) == "give more --real images"
+    assert advice(32, 40) == "sample more a step"  # at 256 a step it is said no more
+    assert advice(8, 10_000) == "sample more a step"
+
+
 def test_probe_drift_counts_the_references_own_noise():
     """Round AQ: a probe's reference share was taken as exact: 10 real images (a share's SD up
     to 0.16) had 5 of 6 healthy runs alert ("'a_woman' 64% vs 90%"). With ``n_reference`` the
