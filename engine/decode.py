@@ -54,7 +54,7 @@ from engine.discovery import (TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_pa
 from engine.errors import DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
-from stores.format import MAX_INSTANCE, SAMPLE_KEY
+from stores.format import MAX_INSTANCE, SAMPLE_KEY, listed
 from stores.zarr_store import pattern_regex
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def uint8_rows(images: np.ndarray | FileRows, value_range: tuple[float, float]) 
             if finite[row - start]:
                 yield row, pixels
     if bad:
-        rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        rows = listed([str(row) for row in bad], 5)
         raise SkipFile(f"{len(bad)} of {len(images)} samples hold NaN or infinite values (row{'s' if len(bad) > 1 else ''} {rows}), not stored: "
                        "a diverged generator?")
 
@@ -762,7 +762,7 @@ def folder_name_ids(files: tuple[Path, ...], folders: dict[Path, str]) -> dict[P
 def _say_unnumbered(checkpoint: Checkpoint, files: list[Path]) -> None:
     """Once per checkpoint and process: which files got no instance id, so a user sees why
     those samples are not followed from step to step."""
-    names = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+    names = listed([f.name for f in files])
     warn_once(checkpoint.root / checkpoint.source,
               f"{checkpoint.source}: {len(files)} of {len(checkpoint.files)} files share their number with another, "
               f"have none or one past {MAX_INSTANCE:,} ({names}): no instance id for them; the others keep theirs "

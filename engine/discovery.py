@@ -72,7 +72,7 @@ from engine.errors import DiscoveryError
 from engine.grids import TileSlice, format_tile_slice
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
-from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store
+from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store, listed
 
 log = logging.getLogger(__name__)
 
@@ -1304,7 +1304,7 @@ def _say_hidden_checkpoints(folder: Path, level: _Level, options: DiscoveryOptio
     if len(steps) < 2:
         return
     subs = sorted({path.relative_to(folder).parts[0] for _, path, _ in hidden})
-    read = ", ".join(path.name for _, path, _ in level.numbered[:2]) + (", ..." if len(level.numbered) > 2 else "")
+    read = listed([path.name for _, path, _ in level.numbered], 2)
     warn_once(folder, f"{folder}: {', '.join(s + '/' for s in subs[:3])} hold{'s' if len(subs) == 1 else ''} "
               f"{len(hidden):,} more checkpoints (steps {steps[0]:,} to {steps[-1]:,}) that are not read: the run is "
               f"read at this level ({read}); to read them, point evowatch at {folder / subs[0]}", about="hidden")

@@ -36,6 +36,7 @@ from engine.encoders import Encoder
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, SkippedFile
 from engine.writer_process import WriterProcess
+from stores.format import listed
 from stores.zarr_store import WRITE_ROWS, StoreWriter, available_cores
 
 log = logging.getLogger(__name__)
@@ -386,7 +387,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
             raise _options_misfit(*unfit[0])
         if unfit:
             log.warning("%s: none of %s fits the grid the options force, where later ones fit (%s): not stored, "
-                        "read again by the next watch", ", ".join(c.source for c, _ in unfit[:3]),
+                        "read again by the next watch", listed([c.source for c, _ in unfit]),
                         "its files" if len(unfit) == 1 else "their files", unfit[0][1][0].reason.rstrip("."))
     except BaseException as exc:
         if tx_context is not None:

@@ -483,7 +483,7 @@ class Watcher:
                 fix = f"; if another number in their names is the step, give --step-regex '{regex}'"
             log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together%s",
                         self.config.run_dir, f"{counted(len(shared), 'step')} {'has' if len(shared) == 1 else 'have'}",
-                        step, ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else ""), fix)
+                        step, listed(sources), fix)
             self._shared_steps_noted = True
 
     def _note_label_folders(self, found: list[Checkpoint], keep: bool = True) -> None:
@@ -603,7 +603,7 @@ class Watcher:
         if options.labels_file is not None and generated and not self._stand_in and not self._labels_looked_for:
             self._labels_looked_for = True  # a name meant for each checkpoint folder may miss some later
             if not found:
-                names = ", ".join(c.source for c in generated[:2]) + (", ..." if len(generated) > 2 else "")
+                names = listed([c.source for c in generated], 2)
                 raise DiscoveryError(f"{options.labels_file}: --labels file not found in {self.config.run_dir}, its "
                                      f"checkpoint folders ({names}) or the current folder; check the path")
         for checkpoint in first.values():
@@ -645,9 +645,9 @@ class Watcher:
             say("%s: --samples %s matches no file name here%s (nor an image tag logged to TensorBoard)",
                 run_dir, " ".join(f"'{glob}'" for glob in options.sample_globs), " yet" if self.live else "")
         elif weights and not sampler:
-            say("%s: no sample files, but %s of weights (%s%s): sample them with --sampler module:function "
+            say("%s: no sample files, but %s of weights (%s): sample them with --sampler module:function "
                 "(README, weight-only runs)", run_dir, counted(len(weights), "checkpoint"),
-                ", ".join(c.source for c in weights[:3]), ", ..." if len(weights) > 3 else "")
+                listed([c.source for c in weights]))
         elif without_step and not has_samples:
             say("%s: no sample files%s, and no name of its weights (%s%s) carries a step: a file the trainer "
                 "rewrites has no step to place its samples at; have it save samples, or weights named with the step "
