@@ -648,13 +648,19 @@ def cached_map_spec(path: str | Path, commit: Commit, layout: Layout, color: Col
 
 
 def _step_rows(d: MapData, stride: int = 1) -> Iterator[tuple[np.ndarray, str]]:
-    """(rows mask, name) of the reference ("real") and of every ``stride``-th step counted
+    """(rows, name) of the reference ("real") and of every ``stride``-th step counted
     back from the newest (the step a live run is watched at; counted from the first, it was
-    named only when the count fell right), written 1,000 like the rest of the page."""
-    for k in [-1, *reversed(range(len(d.steps) - 1, -1, -stride))]:
-        rows = d.step_index == k
-        if rows.any():
-            yield rows, "real" if k < 0 else f"{int(d.steps[k]):,}"
+    named only when the count fell right), written 1,000 like the rest of the page. The rows
+    are grouped by one sort: a mask per step compared every row with each step (the radial
+    map's ring names, every step: 0.4 s of each 0.5 s spec at 900 steps of 48, and growing
+    as steps times rows)."""
+    order = np.argsort(d.step_index, kind="stable")
+    ordered = np.asarray(d.step_index)[order]
+    wanted = np.array([-1, *reversed(range(len(d.steps) - 1, -1, -stride))], np.int64)
+    starts, stops = np.searchsorted(ordered, wanted, "left"), np.searchsorted(ordered, wanted, "right")
+    for k, start, stop in zip(wanted.tolist(), starts.tolist(), stops.tolist()):
+        if stop > start:
+            yield order[start:stop], "real" if k < 0 else f"{int(d.steps[k]):,}"
 
 
 def _band_labels(d: MapData, xy: np.ndarray, layout: Layout) -> list[tuple[float, str]]:
