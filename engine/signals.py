@@ -517,15 +517,15 @@ class Signals:
         checkpoint measured again (``raised``: the alerts stored before)."""
         if not losses or "convergence" not in self.rules.enabled:
             return
-        table = store.step_metrics()
-        if not table or not len(table["step"]):
+        steps = list(store.measured_steps())  # the step column alone: each metric's was read at every pass
+        if not steps:
             return
-        newest = int(np.max(table["step"]))
+        newest = max(steps)
         last_logged = max((int(np.max(s)) for s, _ in losses.values() if len(s)), default=newest)
         stored = list(self._stored_alerts(store))
         if last_logged <= newest or any(a["step"] == newest and a["rule"] == "convergence" for a in stored):
             return
-        history = [{"step": int(s)} for s in table["step"]] + [{"step": last_logged}]
+        history = [{"step": step} for step in steps] + [{"step": last_logged}]
         fired = [replace(alert, step=newest, message=f"{alert.message}, after the newest checkpoint (step {newest})")
                  for alert in evaluate_alerts(history, replace(self.rules, enabled=("convergence",)), losses)]
         if fired:

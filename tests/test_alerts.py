@@ -1562,3 +1562,33 @@ def test_probe_drift_counts_the_references_own_noise():
     assert "'p' 64% vs 90%" in alert.message
     (alert,) = evaluate_alerts([record(s, 0.64, 0.9, 5000) for s in range(3)], names={"probe_share:p": "a p/q"})
     assert "'a p/q' 64% vs 90%" in alert.message  # round AQ: the key's name was said ('a_red_image')
+
+
+def test_a_pass_with_no_new_step_reads_the_step_column_alone(tmp_path, monkeypatch):
+    """Round AV: each pass of a live watch (a new checkpoint, or a loss line at most every 2 s)
+    read every metric's column for the steps of the losses after the newest checkpoint: 40% of
+    an idle pass at 32 columns, and a labelled run has two more per label (label_share,
+    label_ref_share: a thousand classes, two thousand arrays opened every pass)."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (0, 100, 200):
+        write_step(run, step, smooth_images(rng, 8, 32))
+    log_losses(run, range(0, 210, 10), 1.0)
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--workers", "0"]) == 0
+    assert len(StoreReader(store).step_metrics()) > 3
+    hook = Signals(run_dir=run, encoder=None)
+    with StoreWriter(store, StoreReader(store).encoder) as writer:
+        hook(writer, [])
+        log_losses(run, (210, 220), 1.0)  # logged after the newest checkpoint
+        read = []
+        array = StoreReader._array
+        monkeypatch.setattr(StoreReader, "_array", lambda self, group, name: read.append((group, name)) or
+                            array(self, group, name))
+        hook(writer, [])
+    assert {name for group, name in read if group == "metrics"} == {"step"}
