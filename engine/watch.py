@@ -218,6 +218,7 @@ class Watcher:
         self._labels_looked_for = False  # a relative --labels looked for by a pass with generated checkpoints
         self._unlabelled_said: set[str] = set()  # why samples went without a label, said (_say_unlabelled)
         self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
+        self._said_deleted_unread = False  # a checkpoint deleted before it was complete, said (_say_deleted_unread)
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint, fingerprint: tuple | None = None) -> str | None:
@@ -325,6 +326,7 @@ class Watcher:
         if references:
             self._check_references_apart(references, found)
         self._found = len(found)
+        self._say_deleted_unread(found, committed)
         self._note_label_folders(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:
@@ -355,6 +357,29 @@ class Watcher:
         self._rename_stored_moves({c.source for c, _ in jobs}, committed)
         self._digests.clear()
         return jobs, waiting
+
+    def _say_deleted_unread(self, found: list[Checkpoint], committed: dict) -> None:
+        """Name the checkpoints the last pass saw still being written whose files are gone now,
+        their step with them, never stored: a trainer that deletes its checkpoints sooner than they
+        settle (rotation, keeping the newest few) lost them without a word (round AV: 8 of 300
+        steps, written 0.1 s apart and rotated away; keeping 1 a second, all but the last)."""
+        steps = {c.step for c in found}  # renamed (tmp-checkpoint-500/ -> checkpoint-500/): its step is there
+        ready_file = self.config.options.ready_file
+        for checkpoint in self._settling:
+            if checkpoint.step in steps or stored_text(checkpoint.source) in committed or \
+                    any(os.path.lexists(path) for path in checkpoint.files):  # read otherwise now (version_0/)
+                continue
+            why = (f"no ready file {ready_file_name(checkpoint, ready_file)} yet" if ready_file else
+                   f"changed within the last --settle {self.config.options.settle:g} s")
+            line = f"step {checkpoint.step} ({checkpoint.source}) was deleted before it was complete ({why}): not ingested"
+            if self._said_deleted_unread:
+                log.info("%s", line)
+                continue
+            self._said_deleted_unread = True
+            fix = ("have the trainer write the ready file as soon as the samples are" if ready_file else
+                   "lower --settle, or have the trainer write a --ready-file once a checkpoint is complete")
+            log.warning("%s; a trainer that deletes its checkpoints this soon (rotation) needs them taken sooner: %s",
+                        line, fix)
 
     def _stored_this_pass(self, found: list[Checkpoint], jobs: list, committed: dict) -> list[Checkpoint]:
         """Checkpoints stored as they are and hashed by this pass (its first: a restart hashes

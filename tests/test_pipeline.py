@@ -240,6 +240,38 @@ def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path
                     "0 s apart; raise --settle, or have it write a --ready-file"]
 
 
+def test_a_checkpoint_rotated_away_before_it_settled_is_named(tmp_path, caplog):
+    """Round AV: a trainer keeping its newest checkpoints deleted those that lived less than
+    --settle (a burst of 8 rotated away 0.1 s apart; keeping 1 a second, all but the last):
+    never ingested, and nothing said. One renamed (its step still there) or read otherwise
+    now (its files still there) is not deleted."""
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreWriter
+
+    run, encoder = tmp_path / "run", make_encoder("pixels", device="cpu")
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store, caplog.at_level("INFO"):
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=60.0), progress=False, workers=0),
+                          store, encoder)
+        for step in (200, 300, 400):
+            write_step(run, step, 2, seed=step)  # renamed into place just now: settling for a minute
+        watcher.run_once()
+        os.rename(run / "step_000400", run / "step_400")  # renamed while settling: not deleted
+        shutil.rmtree(run / "step_000200")  # rotated away before they settled
+        shutil.rmtree(run / "step_000300")
+        watcher.run_once()
+        os.rename(run / "step_400", run / "step_000400")
+        watcher.run_once()
+    said = [r.getMessage() for r in caplog.records if "deleted before" in r.getMessage()]
+    assert said == ["step 200 (step_000200) was deleted before it was complete (changed within the last --settle 60 "
+                    "s): not ingested; a trainer that deletes its checkpoints this soon (rotation) needs them taken "
+                    "sooner: lower --settle, or have the trainer write a --ready-file once a checkpoint is complete",
+                    "step 300 (step_000300) was deleted before it was complete (changed within the last --settle 60 "
+                    "s): not ingested"]
+
+
 def test_a_checkpoint_taken_again_with_a_ready_file_names_the_ready_file(tmp_path, caplog):
     """rsync copies in name order: a ready file `done` came before `sample_*.png`, and the
     advice was to use the --ready-file already in use."""
