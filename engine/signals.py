@@ -153,7 +153,7 @@ class Signals:
     _said_unlabelled_real: bool = field(default=False, init=False)
     _said_blind: bool = field(default=False, init=False)
     _said_foreign: bool = field(default=False, init=False)
-    _said_probe_reach: bool = field(default=False, init=False)
+    _said_probe_reach: set[str] = field(default_factory=set, init=False)
     _names: dict = field(default_factory=dict, init=False)  # a share's array name -> its label or probe
     _said_twins: set = field(default_factory=set, init=False)
     _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
@@ -374,16 +374,16 @@ class Signals:
         self._alerts(store, step, losses)
 
     def _say_probe_reach(self, step: int, row: dict[str, float]) -> None:
-        """Once: probes whose shares are read from so few real images that probe_drift could see
-        only a gap past twice its floor, or none (beside 10 real images it was blind, unsaid;
-        round AQ)."""
-        if self._said_probe_reach or "probe_drift" not in self.rules.enabled:
+        """Once for each remedy: probes whose shares are read from so few samples or real images
+        that probe_drift could see only a gap past twice its floor, or none (beside 10 real images
+        it was blind, unsaid; round AQ). Said once per remedy, not once: a first step of 4 samples
+        ("sample more a step") hid the later steps' 64, still short of real images (round AW)."""
+        if "probe_drift" not in self.rules.enabled:
             return
         reach = probe_drift_reach(row, self.rules)
         coarse = {key: gap for key, gap in reach.items() if gap > 2 * self.rules.probe_max_diff}
         if not coarse:
             return
-        self._said_probe_reach = True
         said = [f"'{self._names.get(f'probe_share:{key}', key)}' "
                 f"({'never' if gap == float('inf') else f'past {100 * gap:.0f} points'})"
                 for key, gap in sorted(coarse.items(), key=lambda kv: -kv[1])]
@@ -397,6 +397,9 @@ class Signals:
                                      for reach in (exact_reference, many_samples))
         fix = ("sample more a step and give more --real images" if samples_short and real_short
                else "sample more a step" if samples_short else "give more --real images")
+        if fix in self._said_probe_reach:
+            return
+        self._said_probe_reach.add(fix)
         log.warning("step %d: at %s a step beside %s real images probe_drift can see a drift only when it is large: "
                     "%s; %s", step, counted(int(row["n_generated"]), "sample"),
                     f"{row.get('n_reference', float('nan')):,.0f}", listed(said, 3), fix)

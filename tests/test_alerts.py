@@ -1538,6 +1538,13 @@ def test_probe_reach_advice_names_both_remedies_when_neither_alone_would_do(tmp_
     assert advice(64, 10) == "give more --real images"
     assert advice(32, 40) == "sample more a step"  # at 256 a step it is said no more
     assert advice(8, 10_000) == "sample more a step"
+    signals = Signals(run_dir=tmp_path, encoder=None)  # a first step of 4 samples, then 64s: both remedies said
+    with caplog.at_level(logging.WARNING, logger="engine.signals"):
+        caplog.clear()
+        for step, n in ((0, 4), (1, 64), (2, 64), (3, 4)):
+            signals._say_probe_reach(step, {"n_generated": float(n), "n_reference": 40.0, "probe_share:p": 0.5,
+                                            "probe_ref_share:p": 0.5})
+    assert [r.getMessage().split(":", 1)[0] for r in caplog.records] == ["step 0", "step 1"]
 
 
 def test_probe_drift_counts_the_references_own_noise():
