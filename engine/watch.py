@@ -219,6 +219,7 @@ class Watcher:
         self._unlabelled_said: set[str] = set()  # why samples went without a label, said (_say_unlabelled)
         self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
         self._said_deleted_unread = False  # a checkpoint deleted before it was complete, said (_say_deleted_unread)
+        self._looked_at = 0.0  # when the last scan found the checkpoints of self._settling being written
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint, fingerprint: tuple | None = None) -> str | None:
@@ -326,7 +327,7 @@ class Watcher:
         if references:
             self._check_references_apart(references, found)
         self._found = len(found)
-        self._say_deleted_unread(found, committed)
+        self._say_deleted_unread(found, committed, now)
         self._note_label_folders(found)
         self._note_shared_steps(found)
         for checkpoint in references + found:
@@ -356,30 +357,39 @@ class Watcher:
         self._find_moves([c for c, _ in jobs], self._stored_this_pass(found, jobs, committed))
         self._rename_stored_moves({c.source for c, _ in jobs}, committed)
         self._digests.clear()
+        self._looked_at = now
         return jobs, waiting
 
-    def _say_deleted_unread(self, found: list[Checkpoint], committed: dict) -> None:
+    def _say_deleted_unread(self, found: list[Checkpoint], committed: dict, now: float) -> None:
         """Name the checkpoints the last pass saw still being written whose files are gone now,
         their step with them, never stored: a trainer that deletes its checkpoints sooner than they
         settle (rotation, keeping the newest few) lost them without a word (round AV: 8 of 300
-        steps, written 0.1 s apart and rotated away; keeping 1 a second, all but the last)."""
+        steps, written 0.1 s apart and rotated away; keeping 1 a second, all but the last). Looked
+        at again later than a checkpoint could take to settle (or than a ready file's event takes
+        to come), it may have been complete before it went, the watch busy ingesting, laying out
+        and measuring others (round AW: the newest 3 kept, one a second, 64 samples each, --settle 2;
+        each lived 3 s): a lower --settle does not help there, keeping more does."""
         steps = {c.step for c in found}  # renamed (tmp-checkpoint-500/ -> checkpoint-500/): its step is there
-        ready_file = self.config.options.ready_file
+        ready_file, settle, gap = self.config.options.ready_file, self.config.options.settle, now - self._looked_at
+        late = gap > (QUIET_MAX_S if ready_file else settle)  # may have been complete before it went
         for checkpoint in self._settling:
             if checkpoint.step in steps or stored_text(checkpoint.source) in committed or \
                     any(os.path.lexists(path) for path in checkpoint.files):  # read otherwise now (version_0/)
                 continue
             why = (f"no ready file {ready_file_name(checkpoint, ready_file)} yet" if ready_file else
-                   f"changed within the last --settle {self.config.options.settle:g} s")
-            line = f"step {checkpoint.step} ({checkpoint.source}) was deleted before it was complete ({why}): not ingested"
+                   f"changed within the last --settle {settle:g} s")
+            line = f"step {checkpoint.step} ({checkpoint.source}) was deleted before " + (
+                f"the watch looked again ({why} when it looked, {gap:.1f} s before)" if late else
+                f"it was complete ({why})") + ": not ingested"
             if self._said_deleted_unread:
                 log.info("%s", line)
                 continue
             self._said_deleted_unread = True
-            fix = ("have the trainer write the ready file as soon as the samples are" if ready_file else
-                   "lower --settle, or have the trainer write a --ready-file once a checkpoint is complete")
-            log.warning("%s; a trainer that deletes its checkpoints this soon (rotation) needs them taken sooner: %s",
-                        line, fix)
+            fix = ("needs them kept longer than the watch takes between its looks: have it "
+                   "keep more of them" if late else "needs them taken sooner: " + (
+                       "have the trainer write the ready file as soon as the samples are" if ready_file else
+                       "lower --settle, or have the trainer write a --ready-file once a checkpoint is complete"))
+            log.warning("%s; a trainer that deletes its checkpoints this soon (rotation) %s", line, fix)
 
     def _stored_this_pass(self, found: list[Checkpoint], jobs: list, committed: dict) -> list[Checkpoint]:
         """Checkpoints stored as they are and hashed by this pass (its first: a restart hashes

@@ -272,6 +272,40 @@ def test_a_checkpoint_rotated_away_before_it_settled_is_named(tmp_path, caplog):
                     "s): not ingested"]
 
 
+def test_a_checkpoint_rotated_away_while_the_watch_was_busy_is_not_said_incomplete(tmp_path, caplog):
+    """Round AW: kept 3 s (a checkpoint a second, the newest 3), --settle 2, a watch busy laying
+    out and measuring looked again after they had settled: "deleted before it was complete
+    (changed within the last --settle 2 s) ... lower --settle" of checkpoints that may have been
+    complete for a second, where a lower --settle does not help and keeping more does."""
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreWriter
+
+    run, encoder = tmp_path / "run", make_encoder("pixels", device="cpu")
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store, caplog.at_level("INFO"):
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.5), progress=False, workers=0),
+                          store, encoder)
+        for step in (200, 300):
+            write_step(run, step, 2, seed=step)
+            for path in (run / f"step_{step:06d}").rglob("*"):
+                os.utime(path)  # written just now
+        watcher.run_once()
+        time.sleep(1.0)  # the watch busy with others: settled meanwhile
+        shutil.rmtree(run / "step_000200")
+        shutil.rmtree(run / "step_000300")
+        watcher.run_once()
+    said = [re.sub(r"\d+\.\d s before", "N s before", r.getMessage()) for r in caplog.records
+            if "deleted before" in r.getMessage()]
+    assert said == ["step 200 (step_000200) was deleted before the watch looked again (changed within the last "
+                    "--settle 0.5 s when it looked, N s before): not ingested; a trainer that deletes its checkpoints "
+                    "this soon (rotation) needs them kept longer than the watch takes between its looks: have it keep "
+                    "more of them",
+                    "step 300 (step_000300) was deleted before the watch looked again (changed within the last "
+                    "--settle 0.5 s when it looked, N s before): not ingested"]
+
+
 def test_a_checkpoint_taken_again_with_a_ready_file_names_the_ready_file(tmp_path, caplog):
     """rsync copies in name order: a ready file `done` came before `sample_*.png`, and the
     advice was to use the --ready-file already in use."""
