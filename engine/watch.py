@@ -851,6 +851,12 @@ class Watcher:
         for, said once; once it is back its file events are watched again (the old watch
         followed the deleted folder)."""
         present = self.config.run_dir.is_dir()
+        replaced = present and not self._run_dir_gone and self._replaced()
+        if not present and not self._run_dir_gone or replaced:
+            # its checkpoints still being written went with it (said so, below), or are where its
+            # link led before: "deleted before it was complete ... (rotation)" of a restarted run,
+            # and of a link pointed at a resumed run's folder, its checkpoint still there (round AW)
+            self._settling = []
         if not present and not self._run_dir_gone:
             log.warning("%s: the run directory was deleted; everything ingested from it is kept; waiting for it "
                         "to be created again (Ctrl-C to stop)", self.config.run_dir)
@@ -860,7 +866,7 @@ class Watcher:
                      else "created; watching it")
             self._stop_observer()
             self._observer = self._start_observer()
-        elif present and self._replaced():
+        elif replaced:
             # deleted and made again between two looks (rm -rf out && mkdir out), or a link to
             # it pointed elsewhere: the events came from the old folder, and stopped for good
             self._check_still_the_run()

@@ -306,6 +306,53 @@ def test_a_checkpoint_rotated_away_while_the_watch_was_busy_is_not_said_incomple
                     "--settle 0.5 s when it looked, N s before): not ingested"]
 
 
+@pytest.mark.parametrize("how", ["link pointed elsewhere", "made again"])
+def test_a_checkpoint_being_written_when_the_run_directory_was_replaced_is_not_said_rotated(tmp_path, caplog, how):
+    """Round AW: RUN_DIR a link (runs/latest) pointed at a resumed run's folder while the old
+    folder's newest checkpoint settled: "step 200 was deleted before it was complete ... (rotation)
+    ... lower --settle", the checkpoint still there; a run folder made again (a restarted trainer)
+    was given the same advice. The run directory's own line says what happened."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    old, new, link = tmp_path / "A", tmp_path / "B", tmp_path / "latest"
+    write_step(old, 100, 2, seed=1)
+    write_step(new, 100, 2, seed=1)  # resumed: the same first checkpoint
+    link.symlink_to(old)
+    time.sleep(3.1)  # settled (a file's change time counts)
+    args = build_parser().parse_args(["watch", str(link if how.startswith("link") else old), "--store",
+                                      str(tmp_path / "s.zarr"), "--encoder", "pixels", "--no-layout", "--no-metrics",
+                                      "--settle", "3", "--workers", "0"])
+    stop = threading.Event()
+    with open_session(args) as watcher, caplog.at_level("INFO"):
+        watcher.config.tick = 0.1
+        thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+        thread.start()
+        try:
+            deadline = time.time() + 30
+            while "watching " not in caplog.text and time.time() < deadline:  # its first pass done
+                time.sleep(0.1)
+            write_step(old, 200, 2, seed=2)
+            for path in (old / "step_000200").rglob("*"):
+                os.utime(path)  # written just now: settling
+            while not watcher._settling and time.time() < deadline:
+                time.sleep(0.1)
+            seen = [c.source for c in watcher._settling]
+            if how.startswith("link"):
+                link.unlink()
+                link.symlink_to(new)
+            else:
+                shutil.rmtree(old)
+                write_step(old, 100, 2, seed=1)
+            while "the run directory was replaced" not in caplog.text and time.time() < deadline:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert seen == ["step_000200"] and "the run directory was replaced" in caplog.text
+    assert "deleted before" not in caplog.text
+
+
 def test_a_checkpoint_taken_again_with_a_ready_file_names_the_ready_file(tmp_path, caplog):
     """rsync copies in name order: a ready file `done` came before `sample_*.png`, and the
     advice was to use the --ready-file already in use."""
