@@ -1738,6 +1738,9 @@ def test_a_live_watch_stopped_before_the_last_checkpoint_settled_names_it(tmp_pa
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
     proc = _started(tmp_path, str(run), "--store", str(store), "--settle", "9")
+    deadline = time.time() + 60  # on a loaded machine the first pass took longer than _started's 6 s
+    while time.time() < deadline and not ((store / "zarr.json").is_file() and info(store)["steps"] == [100]):
+        time.sleep(0.2)
     write_step(run, 200, 2, seed=1)
     folder = run / "step_000200"
     now = time.time()
