@@ -62,6 +62,14 @@ def by_source(checkpoints) -> dict:
     return {c.source: c for c in checkpoints}
 
 
+def live_watcher(tmp_path: Path, run: Path) -> tuple[StoreWriter, Watcher]:
+    """A store and a watcher of ``run`` (pixels, settle 0, no workers): passes run by hand."""
+    encoder = make_encoder("pixels", device="cpu")
+    store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
+    return store, Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0), progress=False, workers=0),
+                          store, encoder)
+
+
 def test_each_writer_layout_is_read_back_sample_for_sample(tmp_path):
     run = tmp_path / "run"
     diffusers = samples(16, 32, 0)
@@ -156,10 +164,7 @@ def test_sample_files_that_come_after_the_logged_images_supersede_them(tmp_path,
     and 4, iterations) stayed current beside the files' (0 and 1, epochs): one map, one series
     of signals, of two runs' worth of steps."""
     run = tmp_path / "run"
-    encoder = make_encoder("pixels", device="cpu")
-    store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
-    watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0), progress=False, workers=0),
-                      store, encoder)
+    store, watcher = live_watcher(tmp_path, run)
     writer = SummaryWriter(str(run / "runs"))
     for step in (2, 4):
         writer.add_image("fake", make_grid(torch.from_numpy(samples(16, 16, step).transpose(0, 3, 1, 2)), nrow=4), step)
@@ -186,10 +191,7 @@ def test_an_event_file_written_before_the_first_checkpoint_has_the_run_scanned(t
     again), so that image waited for the 30 s rescan (18 s after it here). Once the run's
     samples are files, the event file is a log again."""
     run = tmp_path / "run"
-    encoder = make_encoder("pixels", device="cpu")
-    store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
-    watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0), progress=False, workers=0),
-                      store, encoder)
+    store, watcher = live_watcher(tmp_path, run)
     writer = SummaryWriter(str(run / "runs"))
     writer.add_scalar("loss", 0.5, 1)
     writer.flush()
