@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from engine.errors import EvowatchError, WeightsNotFoundError
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError, StoreLockedError
 from stores.format import KIND_CODES
-from stores.zarr_store import DEFAULT_THUMBNAIL_SIZE, StoreReader, StoreWriter, check_store_path, encoder_mismatch
+from stores.zarr_store import (DEFAULT_THUMBNAIL_SIZE, StoreReader, StoreWriter, check_store_path, discard_store,
+                                encoder_mismatch)
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _discarded_if_left_empty(store: Path, opened: list[StoreWriter]) -> Iterator
         raise
     finally:
         if ours and all(writer.holds_its_folder() for writer in opened) and _is_empty_store(store):
-            shutil.rmtree(store, ignore_errors=True)
+            discard_store(store)  # whole: a second Ctrl-C left half a store the same command refused
 
 
 def _is_empty_store(store: Path) -> bool:

@@ -739,6 +739,29 @@ class _CurrentSources:
         return old
 
 
+def _staging(path: Path) -> tuple[str, Path]:
+    """The name a store at ``path`` is made under before it is renamed into place, and put
+    under before it is removed (``.NAME.creating-PID@HOST``), with the stem its leftovers are
+    found by."""
+    where = Path(os.path.abspath(path))  # `--store .` has no name of its own
+    stem = where.name[:200]  # a name near the file system's 255-byte limit: its staging name must fit too
+    return stem, where.with_name(f".{stem}.creating-{owner_tag()}")
+
+
+def discard_store(path: Path) -> None:
+    """Remove a store folder whole or not at all: it is renamed aside first, then removed
+    there. Removed in place, a second Ctrl-C (or a kill) during the removal left a part of it
+    at its path, its root metadata without some arrays, which the same command then refused
+    ("missing array metadata; restore the store folder", round AV). A removal cut short
+    leaves the hidden name, which the next store made at the path clears."""
+    _, aside = _staging(path)
+    try:
+        os.rename(path, aside)
+    except OSError:  # gone already, or cannot be renamed (a mount point): left as it is
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 class StoreWriter(StoreReader):
     """The single writer of a store: creates it, appends checkpoints, commits, recovers.
 
@@ -860,9 +883,8 @@ class StoreWriter(StoreReader):
         if os.path.ismount(where):  # a fresh `docker -v` volume: it cannot be renamed over ("Device or resource busy")
             raise StoreFormatError(f"{self.path}: a mount point cannot become a store (a store is made beside its path "
                                    f"and renamed into place); give --store a path inside it, e.g. {where / 'run.zarr'}")
-        stem = where.name[:200]  # a name near the file system's 255-byte limit: its staging name must fit too
-        staging = where.with_name(f".{stem}.creating-{owner_tag()}")
-        for left in where.parent.glob(f".{glob.escape(stem)}.creating-*"):  # a killed creation's
+        stem, staging = _staging(self.path)
+        for left in where.parent.glob(f".{glob.escape(stem)}.creating-*"):  # a killed creation's or removal's
             if left == staging or owner_gone(left.name.rpartition(".creating-")[2]):
                 shutil.rmtree(left, ignore_errors=True)
         try:

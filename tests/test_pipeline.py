@@ -733,6 +733,33 @@ def test_a_store_copied_back_while_a_watch_ends_empty_is_kept(tmp_path):
     assert not store.exists()  # an empty store of its own: removed as before
 
 
+def test_a_second_ctrl_c_while_an_empty_store_is_removed_leaves_no_half_store(tmp_path, monkeypatch):
+    """Round AV: Ctrl-C twice early in a first watch (before a checkpoint was committed) stopped
+    the removal of its empty store half-way: the store's root metadata stayed without some of
+    its arrays, and the same command failed on it ever after ("missing array metadata")."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    run.mkdir()
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                      "--no-metrics", "--workers", "0"])
+    rmtree = shutil.rmtree
+
+    def second_ctrl_c(path, ignore_errors=False):  # a part removed, then stopped
+        rmtree(Path(path) / "warnings")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        with open_session(args):
+            patched.setattr(shutil, "rmtree", second_ctrl_c)
+            raise KeyboardInterrupt  # the first Ctrl-C
+    assert not store.exists()  # whole or not at all
+    with open_session(args):  # the same command again
+        assert StoreReader(store).n_checkpoints == 0
+    assert not store.exists() and not list(tmp_path.glob(".s.zarr.*"))  # the part left aside is cleared too
+
+
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()
