@@ -163,7 +163,8 @@ def _discarded_if_left_empty(store: Path, opened: list[StoreWriter]) -> Iterator
         ours = False
         raise
     finally:
-        if ours and all(writer.holds_its_folder() for writer in opened) and _is_empty_store(store):
+        if ours and all(writer.holds_its_folder() and not writer.write_let_go for writer in opened) \
+                and _is_empty_store(store):  # a commit let go by a second Ctrl-C may land yet: kept
             discard_store(store)  # whole: a second Ctrl-C left half a store the same command refused
 
 

@@ -6,7 +6,10 @@ arrays back to the commit point it still saw, and the commit point written a mom
 counted rows that had been cut (a resumed watch read those checkpoints as never stored and
 stored them again). So a store write holds the signals and delivers them when it is done
 (a commit takes well under a second); a second one goes through at once, for a write hung on
-a network filesystem.
+a network filesystem. The write it lets go may still land after that (zarr's threads go on
+with it), so :attr:`_HeldSignals.let_go` counts such writes: their writer's arrays are not
+cut back on close, nor its store removed as empty (round AV: cut back
+under a commit point that landed a moment later, the store's readers indexed past its rows).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ class _HeldSignals(contextlib.ContextDecorator):
         self._depth = 0
         self._held: list[int] = []
         self._previous: dict[int, Any] = {}
+        self.let_go = 0  # writes a second signal stopped waiting for: perhaps still under way
 
     def __enter__(self) -> _HeldSignals:
         if threading.current_thread() is threading.main_thread():
@@ -51,6 +55,7 @@ class _HeldSignals(contextlib.ContextDecorator):
     def _hold(self, signum: int, frame: object) -> None:
         self._held.append(signum)
         if len(self._held) > 1:  # asked twice: stop now
+            self.let_go += 1
             self._held = []
             self._restore()
             signal.raise_signal(signum)

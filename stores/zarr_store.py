@@ -772,6 +772,7 @@ class StoreWriter(StoreReader):
     def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any],
                  thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE) -> None:
         self.path = Path(path)
+        self._let_go = uninterrupted.let_go  # writes let go unfinished before this writer: not its own
         if not is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
         self._lock = WriterLock(self.path)
@@ -824,6 +825,13 @@ class StoreWriter(StoreReader):
         lock = getattr(self, "_lock", None)
         return lock is not None and lock.held
 
+    @property
+    def write_let_go(self) -> bool:
+        """Whether a second Ctrl-C (or SIGTERM) let a write of this writer go unfinished
+        (:mod:`stores.uninterrupted`): it may still land, so the arrays are not cut back, nor
+        the store removed; the next writer recovers from the commit points as after a kill."""
+        return uninterrupted.let_go != getattr(self, "_let_go", uninterrupted.let_go)
+
     def holds_its_folder(self) -> bool:
         """Whether the store path still leads to the folder this writer opened, with its root
         metadata: not deleted (``rm -rf`` under way included), moved away or replaced (a copy
@@ -850,7 +858,7 @@ class StoreWriter(StoreReader):
         super().refresh()
 
     def close(self) -> None:
-        if self._holding and getattr(self, "_lengths", None) and self.holds_its_folder():
+        if self._holding and getattr(self, "_lengths", None) and self.holds_its_folder() and not self.write_let_go:
             try:  # a closed store's arrays end at their commit points
                 self.refresh()
                 self._cut_to_committed()
@@ -1600,6 +1608,9 @@ class CheckpointTransaction:
 
     def rollback(self) -> None:
         """Commit the complete checkpoints still waiting, then drop what this one wrote."""
+        if self.store.write_let_go:  # a write still under way may land after either: the next writer recovers
+            self.store._staging.clear()
+            return
         with contextlib.suppress(Exception):
             self.store.commit_pending()
         self.store._staging.clear()  # this one's waiting rows (and any of a commit that failed)

@@ -760,6 +760,27 @@ def test_a_second_ctrl_c_while_an_empty_store_is_removed_leaves_no_half_store(tm
     assert not store.exists() and not list(tmp_path.glob(".s.zarr.*"))  # the part left aside is cleared too
 
 
+def test_an_empty_store_whose_write_a_second_ctrl_c_let_go_is_kept(tmp_path):
+    """Round AV: a first commit let go by a second Ctrl-C (a slow file system) goes on in
+    zarr's thread; the store, empty when the watch ended, was removed, and the commit point
+    landing after made its zarr.json again alone: the same command failed on it ever after."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+    from stores.uninterrupted import uninterrupted
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    run.mkdir()
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                      "--no-metrics", "--workers", "0"])
+    with pytest.raises(KeyboardInterrupt), open_session(args):
+        with uninterrupted:  # a write under way
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # asked twice: let go
+    assert StoreReader(store).n_checkpoints == 0  # kept for the write still to land
+    with open_session(args) as watcher:  # and used by the same command again
+        assert watcher.store.n_checkpoints == 0
+
+
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()

@@ -1085,6 +1085,42 @@ def test_ctrl_c_while_the_commit_point_is_written_leaves_a_consistent_store(tmp_
     assert reader.n_rows == 10 and len(reader.samples("embedding")) == 10
 
 
+def test_a_second_ctrl_c_while_the_commit_point_is_written_leaves_it_over_whole_rows(tmp_path, rng, monkeypatch):
+    """Round AV: a second Ctrl-C lets a store write go (one hung on a slow file system), but
+    the write goes on in zarr's thread: the writer cut its arrays back to the old commit point
+    as it closed, and the new commit point landed after, counting rows and checkpoints that
+    had been cut (`info` said 512 rows over arrays of 288; a plain reader indexed past them)."""
+    import asyncio
+
+    real_set = zarr.storage.LocalStore.set
+    interrupted = []
+
+    async def commit_point_written_slowly(self, key, value):
+        if key == "zarr.json" and not interrupted and b'"checkpoints": 2' in value.to_bytes():
+            interrupted.append(key)
+            os.kill(os.getpid(), signal.SIGINT)  # held: the write goes on
+            await asyncio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)  # asked twice: the writer stops waiting for it
+            await asyncio.sleep(0.3)
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", commit_point_written_slowly)
+    path = tmp_path / "s.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+            for step in (1, 2, 3):
+                with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                    add_rows(tx, 5, rng)
+    time.sleep(0.6)  # the write let go has landed by now
+    reader = StoreReader(path)
+    assert interrupted and reader.n_checkpoints == 2 and reader.n_rows == 10
+    assert reader.checkpoints()["hash"].tolist() == ["h1", "h2"] and len(reader.samples("embedding")) == 10
+    monkeypatch.undo()
+    with StoreWriter(path, ENCODER) as store:  # the next writer cuts the capacity left past the commit point
+        assert store.n_rows == 10
+    assert zarr.open_array(str(path / "samples" / "step"), mode="r").shape == (10,)
+
+
 def test_ctrl_c_while_the_alert_list_is_written_lets_it_finish(tmp_path, monkeypatch):
     """Round AU: a method put between ``@uninterrupted`` and ``_update_root`` took its guard:
     Ctrl-C during ``set_alerts`` lost the alert list (and history, the encoder's spec)."""
