@@ -171,6 +171,8 @@ class Signals:
     #: steps measured again on a new version (a rewrite) until the steps after them are evaluated
     #: again: step -> the new version's checkpoint index
     _rewrites: dict = field(default_factory=dict, init=False)
+    #: while rows are stored ahead of their alerts: the store's ``alerts_from`` before (one-tuple)
+    _alerts_behind: tuple | None = field(default=None, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         self._rows = _RowWindow()  # this call's reads (the reference's labels, then the steps')
@@ -195,10 +197,12 @@ class Signals:
         due = list(_due(ckpt, measured))
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
+        self._alerts_behind = None
         self._unwritten_samples = {}
         # one BLAS thread: a step's products are small (16-1,000 samples), and OpenBLAS's threads
         # spin against the decoders, the encoder and the trainer (docs/metrics.md: 3x a backlog)
         blas = threadpool_limits(limits=1, user_api="blas")
+        evaluated = False  # every measured step's alerts evaluated (else a stop came between)
         try:
             for step, indices, ranges, basis in due:
                 if done and self.budget_s is not None and time.monotonic() - start > self.budget_s:
@@ -210,9 +214,10 @@ class Signals:
                 done.append(step)
                 if said:
                     said.item(step, "measured step %d", step)
+            evaluated = True
         finally:
             blas.restore_original_limits()
-            self._write_measured(store, at_once=True)
+            self._write_measured(store, at_once=True, alerts_complete=evaluated)
         if said and not self.pending:
             said.finish()
         earliest = store.alerts_from
@@ -370,8 +375,8 @@ class Signals:
                         counted(int(row["n_generated"]), "sample"), f"{row['n_holdout']:,.0f}")
         self._say_probe_reach(step, row)
         self._unwritten.append((step, row, basis))
-        self._write_measured(store)
         self._alerts(store, step, losses)
+        self._write_measured(store)  # after the alerts: the alert list written with a row is its step's
 
     def _say_probe_reach(self, step: int, row: dict[str, float]) -> None:
         """Once for each remedy: probes whose shares are read from so few samples or real images
@@ -428,19 +433,43 @@ class Signals:
                              for i, s in enumerate(table.get("step", []))}
         return self._history
 
-    def _write_measured(self, store: StoreWriter, at_once: bool = False) -> None:
+    def _write_measured(self, store: StoreWriter, at_once: bool = False, alerts_complete: bool = True) -> None:
         """Write the measured steps' rows together, then the alert list they led to: every
-        WRITE_EVERY_S seconds, and at the end (a reader never sees an alert before its row)."""
+        WRITE_EVERY_S seconds, and at the end (a reader never sees an alert before its row).
+        ``alerts_complete``: the alert list holds every alert of the rows (not when an onset is
+        still to be added, or a stop came before their evaluation)."""
         if not (at_once or time.monotonic() - self._written_at >= WRITE_EVERY_S):
             return
         if self._unwritten_samples:  # before the steps' rows: a reader seeing a row sees its samples' values
             store.write_sample_metrics(self._unwritten_samples)
             self._unwritten_samples = {}
         if self._unwritten:
+            self._note_alerts_behind(store, min(step for step, _, _ in self._unwritten))
             store.write_steps_metrics(self._unwritten)
         if self._alert_list is not None and self._alert_list != store.attrs.get("alerts", []):
             store.set_alerts(self._alert_list)
+        if alerts_complete:
+            self._alerts_caught_up(store)
         self._unwritten, self._written_at = [], time.monotonic()
+
+    def _note_alerts_behind(self, store: StoreWriter, first: int) -> None:
+        """Before rows are stored ahead of their alerts: the store's ``alerts_from`` is moved to
+        just before ``first``, so that a watch stopped before the alert list is written has the
+        next one evaluate the alerts of the steps from ``first`` on (round AV: a watch killed, or
+        stopped by a Ctrl-C that came during the rows' write, between the two lost the alert for
+        good: the step kept its row, so it was not measured again)."""
+        if self._alerts_behind is None:
+            self._alerts_behind = (store.alerts_from,)
+        kept = store.alerts_from
+        if kept is None or first - 1 < kept:
+            store.set_alerts_from(first - 1)  # the steps after it are evaluated again
+
+    def _alerts_caught_up(self, store: StoreWriter) -> None:
+        """The alert list stored holds the alerts of every row stored: ``alerts_from`` back as
+        it was before (:meth:`_note_alerts_behind`)."""
+        if self._alerts_behind is not None:
+            store.set_alerts_from(self._alerts_behind[0])
+            self._alerts_behind = None
 
     def _stored_alerts(self, store: StoreWriter) -> list[dict]:
         """The alert list as this call has it (written with the rows, see _write_measured)."""
@@ -541,7 +570,7 @@ class Signals:
         The pause comes first: stored, an alert is acted on no more, and a watch stopped while
         an --on-alert command ran (or a run folder it could not write) never paused the trainer."""
         if onsets:  # acted on once the rows they read are in the store (an --on-alert hook reads them)
-            self._write_measured(store, at_once=True)
+            self._write_measured(store, at_once=True, alerts_complete=False)
         if onsets and self.pause_on_alert:
             try:
                 write_pause(self.run_dir, of_step)  # one pause naming every alert of the step
@@ -551,6 +580,7 @@ class Signals:
         self._alert_list = sorted(stored, key=lambda a: (a["step"], a["rule"]))
         if onsets:
             store.set_alerts(self._alert_list)
+            self._alerts_caught_up(store)
         for alert in onsets:
             self._announce(alert)
 

@@ -1023,6 +1023,49 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     assert StoreReader(store).alerts_from is None
 
 
+@pytest.mark.parametrize("stop", ["ctrl_c", "kill"])
+def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_raise_it(tmp_path, capsys, stop):
+    """Round AV: a Ctrl-C held while the rows of an alert's step were written (delivered as the
+    write ended), or a kill there, stopped the watch before the alert list was stored; the
+    step kept its row, so the next watch did not measure it again, and the alert was lost for
+    good (not in the store, never announced)."""
+    import signal
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    written = StoreWriter.write_steps_metrics
+
+    def stopped_as_the_rows_are_written(self, rows):
+        written(self, rows)
+        if any(step == 200 for step, _, _ in rows):
+            if stop == "kill":  # what the next watch finds of a kill here: no alert list written
+                raise SystemExit("killed")
+            signal.raise_signal(signal.SIGINT)  # held by the write, delivered as it ends
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StoreWriter, "write_steps_metrics", stopped_as_the_rows_are_written)
+        if stop == "kill":
+            with pytest.raises(SystemExit):
+                main(argv)
+        else:
+            assert main(argv) == 130
+    reader = StoreReader(store)
+    assert reader.attrs["alerts"] == [] and 200 in reader.measured_steps()  # the row stored, not its alert
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+    assert StoreReader(store).alerts_from is None
+
+
 def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned_steps(tmp_path, capsys):
     """Round AJ: a trainer resumed from step 200 rewrote step 300 healthy; step 400, still the
     abandoned run's collapsed samples (its rewrite not yet settled), was evaluated again against
