@@ -106,6 +106,7 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
 def recompute_layout(store: StoreWriter, params: LayoutParams | None = None) -> int:
     """The joint, non-incremental layout over all current generated steps (`evowatch layout --full`)."""
     params = params or LayoutParams()
+    store.check_layout_writable()
     ckpt = store.checkpoints()
     current = ~superseded_flags(ckpt)
 

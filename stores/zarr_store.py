@@ -1507,6 +1507,15 @@ class StoreWriter(StoreReader):
                 array[old:capacity] = np.nan
         return array
 
+    def check_layout_writable(self) -> None:
+        """Raise the OSError :meth:`replace_layout` would meet on a store it cannot write (a
+        read-only mount), before a full recompute spends minutes on a layout it cannot keep
+        (round AV: it failed on ``layout/xy.next`` only after them)."""
+        probe = self.path / "layout" / f".writable-{os.getpid()}"
+        if probe.parent.is_dir():
+            probe.mkdir()
+            probe.rmdir()
+
     @uninterrupted
     def replace_layout(self, xy: np.ndarray) -> None:
         """Put a recomputed layout of the first ``len(xy)`` rows in place of the old one, whole

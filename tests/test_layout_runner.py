@@ -237,8 +237,40 @@ def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, mon
     monkeypatch.setattr(StoreWriter, "commit_layout", read_only)
     capsys.readouterr()
     assert main(["layout", str(path)]) == 2
-    assert capsys.readouterr().err == (f"evowatch: error: {path}: cannot write there (Read-only file system: "
-                                       f"{path / 'layout'}); copy the store where it can be written\n")
+    assert capsys.readouterr().err.splitlines()[-1] == (  # after the once-a-process search line, run alone
+        f"evowatch: error: {path}: cannot write there (Read-only file system: {path / 'layout'}); copy the store "
+        "where it can be written")
+
+
+def test_a_full_recompute_of_a_store_it_cannot_write_stops_before_laying_out(tmp_path, capsys, monkeypatch):
+    """Round AV: `layout --full` on a read-only store computed the whole layout, minutes at 400
+    steps, then failed writing ``layout/xy.next``. (Root writes through chmod: the refusal is
+    simulated where the store's layout folder is written.)"""
+    import errno
+    from pathlib import Path
+
+    from engine import layout_runner
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        add_step(store, 100, np.random.default_rng(2).normal(size=(4, 16)), np.random.default_rng(3), 0.5, n=20)
+    mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):  # a read-only mount: no new entry in the store
+        if path in self.parents and not self.exists():
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    def laid_out(*args, **kwargs):
+        raise AssertionError("laid out before the store was found unwritable")
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    monkeypatch.setattr(layout_runner, "layout_full", laid_out)
+    capsys.readouterr()
+    assert main(["layout", str(path), "--full"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"evowatch: error: {path}: cannot write there (Read-only file system: {path / 'layout'}/"
+                          ".writable-") and err.endswith("); copy the store where it can be written"), err
 
 
 def test_cli_alignment_default_is_the_layout_default():
