@@ -220,6 +220,7 @@ class Watcher:
         self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
         self._said_deleted_unread = False  # a checkpoint deleted before it was complete, said (_say_deleted_unread)
         self._looked_at = 0.0  # when the last scan found the checkpoints of self._settling being written
+        self._later_runs = _LaterRuns(config.run_dir)
 
     # --- what to ingest -------------------------------------------------------------
     def _hash(self, checkpoint: Checkpoint, fingerprint: tuple | None = None) -> str | None:
@@ -794,6 +795,7 @@ class Watcher:
             if not self._run_dir_gone:
                 self.run_once()
                 log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)
+            self._say_later_runs()  # the first look: the folders there now are not new
             last_scan = last_logs = time.monotonic()
             logs_due = False
             while not stop.is_set():
@@ -812,11 +814,19 @@ class Watcher:
                     logs_due = False
                     if self._run_dir_present():
                         self.run_once()
+                    self._say_later_runs()
                 elif logs_due and now - last_logs >= LOGS_S or self._hooks_pending():
                     last_logs, logs_due = now, False
                     self._run_hooks([])
         finally:
             self._stop_observer()
+
+    def _say_later_runs(self) -> None:
+        """Name a run folder that appeared beside the watched one, and how to follow it."""
+        for name in self._later_runs.appeared():
+            log.warning("%s: %s appeared beside it, named as it is with a higher number: a restarted trainer "
+                        "writes there, not here; to go on with it in this store: evowatch watch %s --store %s "
+                        "--same-run", self.config.run_dir, name, self.config.run_dir.parent / name, self.store.path)
 
     def _quiet(self) -> None:
         """Wait for a burst of events to end (QUIET_S without one, QUIET_MAX_S at most): a
@@ -917,6 +927,37 @@ class Watcher:
         observer.schedule(handler, path, recursive=True)
         observer.start()
         return observer
+
+
+class _LaterRuns:
+    """Folders that appear beside the watched run folder, named as it is but for a higher
+    number (Lightning's ``version_1`` beside ``version_0``, StyleGAN's ``00001-…`` beside
+    ``00000-…``): a restarted trainer writes there, and the watch of the old folder went quiet
+    without a word (round AV)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._parent = run_dir.parent
+        number = re.search(r"\d+", run_dir.name)
+        self._prefix = None if number is None else run_dir.name[:number.start()]
+        self._number = 0 if number is None else int(number.group())
+        self._known: set[str] | None = None  # those there at the first look are not new
+        self._looked = -RESCAN_S
+
+    def appeared(self) -> list[str]:
+        """The later run folders that appeared since the last look (one listing every RESCAN_S)."""
+        if self._prefix is None or time.monotonic() - self._looked < RESCAN_S:
+            return []
+        self._looked = time.monotonic()
+        try:
+            names = {entry.name for entry in os.scandir(self._parent) if self._later(entry.name) and entry.is_dir()}
+        except OSError:
+            return []
+        known, self._known = self._known, names | (self._known or set())
+        return [] if known is None else sorted(names - known)
+
+    def _later(self, name: str) -> bool:
+        number = re.match(r"\d+", name[len(self._prefix or ""):]) if name.startswith(self._prefix or "") else None
+        return number is not None and int(number.group()) > self._number
 
 
 class _Wake(FileSystemEventHandler):
