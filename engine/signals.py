@@ -60,6 +60,10 @@ def _current_generated_by_step(ckpt: dict[str, np.ndarray]) -> dict[int, list[in
 #: than the metrics); a reader sees them that much later at most.
 WRITE_EVERY_S = 2.0
 READ_AHEAD_ROWS = 4096  # sample rows read at once by a backlog's steps (~6 MB of 768-d vectors)
+#: The logs' newest step past this many times the newest checkpoint's (of 3 or more) is said to
+#: be of another unit: an epoch has hundreds of iterations; a run sampled at 0, 10, 100, 1,000
+#: ... logs 10x its newest checkpoint's step at most before the next.
+UNITS_APART = 50
 
 #: Fewest samples a reference set (--real, --holdout) must have to be used at all.
 MIN_REFERENCE = 8
@@ -154,6 +158,7 @@ class Signals:
     _said_blind: bool = field(default=False, init=False)
     _said_foreign: bool = field(default=False, init=False)
     _said_probe_reach: set[str] = field(default_factory=set, init=False)
+    _said_units: bool = field(default=False, init=False)
     _names: dict = field(default_factory=dict, init=False)  # a share's array name -> its label or probe
     _said_twins: set = field(default_factory=set, init=False)
     _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
@@ -178,6 +183,7 @@ class Signals:
         self._rows = _RowWindow()  # this call's reads (the reference's labels, then the steps')
         losses = self._update_scalars(store)
         ckpt = store.checkpoints()
+        self._say_other_units(ckpt, losses)
         reference = self._refresh_reference(store, ckpt)
         if reference is not None and reference != store.metrics_reference:
             if measured := len(store.measured_steps()):
@@ -280,6 +286,21 @@ class Signals:
                 columns[keys[name]] = column
             store.write_scalars(columns)
         return losses
+
+    def _say_other_units(self, ckpt: dict, losses: dict) -> None:
+        """Once: the checkpoints' steps and the logs' look like two units. diffusers' scripts log
+        their validation images at the epoch and their losses at the global step (1..8 beside
+        1..2,000; round AV): the loss charts and the convergence rule match them by number."""
+        if self._said_units or not losses:
+            return
+        steps = np.unique(ckpt["step"][ckpt["kind"] == KIND_CODES["generated"]]) if len(ckpt["step"]) else []
+        logged = max((int(np.max(s)) for s, _ in losses.values() if len(s)), default=0)
+        if len(steps) < 3 or logged <= UNITS_APART * max(int(steps[-1]), 1):
+            return
+        self._said_units = True
+        log.warning("%s: the checkpoints' steps (%s to %s) and the trainer logs' (to %s) look like two units "
+                    "(epochs and iterations?): losses are matched to checkpoints by step number; log both at the "
+                    "same step", self.run_dir, f"{int(steps[0]):,}", f"{int(steps[-1]):,}", f"{logged:,}")
 
     # --- references -----------------------------------------------------------------
     def _refresh_reference(self, store: StoreWriter, ckpt: dict) -> str | None:

@@ -1409,6 +1409,28 @@ def test_a_step_too_small_for_memorisation_to_alert_is_said(tmp_path, capsys):
         assert ("[memorisation]" in err) == (n == 8)
 
 
+def test_checkpoint_and_log_steps_of_two_units_are_said(tmp_path, capsys):
+    """Round AV: diffusers' scripts log validation images at the epoch (steps 0, 1, 2 ...) and
+    losses at the global step (to 2,000): the loss charts and the convergence rule matched them
+    by number, unsaid. Checkpoints and logs of one counter are not said to differ."""
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    images = smooth_images(np.random.default_rng(9), 8, 16)
+    for steps, per_step, said in (((0, 1, 2), 700, True), ((0, 1000, 2000), 1, False), ((0, 1), 2000, False)):
+        run = tmp_path / f"run{said}{len(steps)}"
+        for step in steps:
+            write_step(run, step, images)
+        logged = range(0, steps[-1] * per_step + per_step, 10)
+        (run / "train_log.csv").write_text("step,loss\n" + "".join(f"{s},{1 / (s + 1):.4f}\n" for s in logged))
+        assert main(["watch", str(run), "--store", str(run) + ".zarr", "--once", "--settle", "0", "--encoder",
+                     "pixels", "--no-layout"]) == 0
+        err = capsys.readouterr().err
+        line = (f"{run}: the checkpoints' steps (0 to 2) and the trainer logs' (to 2,090) look like two units "
+                "(epochs and iterations?)")
+        assert (line in err) == said and ("look like two units" in err) == said, err
+
+
 def test_sample_labels_none_of_the_references_are_said(tmp_path, capsys):
     """Round AQ: samples labelled 0, 1, 2 beside a --real of circle/, square/, triangle/ read a
     label drift of 100% from the first step, the model blamed for two vocabularies."""
