@@ -821,6 +821,12 @@ class _Context:
         return found if found is not None else self.key_labels.get(path)
 
 
+#: Why an image is skipped when ``--tile-rows``/``--tile-cols`` ask for tiles of it and no grid
+#: is found in it (a sample file, or an image logged to TensorBoard).
+NO_GRID_TO_SLICE = ("no grid found to keep rows or columns of (tiles too alike or too noisy to tell apart); "
+                    "force its geometry with --grid ROWSxCOLS")
+
+
 def _misfit(reason: str) -> SkipFile:
     exc = SkipFile(reason)
     exc.misfit = True
@@ -837,8 +843,7 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
         except ValueError as exc:
             raise _misfit(str(exc)) from None
     if geometry is None and split and (ctx.tile_rows or ctx.tile_cols):  # the user's choice cannot be made
-        raise _misfit("no grid found to keep rows or columns of (tiles too alike or too noisy to tell apart); "
-                      "force its geometry with --grid ROWSxCOLS")
+        raise _misfit(NO_GRID_TO_SLICE)
     if geometry is None:
         instance = ctx.ids.get(path, -1)
         yield Sample(image=image, instance=instance, path=name, label=ctx.label(path, instance))

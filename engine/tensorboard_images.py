@@ -331,17 +331,22 @@ class TensorBoardImages:
         except (OSError, KeyError, ValueError) as exc:
             yield SkippedFile(path=name, reason=f"cannot be read from {logged.path.name} ({exc})")
             return
+        # a lone tag's image or a prompt's may be a grid; a numbered tag's or one of several is one sample
+        splits = len(images) == 1 and (instance is None or label is not None)
         for index, encoded in enumerate(images):
             path = f"{name}#{index}" if len(images) > 1 else name
             try:
                 image = decode.decode_image(io.BytesIO(encoded))
-                geometry = None if len(images) > 1 or (instance is not None and label is None) else (
+                geometry = None if not splits else (
                     resolve_grid(image, options.grid, options.tile_size) if label is not None  # as a file is
                     else resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
                     or self._tag_geometry(logged, image.shape))
             except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
                 yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile))
                 continue
+            if geometry is None and splits and (options.tile_rows or options.tile_cols):  # as a file's: the rows
+                yield SkippedFile(path=path, reason=decode.NO_GRID_TO_SLICE, misfit=True)  # or columns it keeps
+                continue  # cannot be told (ControlNet's conditioning image was kept in the sample)
             if geometry is None:
                 number = _instance(instance, index, len(images)) if len(images) > 1 or instance is not None else -1
                 yield Sample(image=image, instance=number, path=path, label=label)

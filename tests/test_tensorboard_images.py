@@ -532,6 +532,31 @@ def test_a_prompts_row_of_images_is_split_into_samples_of_that_prompt(tmp_path):
         np.testing.assert_array_equal(np.stack([s.image for s in got]), np.stack(tiles))
 
 
+def test_rows_or_columns_asked_of_a_logged_image_with_no_grid_found_are_a_misfit(tmp_path, capsys):
+    """Round AW: ControlNet's pair (one validation image a prompt: not split by itself) with
+    ``--tile-cols 1:`` was stored whole, its conditioning image in the sample, and the option
+    ignored without a word; a sample file is a misfit then, named with ``--grid`` to force it."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    writer = SummaryWriter(str(run / "logs" / "train_controlnet"))
+    prompts = ["red circle with blue background", "cyan circle with brown floral background"]
+    conditioning = np.zeros((16, 16, 3), np.uint8)
+    conditioning[4:12, 4] = 255
+    for step in (500, 1000):
+        for i, prompt in enumerate(prompts):
+            writer.add_images(prompt, np.concatenate([conditioning[None], samples(1, 16, step + i)]), step,
+                              dataformats="NHWC")
+    writer.close()
+    options = DiscoveryOptions(tile_cols=parse_tile_slice("1:"))
+    logged = TensorBoardImages()
+    got = read(logged, by_source(logged.scan(run, options))["logs/train_controlnet/{sample}@1000"])
+    assert [(type(s), s.misfit) for s in got] == [(SkippedFile, True)] * 2
+    assert "--grid ROWSxCOLS" in got[0].reason
+    argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics",
+            "--settle", "0", "--tile-cols", "1:"]
+    assert main(argv) == 2 and "no grid found to keep rows or columns" in capsys.readouterr().err
+    assert main([*argv, "--grid", "1x2"]) == 0 and StoreReader(store).info()["rows"] == 2 * 2
+
+
 def test_a_prompt_added_later_leaves_the_earlier_steps_alone(tmp_path):
     """Round AQ: prompts were numbered in their sorted order among all seen: a prompt added at
     step 200 ("a photo of a bird") renumbered step 100's, read again as a new version."""
