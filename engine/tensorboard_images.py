@@ -47,7 +47,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,6 +251,19 @@ class TensorBoardImages:
         for news in known.damage_news(path):
             log.warning("%s", news)
         return known.images
+
+    def holds_new_images(self, paths: Iterable[Path]) -> bool:
+        """Whether any of these event files holds images the last pass did not read: one it
+        did not read, or whose records appended since hold images (read on from where the last
+        read stopped, as a pass reads them). A live watch scans the run for these, not for each
+        write of the trainer's scalars."""
+        new = False
+        for path in paths:
+            if path not in self._files:
+                return True
+            before = dict(self._files[path].images)
+            new = self._read(path) != before or new
+        return new
 
     def is_ready(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None,
                  now: float | None = None) -> bool:

@@ -807,6 +807,7 @@ class Watcher:
                 if self._changed.wait(0 if self._hooks_pending() else self.config.tick):  # measuring: on at once
                     self._quiet()
                     rescan = self._wake.take_other_changes() if self._wake else True
+                    rescan = self._logged_new_images(self._wake.take_event_files() if self._wake else []) or rescan
                     logs_due = logs_due or not rescan
                 now = time.monotonic()
                 if rescan or self._run_dir_gone or self._replaced() or now - last_scan >= RESCAN_S or self._settled():
@@ -849,12 +850,22 @@ class Watcher:
     def _is_log(self, path: str) -> bool:
         """A trainer log's write needs the logs read, not the run scanned: a loss line every
         2 s had the watch of a 300-checkpoint run rescan it all, 86% of a core. Not labels
-        files, nor event files whose logged images are the run's samples or may become them: a
-        run without a checkpoint yet (its first logged image was found by the 30 s rescan)."""
+        files. An event file's writes that bring images have the run scanned
+        (:meth:`_logged_new_images`)."""
         p, labels = Path(path), self.config.options.labels_file
-        if not is_log_name(p.name) or p.stem == "labels" or (labels is not None and p.name == Path(labels).name):
+        return is_log_name(p.name) and p.stem != "labels" and (labels is None or p.name != Path(labels).name)
+
+    def _logged_new_images(self, written: list[str]) -> bool:
+        """Whether event files written since the last look hold new images that are the run's
+        samples or may become them (a run without a checkpoint yet: its first logged image
+        waited for the 30 s rescan). Only their appended records are read: each write of the
+        trainer's scalars had the run scanned (20 a second: a scan every 2 s, however long the
+        run went without a sample)."""
+        if not written or self.config.sampler or not (self._stand_in is self._logged_images or not self._found):
             return False
-        return not (is_event_file(p.name) and (self._stand_in is self._logged_images or not self._found))
+        root = self._wake.root if self._wake else os.path.realpath(self.config.run_dir)
+        return self._logged_images.holds_new_images(Path(self.config.run_dir) / os.path.relpath(path, root)
+                                                     for path in written)
 
     def _run_dir_present(self) -> bool:
         """A run directory deleted while watched (a trainer restarted from scratch) is waited
@@ -966,6 +977,8 @@ class _Wake(FileSystemEventHandler):
     def __init__(self, flag: threading.Event, is_log: Callable[[str], bool], root: str) -> None:
         self.flag, self.is_log, self.root = flag, is_log, root
         self._other = threading.Event()
+        self._event_files: set[str] = set()  # TensorBoard event files written, a trainer log's change
+        self._lock = threading.Lock()
         self.root_deleted = threading.Event()  # the watched folder itself: no event of it comes any more
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -980,6 +993,9 @@ class _Wake(FileSystemEventHandler):
             other = not all(self.is_log(str(path)) for path in paths)
         if other:
             self._other.set()
+        elif written := [os.fsdecode(path) for path in paths if is_event_file(os.path.basename(os.fsdecode(path)))]:
+            with self._lock:
+                self._event_files.update(written)
         self.flag.set()
 
     def take_other_changes(self) -> bool:
@@ -987,3 +1003,9 @@ class _Wake(FileSystemEventHandler):
         other = self._other.is_set()
         self._other.clear()
         return other
+
+    def take_event_files(self) -> list[str]:
+        """The TensorBoard event files written since the last call."""
+        with self._lock:
+            written, self._event_files = sorted(self._event_files), set()
+        return written

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -62,12 +63,13 @@ def by_source(checkpoints) -> dict:
     return {c.source: c for c in checkpoints}
 
 
-def live_watcher(tmp_path: Path, run: Path) -> tuple[StoreWriter, Watcher]:
-    """A store and a watcher of ``run`` (pixels, settle 0, no workers): passes run by hand."""
+def live_watcher(tmp_path: Path, run: Path, **config) -> tuple[StoreWriter, Watcher]:
+    """A store and a watcher of ``run`` (pixels, settle 0, no workers; ``config``: more of
+    :class:`WatchConfig`): passes run by hand, or its ``run_forever`` in a thread."""
     encoder = make_encoder("pixels", device="cpu")
     store = StoreWriter(tmp_path / "s.zarr", encoder_record(encoder))
-    return store, Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0), progress=False, workers=0),
-                          store, encoder)
+    return store, Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0), progress=False, workers=0,
+                                      **config), store, encoder)
 
 
 def test_each_writer_layout_is_read_back_sample_for_sample(tmp_path):
@@ -185,24 +187,51 @@ def test_sample_files_that_come_after_the_logged_images_supersede_them(tmp_path,
     assert sorted(set(reader.samples("step")[reader.current_rows()].tolist())) == [0, 1]
 
 
-def test_an_event_file_written_before_the_first_checkpoint_has_the_run_scanned(tmp_path):
+def test_an_event_file_written_before_the_first_checkpoint_has_the_run_scanned_for_its_images(tmp_path, monkeypatch):
     """Round AV: a run logging scalars and, now and then, an image to TensorBoard only: until
     its first image was read, the event file's writes were a log's (only the logs read
-    again), so that image waited for the 30 s rescan (18 s after it here). Once the run's
-    samples are files, the event file is a log again."""
+    again), so that image waited for the 30 s rescan. Round AW: every write then had the run
+    scanned, however long it logged scalars only (20 a second: a scan every 2 s of a run whose
+    first sample may be hours away); the writes that bring images do. Once the run's samples
+    are files, the event file is a log again."""
+    from engine import watch as watch_module
+
+    monkeypatch.setattr(watch_module, "RESCAN_S", 3600.0)  # the events alone bring the image
     run = tmp_path / "run"
-    store, watcher = live_watcher(tmp_path, run)
+    store, watcher = live_watcher(tmp_path, run, tick=0.1)
+    scans = []
+    scan = watcher._scan
+    monkeypatch.setattr(watcher, "_scan", lambda: scans.append(time.monotonic()) or scan())
     writer = SummaryWriter(str(run / "runs"))
-    writer.add_scalar("loss", 0.5, 1)
+    writer.add_scalar("loss", 0.5, 0)
     writer.flush()
-    assert watcher.run_once() == []
-    events = next((run / "runs").glob("events.out.tfevents.*"))
-    assert not watcher._is_log(str(events))
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run_forever, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not scans and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for step in range(1, 60):  # scalars only, flushed 20 times a second
+            writer.add_scalar("loss", 1 / step, step)
+            writer.flush()
+            time.sleep(0.05)
+        assert len(scans) == 1, "a write of scalars had the run scanned"
+        writer.add_images("test_samples", samples(4, 16, 1).transpose(0, 3, 1, 2), 60)
+        writer.add_scalar("loss", 0.1, 61)
+        writer.flush()
+        while not StoreReader(tmp_path / "s.zarr").n_rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert StoreReader(tmp_path / "s.zarr").n_rows == 4
+    finally:
+        stop.set()
+        thread.join(timeout=10)
     Image.fromarray(samples(1, 16, 0)[0]).save(run / "sample_100.png")
-    writer.add_scalar("loss", 0.4, 2)
-    writer.close()
     assert [r.checkpoint.source for r in watcher.run_once()] == ["sample_100.png"]
-    assert watcher._is_log(str(events))
+    writer.add_images("test_samples", samples(4, 16, 2).transpose(0, 3, 1, 2), 200)
+    writer.close()
+    assert not watcher._logged_new_images([os.path.join(os.path.realpath(run), path.relative_to(run))
+                                           for path in (run / "runs").glob("events.out.tfevents.*")])
     store.close()
 
 
