@@ -72,7 +72,7 @@ from engine.errors import DiscoveryError
 from engine.grids import TileSlice, format_tile_slice
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
-from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store, listed
+from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store, listed, tracker_folder
 
 log = logging.getLogger(__name__)
 
@@ -1318,13 +1318,32 @@ def _plain_dirs_units(folder: Path, level: _Level, options: DiscoveryOptions,
     copies = [sub for sub in found if sub.name.lower() in TRACKER_FOLDERS and found[sub]]
     if copies and any(found[sub] for sub in found if sub not in copies):
         for sub in copies:
-            warn_once(folder, f"{folder}: {sub.name}/ holds {TRACKER_FOLDERS[sub.name.lower()]}'s copies of the "
-                              "images the trainer logged, beside its own sample files: the trainer's files are read, "
-                              f"not the copies (point evowatch at {sub.name}/ to read them)", about=sub.name,
-                      say=log.info)
+            _say_tracker_copies_left_out(folder, sub.name)
         found = {sub: sub_units for sub, sub_units in found.items() if sub not in copies}
     _say_interleaved(folder, found)
     return [unit for sub_units in found.values() for unit in sub_units]
+
+
+def _say_tracker_copies_left_out(folder: Path, copies: str) -> None:
+    """Say once that the tracker's folder ``copies`` (below ``folder``) is left out, beside the
+    trainer's own sample files."""
+    tracker = TRACKER_FOLDERS[copies.rsplit("/", 1)[-1].lower()]
+    warn_once(folder, f"{folder}: {copies}/ holds {tracker}'s copies of the images the trainer logged, beside its "
+                      f"own sample files: the trainer's files are read, not the copies (point evowatch at {copies}/ "
+                      "to read them)", about=copies, say=log.info)
+
+
+def _without_tracker_copies(checkpoints: list[Checkpoint], root: Path) -> list[Checkpoint]:
+    """A tracker's copies (``wandb/``, ``mlruns/``) left out beside the trainer's own files,
+    wherever in the run they lie: a level leaves out those beside its own folders, but
+    ``logs/wandb/`` beside ``samples/`` made every step two checkpoints (and the store takes the
+    copies for stand-ins its own files supersede: :func:`stores.format.stand_in_for_files`)."""
+    folders = {c.source: tracker_folder(c.source) for c in checkpoints}
+    if all(folders.values()) or not any(folders.values()):
+        return checkpoints
+    for copies in sorted({folder for folder in folders.values() if folder}):
+        _say_tracker_copies_left_out(root, copies)
+    return [c for c in checkpoints if folders[c.source] is None]
 
 
 def _say_interleaved(folder: Path, found: dict[Path, list]) -> None:
@@ -1363,7 +1382,7 @@ def scan_run(run_dir: str | os.PathLike[str], options: DiscoveryOptions | None =
         files = grouped or (tuple(sample_files(path, options)) if path.is_dir() else (path,))
         if files:
             checkpoints.append(Checkpoint(step=step, source=_relative(path, root), files=files, root=root))
-    checkpoints = _read_once(checkpoints, root)
+    checkpoints = _without_tracker_copies(_read_once(checkpoints, root), root)
     checkpoints.sort(key=lambda c: (c.step, c.source))
     log.debug("scan %s: %d checkpoints", root, len(checkpoints))
     return checkpoints

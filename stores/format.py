@@ -139,9 +139,16 @@ def stand_in_for_files(source: str) -> str | None:
     file came kept them beside it, current (round AV): a file stored after them supersedes them."""
     if _LOGGED_IMAGES.search(source):
         return "images logged to TensorBoard"
-    tracker = next((TRACKER_FOLDERS[part.lower()] for part in source.split("/")[:-1]
-                    if part.lower() in TRACKER_FOLDERS), None)
-    return None if tracker is None else f"{tracker}'s copies"
+    folder = tracker_folder(source)
+    return None if folder is None else f"{TRACKER_FOLDERS[folder.rsplit('/', 1)[-1].lower()]}'s copies"
+
+
+def tracker_folder(source: str) -> str | None:
+    """The tracker's folder a checkpoint's source lies in (``wandb``, ``logs/wandb``), or None:
+    its files are the tracker's copies of images the trainer logged."""
+    parts = source.split("/")[:-1]
+    at = next((i for i, part in enumerate(parts) if part.lower() in TRACKER_FOLDERS), None)
+    return None if at is None else "/".join(parts[:at + 1])
 
 
 #: The first columns of ``evowatch export``'s table, one row per sample: a CSV export put
