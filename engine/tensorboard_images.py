@@ -25,8 +25,9 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
   in the order the prompts first came, its instance. A prompt's image that is a grid, as a
   sample file would be (diffusers' ControlNet and T2I-Adapter scripts log the conditioning
   image and ``num_validation_images`` samples side by side), is split, its tiles numbered
-  after the earlier prompts' (:data:`IDS_PER_TAG` each) and labelled by the prompt;
-  ``--tile-cols 1:`` leaves the conditioning image out.
+  after the earlier prompts' (:data:`IDS_PER_TAG` each) and labelled by the prompt (an image
+  that tells nothing itself, noise, takes the grid of its prompt's latest step, as a lone
+  tag's does); ``--tile-cols 1:`` leaves the conditioning image out.
 * A step logged again (a resumed run writes a new event file into the same folder) is read
   from its last record: its earlier rows are superseded, as a rewritten grid's are.
 * Records are complete when read (a record cut short at the end of a file is left for the
@@ -147,7 +148,8 @@ class TensorBoardImages:
         self._found: dict[str, list[tuple[int | None, _Logged, str, str | None]]] = {}
         self._options = DiscoveryOptions()
         self._latest: dict[tuple[Path, str], _Logged] = {}  # (folder, tag) -> its latest step's images
-        self._geometries: dict[tuple[Path, str, tuple[int, ...]], GridGeometry] = {}
+        self._geometries: dict[tuple[Path, str, tuple[int, ...], bool], GridGeometry] = {}
+        self._looked_at: dict[tuple[Path, str, tuple[int, ...], bool], _Logged] = {}  # the latest image that held none
         self._expected: dict[str, int] = {}  # source -> tags its step should have (0: no need to wait for any)
 
     # --- discovery ---------------------------------------------------------------------
@@ -322,18 +324,22 @@ class TensorBoardImages:
         return next((found for t, _, found in _logged_images(record, dict(self._files[logged.path].plugins))
                      if t == logged.tag), [])
 
-    def _tag_geometry(self, logged: _Logged, shape: tuple[int, ...]) -> GridGeometry | None:
+    def _tag_geometry(self, logged: _Logged, shape: tuple[int, ...], found_alone: bool = False) -> GridGeometry | None:
         """The grid the tag's latest image splits into, for an image of its size that told
         nothing itself (a diffusion model's first samples, noise: an 8x8 grid of them was one
-        sample, then 64 at the next steps): a tag keeps one layout."""
-        key = (logged.path.parent, logged.tag, shape)
+        sample, then 64 at the next steps; a prompt's row of them two ids, then 1000 on): a tag
+        keeps one layout. ``found_alone``: only a grid found as a file's is (a prompt's image
+        may be one sample of any shape, not ``add_images``' row)."""
+        key = (logged.path.parent, logged.tag, shape, found_alone)
         latest = self._latest.get(key[:2])
-        if key not in self._geometries and latest is not None and latest != logged:
+        if key not in self._geometries and latest is not None and latest != logged and self._looked_at.get(key) != latest:
+            self._looked_at[key] = latest  # decoded and looked at once (a prompt's single samples: each one)
             try:
                 reference = decode.decode_image(io.BytesIO(self._images(latest)[0]))
             except (OSError, KeyError, ValueError, IndexError, decode.SkipFile):
                 return None
-            if reference.shape == shape and (geometry := detect_grid(reference) or tensorboard_grid(reference)):
+            if reference.shape == shape and (geometry := detect_grid(reference)
+                                             or (None if found_alone else tensorboard_grid(reference))):
                 self._geometries[key] = geometry
         return self._geometries.get(key)
 
@@ -351,9 +357,9 @@ class TensorBoardImages:
             try:
                 image = decode.decode_image(io.BytesIO(encoded))
                 geometry = None if not splits else (
-                    resolve_grid(image, options.grid, options.tile_size) if label is not None  # as a file is
-                    else resolve_grid(image, options.grid, options.tile_size) or tensorboard_grid(image)
-                    or self._tag_geometry(logged, image.shape))
+                    resolve_grid(image, options.grid, options.tile_size)
+                    or (None if label is not None else tensorboard_grid(image))  # a prompt's: as a file is
+                    or self._tag_geometry(logged, image.shape, found_alone=label is not None))
             except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
                 yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile))
                 continue

@@ -561,6 +561,27 @@ def test_a_prompts_row_of_images_is_split_into_samples_of_that_prompt(tmp_path):
         np.testing.assert_array_equal(np.stack([s.image for s in got]), np.stack(tiles))
 
 
+def test_a_prompts_grid_that_tells_nothing_takes_the_layout_of_the_prompts_latest_step(tmp_path):
+    """Round AW: a prompt's ``add_images`` of 16 samples of noise (a diffusion model's first)
+    was one sample (id 1 for the second prompt: the first prompt's second tile at the next
+    steps), then 16 of ids 1000 on; a lone tag's took its latest step's layout. A prompt's
+    single sample stays whole."""
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "tb"))
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+    for step in (0, 100, 200):
+        for i, prompt in enumerate(("a photo of a cat", "a photo of a dog")):
+            writer.add_images(prompt, noise if step == 0 else samples(16, 16, step + i), step, dataformats="NHWC")
+        writer.add_images("a red car on white", samples(1, 32, step), step, dataformats="NHWC")
+    writer.close()
+    logged = TensorBoardImages()
+    found = by_source(logged.scan(run))
+    got = read(logged, found["tb/{sample}@0"])
+    assert [s.instance for s in got] == [*range(16), *range(1000, 1016), 2]
+    np.testing.assert_array_equal(np.stack([s.image for s in got[:16]]), noise)
+    assert [s.instance for s in read(logged, found["tb/{sample}@200"])] == [*range(16), *range(1000, 1016), 2]
+
+
 def test_rows_or_columns_asked_of_a_logged_image_with_no_grid_found_are_a_misfit(tmp_path, capsys):
     """Round AW: ControlNet's pair (one validation image a prompt: not split by itself) with
     ``--tile-cols 1:`` was stored whole, its conditioning image in the sample, and the option
