@@ -136,7 +136,10 @@ def stand_in_for_files(source: str) -> str | None:
     with, or None: images it logged to TensorBoard (``FOLDER/TAG@STEP``) or a tracker's copies
     (``wandb/…``, ``mlruns/…`` below the folder watched). Discovery reads them only while the
     run holds no sample file of its own; a live watch that read them before the trainer's first
-    file came kept them beside it, current (round AV): a file stored after them supersedes them."""
+    file came kept them beside it, current (round AV): a file stored after them supersedes them.
+    A reference set (``real:/data/wandb/train``) is none, wherever it lies."""
+    if any(source.startswith(f"{kind}:") for kind in KINDS[1:]):
+        return None
     if _LOGGED_IMAGES.search(source):
         return "images logged to TensorBoard"
     folder = tracker_folder(source)

@@ -282,6 +282,19 @@ def test_the_trainers_own_files_supersede_the_logged_images_and_tracker_copies_r
     assert StoreReader(path).current_rows().tolist() == [not old for old in expected]
 
 
+def test_a_reference_set_in_a_folder_named_as_a_trackers_is_no_stand_in_for_the_files():
+    """Round AW: ``--real /data/wandb/train`` (or a folder ending ``@100``) was named among the
+    checkpoints "stored before from W&B's copies ... kept as superseded" when the trainer's
+    own files came; it stays current, as it should."""
+    from stores.format import stand_in_for_files
+    from stores.zarr_store import superseded_flags
+
+    sources = ["runs/fake@2", "real:/data/wandb/train", "holdout:/data/held@100", "fake_samples_epoch_000.png"]
+    assert [stand_in_for_files(source) for source in sources] == ["images logged to TensorBoard", None, None, None]
+    assert superseded_flags({"source": np.array(sources)}).tolist() == [True, False, False, False]
+    assert stand_in_for_files("logs/wandb/run-1/files/media/images/samples_1000_ab12.png") == "W&B's copies"
+
+
 def test_an_array_whose_making_failed_leaves_no_folder(tmp_path, monkeypatch):
     """The disk filled while a new metric's column was made: an empty metrics/density/ folder
     stayed, and plain zarr warned about it at every read until a resume succeeded."""
