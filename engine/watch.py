@@ -617,10 +617,13 @@ class Watcher:
         stand_ins = sorted((step, source) for source, (_, step) in committed.items() if stand_in_for_files(source))
         if stand_ins:
             what = sorted({stand_in_for_files(source) for _, source in stand_ins})
+            tags = sorted({source.rsplit("@", 1)[0].rsplit("/", 1)[-1] for _, source in stand_ins if "@" in source})
+            back = (f"; were they no samples (a model card's images_0.png), --samples '{tags[0]}' reads the logged "
+                    "images again" if tags else "")  # round AW: diffusers' model card images hid every logged step
             log.warning("%s: the run's own checkpoints came (%s): the %s stored before from %s (%s) %s kept as "
-                        "superseded", self.config.run_dir, listed(own, 2), counted(len(stand_ins), "checkpoint"),
+                        "superseded%s", self.config.run_dir, listed(own, 2), counted(len(stand_ins), "checkpoint"),
                         " and ".join(what), listed([source for _, source in stand_ins], 2),
-                        "is" if len(stand_ins) == 1 else "are")
+                        "is" if len(stand_ins) == 1 else "are", back)
 
     def _read_labels_files(self, jobs: list[tuple[Checkpoint, str]]) -> None:
         """Read each labels file of this pass's checkpoints here, once, before the decode

@@ -180,7 +180,8 @@ def test_sample_files_that_come_after_the_logged_images_supersede_them(tmp_path,
                                                                      "fake_samples_epoch_001.png"]
     assert ("the run's own checkpoints came (fake_samples_epoch_000.png, fake_samples_epoch_001.png): the 2 "
             "checkpoints stored before from images logged to TensorBoard (runs/fake@2, runs/fake@4) are kept as "
-            "superseded") in caplog.text
+            "superseded; were they no samples (a model card's images_0.png), --samples 'fake' reads the logged "
+            "images again") in caplog.text
     store.close()
     reader = StoreReader(tmp_path / "s.zarr")
     assert reader.info()["steps"] == [0, 1]
