@@ -14,6 +14,7 @@ import fnmatch
 import logging
 import os
 import re
+import shlex
 import statistics
 import sys
 import threading
@@ -827,10 +828,11 @@ class Watcher:
 
     def _say_later_runs(self) -> None:
         """Name a run folder that appeared beside the watched one, and how to follow it."""
-        for name in self._later_runs.appeared():
-            log.warning("%s: %s appeared beside it, named as it is with a higher number: a restarted trainer "
-                        "writes there, not here; to go on with it in this store: evowatch watch %s --store %s "
-                        "--same-run", self.config.run_dir, name, self.config.run_dir.parent / name, self.store.path)
+        for path in self._later_runs.appeared():  # this watch holds the store's lock: stopped first
+            log.warning("%s: %s appeared beside it, named as it is with a higher number: were the trainer restarted "
+                        "there, it writes there, not here; to go on with it in this store, stop this watch, then: "
+                        "evowatch watch %s --store %s --same-run", self.config.run_dir, path.name,
+                        shlex.quote(str(path)), shlex.quote(str(self.store.path)))
 
     def _quiet(self) -> None:
         """Wait for a burst of events to end (QUIET_S without one, QUIET_MAX_S at most): a
@@ -950,14 +952,15 @@ class _LaterRuns:
     without a word (round AV)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self._parent = run_dir.parent
-        number = re.search(r"\d+", run_dir.name)
-        self._prefix = None if number is None else run_dir.name[:number.start()]
+        name = Path(os.path.abspath(run_dir)).name  # `watch .` from inside version_0/
+        self._parent = Path(os.path.normpath(os.path.join(run_dir, os.pardir)))
+        number = re.search(r"\d+", name)
+        self._prefix = None if number is None else name[:number.start()]
         self._number = 0 if number is None else int(number.group())
         self._known: set[str] | None = None  # those there at the first look are not new
         self._looked = -RESCAN_S
 
-    def appeared(self) -> list[str]:
+    def appeared(self) -> list[Path]:
         """The later run folders that appeared since the last look (one listing every RESCAN_S)."""
         if self._prefix is None or time.monotonic() - self._looked < RESCAN_S:
             return []
@@ -967,7 +970,7 @@ class _LaterRuns:
         except OSError:
             return []
         known, self._known = self._known, names | (self._known or set())
-        return [] if known is None else sorted(names - known)
+        return [] if known is None else [self._parent / name for name in sorted(names - known)]
 
     def _later(self, name: str) -> bool:
         number = re.match(r"\d+", name[len(self._prefix or ""):]) if name.startswith(self._prefix or "") else None

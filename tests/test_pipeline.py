@@ -2265,11 +2265,14 @@ def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(t
     assert caplog.text.count("the run directory was deleted") == 1 and "is back" in caplog.text
 
 
-def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, monkeypatch):
+@pytest.mark.parametrize("given", ["its path", "."])
+def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, monkeypatch, given):
     """Round AV: `evowatch watch lightning_logs/version_0` went quiet without a word when the
     trainer, restarted, wrote to `version_1/` beside it. A folder named as the watched one with a
     higher number that appears is named once, with the command that goes on with it; one there
-    from the start, an earlier number or another name is not."""
+    from the start, an earlier number or another name is not. Round AX: the command, run as
+    said, was refused while this watch held the store's lock (it is stopped first), and a watch
+    of `.` from inside `version_3/` named none."""
     from engine import watch as watch_module
 
     monkeypatch.setattr(watch_module, "RESCAN_S", 0.2)
@@ -2278,16 +2281,19 @@ def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, mo
     write_step(run, 100, 2, seed=0)
     for name in ("version_7", "version_1", "other_9"):  # there from the start, earlier, another name
         (logs / name).mkdir()
-    with caplog.at_level("WARNING", logger="engine.watch"), _live_watch(run, store) as thread:
+    if given == ".":
+        monkeypatch.chdir(run)
+    watched, later = (run, logs / "version_4") if given != "." else (Path("."), Path("../version_4"))
+    with caplog.at_level("WARNING", logger="engine.watch"), _live_watch(watched, store) as thread:
         _wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
         for name in ("version_4", "version_2", "checkpoints", "version_10.txt"):
             (logs / name).mkdir() if not name.endswith(".txt") else (logs / name).write_text("")
         _wait_until(lambda: "version_4 appeared" in caplog.text, thread, seconds=10)
         time.sleep(0.5)
     said = [r.getMessage() for r in caplog.records if "appeared beside it" in r.getMessage()]
-    assert said == [f"{run}: version_4 appeared beside it, named as it is with a higher number: a restarted trainer "
-                    f"writes there, not here; to go on with it in this store: evowatch watch {logs / 'version_4'} "
-                    f"--store {store} --same-run"], said
+    assert said == [f"{watched}: version_4 appeared beside it, named as it is with a higher number: were the trainer "
+                    f"restarted there, it writes there, not here; to go on with it in this store, stop this watch, "
+                    f"then: evowatch watch {later} --store {store} --same-run"], said
 
 
 @pytest.mark.parametrize("change", ["made again at once", "given as a link", "its link retargeted"])
