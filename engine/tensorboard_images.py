@@ -136,6 +136,20 @@ def find_event_files(run_dir: Path) -> list[Path]:
     return [path for path in find_log_files(run_dir) if is_event_file(path.name)]
 
 
+def logged_tags(sources: Iterable[str], run_dir: Path) -> list[str]:
+    """The tags (``--samples`` globs) of checkpoints read from images logged to TensorBoard,
+    from their sources ``FOLDER/TAG@STEP``: the folder is the event files' own, cut off as
+    such, for a tag may hold slashes (``val/images``: its last part matched no tag). A series
+    of prompts (``{sample}``) has no one glob: none is given for it."""
+    folders = {path.parent.relative_to(run_dir).as_posix() for path in find_event_files(run_dir)} - {"."}
+    tags = set()
+    for source in sources:
+        name = source.rsplit("@", 1)[0]
+        folder = max((folder for folder in folders if name.startswith(f"{folder}/")), key=len, default="")
+        tags.add(name[len(folder) + 1:] if folder else name)
+    return sorted(tags - {SAMPLE_KEY})
+
+
 class TensorBoardImages:
     """The image summaries of a run's event files as checkpoints: stands in for
     :func:`engine.discovery.scan_run`, :func:`engine.discovery.content_hash` and

@@ -41,7 +41,7 @@ from engine.errors import DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, ingest
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
-from engine.tensorboard_images import TensorBoardImages
+from engine.tensorboard_images import TensorBoardImages, logged_tags
 from engine.trainer_logs import is_event_file, is_log_name
 from stores.format import KIND_CODES, listed, stand_in_for_files, stored_text
 from stores.zarr_store import StoreWriter, folder_identity, superseded_flags
@@ -618,9 +618,10 @@ class Watcher:
         stand_ins = sorted((step, source) for source, (_, step) in committed.items() if stand_in_for_files(source))
         if stand_ins:
             what = sorted({stand_in_for_files(source) for _, source in stand_ins})
-            tags = sorted({source.rsplit("@", 1)[0].rsplit("/", 1)[-1] for _, source in stand_ins if "@" in source})
-            back = (f"; were they no samples (a model card's images_0.png), --samples '{tags[0]}' reads the logged "
-                    "images again" if tags else "")  # round AW: diffusers' model card images hid every logged step
+            tags = logged_tags([source for _, source in stand_ins if "@" in source], self.config.run_dir)
+            picks = " ".join(f"--samples '{tag}'" for tag in tags)
+            back = (f"; were they no samples (a model card's images_0.png), {picks} reads the logged images again"
+                    if tags else "")  # round AW: diffusers' model card images hid every logged step
             log.warning("%s: the run's own checkpoints came (%s): the %s stored before from %s (%s) %s kept as "
                         "superseded%s", self.config.run_dir, listed(own, 2), counted(len(stand_ins), "checkpoint"),
                         " and ".join(what), listed([source for _, source in stand_ins], 2),

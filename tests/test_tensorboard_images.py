@@ -333,6 +333,30 @@ def test_a_record_still_being_written_waits_and_a_resumed_step_supersedes(tmp_pa
     np.testing.assert_array_equal(np.stack(got), samples(4, 16, 7))
 
 
+def test_the_samples_option_said_for_superseded_logged_images_reads_them(tmp_path, caplog):
+    """Round AX: the line saying a file superseded the logged images gave the last part of a tag
+    holding slashes (``--samples 'fake'`` for ``val/fake``), which matches no tag: the command
+    run as said read nothing. The tag is cut from the event files' folder, each tag given."""
+    run = tmp_path / "run"
+    store, watcher = live_watcher(tmp_path, run)
+    writer = SummaryWriter(str(run / "runs" / "a"))
+    for step in (2, 4):
+        writer.add_image("val/fake", make_grid(torch.from_numpy(samples(16, 16, step).transpose(0, 3, 1, 2)),
+                                                nrow=4), step)
+        writer.add_image("ema", samples(1, 16, 20 + step)[0].transpose(2, 0, 1), step)
+    writer.close()
+    assert [r.checkpoint.source for r in watcher.run_once()] == ["runs/a/ema@2", "runs/a/val/fake@2",
+                                                                 "runs/a/ema@4", "runs/a/val/fake@4"]
+    Image.fromarray(samples(1, 64, 9)[0]).save(run / "images_0.png")
+    with caplog.at_level("WARNING"):
+        assert [r.checkpoint.source for r in watcher.run_once()] == ["images_0.png"]
+    assert "--samples 'ema' --samples 'val/fake' reads the logged images again" in caplog.text, caplog.text
+    store.close()
+    options = DiscoveryOptions(settle=0, sample_globs=("ema", "val/fake"))
+    assert {c.source for c in TensorBoardImages().scan(run, options)} == {
+        "runs/a/ema@2", "runs/a/val/fake@2", "runs/a/ema@4", "runs/a/val/fake@4"}
+
+
 def test_rows_of_a_step_logged_again_are_superseded(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     argv = ["watch", str(run), "--store", str(store), "--once", "--encoder", "pixels", "--no-layout", "--no-metrics"]
