@@ -955,15 +955,13 @@ class _LaterRuns:
     def __init__(self, run_dir: Path) -> None:
         name = Path(os.path.abspath(run_dir)).name  # `watch .` from inside version_0/
         self._parent = Path(os.path.normpath(os.path.join(run_dir, os.pardir)))
-        number = re.search(r"\d+", name)
-        self._prefix = None if number is None else name[:number.start()]
-        self._number = 0 if number is None else int(number.group())
+        self._parts = re.split(r"(\d+)", name)  # text, number, text, ...: ['version_', '0', '']
         self._known: set[str] | None = None  # those there at the first look are not new
         self._looked = -RESCAN_S
 
     def appeared(self) -> list[Path]:
         """The later run folders that appeared since the last look (one listing every RESCAN_S)."""
-        if self._prefix is None or time.monotonic() - self._looked < RESCAN_S:
+        if len(self._parts) == 1 or time.monotonic() - self._looked < RESCAN_S:
             return []
         self._looked = time.monotonic()
         try:
@@ -974,8 +972,14 @@ class _LaterRuns:
         return [] if known is None else [self._parent / name for name in sorted(names - known)]
 
     def _later(self, name: str) -> bool:
-        number = re.match(r"\d+", name[len(self._prefix or ""):]) if name.startswith(self._prefix or "") else None
-        return number is not None and int(number.group()) > self._number
+        """Whether ``name`` is the watched name up to a number that is higher: its first part
+        that differs (the date's day or the index of ``run_2024-05-01_3``, the run number of
+        StyleGAN's ``00000-stylegan2-ffhq``, whatever follows it; round AX: only the first
+        number was compared, 2024 with 2024)."""
+        for i, (mine, theirs) in enumerate(zip(self._parts, re.split(r"(\d+)", name))):
+            if mine != theirs:
+                return i % 2 == 1 and theirs.isdigit() and int(theirs) > int(mine)
+        return False
 
 
 class _Wake(FileSystemEventHandler):

@@ -2265,6 +2265,18 @@ def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(t
     assert caplog.text.count("the run directory was deleted") == 1 and "is back" in caplog.text
 
 
+@pytest.mark.parametrize("watched, appeared, later", [
+    ("version_0", "version_10", True), ("version_3", "version_2", False), ("version_0", "version_0_old", False),
+    ("00000-stylegan2-ffhq", "00001-stylegan2-ffhq-resumecustom", True), ("exp42", "exp4", False),
+    ("run_2024-05-01_3", "run_2024-05-01_4", True), ("12-30-00", "12-45-00", True), ("run", "run2", False)])
+def test_which_folders_are_later_runs_of_the_watched_one(watched, appeared, later):
+    """Round AX: only the first number was compared: `run_2024-05-01_4` beside `run_2024-05-01_3`
+    (2024 = 2024) and Hydra's `12-45-00` beside `12-30-00` were never named."""
+    from engine.watch import _LaterRuns
+
+    assert _LaterRuns(Path("/runs") / watched)._later(appeared) == later
+
+
 @pytest.mark.parametrize("given", ["its path", "."])
 def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, monkeypatch, given):
     """Round AV: `evowatch watch lightning_logs/version_0` went quiet without a word when the
