@@ -201,6 +201,7 @@ class Signals:
         raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
         start, done, self.pending = time.monotonic(), [], False
         due = list(_due(ckpt, measured))
+        self._rewrites = {**store.alerts_rewritten, **self._rewrites}  # noted by a watch stopped before their end
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
         self._alerts_behind = None
@@ -229,7 +230,7 @@ class Signals:
         earliest = store.alerts_from
         if done and any(step > done[0] for step in set(measured) - set(done)) and (earliest is None or done[0] < earliest):
             earliest = done[0]  # kept in the store: a watch stopped before the rest is measured still evaluates them
-            store.set_alerts_from(earliest)
+            self._set_alerts_from(store, earliest)
         if not self.pending and earliest is not None:
             # the steps after one measured late (a checkpoint that came after later ones, one
             # rewritten): their alerts read it, so they are evaluated again, as a fresh ingest would
@@ -242,6 +243,11 @@ class Signals:
             self._rewrites.clear()
             self._late_losses(store, losses, raised)
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
+
+    def _set_alerts_from(self, store: StoreWriter, step: int | None) -> None:
+        """Note the step after which alerts are evaluated again, with the steps rewritten so far:
+        a watch resumed after a stop skips the steps before a rewrite too (see _before_a_rewrite)."""
+        store.set_alerts_from(step, dict(self._rewrites))
 
     def _before_a_rewrite(self, step: int, basis: list[int] | None) -> bool:
         """Whether ``step``'s checkpoint came before the rewrite of an earlier step: a run resumed
@@ -479,17 +485,17 @@ class Signals:
         next one evaluate the alerts of the steps from ``first`` on (round AV: a watch killed, or
         stopped by a Ctrl-C that came during the rows' write, between the two lost the alert for
         good: the step kept its row, so it was not measured again)."""
-        if self._alerts_behind is None:
-            self._alerts_behind = (store.alerts_from,)
         kept = store.alerts_from
-        if kept is None or first - 1 < kept:
-            store.set_alerts_from(first - 1)  # the steps after it are evaluated again
+        if self._alerts_behind is None:
+            self._alerts_behind = (kept,)
+        if kept is None or first - 1 < kept or self._rewrites != store.alerts_rewritten:
+            self._set_alerts_from(store, first - 1 if kept is None else min(kept, first - 1))  # evaluated again after it
 
     def _alerts_caught_up(self, store: StoreWriter) -> None:
         """The alert list stored holds the alerts of every row stored: ``alerts_from`` back as
         it was before (:meth:`_note_alerts_behind`)."""
         if self._alerts_behind is not None:
-            store.set_alerts_from(self._alerts_behind[0])
+            self._set_alerts_from(store, self._alerts_behind[0])
             self._alerts_behind = None
 
     def _stored_alerts(self, store: StoreWriter) -> list[dict]:

@@ -454,6 +454,13 @@ class StoreReader:
         return None if step is None else int(step)
 
     @property
+    def alerts_rewritten(self) -> dict[int, int]:
+        """While :attr:`alerts_from` is set: the steps measured again on a new version before
+        it was noted, each with that version's checkpoint index (the later steps whose
+        checkpoints came before it are not evaluated again, see :meth:`StoreWriter.set_alerts_from`)."""
+        return {int(step): int(index) for step, index in self._group_attrs("metrics").get("alerts_rewritten", {}).items()}
+
+    @property
     def metrics_reference(self) -> str | None:
         """What the per-step metrics were measured against (set by :meth:`StoreWriter.restart_step_metrics`):
         a restarted watch with the same reference keeps them, and the alerts already raised."""
@@ -1364,11 +1371,17 @@ class StoreWriter(StoreReader):
         group.update_attributes({"committed_rows": n, "measured": recorded})
 
     @uninterrupted
-    def set_alerts_from(self, step: int | None) -> None:
+    def set_alerts_from(self, step: int | None, rewritten: dict[int, int] | None = None) -> None:
         """Note (or, None, forget) that the alerts of the steps after ``step`` are to be
         evaluated again: a step measured after later ones, their evaluation left to the end of
-        a measure a stopped watch did not reach."""
-        self._ensure_group("metrics").update_attributes({"alerts_from": None if step is None else int(step)})
+        a measure a stopped watch did not reach. ``rewritten``: the steps measured again on a
+        new version, with its checkpoint index (kept as they are when not given; forgotten
+        with ``step``): a watch resumed after a stop evaluated the abandoned run's later steps
+        against a run resumed from an earlier checkpoint, for a false alert (round AW)."""
+        attrs: dict[str, Any] = {"alerts_from": None if step is None else int(step)}
+        if step is None or rewritten is not None:
+            attrs["alerts_rewritten"] = {str(int(s)): int(i) for s, i in (rewritten or {}).items()}
+        self._ensure_group("metrics").update_attributes(attrs)
 
     @uninterrupted
     def restart_step_metrics(self, reference: str | None, steps: Iterable[int]) -> None:

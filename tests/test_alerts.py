@@ -1066,6 +1066,45 @@ def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_rais
     assert StoreReader(store).alerts_from is None
 
 
+def test_a_watch_stopped_after_a_rewritten_steps_row_does_not_judge_the_abandoned_steps_on_it(tmp_path, capsys):
+    """Round AW: stopped after the row of a step rewritten by a run resumed from an earlier
+    checkpoint was stored, before its alert list, the watch left the later steps to be
+    evaluated again, and the next one (which knew nothing of the rewrite) judged the
+    abandoned run's collapsed step 400 against the new healthy 300: a false collapse was
+    announced, the trainer paused and --on-alert run (round AJ's false alert, after a stop)."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    write_step(run, 0, untrained_blobs(rng))
+    for step in (100, 200, 300, 400):  # collapsed from the start: no best to fall from
+        write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []
+    write_step(run, 300, smooth_images(rng, 8, 32))  # resumed from 200: 300 rewritten healthy, 400 not yet
+    written = StoreWriter.write_steps_metrics
+
+    def killed_after_the_rows(self, rows):
+        written(self, rows)
+        if any(step == 300 for step, _, _ in rows):
+            raise SystemExit("killed")  # what the next watch finds of a kill here
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StoreWriter, "write_steps_metrics", killed_after_the_rows)
+        with pytest.raises(SystemExit):
+            main(argv)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
+    assert StoreReader(store).attrs["alerts"] == [] and StoreReader(store).alerts_from is None
+    write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten, and collapsed: said
+    assert main(argv) == 0
+    assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
+
+
 def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned_steps(tmp_path, capsys):
     """Round AJ: a trainer resumed from step 200 rewrote step 300 healthy; step 400, still the
     abandoned run's collapsed samples (its rewrite not yet settled), was evaluated again against
