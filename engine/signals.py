@@ -202,6 +202,7 @@ class Signals:
         start, done, self.pending = time.monotonic(), [], False
         due = list(_due(ckpt, measured))
         self._rewrites = {**store.alerts_rewritten, **self._rewrites}  # noted by a watch stopped before their end
+        kept = max(set(measured) - {step for step, *_ in due}, default=None)  # the latest step not measured here
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
         self._alerts_behind = None
@@ -217,6 +218,9 @@ class Signals:
                     break
                 if measured.get(step):  # measured before on another version: rewritten
                     self._rewrites[step] = basis[0]
+                if not done and kept is not None and step < kept and (store.alerts_from is None or step < store.alerts_from):
+                    # noted before its row is stored: a watch stopped before the end still evaluates the later steps
+                    self._set_alerts_from(store, step)
                 self._measure(store, step, ranges, basis, losses, [str(ckpt["source"][i]) for i in indices])
                 done.append(step)
                 if said:

@@ -1023,6 +1023,44 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     assert StoreReader(store).alerts_from is None
 
 
+def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_steps_again(tmp_path, capsys):
+    """Round AW: the later steps of a checkpoint that came after them were noted to be
+    evaluated again only once every due step was measured; stopped before that, after the
+    late step's row was stored (rows are stored every 2 s, and at each alert), the next watch
+    found the step measured and nothing to evaluate again: step 200's collapse was lost."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []  # the rule waits for its warm-up checkpoints
+    write_step(run, 100, smooth_images(rng, 8, 32))  # late
+    write_step(run, 300, smooth_images(rng, 8, 32))
+    measure = Signals._measure
+
+    def killed_at_300(self, store_, step, *args):
+        if step == 300:
+            raise SystemExit("killed")  # what the next watch finds of a kill here: 100's row stored
+        return measure(self, store_, step, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("engine.signals.WRITE_EVERY_S", 0.0)  # each row stored as it is measured
+        patch.setattr(Signals, "_measure", killed_at_300)
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert 100 in StoreReader(store).measured_steps() and StoreReader(store).attrs["alerts"] == []
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+    assert StoreReader(store).alerts_from is None
+
+
 @pytest.mark.parametrize("stop", ["ctrl_c", "kill"])
 def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_raise_it(tmp_path, capsys, stop):
     """Round AV: a Ctrl-C held while the rows of an alert's step were written (delivered as the
