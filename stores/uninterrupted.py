@@ -9,13 +9,16 @@ stored them again). So a store write holds the signals and delivers them when it
 a network filesystem. The write it lets go may still land after that (zarr's threads go on
 with it), so :attr:`_HeldSignals.let_go` counts such writes: their writer's arrays are not
 cut back on close, nor its store removed as empty (round AV: cut back
-under a commit point that landed a moment later, the store's readers indexed past its rows).
+under a commit point that landed a moment later, the store's readers indexed past its rows),
+and their writer's lock is released only once they have ended (:func:`after_writes_end`).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: a closed terminal (round AM)
@@ -68,3 +71,26 @@ class _HeldSignals(contextlib.ContextDecorator):
 
 #: Decorates (or wraps, as ``with``) a store write that must finish once started.
 uninterrupted = _HeldSignals()
+
+
+def after_writes_end(then: Callable[[], None]) -> None:
+    """Call ``then`` once the store writes under way have ended: at once when none is, else in
+    zarr's event-loop thread as the last of them ends. A write let go by a second Ctrl-C goes
+    on there (the process waits for it as it exits, seconds on a slow file system): its
+    writer's lock released at once let a watch started meanwhile open the store, and the late
+    commit point landed over that watch's (round AW-4). Never called if the process ends
+    first: the lock goes with it, as a kill's does."""
+    from zarr.core.sync import loop  # zarr's own loop: [None] before its first write
+
+    io = loop[0]
+    if io is None or io.is_closed():
+        then()
+        return
+
+    async def once_ended() -> None:
+        under_way = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if under_way:
+            await asyncio.wait(under_way)
+        then()
+
+    asyncio.run_coroutine_threadsafe(once_ended(), io)

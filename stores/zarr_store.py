@@ -35,7 +35,7 @@ from zarr.core.sync import sync
 from stores.errors import EncoderMismatchError, StoreFormatError
 from stores.lock import WriterLock
 from stores.owner import owner_gone, owner_tag
-from stores.uninterrupted import uninterrupted
+from stores.uninterrupted import after_writes_end, uninterrupted
 from stores import format as fmt
 from stores.format import is_store, stored_text
 
@@ -875,7 +875,11 @@ class StoreWriter(StoreReader):
                     log.log(logging.DEBUG if full else logging.WARNING,
                             "%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if self._holding:
-            self._lock.release()
+            lock, self._lock = self._lock, None
+            if self.write_let_go:  # it may land yet: no other writer before it has
+                after_writes_end(lock.release)
+            else:
+                lock.release()
 
     def __enter__(self) -> StoreWriter:
         return self

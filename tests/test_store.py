@@ -1134,6 +1134,44 @@ def test_a_second_ctrl_c_while_the_commit_point_is_written_leaves_it_over_whole_
     assert zarr.open_array(str(path / "samples" / "step"), mode="r").shape == (10,)
 
 
+def test_a_write_a_second_ctrl_c_let_go_keeps_the_lock_until_it_lands(tmp_path, rng, monkeypatch):
+    """Round AW-4: a writer whose write a second Ctrl-C let go released its lock as it closed,
+    while the write went on in zarr's thread (and the process waited for it as it exited): a
+    watch started then opened the store, and the late commit point landed over it (its
+    checkpoints counted back, or rows counted that it had cut). The lock is held until the
+    write lands, then released (its file removed)."""
+    import asyncio
+
+    real_set = zarr.storage.LocalStore.set
+    interrupted = []
+
+    async def commit_point_written_slowly(self, key, value):
+        if key == "zarr.json" and not interrupted and b'"checkpoints": 2' in value.to_bytes():
+            interrupted.append(key)
+            os.kill(os.getpid(), signal.SIGINT)  # held: the write goes on
+            await asyncio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)  # asked twice: the writer stops waiting for it
+            await asyncio.sleep(1.0)
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", commit_point_written_slowly)
+    path = tmp_path / "s.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+            for step in (1, 2, 3):
+                with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                    add_rows(tx, 5, rng)
+    with pytest.raises(StoreLockedError):  # the write let go is still under way
+        StoreWriter(path, ENCODER)
+    deadline = time.monotonic() + 10
+    while (tmp_path / "s.zarr.lock").exists() and time.monotonic() < deadline:  # released once it has landed
+        time.sleep(0.05)
+    monkeypatch.undo()
+    with StoreWriter(path, ENCODER) as store:
+        assert store.n_checkpoints == 2 and store.n_rows == 10
+    assert not (tmp_path / "s.zarr.lock").exists()
+
+
 def test_ctrl_c_while_the_alert_list_is_written_lets_it_finish(tmp_path, monkeypatch):
     """Round AU: a method put between ``@uninterrupted`` and ``_update_root`` took its guard:
     Ctrl-C during ``set_alerts`` lost the alert list (and history, the encoder's spec)."""
