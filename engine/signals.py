@@ -178,6 +178,7 @@ class Signals:
     _rewrites: dict = field(default_factory=dict, init=False)
     #: while rows are stored ahead of their alerts: the store's ``alerts_from`` before (one-tuple)
     _alerts_behind: tuple | None = field(default=None, init=False)
+    _took_up: bool = field(default=False, init=False)  # the evaluations a stopped watch left: see _left_behind
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         self._rows = _RowWindow()  # this call's reads (the reference's labels, then the steps')
@@ -207,6 +208,7 @@ class Signals:
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
         self._alerts_behind = None
         self._unwritten_samples = {}
+        behind = self._left_behind(store, measured, due[0][0] if due else None, losses)
         # one BLAS thread: a step's products are small (16-1,000 samples), and OpenBLAS's threads
         # spin against the decoders, the encoder and the trainer (docs/metrics.md: 3x a backlog)
         blas = threadpool_limits(limits=1, user_api="blas")
@@ -239,7 +241,8 @@ class Signals:
             # the steps after one measured late (a checkpoint that came after later ones, one
             # rewritten): their alerts read it, so they are evaluated again, as a fresh ingest would
             for step in sorted(set(measured) - set(done)):
-                if step > earliest and measured[step] != [] and not self._before_a_rewrite(step, measured[step]):
+                if step > earliest and step not in behind and measured[step] != [] and \
+                        not self._before_a_rewrite(step, measured[step]):
                     self._alerts(store, step, losses)
             self._write_measured(store, at_once=True)  # their alerts, before the note to evaluate them goes
             store.set_alerts_from(None)
@@ -247,6 +250,23 @@ class Signals:
             self._rewrites.clear()
             self._late_losses(store, losses, raised)
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
+
+    def _left_behind(self, store: StoreWriter, measured: dict, first_due: int | None, losses: dict) -> set[int]:
+        """At a watch's first call: the alerts a stopped watch left to be evaluated again
+        (``alerts_from``) of the steps before the first step due, evaluated before it is
+        measured, as a fresh ingest would. Left to the end, the steps measured first raised an
+        alert for good whose onset was still to be evaluated: a collapse from step 200 on was
+        announced at 300, then at 200, the trainer paused and --on-alert run twice (round
+        AW-4). The steps evaluated: not again at the end."""
+        earliest = None if self._took_up else store.alerts_from
+        self._took_up = True
+        if earliest is None:
+            return set()
+        steps = [step for step in sorted(measured) if earliest < step and (first_due is None or step < first_due)
+                 and measured[step] != [] and not self._before_a_rewrite(step, measured[step])]
+        for step in steps:
+            self._alerts(store, step, losses)
+        return set(steps)
 
     def _set_alerts_from(self, store: StoreWriter, step: int | None) -> None:
         """Note the step after which alerts are evaluated again, with the steps rewritten so far:

@@ -1104,6 +1104,42 @@ def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_rais
     assert StoreReader(store).alerts_from is None
 
 
+def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_it_said_once_beside_later_steps(tmp_path, capsys):
+    """Round AW-4: the next watch measured the later step 300 first, where the collapse from
+    200 on held on, then evaluated 200 again: with 200's alert not yet stored, 300 raised a
+    collapse of its own, and both were announced, the trainer paused twice and --on-alert
+    run twice ("300 collapse", then "200 collapse"); a fresh ingest says 200 alone."""
+    import signal
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
+    for step in (200, 300):  # collapsed from 200 on
+        write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    written = StoreWriter.write_steps_metrics
+
+    def stopped_as_the_rows_are_written(self, rows):
+        written(self, rows)
+        if any(step == 200 for step, _, _ in rows):
+            signal.raise_signal(signal.SIGINT)  # held by the write, delivered as it ends: 300 not measured
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StoreWriter, "write_steps_metrics", stopped_as_the_rows_are_written)
+        assert main(argv) == 130
+    assert StoreReader(store).attrs["alerts"] == [] and 300 not in StoreReader(store).measured_steps()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT") == 1 and said.read_text() == "200 collapse\n"
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse"), (300, "collapse")]
+
+
 def test_a_watch_stopped_after_a_rewritten_steps_row_does_not_judge_the_abandoned_steps_on_it(tmp_path, capsys):
     """Round AW: stopped after the row of a step rewritten by a run resumed from an earlier
     checkpoint was stored, before its alert list, the watch left the later steps to be
