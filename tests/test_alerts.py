@@ -1104,6 +1104,26 @@ def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_rais
     assert StoreReader(store).alerts_from is None
 
 
+def _collapsed_run_resumed_from_200(tmp_path):
+    """Steps 0 (untrained) and 100-400 collapsed from the start (no best to fall from, no
+    alert), watched once; then 300 rewritten healthy, as by a run resumed from 200 (400 not
+    yet). The run, store, --on-alert output file, the watch's argv and the generator."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    write_step(run, 0, untrained_blobs(rng))
+    for step in (100, 200, 300, 400):
+        write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []
+    write_step(run, 300, smooth_images(rng, 8, 32))
+    return run, store, said, argv, rng
+
+
 def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_it_said_once_beside_later_steps(tmp_path, capsys):
     """Round AW-4: the next watch measured the later step 300 first, where the collapse from
     200 on held on, then evaluated 200 again: with 200's alert not yet stored, 300 raised a
@@ -1150,15 +1170,7 @@ def test_a_watch_stopped_after_a_rewritten_steps_row_does_not_judge_the_abandone
     from stores.zarr_store import StoreReader, StoreWriter
     from tests.sample_fixtures import smooth_images
 
-    rng = np.random.default_rng(0)
-    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
-    write_step(run, 0, untrained_blobs(rng))
-    for step in (100, 200, 300, 400):  # collapsed from the start: no best to fall from
-        write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
-            "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
-    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []
-    write_step(run, 300, smooth_images(rng, 8, 32))  # resumed from 200: 300 rewritten healthy, 400 not yet
+    run, store, said, argv, rng = _collapsed_run_resumed_from_200(tmp_path)
     written = StoreWriter.write_steps_metrics
 
     def killed_after_the_rows(self, rows):
@@ -1188,15 +1200,7 @@ def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
 
-    rng = np.random.default_rng(0)
-    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
-    write_step(run, 0, untrained_blobs(rng))
-    for step in (100, 200, 300, 400):  # collapsed from the start: no best to fall from
-        write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
-            "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
-    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []
-    write_step(run, 300, smooth_images(rng, 8, 32))  # resumed from 200: 300 rewritten healthy, 400 not yet
+    run, store, said, argv, rng = _collapsed_run_resumed_from_200(tmp_path)
     assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
     assert StoreReader(store).attrs["alerts"] == []

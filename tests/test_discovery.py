@@ -1280,35 +1280,25 @@ def test_mlflow_and_sacred_image_names_and_copies(tmp_path, caplog):
     assert [c.step for c in scan_run(sacred.parent)] == [1, 2, 3]  # epochs counted, not 3 samples of run 1
 
 
-def test_wandb_copies_of_the_sample_files_are_left_out_but_read_when_they_are_all(tmp_path, caplog):
+@pytest.mark.parametrize("below", [".", "logs"])
+def test_wandb_copies_of_the_sample_files_are_left_out_but_read_when_they_are_all(tmp_path, caplog, below):
     """U-ViT saves ``samples/{step}.png`` and logs the same grid with ``wandb.log``, which
     keeps a re-encoded copy in ``wandb/run-…/files/media/images/samples_{step}_{hash}.png``:
-    every step was two checkpoints, its samples measured twice."""
-    media = tmp_path / "wandb" / "offline-run-20240105_103000-3kx9q2ab" / "files" / "media" / "images"
+    every step was two checkpoints, its samples measured twice. Round AW: Lightning's
+    ``WandbLogger(save_dir="logs")`` keeps them in ``logs/wandb/…`` beside ``samples/``: only a
+    ``wandb/`` beside ``samples/`` was left out (the store, which takes the copies for
+    stand-ins, superseded each copy as soon as it was read)."""
+    folder = tmp_path / below
+    media = folder / "wandb" / "offline-run-20240105_103000-3kx9q2ab" / "files" / "media" / "images"
     for step, digest in ((5000, "48d4ecea738945015632"), (10000, "f252181176979c20b7f9")):
         grid = smooth_images(RNG, 4, 8)
         save_torchvision_grid(grid, tmp_path / "samples" / f"{step}.png", nrow=2)
         save_torchvision_grid(grid, media / f"samples_{step}_{digest}.png", nrow=2)
     with caplog.at_level("INFO", logger="engine.discovery"):
         assert [c.source for c in scan_run(tmp_path)] == ["samples/5000.png", "samples/10000.png"]
-    assert "wandb/ holds W&B's copies of the images the trainer logged" in caplog.text
-    assert [c.step for c in scan_run(tmp_path / "wandb")] == [5000, 10000]
-
-
-def test_wandb_copies_below_another_folder_than_the_sample_files_are_left_out_too(tmp_path, caplog):
-    """Round AW: Lightning's ``WandbLogger(save_dir="logs")`` keeps W&B's copies in
-    ``logs/wandb/run-…/files/media/images/`` beside the trainer's ``samples/``: only a
-    ``wandb/`` beside ``samples/`` was left out, so every step was two checkpoints (and the
-    store, which takes the copies for stand-ins, superseded each copy as soon as it was read)."""
-    media = tmp_path / "logs" / "wandb" / "run-20240105_103000-3kx9q2ab" / "files" / "media" / "images"
-    for step, digest in ((5000, "48d4ecea738945015632"), (10000, "f252181176979c20b7f9")):
-        grid = smooth_images(RNG, 4, 8)
-        save_torchvision_grid(grid, tmp_path / "samples" / f"{step}.png", nrow=2)
-        save_torchvision_grid(grid, media / f"samples_{step}_{digest}.png", nrow=2)
-    with caplog.at_level("INFO", logger="engine.discovery"):
-        assert [c.source for c in scan_run(tmp_path)] == ["samples/5000.png", "samples/10000.png"]
-    assert "logs/wandb/ holds W&B's copies of the images the trainer logged" in caplog.text
-    assert [c.step for c in scan_run(tmp_path / "logs")] == [5000, 10000]
+    shown = "wandb/" if below == "." else f"{below}/wandb/"
+    assert f"{shown} holds W&B's copies of the images the trainer logged" in caplog.text
+    assert [c.step for c in scan_run(folder if below != "." else tmp_path / "wandb")] == [5000, 10000]
 
 
 def test_studiogans_run_named_by_its_start_time_gives_no_step_and_its_losses_are_no_samples(tmp_path):

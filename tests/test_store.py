@@ -1098,11 +1098,9 @@ def test_ctrl_c_while_the_commit_point_is_written_leaves_a_consistent_store(tmp_
     assert reader.n_rows == 10 and len(reader.samples("embedding")) == 10
 
 
-def test_a_second_ctrl_c_while_the_commit_point_is_written_leaves_it_over_whole_rows(tmp_path, rng, monkeypatch):
-    """Round AV: a second Ctrl-C lets a store write go (one hung on a slow file system), but
-    the write goes on in zarr's thread: the writer cut its arrays back to the old commit point
-    as it closed, and the new commit point landed after, counting rows and checkpoints that
-    had been cut (`info` said 512 rows over arrays of 288; a plain reader indexed past them)."""
+def _second_ctrl_c_at_the_second_commit(path: Path, rng, monkeypatch, landing_s: float) -> list:
+    """Write 3 checkpoints; Ctrl-C twice while the second's commit point is written, which
+    lands ``landing_s`` later in zarr's thread (a slow file system). What was interrupted."""
     import asyncio
 
     real_set = zarr.storage.LocalStore.set
@@ -1114,16 +1112,25 @@ def test_a_second_ctrl_c_while_the_commit_point_is_written_leaves_it_over_whole_
             os.kill(os.getpid(), signal.SIGINT)  # held: the write goes on
             await asyncio.sleep(0.05)
             os.kill(os.getpid(), signal.SIGINT)  # asked twice: the writer stops waiting for it
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(landing_s)
         return await real_set(self, key, value)
 
     monkeypatch.setattr(zarr.storage.LocalStore, "set", commit_point_written_slowly)
-    path = tmp_path / "s.zarr"
     with pytest.raises(KeyboardInterrupt):
         with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
             for step in (1, 2, 3):
                 with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
                     add_rows(tx, 5, rng)
+    return interrupted
+
+
+def test_a_second_ctrl_c_while_the_commit_point_is_written_leaves_it_over_whole_rows(tmp_path, rng, monkeypatch):
+    """Round AV: a second Ctrl-C lets a store write go (one hung on a slow file system), but
+    the write goes on in zarr's thread: the writer cut its arrays back to the old commit point
+    as it closed, and the new commit point landed after, counting rows and checkpoints that
+    had been cut (`info` said 512 rows over arrays of 288; a plain reader indexed past them)."""
+    path = tmp_path / "s.zarr"
+    interrupted = _second_ctrl_c_at_the_second_commit(path, rng, monkeypatch, 0.3)
     time.sleep(0.6)  # the write let go has landed by now
     reader = StoreReader(path)
     assert interrupted and reader.n_checkpoints == 2 and reader.n_rows == 10
@@ -1140,27 +1147,8 @@ def test_a_write_a_second_ctrl_c_let_go_keeps_the_lock_until_it_lands(tmp_path, 
     watch started then opened the store, and the late commit point landed over it (its
     checkpoints counted back, or rows counted that it had cut). The lock is held until the
     write lands, then released (its file removed)."""
-    import asyncio
-
-    real_set = zarr.storage.LocalStore.set
-    interrupted = []
-
-    async def commit_point_written_slowly(self, key, value):
-        if key == "zarr.json" and not interrupted and b'"checkpoints": 2' in value.to_bytes():
-            interrupted.append(key)
-            os.kill(os.getpid(), signal.SIGINT)  # held: the write goes on
-            await asyncio.sleep(0.05)
-            os.kill(os.getpid(), signal.SIGINT)  # asked twice: the writer stops waiting for it
-            await asyncio.sleep(1.0)
-        return await real_set(self, key, value)
-
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", commit_point_written_slowly)
     path = tmp_path / "s.zarr"
-    with pytest.raises(KeyboardInterrupt):
-        with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
-            for step in (1, 2, 3):
-                with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
-                    add_rows(tx, 5, rng)
+    assert _second_ctrl_c_at_the_second_commit(path, rng, monkeypatch, 1.0)
     with pytest.raises(StoreLockedError):  # the write let go is still under way
         StoreWriter(path, ENCODER)
     deadline = time.monotonic() + 10
