@@ -599,14 +599,10 @@ def probe_drift_reach(record: Mapping, rules: AlertRules = DEFAULT_RULES) -> dic
     n = _get(record, "n_generated")
     if not math.isfinite(n) or n <= 0:
         return {}
-    reach = {}
-    for name, (_, ref) in _shares(record, "probe").items():
-        if math.isfinite(ref):
-            gaps = [abs(k / n - ref) for k in range(int(n) + 1)]
-            reach[name] = min((gap for k, gap in enumerate(gaps)
-                               if gap > _probe_limit(k / n, n, ref, _get(record, "n_reference"), rules)),
-                              default=math.inf)
-    return reach
+    n_ref = _get(record, "n_reference")
+    return {name: min((abs(share - ref) for share in (k / n for k in range(int(n) + 1))
+                       if abs(share - ref) > _probe_limit(share, n, ref, n_ref, rules)), default=math.inf)
+            for name, (_, ref) in _shares(record, "probe").items() if math.isfinite(ref)}
 
 
 def _probe_drift(hist: list[Mapping], rules: AlertRules, names: Mapping[str, str]) -> Alert | None:

@@ -241,8 +241,7 @@ class Signals:
             # the steps after one measured late (a checkpoint that came after later ones, one
             # rewritten): their alerts read it, so they are evaluated again, as a fresh ingest would
             for step in sorted(set(measured) - set(done)):
-                if step > earliest and step not in behind and measured[step] != [] and \
-                        not self._before_a_rewrite(step, measured[step]):
+                if step > earliest and step not in behind and self._judged_again(step, measured):
                     self._alerts(store, step, losses)
             self._write_measured(store, at_once=True)  # their alerts, before the note to evaluate them goes
             store.set_alerts_from(None)
@@ -263,7 +262,7 @@ class Signals:
         if earliest is None:
             return set()
         steps = [step for step in sorted(measured) if earliest < step and (first_due is None or step < first_due)
-                 and measured[step] != [] and not self._before_a_rewrite(step, measured[step])]
+                 and self._judged_again(step, measured)]
         for step in steps:
             self._alerts(store, step, losses)
         return set(steps)
@@ -272,6 +271,11 @@ class Signals:
         """Note the step after which alerts are evaluated again, with the steps rewritten so far:
         a watch resumed after a stop skips the steps before a rewrite too (see _before_a_rewrite)."""
         store.set_alerts_from(step, dict(self._rewrites))
+
+    def _judged_again(self, step: int, measured: dict) -> bool:
+        """Whether a step measured before has its alerts evaluated again now: not one a stopped
+        watch left half measured again (``[]``), nor one after a rewrite (:meth:`_before_a_rewrite`)."""
+        return measured[step] != [] and not self._before_a_rewrite(step, measured[step])
 
     def _before_a_rewrite(self, step: int, basis: list[int] | None) -> bool:
         """Whether ``step``'s checkpoint came before the rewrite of an earlier step: a run resumed
