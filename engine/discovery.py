@@ -72,7 +72,7 @@ from engine.errors import DiscoveryError
 from engine.grids import TileSlice, format_tile_slice
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
-from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store, listed, tracker_folder
+from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store, listed, tracker_folder, tracker_name
 
 log = logging.getLogger(__name__)
 
@@ -1327,8 +1327,7 @@ def _plain_dirs_units(folder: Path, level: _Level, options: DiscoveryOptions,
 def _say_tracker_copies_left_out(folder: Path, copies: str) -> None:
     """Say once that the tracker's folder ``copies`` (below ``folder``) is left out, beside the
     trainer's own sample files."""
-    tracker = TRACKER_FOLDERS[copies.rsplit("/", 1)[-1].lower()]
-    warn_once(folder, f"{folder}: {copies}/ holds {tracker}'s copies of the images the trainer logged, beside its "
+    warn_once(folder, f"{folder}: {copies}/ holds {tracker_name(copies)}'s copies of the images the trainer logged, beside its "
                       f"own sample files: the trainer's files are read, not the copies (point evowatch at {copies}/ "
                       "to read them)", about=copies, say=log.info)
 

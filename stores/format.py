@@ -143,7 +143,12 @@ def stand_in_for_files(source: str) -> str | None:
     if _LOGGED_IMAGES.search(source):
         return "images logged to TensorBoard"
     folder = tracker_folder(source)
-    return None if folder is None else f"{TRACKER_FOLDERS[folder.rsplit('/', 1)[-1].lower()]}'s copies"
+    return None if folder is None else f"{tracker_name(folder)}'s copies"
+
+
+def tracker_name(folder: str) -> str:
+    """The tracker a tracker's folder (``wandb``, ``logs/mlruns``) belongs to: ``W&B``, ``MLflow``."""
+    return TRACKER_FOLDERS[folder.rsplit("/", 1)[-1].lower()]
 
 
 def tracker_folder(source: str) -> str | None:
