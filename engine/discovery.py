@@ -145,6 +145,11 @@ _WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_model
 #: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
 _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
+#: Folders a file server or an operating system keeps beside the user's files: Synology's
+#: ``@eaDir/NAME.png/SYNOFILE_THUMB_M.jpg`` (thumbnails of every image, in every folder) and
+#: ``#recycle``, QNAP's ``@Recycle``, a zip's ``__MACOSX``, Windows' ``$RECYCLE.BIN``.
+_SYSTEM_FOLDERS = frozenset({"@eadir", "#recycle", "#snapshot", "@recycle", "@recently-snapshot", "__macosx",
+                             "$recycle.bin", "system volume information", "lost+found"})
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
 _FIRST_INT = re.compile(r"(\d+)")
 #: Numbers in a name that are neither a step nor a sample's index: a date and time
@@ -450,8 +455,10 @@ def _is_file(entry: os.DirEntry) -> bool:
 
 
 def _is_hidden_dir(entry: os.DirEntry) -> bool:
-    """Hidden, or still being written under a temporary name: not looked into."""
-    return (entry.name.startswith(".") or _is_temporary(entry.name)) and _is_dir(entry)
+    """Hidden, still being written under a temporary name, or a file server's or the system's
+    own (``@eaDir``: its thumbnails were read as three more samples of each image): not looked into."""
+    return (entry.name.startswith(".") or _is_temporary(entry.name) or entry.name.lower() in _SYSTEM_FOLDERS) \
+        and _is_dir(entry)
 
 
 def walk_files(folder: Path, depth: int = 0, _above: tuple[str, ...] = ()) -> Iterator[Path]:

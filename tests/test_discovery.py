@@ -466,6 +466,24 @@ def test_samples_folders_below_an_unnumbered_folder(tmp_path):
     assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(100, "samples/step_100"), (200, "samples/step_200")]
 
 
+def test_a_file_servers_own_folders_are_not_read(tmp_path):
+    """Synology keeps thumbnails of every image in an ``@eaDir`` folder beside it: each sample
+    was read three more times, and beside a flat folder of grids the thumbnails' folders were
+    offered as checkpoints ("point evowatch at run/@eaDir")."""
+    for step in (100, 200):
+        folder = _folder_of_images(tmp_path / "samples" / f"step_{step}", n=2)
+        for image in sorted(folder.glob("*.png")):
+            _folder_of_images(folder / "@eaDir" / image.name, n=1, names="SYNOFILE_THUMB_M.png")
+    _folder_of_images(tmp_path / "samples" / "#recycle" / "step_50", n=2)
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source, len(c.files)) for c in found] == [(100, "samples/step_100", 2), (200, "samples/step_200", 2)]
+    grids = tmp_path / "dcgan"
+    for epoch in range(3):
+        grid = save_torchvision_grid(smooth_images(RNG, 16, 16), grids / f"fake_samples_epoch_{epoch:03d}.png", nrow=4)
+        _folder_of_images(grids / "@eaDir" / grid.name, n=1, names="SYNOFILE_THUMB_M.png")
+    assert [c.source for c in scan_run(grids)] == [f"fake_samples_epoch_{e:03d}.png" for e in range(3)]
+
+
 def _dcgan(outf):
     images = smooth_images(RNG, 64, 64)
     save_torchvision_grid(images, outf / "real_samples.png")
