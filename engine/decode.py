@@ -195,11 +195,13 @@ def _upright(image: Image.Image) -> Image.Image:
     return image if method is None else image.transpose(method)
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
+def _pil_to_array(image: Image.Image, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """RGB uint8 pixels; a float image's (a 32-bit TIFF) are in ``value_range`` when given
+    (``--value-range``), else in the range its values suggest, as a tensor file's."""
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         values = np.asarray(image)
-        value_range = (0.0, 1 / 257) if image.mode.startswith("I;16") else None
-        return to_rgb(to_uint8(values, value_range))
+        scale = (0.0, 1 / 257) if image.mode.startswith("I;16") else _value_range(values, value_range)
+        return to_rgb(to_uint8(values, scale))
     return to_rgb(np.asarray(image.convert("RGB")))
 
 
@@ -221,13 +223,14 @@ def _require_content(path: Path) -> None:
         raise SkipFile("empty file (0 bytes), maybe still being written")
 
 
-def load_image(path: Path) -> np.ndarray:
-    """Decode an image file to RGB uint8 (H, W, 3); raises :class:`SkipFile` with the reason."""
+def load_image(path: Path, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3); raises :class:`SkipFile` with the reason.
+    ``value_range``: the range of a float image's values (``--value-range``), else guessed."""
     _require_content(path)
-    return decode_image(path)
+    return decode_image(path, value_range)
 
 
-def decode_image(source: Path | BinaryIO) -> np.ndarray:
+def decode_image(source: Path | BinaryIO, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Decode an image file or an image's bytes (``io.BytesIO``) to RGB uint8 (H, W, 3);
     raises :class:`SkipFile` with the reason."""
     try:
@@ -240,7 +243,9 @@ def decode_image(source: Path | BinaryIO) -> np.ndarray:
                 if getattr(image, "is_animated", False):  # a sampling trajectory (minRF's sample_3.gif) ends
                     image.seek(image.n_frames - 1)  # with the samples, its first frame is noise; a video any frame
                 image.load()
-                return _pil_to_array(_upright(image))
+                return _pil_to_array(_upright(image), value_range)
+    except SkipFile:  # pixels that are no image's (a float TIFF's range): said as they are, not as a corrupt file
+        raise
     except FileNotFoundError:
         raise SkipFile(VANISHED) from None
     except UnidentifiedImageError:
@@ -834,7 +839,7 @@ def _misfit(reason: str) -> SkipFile:
 
 
 def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Iterator[Sample]:
-    image = load_image(path)
+    image = load_image(path, ctx.options.value_range)
     name = ctx.name(path)
     geometry = None
     if split:
@@ -858,7 +863,7 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
                      label=ctx.label(path, instance, tile_index))
 
 
-def _sheets_of_grids(images: Sequence[Path]) -> bool:
+def _sheets_of_grids(images: Sequence[Path], value_range: tuple[float, float] | None) -> bool:
     """Whether a checkpoint's several images are sheets of samples (then each may be a grid):
     its first and last images are grids of one tile size, at least 2 * MIN_TILE px (BigGAN's
     ``samples0.jpg``, 10 x 10, beside ``interpZ0.jpg``, 16 x 10).
@@ -867,7 +872,7 @@ def _sheets_of_grids(images: Sequence[Path]) -> bool:
     found = []
     for path in (images[0], images[-1]):
         try:
-            image = load_image(path)
+            image = load_image(path, value_range)
         except SkipFile:
             return False
         grid = detect_grid(image, lossy=path.suffix.lower() in LOSSY_EXTENSIONS)
@@ -909,7 +914,7 @@ def _context(checkpoint: Checkpoint, options: DiscoveryOptions, content_hash: st
         ctx = _Context(checkpoint, options)
         images = [f for f in checkpoint.files if f.suffix.lower() not in TENSOR_EXTENSIONS]
         split = ctx.grid is not None or ctx.tile_size is not None or len(images) == 1 or (
-            len(images) > 1 and checkpoint.kind == "generated" and _sheets_of_grids(images))
+            len(images) > 1 and checkpoint.kind == "generated" and _sheets_of_grids(images, options.value_range))
         _last_context = (key, ctx, split)
     return _last_context[1], _last_context[2]
 

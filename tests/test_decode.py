@@ -535,8 +535,8 @@ def test_a_file_that_fails_in_an_unforeseen_way_is_skipped_and_the_rest_read(tmp
     for name in ("a.png", "b.png", "c.png"):
         write_png(tmp_path / "step_1" / name, smooth_images(RNG, 1, 16)[0])
     real = decode.decode_image
-    monkeypatch.setattr(decode, "decode_image", lambda source: (_ for _ in ()).throw(ZeroDivisionError("boom"))
-                        if Path(source).name == "b.png" else real(source))
+    monkeypatch.setattr(decode, "decode_image", lambda source, *args: (_ for _ in ()).throw(ZeroDivisionError("boom"))
+                        if Path(source).name == "b.png" else real(source, *args))
     samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
     assert [s.path for s in samples] == ["step_1/a.png", "step_1/c.png"]
     assert [(s.path, s.reason) for s in skipped] == [("step_1/b.png", "could not be read (ZeroDivisionError: boom)")]
@@ -652,6 +652,26 @@ def test_a_lone_class_folder_stored_before_the_run_showed_it_was_one_is_read_aga
            for step, code, keep in zip(reader.samples("step"), reader.samples("label"), current) if keep]
     assert got == [(500, "circle"), (500, "circle"), (1000, "circle"), (1000, "square"), (1500, "circle"),
                    (1500, "circle")]
+
+
+def test_a_float_images_range_is_the_value_range_given_and_a_refusal_is_said_as_it_is(tmp_path):
+    """A 32-bit float TIFF (``tifffile.imwrite`` of a float batch) whose values are no image's
+    range was skipped as "corrupt image (SkipFile: ...; --value-range gives the range ...)",
+    and ``--value-range`` was not applied to images: the line's fix changed nothing, and a
+    dark [0, 255] image (values up to 2) was read as [0, 1], almost white."""
+    ramp = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    folder = tmp_path / "step_1"
+    folder.mkdir()
+    Image.fromarray(ramp * 2).save(folder / "dark.tiff")  # [0, 255] pixels, none above 2
+    Image.fromarray(ramp * 1000).save(folder / "wide.tiff")  # [0, 255] with highlights past 300
+    checkpoint = _checkpoint(tmp_path, "step_1/dark.tiff", "step_1/wide.tiff")
+    samples, skipped = _split(list(iter_samples(checkpoint)))
+    assert [s.path for s in samples] == ["step_1/dark.tiff"] and samples[0].image.max() == 255  # the guess: [0, 1]
+    assert [s.path for s in skipped] == ["step_1/wide.tiff"]
+    assert skipped[0].reason.startswith("values span [0, 1e+03]: not images in") and "corrupt" not in skipped[0].reason
+    samples, skipped = _split(list(iter_samples(checkpoint, DiscoveryOptions(value_range=(0.0, 255.0)))))
+    assert skipped == [] and samples[0].image.max() == 2 and samples[1].image.max() == 255
+    np.testing.assert_array_equal(samples[0].image[..., 0], np.rint(ramp * 2).astype(np.uint8))
 
 
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):

@@ -498,8 +498,8 @@ def test_a_checkpoint_deleted_after_some_of_its_files_were_read_is_not_stored(tm
         write_step(run, step, n, seed=step)
     load_image = engine.decode.load_image
 
-    def rotating(path: Path) -> np.ndarray:
-        image = load_image(path)
+    def rotating(path: Path, *args) -> np.ndarray:
+        image = load_image(path, *args)
         if path.name == "00002.png" and "step_000200" in str(path):
             shutil.rmtree(run / "step_000200")  # the trainer's rotation, after three of its files
         return image
