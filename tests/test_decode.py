@@ -674,6 +674,18 @@ def test_a_float_images_range_is_the_value_range_given_and_a_refusal_is_said_as_
     np.testing.assert_array_equal(samples[0].image[..., 0], np.rint(ramp * 2).astype(np.uint8))
 
 
+def test_a_float_image_holding_nan_is_skipped_as_a_tensor_files_sample_is(tmp_path):
+    """A float TIFF of a diverging generator, NaN in part of it: those pixels were stored as
+    black without a word, where a tensor file's sample holding NaN is left out and said."""
+    image = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    image[4:8] = np.nan
+    (tmp_path / "step_1").mkdir()
+    Image.fromarray(image).save(tmp_path / "step_1" / "nan.tiff")
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, "step_1/nan.tiff"))))
+    assert samples == [] and [s.reason for s in skipped] == [
+        "64 of 256 pixels are NaN or infinite, not stored: a diverged generator?"]
+
+
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):
     """Orientation 6: the camera stored the photo turned; viewers (and the encoder) see it upright."""
     stored = np.zeros((20, 40, 3), np.uint8)
