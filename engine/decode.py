@@ -233,9 +233,21 @@ def load_image(path: Path, value_range: tuple[float, float] | None = None) -> np
     return decode_image(path, value_range)
 
 
+def load_pages(path: Path, value_range: tuple[float, float] | None = None) -> list[np.ndarray]:
+    """Each page of a multi-page TIFF (a stack of samples: ``tifffile.imwrite`` of a batch), its
+    reduced-resolution previews left out; else the one image :func:`load_image` reads. The last
+    page alone was read, as an animation's last frame is: one sample of the batch, without a word."""
+    _require_content(path)
+    return _decoded(path, value_range, every_page=True)
+
+
 def decode_image(source: Path | BinaryIO, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Decode an image file or an image's bytes (``io.BytesIO``) to RGB uint8 (H, W, 3);
     raises :class:`SkipFile` with the reason."""
+    return _decoded(source, value_range, every_page=False)[0]
+
+
+def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None, every_page: bool) -> list[np.ndarray]:
     try:
         with warnings.catch_warnings():  # a large grid of the trainer's own; twice Pillow's limit still raises
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -243,10 +255,12 @@ def decode_image(source: Path | BinaryIO, value_range: tuple[float, float] | Non
             # fine, and Pillow's raw warnings went to stderr file by file, through the progress line
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             with Image.open(source) as image:
+                if every_page and image.format == "TIFF" and getattr(image, "n_frames", 1) > 1:
+                    return _tiff_pages(image, value_range) or [_pil_to_array(_upright(image), value_range)]
                 if getattr(image, "is_animated", False):  # a sampling trajectory (minRF's sample_3.gif) ends
                     image.seek(image.n_frames - 1)  # with the samples, its first frame is noise; a video any frame
                 image.load()
-                return _pil_to_array(_upright(image), value_range)
+                return [_pil_to_array(_upright(image), value_range)]
     except SkipFile:  # pixels that are no image's (a float TIFF's range): said as they are, not as a corrupt file
         raise
     except FileNotFoundError:
@@ -259,6 +273,17 @@ def decode_image(source: Path | BinaryIO, value_range: tuple[float, float] | Non
         raise SkipFile(f"truncated or corrupt image ({exc}): it is read again when the file changes") from None
     except Exception as exc:  # a damaged file can fail a decoder in any way (struct.error, IndexError)
         raise SkipFile(f"corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _tiff_pages(image: Image.Image, value_range: tuple[float, float] | None) -> list[np.ndarray]:
+    """A multi-page TIFF's full-resolution pages (NewSubfileType's bit 0 marks a preview)."""
+    pages = []
+    for index in range(image.n_frames):
+        image.seek(index)
+        if not image.tag_v2.get(254, 0) & 1:
+            image.load()
+            pages.append(_pil_to_array(_upright(image), value_range))
+    return pages
 
 
 def _too_large(error: Image.DecompressionBombError) -> str:
@@ -842,8 +867,15 @@ def _misfit(reason: str) -> SkipFile:
 
 
 def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Iterator[Sample]:
-    image = load_image(path, ctx.options.value_range)
+    value_range = ctx.options.value_range
+    pages = load_pages(path, value_range) if path.suffix.lower() in (".tif", ".tiff") else [load_image(path, value_range)]
     name = ctx.name(path)
+    if len(pages) > 1:  # a stack of samples, each page one, never split (a tensor file's rows)
+        for page, image in enumerate(pages):
+            yield Sample(image=image, instance=offset + page, path=f"{name}#{page}",
+                         label=ctx.label(path, offset + page, page))
+        return
+    image = pages[0]
     geometry = None
     if split:
         try:

@@ -686,6 +686,23 @@ def test_a_float_image_holding_nan_is_skipped_as_a_tensor_files_sample_is(tmp_pa
         "64 of 256 pixels are NaN or infinite, not stored: a diverged generator?"]
 
 
+def test_each_page_of_a_multi_page_tiff_is_a_sample_and_its_preview_pages_are_not(tmp_path):
+    """A batch saved as one TIFF stack (``tifffile.imwrite("step_1000.tif", batch)``) was read at
+    its last page, as an animation's last frame is: 1 sample of 4 stored, without a word."""
+    batch = smooth_images(RNG, 4, 16)
+    pages = [Image.fromarray(image) for image in batch]
+    preview = Image.fromarray(batch[0]).resize((4, 4))
+    preview.encoderinfo = {"tiffinfo": {254: 1}}  # NewSubfileType: a reduced-resolution copy
+    (tmp_path / "step_1").mkdir()
+    pages[0].save(tmp_path / "step_1" / "a_stack.tif", save_all=True, append_images=[*pages[1:], preview])
+    write_png(tmp_path / "step_1" / "b_alone.png", batch[0])
+    samples = list(iter_samples(_checkpoint(tmp_path, "step_1/a_stack.tif", "step_1/b_alone.png")))
+    assert [(s.path, s.instance) for s in samples] == [(f"step_1/a_stack.tif#{i}", i) for i in range(4)] + [
+        ("step_1/b_alone.png", -1)]
+    for sample, image in zip(samples, batch):
+        np.testing.assert_array_equal(sample.image, image)
+
+
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):
     """Orientation 6: the camera stored the photo turned; viewers (and the encoder) see it upright."""
     stored = np.zeros((20, 40, 3), np.uint8)
