@@ -73,8 +73,11 @@ class IngestResult:
     checkpoint: Checkpoint
     rows: int
     skipped: int
-    #: False: nothing stored, to be read again by the next run (its --sampler failed)
+    #: False: nothing stored, to be read again by the next run (its --sampler failed), or, with
+    #: ``kept`` > 0, once its files change (no file of the new version could be read)
     stored: bool = True
+    #: a new version whose every file was skipped: the earlier version's samples, kept current
+    kept: int = 0
     #: samples stored without a label, and the path of the first of them
     unlabelled: int = 0
     first_unlabelled: str | None = None
@@ -285,6 +288,15 @@ def _committed(waiting: list[IngestResult]) -> Iterator[IngestResult]:
     waiting.clear()
 
 
+def _current_samples(store: StoreWriter, source: str) -> int:
+    """The samples of a checkpoint's current stored version: a new version of it whose every
+    file is skipped keeps them current (a grid rewritten in place by a trainer killed or out of
+    disk halfway superseded its 64 good rows with none, for good; round AY-4)."""
+    table = store.checkpoints()
+    current = (table["source"] == source) & ~table["superseded"].astype(bool)
+    return int((table["row_stop"] - table["row_start"])[current].sum())
+
+
 def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
              on_rows: Callable[[int], None] | None) -> Iterator[IngestResult]:
     """Write encoded batches into checkpoint transactions; yield each checkpoint once committed.
@@ -371,6 +383,12 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                         continue
                     _say_misfits(item.checkpoint, misfits)
                     misfits = []
+                if rows == 0 and tx.skipped and (kept := _current_samples(store, item.checkpoint.source)):
+                    waiting.append(IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False, kept=kept))
+                    tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
+                    tx_context = tx = None
+                    yield from _committed(waiting)
+                    continue
                 fitted = fitted or (rows > 0 and item.checkpoint.kind == "generated")
                 if not store.has_pending:
                     deadline = time.monotonic() + GROUP_SECONDS

@@ -582,9 +582,15 @@ class Watcher:
                 c = result.checkpoint
                 if not result.stored:
                     self._unsampled[c.source] = self._hashes[c.source][1]
-                    log.warning("step %d (%s): nothing stored; the next run of this command samples it again "
-                                "(a live watch: once its weights change; a fixed sampler is read when the watch restarts)",
-                                c.step, c.source)
+                    if result.kept:
+                        log.warning("step %d (%s): no file of its new version could be read (%s skipped, each named "
+                                    "above): the earlier version's %s stay current until it is written again",
+                                    c.step, c.source, counted(result.skipped, unit),
+                                    counted(result.kept, "sample"))
+                    else:
+                        log.warning("step %d (%s): nothing stored; the next run of this command samples it again "
+                                    "(a live watch: once its weights change; a fixed sampler is read when the watch "
+                                    "restarts)", c.step, c.source)
                     continue
                 generated = c.kind == "generated"
                 note = f", {counted(result.skipped, unit)} skipped" if result.skipped else ""

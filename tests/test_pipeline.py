@@ -108,6 +108,34 @@ def test_grid_rewritten_in_place_is_reingested_and_old_rows_superseded(tmp_path)
     assert reader.samples("instance", slice(64, 128)).tolist() == list(range(64))
 
 
+def test_a_rewrite_cut_short_keeps_the_earlier_version_current_until_the_file_is_written_again(tmp_path, capsys):
+    """A trainer killed (or out of disk) halfway through rewriting its grid left a file no one can
+    read: its new version, every file skipped, superseded the 64 good rows with none, for good."""
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    run, store = tmp_path / "dcgan", tmp_path / "s.zarr"
+    run.mkdir()
+    rng = np.random.default_rng(0)
+    grid = run / "fake_samples_epoch_001.png"
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]
+    save_torchvision_grid(smooth_images(rng, 64, 32), grid)
+    assert main(argv) == 0
+    whole = grid.read_bytes()
+    grid.write_bytes(whole[:len(whole) // 2])  # the rewrite cut short
+    capsys.readouterr()
+    for _ in range(2):  # the next run says it again: nothing was stored for the torn version
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert "no file of its new version could be read (1 file skipped, each named above): the earlier " \
+               "version's 64 samples stay current until it is written again" in err
+        reader = StoreReader(store)
+        assert reader.n_checkpoints == 1 and reader.info()["current_rows"] == 64
+    save_torchvision_grid(smooth_images(rng, 64, 32), grid)  # written again, whole
+    assert main(argv) == 0
+    reader = StoreReader(store)
+    assert reader.n_rows == 128 and reader.current_rows().tolist() == [False] * 64 + [True] * 64
+
+
 def test_references_and_labels_and_real_open_clip_path(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 10, 6, seed=0)
