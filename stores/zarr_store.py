@@ -22,7 +22,6 @@ import re
 import shutil
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -426,10 +425,8 @@ class StoreReader:
             return {}
         handle = zarr.open_group(str(self.path / group), mode="r", use_consolidated=False)
         n = int(handle.attrs.get("committed_rows", 0))
-        if names is None:
-            with warnings.catch_warnings():  # a writer's zarr.json on its way in (zarr.<id>.partial): zarr warned
-                warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=Warning)
-                names = tuple(sorted(handle.array_keys()))
+        if names is None:  # from its folders, as _array_names: zarr's listing warned about any other file there
+            names = tuple(self._array_names(group))  # (a writer's zarr.<id>.partial, a copy's .DS_Store or ._zarr.json)
         return {name: self._read(self._array(group, name), n, None) for name in names}
 
     def step_metrics(self) -> dict[str, np.ndarray]:
@@ -1352,7 +1349,7 @@ class StoreWriter(StoreReader):
         replaced = [step for row, (step, _, _) in placed if row < committed]
         if any(recorded.get(str(step)) != [] for step in replaced):  # a reader that sees a row half old, half new
             group.update_attributes({"measured": {**recorded, **{str(step): [] for step in replaced}}})  # can tell
-        names = {"step"} | {name for _, (_, values, _) in placed for name in values} | set(group.array_keys())
+        names = {"step"} | {name for _, (_, values, _) in placed for name in values} | set(self._array_names("metrics"))
         positions = np.array([row for row, _ in placed])
         lo, hi = int(positions[0]), int(positions[-1]) + 1
 
@@ -1449,7 +1446,7 @@ class StoreWriter(StoreReader):
         rewrites = int(group.attrs.get("rewrites", 0))
         written = self._scalars_written  # as this writer left it: read back, 41 columns of 100k rows cost 2 s a
         if written is None or self._scalars_written_at != (committed, rewrites):  # log pass (round AS); not if the
-            written = {name: self.handle("scalars", name)[:committed] for name in group.array_keys()}  # files changed
+            written = {name: self.handle("scalars", name)[:committed] for name in self._array_names("scalars")}  # files changed
         columns = {**{name: np.full(n, np.nan) for name in written if name not in columns}, **columns}
         old = {name: written[name] for name in columns if name in written}
         same = min(committed, n)  # rows kept as they are: up to the first that differs in some old column

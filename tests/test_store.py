@@ -114,6 +114,29 @@ def test_a_writers_partial_file_in_a_table_is_read_past_without_a_warning(tmp_pa
         assert StoreReader(tmp_path / "s.zarr").step_metrics()["vendi"].tolist() == [2.0]
 
 
+def test_a_store_copied_with_a_file_managers_files_is_read_and_written_without_a_warning(tmp_path, rng):
+    """A store copied through macOS holds ``.DS_Store`` and ``._zarr.json`` files in its folders:
+    `info`, `export` and a watch writing its metrics or losses printed a ZarrUserWarning each
+    (zarr's listing of a group warns about any file it does not know)."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 4, rng)
+        store.write_step_metrics(100, {"vendi": 2.0})
+        store.write_scalars({"step": np.array([100]), "loss": np.array([0.5])})
+    for group in ("metrics", "scalars"):
+        (path / group / ".DS_Store").write_bytes(b"\0")
+        (path / group / "._zarr.json").write_bytes(b"\0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reader = StoreReader(path)
+        assert reader.step_metrics()["vendi"].tolist() == [2.0] and reader.scalars()["loss"].tolist() == [0.5]
+        with StoreWriter(path, ENCODER) as store:
+            store.write_step_metrics(200, {"vendi": 3.0})
+            store.write_scalars({"step": np.array([100, 200]), "loss": np.array([0.5, 0.25])})
+        assert StoreReader(path).step_metrics()["vendi"].tolist() == [2.0, 3.0]
+
+
 def test_a_metrics_table_begun_before_any_step_is_read_as_docs_store_md_says(tmp_path):
     """A watch waiting for its first checkpoint after reading --real left the metrics group
     with no ``step`` column: ``root["metrics/step"][:committed_rows]`` raised KeyError."""
