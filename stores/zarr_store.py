@@ -22,6 +22,7 @@ import re
 import shutil
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -268,6 +269,49 @@ def _stores_inside(folder: Path) -> str:
     return f" (it holds {fmt.listed(found)})" if found else ""
 
 
+def _evowatch_store(folder: Path) -> bool:
+    """Whether ``folder`` is the root of an evowatch store (not another Zarr hierarchy)."""
+    try:
+        attrs = json.loads((folder / fmt.STORE_MARKER).read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attrs, dict) and isinstance(attrs.get("evowatch"), dict) and attrs["evowatch"].get(
+        "schema") == fmt.SCHEMA
+
+
+def enclosing_store(path: Path) -> Path | None:
+    """The evowatch store ``path`` lies inside (a group, array or file of it, or a new path in its
+    folder), as spelled where it can be, else None: a command pointed at ``run.zarr/samples``
+    was told only that it is no evowatch store, and ``watch --store run.zarr/new.zarr`` made a
+    store inside another, a group every plain reader of the outer one then listed."""
+    above = [Path.cwd() if str(folder) == "." else folder for folder in path.parents]
+    for folder in above + ([] if path.is_absolute() else list(Path.cwd().parents)):
+        if _evowatch_store(folder):
+            return folder
+    return None
+
+
+def _not_the_store(path: Path) -> str | None:
+    """The one line for a path that is no store's root but part of one, or a zip archive of
+    one (unzip it first), else None."""
+    if (store := enclosing_store(path)) is not None:
+        part = os.path.relpath(os.path.abspath(path), os.path.abspath(store))
+        node = _node_type(path) if path.is_dir() else None
+        return f"{path}: is {f'the {node} ' if node else ''}'{part}' inside the evowatch store {store}; point at {store}"
+    try:
+        names = zipfile.ZipFile(path).namelist() if path.is_file() and zipfile.is_zipfile(path) else []
+    except (OSError, zipfile.BadZipFile):
+        names = []
+    inside = sorted({name[:-len("/zarr.json")] for name in names if name.count("/") == 1 and name.endswith("/zarr.json")})
+    if fmt.STORE_MARKER in names:  # zipped from inside the store: its files at the archive's top
+        folder = path.with_suffix("" if path.stem.lower().endswith(".zarr") else ".zarr")
+        return f"{path}: is a zip archive of a store; unzip it into a folder (unzip {path} -d {folder}) and point at that"
+    if inside:
+        return (f"{path}: is a zip archive holding {fmt.listed(inside)}; unzip it (unzip {path}) and point at the "
+                "store folder")
+    return None
+
+
 class StoreReader:
     """Read-only view of a store that only ever shows committed rows.
 
@@ -279,6 +323,8 @@ class StoreReader:
         if not self.path.exists():
             raise StoreFormatError(f"{self.path}: no such store; create one with 'evowatch watch RUN_DIR --store {self.path}'")
         if not is_store(self.path):
+            if said := _not_the_store(self.path):
+                raise StoreFormatError(said)
             raise StoreFormatError(f"{self.path}: not a Zarr v3 store (no zarr.json); point at the folder 'evowatch watch "
                                    f"--store' created{_stores_inside(self.path)}")
         self.refresh()
@@ -289,11 +335,15 @@ class StoreReader:
             self._root = _open_root(self.path, "r")
             attrs = dict(self._root.attrs)
         except Exception as exc:  # zarr raises several types for a damaged zarr.json
+            if said := _not_the_store(self.path):  # an array of a store
+                raise StoreFormatError(said) from None
             if _node_type(self.path) == "array":  # intact, only not a group: no restoring to do
                 raise StoreFormatError(f"{self.path}: not an evowatch store (a Zarr array); choose another store") from None
             raise StoreFormatError(f"{self.path}: unreadable store metadata ({exc}); restore the folder or start a new --store") from exc
         meta = attrs.get("evowatch")
         if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA:
+            if said := _not_the_store(self.path):  # a group of a store
+                raise StoreFormatError(said)
             raise StoreFormatError(f"{self.path}: not an evowatch store (root attribute 'evowatch' missing); choose "
                                    "another store")
         if meta.get("version") not in fmt.SUPPORTED_VERSIONS:

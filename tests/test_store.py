@@ -395,6 +395,39 @@ def test_other_encoder_is_refused(tmp_path):
         StoreWriter(tmp_path / "t.zarr", {"identity": "pixels:16", "dim": 768})
 
 
+def test_a_part_of_a_store_or_a_zip_of_one_names_the_store_to_point_at(tmp_path, rng, monkeypatch):
+    """An analyst pointing `info`/`export`/`layout` at ``run.zarr/samples``, ``run.zarr/zarr.json``
+    or the zip a store came in was told it is no evowatch store, or has no zarr.json, and to
+    choose another: nothing said which path to give instead."""
+    import zipfile
+
+    path = tmp_path / "run.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 2, rng)
+    for part, line in (("samples", "the group 'samples'"), ("samples/step", "the array 'samples/step'"),
+                       ("zarr.json", "'zarr.json'")):
+        with pytest.raises(StoreFormatError, match=re.escape(f"run.zarr/{part}: is {line} inside the evowatch store "
+                                                             f"{path}; point at {path}") + "$"):
+            StoreReader(path / part)
+    monkeypatch.chdir(path / "samples")
+    with pytest.raises(StoreFormatError, match=re.escape(f"step: is the array 'samples/step' inside the evowatch "
+                                                         f"store {path}; point at {path}")):
+        StoreReader(Path("step"))
+    with zipfile.ZipFile(tmp_path / "run.zip", "w") as archive:  # zip -r run.zip run.zarr
+        for file in path.rglob("*"):
+            archive.write(file, file.relative_to(tmp_path))
+    with pytest.raises(StoreFormatError, match=r"run.zip: is a zip archive holding run.zarr; unzip it \(unzip "
+                                               r".*run.zip\) and point at the store folder$"):
+        StoreReader(tmp_path / "run.zip")
+    with zipfile.ZipFile(tmp_path / "flat.zip", "w") as archive:  # cd run.zarr && zip -r ../flat.zip .
+        for file in path.rglob("*"):
+            archive.write(file, file.relative_to(path))
+    with pytest.raises(StoreFormatError, match=r"flat.zip: is a zip archive of a store; unzip it into a folder "
+                                               r"\(unzip .*flat.zip -d .*flat.zarr\) and point at that$"):
+        StoreReader(tmp_path / "flat.zip")
+
+
 def test_missing_and_foreign_stores_give_one_line(tmp_path):
     from stores import format as fmt
 
