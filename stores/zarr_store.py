@@ -176,6 +176,8 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
     path = Path(path)
     if is_store(path):
         return
+    if (store := enclosing_store(path)) is not None:  # its group, listed by every plain reader of the outer store
+        raise StoreFormatError(f"{path}: is inside the evowatch store {store}; choose a --store path outside it")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         if _store_pieces(path):
             raise StoreFormatError(f"{path}: holds pieces of an evowatch store without its zarr.json (a store moved or "
@@ -321,6 +323,8 @@ class StoreReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.exists():
+            if said := _not_the_store(self.path):  # `view run.zarr/new.zarr`: no store can appear there
+                raise StoreFormatError(said)
             raise StoreFormatError(f"{self.path}: no such store; create one with 'evowatch watch RUN_DIR --store {self.path}'")
         if not is_store(self.path):
             if said := _not_the_store(self.path):

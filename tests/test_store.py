@@ -428,6 +428,22 @@ def test_a_part_of_a_store_or_a_zip_of_one_names_the_store_to_point_at(tmp_path,
         StoreReader(tmp_path / "flat.zip")
 
 
+def test_a_new_store_inside_another_is_refused(tmp_path, monkeypatch):
+    """``watch --store run.zarr/new.zarr`` (a path completed one folder too far) made a store
+    inside the other: every plain reader listing run.zarr's groups then met a foreign one."""
+    StoreWriter(tmp_path / "run.zarr", ENCODER, thumbnail_size=4).close()
+    for inside in ("new.zarr", "samples/new.zarr"):
+        with pytest.raises(StoreFormatError, match=re.escape(f"run.zarr/{inside}: is inside the evowatch store "
+                                                             f"{tmp_path / 'run.zarr'}; choose a --store path outside it")):
+            StoreWriter(tmp_path / "run.zarr" / inside, ENCODER)
+    monkeypatch.chdir(tmp_path / "run.zarr")
+    with pytest.raises(StoreFormatError, match="new.zarr: is inside the evowatch store"):
+        StoreWriter("new.zarr", ENCODER)
+    assert sorted(zarr.open_group(str(tmp_path / "run.zarr"), mode="r").group_keys()) == [
+        "checkpoints", "layout", "samples", "warnings"]
+    StoreWriter(tmp_path / "beside.zarr", ENCODER).close()  # beside it: a store as any
+
+
 def test_missing_and_foreign_stores_give_one_line(tmp_path):
     from stores import format as fmt
 

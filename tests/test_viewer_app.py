@@ -620,8 +620,11 @@ def test_view_refuses_what_cannot_become_a_store_and_waits_for_the_rest(tmp_path
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
     (tmp_path / "empty").mkdir()
+    StoreWriter(tmp_path / "run.zarr", ENCODER, thumbnail_size=8).close()
     refused = {tmp_path / "file.zarr": "not a Zarr v3 store", tmp_path / "other": "not a Zarr v3 store",
-               tmp_path / "typo" / "run.zarr": f"no folder {tmp_path / 'typo'} to hold one; check the path"}
+               tmp_path / "typo" / "run.zarr": f"no folder {tmp_path / 'typo'} to hold one; check the path",
+               # watch --store refuses a store inside another: it was waited for, forever
+               tmp_path / "run.zarr" / "new.zarr": f"inside the evowatch store {tmp_path / 'run.zarr'}; point at"}
     for path, why in refused.items():
         assert launch.launch(path, "127.0.0.1", 0) == 2
         out, err = capsys.readouterr()

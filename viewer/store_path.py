@@ -11,13 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from stores.errors import StoreFormatError
-from stores.zarr_store import StoreReader
+from stores.zarr_store import StoreReader, enclosing_store
 
 
 def awaited(path: str | Path) -> bool:
     """No store at ``path`` yet, but ``evowatch watch --store PATH`` can create one there:
-    the path is absent (in an existing folder) or an empty folder."""
+    the path is absent (in an existing folder, not inside another store) or an empty folder."""
     path = Path(path)
+    if enclosing_store(path) is not None:  # `watch --store` refuses it
+        return False
     if path.is_dir():
         return not any(path.iterdir())
     return not path.exists() and path.parent.is_dir()
