@@ -36,8 +36,13 @@ def missing_chunks(root: zarr.Group, name: str, rows: int) -> list[int]:
 
 def read_current_generated(path: str | Path, first: int | None = None, last: int | None = None) -> dict:
     """Committed, current, generated rows with ``first <= step <= last``: their columns as arrays."""
+    if not (Path(path) / "zarr.json").is_file():  # zarr raised FileNotFoundError, or "No group found"
+        raise ValueError(f"{path}: not a store (no zarr.json); give the folder `evowatch watch --store` created")
     root = zarr.open_group(str(path), mode="r")
     attrs = root.attrs.asdict()
+    if "committed" not in attrs:  # a group inside a store, another Zarr: KeyError
+        raise ValueError(f"{path}: not an evowatch store's folder (no root attribute 'committed'); give the folder "
+                         "`evowatch watch --store` created")
     n_rows, n_ckpt = attrs["committed"]["rows"], attrs["committed"]["checkpoints"]
     by = "superseded_by" if "superseded_by" in root["checkpoints"] else "superseded"
     for name in ("samples/step", "samples/kind", "samples/checkpoint", "samples/label", "samples/embedding",
@@ -152,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         diversity.append(value)
         stored = data["stored_diversity"].get(int(s), float("nan"))
         print(f"{int(s)},{int((data['step'] == s).sum())},{value:.6f},{stored:.6f}")
-    plot(steps, shares, data["labels"], diversity, args.out)
+    try:
+        plot(steps, shares, data["labels"], diversity, args.out)
+    except OSError as exc:  # a read-only folder (the default --out is in the current one), a missing one
+        print(f"error: {args.out}: cannot write the plot ({exc.strerror}); choose another --out", file=sys.stderr)
+        return 1
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -184,6 +184,17 @@ def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr  # a usage error, as argparse gives
     assert bad.stderr.strip().splitlines()[-1].endswith("--steps: Expected a step range as FIRST:LAST "
                                                          "(either may be empty). Got '60' instead.")
+    nowhere = tmp_path / "no" / "plot.png"  # round AY: an --out it cannot write (a read-only folder) was a traceback
+    bad = subprocess.run([sys.executable, "-I", str(script), str(store), "--out", str(nowhere)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == (
+        f"error: {nowhere}: cannot write the plot (No such file or directory); choose another --out")
+    for wrong, why in ((tmp_path / "nope.zarr", "not a store (no zarr.json)"),  # tracebacks: FileNotFoundError,
+                       (store / "samples", "not an evowatch store's folder (no root attribute 'committed')")):  # KeyError
+        bad = subprocess.run([sys.executable, "-I", str(script), str(wrong)], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=120)
+        assert bad.returncode == 1 and bad.stderr.strip() == (
+            f"error: {wrong}: {why}; give the folder `evowatch watch --store` created")
     # round AQ: a chunk file missing (an incomplete copy) printed NaN and exited 0
     for name in ("samples/embedding", "samples/step", "checkpoints/superseded_by"):
         chunks = sorted((store / name / "c").rglob("*"))
