@@ -427,6 +427,12 @@ class StoreReader:
         counts = {"samples": self.n_rows, "checkpoints": self.n_checkpoints, "warnings": self.n_warnings,
                   "layout": self.layout_rows}
         missing = []
+        for group, names in fmt.GROUPS.items():  # an array's zarr.json older than the root's, copied before it grew:
+            for name in names:  # its reads stopped short (export: "All arrays must be of the same length")
+                if not counts[group] or not self.has_array(group, name):
+                    continue
+                if (ends := self._array(group, name).shape[0]) < counts[group]:
+                    missing.append(f"{group}/{name} rows {ends}-{counts[group] - 1} (its zarr.json ends at row {ends})")
         for group, name in _NEVER_FILL:
             if not counts[group] or not self.has_array(group, name):
                 continue

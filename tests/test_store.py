@@ -1349,6 +1349,28 @@ def test_a_tags_store_takes_its_weights_given_as_a_file_of_that_tag(tmp_path, ca
             StoreWriter(tmp_path / "s.zarr", {**as_file, "identity": other})
 
 
+def test_an_array_copied_before_it_grew_is_named_as_rows_missing(tmp_path, rng, capsys):
+    """A store copied while a watch wrote it can hold an array's zarr.json from before it grew
+    past rows the root's (later) commit point counts: `info` showed every row, its reads stopped
+    short, and `export` failed with "All arrays must be of the same length"."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in (1, 2):
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_rows(tx, 5, rng)
+    meta = path / "samples" / "step" / "zarr.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "shape": [5]}))
+    assert StoreReader(path).missing_chunks() == ["samples/step rows 5-9 (its zarr.json ends at row 5)"]
+    assert main(["export", str(path), "--out", str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "samples/step rows 5-9 (its zarr.json ends at row 5)" in err and "copy it again from its source" in err
+    assert err.count("\n") == 1 and not (tmp_path / "e.csv").exists()
+    assert main(["info", str(path), "--json"]) == 0  # shown, with the warning
+    assert json.loads(capsys.readouterr().out)["missing_chunks"] == ["samples/step rows 5-9 (its zarr.json ends at row 5)"]
+
+
 def test_chunk_files_missing_under_the_commit_point_are_named_not_read_as_zeros(tmp_path, rng, capsys):
     """Round AJ: a store copied incompletely (a chunk folder not copied) exported its embeddings
     as zeros, said nothing in `info`, and a watch appended to it: zarr reads a missing chunk as

@@ -127,6 +127,17 @@ def test_a_store_missing_chunk_files_says_so_above_the_map(tmp_path, monkeypatch
     assert "Chunk files are missing (samples/path rows 0-79): those rows read as zeros" in page
 
 
+def test_a_store_copied_before_an_array_grew_names_the_rows_missing(tmp_path, monkeypatch):
+    """An array's zarr.json copied before it grew past the commit point: the page said only
+    "could not read the store: IndexError: boolean index did not match ..."."""
+    build_store(tmp_path / "run.zarr", n_steps=2, per_step=30, n_real=20, thumbnail_size=8)
+    meta = tmp_path / "run.zarr" / "samples" / "step" / "zarr.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "shape": [50]}))
+    at = run_app(tmp_path / "run.zarr", monkeypatch)
+    assert not at.exception and "samples/step rows 50-79 (its zarr.json ends at row 50)" in at.error[0].value
+    assert "copy it again from its source" in at.error[0].value
+
+
 def test_a_reference_images_number_is_no_instance_in_its_hover_caption(store):
     """Real ``0049.png`` said "instance 49"."""
     from viewer.hover import hover_payload

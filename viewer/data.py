@@ -1008,10 +1008,11 @@ def store_error_text(exc: BaseException) -> str:
 
 def read_error_text(path: str | Path, exc: BaseException) -> str:
     """One line for a read that failed after the page loaded. When the store itself is now
-    gone or broken (removed while the page is open), its own message ("no such store", what
-    the live caption says), not the first array the failed read tripped over."""
+    gone or broken (removed while the page is open, or copied incompletely), its own message
+    ("no such store", what the live caption says), not the first array the failed read tripped over."""
     try:
         read_commit(path)
+        StoreReader(path).check_complete()  # rows gone from a copy: an array ending early failed an IndexError
     except Exception as now:  # noqa: BLE001 - any failure to read the store is its message
         return store_error_text(now)
     return store_error_text(exc)
