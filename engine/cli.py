@@ -376,7 +376,7 @@ def cmd_layout(args: argparse.Namespace) -> int:
 
     encoder = StoreReader(args.store).encoder
     params = LayoutParams(alignment=args.alignment)
-    with StoreWriter(args.store, encoder) as store:
+    with StoreWriter(args.store, encoder, ingests=False) as store:
         rows = recompute_layout(store, params) if args.full else update_layout(store, params)
     log.info("layout: %d rows %s", rows, "recomputed" if args.full else "added")
     return 0

@@ -834,8 +834,12 @@ class StoreWriter(StoreReader):
     """
 
     def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any],
-                 thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE) -> None:
+                 thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE, *, ingests: bool = True) -> None:
+        """``ingests``: the writer ingests the run's checkpoints (a watch), so a commit point
+        past the rows on disk may go back to the last complete checkpoint, the rest ingested
+        again; a writer that does not (``evowatch layout``) refuses instead of cutting."""
         self.path = Path(path)
+        self._ingests = ingests
         self._let_go = uninterrupted.let_go  # writes let go unfinished before this writer: not its own
         if not is_store(self.path):
             self._create_atomically(encoder, thumbnail_size)
@@ -1090,6 +1094,12 @@ class StoreWriter(StoreReader):
             n -= 1
         warned = self._read(self.handle("warnings", "checkpoint"), min(counts["warnings"], length["warnings"]), None)
         kept = {"rows": int(row_stop[n - 1]) if n else 0, "checkpoints": n, "warnings": int(np.sum(warned < n))}
+        if not self._ingests:  # it would cut rows no one ingests again (a store copied while written: round AY-2)
+            raise StoreFormatError(f"{self.path}: the commit point counts {counts['checkpoints']} checkpoints "
+                                   f"({counts['rows']} rows) but only {n} are complete on disk (a store copied while "
+                                   "it was written, or files lost); nothing changed: copy it again from its source, or "
+                                   f"`evowatch watch RUN_DIR --store {self.path}` goes on from those {n} and ingests "
+                                   "the rest again")
         log.warning("%s: the commit point counted %d checkpoints (%d rows) but only %d are complete on disk; "
                     "going on from those (the rest is ingested again)", self.path, counts["checkpoints"],
                     counts["rows"], n)

@@ -1314,6 +1314,26 @@ def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_che
     assert len(reader.samples("embedding")) == 15 and reader.warnings()["checkpoint"].tolist() == [0, 1]
 
 
+def test_layout_refuses_a_commit_point_past_the_rows_on_disk_instead_of_cutting_them(tmp_path, rng, capsys):
+    """A store copied while it was written (an array's zarr.json copied before it grew, the
+    root's after): ``evowatch layout`` moved the commit point back and cut every array, the
+    rows no layout ingests again lost (round AY-2). It refuses, nothing changed."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in (1, 2, 3):
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_rows(tx, 5, rng)
+    zarr.open_array(str(path / "samples" / "step"), mode="r+").resize((12,))
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    assert main(["layout", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "the commit point counts 3 checkpoints (15 rows) but only 2 are complete on disk" in err
+    assert "nothing changed: copy it again from its source" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+
+
 def test_a_checkpoint_across_per_sample_folders_supersedes_the_earlier_readings_of_its_files():
     from stores.zarr_store import superseded_flags
 
