@@ -71,8 +71,10 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
     current = ~superseded_flags(ckpt)
     added, began_all = 0, time.perf_counter()
     laid = store.layout_rows  # read once: it opens a group, and a pass looked at every stored checkpoint
-    said = BacklogLog(log, int(np.sum((ckpt["row_stop"] > laid) & (ckpt["row_stop"] > ckpt["row_start"]))),
-                      "laying out", "laid out")
+    todo = int(np.sum((ckpt["row_stop"] > laid) & (ckpt["row_stop"] > ckpt["row_start"])))
+    if todo:
+        store.check_layout_writable()
+    said = BacklogLog(log, todo, "laying out", "laid out")
     for index in np.argsort(ckpt["row_start"], kind="stable"):
         start, stop = int(ckpt["row_start"][index]), int(ckpt["row_stop"][index])
         if stop <= laid or start == stop:

@@ -1594,11 +1594,12 @@ class StoreWriter(StoreReader):
     def check_layout_writable(self) -> None:
         """Raise the OSError :meth:`replace_layout` would meet on a store it cannot write (a
         read-only mount), before a full recompute spends minutes on a layout it cannot keep
-        (round AV: it failed on ``layout/xy.next`` only after them)."""
-        probe = self.path / "layout" / f".writable-{os.getpid()}"
-        if probe.parent.is_dir():
-            probe.mkdir()
-            probe.rmdir()
+        (round AV: it failed on ``layout/xy.next`` only after them), or an incremental one on
+        the first step's (round AY-2); in the store's root while it has no layout yet."""
+        folder = self.path / "layout"
+        probe = (folder if folder.is_dir() else self.path) / f".writable-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
 
     @uninterrupted
     def replace_layout(self, xy: np.ndarray) -> None:

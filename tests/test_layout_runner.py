@@ -242,10 +242,12 @@ def test_layout_on_a_store_it_cannot_write_says_what_to_do(tmp_path, capsys, mon
         "where it can be written")
 
 
-def test_a_full_recompute_of_a_store_it_cannot_write_stops_before_laying_out(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("full", [True, False])
+def test_a_layout_of_a_store_it_cannot_write_stops_before_laying_out(tmp_path, capsys, monkeypatch, full):
     """Round AV: `layout --full` on a read-only store computed the whole layout, minutes at 400
-    steps, then failed writing ``layout/xy.next``. (Root writes through chmod: the refusal is
-    simulated where the store's layout folder is written.)"""
+    steps, then failed writing ``layout/xy.next``; round AY-2: an incremental one laid out its
+    first step first. (Root writes through chmod: the refusal is simulated where the store is
+    written.)"""
     import errno
     from pathlib import Path
 
@@ -265,11 +267,12 @@ def test_a_full_recompute_of_a_store_it_cannot_write_stops_before_laying_out(tmp
         raise AssertionError("laid out before the store was found unwritable")
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    monkeypatch.setattr(layout_runner, "layout_full", laid_out)
+    monkeypatch.setattr(layout_runner, "layout_full" if full else "layout_step", laid_out)
     capsys.readouterr()
-    assert main(["layout", str(path), "--full"]) == 2
+    assert main(["layout", str(path)] + ["--full"] * full) == 2
     err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith(f"evowatch: error: {path}: cannot write there (Read-only file system: {path / 'layout'}/"
+    probed = path / "layout" if (path / "layout").is_dir() else path
+    assert err.startswith(f"evowatch: error: {path}: cannot write there (Read-only file system: {probed}/"
                           ".writable-") and err.endswith("); copy the store where it can be written"), err
 
 
