@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -344,7 +345,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"encoder     {summary['encoder']} (dim {summary['dim']}, {summary['device']})")
     print("kinds       " + ", ".join(f"{k} {v}" for k, v in summary["kinds"].items()))
     print(f"labels      {len(summary['labels'])}")
-    print(f"layout      {counted(summary['layout_rows'], 'row')}")
+    laid, rows = summary["layout_rows"], summary["rows"]
+    print(f"layout      {counted(laid, 'row')}" if laid >= rows else  # a watch --no-layout, or stopped before it
+          f"layout      {laid:,} of {counted(rows, 'row')}: `evowatch layout {shlex.quote(str(summary['store']))}` "
+          "lays out the rest")
     print(f"warnings    {counted(summary['warnings'], 'skipped file')} ({summary['current_warnings']} in current "
           f"version{'' if summary['current_warnings'] == 1 else 's'})")
     for skipped in summary["skipped_files"]:  # the newest first

@@ -1460,6 +1460,22 @@ def test_info_counts_one_laid_out_row(tmp_path, capsys):
     assert "layout      1 row\n" in capsys.readouterr().out
 
 
+def test_info_says_how_to_lay_out_the_rows_not_laid_out(tmp_path, capsys):
+    """A watch --no-layout (or one killed before its layout) left "layout      0 rows", and
+    export NaN coordinates, without a word of `evowatch layout` (round AY-2)."""
+    run, store = tmp_path / "run", tmp_path / "my run.zarr"
+    write_step(run, 100, 3, seed=0)
+    assert main(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--settle", "0", "--once",
+                 "--no-layout"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0
+    assert f"layout      0 of 3 rows: `evowatch layout '{store}'` lays out the rest\n" in capsys.readouterr().out
+    assert main(["layout", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0
+    assert "layout      3 rows\n" in capsys.readouterr().out
+
+
 def _usage_error(argv: list[str], capsys) -> str:
     """The stderr of a command line argparse refuses: exit 2, and (the contract) one line."""
     capsys.readouterr()
