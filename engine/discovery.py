@@ -589,6 +589,14 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
     return files
 
 
+def hidden_sample_folders(run_dir: Path, options: DiscoveryOptions) -> list[Path]:
+    """The hidden folders (``.samples/``) at a run's top, or one level below, that hold sample
+    files: never read, so a run keeping its checkpoints there found none without a word of them."""
+    tops = [Path(e.path) for e in folder_entries(run_dir) if _is_dir(e) and not _is_hidden_dir(e)]
+    return [Path(e.path) for folder in (run_dir, *tops) for e in folder_entries(folder)
+            if e.name.startswith(".") and _is_dir(e) and _holds_samples(Path(e.path), options)]
+
+
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
     return any(True for _ in _generated_files(folder, options))
 

@@ -33,9 +33,9 @@ from watchdog.observers.polling import PollingObserver
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples, label_folder_names, labels_file_path, labels_table
 from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path, combined_hash,
-                              file_digests, file_versions, in_a_label_folder, in_one_folder, is_ready, reading_settings,
-                              ready_file_name, sample_files, scan_reference, scan_run, series_glob, step_regex_miss,
-                              warn_once)
+                              file_digests, file_versions, hidden_sample_folders, in_a_label_folder, in_one_folder,
+                              is_ready, reading_settings, ready_file_name, sample_files, scan_reference, scan_run,
+                              series_glob, step_regex_miss, warn_once)
 from engine.encoders import Encoder
 from engine.errors import DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, ingest
@@ -712,6 +712,9 @@ class Watcher:
         else:  # samples the layout rules do not read as checkpoints, or a wrong path
             seen = (f"; seen, read as no checkpoint: {', '.join(f.relative_to(run_dir).as_posix() for f in samples[:3])}"
                     if samples else "")  # what was seen (DVCLive's samples.png, rewritten at every step)
+            if hidden := hidden_sample_folders(run_dir, options):  # never looked into: said, with where to point
+                seen += (f"; a hidden folder is not read: {listed([h.relative_to(run_dir).as_posix() + '/' for h in hidden])} "
+                         f"holds sample files (point evowatch at {shlex.quote(str(hidden[0]))})")
             say("%s: no checkpoints %s (folders or sample files whose names carry a step: step_500/, "
                 "sample-12.png, fakes000200.png, or images logged to TensorBoard; see --step-regex and --samples)%s",
                 run_dir, "yet, waiting for them" if self.live else "found", seen)

@@ -809,6 +809,23 @@ def test_an_empty_store_whose_write_a_second_ctrl_c_let_go_is_kept(tmp_path):
         assert watcher.store.n_checkpoints == 0
 
 
+@pytest.mark.parametrize("hidden", [".samples", "logs/.cache"])
+def test_a_run_whose_checkpoints_sit_in_a_hidden_folder_names_it(tmp_path, capsys, hidden):
+    """Hidden folders are never read: a run keeping its checkpoints in ``.samples/step_N/`` got
+    "no checkpoints found" without a word of them (round AY-4)."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run / hidden, step, 2, seed=step)
+    (run / ".git").mkdir()  # a hidden folder holding no sample: not named
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"; a hidden folder is not read: {hidden}/ holds sample files (point evowatch at "
+                        f"{run / hidden})") and len(err.splitlines()) == 1, err
+    assert main([*argv[:1], str(run / hidden), *argv[2:]]) == 0
+    assert info(store)["kinds"]["generated"] == 4
+
+
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()
