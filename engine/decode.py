@@ -241,6 +241,20 @@ def load_pages(path: Path, value_range: tuple[float, float] | None = None) -> li
     return _decoded(path, value_range, every_page=True)
 
 
+def _is_tiff(source: Path | BinaryIO) -> bool:
+    """Whether a file's first bytes are a TIFF's (little- or big-endian, classic or BigTIFF)."""
+    try:
+        if isinstance(source, Path):
+            with open(source, "rb") as f:
+                head = f.read(4)
+        else:
+            source.seek(0)
+            head = source.read(4)
+    except OSError:
+        return False
+    return head in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
 def decode_image(source: Path | BinaryIO, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Decode an image file or an image's bytes (``io.BytesIO``) to RGB uint8 (H, W, 3);
     raises :class:`SkipFile` with the reason."""
@@ -266,6 +280,9 @@ def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None, e
     except FileNotFoundError:
         raise SkipFile(VANISHED) from None
     except UnidentifiedImageError:
+        if _is_tiff(source):  # a float RGB TIFF (tifffile's default for a float batch), a compression Pillow lacks
+            raise SkipFile("a TIFF Pillow cannot decode (float RGB pixels or a compression it lacks, or a damaged "
+                           "file): have the trainer save its samples as PNG, or as a .npy batch") from None
         raise SkipFile("not a readable image (unknown or corrupt format)") from None
     except Image.DecompressionBombError as exc:
         raise SkipFile(_too_large(exc)) from None

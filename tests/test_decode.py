@@ -686,6 +686,36 @@ def test_a_float_image_holding_nan_is_skipped_as_a_tensor_files_sample_is(tmp_pa
         "64 of 256 pixels are NaN or infinite, not stored: a diverged generator?"]
 
 
+def _float_rgb_tiff(path: Path, height: int = 8, width: int = 8) -> None:
+    """A 32-bit float RGB TIFF, one strip (what ``tifffile.imwrite`` writes of a float batch's
+    image; Pillow cannot open it, and tifffile is not installed here)."""
+    pixels = np.random.default_rng(0).random((height, width, 3), dtype=np.float32).tobytes()
+    extra_at = 8 + 2 + 11 * 12 + 4  # after the header and the one directory of 11 entries
+
+    def short(tag: int, value: int) -> bytes:
+        return struct.pack("<HHIHH", tag, 3, 1, value, 0)
+
+    def long_(tag: int, value: int) -> bytes:
+        return struct.pack("<HHII", tag, 4, 1, value)
+
+    entries = [long_(256, width), long_(257, height), struct.pack("<HHII", 258, 3, 3, extra_at), short(259, 1),
+               short(262, 2), long_(273, extra_at + 12), short(277, 3), long_(278, height), long_(279, len(pixels)),
+               short(284, 1), struct.pack("<HHII", 339, 3, 3, extra_at + 6)]
+    path.write_bytes(b"II*\0" + struct.pack("<IH", 8, len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+                     + struct.pack("<6H", 32, 32, 32, 3, 3, 3) + pixels)
+
+
+def test_a_tiff_pillow_cannot_decode_is_said_with_what_to_save_instead(tmp_path):
+    """A float RGB TIFF was skipped as "not a readable image (unknown or corrupt format)": no fix
+    given, where a PNG or a .npy batch is read (round AY-4)."""
+    (tmp_path / "step_1").mkdir()
+    _float_rgb_tiff(tmp_path / "step_1" / "rgb.tif")
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, "step_1/rgb.tif"))))
+    assert samples == [] and [s.reason for s in skipped] == [
+        "a TIFF Pillow cannot decode (float RGB pixels or a compression it lacks, or a damaged file): have the "
+        "trainer save its samples as PNG, or as a .npy batch"]
+
+
 def test_each_page_of_a_multi_page_tiff_is_a_sample_and_its_preview_pages_are_not(tmp_path):
     """A batch saved as one TIFF stack (``tifffile.imwrite("step_1000.tif", batch)``) was read at
     its last page, as an animation's last frame is: 1 sample of 4 stored, without a word."""
