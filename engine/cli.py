@@ -273,9 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
 _OUR_LOGGERS = ("evowatch", "engine", "stores", "viewer", "examples")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """A message as one line: control characters (a file named with a newline, a terminal
+    escape) written as ``\\n``, ``\\x1b``; they split a warning naming the file in two (round AY-4)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class _StoredNames(logging.Formatter):
     """Lines that spell a file name as the store and `export` do: its bytes that are not
-    UTF-8 as ``\\xff`` (round AN: the log said ``\\udcff`` for the same file)."""
+    UTF-8 as ``\\xff`` (round AN: the log said ``\\udcff`` for the same file), each message
+    one line (:func:`one_line`; a traceback at ``-v`` keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(stored_text(super().formatMessage(record)))
 
     def format(self, record: logging.LogRecord) -> str:
         return stored_text(super().format(record))
@@ -531,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         # ("Expected X. Got Y instead."); OSError covers a full disk or a vanished path.
         if args.verbose:  # the traceback for a bug report, then the same line and status as without -v
             log.debug("the error's traceback", exc_info=True)
-        print(f"evowatch: error: {_os_error(exc, args) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+        print(f"evowatch: error: {one_line(_os_error(exc, args) if isinstance(exc, OSError) else str(exc))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # 128 + the signal, as a shell reports a process it stopped
         if left := _left_when_interrupted(args):

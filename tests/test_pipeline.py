@@ -826,6 +826,22 @@ def test_a_run_whose_checkpoints_sit_in_a_hidden_folder_names_it(tmp_path, capsy
     assert info(store)["kinds"]["generated"] == 4
 
 
+def test_a_file_named_with_a_newline_or_an_escape_is_said_on_one_line(tmp_path, capsys):
+    """A skipped file whose name holds a newline (or a terminal escape) split its warning in two
+    lines, the second without the ``evowatch:`` prefix (round AY-4); the error line too."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run, step, 2, seed=step)
+    (run / "step_000200" / "samples" / "bad\nname\x1b[31m.png").write_bytes(b"junk")
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
+    err = capsys.readouterr().err
+    assert "evowatch: skipped step_000200/samples/bad\\nname\\x1b[31m.png: not a readable image" in err
+    assert all(line.startswith("evowatch: ") for line in err.splitlines()), err
+    assert main(["info", str(tmp_path / "no\nstore.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "no\\nstore.zarr" in err, err
+
+
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()
