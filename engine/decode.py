@@ -990,10 +990,11 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
         is_tensor = path.suffix.lower() in TENSOR_EXTENSIONS
         produced = _tensor_samples(path, ctx, offset) if is_tensor else _grid_or_image(path, ctx, split, offset)
         after, multi = offset, False  # past the file's last instance (a grid's rows left out too)
+        whole = ctx.name(path)  # a single image's sample path; a grid's, a stack's or a tensor's are NAME#i
         try:
             for sample in produced:
                 after = max(after, sample.instance + 1)
-                multi = multi or "#" in sample.path
+                multi = multi or sample.path != whole  # not "#" in it: an image named x#5.png moved the next file's ids
                 yield sample
         except SkipFile as exc:  # the consumer logs it and records it in the store
             yield SkippedFile(path=ctx.name(path), reason=str(exc), misfit=exc.misfit)

@@ -686,6 +686,20 @@ def test_a_float_image_holding_nan_is_skipped_as_a_tensor_files_sample_is(tmp_pa
         "64 of 256 pixels are NaN or infinite, not stored: a diverged generator?"]
 
 
+@pytest.mark.parametrize("image", ["a5.png", "a#5.png"])
+def test_a_hash_sign_in_an_images_name_does_not_move_the_next_files_ids(tmp_path, image):
+    """Ids of multi-sample files continue across files, a single image's do not: an image named
+    ``a#5.png`` was taken for a grid's tile (its path held ``#``), and the tensor file after it
+    numbered its rows from 6 (round AY-4)."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "step_1").mkdir()
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "step_1" / image)
+    np.save(tmp_path / "step_1" / "b.npy", rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8))
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, f"step_1/{image}", "step_1/b.npy"))))
+    assert skipped == [] and [(s.path, s.instance) for s in samples] == [
+        (f"step_1/{image}", 5), ("step_1/b.npy#0", 0), ("step_1/b.npy#1", 1), ("step_1/b.npy#2", 2)]
+
+
 def _float_rgb_tiff(path: Path, height: int = 8, width: int = 8) -> None:
     """A 32-bit float RGB TIFF, one strip (what ``tifffile.imwrite`` writes of a float batch's
     image; Pillow cannot open it, and tifffile is not installed here)."""
