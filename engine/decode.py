@@ -203,7 +203,9 @@ def _pil_to_array(image: Image.Image, value_range: tuple[float, float] | None = 
         if image.mode == "F" and not (finite := np.isfinite(values)).all():  # made 0, they were stored as black
             raise SkipFile(f"{values.size - np.count_nonzero(finite):,} of {values.size:,} pixels are NaN or infinite, "
                            "not stored: a diverged generator?")
-        scale = (0.0, 1 / 257) if image.mode.startswith("I;16") else _value_range(values, value_range)
+        # a 16-bit PGM/PPM opens as "I", its values scaled to 0..65535: a dark one was read as 8-bit
+        sixteen_bit = image.mode.startswith("I;16") or image.mode == "I" and image.format == "PPM"
+        scale = (0.0, 1 / 257) if sixteen_bit else _value_range(values, value_range)
         return to_rgb(to_uint8(values, scale))
     return to_rgb(np.asarray(image.convert("RGB")))
 

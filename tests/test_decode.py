@@ -700,6 +700,16 @@ def test_a_hash_sign_in_an_images_name_does_not_move_the_next_files_ids(tmp_path
         (f"step_1/{image}", 5), ("step_1/b.npy#0", 0), ("step_1/b.npy#1", 1), ("step_1/b.npy#2", 2)]
 
 
+@pytest.mark.parametrize("name", ["a.png", "a.pgm"])
+def test_a_dark_16_bit_image_is_read_as_16_bit_whatever_its_format(tmp_path, name):
+    """A 16-bit PGM opens in Pillow as mode "I", not "I;16": a dark one (every value under 256)
+    was taken for an 8-bit image, 200 stored as 200 where a 16-bit PNG of it gives 1 (round AY-4)."""
+    (tmp_path / "step_1").mkdir()
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "step_1" / name)
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, f"step_1/{name}"))))
+    assert skipped == [] and samples[0].image.max() == 1 == samples[0].image.min()
+
+
 def _float_rgb_tiff(path: Path, height: int = 8, width: int = 8) -> None:
     """A 32-bit float RGB TIFF, one strip (what ``tifffile.imwrite`` writes of a float batch's
     image; Pillow cannot open it, and tifffile is not installed here)."""
