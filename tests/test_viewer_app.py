@@ -915,6 +915,24 @@ def test_light_placement_matches_the_engine():
         np.testing.assert_array_equal(light(xy, step_index, layout), place(xy, step_index, layout))
 
 
+def test_a_range_moved_as_a_step_is_committed_is_kept(tmp_path, monkeypatch):
+    """Round AY-3: the user narrowed the Steps range while the watcher committed a step the
+    page had not polled yet; the rerun the move sent read the new step, made a new slider and
+    carried over the range drawn before the move: the map went back to all steps (a watch
+    committing every few seconds undid most moves, and the End key never reopened the range)."""
+    path = tmp_path / "live.zarr"
+    run = build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8)
+    at = run_app(path, monkeypatch)
+    run.add_step(4000)  # committed between the page's polls
+    at.select_slider(key="step_range:1000:3000:3").set_range(1000, 2000).run()
+    assert not at.exception
+    assert at.select_slider(key="step_range:1000:4000:4").value == (1000, 2000)
+    assert n_points(map_chart(at)) == 10 + 2 * 10  # the reference and steps 1,000 and 2,000
+    run.add_step(5000)
+    at.select_slider(key="step_range:1000:4000:4").set_range(1000, 4000).run()  # reopened at its upper end
+    assert at.select_slider(key="step_range:1000:5000:5").value == (1000, 5000)  # follows the new step
+
+
 def test_a_step_written_between_others_joins_the_steps_filter_and_keeps_the_users_range(tmp_path, monkeypatch):
     """Samples written out of order (an evaluation of step 1,500 after 3,000): the filter offers
     the new step and keeps the range the user chose."""

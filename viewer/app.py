@@ -173,7 +173,10 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
         key = step_range_key(steps)
         default, prev = full, st.session_state.get("_step_range_prev")
         if prev and prev[4] != key:  # new steps (at an end, or between: samples written out of order)
-            lo, hi, pmin, pmax, _ = prev
+            lo, hi, pmin, pmax, old_key = prev
+            # a move of the old slider that came with this rerun (the step was committed since the
+            # last poll): the user's range, not the one drawn before the move
+            lo, hi = (int(s) for s in st.session_state.get(old_key, (lo, hi)))
             default = (full[0] if lo <= pmin else _nearest(steps, lo), full[1] if hi >= pmax else _nearest(steps, hi))
         # Only the run's own steps, written as the rest of the page writes numbers. A keyed select
         # slider's identity is its key alone: with a fixed key the browser kept its old range and
