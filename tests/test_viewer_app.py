@@ -345,6 +345,32 @@ def test_step_comparison_and_query_note(store, monkeypatch):
     assert "Selection · " in texts(at) and "(selected instances first)" not in texts(at)
 
 
+def test_the_step_comparison_follows_the_steps_range_until_a_step_is_picked(tmp_path, monkeypatch, caplog):
+    """Round AY-3: Step A and B were the Steps range's ends only when the panel was made (a
+    keyed selectbox's identity is its key alone): on a live page Step B stayed at the step
+    that was the newest then, and a narrowed range moved neither."""
+    path = tmp_path / "live.zarr"
+    run = build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8)
+    at = run_app(path, monkeypatch, show_compare=True)
+
+    def compared() -> tuple[int, int]:
+        assert not at.exception
+        return at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value
+
+    assert compared() == (1000, 3000)
+    run.add_step(4000)
+    with caplog.at_level("WARNING"):
+        at.run()
+        assert compared() == (1000, 4000)  # the newest step
+        at.select_slider(key="step_range:1000:4000:4").set_range(2000, 3000).run()
+        assert compared() == (2000, 3000)
+        at.selectbox(key="cmp_b").set_value(2000).run()
+        run.add_step(5000)
+        at.run()
+    assert compared() == (2000, 2000)  # a step picked stays
+    assert "Session State API" not in caplog.text
+
+
 def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypatch):
     """The real open_clip text path (a tiny random CLIP, loaded from the spec the store
     recorded): the prompt ranks the visible samples, the best are starred on the map."""

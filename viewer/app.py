@@ -364,8 +364,8 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
         return
     shown = [s for s in steps if step_range is None or step_range[0] <= s <= step_range[1]] or steps
     c1, c2 = st.columns(2)  # first and last of the Steps range the map shows
-    a = c1.selectbox("Step A", steps, index=steps.index(shown[0]), key="cmp_a", format_func=lambda s: f"{s:,}")
-    b = c2.selectbox("Step B", steps, index=steps.index(shown[-1]), key="cmp_b", format_func=lambda s: f"{s:,}")
+    a = c1.selectbox("Step A", steps, key="cmp_a", format_func=lambda s: f"{s:,}", **_following("cmp_a", shown[0], steps))
+    b = c2.selectbox("Step B", steps, key="cmp_b", format_func=lambda s: f"{s:,}", **_following("cmp_b", shown[-1], steps))
     generated = selected[d.kind[selected] == fmt.KIND_CODES["generated"]] if len(selected) else selected
     # a reference image's file number is no instance of the run's (real 00020.png is not instance 20)
     prefer = np.unique(d.instance[generated]) if len(generated) else None
@@ -378,6 +378,20 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
     for col, step, rows in ((c1, a, rows_a), (c2, b, rows_b)):
         thumbs = data.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
         col.image(data.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", width="stretch")
+
+
+def _following(key: str, end: int, steps: list[int]) -> dict[str, int]:
+    """The keyword arguments of the step picker ``key`` that shows ``end``, an end of the Steps
+    range, until the user picks another step: a keyed selectbox's identity is its key alone,
+    so its ``index`` applied only when the panel was made (Step B stayed at the step that was
+    the newest then). A step left at the end it was given follows new steps and a moved range."""
+    given = st.session_state.get(f"_{key}_end")
+    st.session_state[f"_{key}_end"] = end
+    if key not in st.session_state:
+        return {"index": steps.index(end)}
+    if st.session_state[key] == given or st.session_state[key] not in steps:
+        st.session_state[key] = end  # set, not passed as index: both logged a warning and a stack trace
+    return {}
 
 
 def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.ndarray) -> np.ndarray | None:
