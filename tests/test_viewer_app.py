@@ -427,6 +427,27 @@ def test_a_store_made_again_or_a_layout_recomputed_is_a_new_commit(tmp_path):
     assert remeasured.metric_rows == relogged.metric_rows and remeasured != relogged
 
 
+def test_a_store_made_again_under_an_open_page_drops_what_was_picked_on_the_old_one(tmp_path, monkeypatch):
+    """Round AY-3: a run started again into the store the page shows (the store deleted and
+    made anew): the old run's box, followed sample and picked step were kept and applied to
+    the new run's rows: "Selection · 17 samples" it never had, "Instance 4 across 2 steps"
+    of another sample (the same row number), a map of the reference alone (a step it lacks)."""
+    import shutil
+
+    path = tmp_path / "exp.zarr"
+    build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8, seed=1)
+    at = run_app(path, monkeypatch, map=box_all(), trail_row=15, focus_step=2000)
+    assert {"Selection · 20 samples", "Instance 5 across 3 steps"} <= {s.value for s in at.subheader}
+    shutil.rmtree(path)
+    build_store(path, n_steps=2, per_step=6, n_real=5, thumbnail_size=8, seed=3, step_every=500)
+    at.run()
+    assert not at.exception
+    assert "Selection · 0 samples" in [s.value for s in at.subheader] and "Instance" not in texts(at)
+    assert "Showing step" not in texts(at) and n_points(map_chart(at)) == 5 + 2 * 6
+    at.run()  # the map's state still holds the old box: not taken up again
+    assert "Selection · 0 samples" in [s.value for s in at.subheader]
+
+
 def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     path = tmp_path / "live.zarr"
     run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8)

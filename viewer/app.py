@@ -144,6 +144,21 @@ def live_status(path: str, shown: data.Commit, summary: str) -> None:
     _poll()
 
 
+#: Session keys naming rows, steps or map coordinates of the store the page showed.
+STORE_BOUND = ("sel", "trail_row", "focus_step", "_step_range_prev")
+
+
+def forget_another_store(commit: data.Commit) -> None:
+    """Drop what was picked on the page when another store was made at its path (a run
+    started again into it): the box, the followed sample, the step picked on a chart and the
+    Steps range named the old run's coordinates, rows and steps, and were applied to the new
+    run's (a selection of samples never selected, the trail of another sample)."""
+    if "_store_id" in st.session_state and st.session_state["_store_id"] != commit.store_id:
+        for key in STORE_BOUND:
+            st.session_state.pop(key, None)
+    st.session_state["_store_id"] = commit.store_id
+
+
 # ----------------------------------------------------------------------------- sidebar
 def _nearest(steps: list[int], value: int) -> int:
     """The run's step closest to ``value`` (a range carried over from before a step was superseded)."""
@@ -453,6 +468,7 @@ def page(path: str) -> None:
             st.caption("Start a run with `evowatch watch RUN_DIR --store STORE`, then `evowatch view STORE`.")
         live_status_error(path)
         return
+    forget_another_store(commit)
     d = data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}", help=MAP_HELP)
     earlier_samples = d.n_superseded - d.n_replaced_reference  # a replaced --real set is no sample's version
