@@ -1103,9 +1103,7 @@ class StoreWriter(StoreReader):
         log.warning("%s: the commit point counted %d checkpoints (%d rows) but only %d are complete on disk; "
                     "going on from those (the rest is ingested again)", self.path, counts["checkpoints"],
                     counts["rows"], n)
-        self._update_root({"committed": kept})
-        if self.has_array("layout", "xy") and self.layout_rows > kept["rows"]:
-            self._set_layout_rows(kept["rows"])
+        self._update_root({"committed": kept})  # the layout's commit point follows it (_cut_to_committed)
         return True
 
     def _cut_to_committed(self) -> bool:
@@ -1113,7 +1111,9 @@ class StoreWriter(StoreReader):
         whether there were any."""
         cut = False
         counts = self.attrs["committed"]
-        layout_rows = self.layout_rows
+        layout_rows = self.layout_rows  # no more than the store's rows; its own count may be past them (the
+        if self.has_array("layout", "xy") and int(self._group_attrs("layout").get("committed_rows", 0)) > layout_rows:
+            self._set_layout_rows(layout_rows)  # commit point moved back): the rows ingested again were not laid out
         for group_name, n in (("samples", counts["rows"]), ("checkpoints", counts["checkpoints"]),
                               ("warnings", counts["warnings"]), ("layout", layout_rows)):
             extra = {"samples": ["latent"], "checkpoints": list(fmt.OPTIONAL_CHECKPOINT_ARRAYS)}.get(group_name, [])

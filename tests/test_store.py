@@ -1314,6 +1314,29 @@ def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_che
     assert len(reader.samples("embedding")) == 15 and reader.warnings()["checkpoint"].tolist() == [0, 1]
 
 
+def test_a_watch_going_back_to_the_last_complete_checkpoint_moves_the_layouts_commit_point_with_it(tmp_path, rng):
+    """A store copied while it was written (an array's zarr.json from before it grew): a watch
+    went back to the last complete checkpoint and cut ``layout/xy`` to it, but left the layout's
+    commit point counting the rows cut (it was compared clamped to the moved commit point). The
+    rows ingested again were never laid out, and the next watch, ``layout`` and ``export``
+    refused the store: "layout/xy rows 10-14 (its zarr.json ends at row 10)"."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in (1, 2, 3):
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_rows(tx, 5, rng)
+        store.commit_layout(np.zeros((15, 2), np.float32), 0)
+    zarr.open_array(str(path / "samples" / "step"), mode="r+").resize((12,))
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(3, "c3", "h3") as tx:  # ingested again
+            add_rows(tx, 5, rng)
+        assert store.layout_rows == 10  # step 3 to be laid out again
+    reader = StoreReader(path)
+    assert (reader.n_rows, reader.layout_rows, reader.missing_chunks()) == (15, 10, [])
+    with StoreWriter(path, ENCODER, thumbnail_size=4):  # the next watch opens it
+        pass
+
+
 def test_layout_refuses_a_commit_point_past_the_rows_on_disk_instead_of_cutting_them(tmp_path, rng, capsys):
     """A store copied while it was written (an array's zarr.json copied before it grew, the
     root's after): ``evowatch layout`` moved the commit point back and cut every array, the
