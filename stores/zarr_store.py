@@ -286,6 +286,8 @@ def enclosing_store(path: Path) -> Path | None:
     folder), as spelled where it can be, else None: a command pointed at ``run.zarr/samples``
     was told only that it is no evowatch store, and ``watch --store run.zarr/new.zarr`` made a
     store inside another, a group every plain reader of the outer one then listed."""
+    if ".." in path.parts:  # `run.zarr/../new.zarr`, `../new.zarr` in a store's folder: beside it, not in it
+        path = Path(os.path.abspath(path))
     above = [Path.cwd() if str(folder) == "." else folder for folder in path.parents]
     for folder in above + ([] if path.is_absolute() else list(Path.cwd().parents)):
         if _evowatch_store(folder):

@@ -444,6 +444,23 @@ def test_a_new_store_inside_another_is_refused(tmp_path, monkeypatch):
     StoreWriter(tmp_path / "beside.zarr", ENCODER).close()  # beside it: a store as any
 
 
+def test_a_path_out_of_a_store_through_dot_dot_is_not_inside_it(tmp_path, monkeypatch):
+    """``watch --store ../new.zarr`` run in a store's folder, or ``--store run.zarr/../new.zarr``, was
+    refused as inside the store, and ``info ../typo.zarr`` named it as a part of it: the path's
+    folders were taken as spelled, the store among them, though ``..`` leaves it."""
+    from stores.zarr_store import is_store
+
+    StoreWriter(tmp_path / "run.zarr", ENCODER, thumbnail_size=4).close()
+    StoreWriter(tmp_path / "run.zarr" / ".." / "beside.zarr", ENCODER).close()
+    monkeypatch.chdir(tmp_path / "run.zarr" / "samples")
+    StoreWriter("../../next.zarr", ENCODER).close()
+    with pytest.raises(StoreFormatError, match=r"^\.\./\.\./typo\.zarr: no such store"):
+        StoreReader("../../typo.zarr")
+    with pytest.raises(StoreFormatError, match="new.zarr: is inside the evowatch store"):  # still refused
+        StoreWriter("../new.zarr", ENCODER)
+    assert is_store(tmp_path / "beside.zarr") and is_store(tmp_path / "next.zarr")
+
+
 def test_missing_and_foreign_stores_give_one_line(tmp_path):
     from stores import format as fmt
 
