@@ -195,9 +195,11 @@ def _upright(image: Image.Image) -> Image.Image:
     return image if method is None else image.transpose(method)
 
 
-def _pil_to_array(image: Image.Image, value_range: tuple[float, float] | None = None) -> np.ndarray:
+def _pil_to_array(image: Image.Image, value_range: tuple[float, float] | None = None,
+                  shared: tuple[float, float] | None = None) -> np.ndarray:
     """RGB uint8 pixels; a float image's (a 32-bit TIFF) are in ``value_range`` when given
-    (``--value-range``), else in the range its values suggest, as a tensor file's."""
+    (``--value-range``), else in the range its values suggest, as a tensor file's; ``shared``:
+    the (offset, scale) of the float pages of its stack, worked out over them all."""
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         values = np.asarray(image)
         if image.mode == "F" and not (finite := np.isfinite(values)).all():  # made 0, they were stored as black
@@ -205,7 +207,8 @@ def _pil_to_array(image: Image.Image, value_range: tuple[float, float] | None = 
                            "not stored: a diverged generator?")
         # a 16-bit PGM/PPM opens as "I", its values scaled to 0..65535: a dark one was read as 8-bit
         sixteen_bit = image.mode.startswith("I;16") or image.mode == "I" and image.format == "PPM"
-        scale = (0.0, 1 / 257) if sixteen_bit else _value_range(values, value_range)
+        scale = ((0.0, 1 / 257) if sixteen_bit else
+                 shared if shared and image.mode == "F" else _value_range(values, value_range))
         return to_rgb(to_uint8(values, scale))
     return to_rgb(np.asarray(image.convert("RGB")))
 
@@ -295,14 +298,18 @@ def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None, e
 
 
 def _tiff_pages(image: Image.Image, value_range: tuple[float, float] | None) -> list[np.ndarray]:
-    """A multi-page TIFF's full-resolution pages (NewSubfileType's bit 0 marks a preview)."""
+    """A multi-page TIFF's full-resolution pages (NewSubfileType's bit 0 marks a preview), its
+    float pages in one range, guessed over them all as a tensor file's rows are: each page's own
+    guess read a tanh batch's page without a negative value as [0, 1]."""
     pages = []
     for index in range(image.n_frames):
         image.seek(index)
         if not image.tag_v2.get(254, 0) & 1:
             image.load()
-            pages.append(_pil_to_array(_upright(image), value_range))
-    return pages
+            pages.append(_upright(image).copy())  # the next seek reuses the image
+    floats = [np.asarray(page).ravel() for page in pages if page.mode == "F"]
+    shared = _value_range(np.concatenate(floats), value_range) if floats else None
+    return [_pil_to_array(page, value_range, shared) for page in pages]
 
 
 def _too_large(error: Image.DecompressionBombError) -> str:

@@ -757,6 +757,22 @@ def test_each_page_of_a_multi_page_tiff_is_a_sample_and_its_preview_pages_are_no
         np.testing.assert_array_equal(sample.image, image)
 
 
+def test_the_pages_of_a_float_tiff_stack_share_one_range_guessed_over_them_all(tmp_path):
+    """A tanh batch saved as one float TIFF stack: each page's range was guessed on its own, so a
+    page without a negative value (a sample collapsed onto a bright mode) was read as [0, 1] beside
+    the others' [-1, 1], as a tensor file's rows never are (they share the file's guess)."""
+    rng = np.random.default_rng(0)
+    batch = np.stack([rng.uniform(-1, 1, (16, 16)), rng.uniform(0.2, 1, (16, 16)),
+                      rng.uniform(-1, 1, (16, 16))]).astype(np.float32)
+    pages = [Image.fromarray(page) for page in batch]
+    (tmp_path / "step_1").mkdir()
+    pages[0].save(tmp_path / "step_1" / "stack.tif", save_all=True, append_images=pages[1:])
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, "step_1/stack.tif"))))
+    assert skipped == [] and [s.path for s in samples] == [f"step_1/stack.tif#{i}" for i in range(3)]
+    for sample, page in zip(samples, batch):
+        np.testing.assert_array_equal(sample.image[..., 0], np.rint((page + 1) * 127.5).astype(np.uint8))
+
+
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):
     """Orientation 6: the camera stored the photo turned; viewers (and the encoder) see it upright."""
     stored = np.zeros((20, 40, 3), np.uint8)
