@@ -238,9 +238,10 @@ def load_image(path: Path, value_range: tuple[float, float] | None = None) -> np
     return decode_image(path, value_range)
 
 
-def load_pages(path: Path, value_range: tuple[float, float] | None = None) -> list[np.ndarray]:
+def load_pages(path: Path, value_range: tuple[float, float] | None = None) -> list[np.ndarray | None]:
     """Each page of a multi-page TIFF (a stack of samples: ``tifffile.imwrite`` of a batch), its
-    reduced-resolution previews left out; else the one image :func:`load_image` reads. The last
+    reduced-resolution previews left out, None for a page holding NaN or infinite values (left out
+    alone, as a tensor file's row is); else the one image :func:`load_image` reads. The last
     page alone was read, as an animation's last frame is: one sample of the batch, without a word."""
     _require_content(path)
     return _decoded(path, value_range, every_page=True)
@@ -266,7 +267,8 @@ def decode_image(source: Path | BinaryIO, value_range: tuple[float, float] | Non
     return _decoded(source, value_range, every_page=False)[0]
 
 
-def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None, every_page: bool) -> list[np.ndarray]:
+def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None,
+             every_page: bool) -> list[np.ndarray | None]:
     try:
         with warnings.catch_warnings():  # a large grid of the trainer's own; twice Pillow's limit still raises
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -297,19 +299,21 @@ def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None, e
         raise SkipFile(f"corrupt image ({type(exc).__name__}: {exc})") from None
 
 
-def _tiff_pages(image: Image.Image, value_range: tuple[float, float] | None) -> list[np.ndarray]:
+def _tiff_pages(image: Image.Image, value_range: tuple[float, float] | None) -> list[np.ndarray | None]:
     """A multi-page TIFF's full-resolution pages (NewSubfileType's bit 0 marks a preview), its
     float pages in one range, guessed over them all as a tensor file's rows are: each page's own
-    guess read a tanh batch's page without a negative value as [0, 1]."""
+    guess read a tanh batch's page without a negative value as [0, 1]. None for a page holding
+    NaN or infinite values: one sample diverged skipped the whole stack."""
     pages = []
     for index in range(image.n_frames):
         image.seek(index)
         if not image.tag_v2.get(254, 0) & 1:
             image.load()
             pages.append(_upright(image).copy())  # the next seek reuses the image
-    floats = [np.asarray(page).ravel() for page in pages if page.mode == "F"]
+    finite = [page.mode != "F" or bool(np.isfinite(np.asarray(page)).all()) for page in pages]
+    floats = [np.asarray(page).ravel() for page, ok in zip(pages, finite) if ok and page.mode == "F"]
     shared = _value_range(np.concatenate(floats), value_range) if floats else None
-    return [_pil_to_array(page, value_range, shared) for page in pages]
+    return [_pil_to_array(page, value_range, shared) if ok else None for page, ok in zip(pages, finite)]
 
 
 def _too_large(error: Image.DecompressionBombError) -> str:
@@ -896,10 +900,16 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
     value_range = ctx.options.value_range
     pages = load_pages(path, value_range) if path.suffix.lower() in (".tif", ".tiff") else [load_image(path, value_range)]
     name = ctx.name(path)
-    if len(pages) > 1:  # a stack of samples, each page one, never split (a tensor file's rows)
+    if len(pages) > 1 or pages[0] is None:  # a stack of samples, each page one, never split (a tensor file's rows)
         for page, image in enumerate(pages):
-            yield Sample(image=image, instance=offset + page, path=f"{name}#{page}",
-                         label=ctx.label(path, offset + page, page))
+            if image is not None:
+                yield Sample(image=image, instance=offset + page, path=f"{name}#{page}",
+                             label=ctx.label(path, offset + page, page))
+        if bad := [str(page) for page, image in enumerate(pages) if image is None]:  # said as uint8_rows says rows
+            exc = SkipFile(f"{len(bad)} of {len(pages)} pages hold NaN or infinite values "
+                           f"(page{'s' if len(bad) > 1 else ''} {listed(bad, 5)}), not stored: a diverged generator?")
+            exc.rows = len(pages)
+            raise exc
         return
     image = pages[0]
     geometry = None

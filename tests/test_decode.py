@@ -773,6 +773,25 @@ def test_the_pages_of_a_float_tiff_stack_share_one_range_guessed_over_them_all(t
         np.testing.assert_array_equal(sample.image[..., 0], np.rint((page + 1) * 127.5).astype(np.uint8))
 
 
+def test_a_page_of_a_float_tiff_stack_holding_nan_is_left_out_alone(tmp_path):
+    """A float TIFF stack of a batch one sample of which diverged: the whole stack was skipped, said
+    as "4 of 256 pixels are NaN" (one page's pixels, no page named), where a tensor file's row
+    holding NaN is left out alone, named, its other rows stored and the next file's ids after them."""
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0, 1, (3, 16, 16)).astype(np.float32)
+    batch[1, 0, :4] = np.nan
+    pages = [Image.fromarray(page) for page in batch]
+    (tmp_path / "step_1").mkdir()
+    pages[0].save(tmp_path / "step_1" / "a_stack.tif", save_all=True, append_images=pages[1:])
+    np.save(tmp_path / "step_1" / "b_rows.npy", rng.uniform(0, 1, (2, 3, 16, 16)).astype(np.float32))
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, "step_1/a_stack.tif", "step_1/b_rows.npy"))))
+    assert [(s.path, s.instance) for s in samples] == [("step_1/a_stack.tif#0", 0), ("step_1/a_stack.tif#2", 2),
+                                                      ("step_1/b_rows.npy#0", 3), ("step_1/b_rows.npy#1", 4)]
+    np.testing.assert_array_equal(samples[1].image[..., 0], np.rint(batch[2] * 255).astype(np.uint8))
+    assert [(s.path, s.reason) for s in skipped] == [
+        ("step_1/a_stack.tif", "1 of 3 pages hold NaN or infinite values (page 1), not stored: a diverged generator?")]
+
+
 def test_a_phone_photos_exif_orientation_is_applied_and_an_untagged_photo_is_kept_as_stored(tmp_path):
     """Orientation 6: the camera stored the photo turned; viewers (and the encoder) see it upright."""
     stored = np.zeros((20, 40, 3), np.uint8)
