@@ -433,7 +433,7 @@ class StoreReader:
             for name in names:  # its reads stopped short (export: "All arrays must be of the same length")
                 if not counts[group] or not self.has_array(group, name):
                     continue
-                if (ends := self._array(group, name).shape[0]) < counts[group]:
+                if (ends := self._length_on_disk(group, name)) < counts[group]:
                     missing.append(f"{group}/{name} rows {ends}-{counts[group] - 1} (its zarr.json ends at row {ends})")
         for group, name in _NEVER_FILL:
             if not counts[group] or not self.has_array(group, name):
@@ -446,6 +446,14 @@ class StoreReader:
                 first, last = gone[0] * step, min((gone[-1] + 1) * step, counts[group]) - 1
                 missing.append(f"{group}/{name} rows {first}-{last}" + (f" ({len(gone)} chunks)" if len(gone) > 1 else ""))
         return missing
+
+    def _length_on_disk(self, group: str, name: str) -> int:
+        """An array's rows as its zarr.json says, read as JSON: opening each array through zarr
+        (about 1 ms) made :meth:`missing_chunks` a quarter of the viewer's reload at each commit."""
+        try:
+            return int(json.loads((self.path / group / name / "zarr.json").read_bytes())["shape"][0])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):  # damaged: zarr's error, naming it
+            return self._array(group, name).shape[0]
 
     def check_complete(self) -> None:
         """Raise :class:`StoreFormatError` naming the arrays :meth:`missing_chunks` finds."""

@@ -1431,6 +1431,24 @@ def test_an_array_copied_before_it_grew_is_named_as_rows_missing(tmp_path, rng, 
     assert json.loads(capsys.readouterr().out)["missing_chunks"] == ["samples/step rows 5-9 (its zarr.json ends at row 5)"]
 
 
+def test_the_arrays_lengths_are_checked_without_opening_each_through_zarr(tmp_path, rng, monkeypatch):
+    """Checking each array's length opened all 21 of them through zarr (about 1 ms each): the
+    check took 18 ms where 5 ms before, and the viewer's reload of the map at each commit of a
+    300-checkpoint store 65 ms where 50. Only the arrays whose chunk files are looked for are opened."""
+    import stores.zarr_store as zs
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(1, "c1", "h1") as tx:
+            add_rows(tx, 5, rng)
+        store.commit_layout(np.zeros((5, 2), np.float32), 0)
+    reader = StoreReader(path)
+    opened = []
+    monkeypatch.setattr(zs, "_open_array", lambda where, mode, _open=zs._open_array: opened.append(where) or _open(where, mode))
+    assert reader.missing_chunks() == []
+    assert opened and set(opened) <= {path / group / name for group, name in zs._NEVER_FILL}
+
+
 def test_chunk_files_missing_under_the_commit_point_are_named_not_read_as_zeros(tmp_path, rng, capsys):
     """Round AJ: a store copied incompletely (a chunk folder not copied) exported its embeddings
     as zeros, said nothing in `info`, and a watch appended to it: zarr reads a missing chunk as
