@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import time
 import uuid
@@ -309,10 +310,13 @@ def _not_the_store(path: Path) -> str | None:
     inside = sorted({name[:-len("/zarr.json")] for name in names if name.count("/") == 1 and name.endswith("/zarr.json")})
     if fmt.STORE_MARKER in names:  # zipped from inside the store: its files at the archive's top
         folder = path.with_suffix("" if path.stem.lower().endswith(".zarr") else ".zarr")
-        return f"{path}: is a zip archive of a store; unzip it into a folder (unzip {path} -d {folder}) and point at that"
+        if folder == path:  # named as a store (store.zarr): unzip refuses to make a folder where the zip is
+            folder = path.with_name(f"{path.stem}-unzipped.zarr")
+        return (f"{path}: is a zip archive of a store; unzip it into a folder (unzip {shlex.quote(str(path))} -d "
+                f"{shlex.quote(str(folder))}) and point at that")
     if inside:
-        return (f"{path}: is a zip archive holding {fmt.listed(inside)}; unzip it (unzip {path}) and point at the "
-                "store folder")
+        return (f"{path}: is a zip archive holding {fmt.listed(inside)}; unzip it (unzip {shlex.quote(str(path))}) "
+                "and point at the store folder")
     return None
 
 

@@ -428,6 +428,26 @@ def test_a_part_of_a_store_or_a_zip_of_one_names_the_store_to_point_at(tmp_path,
         StoreReader(tmp_path / "flat.zip")
 
 
+def test_the_unzip_command_said_for_a_zip_of_a_store_runs_as_given(tmp_path):
+    """A zip of a store named as a store (``store.zarr``) was told ``unzip store.zarr -d store.zarr``,
+    which unzip refuses (that path is the zip), and a path holding a space was given unquoted."""
+    import shlex
+    import zipfile
+
+    path = tmp_path / "run.zarr"
+    StoreWriter(path, ENCODER, thumbnail_size=4).close()
+    (tmp_path / "my runs").mkdir()
+    for name, folder in (("store.zarr", "store-unzipped.zarr"), ("flat.zip", "flat.zarr")):
+        zipped = tmp_path / "my runs" / name
+        with zipfile.ZipFile(zipped, "w") as archive:  # cd run.zarr && zip -r ../NAME .
+            for file in path.rglob("*"):
+                archive.write(file, file.relative_to(path))
+        with pytest.raises(StoreFormatError) as said:
+            StoreReader(zipped)
+        command = re.search(r"\(unzip (.*)\) and point at that$", str(said.value)).group(1)
+        assert shlex.split(command) == [str(zipped), "-d", str(zipped.parent / folder)]
+
+
 def test_a_new_store_inside_another_is_refused(tmp_path, monkeypatch):
     """``watch --store run.zarr/new.zarr`` (a path completed one folder too far) made a store
     inside the other: every plain reader listing run.zarr's groups then met a foreign one."""
