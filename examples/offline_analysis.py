@@ -47,7 +47,11 @@ def read_current_generated(path: str | Path, first: int | None = None, last: int
     by = "superseded_by" if "superseded_by" in root["checkpoints"] else "superseded"
     for name in ("samples/step", "samples/kind", "samples/checkpoint", "samples/label", "samples/embedding",
                  f"checkpoints/{by}"):  # every array read here (round AR: a samples/step chunk missing read as step 0)
-        if missing := missing_chunks(root, name, n_ckpt if name.startswith("checkpoints") else n_rows):
+        count = n_ckpt if name.startswith("checkpoints") else n_rows
+        if (ends := root[name].shape[0]) < count:  # its zarr.json from before it grew: reads stop short
+            raise ValueError(f"{path}: {name} ends at row {ends}, before the {count} rows the commit point counts: "
+                             "a copy taken while it was written; copy the store again")
+        if missing := missing_chunks(root, name, count):
             raise ValueError(f"{path}: {name} lacks the files of chunks {missing[:5]}: an incomplete copy; "
                              "copy the store again")
     step = root["samples/step"][:n_rows]

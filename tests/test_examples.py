@@ -2,6 +2,7 @@
 with `evowatch watch --once --encoder pixels`, as their README sections say."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -205,3 +206,13 @@ def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
         assert done.returncode == 1 and done.stderr.strip() == (
             f"error: {store}: {name} lacks the files of chunks [0]: an incomplete copy; copy the store again")
         (tmp_path / "aside").rename(moved)
+    # round AZ-1: an array's zarr.json from before it grew (a copy taken while written, docs/store.md): IndexError
+    meta = store / "samples" / "step" / "zarr.json"
+    whole = meta.read_text()
+    meta.write_text(json.dumps({**json.loads(whole), "shape": [256]}))
+    done = subprocess.run([sys.executable, "-I", str(script), str(store)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip() == (
+        f"error: {store}: samples/step ends at row 256, before the 320 rows the commit point counts: a copy taken "
+        "while it was written; copy the store again")
+    meta.write_text(whole)
