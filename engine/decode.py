@@ -74,6 +74,15 @@ class SkipFile(Exception):
 
     rows: int = 0
     misfit: bool = False  # the file does not fit the grid the options force (SkippedFile.misfit)
+    diverged: bool = False  # read, its values NaN or infinite (SkippedFile.diverged)
+
+
+def _diverged(what: str) -> SkipFile:
+    """The refusal of samples read whole whose values are NaN or infinite: the run's own output,
+    a new version of a checkpoint even so (not a torn file that keeps the earlier one current)."""
+    exc = SkipFile(f"{what}: a diverged generator?")
+    exc.diverged = True
+    return exc
 
 
 # --- pixels ------------------------------------------------------------------------------
@@ -100,7 +109,7 @@ def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) ->
         raise SkipFile(f"holds {array.dtype} values, not image pixels")  # complex (an FFT), datetimes
     lo, hi = _extremes(array)
     if not np.isfinite([lo, hi]).all():
-        raise SkipFile("holds no finite value (NaN or infinite everywhere): a diverged generator?")
+        raise _diverged("holds no finite value (NaN or infinite everywhere)")
     if np.issubdtype(array.dtype, np.integer):
         if lo < 0 or hi > 65535:  # labels, counts, a signed difference: clipped, they were stored as white or black
             raise SkipFile(f"integer values span [{lo:.0f}, {hi:.0f}]: not images in [0, 255] or [0, 65535]")
@@ -156,8 +165,8 @@ def uint8_rows(images: np.ndarray | FileRows, value_range: tuple[float, float]) 
                 yield row, pixels
     if bad:
         rows = listed([str(row) for row in bad], 5)
-        raise SkipFile(f"{len(bad)} of {len(images)} samples hold NaN or infinite values (row{'s' if len(bad) > 1 else ''} {rows}), not stored: "
-                       "a diverged generator?")
+        raise _diverged(f"{len(bad)} of {len(images)} samples hold NaN or infinite values "
+                        f"(row{'s' if len(bad) > 1 else ''} {rows}), not stored")
 
 
 def to_rgb(array: np.ndarray) -> np.ndarray:
@@ -203,8 +212,8 @@ def _pil_to_array(image: Image.Image, value_range: tuple[float, float] | None = 
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         values = np.asarray(image)
         if image.mode == "F" and not (finite := np.isfinite(values)).all():  # made 0, they were stored as black
-            raise SkipFile(f"{values.size - np.count_nonzero(finite):,} of {values.size:,} pixels are NaN or infinite, "
-                           "not stored: a diverged generator?")
+            raise _diverged(f"{values.size - np.count_nonzero(finite):,} of {values.size:,} pixels are NaN or infinite, "
+                            "not stored")
         # a 16-bit PGM/PPM opens as "I", its values scaled to 0..65535: a dark one was read as 8-bit
         sixteen_bit = image.mode.startswith("I;16") or image.mode == "I" and image.format == "PPM"
         scale = ((0.0, 1 / 257) if sixteen_bit else
@@ -906,8 +915,8 @@ def _grid_or_image(path: Path, ctx: _Context, split: bool, offset: int) -> Itera
                 yield Sample(image=image, instance=offset + page, path=f"{name}#{page}",
                              label=ctx.label(path, offset + page, page))
         if bad := [str(page) for page, image in enumerate(pages) if image is None]:  # said as uint8_rows says rows
-            exc = SkipFile(f"{len(bad)} of {len(pages)} pages hold NaN or infinite values "
-                           f"(page{'s' if len(bad) > 1 else ''} {listed(bad, 5)}), not stored: a diverged generator?")
+            exc = _diverged(f"{len(bad)} of {len(pages)} pages hold NaN or infinite values "
+                            f"(page{'s' if len(bad) > 1 else ''} {listed(bad, 5)}), not stored")
             exc.rows = len(pages)
             raise exc
         return
@@ -1016,7 +1025,7 @@ def iter_samples(checkpoint: Checkpoint, options: DiscoveryOptions | None = None
                 multi = multi or sample.path != whole  # not "#" in it: an image named x#5.png moved the next file's ids
                 yield sample
         except SkipFile as exc:  # the consumer logs it and records it in the store
-            yield SkippedFile(path=ctx.name(path), reason=str(exc), misfit=exc.misfit)
+            yield SkippedFile(path=ctx.name(path), reason=str(exc), misfit=exc.misfit, diverged=exc.diverged)
             if exc.rows:  # a tensor file's rows, some or all left out: the next file's ids follow them all
                 after, multi = max(after, offset + exc.rows), True
         except Exception as exc:  # never one file's failure the whole ingest's: named, recorded, the rest goes on

@@ -291,7 +291,9 @@ def _committed(waiting: list[IngestResult]) -> Iterator[IngestResult]:
 def _current_samples(store: StoreWriter, source: str) -> int:
     """The samples of a checkpoint's current stored version: a new version of it whose every
     file is skipped keeps them current (a grid rewritten in place by a trainer killed or out of
-    disk halfway superseded its 64 good rows with none, for good; round AY-4)."""
+    disk halfway superseded its 64 good rows with none, for good; round AY-4), unless one was
+    read and refused for its NaN (a diverged generator's: the map showed the healthy earlier
+    samples; round AZ)."""
     table = store.checkpoints()
     current = (table["source"] == source) & ~table["superseded"].astype(bool)
     return int((table["row_stop"] - table["row_start"])[current].sum())
@@ -309,7 +311,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
     tx_context = tx = None
     current: Start | None = None
     rows = done = unlabelled = 0
-    retry = False
+    retry = diverged = False
     misfits: list[SkippedFile] = []  # the checkpoint's files that do not fit a forced grid
     fitted = False  # a generated checkpoint of this ingest had samples
     unfit: list[tuple[Checkpoint, list[SkippedFile]]] = []  # no file of them fits, nothing having fitted before
@@ -333,7 +335,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
             if isinstance(item, Failed):
                 raise item.error
             if isinstance(item, Start):
-                current, rows, retry, unlabelled, first_unlabelled = item, 0, False, 0, None
+                current, rows, retry, diverged, unlabelled, first_unlabelled = item, 0, False, False, 0, None
                 kind = item.checkpoint.kind
                 tx_context = store.checkpoint(item.checkpoint.step, item.checkpoint.source, item.content_hash, kind)
                 tx = tx_context.__enter__()
@@ -343,7 +345,7 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 elif item.reason != VANISHED:  # said at the end: the whole checkpoint may be gone
                     log.warning("skipped %s: %s", item.path, item.reason)
                 tx.skip(item.path, item.reason)
-                retry = retry or item.retry
+                retry, diverged = retry or item.retry, diverged or item.diverged
             elif isinstance(item, _Encoded):
                 c = item.columns
                 tx.add(item.vectors, c.instances, c.labels, c.thumbnails, c.paths, c.latents)
@@ -383,7 +385,8 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                         continue
                     _say_misfits(item.checkpoint, misfits)
                     misfits = []
-                if rows == 0 and tx.skipped and (kept := _current_samples(store, item.checkpoint.source)):
+                if rows == 0 and tx.skipped and not diverged and (
+                        kept := _current_samples(store, item.checkpoint.source)):
                     waiting.append(IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False, kept=kept))
                     tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
                     tx_context = tx = None

@@ -50,3 +50,6 @@ class SkippedFile:
     reason: str
     retry: bool = False
     misfit: bool = False
+    #: read, its values NaN or infinite (a diverged generator's): a new version of its
+    #: checkpoint all the same, where a torn file keeps the earlier version current
+    diverged: bool = False

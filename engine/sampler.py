@@ -342,7 +342,8 @@ class Sampler:
                 yield Sample(image=decode.to_rgb(pixels), instance=row, path=f"{checkpoint.source}#{row}",
                              label=label, latent=latent)
         except decode.SkipFile as exc:
-            yield SkippedFile(path=checkpoint.source, reason=f"the output of sampler {self.spec}: {exc}")
+            yield SkippedFile(path=checkpoint.source, reason=f"the output of sampler {self.spec}: {exc}",
+                              diverged=exc.diverged)
 
 
 def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, tuple[float, float] | None]:

@@ -375,7 +375,8 @@ class TensorBoardImages:
                     or (None if label is not None else tensorboard_grid(image))  # a prompt's: as a file is
                     or self._tag_geometry(logged, image.shape, found_alone=label is not None))
             except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
-                yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile))
+                yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile),
+                                  diverged=getattr(exc, "diverged", False))
                 continue
             if geometry is None and splits and (options.tile_rows or options.tile_cols):  # as a file's: the rows
                 yield SkippedFile(path=path, reason=decode.NO_GRID_TO_SLICE, misfit=True)  # or columns it keeps

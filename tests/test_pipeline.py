@@ -136,6 +136,24 @@ def test_a_rewrite_cut_short_keeps_the_earlier_version_current_until_the_file_is
     assert reader.n_rows == 128 and reader.current_rows().tolist() == [False] * 64 + [True] * 64
 
 
+def test_a_rewrite_whose_samples_all_diverged_is_the_new_version(tmp_path, capsys):
+    """A file read whole whose samples are all NaN is the run's own output, no torn rewrite: it
+    kept the healthy earlier samples current, and the map showed them (round AZ)."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    run.mkdir()
+    samples = run / "samples_epoch_001.npy"
+    np.save(samples, np.random.default_rng(0).random((16, 3, 8, 8), dtype=np.float32))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]
+    assert main(argv) == 0
+    np.save(samples, np.full((16, 3, 8, 8), np.nan, np.float32))
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "a diverged generator?" in err and "stay current" not in err
+    reader = StoreReader(store)
+    assert reader.n_checkpoints == 2 and reader.info()["current_rows"] == 0
+
+
 def test_references_and_labels_and_real_open_clip_path(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 10, 6, seed=0)
