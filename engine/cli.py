@@ -341,12 +341,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from engine.alerts import NEWEST_ALERTS, onsets_and_newest
-    from stores.zarr_store import StoreReader
+    from stores.zarr_store import StoreReader, missing_rows
 
     summary = StoreReader(args.store).info()
     if summary["missing_chunks"]:  # what is there is still shown: which steps a new copy must bring back
-        log.warning("%s: chunk files missing (%s; read as zeros): the store was copied or restored incompletely; "
-                    "copy it again from its source", summary["store"], "; ".join(summary["missing_chunks"]))
+        log.warning("%s: %s: the store was copied or restored incompletely; copy it again from its source",
+                    summary["store"], missing_rows(summary["missing_chunks"]))
     if args.json:
         print(json.dumps(summary))
         return 0

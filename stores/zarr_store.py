@@ -461,10 +461,9 @@ class StoreReader:
 
     def check_complete(self) -> None:
         """Raise :class:`StoreFormatError` naming the arrays :meth:`missing_chunks` finds."""
-        missing = self.missing_chunks()
-        if missing:
-            raise StoreFormatError(f"{self.path}: chunk files missing ({'; '.join(missing)}; zarr would read them as "
-                                   "zeros): the store was copied or restored incompletely; copy it again from its source")
+        if missing := self.missing_chunks():
+            raise StoreFormatError(f"{self.path}: {missing_rows(missing)}: the store was copied or restored "
+                                   "incompletely; copy it again from its source")
 
     def warnings(self) -> dict[str, np.ndarray]:
         n = self.n_warnings
@@ -838,6 +837,16 @@ def discard_store(path: Path) -> None:
     except OSError:  # gone already, or cannot be renamed (a mount point): left as it is
         return
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def missing_rows(missing: Sequence[str]) -> str:
+    """What :meth:`StoreReader.missing_chunks` found, said as it reads: a missing chunk file as
+    zeros, an array whose ``zarr.json`` ends early as fewer rows (not "chunk files missing ...
+    read as zeros" for both: round AZ)."""
+    chunks = [entry for entry in missing if "zarr.json ends" not in entry]
+    short = [entry for entry in missing if "zarr.json ends" in entry]
+    return "; ".join(([f"chunk files missing ({'; '.join(chunks)}; zarr reads them as zeros)"] if chunks else [])
+                     + ([f"arrays shorter than the commit point ({'; '.join(short)})"] if short else []))
 
 
 class StoreWriter(StoreReader):

@@ -124,7 +124,7 @@ def test_a_store_missing_chunk_files_says_so_above_the_map(tmp_path, monkeypatch
     build_store(tmp_path / "run.zarr", n_steps=2, per_step=30, n_real=20, thumbnail_size=8)
     shutil.rmtree(tmp_path / "run.zarr" / "samples" / "path" / "c")
     page = texts(run_app(tmp_path / "run.zarr", monkeypatch))
-    assert "Chunk files are missing (samples/path rows 0-79): those rows read as zeros" in page
+    assert "Chunk files missing (samples/path rows 0-79; zarr reads them as zeros). The store" in page
 
 
 def test_a_store_copied_before_an_array_grew_names_the_rows_missing(tmp_path, monkeypatch):

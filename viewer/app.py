@@ -20,6 +20,7 @@ import streamlit as st
 from engine.backlog_log import counted
 from stores import format as fmt
 from stores.errors import EvowatchError
+from stores.zarr_store import missing_rows
 from viewer import canvas, data, hover, preload, store_path
 
 log = logging.getLogger(__name__)
@@ -480,8 +481,9 @@ def page(path: str) -> None:
                               f"{commit.layout_rows:,} laid out · encoder {d.encoder.get('identity', '?')} · "
                               f"{counted(len(d.alerts), 'alert')}")
     if d.missing_chunks:  # zarr reads them as zeros: black thumbnails, points at the map's centre
-        st.error(f"Chunk files are missing ({'; '.join(d.missing_chunks)}): those rows read as zeros. The store "
-                 "was copied or restored incompletely; copy it again from its source.")
+        said = missing_rows(d.missing_chunks)
+        st.error(f"{said[0].upper()}{said[1:]}. The store was copied or restored incompletely; copy it again from "
+                 "its source.")
     _sync_injected_state()
     f, layout, color = sidebar(d, path, commit)
     alerts_list(list(d.alerts))
