@@ -1117,15 +1117,16 @@ class StoreWriter(StoreReader):
             n -= 1
         warned = self._read(self.handle("warnings", "checkpoint"), min(counts["warnings"], length["warnings"]), None)
         kept = {"rows": int(row_stop[n - 1]) if n else 0, "checkpoints": n, "warnings": int(np.sum(warned < n))}
+        complete = f"but only {n} {'is' if n == 1 else 'are'} complete on disk"
         if not self._ingests:  # it would cut rows no one ingests again (a store copied while written: round AY-2)
             raise StoreFormatError(f"{self.path}: the commit point counts {counts['checkpoints']} checkpoints "
-                                   f"({counts['rows']} rows) but only {n} are complete on disk (a store copied while "
-                                   "it was written, or files lost); nothing changed: copy it again from its source, or "
-                                   f"`evowatch watch RUN_DIR --store {self.path}` goes on from those {n} and ingests "
-                                   "the rest again")
-        log.warning("%s: the commit point counted %d checkpoints (%d rows) but only %d are complete on disk; "
-                    "going on from those (the rest is ingested again)", self.path, counts["checkpoints"],
-                    counts["rows"], n)
+                                   f"({counts['rows']} rows) {complete} (a store copied while it was written, or "
+                                   "files lost); nothing changed: copy it again from its source, or `evowatch watch "
+                                   f"RUN_DIR --store {shlex.quote(str(self.path))}` goes on from {'it' if n == 1 else 'those'} "
+                                   "and ingests the rest again")
+        log.warning("%s: the commit point counted %d checkpoints (%d rows) %s; going on from %s (the rest is "
+                    "ingested again)", self.path, counts["checkpoints"], counts["rows"], complete,
+                    "it" if n == 1 else "those")
         self._update_root({"committed": kept})  # the layout's commit point follows it (_cut_to_committed)
         return True
 

@@ -1380,7 +1380,7 @@ def test_layout_refuses_a_commit_point_past_the_rows_on_disk_instead_of_cutting_
     rows no layout ingests again lost (round AY-2). It refuses, nothing changed."""
     from engine.cli import main
 
-    path = tmp_path / "s.zarr"
+    path = tmp_path / "my s.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         for step in (1, 2, 3):
             with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
@@ -1391,6 +1391,7 @@ def test_layout_refuses_a_commit_point_past_the_rows_on_disk_instead_of_cutting_
     err = capsys.readouterr().err
     assert "the commit point counts 3 checkpoints (15 rows) but only 2 are complete on disk" in err
     assert "nothing changed: copy it again from its source" in err and len(err.strip().splitlines()) == 1
+    assert f"`evowatch watch RUN_DIR --store '{path}'` goes on from those and ingests the rest again" in err
     assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
 
 
