@@ -61,6 +61,10 @@ class AlertRules:
     # data: ~1%; trained healthy runs: <= 11%; an untrained generator's blobs: up to 100%)
     collapse_metrics: tuple[str, ...] = ("vendi", "pairwise_cosine")
     collapse_max_drop: float = 0.5
+    # ... and, where the row has the metric's real spread at the step's size (real_<metric>_sd), to
+    # below the real's value by more than collapse_noise_z of it: the pairwise cosine distance of 2
+    # fresh samples fell more than half below the real's at 10% of steps (two of one digit)
+    collapse_noise_z: float = 4.0
     # without a real reference, the best so far counts only values that rose more than
     # built_rise above an earlier one, that the next held_steps checkpoints kept within
     # held_within, or that the run settled at (see _built_or_held): an untrained diffusion
@@ -350,6 +354,9 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         if baseline <= 0:
             continue
         drop = 1.0 - value / baseline
+        spread = _get(cur, f"real_{key}_sd")
+        if _finite(real, spread) and value >= real - rules.collapse_noise_z * spread:
+            continue  # where n real samples fall by chance (a few samples a step)
         if drop > rules.collapse_max_drop and (worst is None or drop > worst[0]):
             name = _LABELS.get(key, key)
             step = int(cur["step"])

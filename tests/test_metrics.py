@@ -111,6 +111,22 @@ def test_mean_pairwise_cosine_matches_dense(data):
     assert [M.mean_pairwise_cosine_distance(collapsed * s) for s in (1, 3.7, 1e-3)] == [0.0] * 3  # no -4.4e-16
 
 
+def test_real_pairwise_cosine_sd_is_the_spread_of_real_batches_of_the_steps_size():
+    """The chance spread collapse's pairwise-cosine drop is held to: the standard deviation of the
+    mean pairwise cosine distance of n samples drawn from the real data (a generator's fresh
+    samples), at every n (2 samples a step: one pair's distance; 64: a mean over 2,016 pairs)."""
+    rng = np.random.default_rng(5)
+    clustered = unit(rng.normal(size=(10, 24))[rng.integers(0, 10, 1500)] + 0.6 * rng.normal(size=(1500, 24)))
+    ref = M.ReferenceStats.build(clustered)
+    for n in (2, 3, 8, 64):
+        batches = [M.mean_pairwise_cosine_distance(clustered[rng.choice(1500, n)]) for _ in range(3000)]
+        assert ref.pairwise_cosine_sd(n) == pytest.approx(np.std(batches), rel=0.05), n
+    assert np.isnan(ref.pairwise_cosine_sd(1))
+    row = M.step_metrics(clustered[:4], ref)
+    assert row["real_pairwise_cosine_sd"] == pytest.approx(ref.pairwise_cosine_sd(4))
+    assert np.isnan(M.step_metrics(clustered[:1], ref)["real_pairwise_cosine_sd"])
+
+
 def test_mann_whitney_z_is_meehan_zu():
     rng = np.random.default_rng(1)
     x, y = rng.random(50), rng.random(70) + 0.1
