@@ -145,15 +145,32 @@ def test_copy_metrics_and_per_sample_arrays(data):
     np.testing.assert_allclose(nn, M.pairwise_distances(fake, real).min(axis=1), atol=1e-6)
     assert res.per_sample["near_copy"].dtype == bool
     assert res.scalars["near_copy_frac"] == pytest.approx(res.per_sample["near_copy"].mean())
-    # threshold is the q-quantile of held-out -> train NN distances
-    want = np.quantile(M.pairwise_distances(hold, real).min(axis=1), M.NEAR_COPY_QUANTILE)
+    # threshold: the k-th smallest held-out -> train NN distance, k = ceil(q |H|) (150 held out: the 8th)
+    want = np.sort(M.pairwise_distances(hold, real).min(axis=1))[7]
     assert res.scalars["near_copy_threshold"] == pytest.approx(want, abs=1e-9)
+    assert res.scalars["near_copy_expected"] == pytest.approx(8 / 151)
     # copies of training vectors: every sample a near-copy, log ratio very negative
     copies = unit(real[ref.copy_train_idx[:100]] + 1e-3 * np.random.default_rng(0).normal(size=(100, 24)))
     res = M.compute_step(copies, ref)
     assert res.scalars["near_copy_frac"] == 1.0
     assert res.scalars["copy_log_ratio"] < -2
     assert res.scalars["copy_zu"] < -5
+
+
+def test_near_copies_of_fresh_samples_come_at_the_chance_the_row_says_whatever_the_held_out_size():
+    """near_copy_expected is what the memorisation bar and its message take as the chance of a
+    fresh sample. The interpolated 5% quantile of 10 held-out distances flagged 13% of fresh
+    samples on average (8% with 30), said to be 5%: the bar's beta-binomial was off as much."""
+    rng = np.random.default_rng(11)
+    real = unit(rng.normal(size=(300, 6)))
+    for n_hold in (10, 30):
+        flagged, expected = [], []
+        for _ in range(120):
+            row = M.step_metrics(unit(rng.normal(size=(40, 6))), M.ReferenceStats.build(real, unit(rng.normal(size=(n_hold, 6)))))
+            flagged.append(row["near_copy_frac"])
+            expected.append(row["near_copy_expected"])
+        assert len(set(expected)) == 1 and np.mean(flagged) == pytest.approx(expected[0], abs=0.015), n_hold
+    assert expected[0] == pytest.approx(2 / 31)
 
 
 def test_duplicate_fraction_is_calibrated_on_size_matched_real_subsets(data):
