@@ -23,7 +23,9 @@ never checkpoints. Starting at the run directory:
    numbers that are not consecutive like instance indices (kimg ``0, 200, 400``; a lone
    number above 1, as ``images/epoch=3-step=1000/`` alone below a ``version_0/``), sample
    files without a number beside them (``reals.png``), or numbered weight files beside
-   them (``network-snapshot-000200.pkl``, ``model-12.pt``). Else it is
+   them (``network-snapshot-000200.pkl``, ``model-12.pt``); not those two in a folder named as a
+   checkpoint whose files are numbered as its samples (``step_100/{00000..00015}.png`` beside a
+   ``grid.png``, a corrupt image or ``model_100.pt``: what lies there is the checkpoint's own). Else it is
    one checkpoint. This is what lets ``outdir/00000-mydata-auto1/`` be read as a run and
    ``run/checkpoint-500/{00000..00063}.png`` as the first checkpoint of a run.
 3. A level with no numbered entry is looked through: its unnumbered sub-directories are
@@ -1186,10 +1188,14 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     # without 00006.png was a checkpoint per image, until a second checkpoint came)
     # and a number its files all share (step_500/samples_ddim50.png, checkpoint-500/grid_512.png: a
     # setting; round AN: read as a run of one checkpoint at step 50)
+    named = _names_a_checkpoint(folder.name)
     indices = (_is_index_sequence(steps) or _counts_training(folder.name) and _index_like(steps)
-               or _names_a_checkpoint(folder.name) and len(set(steps)) == 1)
-    return (any(level.unnumbered_files > 0 or level.numbered_weights > 0 for level in levels) or counted_in
-            or not indices)
+               or named and len(set(steps)) == 1)
+    # what lies beside such samples in a folder named as a checkpoint is its own (round AZ: step_100/
+    # with a grid.png, an unnumbered or corrupt image, or its weights was a checkpoint per image,
+    # steps 0 to 15, until a second checkpoint came): a sign of a run elsewhere (reals.png by fakes000000.png)
+    beside = not (named and indices) and any(level.unnumbered_files > 0 or level.numbered_weights > 0 for level in levels)
+    return beside or counted_in or not indices
 
 
 #: A number a name says counts training (Sacred's ``runs/1/epoch_001.png`` copies): a step, not a sample's index.

@@ -73,6 +73,41 @@ def test_lone_checkpoint_folder_with_numbered_samples_is_one_checkpoint(tmp_path
     assert [(c.step, c.source, len(c.files)) for c in scan_run(tmp_path)] == [(500, "checkpoint-500", 7)]
 
 
+
+@pytest.mark.parametrize("folder", ["step_100", "checkpoint-100", "epoch_100", "step_100/samples"])
+@pytest.mark.parametrize("n, beside", [
+    (16, {"broken.png": b"not a png"}),  # a corrupt or unnumbered image
+    (16, {"grid.png": None}),  # a grid of the samples
+    (3, {"notes.png": None, "notes.txt": b"x", "samples.json": b"{}", "labels.csv": b"file,label\n"}),
+    (1, {"grid.png": None}),
+    (300, {"reals.png": None}),  # the real batch saved with each checkpoint
+    (16, {"model_100.pt": b"weights"}),  # the checkpoint's own weights
+])
+def test_a_lone_checkpoint_folder_with_a_file_beside_its_samples_is_one_checkpoint(tmp_path, folder, n, beside):
+    """Round AZ: the run's only checkpoint folder holding 00000.png ... and one unnumbered image
+    (a grid, a corrupt file) or its weights was read as a checkpoint per sample, at steps 0 to 15,
+    until a second checkpoint came: a live watch ingested, laid out and alerted on them first."""
+    _folder_of_images(tmp_path / folder, n=n, size=8)
+    for name, data in beside.items():
+        if data is None:
+            write_png(tmp_path / folder / name, smooth_images(RNG, 1, 8)[0])
+        else:
+            (tmp_path / folder / name).write_bytes(data)
+    top = folder.split("/")[0]
+    found = scan_run(tmp_path)
+    assert [(c.step, c.source) for c in found] == [(100, top)]
+    assert {f.name for f in found[0].files} >= {f"{i:05d}.png" for i in range(n)}
+    _folder_of_images(tmp_path / folder.replace("100", "200"), n=n, size=8)  # as read once a second one comes
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(100, top), (200, top.replace("100", "200"))]
+
+
+def test_a_run_folder_with_its_reals_beside_its_first_sample_is_still_a_run(tmp_path):
+    """StyleGAN's ``00000-mydata-auto1/`` at its first tick: ``reals.png`` and ``fakes_init.png``
+    beside ``fakes000000.png`` say a run, not one checkpoint of three images."""
+    for name in ("reals.png", "fakes_init.png", "fakes000000.png"):
+        write_png(tmp_path / "00000-mydata-auto1" / name, smooth_images(RNG, 1, 8)[0])
+    assert [(c.step, c.source) for c in scan_run(tmp_path)] == [(0, "00000-mydata-auto1/fakes000000.png")]
+
 def test_lightning_logs_with_one_image_folder_so_far(tmp_path):
     """``lightning_logs/version_0/images/epoch=3-step=1000/``: step 1000, not a checkpoint ``version_0``."""
     version = tmp_path / "version_0"
