@@ -25,7 +25,8 @@ never checkpoints. Starting at the run directory:
    files without a number beside them (``reals.png``), or numbered weight files beside
    them (``network-snapshot-000200.pkl``, ``model-12.pt``); not those two in a folder named as a
    checkpoint whose files are numbered as its samples (``step_100/{00000..00015}.png`` beside a
-   ``grid.png``, a corrupt image or ``model_100.pt``: what lies there is the checkpoint's own). Else it is
+   ``grid.png``, a corrupt image or ``model_100.pt``: what lies there is the checkpoint's own; so is a
+   file numbered with the folder's step, ``grid_100.png``, whose number is left out). Else it is
    one checkpoint. This is what lets ``outdir/00000-mydata-auto1/`` be read as a run and
    ``run/checkpoint-500/{00000..00063}.png`` as the first checkpoint of a run.
 3. A level with no numbered entry is looked through: its unnumbered sub-directories are
@@ -1182,13 +1183,16 @@ def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool
     if not levels:
         return False
     numbered = [entry for level in levels for entry in level.numbered]
+    named = _names_a_checkpoint(folder.name)
+    if named:  # a file named with the folder's own step is the checkpoint's too (round AZ: step_100/grid_100.png
+        own = step_of(folder.name, options, is_file=False)  # beside 00000.png ... was step 100 of a run)
+        numbered = [entry for entry in numbered if entry[0] != own] or numbered
     steps = [step for step, _, _ in numbered]
     counted_in = any(_COUNTER_NAME.search(path.name) for _, path, _ in numbered)  # epoch_001.png: no index
     # a folder named as a checkpoint holds its samples' indices, gaps and all (round AJ: step_000100/
     # without 00006.png was a checkpoint per image, until a second checkpoint came)
     # and a number its files all share (step_500/samples_ddim50.png, checkpoint-500/grid_512.png: a
     # setting; round AN: read as a run of one checkpoint at step 50)
-    named = _names_a_checkpoint(folder.name)
     indices = (_is_index_sequence(steps) or _counts_training(folder.name) and _index_like(steps)
                or named and len(set(steps)) == 1)
     # what lies beside such samples in a folder named as a checkpoint is its own (round AZ: step_100/

@@ -82,6 +82,8 @@ def test_lone_checkpoint_folder_with_numbered_samples_is_one_checkpoint(tmp_path
     (1, {"grid.png": None}),
     (300, {"reals.png": None}),  # the real batch saved with each checkpoint
     (16, {"model_100.pt": b"weights"}),  # the checkpoint's own weights
+    (16, {"grid_100.png": None}),  # named with the checkpoint's step
+    (4, {"samples_step_100.png": None}),
 ])
 def test_a_lone_checkpoint_folder_with_a_file_beside_its_samples_is_one_checkpoint(tmp_path, folder, n, beside):
     """Round AZ: the run's only checkpoint folder holding 00000.png ... and one unnumbered image
