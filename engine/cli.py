@@ -278,7 +278,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 def one_line(text: str) -> str:
     """A message as one line: control characters (a file named with a newline, a terminal
-    escape) written as ``\\n``, ``\\x1b``; they split a warning naming the file in two (round AY-4)."""
+    escape) written as ``\\n``, ``\\x1b``; they split a warning naming the file in two (round AY-4).
+    A name's bytes that are not UTF-8 are written as the store and the log write them (``\\xff``):
+    the error line said ``\\udcff`` of the path the log said ``\\xff`` of."""
+    try:
+        text = stored_text(text)
+    except UnicodeEncodeError:  # a surrogate no file name's byte gives (a JSON "\\ud800"): written as it is
+        pass
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
@@ -288,7 +294,7 @@ class _StoredNames(logging.Formatter):
     one line (:func:`one_line`; a traceback at ``-v`` keeps its lines)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return one_line(stored_text(super().formatMessage(record)))
+        return one_line(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         return stored_text(super().format(record))
@@ -308,7 +314,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     if args.once and not args.run_dir.is_dir():  # nothing to wait for
-        print(f"evowatch watch: error: argument RUN_DIR: {args.run_dir}: no such directory", file=sys.stderr)
+        print(one_line(f"evowatch watch: error: argument RUN_DIR: {args.run_dir}: no such directory"), file=sys.stderr)
         return 2
 
     if args.once:
@@ -365,7 +371,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"warnings    {counted(summary['warnings'], 'skipped file')} ({summary['current_warnings']} in current "
           f"version{'' if summary['current_warnings'] == 1 else 's'})")
     for skipped in summary["skipped_files"]:  # the newest first
-        print(f"  skipped {skipped['path']}: {skipped['reason']}")
+        print(one_line(f"  skipped {skipped['path']}: {skipped['reason']}"))  # a file named with a newline
     if (more := summary["current_warnings"] - len(summary["skipped_files"])) > 0:
         print(f"  ... and {more} more: the store's warnings/ arrays hold them all (docs/store.md)")
     if summary["scalars"]:
@@ -379,7 +385,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"alerts      {len(summary['alerts'])}")
     shown = onsets_and_newest(summary["alerts"])
     for alert in shown:
-        print(f"  step {alert['step']}: [{alert['rule']}] {alert['message']}")
+        print(one_line(f"  step {alert['step']}: [{alert['rule']}] {alert['message']}"))
     if len(shown) < len(summary["alerts"]):
         print(f"  ({len(shown)} shown: each rule's first and the newest {NEWEST_ALERTS}; "
               f"`evowatch info --json` lists all {len(summary['alerts'])})")

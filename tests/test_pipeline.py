@@ -860,6 +860,31 @@ def test_a_file_named_with_a_newline_or_an_escape_is_said_on_one_line(tmp_path, 
     assert len(err.splitlines()) == 1 and "no\\nstore.zarr" in err, err
 
 
+def test_info_and_the_error_lines_say_a_strange_file_name_on_one_line_as_the_log_does(tmp_path, capsys):
+    """Round BA: `info` listed the skipped file named with a newline on two lines (its escape
+    coloured the terminal), and the error line wrote a name's bytes that are not UTF-8 as
+    ``\\udcff`` where the log and the store write ``\\xff`` (round AN)."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run, step, 2, seed=step)
+    (run / "step_000200" / "samples" / "bad\nname\x1b[31m.png").write_bytes(b"junk")
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "  skipped step_000200/samples/bad\\nname\\x1b[31m.png: not a readable image" in out
+    assert "\x1b" not in out and all(not line.startswith("name") for line in out.splitlines()), out
+    odd = os.fsdecode(os.fsencode(str(tmp_path)) + b"/no\xffstore\n")
+    for argv in (["info", odd + ".zarr"], ["watch", odd, "--store", str(store), "--once"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "no\\xffstore\\n" in err and "udcff" not in err, err
+    from engine.cli import one_line
+
+    assert one_line("label \ud800\n") == "label \ud800\\n"  # no file name's byte (a JSON "\\ud800"): no UnicodeEncodeError
+
+
 def test_messages_say_an_empty_run_found_nothing_and_name_each_skipped_file_once(tmp_path, capsys):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     run.mkdir()
