@@ -448,6 +448,28 @@ def test_a_store_made_again_under_an_open_page_drops_what_was_picked_on_the_old_
     assert "Selection · 0 samples" in [s.value for s in at.subheader]
 
 
+def test_a_store_made_again_with_the_same_steps_drops_the_steps_range_and_the_picked_steps(tmp_path, monkeypatch):
+    """Round BA: a store made again whose steps have the old run's ends and count (the same run
+    ingested again between two polls) has the old Steps slider's key, and Step A and B keep
+    theirs: the old range and the old picks were applied to the new run."""
+    import shutil
+
+    path = tmp_path / "exp.zarr"
+    build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8, seed=1)
+    at = run_app(path, monkeypatch, show_compare=True)
+    at.select_slider(key="step_range:1000:3000:3").set_value((2000, 3000)).run()
+    at.selectbox(key="cmp_b").set_value(2000).run()
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == (2000, 2000)
+    shutil.rmtree(path)
+    build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8, seed=3)
+    at.run()
+    assert not at.exception and n_points(map_chart(at)) == 10 + 3 * 10
+    assert [slider.value for slider in at.select_slider] == [(1000, 3000)]
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == (1000, 3000)
+    at.select_slider[0].set_value((1000, 2000)).run()  # they follow the range again
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == (1000, 2000)
+
+
 def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     path = tmp_path / "live.zarr"
     run = build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8)

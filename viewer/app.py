@@ -157,6 +157,13 @@ def forget_another_store(commit: data.Commit) -> None:
     if "_store_id" in st.session_state and st.session_state["_store_id"] != commit.store_id:
         for key in STORE_BOUND:
             st.session_state.pop(key, None)
+        # widgets the browser keeps by key: a new Steps slider (step_range_key), though the new run's
+        # steps have the old one's ends and count, and Step A/B follow the range again (the old range
+        # and picks were kept: a run ingested again between two polls)
+        st.session_state["_stores_made_again"] = st.session_state.get("_stores_made_again", 0) + 1
+        for key in ("cmp_a", "cmp_b"):
+            if key in st.session_state:
+                st.session_state[f"_{key}_end"] = st.session_state[key]
     st.session_state["_store_id"] = commit.store_id
 
 
@@ -167,8 +174,10 @@ def _nearest(steps: list[int], value: int) -> int:
 
 
 def step_range_key(steps) -> str:
-    """The Steps slider's widget key for these steps (new steps, a new widget in the browser)."""
-    return f"step_range:{int(steps[0])}:{int(steps[-1])}:{len(steps)}"
+    """The Steps slider's widget key for these steps (new steps, a new widget in the browser) of
+    the store the page shows (one made again at its path: a new widget, whatever its steps)."""
+    again = st.session_state.get("_stores_made_again", 0)
+    return f"step_range:{int(steps[0])}:{int(steps[-1])}:{len(steps)}" + (f":{again}" if again else "")
 
 
 def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filters, str, str]:
