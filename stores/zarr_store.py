@@ -500,7 +500,11 @@ class StoreReader:
         n = int(handle.attrs.get("committed_rows", 0))
         if names is None:  # from its folders, as _array_names: zarr's listing warned about any other file there
             names = tuple(self._array_names(group))  # (a writer's zarr.<id>.partial, a copy's .DS_Store or ._zarr.json)
-        return {name: self._read(self._array(group, name), n, None) for name in names}
+        columns = {name: self._read(self._array(group, name), n, None) for name in names}
+        # a copy taken while the table grew: a column's zarr.json copied before its last rows ends short
+        # of the commit point; the rows every column holds (info and the watch failed an IndexError)
+        held = min((len(values) for values in columns.values()), default=n)
+        return {name: values[:held] for name, values in columns.items()}
 
     def step_metrics(self) -> dict[str, np.ndarray]:
         """Per-step metrics: 'step' plus one float64 column per metric."""
@@ -1093,6 +1097,7 @@ class StoreWriter(StoreReader):
         anything was past the commit points."""
         self._finish_layout_swap()
         behind = self._commit_point_behind_its_rows()
+        self._metrics_behind_their_columns()
         cut = self._cut_to_committed()
         self._write_superseded()
         if self.attrs["evowatch"]["version"] != fmt.SCHEMA_VERSION:  # what makes it this version is done
@@ -1129,6 +1134,23 @@ class StoreWriter(StoreReader):
                     "it" if n == 1 else "those")
         self._update_root({"committed": kept})  # the layout's commit point follows it (_cut_to_committed)
         return True
+
+    def _metrics_behind_their_columns(self) -> None:
+        """Move the per-step metrics' commit point back to the rows every column holds, when it
+        counts more (a store copied while a watch measured: a column's zarr.json copied before its
+        last rows): the watch read past the short column (an IndexError), and a next row would
+        have grown it with zeros under the rows between. The steps past it are measured again; a
+        writer that measures nothing (``evowatch layout``) leaves them to the next watch."""
+        committed = int(self._group_attrs("metrics").get("committed_rows", 0))
+        if not self._ingests or not committed:
+            return
+        held = min((self._length_on_disk("metrics", name) for name in self._array_names("metrics")), default=committed)
+        if held < committed:
+            log.warning("%s: the metrics' commit point counted %d steps but only %d are complete on disk (a store "
+                        "copied while it was written); the rest is measured again", self.path, committed, held)
+            self._ensure_group("metrics").update_attributes({"committed_rows": held})
+            for name in self._array_names("metrics"):  # not then said as an interrupted write's rows
+                self.handle("metrics", name).resize((held,))
 
     def _cut_to_committed(self) -> bool:
         """Drop rows past the commit points (uncommitted rows and the capacity grown ahead);

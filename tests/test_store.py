@@ -1471,6 +1471,28 @@ def test_the_arrays_lengths_are_checked_without_opening_each_through_zarr(tmp_pa
     assert opened and set(opened) <= {path / group / name for group, name in zs._NEVER_FILL}
 
 
+def test_a_metrics_column_copied_before_it_grew_is_read_to_the_rows_all_hold_and_measured_again(tmp_path, caplog):
+    """Round BA: a store copied while a watch measured can hold a metrics column's zarr.json from
+    before its last rows: `info` and the next watch failed an IndexError past the short column,
+    and a row written after it would have grown it with zeros under the rows between."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.write_steps_metrics([(step, {"vendi": float(step), "fd": 1.0}, [step, 1]) for step in (100, 200, 300)])
+    meta = path / "metrics" / "vendi" / "zarr.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "shape": [1]}))
+    assert {name: list(values) for name, values in StoreReader(path).step_metrics().items()} == {
+        "step": [100], "vendi": [100.0], "fd": [1.0]}
+    assert StoreReader(path).info()["latest_metrics"] == {"step": 100, "vendi": 100.0, "fd": 1.0}  # info's line
+    assert StoreReader(path).measured_steps() == {100: [100, 1], 200: [200, 1], 300: [300, 1]}  # a reader's: as stored
+    with caplog.at_level("WARNING"), StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        assert "the metrics' commit point counted 3 steps but only 1 are complete on disk" in caplog.text
+        assert "interrupted" not in caplog.text
+        assert list(store.measured_steps()) == [100]  # the others are measured again
+        store.write_steps_metrics([(step, {"vendi": 2.0 * step, "fd": 2.0}, [step, 1]) for step in (200, 300)])
+    table = StoreReader(path).step_metrics()
+    assert list(table["step"]) == [100, 200, 300] and list(table["vendi"]) == [100.0, 400.0, 600.0]
+
+
 def test_chunk_files_missing_under_the_commit_point_are_named_not_read_as_zeros(tmp_path, rng, capsys):
     """Round AJ: a store copied incompletely (a chunk folder not copied) exported its embeddings
     as zeros, said nothing in `info`, and a watch appended to it: zarr reads a missing chunk as
