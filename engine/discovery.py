@@ -597,7 +597,16 @@ def hidden_sample_folders(run_dir: Path, options: DiscoveryOptions) -> list[Path
     files: never read, so a run keeping its checkpoints there found none without a word of them."""
     tops = [Path(e.path) for e in folder_entries(run_dir) if _is_dir(e) and not _is_hidden_dir(e)]
     return [Path(e.path) for folder in (run_dir, *tops) for e in folder_entries(folder)
-            if e.name.startswith(".") and _is_dir(e) and _holds_samples(Path(e.path), options)]
+            if e.name.startswith(".") and _is_dir(e) and not _holds_environments(Path(e.path))
+            and _holds_samples(Path(e.path), options)]
+
+
+def _holds_environments(folder: Path) -> bool:
+    """Whether a folder is a Python environment (``.venv``, a conda one) or holds them (``.tox``,
+    ``.nox``): its packages' images (matplotlib's icons) are no run's samples. A project's
+    folder given as the run was told to point evowatch at its ``.venv``."""
+    places = (folder, *(Path(e.path) for e in folder_entries(folder) if _is_dir(e)))
+    return any((place / marker).exists() for place in places for marker in ("pyvenv.cfg", "conda-meta"))
 
 
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:

@@ -1637,3 +1637,22 @@ def test_one_checkpoint_of_label_folders_numbered_in_the_data_sets_order_is_one_
     with caplog.at_level("WARNING", logger="engine.discovery"):
         assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "run")] == [(1000, 9)]
     assert caplog.messages == []
+
+
+def test_a_python_environment_is_not_named_as_a_hidden_folder_of_samples(tmp_path):
+    """Round BA: a project's folder given as the run, its checkpoints not written yet, was told
+    "a hidden folder is not read: .venv/ holds sample files (point evowatch at .venv)": the
+    images of its packages (matplotlib's icons). A folder of environments (``.tox``) alike."""
+    from engine.discovery import hidden_sample_folders
+
+    rng = np.random.default_rng(0)
+    for env in (".venv", ".tox/py311"):
+        (tmp_path / env / "pyvenv.cfg").parent.mkdir(parents=True)
+        (tmp_path / env / "pyvenv.cfg").write_text("home = /usr/bin\n")
+        write_png(tmp_path / env / "lib/python3.11/site-packages/matplotlib/mpl-data/images/back.png",
+                  smooth_images(rng, 1, 16)[0])
+    write_png(tmp_path / ".conda-env/share/icon.png", smooth_images(rng, 1, 16)[0])
+    (tmp_path / ".conda-env/conda-meta").mkdir()
+    assert hidden_sample_folders(tmp_path, DiscoveryOptions()) == []
+    write_png(tmp_path / ".samples/step_100/0.png", smooth_images(rng, 1, 16)[0])
+    assert hidden_sample_folders(tmp_path, DiscoveryOptions()) == [tmp_path / ".samples"]
