@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from engine import stopping
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError, EvowatchError
-from stores.format import stored_text
+from stores.format import one_line, stored_text
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
     from engine.discovery import DiscoveryOptions
@@ -271,21 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
 #: Loggers whose info lines are evowatch's progress; a library's info lines (zarr logs every
 #: array it opens, torch its cache statistics at exit) are not shown, its warnings are.
 _OUR_LOGGERS = ("evowatch", "engine", "stores", "viewer", "examples")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def one_line(text: str) -> str:
-    """A message as one line: control characters (a file named with a newline, a terminal
-    escape) written as ``\\n``, ``\\x1b``; they split a warning naming the file in two (round AY-4).
-    A name's bytes that are not UTF-8 are written as the store and the log write them (``\\xff``):
-    the error line said ``\\udcff`` of the path the log said ``\\xff`` of."""
-    try:
-        text = stored_text(text)
-    except UnicodeEncodeError:  # a surrogate no file name's byte gives (a JSON "\\ud800"): written as it is
-        pass
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class _StoredNames(logging.Formatter):

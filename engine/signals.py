@@ -27,7 +27,7 @@ from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encod
 from engine.pause import AlertCommands, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
-from stores.format import KIND_CODES, array_name, array_names, listed
+from stores.format import KIND_CODES, array_name, array_names, listed, one_line
 from stores.zarr_store import StoreWriter, superseded_flags
 
 log = logging.getLogger(__name__)
@@ -640,7 +640,7 @@ class Signals:
             self._announce(alert)
 
     def _announce(self, alert: Alert) -> None:
-        print(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}", file=sys.stderr)
+        print(one_line(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}"), file=sys.stderr)
         if self.on_alert:
             self._commands = self._commands or AlertCommands(self.on_alert)
             self._commands.submit(alert)

@@ -185,6 +185,21 @@ def stored_text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """A message as one line: control characters (a file named with a newline, a terminal
+    escape) written as ``\\n``, ``\\x1b``; they split a warning naming the file in two (round AY-4).
+    A name's bytes that are not UTF-8 are written as the store and the log write them (``\\xff``):
+    the error line said ``\\udcff`` of the path the log said ``\\xff`` of."""
+    try:
+        text = stored_text(text)
+    except UnicodeEncodeError:  # a surrogate no file name's byte gives (a JSON "\\ud800"): written as it is
+        pass
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def listed(names: Sequence[str], most: int = 3) -> str:
     """The first ``most`` names, then ``...`` when there are more: a line's example list."""
     return ", ".join(names[:most]) + (", ..." if len(names) > most else "")

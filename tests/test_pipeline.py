@@ -860,6 +860,23 @@ def test_a_file_named_with_a_newline_or_an_escape_is_said_on_one_line(tmp_path, 
     assert len(err.splitlines()) == 1 and "no\\nstore.zarr" in err, err
 
 
+def test_an_alert_and_the_viewers_refusal_naming_a_newline_are_one_line(tmp_path, capsys):
+    """The ALERT line and `evowatch view`'s refusal were printed as they were: a label or a path
+    holding a newline split them in two (round BA-2)."""
+    from types import SimpleNamespace
+
+    from engine.alerts import Alert
+    from engine.signals import Signals
+
+    Signals._announce(SimpleNamespace(on_alert=None), Alert(200, "label_drift", 0.5, "label 'cat\ndog' grew"))
+    assert capsys.readouterr().err == "evowatch: ALERT step 200 [label_drift] label 'cat\\ndog' grew\n"
+    not_a_store = tmp_path / "a\nfile.zarr"
+    not_a_store.write_text("x")
+    assert main(["view", str(not_a_store)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "a\\nfile.zarr" in err, err
+
+
 def test_info_and_the_error_lines_say_a_strange_file_name_on_one_line_as_the_log_does(tmp_path, capsys):
     """Round BA: `info` listed the skipped file named with a newline on two lines (its escape
     coloured the terminal), and the error line wrote a name's bytes that are not UTF-8 as

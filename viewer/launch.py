@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stores.format import one_line
 from viewer.store_path import awaited, refusal
 
 APP = Path(__file__).with_name("asgi.py")  # viewer/app.py served with a preload header
@@ -49,12 +50,12 @@ def launch(store: Path, host: str = "127.0.0.1", port: int = 8501) -> int:
     store = Path(store).expanduser().resolve()
     problem = refusal(store) or listen_error(host, port)
     if problem:
-        print(f"evowatch view: {problem}", file=sys.stderr)
+        print(one_line(f"evowatch view: {problem}"), file=sys.stderr)  # a path named with a newline: one line
         return 2
     shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
     shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL: http://::1:8501 is none
     waiting = " (no store there yet: the page waits for it)" if awaited(store) else ""
-    print(f"evowatch viewer for {store}{waiting}: http://{shown}:{port}  (Ctrl-C to stop)", flush=True)
+    print(one_line(f"evowatch viewer for {store}{waiting}: http://{shown}:{port}  (Ctrl-C to stop)"), flush=True)
     env = dict(os.environ)
     env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
     proc = subprocess.Popen(streamlit_command(store, host, port), env=env)
