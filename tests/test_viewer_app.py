@@ -1014,3 +1014,16 @@ def test_a_step_written_between_others_joins_the_steps_filter_and_keeps_the_user
     assert not at.exception
     slider = at.select_slider(key="step_range:1000:3000:4")
     assert slider.options == ["1,000", "1,500", "2,000", "3,000"] and slider.value == (2000, 3000)
+
+
+def test_the_metrics_pickers_glossary_says_every_metric_a_step_row_holds():
+    """Round BA-2: the picker listed ``real_pairwise_cosine_sd``, thresholds and counts no
+    glossary entry named."""
+    from engine import metrics as M
+    from viewer.data import METRIC_GLOSSARY
+
+    rng = np.random.default_rng(0)
+    real, held_out, samples = (v / np.linalg.norm(v, axis=1, keepdims=True)
+                               for v in (rng.normal(size=(n, 16)) for n in (200, 50, 40)))
+    row = M.step_metrics(samples, M.ReferenceStats.build(real, held_out))
+    assert [name for name in row if f"`{name}`" not in METRIC_GLOSSARY] == []

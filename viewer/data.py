@@ -834,7 +834,14 @@ METRIC_GLOSSARY = (
     "below 0 when copying; `copy_zu`: Meehan's test, far below 0 copying, far above underfitting.  \n"
     "**Bias** — `label_tv`: distance between the samples' label shares and the real ones (lower better); "
     "`label_share:L`, `probe_share:P` and their `_ref_` counterparts.  \n"
-    "`n_generated`: the samples measured. Formulas and sources: docs/metrics.md.")
+    "**The real reference's** — `real_vendi`, `real_pairwise_cosine`: the real data's values at the step's size "
+    "(the diversity bar); `real_pairwise_cosine_sd`: how far `pairwise_cosine` of that many real samples moves by "
+    "chance.  \n"
+    "**Counts and thresholds** — `n_generated`: the samples measured; `n_reference`, `n_holdout`: the real and "
+    "held-out samples; `regions`: the real data's regions; `duplicate_threshold`, `near_copy_threshold`, "
+    "`tight_copy_threshold`: the distances under which a sample counts as a duplicate or a copy; "
+    "`copy_neighbourhoods`, `copy_log_ratio_p`: the distinct training neighbourhoods `copy_log_ratio` is over, and "
+    "its sign test's p-value. Formulas and sources: docs/metrics.md.")
 
 
 #: Which way is good, after a metric's name on its chart (the glossary says why).
