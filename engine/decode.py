@@ -49,6 +49,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from engine.backlog_log import counted
 from engine.discovery import (TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, in_a_label_folder, index_in_name,
                               last_integer, warn_once)
 from engine.errors import DiscoveryError
@@ -737,16 +738,28 @@ def labels_table(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[str,
 
 
 def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Path, str]:
-    """Labels from per-label sub-folders (ImageFolder layout), per ``options.label_folders``."""
+    """Labels from per-label sub-folders (ImageFolder layout), per ``options.label_folders``.
+    Files at the folder's top beside the label folders (fewer than any of them holds: as many
+    are a folder's variant, ``step_100/ema/`` beside ``step_100/*.png``) get no label and are
+    said once per run; they counted as a folder of their own, and one stray image cost every
+    other its label (round BA: a --real of 260 images in class folders read unlabelled)."""
     folder = checkpoint_path(checkpoint)
     if options.label_folders is False or not folder.is_dir():
         return {}
     nested = {f: f.parent for f in checkpoint.files if f.parent != folder}
+    loose = [f for f in checkpoint.files if f.parent == folder]
     if options.label_folders is None:
-        parents = {f.parent for f in checkpoint.files}
+        parents = set(nested.values())
         if not in_a_label_folder(checkpoint, options) and (
-                len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested)):
+                len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested)
+                or len(loose) >= min(Counter(nested.values()).values())):
             return {}
+    if loose and nested:
+        one = len(loose) == 1
+        warn_once(checkpoint.root, f"{folder}: {counted(len(loose), 'file')} beside its label folders "
+                                   f"({listed([f.name for f in loose])}) {'has' if one else 'have'} no label; move "
+                                   f"{'it' if one else 'them'} into the folder of {'its' if one else 'their'} label, "
+                                   f"or out of {folder.name}", about="files beside label folders")
     return {f: parent.name for f, parent in nested.items()}
 
 

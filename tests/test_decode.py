@@ -570,6 +570,35 @@ def test_label_folders_in_a_reference_set(tmp_path):
     assert {s.label for s in one} == {None}  # auto: a single folder is no label
 
 
+def test_a_file_beside_the_label_folders_costs_no_other_its_label(tmp_path, caplog):
+    """Round BA: one loose image at the top of a --real of class folders left all 260 images
+    unlabelled (label_drift off, and a line asking for class folders, which it had). The loose
+    ones are unlabelled, said once a run; a checkpoint's variants of as many files are no labels."""
+    for label in ("cat", "dog"):
+        for i in range(3):
+            write_png(tmp_path / "train" / label / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+            for step in (100, 200):
+                write_png(tmp_path / "run" / f"step_{step}" / label / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    write_png(tmp_path / "train" / "stray.png", smooth_images(RNG, 1, 16)[0])
+    for step in (100, 200):
+        write_png(tmp_path / "run" / f"step_{step}" / "stray.png", smooth_images(RNG, 1, 16)[0])
+    with caplog.at_level("WARNING"):
+        real = list(iter_samples(scan_reference(tmp_path / "train", "real")))
+        generated = [s for checkpoint in scan_run(tmp_path / "run") for s in iter_samples(checkpoint)]
+    assert [(s.path, s.label) for s in real] == [("cat/0.png", "cat"), ("cat/1.png", "cat"), ("cat/2.png", "cat"),
+                                                 ("dog/0.png", "dog"), ("dog/1.png", "dog"), ("dog/2.png", "dog"),
+                                                 ("stray.png", None)]
+    assert [s.label for s in generated] == ["cat"] * 3 + ["dog"] * 3 + [None] + ["cat"] * 3 + ["dog"] * 3 + [None]
+    said = [r.getMessage() for r in caplog.records if "beside its label folders" in r.getMessage()]
+    assert len(said) == 2, said  # the --real's, and the run's once
+    assert "1 file beside its label folders (stray.png) has no label; move it into the folder of its label" in said[0]
+    for i in range(3):  # a checkpoint's samples and two variants of them: no labels
+        for folder in ("", "ema/", "raw/"):
+            write_png(tmp_path / "variants" / "step_100" / f"{folder}{i}.png", smooth_images(RNG, 1, 16)[0])
+    (checkpoint,) = scan_run(tmp_path / "variants")
+    assert {s.label for s in iter_samples(checkpoint)} == {None}
+
+
 def test_a_step_of_one_class_folder_keeps_its_label_in_a_run_of_class_folders(tmp_path):
     """Round AQ: a run drifting to one class in the ImageFolder layout ended with a step whose
     files all sat in ``circle/``: a single folder, no label, and label_drift stopped at the
