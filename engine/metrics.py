@@ -38,6 +38,10 @@ TIGHT_COPY_QUANTILE = 0.002
 COPY_SEED = 0
 #: Cap on the equal-size subsets (keeps the per-step NN search cheap).
 COPY_SUBSET_MAX = 20_000
+#: Distances below this count as it in the copying log ratio. Identical vectors come out 0 to
+#: ~1e-7 apart (rounding), so an exact copy read anything from -15 to -27 and an image in both
+#: reference sets up to +-27 (round BA); vectors the store tells apart (float16) are ~1e-5 apart.
+COPY_DISTANCE_FLOOR = 1e-6
 #: Quantile of real samples' NN distances among n real samples (n = the checkpoint's size)
 #: below which two generated samples are near-duplicates: real data has a share q of them.
 DUPLICATE_QUANTILE = 0.01
@@ -78,8 +82,9 @@ REGION_NOISE_Z = 3.0
 #: ``real_pairwise_cosine_sd``, the chance spread of the pairwise cosine distance at the step's
 #: size: collapse read two fresh look-alikes of a 2-sample step as a 80% fall; 12: the near-copy
 #: threshold an order statistic of the held-out distances, ``near_copy_expected`` its chance, not q;
-#: 13: ``real_vendi`` the mean over seeded real subsets of the step's size, not one subset's).
-METRICS_VERSION = 13
+#: 13: ``real_vendi`` the mean over seeded real subsets of the step's size, not one subset's;
+#: 14: the copying log ratio's distances floored at COPY_DISTANCE_FLOOR, not offset by 1e-12).
+METRICS_VERSION = 14
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -983,8 +988,7 @@ def compute_step(
     if ref.holdout is not None and n:
         d_t, i_t = ref.nearest("train", gen)
         d_h, i_h = ref.nearest("holdout", gen)
-        tiny = 1e-12
-        ratio = np.log((d_t + tiny) / (d_h + tiny))
+        ratio = np.log(np.maximum(d_t, COPY_DISTANCE_FLOOR) / np.maximum(d_h, COPY_DISTANCE_FLOOR))
         per["copy_log_ratio"] = ratio.astype(np.float32)
         s.update(neighbourhood_log_ratio(ratio, i_t, i_h))
         s["copy_zu"] = mann_whitney_z(nn_train, ref.holdout_nn_train)

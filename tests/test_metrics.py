@@ -116,6 +116,23 @@ def test_the_real_vendi_at_a_few_samples_is_its_expectation_not_one_subsets():
     assert ref.real_vendi_at(1000) == ref.real_vendi == pytest.approx(M.vendi_score(real))
 
 
+def test_an_exact_copys_log_ratio_is_the_floors_not_roundings():
+    """Round BA: identical vectors come out 0 to ~1e-7 apart, so an exact copy's copy_log_ratio
+    read anything from -15 to -27 (the docs said -27), and an image in both reference sets up
+    to +-27 by chance. Distances are floored at COPY_DISTANCE_FLOOR: log(floor / d_H), and 0."""
+    rng = np.random.default_rng(5)
+    vectors = M.unit_rows(unit(rng.normal(size=(400, 96))).astype(np.float16))  # as the store keeps them
+    real, hold = vectors[:200], np.concatenate([vectors[200:380], vectors[:20]])  # 20 images in both
+    ref = M.ReferenceStats.build(real, hold)  # equal sizes: T_m and H_m are the whole sets
+    copies = real[20:84]
+    ratio = M.compute_step(copies, ref).per_sample["copy_log_ratio"]
+    d_h = M.knn_distances(copies, hold, 1)[:, 0]
+    assert ratio == pytest.approx(np.log(M.COPY_DISTANCE_FLOOR / d_h), abs=1e-5)
+    both = M.compute_step(real[:20], ref)
+    assert np.all(both.per_sample["copy_log_ratio"] == 0)
+    assert both.scalars["copy_log_ratio"] == 0 and both.scalars["copy_log_ratio_p"] == 1.0
+
+
 def test_mean_pairwise_cosine_matches_dense(data):
     _, fake, _ = data
     x = fake.astype(np.float64)
