@@ -83,9 +83,8 @@ REGION_NOISE_Z = 3.0
 #: size: collapse read two fresh look-alikes of a 2-sample step as a 80% fall; 12: the near-copy
 #: threshold an order statistic of the held-out distances, ``near_copy_expected`` its chance, not q;
 #: 13: ``real_vendi`` the mean over seeded real subsets of the step's size, not one subset's;
-#: 14: the copying log ratio's distances floored at COPY_DISTANCE_FLOOR, not offset by 1e-12;
-#: 15: its neighbourhoods linked through either nearest vector, not distinct pairs of both).
-METRICS_VERSION = 15
+#: 14: the copying log ratio's distances floored at COPY_DISTANCE_FLOOR, not offset by 1e-12).
+METRICS_VERSION = 14
 
 _BLOCK = 2048  # rows per block in blocked distance computations
 _REFINE = 8  # float32 candidates re-ranked exactly in float64
@@ -385,28 +384,20 @@ def neighbourhood_log_ratio(ratio: np.ndarray, train_nn: np.ndarray, holdout_nn:
     """The copying log ratio over the samples' distinct neighbourhoods, with its significance.
 
     A sample's ratio compares its nearest training and nearest held-out vectors, so samples
-    sharing one of them share that vector's draw: the near-duplicates a collapsed generator
-    draws repeat ONE comparison, and beside 10 held-out images 64 fresh samples made 20-30
-    pairs of 10 vectors each side, read as independent (round BA: 2 of 100 healthy stores
-    alerted in 10 steps). So a neighbourhood is a group of samples linked through shared
-    nearest vectors (a connected component of the graph whose edges are the samples, joining
-    their nearest training and held-out vectors), and counts once, with its samples' median
-    ratio. Returns ``copy_log_ratio`` (median over neighbourhoods), ``copy_neighbourhoods``
-    (their number: the effective sample size) and ``copy_log_ratio_p``: the one-sided sign
-    test (the median's own test) that neighbourhoods sit closer to training than to held-out
-    data, which a handful of neighbourhoods cannot pass (7 at least, all closer, for p < 0.01).
+    sharing both (the near-duplicates a collapsed generator draws) repeat ONE comparison.
+    Counted as independent samples, a two-mode collapse made the median one neighbourhood's
+    value and raised a false memorisation alert. So each distinct (nearest training, nearest
+    held-out) pair counts once, with its samples' median ratio. Returns ``copy_log_ratio``
+    (median over neighbourhoods), ``copy_neighbourhoods`` (their number: the effective
+    sample size) and ``copy_log_ratio_p``: the one-sided sign test (the median's own test)
+    that neighbourhoods sit closer to training than to held-out data, which a handful of
+    neighbourhoods cannot pass (7 at least, all closer, for p < 0.01).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     from scipy.stats import binomtest
 
-    train = np.unique(np.asarray(train_nn, np.int64), return_inverse=True)[1].ravel()
-    held = np.unique(np.asarray(holdout_nn, np.int64), return_inverse=True)[1].ravel()
-    nodes = int(train.max()) + int(held.max()) + 2
-    graph = coo_matrix((np.ones(len(train)), (train, int(train.max()) + 1 + held)), shape=(nodes, nodes))
-    group = connected_components(graph, directed=False)[1][train]
-    order = np.lexsort((ratio, group))
-    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
+    pair = np.asarray(train_nn, np.int64) * (int(np.max(holdout_nn)) + 1) + np.asarray(holdout_nn, np.int64)
+    order = np.lexsort((ratio, pair))
+    starts = np.flatnonzero(np.r_[True, np.diff(pair[order]) != 0])
     per_pair = np.array([np.median(g) for g in np.split(ratio[order], starts[1:])])
     closer, signed = int((per_pair < 0).sum()), int((per_pair != 0).sum())
     p = binomtest(closer, signed, 0.5, alternative="greater").pvalue if signed else 1.0
