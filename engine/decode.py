@@ -739,10 +739,12 @@ def labels_table(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[str,
 
 def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Path, str]:
     """Labels from per-label sub-folders (ImageFolder layout), per ``options.label_folders``.
-    Files at the folder's top beside the label folders (fewer than any of them holds: as many
-    are a folder's variant, ``step_100/ema/`` beside ``step_100/*.png``) get no label and are
-    said once per run; they counted as a folder of their own, and one stray image cost every
-    other its label (round BA: a --real of 260 images in class folders read unlabelled)."""
+    Files at the folder's top beside the label folders (fewer than the largest of them holds:
+    as many are a folder's variant, ``step_100/ema/`` beside ``step_100/*.png``) get no label
+    and are said once per run; they counted as a folder of their own, and one stray image cost
+    every other its label (round BA: a --real of 260 images in class folders read unlabelled).
+    Class folders differ in size, variants do not: measured against the smallest, one stray
+    image beside a class of one (8 samples a step over 4 classes) still cost every label."""
     folder = checkpoint_path(checkpoint)
     if options.label_folders is False or not folder.is_dir():
         return {}
@@ -752,7 +754,7 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
         parents = set(nested.values())
         if not in_a_label_folder(checkpoint, options) and (
                 len(parents) < 2 or len({p.parent for p in parents}) != 1 or _numbered_buckets(nested)
-                or len(loose) >= min(Counter(nested.values()).values())):
+                or len(loose) >= max(Counter(nested.values()).values())):
             return {}
     if loose and nested:
         one = len(loose) == 1

@@ -599,6 +599,21 @@ def test_a_file_beside_the_label_folders_costs_no_other_its_label(tmp_path, capl
     assert {s.label for s in iter_samples(checkpoint)} == {None}
 
 
+def test_a_file_beside_a_class_of_one_costs_no_other_its_label(tmp_path):
+    """Round BB: measured against the smallest class folder, one stray image beside a class
+    holding a single sample (8 samples a step over 4 classes; a --real with a rare class) left
+    every sample unlabelled. Class folders differ in size; only the largest bounds the loose."""
+    for root, counts in (("real", {"cat": 5, "dog": 1}), ("run/step_100", {"0": 1, "1": 3, "2": 2, "3": 2})):
+        for label, count in counts.items():
+            for i in range(count):
+                write_png(tmp_path / root / label / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+        write_png(tmp_path / root / "stray.png", smooth_images(RNG, 1, 16)[0])
+    real = {s.path: s.label for s in iter_samples(scan_reference(tmp_path / "real", "real"))}
+    assert real == {**{f"cat/{i}.png": "cat" for i in range(5)}, "dog/0.png": "dog", "stray.png": None}
+    (checkpoint,) = scan_run(tmp_path / "run")
+    assert [s.label for s in iter_samples(checkpoint)] == ["0", "1", "1", "1", "2", "2", "3", "3", None]
+
+
 def test_a_step_of_one_class_folder_keeps_its_label_in_a_run_of_class_folders(tmp_path):
     """Round AQ: a run drifting to one class in the ImageFolder layout ended with a step whose
     files all sat in ``circle/``: a single folder, no label, and label_drift stopped at the
