@@ -272,6 +272,11 @@ def _stores_inside(folder: Path) -> str:
     return f" (it holds {fmt.listed(found)})" if found else ""
 
 
+#: How :meth:`StoreReader.missing_chunks` names an array whose zarr.json ends before the commit
+#: point, apart from missing chunk files (:func:`missing_rows` tells the two by it).
+_ENDS_SHORT = "its zarr.json ends at row"
+
+
 def _evowatch_store(folder: Path) -> bool:
     """Whether ``folder`` is the root of an evowatch store (not another Zarr hierarchy)."""
     try:
@@ -438,7 +443,7 @@ class StoreReader:
                 if not counts[group] or not self.has_array(group, name):
                     continue
                 if (ends := self._length_on_disk(group, name)) < counts[group]:
-                    missing.append(f"{group}/{name} rows {ends}-{counts[group] - 1} (its zarr.json ends at row {ends})")
+                    missing.append(f"{group}/{name} rows {ends}-{counts[group] - 1} ({_ENDS_SHORT} {ends})")
         for group, name in _NEVER_FILL:
             if not counts[group] or not self.has_array(group, name):
                 continue
@@ -847,8 +852,8 @@ def missing_rows(missing: Sequence[str]) -> str:
     """What :meth:`StoreReader.missing_chunks` found, said as it reads: a missing chunk file as
     zeros, an array whose ``zarr.json`` ends early as fewer rows (not "chunk files missing ...
     read as zeros" for both: round AZ)."""
-    chunks = [entry for entry in missing if "zarr.json ends" not in entry]
-    short = [entry for entry in missing if "zarr.json ends" in entry]
+    chunks = [entry for entry in missing if _ENDS_SHORT not in entry]
+    short = [entry for entry in missing if _ENDS_SHORT in entry]
     return "; ".join(([f"chunk files missing ({'; '.join(chunks)}; zarr reads them as zeros)"] if chunks else [])
                      + ([f"arrays shorter than the commit point ({'; '.join(short)})"] if short else []))
 
