@@ -319,6 +319,16 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
     waiting: list[IngestResult] = []
     deadline = 0.0
     received: collections.deque = collections.deque()
+
+    def not_stored(result: IngestResult | None) -> Iterator[IngestResult]:
+        """Drop this checkpoint's transaction (its result waits with the others); yield those committed."""
+        nonlocal tx_context, tx
+        if result is not None:
+            waiting.append(result)
+        tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
+        tx_context = tx = None
+        yield from _committed(waiting)
+
     try:
         while True:
             if not received:
@@ -361,11 +371,9 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                 if deleted or retry:  # nothing stored for it
                     if deleted:
                         log.info("%s was deleted while being read; nothing stored for it", item.checkpoint.source)
-                    else:  # its sampler failed: the next run samples it again
-                        waiting.append(IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False))
-                    tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
-                    tx_context = tx = None
-                    yield from _committed(waiting)
+                    # a failed sampler: the next run samples it again
+                    yield from not_stored(None if deleted else
+                                          IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False))
                     continue
                 if len(gone) > 3:  # a folder emptied while read: one line, not one per file
                     log.warning("%s: %s vanished before they could be read (%s, ...): stored without them",
@@ -379,18 +387,13 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
                         # progressive GAN's tiles grow): not stored, read again by the next pass
                         unfit.append((item.checkpoint, misfits))
                         misfits = []
-                        tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
-                        tx_context = tx = None
-                        yield from _committed(waiting)
+                        yield from not_stored(None)
                         continue
                     _say_misfits(item.checkpoint, misfits)
                     misfits = []
                 if rows == 0 and tx.skipped and not diverged and (
                         kept := _current_samples(store, item.checkpoint.source)):
-                    waiting.append(IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False, kept=kept))
-                    tx_context.__exit__(_NotStored, _NotStored(), None)  # commits those waiting
-                    tx_context = tx = None
-                    yield from _committed(waiting)
+                    yield from not_stored(IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False, kept=kept))
                     continue
                 fitted = fitted or (rows > 0 and item.checkpoint.kind == "generated")
                 if not store.has_pending:
