@@ -178,6 +178,13 @@ def is_store(path: Path) -> bool:
         return False
 
 
+def schema_of(attrs: object) -> dict | None:
+    """The ``evowatch`` root attribute of an evowatch store's attributes, else None (another
+    Zarr hierarchy, or attributes damaged by hand): one test for every reader of a root."""
+    meta = attrs.get("evowatch") if isinstance(attrs, dict) else None
+    return meta if isinstance(meta, dict) and meta.get("schema") == SCHEMA else None
+
+
 def stored_text(name: str) -> str:
     """A name as the store holds it: valid Unicode (zarr's strings and the root's JSON refuse
     the surrogates Python gives a file name's bytes that are not UTF-8), those bytes written

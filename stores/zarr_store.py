@@ -283,8 +283,7 @@ def _evowatch_store(folder: Path) -> bool:
         attrs = json.loads((folder / fmt.STORE_MARKER).read_text()).get("attributes", {})
     except (OSError, ValueError, AttributeError):
         return False
-    return isinstance(attrs, dict) and isinstance(attrs.get("evowatch"), dict) and attrs["evowatch"].get(
-        "schema") == fmt.SCHEMA
+    return fmt.schema_of(attrs) is not None
 
 
 def enclosing_store(path: Path) -> Path | None:
@@ -355,8 +354,8 @@ class StoreReader:
             if _node_type(self.path) == "array":  # intact, only not a group: no restoring to do
                 raise StoreFormatError(f"{self.path}: not an evowatch store (a Zarr array); choose another store") from None
             raise StoreFormatError(f"{self.path}: unreadable store metadata ({exc}); restore the folder or start a new --store") from exc
-        meta = attrs.get("evowatch")
-        if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA:
+        meta = fmt.schema_of(attrs)
+        if meta is None:
             if said := _not_the_store(self.path):  # a group of a store
                 raise StoreFormatError(said)
             raise StoreFormatError(f"{self.path}: not an evowatch store (root attribute 'evowatch' missing); choose "

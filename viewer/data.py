@@ -136,9 +136,8 @@ def read_commit(path: str | Path) -> Commit:
     """
     path = Path(path)
     attrs = _attributes(path / "zarr.json")
-    meta = (attrs or {}).get("evowatch")
-    if not isinstance(meta, dict) or meta.get("schema") != fmt.SCHEMA or meta.get("version") not in fmt.SUPPORTED_VERSIONS \
-            or not isinstance(attrs.get("committed"), dict):
+    meta = fmt.schema_of(attrs)
+    if meta is None or meta.get("version") not in fmt.SUPPORTED_VERSIONS or not isinstance(attrs.get("committed"), dict):
         StoreReader(path)  # raises the store's own one-line message
         raise StoreFormatError(f"{path}: unreadable store metadata; restore the folder or start a new --store")
     rows = int(attrs["committed"].get("rows", 0))
