@@ -748,8 +748,8 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
     folder = checkpoint_path(checkpoint)
     if options.label_folders is False or not folder.is_dir():
         return {}
-    nested = {f: f.parent for f in checkpoint.files if f.parent != folder}
-    loose = [f for f in checkpoint.files if f.parent == folder]
+    nested = _class_folders(folder, checkpoint.files)
+    loose = [f for f in checkpoint.files if f not in nested]
     if options.label_folders is None:
         parents = set(nested.values())
         if not in_a_label_folder(checkpoint, options) and (
@@ -763,6 +763,19 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
                                    f"{'it' if one else 'them'} into the folder of {'its' if one else 'their'} label, "
                                    f"or out of {folder.name}", about="files beside label folders")
     return {f: parent.name for f, parent in nested.items()}
+
+
+def _class_folders(folder: Path, files: Iterable[Path]) -> dict[Path, Path]:
+    """Each file's class folder: its ancestor at the depth most files sit at below ``folder``
+    (as torchvision's ImageFolder, a file deeper in a class folder has its class: one image in
+    ``real/cat/extra/`` left every image of the --real unlabelled, unsaid); files above that
+    depth have none."""
+    parts = {f: f.relative_to(folder).parts for f in files if f.parent != folder}
+    if not parts:
+        return {}
+    counts = Counter(len(p) for p in parts.values())
+    depth = max(counts, key=lambda d: (counts[d], -d))  # a tie: the shallower
+    return {f: folder.joinpath(*p[:depth - 1]) for f, p in parts.items() if len(p) >= depth}
 
 
 def label_folder_names(checkpoints: Iterable[Checkpoint], options: DiscoveryOptions) -> frozenset[str]:

@@ -614,6 +614,21 @@ def test_a_file_beside_a_class_of_one_costs_no_other_its_label(tmp_path):
     assert [s.label for s in iter_samples(checkpoint)] == ["0", "1", "1", "1", "2", "2", "3", "3", None]
 
 
+def test_a_file_deeper_in_a_class_folder_has_its_class_and_costs_no_other_its_label(tmp_path):
+    """One image in ``real/cat/extra/`` left every image of a --real of class folders unlabelled,
+    unsaid: as torchvision's ImageFolder, a file below a class folder has its class. Split
+    folders above the classes (``train/cat``, ``val/cat``) are still no labels."""
+    for label in ("cat", "dog"):
+        for i in range(3):
+            write_png(tmp_path / "real" / label / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+            for split in ("train", "val"):
+                write_png(tmp_path / "splits" / split / label / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    write_png(tmp_path / "real" / "cat" / "extra" / "x.png", smooth_images(RNG, 1, 16)[0])
+    real = {s.path: s.label for s in iter_samples(scan_reference(tmp_path / "real", "real"))}
+    assert real == {**{f"{label}/{i}.png": label for label in ("cat", "dog") for i in range(3)}, "cat/extra/x.png": "cat"}
+    assert {s.label for s in iter_samples(scan_reference(tmp_path / "splits", "real"))} == {None}
+
+
 def test_a_step_of_one_class_folder_keeps_its_label_in_a_run_of_class_folders(tmp_path):
     """Round AQ: a run drifting to one class in the ImageFolder layout ended with a step whose
     files all sat in ``circle/``: a single folder, no label, and label_drift stopped at the
