@@ -279,6 +279,7 @@ def decode_image(source: Path | BinaryIO, value_range: tuple[float, float] | Non
 
 def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None,
              every_page: bool) -> list[np.ndarray | None]:
+    compression = None  # a TIFF's: a compression Pillow's libtiff lacks fails as a truncated file does
     try:
         with warnings.catch_warnings():  # a large grid of the trainer's own; twice Pillow's limit still raises
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -286,6 +287,7 @@ def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None,
             # fine, and Pillow's raw warnings went to stderr file by file, through the progress line
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             with Image.open(source) as image:
+                compression = image.info.get("compression") if image.format == "TIFF" else None
                 if every_page and image.format == "TIFF" and getattr(image, "n_frames", 1) > 1:
                     return _tiff_pages(image, value_range) or [_pil_to_array(_upright(image), value_range)]
                 if getattr(image, "is_animated", False):  # a sampling trajectory (minRF's sample_3.gif) ends
@@ -304,6 +306,10 @@ def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None,
     except Image.DecompressionBombError as exc:
         raise SkipFile(_too_large(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
+        if compression not in (None, "raw"):  # e.g. webp or zstd: libtiff built without it
+            raise SkipFile(f"truncated or corrupt image, or a TIFF compression ({compression}) this Pillow cannot "
+                           f"decode ({exc}): read again when it changes; if it stays, have the trainer save PNG") \
+                from None
         raise SkipFile(f"truncated or corrupt image ({exc}): it is read again when the file changes") from None
     except Exception as exc:  # a damaged file can fail a decoder in any way (struct.error, IndexError)
         raise SkipFile(f"corrupt image ({type(exc).__name__}: {exc})") from None

@@ -799,6 +799,26 @@ def test_a_tiff_pillow_cannot_decode_is_said_with_what_to_save_instead(tmp_path)
         "trainer save its samples as PNG, or as a .npy batch"]
 
 
+def test_a_tiff_whose_compression_fails_to_decode_names_it(tmp_path):
+    """A webp- or zstd-compressed TIFF that the installed libtiff lacks read as only "truncated or
+    corrupt image (decoder error -2)": the compression is named, with what to save instead."""
+    (tmp_path / "step_1").mkdir()
+    path = tmp_path / "step_1" / "0.tif"
+    Image.fromarray(smooth_images(RNG, 1, 16)[0]).save(path, compression="tiff_lzw")
+    data = bytearray(path.read_bytes())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (entries,) = struct.unpack("<H", data[ifd:ifd + 2])
+    for entry in range(ifd + 2, ifd + 2 + 12 * entries, 12):
+        if struct.unpack("<H", data[entry:entry + 2]) == (259,):  # Compression: zstd, over LZW data
+            data[entry + 8:entry + 10] = struct.pack("<H", 50000)
+    path.write_bytes(bytes(data))
+    samples, skipped = _split(list(iter_samples(_checkpoint(tmp_path, "step_1/0.tif"))))
+    assert samples == [] and len(skipped) == 1
+    assert skipped[0].reason.startswith("truncated or corrupt image, or a TIFF compression (zstd) this Pillow cannot "
+                                        "decode (")
+    assert skipped[0].reason.endswith("): read again when it changes; if it stays, have the trainer save PNG")
+
+
 def test_each_page_of_a_multi_page_tiff_is_a_sample_and_its_preview_pages_are_not(tmp_path):
     """A batch saved as one TIFF stack (``tifffile.imwrite("step_1000.tif", batch)``) was read at
     its last page, as an animation's last frame is: 1 sample of 4 stored, without a word."""
