@@ -296,14 +296,10 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
     st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
                  hide_index=True, height=220,  # steps written 3,000 as on the rest of the page
                  column_config={"step": st.column_config.NumberColumn(format="localized")})
-    def _csv() -> str:  # built when the user clicks, not on every rerun
-        paths = data.sample_columns(path, commit, rows, ("path",))["path"]
-        return data.selection_csv(d, rows, [str(p) for p in paths])
-
     # no rerun on the click: a rerun under way (a trail click just before) re-registered the file
     # and the browser's fetch of the old one got a 404
-    st.download_button("Export selection (CSV)", _csv, file_name="evowatch-selection.csv", mime="text/csv",
-                       key="export_csv", on_click="ignore")
+    st.download_button("Export selection (CSV)", data.selection_export(path, commit, d, rows),
+                       file_name="evowatch-selection.csv", mime="text/csv", key="export_csv", on_click="ignore")
 
 
 def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarray) -> None:
