@@ -970,6 +970,23 @@ def test_csv_export_lists_rows_steps_paths(store):
     lines = text.strip().splitlines()
     assert lines[0] == "row,step,kind,label,instance,path"
     assert lines[1].startswith(f"{N_REAL},1000,generated,") and lines[1].endswith("sample_000000.png")
+    assert data.selection_export(store, commit, d, rows) == text  # what the export's route serves
+    backwards = data.selection_export(store, commit, d, rows[::-1]).splitlines()
+    assert backwards[1:] == lines[:0:-1]  # each row's own path, in the selection's order
+
+
+def test_an_export_of_a_store_made_again_since_the_selection_is_refused(tmp_path):
+    """The export is made when its address is fetched: a store made again at the same path in
+    between would have listed another run's files under the old selection's rows."""
+    build_store(tmp_path / "run.zarr", n_steps=2, per_step=10, n_real=10, thumbnail_size=8)
+    commit = data.read_commit(tmp_path / "run.zarr")
+    d = data.map_data(tmp_path / "run.zarr", commit)
+    import shutil
+
+    shutil.rmtree(tmp_path / "run.zarr")
+    build_store(tmp_path / "run.zarr", n_steps=2, per_step=10, n_real=10, thumbnail_size=8)
+    with pytest.raises(StoreFormatError, match="made again since this selection; select again on the page"):
+        data.selection_export(tmp_path / "run.zarr", commit, d, np.array([0, 1]))
 
 
 def test_light_placement_matches_the_engine():

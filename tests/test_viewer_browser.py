@@ -112,7 +112,7 @@ def test_view_hover_select_and_live_update(tmp_path):
         assert n_selected >= N_REAL
         assert page.locator(".st-key-thumb_grid img").count() == min(n_selected, 60)
         with page.expect_download(timeout=20_000) as download:  # right after the trail click and the box
-            page.get_by_role("button", name="Export selection (CSV)").click()
+            page.get_by_role("link", name="Export selection (CSV)").click()
         exported = Path(download.value.path()).read_text().splitlines()
         assert exported[0].startswith("row,step,kind") and len(exported) == n_selected + 1
         export_url = download.value.url

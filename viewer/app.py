@@ -6,6 +6,7 @@ the selection geometry and the figure builders.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from engine.backlog_log import counted
 from stores import format as fmt
 from stores.errors import EvowatchError
 from stores.zarr_store import missing_rows
-from viewer import canvas, data, hover, preload, store_path
+from viewer import canvas, data, export, hover, preload, store_path
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,10 @@ LOSSES_KEY = "losses_chart"
 TABLE_KEY = "selection_table"
 #: Streamlit's main area starts 6rem down (room for its toolbar, 3.75rem); 3.5rem is enough
 #: for it, and the map gets the rest of a 1280x720 first screen (docs/viewer.md).
-PAGE_STYLE = '<style>[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }</style>'
+PAGE_STYLE = ('<style>[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }'
+              ' a.evowatch-export { display: inline-block; padding: 0.25rem 0.75rem; border-radius: 0.5rem;'
+              ' border: 1px solid rgba(49, 51, 63, 0.2); color: inherit; text-decoration: none; }'
+              ' a.evowatch-export:hover { border-color: currentColor; }</style>')
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -296,10 +300,14 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
     st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
                  hide_index=True, height=220,  # steps written 3,000 as on the rest of the page
                  column_config={"step": st.column_config.NumberColumn(format="localized")})
-    # no rerun on the click: a rerun under way (a trail click just before) re-registered the file
-    # and the browser's fetch of the old one got a 404
-    st.download_button("Export selection (CSV)", data.selection_export(path, commit, d, rows),
-                       file_name="evowatch-selection.csv", mime="text/csv", key="export_csv", on_click="ignore")
+    make = functools.partial(data.selection_export, path, commit, d, rows)
+    if export.served:  # an address kept across reruns (viewer/export.py)
+        st.markdown(f'<a href="{export.address(commit.store_id, path, rows, make)}" download="{export.FILE_NAME}" '
+                    f'class="evowatch-export">Export selection (CSV)</a>', unsafe_allow_html=True)
+    else:  # `streamlit run viewer/app.py`: no route, and a click during a watch's rerun can fail;
+        # no rerun on the click: a rerun under way (a trail click just before) re-registered the file
+        st.download_button("Export selection (CSV)", make, file_name=export.FILE_NAME, mime="text/csv",
+                           key="export_csv", on_click="ignore")
 
 
 def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarray) -> None:

@@ -1,5 +1,5 @@
 """The viewer as Streamlit's ASGI app (what ``evowatch view`` runs): ``viewer/app.py`` plus
-one header on the page.
+one header on the page and the route that serves Export selection (CSV) (viewer/export.py).
 
 The page's document carries ``Link: <static/js/BidiComponent….js>; rel=modulepreload``, so
 the browser fetches and compiles the chunk that runs the map's component while Streamlit's
@@ -14,6 +14,7 @@ import streamlit as st
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from viewer import export
 from viewer.preload import PRELOAD_NOW, chunk_files
 
 
@@ -39,5 +40,6 @@ class ModulePreloadHeader:
         await self.app(scope, receive, send_with_link)
 
 
-app = st.App(Path(__file__).with_name("app.py"),
+export.served = True
+app = st.App(Path(__file__).with_name("app.py"), routes=[export.ROUTE],
              middleware=[Middleware(ModulePreloadHeader, files=chunk_files(PRELOAD_NOW))])

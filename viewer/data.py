@@ -895,20 +895,16 @@ def describe_rows(d: MapData, rows: np.ndarray) -> dict[str, list[Any]]:
 
 
 def selection_export(path: str | Path, commit: Commit, d: MapData, rows: np.ndarray) -> str:
-    """The selection's CSV, made once per (store, rows): committed rows never change, so the
-    same text is given at every rerun and Streamlit serves it at the same address. Made on
-    the click instead (a deferred download), a watch's commit between the page's paint and the
-    click re-registered it under a new address, and about 1 click in 10 failed."""
+    """The selection's CSV, its paths read from the store when the export is asked for (those
+    of 100,000 rows take about 2 s): refused for a store made again since the selection."""
+    reader = StoreReader(path)
+    if fmt.schema_of(reader.attrs).get("id") != commit.store_id:
+        raise StoreFormatError(f"{path}: the store was made again since this selection; select again on the page")
     rows = np.asarray(rows, np.int64)
-    return _selection_export(str(path), commit.store_id, hashlib.blake2b(rows.tobytes()).hexdigest(),
-                             _commit=commit, _d=d, _rows=rows)
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def _selection_export(path: str, store_id: str | None, rows_digest: str, *, _commit: Commit, _d: MapData,
-                      _rows: np.ndarray) -> str:
-    paths = sample_columns(path, _commit, _rows, ("path",))["path"]
-    return selection_csv(_d, _rows, [str(p) for p in paths])
+    order = np.argsort(rows)
+    paths = np.empty(len(rows), object)
+    paths[order] = reader.samples("path", rows[order])
+    return selection_csv(d, rows, [str(p) for p in paths])
 
 
 def selection_csv(d: MapData, rows: np.ndarray, paths: Sequence[str]) -> str:
