@@ -1056,7 +1056,9 @@ def _steps_before_a_constant(files: list[Path]) -> dict[Path, int]:
     """Steps of single files whose last number, the step by default, is the same in every
     name that starts alike and holds as many numbers, while an earlier number differs:
     CogVideoX's ``validation-{step}-{rank}-{prompt}-{hash}.png`` (rank 0 in every name) was
-    step 0 throughout. The last such earlier number is the step. Names that call a number the
+    step 0 throughout. The last such earlier number is the step. A name alone of its kind
+    (a live run's first sample file) whose last numbers are 0, a first sample's index, reads
+    the number before them (:func:`_step_before_first_indices`). Names that call a number the
     step keep it."""
     series: dict[tuple[Path, str, int], list[tuple[list[int], Path]]] = {}
     for path in files:
@@ -1070,7 +1072,33 @@ def _steps_before_a_constant(files: list[Path]) -> dict[Path, int]:
         varying = [i for i, column in enumerate(columns[:-1]) if len(set(column)) > 1]
         if len(members) >= 2 and len(set(columns[-1])) == 1 and varying:
             steps.update({path: numbers[varying[-1]] for numbers, path in members})
+        elif len(members) == 1 and (step := _step_before_first_indices(members[0][1].stem)) is not None:
+            steps[members[0][1]] = step
     return steps
+
+
+#: A number that counts on its own: at the start, after a separator or an epoch mark
+#: (``mylora_000500``, ``__000000250``, ``_e000003``), not glued to a word (``cifar10``, ``sd15``).
+_STANDALONE_NUMBER = re.compile(r"(?:^|(?<=[-_. ])|(?<=(?<![a-z])e)|(?<=(?<![a-z])ep)|(?<=(?<![a-z])epoch))(\d+)",
+                                re.IGNORECASE)
+
+
+def _step_before_first_indices(stem: str) -> int | None:
+    """The step of a lone ``{step}_{index}`` name whose index is 0: the first file a per-sample
+    writer saves (kohya-ss's ``mylora_000500_00_<time>.png``, ai-toolkit's
+    ``<time>__000000250_0.jpg``, ``sample_1000_0.png``) read alone until a second one comes;
+    its last number, the prompt index, was the step (0). The last non-zero number before the
+    trailing zeros, standing alone; None where there is none (``cifar10_0``: step 0)."""
+    masked = _NOT_A_STEP.sub("_", stem)
+    numbers = list(re.finditer(r"\d+", masked))
+    while numbers and int(numbers[-1][0]) == 0:
+        numbers.pop()
+    if len(numbers) == len(re.findall(r"\d+", masked)) or not numbers:
+        return None  # no trailing index 0, or nothing but zeros (step 0 itself)
+    last = numbers[-1]
+    if not any(m.span(1) == last.span() for m in _STANDALONE_NUMBER.finditer(masked)):
+        return None
+    return int(last[0])
 
 
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:

@@ -334,6 +334,25 @@ def test_kohya_samples_per_step_and_per_epoch_in_one_folder_are_named(tmp_path, 
     assert "series of per-step files" not in caplog.text
 
 
+def test_a_live_runs_first_per_sample_file_alone_gives_its_step_not_its_index(tmp_path):
+    """A live watch of kohya-ss's ``sample/`` reads the first file, ``mylora_000500_00_<time>.png``,
+    alone until the second prompt's comes: it was step 0 (the prompt index), and beside
+    ``--sample_at_first``'s ``mylora_e000000_*`` it joined step 0 as a second checkpoint.
+    ai-toolkit's ``<time>__000000250_0.jpg`` and ``sample_1000_0.png`` the same."""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(OLD))
+    for k, (name, step) in enumerate(((f"mylora_000500_00_{stamp}.png", 500), (f"000500_00_{stamp}_42.png", 500),
+                                      (f"mylora_e000003_00_{stamp}.png", 3), ("1712345678901__000000250_0.jpg", 250),
+                                      ("sample_1000_0.png", 1000), (f"mylora_000000_00_{stamp}.png", 0),
+                                      ("cifar10_0.png", 0))):  # a number glued to a word is no step
+        write_png(tmp_path / f"lone{k}" / "sample" / name, smooth_images(RNG, 1, 8)[0])
+        assert [c.step for c in scan_run(tmp_path / f"lone{k}")] == [step], name
+    at_first = tmp_path / "at_first" / "sample"
+    for i in range(3):
+        write_png(at_first / f"mylora_e000000_{i:02d}_{stamp}.png", smooth_images(RNG, 1, 8)[0])
+    write_png(at_first / f"mylora_000100_00_{stamp}.png", smooth_images(RNG, 1, 8)[0])
+    assert [(c.step, len(c.files)) for c in scan_run(at_first)] == [(0, 3), (100, 1)]
+
+
 def test_ai_toolkit_edm2_and_muse_maskgit_runs_give_the_training_step(tmp_path, caplog):
     """ostris ai-toolkit: ``output/my_first_lora_v1/samples/{time_ms}__{step:09d}_{i}.jpg`` was
     a checkpoint per image at steps 0..5 (the prompt index; the time in front kept a step's
