@@ -633,6 +633,8 @@ _LAST_TWO_NUMBERS = re.compile(r"(\d+)\D+(\d+)\D*$")
 #: W&B's media file name, ``{key}_{step}_{sha256[:20]}``: the step is the number before the hash
 #: whatever the key holds (x-flux logs under ``f"Results, step {global_step}"``).
 _WANDB_MEDIA = re.compile(r"_(\d+)_[0-9a-f]{20}$")
+#: A W&B key's own trailing number (``sample_2``: a key per prompt), its sample's index.
+_WANDB_KEY_INDEX = re.compile(r"(?<=[-_ ])(\d+)$")
 
 
 def _blanked(pattern: re.Pattern, text: str) -> str:
@@ -666,7 +668,12 @@ def _readings(path: Path, options: DiscoveryOptions) -> list[tuple[int, int, str
     stem, found = path.stem, []
     masked = _blanked(_NO_NUMBER, stem)
     if options.step_regex is None and (wandb := _WANDB_MEDIA.search(stem)):  # x-flux's key "Results, step 500"
-        return [(int(wandb[1]), -1, masked + path.suffix)]
+        step, key = int(wandb[1]), _WANDB_KEY_INDEX.search(stem, 0, wandb.start())
+        whole = [(step, -1, masked + path.suffix)]
+        if key and int(key[1]) != step:  # kohya-ss's wandb.log({f"sample_{i}": ...}): sample_2_500_<hash>; a
+            # list under such a key repeats its number, and is the step's files as a whole
+            return [(step, int(key[1]), f"{masked[:key.start(1)]}*{masked[key.end(1):]}{path.suffix}")] + whole
+        return whole
     named = list(_NAMED_STEP.finditer(masked))
     if options.step_regex is None and named:  # latent-diffusion's samples_gs-000500_e-000001_b-000003
         step = named[-1]
@@ -789,13 +796,14 @@ def _per_sample_groups(files: list[Path], options: DiscoveryOptions) -> dict[Pat
     groups: dict[Path, tuple[int, tuple[Path, ...]]] = {}
     taken: set[Path] = set()
     series, series_steps = [], []
-    untold = [({path for entries in patterns.values() for _, _, path in entries}, reading)
-              for untimed, reading, patterns in candidates if untimed]
+    untold = [{path: step for entries in patterns.values() for step, _, path in entries}
+              for untimed, _, patterns in candidates if untimed]
     for _, _, patterns in sorted(candidates, key=lambda c: c[:2]):  # told by the times, then step-then-index
         members = [entry for entries in patterns.values() for entry in entries]
         if any(path in taken for _, _, path in members):
             continue
-        if len({reading for files, reading in untold if files & {path for _, _, path in members}}) > 1:
+        paths = {path for _, _, path in members}  # readings that give these files other steps
+        if len({frozenset((p, s) for p, s in steps.items() if p in paths) for steps in untold if paths & steps.keys()}) > 1:
             steps = sorted({step for step, _, _ in members})
             warn_once(images[0].parent, f"{images[0].parent}: in names like {members[0][2].name} either number may be "
                       f"the step, and the files' times do not tell (written at one time: a copy?); read as step, then "

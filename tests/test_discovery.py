@@ -414,6 +414,28 @@ def test_wandb_media_images_of_a_step_are_one_checkpoint_without_instance_ids(tm
     assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "xflux")] == [(250, 4), (500, 4)]  # each file alone before
 
 
+def test_wandb_media_of_a_key_per_prompt_are_one_checkpoint_per_step_with_the_keys_number_as_id(tmp_path, caplog):
+    """kohya-ss logs each prompt's sample as ``wandb.log({f"sample_{i}": wandb.Image(...)})``:
+    W&B saves ``sample_{i}_{step}_{hash}.png``, and each file was a checkpoint of its own, one
+    sample without an id, three "checkpoints" a step said to be series to pick with --samples.
+    A list under such a key (its number repeated) stays the step's files as a whole."""
+    import hashlib
+
+    from engine.decode import iter_samples
+    media = tmp_path / "logs" / "wandb" / "run-20240105_103000-k3j9x2pq" / "files" / "media" / "images"
+    for step in (500, 1000):
+        for i, image in enumerate(smooth_images(RNG, 3, 8)):
+            digest = hashlib.sha256(image.tobytes()).hexdigest()[:20]
+            write_png(media / f"sample_{i}_{step}_{digest}.png", image)
+            write_png(tmp_path / "list" / f"sample_0_{step}_{digest}.png", image)
+    with caplog.at_level("WARNING"):
+        found = scan_run(tmp_path / "logs")
+        assert [(c.step, len(c.files)) for c in scan_run(tmp_path / "list")] == [(500, 3), (1000, 3)]
+    assert [(c.step, len(c.files)) for c in found] == [(500, 3), (1000, 3)]
+    assert [s.instance for s in iter_samples(found[1])] == [0, 1, 2]
+    assert "either number may be the step" not in caplog.text
+
+
 def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_path):
     """kohya-ss's ``sample/{name}_{steps:06d}_{i:02d}_{%Y%m%d%H%M%S}.png`` (and
     ``_e{epoch:06d}_…_{seed}.png``): the time was read as the step, one checkpoint per file; the
