@@ -308,10 +308,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         with open_session(args) as watcher:
             watcher.run_until_settled()
             watcher.end_hooks(wait=True)
-            # a run with no checkpoint (a wrong path, --step-regex or --samples, a folder that cannot
-            # be read): said, and a status a script stops at (`watch --once && export` exported nothing)
-            found_nothing = watcher.found_nothing
-        return 1 if found_nothing else 0
+            # no checkpoint stored (a wrong path, --step-regex or --samples, a folder that cannot be read,
+            # none complete yet): said, and a status a script stops at (`watch --once && export` exported nothing)
+            stored_nothing = watcher.stored_nothing
+        return 1 if stored_nothing else 0
     left = 0
     try:  # a live watch stopped is a watch done, also while it starts (its imports, the encoder loading: seconds)
         from engine.session import open_session

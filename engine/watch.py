@@ -749,11 +749,12 @@ class Watcher:
                 hook.end(wait)
 
     @property
-    def found_nothing(self) -> bool:
-        """Whether the last scan saw no checkpoint of the run (the line before says why) and the
-        store holds none either: a wrong path, --step-regex or --samples, not a run whose files
-        were deleted after they were stored."""
-        return not self._found and not self.store.holds_generated()
+    def stored_nothing(self) -> bool:
+        """Whether the store holds no checkpoint of the run (the line before says why): none
+        found (a wrong path, --step-regex or --samples), or none complete yet (no ready file,
+        still being written: round BC, `watch --once --ready-file F && export` went on, status 0,
+        to a store that was not there). Not a run whose files were deleted after they were stored."""
+        return not self.store.holds_generated()
 
     def steps_left(self) -> int:
         """Steps the hooks have yet to measure (:meth:`engine.signals.Signals.steps_left`)."""

@@ -425,6 +425,23 @@ def test_a_checkpoint_taken_again_with_a_ready_file_names_the_ready_file(tmp_pat
                     "or copy it last)")
 
 
+def test_once_exits_1_when_no_checkpoint_is_complete_yet_and_the_store_holds_none(tmp_path, capsys):
+    """Round BC: `watch --once --ready-file F` with no ready file yet exited 0, leaving no store:
+    `watch --once && export` went on to a store that was not there. Status 1, said why; once a
+    store holds the run's checkpoints, a new one not ready yet is no failure."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+             "--no-layout", "--no-metrics", "--ready-file", "DONE"]
+    assert main(watch) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "evowatch: not ingested, no ready file (DONE) yet: step_000100; run the same command again once it is complete")
+    assert not store.exists()
+    (run / "step_000100" / "DONE").touch()
+    write_step(run, 200, 2, seed=1)
+    assert main(watch) == 0 and info(store)["steps"] == [100]
+
+
 def test_files_whose_step_is_read_anew_are_stored_again_at_it(tmp_path):
     """CogVideoX's ``validation-{step}-{rank}-{prompt}-{hash}.png`` watched live: the first
     step's files alone carry the rank as their last number (step 0); once the second step
