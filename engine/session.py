@@ -108,14 +108,15 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         _say_stored_unlabelled(args.store, args.labels)
     opened: list[StoreWriter] = []
     with _discarded_if_left_empty(args.store, opened), \
-            StoreWriter(args.store, record, thumbnail_size=size or DEFAULT_THUMBNAIL_SIZE) as store:
+            StoreWriter(args.store, record, thumbnail_size=size or DEFAULT_THUMBNAIL_SIZE, recover_now=False) as store:
         opened.append(store)
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler,
                              same_run=getattr(args, "same_run", False))  # the demo has no such option
         watcher = Watcher(config, store, encoder, after_ingest_steps(args, encoder))
-        if not config.same_run:
+        if not config.same_run:  # another run refused before the store changes (a copy's cut back, round BC)
             watcher.check_same_run(_watched_at(store))
+        store.recover()
         store.record_history({"event": "watch", "run_dir": str(args.run_dir),
                               "run_path": os.path.realpath(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {}),

@@ -865,10 +865,14 @@ class StoreWriter(StoreReader):
     """
 
     def __init__(self, path: str | os.PathLike[str], encoder: dict[str, Any],
-                 thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE, *, ingests: bool = True) -> None:
+                 thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE, *, ingests: bool = True,
+                 recover_now: bool = True) -> None:
         """``ingests``: the writer ingests the run's checkpoints (a watch), so a commit point
         past the rows on disk may go back to the last complete checkpoint, the rest ingested
-        again; a writer that does not (``evowatch layout``) refuses instead of cutting."""
+        again; a writer that does not (``evowatch layout``) refuses instead of cutting.
+        ``recover_now=False``: opened locked and read-only until :meth:`recover` (a watch checks
+        first that its run is the store's: round BC, another run's was refused only after a store
+        copied mid-write had been cut back)."""
         self.path = Path(path)
         self._ingests = ingests
         self._let_go = uninterrupted.let_go  # writes let go unfinished before this writer: not its own
@@ -884,12 +888,23 @@ class StoreWriter(StoreReader):
         try:
             self.refresh()
             self._check_encoder(encoder)
+        except BaseException:
+            self._lengths.clear()  # nothing written: close only lets go of the lock
+            self.close()
+            raise
+        if recover_now:
+            self.recover()
+
+    def recover(self) -> None:
+        """Go on from the commit points (what a killed writer or a copy taken mid-write left),
+        and refuse a store with chunk files missing; before it, this writer writes nothing."""
+        try:
             if self._load_state():  # a cleanly closed store ends at its commit points
                 log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
                             self.path, self.n_rows, self.n_checkpoints)
             self.check_complete()  # appended to, a store with holes kept them (zeros measured, exported)
         except BaseException:
-            self._lengths.clear()  # nothing written: close only lets go of the lock
+            self._lengths.clear()  # close only lets go of the lock
             self.close()
             raise
 

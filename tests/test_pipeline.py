@@ -3070,6 +3070,29 @@ def test_a_store_refuses_another_run_and_goes_on_with_its_own_run_moved_copied_o
     assert f"earlier rows kept as superseded; point evowatch at {nested} to keep them\n" in capsys.readouterr().err
 
 
+def test_another_run_is_refused_before_a_store_copied_mid_write_is_cut_back(tmp_path, capsys):
+    """Round BC: a store copied while it was written (an array's zarr.json from before it grew)
+    went back to its last complete checkpoint, then refused the wrong run: the store changed by a
+    watch that refused it. Refused first, no file changed; its own run goes on from there."""
+    import zarr
+
+    run, other, store = tmp_path / "run", tmp_path / "other", tmp_path / "s.zarr"
+    for step in (0, 100, 200):
+        write_step(run, step, 3, seed=step)
+        write_step(other, step, 3, seed=step + 50)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(["watch", str(run), *watch]) == 0
+    zarr.open_array(str(store / "samples" / "step"), mode="r+").resize((7,))
+    before = {path: path.read_bytes() for path in store.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    assert main(["watch", str(other), *watch]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert {path: path.read_bytes() for path in store.rglob("*") if path.is_file()} == before
+    assert main(["watch", str(run), *watch]) == 0
+    assert "only 2 are complete on disk; going on from those" in capsys.readouterr().err
+    assert (info(store)["rows"], info(store)["current_rows"]) == (9, 9)
+
+
 def test_a_step_regex_that_reads_no_step_says_whether_it_matched_nothing_or_captured_no_number(tmp_path, capsys):
     """A --step-regex whose group captured no number got the generic "no checkpoints found"."""
     run = tmp_path / "run"
