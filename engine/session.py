@@ -114,9 +114,9 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler,
                              same_run=getattr(args, "same_run", False))  # the demo has no such option
         watcher = Watcher(config, store, encoder, after_ingest_steps(args, encoder))
-        if not config.same_run:  # another run refused before the store changes (a copy's cut back, round BC)
-            watcher.check_same_run(_watched_at(store))
-        store.recover()
+        renamed = watcher.check_same_run(_watched_at(store))  # another run refused before the store changes
+        store.recover()  # (a copy taken mid-write cut back: round BC)
+        watcher.take_renamed(renamed)
         store.record_history({"event": "watch", "run_dir": str(args.run_dir),
                               "run_path": os.path.realpath(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {}),

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -264,23 +264,25 @@ class Watcher:
                                      f"{inside.source}), which would be taken for training images; give --{kind} "
                                      "the folder of the training images")
 
-    def check_same_run(self, watched_at: str | None) -> None:
+    def check_same_run(self, watched_at: str | None) -> list[tuple[str, Checkpoint, str | None]]:
         """Refuse a run directory that does not hold the store's checkpoints when the store was
         watched at another one: a store holds one run, and another run's checkpoints at the same
         names (``step_1000/`` of a second run of the trainer) were taken for rewrites of the
         first's, its rows superseded. The run moved, copied, or watched from the folder above
         or inside it goes on: most of its latest checkpoints there are the same files (under
         names that end alike: ``run/step_1000`` for ``step_1000``). With a --sampler or images
-        logged to TensorBoard, whose versions copies do not keep, the names decide."""
+        logged to TensorBoard, whose versions copies do not keep, the names decide. Only reads
+        the store (a store copied mid-write is cut back after it: round BC); returns the stored
+        readings whose files are here under other names, for :meth:`take_renamed`."""
         here = os.path.realpath(self.config.run_dir)
         if watched_at is None or watched_at == here:
-            return
+            return []
         ckpt = self.store.checkpoints()
         stored = {str(s): str(h) for s, h, k, old in zip(ckpt["source"], ckpt["hash"], ckpt["kind"],
                                                             superseded_flags(ckpt))
                   if not old and k == KIND_CODES["generated"]}
         if not stored:
-            return
+            return []
         found = self._scan() if self.config.run_dir.is_dir() else []
         self._note_label_folders(found, keep=False)
         partners = _partners(found[::-1], stored)  # the latest stored names found, newest first
@@ -299,24 +301,62 @@ class Watcher:
 
         same = bool(latest) and (self._stand_in is not None or 2 * sum(
             any(hash_as(c, source) == stored[source] for c in partners[source]) for source in latest) > len(latest))
-        if same:
-            renamed = next(((c.source, source) for source in latest for c in partners[source] if c.source != source), None)
-            if renamed is None:
-                log.info("%s: the store's run was watched at %s; its checkpoints are here (moved or copied): going on",
-                         self.config.run_dir, watched_at)
-                return
-            # watched from the folder above or inside: every checkpoint is read again (round AQ: each
-            # said "which is gone (renamed)", the old folder still there)
-            nested = here.startswith(watched_at + os.sep) or watched_at.startswith(here + os.sep)
-            keep = f"; point evowatch at {watched_at} to keep them" if nested and os.path.isdir(watched_at) else ""
+        if not same and not self.config.same_run:
+            raise EvowatchError(f"{self.store.path}: holds the checkpoints of the run watched at {watched_at}, which "
+                                f"{self.config.run_dir} does not hold (another run): watch it into its own --store (one "
+                                "store holds one run), or pass --same-run if it goes on with that run (resumed in a new "
+                                "folder)")
+        renamed = [] if self._stand_in is not None else self._stored_here(partners, stored, hash_as, ckpt["source"],
+                                                                             changed_too=same)
+        moved = next(((c.source, source) for source in latest for c in partners[source] if c.source != source), None)
+        if renamed:
+            kept = [(source, c) for source, c, digest in renamed if digest is not None]
+            changed = [c.source for _, c, digest in renamed if digest is None]
+            said = [f"{counted(len(kept), 'checkpoint')} stored there {'is' if len(kept) == 1 else 'are'} here under "
+                    f"other names ({kept[0][1].source} for {kept[0][0]}): taken as stored, not read again"] if kept else []
+            said += [f"{counted(len(changed), 'checkpoint')} changed since ({listed(changed)}): read again, the stored "
+                     "reading kept as superseded"] if changed else []
+            log.info("%s: the store's run was watched at %s; %s", self.config.run_dir, watched_at, "; ".join(said))
+        elif same and moved is None:
+            log.info("%s: the store's run was watched at %s; its checkpoints are here (moved or copied): going on",
+                     self.config.run_dir, watched_at)
+        elif same:  # a --sampler's or TensorBoard's, whose versions are no files' bytes
             log.warning("%s: the store's run was watched at %s; its checkpoints are here under other names (%s for "
-                        "%s): each is read again under its name from here, the earlier rows kept as superseded%s",
-                        self.config.run_dir, watched_at, *renamed, keep)
-            return
-        raise EvowatchError(f"{self.store.path}: holds the checkpoints of the run watched at {watched_at}, which "
-                            f"{self.config.run_dir} does not hold (another run): watch it into its own --store (one "
-                            "store holds one run), or pass --same-run if it goes on with that run (resumed in a new "
-                            "folder)")
+                        "%s): each is read again under its name from here, the earlier rows kept as superseded",
+                        self.config.run_dir, watched_at, *moved)
+        return renamed
+
+    @staticmethod
+    def _stored_here(partners: dict[str, list[Checkpoint]], stored: dict[str, str],
+                     hash_as: Callable[[Checkpoint, str], str | None], names: Iterable[str],
+                     changed_too: bool) -> list[tuple[str, Checkpoint, str | None]]:
+        """(stored source, checkpoint here, its hash here) for each current stored reading whose
+        files are here under another name, one no reading in the store has (``names``); with
+        ``changed_too`` (the run is the store's), hash None for one found here only under another
+        name with other files (rewritten since): read again, it supersedes the stored reading, which
+        stayed current beside it (the step's samples twice)."""
+        taken = {str(name) for name in names}
+        renamed: list[tuple[str, Checkpoint, str | None]] = []
+        for source, candidates in partners.items():
+            here = next((c for c in candidates if c.source not in taken and hash_as(c, source) == stored[source]), None)
+            if here is not None:
+                taken.add(here.source)
+                renamed.append((source, here, hash_as(here, here.source)))
+        done = {source for source, _, _ in renamed}
+        for source, candidates in partners.items() if changed_too else ():
+            if source not in done and len(candidates) == 1 and candidates[0].source not in taken:
+                taken.add(candidates[0].source)
+                renamed.append((source, candidates[0], None))
+        return renamed
+
+    def take_renamed(self, renamed: list[tuple[str, Checkpoint, str | None]]) -> None:
+        """Name the stored readings :meth:`check_same_run` found here under other names by those
+        names, their hashes as read here: the run watched from the folder above or inside the one
+        the store was watched at read every checkpoint again, its rows twice (round BC)."""
+        for source, checkpoint, digest in renamed:
+            self.store.rename_source(source, checkpoint.source, content_hash=digest)
+            if digest is not None:  # else rewritten since: read again, a rewrite in place
+                self._hashes[checkpoint.source] = (_fingerprint(checkpoint), digest)
 
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""
@@ -920,8 +960,7 @@ class Watcher:
         versions of the store's, their rows superseded (round AN)."""
         now = os.path.realpath(self.config.run_dir)
         if now != self._run_path:
-            if not self.config.same_run:
-                self.check_same_run(self._run_path)
+            self.take_renamed(self.check_same_run(self._run_path))
             self._run_path = now
 
     def _replaced(self) -> bool:

@@ -1261,10 +1261,13 @@ class StoreWriter(StoreReader):
 
     # --- writing --------------------------------------------------------------------
     @uninterrupted
-    def rename_source(self, old: str, new: str) -> None:
+    def rename_source(self, old: str, new: str, content_hash: str | None = None) -> None:
         """Name the checkpoints read from ``old`` by ``new``, where the run moved them (a
         trainer's ``tmp-checkpoint-500/`` renamed ``checkpoint-500/``): read again there, the
-        earlier reading is then that source's superseded version, not a second current copy."""
+        earlier reading is then that source's superseded version, not a second current copy.
+        ``content_hash``: the current reading's hash under ``new`` (the same files seen from
+        another folder: taken as stored, not read again); written after the name, so a write
+        cut between the two has them read again, never taken for another run's."""
         ckpt = self.checkpoints()
         where = np.flatnonzero(ckpt["source"] == stored_text(old))
         if not len(where):
@@ -1272,6 +1275,8 @@ class StoreWriter(StoreReader):
         handle = self.handle("checkpoints", "source")
         for i in where:
             handle[int(i)] = stored_text(new)
+        if content_hash is not None:
+            self.handle("checkpoints", "hash")[int(where.max())] = content_hash
         self._write_superseded()
         by, newest = self.handle("checkpoints", "superseded_by"), int(np.flatnonzero(ckpt["source"] == stored_text(new)).max(initial=-1))
         for i in where:  # replaced by the reading at the new name

@@ -3057,17 +3057,43 @@ def test_a_store_refuses_another_run_and_goes_on_with_its_own_run_moved_copied_o
         err = capsys.readouterr().err
         assert "(another run)" not in err
         if watched == moved.parent:  # round AQ: each said "which is gone (renamed)", the old folder still there
-            assert (f"{watched}: the store's run was watched at {first.parent}; its checkpoints are here under other "
-                    "names (copy/step_000200 for run1/step_000200): each is read again under its name from here, the "
-                    "earlier rows kept as superseded\n") in err
+            assert (f"{watched}: the store's run was watched at {first.parent}; 3 checkpoints stored there are here "
+                    "under other names (copy/step_000200 for run1/step_000200): taken as stored, not read again\n"
+                    ) in err  # round BC: each was read again, its rows twice
 
-    assert int(StoreReader(store).current_rows().sum()) == 8  # steps 0 to 300, read again at their new names
+    assert (info(store)["rows"], info(store)["current_rows"]) == (8, 8)  # steps 0 to 300, each read once
     assert main(["watch", str(second), *watch, "--same-run"]) == 0
-    nested = tmp_path / "proj" / "run"  # watched from the folder above: watching the run keeps the rows
-    write_step(nested, 100, 2, seed=30)
-    watch[1] = str(tmp_path / "nested.zarr")
-    assert main(["watch", str(nested), *watch]) == 0 and main(["watch", str(nested.parent), *watch]) == 0
-    assert f"earlier rows kept as superseded; point evowatch at {nested} to keep them\n" in capsys.readouterr().err
+
+
+def test_a_run_watched_from_the_folder_above_or_inside_keeps_its_rows_and_reads_nothing_again(tmp_path, capsys):
+    """Round BC: `watch runs/` after `watch runs/exp1` into the same store read every checkpoint
+    again under its new name (rows doubled, the first reading superseded; back inside, tripled).
+    The stored readings take the names from here, nothing is read or measured again; a file
+    rewritten since is read again, and a new checkpoint is ingested."""
+    import zarr
+
+    run, store = tmp_path / "runs" / "exp1", tmp_path / "s.zarr"
+    for step in (0, 100, 200):
+        write_step(run, step, 3, seed=step)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]
+    assert main(["watch", str(run), *watch]) == 0
+    measured = dict(zarr.open_group(str(store / "metrics"), mode="r").attrs)
+    capsys.readouterr()
+    assert main(["watch", str(run.parent), *watch]) == 0
+    assert capsys.readouterr().err == (
+        f"evowatch: {run.parent}: the store's run was watched at {run}; 3 checkpoints stored there are here under other "
+        "names (exp1/step_000200 for step_000200): taken as stored, not read again\n")
+    assert StoreReader(store).checkpoints()["source"].tolist() == [f"exp1/step_{s:06d}" for s in (0, 100, 200)]
+    assert dict(zarr.open_group(str(store / "metrics"), mode="r").attrs) == measured
+    write_step(run, 300, 3, seed=300)
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(run / "step_000100" / "samples" / "00000.png")
+    assert main(["watch", str(run), *watch]) == 0  # back inside
+    err = capsys.readouterr().err
+    assert ("2 checkpoints stored there are here under other names (step_000200 for exp1/step_000200): taken as "
+            "stored, not read again; 1 checkpoint changed since (step_000100): read again, the stored reading kept as "
+            "superseded\n") in err
+    assert "ingested step 100 (step_000100)" in err and "ingested step 300 (step_000300)" in err
+    assert (info(store)["rows"], info(store)["current_rows"], info(store)["checkpoints"]) == (15, 12, 5)
 
 
 def test_another_run_is_refused_before_a_store_copied_mid_write_is_cut_back(tmp_path, capsys):
