@@ -8,13 +8,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
+from engine.backlog_log import counted
 from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
 from engine.errors import EvowatchError, WeightsNotFoundError
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError, StoreLockedError
 from stores.format import KIND_CODES
 from stores.zarr_store import (DEFAULT_THUMBNAIL_SIZE, StoreReader, StoreWriter, check_store_path, discard_store,
-                                encoder_mismatch)
+                                encoder_mismatch, superseded_flags)
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +124,22 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
                               "run_path": os.path.realpath(args.run_dir), **record,
                               **({"sampler": sampler.identity} if sampler else {}),
                               **({"no_metrics": True} if args.no_metrics else {})})
+        _say_resumed(store)
         try:
             yield watcher
         finally:
             watcher.end_hooks(wait=False)  # no --on-alert command outlives the watch
+
+
+def _say_resumed(store: StoreReader) -> None:
+    """A watch started on a store that holds steps names them: only new or changed checkpoints
+    are read (a restart with nothing new said only "watching run", as if nothing were stored)."""
+    ckpt = store.checkpoints()
+    steps = np.unique(ckpt["step"][~superseded_flags(ckpt) & (ckpt["kind"] == KIND_CODES["generated"])])
+    if len(steps):
+        span = f"{steps[0]:,}" + (f"..{steps[-1]:,}" if len(steps) > 1 else "")
+        log.info("%s: resuming: it holds %s (%s); only new or changed checkpoints are read", store.path,
+                 counted(len(steps), "step"), span)
 
 
 def _watched_at(store: StoreReader) -> str | None:

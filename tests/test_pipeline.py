@@ -1370,8 +1370,12 @@ def test_a_resumed_watch_uses_the_stores_encoder_and_a_missing_labels_file_is_na
     write_step(run, 100, 2, seed=0)
     assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]) == 0
     write_step(run, 200, 2, seed=1)
+    capsys.readouterr()
     assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--no-layout", "--no-metrics"]) == 0  # no --encoder
     assert info(store)["rows"] == 4 and info(store)["encoder"].startswith("pixels")
+    # a restart names what the store holds (it said only "watching run", as if nothing were stored)
+    assert f"evowatch: {store}: resuming: it holds 1 step (100); only new or changed checkpoints are read" \
+        in capsys.readouterr().err.splitlines()
     missing = tmp_path / "nowhere" / "labels.csv"
     capsys.readouterr()
     assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--labels", str(missing)]) == 2
