@@ -69,6 +69,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError
@@ -405,18 +406,90 @@ def step_regex_miss(names: list[str], options: DiscoveryOptions) -> str | None:
 
 # --- file system (a vanished entry is an absent one) -----------------------------------
 
+#: Seconds a folder's modification time must lie behind the clock before what was read from
+#: its listing is kept (:func:`_kept_while_listed_alike`): a file system that keeps times to
+#: the second, or two (FAT), shows no change for a file added in the tick of the listing.
+SETTLED_LISTING_S = 2.0
+#: While :func:`_kept_while_listed_alike` functions compute (nested: one per call): the folders
+#: each listed (absolute path -> modification time in ns), or None once one cannot be kept.
+_listing: list[dict[str, int] | None] = []
+
+
+def _note_listed(listed: dict[str, int] | None) -> None:
+    """Add folders listed to what every function computing now read (None: what they compute
+    cannot be kept)."""
+    for i, listed_now in enumerate(_listing):
+        _listing[i] = None if listed is None or listed_now is None else {**listed_now, **listed}
+
+
+def _listing_time(folder: Path) -> tuple[str, int] | None:
+    """A folder's modification time taken before it is listed, or None when a listing made
+    now cannot be kept (changed in the last :data:`SETTLED_LISTING_S`, or gone)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (os.path.abspath(folder), st.st_mtime_ns) if time.time() - st.st_mtime >= SETTLED_LISTING_S else None
+
+
+def _listed_alike(listed_before: dict[str, int]) -> bool:
+    """Whether every folder listed before has its modification time still."""
+    try:
+        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in listed_before.items())
+    except OSError:
+        return False
+
+
+def _kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Keep what ``fn(folder, options, ...)`` computes from folder listings alone (names and
+    kinds of entries, never a file's content or time) while no folder it listed changed: a
+    watch's every pass classified each file of every checkpoint again (2.2 s a pass at 2,000
+    checkpoints of 8 files; ``benchmarks/long_run.py``). A folder gets a new modification
+    time when an entry is added, removed or renamed in it; one changed in the last
+    :data:`SETTLED_LISTING_S`, unreadable, or holding a symlink (its target may change, the
+    folder not) is listed again each time. The result is shared: callers do not change it."""
+    kept: dict[tuple, tuple[dict[str, int], Any]] = {}
+
+    @functools.wraps(fn)
+    def wrapper(folder: Path, options: DiscoveryOptions, *args: Any) -> Any:
+        key = (os.fspath(folder), None if os.path.isabs(folder) else os.getcwd(), options, args)
+        if (hit := kept.get(key)) is not None and _listed_alike(hit[0]):
+            _note_listed(hit[0])
+            return hit[1]
+        _listing.append({})
+        try:
+            result = fn(folder, options, *args)
+        finally:
+            listed = _listing.pop()
+        if listed is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = (listed, result)
+            _note_listed(listed)
+        return result
+
+    return wrapper
+
+
 def folder_entries(folder: Path) -> list[os.DirEntry]:
     """A folder's entries, sorted; none in a store, and no store's lock file (``STORE.lock``;
     its staging folder ``.STORE.creating-PID@HOST`` is hidden)."""
+    listed = _listing_time(folder) if _listing else None  # before the listing: a change during it shows
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
         if entries:  # listed but not searchable (`chmod -R 644`): its files cannot be opened
             os.stat(entries[0].path, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        listed = None
+        entries = []
     except PermissionError as exc:  # said, or a checkpoint folder would be left out without a word
         warn_once(folder, f"{folder}: cannot be read ({exc.strerror}); what it holds is left out: fix its permissions")
+        listed = None
+        entries = []
+    if _listing:
+        _note_listed(dict([listed]) if listed and not any(entry.is_symlink() for entry in entries) else None)
+    if not entries:
         return []
     names = {entry.name for entry in entries}
     if STORE_MARKER in names and is_store(folder):
@@ -572,12 +645,17 @@ _GRID_OF_SAMPLES = re.compile(r"grids?(?:[-_]\d+)?", re.IGNORECASE)
 def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data,
     nor a grid of the single samples beside it)."""
+    return list(_sample_files(folder, options, generated))
+
+
+@_kept_while_listed_alike
+def _sample_files(folder: Path, options: DiscoveryOptions, generated: bool) -> tuple[Path, ...]:
     if not generated:
-        return sorted(p for p in walk_files(folder) if is_sample_name(p.name, options, reference=True))
+        return tuple(sorted(p for p in walk_files(folder) if is_sample_name(p.name, options, reference=True)))
     listed = list(walk_files(folder))
     files = sorted(_generated_files(folder, options, listed))
     if options.samples_chosen:
-        return files
+        return tuple(files)
     if reals := [p.name for p in listed if is_sample_name(p.name, options) and is_real_data(p.name, options)]:
         warn_once(folder.parent, f"{folder}: {counted(len(reals), 'file')} named as real data or made from it "
                                  f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) not read as samples "
@@ -589,7 +667,7 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
         warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in grids[:2])} beside the single samples: "
                                  "a grid of them, not read (--samples GLOB reads it)", about="grid of samples", say=log.info)
         files = [p for p in files if p not in grids]
-    return files
+    return tuple(files)
 
 
 def hidden_sample_folders(run_dir: Path, options: DiscoveryOptions) -> list[Path]:
@@ -609,10 +687,12 @@ def _holds_environments(folder: Path) -> bool:
     return any((place / marker).exists() for place in places for marker in ("pyvenv.cfg", "conda-meta"))
 
 
+@_kept_while_listed_alike
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
     return any(True for _ in _generated_files(folder, options))
 
 
+@_kept_while_listed_alike
 def _holds_images(folder: Path, options: DiscoveryOptions) -> bool:
     return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in _generated_files(folder, options))
 
@@ -912,17 +992,26 @@ def _counted_together(folders: list[Path], options: DiscoveryOptions) -> dict[Pa
     by the files' times: each number's files, across the folders, were written together."""
     numbered = {}
     for folder in folders:
-        files = [Path(e.path) for e in folder_entries(folder) if _is_file(e) and _is_generated_sample(Path(e.path), options)]
-        steps = {step_of(path.name, options): path for path in files}
-        if len(files) < 2 or None in steps or len(steps) != len(files) or any(
-                p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
+        if (steps := _images_by_number(folder, options)) is None:
             return {}
-        numbered[folder] = steps
+        numbered[folder] = dict(steps)
     if len(numbered) < 2 or len({frozenset(steps) for steps in numbered.values()}) != 1:
         return {}
     by_number = [[t for steps in numbered.values() if (t := _mtime(steps[n])) is not None]
                  for n in next(iter(numbered.values()))]
     return numbered if _written_together(by_number) else {}
+
+
+@_kept_while_listed_alike
+def _images_by_number(folder: Path, options: DiscoveryOptions) -> tuple[tuple[int, Path], ...] | None:
+    """A folder's sample images by the number each name carries, if they are two or more, each
+    of its own number; else None."""
+    files = [Path(e.path) for e in folder_entries(folder) if _is_file(e) and _is_generated_sample(Path(e.path), options)]
+    steps = {step_of(path.name, options): path for path in files}
+    if len(files) < 2 or None in steps or len(steps) != len(files) or any(
+            p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
+        return None
+    return tuple(steps.items())
 
 
 def _checkpoints_of_seeds(series: dict[Path, dict[int, Path]], options: DiscoveryOptions) -> bool:
@@ -942,6 +1031,22 @@ def _checkpoints_of_seeds(series: dict[Path, dict[int, Path]], options: Discover
     return _written_together(by_folder) is not False
 
 
+@_kept_while_listed_alike
+def _images_named_by_step(folder: Path, options: DiscoveryOptions) -> tuple[Path, ...] | None:
+    """A folder's images if it holds nothing else and the first and last names carry steps
+    that are no sample indices (``checkpoint-500/00000.png`` ...: told by two names of
+    thousands); else None."""
+    entries = folder_entries(folder)
+    ends = [step_of(name, options) for name in (min(e.name for e in entries), max(e.name for e in entries))] \
+        if entries else [None]
+    if None in ends or (min(ends) <= 1 and max(ends) < 2 * len(entries) + 2):
+        return None
+    files = [Path(e.path) for e in entries if _is_file(e) and _is_generated_sample(Path(e.path), options)]
+    if not files or len(files) != len(entries) or any(p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
+        return None
+    return tuple(files)
+
+
 def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path, tuple[int, tuple[Path, ...]]]:
     """Folders of one prompt or class each, holding its image at every step (OneTrainer's
     ``samples/0 - a photo of 2 cats/{time}-training-sample-{step}-{epoch}-{epoch_step}.jpg``,
@@ -953,15 +1058,9 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
     for folder in folders:
         if _names_a_checkpoint(folder.name):  # step_500/samples_ddim50.png ...: one checkpoint each (round AN)
             continue
-        entries = folder_entries(folder)
-        ends = [step_of(name, options) for name in (min(e.name for e in entries), max(e.name for e in entries))] \
-            if entries else [None]
-        if None in ends or (min(ends) <= 1 and max(ends) < 2 * len(entries) + 2):
-            continue  # no step, or sample indices (checkpoint-500/00000.png ...): told by two names of thousands
-        files = [Path(e.path) for e in entries if _is_file(e) and _is_generated_sample(Path(e.path), options)]
-        if not files or len(files) != len(entries) or any(p.suffix.lower() not in IMAGE_EXTENSIONS for p in files):
+        if (files := _images_named_by_step(folder, options)) is None:
             continue
-        read = _steps_in_series(files, options)
+        read = _steps_in_series(list(files), options)
         if read and not _index_like(list(read[0])):
             series[folder] = read
     if not series:

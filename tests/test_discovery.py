@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1473,7 +1474,6 @@ def test_the_current_folder_as_run_dir_and_options_given_as_lists(tmp_path, monk
     """Round AA: `evowatch watch .` with a file at the run's top exited "error: no path
     specified" (a relative name cut from ""), and DiscoveryOptions given lists raised
     "unhashable type: 'list'" in the name checks' cache."""
-    from pathlib import Path
 
     from engine.discovery import sample_files
 
@@ -1697,3 +1697,29 @@ def test_a_python_environment_is_not_named_as_a_hidden_folder_of_samples(tmp_pat
     assert hidden_sample_folders(tmp_path, DiscoveryOptions()) == []
     write_png(tmp_path / ".samples/step_100/0.png", smooth_images(rng, 1, 16)[0])
     assert hidden_sample_folders(tmp_path, DiscoveryOptions()) == [tmp_path / ".samples"]
+
+
+def test_settled_checkpoint_folders_are_not_listed_again(tmp_path, monkeypatch):
+    """A watch's pass classified every file of every checkpoint again (2.2 s at 2,000
+    checkpoints): what a settled folder's listing gave is kept until the folder changes."""
+    for step in (500, 1000, 1500):
+        _folder_of_images(tmp_path / f"step_{step:06d}")
+    _age(tmp_path)
+    first = scan_run(tmp_path)
+    listed = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(discovery.os, "scandir", lambda path: listed.append(Path(path)) or real_scandir(path))
+    assert scan_run(tmp_path) == first
+    assert listed == [tmp_path]  # the run's own folder only: a new checkpoint shows there
+    write_png(tmp_path / "step_000500" / "00004.png", smooth_images(RNG, 1, 16)[0])  # added: the folder changed
+    _folder_of_images(tmp_path / "step_002000")  # just written: listed again at every scan until settled
+    listed.clear()
+    again = scan_run(tmp_path)
+    assert [len(c.files) for c in again] == [5, 4, 4, 4]
+    assert set(listed) == {tmp_path, tmp_path / "step_000500", tmp_path / "step_002000"}
+    listed.clear()
+    assert scan_run(tmp_path) == again and tmp_path / "step_002000" in listed  # written in the last 2 s: again
+    _age(tmp_path)  # settled
+    assert scan_run(tmp_path) == again
+    listed.clear()
+    assert scan_run(tmp_path) == again and listed == [tmp_path]
