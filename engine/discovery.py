@@ -69,11 +69,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from engine import listings
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError
 from engine.grids import TileSlice, format_tile_slice
+from engine.listings import is_dir as _is_dir
+from engine.listings import kept_while_listed_alike
 from engine.records import Checkpoint, Kind
 from stores.lock import LOCK_SUFFIX
 from stores.format import SAMPLE_KEY, STORE_MARKER, TRACKER_FOLDERS, is_store, listed, tracker_folder, tracker_name
@@ -406,75 +408,10 @@ def step_regex_miss(names: list[str], options: DiscoveryOptions) -> str | None:
 
 # --- file system (a vanished entry is an absent one) -----------------------------------
 
-#: Seconds a folder's modification time must lie behind the clock before what was read from
-#: its listing is kept (:func:`_kept_while_listed_alike`): a file system that keeps times to
-#: the second, or two (FAT), shows no change for a file added in the tick of the listing.
-SETTLED_LISTING_S = 2.0
-#: While :func:`_kept_while_listed_alike` functions compute (nested: one per call): the folders
-#: each listed (absolute path -> modification time in ns), or None once one cannot be kept.
-_listing: list[dict[str, int] | None] = []
-
-
-def _note_listed(listed: dict[str, int] | None) -> None:
-    """Add folders listed to what every function computing now read (None: what they compute
-    cannot be kept)."""
-    for i, listed_now in enumerate(_listing):
-        _listing[i] = None if listed is None or listed_now is None else {**listed_now, **listed}
-
-
-def _listing_time(folder: Path) -> tuple[str, int] | None:
-    """A folder's modification time taken before it is listed, or None when a listing made
-    now cannot be kept (changed in the last :data:`SETTLED_LISTING_S`, or gone)."""
-    try:
-        st = os.stat(folder)
-    except OSError:
-        return None
-    return (os.path.abspath(folder), st.st_mtime_ns) if time.time() - st.st_mtime >= SETTLED_LISTING_S else None
-
-
-def _listed_alike(listed_before: dict[str, int]) -> bool:
-    """Whether every folder listed before has its modification time still."""
-    try:
-        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in listed_before.items())
-    except OSError:
-        return False
-
-
-def _kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Keep what ``fn(folder, options, ...)`` computes from folder listings alone (names and
-    kinds of entries, never a file's content or time) while no folder it listed changed: a
-    watch's every pass classified each file of every checkpoint again (2.2 s a pass at 2,000
-    checkpoints of 8 files; ``benchmarks/long_run.py``). A folder gets a new modification
-    time when an entry is added, removed or renamed in it; one changed in the last
-    :data:`SETTLED_LISTING_S`, unreadable, or holding a symlink (its target may change, the
-    folder not) is listed again each time. The result is shared: callers do not change it."""
-    kept: dict[tuple, tuple[dict[str, int], Any]] = {}
-
-    @functools.wraps(fn)
-    def wrapper(folder: Path, options: DiscoveryOptions, *args: Any) -> Any:
-        key = (os.fspath(folder), None if os.path.isabs(folder) else os.getcwd(), options, args)
-        if (hit := kept.get(key)) is not None and _listed_alike(hit[0]):
-            _note_listed(hit[0])
-            return hit[1]
-        _listing.append({})
-        try:
-            result = fn(folder, options, *args)
-        finally:
-            listed = _listing.pop()
-        if listed is None:
-            kept.pop(key, None)
-        else:
-            kept[key] = (listed, result)
-            _note_listed(listed)
-        return result
-
-    return wrapper
-
-
 def folder_entries(folder: Path) -> list[os.DirEntry]:
     """A folder's entries, sorted; none in a store, and no store's lock file (``STORE.lock``;
     its staging folder ``.STORE.creating-PID@HOST`` is hidden)."""
-    listed = _listing_time(folder) if _listing else None  # before the listing: a change during it shows
+    listed = listings.time_before_listing(folder) if listings.recording() else None
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -487,8 +424,8 @@ def folder_entries(folder: Path) -> list[os.DirEntry]:
         warn_once(folder, f"{folder}: cannot be read ({exc.strerror}); what it holds is left out: fix its permissions")
         listed = None
         entries = []
-    if _listing:
-        _note_listed(dict([listed]) if listed and not any(entry.is_symlink() for entry in entries) else None)
+    if listings.recording():
+        listings.note(listed, entries)
     if not entries:
         return []
     names = {entry.name for entry in entries}
@@ -514,13 +451,6 @@ def _loops_back(entry: os.DirEntry, folder: Path) -> bool:
     ``run/project -> ..``): followed, every checkpoint was read again under each path through
     it, down to the depth limit (32 rows for 8 samples; 510 checkpoints with two such links)."""
     return entry.is_symlink() and _leads_up(entry.path, (os.path.realpath(folder),))
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
 
 
 def _is_file(entry: os.DirEntry) -> bool:
@@ -648,7 +578,7 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
     return list(_sample_files(folder, options, generated))
 
 
-@_kept_while_listed_alike
+@kept_while_listed_alike
 def _sample_files(folder: Path, options: DiscoveryOptions, generated: bool) -> tuple[Path, ...]:
     if not generated:
         return tuple(sorted(p for p in walk_files(folder) if is_sample_name(p.name, options, reference=True)))
@@ -687,12 +617,12 @@ def _holds_environments(folder: Path) -> bool:
     return any((place / marker).exists() for place in places for marker in ("pyvenv.cfg", "conda-meta"))
 
 
-@_kept_while_listed_alike
+@kept_while_listed_alike
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
     return any(True for _ in _generated_files(folder, options))
 
 
-@_kept_while_listed_alike
+@kept_while_listed_alike
 def _holds_images(folder: Path, options: DiscoveryOptions) -> bool:
     return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in _generated_files(folder, options))
 
@@ -1002,7 +932,7 @@ def _counted_together(folders: list[Path], options: DiscoveryOptions) -> dict[Pa
     return numbered if _written_together(by_number) else {}
 
 
-@_kept_while_listed_alike
+@kept_while_listed_alike
 def _images_by_number(folder: Path, options: DiscoveryOptions) -> tuple[tuple[int, Path], ...] | None:
     """A folder's sample images by the number each name carries, if they are two or more, each
     of its own number; else None."""
@@ -1031,7 +961,7 @@ def _checkpoints_of_seeds(series: dict[Path, dict[int, Path]], options: Discover
     return _written_together(by_folder) is not False
 
 
-@_kept_while_listed_alike
+@kept_while_listed_alike
 def _images_named_by_step(folder: Path, options: DiscoveryOptions) -> tuple[Path, ...] | None:
     """A folder's images if it holds nothing else and the first and last names carry steps
     that are no sample indices (``checkpoint-500/00000.png`` ...: told by two names of

@@ -44,8 +44,10 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from engine import listings
 from engine.appended import AppendedFile
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values, varint
+from engine.listings import is_dir, kept_while_listed_alike
 from stores.format import EXPORT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -64,16 +66,32 @@ _MAX_DEPTH = 4
 
 
 def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
-    """JSON-lines, CSV and TensorBoard event files under ``run_dir`` (at most 4 levels deep)."""
-    root = Path(run_dir)
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        depth = len(Path(dirpath).relative_to(root).parts)
-        if depth >= _MAX_DEPTH:
-            dirnames[:] = []
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [Path(dirpath) / name for name in sorted(filenames) if is_log_name(name)]
-    return sorted(out)
+    """JSON-lines, CSV and TensorBoard event files under ``run_dir`` (at most 4 levels deep;
+    no hidden folder, no symlinked one)."""
+    return sorted(_log_files_below(Path(run_dir), 0))
+
+
+@kept_while_listed_alike
+def _log_files_below(folder: Path, depth: int) -> tuple[Path, ...]:
+    """A folder's log files and those of its folders: looked for at every pass of a watch,
+    in every checkpoint's folder too (:mod:`engine.listings`)."""
+    listed = listings.time_before_listing(folder)
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError:
+        listings.note(None)
+        return ()
+    listings.note(listed, entries)
+    # a file as os.walk tells them: not a folder (a link to nothing is one)
+    out = [Path(entry.path) for entry in entries if is_log_name(entry.name) and not is_dir(entry)]
+    if depth < _MAX_DEPTH:
+        for entry in entries:
+            if not entry.name.startswith(".") and not entry.is_symlink() and is_dir(entry):
+                out += _log_files_below(Path(entry.path), depth + 1)
+    return tuple(out)
+
+
 
 
 def is_log_name(name: str) -> bool:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -392,3 +394,39 @@ def test_a_negative_integer_tensor_reads_negative_packed_or_not():
     packed = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, int_val=[-5]).SerializeToString()
     unpacked = varint(1 << 3) + varint(types_pb2.DT_INT32) + varint(7 << 3) + varint((1 << 64) - 5)
     assert T._tensor_value(packed) == T._tensor_value(unpacked) == -5.0
+
+
+def _os_walk_logs(root):
+    """The logs as find_log_files found them before (os.walk, 4 levels, no hidden folder)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if len(os.path.relpath(dirpath, root).split(os.sep)) >= 4 and dirpath != str(root):
+            dirnames[:] = []
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out += [os.path.join(dirpath, name) for name in filenames if T.is_log_name(name)]
+    return sorted(out)
+
+
+def test_logs_are_looked_for_again_only_in_folders_that_changed(tmp_path, monkeypatch):
+    """Round BC: a watch looked for the trainer logs in every folder of the run at every pass
+    (0.2 s at 2,000 checkpoints); what a settled folder held is kept until it changes."""
+    for folder in ("", "logs", "a/b/c/d", "a/b/c/d/e", ".hidden", "step_000500", "step_001000"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / "metrics.csv").write_text("step,loss\n1,0.5\n")
+        (tmp_path / folder / "00.png").write_bytes(b"")
+    (tmp_path / "linked").symlink_to(tmp_path / "logs")  # a symlinked folder is not looked into
+    stamp = time.time() - 60
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        os.utime(path, (stamp, stamp), follow_symlinks=False)
+    expected = _os_walk_logs(tmp_path)
+    assert [str(p) for p in T.find_log_files(tmp_path)] == expected and len(expected) == 5
+    listed = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(T.os, "scandir", lambda path: listed.append(str(path)) or real_scandir(path))
+    assert [str(p) for p in T.find_log_files(tmp_path)] == expected
+    assert listed == [str(tmp_path)]  # holds a symlink: listed again; the others kept
+    (tmp_path / "step_001000" / "events.out.tfevents.1700000000.host.1.0").write_bytes(b"")
+    now = _os_walk_logs(tmp_path)
+    listed.clear()
+    assert [str(p) for p in T.find_log_files(tmp_path)] == now != expected
+    assert sorted(listed) == [str(tmp_path), str(tmp_path / "step_001000")]

@@ -1,0 +1,93 @@
+"""What is computed from folder listings alone, kept while the folders are unchanged.
+
+A live watch looks at the whole run at every pass: discovery classified every file of every
+checkpoint again, and the trainer logs were looked for in every folder (2.2 s and 0.2 s a
+pass at 2,000 checkpoints of 8 files; ``benchmarks/long_run.py``). A folder gets a new
+modification time when an entry is added, removed or renamed in it, so what a function made
+of the listings it read (names and kinds of entries, never a file's content or time) holds
+while each of those folders keeps its time. Not kept: a folder changed in the last
+:data:`SETTLED_LISTING_S` (a file system that keeps times to the second, or two on FAT, shows
+no change for a file added in the tick of the listing), one that could not be listed, or one
+holding a symlink (its target may change, the folder not).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+SETTLED_LISTING_S = 2.0
+#: While kept functions compute (nested: one per call): the folders each listed (absolute
+#: path -> modification time in ns), or None once one of them cannot be kept.
+_computing: list[dict[str, int] | None] = []
+
+
+def recording() -> bool:
+    """Whether a kept function is computing: its listings are to be noted (:func:`note`)."""
+    return bool(_computing)
+
+
+def time_before_listing(folder: os.PathLike | str) -> tuple[str, int] | None:
+    """A folder's modification time, taken before it is listed (a change during the listing
+    then shows), or None when a listing made now cannot be kept (changed just now, or gone)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (os.path.abspath(folder), st.st_mtime_ns) if time.time() - st.st_mtime >= SETTLED_LISTING_S else None
+
+
+def note(listed: tuple[str, int] | None, entries: Iterable[os.DirEntry] = ()) -> None:
+    """Note a folder listed (:func:`time_before_listing`'s answer, and what it held) for every
+    function computing now; None: what they compute cannot be kept."""
+    if listed is not None and any(entry.is_symlink() for entry in entries):
+        listed = None
+    _merge(None if listed is None else dict([listed]))
+
+
+def _merge(listed: dict[str, int] | None) -> None:
+    for i, listed_now in enumerate(_computing):
+        _computing[i] = None if listed is None or listed_now is None else {**listed_now, **listed}
+
+
+def _alike(listed_before: dict[str, int]) -> bool:
+    try:
+        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in listed_before.items())
+    except OSError:
+        return False
+
+
+def is_dir(entry: os.DirEntry) -> bool:
+    """Whether an entry is a folder (or a link to one); one that vanished or cannot be asked is not."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Keep ``fn(folder, *args)`` (hashable arguments) while no folder it listed changed. Its
+    listings go through :func:`note`; the result is shared, so callers do not change it."""
+    kept: dict[tuple, tuple[dict[str, int], Any]] = {}
+
+    @functools.wraps(fn)
+    def wrapper(folder: os.PathLike | str, *args: Any) -> Any:
+        key = (os.fspath(folder), None if os.path.isabs(folder) else os.getcwd(), args)
+        if (hit := kept.get(key)) is not None and _alike(hit[0]):
+            _merge(hit[0])  # a caller computing too listed them, through this
+            return hit[1]
+        _computing.append({})
+        try:
+            result = fn(folder, *args)
+        finally:
+            listed = _computing.pop()
+        if listed is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = (listed, result)
+            _merge(listed)
+        return result
+
+    return wrapper
