@@ -14,19 +14,29 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 SETTLED_LISTING_S = 2.0
-#: While kept functions compute (nested: one per call): the folders each listed (absolute
-#: path -> modification time in ns), or None once one of them cannot be kept.
-_computing: list[dict[str, int] | None] = []
+
+
+class _Computing(threading.local):
+    """While kept functions compute in this thread (nested: one per call): the folders each
+    listed (absolute path -> modification time in ns), or None once one cannot be kept. Per
+    thread: the signals hook looks for trainer logs while discovery may list in another."""
+
+    def __init__(self) -> None:
+        self.stack: list[dict[str, int] | None] = []
+
+
+_computing = _Computing()
 
 
 def recording() -> bool:
     """Whether a kept function is computing: its listings are to be noted (:func:`note`)."""
-    return bool(_computing)
+    return bool(_computing.stack)
 
 
 def time_before_listing(folder: os.PathLike | str) -> tuple[str, int] | None:
@@ -48,8 +58,9 @@ def note(listed: tuple[str, int] | None, entries: Iterable[os.DirEntry] = ()) ->
 
 
 def _merge(listed: dict[str, int] | None) -> None:
-    for i, listed_now in enumerate(_computing):
-        _computing[i] = None if listed is None or listed_now is None else {**listed_now, **listed}
+    stack = _computing.stack
+    for i, listed_now in enumerate(stack):
+        stack[i] = None if listed is None or listed_now is None else {**listed_now, **listed}
 
 
 def _alike(listed_before: dict[str, int]) -> bool:
@@ -78,11 +89,11 @@ def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
         if (hit := kept.get(key)) is not None and _alike(hit[0]):
             _merge(hit[0])  # a caller computing too listed them, through this
             return hit[1]
-        _computing.append({})
+        _computing.stack.append({})
         try:
             result = fn(folder, *args)
         finally:
-            listed = _computing.pop()
+            listed = _computing.stack.pop()
         if listed is None:
             kept.pop(key, None)
         else:

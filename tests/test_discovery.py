@@ -1723,3 +1723,35 @@ def test_settled_checkpoint_folders_are_not_listed_again(tmp_path, monkeypatch):
     assert scan_run(tmp_path) == again
     listed.clear()
     assert scan_run(tmp_path) == again and listed == [tmp_path]
+
+
+def test_a_listing_another_thread_could_not_keep_leaves_this_threads_result_kept(tmp_path):
+    """What a kept function listed is recorded per thread: the trainer-log search of the signals
+    hook and discovery may list at once, and a folder one of them could not keep made the
+    other's result unkept (or a folder it never listed decided when its result went stale)."""
+    import threading
+
+    from engine import listings
+
+    (tmp_path / "a").mkdir()
+    _age(tmp_path)
+    calls, inside, noted = [], threading.Event(), threading.Event()
+
+    @listings.kept_while_listed_alike
+    def names(folder):
+        calls.append(folder)
+        listings.note(listings.time_before_listing(folder))
+        inside.set()
+        assert noted.wait(10)  # the other thread's listing comes while this one computes
+        return sorted(os.listdir(folder))
+
+    @listings.kept_while_listed_alike
+    def unkeepable(folder):
+        listings.note(None)  # e.g. a folder changed in the last 2 s
+        return 0
+
+    other = threading.Thread(target=lambda: (inside.wait(10), unkeepable(tmp_path / "a"), noted.set()))
+    other.start()
+    assert names(tmp_path) == ["a"]
+    other.join()
+    assert names(tmp_path) == ["a"] and len(calls) == 1  # kept
