@@ -378,6 +378,21 @@ def test_copy_log_ratio_alone_still_detects_copying(world, healthy_history):
     assert alert.value == cur["copy_log_ratio"] and "distinct neighbourhoods" in alert.message
 
 
+def test_the_log_ratio_route_at_a_few_samples_needs_two_checkpoints_running():
+    """One sign test per checkpoint at p < 0.01: 100 checkpoints of 8 fresh samples beside 20
+    held-out images alerted in 6 of 40 healthy runs (8 of 8 closer by chance: p = 0.0039).
+    A checkpoint fires when the one before it was closer too, or with p < 1e-4 on its own."""
+    def record(step, p, n=8):
+        return {"step": step, "n_generated": n, "copy_log_ratio": -0.5, "copy_log_ratio_p": p, "copy_neighbourhoods": n}
+
+    healthy = [{**record(step, 0.6), "copy_log_ratio": 0.1} for step in range(100, 1000, 100)]
+    assert evaluate_alerts(healthy + [record(1000, 0.0039)]) == []
+    (alert,) = evaluate_alerts(healthy + [record(1000, 0.0039), record(1100, 0.0039)])
+    assert alert.rule == "memorisation" and alert.step == 1100 and "held-out ones, as at step 1000 (" in alert.message
+    (alone,) = evaluate_alerts(healthy + [record(1000, 1.5e-5, n=16)])
+    assert alone.step == 1000 and "held-out ones (median" in alone.message
+
+
 def test_fd_rising_detected(world, healthy_history):
     u = unit(world.rng.normal(size=(1, D)))
 
