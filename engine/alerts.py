@@ -88,8 +88,9 @@ class AlertRules:
     copy_log_ratio_max: float = -0.2
     copy_log_ratio_alpha: float = 0.01
     # ... at the previous checkpoint too, unless p < copy_log_ratio_alone_alpha: one test per
-    # checkpoint at alpha, a healthy run of 100 checkpoints of 8 fresh samples beside 20
-    # held-out images alerted in 6 of 40 runs (2 of 40 at 32 samples); two running, in none
+    # checkpoint at alpha, a healthy run of 100 checkpoints of 8 fresh samples beside 20 held-out
+    # images alerted in 4 of 40 runs (1 of 40 at 32 samples); two running, in none
+    # (benchmarks/memorisation_null.py)
     copy_log_ratio_alone_alpha: float = 1e-4
     # fd_rising: FD rose at each of the last k transitions by > min_step_rise (relative)
     # and over the k transitions by > max(min_total_rise x FD, noise_z x a robust sd of
@@ -441,7 +442,8 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
 def _closer_to_training(record: Mapping, rules: AlertRules) -> bool:
     """Whether a checkpoint's samples sit significantly closer to training than to held-out data
     (the log-ratio route of memorisation, before it asks the previous checkpoint too)."""
-    ratio, p, hoods = _get(record, "copy_log_ratio"), _get(record, "copy_log_ratio_p"), _get(record, "copy_neighbourhoods")
+    ratio, p = _get(record, "copy_log_ratio"), _get(record, "copy_log_ratio_p")
+    hoods = _get(record, "copy_neighbourhoods")
     return _finite(ratio, p, hoods) and ratio < rules.copy_log_ratio_max and p < rules.copy_log_ratio_alpha
 
 

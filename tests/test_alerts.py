@@ -380,7 +380,7 @@ def test_copy_log_ratio_alone_still_detects_copying(world, healthy_history):
 
 def test_the_log_ratio_route_at_a_few_samples_needs_two_checkpoints_running():
     """One sign test per checkpoint at p < 0.01: 100 checkpoints of 8 fresh samples beside 20
-    held-out images alerted in 6 of 40 healthy runs (8 of 8 closer by chance: p = 0.0039).
+    held-out images alerted in 4 of 40 healthy runs (8 of 8 closer by chance: p = 0.0039).
     A checkpoint fires when the one before it was closer too, or with p < 1e-4 on its own."""
     def record(step, p, n=8):
         return {"step": step, "n_generated": n, "copy_log_ratio": -0.5, "copy_log_ratio_p": p, "copy_neighbourhoods": n}
