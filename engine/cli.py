@@ -184,7 +184,7 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
 
 
 def _verbosity_args(parser: argparse.ArgumentParser, default: Any) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="only errors and alerts")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="only warnings, errors and alerts")
     parser.add_argument("-v", "--verbose", action="store_true", default=default, help="debug output")
 
 
@@ -394,7 +394,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from engine.export import export_store, is_stream
 
     path, rows = export_store(args.store, args.to, args.out, embeddings=args.embeddings)
-    if not args.quiet:  # -q: errors and alerts only, as every command
+    if not args.quiet:  # -q: warnings, errors and alerts only, as every command
         print(f"wrote {rows} rows to {path}", file=sys.stderr if is_stream(path) else sys.stdout)  # not into the rows
     return 0
 

@@ -21,7 +21,7 @@ def test_demo_trains_watches_and_says_how_to_view(tmp_path, capfd):
 
     assert main(["-q", "demo", "--out", str(tmp_path / "quiet"), "--steps", "250"]) == 0
     err = capfd.readouterr().err
-    assert "loss_d=" not in err and "ingested" not in err  # -q: errors and alerts only (and where the store is)
+    assert "loss_d=" not in err and "ingested" not in err  # -q: warnings, errors and alerts only (and where the store is)
     assert StoreReader(tmp_path / "quiet" / "demo.zarr").info()["steps"] == [250]
 
 

@@ -35,3 +35,33 @@ def test_docs_metrics_md_names_every_trainer_log_and_step_key_read():
     missing = [x for x in (trainer_logs.MMENGINE_SCALARS, *trainer_logs.STEP_KEYS) if f"`{x}`" not in section
                and f"/{x}`" not in section]
     assert not missing, f"docs/metrics.md, Trainer scalars: {missing} not named"
+
+
+def _quiet_clause(text: str) -> str:
+    """What a doc says ``-q`` keeps: the words after its first mention, up to ``-v``'s."""
+    return text.split("`-q`", 1)[1].split("`-v`", 1)[0]
+
+
+def test_quiet_keeps_warnings_as_its_help_and_the_docs_say(tmp_path, capsys):
+    """Round BC: README, docs/cli.md and ``--help`` said ``-q`` keeps "only errors and alerts",
+    but it keeps warnings too: a file skipped as unreadable is still said (as it should be)."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.cli import main
+
+    checkpoint = tmp_path / "run" / "step_000100"
+    checkpoint.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(checkpoint / f"{i:05d}.png")
+    (checkpoint / "00003.png").write_bytes(b"not an image")
+    assert main(["-q", "watch", str(tmp_path / "run"), "--store", str(tmp_path / "s.zarr"), "--once", "--settle", "0",
+                 "--encoder", "pixels", "--no-layout", "--no-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped step_000100/00003.png" in err and "ingested" not in err
+
+    quiet = next(a for a in cli.build_parser()._actions if "--quiet" in a.option_strings)
+    said = {"--help": quiet.help, "README.md": _quiet_clause((DOCS.parent / "README.md").read_text()),
+            "docs/cli.md": _quiet_clause((DOCS / "cli.md").read_text())}
+    wrong = [where for where, text in said.items() if "warnings" not in text]
+    assert not wrong, f"-q keeps warnings, but {wrong} do not say so"

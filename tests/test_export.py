@@ -60,7 +60,7 @@ def test_parquet_columns_and_values(store, tmp_path, capsys):
     assert main(["export", str(store), "--to", "parquet", "--out", str(out)]) == 0
     assert "wrote 136 rows" in capsys.readouterr().out
     assert main(["-q", "export", str(store), "--to", "parquet", "--out", str(out)]) == 0
-    assert capsys.readouterr() == ("", "")  # -q: errors and alerts only
+    assert capsys.readouterr() == ("", "")  # -q: warnings, errors and alerts only
     df = pd.read_parquet(out)
     reader = StoreReader(store)
     assert len(df) == reader.n_rows == 40 + 4 * 24
