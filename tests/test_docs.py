@@ -65,3 +65,19 @@ def test_quiet_keeps_warnings_as_its_help_and_the_docs_say(tmp_path, capsys):
             "docs/cli.md": _quiet_clause((DOCS / "cli.md").read_text())}
     wrong = [where for where, text in said.items() if "warnings" not in text]
     assert not wrong, f"-q keeps warnings, but {wrong} do not say so"
+
+
+def test_the_streamlit_run_commands_documented_listen_where_evowatch_view_does():
+    """Round BC: docs/viewer.md said ``streamlit run viewer/asgi.py -- STORE`` runs "the same" as
+    ``evowatch view``, but Streamlit's own defaults listen on every network interface and send
+    usage statistics: each documented command carries the two settings ``view`` passes."""
+    import re
+
+    from viewer.launch import streamlit_command
+
+    command = streamlit_command(Path("STORE"))
+    wanted = [f"{name} {command[command.index(name) + 1]}" for name in ("--server.address", "--browser.gatherUsageStats")]
+    documented = re.findall(r"`(streamlit run [^`]*)`", (DOCS / "viewer.md").read_text())
+    assert documented
+    missing = [(line, want) for line in documented for want in wanted if want not in line]
+    assert not missing, f"docs/viewer.md: {missing}"
