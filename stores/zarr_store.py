@@ -1419,8 +1419,12 @@ class StoreWriter(StoreReader):
         """Make room for one array's rows [start, start+len(values)); return their writes."""
         path = self.path / group / name
         if name == "latent" and not (path / "zarr.json").is_file():
-            if start != 0:
-                log.warning("%s: latents appear after row 0; earlier rows have none (NaN)", self.path)
+            # reference rows never have latents: only generated rows without them are news
+            kinds = self.handle("samples", "kind")[:start]
+            generated = int((kinds == fmt.KIND_CODES["generated"]).sum())
+            if generated:
+                log.warning("%s: latents appear at row %d; the %d generated rows before have none (NaN)",
+                            self.path, start, generated)
             group_handle = zarr.open_group(str(self.path / group), mode="r+")
             # rows never written read NaN, not 0 (a checkpoint without latents, once the writer cut
             # the array back to the committed rows and the next one wrote past them)

@@ -1517,3 +1517,30 @@ def test_chunk_files_missing_under_the_commit_point_are_named_not_read_as_zeros(
     with pytest.raises(StoreFormatError, match=said):
         StoreWriter(path, ENCODER, thumbnail_size=4)
     assert not (tmp_path / "s.zarr.lock").exists() and StoreReader(path).n_rows == 10  # let go, nothing cut
+
+
+def test_latents_after_reference_rows_are_no_news_but_after_generated_rows_are_said(tmp_path, capsys):
+    """Round BC: examples/README.md's plain loop saves latents; watched with --real (the README's
+    quick start) it warned "latents appear after row 0; earlier rows have none (NaN)" at every
+    new store: the earlier rows were the reference images, which never have latents."""
+    from PIL import Image
+
+    from engine.cli import main
+    from engine.hooks import save_samples
+
+    rng = np.random.default_rng(0)
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(real / f"{i}.png")
+    watch = ["-q", "watch", "--once", "--settle", "0", "--encoder", "pixels:4", "--no-layout", "--no-metrics"]
+    save_samples(tmp_path / "run", 100, rng.integers(0, 256, (4, 12, 12, 3), dtype=np.uint8), latents=rng.normal(size=(4, 3)))
+    assert main(watch + [str(tmp_path / "run"), "--store", str(tmp_path / "a.zarr"), "--real", str(real)]) == 0
+    assert "latents" not in capsys.readouterr().err
+    latent = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["samples/latent"][:]
+    assert np.isnan(latent[:8]).all() and not np.isnan(latent[8:]).any()
+
+    save_samples(tmp_path / "late", 100, rng.integers(0, 256, (4, 12, 12, 3), dtype=np.uint8))
+    save_samples(tmp_path / "late", 200, rng.integers(0, 256, (4, 12, 12, 3), dtype=np.uint8), latents=rng.normal(size=(4, 3)))
+    assert main(watch + [str(tmp_path / "late"), "--store", str(tmp_path / "b.zarr"), "--real", str(real)]) == 0
+    assert "b.zarr: latents appear at row 12; the 4 generated rows before have none (NaN)" in capsys.readouterr().err
