@@ -81,3 +81,83 @@ def test_the_streamlit_run_commands_documented_listen_where_evowatch_view_does()
     assert documented
     missing = [(line, want) for line in documented for want in wanted if want not in line]
     assert not missing, f"docs/viewer.md: {missing}"
+
+
+def _store_md_arrays() -> list[tuple[str, str]]:
+    """docs/store.md's array table as (name pattern, shape and dtype cell): braces expanded,
+    ``<name>`` a wildcard of one path part."""
+    import re
+
+    rows = []
+    for line in _section((DOCS / "store.md").read_text(), "## Arrays").splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for name in re.findall(r"`([^`]+)`", cells[0]):
+            head, brace, rest = name.partition("{")
+            parts = [head + p.strip() for p in rest.rstrip("}").split(",")] if brace else [name]
+            rows += [(p, cells[1]) for p in parts]
+    return rows
+
+
+def test_every_array_of_a_real_store_is_in_docs_store_md_with_its_shape_and_dtype(tmp_path):
+    """Round BC (a new user reading a store with plain zarr): what docs/store.md lists is what a
+    store holds, both ways, with the rank and dtype it says. A watch with every optional part:
+    labels and latents, trainer losses, a skipped file, references, the map and the metrics."""
+    import json
+    import re
+
+    import numpy as np
+    import zarr
+    from PIL import Image
+
+    from engine.cli import main
+    from engine.hooks import save_samples
+
+    rng = np.random.default_rng(0)
+    run = tmp_path / "run"
+    for step in (100, 200, 300):
+        save_samples(run, step, rng.integers(0, 256, (16, 12, 12, 3), dtype=np.uint8),
+                     labels=np.arange(16) % 2, latents=rng.normal(size=(16, 4)))
+    (run / "losses.jsonl").write_text("".join(json.dumps({"step": s, "loss_d": 1.0, "loss_g": 2.0}) + "\n"
+                                              for s in range(0, 301, 50)))
+    (run / "samples_00000400.npz").write_bytes(b"cut short")
+    for name, n in (("real", 24), ("holdout", 12)):
+        (tmp_path / name).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(tmp_path / name / f"{i:03d}.png")
+    store = tmp_path / "s.zarr"
+    assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels:4",
+                 "--real", str(tmp_path / "real"), "--holdout", str(tmp_path / "holdout")]) == 0
+
+    documented = _store_md_arrays()
+    patterns = [(re.compile(re.sub(r"<[^>]+>", "[^/]+", re.escape(n)) + "$"), n, cell) for n, cell in documented]
+    found: dict[str, object] = {}
+    groups = [("", zarr.open_group(str(store), mode="r"))]
+    while groups:
+        prefix, group = groups.pop()
+        for name, member in group.members():
+            if isinstance(member, zarr.Group):
+                groups.append((f"{prefix}{name}/", member))
+            else:
+                found[prefix + name] = member
+    undocumented = sorted(p for p in found if not any(rx.match(p) for rx, _, _ in patterns))
+    assert not undocumented, f"arrays of a real store not in docs/store.md: {undocumented}"
+    absent = sorted(n for n, _ in documented if "<" not in n and n not in found)
+    assert not absent, f"docs/store.md names arrays a store does not hold: {absent}"
+
+    def dtype_word(array) -> str:
+        return "string" if array.dtype.kind in "TUO" else str(array.dtype)
+
+    wrong = []
+    for path, array in found.items():
+        rx, name, cell = next((rx, n, c) for rx, n, c in patterns if rx.match(path))
+        siblings = [n for n, c in documented if c == cell]
+        dtypes = re.findall(r"\b(u?int\d+|float\d+|bool|string)\b", cell.split(")")[-1])
+        said = dtypes[siblings.index(name)] if len(dtypes) == len(siblings) else dtypes[0] if len(dtypes) == 1 else None
+        rank = cell.split(")")[0].count(",") + 1 - cell.split(")")[0].rstrip().endswith(",")
+        if (said and said != dtype_word(array)) or (cell.startswith("(") and rank != array.ndim):
+            wrong.append(f"{path}: {array.ndim}-d {dtype_word(array)}, docs say {cell}")
+    assert not wrong, wrong
+    assert {"samples/latent", "scalars/loss_d", "sample_metrics/near_copy", "metrics/fd"} <= set(found)
+    assert zarr.open_group(str(store), mode="r").attrs["committed"]["warnings"] == 1
