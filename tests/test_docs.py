@@ -161,3 +161,31 @@ def test_every_array_of_a_real_store_is_in_docs_store_md_with_its_shape_and_dtyp
     assert not wrong, wrong
     assert {"samples/latent", "scalars/loss_d", "sample_metrics/near_copy", "metrics/fd"} <= set(found)
     assert zarr.open_group(str(store), mode="r").attrs["committed"]["warnings"] == 1
+
+
+def test_what_is_measured_without_real_is_what_readme_and_docs_cli_md_name(tmp_path):
+    """Round BC: README said "without --real only the diversity figures are measured", having
+    just counted the near-duplicate share among them; it needs the real data's calibration."""
+    import re
+
+    import numpy as np
+
+    from engine.cli import main
+    from engine.hooks import save_samples
+    from stores.zarr_store import StoreReader
+
+    rng = np.random.default_rng(0)
+    for step in (100, 200):
+        save_samples(tmp_path / "run", step, rng.integers(0, 256, (8, 12, 12, 3), dtype=np.uint8))
+    store = tmp_path / "s.zarr"
+    assert main(["-q", "watch", str(tmp_path / "run"), "--store", str(store), "--once", "--settle", "0",
+                 "--encoder", "pixels:4", "--no-layout"]) == 0
+    measured = set(StoreReader(store).step_metrics()) - {"step", "n_generated"}
+    assert measured == {"vendi", "pairwise_cosine"}
+
+    readme = (DOCS.parent / "README.md").read_text()
+    sentence = readme.split("Without `--real` only", 1)[1].split(";", 1)[0]
+    row = next(line for line in (DOCS / "cli.md").read_text().splitlines() if line.startswith("| `--real DIR`"))
+    clause = row.split("Without it only", 1)[1].split(" are measured", 1)[0]
+    for where, text in (("README.md", sentence), ("docs/cli.md", clause)):
+        assert set(re.findall(r"`([a-z_]+)`", text)) == measured, f"{where}: {text!r}"
