@@ -189,3 +189,16 @@ def test_what_is_measured_without_real_is_what_readme_and_docs_cli_md_name(tmp_p
     clause = row.split("Without it only", 1)[1].split(" are measured", 1)[0]
     for where, text in (("README.md", sentence), ("docs/cli.md", clause)):
         assert set(re.findall(r"`([a-z_]+)`", text)) == measured, f"{where}: {text!r}"
+
+
+def test_the_evaluate_alerts_signature_docs_metrics_md_writes_out_is_the_functions_own():
+    """Round BC: docs/metrics.md wrote ``evaluate_alerts(history, rules=DEFAULT_RULES,
+    losses=None)``, without its ``names`` parameter."""
+    import inspect
+    import re
+
+    from engine import alerts
+
+    doc = (DOCS / "metrics.md").read_text()
+    written = re.search(r"`evaluate_alerts\(([^)]*)\)", doc).group(1)
+    assert [p.split("=")[0].strip() for p in written.split(",")] == list(inspect.signature(alerts.evaluate_alerts).parameters)
