@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytest
+
 from engine import cli, trainer_logs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -83,6 +85,13 @@ def test_the_streamlit_run_commands_documented_listen_where_evowatch_view_does()
     assert not missing, f"docs/viewer.md: {missing}"
 
 
+def _cells(line: str) -> list[str]:
+    """A markdown table row's cells (a ``\\|`` inside a cell is no border)."""
+    import re
+
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
+
 def _store_md_arrays() -> list[tuple[str, str]]:
     """docs/store.md's array table as (name pattern, shape and dtype cell): braces expanded,
     ``<name>`` a wildcard of one path part."""
@@ -92,7 +101,7 @@ def _store_md_arrays() -> list[tuple[str, str]]:
     for line in _section((DOCS / "store.md").read_text(), "## Arrays").splitlines():
         if not line.startswith("| `"):
             continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
+        cells = _cells(line)
         for name in re.findall(r"`([^`]+)`", cells[0]):
             head, brace, rest = name.partition("{")
             parts = [head + p.strip() for p in rest.rstrip("}").split(",")] if brace else [name]
@@ -100,20 +109,19 @@ def _store_md_arrays() -> list[tuple[str, str]]:
     return rows
 
 
-def test_every_array_of_a_real_store_is_in_docs_store_md_with_its_shape_and_dtype(tmp_path):
-    """Round BC (a new user reading a store with plain zarr): what docs/store.md lists is what a
-    store holds, both ways, with the rank and dtype it says. A watch with every optional part:
-    labels and latents, trainer losses, a skipped file, references, the map and the metrics."""
+@pytest.fixture(scope="module")
+def full_store(tmp_path_factory) -> Path:
+    """A store watched with every optional part: labels and latents, trainer losses, a skipped
+    file, real and held-out references, the map and the metrics."""
     import json
-    import re
 
     import numpy as np
-    import zarr
     from PIL import Image
 
     from engine.cli import main
     from engine.hooks import save_samples
 
+    tmp_path = tmp_path_factory.mktemp("full")
     rng = np.random.default_rng(0)
     run = tmp_path / "run"
     for step in (100, 200, 300):
@@ -129,7 +137,17 @@ def test_every_array_of_a_real_store_is_in_docs_store_md_with_its_shape_and_dtyp
     store = tmp_path / "s.zarr"
     assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels:4",
                  "--real", str(tmp_path / "real"), "--holdout", str(tmp_path / "holdout")]) == 0
+    return store
 
+
+def test_every_array_of_a_real_store_is_in_docs_store_md_with_its_shape_and_dtype(full_store):
+    """Round BC (a new user reading a store with plain zarr): what docs/store.md lists is what a
+    store holds, both ways, with the rank and dtype it says."""
+    import re
+
+    import zarr
+
+    store = full_store
     documented = _store_md_arrays()
     patterns = [(re.compile(re.sub(r"<[^>]+>", "[^/]+", re.escape(n)) + "$"), n, cell) for n, cell in documented]
     found: dict[str, object] = {}
@@ -202,3 +220,38 @@ def test_the_evaluate_alerts_signature_docs_metrics_md_writes_out_is_the_functio
     doc = (DOCS / "metrics.md").read_text()
     written = re.search(r"`evaluate_alerts\(([^)]*)\)", doc).group(1)
     assert [p.split("=")[0].strip() for p in written.split(",")] == list(inspect.signature(alerts.evaluate_alerts).parameters)
+
+
+def test_info_json_keys_are_those_docs_cli_md_lists(full_store, capsys):
+    """Round BC: the keys `evowatch info --json` prints, both ways, against its row in docs/cli.md."""
+    import json
+    import re
+
+    from engine.cli import main
+
+    assert main(["info", str(full_store), "--json"]) == 0
+    printed = set(json.loads(capsys.readouterr().out))
+    row = next(line for line in _section((DOCS / "cli.md").read_text(), "## `evowatch info").splitlines()
+               if line.startswith("| `--json`"))
+    listed = set(re.findall(r"`([a-z_]+)`", _cells(row)[2]))
+    assert printed == listed, f"printed, not listed: {sorted(printed - listed)}; listed, not printed: {sorted(listed - printed)}"
+
+
+def test_docs_cli_md_gives_each_options_default_as_argparse_has_it():
+    """Round BC: the default column of docs/cli.md against the parsers' own defaults (for the
+    options whose default is a value; "none", "off" and "detected" are argparse's None/False)."""
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    doc = (DOCS / "cli.md").read_text()
+    wrong = []
+    for name, parser in sub.choices.items():
+        rows = {_cells(line)[0]: _cells(line)[1] for line in _section(doc, f"## `evowatch {name}").splitlines()
+                if line.startswith("| `--")}
+        for action in parser._actions:
+            if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+                continue
+            option = action.option_strings[-1]
+            cell = next(c for r, c in rows.items() if r.startswith(f"`{option} ") or r.startswith(f"`{option}`"))
+            value = f"{action.default:g}" if isinstance(action.default, float) else str(action.default)
+            if value not in cell:
+                wrong.append(f"evowatch {name} {option}: default {value}, docs say {cell}")
+    assert not wrong, wrong
