@@ -228,6 +228,34 @@ def test_errors_of_a_store_gone_for_a_moment_leave_once_it_is_back(tmp_path):
                                ".includes('no such store')", timeout=20_000)
 
 
+def test_an_export_the_server_refuses_says_why_in_a_tab(tmp_path):
+    """Export selection (CSV) clicked after the store was made again (before the page's rerun
+    drops the link): the route's 409 line, "select again on the page", never showed. The
+    link's ``download`` attribute made Chromium save the error as a failed download, silently;
+    without it the CSV still downloads (Content-Disposition) and a refusal opens in a tab."""
+    import shutil
+
+    store = tmp_path / "run.zarr"
+    build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8)
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1280, 900)
+        browser.drag_box(page, 0.0, 0.0, 1.0, 1.0)
+        link = page.get_by_role("link", name="Export selection (CSV)")
+        with page.expect_download(timeout=20_000) as download:
+            link.click()
+        assert len(Path(download.value.path()).read_text().splitlines()) == 2 * PER_STEP + N_REAL + 1
+        stale = link.evaluate("a => a.outerHTML")  # the link as the page showed it before the store changed
+        shutil.rmtree(store)
+        build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8, seed=1)
+        page.evaluate("""(html) => { const box = document.createElement('div'); box.innerHTML = html;
+            box.firstChild.id = 'stale-export'; document.body.appendChild(box.firstChild); }""", stale)
+        with page.context.expect_page(timeout=10_000) as opened:
+            page.evaluate("() => document.getElementById('stale-export').click()")
+        opened.value.wait_for_load_state()
+        assert "the store was made again since this selection; select again on the page" in \
+            opened.value.inner_text("body")
+
+
 def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path):
     """A run watched live from its first step: each `watch` pass commits a step's samples and
     then its layout, and the Steps filter, drawn at 100-200, kept that range while the map's

@@ -301,8 +301,10 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
                  hide_index=True, height=220,  # steps written 3,000 as on the rest of the page
                  column_config={"step": st.column_config.NumberColumn(format="localized")})
     make = functools.partial(data.selection_export, path, commit, d, rows)
-    if export.served:  # an address kept across reruns (viewer/export.py)
-        st.markdown(f'<a href="{export.address(commit.store_id, path, rows, make)}" download="{export.FILE_NAME}" '
+    if export.served:  # an address kept across reruns (viewer/export.py); no `download` attribute:
+        # a refusal (store made again, selection no longer held) then shows its line in a new tab
+        # instead of a silent failed download; the CSV itself downloads by its Content-Disposition
+        st.markdown(f'<a href="{export.address(commit.store_id, path, rows, make)}" target="_blank" '
                     f'class="evowatch-export">Export selection (CSV)</a>', unsafe_allow_html=True)
     else:  # `streamlit run viewer/app.py`: no route, and a click during a watch's rerun can fail;
         # no rerun on the click: a rerun under way (a trail click just before) re-registered the file
