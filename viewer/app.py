@@ -6,7 +6,6 @@ the selection geometry and the figure builders.
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -300,7 +299,7 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
     st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
                  hide_index=True, height=220,  # steps written 3,000 as on the rest of the page
                  column_config={"step": st.column_config.NumberColumn(format="localized")})
-    make = functools.partial(data.selection_export, path, commit, d, rows)
+    make = data.export_maker(path, commit, d, rows)
     if export.served:  # an address kept across reruns (viewer/export.py); no `download` attribute:
         # a refusal (store made again, selection no longer held) then shows its line in a new tab
         # instead of a silent failed download; the CSV itself downloads by its Content-Disposition

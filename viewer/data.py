@@ -22,13 +22,14 @@ what ``np.bincount`` does here in tens of milliseconds.)
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import streamlit as st
@@ -883,39 +884,76 @@ def sample_columns(path: str | Path, commit: Commit, rows: np.ndarray, names: Se
     return {name: values[inverse] for name, values in got.items()}
 
 
+@dataclass(frozen=True)
+class RowColumns:
+    """What a description of some rows reads of the map, for those rows only: an export made
+    when fetched holds this, not the MapData (40 bytes a row: 40 MB at a million rows, for each
+    of the 32 selections viewer/export.py keeps)."""
+
+    rows: np.ndarray
+    step: np.ndarray
+    kind: np.ndarray
+    label: np.ndarray
+    instance: np.ndarray
+    kinds: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, d: MapData, rows: np.ndarray) -> RowColumns:
+        rows = np.asarray(rows, np.int64)
+        return cls(rows, d.step[rows], d.kind[rows], d.label[rows], d.instance[rows], d.kinds, d.labels)
+
+    def describe(self) -> dict[str, list[Any]]:
+        gen = fmt.KIND_CODES["generated"]
+        return {
+            "row": self.rows.tolist(),
+            "step": [s if k == gen else -1 for s, k in zip(self.step.tolist(), self.kind.tolist())],
+            "kind": [self.kinds[k] if k < len(self.kinds) else "?" for k in self.kind.tolist()],
+            "label": [self.labels[x] if 0 <= x < len(self.labels) else "" for x in self.label.tolist()],
+            "instance": self.instance.tolist(),
+        }
+
+
 def describe_rows(d: MapData, rows: np.ndarray) -> dict[str, list[Any]]:
     """Step, kind, label, instance per row (no store read)."""
-    return {
-        "row": [int(r) for r in rows],
-        "step": [int(d.step[r]) if d.kind[r] == fmt.KIND_CODES["generated"] else -1 for r in rows],
-        "kind": [d.kinds[d.kind[r]] if d.kind[r] < len(d.kinds) else "?" for r in rows],
-        "label": [d.labels[d.label[r]] if 0 <= d.label[r] < len(d.labels) else "" for r in rows],
-        "instance": [int(d.instance[r]) for r in rows],
-    }
+    return RowColumns.of(d, rows).describe()
 
 
 def selection_export(path: str | Path, commit: Commit, d: MapData, rows: np.ndarray) -> str:
-    """The selection's CSV, its paths read from the store when the export is asked for (those
-    of 100,000 rows take about 2 s): refused for a store made again since the selection."""
+    """The selection's CSV (what :func:`export_maker`'s function returns)."""
+    return export_maker(path, commit, d, rows)()
+
+
+def export_maker(path: str | Path, commit: Commit, d: MapData, rows: np.ndarray) -> Callable[[], str]:
+    """A function that makes the selection's CSV when the export is asked for, its paths read
+    from the store then (those of 100,000 rows take about 2 s), holding the selected rows'
+    columns only; it refuses a store made again since the selection."""
+    return functools.partial(_export, str(path), commit.store_id, RowColumns.of(d, rows))
+
+
+def _export(path: str, store_id: str | None, columns: RowColumns) -> str:
     reader = StoreReader(path)
-    if fmt.schema_of(reader.attrs).get("id") != commit.store_id:
+    if fmt.schema_of(reader.attrs).get("id") != store_id:
         raise StoreFormatError(f"{path}: the store was made again since this selection; select again on the page")
-    rows = np.asarray(rows, np.int64)
-    order = np.argsort(rows)
-    paths = np.empty(len(rows), object)
-    paths[order] = reader.samples("path", rows[order])
-    return selection_csv(d, rows, [str(p) for p in paths])
+    order = np.argsort(columns.rows)
+    paths = np.empty(len(columns.rows), object)
+    paths[order] = reader.samples("path", columns.rows[order])
+    return _csv(columns, [str(p) for p in paths])
 
 
 def selection_csv(d: MapData, rows: np.ndarray, paths: Sequence[str]) -> str:
     """CSV of the selected rows: row, step, kind, label, instance, path."""
+    return _csv(RowColumns.of(d, rows), paths)
+
+
+def _csv(columns: RowColumns, paths: Sequence[str]) -> str:
     import csv
 
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["row", "step", "kind", "label", "instance", "path"])
-    desc = describe_rows(d, rows)
-    for i in range(len(rows)):
+    desc = columns.describe()
+    for i in range(len(columns.rows)):
         w.writerow([desc["row"][i], desc["step"][i], desc["kind"][i], desc["label"][i], desc["instance"][i], paths[i]])
     return buf.getvalue()
 
