@@ -772,16 +772,23 @@ def folder_labels(checkpoint: Checkpoint, options: DiscoveryOptions) -> dict[Pat
 
 
 def _class_folders(folder: Path, files: Iterable[Path]) -> dict[Path, Path]:
-    """Each file's class folder: its ancestor at the depth most files sit at below ``folder``
-    (as torchvision's ImageFolder, a file deeper in a class folder has its class: one image in
-    ``real/cat/extra/`` left every image of the --real unlabelled, unsaid); files above that
-    depth have none."""
+    """Each file's class folder, its ancestor at one depth below ``folder`` (as torchvision's
+    ImageFolder, a file deeper in a class folder has its class: one image in ``real/cat/extra/``
+    left every image of the --real unlabelled, unsaid): the depth of the shallowest file in a
+    folder, where that gives sibling folders (``dog/*.png`` beside ``cat/indoor/``: cat and
+    dog; at the depth most files sit at, ``indoor`` and ``outdoor`` were the labels and dog's
+    files none), else that depth most files sit at (``samples/cat/`` beside one
+    ``samples/preview.png``); files above it have none."""
     parts = {f: f.relative_to(folder).parts for f in files if f.parent != folder}
     if not parts:
         return {}
     counts = Counter(len(p) for p in parts.values())
-    depth = max(counts, key=lambda d: (counts[d], -d))  # a tie: the shallower
-    return {f: folder.joinpath(*p[:depth - 1]) for f, p in parts.items() if len(p) >= depth}
+    shallowest, most = min(counts), max(counts, key=lambda d: (counts[d], -d))  # a tie: the shallower
+    for depth in (shallowest, most):
+        classes = {f: folder.joinpath(*p[:depth - 1]) for f, p in parts.items() if len(p) >= depth}
+        if len(set(classes.values())) >= 2 and len({c.parent for c in classes.values()}) == 1:
+            break
+    return classes
 
 
 def label_folder_names(checkpoints: Iterable[Checkpoint], options: DiscoveryOptions) -> frozenset[str]:

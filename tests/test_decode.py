@@ -629,6 +629,22 @@ def test_a_file_deeper_in_a_class_folder_has_its_class_and_costs_no_other_its_la
     assert {s.label for s in iter_samples(scan_reference(tmp_path / "splits", "real"))} == {None}
 
 
+def test_a_class_folder_split_in_folders_of_its_own_keeps_its_class(tmp_path):
+    """``real/cat/indoor/``, ``real/cat/outdoor/`` beside ``real/dog/``: the depth most files sat
+    at made ``indoor`` and ``outdoor`` the labels and dog's images none ("beside its label
+    folders"); ImageFolder reads cat and dog. More files in ``cat/extra/`` than in the class
+    folders themselves left every image unlabelled."""
+    for folder, n in (("cat/indoor", 3), ("cat/outdoor", 3), ("dog", 2)):
+        for i in range(n):
+            write_png(tmp_path / "split" / folder / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    for folder, n in (("cat", 1), ("dog", 1), ("cat/extra", 3)):
+        for i in range(n):
+            write_png(tmp_path / "extra" / folder / f"{i}.png", smooth_images(RNG, 1, 16)[0])
+    for name in ("split", "extra"):
+        labels = {s.path: s.label for s in iter_samples(scan_reference(tmp_path / name, "real"))}
+        assert labels == {path: path.split("/")[0] for path in labels}, name
+
+
 def test_a_step_of_one_class_folder_keeps_its_label_in_a_run_of_class_folders(tmp_path):
     """Round AQ: a run drifting to one class in the ImageFolder layout ended with a step whose
     files all sat in ``circle/``: a single folder, no label, and label_drift stopped at the
