@@ -1120,12 +1120,17 @@ _STANDALONE_NUMBER = re.compile(r"(?:^|(?<=[-_. ])|(?<=(?<![a-z])e)|(?<=(?<![a-z
                                 re.IGNORECASE)
 
 
+#: A date without a time of day (``20240514``, ``2024_05_14``): a folder's or run's name, no step.
+_DATE = re.compile(r"(?<!\d)(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?!\d)")
+
+
 def _step_before_first_indices(stem: str) -> int | None:
     """The step of a lone ``{step}_{index}`` name whose index is 0: the first file a per-sample
     writer saves (kohya-ss's ``mylora_000500_00_<time>.png``, ai-toolkit's
     ``<time>__000000250_0.jpg``, ``sample_1000_0.png``) read alone until a second one comes;
     its last number, the prompt index, was the step (0). The last non-zero number before the
-    trailing zeros, standing alone; None where there is none (``cifar10_0``: step 0)."""
+    trailing zeros, standing alone and no date; None where there is none (``cifar10_0``,
+    ``run_20240514_0``: step 0)."""
     masked = _NOT_A_STEP.sub("_", stem)
     numbers = list(re.finditer(r"\d+", masked))
     while numbers and int(numbers[-1][0]) == 0:
@@ -1133,8 +1138,9 @@ def _step_before_first_indices(stem: str) -> int | None:
     if len(numbers) == len(re.findall(r"\d+", masked)) or not numbers:
         return None  # no trailing index 0, or nothing but zeros (step 0 itself)
     last = numbers[-1]
-    if not any(m.span(1) == last.span() for m in _STANDALONE_NUMBER.finditer(masked)):
-        return None
+    if not any(m.span(1) == last.span() for m in _STANDALONE_NUMBER.finditer(masked)) or any(
+            m.start() <= last.start() and last.end() <= m.end() for m in _DATE.finditer(masked)):
+        return None  # a number glued to a word, or a date (run_20240514_0: step 0, not 20,240,514)
     return int(last[0])
 
 

@@ -354,6 +354,15 @@ def test_a_live_runs_first_per_sample_file_alone_gives_its_step_not_its_index(tm
     assert [(c.step, len(c.files)) for c in scan_run(at_first)] == [(0, 3), (100, 1)]
 
 
+def test_a_lone_file_named_with_a_date_and_an_index_0_is_not_read_at_the_date(tmp_path):
+    """Round BC's lone-file rule read the number before a trailing 0 as the step, a date too:
+    a live run's first ``run_20240514_0.png`` was step 20,240,514 (``2024_05_14_0.png``: 14)
+    until the next file came and it was read again at step 0."""
+    for k, name in enumerate(("run_20240514_0.png", "2024_05_14_0.png", "samples_2024.05.14_0.png")):
+        write_png(tmp_path / f"lone{k}" / "sample" / name, smooth_images(RNG, 1, 8)[0])
+        assert [c.step for c in scan_run(tmp_path / f"lone{k}")] == [0], name
+
+
 def test_ai_toolkit_edm2_and_muse_maskgit_runs_give_the_training_step(tmp_path, caplog):
     """ostris ai-toolkit: ``output/my_first_lora_v1/samples/{time_ms}__{step:09d}_{i}.jpg`` was
     a checkpoint per image at steps 0..5 (the prompt index; the time in front kept a step's
