@@ -5,7 +5,9 @@ checkpoint again, and the trainer logs were looked for in every folder (2.2 s an
 pass at 2,000 checkpoints of 8 files; ``benchmarks/long_run.py``). A folder gets a new
 modification time when an entry is added, removed or renamed in it, so what a function made
 of the listings it read (names and kinds of entries, never a file's content or time) holds
-while each of those folders keeps its time. Not kept: a folder changed in the last
+while each of those folders keeps its times. Its change time counts too: a chmod leaves the
+modification time as it was (a folder made unreadable was still read from its kept listing),
+and so does ``touch -d`` or ``cp -a`` setting it back. Not kept: a folder changed in the last
 :data:`SETTLED_LISTING_S` (a file system that keeps times to the second, or two on FAT, shows
 no change for a file added in the tick of the listing), one that could not be listed, or one
 holding a symlink (its target may change, the folder not).
@@ -24,11 +26,11 @@ SETTLED_LISTING_S = 2.0
 
 class _Computing(threading.local):
     """While kept functions compute in this thread (nested: one per call): the folders each
-    listed (absolute path -> modification time in ns), or None once one cannot be kept. Per
+    listed (absolute path -> its times, :func:`_times`), or None once one cannot be kept. Per
     thread: the signals hook looks for trainer logs while discovery may list in another."""
 
     def __init__(self) -> None:
-        self.stack: list[dict[str, int] | None] = []
+        self.stack: list[dict[str, tuple[int, int]] | None] = []
 
 
 _computing = _Computing()
@@ -39,17 +41,23 @@ def recording() -> bool:
     return bool(_computing.stack)
 
 
-def time_before_listing(folder: os.PathLike | str) -> tuple[str, int] | None:
-    """A folder's modification time, taken before it is listed (a change during the listing
-    then shows), or None when a listing made now cannot be kept (changed just now, or gone)."""
+def _times(st: os.stat_result) -> tuple[int, int]:
+    """A folder's modification and change times (ns): either moves when what a listing of it
+    gives may have changed (an entry, or its permissions)."""
+    return st.st_mtime_ns, st.st_ctime_ns
+
+
+def time_before_listing(folder: os.PathLike | str) -> tuple[str, tuple[int, int]] | None:
+    """A folder's times, taken before it is listed (a change during the listing then shows), or
+    None when a listing made now cannot be kept (changed just now, or gone)."""
     try:
         st = os.stat(folder)
     except OSError:
         return None
-    return (os.path.abspath(folder), st.st_mtime_ns) if time.time() - st.st_mtime >= SETTLED_LISTING_S else None
+    return (os.path.abspath(folder), _times(st)) if time.time() - st.st_mtime >= SETTLED_LISTING_S else None
 
 
-def note(listed: tuple[str, int] | None, entries: Iterable[os.DirEntry] = ()) -> None:
+def note(listed: tuple[str, tuple[int, int]] | None, entries: Iterable[os.DirEntry] = ()) -> None:
     """Note a folder listed (:func:`time_before_listing`'s answer, and what it held) for every
     function computing now; None: what they compute cannot be kept."""
     if listed is not None and any(entry.is_symlink() for entry in entries):
@@ -57,15 +65,15 @@ def note(listed: tuple[str, int] | None, entries: Iterable[os.DirEntry] = ()) ->
     _merge(None if listed is None else dict([listed]))
 
 
-def _merge(listed: dict[str, int] | None) -> None:
+def _merge(listed: dict[str, tuple[int, int]] | None) -> None:
     stack = _computing.stack
     for i, listed_now in enumerate(stack):
         stack[i] = None if listed is None or listed_now is None else {**listed_now, **listed}
 
 
-def _alike(listed_before: dict[str, int]) -> bool:
+def _alike(listed_before: dict[str, tuple[int, int]]) -> bool:
     try:
-        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in listed_before.items())
+        return all(_times(os.stat(folder)) == times for folder, times in listed_before.items())
     except OSError:
         return False
 
@@ -81,7 +89,7 @@ def is_dir(entry: os.DirEntry) -> bool:
 def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Keep ``fn(folder, *args)`` (hashable arguments) while no folder it listed changed. Its
     listings go through :func:`note`; the result is shared, so callers do not change it."""
-    kept: dict[tuple, tuple[dict[str, int], Any]] = {}
+    kept: dict[tuple, tuple[dict[str, tuple[int, int]], Any]] = {}
 
     @functools.wraps(fn)
     def wrapper(folder: os.PathLike | str, *args: Any) -> Any:

@@ -1734,6 +1734,27 @@ def test_settled_checkpoint_folders_are_not_listed_again(tmp_path, monkeypatch):
     assert scan_run(tmp_path) == again and listed == [tmp_path]
 
 
+def test_a_settled_folder_whose_times_were_set_back_or_permissions_changed_is_listed_again(tmp_path, monkeypatch):
+    """A kept listing held while the folder kept its modification time, which a chmod leaves
+    as it was (a live watch read a checkpoint folder made unreadable from its kept listing, and
+    stopped on "cannot write there ... choose a writable --store") and ``touch -d`` or
+    ``cp -a`` sets back (a file added then was not found). The change time moves with both."""
+    folder = _folder_of_images(tmp_path / "step_000500")
+    _folder_of_images(tmp_path / "step_001000")
+    _age(tmp_path)
+    assert [len(c.files) for c in scan_run(tmp_path)] == [4, 4]  # kept
+    before = folder.stat()
+    write_png(folder / "00004.png", smooth_images(RNG, 1, 16)[0])
+    os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -d: its time as it was
+    assert [len(c.files) for c in scan_run(tmp_path)] == [5, 4]
+    listed = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(discovery.os, "scandir", lambda path: listed.append(Path(path)) or real_scandir(path))
+    folder.chmod(0o700)  # its times as they were, its permissions not
+    scan_run(tmp_path)
+    assert folder in listed
+
+
 def test_a_listing_another_thread_could_not_keep_leaves_this_threads_result_kept(tmp_path):
     """What a kept function listed is recorded per thread: the trainer-log search of the signals
     hook and discovery may list at once, and a folder one of them could not keep made the
