@@ -171,6 +171,16 @@ def _hash_renamed(settings: str, digests: list, prefix: str, source: str) -> str
     return combined_hash(settings, [(source + name[len(prefix):], d) for name, d in digests])
 
 
+def _moved_by(source: str, here: str) -> tuple[str, str]:
+    """The folders a stored source's name lost and gained to become ``here`` (the names before
+    the parts both end in): ``("", "exp1")`` for ``step_100`` seen as ``exp1/step_100``."""
+    old, new = source.split("/"), here.split("/")
+    alike = 0
+    while alike < min(len(old), len(new)) and old[-1 - alike] == new[-1 - alike]:
+        alike += 1
+    return "/".join(old[:len(old) - alike]), "/".join(new[:len(new) - alike])
+
+
 def _fingerprint(checkpoint: Checkpoint) -> tuple:
     """The files' versions a checkpoint's hash holds for: their change times count (a file
     made readable by chmod, one rewritten keeping its size and mtime were read again only by a
@@ -334,7 +344,9 @@ class Watcher:
         files are here under another name, one no reading in the store has (``names``); with
         ``changed_too`` (the run is the store's), hash None for one found here only under another
         name with other files (rewritten since): read again, it supersedes the stored reading, which
-        stayed current beside it (the step's samples twice)."""
+        stayed current beside it (the step's samples twice). Only where the name moved as those of
+        the same files did (``step_100`` to ``exp1/step_100``): a checkpoint the trainer deleted
+        since, its name at another run beside (``exp2/step_100``), was superseded by that run's."""
         taken = {str(name) for name in names}
         renamed: list[tuple[str, Checkpoint, str | None]] = []
         for source, candidates in partners.items():
@@ -343,8 +355,10 @@ class Watcher:
                 taken.add(here.source)
                 renamed.append((source, here, hash_as(here, here.source)))
         done = {source for source, _, _ in renamed}
+        moves = {_moved_by(source, here.source) for source, here, _ in renamed}
         for source, candidates in partners.items() if changed_too else ():
-            if source not in done and len(candidates) == 1 and candidates[0].source not in taken:
+            if source not in done and len(candidates) == 1 and candidates[0].source not in taken \
+                    and _moved_by(source, candidates[0].source) in moves:
                 taken.add(candidates[0].source)
                 renamed.append((source, candidates[0], None))
         return renamed

@@ -21,7 +21,7 @@ from PIL import Image
 
 from engine.cli import main
 from engine.errors import EvowatchError
-from stores.zarr_store import StoreReader
+from stores.zarr_store import StoreReader, superseded_flags
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CLIP = f"clip:{REPO / 'tests/data/evowatch-tiny.json'}/random"
@@ -3098,6 +3098,27 @@ def test_a_run_watched_from_the_folder_above_or_inside_keeps_its_rows_and_reads_
             "superseded\n") in err
     assert "ingested step 100 (step_000100)" in err and "ingested step 300 (step_000300)" in err
     assert (info(store)["rows"], info(store)["current_rows"], info(store)["checkpoints"]) == (15, 12, 5)
+
+
+def test_a_checkpoint_deleted_since_is_not_superseded_by_another_runs_of_its_name(tmp_path, capsys):
+    """Round BC took a stored checkpoint found under one other name only for one rewritten
+    since: watched at `runs/exp1`, its step_000100 deleted by the trainer, then from `runs/`
+    beside a new run's `exp2/step_000100`, the first run's reading was renamed to that and
+    superseded by the other run's samples ("1 checkpoint changed since"). Only a name moved as
+    the same files' names did (`step_000200` to `exp1/step_000200`) is such a rewrite."""
+    runs, store = tmp_path / "runs", tmp_path / "s.zarr"
+    for step in (100, 200, 300):
+        write_step(runs / "exp1", step, 2, seed=step)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(["watch", str(runs / "exp1"), *watch]) == 0
+    shutil.rmtree(runs / "exp1" / "step_000100")
+    write_step(runs / "exp2", 100, 2, seed=7)
+    capsys.readouterr()
+    assert main(["watch", str(runs), *watch]) == 0
+    assert "changed since" not in capsys.readouterr().err
+    ckpt = StoreReader(store).checkpoints()
+    current = [source for source, old in zip(ckpt["source"], superseded_flags(ckpt)) if not old]
+    assert current == ["step_000100", "exp1/step_000200", "exp1/step_000300", "exp2/step_000100"]
 
 
 def test_another_run_is_refused_before_a_store_copied_mid_write_is_cut_back(tmp_path, capsys):
