@@ -3086,7 +3086,8 @@ def test_a_run_watched_from_the_folder_above_or_inside_keeps_its_rows_and_reads_
     assert main(["watch", str(run.parent), *watch]) == 0
     assert capsys.readouterr().err == (
         f"evowatch: {run.parent}: the store's run was watched at {run}; 3 checkpoints stored there are here under other "
-        "names (exp1/step_000200 for step_000200): taken as stored, not read again\n")
+        "names (exp1/step_000200 for step_000200): taken as stored, not read again\n"
+        f"evowatch: {store}: resuming: it holds 3 steps (0..200); only new or changed checkpoints are read\n")
     assert StoreReader(store).checkpoints()["source"].tolist() == [f"exp1/step_{s:06d}" for s in (0, 100, 200)]
     assert dict(zarr.open_group(str(store / "metrics"), mode="r").attrs) == measured
     write_step(run, 300, 3, seed=300)
