@@ -344,9 +344,10 @@ class Watcher:
         files are here under another name, one no reading in the store has (``names``); with
         ``changed_too`` (the run is the store's), hash None for one found here only under another
         name with other files (rewritten since): read again, it supersedes the stored reading, which
-        stayed current beside it (the step's samples twice). Only where the name moved as those of
-        the same files did (``step_100`` to ``exp1/step_100``): a checkpoint the trainer deleted
-        since, its name at another run beside (``exp2/step_100``), was superseded by that run's."""
+        stayed current beside it (the step's samples twice). Only the one name moved as those of the
+        same files did (``step_100`` to ``exp1/step_100``, not to ``exp2/step_100`` of another run
+        beside: a checkpoint the trainer deleted since was superseded by that run's, and one
+        rewritten since stayed current beside its new reading)."""
         taken = {str(name) for name in names}
         renamed: list[tuple[str, Checkpoint, str | None]] = []
         for source, candidates in partners.items():
@@ -357,10 +358,10 @@ class Watcher:
         done = {source for source, _, _ in renamed}
         moves = {_moved_by(source, here.source) for source, here, _ in renamed}
         for source, candidates in partners.items() if changed_too else ():
-            if source not in done and len(candidates) == 1 and candidates[0].source not in taken \
-                    and _moved_by(source, candidates[0].source) in moves:
-                taken.add(candidates[0].source)
-                renamed.append((source, candidates[0], None))
+            moved = [c for c in candidates if _moved_by(source, c.source) in moves]
+            if source not in done and len(moved) == 1 and moved[0].source not in taken:
+                taken.add(moved[0].source)
+                renamed.append((source, moved[0], None))
         return renamed
 
     def take_renamed(self, renamed: list[tuple[str, Checkpoint, str | None]]) -> None:

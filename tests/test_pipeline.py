@@ -3122,6 +3122,25 @@ def test_a_checkpoint_deleted_since_is_not_superseded_by_another_runs_of_its_nam
     assert current == ["step_000100", "exp1/step_000200", "exp1/step_000300", "exp2/step_000100"]
 
 
+def test_a_checkpoint_rewritten_since_beside_another_runs_of_its_name_supersedes_its_stored_reading(tmp_path):
+    """Round BC read a checkpoint rewritten since a watch of `runs/exp1` again from `runs/`,
+    its stored reading kept current beside the new one (the step's samples twice) when another
+    run beside held a checkpoint of its name (`exp2/step_000100`): two were found under that
+    name, and one was needed. The one named as the run's other checkpoints moved is it."""
+    runs, store = tmp_path / "runs", tmp_path / "s.zarr"
+    for step in (100, 200, 300):
+        write_step(runs / "exp1", step, 2, seed=step)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(["watch", str(runs / "exp1"), *watch]) == 0
+    shutil.rmtree(runs / "exp1" / "step_000100")
+    write_step(runs / "exp1", 100, 2, seed=42)  # rewritten
+    write_step(runs / "exp2", 100, 2, seed=7)
+    assert main(["watch", str(runs), *watch]) == 0
+    ckpt = StoreReader(store).checkpoints()
+    current = [source for source, old in zip(ckpt["source"], superseded_flags(ckpt)) if not old]
+    assert current == ["exp1/step_000200", "exp1/step_000300", "exp1/step_000100", "exp2/step_000100"]
+
+
 def test_another_run_is_refused_before_a_store_copied_mid_write_is_cut_back(tmp_path, capsys):
     """Round BC: a store copied while it was written (an array's zarr.json from before it grew)
     went back to its last complete checkpoint, then refused the wrong run: the store changed by a
