@@ -347,11 +347,16 @@ class Watcher:
         stayed current beside it (the step's samples twice). Only the one name moved as those of the
         same files did (``step_100`` to ``exp1/step_100``, not to ``exp2/step_100`` of another run
         beside: a checkpoint the trainer deleted since was superseded by that run's, and one
-        rewritten since stayed current beside its new reading)."""
+        rewritten since stayed current beside its new reading). Of several with the same files
+        (step 0 of another run from the same seed), the one moved as most others were."""
         taken = {str(name) for name in names}
         renamed: list[tuple[str, Checkpoint, str | None]] = []
-        for source, candidates in partners.items():
-            here = next((c for c in candidates if c.source not in taken and hash_as(c, source) == stored[source]), None)
+        same = {source: [c for c in candidates if c.source not in taken and hash_as(c, source) == stored[source]]
+                for source, candidates in partners.items()}
+        how_often = Counter(_moved_by(source, c.source) for source, found in same.items() for c in found)
+        for source, found in same.items():
+            here = max((c for c in found if c.source not in taken), default=None,
+                       key=lambda c: how_often[_moved_by(source, c.source)])  # a tie: the first, the newest
             if here is not None:
                 taken.add(here.source)
                 renamed.append((source, here, hash_as(here, here.source)))

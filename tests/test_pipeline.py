@@ -3141,6 +3141,22 @@ def test_a_checkpoint_rewritten_since_beside_another_runs_of_its_name_supersedes
     assert current == ["exp1/step_000200", "exp1/step_000300", "exp1/step_000100", "exp2/step_000100"]
 
 
+def test_a_stored_checkpoint_whose_files_two_runs_hold_keeps_its_runs_name(tmp_path):
+    """Round BC named a stored checkpoint by the first folder found with its files: watched at
+    `runs/exp1`, then from `runs/` beside another run whose step 0 came from the same seed, the
+    first run's step_000000 was named `exp2/step_000000` (the other run's), and read again as
+    `exp1/step_000000`. The one named as the run's other checkpoints moved keeps it."""
+    runs, store = tmp_path / "runs", tmp_path / "s.zarr"
+    for step in (0, 100, 200):
+        write_step(runs / "exp1", step, 2, seed=step)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(["watch", str(runs / "exp1"), *watch]) == 0
+    write_step(runs / "exp2", 0, 2, seed=0)  # the same samples: the same seed, no training yet
+    assert main(["watch", str(runs), *watch]) == 0
+    assert StoreReader(store).checkpoints()["source"].tolist() == [
+        "exp1/step_000000", "exp1/step_000100", "exp1/step_000200", "exp2/step_000000"]
+
+
 def test_another_run_is_refused_before_a_store_copied_mid_write_is_cut_back(tmp_path, capsys):
     """Round BC: a store copied while it was written (an array's zarr.json from before it grew)
     went back to its last complete checkpoint, then refused the wrong run: the store changed by a
