@@ -14,6 +14,7 @@ holding a symlink (its target may change, the folder not).
 """
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import threading
@@ -22,6 +23,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 SETTLED_LISTING_S = 2.0
+#: Results kept per function, the last used (one a checkpoint folder, about a kilobyte).
+KEPT_MOST = 20_000
 
 
 class _Computing(threading.local):
@@ -88,13 +91,21 @@ def is_dir(entry: os.DirEntry) -> bool:
 
 def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Keep ``fn(folder, *args)`` (hashable arguments) while no folder it listed changed. Its
-    listings go through :func:`note`; the result is shared, so callers do not change it."""
-    kept: dict[tuple, tuple[dict[str, tuple[int, int]], Any]] = {}
+    listings go through :func:`note`; the result is shared, so callers do not change it. The
+    :data:`KEPT_MOST` last used are kept: a trainer that deletes its old checkpoints left one
+    entry for each it ever wrote."""
+    kept: collections.OrderedDict[tuple, tuple[dict[str, tuple[int, int]], Any]] = collections.OrderedDict()
+    lock = threading.Lock()
 
     @functools.wraps(fn)
     def wrapper(folder: os.PathLike | str, *args: Any) -> Any:
         key = (os.fspath(folder), None if os.path.isabs(folder) else os.getcwd(), args)
-        if (hit := kept.get(key)) is not None and _alike(hit[0]):
+        with lock:
+            hit = kept.get(key)
+        if hit is not None and _alike(hit[0]):
+            with lock:
+                if key in kept:
+                    kept.move_to_end(key)
             _merge(hit[0])  # a caller computing too listed them, through this
             return hit[1]
         _computing.stack.append({})
@@ -102,10 +113,15 @@ def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
             result = fn(folder, *args)
         finally:
             listed = _computing.stack.pop()
-        if listed is None:
-            kept.pop(key, None)
-        else:
-            kept[key] = (listed, result)
+        with lock:
+            if listed is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = (listed, result)
+                kept.move_to_end(key)
+                while len(kept) > KEPT_MOST:
+                    kept.popitem(last=False)
+        if listed is not None:
             _merge(listed)
         return result
 

@@ -1785,3 +1785,29 @@ def test_a_listing_another_thread_could_not_keep_leaves_this_threads_result_kept
     assert names(tmp_path) == ["a"]
     other.join()
     assert names(tmp_path) == ["a"] and len(calls) == 1  # kept
+
+
+def test_the_listing_memo_keeps_the_last_used_results_only(tmp_path, monkeypatch):
+    """A trainer deleting its old checkpoints left one kept result for each folder it ever
+    wrote, for as long as the watch ran: the memo keeps the KEPT_MOST last used."""
+    from engine import listings
+
+    monkeypatch.setattr(listings, "KEPT_MOST", 2)
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    _age(tmp_path)
+    calls = []
+
+    @listings.kept_while_listed_alike
+    def names(folder):
+        calls.append(folder.name)
+        listings.note(listings.time_before_listing(folder))
+        return sorted(os.listdir(folder))
+
+    for name in "abab":
+        names(tmp_path / name)
+    assert calls == ["a", "b"]  # kept
+    names(tmp_path / "c")  # the least recently used, a, goes
+    names(tmp_path / "b")
+    names(tmp_path / "a")
+    assert calls == ["a", "b", "c", "a"]
