@@ -430,6 +430,10 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
         return f"{out}: cannot write the export there ({exc.strerror}); choose another --out"
     if store is None or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
         return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename and not _of_the_store(exc.filename, store):
+        # a run's file made unreadable between a scan and its reading: "cannot write there ...
+        # choose a writable --store" sent the user to the store
+        return f"{exc.filename}: {exc.strerror}; fix its permissions and run the same command again"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         kept = ("everything committed before is kept" if Path(store).exists()
                 else "nothing was stored yet")  # a store that never committed is not left behind
@@ -437,6 +441,13 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
                "command again to resume"
     fix = "choose a writable --store" if args.command == "watch" else "copy the store where it can be written"
     return f"{store}: cannot write there ({exc.strerror}: {exc.filename or store}); {fix}"
+
+
+def _of_the_store(filename: str | os.PathLike, store: str | os.PathLike) -> bool:
+    """Whether a file is the store's: in it, or its lock file or staging folder beside it."""
+    path, root = os.path.realpath(filename), os.path.realpath(store)
+    return path == root or path.startswith(root + os.sep) or (
+        os.path.dirname(path) == os.path.dirname(root) and os.path.basename(root) in os.path.basename(path))
 
 
 class Terminated(KeyboardInterrupt):

@@ -1401,6 +1401,25 @@ def test_an_encoder_of_another_kind_is_refused_before_its_model_is_built(tmp_pat
     assert not built
 
 
+def test_a_run_file_that_cannot_be_read_is_named_not_blamed_on_the_store(tmp_path, capsys, monkeypatch):
+    """A run's file made unreadable between a scan and its reading stopped the watch on "STORE:
+    cannot write there (Permission denied: RUN/step_100/0.png); choose a writable --store"."""
+    import errno
+
+    import engine.watch
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    unreadable = write_step(run, 100, 2, seed=0) / "samples" / "00000.png"
+
+    def denied(checkpoint):
+        raise PermissionError(errno.EACCES, "Permission denied", str(unreadable))
+
+    monkeypatch.setattr(engine.watch, "file_digests", denied)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"evowatch: error: {unreadable}: Permission denied; fix its permissions and run the same command again")
+
+
 def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kept(tmp_path, capsys, monkeypatch):
     import errno
 
