@@ -2654,7 +2654,8 @@ def test_a_store_kept_in_a_checkpoint_folder_does_not_hold_that_checkpoint_back(
         "evowatch: ingested step 100", "evowatch: ingested step 200", "evowatch: ingested step 300"]
     assert "being written" not in err and "skipped" not in err
     assert main(watch) == 0  # a restart: the store now has chunks, its lock file is written anew
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err.splitlines() == [  # nothing read again
+        f"evowatch: {store}: resuming: it holds 3 steps (100..300); only new or changed checkpoints are read"]
     assert info(store)["rows"] == 12 and info(store)["warnings"] == 0
 
 

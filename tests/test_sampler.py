@@ -380,7 +380,8 @@ def test_load_checkpoint_is_safe_by_default(tmp_path, sampler_file, capsys):
     # --trust-checkpoints into the same store, sampled (the refused step was stored empty and
     # never sampled again, whatever the flag).
     store = tmp_path / "s.zarr"
-    assert watch(path.parent, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2") == 0
+    # nothing stored: status 1 (round BC), as for a run of no checkpoint
+    assert watch(path.parent, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2") == 1
     assert "pass --trust-checkpoints" in capsys.readouterr().err
     assert not store.exists() or StoreReader(store).n_rows == 0
     assert watch(path.parent, store, "--sampler", f"{sampler_file}:sample", "--samples-per-checkpoint", "2",
@@ -473,7 +474,7 @@ def test_a_sampler_that_parses_the_command_line_or_exits_is_the_samplers_failure
     assert StoreReader(tmp_path / "u.zarr").n_rows == 2
     capsys.readouterr()
     other = tmp_path / "t.zarr"
-    assert watch(run, other, "--sampler", f"{parses}:exits", "--samples-per-checkpoint", "2") == 0
+    assert watch(run, other, "--sampler", f"{parses}:exits", "--samples-per-checkpoint", "2") == 1  # nothing stored
     assert "evowatch: skipped model-1.pt: sampler " + f"{parses}:exits failed: SystemExit: no GPU, giving up" \
         in capsys.readouterr().err
     exits_at_import = tmp_path / "quits.py"
