@@ -3121,18 +3121,25 @@ def test_a_run_watched_from_the_folder_above_or_inside_keeps_its_rows_and_reads_
     assert (info(store)["rows"], info(store)["current_rows"], info(store)["checkpoints"]) == (15, 12, 5)
 
 
-def test_a_checkpoint_deleted_since_is_not_superseded_by_another_runs_of_its_name(tmp_path, capsys):
-    """Round BC took a stored checkpoint found under one other name only for one rewritten
-    since: watched at `runs/exp1`, its step_000100 deleted by the trainer, then from `runs/`
-    beside a new run's `exp2/step_000100`, the first run's reading was renamed to that and
-    superseded by the other run's samples ("1 checkpoint changed since"). Only a name moved as
-    the same files' names did (`step_000200` to `exp1/step_000200`) is such a rewrite."""
+def _exp1_stored_then_its_step_100_deleted(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """`runs/exp1` (steps 100-300) watched into `s.zarr`, then its step_000100 deleted: the
+    runs folder, the store and the watch's options."""
     runs, store = tmp_path / "runs", tmp_path / "s.zarr"
     for step in (100, 200, 300):
         write_step(runs / "exp1", step, 2, seed=step)
     watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
     assert main(["watch", str(runs / "exp1"), *watch]) == 0
     shutil.rmtree(runs / "exp1" / "step_000100")
+    return runs, store, watch
+
+
+def test_a_checkpoint_deleted_since_is_not_superseded_by_another_runs_of_its_name(tmp_path, capsys):
+    """Round BC took a stored checkpoint found under one other name only for one rewritten
+    since: watched at `runs/exp1`, its step_000100 deleted by the trainer, then from `runs/`
+    beside a new run's `exp2/step_000100`, the first run's reading was renamed to that and
+    superseded by the other run's samples ("1 checkpoint changed since"). Only a name moved as
+    the same files' names did (`step_000200` to `exp1/step_000200`) is such a rewrite."""
+    runs, store, watch = _exp1_stored_then_its_step_100_deleted(tmp_path)
     write_step(runs / "exp2", 100, 2, seed=7)
     capsys.readouterr()
     assert main(["watch", str(runs), *watch]) == 0
@@ -3147,12 +3154,7 @@ def test_a_checkpoint_rewritten_since_beside_another_runs_of_its_name_supersedes
     its stored reading kept current beside the new one (the step's samples twice) when another
     run beside held a checkpoint of its name (`exp2/step_000100`): two were found under that
     name, and one was needed. The one named as the run's other checkpoints moved is it."""
-    runs, store = tmp_path / "runs", tmp_path / "s.zarr"
-    for step in (100, 200, 300):
-        write_step(runs / "exp1", step, 2, seed=step)
-    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
-    assert main(["watch", str(runs / "exp1"), *watch]) == 0
-    shutil.rmtree(runs / "exp1" / "step_000100")
+    runs, store, watch = _exp1_stored_then_its_step_100_deleted(tmp_path)
     write_step(runs / "exp1", 100, 2, seed=42)  # rewritten
     write_step(runs / "exp2", 100, 2, seed=7)
     assert main(["watch", str(runs), *watch]) == 0
