@@ -24,8 +24,10 @@ Run the example (CPU, offline, scikit-learn's digits as a folder of 16 px PNGs):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -88,6 +90,7 @@ def sample_milestone(checkpoint_path: str, n_samples: int, seed: int, device: st
     evowatch seeds torch's global generator with ``seed`` before the call (the library's
     ``sample`` draws its noise from it), so every milestone starts from the same noise.
     """
+    import denoising_diffusion_pytorch.denoising_diffusion_pytorch as library
     from ema_pytorch import EMA
 
     from engine.sampler import load_checkpoint
@@ -98,7 +101,9 @@ def sample_milestone(checkpoint_path: str, n_samples: int, seed: int, device: st
     ema.load_state_dict(data["ema"])
     model = ema.ema_model.to(device).eval()
     torch.manual_seed(seed)
-    with torch.inference_mode():
+    # the library's progress bar, one per checkpoint, flooded the watch's stderr (-q too)
+    quiet = functools.partial(library.tqdm, disable=True)
+    with torch.inference_mode(), mock.patch.object(library, "tqdm", quiet):
         return model.sample(batch_size=n_samples)  # (N, 3, H, W) in [0, 1]
 
 

@@ -123,11 +123,12 @@ def test_ddpm_grids(ddpm_results, tmp_path):
     assert all(ids.tolist() == list(range(9)) for ids in rows_by_step(tmp_path / "grids.zarr", "instance").values())
 
 
-def test_ddpm_weights_through_the_sampler(ddpm_results, tmp_path):
+def test_ddpm_weights_through_the_sampler(ddpm_results, tmp_path, capfd):
     store = tmp_path / "weights.zarr"
     info = watch(ddpm_results, store, "--sampler", f"{REPO / 'examples/ddpm_trainer.py'}:sample_milestone",
                  "--samples-per-checkpoint", "4", "--no-metrics")
     assert info["steps"] == [1, 2, 3] and info["rows"] == 12 and info["warnings"] == 0
+    assert "sampling loop" not in capfd.readouterr().err  # the library's progress bar, once a checkpoint
     assert [p for p in StoreReader(store).samples("path")[:2]] == ["model-1.pt#0", "model-1.pt#1"]
     thumbs = rows_by_step(store, "thumbnail")
     assert all(t.std() > 1 for t in thumbs.values())
