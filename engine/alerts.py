@@ -87,9 +87,10 @@ class AlertRules:
     near_copy_z: float = 4.0
     copy_log_ratio_max: float = -0.2
     copy_log_ratio_alpha: float = 0.01
-    # ... at the previous checkpoint too, unless p < copy_log_ratio_alone_alpha: one test per
-    # checkpoint at alpha, a healthy run of 100 checkpoints of 8 fresh samples beside 20 held-out
-    # images alerted in 4 of 40 runs (1 of 40 at 32 samples); two running, in none
+    # ... at the previous checkpoint whose test could pass (_sign_testable) too, unless p <
+    # copy_log_ratio_alone_alpha: one test per checkpoint at alpha, a healthy run of 100
+    # checkpoints of 8 fresh samples beside 20 held-out images alerted in 4 of 40 runs (1 of 40
+    # at 32 samples); two running, in none
     # (benchmarks/memorisation_null.py)
     copy_log_ratio_alone_alpha: float = 1e-4
     # fd_rising: FD rose at each of the last k transitions by > min_step_rise (relative)
@@ -428,15 +429,24 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
                          f"closer to one than nearly every held-out image is (a fresh sample is, with probability "
                          f"{100 * q_tight:.2g}%; alert above {round(limit * n):.0f})")
     ratio, p, hoods = _get(cur, "copy_log_ratio"), _get(cur, "copy_log_ratio_p"), _get(cur, "copy_neighbourhoods")
+    prev = next((rec for rec in reversed(hist[:-1]) if _sign_testable(rec, rules)), None)
     if _closer_to_training(cur, rules) and (p < rules.copy_log_ratio_alone_alpha
-                                            or len(hist) >= 2 and _closer_to_training(hist[-2], rules)):
+                                            or prev is not None and _closer_to_training(prev, rules)):
         closer = 1.0 - math.exp(ratio)
-        before = "" if p < rules.copy_log_ratio_alone_alpha else f", as at step {int(hist[-2]['step'])}"
+        before = "" if p < rules.copy_log_ratio_alone_alpha else f", as at step {int(prev['step'])}"
         return Alert(step, "memorisation", ratio,
                      f"samples at step {step} sit {_pct(closer)} closer to training images than to "
                      f"held-out ones{before} (median log distance ratio {ratio:.3f} over {hoods:.0f} distinct "
                      f"neighbourhoods on equal-size subsets; sign test p = {p:.2g})")
     return None
+
+
+def _sign_testable(record: Mapping, rules: AlertRules) -> bool:
+    """Whether a checkpoint's sign test could pass at all: the one the log-ratio route asks
+    besides the newest. A step of 0 samples (NaN) or of fewer than 7 neighbourhoods between
+    two closer ones made a copying run alternating 8 and 4 samples a step never alert on it."""
+    hoods = _get(record, "copy_neighbourhoods")
+    return _finite(_get(record, "copy_log_ratio_p"), hoods) and 0.5 ** hoods < rules.copy_log_ratio_alpha
 
 
 def _closer_to_training(record: Mapping, rules: AlertRules) -> bool:

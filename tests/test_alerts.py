@@ -393,6 +393,25 @@ def test_the_log_ratio_route_at_a_few_samples_needs_two_checkpoints_running():
     assert alone.step == 1000 and "held-out ones (median" in alone.message
 
 
+def test_the_log_ratio_route_asks_the_checkpoint_before_that_could_pass_it():
+    """A step between two closer ones whose sign test cannot pass (0 samples: NaN; 4 samples:
+    p >= 0.0625) is no evidence either way: asked as "the checkpoint before", it kept a copying
+    run of 8 and 4 samples a step in turn from alerting on this route at all."""
+    def record(step, n, p, ratio=-0.5):
+        return {"step": step, "n_generated": n, "copy_log_ratio": ratio, "copy_log_ratio_p": p,
+                "copy_neighbourhoods": n}
+
+    nothing = {"step": 1100, "n_generated": 0.0, "copy_log_ratio": float("nan"), "copy_log_ratio_p": float("nan"),
+               "copy_neighbourhoods": float("nan")}
+    healthy = [record(step, 8, 0.6, ratio=0.1) for step in range(100, 1000, 100)]
+    for between in (nothing, record(1100, 4, 0.0625)):
+        (alert,) = evaluate_alerts(healthy + [record(1000, 8, 0.0039), between, record(1200, 8, 0.0039)])
+        assert alert.step == 1200 and "as at step 1000 (" in alert.message
+    # a testable step between that was not closer still breaks the run
+    assert evaluate_alerts(healthy + [record(1000, 8, 0.0039), record(1100, 8, 0.6, ratio=0.1),
+                                      record(1200, 8, 0.0039)]) == []
+
+
 def test_fd_rising_detected(world, healthy_history):
     u = unit(world.rng.normal(size=(1, D)))
 
