@@ -405,7 +405,7 @@ def memorisation_blind(record: Mapping, rules: AlertRules = DEFAULT_RULES) -> bo
     if not _finite(n, q) or n <= 0:
         return False
     bars = [_copy_bar(share, int(n), n_holdout, rules.near_copy_z) for share in (q, q_tight) if math.isfinite(share)]
-    return min(bars) >= 1 and 0.5 ** n >= rules.copy_log_ratio_alpha
+    return min(bars) >= 1 and _least_sign_p(record, n) >= rules.copy_log_ratio_alpha
 
 
 def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
@@ -441,12 +441,19 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     return None
 
 
+def _least_sign_p(record: Mapping, count: float) -> float:
+    """The copy sign test's p were all ``count`` neighbourhoods closer: each one is by chance with
+    the store's ``copy_null_share`` (1/2 in a store measured before it was kept)."""
+    share = _get(record, "copy_null_share")
+    return (share if math.isfinite(share) else 0.5) ** count
+
+
 def _sign_testable(record: Mapping, rules: AlertRules) -> bool:
     """Whether a checkpoint's sign test could pass at all: the one the log-ratio route asks
-    besides the newest. A step of 0 samples (NaN) or of fewer than 7 neighbourhoods between
+    besides the newest. A step of 0 samples (NaN) or of too few neighbourhoods (7 at 1/2) between
     two closer ones made a copying run alternating 8 and 4 samples a step never alert on it."""
     hoods = _get(record, "copy_neighbourhoods")
-    return _finite(_get(record, "copy_log_ratio_p"), hoods) and 0.5 ** hoods < rules.copy_log_ratio_alpha
+    return _finite(_get(record, "copy_log_ratio_p"), hoods) and _least_sign_p(record, hoods) < rules.copy_log_ratio_alpha
 
 
 def _closer_to_training(record: Mapping, rules: AlertRules) -> bool:

@@ -361,7 +361,8 @@ def test_collapse_onto_modes_closer_to_training_is_not_memorisation(world, healt
     rules = [a.rule for a in evaluate_alerts(healthy_history[:ONSET] + [cur])]
     assert "collapse" in rules and "memorisation" not in rules
     assert cur["copy_neighbourhoods"] == 2 and cur["copy_log_ratio"] < DEFAULT_RULES.copy_log_ratio_max
-    assert cur["near_copy_frac"] == 0 and cur["copy_log_ratio_p"] >= 0.25
+    assert cur["near_copy_frac"] == 0 and cur["copy_log_ratio_p"] > 0.2
+    assert cur["copy_log_ratio_p"] == pytest.approx(cur["copy_null_share"] ** 2)  # 2 of 2 closer, by the store's chance
 
 
 def test_copy_log_ratio_alone_still_detects_copying(world, healthy_history):
@@ -410,6 +411,33 @@ def test_the_log_ratio_route_asks_the_checkpoint_before_that_could_pass_it():
     # a testable step between that was not closer still breaks the run
     assert evaluate_alerts(healthy + [record(1000, 8, 0.0039), record(1100, 8, 0.6, ratio=0.1),
                                       record(1200, 8, 0.0039)]) == []
+
+
+def test_the_copy_sign_test_counts_the_stores_own_chance_of_closer():
+    """T_m and H_m are drawn once per store: beside 10 held-out images over 10 modes a fresh
+    sample of this store is closer to T_m with probability 0.67, not 1/2, and a sign test
+    against 1/2 made a healthy run of 64 samples a checkpoint alert at its 10th (round BD: 3.5%
+    of simulated healthy runs of 500 checkpoints). Copies are still caught, two running."""
+    rules = AlertRules(enabled=("memorisation",))
+    rng = np.random.default_rng(22)
+    centres = rng.normal(size=(10, 32))
+
+    def draw(k):
+        return unit(centres[rng.integers(10, size=k)] + 0.6 * rng.normal(size=(k, 32)))
+
+    real, hold = draw(1000), draw(10)
+    ref = M.ReferenceStats.build(real, hold)
+    history = [{"step": 100 * t, **M.compute_step(draw(64), ref).scalars} for t in range(12)]
+    assert [t for t in range(len(history)) if evaluate_alerts(history[:t + 1], rules)] == []
+    fresh, _, _ = ref.copy_ratios(draw(20_000))
+    assert ref.copy_null_share() == pytest.approx(np.mean(fresh < 0), abs=0.02)
+    assert history[-1]["copy_null_share"] == ref.copy_null_share() > 0.6
+    train = real[ref.copy_train_idx]
+    for t in (12, 13):
+        copies = unit(train[rng.integers(len(train), size=64)] + 0.6 * rng.normal(size=(64, 32)) / np.sqrt(32))
+        history.append({"step": 100 * t, **M.compute_step(copies, ref).scalars})
+    (alert,) = evaluate_alerts(history, rules)
+    assert alert.step == 1300 and "log distance ratio" in alert.message
 
 
 def test_fd_rising_detected(world, healthy_history):
@@ -1558,6 +1586,9 @@ def test_a_step_too_small_for_memorisation_to_alert_is_said(tmp_path, capsys):
                                "tight_copy_expected": 0.01})
     assert not memorisation_blind({"n_generated": 8.0, "n_holdout": 10.0, "near_copy_expected": 0.05,
                                    "tight_copy_expected": 0.01})
+    # 7 of 7 closer passes the sign test at a chance of 1/2 each (p = 0.0078), not at 0.6 (0.028)
+    seven = {"n_generated": 7.0, "n_holdout": 10.0, "near_copy_expected": 1 / 11, "tight_copy_expected": 1 / 11}
+    assert not memorisation_blind(seven) and memorisation_blind({**seven, "copy_null_share": 0.6})
     assert not memorisation_blind({"n_generated": 4.0, "n_holdout": 10.0})  # not measured
     rng = np.random.default_rng(5)
     images = smooth_images(rng, 50, 32)

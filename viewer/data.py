@@ -841,7 +841,8 @@ METRIC_GLOSSARY = (
     "held-out samples; `regions`: the real data's regions; `duplicate_threshold`, `near_copy_threshold`, "
     "`tight_copy_threshold`: the distances under which a sample counts as a duplicate or a copy; "
     "`copy_neighbourhoods`, `copy_log_ratio_p`: the distinct training neighbourhoods `copy_log_ratio` is over, and "
-    "its sign test's p-value. Formulas and sources: docs/metrics.md.")
+    "its sign test's p-value; `copy_null_share`: the chance that test counts a fresh sample's neighbourhood closer "
+    "in this store. Formulas and sources: docs/metrics.md.")
 
 
 #: Which way is good, after a metric's name on its chart (the glossary says why).
