@@ -28,31 +28,33 @@ from engine.pause import AlertCommands, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
 from stores.format import KIND_CODES, array_name, array_names, listed, one_line
-from stores.zarr_store import StoreWriter, superseded_flags
+from stores.zarr_store import StoreWriter
 
 log = logging.getLogger(__name__)
 #: Checkpoints named as holding another's samples before the rest are said in one line.
 TWINS_SAID = 3
 
 
-def _due(ckpt: dict, measured: dict) -> Iterator[tuple[int, list[int], list[tuple[int, int]], list[int]]]:
+def _due(ckpt: dict, by_step: dict[int, list[int]],
+         measured: dict) -> Iterator[tuple[int, list[int], list[tuple[int, int]], list[int]]]:
     """(step, its current checkpoints, their row ranges, the basis ``measured`` records) of each
     step to measure, in step order: new, rewritten, joined by another checkpoint, or marked."""
-    for step, indices in _current_generated_by_step(ckpt).items():
-        ranges = [(int(ckpt["row_start"][i]), int(ckpt["row_stop"][i])) for i in indices]
-        basis = [int(max(indices)), sum(b - a for a, b in ranges)]
+    starts, stops = ckpt["row_start"].tolist(), ckpt["row_stop"].tolist()  # no numpy read per checkpoint
+    for step, indices in by_step.items():
+        ranges = [(starts[i], stops[i]) for i in indices]
+        basis = [max(indices), sum(b - a for a, b in ranges)]
         if step not in measured or measured[step] not in (None, basis):
             yield step, indices, ranges, basis
 
 
-def _current_generated_by_step(ckpt: dict[str, np.ndarray]) -> dict[int, list[int]]:
-    """The current generated checkpoints of each step, by step: a step's metrics cover them all
-    (``12.png`` and ``12-ema.png``; a grid rewritten in place counts in its latest version)."""
-    current = ~superseded_flags(ckpt)
+def _current_generated_by_step(ckpt: dict[str, np.ndarray], current: np.ndarray) -> dict[int, list[int]]:
+    """The ``current`` generated checkpoints of each step, by step: a step's metrics cover them
+    all (``12.png`` and ``12-ema.png``; a grid rewritten in place counts in its latest version)."""
+    indices = np.flatnonzero(current & (ckpt["kind"] == KIND_CODES["generated"]))
+    indices = indices[np.argsort(ckpt["step"][indices], kind="stable")]
     by_step: dict[int, list[int]] = {}
-    for i in np.argsort(ckpt["step"], kind="stable"):
-        if current[i] and ckpt["kind"][i] == KIND_CODES["generated"]:
-            by_step.setdefault(int(ckpt["step"][i]), []).append(int(i))
+    for step, i in zip(ckpt["step"][indices].tolist(), indices.tolist()):
+        by_step.setdefault(step, []).append(i)
     return by_step
 
 
@@ -183,25 +185,26 @@ class Signals:
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         self._rows = _RowWindow()  # this call's reads (the reference's labels, then the steps')
         losses = self._update_scalars(store)
-        ckpt = store.checkpoints()
+        ckpt, current = store.checkpoints(), store.current_checkpoints()
+        by_step = _current_generated_by_step(ckpt, current)  # once a call: a pass over every checkpoint
         self._say_other_units(ckpt, losses)
-        reference = self._refresh_reference(store, ckpt)
+        reference = self._refresh_reference(store, ckpt, current)
         if reference is not None and reference != store.metrics_reference:
             if measured := len(store.measured_steps()):
                 log.info("measuring the %d steps again: what they are measured against changed (the reference "
                          "sets, --probe, the alert rules or this evowatch's metrics); each step keeps its metrics "
                          "and alerts until it is measured again", measured)
-            store.restart_step_metrics(reference, _current_generated_by_step(ckpt))
+            store.restart_step_metrics(reference, by_step)
         if self.probes and self._reference is None and not self._said_no_probes:
             self._said_no_probes = True
             log.warning("--probe: probes are scored against the real reference (--real DIR), which this store "
                         "lacks: they are not measured")
         measured = store.measured_steps()  # a read of the whole metrics table: once, unless steps are dropped
-        if self._drop_gone_steps(store, ckpt, measured):
+        if self._drop_gone_steps(store, by_step, measured):
             measured = store.measured_steps()
         raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
         start, done, self.pending = time.monotonic(), [], False
-        due = list(_due(ckpt, measured))
+        due = list(_due(ckpt, by_step, measured))
         self._rewrites = {**store.alerts_rewritten, **self._rewrites}  # noted by a watch stopped before their end
         kept = max(set(measured) - {step for step, *_ in due}, default=None)  # the latest step not measured here
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
@@ -285,12 +288,12 @@ class Signals:
         return bool(basis) and any(earlier < step and basis[0] < index for earlier, index in self._rewrites.items())
 
     @staticmethod
-    def _drop_gone_steps(store: StoreWriter, ckpt: dict, measured: dict) -> bool:
+    def _drop_gone_steps(store: StoreWriter, by_step: dict[int, list[int]], measured: dict) -> bool:
         """Drop the metrics and alerts of steps no current checkpoint is at any more (a folder
         renamed to another step); the steps after the first of them are evaluated again (their
         alerts compared with it: "fell between step 1500 and 2000" once 1500 was renamed 1750).
         Whether any were dropped."""
-        gone = set(measured) - set(_current_generated_by_step(ckpt))
+        gone = set(measured) - set(by_step)
         if not gone:
             return False
         log.info("dropping the metrics of %s no checkpoint is read at any more: %s", counted(len(gone), "step"),
@@ -305,7 +308,9 @@ class Signals:
     def steps_left(store: StoreWriter) -> int:
         """Steps whose metrics are not measured yet (a watch stopped while it measured them):
         said when it stops, so that a store with fewer measured steps than steps is explained."""
-        return sum(1 for _ in _due(store.checkpoints(), store.measured_steps()))
+        ckpt = store.checkpoints()
+        return sum(1 for _ in _due(ckpt, _current_generated_by_step(ckpt, store.current_checkpoints()),
+                                   store.measured_steps()))
 
     # --- trainer scalars ------------------------------------------------------------
     def _update_scalars(self, store: StoreWriter) -> dict:
@@ -337,14 +342,13 @@ class Signals:
                     "same step", self.run_dir, f"{int(steps[0]):,}", f"{int(steps[-1]):,}", f"{logged:,}")
 
     # --- references -----------------------------------------------------------------
-    def _refresh_reference(self, store: StoreWriter, ckpt: dict) -> str | None:
+    def _refresh_reference(self, store: StoreWriter, ckpt: dict, current: np.ndarray) -> str | None:
         """(Re)build the reference statistics when the reference rows changed (in this process:
         at its first call too); returns a digest of what metrics are measured against then
         (reference checkpoints, probes, rules), else None. A restarted watch whose digest is the
         store's keeps its metrics: re-measuring every step announced each rule's onset again."""
-        current = ~superseded_flags(ckpt)
-        key = tuple(sorted((str(s), str(h), int(k)) for s, h, k, c in zip(ckpt["source"], ckpt["hash"], ckpt["kind"], current)
-                           if c and k != KIND_CODES["generated"]))
+        references = np.flatnonzero(current & (ckpt["kind"] != KIND_CODES["generated"]))
+        key = tuple(sorted((str(ckpt["source"][i]), str(ckpt["hash"][i]), int(ckpt["kind"][i])) for i in references))
         if key == self._reference_key:
             return None
         self._reference_key = key
@@ -484,8 +488,10 @@ class Signals:
         if self._history is None:
             table = store.step_metrics()
             columns = [c for c in table if c != "step"]
-            self._history = {int(s): {"step": int(s), **{c: float(table[c][i]) for c in columns}}
-                             for i, s in enumerate(table.get("step", []))}
+            steps = table["step"].tolist() if "step" in table else []
+            # as Python numbers, a column at a time: a float() of each value was half the time at 2,000 steps
+            rows = list(zip(*(table[c].tolist() for c in columns))) or [()] * len(steps)
+            self._history = {s: {"step": s, **dict(zip(columns, row))} for s, row in zip(steps, rows)}
         return self._history
 
     def _write_measured(self, store: StoreWriter, at_once: bool = False, alerts_complete: bool = True) -> None:

@@ -787,9 +787,14 @@ class _CurrentSources:
         self._below: dict[str, set[str]] = {}  # folder -> current sources inside it
         self._names: dict[str, _Names] = {}  # folder -> names of current sources directly in it
         self._stand_ins: set[str] = set()  # current sources standing in for the trainer's own files
+        self.count = len(sources)  # the checkpoints it has seen
         for i, (source, old) in enumerate(zip(sources, superseded)):
             if not old:
                 self._add(_reading_key(str(source)), i)
+
+    def indices(self) -> list[int]:
+        """The current checkpoints' indices, in no particular order."""
+        return list(self._index.values())
 
     def _add(self, source: str, index: int) -> None:
         self._index[source] = index
@@ -821,6 +826,7 @@ class _CurrentSources:
             gone |= self._stand_ins
         old = [self._remove(s) for s in gone]
         self._add(source, index)
+        self.count = max(self.count, index + 1)
         return old
 
 
@@ -1244,6 +1250,18 @@ class StoreWriter(StoreReader):
                 by.resize((n,))
             by[:n] = fixed
         self._current = _CurrentSources(ckpt["source"], flags)
+
+    def current_checkpoints(self) -> np.ndarray:
+        """Boolean mask of the committed checkpoints that are current: ``~superseded_flags``
+        of the committed table, from the current checkpoint of each source this writer keeps up
+        to date as it commits (worked out again from every source, three times a call, it was
+        0.1 s of the signals hook at 2,000 checkpoints)."""
+        n = self.n_checkpoints
+        if self._current.count != n:  # a commit that failed once its supersession was noted, a writer
+            return ~superseded_flags(self.checkpoints())  # process's checkpoints not read back
+        current = np.zeros(n, bool)
+        current[self._current.indices()] = True
+        return current
 
     # --- queries the pipeline needs -------------------------------------------------
     def committed_hashes(self) -> dict[str, str]:

@@ -1864,3 +1864,60 @@ def test_a_pass_with_no_new_step_reads_the_step_column_alone(tmp_path, monkeypat
                             array(self, group, name))
         hook(writer, [])
     assert {name for group, name in read if group == "metrics"} == {"step"}
+
+
+def test_the_hook_measures_and_alerts_as_when_each_steps_checkpoints_are_worked_out_again(tmp_path, monkeypatch):
+    """Round BD: the signals hook takes the current checkpoints from the writer's record, and
+    works out each step's once a call (from every source, three times a call, they were 0.1 s
+    of it at 2,000 checkpoints). Over rewrites, a step renamed to another, a deleted checkpoint
+    and a collapse, one hook kept across calls stores the same metric rows, the same record of
+    what each was measured on and the same alerts as one working them out again each time."""
+    import shutil
+
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader, StoreWriter, superseded_flags
+    from tests.sample_fixtures import smooth_images
+
+    class WorkedOutAgain(StoreWriter):
+        def current_checkpoints(self) -> np.ndarray:
+            return ~superseded_flags(self.checkpoints())
+
+    rng = np.random.default_rng(0)
+    run, real = tmp_path / "run", tmp_path / "real"
+    write_step(tmp_path, 0, smooth_images(rng, 24, 16))
+    (tmp_path / "step_0").rename(real)
+    collapsed = np.repeat(smooth_images(rng, 1, 16), 8, axis=0)
+    stages = [lambda: [write_step(run, step, smooth_images(rng, 8, 16)) for step in (100, 200, 300, 400)],
+              lambda: write_step(run, 200, smooth_images(rng, 8, 16)),  # rewritten in place
+              lambda: (run / "step_300").rename(run / "step_350"),  # step 300 is no more
+              lambda: [shutil.rmtree(run / "step_100"), write_step(run, 500, collapsed), write_step(run, 600, collapsed)],
+              lambda: write_step(run, 400, collapsed)]  # an earlier step rewritten: the later ones judged again
+    stores = {kind: (tmp_path / f"{kind.__name__}.zarr", Signals(run_dir=run, encoder=None))
+              for kind in (StoreWriter, WorkedOutAgain)}
+    for stage in stages:
+        stage()
+        for kind, (store, hook) in stores.items():
+            assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                         "--no-layout", "--no-metrics", "--workers", "0", "--real", str(real)]) == 0
+            with kind(store, StoreReader(store).encoder) as writer:
+                hook(writer, [])
+        kept, again = (StoreReader(store) for store, _ in stores.values())
+        assert kept.measured_steps() == again.measured_steps()
+        assert kept.attrs.get("alerts") == again.attrs.get("alerts")
+        table, expected = kept.step_metrics(), again.step_metrics()
+        assert sorted(table) == sorted(expected)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(table[name], values, err_msg=name)
+    assert sorted(kept.measured_steps()) == [100, 200, 350, 400, 500, 600]
+    assert {a["rule"] for a in kept.attrs["alerts"]} == {"collapse"}
+    from stores import zarr_store
+
+    read = []  # what supersedes what is not worked out again from every checkpoint's source
+    reading_key = zarr_store._reading_key
+    monkeypatch.setattr(zarr_store, "_reading_key", lambda source: read.append(source) or reading_key(source))
+    store, hook = stores[StoreWriter]
+    with StoreWriter(store, kept.encoder) as writer:
+        read.clear()
+        hook(writer, [])
+    assert read == []
