@@ -689,6 +689,27 @@ def test_metric_tables_grow_ahead_while_written_and_end_at_their_commit_points(t
     np.testing.assert_array_equal(StoreReader(path).sample_metric("near_copy")[8:], [2, 2, 0, 0])
 
 
+def test_a_metrics_write_reads_back_only_the_rows_it_keeps_between(tmp_path, rng, monkeypatch):
+    """Round BD: each step's row was read back from every metric column before it was written
+    (33 columns: a third of the write of a live watch's new step); read only where a row is
+    kept between those written."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.write_steps_metrics([(5, {"fd": 1.0, "vendi": 2.0}, None), (10, {"fd": 2.0}, None), (15, {"fd": 3.0}, None)])
+        read = []
+        getitem = zarr.Array.__getitem__
+        monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, key: read.append((str(self.store_path).rsplit("/", 1)[-1], key)) or
+                            getitem(self, key))
+        store.write_steps_metrics([(20, {"fd": 4.0, "vendi": 5.0}, None)])  # a new step
+        store.write_steps_metrics([(10, {"fd": 6.0}, None)])  # one measured again
+        assert read == [("step", slice(None, 3)), ("step", slice(None, 4))]  # where each step's row is
+        store.write_steps_metrics([(5, {"fd": 7.0}, None), (15, {"fd": 8.0}, None)])  # 10's row kept between
+        assert sorted(name for name, _ in read[2:]) == ["fd", "step", "step", "vendi"]
+    table = StoreReader(path).step_metrics()
+    assert table["step"].tolist() == [5, 10, 15, 20] and table["fd"].tolist() == [7.0, 6.0, 8.0, 4.0]
+    np.testing.assert_array_equal(table["vendi"], [np.nan, np.nan, np.nan, 5.0])
+
+
 def test_a_plain_reader_sees_each_commit_point_move_in_one_write(tmp_path, rng, monkeypatch):
     """attrs.update wrote zarr.json once per key: a reader saw a metrics commit without its
     'measured' entry, and the scalars table empty (committed_rows 0) while it was rewritten."""
