@@ -1902,8 +1902,10 @@ def test_a_second_ctrl_c_during_a_torch_call_stops_at_once_without_an_abort(tmp_
     run.mkdir()
     (run / "model-100.pt").write_bytes(b"weights")
     env = {**_env(tmp_path), "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}
+    # --settle 0: a watch started in under --settle of the file's writing waited for it, and the
+    # first Ctrl-C came with no torch call to stop (the test failed 2 runs in 3, the watch ended)
     proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
-                                 "--sampler", "busy_sampler:sample", "--samples-per-checkpoint", "2"),
+                                 "--settle", "0", "--sampler", "busy_sampler:sample", "--samples-per-checkpoint", "2"),
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stderr:
