@@ -411,21 +411,17 @@ def step_regex_miss(names: list[str], options: DiscoveryOptions) -> str | None:
 def folder_entries(folder: Path) -> list[os.DirEntry]:
     """A folder's entries, sorted; none in a store, and no store's lock file (``STORE.lock``;
     its staging folder ``.STORE.creating-PID@HOST`` is hidden)."""
-    listed = listings.time_before_listing(folder) if listings.recording() else None
     try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        entries = sorted(listings.listed_entries(folder), key=lambda e: e.name)
         if entries:  # listed but not searchable (`chmod -R 644`): its files cannot be opened
             os.stat(entries[0].path, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
-        listed = None
-        entries = []
+        listings.note(None)  # gone, or its first entry gone since: a listing not to keep
+        return []
     except PermissionError as exc:  # said, or a checkpoint folder would be left out without a word
         warn_once(folder, f"{folder}: cannot be read ({exc.strerror}); what it holds is left out: fix its permissions")
-        listed = None
-        entries = []
-    if listings.recording():
-        listings.note(listed, entries)
+        listings.note(None)
+        return []
     if not entries:
         return []
     names = {entry.name for entry in entries}

@@ -68,6 +68,20 @@ def note(listed: tuple[str, tuple[int, int]] | None, entries: Iterable[os.DirEnt
     _merge(None if listed is None else dict([listed]))
 
 
+def listed_entries(folder: os.PathLike | str) -> list[os.DirEntry]:
+    """``os.scandir(folder)``'s entries, noted (:func:`note`) for the kept functions computing
+    now; an ``OSError`` is raised once the listing is noted as one that cannot be kept."""
+    listed = time_before_listing(folder) if recording() else None
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError:
+        note(None)
+        raise
+    note(listed, entries)
+    return entries
+
+
 def _merge(listed: dict[str, tuple[int, int]] | None) -> None:
     """Add folders listed to each record computing now, in place: a copy at each of N folders
     made a listing of N folders cost N^2 (27 ms at 1,000 folders, 10 ms in place). The records

@@ -75,14 +75,10 @@ def find_log_files(run_dir: str | os.PathLike) -> list[Path]:
 def _log_files_below(folder: Path, depth: int) -> tuple[Path, ...]:
     """A folder's log files and those of its folders: looked for at every pass of a watch,
     in every checkpoint's folder too (:mod:`engine.listings`)."""
-    listed = listings.time_before_listing(folder)
     try:
-        with os.scandir(folder) as it:
-            entries = list(it)
+        entries = listings.listed_entries(folder)
     except OSError:
-        listings.note(None)
         return ()
-    listings.note(listed, entries)
     # a file as os.walk tells them: not a folder (a link to nothing is one)
     out = [Path(entry.path) for entry in entries if is_log_name(entry.name) and not is_dir(entry)]
     if depth < _MAX_DEPTH:
