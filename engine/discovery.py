@@ -1129,9 +1129,10 @@ def _step_before_first_indices(stem: str) -> int | None:
     ``run_20240514_0``: step 0)."""
     masked = _NOT_A_STEP.sub("_", stem)
     numbers = list(re.finditer(r"\d+", masked))
+    count = len(numbers)
     while numbers and int(numbers[-1][0]) == 0:
         numbers.pop()
-    if len(numbers) == len(re.findall(r"\d+", masked)) or not numbers:
+    if len(numbers) == count or not numbers:
         return None  # no trailing index 0, or nothing but zeros (step 0 itself)
     last = numbers[-1]
     if not any(m.span(1) == last.span() for m in _STANDALONE_NUMBER.finditer(masked)) or any(
