@@ -966,12 +966,12 @@ def test_csv_export_lists_rows_steps_paths(store):
     d = data.map_data(store, commit)
     rows = np.array([N_REAL, N_REAL + 1])
     paths = data.sample_columns(store, commit, rows, ("path",))["path"]
-    text = data.selection_csv(d, rows, [str(p) for p in paths])
+    text = data.export_maker(store, commit, d, rows)()  # what the export's route serves
     lines = text.strip().splitlines()
     assert lines[0] == "row,step,kind,label,instance,path"
     assert lines[1].startswith(f"{N_REAL},1000,generated,") and lines[1].endswith("sample_000000.png")
-    assert data.selection_export(store, commit, d, rows) == text  # what the export's route serves
-    backwards = data.selection_export(store, commit, d, rows[::-1]).splitlines()
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == [str(p) for p in paths]
+    backwards = data.export_maker(store, commit, d, rows[::-1])().splitlines()
     assert backwards[1:] == lines[:0:-1]  # each row's own path, in the selection's order
 
 
@@ -1001,7 +1001,7 @@ def test_an_export_of_a_store_made_again_since_the_selection_is_refused(tmp_path
     shutil.rmtree(tmp_path / "run.zarr")
     build_store(tmp_path / "run.zarr", n_steps=2, per_step=10, n_real=10, thumbnail_size=8)
     with pytest.raises(StoreFormatError, match="made again since this selection; select again on the page"):
-        data.selection_export(tmp_path / "run.zarr", commit, d, np.array([0, 1]))
+        data.export_maker(tmp_path / "run.zarr", commit, d, np.array([0, 1]))()
 
 
 def test_light_placement_matches_the_engine():

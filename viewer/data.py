@@ -920,11 +920,6 @@ def describe_rows(d: MapData, rows: np.ndarray) -> dict[str, list[Any]]:
     return RowColumns.of(d, rows).describe()
 
 
-def selection_export(path: str | Path, commit: Commit, d: MapData, rows: np.ndarray) -> str:
-    """The selection's CSV (what :func:`export_maker`'s function returns)."""
-    return export_maker(path, commit, d, rows)()
-
-
 def export_maker(path: str | Path, commit: Commit, d: MapData, rows: np.ndarray) -> Callable[[], str]:
     """A function that makes the selection's CSV when the export is asked for, its paths read
     from the store then (those of 100,000 rows take about 2 s), holding the selected rows'
@@ -940,11 +935,6 @@ def _export(path: str, store_id: str | None, columns: RowColumns) -> str:
     paths = np.empty(len(columns.rows), object)
     paths[order] = reader.samples("path", columns.rows[order])
     return _csv(columns, [str(p) for p in paths])
-
-
-def selection_csv(d: MapData, rows: np.ndarray, paths: Sequence[str]) -> str:
-    """CSV of the selected rows: row, step, kind, label, instance, path."""
-    return _csv(RowColumns.of(d, rows), paths)
 
 
 def _csv(columns: RowColumns, paths: Sequence[str]) -> str:
