@@ -159,8 +159,9 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                                 "reconstructions or attention maps")
     group.add_argument("--ready-file", type=_ready_file, metavar="NAME", help="a checkpoint is complete when this file exists in it "
                        "({stem}, {name} and {step} are the checkpoint's)")
-    group.add_argument("--settle", type=_number(float, 0, 86400), default=2.0, metavar="S",
-                       help="otherwise, when nothing in it changed for S seconds (default 2, at most a day: 86400)")
+    group.add_argument("--settle", type=_number(float, 0, 86400), metavar="S",
+                       help="otherwise, when nothing in it changed for S seconds (at most a day: 86400; default 2, "
+                            "lengthened for a trainer seen writing a checkpoint's files further apart)")
     group.add_argument("--labels", type=Path, metavar="FILE", help="labels file (CSV file,label or instance,label; or JSON)")
 
 
@@ -176,10 +177,12 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
         if args.labels.is_absolute():  # a relative one may name a file in each checkpoint folder: Watcher looks
             raise DiscoveryError(f"{args.labels}: --labels file not found; check the path")
     kwargs = dict(step_regex=args.step_regex, grid=args.grid, tile_size=args.tile_size, tile_rows=args.tile_rows,
-                  tile_cols=args.tile_cols, ready_file=args.ready_file, settle=args.settle, labels_file=args.labels,
+                  tile_cols=args.tile_cols, ready_file=args.ready_file, labels_file=args.labels,
                   value_range=VALUE_RANGES[args.value_range])
     if args.samples:
         kwargs["sample_globs"] = tuple(args.samples)
+    if args.settle is not None:
+        kwargs["settle"] = args.settle
     return DiscoveryOptions(**kwargs)
 
 

@@ -64,7 +64,7 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
                 time.sleep(0.5)
             if proc.returncode != 0:
                 raise EvowatchError(f"the demo trainer failed with exit code {proc.returncode}")
-            watcher.config.options = _settled(watcher.config.options)
+            watcher.trainer_exited()
             watcher.run_once()
     finally:
         if proc.poll() is None:
@@ -108,10 +108,3 @@ def _replace_earlier_demo(run_dir: Path, store: Path) -> None:
         shutil.rmtree(store, ignore_errors=True)
     finally:
         lock.release()
-
-
-def _settled(options):
-    """The trainer has exited: nothing is still being written, so no need to wait for settling."""
-    from dataclasses import replace
-
-    return replace(options, settle=0.0)

@@ -115,7 +115,8 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         opened.append(store)
         config = WatchConfig(run_dir=args.run_dir, options=options, real=args.real, holdout=args.holdout,
                              poll=args.poll, workers=args.workers, progress=not args.quiet, sampler=sampler,
-                             same_run=getattr(args, "same_run", False))  # the demo has no such option
+                             same_run=getattr(args, "same_run", False),  # the demo has no such option
+                             adapt_settle=args.settle is None)
         watcher = Watcher(config, store, encoder, after_ingest_steps(args, encoder))
         renamed = watcher.check_same_run(_watched_at(store))  # another run refused before the store changes
         store.recover()  # (a copy taken mid-write cut back: round BC)

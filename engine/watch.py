@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import os
 import re
 import shlex
@@ -57,6 +58,10 @@ LOGS_S = 2.0
 #: A live watch's hooks measure for at most this long a call, then the loop looks for new
 #: checkpoints before they go on (:attr:`engine.signals.Signals.budget_s`)
 HOOK_BUDGET_S = 5.0
+#: The longest quiet --settle's default is lengthened to (Watcher._lengthen_settle): a trainer
+#: adding a file to a checkpoint minutes later is not waited for at every checkpoint.
+SETTLE_MAX_S = 60
+
 #: Seconds between two snapshots of the run with --poll (each stats every file of the run).
 POLL_S = 5.0
 
@@ -78,6 +83,9 @@ class WatchConfig:
     sampler: Sampler | None = None
     #: ``--same-run``: another run's folder goes on with the store's run (resumed elsewhere)
     same_run: bool = False
+    #: --settle was not given: a trainer seen writing a checkpoint's files further apart than it
+    #: lengthens it for the rest of the watch (kohya-ss writes one image per prompt, seconds apart)
+    adapt_settle: bool = False
 
 
 class _WholeLines(tqdm):
@@ -203,7 +211,8 @@ class Watcher:
         self._references_checked = False
         self._settling: list[Checkpoint] = []  # found by the last scan, still being written
         self._found = 0  # checkpoints of the run seen by the last scan, ready or not
-        #: the options checkpoints are hashed and read with: the run's label folders named (_note_label_folders)
+        #: the options checkpoints are hashed and read with: the run's label folders named
+        #: (_note_label_folders), --settle lengthened (_lengthen_settle)
         self._options = config.options
         self._label_folders_of: tuple = ()  # the checkpoints (source, files) the options' label folders are of
         self._shared_steps_noted = False
@@ -215,8 +224,8 @@ class Watcher:
         self._moved: dict[str, str] = {}  # new source -> the vanished source its files were read from
         self._move_checked: set[tuple[str, str]] = set()  # (source, content hash) looked for as a move
         self._digests: dict[str, list] = {}  # file digests of the checkpoints hashed in this pass
-        self._file_counts: dict[str, int] = {}  # files of each source when it was last taken
-        self._grew: Counter[str] = Counter()  # times a source was taken again with more files
+        self._taken_files: dict[int, list[frozenset]] = {}  # each step's checkpoints' files when last taken
+        self._grew: Counter[int] = Counter()  # times a step's checkpoint was taken again with more files
         # Samples of each one-image checkpoint ingested (a grid's tiles), by series: StarGAN v2
         # writes sheets of several sizes at each step (cycle consistency, reference, latent).
         self._grid_sizes: dict[str, list[int]] = {}
@@ -414,8 +423,8 @@ class Watcher:
                 jobs.append((checkpoint, digest))
                 if stored is not None:  # rewritten in place, a step logged again
                     self._replacing.add(checkpoint.source)
+                if checkpoint.kind == "generated":
                     self._note_growing(checkpoint)
-                self._file_counts[checkpoint.source] = len(checkpoint.files)
         self._find_moves([c for c, _ in jobs], self._stored_this_pass(found, jobs, committed))
         self._rename_stored_moves({c.source for c, _ in jobs}, committed)
         self._digests.clear()
@@ -432,7 +441,7 @@ class Watcher:
         and measuring others (round AW: the newest 3 kept, one a second, 64 samples each, --settle 2;
         each lived 3 s): a lower --settle does not help there, keeping more does."""
         steps = {c.step for c in found}  # renamed (tmp-checkpoint-500/ -> checkpoint-500/): its step is there
-        ready_file, settle, gap = self.config.options.ready_file, self.config.options.settle, now - self._looked_at
+        ready_file, settle, gap = self.config.options.ready_file, self._options.settle, now - self._looked_at
         late = gap > (QUIET_MAX_S if ready_file else settle)  # may have been complete before it went
         for checkpoint in self._settling:
             if checkpoint.step in steps or stored_text(checkpoint.source) in committed or \
@@ -523,20 +532,49 @@ class Watcher:
                     break
 
     def _note_growing(self, checkpoint: Checkpoint) -> None:
-        """Say once when checkpoints keep being taken again with more files: the trainer
-        writes a checkpoint's files further apart than ``--settle``, and each of its passes is
-        a version (DCGAN's grid rewritten in place keeps its one file: no sign of that)."""
-        if len(checkpoint.files) > self._file_counts.get(checkpoint.source, len(checkpoint.files)):
-            self._grew[checkpoint.source] += 1
-            if self._grew[checkpoint.source] == 2:
-                options = self.config.options
-                why = (f"its --ready-file {options.ready_file} came before the last of them (a sync tool copies "
-                       "in name order: give it a name that sorts after the samples', or copy it last)"
-                       if options.ready_file else
-                       f"the trainer writes them more than --settle {options.settle:g} s apart; raise --settle, "
-                       "or have it write a --ready-file")
-                warn_once(self.config.run_dir, f"{checkpoint.source}: taken again as more files came "
-                          f"({len(checkpoint.files)} now): {why}", about="growing")
+        """When a checkpoint is taken again with more files (under its name, or under another once
+        its second file came: kohya-ss's lone ``lora_000500_00_<time>.png``), the trainer writes
+        its files further apart than ``--settle``, and each of its passes is a version: lengthen
+        a default --settle, or say once how to (DCGAN's grid rewritten in place keeps its one file:
+        no sign of that)."""
+        files = frozenset(checkpoint.files)
+        taken = self._taken_files.setdefault(checkpoint.step, [])
+        grew = any(earlier < files for earlier in taken)
+        taken[:] = [earlier for earlier in taken if not earlier < files and earlier != files] + [files]
+        options = self._options
+        if not grew or (self.config.adapt_settle and not options.ready_file and self._lengthen_settle(checkpoint)):
+            return
+        self._grew[checkpoint.step] += 1
+        if self._grew[checkpoint.step] == 2:
+            why = (f"its --ready-file {options.ready_file} came before the last of them (a sync tool copies "
+                   "in name order: give it a name that sorts after the samples', or copy it last)"
+                   if options.ready_file else
+                   f"the trainer writes them more than --settle {options.settle:g} s apart; raise --settle, "
+                   "or have it write a --ready-file")
+            warn_once(self.config.run_dir, f"{checkpoint.source}: taken again as more files came "
+                      f"({len(checkpoint.files)} now): {why}", about="growing")
+
+    def _lengthen_settle(self, checkpoint: Checkpoint) -> bool:
+        """Wait for quiet longer than the longest time between two of a grown checkpoint's files
+        from now on, and say so; True unless that is longer than SETTLE_MAX_S (or, lengthened
+        since, it is so already: the checkpoint was taken before). kohya-ss writes one image per
+        prompt, seconds apart: each step was stored and measured once per image."""
+        # when each file arrived (discovery's is_ready: its change time, for a copy keeping old times)
+        times = sorted(max(version[2:4]) / 1e9 for version in self._hashes.get(checkpoint.source, ((),))[0])
+        gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
+        settle = math.ceil(1.5 * gap)
+        if settle > SETTLE_MAX_S:
+            return False
+        if settle > self._options.settle:
+            self._options = replace(self._options, settle=float(settle))
+            log.warning("%s: taken again as more files came (%d now), written up to %.1f s apart: a checkpoint is "
+                        "now taken after %d s without a change (--settle S sets it; or have the trainer write a "
+                        "--ready-file)", checkpoint.source, len(checkpoint.files), gap, settle)
+        return True
+
+    def trainer_exited(self) -> None:
+        """Nothing is being written any more: the next pass takes every checkpoint as it is."""
+        self._options = replace(self._options, settle=0.0)
 
     def _scan(self) -> list[Checkpoint]:
         """The run's checkpoints: its weight files with a --sampler, else its sample files, else
@@ -606,7 +644,7 @@ class Watcher:
         names = found_names | self.store.label_folders()
         if names == self._options.folder_label_names:
             return
-        self._options = replace(self.config.options, folder_label_names=names)
+        self._options = replace(self._options, folder_label_names=names)
         for checkpoint in found:
             if in_a_label_folder(checkpoint, self._options):
                 self._hashes.pop(checkpoint.source, None)  # hashed again with its settings
@@ -830,9 +868,9 @@ class Watcher:
         changing then, or without its ready file, is named and left for the next run."""
         results = self.run_once()
         if self._settling and not self.config.options.ready_file:
-            log.info("waiting %gs for %s still being written", self.config.options.settle,
+            log.info("waiting %gs for %s still being written", self._options.settle,
                      counted(len(self._settling), "checkpoint"))
-            time.sleep(self.config.options.settle)
+            time.sleep(self._options.settle)
             results += self.run_once()
         self.say_unfinished(("run the same command again once it is complete",
                              "run the same command again once they are complete"))
@@ -921,7 +959,7 @@ class Watcher:
 
     def _ready(self, checkpoint: Checkpoint, now: float) -> bool:
         """Whether the trainer is done with a checkpoint, by its files or by the stand-in that reads it."""
-        return (self._stand_in.is_ready if self._stand_in else is_ready)(checkpoint, self.config.options, now)
+        return (self._stand_in.is_ready if self._stand_in else is_ready)(checkpoint, self._options, now)
 
     def _is_log(self, path: str) -> bool:
         """A trainer log's write needs the logs read, not the run scanned: a loss line every

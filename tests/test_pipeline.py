@@ -286,6 +286,59 @@ def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path
                     "0 s apart; raise --settle, or have it write a --ready-file"]
 
 
+def test_a_trainer_writing_a_checkpoints_files_apart_lengthens_the_default_settle(tmp_path, caplog, monkeypatch):
+    """kohya-ss writes one image per prompt, seconds apart: with --settle at its default, each
+    step was stored (and measured) once per image. Once a checkpoint grows (here from the lone
+    first file, read under another name), the watch waits longer than its files' gap; a --settle
+    given is kept. The clock is the test's: files written a second apart, passes 0.6 s after."""
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images, write_png
+
+    encoder, clock = make_encoder("pixels", device="cpu"), [0.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    stored = {}
+    for adapt in (True, False):
+        run, base = tmp_path / f"run{adapt}", os.stat(tmp_path).st_ctime + 1000  # mtimes ahead of the ctimes
+        with StoreWriter(tmp_path / f"{adapt}.zarr", encoder_record(encoder)) as store, caplog.at_level("WARNING"):
+            config = WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.5), progress=False, workers=0,
+                                 adapt_settle=adapt)
+            watcher = Watcher(config, store, encoder)
+            for i, look in enumerate((0.6, 1.6, 2.6, 3.6, 5.1)):
+                if i < 4:
+                    path = run / f"lora_000100_{i:02d}_20240514120000.png"
+                    write_png(path, smooth_images(np.random.default_rng(i), 1, 16)[0])
+                    os.utime(path, (base + i, base + i))
+                clock[0] = base + look
+                watcher.run_once()
+        table = StoreReader(tmp_path / f"{adapt}.zarr").checkpoints()
+        stored[adapt] = (table["row_stop"] - table["row_start"]).tolist()
+    assert stored[False] == [1, 2, 3, 4]  # --settle given: once per file
+    assert stored[True] == [1, 2, 4]  # the second file's gap (1 s) lengthened it to 2 s
+    said = [r.getMessage() for r in caplog.records if "taken again" in r.getMessage()]
+    assert said == ["lora_000100_*_??????????????.png: taken again as more files came (2 now), written up to 1.0 s "
+                    "apart: a checkpoint is now taken after 2 s without a change (--settle S sets it; or have the "
+                    "trainer write a --ready-file)",
+                    "lora_000100_*_??????????????.png: taken again as more files came (3 now): the trainer writes "
+                    "them more than --settle 0.5 s apart; raise --settle, or have it write a --ready-file"]
+
+
+def test_only_a_settle_left_out_is_lengthened(tmp_path):
+    """`watch` without --settle waits 2 s and may lengthen it; --settle 2 given is kept."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    (tmp_path / "run").mkdir()
+    argv = ["watch", str(tmp_path / "run"), "--store", str(tmp_path / "s.zarr"), "--encoder", "pixels", "--no-layout",
+            "--no-metrics", "--workers", "0"]
+    for extra, adapt in (([], True), (["--settle", "2"], False)):
+        with open_session(build_parser().parse_args(argv + extra)) as watcher:
+            assert (watcher.config.options.settle, watcher.config.adapt_settle) == (2.0, adapt)
+
+
 def test_a_checkpoint_rotated_away_before_it_settled_is_named(tmp_path, caplog):
     """Round AV: a trainer keeping its newest checkpoints deleted those that lived less than
     --settle (a burst of 8 rotated away 0.1 s apart; keeping 1 a second, all but the last):
