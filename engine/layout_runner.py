@@ -68,17 +68,16 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
     """Lay out every committed checkpoint that has no layout yet; returns the rows added."""
     params = params or LayoutParams()
     ckpt = store.checkpoints()
-    current = ~superseded_flags(ckpt)
+    current = store.current_checkpoints()  # the writer's record: superseded_flags reads every source (O(history))
     added, began_all = 0, time.perf_counter()
     laid = store.layout_rows  # read once: it opens a group, and a pass looked at every stored checkpoint
-    todo = int(np.sum((ckpt["row_stop"] > laid) & (ckpt["row_stop"] > ckpt["row_start"])))
-    if todo:
+    pending = np.flatnonzero((ckpt["row_stop"] > laid) & (ckpt["row_stop"] > ckpt["row_start"]))
+    pending = pending[np.argsort(ckpt["row_start"][pending], kind="stable")]  # not a Python loop over the history
+    if len(pending):
         store.check_layout_writable()
-    said = BacklogLog(log, todo, "laying out", "laid out")
-    for index in np.argsort(ckpt["row_start"], kind="stable"):
+    said = BacklogLog(log, len(pending), "laying out", "laid out")
+    for index in pending:
         start, stop = int(ckpt["row_start"][index]), int(ckpt["row_stop"][index])
-        if stop <= laid or start == stop:
-            continue
         if start != laid:
             raise RuntimeError(f"{store.path}: layout rows {laid} do not end at a checkpoint boundary")
         laid_out = ckpt["row_stop"] <= laid
