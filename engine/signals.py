@@ -202,7 +202,7 @@ class Signals:
         measured = store.measured_steps()  # a read of the whole metrics table: once, unless steps are dropped
         if self._drop_gone_steps(store, by_step, measured):
             measured = store.measured_steps()
-        raised = {(a["step"], a["rule"]) for a in store.attrs.get("alerts", [])}  # before this call's measures
+        raised = {(a["step"], a["rule"]) for a in store.alerts()}  # before this call's measures
         start, done, self.pending = time.monotonic(), [], False
         due = list(_due(ckpt, by_step, measured))
         self._rewrites = {**store.alerts_rewritten, **self._rewrites}  # noted by a watch stopped before their end
@@ -508,7 +508,7 @@ class Signals:
             if not (alerts_complete and self._alerts_stored(store)):
                 self._note_alerts_behind(store, min(step for step, _, _ in self._unwritten))
             store.write_steps_metrics(self._unwritten)
-        if self._alert_list is not None and self._alert_list != store.attrs.get("alerts", []):
+        if self._alert_list is not None and self._alert_list != store.alerts():
             store.set_alerts(self._alert_list)
         if alerts_complete:
             self._alerts_caught_up(store)
@@ -519,7 +519,7 @@ class Signals:
         rewritten so far: they are then never ahead of their alerts, and nothing is noted (a
         note and its undoing rewrote the metrics' attributes, every step's record with them,
         twice at each new step: 30 ms of a call at 2,000 steps)."""
-        return (self._alerts_behind is None and self._alert_list in (None, store.attrs.get("alerts", []))
+        return (self._alerts_behind is None and self._alert_list in (None, store.alerts())
                 and self._rewrites == store.alerts_rewritten)
 
     def _note_alerts_behind(self, store: StoreWriter, first: int) -> None:
@@ -544,7 +544,7 @@ class Signals:
     def _stored_alerts(self, store: StoreWriter) -> list[dict]:
         """The alert list as this call has it (written with the rows, see _write_measured)."""
         if self._alert_list is None:
-            self._alert_list = list(store.attrs.get("alerts", []))
+            self._alert_list = store.alerts()
         return self._alert_list
 
     def _twins(self, step: int, parts: list[np.ndarray], sources: list[str]) -> list[int]:

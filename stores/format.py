@@ -15,8 +15,13 @@ SCHEMA = "evowatch-store"
 #: 1 store (written before it, or by an evowatch that did not keep it) is raised to 2 when it is
 #: next written; an evowatch that knows only version 1 refuses a version 2 store instead of
 #: appending checkpoints without their ``superseded_by`` (plain readers then indexed past it).
-SCHEMA_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+#: 3: the alerts live in the ``alerts/`` arrays (:data:`ALERT_ARRAYS`), not in the root attributes,
+#: whose zarr.json every commit rewrites (4,000 alerts made it 958 kB, rewritten at each checkpoint).
+#: A version 1 or 2 store's are read from ``attrs["alerts"]`` and moved when it is next written.
+SCHEMA_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
+#: The first version whose alerts are in the ``alerts/`` arrays.
+ALERT_ARRAYS_VERSION = 3
 
 KINDS = ("generated", "real", "holdout")
 KIND_CODES = {name: code for code, name in enumerate(KINDS)}
@@ -95,6 +100,15 @@ WARNING_ARRAYS = {
     "reason": "why it was skipped (string)",
 }
 
+# The alert list, a row per alert in (step, rule) order: rows [attrs['first_row'],
+# attrs['committed_rows']) of the alerts group are the current list (see StoreWriter.set_alerts).
+ALERT_ARRAYS = {
+    "step": "checkpoint step the alert was raised at (int64)",
+    "rule": "the rule's stable name: collapse, memorisation, fd_rising, label_drift, probe_drift, convergence (string)",
+    "value": "the value that tripped the rule; NaN where there is none (a NaN loss) (float64)",
+    "message": "one sentence for a human (string)",
+}
+
 LAYOUT_ARRAYS = {
     "xy": "per-step 2-D t-SNE solution, row-aligned with samples, before band/ring placement (float32 (rows, 2))",
 }
@@ -118,7 +132,8 @@ READING_GUIDE = (
     "Read rows [0, attrs['committed']['rows']) only: rows past it may be half-written. "
     "A row of a store of c committed checkpoints is current unless 0 <= checkpoints/superseded_by[k] < c, "
     "k = samples/checkpoint[row] (stores without superseded_by: unless checkpoints/superseded[k] is true). "
-    "Layout rows are committed up to layout.attrs['committed_rows']."
+    "Layout rows are committed up to layout.attrs['committed_rows']. "
+    "The alerts are rows [alerts.attrs['first_row'], alerts.attrs['committed_rows']) of the alerts/ arrays."
 )
 
 #: In a per-step pattern source (``step_500_{sample}.png``): the part of its files' names

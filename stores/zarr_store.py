@@ -162,7 +162,7 @@ def _store_pieces(path: Path) -> bool:
     """Whether a folder holds nothing but pieces of a store: its groups' folders, their arrays'
     chunks (GROUP/ARRAY/c/...) and zarr.json files (round AP: `outputs/samples/*.png` was
     called pieces of a store, and the user told to remove the folder)."""
-    groups = set(fmt.GROUPS) | {"metrics", "sample_metrics", "scalars"}
+    groups = set(fmt.GROUPS) | {"metrics", "sample_metrics", "scalars", "alerts"}
     for folder, _, files in os.walk(path):
         parts = Path(folder).relative_to(path).parts
         if parts and parts[0] not in groups or not parts and files or any(
@@ -262,6 +262,23 @@ _NEVER_FILL = (("samples", "embedding"), ("samples", "path"), ("checkpoints", "s
                ("warnings", "path"), ("layout", "xy"))
 
 
+def _alert_record(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """An alert as the store gives it back: ``{"step", "rule", "value", "message"}``, the value
+    None where JSON has no number for it (:func:`stores.format.json_number`), so that a list read
+    back equals the list written."""
+    value = alert.get("value")
+    return {"step": int(alert["step"]), "rule": str(alert["rule"]),
+            "value": None if value is None else fmt.json_number(float(value)), "message": str(alert["message"])}
+
+
+def _alert_columns(alerts: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The ``alerts/`` arrays' rows of ``alerts``."""
+    return {"step": np.array([a["step"] for a in alerts], np.int64),
+            "rule": np.array([a["rule"] for a in alerts], dtype=str),
+            "value": np.array([np.nan if a["value"] is None else a["value"] for a in alerts], np.float64),
+            "message": np.array([a["message"] for a in alerts], dtype=str)}
+
+
 def _stores_inside(folder: Path) -> str:
     """``; it holds run.zarr``: the stores just inside a folder given for one (round AQ: `view
     live` said only that live is none)."""
@@ -322,6 +339,14 @@ def _not_the_store(path: Path) -> str | None:
         return (f"{path}: is a zip archive holding {fmt.listed(inside)}; unzip it (unzip {shlex.quote(str(path))}) "
                 "and point at the store folder")
     return None
+
+
+def _described_arrays(described: Mapping[str, str] | None) -> dict[str, str]:
+    """The root's ``arrays`` attribute: ``described`` (an older store's), with this version's
+    fixed arrays."""
+    return {**(described or {}), **{f"{g}/{n}": d for g, arrays in fmt.GROUPS.items() for n, d in arrays.items()},
+            **{f"checkpoints/{n}": d for n, d in fmt.OPTIONAL_CHECKPOINT_ARRAYS.items()},
+            **{f"alerts/{n}": d for n, d in fmt.ALERT_ARRAYS.items()}}
 
 
 class StoreReader:
@@ -538,6 +563,19 @@ class StoreReader:
         checkpoints came before it are not evaluated again, see :meth:`StoreWriter.set_alerts_from`)."""
         return {int(step): int(index) for step, index in self._group_attrs("metrics").get("alerts_rewritten", {}).items()}
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts, ``[{"step", "rule", "value", "message"}]`` in (step, rule) order: rows
+        ``[first_row, committed_rows)`` of the ``alerts/`` arrays (their group's attributes); a
+        store of schema version 1 or 2 holds them in its root attributes."""
+        if int(self.attrs["evowatch"]["version"]) < fmt.ALERT_ARRAYS_VERSION:
+            return [_alert_record(a) for a in self.attrs.get("alerts", [])]
+        attrs = self._group_attrs("alerts")
+        lo, hi = int(attrs.get("first_row", 0)), int(attrs.get("committed_rows", 0))
+        if hi <= lo:
+            return []
+        columns = [self._read(self._array("alerts", name), hi, slice(lo, hi)).tolist() for name in fmt.ALERT_ARRAYS]
+        return [_alert_record(dict(zip(fmt.ALERT_ARRAYS, row))) for row in zip(*columns)]
+
     @property
     def metrics_reference(self) -> str | None:
         """What the per-step metrics were measured against (set by :meth:`StoreWriter.restart_step_metrics`):
@@ -628,8 +666,7 @@ class StoreReader:
             "metric_steps": len(metrics.get("step", [])),
             "latest_metrics": latest,
             "scalars": self.scalar_names(),
-            "alerts": [{**a, "value": fmt.json_number(a.get("value"))}  # NaN: an older store's
-                       for a in self.attrs.get("alerts", [])],
+            "alerts": self.alerts(),
             "missing_chunks": self.missing_chunks(),
         }
 
@@ -891,6 +928,7 @@ class StoreWriter(StoreReader):
         self._scalars_written: dict[str, np.ndarray] | None = None  # the scalars table as this writer left it,
         self._scalars_written_at = (0, 0)  # at these committed_rows and rewrites (else read back: files restored)
         self._label_folders: frozenset[str] | None = None  # label_folders(), once read
+        self._alert_list: list[dict[str, Any]] | None = None  # alerts(), once read: this is the only writer
         try:
             self.refresh()
             self._check_encoder(encoder)
@@ -918,6 +956,7 @@ class StoreWriter(StoreReader):
         """Cut back to the commit points and read what writing goes on from; whether anything
         was past them."""
         cut = self._recover()  # and the current source of each checkpoint (_write_superseded)
+        self._alert_list = None
         self._pending: list[CheckpointTransaction] = []
         self._staging = _Staging()
         self._labels = list(self.labels)
@@ -1068,20 +1107,28 @@ class StoreWriter(StoreReader):
                 max_rows = 16384 if group_name in ("samples", "layout") else 1024
                 StoreWriter._create_array(group, name, row_shape, dtype, fmt.GROUPS[group_name][name], max_rows)
         StoreWriter._create_superseded_by(root["checkpoints"])
+        StoreWriter._create_alert_arrays(root)
         zarr.open_group(str(where / "layout"), mode="r+").update_attributes({"committed_rows": 0})
         root.update_attributes({
             "evowatch": {"schema": fmt.SCHEMA, "version": fmt.SCHEMA_VERSION, "id": uuid.uuid4().hex},
             "description": "evowatch run store; " + fmt.READING_GUIDE,
-            "arrays": {**{f"{g}/{n}": d for g, arrays in fmt.GROUPS.items() for n, d in arrays.items()},
-                       **{f"checkpoints/{n}": d for n, d in fmt.OPTIONAL_CHECKPOINT_ARRAYS.items()}},
+            "arrays": _described_arrays({}),
             "encoder": dict(encoder),
             "kinds": list(fmt.KINDS),
             "labels": [],
             "thumbnail_size": thumbnail_size,
             "history": [],
-            "alerts": [],
             "committed": {"rows": 0, "checkpoints": 0, "warnings": 0},
         })
+
+    @staticmethod
+    def _create_alert_arrays(root: zarr.Group) -> None:
+        """The ``alerts/`` group, no alert in it (made again from scratch: a migration killed
+        before it took effect left one, which no reader of the older version looks at)."""
+        shutil.rmtree(Path(root.store.root) / root.path / "alerts", ignore_errors=True)
+        group = root.create_group("alerts", attributes={"first_row": 0, "committed_rows": 0, "rewrites": 0})
+        for name, dtype in (("step", "int64"), ("rule", str), ("value", "float64"), ("message", str)):
+            StoreWriter._create_array(group, name, (), dtype, fmt.ALERT_ARRAYS[name], 1024)
 
     @staticmethod
     def _create_superseded_by(group: zarr.Group) -> None:
@@ -1126,8 +1173,31 @@ class StoreWriter(StoreReader):
         cut = self._cut_to_committed()
         self._write_superseded()
         if self.attrs["evowatch"]["version"] != fmt.SCHEMA_VERSION:  # what makes it this version is done
-            self._update_root({"evowatch": {**self.attrs["evowatch"], "version": fmt.SCHEMA_VERSION}})
+            self._raise_version()
         return cut or behind
+
+    @uninterrupted
+    def _raise_version(self) -> None:
+        """Make an older store this schema version: its alerts (version 1 and 2 kept them in the
+        root attributes) are written into the ``alerts/`` arrays first, then one root write sets
+        the version and drops ``attrs["alerts"]``. Killed in between, the store is still the older
+        version, read from its root attributes (readers go by the version, not by the arrays),
+        and the next writer does it again."""
+        alerts = [_alert_record(a) for a in self.attrs.get("alerts", [])]
+        root = _open_root(self.path, "r+")
+        self._create_alert_arrays(root)
+        for name in fmt.ALERT_ARRAYS:  # made again: no handle or length of before holds
+            self._handles.pop(("alerts", name), None)
+            self._lengths.pop(("alerts", name), None)
+        if alerts:
+            self.write_columns("alerts", 0, _alert_columns(alerts))
+            self._ensure_group("alerts").update_attributes({"committed_rows": len(alerts)})
+        attrs = {key: value for key, value in self.attrs.items() if key != "alerts"}
+        attrs["evowatch"] = {**attrs["evowatch"], "version": fmt.SCHEMA_VERSION}
+        attrs["arrays"] = _described_arrays(attrs.get("arrays"))
+        self._ensure_intact()
+        root.attrs.put(attrs)  # one write of the root zarr.json
+        self.refresh()
 
     @uninterrupted
     def _commit_point_behind_its_rows(self) -> bool:
@@ -1207,6 +1277,14 @@ class StoreWriter(StoreReader):
                 if array.shape[0] > n:
                     array.resize((n,))
                     cut = True
+        if int(self.attrs["evowatch"]["version"]) >= fmt.ALERT_ARRAYS_VERSION:  # grown ahead too (set_alerts)
+            n = int(self._group_attrs("alerts").get("committed_rows", 0))
+            for name in self._array_names("alerts"):
+                array = self.handle("alerts", name)
+                if array.shape[0] > n:
+                    array.resize((n,))
+                    cut = True
+                self._lengths[("alerts", name)] = min(n, array.shape[0])
         return cut
 
     def handle(self, group: str, name: str) -> zarr.Array:
@@ -1382,8 +1460,43 @@ class StoreWriter(StoreReader):
         history.append({"time": time.time(), **entry})
         self._update_root({"history": history})
 
-    def set_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
-        self._update_root({"alerts": list(alerts)})
+    def alerts(self) -> list[dict[str, Any]]:
+        """:meth:`StoreReader.alerts`, read once: this writer is the store's only one."""
+        if self._alert_list is None:
+            self._alert_list = super().alerts()
+        return list(self._alert_list)
+
+    @uninterrupted
+    def set_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
+        """Store ``alerts`` as the alert list (:meth:`StoreReader.alerts`), in place of the one
+        stored. Rows are never changed under the commit point, so a reader or a kill sees the
+        old list or the new one, whole: a list that only grew (a new step's alerts, the common
+        case) has its new rows appended past ``committed_rows``, which then moves on; any other
+        change (a step measured again, steps dropped) writes the whole new list where no
+        committed row is (at row 0 when it fits before ``first_row``, else past
+        ``committed_rows``) and moves ``first_row`` and ``committed_rows`` to it in one attribute
+        write, counting it in ``rewrites``. Rewriting rows in place, or appending new versions
+        with tombstones on the old, each needed a second commit point or a filter a plain reader
+        must apply; a rewrite costs the list's length, about as the root attribute it replaces
+        cost at every write."""
+        old = self.alerts()
+        grown = len(alerts) >= len(old) and list(alerts[:len(old)]) == old  # the stored list's records, equal
+        new = old + [_alert_record(a) for a in alerts[len(old):]] if grown else [_alert_record(a) for a in alerts]
+        if new == old:
+            return
+        group = self._ensure_group("alerts")
+        first, stop = int(group.attrs.get("first_row", 0)), int(group.attrs.get("committed_rows", 0))
+        if grown or new[:len(old)] == old:
+            start, rows, commit = stop, new[len(old):], {"committed_rows": stop + len(new) - len(old)}
+        else:
+            start = 0 if len(new) <= first else stop
+            rows = new
+            commit = {"first_row": start, "committed_rows": start + len(new),
+                      "rewrites": int(group.attrs.get("rewrites", 0)) + 1}
+        if rows:
+            self.write_columns("alerts", start, _alert_columns(rows))
+        group.update_attributes(commit)
+        self._alert_list = new
 
     def label_folders(self) -> frozenset[str]:
         """The run's label folders kept (:meth:`note_label_folders`); in a store made before they
@@ -1584,7 +1697,7 @@ class StoreWriter(StoreReader):
             return
         n, dropped = int(kept.sum()), {int(step) for step in table["step"][~kept]}
         first = int(np.argmin(kept))  # the rows before it stay where they are
-        self.set_alerts([a for a in self.attrs.get("alerts", []) if int(a["step"]) not in dropped])
+        self.set_alerts([a for a in self.alerts() if int(a["step"]) not in dropped])
         group = self._ensure_group("metrics")
         recorded = {step: basis for step, basis in group.attrs.get("measured", {}).items() if int(step) not in dropped}
         group.update_attributes({"committed_rows": first, "measured": recorded})

@@ -952,6 +952,9 @@ def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path,
         def set_alerts(self, alerts):
             self.attrs = {"alerts": alerts}
 
+        def alerts(self):
+            return self.attrs.get("alerts", [])
+
     monkeypatch.setattr(signals.AlertCommands, "submit", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     store = Store()
     with pytest.raises(KeyboardInterrupt):
@@ -975,6 +978,9 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
 
         def set_alerts(self, alerts):
             self.attrs = {"alerts": alerts}
+
+        def alerts(self):
+            return self.attrs.get("alerts", [])
 
     Signals(run_dir=tmp_path, encoder=None, pause_on_alert=True)._alerts(Store(), 7, {})
     record = read_pause(tmp_path)
@@ -1018,10 +1024,10 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
-    assert [a["step"] for a in StoreReader(store).attrs["alerts"]] == [200]
+    assert [a["step"] for a in StoreReader(store).alerts()] == [200]
     write(200, smooth_images(rng, 8, 32))  # the step rewritten: diverse
     assert main(argv) == 0
-    assert StoreReader(store).attrs["alerts"] == []
+    assert StoreReader(store).alerts() == []
 
 
 def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measured_again(tmp_path, capsys):
@@ -1050,7 +1056,7 @@ def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measur
     assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err and said.read_text() == "200 collapse\n"
     assert not (run / PAUSE_FILE).exists()
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse")]
 
     real.mkdir()
     for i, image in enumerate(smooth_images(rng, 16, 32)):
@@ -1084,7 +1090,7 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
     assert main(argv) == 0
-    assert StoreReader(store).attrs["alerts"] == []  # the rule waits for its warm-up checkpoints
+    assert StoreReader(store).alerts() == []  # the rule waits for its warm-up checkpoints
     write_step(run, 100, late)
     evaluate = Signals._alerts
 
@@ -1096,10 +1102,10 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Signals, "_alerts", stopped_at_200)
         assert main(argv) == 130
-    assert StoreReader(store).attrs["alerts"] == []
+    assert StoreReader(store).alerts() == []
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse")]
     assert StoreReader(store).alerts_from is None
 
 
@@ -1118,7 +1124,7 @@ def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_
     write_step(run, 0, untrained_blobs(rng))
     write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
-    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []  # the rule waits for its warm-up checkpoints
+    assert main(argv) == 0 and StoreReader(store).alerts() == []  # the rule waits for its warm-up checkpoints
     write_step(run, 100, smooth_images(rng, 8, 32))  # late
     write_step(run, 300, smooth_images(rng, 8, 32))
     measure = Signals._measure
@@ -1133,11 +1139,11 @@ def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_
         patch.setattr(Signals, "_measure", killed_at_300)
         with pytest.raises(SystemExit):
             main(argv)
-    assert 100 in StoreReader(store).measured_steps() and StoreReader(store).attrs["alerts"] == []
+    assert 100 in StoreReader(store).measured_steps() and StoreReader(store).alerts() == []
     capsys.readouterr()
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse")]
     assert StoreReader(store).alerts_from is None
 
 
@@ -1176,11 +1182,11 @@ def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_rais
         else:
             assert main(argv) == 130
     reader = StoreReader(store)
-    assert reader.attrs["alerts"] == [] and 200 in reader.measured_steps()  # the row stored, not its alert
+    assert reader.alerts() == [] and 200 in reader.measured_steps()  # the row stored, not its alert
     capsys.readouterr()
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse")]
     assert StoreReader(store).alerts_from is None
 
 
@@ -1199,7 +1205,7 @@ def _collapsed_run_resumed_from_200(tmp_path):
         write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
             "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
-    assert main(argv) == 0 and StoreReader(store).attrs["alerts"] == []
+    assert main(argv) == 0 and StoreReader(store).alerts() == []
     write_step(run, 300, smooth_images(rng, 8, 32))
     return run, store, said, argv, rng
 
@@ -1233,11 +1239,11 @@ def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_it_said_once_besi
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(StoreWriter, "write_steps_metrics", stopped_as_the_rows_are_written)
         assert main(argv) == 130
-    assert StoreReader(store).attrs["alerts"] == [] and 300 not in StoreReader(store).measured_steps()
+    assert StoreReader(store).alerts() == [] and 300 not in StoreReader(store).measured_steps()
     capsys.readouterr()
     assert main(argv) == 0
     assert capsys.readouterr().err.count("ALERT") == 1 and said.read_text() == "200 collapse\n"
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "collapse"), (300, "collapse")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse"), (300, "collapse")]
 
 
 def test_a_watch_stopped_after_a_rewritten_steps_row_does_not_judge_the_abandoned_steps_on_it(tmp_path, capsys):
@@ -1265,7 +1271,7 @@ def test_a_watch_stopped_after_a_rewritten_steps_row_does_not_judge_the_abandone
     capsys.readouterr()
     assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
-    assert StoreReader(store).attrs["alerts"] == [] and StoreReader(store).alerts_from is None
+    assert StoreReader(store).alerts() == [] and StoreReader(store).alerts_from is None
     write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten, and collapsed: said
     assert main(argv) == 0
     assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
@@ -1283,7 +1289,7 @@ def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned
     run, store, said, argv, rng = _collapsed_run_resumed_from_200(tmp_path)
     assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
-    assert StoreReader(store).attrs["alerts"] == []
+    assert StoreReader(store).alerts() == []
     write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten, and collapsed: said
     assert main(argv) == 0
     assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
@@ -1313,7 +1319,7 @@ def test_labels_named_in_any_script_each_have_their_metrics(tmp_path):
                      "pixels", "--no-layout", "--workers", "0", "--real", str(out / "real")]) == 0
         reader = StoreReader(out / "s.zarr")
         columns = sorted(c for c in reader.step_metrics() if c.startswith("label_share:"))
-        return columns, [a["rule"] for a in reader.attrs.get("alerts", [])]
+        return columns, [a["rule"] for a in reader.alerts()]
 
     latin = ingest(["cat", "dog", "bird"], tmp_path / "latin")
     cjk = ingest(["猫", "狗", "鸟"], tmp_path / "cjk")
@@ -1369,7 +1375,7 @@ def test_a_remeasure_drops_the_steps_no_checkpoint_is_read_at_any_more(tmp_path)
     reader = StoreReader(store)
     assert sorted(reader.step_metrics()["step"].tolist()) == [1000, 2000, 3000]
     assert sorted(reader.measured_steps()) == [1000, 2000, 3000] and all(reader.measured_steps().values())
-    assert all(a["step"] >= 1000 for a in reader.attrs.get("alerts", []))
+    assert all(a["step"] >= 1000 for a in reader.alerts())
 
 
 def test_a_step_no_checkpoint_is_at_any_more_loses_its_metrics_and_alerts(tmp_path, capsys):
@@ -1396,13 +1402,13 @@ def test_a_step_no_checkpoint_is_at_any_more_loses_its_metrics_and_alerts(tmp_pa
     assert reader.info()["metric_steps"] == 3
     write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 16, axis=0))  # collapsed
     assert main(argv) == 0
-    alerts = StoreReader(store).attrs["alerts"]
+    alerts = StoreReader(store).alerts()
     assert [(a["step"], a["rule"]) for a in alerts] == [(400, "collapse")] and "step 300" not in alerts[0]["message"]
     (run / "step_200").rename(run / "step_250")  # a step before others: theirs are evaluated again
     assert main(argv) == 0
     reader = StoreReader(store)
     assert sorted(reader.step_metrics()["step"].tolist()) == [100, 250, 350, 400] and reader.alerts_from is None
-    assert [(a["step"], a["rule"]) for a in reader.attrs["alerts"]] == [(400, "collapse")]
+    assert [(a["step"], a["rule"]) for a in reader.alerts()] == [(400, "collapse")]
 
 
 def test_an_alert_is_stored_and_acted_on_only_after_the_row_it_read(tmp_path):
@@ -1462,12 +1468,12 @@ def test_a_nan_loss_after_the_newest_checkpoint_is_said_at_once(tmp_path, capsys
     assert main(argv) == 0
     said = "ALERT step 200 [convergence] loss 'loss_g' became nan at step 250, after the newest checkpoint (step 200)"
     assert said in capsys.readouterr().err
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "convergence")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "convergence")]
     assert json.loads((run / "EVOWATCH_PAUSE").read_text())["rule"] == "convergence"
     write_step(run, 300, smooth_images(rng, 8, 32))  # training went on: the next checkpoint sees the same NaN
     assert main(argv) == 0
     assert "[convergence]" not in capsys.readouterr().err  # announced once
-    assert [a["step"] for a in StoreReader(store).attrs["alerts"]] == [200, 300]
+    assert [a["step"] for a in StoreReader(store).alerts()] == [200, 300]
 
 
 def test_a_nan_loss_after_the_newest_checkpoint_is_said_once_however_its_steps_are_measured(tmp_path, capsys):
@@ -1495,11 +1501,11 @@ def test_a_nan_loss_after_the_newest_checkpoint_is_said_once_however_its_steps_a
         while hook.pending:
             hook(writer, [])
     assert capsys.readouterr().err.count("[convergence]") == 1
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "convergence")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "convergence")]
     write_step(run, 200, smooth_images(rng, 8, 32))  # the newest checkpoint rewritten in place
     assert main(argv) == 0
     assert "[convergence]" not in capsys.readouterr().err
-    assert [(a["step"], a["rule"]) for a in StoreReader(store).attrs["alerts"]] == [(200, "convergence")]
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "convergence")]
 
 
 def test_a_live_watch_reads_losses_logged_between_checkpoints(tmp_path):
@@ -1522,7 +1528,7 @@ def test_a_live_watch_reads_losses_logged_between_checkpoints(tmp_path):
         thread.start()
         try:
             def alerts():
-                return StoreReader(store).attrs.get("alerts", []) if store.exists() else []
+                return StoreReader(store).alerts() if store.exists() else []
 
             deadline = time.time() + 30
             while not (store.exists() and len(StoreReader(store).step_metrics().get("step", ())) == 2) and time.time() < deadline:
@@ -1690,9 +1696,11 @@ def test_a_label_drift_names_labels_as_given_even_two_of_one_array_name(tmp_path
     # round AS: alerts evaluated again by a later watch (a stopped one left alerts_from) said 'dog_small'
     import zarr
 
+    from stores.zarr_store import StoreReader
+
     zarr.open_group(str(tmp_path / "s.zarr" / "metrics"), mode="r+").update_attributes({"alerts_from": 0})
     assert main(watch) == 0
-    messages = [a["message"] for a in zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs["alerts"]
+    messages = [a["message"] for a in StoreReader(tmp_path / "s.zarr").alerts()
                 if a["rule"] == "label_drift"]
     assert messages and all("'dog (small)' 100% vs 50%, 'dog [small]' 0% vs 50%" in m for m in messages), messages
 
@@ -1904,13 +1912,13 @@ def test_the_hook_measures_and_alerts_as_when_each_steps_checkpoints_are_worked_
                 hook(writer, [])
         kept, again = (StoreReader(store) for store, _ in stores.values())
         assert kept.measured_steps() == again.measured_steps()
-        assert kept.attrs.get("alerts") == again.attrs.get("alerts")
+        assert kept.alerts() == again.alerts()
         table, expected = kept.step_metrics(), again.step_metrics()
         assert sorted(table) == sorted(expected)
         for name, values in expected.items():
             np.testing.assert_array_equal(table[name], values, err_msg=name)
     assert sorted(kept.measured_steps()) == [100, 200, 350, 400, 500, 600]
-    assert {a["rule"] for a in kept.attrs["alerts"]} == {"collapse"}
+    assert {a["rule"] for a in kept.alerts()} == {"collapse"}
     from stores import zarr_store
 
     read = []  # what supersedes what is not worked out again from every checkpoint's source
@@ -1953,7 +1961,7 @@ def test_a_new_steps_row_that_changes_no_alert_is_stored_in_one_write_of_the_met
             hook(writer, [])
         if steps == (400,):
             assert [keys for group, keys in written if group == "metrics"] == [["committed_rows", "measured"]]
-    assert [a["step"] for a in StoreReader(store).attrs["alerts"]] == [500]  # the collapse: noted, then its alert
+    assert [a["step"] for a in StoreReader(store).alerts()] == [500]  # the collapse: noted, then its alert
     assert [keys for group, keys in written if group == "metrics"] == [
         ["alerts_from", "alerts_rewritten"], ["committed_rows", "measured"], ["alerts_from", "alerts_rewritten"]]
     assert StoreReader(store).alerts_from is None

@@ -235,7 +235,7 @@ def test_a_restarted_watch_keeps_its_metrics_and_announces_nothing_again(runs, c
     run = runs["root"] / res.spec.name / "run"
     (run / "EVOWATCH_PAUSE").unlink()  # the user resumed the trainer
     before = StoreReader(store)
-    metrics, alerts, log = before.step_metrics(), before.attrs["alerts"], runs["copy-on-alert"].read_text()
+    metrics, alerts, log = before.step_metrics(), before.alerts(), runs["copy-on-alert"].read_text()
     argv = bench.watch_argv(run, store, runs["data"], "--on-alert", "echo again >> " + str(runs["copy-on-alert"]),
                             "--pause-on-alert")
     capsys.readouterr()
@@ -243,6 +243,6 @@ def test_a_restarted_watch_keeps_its_metrics_and_announces_nothing_again(runs, c
     assert "ALERT" not in capsys.readouterr().err
     assert runs["copy-on-alert"].read_text() == log and not (run / "EVOWATCH_PAUSE").exists()
     after = StoreReader(store)
-    assert after.attrs["alerts"] == alerts
+    assert after.alerts() == alerts
     np.testing.assert_array_equal(after.step_metrics()["step"], metrics["step"])
     np.testing.assert_array_equal(after.step_metrics()["vendi"], metrics["vendi"])

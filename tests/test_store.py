@@ -460,7 +460,7 @@ def test_a_new_store_inside_another_is_refused(tmp_path, monkeypatch):
     with pytest.raises(StoreFormatError, match="new.zarr: is inside the evowatch store"):
         StoreWriter("new.zarr", ENCODER)
     assert sorted(zarr.open_group(str(tmp_path / "run.zarr"), mode="r").group_keys()) == [
-        "checkpoints", "layout", "samples", "warnings"]
+        "alerts", "checkpoints", "layout", "samples", "warnings"]
     StoreWriter(tmp_path / "beside.zarr", ENCODER).close()  # beside it: a store as any
 
 
@@ -845,7 +845,7 @@ def test_a_plain_reader_never_sees_a_rewritten_checkpoint_current_twice_or_not_a
             add_rows(tx, 3, rng)
     assert seen == [[0], [1]]
     # a store written before superseded_by (schema version 1): read from `superseded`, added
-    # when next written, and the store is version 2 from then on
+    # when next written, and the store is of this version (3: alerts in their arrays) from then on
     shutil.rmtree(path / "checkpoints" / "superseded_by")
     root = zarr.open_group(str(path), mode="r+")
     root.update_attributes({"evowatch": {**root.attrs["evowatch"], "version": 1}})
@@ -854,7 +854,7 @@ def test_a_plain_reader_never_sees_a_rewritten_checkpoint_current_twice_or_not_a
     assert StoreReader(path).attrs["evowatch"]["version"] == 1  # reading changes nothing
     StoreWriter(path, ENCODER, thumbnail_size=4).close()
     assert zarr.open_array(str(path / "checkpoints" / "superseded_by"), mode="r")[:].tolist() == [1, -1]
-    assert zarr.open_group(str(path), mode="r").attrs["evowatch"]["version"] == 2
+    assert zarr.open_group(str(path), mode="r").attrs["evowatch"]["version"] == 3
 
 
 def test_a_folder_renamed_onto_a_deleted_checkpoints_name_is_its_replacement(tmp_path, rng):
@@ -876,20 +876,22 @@ def test_a_folder_renamed_onto_a_deleted_checkpoints_name_is_its_replacement(tmp
     assert StoreReader(tmp_path / "r.zarr").checkpoints()["superseded_by"].tolist() == [2, -1, -1]  # not the holdout
 
 
-def test_an_evowatch_that_knows_only_version_1_refuses_a_version_2_store(tmp_path, rng, monkeypatch):
+def test_an_evowatch_that_knows_only_older_versions_refuses_a_newer_store(tmp_path, rng, monkeypatch):
     """Round AF: an evowatch of before superseded_by appended checkpoints to a newer store
     without it, and the documented plain reader indexed past the array (IndexError). The format
-    is version 2 now; what an older evowatch does with it is what this one does with a 3."""
+    is version 3 now (alerts in their arrays: one of version 2 would write them into the root
+    attributes, where no reader of a 3 looks); what an older evowatch does with it is what this
+    one does with a 4."""
     from stores import format as fmt
 
     path = tmp_path / "s.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(5, "step_5", "h1") as tx:
             add_rows(tx, 3, rng)
-    assert StoreReader(path).attrs["evowatch"]["version"] == 2
-    monkeypatch.setattr(fmt, "SUPPORTED_VERSIONS", (1,))
+    assert StoreReader(path).attrs["evowatch"]["version"] == 3
+    monkeypatch.setattr(fmt, "SUPPORTED_VERSIONS", (1, 2))
     for opened in (lambda: StoreReader(path), lambda: StoreWriter(path, ENCODER, thumbnail_size=4)):
-        with pytest.raises(StoreFormatError, match="store schema version 2 is not supported by this evowatch .*; "
+        with pytest.raises(StoreFormatError, match="store schema version 3 is not supported by this evowatch .*; "
                                                    "upgrade evowatch"):
             opened()
 
@@ -999,7 +1001,7 @@ def test_the_lock_file_sits_beside_the_store_and_exists_only_while_held(tmp_path
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a reader during the live watch
             names = sorted(name for name, _ in zarr.open_group(str(path), mode="r").members())
-        assert names == ["checkpoints", "layout", "samples", "warnings"]
+        assert names == ["alerts", "checkpoints", "layout", "samples", "warnings"]
     assert not lock.exists()
     lock.write_text("pid 999999")  # a killed writer's: harmless, taken over, removed
     StoreWriter(path, ENCODER).close()
@@ -1305,7 +1307,7 @@ def test_ctrl_c_while_the_alert_list_is_written_lets_it_finish(tmp_path, monkeyp
         with pytest.raises(KeyboardInterrupt):
             store.set_alerts([{"step": 1, "rule": "collapse", "value": 1.0, "message": "written"}])
         monkeypatch.undo()
-    assert [a["message"] for a in StoreReader(tmp_path / "s.zarr").attrs["alerts"]] == ["written"]
+    assert [a["message"] for a in StoreReader(tmp_path / "s.zarr").alerts()] == ["written"]
 
 
 def test_a_store_write_holds_ctrl_c_to_its_end_and_a_second_one_stops_it_at_once():
@@ -1589,3 +1591,185 @@ def test_the_writers_current_checkpoints_are_the_ones_superseded_flags_leaves(tm
         store.rename_source("tmp-step_9", "step_5")
         assert store.current_checkpoints().tolist() == (~superseded_flags(store.checkpoints())).tolist()
         assert store.current_checkpoints().sum() == 7
+
+
+ALERTS = [{"step": step, "rule": rule, "value": 0.5, "message": f"{rule} at step {step}"}
+          for step in (100, 200, 300) for rule in ("collapse", "memorisation")]
+
+
+def plain_alerts(path: Path) -> list[dict]:
+    """The alerts as docs/store.md's plain-zarr recipe reads them, without evowatch."""
+    code = textwrap.dedent(f"""
+        import json, math, sys, zarr
+        assert not any(m.startswith(("engine", "stores", "viewer")) for m in sys.modules)
+        root = zarr.open_group({str(path)!r}, mode="r")
+        if root.attrs["evowatch"]["version"] >= 3:
+            a = root["alerts"].attrs
+            lo, hi = a["first_row"], a["committed_rows"]
+            cols = {{name: root[f"alerts/{{name}}"][lo:hi].tolist() for name in ("step", "rule", "value", "message")}}
+            alerts = [dict(zip(cols, row)) for row in zip(*cols.values())]
+        else:  # schema version 1 or 2: in the root attributes
+            alerts = root.attrs.get("alerts", [])
+        print(json.dumps([{{**a, "value": None if a["value"] is None or math.isnan(a["value"]) else a["value"]}}
+                          for a in alerts]))
+    """)
+    return json.loads(subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
+def as_version_2(path: Path, alerts: list[dict]) -> None:
+    """The layout schema version 2 wrote (evowatch before the alerts/ arrays): no alerts/ group,
+    the alert list in the root attributes, the version 2."""
+    shutil.rmtree(path / "alerts")
+    root = zarr.open_group(str(path), mode="r+")
+    attrs = dict(root.attrs)
+    attrs.update(evowatch={**attrs["evowatch"], "version": 2}, alerts=alerts,
+                 arrays={k: v for k, v in attrs["arrays"].items() if not k.startswith("alerts/")})
+    root.attrs.put(attrs)
+
+
+def test_alerts_live_in_their_own_arrays_and_the_commit_point_stays_small(tmp_path, rng):
+    """DESIGN: "per-step metrics and alerts live in their own arrays". The root attributes held
+    every alert, and their zarr.json, rewritten at every commit (it holds the commit point),
+    grew with the run: 958 kB at 4,000 alerts, 74 ms a commit (round BD)."""
+    path = tmp_path / "s.zarr"
+    many = [{"step": 500 * (k // 2 + 1), "rule": ("collapse", "memorisation")[k % 2], "value": 0.25,
+             "message": "diversity fell 60% between two steps (Vendi 3.1 -> 1.2)"} for k in range(1000)]
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h1") as tx:
+            add_rows(tx, 2, rng)
+        before = (path / "zarr.json").stat().st_size
+        store.set_alerts(many)
+        with store.checkpoint(200, "step_200", "h2") as tx:
+            add_rows(tx, 2, rng)
+        assert (path / "zarr.json").stat().st_size < before + 100  # the commit point's digits, not the alerts
+    root = zarr.open_group(str(path), mode="r")
+    assert "alerts" not in root.attrs and root.attrs["evowatch"]["version"] == 3
+    assert {f"alerts/{name}" for name in ("step", "rule", "value", "message")} <= set(root.attrs["arrays"])
+    assert StoreReader(path).alerts() == many == plain_alerts(path)
+
+
+def test_a_grown_alert_list_is_appended_and_a_changed_one_written_whole_beside_the_old(tmp_path):
+    """Rows under the alerts' commit point are never rewritten: a live reader (and a kill) sees
+    the old list or the new one. A new step's alerts are appended; a step measured again, or
+    dropped, writes the whole list where no committed row is and moves the window to it. The
+    viewer's commit key changes with each (it redraws the alerts on it)."""
+    from viewer.data import read_commit
+
+    path = tmp_path / "s.zarr"
+
+    def window() -> tuple[int, int, int]:
+        attrs = zarr.open_group(str(path / "alerts"), mode="r").attrs
+        return attrs["first_row"], attrs["committed_rows"], attrs["rewrites"]
+
+    changed = [dict(a, value=float("nan"), message="again") if a["step"] == 200 else a for a in ALERTS]
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        assert store.alerts() == [] and window() == (0, 0, 0)
+        steps, commits = [], [read_commit(path)]
+        for alerts, expected in ((ALERTS[:4], (0, 4, 0)),  # appended
+                                 (ALERTS, (0, 6, 0)),  # appended after
+                                 (changed, (6, 12, 1)),  # step 200 measured again: beside the old list
+                                 (changed, (6, 12, 1)),  # the same: nothing written
+                                 (changed[:2], (0, 2, 2)),  # steps dropped: before it, where it fits
+                                 ([], (0, 0, 3))):
+            store.set_alerts(alerts)
+            assert window() == expected
+            read = StoreReader(path).alerts()
+            assert read == store.alerts() == [dict(a, value=None) if a["value"] != a["value"] else a for a in alerts]
+            assert plain_alerts(path) == read
+            steps.append([a["step"] for a in read])
+            commits.append(read_commit(path))
+    assert zarr.open_array(str(path / "alerts" / "step"), mode="r").shape == (0,)  # cut to the commit point on close
+    assert steps[2] == [100, 100, 200, 200, 300, 300]
+    assert [before != after for before, after in zip(commits, commits[1:])] == [True, True, True, False, True, True]
+
+
+KILLED_AT_THE_ALERTS_COMMIT = textwrap.dedent("""
+    import json, os, signal, sys, zarr
+    from stores.zarr_store import StoreWriter
+    with StoreWriter(sys.argv[1], {"identity": "test:8", "dim": 8}, thumbnail_size=4) as store:
+        store.set_alerts(json.loads(sys.argv[2]))
+        written = zarr.Group.update_attributes
+        def killed_at_the_commit(self, changes):
+            if str(self.store_path).rstrip("/").endswith("/alerts") and "committed_rows" in changes:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return written(self, changes)
+        zarr.Group.update_attributes = killed_at_the_commit
+        store.set_alerts(json.loads(sys.argv[3]))
+""")
+
+
+@pytest.mark.parametrize("then", ["appended", "changed"])
+def test_a_kill_between_alert_rows_and_their_commit_keeps_the_old_list(tmp_path, then):
+    """The rows of the new list written, the process killed before its commit point moves: a
+    reader reads the old list whole, and the next writer cuts the rows and goes on."""
+    path = tmp_path / "s.zarr"
+    new = ALERTS + [{"step": 400, "rule": "collapse", "value": 1.0, "message": "new"}] if then == "appended" \
+        else [dict(a, message="again") for a in ALERTS]
+    proc = subprocess.run([sys.executable, "-c", KILLED_AT_THE_ALERTS_COMMIT, str(path), json.dumps(ALERTS),
+                           json.dumps(new)], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert zarr.open_array(str(path / "alerts" / "message"), mode="r").shape[0] > len(ALERTS)  # the new rows landed
+    assert StoreReader(path).alerts() == ALERTS == plain_alerts(path)
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        assert zarr.open_array(str(path / "alerts" / "message"), mode="r").shape[0] == len(ALERTS)
+        assert store.alerts() == ALERTS
+        store.set_alerts(new)
+    assert StoreReader(path).alerts() == new == plain_alerts(path)
+
+
+def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_when_written(tmp_path, rng, capsys):
+    """Schema version 3 moved the alerts out of the root attributes. A version 2 store (as an
+    earlier evowatch wrote it) is read as it is by info, the viewer and plain zarr, and a writer
+    opening it writes the alerts/ arrays first, then the root (version 3, no attrs["alerts"])."""
+    from engine.cli import main
+    from viewer import data
+
+    path = tmp_path / "s.zarr"
+    old = ALERTS + [{"step": 400, "rule": "convergence", "value": None, "message": "loss NaN"}]
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h1") as tx:
+            add_rows(tx, 2, rng)
+    as_version_2(path, old)
+    reader = StoreReader(path)
+    assert reader.attrs["evowatch"]["version"] == 2 and reader.alerts() == old == plain_alerts(path)
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["alerts"] == old and info["schema_version"] == 2
+    commit = data.read_commit(path)
+    assert data.map_data(path, commit).alerts == tuple(old)
+    StoreWriter(path, ENCODER, thumbnail_size=4).close()
+    root = zarr.open_group(str(path), mode="r")
+    assert root.attrs["evowatch"]["version"] == 3 and "alerts" not in root.attrs
+    assert "alerts/message" in root.attrs["arrays"] and "samples/embedding" in root.attrs["arrays"]
+    assert StoreReader(path).alerts() == old == plain_alerts(path)
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {**info, "schema_version": 3}  # the same summary, the version apart
+    assert data.read_commit(path) != commit and data.map_data(path, data.read_commit(path)).alerts == tuple(old)
+
+
+MIGRATION_KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from zarr.core.attributes import Attributes
+    Attributes.put = lambda self, d: os.kill(os.getpid(), signal.SIGKILL)  # the root's one write
+    from stores.zarr_store import StoreWriter
+    StoreWriter(sys.argv[1], {"identity": "test:8", "dim": 8}, thumbnail_size=4)
+""")
+
+
+def test_a_migration_killed_before_the_root_is_written_leaves_a_version_2_store_moved_again(tmp_path, rng):
+    """Killed once the alerts/ arrays are written but before the root says version 3: the store
+    is the version 2 store it was (its alerts read from the root), and the next writer moves
+    them again, once."""
+    path = tmp_path / "s.zarr"
+    StoreWriter(path, ENCODER, thumbnail_size=4).close()
+    as_version_2(path, ALERTS)
+    proc = subprocess.run([sys.executable, "-c", MIGRATION_KILLED, str(path)],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert zarr.open_group(str(path / "alerts"), mode="r").attrs["committed_rows"] == len(ALERTS)  # written
+    reader = StoreReader(path)
+    assert reader.attrs["evowatch"]["version"] == 2 and reader.alerts() == ALERTS == plain_alerts(path)
+    StoreWriter(path, ENCODER, thumbnail_size=4).close()
+    assert StoreReader(path).attrs["evowatch"]["version"] == 3
+    assert StoreReader(path).alerts() == ALERTS == plain_alerts(path)

@@ -93,7 +93,7 @@ class Commit:
     metric_rows: int
     scalar_rows: int
     sample_metrics: tuple[tuple[str, int], ...]
-    alerts: int  # hash of the alert list
+    alerts: int  # hash of the alert list, or of the alerts/ arrays' commit point
     # What counts do not tell: another store created at the same path (a run started again
     # into it showed the old run's metrics and map until the viewer restarted), a layout
     # recomputed (`layout --full`), metrics measured again against another reference.
@@ -150,7 +150,9 @@ def read_commit(path: str | Path) -> Commit:
     return Commit(rows=rows, checkpoints=int(attrs["committed"].get("checkpoints", 0)),
                   layout_rows=layout_rows, metric_rows=_group_rows(path, "metrics"),
                   scalar_rows=_group_rows(path, "scalars"), sample_metrics=metrics,
-                  alerts=hash(repr(attrs.get("alerts", []))), store_id=meta.get("id"),
+                  # the list (schema 1-2) or the alerts/ arrays' commit point and rewrites (3)
+                  alerts=hash(repr((attrs.get("alerts", []), _group_attributes(path, "alerts")))),
+                  store_id=meta.get("id"),
                   layout_generation=int(_group_attributes(path, "layout").get("generation", 0)),
                   metrics_reference=metric_attrs.get("reference"),
                   metrics_measured=hash(repr(metric_attrs.get("measured"))),
@@ -235,7 +237,7 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
                    label=label, instance=instance,
                    current=cur, xy=xy, step_index=step_index, solution=solution, steps=steps, all_steps=all_steps,
                    labels=tuple(r.labels), kinds=tuple(r.kinds), encoder=dict(r.encoder or {}),
-                   alerts=tuple(r.attrs.get("alerts", [])), sample_metric_names=tuple(r.sample_metric_names()),
+                   alerts=tuple(r.alerts()), sample_metric_names=tuple(r.sample_metric_names()),
                    has_real=bool((all_kind == fmt.KIND_CODES["real"]).any()),
                    missing_chunks=tuple(r.missing_chunks()))
 
