@@ -459,24 +459,32 @@ class StoreReader:
         exported zeros as embeddings without a word (round AJ). Only arrays no real chunk can
         hold fill values only (a vector, a path), as a store older than ``WRITE_CONFIG`` left
         out such chunks of the others (a run of step-0 rows)."""
-        counts = {"samples": self.n_rows, "checkpoints": self.n_checkpoints, "warnings": self.n_warnings,
-                  "layout": self.layout_rows}
+        # the rows [start, stop) of each group that are read
+        held = {"samples": (0, self.n_rows), "checkpoints": (0, self.n_checkpoints),
+                "warnings": (0, self.n_warnings), "layout": (0, self.layout_rows)}
+        groups, never_fill = dict(fmt.GROUPS), list(_NEVER_FILL)
+        if int(self.attrs["evowatch"]["version"]) >= fmt.ALERT_ARRAYS_VERSION:  # the alert list's rows too
+            attrs = self._group_attrs("alerts")
+            held["alerts"] = (int(attrs.get("first_row", 0)), int(attrs.get("committed_rows", 0)))
+            groups["alerts"], never_fill = fmt.ALERT_ARRAYS, never_fill + [("alerts", "rule"), ("alerts", "message")]
         missing = []
-        for group, names in fmt.GROUPS.items():  # an array's zarr.json older than the root's, copied before it grew:
-            for name in names:  # its reads stopped short (export: "All arrays must be of the same length")
-                if not counts[group] or not self.has_array(group, name):
+        for group, names in groups.items():  # an array's zarr.json older than the root's, copied before it grew:
+            start, stop = held[group]  # its reads stopped short (export: "All arrays must be of the same length")
+            for name in names:
+                if stop <= start or not self.has_array(group, name):
                     continue
-                if (ends := self._length_on_disk(group, name)) < counts[group]:
-                    missing.append(f"{group}/{name} rows {ends}-{counts[group] - 1} ({_ENDS_SHORT} {ends})")
-        for group, name in _NEVER_FILL:
-            if not counts[group] or not self.has_array(group, name):
+                if (ends := self._length_on_disk(group, name)) < stop:
+                    missing.append(f"{group}/{name} rows {ends}-{stop - 1} ({_ENDS_SHORT} {ends})")
+        for group, name in never_fill:
+            start, stop = held[group]
+            if stop <= start or not self.has_array(group, name):
                 continue
             array = self._array(group, name)
             step = array.chunks[0]
-            gone = [i for i in range(-(-counts[group] // step))
+            gone = [i for i in range(start // step, -(-stop // step))
                     if not (self.path / group / name / array.metadata.encode_chunk_key((i, *[0] * (array.ndim - 1)))).is_file()]
             if gone:
-                first, last = gone[0] * step, min((gone[-1] + 1) * step, counts[group]) - 1
+                first, last = max(gone[0] * step, start), min((gone[-1] + 1) * step, stop) - 1
                 missing.append(f"{group}/{name} rows {first}-{last}" + (f" ({len(gone)} chunks)" if len(gone) > 1 else ""))
         return missing
 

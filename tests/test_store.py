@@ -1649,6 +1649,22 @@ def test_alerts_live_in_their_own_arrays_and_the_commit_point_stays_small(tmp_pa
     assert StoreReader(path).alerts() == many == plain_alerts(path)
 
 
+def test_an_alert_chunk_missing_from_a_copy_is_named(tmp_path, rng):
+    """A store copied incompletely read a lost chunk of the alerts as empty rules and messages
+    without a word; the alert list is rows [first_row, committed_rows) of its arrays."""
+    path = tmp_path / "s.zarr"
+    alerts = [{"step": 100 * k, "rule": "collapse", "value": 0.5, "message": f"fell {k}"} for k in range(1100)]
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h1") as tx:
+            add_rows(tx, 2, rng)
+        store.set_alerts(alerts)
+        store.set_alerts(alerts[:5])  # changed: written whole past the old list, rows 1100-1104
+        store.set_alerts(alerts[:5] + alerts[6:1050])  # grown: appended, rows 1100-2148
+    assert StoreReader(path).missing_chunks() == []
+    (path / "alerts" / "message" / "c" / "1").unlink()  # rows 1024-2047
+    assert StoreReader(path).missing_chunks() == ["alerts/message rows 1100-2047"]
+
+
 def test_a_grown_alert_list_is_appended_and_a_changed_one_written_whole_beside_the_old(tmp_path):
     """Rows under the alerts' commit point are never rewritten: a live reader (and a kill) sees
     the old list or the new one. A new step's alerts are appended; a step measured again, or
