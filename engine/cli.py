@@ -463,8 +463,8 @@ class Terminated(KeyboardInterrupt):
 
 
 #: Set by Ctrl-C and SIGTERM as well as raised: an exception raised while Python runs a
-#: weakref callback or ``__del__`` is printed ("Exception ignored in ...") and dropped, and a
-#: live watch then ran on; its loop checks this between passes.
+#: weakref callback or ``__del__`` is dropped (its "Exception ignored in ..." traceback is not
+#: printed), and a live watch then ran on; its loop checks this between passes.
 STOP_REQUESTED = threading.Event()
 
 
@@ -494,7 +494,12 @@ def _stop_on_sigterm() -> Callable[[], object]:
                 return stopping.defer(KeyboardInterrupt())
         signal.default_int_handler(signum, frame)
 
+    def on_dropped(unraisable: Any, hook: Callable[[Any], object] = sys.unraisablehook) -> None:
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and STOP_REQUESTED.is_set()):
+            hook(unraisable)  # a stop dropped by Python is noted already: no traceback (round BE)
+
     previous = signal.signal(signal.SIGTERM, on_sigterm), signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, on_dropped
     if previous[1] is signal.default_int_handler:  # not when Ctrl-C is ignored or handled by the caller
         signal.signal(signal.SIGINT, on_sigint)
     if previous[2] is signal.SIG_DFL:  # a closed terminal killed a watch mid-write (round AL); not under nohup
@@ -504,6 +509,7 @@ def _stop_on_sigterm() -> Callable[[], object]:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
         signal.signal(signal.SIGHUP, previous[2])
+        sys.unraisablehook = previous_hook
 
     return restore
 
