@@ -276,9 +276,14 @@ class _NotStored(Exception):
     """Rolls back a checkpoint deleted while it was read, or whose sampler failed."""
 
 
-def _deleted(checkpoint: Checkpoint) -> bool:
+def deleted(checkpoint: Checkpoint) -> bool:
     """Whether none of a checkpoint's files is left (a rotated-out checkpoint folder)."""
     return not any(os.path.lexists(path) for path in checkpoint.files)
+
+
+def say_deleted_while_read(checkpoint: Checkpoint) -> None:
+    """One line for a checkpoint rotated out while it was hashed or decoded: nothing is stored."""
+    log.info("%s was deleted while being read; nothing stored for it", checkpoint.source)
 
 
 def _committed(waiting: list[IngestResult]) -> Iterator[IngestResult]:
@@ -367,12 +372,12 @@ def _consume(store: StoreWriter, out: queue.Queue, n_jobs: int,
             elif isinstance(item, Done):
                 done += 1
                 gone = [path for path, reason in tx.skipped if reason == VANISHED]
-                deleted = bool(gone) and _deleted(item.checkpoint)  # while read (rotation): its rows would be a part of it
-                if deleted or retry:  # nothing stored for it
-                    if deleted:
-                        log.info("%s was deleted while being read; nothing stored for it", item.checkpoint.source)
+                rotated = bool(gone) and deleted(item.checkpoint)  # while read (rotation): its rows would be a part of it
+                if rotated or retry:  # nothing stored for it
+                    if rotated:
+                        say_deleted_while_read(item.checkpoint)
                     # a failed sampler: the next run samples it again
-                    yield from not_stored(None if deleted else
+                    yield from not_stored(None if rotated else
                                           IngestResult(item.checkpoint, 0, len(tx.skipped), stored=False))
                     continue
                 if len(gone) > 3:  # a folder emptied while read: one line, not one per file

@@ -39,7 +39,7 @@ from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, 
                               series_glob, step_regex_miss, warn_once)
 from engine.encoders import Encoder
 from engine.errors import DiscoveryError, EvowatchError
-from engine.pipeline import IngestResult, ingest
+from engine.pipeline import IngestResult, deleted, ingest, say_deleted_while_read
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
 from engine.tensorboard_images import TensorBoardImages, logged_tags
@@ -412,6 +412,13 @@ class Watcher:
                 waiting.append(checkpoint)
                 continue
             digest = self._hash(checkpoint, fingerprint)
+            if digest is None and checkpoint.kind == "generated" and not self._stand_in and \
+                    not all(os.path.lexists(path) for path in checkpoint.files):  # files went after the scan
+                if not deleted(checkpoint):  # one went (a rewrite, a rotation inside it): looked at again
+                    waiting.append(checkpoint)
+                elif stored is None:  # rotated out while hashed, never stored: said (round BE)
+                    say_deleted_while_read(checkpoint)
+                continue
             if checkpoint.kind != "generated" and stored is None and _reference_stored(committed, checkpoint.kind, digest):
                 continue
             # the same files at another step: the step read once more of the run was there

@@ -571,6 +571,39 @@ def _ingest_run(run: Path, store_path: Path, workers: int, batch_size: int | Non
         return [r.checkpoint.step for r in ingest(store, jobs, encoder, options, workers=workers)]
 
 
+def test_a_checkpoint_changed_while_hashed_is_named_or_read_again(tmp_path, capsys, monkeypatch):
+    """Round BE's fault campaign: a checkpoint deleted after the scan found it, while the watch
+    hashed it (rotation), was dropped without a word; one that lost a file then was not read at
+    all by `--once` (nothing said either). Gone: one line, as when deleted while decoded;
+    changed: looked at again, as a checkpoint still being written is."""
+    import engine.watch
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 50, 3, seed=50)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
+    capsys.readouterr()
+    for step in (100, 200, 300):
+        write_step(run, step, 3, seed=step)
+    real = engine.watch.file_digests
+
+    def rotated(checkpoint):
+        if checkpoint.source == "step_000050":  # stored already: its rotation is no news
+            shutil.rmtree(run / "step_000050", ignore_errors=True)
+        if checkpoint.source == "step_000200" and (run / "step_000200").exists():
+            shutil.rmtree(run / "step_000200")
+        if checkpoint.source == "step_000300" and (gone := run / "step_000300" / "samples" / "00002.png").exists():
+            gone.unlink()
+        return real(checkpoint)
+
+    monkeypatch.setattr(engine.watch, "file_digests", rotated)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("step_000200 was deleted while being read; nothing stored for it") == 1 and "step_000050" not in err
+    assert not (run / "step_000050").exists()
+    ckpt = StoreReader(store).checkpoints()
+    assert ckpt["step"].tolist() == [50, 100, 300] and (ckpt["row_stop"] - ckpt["row_start"]).tolist() == [3, 3, 2]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_checkpoint_deleted_while_being_read_is_not_stored(tmp_path, caplog, workers):
     """Rotation deletes a checkpoint between the scan and its reading: one line says so and
