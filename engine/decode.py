@@ -52,7 +52,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from engine.backlog_log import counted
 from engine.discovery import (TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, in_a_label_folder, index_in_name,
                               last_integer, warn_once)
-from engine.errors import DiscoveryError
+from engine.errors import GONE, DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile
 from stores.format import MAX_INSTANCE, SAMPLE_KEY, listed
@@ -233,7 +233,7 @@ def _require_content(path: Path) -> None:
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-    except FileNotFoundError:
+    except GONE:
         raise SkipFile(VANISHED) from None
     except PermissionError as exc:
         raise SkipFile(f"cannot be read ({exc.strerror}): fix its permissions; it is read again when watch restarts") from None
@@ -296,7 +296,7 @@ def _decoded(source: Path | BinaryIO, value_range: tuple[float, float] | None,
                 return [_pil_to_array(_upright(image), value_range)]
     except SkipFile:  # pixels that are no image's (a float TIFF's range): said as they are, not as a corrupt file
         raise
-    except FileNotFoundError:
+    except GONE:
         raise SkipFile(VANISHED) from None
     except UnidentifiedImageError:
         if _is_tiff(source):  # a float RGB TIFF (tifffile's default for a float batch), a compression Pillow lacks

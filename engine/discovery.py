@@ -72,7 +72,7 @@ from pathlib import Path
 
 from engine import listings
 from engine.backlog_log import counted
-from engine.errors import DiscoveryError
+from engine.errors import GONE, DiscoveryError
 from engine.grids import TileSlice, format_tile_slice
 from engine.listings import is_dir as _is_dir
 from engine.listings import kept_while_listed_alike
@@ -415,7 +415,7 @@ def folder_entries(folder: Path) -> list[os.DirEntry]:
         entries = sorted(listings.listed_entries(folder), key=lambda e: e.name)
         if entries:  # listed but not searchable (`chmod -R 644`): its files cannot be opened
             os.stat(entries[0].path, follow_symlinks=False)
-    except (FileNotFoundError, NotADirectoryError):
+    except GONE:
         listings.note(None)  # gone, or its first entry gone since: a listing not to keep
         return []
     except PermissionError as exc:  # said, or a checkpoint folder would be left out without a word
@@ -1605,7 +1605,7 @@ def is_ready(checkpoint: Checkpoint, options: DiscoveryOptions | None = None, no
     now = time.time() if now is None else now
     try:
         newest = max(_arrived(st, now) for st in map(os.stat, files)) if files else None
-    except (FileNotFoundError, PermissionError):  # gone, or made unreadable since the scan
+    except (*GONE, PermissionError):  # gone, or made unreadable since the scan
         return False
     if newest is None:
         return False

@@ -7,8 +7,13 @@ from stores.errors import EncoderMismatchError, EvowatchError, StoreFormatError,
 
 __all__ = [
     "EvowatchError", "StoreFormatError", "EncoderMismatchError", "StoreLockedError",
-    "WeightsNotFoundError", "DiscoveryError", "sendable",
+    "WeightsNotFoundError", "DiscoveryError", "GONE", "sendable",
 ]
+
+
+#: A path gone from under a read: its file deleted, or a folder on its way deleted or replaced
+#: by a file (a checkpoint folder swapped for an archive of it: NotADirectoryError, round BE).
+GONE: tuple[type[OSError], ...] = (FileNotFoundError, NotADirectoryError)
 
 
 class WeightsNotFoundError(EvowatchError):

@@ -38,7 +38,7 @@ from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, 
                               is_ready, reading_settings, ready_file_name, sample_files, scan_reference, scan_run,
                               series_glob, step_regex_miss, warn_once)
 from engine.encoders import Encoder
-from engine.errors import DiscoveryError, EvowatchError
+from engine.errors import GONE, DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, deleted, ingest, say_deleted_while_read
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
@@ -195,7 +195,7 @@ def _fingerprint(checkpoint: Checkpoint) -> tuple:
     restarted watch, not a live one)."""
     try:
         return file_versions(checkpoint, changes=True)
-    except FileNotFoundError:
+    except GONE:
         return ()
 
 
@@ -256,7 +256,7 @@ class Watcher:
             else:  # content_hash, its file digests kept for this pass's look for moves
                 self._digests[checkpoint.source] = file_digests(checkpoint)
                 digest = combined_hash(reading_settings(checkpoint, self._options), self._digests[checkpoint.source])
-        except FileNotFoundError:  # deleted between scan and hash (rotation)
+        except GONE:  # deleted between scan and hash (rotation)
             return None
         self._hashes[checkpoint.source] = (fingerprint, digest)
         return digest
@@ -312,7 +312,7 @@ class Watcher:
             if checkpoint.source not in digests:
                 try:
                     digests[checkpoint.source] = file_digests(checkpoint)
-                except FileNotFoundError:
+                except GONE:
                     digests[checkpoint.source] = None
             read = digests[checkpoint.source]
             return None if read is None else _hash_renamed(reading_settings(checkpoint, self._options), read,
@@ -517,7 +517,7 @@ class Watcher:
             self._move_checked.add(key)
             try:  # read by _hash this pass, unless its hash was known from an earlier one
                 digests = self._digests.get(checkpoint.source) or file_digests(checkpoint)
-            except FileNotFoundError:
+            except GONE:
                 continue
             settings = reading_settings(checkpoint, self._options)
             prefix = checkpoint.source

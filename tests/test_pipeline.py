@@ -605,6 +605,38 @@ def test_a_checkpoint_changed_while_hashed_is_named_or_read_again(tmp_path, caps
 
 
 @pytest.mark.parametrize("workers", [0, 2])
+def test_a_checkpoint_folder_replaced_by_a_file_while_read_is_as_deleted(tmp_path, capsys, monkeypatch, workers):
+    """Round BE's fault campaign: a checkpoint folder replaced by a file (``step_000200``, a
+    trainer's archive of it) while the watch hashed or decoded it stopped the watch, "error:
+    .../step_000200/00000.png: Not a directory" (NotADirectoryError, not FileNotFoundError)."""
+    import engine.discovery
+    import engine.watch
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200, 300):
+        write_step(run, step, 3, seed=step)
+    replace = {"step_000200": "hashed", "step_000300": "decoded"}
+
+    def replaced(name: str, real: Callable) -> Callable:
+        def read(checkpoint, *args, **kwargs):
+            folder = run / checkpoint.source
+            if replace.get(checkpoint.source) == name and folder.is_dir():
+                shutil.rmtree(folder)
+                folder.write_bytes(b"an archive of the folder")
+            return real(checkpoint, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(engine.watch, "file_digests", replaced("hashed", engine.watch.file_digests))
+    monkeypatch.setattr(engine.watch, "ingest", lambda store, jobs, *a, **k: engine.pipeline.ingest(
+        store, [(replaced("decoded", lambda c: c)(c), h) for c, h in jobs], *a, **k))
+    args = ["--once", "--settle", "0", "--encoder", "pixels", "--workers", str(workers)]
+    assert main(["watch", str(run), "--store", str(store), *args]) == 0
+    err = capsys.readouterr().err
+    assert [err.count(f"step_000{s}00 was deleted while being read; nothing stored for it") for s in (2, 3)] == [1, 1], err
+    assert StoreReader(store).checkpoints()["step"].tolist() == [100]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
 def test_a_checkpoint_deleted_while_being_read_is_not_stored(tmp_path, caplog, workers):
     """Rotation deletes a checkpoint between the scan and its reading: one line says so and
     nothing is stored for it (not a step of 0 samples with every file a warning); a file
