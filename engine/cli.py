@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from engine import stopping
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError, EvowatchError
+from stores.errors import NO_ROOM
 from stores.format import one_line, stored_text
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
@@ -431,15 +432,18 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
     store, out = getattr(args, "store", None), getattr(args, "out", None)
     if args.command == "export" and out is not None and exc.filename is not None and Path(exc.filename) == Path(out):
         return f"{out}: cannot write the export there ({exc.strerror}); choose another --out"
-    if store is None or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+    if store is None or exc.errno not in NO_ROOM | {errno.EROFS, errno.EACCES, errno.EPERM}:
         return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
     if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename and not _of_the_store(exc.filename, store):
         # a run's file made unreadable between a scan and its reading: "cannot write there ...
         # choose a writable --store" sent the user to the store
         return f"{exc.filename}: {exc.strerror}; fix its permissions and run the same command again"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if exc.errno in NO_ROOM:
         kept = ("everything committed before is kept" if Path(store).exists()
                 else "nothing was stored yet")  # a store that never committed is not left behind
+        if exc.errno == errno.EFBIG:  # a file size limit, not a full disk (round BE)
+            return f"{store}: a file reached the size limit ({exc.strerror}); {kept}: raise the limit (ulimit -f) " \
+                   "and run the same command again to resume"
         return f"{store}: no space left on the device ({exc.strerror}); {kept}: free some space and run the same " \
                "command again to resume"
     fix = "choose a writable --store" if args.command == "watch" else "copy the store where it can be written"

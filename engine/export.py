@@ -14,7 +14,6 @@ appears under its final name only once complete.
 from __future__ import annotations
 
 import contextlib
-import errno
 import glob
 import logging
 import os
@@ -26,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from stores.errors import EvowatchError
+from stores.errors import NO_ROOM, EvowatchError
 from stores.owner import owner_gone, owner_tag
 from stores.zarr_store import StoreReader, superseded_flags
 
@@ -175,7 +174,7 @@ def export_store(store: str | os.PathLike[str], to: Format | None = None, out: s
         os.replace(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # not the store's disk: the export's
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:  # not the store's disk: the export's
             raise EvowatchError(f"{target}: no space left for the export ({exc.strerror}); free some space or "
                                 "choose another --out (the store is unchanged)") from None
         raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import glob
 import json
@@ -33,7 +32,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from stores.errors import EncoderMismatchError, StoreFormatError
+from stores.errors import NO_ROOM, EncoderMismatchError, StoreFormatError
 from stores.lock import WriterLock
 from stores.owner import owner_gone, owner_tag
 from stores.uninterrupted import after_writes_end, uninterrupted
@@ -1031,7 +1030,7 @@ class StoreWriter(StoreReader):
                 self._cut_to_committed()
             except Exception as exc:  # readers stop at the commit points anyway; the next writer cuts
                 if self.holds_its_folder():  # else deleted meanwhile: there is nothing to cut; a full disk is said
-                    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)  # by the error that closes it
+                    full = getattr(exc, "errno", None) in NO_ROOM  # by the error that closes it
                     log.log(logging.DEBUG if full else logging.WARNING,
                             "%s: could not cut the arrays' spare capacity on close (%s)", self.path, exc)
         if self._holding:
@@ -1071,7 +1070,7 @@ class StoreWriter(StoreReader):
             self._create(staging, encoder, thumbnail_size)
         except BaseException as exc:  # a full disk, an interrupt: leave nothing half-made behind
             shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # those say "free space"
+            if isinstance(exc, OSError) and exc.errno not in NO_ROOM:  # those say "free space"
                 # a file where a folder must be (--store notes.txt/s.zarr), /proc, a read-only mount
                 raise StoreFormatError(f"{self.path}: cannot create a store there ({exc.strerror or exc}: "
                                        f"{exc.filename or self.path.parent}); choose another --store path") from None

@@ -1569,6 +1569,30 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_committed_state_is_kep
     assert info(store)["rows"] == 4 and info(store)["steps"] == [100, 200]
 
 
+def test_a_file_size_limit_is_one_line_naming_the_store_and_a_resume_loses_nothing(tmp_path):
+    """Round BE's fault campaign: a watch under a file size limit (`ulimit -f`, a batch
+    scheduler's RLIMIT_FSIZE) stopped with "error: [Errno 27] File too large", naming neither
+    the store nor the fix, as a full disk's line does."""
+    import resource
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 4, seed=0)
+    watch = _cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--no-metrics", "--workers", "0")
+    assert subprocess.run(watch, env=_env(tmp_path), capture_output=True).returncode == 0
+    for step in range(200, 600, 100):
+        write_step(run, step, 64, seed=step)
+    limit = 64 * 1024  # less than the 256 new thumbnails' chunk; Python ignores SIGXFSZ: the write fails, EFBIG
+    limited = subprocess.run(watch, env=_env(tmp_path), capture_output=True, text=True,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert limited.returncode == 2 and limited.stderr.strip().splitlines()[-1] == (
+        f"evowatch: error: {store}: a file reached the size limit (File too large); everything committed before is "
+        "kept: raise the limit (ulimit -f) and run the same command again to resume"), limited.stderr
+    assert subprocess.run(watch, env=_env(tmp_path), capture_output=True).returncode == 0
+    reader = StoreReader(store)
+    assert reader.n_rows == 4 + 4 * 64 and sorted(reader.checkpoints()["step"].tolist()) == [100, 200, 300, 400, 500]
+
+
 def test_a_thumbnail_size_for_an_existing_store_is_said_to_be_kept(tmp_path, capsys):
     """--thumbnail-size applies to new stores only: given for an existing one, it was ignored without a word."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
