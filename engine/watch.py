@@ -455,7 +455,7 @@ class Watcher:
                     any(os.path.lexists(path) for path in checkpoint.files):  # read otherwise now (version_0/)
                 continue
             why = (f"no ready file {ready_file_name(checkpoint, ready_file)} yet" if ready_file else
-                   f"changed within the last --settle {settle:g} s")
+                   f"changed within the last --settle {settle:g} s" if settle else "being written")
             line = f"step {checkpoint.step} ({checkpoint.source}) was deleted before " + (
                 f"the watch looked again ({why} when it looked, {gap:.1f} s before)" if late else
                 f"it was complete ({why})") + ": not ingested"
@@ -466,7 +466,8 @@ class Watcher:
             fix = ("needs them kept longer than the watch takes between its looks: have it "
                    "keep more of them" if late else "needs them taken sooner: " + (
                        "have the trainer write the ready file as soon as the samples are" if ready_file else
-                       "lower --settle, or have the trainer write a --ready-file once a checkpoint is complete"))
+                       ("lower --settle, or " if settle else "") +
+                       "have the trainer write a --ready-file once a checkpoint is complete"))
             log.warning("%s; a trainer that deletes its checkpoints this soon (rotation) %s", line, fix)
 
     def _stored_this_pass(self, found: list[Checkpoint], jobs: list, committed: dict) -> list[Checkpoint]:
