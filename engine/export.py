@@ -14,6 +14,7 @@ appears under its final name only once complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import logging
 import os
@@ -175,8 +176,10 @@ def export_store(store: str | os.PathLike[str], to: Format | None = None, out: s
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in NO_ROOM:  # not the store's disk: the export's
-            raise EvowatchError(f"{target}: no space left for the export ({exc.strerror}); free some space or "
-                                "choose another --out (the store is unchanged)") from None
+            room = ("the export reached the file size limit", "raise the limit (ulimit -f)") \
+                if exc.errno == errno.EFBIG else ("no space left for the export", "free some space")
+            raise EvowatchError(f"{target}: {room[0]} ({exc.strerror}); {room[1]} or choose another --out (the store "
+                                "is unchanged)") from None
         raise
     return target, rows
 

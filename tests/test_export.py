@@ -311,6 +311,15 @@ def test_an_out_path_that_cannot_be_written_is_one_line_naming_it(store, tmp_pat
     assert main(["export", str(store), "--out", str(tmp_path / "x.csv"), "--to", "csv"]) == 2
     assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'x.csv'}: no space left for the export (No space "
                                        "left on device); free some space or choose another --out (the store is unchanged)\n")
+
+    def too_large(frames, tmp):  # a file size limit (ulimit -f), said as one
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(engine.export, "_write_csv", too_large)
+    assert main(["export", str(store), "--out", str(tmp_path / "x.csv"), "--to", "csv"]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'x.csv'}: the export reached the file size limit "
+                                       "(File too large); raise the limit (ulimit -f) or choose another --out (the "
+                                       "store is unchanged)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.txt"]
 
 
