@@ -111,7 +111,7 @@ def live_and_stop(run: Path, store: Path, real: Path, home: Path, rng: np.random
         proc.wait()
         reader.join(5)
         raise AssertionError(f"watch did not stop within 60 s of {signal.Signals(signum).name}: "
-                             f"{(err[0] if err else '')[-2000:]}")
+                             f"{(err[0] if err else '')[-2000:]}") from None
     reader.join(5)
     text = err[0] if err else ""
     if signum != signal.SIGKILL and status not in (0, 128 + signum, -signum):
