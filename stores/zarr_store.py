@@ -118,9 +118,27 @@ def _open_array(path: Path, mode: str) -> zarr.Array:
     try:
         return zarr.open_array(str(path), mode=mode)
     except Exception as exc:  # zarr raises several types: JSON errors, ArrayNotFoundError, ValueError
-        meta = path / "zarr.json"
-        why = f"unreadable array metadata ({type(exc).__name__}: {exc})" if meta.is_file() else "missing array metadata"
-        raise StoreFormatError(f"{meta}: {why}; restore the store folder from a copy, or start a new --store") from None
+        raise _damaged_metadata(path, "array", exc) from None
+
+
+def _open_group_read(path: Path) -> zarr.Group | None:
+    """One of the store's groups to read, None before it is made. Its ``zarr.json`` missing
+    beside its arrays (a copy cut short), or damaged, is a one-line error naming it: read as
+    "no group", a watch cut the metrics arrays to no rows and then failed a KeyError, and a
+    damaged one said only "Invalid control character at: line 1 column 9"."""
+    if not (path / "zarr.json").is_file() and not any((child / "zarr.json").is_file() for child in
+                                                       (path.iterdir() if path.is_dir() else ())):
+        return None
+    try:
+        return zarr.open_group(str(path), mode="r", use_consolidated=False)
+    except Exception as exc:  # as _open_array
+        raise _damaged_metadata(path, "group", exc) from None
+
+
+def _damaged_metadata(path: Path, node: str, exc: Exception) -> StoreFormatError:
+    meta = path / "zarr.json"
+    why = f"unreadable {node} metadata ({type(exc).__name__}: {exc})" if meta.is_file() else f"missing {node} metadata"
+    return StoreFormatError(f"{meta}: {why}; restore the store folder from a copy, or start a new --store")
 
 
 def encoder_mismatch(path: Path, stored: dict[str, Any], wanted: str) -> EncoderMismatchError:
@@ -523,16 +541,14 @@ class StoreReader:
 
     def _group_attrs(self, group: str) -> dict[str, Any]:
         """A group's attributes as stored now ({} before it exists)."""
-        if not (self.path / group / "zarr.json").is_file():
-            return {}
-        return dict(zarr.open_group(str(self.path / group), mode="r", use_consolidated=False).attrs)
+        handle = _open_group_read(self.path / group)
+        return {} if handle is None else dict(handle.attrs)
 
     def _table(self, group: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """A group of equal-length arrays with a 'committed_rows' attribute, as columns (all of
         them, or those ``names``)."""
-        if not (self.path / group / "zarr.json").is_file():
+        if (handle := _open_group_read(self.path / group)) is None:
             return {}
-        handle = zarr.open_group(str(self.path / group), mode="r", use_consolidated=False)
         n = int(handle.attrs.get("committed_rows", 0))
         if names is None:  # from its folders, as _array_names: zarr's listing warned about any other file there
             names = tuple(self._array_names(group))  # (a writer's zarr.<id>.partial, a copy's .DS_Store or ._zarr.json)

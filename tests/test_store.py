@@ -1789,3 +1789,27 @@ def test_a_migration_killed_before_the_root_is_written_leaves_a_version_2_store_
     StoreWriter(path, ENCODER, thumbnail_size=4).close()
     assert StoreReader(path).attrs["evowatch"]["version"] == 3
     assert StoreReader(path).alerts() == ALERTS == plain_alerts(path)
+
+
+@pytest.mark.parametrize("group, damage", [("metrics", "missing"), ("metrics", "garbled"), ("layout", "garbled")])
+def test_a_group_zarr_json_missing_or_damaged_is_named_and_nothing_is_cut(tmp_path, rng, capsys, group, damage):
+    """A group's zarr.json missing beside its arrays (a copy cut short) was read as no group:
+    `evowatch layout` said "the last write was interrupted" and cut the metrics arrays to no rows,
+    and a watch then failed a KeyError traceback; a damaged one said only "evowatch: error:
+    Invalid control character at: line 1 column 9 (char 8)", naming no file."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(1, "c1", "h1") as tx:
+            add_rows(tx, 5, rng)
+        store.commit_layout(np.zeros((5, 2), np.float32), 0)
+        store.write_steps_metrics([(1, {"vendi": 2.0}, [0, 5])])
+    meta = path / group / "zarr.json"
+    meta.unlink() if damage == "missing" else meta.write_text('{"broken')
+    for command in ("info", "layout"):
+        assert main([command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{meta}: {'missing' if damage == 'missing' else 'unreadable'} group metadata" in err
+        assert "restore the store folder from a copy" in err
+    assert json.loads((path / "metrics" / "vendi" / "zarr.json").read_text())["shape"] == [1]  # not cut
