@@ -196,7 +196,10 @@ def check_store_path(path: str | os.PathLike[str]) -> None:
         return
     if (store := enclosing_store(path)) is not None:  # its group, listed by every plain reader of the outer store
         raise StoreFormatError(f"{path}: is inside the evowatch store {store}; choose a --store path outside it")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():  # os.walk finds nothing in a file: it read as "pieces of a store"
+        raise StoreFormatError(_not_the_store(path) or f"{path}: is a file, not a store folder; choose another "
+                                                       "--store path (a folder, made if missing: run.zarr)")
+    if path.exists() and any(path.iterdir()):
         if _store_pieces(path):
             raise StoreFormatError(f"{path}: holds pieces of an evowatch store without its zarr.json (a store moved or "
                                    "deleted while written, or one being copied): restore the store, or remove the "

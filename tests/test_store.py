@@ -514,6 +514,26 @@ def test_missing_and_foreign_stores_give_one_line(tmp_path):
         StoreWriter(tmp_path / "dir", ENCODER)  # the folder of a store given for it: a new store is not what was meant
 
 
+def test_a_file_given_as_the_store_is_named_a_file_not_pieces_of_a_store(tmp_path, rng):
+    """`watch --store notes.txt` said the file "holds pieces of an evowatch store without its
+    zarr.json (a store moved or deleted while written ...): restore the store, or remove the
+    folder": os.walk finds nothing in a file. A zip of a store is named as one (unzip it)."""
+    import zipfile
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StoreFormatError, match=r"notes.txt: is a file, not a store folder; choose another --store path"):
+        StoreWriter(tmp_path / "notes.txt", ENCODER)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(1, "c1", "h1") as tx:
+            add_rows(tx, 2, rng)
+    with zipfile.ZipFile(tmp_path / "s.zip", "w") as archive:
+        for file in (tmp_path / "s.zarr").rglob("*"):
+            archive.write(file, file.relative_to(tmp_path / "s.zarr"))
+    with pytest.raises(StoreFormatError, match=r"s.zip: is a zip archive of a store; unzip it"):
+        StoreWriter(tmp_path / "s.zip", ENCODER)
+
+
 def test_a_damaged_or_missing_array_metadata_file_is_one_line_naming_it(tmp_path, rng, caplog):
     """A truncated or deleted array ``zarr.json`` (a copy cut short, a bad sync): the reader and
     the writer name that file and leave every other file as it was."""
