@@ -8,12 +8,14 @@ update is that of the new checkpoint, never of the history, and earlier rows nev
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from dataclasses import replace
 
 import numpy as np
 
 from engine.backlog_log import BacklogLog, counted
+from engine.errors import StoreFormatError
 from engine.layout import LayoutParams, StepState, layout_full, layout_step
 from engine.layout.evolution import MIN_TSNE_SAMPLES
 from stores.format import KIND_CODES
@@ -78,8 +80,9 @@ def update_layout(store: StoreWriter, params: LayoutParams | None = None) -> int
     said = BacklogLog(log, len(pending), "laying out", "laid out")
     for index in pending:
         start, stop = int(ckpt["row_start"][index]), int(ckpt["row_stop"][index])
-        if start != laid:
-            raise RuntimeError(f"{store.path}: layout rows {laid} do not end at a checkpoint boundary")
+        if start != laid:  # a store edited or restored by hand: a traceback stopped `layout` and the watch
+            raise StoreFormatError(f"{store.path}: its layout ends at row {laid}, not where a checkpoint's rows start "
+                                   f"({start}); `evowatch layout {shlex.quote(str(store.path))} --full` lays it out again")
         laid_out = ckpt["row_stop"] <= laid
         prev_index = (_previous(ckpt, laid_out, current, index, params) if ckpt["kind"][index] == GENERATED
                       else _real_set(ckpt, laid_out, current, index))

@@ -330,3 +330,19 @@ def test_an_update_does_not_work_out_again_what_supersedes_what_from_every_check
     nxt = xy[120:150]
     assert alignment_error(current, np.arange(30), nxt, np.arange(30)) < \
         alignment_error(superseded, np.arange(30), nxt, np.arange(30))
+
+
+def test_a_layout_ending_inside_a_checkpoint_is_one_line_naming_layout_full(tmp_path, capsys):
+    """A layout whose commit point is not at a checkpoint's first row (a store edited or
+    restored by hand) stopped `evowatch layout` and the watch with a RuntimeError traceback."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        add_step(store, 100, np.random.default_rng(2).normal(size=(4, 16)), np.random.default_rng(3), 0.5, n=20)
+        store.commit_layout(np.zeros((5, 2), np.float32), 0)
+    capsys.readouterr()
+    assert main(["layout", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (f"evowatch: error: {path}: its layout ends at row 5, not where a checkpoint's rows "
+                                    f"start (0); `evowatch layout {path} --full` lays it out again")
+    assert "Traceback" not in err
+    assert main(["layout", str(path), "--full"]) == 0 and StoreReader(path).layout_rows == 20  # the fix it names
