@@ -31,6 +31,7 @@ Rules
 """
 from __future__ import annotations
 
+import codecs
 import copy
 import csv
 import json
@@ -661,7 +662,7 @@ def read_labels_file(path: Path) -> dict[str, str]:
     try:
         raw = path.read_bytes()
         try:
-            text = raw.decode("utf-8-sig")
+            text = raw.decode(_text_encoding(raw))
         except UnicodeDecodeError:  # a spreadsheet's CSV saved on Windows: every label was lost for one byte
             if b"\0" in raw:  # no text at all
                 raise
@@ -693,6 +694,14 @@ def read_labels_file(path: Path) -> dict[str, str]:
         warn_once(path, f"{path}: {short} of {len(rows)} rows {'has' if short == 1 else 'have'} no label column, "
                         "ignored (expected file,label or instance,label)", about="short rows")
     return _some_labels(path, {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[1].strip()})
+
+
+def _text_encoding(raw: bytes) -> str:
+    """UTF-16 or UTF-32 when the bytes start with its byte-order mark (Excel's "Unicode text",
+    Windows PowerShell's `>`: refused as "'utf-8' codec can't decode byte 0xff"), else UTF-8."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    return "utf-16" if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
 
 
 def _some_labels(path: Path, table: dict[str, str]) -> dict[str, str]:

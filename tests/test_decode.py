@@ -1,6 +1,7 @@
 """Decoding sample files: images, grids, tensors, labels, instance ids and skipped files."""
 from __future__ import annotations
 
+import codecs
 import json
 import pickle
 import struct
@@ -975,6 +976,10 @@ def test_labels_csv_written_by_a_spreadsheet_and_rows_without_a_label_column(tmp
     with caplog.at_level("WARNING"):
         assert read_labels_file(path) == {"000.png": "café", "001.png": "dog"}
     assert f"{path}: not UTF-8; read as Windows-1252" in caplog.text
+    for codec in ("utf-16", "utf-16-be", "utf-32"):  # Excel's "Unicode text", Windows PowerShell's `>`: refused
+        text = "file\tlabel\n000.png\tcafé\n001.png\tdog\n"  # as "'utf-8' codec can't decode byte 0xff"
+        path.write_bytes(text.encode(codec) if codec != "utf-16-be" else codecs.BOM_UTF16_BE + text.encode(codec))
+        assert read_labels_file(path) == {"000.png": "café", "001.png": "dog"}
 
 
 def test_empty_and_null_labels_are_unknown_and_a_checkpoints_unreadable_labels_file_is_only_its_own(tmp_path, caplog):
@@ -983,7 +988,7 @@ def test_empty_and_null_labels_are_unknown_and_a_checkpoints_unreadable_labels_f
             write_png(tmp_path / f"checkpoint-{step}" / f"{i:03d}.png", smooth_images(RNG, 1, 16)[0])
     (tmp_path / "checkpoint-1" / "labels.csv").write_text("file,label\n000.png,cat\n001.png,  \n002.png,\n")
     (tmp_path / "checkpoint-2" / "labels.json").write_text('{"000.png": null, "001.png": {"a": 1}, "002.png": 7}')
-    (tmp_path / "checkpoint-3" / "labels.csv").write_bytes(b"\xff\xfe\x00 not text")
+    (tmp_path / "checkpoint-3" / "labels.csv").write_bytes(b"\x00\xff\xfe not text")  # no byte-order mark
     first, second, third = scan_run(tmp_path)
     assert [s.label for s in iter_samples(first)] == ["cat", None, None]
     assert [s.label for s in iter_samples(second)] == [None, None, "7"]
