@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import errno
 import importlib
 import json
@@ -22,7 +21,7 @@ from engine import stopping
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError, EvowatchError
 from stores.errors import NO_ROOM
-from stores.format import one_line, stored_text
+from stores.format import did_you_mean, one_line, stored_text
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
     from engine.discovery import DiscoveryOptions
@@ -47,8 +46,7 @@ class _Parser(argparse.ArgumentParser):
         parsed, extra = super().parse_known_args(args, namespace)
         if extra and " " in self.prog:  # a subcommand's parser
             options = [option for action in self._actions for option in action.option_strings]
-            close = difflib.get_close_matches(extra[0].split("=")[0], options, n=1)
-            self.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {close[0]}?)" if close else ""))
+            self.error(f"unrecognized arguments: {' '.join(extra)}{did_you_mean(extra[0].split('=')[0], options)}")
         return parsed, extra
 
 

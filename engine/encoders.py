@@ -53,6 +53,7 @@ from PIL import Image
 
 from engine.clip_weights import find_weights_in_dir, pretrained_weights, refuse_lfs_pointer, sha256_bytes, sha256_file
 from engine.errors import EncoderSpecError, EvowatchError, WeightsNotFoundError, message_lines
+from stores.format import did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -796,7 +797,8 @@ def _as_tag(name: str, tag: str) -> tuple[str, dict[str, Any], bool]:
     cfg = open_clip.get_pretrained_cfg(name, tag)
     if not cfg:
         known = open_clip.list_pretrained_tags_by_model(name)
-        raise EncoderSpecError(f"Expected a pretrained tag for {name} (one of {known}) or 'random'. Got {tag!r} instead.")
+        raise EncoderSpecError(f"Expected a pretrained tag for {name} (one of {known}) or 'random'. Got {tag!r} "
+                               f"instead{did_you_mean(tag, known)}.")
     pp = {f"image_{k}": cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
     quick = bool(cfg.get("quick_gelu")) and not (open_clip.get_model_config(name) or {}).get("quick_gelu")
     return tag, {"force_quick_gelu": quick, **pp}, quick
@@ -879,7 +881,7 @@ def _resolve_arch(arch: str) -> tuple[str, str]:
         return arch, arch
     raise EncoderSpecError(
         f"Expected an open_clip model name (see open_clip.list_models(), e.g. ViT-B-32) or a model-config "
-        f".json path. Got {arch!r} instead."
+        f".json path. Got {arch!r} instead{did_you_mean(arch, open_clip.list_models())}."
     )
 
 

@@ -5,6 +5,7 @@ Everything a reader needs is written into the store's root attributes too, so a 
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -225,3 +226,10 @@ def one_line(text: str) -> str:
 def listed(names: Sequence[str], most: int = 3) -> str:
     """The first ``most`` names, then ``...`` when there are more: a line's example list."""
     return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the known name closest to a mistyped one, case aside, else ``""``."""
+    by_lower = {name.lower(): name for name in known}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""

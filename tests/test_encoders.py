@@ -475,6 +475,11 @@ def test_unknown_model_tag_or_config(tmp_path):
         make_encoder("clip:ViT-Q-99/random", device="cpu")
     with pytest.raises(EncoderSpecError, match=r"Expected a pretrained tag for ViT-B-32 \(one of .*openai"):
         make_encoder("clip:ViT-B-32/no_such_tag", device="cpu")
+    # the close name said: OpenAI's spelling ViT-B/32, a tag's last letter left out
+    with pytest.raises(EncoderSpecError, match=r"Got 'ViT-B/32' instead \(did you mean ViT-B-32\?\)\.$"):
+        make_encoder("clip:ViT-B/32/openai", device="cpu")
+    with pytest.raises(EncoderSpecError, match=r"Got 'laion2b_s34b_b79' instead \(did you mean laion2b_s34b_b79k\?\)\.$"):
+        make_encoder("clip:ViT-B-32/laion2b_s34b_b79", device="cpu")
     with pytest.raises(EncoderSpecError, match="does not exist"):
         make_encoder(f"clip:{tmp_path / 'missing.json'}/random", device="cpu")
     (tmp_path / "broken.json").write_text('{"embed_dim": 8}')
