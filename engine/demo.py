@@ -34,6 +34,8 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
     if is_store(out) or any(is_store(folder) for folder in out.parents):  # its files went inside a user's store
         raise EvowatchError(f"{out} is {'an' if is_store(out) else 'inside an'} evowatch store: give the demo another "
                             "--out")
+    if file := next((path for path in (out, *out.parents) if path.is_file()), None):  # said "OUT/run: Not a directory"
+        raise EvowatchError(f"{file} is a file: give the demo a folder as --out (made if missing)")
     run_dir, data = out / "run", out / "data"
     store = out / "demo.zarr"
     if encoder != "pixels":  # CLIP weights missing: said before a checkpoint is trained (17 s) and left behind

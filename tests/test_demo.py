@@ -93,3 +93,13 @@ def test_a_demo_into_an_evowatch_store_is_refused(tmp_path, capsys):
         assert capsys.readouterr().err == (f"evowatch: error: {out} is {where} evowatch store: give the demo "
                                            "another --out\n")
     assert sorted(p.name for p in store.iterdir()) == before
+
+
+def test_a_demo_into_a_file_is_refused_naming_the_file(tmp_path, capsys):
+    """`demo --out notes.txt` said only "notes.txt/run: Not a directory", with no fix."""
+    (tmp_path / "notes.txt").write_text("mine")
+    for out in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "demo"):
+        assert main(["demo", "--out", str(out), "--steps", "10"]) == 2
+        assert capsys.readouterr().err == (f"evowatch: error: {tmp_path / 'notes.txt'} is a file: give the demo a "
+                                           "folder as --out (made if missing)\n")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
