@@ -845,13 +845,27 @@ def _cannot_build(name: str, weights: str | None, exc: Exception) -> EvowatchErr
     elif isinstance(exc, EOFError):
         lines = ["the file is empty or cut short"]
     where = f" from {weights}" if weights else ""
-    said = " ".join(lines)
+    said = f"{type(exc).__name__}: " + " ".join(lines)
     if len(said) > 300:  # a state dict's key list: cut between keys, not inside one
         cut = said.rfind(", ", 0, 300)
         said = (said[:cut] if cut > 0 else said[:300]) + ", ..."
-    return EvowatchError(f"Cannot build open_clip model {name}{where} ({type(exc).__name__}: {said}); "
+    if weights and not _may_be_weights(Path(weights)):  # a text file's pickle error read "KeyError: 101"
+        said = "not a file torch.save or safetensors wrote"
+    return EvowatchError(f"Cannot build open_clip model {name}{where} ({said}); "
                          "the weights must be the architecture's (a file saved by open_clip or torch.save of its "
                          "state_dict)")
+
+
+def _may_be_weights(path: Path) -> bool:
+    """Whether a file starts as torch.save (a zip since torch 1.6, a pickle's protocol opcode
+    before) or safetensors (a little-endian header length, then its JSON) writes one; one that
+    cannot be read is said otherwise."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+    except OSError:
+        return True
+    return not head or head.startswith((b"PK\x03\x04", b"\x80")) or head[8:9] == b"{"  # empty: said as cut short
 
 
 class _DropRandomInitWarning(logging.Filter):
