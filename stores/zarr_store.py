@@ -1164,13 +1164,15 @@ class StoreWriter(StoreReader):
     @staticmethod
     def _create_array(group: zarr.Group, name: str, row_shape: tuple[int, ...], dtype: Any, description: str,
                       max_rows: int = 16384, fill_value: Any = None,
-                      attributes: Mapping[str, Any] | None = None) -> None:
-        """A new array of no rows, its attributes written with it (written after, a live reader
-        of a new per-sample metric found no ``committed_rows`` for an instant: round AQ)."""
+                      attributes: Mapping[str, Any] | None = None, rows: int = 0) -> None:
+        """A new array of ``rows`` rows, its attributes written with it (written after, a live reader
+        of a new per-sample metric found no ``committed_rows`` for an instant: round AQ). An array
+        added beside committed rows is made as long as them: made empty and grown after, a live
+        reader found it shorter than the commit point for an instant (round BE)."""
         itemsize = 256 if dtype is str else np.dtype(dtype).itemsize  # strings: a typical path's length
-        rows = _rows_per_chunk(row_shape, itemsize, max_rows)
+        per_chunk = _rows_per_chunk(row_shape, itemsize, max_rows)
         try:
-            group.create_array(name, shape=(0, *row_shape), chunks=(rows, *row_shape), dtype=dtype,
+            group.create_array(name, shape=(rows, *row_shape), chunks=(per_chunk, *row_shape), dtype=dtype,
                                fill_value="" if dtype is str else fill_value,
                                attributes={"description": description, **(attributes or {})})
         except BaseException:
@@ -1586,7 +1588,8 @@ class StoreWriter(StoreReader):
             # rows never written read NaN, not 0 (a checkpoint without latents, once the writer cut
             # the array back to the committed rows and the next one wrote past them)
             self._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name],
-                               fill_value=np.nan)
+                               fill_value=np.nan, rows=start)
+            self._lengths[(group, name)] = 0  # rows before ``start`` written NaN below: their chunks on disk
         array = self.handle(group, name)
         if name == "latent" and array.shape[1:] != values.shape[1:]:
             log.warning("%s: latent width %s differs from the store's %s; these latents are not stored",
@@ -1812,8 +1815,18 @@ class StoreWriter(StoreReader):
         commit point are cut on close and on recovery (:meth:`_cut_to_committed`)."""
         if (group_name, name) not in self._handles and not (self.path / group_name / name / "zarr.json").is_file():
             per_step = group_name != "sample_metrics"  # a row per step: small chunks
+            # a table's new column is made NaN and as long as the rows its table commits: made empty,
+            # then grown, a live reader found it short of committed_rows (the viewer's table then cut
+            # to no rows), then 0.0 where NaN is stored (round BE)
+            chunk = 1024 if per_step else 16384
+            rows = max(length, int(group.attrs.get("committed_rows", 0))) if per_step else 0
+            rows = -(-rows // chunk) * chunk if ahead else rows
+            is_float = dtype.startswith("float")
             self._create_array(group, name, (), dtype, _column_description(group_name, name),
-                               1024 if per_step else 16384, attributes={} if per_step else {"committed_rows": 0})
+                               chunk, fill_value=np.nan if is_float else None,
+                               attributes={} if per_step else {"committed_rows": 0}, rows=rows)
+            if is_float and rows:
+                self.handle(group_name, name)[:] = np.nan  # its chunks on disk, as every committed chunk is
         array = self.handle(group_name, name)
         if array.shape[0] < length:
             old = array.shape[0]

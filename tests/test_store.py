@@ -971,6 +971,52 @@ def test_group_commit_of_deferred_checkpoints(tmp_path, rng):
     assert reader.n_rows == 15 and reader.samples("step").tolist() == [1] * 5 + [2] * 5 + [3] * 5
 
 
+def test_an_array_added_beside_committed_rows_reads_whole_to_a_live_reader(tmp_path, rng, monkeypatch):
+    """Round BE: a metric or loss column that appears late (a label first seen at step 200, a new
+    loss in the log) and the latents of a checkpoint after one without were made empty and grown
+    after: a plain reader between the two found a column shorter than its committed rows (1 of about
+    40 new labels' columns in a live watch; the viewer's table, cut to the rows every column holds,
+    to none), then 0.0 where NaN is stored. Each state a reader can meet is read here."""
+    path = tmp_path / "s.zarr"
+    seen: list[tuple[str, int, np.ndarray]] = []
+
+    def observe() -> None:  # a plain zarr reader, after each change of an array's metadata
+        root = zarr.open_group(str(path), mode="r")
+        for group in ("metrics", "scalars"):
+            k = root[group].attrs.get("committed_rows", 0) if group in root else 0
+            seen.extend((f"{group}/{name}", k, root[group][name][:k]) for name in (root[group].array_keys() if k else ()))
+        if "latent" in root["samples"]:
+            n = root.attrs["committed"]["rows"]
+            seen.append(("samples/latent", n, root["samples/latent"][:n]))
+
+    def observed(method):
+        def call(*args, **kwargs):
+            result = method(*args, **kwargs)
+            observe()
+            return result
+        return call
+
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h100") as tx:
+            add_rows(tx, 5, rng)
+        store.write_step_metrics(100, {"vendi": 1.0, "label_share:cat": 1.0})
+        store.write_scalars({"step": np.array([0, 50]), "loss_g": np.array([2.0, 1.5])})
+        monkeypatch.setattr(zarr.Group, "create_array", observed(zarr.Group.create_array))
+        monkeypatch.setattr(zarr.Array, "resize", observed(zarr.Array.resize))
+        with store.checkpoint(200, "step_200", "h200") as tx:
+            tx.add(rng.normal(size=(3, 8)).astype(np.float32), [0, 1, 2], ["dog"] * 3, np.ones((3, 4, 4, 3), np.uint8),
+                   ["0.png", "1.png", "2.png"], np.ones((3, 2), np.float32))
+        store.write_step_metrics(200, {"vendi": 2.0, "label_share:cat": 0.0, "label_share:dog": 1.0})
+        store.write_scalars({"step": np.array([0, 50, 100]), "loss_g": np.array([2.0, 1.5, 1.0]),
+                             "loss_d": np.array([np.nan, np.nan, 0.7])})
+    final = zarr.open_group(str(path), mode="r")
+    added = {"metrics/label_share:dog", "scalars/loss_d", "samples/latent"}
+    assert added <= {name for name, k, _ in seen if k}
+    torn = [(name, k, values) for name, k, values in seen
+            if not np.array_equal(values, final[name][:k], equal_nan=True)]
+    assert not torn
+
+
 def test_arrays_grow_ahead_but_end_at_the_commit_point_on_close(tmp_path, rng, caplog):
     """Arrays grow by whole chunks while writing (fewer metadata rewrites) and are cut on close;
     a gap in the latents (a checkpoint without them) reads as NaN, not as the fill value."""
