@@ -725,10 +725,14 @@ DEFAULT_LABEL_FILES = ("labels.csv", "labels.json")
 def labels_file_path(checkpoint: Checkpoint, options: DiscoveryOptions) -> Path | None:
     """The labels file a checkpoint's samples are read with: ``options.labels_file`` (a
     relative one looked for in the checkpoint folder, the run's folder, then the current
-    one), else a ``labels.csv``/``labels.json`` in the checkpoint folder; None when none is."""
+    one), else a ``labels.csv``/``labels.json`` in the checkpoint folder, or in the folder
+    below it that holds all its samples (``step_N/samples/labels.csv`` was ignored without a
+    word); None when none is."""
     folder = checkpoint_path(checkpoint)
     if options.labels_file is None:
-        candidates = [folder / name for name in DEFAULT_LABEL_FILES] if folder.is_dir() else []
+        parents = {file.parent for file in checkpoint.files}
+        folders = [folder, *parents] if len(parents) == 1 and folder not in parents else [folder]
+        candidates = [where / name for where in folders for name in DEFAULT_LABEL_FILES] if folder.is_dir() else []
     else:
         given = Path(options.labels_file)
         candidates = [given] if given.is_absolute() else [folder / given, checkpoint.root / given, given]

@@ -957,6 +957,14 @@ def test_labels_csv_by_file_and_by_instance(tmp_path):
     assert (samples[0].label, samples[1].label, samples[15].label) == ("zero", None, "fifteen")
 
 
+def test_a_labels_csv_beside_a_checkpoints_samples_below_its_folder_labels_them(tmp_path):
+    """Round BE: ``step_N/samples/labels.csv`` beside the images was ignored without a word."""
+    for i in range(2):
+        write_png(tmp_path / "run" / "step_100" / "samples" / f"{i:03d}.png", smooth_images(RNG, 1, 16)[0])
+    (tmp_path / "run" / "step_100" / "samples" / "labels.csv").write_text("file,label\n000.png,cat\n001.png,dog\n")
+    assert [s.label for s in iter_samples(scan_run(tmp_path / "run")[0])] == ["cat", "dog"]
+
+
 def test_labels_csv_written_by_a_spreadsheet_and_rows_without_a_label_column(tmp_path, caplog):
     """Semicolons or tabs (a spreadsheet's export) are read as the columns they are; a row
     with no label column is said, not dropped silently (blank lines are not rows)."""
