@@ -3306,6 +3306,23 @@ def _exp1_stored_then_its_step_100_deleted(tmp_path: Path) -> tuple[Path, Path, 
     return runs, store, watch
 
 
+def test_a_store_copied_without_its_checkpoint_hashes_is_said_so_not_another_run(tmp_path, capsys):
+    """Round BE: a store copied in part (its checkpoints/hash chunk lost) watched at the run's
+    new folder was refused as holding "another run": the lost hashes read as empty."""
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run, step, 2, seed=step)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(["watch", str(run), *watch]) == 0
+    shutil.copytree(run, tmp_path / "moved")
+    shutil.rmtree(store / "checkpoints" / "hash" / "c")
+    capsys.readouterr()
+    assert main(["watch", str(tmp_path / "moved"), *watch]) == 2
+    assert capsys.readouterr().err == (f"evowatch: error: {store}: chunk files missing (checkpoints/hash rows 0-1; zarr "
+                                       "reads them as zeros): the store was copied or restored incompletely; copy it "
+                                       "again from its source\n")
+
+
 def test_a_checkpoint_deleted_since_is_not_superseded_by_another_runs_of_its_name(tmp_path, capsys):
     """Round BC took a stored checkpoint found under one other name only for one rewritten
     since: watched at `runs/exp1`, its step_000100 deleted by the trainer, then from `runs/`
