@@ -708,7 +708,7 @@ def test_view_refuses_what_cannot_become_a_store_and_waits_for_the_rest(tmp_path
     for path, why in refused.items():
         assert launch.launch(path, "127.0.0.1", 0) == 2
         out, err = capsys.readouterr()
-        assert out == "" and err.count("\n") == 1 and err.startswith(f"evowatch view: {path}") and why in err
+        assert out == "" and err.count("\n") == 1 and err.startswith(f"evowatch: error: {path}") and why in err
     for path in (tmp_path / "new.zarr", tmp_path / "empty"):
         assert store_path.refusal(path) is None and store_path.awaited(path)
     assert store_path.refusal(tmp_path / "file.zarr") and not store_path.awaited(tmp_path / "file.zarr")

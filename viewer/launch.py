@@ -50,7 +50,7 @@ def launch(store: Path, host: str = "127.0.0.1", port: int = 8501) -> int:
     store = Path(store).expanduser().resolve()
     problem = refusal(store) or listen_error(host, port)
     if problem:
-        print(one_line(f"evowatch view: {problem}"), file=sys.stderr)  # a path named with a newline: one line
+        print(one_line(f"evowatch: error: {problem}"), file=sys.stderr)  # a path named with a newline: one line
         return 2
     shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
     shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL: http://::1:8501 is none
