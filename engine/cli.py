@@ -470,6 +470,37 @@ class Terminated(KeyboardInterrupt):
 STOP_REQUESTED = threading.Event()
 
 
+class _SignalAgain:
+    """Signals a stop Python dropped again from a thread, to be raised where the main thread is
+    next once the dropping hook has returned; never after :meth:`cancel` (the command is over:
+    its handlers put back, the caller's got it, a test's KeyboardInterrupt or SIGTERM's default,
+    which killed a process whose main() had returned 0) nor from a forked child (a decode worker
+    signalled its parent)."""
+
+    def __init__(self, owner: int) -> None:
+        self.owner, self._live, self._timers = owner, True, []
+        self._lock = threading.Lock()
+
+    def later(self, signum: int, delay: float = 0.05) -> None:
+        if os.getpid() != self.owner:
+            return
+        timer = threading.Timer(delay, self._send, (signum,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _send(self, signum: int) -> None:
+        with self._lock:
+            if self._live:
+                os.kill(self.owner, signum)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._live = False
+        for timer in self._timers:
+            timer.cancel()
+
+
 def _stop_on_sigterm() -> Callable[[], object]:
     """Raise :class:`Terminated` on SIGTERM in this process, and KeyboardInterrupt on Ctrl-C
     as Python does, both noted in :data:`STOP_REQUESTED`; returns what restores the previous
@@ -496,17 +527,16 @@ def _stop_on_sigterm() -> Callable[[], object]:
                 return stopping.defer(KeyboardInterrupt())
         signal.default_int_handler(signum, frame)
 
+    again = _SignalAgain(owner)
+
     def on_dropped(unraisable: Any, hook: Callable[[Any], object] = sys.unraisablehook) -> None:
         """A stop Python dropped is noted already: no traceback (round BE); it is signalled again
-        from a thread, to be raised where the main thread is next, once this hook has returned (a
-        live watch acted on it only after its pass: 12 checkpoints ingested, laid out, measured)."""
+        (a live watch acted on it only after its pass: 12 checkpoints ingested, laid out, measured)."""
         stop = unraisable.exc_value
         if not (isinstance(stop, KeyboardInterrupt) and STOP_REQUESTED.is_set()):
             hook(unraisable)
             return
-        again = threading.Timer(0.05, os.kill, (owner, getattr(stop, "signum", signal.SIGINT)))
-        again.daemon = True
-        again.start()
+        again.later(getattr(stop, "signum", signal.SIGINT))
 
     previous = signal.signal(signal.SIGTERM, on_sigterm), signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)
     previous_hook, sys.unraisablehook = sys.unraisablehook, on_dropped
@@ -516,6 +546,7 @@ def _stop_on_sigterm() -> Callable[[], object]:
         signal.signal(signal.SIGHUP, on_sigterm)
 
     def restore() -> None:
+        again.cancel()  # before the handlers go: a caller's (a test's), or SIG_DFL, would get it
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
         signal.signal(signal.SIGHUP, previous[2])

@@ -2162,7 +2162,7 @@ def test_a_stop_whose_exception_python_drops_still_stops_a_live_watch(tmp_path):
     """SIGTERM landing while Python ran a weakref callback: its exception was printed
     ("Exception ignored in ...") and dropped, and the live watch ran on (seen once in a full
     test run: the SIGTERM test timed out)."""
-    from engine.cli import STOP_REQUESTED, _stop_on_sigterm
+    from engine.cli import STOP_REQUESTED, Terminated, _stop_on_sigterm
 
     run = tmp_path / "run"
     write_step(run, 100, 2, seed=0)
@@ -2176,6 +2176,8 @@ def test_a_stop_whose_exception_python_drops_still_stops_a_live_watch(tmp_path):
 
         Dropper()
         assert STOP_REQUESTED.is_set()
+        with pytest.raises(Terminated):  # signalled again: raised here, not in pytest's own code after the test
+            time.sleep(5)
         with _live_watch(run, tmp_path / "s.zarr", STOP_REQUESTED) as thread:
             thread.join(timeout=20)
             assert not thread.is_alive()
@@ -2211,6 +2213,55 @@ except KeyboardInterrupt as stop:
     raised = "Terminated" if signum == signal.SIGTERM else "KeyboardInterrupt"
     assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["True", raised], "")
     assert time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_dropped_as_a_command_ends_is_not_signalled_again_after_main_returned(tmp_path, signum):
+    """A stop dropped in a ``__del__`` is signalled again 50 ms later from a thread (round BE).
+    Dropped as the command ended (objects freed as its store closed), it came after main()
+    had put the caller's handlers back: a process whose main() returned 0 died of SIGTERM, and
+    a caller of main() (a test) got a KeyboardInterrupt."""
+    script = f"""
+import os, signal, time
+from engine import cli
+class Dropper:
+    def __del__(self):
+        os.kill(os.getpid(), {int(signum)})
+        time.sleep(1)  # the handler runs here; what it raises, Python drops
+cli.COMMANDS["info"] = lambda args: (Dropper(), 0)[1]
+print(cli.main(["info", "s.zarr"]), flush=True)
+time.sleep(0.5)
+print("went on")
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=_env(tmp_path), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout.split()) == (0, ["0", "went", "on"]), done.stderr
+
+
+def test_a_stop_dropped_in_a_forked_child_does_not_signal_the_parent(tmp_path):
+    """A forked child (a decode worker) inherits the stop handling and STOP_REQUESTED: a
+    KeyboardInterrupt dropped there was signalled again to the parent (the owner), a second
+    stop that lets a store write under way go at once."""
+    script = """
+import os, time
+from engine.cli import STOP_REQUESTED, _stop_on_sigterm
+_stop_on_sigterm()
+STOP_REQUESTED.set()
+child = os.fork()
+if child == 0:
+    class Dropper:
+        def __del__(self):
+            raise KeyboardInterrupt
+    Dropper()
+    time.sleep(0.5)
+    os._exit(0)
+os.waitpid(child, 0)
+time.sleep(0.5)
+print("went on")
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout.split()) == (0, ["went", "on"]), done.stderr
 
 
 @pytest.mark.parametrize("stop, raised", [(signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
