@@ -240,6 +240,7 @@ class Watcher:
         self._watched: tuple[int, int] | None = None  # the (device, inode) of the folder whose events come
         self._said_deleted_unread = False  # a checkpoint deleted before it was complete, said (_say_deleted_unread)
         self._looked_at = 0.0  # when the last scan found the checkpoints of self._settling being written
+        self._trainer_exited = False  # trainer_exited(): --settle 0 from then on, never lengthened again
         self._later_runs = _LaterRuns(config.run_dir)
 
     # --- what to ingest -------------------------------------------------------------
@@ -568,6 +569,8 @@ class Watcher:
         from now on, and say so; True unless that is longer than SETTLE_MAX_S (or, lengthened
         since, it is so already: the checkpoint was taken before). kohya-ss writes one image per
         prompt, seconds apart: each step was stored and measured once per image."""
+        if self._trainer_exited:  # nothing is written any more: lengthened, the pass left the checkpoints after it
+            return True
         # when each file arrived (discovery's is_ready: its change time, for a copy keeping old times)
         times = sorted(max(version[2:4]) / 1e9 for version in self._hashes.get(checkpoint.source, ((),))[0])
         gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
@@ -584,6 +587,7 @@ class Watcher:
     def trainer_exited(self) -> None:
         """Nothing is being written any more: the next pass takes every checkpoint as it is."""
         self._options = replace(self._options, settle=0.0)
+        self._trainer_exited = True
 
     def _scan(self) -> list[Checkpoint]:
         """The run's checkpoints: its weight files with a --sampler, else its sample files, else

@@ -326,6 +326,43 @@ def test_a_trainer_writing_a_checkpoints_files_apart_lengthens_the_default_settl
                     "them more than --settle 0.5 s apart; raise --settle, or have it write a --ready-file"]
 
 
+def test_a_checkpoint_grown_after_the_trainer_exited_does_not_lengthen_settle_again(tmp_path, monkeypatch):
+    """The demo's last pass, once its trainer exited, takes every checkpoint as it is
+    (Watcher.trainer_exited: --settle 0). A checkpoint taken again there with more files
+    lengthened --settle in the middle of that pass, and a checkpoint found after it, written
+    a moment before, was left unstored ("still being written") when the demo ended."""
+    from engine.discovery import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreReader, StoreWriter
+    from tests.sample_fixtures import smooth_images, write_png
+
+    encoder, clock, run = make_encoder("pixels", device="cpu"), [0.0], tmp_path / "run"
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    base = os.stat(tmp_path).st_ctime + 1000  # mtimes ahead of the ctimes
+
+    def write(step: int, i: int, at: float) -> None:
+        path = run / f"lora_{step:06d}_{i:02d}_20240514120000.png"
+        write_png(path, smooth_images(np.random.default_rng(step + i), 1, 16)[0])
+        os.utime(path, (base + at, base + at))
+
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
+        config = WatchConfig(run_dir=run, options=DiscoveryOptions(), progress=False, workers=0, adapt_settle=True)
+        watcher = Watcher(config, store, encoder)
+        write(100, 0, 0)
+        clock[0] = base + 2.5
+        watcher.run_once()  # step 100's lone first file, settled
+        write(100, 1, 3)  # its second file, 3 s later: would lengthen --settle to 5 s
+        write(200, 0, 3)  # and the next step's first, as the trainer exits
+        watcher.trainer_exited()
+        clock[0] = base + 3
+        watcher.run_once()
+    table = StoreReader(tmp_path / "s.zarr").checkpoints()
+    assert sorted(zip(table["step"].tolist(), (table["row_stop"] - table["row_start"]).tolist())) == \
+        [(100, 1), (100, 2), (200, 1)]
+
+
 def test_only_a_settle_left_out_is_lengthened(tmp_path):
     """`watch` without --settle waits 2 s and may lengthen it; --settle 2 given is kept."""
     from engine.cli import build_parser
