@@ -181,6 +181,7 @@ class Signals:
     #: while rows are stored ahead of their alerts: the store's ``alerts_from`` before (one-tuple)
     _alerts_behind: tuple | None = field(default=None, init=False)
     _took_up: bool = field(default=False, init=False)  # the evaluations a stopped watch left: see _left_behind
+    _announced: dict = field(default_factory=dict, init=False)  # (step, rule) -> alert announced in this call
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         self._rows = _RowWindow()  # this call's reads (the reference's labels, then the steps')
@@ -202,7 +203,8 @@ class Signals:
         measured = store.measured_steps()  # a read of the whole metrics table: once, unless steps are dropped
         if self._drop_gone_steps(store, by_step, measured):
             measured = store.measured_steps()
-        raised = {(a["step"], a["rule"]) for a in store.alerts()}  # before this call's measures
+        before = {(a["step"], a["rule"]): a for a in store.alerts()}  # before this call's measures
+        raised = set(before)
         start, done, self.pending = time.monotonic(), [], False
         due = list(_due(ckpt, by_step, measured))
         self._rewrites = {**store.alerts_rewritten, **self._rewrites}  # noted by a watch stopped before their end
@@ -210,7 +212,7 @@ class Signals:
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
         self._alerts_behind = None
-        self._unwritten_samples = {}
+        self._unwritten_samples, self._announced = {}, {}
         behind = self._left_behind(store, measured, due[0][0] if due else None, losses)
         # one BLAS thread: a step's products are small (16-1,000 samples), and OpenBLAS's threads
         # spin against the decoders, the encoder and the trainer (docs/metrics.md: 3x a backlog)
@@ -252,6 +254,23 @@ class Signals:
             self._rewrites.clear()
             self._late_losses(store, losses, raised)
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
+        self._say_withdrawn(store, before)
+
+    def _say_withdrawn(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
+        """One line per rule whose alerts stored before this call (or announced in it) it no longer
+        raises: a step measured late or again changed the history they read (round BF: a healthy
+        step 850 that came after 900 broke FD's rise to 900, and the alert announced there, acted
+        on by --on-alert, left the list without a word). Said like an alert: -q keeps it."""
+        now = {(a["step"], a["rule"]) for a in store.alerts()}
+        gone: dict[str, list[dict]] = {}
+        for key, alert in sorted({**before, **self._announced}.items()):
+            if key not in now:
+                gone.setdefault(key[1], []).append(alert)
+        for rule, alerts in gone.items():
+            more = f" (and {counted(len(alerts) - 1, 'later step')})" if len(alerts) > 1 else ""
+            print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: no longer holds on the "
+                           f"steps as measured now (a step measured late or again); it said: {alerts[0]['message']}"),
+                  file=sys.stderr)
 
     def _left_behind(self, store: StoreWriter, measured: dict, first_due: int | None, losses: dict) -> set[int]:
         """At a watch's first call: the alerts a stopped watch left to be evaluated again
@@ -655,6 +674,7 @@ class Signals:
             self._announce(alert)
 
     def _announce(self, alert: Alert) -> None:
+        self._announced[(alert.step, alert.rule)] = alert.to_dict()
         print(one_line(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}"), file=sys.stderr)
         if self.on_alert:
             self._commands = self._commands or AlertCommands(self.on_alert)

@@ -1109,6 +1109,41 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     assert StoreReader(store).alerts_from is None
 
 
+def test_an_announced_alert_a_late_step_takes_back_is_said_withdrawn(tmp_path, capsys):
+    """Round BF: a healthy step 850 whose checkpoint settled after 900 broke FD's rise to 900;
+    the fd_rising alert announced at 900 (and acted on by --on-alert) left the list without a
+    word. The store holds what a fresh ingest would, and the withdrawal is said."""
+    from PIL import Image
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    pool = smooth_images(rng, 150, 32)
+    for folder, images in ((tmp_path / "real", pool[:100]), (tmp_path / "hold", pool[100:])):
+        folder.mkdir()
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(folder / f"{i}.png")
+
+    def samples(noise: float) -> np.ndarray:
+        fresh = smooth_images(rng, 32, 32).astype(float)
+        return np.clip(fresh + noise * rng.normal(size=fresh.shape), 0, 255).astype(np.uint8)
+
+    for step, noise in {100: 0, 200: 0, 300: 0, 400: 0, 500: 0, 600: 0, 700: 20, 800: 40, 900: 160}.items():
+        write_step(run, step, samples(noise))  # FD rises from 600 on
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--real", str(tmp_path / "real"), "--holdout", str(tmp_path / "hold")]
+    assert main(argv) == 0
+    assert "ALERT step 900 [fd_rising]" in capsys.readouterr().err
+    write_step(run, 850, samples(0))  # late, healthy
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert StoreReader(store).alerts() == []
+    assert err.count("ALERT WITHDRAWN step 900 [fd_rising]: no longer holds") == 1 and "FD rose for 3" in err
+
+
 def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_steps_again(tmp_path, capsys):
     """Round AW: the later steps of a checkpoint that came after them were noted to be
     evaluated again only once every due step was measured; stopped before that, after the
