@@ -33,6 +33,8 @@ from stores.zarr_store import StoreWriter
 log = logging.getLogger(__name__)
 #: Checkpoints named as holding another's samples before the rest are said in one line.
 TWINS_SAID = 3
+#: Begins the mark of an alert judged on an earlier step's version that was rewritten since.
+JUDGED_BEFORE = " [judged before step "
 
 
 def _due(ckpt: dict, by_step: dict[int, list[int]],
@@ -248,6 +250,8 @@ class Signals:
             for step in sorted(set(measured) - set(done)):
                 if step > earliest and step not in behind and self._judged_again(step, measured):
                     self._alerts(store, step, losses)
+                elif step > earliest and (rewritten := self._rewritten_before(step, measured[step])) is not None:
+                    self._mark_judged_before(store, step, rewritten)
             self._write_measured(store, at_once=True)  # their alerts, before the note to evaluate them goes
             store.set_alerts_from(None)
         if not self.pending:  # the newest step measured is the newest checkpoint's
@@ -304,7 +308,25 @@ class Signals:
         from an earlier checkpoint rewrites the steps after it too, and until it has, comparing
         the abandoned run's later steps with the new one's paused a healthy trainer for a false
         collapse, dropped once those steps were rewritten (round AJ). Evaluated when they are."""
-        return bool(basis) and any(earlier < step and basis[0] < index for earlier, index in self._rewrites.items())
+        return self._rewritten_before(step, basis) is not None
+
+    def _rewritten_before(self, step: int, basis: list[int] | None) -> int | None:
+        """The first step before ``step`` rewritten after ``step``'s checkpoint came, else None."""
+        if not basis:
+            return None
+        return min((earlier for earlier, index in self._rewrites.items() if earlier < step and basis[0] < index),
+                   default=None)
+
+    def _mark_judged_before(self, store: StoreWriter, step: int, rewritten: int) -> None:
+        """Mark the alerts of a step left for its own rewrite (:meth:`_before_a_rewrite`) as judged on
+        the earlier step's old version: unmarked, step 200's "diversity fell between step 100 and
+        200" stood once 100 was rewritten as collapsed as 200, which a fresh ingest does not raise
+        (round BF). Judged again, and the mark gone, when the step is rewritten too."""
+        mark = f" [judged before step {rewritten} was rewritten; judged again when step {step} is]"
+        stored = self._stored_alerts(store)
+        if any(a["step"] == step and JUDGED_BEFORE not in a["message"] for a in stored):
+            self._alert_list = [{**a, "message": a["message"] + mark}
+                                if a["step"] == step and JUDGED_BEFORE not in a["message"] else a for a in stored]
 
     @staticmethod
     def _drop_gone_steps(store: StoreWriter, by_step: dict[int, list[int]], measured: dict) -> bool:

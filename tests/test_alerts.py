@@ -1330,6 +1330,34 @@ def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned
     assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
 
 
+def test_an_alert_judged_on_an_earlier_steps_old_version_is_marked_until_its_own_step_is_rewritten(tmp_path, capsys):
+    """Round BF: step 100 rewritten (a run resumed from 0) as collapsed as 200 left 200's
+    "diversity fell between step 100 and 200" standing, judged on the 100 that no longer exists
+    (a fresh ingest raises nothing): it is marked so, and judged again once 200 is rewritten."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err
+    write_step(run, 100, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten: collapsed too
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err
+    [alert] = StoreReader(store).alerts()
+    assert alert["step"] == 200 and alert["message"].endswith(
+        "between step 100 and 200: mean pairwise cosine distance 1 -> 0 [judged before step 100 was rewritten; "
+        "judged again when step 200 is]")
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten by the resumed run
+    assert main(argv) == 0
+    assert StoreReader(store).alerts() == [] and "ALERT WITHDRAWN step 200 [collapse]" in capsys.readouterr().err
+
+
 def test_labels_named_in_any_script_each_have_their_metrics(tmp_path):
     """Labels 猫, 狗, 鸟 were all stored as one column, ``label_share:`` (array names were kept
     to ASCII): label_drift saw one label, its chance level 0, and fired on a run the same
