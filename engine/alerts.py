@@ -3,7 +3,9 @@
 :func:`evaluate_alerts` looks at the NEWEST checkpoint of a history of
 :func:`engine.metrics.step_metrics` dicts (each with a ``"step"`` key) and returns the
 alerts that hold there. It keeps no state: an alert whose condition persists is
-returned again at the next checkpoint (the caller decides whether to repeat actions).
+returned again at the next checkpoint (the caller decides whether to repeat actions). A
+:class:`History` keeps a growing run's metric columns between steps, so that a step's
+evaluation does not walk every step before it.
 
 Rule names are stable identifiers: ``collapse``, ``memorisation``, ``fd_rising``,
 ``label_drift``, ``probe_drift``, ``convergence``. Defaults are chosen so that a healthy
@@ -191,6 +193,78 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+class History:
+    """Per-step metric records in step order, with each metric as a float array (NaN where a
+    record lacks it), kept up to date as steps are put: the rules read columns, not every
+    record, at each step (walking the records was 12 ms a step at 2,000 steps, so a backlog's
+    alert rules cost O(T^2); docs/ingest.md). Pass :meth:`upto` to :func:`evaluate_alerts`."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray] | None = None) -> None:
+        """``columns``: a metrics table (``"step"`` and one column per metric), rows in any order."""
+        columns = dict(columns or {})
+        steps = np.asarray(columns.pop("step", np.zeros(0, np.int64)))
+        order = np.argsort(steps, kind="stable")
+        self._steps: list[int] = steps[order].tolist()
+        self._arrays = {key: np.asarray(values, dtype=float)[order] for key, values in columns.items()}
+        values = [self._arrays[key].tolist() for key in self._arrays]
+        rows = list(zip(*values)) or [()] * len(self._steps)
+        self._records: list[dict] = [{"step": s, **dict(zip(self._arrays, row))} for s, row in zip(self._steps, rows)]
+        self._valid = dict.fromkeys(self._arrays, len(self._steps))  # rows of each array still true
+
+    def put(self, record: Mapping[str, Any]) -> None:
+        """Add a step's record, or replace the one of its step (measured again)."""
+        step = int(record["step"])
+        i = bisect.bisect_left(self._steps, step)
+        if i < len(self._steps) and self._steps[i] == step:
+            self._records[i] = dict(record)
+        else:
+            self._steps.insert(i, step)
+            self._records.insert(i, dict(record))
+        for key, valid in self._valid.items():
+            self._valid[key] = min(valid, i)
+
+    def upto(self, step: int) -> "_Prefix":
+        """The steps up to ``step``, as the rules read them."""
+        return _Prefix(self._records[:bisect.bisect_right(self._steps, step)], self)
+
+    def column(self, key: str, stop: int) -> np.ndarray:
+        """``key``'s values of the first ``stop`` records (a view: do not write to it)."""
+        array, valid = self._arrays.get(key), self._valid.get(key, 0)
+        if array is None or valid < stop:
+            fresh = np.array([_get(r, key) for r in self._records[valid:]], dtype=float)
+            kept = array[:valid] if array is not None else np.zeros(0)
+            self._arrays[key], self._valid[key] = np.concatenate([kept, fresh]), len(self._records)
+        return self._arrays[key][:stop]
+
+
+class _Prefix(list):
+    """The records a rule reads (a list, step order), with their columns from a :class:`History`."""
+
+    def __init__(self, records: list, history: "History | None" = None) -> None:
+        super().__init__(records)
+        self._history = history
+        self._own: dict[str, np.ndarray] = {}
+
+    def column(self, key: str) -> np.ndarray:
+        if self._history is not None:
+            return self._history.column(key, len(self))
+        if key not in self._own:
+            self._own[key] = np.array([_get(r, key) for r in self], dtype=float)
+        return self._own[key]
+
+
+def _comparable_to(sizes: np.ndarray, n: float, both_ways: bool = False) -> np.ndarray:
+    """:func:`_comparable` of each record of these ``sizes`` with a step of ``n`` samples (and, with
+    ``both_ways``, of that step with each record)."""
+    if not math.isfinite(n):
+        return np.ones(len(sizes), bool)
+    with np.errstate(invalid="ignore"):
+        ok = sizes <= 2 * n
+        if both_ways:
+            ok &= n <= 2 * sizes
+    return ok | ~np.isfinite(sizes)
+
+
 _LABELS = {"vendi": "Vendi score", "pairwise_cosine": "mean pairwise cosine distance"}
 
 
@@ -211,7 +285,14 @@ def _realistic(rec: Mapping, rules: AlertRules) -> bool:
     return math.isfinite(precision) and precision >= rules.drift_min_precision
 
 
-def _recall_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
+def _realistic_mask(hist: "_Prefix", rules: AlertRules) -> np.ndarray:
+    """:func:`_realistic` of each record."""
+    precision = hist.column("precision")
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(precision) & (precision >= rules.drift_min_precision)
+
+
+def _recall_drop(hist: "_Prefix", rules: AlertRules) -> Alert | None:
     """Mode dropping: realistic samples that cover less and less of the real data. Recall (the
     share of real samples inside the generated samples' k-NN balls) fell 0.96 -> 0.35 as digit
     classes disappeared one by one, while Vendi fell under its bar only with one class left.
@@ -220,11 +301,13 @@ def _recall_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     recall, n = _get(cur, "recall"), _get(cur, "n_generated")
     if not (math.isfinite(recall) and _realistic(cur, rules)):
         return None
-    past = [(r, v) for r in hist[:-1] if _realistic(r, rules) and math.isfinite(v := _get(r, "recall"))
-            and _comparable(r, n) and _comparable(cur, _get(r, "n_generated"))]
-    if not past:
+    recalls = hist.column("recall")[:-1]
+    past = np.flatnonzero(_realistic_mask(hist, rules)[:-1] & np.isfinite(recalls)
+                          & _comparable_to(hist.column("n_generated")[:-1], n, both_ways=True))
+    if not len(past):
         return None
-    best_rec, best = max(past, key=lambda rv: rv[1])
+    i = past[int(np.argmax(recalls[past]))]  # the first best
+    best_rec, best = hist[i], float(recalls[i])
     drop = 1.0 - recall / best if best > 0 else 0.0
     if drop <= rules.collapse_max_drop:
         return None
@@ -241,26 +324,29 @@ def _regions_dropped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     and further off than the model once was. Digits with 6 of 10 classes left at 256 samples
     per step: recall fell 23% (under its 50% bar), the regions' total variation rose 0.13 ->
     0.36 (chance: 0.16). At 64 samples (8 regions) it tells 4 of 10 classes left, not 6."""
-    realistic = [r for r in hist if _realistic(r, rules) and _finite(_get(r, "region_tv"), _get(r, "region_tv_chance"))]
-    if len(realistic) < 3 or realistic[-1] is not hist[-1]:
+    tvs, chances = hist.column("region_tv"), hist.column("region_tv_chance")
+    realistic = np.flatnonzero(_realistic_mask(hist, rules) & np.isfinite(tvs) & np.isfinite(chances))
+    if len(realistic) < 3 or realistic[-1] != len(hist) - 1:
         return None
-    cur = realistic[-1]
+    cur = hist[-1]
     tv = _get(cur, "region_tv")
+    tv_of = tvs[realistic]
+    off = tv_of > chances[realistic]
     # once fired, it holds while the steps stay off by more than chance: re-decided at each
     # step, 4 of 6 classes lost for good lapsed and fired again, a new onset each time
     for end in range(len(realistic) - 1, 1, -1):
-        if not all(_get(r, "region_tv") > _get(r, "region_tv_chance") for r in realistic[end - 1:end + 1]):
+        if not (off[end - 1] and off[end]):
             return None
-        low_rec = min(realistic[:end], key=lambda r: _get(r, "region_tv"))
-        low = _get(low_rec, "region_tv")
-        if _get(realistic[end], "region_tv") - low > rules.collapse_region_tv_rise:
+        k = int(np.argmin(tv_of[:end]))  # the first lowest
+        low_rec, low = hist[realistic[k]], float(tv_of[k])
+        if tv_of[end] - low > rules.collapse_region_tv_rise:
             break
     else:
         return None
     step = int(cur["step"])
     empty = _get(cur, "region_empty_share")
     missing = f"; regions holding {_pct(empty)} of the real data have no sample" if empty > 0 else ""
-    onset = realistic[end]
+    onset = hist[realistic[end]]
     held = "" if onset is cur else \
         f", held above chance since step {int(onset['step'])} ({_get(onset, 'region_tv'):.2f} there)"
     return Alert(step, "collapse", tv,
@@ -277,15 +363,17 @@ def _duplicates(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     look-alike blobs start high and fall, a collapse rises from what the model once did."""
     cur = hist[-1]
     frac, expected, n = _get(cur, "duplicate_frac"), _get(cur, "duplicate_expected"), _get(cur, "n_generated")
-    past = [(r, v) for r, v in ((r, _get(r, "duplicate_frac")) for r in hist[:-1]) if math.isfinite(v)]
-    if not _finite(frac, expected, n) or not past:
+    fracs = hist.column("duplicate_frac")[:-1]
+    past = np.flatnonzero(np.isfinite(fracs))
+    if not _finite(frac, expected, n) or not len(past):
         return None
-    low_rec, low = min(past, key=lambda rv: rv[1])
+    i = past[int(np.argmin(fracs[past]))]  # the first lowest
+    low_rec, low = hist[i], float(fracs[i])
     if frac - low <= rules.collapse_duplicate_rise:
         return None
     if n < rules.collapse_duplicate_hold_below:  # a few look-alikes are a large share of a small step:
-        before = past[-1][1]  # real digits, 16 a step, had 5 at 0.05% of steps (2% of 40-step runs, round AL)
-        if before - min((v for _, v in past[:-1]), default=before) <= rules.collapse_duplicate_rise:
+        before = float(fracs[past[-1]])  # real digits, 16 a step, had 5 at 0.05% of steps (2% of 40-step runs, round AL)
+        if before - (float(np.min(fracs[past[:-1]])) if len(past) > 1 else before) <= rules.collapse_duplicate_rise:
             return None
     step, n_real = int(cur["step"]), _get(cur, "n_reference")
     parts = math.ceil(n / n_real) if n_real > 0 else 1  # measured in sets no larger than the real reference
@@ -333,18 +421,19 @@ def _built_or_held(past: list[tuple[int, float]], rules: AlertRules) -> list[tup
 
 
 def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
-    cur, prev = hist[-1], hist[:-1]
+    cur = hist[-1]
     n = _get(cur, "n_generated")
-    prev = [r for r in prev if _comparable(r, n)]
+    prev = np.flatnonzero(_comparable_to(hist.column("n_generated")[:-1], n))  # their indices in hist
     worst: tuple[float, Alert] | None = None
     for key in rules.collapse_metrics:
         value = _get(cur, key)
-        past = [(i, _get(r, key)) for i, r in enumerate(prev)]
-        past = [(i, v) for i, v in past if math.isfinite(v)]
+        values = hist.column(key)[prev]
+        finite = np.flatnonzero(np.isfinite(values))  # past: their indices in prev
         real = _get(cur, f"real_{key}")
-        if not math.isfinite(value) or not past:
+        if not math.isfinite(value) or not len(finite):
             continue
-        i_best, best = max(past, key=lambda iv: iv[1])
+        i_best = int(finite[np.argmax(values[finite])])  # the first best
+        best = float(values[i_best])
         # realistic samples are held to the real's diversity (a run collapsed from its first
         # checkpoint has no better past to fall from); others to the best so far, capped at it
         capped = math.isfinite(real) and (real < best or _realistic(cur, rules))
@@ -352,8 +441,8 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         # DCGAN's noise fading through blobs, Vendi 6.7 -> 3.3 under the real's 7.4, at precision
         # 0): the best so far counts only what the model built or held, not the noise it started
         # from (a fine-tuned model's diverse start, off the new data but not nowhere, still counts)
-        if not capped and (not math.isfinite(real) or not any(_get(r, "precision") > 0 for r in hist)):
-            if not (past := _built_or_held(past, rules)):
+        if not capped and (not math.isfinite(real) or not np.any(hist.column("precision") > 0)):
+            if not (past := _built_or_held(list(zip(finite.tolist(), values[finite].tolist())), rules)):
                 continue
             i_best, best = max(past, key=lambda iv: iv[1])
         baseline = real if capped else best
@@ -368,10 +457,10 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
             step = int(cur["step"])
             if capped:
                 msg = (f"diversity fell {_pct(drop)} below the real reference's by step {step}: "
-                       f"{name} {value:.3g} vs {real:.3g} (best so far {best:.3g} at step {int(prev[i_best]['step'])})")
+                       f"{name} {value:.3g} vs {real:.3g} (best so far {best:.3g} at step {int(hist[prev[i_best]]['step'])})")
             else:
                 ref_txt = f", real reference {real:.3g}" if math.isfinite(real) else ""
-                msg = (f"diversity fell {_pct(drop)} between step {int(prev[i_best]['step'])} and {step}: "
+                msg = (f"diversity fell {_pct(drop)} between step {int(hist[prev[i_best]]['step'])} and {step}: "
                        f"{name} {best:.3g} -> {value:.3g}{ref_txt}")
             worst = (drop, Alert(step, "collapse", value, msg))
     return worst[1] if worst else None
@@ -429,7 +518,7 @@ def _memorisation(hist: list[Mapping], rules: AlertRules) -> Alert | None:
                          f"closer to one than nearly every held-out image is (a fresh sample is, with probability "
                          f"{100 * q_tight:.2g}%; alert above {round(limit * n):.0f})")
     ratio, p, hoods = _get(cur, "copy_log_ratio"), _get(cur, "copy_log_ratio_p"), _get(cur, "copy_neighbourhoods")
-    prev = next((rec for rec in reversed(hist[:-1]) if _sign_testable(rec, rules)), None)
+    prev = next((hist[i] for i in range(len(hist) - 2, -1, -1) if _sign_testable(hist[i], rules)), None)
     if _closer_to_training(cur, rules) and (p < rules.copy_log_ratio_alone_alpha
                                             or prev is not None and _closer_to_training(prev, rules)):
         closer = 1.0 - math.exp(ratio)
@@ -464,10 +553,10 @@ def _closer_to_training(record: Mapping, rules: AlertRules) -> bool:
     return _finite(ratio, p, hoods) and ratio < rules.copy_log_ratio_max and p < rules.copy_log_ratio_alpha
 
 
-def _fd_noise(hist: list[Mapping], rules: AlertRules) -> float | None:
+def _fd_noise(fd: np.ndarray, rules: AlertRules) -> float | None:
     """A robust sd of FD around its trend, from the second differences of these checkpoints'
     FD values (insensitive to the early steady decrease); None with too few to tell."""
-    values = np.array([v for v in (_get(r, "fd") for r in hist) if math.isfinite(v)])
+    values = fd[np.isfinite(fd)]
     if len(values) < max(rules.fd_noise_steps, 3):
         return None
     return 1.4826 * float(np.median(np.abs(np.diff(values, n=2)))) / math.sqrt(6.0)
@@ -510,7 +599,7 @@ def _fd_rose(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     base = max(fd[0], float(np.median(lead))) if _comparable_sizes(hist[-(k + FD_LEVEL_STEPS):], rules) else fd[0]
     rise = fd[-1] - base
     need = rules.fd_min_total_rise * base
-    sd = _fd_noise(hist[:-k], rules)
+    sd = _fd_noise(hist.column("fd")[:-k], rules)
     if sd is None:  # no noise floor yet (round X: +25% by chance at 64 samples)
         need = max(need, rules.fd_early_total_rise * base)
     else:
@@ -547,11 +636,12 @@ def _fd_jumped(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     # the noise from before the checkpoints above that level: measured with the jump in it, the
     # bar grew past a collapse's held FD, which lapsed and was announced again (round AN: the
     # README's collapse demo, FD 0.17 -> 0.56-0.76 for 7 checkpoints)
-    values = [_get(r, "fd") for r in hist]
+    column = hist.column("fd")
+    values = column.tolist()
     start = len(hist)
     while start > 0 and math.isfinite(values[start - 1]) and values[start - 1] > base * (1 + rules.fd_jump_rise):
         start -= 1
-    sd = _fd_noise(hist[:start], rules)
+    sd = _fd_noise(column[:start], rules)
     if sd is None or start > len(hist) - hold:
         return None
     bar = max(rules.fd_jump_rise * base, rules.fd_noise_z * sd)
@@ -808,7 +898,8 @@ def evaluate_alerts(
     ----------
     history : per-step metric dicts (from :func:`engine.metrics.step_metrics`), each with
         a ``"step"`` key; any order (sorted by step here). Missing keys or NaN values
-        disable the rules that need them.
+        disable the rules that need them. Or :meth:`History.upto` (a growing run's steps, its
+        columns kept between calls: the same alerts, at a cost that grows little with the run).
     rules : thresholds; :data:`DEFAULT_RULES` by default.
     losses : trainer scalars ``{name: (steps, values)}`` (from
         :func:`engine.trainer_logs.read_trainer_scalars`) for the ``convergence`` rule.
@@ -822,10 +913,13 @@ def evaluate_alerts(
     """
     if not history:
         return []
-    for rec in history:
-        if "step" not in rec:
-            raise ValueError(f"Expected every history record to have a 'step' key. Got keys {sorted(rec)[:8]} instead.")
-    hist = sorted(history, key=lambda r: int(r["step"]))
+    if isinstance(history, _Prefix):  # a History's steps, sorted as they were put
+        hist = history
+    else:
+        for rec in history:
+            if "step" not in rec:
+                raise ValueError(f"Expected every history record to have a 'step' key. Got keys {sorted(rec)[:8]} instead.")
+        hist = _Prefix(sorted(history, key=lambda r: int(r["step"])))
     checks = {
         "collapse": lambda: _collapse(hist, rules),
         "memorisation": lambda: _memorisation(hist, rules),

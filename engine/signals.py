@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine.alerts import (DEFAULT_RULES, Alert, AlertRules, evaluate_alerts, memorisation_blind,
+from engine.alerts import (DEFAULT_RULES, Alert, AlertRules, History, evaluate_alerts, memorisation_blind,
                            probe_drift_reach)
 from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
@@ -167,7 +167,7 @@ class Signals:
     _said_twins: set = field(default_factory=set, init=False)
     _commands: AlertCommands | None = field(default=None, init=False)  # the --on-alert runs, beside the watch
     _trainer_logs: TrainerLogs = field(default_factory=TrainerLogs, init=False)
-    _history: dict[int, dict] | None = field(default=None, init=False)  # see _steps_measured
+    _history: History | None = field(default=None, init=False)  # see _steps_measured
     _unwritten: list = field(default_factory=list, init=False)  # measured rows not yet in the store
     _unwritten_samples: dict = field(default_factory=dict, init=False)  # per-sample metric -> [(start, values)]
     _rows: _RowWindow = field(default_factory=_RowWindow, init=False)  # the rows a call's steps read, ahead
@@ -467,7 +467,7 @@ class Signals:
         keys = array_names(scalars)
         self._note_names(store, keys)
         row = {keys[k]: float(v) for k, v in scalars.items()}
-        self._steps_measured(store)[step] = {"step": step, **row}
+        self._steps_measured(store).put({"step": step, **row})
         if not self._said_blind and memorisation_blind(row, self.rules):
             self._said_blind = True
             log.warning("step %d: memorisation cannot alert at %s a step beside %s held-out images, were every one a "
@@ -522,17 +522,12 @@ class Signals:
                     "compares different names; label both alike (a labels file, or --real's folder names)", step,
                     listed(given, 4), listed(self._reference.label_names, 4))
 
-    def _steps_measured(self, store: StoreWriter) -> dict[int, dict]:
-        """The per-step metrics as alert histories, read from the store once per call and kept
-        up to date as steps are measured: read again for each step of a 1,500-step backlog,
-        the table cost 21 s."""
+    def _steps_measured(self, store: StoreWriter) -> History:
+        """The per-step metrics as the alert rules' history, read from the store once per call
+        and kept up to date as steps are measured: read again for each step of a 1,500-step
+        backlog, the table cost 21 s."""
         if self._history is None:
-            table = store.step_metrics()
-            columns = [c for c in table if c != "step"]
-            steps = table["step"].tolist() if "step" in table else []
-            # as Python numbers, a column at a time: a float() of each value was half the time at 2,000 steps
-            rows = list(zip(*(table[c].tolist() for c in columns))) or [()] * len(steps)
-            self._history = {s: {"step": s, **dict(zip(columns, row))} for s, row in zip(steps, rows)}
+            self._history = History(store.step_metrics())
         return self._history
 
     def _write_measured(self, store: StoreWriter, at_once: bool = False, alerts_complete: bool = True) -> None:
@@ -612,14 +607,14 @@ class Signals:
         return twins
 
     def _alerts(self, store: StoreWriter, step: int, losses: dict) -> None:
-        history = [record for s, record in self._steps_measured(store).items() if s <= step]
+        history = self._steps_measured(store).upto(step)
         fired = evaluate_alerts(history, self.rules, losses or None, {**self._stored_names(store), **self._names})
         stored = list(self._stored_alerts(store))
         if not fired:
             if any(a["step"] == step for a in stored):  # measured again (a rewritten or completed checkpoint): no alert now
                 self._alert_list = [a for a in stored if a["step"] != step]
             return
-        previous_step = max((h["step"] for h in history if h["step"] < step), default=None)
+        previous_step = next((h["step"] for h in reversed(history) if h["step"] < step), None)
         # acted on at onset: still holding from the step before, or raised at this step by an
         # earlier measure of it (a grid rewritten in place, every step measured again: a trainer
         # paused and resumed was paused again for the same alert)
