@@ -57,6 +57,10 @@ def _run_folder(value: str) -> Path:
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{value}: not a directory")
+    if not path.exists():  # waited for, unless it lies below a file: it never comes (waited for ever)
+        where = next(parent for parent in path.absolute().parents if parent.exists())
+        if not where.is_dir():
+            raise argparse.ArgumentTypeError(f"{value}: {where} is a file, not a directory; give the run's folder")
     if is_store(path):
         raise argparse.ArgumentTypeError(f"{value}: is an evowatch store, not a training run: watch the folder the "
                                          f"trainer writes its samples to (`evowatch view {value}` shows this store)")

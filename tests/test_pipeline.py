@@ -1810,6 +1810,9 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
         f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'file.txt'}: not a directory")
     assert _usage_error([*watch, "--real", str(tmp_path / "file.txt")], capsys) == (
         f"evowatch watch: error: argument --real: {tmp_path / 'file.txt'}: not a directory")
+    assert _usage_error(["watch", str(tmp_path / "file.txt" / "run"), "--store", "s.zarr"], capsys) == (  # round BF:
+        f"evowatch watch: error: argument RUN_DIR: {tmp_path / 'file.txt' / 'run'}: {tmp_path / 'file.txt'} is a "
+        "file, not a directory; give the run's folder")  # a live watch waited for it for ever
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from stores.zarr_store import StoreWriter
