@@ -322,7 +322,9 @@ class Watcher:
         same = bool(latest) and (self._stand_in is not None or 2 * sum(
             any(hash_as(c, source) == stored[source] for c in partners[source]) for source in latest) > len(latest))
         if not same and not self.config.same_run:
-            self.store.check_complete()  # hashes lost with a chunk (a store copied in part) are no other run
+            # hashes lost with a chunk (a store copied in part) are no other run; an array cut short by a
+            # copy taken mid-write reads fewer hashes, none wrong: the refusal below (and --same-run) stands
+            self.store.check_complete(chunk_files_only=True)
             raise EvowatchError(f"{self.store.path}: holds the checkpoints of the run watched at {watched_at}, which "
                                 f"{self.config.run_dir} does not hold (another run): watch it into its own --store (one "
                                 "store holds one run), or pass --same-run if it goes on with that run (resumed in a new "

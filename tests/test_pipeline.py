@@ -3414,6 +3414,29 @@ def test_a_store_copied_without_its_checkpoint_hashes_is_said_so_not_another_run
                                        "again from its source\n")
 
 
+def test_a_store_copied_mid_write_watched_with_another_run_is_refused_as_another_run(tmp_path, capsys):
+    """An array whose zarr.json ends before the commit point (a copy taken while a watch wrote)
+    reads fewer rows, no wrong hash: a watch of another run is refused as one, naming --same-run
+    (docs/store.md: the store's run goes on from it). The check for lost hash chunks said "copied
+    incompletely; copy it again" instead, though --same-run goes on from that store."""
+    run, other, store = tmp_path / "run", tmp_path / "resumed", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run, step, 2, seed=step)
+    for step in (300, 400):
+        write_step(other, step, 2, seed=step)
+    watch = ["--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics"]
+    assert main(["watch", str(run), *watch]) == 0
+    meta = store / "samples" / "step" / "zarr.json"
+    metadata = json.loads(meta.read_text())
+    metadata["shape"] = [2]  # copied when one checkpoint of two was written
+    meta.write_text(json.dumps(metadata))
+    capsys.readouterr()
+    assert main(["watch", str(other), *watch]) == 2
+    assert "(another run)" in capsys.readouterr().err
+    assert main(["watch", str(other), *watch, "--same-run"]) == 0
+    assert StoreReader(store).info()["steps"] == [100, 300, 400]
+
+
 def test_a_checkpoint_deleted_since_is_not_superseded_by_another_runs_of_its_name(tmp_path, capsys):
     """Round BC took a stored checkpoint found under one other name only for one rewritten
     since: watched at `runs/exp1`, its step_000100 deleted by the trainer, then from `runs/`
