@@ -1040,7 +1040,7 @@ def test_an_alert_and_the_viewers_refusal_naming_a_newline_are_one_line(tmp_path
     from engine.alerts import Alert
     from engine.signals import Signals
 
-    Signals._announce(SimpleNamespace(on_alert=None), Alert(200, "label_drift", 0.5, "label 'cat\ndog' grew"))
+    Signals._announce(SimpleNamespace(on_alert=None, _announced={}), Alert(200, "label_drift", 0.5, "label 'cat\ndog' grew"))
     assert capsys.readouterr().err == "evowatch: ALERT step 200 [label_drift] label 'cat\\ndog' grew\n"
     not_a_store = tmp_path / "a\nfile.zarr"
     not_a_store.write_text("x")
