@@ -1608,6 +1608,10 @@ class StoreWriter(StoreReader):
             capacity = -(-max(stop, array.shape[0] + array.shape[0] // 4) // chunk) * chunk
             array.resize((capacity, *array.shape[1:]))
         if length < start:  # latent array joined late, or skipped checkpoints: pad with NaN
+            chunk = array.chunks[0]
+            for at in range(length, start // chunk * chunk, chunk):  # whole chunks one at a time (a million
+                array[at:at + chunk] = np.nan  # rows of 512 latents padded at once: 2 GB in memory)
+            length = max(length, start // chunk * chunk)
             values = np.concatenate([np.full((start - length, *values.shape[1:]), np.nan, values.dtype), values])
             start = length  # one write: two on the same chunk at once would race
         self._lengths[(group, name)] = max(length, stop)

@@ -1635,6 +1635,27 @@ def test_latents_after_reference_rows_are_no_news_but_after_generated_rows_are_s
     assert "b.zarr: latents appear at row 12; the 4 generated rows before have none (NaN)" in capsys.readouterr().err
 
 
+def test_latents_appearing_late_are_padded_a_chunk_at_a_time(tmp_path, rng):
+    """Round BG: the NaN rows before latents first appear were made in memory at once (a million
+    rows of 512 latents: 2 GB); a chunk at a time, they read NaN all the same."""
+    import tracemalloc
+
+    n, width = 60_000, 256
+    with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(100, "step_100", "h1") as tx:
+            add_rows(tx, n, rng)
+        tracemalloc.start()
+        with store.checkpoint(200, "step_200", "h2") as tx:
+            vectors = rng.normal(size=(2, 8)).astype(np.float32)
+            tx.add(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), [0, 1], ["cat"] * 2,
+                   np.zeros((2, 4, 4, 3), np.uint8), ["a.png", "b.png"], latents=np.ones((2, width)))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < n * width * 4 / 4  # padded at once: 61 MB
+    latent = StoreReader(tmp_path / "s.zarr").samples("latent")
+    assert latent.shape == (n + 2, width) and np.isnan(latent[:n]).all() and (latent[n:] == 1).all()
+
+
 def test_the_writers_current_checkpoints_are_the_ones_superseded_flags_leaves(tmp_path, rng):
     """The signals hook takes the current checkpoints from the writer's own record, kept as it
     commits (worked out again from every source, three times a call, they were 0.1 s of each
