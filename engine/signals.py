@@ -24,7 +24,7 @@ from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
 from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
                             mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
                             unit_rows, vendi_score)
-from engine.pause import AlertCommands, write_pause
+from engine.pause import AlertCommands, pause_path, read_pause, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
 from stores.format import KIND_CODES, array_name, array_names, listed, one_line
@@ -273,8 +273,19 @@ class Signals:
         for rule, alerts in gone.items():
             more = f" (and {counted(len(alerts) - 1, 'later step')})" if len(alerts) > 1 else ""
             print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: no longer holds on the "
-                           f"steps as measured now (a step measured late or again); it said: {alerts[0]['message']}"),
-                  file=sys.stderr)
+                           f"steps as measured now (a step measured late or again); it said: {alerts[0]['message']}"
+                           f"{self._pause_kept(alerts, now)}"), file=sys.stderr)
+
+    def _pause_kept(self, withdrawn: list[dict], now: set[tuple[int, str]]) -> str:
+        """What becomes of the pause file written for a withdrawn alert: it stays (docs/metrics.md),
+        so a trainer paused on it waits on; the WITHDRAWN line said only "no longer holds"."""
+        record = read_pause(self.run_dir)
+        named = {(a.get("step"), a.get("rule")) for a in record["alerts"]} if record else set()
+        if not named & {(a["step"], a["rule"]) for a in withdrawn}:
+            return ""
+        if holding := sorted({rule for _, rule in named & now}):
+            return f"; {pause_path(self.run_dir)} stays: it names {', '.join(holding)} too, still holding"
+        return f"; {pause_path(self.run_dir)}, written for it, stays: delete it to resume training"
 
     def _left_behind(self, store: StoreWriter, measured: dict, first_due: int | None, losses: dict) -> set[int]:
         """At a watch's first call: the alerts a stopped watch left to be evaluated again

@@ -2069,3 +2069,37 @@ def test_a_history_kept_between_steps_judges_as_the_whole_list_does_and_reads_on
         patch.setattr(A, "_get", lambda rec, key: reads.append(key) or get(rec, key))
         evaluate_alerts(history.upto(records[2000]["step"]))
     assert len(reads) < 100
+
+
+def test_a_withdrawn_alert_says_the_pause_it_wrote_stays_and_a_new_onset_acts_again(tmp_path, capsys):
+    """A trainer paused on an alert stayed paused after the alert was withdrawn, and the
+    WITHDRAWN line did not say so: the user read "no longer holds" and waited. Raised again
+    after its withdrawal, an alert is a new onset: announced, run and paused on again."""
+    from engine.cli import main
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    assert main(argv) == 0 and read_pause(run)["rule"] == "collapse"
+    capsys.readouterr()
+    write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten: diverse
+    assert main(argv) == 0
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "WITHDRAWN" in line]
+    assert line.startswith("evowatch: ALERT WITHDRAWN step 200 [collapse]") and line.endswith(
+        f"; {run / PAUSE_FILE}, written for it, stays: delete it to resume training")
+
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed again: a new onset
+    (run / PAUSE_FILE).unlink()  # the user resumed the trainer meanwhile
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err and read_pause(run)["rule"] == "collapse"
+    assert said.read_text() == "200 collapse\n200 collapse\n"
+    (run / PAUSE_FILE).unlink()
+    write_step(run, 200, smooth_images(rng, 8, 32))
+    assert main(argv) == 0
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "WITHDRAWN" in line]
+    assert PAUSE_FILE not in line  # nothing left paused: nothing to say
