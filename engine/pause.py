@@ -165,9 +165,16 @@ def run_on_alert(
             raise
         if proc.returncode != 0:
             err.seek(0)
-            said = err.read().strip()[-500:]
+            said = _last_line(err.read())
             log.warning("on-alert command exited %d: %s%s", proc.returncode, cmd, f"; stderr: {said}" if said else "")
     return proc.returncode
+
+
+def _last_line(text: str, most: int = 300) -> str:
+    """A failed command's last line of stderr, the one that names the error (a Python
+    traceback's exception): its last 500 characters began mid-word, newlines written ``\\n``."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][-most:] if lines else ""
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float, cancel: threading.Event | None) -> bool:

@@ -819,6 +819,17 @@ def test_run_on_alert_failures_are_not_fatal(caplog):
     assert "on-alert command exited 4: echo broken >&2; exit 4; stderr: broken" in caplog.text
 
 
+def test_a_failed_on_alert_commands_line_quotes_the_last_line_of_its_stderr(caplog):
+    """A Python notifier's traceback was quoted by its last 500 characters: a line starting
+    mid-word ("rn _default_decoder..."), its newlines written as \\n, the error at the end."""
+    cmd = f"{sys.executable} -c 'import json; json.loads(\"x\")'"
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        assert run_on_alert(cmd, {"step": 1, "rule": "collapse", "value": 1.0, "message": "m"}) == 1
+    [record] = caplog.records
+    assert record.getMessage() == (f"on-alert command exited 1: {cmd}; stderr: json.decoder.JSONDecodeError: "
+                                   "Expecting value: line 1 column 1 (char 0)")
+
+
 def test_the_pause_helper_is_one_standard_library_file_a_trainer_can_copy(tmp_path):
     """A trainer with its own engine.py (DETR, DeiT) cannot `from engine.pause import`; the
     README tells it to copy engine/pause.py. It imported stores.format (numpy) at the top."""
