@@ -1,4 +1,5 @@
-"""A plain PyTorch training loop, and the five lines that make evowatch see it.
+"""A plain PyTorch training loop, the five lines that make evowatch see it, and the one that
+lets ``evowatch watch --pause-on-alert`` pause it.
 
 The lines marked ``# evowatch`` are all a hand-written loop needs::
 
@@ -8,6 +9,12 @@ The lines marked ``# evowatch`` are all a hand-written loop needs::
         if step % every == 0:                                                     # evowatch
             with torch.no_grad():                                                 # evowatch
                 save_samples(run_dir, step, G(fixed_z), latents=fixed_z, value_range=(-1, 1))  # evowatch
+
+and, for ``--pause-on-alert``, at the top of each step (it returns at once unless evowatch wrote
+``RUN_DIR/EVOWATCH_PAUSE``; delete the file to resume)::
+
+    from engine.pause import wait_if_paused                                       # evowatch
+        wait_if_paused(run_dir)                                                   # evowatch
 
 Each call writes ``RUN_DIR/samples_{step:08d}.npz`` (``images``, ``latents``, optional
 ``labels``) atomically; row ``i`` is instance ``i`` because the noise is fixed. Watch it::
@@ -34,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.hooks import save_samples  # evowatch
+from engine.pause import wait_if_paused  # evowatch
 
 Z, SIZE = 16, 16
 
@@ -64,6 +72,7 @@ def train(run_dir: str | os.PathLike[str], steps: int = 300, every: int = 30, n_
     try:
         with open(run_dir / "losses.jsonl", "a") as log:
             for step in range(1, steps + 1):
+                wait_if_paused(run_dir)  # evowatch: blocks while RUN_DIR/EVOWATCH_PAUSE exists
                 real = x[torch.randint(len(x), (64,))]
                 fake = G(torch.randn(64, Z))
                 loss_d = (F.binary_cross_entropy_with_logits(D(real), torch.full((64, 1), 0.9))

@@ -163,6 +163,34 @@ def test_plain_loop(plain_run, tmp_path):
     assert {"loss_d", "loss_g"} <= set(scalars) and len(scalars["step"]) == 150
 
 
+def test_the_plain_loop_waits_while_evowatch_asks_for_a_pause(tmp_path, monkeypatch):
+    """The hand-written loop users copy never checked RUN_DIR/EVOWATCH_PAUSE: a trainer built
+    from it trained on through every --pause-on-alert. It waits, and resumes once it is deleted."""
+    import threading
+
+    from engine import pause
+    from examples import plain_loop
+
+    waiting = threading.Event()
+
+    def wait(run_dir):  # the loop's own call, polled faster
+        if pause.evowatch_should_pause(run_dir):
+            waiting.set()
+        return pause.wait_if_paused(run_dir, poll_s=0.05)
+
+    monkeypatch.setattr(plain_loop, "wait_if_paused", wait, raising=False)
+    run = tmp_path / "run"
+    pause.write_pause(run.mkdir() or run, {"step": 30, "rule": "collapse", "value": 1.0, "message": "diversity fell"})
+    trainer = threading.Thread(target=plain_loop.train, args=(run,), kwargs={"steps": 2, "every": 1})
+    trainer.start()
+    try:
+        assert waiting.wait(60) and not list(run.glob("samples_*.npz"))
+    finally:
+        pause.clear_pause(run)
+        trainer.join(60)
+    assert sorted(p.name for p in run.glob("samples_*.npz")) == ["samples_00000001.npz", "samples_00000002.npz"]
+
+
 def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
     store = tmp_path / "plain.zarr"
     watch(plain_run, store)
