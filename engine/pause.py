@@ -15,6 +15,7 @@ alert at a time beside the watch (:class:`AlertCommands`).
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -201,6 +202,7 @@ class AlertCommands:
     def __init__(self, cmd: str, timeout_s: float = ON_ALERT_TIMEOUT_S) -> None:
         self.cmd, self.timeout_s = cmd, timeout_s
         self._alerts: queue.Queue = queue.Queue()
+        self._left: collections.deque = collections.deque()  # the alerts submitted whose command has not ended
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -209,6 +211,7 @@ class AlertCommands:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="evowatch-on-alert", daemon=True)
             self._thread.start()
+        self._left.append(alert)
         self._alerts.put(alert)
 
     def _run(self) -> None:
@@ -219,6 +222,7 @@ class AlertCommands:
             except Exception as exc:  # never the thread's end: the commands after it, and --once waiting on them, hung
                 log.warning("on-alert command failed (%s: %s): %s", type(exc).__name__, exc, self.cmd)
             finally:
+                self._left.popleft()
                 self._alerts.task_done()
         self._alerts.task_done()  # the end's None
 
@@ -232,12 +236,17 @@ class AlertCommands:
 
     def stop(self) -> None:
         """The watch stopped: the command under way is killed, those not started are not run
-        (said). The commands run in their own process groups, which outlived the watch."""
-        left = self._alerts.unfinished_tasks
+        (said, naming their alerts: a later watch does not act on a stored alert again). The
+        commands run in their own process groups, which outlived the watch."""
+        from stores.format import listed  # here: the trainer's side of this file is standard library only
+
+        left = [_alert_dict(alert) for alert in list(self._left)]  # one C-level copy: the thread pops beside it
         self._cancel.set()
         if left:
-            log.warning("--on-alert: %d command%s not run to the end (the watch stopped): %s", left,
-                        "" if left == 1 else "s", self.cmd)
+            log.warning("--on-alert: %d command%s not run to the end (the watch stopped), for %s; a later watch does "
+                        "not run %s again: %s", len(left), "" if len(left) == 1 else "s",
+                        listed([f"step {a['step']} [{a['rule']}]" for a in left]), "it" if len(left) == 1 else "them",
+                        self.cmd)
         self._alerts.join()
         if self._thread is not None:  # its end, not a thread left blocked on the queue
             self._alerts.put(None)

@@ -928,7 +928,11 @@ def test_a_stopped_watch_kills_its_on_alert_command_and_says_what_did_not_run(tm
     start = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="engine.pause"):
         signals.end(wait=False)
-    assert time.monotonic() - start < 5 and "--on-alert: 2 commands not run to the end (the watch stopped)" in caplog.text
+    # the alerts named: a watch run again does not act on them (round BG: Ctrl-C of --once said "run the same
+    # command again to resume", and the user waited for notifications that never came)
+    assert time.monotonic() - start < 5 and ("--on-alert: 2 commands not run to the end (the watch stopped), for step "
+                                             "700 [collapse], step 800 [collapse]; a later watch does not run them "
+                                             "again: echo $$") in caplog.text
     with pytest.raises(ProcessLookupError):  # killed and reaped, not left to run on
         os.kill(int(pid.read_text()), 0)
     assert not out.exists() and "timed out" not in caplog.text and "exited" not in caplog.text
