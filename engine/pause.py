@@ -143,6 +143,7 @@ def run_on_alert(
     a timeout or a failure to start is logged and returned as the exit code or None; so is
     ``cancel`` set meanwhile (the watch stopped), which kills it without a word."""
     env = {**os.environ, **alert_env(alert)}
+    what = f"on-alert command for step {env['EVOWATCH_STEP']} [{env['EVOWATCH_RULE']}]"  # 19 alike lines of a backlog
     # stderr into a file, not a pipe: a job the command leaves running (`notify.sh &`) kept a
     # pipe open, so the watch waited for it, then killed it at the timeout
     with tempfile.TemporaryFile("w+", errors="replace") as err:  # a command's Latin-1 stderr killed the thread
@@ -151,7 +152,7 @@ def run_on_alert(
                                     stdout=subprocess.DEVNULL, stderr=err, text=True,
                                     start_new_session=True)  # own process group: a timeout kills it all
         except OSError as exc:
-            log.warning("on-alert command could not start (%s): %s", exc, cmd)
+            log.warning("%s could not start (%s): %s", what, exc, cmd)
             return None
         try:
             if not _wait(proc, timeout_s, cancel):
@@ -159,7 +160,7 @@ def run_on_alert(
                 return None
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            log.warning("on-alert command timed out after %.0f s and was killed: %s", timeout_s, cmd)
+            log.warning("%s timed out after %.0f s and was killed: %s", what, timeout_s, cmd)
             return None
         except BaseException:  # the watch stopped (Ctrl-C, SIGTERM): the command does not outlive it
             _kill_group(proc)
@@ -167,7 +168,7 @@ def run_on_alert(
         if proc.returncode != 0:
             err.seek(0)
             said = _last_line(err.read())
-            log.warning("on-alert command exited %d: %s%s", proc.returncode, cmd, f"; stderr: {said}" if said else "")
+            log.warning("%s exited %d: %s%s", what, proc.returncode, cmd, f"; stderr: {said}" if said else "")
     return proc.returncode
 
 

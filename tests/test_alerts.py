@@ -812,11 +812,12 @@ def test_run_on_alert_failures_are_not_fatal(caplog):
         assert run_on_alert("sleep 30; echo x", alert, timeout_s=0.5) is None
         assert time.monotonic() - t0 < 10
     assert "exited 3" in caplog.text and "timed out" in caplog.text
-    assert "on-alert command exited 3: exit 3\n" in caplog.text  # nothing on its stderr: no empty "; stderr:"
+    assert "on-alert command for step 1 [fd_rising] exited 3: exit 3\n" in caplog.text  # no empty "; stderr:"
+    assert "on-alert command for step 1 [fd_rising] timed out after 0 s" in caplog.text  # round BG: which alert's
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="engine.pause"):
         assert run_on_alert("echo broken >&2; exit 4", alert) == 4
-    assert "on-alert command exited 4: echo broken >&2; exit 4; stderr: broken" in caplog.text
+    assert "on-alert command for step 1 [fd_rising] exited 4: echo broken >&2; exit 4; stderr: broken" in caplog.text
 
 
 def test_a_failed_on_alert_commands_line_quotes_the_last_line_of_its_stderr(caplog):
@@ -826,7 +827,8 @@ def test_a_failed_on_alert_commands_line_quotes_the_last_line_of_its_stderr(capl
     with caplog.at_level(logging.WARNING, logger="engine.pause"):
         assert run_on_alert(cmd, {"step": 1, "rule": "collapse", "value": 1.0, "message": "m"}) == 1
     [record] = caplog.records
-    assert record.getMessage() == (f"on-alert command exited 1: {cmd}; stderr: json.decoder.JSONDecodeError: "
+    assert record.getMessage() == (f"on-alert command for step 1 [collapse] exited 1: {cmd}; stderr: "
+                                   "json.decoder.JSONDecodeError: "
                                    "Expecting value: line 1 column 1 (char 0)")
 
 
@@ -909,7 +911,8 @@ def test_an_on_alert_command_whose_stderr_is_not_utf8_does_not_stop_the_ones_aft
         done.start()
         done.join(timeout=20)
     assert not done.is_alive() and ran.read_text().split() == ["500", "700"]
-    assert caplog.text.count("on-alert command exited 1") == 2 and "caf\ufffd failed" in caplog.text
+    assert "step 500 [collapse] exited 1" in caplog.text and "step 700 [collapse] exited 1" in caplog.text
+    assert "caf\ufffd failed" in caplog.text
 
 
 def test_a_stopped_watch_kills_its_on_alert_command_and_says_what_did_not_run(tmp_path, caplog):
