@@ -136,13 +136,14 @@ def alert_env(alert: Any) -> dict[str, str]:
 
 def run_on_alert(
     cmd: str, alert: Any, timeout_s: float = ON_ALERT_TIMEOUT_S, cwd: str | os.PathLike | None = None,
-    cancel: threading.Event | None = None,
+    cancel: threading.Event | None = None, where: Mapping[str, str] | None = None,
 ) -> int | None:
     """Run the user's ``--on-alert`` command (through the shell: the user wrote it) with
     the alert in the environment. Never raises for the command's sake: a non-zero exit,
     a timeout or a failure to start is logged and returned as the exit code or None; so is
-    ``cancel`` set meanwhile (the watch stopped), which kills it without a word."""
-    env = {**os.environ, **alert_env(alert)}
+    ``cancel`` set meanwhile (the watch stopped), which kills it without a word. ``where``:
+    more of its environment (the store and run, :meth:`AlertCommands`)."""
+    env = {**os.environ, **(where or {}), **alert_env(alert)}
     what = f"on-alert command for step {env['EVOWATCH_STEP']} [{env['EVOWATCH_RULE']}]"  # 19 alike lines of a backlog
     # stderr into a file, not a pipe: a job the command leaves running (`notify.sh &`) kept a
     # pipe open, so the watch waited for it, then killed it at the timeout
@@ -200,8 +201,12 @@ class AlertCommands:
     time in the alerts' order. Run in line, a slow notifier (25 s) held every new checkpoint
     back as long, and a hung one for its 60 s at each alert (round AJ)."""
 
-    def __init__(self, cmd: str, timeout_s: float = ON_ALERT_TIMEOUT_S) -> None:
+    def __init__(self, cmd: str, timeout_s: float = ON_ALERT_TIMEOUT_S, store: str | os.PathLike | None = None,
+                 run_dir: str | os.PathLike | None = None) -> None:
         self.cmd, self.timeout_s = cmd, timeout_s
+        # where the alert was raised, as absolute paths (a hook reading the store hard-coded its path)
+        self.where = {key: os.path.abspath(path) for key, path in (("EVOWATCH_STORE", store),
+                                                                   ("EVOWATCH_RUN_DIR", run_dir)) if path is not None}
         self._alerts: queue.Queue = queue.Queue()
         self._left: collections.deque = collections.deque()  # the alerts submitted whose command has not ended
         self._cancel = threading.Event()
@@ -219,7 +224,7 @@ class AlertCommands:
         while (alert := self._alerts.get()) is not None:
             try:
                 if not self._cancel.is_set():
-                    run_on_alert(self.cmd, alert, self.timeout_s, cancel=self._cancel)
+                    run_on_alert(self.cmd, alert, self.timeout_s, cancel=self._cancel, where=self.where)
             except Exception as exc:  # never the thread's end: the commands after it, and --once waiting on them, hung
                 log.warning("on-alert command failed (%s: %s): %s", type(exc).__name__, exc, self.cmd)
             finally:

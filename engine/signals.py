@@ -699,13 +699,14 @@ class Signals:
             store.set_alerts(self._alert_list)
             self._alerts_caught_up(store)
         for alert in onsets:
-            self._announce(alert)
+            self._announce(alert, store)
 
-    def _announce(self, alert: Alert) -> None:
+    def _announce(self, alert: Alert, store: StoreWriter | None = None) -> None:
         self._announced[(alert.step, alert.rule)] = alert.to_dict()
         print(one_line(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}"), file=sys.stderr)
         if self.on_alert:
-            self._commands = self._commands or AlertCommands(self.on_alert)
+            self._commands = self._commands or AlertCommands(self.on_alert, store=store and store.path,
+                                                             run_dir=self.run_dir)
             self._commands.submit(alert)
 
     def end(self, wait: bool) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from engine import metrics as M
 from engine.alerts import DEFAULT_RULES, RULE_NAMES, Alert, AlertRules, evaluate_alerts, loss_roles
-from engine.pause import (PAUSE_FILE, alert_env, clear_pause, evowatch_should_pause, read_pause, run_on_alert,
+from engine.pause import (PAUSE_FILE, AlertCommands, alert_env, clear_pause, evowatch_should_pause, read_pause, run_on_alert,
                           wait_if_paused, write_pause)
 
 D, C, K_INTR, SIGMA = 64, 10, 6, 0.5
@@ -802,6 +802,13 @@ def test_run_on_alert_passes_env(tmp_path):
     env = json.loads(out.read_text())
     assert env == {"EVOWATCH_STEP": "5000", "EVOWATCH_RULE": "collapse", "EVOWATCH_VALUE": "0.25",
                    "EVOWATCH_MESSAGE": "diversity fell 60% between step 4000 and 5000"}
+    out.unlink()
+    commands = AlertCommands(cmd, store="run.zarr", run_dir=tmp_path / "run")  # round BG: a hook reading the
+    commands.submit(alert)  # store had to hard-code its path
+    commands.finish()
+    commands.stop()
+    assert json.loads(out.read_text()) == {**env, "EVOWATCH_STORE": os.path.abspath("run.zarr"),
+                                           "EVOWATCH_RUN_DIR": str(tmp_path / "run")}
 
 
 def test_run_on_alert_failures_are_not_fatal(caplog):
@@ -963,6 +970,7 @@ def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path,
     class Store:
         attrs: dict = {}
         labels: list = []
+        path = tmp_path / "s.zarr"
 
         def step_metrics(self):
             return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0])}
