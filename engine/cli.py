@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not compute per-step metrics and alerts, nor read the trainer's losses")
     watch.add_argument("--probe", action="append", metavar="PROMPT[|CONTRAST]", type=_parsed_by("engine.metrics", "valid_probe"),
                        help="zero-shot attribute probe scored with the CLIP text encoder (repeatable), e.g. 'grey hair'")
-    watch.add_argument("--on-alert", metavar="CMD", help="shell command run on each new alert (EVOWATCH_STEP, EVOWATCH_RULE, EVOWATCH_VALUE, EVOWATCH_MESSAGE set)")
+    watch.add_argument("--on-alert", metavar="CMD", help="shell command run on each new alert (EVOWATCH_STEP, EVOWATCH_RULE, EVOWATCH_VALUE, EVOWATCH_MESSAGE, "
+                       "EVOWATCH_STORE, EVOWATCH_RUN_DIR set)")
     watch.add_argument("--pause-on-alert", action="store_true", help="write RUN_DIR/EVOWATCH_PAUSE on an alert (see engine.pause for the trainer side)")
     _discovery_args(watch)
     sampling = watch.add_argument_group("weight-only checkpoints (see engine/sampler.py)")

@@ -134,6 +134,32 @@ def alert_env(alert: Any) -> dict[str, str]:
     }
 
 
+#: Words a shell runs itself: no program to look for.
+_SHELL_WORDS = frozenset({"cd", "exec", "source", ".", "export", "if", "for", "while", "until", "case", "test", "[",
+                          "echo", "printf", "true", "false", ":", "eval", "set", "exit", "command", "time", "{", "(",
+                          "!", "read", "wait", "kill", "trap", "ulimit", "umask", "type", "unset"})
+
+
+def missing_program(cmd: str) -> str | None:
+    """The program an ``--on-alert`` command starts with when it is not there (not on PATH, or a
+    path to no executable file), else None (also when the shell's syntax hides it): said when the
+    watch starts, ``--on-alert nosuchcommand`` failed only at the first alert, when it was needed."""
+    import shlex
+    import shutil
+
+    try:
+        words = shlex.split(cmd)
+    except ValueError:  # an unclosed quote: the shell says so at the first alert
+        return None
+    words = [w for w in words if not ("=" in w and w.split("=", 1)[0].isidentifier())][:1]  # VAR=value first
+    if not words or words[0] in _SHELL_WORDS or any(c in words[0] for c in "$`|&;<>(){}*?~"):
+        return None
+    program = words[0]
+    if "/" in program:
+        return None if os.path.isfile(program) and os.access(program, os.X_OK) else program
+    return None if shutil.which(program) else program
+
+
 def run_on_alert(
     cmd: str, alert: Any, timeout_s: float = ON_ALERT_TIMEOUT_S, cwd: str | os.PathLike | None = None,
     cancel: threading.Event | None = None, where: Mapping[str, str] | None = None,

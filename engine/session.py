@@ -13,6 +13,7 @@ import numpy as np
 from engine.backlog_log import counted
 from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
 from engine.errors import EvowatchError, WeightsNotFoundError
+from engine.pause import missing_program
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError, StoreLockedError
 from stores.format import KIND_CODES
@@ -63,6 +64,9 @@ def after_ingest_steps(args: argparse.Namespace, encoder) -> list[AfterIngest]:
 
         steps.append(Signals(run_dir=args.run_dir, encoder=encoder, probes=tuple(args.probe or ()),
                              on_alert=args.on_alert, pause_on_alert=args.pause_on_alert))
+        if args.on_alert and (program := missing_program(args.on_alert)):
+            log.warning("--on-alert: %s: no such program (not on PATH, or no executable file there); the command "
+                        "fails at each alert: check it", program)
     elif unused := [option for option, given in (("--probe", args.probe), ("--on-alert", args.on_alert),
                                                   ("--pause-on-alert", args.pause_on_alert)) if given]:
         log.warning("%s: not used with --no-metrics (no signal is measured, no alert raised)", ", ".join(unused))

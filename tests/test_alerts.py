@@ -811,6 +811,19 @@ def test_run_on_alert_passes_env(tmp_path):
                                            "EVOWATCH_RUN_DIR": str(tmp_path / "run")}
 
 
+def test_an_on_alert_command_whose_program_is_not_there_is_said_when_the_watch_starts(tmp_path):
+    """Round BG: `--on-alert nosuchcommand` was taken, and failed only at the first alert."""
+    from engine.pause import missing_program
+
+    (tmp_path / "notify.sh").write_text("#!/bin/sh\n")
+    assert [missing_program(cmd) for cmd in (
+        "nosuchcommand --step $EVOWATCH_STEP", "FOO=1 nosuchcommand", f"{tmp_path}/notify.sh", "./missing.sh",
+        "echo $EVOWATCH_STEP >> log.txt", "sh -c 'exit 1'", "cd /tmp && nosuch", "$NOTIFY", "'unclosed",
+    )] == ["nosuchcommand", "nosuchcommand", f"{tmp_path}/notify.sh", "./missing.sh", None, None, None, None, None]
+    (tmp_path / "notify.sh").chmod(0o755)
+    assert missing_program(f"{tmp_path}/notify.sh") is None
+
+
 def test_run_on_alert_failures_are_not_fatal(caplog):
     alert = {"step": 1, "rule": "fd_rising", "value": 2.0, "message": "m"}
     with caplog.at_level(logging.WARNING, logger="engine.pause"):
