@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from engine.discovery import DiscoveryOptions, file_versions, is_ready, scan_run  # noqa: E402
+from engine.discovery.identity import file_versions  # noqa: E402
+from engine.discovery.options import DiscoveryOptions  # noqa: E402
+from engine.discovery.ready import is_ready  # noqa: E402
+from engine.discovery.scan import scan_run  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 

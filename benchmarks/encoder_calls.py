@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ingest import write_run  # noqa: E402
 
-from engine.discovery import DiscoveryOptions, content_hash, scan_run  # noqa: E402
+from engine.discovery.identity import content_hash  # noqa: E402
+from engine.discovery.options import DiscoveryOptions  # noqa: E402
+from engine.discovery.scan import scan_run  # noqa: E402
 from engine.encoders import ClipPreprocessor  # noqa: E402
 from engine.pipeline import ingest  # noqa: E402
 from engine.session import encoder_record  # noqa: E402

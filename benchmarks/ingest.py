@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.decode import iter_samples  # noqa: E402
-from engine.discovery import DiscoveryOptions, content_hash, scan_run  # noqa: E402
+from engine.discovery.identity import content_hash  # noqa: E402
+from engine.discovery.options import DiscoveryOptions  # noqa: E402
+from engine.discovery.scan import scan_run  # noqa: E402
 from engine.encoders import make_encoder  # noqa: E402
 from engine.batches import END, PreparedBatch, Preparation, prepare_batch  # noqa: E402
 from engine.decode_workers import start_decode_processes  # noqa: E402

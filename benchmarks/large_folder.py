@@ -22,7 +22,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.discovery import DiscoveryOptions, content_hash, scan_reference, scan_run  # noqa: E402
+from engine.discovery.identity import content_hash  # noqa: E402
+from engine.discovery.options import DiscoveryOptions  # noqa: E402
+from engine.discovery.scan import scan_reference, scan_run  # noqa: E402
 from engine.encoders import make_encoder  # noqa: E402
 from engine.pipeline import ingest  # noqa: E402
 from engine.session import encoder_record  # noqa: E402

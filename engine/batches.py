@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from engine.decode import iter_samples
-from engine.discovery import DiscoveryOptions
+from engine.discovery.options import DiscoveryOptions
 from engine.encoders import Preprocessor
 from engine.records import Checkpoint, Sample, SkippedFile
 

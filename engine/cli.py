@@ -24,7 +24,7 @@ from stores.errors import NO_ROOM
 from stores.format import did_you_mean, one_line, stored_text
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
 
 DEFAULT_ENCODER = "clip:ViT-B-32/laion2b_s34b_b79k"
 DEMO_STEPS = 3000  # examples/demo_trainer.py's DEFAULT_STEPS (not imported: it imports torch)
@@ -150,7 +150,7 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
                        "time, setting, shape or hash")
     group.add_argument("--samples", action="append", metavar="GLOB", help="sample file glob (repeatable); default: images and .npy/.npz/.pt tensors; "
                        "for a run that logs its samples to TensorBoard only: the image tags to read")
-    group.add_argument("--grid", type=_parsed_by("engine.discovery", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
+    group.add_argument("--grid", type=_parsed_by("engine.discovery.options", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
     group.add_argument("--tile-size", type=_number(int, 1), metavar="PX", help="force the tile size of grid images (pixels)")
     group.add_argument("--value-range", choices=("auto", "tanh", "unit", "byte"), default="auto",
                        help="the range of float pixels in tensor files and sampler outputs: tanh [-1, 1], unit [0, 1], "
@@ -171,7 +171,7 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
 def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
     """The discovery settings of a `watch` command line."""
     from engine.decode import VALUE_RANGES
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
 
     if args.labels is not None and not any(p.is_file() for p in (args.labels, args.run_dir / args.labels)):
         if args.labels.is_dir():

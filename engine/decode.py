@@ -51,8 +51,11 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from engine.backlog_log import counted
-from engine.discovery import (TENSOR_EXTENSIONS, DiscoveryOptions, checkpoint_path, in_a_label_folder, index_in_name,
-                              last_integer, warn_once)
+from engine.discovery.identity import in_a_label_folder
+from engine.discovery.options import TENSOR_EXTENSIONS, DiscoveryOptions
+from engine.discovery.ready import checkpoint_path
+from engine.discovery.said_once import warn_once
+from engine.discovery.steps import index_in_name, last_integer
 from engine.errors import GONE, DiscoveryError
 from engine.grids import MIN_TILE, detect_grid, resolve_grid, select_tiles, split_grid
 from engine.records import Checkpoint, Sample, SkippedFile

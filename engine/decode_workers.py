@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.batches import (END, PROCESS_THREADS, Done, Failed, Part, PartDone, PreparedBatch, Preparation,
                             StoreColumns, messages)
-from engine.discovery import TENSOR_EXTENSIONS, DiscoveryOptions
+from engine.discovery.options import TENSOR_EXTENSIONS, DiscoveryOptions
 from engine.errors import EvowatchError, sendable
 from engine.records import Checkpoint
 from engine.slots import SlotRef, SlotRing

@@ -31,7 +31,7 @@ from engine.batches import END, PROCESS_THREADS, Done, Failed, PreparedBatch, Pr
     StoreColumns, messages
 from engine.decode import VANISHED, iter_samples
 from engine.decode_workers import start_decode_processes
-from engine.discovery import DiscoveryOptions
+from engine.discovery.options import DiscoveryOptions
 from engine.encoders import Encoder
 from engine.errors import EvowatchError
 from engine.records import Checkpoint, SkippedFile

@@ -47,8 +47,12 @@ from typing import Any
 import numpy as np
 
 from engine import decode
-from engine.discovery import (MODEL_EXTENSIONS, DiscoveryOptions, content_hash, file_versions, folder_entries,
-                              is_ready, is_weight_file, reading_settings, step_of, walk_files)
+from engine.discovery.folders import folder_entries, walk_files
+from engine.discovery.identity import content_hash, file_versions, reading_settings
+from engine.discovery.names import is_weight_file
+from engine.discovery.options import MODEL_EXTENSIONS, DiscoveryOptions
+from engine.discovery.ready import is_ready
+from engine.discovery.steps import step_of
 from engine.errors import EvowatchError, message_lines
 from engine.records import Checkpoint, Sample, SkippedFile
 
@@ -242,7 +246,7 @@ def resolve_device(device: str) -> str:
 class Sampler:
     """A loaded ``--sampler``: discovers weight checkpoints and turns each into samples.
 
-    It stands in for :func:`engine.discovery.scan_run`, :func:`engine.discovery.content_hash`
+    It stands in for :func:`engine.discovery.scan.scan_run`, :func:`engine.discovery.identity.content_hash`
     and :func:`engine.decode.iter_samples` for generated checkpoints; reference sets
     (``--real``/``--holdout``) go through the ordinary functions.
     """

@@ -4,7 +4,7 @@ Many trainers write no sample files: diffusers' example scripts log their sample
 ``tracker.add_images("test_samples", images, epoch)`` (or ``"validation"``), PyTorch
 Lightning modules with ``self.logger.experiment.add_image("generated_images", grid, epoch)``,
 many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no checkpoint
-(:func:`engine.discovery.scan_run` finds none), the watcher reads these instead: each
+(:func:`engine.discovery.scan.scan_run` finds none), the watcher reads these instead: each
 (folder of event files, tag, step) with images is one checkpoint, named ``FOLDER/TAG@STEP``.
 
 * Tags: every image tag but those named as real data or made from it (``real_images``,
@@ -53,8 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import decode
-from engine.discovery import (SAMPLE_WORDS, DiscoveryOptions, content_hash, is_ready, is_real_data,
-                              reading_settings, warn_once)
+from engine.discovery.identity import content_hash, reading_settings
+from engine.discovery.names import SAMPLE_WORDS, is_real_data
+from engine.discovery.options import DiscoveryOptions
+from engine.discovery.ready import is_ready
+from engine.discovery.said_once import warn_once
 from engine.event_files import Cursor, event_summary, fields, is_event_file, plugin_name, summary_values
 from engine.grids import GridGeometry, detect_grid, resolve_grid, select_tiles, split_grid, tensorboard_grid
 from engine.records import Checkpoint, Sample, SkippedFile
@@ -152,7 +155,7 @@ def logged_tags(sources: Iterable[str], run_dir: Path) -> list[str]:
 
 class TensorBoardImages:
     """The image summaries of a run's event files as checkpoints: stands in for
-    :func:`engine.discovery.scan_run`, :func:`engine.discovery.content_hash` and
+    :func:`engine.discovery.scan.scan_run`, :func:`engine.discovery.identity.content_hash` and
     :func:`engine.decode.iter_samples`, as a ``--sampler`` does. Keeps what it has read of
     each event file between passes."""
 

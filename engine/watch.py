@@ -33,10 +33,15 @@ from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
 from engine.decode import iter_samples, label_folder_names, labels_file_path, labels_table
-from engine.discovery import (IMAGE_EXTENSIONS, SAMPLE_WORDS, DiscoveryOptions, checkpoint_path, combined_hash,
-                              file_digests, file_versions, hidden_sample_folders, in_a_label_folder, in_one_folder,
-                              is_ready, reading_settings, ready_file_name, sample_files, scan_reference, scan_run,
-                              series_glob, step_regex_miss, warn_once)
+from engine.discovery.identity import (combined_hash, file_digests, file_versions, in_a_label_folder, in_one_folder,
+                                       reading_settings)
+from engine.discovery.names import SAMPLE_WORDS
+from engine.discovery.options import IMAGE_EXTENSIONS, DiscoveryOptions
+from engine.discovery.ready import checkpoint_path, is_ready, ready_file_name
+from engine.discovery.said_once import warn_once
+from engine.discovery.samples import hidden_sample_folders, sample_files
+from engine.discovery.scan import scan_reference, scan_run
+from engine.discovery.steps import series_glob, step_regex_miss
 from engine.encoders import Encoder
 from engine.errors import GONE, DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, deleted, ingest, say_deleted_while_read

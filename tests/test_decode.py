@@ -21,7 +21,9 @@ from tests.sample_fixtures import (digit_like, matplotlib_grid, save_torchvision
                                    write_png)
 
 from engine.decode import iter_samples
-from engine.discovery import DiscoveryOptions, content_hash, scan_reference, scan_run
+from engine.discovery.identity import content_hash
+from engine.discovery.options import DiscoveryOptions
+from engine.discovery.scan import scan_reference, scan_run
 from engine.errors import DiscoveryError
 from engine.records import Checkpoint, Sample, SkippedFile
 

@@ -11,9 +11,14 @@ import pytest
 import torch
 from tests.sample_fixtures import save_torchvision_grid, smooth_images, stylegan_grid, write_png
 
-from engine import discovery
-from engine.discovery import (DiscoveryOptions, content_hash, is_ready, is_weight_file, parse_grid, scan_reference,
-                              scan_run, step_in_name)
+from engine.discovery import said_once, scan
+from engine.discovery.identity import content_hash
+from engine.discovery.names import is_real_data, is_sample_name, is_weight_file
+from engine.discovery.options import DiscoveryOptions, parse_grid
+from engine.discovery.ready import is_ready
+from engine.discovery.samples import sample_files
+from engine.discovery.scan import scan_reference, scan_run
+from engine.discovery.steps import step_in_name, step_of
 from engine.errors import DiscoveryError
 from stores.zarr_store import StoreWriter
 
@@ -169,13 +174,11 @@ def test_latent_diffusion_validation_batches_are_grouped_by_their_global_step(tm
 def test_checkpoints_a_numbered_file_at_the_top_hides_are_said(tmp_path, caplog):
     """Round AF: one sample file at a run's top (`samples_2500.npz`, a plot `final_grid_3000.png`)
     makes the run read at that level, and `samples/step_N/` was never read, without a word."""
-    import engine.discovery as discovery
-
     for step in (1000, 2000):
         for i, image in enumerate(smooth_images(RNG, 3, 8)):
             write_png(tmp_path / "samples" / f"step_{step}" / f"{i}.png", image)
     np.save(tmp_path / "samples_2500.npy", smooth_images(RNG, 4, 8))
-    discovery._warned.clear()
+    said_once._warned.clear()
     with caplog.at_level("WARNING", logger="engine.discovery"):
         assert [c.source for c in scan_run(tmp_path)] == ["samples_2500.npy"]  # the rule stands
         scan_run(tmp_path)  # said once
@@ -184,7 +187,7 @@ def test_checkpoints_a_numbered_file_at_the_top_hides_are_said(tmp_path, caplog)
                                f"at {tmp_path / 'samples'}"]
     caplog.clear()
     (tmp_path / "samples" / "step_2000").rename(tmp_path / "real")  # real data beside: not checkpoints
-    discovery._warned.clear()
+    said_once._warned.clear()
     with caplog.at_level("WARNING", logger="engine.discovery"):
         scan_run(tmp_path)
     assert not [m for m in caplog.messages if "more checkpoints" in m]
@@ -196,7 +199,7 @@ def test_a_copy_of_one_checkpoint_is_not_hinted_as_checkpoints(tmp_path, caplog)
     for step in (100, 200):
         _folder_of_images(tmp_path / f"checkpoint-{step}", names="{:04d}.png")
     shutil.copytree(tmp_path / "checkpoint-200", tmp_path / "latest")
-    discovery._warned.clear()
+    said_once._warned.clear()
     with caplog.at_level("WARNING", logger="engine.discovery"):
         assert [c.source for c in scan_run(tmp_path)] == ["checkpoint-100", "checkpoint-200"]
     assert not [m for m in caplog.messages if "more checkpoints" in m]
@@ -210,7 +213,7 @@ def test_pointed_at_one_checkpoint_says_so(tmp_path, inside, caplog):
     run = tmp_path / "run"
     _folder_of_images(run / inside, n=12, names="{}.png")
     _folder_of_images(run / "checkpoint-1000", n=5, names="{:04d}.png")
-    discovery._warned.clear()
+    said_once._warned.clear()
     with caplog.at_level("WARNING", logger="engine.discovery"):
         assert [c.step for c in scan_run(run / inside)] == list(range(12))
     assert caplog.messages == [f"{run / inside}: looks like one checkpoint (its name says step 500; 12 files numbered as "
@@ -239,7 +242,7 @@ def test_checkpoint_folders_whose_image_carries_a_setting_are_checkpoints(tmp_pa
         (tmp_path / "r" / folder).mkdir(parents=True)
         save_torchvision_grid(smooth_images(RNG, 4, 8), tmp_path / "r" / folder / name, nrow=2)
     found = scan_run(tmp_path)
-    assert [(c.step, c.source) for c in found] == [(discovery.step_in_name(f), f"r/{f}") for f in folders]
+    assert [(c.step, c.source) for c in found] == [(step_in_name(f), f"r/{f}") for f in folders]
 
 
 @pytest.mark.parametrize("run", ["ddpm_ep500/results", "run-it2", "sd15_ckpt2/samples", "lr1e-4_ep50/results"])
@@ -248,7 +251,7 @@ def test_a_run_whose_name_holds_a_counter_is_not_taken_for_one_checkpoint(tmp_pa
     `sample-1.png` ... was refused as one checkpoint (a live watch stopped at its second)."""
     for milestone in (1, 2, 3):
         write_png(tmp_path / run / f"sample-{milestone}.png", smooth_images(RNG, 1, 16)[0])
-    discovery._warned.clear()
+    said_once._warned.clear()
     with caplog.at_level("WARNING", logger="engine.discovery"):
         assert [c.step for c in scan_run(tmp_path / run)] == [1, 2, 3]
     assert "one checkpoint" not in caplog.text
@@ -258,7 +261,7 @@ def test_one_checkpoint_given_as_dot_is_said_too(tmp_path, monkeypatch, caplog):
     """Round AO: `cd checkpoint-500 && evowatch watch .` read a checkpoint per image, unsaid."""
     _folder_of_images(tmp_path / "run" / "checkpoint-500", n=3, names="{:04d}.png")
     monkeypatch.chdir(tmp_path / "run" / "checkpoint-500")
-    discovery._warned.clear()
+    said_once._warned.clear()
     with caplog.at_level("WARNING", logger="engine.discovery"):
         scan_run(".")
     assert "looks like one checkpoint (its name says step 500;" in caplog.text
@@ -652,7 +655,7 @@ def test_step_regex_and_empty_and_temp_files(tmp_path):
 
 def test_steps_named_in_names_and_numbers_that_are_no_steps():
     """The step a name says it is wins over later numbers; dates, shapes and hashes are no steps."""
-    from engine.discovery import step_in_name
+    from engine.discovery.steps import step_in_name
 
     for name, step in [("samples_gs-005000_e-000003_b-000123", 5000),  # taming / latent-diffusion ImageLogger
                        ("epoch=3-step=1000", 1000), ("iter5000", 5000), ("step_000500", 500), ("kimg000400", 400),
@@ -755,13 +758,13 @@ def test_evaluation_results_saved_as_tensors_are_no_samples(tmp_path):
                  "test_ckpt_1_bpd_0.npz", "ckpt_1_loss.npz",  # score_sde / RectifiedFlow: bits per dim, eval loss
                  # guided-diffusion's FID reference batches (round AL: real images stored as generated at step 64)
                  "VIRTUAL_imagenet64_labeled.npz", "VIRTUAL_lsun_bedroom256.npz"):
-        assert not discovery.is_sample_name(name, DiscoveryOptions()), name
-        assert discovery.is_sample_name(name, DiscoveryOptions(), reference=True) == name.startswith("VIRTUAL"), name
+        assert not is_sample_name(name, DiscoveryOptions()), name
+        assert is_sample_name(name, DiscoveryOptions(), reference=True) == name.startswith("VIRTUAL"), name
     for name in ("fid_samples_1000.npz", "feature_samples.npz", "stats_1000.png", "x_1000.npy",
                  "samples_16x64x64x3.npz", "grid-8x8_1000.npz",
                  # round AM: a resolution or "virtual" in a step-numbered name dropped the whole run
                  "gen_1000_32x32.npz", "001000-32x32.npz", "epoch1000_32x32.npz", "virtual_1000.npz"):
-        assert discovery.is_sample_name(name, DiscoveryOptions()), name
+        assert is_sample_name(name, DiscoveryOptions()), name
 
 
 def test_tensor_samples_named_after_the_model_are_checkpoints(tmp_path):
@@ -793,14 +796,14 @@ def test_missing_run_dir_is_a_discovery_error(tmp_path):
 def test_folder_vanishing_mid_scan_is_absent(tmp_path, monkeypatch):
     for name in ("checkpoint-500", "checkpoint-1000"):
         _folder_of_images(tmp_path / name)
-    real_sample_files = discovery.sample_files
+    real_sample_files = sample_files
 
     def rotated_away(folder, options):
         if folder.name == "checkpoint-500":
             shutil.rmtree(folder)
         return real_sample_files(folder, options)
 
-    monkeypatch.setattr(discovery, "sample_files", rotated_away)
+    monkeypatch.setattr(scan, "sample_files", rotated_away)
     assert [c.source for c in scan_run(tmp_path)] == ["checkpoint-1000"]
 
 
@@ -988,9 +991,9 @@ def test_reconstructions_of_real_inputs_are_no_samples(tmp_path, caplog):
     assert [c.source for c in chosen] == ["results/reconstruction_1.png", "results/reconstruction_2.png"]
     for name in ("rec_A", "x_recon", "recons", "reconst-3", "Reconstructions", "reconstructed_500",
                  "train_img", "train_img_0", "train_images"):  # MONAI's tags of a training image
-        assert discovery.is_real_data(name, DiscoveryOptions()), name
+        assert is_real_data(name, DiscoveryOptions()), name
     for name in ("record_500", "recall", "precision", "recipe_3", "direction", "validation_images", "val_diff_synimg"):
-        assert not discovery.is_real_data(name, DiscoveryOptions()), name
+        assert not is_real_data(name, DiscoveryOptions()), name
 
 
 def test_folders_named_as_real_data_are_no_samples(tmp_path, caplog):
@@ -1301,7 +1304,7 @@ def test_video_samples_are_named_and_their_input_images_and_hashes_are_no_sample
     assert "4 files named as a folder, an image or a video beside them (validation-100-0-" in caplog.text
     assert "2 files named as real data or made from it (image_condition-gs100_ep0_idx99_rank0.jpg" in caplog.text
     for name, step in (("sample-b04f5.png", None), ("mylora_e000003_00.png", 0), ("img_cafe1.png", 1)):
-        assert discovery.step_of(name, DiscoveryOptions()) == step, name
+        assert step_of(name, DiscoveryOptions()) == step, name
 
 
 def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tmp_path, caplog):
@@ -1417,7 +1420,7 @@ def test_studiogans_run_named_by_its_start_time_gives_no_step_and_its_losses_are
     (tmp_path / "statistics" / run).mkdir(parents=True)
     np.save(tmp_path / "statistics" / run / "losses.npy", {"gen_loss": [1.0, 0.5]}, allow_pickle=True)
     assert [c.step for c in scan_run(tmp_path)] == [2000, 4000]
-    from engine.discovery import step_in_name
+    from engine.discovery.steps import step_in_name
 
     assert step_in_name("samples_2024_05_14_10_12_33") is None and step_in_name("step_2000_01_05") == 2000
 
@@ -1483,9 +1486,6 @@ def test_the_current_folder_as_run_dir_and_options_given_as_lists(tmp_path, monk
     """Round AA: `evowatch watch .` with a file at the run's top exited "error: no path
     specified" (a relative name cut from ""), and DiscoveryOptions given lists raised
     "unhashable type: 'list'" in the name checks' cache."""
-
-    from engine.discovery import sample_files
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config.yaml").write_text("lr: 0.1\n")
     (tmp_path / "grid.png").write_bytes(b"")
@@ -1662,7 +1662,7 @@ def test_two_folders_whose_checkpoints_take_turns_in_step_are_said(tmp_path, cap
     """Two experiments side by side with no step in common (``baseline/`` at 1000, 2000, 3000,
     ``ablation/`` at 1500, 2500) were read as one run without a word; a run's second phase
     going on where the first stopped is no such thing."""
-    discovery._warned.clear()
+    said_once._warned.clear()
     for name, steps in (("baseline", (1000, 2000, 3000)), ("ablation", (1500, 2500)),):
         for step in steps:
             _folder_of_images(tmp_path / "two" / name / "samples", n=1, names=f"step_{step:06d}.png")
@@ -1681,7 +1681,7 @@ def test_one_checkpoint_of_label_folders_numbered_in_the_data_sets_order_is_one_
     """``step_001000/{cat,dog,eel}/0000i.png`` with i spread over the folders (none of them
     consecutive) was read as a run: a checkpoint per image, and a notice that the folders
     were two runs taking turns in step."""
-    discovery._warned.clear()
+    said_once._warned.clear()
     for i in range(9):
         _folder_of_images(tmp_path / "run" / "step_001000" / "cat dog eel".split()[i % 3], n=1, names=f"{i:05d}.png")
     with caplog.at_level("WARNING", logger="engine.discovery"):
@@ -1693,7 +1693,7 @@ def test_a_python_environment_is_not_named_as_a_hidden_folder_of_samples(tmp_pat
     """Round BA: a project's folder given as the run, its checkpoints not written yet, was told
     "a hidden folder is not read: .venv/ holds sample files (point evowatch at .venv)": the
     images of its packages (matplotlib's icons). A folder of environments (``.tox``) alike."""
-    from engine.discovery import hidden_sample_folders
+    from engine.discovery.samples import hidden_sample_folders
 
     rng = np.random.default_rng(0)
     for env in (".venv", ".tox/py311"):
@@ -1717,7 +1717,7 @@ def test_settled_checkpoint_folders_are_not_listed_again(tmp_path, monkeypatch):
     first = scan_run(tmp_path)
     listed = []
     real_scandir = os.scandir
-    monkeypatch.setattr(discovery.os, "scandir", lambda path: listed.append(Path(path)) or real_scandir(path))
+    monkeypatch.setattr(os, "scandir", lambda path: listed.append(Path(path)) or real_scandir(path))
     assert scan_run(tmp_path) == first
     assert listed == [tmp_path]  # the run's own folder only: a new checkpoint shows there
     write_png(tmp_path / "step_000500" / "00004.png", smooth_images(RNG, 1, 16)[0])  # added: the folder changed
@@ -1749,7 +1749,7 @@ def test_a_settled_folder_whose_times_were_set_back_or_permissions_changed_is_li
     assert [len(c.files) for c in scan_run(tmp_path)] == [5, 4]
     listed = []
     real_scandir = os.scandir
-    monkeypatch.setattr(discovery.os, "scandir", lambda path: listed.append(Path(path)) or real_scandir(path))
+    monkeypatch.setattr(os, "scandir", lambda path: listed.append(Path(path)) or real_scandir(path))
     folder.chmod(0o700)  # its times as they were, its permissions not
     scan_run(tmp_path)
     assert folder in listed

@@ -262,7 +262,7 @@ def test_a_checkpoint_taken_again_as_its_files_keep_coming_names_settle(tmp_path
     """A trainer writing a checkpoint's files further apart than --settle: every pass took it
     again as a new version, rows grew as the square of its files, and nothing said why. A grid
     rewritten in place (DCGAN) keeps its one file and says nothing."""
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
@@ -291,7 +291,7 @@ def test_a_trainer_writing_a_checkpoints_files_apart_lengthens_the_default_settl
     step was stored (and measured) once per image. Once a checkpoint grows (here from the lone
     first file, read under another name), the watch waits longer than its files' gap; a --settle
     given is kept. The clock is the test's: files written a second apart, passes 0.6 s after."""
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
@@ -331,7 +331,7 @@ def test_a_checkpoint_grown_after_the_trainer_exited_does_not_lengthen_settle_ag
     (Watcher.trainer_exited: --settle 0). A checkpoint taken again there with more files
     lengthened --settle in the middle of that pass, and a checkpoint found after it, written
     a moment before, was left unstored ("still being written") when the demo ended."""
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
@@ -381,7 +381,7 @@ def test_a_checkpoint_rotated_away_before_it_settled_is_named(tmp_path, caplog):
     --settle (a burst of 8 rotated away 0.1 s apart; keeping 1 a second, all but the last):
     never ingested, and nothing said. One renamed (its step still there) or read otherwise
     now (its files still there) is not deleted."""
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
@@ -413,7 +413,7 @@ def test_a_checkpoint_rotated_away_while_the_watch_was_busy_is_not_said_incomple
     out and measuring looked again after they had settled: "deleted before it was complete
     (changed within the last --settle 2 s) ... lower --settle" of checkpoints that may have been
     complete for a second, where a lower --settle does not help and keeping more does."""
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
@@ -492,7 +492,7 @@ def test_a_checkpoint_being_written_when_the_run_directory_was_replaced_is_not_s
 def test_a_checkpoint_taken_again_with_a_ready_file_names_the_ready_file(tmp_path, caplog):
     """rsync copies in name order: a ready file `done` came before `sample_*.png`, and the
     advice was to use the --ready-file already in use."""
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
@@ -536,7 +536,7 @@ def test_files_whose_step_is_read_anew_are_stored_again_at_it(tmp_path):
     """CogVideoX's ``validation-{step}-{rank}-{prompt}-{hash}.png`` watched live: the first
     step's files alone carry the rank as their last number (step 0); once the second step
     came they read as step 100, but their content was stored already and they stayed at 0."""
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
@@ -596,7 +596,9 @@ def test_live_watch_picks_up_new_checkpoints_and_stops_cleanly_on_ctrl_c(tmp_pat
 
 # ------------------------------------------------------------------ decode worker processes
 def _ingest_run(run: Path, store_path: Path, workers: int, batch_size: int | None = None) -> list:
-    from engine.discovery import DiscoveryOptions, content_hash, scan_run
+    from engine.discovery.identity import content_hash
+    from engine.discovery.options import DiscoveryOptions
+    from engine.discovery.scan import scan_run
     from engine.encoders import make_encoder
     from engine.pipeline import ingest
     from engine.session import encoder_record
@@ -678,7 +680,9 @@ def test_a_checkpoint_deleted_while_being_read_is_not_stored(tmp_path, caplog, w
     """Rotation deletes a checkpoint between the scan and its reading: one line says so and
     nothing is stored for it (not a step of 0 samples with every file a warning); a file
     gone from a checkpoint that is still there is a warning as before."""
-    from engine.discovery import DiscoveryOptions, content_hash, scan_run
+    from engine.discovery.identity import content_hash
+    from engine.discovery.options import DiscoveryOptions
+    from engine.discovery.scan import scan_run
     from engine.encoders import make_encoder
     from engine.pipeline import ingest
     from engine.session import encoder_record
@@ -765,7 +769,9 @@ def test_a_large_folder_is_decoded_in_parts_by_all_workers_as_one_checkpoint(tmp
     is one warning."""
     import engine.decode_workers
     from engine.decode_workers import split_parts
-    from engine.discovery import DiscoveryOptions, content_hash, scan_reference
+    from engine.discovery.identity import content_hash
+    from engine.discovery.options import DiscoveryOptions
+    from engine.discovery.scan import scan_reference
     from engine.encoders import make_encoder
     from engine.pipeline import ingest
     from engine.session import encoder_record
@@ -867,7 +873,7 @@ def test_a_batch_is_cut_once_its_decoded_images_are_large(monkeypatch):
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from engine import batches
-    from engine.discovery import DiscoveryOptions
+    from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.records import Checkpoint, Sample
 

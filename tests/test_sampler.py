@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.discovery import DiscoveryOptions
+from engine.discovery.options import DiscoveryOptions
 from engine.records import Checkpoint, Sample
 from engine.sampler import (Sampler, SamplerError, _as_arrays, load_checkpoint, load_sampler, parse_sampler_spec,
                             scan_weights)

@@ -17,7 +17,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from engine.cli import main
-from engine.discovery import DiscoveryOptions
+from engine.discovery.options import DiscoveryOptions
 from engine.encoders import make_encoder
 from engine.grids import parse_tile_slice
 from engine.records import Sample, SkippedFile

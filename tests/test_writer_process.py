@@ -29,7 +29,9 @@ def _run(tmp_path: Path, per: int = 6) -> Path:
 
 
 def _ingest(run: Path, store, steps: tuple[int, ...] | None = None) -> list:
-    from engine.discovery import DiscoveryOptions, content_hash, scan_run
+    from engine.discovery.identity import content_hash
+    from engine.discovery.options import DiscoveryOptions
+    from engine.discovery.scan import scan_run
     from engine.encoders import make_encoder
     from engine.pipeline import ingest
 
@@ -308,7 +310,9 @@ def test_a_decoding_failure_that_does_not_pickle_is_raised_as_is(tmp_path, monke
     import threading
 
     from engine.decode import iter_samples
-    from engine.discovery import DiscoveryOptions, content_hash, scan_run
+    from engine.discovery.identity import content_hash
+    from engine.discovery.options import DiscoveryOptions
+    from engine.discovery.scan import scan_run
     from engine.encoders import make_encoder
     from engine.pipeline import ingest
 

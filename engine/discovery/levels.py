@@ -1,0 +1,201 @@
+"""The level rule's reading of one folder (see :mod:`engine.discovery`): its numbered entries,
+and whether a numbered folder holds a series of checkpoints (a run) or one checkpoint."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.backlog_log import counted
+from engine.discovery.folders import _MAX_DEPTH, _is_file, _is_hidden_dir, folder_entries, walk_files
+from engine.discovery.groups import _per_sample_groups, _series_folders
+from engine.discovery.names import is_real_data, is_sample_name, is_weight_file
+from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, VIDEO_EXTENSIONS, DiscoveryOptions
+from engine.discovery.said_once import warn_once
+from engine.discovery.samples import (_holds_images, _holds_samples, _is_real_data_folder, _unnamed_tensor,
+                                      _weights_by_folder)
+from engine.discovery.step_counters import _epoch_batch_steps, _steps_before_a_constant, _steps_in_epochs
+from engine.discovery.steps import (_COUNTER_NAME, _counts_training, _index_like, _is_index_sequence,
+                                    _names_a_checkpoint, step_of)
+from engine.listings import is_dir as _is_dir
+
+log = logging.getLogger(__name__)
+
+
+#: Per-process state saved inside one checkpoint (``rng_state_0.pth``, ``random_states_0.pkl``).
+_PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORECASE)
+
+
+#: Copies of the samples made for another use: AUTOMATIC1111 writes each preview of
+#: ``images/`` again in ``image_embeddings/``, captioned and with the embedding's data drawn
+#: into its edges (a second sample of every step, a near-copy of the first).
+_SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
+
+
+#: The end of a smaller copy's name (MLflow's ``{key}+step+500+…+compressed.webp``).
+_THUMBNAIL_SUFFIX = re.compile(r"[+%_.-](?:compressed|thumbs?|thumbnail)$", re.IGNORECASE)
+
+
+def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set[str]) -> bool:
+    """A file that repeats what a sibling of the same name holds: a sample folder packed as a
+    tensor (DiT's ``FOLDER.npz``) or drawn as one grid (AnimateDiff's ``sample-500.gif`` beside
+    ``sample-500/``), or a tensor file beside an image of its name (pytorch_GAN_zoo's
+    ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``), or an image beside
+    a video of its name (CogVideoX's image-to-video input beside the ``.mp4`` made from it), or
+    a smaller copy of an image (MLflow's ``…+compressed.webp`` beside each logged ``.png``)."""
+    suffix = path.suffix.lower()
+    small = _THUMBNAIL_SUFFIX.search(path.stem)
+    return ((suffix in TENSOR_EXTENSIONS or suffix in IMAGE_EXTENSIONS) and path.stem in folders
+            or suffix in TENSOR_EXTENSIONS and path.stem in images
+            or suffix in IMAGE_EXTENSIONS and (path.stem in videos or bool(small) and path.stem[:small.start()] in images))
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    numbered: tuple[tuple[int, Path, bool], ...]  # (step, path, is_dir); a group's path is its pattern
+    unnumbered_files: int
+    numbered_weights: int
+    plain_dirs: tuple[Path, ...]
+    groups: dict[Path, tuple[Path, ...]]  # pattern -> its files (see _per_sample_groups)
+
+
+def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
+    numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
+    entries = folder_entries(folder)
+    stems = {Path(entry.name).stem for entry in entries if _is_file(entry)}
+    # folders a file of their name may repeat: only those of samples (epoch_1.png, a grid, beside
+    # epoch_1/ of weights was left out as the folder's copy, and nothing was read)
+    folders = {entry.name for entry in entries if entry.name in stems and _is_dir(entry)
+               and _holds_samples(Path(entry.path), options)}
+    images = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS}
+    videos = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in VIDEO_EXTENSIONS}
+    packed = []
+    for entry in entries:
+        path = Path(entry.path)
+        if _is_hidden_dir(entry):
+            continue
+        if not options.samples_chosen and _is_copy_beside(path, folders, images, videos) and _is_file(entry):
+            packed.append(entry.name)
+            continue
+        if _is_dir(entry):
+            step = step_of(entry.name, options, is_file=False)
+            if _is_real_data_folder(entry.name, options):  # the training data or a copy (``data/``, ``real/``, ``gt/``)
+                if any(is_sample_name(p.name, options) for p in walk_files(path)):
+                    reals.append(f"{entry.name}/")
+            elif not options.samples_chosen and _SAMPLE_COPIES_FOLDER.fullmatch(entry.name):
+                warn_once(folder, f"{folder}: {entry.name}/ holds copies of the samples made to carry an embedding "
+                                   "(captioned, data drawn in): not read as samples (--samples GLOB reads it)",
+                           about="copies", say=log.info)
+            elif step is None:
+                plain.append(path)
+            elif _holds_samples(path, options):
+                numbered.append((step, path, True))
+        elif _is_file(entry):
+            step = step_of(entry.name, options)
+            weight = (is_weight_file(entry.name) or _weights_by_folder(path, folder.name)) and not (
+                options.samples_chosen and is_sample_name(entry.name, options))  # --samples picks it
+            if weight:
+                if step is not None and not _PER_PROCESS_STATE.search(entry.name):
+                    weights += 1
+            elif is_sample_name(entry.name, options):
+                real = step is not None and is_real_data(entry.name, options)
+                if real:
+                    reals.append(entry.name)
+                if step is None or real:  # either is a sign of a run beside its samples
+                    unnumbered_files += 1
+                else:
+                    numbered.append((step, path, False))
+    if (unnamed := [e for e in numbered if _unnamed_tensor(e[1])]) and any(
+            _holds_images(path, options) for path in plain):
+        numbered = [entry for entry in numbered if entry not in unnamed]  # StyleSwin's weights beside its samples/
+        weights += len(unnamed)
+    if videos := sorted(e.name for e in entries if Path(e.name).suffix.lower() in VIDEO_EXTENSIONS and _is_file(e)):
+        warn_once(folder, f"{folder}: {counted(len(videos), 'video file')} ({', '.join(videos[:2])}"
+                           f"{', ...' if len(videos) > 2 else ''}) not read: evowatch reads images; have the trainer "
+                           "save its samples as images, or as GIF or WebP (read at their last frame)", about="videos")
+    if packed:
+        one = len(packed) == 1
+        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} named as a folder, an image or a video beside "
+                           f"{'it' if one else 'them'} ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) "
+                           f"left out: a sample folder packed or drawn as one file, weights saved beside their samples, "
+                           "a video's input image or a smaller copy; the samples are read once, from the folder or the "
+                           "full-size image (--samples GLOB picks one)", about="packed")
+    if reals:
+        folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
+        what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
+        warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data or made from it "
+                           f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) {'is' if one else 'are'} "
+                           f"not read as samples (--samples GLOB reads {'it' if one else 'them'})")
+    groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
+    series = _series_folders([path for _, path, is_dir in numbered if is_dir] + plain, options)
+    if series:
+        in_series = {f.parent for _, files in series.values() for f in files}
+        numbered = [entry for entry in numbered if entry[1] not in in_series]
+        plain = [path for path in plain if path not in in_series]
+        groups |= series
+    if groups:
+        grouped = {f for _, group_files in groups.values() for f in group_files}
+        numbered = [entry for entry in numbered if entry[1] not in grouped]
+        numbered += [(step, pattern, False) for pattern, (step, _) in groups.items()]
+    singles = [path for _, path, is_dir in numbered if not is_dir and path not in groups]
+    if options.step_regex is None and (counted_on := _epoch_batch_steps(singles) or _steps_in_epochs(singles)
+                                       or _steps_before_a_constant(singles)):
+        numbered = [(counted_on.get(path, step), path, is_dir) for step, path, is_dir in numbered]
+    return _Level(tuple(numbered), unnumbered_files, weights, tuple(plain),
+                  {pattern: group_files for pattern, (_, group_files) in groups.items()})
+
+
+def _first_numbered_levels(folder: Path, options: DiscoveryOptions, depth: int) -> list[_Level]:
+    """Breadth-first through unnumbered sub-folders to the first depth with numbered entries:
+    its levels that have them (label folders side by side: ``cat/``, ``dog/``)."""
+    frontier = [folder]
+    for _ in range(max(0, _MAX_DEPTH - depth)):
+        levels = [_read_level(f, options) for f in frontier]
+        found = [lv for lv in levels if lv.numbered]
+        if found:
+            return found
+        frontier = [d for lv in levels for d in lv.plain_dirs]
+        if not frontier:
+            break
+    return []
+
+
+def _looks_like_run(folder: Path, options: DiscoveryOptions, depth: int) -> bool:
+    """Whether a lone numbered folder holds a series of checkpoints (see the module rule). Label
+    folders side by side are read together: files numbered in the data set's order are spread
+    over them (``cat/00000.png``, ``dog/00001.png``, ...), no folder's numbers consecutive, and
+    one checkpoint was read as a checkpoint per image."""
+    levels = _first_numbered_levels(folder, options, depth)
+    if not levels:
+        return False
+    numbered = [entry for level in levels for entry in level.numbered]
+    named = _names_a_checkpoint(folder.name)
+    if named:  # a file named with the folder's own step is the checkpoint's too (round AZ: step_100/grid_100.png
+        own = step_of(folder.name, options, is_file=False)  # beside 00000.png ... was step 100 of a run)
+        numbered = [entry for entry in numbered if entry[0] != own] or numbered
+    steps = [step for step, _, _ in numbered]
+    counted_in = any(_COUNTER_NAME.search(path.name) for _, path, _ in numbered)  # epoch_001.png: no index
+    # a folder named as a checkpoint holds its samples' indices, gaps and all (round AJ: step_000100/
+    # without 00006.png was a checkpoint per image, until a second checkpoint came)
+    # and a number its files all share (step_500/samples_ddim50.png, checkpoint-500/grid_512.png: a
+    # setting; round AN: read as a run of one checkpoint at step 50)
+    indices = (_is_index_sequence(steps) or _counts_training(folder.name) and _index_like(steps)
+               or named and len(set(steps)) == 1)
+    # what lies beside such samples in a folder named as a checkpoint is its own (round AZ: step_100/
+    # with a grid.png, an unnumbered or corrupt image, or its weights was a checkpoint per image,
+    # steps 0 to 15, until a second checkpoint came): a sign of a run elsewhere (reals.png by fakes000000.png)
+    beside = not (named and indices) and any(level.unnumbered_files > 0 or level.numbered_weights > 0 for level in levels)
+    return beside or counted_in or not indices
+
+
+def _holds_runs(level: _Level, options: DiscoveryOptions, depth: int) -> bool:
+    """Numbered folders numbered like runs, each a run: consecutive (version_3, version_4, the
+    earlier ones deleted), or dense from 0 or 1 (version_2 beside version_0, a failed version_1
+    deleted); never folders named by a training counter or as checkpoints (epoch_1/, epoch_3/
+    of weights and samples, saved every 2 epochs)."""
+    entries = level.numbered
+    steps = sorted({step for step, _, _ in entries})
+    return (all(is_dir for _, _, is_dir in entries) and (_is_index_sequence(steps) or _index_like(steps))
+            and not any(_counts_training(path.name) for _, path, _ in entries)
+            and all(_looks_like_run(path, options, depth + 1) for _, path, _ in entries))

@@ -1,0 +1,127 @@
+"""Which files below a folder are its samples: none of the trainer's real data or weights, nor
+a grid of the single samples beside them; and hidden folders that hold samples, to be said."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from engine.backlog_log import counted
+from engine.discovery.folders import _is_hidden_dir, _relative, folder_entries, walk_files
+from engine.discovery.names import SAMPLE_WORDS, is_real_data, is_sample_name
+from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, DiscoveryOptions
+from engine.discovery.said_once import warn_once
+from engine.discovery.steps import _FIRST_INT
+from engine.listings import is_dir as _is_dir
+from engine.listings import kept_while_listed_alike
+
+log = logging.getLogger(__name__)
+
+
+#: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
+#: AUTOMATIC1111's ``textual_inversion/DATE/NAME/hypernetworks/NAME-500.pt`` (and ``embeddings/``).
+_WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?|embeddings|hypernetworks"
+                            r"|loras?)", re.IGNORECASE)
+
+
+#: A folder of training data inside the trainer's working directory (SAGAN's ``./data/CelebA/``,
+#: watched from where it runs: every image was a checkpoint).
+_DATA_FOLDER = re.compile(r"data(?:sets?)?", re.IGNORECASE)
+
+
+def _is_real_data_folder(name: str, options: DiscoveryOptions) -> bool:
+    return is_real_data(name, options) or (not options.samples_chosen
+                                            and bool(_DATA_FOLDER.fullmatch(name)))
+
+
+def _is_generated_sample(path: Path, options: DiscoveryOptions) -> bool:
+    return is_sample_name(path.name, options) and not is_real_data(path.name, options)
+
+
+def _unnamed_tensor(path: Path) -> bool:
+    """A tensor file whose name does not call it samples (``010000.pt``,
+    ``SNResNetProjectionDiscriminator_5000.npz``): beside a folder of sample images, a
+    trainer's weights or state (StyleSwin writes ``CKPT/{iter:06d}.pt`` where its README puts
+    the samples too); sample tensors are named so (``samples_1000.npz``, ``fakes_3.pt``)."""
+    return path.suffix.lower() in TENSOR_EXTENSIONS and not SAMPLE_WORDS.search(path.stem)
+
+
+def _weights_by_folder(path: Path, folder_name: str) -> bool:
+    """A tensor file in a folder named for weights (rosinality's ``checkpoint/000000.pt``) is
+    weights, whatever its name, unless that names it a sample file."""
+    return bool(_WEIGHT_FOLDER.fullmatch(folder_name)) and _unnamed_tensor(path)
+
+
+def _generated_files(folder: Path, options: DiscoveryOptions, listed: Iterable[Path] | None = None) -> Iterator[Path]:
+    """A checkpoint folder's sample files (of ``listed``, its files if given), none of real data:
+    by name, or below a folder named so (``step_1000/real/`` beside ``step_1000/fake/``); no
+    tensors in a weights folder (DiT's ``results/000-DiT-XL-2/checkpoints/0100000.pt``)."""
+    for path in walk_files(folder) if listed is None else listed:
+        parent = os.path.dirname(path) or os.curdir  # a file right in Path("."): "" (relpath refused it)
+        parts = _relative(parent, folder).split(os.sep) if parent != os.fspath(folder) else ()
+        if _is_generated_sample(path, options) and not any(
+                _is_real_data_folder(part, options) or _weights_by_folder(path, part) for part in parts):
+            yield path
+
+
+#: A picture of a checkpoint's single samples put together (stable-diffusion's txt2img writes
+#: ``grid-0000.png`` beside ``samples/00000.png`` …): read, it was one more sample, and took
+#: the instance id 0 from ``00000.png``.
+_GRID_OF_SAMPLES = re.compile(r"grids?(?:[-_]\d+)?", re.IGNORECASE)
+
+
+def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
+    """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data,
+    nor a grid of the single samples beside it)."""
+    return list(_sample_files(folder, options, generated))
+
+
+@kept_while_listed_alike
+def _sample_files(folder: Path, options: DiscoveryOptions, generated: bool) -> tuple[Path, ...]:
+    if not generated:
+        return tuple(sorted(p for p in walk_files(folder) if is_sample_name(p.name, options, reference=True)))
+    listed = list(walk_files(folder))
+    files = sorted(_generated_files(folder, options, listed))
+    if options.samples_chosen:
+        return tuple(files)
+    if reals := [p.name for p in listed if is_sample_name(p.name, options) and is_real_data(p.name, options)]:
+        warn_once(folder.parent, f"{folder}: {counted(len(reals), 'file')} named as real data or made from it "
+                                 f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) not read as samples "
+                                 "(--samples GLOB reads them)", about="reals in checkpoints", say=log.info)
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    grids = [p for p in images if _GRID_OF_SAMPLES.fullmatch(p.stem)]
+    singles = [p for p in images if p not in grids]
+    if grids and len(singles) >= 2 and all(_FIRST_INT.search(p.stem) for p in singles):  # numbered samples
+        warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in grids[:2])} beside the single samples: "
+                                 "a grid of them, not read (--samples GLOB reads it)", about="grid of samples", say=log.info)
+        files = [p for p in files if p not in grids]
+    return tuple(files)
+
+
+def hidden_sample_folders(run_dir: Path, options: DiscoveryOptions) -> list[Path]:
+    """The hidden folders (``.samples/``) at a run's top, or one level below, that hold sample
+    files: never read, so a run keeping its checkpoints there found none without a word of them."""
+    tops = [Path(e.path) for e in folder_entries(run_dir) if _is_dir(e) and not _is_hidden_dir(e)]
+    return [Path(e.path) for folder in (run_dir, *tops) for e in folder_entries(folder)
+            if e.name.startswith(".") and _is_dir(e) and not _holds_environments(Path(e.path))
+            and _holds_samples(Path(e.path), options)]
+
+
+def _holds_environments(folder: Path) -> bool:
+    """Whether a folder is a Python environment (``.venv``, a conda one) or holds them (``.tox``,
+    ``.nox``): its packages' images (matplotlib's icons) are no run's samples. A project's
+    folder given as the run was told to point evowatch at its ``.venv``."""
+    places = (folder, *(Path(e.path) for e in folder_entries(folder) if _is_dir(e)))
+    return any((place / marker).exists() for place in places for marker in ("pyvenv.cfg", "conda-meta"))
+
+
+@kept_while_listed_alike
+def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
+    return any(True for _ in _generated_files(folder, options))
+
+
+@kept_while_listed_alike
+def _holds_images(folder: Path, options: DiscoveryOptions) -> bool:
+    return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in _generated_files(folder, options))
