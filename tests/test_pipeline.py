@@ -648,7 +648,7 @@ def test_a_checkpoint_folder_replaced_by_a_file_while_read_is_as_deleted(tmp_pat
     """Round BE's fault campaign: a checkpoint folder replaced by a file (``step_000200``, a
     trainer's archive of it) while the watch hashed or decoded it stopped the watch, "error:
     .../step_000200/00000.png: Not a directory" (NotADirectoryError, not FileNotFoundError)."""
-    import engine.discovery
+    import engine.pipeline
     import engine.watch
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
