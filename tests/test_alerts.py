@@ -1043,6 +1043,20 @@ def untrained_blobs(rng: np.random.Generator) -> np.ndarray:
     return np.repeat(smooth_images(rng, 2, 32), 4, axis=0)
 
 
+
+def collapse_at_200(run, rng) -> None:
+    """Steps 0 (untrained blobs), 100 (diverse) and 200 (one image 8 times): collapse at 200."""
+    from tests.sample_fixtures import smooth_images
+
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
+
+
+def watch_once(run, store) -> list[str]:
+    """`evowatch watch RUN --store STORE --once` with the pixels encoder, no layout."""
+    return ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+
 def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, capsys):
     """A step first read half-written (a live watch of per-sample files or tags) or rewritten
     in place raised an alert that stayed in the store after the step, measured again, was
@@ -1060,7 +1074,7 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     write(0, untrained_blobs(rng))
     write(100, smooth_images(rng, 8, 32))
     write(200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    argv = watch_once(run, store)
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
     assert [a["step"] for a in StoreReader(store).alerts()] == [200]
@@ -1082,10 +1096,8 @@ def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measur
 
     rng = np.random.default_rng(0)
     run, store, real, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "real", tmp_path / "said.txt"
-    write_step(run, 0, untrained_blobs(rng))
-    write_step(run, 100, smooth_images(rng, 8, 32))
-    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store) + [
             "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
     assert main(argv) == 0
     assert capsys.readouterr().err.count("ALERT step 200 [collapse]") == 1 and said.read_text() == "200 collapse\n"
@@ -1127,7 +1139,7 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     late = smooth_images(rng, 8, 32)
     write_step(run, 0, untrained_blobs(rng))
     write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    argv = watch_once(run, store)
     assert main(argv) == 0
     assert StoreReader(store).alerts() == []  # the rule waits for its warm-up checkpoints
     write_step(run, 100, late)
@@ -1197,7 +1209,7 @@ def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 0, untrained_blobs(rng))
     write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    argv = watch_once(run, store)
     assert main(argv) == 0 and StoreReader(store).alerts() == []  # the rule waits for its warm-up checkpoints
     write_step(run, 100, smooth_images(rng, 8, 32))  # late
     write_step(run, 300, smooth_images(rng, 8, 32))
@@ -1231,14 +1243,11 @@ def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_rais
 
     from engine.cli import main
     from stores.zarr_store import StoreReader, StoreWriter
-    from tests.sample_fixtures import smooth_images
 
     rng = np.random.default_rng(0)
     run, store = tmp_path / "run", tmp_path / "s.zarr"
-    write_step(run, 0, untrained_blobs(rng))
-    write_step(run, 100, smooth_images(rng, 8, 32))
-    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store)
     written = StoreWriter.write_steps_metrics
 
     def stopped_as_the_rows_are_written(self, rows):
@@ -1277,7 +1286,7 @@ def _collapsed_run_resumed_from_200(tmp_path):
     write_step(run, 0, untrained_blobs(rng))
     for step in (100, 200, 300, 400):
         write_step(run, step, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+    argv = watch_once(run, store) + [
             "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
     assert main(argv) == 0 and StoreReader(store).alerts() == []
     write_step(run, 300, smooth_images(rng, 8, 32))
@@ -1379,10 +1388,8 @@ def test_an_alert_judged_on_an_earlier_steps_old_version_is_marked_until_its_own
 
     rng = np.random.default_rng(0)
     run, store = tmp_path / "run", tmp_path / "s.zarr"
-    write_step(run, 0, untrained_blobs(rng))
-    write_step(run, 100, smooth_images(rng, 8, 32))
-    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store)
     assert main(argv) == 0
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
     write_step(run, 100, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten: collapsed too
@@ -1593,7 +1600,7 @@ def test_a_nan_loss_after_the_newest_checkpoint_is_said_once_however_its_steps_a
         write_step(run, step, smooth_images(rng, 8, 32))
     log_losses(run, range(0, 210, 10), 1.0)
     log_losses(run, (250,), float("nan"))
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    argv = watch_once(run, store)
     assert main([*argv, "--no-metrics"]) == 0
     capsys.readouterr()
     hook = Signals(run_dir=run, encoder=None)
@@ -2119,10 +2126,8 @@ def test_a_withdrawn_alert_says_the_pause_it_wrote_stays_and_a_new_onset_acts_ag
 
     rng = np.random.default_rng(0)
     run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
-    write_step(run, 0, untrained_blobs(rng))
-    write_step(run, 100, smooth_images(rng, 8, 32))
-    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
-    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store) + [
             "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
     assert main(argv) == 0 and read_pause(run)["rule"] == "collapse"
     capsys.readouterr()
