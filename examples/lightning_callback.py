@@ -16,7 +16,10 @@ noise at every step (evowatch's instance id 7). Watch it with::
 
     evowatch watch lightning_logs/version_0 --store run.zarr
 
-(the ``metrics.csv`` of Lightning's ``CSVLogger`` there gives the loss curves).
+(the ``metrics.csv`` of Lightning's ``CSVLogger`` there gives the loss curves). With
+``--pause-on-alert`` the callback pauses training before the next batch while evowatch's
+``EVOWATCH_PAUSE`` file is in the log folder or the checkpoint folder (delete it to resume);
+:class:`EvowatchPause` alone does that for runs without the sample callback.
 
 Weight-only runs (``ModelCheckpoint`` alone) are sampled after the fact instead::
 
@@ -48,6 +51,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from engine.pause import wait_if_paused
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) floats in [-1, 1] to (N, H, W, C) uint8."""
@@ -55,7 +60,30 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return array.permute(0, 2, 3, 1).numpy()
 
 
-class EvowatchSamples(Callback):
+class EvowatchPause(Callback):
+    """Pause training before a batch while ``evowatch watch --pause-on-alert`` asks for it.
+
+    The trainer sleeps (no GPU work) while ``EVOWATCH_PAUSE`` exists in ``run_dir``, by default
+    in each folder the examples watch: ``trainer.log_dir`` and the ``ModelCheckpoint`` folder
+    (``--sampler`` runs). Every rank checks the file itself (a shared log folder).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str] | None = None, poll_s: float = 5.0) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.poll_s = poll_s
+
+    def _pause_dirs(self, trainer: L.Trainer) -> list[Path]:
+        if self.run_dir is not None:
+            return [self.run_dir]
+        checkpoints = getattr(trainer.checkpoint_callback, "dirpath", None)
+        return [Path(d) for d in (trainer.log_dir, checkpoints) if d]
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        for folder in self._pause_dirs(trainer):
+            wait_if_paused(folder, poll_s=self.poll_s)
+
+
+class EvowatchSamples(EvowatchPause):
     """Save ``n_samples`` images from fixed noise every ``every_n_steps`` steps.
 
     Parameters
@@ -68,10 +96,15 @@ class EvowatchSamples(Callback):
         Seeds the ``torch.Generator`` passed to ``pl_module.sample`` (same noise every time).
     dirpath
         Where the step folders go; default ``<trainer.log_dir>/samples``.
+    pause_dir
+        The folder evowatch watches, whose ``EVOWATCH_PAUSE`` pauses training
+        (:class:`EvowatchPause`); default the log and checkpoint folders.
     """
 
     def __init__(self, every_n_steps: int = 500, n_samples: int = 64, seed: int = 0,
-                 dirpath: str | os.PathLike[str] | None = None) -> None:
+                 dirpath: str | os.PathLike[str] | None = None,
+                 pause_dir: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(pause_dir)
         if every_n_steps < 1 or n_samples < 1:
             raise ValueError(f"Expected every_n_steps >= 1 and n_samples >= 1. Got {every_n_steps}, {n_samples} instead.")
         self.every_n_steps, self.n_samples, self.seed = every_n_steps, n_samples, seed
@@ -159,9 +192,8 @@ def train(out_dir: str | os.PathLike[str], steps: int = 200, every: int = 20, n_
     model = DigitsVAE()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(digits(model.hparams.size)),
                                          batch_size=64, shuffle=True, num_workers=0)
-    callbacks: list[Callback] = []
-    if callback:
-        callbacks.append(EvowatchSamples(every_n_steps=every, n_samples=n_samples, seed=seed))
+    callbacks: list[Callback] = [EvowatchSamples(every_n_steps=every, n_samples=n_samples, seed=seed) if callback
+                                 else EvowatchPause()]
     if checkpoint_every:
         callbacks.append(ModelCheckpoint(every_n_train_steps=checkpoint_every, save_top_k=-1, save_last=False))
     trainer = L.Trainer(default_root_dir=str(out_dir), max_steps=steps, accelerator="cpu", devices=1,

@@ -104,6 +104,46 @@ def test_lightning_sampler_seed_matters(lightning_run):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("weights_only", [False, True])
+def test_the_lightning_callback_waits_while_evowatch_asks_for_a_pause(tmp_path, monkeypatch, weights_only):
+    """EvowatchSamples never checked EVOWATCH_PAUSE: a Lightning run trained on through every
+    --pause-on-alert. It waits before the next batch while the file is in the watched folder (the
+    log folder; the checkpoint folder of a weight-only run) and resumes once it is deleted."""
+    pytest.importorskip("lightning")
+    import threading
+
+    from engine import pause
+    from examples import lightning_callback
+
+    watched, waiting, seen = "checkpoints" if weights_only else "version_0", threading.Event(), []
+
+    def wait(run_dir, poll_s=5.0):  # the callback's own call, polled faster; evowatch pauses at the first batch
+        if Path(run_dir).name == watched and not seen:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)  # ModelCheckpoint makes it at its first save
+            seen.append(pause.write_pause(run_dir, {"step": 0, "rule": "collapse", "value": 1.0, "message": "m"}))
+        if pause.evowatch_should_pause(run_dir):
+            waiting.set()
+        return pause.wait_if_paused(run_dir, poll_s=0.05)
+
+    monkeypatch.setattr(lightning_callback, "wait_if_paused", wait, raising=False)
+    trainer = threading.Thread(target=lightning_callback.train, args=(tmp_path,),
+                               kwargs={"steps": 4, "every": 2, "n_samples": 4, "checkpoint_every": 2,
+                                       "callback": not weights_only})
+    trainer.start()
+    try:
+        while trainer.is_alive() and not waiting.wait(0.1):
+            pass
+        time.sleep(0.5)  # paused: nothing more is written
+        assert waiting.is_set() and not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("step_*"))
+    finally:
+        for path in seen:
+            path.unlink()
+        trainer.join(60)
+    version = tmp_path / "lightning_logs/version_0"
+    assert len(list((version / "checkpoints").glob("*.ckpt"))) == 2
+    assert len(list(version.glob("samples/step_*"))) == (0 if weights_only else 2)
+
+
 # --- denoising-diffusion-pytorch --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
