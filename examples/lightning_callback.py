@@ -89,7 +89,8 @@ class EvowatchSamples(EvowatchPause):
     Parameters
     ----------
     every_n_steps
-        Optimizer steps (``trainer.global_step``) between two sample batches.
+        Optimizer steps (``trainer.global_step``) between two sample batches: at the first step
+        at or past each multiple (two optimizers step it by 2: 25 gives 26, 50, 76, 100).
     n_samples
         Images per batch; their file index is the instance id.
     seed
@@ -109,16 +110,19 @@ class EvowatchSamples(EvowatchPause):
             raise ValueError(f"Expected every_n_steps >= 1 and n_samples >= 1. Got {every_n_steps}, {n_samples} instead.")
         self.every_n_steps, self.n_samples, self.seed = every_n_steps, n_samples, seed
         self.dirpath = Path(dirpath) if dirpath is not None else None
-        self._last_step = -1
+        self._done = 0  # multiples of every_n_steps sampled (a GAN's two optimizers step global_step by 2)
 
     def _folder(self, trainer: L.Trainer) -> Path:
         return self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "samples"
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._done = trainer.global_step // self.every_n_steps  # a resumed run: those are written
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        step = trainer.global_step
-        if step == self._last_step or step % self.every_n_steps or not trainer.is_global_zero:
+        step = trainer.global_step  # the first step at or past each multiple: it may skip the multiple itself
+        if step // self.every_n_steps <= self._done or not trainer.is_global_zero:
             return
-        self._last_step = step
+        self._done = step // self.every_n_steps
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         was_training = pl_module.training
         pl_module.eval()

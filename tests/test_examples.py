@@ -104,6 +104,41 @@ def test_lightning_sampler_seed_matters(lightning_run):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_the_lightning_callback_samples_a_two_optimizer_gan_every_n_steps(tmp_path):
+    """A manual-optimization GAN steps global_step once per optimizer (2 a batch): every_n_steps=25
+    saved only steps 50 and 100 (an odd step is never reached). It samples the first step past each."""
+    L = pytest.importorskip("lightning")
+    from torch import nn
+
+    from examples.lightning_callback import EvowatchSamples
+
+    class GAN(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+            self.G, self.D = nn.Linear(4, 16), nn.Linear(16, 1)
+
+        def sample(self, n, generator):
+            return torch.tanh(self.G(torch.randn(n, 4, generator=generator))).view(n, 1, 4, 4)
+
+        def training_step(self, batch, batch_idx):
+            for opt in self.optimizers():
+                opt.zero_grad()
+                self.manual_backward(self.D(torch.tanh(self.G(torch.randn(8, 4)))).mean())
+                opt.step()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.G.parameters(), 0.01), torch.optim.SGD(self.D.parameters(), 0.01)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(64, 1)), batch_size=1)
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=100, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[EvowatchSamples(every_n_steps=25, n_samples=4)])
+    trainer.fit(GAN(), loader)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "step_0000026", "step_0000050", "step_0000076", "step_0000100"]
+
+
 @pytest.mark.parametrize("weights_only", [False, True])
 def test_the_lightning_callback_waits_while_evowatch_asks_for_a_pause(tmp_path, monkeypatch, weights_only):
     """EvowatchSamples never checked EVOWATCH_PAUSE: a Lightning run trained on through every
