@@ -50,6 +50,7 @@ def rows_by_step(store: Path, name: str) -> dict[int, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def lightning_run(tmp_path_factory) -> Path:
+    pytest.importorskip("lightning")  # the dev extra's
     from examples.lightning_callback import train
 
     log_dir = train(tmp_path_factory.mktemp("lightning"), steps=100, every=10, n_samples=16, checkpoint_every=10)
@@ -183,6 +184,7 @@ def test_the_lightning_callback_waits_while_evowatch_asks_for_a_pause(tmp_path, 
 
 @pytest.fixture(scope="module")
 def ddpm_results(tmp_path_factory) -> Path:
+    pytest.importorskip("denoising_diffusion_pytorch")  # the dev extra's
     from examples.ddpm_trainer import train
 
     results = train(tmp_path_factory.mktemp("ddpm"), steps=12, every=4, num_samples=9)
