@@ -113,8 +113,8 @@ def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: f
     if not evowatch_should_pause(run_dir):
         return False
     alert = read_pause(run_dir) or {}
-    log.warning("evowatch paused training (%s): %s. Delete %s to resume.",
-                alert.get("rule", "?"), alert.get("message", ""), pause_path(run_dir))
+    why = f" ({alert['rule']}): {alert.get('message', '')}" if alert.get("rule") else ""  # `echo {} > ...`: no alert
+    log.warning("evowatch paused training%s. Delete %s to resume.", why.rstrip(": "), pause_path(run_dir))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while evowatch_should_pause(run_dir):
         if deadline is not None and time.monotonic() >= deadline:

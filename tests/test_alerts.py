@@ -1033,6 +1033,11 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     old = {"step": 5, "rule": "collapse", "value": 1.0, "message": "m"}
     (tmp_path / PAUSE_FILE).write_text(json.dumps(old))
     assert read_pause(tmp_path) == {**old, "alerts": [old]}
+    (tmp_path / PAUSE_FILE).write_text("{}")  # round BH: written by hand, it said "paused training (?): ."
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        assert wait_if_paused(tmp_path, poll_s=0.01, timeout_s=0.01) is True
+    assert caplog.messages == [f"evowatch paused training. Delete {tmp_path / PAUSE_FILE} to resume."]
 
 
 def untrained_blobs(rng: np.random.Generator) -> np.ndarray:
