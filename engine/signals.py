@@ -206,7 +206,16 @@ class Signals:
         if self._drop_gone_steps(store, by_step, measured):
             measured = store.measured_steps()
         before = {(a["step"], a["rule"]): a for a in store.alerts()}  # before this call's measures
-        raised = set(before)
+        self._announced = {}
+        try:
+            self._measure_and_judge(store, ckpt, by_step, measured, losses, set(before))
+        finally:  # stopped too: the list it stored is the one the next watch starts from (round BG)
+            self._say_withdrawn(store, before)
+
+    def _measure_and_judge(self, store: StoreWriter, ckpt: dict, by_step: dict[int, list[int]], measured: dict,
+                           losses: dict, raised: set[tuple[int, str]]) -> None:
+        """Measure the steps due, then judge again those whose history changed (``raised``: the
+        alerts stored before the call)."""
         start, done, self.pending = time.monotonic(), [], False
         due = list(_due(ckpt, by_step, measured))
         self._rewrites = {**store.alerts_rewritten, **self._rewrites}  # noted by a watch stopped before their end
@@ -214,7 +223,7 @@ class Signals:
         said = BacklogLog(log, len(due), "measuring", "measured", noun="step") if len(due) > EACH_UP_TO else None
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
         self._alerts_behind = None
-        self._unwritten_samples, self._announced = {}, {}
+        self._unwritten_samples = {}
         behind = self._left_behind(store, measured, due[0][0] if due else None, losses)
         # one BLAS thread: a step's products are small (16-1,000 samples), and OpenBLAS's threads
         # spin against the decoders, the encoder and the trainer (docs/metrics.md: 3x a backlog)
@@ -258,7 +267,6 @@ class Signals:
             self._rewrites.clear()
             self._late_losses(store, losses, raised)
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
-        self._say_withdrawn(store, before)
 
     def _say_withdrawn(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
         """One line per rule whose alerts stored before this call (or announced in it) it no longer

@@ -1200,6 +1200,41 @@ def test_an_announced_alert_a_late_step_takes_back_is_said_withdrawn(tmp_path, c
     assert err.count("ALERT WITHDRAWN step 900 [fd_rising]: no longer holds") == 1 and "FD rose for 3" in err
 
 
+def test_a_withdrawal_stored_by_a_watch_stopped_before_the_end_of_its_pass_is_said(tmp_path, capsys):
+    """Round BG: step 200's collapse, no longer holding once 200 was rewritten, left the store as
+    the stopped watch (SIGTERM while it measured the steps after) wrote its list, and was said by
+    no watch: the next one started from the shorter list."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
+    write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # collapsed
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err
+    write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten, healthy
+    write_step(run, 300, smooth_images(rng, 8, 32))
+    evaluate = Signals._alerts
+
+    def stopped_at_300(self, store_, step, losses):
+        if step == 300:
+            raise KeyboardInterrupt
+        return evaluate(self, store_, step, losses)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_alerts", stopped_at_300)
+        assert main(argv) == 130
+    assert StoreReader(store).alerts() == []
+    assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]: no longer holds") == 1
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err
+
+
 def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_steps_again(tmp_path, capsys):
     """Round AW: the later steps of a checkpoint that came after them were noted to be
     evaluated again only once every due step was measured; stopped before that, after the
