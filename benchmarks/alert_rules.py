@@ -6,10 +6,11 @@ against the code of another commit in the same run.
 
 The history: every metric the collapse, fd_rising and memorisation rules read (random walks
 with jumps, NaNs, sizes of 16-200 samples), with a real reference (``--no-real``: without,
-where collapse's baseline walks what the run built or held). Before: the list of the steps up
-to the one judged, as the hook built it (``--before`` REV's engine/alerts.py, loaded from git).
-Now: :class:`engine.alerts.History`. Milliseconds a step, the median of the last ``--repeat``
-steps of each length; the alerts of both are checked equal.
+where collapse's baseline is what the run built or held). Before: ``--before`` REV's
+engine/alerts.py (loaded from git) as the hook called it: its History where it has one, else
+the list of the steps up to the one judged. Now: :class:`engine.alerts.History`. Milliseconds
+a step, the median of the last ``--repeat`` steps of each length; the alerts of both are
+checked equal.
 """
 from __future__ import annotations
 
@@ -71,19 +72,29 @@ def main() -> None:
     parser.add_argument("--no-real", action="store_true", help="no real reference in the history")
     args = parser.parse_args()
     before = load_alerts(args.before)
+    kept = before.History() if hasattr(before, "History") else None  # REV's hook kept one too
     records = synthetic_history(max(args.lengths) + args.repeat, real=not args.no_real)
     history, listed, done = History(), {}, 0
+
+    def judged_before(r: dict) -> list:
+        if kept is not None:
+            kept.put(r)
+            return before.evaluate_alerts(kept.upto(r["step"]))
+        listed[r["step"]] = r
+        return before.evaluate_alerts([rec for s, rec in listed.items() if s <= r["step"]])
+
     print("| steps | before ms/step | now ms/step | now / before |")
     print("|---|---|---|---|")
     for length in args.lengths:
         for r in records[done:length - args.repeat]:  # the steps before, put untimed
             history.put(r)
             listed[r["step"]] = r
+            if kept is not None:
+                kept.put(r)
         times_before, times_now = [], []
         for r in records[length - args.repeat:length]:
             t0 = time.perf_counter()
-            listed[r["step"]] = r
-            old = before.evaluate_alerts([rec for s, rec in listed.items() if s <= r["step"]])
+            old = judged_before(r)
             t1 = time.perf_counter()
             history.put(r)
             new = evaluate_alerts(history.upto(r["step"]))

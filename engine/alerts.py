@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import heapq
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -210,6 +211,7 @@ class History:
         rows = list(zip(*values)) or [()] * len(self._steps)
         self._records: list[dict] = [{"step": s, **dict(zip(self._arrays, row))} for s, row in zip(self._steps, rows)]
         self._valid = dict.fromkeys(self._arrays, len(self._steps))  # rows of each array still true
+        self._baselines: dict[tuple, _Baseline] = {}  # see best_built_or_held
 
     def put(self, record: Mapping[str, Any]) -> None:
         """Add a step's record, or replace the one of its step (measured again)."""
@@ -222,6 +224,7 @@ class History:
             self._records.insert(i, dict(record))
         for key, valid in self._valid.items():
             self._valid[key] = min(valid, i)
+        self._baselines = {key: kept for key, kept in self._baselines.items() if kept.read <= i}
 
     def upto(self, step: int) -> "_Prefix":
         """The steps up to ``step``, as the rules read them."""
@@ -236,18 +239,93 @@ class History:
             self._arrays[key], self._valid[key] = np.concatenate([kept, fresh]), len(self._records)
         return self._arrays[key][:stop]
 
+    def best_built_or_held(self, key: str, n: float, stop: int, rules: "AlertRules") -> tuple[int, float] | None:
+        """:func:`_built_or_held`'s best (its index among the first ``stop`` records, its value) of
+        ``key``'s finite values of the records comparable with a step of ``n`` samples, kept up to
+        date as records are added after those it read (worked out from every value at each step,
+        it was 18.6 ms a step at 5,000 steps without a real reference; docs/ingest.md)."""
+        settings = (rules.collapse_held_within, rules.collapse_max_drop, rules.collapse_held_steps,
+                    rules.collapse_built_rise)
+        ident = (key, n if math.isfinite(n) else None, settings)
+        baseline = self._baselines.get(ident)
+        if baseline is None or baseline.read > stop:
+            baseline = self._baselines[ident] = _Baseline(rules)
+        values, sizes = self.column(key, stop), self.column("n_generated", stop)
+        new = baseline.read + np.flatnonzero(np.isfinite(values[baseline.read:])
+                                             & _comparable_to(sizes[baseline.read:], n))
+        baseline.extend(new.tolist(), values[new])
+        baseline.read = stop
+        return baseline.best()
+
+
+class _Baseline:
+    """:func:`_built_or_held` of a sequence growing at its end, and its best, kept as values are
+    added: a value's "built" is known when it comes and its "held" once ``held_steps`` more came
+    (the best of them kept); a value settled at (within ``held_within`` of the one before) is
+    kept in a heap until a later value fades it, checked at the heap's top only."""
+
+    def __init__(self, rules: "AlertRules") -> None:
+        self.rules = rules
+        self.read = 0  # the History's records read
+        self.rows: list[int] = []  # each value's record
+        self.values = np.empty(64)  # the values, in ``self.values[:len(self.rows)]``
+        self.low = math.inf
+        self.kept: tuple[float, int] | None = None  # the best (value, -position) built or held
+        self.settled: list[tuple[float, int]] = []  # a heap of (-value, position) settled at, not seen faded
+        self.clear = (-1, 0)  # (the heap top's position, the values up to which it is not faded)
+
+    def extend(self, rows: list[int], values: np.ndarray) -> None:
+        """Add ``values`` (finite), those of the records ``rows``."""
+        rules, old = self.rules, len(self.rows)
+        within, steps, m = rules.collapse_held_within, rules.collapse_held_steps, old + len(values)
+        if m > len(self.values):
+            self.values = np.concatenate([self.values[:old], np.empty(max(m, 2 * len(self.values)) - old)])
+        self.values[old:m] = values
+        self.rows += rows
+        everything = self.values[:m]
+        lows = np.minimum.accumulate(np.concatenate([[self.low], values]))
+        built = np.flatnonzero(values > lows[:-1] * (1 + rules.collapse_built_rise)) + old
+        self.low = float(lows[-1])
+        held = np.arange(max(0, old - steps), m - steps)
+        ok = np.ones(len(held), bool)
+        for d in range(1, steps + 1):
+            ok &= np.abs(everything[held + d] - everything[held]) <= within * everything[held]
+        for k in (built, held[ok]):
+            if len(k):
+                best = int(k[np.argmax(everything[k])])  # the first highest
+                if self.kept is None or (everything[best], -best) > self.kept:
+                    self.kept = (float(everything[best]), -best)
+        at = np.arange(max(1, old), m)
+        settled = at[np.abs(everything[at - 1] - everything[at]) <= within * everything[at]]
+        for k in settled.tolist():
+            heapq.heappush(self.settled, (-float(everything[k]), k))
+
+    def best(self) -> tuple[int, float] | None:
+        """(record, value) of the first highest value built, held or settled at; None if none."""
+        rules, m = self.rules, len(self.rows)
+        while self.settled:  # faded: a later value between (1 - max_drop) and (1 - held_within) of it
+            v, k = -self.settled[0][0], self.settled[0][1]
+            later = self.values[self.clear[1] if self.clear[0] == k else k + 1:m]
+            if not np.any((later > (1 - rules.collapse_max_drop) * v) & (later < (1 - rules.collapse_held_within) * v)):
+                self.clear = (k, m)
+                break
+            heapq.heappop(self.settled)
+        top = (-self.settled[0][0], -self.settled[0][1]) if self.settled else None
+        found = max(filter(None, (self.kept, top)), default=None)
+        return None if found is None else (self.rows[-found[1]], found[0])
+
 
 class _Prefix(list):
     """The records a rule reads (a list, step order), with their columns from a :class:`History`."""
 
     def __init__(self, records: list, history: "History | None" = None) -> None:
         super().__init__(records)
-        self._history = history
+        self.history = history
         self._own: dict[str, np.ndarray] = {}
 
     def column(self, key: str) -> np.ndarray:
-        if self._history is not None:
-            return self._history.column(key, len(self))
+        if self.history is not None:
+            return self.history.column(key, len(self))
         if key not in self._own:
             self._own[key] = np.array([_get(r, key) for r in self], dtype=float)
         return self._own[key]
@@ -420,6 +498,18 @@ def _built_or_held(past: list[tuple[int, float]], rules: AlertRules) -> list[tup
     return kept
 
 
+def _best_built_or_held(hist: "_Prefix", key: str, n: float, prev: np.ndarray, finite: np.ndarray,
+                        values: np.ndarray, rules: AlertRules) -> tuple[int, float] | None:
+    """The first highest of :func:`_built_or_held` (its index in ``prev``, its value) of ``key``'s
+    ``values`` of the records ``prev`` (comparable with the step's ``n`` samples; ``finite``: those
+    finite): a History's, kept between steps (:meth:`History.best_built_or_held`)."""
+    if hist.history is not None and rules.collapse_held_steps >= 0:
+        found = hist.history.best_built_or_held(key, n, len(hist) - 1, rules)
+        return None if found is None else (int(np.searchsorted(prev, found[0])), found[1])
+    past = _built_or_held(list(zip(finite.tolist(), values[finite].tolist())), rules)
+    return max(past, key=lambda iv: iv[1]) if past else None
+
+
 def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
     cur = hist[-1]
     n = _get(cur, "n_generated")
@@ -442,9 +532,9 @@ def _diversity_drop(hist: list[Mapping], rules: AlertRules) -> Alert | None:
         # 0): the best so far counts only what the model built or held, not the noise it started
         # from (a fine-tuned model's diverse start, off the new data but not nowhere, still counts)
         if not capped and (not math.isfinite(real) or not np.any(hist.column("precision") > 0)):
-            if not (past := _built_or_held(list(zip(finite.tolist(), values[finite].tolist())), rules)):
+            if (found := _best_built_or_held(hist, key, n, prev, finite, values, rules)) is None:
                 continue
-            i_best, best = max(past, key=lambda iv: iv[1])
+            i_best, best = found
         baseline = real if capped else best
         if baseline <= 0:
             continue
