@@ -60,6 +60,18 @@ def _current_generated_by_step(ckpt: dict[str, np.ndarray], current: np.ndarray)
     return by_step
 
 
+def _replaced_steps(ckpt: dict[str, np.ndarray], current: np.ndarray,
+                    by_step: dict[int, list[int]]) -> dict[int, tuple[int, int]]:
+    """Each step whose current checkpoints replaced an earlier version of it: (the earliest
+    version's checkpoint index, the current one's). A step whose checkpoint came between the two
+    was judged on the version replaced (a run resumed from an earlier checkpoint)."""
+    older = np.flatnonzero(~current & (ckpt["kind"] == KIND_CODES["generated"]))  # in index order
+    firsts: dict[int, int] = {}
+    for step, i in zip(ckpt["step"][older].tolist(), older.tolist()):
+        firsts.setdefault(step, i)
+    return {step: (first, max(by_step[step])) for step, first in firsts.items() if step in by_step}
+
+
 #: Seconds of measuring a backlog between writes of the rows measured (a row a step cost more
 #: than the metrics); a reader sees them that much later at most.
 WRITE_EVERY_S = 2.0
@@ -180,6 +192,8 @@ class Signals:
     #: steps measured again on a new version (a rewrite) until the steps after them are evaluated
     #: again: step -> the new version's checkpoint index
     _rewrites: dict = field(default_factory=dict, init=False)
+    #: every step rewritten in the store: step -> (its first version's checkpoint index, its current one's)
+    _replaced: dict = field(default_factory=dict, init=False)
     #: while rows are stored ahead of their alerts: the store's ``alerts_from`` before (one-tuple)
     _alerts_behind: tuple | None = field(default=None, init=False)
     _took_up: bool = field(default=False, init=False)  # the evaluations a stopped watch left: see _left_behind
@@ -190,6 +204,7 @@ class Signals:
         losses = self._update_scalars(store)
         ckpt, current = store.checkpoints(), store.current_checkpoints()
         by_step = _current_generated_by_step(ckpt, current)  # once a call: a pass over every checkpoint
+        self._replaced = _replaced_steps(ckpt, current, by_step)
         self._say_other_units(ckpt, losses)
         reference = self._refresh_reference(store, ckpt, current)
         if reference is not None and reference != store.metrics_reference:
@@ -333,8 +348,11 @@ class Signals:
         """The first step before ``step`` rewritten after ``step``'s checkpoint came, else None."""
         if not basis:
             return None
-        return min((earlier for earlier, index in self._rewrites.items() if earlier < step and basis[0] < index),
-                   default=None)
+        # in this call, or by an earlier one (round BG: once its call ended, a later step measured
+        # after 400 had 400, still the abandoned run's, judged on the rewritten 300: a false collapse)
+        return min([earlier for earlier, index in self._rewrites.items() if earlier < step and basis[0] < index]
+                   + [earlier for earlier, (first, index) in self._replaced.items()
+                      if earlier < step and first < basis[0] < index], default=None)
 
     def _mark_judged_before(self, store: StoreWriter, step: int, rewritten: int) -> None:
         """Mark the alerts of a step left for its own rewrite (:meth:`_before_a_rewrite`) as judged on

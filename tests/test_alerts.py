@@ -1419,6 +1419,26 @@ def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned
     assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
 
 
+def test_the_abandoned_steps_of_a_resumed_run_stay_unjudged_after_the_watch_that_saw_the_rewrite(tmp_path, capsys):
+    """Round BG: the steps after a rewrite whose checkpoints came before it were left unjudged
+    only in the watch's pass that measured the rewrite: the resumed run's next checkpoint (350,
+    another interval) in a later pass had 400, still the abandoned run's, judged on the rewritten
+    300: a false collapse announced, --on-alert run, the trainer paused."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    run, store, said, argv, rng = _collapsed_run_resumed_from_200(tmp_path)
+    assert main(argv) == 0
+    write_step(run, 350, smooth_images(rng, 8, 32))
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
+    assert StoreReader(store).alerts() == []
+    write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten, and collapsed: said
+    assert main(argv) == 0
+    assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
+
+
 def test_an_alert_judged_on_an_earlier_steps_old_version_is_marked_until_its_own_step_is_rewritten(tmp_path, capsys):
     """Round BF: step 100 rewritten (a run resumed from 0) as collapsed as 200 left 200's
     "diversity fell between step 100 and 200" standing, judged on the 100 that no longer exists
