@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 TWINS_SAID = 3
 #: Begins the mark of an alert judged on an earlier step's version that was rewritten since.
 JUDGED_BEFORE = " [judged before step "
+#: Ends the message of an alert of a loss not finite after the newest checkpoint, said at it.
+AFTER_NEWEST = ", after the newest checkpoint (step {})"
 
 
 def _due(ckpt: dict, by_step: dict[int, list[int]],
@@ -647,17 +649,30 @@ class Signals:
         history = self._steps_measured(store).upto(step)
         fired = evaluate_alerts(history, self.rules, losses or None, {**self._stored_names(store), **self._names})
         stored = list(self._stored_alerts(store))
+        late = self._still_late(stored, step, losses, fired)
         if not fired:
-            if any(a["step"] == step for a in stored):  # measured again (a rewritten or completed checkpoint): no alert now
-                self._alert_list = [a for a in stored if a["step"] != step]
+            if any(a["step"] == step and a not in late for a in stored):  # measured again: no alert now
+                self._alert_list = [a for a in stored if a["step"] != step or a in late]
             return
         previous_step = next((h["step"] for h in reversed(history) if h["step"] < step), None)
         # acted on at onset: still holding from the step before, or raised at this step by an
         # earlier measure of it (a grid rewritten in place, every step measured again: a trainer
         # paused and resumed was paused again for the same alert)
         said = {a["rule"] for a in stored if a["step"] == previous_step or a["step"] == step}
-        stored = [a for a in stored if a["step"] != step] + [a.to_dict() for a in fired]
+        stored = [a for a in stored if a["step"] != step or a in late] + [a.to_dict() for a in fired]
         self._act(store, stored, [alert for alert in fired if alert.rule not in said], fired)
+
+    def _still_late(self, stored: list[dict], step: int, losses: dict, fired: list[Alert]) -> list[dict]:
+        """The alert of a loss not finite after ``step`` said at it (:meth:`_late_losses`) that this
+        measure of the step does not raise again, while a loss logged after it is still not finite:
+        dropped, a checkpoint after it in the same pass announced the NaN again and this one was
+        said withdrawn (round BG: the newest checkpoint rewritten as the next one came)."""
+        if "convergence" not in self.rules.enabled or any(alert.rule == "convergence" for alert in fired):
+            return []
+        late = [a for a in stored if a["step"] == step and a["message"].endswith(AFTER_NEWEST.format(step))]
+        broken = any(not np.isfinite(np.asarray(values, float)[np.asarray(steps) > step]).all()
+                     for steps, values in losses.values())
+        return late if broken else []
 
     def _stored_names(self, store: StoreWriter) -> dict[str, str]:
         """The labels' and probes' names by their shares' array names as the store's labels give
@@ -701,7 +716,7 @@ class Signals:
         if last_logged <= newest or any(a["step"] == newest and a["rule"] == "convergence" for a in stored):
             return
         history = [{"step": step} for step in steps] + [{"step": last_logged}]
-        fired = [replace(alert, step=newest, message=f"{alert.message}, after the newest checkpoint (step {newest})")
+        fired = [replace(alert, step=newest, message=alert.message + AFTER_NEWEST.format(newest))
                  for alert in evaluate_alerts(history, replace(self.rules, enabled=("convergence",)), losses)]
         if fired:
             stored += [a.to_dict() for a in fired]

@@ -1646,6 +1646,37 @@ def test_a_nan_loss_after_the_newest_checkpoint_is_said_at_once(tmp_path, capsys
     assert [a["step"] for a in StoreReader(store).alerts()] == [200, 300]
 
 
+def test_a_nan_loss_said_after_a_checkpoint_rewritten_as_the_next_one_comes_is_neither_withdrawn_nor_said_again(
+        tmp_path, capsys):
+    """Round BG: the NaN said at step 300 (logged at 350, after it) was dropped when 300 was
+    measured again in the pass that measured 400 too: 400 announced it again (--on-alert run
+    twice) and 300's was said withdrawn while the loss was still NaN. Now as without the rewrite."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    for step in (0, 100, 200, 300):
+        write_step(run, step, smooth_images(rng, 8, 32))
+    log_losses(run, range(0, 310, 10), 1.0)
+    log_losses(run, (350,), float("nan"))
+    argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout",
+            "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    assert main(argv) == 0
+    assert "ALERT step 300 [convergence] loss 'loss_g' became nan at step 350" in capsys.readouterr().err
+    write_step(run, 300, smooth_images(rng, 8, 32))  # rewritten in place
+    write_step(run, 400, smooth_images(rng, 8, 32))
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err and said.read_text() == "300 convergence\n"
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(300, "convergence"), (400, "convergence")]
+    (run / "log.jsonl").unlink()
+    log_losses(run, range(0, 410, 10), 1.0)  # the log written again, finite: 300 measured again drops its NaN
+    write_step(run, 300, smooth_images(rng, 8, 32))
+    assert main(argv) == 0
+    assert "ALERT WITHDRAWN step 300 [convergence]" in capsys.readouterr().err
+
+
 def test_a_nan_loss_after_the_newest_checkpoint_is_said_once_however_its_steps_are_measured(tmp_path, capsys):
     """Measured a few steps per call (a live watch's backlog), each call took the newest step
     measured so far for the newest checkpoint: the NaN was announced after steps 0, 100 and 200,
