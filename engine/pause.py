@@ -16,6 +16,7 @@ alert at a time beside the watch (:class:`AlertCommands`).
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import os
@@ -134,10 +135,17 @@ def alert_env(alert: Any) -> dict[str, str]:
     }
 
 
-#: Words a shell runs itself: no program to look for.
-_SHELL_WORDS = frozenset({"cd", "exec", "source", ".", "export", "if", "for", "while", "until", "case", "test", "[",
-                          "echo", "printf", "true", "false", ":", "eval", "set", "exit", "command", "time", "{", "(",
-                          "!", "read", "wait", "kill", "trap", "ulimit", "umask", "type", "unset"})
+#: Words a shell runs itself (POSIX sh's, dash's and bash's builtins and keywords): no program to look for;
+#: one left out was said to be "no such program" (`readonly X=1; notify.sh`, `local`, `shift`).
+_SHELL_WORDS = frozenset("""
+    . : [ [[ ! { ( alias bg break builtin case cd command continue declare echo eval exec exit export false fc fg
+    for function getopts hash if jobs kill let local printf pwd read readonly return select set shift source test
+    time times trap true type typeset ulimit umask unalias unset until wait while
+""".split())
+
+
+def _is_assignment(word: str) -> bool:
+    return "=" in word and word.split("=", 1)[0].isidentifier()
 
 
 def missing_program(cmd: str) -> str | None:
@@ -151,8 +159,11 @@ def missing_program(cmd: str) -> str | None:
         words = shlex.split(cmd)
     except ValueError:  # an unclosed quote: the shell says so at the first alert
         return None
-    words = [w for w in words if not ("=" in w and w.split("=", 1)[0].isidentifier())][:1]  # VAR=value first
-    if not words or words[0] in _SHELL_WORDS or any(c in words[0] for c in "$`|&;<>(){}*?~"):
+    assigned = {w.split("=", 1)[0] for w in itertools.takewhile(_is_assignment, words)}  # VAR=value first
+    words = [w for w in words if not _is_assignment(w)][:1]
+    if "PATH" in assigned:  # `PATH=~/bin:$PATH notify.sh`: looked up on the PATH it sets, which may hold it
+        return None
+    if not words or words[0] in _SHELL_WORDS or any(c in words[0] for c in "$`|&;<>(){}*?~#"):
         return None
     program = words[0]
     if "/" in program:

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -823,6 +824,21 @@ def test_an_on_alert_command_whose_program_is_not_there_is_said_when_the_watch_s
     )] == ["nosuchcommand", "nosuchcommand", f"{tmp_path}/notify.sh", "./missing.sh", None, None, None, None, None]
     (tmp_path / "notify.sh").chmod(0o755)
     assert missing_program(f"{tmp_path}/notify.sh") is None
+
+
+def test_an_on_alert_command_the_shell_runs_is_not_said_to_be_missing(tmp_path):
+    """A false "no such program" at the watch's start is worse than none: a shell builtin the
+    list left out, and a program found on the PATH the command itself sets, run fine."""
+    from engine.pause import missing_program
+
+    (tmp_path / "notify").write_text("#!/bin/sh\n")
+    (tmp_path / "notify").chmod(0o755)
+    cmds = [f"PATH={tmp_path}:$PATH notify", f"PATH={tmp_path} notify", "readonly X=1; notify.sh", "local x",
+            "shift", "return 0", "break", "continue", "alias n=notify", "hash notify", "getopts a x",
+            "let x=1", "[[ -n $EVOWATCH_STEP ]] && echo", "jobs", "# a comment"]
+    assert [cmd for cmd in cmds if missing_program(cmd)] == []
+    assert all(subprocess.run(["sh", "-c", cmd], capture_output=True).returncode != 127 for cmd in cmds[:2])
+    assert missing_program(f"FOO={tmp_path} notify") == "notify"  # only PATH changes where it is looked up
 
 
 def test_run_on_alert_failures_are_not_fatal(caplog):
