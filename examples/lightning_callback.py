@@ -71,6 +71,7 @@ class EvowatchPause(Callback):
     def __init__(self, run_dir: str | os.PathLike[str] | None = None, poll_s: float = 5.0) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.poll_s = poll_s
+        self._dirs: list[Path] = []
 
     def _pause_dirs(self, trainer: L.Trainer) -> list[Path]:
         if self.run_dir is not None:
@@ -78,8 +79,12 @@ class EvowatchPause(Callback):
         checkpoints = getattr(trainer.checkpoint_callback, "dirpath", None)
         return [Path(d) for d in (trainer.log_dir, checkpoints) if d]
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # trainer.log_dir is a broadcast under DDP: read here, where every rank calls it, not per batch
+        self._dirs = self._pause_dirs(trainer)
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        for folder in self._pause_dirs(trainer):
+        for folder in self._dirs:
             wait_if_paused(folder, poll_s=self.poll_s)
 
 
@@ -111,12 +116,15 @@ class EvowatchSamples(EvowatchPause):
         self.every_n_steps, self.n_samples, self.seed = every_n_steps, n_samples, seed
         self.dirpath = Path(dirpath) if dirpath is not None else None
         self._done = 0  # multiples of every_n_steps sampled (a GAN's two optimizers step global_step by 2)
+        self._out: Path | None = None
 
     def _folder(self, trainer: L.Trainer) -> Path:
         return self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "samples"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
         self._done = trainer.global_step // self.every_n_steps  # a resumed run: those are written
+        self._out = self._folder(trainer)  # on every rank: read on rank 0 alone, DDP hung at the first sample
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         step = trainer.global_step  # the first step at or past each multiple: it may skip the multiple itself
@@ -129,7 +137,7 @@ class EvowatchSamples(EvowatchPause):
         with torch.no_grad():
             images = to_uint8(pl_module.sample(self.n_samples, generator))
         pl_module.train(was_training)
-        folder = self._folder(trainer)
+        folder = self._out or self._folder(trainer)
         final = folder / f"step_{step:07d}"
         tmp = folder / f".step_{step:07d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

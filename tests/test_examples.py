@@ -140,6 +140,41 @@ def test_the_lightning_callback_samples_a_two_optimizer_gan_every_n_steps(tmp_pa
         "step_0000026", "step_0000050", "step_0000076", "step_0000100"]
 
 
+def test_the_lightning_callback_makes_no_collective_call_in_a_batch_hook(tmp_path):
+    """Under DDP ``trainer.log_dir`` is a broadcast every rank must make: read by rank 0 alone as
+    it sampled, a 2-rank CPU run hung at the first sample batch; read by every rank before each
+    batch as well, the ranks' broadcasts mismatched and gloo aborted the run. It is read once,
+    in on_train_start, which every rank calls."""
+    L = pytest.importorskip("lightning")
+    from lightning.pytorch.loggers import CSVLogger
+
+    from examples.lightning_callback import DigitsVAE, EvowatchSamples, digits
+
+    in_batch, calls = [False], []
+
+    class Spied(EvowatchSamples):
+        def on_train_batch_start(self, *args) -> None:
+            in_batch[0] = True
+            super().on_train_batch_start(*args)
+            in_batch[0] = False
+
+        def on_train_batch_end(self, *args) -> None:
+            in_batch[0] = True
+            super().on_train_batch_end(*args)
+            in_batch[0] = False
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(digits(16)[:64]), batch_size=16)
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=4, accelerator="cpu", logger=CSVLogger(tmp_path),
+                        callbacks=[Spied(every_n_steps=2, n_samples=4)], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    broadcast = trainer.strategy.broadcast
+    trainer.strategy.broadcast = lambda obj, src=0: (calls.append(in_batch[0]), broadcast(obj, src))[1]
+    trainer.fit(DigitsVAE(), loader)
+    assert calls and True not in calls  # log_dir read, never in a batch hook
+    assert sorted(p.name for p in (tmp_path / "lightning_logs/version_0/samples").iterdir()) == [
+        "step_0000002", "step_0000004"]
+
+
 @pytest.mark.parametrize("weights_only", [False, True])
 def test_the_lightning_callback_waits_while_evowatch_asks_for_a_pause(tmp_path, monkeypatch, weights_only):
     """EvowatchSamples never checked EVOWATCH_PAUSE: a Lightning run trained on through every
