@@ -95,7 +95,9 @@ def read_pause(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict):  # a pause written by hand (`echo 1 > EVOWATCH_PAUSE`) crashed the trainer
         return None
-    if "alerts" not in record:
+    alerts = record.get("alerts")
+    if not (isinstance(alerts, list) and all(isinstance(a, dict) for a in alerts)):  # the older one-alert
+        # format, or edited by hand (`"alerts": null` crashed the ALERT WITHDRAWN line)
         record["alerts"] = [{k: record.get(k) for k in ("step", "rule", "value", "message")}]
     return record
 

@@ -1050,6 +1050,10 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     old = {"step": 5, "rule": "collapse", "value": 1.0, "message": "m"}
     (tmp_path / PAUSE_FILE).write_text(json.dumps(old))
     assert read_pause(tmp_path) == {**old, "alerts": [old]}
+    (tmp_path / PAUSE_FILE).write_text('{"rule": "collapse", "alerts": null}')  # round BI: edited by hand, its
+    assert read_pause(tmp_path)["alerts"] == [{"step": None, "rule": "collapse", "value": None, "message": None}]
+    (tmp_path / PAUSE_FILE).write_text('{"alerts": [1, 2]}')  # alerts crashed the ALERT WITHDRAWN line
+    assert read_pause(tmp_path)["alerts"] == [{"step": None, "rule": None, "value": None, "message": None}]
     (tmp_path / PAUSE_FILE).write_text("{}")  # round BH: written by hand, it said "paused training (?): ."
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="engine.pause"):
