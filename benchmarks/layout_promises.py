@@ -142,7 +142,7 @@ def stability(params, seed, log) -> list[str]:
     from stores.zarr_store import StoreWriter
 
     run = _synthetic().evolving_run(8, 64, dim=32, seed=seed)
-    rows = ["| event | stored rows moved (max abs) | placed rows moved (max abs, band units) |", "|---|---|---|"]
+    rows = ["| event | stored rows moved (max abs) | placed rows moved (max abs, map units: a band is 6) |", "|---|---|---|"]
     with tempfile.TemporaryDirectory() as d, StoreWriter(Path(d) / "s.zarr", ENCODER, thumbnail_size=4) as store:
         for t in (0, 1, 2, 4):
             _add(store, 100 * t, run.vectors[t], run.instances[t])
