@@ -133,7 +133,8 @@ READING_GUIDE = (
     "Read rows [0, attrs['committed']['rows']) only: rows past it may be half-written. "
     "A row of a store of c committed checkpoints is current unless 0 <= checkpoints/superseded_by[k] < c, "
     "k = samples/checkpoint[row] (stores without superseded_by: unless checkpoints/superseded[k] is true). "
-    "Layout rows are committed up to layout.attrs['committed_rows']. "
+    "Layout rows are committed up to min(layout.attrs['committed_rows'], the committed rows): "
+    "read after the root, a commit in between can put the count past it. "
     "The alerts are rows [alerts.attrs['first_row'], alerts.attrs['committed_rows']) of the alerts/ arrays."
 )
 

@@ -307,3 +307,23 @@ def test_store_md_reading_recipes_stay_within_the_rows_counted_while_a_watch_com
     scope = {"np": np, "n": root.attrs["committed"]["rows"], "x": root["sample_metrics/nn_train_dist"]}
     exec(count.group(1) if count else 'k = x.attrs["committed_rows"]', scope)
     assert len(eval(pad, scope)) == scope["n"]
+
+
+def test_the_guide_a_store_holds_caps_the_layout_rows_at_the_committed_rows_as_store_md_does(tmp_path):
+    """The reading guide written into every store (root attrs["description"]) is a plain-zarr
+    reader's only docs: it said to read layout rows up to layout.attrs['committed_rows'], which a
+    commit between the two reads puts past the root's rows; docs/store.md's recipe caps it."""
+    import numpy as np
+    import zarr
+
+    from stores.zarr_store import StoreWriter
+
+    recipe = (DOCS / "store.md").read_text()
+    assert 'min(root["layout"].attrs["committed_rows"], n)' in recipe
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, {"identity": "test", "dim": 4, "device": "cpu"}, thumbnail_size=4) as store, \
+            store.checkpoint(100, "run/step_100", "h100") as tx:
+        tx.add(np.eye(4, dtype=np.float32), [0, 1, 2, 3], [None] * 4, np.zeros((4, 4, 4, 3), np.uint8),
+               [f"{i}.png" for i in range(4)])
+    guide = zarr.open_group(path, mode="r").attrs["description"]
+    assert "min(layout.attrs['committed_rows'], the committed rows)" in guide
