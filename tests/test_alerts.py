@@ -3,6 +3,7 @@ within one checkpoint of their onset (fd_rising needs its k rises). Plus the on-
 command and the pause helper."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import FrozenInstanceError
 
 import numpy as np
@@ -1079,6 +1081,32 @@ def collapse_at_200(run, rng) -> None:
     write_step(run, 200, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
 
 
+def arrival_order(rng: np.random.Generator, n: int, rewritten: int) -> list[int]:
+    """The order n steps' records come in: 4 of them late (1-5 places), then ``rewritten`` again."""
+    order = list(range(n))
+    for i in rng.choice(n, 4, replace=False):
+        order.remove(i)
+        order.insert(min(len(order), i + int(rng.integers(1, 6))), i)
+    return order + [int(i) for i in rng.choice(n, rewritten)]
+
+
+@contextlib.contextmanager
+def alerts_stopped_at(stop: int) -> Iterator[None]:
+    """A watch stopped (Ctrl-C) as it was about to evaluate step ``stop``'s alerts."""
+    from engine.signals import Signals
+
+    evaluate = Signals._alerts
+
+    def stopped(self, store, step, losses):
+        if step == stop:
+            raise KeyboardInterrupt
+        return evaluate(self, store, step, losses)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_alerts", stopped)
+        yield
+
+
 def watch_once(run, store) -> list[str]:
     """`evowatch watch RUN --store STORE --once` with the pixels encoder, no layout."""
     return ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
@@ -1156,7 +1184,6 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     measured, but the later steps' alerts, which read it, were not evaluated again: the store
     lacked alerts a fresh ingest of the same run raised."""
     from engine.cli import main
-    from engine.signals import Signals
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
 
@@ -1169,15 +1196,7 @@ def test_a_checkpoint_measured_after_later_ones_has_their_alerts_evaluated_again
     assert main(argv) == 0
     assert StoreReader(store).alerts() == []  # the rule waits for its warm-up checkpoints
     write_step(run, 100, late)
-    evaluate = Signals._alerts
-
-    def stopped_at_200(self, store_, step, losses):  # round AC: a watch stopped before the evaluation lost it
-        if step == 200:
-            raise KeyboardInterrupt
-        return evaluate(self, store_, step, losses)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Signals, "_alerts", stopped_at_200)
+    with alerts_stopped_at(200):  # round AC: a watch stopped before the evaluation lost it
         assert main(argv) == 130
     assert StoreReader(store).alerts() == []
     assert main(argv) == 0
@@ -1226,7 +1245,6 @@ def test_a_withdrawal_stored_by_a_watch_stopped_before_the_end_of_its_pass_is_sa
     the stopped watch (SIGTERM while it measured the steps after) wrote its list, and was said by
     no watch: the next one started from the shorter list."""
     from engine.cli import main
-    from engine.signals import Signals
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
 
@@ -1240,15 +1258,7 @@ def test_a_withdrawal_stored_by_a_watch_stopped_before_the_end_of_its_pass_is_sa
     assert "ALERT step 200 [collapse]" in capsys.readouterr().err
     write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten, healthy
     write_step(run, 300, smooth_images(rng, 8, 32))
-    evaluate = Signals._alerts
-
-    def stopped_at_300(self, store_, step, losses):
-        if step == 300:
-            raise KeyboardInterrupt
-        return evaluate(self, store_, step, losses)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Signals, "_alerts", stopped_at_300)
+    with alerts_stopped_at(300):
         assert main(argv) == 130
     assert StoreReader(store).alerts() == []
     assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]: no longer holds") == 1
@@ -1421,37 +1431,23 @@ def test_a_watch_stopped_after_a_rewritten_steps_row_does_not_judge_the_abandone
     assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
 
 
-def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned_steps(tmp_path, capsys):
+@pytest.mark.parametrize("later_pass", [False, True])
+def test_a_run_resumed_from_an_earlier_checkpoint_is_not_judged_on_the_abandoned_steps(tmp_path, capsys, later_pass):
     """Round AJ: a trainer resumed from step 200 rewrote step 300 healthy; step 400, still the
     abandoned run's collapsed samples (its rewrite not yet settled), was evaluated again against
     it: a false collapse was announced, the trainer paused and --on-alert run, and the alert
-    dropped once 400 was rewritten. The steps after a rewrite are judged when rewritten."""
+    dropped once 400 was rewritten. The steps after a rewrite are judged when rewritten. Round
+    BG: they were left unjudged only in the pass that measured the rewrite: the resumed run's
+    next checkpoint (350, another interval) in a later pass had 400 judged on the rewritten 300."""
     from engine.cli import main
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
 
     run, store, said, argv, rng = _collapsed_run_resumed_from_200(tmp_path)
     assert main(argv) == 0
-    assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
-    assert StoreReader(store).alerts() == []
-    write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten, and collapsed: said
-    assert main(argv) == 0
-    assert "ALERT step 400 [collapse]" in capsys.readouterr().err and said.read_text() == "400 collapse\n"
-
-
-def test_the_abandoned_steps_of_a_resumed_run_stay_unjudged_after_the_watch_that_saw_the_rewrite(tmp_path, capsys):
-    """Round BG: the steps after a rewrite whose checkpoints came before it were left unjudged
-    only in the watch's pass that measured the rewrite: the resumed run's next checkpoint (350,
-    another interval) in a later pass had 400, still the abandoned run's, judged on the rewritten
-    300: a false collapse announced, --on-alert run, the trainer paused."""
-    from engine.cli import main
-    from stores.zarr_store import StoreReader
-    from tests.sample_fixtures import smooth_images
-
-    run, store, said, argv, rng = _collapsed_run_resumed_from_200(tmp_path)
-    assert main(argv) == 0
-    write_step(run, 350, smooth_images(rng, 8, 32))
-    assert main(argv) == 0
+    if later_pass:
+        write_step(run, 350, smooth_images(rng, 8, 32))
+        assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err and not said.exists() and not (run / PAUSE_FILE).exists()
     assert StoreReader(store).alerts() == []
     write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # rewritten, and collapsed: said
@@ -2203,11 +2199,7 @@ def test_a_history_kept_between_steps_judges_as_the_whole_list_does_and_reads_on
     for seed in range(12):
         rng = np.random.default_rng(seed)
         records = synthetic_history(50, seed=seed, real=seed % 2 == 0)
-        order = list(range(len(records)))
-        for i in rng.choice(len(records), 4, replace=False):  # late steps
-            order.remove(i)
-            order.insert(min(len(order), i + int(rng.integers(1, 6))), i)
-        order += [int(i) for i in rng.choice(len(records), 3)]  # rewritten steps
+        order = arrival_order(rng, len(records), rewritten=3)
         history, seen = A.History(), {}
         for i in order:
             record = dict(records[i], vendi=records[i]["vendi"] * rng.uniform(0.5, 1.5))
@@ -2280,11 +2272,7 @@ def test_the_collapse_baseline_kept_between_steps_is_the_one_worked_out_from_eve
         records = [{"step": 10 * t, "n_generated": float(rng.choice([16, 32, 64, 200])),
                     "vendi": float(rng.choice(levels) * rng.choice([1, 1, 1.05, 0.7, 0.4]))
                     if rng.random() > 0.05 else math.nan} for t in range(60)]
-        order = list(range(len(records)))
-        for i in rng.choice(len(records), 4, replace=False):  # late steps
-            order.remove(i)
-            order.insert(min(len(order), i + int(rng.integers(1, 6))), i)
-        order += [int(i) for i in rng.choice(len(records), 4)]  # rewritten steps
+        order = arrival_order(rng, len(records), rewritten=4)
         history, seen = A.History(), {}
         for i in order:
             record = dict(records[i], vendi=records[i]["vendi"] * float(rng.choice([1, 1, 0.5])))
