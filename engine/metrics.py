@@ -1023,7 +1023,8 @@ def compute_step(
     if ref.holdout is not None and n:
         ratio, i_t, i_h = ref.copy_ratios(gen)
         per["copy_log_ratio"] = ratio.astype(np.float32)
-        s.update(neighbourhood_log_ratio(ratio, i_t, i_h, ref.copy_null_share()), copy_null_share=ref.copy_null_share())
+        null_share = ref.copy_null_share()
+        s.update(neighbourhood_log_ratio(ratio, i_t, i_h, null_share), copy_null_share=null_share)
         s["copy_zu"] = mann_whitney_z(nn_train, ref.holdout_nn_train)
         near = nn_train < ref.near_copy_threshold
         per["near_copy"] = near
