@@ -778,7 +778,7 @@ def _label_drift(hist: list[Mapping], rules: AlertRules, names: Mapping[str, str
     # sorted: the seeded draws take the shares in turn, and a row as measured and as read back
     # from the store (columns by name) had bars 0.3076 and 0.3062 (round AW)
     ref = tuple(sorted(round(r, 6) for _, r in shares.values() if math.isfinite(r)))
-    from engine.metrics import chance_tv  # lazily: the viewer reads alerts without the metrics' stack
+    from engine.metrics.shares import chance_tv  # lazily: the viewer reads alerts without the metrics' stack
 
     n_ref = _get(cur, "n_real")
     # at the size a little below n on a grid of 2^(1/8) (a higher bar, by at most ~4%): a run

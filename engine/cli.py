@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"strength of the cross-step alignment term (default {DEFAULT_ALIGNMENT:g}; 0 turns it off)")
     watch.add_argument("--no-metrics", action="store_true",
                        help="do not compute per-step metrics and alerts, nor read the trainer's losses")
-    watch.add_argument("--probe", action="append", metavar="PROMPT[|CONTRAST]", type=_parsed_by("engine.metrics", "valid_probe"),
+    watch.add_argument("--probe", action="append", metavar="PROMPT[|CONTRAST]", type=_parsed_by("engine.metrics.probes", "valid_probe"),
                        help="zero-shot attribute probe scored with the CLIP text encoder (repeatable), e.g. 'grey hair'")
     watch.add_argument("--on-alert", metavar="CMD", help="shell command run on each new alert (EVOWATCH_STEP, EVOWATCH_RULE, EVOWATCH_VALUE, EVOWATCH_MESSAGE, "
                        "EVOWATCH_STORE, EVOWATCH_RUN_DIR set)")

@@ -21,9 +21,12 @@ from threadpoolctl import threadpool_limits
 from engine.alerts import (DEFAULT_RULES, Alert, AlertRules, History, evaluate_alerts, memorisation_blind,
                            probe_drift_reach)
 from engine.backlog_log import EACH_UP_TO, BacklogLog, counted
-from engine.metrics import (METRICS_VERSION, ReferenceStats, compute_step, encode_probes, knn_distances,
-                            mean_pairwise_cosine_distance, metric_key, parse_probe, probe_scores,
-                            unit_rows, vendi_score)
+from engine.metrics.diversity import mean_pairwise_cosine_distance, vendi_score
+from engine.metrics.neighbours import knn_distances
+from engine.metrics.per_step import METRICS_VERSION, compute_step, metric_key
+from engine.metrics.probes import encode_probes, parse_probe, probe_scores
+from engine.metrics.reference import ReferenceStats
+from engine.metrics.vectors import unit_rows
 from engine.pause import AlertCommands, pause_path, read_pause, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs

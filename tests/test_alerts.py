@@ -18,7 +18,10 @@ from dataclasses import FrozenInstanceError
 import numpy as np
 import pytest
 
-from engine import metrics as M
+from engine.metrics.neighbours import knn_distances
+from engine.metrics.per_step import compute_step, step_metrics
+from engine.metrics.probes import probe_scores
+from engine.metrics.reference import ReferenceStats
 from engine.alerts import DEFAULT_RULES, RULE_NAMES, Alert, AlertRules, evaluate_alerts, loss_roles
 from engine.pause import (PAUSE_FILE, AlertCommands, alert_env, clear_pause, evowatch_should_pause, read_pause, run_on_alert,
                           wait_if_paused, write_pause)
@@ -46,7 +49,7 @@ class World:
         neutral = unit(self.centres.mean(axis=0, keepdims=True))
         self.probe_text = self.centres[:1]  # "looks like cluster 0"
         self.probe_contrast = neutral
-        self.ref = M.ReferenceStats.build(
+        self.ref = ReferenceStats.build(
             self.real, self.hold, self.real_labels, label_names=[str(c) for c in range(C)],
             probe_names=["cluster0"], real_probe_scores=self.probes(self.real))
 
@@ -59,7 +62,7 @@ class World:
         return unit(x), lab.astype(str)
 
     def probes(self, x):
-        return M.probe_scores(x, self.probe_text, self.probe_contrast)
+        return probe_scores(x, self.probe_text, self.probe_contrast)
 
     def healthy(self, t):
         """Quality ramps up over 8 checkpoints (early samples: off-manifold, too diverse), then
@@ -68,7 +71,7 @@ class World:
         return self.draw(N_GEN, alpha=0.2 + 0.8 * q, sigma=SIGMA * (2.5 - 1.5 * q))
 
     def metrics(self, t, x, labels):
-        s = M.step_metrics(x, self.ref, labels=labels, probe_scores=self.probes(x))
+        s = step_metrics(x, self.ref, labels=labels, probe_scores=self.probes(x))
         s["step"] = 1000 * t
         return s
 
@@ -135,8 +138,8 @@ def test_equal_size_subsets_are_what_keeps_memorisation_quiet(world, healthy_his
     """The premise of the equal-size rule: comparing NN distances to the 10x larger
     training set with those to the held-out set would cry wolf on this healthy run."""
     x, _ = world.healthy(N_STEPS)
-    d_train = M.knn_distances(x, world.real, 1)[:, 0]
-    d_hold = M.knn_distances(x, world.hold, 1)[:, 0]
+    d_train = knn_distances(x, world.real, 1)[:, 0]
+    d_hold = knn_distances(x, world.hold, 1)[:, 0]
     naive = float(np.median(np.log(d_train / d_hold)))
     assert naive < DEFAULT_RULES.copy_log_ratio_max  # unequal sizes: would alert
     ours = [h["copy_log_ratio"] for h in healthy_history]
@@ -354,9 +357,9 @@ def test_collapse_onto_modes_closer_to_training_is_not_memorisation(world, healt
     lab = rng.choice(C, 4000)
     cand = unit(world.centres[lab] + SIGMA * rng.normal(size=(4000, K_INTR)) @ world.basis / np.sqrt(K_INTR))
     ref = world.ref
-    ratio = np.log(M.knn_distances(cand, world.real[ref.copy_train_idx], 1)[:, 0]
-                   / M.knn_distances(cand, world.hold[ref.copy_holdout_idx], 1)[:, 0])
-    fresh = M.knn_distances(cand, world.real, 1)[:, 0] > ref.near_copy_threshold  # no near-copies
+    ratio = np.log(knn_distances(cand, world.real[ref.copy_train_idx], 1)[:, 0]
+                   / knn_distances(cand, world.hold[ref.copy_holdout_idx], 1)[:, 0])
+    fresh = knn_distances(cand, world.real, 1)[:, 0] > ref.near_copy_threshold  # no near-copies
     first = np.flatnonzero((ratio < -0.3) & fresh)[0]
     second = np.flatnonzero((ratio < -0.3) & fresh & (lab != lab[first]))[0]
     modes = cand[[first, second]]
@@ -430,8 +433,8 @@ def test_the_copy_sign_test_counts_the_stores_own_chance_of_closer():
         return unit(centres[rng.integers(10, size=k)] + 0.6 * rng.normal(size=(k, 32)))
 
     real, hold = draw(1000), draw(10)
-    ref = M.ReferenceStats.build(real, hold)
-    history = [{"step": 100 * t, **M.compute_step(draw(64), ref).scalars} for t in range(12)]
+    ref = ReferenceStats.build(real, hold)
+    history = [{"step": 100 * t, **compute_step(draw(64), ref).scalars} for t in range(12)]
     assert [t for t in range(len(history)) if evaluate_alerts(history[:t + 1], rules)] == []
     fresh, _, _ = ref.copy_ratios(draw(20_000))
     assert ref.copy_null_share() == pytest.approx(np.mean(fresh < 0), abs=0.02)
@@ -439,7 +442,7 @@ def test_the_copy_sign_test_counts_the_stores_own_chance_of_closer():
     train = real[ref.copy_train_idx]
     for t in (12, 13):
         copies = unit(train[rng.integers(len(train), size=64)] + 0.6 * rng.normal(size=(64, 32)) / np.sqrt(32))
-        history.append({"step": 100 * t, **M.compute_step(copies, ref).scalars})
+        history.append({"step": 100 * t, **compute_step(copies, ref).scalars})
     (alert,) = evaluate_alerts(history, rules)
     assert alert.step == 1300 and "log distance ratio" in alert.message
 

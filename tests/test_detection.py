@@ -137,7 +137,7 @@ def test_probe_shares_through_open_clip(runs, tmp_path, capsys):
     stored per step and equal the CLIP text-vs-image margins recomputed from the store."""
     from engine.cli import main
     from engine.encoders import make_encoder
-    from engine.metrics import encode_probes, probe_scores, probe_shares
+    from engine.metrics.probes import encode_probes, probe_scores, probe_shares
     from stores.format import KIND_CODES
     from stores.zarr_store import StoreReader
 
@@ -204,7 +204,9 @@ def test_fd_of_a_small_batch_matches_scipy_and_the_full_rank_path():
     """compute_step's FD takes the n x n route when a checkpoint has fewer samples than
     dimensions (64 samples of 768-d pixels in the demo): same value as scipy's sqrtm formula
     and as the d x d route, to 1e-6."""
-    from engine import metrics as M
+    from engine.metrics.frechet import frechet_distance, frechet_distance_fast, frechet_distance_samples, mean_cov, sym_sqrt
+    from engine.metrics.per_step import step_metrics
+    from engine.metrics.reference import ReferenceStats
 
     rng = np.random.default_rng(3)
 
@@ -214,13 +216,13 @@ def test_fd_of_a_small_batch_matches_scipy_and_the_full_rank_path():
     for n, d in ((64, 96), (24, 24), (2, 16)):
         real = unit(rng.normal(size=(500, d)))
         gen = unit(rng.normal(size=(n, d)) + 0.3)
-        mu1, s1 = M.mean_cov(gen)
-        mu2, s2 = M.mean_cov(real)
-        want = M.frechet_distance(mu1, s1, mu2, s2)
-        full = M.frechet_distance_fast(mu1, s1, mu2, M.sym_sqrt(s2), float(np.trace(s2)))
-        got = M.frechet_distance_samples(gen, mu2, s2, M.sym_sqrt(s2), float(np.trace(s2)))
+        mu1, s1 = mean_cov(gen)
+        mu2, s2 = mean_cov(real)
+        want = frechet_distance(mu1, s1, mu2, s2)
+        full = frechet_distance_fast(mu1, s1, mu2, sym_sqrt(s2), float(np.trace(s2)))
+        got = frechet_distance_samples(gen, mu2, s2, sym_sqrt(s2), float(np.trace(s2)))
         assert got == pytest.approx(want, abs=1e-6) and got == pytest.approx(full, abs=1e-6), (n, d)
-        assert M.step_metrics(gen, M.ReferenceStats.build(real, None))["fd"] == pytest.approx(want, abs=1e-6)
+        assert step_metrics(gen, ReferenceStats.build(real, None))["fd"] == pytest.approx(want, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -2172,7 +2172,9 @@ def test_stored_metrics_are_those_of_the_stored_vectors_made_unit_length(tmp_pat
     """Round AJ: the float16 vectors were measured as read (norms 1 +- 1e-4), not as the
     documented unit vectors: recomputed from the store as docs/metrics.md says, precision,
     coverage and near-copies differed near their thresholds."""
-    from engine.metrics import ReferenceStats, compute_step, unit_rows
+    from engine.metrics.per_step import compute_step
+    from engine.metrics.reference import ReferenceStats
+    from engine.metrics.vectors import unit_rows
     from stores.format import KIND_CODES
 
     run, store, real, holdout = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "real", tmp_path / "holdout"

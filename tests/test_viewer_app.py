@@ -1051,11 +1051,12 @@ def test_a_step_written_between_others_joins_the_steps_filter_and_keeps_the_user
 def test_the_metrics_pickers_glossary_says_every_metric_a_step_row_holds():
     """Round BA-2: the picker listed ``real_pairwise_cosine_sd``, thresholds and counts no
     glossary entry named."""
-    from engine import metrics as M
+    from engine.metrics.per_step import step_metrics
+    from engine.metrics.reference import ReferenceStats
     from viewer.data import METRIC_GLOSSARY
 
     rng = np.random.default_rng(0)
     real, held_out, samples = (v / np.linalg.norm(v, axis=1, keepdims=True)
                                for v in (rng.normal(size=(n, 16)) for n in (200, 50, 40)))
-    row = M.step_metrics(samples, M.ReferenceStats.build(real, held_out))
+    row = step_metrics(samples, ReferenceStats.build(real, held_out))
     assert [name for name in row if f"`{name}`" not in METRIC_GLOSSARY] == []
