@@ -4,7 +4,7 @@
 
 Every image of a generated checkpoint that may be a grid goes through
 ``engine.grids.detect_grid`` once it is decoded. For each case this times, on the same
-file and in the same run, Pillow's decode to RGB (``engine.decode.load_image``: the
+file and in the same run, Pillow's decode to RGB (``engine.decode.images.load_image``: the
 baseline, work the ingest does anyway) and the detection, and prints the detection as a
 ratio of the decode. Cases: torchvision grids (8x8 of 64 px, padding 2; 4 of 512 px in a
 row, latent-diffusion's mid-gray pad) and StyleGAN-style unpadded grids (4x7 of 128 px) of
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from engine.decode import LOSSY_EXTENSIONS, load_image  # noqa: E402
+from engine.decode.images import load_image  # noqa: E402
+from engine.decode.samples import LOSSY_EXTENSIONS  # noqa: E402
 from engine.grids import detect_grid  # noqa: E402
 from timing import median_seconds  # noqa: E402
 

@@ -38,7 +38,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.decode import iter_samples  # noqa: E402
+from engine.decode.samples import iter_samples  # noqa: E402
 from engine.discovery.identity import content_hash  # noqa: E402
 from engine.discovery.options import DiscoveryOptions  # noqa: E402
 from engine.discovery.scan import scan_run  # noqa: E402

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from engine.decode import iter_samples
+from engine.decode.samples import iter_samples
 from engine.discovery.options import DiscoveryOptions
 from engine.encoders import Preprocessor
 from engine.records import Checkpoint, Sample, SkippedFile

@@ -170,7 +170,7 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
 
 def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
     """The discovery settings of a `watch` command line."""
-    from engine.decode import VALUE_RANGES
+    from engine.decode.pixels import VALUE_RANGES
     from engine.discovery.options import DiscoveryOptions
 
     if args.labels is not None and not any(p.is_file() for p in (args.labels, args.run_dir / args.labels)):

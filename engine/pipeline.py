@@ -29,7 +29,8 @@ from engine import heap
 from engine.backlog_log import counted
 from engine.batches import END, PROCESS_THREADS, Done, Failed, PreparedBatch, Preparation, SampleSource, Start, \
     StoreColumns, messages
-from engine.decode import VANISHED, iter_samples
+from engine.decode.samples import iter_samples
+from engine.decode.skip import VANISHED
 from engine.decode_workers import start_decode_processes
 from engine.discovery.options import DiscoveryOptions
 from engine.encoders import Encoder

@@ -11,7 +11,7 @@ calls the user's function::
 
 ``device`` is passed only when the function accepts it (``"cuda"`` when a GPU is there).
 The function may also return a mapping with ``images`` and optionally ``labels`` and
-``latents`` (the keys :mod:`engine.decode` reads in tensor files).
+``latents`` (the keys :mod:`engine.decode.tensors` reads in tensor files).
 
 Alignment: every checkpoint is sampled with the same ``seed``, and the call runs with
 torch's, numpy's and Python's global random generators seeded with it (and restored
@@ -46,7 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from engine import decode
+from engine.decode.pixels import _value_range, to_rgb, uint8_rows
+from engine.decode.samples import iter_samples
+from engine.decode.skip import SkipFile
+from engine.decode.tensors import IMAGE_KEYS, LABEL_KEYS, LATENT_KEYS, _label_text, _pick, _to_nhwc
 from engine.discovery.folders import folder_entries, walk_files
 from engine.discovery.identity import content_hash, file_versions, reading_settings
 from engine.discovery.names import is_weight_file
@@ -247,7 +250,7 @@ class Sampler:
     """A loaded ``--sampler``: discovers weight checkpoints and turns each into samples.
 
     It stands in for :func:`engine.discovery.scan.scan_run`, :func:`engine.discovery.identity.content_hash`
-    and :func:`engine.decode.iter_samples` for generated checkpoints; reference sets
+    and :func:`engine.decode.samples.iter_samples` for generated checkpoints; reference sets
     (``--real``/``--holdout``) go through the ordinary functions.
     """
 
@@ -325,7 +328,7 @@ class Sampler:
     def iter_samples(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
         """Samples of one checkpoint (instance = row); a failing sampler is one skipped file."""
         if checkpoint.kind != "generated":
-            yield from decode.iter_samples(checkpoint, options)
+            yield from iter_samples(checkpoint, options)
             return
         path = checkpoint.root / checkpoint.source
         try:
@@ -339,13 +342,13 @@ class Sampler:
         if len(images) != self.n_samples:
             log.warning("%s: the sampler returned %d images, asked for %d", checkpoint.source, len(images), self.n_samples)
         try:  # a diverged generator's NaN, a sampler that forgot to denormalise: said, and the watch goes on
-            value_range = decode._value_range(images, given or (options.value_range if options else None))
-            for row, pixels in decode.uint8_rows(images, value_range):
-                label = decode._label_text(labels[row]) if labels is not None else None
+            value_range = _value_range(images, given or (options.value_range if options else None))
+            for row, pixels in uint8_rows(images, value_range):
+                label = _label_text(labels[row]) if labels is not None else None
                 latent = np.asarray(latents[row], np.float32).reshape(-1) if latents is not None else None
-                yield Sample(image=decode.to_rgb(pixels), instance=row, path=f"{checkpoint.source}#{row}",
+                yield Sample(image=to_rgb(pixels), instance=row, path=f"{checkpoint.source}#{row}",
                              label=label, latent=latent)
-        except decode.SkipFile as exc:
+        except SkipFile as exc:
             yield SkippedFile(path=checkpoint.source, reason=f"the output of sampler {self.spec}: {exc}",
                               diverged=exc.diverged)
 
@@ -371,10 +374,10 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
             if len(given) != 2 or not given[0] < given[1]:
                 raise TypeError(f"returned value_range {result['value_range']!r}: expected (low, high), low < high")
         arrays = {str(k): numpy(v) for k, v in result.items() if v is not None and k != "value_range"}
-        images = decode._pick(arrays, decode.IMAGE_KEYS)
+        images = _pick(arrays, IMAGE_KEYS)
         if images is None:
             raise TypeError(f"returned a mapping without images (keys: {', '.join(arrays)})")
-        labels, latents = decode._pick(arrays, decode.LABEL_KEYS), decode._pick(arrays, decode.LATENT_KEYS)
+        labels, latents = _pick(arrays, LABEL_KEYS), _pick(arrays, LATENT_KEYS)
     elif first == 4 and isinstance(result, tuple):
         # (images, labels): numpy's "inhomogeneous shape" said nothing of what to return instead
         raise TypeError(f"returned a tuple of {len(result)}, the first a batch of images: return the images, or a "
@@ -384,8 +387,8 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
     else:
         images, labels, latents = numpy(result), None, None
     try:
-        images = decode._to_nhwc(images)
-    except decode.SkipFile as exc:
+        images = _to_nhwc(images)
+    except SkipFile as exc:
         raise TypeError(f"returned no image batch: {exc}") from None
     if not len(images):  # stored as a step of 0 samples, never sampled again
         raise TypeError("returned no images")

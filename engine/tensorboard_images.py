@@ -52,7 +52,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import decode
+from engine.decode.images import decode_image
+from engine.decode.samples import NO_GRID_TO_SLICE, iter_samples
+from engine.decode.skip import SkipFile
 from engine.discovery.identity import content_hash, reading_settings
 from engine.discovery.names import SAMPLE_WORDS, is_real_data
 from engine.discovery.options import DiscoveryOptions
@@ -156,7 +158,7 @@ def logged_tags(sources: Iterable[str], run_dir: Path) -> list[str]:
 class TensorBoardImages:
     """The image summaries of a run's event files as checkpoints: stands in for
     :func:`engine.discovery.scan.scan_run`, :func:`engine.discovery.identity.content_hash` and
-    :func:`engine.decode.iter_samples`, as a ``--sampler`` does. Keeps what it has read of
+    :func:`engine.decode.samples.iter_samples`, as a ``--sampler`` does. Keeps what it has read of
     each event file between passes."""
 
     def __init__(self) -> None:
@@ -328,7 +330,7 @@ class TensorBoardImages:
         sample (instance = its number), a prompt's image one sample, or its tiles when it is a grid."""
         options = options or self._options
         if checkpoint.kind != "generated":
-            yield from decode.iter_samples(checkpoint, options)
+            yield from iter_samples(checkpoint, options)
             return
         for instance, logged, name, label in self._found[checkpoint.source]:
             yield from self._samples(logged, instance, name, options, label)
@@ -352,8 +354,8 @@ class TensorBoardImages:
         if key not in self._geometries and latest is not None and latest != logged and self._looked_at.get(key) != latest:
             self._looked_at[key] = latest  # decoded and looked at once (a prompt's single samples: each one)
             try:
-                reference = decode.decode_image(io.BytesIO(self._images(latest)[0]))
-            except (OSError, KeyError, ValueError, IndexError, decode.SkipFile):
+                reference = decode_image(io.BytesIO(self._images(latest)[0]))
+            except (OSError, KeyError, ValueError, IndexError, SkipFile):
                 return None
             if reference.shape == shape and (geometry := detect_grid(reference)
                                              or (None if found_alone else tensorboard_grid(reference))):
@@ -372,17 +374,17 @@ class TensorBoardImages:
         for index, encoded in enumerate(images):
             path = f"{name}#{index}" if len(images) > 1 else name
             try:
-                image = decode.decode_image(io.BytesIO(encoded))
+                image = decode_image(io.BytesIO(encoded))
                 geometry = None if not splits else (
                     resolve_grid(image, options.grid, options.tile_size)
                     or (None if label is not None else tensorboard_grid(image))  # a prompt's: as a file is
                     or self._tag_geometry(logged, image.shape, found_alone=label is not None))
-            except (decode.SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
-                yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, decode.SkipFile),
+            except (SkipFile, ValueError) as exc:  # a ValueError: the grid the options force does not fit
+                yield SkippedFile(path=path, reason=str(exc), misfit=not isinstance(exc, SkipFile),
                                   diverged=getattr(exc, "diverged", False))
                 continue
             if geometry is None and splits and (options.tile_rows or options.tile_cols):  # as a file's: the rows
-                yield SkippedFile(path=path, reason=decode.NO_GRID_TO_SLICE, misfit=True)  # or columns it keeps
+                yield SkippedFile(path=path, reason=NO_GRID_TO_SLICE, misfit=True)  # or columns it keeps
                 continue  # cannot be told (ControlNet's conditioning image was kept in the sample)
             if geometry is None:
                 number = _instance(instance, index, len(images)) if len(images) > 1 or instance is not None else -1

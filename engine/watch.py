@@ -32,7 +32,8 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from engine.backlog_log import BacklogLog, counted
-from engine.decode import iter_samples, label_folder_names, labels_file_path, labels_table
+from engine.decode.labels import label_folder_names, labels_file_path, labels_table
+from engine.decode.samples import iter_samples
 from engine.discovery.identity import (combined_hash, file_digests, file_versions, in_a_label_folder, in_one_folder,
                                        reading_settings)
 from engine.discovery.names import SAMPLE_WORDS

@@ -20,7 +20,7 @@ from PIL import Image
 from tests.sample_fixtures import (digit_like, matplotlib_grid, save_torchvision_grid, smooth_images, stylegan_grid,
                                    write_png)
 
-from engine.decode import iter_samples
+from engine.decode.samples import iter_samples
 from engine.discovery.identity import content_hash
 from engine.discovery.options import DiscoveryOptions
 from engine.discovery.scan import scan_reference, scan_run
@@ -393,7 +393,8 @@ def test_a_large_tensor_file_is_not_read_whole_into_memory(tmp_path, name):
 import re
 import numpy as np, torch
 from pathlib import Path
-from engine.decode import load_tensor_file, to_uint8
+from engine.decode.pixels import to_uint8
+from engine.decode.tensors import load_tensor_file
 def anonymous_mib():
     return int(re.search(r"RssAnon:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
 before = anonymous_mib()
@@ -533,12 +534,12 @@ def test_an_fid_reference_batch_is_read_by_real_not_as_generated_samples(tmp_pat
 
 def test_a_file_that_fails_in_an_unforeseen_way_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
     """Whatever one file's reading raises, it is that file's skip line, not the ingest's end."""
-    from engine import decode
+    from engine.decode import images
 
     for name in ("a.png", "b.png", "c.png"):
         write_png(tmp_path / "step_1" / name, smooth_images(RNG, 1, 16)[0])
-    real = decode.decode_image
-    monkeypatch.setattr(decode, "decode_image", lambda source, *args: (_ for _ in ()).throw(ZeroDivisionError("boom"))
+    real = images.decode_image
+    monkeypatch.setattr(images, "decode_image", lambda source, *args: (_ for _ in ()).throw(ZeroDivisionError("boom"))
                         if Path(source).name == "b.png" else real(source, *args))
     samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
     assert [s.path for s in samples] == ["step_1/a.png", "step_1/c.png"]
@@ -970,7 +971,7 @@ def test_a_labels_csv_beside_a_checkpoints_samples_below_its_folder_labels_them(
 def test_labels_csv_written_by_a_spreadsheet_and_rows_without_a_label_column(tmp_path, caplog):
     """Semicolons or tabs (a spreadsheet's export) are read as the columns they are; a row
     with no label column is said, not dropped silently (blank lines are not rows)."""
-    from engine.decode import read_labels_file
+    from engine.decode.labels import read_labels_file
 
     path = tmp_path / "labels.csv"
     for text in ("file;label\n000.png;cat\n001.png;dog\n", "000.png\tcat\n001.png\tdog\n",
@@ -1013,7 +1014,7 @@ def test_a_labels_file_that_gives_no_label_is_an_error(tmp_path, caplog):
     """Round AJ: an empty file, a header ``label,file`` (its rows read as label -> file) and
     a JSON mapping to lists labelled nothing, without a word; as a checkpoint's own file it
     labels nothing, said."""
-    from engine.decode import read_labels_file
+    from engine.decode.labels import read_labels_file
 
     for name, text, reason in (
             ("empty.csv", "", "holds no label; expected CSV file,label or instance,label, or a JSON mapping"),
@@ -1038,7 +1039,7 @@ def test_a_labels_file_that_gives_no_label_is_an_error(tmp_path, caplog):
 
 def test_an_unreadable_labels_file_is_said_to_need_its_permissions_fixed(tmp_path, monkeypatch):
     """Round AJ: a labels file this user may not read got a format hint (expected CSV ...)."""
-    from engine.decode import read_labels_file
+    from engine.decode.labels import read_labels_file
 
     path = tmp_path / "labels.csv"
     path.write_text("file,label\n000.png,cat\n")
@@ -1152,11 +1153,11 @@ def test_an_animated_image_is_read_at_its_last_frame(tmp_path):
 def test_a_read_error_without_a_message_is_said_by_its_type(tmp_path, monkeypatch):
     """Round X: an .npz rewritten during its CRC pass was skipped as "not a readable numpy
     file ()": the error (EOFError) had no message."""
-    from engine import decode
+    from engine.decode import file_rows
 
     (tmp_path / "step_1").mkdir()
     np.savez(tmp_path / "step_1" / "s.npz", x=smooth_images(RNG, 2, 16))
-    monkeypatch.setattr(decode, "_read_through", lambda archive, member: (_ for _ in ()).throw(EOFError()))
+    monkeypatch.setattr(file_rows, "_read_through", lambda archive, member: (_ for _ in ()).throw(EOFError()))
     samples, skipped = _split(list(iter_samples(scan_run(tmp_path)[0])))
     assert not samples and [s.reason for s in skipped] == ["not a readable numpy file (EOFError)"]
 
@@ -1205,14 +1206,14 @@ def test_the_parts_of_a_large_folder_share_one_reading_of_its_names(tmp_path, mo
     """Each part of a large folder of single images (a decode worker's 256 files) went over
     every name of the folder again for its ids and labels: 20,000 files took 17x the CPU of
     2,000. Worked out once per checkpoint version now; another version is read anew."""
-    import engine.decode
+    import engine.decode.samples
 
     for i, image in enumerate(smooth_images(np.random.default_rng(0), 12, 8)):
         write_png(tmp_path / "step_100" / f"{i:05d}.png", image)
     checkpoint = scan_run(tmp_path)[0]
     made = []
-    context = engine.decode._Context
-    monkeypatch.setattr(engine.decode, "_Context", lambda *args: made.append(args) or context(*args))
+    context = engine.decode.samples._Context
+    monkeypatch.setattr(engine.decode.samples, "_Context", lambda *args: made.append(args) or context(*args))
     parts = [list(iter_samples(checkpoint, files=checkpoint.files[lo:lo + 4], content_hash="v1")) for lo in (0, 4, 8)]
     assert len(made) == 1 and [s.instance for part in parts for s in part] == list(range(12))
     list(iter_samples(checkpoint, files=checkpoint.files[:4], content_hash="v2"))

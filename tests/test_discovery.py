@@ -372,7 +372,7 @@ def test_ai_toolkit_edm2_and_muse_maskgit_runs_give_the_training_step(tmp_path, 
     files apart), and watched from ``output/``, all at step 1 (the v1). NVlabs EDM2's
     ``network-snapshot-0001000-0.100/`` folders were all step 100 (the EMA length, a decimal).
     muse-maskgit's ``vae.1000.pt`` beside its ``1000.png`` was an empty checkpoint."""
-    from engine.decode import iter_samples
+    from engine.decode.samples import iter_samples
 
     samples = tmp_path / "output" / "my_first_lora_v1" / "samples"
     for k, step in enumerate((0, 250, 500)):
@@ -410,7 +410,7 @@ def test_wandb_media_images_of_a_step_are_one_checkpoint_without_instance_ids(tm
     its own, one sample each, all laid out on one point."""
     import hashlib
 
-    from engine.decode import iter_samples
+    from engine.decode.samples import iter_samples
     media = tmp_path / "wandb" / "run-20240105_103000-3kq8x1zb" / "files" / "media" / "images"
     for step in (500, 1000):
         for image in smooth_images(RNG, 3, 8):
@@ -434,7 +434,7 @@ def test_wandb_media_of_a_key_per_prompt_are_one_checkpoint_per_step_with_the_ke
     A list under such a key (its number repeated) stays the step's files as a whole."""
     import hashlib
 
-    from engine.decode import iter_samples
+    from engine.decode.samples import iter_samples
     media = tmp_path / "logs" / "wandb" / "run-20240105_103000-k3j9x2pq" / "files" / "media" / "images"
     for step in (500, 1000):
         for i, image in enumerate(smooth_images(RNG, 3, 8)):
@@ -453,7 +453,7 @@ def test_a_flat_folders_per_sample_names_with_a_time_are_grouped_per_step(tmp_pa
     """kohya-ss's ``sample/{name}_{steps:06d}_{i:02d}_{%Y%m%d%H%M%S}.png`` (and
     ``_e{epoch:06d}_…_{seed}.png``): the time was read as the step, one checkpoint per file; the
     seed, as the step of every checkpoint. mmengine's ``{%Y%m%d_%H%M%S}/vis_data/vis_image/`` run folders are no steps."""
-    from engine.decode import iter_samples
+    from engine.decode.samples import iter_samples
     for k, steps in enumerate((500, 1000)):
         for i in range(3):
             stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(OLD + 300 * k + 2 * i))
@@ -1477,7 +1477,7 @@ def test_musubi_tuners_frame_index_after_the_time_is_no_step(tmp_path):
             os.utime(path, (t, t))
     found = scan_run(tmp_path)
     assert [(c.step, len(c.files)) for c in found] == [(500, 3), (1000, 3)]
-    from engine.decode import iter_samples
+    from engine.decode.samples import iter_samples
 
     assert [s.instance for s in iter_samples(found[1])] == [0, 1, 2]
 

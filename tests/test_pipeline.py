@@ -713,12 +713,12 @@ def test_a_checkpoint_deleted_after_some_of_its_files_were_read_is_not_stored(tm
     """Rotation deletes a checkpoint folder while its files are being read: the files read
     before were stored as the step (3 of 8 samples, 5 warnings) and its low diversity raised a
     collapse alert."""
-    import engine.decode
+    import engine.decode.samples
 
     run = tmp_path / "run"
     for step, n in ((100, 4), (200, 8), (300, 4)):
         write_step(run, step, n, seed=step)
-    load_image = engine.decode.load_image
+    load_image = engine.decode.samples.load_image
 
     def rotating(path: Path, *args) -> np.ndarray:
         image = load_image(path, *args)
@@ -726,7 +726,7 @@ def test_a_checkpoint_deleted_after_some_of_its_files_were_read_is_not_stored(tm
             shutil.rmtree(run / "step_000200")  # the trainer's rotation, after three of its files
         return image
 
-    monkeypatch.setattr(engine.decode, "load_image", rotating)
+    monkeypatch.setattr(engine.decode.samples, "load_image", rotating)
     with caplog.at_level("INFO"):
         assert _ingest_run(run, tmp_path / "s.zarr", workers=workers) == [100, 300]
     assert info(tmp_path / "s.zarr")["rows"] == 8 and info(tmp_path / "s.zarr")["warnings"] == 0
@@ -803,19 +803,19 @@ def test_a_large_folder_is_decoded_in_parts_by_all_workers_as_one_checkpoint(tmp
 
 
 def test_a_decode_worker_that_dies_is_one_clear_error_and_earlier_checkpoints_stay(tmp_path, monkeypatch):
-    import engine.decode
+    import engine.decode.samples
 
     run = tmp_path / "run"
     for step in (10, 20, 30):
         write_step(run, step, 4, seed=step)
-    real = engine.decode._grid_or_image
+    real = engine.decode.samples._grid_or_image
 
     def dies_on_step_30(path, *args):  # inherited by the forked worker
         if "step_000030" in str(path):
             os._exit(3)
         return real(path, *args)
 
-    monkeypatch.setattr(engine.decode, "_grid_or_image", dies_on_step_30)
+    monkeypatch.setattr(engine.decode.samples, "_grid_or_image", dies_on_step_30)
     with pytest.raises(EvowatchError, match=r"decode worker process exited \(code 3\); checkpoints from step_0000[23]0 on"):
         _ingest_run(run, tmp_path / "s.zarr", workers=1)
     reader = StoreReader(tmp_path / "s.zarr")

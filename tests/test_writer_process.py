@@ -309,7 +309,7 @@ def test_a_decoding_failure_that_does_not_pickle_is_raised_as_is(tmp_path, monke
     kept here and raised as it is, after the checkpoints before it are committed."""
     import threading
 
-    from engine.decode import iter_samples
+    from engine.decode.samples import iter_samples
     from engine.discovery.identity import content_hash
     from engine.discovery.options import DiscoveryOptions
     from engine.discovery.scan import scan_run

@@ -1,0 +1,89 @@
+"""Instance ids read from sample file names, to align a sample across steps."""
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+
+
+from engine.discovery.said_once import warn_once
+from engine.discovery.steps import index_in_name, last_integer
+from engine.records import Checkpoint
+from stores.format import MAX_INSTANCE, SAMPLE_KEY, listed
+from stores.zarr_store import pattern_regex
+
+log = logging.getLogger(__name__)
+
+
+def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, int]:
+    """Instance ids from file names: the number at the ``*`` of a per-step pattern
+    (``img_*_step_0500.png``, ``mylora_000500_*_??????????????.png``), else a name's last;
+    none for a pattern without an index (``validation_500_????????????????????.png``: names
+    apart by a hash). A file whose number another file shares, or that has none (a stray
+    ``00003 (1).png`` beside the samples), gets no id; the others keep theirs."""
+    if pattern and "?" in pattern and "*" not in pattern:
+        return {}
+    wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
+    numbers = {}
+    for path in files:
+        match = wildcard.fullmatch(path.name) if wildcard else None
+        if (number := int(match[1]) if match else index_in_name(path.stem)) is not None:
+            numbers[path] = number
+    shared = Counter(numbers.values())
+    return {path: number for path, number in numbers.items() if shared[number] == 1}
+
+
+def sample_keys(files: tuple[Path, ...], pattern: Path) -> dict[Path, str]:
+    """What tells the samples of a pattern apart: the part of each name at ``{sample}``
+    (``step_500_{sample}.png``: ``street_0_512x512``, ``1-a photo of 2 cats``), or the folder
+    at it (``samples/{sample}/step_500.png``: ``cat``); {} for other sources."""
+    if pattern.parent.name.startswith(SAMPLE_KEY):  # samples/{sample} - no-ema/: the variant is no part of the key
+        variant = pattern.parent.name.removeprefix(SAMPLE_KEY)
+        return {path: path.parent.name.removesuffix(variant) for path in files}
+    if SAMPLE_KEY not in pattern.name:
+        return {}
+    regex = pattern_regex(pattern.name)
+    return {path: match[1] for path in files if (match := regex.fullmatch(path.name))}
+
+
+def key_ids_and_labels(keys: dict[Path, str]) -> tuple[dict[Path, int], dict[Path, str]]:
+    """Instance ids and labels of samples named by a prompt or class: the index every key
+    begins with and the prompt after it, when each has a distinct one (EveryDream2's
+    ``1-a photo of 2 cats``), else the keys' order and the keys themselves (``3_dogs`` is a
+    prompt): the same prompts get the same ids at every step."""
+    split = {path: m.groups() for path, key in keys.items() if (m := re.fullmatch(r"(\d+)[-_ .]+(.+)", key))}
+    if len(split) * 2 > len(keys) and len({int(index) for index, _ in split.values()}) == len(split):
+        # the few others (OneTrainer's samples/custom/, asked for once) numbered after them
+        others = {key: max(int(index) for index, _ in split.values()) + 1 + i
+                  for i, key in enumerate(sorted({key for path, key in keys.items() if path not in split}))}
+        return ({path: int(split[path][0]) if path in split else others[key] for path, key in keys.items()},
+                {path: split[path][1] if path in split else key for path, key in keys.items()})
+    order = {key: i for i, key in enumerate(sorted(set(keys.values())))}
+    return {path: order[key] for path, key in keys.items()}, dict(keys)
+
+
+def folder_name_ids(files: tuple[Path, ...], folders: dict[Path, str]) -> dict[Path, int]:
+    """Instance ids of numbered files in per-label folders whose numbers start again in each
+    (invoke-training's ``prompt_0000/0000.jpg``, ``prompt_0001/0000.jpg``): the folder's place
+    among them times a power of ten past the largest number, plus the number; {} unless every
+    file is in such a folder with a number of its own there."""
+    numbers = {path: last_integer(path.stem) for path in files}
+    if not folders or len(folders) != len(files) or None in numbers.values() or \
+            len({(folders[path], number) for path, number in numbers.items()}) != len(files):
+        return {}
+    order = {name: i for i, name in enumerate(sorted(set(folders.values())))}
+    stride = 10 ** len(str(max(numbers.values())))
+    return {path: order[folders[path]] * stride + number for path, number in numbers.items()}
+
+
+def _say_unnumbered(checkpoint: Checkpoint, files: list[Path]) -> None:
+    """Once per checkpoint and process: which files got no instance id, so a user sees why
+    those samples are not followed from step to step."""
+    names = listed([f.name for f in files])
+    warn_once(checkpoint.root / checkpoint.source,
+              f"{checkpoint.source}: {len(files)} of {len(checkpoint.files)} files share their number with another, "
+              f"have none or one past {MAX_INSTANCE:,} ({names}): no instance id for them; the others keep theirs "
+              "(rename or remove the strays)",
+              about="ids", say=log.warning)
+
