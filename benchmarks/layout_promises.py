@@ -124,7 +124,7 @@ def _add(store, step, vectors, instances, source=None):
 
 
 def _placed(store) -> np.ndarray:
-    """The map as the viewer draws it (viewer/data.py: current generated steps' ordinals)."""
+    """The map as the viewer draws it (viewer/data/map_data.py: current generated steps' ordinals)."""
     from stores.zarr_store import StoreReader
 
     r = StoreReader(store.path)

@@ -13,7 +13,7 @@ signals on). At each length the backlog up to it is ingested first (not timed), 
 stage: discovery (``Watcher.pending``: the scan of the run, the readiness and versions of
 its checkpoints), the ingest (the rest of the pass: decode, encode, append, commit), the layout update, and the
 signals (trainer logs, metrics, alerts); then the viewer's reload of the store at that
-commit (``viewer.data.read_commit`` and the map data and metric table a commit reads
+commit (``viewer.data.commits.read_commit`` and the map data and metric table a commit reads
 again). Medians of the ``--new`` passes, wall seconds; the last column is the pass against
 the same pass at the first length, measured in the same run (flat: about 1).
 """
@@ -70,13 +70,13 @@ def timed(stages: dict[str, float], name: str, fn):
 
 def viewer_reload(store: Path) -> None:
     """What the page reads again at a new commit: its counts, the map's columns, the metrics."""
-    from viewer import data
+    from viewer.data import commits, map_data
 
     logging.getLogger("streamlit.runtime.caching").setLevel(logging.ERROR)  # "No runtime found": no page here
 
-    commit = data.read_commit(store)
-    data._map_data.__wrapped__(str(store), commit)  # noqa: SLF001 (the cached function's body)
-    data.reader(store, commit).step_metrics()
+    commit = commits.read_commit(store)
+    map_data._map_data.__wrapped__(str(store), commit)  # noqa: SLF001 (the cached function's body)
+    commits.reader(store, commit).step_metrics()
 
 
 def main() -> None:

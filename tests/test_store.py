@@ -1757,7 +1757,7 @@ def test_a_grown_alert_list_is_appended_and_a_changed_one_written_whole_beside_t
     the old list or the new one. A new step's alerts are appended; a step measured again, or
     dropped, writes the whole list where no committed row is and moves the window to it. The
     viewer's commit key changes with each (it redraws the alerts on it)."""
-    from viewer.data import read_commit
+    from viewer.data.commits import read_commit
 
     path = tmp_path / "s.zarr"
 
@@ -1826,7 +1826,7 @@ def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_
     earlier evowatch wrote it) is read as it is by info, the viewer and plain zarr, and a writer
     opening it writes the alerts/ arrays first, then the root (version 3, no attrs["alerts"])."""
     from engine.cli import main
-    from viewer import data
+    from viewer.data import commits, map_data
 
     path = tmp_path / "s.zarr"
     old = ALERTS + [{"step": 400, "rule": "convergence", "value": None, "message": "loss NaN"}]
@@ -1839,8 +1839,8 @@ def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["alerts"] == old and info["schema_version"] == 2
-    commit = data.read_commit(path)
-    assert data.map_data(path, commit).alerts == tuple(old)
+    commit = commits.read_commit(path)
+    assert map_data.map_data(path, commit).alerts == tuple(old)
     StoreWriter(path, ENCODER, thumbnail_size=4).close()
     root = zarr.open_group(str(path), mode="r")
     assert root.attrs["evowatch"]["version"] == 3 and "alerts" not in root.attrs
@@ -1848,7 +1848,7 @@ def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_
     assert StoreReader(path).alerts() == old == plain_alerts(path)
     assert main(["info", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {**info, "schema_version": 3}  # the same summary, the version apart
-    assert data.read_commit(path) != commit and data.map_data(path, data.read_commit(path)).alerts == tuple(old)
+    assert commits.read_commit(path) != commit and map_data.map_data(path, commits.read_commit(path)).alerts == tuple(old)
 
 
 MIGRATION_KILLED = textwrap.dedent("""

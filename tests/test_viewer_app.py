@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from stores import format as fmt  # noqa: E402
 from stores.errors import StoreFormatError  # noqa: E402
 from stores.zarr_store import StoreReader, StoreWriter  # noqa: E402
-from viewer import data, store_path  # noqa: E402
+from viewer import store_path  # noqa: E402
+from viewer.data import colors, commits, figures, map_data, sample_rows, selections, step_signals, text_query  # noqa: E402
 from viewer.synthetic import ENCODER, SyntheticRun, build_store  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "viewer" / "app.py")
@@ -51,7 +52,7 @@ def component_data(at: AppTest, name: str) -> dict:
 
 
 def map_chart(at: AppTest) -> dict:
-    """The map component's spec (viewer.data.map_spec plus the kept selection)."""
+    """The map component's spec (viewer.data.figures.map_spec plus the kept selection)."""
     return component_data(at, "evowatch_map")
 
 
@@ -81,7 +82,7 @@ def test_page_renders_map_signals_and_alert(store, monkeypatch):
     spec = map_chart(at)
     assert n_points(spec) == 3 * PER_STEP + N_REAL
     assert spec["legend"]["scale"]["title"] == "step"
-    assert ["reference data", data.REFERENCE_COLOR] in spec["legend"]["items"]
+    assert ["reference data", colors.REFERENCE_COLOR] in spec["legend"]["items"]
     assert [text for _, text in spec["labels"]] == ["real", "1,000", "2,000", "3,000"]
     assert "Signals" in page
     lines = component_data(at, "evowatch_lines")
@@ -108,11 +109,11 @@ def test_the_hover_caption_names_what_each_number_is(store):
     """"step 1,500 · 5 · 00005.png": the bare 5 was the label, read as an instance id."""
     from viewer.hover import hover_payload
 
-    commit = data.read_commit(str(store))
-    d = data.map_data(str(store), commit)
+    commit = commits.read_commit(str(store))
+    d = map_data.map_data(str(store), commit)
     row = int(np.flatnonzero(d.kind == fmt.KIND_CODES["generated"])[0])
     caption = hover_payload(str(store), commit, d, row)["caption"]
-    assert caption == f"step 1,000 · label {data.describe_rows(d, np.array([row]))['label'][0]} · instance " \
+    assert caption == f"step 1,000 · label {sample_rows.describe_rows(d, np.array([row]))['label'][0]} · instance " \
                       f"{d.instance[row]} · sample_{row - N_REAL:06d}.png"
 
 
@@ -142,8 +143,8 @@ def test_a_reference_images_number_is_no_instance_in_its_hover_caption(store):
     """Real ``0049.png`` said "instance 49"."""
     from viewer.hover import hover_payload
 
-    commit = data.read_commit(str(store))
-    d = data.map_data(str(store), commit)
+    commit = commits.read_commit(str(store))
+    d = map_data.map_data(str(store), commit)
     row = int(np.flatnonzero(d.kind != fmt.KIND_CODES["generated"])[0])
     instance = d.instance.copy()
     instance[row] = 49  # as read from its file name
@@ -155,7 +156,7 @@ def test_a_fall_in_diversity_is_marked_on_the_chart_of_the_metric_it_names():
     """A pairwise-cosine alert was marked on Vendi's chart (and opened it)."""
     alert = {"step": 300, "rule": "collapse", "value": 0.1,
              "message": "diversity fell 90% between step 100 and 300: mean pairwise cosine distance 1 -> 0.0986"}
-    assert data._alert_matches(alert, "pairwise_cosine") and not data._alert_matches(alert, "vendi")
+    assert step_signals._alert_matches(alert, "pairwise_cosine") and not step_signals._alert_matches(alert, "vendi")
 
 
 @pytest.mark.parametrize("message, metric", [
@@ -170,8 +171,8 @@ def test_a_memorisation_alert_opens_the_chart_of_the_metric_that_fired(message, 
     """Round AN: a tight-copy alert showed the near-copy chart first, not tight_copy_frac."""
     alert = {"step": 400, "rule": "memorisation", "value": 0.25, "message": message}
     columns = ["near_copy_frac", "tight_copy_frac", "copy_log_ratio", "vendi"]
-    assert data._first_watched(alert, columns) == metric
-    assert [c for c in columns if data._alert_matches(alert, c)] == [metric]
+    assert step_signals._first_watched(alert, columns) == metric
+    assert [c for c in columns if step_signals._alert_matches(alert, c)] == [metric]
 
 
 def test_a_store_of_reference_data_only_is_coloured_by_kind_and_says_steps_come(tmp_path, monkeypatch):
@@ -182,7 +183,7 @@ def test_a_store_of_reference_data_only_is_coloured_by_kind_and_says_steps_come(
     at = run_app(run.path, monkeypatch)
     assert not at.exception and not at.error
     assert "Only reference data so far" in texts(at)
-    assert map_chart(at)["legend"] == {"items": [["real", data.KIND_COLORS["real"]]]}  # no step scale
+    assert map_chart(at)["legend"] == {"items": [["real", colors.KIND_COLORS["real"]]]}  # no step scale
 
 
 def test_filters_narrow_the_map(store, monkeypatch):
@@ -211,7 +212,7 @@ def test_near_copies_not_measured_leave_their_filter_disabled_with_why(tmp_path,
     path = tmp_path / "run.zarr"
     build_store(path, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=12, alerts=False)
     with StoreWriter(path, ENCODER) as writer:
-        writer.write_sample_metric(data.NEAR_COPY, 0, np.full(writer.n_rows, np.nan, np.float32))
+        writer.write_sample_metric(map_data.NEAR_COPY, 0, np.full(writer.n_rows, np.nan, np.float32))
     at = run_app(path, monkeypatch)
     box = at.checkbox(key="near_copies")
     assert box.disabled and "they need held-out images (watch with --holdout beside --real)" in box.help
@@ -226,7 +227,7 @@ def test_near_copies_measured_but_not_laid_out_say_the_map_is_missing_not_holdou
         with w.checkpoint(1000, "s1000", "h1000") as tx:
             tx.add(np.eye(8, dtype=np.float32)[:4], [0, 1, 2, 3], ["a"] * 4, np.zeros((4, 8, 8, 3), np.uint8),
                    [f"s1000/{i}.png" for i in range(4)])
-        w.write_sample_metric(data.NEAR_COPY, 0, np.array([0, 1, 0, 0], np.float32))
+        w.write_sample_metric(map_data.NEAR_COPY, 0, np.array([0, 1, 0, 0], np.float32))
         w.write_step_metrics(1000, {"near_copy_frac": 0.25})
     at = run_app(path, monkeypatch)
     box = at.checkbox(key="near_copies")
@@ -261,7 +262,7 @@ def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
     assert "Instance 5 across 3 steps" in texts(at)
     assert f"Selection · {3 * PER_STEP + N_REAL} samples" in texts(at)
     images = at.get("image")
-    assert [len(i.proto.imgs) for i in images] == [3, data.GRID_MAX]  # trail, then selection
+    assert [len(i.proto.imgs) for i in images] == [3, sample_rows.GRID_MAX]  # trail, then selection
     table = at.dataframe[0].value
     assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path"]
     assert json.loads(at.dataframe[0].proto.columns)["step"]["type_config"]["format"] == "localized"  # 3,000, not 3000
@@ -289,15 +290,15 @@ def test_clicked_point_shows_instance_trail(store, monkeypatch):
 def test_a_long_runs_trail_shows_a_grid_of_its_steps_first_and_last_kept(tmp_path, monkeypatch):
     """A click on a 2,000-step store rendered all 2,000 trail thumbnails (17 s)."""
     path = tmp_path / "long.zarr"
-    n_steps = data.GRID_MAX + 15
+    n_steps = sample_rows.GRID_MAX + 15
     build_store(path, n_steps=n_steps, per_step=2, n_real=2, thumbnail_size=8, backlog=True)
     at = run_app(path, monkeypatch, map={"click": 2 + 1})  # the first step, instance 1
     assert not at.exception
     assert f"Instance 1 across {n_steps} steps" in texts(at)
-    assert f"Showing {data.GRID_MAX} of {n_steps} steps, spread evenly from the first to the last." in texts(at)
+    assert f"Showing {sample_rows.GRID_MAX} of {n_steps} steps, spread evenly from the first to the last." in texts(at)
     assert len(map_chart(at)["trail"]["row"]) == n_steps  # the map draws the whole trail
     captions = [c.caption for c in at.get("image")[0].proto.imgs]
-    assert len(captions) == data.GRID_MAX
+    assert len(captions) == sample_rows.GRID_MAX
     assert captions[0].startswith("step 1,000 ·") and captions[-1].startswith(f"step {n_steps * 1000:,} ·")
 
 
@@ -389,8 +390,8 @@ def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypat
     assert not at.exception and not at.error
     assert "Top 10 of the visible samples for “a photo of a cat”" in texts(at)
     stars = map_chart(at)["highlight"]["row"]
-    commit = data.read_commit(path)
-    scores = data.query_scores(path, commit, record, "a photo of a cat")
+    commit = commits.read_commit(path)
+    scores = text_query.query_scores(path, commit, record, "a photo of a cat")
     assert sorted(stars) == sorted(np.argsort(-scores)[:10].tolist())  # the ten best of all visible rows
 
 
@@ -404,26 +405,26 @@ def test_a_store_made_again_or_a_layout_recomputed_is_a_new_commit(tmp_path):
 
     path = tmp_path / "exp.zarr"
     build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8, seed=1)
-    first = data.read_commit(path)
+    first = commits.read_commit(path)
     shutil.rmtree(path)
     build_store(path, n_steps=2, per_step=30, n_real=20, thumbnail_size=8, seed=2)
-    again = data.read_commit(path)
+    again = commits.read_commit(path)
     assert (again.rows, again.layout_rows, again.metric_rows) == (first.rows, first.layout_rows, first.metric_rows)
     assert again != first
     with StoreWriter(path, ENCODER, thumbnail_size=8) as store:
         recompute_layout(store)
-    recomputed = data.read_commit(path)
+    recomputed = commits.read_commit(path)
     assert recomputed.layout_rows == again.layout_rows and recomputed != again
     # round AS: rows rewritten with the counts unchanged (a log started again, a step measured again)
     with StoreWriter(path, ENCODER, thumbnail_size=8) as store:
         scalars = StoreReader(path).scalars()
         store.write_scalars({name: values[::-1].copy() if name != "step" else values for name, values in scalars.items()})
-    relogged = data.read_commit(path)
+    relogged = commits.read_commit(path)
     assert relogged.scalar_rows == recomputed.scalar_rows and relogged != recomputed
     with StoreWriter(path, ENCODER, thumbnail_size=8) as store:
         step = int(store.step_metrics()["step"][0])
         store.write_step_metrics(step, {"vendi": 123.0}, measured=[0, 1])
-    remeasured = data.read_commit(path)
+    remeasured = commits.read_commit(path)
     assert remeasured.metric_rows == relogged.metric_rows and remeasured != relogged
 
 
@@ -510,9 +511,9 @@ def test_the_probe_filter_offers_the_probes_measured_now():
     names = ["nn_train_distance", "probe:a woman", "probe:a blue_square"]  # stored "/" as "_"
     table = {"step": np.array([1, 2]), "probe_share:a_woman": np.array([0.4, 0.5]),
              "probe_share:a_blue_square": np.array([np.nan, np.nan])}
-    assert data.probe_names(names, table) == ["probe:a woman"]
+    assert map_data.probe_names(names, table) == ["probe:a woman"]
     table["probe_share:a_blue_square"] = np.array([0.1, np.nan])
-    assert data.probe_names(names, table) == ["probe:a woman", "probe:a blue_square"]
+    assert map_data.probe_names(names, table) == ["probe:a woman", "probe:a blue_square"]
 
 
 def test_the_newest_band_is_always_named():
@@ -522,7 +523,7 @@ def test_the_newest_band_is_always_named():
 
     for n_steps in (50, 51, 52):
         d = SimpleNamespace(steps=np.arange(1, n_steps + 1) * 100, step_index=np.repeat(np.arange(-1, n_steps), 2))
-        names = [name for _, name in data._step_rows(d, stride=2)]
+        names = [name for _, name in figures._step_rows(d, stride=2)]
         assert names[0] == "real" and names[-1] == f"{n_steps * 100:,}" and len(names) == 1 + (n_steps + 1) // 2
 
 
@@ -543,7 +544,7 @@ def test_the_step_names_read_the_rows_once_not_once_a_step():
     n_steps, per_step = 200, 10
     step_index = np.random.default_rng(0).permutation(np.repeat(np.arange(-1, n_steps), per_step))
     d = SimpleNamespace(steps=np.arange(1, n_steps + 1) * 100, step_index=step_index.view(Counted))
-    found = list(data._step_rows(d))
+    found = list(figures._step_rows(d))
     assert Counted.read <= 4 * len(step_index)  # a mask a step read 201 times as many
     assert [name for _, name in found] == ["real", *(f"{s:,}" for s in d.steps)]
     for (rows, _), k in zip(found, range(-1, n_steps)):
@@ -558,14 +559,14 @@ def test_a_trail_left_open_reads_its_thumbnails_once_across_commits(tmp_path, mo
     reads = []
     real = StoreReader.samples
     monkeypatch.setattr(StoreReader, "samples", lambda self, name, rows=None: reads.append(name) or real(self, name, rows))
-    data._sample_columns.clear()
+    sample_rows._sample_columns.clear()
     rows = np.array([20, 50])
-    first = data.sample_columns(path, data.read_commit(path), rows, ("thumbnail",))["thumbnail"]
+    first = sample_rows.sample_columns(path, commits.read_commit(path), rows, ("thumbnail",))["thumbnail"]
     run.add_step(3000)
-    again = data.sample_columns(path, data.read_commit(path), rows, ("thumbnail",))["thumbnail"]
+    again = sample_rows.sample_columns(path, commits.read_commit(path), rows, ("thumbnail",))["thumbnail"]
     assert reads == ["thumbnail"] and np.array_equal(first, again)
     with pytest.raises(IndexError):
-        data.sample_columns(path, data.read_commit(path), np.array([10_000]), ("thumbnail",))
+        sample_rows.sample_columns(path, commits.read_commit(path), np.array([10_000]), ("thumbnail",))
 
 
 def test_a_page_opened_on_an_empty_store_shows_the_kinds_that_come(tmp_path, monkeypatch):
@@ -609,9 +610,9 @@ def test_a_single_step_is_one_colour_named_in_the_legend(tmp_path, monkeypatch):
     build_store(path, n_steps=1, per_step=10, n_real=5, thumbnail_size=8)
     legend = map_chart(run_app(path, monkeypatch))["legend"]
     assert "scale" not in legend and [name for name, _ in legend["items"]] == ["step 1,000", "reference data"]
-    d = data.map_data(path, data.read_commit(path))
-    rgb = data.row_rgb(data.coloring(d, "step"), np.flatnonzero(d.kind == fmt.KIND_CODES["generated"]))
-    assert np.allclose(rgb, data._viridis(np.array([0.5]))[0])  # the middle of the scale, not its dark end
+    d = map_data.map_data(path, commits.read_commit(path))
+    rgb = colors.row_rgb(colors.coloring(d, "step"), np.flatnonzero(d.kind == fmt.KIND_CODES["generated"]))
+    assert np.allclose(rgb, colors._viridis(np.array([0.5]))[0])  # the middle of the scale, not its dark end
 
 
 def test_the_radial_view_holds_every_rings_whole_circle(tmp_path, monkeypatch):
@@ -628,15 +629,15 @@ def test_an_alerting_rules_metric_is_plotted_at_first():
     """Three memorisation alerts, and the near-copy share was not among the charts shown."""
     table = {"step": np.array([1, 2]), **{c: np.array([0.1, 0.2]) for c in
                                           ("vendi", "coverage", "precision", "fd", "copy_log_ratio", "near_copy_frac")}}
-    assert data.default_signal_columns(table) == ["vendi", "coverage", "precision", "fd"]
-    shown = data.default_signal_columns(table, [{"rule": "memorisation", "step": 2}] * 3)
+    assert step_signals.default_signal_columns(table) == ["vendi", "coverage", "precision", "fd"]
+    shown = step_signals.default_signal_columns(table, [{"rule": "memorisation", "step": 2}] * 3)
     assert shown == ["near_copy_frac", "vendi", "coverage", "precision"]
     table["region_tv"] = table["recall"] = np.array([0.1, 0.4])
     dropped = {"rule": "collapse", "step": 2, "message": "mode dropping at step 2: the samples' shares of the real "
                                                           "data's 8 regions off the real ones by 0.40 (total variation)"}
-    assert data.default_signal_columns(table, [dropped]) == ["region_tv", "vendi", "coverage", "precision"]
+    assert step_signals.default_signal_columns(table, [dropped]) == ["region_tv", "vendi", "coverage", "precision"]
     recall = {**dropped, "message": "mode dropping at step 2: recall fell 60% from 0.9 at step 1 to 0.36"}
-    assert data.default_signal_columns(table, [recall])[0] == "recall"
+    assert step_signals.default_signal_columns(table, [recall])[0] == "recall"
 
 
 def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
@@ -661,9 +662,9 @@ def test_alert_list_keeps_the_onset_and_says_how_many(tmp_path, monkeypatch):
 def test_alerts_shown_first_of_each_rule_and_newest():
     alerts = [{"step": s, "rule": r} for s, r in ((3000, "collapse"), (1000, "fd_rising"), (2000, "collapse"),
                                                   (4000, "collapse"), (5000, "collapse"), (6000, "collapse"))]
-    assert [(a["step"], a["rule"]) for a in data.alerts_shown(alerts)] == [
+    assert [(a["step"], a["rule"]) for a in step_signals.alerts_shown(alerts)] == [
         (1000, "fd_rising"), (2000, "collapse"), (4000, "collapse"), (5000, "collapse"), (6000, "collapse")]
-    assert data.alert_text({"step": 12000, "rule": "fd_rising", "message": "FD rose: 3 at step 10000 -> 4 at step 12000"}) \
+    assert step_signals.alert_text({"step": 12000, "rule": "fd_rising", "message": "FD rose: 3 at step 10000 -> 4 at step 12000"}) \
         == "Step 12,000 · fd rising: FD rose: 3 at step 10,000 -> 4 at step 12,000"
 
 
@@ -738,14 +739,14 @@ def _vanish_after_placing(path: Path, monkeypatch) -> None:
     trail, selection thumbnails) are what a page left open sees after `rm -rf STORE`."""
     import shutil
 
-    placed = data.placed
+    placed = map_data.placed
 
     def placed_then_removed(*args, **kwargs):
         out = placed(*args, **kwargs)
         shutil.rmtree(path, ignore_errors=True)
         return out
 
-    monkeypatch.setattr(data, "placed", placed_then_removed)
+    monkeypatch.setattr(map_data, "placed", placed_then_removed)
 
 
 @pytest.mark.parametrize("state", [{"evo_hover": {"row": N_REAL + 1}}, {"map": {"click": N_REAL + 1}},
@@ -767,7 +768,7 @@ def test_a_store_gone_under_an_open_page_is_a_warning_box_on_the_live_line(tmp_p
     under the old map."""
     path = tmp_path / "gone.zarr"
     build_store(path, n_steps=2, per_step=10, n_real=N_REAL, thumbnail_size=8)
-    read_commit, calls = data.read_commit, []
+    read_commit, calls = commits.read_commit, []
 
     def gone_on_the_live_check(where):
         calls.append(where)
@@ -775,7 +776,7 @@ def test_a_store_gone_under_an_open_page_is_a_warning_box_on_the_live_line(tmp_p
             raise StoreFormatError(f"{where}: no such store")
         return read_commit(where)
 
-    monkeypatch.setattr(data, "read_commit", gone_on_the_live_check)
+    monkeypatch.setattr(commits, "read_commit", gone_on_the_live_check)
     at = run_app(path, monkeypatch)
     assert not at.exception
     assert [w.value for w in at.warning if w.icon == "⚠️"] == [f"{path}: no such store"]
@@ -892,24 +893,24 @@ def test_lasso_and_box_geometry():
     xy = np.array([[0, 0], [1, 1], [2, 2], [5, 5]], np.float32)
     visible = np.array([True, True, True, False])
     box = {"box": [{"x": [-0.5, 1.5], "y": [-0.5, 1.5]}]}
-    assert data.selected_rows(xy, visible, box).tolist() == [0, 1]
+    assert selections.selected_rows(xy, visible, box).tolist() == [0, 1]
     lasso = {"lasso": [{"x": [-1, 3, 3, -1], "y": [-1, -1, 3, 3]}]}
-    assert data.selected_rows(xy, visible, lasso).tolist() == [0, 1, 2]  # row 3 is filtered out
+    assert selections.selected_rows(xy, visible, lasso).tolist() == [0, 1, 2]  # row 3 is filtered out
     tri = {"lasso": [{"x": {"0": -1, "1": 4, "2": -1}, "y": {"0": -1, "1": -1, "2": 4}}]}  # dict-typed arrays
-    assert data.selected_rows(xy, np.ones(4, bool), tri).tolist() == [0, 1]
-    assert data.selected_rows(xy, visible, None).tolist() == []
+    assert selections.selected_rows(xy, np.ones(4, bool), tri).tolist() == [0, 1]
+    assert selections.selected_rows(xy, visible, None).tolist() == []
 
 
 def test_density_mode_above_max_points(store):
-    commit = data.read_commit(store)
-    d = data.map_data(store, commit)
-    xy = data.placed(store, commit, "rectilinear")
+    commit = commits.read_commit(store)
+    d = map_data.map_data(store, commit)
+    xy = map_data.placed(store, commit, "rectilinear")
     visible = np.ones(d.n, bool)
-    spec, mode = data.map_spec(d, xy, visible, data.coloring(d, "label"), max_points=50, sample_points=30)
+    spec, mode = figures.map_spec(d, xy, visible, colors.coloring(d, "label"), max_points=50, sample_points=30)
     assert mode == "density" and spec["mode"] == "density"
     assert spec["raster"].startswith("data:image/png;base64,")
     assert n_points(spec) == 30
-    spec, mode = data.map_spec(d, xy, visible, data.coloring(d, "label"))
+    spec, mode = figures.map_spec(d, xy, visible, colors.coloring(d, "label"))
     assert mode == "points" and spec["raster"] is None and n_points(spec) == d.n
 
 
@@ -917,22 +918,22 @@ def test_map_spec_markers_carry_rows_positions_and_colours(store):
     """The typed arrays decode to the rows' placed coordinates and colour-mode colours."""
     import base64
 
-    commit = data.read_commit(store)
-    d = data.map_data(store, commit)
-    xy = data.placed(store, commit, "rectilinear")
+    commit = commits.read_commit(store)
+    d = map_data.map_data(store, commit)
+    xy = map_data.placed(store, commit, "rectilinear")
     visible = d.kind == fmt.KIND_CODES["generated"]
-    c = data.coloring(d, "kind")
-    spec, _ = data.map_spec(d, xy, visible, c)
+    c = colors.coloring(d, "kind")
+    spec, _ = figures.map_spec(d, xy, visible, c)
     p = spec["points"]
     rows = np.frombuffer(base64.b64decode(p["row"]), np.int32)
     assert rows.tolist() == np.flatnonzero(visible).tolist()
     x = np.frombuffer(base64.b64decode(p["x"]), np.float32)
     assert np.allclose(x, xy[rows, 0])
     rgb = np.frombuffer(base64.b64decode(p["rgb"]), np.uint8).reshape(-1, 3)
-    assert (rgb == data.row_rgb(c, rows).round()).all()
-    assert spec["legend"]["items"] == [["generated", data.KIND_COLORS["generated"]]]
+    assert (rgb == colors.row_rgb(c, rows).round()).all()
+    assert spec["legend"]["items"] == [["generated", colors.KIND_COLORS["generated"]]]
     assert spec["trail"] is None and spec["highlight"] is None
-    spec, _ = data.map_spec(d, xy, visible, c, trail=rows[:2], highlight=rows[5:8])
+    spec, _ = figures.map_spec(d, xy, visible, c, trail=rows[:2], highlight=rows[5:8])
     assert spec["trail"]["row"] == rows[:2].tolist() and spec["highlight"]["row"] == rows[5:8].tolist()
     assert spec["highlight"]["x"] == xy[rows[5:8], 0].tolist()
 
@@ -945,7 +946,7 @@ def test_signals_spec_gaps_alerts_and_focus():
               {"step": 300, "rule": "convergence", "message": "no progress from step 100 to 30000"},
               {"step": 300, "rule": "collapse", "message": "partial mode collapse"},
               {"step": 300, "rule": "collapse", "message": "diversity fell again"}]
-    spec = data.signals_spec(table, ["vendi", "fd", "missing"], alerts, title="t", focus_step=300)
+    spec = figures.signals_spec(table, ["vendi", "fd", "missing"], alerts, title="t", focus_step=300)
     assert spec["steps"] == [100, 200, 300]  # sorted, values follow
     vendi, fd = spec["series"]
     assert vendi["y"] == [1.0, None, 3.0]  # NaN: a gap
@@ -962,16 +963,16 @@ def test_signals_spec_gaps_alerts_and_focus():
 
 
 def test_csv_export_lists_rows_steps_paths(store):
-    commit = data.read_commit(store)
-    d = data.map_data(store, commit)
+    commit = commits.read_commit(store)
+    d = map_data.map_data(store, commit)
     rows = np.array([N_REAL, N_REAL + 1])
-    paths = data.sample_columns(store, commit, rows, ("path",))["path"]
-    text = data.export_maker(store, commit, d, rows)()  # what the export's route serves
+    paths = sample_rows.sample_columns(store, commit, rows, ("path",))["path"]
+    text = sample_rows.export_maker(store, commit, d, rows)()  # what the export's route serves
     lines = text.strip().splitlines()
     assert lines[0] == "row,step,kind,label,instance,path"
     assert lines[1].startswith(f"{N_REAL},1000,generated,") and lines[1].endswith("sample_000000.png")
     assert [line.rsplit(",", 1)[1] for line in lines[1:]] == [str(p) for p in paths]
-    backwards = data.export_maker(store, commit, d, rows[::-1])().splitlines()
+    backwards = sample_rows.export_maker(store, commit, d, rows[::-1])().splitlines()
     assert backwards[1:] == lines[:0:-1]  # each row's own path, in the selection's order
 
 
@@ -981,10 +982,10 @@ def test_an_export_kept_for_its_address_holds_the_selected_rows_not_the_map(tmp_
     import pickle
 
     build_store(tmp_path / "run.zarr", n_steps=2, per_step=2000, n_real=10, thumbnail_size=4, backlog=True)
-    commit = data.read_commit(tmp_path / "run.zarr")
-    d = data.map_data(tmp_path / "run.zarr", commit)
+    commit = commits.read_commit(tmp_path / "run.zarr")
+    d = map_data.map_data(tmp_path / "run.zarr", commit)
     rows = np.array([12, 10])
-    make = data.export_maker(tmp_path / "run.zarr", commit, d, rows)
+    make = sample_rows.export_maker(tmp_path / "run.zarr", commit, d, rows)
     assert len(pickle.dumps(make)) < d.xy.nbytes // 4  # what the route keeps (d.xy: 32 kB)
     assert make().splitlines()[1:] == [f"{r},1000,generated,{d.labels[d.label[r]]},{d.instance[r]},"
                                        f"step_0001000/sample_{r - 10:06d}.png" for r in rows]
@@ -994,14 +995,14 @@ def test_an_export_of_a_store_made_again_since_the_selection_is_refused(tmp_path
     """The export is made when its address is fetched: a store made again at the same path in
     between would have listed another run's files under the old selection's rows."""
     build_store(tmp_path / "run.zarr", n_steps=2, per_step=10, n_real=10, thumbnail_size=8)
-    commit = data.read_commit(tmp_path / "run.zarr")
-    d = data.map_data(tmp_path / "run.zarr", commit)
+    commit = commits.read_commit(tmp_path / "run.zarr")
+    d = map_data.map_data(tmp_path / "run.zarr", commit)
     import shutil
 
     shutil.rmtree(tmp_path / "run.zarr")
     build_store(tmp_path / "run.zarr", n_steps=2, per_step=10, n_real=10, thumbnail_size=8)
     with pytest.raises(StoreFormatError, match="made again since this selection; select again on the page"):
-        data.export_maker(tmp_path / "run.zarr", commit, d, np.array([0, 1]))()
+        sample_rows.export_maker(tmp_path / "run.zarr", commit, d, np.array([0, 1]))()
 
 
 def test_light_placement_matches_the_engine():
@@ -1011,7 +1012,7 @@ def test_light_placement_matches_the_engine():
     rng = np.random.default_rng(0)
     xy = rng.normal(size=(500, 2)).astype(np.float32)
     step_index = rng.integers(-1, 4, size=500)
-    light = data._light_place()
+    light = map_data._light_place()
     for layout in ("rectilinear", "radial"):
         np.testing.assert_array_equal(light(xy, step_index, layout), place(xy, step_index, layout))
 
@@ -1053,7 +1054,7 @@ def test_the_metrics_pickers_glossary_says_every_metric_a_step_row_holds():
     glossary entry named."""
     from engine.metrics.per_step import step_metrics
     from engine.metrics.reference import ReferenceStats
-    from viewer.data import METRIC_GLOSSARY
+    from viewer.data.step_signals import METRIC_GLOSSARY
 
     rng = np.random.default_rng(0)
     real, held_out, samples = (v / np.linalg.norm(v, axis=1, keepdims=True)

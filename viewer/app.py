@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from engine.alerts import NEWEST_ALERTS, alert_step
 from engine.backlog_log import counted
 from stores import format as fmt
 from stores.errors import EvowatchError
 from stores.zarr_store import missing_rows
-from viewer import canvas, data, export, hover, preload, store_path
+from viewer import canvas, export, hover, preload, store_path
+from viewer.data import colors, commits, figures, filters, map_data, sample_rows, selections, step_signals, text_query
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ def _on_map_select() -> None:
     """User changed the map selection (also fires when it is cleared)."""
     sel = _state(MAP_KEY, "selection")
     st.session_state["_sel_seen"] = sel
-    st.session_state["sel"] = _drawn_on(sel) if not data.selection_is_empty(sel) else None
+    st.session_state["sel"] = _drawn_on(sel) if not selections.selection_is_empty(sel) else None
 
 
 def _drawn_on(sel: dict) -> dict:
@@ -115,7 +117,7 @@ def _sync_injected_state() -> None:
     ``session_state["signals_chart"] = {"step": 2000}``) and no callback runs.
     """
     sel = _state(MAP_KEY, "selection")
-    if not data.selection_is_empty(sel) and sel != st.session_state.get("_sel_seen"):  # not one dropped since
+    if not selections.selection_is_empty(sel) and sel != st.session_state.get("_sel_seen"):  # not one dropped since
         st.session_state["_sel_seen"] = sel
         st.session_state["sel"] = _drawn_on(sel)
     _on_map_click()
@@ -128,17 +130,17 @@ def _sync_injected_state() -> None:
 UNREADABLE = "_store_unreadable"
 
 
-def live_status(path: str, shown: data.Commit, summary: str) -> None:
+def live_status(path: str, shown: commits.Commit, summary: str) -> None:
     """Poll only the committed counts; rerun the page (no reload) when they moved. Its line
     carries the store's ``summary`` (one line above the map, not two: the map's room)."""
 
-    @st.fragment(run_every=data.POLL_SECONDS)
+    @st.fragment(run_every=commits.POLL_SECONDS)
     def _poll() -> None:
         try:
-            now = data.read_commit(path)
+            now = commits.read_commit(path)
         except Exception as exc:  # the store vanished or is being replaced: say so, keep polling
             st.session_state[UNREADABLE] = True
-            st.warning(data.store_error_text(exc), icon="⚠️")  # a box: a grey caption went unseen
+            st.warning(commits.store_error_text(exc), icon="⚠️")  # a box: a grey caption went unseen
             return
         # moved on, or back after a read failed (the same counts: panels kept "no such store")
         if now != shown or st.session_state.pop(UNREADABLE, False):
@@ -152,7 +154,7 @@ def live_status(path: str, shown: data.Commit, summary: str) -> None:
 STORE_BOUND = ("sel", "trail_row", "focus_step", "_step_range_prev")
 
 
-def forget_another_store(commit: data.Commit) -> None:
+def forget_another_store(commit: commits.Commit) -> None:
     """Drop what was picked on the page when another store was made at its path (a run
     started again into it): the box, the followed sample, the step picked on a chart and the
     Steps range named the old run's coordinates, rows and steps, and were applied to the new
@@ -183,11 +185,11 @@ def step_range_key(steps) -> str:
     return f"step_range:{int(steps[0])}:{int(steps[-1])}:{len(steps)}" + (f":{again}" if again else "")
 
 
-def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filters, str, str]:
+def sidebar(d: map_data.MapData, path: str, commit: commits.Commit) -> tuple[filters.Filters, str, str]:
     sb = st.sidebar
     sb.header("Map")
     layout = sb.radio("Layout", ["rectilinear", "radial"], horizontal=True, key="layout")
-    color_options = ["step", "label", "kind"] + [f"metric:{m}" for m in data.color_metrics(d.sample_metric_names)]
+    color_options = ["step", "label", "kind"] + [f"metric:{m}" for m in map_data.color_metrics(d.sample_metric_names)]
     color = sb.selectbox("Colour by", color_options, key="color",
                          format_func=lambda o: o.replace("metric:", "sample metric: "))
 
@@ -236,7 +238,7 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
         kinds = []
         sb.caption("Kind filter: nothing on the map yet.")
     labels = sb.multiselect("Label", list(d.labels), key="labels", placeholder="all labels") if d.labels else []
-    probes = data.probe_names(d.sample_metric_names, data.step_metrics(path, commit))
+    probes = map_data.probe_names(d.sample_metric_names, step_signals.step_metrics(path, commit))
     probe = None
     if probes:
         choice = sb.selectbox("Probe", ["(any)"] + probes, key="probe",
@@ -244,11 +246,11 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
         probe = None if choice == "(any)" else choice
     else:
         sb.caption("Probe filter: no per-sample probe scores in this store (watch with probes to add them).")
-    flags = data.sample_metric(path, commit, data.NEAR_COPY) if data.NEAR_COPY in d.sample_metric_names else None
+    flags = map_data.sample_metric(path, commit, map_data.NEAR_COPY) if map_data.NEAR_COPY in d.sample_metric_names else None
     has_copy = flags is not None and bool(np.isfinite(flags).any())
     near = sb.checkbox("Only near-copies of training images", key="near_copies", disabled=not has_copy,
                        help=None if has_copy else near_copy_note(path, commit, flags))
-    f = data.Filters(step_range=step_range, focus_step=focus,
+    f = filters.Filters(step_range=step_range, focus_step=focus,
                      kinds=None if set(kinds) == set(present) else tuple(kinds),
                      labels=tuple(labels) if labels else None, probe=probe, near_copies_only=bool(near and has_copy))
 
@@ -259,12 +261,12 @@ def sidebar(d: data.MapData, path: str, commit: data.Commit) -> tuple[data.Filte
     return f, layout, color
 
 
-def near_copy_note(path: str, commit: data.Commit, flags: np.ndarray | None) -> str:
+def near_copy_note(path: str, commit: commits.Commit, flags: np.ndarray | None) -> str:
     """Why the near-copies filter is disabled, given the laid-out rows' ``flags``. Flags
     measured on rows not laid out yet (`watch --no-layout`) are no reason to add --holdout."""
     if flags is None:
         return "No near-copy flags yet: the store has no per-sample copy metrics."
-    if commit.layout_rows < commit.rows and np.isfinite(data.sample_metric(path, commit, data.NEAR_COPY,
+    if commit.layout_rows < commit.rows and np.isfinite(map_data.sample_metric(path, commit, map_data.NEAR_COPY,
                                                                            laid_out=False)).any():
         return (f"The samples measured for near-copies are not on the map yet: the filter works once they are laid "
                 f"out (a store watched with --no-layout: run `evowatch layout {path}`).")
@@ -272,34 +274,34 @@ def near_copy_note(path: str, commit: data.Commit, flags: np.ndarray | None) -> 
 
 
 # ----------------------------------------------------------------------------- panels
-def thumbnails_grid(path: str, commit: data.Commit, d: data.MapData, rows: np.ndarray, *, key: str,
+def thumbnails_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray, *, key: str,
                     width: int = 96) -> None:
-    cols = data.sample_columns(path, commit, rows, ("thumbnail", "path"))
-    desc = data.describe_rows(d, rows)
+    cols = sample_rows.sample_columns(path, commit, rows, ("thumbnail", "path"))
+    desc = sample_rows.describe_rows(d, rows)
     captions = [f"{'step ' + format(s, ',') if s >= 0 else k} · {lab or '–'} · {Path(str(p)).name}"
                 for s, k, lab, p in zip(desc["step"], desc["kind"], desc["label"], cols["path"])]
     with st.container(key=key):
         st.image(list(cols["thumbnail"]), caption=captions, width=width)
 
 
-def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.ndarray) -> None:
+def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray) -> None:
     st.subheader(f"Selection · {len(rows):,} samples")
     if not len(rows):
         st.caption("Drag a box or lasso on the map (or click a point) to see its samples here.")
         return
-    shown = data.grid_rows(rows)
+    shown = sample_rows.grid_rows(rows)
     if len(shown) < len(rows):
         st.caption(f"Showing {len(shown)} of {len(rows):,}, spread evenly over the selection.")
     thumbnails_grid(path, commit, d, shown, key="thumb_grid")
-    paths = data.sample_columns(path, commit, shown, ("path",))["path"]
-    table = data.describe_rows(d, shown)
+    paths = sample_rows.sample_columns(path, commit, shown, ("path",))["path"]
+    table = sample_rows.describe_rows(d, shown)
     table["path"] = [str(p) for p in paths]
     st.session_state["_table_rows"] = [int(r) for r in shown]
     st.caption("Click a row to follow that sample's instance across steps.")
     st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
                  hide_index=True, height=220,  # steps written 3,000 as on the rest of the page
                  column_config={"step": st.column_config.NumberColumn(format="localized")})
-    make = data.export_maker(path, commit, d, rows)
+    make = sample_rows.export_maker(path, commit, d, rows)
     if export.served:  # an address kept across reruns (viewer/export.py); no `download` attribute:
         # a refusal (store made again, selection no longer held) then shows its line in a new tab
         # instead of a silent failed download; the CSV itself downloads by its Content-Disposition
@@ -311,11 +313,11 @@ def selection_panel(path: str, commit: data.Commit, d: data.MapData, rows: np.nd
                            key="export_csv", on_click="ignore")
 
 
-def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarray) -> None:
+def trail_panel(path: str, commit: commits.Commit, d: map_data.MapData, trail: np.ndarray) -> None:
     if not len(trail):
         return
     row = int(st.session_state["trail_row"])
-    desc = data.describe_rows(d, np.array([row]))
+    desc = sample_rows.describe_rows(d, np.array([row]))
     if desc["kind"][0] != "generated":
         st.subheader(f"A {desc['kind'][0]} sample")
         st.caption("Reference samples are taken once, not per step: there is no trail to follow.")
@@ -324,7 +326,7 @@ def trail_panel(path: str, commit: data.Commit, d: data.MapData, trail: np.ndarr
         st.caption("This sample has no instance id, so it cannot be followed across steps.")
     else:
         st.subheader(f"Instance {desc['instance'][0]} across {counted(len(trail), 'step')}")
-    shown = data.grid_rows(trail)  # all 2,000 of a long run's took 17 s to show
+    shown = sample_rows.grid_rows(trail)  # all 2,000 of a long run's took 17 s to show
     if len(shown) < len(trail):
         st.caption(f"Showing {len(shown)} of {len(trail):,} steps, spread evenly from the first to the last.")
     thumbnails_grid(path, commit, d, shown, key="trail_grid", width=72)
@@ -346,11 +348,11 @@ def _add_newly_alerted(alerted: list[str], options: list[str]) -> None:
                                            if c in options]
 
 
-def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
+def signals_panel(path: str, commit: commits.Commit, d: map_data.MapData) -> None:
     st.subheader("Signals")
-    table = data.step_metrics(path, commit)
+    table = step_signals.step_metrics(path, commit)
     alerts = list(d.alerts)
-    metrics_off = data.watched_without_metrics(path, commit)
+    metrics_off = step_signals.watched_without_metrics(path, commit)
     off = ("The watcher runs with `--no-metrics`: the steps it ingests get no metrics, alerts or trainer losses; "
            "watch again without it (the samples stored are kept) to measure them.")
     if not table or "step" not in table or not len(table["step"]):
@@ -364,20 +366,20 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
         if metrics_off:
             st.caption(off)
         options = [c for c in table if c != "step"]
-        _add_newly_alerted(data.alerted_signal_columns(table, alerts), options)
+        _add_newly_alerted(step_signals.alerted_signal_columns(table, alerts), options)
         # the default only until the key exists: it is set above when a rule starts alerting
         # (both logged a warning and a stack trace in the terminal of `evowatch view`)
-        picked = {} if "signal_cols" in st.session_state else {"default": data.default_signal_columns(table, alerts)}
-        cols = st.multiselect("Metrics", options, key="signal_cols", help=data.METRIC_GLOSSARY, **picked)
+        picked = {} if "signal_cols" in st.session_state else {"default": step_signals.default_signal_columns(table, alerts)}
+        cols = st.multiselect("Metrics", options, key="signal_cols", help=step_signals.METRIC_GLOSSARY, **picked)
         if not cols:
             st.caption("No metric picked: choose some above to plot them.")
-        spec = data.signals_spec(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
+        spec = figures.signals_spec(table, cols, alerts, title="Per-step metrics (click a point to show that step)",
                                  focus_step=st.session_state.get("focus_step"))
         with st.container(key="signals_metrics"):
             canvas.step_lines(spec, key=SIGNALS_KEY, on_step=lambda: _on_step_click(SIGNALS_KEY))
-    losses = data.scalars(path, commit)
+    losses = step_signals.scalars(path, commit)
     if losses and "step" in losses and len(losses["step"]):
-        spec = data.signals_spec(losses, [c for c in losses if c != "step"], alerts, title="Trainer losses",
+        spec = figures.signals_spec(losses, [c for c in losses if c != "step"], alerts, title="Trainer losses",
                                  focus_step=st.session_state.get("focus_step"), height_per=100)
         with st.container(key="signals_losses"):
             canvas.step_lines(spec, key=LOSSES_KEY, on_step=lambda: _on_step_click(LOSSES_KEY))
@@ -385,7 +387,7 @@ def signals_panel(path: str, commit: data.Commit, d: data.MapData) -> None:
         st.caption("No trainer losses in this store (the watcher reads them from the run's logs when present).")
 
 
-def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.ndarray,
+def compare_panel(path: str, commit: commits.Commit, d: map_data.MapData, selected: np.ndarray,
                   step_range: tuple[int, int] | None = None) -> None:
     st.subheader("Step comparison")
     steps = [int(s) for s in d.steps]
@@ -399,15 +401,15 @@ def compare_panel(path: str, commit: data.Commit, d: data.MapData, selected: np.
     generated = selected[d.kind[selected] == fmt.KIND_CODES["generated"]] if len(selected) else selected
     # a reference image's file number is no instance of the run's (real 00020.png is not instance 20)
     prefer = np.unique(d.instance[generated]) if len(generated) else None
-    rows_a, rows_b, aligned = data.comparison_rows(d, a, b, prefer)
+    rows_a, rows_b, aligned = sample_rows.comparison_rows(d, a, b, prefer)
     if not aligned:
         st.caption("No instance ids shared by these steps: showing the first samples of each instead.")
     else:
         st.caption(f"The same {counted(len(rows_a), 'instance')} at both steps"
                    + (" (selected instances first)." if prefer is not None else "."))
     for col, step, rows in ((c1, a, rows_a), (c2, b, rows_b)):
-        thumbs = data.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
-        col.image(data.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", width="stretch")
+        thumbs = sample_rows.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
+        col.image(sample_rows.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", width="stretch")
 
 
 def _following(key: str, end: int, steps: list[int]) -> dict[str, int]:
@@ -424,10 +426,10 @@ def _following(key: str, end: int, steps: list[int]) -> dict[str, int]:
     return {}
 
 
-def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.ndarray) -> np.ndarray | None:
+def query_panel(path: str, commit: commits.Commit, d: map_data.MapData, visible: np.ndarray) -> np.ndarray | None:
     st.subheader("Text query")
     identity = str(d.encoder.get("identity", ""))
-    if not data.is_clip(d.encoder):
+    if not text_query.is_clip(d.encoder):
         st.info(f"Text queries need a CLIP encoder; this store was encoded with '{identity or 'unknown'}'.")
         return None
     prompt = st.text_input("Prompt", key="query", placeholder="e.g. a photo of a dog")
@@ -435,11 +437,11 @@ def query_panel(path: str, commit: data.Commit, d: data.MapData, visible: np.nda
     if not prompt.strip():
         return None
     try:
-        scores = data.query_scores(path, commit, d.encoder, prompt.strip())
+        scores = text_query.query_scores(path, commit, d.encoder, prompt.strip())
     except Exception as exc:  # weights missing offline, etc.: a note, not a traceback
         st.info(f"Text query unavailable: the encoder '{identity}' could not be loaded here ({exc}).")
         return None
-    best = data.top_matches(scores, visible, k)
+    best = text_query.top_matches(scores, visible, k)
     st.caption(f"Top {len(best)} of the visible samples for “{prompt.strip()}” (stars on the map).")
     thumbnails_grid(path, commit, d, best[:24], key="query_grid", width=72)
     return best
@@ -452,7 +454,7 @@ ALERT_BOX_PX = 120
 def alerts_list(alerts: list[dict[str, Any]]) -> None:
     """Each rule's first alert (the onset) and the newest above the map; all in an expander,
     so a long collapse does not hide where it began."""
-    shown = data.alerts_shown(alerts)
+    shown = step_signals.alerts_shown(alerts)
     if not shown:
         return
     # One box, a line per alert: a box per alert took the first screen from the map; past a
@@ -462,29 +464,29 @@ def alerts_list(alerts: list[dict[str, Any]]) -> None:
         _alert_box(shown)
     if len(shown) < len(alerts):
         with st.expander(f"Showing {len(shown)} of {len(alerts)} alerts: each rule's first and the newest "
-                         f"{data.NEWEST_ALERTS} · show all {len(alerts)}"):
-            _alert_box(sorted(alerts, key=data.alert_step))
+                         f"{NEWEST_ALERTS} · show all {len(alerts)}"):
+            _alert_box(sorted(alerts, key=alert_step))
 
 
 def _alert_box(alerts: list[dict[str, Any]]) -> None:
-    st.warning("  \n".join(data.alert_text(alert) for alert in alerts))
+    st.warning("  \n".join(step_signals.alert_text(alert) for alert in alerts))
 
 
 # ----------------------------------------------------------------------------- page
 def page(path: str) -> None:
     try:
-        commit = data.read_commit(path)
+        commit = commits.read_commit(path)
     except Exception as exc:
         st.title("evowatch")
         if store_path.awaited(path):  # started before the watcher created it: not an error
             st.info(store_path.waiting_text(path))
         else:
-            st.error(data.store_error_text(exc))
+            st.error(commits.store_error_text(exc))
             st.caption("Start a run with `evowatch watch RUN_DIR --store STORE`, then `evowatch view STORE`.")
         live_status_error(path)
         return
     forget_another_store(commit)
-    d = data.map_data(path, commit)
+    d = map_data.map_data(path, commit)
     st.title(f"evowatch · {Path(path).name}", help=MAP_HELP)
     earlier_samples = d.n_superseded - d.n_replaced_reference  # a replaced --real set is no sample's version
     earlier = f" (+{earlier_samples:,} of earlier versions)" if earlier_samples else ""
@@ -514,7 +516,7 @@ def page(path: str) -> None:
     if commit.layout_rows == 0:
         st.info(no_layout_note(path, commit))
         if st.session_state.get("show_compare"):  # thumbnails of all rows: no map needed
-            compare_panel(path, commit, data.map_data(path, commit, laid_out=False), np.zeros(0, np.int64))
+            compare_panel(path, commit, map_data.map_data(path, commit, laid_out=False), np.zeros(0, np.int64))
         if st.session_state.get("show_signals", True):
             signals_panel(path, commit, d)
         return
@@ -523,12 +525,12 @@ def page(path: str) -> None:
     elif not len(d.steps):
         st.caption("Only reference data so far: each training step's band appears once the watcher ingests it.")
 
-    probe_values = data.sample_metric(path, commit, f.probe) if f.probe else None
-    near = data.sample_metric(path, commit, data.NEAR_COPY) if f.near_copies_only else None
-    visible = data.filter_mask(d, f, probe_values=probe_values, near_copy=near)
-    xy = data.placed(path, commit, layout)
-    metric = data.sample_metric(path, commit, color.split(":", 1)[1]) if color.startswith("metric:") else None
-    c = data.coloring(d, color, metric)
+    probe_values = map_data.sample_metric(path, commit, f.probe) if f.probe else None
+    near = map_data.sample_metric(path, commit, map_data.NEAR_COPY) if f.near_copies_only else None
+    visible = filters.filter_mask(d, f, probe_values=probe_values, near_copy=near)
+    xy = map_data.placed(path, commit, layout)
+    metric = map_data.sample_metric(path, commit, color.split(":", 1)[1]) if color.startswith("metric:") else None
+    c = colors.coloring(d, color, metric)
 
     highlight = None
     query_slot = st.container()
@@ -541,7 +543,7 @@ def page(path: str) -> None:
         signals_panel(path, commit, d)
 
 
-def no_layout_note(path: str, commit: data.Commit) -> str:
+def no_layout_note(path: str, commit: commits.Commit) -> str:
     """Why there is no map yet, and the command that draws one when no watcher will. The
     watcher lays out each pass before it computes the signals, so signals without a layout
     mean it runs with ``--no-layout``."""
@@ -553,8 +555,8 @@ def no_layout_note(path: str, commit: data.Commit) -> str:
 
 
 @st.fragment
-def map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
-                c: data.Coloring, f: data.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
+def map_section(path: str, commit: commits.Commit, d: map_data.MapData, xy: np.ndarray, visible: np.ndarray,
+                c: colors.Coloring, f: filters.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
     """The map and what depends on its selection (trail, grid, table, comparison).
 
     A fragment: a box/lasso selection, a table click or a comparison step reruns only this
@@ -567,23 +569,23 @@ def map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray,
         show_error(path, exc)
 
 
-def _map_section(path: str, commit: data.Commit, d: data.MapData, xy: np.ndarray, visible: np.ndarray,
-                 c: data.Coloring, f: data.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
+def _map_section(path: str, commit: commits.Commit, d: map_data.MapData, xy: np.ndarray, visible: np.ndarray,
+                 c: colors.Coloring, f: filters.Filters, layout: str, color: str, highlight: np.ndarray | None) -> None:
     sel = st.session_state.get("sel")
     if sel and sel.get("layout", layout) != layout:  # drawn on the other layout: another place on this one
         sel = st.session_state["sel"] = None
-    selected = data.selected_rows(xy, visible, sel)
+    selected = selections.selected_rows(xy, visible, sel)
     trail_row = st.session_state.get("trail_row")
-    trail = data.instance_trail(d, int(trail_row)) if trail_row is not None and 0 <= int(trail_row) < d.n else np.zeros(0, np.int64)
+    trail = selections.instance_trail(d, int(trail_row)) if trail_row is not None and 0 <= int(trail_row) < d.n else np.zeros(0, np.int64)
 
-    spec, mode = data.cached_map_spec(path, commit, layout, color, f, d, xy, visible, c, trail=trail,
+    spec, mode = figures.cached_map_spec(path, commit, layout, color, f, d, xy, visible, c, trail=trail,
                                       highlight=highlight)
-    with st.container(key=data.MAP_CONTAINER):
+    with st.container(key=figures.MAP_CONTAINER):
         canvas.evolution_map(spec, sel, key=MAP_KEY, on_selection=_on_map_select, on_click=_on_map_click)
     references = int((visible & (d.kind != fmt.KIND_CODES["generated"])).sum())  # the status line counts them apart
     st.caption(f"{int(visible.sum()):,} points match the filters"
                + (f" ({references:,} of them reference images)" if references else "")  # below the map: it is what needs the room
-               + (f" · density view (each pixel aggregates its samples; {data.SAMPLE_POINTS:,} sampled points "
+               + (f" · density view (each pixel aggregates its samples; {figures.SAMPLE_POINTS:,} sampled points "
                   "take hovers and clicks; box/lasso selects from all)" if mode == "density" else "")
                + " · drag to select (box, lasso), wheel to zoom, click a point to follow its instance")
     hover.hover_preview(path, commit, d)
@@ -602,17 +604,17 @@ def show_error(path: str, exc: Exception) -> None:
     log.log(logging.DEBUG if expected else logging.ERROR, "viewer failed on %s", path, exc_info=True)
     if expected:  # the live poll reruns the page once the store reads again
         st.session_state[UNREADABLE] = True
-    st.error(data.read_error_text(path, exc))
+    st.error(commits.read_error_text(path, exc))
 
 
 def live_status_error(path: str) -> None:
     """Keep polling a missing or broken store so the page shows it once it is created (the
     live refresh's fragment, which reruns the page when the store reads)."""
 
-    @st.fragment(run_every=data.POLL_SECONDS * 2)
+    @st.fragment(run_every=commits.POLL_SECONDS * 2)
     def _poll() -> None:
         try:
-            data.read_commit(path)
+            commits.read_commit(path)
         except Exception:
             return
         st.rerun(scope="app")
@@ -624,7 +626,7 @@ def main() -> None:
     path = store_argument()
     # the store in the tab's title: several viewers open side by side are told apart
     st.set_page_config(page_title=f"{Path(path).name} · evowatch" if path else "evowatch", layout="wide")
-    preload.preload_charts(after=data.MAP_SELECTOR)  # first: chunks load while the script runs
+    preload.preload_charts(after=figures.MAP_SELECTOR)  # first: chunks load while the script runs
     st.html(PAGE_STYLE)  # style only: takes no room on the page
     if not path:
         st.title("evowatch")

@@ -8,7 +8,7 @@ the map on a canvas, the signals charts' Plotly still landed before the map in s
 loads. The drawings need little of Plotly: markers over a raster, a trail, box and lasso
 selection, hover, click, zoom and pan; lines with alert marks and a clicked step. Both
 canvases draw in tens of milliseconds. The map reports a selection's geometry, which the
-page resolves against every visible row (:func:`viewer.data.selected_rows`).
+page resolves against every visible row (:func:`viewer.data.selections.selected_rows`).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def component(name: str, js: str, *, isolate_styles: bool = True):
 
 def evolution_map(spec: dict[str, Any], selection: dict[str, Any] | None, *, key: str,
                   on_selection: Callable[[], None], on_click: Callable[[], None]) -> None:
-    """Draw ``spec`` (:func:`viewer.data.map_spec`) with ``selection`` outlined.
+    """Draw ``spec`` (:func:`viewer.data.figures.map_spec`) with ``selection`` outlined.
 
     State under ``st.session_state[key]``: ``selection`` (``{"box": [{x, y}]}`` or
     ``{"lasso": [...]}`` in data coordinates, None once cleared) and the trigger ``click``
@@ -48,7 +48,7 @@ def evolution_map(spec: dict[str, Any], selection: dict[str, Any] | None, *, key
 
 
 def step_lines(spec: dict[str, Any], *, key: str, on_step: Callable[[], None]) -> None:
-    """Draw ``spec`` (:func:`viewer.data.signals_spec`); the trigger ``step`` under
+    """Draw ``spec`` (:func:`viewer.data.figures.signals_spec`); the trigger ``step`` under
     ``st.session_state[key]`` is the step of a clicked point."""
     component("evowatch_lines", "canvas_lines.js", isolate_styles=False)(key=key, data=spec,
                                                                          on_step_change=on_step)

@@ -1,6 +1,6 @@
 // The evolution map: a 2-D canvas drawn by a Streamlit components-v2 module (no Plotly).
 //
-// Python (viewer/data.py map_spec) sends a spec: data bounds, an optional density raster,
+// Python (viewer/data/figures.py map_spec) sends a spec: data bounds, an optional density raster,
 // the drawn markers as base64 typed arrays (x, y float32; row int32; rgb uint8), the
 // instance trail, query matches, band labels or ring names, a legend and the kept
 // selection. Two stacked canvases: the base (raster + markers, redrawn on a new spec or a

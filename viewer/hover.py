@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from viewer import canvas, data
+from viewer import canvas
+from viewer.data import commits, map_data, sample_rows
 
 KEY = "evo_hover"
 
@@ -75,11 +76,11 @@ def thumbnail_uri(thumb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def hover_payload(path: str, commit: data.Commit, d: data.MapData, row: int | None) -> dict:
+def hover_payload(path: str, commit: commits.Commit, d: map_data.MapData, row: int | None) -> dict:
     if row is None or not 0 <= row < d.n:
         return {}
-    cols = data.sample_columns(path, commit, np.array([row]), ("thumbnail", "path"))
-    desc = data.describe_rows(d, np.array([row]))
+    cols = sample_rows.sample_columns(path, commit, np.array([row]), ("thumbnail", "path"))
+    desc = sample_rows.describe_rows(d, np.array([row]))
     where = f"step {desc['step'][0]:,}" if desc["step"][0] >= 0 else desc["kind"][0]
     label, instance = desc["label"][0], desc["instance"][0]
     sample = desc["step"][0] >= 0  # a reference file's number is no instance
@@ -88,7 +89,7 @@ def hover_payload(path: str, commit: data.Commit, d: data.MapData, row: int | No
     return {"row": int(row), "src": thumbnail_uri(cols["thumbnail"][0]), "caption": caption}
 
 
-def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
+def hover_preview(path: str, commit: commits.Commit, d: map_data.MapData) -> None:
     """Mount the hover listener in its own fragment (a hover reruns only this fragment)."""
 
     @st.fragment
@@ -101,7 +102,7 @@ def hover_preview(path: str, commit: data.Commit, d: data.MapData) -> None:
         try:
             payload = hover_payload(path, commit, d, int(row) if row is not None else None)
         except Exception as exc:  # noqa: BLE001 - this fragment reruns alone: a line, never a traceback
-            st.caption(f"⚠ {data.read_error_text(path, exc)}")
+            st.caption(f"⚠ {commits.read_error_text(path, exc)}")
             payload = {}
         canvas.component("evowatch_hover", _JS)(key=KEY, data=payload, default={"row": None},
                                                 on_row_change=lambda: None, height=0)
