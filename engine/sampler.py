@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.decode.pixels import _value_range, to_rgb, uint8_rows
+from engine.decode.pixels import pixel_scaling, to_rgb, uint8_rows
 from engine.decode.samples import iter_samples
 from engine.decode.skip import SkipFile
-from engine.decode.tensors import IMAGE_KEYS, LABEL_KEYS, LATENT_KEYS, _label_text, _pick, _to_nhwc
+from engine.decode.tensors import IMAGE_KEYS, LABEL_KEYS, LATENT_KEYS, array_under, label_text, to_nhwc
 from engine.discovery.folders import folder_entries, walk_files
 from engine.discovery.identity import content_hash, file_versions, reading_settings
 from engine.discovery.names import is_weight_file
@@ -342,9 +342,9 @@ class Sampler:
         if len(images) != self.n_samples:
             log.warning("%s: the sampler returned %d images, asked for %d", checkpoint.source, len(images), self.n_samples)
         try:  # a diverged generator's NaN, a sampler that forgot to denormalise: said, and the watch goes on
-            value_range = _value_range(images, given or (options.value_range if options else None))
+            value_range = pixel_scaling(images, given or (options.value_range if options else None))
             for row, pixels in uint8_rows(images, value_range):
-                label = _label_text(labels[row]) if labels is not None else None
+                label = label_text(labels[row]) if labels is not None else None
                 latent = np.asarray(latents[row], np.float32).reshape(-1) if latents is not None else None
                 yield Sample(image=to_rgb(pixels), instance=row, path=f"{checkpoint.source}#{row}",
                              label=label, latent=latent)
@@ -374,10 +374,10 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
             if len(given) != 2 or not given[0] < given[1]:
                 raise TypeError(f"returned value_range {result['value_range']!r}: expected (low, high), low < high")
         arrays = {str(k): numpy(v) for k, v in result.items() if v is not None and k != "value_range"}
-        images = _pick(arrays, IMAGE_KEYS)
+        images = array_under(arrays, IMAGE_KEYS)
         if images is None:
             raise TypeError(f"returned a mapping without images (keys: {', '.join(arrays)})")
-        labels, latents = _pick(arrays, LABEL_KEYS), _pick(arrays, LATENT_KEYS)
+        labels, latents = array_under(arrays, LABEL_KEYS), array_under(arrays, LATENT_KEYS)
     elif first == 4 and isinstance(result, tuple):
         # (images, labels): numpy's "inhomogeneous shape" said nothing of what to return instead
         raise TypeError(f"returned a tuple of {len(result)}, the first a batch of images: return the images, or a "
@@ -387,7 +387,7 @@ def _as_arrays(result: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
     else:
         images, labels, latents = numpy(result), None, None
     try:
-        images = _to_nhwc(images)
+        images = to_nhwc(images)
     except SkipFile as exc:
         raise TypeError(f"returned no image batch: {exc}") from None
     if not len(images):  # stored as a step of 0 samples, never sampled again

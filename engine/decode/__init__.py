@@ -23,7 +23,7 @@ Rules
   name, stem or instance id; without ``labels_file``, a ``labels.csv``/``labels.json`` in the
   checkpoint folder is used), the per-label sub-folder (see ``DiscoveryOptions.label_folders``).
 * Tensor values: uint8 as is; other integers above 255 as 16-bit; floats in ``--value-range``,
-  else by the file's range (:func:`~engine.decode.pixels._value_range`). Floats below -1.5 are not images (latents,
+  else by the file's range (:func:`~engine.decode.pixels.pixel_scaling`). Floats below -1.5 are not images (latents,
   say) and the file is skipped.
 * Large tensor files are not read whole: a ``.npy`` and an ``.npz`` written by ``np.savez``
   (uncompressed) are read and converted a chunk of samples at a time (:class:`~engine.decode.file_rows.FileRows`; a

@@ -9,7 +9,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from engine.decode.pixels import _value_range, to_rgb, to_uint8
+from engine.decode.pixels import pixel_scaling, to_rgb, to_uint8
 from engine.decode.skip import VANISHED, SkipFile, _diverged, _require_content
 from engine.errors import GONE
 
@@ -46,7 +46,7 @@ def _pil_to_array(image: Image.Image, value_range: tuple[float, float] | None = 
         # a 16-bit PGM/PPM opens as "I", its values scaled to 0..65535: a dark one was read as 8-bit
         sixteen_bit = image.mode.startswith("I;16") or image.mode == "I" and image.format == "PPM"
         scale = ((0.0, 1 / 257) if sixteen_bit else
-                 shared if shared and image.mode == "F" else _value_range(values, value_range))
+                 shared if shared and image.mode == "F" else pixel_scaling(values, value_range))
         return to_rgb(to_uint8(values, scale))
     return to_rgb(np.asarray(image.convert("RGB")))
 
@@ -138,7 +138,7 @@ def _tiff_pages(image: Image.Image, value_range: tuple[float, float] | None) -> 
             pages.append(_upright(image).copy())  # the next seek reuses the image
     finite = [page.mode != "F" or bool(np.isfinite(np.asarray(page)).all()) for page in pages]
     floats = [np.asarray(page).ravel() for page, ok in zip(pages, finite) if ok and page.mode == "F"]
-    shared = _value_range(np.concatenate(floats), value_range) if floats else None
+    shared = pixel_scaling(np.concatenate(floats), value_range) if floats else None
     return [_pil_to_array(page, value_range, shared) if ok else None for page, ok in zip(pages, finite)]
 
 

@@ -19,7 +19,7 @@ VALUE_RANGES: dict[str, tuple[float, float] | None] = {"auto": None, "tanh": (-1
                                                        "byte": (0.0, 255.0)}
 
 
-def _value_range(array: np.ndarray, given: tuple[float, float] | None = None) -> tuple[float, float]:
+def pixel_scaling(array: np.ndarray, given: tuple[float, float] | None = None) -> tuple[float, float]:
     """(offset, scale) so that ``(x + offset) * scale`` maps the file's values onto [0, 255].
     Float values are in ``given`` (lo, hi) when set (``--value-range``, a sampler's
     ``value_range``); else guessed from the file alone: [-1, 1] when a value is negative,
@@ -67,8 +67,8 @@ def _extremes(array: np.ndarray | FileRows) -> tuple[float, float]:
 
 
 def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Map integer or float pixel values to uint8 (see :func:`_value_range` for the rule)."""
-    offset, scale = value_range or _value_range(array)
+    """Map integer or float pixel values to uint8 (see :func:`pixel_scaling` for the rule)."""
+    offset, scale = value_range or pixel_scaling(array)
     if array.dtype == np.uint8:
         return np.asarray(array)
     values = np.nan_to_num(np.asarray(array, dtype=np.float32))

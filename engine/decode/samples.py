@@ -10,9 +10,9 @@ import numpy as np
 from engine.decode.images import load_image, load_pages
 from engine.decode.instance_ids import _say_unnumbered, folder_name_ids, key_ids_and_labels, name_ids, sample_keys
 from engine.decode.labels import folder_labels, labels_table
-from engine.decode.pixels import _value_range, to_rgb, uint8_rows
+from engine.decode.pixels import pixel_scaling, to_rgb, uint8_rows
 from engine.decode.skip import SkipFile, _diverged
-from engine.decode.tensors import _label_text, load_tensor_file
+from engine.decode.tensors import label_text, load_tensor_file
 from engine.discovery.options import TENSOR_EXTENSIONS, DiscoveryOptions
 from engine.discovery.ready import checkpoint_path
 from engine.discovery.steps import last_integer
@@ -152,11 +152,11 @@ def _tensor_samples(path: Path, ctx: _Context, offset: int) -> Iterator[Sample]:
     try:
         # the file's own range wins, as a sampler's does (round AT: under --value-range tanh, a
         # save_samples batch read otherwise on the steps where a sample held NaN)
-        value_range = _value_range(images, said_range or ctx.options.value_range)
+        value_range = pixel_scaling(images, said_range or ctx.options.value_range)
         for row, pixels in uint8_rows(images, value_range):
             instance = offset + row
             # an empty label is none, as in a labels file (save_samples stores None so)
-            label = (_label_text(labels[row]) or None) if labels is not None else ctx.label(path, instance, row)
+            label = (label_text(labels[row]) or None) if labels is not None else ctx.label(path, instance, row)
             latent = np.asarray(latents[row], dtype=np.float32).reshape(-1) if latents is not None else None
             yield Sample(image=to_rgb(pixels), instance=instance, path=f"{name}#{row}", label=label, latent=latent)
     except SkipFile as exc:

@@ -25,7 +25,7 @@ LABEL_KEYS = ("labels", "y", "label", "targets", "target", "classes", "class")
 LATENT_KEYS = ("latents", "z", "features", "latent", "feats", "noise", "w")
 
 
-def _to_nhwc(array: np.ndarray) -> np.ndarray:
+def to_nhwc(array: np.ndarray) -> np.ndarray:
     """Image batches as (N, H, W, C): NHWC, NCHW, a single HWC/CHW/HW image, or NHW gray."""
     shape = array.shape
     if array.ndim == 2:
@@ -103,7 +103,8 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def _pick(arrays: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> np.ndarray | None:
+def array_under(arrays: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> np.ndarray | None:
+    """The array stored under the first of ``keys`` the file has, names compared case-blind."""
     lowered = {k.lower(): v for k, v in arrays.items()}
     return next((lowered[k] for k in keys if k in lowered), None)
 
@@ -186,16 +187,16 @@ def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, n
     # a batch read from the file a chunk at a time; a single image or a gray stack at once
     if isinstance(images, FileRows) and images.ndim == 4:
         try:
-            images = images.converted(_to_nhwc)
+            images = images.converted(to_nhwc)
         except SkipFile:  # judged on its first row: said with the file's whole shape
             raise _no_image_array(images.shape, images.dtype) from None
     else:
-        images = _to_nhwc(np.asarray(images))
+        images = to_nhwc(np.asarray(images))
     extras = []
     # np.savez(path, images, labels) without names, as openai's guided-diffusion samples
     positional = ("arr_1",) if set(arrays) == {"arr_0", "arr_1"} else ()
     for keys, what in ((LABEL_KEYS + positional, "labels"), (LATENT_KEYS, "latents")):
-        extra = _pick(arrays, keys)
+        extra = array_under(arrays, keys)
         extra = None if extra is None else np.asarray(extra)  # small: read whole
         if extra is not None and (extra.ndim == 0 or len(extra) != len(images)):
             log.warning("%s: %d %s for %d images; ignoring them", path, len(extra), what, len(images))
@@ -209,7 +210,7 @@ def _said_range(arrays: Mapping[str, np.ndarray]) -> tuple[float, float] | None:
     :func:`engine.hooks.save_samples` writes beside floats it could not make uint8 (NaN or inf
     among them); read with it, whatever ``--value-range`` says. Anything else under that name
     is not a range (round AS: a string there skipped the file)."""
-    said = _pick(arrays, ("value_range",))
+    said = array_under(arrays, ("value_range",))
     try:
         low, high = np.asarray(said, dtype=np.float64).reshape(-1) if said is not None else (0.0, 0.0)
     except (TypeError, ValueError):  # not numbers, or not two of them
@@ -217,7 +218,8 @@ def _said_range(arrays: Mapping[str, np.ndarray]) -> tuple[float, float] | None:
     return (float(low), float(high)) if np.isfinite([low, high]).all() and low < high else None
 
 
-def _label_text(value: np.ndarray) -> str:
+def label_text(value: np.ndarray) -> str:
+    """A stored label as text: a class index, a string, or the argmax of one-hot scores."""
     value = np.asarray(value)
     if value.ndim >= 1 and value.size > 1:  # one-hot or scores
         return str(int(np.argmax(value)))
