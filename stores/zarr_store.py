@@ -473,48 +473,129 @@ class StoreReader:
             generated &= ckpt["row_stop"] > ckpt["row_start"]
         return bool(generated.any())
 
-    def missing_chunks(self) -> list[str]:
-        """The arrays whose chunk files under the commit point are gone, as ``group/name rows
-        a-b``: zarr reads a missing chunk as its fill value, so an interrupted copy of a store
-        exported zeros as embeddings without a word (round AJ). Only arrays no real chunk can
-        hold fill values only (a vector, a path), as a store older than ``WRITE_CONFIG`` left
-        out such chunks of the others (a run of step-0 rows)."""
-        # the rows [start, stop) of each group that are read
-        held = {"samples": (0, self.n_rows), "checkpoints": (0, self.n_checkpoints),
-                "warnings": (0, self.n_warnings), "layout": (0, self.layout_rows)}
-        groups, never_fill = dict(fmt.GROUPS), list(_NEVER_FILL)
-        if int(self.attrs["evowatch"]["version"]) >= fmt.ALERT_ARRAYS_VERSION:  # the alert list's rows too
-            attrs = self._group_attrs("alerts")
-            held["alerts"] = (int(attrs.get("first_row", 0)), int(attrs.get("committed_rows", 0)))
-            groups["alerts"], never_fill = fmt.ALERT_ARRAYS, never_fill + [("alerts", "rule"), ("alerts", "message")]
+    def missing_metadata(self) -> list[str]:
+        """The ``zarr.json`` files gone from the store's groups and arrays (a copy cut short), as
+        ``group/name/zarr.json``: an array read without its metadata was not named by `info` nor
+        `export` (its rows read by no one), and a watch made a missing metric column again over
+        its chunk files. An array is one of the fixed ones, or a folder holding chunk files (a
+        table's column being made has its zarr.json before any chunk)."""
+        version = int(self.attrs["evowatch"]["version"])
+        required = {group: list(names) for group, names in fmt.GROUPS.items() if group != "layout"}
+        if version >= 2:  # kept in step with the checkpoints since version 2
+            required["checkpoints"].append("superseded_by")
+        groups = [*fmt.GROUPS, "metrics", "sample_metrics", "scalars"]
+        if version >= fmt.ALERT_ARRAYS_VERSION:
+            required["alerts"], groups = list(fmt.ALERT_ARRAYS), groups + ["alerts"]
         missing = []
-        for group, names in groups.items():  # an array's zarr.json older than the root's, copied before it grew:
-            start, stop = held[group]  # its reads stopped short (export: "All arrays must be of the same length")
-            for name in names:
-                if stop <= start or not self.has_array(group, name):
-                    continue
-                if (ends := self._length_on_disk(group, name)) < stop:
-                    missing.append(f"{group}/{name} rows {ends}-{stop - 1} ({_ENDS_SHORT} {ends})")
-        for group, name in never_fill:
-            start, stop = held[group]
-            if stop <= start or not self.has_array(group, name):
-                continue
-            array = self._array(group, name)
-            step = array.chunks[0]
-            gone = [i for i in range(start // step, -(-stop // step))
-                    if not (self.path / group / name / array.metadata.encode_chunk_key((i, *[0] * (array.ndim - 1)))).is_file()]
-            if gone:
-                first, last = max(gone[0] * step, start), min((gone[-1] + 1) * step, stop) - 1
-                missing.append(f"{group}/{name} rows {first}-{last}" + (f" ({len(gone)} chunks)" if len(gone) > 1 else ""))
+        for group in groups:
+            folder = self.path / group
+            arrays = [child for child in (folder.iterdir() if folder.is_dir() else ())
+                      if child.is_dir() and not child.name.startswith(".") and child.name not in (_LAYOUT_NEXT, _LAYOUT_OLD)]
+            if not (folder / "zarr.json").is_file():
+                if arrays or group in required:
+                    missing.append(f"{group}/zarr.json")
+                if group == "layout":  # its commit point is unknown: xy is looked for below
+                    required["layout"] = ["xy"]
+            elif group == "layout" and self.layout_committed and not (folder / _LAYOUT_NEXT / "zarr.json").is_file():
+                required["layout"] = ["xy"]  # (between a full recompute's two renames, xy.next stands for it)
+            names = {child.name for child in arrays if (child / "c").is_dir()} | set(required.get(group, ()))
+            missing += [f"{group}/{name}/zarr.json" for name in sorted(names) if not self.has_array(group, name)]
         return missing
 
-    def _length_on_disk(self, group: str, name: str) -> int:
-        """An array's rows as its zarr.json says, read as JSON: opening each array through zarr
-        (about 1 ms) made :meth:`missing_chunks` a quarter of the viewer's reload at each commit."""
+    @property
+    def layout_committed(self) -> int:
+        """The layout's own commit point (``layout.attrs["committed_rows"]``), not capped at the rows."""
+        return int(self._group_attrs("layout").get("committed_rows", 0))
+
+    def _committed_windows(self, skipped: Iterable[str] = ()) -> Iterator[tuple[str, str, int, int, bool]]:
+        """``(group, name, start, stop, whole)`` for every array the store commits rows of, but
+        those of the ``skipped`` groups: rows ``[start, stop)`` are read, and ``whole``: its length
+        must reach ``stop`` (the tables' columns are read to the rows all hold, ``samples/latent``
+        ends at the last rows with latents: docs/store.md)."""
+        held = {"samples": lambda: (0, self.n_rows), "checkpoints": lambda: (0, self.n_checkpoints),
+                "warnings": lambda: (0, self.n_warnings), "layout": lambda: (0, self.layout_rows),
+                "metrics": lambda: (0, int(self._group_attrs("metrics").get("committed_rows", 0))),
+                "scalars": lambda: (0, int(self._group_attrs("scalars").get("committed_rows", 0)))}
+        if int(self.attrs["evowatch"]["version"]) >= fmt.ALERT_ARRAYS_VERSION:  # the alert list's rows
+            held["alerts"] = lambda: (int(self._group_attrs("alerts").get("first_row", 0)),
+                                      int(self._group_attrs("alerts").get("committed_rows", 0)))
+        for group in set(held) - set(skipped):
+            start, stop = held[group]()
+            for name in self._array_names(group):
+                if name not in (_LAYOUT_NEXT, _LAYOUT_OLD):  # a full recompute's, not yet the layout
+                    yield group, name, start, stop, group not in ("metrics", "scalars") and name != "latent"
+        if "sample_metrics" not in skipped:
+            for name in self.sample_metric_names():
+                yield "sample_metrics", name, 0, min(self._sample_metric_rows(name), self.n_rows), True
+
+    def missing_chunks(self) -> list[str]:
+        """What is gone under the commit points: :meth:`missing_metadata`, then the arrays whose
+        zarr.json ends before them (``group/name rows a-b (its zarr.json ends at row a)``) and
+        those whose chunk files there are gone or empty (``group/name rows a-b``): zarr reads a
+        missing chunk as its fill value, so an interrupted copy of a store exported zeros as
+        embeddings without a word (round AJ), and a copy to a full disk leaves its last files
+        empty. Every committed chunk of a store made with an id is written (``WRITE_CONFIG``
+        came before ids); in an older store only those of arrays no real chunk can leave at
+        their fill value (a vector, a path): it left out chunks of step-0 rows."""
+        missing = self.missing_metadata()
+        every_chunk = bool(self.attrs["evowatch"].get("id"))
+        headless = {entry.split("/")[0] for entry in missing if entry.count("/") == 1}  # a group's zarr.json gone
+        for group, name, start, stop, whole in self._committed_windows(headless):
+            if stop <= start or f"{group}/{name}/zarr.json" in missing:
+                continue
+            meta = self._metadata(group, name)  # an array's zarr.json older than the root's, copied before it
+            ends = self._length_on_disk(group, name, meta)  # grew: its reads stopped short (export: "All arrays
+            if whole and ends < stop:  # must be of the same length")
+                missing.append(f"{group}/{name} rows {ends}-{stop - 1} ({_ENDS_SHORT} {ends})")
+            if every_chunk or (group, name) in _NEVER_FILL:
+                missing += self._chunks_gone(group, name, meta, start, min(stop, ends))
+        return missing
+
+    def _metadata(self, group: str, name: str) -> dict[str, Any]:
+        """An array's zarr.json as JSON ({} where it cannot be read: zarr's error names it when read).
+        Opening each array through zarr (about 1 ms) made :meth:`missing_chunks` a quarter of the
+        viewer's reload at each commit."""
         try:
-            return int(json.loads((self.path / group / name / "zarr.json").read_bytes())["shape"][0])
-        except (OSError, ValueError, KeyError, IndexError, TypeError):  # damaged: zarr's error, naming it
+            meta = json.loads((self.path / group / name / "zarr.json").read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _length_on_disk(self, group: str, name: str, meta: Mapping[str, Any] | None = None) -> int:
+        """An array's rows as its zarr.json says."""
+        try:
+            return int((self._metadata(group, name) if meta is None else meta)["shape"][0])
+        except (KeyError, IndexError, TypeError, ValueError):  # damaged: zarr's error, naming it
             return self._array(group, name).shape[0]
+
+    def _chunks_gone(self, group: str, name: str, meta: Mapping[str, Any], start: int, stop: int) -> list[str]:
+        """``group/name rows a-b`` where chunk files of rows [start, stop) are missing or empty (no
+        codec writes an empty chunk: a copy to a full disk leaves its files so); one stat a chunk."""
+        folder = self.path / group / name
+        try:
+            step = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
+            encoding = meta["chunk_key_encoding"]
+            sep = encoding.get("configuration", {}).get("separator", "/")
+            ndim = len(meta["shape"])
+            if encoding["name"] != "default":
+                raise KeyError(encoding["name"])
+            key = lambda i: sep.join(["c", str(i), *["0"] * (ndim - 1)])  # noqa: E731
+        except (KeyError, IndexError, TypeError, ValueError):  # another layout: zarr says where its chunks are
+            array = self._array(group, name)
+            step = array.chunks[0]
+            key = lambda i: array.metadata.encode_chunk_key((i, *[0] * (array.ndim - 1)))  # noqa: E731
+        gone = []
+        for i in range(start // step, -(-stop // step)):
+            try:
+                if os.stat(folder / key(i)).st_size:
+                    continue
+            except OSError:
+                pass
+            gone.append(i)
+        if not gone:
+            return []
+        first, last = max(gone[0] * step, start), min((gone[-1] + 1) * step, stop) - 1
+        return [f"{group}/{name} rows {first}-{last}" + (f" ({len(gone)} chunks)" if len(gone) > 1 else "")]
 
     def check_complete(self, *, chunk_files_only: bool = False) -> None:
         """Raise :class:`StoreFormatError` naming the arrays :meth:`missing_chunks` finds; with
@@ -522,8 +603,12 @@ class StoreReader:
         ends before the commit point (read as fewer rows: a copy taken mid-write, which a watch
         of the store's run goes on from)."""
         if missing := [entry for entry in self.missing_chunks() if not (chunk_files_only and _ENDS_SHORT in entry)]:
-            raise StoreFormatError(f"{self.path}: {missing_rows(missing)}: the store was copied or restored "
-                                   "incompletely; copy it again from its source")
+            raise self._incomplete(missing)
+
+    def _incomplete(self, missing: Sequence[str]) -> StoreFormatError:
+        """The one line refusing a store with ``missing`` pieces (:meth:`missing_chunks`)."""
+        return StoreFormatError(f"{self.path}: {missing_rows(missing)}: the store was copied or restored "
+                                "incompletely; copy it again from its source")
 
     def warnings(self) -> dict[str, np.ndarray]:
         n = self.n_warnings
@@ -626,6 +711,13 @@ class StoreReader:
 
     def sample_metric_names(self) -> list[str]:
         return self._array_names("sample_metrics")
+
+    def _sample_metric_rows(self, name: str) -> int:
+        """A per-sample metric's own commit point (read as JSON, as :meth:`_metadata`)."""
+        try:
+            return int(self._metadata("sample_metrics", name).get("attributes", {}).get("committed_rows", 0))
+        except (AttributeError, TypeError, ValueError):
+            return 0
 
     def sample_metric(self, name: str) -> np.ndarray:
         """A per-sample metric for every committed row; NaN where not computed (yet)."""
@@ -923,9 +1015,11 @@ def missing_rows(missing: Sequence[str]) -> str:
     """What :meth:`StoreReader.missing_chunks` found, said as it reads: a missing chunk file as
     zeros, an array whose ``zarr.json`` ends early as fewer rows (not "chunk files missing ...
     read as zeros" for both: round AZ)."""
-    chunks = [entry for entry in missing if _ENDS_SHORT not in entry]
+    meta = [entry for entry in missing if entry.endswith("zarr.json")]
     short = [entry for entry in missing if _ENDS_SHORT in entry]
-    return "; ".join(([f"chunk files missing ({'; '.join(chunks)}; zarr reads them as zeros)"] if chunks else [])
+    chunks = [entry for entry in missing if entry not in meta and entry not in short]
+    return "; ".join(([f"metadata files missing ({'; '.join(meta)})"] if meta else [])
+                     + ([f"chunk files missing ({'; '.join(chunks)}; zarr reads them as zeros)"] if chunks else [])
                      + ([f"arrays shorter than the commit point ({'; '.join(short)})"] if short else []))
 
 
@@ -972,6 +1066,8 @@ class StoreWriter(StoreReader):
         """Go on from the commit points (what a killed writer or a copy taken mid-write left),
         and refuse a store with chunk files missing; before it, this writer writes nothing."""
         try:
+            if missing := self.missing_metadata():  # before any write: a watch made a table's column again over
+                raise self._incomplete(missing)  # its chunks, and recorded itself in a store it then refused
             if self._load_state():  # a cleanly closed store ends at its commit points
                 log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
                             self.path, self.n_rows, self.n_checkpoints)
