@@ -130,6 +130,7 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
                               **({"sampler": sampler.identity} if sampler else {}),
                               **({"no_metrics": True} if args.no_metrics else {})})
         _say_resumed(store)
+        watcher.start_hooks()
         try:
             yield watcher
         finally:

@@ -288,14 +288,20 @@ class Signals:
             self._late_losses(store, losses, raised)
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
 
+    def start(self, store: StoreWriter) -> None:
+        """The watch starts: say the withdrawals a watch killed before its line left unsaid."""
+        self._say_withdrawn(store, {})
+
     def _say_withdrawn(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
-        """One line per rule whose alerts stored before this call (or announced in it) it no longer
-        raises: a step measured late or again changed the history they read (round BF: a healthy
-        step 850 that came after 900 broke FD's rise to 900, and the alert announced there, acted
-        on by --on-alert, left the list without a word). Said like an alert: -q keeps it."""
+        """One line per rule whose alerts stored before this call (or announced in it, or taken off
+        the list by a watch killed before it said so) it no longer raises: a step measured late or
+        again changed the history they read (round BF: a healthy step 850 that came after 900 broke
+        FD's rise to 900, and the alert announced there, acted on by --on-alert, left the list
+        without a word). Said like an alert: -q keeps it; then the store's unsaid ones are said."""
         now = {(a["step"], a["rule"]) for a in store.alerts()}
+        unsaid = {(a["step"], a["rule"]): a for a in store.unsaid_withdrawals()}
         gone: dict[str, list[dict]] = {}
-        for key, alert in sorted({**before, **self._announced}.items()):
+        for key, alert in sorted({**unsaid, **before, **self._announced}.items()):
             if key not in now:
                 gone.setdefault(key[1], []).append(alert)
         for rule, alerts in gone.items():
@@ -303,6 +309,7 @@ class Signals:
             print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: no longer holds on the "
                            f"steps as measured now (a step measured late or again); it said: {alerts[0]['message']}"
                            f"{self._pause_kept(alerts, now)}"), file=sys.stderr)
+        store.said_withdrawals()
 
     def _pause_kept(self, withdrawn: list[dict], now: set[tuple[int, str]]) -> str:
         """What becomes of the pause file written for a withdrawn alert: it stays (docs/metrics.md),

@@ -860,6 +860,13 @@ class Watcher:
         for hook in self.after_ingest:
             hook(self.store, results)
 
+    def start_hooks(self) -> None:
+        """Let the hooks say what a watch killed before left unsaid (:meth:`engine.signals.Signals.start`),
+        before the first pass, which may ingest a backlog for minutes."""
+        for hook in self.after_ingest:
+            if hasattr(hook, "start"):
+                hook.start(self.store)
+
     def end_hooks(self, wait: bool) -> None:
         """Let the hooks end what they run beside the watch (:meth:`engine.signals.Signals.end`):
         waited for after ``--once``, stopped when the watch stops."""

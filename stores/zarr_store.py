@@ -291,6 +291,19 @@ def _alert_record(alert: Mapping[str, Any]) -> dict[str, Any]:
             "value": None if value is None else fmt.json_number(float(value)), "message": str(alert["message"])}
 
 
+def _withdrawn(unsaid: Sequence[Mapping[str, Any]], old: Sequence[Mapping[str, Any]],
+               new: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``unsaid`` and the alerts of ``old`` whose (step, rule) ``new`` lacks, once each: the
+    withdrawals a watch is still to say, stored with the list that drops them (a kill between
+    the list and the ALERT WITHDRAWN line lost the line: the next watch read the shorter list)."""
+    kept = {(a["step"], a["rule"]) for a in new}
+    out: dict[tuple[int, str], dict[str, Any]] = {}
+    for alert in [*map(_alert_record, unsaid), *old]:
+        if (alert["step"], alert["rule"]) not in kept:
+            out.setdefault((alert["step"], alert["rule"]), alert)
+    return list(out.values())
+
+
 def _alert_columns(alerts: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """The ``alerts/`` arrays' rows of ``alerts``."""
     return {"step": np.array([a["step"] for a in alerts], np.int64),
@@ -689,6 +702,12 @@ class StoreReader:
             return []
         columns = [self._read(self._array("alerts", name), hi, slice(lo, hi)).tolist() for name in fmt.ALERT_ARRAYS]
         return [_alert_record(dict(zip(fmt.ALERT_ARRAYS, row))) for row in zip(*columns)]
+
+    def unsaid_withdrawals(self) -> list[dict[str, Any]]:
+        """The alerts taken off the list whose withdrawal no watch has said yet (one killed before
+        its ALERT WITHDRAWN line): ``alerts.attrs["unsaid_withdrawals"]``, kept with the shorter
+        list in one attribute write (:meth:`StoreWriter.set_alerts`)."""
+        return [_alert_record(a) for a in self._group_attrs("alerts").get("unsaid_withdrawals", [])]
 
     @property
     def metrics_reference(self) -> str | None:
@@ -1619,11 +1638,18 @@ class StoreWriter(StoreReader):
             start = 0 if len(new) <= first else stop
             rows = new
             commit = {"first_row": start, "committed_rows": start + len(new),
-                      "rewrites": int(group.attrs.get("rewrites", 0)) + 1}
+                      "rewrites": int(group.attrs.get("rewrites", 0)) + 1,
+                      "unsaid_withdrawals": _withdrawn(group.attrs.get("unsaid_withdrawals", []), old, new)}
         if rows:
             self.write_columns("alerts", start, _alert_columns(rows))
         group.update_attributes(commit)
         self._alert_list = new
+
+    @uninterrupted
+    def said_withdrawals(self) -> None:
+        """The withdrawals kept unsaid (:meth:`StoreReader.unsaid_withdrawals`) have been said."""
+        if self.unsaid_withdrawals():
+            self._ensure_group("alerts").update_attributes({"unsaid_withdrawals": []})
 
     def label_folders(self) -> frozenset[str]:
         """The run's label folders kept (:meth:`note_label_folders`); in a store made before they

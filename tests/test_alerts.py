@@ -1269,6 +1269,41 @@ def test_a_withdrawal_stored_by_a_watch_stopped_before_the_end_of_its_pass_is_sa
     assert "ALERT" not in capsys.readouterr().err
 
 
+def test_a_withdrawal_stored_by_a_watch_killed_before_its_line_is_said_by_the_next_watch(tmp_path, capsys):
+    """Round BJ: a watch killed between storing the shorter alert list and its ALERT WITHDRAWN
+    line lost the line for good: the next watch read the list already without the alert. The
+    store keeps the withdrawals unsaid with that list; the next watch says them at its start, once."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store)
+    assert main(argv) == 0
+    assert "ALERT step 200 [collapse]" in capsys.readouterr().err
+    write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten, healthy
+    say = Signals._say_withdrawn
+
+    def killed(self, writer, before):  # the kill comes as the pass's lines are about to be said
+        if before:
+            raise KeyboardInterrupt
+        return say(self, writer, before)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_say_withdrawn", killed)
+        assert main(argv) == 130
+    assert "WITHDRAWN" not in capsys.readouterr().err
+    assert StoreReader(store).alerts() == []  # the shorter list stored, its line unsaid
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]: no longer holds") == 1
+    assert StoreReader(store).unsaid_withdrawals() == []
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err
+
+
 def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_steps_again(tmp_path, capsys):
     """Round AW: the later steps of a checkpoint that came after them were noted to be
     evaluated again only once every due step was measured; stopped before that, after the
