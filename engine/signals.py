@@ -77,6 +77,24 @@ def _replaced_steps(ckpt: dict[str, np.ndarray], current: np.ndarray,
     return {step: (first, max(by_step[step])) for step, first in firsts.items() if step in by_step}
 
 
+def _renamed_steps(ckpt: dict[str, np.ndarray], current: np.ndarray, by_step: dict[int, list[int]]) -> dict[int, int]:
+    """Each step no current checkpoint is at any more whose checkpoint is read at one other step
+    now, under its name (a folder renamed, ``step_200`` to ``step_250``: its earlier reading
+    takes the new name, docs/store.md): the old step -> the new one. Its alerts go with it."""
+    older = np.flatnonzero(~current & (ckpt["kind"] == KIND_CODES["generated"]) & ~np.isin(ckpt["step"], list(by_step)))
+    by, now = ckpt["superseded_by"], older.copy()
+    for _ in range(len(by)):  # the replacement's replacement, up to the current reading
+        ahead = (now >= 0) & (now < len(by)) & ~current[np.clip(now, 0, len(by) - 1)]
+        if not ahead.any():
+            break
+        now[ahead] = by[now[ahead]]
+    targets: dict[int, set[int]] = {}
+    for i, j in zip(older.tolist(), now.tolist()):
+        same = 0 <= j < len(by) and current[j] and ckpt["source"][i] == ckpt["source"][j]
+        targets.setdefault(int(ckpt["step"][i]), set()).add(int(ckpt["step"][j]) if same else -1)
+    return {step: new.pop() for step, new in targets.items() if len(new) == 1 and -1 not in new}
+
+
 #: Seconds of measuring a backlog between writes of the rows measured (a row a step cost more
 #: than the metrics); a reader sees them that much later at most.
 WRITE_EVERY_S = 2.0
@@ -199,6 +217,9 @@ class Signals:
     _rewrites: dict = field(default_factory=dict, init=False)
     #: every step rewritten in the store: step -> (its first version's checkpoint index, its current one's)
     _replaced: dict = field(default_factory=dict, init=False)
+    #: steps whose checkpoint is read at another step now (renamed): old step -> new step
+    _renamed: dict = field(default_factory=dict, init=False)
+    _moved_to: dict = field(default_factory=dict, init=False)  # new step -> rules of the alerts renamed to it
     #: while rows are stored ahead of their alerts: the store's ``alerts_from`` before (one-tuple)
     _alerts_behind: tuple | None = field(default=None, init=False)
     _took_up: bool = field(default=False, init=False)  # the evaluations a stopped watch left: see _left_behind
@@ -210,8 +231,16 @@ class Signals:
         ckpt, current = store.checkpoints(), store.current_checkpoints()
         by_step = _current_generated_by_step(ckpt, current)  # once a call: a pass over every checkpoint
         self._replaced = _replaced_steps(ckpt, current, by_step)
+        self._renamed = _renamed_steps(ckpt, current, by_step)
         self._say_other_units(ckpt, losses)
         reference = self._refresh_reference(store, ckpt, current)
+        # before this call's measures and drops of steps no checkpoint is at (a renamed one's go with it)
+        before = {(a["step"], a["rule"]): a for a in store.alerts()}
+        self._moved_to = {}
+        for old, rule in before:
+            if old in self._renamed:
+                self._moved_to.setdefault(self._renamed[old], set()).add(rule)
+        self._announced = {}
         if reference is not None and reference != store.metrics_reference:
             if measured := len(store.measured_steps()):
                 log.info("measuring the %d steps again: what they are measured against changed (the reference "
@@ -225,8 +254,6 @@ class Signals:
         measured = store.measured_steps()  # a read of the whole metrics table: once, unless steps are dropped
         if self._drop_gone_steps(store, by_step, measured):
             measured = store.measured_steps()
-        before = {(a["step"], a["rule"]): a for a in store.alerts()}  # before this call's measures
-        self._announced = {}
         try:
             self._measure_and_judge(store, ckpt, by_step, measured, losses, set(before))
         finally:  # stopped too: the list it stored is the one the next watch starts from (round BG)
@@ -290,6 +317,8 @@ class Signals:
 
     def start(self, store: StoreWriter) -> None:
         """The watch starts: say the withdrawals a watch killed before its line left unsaid."""
+        ckpt, current = store.checkpoints(), store.current_checkpoints()
+        self._renamed = _renamed_steps(ckpt, current, _current_generated_by_step(ckpt, current))
         self._say_withdrawn(store, {})
 
     def _say_withdrawn(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
@@ -305,11 +334,27 @@ class Signals:
             if key not in now:
                 gone.setdefault(key[1], []).append(alert)
         for rule, alerts in gone.items():
-            more = f" (and {counted(len(alerts) - 1, 'later step')})" if len(alerts) > 1 else ""
-            print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: no longer holds on the "
-                           f"steps as measured now (a step measured late or again); it said: {alerts[0]['message']}"
-                           f"{self._pause_kept(alerts, now)}"), file=sys.stderr)
+            moved = [a for a in alerts if (self._renamed.get(a["step"]), rule) in now]
+            if moved:
+                self._say_moved(store, rule, moved)
+            if alerts := [a for a in alerts if a not in moved]:
+                more = f" (and {counted(len(alerts) - 1, 'later step')})" if len(alerts) > 1 else ""
+                new = self._renamed.get(alerts[0]["step"])
+                why = (f"its checkpoint is read at step {new} now (renamed), where it does not hold" if new is not None
+                       else "no longer holds on the steps as measured now (a step measured late or again)")
+                print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: {why}; it said: "
+                               f"{alerts[0]['message']}{self._pause_kept(alerts, now)}"), file=sys.stderr)
         store.said_withdrawals()
+
+    def _say_moved(self, store: StoreWriter, rule: str, moved: list[dict]) -> None:
+        """One line for a rule's alerts whose checkpoints were renamed to another step where they
+        hold on: not a new onset (a folder renamed from step_200 to step_250 had its collapse said
+        at 250 as new, the trainer paused and --on-alert run again, and 200's left unsaid)."""
+        old, new = moved[0]["step"], self._renamed[moved[0]["step"]]
+        [now] = [a for a in store.alerts() if a["step"] == new and a["rule"] == rule]
+        more = f" (and {counted(len(moved) - 1, 'other step')})" if len(moved) > 1 else ""
+        print(one_line(f"evowatch: ALERT MOVED step {old} -> {new}{more} [{rule}]: its checkpoint is read at step {new} "
+                       f"now (renamed); it says: {now['message']}"), file=sys.stderr)
 
     def _pause_kept(self, withdrawn: list[dict], now: set[tuple[int, str]]) -> str:
         """What becomes of the pause file written for a withdrawn alert: it stays (docs/metrics.md),
@@ -668,7 +713,8 @@ class Signals:
         # acted on at onset: still holding from the step before, or raised at this step by an
         # earlier measure of it (a grid rewritten in place, every step measured again: a trainer
         # paused and resumed was paused again for the same alert)
-        said = {a["rule"] for a in stored if a["step"] == previous_step or a["step"] == step}
+        said = {a["rule"] for a in stored if a["step"] == previous_step or a["step"] == step} | \
+            self._moved_to.get(step, set())  # an alert of its checkpoint at its old step: moved
         stored = [a for a in stored if a["step"] != step or a in late] + [a.to_dict() for a in fired]
         self._act(store, stored, [alert for alert in fired if alert.rule not in said], fired)
 

@@ -1635,6 +1635,36 @@ def test_a_step_no_checkpoint_is_at_any_more_loses_its_metrics_and_alerts(tmp_pa
     assert [(a["step"], a["rule"]) for a in reader.alerts()] == [(400, "collapse")]
 
 
+def test_an_alert_of_a_checkpoint_renamed_to_another_step_moves_with_it_said_once(tmp_path, capsys):
+    """Round BJ: step_200 renamed step_250 (the same files) dropped 200's collapse without a word
+    and announced it at 250 as new: --on-alert run and the trainer paused again for the same
+    samples. It is said moved; renamed where it does not hold (before the diverse step 100), said
+    withdrawn, naming why."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    collapse_at_200(run, np.random.default_rng(0))
+    argv = watch_once(run, store) + [
+        "--pause-on-alert", "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+    assert main(argv) == 0 and said.read_text() == "200 collapse\n"
+    (run / PAUSE_FILE).unlink()  # the user looked, and resumed the trainer
+    capsys.readouterr()
+    (run / "step_200").rename(run / "step_250")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "ALERT step 250" not in err and "WITHDRAWN" not in err
+    assert err.count("evowatch: ALERT MOVED step 200 -> 250 [collapse]: its checkpoint is read at step 250 now "
+                     "(renamed); it says: diversity fell 100% between step 100 and 250") == 1
+    assert said.read_text() == "200 collapse\n" and not (run / PAUSE_FILE).exists()
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(250, "collapse")]
+    (run / "step_250").rename(run / "step_50")  # before step 100: nothing fell to it
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT WITHDRAWN step 250 [collapse]: its checkpoint is read at step 50 now "
+                                         "(renamed), where it does not hold; it said: diversity fell") == 1
+    assert StoreReader(store).alerts() == []
+
+
 def test_an_alert_is_stored_and_acted_on_only_after_the_row_it_read(tmp_path):
     """Round AG: with a backlog's rows written together, an --on-alert hook (and a reader) saw
     the alert of a step whose metrics row was not in the store yet; a kill -9 then left alerts
