@@ -9,7 +9,11 @@ rewritten in place or deleted), each change made on a settled store (``watch --o
 first), so that a reference store replaying the same changes with ``watch --once`` alone
 saw the same sequence of run states. At the end both stores must hold the same current
 checkpoints (source, content hash, rows), no duplicated rows, the same embeddings (within
-float16), metrics rows for every step, the same alerts and a layout for every row.
+float16), metrics rows for every step, the same alerts and a layout for every row. Changes
+also heal or collapse a step (its alert withdrawn or raised) and rename a step's folder to
+another step; every watch's stderr is kept, and each alert announced (``ALERT step S [rule]``)
+must at the end be stored, or said withdrawn or moved after its announcement (round BJ: a
+kill between the shorter list and its ALERT WITHDRAWN line lost the line).
 
     .venv/bin/python benchmarks/fault_campaign.py --iterations 20 --seed 0
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -44,12 +49,13 @@ def _images(seed: int, n: int, size: int, collapsed: bool) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(b).resize((size, size), Image.BILINEAR)) for b in base])
 
 
-def write_checkpoint(run: Path, step: int, seed: int, n: int = 12, size: int = 32) -> None:
-    """``step_000100/00000.png ...`` written into a hidden folder and renamed into place."""
+def write_checkpoint(run: Path, step: int, seed: int, n: int = 12, size: int = 32, collapsed: bool | None = None) -> None:
+    """``step_000100/00000.png ...`` written into a hidden folder and renamed into place;
+    collapsed from step 900 on unless ``collapsed`` says."""
     final, tmp = run / f"step_{step:06d}", run / f".step_{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for i, image in enumerate(_images(seed, n, size, collapsed=step >= 900)):
+    for i, image in enumerate(_images(seed, n, size, collapsed=step >= 900 if collapsed is None else collapsed)):
         Image.fromarray(image).save(tmp / f"{i:05d}.png")
     if final.exists():  # a rewrite in place: the files replaced one by one, as a trainer does
         for path in sorted(tmp.iterdir()):
@@ -72,11 +78,48 @@ def _watch_args(run: Path, store: Path, real: Path) -> list[str]:
             "--real", str(real), "--workers", "1"]
 
 
-def once(run: Path, store: Path, real: Path, home: Path) -> None:
+def once(run: Path, store: Path, real: Path, home: Path, said: list[str] | None = None) -> None:
+    """``watch --once``; its stderr appended to ``said`` (the lines a user read)."""
     done = subprocess.run(_cli(*_watch_args(run, store, real), "--once"), env=_env(home),
                           capture_output=True, text=True, timeout=300)
+    if said is not None:
+        said.append(done.stderr)
     if done.returncode != 0:
         raise AssertionError(f"watch --once exited {done.returncode}: {done.stderr[-2000:]}")
+
+
+ANNOUNCED = re.compile(r"evowatch: ALERT step (\d+) \[(\w+)\]")
+WITHDRAWN = re.compile(r"evowatch: ALERT WITHDRAWN step (\d+)(?: \(and (\d+) later steps?\))? \[(\w+)\]")
+MOVED = re.compile(r"evowatch: ALERT MOVED step (\d+) -> (\d+)(?: \(and (\d+) other steps?\))? \[(\w+)\]")
+
+
+def unaccounted(said: list[str], stored: set[tuple[int, str]]) -> list[str]:
+    """The alerts announced in ``said`` (the watches' stderr, in order) that are neither in
+    ``stored`` nor said withdrawn or moved after their announcement. A line naming a step and
+    N later (other) ones of a rule accounts for that step, and for any later step of the rule
+    when N > 0 (the line names only the first). A moved alert is checked again at its new step."""
+    events = []  # (what, step, more, rule, new step)
+    for text in said:
+        for line in text.splitlines():
+            if m := WITHDRAWN.search(line):
+                events.append(("withdrawn", int(m[1]), int(m[2] or 0), m[3], None))
+            elif m := MOVED.search(line):
+                events.append(("moved", int(m[1]), int(m[3] or 0), m[4], int(m[2])))
+            elif m := ANNOUNCED.search(line):
+                events.append(("announced", int(m[1]), 0, m[2], None))
+    last: dict[tuple[int, str], int] = {}  # each alert told to the user: where it was last said to hold
+    for i, (what, step, _, rule, new) in enumerate(events):
+        if what == "announced":
+            last[(step, rule)] = i
+        elif what == "moved" and (step, rule) in last:
+            last[(new, rule)] = i
+    problems = []
+    for (step, rule), i in sorted(last.items()):
+        covered = any(what in ("withdrawn", "moved") and r == rule and (s == step or (s < step and more))
+                      for what, s, more, r, _ in events[i + 1:])
+        if (step, rule) not in stored and not covered:
+            problems.append(f"alert step {step} [{rule}] announced, neither stored nor said withdrawn")
+    return problems
 
 
 def info_json(store: Path, home: Path) -> dict:
@@ -87,9 +130,10 @@ def info_json(store: Path, home: Path) -> dict:
 
 
 def live_and_stop(run: Path, store: Path, real: Path, home: Path, rng: np.random.Generator,
-                  new_steps: list[int]) -> int:
+                  new_steps: list[int], said: list[str]) -> int:
     """Start a live watch, land ``new_steps`` while it runs, stop it at a random moment
-    (the signal sent is returned); AssertionError names what went wrong."""
+    (the signal sent is returned; its stderr appended to ``said``); AssertionError names what
+    went wrong."""
     signum = int(rng.choice(SIGNALS))
     delay = float(rng.uniform(1.0, 10.0))
     gaps = rng.uniform(0.0, 1.5, len(new_steps))
@@ -114,6 +158,7 @@ def live_and_stop(run: Path, store: Path, real: Path, home: Path, rng: np.random
                              f"{(err[0] if err else '')[-2000:]}") from None
     reader.join(5)
     text = err[0] if err else ""
+    said.append(text)
     if signum != signal.SIGKILL and status not in (0, 128 + signum, -signum):
         raise AssertionError(f"watch stopped by {signal.Signals(signum).name} exited {status}: {text[-2000:]}")
     if "Traceback" in text:
@@ -178,15 +223,17 @@ def campaign(iterations: int, seed: int, work: Path) -> dict:
     for i, image in enumerate(_images(10_000, 24, 32, collapsed=False)):
         Image.fromarray(image).save(real / f"{i:05d}.png")
     failures: list[str] = []
-    changes: list[tuple[str, int, int]] = []  # (what, step, seed), replayed for the reference
+    changes: list[tuple[str, int, int, bool | None]] = []  # (what, step, seed or new step, collapsed), replayed
+    said: list[str] = []  # every watch's stderr, in order
+    collapsed: dict[int, bool] = {}  # steps healed or collapsed by hand
     next_step, stops = 100, {s.name: 0 for s in map(signal.Signals, SIGNALS)}
     run.mkdir()
     for it in range(iterations):
         new = [next_step + 100 * k for k in range(int(rng.integers(1, 4)))]
         next_step = new[-1] + 100
-        changes += [("add", s, s) for s in new]
+        changes += [("add", s, s, None) for s in new]
         try:
-            signum = live_and_stop(run, store, real, home, rng, new)
+            signum = live_and_stop(run, store, real, home, rng, new, said)
             stops[signal.Signals(signum).name] += 1
             if store.exists():  # stopped before its first checkpoint, a watch leaves no store
                 info_json(store, home)
@@ -194,34 +241,45 @@ def campaign(iterations: int, seed: int, work: Path) -> dict:
             failures.append(f"iteration {it}: {failed}")
             signum = 0
         existing = sorted(int(p.name.split("_")[1]) for p in run.glob("step_*"))
-        what = rng.choice(["none", "rewrite", "delete"], p=[0.5, 0.3, 0.2])
+        what = rng.choice(["none", "rewrite", "flip", "rename", "delete"], p=[0.35, 0.2, 0.2, 0.1, 0.15])
         if what != "none" and len(existing) > 2:
-            once(run, store, real, home)  # changed on a settled store: the reference sees the same
+            once(run, store, real, home, said)  # changed on a settled store: the reference sees the same
             step = int(rng.choice(existing[:-1]))
-            if what == "rewrite":
+            if what in ("rewrite", "flip"):  # flip: a collapsed step healed, a healthy one collapsed
                 new_seed = int(rng.integers(1, 1_000_000))
-                write_checkpoint(run, step, new_seed)
-                changes.append(("rewrite", step, new_seed))
-            else:
+                flag = collapsed.get(step) if what == "rewrite" else not collapsed.get(step, step >= 900)
+                if what == "flip":
+                    collapsed[step] = flag
+                write_checkpoint(run, step, new_seed, collapsed=flag)
+                changes.append(("rewrite", step, new_seed, flag))
+            elif what == "rename" and not (run / f"step_{step + 50:06d}").exists():
+                os.rename(run / f"step_{step:06d}", run / f"step_{step + 50:06d}")
+                changes.append(("rename", step, step + 50, None))
+            elif what == "delete":
                 shutil.rmtree(run / f"step_{step:06d}")
-                changes.append(("delete", step, 0))
+                changes.append(("delete", step, 0, None))
         print(f"iteration {it}: {signal.Signals(signum).name if signum else 'failed'}, {what}", file=sys.stderr, flush=True)
-    once(run, store, real, home)
+    once(run, store, real, home, said)
     ref_run, reference = work / "ref_run", work / "ref.zarr"
     ref_run.mkdir()
-    for what, step, s in changes:  # replayed, settled after each change as above
+    for what, step, s, flag in changes:  # replayed, settled after each change as above
+        if what != "add":
+            once(ref_run, reference, real, home)
         if what == "delete":
-            once(ref_run, reference, real, home)
             shutil.rmtree(ref_run / f"step_{step:06d}")
-        elif what == "rewrite":
-            once(ref_run, reference, real, home)
-            write_checkpoint(ref_run, step, s)
+        elif what == "rename":
+            os.rename(ref_run / f"step_{step:06d}", ref_run / f"step_{s:06d}")
         else:
-            write_checkpoint(ref_run, step, s)
+            write_checkpoint(ref_run, step, s, collapsed=flag)
     once(ref_run, reference, real, home)
     # the sources name the run folder; compare them relative to it
-    problems = failures + compare(store, reference, home)
-    return {"iterations": iterations, "stops": stops, "checkpoints": len(changes), "problems": problems}
+    stored = {(a["step"], a["rule"]) for a in info_json(store, home)["alerts"]}
+    problems = failures + compare(store, reference, home) + unaccounted(said, stored)
+    lines = {name: sum(len(pattern.findall(text)) for text in said)
+             for name, pattern in (("announced", ANNOUNCED), ("withdrawn", WITHDRAWN), ("moved", MOVED))}
+    return {"iterations": iterations, "stops": stops, "checkpoints": len(changes),
+            "changes": {kind: sum(c[0] == kind for c in changes) for kind in ("add", "rewrite", "rename", "delete")},
+            "alert_lines": lines, "problems": problems}
 
 
 def main() -> None:

@@ -1304,6 +1304,21 @@ def test_a_withdrawal_stored_by_a_watch_killed_before_its_line_is_said_by_the_ne
     assert "ALERT" not in capsys.readouterr().err
 
 
+def test_the_fault_campaign_finds_an_announced_alert_gone_unsaid():
+    """The kill campaign's ledger (benchmarks/fault_campaign.py): an alert announced, then gone
+    from the store without a WITHDRAWN or MOVED line after it, is named; said, or stored, it is not."""
+    from benchmarks.fault_campaign import unaccounted
+
+    said = ["evowatch: ALERT step 900 [collapse] diversity fell\nevowatch: ALERT step 1000 [fd_rising] FD rose\n",
+            "evowatch: ALERT MOVED step 900 -> 950 [collapse]: its checkpoint is read at step 950 now (renamed)\n"]
+    assert unaccounted(said, {(950, "collapse"), (1000, "fd_rising")}) == []
+    assert unaccounted(said, {(1000, "fd_rising")}) == ["alert step 950 [collapse] announced, neither stored nor said withdrawn"]
+    withdrawn = said + ["evowatch: ALERT WITHDRAWN step 950 [collapse]: no longer holds\n"]
+    assert unaccounted(withdrawn, {(1000, "fd_rising")}) == []
+    assert unaccounted(withdrawn + ["evowatch: ALERT step 950 [collapse] again\n"], {(1000, "fd_rising")}) == [
+        "alert step 950 [collapse] announced, neither stored nor said withdrawn"]
+
+
 def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_steps_again(tmp_path, capsys):
     """Round AW: the later steps of a checkpoint that came after them were noted to be
     evaluated again only once every due step was measured; stopped before that, after the
