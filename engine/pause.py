@@ -107,6 +107,13 @@ def clear_pause(run_dir: str | os.PathLike) -> None:
     pause_path(run_dir).unlink(missing_ok=True)
 
 
+def pause_message(run_dir: str | os.PathLike) -> str:
+    """The line a paused trainer logs: what paused it and how to resume."""
+    alert = read_pause(run_dir) or {}
+    why = f" ({alert['rule']}): {alert.get('message', '')}" if alert.get("rule") else ""  # `echo {} > ...`: no alert
+    return f"evowatch paused training{why.rstrip(': ')}. Delete {pause_path(run_dir)} to resume."
+
+
 def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: float | None = None) -> bool:
     """Block while the run is paused; return True if it waited at all.
 
@@ -115,9 +122,7 @@ def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: f
     """
     if not evowatch_should_pause(run_dir):
         return False
-    alert = read_pause(run_dir) or {}
-    why = f" ({alert['rule']}): {alert.get('message', '')}" if alert.get("rule") else ""  # `echo {} > ...`: no alert
-    log.warning("evowatch paused training%s. Delete %s to resume.", why.rstrip(": "), pause_path(run_dir))
+    log.warning("%s", pause_message(run_dir))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while evowatch_should_pause(run_dir):
         if deadline is not None and time.monotonic() >= deadline:

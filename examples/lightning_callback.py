@@ -17,9 +17,10 @@ noise at every step (evowatch's instance id 7). Watch it with::
     evowatch watch lightning_logs/version_0 --store run.zarr
 
 (the ``metrics.csv`` of Lightning's ``CSVLogger`` there gives the loss curves). With
-``--pause-on-alert`` the callback pauses training before the next batch while evowatch's
-``EVOWATCH_PAUSE`` file is in the log folder or the checkpoint folder (delete it to resume);
-:class:`EvowatchPause` alone does that for runs without the sample callback.
+``--pause-on-alert`` the callback pauses training before a batch (within about a second; under
+DDP every rank at the same batch) while evowatch's ``EVOWATCH_PAUSE`` file is in the log folder or
+the checkpoint folder (delete it to resume); :class:`EvowatchPause` alone does that for runs
+without the sample callback.
 
 Weight-only runs (``ModelCheckpoint`` alone) are sampled after the fact instead::
 
@@ -38,8 +39,10 @@ Run the example (CPU, offline, scikit-learn's digits)::
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import lightning as L
@@ -51,7 +54,9 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from engine.pause import wait_if_paused
+from engine.pause import evowatch_should_pause, pause_message
+
+log = logging.getLogger(__name__)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -65,13 +70,19 @@ class EvowatchPause(Callback):
 
     The trainer sleeps (no GPU work) while ``EVOWATCH_PAUSE`` exists in ``run_dir``, by default
     in each folder the examples watch: ``trainer.log_dir`` and the ``ModelCheckpoint`` folder
-    (``--sampler`` runs). Every rank checks the file itself (a shared log folder).
+    (``--sampler`` runs). Rank 0 looks for the file about every ``check_every_s`` seconds, at a
+    batch it names in advance, and every rank follows its decision (one broadcast a check): each
+    rank looking itself, a file written between two ranks' looks held one rank in the pause and
+    the others in the gradient all-reduce, which the process group's timeout then ended.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str] | None = None, poll_s: float = 5.0) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str] | None = None, poll_s: float = 5.0,
+                 check_every_s: float = 1.0) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.poll_s = poll_s
+        self.poll_s, self.check_every_s = poll_s, check_every_s
         self._dirs: list[Path] = []
+        self._batches, self._due = 0, 0  # batches started, and the one to check at: the same on every rank
+        self._mark = (0.0, 0)  # rank 0's clock and batch count at its last look
 
     def _pause_dirs(self, trainer: L.Trainer) -> list[Path]:
         if self.run_dir is not None:
@@ -82,10 +93,31 @@ class EvowatchPause(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # trainer.log_dir is a broadcast under DDP: read here, where every rank calls it, not per batch
         self._dirs = self._pause_dirs(trainer)
+        self._batches, self._due, self._mark = 0, 0, (time.monotonic(), 0)
+
+    def _look(self) -> tuple[Path | None, int]:
+        """Rank 0's reading: the folder holding a pause file, if any, and the batches until the
+        next look (as many as fit in ``check_every_s`` at the pace since the last one)."""
+        paused = next((folder for folder in self._dirs if evowatch_should_pause(folder)), None)
+        now, (then, before) = time.monotonic(), self._mark
+        self._mark = (now, self._batches)
+        return paused, max(1, int(self.check_every_s * (self._batches - before) / max(now - then, 1e-6)))
+
+    def _decide(self, trainer: L.Trainer) -> tuple[Path | None, int]:
+        """Rank 0 looks; every rank gets its reading (all ranks call this at the same batch)."""
+        return trainer.strategy.broadcast(self._look() if trainer.is_global_zero else None, src=0)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        for folder in self._dirs:
-            wait_if_paused(folder, poll_s=self.poll_s)
+        self._batches += 1
+        if self._batches < self._due:
+            return
+        paused, every = self._decide(trainer)
+        if paused is not None and trainer.is_global_zero:
+            log.warning("%s", pause_message(paused))
+        while paused is not None:  # every rank sleeps, then learns from rank 0 whether to go on
+            time.sleep(self.poll_s)
+            paused, every = self._decide(trainer)
+        self._due = self._batches + every
 
 
 class EvowatchSamples(EvowatchPause):

@@ -168,7 +168,9 @@ def test_the_lightning_callback_makes_no_collective_call_in_a_batch_hook(tmp_pat
                         callbacks=[Spied(every_n_steps=2, n_samples=4)], enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     broadcast = trainer.strategy.broadcast
-    trainer.strategy.broadcast = lambda obj, src=0: (calls.append(in_batch[0]), broadcast(obj, src))[1]
+    # log_dir's broadcasts (a path); the pause's decision is one every rank makes at the same batch
+    trainer.strategy.broadcast = lambda obj, src=0: (isinstance(obj, str) and calls.append(in_batch[0]),
+                                                     broadcast(obj, src))[1]
     trainer.fit(DigitsVAE(), loader)
     assert calls and True not in calls  # log_dir read, never in a batch hook
     assert sorted(p.name for p in (tmp_path / "lightning_logs/version_0/samples").iterdir()) == [
@@ -188,15 +190,17 @@ def test_the_lightning_callback_waits_while_evowatch_asks_for_a_pause(tmp_path, 
 
     watched, waiting, seen = "checkpoints" if weights_only else "version_0", threading.Event(), []
 
-    def wait(run_dir, poll_s=5.0):  # the callback's own call, polled faster; evowatch pauses at the first batch
+    def look(run_dir):  # the callback's own look; evowatch pauses at the first batch
         if Path(run_dir).name == watched and not seen:
             Path(run_dir).mkdir(parents=True, exist_ok=True)  # ModelCheckpoint makes it at its first save
             seen.append(pause.write_pause(run_dir, {"step": 0, "rule": "collapse", "value": 1.0, "message": "m"}))
         if pause.evowatch_should_pause(run_dir):
             waiting.set()
-        return pause.wait_if_paused(run_dir, poll_s=0.05)
+            return True
+        return False
 
-    monkeypatch.setattr(lightning_callback, "wait_if_paused", wait, raising=False)
+    monkeypatch.setattr(lightning_callback, "evowatch_should_pause", look)
+    monkeypatch.setattr(lightning_callback.EvowatchPause.__init__, "__defaults__", (None, 0.05, 1.0))  # poll_s
     trainer = threading.Thread(target=lightning_callback.train, args=(tmp_path,),
                                kwargs={"steps": 4, "every": 2, "n_samples": 4, "checkpoint_every": 2,
                                        "callback": not weights_only})
@@ -213,6 +217,43 @@ def test_the_lightning_callback_waits_while_evowatch_asks_for_a_pause(tmp_path, 
     version = tmp_path / "lightning_logs/version_0"
     assert len(list((version / "checkpoints").glob("*.ckpt"))) == 2
     assert len(list(version.glob("samples/step_*"))) == (0 if weights_only else 2)
+
+
+def test_under_ddp_every_rank_pauses_at_the_same_batch(tmp_path):
+    """Each rank looked for EVOWATCH_PAUSE itself: a file written after rank 0 looked and before rank 1
+    did held rank 1 in the pause and rank 0 in the gradient all-reduce, which gloo ended at the process
+    group's timeout (RuntimeError: Timed out waiting 10000ms). Rank 0 looks, every rank follows: two
+    CPU ranks pause together at the next batch for longer than that timeout, and train on."""
+    L = pytest.importorskip("lightning")
+    import threading
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from engine.pause import clear_pause, evowatch_should_pause
+    from examples.lightning_callback import DigitsVAE, EvowatchPause, digits
+    from tests.ddp_pause import RACE_BATCH, PauseRace
+
+    def resume_later():  # the user deletes the file once the process group's timeout has passed
+        deadline = time.monotonic() + 120
+        while not evowatch_should_pause(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(13)
+        clear_pause(tmp_path)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(digits(16)[:256]), batch_size=16)
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=8, accelerator="cpu", devices=2, logger=False,
+                        strategy=DDPStrategy(start_method="spawn", timeout=timedelta(seconds=10)),
+                        callbacks=[PauseRace(tmp_path, "before"), EvowatchPause(tmp_path, poll_s=0.1, check_every_s=0),
+                                   PauseRace(tmp_path, "after")],
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    threading.Thread(target=resume_later, daemon=True).start()
+    trainer.fit(DigitsVAE(), loader)
+    for rank in (0, 1):
+        ends = [line.split() for line in (tmp_path / f"rank{rank}.log").read_text().splitlines()]
+        assert [int(batch) for batch, _ in ends] == list(range(8))
+        gaps = np.diff([float(t) for _, t in ends])
+        assert gaps.argmax() == RACE_BATCH and gaps.max() > 12  # paused before batch RACE_BATCH + 1
 
 
 # --- denoising-diffusion-pytorch --------------------------------------------------------------
