@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.hooks import save_samples  # evowatch
-from engine.pause import wait_if_paused  # evowatch
+from engine.pause import evowatch_should_pause, pause_path, wait_if_paused  # evowatch
 
 Z, SIZE = 16, 16
 
@@ -97,13 +98,26 @@ def train(run_dir: str | os.PathLike[str], steps: int = 300, every: int = 30, n_
     return run_dir
 
 
+def left_behind(run_dir: Path) -> str:
+    """What a run stopped by Ctrl-C (while paused too) leaves, and how to go on: this loop saves no
+    weights, so the same command starts again; a pause file left there would hold it at once."""
+    saved = sorted(run_dir.glob("samples_*.npz"))
+    kept = f"{run_dir} keeps samples up to {saved[-1].name} and losses.jsonl" if saved else f"no samples saved in {run_dir}"
+    paused = f" (delete {pause_path(run_dir)} first, or it waits at its first step)" if evowatch_should_pause(run_dir) else ""
+    return f"{kept}; no weights are saved: the same command trains again from step 1{paused}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=30)
     args = parser.parse_args(argv)
-    print(train(args.run_dir, args.steps, args.every))
+    try:
+        print(train(args.run_dir, args.steps, args.every))
+    except KeyboardInterrupt:  # one line, as evowatch's own commands say it, not a traceback
+        print(f"plain_loop: interrupted; {left_behind(args.run_dir)}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -344,6 +344,29 @@ def test_the_plain_loop_waits_while_evowatch_asks_for_a_pause(tmp_path, monkeypa
     assert sorted(p.name for p in run.glob("samples_*.npz")) == ["samples_00000001.npz", "samples_00000002.npz"]
 
 
+def test_ctrl_c_of_the_plain_loop_while_paused_ends_in_one_line(tmp_path):
+    """Ctrl-C of `python -m examples.plain_loop RUN` waiting on EVOWATCH_PAUSE ended in a
+    KeyboardInterrupt traceback. It ends with one line: what RUN keeps, and how to go on."""
+    import signal
+
+    from engine import pause
+
+    run = tmp_path / "run"
+    pause.write_pause(run.mkdir() or run, {"step": 30, "rule": "collapse", "value": 1.0, "message": "diversity fell"})
+    proc = subprocess.Popen([sys.executable, "-m", "examples.plain_loop", str(run), "--steps", "2"], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        said = proc.stderr.readline()
+        assert said.startswith("evowatch paused training (collapse): diversity fell"), said
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+    finally:
+        proc.kill()
+    assert proc.wait(60) == 130 and "Traceback" not in rest
+    assert rest == (f"plain_loop: interrupted; no samples saved in {run}; no weights are saved: the same command "
+                    f"trains again from step 1 (delete {run / 'EVOWATCH_PAUSE'} first, or it waits at its first step)\n")
+
+
 def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
     store = tmp_path / "plain.zarr"
     watch(plain_run, store)
