@@ -318,12 +318,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
             # no checkpoint stored (a wrong path, --step-regex or --samples, a folder that cannot be read,
             # none complete yet): said, and a status a script stops at (`watch --once && export` exported nothing)
             stored_nothing = watcher.stored_nothing
+        _say_pause_left(args.run_dir)
         return 1 if stored_nothing else 0
     left = 0
     try:  # a live watch stopped is a watch done, also while it starts (its imports, the encoder loading: seconds)
         from engine.session import open_session
 
         with open_session(args) as watcher:
+            _say_pause_left(args.run_dir)  # a watch restarted while the trainer waits, or a pause file left from before
             try:
                 watcher.run_forever(STOP_REQUESTED)  # returns when a stop's exception was dropped
             except KeyboardInterrupt:
@@ -334,7 +336,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
         pass
     log.info("stopped; everything ingested so far is committed%s",
              f" ({counted(left, 'step')} not measured yet: the next watch measures them)" if left else "")
+    _say_pause_left(args.run_dir)
     return 0
+
+
+def _say_pause_left(run_dir: Path) -> None:
+    """The pause file outlives the watch (``--once`` on a finished run left it unsaid): said, with
+    when and why it was written, so that a trainer started there later is not held without a word."""
+    from engine.pause import pause_left
+
+    if line := pause_left(run_dir):
+        log.warning("%s", line)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

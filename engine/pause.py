@@ -102,6 +102,21 @@ def read_pause(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return record
 
 
+def pause_left(run_dir: str | os.PathLike) -> str | None:
+    """What a watch says while the pause file is there, as it ends (and as a live one starts): the
+    file outlives the watch, so a trainer started in the run later, the run finished or not, waits on
+    it at once (evowatch cannot tell whether a trainer runs there). None without the file."""
+    path = pause_path(run_dir)
+    try:
+        written = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    except OSError:
+        return None
+    record = read_pause(run_dir) or {}
+    what = f"step {record['step']} [{record['rule']}], " if record.get("rule") else ""
+    return (f"{path} is there ({what}written {written}): a trainer checking it waits, one started there later "
+            "too, until it is deleted")
+
+
 def clear_pause(run_dir: str | os.PathLike) -> None:
     """Remove the pause file (resume)."""
     pause_path(run_dir).unlink(missing_ok=True)

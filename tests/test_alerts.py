@@ -1140,6 +1140,24 @@ def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, ca
     assert StoreReader(store).alerts() == []
 
 
+def test_watch_once_says_the_pause_file_it_leaves(tmp_path, capsys):
+    """`watch --once --pause-on-alert` on a finished run left RUN/EVOWATCH_PAUSE without a word: training
+    resumed there later paused at once. It says the file is there, what for, since when, and that
+    deleting it resumes; a run without one says nothing of it."""
+    from engine.cli import main
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, np.random.default_rng(0))
+    assert main(watch_once(run, store) + ["--pause-on-alert"]) == 0
+    written = time.strftime("%Y-%m-%d %H:%M", time.localtime((run / PAUSE_FILE).stat().st_mtime))
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"evowatch: {run / PAUSE_FILE} is there (step 200 [collapse], written {written}): a trainer checking it waits, "
+        "one started there later too, until it is deleted")
+    (run / PAUSE_FILE).unlink()
+    assert main(watch_once(run, store) + ["--pause-on-alert"]) == 0
+    assert PAUSE_FILE not in capsys.readouterr().err
+
+
 def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measured_again(tmp_path, capsys):
     """A collapsed step rewritten in place (DCGAN rewrites its epoch's grid), or every step
     measured again (here: --real given), raised its alert again: announced, --on-alert run and
@@ -1741,7 +1759,7 @@ def test_a_nan_loss_after_the_newest_checkpoint_is_said_at_once(tmp_path, capsys
     assert json.loads((run / "EVOWATCH_PAUSE").read_text())["rule"] == "convergence"
     write_step(run, 300, smooth_images(rng, 8, 32))  # training went on: the next checkpoint sees the same NaN
     assert main(argv) == 0
-    assert "[convergence]" not in capsys.readouterr().err  # announced once
+    assert "ALERT" not in capsys.readouterr().err  # announced once (the pause file left is said, naming it)
     assert [a["step"] for a in StoreReader(store).alerts()] == [200, 300]
 
 

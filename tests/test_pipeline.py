@@ -2074,6 +2074,32 @@ def test_an_interrupted_once_says_what_is_kept_and_how_to_resume(tmp_path):
                                     "run the same command again to resume")
 
 
+def test_a_live_watch_says_a_pause_file_left_from_before_as_it_starts_and_stops(tmp_path):
+    """A pause file from yesterday's alert (or a watch restarted while the trainer waits) held every trainer
+    started in the run, and no watch said it. A live watch names it, with its alert and age, as it starts
+    and as it stops (the trainer still waits then)."""
+    from engine.pause import write_pause
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 100, 3, seed=0)
+    yesterday = time.time() - 86400
+    os.utime(write_pause(run, {"step": 100, "rule": "collapse", "value": 1.0, "message": "m"}), (yesterday, yesterday))
+    said = (f"evowatch: {run / 'EVOWATCH_PAUSE'} is there (step 100 [collapse], written "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(yesterday))}): a trainer checking it waits, one started "
+            "there later too, until it is deleted\n")
+    proc = subprocess.Popen(_cli("watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                 "--settle", "0"), env=_env(tmp_path), stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "EVOWATCH_PAUSE" in line or "ingested step 100" in line:
+                break
+        err = _stop(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert line == said and err.endswith(said), err
+
+
 @pytest.mark.slow
 def test_a_second_ctrl_c_during_a_torch_call_stops_at_once_without_an_abort(tmp_path):
     """Round AJ: Ctrl-C twice during a CLIP watch (here a --sampler busy in torch) printed
