@@ -102,14 +102,20 @@ def read_pause(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return record
 
 
+def _written(run_dir: str | os.PathLike) -> str | None:
+    """When the pause file was written (local time, to the minute), or None without one."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(pause_path(run_dir).stat().st_mtime))
+    except OSError:
+        return None
+
+
 def pause_left(run_dir: str | os.PathLike) -> str | None:
     """What a watch says while the pause file is there, as it ends (and as a live one starts): the
     file outlives the watch, so a trainer started in the run later, the run finished or not, waits on
     it at once (evowatch cannot tell whether a trainer runs there). None without the file."""
     path = pause_path(run_dir)
-    try:
-        written = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
-    except OSError:
+    if (written := _written(run_dir)) is None:
         return None
     record = read_pause(run_dir) or {}
     what = f"step {record['step']} [{record['rule']}], " if record.get("rule") else ""
@@ -123,10 +129,13 @@ def clear_pause(run_dir: str | os.PathLike) -> None:
 
 
 def pause_message(run_dir: str | os.PathLike) -> str:
-    """The line a paused trainer logs: what paused it and how to resume."""
+    """The line a paused trainer logs: what paused it, when (a file left from an earlier run's alert
+    held a new run at its first step in the name of an alert it never raised), and how to resume."""
     alert = read_pause(run_dir) or {}
     why = f" ({alert['rule']}): {alert.get('message', '')}" if alert.get("rule") else ""  # `echo {} > ...`: no alert
-    return f"evowatch paused training{why.rstrip(': ')}. Delete {pause_path(run_dir)} to resume."
+    written = _written(run_dir)
+    when = f"Written {written}; delete" if written else "Delete"  # None: deleted meanwhile
+    return f"evowatch paused training{why.rstrip(': ')}. {when} {pause_path(run_dir)} to resume."
 
 
 def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: float | None = None) -> bool:

@@ -1063,7 +1063,21 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="engine.pause"):
         assert wait_if_paused(tmp_path, poll_s=0.01, timeout_s=0.01) is True
-    assert caplog.messages == [f"evowatch paused training. Delete {tmp_path / PAUSE_FILE} to resume."]
+    written = time.strftime("%Y-%m-%d %H:%M", time.localtime((tmp_path / PAUSE_FILE).stat().st_mtime))
+    assert caplog.messages == [f"evowatch paused training. Written {written}; delete {tmp_path / PAUSE_FILE} to resume."]
+
+
+def test_a_paused_trainer_says_when_the_pause_file_was_written(tmp_path, caplog):
+    """A pause file left from yesterday's alert held a new run in the same folder at its first step,
+    saying only yesterday's alert, as if the new run had raised it. The line says when it was written."""
+    yesterday = time.time() - 86400
+    os.utime(write_pause(tmp_path, {"step": 900, "rule": "collapse", "value": 1.0, "message": "diversity fell"}),
+             (yesterday, yesterday))
+    with caplog.at_level(logging.WARNING, logger="engine.pause"):
+        assert wait_if_paused(tmp_path, poll_s=0.01, timeout_s=0.01) is True
+    assert caplog.messages == [f"evowatch paused training (collapse): diversity fell. Written "
+                               f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(yesterday))}; delete "
+                               f"{tmp_path / PAUSE_FILE} to resume."]
 
 
 def untrained_blobs(rng: np.random.Generator) -> np.ndarray:
