@@ -17,7 +17,7 @@ noise at every step (evowatch's instance id 7). Watch it with::
     evowatch watch lightning_logs/version_0 --store run.zarr
 
 (the ``metrics.csv`` of Lightning's ``CSVLogger`` there gives the loss curves). With
-``--pause-on-alert`` the callback pauses training before a batch (within about a second; under
+``--pause-on-alert`` the callback pauses training before a batch (within a second or two; under
 DDP every rank at the same batch) while evowatch's ``EVOWATCH_PAUSE`` file is in the log folder or
 the checkpoint folder (delete it to resume); :class:`EvowatchPause` alone does that for runs
 without the sample callback.
