@@ -316,9 +316,18 @@ class Signals:
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
 
     def start(self, store: StoreWriter) -> None:
-        """The watch starts: say the withdrawals a watch killed before its line left unsaid."""
+        """The watch starts: say the onsets and withdrawals a watch killed before their lines
+        left unsaid, and run --on-alert for those onsets (a watch killed between storing an
+        alert and its ALERT line left it stored, never said nor acted on)."""
         ckpt, current = store.checkpoints(), store.current_checkpoints()
         self._renamed = _renamed_steps(ckpt, current, _current_generated_by_step(ckpt, current))
+        now = {(a["step"], a["rule"]) for a in store.alerts()}
+        for record in store.unsaid_onsets():
+            if (record["step"], record["rule"]) in now:
+                alert = Alert(record["step"], record["rule"], np.nan if record["value"] is None else record["value"],
+                              record["message"])
+                self._announce(alert, store, late=" (stored by a watch killed before it said so)")
+        store.said_onsets()
         self._say_withdrawn(store, {})
 
     def _say_withdrawn(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
@@ -792,15 +801,16 @@ class Signals:
                 log.error("%s: cannot write the pause file (%s): training goes on; make the run folder writable",
                           self.run_dir, exc.strerror or exc)
         self._alert_list = sorted(stored, key=lambda a: (a["step"], a["rule"]))
-        if onsets:
-            store.set_alerts(self._alert_list)
+        if onsets:  # kept unsaid with the list until announced: a watch killed between has the next one say them
+            store.set_alerts(self._alert_list, onsets=[alert.to_dict() for alert in onsets])
             self._alerts_caught_up(store)
-        for alert in onsets:
-            self._announce(alert, store)
+            for alert in onsets:
+                self._announce(alert, store)
+            store.said_onsets()
 
-    def _announce(self, alert: Alert, store: StoreWriter | None = None) -> None:
+    def _announce(self, alert: Alert, store: StoreWriter | None = None, late: str = "") -> None:
         self._announced[(alert.step, alert.rule)] = alert.to_dict()
-        print(one_line(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}"), file=sys.stderr)
+        print(one_line(f"evowatch: ALERT step {alert.step} [{alert.rule}] {alert.message}{late}"), file=sys.stderr)
         if self.on_alert:
             self._commands = self._commands or AlertCommands(self.on_alert, store=store and store.path,
                                                              run_dir=self.run_dir)

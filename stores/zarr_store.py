@@ -291,15 +291,14 @@ def _alert_record(alert: Mapping[str, Any]) -> dict[str, Any]:
             "value": None if value is None else fmt.json_number(float(value)), "message": str(alert["message"])}
 
 
-def _withdrawn(unsaid: Sequence[Mapping[str, Any]], old: Sequence[Mapping[str, Any]],
-               new: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """``unsaid`` and the alerts of ``old`` whose (step, rule) ``new`` lacks, once each: the
-    withdrawals a watch is still to say, stored with the list that drops them (a kill between
-    the list and the ALERT WITHDRAWN line lost the line: the next watch read the shorter list)."""
+def _unsaid(records: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]], listed: bool) -> list[dict[str, Any]]:
+    """The alerts of ``records`` whose (step, rule) ``new`` holds (``listed``) or lacks, once each:
+    what a watch is still to say, stored with the list it is said of (a kill between the list and
+    its line lost the line: the next watch read the list as if it had been said)."""
     kept = {(a["step"], a["rule"]) for a in new}
     out: dict[tuple[int, str], dict[str, Any]] = {}
-    for alert in [*map(_alert_record, unsaid), *old]:
-        if (alert["step"], alert["rule"]) not in kept:
+    for alert in map(_alert_record, records):
+        if ((alert["step"], alert["rule"]) in kept) == listed:
             out.setdefault((alert["step"], alert["rule"]), alert)
     return list(out.values())
 
@@ -707,7 +706,16 @@ class StoreReader:
         """The alerts taken off the list whose withdrawal no watch has said yet (one killed before
         its ALERT WITHDRAWN line): ``alerts.attrs["unsaid_withdrawals"]``, kept with the shorter
         list in one attribute write (:meth:`StoreWriter.set_alerts`)."""
-        return [_alert_record(a) for a in self._group_attrs("alerts").get("unsaid_withdrawals", [])]
+        return self._unsaid_alerts("unsaid_withdrawals")
+
+    def unsaid_onsets(self) -> list[dict[str, Any]]:
+        """The alert onsets stored whose ALERT line (and --on-alert command) no watch has given
+        yet (one killed between storing the alert and announcing it): ``alerts.attrs["unsaid_onsets"]``,
+        kept with the list that holds them in one attribute write (:meth:`StoreWriter.set_alerts`)."""
+        return self._unsaid_alerts("unsaid_onsets")
+
+    def _unsaid_alerts(self, key: str) -> list[dict[str, Any]]:
+        return [_alert_record(a) for a in self._group_attrs("alerts").get(key, [])]
 
     @property
     def metrics_reference(self) -> str | None:
@@ -1613,7 +1621,7 @@ class StoreWriter(StoreReader):
         return list(self._alert_list)
 
     @uninterrupted
-    def set_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
+    def set_alerts(self, alerts: Sequence[Mapping[str, Any]], onsets: Sequence[Mapping[str, Any]] = ()) -> None:
         """Store ``alerts`` as the alert list (:meth:`StoreReader.alerts`), in place of the one
         stored. Rows are never changed under the commit point, so a reader or a kill sees the
         old list or the new one, whole: a list that only grew (a new step's alerts, the common
@@ -1624,13 +1632,16 @@ class StoreWriter(StoreReader):
         write, counting it in ``rewrites``. Rewriting rows in place, or appending new versions
         with tombstones on the old, each needed a second commit point or a filter a plain reader
         must apply; a rewrite costs the list's length, about as the root attribute it replaces
-        cost at every write."""
+        cost at every write. ``onsets``: alerts of the list to announce, kept unsaid with it
+        (:meth:`StoreReader.unsaid_onsets`) until :meth:`said_onsets`."""
         old = self.alerts()
         grown = len(alerts) >= len(old) and list(alerts[:len(old)]) == old  # the stored list's records, equal
         new = old + [_alert_record(a) for a in alerts[len(old):]] if grown else [_alert_record(a) for a in alerts]
-        if new == old:
+        if new == old and not onsets:
             return
         group = self._ensure_group("alerts")
+        stored_onsets = group.attrs.get("unsaid_onsets", [])
+        unsaid_onsets = _unsaid([*stored_onsets, *onsets], new, listed=True)
         first, stop = int(group.attrs.get("first_row", 0)), int(group.attrs.get("committed_rows", 0))
         if grown or new[:len(old)] == old:
             start, rows, commit = stop, new[len(old):], {"committed_rows": stop + len(new) - len(old)}
@@ -1639,17 +1650,27 @@ class StoreWriter(StoreReader):
             rows = new
             commit = {"first_row": start, "committed_rows": start + len(new),
                       "rewrites": int(group.attrs.get("rewrites", 0)) + 1,
-                      "unsaid_withdrawals": _withdrawn(group.attrs.get("unsaid_withdrawals", []), old, new)}
+                      "unsaid_withdrawals": _unsaid([*group.attrs.get("unsaid_withdrawals", []), *old], new, listed=False)}
+        if unsaid_onsets != stored_onsets:  # the onsets, and those of the old list still in the new one
+            commit["unsaid_onsets"] = unsaid_onsets
         if rows:
             self.write_columns("alerts", start, _alert_columns(rows))
         group.update_attributes(commit)
         self._alert_list = new
 
-    @uninterrupted
     def said_withdrawals(self) -> None:
         """The withdrawals kept unsaid (:meth:`StoreReader.unsaid_withdrawals`) have been said."""
-        if self.unsaid_withdrawals():
-            self._ensure_group("alerts").update_attributes({"unsaid_withdrawals": []})
+        self._said("unsaid_withdrawals")
+
+    def said_onsets(self) -> None:
+        """The onsets kept unsaid (:meth:`StoreReader.unsaid_onsets`) have been announced, their
+        --on-alert commands handed to the runner."""
+        self._said("unsaid_onsets")
+
+    @uninterrupted
+    def _said(self, key: str) -> None:
+        if self._unsaid_alerts(key):
+            self._ensure_group("alerts").update_attributes({key: []})
 
     def label_folders(self) -> frozenset[str]:
         """The run's label folders kept (:meth:`note_label_folders`); in a store made before they

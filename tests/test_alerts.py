@@ -1010,8 +1010,11 @@ def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path,
         def step_metrics(self):
             return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0])}
 
-        def set_alerts(self, alerts):
+        def set_alerts(self, alerts, onsets=()):
             self.attrs = {"alerts": alerts}
+
+        def said_onsets(self):
+            pass
 
         def alerts(self):
             return self.attrs.get("alerts", [])
@@ -1029,7 +1032,7 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
     in that older format still reads, with its one alert under "alerts"."""
     from engine.signals import Signals
 
-    class Store:  # the four things Signals._alerts needs from a StoreWriter
+    class Store:  # the five things Signals._alerts needs from a StoreWriter
         attrs: dict = {}
         labels: list = []
 
@@ -1037,8 +1040,11 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
             return {"step": np.arange(8), "vendi": np.array([5.0] * 7 + [1.0]),
                     "fd": np.array([1.0, 0.9, 0.8, 0.7, 0.6, 0.7, 0.8, 0.9])}
 
-        def set_alerts(self, alerts):
+        def set_alerts(self, alerts, onsets=()):
             self.attrs = {"alerts": alerts}
+
+        def said_onsets(self):
+            pass
 
         def alerts(self):
             return self.attrs.get("alerts", [])
@@ -1204,7 +1210,7 @@ def test_an_alert_already_acted_on_is_not_acted_on_again_when_its_step_is_measur
     stored_alerts = []  # every alert list written while the steps are measured again
     set_alerts = StoreWriter.set_alerts
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(StoreWriter, "set_alerts", lambda self, alerts: stored_alerts.append(alerts) or set_alerts(self, alerts))
+        patch.setattr(StoreWriter, "set_alerts", lambda self, alerts, **kw: stored_alerts.append(alerts) or set_alerts(self, alerts, **kw))
         assert main([*argv, "--real", str(real)]) == 0
     assert "measuring the 3 steps again" in capsys.readouterr().err
     assert stored_alerts and all((200, "collapse") in {(a["step"], a["rule"]) for a in alerts} for alerts in stored_alerts)
@@ -1334,6 +1340,36 @@ def test_a_withdrawal_stored_by_a_watch_killed_before_its_line_is_said_by_the_ne
     assert StoreReader(store).unsaid_withdrawals() == []
     assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err
+
+
+def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_by_the_next_watch(tmp_path, capsys):
+    """Round BK: a watch killed between storing an onset and its ALERT line (and --on-alert)
+    left the alert stored: the next watch read it as said, printed nothing and never ran the
+    command. The store keeps the onset unsaid with the list; the next watch says it as it
+    starts and runs the command, once."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store) + ["--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
+
+    def killed(self, alert, writer=None, late=""):  # the kill comes as the onset is about to be said
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_announce", killed)
+        assert main(argv) == 130
+    assert "ALERT" not in capsys.readouterr().err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse")]
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT step 200 [collapse] diversity fell") == 1
+    assert said.read_text() == "200 collapse\n"
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err
+    assert said.read_text() == "200 collapse\n"
 
 
 def test_the_fault_campaign_finds_an_announced_alert_gone_unsaid():
