@@ -256,8 +256,19 @@ class Signals:
             measured = store.measured_steps()
         try:
             self._measure_and_judge(store, ckpt, by_step, measured, losses, set(before))
-        finally:  # stopped too: the list it stored is the one the next watch starts from (round BG)
+        except BaseException:  # stopped too: the list it stored is the one the next watch starts from (round BG)
+            self._say_withdrawn_failing(store, before)
+            raise
+        self._say_withdrawn(store, before)
+
+    def _say_withdrawn_failing(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
+        """:meth:`_say_withdrawn` as the pass fails: a store failing too (moved, its disk full)
+        raised from there in place of the pass's error (a Ctrl-C said as a full disk, rc 2); its
+        unsaid record then stays, said by the next watch."""
+        try:
             self._say_withdrawn(store, before)
+        except Exception as exc:
+            log.debug("withdrawals not marked said (%s): the next watch says them again", exc)
 
     def _measure_and_judge(self, store: StoreWriter, ckpt: dict, by_step: dict[int, list[int]], measured: dict,
                            losses: dict, raised: set[tuple[int, str]]) -> None:

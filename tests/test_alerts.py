@@ -1342,6 +1342,43 @@ def test_a_withdrawal_stored_by_a_watch_killed_before_its_line_is_said_by_the_ne
     assert "ALERT" not in capsys.readouterr().err
 
 
+def test_a_store_failing_as_a_pass_stops_leaves_the_stop_said_and_the_withdrawal_to_the_next_watch(tmp_path, capsys):
+    """Round BK: a pass stopped (Ctrl-C, or any error of its own) as the store's disk filled had
+    its withdrawals marked said from the cleanup path: that write raised in place of the stop,
+    said as a full disk (rc 2). The stop wins; the record stays and the next watch says it."""
+    import errno
+
+    from zarr.storage import LocalStore
+
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store)
+    assert main(argv) == 0
+    write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten, healthy: the shorter list is stored
+
+    async def full(self, key, value):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), key)
+
+    def stopped(self, writer, losses, raised):  # after the list is stored: the disk fills, then Ctrl-C
+        patch.setattr(LocalStore, "_set", full)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_late_losses", stopped)
+        capsys.readouterr()
+        assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "no space" not in err
+    assert [a["step"] for a in StoreReader(store).unsaid_withdrawals()] == [200]
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]") == 1
+
 def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_by_the_next_watch(tmp_path, capsys):
     """Round BK: a watch killed between storing an onset and its ALERT line (and --on-alert)
     left the alert stored: the next watch read it as said, printed nothing and never ran the
