@@ -77,6 +77,29 @@ def _replaced_steps(ckpt: dict[str, np.ndarray], current: np.ndarray,
     return {step: (first, max(by_step[step])) for step, first in firsts.items() if step in by_step}
 
 
+def _abandoned_steps(by_step: dict[int, list[int]], replaced: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
+    """Each step whose checkpoint came before an earlier step's rewrite (:func:`_replaced_steps`)
+    and past which a checkpoint written after that rewrite has landed: the run resumed from the
+    earlier checkpoint went past it without rewriting it, so it is the abandoned run's for good
+    (left "judged again when step S is" for ever, and read in the later steps' history). Step ->
+    (the rewritten step, the first later step written after the rewrite)."""
+    if not replaced or not by_step:
+        return {}
+    steps = np.array(list(by_step))  # in step order
+    last = np.array([max(indices) for indices in by_step.values()])
+    firsts = np.array([min(indices) for indices in by_step.values()])
+    newest_after = np.append(np.maximum.accumulate(firsts[::-1])[::-1][1:], -1)  # of the steps after each
+    earlier, first, index = (np.array(column) for column in zip(*((r, f, i) for r, (f, i) in sorted(replaced.items()))))
+    skipped = ((earlier[None, :] < steps[:, None]) & (first[None, :] < last[:, None]) & (last[:, None] < index[None, :])
+               & (index[None, :] < newest_after[:, None]))
+    out = {}
+    for i, j in zip(*np.nonzero(skipped)):
+        if int(steps[i]) not in out:
+            later = next(int(t) for t, f in zip(steps[i + 1:], firsts[i + 1:]) if f > index[j])
+            out[int(steps[i])] = (int(earlier[j]), later)
+    return out
+
+
 def _renamed_steps(ckpt: dict[str, np.ndarray], current: np.ndarray, by_step: dict[int, list[int]]) -> dict[int, int]:
     """Each step no current checkpoint is at any more whose checkpoint is read at one other step
     now, under its name (a folder renamed, ``step_200`` to ``step_250``: its earlier reading
@@ -217,6 +240,8 @@ class Signals:
     _rewrites: dict = field(default_factory=dict, init=False)
     #: every step rewritten in the store: step -> (its first version's checkpoint index, its current one's)
     _replaced: dict = field(default_factory=dict, init=False)
+    #: steps the run resumed from a rewritten one went past: step -> (rewritten step, later step)
+    _abandoned: dict = field(default_factory=dict, init=False)
     #: steps whose checkpoint is read at another step now (renamed): old step -> new step
     _renamed: dict = field(default_factory=dict, init=False)
     _moved_to: dict = field(default_factory=dict, init=False)  # new step -> rules of the alerts renamed to it
@@ -231,6 +256,7 @@ class Signals:
         ckpt, current = store.checkpoints(), store.current_checkpoints()
         by_step = _current_generated_by_step(ckpt, current)  # once a call: a pass over every checkpoint
         self._replaced = _replaced_steps(ckpt, current, by_step)
+        self._abandoned = _abandoned_steps(by_step, self._replaced)
         self._renamed = _renamed_steps(ckpt, current, by_step)
         self._say_other_units(ckpt, losses)
         reference = self._refresh_reference(store, ckpt, current)
@@ -282,6 +308,8 @@ class Signals:
         self._history, self._unwritten, self._written_at, self._alert_list = None, [], start, None
         self._alerts_behind = None
         self._unwritten_samples = {}
+        if dropped := [a for a in self._stored_alerts(store) if a["step"] in self._abandoned]:
+            self._alert_list = [a for a in self._alert_list if a not in dropped]  # said withdrawn, naming why
         behind = self._left_behind(store, measured, due[0][0] if due else None, losses)
         # one BLAS thread: a step's products are small (16-1,000 samples), and OpenBLAS's threads
         # spin against the decoders, the encoder and the trainer (docs/metrics.md: 3x a backlog)
@@ -317,7 +345,8 @@ class Signals:
             for step in sorted(set(measured) - set(done)):
                 if step > earliest and step not in behind and self._judged_again(step, measured):
                     self._alerts(store, step, losses)
-                elif step > earliest and (rewritten := self._rewritten_before(step, measured[step])) is not None:
+                elif step > earliest and step not in self._abandoned and \
+                        (rewritten := self._rewritten_before(step, measured[step])) is not None:
                     self._mark_judged_before(store, step, rewritten)
             self._write_measured(store, at_once=True)  # their alerts, before the note to evaluate them goes
             store.set_alerts_from(None)
@@ -331,7 +360,9 @@ class Signals:
         left unsaid, and run --on-alert for those onsets (a watch killed between storing an
         alert and its ALERT line left it stored, never said nor acted on)."""
         ckpt, current = store.checkpoints(), store.current_checkpoints()
-        self._renamed = _renamed_steps(ckpt, current, _current_generated_by_step(ckpt, current))
+        by_step = _current_generated_by_step(ckpt, current)
+        self._renamed = _renamed_steps(ckpt, current, by_step)
+        self._abandoned = _abandoned_steps(by_step, _replaced_steps(ckpt, current, by_step))
         now = {(a["step"], a["rule"]) for a in store.alerts()}
         for record in store.unsaid_onsets():
             if (record["step"], record["rule"]) in now:
@@ -359,8 +390,10 @@ class Signals:
                 self._say_moved(store, rule, moved)
             if alerts := [a for a in alerts if a not in moved]:
                 more = f" (and {counted(len(alerts) - 1, 'later step')})" if len(alerts) > 1 else ""
-                new = self._renamed.get(alerts[0]["step"])
+                new, skipped = self._renamed.get(alerts[0]["step"]), self._abandoned.get(alerts[0]["step"])
                 why = (f"its checkpoint is read at step {new} now (renamed), where it does not hold" if new is not None
+                       else f"step {alerts[0]['step']} is the abandoned run's: the run resumed at step {skipped[0]} went "
+                            f"on to step {skipped[1]} without it" if skipped
                        else "no longer holds on the steps as measured now (a step measured late or again)")
                 print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: {why}; it said: "
                                f"{alerts[0]['message']}{self._pause_kept(alerts, now)}"), file=sys.stderr)
@@ -640,8 +673,10 @@ class Signals:
         """The per-step metrics as the alert rules' history, read from the store once per call
         and kept up to date as steps are measured: read again for each step of a 1,500-step
         backlog, the table cost 21 s."""
-        if self._history is None:
-            self._history = History(store.step_metrics())
+        if self._history is None:  # without the steps a resumed run went past (:func:`_abandoned_steps`)
+            table = store.step_metrics()
+            kept = ~np.isin(table.get("step", []), list(self._abandoned))
+            self._history = History({name: np.asarray(column)[kept] for name, column in table.items()})
         return self._history
 
     def _write_measured(self, store: StoreWriter, at_once: bool = False, alerts_complete: bool = True) -> None:

@@ -1379,6 +1379,33 @@ def test_a_store_failing_as_a_pass_stops_leaves_the_stop_said_and_the_withdrawal
     assert main(argv) == 0
     assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]") == 1
 
+def test_a_step_a_resumed_run_went_past_without_rewriting_it_is_withdrawn_as_the_abandoned_runs(tmp_path, capsys):
+    """Round BK: steps 0, 100, a collapsed 200, then 100 rewritten (a run resumed from it) and a
+    new 300: 200's alert kept "[judged before step 100 was rewritten; judged again when step 200
+    is]" for ever, and 300 was judged with 200 in its history. Once a checkpoint written after the
+    rewrite lands past 200, 200 is the abandoned run's: its alert is withdrawn, saying why."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store)
+    assert main(argv) == 0
+    write_step(run, 100, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # the resumed run's 100
+    assert main(argv) == 0
+    assert "judged again when step 200 is" in StoreReader(store).alerts()[0]["message"]
+    capsys.readouterr()
+    write_step(run, 300, smooth_images(rng, 8, 32))
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]: step 200 is the abandoned run's: the run "
+                                         "resumed at step 100 went on to step 300 without it") == 1
+    assert StoreReader(store).alerts() == []
+    write_step(run, 400, smooth_images(rng, 8, 32))
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err and StoreReader(store).alerts() == []
+
 def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_by_the_next_watch(tmp_path, capsys):
     """Round BK: a watch killed between storing an onset and its ALERT line (and --on-alert)
     left the alert stored: the next watch read it as said, printed nothing and never ran the
