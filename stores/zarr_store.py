@@ -730,7 +730,8 @@ class StoreReader:
     def _array_names(self, group: str) -> list[str]:
         """The arrays of a group, from its folders (no group read: metadata only)."""
         folder = self.path / group
-        return sorted(p.name for p in folder.iterdir() if (p / "zarr.json").is_file()) if folder.is_dir() else []
+        return sorted(p.name for p in folder.iterdir()  # not an array being made (_create_array)
+                      if not p.name.startswith(".") and (p / "zarr.json").is_file()) if folder.is_dir() else []
 
     def scalar_names(self) -> list[str]:
         """The trainer scalars read from the run's logs (``scalars/<name>``), 'step' left out."""
@@ -1038,6 +1039,12 @@ def discard_store(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _staged_name(name: str) -> str:
+    """Where :meth:`StoreWriter._create_array` writes an array before renaming it into place
+    (hidden: no evowatch reader lists it)."""
+    return f".{name}.new"
+
+
 def missing_rows(missing: Sequence[str]) -> str:
     """What :meth:`StoreReader.missing_chunks` found, said as it reads: a missing chunk file as
     zeros, an array whose ``zarr.json`` ends early as fewer rows (not "chunk files missing ...
@@ -1297,14 +1304,23 @@ class StoreWriter(StoreReader):
         reader found it shorter than the commit point for an instant (round BE)."""
         itemsize = 256 if dtype is str else np.dtype(dtype).itemsize  # strings: a typical path's length
         per_chunk = _rows_per_chunk(row_shape, itemsize, max_rows)
+        folder = Path(group.store.root) / group.path
+        staged = bool(rows) and fill_value is not None  # rows under a commit point: every chunk written first
+        made = _staged_name(name) if staged else name
         try:
-            group.create_array(name, shape=(rows, *row_shape), chunks=(per_chunk, *row_shape), dtype=dtype,
+            shutil.rmtree(folder / made, ignore_errors=True) if staged else None  # a killed writer's
+            group.create_array(made, shape=(rows, *row_shape), chunks=(per_chunk, *row_shape), dtype=dtype,
                                fill_value="" if dtype is str else fill_value,
                                attributes={"description": description, **(attributes or {})})
+            if staged:  # then renamed into place: seen before its chunks, a live reader found them missing, and a
+                array = _open_array(folder / made, "r+").with_config(WRITE_CONFIG)  # kill then left a store every
+                for at in range(0, rows, per_chunk):  # later watch refused as copied incompletely (round BK)
+                    array[at:at + per_chunk] = fill_value
+                os.rename(folder / made, folder / name)
         except BaseException:
             # a full disk or a stop half-way left a folder without zarr.json, which plain zarr
             # warned about at every read ("Object at density is not recognized") until a resume
-            shutil.rmtree(Path(group.store.root) / group.path / name, ignore_errors=True)
+            shutil.rmtree(folder / made, ignore_errors=True)
             raise
 
     def _check_encoder(self, encoder: dict[str, Any]) -> None:
@@ -1322,6 +1338,9 @@ class StoreWriter(StoreReader):
         """Cut every array back to its committed length and repair superseded flags; whether
         anything was past the commit points."""
         self._finish_layout_swap()
+        for group in ("samples", "metrics", "scalars"):  # arrays a killed writer was making (_create_array)
+            for left in (self.path / group).glob(_staged_name("*")):
+                shutil.rmtree(left, ignore_errors=True)
         behind = self._commit_point_behind_its_rows()
         self._metrics_behind_their_columns()
         cut = self._cut_to_committed()
@@ -1735,7 +1754,7 @@ class StoreWriter(StoreReader):
             # the array back to the committed rows and the next one wrote past them)
             self._create_array(group_handle, name, values.shape[1:], "float32", fmt.OPTIONAL_SAMPLE_ARRAYS[name],
                                fill_value=np.nan, rows=start)
-            self._lengths[(group, name)] = 0  # rows before ``start`` written NaN below: their chunks on disk
+            self._lengths[(group, name)] = start  # rows before ``start`` written NaN: their chunks on disk
         array = self.handle(group, name)
         if name == "latent" and array.shape[1:] != values.shape[1:]:
             log.warning("%s: latent width %s differs from the store's %s; these latents are not stored",
@@ -1975,8 +1994,6 @@ class StoreWriter(StoreReader):
             self._create_array(group, name, (), dtype, _column_description(group_name, name),
                                chunk, fill_value=np.nan if is_float else None,
                                attributes={} if per_step else {"committed_rows": 0}, rows=rows)
-            if is_float and rows:
-                self.handle(group_name, name)[:] = np.nan  # its chunks on disk, as every committed chunk is
         array = self.handle(group_name, name)
         if array.shape[0] < length:
             old = array.shape[0]

@@ -984,7 +984,9 @@ def test_an_array_added_beside_committed_rows_reads_whole_to_a_live_reader(tmp_p
         root = zarr.open_group(str(path), mode="r")
         for group in ("metrics", "scalars"):
             k = root[group].attrs.get("committed_rows", 0) if group in root else 0
-            seen.extend((f"{group}/{name}", k, root[group][name][:k]) for name in (root[group].array_keys() if k else ()))
+            names = [name for name in (root[group].array_keys() if k else ()) if not name.startswith(".")]  # being made
+            seen.extend((f"{group}/{name}", k, root[group][name][:k]) for name in names)
+            assert StoreReader(path).missing_chunks() == []  # its chunks written before it is seen (round BK)
         if "latent" in root["samples"]:
             n = root.attrs["committed"]["rows"]
             seen.append(("samples/latent", n, root["samples/latent"][:n]))
@@ -2000,3 +2002,51 @@ def test_an_array_shorter_than_its_commit_point_is_named(tmp_path, rng, capsys, 
     assert main(["export", str(path), "--out", str(tmp_path / "e.csv")]) == 2
     err = capsys.readouterr().err
     assert f"arrays shorter than the commit point ({entry})" in err and err.count("\n") == 1
+
+
+_KILL_AT_NEW_ARRAY = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np, zarr
+    sys.path.insert(0, sys.argv[2])
+    from test_store import ENCODER, add_rows
+    from stores.zarr_store import StoreWriter
+    rng = np.random.default_rng(0)
+    with StoreWriter(sys.argv[1], ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(1, "c1", "h1") as tx:
+            add_rows(tx, 5, rng)
+        store.write_scalars({"step": np.array([1, 2]), "loss": np.array([0.5, 0.25])})
+        set_chunk = zarr.storage.LocalStore.set
+        async def set_or_die(self, key, value):  # killed as the new array's first chunk is written
+            if any(name in f"{self.root}/{key}" for name in ("loss_new", "latent")) and "c/" in key:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return await set_chunk(self, key, value)
+        zarr.storage.LocalStore.set = set_or_die
+        if sys.argv[3] == "loss":  # a loss the log holds from its third step on
+            store.write_scalars({"step": np.array([1, 2, 3]), "loss": np.array([0.5, 0.25, 0.1]),
+                                 "loss_new": np.array([np.nan, np.nan, 1.0])})
+        else:  # latents from the second checkpoint on
+            with store.checkpoint(2, "c2", "h2") as tx:
+                tx.add(np.eye(3, 8, dtype=np.float32), [0, 1, 2], ["cat"] * 3, np.zeros((3, 4, 4, 3), np.uint8),
+                       ["0.png", "1.png", "2.png"], np.ones((3, 2), np.float32))
+""")
+
+
+@pytest.mark.parametrize("array", ["loss", "latent"])
+def test_a_writer_killed_making_an_array_beside_committed_rows_leaves_a_store_it_resumes(tmp_path, array):
+    """Round BK: a loss column appearing mid-run, or latents from a later checkpoint on, were made
+    as long as the committed rows and their NaN chunks written after: a SIGKILL between the two
+    left chunks missing under the commit point, and every later watch refused the store as
+    'copied or restored incompletely; copy it again from its source' (a live reader between the
+    two said the same). The array is seen only once its chunks are written."""
+    path = tmp_path / "s.zarr"
+    run = subprocess.run([sys.executable, "-c", _KILL_AT_NEW_ARRAY, str(path), str(Path(__file__).parent), array],
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}, capture_output=True, text=True)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    assert StoreReader(path).missing_chunks() == []
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # resumes: the next watch goes on
+        assert store.scalar_names() == ["loss"] and not store.has_array("samples", "latent")
+        store.write_scalars({"step": np.array([1, 2, 3]), "loss": np.array([0.5, 0.25, 0.1]),
+                             "loss_new": np.array([np.nan, np.nan, 1.0])})
+    reader = StoreReader(path)
+    assert reader.missing_chunks() == [] and np.isnan(reader.scalars()["loss_new"][:2]).all()
+    assert sorted(p.name for p in (path / "scalars").iterdir()) == ["loss", "loss_new", "step", "zarr.json"]
