@@ -1039,6 +1039,14 @@ def discard_store(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _past_its_shape(array: zarr.Array, rows: int) -> zarr.Array:
+    """``array`` as if ``rows`` long, its zarr.json left as it is: chunks written through it are
+    on disk before a resize shows them."""
+    same = array.async_array
+    return zarr.Array(type(same)(metadata=same.metadata.update_shape((rows, *array.shape[1:])),
+                                 store_path=same.store_path, config=same.config))
+
+
 def _staged_name(name: str) -> str:
     """Where :meth:`StoreWriter._create_array` writes an array before renaming it into place
     (hidden: no evowatch reader lists it)."""
@@ -1617,6 +1625,7 @@ class StoreWriter(StoreReader):
                 "checkpoint": np.array(index, np.int32), "path": np.array(paths, dtype=str),
                 "reason": np.array(reasons, dtype=str)})
         last = group[-1]
+        self._latents_end_at_their_chunks(last.row_start + last.n_rows)
         replaced = self._supersede(group)
         # The commit point: one atomic rewrite of the root zarr.json.
         self._update_root({
@@ -1626,6 +1635,19 @@ class StoreWriter(StoreReader):
         })
         if len(replaced):
             self.handle("checkpoints", "superseded").set_coordinate_selection(replaced, True)
+
+    def _latents_end_at_their_chunks(self, rows: int) -> None:
+        """Before a commit to ``rows``: cut ``samples/latent``'s capacity grown ahead back to its
+        last chunk written, once rows without latents pass it (it ends at the last rows with
+        latents, docs/store.md); under the commit point, its unwritten chunks were said missing
+        and the store refused as copied incompletely (round BK)."""
+        written = self._lengths.get(("samples", "latent"))
+        if written is None or not self.has_array("samples", "latent"):
+            return
+        array = self.handle("samples", "latent")
+        end = -(-written // array.chunks[0]) * array.chunks[0]
+        if written < rows and end < array.shape[0]:
+            array.resize((end, *array.shape[1:]))
 
     def record_history(self, entry: dict[str, Any]) -> None:
         """Note a run event (device, fallback, encoder) in the root attributes."""
@@ -1762,6 +1784,13 @@ class StoreWriter(StoreReader):
             return []
         stop = start + len(values)
         length = self._lengths.get((group, name), array.shape[0])
+        if length < start:  # latent array joined late, or skipped checkpoints: the rows between NaN, their
+            chunk = array.chunks[0]  # chunks written before a resize shows them (shown first, a live reader or
+            end = -(-start // chunk) * chunk  # a kill met them missing under the commit point: round BK)
+            unshown = _past_its_shape(array, max(end, array.shape[0]))
+            for at in range(length, end, chunk):  # a chunk at a time (a million rows of 512 latents padded at
+                unshown[at:min(at + chunk, end)] = np.nan  # once: 2 GB in memory)
+            length = start
         if array.shape[0] < stop:
             # Grow ahead, by whole chunks and at least a quarter: each resize rewrites the
             # array's zarr.json, which cost more than the rows themselves at one per commit.
@@ -1769,13 +1798,6 @@ class StoreWriter(StoreReader):
             chunk = array.chunks[0]
             capacity = -(-max(stop, array.shape[0] + array.shape[0] // 4) // chunk) * chunk
             array.resize((capacity, *array.shape[1:]))
-        if length < start:  # latent array joined late, or skipped checkpoints: pad with NaN
-            chunk = array.chunks[0]
-            for at in range(length, start // chunk * chunk, chunk):  # whole chunks one at a time (a million
-                array[at:at + chunk] = np.nan  # rows of 512 latents padded at once: 2 GB in memory)
-            length = max(length, start // chunk * chunk)
-            values = np.concatenate([np.full((start - length, *values.shape[1:]), np.nan, values.dtype), values])
-            start = length  # one write: two on the same chunk at once would race
         self._lengths[(group, name)] = max(length, stop)
         return [array.async_array.setitem(slice(start, stop), values)]
 

@@ -2004,19 +2004,23 @@ def test_an_array_shorter_than_its_commit_point_is_named(tmp_path, rng, capsys, 
     assert f"arrays shorter than the commit point ({entry})" in err and err.count("\n") == 1
 
 
-_KILL_AT_NEW_ARRAY = textwrap.dedent("""
+
+_KILL_AT_NEW_CHUNK = textwrap.dedent("""
     import os, signal, sys
     import numpy as np, zarr
     sys.path.insert(0, sys.argv[2])
-    from test_store import ENCODER, add_rows
+    from test_store import ENCODER, add_rows, add_latent_rows
     from stores.zarr_store import StoreWriter
     rng = np.random.default_rng(0)
     with StoreWriter(sys.argv[1], ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(1, "c1", "h1") as tx:
-            add_rows(tx, 5, rng)
+            add_latent_rows(tx, 5, sys.argv[3] == "gap")
+        for step in range(2, 40 if sys.argv[3] == "gap" else 3):  # 2,432 rows without latents: 4 latent chunks
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_rows(tx, 64, rng)
         store.write_scalars({"step": np.array([1, 2]), "loss": np.array([0.5, 0.25])})
         set_chunk = zarr.storage.LocalStore.set
-        async def set_or_die(self, key, value):  # killed as the new array's first chunk is written
+        async def set_or_die(self, key, value):  # killed as the array's next chunk is written
             if any(name in f"{self.root}/{key}" for name in ("loss_new", "latent")) and "c/" in key:
                 os.kill(os.getpid(), signal.SIGKILL)
             return await set_chunk(self, key, value)
@@ -2024,29 +2028,56 @@ _KILL_AT_NEW_ARRAY = textwrap.dedent("""
         if sys.argv[3] == "loss":  # a loss the log holds from its third step on
             store.write_scalars({"step": np.array([1, 2, 3]), "loss": np.array([0.5, 0.25, 0.1]),
                                  "loss_new": np.array([np.nan, np.nan, 1.0])})
-        else:  # latents from the second checkpoint on
-            with store.checkpoint(2, "c2", "h2") as tx:
-                tx.add(np.eye(3, 8, dtype=np.float32), [0, 1, 2], ["cat"] * 3, np.zeros((3, 4, 4, 3), np.uint8),
-                       ["0.png", "1.png", "2.png"], np.ones((3, 2), np.float32))
+        else:  # latents from a later checkpoint on (first ones, or again after checkpoints without)
+            with store.checkpoint(99, "c99", "h99") as tx:
+                add_latent_rows(tx, 3)
 """)
 
 
-@pytest.mark.parametrize("array", ["loss", "latent"])
-def test_a_writer_killed_making_an_array_beside_committed_rows_leaves_a_store_it_resumes(tmp_path, array):
-    """Round BK: a loss column appearing mid-run, or latents from a later checkpoint on, were made
-    as long as the committed rows and their NaN chunks written after: a SIGKILL between the two
-    left chunks missing under the commit point, and every later watch refused the store as
-    'copied or restored incompletely; copy it again from its source' (a live reader between the
-    two said the same). The array is seen only once its chunks are written."""
+def add_latent_rows(tx, n: int, latents: bool = True) -> None:
+    """``n`` rows whose latents (512 wide: 512 rows a chunk) are all 1 (none: ``latents`` False)."""
+    tx.add(np.eye(n, 8, dtype=np.float32), list(range(n)), ["cat"] * n, np.zeros((n, 4, 4, 3), np.uint8),
+           [f"{i}.png" for i in range(n)], np.ones((n, 512), np.float32) if latents else None)
+
+
+@pytest.mark.parametrize("case", ["loss", "latent", "gap"])
+def test_a_writer_killed_writing_chunks_under_the_commit_point_leaves_a_store_it_resumes(tmp_path, case):
+    """Round BK: a loss column appearing mid-run, latents from a later checkpoint on, and latents
+    again after 2,432 rows without were shown (zarr.json made or resized) before their NaN chunks
+    under the commit point were written: a SIGKILL between the two left those chunks missing, and
+    every later watch refused the store as 'copied or restored incompletely; copy it again from
+    its source' (a live reader between the two said the same). Chunks are written first."""
     path = tmp_path / "s.zarr"
-    run = subprocess.run([sys.executable, "-c", _KILL_AT_NEW_ARRAY, str(path), str(Path(__file__).parent), array],
+    run = subprocess.run([sys.executable, "-c", _KILL_AT_NEW_CHUNK, str(path), str(Path(__file__).parent), case],
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}, capture_output=True, text=True)
     assert run.returncode == -signal.SIGKILL, run.stderr
     assert StoreReader(path).missing_chunks() == []
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # resumes: the next watch goes on
-        assert store.scalar_names() == ["loss"] and not store.has_array("samples", "latent")
         store.write_scalars({"step": np.array([1, 2, 3]), "loss": np.array([0.5, 0.25, 0.1]),
                              "loss_new": np.array([np.nan, np.nan, 1.0])})
+        with store.checkpoint(99, "c99", "h99") as tx:
+            add_latent_rows(tx, 3)
     reader = StoreReader(path)
     assert reader.missing_chunks() == [] and np.isnan(reader.scalars()["loss_new"][:2]).all()
     assert sorted(p.name for p in (path / "scalars").iterdir()) == ["loss", "loss_new", "step", "zarr.json"]
+    latent, n = reader.samples("latent"), reader.n_rows
+    with_latents = (5 if case == "gap" else 0) + 3
+    assert len(latent) == n and np.isnan(latent[with_latents - 3:n - 3]).all() and (latent[n - 3:] == 1).all()
+    assert (latent[:with_latents - 3] == 1).all()
+
+
+def test_latents_then_rows_without_are_no_missing_chunks(tmp_path):
+    """Round BK: 3,000 rows with latents grew samples/latent ahead to 3,584 rows; 6,500 rows
+    without latents then put its unwritten last chunk under the commit point, and a healthy store
+    was said to have 'chunk files missing (samples/latent rows 3072-3583)': every later watch
+    refused it."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in range(19):
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_latent_rows(tx, 500, step < 6)
+            assert StoreReader(path).missing_chunks() == [], step
+    with StoreWriter(path, ENCODER, thumbnail_size=4):
+        pass
+    latent = StoreReader(path).samples("latent")
+    assert (latent[:3000] == 1).all() and np.isnan(latent[3000:]).all() and len(latent) == 3072  # its last chunk
