@@ -79,7 +79,7 @@ class AlertRules:
     # ... at two checkpoints running for steps of fewer samples than this
     collapse_duplicate_hold_below: int = 32
     # or (mode dropping without labels) the step's shares of the real data's regions are off
-    # by more than chance (engine.metrics.REGION_NOISE_Z), at the previous realistic step too,
+    # by more than chance (engine.metrics.per_step.REGION_NOISE_Z), at the previous realistic step too,
     # and their total variation rose more than region_tv_rise above its lowest so far
     collapse_region_tv_rise: float = 0.1
     # memorisation: near-copy fraction above max(min_frac, q + z * binomial sd) or the
