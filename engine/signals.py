@@ -79,24 +79,29 @@ def _replaced_steps(ckpt: dict[str, np.ndarray], current: np.ndarray,
 
 def _abandoned_steps(by_step: dict[int, list[int]], replaced: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
     """Each step whose checkpoint came before an earlier step's rewrite (:func:`_replaced_steps`)
-    and past which a checkpoint written after that rewrite has landed: the run resumed from the
-    earlier checkpoint went past it without rewriting it, so it is the abandoned run's for good
-    (left "judged again when step S is" for ever, and read in the later steps' history). Step ->
-    (the rewritten step, the first later step written after the rewrite)."""
+    and past which a checkpoint written after that rewrite has landed, once one of those landed at
+    or below the newest step before the rewrite: only a run resumed from the earlier checkpoint
+    writes there, so the step it went past without rewriting is the abandoned run's for good (left
+    "judged again when step S is" for ever, and read in the later steps' history). Steps after the
+    rewrite only past every earlier one prove nothing: the run may have gone on (step_200 written
+    slowly, rewritten as it settled after a fast step_300, then 400: 300's collapse was withdrawn as
+    the abandoned run's; round BL). Step -> (the rewritten step, the first later step)."""
     if not replaced or not by_step:
         return {}
     steps = np.array(list(by_step))  # in step order
     last = np.array([max(indices) for indices in by_step.values()])
     firsts = np.array([min(indices) for indices in by_step.values()])
-    newest_after = np.append(np.maximum.accumulate(firsts[::-1])[::-1][1:], -1)  # of the steps after each
     earlier, first, index = (np.array(column) for column in zip(*((r, f, i) for r, (f, i) in sorted(replaced.items()))))
+    after = firsts[None, :] > index[:, None]  # rewrite x step: the step's checkpoint written after the rewrite
+    reached = np.where(after, -1, steps[None, :]).max(axis=1)  # the newest step before each rewrite
+    resumed = (after & (steps[None, :] <= reached[:, None])).any(axis=1)
+    beyond = np.where(after & resumed[:, None], steps[None, :], -1).max(axis=1)
     skipped = ((earlier[None, :] < steps[:, None]) & (first[None, :] < last[:, None]) & (last[:, None] < index[None, :])
-               & (index[None, :] < newest_after[:, None]))
+               & (steps[:, None] < beyond[None, :]))
     out = {}
     for i, j in zip(*np.nonzero(skipped)):
         if int(steps[i]) not in out:
-            later = next(int(t) for t, f in zip(steps[i + 1:], firsts[i + 1:]) if f > index[j])
-            out[int(steps[i])] = (int(earlier[j]), later)
+            out[int(steps[i])] = (int(earlier[j]), int(steps[after[j] & (steps > steps[i])][0]))
     return out
 
 

@@ -1380,10 +1380,11 @@ def test_a_store_failing_as_a_pass_stops_leaves_the_stop_said_and_the_withdrawal
     assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]") == 1
 
 def test_a_step_a_resumed_run_went_past_without_rewriting_it_is_withdrawn_as_the_abandoned_runs(tmp_path, capsys):
-    """Round BK: steps 0, 100, a collapsed 200, then 100 rewritten (a run resumed from it) and a
-    new 300: 200's alert kept "[judged before step 100 was rewritten; judged again when step 200
-    is]" for ever, and 300 was judged with 200 in its history. Once a checkpoint written after the
-    rewrite lands past 200, 200 is the abandoned run's: its alert is withdrawn, saying why."""
+    """Round BK: steps 0, 100, a collapsed 200 and 300, then 100 rewritten (a run resumed from it,
+    every 150 steps): 200's alert kept "[judged before step 100 was rewritten; judged again when
+    step 200 is]" for ever, and later steps were judged with 200 in their history. Once the
+    resumed run's 250 lands (only a resumed run writes below the newest step), 200 is the
+    abandoned run's: its alert is withdrawn, saying why; then 300's, as 400 lands."""
     from engine.cli import main
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
@@ -1391,20 +1392,55 @@ def test_a_step_a_resumed_run_went_past_without_rewriting_it_is_withdrawn_as_the
     rng = np.random.default_rng(0)
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     collapse_at_200(run, rng)
+    write_step(run, 300, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
     argv = watch_once(run, store)
     assert main(argv) == 0
     write_step(run, 100, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))  # the resumed run's 100
     assert main(argv) == 0
     assert "judged again when step 200 is" in StoreReader(store).alerts()[0]["message"]
     capsys.readouterr()
-    write_step(run, 300, smooth_images(rng, 8, 32))
+    write_step(run, 250, smooth_images(rng, 8, 32))
     assert main(argv) == 0
     assert capsys.readouterr().err.count("ALERT WITHDRAWN step 200 [collapse]: step 200 is the abandoned run's: the run "
-                                         "resumed at step 100 went on to step 300 without it") == 1
-    assert StoreReader(store).alerts() == []
+                                         "resumed at step 100 went on to step 250 without it") == 1
+    assert [a["step"] for a in StoreReader(store).alerts()] == [300]
     write_step(run, 400, smooth_images(rng, 8, 32))
     assert main(argv) == 0
+    assert capsys.readouterr().err.count("ALERT WITHDRAWN step 300 [collapse]: step 300 is the abandoned run's: the run "
+                                         "resumed at step 100 went on to step 400 without it") == 1
+    assert StoreReader(store).alerts() == []
+    write_step(run, 550, smooth_images(rng, 8, 32))
+    assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err and StoreReader(store).alerts() == []
+
+
+def test_a_step_rewritten_as_it_settles_after_a_later_one_leaves_the_later_steps_alert(tmp_path, capsys):
+    """Round BL: step_200 written slowly (read half-written), a fast collapsed step_300, then 200
+    settled (a rewrite) and a collapsed 400: 300's collapse was withdrawn as "the abandoned run's:
+    the run resumed at step 200 went on to step 400 without it" and 400 said as a new onset
+    (--on-alert run again). A step after a rewrite past every earlier one proves no resume."""
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    write_step(run, 0, untrained_blobs(rng))
+    write_step(run, 100, smooth_images(rng, 8, 32))
+    settled = smooth_images(rng, 8, 32)
+    write_step(run, 200, settled[:4])  # half written
+    argv = watch_once(run, store)
+    assert main(argv) == 0
+    write_step(run, 300, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
+    assert main(argv) == 0
+    assert "ALERT step 300 [collapse]" in capsys.readouterr().err
+    write_step(run, 200, settled)
+    assert main(argv) == 0
+    write_step(run, 400, np.repeat(smooth_images(rng, 1, 32), 8, axis=0))
+    assert main(argv) == 0
+    assert "ALERT" not in capsys.readouterr().err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(300, "collapse"), (400, "collapse")]
+
 
 def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_by_the_next_watch(tmp_path, capsys):
     """Round BK: a watch killed between storing an onset and its ALERT line (and --on-alert)
