@@ -2081,3 +2081,16 @@ def test_latents_then_rows_without_are_no_missing_chunks(tmp_path):
         pass
     latent = StoreReader(path).samples("latent")
     assert (latent[:3000] == 1).all() and np.isnan(latent[3000:]).all() and len(latent) == 3072  # its last chunk
+
+
+def test_the_store_docs_say_plain_zarr_lists_an_array_being_made(tmp_path):
+    """Round BL: docs/store.md said a plain reader "may meet it for an instant"; zarr lists
+    ``scalars/.loss_d.new`` as a member while it is made, and a killed watch leaves it until the
+    next one: the docs tell plain readers to skip such names."""
+    from stores.zarr_store import _staged_name
+
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w").create_group("scalars")
+    group.create_array(_staged_name("loss_d"), shape=(2,), dtype="float32")
+    assert list(zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["scalars"].array_keys()) == [".loss_d.new"]
+    docs = " ".join((Path(__file__).parent.parent / "docs" / "store.md").read_text().split())
+    assert "`scalars/.loss_d.new`" in docs and "skip member names that start with `.`" in docs
