@@ -405,6 +405,7 @@ class Watcher:
         # Reference sets are ingested once per session, on the first pass.
         references = [] if self._references_checked else self._references()
         found = self._scan()
+        self._forget_gone(found)
         if references:
             self._check_references_apart(references, found)
         self._found = len(found)
@@ -447,6 +448,20 @@ class Watcher:
         self._digests.clear()
         self._looked_at = now
         return jobs, waiting
+
+    def _forget_gone(self, found: list[Checkpoint]) -> None:
+        """Forget the checkpoints the scan no longer finds (a trainer keeping its newest few):
+        their hashes, file lists and checks were kept for every checkpoint ever seen, growing for
+        as long as a watch ran (12 kB a checkpoint of 8 files). One that comes back is hashed again."""
+        sources, steps = {c.source for c in found}, {c.step for c in found}
+        for by_source in (self._hashes, self._unsampled):
+            for source in by_source.keys() - sources:
+                del by_source[source]
+        for by_step in (self._taken_files, self._grew):
+            for step in by_step.keys() - steps:
+                del by_step[step]
+        self._replacing &= sources
+        self._move_checked = {key for key in self._move_checked if key[0] in sources}
 
     def _say_deleted_unread(self, found: list[Checkpoint], committed: dict, now: float) -> None:
         """Name the checkpoints the last pass saw still being written whose files are gone now,

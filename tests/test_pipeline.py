@@ -442,6 +442,41 @@ def test_a_checkpoint_rotated_away_while_the_watch_was_busy_is_not_said_incomple
                     "--settle 0.5 s when it looked, N s before): not ingested"]
 
 
+def _held(watcher) -> dict[str, int]:
+    """The entries each of a watcher's containers holds, those of the containers inside them too."""
+    def size(value) -> int:
+        inner = value.values() if isinstance(value, dict) else value
+        return len(value) + sum(len(v) for v in inner if isinstance(v, (dict, set, frozenset, list)))
+    return {name: size(value) for name, value in vars(watcher).items() if isinstance(value, (dict, set, list))}
+
+
+def test_a_watch_of_a_rotating_trainer_holds_no_more_after_many_checkpoints(tmp_path):
+    """Round BJ: a trainer keeping its newest 3 checkpoints, watched for days: the watcher kept
+    the hashes, file lists and move checks of every checkpoint it ever saw (12 kB a checkpoint of
+    8 files, growing as long as it ran). What it holds after 10 checkpoints it holds after 40."""
+    from engine.discovery.options import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreWriter
+
+    run, encoder = tmp_path / "run", make_encoder("pixels:4", device="cpu")
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
+                          store, encoder)
+        watcher.live = True
+        held = {}
+        for k in range(1, 41):
+            write_step(run, 100 * k, 3, seed=k, size=8)
+            if k > 3:
+                shutil.rmtree(run / f"step_{100 * (k - 3):06d}")
+            watcher.run_once()
+            if k in (10, 40):
+                held[k] = _held(watcher)
+        assert len(info(tmp_path / "s.zarr")["steps"]) == 40
+    assert held[40] == held[10]
+
+
 @pytest.mark.parametrize("how", ["link pointed elsewhere", "made again"])
 def test_a_checkpoint_being_written_when_the_run_directory_was_replaced_is_not_said_rotated(tmp_path, caplog, how):
     """Round AW: RUN_DIR a link (runs/latest) pointed at a resumed run's folder while the old
