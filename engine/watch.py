@@ -20,7 +20,7 @@ import statistics
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -67,6 +67,10 @@ HOOK_BUDGET_S = 5.0
 #: The longest quiet --settle's default is lengthened to (Watcher._lengthen_settle): a trainer
 #: adding a file to a checkpoint minutes later is not waited for at every checkpoint.
 SETTLE_MAX_S = 60
+
+#: The sizes of a series' latest grids a new grid's is compared with (Watcher._check_grid_size):
+#: all of them were kept, a list as long as the run.
+GRID_SIZES_KEPT = 20
 
 #: Seconds between two snapshots of the run with --poll (each stats every file of the run).
 POLL_S = 5.0
@@ -234,7 +238,7 @@ class Watcher:
         self._grew: Counter[int] = Counter()  # times a step's checkpoint was taken again with more files
         # Samples of each one-image checkpoint ingested (a grid's tiles), by series: StarGAN v2
         # writes sheets of several sizes at each step (cycle consistency, reference, latent).
-        self._grid_sizes: dict[str, list[int]] = {}
+        self._grid_sizes: dict[str, deque[int]] = {}
         self._logged_images = TensorBoardImages()
         # What reads the generated checkpoints instead of their files: the --sampler, or the
         # images logged to TensorBoard of a run that writes no sample file; None: the files.
@@ -854,17 +858,18 @@ class Watcher:
                 run_dir, "yet, waiting for them" if self.live else "found", seen)
 
     def _check_grid_size(self, checkpoint: Checkpoint, rows: int) -> None:
-        """Say when a grid splits into far more or fewer tiles than its series' grids so far (its
+        """Say when a grid splits into far more or fewer tiles than its series' latest grids (its
         geometry misread: an unpadded grid cut into quarter tiles, a blurry one not found), with
         the way to force it; and once per series that its images are read as one sample each."""
         series = series_glob(checkpoint.source)
-        sizes = self._grid_sizes.setdefault(series, [])
+        sizes = self._grid_sizes.setdefault(series, deque(maxlen=GRID_SIZES_KEPT))
         usual = statistics.median(sizes) if len(sizes) >= 2 else None
+        first = not sizes
         sizes.append(rows)
         if usual and rows >= 1 and not usual / 2 <= rows <= usual * 2:
             log.warning("step %d (%s): %s where the series' grids so far had %g: if its grid was misread, force it "
                         "with --grid ROWSxCOLS", checkpoint.step, checkpoint.source, counted(rows, "sample"), usual)
-        elif rows == 1 and sizes == [1]:
+        elif rows == 1 and first:
             warn_once(self.config.run_dir, f"{self.config.run_dir}: {checkpoint.source} and the images named like it "
                       "are read as one sample each (no grid found): if they are grids, force their geometry with "
                       "--grid ROWSxCOLS", about=f"single {series}", say=log.info)

@@ -450,31 +450,42 @@ def _held(watcher) -> dict[str, int]:
     return {name: size(value) for name, value in vars(watcher).items() if isinstance(value, (dict, set, list))}
 
 
-def test_a_watch_of_a_rotating_trainer_holds_no_more_after_many_checkpoints(tmp_path):
+@pytest.mark.parametrize("layout", ["folders", "grids"])
+def test_a_watch_of_a_rotating_trainer_holds_no_more_after_many_checkpoints(tmp_path, layout):
     """Round BJ: a trainer keeping its newest 3 checkpoints, watched for days: the watcher kept
     the hashes, file lists and move checks of every checkpoint it ever saw (12 kB a checkpoint of
-    8 files, growing as long as it ran). What it holds after 10 checkpoints it holds after 40."""
+    8 files), and the size of every grid (a list as long as the run, sorted at each grid). What
+    it holds after 25 checkpoints it holds after 40."""
     from engine.discovery.options import DiscoveryOptions
     from engine.encoders import make_encoder
     from engine.session import encoder_record
     from engine.watch import WatchConfig, Watcher
     from stores.zarr_store import StoreWriter
+    from tests.sample_fixtures import save_torchvision_grid, smooth_images
+
+    def write(k: int) -> Path:
+        if layout == "folders":
+            return write_step(run, 100 * k, 3, seed=k, size=8)
+        grid = run / f"fake_samples_epoch_{k:03d}.png"
+        save_torchvision_grid(smooth_images(np.random.default_rng(k), 4, 16), grid, nrow=2)
+        os.utime(grid, (time.time() - 10,) * 2)
+        return grid
 
     run, encoder = tmp_path / "run", make_encoder("pixels:4", device="cpu")
+    written, held = [], {}
     with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
         watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
                           store, encoder)
         watcher.live = True
-        held = {}
         for k in range(1, 41):
-            write_step(run, 100 * k, 3, seed=k, size=8)
-            if k > 3:
-                shutil.rmtree(run / f"step_{100 * (k - 3):06d}")
+            written.append(write(k))
+            if len(written) > 3:
+                shutil.rmtree(written[-4]) if written[-4].is_dir() else written[-4].unlink()
             watcher.run_once()
-            if k in (10, 40):
+            if k in (25, 40):
                 held[k] = _held(watcher)
         assert len(info(tmp_path / "s.zarr")["steps"]) == 40
-    assert held[40] == held[10]
+    assert held[40] == held[25]
 
 
 @pytest.mark.parametrize("how", ["link pointed elsewhere", "made again"])
