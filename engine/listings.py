@@ -25,6 +25,9 @@ from typing import Any
 SETTLED_LISTING_S = 2.0
 #: Results kept per function, the last used (one a checkpoint folder, about a kilobyte).
 KEPT_MOST = 20_000
+#: A function's results are looked over once they are twice as many as after the last look (and
+#: at least this many): those of folders changed or gone since, never to be used again, are dropped.
+LOOKED_OVER_FROM = 64
 
 
 class _Computing(threading.local):
@@ -113,9 +116,11 @@ def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Keep ``fn(folder, *args)`` (hashable arguments) while no folder it listed changed. Its
     listings go through :func:`note`; the result is shared, so callers do not change it. The
     :data:`KEPT_MOST` last used are kept: a trainer that deletes its old checkpoints left one
-    entry for each it ever wrote."""
+    entry for each it ever wrote; those of folders changed or gone are dropped as they pile up
+    (:func:`_drop_changed`). ``wrapper.held()``: how many are kept now."""
     kept: collections.OrderedDict[tuple, tuple[dict[str, tuple[int, int]], Any]] = collections.OrderedDict()
     lock = threading.Lock()
+    left_after_look = 0  # results kept after the last look over them
 
     @functools.wraps(fn)
     def wrapper(folder: os.PathLike | str, *args: Any) -> Any:
@@ -133,6 +138,7 @@ def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
             result = fn(folder, *args)
         finally:
             listed = _computing.stack.pop()
+        nonlocal left_after_look
         with lock:
             if listed is None:
                 kept.pop(key, None)
@@ -141,8 +147,26 @@ def kept_while_listed_alike(fn: Callable[..., Any]) -> Callable[..., Any]:
                 kept.move_to_end(key)
                 while len(kept) > KEPT_MOST:
                     kept.popitem(last=False)
+            look = len(kept) >= max(2 * left_after_look, LOOKED_OVER_FROM)
+            results = list(kept.items()) if look else []
+        if look:
+            left_after_look = _drop_changed(kept, lock, results)
         if listed is not None:
             _merge(listed)
         return result
 
+    wrapper.held = lambda: len(kept)  # type: ignore[attr-defined]  # results kept now (tests, benchmarks)
     return wrapper
+
+
+def _drop_changed(kept: collections.OrderedDict, lock: threading.Lock, results: list) -> int:
+    """Drop the ``results`` whose folders changed or went (a trainer deleting its old checkpoints):
+    KEPT_MOST alone held one for each of its last 20,000 checkpoints (9 kB a checkpoint of 8 files
+    over the kept functions); returns how many are left. Amortised: a look over n results comes
+    after n new ones."""
+    changed = [(key, entry) for key, entry in results if not _alike(entry[0])]
+    with lock:
+        for key, entry in changed:
+            if kept.get(key) is entry:
+                del kept[key]
+        return len(kept)

@@ -1811,3 +1811,33 @@ def test_the_listing_memo_keeps_the_last_used_results_only(tmp_path, monkeypatch
     names(tmp_path / "b")
     names(tmp_path / "a")
     assert calls == ["a", "b", "c", "a"]
+
+
+def test_the_listing_memo_drops_the_results_of_folders_gone_long_before_it_is_full(tmp_path):
+    """Round BJ: a trainer keeping its newest 3 checkpoints, watched for days: the memo held a
+    result for each of its last 20,000 (KEPT_MOST) folders, 9 kB a checkpoint of 8 files. Those
+    of folders gone are dropped as they pile up; those still there stay kept."""
+    import shutil
+
+    from engine import listings
+
+    calls = []
+
+    @listings.kept_while_listed_alike
+    def names(folder):
+        calls.append(folder.name)
+        listings.note(listings.time_before_listing(folder))
+        return sorted(os.listdir(folder))
+
+    for k in range(300):
+        (tmp_path / f"step_{k}").mkdir()
+        (tmp_path / f"step_{k}" / "0.png").touch()
+        _age(tmp_path / f"step_{k}")
+        names(tmp_path / f"step_{k}")
+        if k >= 3:
+            shutil.rmtree(tmp_path / f"step_{k - 3}")
+    assert names.held() < 150  # of the 300 folders written, 3 left
+    calls.clear()
+    for k in (297, 298, 299):
+        assert names(tmp_path / f"step_{k}") == ["0.png"]
+    assert calls == []  # the folders still there: kept
