@@ -254,6 +254,8 @@ class Signals:
     _alerts_behind: tuple | None = field(default=None, init=False)
     _took_up: bool = field(default=False, init=False)  # the evaluations a stopped watch left: see _left_behind
     _announced: dict = field(default_factory=dict, init=False)  # (step, rule) -> alert announced in this call
+    #: (step, rule) -> an onset a killed watch stored unsaid, till this watch's first whole pass says it (:meth:`start`)
+    _unannounced: dict = field(default_factory=dict, init=False)
 
     def __call__(self, store: StoreWriter, results: list[IngestResult]) -> None:
         self._rows = _RowWindow()  # this call's reads (the reference's labels, then the steps')
@@ -291,6 +293,8 @@ class Signals:
             self._say_withdrawn_failing(store, before)
             raise
         self._say_withdrawn(store, before)
+        if not self.pending:
+            self._say_unannounced(store)
 
     def _say_withdrawn_failing(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
         """:meth:`_say_withdrawn` as the pass fails: a store failing too (moved, its disk full)
@@ -361,21 +365,27 @@ class Signals:
         self._write_measured(store, at_once=True)  # an alert that holds on without an onset
 
     def start(self, store: StoreWriter) -> None:
-        """The watch starts: say the onsets and withdrawals a watch killed before their lines
-        left unsaid, and run --on-alert for those onsets (a watch killed between storing an
-        alert and its ALERT line left it stored, never said nor acted on)."""
-        ckpt, current = store.checkpoints(), store.current_checkpoints()
-        by_step = _current_generated_by_step(ckpt, current)
-        self._renamed = _renamed_steps(ckpt, current, by_step)
-        self._abandoned = _abandoned_steps(by_step, _replaced_steps(ckpt, current, by_step))
-        now = {(a["step"], a["rule"]) for a in store.alerts()}
-        for record in store.unsaid_onsets():
-            if (record["step"], record["rule"]) in now:
+        """The watch starts: note the onsets a watch killed before their ALERT lines left unsaid
+        (stored, never said nor acted on). They are said, and --on-alert run, once this watch's
+        first whole pass confirms they still hold (:meth:`_say_unannounced`): said here, one whose
+        step was rewritten healthy meanwhile ran its command, then was withdrawn (round BL). The
+        withdrawals left unsaid are said by that pass too, those still true."""
+        self._unannounced = {(a["step"], a["rule"]): a for a in store.unsaid_onsets()}
+
+    def _say_unannounced(self, store: StoreWriter) -> None:
+        """After a whole pass: say the onsets noted at :meth:`start` that the alert list still holds
+        (at the step their checkpoint is read at now), in step order, and run --on-alert for them."""
+        if not self._unannounced:
+            return
+        now = {(a["step"], a["rule"]): a for a in store.alerts()}
+        for key in sorted(self._unannounced):
+            if key in now and key not in self._announced:  # not said as a new onset in the pass
+                record = now[key]
                 alert = Alert(record["step"], record["rule"], np.nan if record["value"] is None else record["value"],
                               record["message"])
                 self._announce(alert, store, late=" (stored by a watch killed before it said so)")
-        store.said_onsets()
-        self._say_withdrawn(store, {})
+        store.said_onsets(list(self._unannounced.values()))
+        self._unannounced = {}
 
     def _say_withdrawn(self, store: StoreWriter, before: dict[tuple[int, str], dict]) -> None:
         """One line per rule whose alerts stored before this call (or announced in it, or taken off
@@ -387,7 +397,9 @@ class Signals:
         unsaid = {(a["step"], a["rule"]): a for a in store.unsaid_withdrawals()}
         gone: dict[str, list[dict]] = {}
         for key, alert in sorted({**unsaid, **before, **self._announced}.items()):
-            if key not in now:
+            if key in self._unannounced and key not in now:
+                self._say_unannounced_gone(key, now)
+            elif key not in now:
                 gone.setdefault(key[1], []).append(alert)
         for rule, alerts in gone.items():
             moved = [a for a in alerts if (self._renamed.get(a["step"]), rule) in now]
@@ -395,14 +407,31 @@ class Signals:
                 self._say_moved(store, rule, moved)
             if alerts := [a for a in alerts if a not in moved]:
                 more = f" (and {counted(len(alerts) - 1, 'later step')})" if len(alerts) > 1 else ""
-                new, skipped = self._renamed.get(alerts[0]["step"]), self._abandoned.get(alerts[0]["step"])
-                why = (f"its checkpoint is read at step {new} now (renamed), where it does not hold" if new is not None
-                       else f"step {alerts[0]['step']} is the abandoned run's: the run resumed at step {skipped[0]} went "
-                            f"on to step {skipped[1]} without it" if skipped
-                       else "no longer holds on the steps as measured now (a step measured late or again)")
-                print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: {why}; it said: "
-                               f"{alerts[0]['message']}{self._pause_kept(alerts, now)}"), file=sys.stderr)
+                print(one_line(f"evowatch: ALERT WITHDRAWN step {alerts[0]['step']}{more} [{rule}]: "
+                               f"{self._why_gone(alerts[0]['step'])}; it said: {alerts[0]['message']}"
+                               f"{self._pause_kept(alerts, now)}"), file=sys.stderr)
         store.said_withdrawals()
+
+    def _why_gone(self, step: int) -> str:
+        """Why the alerts of ``step`` left the list: its checkpoint renamed, abandoned, or measured anew."""
+        new, skipped = self._renamed.get(step), self._abandoned.get(step)
+        return (f"its checkpoint is read at step {new} now (renamed), where it does not hold" if new is not None
+                else f"step {step} is the abandoned run's: the run resumed at step {skipped[0]} went on to step "
+                     f"{skipped[1]} without it" if skipped
+                else "no longer holds on the steps as measured now (a step measured late or again)")
+
+    def _say_unannounced_gone(self, key: tuple[int, str], now: set[tuple[int, str]]) -> None:
+        """An onset a killed watch left unsaid (:meth:`start`) that this watch's pass took off the list:
+        no ALERT line nor --on-alert for it; one line says it was never announced and is gone (a
+        WITHDRAWN line of an alert never said), unless its checkpoint was renamed to a step where it
+        holds: announced there (:meth:`_say_unannounced`)."""
+        alert = self._unannounced.pop(key)
+        if (moved := (self._renamed.get(key[0]), key[1])) in now:
+            self._unannounced[moved] = alert
+            return
+        print(one_line(f"evowatch: step {key[0]} [{key[1]}], stored by a watch killed before it said so, was never "
+                       f"announced nor --on-alert run, and is gone: {self._why_gone(key[0])}; it said: "
+                       f"{alert['message']}{self._pause_kept([alert], now)}"), file=sys.stderr)
 
     def _say_moved(self, store: StoreWriter, rule: str, moved: list[dict]) -> None:
         """One line for a rule's alerts whose checkpoints were renamed to another step where they
@@ -857,7 +886,7 @@ class Signals:
             self._alerts_caught_up(store)
             for alert in onsets:
                 self._announce(alert, store)
-            store.said_onsets()
+            store.said_onsets([alert.to_dict() for alert in onsets])
 
     def _announce(self, alert: Alert, store: StoreWriter | None = None, late: str = "") -> None:
         self._announced[(alert.step, alert.rule)] = alert.to_dict()

@@ -1703,15 +1703,19 @@ class StoreWriter(StoreReader):
         """The withdrawals kept unsaid (:meth:`StoreReader.unsaid_withdrawals`) have been said."""
         self._said("unsaid_withdrawals")
 
-    def said_onsets(self) -> None:
-        """The onsets kept unsaid (:meth:`StoreReader.unsaid_onsets`) have been announced, their
-        --on-alert commands handed to the runner."""
-        self._said("unsaid_onsets")
+    def said_onsets(self, said: Sequence[Mapping[str, Any]]) -> None:
+        """The onsets ``said`` (by step and rule) have been announced, their --on-alert commands
+        handed to the runner: the others stay unsaid (:meth:`StoreReader.unsaid_onsets`; a
+        killed watch's, said once a pass confirms them, outlive a new onset's line)."""
+        self._said("unsaid_onsets", {(a["step"], a["rule"]) for a in said})
 
     @uninterrupted
-    def _said(self, key: str) -> None:
-        if self._unsaid_alerts(key):
-            self._ensure_group("alerts").update_attributes({key: []})
+    def _said(self, key: str, said: set[tuple[int, str]] | None = None) -> None:
+        """Empty the record ``key``, or drop the alerts ``said`` from it."""
+        records = self._unsaid_alerts(key)
+        left = [a for a in records if said is not None and (a["step"], a["rule"]) not in said]
+        if left != records:
+            self._ensure_group("alerts").update_attributes({key: left})
 
     def label_folders(self) -> frozenset[str]:
         """The run's label folders kept (:meth:`note_label_folders`); in a store made before they

@@ -1013,7 +1013,7 @@ def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path,
         def set_alerts(self, alerts, onsets=()):
             self.attrs = {"alerts": alerts}
 
-        def said_onsets(self):
+        def said_onsets(self, said):
             pass
 
         def alerts(self):
@@ -1043,7 +1043,7 @@ def test_pause_names_every_alert_of_the_step(tmp_path, caplog):
         def set_alerts(self, alerts, onsets=()):
             self.attrs = {"alerts": alerts}
 
-        def said_onsets(self):
+        def said_onsets(self, said):
             pass
 
         def alerts(self):
@@ -1470,6 +1470,40 @@ def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_
     assert main(argv) == 0
     assert "ALERT" not in capsys.readouterr().err
     assert said.read_text() == "200 collapse\n"
+
+
+def test_an_onset_a_killed_watch_left_unsaid_is_said_only_once_the_next_pass_confirms_it(tmp_path, capsys):
+    """Round BL: an onset left unsaid by a kill, its step rewritten healthy before the next watch,
+    was said as that watch started, --on-alert run, then withdrawn in the same pass. Now it is said
+    (and run) only if the first pass keeps it; gone, one line says it was never announced."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store) + ["--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"',
+                                     "--pause-on-alert"]
+
+    def killed(self, alert, writer=None, late=""):  # the kill comes as the onset is about to be said
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_announce", killed)
+        assert main(argv) == 130
+    write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten healthy before the next watch
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "ALERT" not in err and not said.exists()
+    assert err.count("step 200 [collapse], stored by a watch killed before it said so, was never announced nor "
+                     "--on-alert run, and is gone: no longer holds") == 1
+    assert "EVOWATCH_PAUSE, written for it, stays" in err  # written by the killed watch, before the store
+    assert StoreReader(store).unsaid_onsets() == [] and StoreReader(store).alerts() == []
+    assert main(argv) == 0
+    assert "never announced" not in capsys.readouterr().err and not said.exists()
 
 
 def test_the_fault_campaign_finds_an_announced_alert_gone_unsaid():
