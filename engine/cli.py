@@ -21,7 +21,7 @@ from engine import stopping
 from engine.backlog_log import counted
 from engine.errors import DiscoveryError, EvowatchError
 from stores.errors import NO_ROOM
-from stores.format import did_you_mean, one_line, stored_text
+from stores.format import did_you_mean, listed, one_line, stored_text
 
 if TYPE_CHECKING:  # the CLI imports heavy modules lazily, so `--help` stays fast
     from engine.discovery.options import DiscoveryOptions
@@ -393,7 +393,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     if len(shown) < len(summary["alerts"]):
         print(f"  ({len(shown)} shown: each rule's first and the newest {NEWEST_ALERTS}; "
               f"`evowatch info --json` lists all {len(summary['alerts'])})")
+    if line := _unsaid_line(summary["unsaid_alerts"]):
+        print(one_line(line))
     return 0
+
+
+def _unsaid_line(unsaid: dict[str, list[dict]]) -> str:
+    """The onsets and withdrawals a watch killed before their lines left unsaid (docs/metrics.md),
+    else "": info listed such an alert as if announced and its --on-alert command run."""
+    parts = [f"{counted(len(alerts), noun)} {what} ({listed([_alert_name(a) for a in alerts])})"
+             for noun, what, alerts in (("onset", "never announced nor --on-alert run", unsaid["onsets"]),
+                                        ("withdrawal", "never said withdrawn", unsaid["withdrawals"])) if alerts]
+    return ("unsaid      " + "; ".join(parts) + ": a watch was killed before their lines; the next watch says those "
+            "its first pass confirms") if parts else ""
+
+
+def _alert_name(alert: dict) -> str:
+    """``step 200 [collapse]``."""
+    return f"step {alert['step']} [{alert['rule']}]"
 
 
 def cmd_layout(args: argparse.Namespace) -> int:

@@ -816,6 +816,7 @@ class StoreReader:
             "latest_metrics": latest,
             "scalars": self.scalar_names(),
             "alerts": self.alerts(),
+            "unsaid_alerts": {"onsets": self.unsaid_onsets(), "withdrawals": self.unsaid_withdrawals()},
             "missing_chunks": self.missing_chunks(),
         }
 

@@ -1506,6 +1506,44 @@ def test_an_onset_a_killed_watch_left_unsaid_is_said_only_once_the_next_pass_con
     assert "never announced" not in capsys.readouterr().err and not said.exists()
 
 
+def test_info_says_the_alerts_a_killed_watch_left_unsaid(tmp_path, capsys):
+    """Round BL: after a watch killed before an onset's ALERT line, `evowatch info` listed the alert as
+    if announced, nothing saying --on-alert never ran; a withdrawal left unsaid was not shown at all."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store)
+
+    def killed(self, alert, writer=None, late=""):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_announce", killed)
+        assert main(argv) == 130
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0
+    assert ("\nunsaid      1 onset never announced nor --on-alert run (step 200 [collapse]): a watch was killed before "
+            "their lines; the next watch says those its first pass confirms\n") in capsys.readouterr().out
+    assert main(["info", str(store), "--json"]) == 0
+    unsaid = json.loads(capsys.readouterr().out)["unsaid_alerts"]
+    assert [(a["step"], a["rule"]) for a in unsaid["onsets"]] == [(200, "collapse")] and unsaid["withdrawals"] == []
+    assert main(argv) == 0  # said now
+    write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten healthy: withdrawn, the kill before its line
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_say_withdrawn", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert main(argv) == 130
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0
+    assert "\nunsaid      1 withdrawal never said withdrawn (step 200 [collapse]): " in capsys.readouterr().out
+    assert main(argv) == 0
+    assert main(["info", str(store), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unsaid_alerts"] == {"onsets": [], "withdrawals": []}
+
+
 def test_the_fault_campaign_finds_an_announced_alert_gone_unsaid():
     """The kill campaign's ledger (benchmarks/fault_campaign.py): an alert announced, then gone
     from the store without a WITHDRAWN or MOVED line after it, is named; said, or stored, it is not."""
