@@ -1310,7 +1310,7 @@ def test_a_withdrawal_stored_by_a_watch_stopped_before_the_end_of_its_pass_is_sa
 def test_a_withdrawal_stored_by_a_watch_killed_before_its_line_is_said_by_the_next_watch(tmp_path, capsys):
     """Round BJ: a watch killed between storing the shorter alert list and its ALERT WITHDRAWN
     line lost the line for good: the next watch read the list already without the alert. The
-    store keeps the withdrawals unsaid with that list; the next watch says them at its start, once."""
+    store keeps the withdrawals unsaid with that list; the next watch says them after its first pass, once."""
     from engine.cli import main
     from engine.signals import Signals
     from stores.zarr_store import StoreReader
@@ -1445,8 +1445,8 @@ def test_a_step_rewritten_as_it_settles_after_a_later_one_leaves_the_later_steps
 def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_by_the_next_watch(tmp_path, capsys):
     """Round BK: a watch killed between storing an onset and its ALERT line (and --on-alert)
     left the alert stored: the next watch read it as said, printed nothing and never ran the
-    command. The store keeps the onset unsaid with the list; the next watch says it as it
-    starts and runs the command, once."""
+    command. The store keeps the onset unsaid with the list; the next watch says it after
+    its first pass (it still holds) and runs the command, once."""
     from engine.cli import main
     from engine.signals import Signals
     from stores.zarr_store import StoreReader
