@@ -9,7 +9,8 @@ checks it between steps::
         wait_if_paused(run_dir)      # blocks while RUN_DIR/EVOWATCH_PAUSE exists
         ...
 
-Delete the file (or call :func:`clear_pause`) to resume. ``evowatch watch --on-alert CMD``
+With several processes (``torchrun``, ``accelerate launch``) every rank calls :class:`PauseGate`'s
+``wait()`` instead, so all pause at the same step. Delete the file (or call :func:`clear_pause`) to resume. ``evowatch watch --on-alert CMD``
 runs ``CMD`` through :func:`run_on_alert` with the alert in environment variables, one
 alert at a time beside the watch (:class:`AlertCommands`).
 """
@@ -23,11 +24,12 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,86 @@ def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: f
             break
         time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))  # not a poll past it
     return True
+
+
+#: What :class:`PauseGate` shares from rank 0: the index of the folder holding the pause file (-1: none),
+#: and the calls until rank 0 looks again.
+Decision = tuple[int, int]
+
+
+def _process_group_share() -> Callable[[Callable[[], Decision]], Decision] | None:
+    """Rank 0's decision sent to every rank of torch.distributed's default process group, or None
+    outside one (torch not even imported: this file stays standard library only)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return None
+
+    def share(look: Callable[[], Decision]) -> Decision:
+        decision = [look() if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(decision, src=0)  # on the backend's own device (NCCL: the current GPU)
+        return decision[0]
+
+    return share
+
+
+class PauseGate:
+    """:func:`wait_if_paused` for a run of several processes (``torchrun``, ``accelerate launch``,
+    a hand-written DDP loop), which every rank calls at the same point of each step::
+
+        gate = PauseGate(run_dir)
+        for step in range(n_steps):
+            gate.wait()              # every rank pauses at the same step while RUN_DIR/EVOWATCH_PAUSE exists
+
+    Each rank looking for the file itself, one written between two ranks' looks held one rank in the
+    pause and the others in the gradient all-reduce until the process group's timeout ended the run.
+    Here rank 0 looks, about every ``check_every_s`` seconds (at a call it names in advance, paced by
+    the steps' speed), and every rank follows its answer (one broadcast a look); paused ranks sleep
+    ``poll_s`` and ask again, so a pause may outlast the group's timeout if ``poll_s`` is well under it.
+    Without a process group (one process) each call is :func:`wait_if_paused`. ``run_dir`` may be
+    several folders (a file in any pauses); ``share`` replaces torch.distributed's broadcast (a
+    Lightning strategy's): it calls ``look`` on rank 0 alone and returns its result on every rank.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike | Sequence[str | os.PathLike], check_every_s: float = 1.0,
+                 poll_s: float = 5.0, share: Callable[[Callable[[], Decision]], Decision] | None = None) -> None:
+        dirs = [run_dir] if isinstance(run_dir, (str, os.PathLike)) else list(run_dir)
+        self.run_dirs = [Path(d) for d in dirs]
+        self.check_every_s, self.poll_s, self.share = check_every_s, poll_s, share
+        self._calls, self._due = 0, 0  # calls made, and the one rank 0 looks at: the same on every rank
+        self._mark = (time.monotonic(), 0)  # rank 0's clock and call count at its last look
+        self._paused_at: int = -1  # rank 0's last reading, to log a pause once
+
+    def _paused(self) -> int:
+        return next((i for i, d in enumerate(self.run_dirs) if evowatch_should_pause(d)), -1)
+
+    def _look(self) -> Decision:
+        """Rank 0's reading: the folder holding the pause file (-1: none), and the calls until its next
+        look (as many as fit in ``check_every_s`` at the pace since the last one)."""
+        paused = self._paused()
+        if paused >= 0 and self._paused_at < 0:
+            log.warning("%s", pause_message(self.run_dirs[paused]))
+        now, (then, before) = time.monotonic(), self._mark
+        self._mark, self._paused_at = (now, self._calls), paused
+        return paused, max(1, int(self.check_every_s * (self._calls - before) / max(now - then, 1e-6)))
+
+    def wait(self) -> bool:
+        """Block while the run is paused, every rank alike; return True if it waited at all."""
+        share = self.share or _process_group_share()
+        if share is None:
+            waited = False
+            while (paused := self._paused()) >= 0:  # another folder's file may appear meanwhile
+                waited = wait_if_paused(self.run_dirs[paused], self.poll_s) or waited
+            return waited
+        self._calls += 1
+        if self._calls < self._due:
+            return False
+        paused, every = share(self._look)
+        waited = paused >= 0
+        while paused >= 0:  # short collectives, each well within the process group's timeout
+            time.sleep(self.poll_s)
+            paused, every = share(self._look)
+        self._due = self._calls + every
+        return waited
 
 
 def alert_env(alert: Any) -> dict[str, str]:

@@ -16,6 +16,9 @@ and, for ``--pause-on-alert``, at the top of each step (it returns at once unles
     from engine.pause import wait_if_paused                                       # evowatch
         wait_if_paused(run_dir)                                                   # evowatch
 
+Under ``torchrun`` every rank calls ``gate.wait()`` there instead, ``gate = PauseGate(run_dir)``
+made once: all ranks then pause at the same step.
+
 Each call writes ``RUN_DIR/samples_{step:08d}.npz`` (``images``, ``latents``, optional
 ``labels``) atomically; row ``i`` is instance ``i`` because the noise is fixed. Watch it::
 

@@ -885,9 +885,10 @@ def test_the_pause_helper_is_one_standard_library_file_a_trainer_can_copy(tmp_pa
     shutil.copy(pause.__file__, tmp_path / "evowatch_pause.py")
     (tmp_path / "EVOWATCH_PAUSE").write_text('{"step": 1, "rule": "collapse", "value": null, "message": "m"}')
     code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import evowatch_pause as p; "
-            f"print(p.read_pause({str(tmp_path)!r})['rule'], sorted(set(sys.modules) & {{'numpy', 'stores'}}))")
+            f"print(p.read_pause({str(tmp_path)!r})['rule'], p.PauseGate({str(tmp_path / 'other')!r}).wait(), "
+            "sorted(set(sys.modules) & {'numpy', 'stores', 'torch'}))")  # the gate: torch only if the trainer has it
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["collapse", "[]"]
+    assert out.split() == ["collapse", "False", "[]"]
 
 
 def test_pause_file_roundtrip_and_wait(tmp_path):

@@ -1,0 +1,81 @@
+"""engine.pause.PauseGate: every rank of a plain torch.distributed loop pauses at the same step."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from engine.pause import PauseGate, clear_pause, evowatch_should_pause, wait_if_paused, write_pause
+
+#: The step at which rank 0 writes the pause file, after its own look and before rank 1's.
+RACE_STEP, STEPS, GROUP_TIMEOUT_S = 3, 8, 5
+
+
+def _train(rank: int, run: Path, gated: bool) -> None:
+    """A rank of a two-process gloo loop: a pause check, then an all-reduce standing for the gradients'."""
+    dist.init_process_group("gloo", init_method=f"file://{run / 'rendezvous'}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=GROUP_TIMEOUT_S))
+    torch.set_num_threads(1)
+    gate = PauseGate(run, check_every_s=0, poll_s=0.1)
+    try:
+        for step in range(STEPS):
+            if step == RACE_STEP and rank == 1:  # rank 1 reaches its check once the file is there (1 s at most)
+                deadline = time.monotonic() + 1
+                while not evowatch_should_pause(run) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            gate.wait() if gated else wait_if_paused(run, poll_s=0.1)
+            if step == RACE_STEP and rank == 0:
+                write_pause(run, {"step": step, "rule": "collapse", "value": 1.0, "message": "m"})
+            dist.all_reduce(torch.ones(4))
+            with open(run / f"rank{rank}.log", "a") as log:
+                log.write(f"{step} {time.time():.3f}\n")
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(run: Path, gated: bool) -> None:
+    def resume_later():  # the user deletes the file once the process group's timeout has passed
+        deadline = time.monotonic() + 60
+        while not evowatch_should_pause(run) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(GROUP_TIMEOUT_S + 2)
+        clear_pause(run)
+
+    threading.Thread(target=resume_later, daemon=True).start()
+    mp.spawn(_train, args=(run, gated), nprocs=2)
+
+
+def test_two_gloo_ranks_pause_together_past_the_group_timeout_and_train_on(tmp_path):
+    """Round BM: plain torch.distributed loops had no safe pause (see the test below). With PauseGate the
+    file written between the ranks' looks pauses both at the next step, longer than the group's timeout."""
+    _run(tmp_path, gated=True)
+    for rank in (0, 1):
+        ends = [line.split() for line in (tmp_path / f"rank{rank}.log").read_text().splitlines()]
+        assert [int(step) for step, _ in ends] == list(range(STEPS))
+        gaps = np.diff([float(t) for _, t in ends])
+        assert gaps.argmax() == RACE_STEP and gaps.max() > GROUP_TIMEOUT_S  # paused before step RACE_STEP + 1
+
+
+def test_each_rank_calling_wait_if_paused_times_out_in_the_all_reduce(tmp_path):
+    """Why the gate: rank 1 waits in the pause while rank 0 waits in the all-reduce, which the group ends."""
+    with pytest.raises(mp.ProcessRaisedException, match="Timed out"):
+        _run(tmp_path, gated=False)
+
+
+def test_without_a_process_group_it_is_wait_if_paused(tmp_path):
+    """One process: each call looks (no pacing), blocks while the file is in any of its folders."""
+    other = tmp_path / "checkpoints"
+    other.mkdir()
+    gate = PauseGate([tmp_path, other], check_every_s=60, poll_s=0.01)
+    assert gate.wait() is False
+    write_pause(other, {"step": 1, "rule": "collapse", "value": 1.0, "message": "m"})
+    threading.Timer(0.2, clear_pause, (other,)).start()
+    start = time.monotonic()
+    assert gate.wait() is True and time.monotonic() - start >= 0.2 and not evowatch_should_pause(other)
