@@ -39,10 +39,8 @@ Run the example (CPU, offline, scikit-learn's digits)::
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import lightning as L
@@ -54,9 +52,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from engine.pause import evowatch_should_pause, pause_message
-
-log = logging.getLogger(__name__)
+from engine.pause import PauseGate
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -70,19 +66,16 @@ class EvowatchPause(Callback):
 
     The trainer sleeps (no GPU work) while ``EVOWATCH_PAUSE`` exists in ``run_dir``, by default
     in each folder the examples watch: ``trainer.log_dir`` and the ``ModelCheckpoint`` folder
-    (``--sampler`` runs). Rank 0 looks for the file about every ``check_every_s`` seconds, at a
-    batch it names in advance, and every rank follows its decision (one broadcast a check): each
-    rank looking itself, a file written between two ranks' looks held one rank in the pause and
-    the others in the gradient all-reduce, which the process group's timeout then ended.
+    (``--sampler`` runs). Under DDP every rank pauses at the same batch: rank 0 looks for the file
+    about every ``check_every_s`` seconds and the strategy's broadcast gives every rank its answer
+    (:class:`engine.pause.PauseGate`, which plain torch.distributed loops use too).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str] | None = None, poll_s: float = 5.0,
                  check_every_s: float = 1.0) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.poll_s, self.check_every_s = poll_s, check_every_s
-        self._dirs: list[Path] = []
-        self._batches, self._due = 0, 0  # batches started, and the one to check at: the same on every rank
-        self._mark = (0.0, 0)  # rank 0's clock and batch count at its last look
+        self._gate: PauseGate | None = None
 
     def _pause_dirs(self, trainer: L.Trainer) -> list[Path]:
         if self.run_dir is not None:
@@ -91,33 +84,16 @@ class EvowatchPause(Callback):
         return [Path(d) for d in (trainer.log_dir, checkpoints) if d]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        def share(look):  # rank 0 looks; the strategy's broadcast works beyond torch.distributed (XLA)
+            return trainer.strategy.broadcast(look() if trainer.is_global_zero else None, src=0)
+
         # trainer.log_dir is a broadcast under DDP: read here, where every rank calls it, not per batch
-        self._dirs = self._pause_dirs(trainer)
-        self._batches, self._due, self._mark = 0, 0, (time.monotonic(), 0)
-
-    def _look(self) -> tuple[Path | None, int]:
-        """Rank 0's reading: the folder holding a pause file, if any, and the batches until the
-        next look (as many as fit in ``check_every_s`` at the pace since the last one)."""
-        paused = next((folder for folder in self._dirs if evowatch_should_pause(folder)), None)
-        now, (then, before) = time.monotonic(), self._mark
-        self._mark = (now, self._batches)
-        return paused, max(1, int(self.check_every_s * (self._batches - before) / max(now - then, 1e-6)))
-
-    def _decide(self, trainer: L.Trainer) -> tuple[Path | None, int]:
-        """Rank 0 looks; every rank gets its reading (all ranks call this at the same batch)."""
-        return trainer.strategy.broadcast(self._look() if trainer.is_global_zero else None, src=0)
+        self._gate = PauseGate(self._pause_dirs(trainer), self.check_every_s, self.poll_s,
+                               share if trainer.world_size > 1 else None)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        self._batches += 1
-        if self._batches < self._due:
-            return
-        paused, every = self._decide(trainer)
-        if paused is not None and trainer.is_global_zero:
-            log.warning("%s", pause_message(paused))
-        while paused is not None:  # every rank sleeps, then learns from rank 0 whether to go on
-            time.sleep(self.poll_s)
-            paused, every = self._decide(trainer)
-        self._due = self._batches + every
+        if self._gate is not None:
+            self._gate.wait()
 
 
 class EvowatchSamples(EvowatchPause):

@@ -189,17 +189,18 @@ def test_the_lightning_callback_waits_while_evowatch_asks_for_a_pause(tmp_path, 
     from examples import lightning_callback
 
     watched, waiting, seen = "checkpoints" if weights_only else "version_0", threading.Event(), []
+    should_pause = pause.evowatch_should_pause
 
     def look(run_dir):  # the callback's own look; evowatch pauses at the first batch
         if Path(run_dir).name == watched and not seen:
             Path(run_dir).mkdir(parents=True, exist_ok=True)  # ModelCheckpoint makes it at its first save
             seen.append(pause.write_pause(run_dir, {"step": 0, "rule": "collapse", "value": 1.0, "message": "m"}))
-        if pause.evowatch_should_pause(run_dir):
+        if should_pause(run_dir):
             waiting.set()
             return True
         return False
 
-    monkeypatch.setattr(lightning_callback, "evowatch_should_pause", look)
+    monkeypatch.setattr(pause, "evowatch_should_pause", look)
     monkeypatch.setattr(lightning_callback.EvowatchPause.__init__, "__defaults__", (None, 0.05, 1.0))  # poll_s
     trainer = threading.Thread(target=lightning_callback.train, args=(tmp_path,),
                                kwargs={"steps": 4, "every": 2, "n_samples": 4, "checkpoint_every": 2,
