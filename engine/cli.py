@@ -404,8 +404,8 @@ def _unsaid_line(unsaid: dict[str, list[dict]]) -> str:
     parts = [f"{counted(len(alerts), noun)} {what} ({listed([_alert_name(a) for a in alerts])})"
              for noun, what, alerts in (("onset", "never announced nor --on-alert run", unsaid["onsets"]),
                                         ("withdrawal", "never said withdrawn", unsaid["withdrawals"])) if alerts]
-    return ("unsaid      " + "; ".join(parts) + ": a watch was killed before their lines; the next watch says those "
-            "its first pass confirms") if parts else ""
+    return ("unsaid      " + "; ".join(parts) + ": a watch was killed before saying so; the next watch says what its "
+            "first pass confirms") if parts else ""
 
 
 def _alert_name(alert: dict) -> str:

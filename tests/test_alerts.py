@@ -1528,7 +1528,7 @@ def test_info_says_the_alerts_a_killed_watch_left_unsaid(tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(store)]) == 0
     assert ("\nunsaid      1 onset never announced nor --on-alert run (step 200 [collapse]): a watch was killed before "
-            "their lines; the next watch says those its first pass confirms\n") in capsys.readouterr().out
+            "saying so; the next watch says what its first pass confirms\n") in capsys.readouterr().out
     assert main(["info", str(store), "--json"]) == 0
     unsaid = json.loads(capsys.readouterr().out)["unsaid_alerts"]
     assert [(a["step"], a["rule"]) for a in unsaid["onsets"]] == [(200, "collapse")] and unsaid["withdrawals"] == []
