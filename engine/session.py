@@ -16,7 +16,7 @@ from engine.errors import EvowatchError, WeightsNotFoundError
 from engine.pause import missing_program
 from engine.watch import AfterIngest, WatchConfig, Watcher
 from stores.errors import StoreFormatError, StoreLockedError
-from stores.format import KIND_CODES
+from stores.format import KIND_CODES, listed
 from stores.zarr_store import (DEFAULT_THUMBNAIL_SIZE, StoreReader, StoreWriter, check_store_path, discard_store,
                                 encoder_mismatch, superseded_flags)
 
@@ -130,6 +130,8 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
                               **({"sampler": sampler.identity} if sampler else {}),
                               **({"no_metrics": True} if args.no_metrics else {})})
         _say_resumed(store)
+        if args.no_metrics:
+            _say_kept_unsaid(store)
         watcher.start_hooks()
         try:
             yield watcher
@@ -146,6 +148,16 @@ def _say_resumed(store: StoreReader) -> None:
         span = f"{steps[0]:,}" + (f"..{steps[-1]:,}" if len(steps) > 1 else "")
         log.info("%s: resuming: it holds %s (%s); only new or changed checkpoints are read", store.path,
                  counted(len(steps), "step"), span)
+
+
+def _say_kept_unsaid(store: StoreReader) -> None:
+    """--no-metrics on a store holding alerts a killed watch left unsaid: no pass measures, so none is
+    confirmed nor said; without this line they stayed unsaid silently (info promised the next watch)."""
+    if unsaid := store.unsaid_onsets() + store.unsaid_withdrawals():
+        names = listed([f"step {a['step']} [{a['rule']}]" for a in unsaid])
+        log.warning("%s: %s %s unsaid (a watch was killed before saying %s): --no-metrics measures nothing; the "
+                    "next watch without it says what its first pass confirms", store.path, names,
+                    "stays" if len(unsaid) == 1 else "stay", "it" if len(unsaid) == 1 else "them")
 
 
 def _watched_at(store: StoreReader) -> str | None:

@@ -2633,3 +2633,30 @@ def test_the_collapse_baseline_kept_between_steps_is_the_one_worked_out_from_eve
         patch.setattr(A, "_built_or_held", lambda past, rules: walked.extend(past) or walk(past, rules))
         evaluate_alerts(history.upto(2000))
     assert len(walked) < 100
+
+
+def test_a_watch_with_no_metrics_says_the_unsaid_alerts_stay_unsaid(tmp_path, capsys):
+    """Round BN: a killed watch's unsaid onset, then `watch --no-metrics`: no pass measures, so it was never
+    said nor confirmed, without a word (info promised the next watch would say it). Now one line says so."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store)
+
+    def killed(self, alert, writer=None, late=""):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_announce", killed)
+        assert main(argv) == 130
+    capsys.readouterr()
+    assert main(argv + ["--no-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert (f"{store}: step 200 [collapse] stays unsaid (a watch was killed before saying it): "
+            "--no-metrics measures nothing; the next watch without it says what its first pass "
+            "confirms") in err
+    assert [(a["step"], a["rule"]) for a in StoreReader(store).unsaid_onsets()] == [(200, "collapse")]
