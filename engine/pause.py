@@ -201,7 +201,7 @@ class PauseGate:
         self.run_dirs = [Path(d) for d in dirs]
         self.check_every_s, self.poll_s, self.share = check_every_s, poll_s, share
         self._calls, self._due = 0, 0  # calls made, and the one rank 0 looks at: the same on every rank
-        self._mark = (time.monotonic(), 0)  # rank 0's clock and call count at its last look
+        self._mark: tuple[float, int] | None = None  # rank 0's clock and call count at its last look
         self._paused_at: int = -1  # rank 0's last reading, to log a pause once
 
     def _paused(self) -> int:
@@ -213,9 +213,11 @@ class PauseGate:
         paused = self._paused()
         if paused >= 0 and self._paused_at < 0:
             log.warning("%s", pause_message(self.run_dirs[paused]))
-        now, (then, before) = time.monotonic(), self._mark
+        now, mark = time.monotonic(), self._mark
         self._mark, self._paused_at = (now, self._calls), paused
-        return paused, max(1, int(self.check_every_s * (self._calls - before) / max(now - then, 1e-6)))
+        if mark is None:  # no pace yet: timed from the gate's making, the first look put the next 40,000 calls off
+            return paused, 1
+        return paused, max(1, int(self.check_every_s * (self._calls - mark[1]) / max(now - mark[0], 1e-6)))
 
     def wait(self) -> bool:
         """Block while the run is paused, every rank alike; return True if it waited at all."""

@@ -79,3 +79,14 @@ def test_without_a_process_group_it_is_wait_if_paused(tmp_path):
     threading.Timer(0.2, clear_pause, (other,)).start()
     start = time.monotonic()
     assert gate.wait() is True and time.monotonic() - start >= 0.2 and not evowatch_should_pause(other)
+
+
+def test_the_look_after_the_first_is_paced_by_the_steps_not_by_the_gate_s_making(tmp_path):
+    """Round BN: the first look timed its pace from the gate's making, microseconds before the first call:
+    with 0.1 s steps and check_every_s=1 rank 0 put its next look 43,511 calls (72 minutes) off, so a pause
+    written at step 2 went unseen. The first look now has rank 0 look again at the next call."""
+    gate = PauseGate(tmp_path, check_every_s=1, poll_s=0.01, share=lambda look: look())  # a one-host share
+    assert gate.wait() is False
+    write_pause(tmp_path, {"step": 1, "rule": "collapse", "value": 1.0, "message": "m"})
+    threading.Timer(0.2, clear_pause, (tmp_path,)).start()
+    assert gate.wait() is True and not evowatch_should_pause(tmp_path)
