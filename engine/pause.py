@@ -189,7 +189,8 @@ class PauseGate:
     pause and the others in the gradient all-reduce until the process group's timeout ended the run.
     Here rank 0 looks, about every ``check_every_s`` seconds (at a call it names in advance, paced by
     the steps' speed), and every rank follows its answer (one broadcast a look); paused ranks sleep
-    ``poll_s`` and ask again, so a pause may outlast the group's timeout if ``poll_s`` is well under it.
+    ``poll_s`` and ask again, all at once, so a pause outlasts the group's timeout whatever ``poll_s`` (gloo,
+    2 ranks: ``poll_s`` 10 s under a 3 s timeout trained on after a 15 s pause).
     Without a process group (one process) each call is :func:`wait_if_paused`. ``run_dir`` may be
     several folders (a file in any pauses); ``share`` replaces torch.distributed's broadcast (a
     Lightning strategy's): it calls ``look`` on rank 0 alone and returns its result on every rank.
