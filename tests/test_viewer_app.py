@@ -15,7 +15,7 @@ from stores import format as fmt  # noqa: E402
 from stores.errors import StoreFormatError  # noqa: E402
 from stores.zarr_store import StoreReader, StoreWriter  # noqa: E402
 from viewer import store_path  # noqa: E402
-from viewer.data import colors, commits, figures, map_data, sample_rows, selections, step_signals, text_query  # noqa: E402
+from viewer.data import colors, commits, figures, filters, map_data, sample_rows, selections, step_signals, text_query  # noqa: E402
 from viewer.synthetic import ENCODER, SyntheticRun, build_store  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "viewer" / "app.py")
@@ -1061,3 +1061,33 @@ def test_the_metrics_pickers_glossary_says_every_metric_a_step_row_holds():
                                for v in (rng.normal(size=(n, 16)) for n in (200, 50, 40)))
     row = step_metrics(samples, ReferenceStats.build(real, held_out))
     assert [name for name in row if f"`{name}`" not in METRIC_GLOSSARY] == []
+
+
+def test_map_spec_cache_keeps_only_the_current_commit(tmp_path):
+    """A live run's older commits are not asked for again: their map specs (the size of the map
+    each, 16 kept) are dropped when a newer commit is read; at one commit the colours asked for
+    stay (switching back reuses the spec, as a click or a second tab does)."""
+    from streamlit.runtime.caching.cache_resource_api import get_resource_cache_stats_provider
+    from streamlit.runtime.stats import CACHE_MEMORY_FAMILY
+
+    def kept() -> int:  # cache_resource's stats: one entry per function, its entry count
+        stats = get_resource_cache_stats_provider().get_stats().get(CACHE_MEMORY_FAMILY, [])
+        return sum(s.byte_length for s in stats if s.cache_name.endswith("_cached_map_spec"))
+
+    def spec(commit: commits.Commit, color: str) -> dict:
+        d = map_data.map_data(path, commit)
+        xy = map_data.placed(path, commit, "rectilinear")
+        return figures.cached_map_spec(path, commit, "rectilinear", color, filters.Filters(), d, xy,
+                                       np.ones(d.n, bool), colors.coloring(d, color), trail=np.zeros(0, np.int64),
+                                       highlight=None)[0]
+
+    path = tmp_path / "run.zarr"
+    run = build_store(path, n_steps=2, per_step=10, n_real=10, thumbnail_size=8)
+    figures._cached_map_spec.clear()
+    for k in range(6):
+        run.add_step(3000 + 1000 * k)
+        commit = commits.read_commit(path)
+        first = spec(commit, "step")
+        spec(commit, "label")
+        assert spec(commit, "step") is first  # reused at its commit
+    assert kept() == 2  # the newest commit's two colours; before: 12, every commit's (up to 16)

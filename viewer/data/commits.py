@@ -102,6 +102,19 @@ def _reader(path: str, commit: Commit) -> StoreReader:
     return StoreReader(path)
 
 
+_SHOWN: dict[tuple[int, str], Commit] = {}  # (cached function, store) -> the commit it last served
+
+
+def forget_older_commits(cached: Any, path: str, commit: Commit) -> None:
+    """Empty the commit-keyed cache ``cached`` when ``path`` moves to another commit: a live run's
+    older commits are not asked for again, and their entries (a map spec each, up to 16) were
+    kept for good. Reruns at one commit (a click, a second tab, a colour switched back) still reuse."""
+    key = (id(cached), path)
+    if _SHOWN.setdefault(key, commit) != commit:
+        _SHOWN[key] = commit
+        cached.clear()
+
+
 def reader(path: str | Path, commit: Commit) -> StoreReader:
     """A read-only store handle whose attributes match ``commit`` (never mutate it)."""
     return _reader(str(path), commit)

@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from viewer.data.colors import REFERENCE_COLOR, ColorMode, Coloring, _viridis, row_rgb
-from viewer.data.commits import Commit
+from viewer.data.commits import Commit, forget_older_commits
 from viewer.data.filters import Filters
 from viewer.data.map_data import Layout, MapData
 from viewer.data.step_signals import METRIC_BETTER, _alert_line, _alert_matches
@@ -151,7 +151,9 @@ def cached_map_spec(path: str | Path, commit: Commit, layout: Layout, color: Col
     """:func:`map_spec`, shared between reruns and sessions: ``d``, ``xy``, ``visible`` and
     ``c`` are functions of (store, commit, layout, colour, filters), so those are the key. A
     selection or table click rerun, or a second browser tab, reuses the built spec (its
-    raster PNG and arrays) instead of rebuilding it. Never mutate the returned dict."""
+    raster PNG and arrays) instead of rebuilding it; a newer commit drops the older ones'
+    specs. Never mutate the returned dict."""
+    forget_older_commits(_cached_map_spec, str(path), commit)
     return _cached_map_spec(str(path), commit, layout, color, f, tuple(int(r) for r in trail),
                             None if highlight is None else tuple(int(r) for r in highlight), d, xy, visible, c)
 
