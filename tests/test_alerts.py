@@ -1131,6 +1131,19 @@ def alerts_stopped_at(stop: int) -> Iterator[None]:
         yield
 
 
+def stopped_before_announcing(argv: list[str]) -> None:
+    """`evowatch ARGV` stopped (Ctrl-C) between storing an onset and its ALERT line: status 130."""
+    from engine.cli import main
+    from engine.signals import Signals
+
+    def stopped(self, alert, writer=None, late=""):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Signals, "_announce", stopped)
+        assert main(argv) == 130
+
+
 def watch_once(run, store) -> list[str]:
     """`evowatch watch RUN --store STORE --once` with the pixels encoder, no layout."""
     return ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
@@ -1449,7 +1462,6 @@ def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_
     command. The store keeps the onset unsaid with the list; the next watch says it after
     its first pass (it still holds) and runs the command, once."""
     from engine.cli import main
-    from engine.signals import Signals
     from stores.zarr_store import StoreReader
 
     rng = np.random.default_rng(0)
@@ -1457,12 +1469,7 @@ def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_
     collapse_at_200(run, rng)
     argv = watch_once(run, store) + ["--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
 
-    def killed(self, alert, writer=None, late=""):  # the kill comes as the onset is about to be said
-        raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Signals, "_announce", killed)
-        assert main(argv) == 130
+    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
     assert "ALERT" not in capsys.readouterr().err
     assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse")]
     assert main(argv) == 0
@@ -1478,7 +1485,6 @@ def test_an_onset_a_killed_watch_left_unsaid_is_said_only_once_the_next_pass_con
     was said as that watch started, --on-alert run, then withdrawn in the same pass. Now it is said
     (and run) only if the first pass keeps it; gone, one line says it was never announced."""
     from engine.cli import main
-    from engine.signals import Signals
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
 
@@ -1488,12 +1494,7 @@ def test_an_onset_a_killed_watch_left_unsaid_is_said_only_once_the_next_pass_con
     argv = watch_once(run, store) + ["--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"',
                                      "--pause-on-alert"]
 
-    def killed(self, alert, writer=None, late=""):  # the kill comes as the onset is about to be said
-        raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Signals, "_announce", killed)
-        assert main(argv) == 130
+    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
     write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten healthy before the next watch
     capsys.readouterr()
     assert main(argv) == 0
@@ -1519,12 +1520,7 @@ def test_info_says_the_alerts_a_killed_watch_left_unsaid(tmp_path, capsys):
     collapse_at_200(run, rng)
     argv = watch_once(run, store)
 
-    def killed(self, alert, writer=None, late=""):
-        raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Signals, "_announce", killed)
-        assert main(argv) == 130
+    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
     capsys.readouterr()
     assert main(["info", str(store)]) == 0
     assert ("\nunsaid      1 onset never announced nor --on-alert run (step 200 [collapse]): a watch was killed before "
@@ -2639,7 +2635,6 @@ def test_a_watch_with_no_metrics_says_the_unsaid_alerts_stay_unsaid(tmp_path, ca
     """Round BN: a killed watch's unsaid onset, then `watch --no-metrics`: no pass measures, so it was never
     said nor confirmed, without a word (info promised the next watch would say it). Now one line says so."""
     from engine.cli import main
-    from engine.signals import Signals
     from stores.zarr_store import StoreReader
 
     rng = np.random.default_rng(0)
@@ -2647,12 +2642,7 @@ def test_a_watch_with_no_metrics_says_the_unsaid_alerts_stay_unsaid(tmp_path, ca
     collapse_at_200(run, rng)
     argv = watch_once(run, store)
 
-    def killed(self, alert, writer=None, late=""):
-        raise KeyboardInterrupt
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Signals, "_announce", killed)
-        assert main(argv) == 130
+    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
     capsys.readouterr()
     assert main(argv + ["--no-metrics"]) == 0
     err = capsys.readouterr().err
