@@ -605,6 +605,10 @@ def _left_when_interrupted(args: argparse.Namespace) -> str | None:
     if args.command == "layout":
         return (f"{args.store}: its layout is whole (the one before, or the new one if it was being written)" if args.full else
                 f"{args.store}: the steps laid out so far are kept: run the same command again to go on")
+    if args.command == "demo":  # said nothing: where the steps so far are, and that the demo starts over
+        store = args.out.resolve() / "demo.zarr"
+        return (f"the steps ingested so far are in {store} (evowatch view {store}); the same command trains the demo "
+                "again from its first step" if store.exists() else "nothing was stored yet")
     if args.command == "export":
         from engine.export import is_stream
 

@@ -25,6 +25,38 @@ def test_demo_trains_watches_and_says_how_to_view(tmp_path, capfd):
     assert StoreReader(tmp_path / "quiet" / "demo.zarr").info()["steps"] == [250]
 
 
+@pytest.mark.slow
+def test_a_demo_stopped_by_ctrl_c_says_where_its_steps_are(tmp_path, capsys, monkeypatch):
+    """A demo stopped with Ctrl-C ended with status 130 and no word of what it left: the
+    steps ingested so far are in the store (how to view it), and the same command starts over."""
+    import subprocess
+
+    from engine.watch import Watcher
+
+    run_once, trainers = Watcher.run_once, []
+    popen = subprocess.Popen
+
+    def trainer(*args, **kwargs):
+        trainers.append(popen(*args, **kwargs))
+        return trainers[-1]
+
+    def stopped_once_stored(self):  # Ctrl-C once the first checkpoint is in the store
+        results = run_once(self)
+        if any(result.checkpoint.kind == "generated" and result.stored for result in results):
+            raise KeyboardInterrupt
+        return results
+
+    monkeypatch.setattr(subprocess, "Popen", trainer)
+    monkeypatch.setattr(Watcher, "run_once", stopped_once_stored)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "2000"]) == 130
+    store = out / "demo.zarr"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"evowatch: interrupted; the steps ingested so far are in {store} (evowatch view {store}); the same command "
+        "trains the demo again from its first step")
+    assert StoreReader(store).info()["steps"] and trainers[0].poll() is not None  # the trainer stopped too
+
+
 def test_an_earlier_demo_in_the_same_out_is_replaced_and_a_fail_past_the_end_refused(tmp_path, capsys):
     """Round AB: a second demo into one --out left the first's later checkpoints in the run and
     the store (a --fail run showed the old healthy steps after its own, no alert); --fail past
