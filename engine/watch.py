@@ -881,8 +881,8 @@ class Watcher:
             hook(self.store, results)
 
     def start_hooks(self) -> None:
-        """Let the hooks say what a watch killed before left unsaid (:meth:`engine.signals.Signals.start`),
-        before the first pass, which may ingest a backlog for minutes."""
+        """Let the hooks note, before the first pass, what a watch killed before left unsaid
+        (:meth:`engine.signals.Signals.start`: said once that pass confirms it)."""
         for hook in self.after_ingest:
             if hasattr(hook, "start"):
                 hook.start(self.store)
