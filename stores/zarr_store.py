@@ -1048,6 +1048,14 @@ def _past_its_shape(array: zarr.Array, rows: int) -> zarr.Array:
                                  store_path=same.store_path, config=same.config))
 
 
+def _fill_by_chunks(array: zarr.Array, start: int, stop: int, value: Any) -> None:
+    """Rows [start, stop) set to ``value`` a chunk at a time: a million rows of 512 latents
+    padded in one write held 2 GB in memory."""
+    chunk = array.chunks[0]
+    for at in range(start, stop, chunk):
+        array[at:min(at + chunk, stop)] = value
+
+
 def _staged_name(name: str) -> str:
     """Where :meth:`StoreWriter._create_array` writes an array before renaming it into place
     (hidden: no evowatch reader lists it)."""
@@ -1323,8 +1331,7 @@ class StoreWriter(StoreReader):
                                attributes={"description": description, **(attributes or {})})
             if staged:  # then renamed into place: seen before its chunks, a live reader found them missing, and a
                 array = _open_array(folder / made, "r+").with_config(WRITE_CONFIG)  # kill then left a store every
-                for at in range(0, rows, per_chunk):  # later watch refused as copied incompletely (round BK)
-                    array[at:at + per_chunk] = fill_value
+                _fill_by_chunks(array, 0, rows, fill_value)  # later watch refused as copied incompletely (round BK)
                 os.rename(folder / made, folder / name)
         except BaseException:
             # a full disk or a stop half-way left a folder without zarr.json, which plain zarr
@@ -1792,9 +1799,7 @@ class StoreWriter(StoreReader):
         if length < start:  # latent array joined late, or skipped checkpoints: the rows between NaN, their
             chunk = array.chunks[0]  # chunks written before a resize shows them (shown first, a live reader or
             end = -(-start // chunk) * chunk  # a kill met them missing under the commit point: round BK)
-            unshown = _past_its_shape(array, max(end, array.shape[0]))
-            for at in range(length, end, chunk):  # a chunk at a time (a million rows of 512 latents padded at
-                unshown[at:min(at + chunk, end)] = np.nan  # once: 2 GB in memory)
+            _fill_by_chunks(_past_its_shape(array, max(end, array.shape[0])), length, end, np.nan)
             length = start
         if array.shape[0] < stop:
             # Grow ahead, by whole chunks and at least a quarter: each resize rewrites the
