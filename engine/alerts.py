@@ -957,6 +957,11 @@ def alert_step(alert: Mapping[str, Any]) -> int:
     return step if isinstance(step, int) else -1
 
 
+def alert_name(alert: Mapping[str, Any]) -> str:
+    """A stored alert named in a line: ``step 200 [collapse]``."""
+    return f"step {alert['step']} [{alert['rule']}]"
+
+
 #: Alerts listed (by `info`, above the viewer's map) besides each rule's first: the newest this many.
 NEWEST_ALERTS = 3
 

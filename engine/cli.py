@@ -401,16 +401,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _unsaid_line(unsaid: dict[str, list[dict]]) -> str:
     """The onsets and withdrawals a watch killed before their lines left unsaid (docs/metrics.md),
     else "": info listed such an alert as if announced and its --on-alert command run."""
-    parts = [f"{counted(len(alerts), noun)} {what} ({listed([_alert_name(a) for a in alerts])})"
+    from engine.alerts import alert_name
+
+    parts = [f"{counted(len(alerts), noun)} {what} ({listed([alert_name(a) for a in alerts])})"
              for noun, what, alerts in (("onset", "never announced nor --on-alert run", unsaid["onsets"]),
                                         ("withdrawal", "never said withdrawn", unsaid["withdrawals"])) if alerts]
     return ("unsaid      " + "; ".join(parts) + ": a watch was killed before saying so; the next watch says what its "
             "first pass confirms") if parts else ""
-
-
-def _alert_name(alert: dict) -> str:
-    """``step 200 [collapse]``."""
-    return f"step {alert['step']} [{alert['rule']}]"
 
 
 def cmd_layout(args: argparse.Namespace) -> int:

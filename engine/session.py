@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.alerts import alert_name
 from engine.backlog_log import counted
 from engine.encoders import DEFAULT_ENCODER_SPEC, make_encoder, parse_encoder_spec
 from engine.errors import EvowatchError, WeightsNotFoundError
@@ -154,7 +155,7 @@ def _say_kept_unsaid(store: StoreReader) -> None:
     """--no-metrics on a store holding alerts a killed watch left unsaid: no pass measures, so none is
     confirmed nor said; without this line they stayed unsaid silently (info promised the next watch)."""
     if unsaid := store.unsaid_onsets() + store.unsaid_withdrawals():
-        names = listed([f"step {a['step']} [{a['rule']}]" for a in unsaid])
+        names = listed([alert_name(a) for a in unsaid])
         log.warning("%s: %s %s unsaid (a watch was killed before saying %s): --no-metrics measures nothing; the "
                     "next watch without it says what its first pass confirms", store.path, names,
                     "stays" if len(unsaid) == 1 else "stay", "it" if len(unsaid) == 1 else "them")
