@@ -36,18 +36,38 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors are one line (the CLI contract), not argparse's usage block; ``--help``
     still prints the usage. Subcommand parsers are of this class too."""
 
+    _given: tuple[str, ...] = ()  # the arguments being parsed, up to a `--`
+
     def error(self, message: str) -> NoReturn:
+        """A required option missing because it was mistyped (`--sotre x.zarr`) names the typo,
+        as an unknown option does: argparse checks the required ones first and said only
+        "the following arguments are required: --store"."""
+        mistyped = [token for token in self._given if self._unknown_option(token)]
+        if mistyped and message.startswith("the following arguments are required"):
+            message = f"unrecognized arguments: {' '.join(mistyped)}{self._meant(mistyped[0])}"
         self.exit(2, f"{self.prog}: error: {message}\n")
 
     def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's signature)
         """A subcommand names an option it does not know itself, with the one meant (`evowatch
         watch: error: unrecognized arguments: --grids (did you mean --grid?)`); argparse's top
         parser said only "evowatch: error: unrecognized arguments"."""
+        given = list(sys.argv[1:] if args is None else args)
+        self._given = tuple(given[:given.index("--")] if "--" in given else given)
         parsed, extra = super().parse_known_args(args, namespace)
         if extra and " " in self.prog:  # a subcommand's parser
-            options = [option for action in self._actions for option in action.option_strings]
-            self.error(f"unrecognized arguments: {' '.join(extra)}{did_you_mean(extra[0].split('=')[0], options)}")
+            self.error(f"unrecognized arguments: {' '.join(extra)}{self._meant(extra[0])}")
         return parsed, extra
+
+    def _options(self) -> list[str]:
+        return [option for action in self._actions for option in action.option_strings]
+
+    def _meant(self, token: str) -> str:
+        return did_you_mean(token.split("=")[0], self._options())
+
+    def _unknown_option(self, token: str) -> bool:
+        """A ``--long`` option that no option of this parser is, nor starts with (argparse's abbreviations)."""
+        name = token.split("=")[0]
+        return name.startswith("--") and len(name) > 2 and not any(o.startswith(name) for o in self._options())
 
 
 def _run_folder(value: str) -> Path:

@@ -1911,6 +1911,23 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
     assert exited.value.code == 0 and capsys.readouterr().out.startswith("usage: evowatch watch")
 
 
+def test_a_required_option_mistyped_is_named_with_the_one_meant(tmp_path, capsys):
+    """Round BO: a new user's `evowatch watch runs/exp42 --sotre exp42.zarr` was told only "the
+    following arguments are required: --store", which they had typed (argparse checks the required
+    options before the unknown ones)."""
+    run = str(tmp_path / "run")
+    assert _usage_error(["watch", run, "--sotre", "s.zarr", "--once"], capsys) == (
+        "evowatch watch: error: unrecognized arguments: --sotre (did you mean --store?)")
+    assert _usage_error(["watch", run, "--sotre=s.zarr"], capsys) == (
+        "evowatch watch: error: unrecognized arguments: --sotre=s.zarr (did you mean --store?)")
+    # nothing mistyped (an abbreviation argparse takes, a value after `--`): the required one named
+    assert _usage_error(["watch", run, "--onc"], capsys) == (
+        "evowatch watch: error: the following arguments are required: --store")
+    assert _usage_error(["watch", "--", "--sotre"], capsys) == (
+        "evowatch watch: error: the following arguments are required: --store")
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_quiet_and_verbose_are_accepted_after_the_subcommand_too():
     from engine.cli import build_parser
 
