@@ -11,7 +11,7 @@ Two ways to watch it::
     # the grids it already writes (random noise each time: tile k is not the same instance)
     evowatch watch results --store grids.zarr
     # or sample the saved weights with fixed noise (instance ids align across milestones)
-    evowatch watch results --store weights.zarr --sampler examples/ddpm_trainer.py:sample_milestone
+    evowatch watch results --store weights.zarr --sampler examples.ddpm_trainer:sample_milestone
 
 :func:`sample_milestone` rebuilds the model with the same :func:`build_diffusion` settings
 the run used, loads the EMA weights with ``weights_only`` loading (the file holds tensors

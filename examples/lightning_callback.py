@@ -25,7 +25,7 @@ without the sample callback.
 Weight-only runs (``ModelCheckpoint`` alone) are sampled after the fact instead::
 
     evowatch watch lightning_logs/version_0/checkpoints --store run.zarr \\
-        --sampler examples/lightning_callback.py:sample_checkpoint
+        --sampler examples.lightning_callback:sample_checkpoint
 
 :func:`sample_checkpoint` is that sampler for the small VAE below; write yours the same way.
 Lightning checkpoints hold only tensors and plain values when the module's hyper-parameters

@@ -6,7 +6,7 @@ The script selects a step range, recomputes one metric, the mean pairwise cosine
 of each step's generated samples (a diversity measure: it falls when samples collapse),
 next to the value evowatch stored, and plots each step's label shares::
 
-    python examples/offline_analysis.py run.zarr [--steps 100:500] [--out analysis.png]
+    python -m examples.offline_analysis run.zarr [--steps 100:500] [--out analysis.png]
 
 It prints one line per step: ``step, samples, diversity (recomputed), diversity (stored)``.
 """

@@ -327,3 +327,23 @@ def test_the_guide_a_store_holds_caps_the_layout_rows_at_the_committed_rows_as_s
                [f"{i}.png" for i in range(4)])
     guide = zarr.open_group(path, mode="r").attrs["description"]
     assert "min(layout.attrs['committed_rows'], the committed rows)" in guide
+
+
+def test_the_examples_commands_name_no_file_of_the_checkout(tmp_path, monkeypatch):
+    """Round BO (a new user with the wheel installed, in a folder of their own): examples/README.md
+    said `python examples/offline_analysis.py …` and `--sampler examples/lightning_callback.py:…`,
+    paths into the checkout: "can't open file", "no such sampler file". Each script and sampler it
+    or an example's docstring names is found from any folder (the module forms: `python -m
+    examples.offline_analysis`, `--sampler examples.lightning_callback:sample_checkpoint`)."""
+    import importlib.util
+    import re
+
+    examples = DOCS.parent / "examples"
+    text = "\n".join(p.read_text() for p in [examples / "README.md", *sorted(examples.glob("*.py"))])
+    scripts = re.findall(r"python (?:-m )?([\w./-]+)", text)
+    samplers = [spec.rsplit(":", 1)[0] for spec in re.findall(r"--sampler ([\w./-]+:\w+)", text)]
+    assert len(scripts) >= 4 and len(samplers) >= 3, (scripts, samplers)
+    monkeypatch.chdir(tmp_path)  # away from the checkout
+    lost = [name for name in scripts + samplers if not (
+        Path(name).is_file() if name.endswith(".py") else importlib.util.find_spec(name) is not None)]
+    assert not lost, f"{lost}: not found outside the checkout; name the module (examples.NAME) instead"
