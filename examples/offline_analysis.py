@@ -16,12 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import zarr  # noqa: E402
+import numpy as np
+import zarr
 
 
 def missing_chunks(root: zarr.Group, name: str, rows: int) -> list[int]:
@@ -106,6 +102,13 @@ def label_shares(steps: np.ndarray, labels: np.ndarray, n_labels: int) -> tuple[
 
 
 def plot(steps: np.ndarray, shares: np.ndarray, names: list[str], diversity: list[float], out: Path) -> None:
+    """The label shares and the diversity per step, as a PNG. matplotlib is imported here: a plain
+    `pip install evowatch` lacks it, and the table printed before needs only zarr and numpy."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(2, 1))
     x = np.arange(len(steps))
     base = np.zeros(len(steps))
@@ -163,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{int(s)},{int((data['step'] == s).sum())},{value:.6f},{stored:.6f}")
     try:
         plot(steps, shares, data["labels"], diversity, args.out)
+    except ModuleNotFoundError as exc:  # matplotlib is in evowatch's dev extra only
+        print(f"error: {args.out}: the plot needs {exc.name}; `pip install {exc.name}` (the table above needs only "
+              "zarr and numpy)", file=sys.stderr)
+        return 1
     except OSError as exc:  # a read-only folder (the default --out is in the current one), a missing one
         print(f"error: {args.out}: cannot write the plot ({exc.strerror}); choose another --out", file=sys.stderr)
         return 1

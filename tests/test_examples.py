@@ -368,6 +368,27 @@ def test_ctrl_c_of_the_plain_loop_while_paused_ends_in_one_line(tmp_path):
                     f"trains again from step 1 (delete {run / 'EVOWATCH_PAUSE'} first, or it waits at its first step)\n")
 
 
+def test_offline_analysis_without_matplotlib_prints_its_table_and_names_the_install(tmp_path):
+    """Round BO: `pip install evowatch` brings zarr and numpy but not matplotlib (the dev extra's);
+    the script, "plain zarr + numpy + matplotlib", died at its first line with a ModuleNotFoundError
+    traceback. Now it prints its table and says, on one line, what the plot needs."""
+    from engine.hooks import save_samples
+
+    rng = np.random.default_rng(0)
+    for step in (10, 20):
+        save_samples(tmp_path / "run", step, rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8))
+    store, out = tmp_path / "s.zarr", tmp_path / "shares.png"
+    watch(tmp_path / "run", store, "--no-layout")
+    without = ("import runpy, sys; sys.modules['matplotlib'] = None; sys.argv = sys.argv[1:]; "
+               "runpy.run_path(sys.argv[0], run_name='__main__')")
+    done = subprocess.run([sys.executable, "-I", "-c", without, str(REPO / "examples/offline_analysis.py"), str(store),
+                           "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and not out.exists()
+    assert [line.split(",")[0] for line in done.stdout.splitlines()] == ["step", "10", "20"]
+    assert done.stderr.strip() == (f"error: {out}: the plot needs matplotlib; `pip install matplotlib` (the table "
+                                   "above needs only zarr and numpy)")
+
+
 def test_offline_analysis_with_plain_zarr(plain_run, tmp_path):
     store = tmp_path / "plain.zarr"
     watch(plain_run, store)
