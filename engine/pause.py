@@ -158,8 +158,13 @@ def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: f
 
 
 #: What :class:`PauseGate` shares from rank 0: the index of the folder holding the pause file (-1: none),
-#: and the calls until rank 0 looks again.
-Decision = tuple[int, int]
+#: the calls until rank 0 looks again, and why rank 0 could not look (None: it could).
+Decision = tuple[int, int, str | None]
+
+
+class PauseCheckError(RuntimeError):
+    """Rank 0 of a :class:`PauseGate` could not look for the pause file: raised on every rank alike
+    (raised on rank 0 alone, the other ranks waited in the broadcast until the group's timeout)."""
 
 
 def _process_group_share() -> Callable[[Callable[[], Decision]], Decision] | None:
@@ -206,19 +211,30 @@ class PauseGate:
         self._paused_at: int = -1  # rank 0's last reading, to log a pause once
 
     def _paused(self) -> int:
-        return next((i for i, d in enumerate(self.run_dirs) if evowatch_should_pause(d)), -1)
+        for i, run_dir in enumerate(self.run_dirs):
+            try:
+                if evowatch_should_pause(run_dir):
+                    return i
+            except OSError as exc:  # a folder the trainer may not read: Path.exists raises all but "not there"
+                raise PauseCheckError(f"evowatch: cannot look for {pause_path(run_dir)} ({exc.strerror or exc}): let "
+                                      f"the trainer (rank 0 of several) read {run_dir}, or give PauseGate a folder "
+                                      "it can read") from exc
+        return -1
 
     def _look(self) -> Decision:
-        """Rank 0's reading: the folder holding the pause file (-1: none), and the calls until its next
-        look (as many as fit in ``check_every_s`` at the pace since the last one)."""
-        paused = self._paused()
+        """Rank 0's reading: the folder holding the pause file (-1: none), the calls until its next look
+        (as many as fit in ``check_every_s`` at the pace since the last one), and why it could not look."""
+        try:
+            paused = self._paused()
+        except PauseCheckError as exc:
+            return -1, 1, str(exc)
         if paused >= 0 and self._paused_at < 0:
             log.warning("%s", pause_message(self.run_dirs[paused]))
         now, mark = time.monotonic(), self._mark
         self._mark, self._paused_at = (now, self._calls), paused
         if mark is None:  # no pace yet: timed from the gate's making, the first look put the next 40,000 calls off
-            return paused, 1
-        return paused, max(1, int(self.check_every_s * (self._calls - mark[1]) / max(now - mark[0], 1e-6)))
+            return paused, 1, None
+        return paused, max(1, int(self.check_every_s * (self._calls - mark[1]) / max(now - mark[0], 1e-6))), None
 
     def wait(self) -> bool:
         """Block while the run is paused, every rank alike; return True if it waited at all."""
@@ -231,13 +247,20 @@ class PauseGate:
         self._calls += 1
         if self._calls < self._due:
             return False
-        paused, every = share(self._look)
+        paused, every = self._shared(share)
         waited = paused >= 0
         while paused >= 0:  # short collectives, each well within the process group's timeout
             time.sleep(self.poll_s)
-            paused, every = share(self._look)
+            paused, every = self._shared(share)
         self._due = self._calls + every
         return waited
+
+    def _shared(self, share: Callable[[Callable[[], Decision]], Decision]) -> tuple[int, int]:
+        """Rank 0's decision on every rank; its failure to look raised on every rank alike."""
+        paused, every, failed = share(self._look)
+        if failed is not None:
+            raise PauseCheckError(failed)
+        return paused, every
 
 
 def alert_env(alert: Any) -> dict[str, str]:

@@ -90,3 +90,50 @@ def test_the_look_after_the_first_is_paced_by_the_steps_not_by_the_gate_s_making
     write_pause(tmp_path, {"step": 1, "rule": "collapse", "value": 1.0, "message": "m"})
     threading.Timer(0.2, clear_pause, (tmp_path,)).start()
     assert gate.wait() is True and not evowatch_should_pause(tmp_path)
+
+
+def _refused(rank: int, run: Path) -> None:
+    """A rank of a two-process gloo loop whose rank 0 is refused the pause file's folder at step 2; each
+    rank writes the error it ends with to ``RUN/rank{N}.err``."""
+    dist.init_process_group("gloo", init_method=f"file://{run / 'rendezvous'}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=GROUP_TIMEOUT_S))
+    gate = PauseGate(run, check_every_s=0, poll_s=0.1)
+    exists = Path.exists
+
+    def refused(path: Path) -> bool:
+        if path.name == "EVOWATCH_PAUSE":
+            raise PermissionError(13, "Permission denied", str(path))
+        return exists(path)
+
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            for step in range(4):
+                if step == 2 and rank == 0:
+                    monkeypatch.setattr(Path, "exists", refused)
+                gate.wait()
+                dist.all_reduce(torch.ones(4))
+    except Exception as exc:
+        (run / f"rank{rank}.err").write_text(f"{type(exc).__name__}: {exc}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rank_0_refused_the_run_folder_ends_every_rank_with_the_same_line(tmp_path):
+    """Round BO: rank 0's look raised PermissionError on rank 0 alone; rank 1 waited in the broadcast and
+    died of the group's timeout (or a reset connection), naming neither the file nor the fix."""
+    mp.spawn(_refused, args=(tmp_path,), nprocs=2)
+    said = {(tmp_path / f"rank{rank}.err").read_text() for rank in (0, 1)}
+    assert said == {f"PauseCheckError: evowatch: cannot look for {tmp_path / 'EVOWATCH_PAUSE'} (Permission denied): "
+                    f"let the trainer (rank 0 of several) read {tmp_path}, or give PauseGate a folder it can read"}
+
+
+def test_one_process_refused_the_run_folder_says_the_same_line(tmp_path, monkeypatch):
+    """Without a process group the refusal is the same line (it was PermissionError's own traceback)."""
+    from engine.pause import PauseCheckError
+
+    def refused(path: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "exists", refused)
+    with pytest.raises(PauseCheckError, match=f"cannot look for {tmp_path / 'EVOWATCH_PAUSE'} .Permission denied.: "):
+        PauseGate(tmp_path, poll_s=0.01).wait()
