@@ -67,19 +67,47 @@ def _pause_record(alerts: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "alerts": list(alerts)}
 
 
+def _pause_text(alerts: Sequence[Any]) -> str:
+    return json.dumps(_pause_record([_alert_dict(a) for a in alerts]), default=float) + "\n"
+
+
 def write_pause(run_dir: str | os.PathLike, alerts: Any) -> Path:
     """Write the pause file atomically (temporary file, then replace) with the JSON of one
     alert or of a list of alerts (all that fired at one step: the pause names every one)."""
     path = pause_path(run_dir)
     tmp = path.with_name(f".{PAUSE_FILE}.{os.getpid()}.partial")
-    record = _pause_record([_alert_dict(a) for a in (alerts if isinstance(alerts, (list, tuple)) else [alerts])])
+    text = _pause_text(alerts if isinstance(alerts, (list, tuple)) else [alerts])
     try:
-        tmp.write_text(json.dumps(record, default=float) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def move_pause(run_dir: str | os.PathLike, moved: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> bool:
+    """Put each ``(old, new)`` alert's new one in the pause file in place of the old (a checkpoint renamed to
+    another step, its alert moved with it: the file named the old step). Only in a file naming the old alert
+    word for word (step, rule, message: the one evowatch wrote for it, not a user's own); a file deleted
+    meanwhile (the trainer resumed) is not made again, and the file keeps its time (when the pause was asked).
+    True if it was rewritten."""
+    record = read_pause(run_dir)
+    if record is None:
+        return False
+    new = {(a["step"], a["rule"], a["message"]): b for a, b in moved}
+    alerts = [new.get((a.get("step"), a.get("rule"), a.get("message")), a) for a in record["alerts"]]
+    if alerts == record["alerts"]:
+        return False
+    try:
+        with open(pause_path(run_dir), "r+") as file:  # not a replace: that recreated a file deleted since the read
+            stat = os.fstat(file.fileno())
+            file.write(_pause_text(alerts))
+            file.truncate()
+        os.utime(pause_path(run_dir), ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def evowatch_should_pause(run_dir: str | os.PathLike) -> bool:

@@ -27,7 +27,7 @@ from engine.metrics.per_step import METRICS_VERSION, compute_step, metric_key
 from engine.metrics.probes import encode_probes, parse_probe, probe_scores
 from engine.metrics.reference import ReferenceStats
 from engine.metrics.vectors import unit_rows
-from engine.pause import AlertCommands, pause_path, read_pause, write_pause
+from engine.pause import AlertCommands, move_pause, pause_path, read_pause, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
 from stores.format import KIND_CODES, array_name, array_names, listed, one_line
@@ -438,7 +438,13 @@ class Signals:
         hold on: not a new onset (a folder renamed from step_200 to step_250 had its collapse said
         at 250 as new, the trainer paused and --on-alert run again, and 200's left unsaid)."""
         old, new = moved[0]["step"], self._renamed[moved[0]["step"]]
-        [now] = [a for a in store.alerts() if a["step"] == new and a["rule"] == rule]
+        at = {a["step"]: a for a in store.alerts() if a["rule"] == rule}
+        now = at[new]
+        try:  # the pause file written for it named the old step
+            move_pause(self.run_dir, [(alert, at[self._renamed[alert["step"]]]) for alert in moved])
+        except OSError as exc:
+            log.error("%s names step %d still, not %d (%s): make it writable", pause_path(self.run_dir), old, new,
+                      exc.strerror or exc)
         more = f" (and {counted(len(moved) - 1, 'other step')})" if len(moved) > 1 else ""
         print(one_line(f"evowatch: ALERT MOVED step {old} -> {new}{more} [{rule}]: its checkpoint is read at step {new} "
                        f"now (renamed); it says: {now['message']}"), file=sys.stderr)

@@ -1917,6 +1917,38 @@ def test_an_alert_of_a_checkpoint_renamed_to_another_step_moves_with_it_said_onc
     assert StoreReader(store).alerts() == []
 
 
+def test_the_pause_file_written_for_a_moved_alert_names_its_new_step_a_user_s_own_is_kept(tmp_path, capsys, monkeypatch):
+    """Round BO: after `ALERT MOVED step 200 -> 250`, the pause file evowatch wrote for that alert still
+    named step 200 (the trainer's line, and the watch's at its end, said so). It names 250 now, keeping
+    the time it was written; a file of the user's own naming that step is left as it is."""
+    from engine.cli import main
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, np.random.default_rng(0))
+    argv = watch_once(run, store) + ["--pause-on-alert"]
+    assert main(argv) == 0 and read_pause(run)["step"] == 200
+    os.utime(run / PAUSE_FILE, (1_700_000_000, 1_700_000_000))
+    (run / "step_200").rename(run / "step_250")
+    assert main(argv) == 0
+    record = read_pause(run)
+    assert [(a["step"], a["rule"]) for a in record["alerts"]] == [(250, "collapse")] and record["step"] == 250
+    assert "between step 100 and 250" in record["message"] and (run / PAUSE_FILE).stat().st_mtime == 1_700_000_000
+    own = '{"step": 250, "rule": "collapse", "message": "mine: looking at it"}\n'
+    (run / PAUSE_FILE).write_text(own)
+    (run / "step_250").rename(run / "step_300")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "ALERT MOVED step 250 -> 300 [collapse]" in capsys.readouterr().err and (run / PAUSE_FILE).read_text() == own
+    def refused(*args):  # a read-only run folder (tests run as root: chmod refuses nothing)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("engine.signals.move_pause", refused)
+    (run / "step_300").rename(run / "step_350")
+    assert main(argv) == 0
+    assert f"{run / PAUSE_FILE} names step 300 still, not 350 (Permission denied): make it writable" in \
+        capsys.readouterr().err
+
+
 def test_an_alert_is_stored_and_acted_on_only_after_the_row_it_read(tmp_path):
     """Round AG: with a backlog's rows written together, an --on-alert hook (and a reader) saw
     the alert of a step whose metrics row was not in the store yet; a kill -9 then left alerts
