@@ -44,7 +44,7 @@ def run_demo(out: Path, steps: int | None = None, fail: str | None = None, encod
         make_encoder(encoder, device="cpu")  # a check: the watch loads it where it encodes
     _replace_earlier_demo(run_dir, store)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = [sys.executable, "-m", "examples.demo_trainer", str(out)]
+    trainer = [sys.executable, "-m", "examples.demo_trainer", str(out), "--no-stop-line"]  # a Ctrl-C: the demo's line
     if steps:
         trainer += ["--steps", str(steps)]
     if fail:

@@ -86,7 +86,7 @@ Before each step the trainer checks for ``run/EVOWATCH_PAUSE`` (the file evowatc
 rules can write; through ``engine.pause.evowatch_should_pause`` when importable, else by
 checking the file directly). With ``on_pause="wait"`` (default) it prints a message on
 stderr and waits until the file is removed, then resumes; with ``on_pause="stop"`` it
-prints a message and returns.
+prints a message and returns. Stopped with Ctrl-C, ``main`` says what the run keeps and how to go on.
 """
 from __future__ import annotations
 
@@ -478,6 +478,16 @@ def _train_loop(run_dir, steps, checkpoints, n_samples, seed, spec, sleep, image
                     time.sleep(sleep)
 
 
+def left_behind(run_dir: Path) -> str:
+    """What a run stopped by Ctrl-C (while paused too) leaves, and how to go on: no weights are saved, so the
+    same command starts over; a pause file left there would hold it at once."""
+    written = sorted(path.name for path in run_dir.glob("step_*") if path.is_dir())
+    kept = f"{run_dir} keeps checkpoints up to {written[-1]} and losses.jsonl" if written else \
+        f"no checkpoint written in {run_dir}"
+    paused = f" (delete {run_dir / PAUSE_FILE} first, or it waits at its first step)" if _pause_checker(run_dir)() else ""
+    return f"{kept}; no weights are saved: the same command trains again from step 1{paused}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m examples.demo_trainer",
@@ -498,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch CPU threads (1: the nets are tiny, and more threads spin-wait "
                         "badly when the CPU is shared with the watcher)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--no-stop-line", action="store_true",
+                   help="no line on Ctrl-C saying what the run keeps (evowatch demo says its own)")
     a = p.parse_args(argv)
     try:
         train(a.out_dir, steps=a.steps, every=a.every, n_samples=a.n_samples, seed=a.seed,
@@ -506,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one line, as evowatch's own commands say it, not a silent 130
+        if not a.no_stop_line:
+            print(f"demo_trainer: interrupted; {left_behind(Path(a.out_dir) / 'run')}", file=sys.stderr)
         return 130
     return 0
 

@@ -57,6 +57,34 @@ def test_a_demo_stopped_by_ctrl_c_says_where_its_steps_are(tmp_path, capsys, mon
     assert StoreReader(store).info()["steps"] and trainers[0].poll() is not None  # the trainer stopped too
 
 
+@pytest.mark.slow
+def test_a_demo_stopped_by_a_terminal_s_ctrl_c_says_one_line(tmp_path):
+    """A terminal's Ctrl-C reaches the demo and its trainer (one process group): the trainer's own line
+    (round BO) named its command, not the demo's; the demo's line alone is said."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "demo", "--out", str(tmp_path / "demo"), "--encoder",
+                             "pixels", "--steps", "3000"], cwd=repo, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(repo)}, start_new_session=True)  # a terminal's group
+    try:
+        while (line := proc.stderr.readline()) and not line.startswith("step 250: loss_d="):
+            pass
+        os.killpg(proc.pid, signal.SIGINT)
+        rest = proc.stderr.read()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert line and proc.wait(60) == 130
+    assert [line for line in rest.splitlines() if "interrupted" in line] == [rest.splitlines()[-1]]
+    assert rest.splitlines()[-1].startswith("evowatch: interrupted; ")
+
+
 def test_an_earlier_demo_in_the_same_out_is_replaced_and_a_fail_past_the_end_refused(tmp_path, capsys):
     """Round AB: a second demo into one --out left the first's later checkpoints in the run and
     the store (a --fail run showed the old healthy steps after its own, no alert); --fail past

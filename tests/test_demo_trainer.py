@@ -284,3 +284,31 @@ def test_the_demo_help_names_the_trainers_default_steps(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert f"training steps (default {dt.DEFAULT_STEPS})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_ctrl_c_of_the_trainer_run_directly_ends_in_one_line(tmp_path, data_dir):
+    """Round BO: Ctrl-C of `python -m examples.demo_trainer OUT` ended with status 130 and no word. It
+    says what the run keeps and how to go on, as plain_loop does (`--no-stop-line`, evowatch demo's
+    trainer: the demo says its own)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "examples.demo_trainer", str(tmp_path), "--steps", "40", "--every",
+                             "10", "--n-samples", "4", "--data-dir", str(data_dir), "--sleep", "60"], cwd=repo,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        said = proc.stderr.readline()
+        assert said.startswith("step 10: loss_d="), said
+        (run / dt.PAUSE_FILE).touch()  # written by the watch meanwhile
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+    finally:
+        proc.kill()
+    assert proc.wait(60) == 130
+    assert rest == (f"demo_trainer: interrupted; {run} keeps checkpoints up to step_000010 and losses.jsonl; no weights "
+                    f"are saved: the same command trains again from step 1 (delete {run / dt.PAUSE_FILE} first, or "
+                    "it waits at its first step)\n")
