@@ -7,7 +7,7 @@ many GAN scripts with ``SummaryWriter.add_image(s)``. When a run's files hold no
 (:func:`engine.discovery.scan.scan_run` finds none), the watcher reads these instead: each
 (folder of event files, tag, step) with images is one checkpoint, named ``FOLDER/TAG@STEP``.
 
-* Tags: every image tag but those named as real data or made from it (``real_images``,
+* Tags: every image tag but those named as real data or made from it, or plots (``loss_curve``) (``real_images``,
   ``inputs``, ``gt``, ``mask``);
   with ``--samples GLOB``, the tags it matches (``--samples 'test_*'``).
 * Images: an ``image`` summary (PyTorch's ``SummaryWriter``, tensorboardX) is one PNG, which
@@ -56,7 +56,7 @@ from engine.decode.images import decode_image
 from engine.decode.samples import NO_GRID_TO_SLICE, iter_samples
 from engine.decode.skip import SkipFile
 from engine.discovery.identity import content_hash, reading_settings
-from engine.discovery.names import SAMPLE_WORDS, is_real_data
+from engine.discovery.names import SAMPLE_WORDS, is_plot_name, is_real_data
 from engine.discovery.options import DiscoveryOptions
 from engine.discovery.ready import is_ready
 from engine.discovery.said_once import warn_once
@@ -227,7 +227,7 @@ class TensorBoardImages:
     def _wanted(tag: str, options: DiscoveryOptions) -> bool:
         if options.samples_chosen:  # --samples names the tags
             return any(fnmatch.fnmatch(tag.lower(), glob.lower()) for glob in options.sample_globs)
-        return not is_real_data(tag, options)
+        return not (is_real_data(tag, options) or is_plot_name(tag))  # add_figure("loss_curve", …)
 
     def _announce(self, root: Path, series: list[str], left: list[str], picked: bool) -> None:
         """Say once per new set of series where the samples come from and how to pick tags."""
@@ -236,7 +236,7 @@ class TensorBoardImages:
         said = f"tags {series} {left}"
         if not series:
             warn_once(root, f"{root}: no sample files, and the images logged to TensorBoard are under tags "
-                            f"{'--samples does not match' if picked else 'named as real data or made from it'} "
+                            f"{'--samples does not match' if picked else 'named as real data, made from it, or plots'} "
                             f"({', '.join(left)}): --samples TAG reads a tag", about=said)
             return
         warn_once(root, f"{root}: no sample files; reading the images logged to TensorBoard, "

@@ -967,6 +967,28 @@ def test_files_named_as_real_data_are_no_samples_unless_the_globs_name_them(tmp_
     assert [c.source for c in chosen] == ["web/images/epoch001_real_A.png", "web/images/epoch002_real_A.png"]
 
 
+def test_plots_of_the_runs_numbers_are_no_samples_unless_the_globs_name_them(tmp_path):
+    """A GAN tutorial saving ``images/epoch_001.png`` grids and ``plots/loss_epoch_1.png`` each
+    epoch: the loss plot was a one-sample checkpoint beside each epoch's grid."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for epoch in (1, 2):
+        save_torchvision_grid(smooth_images(RNG, 16, 16), tmp_path / "images" / f"epoch_{epoch:03d}.png", nrow=4)
+        for name in (f"plots/loss_epoch_{epoch}.png", f"images/G_D_losses_{epoch}.png", f"fid_curve_{epoch}.png"):
+            fig = plt.figure(figsize=(3, 2))
+            plt.plot(RNG.normal(size=20).cumsum())
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(tmp_path / name)
+            plt.close(fig)
+    assert [c.source for c in scan_run(tmp_path)] == ["images/epoch_001.png", "images/epoch_002.png"]
+    chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("loss_epoch_*.png",)))
+    assert [c.source for c in chosen] == ["plots/loss_epoch_1.png", "plots/loss_epoch_2.png"]
+    assert is_sample_name("samples_curve_3.png", DiscoveryOptions())  # named as samples
+    assert is_sample_name("loss_3.png", DiscoveryOptions(), reference=True)  # a reference set is never filtered
+
+
 def test_reconstructions_of_real_inputs_are_no_samples(tmp_path, caplog):
     """pytorch/examples VAE's ``results/reconstruction_3.png`` (8 test inputs above their
     reconstructions) beside ``sample_3.png``, PyTorch-VAE's ``Reconstructions/`` beside

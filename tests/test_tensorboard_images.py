@@ -511,6 +511,26 @@ def test_numbered_tags_of_several_images_each_take_ids_apart(tmp_path):
     assert {s.instance for c in logged.scan(seeds) for s in read(logged, c)} == {-1, 2_500_000}
 
 
+def test_figures_of_the_runs_numbers_are_no_samples(tmp_path, capsys):
+    """``add_figure("loss_curve", fig, step)`` beside ``add_images("samples", …)``: each step's
+    plot was a one-sample checkpoint of its own, measured with the step's samples."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(run / "logs"))
+    for step in (100, 200):
+        writer.add_images("samples", samples(8, 16, step).transpose(0, 3, 1, 2), step)
+        fig = plt.figure(figsize=(3, 2))
+        plt.plot(np.random.default_rng(step).normal(size=20).cumsum())
+        writer.add_figure("loss_curve", fig, step)
+    writer.close()
+    assert [c.source for c in TensorBoardImages().scan(run)] == ["logs/samples@100", "logs/samples@200"]
+    chosen = TensorBoardImages().scan(run, DiscoveryOptions(sample_globs=("loss_curve",)))
+    assert [c.source for c in chosen] == ["logs/loss_curve@100", "logs/loss_curve@200"]
+
+
 def test_tags_ending_in_a_decimal_are_their_own_series_and_reconstructions_are_left_out(tmp_path):
     """NVAE: ``add_image('generated_%0.1f' % t, grid, step)`` for t in 0.7 ... 1.0 beside
     ``add_image('reconstruction', ...)`` (its inputs, then their reconstructions): 0.7, 0.8
@@ -775,7 +795,7 @@ def test_a_run_logging_only_real_data_tags_says_how_to_read_them(tmp_path, caplo
     writer.add_images("real_images", samples(4, 16, 0).transpose(0, 3, 1, 2), 1)
     writer.close()
     assert TensorBoardImages().scan(run) == []
-    assert ("no sample files, and the images logged to TensorBoard are under tags named as real data or made from it (real_images): "
+    assert ("no sample files, and the images logged to TensorBoard are under tags named as real data, made from it, or plots (real_images): "
             "--samples TAG reads a tag") in caplog.text
 
 

@@ -36,6 +36,11 @@ _EVAL_STEM = re.compile(
     r"(?:[-_.\d].*)?$"
     r"|.*[-_.](?:stats|statistics|activations|logits|features|bpd|nll|loss(?:es)?)(?:[-_.]\d+)?$",  # score_sde's
     re.IGNORECASE)  # eval/ckpt_1/test_ckpt_1_bpd_0.npz (bits per dim), ckpt_1_loss.npz
+#: Words naming a chart of the run's numbers, not its samples (``plots/loss_epoch_3.png``,
+#: ``G_D_losses_1000.png``, ``fid_curve_5000.png``, a TensorBoard ``add_figure("loss_curve", …)``):
+#: taken as samples, a plot a step was a one-sample checkpoint beside that step's real ones.
+_PLOT_WORDS = re.compile(r"(?<![a-z])(?:loss(?:es)?|curves?|plots?|histograms?|charts?|confusion[-_]?matri(?:x|ces))"
+                         r"(?![a-z])", re.IGNORECASE)
 #: guided-diffusion's FID reference batches (``VIRTUAL_imagenet64_labeled.npz``,
 #: ``VIRTUAL_lsun_bedroom256.npz``): real images, no generated samples (read by --real).
 _FID_REFERENCE_BATCH = re.compile(r"^virtual_[a-z_]+\d*(?:_labeled)?$", re.IGNORECASE)
@@ -84,11 +89,17 @@ def _is_temporary(name: str) -> bool:
     return name.lower().endswith(_TEMP_SUFFIXES)
 
 
+def is_plot_name(name: str) -> bool:
+    """Whether an image's name (a file's stem, a TensorBoard tag) calls it a plot of the run's
+    numbers (see ``_PLOT_WORDS``) and not samples: ``samples_curve_1000.png`` is samples."""
+    return bool(_PLOT_WORDS.search(name)) and not SAMPLE_WORDS.search(name)
+
+
 @functools.lru_cache(maxsize=1 << 16)  # a pass asks about every file; checkpoints repeat their names
 def is_sample_name(name: str, options: DiscoveryOptions, reference: bool = False) -> bool:
     """Whether a file name can hold samples: matches a sample glob and is no weight, temporary
     or evaluation-result file (see ``_EVAL_STEM``), nor, but in a ``reference`` set, an FID
-    reference batch; ``--samples`` globs decide alone between samples and weights
+    reference batch or a plot (see ``_PLOT_WORDS``); ``--samples`` globs decide alone between samples and weights
     (``ema_1000.npy``, named like weights, could not be picked)."""
     lower = name.lower()
     ext = os.path.splitext(lower)[1]
@@ -98,6 +109,8 @@ def is_sample_name(name: str, options: DiscoveryOptions, reference: bool = False
     if options.ready_file and name == options.ready_file:
         return False
     if not chosen and ext in TENSOR_EXTENSIONS and _EVAL_STEM.match(_stem(name)) and not SAMPLE_WORDS.search(_stem(name)):
+        return False
+    if not (chosen or reference) and ext not in TENSOR_EXTENSIONS and is_plot_name(_stem(name)):
         return False
     if not (chosen or reference) and ext in TENSOR_EXTENSIONS and _FID_REFERENCE_BATCH.match(_stem(name)):
         return False
