@@ -989,6 +989,21 @@ def test_plots_of_the_runs_numbers_are_no_samples_unless_the_globs_name_them(tmp
     assert is_sample_name("loss_3.png", DiscoveryOptions(), reference=True)  # a reference set is never filtered
 
 
+def test_a_tensor_file_beside_an_image_of_its_name_in_a_checkpoint_folder_is_not_read_twice(tmp_path, caplog):
+    """``samples/iter_1000/sample.png`` (a grid) beside ``sample.npz`` (the same 16 samples, as
+    score_sde keeps them): every sample was stored twice, each its own near-duplicate."""
+    for step in (1000, 2000):
+        images = smooth_images(RNG, 16, 16)
+        save_torchvision_grid(images, tmp_path / "samples" / f"iter_{step}" / "sample.png", nrow=4)
+        np.savez(tmp_path / "samples" / f"iter_{step}" / "sample.npz", samples=images)
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        found = scan_run(tmp_path)
+    assert [(c.step, [Path(f).name for f in c.files]) for c in found] == [(1000, ["sample.png"]), (2000, ["sample.png"])]
+    assert "sample.npz beside an image of its name: the same samples packed, not read again" in caplog.text
+    chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("*.npz",)))
+    assert [[Path(f).name for f in c.files] for c in chosen] == [["sample.npz"], ["sample.npz"]]
+
+
 def test_reconstructions_of_real_inputs_are_no_samples(tmp_path, caplog):
     """pytorch/examples VAE's ``results/reconstruction_3.png`` (8 test inputs above their
     reconstructions) beside ``sample_3.png``, PyTorch-VAE's ``Reconstructions/`` beside

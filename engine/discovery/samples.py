@@ -74,7 +74,8 @@ _GRID_OF_SAMPLES = re.compile(r"grids?(?:[-_]\d+)?", re.IGNORECASE)
 
 def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data,
-    nor a grid of the single samples beside it)."""
+    nor a grid of the single samples beside it, nor a tensor file beside an image of its name:
+    ``iter_1000/sample.npz`` beside ``sample.png``, the same samples twice)."""
     return list(_sample_files(folder, options, generated))
 
 
@@ -91,6 +92,12 @@ def _sample_files(folder: Path, options: DiscoveryOptions, generated: bool) -> t
                                  f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) not read as samples "
                                  "(--samples GLOB reads them)", about="reals in checkpoints", say=log.info)
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    drawn = {(p.parent, p.stem) for p in images}
+    if packed := [p for p in files if p.suffix.lower() in TENSOR_EXTENSIONS and (p.parent, p.stem) in drawn]:
+        warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in packed[:2])} beside an image of "
+                                 f"{'its' if len(packed) == 1 else 'their'} name: the same samples packed, not read "
+                                 "again (--samples GLOB picks one)", about="packed beside image", say=log.info)
+        files = [p for p in files if p not in packed]
     grids = [p for p in images if _GRID_OF_SAMPLES.fullmatch(p.stem)]
     singles = [p for p in images if p not in grids]
     if grids and len(singles) >= 2 and all(_FIRST_INT.search(p.stem) for p in singles):  # numbered samples
