@@ -128,6 +128,21 @@ def _run_folders(sources: list[str]) -> list[str]:
     return list(dict.fromkeys(Path(*p[:len(p) - shared]).as_posix() if len(p) > shared else "." for p in parents))
 
 
+def _resumed_run(found: list[Checkpoint], folders: list[str]) -> tuple[str, str] | None:
+    """(earlier, later) when two run folders read together are one run resumed from an earlier
+    checkpoint (Lightning's ``version_1/`` writing steps 1500 and 2000 again after
+    ``version_0/``'s 500 to 1500): the later starts after the earlier did, at or before its
+    last step, and goes past it. Runs side by side (a sweep) start at the same step."""
+    spans = []
+    for folder in folders:
+        steps = [c.step for c in found if c.source.startswith(f"{folder}/")]
+        if steps:
+            spans.append((min(steps), max(steps), folder))
+    spans.sort()
+    return next(((a, b) for (lo_a, hi_a, a), (lo_b, hi_b, b) in zip(spans, spans[1:])
+                 if lo_a < lo_b <= hi_a < hi_b), None)
+
+
 def _one_series_glob(sources: list[str]) -> str | None:
     """A ``--samples`` glob that picks one of a step's sample files and not the others: one
     named as samples first (ControlNet's ``samples_cfg_scale_9.00_gs-…``, not
@@ -654,6 +669,9 @@ class Watcher:
             fix = (f"; point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
                    if folders else f"; {option} GLOB watches one series" + (f" ({option} '{example}')" if example else "")
                    if files or self.config.sampler else "")  # score_sde's iter_500_host_0/ beside iter_500_host_1/
+            if folders and (resumed := _resumed_run(found, folders)):
+                fix = (f"; if {resumed[1]} resumed {resumed[0]}'s run, watch {resumed[0]}, then {resumed[1]} with "
+                       "--same-run, into one store: the steps written again then supersede")
             if (regex := _step_elsewhere(sources, step)) and self.config.options.step_regex is None:
                 fix = f"; if another number in their names is the step, give --step-regex '{regex}'"
             log.warning("%s: %s several checkpoints (step %d: %s): a step's signals measure them together%s",

@@ -2615,6 +2615,21 @@ def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
         "wider/samples/step_1000): a step's signals measure them together; point evowatch at one of baseline, wider"]
 
 
+def test_a_run_resumed_in_a_new_version_folder_is_told_how_to_supersede_its_steps(tmp_path, capsys):
+    """Lightning's ``version_1/`` resumed from ``version_0/``'s step 1000 checkpoint writes step
+    1500 again: "point evowatch at one of version_0, version_1" lost half the run either way."""
+    from tests.sample_fixtures import smooth_images, write_png
+
+    run = tmp_path / "lightning_logs"
+    for version, steps in ((0, (500, 1000, 1500)), (1, (1500, 2000))):
+        for step in steps:
+            for i, image in enumerate(smooth_images(np.random.default_rng(step + version), 2, 16)):
+                write_png(run / f"version_{version}" / "images" / f"epoch={step // 500 - 1}-step={step}" / f"{i}.png", image)
+    (said,) = _several_checkpoints_said(run, tmp_path / "s.zarr", capsys)
+    assert said.endswith("a step's signals measure them together; if version_1 resumed version_0's run, watch "
+                         "version_0, then version_1 with --same-run, into one store: the steps written again then supersede")
+
+
 def test_a_backlog_is_summed_up_not_listed_a_line_per_checkpoint(tmp_path, capsys, monkeypatch):
     """A finished run of 1,200 checkpoints printed 2,400 lines ("ingested step …", "laid out
     step …"): a backlog gets a start line, progress every few seconds (here every checkpoint)
