@@ -150,18 +150,18 @@ def test_a_metrics_table_begun_before_any_step_is_read_as_docs_store_md_says(tmp
 def test_a_metrics_row_replaced_in_place_is_marked_while_its_columns_are_written(tmp_path, monkeypatch):
     """Round AD: a step measured again is rewritten column by column: a live reader got rows
     half old, half new with nothing to tell it (11 in 248 snapshots of the demo)."""
-    import stores.zarr_store as zarr_store
+    from stores.zarr_store import tables  # the module whose write_steps_metrics calls _write_all
 
     path = tmp_path / "s.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         store.write_step_metrics(100, {"vendi": 2.0, "fd": 1.0}, measured=[0, 8])
-        seen, write_all = [], zarr_store._write_all
+        seen, write_all = [], tables._write_all
 
         def noting(columns):
             seen.append(StoreReader(path).measured_steps()[100])
             return write_all(columns)
 
-        monkeypatch.setattr(zarr_store, "_write_all", noting)
+        monkeypatch.setattr(tables, "_write_all", noting)
         store.write_step_metrics(100, {"vendi": 3.0, "fd": 0.5}, measured=[1, 8])
     assert seen == [[]]  # being measured again: read it once more
     assert StoreReader(path).measured_steps() == {100: [1, 8]}

@@ -50,16 +50,16 @@ def _writer(path: Path):
 
 def _writing_pids(monkeypatch, tmp_path: Path) -> Path:
     """A file naming the process of each store write (a forked child's writes included)."""
-    import stores.zarr_store
+    import stores.zarr_store.writer  # write_columns' _write_all: every write of an ingest
 
-    record, real = tmp_path / "writers.txt", stores.zarr_store._write_all
+    record, real = tmp_path / "writers.txt", stores.zarr_store.writer._write_all
 
     def noted(writes):
         with open(record, "a") as out:
             out.write(f"{os.getpid()}\n")
         real(writes)
 
-    monkeypatch.setattr(stores.zarr_store, "_write_all", noted)
+    monkeypatch.setattr(stores.zarr_store.writer, "_write_all", noted)
     return record
 
 
@@ -128,13 +128,13 @@ def test_an_encoder_failure_is_raised_as_is_and_the_complete_checkpoints_stay(tm
 def test_a_store_write_failure_in_the_writer_process_is_raised_here(tmp_path, monkeypatch):
     """A full disk while the child writes: the same OSError here, the commits before it kept,
     and the next ingest (a fresh writer) resumes from them."""
-    import stores.zarr_store
+    import stores.zarr_store.writer
 
     monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
     monkeypatch.setattr(stores.zarr_store, "WRITE_ROWS", 8)  # several commits in the backlog
     monkeypatch.setattr("engine.pipeline.GROUP_ROWS", 8)
     writes = []
-    real = stores.zarr_store._write_all
+    real = stores.zarr_store.writer._write_all
 
     def disk_full_at_the_third_write(coroutines):  # inherited by the forked writer
         writes.append(1)
@@ -144,14 +144,14 @@ def test_a_store_write_failure_in_the_writer_process_is_raised_here(tmp_path, mo
             raise OSError(errno.ENOSPC, "No space left on device")
         real(coroutines)
 
-    monkeypatch.setattr(stores.zarr_store, "_write_all", disk_full_at_the_third_write)
+    monkeypatch.setattr(stores.zarr_store.writer, "_write_all", disk_full_at_the_third_write)
     run = _run(tmp_path)
     with _writer(tmp_path / "s.zarr") as store, pytest.raises(OSError) as raised:
         _ingest(run, store)
     assert raised.value.errno == errno.ENOSPC
     kept = StoreReader(tmp_path / "s.zarr").checkpoints()["step"].tolist()
     assert 1 <= len(kept) < len(STEPS)
-    monkeypatch.setattr(stores.zarr_store, "_write_all", real)
+    monkeypatch.setattr(stores.zarr_store.writer, "_write_all", real)
     with _writer(tmp_path / "s.zarr") as store:
         _ingest(run, store, tuple(s for s in STEPS if s not in kept))
     reader = StoreReader(tmp_path / "s.zarr")
@@ -161,7 +161,7 @@ def test_a_store_write_failure_in_the_writer_process_is_raised_here(tmp_path, mo
 def test_a_failure_re_reading_the_store_afterwards_does_not_hide_the_one_that_ended_the_ingest(tmp_path, monkeypatch):
     """A read-only remount: the child's write fails, then so does the caller's re-read of
     the store; the write's error is the one told."""
-    import stores.zarr_store
+    import stores.zarr_store.writer
 
     monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
 
@@ -173,7 +173,7 @@ def test_a_failure_re_reading_the_store_afterwards_does_not_hide_the_one_that_en
     def cannot_re_read(self):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(stores.zarr_store, "_write_all", fails)
+    monkeypatch.setattr(stores.zarr_store.writer, "_write_all", fails)
     monkeypatch.setattr(stores.zarr_store.StoreWriter, "reload_after_child", cannot_re_read)
     with pytest.raises(OSError) as raised:
         with _writer(tmp_path / "s.zarr") as store:
@@ -182,14 +182,14 @@ def test_a_failure_re_reading_the_store_afterwards_does_not_hide_the_one_that_en
 
 
 def test_a_writer_process_that_dies_is_one_clear_error_and_the_next_run_resumes(tmp_path, monkeypatch):
-    import stores.zarr_store
+    import stores.zarr_store.writer
     from engine.errors import EvowatchError
 
     monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
     monkeypatch.setattr(stores.zarr_store, "WRITE_ROWS", 8)
     monkeypatch.setattr("engine.pipeline.GROUP_ROWS", 8)
     writes = []
-    real = stores.zarr_store._write_all
+    real = stores.zarr_store.writer._write_all
 
     def killed_at_the_third_write(coroutines):  # the OOM killer, say
         writes.append(1)
@@ -197,14 +197,14 @@ def test_a_writer_process_that_dies_is_one_clear_error_and_the_next_run_resumes(
             os._exit(9)
         real(coroutines)
 
-    monkeypatch.setattr(stores.zarr_store, "_write_all", killed_at_the_third_write)
+    monkeypatch.setattr(stores.zarr_store.writer, "_write_all", killed_at_the_third_write)
     run = _run(tmp_path)
     with _writer(tmp_path / "s.zarr") as store:
         with pytest.raises(EvowatchError, match=r"store's writer process exited \(code 9\); everything committed is kept"):
             _ingest(run, store)
         kept = StoreReader(tmp_path / "s.zarr").checkpoints()["step"].tolist()
         assert 1 <= len(kept) < len(STEPS)
-        monkeypatch.setattr(stores.zarr_store, "_write_all", real)
+        monkeypatch.setattr(stores.zarr_store.writer, "_write_all", real)
         _ingest(run, store, tuple(s for s in STEPS if s not in kept))  # the same writer goes on
     reader = StoreReader(tmp_path / "s.zarr")
     assert reader.info()["steps"] == list(STEPS) and reader.n_rows == 30
@@ -338,11 +338,11 @@ def test_repeated_ctrl_c_kills_the_writer_process_before_the_store_is_let_go(tmp
     import _thread
     import threading
 
-    import stores.zarr_store
+    import stores.zarr_store.writer
     from stores.owner import process_alive
 
     monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
-    real, writers = stores.zarr_store._write_all, tmp_path / "writers.txt"
+    real, writers = stores.zarr_store.writer._write_all, tmp_path / "writers.txt"
 
     def slow_disk(writes):  # a network filesystem: the child is still writing when the presses come
         with open(writers, "a") as out:
@@ -350,7 +350,7 @@ def test_repeated_ctrl_c_kills_the_writer_process_before_the_store_is_let_go(tmp
         time.sleep(0.7)
         real(writes)
 
-    monkeypatch.setattr(stores.zarr_store, "_write_all", slow_disk)
+    monkeypatch.setattr(stores.zarr_store.writer, "_write_all", slow_disk)
     run, done = tmp_path / "run", threading.Event()
     for step in range(10, 110, 10):
         write_step(run, step, 4, seed=step)
@@ -380,7 +380,7 @@ def test_repeated_ctrl_c_kills_the_writer_process_before_the_store_is_let_go(tmp
         # By its pid: multiprocessing's own list keeps a child whose reaping a press interrupted.
         children = set(writers.read_text().split()) - {str(os.getpid())}
         assert children and not [pid for pid in children if process_alive(pid)]
-    monkeypatch.setattr(stores.zarr_store, "_write_all", real)
+    monkeypatch.setattr(stores.zarr_store.writer, "_write_all", real)
     reader = StoreReader(tmp_path / "s.zarr")
     assert reader.n_rows == 4 * reader.n_checkpoints  # whole checkpoints only
     with _writer(tmp_path / "s.zarr") as store:  # not locked, and resumes
