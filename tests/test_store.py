@@ -221,18 +221,18 @@ def test_a_full_disk_when_closing_adds_no_second_line(tmp_path, rng, monkeypatch
 def test_writes_bound_zarrs_chunk_concurrency_for_themselves_only(tmp_path, rng, monkeypatch):
     """The writer's chunk limit holds during its writes and leaves zarr's process-wide
     setting as it was (a trainer or notebook writing a store keeps its own zarr config)."""
-    import stores.zarr_store as zarr_store
+    from stores.zarr_store import primitives  # _write_all's module: its limit and its sync
 
     monkeypatch.delenv("ZARR_ASYNC__CONCURRENCY", raising=False)
-    monkeypatch.setattr(zarr_store, "_CHUNKS_IN_FLIGHT", 3)
+    monkeypatch.setattr(primitives, "_CHUNKS_IN_FLIGHT", 3)
     before = zarr.config.get("async.concurrency")
-    seen, real_sync = [], zarr_store.sync
+    seen, real_sync = [], primitives.sync
 
     def sync_noting_the_limit(coro):
         seen.append(zarr.config.get("async.concurrency"))
         return real_sync(coro)
 
-    monkeypatch.setattr(zarr_store, "sync", sync_noting_the_limit)
+    monkeypatch.setattr(primitives, "sync", sync_noting_the_limit)
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(1, "step_1", "h1") as tx:
             add_rows(tx, 10, rng)
