@@ -2488,11 +2488,11 @@ def test_the_hook_measures_and_alerts_as_when_each_steps_checkpoints_are_worked_
             np.testing.assert_array_equal(table[name], values, err_msg=name)
     assert sorted(kept.measured_steps()) == [100, 200, 350, 400, 500, 600]
     assert {a["rule"] for a in kept.alerts()} == {"collapse"}
-    from stores import zarr_store
+    from stores.zarr_store import sources  # superseded_flags' and _CurrentSources' _reading_key
 
     read = []  # what supersedes what is not worked out again from every checkpoint's source
-    reading_key = zarr_store._reading_key
-    monkeypatch.setattr(zarr_store, "_reading_key", lambda source: read.append(source) or reading_key(source))
+    reading_key = sources._reading_key
+    monkeypatch.setattr(sources, "_reading_key", lambda source: read.append(source) or reading_key(source))
     store, hook = stores[StoreWriter]
     with StoreWriter(store, kept.encoder) as writer:
         read.clear()

@@ -309,7 +309,7 @@ def test_an_update_does_not_work_out_again_what_supersedes_what_from_every_check
     profiled), so its cost grew with the history. It takes the writer's record instead, and
     lays out as before: a rewritten step's old version is not the next step's anchor."""
     from engine.layout_runner import update_layout
-    from stores import zarr_store
+    from stores.zarr_store import sources  # superseded_flags' and _CurrentSources' _reading_key
 
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(4, 16))
@@ -320,8 +320,8 @@ def test_an_update_does_not_work_out_again_what_supersedes_what_from_every_check
         add_step(store, 300, centres, rng, 0.5, n=30, source="step_300")  # rewritten: rows 90-120 superseded
         add_step(store, 400, centres, rng, 0.5, n=30)
         read = []
-        reading_key = zarr_store._reading_key
-        monkeypatch.setattr(zarr_store, "_reading_key", lambda source: read.append(source) or reading_key(source))
+        reading_key = sources._reading_key
+        monkeypatch.setattr(sources, "_reading_key", lambda source: read.append(source) or reading_key(source))
         assert update_layout(store) == 60
         assert read == []
         xy = store.layout_xy()
