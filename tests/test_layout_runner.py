@@ -168,8 +168,9 @@ def test_a_full_recompute_killed_while_it_swaps_layouts_leaves_one_whole_and_ctr
     rename has one layout, whole. Ctrl-C ended with status 130 and no word: it says so."""
     import os
 
-    import stores.zarr_store as zarr_store
     from engine import layout_runner
+    from stores.uninterrupted import uninterrupted
+    from stores.zarr_store import writer  # replace_layout's renames
 
     rng = np.random.default_rng(5)
     centres = rng.normal(size=(4, 16))
@@ -193,10 +194,10 @@ def test_a_full_recompute_killed_while_it_swaps_layouts_leaves_one_whole_and_ctr
                 raise Killed
             rename(src, dst)
 
-        monkeypatch.setattr(zarr_store.os, "rename", dies_at_a_rename)
+        monkeypatch.setattr(writer.os, "rename", dies_at_a_rename)
         with pytest.raises(Killed), StoreWriter(path, ENCODER) as store:
             layout_runner.recompute_layout(store)
-        monkeypatch.setattr(zarr_store.os, "rename", rename)
+        monkeypatch.setattr(writer.os, "rename", rename)
         with StoreWriter(path, ENCODER):  # the next writer finishes or drops the swap
             pass
         reader = StoreReader(path)
@@ -216,7 +217,7 @@ def test_a_full_recompute_killed_while_it_swaps_layouts_leaves_one_whole_and_ctr
         replace(self, xy)
 
     replace = StoreWriter.replace_layout
-    monkeypatch.setattr(StoreWriter, "replace_layout", zarr_store.uninterrupted(ctrl_c_while_it_writes))
+    monkeypatch.setattr(StoreWriter, "replace_layout", uninterrupted(ctrl_c_while_it_writes))
     assert main(["layout", str(path), "--full"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"evowatch: interrupted; {path}: its layout is whole (the one before, or the new one if it was being written)")
