@@ -131,8 +131,7 @@ def test_a_store_write_failure_in_the_writer_process_is_raised_here(tmp_path, mo
     import stores.zarr_store.writer
 
     monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
-    monkeypatch.setattr(stores.zarr_store, "WRITE_ROWS", 8)  # several commits in the backlog
-    monkeypatch.setattr("engine.pipeline.GROUP_ROWS", 8)
+    monkeypatch.setattr("engine.pipeline.GROUP_ROWS", 8)  # several commits in the backlog
     writes = []
     real = stores.zarr_store.writer._write_all
 
@@ -186,7 +185,6 @@ def test_a_writer_process_that_dies_is_one_clear_error_and_the_next_run_resumes(
     from engine.errors import EvowatchError
 
     monkeypatch.setenv(WRITER_PROCESS_ENV, "1")
-    monkeypatch.setattr(stores.zarr_store, "WRITE_ROWS", 8)
     monkeypatch.setattr("engine.pipeline.GROUP_ROWS", 8)
     writes = []
     real = stores.zarr_store.writer._write_all
