@@ -56,6 +56,12 @@ def map_chart(at: AppTest) -> dict:
     return component_data(at, "evowatch_map")
 
 
+def steps_slider(at: AppTest):
+    """The sidebar's Steps filter (drawn under one of two keys)."""
+    (slider,) = [s for s in at.select_slider if s.label == "Steps"]
+    return slider
+
+
 def n_points(spec: dict) -> int:
     """Markers drawn (base64 int32 rows), checked against the declared count."""
     import base64
@@ -191,8 +197,8 @@ def test_filters_narrow_the_map(store, monkeypatch):
     assert at.multiselect(key="kinds").options == ["generated", "real"]  # no held-out rows: no "holdout"
     at.multiselect(key="kinds").set_value(["generated"]).run()
     assert n_points(map_chart(at)) == 3 * PER_STEP
-    assert at.select_slider(key="step_range:1000:3000:3").options == ["1,000", "2,000", "3,000"]  # the run's steps only
-    at.select_slider(key="step_range:1000:3000:3").set_range(2000, 3000).run()
+    assert steps_slider(at).options == ["1,000", "2,000", "3,000"]  # the run's steps only
+    steps_slider(at).set_range(2000, 3000).run()
     assert n_points(map_chart(at)) == 2 * PER_STEP
     at.checkbox(key="near_copies").check().run()
     near = n_points(map_chart(at))
@@ -312,7 +318,7 @@ def test_step_click_on_signals_focuses_the_map(store, monkeypatch):
     assert n_points(map_chart(at)) == 3 * PER_STEP + N_REAL
     assert "Showing step 2,000 only" not in texts(at)  # the note goes with the one click
     # a step picked outside the Steps range: it is shown, not the reference band alone
-    at.select_slider(key="step_range:1000:3000:3").set_range(1000, 2000).run()
+    steps_slider(at).set_range(1000, 2000).run()
     at.session_state["signals_chart"] = {"step": 3000}
     at.run()
     assert "Showing step 3,000 only (picked on the signals chart; the Steps range is set aside)." in texts(at)
@@ -363,7 +369,7 @@ def test_the_step_comparison_follows_the_steps_range_until_a_step_is_picked(tmp_
     with caplog.at_level("WARNING"):
         at.run()
         assert compared() == (1000, 4000)  # the newest step
-        at.select_slider(key="step_range:1000:4000:4").set_range(2000, 3000).run()
+        steps_slider(at).set_range(2000, 3000).run()
         assert compared() == (2000, 3000)
         at.selectbox(key="cmp_b").set_value(2000).run()
         run.add_step(5000)
@@ -458,7 +464,7 @@ def test_a_store_made_again_with_the_same_steps_drops_the_steps_range_and_the_pi
     path = tmp_path / "exp.zarr"
     build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8, seed=1)
     at = run_app(path, monkeypatch, show_compare=True)
-    at.select_slider(key="step_range:1000:3000:3").set_value((2000, 3000)).run()
+    steps_slider(at).set_value((2000, 3000)).run()
     at.selectbox(key="cmp_b").set_value(2000).run()
     assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == (2000, 2000)
     shutil.rmtree(path)
@@ -482,7 +488,7 @@ def test_new_commit_reaches_the_page_and_keeps_filters(tmp_path, monkeypatch):
     assert not at.exception
     assert n_points(map_chart(at)) == 90  # the new band, filters kept
     assert at.multiselect(key="kinds").value == ["generated"]
-    assert at.select_slider(key="step_range:1000:3000:3").value == (1000, 3000)  # the open range followed the new step
+    assert steps_slider(at).value == (1000, 3000)  # the open range followed the new step
 
 
 def test_a_rule_that_alerts_after_the_page_opened_gets_its_chart(tmp_path, monkeypatch, caplog):
@@ -1026,13 +1032,31 @@ def test_a_range_moved_as_a_step_is_committed_is_kept(tmp_path, monkeypatch):
     run = build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8)
     at = run_app(path, monkeypatch)
     run.add_step(4000)  # committed between the page's polls
-    at.select_slider(key="step_range:1000:3000:3").set_range(1000, 2000).run()
+    steps_slider(at).set_range(1000, 2000).run()
     assert not at.exception
-    assert at.select_slider(key="step_range:1000:4000:4").value == (1000, 2000)
+    assert steps_slider(at).value == (1000, 2000)
     assert n_points(map_chart(at)) == 10 + 2 * 10  # the reference and steps 1,000 and 2,000
     run.add_step(5000)
-    at.select_slider(key="step_range:1000:4000:4").set_range(1000, 4000).run()  # reopened at its upper end
-    assert at.select_slider(key="step_range:1000:5000:5").value == (1000, 5000)  # follows the new step
+    steps_slider(at).set_range(1000, 4000).run()  # reopened at its upper end
+    assert steps_slider(at).value == (1000, 5000)  # follows the new step
+
+
+def test_a_live_session_keeps_the_steps_sliders_metadata_for_two_widgets_not_one_per_commit(tmp_path, monkeypatch):
+    """Round BO: Streamlit keeps every widget's metadata for the session (the Steps slider's: its
+    step list), and the slider got a new key at every new step: a page watching a run live kept
+    one copy of the step list per commit (about 230 MB for 2,000 steps). Its two keys keep two,
+    and a narrowed range still follows the newest step through every change of key."""
+    path = tmp_path / "live.zarr"
+    run = build_store(path, n_steps=3, per_step=4, n_real=4, thumbnail_size=8)
+    at = run_app(path, monkeypatch)
+    steps_slider(at).set_range(2000, 3000).run()
+    for step in range(4000, 9000, 1000):
+        run.add_step(step)
+        at.run()
+        assert not at.exception and steps_slider(at).value == (2000, step)
+    # widget metadata by widget id (SessionState's own record; no public listing of it)
+    kept = [wid for wid in at._session_state._state._new_widget_state.widget_metadata if "step_range" in wid]
+    assert len(kept) <= 2, kept
 
 
 def test_a_step_written_between_others_joins_the_steps_filter_and_keeps_the_users_range(tmp_path, monkeypatch):
@@ -1041,11 +1065,11 @@ def test_a_step_written_between_others_joins_the_steps_filter_and_keeps_the_user
     path = tmp_path / "live.zarr"
     run = build_store(path, n_steps=3, per_step=10, n_real=10, thumbnail_size=8)
     at = run_app(path, monkeypatch)
-    at.select_slider(key="step_range:1000:3000:3").set_range(2000, 3000).run()
+    steps_slider(at).set_range(2000, 3000).run()
     run.add_step(1500)
     at.run()
     assert not at.exception
-    slider = at.select_slider(key="step_range:1000:3000:4")
+    slider = steps_slider(at)
     assert slider.options == ["1,000", "1,500", "2,000", "3,000"] and slider.value == (2000, 3000)
 
 

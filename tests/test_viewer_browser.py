@@ -291,6 +291,40 @@ def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path):
             page.wait_for_timeout(3000)  # the page's poll reruns it meanwhile, sending the slider's range back
 
 
+def test_a_narrowed_steps_range_keeps_its_ends_as_the_slider_changes_key(tmp_path):
+    """Round BO: the Steps slider is drawn under two keys in turn, one per change of the steps, so a
+    key comes back after one commit: the browser must start it from the range carried over (the
+    narrowed lower end kept, the open upper end on the newest step), and a move sent as a step is
+    committed is kept."""
+    store = tmp_path / "run.zarr"
+    run = build_store(store, n_steps=3, per_step=8, n_real=8, thumbnail_size=8)
+    thumbs = "[data-testid=stSidebar] [data-testid=stSlider] input[type=range]"
+
+    def wait_for_markers(n: int) -> None:
+        page.wait_for_function(f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.info().markers === {n}",
+                               timeout=30_000)
+
+    def wait_for_ends(lo: str, hi: str) -> None:  # the old slider stays until the run ends
+        page.wait_for_function(f"""() => [...document.querySelectorAll('{thumbs}')]
+            .map(t => t.getAttribute('aria-valuetext')).join() === '{lo},{hi}'""", timeout=30_000)
+
+    with served(store, tmp_path) as (url, chrome):
+        page = open_page(chrome, url, 1280, 900)
+        page.locator(thumbs).first.focus()
+        page.keyboard.press("ArrowRight")  # 2,000 - 3,000
+        wait_for_markers(8 + 2 * 8)
+        for step in (4000, 5000, 6000):  # keys b, a, b
+            run.add_step(step)
+            wait_for_markers(8 + 8 * (step // 1000 - 1))
+            wait_for_ends("2,000", f"{step:,}")
+        page.locator(thumbs).nth(1).focus()
+        page.keyboard.press("ArrowLeft")  # to 5,000, as 7,000 is committed
+        run.add_step(7000)
+        page.locator("[data-testid=stSidebar] [data-testid=stSliderTickBar]", has_text="7,000").wait_for(timeout=30_000)
+        wait_for_ends("2,000", "5,000")
+        wait_for_markers(8 + 4 * 8)
+
+
 def test_radial_rings_are_named_as_room_allows(tmp_path):
     """Radial layout: the rings carry their steps (1,000 style) on the ray above the centre,
     the newest always, the others as far as their spacing allows; zooming in names those

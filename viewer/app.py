@@ -178,11 +178,23 @@ def _nearest(steps: list[int], value: int) -> int:
     return min(steps, key=lambda s: abs(s - value))
 
 
-def step_range_key(steps) -> str:
-    """The Steps slider's widget key for these steps (new steps, a new widget in the browser) of
-    the store the page shows (one made again at its path: a new widget, whatever its steps)."""
-    again = st.session_state.get("_stores_made_again", 0)
-    return f"step_range:{int(steps[0])}:{int(steps[-1])}:{len(steps)}" + (f":{again}" if again else "")
+#: The Steps slider's two widget keys, taken in turn (step_range_key).
+STEP_RANGE_KEYS = ("step_range:a", "step_range:b")
+
+
+def step_range_key(steps: list[int]) -> str:
+    """The Steps slider's widget key: the last one drawn while the steps are the same steps of the
+    same store, else the other one (new steps or a store made again at its path: a new widget in
+    the browser, which starts from the range carried over). A key naming the steps did that too,
+    but Streamlit keeps each widget's metadata, its step list, for the whole session: a live
+    page kept one copy per commit. Two keys keep two."""
+    named = (steps[0], steps[-1], len(steps), st.session_state.get("_stores_made_again", 0))
+    shown = st.session_state.get("_step_range_shown")  # (key, steps named)
+    key = STEP_RANGE_KEYS[0]
+    if shown is not None:
+        key = shown[0] if shown[1] == named else next(k for k in STEP_RANGE_KEYS if k != shown[0])
+    st.session_state["_step_range_shown"] = (key, named)
+    return key
 
 
 def sidebar(d: map_data.MapData, path: str, commit: commits.Commit) -> tuple[filters.Filters, str, str]:
@@ -198,7 +210,7 @@ def sidebar(d: map_data.MapData, path: str, commit: commits.Commit) -> tuple[fil
     step_range = None
     if len(steps) >= 2:
         full = (steps[0], steps[-1])
-        # New steps make a new slider (its key names them), which starts again from `value`:
+        # New steps make a new slider (under the other key), which starts again from `value`:
         # carry the user's range over, following the ends the user left open.
         key = step_range_key(steps)
         default, prev = full, st.session_state.get("_step_range_prev")
