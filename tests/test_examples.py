@@ -17,7 +17,8 @@ from engine.cli import main
 from stores.zarr_store import StoreReader
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+# Its module fixtures cost seconds and are made once per xdist worker: all its tests on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("examples")]
 
 
 @pytest.fixture(autouse=True, scope="module")
