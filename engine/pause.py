@@ -110,6 +110,19 @@ def move_pause(run_dir: str | os.PathLike, moved: Sequence[tuple[Mapping[str, An
     return True
 
 
+def pause_is_users(run_dir: str | os.PathLike) -> bool:
+    """Whether the pause file there is the user's own, not one evowatch wrote (JSON with an alert's
+    step, rule, value and message): a new alert keeps it, as the trainer waits on it anyway
+    (`echo "holding for eval" > EVOWATCH_PAUSE` was replaced by the alert's JSON)."""
+    try:
+        record = json.loads(pause_path(run_dir).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):  # not JSON (a note), or not to be read: not evowatch's to replace
+        return True
+    return not (isinstance(record, dict) and {"step", "rule", "value", "message"} <= record.keys())
+
+
 def evowatch_should_pause(run_dir: str | os.PathLike) -> bool:
     """True while ``RUN_DIR/EVOWATCH_PAUSE`` exists."""
     return pause_path(run_dir).exists()

@@ -27,7 +27,7 @@ from engine.metrics.per_step import METRICS_VERSION, compute_step, metric_key
 from engine.metrics.probes import encode_probes, parse_probe, probe_scores
 from engine.metrics.reference import ReferenceStats
 from engine.metrics.vectors import unit_rows
-from engine.pause import AlertCommands, move_pause, pause_path, read_pause, write_pause
+from engine.pause import AlertCommands, move_pause, pause_is_users, pause_path, read_pause, write_pause
 from engine.pipeline import IngestResult
 from engine.trainer_logs import TrainerLogs
 from stores.format import KIND_CODES, array_name, array_names, listed, one_line
@@ -881,11 +881,7 @@ class Signals:
         if onsets:  # acted on once the rows they read are in the store (an --on-alert hook reads them)
             self._write_measured(store, at_once=True, alerts_complete=False)
         if onsets and self.pause_on_alert:
-            try:
-                write_pause(self.run_dir, of_step)  # one pause naming every alert of the step
-            except OSError as exc:
-                log.error("%s: cannot write the pause file (%s): training goes on; make the run folder writable",
-                          self.run_dir, exc.strerror or exc)
+            self._pause(onsets, of_step)
         self._alert_list = sorted(stored, key=lambda a: (a["step"], a["rule"]))
         if onsets:  # kept unsaid with the list until announced: a watch killed between has the next one say them
             store.set_alerts(self._alert_list, onsets=[alert.to_dict() for alert in onsets])
@@ -893,6 +889,20 @@ class Signals:
             for alert in onsets:
                 self._announce(alert, store)
             store.said_onsets([alert.to_dict() for alert in onsets])
+
+    def _pause(self, onsets: list[Alert], of_step: Sequence) -> None:
+        """Write the pause file naming every alert of the step (``of_step``), in place of one evowatch
+        wrote for an earlier alert; a file of the user's own is kept, said (the trainer waits on it)."""
+        if pause_is_users(self.run_dir):
+            log.warning("%s is not evowatch's: kept as it is (the trainer waits on it); step %d [%s] is not written "
+                        "in it: delete it to resume training", pause_path(self.run_dir), onsets[0].step,
+                        ", ".join(alert.rule for alert in onsets))
+            return
+        try:
+            write_pause(self.run_dir, of_step)  # one pause naming every alert of the step
+        except OSError as exc:
+            log.error("%s: cannot write the pause file (%s): training goes on; make the run folder writable",
+                      self.run_dir, exc.strerror or exc)
 
     def _announce(self, alert: Alert, store: StoreWriter | None = None, late: str = "") -> None:
         self._announced[(alert.step, alert.rule)] = alert.to_dict()

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -2682,3 +2683,24 @@ def test_a_watch_with_no_metrics_says_the_unsaid_alerts_stay_unsaid(tmp_path, ca
             "--no-metrics measures nothing; the next watch without it says what its first pass "
             "confirms") in err
     assert [(a["step"], a["rule"]) for a in StoreReader(store).unsaid_onsets()] == [(200, "collapse")]
+
+
+def test_a_pause_file_of_the_user_s_own_is_kept_at_a_new_alert_an_evowatch_one_is_rewritten(tmp_path, capsys):
+    """Round BP: `echo "holding for eval" > RUN/EVOWATCH_PAUSE`, then an alert's onset under
+    --pause-on-alert replaced the note with the alert's JSON. The user's file stays (the trainer
+    waits on it anyway), said in one line; one evowatch wrote for an earlier alert is rewritten."""
+    from engine.cli import main
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, np.random.default_rng(0))
+    (run / PAUSE_FILE).write_text("holding for eval\n")
+    assert main(watch_once(run, store) + ["--pause-on-alert"]) == 0
+    assert (run / PAUSE_FILE).read_text() == "holding for eval\n"
+    assert f"evowatch: {run / PAUSE_FILE} is not evowatch's: kept as it is (the trainer waits on it); step 200 " \
+           "[collapse] is not written in it: delete it to resume training" in capsys.readouterr().err.splitlines()
+    earlier = {"step": 100, "rule": "fd_rising", "value": 1.0, "message": "an earlier alert"}
+    write_pause(run, earlier)
+    shutil.rmtree(store)
+    assert main(watch_once(run, store) + ["--pause-on-alert"]) == 0
+    assert [(a["step"], a["rule"]) for a in read_pause(run)["alerts"]] == [(200, "collapse")]
+    assert "is not evowatch's" not in capsys.readouterr().err
