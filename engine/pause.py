@@ -181,17 +181,42 @@ def pause_message(run_dir: str | os.PathLike) -> str:
     return f"evowatch paused training{why.rstrip(': ')}. {when} {pause_path(run_dir)} to resume."
 
 
+class PauseCheckError(RuntimeError):
+    """The trainer could not look for the pause file (a run folder it may not read, also one made so
+    mid-wait): one line naming the file and the fix, not PermissionError's traceback, nor training on.
+    A :class:`PauseGate` raises it on every rank alike (raised on rank 0 alone, the other ranks waited
+    in the broadcast until the group's timeout)."""
+
+
+#: Who :class:`PauseCheckError` asks to read the folder, and what to give a folder it can read.
+_TRAINER, _GATE = ("the trainer", "wait_if_paused"), ("the trainer (rank 0 of several)", "PauseGate")
+
+
+def _looked(run_dir: str | os.PathLike, who: tuple[str, str] = _TRAINER) -> bool:
+    """:func:`evowatch_should_pause`, a folder that cannot be looked in raised as :class:`PauseCheckError`."""
+    try:
+        return evowatch_should_pause(run_dir)
+    except OSError as exc:  # Path.exists raises all but "not there"
+        raise PauseCheckError(f"evowatch: cannot look for {pause_path(run_dir)} ({exc.strerror or exc}): let "
+                              f"{who[0]} read {run_dir}, or give {who[1]} a folder it can read") from exc
+
+
 def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: float | None = None) -> bool:
     """Block while the run is paused; return True if it waited at all.
 
     Logs the alert once at WARNING. With ``timeout_s`` it returns after that long even if
-    still paused (then :func:`evowatch_should_pause` is still True).
+    still paused (then :func:`evowatch_should_pause` is still True). A run folder it cannot
+    look in raises :class:`PauseCheckError`.
     """
-    if not evowatch_should_pause(run_dir):
+    return _wait_while_paused(run_dir, poll_s, timeout_s, _TRAINER)
+
+
+def _wait_while_paused(run_dir: str | os.PathLike, poll_s: float, timeout_s: float | None, who: tuple[str, str]) -> bool:
+    if not _looked(run_dir, who):
         return False
     log.warning("%s", pause_message(run_dir))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while evowatch_should_pause(run_dir):
+    while _looked(run_dir, who):
         if deadline is not None and time.monotonic() >= deadline:
             break
         time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))  # not a poll past it
@@ -201,11 +226,6 @@ def wait_if_paused(run_dir: str | os.PathLike, poll_s: float = 5.0, timeout_s: f
 #: What :class:`PauseGate` shares from rank 0: the index of the folder holding the pause file (-1: none),
 #: the calls until rank 0 looks again, and why rank 0 could not look (None: it could).
 Decision = tuple[int, int, str | None]
-
-
-class PauseCheckError(RuntimeError):
-    """Rank 0 of a :class:`PauseGate` could not look for the pause file: raised on every rank alike
-    (raised on rank 0 alone, the other ranks waited in the broadcast until the group's timeout)."""
 
 
 def _process_group_share() -> Callable[[Callable[[], Decision]], Decision] | None:
@@ -252,15 +272,7 @@ class PauseGate:
         self._paused_at: int = -1  # rank 0's last reading, to log a pause once
 
     def _paused(self) -> int:
-        for i, run_dir in enumerate(self.run_dirs):
-            try:
-                if evowatch_should_pause(run_dir):
-                    return i
-            except OSError as exc:  # a folder the trainer may not read: Path.exists raises all but "not there"
-                raise PauseCheckError(f"evowatch: cannot look for {pause_path(run_dir)} ({exc.strerror or exc}): let "
-                                      f"the trainer (rank 0 of several) read {run_dir}, or give PauseGate a folder "
-                                      "it can read") from exc
-        return -1
+        return next((i for i, run_dir in enumerate(self.run_dirs) if _looked(run_dir, _GATE)), -1)
 
     def _look(self) -> Decision:
         """Rank 0's reading: the folder holding the pause file (-1: none), the calls until its next look
@@ -283,7 +295,7 @@ class PauseGate:
         if share is None:
             waited = False
             while (paused := self._paused()) >= 0:  # another folder's file may appear meanwhile
-                waited = wait_if_paused(self.run_dirs[paused], self.poll_s) or waited
+                waited = _wait_while_paused(self.run_dirs[paused], self.poll_s, None, _GATE) or waited
             return waited
         self._calls += 1
         if self._calls < self._due:

@@ -137,3 +137,32 @@ def test_one_process_refused_the_run_folder_says_the_same_line(tmp_path, monkeyp
     monkeypatch.setattr(Path, "exists", refused)
     with pytest.raises(PauseCheckError, match=f"cannot look for {tmp_path / 'EVOWATCH_PAUSE'} .Permission denied.: "):
         PauseGate(tmp_path, poll_s=0.01).wait()
+
+
+def _refused_after(monkeypatch, looks: int) -> None:
+    """The run folder refused to the pause file's looks after the first ``looks`` (made unreadable mid-wait)."""
+    exists, seen = Path.exists, []
+
+    def refused(path: Path) -> bool:
+        if path.name == "EVOWATCH_PAUSE":
+            seen.append(path)
+            if len(seen) > looks:
+                raise PermissionError(13, "Permission denied", str(path))
+        return exists(path)
+
+    monkeypatch.setattr(Path, "exists", refused)
+
+
+@pytest.mark.parametrize("waiter", ["wait_if_paused", "PauseGate"])
+def test_a_run_folder_refused_mid_wait_is_the_one_line_error(tmp_path, monkeypatch, waiter):
+    """Round BP: refused while paused, `wait_if_paused` and a one-process PauseGate's wait ended in a bare
+    PermissionError traceback; now the line PauseGate's first look says (and training does not go on)."""
+    from engine.pause import PauseCheckError
+
+    write_pause(tmp_path, {"step": 1, "rule": "collapse", "value": 1.0, "message": "m"})
+    _refused_after(monkeypatch, 2)
+    fix = {"wait_if_paused": f"let the trainer read {tmp_path}, or give wait_if_paused a folder it can read",
+           "PauseGate": f"let the trainer (rank 0 of several) read {tmp_path}, or give PauseGate a folder it can read"}
+    with pytest.raises(PauseCheckError) as raised:
+        wait_if_paused(tmp_path, poll_s=0.01) if waiter == "wait_if_paused" else PauseGate(tmp_path, poll_s=0.01).wait()
+    assert str(raised.value) == f"evowatch: cannot look for {tmp_path / 'EVOWATCH_PAUSE'} (Permission denied): {fix[waiter]}"
