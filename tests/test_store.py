@@ -2094,3 +2094,60 @@ def test_the_store_docs_say_plain_zarr_lists_an_array_being_made(tmp_path):
     assert list(zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["scalars"].array_keys()) == [".loss_d.new"]
     docs = " ".join((Path(__file__).parent.parent / "docs" / "store.md").read_text().split())
     assert "`scalars/.loss_d.new`" in docs and "skip member names that start with `.`" in docs
+
+
+def _drop_attribute(path: Path, group: str, key: str) -> Path:
+    """``group``'s zarr.json without the attribute ``key`` (a hand edit, a copy from mixed versions)."""
+    meta = path / group / "zarr.json"
+    doc = json.loads(meta.read_text())
+    del doc["attributes"][key]
+    meta.write_text(json.dumps(doc))
+    return meta
+
+
+@pytest.mark.parametrize("group, key", [("alerts", "first_row"), ("alerts", "committed_rows"), ("alerts", "rewrites"),
+                                        ("metrics", "committed_rows"), ("scalars", "committed_rows"),
+                                        ("layout", "committed_rows")])
+def test_a_group_s_count_missing_is_named_and_nothing_is_changed(tmp_path, rng, capsys, group, key):
+    """Round BP: a group's count missing was read as 0: `alerts` without first_row gave an earlier
+    list's rows, and a watch said "the last write was interrupted", cut the metrics and measured
+    again. Each is one line naming the group's zarr.json and the fix; nothing is written."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    _store_with_every_table(path, rng)
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # an alert list written whole: first_row 1
+        store.set_alerts([{"step": 1, "rule": "fd_rising", "value": 0.25, "message": "rose"}])
+        store.write_scalars({"step": np.array([1, 2]), "loss": np.array([0.5, 0.125])})  # scalars' rewrites: 1
+    meta = _drop_attribute(path, group, key)
+    before = _files(path)
+    said = f"{meta}: attribute '{key}' missing or not a row count (a hand edit, or a copy from mixed versions): " \
+           "restore the store folder from a copy, or start a new --store"
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err
+    for ingests in (True, False):  # a watch's writer, `evowatch layout`'s
+        with pytest.raises(StoreFormatError, match=re.escape(said)):
+            StoreWriter(path, ENCODER, thumbnail_size=4, ingests=ingests)
+    assert _files(path) == before
+
+
+def test_attributes_an_earlier_evowatch_did_not_write_are_read_as_docs_store_md_says(tmp_path, rng):
+    """What a missing count is not: a metrics or scalars group made and its first write killed (no
+    attribute yet), and the keys later versions added (measured, rewrites, generation, the unsaid
+    alerts, alerts_rewritten), are read as none, as before."""
+    path = tmp_path / "s.zarr"
+    _store_with_every_table(path, rng)
+    for group, key in [("metrics", "measured"), ("scalars", "rewrites"), ("alerts", "unsaid_onsets"),
+                       ("alerts", "unsaid_withdrawals")]:
+        doc = json.loads((path / group / "zarr.json").read_text())
+        if key in doc["attributes"]:
+            _drop_attribute(path, group, key)
+    reader = StoreReader(path)
+    assert reader.measured_steps() == {1: None, 2: None} and reader.alerts_rewritten == {}
+    assert len(reader.scalars()["loss"]) == 2 and reader.unsaid_onsets() == [] and len(reader.alerts()) == 1
+    for group in ("metrics", "scalars"):  # made, then killed before its first commit
+        meta = path / group / "zarr.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "attributes": {}}))
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        assert len(store.step_metrics()["step"]) == 0 and len(store.scalars()["step"]) == 0

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,29 @@ def _open_group_read(path: Path) -> zarr.Group | None:
         return zarr.open_group(str(path), mode="r", use_consolidated=False)
     except Exception as exc:  # as _open_array
         raise _damaged_metadata(path, "group", exc) from None
+
+
+#: The row counts each group's attributes hold, and the attributes written with them (None: from the
+#: group's making on; a metrics or scalars group made, its first write killed, holds none and counts
+#: no row). One missing beside those was read as 0: an earlier alert list's rows, metrics measured again.
+_GROUP_COUNTS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
+    "alerts": (("first_row", "committed_rows", "rewrites"), None), "layout": (("committed_rows",), None),
+    "metrics": (("committed_rows",), ("measured", "reference")), "scalars": (("committed_rows",), ("rewrites",))}
+
+
+def _checked_counts(path: Path, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of the group at ``path``, its row counts (:data:`_GROUP_COUNTS`) there and whole
+    numbers, else a one-line error naming its zarr.json: a count the store's readers would read as 0."""
+    attrs = dict(attrs)
+    counts, written_with = _GROUP_COUNTS.get(path.name, ((), None))
+    if written_with is not None and not any(key in attrs for key in written_with):
+        return attrs
+    bad = [key for key in counts if type(attrs.get(key)) is not int or attrs[key] < 0]
+    if bad:
+        raise StoreFormatError(f"{path / 'zarr.json'}: attribute {', '.join(map(repr, bad))} missing or not a row count "
+                               "(a hand edit, or a copy from mixed versions): restore the store folder from a copy, or "
+                               "start a new --store")
+    return attrs
 
 
 def _damaged_metadata(path: Path, node: str, exc: Exception) -> StoreFormatError:

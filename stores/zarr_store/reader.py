@@ -16,7 +16,7 @@ from stores.errors import StoreFormatError
 from stores.format import is_store
 from stores.zarr_store.alert_records import _alert_record
 from stores.zarr_store.paths import _not_the_store, _stores_inside
-from stores.zarr_store.primitives import _node_type, _open_array, _open_group_read, _open_root
+from stores.zarr_store.primitives import _checked_counts, _node_type, _open_array, _open_group_read, _open_root
 from stores.zarr_store.sources import _replacements, superseded_flags
 
 
@@ -314,16 +314,16 @@ class StoreReader:
         return self._read(self._array("layout", "xy"), n, rows) if n else np.zeros((0, 2), np.float32)
 
     def _group_attrs(self, group: str) -> dict[str, Any]:
-        """A group's attributes as stored now ({} before it exists)."""
+        """A group's attributes as stored now ({} before it exists), its row counts checked (:func:`_checked_counts`)."""
         handle = _open_group_read(self.path / group)
-        return {} if handle is None else dict(handle.attrs)
+        return {} if handle is None else _checked_counts(self.path / group, handle.attrs)
 
     def _table(self, group: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """A group of equal-length arrays with a 'committed_rows' attribute, as columns (all of
         them, or those ``names``)."""
         if (handle := _open_group_read(self.path / group)) is None:
             return {}
-        n = int(handle.attrs.get("committed_rows", 0))
+        n = int(_checked_counts(self.path / group, handle.attrs).get("committed_rows", 0))
         if names is None:  # from its folders, as _array_names: zarr's listing warned about any other file there
             names = tuple(self._array_names(group))  # (a writer's zarr.<id>.partial, a copy's .DS_Store or ._zarr.json)
         columns = {name: self._read(self._array(group, name), n, None) for name in names}

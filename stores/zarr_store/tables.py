@@ -52,7 +52,7 @@ class _TableWrites:
         if not rows:
             return
         group = self._ensure_group("metrics")
-        committed = int(group.attrs.get("committed_rows", 0))
+        committed = int(self._group_attrs("metrics").get("committed_rows", 0))
         steps = self.handle("metrics", "step")[:committed] if "step" in group else np.zeros(0, np.int64)
         at = {int(step): row for row, step in enumerate(steps.tolist())}
         n = committed
@@ -60,7 +60,7 @@ class _TableWrites:
             if int(step) not in at:
                 at[int(step)], n = n, n + 1
         placed = sorted({at[int(step)]: (int(step), values, measured) for step, values, measured in rows}.items())
-        recorded = dict(group.attrs.get("measured", {}))
+        recorded = dict(self._group_attrs("metrics").get("measured", {}))
         replaced = [step for row, (step, _, _) in placed if row < committed]
         if any(recorded.get(str(step)) != [] for step in replaced):  # a reader that sees a row half old, half new
             group.update_attributes({"measured": {**recorded, **{str(step): [] for step in replaced}}})  # can tell
@@ -139,7 +139,8 @@ class _TableWrites:
         first = int(np.argmin(kept))  # the rows before it stay where they are
         self.set_alerts([a for a in self.alerts() if int(a["step"]) not in dropped])
         group = self._ensure_group("metrics")
-        recorded = {step: basis for step, basis in group.attrs.get("measured", {}).items() if int(step) not in dropped}
+        recorded = {step: basis for step, basis in self._group_attrs("metrics").get("measured", {}).items()
+                    if int(step) not in dropped}
         group.update_attributes({"committed_rows": first, "measured": recorded})
         for name, values in table.items():
             self.handle("metrics", name)[first:n] = values[first:][kept[first:]]
@@ -159,8 +160,8 @@ class _TableWrites:
         abandoned run's values beside the new run's steps)."""
         group = self._ensure_group("scalars")
         n = len(columns.get("step", []))
-        committed = int(group.attrs.get("committed_rows", 0))
-        rewrites = int(group.attrs.get("rewrites", 0))
+        attrs = self._group_attrs("scalars")
+        committed, rewrites = int(attrs.get("committed_rows", 0)), int(attrs.get("rewrites", 0))
         written = self._scalars_written  # as this writer left it: read back, 41 columns of 100k rows cost 2 s a
         if written is None or self._scalars_written_at != (committed, rewrites):  # log pass (round AS); not if the
             written = {name: self.handle("scalars", name)[:committed] for name in self._array_names("scalars")}  # files changed
@@ -226,7 +227,7 @@ class _TableWrites:
             # then grown, a live reader found it short of committed_rows (the viewer's table then cut
             # to no rows), then 0.0 where NaN is stored (round BE)
             chunk = 1024 if per_step else 16384
-            rows = max(length, int(group.attrs.get("committed_rows", 0))) if per_step else 0
+            rows = max(length, int(self._group_attrs(group_name).get("committed_rows", 0))) if per_step else 0
             rows = -(-rows // chunk) * chunk if ahead else rows
             is_float = dtype.startswith("float")
             _create_array(group, name, (), dtype, _column_description(group_name, name),

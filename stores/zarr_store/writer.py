@@ -27,8 +27,8 @@ from stores.zarr_store.alert_records import _alert_columns, _alert_record, _unsa
 from stores.zarr_store.create import (DEFAULT_THUMBNAIL_SIZE, _create, _create_alert_arrays, _create_array,
                                       _create_superseded_by, _described_arrays, _staged_name)
 from stores.zarr_store.paths import _staging, check_store_path
-from stores.zarr_store.primitives import (WRITE_CONFIG, _fill_by_chunks, _open_array, _open_root, _past_its_shape,
-                                          _write_all, folder_identity)
+from stores.zarr_store.primitives import (_GROUP_COUNTS, WRITE_CONFIG, _fill_by_chunks, _open_array, _open_root,
+                                          _past_its_shape, _write_all, folder_identity)
 from stores.zarr_store.reader import _LAYOUT_NEXT, _LAYOUT_OLD, StoreReader
 from stores.zarr_store.sources import _CurrentSources, _replacements, superseded_flags
 from stores.zarr_store.tables import _TableWrites
@@ -100,6 +100,8 @@ class StoreWriter(_TableWrites, StoreReader):
         try:
             if missing := self.missing_metadata():  # before any write: a watch made a table's column again over
                 raise self._incomplete(missing)  # its chunks, and recorded itself in a store it then refused
+            for group in _GROUP_COUNTS:  # a count missing is named before any write (read as 0, rows were cut)
+                self._group_attrs(group)
             if self._load_state():  # a cleanly closed store ends at its commit points
                 log.warning("%s: the last write was interrupted; resuming from the last commit (%d rows, %d checkpoints)",
                             self.path, self.n_rows, self.n_checkpoints)
@@ -584,18 +586,18 @@ class StoreWriter(_TableWrites, StoreReader):
         new = old + [_alert_record(a) for a in alerts[len(old):]] if grown else [_alert_record(a) for a in alerts]
         if new == old and not onsets:
             return
-        group = self._ensure_group("alerts")
-        stored_onsets = group.attrs.get("unsaid_onsets", [])
+        group, attrs = self._ensure_group("alerts"), self._group_attrs("alerts")
+        stored_onsets = attrs.get("unsaid_onsets", [])
         unsaid_onsets = _unsaid([*stored_onsets, *onsets], new, listed=True)
-        first, stop = int(group.attrs.get("first_row", 0)), int(group.attrs.get("committed_rows", 0))
+        first, stop = int(attrs["first_row"]), int(attrs["committed_rows"])
         if grown or new[:len(old)] == old:
             start, rows, commit = stop, new[len(old):], {"committed_rows": stop + len(new) - len(old)}
         else:
             start = 0 if len(new) <= first else stop
             rows = new
             commit = {"first_row": start, "committed_rows": start + len(new),
-                      "rewrites": int(group.attrs.get("rewrites", 0)) + 1,
-                      "unsaid_withdrawals": _unsaid([*group.attrs.get("unsaid_withdrawals", []), *old], new, listed=False)}
+                      "rewrites": int(attrs["rewrites"]) + 1,
+                      "unsaid_withdrawals": _unsaid([*attrs.get("unsaid_withdrawals", []), *old], new, listed=False)}
         if unsaid_onsets != stored_onsets:  # the onsets, and those of the old list still in the new one
             commit["unsaid_onsets"] = unsaid_onsets
         if rows:
