@@ -406,13 +406,18 @@ def cmd_info(args: argparse.Namespace) -> int:
                                   "near_copy_frac", "label_tv") if k in latest]
         print(f"metrics     {counted(summary['metric_steps'], 'step')}; at step {latest['step']}: "
               + (", ".join(f"{k} {latest[k]:.3g}" for k in shown) or "none measured (too few readable samples)"))
-    print(f"alerts      {len(summary['alerts'])}")
-    shown = onsets_and_newest(summary["alerts"])
+    alerts = summary["alerts"]
+    if alerts is None:  # an alerts array's zarr.json missing: named above
+        print("alerts      not read: their arrays' metadata is missing (above)")
+        alerts = []
+    else:
+        print(f"alerts      {len(alerts)}")
+    shown = onsets_and_newest(alerts)
     for alert in shown:
         print(one_line(f"  step {alert['step']}: [{alert['rule']}] {alert['message']}"))
-    if len(shown) < len(summary["alerts"]):
+    if len(shown) < len(alerts):
         print(f"  ({len(shown)} shown: each rule's first and the newest {NEWEST_ALERTS}; "
-              f"`evowatch info --json` lists all {len(summary['alerts'])})")
+              f"`evowatch info --json` lists all {len(alerts)})")
     if line := _unsaid_line(summary["unsaid_alerts"]):
         print(one_line(line))
     return 0

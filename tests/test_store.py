@@ -1924,12 +1924,14 @@ def _files(path: Path) -> dict[Path, bytes]:
 
 
 @pytest.mark.parametrize("array", ["samples/embedding", "samples/thumbnail", "checkpoints/superseded_by", "layout/xy",
-                                   "metrics/vendi", "scalars/loss", "sample_metrics/nn_train_dist", "warnings/path"])
+                                   "metrics/vendi", "scalars/loss", "sample_metrics/nn_train_dist", "warnings/path",
+                                   "alerts/rule", "alerts/value"])
 def test_an_arrays_zarr_json_missing_is_named_and_the_store_refused_unchanged(tmp_path, rng, capsys, array):
     """Round BJ: an array's zarr.json gone from a copy was said by no one: `info` and `export`
     (which reads no embedding) showed the store as whole, the viewer drew it, and a watch made
     a missing metric column, loss or superseded_by again (a metric's old values NaN) or, for
-    layout/xy, recorded itself in the store before failing."""
+    layout/xy, recorded itself in the store before failing. Round BP: `info` refused a store
+    missing an alerts array's (the others a warning); it shows the rest and says the alerts unread."""
     from engine.cli import main
 
     path = tmp_path / "s.zarr"
@@ -1940,7 +1942,15 @@ def test_an_arrays_zarr_json_missing_is_named_and_the_store_refused_unchanged(tm
     said = f"s.zarr: metadata files missing ({array}/zarr.json): the store was copied or restored incompletely; " \
            "copy it again from its source"
     assert main(["info", str(path)]) == 0  # what is there is still shown, with the warning
-    assert said in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert said in err
+    alerts_line = [line for line in out.splitlines() if line.startswith("alerts")]
+    assert alerts_line == (["alerts      not read: their arrays' metadata is missing (above)"] if array.startswith("alerts")
+                           else ["alerts      1"])
+    assert main(["info", "--json", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["missing_chunks"] == [f"{array}/zarr.json"]
+    assert summary["alerts"] is None if array.startswith("alerts") else len(summary["alerts"]) == 1
     assert main(["export", str(path), "--out", str(tmp_path / "e.csv")]) == 2
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1 and not (tmp_path / "e.csv").exists()

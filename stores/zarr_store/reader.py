@@ -460,6 +460,8 @@ class StoreReader:
                         if k == fmt.KIND_CODES["generated"] and not sup})
         enc = self.encoder or {}
         metrics = self.step_metrics()
+        missing = self.missing_chunks()  # an alerts array's zarr.json gone: shown unread (None), as other arrays are
+        unread = any(entry.startswith("alerts/") and entry.count("/") == 2 for entry in missing if entry.endswith("zarr.json"))
         latest: dict[str, float] = {}
         if len(metrics.get("step", [])):
             last = int(np.argmax(metrics["step"]))
@@ -486,7 +488,7 @@ class StoreReader:
             "metric_steps": len(metrics.get("step", [])),
             "latest_metrics": latest,
             "scalars": self.scalar_names(),
-            "alerts": self.alerts(),
+            "alerts": None if unread else self.alerts(),
             "unsaid_alerts": {"onsets": self.unsaid_onsets(), "withdrawals": self.unsaid_withdrawals()},
-            "missing_chunks": self.missing_chunks(),
+            "missing_chunks": missing,
         }
