@@ -989,6 +989,29 @@ def test_plots_of_the_runs_numbers_are_no_samples_unless_the_globs_name_them(tmp
     assert is_sample_name("loss_3.png", DiscoveryOptions(), reference=True)  # a reference set is never filtered
 
 
+def test_files_left_out_as_plots_are_said(tmp_path, caplog):
+    """A 2-D toy GAN's ``plot_1000.png`` (the scatter of its samples), a curve model's
+    ``step_1000/curve_0.png``: left out as plots with no word, the run said only "no checkpoints
+    found"; a ``loss_curve.png`` beside a checkpoint's samples is said too, at -v's level of detail."""
+    for step in (1000, 2000):
+        write_png(tmp_path / "toy" / f"plot_{step}.png", smooth_images(RNG, 1, 32)[0])
+        for i, image in enumerate(smooth_images(RNG, 2, 16)):
+            write_png(tmp_path / "curves" / f"step_{step}" / f"curve_{i}.png", image)
+        save_torchvision_grid(smooth_images(RNG, 16, 16), tmp_path / "gan" / f"step_{step}" / "samples.png", nrow=4)
+        write_png(tmp_path / "gan" / f"step_{step}" / "loss_curve.png", smooth_images(RNG, 1, 32)[0])
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        assert scan_run(tmp_path / "toy") == [] and scan_run(tmp_path / "curves") == []
+        assert [[Path(f).name for f in c.files] for c in scan_run(tmp_path / "gan")] == [["samples.png"]] * 2
+    said = "not read as samples (--samples GLOB reads them)"
+    assert (f"{tmp_path / 'toy'}: 2 files named as plots of the run's numbers (plot_1000.png, plot_2000.png) "
+            f"are {said}") in caplog.text
+    assert (f"{tmp_path / 'curves'}: 4 files named as plots of the run's numbers (step_1000/curve_0.png, "
+            f"step_1000/curve_1.png, ...) are {said}") in caplog.text
+    assert (f"{tmp_path / 'gan' / 'step_1000'}: 1 file named as plots of the run's numbers (loss_curve.png) "
+            f"{said}") in caplog.text
+    assert [c.step for c in scan_run(tmp_path / "toy", DiscoveryOptions(sample_globs=("plot_*.png",)))] == [1000, 2000]
+
+
 def test_a_tensor_file_beside_an_image_of_its_name_in_a_checkpoint_folder_is_not_read_twice(tmp_path, caplog):
     """``samples/iter_1000/sample.png`` (a grid) beside ``sample.npz`` (the same 16 samples, as
     score_sde keeps them): every sample was stored twice, each its own near-duplicate."""

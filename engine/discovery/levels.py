@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.backlog_log import counted
 from engine.discovery.folders import _MAX_DEPTH, _is_file, _is_hidden_dir, folder_entries, walk_files
 from engine.discovery.groups import _per_sample_groups, _series_folders
-from engine.discovery.names import is_real_data, is_sample_name, is_weight_file
+from engine.discovery.names import is_plot_file, is_real_data, is_sample_name, is_weight_file
 from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, VIDEO_EXTENSIONS, DiscoveryOptions
 from engine.discovery.said_once import warn_once
-from engine.discovery.samples import (_holds_images, _holds_samples, _is_real_data_folder, _unnamed_tensor,
-                                      _weights_by_folder)
+from engine.discovery.samples import (_holds_images, _holds_samples, _is_real_data_folder, _plot_files,
+                                      _unnamed_tensor, _weights_by_folder)
 from engine.discovery.step_counters import _epoch_batch_steps, _steps_before_a_constant, _steps_in_epochs
 from engine.discovery.steps import (_COUNTER_NAME, _counts_training, _index_like, _is_index_sequence,
                                     _names_a_checkpoint, step_of)
@@ -60,8 +61,23 @@ class _Level:
     groups: dict[Path, tuple[Path, ...]]  # pattern -> its files (see _per_sample_groups)
 
 
+def _say_left_out(folder: Path, names: list[str], named_as: str, about: str,
+                  say: Callable[..., None] | None = None) -> None:
+    """Say once (a warning unless ``say``) which files and folders (``name/``) of a level are not
+    read as samples, and why: the user may have named samples so (--samples reads them)."""
+    folders, one = sum(name.endswith("/") for name in names), len(names) == 1
+    what = "files" if not folders else "folders" if folders == len(names) else "files and folders"
+    text = (f"{folder}: {len(names)} {what[:-1] if one else what} {named_as} ({', '.join(names[:2])}"
+            f"{', ...' if len(names) > 2 else ''}) {'is' if one else 'are'} not read as samples (--samples GLOB reads "
+            f"{'it' if one else 'them'})")
+    if say is None:
+        warn_once(folder, text, about)
+    else:
+        warn_once(folder, text, about, say)
+
+
 def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
-    numbered, plain, unnumbered_files, weights, reals = [], [], 0, 0, []
+    numbered, plain, unnumbered_files, weights, reals, plots = [], [], 0, 0, [], []
     entries = folder_entries(folder)
     stems = {Path(entry.name).stem for entry in entries if _is_file(entry)}
     # folders a file of their name may repeat: only those of samples (epoch_1.png, a grid, beside
@@ -91,6 +107,8 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                 plain.append(path)
             elif _holds_samples(path, options):
                 numbered.append((step, path, True))
+            else:
+                plots += [path.relative_to(folder).as_posix() for path in _plot_files(path, options)]
         elif _is_file(entry):
             step = step_of(entry.name, options)
             weight = (is_weight_file(entry.name) or _weights_by_folder(path, folder.name)) and not (
@@ -106,6 +124,8 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                     unnumbered_files += 1
                 else:
                     numbered.append((step, path, False))
+            elif step is not None and is_plot_file(entry.name, options):
+                plots.append(entry.name)
     if (unnamed := [e for e in numbered if _unnamed_tensor(e[1])]) and any(
             _holds_images(path, options) for path in plain):
         numbered = [entry for entry in numbered if entry not in unnamed]  # StyleSwin's weights beside its samples/
@@ -122,11 +142,9 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                            "a video's input image or a smaller copy; the samples are read once, from the folder or the "
                            "full-size image (--samples GLOB picks one)", about="packed")
     if reals:
-        folders, one = sum(name.endswith("/") for name in reals), len(reals) == 1
-        what = "files" if not folders else "folders" if folders == len(reals) else "files and folders"
-        warn_once(folder, f"{folder}: {len(reals)} {what[:-1] if one else what} named as real data or made from it "
-                           f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) {'is' if one else 'are'} "
-                           f"not read as samples (--samples GLOB reads {'it' if one else 'them'})")
+        _say_left_out(folder, reals, "named as real data or made from it", "layout")
+    if plots:
+        _say_left_out(folder, plots, "named as plots of the run's numbers", "plots", log.info)  # shown but at -q
     groups = _per_sample_groups([path for _, path, is_dir in numbered if not is_dir], options)
     series = _series_folders([path for _, path, is_dir in numbered if is_dir] + plain, options)
     if series:

@@ -95,6 +95,13 @@ def is_plot_name(name: str) -> bool:
     return bool(_PLOT_WORDS.search(name)) and not SAMPLE_WORDS.search(name)
 
 
+def is_plot_file(name: str, options: DiscoveryOptions) -> bool:
+    """Whether a file is left out of the samples for its name alone calling it a plot (see
+    ``_PLOT_WORDS``): said to the user, or a run of ``plot_1000.png`` had "no checkpoints found"."""
+    return (not options.samples_chosen and os.path.splitext(name)[1].lower() not in TENSOR_EXTENSIONS
+            and is_plot_name(_stem(name)) and is_sample_name(name, options, reference=True))
+
+
 @functools.lru_cache(maxsize=1 << 16)  # a pass asks about every file; checkpoints repeat their names
 def is_sample_name(name: str, options: DiscoveryOptions, reference: bool = False) -> bool:
     """Whether a file name can hold samples: matches a sample glob and is no weight, temporary

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.backlog_log import counted
 from engine.discovery.folders import _is_hidden_dir, _relative, folder_entries, walk_files
-from engine.discovery.names import SAMPLE_WORDS, is_real_data, is_sample_name
+from engine.discovery.names import SAMPLE_WORDS, is_plot_file, is_real_data, is_sample_name
 from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, DiscoveryOptions
 from engine.discovery.said_once import warn_once
 from engine.discovery.steps import _FIRST_INT
@@ -91,6 +91,11 @@ def _sample_files(folder: Path, options: DiscoveryOptions, generated: bool) -> t
         warn_once(folder.parent, f"{folder}: {counted(len(reals), 'file')} named as real data or made from it "
                                  f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) not read as samples "
                                  "(--samples GLOB reads them)", about="reals in checkpoints", say=log.info)
+    if files and (plots := [p.name for p in listed if is_plot_file(p.name, options)]):  # beside samples (a
+        # folder of plots alone is no checkpoint: its level says so)
+        warn_once(folder.parent, f"{folder}: {counted(len(plots), 'file')} named as plots of the run's numbers "
+                                 f"({', '.join(plots[:2])}{', ...' if len(plots) > 2 else ''}) not read as samples "
+                                 "(--samples GLOB reads them)", about="plots in checkpoints", say=log.info)
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     drawn = {(p.parent, p.stem) for p in images}
     if packed := [p for p in files if p.suffix.lower() in TENSOR_EXTENSIONS and (p.parent, p.stem) in drawn]:
@@ -127,6 +132,12 @@ def _holds_environments(folder: Path) -> bool:
 @kept_while_listed_alike
 def _holds_samples(folder: Path, options: DiscoveryOptions) -> bool:
     return any(True for _ in _generated_files(folder, options))
+
+
+@kept_while_listed_alike
+def _plot_files(folder: Path, options: DiscoveryOptions) -> tuple[Path, ...]:
+    """The files below a folder left out as plots (see ``is_plot_file``), to be said."""
+    return tuple(path for path in walk_files(folder) if is_plot_file(path.name, options))
 
 
 @kept_while_listed_alike
