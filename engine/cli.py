@@ -53,10 +53,30 @@ class _Parser(argparse.ArgumentParser):
         parser said only "evowatch: error: unrecognized arguments"."""
         given = list(sys.argv[1:] if args is None else args)
         self._given = tuple(given[:given.index("--")] if "--" in given else given)
+        if (misplaced := self._option_before_command()) is not None:
+            self.error(misplaced)
         parsed, extra = super().parse_known_args(args, namespace)
         if extra and " " in self.prog:  # a subcommand's parser
             self.error(f"unrecognized arguments: {' '.join(extra)}{self._meant(extra[0])}")
         return parsed, extra
+
+    def _option_before_command(self) -> str | None:
+        """A command's option given before the command (`evowatch --store x.zarr watch run`): argparse
+        took its value for the command ("invalid choice: 'x.zarr'") or said "unrecognized arguments"."""
+        commands = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+        at = next((i for i, token in enumerate(self._given) if token in commands), None)
+        if at is None:
+            return None
+        command, parser = self._given[at], commands[self._given[at]]
+        for token in self._given[:at]:
+            if self._unknown_option(token):
+                name = token.split("=")[0]
+                where = f"an option of `evowatch {command}`: give it after {command}"
+                if not parser._unknown_option(token):
+                    return f"{name} is {where}"
+                if meant := did_you_mean(name, parser._options()):
+                    return f"unrecognized arguments: {token}{meant[:-1]} {where})"
+        return None
 
     def _options(self) -> list[str]:
         return [option for action in self._actions for option in action.option_strings]

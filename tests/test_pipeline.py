@@ -1928,6 +1928,27 @@ def test_a_required_option_mistyped_is_named_with_the_one_meant(tmp_path, capsys
     assert not (tmp_path / "s.zarr").exists()
 
 
+def test_a_commands_option_given_before_the_command_is_said_to_go_after_it(tmp_path, capsys):
+    """`evowatch --store s.zarr watch RUN` was "invalid choice: 's.zarr' (choose from 'watch', ...)":
+    argparse took the option's value for the command; `evowatch --once watch ...` said only
+    "unrecognized arguments: --once"."""
+    run = str(tmp_path / "run")
+    assert _usage_error(["--store", "s.zarr", "watch", run], capsys) == (
+        "evowatch: error: --store is an option of `evowatch watch`: give it after watch")
+    assert _usage_error(["-q", "--store=s.zarr", "watch", run], capsys) == (
+        "evowatch: error: --store is an option of `evowatch watch`: give it after watch")
+    assert _usage_error(["--once", "watch", run, "--store", "s.zarr"], capsys) == (
+        "evowatch: error: --once is an option of `evowatch watch`: give it after watch")
+    assert _usage_error(["--sotre", "s.zarr", "watch", run], capsys) == (
+        "evowatch: error: unrecognized arguments: --sotre (did you mean --store? an option of `evowatch watch`: "
+        "give it after watch)")
+    assert _usage_error(["--jsno", "info", "s.zarr"], capsys) == (
+        "evowatch: error: unrecognized arguments: --jsno (did you mean --json? an option of `evowatch info`: "
+        "give it after info)")
+    assert _usage_error(["--zzz", "info", "s.zarr"], capsys) == "evowatch: error: unrecognized arguments: --zzz"
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_quiet_and_verbose_are_accepted_after_the_subcommand_too():
     from engine.cli import build_parser
 
