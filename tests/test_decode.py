@@ -101,6 +101,21 @@ def test_a_stray_file_costs_only_its_own_and_its_numbers_ids_and_is_named(tmp_pa
     assert "00001.png, 00003 (1).png, preview.png" in caplog.text
 
 
+def test_each_processs_numbered_samples_are_ids_with_the_rank(tmp_path, caplog):
+    """Round BP: ``step_1000/rank1_3.png``, every rank numbering its samples from 0: all 8 ids
+    were -1 and the line called them strays. The rank and the index together are the id, the
+    same at every step."""
+    for step in (1000, 2000):
+        for rank in range(2):
+            for i in range(4):
+                write_png(tmp_path / "samples" / f"step_{step}" / f"rank{rank}_{i}.png", smooth_images(RNG, 1, 16)[0])
+    with caplog.at_level("WARNING", logger="engine.decode"):
+        for checkpoint in scan_run(tmp_path):
+            ids = {s.path.rpartition("/")[2]: s.instance for s in iter_samples(checkpoint)}
+            assert ids == {f"rank{r}_{i}.png": 10 * r + i for r in range(2) for i in range(4)}
+    assert "share their number" not in caplog.text
+
+
 def test_numbers_that_start_again_in_each_prompt_folder_are_ids_with_the_folder(tmp_path, caplog):
     """invoke-training's ``validation/epoch_00000001-step_00000125/prompt_0000/0000.jpg``: every
     prompt folder numbers its images from 0, so every id was -1, and no line said so. A folder

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from engine.discovery.said_once import warn_once
-from engine.discovery.steps import index_in_name, last_integer
+from engine.discovery.steps import index_in_name, last_integer, numbers_in_name
 from engine.records import Checkpoint
 from stores.format import MAX_INSTANCE, SAMPLE_KEY, listed
 from stores.zarr_store import pattern_regex
@@ -21,7 +21,8 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
     (``img_*_step_0500.png``, ``mylora_000500_*_??????????????.png``), else a name's last;
     none for a pattern without an index (``validation_500_????????????????????.png``: names
     apart by a hash). A file whose number another file shares, or that has none (a stray
-    ``00003 (1).png`` beside the samples), gets no id; the others keep theirs."""
+    ``00003 (1).png`` beside the samples), gets no id; the others keep theirs. Names whose varying
+    numbers together tell them all apart (``rank1_3.png``) take those instead."""
     if pattern and "?" in pattern and "*" not in pattern:
         return {}
     wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
@@ -31,7 +32,25 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
         if (number := int(match[1]) if match else index_in_name(path.stem)) is not None:
             numbers[path] = number
     shared = Counter(numbers.values())
-    return {path: number for path, number in numbers.items() if shared[number] == 1}
+    ids = {path: number for path, number in numbers.items() if shared[number] == 1}
+    return ids if len(ids) == len(files) else _varying_number_ids(files) or ids
+
+
+def _varying_number_ids(files: tuple[Path, ...]) -> dict[Path, int]:
+    """Ids of names whose last numbers repeat but whose varying numbers together do not (each
+    process's ``rank1_3.png``: the rank, then the index after it padded to the largest index's
+    digits, 13), so the same (rank, index) is the same instance at every step; {} unless every
+    name has as many numbers and no two the same varying ones (a stray ``00003 (1).png``)."""
+    numbers = {path: numbers_in_name(path.stem) for path in files}
+    if len(files) < 2 or len({len(found) for found in numbers.values()}) != 1:
+        return {}
+    varying = [i for i, column in enumerate(zip(*numbers.values())) if len(set(column)) > 1]
+    keys = {path: [found[i] for i in varying] for path, found in numbers.items()}
+    if not varying or len({tuple(key) for key in keys.values()}) != len(files):
+        return {}
+    widths = [len(str(max(key[i] for key in keys.values()))) for i in range(len(varying))]
+    return {path: int(str(key[0]) + "".join(f"{n:0{w}d}" for n, w in zip(key[1:], widths[1:])))
+            for path, key in keys.items()}
 
 
 def sample_keys(files: tuple[Path, ...], pattern: Path) -> dict[Path, str]:

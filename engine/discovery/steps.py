@@ -71,6 +71,12 @@ def index_in_name(stem: str) -> int | None:
     return last_integer(stem) if masked is None else masked  # StyleGAN's seed0000.png: the seed is the index
 
 
+def numbers_in_name(stem: str) -> tuple[int, ...]:
+    """Every number of a name that is no date, time, shape or hash, in order (``rank1_3`` is
+    (1, 3)): what tells apart samples whose last numbers repeat."""
+    return tuple(int(n) for n in _FIRST_INT.findall(_NO_NUMBER.sub("_", stem)))
+
+
 #: A step counted in thousands or millions (``sample_10k.png``, ``sample_1.5k.png``,
 #: ``sample_1.2M.png``: steps 10,000, 1,500 and 1,200,000).
 _SCALED = re.compile(r"(?<![\d.a-z])(\d+(?:\.\d+)?)([km])(?![a-z\d])", re.IGNORECASE)
