@@ -325,9 +325,10 @@ class TensorBoardImages:
     # --- samples -----------------------------------------------------------------------
     def iter_samples(self, checkpoint: Checkpoint, options: DiscoveryOptions | None = None) -> Iterator[Sample | SkippedFile]:
         """The checkpoint's images: a lone tag's grid split into its tiles (instance = tile
-        index), the several images of one summary one sample each (instance = their order; of
-        a numbered tag, after :data:`IDS_PER_TAG` per lower number), a numbered tag's image one
-        sample (instance = its number), a prompt's image one sample, or its tiles when it is a grid."""
+        index; its one image, no grid, is sample 0, followed across steps), the several images of
+        one summary one sample each (instance = their order; of a numbered tag, after
+        :data:`IDS_PER_TAG` per lower number), a numbered tag's image one sample (instance = its
+        number), a prompt's image one sample, or its tiles when it is a grid."""
         options = options or self._options
         if checkpoint.kind != "generated":
             yield from iter_samples(checkpoint, options)
@@ -387,8 +388,7 @@ class TensorBoardImages:
                 yield SkippedFile(path=path, reason=NO_GRID_TO_SLICE, misfit=True)  # or columns it keeps
                 continue  # cannot be told (ControlNet's conditioning image was kept in the sample)
             if geometry is None:
-                number = _instance(instance, index, len(images)) if len(images) > 1 or instance is not None else -1
-                yield Sample(image=image, instance=number, path=path, label=label)
+                yield Sample(image=image, instance=_instance(instance, index, len(images)), path=path, label=label)
                 continue
             try:
                 tiles = select_tiles(split_grid(image, geometry), geometry, options.tile_rows, options.tile_cols)

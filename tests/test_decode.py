@@ -238,7 +238,16 @@ def test_one_natural_image_is_not_split(tmp_path):
     write_png(tmp_path / "sample_500.png", digit_like(RNG, 64))
     samples = list(iter_samples(_checkpoint(tmp_path, "sample_500.png", step=500)))
     assert len(samples) == 1 and samples[0].image.shape == (64, 64, 3) and samples[0].path == "sample_500.png"
-    assert samples[0].instance == -1  # the file's number is its step, not a sample's id
+    assert samples[0].instance == 0  # the file's number is its step, not a sample's id: the file's first sample
+
+
+def test_one_image_per_step_is_the_same_instance_at_every_step(tmp_path):
+    """Round BP: ``samples/000100.png`` ... ``000400.png``, one fixed-noise sample a step: each had
+    instance -1, so the map drew no trail for it. It is its file's sample 0 at every step."""
+    for step in (100, 200, 300):
+        write_png(tmp_path / "samples" / f"{step:06d}.png", smooth_images(RNG, 1, 64)[0])
+    found = [[s.instance for s in iter_samples(checkpoint)] for checkpoint in scan_run(tmp_path)]
+    assert found == [[0], [0], [0]]
 
 
 def test_a_folder_holding_one_image_keeps_its_file_name_id(tmp_path):

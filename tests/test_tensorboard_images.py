@@ -441,7 +441,7 @@ def test_tags_numbered_alike_are_one_checkpoint_with_their_numbers_as_instances(
     got = read(logged, found[3])
     assert [(s.instance, s.path) for s in got] == [(i, f"tb/sample_{i}@20") for i in range(12)]
     np.testing.assert_array_equal(np.stack([s.image for s in got]), batches[20])
-    assert [s.instance for s in read(logged, found[0])] == [-1]
+    assert [s.instance for s in read(logged, found[0])] == [0]  # a lone tag's one sample: 0 at every step
     assert len({logged.content_hash(c) for c in found}) == 4
 
 
@@ -815,7 +815,7 @@ def test_a_step_whose_grid_tells_nothing_takes_the_layout_of_the_tags_latest_ste
     got = read(logged, found["logs/test_samples@0"])
     assert [s.instance for s in got] == list(range(64))
     np.testing.assert_array_equal(np.stack([s.image for s in got]), noise)
-    assert [s.instance for s in read(logged, found["logs/one_sample@20"])] == [-1]
+    assert [s.instance for s in read(logged, found["logs/one_sample@20"])] == [0]  # followed across steps (was -1)
 
 
 def test_samples_matching_no_tag_says_so(tmp_path, caplog):

@@ -36,9 +36,11 @@ class _Context:
         self.folder = checkpoint_path(checkpoint)
         self.table = labels_table(checkpoint, options)
         self.folders = folder_labels(checkpoint, options)
-        # A checkpoint that is one file carries its step in its name, not an instance id.
+        # A checkpoint that is one file carries its step in its name, not an instance id: its one
+        # image is sample 0 of the file, as a grid's first tile is (it was -1, followed nowhere).
         key_ids, self.key_labels = key_ids_and_labels(sample_keys(checkpoint.files, self.folder))
-        self.ids = {} if self.folder.is_file() else key_ids or name_ids(checkpoint.files, self.folder.name)
+        self.ids = dict.fromkeys(checkpoint.files[:1], 0) if self.folder.is_file() else \
+            key_ids or name_ids(checkpoint.files, self.folder.name)
         generated = checkpoint.kind == "generated"  # a reference set's images align with nothing
         if generated and len(self.ids) < len(checkpoint.files) and (
                 by_folder := folder_name_ids(checkpoint.files, self.folders)):
