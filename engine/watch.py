@@ -40,7 +40,7 @@ from engine.discovery.names import SAMPLE_WORDS
 from engine.discovery.options import IMAGE_EXTENSIONS, DiscoveryOptions
 from engine.discovery.ready import checkpoint_path, is_ready, ready_file_name
 from engine.discovery.said_once import warn_once
-from engine.discovery.samples import hidden_sample_folders, sample_files
+from engine.discovery.samples import _WEIGHT_FOLDER, hidden_sample_folders, sample_files
 from engine.discovery.scan import scan_reference, scan_run
 from engine.discovery.steps import series_glob, step_regex_miss
 from engine.encoders import Encoder
@@ -48,7 +48,7 @@ from engine.errors import GONE, DiscoveryError, EvowatchError
 from engine.pipeline import IngestResult, deleted, ingest, say_deleted_while_read
 from engine.records import Checkpoint
 from engine.sampler import Sampler, scan_weights
-from engine.tensorboard_images import TensorBoardImages, logged_tags
+from engine.tensorboard_images import TensorBoardImages, find_event_files, logged_tags
 from engine.trainer_logs import is_event_file, is_log_name
 from stores.format import KIND_CODES, listed, stand_in_for_files, stored_text
 from stores.zarr_store import StoreWriter, folder_identity, superseded_flags
@@ -141,6 +141,19 @@ def _resumed_run(found: list[Checkpoint], folders: list[str]) -> tuple[str, str]
     spans.sort()
     return next(((a, b) for (lo_a, hi_a, a), (lo_b, hi_b, b) in zip(spans, spans[1:])
                  if lo_a < lo_b <= hi_a < hi_b), None)
+
+
+def _trainer_folder(run_dir: Path, options: DiscoveryOptions, folders: list[str]) -> str | None:
+    """The folder of ``run_dir`` the trainer writes to, when the sample folders read together
+    (``folders``) are not it: the first one outside them holding its weight checkpoints or
+    TensorBoard logs (a DreamBooth project's ``output/`` beside the instance photos ``dog/``
+    and the prior-preservation ``class_images/``, whose names carry no step); never a bare
+    weights folder (``checkpoints/``, beside runs side by side)."""
+    written = [Path(c.source) for c in scan_weights(run_dir, options)]
+    written += [path.relative_to(run_dir) for path in find_event_files(run_dir)]
+    tops = dict.fromkeys(path.parts[0] for path in written if len(path.parts) > 1)
+    return next((top for top in tops if not any(top == f or top.startswith(f"{f}/") or f.startswith(f"{top}/")
+                                                for f in folders) and not _WEIGHT_FOLDER.fullmatch(top)), None)
 
 
 def _one_series_glob(sources: list[str]) -> str | None:
@@ -669,6 +682,9 @@ class Watcher:
             fix = (f"; point evowatch at one of {', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}"
                    if folders else f"; {option} GLOB watches one series" + (f" ({option} '{example}')" if example else "")
                    if files or self.config.sampler else "")  # score_sde's iter_500_host_0/ beside iter_500_host_1/
+            if folders and (trainer := _trainer_folder(self.config.run_dir, self.config.options, folders)):
+                fix = (f"; point evowatch at {trainer}, where the trainer writes its checkpoints and logs "
+                       f"({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''} hold none: its training data?)")
             if folders and (resumed := _resumed_run(found, folders)):
                 fix = (f"; if {resumed[1]} resumed {resumed[0]}'s run, watch {resumed[0]}, then {resumed[1]} with "
                        "--same-run, into one store: the steps written again then supersede")

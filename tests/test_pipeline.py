@@ -2636,6 +2636,36 @@ def test_runs_side_by_side_are_named_as_folders_to_point_at(tmp_path, capsys):
         "wider/samples/step_1000): a step's signals measure them together; point evowatch at one of baseline, wider"]
 
 
+def test_a_dreambooth_project_root_is_told_to_watch_the_trainers_output_folder(tmp_path, capsys):
+    """Round BP: a diffusers DreamBooth project watched at its root read the instance photos
+    ``dog/`` and the prior-preservation images ``class_images/{i}-{sha1}.jpg`` as steps and said
+    "point evowatch at one of class_images, dog": neither is the run. ``output/`` is, where
+    train_dreambooth.py writes its checkpoints; a bare ``checkpoints/`` beside runs side by side is not."""
+    import hashlib
+
+    from tests.sample_fixtures import smooth_images, write_png
+
+    run, rng = tmp_path / "project", np.random.default_rng(0)
+    for name in ("alvan-nee-9M0tSjb-unsplash", "alvan-nee-bQaAJCbNq3g-unsplash"):  # steps 9 and 3, read so
+        write_png(run / "dog" / f"{name}.png", smooth_images(rng, 1, 16)[0])
+    for i, image in enumerate(smooth_images(rng, 10, 16)):
+        write_png(run / "class_images" / f"{i}-{hashlib.sha1(image.tobytes()).hexdigest()}.png", image)
+    for step in (500, 1000):
+        for name in ("model.safetensors", "optimizer.bin"):
+            (run / "output" / f"checkpoint-{step}").mkdir(parents=True, exist_ok=True)
+            (run / "output" / f"checkpoint-{step}" / name).write_bytes(b"0" * 64)
+    (said,) = _several_checkpoints_said(run, tmp_path / "s.zarr", capsys)
+    assert said.endswith("; point evowatch at output, where the trainer writes its checkpoints and logs "
+                         "(class_images, dog hold none: its training data?)")
+    exps = tmp_path / "exps"
+    for exp in ("baseline", "wider"):
+        write_png(exps / exp / "samples" / "step_1000" / "0.png", smooth_images(rng, 1, 16)[0])
+        (exps / "checkpoints").mkdir(exist_ok=True)
+        (exps / "checkpoints" / f"{exp}-1000.safetensors").write_bytes(b"0" * 64)
+    (said,) = _several_checkpoints_said(exps, tmp_path / "e.zarr", capsys)
+    assert said.endswith("; point evowatch at one of baseline, wider")
+
+
 def test_a_run_resumed_in_a_new_version_folder_is_told_how_to_supersede_its_steps(tmp_path, capsys):
     """Lightning's ``version_1/`` resumed from ``version_0/``'s step 1000 checkpoint writes step
     1500 again: "point evowatch at one of version_0, version_1" lost half the run either way."""
