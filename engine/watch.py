@@ -41,7 +41,7 @@ from engine.discovery.options import IMAGE_EXTENSIONS, DiscoveryOptions
 from engine.discovery.ready import checkpoint_path, is_ready, ready_file_name
 from engine.discovery.said_once import warn_once
 from engine.discovery.samples import _WEIGHT_FOLDER, hidden_sample_folders, sample_files
-from engine.discovery.scan import scan_reference, scan_run
+from engine.discovery.scan import resumed_run, scan_reference, scan_run
 from engine.discovery.steps import series_glob, step_regex_miss
 from engine.encoders import Encoder
 from engine.errors import GONE, DiscoveryError, EvowatchError
@@ -130,17 +130,8 @@ def _run_folders(sources: list[str]) -> list[str]:
 
 def _resumed_run(found: list[Checkpoint], folders: list[str]) -> tuple[str, str] | None:
     """(earlier, later) when two run folders read together are one run resumed from an earlier
-    checkpoint (Lightning's ``version_1/`` writing steps 1500 and 2000 again after
-    ``version_0/``'s 500 to 1500): the later starts after the earlier did, at or before its
-    last step, and goes past it. Runs side by side (a sweep) start at the same step."""
-    spans = []
-    for folder in folders:
-        steps = [c.step for c in found if c.source.startswith(f"{folder}/")]
-        if steps:
-            spans.append((min(steps), max(steps), folder))
-    spans.sort()
-    return next(((a, b) for (lo_a, hi_a, a), (lo_b, hi_b, b) in zip(spans, spans[1:])
-                 if lo_a < lo_b <= hi_a < hi_b), None)
+    checkpoint (:func:`resumed_run`), from the steps of the checkpoints below each."""
+    return resumed_run({folder: [c.step for c in found if c.source.startswith(f"{folder}/")] for folder in folders})
 
 
 def _trainer_folder(run_dir: Path, options: DiscoveryOptions, folders: list[str]) -> str | None:

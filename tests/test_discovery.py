@@ -543,6 +543,25 @@ def test_several_runs_below_the_folder_are_read_as_runs_with_a_warning(tmp_path,
     assert "holds several runs (version_0, version_1)" in caplog.text
 
 
+def test_several_runs_one_resumed_from_the_other_are_told_to_watch_them_in_turn(tmp_path, caplog):
+    """Round BP: ``lightning_logs/`` whose ``version_1/`` resumed ``version_0/``'s run said "point
+    evowatch at one of them" (half the run lost either way), then, at a step both wrote, to watch
+    them in turn with --same-run. Runs side by side (both from step 1000) are still told to pick one."""
+    for root, runs in (("resumed", (("version_0", (500, 1000, 1500)), ("version_1", (1250, 1750)))),
+                       ("sweep", (("version_0", (1000, 2000)), ("version_1", (1000, 2000))))):
+        for version, steps in runs:
+            for step in steps:
+                _folder_of_images(tmp_path / root / version / "images" / f"step={step}", n=2, names="{}.png")
+    with caplog.at_level("WARNING"):
+        scan_run(tmp_path / "resumed")
+        scan_run(tmp_path / "sweep")
+    assert (f"{tmp_path / 'resumed'}: holds several runs (version_0, version_1); their checkpoints are read together: "
+            "if version_1 resumed version_0's run, watch version_0, then version_1 with --same-run, into one store"
+            ) in caplog.text
+    assert (f"{tmp_path / 'sweep'}: holds several runs (version_0, version_1); their checkpoints are read together: "
+            "point evowatch at one of them") in caplog.text
+
+
 def test_checkpoint_folders_numbered_like_runs_stay_checkpoints(tmp_path):
     for epoch in range(3):
         _folder_of_images(tmp_path / f"epoch_{epoch}", n=4)

@@ -39,9 +39,13 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
         return in_epochs
     if len({step for step, _, _ in level.numbered}) >= 2:
         if depth < _MAX_DEPTH and _holds_runs(level, options, depth):
-            warn_once(folder, f"{folder}: holds several runs ({', '.join(p.name for _, p, _ in level.numbered)}); "
-                               "their checkpoints are read together: point evowatch at one of them")
-            return [unit for _, path, _ in level.numbered for unit in _units(path, options, depth + 1)]
+            runs = {path.name: _units(path, options, depth + 1) for _, path, _ in level.numbered}
+            resumed = resumed_run({name: [step for step, _, _ in units] for name, units in runs.items()})
+            fix = (f"if {resumed[1]} resumed {resumed[0]}'s run, watch {resumed[0]}, then {resumed[1]} with "
+                   "--same-run, into one store" if resumed else "point evowatch at one of them")
+            warn_once(folder, f"{folder}: holds several runs ({', '.join(runs)}); their checkpoints are read "
+                              f"together: {fix}")
+            return [unit for units in runs.values() for unit in units]
         return [(step, path, level.groups.get(path)) for step, path, _ in level.numbered]
     units: list[tuple[int, Path, tuple[Path, ...] | None]] = []
     for step, path, is_dir in level.numbered:
@@ -52,6 +56,16 @@ def _units(folder: Path, options: DiscoveryOptions, depth: int) -> list[tuple[in
     if not level.numbered and depth < _MAX_DEPTH:
         units.extend(_plain_dirs_units(folder, level, options, depth))
     return units
+
+
+def resumed_run(steps: dict[str, list[int]]) -> tuple[str, str] | None:
+    """(earlier, later) of the run folders whose checkpoints are at ``steps`` when one is a run
+    resumed from the other's checkpoint (Lightning's ``version_1/`` writing steps 1500 and 2000
+    after ``version_0/``'s 500 to 1500): it starts after the other did, at or before its last
+    step, and goes past it. Runs side by side (a sweep) start at the same step."""
+    spans = sorted((min(found), max(found), folder) for folder, found in steps.items() if found)
+    return next(((a, b) for (lo_a, hi_a, a), (lo_b, hi_b, b) in zip(spans, spans[1:])
+                 if lo_a < lo_b <= hi_a < hi_b), None)
 
 
 def _checkpoints_in_epoch_folders(level: _Level, options: DiscoveryOptions,
