@@ -2161,3 +2161,21 @@ def test_attributes_an_earlier_evowatch_did_not_write_are_read_as_docs_store_md_
         meta.write_text(json.dumps({**json.loads(meta.read_text()), "attributes": {}}))
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         assert len(store.step_metrics()["step"]) == 0 and len(store.scalars()["step"]) == 0
+
+
+def test_a_metrics_group_an_earlier_watch_left_with_a_reference_and_nothing_measured_is_read(tmp_path, rng, capsys):
+    """Round BQ2: evowatch 13f8c6f..90e1bc4 (2026-12-06) wrote ``{"measured": {}, "reference": ...}``
+    alone when a watch read --real before any step was measured: no ``committed_rows``. That store is
+    healthy (no row); ``info`` and ``watch`` refused it as a hand edit."""
+    from engine.cli import main
+
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store, store.checkpoint(100, "step_100", "h100") as tx:
+        add_rows(tx, 3, rng)
+    zarr.open_group(str(path / "metrics"), mode="w", attributes={"measured": {}, "reference": "3ab0d63a1a9662e518c65b74"})
+    assert main(["info", str(path)]) == 0
+    assert "missing" not in capsys.readouterr().err
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        assert len(store.step_metrics().get("step", [])) == 0 and store.metrics_reference == "3ab0d63a1a9662e518c65b74"
+        store.write_step_metrics(100, {"vendi": 2.0}, [0, 3])
+    assert StoreReader(path).step_metrics()["vendi"].tolist() == [2.0]

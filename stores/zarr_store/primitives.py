@@ -102,9 +102,11 @@ def _open_group_read(path: Path) -> zarr.Group | None:
 #: The row counts each group's attributes hold, and the attributes written with them (None: from the
 #: group's making on; a metrics or scalars group made, its first write killed, holds none and counts
 #: no row). One missing beside those was read as 0: an earlier alert list's rows, metrics measured again.
+#: An empty ``measured`` is no row: evowatch of 2026-12-06 (13f8c6f to 90e1bc4) wrote ``{"measured": {},
+#: "reference": ...}`` alone when a watch read --real before any step, and its healthy store was refused.
 _GROUP_COUNTS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     "alerts": (("first_row", "committed_rows", "rewrites"), None), "layout": (("committed_rows",), None),
-    "metrics": (("committed_rows",), ("measured", "reference")), "scalars": (("committed_rows",), ("rewrites",))}
+    "metrics": (("committed_rows",), ("measured",)), "scalars": (("committed_rows",), ("rewrites",))}
 
 
 def _checked_counts(path: Path, attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +114,7 @@ def _checked_counts(path: Path, attrs: Mapping[str, Any]) -> dict[str, Any]:
     numbers, else a one-line error naming its zarr.json: a count the store's readers would read as 0."""
     attrs = dict(attrs)
     counts, written_with = _GROUP_COUNTS.get(path.name, ((), None))
-    if written_with is not None and not any(key in attrs for key in written_with):
+    if written_with is not None and all(attrs.get(key) in (None, {}) for key in written_with):
         return attrs
     bad = [key for key in counts if type(attrs.get(key)) is not int or attrs[key] < 0]
     if bad:
