@@ -112,8 +112,24 @@ def test_each_processs_numbered_samples_are_ids_with_the_rank(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="engine.decode"):
         for checkpoint in scan_run(tmp_path):
             ids = {s.path.rpartition("/")[2]: s.instance for s in iter_samples(checkpoint)}
-            assert ids == {f"rank{r}_{i}.png": 10 * r + i for r in range(2) for i in range(4)}
+            assert ids == {f"rank{r}_{i}.png": 10000 * r + i for r in range(2) for i in range(4)}
     assert "share their number" not in caplog.text
+
+
+def test_per_process_ids_stay_the_same_when_a_steps_sample_count_gains_a_digit(tmp_path):
+    """Round BQ2: the index was padded to the checkpoint's largest one's digits: 10 samples a rank at
+    step 1000 made rank1_0 id 10, 11 at step 2000 made rank1_0 id 100 and rank0_10 id 10, so
+    another sample was followed as rank1_0."""
+    for step, n in ((1000, 10), (2000, 11)):
+        for rank in range(2):
+            for i in range(n):
+                write_png(tmp_path / "samples" / f"step_{step}" / f"rank{rank}_{i}.png", smooth_images(RNG, 1, 16)[0])
+    seen: dict[int, str] = {}
+    for checkpoint in scan_run(tmp_path):
+        for sample in iter_samples(checkpoint):
+            name = sample.path.rpartition("/")[2]
+            assert seen.setdefault(sample.instance, name) == name
+    assert len(seen) == 22
 
 
 def test_numbers_that_start_again_in_each_prompt_folder_are_ids_with_the_folder(tmp_path, caplog):

@@ -36,11 +36,17 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
     return ids if len(ids) == len(files) else _varying_number_ids(files) or ids
 
 
+#: The digits each varying number after the first takes at least in an id (:func:`_varying_number_ids`):
+#: padded to the checkpoint's largest, ten samples a rank made rank1_0 id 10 and eleven at the next
+#: step made rank0_10 id 10, another sample followed as the same one.
+_MIN_DIGITS = 4
+
+
 def _varying_number_ids(files: tuple[Path, ...]) -> dict[Path, int]:
     """Ids of names whose last numbers repeat but whose varying numbers together do not (each
-    process's ``rank1_3.png``: the rank, then the index after it padded to the largest index's
-    digits, 13), so the same (rank, index) is the same instance at every step; {} unless every
-    name has as many numbers and no two the same varying ones (a stray ``00003 (1).png``)."""
+    process's ``rank1_3.png``: the rank, then the index after it in :data:`_MIN_DIGITS` digits or
+    the largest index's, 10003), so the same (rank, index) is the same instance at every step; {}
+    unless every name has as many numbers and no two the same varying ones (a stray ``00003 (1).png``)."""
     numbers = {path: numbers_in_name(path.stem) for path in files}
     if len(files) < 2 or len({len(found) for found in numbers.values()}) != 1:
         return {}
@@ -48,7 +54,7 @@ def _varying_number_ids(files: tuple[Path, ...]) -> dict[Path, int]:
     keys = {path: [found[i] for i in varying] for path, found in numbers.items()}
     if not varying or len({tuple(key) for key in keys.values()}) != len(files):
         return {}
-    widths = [len(str(max(key[i] for key in keys.values()))) for i in range(len(varying))]
+    widths = [max(_MIN_DIGITS, len(str(max(key[i] for key in keys.values())))) for i in range(len(varying))]
     return {path: int(str(key[0]) + "".join(f"{n:0{w}d}" for n, w in zip(key[1:], widths[1:])))
             for path, key in keys.items()}
 
