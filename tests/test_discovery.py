@@ -11,6 +11,7 @@ import pytest
 import torch
 from tests.sample_fixtures import save_torchvision_grid, smooth_images, stylegan_grid, write_png
 
+from engine.decode.samples import iter_samples
 from engine.discovery import said_once, scan
 from engine.discovery.identity import content_hash
 from engine.discovery.names import is_real_data, is_sample_name, is_weight_file
@@ -1044,6 +1045,66 @@ def test_a_tensor_file_beside_an_image_of_its_name_in_a_checkpoint_folder_is_not
     assert "sample.npz beside an image of its name: the same samples packed, not read again" in caplog.text
     chosen = scan_run(tmp_path, DiscoveryOptions(sample_globs=("*.npz",)))
     assert [[Path(f).name for f in c.files] for c in chosen] == [["sample.npz"], ["sample.npz"]]
+
+
+def _preview_beside_tensor(folder: Path, stem: str, held: int, shown: int = 16, layout: str = "nhwc",
+                           save=np.savez) -> np.ndarray:
+    """``{stem}.png``, a grid of the first ``shown`` samples (torchvision's, padding 2), beside
+    ``{stem}.npz`` holding ``held`` samples (laid out NHWC or NCHW); returns them, NHWC."""
+    images = smooth_images(RNG, held, 16)
+    save_torchvision_grid(images[:shown], folder / f"{stem}.png", nrow=4)
+    save(folder / f"{stem}.npz", samples=images if layout == "nhwc" else images.transpose(0, 3, 1, 2))
+    return images
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("flat", [False, True], ids=["in_checkpoint_folders", "beside_at_a_level"])
+def test_a_tensor_file_holding_more_samples_than_the_image_of_its_name_shows_is_read_instead(tmp_path, caplog,
+                                                                                              layout, flat):
+    """Round BQ1: ``iter_1000/sample.png`` (the first 16 samples) beside ``sample.npz`` (all 64)
+    was read for the image: 48 of 64 samples lost, and said to be "the same samples packed"."""
+    held = {}
+    for step in (1000, 2000):
+        folder, stem = (tmp_path / "samples", f"step_{step}") if flat else (tmp_path / f"iter_{step}", "sample")
+        held[step] = _preview_beside_tensor(folder, stem, 64, layout=layout)
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        found = scan_run(tmp_path)
+    assert [(c.step, [Path(f).name for f in c.files]) for c in found] == [
+        (1000, ["step_1000.npz" if flat else "sample.npz"]), (2000, ["step_2000.npz" if flat else "sample.npz"])]
+    said = ("2 images show fewer samples than the tensor files of their names beside them (step_1000.png: at most "
+            "16 of step_1000.npz's 64, ...): previews, not read" if flat else
+            "sample.png shows at most 16 of the 64 samples in sample.npz beside it: a preview, not read; sample.npz "
+            "is read instead (--samples GLOB picks one)")
+    assert said in caplog.text and "the same samples packed" not in caplog.text
+    samples = list(iter_samples(found[0]))
+    assert len(samples) == 64 and np.array_equal(np.stack([s.image for s in samples]), held[1000])  # every one, exact
+
+
+def test_a_tensor_file_of_as_many_samples_or_compressed_beside_an_image_is_still_read_once_from_the_image(tmp_path):
+    """What the headers cannot tell apart from the same samples packed stays read from the image:
+    16 samples beside a grid of 16, a compressed ``.npz`` (its header is inside the compressed
+    bytes), a ``.pt``; ``--samples`` still picks the tensor."""
+    _preview_beside_tensor(tmp_path / "same" / "iter_1000", "sample", 16)
+    _preview_beside_tensor(tmp_path / "compressed" / "iter_1000", "sample", 64, save=np.savez_compressed)
+    _preview_beside_tensor(tmp_path / "flat_same" / "samples", "step_1000", 16)
+    for run in ("same", "compressed", "flat_same"):
+        assert [[Path(f).suffix for f in c.files] for c in scan_run(tmp_path / run)] == [[".png"]], run
+    chosen = scan_run(tmp_path / "same", DiscoveryOptions(sample_globs=("*.npz",)))
+    assert [[Path(f).name for f in c.files] for c in chosen] == [["sample.npz"]]
+
+
+def test_a_tensor_file_rewritten_in_place_with_more_samples_is_asked_again(tmp_path):
+    """Whether the image is a preview is asked of the files at every pass, apart from the kept
+    listings: ``np.savez`` over the file leaves its folder's times as they were (first seen
+    being written, with as many samples as the image shows, it stayed unread)."""
+    folder = tmp_path / "iter_1000"
+    _preview_beside_tensor(folder, "sample", 16)
+    _age(tmp_path)  # settled: its listing is kept
+    assert [Path(f).name for f in scan_run(tmp_path)[0].files] == ["sample.png"]
+    times = os.stat(folder).st_mtime_ns, os.stat(folder).st_ctime_ns
+    np.savez(folder / "sample.npz", samples=smooth_images(RNG, 64, 16))
+    assert (os.stat(folder).st_mtime_ns, os.stat(folder).st_ctime_ns) == times
+    assert [Path(f).name for f in scan_run(tmp_path)[0].files] == ["sample.npz"]
 
 
 def test_reconstructions_of_real_inputs_are_no_samples(tmp_path, caplog):

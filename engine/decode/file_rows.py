@@ -95,9 +95,21 @@ def _stored_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo
     """An uncompressed ``.npz`` member (``np.savez``) as :class:`FileRows`; None for a
     compressed or unusual one (numpy reads those whole). Its CRC is checked first, a chunk
     at a time, as numpy's reading would: damaged bytes are said, not stored as samples."""
-    if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1 or member.file_size == 0:
+    if not _is_plain(member):
         return None
     _read_through(archive, member)
+    return member_rows(path, member)
+
+
+def _is_plain(member: zipfile.ZipInfo) -> bool:
+    return member.compress_type == zipfile.ZIP_STORED and not member.flag_bits & 0x1 and member.file_size > 0
+
+
+def member_rows(path: Path, member: zipfile.ZipInfo) -> FileRows | None:
+    """An uncompressed ``.npz`` member as :class:`FileRows` from its headers alone, its CRC unchecked
+    (what discovery asks of its shape at every pass); None for a compressed or unusual one."""
+    if not _is_plain(member):
+        return None
     try:
         with open(path, "rb") as fh:
             fh.seek(member.header_offset)
@@ -108,4 +120,3 @@ def _stored_member(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo
         return None
     name_length, extra_length = struct.unpack("<HH", local[26:30])
     return _file_rows(path, member.header_offset + 30 + name_length + extra_length)
-

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.decode.file_rows import FileRows, _file_rows, _read_through, _stored_member
+from engine.decode.file_rows import FileRows, _file_rows, _read_through, _stored_member, member_rows
 from engine.decode.skip import SkipFile, _require_content
 
 
@@ -203,6 +203,33 @@ def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, n
             extra = None
         extras.append(extra)
     return images, extras[0], extras[1], _said_range(arrays)
+
+
+def header_samples(path: Path) -> tuple[int, int, int] | None:
+    """(N, H, W) of the samples a ``.npy`` or ``np.savez`` file holds, from its headers alone, laid
+    out as :func:`load_tensor_file` reads them (discovery asks at every pass); None where only
+    reading it tells (a ``.pt``, a compressed ``.npz``, no image array)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arrays: dict[str, FileRows | np.ndarray | None] = {"images": _file_rows(path, 0)}
+        elif suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:  # its directory only: a member's bytes are not read
+                arrays = {m.filename.removesuffix(".npy"): member_rows(path, m) for m in archive.infolist()}
+        else:
+            return None
+    except (OSError, zipfile.BadZipFile):
+        return None
+    named = {k: np.empty(0) if v is None else v for k, v in arrays.items()}  # unread: by name only
+    key = _image_key(named)
+    images = arrays[key] if key is not None else next(iter(arrays.values())) if len(arrays) == 1 else None
+    if not isinstance(images, FileRows) or _holds_fid_statistics(arrays):
+        return None
+    try:  # a stand-in of the file's shape and dtype that holds no memory
+        n, h, w, _ = to_nhwc(np.broadcast_to(np.zeros((), images.dtype), images.shape)).shape
+    except SkipFile:
+        return None
+    return n, h, w
 
 
 def _said_range(arrays: Mapping[str, np.ndarray]) -> tuple[float, float] | None:

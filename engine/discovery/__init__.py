@@ -62,6 +62,7 @@ Modules, each importing only those listed before it
 ``names``          what a file's name says it holds (weights, real data, evaluation results)
 ``steps``          steps and sample indices read from names
 ``folders``        listing and walking folders (a vanished entry is an absent one)
+``previews``       whether an image beside a tensor file of its name shows fewer samples than it holds
 ``samples``        which files below a folder are its samples
 ``file_times``     what files' times tell of the order they were written in
 ``groups``         files that together are one checkpoint (per-step files, per-sample folders)

@@ -3,6 +3,7 @@ and whether a numbered folder holds a series of checkpoints (a run) or one check
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from engine.discovery.folders import _MAX_DEPTH, _is_file, _is_hidden_dir, folde
 from engine.discovery.groups import _per_sample_groups, _series_folders
 from engine.discovery.names import is_plot_file, is_real_data, is_sample_name, is_weight_file
 from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, VIDEO_EXTENSIONS, DiscoveryOptions
+from engine.discovery.previews import previews_line, shows_fewer
 from engine.discovery.said_once import warn_once
 from engine.discovery.samples import (_holds_images, _holds_samples, _is_real_data_folder, _plot_files,
                                       _unnamed_tensor, _weights_by_folder)
@@ -42,7 +44,8 @@ def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set
     """A file that repeats what a sibling of the same name holds: a sample folder packed as a
     tensor (DiT's ``FOLDER.npz``) or drawn as one grid (AnimateDiff's ``sample-500.gif`` beside
     ``sample-500/``), or a tensor file beside an image of its name (pytorch_GAN_zoo's
-    ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``), or an image beside
+    ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``; ``images`` leaves out
+    those the tensor holds more samples than they show: :func:`_previewed`), or an image beside
     a video of its name (CogVideoX's image-to-video input beside the ``.mp4`` made from it), or
     a smaller copy of an image (MLflow's ``…+compressed.webp`` beside each logged ``.png``)."""
     suffix = path.suffix.lower()
@@ -50,6 +53,14 @@ def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set
     return ((suffix in TENSOR_EXTENSIONS or suffix in IMAGE_EXTENSIONS) and path.stem in folders
             or suffix in TENSOR_EXTENSIONS and path.stem in images
             or suffix in IMAGE_EXTENSIONS and (path.stem in videos or bool(small) and path.stem[:small.start()] in images))
+
+
+def _previewed(entries: list[os.DirEntry], images: dict[str, Path]) -> dict[str, tuple[Path, tuple[int, int]]]:
+    """The stems of ``images`` that a tensor file of their name beside holds more samples than they
+    can show (``samples/step_1000.png``, 16 of ``step_1000.npz``'s 64) -> (the tensor, (shown, held))."""
+    tensors = [Path(e.path) for e in entries if Path(e.name).suffix.lower() in TENSOR_EXTENSIONS
+               and Path(e.name).stem in images and _is_file(e)]
+    return {tensor.stem: (tensor, fewer) for tensor in tensors if (fewer := shows_fewer(images[tensor.stem], tensor))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +95,20 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
     # epoch_1/ of weights was left out as the folder's copy, and nothing was read)
     folders = {entry.name for entry in entries if entry.name in stems and _is_dir(entry)
                and _holds_samples(Path(entry.path), options)}
-    images = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS}
+    images = {Path(entry.name).stem: Path(entry.path) for entry in entries
+              if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS}
     videos = {Path(entry.name).stem for entry in entries if Path(entry.name).suffix.lower() in VIDEO_EXTENSIONS}
-    packed = []
+    previewed = {} if options.samples_chosen else _previewed(entries, images)
+    drawn = images.keys() - previewed.keys()  # a tensor file beside one holds the same samples
+    packed, previews = [], []
     for entry in entries:
         path = Path(entry.path)
         if _is_hidden_dir(entry):
             continue
-        if not options.samples_chosen and _is_copy_beside(path, folders, images, videos) and _is_file(entry):
+        if path.stem in previewed and path.suffix.lower() in IMAGE_EXTENSIONS and _is_file(entry):
+            previews.append((path, *previewed[path.stem]))
+            continue
+        if not options.samples_chosen and _is_copy_beside(path, folders, drawn, videos) and _is_file(entry):
             packed.append(entry.name)
             continue
         if _is_dir(entry):
@@ -141,6 +158,8 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
                            f"left out: a sample folder packed or drawn as one file, weights saved beside their samples, "
                            "a video's input image or a smaller copy; the samples are read once, from the folder or the "
                            "full-size image (--samples GLOB picks one)", about="packed")
+    if previews:
+        warn_once(folder, previews_line(folder, previews), about="preview beside tensor", say=log.info)
     if reals:
         _say_left_out(folder, reals, "named as real data or made from it", "layout")
     if plots:

@@ -12,6 +12,7 @@ from engine.backlog_log import counted
 from engine.discovery.folders import _is_hidden_dir, _relative, folder_entries, walk_files
 from engine.discovery.names import SAMPLE_WORDS, is_plot_file, is_real_data, is_sample_name
 from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, DiscoveryOptions
+from engine.discovery.previews import previews_line, shows_fewer
 from engine.discovery.said_once import warn_once
 from engine.discovery.steps import _FIRST_INT
 from engine.listings import is_dir as _is_dir
@@ -75,18 +76,41 @@ _GRID_OF_SAMPLES = re.compile(r"grids?(?:[-_]\d+)?", re.IGNORECASE)
 def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True) -> list[Path]:
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data,
     nor a grid of the single samples beside it, nor a tensor file beside an image of its name:
-    ``iter_1000/sample.npz`` beside ``sample.png``, the same samples twice)."""
-    return list(_sample_files(folder, options, generated))
+    ``iter_1000/sample.npz`` beside ``sample.png``, the same samples twice; unless the tensor
+    holds more than the image can show: the image, a preview of some, is left out instead)."""
+    files, pairs = _sample_files(folder, options, generated)
+    return _one_of_each_pair(folder, files, pairs) if pairs else list(files)
+
+
+def _one_of_each_pair(folder: Path, files: tuple[Path, ...], pairs: tuple[tuple[Path, Path], ...]) -> list[Path]:
+    """``files`` without one of each (tensor, image) pair of a name: asked at every pass, apart from
+    the kept listings, as a file rewritten in place leaves its folder's times as they were."""
+    packed, previews = [], []
+    for tensor, image in pairs:
+        if fewer := shows_fewer(image, tensor):
+            previews.append((image, tensor, fewer))
+        else:
+            packed.append(tensor)
+    if packed:
+        warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in packed[:2])} beside an image of "
+                                 f"{'its' if len(packed) == 1 else 'their'} name: the same samples packed, not read "
+                                 "again (--samples GLOB picks one)", about="packed beside image", say=log.info)
+    if previews:
+        warn_once(folder.parent, previews_line(folder, previews), about="preview beside tensor", say=log.info)
+    left_out = {*packed, *(image for image, _, _ in previews)}
+    return [p for p in files if p not in left_out]
 
 
 @kept_while_listed_alike
-def _sample_files(folder: Path, options: DiscoveryOptions, generated: bool) -> tuple[Path, ...]:
+def _sample_files(folder: Path, options: DiscoveryOptions,
+                  generated: bool) -> tuple[tuple[Path, ...], tuple[tuple[Path, Path], ...]]:
+    """(the sample files, its (tensor, image) pairs of a name: one of each is left out by :func:`_one_of_each_pair`)."""
     if not generated:
-        return tuple(sorted(p for p in walk_files(folder) if is_sample_name(p.name, options, reference=True)))
+        return tuple(sorted(p for p in walk_files(folder) if is_sample_name(p.name, options, reference=True))), ()
     listed = list(walk_files(folder))
     files = sorted(_generated_files(folder, options, listed))
     if options.samples_chosen:
-        return tuple(files)
+        return tuple(files), ()
     if reals := [p.name for p in listed if is_sample_name(p.name, options) and is_real_data(p.name, options)]:
         warn_once(folder.parent, f"{folder}: {counted(len(reals), 'file')} named as real data or made from it "
                                  f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) not read as samples "
@@ -97,19 +121,16 @@ def _sample_files(folder: Path, options: DiscoveryOptions, generated: bool) -> t
                                  f"({', '.join(plots[:2])}{', ...' if len(plots) > 2 else ''}) not read as samples "
                                  "(--samples GLOB reads them)", about="plots in checkpoints", say=log.info)
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    drawn = {(p.parent, p.stem) for p in images}
-    if packed := [p for p in files if p.suffix.lower() in TENSOR_EXTENSIONS and (p.parent, p.stem) in drawn]:
-        warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in packed[:2])} beside an image of "
-                                 f"{'its' if len(packed) == 1 else 'their'} name: the same samples packed, not read "
-                                 "again (--samples GLOB picks one)", about="packed beside image", say=log.info)
-        files = [p for p in files if p not in packed]
+    drawn = {(p.parent, p.stem): p for p in images}
+    pairs = tuple((p, drawn[p.parent, p.stem]) for p in files
+                  if p.suffix.lower() in TENSOR_EXTENSIONS and (p.parent, p.stem) in drawn)
     grids = [p for p in images if _GRID_OF_SAMPLES.fullmatch(p.stem)]
     singles = [p for p in images if p not in grids]
     if grids and len(singles) >= 2 and all(_FIRST_INT.search(p.stem) for p in singles):  # numbered samples
         warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in grids[:2])} beside the single samples: "
                                  "a grid of them, not read (--samples GLOB reads it)", about="grid of samples", say=log.info)
         files = [p for p in files if p not in grids]
-    return tuple(files)
+    return tuple(files), pairs
 
 
 def hidden_sample_folders(run_dir: Path, options: DiscoveryOptions) -> list[Path]:
