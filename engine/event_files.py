@@ -194,12 +194,12 @@ def plugin_name(metadata: bytes) -> str | None:
 def event_summary(record: bytes) -> tuple[int, float, bytes | None]:
     """``(step, wall_time, serialised Summary or None)`` of one Event record."""
     step, wall_time, summary = 0, 0.0, None
-    for field, wire, val in fields(record):
-        if field == 1 and wire == 1:
+    for number, wire, val in fields(record):
+        if number == 1 and wire == 1:
             (wall_time,) = struct.unpack("<d", val)
-        elif field == 2 and wire == 0:
+        elif number == 2 and wire == 0:
             step = signed(val)
-        elif field == 5 and wire == 2:
+        elif number == 5 and wire == 2:
             summary = val
     return step, wall_time, summary
 
@@ -207,6 +207,6 @@ def event_summary(record: bytes) -> tuple[int, float, bytes | None]:
 def summary_values(summary: bytes) -> Iterator[dict[int, Any]]:
     """Each ``Summary.value`` as ``{field number: raw value}`` (tag 1, simple_value 2, image 4,
     tensor 8, metadata 9; the last occurrence of a field wins)."""
-    for field, wire, value_msg in fields(summary):
-        if field == 1 and wire == 2:
+    for number, wire, value_msg in fields(summary):
+        if number == 1 and wire == 2:
             yield {f: v for f, _, v in fields(value_msg)}

@@ -22,13 +22,16 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from stores.errors import NO_ROOM, EvowatchError
 from stores.owner import owner_gone, owner_tag
 from stores.zarr_store import StoreReader, superseded_flags
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def default_output(store: Path, to: Format) -> Path:
     return store.parent / f"{name}.{to}"
 
 
-def _frames(reader: StoreReader, embeddings: bool, chunk_rows: int) -> Iterator[tuple["pd.DataFrame", np.ndarray | None]]:
+def _frames(reader: StoreReader, embeddings: bool, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, np.ndarray | None]]:
     """(columns, embeddings or None) per chunk of ``chunk_rows`` committed rows."""
     import pandas as pd
 

@@ -333,7 +333,7 @@ def _edge_fraction(gray: np.ndarray, tile_h: int, tile_w: int) -> float:
         jump = np.abs(g[:, bounds] - g[:, bounds - 1])
         left = np.abs(g[:, bounds - 1] - g[:, bounds - 2])
         right = np.abs(g[:, bounds + 1] - g[:, bounds])
-        seg = lambda a: a.reshape(bands, along, -1).mean(axis=1)  # noqa: E731 (one mean per tile side)
+        seg = lambda a, bands=bands, along=along: a.reshape(bands, along, -1).mean(axis=1)  # noqa: E731 (one mean per tile side)
         hit = seg(jump) > 2 * np.maximum(seg(left), seg(right)) + 1.0
         fractions.append(hit.sum())
         counts.append(hit.size)

@@ -415,18 +415,18 @@ def _signed(varint_value: int) -> float:
 def _tensor_value(buf: bytes) -> float | None:
     """The value of a one-element numeric TensorProto, else None."""
     dtype, vals = None, []
-    for field, wire, val in fields(buf):
-        if field == 1 and wire == 0:
+    for number, wire, val in fields(buf):
+        if number == 1 and wire == 0:
             dtype = val
-        elif field == 4 and wire == 2 and dtype in _DTYPES:  # tensor_content
+        elif number == 4 and wire == 2 and dtype in _DTYPES:  # tensor_content
             vals.extend(np.frombuffer(val, dtype=_DTYPES[dtype]).tolist())
-        elif field == 5:  # float_val (packed or not)
+        elif number == 5:  # float_val (packed or not)
             vals.extend(np.frombuffer(val, dtype="<f4").tolist())
-        elif field == 6:  # double_val
+        elif number == 6:  # double_val
             vals.extend(np.frombuffer(val, dtype="<f8").tolist())
-        elif field in (7, 10) and wire == 0:  # int_val / int64_val, unpacked
+        elif number in (7, 10) and wire == 0:  # int_val / int64_val, unpacked
             vals.append(_signed(val))
-        elif field in (7, 10) and wire == 2:  # packed varints
+        elif number in (7, 10) and wire == 2:  # packed varints
             j = 0
             while j < len(val):
                 v, j = varint(val, j)
