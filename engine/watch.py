@@ -40,7 +40,7 @@ from engine.discovery.names import SAMPLE_WORDS
 from engine.discovery.options import IMAGE_EXTENSIONS, DiscoveryOptions
 from engine.discovery.ready import checkpoint_path, is_ready, ready_file_name
 from engine.discovery.said_once import warn_once
-from engine.discovery.samples import _WEIGHT_FOLDER, hidden_sample_folders, sample_files
+from engine.discovery.samples import WEIGHT_FOLDER, hidden_sample_folders, sample_files
 from engine.discovery.scan import resumed_run, scan_reference, scan_run
 from engine.discovery.steps import series_glob, step_regex_miss
 from engine.encoders import Encoder
@@ -144,7 +144,7 @@ def _trainer_folder(run_dir: Path, options: DiscoveryOptions, folders: list[str]
     written += [path.relative_to(run_dir) for path in find_event_files(run_dir)]
     tops = dict.fromkeys(path.parts[0] for path in written if len(path.parts) > 1)
     return next((top for top in tops if not any(top == f or top.startswith(f"{f}/") or f.startswith(f"{top}/")
-                                                for f in folders) and not _WEIGHT_FOLDER.fullmatch(top)), None)
+                                                for f in folders) and not WEIGHT_FOLDER.fullmatch(top)), None)
 
 
 def _one_series_glob(sources: list[str]) -> str | None:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: Folders whose tensor files are weights whatever their names (rosinality's ``checkpoint/000000.pt``).
 #: AUTOMATIC1111's ``textual_inversion/DATE/NAME/hypernetworks/NAME-500.pt`` (and ``embeddings/``).
-_WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?|embeddings|hypernetworks"
+WEIGHT_FOLDER = re.compile(r"(?:checkpoints?|ckpts?|weights|models?|saved_models|snapshots?|embeddings|hypernetworks"
                             r"|loras?)", re.IGNORECASE)
 
 
@@ -52,7 +52,7 @@ def _unnamed_tensor(path: Path) -> bool:
 def _weights_by_folder(path: Path, folder_name: str) -> bool:
     """A tensor file in a folder named for weights (rosinality's ``checkpoint/000000.pt``) is
     weights, whatever its name, unless that names it a sample file."""
-    return bool(_WEIGHT_FOLDER.fullmatch(folder_name)) and _unnamed_tensor(path)
+    return bool(WEIGHT_FOLDER.fullmatch(folder_name)) and _unnamed_tensor(path)
 
 
 def _generated_files(folder: Path, options: DiscoveryOptions, listed: Iterable[Path] | None = None) -> Iterator[Path]:
