@@ -74,6 +74,8 @@ class _Parser(argparse.ArgumentParser):
                 where = f"an option of `evowatch {command}`: give it after {command}"
                 if not parser._unknown_option(token):
                     return f"{name} is {where}"
+                if plain := parser._plain_argument(name):
+                    return f"unrecognized arguments: {token}{plain}"
                 if meant := did_you_mean(name, parser._options()):
                     return f"unrecognized arguments: {token}{meant[:-1]} {where})"
         return None
@@ -82,7 +84,16 @@ class _Parser(argparse.ArgumentParser):
         return [option for action in self._actions for option in action.option_strings]
 
     def _meant(self, token: str) -> str:
-        return did_you_mean(token.split("=")[0], self._options())
+        name = token.split("=")[0]
+        return self._plain_argument(name) or did_you_mean(name, self._options())
+
+    def _plain_argument(self, name: str) -> str:
+        """`` (`evowatch info` takes STORE as a plain argument: ...)`` for an option named after one of
+        this command's positionals (`evowatch --store s.zarr info`): a near option (--json) was meant."""
+        plain = next((a for a in self._actions if not a.option_strings and a.dest == name[2:].replace("-", "_")), None)
+        if plain is None or plain.metavar is None:
+            return ""
+        return f" (`{self.prog}` takes {plain.metavar} as a plain argument: {self.prog} {plain.metavar})"
 
     def _unknown_option(self, token: str) -> bool:
         """A ``--long`` option that no option of this parser is, nor starts with (argparse's abbreviations)."""

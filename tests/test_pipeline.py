@@ -1949,6 +1949,19 @@ def test_a_commands_option_given_before_the_command_is_said_to_go_after_it(tmp_p
     assert not (tmp_path / "s.zarr").exists()
 
 
+def test_store_given_as_an_option_to_a_command_taking_it_plainly_is_said_so(tmp_path, capsys):
+    """Round BR: `evowatch --store s.zarr info` said "did you mean --json?": info takes the store as
+    a plain argument, and --json was never meant."""
+    plain = "(`evowatch info` takes STORE as a plain argument: evowatch info STORE)"
+    assert _usage_error(["--store", "s.zarr", "info"], capsys) == f"evowatch: error: unrecognized arguments: --store {plain}"
+    assert _usage_error(["info", "--store", "s.zarr"], capsys) == (
+        f"evowatch info: error: unrecognized arguments: --store {plain}")
+    assert _usage_error(["--store=s.zarr", "view"], capsys) == (
+        "evowatch: error: unrecognized arguments: --store=s.zarr "
+        "(`evowatch view` takes STORE as a plain argument: evowatch view STORE)")
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_quiet_and_verbose_are_accepted_after_the_subcommand_too():
     from engine.cli import build_parser
 
