@@ -1093,6 +1093,20 @@ def test_a_tensor_file_of_as_many_samples_or_compressed_beside_an_image_is_still
     assert [[Path(f).name for f in c.files] for c in chosen] == [["sample.npz"]]
 
 
+def test_a_lone_checkpoint_folder_read_as_a_probe_says_nothing_left_out_at_its_level(tmp_path, caplog):
+    """Round BR: ``iter_1000/`` alone, ``sample.npz`` beside ``sample.png`` (16 each): asking whether
+    ``iter_1000`` is a run read its level and warned the npz "left out: ... weights saved beside
+    their samples", beside the checkpoint's own line; a level read as a run's still says it."""
+    said_once._warned.clear()
+    _preview_beside_tensor(tmp_path / "run" / "iter_1000", "sample", 16)
+    _preview_beside_tensor(tmp_path / "flat", "step_1000", 16)
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        assert [[Path(f).name for f in c.files] for c in scan_run(tmp_path / "run")] == [["sample.png"]]
+    assert "left out" not in caplog.text and "sample.npz beside an image of its name" in caplog.text
+    assert [[Path(f).name for f in c.files] for c in scan_run(tmp_path / "flat")] == [["step_1000.png"]]
+    assert "1 file named as a folder, an image or a video beside it (step_1000.npz) left out" in caplog.text
+
+
 def test_a_tensor_file_rewritten_in_place_with_more_samples_is_asked_again(tmp_path):
     """Whether the image is a preview is asked of the files at every pass, apart from the kept
     listings: ``np.savez`` over the file leaves its folder's times as they were (first seen

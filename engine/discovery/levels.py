@@ -87,7 +87,11 @@ def _say_left_out(folder: Path, names: list[str], named_as: str, about: str,
         warn_once(folder, text, about, say)
 
 
-def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
+def _read_level(folder: Path, options: DiscoveryOptions, probe: bool = False) -> _Level:
+    """The level's entries; ``probe``: read only to tell whether ``folder`` is a run, its copies beside
+    images and previews left unsaid (a checkpoint's own files are chosen, and said, by
+    :func:`engine.discovery.samples.sample_files`: its ``sample.npz`` beside ``sample.png`` was said
+    left out as weights or a packed folder)."""
     numbered, plain, unnumbered_files, weights, reals, plots = [], [], 0, 0, [], []
     entries = folder_entries(folder)
     stems = {Path(entry.name).stem for entry in entries if _is_file(entry)}
@@ -151,14 +155,14 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
         warn_once(folder, f"{folder}: {counted(len(videos), 'video file')} ({', '.join(videos[:2])}"
                            f"{', ...' if len(videos) > 2 else ''}) not read: evowatch reads images; have the trainer "
                            "save its samples as images, or as GIF or WebP (read at their last frame)", about="videos")
-    if packed:
+    if packed and not probe:
         one = len(packed) == 1
         warn_once(folder, f"{folder}: {counted(len(packed), 'file')} named as a folder, an image or a video beside "
                            f"{'it' if one else 'them'} ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) "
                            f"left out: a sample folder packed or drawn as one file, weights saved beside their samples, "
                            "a video's input image or a smaller copy; the samples are read once, from the folder or the "
                            "full-size image (--samples GLOB picks one)", about="packed")
-    if previews:
+    if previews and not probe:
         warn_once(folder, previews_line(folder, previews), about="preview beside tensor", say=log.info)
     if reals:
         _say_left_out(folder, reals, "named as real data or made from it", "layout")
@@ -185,10 +189,11 @@ def _read_level(folder: Path, options: DiscoveryOptions) -> _Level:
 
 def _first_numbered_levels(folder: Path, options: DiscoveryOptions, depth: int) -> list[_Level]:
     """Breadth-first through unnumbered sub-folders to the first depth with numbered entries:
-    its levels that have them (label folders side by side: ``cat/``, ``dog/``)."""
+    its levels that have them (label folders side by side: ``cat/``, ``dog/``); read as probes, for whether a
+    folder is a run: what a level leaves out is said when it is read as one."""
     frontier = [folder]
     for _ in range(max(0, _MAX_DEPTH - depth)):
-        levels = [_read_level(f, options) for f in frontier]
+        levels = [_read_level(f, options, probe=True) for f in frontier]
         found = [lv for lv in levels if lv.numbered]
         if found:
             return found
