@@ -1107,6 +1107,18 @@ def test_a_lone_checkpoint_folder_read_as_a_probe_says_nothing_left_out_at_its_l
     assert "1 file named as a folder, an image or a video beside it (step_1000.npz) left out" in caplog.text
 
 
+@pytest.mark.parametrize("beside", [np.zeros((64, 4, 32, 32), np.float32), np.zeros((64, 512), np.float32)],
+                         ids=["latents_nx4xhxw", "features_64x512"])
+def test_an_array_beside_a_grid_that_cannot_be_its_samples_leaves_the_grid_read(tmp_path, beside):
+    """Round BR: Stable Diffusion's N x 4 x 32 x 32 latents beside the decoded grid were read as 64
+    RGBA samples, and (64, 512) features as one 64 x 512 "sample" the grid "shows 0 of": the grid
+    was left out as their preview."""
+    folder = tmp_path / "iter_1000"
+    save_torchvision_grid(smooth_images(RNG, 16, 32), folder / "sample.png", nrow=4)
+    np.save(folder / "sample.npy", beside)
+    assert [[Path(f).name for f in c.files] for c in scan_run(tmp_path)] == [["sample.png"]]
+
+
 def test_a_tensor_file_rewritten_in_place_with_more_samples_is_asked_again(tmp_path):
     """Whether the image is a preview is asked of the files at every pass, apart from the kept
     listings: ``np.savez`` over the file leaves its folder's times as they were (first seen

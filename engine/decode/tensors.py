@@ -205,8 +205,8 @@ def load_tensor_file(path: Path, reference: bool = False) -> tuple[np.ndarray, n
     return images, extras[0], extras[1], _said_range(arrays)
 
 
-def header_samples(path: Path) -> tuple[int, int, int] | None:
-    """(N, H, W) of the samples a ``.npy`` or ``np.savez`` file holds, from its headers alone, laid
+def header_samples(path: Path) -> tuple[int, int, int, int] | None:
+    """(N, H, W, C) of the samples a ``.npy`` or ``np.savez`` file holds, from its headers alone, laid
     out as :func:`load_tensor_file` reads them (discovery asks at every pass); None where only
     reading it tells (a ``.pt``, a compressed ``.npz``, no image array)."""
     suffix = path.suffix.lower()
@@ -226,10 +226,10 @@ def header_samples(path: Path) -> tuple[int, int, int] | None:
     if not isinstance(images, FileRows) or _holds_fid_statistics(arrays):
         return None
     try:  # a stand-in of the file's shape and dtype that holds no memory
-        n, h, w, _ = to_nhwc(np.broadcast_to(np.zeros((), images.dtype), images.shape)).shape
+        n, h, w, c = to_nhwc(np.broadcast_to(np.zeros((), images.dtype), images.shape)).shape
     except SkipFile:
         return None
-    return n, h, w
+    return n, h, w, c
 
 
 def _said_range(arrays: Mapping[str, np.ndarray]) -> tuple[float, float] | None:

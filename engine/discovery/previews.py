@@ -48,11 +48,19 @@ def _shows_fewer(image: tuple[str, int, int], tensor: tuple[str, int, int]) -> t
         with warnings.catch_warnings():  # a large grid is said by the decoding, if at all
             warnings.simplefilter("ignore")
             with Image.open(image[0]) as opened:  # its header: the pixels are not decoded
-                size = opened.size
+                size, mode = opened.size, opened.mode
     except (OSError, ValueError, Image.DecompressionBombError):  # said when decoded; the pair stays as it was
         return None
-    shown = _tiles_at_most(size, shape[1:])
-    return (shown, shape[0]) if shape[0] > shown else None
+    held, h, w, channels = shape
+    shown = _tiles_at_most(size, (h, w))
+    return (shown, held) if held > shown and _could_show(shown, channels, mode) else None
+
+
+def _could_show(shown: int, channels: int, mode: str) -> bool:
+    """Whether an image of ``mode`` that fits ``shown`` of a tensor's samples can picture them: not when
+    none fits (a (64, 512) array of features beside a grid, one 64 x 512 "sample"), nor 4 or 2 channels
+    beside an image without alpha (Stable Diffusion's N x 4 x 64 x 64 latents beside the decoded grid)."""
+    return shown >= 1 and (channels in (1, 3) or "A" in mode.upper())
 
 
 def previews_line(folder: Path, previews: list[tuple[Path, Path, tuple[int, int]]]) -> str:
