@@ -132,6 +132,25 @@ def test_per_process_ids_stay_the_same_when_a_steps_sample_count_gains_a_digit(t
     assert len(seen) == 22
 
 
+@pytest.mark.parametrize("name, ranks", [
+    ("rank{r}_{i}.png", ({0, 1}, {1}, {0})),  # a step holding one rank's files
+    ("rank{r}_{i}.png", ({2, 10}, {10}, {2})),  # ranks of different widths
+    ("{i:03d}_rank{r:02d}.png", ({0, 3}, {3}, {0, 3})),
+    ("gpu{r}-{i}_2026-01-0{step}_10-30-0{i}.png", ({0, 1}, {1}, {0, 1})),  # a date in the name, apart in each file
+])
+def test_per_process_ids_are_the_same_whichever_ranks_wrote_the_step(tmp_path, name, ranks):
+    """Round BR2: the rank joined the id only where the step's last numbers repeated: a step
+    holding rank 1's files alone (a rank crashed, or wrote later) gave rank1_0 and rank1_1 ids 0
+    and 1, rank 0's at the other steps: another sample followed as the same one."""
+    for step, wrote in enumerate(ranks, start=1):
+        for r in wrote:
+            for i in range(2):
+                write_png(tmp_path / "samples" / f"step_{step}" / name.format(r=r, i=i, step=step),
+                          smooth_images(RNG, 1, 16)[0])
+    for checkpoint, wrote in zip(scan_run(tmp_path), ranks, strict=True):
+        assert sorted(s.instance for s in iter_samples(checkpoint)) == [r * 10000 + i for r in sorted(wrote) for i in range(2)]
+
+
 def test_numbers_that_start_again_in_each_prompt_folder_are_ids_with_the_folder(tmp_path, caplog):
     """invoke-training's ``validation/epoch_00000001-step_00000125/prompt_0000/0000.jpg``: every
     prompt folder numbers its images from 0, so every id was -1, and no line said so. A folder

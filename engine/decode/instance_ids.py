@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from engine.discovery.said_once import warn_once
-from engine.discovery.steps import index_in_name, last_integer, numbers_in_name
+from engine.discovery.steps import index_in_name, last_integer, numbers_in_name, rank_and_index
 from engine.records import Checkpoint
 from stores.format import MAX_INSTANCE, SAMPLE_KEY, listed
 from stores.zarr_store import pattern_regex
@@ -21,15 +21,21 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
     (``img_*_step_0500.png``, ``mylora_000500_*_??????????????.png``), else a name's last;
     none for a pattern without an index (``validation_500_????????????????????.png``: names
     apart by a hash). A file whose number another file shares, or that has none (a stray
-    ``00003 (1).png`` beside the samples), gets no id; the others keep theirs. Names whose varying
-    numbers together tell them all apart (``rank1_3.png``) take those instead."""
+    ``00003 (1).png`` beside the samples), gets no id; the others keep theirs. A name marking its
+    process's rank (``rank1_3.png``) takes the rank and index together (:func:`_rank_ids`); names
+    whose other varying numbers together tell them all apart take those instead."""
     if pattern and "?" in pattern and "*" not in pattern:
         return {}
     wildcard = pattern_regex(pattern) if pattern and "*" in pattern else None
-    numbers = {}
+    numbers, unmatched = {}, []
     for path in files:
-        match = wildcard.fullmatch(path.name) if wildcard else None
-        if (number := int(match[1]) if match else index_in_name(path.stem)) is not None:
+        if wildcard and (match := wildcard.fullmatch(path.name)):
+            numbers[path] = int(match[1])
+        else:
+            unmatched.append(path)
+    ranked = _rank_ids(unmatched)
+    for path in unmatched:
+        if (number := ranked.get(path, index_in_name(path.stem))) is not None:
             numbers[path] = number
     shared = Counter(numbers.values())
     ids = {path: number for path, number in numbers.items() if shared[number] == 1}
@@ -42,10 +48,20 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
 _MIN_DIGITS = 4
 
 
+def _rank_ids(files: list[Path]) -> dict[Path, int]:
+    """Ids of names marking their process's rank (``rank1_3.png``: 10003, the index in
+    :data:`_MIN_DIGITS` digits or the largest one's), decided by each name alone: a step holding
+    one rank's files gave them their bare indices, the ids of rank 0's samples at other steps."""
+    pairs = {path: pair for path in files if (pair := rank_and_index(path.stem))}
+    width = max([_MIN_DIGITS] + [len(str(index)) for _, index in pairs.values()])
+    return {path: rank * 10 ** width + index for path, (rank, index) in pairs.items()}
+
+
 def _varying_number_ids(files: tuple[Path, ...]) -> dict[Path, int]:
     """Ids of names whose last numbers repeat but whose varying numbers together do not (each
-    process's ``rank1_3.png``: the rank, then the index after it in :data:`_MIN_DIGITS` digits or
-    the largest index's, 10003), so the same (rank, index) is the same instance at every step; {}
+    process's ``1_3.png``, its rank unnamed: the first varying number, then the others in
+    :data:`_MIN_DIGITS` digits or the largest one's, 10003), decided from the step's files, so a step
+    of one process's files takes the plain rule's bare indices (named ranks: :func:`_rank_ids`); {}
     unless every name has as many numbers and no two the same varying ones (a stray ``00003 (1).png``)."""
     numbers = {path: numbers_in_name(path.stem) for path in files}
     if len(files) < 2 or len({len(found) for found in numbers.values()}) != 1:

@@ -71,6 +71,21 @@ def index_in_name(stem: str) -> int | None:
     return last_integer(stem) if masked is None else masked  # StyleGAN's seed0000.png: the seed is the index
 
 
+#: A process's rank in a sample's name (``rank1_3``, ``3_rank01``, ``gpu2-3``): each process numbers its samples from 0.
+_RANK = re.compile(r"(?<![a-z])(?:rank|gpu)[-_=]?(\d+)(?!\d)", re.IGNORECASE)
+
+
+def rank_and_index(stem: str) -> tuple[int, int] | None:
+    """The process rank a name marks and its sample index there (``rank1_3`` is (1, 3)), read
+    from the name alone, so the same name gives the same pair whatever files are beside it (a step
+    holding one rank's files); ``None`` without a rank or an index beside it (``rank1``), a step
+    named in it (``rank1_3_step1000``) being none."""
+    if (rank := _RANK.search(stem)) is None:
+        return None
+    index = index_in_name(_NAMED_STEP.sub("_", f"{stem[:rank.start()]}_{stem[rank.end():]}"))
+    return None if index is None else (int(rank[1]), index)
+
+
 def numbers_in_name(stem: str) -> tuple[int, ...]:
     """Every number of a name that is no date, time, shape or hash, in order (``rank1_3`` is
     (1, 3)): what tells apart samples whose last numbers repeat."""
