@@ -151,6 +151,18 @@ def test_per_process_ids_are_the_same_whichever_ranks_wrote_the_step(tmp_path, n
         assert sorted(s.instance for s in iter_samples(checkpoint)) == [r * 10000 + i for r in sorted(wrote) for i in range(2)]
 
 
+def test_per_process_samples_beside_each_other_steps_take_rank_ids_not_their_order(tmp_path):
+    """Round BR2: ``img_step500_rank1_0.png`` in one folder with every step's: the part after the
+    step was taken for a prompt, the id its place among the step's (rank1_0 was 2, then 0 at a step
+    rank 1 wrote alone) and the label the name itself (``rank1_0``)."""
+    for step, wrote in ((500, (0, 1)), (1000, (1,))):
+        for r in wrote:
+            for i in range(2):
+                write_png(tmp_path / f"img_step{step}_rank{r}_{i}.png", smooth_images(RNG, 1, 16)[0])
+    found = [[(s.instance, s.label) for s in iter_samples(c)] for c in scan_run(tmp_path)]
+    assert found == [[(0, None), (1, None), (10000, None), (10001, None)], [(10000, None), (10001, None)]]
+
+
 def test_numbers_that_start_again_in_each_prompt_folder_are_ids_with_the_folder(tmp_path, caplog):
     """invoke-training's ``validation/epoch_00000001-step_00000125/prompt_0000/0000.jpg``: every
     prompt folder numbers its images from 0, so every id was -1, and no line said so. A folder

@@ -33,7 +33,7 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
             numbers[path] = int(match[1])
         else:
             unmatched.append(path)
-    ranked = _rank_ids(unmatched)
+    ranked = _rank_ids({path: path.stem for path in unmatched})
     for path in unmatched:
         if (number := ranked.get(path, index_in_name(path.stem))) is not None:
             numbers[path] = number
@@ -48,11 +48,11 @@ def name_ids(files: tuple[Path, ...], pattern: str | None = None) -> dict[Path, 
 _MIN_DIGITS = 4
 
 
-def _rank_ids(files: list[Path]) -> dict[Path, int]:
-    """Ids of names marking their process's rank (``rank1_3.png``: 10003, the index in
+def _rank_ids(names: dict[Path, str]) -> dict[Path, int]:
+    """Ids of names marking their process's rank (``rank1_3``: 10003, the index in
     :data:`_MIN_DIGITS` digits or the largest one's), decided by each name alone: a step holding
     one rank's files gave them their bare indices, the ids of rank 0's samples at other steps."""
-    pairs = {path: pair for path in files if (pair := rank_and_index(path.stem))}
+    pairs = {path: pair for path, name in names.items() if (pair := rank_and_index(name))}
     width = max([_MIN_DIGITS] + [len(str(index)) for _, index in pairs.values()])
     return {path: rank * 10 ** width + index for path, (rank, index) in pairs.items()}
 
@@ -92,7 +92,10 @@ def key_ids_and_labels(keys: dict[Path, str]) -> tuple[dict[Path, int], dict[Pat
     """Instance ids and labels of samples named by a prompt or class: the index every key
     begins with and the prompt after it, when each has a distinct one (EveryDream2's
     ``1-a photo of 2 cats``), else the keys' order and the keys themselves (``3_dogs`` is a
-    prompt): the same prompts get the same ids at every step."""
+    prompt): the same prompts get the same ids at every step. Keys that each mark a process's
+    rank (``img_step500_{sample}.png``: ``rank1_3``) are no prompt: their rank and index are the id."""
+    if (ranked := _rank_ids(keys)) and len(ranked) == len(keys):
+        return ranked, {}
     split = {path: m.groups() for path, key in keys.items() if (m := re.fullmatch(r"(\d+)[-_ .]+(.+)", key))}
     if len(split) * 2 > len(keys) and len({int(index) for index, _ in split.values()}) == len(split):
         # the few others (OneTrainer's samples/custom/, asked for once) numbered after them
