@@ -151,6 +151,15 @@ def test_per_process_ids_are_the_same_whichever_ranks_wrote_the_step(tmp_path, n
         assert sorted(s.instance for s in iter_samples(checkpoint)) == [r * 10000 + i for r in sorted(wrote) for i in range(2)]
 
 
+def test_one_file_a_rank_named_with_the_step_is_the_same_instance_at_every_step(tmp_path):
+    """``step_1000/0001000_rank1.png``, one sample a rank: the step in the name was taken for the
+    index, ids 1000 and 11000 at step 1000, 2000 and 12000 at step 2000: no rank's sample followed."""
+    for step in (1000, 2000):
+        for r in range(2):
+            write_png(tmp_path / "samples" / f"step_{step}" / f"{step:07d}_rank{r}.png", smooth_images(RNG, 1, 16)[0])
+    assert [sorted(s.instance for s in iter_samples(c)) for c in scan_run(tmp_path)] == [[0, 10000], [0, 10000]]
+
+
 def test_per_process_samples_beside_each_other_steps_take_rank_ids_not_their_order(tmp_path):
     """Round BR2: ``img_step500_rank1_0.png`` in one folder with every step's: the part after the
     step was taken for a prompt, the id its place among the step's (rank1_0 was 2, then 0 at a step

@@ -51,8 +51,11 @@ _MIN_DIGITS = 4
 def _rank_ids(names: dict[Path, str]) -> dict[Path, int]:
     """Ids of names marking their process's rank (``rank1_3``: 10003, the index in
     :data:`_MIN_DIGITS` digits or the largest one's), decided by each name alone: a step holding
-    one rank's files gave them their bare indices, the ids of rank 0's samples at other steps."""
+    one rank's files gave them their bare indices, the ids of rank 0's samples at other steps. A
+    number every rank's one file carries (``step_1000/0001000_rank1.png``) is no index: index 0."""
     pairs = {path: pair for path, name in names.items() if (pair := rank_and_index(name))}
+    if len(pairs) > 1 and len({index for _, index in pairs.values()}) == 1:  # one file a rank, a number they all
+        pairs = {path: (rank, 0) for path, (rank, _) in pairs.items()}  # carry (0001000_rank1: the step) is no index
     width = max([_MIN_DIGITS] + [len(str(index)) for _, index in pairs.values()])
     return {path: rank * 10 ** width + index for path, (rank, index) in pairs.items()}
 
