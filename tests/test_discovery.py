@@ -1498,6 +1498,65 @@ def test_a_grid_of_a_sample_folder_and_weights_named_as_an_image_are_left_out(tm
     assert "weights saved beside their samples" in caplog.text
 
 
+def _checkpoint_with_samples(run):
+    """``run/iter_1000/samples/000.png..002.png``: the checkpoint's own samples, beside which copies are put."""
+    for i, image in enumerate(smooth_images(RNG, 3, 8)):
+        write_png(run / "iter_1000" / "samples" / f"{i:03d}.png", image)
+    return run / "iter_1000"
+
+
+def _read_names(run, options=None):
+    [checkpoint] = scan_run(run, options)
+    return [f.relative_to(checkpoint.root / checkpoint.source).as_posix() for f in checkpoint.files]
+
+
+@pytest.mark.parametrize("copy", ["samples.npz", "samples.gif", "cat.png+compressed.webp", "cat+compressed.webp",
+                                  "cat_thumb.jpg", "clip.png"])
+def test_a_file_that_repeats_a_sibling_inside_a_checkpoint_folder_is_left_out(tmp_path, caplog, copy):
+    """Inside a checkpoint folder the copies a run's level leaves out were all read as more samples:
+    DiT's ``samples.npz`` packing ``samples/`` (or its grid), MLflow's smaller ``+compressed.webp``
+    beside ``cat.png``, CogVideoX's input ``clip.png`` beside ``clip.mp4``: 4 to 6 samples, not 4."""
+    ckpt = _checkpoint_with_samples(tmp_path / "run")
+    write_png(ckpt / "cat.png", smooth_images(RNG, 1, 8)[0])
+    (ckpt / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    if copy.endswith(".npz"):
+        np.savez(ckpt / copy, arr_0=smooth_images(RNG, 3, 8))
+    else:
+        write_png(ckpt / copy, smooth_images(RNG, 1, 4 if "compressed" in copy or "thumb" in copy else 8)[0])
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        assert _read_names(tmp_path / "run") == ["cat.png", "samples/000.png", "samples/001.png", "samples/002.png"]
+    assert f"{ckpt}: 1 file named as a folder, an image or a video beside it ({copy}) left out" in caplog.text
+    chosen = DiscoveryOptions(sample_globs=("*.png", "*.npz", "*.gif", "*.webp", "*.jpg"))  # --samples decides alone
+    assert copy in _read_names(tmp_path / "run", chosen)
+
+
+def test_a_packed_folder_holding_more_samples_than_the_folder_is_read_instead(tmp_path, caplog):
+    """``samples.npz`` of 5 beside ``samples/`` of 3 (PNGs deleted once packed): the folder is the
+    part, the tensor is read; as many or a header that does not tell (a ``.pt``): the folder is."""
+    ckpt = _checkpoint_with_samples(tmp_path / "run")
+    np.savez(ckpt / "samples.npz", arr_0=smooth_images(RNG, 5, 8))
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        assert _read_names(tmp_path / "run") == ["samples.npz"]
+    assert f"{ckpt}: samples.npz holds 5 samples, more than the 3 files of samples/ beside it" in caplog.text
+    (ckpt / "samples.npz").unlink()
+    torch.save(torch.zeros(5, 3, 8, 8), ckpt / "samples.pt")
+    assert _read_names(tmp_path / "run") == ["samples/000.png", "samples/001.png", "samples/002.png"]
+
+
+def test_a_checkpoint_folder_without_copies_is_read_unchanged(tmp_path, caplog):
+    """Names near a copy's that repeat nothing: ``samples_ema.npz`` beside ``samples/``, ``cat.webp``
+    beside ``cat.png``, ``dog.png`` beside ``walk.mp4``, a thumbnail's name in another folder."""
+    ckpt = _checkpoint_with_samples(tmp_path / "run")
+    np.savez(ckpt / "samples_ema.npz", arr_0=smooth_images(RNG, 3, 8))
+    for name in ("cat.png", "cat.webp", "dog.png", "ema/cat_thumb.png"):
+        write_png(ckpt / name, smooth_images(RNG, 1, 8)[0])
+    (ckpt / "walk.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    with caplog.at_level("INFO", logger="engine.discovery"):
+        assert _read_names(tmp_path / "run") == ["cat.png", "cat.webp", "dog.png", "ema/cat_thumb.png", "samples/000.png",
+                                                 "samples/001.png", "samples/002.png", "samples_ema.npz"]
+    assert "left out" not in caplog.text
+
+
 def test_tensors_not_named_as_samples_beside_a_folder_of_sample_images_are_weights(tmp_path):
     """StyleSwin, run as its README says (``--checkpoint_path /tmp --sample_path /tmp``):
     ``{iter:06d}.pt`` weights beside ``samples/eval_{n}/{i:06d}.png``. Each .pt was an empty

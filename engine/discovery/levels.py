@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.backlog_log import counted
+from engine.discovery.copies import copies_line, is_copy_beside
 from engine.discovery.folders import _MAX_DEPTH, _is_file, _is_hidden_dir, folder_entries, walk_files
 from engine.discovery.groups import _per_sample_groups, _series_folders
 from engine.discovery.names import is_plot_file, is_real_data, is_sample_name, is_weight_file
@@ -34,25 +35,6 @@ _PER_PROCESS_STATE = re.compile(r"rng|random_state|custom_checkpoint", re.IGNORE
 #: ``images/`` again in ``image_embeddings/``, captioned and with the embedding's data drawn
 #: into its edges (a second sample of every step, a near-copy of the first).
 _SAMPLE_COPIES_FOLDER = re.compile(r"image[-_]?embeddings?", re.IGNORECASE)
-
-
-#: The end of a smaller copy's name (MLflow's ``{key}+step+500+…+compressed.webp``).
-_THUMBNAIL_SUFFIX = re.compile(r"[+%_.-](?:compressed|thumbs?|thumbnail)$", re.IGNORECASE)
-
-
-def _is_copy_beside(path: Path, folders: set[str], images: set[str], videos: set[str]) -> bool:
-    """A file that repeats what a sibling of the same name holds: a sample folder packed as a
-    tensor (DiT's ``FOLDER.npz``) or drawn as one grid (AnimateDiff's ``sample-500.gif`` beside
-    ``sample-500/``), or a tensor file beside an image of its name (pytorch_GAN_zoo's
-    ``celebaHQ_s5_i16000.pt`` weights beside ``celebaHQ_s5_i16000.jpg``; ``images`` leaves out
-    those the tensor holds more samples than they show: :func:`_previewed`), or an image beside
-    a video of its name (CogVideoX's image-to-video input beside the ``.mp4`` made from it), or
-    a smaller copy of an image (MLflow's ``…+compressed.webp`` beside each logged ``.png``)."""
-    suffix = path.suffix.lower()
-    small = _THUMBNAIL_SUFFIX.search(path.stem)
-    return ((suffix in TENSOR_EXTENSIONS or suffix in IMAGE_EXTENSIONS) and path.stem in folders
-            or suffix in TENSOR_EXTENSIONS and path.stem in images
-            or suffix in IMAGE_EXTENSIONS and (path.stem in videos or bool(small) and path.stem[:small.start()] in images))
 
 
 def _previewed(entries: list[os.DirEntry], images: dict[str, Path]) -> dict[str, tuple[Path, tuple[int, int]]]:
@@ -112,7 +94,7 @@ def _read_level(folder: Path, options: DiscoveryOptions, probe: bool = False) ->
         if path.stem in previewed and path.suffix.lower() in IMAGE_EXTENSIONS and _is_file(entry):
             previews.append((path, *previewed[path.stem]))
             continue
-        if not options.samples_chosen and _is_copy_beside(path, folders, drawn, videos) and _is_file(entry):
+        if not options.samples_chosen and is_copy_beside(path, folders, drawn, videos) and _is_file(entry):
             packed.append(entry.name)
             continue
         if _is_dir(entry):
@@ -156,12 +138,7 @@ def _read_level(folder: Path, options: DiscoveryOptions, probe: bool = False) ->
                            f"{', ...' if len(videos) > 2 else ''}) not read: evowatch reads images; have the trainer "
                            "save its samples as images, or as GIF or WebP (read at their last frame)", about="videos")
     if packed and not probe:
-        one = len(packed) == 1
-        warn_once(folder, f"{folder}: {counted(len(packed), 'file')} named as a folder, an image or a video beside "
-                           f"{'it' if one else 'them'} ({', '.join(packed[:2])}{', ...' if len(packed) > 2 else ''}) "
-                           f"left out: a sample folder packed or drawn as one file, weights saved beside their samples, "
-                           "a video's input image or a smaller copy; the samples are read once, from the folder or the "
-                           "full-size image (--samples GLOB picks one)", about="packed")
+        warn_once(folder, copies_line(folder, packed), about="packed")
     if previews and not probe:
         warn_once(folder, previews_line(folder, previews), about="preview beside tensor", say=log.info)
     if reals:

@@ -2,6 +2,7 @@
 a grid of the single samples beside them; and hidden folders that hold samples, to be said."""
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -9,9 +10,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from engine.backlog_log import counted
+from engine.decode.tensors import header_samples
+from engine.discovery.copies import copies_line, is_copy_beside
 from engine.discovery.folders import _is_hidden_dir, _relative, folder_entries, walk_files
 from engine.discovery.names import SAMPLE_WORDS, is_plot_file, is_real_data, is_sample_name
-from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, DiscoveryOptions
+from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, VIDEO_EXTENSIONS, DiscoveryOptions
 from engine.discovery.previews import previews_line, shows_fewer
 from engine.discovery.said_once import warn_once
 from engine.discovery.steps import _FIRST_INT
@@ -77,7 +80,8 @@ def sample_files(folder: Path, options: DiscoveryOptions, generated: bool = True
     """The sample files below ``folder``, sorted by path (of a checkpoint: none of real data,
     nor a grid of the single samples beside it, nor a tensor file beside an image of its name:
     ``iter_1000/sample.npz`` beside ``sample.png``, the same samples twice; unless the tensor
-    holds more than the image can show: the image, a preview of some, is left out instead)."""
+    holds more than the image can show: the image, a preview of some, is left out instead; nor
+    another file that repeats a sibling, as on a run's level: :func:`_without_copies`)."""
     files, pairs = _sample_files(folder, options, generated)
     return _one_of_each_pair(folder, files, pairs) if pairs else list(files)
 
@@ -130,7 +134,45 @@ def _sample_files(folder: Path, options: DiscoveryOptions,
         warn_once(folder.parent, f"{folder}: {', '.join(p.name for p in grids[:2])} beside the single samples: "
                                  "a grid of them, not read (--samples GLOB reads it)", about="grid of samples", say=log.info)
         files = [p for p in files if p not in grids]
-    return tuple(files), pairs
+    return tuple(_without_copies(folder, files, listed, {tensor for tensor, _ in pairs})), pairs
+
+
+def _without_copies(folder: Path, files: list[Path], listed: list[Path], paired: set[Path]) -> list[Path]:
+    """``files`` without those that repeat a sibling (:func:`is_copy_beside`, the rule of a run's
+    levels; the ``paired`` tensors beside an image are left to :func:`_one_of_each_pair`). A sample
+    folder's packed tensor that holds more samples than the folder has files is read instead of it
+    (the PNGs deleted once packed); headers are read only for such tensors."""
+    below = collections.Counter(up for p in files for up in p.parents
+                                if len(up.parts) > len(folder.parts))  # sample folder -> its sample files
+    beside: dict[Path, tuple[set[str], set[str], set[str]]] = collections.defaultdict(lambda: (set(), set(), set()))
+    for sub in below:
+        beside[sub.parent][0].add(sub.name)
+    for p in files:
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            beside[p.parent][1].add(p.stem)
+    for p in listed:
+        if p.suffix.lower() in VIDEO_EXTENSIONS:
+            beside[p.parent][2].add(p.stem)
+    copies, instead = [], []
+    for p in files:
+        if p in paired or p.parent not in beside or not is_copy_beside(p, *beside[p.parent]):
+            continue
+        packed = p.parent / p.stem
+        if p.suffix.lower() in TENSOR_EXTENSIONS and packed in below and (
+                shape := header_samples(p)) and shape[0] > below[packed]:
+            instead.append((packed, p, shape[0]))
+        else:
+            copies.append(p)
+    if copies:
+        warn_once(folder.parent, copies_line(folder, [p.name for p in copies], weights=False),
+                  about="copies in checkpoints", say=log.info)
+    for packed, tensor, held in instead:
+        warn_once(folder.parent, f"{folder}: {tensor.name} holds {held} samples, more than the {below[packed]} "
+                                 f"files of {packed.name}/ beside it: {tensor.name} is read, not {packed.name}/ "
+                                 "(--samples GLOB picks one)", about="packed holds more", say=log.info)
+    if not (left_out := {*copies, *(packed for packed, _, _ in instead)}):
+        return files
+    return [p for p in files if p not in left_out and not left_out.intersection(p.parents)]
 
 
 def hidden_sample_folders(run_dir: Path, options: DiscoveryOptions) -> list[Path]:
