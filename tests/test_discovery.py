@@ -1543,6 +1543,14 @@ def test_a_packed_folder_holding_more_samples_than_the_folder_is_read_instead(tm
     assert _read_names(tmp_path / "run") == ["samples/000.png", "samples/001.png", "samples/002.png"]
 
 
+def test_latents_packed_beside_a_sample_folder_are_not_read_instead_of_its_images(tmp_path):
+    """Stable Diffusion's ``samples.npz`` of 5 x 4 x 8 x 8 latents beside ``samples/`` of 3 RGB PNGs: it
+    held more samples than the folder has files, so the latents were read as RGBA samples, the images not."""
+    ckpt = _checkpoint_with_samples(tmp_path / "run")
+    np.savez(ckpt / "samples.npz", latents=RNG.standard_normal((5, 4, 8, 8)).astype(np.float32))
+    assert _read_names(tmp_path / "run") == ["samples/000.png", "samples/001.png", "samples/002.png"]
+
+
 def test_a_checkpoint_folder_without_copies_is_read_unchanged(tmp_path, caplog):
     """Names near a copy's that repeat nothing: ``samples_ema.npz`` beside ``samples/``, ``cat.webp``
     beside ``cat.png``, ``dog.png`` beside ``walk.mp4``, a thumbnail's name in another folder."""

@@ -42,18 +42,28 @@ def _file_facts(path: Path) -> tuple[str, int, int]:
 @functools.lru_cache(maxsize=1 << 14)  # a pass asks about every pair; kept while both files are as they were
 def _shows_fewer(image: tuple[str, int, int], tensor: tuple[str, int, int]) -> tuple[int, int] | None:
     shape = header_samples(Path(tensor[0]))
-    if shape is None:
+    if shape is None or (header := _image_header(Path(image[0]))) is None:  # said when decoded; the pair stays as it was
         return None
+    (size, mode), (held, h, w, channels) = header, shape
+    shown = _tiles_at_most(size, (h, w))
+    return (shown, held) if held > shown and _could_show(shown, channels, mode) else None
+
+
+def _image_header(image: Path) -> tuple[tuple[int, int], str] | None:
+    """(size, mode) of ``image`` from its header, the pixels not decoded; None where it cannot be opened."""
     try:
         with warnings.catch_warnings():  # a large grid is said by the decoding, if at all
             warnings.simplefilter("ignore")
-            with Image.open(image[0]) as opened:  # its header: the pixels are not decoded
-                size, mode = opened.size, opened.mode
-    except (OSError, ValueError, Image.DecompressionBombError):  # said when decoded; the pair stays as it was
+            with Image.open(image) as opened:
+                return opened.size, opened.mode
+    except (OSError, ValueError, Image.DecompressionBombError):
         return None
-    held, h, w, channels = shape
-    shown = _tiles_at_most(size, (h, w))
-    return (shown, held) if held > shown and _could_show(shown, channels, mode) else None
+
+
+def could_picture(channels: int, image: Path) -> bool:
+    """Whether samples of ``channels`` can be what ``image`` pictures (a folder's PNGs packed as a
+    tensor beside it): not Stable Diffusion's 4-channel latents beside RGB images (:func:`_could_show`)."""
+    return (header := _image_header(image)) is not None and _could_show(1, channels, header[1])
 
 
 def _could_show(shown: int, channels: int, mode: str) -> bool:

@@ -15,7 +15,7 @@ from engine.discovery.copies import copies_line, is_copy_beside
 from engine.discovery.folders import _is_hidden_dir, _relative, folder_entries, walk_files
 from engine.discovery.names import SAMPLE_WORDS, is_plot_file, is_real_data, is_sample_name
 from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, VIDEO_EXTENSIONS, DiscoveryOptions
-from engine.discovery.previews import previews_line, shows_fewer
+from engine.discovery.previews import could_picture, previews_line, shows_fewer
 from engine.discovery.said_once import warn_once
 from engine.discovery.steps import _FIRST_INT
 from engine.listings import is_dir as _is_dir
@@ -140,8 +140,9 @@ def _sample_files(folder: Path, options: DiscoveryOptions,
 def _without_copies(folder: Path, files: list[Path], listed: list[Path], paired: set[Path]) -> list[Path]:
     """``files`` without those that repeat a sibling (:func:`is_copy_beside`, the rule of a run's
     levels; the ``paired`` tensors beside an image are left to :func:`_one_of_each_pair`). A sample
-    folder's packed tensor that holds more samples than the folder has files is read instead of it
-    (the PNGs deleted once packed); headers are read only for such tensors."""
+    folder's packed tensor that holds more samples than the folder has files, and could be its images
+    (not 4-channel latents beside RGB PNGs), is read instead of it (the PNGs deleted once packed);
+    headers are read only for such tensors."""
     below = collections.Counter(up for p in files for up in p.parents
                                 if len(up.parts) > len(folder.parts))  # sample folder -> its sample files
     beside: dict[Path, tuple[set[str], set[str], set[str]]] = collections.defaultdict(lambda: (set(), set(), set()))
@@ -158,8 +159,8 @@ def _without_copies(folder: Path, files: list[Path], listed: list[Path], paired:
         if p in paired or p.parent not in beside or not is_copy_beside(p, *beside[p.parent]):
             continue
         packed = p.parent / p.stem
-        if p.suffix.lower() in TENSOR_EXTENSIONS and packed in below and (
-                shape := header_samples(p)) and shape[0] > below[packed]:
+        if p.suffix.lower() in TENSOR_EXTENSIONS and packed in below and (shape := header_samples(p)) and \
+                shape[0] > below[packed] and could_picture(shape[3], next(f for f in files if packed in f.parents)):
             instead.append((packed, p, shape[0]))
         else:
             copies.append(p)
