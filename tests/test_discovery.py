@@ -1551,6 +1551,18 @@ def test_latents_packed_beside_a_sample_folder_are_not_read_instead_of_its_image
     assert _read_names(tmp_path / "run") == ["samples/000.png", "samples/001.png", "samples/002.png"]
 
 
+def test_a_checkpoint_of_a_video_and_its_poster_says_the_video_is_not_read(tmp_path, caplog):
+    """A video model's ``iter_500/clip.mp4`` beside its ``clip.png``: the image is left out as the video's
+    input, and the checkpoint held no sample; the only line said the samples are read "from the folder
+    or the full-size image", not that evowatch reads no video."""
+    for step in (500, 1000):
+        (tmp_path / "run" / f"iter_{step}").mkdir(parents=True)
+        write_png(tmp_path / "run" / f"iter_{step}" / "clip.png", smooth_images(RNG, 1, 8)[0])
+        (tmp_path / "run" / f"iter_{step}" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    scan_run(tmp_path / "run")
+    assert ": 1 video file (clip.mp4) not read: evowatch reads images" in caplog.text
+
+
 def test_a_checkpoint_folder_without_copies_is_read_unchanged(tmp_path, caplog):
     """Names near a copy's that repeat nothing: ``samples_ema.npz`` beside ``samples/``, ``cat.webp``
     beside ``cat.png``, ``dog.png`` beside ``walk.mp4``, a thumbnail's name in another folder."""

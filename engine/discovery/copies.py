@@ -44,3 +44,11 @@ def copies_line(folder: Path, names: list[str], weights: bool = True) -> str:
             f"{'it' if one else 'them'} ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) left out: "
             f"a sample folder packed or drawn as one file{why} a video's input image or a smaller copy; the samples "
             "are read once, from the folder or the full-size image (--samples GLOB picks one)")
+
+
+def videos_line(folder: Path, names: list[str]) -> str:
+    """The line saying ``folder``'s videos are not read: beside them an image of their name is left
+    out as their input, so a checkpoint of videos alone holds no sample, and this says why."""
+    return (f"{folder}: {counted(len(names), 'video file')} ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) "
+            "not read: evowatch reads images; have the trainer save its samples as images, or as GIF or WebP "
+            "(read at their last frame)")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.backlog_log import counted
-from engine.discovery.copies import copies_line, is_copy_beside
+from engine.discovery.copies import copies_line, is_copy_beside, videos_line
 from engine.discovery.folders import _MAX_DEPTH, _is_file, _is_hidden_dir, folder_entries, walk_files
 from engine.discovery.groups import _per_sample_groups, _series_folders
 from engine.discovery.names import is_plot_file, is_real_data, is_sample_name, is_weight_file
@@ -134,9 +134,7 @@ def _read_level(folder: Path, options: DiscoveryOptions, probe: bool = False) ->
         numbered = [entry for entry in numbered if entry not in unnamed]  # StyleSwin's weights beside its samples/
         weights += len(unnamed)
     if videos := sorted(e.name for e in entries if Path(e.name).suffix.lower() in VIDEO_EXTENSIONS and _is_file(e)):
-        warn_once(folder, f"{folder}: {counted(len(videos), 'video file')} ({', '.join(videos[:2])}"
-                           f"{', ...' if len(videos) > 2 else ''}) not read: evowatch reads images; have the trainer "
-                           "save its samples as images, or as GIF or WebP (read at their last frame)", about="videos")
+        warn_once(folder, videos_line(folder, videos), about="videos")
     if packed and not probe:
         warn_once(folder, copies_line(folder, packed), about="packed")
     if previews and not probe:

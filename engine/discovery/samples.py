@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.backlog_log import counted
 from engine.decode.tensors import header_samples
-from engine.discovery.copies import copies_line, is_copy_beside
+from engine.discovery.copies import copies_line, is_copy_beside, videos_line
 from engine.discovery.folders import _is_hidden_dir, _relative, folder_entries, walk_files
 from engine.discovery.names import SAMPLE_WORDS, is_plot_file, is_real_data, is_sample_name
 from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, VIDEO_EXTENSIONS, DiscoveryOptions
@@ -154,6 +154,8 @@ def _without_copies(folder: Path, files: list[Path], listed: list[Path], paired:
     for p in listed:
         if p.suffix.lower() in VIDEO_EXTENSIONS:
             beside[p.parent][2].add(p.stem)
+    if videos := sorted(p.name for p in listed if p.suffix.lower() in VIDEO_EXTENSIONS):
+        warn_once(folder.parent, videos_line(folder, videos), about="videos in checkpoints")
     copies, instead = [], []
     for p in files:
         if p in paired or p.parent not in beside or not is_copy_beside(p, *beside[p.parent]):
