@@ -241,6 +241,7 @@ def test_an_export_the_server_refuses_says_why_in_a_tab(tmp_path):
         page = open_page(chrome, url, 1280, 900)
         browser.drag_box(page, 0.0, 0.0, 1.0, 1.0)
         link = page.get_by_role("link", name="Export selection (CSV)")
+        link.wait_for(timeout=60_000)  # the selection's rerun: past 30 s on 2 cores shared with other tests
         with page.expect_download(timeout=20_000) as download:
             link.click()
         assert len(Path(download.value.path()).read_text().splitlines()) == 2 * PER_STEP + N_REAL + 1
