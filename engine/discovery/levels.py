@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.backlog_log import counted
 from engine.discovery.copies import copies_line, is_copy_beside, videos_line
 from engine.discovery.folders import _MAX_DEPTH, _is_file, _is_hidden_dir, folder_entries, walk_files
 from engine.discovery.groups import _per_sample_groups, _series_folders
