@@ -49,10 +49,6 @@ def _n_groups(a: np.ndarray, radius: float) -> int:
     return groups
 
 
-# Its module fixtures cost seconds and are made once per xdist worker: all its tests on one worker.
-pytestmark = pytest.mark.xdist_group("demo_trainer")
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")

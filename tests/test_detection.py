@@ -39,9 +39,6 @@ def _bench():
     return module
 
 
-# Its module fixtures cost seconds and are made once per xdist worker: all its tests on one worker.
-pytestmark = pytest.mark.xdist_group("detection")
-
 bench = _bench()
 
 

@@ -17,8 +17,7 @@ from engine.cli import main
 from stores.zarr_store import StoreReader
 
 REPO = Path(__file__).resolve().parents[1]
-# Its module fixtures cost seconds and are made once per xdist worker: all its tests on one worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("examples")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -27,10 +27,6 @@ def _synthetic():
     return mod
 
 
-# Its module fixtures cost seconds and are made once per xdist worker: all its tests on one worker.
-pytestmark = pytest.mark.xdist_group("layout")
-
-
 @pytest.fixture(scope="module")
 def run():
     return _synthetic().evolving_run(n_steps=STEPS, n_samples=SAMPLES, seed=0)
