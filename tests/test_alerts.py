@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import FrozenInstanceError
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1149,6 +1150,17 @@ def watch_once(run, store) -> list[str]:
     """`evowatch watch RUN --store STORE --once` with the pixels encoder, no layout."""
     return ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout"]
 
+
+def onset_left_unsaid(tmp_path, *options: str) -> tuple[Path, Path, list[str], np.random.Generator]:
+    """A run collapsing at step 200 watched once (with ``options``) by a watch stopped between storing
+    the onset and its ALERT line: (run, store, that watch's argv, the rng the run's samples came from)."""
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    collapse_at_200(run, rng)
+    argv = watch_once(run, store) + list(options)
+    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
+    return run, store, argv, rng
+
 def test_an_alert_of_a_step_measured_again_without_one_is_withdrawn(tmp_path, capsys):
     """A step first read half-written (a live watch of per-sample files or tags) or rewritten
     in place raised an alert that stayed in the store after the step, measured again, was
@@ -1465,12 +1477,8 @@ def test_an_onset_stored_by_a_watch_killed_before_its_line_is_said_and_acted_on_
     from engine.cli import main
     from stores.zarr_store import StoreReader
 
-    rng = np.random.default_rng(0)
-    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
-    collapse_at_200(run, rng)
-    argv = watch_once(run, store) + ["--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"']
-
-    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
+    said = tmp_path / "said.txt"
+    run, store, argv, _ = onset_left_unsaid(tmp_path, "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"')
     assert "ALERT" not in capsys.readouterr().err
     assert [(a["step"], a["rule"]) for a in StoreReader(store).alerts()] == [(200, "collapse")]
     assert main(argv) == 0
@@ -1489,13 +1497,9 @@ def test_an_onset_a_killed_watch_left_unsaid_is_said_only_once_the_next_pass_con
     from stores.zarr_store import StoreReader
     from tests.sample_fixtures import smooth_images
 
-    rng = np.random.default_rng(0)
-    run, store, said = tmp_path / "run", tmp_path / "s.zarr", tmp_path / "said.txt"
-    collapse_at_200(run, rng)
-    argv = watch_once(run, store) + ["--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"',
-                                     "--pause-on-alert"]
-
-    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
+    said = tmp_path / "said.txt"
+    run, store, argv, rng = onset_left_unsaid(tmp_path, "--on-alert", f'echo "$EVOWATCH_STEP $EVOWATCH_RULE" >> "{said}"',
+                                              "--pause-on-alert")
     write_step(run, 200, smooth_images(rng, 8, 32))  # rewritten healthy before the next watch
     capsys.readouterr()
     assert main(argv) == 0
@@ -1516,12 +1520,7 @@ def test_info_says_the_alerts_a_killed_watch_left_unsaid(tmp_path, capsys):
     from engine.signals import Signals
     from tests.sample_fixtures import smooth_images
 
-    rng = np.random.default_rng(0)
-    run, store = tmp_path / "run", tmp_path / "s.zarr"
-    collapse_at_200(run, rng)
-    argv = watch_once(run, store)
-
-    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
+    run, store, argv, rng = onset_left_unsaid(tmp_path)
     capsys.readouterr()
     assert main(["info", str(store)]) == 0
     assert ("\nunsaid      1 onset never announced nor --on-alert run (step 200 [collapse]): a watch was killed before "
@@ -2670,12 +2669,7 @@ def test_a_watch_with_no_metrics_says_the_unsaid_alerts_stay_unsaid(tmp_path, ca
     from engine.cli import main
     from stores.zarr_store import StoreReader
 
-    rng = np.random.default_rng(0)
-    run, store = tmp_path / "run", tmp_path / "s.zarr"
-    collapse_at_200(run, rng)
-    argv = watch_once(run, store)
-
-    stopped_before_announcing(argv)  # the stop comes as the onset is about to be said
+    _, store, argv, _ = onset_left_unsaid(tmp_path)
     capsys.readouterr()
     assert main(argv + ["--no-metrics"]) == 0
     err = capsys.readouterr().err
