@@ -105,6 +105,13 @@ def _one_of_each_pair(folder: Path, files: tuple[Path, ...], pairs: tuple[tuple[
     return [p for p in files if p not in left_out]
 
 
+def _say_not_read(folder: Path, names: list[str], named_as: str, about: str) -> None:
+    """Say once a run (an info line) that a checkpoint's files ``names``, named as ``named_as``, are no samples."""
+    warn_once(folder.parent, f"{folder}: {counted(len(names), 'file')} named as {named_as} "
+                             f"({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) not read as samples "
+                             "(--samples GLOB reads them)", about=about, say=log.info)
+
+
 @kept_while_listed_alike
 def _sample_files(folder: Path, options: DiscoveryOptions,
                   generated: bool) -> tuple[tuple[Path, ...], tuple[tuple[Path, Path], ...]]:
@@ -116,14 +123,10 @@ def _sample_files(folder: Path, options: DiscoveryOptions,
     if options.samples_chosen:
         return tuple(files), ()
     if reals := [p.name for p in listed if is_sample_name(p.name, options) and is_real_data(p.name, options)]:
-        warn_once(folder.parent, f"{folder}: {counted(len(reals), 'file')} named as real data or made from it "
-                                 f"({', '.join(reals[:2])}{', ...' if len(reals) > 2 else ''}) not read as samples "
-                                 "(--samples GLOB reads them)", about="reals in checkpoints", say=log.info)
+        _say_not_read(folder, reals, "real data or made from it", about="reals in checkpoints")
     if files and (plots := [p.name for p in listed if is_plot_file(p.name, options)]):  # beside samples (a
         # folder of plots alone is no checkpoint: its level says so)
-        warn_once(folder.parent, f"{folder}: {counted(len(plots), 'file')} named as plots of the run's numbers "
-                                 f"({', '.join(plots[:2])}{', ...' if len(plots) > 2 else ''}) not read as samples "
-                                 "(--samples GLOB reads them)", about="plots in checkpoints", say=log.info)
+        _say_not_read(folder, plots, "plots of the run's numbers", about="plots in checkpoints")
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     drawn = {(p.parent, p.stem): p for p in images}
     pairs = tuple((p, drawn[p.parent, p.stem]) for p in files
