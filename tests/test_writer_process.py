@@ -16,7 +16,7 @@ import pytest
 
 from engine.pipeline import WRITER_PROCESS_ENV
 from stores.zarr_store import StoreReader
-from tests.test_pipeline import _cli, _env, _processes_using, write_step
+from tests.watch_runs import cli_argv, cli_env, processes_using, write_step
 
 STEPS = (10, 20, 30, 40, 50)
 
@@ -80,7 +80,7 @@ def test_the_writer_process_stores_what_in_process_writing_stores_and_the_writer
             assert _ingest(run, store, STEPS[3:4]) == [(40, 6)]
             monkeypatch.setenv(WRITER_PROCESS_ENV, forced)
             assert _ingest(run, store, STEPS[4:]) == [(50, 6)]
-        assert not _processes_using(path)
+        assert not processes_using(path)
     a, b = StoreReader(stores["0"]), StoreReader(stores["1"])
     assert a.n_rows == b.n_rows == 30 and b.info()["steps"] == list(STEPS)
     for name in ("embedding", "step", "instance", "checkpoint", "path", "thumbnail"):
@@ -216,8 +216,8 @@ def test_ctrl_c_during_a_backlog_keeps_the_complete_checkpoints_and_the_next_run
     n_ckpt, per = 40, 256
     for step in range(n_ckpt):
         write_step(run, step * 10, per, seed=step, size=32)
-    env = {**_env(tmp_path), WRITER_PROCESS_ENV: forced}
-    argv = _cli("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--workers", "1",
+    env = {**cli_env(tmp_path), WRITER_PROCESS_ENV: forced}
+    argv = cli_argv("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--workers", "1",
                 "--no-layout", "--no-metrics")
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -230,7 +230,7 @@ def test_ctrl_c_during_a_backlog_keeps_the_complete_checkpoints_and_the_next_run
     stopped_at = reader.n_checkpoints
     assert 1 <= stopped_at < n_ckpt, "the stop should land mid-ingest"
     assert reader.n_rows == stopped_at * per  # whole checkpoints only
-    assert not _processes_using(store)
+    assert not processes_using(store)
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "interrupted" not in again.stderr, again.stderr
     reader = StoreReader(store)

@@ -1,0 +1,109 @@
+"""Helpers the watch tests share: a checkpoint written as a trainer does, the CLI in a subprocess, waiting on a live watch."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.cli import main
+from engine.errors import EvowatchError
+from stores.zarr_store import StoreReader
+
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CLIP = f"clip:{REPO / 'tests/data/evowatch-tiny.json'}/random"
+
+
+def write_step(run: Path, step: int, n: int, seed: int, size: int = 24, rename: bool = True) -> Path:
+    """A checkpoint folder `step_000100/samples/00000.png ...`, renamed into place like the demo does."""
+    rng = np.random.default_rng(seed)
+    final = run / f"step_{step:06d}"
+    tmp = run / f".step_{step:06d}.tmp" if rename else final
+    (tmp / "samples").mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(tmp / "samples" / f"{i:05d}.png")
+    if rename:
+        os.rename(tmp, final)
+    old = time.time() - 10  # settled
+    for path in final.rglob("*"):
+        os.utime(path, (old, old))
+    return final
+
+
+def info(store: Path) -> dict:
+    return StoreReader(store).info()
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", *args]
+
+
+def cli_env(tmp_path: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+
+
+def processes_using(store: Path) -> list[int]:
+    """Live processes whose command line names ``store`` (a watcher and its forked workers)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(store).encode() in (proc / "cmdline").read_bytes() \
+                    and (proc / "stat").read_text().split()[2] != "Z":
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+def usage_error(argv: list[str], capsys) -> str:
+    """The stderr of a command line argparse refuses: exit 2, and (the contract) one line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.splitlines()) == 1, err
+    return err.strip()
+
+
+@contextlib.contextmanager
+def live_watch(run: Path, store: Path, stop: threading.Event | None = None,
+                *options: str) -> Iterator[threading.Thread]:
+    """``evowatch watch RUN --store STORE`` (pixels, no layout or metrics) running in a thread, ticking
+    every 0.1 s; stopped and joined on exit. What ended it early is the thread's ``error``."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels",
+                                      "--no-layout", "--no-metrics", "--workers", "0", *options])
+    stop = stop or threading.Event()
+    with open_session(args) as watcher:
+        watcher.config.tick = 0.1
+
+        def watch() -> None:
+            try:
+                watcher.run_forever(stop)
+            except EvowatchError as exc:
+                thread.error = exc
+
+        thread = threading.Thread(target=watch)
+        thread.error = None
+        thread.start()
+        try:
+            yield thread
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+
+def wait_until(condition: Callable[[], bool], thread: threading.Thread, seconds: float = 20) -> None:
+    deadline = time.time() + seconds
+    while not condition() and time.time() < deadline and thread.is_alive():
+        time.sleep(0.05)
