@@ -74,6 +74,17 @@ def after_ingest_steps(args: argparse.Namespace, encoder) -> list[AfterIngest]:
     return steps
 
 
+def _say_loading(spec: str) -> None:
+    """Say a CLIP encoder is loading: importing open_clip and building the model take 5-40 s on
+    a CPU, and the watch said nothing until the encoder's line."""
+    try:
+        kind = parse_encoder_spec(spec).kind
+    except ValueError:  # make_encoder says what is wrong with it
+        return
+    if kind == "clip":
+        log.info("loading the encoder %s", spec)
+
+
 @contextlib.contextmanager
 def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
     from engine.cli import discovery_options
@@ -88,8 +99,10 @@ def open_session(args: argparse.Namespace) -> Iterator[Watcher]:
         raise EvowatchError(str(exc)) from None
     if args.encoder and stored:
         _refuse_another_kind(args.store, stored, args.encoder)
+    spec = args.encoder or stored.get("spec") or DEFAULT_ENCODER_SPEC
+    _say_loading(spec)
     try:
-        encoder = make_encoder(args.encoder or stored.get("spec") or DEFAULT_ENCODER_SPEC, device=args.device)
+        encoder = make_encoder(spec, device=args.device)
     except WeightsNotFoundError as exc:
         if args.encoder or not stored.get("spec"):
             raise

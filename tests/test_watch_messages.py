@@ -15,7 +15,7 @@ from PIL import Image
 
 from engine.cli import main
 from stores.zarr_store import StoreReader
-from tests.watch_runs import cli_argv, cli_env, info, usage_error, write_step
+from tests.watch_runs import TINY_CLIP, cli_argv, cli_env, info, usage_error, write_step
 
 
 @pytest.mark.parametrize("hidden", [".samples", "logs/.cache"])
@@ -735,3 +735,23 @@ def test_one_large_checkpoint_says_its_samples_as_they_come(tmp_path, capsys, mo
                  "pixels", "--no-metrics", "--no-layout", "--workers", "0"]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "so far" in line]
     assert said and said[-1] == "evowatch: ingesting: 12 samples so far, 0 of 1 checkpoint done"
+
+
+def test_a_clip_encoder_is_said_to_load_before_it_loads_and_pixels_is_not(tmp_path, capsys, monkeypatch):
+    """Importing open_clip and building the model took 5-40 s on a CPU with nothing said."""
+    import engine.session
+
+    said_before: list[str] = []
+    build = engine.session.make_encoder
+
+    def make_encoder(spec, **kwargs):
+        said_before.append(capsys.readouterr().err)
+        return build(spec, **kwargs)
+
+    monkeypatch.setattr(engine.session, "make_encoder", make_encoder)
+    run = tmp_path / "run"
+    write_step(run, 100, 2, seed=0)
+    for encoder, store in ((TINY_CLIP, "clip.zarr"), ("pixels", "pixels.zarr")):
+        capsys.readouterr()
+        assert main(["watch", str(run), "--store", str(tmp_path / store), "--once", "--settle", "0", "--encoder", encoder]) == 0
+    assert said_before == [f"evowatch: loading the encoder {TINY_CLIP}\n", ""]
