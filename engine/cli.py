@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
         mistyped = [token for token in self._given if self._unknown_option(token)]
         if mistyped and message.startswith("the following arguments are required"):
             message = f"unrecognized arguments: {' '.join(mistyped)}{self._meant(mistyped[0])}"
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {_choice_meant(message)}\n")
 
     def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's signature)
         """A subcommand names an option it does not know itself, with the one meant (`evowatch
@@ -99,6 +99,15 @@ class _Parser(argparse.ArgumentParser):
         """A ``--long`` option that no option of this parser is, nor starts with (argparse's abbreviations)."""
         name = token.split("=")[0]
         return name.startswith("--") and len(name) > 2 and not any(o.startswith(name) for o in self._options())
+
+
+def _choice_meant(message: str) -> str:
+    """argparse's "invalid choice: 'wach' (choose from 'watch', ...)" with the choice meant first:
+    "(did you mean watch?; choose from ...)"."""
+    found = re.fullmatch(r"(.*invalid choice: '?(.*?)'?) \(choose from (.*)\)", message)
+    if found is None or not (meant := did_you_mean(found[2], re.findall(r"'([^']*)'", found[3]) or found[3].split(", "))):
+        return message
+    return f"{found[1]}{meant[:-1]}; choose from {found[3]})"
 
 
 def _run_folder(value: str) -> Path:

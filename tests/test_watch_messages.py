@@ -755,3 +755,14 @@ def test_a_clip_encoder_is_said_to_load_before_it_loads_and_pixels_is_not(tmp_pa
         capsys.readouterr()
         assert main(["watch", str(run), "--store", str(tmp_path / store), "--once", "--settle", "0", "--encoder", encoder]) == 0
     assert said_before == [f"evowatch: loading the encoder {TINY_CLIP}\n", ""]
+
+
+def test_a_mistyped_command_or_choice_is_named_with_the_one_meant(tmp_path, capsys):
+    """argparse listed the choices without saying which was meant, as it does for a mistyped option."""
+    assert usage_error(["wach", str(tmp_path)], capsys) == (
+        "evowatch: error: argument command: invalid choice: 'wach' (did you mean watch?; choose from 'watch', 'layout', "
+        "'info', 'export', 'view', 'demo')")
+    assert usage_error(["export", str(tmp_path / "s.zarr"), "--to", "parqet"], capsys) == (
+        "evowatch export: error: argument --to: invalid choice: 'parqet' (did you mean parquet?; choose from 'parquet', 'csv')")
+    assert usage_error(["xyz"], capsys) == (  # nothing near: the choices alone, as before
+        "evowatch: error: argument command: invalid choice: 'xyz' (choose from 'watch', 'layout', 'info', 'export', 'view', 'demo')")
