@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine.backlog_log import counted
 from engine.discovery.options import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS
+from stores.format import listed
 
 #: The end of a smaller copy's name (MLflow's ``{key}+step+500+…+compressed.webp``).
 _THUMBNAIL_SUFFIX = re.compile(r"[+%_.-](?:compressed|thumbs?|thumbnail)$", re.IGNORECASE)
@@ -41,7 +42,7 @@ def copies_line(folder: Path, names: list[str], weights: bool = True) -> str:
     one = len(names) == 1
     why = ", weights saved beside their samples," if weights else ","
     return (f"{folder}: {counted(len(names), 'file')} named as a folder, an image or a video beside "
-            f"{'it' if one else 'them'} ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) left out: "
+            f"{'it' if one else 'them'} ({listed(names, 2)}) left out: "
             f"a sample folder packed or drawn as one file{why} a video's input image or a smaller copy; the samples "
             "are read once, from the folder or the full-size image (--samples GLOB picks one)")
 
@@ -49,6 +50,6 @@ def copies_line(folder: Path, names: list[str], weights: bool = True) -> str:
 def videos_line(folder: Path, names: list[str]) -> str:
     """The line saying ``folder``'s videos are not read: beside them an image of their name is left
     out as their input, so a checkpoint of videos alone holds no sample, and this says why."""
-    return (f"{folder}: {counted(len(names), 'video file')} ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) "
+    return (f"{folder}: {counted(len(names), 'video file')} ({listed(names, 2)}) "
             "not read: evowatch reads images; have the trainer save its samples as images, or as GIF or WebP "
             "(read at their last frame)")

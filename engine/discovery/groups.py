@@ -16,7 +16,7 @@ from engine.discovery.samples import _is_generated_sample
 from engine.discovery.steps import (_EPOCH_MARK, _FIRST_INT, _LAST_INT, _NAMED_STEP, _NO_NUMBER, _NOT_A_STEP, _SCALED,
                                     _blanked, _index_like, _names_a_checkpoint, _scaled, step_of)
 from engine.listings import kept_while_listed_alike
-from stores.format import SAMPLE_KEY
+from stores.format import SAMPLE_KEY, listed
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ def _series_folders(folders: list[Path], options: DiscoveryOptions) -> dict[Path
         return {}
     parent = next(iter(series)).parent
     names = sorted(folder.name for folder in series)
-    warn_once(parent, f"{parent}: {len(series)} folders ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) "
+    warn_once(parent, f"{parent}: {len(series)} folders ({listed(names, 3)}) "
                        "hold an image at every step: one checkpoint per step, each folder's samples labelled by its "
                        "name (to watch one alone, point evowatch at it)", about="series folders", say=log.info)
     groups = {}

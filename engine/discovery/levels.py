@@ -22,6 +22,7 @@ from engine.discovery.step_counters import _epoch_batch_steps, _steps_before_a_c
 from engine.discovery.steps import (_COUNTER_NAME, _counts_training, _index_like, _is_index_sequence,
                                     _names_a_checkpoint, step_of)
 from engine.listings import is_dir as _is_dir
+from stores.format import listed
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,8 @@ def _say_left_out(folder: Path, names: list[str], named_as: str, about: str,
     read as samples, and why: the user may have named samples so (--samples reads them)."""
     folders, one = sum(name.endswith("/") for name in names), len(names) == 1
     what = "files" if not folders else "folders" if folders == len(names) else "files and folders"
-    text = (f"{folder}: {len(names)} {what[:-1] if one else what} {named_as} ({', '.join(names[:2])}"
-            f"{', ...' if len(names) > 2 else ''}) {'is' if one else 'are'} not read as samples (--samples GLOB reads "
-            f"{'it' if one else 'them'})")
+    text = (f"{folder}: {len(names)} {what[:-1] if one else what} {named_as} ({listed(names, 2)}) "
+            f"{'is' if one else 'are'} not read as samples (--samples GLOB reads {'it' if one else 'them'})")
     if say is None:
         warn_once(folder, text, about)
     else:

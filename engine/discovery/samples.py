@@ -20,6 +20,7 @@ from engine.discovery.said_once import warn_once
 from engine.discovery.steps import _FIRST_INT
 from engine.listings import is_dir as _is_dir
 from engine.listings import kept_while_listed_alike
+from stores.format import listed
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _one_of_each_pair(folder: Path, files: tuple[Path, ...], pairs: tuple[tuple[
 def _say_not_read(folder: Path, names: list[str], named_as: str, about: str) -> None:
     """Say once a run (an info line) that a checkpoint's files ``names``, named as ``named_as``, are no samples."""
     warn_once(folder.parent, f"{folder}: {counted(len(names), 'file')} named as {named_as} "
-                             f"({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) not read as samples "
+                             f"({listed(names, 2)}) not read as samples "
                              "(--samples GLOB reads them)", about=about, say=log.info)
 
 

@@ -277,6 +277,6 @@ def scan_reference(folder: str | os.PathLike[str], kind: Kind,
     if generated and len(generated) < len(files):
         files = tuple(f for f in files if f not in generated)
         warn_once(path, f"{path}: {counted(len(generated), 'file')} named as generated samples "
-                         f"({', '.join(f.name for f in generated[:2])}{', ...' if len(generated) > 2 else ''}) "
+                         f"({listed([f.name for f in generated], 2)}) "
                          f"{'is' if len(generated) == 1 else 'are'} not read as --{kind} data", about=kind)
     return Checkpoint(step=-1, source=f"{kind}:{path.absolute().as_posix()}", files=files, kind=kind, root=root)

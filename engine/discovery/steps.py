@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from engine.discovery.names import _stem
 from engine.discovery.options import DiscoveryOptions
-from stores.format import SAMPLE_KEY
+from stores.format import SAMPLE_KEY, listed
 
 
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
@@ -148,7 +148,7 @@ def step_regex_miss(names: list[str], options: DiscoveryOptions) -> str | None:
     if captured:
         return (f"captures no number ({', '.join(captured[:2])}): let its group, or the named group step, "
                 r"capture the digits only, e.g. 'step_(\d+)'")
-    return f"matches no name here ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+    return f"matches no name here ({listed(names, 3)})"
 
 
 def _blanked(pattern: re.Pattern, text: str) -> str:
