@@ -26,7 +26,7 @@ def test_kill_9_during_watch_then_restart(tmp_path, writer_process):
     from engine.pipeline import WRITER_PROCESS_ENV
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
-    n_ckpt, per = 40, 256  # many commit groups, so the kill lands between commits
+    n_ckpt, per = 40, 64  # many commit groups, so the kill lands between commits
     for step in range(n_ckpt):
         write_step(run, step * 10, per, seed=step, size=32)
     proc = subprocess.Popen(cli_argv("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--workers", "1"),
