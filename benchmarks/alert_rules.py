@@ -7,10 +7,10 @@ against the code of another commit in the same run.
 The history: every metric the collapse, fd_rising and memorisation rules read (random walks
 with jumps, NaNs, sizes of 16-200 samples), with a real reference (``--no-real``: without,
 where collapse's baseline is what the run built or held). Before: ``--before`` REV's
-engine/alerts.py (loaded from git) as the hook called it: its History where it has one, else
-the list of the steps up to the one judged. Now: :class:`engine.alerts.History`. Milliseconds
-a step, the median of the last ``--repeat`` steps of each length; the alerts of both are
-checked equal.
+engine/alerts.py (loaded from git, so REV is a commit before it became the package
+engine/alerts/) as the hook called it: its History where it has one, else the list of the
+steps up to the one judged. Now: :class:`engine.alerts.History`. Milliseconds a step, the
+median of the last ``--repeat`` steps of each length; the alerts of both are checked equal.
 """
 from __future__ import annotations
 

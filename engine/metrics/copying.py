@@ -51,7 +51,7 @@ def held_out_order_statistic(held_out_nn: np.ndarray, share: float) -> tuple[flo
     """(threshold, chance): the k-th smallest held-out-to-training NN distance, k = max(1,
     ceil(share * n_holdout)), and k / (n_holdout + 1), the chance that a fresh sample of the data
     falls below it (the k-th of n_holdout + 1 exchangeable draws; Beta(k, n_holdout + 1 - k) over
-    held-out sets, the copy bars' :func:`engine.alerts._copy_bar`). ``np.quantile``'s interpolated
+    held-out sets, the copy bars' :func:`engine.alerts.memorisation._copy_bar`). ``np.quantile``'s interpolated
     q-quantile flagged fresh samples at (q (n_holdout - 1) + 1) / (n_holdout + 1) on average, not
     the q the bar and the message took: 13% with 10 held out, 8% with 30 (round AY)."""
     k = max(1, math.ceil(share * len(held_out_nn)))

@@ -227,7 +227,7 @@ class ReferenceStats:
         k / (n_holdout + 1) that a fresh sample falls below it. A quarter of 16 samples exact
         copies of training images stayed under the near-copy bar (6 of 16 at q = 5%); so few
         fresh samples come this close that 4 of 16 are evidence with 400 held out (the bar is
-        beta-binomial in the held-out size: :func:`engine.alerts._copy_bar`)."""
+        beta-binomial in the held-out size: :func:`engine.alerts.memorisation._copy_bar`)."""
         if "tight_copies" not in self._cache:
             self._cache["tight_copies"] = held_out_order_statistic(self.holdout_nn_train, TIGHT_COPY_QUANTILE)
         return self._cache["tight_copies"]

@@ -55,9 +55,9 @@ _RULE_METRICS = {
 }
 
 
-#: A collapse or memorisation alert's metric, by the words of its message (engine/alerts.py's
-#: conditions; a fall in diversity names its metric: a pairwise-cosine alert was marked on
-#: Vendi's chart; a tight-copy alert opened the near-copy chart, round AN).
+#: A collapse or memorisation alert's metric, by the words of its message (the conditions of
+#: engine/alerts/collapse.py and memorisation.py; a fall in diversity names its metric: a
+#: pairwise-cosine alert was marked on Vendi's chart; a tight-copy alert opened the near-copy chart, round AN).
 _MESSAGE_METRICS = {
     "collapse": {"Vendi score": ("vendi",), "pairwise cosine": ("pairwise_cosine",),
                  "diversity fell": ("vendi", "pairwise_cosine"), "partial mode collapse": ("duplicate_frac",),
