@@ -2274,6 +2274,42 @@ def test_a_label_drift_names_labels_as_given_even_two_of_one_array_name(tmp_path
     assert messages and all("'dog (small)' 100% vs 50%, 'dog [small]' 0% vs 50%" in m for m in messages), messages
 
 
+def test_a_label_drift_evaluated_again_names_no_label_the_step_did_not_have(tmp_path):
+    """A label first given at step 5 is a column of the store, NaN at the steps before: alerts
+    evaluated again from the store (a stopped watch left alerts_from) said step 4's drift as
+    "'zz' nan% vs nan%" instead of the label that rose (probe_drift skipped NaN shares)."""
+    import zarr
+    from PIL import Image
+
+    from engine.cli import main
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(8)
+    images = smooth_images(rng, 80, 32)
+    for i, image in enumerate(images):
+        (tmp_path / "real" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "real" / "ab"[i % 2] / f"{i:02d}.png")
+    run = tmp_path / "run"
+    store = tmp_path / "s.zarr"
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0",
+             "--encoder", "pixels", "--no-layout", "--real", str(tmp_path / "real")]
+    for steps in (range(5), [5]):  # the label zz is read by a later watch
+        for step in steps:
+            for k, i in enumerate(rng.choice(80, 32, replace=False)):
+                label = "ab"[k % 2] if step < 4 else "a" if step == 4 or k % 4 else "zz"
+                folder = run / f"step_{step}" / label
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(images[i]).save(folder / f"{i:02d}.png")
+        for path in run.rglob("*.png"):
+            os.utime(path, (time.time() - 60,) * 2)
+        assert main(watch) == 0
+    zarr.open_group(str(store / "metrics"), mode="r+").update_attributes({"alerts_from": 0})
+    assert main(watch) == 0
+    [message] = [a["message"] for a in StoreReader(store).alerts() if a["rule"] == "label_drift" and a["step"] == 4]
+    assert "'a' 100% vs 50%, 'b' 0% vs 50%" in message and "nan" not in message, message
+
+
 def test_a_label_read_later_keeps_off_the_column_of_a_label_of_its_array_name(tmp_path):
     """Round AV: the run's labels beyond the reference's were keyed sorted at each step, and the
     store names arrays in key order: ``cat/dog`` read at a later step sorts before ``cat_dog``

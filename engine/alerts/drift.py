@@ -45,7 +45,9 @@ def _label_drift(hist: list[Mapping], rules: AlertRules, names: Mapping[str, str
     limit = max(rules.label_tv_max, chance_tv(ref, n_grid, rules.label_noise_z, int(n_ref) if n_ref > 0 else None))
     if tv <= limit:
         return None
-    diffs = sorted(shares.items(), key=lambda kv: kv[1][0] - kv[1][1])
+    # only the labels the step had: a store's column is NaN at the steps before its label's first
+    measured = [(name, pair) for name, pair in shares.items() if _finite(*pair)]
+    diffs = sorted(measured, key=lambda kv: kv[1][0] - kv[1][1])
     under, over = diffs[0], diffs[-1]
     step = int(cur["step"])
     return Alert(step, "label_drift", tv,
