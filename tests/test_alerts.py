@@ -768,9 +768,9 @@ def test_convergence_nan_loss(tmp_path):
 
 def test_loss_roles():
     names = ["Loss_D", "Loss_G", "errD", "errG", "d_loss", "g_loss", "loss/discriminator",
-             "loss/generator", "lr", "D(x)", "gradient_penalty"]
+             "loss/generator", "lr", "D(x)", "D_x", "D(G(z))", "gradient_penalty"]
     d, g = loss_roles(names)
-    assert d == ["Loss_D", "errD", "d_loss", "loss/discriminator", "D(x)"]
+    assert d == ["Loss_D", "errD", "d_loss", "loss/discriminator"]  # D(x): the discriminator's output, no loss
     assert g == ["Loss_G", "errG", "g_loss", "loss/generator"]
     d, g = loss_roles(names, AlertRules(d_loss_names=("lr",), g_loss_names=("gradient_penalty",)))
     assert (d, g) == (["lr"], ["gradient_penalty"])

@@ -15,8 +15,10 @@ _D_TOKENS = {"d", "disc", "dis", "discriminator", "critic"}
 _G_TOKENS = {"g", "gen", "generator"}
 #: A generator loss also when no discriminator token says otherwise (MMGeneration's loss_gan).
 _G_ONLY_TOKENS = _G_TOKENS | {"gan"}
-#: Learning rates named after their network (MMGeneration's lr/generator) are no losses.
-_NOT_LOSS_TOKENS = {"lr", "learning"}
+#: Learning rates named after their network (MMGeneration's lr/generator) are no losses, nor are the
+#: discriminator's outputs the PyTorch DCGAN tutorial logs beside its losses (D(x), D_x: near 1 as
+#: D wins, so read as a loss that "collapsed" they could only misfire).
+_NOT_LOSS_TOKENS = {"lr", "learning", "x"}
 
 
 def _tokens(name: str) -> set[str]:
