@@ -37,7 +37,7 @@ def test_a_checkpoint_changed_while_hashed_is_named_or_read_again(tmp_path, caps
     hashed it (rotation), was dropped without a word; one that lost a file then was not read at
     all by `--once` (nothing said either). Gone: one line, as when deleted while decoded;
     changed: looked at again, as a checkpoint still being written is."""
-    import engine.watch
+    import engine.watch.pending
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 50, 3, seed=50)
@@ -45,7 +45,7 @@ def test_a_checkpoint_changed_while_hashed_is_named_or_read_again(tmp_path, caps
     capsys.readouterr()
     for step in (100, 200, 300):
         write_step(run, step, 3, seed=step)
-    real = engine.watch.file_digests
+    real = engine.watch.pending.file_digests
 
     def rotated(checkpoint):
         if checkpoint.source == "step_000050":  # stored already: its rotation is no news
@@ -56,7 +56,7 @@ def test_a_checkpoint_changed_while_hashed_is_named_or_read_again(tmp_path, caps
             gone.unlink()
         return real(checkpoint)
 
-    monkeypatch.setattr(engine.watch, "file_digests", rotated)
+    monkeypatch.setattr(engine.watch.pending, "file_digests", rotated)
     assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 0
     err = capsys.readouterr().err
     assert err.count("step_000200 was deleted while being read; nothing stored for it") == 1 and "step_000050" not in err
@@ -71,7 +71,8 @@ def test_a_checkpoint_folder_replaced_by_a_file_while_read_is_as_deleted(tmp_pat
     trainer's archive of it) while the watch hashed or decoded it stopped the watch, "error:
     .../step_000200/00000.png: Not a directory" (NotADirectoryError, not FileNotFoundError)."""
     import engine.pipeline
-    import engine.watch
+    import engine.watch.ingest_pass
+    import engine.watch.pending
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     for step in (100, 200, 300):
@@ -87,8 +88,8 @@ def test_a_checkpoint_folder_replaced_by_a_file_while_read_is_as_deleted(tmp_pat
             return real(checkpoint, *args, **kwargs)
         return read
 
-    monkeypatch.setattr(engine.watch, "file_digests", replaced("hashed", engine.watch.file_digests))
-    monkeypatch.setattr(engine.watch, "ingest", lambda store, jobs, *a, **k: engine.pipeline.ingest(
+    monkeypatch.setattr(engine.watch.pending, "file_digests", replaced("hashed", engine.watch.pending.file_digests))
+    monkeypatch.setattr(engine.watch.ingest_pass, "ingest", lambda store, jobs, *a, **k: engine.pipeline.ingest(
         store, [(replaced("decoded", lambda c: c)(c), h) for c, h in jobs], *a, **k))
     args = ["--once", "--settle", "0", "--encoder", "pixels", "--workers", str(workers)]
     assert main(["watch", str(run), "--store", str(store), *args]) == 0

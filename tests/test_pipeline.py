@@ -529,7 +529,7 @@ def test_a_run_file_that_cannot_be_read_is_named_not_blamed_on_the_store(tmp_pat
     cannot write there (Permission denied: RUN/step_100/0.png); choose a writable --store"."""
     import errno
 
-    import engine.watch
+    import engine.watch.pending
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     unreadable = write_step(run, 100, 2, seed=0) / "samples" / "00000.png"
@@ -537,7 +537,7 @@ def test_a_run_file_that_cannot_be_read_is_named_not_blamed_on_the_store(tmp_pat
     def denied(checkpoint):
         raise PermissionError(errno.EACCES, "Permission denied", str(unreadable))
 
-    monkeypatch.setattr(engine.watch, "file_digests", denied)
+    monkeypatch.setattr(engine.watch.pending, "file_digests", denied)
     assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"evowatch: error: {unreadable}: Permission denied; fix its permissions and run the same command again")
@@ -904,9 +904,9 @@ def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, mon
     did anything else (30 new checkpoints waited over a minute at 250 steps). Live, it measures
     for a while, looks for new checkpoints, and goes on until every step is measured."""
     from engine import signals
-    from engine import watch as watch_module
     from engine.cli import build_parser
     from engine.session import open_session
+    from engine.watch import live
 
     run, real, store = tmp_path / "run", tmp_path / "real", tmp_path / "s.zarr"
     for k in range(6):
@@ -919,7 +919,7 @@ def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, mon
             "--workers", "0", "--real", str(real)]
     assert main([*argv, "--once"]) == 0 and len(StoreReader(store).measured_steps()) == 6
     monkeypatch.setattr(signals, "METRICS_VERSION", signals.METRICS_VERSION + 1)  # every step measured again
-    monkeypatch.setattr(watch_module, "HOOK_BUDGET_S", 0.0, raising=False)  # a step per call
+    monkeypatch.setattr(live, "HOOK_BUDGET_S", 0.0)  # a step per call
     measured = []  # (step, whether step 700 was stored by then)
     real_measure = signals.Signals._measure
 

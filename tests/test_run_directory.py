@@ -88,9 +88,10 @@ def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, mo
     from the start, an earlier number or another name is not. Round AX: the command, run as
     said, was refused while this watch held the store's lock (it is stopped first), and a watch
     of `.` from inside `version_3/` named none."""
-    from engine import watch as watch_module
+    from engine.watch import live, run_folder
 
-    monkeypatch.setattr(watch_module, "RESCAN_S", 0.2)
+    monkeypatch.setattr(live, "RESCAN_S", 0.2)  # the loop's rescans
+    monkeypatch.setattr(run_folder, "RESCAN_S", 0.2)  # _LaterRuns' looks beside the run
     logs = tmp_path / "lightning_logs"
     run, store = logs / "version_3", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
@@ -117,9 +118,9 @@ def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(
     mkdir out`), a RUN_DIR given as a symbolic link (inotify watched the link) or a link later
     pointed at another folder: no file event came any more, each checkpoint waited for the
     30 s rescan. Here the rescan never comes: the events alone bring them."""
-    from engine import watch as watch_module
+    from engine.watch import live
 
-    monkeypatch.setattr(watch_module, "RESCAN_S", 3600.0)
+    monkeypatch.setattr(live, "RESCAN_S", 3600.0)
     real = tmp_path / "real_run"
     write_step(real, 100, 2, seed=0)
     run = real

@@ -195,9 +195,9 @@ def test_an_event_file_written_before_the_first_checkpoint_has_the_run_scanned_f
     scanned, however long it logged scalars only (20 a second: a scan every 2 s of a run whose
     first sample may be hours away); the writes that bring images do. Once the run's samples
     are files, the event file is a log again."""
-    from engine import watch as watch_module
+    from engine.watch import live
 
-    monkeypatch.setattr(watch_module, "RESCAN_S", 3600.0)  # the events alone bring the image
+    monkeypatch.setattr(live, "RESCAN_S", 3600.0)  # the events alone bring the image
     run = tmp_path / "run"
     store, watcher = live_watcher(tmp_path, run, tick=0.1)
     scans = []

@@ -367,7 +367,7 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
     seconds of quiet and are ingested; one still being written is named, not dropped silently."""
     import threading
 
-    from engine import watch
+    from engine.watch import pending
     from stores.zarr_store import StoreReader
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
@@ -381,8 +381,8 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
         scans.append(True)
         return real_scan(*args, **kwargs)
 
-    real_scan = watch.scan_run
-    monkeypatch.setattr(watch, "scan_run", scan_just_written)
+    real_scan = pending.scan_run
+    monkeypatch.setattr(pending, "scan_run", scan_just_written)
     argv = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels", "--no-layout", "--no-metrics",
             "--settle", "0.5"]
     assert main(argv) == 0
@@ -417,16 +417,16 @@ def test_once_waits_for_checkpoints_just_written_and_names_those_still_changing(
 def test_a_pass_asks_only_checkpoints_not_stored_as_they_are_whether_they_are_complete(tmp_path, monkeypatch):
     """Every pass walked and stat-ed every checkpoint stored long ago to ask whether it was still
     being written (30% of a pass at 300 checkpoints); one rewritten since is asked again."""
-    from engine import watch as watch_module
     from engine.cli import build_parser
     from engine.session import open_session
+    from engine.watch import pending
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     for k in range(3):
         write_step(run, 100 * (k + 1), 3, seed=k)
     asked = []
-    is_ready = watch_module.is_ready
-    monkeypatch.setattr(watch_module, "is_ready", lambda checkpoint, *rest: asked.append(checkpoint.source)
+    is_ready = pending.is_ready
+    monkeypatch.setattr(pending, "is_ready", lambda checkpoint, *rest: asked.append(checkpoint.source)
                         or is_ready(checkpoint, *rest))
     args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
                                       "--no-metrics", "--settle", "0", "--workers", "0"])
