@@ -38,9 +38,11 @@ class _Wake(FileSystemEventHandler):
         self.flag.set()
 
     def take_other_changes(self) -> bool:
-        """Whether anything but a trainer log changed since the last call."""
+        """Whether anything but a trainer log changed since the last call. Cleared only once
+        seen: an event between the look and a clear was lost, its checkpoint left to the rescan."""
         other = self._other.is_set()
-        self._other.clear()
+        if other:
+            self._other.clear()
         return other
 
     def take_event_files(self) -> list[str]:
