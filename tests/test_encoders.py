@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine import encoders
+from engine.encoders import loading
 from engine.encoders import (
     ClipPreprocessor,
     Encoder,
@@ -379,8 +380,8 @@ def test_a_tag_trained_with_quickgelu_is_built_with_it(monkeypatch, tmp_path):
     """Round Z: given the cached file's path, open_clip neither set QuickGELU from the tag nor
     warned, and clip:ViT-B-32/openai (27 tags so) ran on GELU."""
     built = []
-    monkeypatch.setattr(encoders, "pretrained_weights", lambda name, tag, cfg: tmp_path / "w.bin")
-    monkeypatch.setattr(encoders, "_create", lambda name, weights, **kwargs: built.append(kwargs) or None)
+    monkeypatch.setattr(loading, "pretrained_weights", lambda name, tag, cfg: tmp_path / "w.bin")
+    monkeypatch.setattr(loading, "_create", lambda name, weights, **kwargs: built.append(kwargs) or None)
     specs = ("clip:ViT-B-32/openai", "clip:RN50/openai", "clip:ViT-B-32/laion2b_s34b_b79k", "clip:ViT-B-32-quickgelu/openai")
     identities = [encoders._load_clip(parse_encoder_spec(spec))[2] for spec in specs]
     assert [kwargs["force_quick_gelu"] for kwargs in built] == [True, True, False, False]  # the last's config has it
@@ -395,10 +396,10 @@ def test_a_tags_weights_given_as_a_file_are_read_as_the_tags(monkeypatch, tmp_pa
     bicubic resize for SigLIP's; the same file gave other vectors than the tag."""
     built = []
     (tmp_path / "w.bin").write_bytes(b"weights")
-    monkeypatch.setattr(encoders, "_create", lambda name, weights, **kwargs: built.append((weights, kwargs)) or None)
+    monkeypatch.setattr(loading, "_create", lambda name, weights, **kwargs: built.append((weights, kwargs)) or None)
     specs = (f"clip:ViT-B-32/openai@{tmp_path / 'w.bin'}", f"clip:ViT-B-16-SigLIP/webli@{tmp_path / 'w.bin'}")
     identities = [encoders._load_clip(parse_encoder_spec(spec))[2] for spec in specs]
-    digest = encoders.sha256_file(tmp_path / "w.bin")[:12]
+    digest = loading.sha256_file(tmp_path / "w.bin")[:12]
     assert identities == [f"clip:ViT-B-32/openai@sha256-{digest}+quickgelu", f"clip:ViT-B-16-SigLIP/webli@sha256-{digest}"]
     assert built[0][0] == str(tmp_path / "w.bin") and built[0][1]["force_quick_gelu"] is True
     assert built[1][1]["image_mean"] == (0.5, 0.5, 0.5) and built[1][1]["image_resize_mode"] == "squash"
