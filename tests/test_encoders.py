@@ -78,7 +78,8 @@ def test_parse_encoder_spec(spec, expected):
 @pytest.mark.parametrize(
     "spec",
     ["", "clip", "clip:", "clip:ViT-B-32", "clip:/random", "clip:ViT-B-32@", "clip:@w.pt",
-     "clip:cfg/tiny.json", "clip:local-dir:", "pixels:3", "pixels:65", "pixels:x", "pixel", "ViT-B-32", 42],
+     "clip:cfg/tiny.json", "clip:local-dir:", "pixels:3", "pixels:65", "pixels:x", "pixel", "ViT-B-32", 42,
+     "pixels:\u00b2"],  # a digit to str.isdigit, not to int(): it raised int()'s ValueError
 )
 def test_parse_encoder_spec_rejects(spec):
     with pytest.raises(EncoderSpecError, match=r"Expected .* Got .* instead\.") as info:
@@ -97,7 +98,7 @@ def test_open_clips_hf_hub_names_are_answered_with_the_tag_to_write():
 
 def test_parse_device():
     assert [parse_device(d) for d in ("auto", "CPU", "cuda", "cuda:1")] == ["auto", "cpu", "cuda", "cuda:1"]
-    for bad in ("gpu", "cuda:x", "", None):
+    for bad in ("gpu", "cuda:x", "", None, "cuda:\u00b2"):  # '\u00b2' (superscript two) passed, for int() to fail
         with pytest.raises(EncoderSpecError, match="Expected device"):
             parse_device(bad)
 

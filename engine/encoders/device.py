@@ -19,7 +19,7 @@ def parse_device(device: str) -> str:
         value = device.strip().lower()
         if value in ("auto", "cpu", "cuda"):
             return value
-        if value.startswith("cuda:") and value[5:].isdigit():
+        if value.startswith("cuda:") and value[5:].isascii() and value[5:].isdigit():
             return value
     raise EncoderSpecError(f"Expected device 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead.")
 

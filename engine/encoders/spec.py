@@ -140,7 +140,7 @@ def _parse_pixels(text: str) -> EncoderSpec:
         return EncoderSpec(kind="pixels")
     raw = text[len("pixels:"):]
     lo, hi = PIXELS_SIZE_RANGE
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise EncoderSpecError(
             f"Expected 'pixels' or 'pixels:N' with an integer N in [{lo}, {hi}]. Got {text!r} instead."
         )
