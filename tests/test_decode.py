@@ -1026,6 +1026,16 @@ def test_folders_that_split_numbered_samples_by_range_are_no_labels_but_class_fo
     assert [s.label for s in classes] == ["0", "0", "1", "1"]
 
 
+
+def test_class_folders_named_with_digits_int_cannot_read_are_labels(tmp_path):
+    """'\u00b2' (superscript two) is a digit to str.isdigit, not to int(): a --real of class
+    folders named so ended the watch with "invalid literal for int() with base 10"."""
+    for label in ("\u00b2", "\u00b3"):
+        for i in range(2):
+            write_png(tmp_path / "train" / label / f"{i}.png", smooth_images(RNG, 1, 8)[0])
+    samples = list(iter_samples(scan_reference(tmp_path / "train", "real")))
+    assert [s.label for s in samples] == ["\u00b2", "\u00b2", "\u00b3", "\u00b3"]
+
 def test_labels_csv_by_file_and_by_instance(tmp_path):
     for i in range(3):
         write_png(tmp_path / "checkpoint-1" / f"{i:03d}.png", smooth_images(RNG, 1, 16)[0])

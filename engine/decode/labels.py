@@ -194,7 +194,7 @@ def label_folder_names(checkpoints: Iterable[Checkpoint], options: DiscoveryOpti
 def _numbered_buckets(parents: dict[Path, Path]) -> bool:
     """Folders that split numbered files by range, not by label: EDM's ``--subdirs`` puts
     seed 1012 in ``001000/001012.png``; each folder's number is where its files' begin."""
-    starts = sorted({int(p.name) for p in parents.values() if p.name.isdigit()})
+    starts = sorted({int(p.name) for p in parents.values() if p.name.isdecimal()})  # what int() reads ("²" is isdigit)
     if len(starts) != len(set(parents.values())):
         return False
     for path, parent in parents.items():
