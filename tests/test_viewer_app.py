@@ -267,16 +267,48 @@ def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
     assert not at.exception and not at.error
     assert "Instance 5 across 3 steps" in texts(at)
     assert f"Selection · {3 * PER_STEP + N_REAL} samples" in texts(at)
-    images = at.get("image")
-    assert [len(i.proto.imgs) for i in images] == [3, sample_rows.GRID_MAX]  # trail, then selection
     table = at.dataframe[0].value
-    assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path"]
+    assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path", "nearest training image",
+                                   "distance"]
+    # trail, selection, then the selection's generated samples beside their nearest training images
+    generated = int((table["kind"] == "generated").sum())
+    assert [len(i.proto.imgs) for i in at.get("image")] == [3, sample_rows.GRID_MAX, generated] and generated
     assert json.loads(at.dataframe[0].proto.columns)["step"]["type_config"]["format"] == "localized"  # 3,000, not 3000
     assert at.get("download_button")
     at.radio(key="layout").set_value("radial").run()  # its coordinates mean another place on the rings
     assert not at.exception and "Selection · 0 samples" in texts(at) and map_chart(at)["selection"] is None
     at.radio(key="layout").set_value("rectilinear").run()  # dropped, not picked up again from the map's state
     assert "Selection · 0 samples" in texts(at)
+
+
+def test_a_selection_names_the_training_image_each_sample_copies(tmp_path, monkeypatch):
+    """The page flagged near-copies but never said of which training image: the store keeps each
+    sample's distance to its nearest training image, not the image, and a researcher checking a
+    memorisation alert had to find it by hand."""
+    path = tmp_path / "copies.zarr"
+    train = np.eye(8, dtype=np.float32)[:6]
+    copied = [4, 1, 5]  # the generated samples 0-2 copy these training images; sample 3 is its own
+    rng = np.random.default_rng(0)
+    own = train[copied] + rng.normal(scale=0.02, size=(3, 8)).astype(np.float32)
+    fresh = np.full((1, 8), 1 / np.sqrt(8), np.float32)
+    generated = np.concatenate([own / np.linalg.norm(own, axis=1, keepdims=True), fresh])
+    with StoreWriter(path, ENCODER, thumbnail_size=8) as w:
+        with w.checkpoint(-1, "reference/real", "hreal", "real") as tx:
+            tx.add(train, [-1] * 6, ["a"] * 6, np.zeros((6, 8, 8, 3), np.uint8), [f"train/{i}.png" for i in range(6)])
+        with w.checkpoint(1000, "s1000", "h1000") as tx:
+            tx.add(generated, [0, 1, 2, 3], ["a"] * 4, np.full((4, 8, 8, 3), 255, np.uint8),
+                   [f"s1000/{i}.png" for i in range(4)])
+        w.commit_layout(rng.normal(size=(10, 2)).astype(np.float32), 0)
+        w.write_sample_metric(map_data.NEAR_COPY, 6, np.array([1, 1, 1, 0], np.float32))
+    at = run_app(path, monkeypatch, map=box_all())
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table["nearest training image"]) == [""] * 6 + ["train/4.png", "train/1.png", "train/5.png", "train/0.png"]
+    assert table["distance"][:6].isna().all() and (table["distance"][6:9] < 0.1).all() and table["distance"][9] > 1
+    (pairs,) = [e for e in at.expander if e.label.startswith("Nearest training images")]
+    assert "(3 near-copies)" in pairs.label
+    assert list(at.get("image")[-1].proto.imgs[i].caption for i in range(4))[0].startswith(
+        "near-copy · step 1,000 · 0.png → train/4.png (")
 
 
 def test_clicked_point_shows_instance_trail(store, monkeypatch):

@@ -23,7 +23,7 @@ from stores import format as fmt
 from stores.errors import EvowatchError
 from stores.zarr_store import missing_rows
 from viewer import canvas, export, hover, preload, store_path
-from viewer.data import colors, commits, figures, filters, map_data, sample_rows, selections, step_signals, text_query
+from viewer.data import colors, commits, copies, figures, filters, map_data, sample_rows, selections, step_signals, text_query
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +296,26 @@ def thumbnails_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows
         st.image(list(cols["thumbnail"]), caption=captions, width=width)
 
 
+def copies_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray, nearest: np.ndarray,
+                dist: np.ndarray) -> None:
+    """Each generated sample of the grid beside the training image nearest to it: what a
+    near-copy copies (the store keeps the distance, not the image). Open when one is flagged."""
+    pairs = np.flatnonzero(nearest >= 0)
+    if not len(pairs):
+        return
+    flags = (map_data.sample_metric(path, commit, map_data.NEAR_COPY)[rows[pairs]] == 1
+             if map_data.NEAR_COPY in d.sample_metric_names else np.zeros(len(pairs), bool))
+    own = sample_rows.sample_columns(path, commit, rows[pairs], ("thumbnail", "path"))
+    train = sample_rows.sample_columns(path, commit, nearest[pairs], ("thumbnail", "path"))
+    images = [sample_rows.mosaic(np.stack([a, b]), cols=2) for a, b in zip(own["thumbnail"], train["thumbnail"])]
+    captions = [f"{'near-copy · ' if flag else ''}step {int(d.step[rows[i]]):,} · {Path(str(a)).name} → {b} "
+                f"({dist[i]:.3f})" for flag, a, b, i in zip(flags, own["path"], train["path"], pairs)]
+    with st.expander(f"Nearest training images: each sample beside the one it lies closest to"
+                     f"{f' ({int(flags.sum())} near-copies)' if flags.any() else ''}", expanded=bool(flags.any())):
+        with st.container(key="copies_grid"):
+            st.image(images, caption=captions, width=192)
+
+
 def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray) -> None:
     st.subheader(f"Selection · {len(rows):,} samples")
     if not len(rows):
@@ -308,6 +328,13 @@ def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows
     paths = sample_rows.sample_columns(path, commit, shown, ("path",))["path"]
     table = sample_rows.describe_rows(d, shown)
     table["path"] = [str(p) for p in paths]
+    if d.has_real:
+        nearest, dist = copies.nearest_training(path, commit, shown, d.kind[shown])
+        copies_grid(path, commit, d, shown, nearest, dist)
+        found, names = nearest >= 0, np.full(len(shown), "", object)  # "" for the reference rows
+        names[found] = [str(p) for p in sample_rows.sample_columns(path, commit, nearest[found], ("path",))["path"]]
+        table["nearest training image"] = names.tolist()
+        table["distance"] = [None if np.isnan(x) else round(float(x), 4) for x in dist]
     st.session_state["_table_rows"] = [int(r) for r in shown]
     st.caption("Click a row to follow that sample's instance across steps.")
     st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
