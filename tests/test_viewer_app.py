@@ -281,11 +281,9 @@ def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
     assert "Selection · 0 samples" in texts(at)
 
 
-def test_a_selection_names_the_training_image_each_sample_copies(tmp_path, monkeypatch):
-    """The page flagged near-copies but never said of which training image: the store keeps each
-    sample's distance to its nearest training image, not the image, and a researcher checking a
-    memorisation alert had to find it by hand."""
-    path = tmp_path / "copies.zarr"
+def copying_store(path: Path) -> Path:
+    """Six training images (a real reference) and a step of four samples: 0-2 near-copies of
+    training images 4, 1 and 5 (flagged), 3 none's."""
     train = np.eye(8, dtype=np.float32)[:6]
     copied = [4, 1, 5]  # the generated samples 0-2 copy these training images; sample 3 is its own
     rng = np.random.default_rng(0)
@@ -300,15 +298,33 @@ def test_a_selection_names_the_training_image_each_sample_copies(tmp_path, monke
                    [f"s1000/{i}.png" for i in range(4)])
         w.commit_layout(rng.normal(size=(10, 2)).astype(np.float32), 0)
         w.write_sample_metric(map_data.NEAR_COPY, 6, np.array([1, 1, 1, 0], np.float32))
-    at = run_app(path, monkeypatch, map=box_all())
+    return path
+
+
+def test_a_selection_names_the_training_image_each_sample_copies(tmp_path, monkeypatch):
+    """The page flagged near-copies but never said of which training image: the store keeps each
+    sample's distance to its nearest training image, not the image, and a researcher checking a
+    memorisation alert had to find it by hand."""
+    at = run_app(copying_store(tmp_path / "copies.zarr"), monkeypatch, map=box_all())
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert list(table["nearest training image"]) == [""] * 6 + ["train/4.png", "train/1.png", "train/5.png", "train/0.png"]
     assert table["distance"][:6].isna().all() and (table["distance"][6:9] < 0.1).all() and table["distance"][9] > 1
     (pairs,) = [e for e in at.expander if e.label.startswith("Nearest training images")]
     assert "(3 near-copies)" in pairs.label
-    assert list(at.get("image")[-1].proto.imgs[i].caption for i in range(4))[0].startswith(
-        "near-copy · step 1,000 · 0.png → train/4.png (")
+    assert at.get("image")[-1].proto.imgs[0].caption.startswith("near-copy · step 1,000 · 0.png → train/4.png (")
+
+
+def test_the_selection_export_names_the_training_image_each_sample_copies(tmp_path):
+    """The page names it (above); its CSV, what a researcher keeps of a memorisation finding, did not."""
+    import csv
+
+    path = copying_store(tmp_path / "copies.zarr")
+    commit = commits.read_commit(path)
+    exported = sample_rows.export_maker(path, commit, map_data.map_data(path, commit), np.arange(4, 10))()
+    rows = list(csv.DictReader(exported.splitlines()))
+    assert [r["nearest_training_image"] for r in rows] == ["", "", "train/4.png", "train/1.png", "train/5.png", "train/0.png"]
+    assert [r["nn_train_dist"] == "" for r in rows] == [True, True, False, False, False, False]
 
 
 def test_clicked_point_shows_instance_trail(store, monkeypatch):
@@ -1007,9 +1023,9 @@ def test_csv_export_lists_rows_steps_paths(store):
     paths = sample_rows.sample_columns(store, commit, rows, ("path",))["path"]
     text = sample_rows.export_maker(store, commit, d, rows)()  # what the export's route serves
     lines = text.strip().splitlines()
-    assert lines[0] == "row,step,kind,label,instance,path"
-    assert lines[1].startswith(f"{N_REAL},1000,generated,") and lines[1].endswith("sample_000000.png")
-    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == [str(p) for p in paths]
+    assert lines[0] == "row,step,kind,label,instance,path,nearest_training_image,nn_train_dist"  # the store has a real reference
+    assert lines[1].startswith(f"{N_REAL},1000,generated,") and ",step_0001000/sample_000000.png,reference/real/" in lines[1]
+    assert [line.split(",")[5] for line in lines[1:]] == [str(p) for p in paths]
     backwards = sample_rows.export_maker(store, commit, d, rows[::-1])().splitlines()
     assert backwards[1:] == lines[:0:-1]  # each row's own path, in the selection's order
 
@@ -1025,8 +1041,8 @@ def test_an_export_kept_for_its_address_holds_the_selected_rows_not_the_map(tmp_
     rows = np.array([12, 10])
     make = sample_rows.export_maker(tmp_path / "run.zarr", commit, d, rows)
     assert len(pickle.dumps(make)) < d.xy.nbytes // 4  # what the route keeps (d.xy: 32 kB)
-    assert make().splitlines()[1:] == [f"{r},1000,generated,{d.labels[d.label[r]]},{d.instance[r]},"
-                                       f"step_0001000/sample_{r - 10:06d}.png" for r in rows]
+    assert [line.rsplit(",", 2)[0] for line in make().splitlines()[1:]] == [
+        f"{r},1000,generated,{d.labels[d.label[r]]},{d.instance[r]},step_0001000/sample_{r - 10:06d}.png" for r in rows]
 
 
 def test_an_export_of_a_store_made_again_since_the_selection_is_refused(tmp_path):

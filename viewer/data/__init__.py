@@ -28,7 +28,7 @@ Modules, each importing only those listed before it
 ``selections``    box and lasso selections resolved against every visible row; trails
 ``colors``        colour modes and scales (:class:`Coloring`)
 ``figures``       the map's and the signals chart's specs (markers or raster)
-``sample_rows``   selected rows' columns, thumbnails, export, step comparison
 ``copies``        the training image each sample lies nearest to (what a near-copy copies)
+``sample_rows``   selected rows' columns, thumbnails, export, step comparison
 ``text_query``    ranking samples by a text prompt
 """

@@ -13,6 +13,7 @@ import streamlit as st
 from stores import format as fmt
 from stores.errors import StoreFormatError
 from stores.zarr_store import StoreReader
+from viewer.data import copies
 from viewer.data.commits import Commit
 from viewer.data.map_data import MapData
 
@@ -83,28 +84,41 @@ def export_maker(path: str | Path, commit: Commit, d: MapData, rows: np.ndarray)
     """A function that makes the selection's CSV when the export is asked for, its paths read
     from the store then (those of 100,000 rows take about 2 s), holding the selected rows'
     columns only; it refuses a store made again since the selection."""
-    return functools.partial(_export, str(path), commit.store_id, RowColumns.of(d, rows))
+    return functools.partial(_export, str(path), commit, RowColumns.of(d, rows), d.has_real)
 
 
-def _export(path: str, store_id: str | None, columns: RowColumns) -> str:
+def _paths(reader: StoreReader, rows: np.ndarray) -> list[str]:
+    """The ``path`` of each of ``rows``, in their order (read in the store's)."""
+    order = np.argsort(rows)
+    paths = np.empty(len(rows), object)
+    paths[order] = reader.samples("path", rows[order])
+    return [str(p) for p in paths]
+
+
+def _export(path: str, commit: Commit, columns: RowColumns, has_real: bool) -> str:
     reader = StoreReader(path)
-    if fmt.schema_of(reader.attrs).get("id") != store_id:
+    if fmt.schema_of(reader.attrs).get("id") != commit.store_id:
         raise StoreFormatError(f"{path}: the store was made again since this selection; select again on the page")
-    order = np.argsort(columns.rows)
-    paths = np.empty(len(columns.rows), object)
-    paths[order] = reader.samples("path", columns.rows[order])
-    return _csv(columns, [str(p) for p in paths])
+    extra: dict[str, list[Any]] = {}
+    if has_real:  # what each generated sample may copy, as the page's table shows it
+        nearest, dist = copies.nearest_training(path, commit, columns.rows, columns.kind)
+        found, names = nearest >= 0, np.full(len(nearest), "", object)
+        names[found] = _paths(reader, nearest[found])
+        extra = {"nearest_training_image": names.tolist(),
+                 "nn_train_dist": ["" if np.isnan(x) else f"{x:.6g}" for x in dist.tolist()]}
+    return _csv(columns, _paths(reader, columns.rows), extra)
 
 
-def _csv(columns: RowColumns, paths: Sequence[str]) -> str:
+def _csv(columns: RowColumns, paths: Sequence[str], extra: dict[str, list[Any]]) -> str:
     import csv
 
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["row", "step", "kind", "label", "instance", "path"])
+    w.writerow(["row", "step", "kind", "label", "instance", "path", *extra])
     desc = columns.describe()
     for i in range(len(columns.rows)):
-        w.writerow([desc["row"][i], desc["step"][i], desc["kind"][i], desc["label"][i], desc["instance"][i], paths[i]])
+        w.writerow([desc["row"][i], desc["step"][i], desc["kind"][i], desc["label"][i], desc["instance"][i], paths[i],
+                    *(values[i] for values in extra.values())])
     return buf.getvalue()
 
 
