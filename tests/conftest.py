@@ -33,9 +33,10 @@ def rng():
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto`: one worker more than cores, since about a quarter of the suite waits on
-    subprocesses, browsers and live watches' polls rather than computing (on 2 cores: 440 s
-    with 3 workers, 525 s with 2, 493 s with 4). At most 8: each worker imports torch, and
-    past that the largest test files set the time. PYTEST_XDIST_AUTO_NUM_WORKERS still rules."""
+    subprocesses, browsers and live watches' polls rather than computing (on 2 cores, runs back
+    to back: 440 s with 3 workers, 525 s with 2, 493 s with 4; after the split of test_pipeline.py,
+    538 s with 3, 583 s with 2). At most 8: each worker imports torch, and past that the largest
+    test files set the time. PYTEST_XDIST_AUTO_NUM_WORKERS still rules."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
     return min(len(os.sched_getaffinity(0)) + 1, 8)
