@@ -270,9 +270,9 @@ def test_box_selection_shows_grid_table_and_export(store, monkeypatch):
     table = at.dataframe[0].value
     assert list(table.columns) == ["row", "step", "kind", "label", "instance", "path", "nearest training image",
                                    "distance"]
-    # trail, selection, then the selection's generated samples beside their nearest training images
+    # trail and its steps beside their nearest training images, selection, then its generated samples so
     generated = int((table["kind"] == "generated").sum())
-    assert [len(i.proto.imgs) for i in at.get("image")] == [3, sample_rows.GRID_MAX, generated] and generated
+    assert [len(i.proto.imgs) for i in at.get("image")] == [3, 3, sample_rows.GRID_MAX, generated] and generated
     assert json.loads(at.dataframe[0].proto.columns)["step"]["type_config"]["format"] == "localized"  # 3,000, not 3000
     assert at.get("download_button")
     at.radio(key="layout").set_value("radial").run()  # its coordinates mean another place on the rings
@@ -312,6 +312,15 @@ def test_a_selection_names_the_training_image_each_sample_copies(tmp_path, monke
     assert table["distance"][:6].isna().all() and (table["distance"][6:9] < 0.1).all() and table["distance"][9] > 1
     (pairs,) = [e for e in at.expander if e.label.startswith("Nearest training images")]
     assert "(3 near-copies)" in pairs.label
+    assert at.get("image")[-1].proto.imgs[0].caption.startswith("near-copy · step 1,000 · 0.png → train/4.png (")
+
+
+def test_a_followed_sample_shows_the_training_image_it_lies_nearest_to_at_each_step(tmp_path, monkeypatch):
+    """Only a box selection showed it: a researcher clicking the flagged point was not told what it copies."""
+    at = run_app(copying_store(tmp_path / "copies.zarr"), monkeypatch, map={"click": 6})  # sample 0 of step 1,000
+    assert not at.exception and not at.error and "Instance 0 across 1 step" in texts(at)
+    (pairs,) = [e for e in at.expander if e.label.startswith("Nearest training images")]
+    assert "(1 near-copy)" in pairs.label
     assert at.get("image")[-1].proto.imgs[0].caption.startswith("near-copy · step 1,000 · 0.png → train/4.png (")
 
 

@@ -296,13 +296,15 @@ def thumbnails_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows
         st.image(list(cols["thumbnail"]), caption=captions, width=width)
 
 
-def copies_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray, nearest: np.ndarray,
-                dist: np.ndarray) -> None:
+def copies_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray, *,
+                key: str) -> tuple[np.ndarray, np.ndarray]:
     """Each generated sample of the grid beside the training image nearest to it: what a
-    near-copy copies (the store keeps the distance, not the image). Open when one is flagged."""
+    near-copy copies (the store keeps the distance, not the image). Open when one is flagged.
+    Returns each row's nearest training row and distance (-1 and NaN for reference rows)."""
+    nearest, dist = copies.nearest_training(path, commit, rows, d.kind[rows])
     pairs = np.flatnonzero(nearest >= 0)
     if not len(pairs):
-        return
+        return nearest, dist
     flags = (map_data.sample_metric(path, commit, map_data.NEAR_COPY)[rows[pairs]] == 1
              if map_data.NEAR_COPY in d.sample_metric_names else np.zeros(len(pairs), bool))
     own = sample_rows.sample_columns(path, commit, rows[pairs], ("thumbnail", "path"))
@@ -310,10 +312,13 @@ def copies_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows: np
     images = [sample_rows.mosaic(np.stack([a, b]), cols=2) for a, b in zip(own["thumbnail"], train["thumbnail"])]
     captions = [f"{'near-copy · ' if flag else ''}step {int(d.step[rows[i]]):,} · {Path(str(a)).name} → {b} "
                 f"({dist[i]:.3f})" for flag, a, b, i in zip(flags, own["path"], train["path"], pairs)]
-    with st.expander(f"Nearest training images: each sample beside the one it lies closest to"
-                     f"{f' ({int(flags.sum())} near-copies)' if flags.any() else ''}", expanded=bool(flags.any())):
-        with st.container(key="copies_grid"):
+    flagged = int(flags.sum())
+    said = f" ({flagged} near-cop{'y' if flagged == 1 else 'ies'})" if flagged else ""
+    with st.expander(f"Nearest training images: each sample beside the one it lies closest to{said}",
+                     expanded=bool(flagged)):
+        with st.container(key=key):
             st.image(images, caption=captions, width=192)
+    return nearest, dist
 
 
 def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray) -> None:
@@ -329,8 +334,7 @@ def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows
     table = sample_rows.describe_rows(d, shown)
     table["path"] = [str(p) for p in paths]
     if d.has_real:
-        nearest, dist = copies.nearest_training(path, commit, shown, d.kind[shown])
-        copies_grid(path, commit, d, shown, nearest, dist)
+        nearest, dist = copies_grid(path, commit, d, shown, key="copies_grid")
         found, names = nearest >= 0, np.full(len(shown), "", object)  # "" for the reference rows
         names[found] = [str(p) for p in sample_rows.sample_columns(path, commit, nearest[found], ("path",))["path"]]
         table["nearest training image"] = names.tolist()
@@ -369,6 +373,8 @@ def trail_panel(path: str, commit: commits.Commit, d: map_data.MapData, trail: n
     if len(shown) < len(trail):
         st.caption(f"Showing {len(shown)} of {len(trail):,} steps, spread evenly from the first to the last.")
     thumbnails_grid(path, commit, d, shown, key="trail_grid", width=72)
+    if d.has_real and desc["kind"][0] == "generated":  # the step it began to copy a training image
+        copies_grid(path, commit, d, shown, key="trail_copies_grid")
     followed = desc["kind"][0] == "generated" and desc["instance"][0] >= 0
     if st.button("Clear trail" if followed else "Clear", key="clear_trail"):
         st.session_state["trail_row"] = None
