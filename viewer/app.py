@@ -335,9 +335,8 @@ def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows
     table["path"] = [str(p) for p in paths]
     if d.has_real:
         nearest, dist = copies_grid(path, commit, d, shown, key="copies_grid")
-        found, names = nearest >= 0, np.full(len(shown), "", object)  # "" for the reference rows
-        names[found] = [str(p) for p in sample_rows.sample_columns(path, commit, nearest[found], ("path",))["path"]]
-        table["nearest training image"] = names.tolist()
+        table["nearest training image"] = copies.training_names(
+            nearest, lambda rows: sample_rows.sample_columns(path, commit, rows, ("path",))["path"])
         table["distance"] = [None if np.isnan(x) else round(float(x), 4) for x in dist]
     st.session_state["_table_rows"] = [int(r) for r in shown]
     st.caption("Click a row to follow that sample's instance across steps.")

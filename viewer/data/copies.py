@@ -7,6 +7,7 @@ Euclidean distance between unit-length vectors (``engine.metrics``' convention).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,11 @@ def nearest_training(path: str | Path, commit: Commit, rows: np.ndarray, kind: n
     nearest[generated] = training[i[:, 0]]
     dist[generated] = d[:, 0]
     return nearest, dist
+
+
+def training_names(nearest: np.ndarray, paths_of: Callable[[np.ndarray], Sequence]) -> list[str]:
+    """The path of each ``nearest`` training row, read by ``paths_of``; "" where there is none
+    (a reference row, or a store without a real reference)."""
+    found, names = nearest >= 0, np.full(len(nearest), "", object)
+    names[found] = [str(p) for p in paths_of(nearest[found])]
+    return names.tolist()

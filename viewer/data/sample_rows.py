@@ -102,9 +102,7 @@ def _export(path: str, commit: Commit, columns: RowColumns, has_real: bool) -> s
     extra: dict[str, list[Any]] = {}
     if has_real:  # what each generated sample may copy, as the page's table shows it
         nearest, dist = copies.nearest_training(path, commit, columns.rows, columns.kind)
-        found, names = nearest >= 0, np.full(len(nearest), "", object)
-        names[found] = _paths(reader, nearest[found])
-        extra = {"nearest_training_image": names.tolist(),
+        extra = {"nearest_training_image": copies.training_names(nearest, lambda rows: _paths(reader, rows)),
                  "nn_train_dist": ["" if np.isnan(x) else f"{x:.6g}" for x in dist.tolist()]}
     return _csv(columns, _paths(reader, columns.rows), extra)
 
