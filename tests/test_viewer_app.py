@@ -435,6 +435,38 @@ def test_the_step_comparison_follows_the_steps_range_until_a_step_is_picked(tmp_
     assert "Session State API" not in caplog.text
 
 
+def test_the_step_comparison_starts_around_an_alerts_onset_when_asked(tmp_path, monkeypatch):
+    """A user diagnosing an alert compares its onset with the last step before it: Step A and
+    B were only the Steps range's ends. Picking a failure puts both there, even over a step
+    picked by hand; the range's ends come back with the first choice."""
+    path = tmp_path / "alerted.zarr"
+    build_store(path, n_steps=4, per_step=10, n_real=10, thumbnail_size=8)  # memorisation from step 2,000
+    at = run_app(path, monkeypatch, show_compare=True)
+
+    def compared() -> tuple[int, int]:
+        assert not at.exception
+        return at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value
+
+    assert at.selectbox(key="cmp_around").options == ["the Steps range's ends", "memorisation: step 1,000 → 2,000"]
+    assert compared() == (1000, 4000)
+    at.selectbox(key="cmp_b").set_value(3000).run()
+    at.selectbox(key="cmp_around").set_value("memorisation: step 1,000 → 2,000").run()
+    assert compared() == (1000, 2000)
+    at.selectbox(key="cmp_around").set_value("the Steps range's ends").run()
+    assert compared() == (1000, 4000)
+
+
+def test_alert_comparisons_pair_each_rules_onset_with_the_step_before():
+    alerts = [{"step": 3000, "rule": "memorisation"}, {"step": 1000, "rule": "label_drift"},
+              {"step": 4000, "rule": "memorisation"}, {"step": 2500, "rule": "collapse"},
+              {"step": 5000, "rule": "fd_rising"}]
+    assert sample_rows.alert_comparisons(alerts, [1000, 2000, 2500, 3000, 4000]) == {
+        "label drift: step 1,000 → 1,000": (1000, 1000),  # the first step: nothing before it
+        "collapse: step 2,000 → 2,500": (2000, 2500),
+        "memorisation: step 2,500 → 3,000": (2500, 3000),  # its onset, not its newest alert
+    }  # fd_rising's step 5,000 is no longer stored
+
+
 def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypatch):
     """The real open_clip text path (a tiny random CLIP, loaded from the spec the store
     recorded): the prompt ranks the visible samples, the best are starred on the map."""

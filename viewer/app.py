@@ -439,9 +439,10 @@ def compare_panel(path: str, commit: commits.Commit, d: map_data.MapData, select
         st.info("Step comparison needs at least two steps.")
         return
     shown = [s for s in steps if step_range is None or step_range[0] <= s <= step_range[1]] or steps
-    c1, c2 = st.columns(2)  # first and last of the Steps range the map shows
-    a = c1.selectbox("Step A", steps, key="cmp_a", format_func=lambda s: f"{s:,}", **_following("cmp_a", shown[0], steps))
-    b = c2.selectbox("Step B", steps, key="cmp_b", format_func=lambda s: f"{s:,}", **_following("cmp_b", shown[-1], steps))
+    ends = _compared_ends(sample_rows.alert_comparisons(list(d.alerts), steps), (shown[0], shown[-1]))
+    c1, c2 = st.columns(2)  # first and last of the Steps range the map shows, or around an alert's onset
+    a = c1.selectbox("Step A", steps, key="cmp_a", format_func=lambda s: f"{s:,}", **_following("cmp_a", ends[0], steps))
+    b = c2.selectbox("Step B", steps, key="cmp_b", format_func=lambda s: f"{s:,}", **_following("cmp_b", ends[1], steps))
     generated = selected[d.kind[selected] == fmt.KIND_CODES["generated"]] if len(selected) else selected
     # a reference image's file number is no instance of the run's (real 00020.png is not instance 20)
     prefer = np.unique(d.instance[generated]) if len(generated) else None
@@ -454,6 +455,28 @@ def compare_panel(path: str, commit: commits.Commit, d: map_data.MapData, select
     for col, step, rows in ((c1, a, rows_a), (c2, b, rows_b)):
         thumbs = sample_rows.sample_columns(path, commit, rows, ("thumbnail",))["thumbnail"]
         col.image(sample_rows.mosaic(np.asarray(thumbs), cols=6, scale=2), caption=f"step {step:,}", width="stretch")
+
+
+#: The step comparison's first choice: Step A and B at the Steps range's ends.
+RANGE_ENDS = "the Steps range's ends"
+
+
+def _compared_ends(around_alert: dict[str, tuple[int, int]], range_ends: tuple[int, int]) -> tuple[int, int]:
+    """The steps the comparison starts from: the Steps range's ends, or a failure's onset and
+    the stored step before it (what a user diagnosing an alert compares first). Picking
+    another "Compare" puts both steps there, even a step the user picked by hand."""
+    if not around_alert:
+        return range_ends
+    options = [RANGE_ENDS, *around_alert]
+    if st.session_state.get("cmp_around") not in options:
+        st.session_state["cmp_around"] = RANGE_ENDS  # an alert withdrawn by a step measured again
+    around = st.selectbox("Compare", options, key="cmp_around",
+                          help="A failure's first alert against the step before it, or the Steps range's ends.")
+    if st.session_state.get("_cmp_around_prev", RANGE_ENDS) != around:
+        for key in ("cmp_a", "cmp_b"):
+            st.session_state.pop(key, None)  # made again at the new ends
+    st.session_state["_cmp_around_prev"] = around
+    return around_alert.get(around, range_ends)
 
 
 def _following(key: str, end: int, steps: list[int]) -> dict[str, int]:

@@ -23,12 +23,12 @@ from engine.alerts.drift import probe_drift_reach
 from engine.alerts.evaluate import evaluate_alerts
 from engine.alerts.fd_rising import FD_JUMP_KEEP, FD_JUMP_LOOKBACK, FD_LEVEL_STEPS
 from engine.alerts.history import History, _Baseline
-from engine.alerts.listing import NEWEST_ALERTS, alert_name, alert_step, onsets_and_newest
+from engine.alerts.listing import NEWEST_ALERTS, alert_name, alert_step, onsets_and_newest, rule_onsets
 from engine.alerts.memorisation import memorisation_blind
 from engine.alerts.settings import DEFAULT_RULES, RULE_NAMES, Alert, AlertRules, Losses
 from engine.alerts.values import _get
 
 __all__ = ["DEFAULT_RULES", "FD_JUMP_KEEP", "FD_JUMP_LOOKBACK", "FD_LEVEL_STEPS", "NEWEST_ALERTS", "RULE_NAMES",
            "Alert", "AlertRules", "History", "Losses", "_Baseline", "_built_or_held", "_get", "alert_name",
-           "alert_step", "evaluate_alerts", "loss_roles", "memorisation_blind", "onsets_and_newest",
+           "alert_step", "evaluate_alerts", "loss_roles", "memorisation_blind", "onsets_and_newest", "rule_onsets",
            "probe_drift_reach"]

@@ -24,8 +24,15 @@ def onsets_and_newest(alerts: Sequence[Mapping[str, Any]], newest: int = NEWEST_
     began: an alert holds at every later step too, 568 lines of `info` on a 600-step store)
     and the ``newest``."""
     ordered = sorted(alerts, key=alert_step)
-    firsts: dict[Any, int] = {}
-    for i, alert in enumerate(ordered):
-        firsts.setdefault(alert.get("rule"), i)
-    keep = set(firsts.values()) | set(range(max(0, len(ordered) - newest), len(ordered)))
+    firsts = {id(alert) for alert in rule_onsets(ordered)}
+    keep = {i for i, alert in enumerate(ordered) if id(alert) in firsts}
+    keep |= set(range(max(0, len(ordered) - newest), len(ordered)))
     return [ordered[i] for i in sorted(keep)]
+
+
+def rule_onsets(alerts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Each rule's first stored alert (where its failure began), in step order."""
+    firsts: dict[Any, Mapping[str, Any]] = {}
+    for alert in sorted(alerts, key=alert_step):
+        firsts.setdefault(alert.get("rule"), alert)
+    return list(firsts.values())

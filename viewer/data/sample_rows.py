@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
+from engine.alerts import rule_onsets
 from stores import format as fmt
 from stores.errors import StoreFormatError
 from stores.zarr_store import StoreReader
@@ -151,6 +152,22 @@ def comparison_rows(d: MapData, step_a: int, step_b: int, prefer_instances: np.n
     pos_b = {int(i): int(r) for i, r in zip(ib, b)}
     return (np.array([pos_a[int(i)] for i in common], np.int64),
             np.array([pos_b[int(i)] for i in common], np.int64), True)
+
+
+def alert_comparisons(alerts: Sequence[dict[str, Any]], steps: Sequence[int]) -> dict[str, tuple[int, int]]:
+    """Step pairs worth comparing for a failure: each rule's onset against the stored step
+    before it (the last the rule held quiet at), named for the picker: "collapse: step 1,250
+    → 1,500". An onset at the first step is compared with itself; an onset at a step no longer
+    in the store (rewritten by a resumed run) is left out."""
+    pairs: dict[str, tuple[int, int]] = {}
+    for alert in rule_onsets(alerts):
+        onset = alert.get("step")
+        if onset not in steps:
+            continue
+        before = max((s for s in steps if s < onset), default=onset)
+        rule = str(alert.get("rule", "alert")).replace("_", " ")
+        pairs[f"{rule}: step {before:,} → {onset:,}"] = (before, onset)
+    return pairs
 
 
 def mosaic(thumbs: np.ndarray, cols: int = 8, pad: int = 2, scale: int = 1) -> np.ndarray:
