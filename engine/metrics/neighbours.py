@@ -54,7 +54,6 @@ def knn(
     brute = query.shape[0] * n_base <= _BRUTE_MAX
     if not brute:
         index = index if index is not None else ExactIndex(base, "l2")
-        base64 = base.astype(np.float64, copy=False)
     for lo in range(0, query.shape[0], _BLOCK):
         q = query[lo : lo + _BLOCK]
         if brute:
@@ -67,7 +66,7 @@ def knn(
         else:
             q = np.ascontiguousarray(q, dtype=np.float32)
             _, idx = index.search(q, min(n_base, want + _REFINE))
-            diff = base64[idx] - q.astype(np.float64)[:, None, :]
+            diff = base[idx].astype(np.float64) - q.astype(np.float64)[:, None, :]  # the candidates only
             d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
         order = np.argsort(d, axis=1, kind="stable")[:, lo_col:want]
         dist[lo : lo + len(q)] = np.take_along_axis(d, order, axis=1)
