@@ -196,6 +196,7 @@ def test_tiny_clip_random(no_cuda):
     pixels = np.stack([enc.preprocessor.pixels(im) for im in _images()])  # what the pipeline encodes
     assert np.array_equal(enc.encode_pixels(pixels), vecs)
     assert np.array_equal(enc.encode_pixels([pixels[:2], pixels[2:5], pixels[5:]]), vecs)  # one batch in parts
+    assert enc.encode_pixels([]).shape == (0, 64)  # no stacks: no rows, as on CUDA
     text = enc.encode_text(["a photo of a digit", "a blurry image", "noise"])
     assert text.shape == (3, 64) and text.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
@@ -248,6 +249,16 @@ def test_spec_loads_the_same_encoder_again(tmp_path, monkeypatch):
         assert make_encoder(enc.spec, device="cpu").identity == enc.identity
     with pytest.raises(EncoderSpecError):
         make_encoder(made[0].identity, device="cpu")  # why the spec is recorded
+
+
+@pytest.mark.parametrize("spec", ["pixels:8", TINY_RANDOM])
+def test_a_batch_size_below_one_is_refused(spec, no_cuda):
+    """A batch of 0 never advanced: CLIP's encode raised "range() arg 3 must not be zero",
+    pixels silently used its default."""
+    for size in (0, -4):
+        with pytest.raises(ValueError, match=f"a batch size of at least 1. Got {size} instead"):
+            make_encoder(spec, device="cpu", batch_size=size)
+    assert make_encoder(spec, device="cpu", batch_size=3).batch_size == 3
 
 
 def test_cuda_requested_but_unavailable(no_cuda):

@@ -70,6 +70,16 @@ class Encoder(Protocol):
         ...
 
 
+def checked_batch_size(batch_size: int | None, default: int) -> int:
+    """``batch_size``, or ``default`` when None; 0 or less is refused (a batch of 0 never
+    advanced: an encode of 0 rows a batch raised deep in numpy, or the default was silently used)."""
+    if batch_size is None:
+        return default
+    if int(batch_size) < 1:
+        raise ValueError(f"Expected a batch size of at least 1. Got {batch_size} instead.")
+    return int(batch_size)
+
+
 def _check_batch(batch: np.ndarray, size: int) -> np.ndarray:
     arr = np.asarray(batch)
     if arr.ndim != 4 or arr.shape[1:] != (3, size, size):
@@ -105,6 +115,8 @@ class _EncoderBase:
         """uint8 (n, 3, S, S) from ``preprocessor.pixels``, or a list of such stacks ->
         float32 (n, dim), as :meth:`encode`."""
         parts = _parts(pixels)
+        if not parts:  # no stacks: no rows (as on CUDA)
+            return np.zeros((0, self.dim), np.float32)  # type: ignore[attr-defined]
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return self.encode(self._pre.to_input(joined))  # type: ignore[attr-defined]
 

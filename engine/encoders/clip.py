@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from engine.encoders.base import _check_batch, _EncoderBase, _parts
+from engine.encoders.base import _check_batch, _EncoderBase, _parts, checked_batch_size
 from engine.encoders.preprocess import ClipPreprocessor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,12 +64,11 @@ class ClipEncoder(_EncoderBase):
             self._model.to(memory_format=torch.channels_last)  # conv stems (patch embed, ResNets)
             self._mean = torch.tensor(self._pre.mean, device=self._torch_device).view(1, 3, 1, 1)
             self._std = torch.tensor(self._pre.std, device=self._torch_device).view(1, 3, 1, 1)
-        if batch_size is None:
-            if self._cuda:
-                batch_size = CUDA_BATCH_SIZE if self.input_size <= 256 else CUDA_BATCH_SIZE_LARGE_INPUT
-            else:
-                batch_size = CPU_BATCH_SIZE
-        self.batch_size = int(batch_size)
+        if self._cuda:
+            default = CUDA_BATCH_SIZE if self.input_size <= 256 else CUDA_BATCH_SIZE_LARGE_INPUT
+        else:
+            default = CPU_BATCH_SIZE
+        self.batch_size = checked_batch_size(batch_size, default)
         dim = getattr(model.visual, "output_dim", None)
         if not isinstance(dim, int):
             dim = int(self.encode(np.zeros((1, 3, self.input_size, self.input_size), np.float32)).shape[1])

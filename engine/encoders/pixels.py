@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.encoders.base import _check_batch, _EncoderBase
+from engine.encoders.base import _check_batch, _EncoderBase, checked_batch_size
 from engine.encoders.preprocess import PixelsPreprocessor
 from engine.encoders.spec import PIXELS_DEFAULT_SIZE
 from engine.errors import EvowatchError
@@ -28,7 +28,7 @@ class PixelsEncoder(_EncoderBase):
         self.input_size = size
         self.dim = 3 * size * size
         self.identity = f"pixels:{size}"
-        self.batch_size = batch_size or PIXELS_BATCH_SIZE
+        self.batch_size = checked_batch_size(batch_size, PIXELS_BATCH_SIZE)
 
     def encode(self, batch: np.ndarray) -> np.ndarray:
         # docstring inherited
