@@ -4,9 +4,10 @@
         [--onsets 1500 1600] [--jobs 2] [--out DIR] [--json FILE]
 
 For each seed it trains the demo trainer (``examples/demo_trainer.py``, CPU, one torch
-thread per run, ``--jobs`` runs at a time) four times: healthy, ``--fail collapse@S``,
+thread per trainer, ``--jobs`` trainers at a time) four times: healthy, ``--fail collapse@S``,
 ``--fail drop@S`` and ``--fail copy@S`` (S = the seed's onset; steps before S are
-bit-identical to the healthy run). Each run is then ingested through the real CLI code path,
+bit-identical to the healthy run, so the failures are trained as its ``--branch``es: one
+trainer per seed, the shared steps once). Each run is then ingested through the real CLI code path,
 ``engine.cli.main(["watch", RUN, "--store", S, "--once", "--encoder", "pixels", "--real",
 TRAIN, "--holdout", HOLDOUT, "--no-layout", "--settle", "0"])``, and the alerts are read
 back as ``evowatch info --json`` lists them. It reports:
@@ -137,14 +138,29 @@ def _demo_json_matches(spec: RunSpec, out: Path) -> bool:
             and meta.get("fail") == fail and last.is_dir())
 
 
+def _branched(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """The trainer runs: a seed's failures whose onset its healthy run reaches are trained as
+    its branches (``--branch``: the steps before the onset once), the others on their own."""
+    groups = []
+    for spec in specs:
+        trunk = next((g for g in groups if g[0].fail is None and g[0].seed == spec.seed and g[0].every == spec.every
+                      and spec.fail and spec.onset <= min(g[0].steps, spec.steps)), None)
+        if trunk is None:
+            groups.append([spec])
+        else:
+            trunk.append(spec)
+    return groups
+
+
 def train_runs(specs: list[RunSpec], root: Path, jobs: int = 2, reuse: bool = False,
                log=lambda msg: None) -> tuple[Path, dict[RunSpec, float]]:
-    """Train every spec into ``root/<name>`` (``jobs`` trainers at a time), all sharing the
-    reference sets in ``root/data``. Returns the data folder and each run's wall time."""
+    """Train every spec into ``root/<name>`` (``jobs`` trainers at a time, a healthy run and its
+    failures in one), all sharing the reference sets in ``root/data``. Returns the data folder
+    and each run's wall time (that of its trainer)."""
     data = root / "data"
-    todo = [s for s in specs if not (reuse and _demo_json_matches(s, root / s.name))]
+    todo = [g for g in _branched(specs) if not (reuse and all(_demo_json_matches(s, root / s.name) for s in g))]
     times: dict[RunSpec, float] = {s: float("nan") for s in specs}
-    running: dict[RunSpec, tuple[subprocess.Popen, float]] = {}
+    running: dict[tuple[RunSpec, ...], tuple[subprocess.Popen, float]] = {}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     data_ready = (data / "split.json").is_file()
     while todo or running:
@@ -152,25 +168,29 @@ def train_runs(specs: list[RunSpec], root: Path, jobs: int = 2, reuse: bool = Fa
         # so that two trainers never write them at once.
         can_start = len(running) < max(1, jobs) and todo and (data_ready or not running)
         if can_start:
-            spec = todo.pop(0)
-            out = root / spec.name
-            shutil.rmtree(out, ignore_errors=True)
-            cmd = [sys.executable, "-m", "examples.demo_trainer", str(out), "--data-dir", str(data), *spec.trainer_args()]
+            spec, *branches = group = todo.pop(0)
+            for s in group:
+                shutil.rmtree(root / s.name, ignore_errors=True)
+            cmd = [sys.executable, "-m", "examples.demo_trainer", str(root / spec.name), "--data-dir", str(data),
+                   *spec.trainer_args()]
+            for b in branches:
+                cmd += ["--branch", str(root / b.name), f"{b.fail}@{b.onset}", str(b.steps)]
             log("train: " + " ".join(cmd[1:]))
-            running[spec] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.PIPE, text=True), time.perf_counter())
+            running[tuple(group)] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                                      stderr=subprocess.PIPE, text=True), time.perf_counter())
             continue
         time.sleep(0.2)
         data_ready = data_ready or (data / "split.json").is_file()
-        for spec, (proc, t0) in list(running.items()):
+        for group, (proc, t0) in list(running.items()):
             if proc.poll() is None:
                 continue
-            del running[spec]
-            times[spec] = time.perf_counter() - t0
+            del running[group]
+            times.update(dict.fromkeys(group, time.perf_counter() - t0))
             if proc.returncode != 0:
                 for p, _ in running.values():
                     p.kill()
-                raise RuntimeError(f"demo trainer {spec.name} failed ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"demo trainer {group[0].name} failed ({proc.returncode}): "
+                                   f"{proc.stderr.read()[-2000:]}")
     return data, times
 
 

@@ -6,6 +6,7 @@ fully offline: the data set (1,797 grayscale 8x8 digits, labels 0-9) ships with 
 Usage::
 
     python -m examples.demo_trainer OUT_DIR [--steps 3000] [--every 250] [--fail copy@1500|drop@1500]
+        [--branch OUT2 copy@1500 3000 ...]
 
 or ``from examples.demo_trainer import train; train(out_dir, ...)``.
 
@@ -91,15 +92,17 @@ prints a message and returns. Stopped with Ctrl-C, ``main`` says what the run ke
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -237,6 +240,12 @@ class _Failure:
         classes = torch.randperm(10, generator=gen)
         self.mode_y, self.kept_y = classes[:COLLAPSE_MODES], classes[:DROP_KEPT]
 
+    def with_spec(self, spec: FailSpec | None) -> _Failure:
+        """The same draws under another failure (a branch of the healthy run)."""
+        out = copy.copy(self)
+        out.spec = spec
+        return out
+
     def active(self, step: int) -> bool:
         return self.spec is not None and step >= self.spec.step
 
@@ -270,6 +279,15 @@ class _Failure:
 
 
 # --------------------------------------------------------------------------- training
+
+
+class Branch(NamedTuple):
+    """A run trained as a branch of a healthy run (``train(branches=...)``): ``fail`` is
+    ``collapse@STEP`` / ``drop@STEP`` / ``copy@STEP``, ``steps`` its own last step."""
+
+    out_dir: str | os.PathLike
+    fail: str
+    steps: int
 
 
 def _pause_checker(run_dir: Path):
@@ -323,6 +341,7 @@ def train(
     on_pause: Literal["wait", "stop"] = "wait",
     threads: int = 1,
     verbose: bool = False,
+    branches: Sequence[Branch] = (),
 ) -> None:
     """Train the demo GAN, writing reference sets, checkpoints and losses under ``out_dir``.
 
@@ -355,6 +374,12 @@ def train(
         one thread, 109-227 s with two, under load from other processes).
     verbose
         Print a line per checkpoint on stderr.
+    branches
+        More runs of the same seed, each a ``Branch(out_dir, fail, steps)`` of this healthy run:
+        the steps before its failure's onset are this run's (trained once, its checkpoints and
+        losses copied), and it trains on from there, bit-identical to a run trained on its own
+        (``benchmarks/detection.py`` trains a healthy run and its failures this way, in about
+        half the steps). Its pause file is looked at from its onset on.
 
     Raises
     ------
@@ -371,10 +396,43 @@ def train(
     if on_pause not in ("wait", "stop"):
         raise ValueError(f"Expected on_pause 'wait' or 'stop'. Got {on_pause!r} instead.")
 
+    forks = [(Path(b.out_dir), parse_fail(b.fail), b.steps) for b in branches]
+    for branch, (_, fork, fork_steps) in zip(branches, forks):
+        if spec is not None or fork is None or fork_steps < 1 or fork.step > min(steps, fork_steps):
+            raise ValueError("Expected each branch to fork a healthy run (no fail) at an onset within both runs' "
+                             f"steps. Got fail={fail!r} and {branch!r} instead.")
+
     out = Path(out_dir)
+    _write_reference_sets(Path(data_dir) if data_dir is not None else out / "data", image_size)
+    run = _prepare(out, steps, every, n_samples, seed, image_size, spec)
+    branch_runs = [(_prepare(fork_out, fork_steps, every, n_samples, seed, image_size, fork), max(fork.step, 1))
+                   for fork_out, fork, fork_steps in forks]
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _train_loop(run, n_samples, seed, sleep, image_size, on_pause, verbose, branch_runs)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+@dataclass
+class _Run:
+    """What one run trains and where it writes: the healthy run, or a branch from its onset on."""
+
+    run_dir: Path
+    steps: int
+    checkpoints: set[int]
+    fail: FailSpec | None
+    should_pause: Callable[[], bool]
+
+
+def _prepare(out: Path, steps: int, every: int, n_samples: int, seed: int, image_size: int,
+             spec: FailSpec | None) -> _Run:
     run_dir = out / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_reference_sets(Path(data_dir) if data_dir is not None else out / "data", image_size)
     planned = _checkpoint_steps(steps, every)
     (run_dir / "demo.json").write_text(json.dumps({
         "steps": steps, "every": every, "n_samples": n_samples, "seed": seed,
@@ -382,48 +440,64 @@ def train(
         "fail": None if spec is None else {"kind": spec.kind, "step": spec.step},
         "checkpoints": planned,
     }) + "\n")
-    should_pause = _pause_checker(run_dir)
-
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            _train_loop(run_dir, steps, set(planned), n_samples, seed, spec, sleep, image_size,
-                        on_pause, should_pause, verbose)
-    finally:
-        torch.set_num_threads(old_threads)
+    return _Run(run_dir, steps, set(planned), spec, _pause_checker(run_dir))
 
 
-def _train_loop(run_dir, steps, checkpoints, n_samples, seed, spec, sleep, image_size, on_pause,
-                should_pause, verbose) -> None:
+def _train_loop(run: _Run, n_samples, seed, sleep, image_size, on_pause, verbose,
+                branches: list[tuple[_Run, int]]) -> None:
+    """Train ``run`` from step 1; each branch ``(run, onset)`` takes a copy of the state at the
+    start of its onset step and is then trained on its own."""
     x_tr, y_tr, _, _, _, _ = load_split()
     x_train, y_train = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
     gen = torch.Generator().manual_seed(seed)
     g, d = _generator(), _discriminator()
     opt_g = torch.optim.Adam(g.parameters(), LR, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), LR, betas=(0.5, 0.999))
-    failure = _Failure(spec, x_train, y_train, gen)
+    draws = _Failure(None, x_train, y_train, gen)  # drawn for every run, so every run has the same
+    fixed = (torch.randn(n_samples, Z_DIM, generator=gen), torch.arange(n_samples) % 10,
+             torch.rand(n_samples, generator=gen) < COPY_FRACTION)
+    state = {"models": (g, d, opt_g, opt_d), "gen": gen, "windows": ([], []), "losses": ""}
+    snapshots = []
 
-    fixed_z = torch.randn(n_samples, Z_DIM, generator=gen)
-    fixed_y = torch.arange(n_samples) % 10
-    fixed_copy = torch.rand(n_samples, generator=gen) < COPY_FRACTION
+    def snapshot(step: int, state: dict) -> None:  # a branch starts from the state at the start of its onset step
+        for branch in (branch for branch, onset in branches if onset == step):
+            for name in sorted(p.name for p in run.run_dir.glob("step_*") if int(p.name[5:]) < step):
+                shutil.copytree(run.run_dir / name, branch.run_dir / f".{name}.tmp")  # complete when it appears
+                os.rename(branch.run_dir / f".{name}.tmp", branch.run_dir / name)
+            copied = copy.deepcopy({"models": state["models"], "windows": state["windows"]})
+            copied["gen"] = torch.Generator().set_state(state["gen"].get_state())
+            copied["losses"] = (run.run_dir / "losses.jsonl").read_text(encoding="utf-8")  # flushed at each line
+            snapshots.append((branch, step, copied, torch.get_rng_state()))
+
+    _run_steps(run, 1, state, draws.with_spec(run.fail), fixed, x_train, y_train, n_samples, seed, sleep,
+               image_size, on_pause, verbose, snapshot)
+    for branch, step, branch_state, rng in snapshots:
+        torch.set_rng_state(rng)  # dropout's stream
+        _run_steps(branch, step, branch_state, draws.with_spec(branch.fail), fixed, x_train, y_train, n_samples,
+                   seed, sleep, image_size, on_pause, verbose, lambda *_: None)
+
+
+def _run_steps(run: _Run, first: int, state: dict, failure: _Failure, fixed, x_train, y_train, n_samples, seed, sleep, image_size,
+               on_pause, verbose, before_step) -> None:
+    g, d, opt_g, opt_d = state["models"]
+    gen, (window_d, window_g) = state["gen"], state["windows"]
+    fixed_z, fixed_y, fixed_copy = fixed
     real_target = torch.full((BATCH, 1), 0.9)
     fake_target = torch.zeros(BATCH, 1)
     ones = torch.ones(BATCH, 1)
 
     t0 = time.perf_counter()
-    window_d: list[float] = []
-    window_g: list[float] = []
-    with open(run_dir / "losses.jsonl", "w", encoding="utf-8") as losses:
-        for step in range(1, steps + 1):
-            if should_pause():
-                _log(f"demo_trainer: {run_dir / PAUSE_FILE} exists: "
+    with open(run.run_dir / "losses.jsonl", "w", encoding="utf-8") as losses:
+        losses.write(state["losses"])
+        for step in range(first, run.steps + 1):
+            before_step(step, state)
+            if run.should_pause():
+                _log(f"demo_trainer: {run.run_dir / PAUSE_FILE} exists: "
                      + ("waiting until it is removed" if on_pause == "wait" else "stopping")
                      + f" (at step {step - 1})")
                 if on_pause == "stop":
                     return
-                while should_pause():
+                while run.should_pause():
                     time.sleep(PAUSE_POLL_S)
                 _log("demo_trainer: pause file removed, resuming")
 
@@ -452,7 +526,7 @@ def _train_loop(run_dir, steps, checkpoints, n_samples, seed, spec, sleep, image
 
             window_d.append(loss_d.item())
             window_g.append(loss_g.item())
-            if step % LOG_EVERY == 0 or step == steps:
+            if step % LOG_EVERY == 0 or step == run.steps:
                 losses.write(json.dumps({
                     "step": step,
                     "loss_d": round(float(np.mean(window_d)), 6),
@@ -462,15 +536,14 @@ def _train_loop(run_dir, steps, checkpoints, n_samples, seed, spec, sleep, image
                 window_d.clear()
                 window_g.clear()
 
-            if step in checkpoints:
+            if step in run.checkpoints:
                 ck_gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
                 ck_noise = torch.randn(n_samples, 64, generator=ck_gen)
                 g.eval()
                 with torch.no_grad():
                     x = failure.generate(g, fixed_z, fixed_y, step, fixed_copy, ck_noise)
                 g.train()
-                path = _write_checkpoint(run_dir, step, to_uint8_images(x, image_size),
-                                         fixed_y.numpy())
+                path = _write_checkpoint(run.run_dir, step, to_uint8_images(x, image_size), fixed_y.numpy())
                 if verbose:
                     _log(f"step {step}: loss_d={loss_d.item():.3f} loss_g={loss_g.item():.3f} "
                          f"-> {path} ({time.perf_counter() - t0:.1f} s)")
@@ -507,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: the nets are tiny, and more threads spin-wait "
                         "badly when the CPU is shared with the watcher)")
+    p.add_argument("--branch", nargs=3, action="append", default=[], metavar=("OUT_DIR", "FAIL", "STEPS"),
+                   help="also train OUT_DIR as this healthy run's branch at FAIL's onset (repeatable)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--no-stop-line", action="store_true",
                    help="no line on Ctrl-C saying what the run keeps (evowatch demo says its own)")
@@ -514,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(a.out_dir, steps=a.steps, every=a.every, n_samples=a.n_samples, seed=a.seed,
               fail=a.fail, sleep=a.sleep, data_dir=a.data_dir, image_size=a.image_size,
-              on_pause=a.on_pause, threads=a.threads, verbose=not a.quiet)
+              on_pause=a.on_pause, threads=a.threads, verbose=not a.quiet,
+              branches=[Branch(out, fail, int(steps)) for out, fail, steps in a.branch])
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

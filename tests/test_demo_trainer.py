@@ -54,14 +54,44 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-def _run(root: Path, data_dir: Path, fail: str | None) -> Path:
-    dt.train(root, steps=STEPS, every=EVERY, n_samples=N, seed=0, fail=fail, data_dir=data_dir)
-    return root
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir) -> dict[str, Path]:
+    """The healthy run and its three failures at ONSET, trained as its branches (the steps
+    before the onset once; test_a_branch_is_the_failure_trained_on_its_own checks they are the
+    runs trained one by one)."""
+    roots = {name: tmp_path_factory.mktemp(name) for name in ("healthy", "collapse", "copy", "drop")}
+    dt.train(roots["healthy"], steps=STEPS, every=EVERY, n_samples=N, seed=0, data_dir=data_dir,
+             branches=[dt.Branch(roots[kind], f"{kind}@{ONSET}", STEPS) for kind in ("collapse", "copy", "drop")])
+    return roots
 
 
 @pytest.fixture(scope="module")
-def healthy(tmp_path_factory, data_dir) -> Path:
-    return _run(tmp_path_factory.mktemp("healthy"), data_dir, None)
+def healthy(runs) -> Path:
+    return runs["healthy"]
+
+
+def test_a_branch_is_the_failure_trained_on_its_own(tmp_path, data_dir):
+    """Each failure's branch of a healthy run is, file for file, the run `--fail` trains alone: its steps
+    before the onset are the healthy run's, and the branch point, the onset, is not shifted by a step.
+    Short runs: what is checked (the random streams, the failure's first step) does not depend on the length."""
+    import filecmp
+
+    def same(a: Path, b: Path) -> None:
+        cmp = filecmp.dircmp(a, b)
+        assert not (cmp.left_only or cmp.right_only or cmp.funny_files), (a, cmp.left_only, cmp.right_only)
+        _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
+        assert not mismatch and not errors, (a, mismatch, errors)
+        for sub in cmp.common_dirs:
+            same(a / sub, b / sub)
+
+    kinds = {"collapse": ("collapse@15", 30), "copy": ("copy@20", 20), "drop": ("drop@1", 25)}
+    dt.train(tmp_path / "healthy", steps=25, every=10, n_samples=4, data_dir=data_dir,
+             branches=[dt.Branch(tmp_path / kind, fail, steps) for kind, (fail, steps) in kinds.items()])
+    for kind, (fail, steps) in kinds.items():
+        dt.train(tmp_path / f"{kind}-alone", steps=steps, every=10, n_samples=4, fail=fail, data_dir=data_dir)
+        same(tmp_path / kind, tmp_path / f"{kind}-alone")
+    with pytest.raises(ValueError, match="Expected each branch to fork a healthy run"):
+        dt.train(tmp_path / "late", steps=25, data_dir=data_dir, branches=[dt.Branch(tmp_path / "x", "copy@26", 30)])
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +185,13 @@ def test_checkpoints_complete_when_they_appear(tmp_path, data_dir):
 
 
 @pytest.fixture(scope="module")
-def collapsed(tmp_path_factory, data_dir) -> Path:
-    return _run(tmp_path_factory.mktemp("collapse"), data_dir, f"collapse@{ONSET}")
+def collapsed(runs) -> Path:
+    return runs["collapse"]
 
 
 @pytest.fixture(scope="module")
-def copying(tmp_path_factory, data_dir) -> Path:
-    return _run(tmp_path_factory.mktemp("copy"), data_dir, f"copy@{ONSET}")
+def copying(runs) -> Path:
+    return runs["copy"]
 
 
 def _pngs_equal(a: Path, b: Path) -> bool:
@@ -172,8 +202,8 @@ def _pngs_equal(a: Path, b: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def dropping(tmp_path_factory, data_dir) -> Path:
-    return _run(tmp_path_factory.mktemp("drop"), data_dir, f"drop@{ONSET}")
+def dropping(runs) -> Path:
+    return runs["drop"]
 
 
 def _after_onset(healthy: Path, failed: Path):
