@@ -56,11 +56,12 @@ def test_kill_9_during_watch_then_restart(tmp_path, writer_process):
     np.testing.assert_array_equal(reader.samples("instance"), np.tile(np.arange(per), n_ckpt))
 
 
-def _stop(proc: subprocess.Popen, signum: int) -> str:
-    """Send a live watch the signal and return its stderr; kill it if it does not stop (no orphans)."""
+def _stop(proc: subprocess.Popen, signum: int, said: str = "") -> str:
+    """Send a live watch the signal and return its stderr (after ``said``, the lines read from it
+    before); kill it if it does not stop (no orphans)."""
     proc.send_signal(signum)
     try:
-        return proc.communicate(timeout=30)[1]
+        return said + proc.communicate(timeout=30)[1]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -214,12 +215,23 @@ def test_a_live_watch_stopped_while_it_starts_exits_0(tmp_path, monkeypatch, cap
     assert "interrupted" not in err and err.endswith("evowatch: stopped; everything ingested so far is committed\n")
 
 
-def _started(tmp_path: Path, *args: str) -> subprocess.Popen:
-    """A `watch` given a few seconds to start (import, open the store) before it is stopped."""
+def _started(tmp_path: Path, ready: str, *args: str) -> tuple[subprocess.Popen, str]:
+    """A `watch` read until its stderr says ``ready`` (it has imported, opened the store and reached
+    the state to stop it in), and what it said so far. A fixed 6 s wait was too long on an idle machine
+    and too short on a loaded one."""
     proc = subprocess.Popen(cli_argv("watch", *args, "--encoder", "pixels", "--no-layout"), env=cli_env(tmp_path),
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
-    return proc
+    said = ""
+    try:
+        for line in proc.stderr:
+            said += line
+            if ready in line:
+                return proc, said
+    except BaseException:
+        proc.kill()
+        raise
+    proc.wait()
+    raise AssertionError(f"the watch ended (status {proc.returncode}) before saying {ready!r}: {said}")
 
 
 def test_an_interrupted_once_says_what_is_kept_and_how_to_resume(tmp_path):
@@ -228,8 +240,9 @@ def test_an_interrupted_once_says_what_is_kept_and_how_to_resume(tmp_path):
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 3, seed=0)
     write_step(run, 200, 3, seed=1)
-    proc = _started(tmp_path, str(run), "--store", str(store), "--once", "--settle", "0", "--settle", "120")
-    err = _stop(proc, signal.SIGINT)
+    proc, said = _started(tmp_path, "still being written", str(run), "--store", str(store), "--once", "--settle", "0",
+                          "--settle", "120")
+    err = _stop(proc, signal.SIGINT, said)
     assert proc.returncode == 130, err
     assert err.splitlines()[-1] == ("evowatch: interrupted; everything ingested so far is committed: "
                                     "run the same command again to resume")
@@ -304,17 +317,15 @@ def test_a_live_watch_stopped_before_the_last_checkpoint_settled_names_it(tmp_pa
     stop line said only "everything ingested so far is committed"."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
-    proc = _started(tmp_path, str(run), "--store", str(store), "--settle", "9")
-    deadline = time.time() + 60  # on a loaded machine the first pass took longer than _started's 6 s
-    while time.time() < deadline and not ((store / "zarr.json").is_file() and info(store)["steps"] == [100]):
-        time.sleep(0.2)
+    proc, said = _started(tmp_path, "ingested step 100", str(run), "--store", str(store), "--settle", "9")
+    assert info(store)["steps"] == [100]  # committed before it is said
     write_step(run, 200, 2, seed=1)
     folder = run / "step_000200"
     now = time.time()
     for path in [folder, *folder.rglob("*")]:
         os.utime(path, (now, now))  # just written
     time.sleep(4)  # the watch sees it, still settling
-    err = _stop(proc, signal.SIGINT)
+    err = _stop(proc, signal.SIGINT, said)
     assert proc.returncode == 0, err
     assert "evowatch: not ingested, still being written: step_000200; the next watch ingests it" in err, err
     assert info(store)["steps"] == [100]
@@ -322,8 +333,8 @@ def test_a_live_watch_stopped_before_the_last_checkpoint_settled_names_it(tmp_pa
 
 def test_stopping_a_watch_still_waiting_for_its_run_leaves_no_empty_store(tmp_path):
     run, store = tmp_path / "not_yet", tmp_path / "s.zarr"
-    proc = _started(tmp_path, str(run), "--store", str(store))
-    err = _stop(proc, signal.SIGINT)
+    proc, said = _started(tmp_path, "waiting for the trainer to create it", str(run), "--store", str(store))
+    err = _stop(proc, signal.SIGINT, said)
     assert proc.returncode == 0 and "waiting for the trainer to create it" in err, err
     assert not store.exists() and not Path(f"{store}.lock").exists()
 
