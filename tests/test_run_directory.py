@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from stores.zarr_store import StoreReader
-from tests.watch_runs import info, live_watch, wait_until, write_step
+from tests.watch_runs import TAKEN_AT_ONCE, info, live_watch, wait_until, write_step
 
 
 def test_a_live_watch_of_a_run_that_has_no_checkpoint_yet_waits_without_a_warning(tmp_path, caplog):
@@ -42,7 +42,7 @@ def test_a_run_directory_not_created_yet_is_waited_for(tmp_path, caplog):
     """`evowatch watch lightning_logs/version_0` started before the trainer was refused (no
     such directory); creating the folder by hand to please it made Lightning write version_1."""
     run, store = tmp_path / "lightning_logs" / "version_0", tmp_path / "s.zarr"
-    with caplog.at_level("INFO", logger="engine.watch"), live_watch(run, store) as thread:
+    with caplog.at_level("INFO", logger="engine.watch"), live_watch(run, store, None, *TAKEN_AT_ONCE) as thread:
         wait_until(lambda: "waiting for the trainer to create it" in caplog.text, thread)
         write_step(run, 100, 2, seed=0)
         wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
@@ -57,7 +57,7 @@ def test_a_run_directory_deleted_while_watched_is_waited_for_and_watched_again(t
     "RUN: run directory not found ...; check the path" unless it came back within a tick."""
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 2, seed=0)
-    with caplog.at_level("INFO", logger="engine.watch"), live_watch(run, store) as thread:
+    with caplog.at_level("INFO", logger="engine.watch"), live_watch(run, store, None, *TAKEN_AT_ONCE) as thread:
         wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
         shutil.rmtree(run)
         wait_until(lambda: "was deleted" in caplog.text, thread)
@@ -100,7 +100,7 @@ def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, mo
     if given == ".":
         monkeypatch.chdir(run)
     watched, later = (run, logs / "version_4") if given != "." else (Path("."), Path("../version_4"))
-    with caplog.at_level("WARNING", logger="engine.watch"), live_watch(watched, store) as thread:
+    with caplog.at_level("WARNING", logger="engine.watch"), live_watch(watched, store, None, *TAKEN_AT_ONCE) as thread:
         wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
         for name in ("version_4", "version_2", "checkpoints", "version_10.txt"):
             (logs / name).mkdir() if not name.endswith(".txt") else (logs / name).write_text("")
@@ -129,7 +129,7 @@ def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(
         run.symlink_to(real, target_is_directory=True)
     store = tmp_path / "s.zarr"
     same_run = ("--same-run",) if change == "its link retargeted" else ()  # a run resumed in a new folder
-    with caplog.at_level("INFO", logger="engine.watch"), live_watch(run, store, None, *same_run) as thread:
+    with caplog.at_level("INFO", logger="engine.watch"), live_watch(run, store, None, *same_run, *TAKEN_AT_ONCE) as thread:
         wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
         if change == "made again at once":
             shutil.rmtree(real)
@@ -158,7 +158,7 @@ def test_a_run_directory_link_pointed_at_another_run_while_watched_is_refused(tm
     write_step(run_b, 100, 3, seed=1)
     write_step(run_b, 200, 3, seed=2)
     latest.symlink_to(run_a, target_is_directory=True)
-    with live_watch(latest, store) as thread:
+    with live_watch(latest, store, None, *TAKEN_AT_ONCE) as thread:
         wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
         (tmp_path / "new_link").symlink_to(run_b, target_is_directory=True)
         os.replace(tmp_path / "new_link", latest)

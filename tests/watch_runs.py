@@ -20,6 +20,10 @@ from stores.zarr_store import StoreReader
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CLIP = f"clip:{REPO / 'tests/data/evowatch-tiny.json'}/random"
+#: For a live watch of checkpoints that :func:`write_step` renames into place whole, where the wait for
+#: quiet is not what is tested (tests/test_watch_settle.py tests it): the default --settle 2 made each
+#: checkpoint wait 2 s more (write_step's os.utime sets its files' change time, which counts, to now).
+TAKEN_AT_ONCE = ("--settle", "0")
 
 
 def write_step(run: Path, step: int, n: int, seed: int, size: int = 24, rename: bool = True) -> Path:
