@@ -167,6 +167,29 @@ def test_a_checkpoint_rotated_away_before_it_settled_is_named(tmp_path, caplog):
                     "s): not ingested"]
 
 
+def test_a_watch_stopped_before_a_stored_checkpoint_settled_does_not_name_it_unfinished(tmp_path, capsys):
+    """A watch started within --settle of a checkpoint a watch had just stored, and stopped at
+    once, said "not ingested, still being written: step_000100" of a checkpoint stored as it is;
+    one whose files changed since it was stored is still named."""
+    from engine.cli import build_parser
+    from engine.session import open_session
+
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in (100, 200):
+        write_step(run, step, 2, seed=step)
+    assert main(["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+                 "--no-layout", "--no-metrics"]) == 0
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(run / "step_000200" / "00000.png")  # being rewritten
+    args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
+                                      "--no-metrics", "--settle", "60", "--workers", "0"])
+    capsys.readouterr()
+    with open_session(args) as watcher:
+        assert watcher.run_once() == []  # both changed within the last minute: settling
+        watcher.say_unfinished(("the next watch ingests it", "the next watch ingests them"))
+    said = [line for line in capsys.readouterr().err.splitlines() if "not ingested" in line]
+    assert said == ["evowatch: not ingested, still being written: step_000200; the next watch ingests it"]
+
+
 def test_a_checkpoint_rotated_away_while_the_watch_was_busy_is_not_said_incomplete(tmp_path, caplog):
     """Round AW: kept 3 s (a checkpoint a second, the newest 3), --settle 2, a watch busy laying
     out and measuring looked again after they had settled: "deleted before it was complete

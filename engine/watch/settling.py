@@ -123,13 +123,25 @@ class _Settling:
                              "run the same command again once they are complete"))
         return results
 
+    def _stored_as_it_is(self, checkpoint: Checkpoint, stored: tuple[str, int] | None) -> bool:
+        """Whether a checkpoint left settling needs no next watch: stored before a --ready-file
+        was set, or stored with the files it has now (a watch started within --settle of its
+        last change and stopped at once named it "not ingested" though a watch had stored it)."""
+        if stored is None:
+            return False
+        if self.config.options.ready_file:
+            return True
+        return stored == (self._hash(checkpoint), checkpoint.step)
+
     def say_unfinished(self, then: tuple[str, str]) -> None:
         """Name the checkpoints the last scan found still being written (or without their ready
         file), not ingested; ``then`` says what ingests it, or them. A live watch stopped within
         --settle of the run's last checkpoint left it out without a word (round AJ)."""
+        if not self._settling:
+            return
         ready_file = self.config.options.ready_file
-        committed = self.store.committed_hashes() if ready_file else {}  # stored before a --ready-file was set
-        waiting = [c for c in self._settling if stored_text(c.source) not in committed]
+        committed = self.store.committed_readings()
+        waiting = [c for c in self._settling if not self._stored_as_it_is(c, committed.get(stored_text(c.source)))]
         unfinished = [c.source for c in waiting]
         if unfinished:  # the ready file named as the first one waits for it ('ok-{step}' said as such, round AN)
             awaited = ready_file and ready_file_name(waiting[0], ready_file) + (", ..." if len(waiting) > 1 else "")
