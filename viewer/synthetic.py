@@ -8,7 +8,8 @@ steps, as the watcher commits one).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +61,30 @@ class SyntheticRun:
         self.instance_labels = self.rng.integers(0, len(LABELS), per_step)
         self.instance_base = self.rng.normal(size=(per_step, 2)).astype(np.float32)
         self.steps: list[int] = []
+        self._writer: StoreWriter | None = None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[StoreWriter]:
+        """One writer for the commits made inside, as a watch holds one for its life: opening
+        one (its lock and recovery) and closing it cost about as much as a step's commit."""
+        with self._store() as store:
+            self._writer = store
+            try:
+                yield store
+            finally:
+                self._writer = None
+
+    def _store(self) -> contextlib.AbstractContextManager[StoreWriter]:
+        """The writer held by :meth:`writing`, else a new one for this commit alone."""
+        if self._writer is not None:
+            return contextlib.nullcontext(self._writer)
+        return StoreWriter(self.path, self.encoder, thumbnail_size=self.size)
 
     def _write(self, parts: list[tuple]) -> None:
         """Each part (step, kind, labels, instances, base, spread, sharp, source, k) a checkpoint,
         committed together with their layout and metrics (one commit per array, as the watcher
         commits a backlog: a commit per step took half a second)."""
-        with StoreWriter(self.path, self.encoder, thumbnail_size=self.size) as store:
+        with self._store() as store:
             start, solutions, nns, measured = store.n_rows, [], [], []
             for step, kind, labels, instances, base, spread, sharp, source, k in parts:
                 n = len(labels)
@@ -116,7 +135,7 @@ class SyntheticRun:
 
     def add_scalars(self) -> None:
         steps = np.arange(0, max(self.steps or [0]) + 1, 50, dtype=np.int64)
-        with StoreWriter(self.path, self.encoder, thumbnail_size=self.size) as store:
+        with self._store() as store:
             store.write_scalars({"step": steps, "loss_g": 2.0 * np.exp(-steps / 3000) + 0.3,
                                  "loss_d": 0.7 + 0.1 * np.sin(steps / 500)})
 
@@ -128,16 +147,16 @@ def build_store(path: str | Path, *, n_steps: int = 4, per_step: int = 200, n_re
     with ``backlog`` the steps are committed together (a long run in seconds)."""
     run = SyntheticRun(path, per_step=per_step, n_real=n_real, thumbnail_size=thumbnail_size, seed=seed,
                        encoder=encoder)
-    run.add_reference()
     steps = [(i + 1) * step_every for i in range(n_steps)]
-    if backlog:
-        run.add_steps(steps)
-    else:
-        for step in steps:
-            run.add_step(step)
-    run.add_scalars()
-    if alerts and n_steps >= 2:
-        with StoreWriter(path, run.encoder, thumbnail_size=thumbnail_size) as store:
+    with run.writing() as store:
+        run.add_reference()
+        if backlog:
+            run.add_steps(steps)
+        else:
+            for step in steps:
+                run.add_step(step)
+        run.add_scalars()
+        if alerts and n_steps >= 2:
             store.set_alerts([{"step": run.steps[1], "rule": "memorisation", "value": 0.12,
                                "message": f"12% of samples are near-copies of training images at step {run.steps[1]}"}])
     return run
