@@ -27,13 +27,26 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PER_STEP, N_REAL = 40, 30
 
 
+@pytest.fixture(scope="module")
+def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One chromium for the module (starting one took 2-4 s a test); each page gets a context of
+    its own (``new_page``), closed at the end of its test (:func:`served`)."""
+    with browser.chromium(tmp_path_factory.mktemp("chromium-home")) as chrome:
+        yield chrome
+
+
 @contextlib.contextmanager
-def served(store: Path, tmp_path: Path) -> Iterator[tuple[str, object]]:
-    """`evowatch view STORE`'s server and a chromium: (url, browser)."""
+def served(store: Path, tmp_path: Path, chrome) -> Iterator[str]:
+    """`evowatch view STORE`'s server: its url; the pages the test opened in ``chrome`` are
+    closed before the server stops."""
     home = tmp_path / "home"
     home.mkdir()
-    with browser.viewer_server(store, home) as url, browser.chromium(home) as chrome:
-        yield url, chrome
+    with browser.viewer_server(store, home) as url:
+        try:
+            yield url
+        finally:
+            for context in chrome.contexts:
+                context.close()
 
 
 def open_page(chrome, url: str, width: int, height: int, wait: bool = True):
@@ -49,10 +62,10 @@ def total(page) -> int:
     return sum(n for name, n in browser.drawn_points(page).items() if name not in ("instance trail", "query match"))
 
 
-def test_view_hover_select_and_live_update(tmp_path):
+def test_view_hover_select_and_live_update(tmp_path, chrome):
     store = tmp_path / "run.zarr"
     run = build_store(store, n_steps=3, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=24)
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1400, 1500)
         assert total(page) == 3 * PER_STEP + N_REAL
         page.evaluate("() => { window.__evowatchNoReload = true; }")
@@ -158,7 +171,7 @@ def test_view_hover_select_and_live_update(tmp_path):
             timeout=20_000)
 
 
-def test_a_long_runs_instance_trail_reads_black(tmp_path):
+def test_a_long_runs_instance_trail_reads_black(tmp_path, chrome):
     """2,000 steps: a trail's dots lie under a pixel apart, and each dot's white outline, drawn
     dot by dot, painted over the black of the dots before it: the trail read white (only its
     last dot black) and hid the instance it follows."""
@@ -169,7 +182,7 @@ def test_a_long_runs_instance_trail_reads_black(tmp_path):
     store = tmp_path / "long.zarr"
     n_steps, per_step, n_real = 2000, 4, 10
     build_store(store, n_steps=n_steps, per_step=per_step, n_real=n_real, thumbnail_size=8, backlog=True)
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 720)
         sig = browser.map_signature(page)
         page.mouse.click(*browser.point_pixel(page, n_real + (n_steps - 1) * per_step + 3))  # the newest step
@@ -189,11 +202,11 @@ def test_a_long_runs_instance_trail_reads_black(tmp_path):
         assert len(light) <= n_steps // 100, (len(light), light[:10])  # black, #111, up to antialiased edges
 
 
-def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
+def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path, chrome):
     """`evowatch view STORE` started before `evowatch watch --store STORE`: the server starts,
     the page says what it waits for, and shows the store once it appears (no reload)."""
     store = tmp_path / "later.zarr"
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 720, wait=False)
         page.get_by_text(f"No store at {store} yet: waiting for").wait_for(timeout=30_000)
         page.evaluate("() => { window.__evowatchNoReload = true; }")
@@ -208,7 +221,7 @@ def test_view_waits_for_a_store_that_does_not_exist_yet(tmp_path):
         assert page.get_by_text("No store at").count() == 0
 
 
-def test_errors_of_a_store_gone_for_a_moment_leave_once_it_is_back(tmp_path):
+def test_errors_of_a_store_gone_for_a_moment_leave_once_it_is_back(tmp_path, chrome):
     """A store moved away and back unchanged (a sync, a network drive's hiccup) while a
     sample was clicked: the status line said live again, but the trail panel's "no such
     store" stayed for good (the counts had not moved, so nothing reran)."""
@@ -216,7 +229,7 @@ def test_errors_of_a_store_gone_for_a_moment_leave_once_it_is_back(tmp_path):
 
     store, away = tmp_path / "s.zarr", tmp_path / "away.zarr"
     build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8)
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 900)
         shutil.move(store, away)
         page.get_by_text("no such store").first.wait_for(timeout=15_000)
@@ -228,7 +241,7 @@ def test_errors_of_a_store_gone_for_a_moment_leave_once_it_is_back(tmp_path):
                                ".includes('no such store')", timeout=20_000)
 
 
-def test_an_export_the_server_refuses_says_why_in_a_tab(tmp_path):
+def test_an_export_the_server_refuses_says_why_in_a_tab(tmp_path, chrome):
     """Export selection (CSV) clicked after the store was made again (before the page's rerun
     drops the link): the route's 409 line, "select again on the page", never showed. The
     link's ``download`` attribute made Chromium save the error as a failed download, silently;
@@ -237,7 +250,7 @@ def test_an_export_the_server_refuses_says_why_in_a_tab(tmp_path):
 
     store = tmp_path / "run.zarr"
     build_store(store, n_steps=2, per_step=PER_STEP, n_real=N_REAL, thumbnail_size=8)
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 900)
         browser.drag_box(page, 0.0, 0.0, 1.0, 1.0)
         link = page.get_by_role("link", name="Export selection (CSV)")
@@ -257,7 +270,7 @@ def test_an_export_the_server_refuses_says_why_in_a_tab(tmp_path):
             opened.value.inner_text("body")
 
 
-def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path):
+def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path, chrome):
     """A run watched live from its first step: each `watch` pass commits a step's samples and
     then its layout, and the Steps filter, drawn at 100-200, kept that range while the map's
     steps grew (a select slider is known to the browser by its key alone)."""
@@ -283,7 +296,7 @@ def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path):
                      "--no-metrics"]) == 0
 
     add_step(1)
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 900)
         for k in range(2, 5):
             add_step(k)
@@ -292,7 +305,7 @@ def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path):
             page.wait_for_timeout(3000)  # the page's poll reruns it meanwhile, sending the slider's range back
 
 
-def test_a_narrowed_steps_range_keeps_its_ends_as_the_slider_changes_key(tmp_path):
+def test_a_narrowed_steps_range_keeps_its_ends_as_the_slider_changes_key(tmp_path, chrome):
     """Round BO: the Steps slider is drawn under two keys in turn, one per change of the steps, so a
     key comes back after one commit: the browser must start it from the range carried over (the
     narrowed lower end kept, the open upper end on the newest step), and a move sent as a step is
@@ -309,7 +322,7 @@ def test_a_narrowed_steps_range_keeps_its_ends_as_the_slider_changes_key(tmp_pat
         page.wait_for_function(f"""() => [...document.querySelectorAll('{thumbs}')]
             .map(t => t.getAttribute('aria-valuetext')).join() === '{lo},{hi}'""", timeout=30_000)
 
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 900)
         page.locator(thumbs).first.focus()
         page.keyboard.press("ArrowRight")  # 2,000 - 3,000
@@ -326,13 +339,13 @@ def test_a_narrowed_steps_range_keeps_its_ends_as_the_slider_changes_key(tmp_pat
         wait_for_markers(8 + 4 * 8)
 
 
-def test_radial_rings_are_named_as_room_allows(tmp_path):
+def test_radial_rings_are_named_as_room_allows(tmp_path, chrome):
     """Radial layout: the rings carry their steps (1,000 style) on the ray above the centre,
     the newest always, the others as far as their spacing allows; zooming in names those
     left out."""
     store = tmp_path / "many.zarr"
     build_store(store, n_steps=40, per_step=8, n_real=10, thumbnail_size=8)
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 720)
         sig = browser.map_signature(page)
         page.get_by_text("radial", exact=True).click()
@@ -349,7 +362,7 @@ def test_radial_rings_are_named_as_room_allows(tmp_path):
         page.screenshot(path=str(ARTIFACTS / "viewer_radial_zoomed.png"))
 
 
-def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
+def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path, chrome):
     """A laptop's first screen: with the alert list of a collapsing run above it, the whole
     map (legend and tools included) shows without scrolling; a larger screen keeps the full
     620 px map."""
@@ -369,7 +382,7 @@ def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
              f"step {s} (total variation 0.90 > 0.32): '8' 100% vs 10%, '1' 0% vs 12%"})])
     rect = f"""(sel) => {{ const r = document.querySelector('{browser.MAP_SELECTOR}' + sel).getBoundingClientRect();
                         return [r.top, r.bottom, r.left, r.right]; }}"""
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         for width, height in ((390, 844), (800, 900), (1280, 720), (1920, 1080)):
             page = open_page(chrome, url, width, height)
             page.get_by_text("Showing 6 of 21 alerts").wait_for(timeout=10_000)
@@ -396,7 +409,7 @@ def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path):
             page.close()
 
 
-def test_a_signal_flat_but_for_float_rounding_is_drawn_flat(tmp_path):
+def test_a_signal_flat_but_for_float_rounding_is_drawn_flat(tmp_path, chrome):
     """Round AQ: label_tv 0.7966666666666666 at some steps, ...67 at others (one ULP apart):
     the chart's ticks stepped below the floats' spacing and never moved on; the signals
     section became "BidiComponent Error: Invalid array length" after 14 s."""
@@ -414,7 +427,7 @@ def test_a_signal_flat_but_for_float_rounding_is_drawn_flat(tmp_path):
             writer.write_step_metrics(step, {"vendi": value, "recall": 0.5 + step / 1e4})
         writer.write_scalars({"step": np.array([1000, 2000, 3000]), "grad_norm_sq": np.full(3, 1e20)})  # round AS:
         # flat at 1e20, the ±0.5 its range was widened by was lost to rounding: an empty panel
-    with served(store, tmp_path) as (url, chrome):
+    with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1400, 1000)
         chart = ".st-key-signals_metrics .evolines"
         for chart in (".st-key-signals_metrics .evolines", ".st-key-signals_losses .evolines"):
