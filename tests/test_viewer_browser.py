@@ -235,7 +235,10 @@ def test_errors_of_a_store_gone_for_a_moment_leave_once_it_is_back(tmp_path, chr
         page.get_by_text("no such store").first.wait_for(timeout=15_000)
         x, y = page.evaluate(f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.pixelOf({N_REAL + 3})")
         page.mouse.click(x, y)
-        page.wait_for_timeout(3000)
+        # the click's rerun, on the store gone: the panels' error beside the live line's warning
+        page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stMain'] "
+                               "[data-testid='stAlertContainer']\")].filter(e => e.innerText.includes("
+                               "'no such store')).length >= 2", timeout=15_000)
         shutil.move(away, store)
         page.wait_for_function("() => !document.querySelector(\"[data-testid='stMain']\").innerText"
                                ".includes('no such store')", timeout=20_000)
@@ -274,8 +277,6 @@ def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path, chrome):
     """A run watched live from its first step: each `watch` pass commits a step's samples and
     then its layout, and the Steps filter, drawn at 100-200, kept that range while the map's
     steps grew (a select slider is known to the browser by its key alone)."""
-    import time
-
     import numpy as np
     from PIL import Image
 
@@ -289,20 +290,24 @@ def test_the_steps_filter_follows_steps_a_watcher_adds(tmp_path, chrome):
         rng = np.random.default_rng(k)
         for i in range(8):
             Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-        old = time.time() - 30
-        for path in [*folder.iterdir(), folder]:
-            os.utime(path, (old, old))
+        # --settle 0: the files are complete when written (old times did not spare the 2 s wait:
+        # a file's change time counts)
         assert main(["-q", "watch", str(run), "--store", str(store), "--once", "--encoder", "pixels",
-                     "--no-metrics"]) == 0
+                     "--no-metrics", "--settle", "0"]) == 0
 
     add_step(1)
     with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 900)
+        markers = f"document.querySelector('{browser.MAP_SELECTOR}').evomap.info().markers"
+        live = ("[...document.querySelectorAll('[data-testid=stCaptionContainer]')].map(e => e.innerText)"
+                ".find(t => t.startsWith('● live ·'))")  # its "checked HH:MM:SS" moves at each poll
         for k in range(2, 5):
             add_step(k)
-            page.wait_for_function(f"() => document.querySelector('{browser.MAP_SELECTOR}').evomap.info().markers"
-                                   f" === {8 * k}", timeout=30_000)
-            page.wait_for_timeout(3000)  # the page's poll reruns it meanwhile, sending the slider's range back
+            page.wait_for_function(f"() => {markers} === {8 * k}", timeout=30_000)
+            # the page's next poll, which sent the slider's old range back, and the map after it
+            page.wait_for_function(f"(seen) => {{ const t = {live}; return t && t !== seen; }}",
+                                   arg=page.evaluate(f"() => {live}"), timeout=30_000)
+            assert page.evaluate(f"() => {markers}") == 8 * k
 
 
 def test_a_narrowed_steps_range_keeps_its_ends_as_the_slider_changes_key(tmp_path, chrome):
