@@ -349,7 +349,8 @@ def test_radial_rings_are_named_as_room_allows(tmp_path, chrome):
     the newest always, the others as far as their spacing allows; zooming in names those
     left out."""
     store = tmp_path / "many.zarr"
-    build_store(store, n_steps=40, per_step=8, n_real=10, thumbnail_size=8)
+    # the 40 steps in one commit (backlog): the rings are named from the store, however it was committed
+    build_store(store, n_steps=40, per_step=8, n_real=10, thumbnail_size=8, backlog=True)
     with served(store, tmp_path, chrome) as url:
         page = open_page(chrome, url, 1280, 720)
         sig = browser.map_signature(page)
@@ -374,7 +375,8 @@ def test_map_and_its_tools_fit_a_1280x720_screen(tmp_path, chrome):
     from stores.zarr_store import StoreWriter
 
     store = tmp_path / "collapse.zarr"
-    run = build_store(store, n_steps=12, per_step=20, n_real=N_REAL, thumbnail_size=8, step_every=250, alerts=False)
+    run = build_store(store, n_steps=12, per_step=20, n_real=N_REAL, thumbnail_size=8, step_every=250, alerts=False,
+                      backlog=True)  # the steps in one commit: what is checked is the page over the store
     with StoreWriter(store, run.encoder, thumbnail_size=8) as w:
         # a collapse that trips three rules: their onsets and the newest, long lines that wrap (6
         # listed, 10 lines, pushed the map's lower half off the screen until the list scrolled)
