@@ -4,9 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
-from torchvision.utils import save_image
 
 
 def smooth_images(rng: np.random.Generator, n: int, size: int, width: int | None = None) -> np.ndarray:
@@ -39,6 +37,9 @@ def digit_images(rng: np.random.Generator, n: int, size: int = 28) -> np.ndarray
 def save_torchvision_grid(images: np.ndarray, path: Path, nrow: int = 8, padding: int = 2,
                           pad_value: float = 0.0) -> Path:
     """Write NHWC uint8 images as the trainers do: ``torchvision.utils.save_image``."""
+    import torch  # here: importing torch and torchvision costs seconds, and smooth_images users need neither
+    from torchvision.utils import save_image
+
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(tensor, str(path), nrow=nrow, padding=padding, pad_value=pad_value)
