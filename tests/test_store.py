@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,26 @@ def add_rows(tx, n: int, rng, label: str | None = "cat") -> None:
     vectors = rng.normal(size=(n, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     tx.add(vectors, list(range(n)), [label] * n, np.zeros((n, 4, 4, 3), np.uint8), [f"s{i}.png" for i in range(n)])
+
+
+def killed_in_a_fork(body: Callable[[], object]) -> int:
+    """Run ``body`` in a forked child that kills itself (SIGKILL) at the point under test; its exit
+    status as subprocess gives it (-9 when killed, 1 when ``body`` raised, 0 when it returned). A
+    fork, not ``python -c``: the same process killed mid-write, without a new interpreter importing
+    zarr and the store (1-2 s a test)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        code = 1
+        try:
+            body()
+            code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 def test_commit_and_read(tmp_path, rng):
@@ -1686,24 +1707,38 @@ ALERTS = [{"step": step, "rule": rule, "value": 0.5, "message": f"{rule} at step
           for step in (100, 200, 300) for rule in ("collapse", "memorisation")]
 
 
-def plain_alerts(path: Path) -> list[dict]:
-    """The alerts as docs/store.md's plain-zarr recipe reads them, without evowatch."""
+def plain_alerts_of(paths: list[Path]) -> list[list[dict]]:
+    """Each store's alerts as docs/store.md's plain-zarr recipe reads them, without evowatch (one
+    interpreter for them all: starting one and importing zarr costs about a second)."""
     code = textwrap.dedent(f"""
         import json, math, sys, zarr
         assert not any(m.startswith(("engine", "stores", "viewer")) for m in sys.modules)
-        root = zarr.open_group({str(path)!r}, mode="r")
-        if root.attrs["evowatch"]["version"] >= 3:
-            a = root["alerts"].attrs
-            lo, hi = a["first_row"], a["committed_rows"]
-            cols = {{name: root[f"alerts/{{name}}"][lo:hi].tolist() for name in ("step", "rule", "value", "message")}}
-            alerts = [dict(zip(cols, row)) for row in zip(*cols.values())]
-        else:  # schema version 1 or 2: in the root attributes
-            alerts = root.attrs.get("alerts", [])
-        print(json.dumps([{{**a, "value": None if a["value"] is None or math.isnan(a["value"]) else a["value"]}}
-                          for a in alerts]))
+
+        def alerts_of(path):
+            root = zarr.open_group(path, mode="r")
+            if root.attrs["evowatch"]["version"] >= 3:
+                a = root["alerts"].attrs
+                lo, hi = a["first_row"], a["committed_rows"]
+                cols = {{name: root[f"alerts/{{name}}"][lo:hi].tolist() for name in ("step", "rule", "value", "message")}}
+                alerts = [dict(zip(cols, row)) for row in zip(*cols.values())]
+            else:  # schema version 1 or 2: in the root attributes
+                alerts = root.attrs.get("alerts", [])
+            return [{{**a, "value": None if a["value"] is None or math.isnan(a["value"]) else a["value"]}} for a in alerts]
+        print(json.dumps([alerts_of(path) for path in {[str(p) for p in paths]!r}]))
     """)
     return json.loads(subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                                      check=True).stdout)
+
+
+def plain_alerts(path: Path) -> list[dict]:
+    """The alerts of one store as a plain-zarr reader reads them (:func:`plain_alerts_of`)."""
+    return plain_alerts_of([path])[0]
+
+
+def as_read_then(path: Path, copies: list[Path]) -> None:
+    """A copy of the store as it is now, for :func:`plain_alerts_of` to read with the later states."""
+    copies.append(path.with_name(f"{path.name}.then{len(copies)}"))
+    shutil.copytree(path, copies[-1])
 
 
 def as_version_2(path: Path, alerts: list[dict]) -> None:
@@ -1770,7 +1805,7 @@ def test_a_grown_alert_list_is_appended_and_a_changed_one_written_whole_beside_t
     changed = [dict(a, value=float("nan"), message="again") if a["step"] == 200 else a for a in ALERTS]
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         assert store.alerts() == [] and window() == (0, 0, 0)
-        steps, commits = [], [read_commit(path)]
+        steps, commits, copies, reads = [], [read_commit(path)], [], []
         for alerts, expected in ((ALERTS[:4], (0, 4, 0)),  # appended
                                  (ALERTS, (0, 6, 0)),  # appended after
                                  (changed, (6, 12, 1)),  # step 200 measured again: beside the old list
@@ -1781,27 +1816,28 @@ def test_a_grown_alert_list_is_appended_and_a_changed_one_written_whole_beside_t
             assert window() == expected
             read = StoreReader(path).alerts()
             assert read == store.alerts() == [dict(a, value=None) if a["value"] != a["value"] else a for a in alerts]
-            assert plain_alerts(path) == read
+            as_read_then(path, copies)
+            reads.append(read)
             steps.append([a["step"] for a in read])
             commits.append(read_commit(path))
     assert zarr.open_array(str(path / "alerts" / "step"), mode="r").shape == (0,)  # cut to the commit point on close
+    assert plain_alerts_of(copies) == reads
     assert steps[2] == [100, 100, 200, 200, 300, 300]
     assert [before != after for before, after in zip(commits, commits[1:])] == [True, True, True, False, True, True]
 
 
-KILLED_AT_THE_ALERTS_COMMIT = textwrap.dedent("""
-    import json, os, signal, sys, zarr
-    from stores.zarr_store import StoreWriter
-    with StoreWriter(sys.argv[1], {"identity": "test:8", "dim": 8}, thumbnail_size=4) as store:
-        store.set_alerts(json.loads(sys.argv[2]))
+def killed_at_the_alerts_commit(path: Path, alerts: list[dict], new: list[dict]) -> None:
+    """A writer storing ``alerts``, then ``new``, killed as the alerts' commit point moves (in a fork)."""
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        store.set_alerts(alerts)
         written = zarr.Group.update_attributes
+
         def killed_at_the_commit(self, changes):
             if str(self.store_path).rstrip("/").endswith("/alerts") and "committed_rows" in changes:
                 os.kill(os.getpid(), signal.SIGKILL)
             return written(self, changes)
-        zarr.Group.update_attributes = killed_at_the_commit
-        store.set_alerts(json.loads(sys.argv[3]))
-""")
+        zarr.Group.update_attributes = killed_at_the_commit  # in the forked child only
+        store.set_alerts(new)
 
 
 @pytest.mark.parametrize("then", ["appended", "changed"])
@@ -1811,16 +1847,16 @@ def test_a_kill_between_alert_rows_and_their_commit_keeps_the_old_list(tmp_path,
     path = tmp_path / "s.zarr"
     new = ALERTS + [{"step": 400, "rule": "collapse", "value": 1.0, "message": "new"}] if then == "appended" \
         else [dict(a, message="again") for a in ALERTS]
-    proc = subprocess.run([sys.executable, "-c", KILLED_AT_THE_ALERTS_COMMIT, str(path), json.dumps(ALERTS),
-                           json.dumps(new)], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert killed_in_a_fork(lambda: killed_at_the_alerts_commit(path, ALERTS, new)) == -signal.SIGKILL
     assert zarr.open_array(str(path / "alerts" / "message"), mode="r").shape[0] > len(ALERTS)  # the new rows landed
-    assert StoreReader(path).alerts() == ALERTS == plain_alerts(path)
+    assert StoreReader(path).alerts() == ALERTS
+    as_read_then(path, copies := [])
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         assert zarr.open_array(str(path / "alerts" / "message"), mode="r").shape[0] == len(ALERTS)
         assert store.alerts() == ALERTS
         store.set_alerts(new)
-    assert StoreReader(path).alerts() == new == plain_alerts(path)
+    assert StoreReader(path).alerts() == new
+    assert plain_alerts_of([*copies, path]) == [ALERTS, new]
 
 
 def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_when_written(tmp_path, rng, capsys):
@@ -1837,7 +1873,8 @@ def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_
             add_rows(tx, 2, rng)
     as_version_2(path, old)
     reader = StoreReader(path)
-    assert reader.attrs["evowatch"]["version"] == 2 and reader.alerts() == old == plain_alerts(path)
+    assert reader.attrs["evowatch"]["version"] == 2 and reader.alerts() == old
+    as_read_then(path, copies := [])
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["alerts"] == old and info["schema_version"] == 2
@@ -1847,19 +1884,19 @@ def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_
     root = zarr.open_group(str(path), mode="r")
     assert root.attrs["evowatch"]["version"] == 3 and "alerts" not in root.attrs
     assert "alerts/message" in root.attrs["arrays"] and "samples/embedding" in root.attrs["arrays"]
-    assert StoreReader(path).alerts() == old == plain_alerts(path)
+    assert StoreReader(path).alerts() == old
+    assert plain_alerts_of([*copies, path]) == [old, old]
     assert main(["info", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {**info, "schema_version": 3}  # the same summary, the version apart
     assert commits.read_commit(path) != commit and map_data.map_data(path, commits.read_commit(path)).alerts == tuple(old)
 
 
-MIGRATION_KILLED = textwrap.dedent("""
-    import os, signal, sys
+def migration_killed(path: Path) -> None:
+    """A writer opening a version 2 store, killed as it writes the root (in a fork)."""
     from zarr.core.attributes import Attributes
-    Attributes.put = lambda self, d: os.kill(os.getpid(), signal.SIGKILL)  # the root's one write
-    from stores.zarr_store import StoreWriter
-    StoreWriter(sys.argv[1], {"identity": "test:8", "dim": 8}, thumbnail_size=4)
-""")
+
+    Attributes.put = lambda self, d: os.kill(os.getpid(), signal.SIGKILL)  # the root's one write; in the child only
+    StoreWriter(path, ENCODER, thumbnail_size=4)
 
 
 def test_a_migration_killed_before_the_root_is_written_leaves_a_version_2_store_moved_again(tmp_path, rng):
@@ -1869,15 +1906,15 @@ def test_a_migration_killed_before_the_root_is_written_leaves_a_version_2_store_
     path = tmp_path / "s.zarr"
     StoreWriter(path, ENCODER, thumbnail_size=4).close()
     as_version_2(path, ALERTS)
-    proc = subprocess.run([sys.executable, "-c", MIGRATION_KILLED, str(path)],
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert killed_in_a_fork(lambda: migration_killed(path)) == -signal.SIGKILL
     assert zarr.open_group(str(path / "alerts"), mode="r").attrs["committed_rows"] == len(ALERTS)  # written
     reader = StoreReader(path)
-    assert reader.attrs["evowatch"]["version"] == 2 and reader.alerts() == ALERTS == plain_alerts(path)
+    assert reader.attrs["evowatch"]["version"] == 2 and reader.alerts() == ALERTS
+    as_read_then(path, copies := [])
     StoreWriter(path, ENCODER, thumbnail_size=4).close()
     assert StoreReader(path).attrs["evowatch"]["version"] == 3
-    assert StoreReader(path).alerts() == ALERTS == plain_alerts(path)
+    assert StoreReader(path).alerts() == ALERTS
+    assert plain_alerts_of([*copies, path]) == [ALERTS, ALERTS]
 
 
 @pytest.mark.parametrize("group, damage", [("metrics", "missing"), ("metrics", "garbled"), ("layout", "garbled")])
@@ -2015,33 +2052,29 @@ def test_an_array_shorter_than_its_commit_point_is_named(tmp_path, rng, capsys, 
 
 
 
-_KILL_AT_NEW_CHUNK = textwrap.dedent("""
-    import os, signal, sys
-    import numpy as np, zarr
-    sys.path.insert(0, sys.argv[2])
-    from test_store import ENCODER, add_rows, add_latent_rows
-    from stores.zarr_store import StoreWriter
+def killed_at_a_new_chunk(path: Path, case: str) -> None:
+    """A writer killed as it writes the first chunk of a new column's rows under the commit point (in a fork)."""
     rng = np.random.default_rng(0)
-    with StoreWriter(sys.argv[1], ENCODER, thumbnail_size=4) as store:
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         with store.checkpoint(1, "c1", "h1") as tx:
-            add_latent_rows(tx, 5, sys.argv[3] == "gap")
-        for step in range(2, 40 if sys.argv[3] == "gap" else 3):  # 2,432 rows without latents: 4 latent chunks
+            add_latent_rows(tx, 5, case == "gap")
+        for step in range(2, 40 if case == "gap" else 3):  # 2,432 rows without latents: 4 latent chunks
             with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
                 add_rows(tx, 64, rng)
         store.write_scalars({"step": np.array([1, 2]), "loss": np.array([0.5, 0.25])})
         set_chunk = zarr.storage.LocalStore.set
+
         async def set_or_die(self, key, value):  # killed as the array's next chunk is written
             if any(name in f"{self.root}/{key}" for name in ("loss_new", "latent")) and "c/" in key:
                 os.kill(os.getpid(), signal.SIGKILL)
             return await set_chunk(self, key, value)
-        zarr.storage.LocalStore.set = set_or_die
-        if sys.argv[3] == "loss":  # a loss the log holds from its third step on
+        zarr.storage.LocalStore.set = set_or_die  # in the forked child only
+        if case == "loss":  # a loss the log holds from its third step on
             store.write_scalars({"step": np.array([1, 2, 3]), "loss": np.array([0.5, 0.25, 0.1]),
                                  "loss_new": np.array([np.nan, np.nan, 1.0])})
         else:  # latents from a later checkpoint on (first ones, or again after checkpoints without)
             with store.checkpoint(99, "c99", "h99") as tx:
                 add_latent_rows(tx, 3)
-""")
 
 
 def add_latent_rows(tx, n: int, latents: bool = True) -> None:
@@ -2058,9 +2091,7 @@ def test_a_writer_killed_writing_chunks_under_the_commit_point_leaves_a_store_it
     every later watch refused the store as 'copied or restored incompletely; copy it again from
     its source' (a live reader between the two said the same). Chunks are written first."""
     path = tmp_path / "s.zarr"
-    run = subprocess.run([sys.executable, "-c", _KILL_AT_NEW_CHUNK, str(path), str(Path(__file__).parent), case],
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}, capture_output=True, text=True)
-    assert run.returncode == -signal.SIGKILL, run.stderr
+    assert killed_in_a_fork(lambda: killed_at_a_new_chunk(path, case)) == -signal.SIGKILL
     assert StoreReader(path).missing_chunks() == []
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # resumes: the next watch goes on
         store.write_scalars({"step": np.array([1, 2, 3]), "loss": np.array([0.5, 0.25, 0.1]),
