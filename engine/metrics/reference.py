@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.metrics.copying import held_out_order_statistic
 from engine.metrics.diversity import mean_pairwise_cosine_distance, vendi_score, vendi_scores
-from engine.metrics.frechet import mean_cov, sym_sqrt
+from engine.metrics.frechet import cov_sqrt, mean_cov
 from engine.metrics.neighbours import _BRUTE_MAX, NEAREST_K, knn, knn_distances, knn_radii, nearest_others
 from engine.metrics.probes import probe_shares
 from engine.metrics.shares import label_shares
@@ -173,7 +173,7 @@ class ReferenceStats:
             pshares = np.zeros(0)
         stats = cls(
             real=real, holdout=hold, k=k, real_radii=radii, mu=mu, sigma=sigma,
-            sigma_sqrt=sym_sqrt(sigma),
+            sigma_sqrt=cov_sqrt(real, sigma),
             real_pairwise_cosine=mean_pairwise_cosine_distance(real),
             real_vendi=vendi_score(real), copy_train_idx=train_idx, copy_holdout_idx=hold_idx,
             holdout_nn_train=hold_nn, near_copy_quantile=float(near_copy_quantile),
