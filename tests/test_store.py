@@ -1956,6 +1956,15 @@ def _store_with_every_table(path: Path, rng) -> None:
         store.set_alerts([{"step": 2, "rule": "collapse", "value": 0.5, "message": "fell"}])
 
 
+@pytest.fixture(scope="module")
+def every_table_store(tmp_path_factory) -> Path:
+    """:func:`_store_with_every_table` made once for the tests that damage a copy of it (a store
+    with every table: a store creation and seven writes each)."""
+    path = tmp_path_factory.mktemp("every-table") / "s.zarr"
+    _store_with_every_table(path, np.random.default_rng(0))
+    return path
+
+
 def _files(path: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
@@ -1963,7 +1972,7 @@ def _files(path: Path) -> dict[Path, bytes]:
 @pytest.mark.parametrize("array", ["samples/embedding", "samples/thumbnail", "checkpoints/superseded_by", "layout/xy",
                                    "metrics/vendi", "scalars/loss", "sample_metrics/nn_train_dist", "warnings/path",
                                    "alerts/rule", "alerts/value"])
-def test_an_arrays_zarr_json_missing_is_named_and_the_store_refused_unchanged(tmp_path, rng, capsys, array):
+def test_an_arrays_zarr_json_missing_is_named_and_the_store_refused_unchanged(tmp_path, every_table_store, capsys, array):
     """Round BJ: an array's zarr.json gone from a copy was said by no one: `info` and `export`
     (which reads no embedding) showed the store as whole, the viewer drew it, and a watch made
     a missing metric column, loss or superseded_by again (a metric's old values NaN) or, for
@@ -1972,7 +1981,7 @@ def test_an_arrays_zarr_json_missing_is_named_and_the_store_refused_unchanged(tm
     from engine.cli import main
 
     path = tmp_path / "s.zarr"
-    _store_with_every_table(path, rng)
+    shutil.copytree(every_table_store, path)  # a copy: the test damages it
     (path / array / "zarr.json").unlink()
     before = _files(path)
     assert StoreReader(path).missing_chunks() == [f"{array}/zarr.json"]
@@ -2000,14 +2009,14 @@ def test_an_arrays_zarr_json_missing_is_named_and_the_store_refused_unchanged(tm
 @pytest.mark.parametrize("array, rows", [("samples/thumbnail", "0-9"), ("samples/step", "0-9"), ("checkpoints/step", "0-1"),
                                          ("metrics/step", "0-1"), ("scalars/loss", "0-1"),
                                          ("sample_metrics/nn_train_dist", "0-9"), ("alerts/value", "0-0")])
-def test_a_chunk_missing_under_any_commit_point_is_named_even_one_zarr_fills(tmp_path, rng, capsys, array, rows):
+def test_a_chunk_missing_under_any_commit_point_is_named_even_one_zarr_fills(tmp_path, every_table_store, capsys, array, rows):
     """Round BJ: only six arrays' chunks were looked for: a copy that lost a thumbnail chunk,
     or the metrics' steps, showed black previews and step 0 without a word. Every committed
     chunk of a store made with an id is written (write_empty_chunks), so one gone is damage."""
     from engine.cli import main
 
     path = tmp_path / "s.zarr"
-    _store_with_every_table(path, rng)
+    shutil.copytree(every_table_store, path)  # a copy: the test damages it
     chunk = next(p for p in (path / array / "c").rglob("*") if p.is_file())
     chunk.unlink()
     assert StoreReader(path).missing_chunks() == [f"{array} rows {rows}"]
@@ -2015,13 +2024,13 @@ def test_a_chunk_missing_under_any_commit_point_is_named_even_one_zarr_fills(tmp
     assert f"chunk files missing ({array} rows {rows}; zarr reads" in capsys.readouterr().err
 
 
-def test_an_empty_chunk_file_is_named_as_missing_and_an_older_stores_fill_chunks_are_not(tmp_path, rng):
+def test_an_empty_chunk_file_is_named_as_missing_and_an_older_stores_fill_chunks_are_not(tmp_path, every_table_store):
     """A copy to a full disk goes on making each next file, empty (cp: "No space left on
     device"): zarr fails on it only when read, and `info` reads no embedding. A store made
     before ids (and write_empty_chunks) left out chunks of fill values: only the arrays no real
     chunk can hold fill values only are looked at there."""
     path = tmp_path / "s.zarr"
-    _store_with_every_table(path, rng)
+    shutil.copytree(every_table_store, path)  # a copy: the test damages it
     (path / "samples" / "embedding" / "c" / "0" / "0").write_bytes(b"")
     assert StoreReader(path).missing_chunks() == ["samples/embedding rows 0-9"]
     (path / "samples" / "embedding" / "c" / "0" / "0").unlink()
@@ -2033,14 +2042,14 @@ def test_an_empty_chunk_file_is_named_as_missing_and_an_older_stores_fill_chunks
 
 
 @pytest.mark.parametrize("array", ["sample_metrics/nn_train_dist", "checkpoints/superseded_by"])
-def test_an_array_shorter_than_its_commit_point_is_named(tmp_path, rng, capsys, array):
+def test_an_array_shorter_than_its_commit_point_is_named(tmp_path, every_table_store, capsys, array):
     """Round BJ: only the fixed arrays' lengths were compared with the commit point: a per-sample
     metric copied before it grew made `export` fail "could not broadcast input array from shape
     (5,) into shape (10,)", naming nothing, and `info` said nothing of either."""
     from engine.cli import main
 
     path = tmp_path / "s.zarr"
-    _store_with_every_table(path, rng)
+    shutil.copytree(every_table_store, path)  # a copy: the test damages it
     meta = path / array / "zarr.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "shape": [1]}))
     committed = 10 if array.startswith("sample") else 2
@@ -2149,14 +2158,14 @@ def _drop_attribute(path: Path, group: str, key: str) -> Path:
 @pytest.mark.parametrize("group, key", [("alerts", "first_row"), ("alerts", "committed_rows"), ("alerts", "rewrites"),
                                         ("metrics", "committed_rows"), ("scalars", "committed_rows"),
                                         ("layout", "committed_rows")])
-def test_a_group_s_count_missing_is_named_and_nothing_is_changed(tmp_path, rng, capsys, group, key):
+def test_a_group_s_count_missing_is_named_and_nothing_is_changed(tmp_path, every_table_store, capsys, group, key):
     """Round BP: a group's count missing was read as 0: `alerts` without first_row gave an earlier
     list's rows, and a watch said "the last write was interrupted", cut the metrics and measured
     again. Each is one line naming the group's zarr.json and the fix; nothing is written."""
     from engine.cli import main
 
     path = tmp_path / "s.zarr"
-    _store_with_every_table(path, rng)
+    shutil.copytree(every_table_store, path)  # a copy: the test damages it
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:  # an alert list written whole: first_row 1
         store.set_alerts([{"step": 1, "rule": "fd_rising", "value": 0.25, "message": "rose"}])
         store.write_scalars({"step": np.array([1, 2]), "loss": np.array([0.5, 0.125])})  # scalars' rewrites: 1
@@ -2173,12 +2182,12 @@ def test_a_group_s_count_missing_is_named_and_nothing_is_changed(tmp_path, rng, 
     assert _files(path) == before
 
 
-def test_attributes_an_earlier_evowatch_did_not_write_are_read_as_docs_store_md_says(tmp_path, rng):
+def test_attributes_an_earlier_evowatch_did_not_write_are_read_as_docs_store_md_says(tmp_path, every_table_store):
     """What a missing count is not: a metrics or scalars group made and its first write killed (no
     attribute yet), and the keys later versions added (measured, rewrites, generation, the unsaid
     alerts, alerts_rewritten), are read as none, as before."""
     path = tmp_path / "s.zarr"
-    _store_with_every_table(path, rng)
+    shutil.copytree(every_table_store, path)  # a copy: the test damages it
     for group, key in [("metrics", "measured"), ("scalars", "rewrites"), ("alerts", "unsaid_onsets"),
                        ("alerts", "unsaid_withdrawals")]:
         doc = json.loads((path / group / "zarr.json").read_text())
