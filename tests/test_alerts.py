@@ -2457,6 +2457,7 @@ def test_a_pass_with_no_new_step_reads_the_step_column_alone(tmp_path, monkeypat
     from engine.cli import main
     from engine.signals import Signals
     from stores.zarr_store import StoreReader, StoreWriter
+    from stores.zarr_store import reader as reader_module
     from tests.sample_fixtures import smooth_images
 
     rng = np.random.default_rng(0)
@@ -2472,9 +2473,11 @@ def test_a_pass_with_no_new_step_reads_the_step_column_alone(tmp_path, monkeypat
         hook(writer, [])
         log_losses(run, (210, 220), 1.0)  # logged after the newest checkpoint
         read = []
-        array = StoreReader._array
+        array, columns = StoreReader._array, reader_module._read_columns  # an array alone, a table's columns together
         monkeypatch.setattr(StoreReader, "_array", lambda self, group, name: read.append((group, name)) or
                             array(self, group, name))
+        monkeypatch.setattr(reader_module, "_read_columns", lambda folder, names, n: read.extend(
+                            (folder.name, name) for name in names) or columns(folder, names, n))
         hook(writer, [])
     assert {name for group, name in read if group == "metrics"} == {"step"}
 

@@ -2,6 +2,7 @@
 on disk (:class:`StoreReader`)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -10,13 +11,16 @@ from typing import Any
 
 import numpy as np
 import zarr
+import zarr.api.asynchronous
+from zarr.core.sync import sync
 
 from stores import format as fmt
 from stores.errors import StoreFormatError
 from stores.format import is_store
 from stores.zarr_store.alert_records import _alert_record
 from stores.zarr_store.paths import _not_the_store, _stores_inside
-from stores.zarr_store.primitives import _checked_counts, _node_type, _open_array, _open_group_read, _open_root
+from stores.zarr_store.primitives import (_checked_counts, _damaged_metadata, _node_type, _open_array, _open_group_read,
+                                          _open_root)
 from stores.zarr_store.sources import _replacements, superseded_flags
 
 
@@ -38,6 +42,40 @@ _NEVER_FILL = (("samples", "embedding"), ("samples", "path"), ("checkpoints", "s
 #: How :meth:`StoreReader.missing_chunks` names an array whose zarr.json ends before the commit
 #: point, apart from missing chunk files (:func:`missing_rows` tells the two by it).
 _ENDS_SHORT = "its zarr.json ends at row"
+
+
+def _read_columns(folder: Path, names: Iterable[str], n: int) -> dict[str, np.ndarray]:
+    """Rows ``[0, n)`` of the arrays ``names`` of the group at ``folder``, opened and read together
+    on zarr's event loop: one by one, each open and each read waited on that loop in turn (a watch
+    pass read the checkpoint table's 10 columns three times; round BV). Not under the writer's chunk
+    limit, zarr's process-wide setting (readers in several threads, the viewer's sessions, would
+    leave it set). A missing or damaged zarr.json, or a chunk that cannot be decoded, is the line
+    reading the array alone gives (the first column's in ``names`` order where several fail)."""
+    names = list(names)
+
+    async def column(name: str) -> np.ndarray:
+        try:
+            array = await zarr.api.asynchronous.open_array(store=str(folder / name), mode="r")
+        except Exception as exc:  # as _open_array
+            raise _damaged_metadata(folder / name, "array", exc) from None
+        try:
+            return await array.getitem(slice(0, n))
+        except (RuntimeError, ValueError) as exc:  # as StoreReader._read
+            raise _undecodable(folder / name, exc) from None
+
+    async def together() -> list:
+        return await asyncio.gather(*(column(name) for name in names), return_exceptions=True)
+
+    read = sync(together())
+    if failed := next((value for value in read if isinstance(value, BaseException)), None):
+        raise failed
+    return dict(zip(names, read))
+
+
+def _undecodable(where: Path | str, exc: Exception) -> StoreFormatError:
+    """The one line for an array whose chunk file a codec cannot decode (damaged on disk)."""
+    return StoreFormatError(f"{where}: cannot be read ({exc}): the store is damaged on disk; restore it from a "
+                            "copy, or ingest the run again into a new --store")
 
 
 def missing_rows(missing: Sequence[str]) -> str:
@@ -140,11 +178,10 @@ class StoreReader:
 
     def checkpoints(self) -> dict[str, np.ndarray]:
         """The committed checkpoint table, one array per column."""
-        n = self.n_checkpoints
-        table = {name: self._read(self._array("checkpoints", name), n, None) for name in fmt.CHECKPOINT_ARRAYS}
-        table["superseded_by"] = (self._read(self._array("checkpoints", "superseded_by"), n, None)
-                                  if self.has_array("checkpoints", "superseded_by")  # an older store: unknown by whom
-                                  else _replacements(table, table["superseded"].astype(bool), np.full(n, -1)))
+        n, by = self.n_checkpoints, self.has_array("checkpoints", "superseded_by")  # not in an older store
+        table = _read_columns(self.path / "checkpoints", [*fmt.CHECKPOINT_ARRAYS, *(["superseded_by"] if by else [])], n)
+        if not by:  # unknown by whom
+            table["superseded_by"] = _replacements(table, table["superseded"].astype(bool), np.full(n, -1))
         return table
 
     def holds_generated(self, *, with_rows: bool = False) -> bool:
@@ -294,8 +331,7 @@ class StoreReader:
                                 "incompletely; copy it again from its source")
 
     def warnings(self) -> dict[str, np.ndarray]:
-        n = self.n_warnings
-        return {name: self._read(self._array("warnings", name), n, None) for name in fmt.WARNING_ARRAYS}
+        return _read_columns(self.path / "warnings", fmt.WARNING_ARRAYS, self.n_warnings)
 
     def current_rows(self) -> np.ndarray:
         """Boolean mask of committed rows that belong to the latest version of their checkpoint."""
@@ -326,7 +362,7 @@ class StoreReader:
         n = int(_checked_counts(self.path / group, handle.attrs).get("committed_rows", 0))
         if names is None:  # from its folders, as _array_names: zarr's listing warned about any other file there
             names = tuple(self._array_names(group))  # (a writer's zarr.<id>.partial, a copy's .DS_Store or ._zarr.json)
-        columns = {name: self._read(self._array(group, name), n, None) for name in names}
+        columns = _read_columns(self.path / group, names, n)
         # a copy taken while the table grew: a column's zarr.json copied before its last rows ends short
         # of the commit point; the rows every column holds (info and the watch failed an IndexError)
         held = min((len(values) for values in columns.values()), default=n)
@@ -443,9 +479,7 @@ class StoreReader:
         try:
             return array[selection] if isinstance(selection, slice) else array.get_orthogonal_selection(selection)
         except (RuntimeError, ValueError) as exc:  # a codec's, on a chunk file damaged on disk
-            where = str(array.store_path).removeprefix("file://")
-            raise StoreFormatError(f"{where}: cannot be read ({exc}): the store is damaged on disk; restore it from a "
-                                   "copy, or ingest the run again into a new --store") from None
+            raise _undecodable(str(array.store_path).removeprefix("file://"), exc) from None
 
     def info(self) -> dict[str, Any]:
         """The summary `evowatch info --json` prints."""
