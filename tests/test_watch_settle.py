@@ -270,6 +270,32 @@ def test_a_watch_of_a_rotating_trainer_holds_no_more_after_many_checkpoints(tmp_
     assert held[40] == held[25]
 
 
+def test_a_watch_pass_reads_the_checkpoint_table_once(tmp_path, monkeypatch):
+    """Round BV: a pass that stored a checkpoint read the store's checkpoint table three times
+    (what is stored, which checkpoints moved, which stand-ins the run's own files supersede), each
+    read 10 arrays: 58% of the rotating trainer's passes above. A pass with nothing new reads it once too."""
+    from engine.discovery.options import DiscoveryOptions
+    from engine.encoders import make_encoder
+    from engine.session import encoder_record
+    from engine.watch import WatchConfig, Watcher
+    from stores.zarr_store import StoreReader, StoreWriter
+
+    run, encoder, reads = tmp_path / "run", make_encoder("pixels:4", device="cpu"), []
+    read = StoreReader.checkpoints
+    monkeypatch.setattr(StoreReader, "checkpoints", lambda self: reads.append(1) or read(self))
+    with StoreWriter(tmp_path / "s.zarr", encoder_record(encoder)) as store:
+        watcher = Watcher(WatchConfig(run_dir=run, options=DiscoveryOptions(settle=0.0), progress=False, workers=0),
+                          store, encoder)
+        watcher.live = True
+        for k in (1, 2, 3):
+            write_step(run, 100 * k, 3, seed=k, size=8)
+            reads.clear()
+            assert [r.checkpoint.step for r in watcher.run_once()] == [100 * k] and len(reads) == 1
+        reads.clear()
+        assert watcher.run_once() == [] and len(reads) == 1
+    assert info(tmp_path / "s.zarr")["steps"] == [100, 200, 300]
+
+
 @pytest.mark.parametrize("how", ["link pointed elsewhere", "made again"])
 def test_a_checkpoint_being_written_when_the_run_directory_was_replaced_is_not_said_rotated(tmp_path, caplog, how):
     """Round AW: RUN_DIR a link (runs/latest) pointed at a resumed run's folder while the old

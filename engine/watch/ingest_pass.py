@@ -39,7 +39,9 @@ class _IngestPass:
     def run_once(self) -> list[IngestResult]:
         """Ingest everything that is ready now."""
         first_pass = not self._references_checked
-        jobs, self._settling = self.pending()
+        table = self.store.intact_checkpoints()  # read once a pass, passed down to what reads it
+        committed = self.store.committed_readings(table)
+        jobs, self._settling = self._pending(table, committed)
         if first_pass and not self._found:  # a wrong path or layout, or a run that has not sampled yet
             self._say_nothing_found()
         if not jobs:
@@ -50,7 +52,7 @@ class _IngestPass:
                 self._run_hooks([])
             return []
         self._read_labels_files(jobs)
-        self._say_stand_ins_superseded(jobs)
+        self._say_stand_ins_superseded(jobs, committed)
         results: list[IngestResult] = []
         bar = tqdm(total=None, unit="img", desc="ingest", file=sys.stderr, disable=None if self.config.progress else True, leave=False)
         said = BacklogLog(log, len(jobs), "ingesting", "ingested")
@@ -97,14 +99,14 @@ class _IngestPass:
         self._run_hooks(results)
         return results
 
-    def _say_stand_ins_superseded(self, jobs: list[tuple[Checkpoint, str]]) -> None:
+    def _say_stand_ins_superseded(self, jobs: list[tuple[Checkpoint, str]], committed: dict[str, tuple[str, int]]) -> None:
         """Say that the trainer's own files supersede the images logged to TensorBoard or a
         tracker's copies stored before them (a live watch read those while the run had no
-        sample file yet; :func:`stores.format.stand_in_for_files`)."""
+        sample file yet; :func:`stores.format.stand_in_for_files`), among the store's current
+        readings, ``committed``."""
         own = [c.source for c, _ in jobs if c.kind == "generated" and stand_in_for_files(c.source) is None]
         if not own:
             return
-        committed = self.store.committed_readings()
         stand_ins = sorted((step, source) for source, (_, step) in committed.items() if stand_in_for_files(source))
         if stand_ins:
             what = sorted({stand_in_for_files(source) for _, source in stand_ins})

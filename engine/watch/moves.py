@@ -6,6 +6,8 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
 from engine.backlog_log import counted
 from engine.discovery.identity import combined_hash, file_digests, reading_settings
 from engine.discovery.ready import checkpoint_path
@@ -177,24 +179,30 @@ class _Moves:
 
     def _rename_stored_moves(self, jobs: set[str], committed: dict) -> None:
         """Rename now the old readings of moves whose new reading is stored already (jobs'
-        are renamed as they are stored): else both stayed current for good, every sample twice."""
+        are renamed as they are stored): else both stayed current for good, every sample twice.
+        ``committed`` (the store's current readings) is read again after a rename."""
+        renamed = False
         for source in [s for s in self._moved if s not in jobs]:
             old = self._moved.pop(source)
             if stored_text(source) in committed:  # else not stored after all (a sampler that failed)
                 self.store.rename_source(old, source)
+                renamed = True
                 log.info("%s: the files of %s, stored before under that name: its rows kept as superseded",
                          source, old)
+        if renamed:
+            committed.clear()
+            committed.update(self.store.committed_readings())
 
-    def _find_moves(self, new: list[Checkpoint], stored: list[Checkpoint] = ()) -> None:
+    def _find_moves(self, new: list[Checkpoint], ckpt: dict[str, np.ndarray], stored: list[Checkpoint] = ()) -> None:
         """Checkpoints the run moved: the same files under a new name, the old one gone (a
         trainer's ``tmp-checkpoint-500/`` renamed ``checkpoint-500/``, a folder renamed by
         hand). Read again at the new name, both readings stayed current (every sample twice);
         the earlier one is renamed after the new one is stored, so it is its superseded version.
         A move to another step (a folder renamed by hand) has files written before the old
-        reading was stored; one already ``stored`` (its rename left undone) keeps its step."""
+        reading was stored; one already ``stored`` (its rename left undone) keeps its step.
+        ``ckpt``: the checkpoint table as this pass read it."""
         if self._stand_in is not None or not (new or stored):
             return
-        ckpt = self.store.checkpoints()
         vanished = {str(s): (str(h), int(t), float(at)) for s, h, t, at, k, old in zip(
                         ckpt["source"], ckpt["hash"], ckpt["step"], ckpt["time"], ckpt["kind"], superseded_flags(ckpt))
                     if not old and k == KIND_CODES["generated"] and not (self.config.run_dir / str(s)).exists()}

@@ -5,6 +5,8 @@ import logging
 import os
 import time
 
+import numpy as np
+
 from engine.backlog_log import counted
 from engine.discovery.identity import combined_hash, file_digests, file_versions, reading_settings
 from engine.discovery.ready import is_ready
@@ -81,7 +83,14 @@ class _Pending:
 
     def pending(self) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
         """Checkpoints ready to ingest (new or changed), and those still being written."""
-        committed = self.store.committed_readings()
+        table = self.store.intact_checkpoints()
+        return self._pending(table, self.store.committed_readings(table))
+
+    def _pending(self, table: dict[str, np.ndarray],
+                 committed: dict[str, tuple[str, int]]) -> tuple[list[tuple[Checkpoint, str]], list[Checkpoint]]:
+        """:meth:`pending` from the checkpoint table this pass read and the readings current in it,
+        ``committed``, which stays the store's once the moves found are renamed: a pass reads the
+        table once (three times before, each read 10 arrays: 58% of a pass; round BV)."""
         jobs, waiting = [], []
         now = time.time()
         # Reference sets are ingested once per session, on the first pass.
@@ -125,7 +134,7 @@ class _Pending:
                     self._replacing.add(checkpoint.source)
                 if checkpoint.kind == "generated":
                     self._note_growing(checkpoint)
-        self._find_moves([c for c, _ in jobs], self._stored_this_pass(found, jobs, committed))
+        self._find_moves([c for c, _ in jobs], table, self._stored_this_pass(found, jobs, committed))
         self._rename_stored_moves({c.source for c, _ in jobs}, committed)
         self._digests.clear()
         self._looked_at = now

@@ -433,12 +433,17 @@ class StoreWriter(_TableWrites, StoreReader):
         """Content hash of each source's current checkpoint: the idempotency check."""
         return {source: digest for source, (digest, _) in self.committed_readings().items()}
 
-    def committed_readings(self) -> dict[str, tuple[str, int]]:
+    def intact_checkpoints(self) -> dict[str, np.ndarray]:
+        """The committed checkpoint table, once the store is known not deleted or moved (each
+        watch pass starts here, and reads it once)."""
+        self._ensure_intact()
+        return self.checkpoints()
+
+    def committed_readings(self, table: Mapping[str, np.ndarray] | None = None) -> dict[str, tuple[str, int]]:
         """(content hash, step) of each source's current checkpoint: the idempotency check, and
         the step it was read at (a reading that changed as more of the run was written stores
-        it again at its new step)."""
-        self._ensure_intact()  # each watch pass starts here
-        ckpt = self.checkpoints()
+        it again at its new step). ``table``: the :meth:`intact_checkpoints` the caller read."""
+        ckpt = self.intact_checkpoints() if table is None else table
         return {str(s): (str(h), int(t)) for s, h, t, old in zip(ckpt["source"], ckpt["hash"], ckpt["step"],
                                                                   superseded_flags(ckpt)) if not old}
 
