@@ -40,6 +40,14 @@ def _train(rank: int, run: Path, gated: bool) -> None:
         dist.destroy_process_group()
 
 
+def _two_ranks(rank_fn, *args) -> None:
+    """``rank_fn(rank, *args)`` in two fresh processes, as mp.spawn starts them, forked from one
+    forkserver that imported this module (and torch) once: each spawn imported torch again in both
+    ranks, most of each test's time."""
+    mp.set_forkserver_preload([__name__])
+    mp.start_processes(rank_fn, args=args, nprocs=2, start_method="forkserver")
+
+
 def _run(run: Path, gated: bool) -> None:
     def resume_later():  # the user deletes the file once the process group's timeout has passed
         deadline = time.monotonic() + 60
@@ -49,7 +57,7 @@ def _run(run: Path, gated: bool) -> None:
         clear_pause(run)
 
     threading.Thread(target=resume_later, daemon=True).start()
-    mp.spawn(_train, args=(run, gated), nprocs=2)
+    _two_ranks(_train, run, gated)
 
 
 def test_two_gloo_ranks_pause_together_past_the_group_timeout_and_train_on(tmp_path):
@@ -121,7 +129,7 @@ def _refused(rank: int, run: Path) -> None:
 def test_rank_0_refused_the_run_folder_ends_every_rank_with_the_same_line(tmp_path):
     """Round BO: rank 0's look raised PermissionError on rank 0 alone; rank 1 waited in the broadcast and
     died of the group's timeout (or a reset connection), naming neither the file nor the fix."""
-    mp.spawn(_refused, args=(tmp_path,), nprocs=2)
+    _two_ranks(_refused, tmp_path)
     said = {(tmp_path / f"rank{rank}.err").read_text() for rank in (0, 1)}
     assert said == {f"PauseCheckError: evowatch: cannot look for {tmp_path / 'EVOWATCH_PAUSE'} (Permission denied): "
                     f"let the trainer (rank 0 of several) read {tmp_path}, or give PauseGate a folder it can read"}
