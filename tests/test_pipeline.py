@@ -582,18 +582,18 @@ def test_a_file_size_limit_is_one_line_naming_the_store_and_a_resume_loses_nothi
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     write_step(run, 100, 4, seed=0)
-    watch = cli_argv("watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
-                 "--no-layout", "--no-metrics", "--workers", "0")
-    assert subprocess.run(watch, env=cli_env(tmp_path), capture_output=True).returncode == 0
+    watch = ["watch", str(run), "--store", str(store), "--once", "--settle", "0", "--encoder", "pixels",
+             "--no-layout", "--no-metrics", "--workers", "0"]
+    assert main(watch) == 0  # the limit is a process's: only the limited watch runs in one of its own
     for step in range(200, 600, 100):
         write_step(run, step, 64, seed=step)
     limit = 64 * 1024  # less than the 256 new thumbnails' chunk; Python ignores SIGXFSZ: the write fails, EFBIG
-    limited = subprocess.run(watch, env=cli_env(tmp_path), capture_output=True, text=True,
+    limited = subprocess.run(cli_argv(*watch), env=cli_env(tmp_path), capture_output=True, text=True,
                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert limited.returncode == 2 and limited.stderr.strip().splitlines()[-1] == (
         f"evowatch: error: {store}: a file reached the size limit (File too large); everything committed before is "
         "kept: raise the limit (ulimit -f) and run the same command again to resume"), limited.stderr
-    assert subprocess.run(watch, env=cli_env(tmp_path), capture_output=True).returncode == 0
+    assert main(watch) == 0
     reader = StoreReader(store)
     assert reader.n_rows == 4 + 4 * 64 and sorted(reader.checkpoints()["step"].tolist()) == [100, 200, 300, 400, 500]
 
