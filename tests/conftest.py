@@ -22,6 +22,10 @@ os.environ.setdefault("XDG_CACHE_HOME", os.path.join(_home, ".cache"))
 # default in them at exec.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+# The same for a hang-up under `nohup pytest`: the watch processes the SIGHUP tests start would
+# leave it ignored, as a watch under nohup does; pytest itself still lives on after one.
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
 @pytest.fixture

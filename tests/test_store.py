@@ -1424,6 +1424,9 @@ def test_a_store_write_holds_a_hangup_as_it_holds_sigterm():
     from engine.cli import Terminated, _stop_on_sigterm
     from stores.uninterrupted import uninterrupted
 
+    # as a watch started from a terminal has it: under `nohup pytest` SIGHUP is ignored, and a
+    # watch leaves it so (the hangup never came)
+    hangup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     restore, done = _stop_on_sigterm(), []
     try:
         with pytest.raises(Terminated) as stopped:
@@ -1433,6 +1436,7 @@ def test_a_store_write_holds_a_hangup_as_it_holds_sigterm():
         assert done == ["written"] and stopped.value.signum == signal.SIGHUP
     finally:
         restore()
+        signal.signal(signal.SIGHUP, hangup)
 
 
 @pytest.mark.parametrize("lost", ["record", "rows"])

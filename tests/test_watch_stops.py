@@ -478,6 +478,7 @@ def test_a_forked_child_dies_of_sigterm_instead_of_running_the_parents_handler()
     from engine.cli import Terminated, _stop_on_sigterm
 
     before = signal.getsignal(signal.SIGTERM)
+    hangup = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # a terminal's, also under `nohup pytest`
     restore = _stop_on_sigterm()
     try:
         child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,), daemon=True)
@@ -495,6 +496,7 @@ def test_a_forked_child_dies_of_sigterm_instead_of_running_the_parents_handler()
         assert hung_up.value.signum == signal.SIGHUP
     finally:
         restore()
+        signal.signal(signal.SIGHUP, hangup)
     assert signal.getsignal(signal.SIGTERM) is before
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # started under nohup: SIGHUP stays ignored
     try:
