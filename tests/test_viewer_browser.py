@@ -25,6 +25,8 @@ pytest.importorskip("playwright.sync_api")
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PER_STEP, N_REAL = 40, 30
+#: An element the page's current run drew, not one kept (stale, dimmed) from an earlier run until replaced.
+FRESH = '[data-testid="stElementContainer"][data-stale="false"]'
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,8 @@ def test_view_hover_select_and_live_update(tmp_path, chrome):
         assert n_selected >= N_REAL
         assert page.locator(".st-key-thumb_grid img").count() == min(n_selected, 60)
         with page.expect_download(timeout=20_000) as download:  # right after the trail click and the box
-            page.get_by_role("link", name="Export selection (CSV)").click()
+            # this selection's link: the page's earlier one stays shown (stale) until the rerun replaces it
+            page.locator(f"{FRESH} a.evowatch-export", has_text="Export selection (CSV)").click()
         exported = Path(download.value.path()).read_text().splitlines()
         assert exported[0].startswith("row,step,kind") and len(exported) == n_selected + 1
         export_url = download.value.url

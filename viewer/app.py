@@ -321,11 +321,28 @@ def copies_grid(path: str, commit: commits.Commit, d: map_data.MapData, rows: np
     return nearest, dist
 
 
+def export_link(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray) -> None:
+    """Export selection (CSV), right under the selection's heading: below the grids it was the
+    previous selection's link for as long as the new one's thumbnails and nearest training
+    images took, and a click then exported the previous selection."""
+    make = sample_rows.export_maker(path, commit, d, rows)
+    if export.served:  # an address kept across reruns (viewer/export.py); no `download` attribute:
+        # a refusal (store made again, selection no longer held) then shows its line in a new tab
+        # instead of a silent failed download; the CSV itself downloads by its Content-Disposition
+        st.markdown(f'<a href="{export.address(commit.store_id, path, rows, make)}" target="_blank" '
+                    f'class="evowatch-export">Export selection (CSV)</a>', unsafe_allow_html=True)
+    else:  # `streamlit run viewer/app.py`: no route, and a click during a watch's rerun can fail;
+        # no rerun on the click: a rerun under way (a trail click just before) re-registered the file
+        st.download_button("Export selection (CSV)", make, file_name=export.FILE_NAME, mime="text/csv",
+                           key="export_csv", on_click="ignore")
+
+
 def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows: np.ndarray) -> None:
     st.subheader(f"Selection · {len(rows):,} samples")
     if not len(rows):
         st.caption("Drag a box or lasso on the map (or click a point) to see its samples here.")
         return
+    export_link(path, commit, d, rows)
     shown = sample_rows.grid_rows(rows)
     if len(shown) < len(rows):
         st.caption(f"Showing {len(shown)} of {len(rows):,}, spread evenly over the selection.")
@@ -343,16 +360,6 @@ def selection_panel(path: str, commit: commits.Commit, d: map_data.MapData, rows
     st.dataframe(table, key=TABLE_KEY, on_select=_on_table_select, selection_mode="single-row",
                  hide_index=True, height=220,  # steps written 3,000 as on the rest of the page
                  column_config={"step": st.column_config.NumberColumn(format="localized")})
-    make = sample_rows.export_maker(path, commit, d, rows)
-    if export.served:  # an address kept across reruns (viewer/export.py); no `download` attribute:
-        # a refusal (store made again, selection no longer held) then shows its line in a new tab
-        # instead of a silent failed download; the CSV itself downloads by its Content-Disposition
-        st.markdown(f'<a href="{export.address(commit.store_id, path, rows, make)}" target="_blank" '
-                    f'class="evowatch-export">Export selection (CSV)</a>', unsafe_allow_html=True)
-    else:  # `streamlit run viewer/app.py`: no route, and a click during a watch's rerun can fail;
-        # no rerun on the click: a rerun under way (a trail click just before) re-registered the file
-        st.download_button("Export selection (CSV)", make, file_name=export.FILE_NAME, mime="text/csv",
-                           key="export_csv", on_click="ignore")
 
 
 def trail_panel(path: str, commit: commits.Commit, d: map_data.MapData, trail: np.ndarray) -> None:
