@@ -24,15 +24,19 @@ def onsets_and_newest(alerts: Sequence[Mapping[str, Any]], newest: int = NEWEST_
     began: an alert holds at every later step too, 568 lines of `info` on a 600-step store)
     and the ``newest``."""
     ordered = sorted(alerts, key=alert_step)
-    firsts = {id(alert) for alert in rule_onsets(ordered)}
-    keep = {i for i, alert in enumerate(ordered) if id(alert) in firsts}
-    keep |= set(range(max(0, len(ordered) - newest), len(ordered)))
+    keep = _onset_places(ordered) | set(range(max(0, len(ordered) - newest), len(ordered)))
     return [ordered[i] for i in sorted(keep)]
 
 
 def rule_onsets(alerts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Each rule's first stored alert (where its failure began), in step order."""
-    firsts: dict[Any, Mapping[str, Any]] = {}
-    for alert in sorted(alerts, key=alert_step):
-        firsts.setdefault(alert.get("rule"), alert)
-    return list(firsts.values())
+    ordered = sorted(alerts, key=alert_step)
+    return [ordered[i] for i in sorted(_onset_places(ordered))]
+
+
+def _onset_places(ordered: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Where in ``ordered`` (alerts in step order) each rule's first alert is."""
+    firsts: dict[Any, int] = {}
+    for i, alert in enumerate(ordered):
+        firsts.setdefault(alert.get("rule"), i)
+    return set(firsts.values())
