@@ -309,7 +309,12 @@ def _write_checkpoint(run_dir: Path, step: int, images: np.ndarray, labels: np.n
         Image.fromarray(img, mode="L").save(tmp / "samples" / fname)
         rows.append(f"samples/{fname},{int(label)}")
     (tmp / "labels.csv").write_text("\n".join(rows) + "\n")
-    final = run_dir / name
+    return _place(tmp, run_dir / name)
+
+
+def _place(tmp: Path, final: Path) -> Path:
+    """Rename the written folder ``tmp`` to ``final``, replacing an earlier run's: a checkpoint is
+    complete from the moment it appears, and the same command run again writes over its output."""
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
@@ -461,9 +466,11 @@ def _train_loop(run: _Run, n_samples, seed, sleep, image_size, on_pause, verbose
 
     def snapshot(step: int, state: dict) -> None:  # a branch starts from the state at the start of its onset step
         for branch in (branch for branch, onset in branches if onset == step):
-            for name in sorted(p.name for p in run.run_dir.glob("step_*") if int(p.name[5:]) < step):
-                shutil.copytree(run.run_dir / name, branch.run_dir / f".{name}.tmp")  # complete when it appears
-                os.rename(branch.run_dir / f".{name}.tmp", branch.run_dir / name)
+            for name in (f"step_{s:06d}" for s in sorted(run.checkpoints) if s < step):  # this run's, not a folder's leftovers
+                tmp = branch.run_dir / f".{name}.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(run.run_dir / name, tmp)
+                _place(tmp, branch.run_dir / name)
             copied = copy.deepcopy({"models": state["models"], "windows": state["windows"]})
             copied["gen"] = torch.Generator().set_state(state["gen"].get_state())
             copied["losses"] = (run.run_dir / "losses.jsonl").read_text(encoding="utf-8")  # flushed at each line

@@ -94,6 +94,25 @@ def test_a_branch_is_the_failure_trained_on_its_own(tmp_path, data_dir):
         dt.train(tmp_path / "late", steps=25, data_dir=data_dir, branches=[dt.Branch(tmp_path / "x", "copy@26", 30)])
 
 
+
+def test_a_branch_trained_again_into_its_folder(tmp_path, data_dir):
+    """The same command run again writes over a branch's checkpoints as over a run's (the copy of the
+    healthy run's checkpoints failed 'Directory not empty', leaving a .tmp folder that failed every later
+    run), and copies only the checkpoints this healthy run wrote, not its folder's other step_* (an
+    earlier run's every 3 steps; a step_notes folder failed int())."""
+    def train() -> None:
+        dt.train(tmp_path / "healthy", steps=12, every=5, n_samples=2, data_dir=data_dir,
+                 branches=[dt.Branch(tmp_path / "copy", "copy@11", 12)])
+
+    train()
+    for name in ("step_000003", "step_notes"):
+        (tmp_path / "healthy" / "run" / name).mkdir()
+    (tmp_path / "copy" / "run" / ".step_000005.tmp").mkdir()  # a run killed while it copied
+    train()
+    assert sorted(p.name for p in (tmp_path / "copy" / "run").iterdir()) == [
+        "demo.json", "losses.jsonl", "step_000005", "step_000010", "step_000012"]
+
+
 @pytest.fixture(scope="module")
 def reference(data_dir, healthy) -> dict[str, tuple[np.ndarray, list[int]]]:
     out = {}
