@@ -408,7 +408,9 @@ def train(
                              f"steps. Got fail={fail!r} and {branch!r} instead.")
 
     out = Path(out_dir)
-    _write_reference_sets(Path(data_dir) if data_dir is not None else out / "data", image_size)
+    # each run's OUT_DIR/data, as when trained alone (a branch's was never written)
+    for folder in [Path(data_dir)] if data_dir is not None else [out / "data", *(f / "data" for f, _, _ in forks)]:
+        _write_reference_sets(folder, image_size)
     run = _prepare(out, steps, every, n_samples, seed, image_size, spec)
     branch_runs = [(_prepare(fork_out, fork_steps, every, n_samples, seed, image_size, fork), max(fork.step, 1))
                    for fork_out, fork, fork_steps in forks]
@@ -568,6 +570,14 @@ def left_behind(run_dir: Path) -> str:
     return f"{kept}; no weights are saved: the same command trains again from step 1{paused}"
 
 
+def _branch_arg(out: str, fail: str, steps: str) -> Branch:
+    """A ``--branch OUT FAIL STEPS`` (int() said only "invalid literal for int() with base 10: 'x'")."""
+    if not steps.strip().isdigit():
+        raise ValueError(f"--branch {out} {fail} {steps}: STEPS is the branch's last step, a whole number "
+                         f"(e.g. --branch {out} {fail} {DEFAULT_STEPS})")
+    return Branch(out, fail, int(steps))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m examples.demo_trainer",
@@ -597,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         train(a.out_dir, steps=a.steps, every=a.every, n_samples=a.n_samples, seed=a.seed,
               fail=a.fail, sleep=a.sleep, data_dir=a.data_dir, image_size=a.image_size,
               on_pause=a.on_pause, threads=a.threads, verbose=not a.quiet,
-              branches=[Branch(out, fail, int(steps)) for out, fail, steps in a.branch])
+              branches=[_branch_arg(*branch) for branch in a.branch])
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -113,6 +113,22 @@ def test_a_branch_trained_again_into_its_folder(tmp_path, data_dir):
         "demo.json", "losses.jsonl", "step_000005", "step_000010", "step_000012"]
 
 
+
+def test_a_branch_has_its_reference_sets(tmp_path, capsys):
+    """Without --data-dir, a branch's OUT_DIR/data holds the reference sets, as a run trained alone
+    does (its run/ was byte-identical, but watch --real OUT2/data/train found no folder); a STEPS
+    that is no number is one line naming --branch."""
+    assert dt.main([str(tmp_path / "healthy"), "--steps", "3", "--every", "3", "--n-samples", "2", "--quiet",
+                    "--branch", str(tmp_path / "drop"), "drop@2", "3"]) == 0
+    for out in ("healthy", "drop"):
+        assert (tmp_path / out / "data" / "split.json").is_file()
+        assert len(list((tmp_path / out / "data" / "train").glob("*/*.png"))) == dt.N_TRAIN
+    capsys.readouterr()
+    assert dt.main([str(tmp_path / "x"), "--branch", str(tmp_path / "y"), "drop@2", "ten"]) == 2
+    assert capsys.readouterr().err == f"error: --branch {tmp_path / 'y'} drop@2 ten: STEPS is the branch's last " \
+        f"step, a whole number (e.g. --branch {tmp_path / 'y'} drop@2 {dt.DEFAULT_STEPS})\n"
+
+
 @pytest.fixture(scope="module")
 def reference(data_dir, healthy) -> dict[str, tuple[np.ndarray, list[int]]]:
     out = {}
