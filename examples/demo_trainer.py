@@ -480,6 +480,10 @@ def _train_loop(run: _Run, n_samples, seed, sleep, image_size, on_pause, verbose
 
     _run_steps(run, 1, state, draws.with_spec(run.fail), fixed, x_train, y_train, n_samples, seed, sleep,
                image_size, on_pause, verbose, snapshot)
+    for branch, onset in branches:
+        if not any(taken is branch for taken, *_ in snapshots):  # on_pause="stop" before its onset: said, not silent
+            _log(f"demo_trainer: {branch.run_dir} not trained: {run.run_dir} stopped before its onset, step {onset}; "
+                 f"delete {run.run_dir / PAUSE_FILE} and run the same command again")
     for branch, step, branch_state, rng in snapshots:
         torch.set_rng_state(rng)  # dropout's stream
         _run_steps(branch, step, branch_state, draws.with_spec(branch.fail), fixed, x_train, y_train, n_samples,

@@ -129,6 +129,20 @@ def test_a_branch_has_its_reference_sets(tmp_path, capsys):
         f"step, a whole number (e.g. --branch {tmp_path / 'y'} drop@2 {dt.DEFAULT_STEPS})\n"
 
 
+
+def test_a_branch_the_stopped_run_never_reached_is_named(tmp_path, data_dir, capsys):
+    """A healthy run stopped by its pause file (on_pause="stop") before a branch's onset says the
+    branch was not trained; it left only the branch's demo.json, without a word."""
+    (tmp_path / "healthy" / "run").mkdir(parents=True)
+    (tmp_path / "healthy" / "run" / dt.PAUSE_FILE).touch()
+    dt.train(tmp_path / "healthy", steps=4, every=2, n_samples=2, data_dir=data_dir, on_pause="stop",
+             branches=[dt.Branch(tmp_path / "copy", "copy@3", 4)])
+    run = tmp_path / "healthy" / "run"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"demo_trainer: {tmp_path / 'copy' / 'run'} not trained: {run} stopped before its onset, step 3; "
+        f"delete {run / dt.PAUSE_FILE} and run the same command again")
+
+
 @pytest.fixture(scope="module")
 def reference(data_dir, healthy) -> dict[str, tuple[np.ndarray, list[int]]]:
     out = {}
