@@ -406,6 +406,10 @@ def train(
         if spec is not None or fork is None or fork_steps < 1 or fork.step > min(steps, fork_steps):
             raise ValueError("Expected each branch to fork a healthy run (no fail) at an onset within both runs' "
                              f"steps. Got fail={fail!r} and {branch!r} instead.")
+    outs = [Path(out_dir).resolve(), *(f.resolve() for f, _, _ in forks)]
+    if len(set(outs)) < len(outs):  # two runs in one folder wrote over each other's checkpoints
+        raise ValueError(f"Expected each branch to write to its own OUT_DIR, apart from {out_dir} and the other "
+                         f"branches'. Got {[str(b.out_dir) for b in branches]} instead.")
 
     out = Path(out_dir)
     # each run's OUT_DIR/data, as when trained alone (a branch's was never written)

@@ -113,6 +113,14 @@ def test_a_branch_trained_again_into_its_folder(tmp_path, data_dir):
         "demo.json", "losses.jsonl", "step_000005", "step_000010", "step_000012"]
 
 
+def test_a_branch_in_another_runs_folder_is_refused(tmp_path, data_dir):
+    """Two runs in one OUT_DIR wrote over each other's checkpoints without a word."""
+    for outs in (["healthy"], ["a", "a"], ["a", "./a"]):
+        with pytest.raises(ValueError, match="its own OUT_DIR"):
+            dt.train(tmp_path / "healthy", steps=4, every=2, n_samples=2, data_dir=data_dir,
+                     branches=[dt.Branch(tmp_path / out, "copy@3", 4) for out in outs])
+    assert not (tmp_path / "healthy").exists()
+
 
 def test_a_branch_has_its_reference_sets(tmp_path, capsys):
     """Without --data-dir, a branch's OUT_DIR/data holds the reference sets, as a run trained alone

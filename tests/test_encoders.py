@@ -253,10 +253,10 @@ def test_spec_loads_the_same_encoder_again(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spec", ["pixels:8", TINY_RANDOM])
 def test_a_batch_size_below_one_is_refused(spec, no_cuda):
-    """A batch of 0 never advanced: CLIP's encode raised "range() arg 3 must not be zero",
+    """A batch of 0 (or of 1.5, or True) never advanced: CLIP's encode raised "range() arg 3 must not be zero",
     pixels silently used its default."""
-    for size in (0, -4):
-        with pytest.raises(ValueError, match=f"a batch size of at least 1. Got {size} instead"):
+    for size in (0, -4, 1.5, True):  # 1.5 was taken as 1
+        with pytest.raises(ValueError, match=f"at least 1. Got {size!r} instead"):
             make_encoder(spec, device="cpu", batch_size=size)
     assert make_encoder(spec, device="cpu", batch_size=3).batch_size == 3
 

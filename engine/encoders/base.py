@@ -75,8 +75,8 @@ def checked_batch_size(batch_size: int | None, default: int) -> int:
     advanced: an encode of 0 rows a batch raised deep in numpy, or the default was silently used)."""
     if batch_size is None:
         return default
-    if int(batch_size) < 1:
-        raise ValueError(f"Expected a batch size of at least 1. Got {batch_size} instead.")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:  # 1.5 was taken as 1
+        raise ValueError(f"Expected a batch size that is a whole number of at least 1. Got {batch_size!r} instead.")
     return int(batch_size)
 
 
