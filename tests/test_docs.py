@@ -347,3 +347,87 @@ def test_the_examples_commands_name_no_file_of_the_checkout(tmp_path, monkeypatc
     lost = [name for name in scripts + samplers if not (
         Path(name).is_file() if name.endswith(".py") else importlib.util.find_spec(name) is not None)]
     assert not lost, f"{lost}: not found outside the checkout; name the module (examples.NAME) instead"
+
+
+def test_every_option_docs_cli_md_lists_for_a_command_is_one_it_takes():
+    """The other way round from the first test: a row of a command's tables naming an option the
+    command does not take (renamed, removed, or listed under the wrong command) fails here."""
+    import re
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    doc = (DOCS / "cli.md").read_text()
+    wrong = []
+    for name, parser in sub.choices.items():
+        options = {o for a in parser._actions for o in a.option_strings}
+        for line in _section(doc, f"## `evowatch {name}").splitlines():
+            if line.startswith("| `-"):
+                wrong += [f"evowatch {name} {o}" for o in re.findall(r"`(--?[a-z][\w-]*)", _cells(line)[0])
+                          if o not in options]
+    assert not wrong, f"docs/cli.md lists options the commands do not take: {wrong}"
+
+
+def _script_commands(text: str):
+    """(script path, its flags) for each ``benchmarks/NAME.py …`` or ``python -m examples.NAME …``
+    command in ``text``: the words after it up to the end of its line, a comment or a comma."""
+    import re
+
+    command = re.compile(r"(?:\b(benchmarks|examples)/(\w+)\.py|-m (benchmarks|examples)\.(\w+))([^\n`|#;)]*)")
+    for m in command.finditer(text):
+        folder, name = m.group(1) or m.group(3), m.group(2) or m.group(4)
+        yield Path(folder) / f"{name}.py", re.findall(r"(?<![\w-])--[a-z][\w-]*", m.group(5).split(",")[0])
+
+
+def test_every_flag_a_documented_benchmark_or_example_command_gives_is_one_the_script_takes():
+    """Round BW: the docs quote 180 or so flags of benchmark and example commands
+    (`benchmarks/memorisation_null.py --sizes 8 16 32 --holdout 10 20 100`); a flag renamed in the
+    script left the command failing with argparse's "unrecognized arguments". Each is checked
+    against the script's own text (its parser names it in quotes)."""
+    root = DOCS.parent
+    sources = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "examples" / "README.md",
+               *sorted((root / "examples").glob("*.py")), *sorted((root / "benchmarks").glob("*.py"))]
+    checked, wrong = 0, []
+    for source in sources:
+        for script, flags in _script_commands(source.read_text()):
+            code = (root / script).read_text() if (root / script).is_file() else ""
+            wrong += [f"{source.name}: {script} {flag}" for flag in flags
+                      if f'"{flag}"' not in code and f"'{flag}'" not in code]
+            checked += len(flags)
+    assert checked >= 100, checked  # the commands are still found
+    assert not wrong, f"flags the scripts do not take: {wrong}"
+
+
+def _quoted_settings(text: str) -> list[tuple[str, str]]:
+    """Each ``name = value`` a doc writes in backticks, value a number (``10%`` is 0.1)."""
+    import re
+
+    return re.findall(r"`([A-Za-z_]\w*) = (-?[\d.]+(?:e-?\d+)?%?)`", text)
+
+
+def test_every_setting_docs_metrics_md_quotes_as_name_equals_value_is_the_codes():
+    """Round BW: docs/metrics.md quotes the rules' thresholds as `collapse_max_drop = 0.5`,
+    `warmup = 2`, `COPY_SEED = 0`; an `AlertRules` default or a module constant changed without
+    its docs, or renamed, fails here. Every `UPPER_CASE` constant the page names must exist too."""
+    import dataclasses
+    import importlib
+    import re
+
+    from engine.alerts import settings
+
+    known: dict[str, object] = {f.name: f.default for f in dataclasses.fields(settings.AlertRules)}
+    for package in ("metrics", "alerts"):
+        for module in sorted((DOCS.parent / "engine" / package).glob("*.py")):
+            names = vars(importlib.import_module(f"engine.{package}.{module.stem}"))
+            known.update({k: v for k, v in names.items() if re.fullmatch(r"[A-Z][A-Z0-9_]+", k)})
+    doc = (DOCS / "metrics.md").read_text()
+    quoted = _quoted_settings(doc)
+    assert len(quoted) >= 15, quoted
+    wrong = []
+    for name, value in quoted:
+        said = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+        if name in known and known[name] != pytest.approx(said):
+            wrong.append(f"{name}: docs say {value}, the code has {known[name]}")
+    assert not wrong, wrong
+    code = "\n".join(p.read_text() for p in (DOCS.parent / "engine").rglob("*.py"))
+    constants = {c for c in re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`", doc) if not c.startswith("EVOWATCH_")}
+    missing = sorted(c for c in constants if not re.search(rf"^{c}\b.*=", code, re.M))
+    assert not missing, f"docs/metrics.md names constants the code does not define: {missing}"
