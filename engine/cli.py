@@ -213,8 +213,9 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grid", type=_parsed_by("engine.discovery.options", "parse_grid"), metavar="ROWSxCOLS", help="force the grid geometry of grid images, e.g. 8x8")
     group.add_argument("--tile-size", type=_number(int, 1), metavar="PX", help="force the tile size of grid images (pixels)")
     group.add_argument("--value-range", choices=("auto", "tanh", "unit", "byte"), default="auto",
-                       help="the range of float pixels in tensor files and sampler outputs: tanh [-1, 1], unit [0, 1], "
-                            "byte [0, 255]; auto (default) guesses per file: [-1, 1] when a value is negative")
+                       help="the range of float pixels in tensor files, float images (32-bit TIFF) and sampler outputs: "
+                            "tanh [-1, 1], unit [0, 1], byte [0, 255]; auto (default) guesses per file: [-1, 1] when a "
+                            "value is negative")
     for axis, example in (("rows", "2: (MUNIT's translations), 4 (U-GAT-IT's)"), ("cols", "1: (StarGAN's outputs), 1::2")):
         group.add_argument(f"--tile-{axis}", type=_parsed_by("engine.grids", "parse_tile_slice"), metavar="SLICE",
                            help=f"keep only these {'columns' if axis == 'cols' else 'rows'} of each grid, a Python "

@@ -431,3 +431,13 @@ def test_every_setting_docs_metrics_md_quotes_as_name_equals_value_is_the_codes(
     constants = {c for c in re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`", doc) if not c.startswith("EVOWATCH_")}
     missing = sorted(c for c in constants if not re.search(rf"^{c}\b.*=", code, re.M))
     assert not missing, f"docs/metrics.md names constants the code does not define: {missing}"
+
+
+def test_value_range_help_names_every_input_docs_cli_md_says_it_reads():
+    """Round BW: `--value-range` also sets a float image's range (a 32-bit TIFF: README,
+    docs/cli.md), but `--help` named only "tensor files and sampler outputs"."""
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices["watch"]._actions if "--value-range" in a.option_strings)
+    row = next(line for line in (DOCS / "cli.md").read_text().splitlines() if line.startswith("| `--value-range"))
+    for kind in ("tensor files", "float images", "sampler"):
+        assert kind in row and kind in action.help, kind
