@@ -318,8 +318,9 @@ def test_labels_and_probes():
     assert s["probe_ref_share:p1"] == pytest.approx((margins[:, 1] > 0).mean())
     assert parse_probe("a woman|a man") == ("a woman", "a man")
     assert parse_probe(" grey hair ") == ("grey hair", NEUTRAL_PROMPT)
-    with pytest.raises(ValueError):
-        parse_probe("x|")
+    for malformed in ("x|", "|x", "a|b|c"):  # "a|b|c" was read as prompt "a" against contrast "b|c"
+        with pytest.raises(ValueError, match="one --probe for each prompt"):
+            parse_probe(malformed)
 
 
 def test_label_shares_leave_unlabelled_samples_out_and_count_labels_the_reference_lacks():

@@ -16,8 +16,9 @@ def parse_probe(spec: str) -> tuple[str, str]:
     """``"a woman|a man"`` -> ("a woman", "a man"); ``"grey hair"`` -> ("grey hair", NEUTRAL_PROMPT)."""
     prompt, sep, contrast = spec.partition("|")
     prompt, contrast = prompt.strip(), contrast.strip()
-    if not prompt or (sep and not contrast):
-        raise ValueError(f'Expected a probe "PROMPT" or "PROMPT|CONTRAST". Got {spec!r} instead.')
+    if not prompt or (sep and not contrast) or "|" in contrast:  # "a|b|c" was read as contrast "b|c"
+        raise ValueError(f'Expected a probe "PROMPT" or "PROMPT|CONTRAST" (one --probe for each prompt). '
+                         f'Got {spec!r} instead.')
     return prompt, contrast or NEUTRAL_PROMPT
 
 
