@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
 import threading
@@ -40,6 +41,16 @@ def write_step(run: Path, step: int, n: int, seed: int, size: int = 24, rename: 
     for path in final.rglob("*"):
         os.utime(path, (old, old))
     return final
+
+
+def swap_folders(a: Path, b: Path) -> None:
+    """Exchange two folders in one step (Linux ``renameat2(RENAME_EXCHANGE)``): a run folder made
+    again between two looks of a watch, whatever the load. ``rm -rf RUN && mkdir RUN`` leaves a gap
+    in which a watch may find no folder (then it says "deleted", then "back": another path)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error), str(a))
 
 
 def info(store: Path) -> dict:
