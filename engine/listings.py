@@ -7,10 +7,11 @@ modification time when an entry is added, removed or renamed in it, so what a fu
 of the listings it read (names and kinds of entries, never a file's content or time) holds
 while each of those folders keeps its times. Its change time counts too: a chmod leaves the
 modification time as it was (a folder made unreadable was still read from its kept listing),
-and so does ``touch -d`` or ``cp -a`` setting it back. Not kept: a folder changed in the last
-:data:`SETTLED_LISTING_S` (a file system that keeps times to the second, or two on FAT, shows
-no change for a file added in the tick of the listing), one that could not be listed, or one
-holding a symlink (its target may change, the folder not).
+and so does ``touch -d`` or ``cp -a`` setting it back. Not kept: a folder either of whose times
+moved in the last :data:`SETTLED_LISTING_S` (a file system that keeps times to the second, or
+two on FAT, shows no change for a file added in the tick of the listing, nor for one added and
+the times set back again in the tick they were set back: ``rsync -a`` twice), one that could
+not be listed, or one holding a symlink (its target may change, the folder not).
 """
 from __future__ import annotations
 
@@ -55,12 +56,13 @@ def _times(st: os.stat_result) -> tuple[int, int]:
 
 def time_before_listing(folder: os.PathLike | str) -> tuple[str, tuple[int, int]] | None:
     """A folder's times, taken before it is listed (a change during the listing then shows), or
-    None when a listing made now cannot be kept (changed just now, or gone)."""
+    None when a listing made now cannot be kept (either time moved just now, or gone)."""
     try:
         st = os.stat(folder)
     except OSError:
         return None
-    return (os.path.abspath(folder), _times(st)) if time.time() - st.st_mtime >= SETTLED_LISTING_S else None
+    settled = time.time() - max(st.st_mtime, st.st_ctime) >= SETTLED_LISTING_S
+    return (os.path.abspath(folder), _times(st)) if settled else None
 
 
 def note(listed: tuple[str, tuple[int, int]] | None, entries: Iterable[os.DirEntry] = ()) -> None:

@@ -40,6 +40,14 @@ def _age(root, seconds_ago=3600.0):
         os.utime(path, (stamp, stamp))
 
 
+def _listings_settle():
+    """Wait until folders whose times were just set (:func:`_age`: their change time is now) may
+    have their listings kept (engine.listings.SETTLED_LISTING_S)."""
+    from engine.listings import SETTLED_LISTING_S
+
+    time.sleep(SETTLED_LISTING_S + 0.05)
+
+
 def _summary(checkpoints):
     return [(c.step, c.source, [f.relative_to(c.root).as_posix() for f in c.files]) for c in checkpoints]
 
@@ -1959,6 +1967,7 @@ def test_settled_checkpoint_folders_are_not_listed_again(tmp_path, monkeypatch):
     for step in (500, 1000, 1500):
         _folder_of_images(tmp_path / f"step_{step:06d}")
     _age(tmp_path)
+    _listings_settle()
     first = scan_run(tmp_path)
     listed = []
     real_scandir = os.scandir
@@ -1974,6 +1983,7 @@ def test_settled_checkpoint_folders_are_not_listed_again(tmp_path, monkeypatch):
     listed.clear()
     assert scan_run(tmp_path) == again and tmp_path / "step_002000" in listed  # written in the last 2 s: again
     _age(tmp_path)  # settled
+    _listings_settle()
     assert scan_run(tmp_path) == again
     listed.clear()
     assert scan_run(tmp_path) == again and listed == [tmp_path]
@@ -1987,6 +1997,7 @@ def test_a_settled_folder_whose_times_were_set_back_or_permissions_changed_is_li
     folder = _folder_of_images(tmp_path / "step_000500")
     _folder_of_images(tmp_path / "step_001000")
     _age(tmp_path)
+    _listings_settle()
     assert [len(c.files) for c in scan_run(tmp_path)] == [4, 4]  # kept
     before = folder.stat()
     write_png(folder / "00004.png", smooth_images(RNG, 1, 16)[0])
@@ -2000,7 +2011,23 @@ def test_a_settled_folder_whose_times_were_set_back_or_permissions_changed_is_li
     assert folder in listed
 
 
-def test_a_listing_another_thread_could_not_keep_leaves_this_threads_result_kept(tmp_path):
+def test_a_folder_whose_times_were_just_set_back_is_listed_again_until_they_settled(tmp_path, monkeypatch):
+    """On a file system that keeps times to the second (ext4 with 128-byte inodes, ext3, HFS+), a
+    settled folder listed in the second its times were set back (``cp -a``, ``rsync -a``, ``touch
+    -d``), then given a file and its times set back again in that second, kept both times: the file
+    was never found by that watch (a new one found it). Its change time must have settled too."""
+    for step in (500, 1000, 1500):
+        _folder_of_images(tmp_path / f"step_{step:06d}")
+    _age(tmp_path)  # their modification times set back long ago, their change times now
+    assert [len(c.files) for c in scan_run(tmp_path)] == [4, 4, 4]
+    listed = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: listed.append(Path(path)) or real_scandir(path))
+    scan_run(tmp_path)
+    assert tmp_path / "step_000500" in listed
+
+
+def test_a_listing_another_thread_could_not_keep_leaves_this_threads_result_kept(tmp_path, monkeypatch):
     """What a kept function listed is recorded per thread: the trainer-log search of the signals
     hook and discovery may list at once, and a folder one of them could not keep made the
     other's result unkept (or a folder it never listed decided when its result went stale)."""
@@ -2008,6 +2035,7 @@ def test_a_listing_another_thread_could_not_keep_leaves_this_threads_result_kept
 
     from engine import listings
 
+    monkeypatch.setattr(listings, "SETTLED_LISTING_S", 0.0)  # a folder's times set just now: not what is tested
     (tmp_path / "a").mkdir()
     _age(tmp_path)
     calls, inside, noted = [], threading.Event(), threading.Event()
@@ -2037,6 +2065,7 @@ def test_the_listing_memo_keeps_the_last_used_results_only(tmp_path, monkeypatch
     wrote, for as long as the watch ran: the memo keeps the KEPT_MOST last used."""
     from engine import listings
 
+    monkeypatch.setattr(listings, "SETTLED_LISTING_S", 0.0)  # a folder's times set just now: not what is tested
     monkeypatch.setattr(listings, "KEPT_MOST", 2)
     for name in "abc":
         (tmp_path / name).mkdir()
@@ -2058,7 +2087,7 @@ def test_the_listing_memo_keeps_the_last_used_results_only(tmp_path, monkeypatch
     assert calls == ["a", "b", "c", "a"]
 
 
-def test_the_listing_memo_drops_the_results_of_folders_gone_long_before_it_is_full(tmp_path):
+def test_the_listing_memo_drops_the_results_of_folders_gone_long_before_it_is_full(tmp_path, monkeypatch):
     """Round BJ: a trainer keeping its newest 3 checkpoints, watched for days: the memo held a
     result for each of its last 20,000 (KEPT_MOST) folders, 9 kB a checkpoint of 8 files. Those
     of folders gone are dropped as they pile up; those still there stay kept."""
@@ -2066,6 +2095,7 @@ def test_the_listing_memo_drops_the_results_of_folders_gone_long_before_it_is_fu
 
     from engine import listings
 
+    monkeypatch.setattr(listings, "SETTLED_LISTING_S", 0.0)  # a folder's times set just now: not what is tested
     calls = []
 
     @listings.kept_while_listed_alike

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from engine import listings
 from engine import trainer_logs as T
 from engine.event_files import crc32c
 from engine.alerts import loss_roles
@@ -415,6 +416,7 @@ def test_logs_are_looked_for_again_only_in_folders_that_changed(tmp_path, monkey
         (tmp_path / folder / "metrics.csv").write_text("step,loss\n1,0.5\n")
         (tmp_path / folder / "00.png").write_bytes(b"")
     (tmp_path / "linked").symlink_to(tmp_path / "logs")  # a symlinked folder is not looked into
+    monkeypatch.setattr(listings, "SETTLED_LISTING_S", 0.0)  # the times set just now: settled (test_discovery's)
     stamp = time.time() - 60
     for path in [tmp_path, *tmp_path.rglob("*")]:
         os.utime(path, (stamp, stamp), follow_symlinks=False)
