@@ -209,11 +209,12 @@ def _timers():
     """Time the ingest of each checkpoint, the signals per step and the reference statistics
     by wrapping the functions ``evowatch watch`` calls (restored on exit)."""
     import engine.signals as signals
+    import engine.signals.measure as measure
     import engine.watch.ingest_pass as ingest_pass
 
     record: dict[str, list] = {"yields": [], "measure": [], "compute": [], "reference": []}
     orig_ingest, orig_measure = ingest_pass.ingest, signals.Signals._measure
-    orig_refresh, orig_compute = signals.Signals._refresh_reference, signals.compute_step
+    orig_refresh, orig_compute = signals.Signals._refresh_reference, measure.compute_step
 
     def ingest(*a, **k):
         t = time.perf_counter()
@@ -234,12 +235,12 @@ def _timers():
     ingest_pass.ingest = ingest
     signals.Signals._measure = timed("measure", orig_measure)
     signals.Signals._refresh_reference = timed("reference", orig_refresh)
-    signals.compute_step = timed("compute", orig_compute)
+    measure.compute_step = timed("compute", orig_compute)
     try:
         yield record
     finally:
         ingest_pass.ingest, signals.Signals._measure = orig_ingest, orig_measure
-        signals.Signals._refresh_reference, signals.compute_step = orig_refresh, orig_compute
+        signals.Signals._refresh_reference, measure.compute_step = orig_refresh, orig_compute
 
 
 def read_alerts(store: Path) -> list[dict]:

@@ -1002,8 +1002,7 @@ def test_a_pause_written_by_hand_blocks_and_a_timeout_is_kept(tmp_path):
 def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path, monkeypatch):
     """Round AB: the alert was stored, then --on-alert ran (up to 60 s), then the pause was
     written: a watch stopped meanwhile never paused the trainer, as a stored alert is no onset."""
-    from engine import signals
-    from engine.signals import Signals
+    from engine.signals import Signals, act
 
     class Store:
         attrs: dict = {}
@@ -1022,7 +1021,7 @@ def test_the_pause_is_written_before_the_alert_is_stored_and_announced(tmp_path,
         def alerts(self):
             return self.attrs.get("alerts", [])
 
-    monkeypatch.setattr(signals.AlertCommands, "submit", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(act.AlertCommands, "submit", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     store = Store()
     with pytest.raises(KeyboardInterrupt):
         Signals(run_dir=tmp_path, encoder=None, on_alert="notify", pause_on_alert=True)._alerts(store, 7, {})
@@ -1582,7 +1581,7 @@ def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_
         return measure(self, store_, step, *args)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("engine.signals.WRITE_EVERY_S", 0.0)  # each row stored as it is measured
+        patch.setattr("engine.signals.writes.WRITE_EVERY_S", 0.0)  # each row stored as it is measured
         patch.setattr(Signals, "_measure", killed_at_300)
         with pytest.raises(SystemExit):
             main(argv)
@@ -1942,7 +1941,7 @@ def test_the_pause_file_written_for_a_moved_alert_names_its_new_step_a_user_s_ow
     def refused(*args):  # a read-only run folder (tests run as root: chmod refuses nothing)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("engine.signals.move_pause", refused)
+    monkeypatch.setattr("engine.signals.withdrawals.move_pause", refused)
     (run / "step_300").rename(run / "step_350")
     assert main(argv) == 0
     assert f"{run / PAUSE_FILE} names step 300 still, not 350 (Permission denied): make it writable" in \

@@ -844,7 +844,7 @@ def test_a_store_without_reference_sets_is_measured_again_when_the_metrics_chang
     """Round AF: a store watched without --real never recorded what its steps were measured
     under (an empty reference key looked unchanged), so an upgrade whose metrics or alert
     rules changed kept the old version's metrics and alerts (false collapse alerts) for good."""
-    from engine import signals
+    from engine.signals import references
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
     for k in range(3):
@@ -854,7 +854,7 @@ def test_a_store_without_reference_sets_is_measured_again_when_the_metrics_chang
     assert StoreReader(store).metrics_reference  # what they were measured under
     capsys.readouterr()
     assert main(argv) == 0 and "measuring" not in capsys.readouterr().err  # a restart: nothing changed
-    monkeypatch.setattr(signals, "METRICS_VERSION", signals.METRICS_VERSION + 1)
+    monkeypatch.setattr(references, "METRICS_VERSION", references.METRICS_VERSION + 1)
     assert main(argv) == 0
     assert "measuring the 3 steps again" in capsys.readouterr().err
     assert all(StoreReader(store).measured_steps().values())
@@ -905,6 +905,7 @@ def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, mon
     for a while, looks for new checkpoints, and goes on until every step is measured."""
     from engine import signals
     from engine.cli import build_parser
+    from engine.signals import references
     from engine.session import open_session
     from engine.watch import live
 
@@ -918,7 +919,7 @@ def test_a_live_watch_measuring_every_step_again_goes_on_ingesting(tmp_path, mon
     argv = ["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout", "--settle", "0",
             "--workers", "0", "--real", str(real)]
     assert main([*argv, "--once"]) == 0 and len(StoreReader(store).measured_steps()) == 6
-    monkeypatch.setattr(signals, "METRICS_VERSION", signals.METRICS_VERSION + 1)  # every step measured again
+    monkeypatch.setattr(references, "METRICS_VERSION", references.METRICS_VERSION + 1)  # every step measured again
     monkeypatch.setattr(live, "HOOK_BUDGET_S", 0.0)  # a step per call
     measured = []  # (step, whether step 700 was stored by then)
     real_measure = signals.Signals._measure

@@ -511,6 +511,7 @@ def test_a_live_watch_stopped_while_measuring_says_how_many_steps_are_left(tmp_p
     """Round AF: a live watch stopped while it measured steps again said only "everything
     ingested so far is committed", and `info` then showed fewer measured steps than steps."""
     from engine import cli, signals
+    from engine.signals import references
     from engine.watch import live
 
     run, store = tmp_path / "run", tmp_path / "s.zarr"
@@ -518,7 +519,7 @@ def test_a_live_watch_stopped_while_measuring_says_how_many_steps_are_left(tmp_p
         write_step(run, 100 * (k + 1), 3, seed=k)
     argv = ["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout", "--settle", "0"]
     assert main([*argv, "--once"]) == 0
-    monkeypatch.setattr(signals, "METRICS_VERSION", signals.METRICS_VERSION + 1)  # every step measured again
+    monkeypatch.setattr(references, "METRICS_VERSION", references.METRICS_VERSION + 1)  # every step measured again
     monkeypatch.setattr(live, "HOOK_BUDGET_S", 0.0)  # a step per call
     real_measure = signals.Signals._measure
 
