@@ -447,10 +447,10 @@ def test_the_step_comparison_starts_around_an_alerts_onset_when_asked(tmp_path, 
         assert not at.exception
         return at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value
 
-    assert at.selectbox(key="cmp_around").options == ["the Steps range's ends", "memorisation: step 1,000 → 2,000"]
+    assert at.selectbox(key="cmp_around").options == ["the Steps range's ends", "memorisation: its onset, step 2,000, against the step before"]
     assert compared() == (1000, 4000)
     at.selectbox(key="cmp_b").set_value(3000).run()
-    at.selectbox(key="cmp_around").set_value("memorisation: step 1,000 → 2,000").run()
+    at.selectbox(key="cmp_around").set_value("memorisation: its onset, step 2,000, against the step before").run()
     assert compared() == (1000, 2000)
     at.selectbox(key="cmp_around").set_value("the Steps range's ends").run()
     assert compared() == (1000, 4000)
@@ -460,11 +460,35 @@ def test_alert_comparisons_pair_each_rules_onset_with_the_step_before():
     alerts = [{"step": 3000, "rule": "memorisation"}, {"step": 1000, "rule": "label_drift"},
               {"step": 4000, "rule": "memorisation"}, {"step": 2500, "rule": "collapse"},
               {"step": 5000, "rule": "fd_rising"}]
-    assert sample_rows.alert_comparisons(alerts, [1000, 2000, 2500, 3000, 4000]) == {
-        "label drift: step 1,000 → 1,000": (1000, 1000),  # the first step: nothing before it
-        "collapse: step 2,000 → 2,500": (2000, 2500),
-        "memorisation: step 2,500 → 3,000": (2500, 3000),  # its onset, not its newest alert
-    }  # fd_rising's step 5,000 is no longer stored
+    assert sample_rows.alert_comparisons(alerts, [1000, 2000, 2500, 3000, 4000]) == ({
+        "collapse: its onset, step 2,500, against the step before": (2000, 2500),
+        "memorisation: its onset, step 3,000, against the step before": (2500, 3000),  # its onset, not its newest
+    }, ["label drift"])  # the first step: nothing before it; fd_rising's step 5,000 is no longer stored
+
+
+def test_the_compare_choice_stays_when_a_step_before_the_onset_lands_late(tmp_path, monkeypatch):
+    """Round BW7: the choice was named by the step before the onset too: a checkpoint of an
+    earlier step written late (a resumed trainer) renamed it, and the page fell back to the
+    Steps range's ends, both step pickers moved. An onset at the first stored step was offered
+    as "step 1,000 → 1,000": the same samples twice."""
+    run = SyntheticRun(tmp_path / "late.zarr", per_step=10, n_real=10, thumbnail_size=8)
+    with run.writing() as store:
+        run.add_reference()
+        run.add_steps([1000, 3000, 4000])
+        store.set_alerts([{"step": 1000, "rule": "label_drift", "value": 1.0, "message": "drift at step 1000"},
+                          {"step": 3000, "rule": "memorisation", "value": 0.1, "message": "copies at step 3000"}])
+    at = run_app(run.path, monkeypatch, show_compare=True)
+    (memorisation,) = [o for o in at.selectbox(key="cmp_around").options if o.startswith("memorisation")]
+    at.selectbox(key="cmp_around").set_value(memorisation).run()
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == (1000, 3000)
+    run.add_step(2000)  # an earlier step's checkpoint, written late
+    at.run()
+    assert not at.exception
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == (2000, 3000)
+    assert at.selectbox(key="cmp_around").value == memorisation
+    assert at.selectbox(key="cmp_around").options == [
+        "the Steps range's ends", "memorisation: its onset, step 3,000, against the step before"]
+    assert "Not offered to Compare: label drift (an onset at the first stored step, 1,000: no step before it)." in texts(at)
 
 
 def test_text_query_with_a_clip_store_stars_the_best_matches(tmp_path, monkeypatch):

@@ -446,7 +446,11 @@ def compare_panel(path: str, commit: commits.Commit, d: map_data.MapData, select
         st.info("Step comparison needs at least two steps.")
         return
     shown = [s for s in steps if step_range is None or step_range[0] <= s <= step_range[1]] or steps
-    ends = _compared_ends(sample_rows.alert_comparisons(list(d.alerts), steps), (shown[0], shown[-1]))
+    around_alert, from_first = sample_rows.alert_comparisons(list(d.alerts), steps)
+    ends = _compared_ends(around_alert, (shown[0], shown[-1]))
+    if from_first:
+        st.caption(f"Not offered to Compare: {', '.join(from_first)} (an onset at the first stored step, "
+                   f"{steps[0]:,}: no step before it).")
     c1, c2 = st.columns(2)  # first and last of the Steps range the map shows, or around an alert's onset
     a = c1.selectbox("Step A", steps, key="cmp_a", format_func=lambda s: f"{s:,}", **_following("cmp_a", ends[0], steps))
     b = c2.selectbox("Step B", steps, key="cmp_b", format_func=lambda s: f"{s:,}", **_following("cmp_b", ends[1], steps))
@@ -471,7 +475,8 @@ RANGE_ENDS = "the Steps range's ends"
 def _compared_ends(around_alert: dict[str, tuple[int, int]], range_ends: tuple[int, int]) -> tuple[int, int]:
     """The steps the comparison starts from: the Steps range's ends, or a failure's onset and
     the stored step before it (what a user diagnosing an alert compares first). Picking
-    another "Compare" puts both steps there, even a step the user picked by hand."""
+    another "Compare" puts both steps there, even a step the user picked by hand; a step
+    landing before the onset moves Step A to it, the choice kept (its name holds no step A)."""
     if not around_alert:
         return range_ends
     options = [RANGE_ENDS, *around_alert]

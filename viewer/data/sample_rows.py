@@ -154,20 +154,27 @@ def comparison_rows(d: MapData, step_a: int, step_b: int, prefer_instances: np.n
             np.array([pos_b[int(i)] for i in common], np.int64), True)
 
 
-def alert_comparisons(alerts: Sequence[dict[str, Any]], steps: Sequence[int]) -> dict[str, tuple[int, int]]:
+def alert_comparisons(alerts: Sequence[dict[str, Any]], steps: Sequence[int]) -> tuple[dict[str, tuple[int, int]], list[str]]:
     """Step pairs worth comparing for a failure: each rule's onset against the stored step
-    before it (the last the rule held quiet at), named for the picker: "collapse: step 1,250
-    → 1,500". An onset at the first step is compared with itself; an onset at a step no longer
-    in the store (rewritten by a resumed run) is left out."""
+    before it (the last the rule held quiet at), named for the picker by the rule and its
+    onset alone ("collapse: its onset, step 1,500, against the step before"), so a choice
+    stays when a step before the onset lands late. Returns those pairs and the rules whose
+    onset is the first stored step (nothing before it: compared with itself it showed the same
+    samples twice). An onset at a step no longer in the store (rewritten by a resumed run) is
+    left out."""
     pairs: dict[str, tuple[int, int]] = {}
+    from_first: list[str] = []
     for alert in rule_onsets(alerts):
         onset = alert.get("step")
         if onset not in steps:
             continue
-        before = max((s for s in steps if s < onset), default=onset)
         rule = str(alert.get("rule", "alert")).replace("_", " ")
-        pairs[f"{rule}: step {before:,} → {onset:,}"] = (before, onset)
-    return pairs
+        before = max((s for s in steps if s < onset), default=None)
+        if before is None:
+            from_first.append(rule)
+        else:
+            pairs[f"{rule}: its onset, step {onset:,}, against the step before"] = (before, onset)
+    return pairs, from_first
 
 
 def mosaic(thumbs: np.ndarray, cols: int = 8, pad: int = 2, scale: int = 1) -> np.ndarray:
