@@ -87,7 +87,7 @@ Before each step the trainer checks for ``run/EVOWATCH_PAUSE`` (the file evowatc
 rules can write; through ``engine.pause.evowatch_should_pause`` when importable, else by
 checking the file directly). With ``on_pause="wait"`` (default) it prints a message on
 stderr and waits until the file is removed, then resumes; with ``on_pause="stop"`` it
-prints a message and returns. Stopped with Ctrl-C, ``main`` says what the run keeps and how to go on.
+prints a message and returns. Stopped with Ctrl-C, ``main`` says what each run folder (branches too) keeps and how to go on.
 """
 from __future__ import annotations
 
@@ -568,14 +568,18 @@ def _run_steps(run: _Run, first: int, state: dict, failure: _Failure, fixed, x_t
                     time.sleep(sleep)
 
 
-def left_behind(run_dir: Path) -> str:
-    """What a run stopped by Ctrl-C (while paused too) leaves, and how to go on: no weights are saved, so the
-    same command starts over; a pause file left there would hold it at once."""
-    written = sorted(path.name for path in run_dir.glob("step_*") if path.is_dir())
-    kept = f"{run_dir} keeps checkpoints up to {written[-1]} and losses.jsonl" if written else \
-        f"no checkpoint written in {run_dir}"
-    paused = f" (delete {run_dir / PAUSE_FILE} first, or it waits at its first step)" if _pause_checker(run_dir)() else ""
-    return f"{kept}; no weights are saved: the same command trains again from step 1{paused}"
+def left_behind(*run_dirs: Path) -> str:
+    """What runs stopped by Ctrl-C (while paused too) leave, each named (a branch's folder keeps the healthy
+    run's checkpoints before its onset and its own), and how to go on: no weights are saved, so the same
+    command starts over; a pause file left there would hold it at once."""
+    kept = []
+    for run_dir in run_dirs:
+        written = sorted(path.name for path in run_dir.glob("step_*") if path.is_dir())
+        kept.append(f"{run_dir} keeps checkpoints up to {written[-1]} and losses.jsonl" if written else
+                    f"no checkpoint written in {run_dir}")
+    paused = [str(run_dir / PAUSE_FILE) for run_dir in run_dirs if _pause_checker(run_dir)()]
+    note = f" (delete {' and '.join(paused)} first, or it waits at its first step)" if paused else ""
+    return f"{'; '.join(kept)}; no weights are saved: the same command trains again from step 1{note}"
 
 
 def _branch_arg(out: str, fail: str, steps: str) -> Branch:
@@ -611,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-stop-line", action="store_true",
                    help="no line on Ctrl-C saying what the run keeps (evowatch demo says its own)")
     a = p.parse_args(argv)
+    runs = [Path(out) / "run" for out in (a.out_dir, *(branch[0] for branch in a.branch))]
     try:
         train(a.out_dir, steps=a.steps, every=a.every, n_samples=a.n_samples, seed=a.seed,
               fail=a.fail, sleep=a.sleep, data_dir=a.data_dir, image_size=a.image_size,
@@ -621,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # one line, as evowatch's own commands say it, not a silent 130
         if not a.no_stop_line:
-            print(f"demo_trainer: interrupted; {left_behind(Path(a.out_dir) / 'run')}", file=sys.stderr)
+            print(f"demo_trainer: interrupted; {left_behind(*runs)}", file=sys.stderr)
         return 130
     return 0
 

@@ -151,6 +151,29 @@ def test_a_branch_the_stopped_run_never_reached_is_named(tmp_path, data_dir, cap
         f"delete {run / dt.PAUSE_FILE} and run the same command again")
 
 
+def test_ctrl_c_during_a_branch_names_every_run_folder(tmp_path, data_dir, monkeypatch, capsys):
+    """Round BW7: Ctrl-C while a --branch trained named only what the healthy run's folder keeps;
+    the branch's partial run/ (the healthy run's checkpoints before its onset, its own since) and
+    its pause file went unsaid."""
+    healthy, branch = tmp_path / "healthy" / "run", tmp_path / "copy" / "run"
+    write = dt._write_checkpoint
+
+    def interrupted_in_the_branch(run_dir: Path, step: int, *args) -> Path:
+        path = write(run_dir, step, *args)
+        if run_dir == branch and step == 4:
+            (branch / dt.PAUSE_FILE).touch()  # written by the branch's watch meanwhile
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(dt, "_write_checkpoint", interrupted_in_the_branch)
+    assert dt.main([str(tmp_path / "healthy"), "--steps", "4", "--every", "2", "--n-samples", "2", "--quiet",
+                    "--data-dir", str(data_dir), "--branch", str(tmp_path / "copy"), "copy@3", "6"]) == 130
+    assert capsys.readouterr().err == (
+        f"demo_trainer: interrupted; {healthy} keeps checkpoints up to step_000004 and losses.jsonl; {branch} keeps "
+        "checkpoints up to step_000004 and losses.jsonl; no weights are saved: the same command trains again from "
+        f"step 1 (delete {branch / dt.PAUSE_FILE} first, or it waits at its first step)\n")
+
+
 @pytest.fixture(scope="module")
 def reference(data_dir, healthy) -> dict[str, tuple[np.ndarray, list[int]]]:
     out = {}
