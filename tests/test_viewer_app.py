@@ -456,6 +456,20 @@ def test_the_step_comparison_starts_around_an_alerts_onset_when_asked(tmp_path, 
     assert compared() == (1000, 4000)
 
 
+def test_a_compare_choice_is_sent_to_the_browsers_step_pickers(tmp_path, monkeypatch):
+    """Round BW7, seen in Chromium: a Compare choice compared step 1,000 with 2,000 for one run, but
+    the Step B picker kept showing 4,000 (a keyed selectbox's ``index`` applies only when it is
+    made: the browser keeps its own value) and sent it back at the next rerun, so a click or a
+    commit lost the choice. The server sets the pickers' value, which the browser takes."""
+    path = tmp_path / "alerted.zarr"
+    build_store(path, n_steps=4, per_step=10, n_real=10, thumbnail_size=8)  # memorisation from step 2,000
+    at = run_app(path, monkeypatch, show_compare=True)
+    (memorisation,) = [o for o in at.selectbox(key="cmp_around").options if o.startswith("memorisation")]
+    at.selectbox(key="cmp_around").set_value(memorisation).run()
+    sent = at.selectbox(key="cmp_b").proto
+    assert (sent.set_value, sent.raw_value) == (True, "2,000")
+
+
 def test_alert_comparisons_pair_each_rules_onset_with_the_step_before():
     alerts = [{"step": 3000, "rule": "memorisation"}, {"step": 1000, "rule": "label_drift"},
               {"step": 4000, "rule": "memorisation"}, {"step": 2500, "rule": "collapse"},

@@ -347,6 +347,51 @@ def test_a_narrowed_steps_range_keeps_its_ends_as_the_slider_changes_key(tmp_pat
         wait_for_markers(8 + 4 * 8)
 
 
+def test_a_compare_choice_holds_in_the_browser(tmp_path, chrome):
+    """Round BW7: a Compare choice around an alert compared its steps for one run only: the Step B
+    picker kept showing the range's end and sent it back at the next click; a step before the
+    onset landing late renamed the choice, and the page fell back to the Steps range's ends."""
+    import time
+
+    from viewer.synthetic import SyntheticRun
+
+    run = SyntheticRun(tmp_path / "late.zarr", per_step=8, n_real=8, thumbnail_size=8)
+    with run.writing() as store:
+        run.add_reference()
+        run.add_steps([1000, 3000, 4000])
+        store.set_alerts([{"step": 3000, "rule": "memorisation", "value": 0.1, "message": "copies at step 3000"}])
+
+    def pick(label: str, option: str) -> None:  # a dropdown opened during a rerun closes: open it again
+        for _ in range(5):
+            page.get_by_role("combobox", name=label, exact=True).click()
+            with contextlib.suppress(Exception):
+                page.get_by_role("option").filter(has_text=option).first.click(timeout=8_000)
+                return
+            page.keyboard.press("Escape")
+        raise AssertionError(f"no option {option!r} in {label}")
+
+    def compared() -> tuple[str, ...]:  # the pickers as shown, and the steps of the mosaics drawn
+        pickers = [page.get_by_role("combobox", name=label, exact=True).input_value() for label in ("Step A", "Step B")]
+        return (*pickers, *page.locator(f"{FRESH} [data-testid=stImageCaption]").all_inner_texts())
+
+    def wait_for(expected: tuple[str, ...]) -> None:
+        deadline = time.monotonic() + 30
+        while compared() != expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert compared() == expected
+
+    with served(run.path, tmp_path, chrome) as url:
+        page = open_page(chrome, url, 1280, 900)
+        page.get_by_text("Step comparison").first.click()
+        pick("Compare", "memorisation")
+        wait_for(("1,000", "3,000", "step 1,000", "step 3,000"))
+        pick("Colour by", "label")  # another widget's rerun
+        wait_for(("1,000", "3,000", "step 1,000", "step 3,000"))
+        run.add_step(2000)  # a checkpoint of an earlier step, written late
+        wait_for(("2,000", "3,000", "step 2,000", "step 3,000"))
+        assert "memorisation" in page.get_by_role("combobox", name="Compare", exact=True).input_value()
+
+
 def test_radial_rings_are_named_as_room_allows(tmp_path, chrome):
     """Radial layout: the rings carry their steps (1,000 style) on the ray above the centre,
     the newest always, the others as far as their spacing allows; zooming in names those

@@ -452,8 +452,10 @@ def compare_panel(path: str, commit: commits.Commit, d: map_data.MapData, select
         st.caption(f"Not offered to Compare: {', '.join(from_first)} (an onset at the first stored step, "
                    f"{steps[0]:,}: no step before it).")
     c1, c2 = st.columns(2)  # first and last of the Steps range the map shows, or around an alert's onset
-    a = c1.selectbox("Step A", steps, key="cmp_a", format_func=lambda s: f"{s:,}", **_following("cmp_a", ends[0], steps))
-    b = c2.selectbox("Step B", steps, key="cmp_b", format_func=lambda s: f"{s:,}", **_following("cmp_b", ends[1], steps))
+    _follow("cmp_a", ends[0], steps)
+    _follow("cmp_b", ends[1], steps)
+    a = c1.selectbox("Step A", steps, key="cmp_a", format_func=lambda s: f"{s:,}")
+    b = c2.selectbox("Step B", steps, key="cmp_b", format_func=lambda s: f"{s:,}")
     generated = selected[d.kind[selected] == fmt.KIND_CODES["generated"]] if len(selected) else selected
     # a reference image's file number is no instance of the run's (real 00020.png is not instance 20)
     prefer = np.unique(d.instance[generated]) if len(generated) else None
@@ -491,18 +493,16 @@ def _compared_ends(around_alert: dict[str, tuple[int, int]], range_ends: tuple[i
     return around_alert.get(around, range_ends)
 
 
-def _following(key: str, end: int, steps: list[int]) -> dict[str, int]:
-    """The keyword arguments of the step picker ``key`` that shows ``end``, an end of the Steps
-    range, until the user picks another step: a keyed selectbox's identity is its key alone,
-    so its ``index`` applied only when the panel was made (Step B stayed at the step that was
-    the newest then). A step left at the end it was given follows new steps and a moved range."""
+def _follow(key: str, end: int, steps: list[int]) -> None:
+    """Show ``end`` (an end of the Steps range, or of a failure's onset) in the step picker
+    ``key`` until the user picks another step: a step left at the end it was given follows new
+    steps and a moved range. Set in the session state, never passed as ``index``: a keyed
+    selectbox's identity is its key alone, so the browser kept showing (and then sent back) the
+    step it had, and an index given with a set state logged a warning and a stack trace."""
     given = st.session_state.get(f"_{key}_end")
     st.session_state[f"_{key}_end"] = end
-    if key not in st.session_state:
-        return {"index": steps.index(end)}
-    if st.session_state[key] == given or st.session_state[key] not in steps:
-        st.session_state[key] = end  # set, not passed as index: both logged a warning and a stack trace
-    return {}
+    if key not in st.session_state or st.session_state[key] == given or st.session_state[key] not in steps:
+        st.session_state[key] = end
 
 
 def query_panel(path: str, commit: commits.Commit, d: map_data.MapData, visible: np.ndarray) -> np.ndarray | None:
