@@ -578,7 +578,8 @@ def left_behind(*run_dirs: Path) -> str:
         kept.append(f"{run_dir} keeps checkpoints up to {written[-1]} and losses.jsonl" if written else
                     f"no checkpoint written in {run_dir}")
     paused = [str(run_dir / PAUSE_FILE) for run_dir in run_dirs if _pause_checker(run_dir)()]
-    note = f" (delete {' and '.join(paused)} first, or it waits at its first step)" if paused else ""
+    waits = "its run waits at the first step it trains, a branch's onset" if len(run_dirs) > 1 else "it waits at its first step"
+    note = f" (delete {' and '.join(paused)} first, or {waits})" if paused else ""
     return f"{'; '.join(kept)}; no weights are saved: the same command trains again from step 1{note}"
 
 

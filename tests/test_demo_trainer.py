@@ -171,7 +171,8 @@ def test_ctrl_c_during_a_branch_names_every_run_folder(tmp_path, data_dir, monke
     assert capsys.readouterr().err == (
         f"demo_trainer: interrupted; {healthy} keeps checkpoints up to step_000004 and losses.jsonl; {branch} keeps "
         "checkpoints up to step_000004 and losses.jsonl; no weights are saved: the same command trains again from "
-        f"step 1 (delete {branch / dt.PAUSE_FILE} first, or it waits at its first step)\n")
+        f"step 1 (delete {branch / dt.PAUSE_FILE} first, or its run waits at the first step it trains, a branch's "
+        "onset)\n")  # a branch checks its pause file from its onset on
 
 
 @pytest.fixture(scope="module")
