@@ -1,0 +1,4 @@
+"""`python -m engine.cli`: the `evowatch` command."""
+from engine.cli import run
+
+run()
