@@ -87,7 +87,7 @@ def _ready_file(value: str) -> str:
     one ended the watch with a KeyError at the first checkpoint)."""
     try:
         value.format(stem="s", name="n", step=0)
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:  # {name.x}, {step[0]}
         raise argparse.ArgumentTypeError(f"{value!r} cannot be filled in ({type(exc).__name__}: {exc}); its "
                                          "placeholders are {stem}, {name} and {step} (write {{ and }} for braces)") from None
     return value
