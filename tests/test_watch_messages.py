@@ -194,9 +194,13 @@ def test_a_usage_error_of_any_subcommand_is_one_line_naming_the_argument(tmp_pat
         "evowatch watch: error: argument --ready-file: '{epoch}.done' cannot be filled in (KeyError: 'epoch'); its "
         "placeholders are {stem}, {name} and {step} (write {{ and }} for braces)")
     assert usage_error([*watch, "--ready-file", "{name.done}"], capsys) == (  # an AttributeError traceback
-        "evowatch watch: error: argument --ready-file: '{name.done}' cannot be filled in (AttributeError: 'str' object "
-        "has no attribute 'done'); its placeholders are {stem}, {name} and {step} (write {{ and }} for braces)")
-    assert "'{step[0]}' cannot be filled in (TypeError: " in usage_error([*watch, "--ready-file", "{step[0]}"], capsys)
+        "evowatch watch: error: argument --ready-file: '{name.done}' cannot be filled in (KeyError: 'name.done'); its "
+        "placeholders are {stem}, {name} and {step} (write {{ and }} for braces)")
+    for template in ("{step[0]}", "{stem.upper}", "{}.done"):  # {stem.upper}: a method's repr, a file never made
+        assert f"{template!r} cannot be filled in (KeyError: " in usage_error([*watch, "--ready-file", template], capsys)
+    from engine.cli import build_parser
+
+    assert build_parser().parse_args([*watch, "--ready-file", "{step:06d}.done"]).ready_file == "{step:06d}.done"
     # numbers out of range: a ZeroDivisionError traceback (--workers -3), "waiting nans" (--settle
     # nan), an allocation without end (--thumbnail-size 100000), an OverflowError (--port 99999)
     assert usage_error([*watch, "--workers", "-3"], capsys) == (

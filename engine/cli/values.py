@@ -5,6 +5,7 @@ import argparse
 import importlib
 import math
 import re
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,11 @@ def _ready_file(value: str) -> str:
     """An argparse ``type=`` for ``--ready-file``: its placeholders are known ones (an unknown
     one ended the watch with a KeyError at the first checkpoint)."""
     try:
+        for _, field, _, _ in string.Formatter().parse(value):
+            if field is not None and field not in ("stem", "name", "step"):  # {stem.upper} filled in a method's repr
+                raise KeyError(field)
         value.format(stem="s", name="n", step=0)
-    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:  # {name.x}, {step[0]}
+    except (KeyError, ValueError) as exc:
         raise argparse.ArgumentTypeError(f"{value!r} cannot be filled in ({type(exc).__name__}: {exc}); its "
                                          "placeholders are {stem}, {name} and {step} (write {{ and }} for braces)") from None
     return value
