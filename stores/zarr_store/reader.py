@@ -333,9 +333,14 @@ class StoreReader:
     def warnings(self) -> dict[str, np.ndarray]:
         return _read_columns(self.path / "warnings", fmt.WARNING_ARRAYS, self.n_warnings)
 
-    def current_rows(self) -> np.ndarray:
-        """Boolean mask of committed rows that belong to the latest version of their checkpoint."""
-        superseded = superseded_flags(self.checkpoints())
+    def current_rows(self, checkpoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Boolean mask of committed rows that belong to the latest version of their checkpoint;
+        ``checkpoints``: the table :meth:`checkpoints` gave this reader (else read again: the
+        viewer read it twice at each commit)."""
+        return self._rows_of_current(superseded_flags(self.checkpoints() if checkpoints is None else checkpoints))
+
+    def _rows_of_current(self, superseded: np.ndarray) -> np.ndarray:
+        """:meth:`current_rows` from the checkpoints' ``superseded`` flags (:func:`superseded_flags`)."""
         return ~superseded[self.samples("checkpoint")] if self.n_rows else np.zeros(0, bool)
 
     @property
@@ -485,8 +490,8 @@ class StoreReader:
         """The summary `evowatch info --json` prints."""
         ckpt = self.checkpoints()
         kinds = self.samples("kind") if self.n_rows else np.zeros(0, np.int8)
-        current = self.current_rows()
         superseded = superseded_flags(ckpt)
+        current = self._rows_of_current(superseded)
         skipped = self.warnings() if self.n_warnings else {name: np.zeros(0) for name in fmt.WARNING_ARRAYS}
         warned = skipped["checkpoint"].astype(np.int64)
         current_warned = np.flatnonzero(~superseded[warned])

@@ -61,9 +61,10 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     n = commit.layout_rows if laid_out else commit.rows
     gen = fmt.KIND_CODES["generated"]
     if commit.rows:
+        ckpt = r.checkpoints()  # read once: the current rows and each row's checkpoint
         all_step = r.samples("step")
         all_kind = r.samples("kind")
-        current = r.current_rows()
+        current = r.current_rows(ckpt)
     else:
         all_step = np.zeros(0, np.int64)
         all_kind = np.zeros(0, np.int8)
@@ -77,7 +78,7 @@ def _map_data(path: str, commit: Commit, laid_out: bool = True) -> MapData:
     all_steps = np.unique(all_step[(all_kind == gen) & current])
     steps = np.unique(step[(kind == gen) & current[:n]])
     step_index = np.where(kind == gen, np.searchsorted(steps, step), -1).astype(np.int64)
-    solution = _checkpoint_of_rows(r.checkpoints(), n) if n else np.zeros(0, np.int64)
+    solution = _checkpoint_of_rows(ckpt, n) if n else np.zeros(0, np.int64)
     cur = current[:n].copy()
     _readonly(step, kind, label, instance, cur, xy, step_index, solution, steps, all_steps)
     return MapData(n_rows=commit.rows, n_superseded=int(np.count_nonzero(~current)),
