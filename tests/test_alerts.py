@@ -2473,10 +2473,10 @@ def test_a_pass_with_no_new_step_reads_the_step_column_alone(tmp_path, monkeypat
         log_losses(run, (210, 220), 1.0)  # logged after the newest checkpoint
         read = []
         array, columns = StoreReader._array, reader_module._read_columns  # an array alone, a table's columns together
-        monkeypatch.setattr(StoreReader, "_array", lambda self, group, name: read.append((group, name)) or
-                            array(self, group, name))
-        monkeypatch.setattr(reader_module, "_read_columns", lambda folder, names, n: read.extend(
-                            (folder.name, name) for name in names) or columns(folder, names, n))
+        monkeypatch.setattr(StoreReader, "_array", lambda self, group, name, *rows: read.append((group, name)) or
+                            array(self, group, name, *rows))
+        monkeypatch.setattr(reader_module, "_read_columns", lambda folder, names, n, *opened: read.extend(
+                            (folder.name, name) for name in names) or columns(folder, names, n, *opened))
         hook(writer, [])
     assert {name for group, name in read if group == "metrics"} == {"step"}
 

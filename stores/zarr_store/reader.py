@@ -11,16 +11,15 @@ from typing import Any
 
 import numpy as np
 import zarr
-import zarr.api.asynchronous
 from zarr.core.sync import sync
 
 from stores import format as fmt
 from stores.errors import StoreFormatError
 from stores.format import is_store
 from stores.zarr_store.alert_records import _alert_record
+from stores.zarr_store.opened import OpenedArrays
 from stores.zarr_store.paths import _not_the_store, _stores_inside
-from stores.zarr_store.primitives import (_checked_counts, _damaged_metadata, _node_type, _open_array, _open_group_read,
-                                          _open_root)
+from stores.zarr_store.primitives import _checked_counts, _node_type, _open_array, _open_group_read, _open_root
 from stores.zarr_store.sources import _replacements, superseded_flags
 
 
@@ -44,20 +43,19 @@ _NEVER_FILL = (("samples", "embedding"), ("samples", "path"), ("checkpoints", "s
 _ENDS_SHORT = "its zarr.json ends at row"
 
 
-def _read_columns(folder: Path, names: Iterable[str], n: int) -> dict[str, np.ndarray]:
-    """Rows ``[0, n)`` of the arrays ``names`` of the group at ``folder``, opened and read together
-    on zarr's event loop: one by one, each open and each read waited on that loop in turn (a watch
-    pass read the checkpoint table's 10 columns three times; round BV). Not under the writer's chunk
-    limit, zarr's process-wide setting (readers in several threads, the viewer's sessions, would
-    leave it set). A missing or damaged zarr.json, or a chunk that cannot be decoded, is the line
-    reading the array alone gives (the first column's in ``names`` order where several fail)."""
-    names = list(names)
+def _read_columns(folder: Path, names: Iterable[str], n: int,
+                  opened: OpenedArrays | None = None) -> dict[str, np.ndarray]:
+    """Rows ``[0, n)`` of the arrays ``names`` of the group at ``folder``, opened (or taken from
+    ``opened``) and read together on zarr's event loop: one by one, each open and each read waited
+    on that loop in turn (a watch pass read the checkpoint table's 10 columns three times; round
+    BV). Not under the writer's chunk limit, zarr's process-wide setting (readers in several
+    threads, the viewer's sessions, would leave it set). A missing or damaged zarr.json, or a chunk
+    that cannot be decoded, is the line reading the array alone gives (the first column's in
+    ``names`` order where several fail)."""
+    names, opened = list(names), opened or OpenedArrays()
 
     async def column(name: str) -> np.ndarray:
-        try:
-            array = await zarr.api.asynchronous.open_array(store=str(folder / name), mode="r")
-        except Exception as exc:  # as _open_array
-            raise _damaged_metadata(folder / name, "array", exc) from None
+        array = await opened.open(folder / name, n)
         try:
             return await array.getitem(slice(0, n))
         except (RuntimeError, ValueError) as exc:  # as StoreReader._read
@@ -70,6 +68,14 @@ def _read_columns(folder: Path, names: Iterable[str], n: int) -> dict[str, np.nd
     if failed := next((value for value in read if isinstance(value, BaseException)), None):
         raise failed
     return dict(zip(names, read))
+
+
+def _held_open(group: str, name: str) -> bool:
+    """Whether an array's rows are those the root's counts commit (the snapshot a reader's
+    :meth:`StoreReader.refresh` reads), its length on disk never below them while they stand:
+    a writer grows them past the counts and cuts them back to them, not under. ``samples/latent``
+    ends at its last rows with latents (cut back when rows without them pass its last chunk)."""
+    return group in ("samples", "checkpoints", "warnings") and name != "latent"
 
 
 def _undecodable(where: Path | str, exc: Exception) -> StoreFormatError:
@@ -138,6 +144,7 @@ class StoreReader:
             raise StoreFormatError(f"{self.path}: its commit point (root attribute 'committed') is missing or "
                                    "damaged; restore the folder or start a new --store")
         self.attrs = attrs
+        self._opened = OpenedArrays()  # for reads under this commit point
 
     # --- root facts -----------------------------------------------------------------
     @property
@@ -165,21 +172,27 @@ class StoreReader:
         return list(self.attrs.get("kinds", fmt.KINDS))
 
     # --- arrays ---------------------------------------------------------------------
-    def _array(self, group: str, name: str) -> zarr.Array:
-        # Re-opened every time: an open array does not see rows appended since.
-        return _open_array(self.path / group / name, "r")
+    def _array(self, group: str, name: str, rows: int | None = None) -> zarr.Array:
+        """The array, to read its first ``rows`` rows: the samples, checkpoint and warning arrays are
+        held open under this commit point (:func:`_held_open`, :class:`OpenedArrays`); the others,
+        rewritten and cut under their own commit points (the layout replaced whole), opened again."""
+        path = self.path / group / name
+        if rows is None or not _held_open(group, name):
+            return _open_array(path, "r")
+        return zarr.Array(self._opened.held(path, rows) or sync(self._opened.open(path, rows)))
 
     def has_array(self, group: str, name: str) -> bool:
         return (self.path / group / name / "zarr.json").is_file()
 
     def samples(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """A per-sample column, clamped to the committed rows."""
-        return self._read(self._array("samples", name), self.n_rows, rows)
+        return self._read(self._array("samples", name, self.n_rows), self.n_rows, rows)
 
     def checkpoints(self) -> dict[str, np.ndarray]:
         """The committed checkpoint table, one array per column."""
         n, by = self.n_checkpoints, self.has_array("checkpoints", "superseded_by")  # not in an older store
-        table = _read_columns(self.path / "checkpoints", [*fmt.CHECKPOINT_ARRAYS, *(["superseded_by"] if by else [])], n)
+        table = _read_columns(self.path / "checkpoints", [*fmt.CHECKPOINT_ARRAYS, *(["superseded_by"] if by else [])], n,
+                              self._opened)
         if not by:  # unknown by whom
             table["superseded_by"] = _replacements(table, table["superseded"].astype(bool), np.full(n, -1))
         return table
@@ -331,7 +344,7 @@ class StoreReader:
                                 "incompletely; copy it again from its source")
 
     def warnings(self) -> dict[str, np.ndarray]:
-        return _read_columns(self.path / "warnings", fmt.WARNING_ARRAYS, self.n_warnings)
+        return _read_columns(self.path / "warnings", fmt.WARNING_ARRAYS, self.n_warnings, self._opened)
 
     def current_rows(self, checkpoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Boolean mask of committed rows that belong to the latest version of their checkpoint;
