@@ -1,6 +1,7 @@
 """What the viewer's refresh and an offline StoreReader spend reading a long run's store.
 
-    .venv/bin/python benchmarks/store_reads.py [--steps 1000] [--per-step 16] [--repeat 15] [--baseline DIR]
+    .venv/bin/python benchmarks/store_reads.py [--steps 1000] [--per-step 16] [--repeat 15] [--turns 2]
+        [--clock wall|cpu] [--baseline DIR]
 
 A synthetic store of ``--steps`` checkpoints of ``--per-step`` samples (and 200 reference
 images; layout, metrics, a loss log and an alert: ``viewer.synthetic.build_store``) is built
@@ -14,7 +15,8 @@ once, then each code tree measures, in a fresh interpreter:
 - an offline ``StoreReader``: opening it, a whole column (``samples/step``) read again, 200
   single rows of ``samples/embedding`` read one by one, the checkpoint table, ``info()``.
 
-Medians, wall milliseconds. ``--baseline DIR``: the same on the code checked out at DIR (a
+Medians, wall milliseconds (``--clock cpu``: the process's CPU time, all its threads, zarr's
+event loop included: steadier than wall time on a machine other work loads). ``--baseline DIR``: the same on the code checked out at DIR (a
 ``git worktree`` of an earlier commit), the two taking turns, so both share the machine's load.
 """
 from __future__ import annotations
@@ -35,12 +37,16 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: What a measurement reads: wall time, or (``--clock cpu``) the process's CPU time.
+CLOCK = time.perf_counter
+
+
 def _median_ms(f: Callable[[], Any], repeat: int) -> float:
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         f()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return 1000 * statistics.median(times)
 
 
@@ -59,13 +65,13 @@ class _ReaderTime:
         @functools.wraps(method)
         def timed(*args: Any, **kwargs: Any) -> Any:
             depth = getattr(self._depth, "n", 0)
-            self._depth.n, t0 = depth + 1, time.perf_counter()
+            self._depth.n, t0 = depth + 1, CLOCK()
             try:
                 return method(*args, **kwargs)
             finally:
                 self._depth.n = depth
                 if depth == 0:
-                    self.seconds, self.calls = self.seconds + time.perf_counter() - t0, self.calls + 1
+                    self.seconds, self.calls = self.seconds + CLOCK() - t0, self.calls + 1
         return timed
 
 
@@ -110,9 +116,9 @@ def measure(store: Path, repeat: int) -> dict[str, float]:
         for k in range(max(3, repeat // 2)):
             run.add_step(10_000_000 + 1000 * k)
             spent.seconds, spent.calls = 0.0, 0
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             page.run()
-            reruns.append(time.perf_counter() - t0)
+            reruns.append(CLOCK() - t0)
             reads.append(spent.seconds)
             calls.append(spent.calls)
             if page.exception:
@@ -123,9 +129,9 @@ def measure(store: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def run_tree(tree: Path, store: Path, repeat: int) -> dict[str, float]:
+def run_tree(tree: Path, store: Path, repeat: int, clock: str) -> dict[str, float]:
     """:func:`measure` in a fresh interpreter importing the code at ``tree``."""
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", str(store), str(repeat)],
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", str(store), str(repeat), clock],
                          capture_output=True, text=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
     if out.returncode:
         raise SystemExit(f"{tree}: the measurement failed:\n{out.stderr[-3000:]}")
@@ -138,12 +144,15 @@ def main() -> None:
     parser.add_argument("--per-step", type=int, default=16, help="samples a checkpoint")
     parser.add_argument("--repeat", type=int, default=15, help="times each read is timed")
     parser.add_argument("--turns", type=int, default=2, help="measurements of each tree, taking turns")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="time measured")
     parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
-    parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:  # benchmarks/viewer.py is not the viewer
             del sys.path[0]
+        global CLOCK
+        CLOCK = time.process_time if args.measure[2] == "cpu" else time.perf_counter
         print(json.dumps(measure(Path(args.measure[0]), int(args.measure[1]))))
         return
     sys.path.insert(0, str(ROOT))
@@ -156,10 +165,10 @@ def main() -> None:
         got: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for _ in range(args.turns):
             for name, tree in trees.items():
-                got[name].append(run_tree(tree, store, args.repeat))
+                got[name].append(run_tree(tree, store, args.repeat, args.clock))
     medians = {name: {key: statistics.median(turn[key] for turn in turns) for key in turns[0]}
                for name, turns in got.items()}
-    print(f"{args.steps} checkpoints of {args.per_step} samples; medians of {args.turns} turns")
+    print(f"{args.steps} checkpoints of {args.per_step} samples; {args.clock} ms, medians of {args.turns} turns")
     print("| ms | " + " | ".join(trees) + (" | now / before |" if args.baseline else " |"))
     print("|---|" + "---|" * (len(trees) + bool(args.baseline)))
     for key in medians["now"]:
