@@ -1441,11 +1441,13 @@ def test_a_store_write_holds_a_hangup_as_it_holds_sigterm():
         signal.signal(signal.SIGHUP, hangup)
 
 
-@pytest.mark.parametrize("lost", ["record", "rows"])
+@pytest.mark.parametrize("lost", ["record", "rows", "rows_to_a_checkpoint_end"])
 def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_checkpoint(tmp_path, rng, caplog, lost):
     """A store left by the Ctrl-C race above (the checkpoint table cut, the commit point
     counting it), or one that lost the end of its rows: readers indexed past the arrays and a
-    resumed watch appended after rows that were not there."""
+    resumed watch appended after rows that were not there. Rows ending exactly where a checkpoint
+    does (a copy taken with an array's zarr.json from the last close, cut to its commit point)
+    keep that checkpoint: it is complete."""
     path = tmp_path / "s.zarr"
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         for step in (1, 2, 3):
@@ -1457,7 +1459,7 @@ def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_che
         for name in StoreReader(path).checkpoints():
             zarr.open_array(str(path / "checkpoints" / name), mode="r+").resize((2,))
     else:
-        zarr.open_array(str(path / "samples" / "embedding"), mode="r+").resize((12, 8))
+        zarr.open_array(str(path / "samples" / "embedding"), mode="r+").resize((12 if lost == "rows" else 10, 8))
     with caplog.at_level("WARNING"):
         with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
             assert (store.n_checkpoints, store.n_rows, store.n_warnings, store.layout_rows) == (2, 10, 2, 10)
