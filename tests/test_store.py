@@ -412,6 +412,8 @@ def test_other_encoder_is_refused(tmp_path):
     StoreWriter(tmp_path / "s.zarr", ENCODER).close()
     with pytest.raises(EncoderMismatchError, match="--encoder test:8"):
         StoreWriter(tmp_path / "s.zarr", {"identity": "pixels:16", "dim": 768})
+    with pytest.raises(EncoderMismatchError, match=r"\(dim 8\), this run uses 'test:8' \(dim 16\)"):
+        StoreWriter(tmp_path / "s.zarr", {"identity": "test:8", "dim": 16})  # the recorded width is checked too
     # the hint names the recorded spec, which loads (an identity may not: '@sha256-…')
     StoreWriter(tmp_path / "t.zarr", {"identity": "clip:m@sha256-0123", "dim": 8, "spec": "clip:m@/w/m.pt"}).close()
     with pytest.raises(EncoderMismatchError, match="pass --encoder clip:m@/w/m.pt or"):
