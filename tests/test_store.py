@@ -71,6 +71,27 @@ def test_commit_and_read(tmp_path, rng):
     np.testing.assert_allclose(np.linalg.norm(reader.samples("embedding").astype(np.float32), axis=1), 1, atol=1e-3)
 
 
+def test_each_checkpoints_rows_hold_its_own_vectors_labels_instances_and_thumbnails(tmp_path, rng):
+    """The fixed-width columns wait in a staging area reused from write to write: every column
+    read back is the one added for that checkpoint, written alone, deferred in a group, or in
+    parts (a checkpoint larger than a write), not an earlier checkpoint's rows again."""
+    path, added = tmp_path / "s.zarr", []
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step, n, defer in ((1, 3, False), (2, 4, True), (3, 5, True), (4, 2100, False), (5, 6, False)):
+            vectors = rng.normal(size=(n, 8)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            columns = (vectors.astype(np.float16), rng.integers(0, 1000, n), [f"l{step}"] * n,
+                       rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8))
+            with store.checkpoint(step, f"c{step}", f"h{step}", defer=defer) as tx:
+                tx.add(*columns, [f"c{step}/{i}.png" for i in range(n)])
+            added.append(columns)
+    reader = StoreReader(path)
+    np.testing.assert_array_equal(reader.samples("embedding"), np.concatenate([c[0] for c in added]))
+    assert reader.samples("instance").tolist() == [int(i) for c in added for i in c[1]]
+    assert [reader.labels[code] for code in reader.samples("label")] == [label for c in added for label in c[2]]
+    np.testing.assert_array_equal(reader.samples("thumbnail"), np.concatenate([c[3] for c in added]))
+
+
 def test_info_names_the_newest_skipped_files_of_the_current_versions(tmp_path, rng, capsys):
     """The viewer sends a store whose files were all skipped to `evowatch info STORE`, which
     "names the skipped files and why": it printed their count only (and --json too)."""
@@ -919,6 +940,22 @@ def test_a_folder_renamed_onto_a_deleted_checkpoints_name_is_its_replacement(tmp
                 add_rows(tx, 2, rng)
     shutil.rmtree(tmp_path / "r.zarr" / "checkpoints" / "superseded_by")  # as a store made before it
     assert StoreReader(tmp_path / "r.zarr").checkpoints()["superseded_by"].tolist() == [2, -1, -1]  # not the holdout
+
+
+@pytest.mark.parametrize("named", [0, 1])
+def test_a_replacement_that_is_no_later_checkpoint_is_repaired_to_the_next_reading(tmp_path, rng, named):
+    """A ``superseded_by`` naming the checkpoint itself or an earlier one (round AQ's evowatch wrote
+    checkpoint 0 as a replacement) is no replacement: the next writer names the next reading of
+    its source, as a plain reader following it expects."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step, digest in ((100, "a"), (200, "b"), (200, "c")):
+            with store.checkpoint(step, f"step_{step}", digest) as tx:
+                add_rows(tx, 2, rng)
+    zarr.open_array(str(path / "checkpoints" / "superseded_by"), mode="r+")[1] = named
+    with StoreWriter(path, ENCODER, thumbnail_size=4):
+        pass
+    assert zarr.open_array(str(path / "checkpoints" / "superseded_by"), mode="r")[:].tolist() == [-1, 2, -1]
 
 
 def test_an_evowatch_that_knows_only_older_versions_refuses_a_newer_store(tmp_path, rng, monkeypatch):
