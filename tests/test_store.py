@@ -419,6 +419,18 @@ def test_rewritten_checkpoint_supersedes_the_old_rows(tmp_path, rng):
     assert zarr.open_array(str(tmp_path / "s.zarr/checkpoints/superseded"), mode="r")[:].tolist() == [True, False]
 
 
+def test_history_keeps_each_watch_sessions_entry_the_newest_100(tmp_path):
+    """docs/store.md: ``history`` holds each watch session's entry (where the run was watched,
+    its device and encoder), in order, bounded to the newest 100 so the root zarr.json, which
+    every commit rewrites, stays small."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER) as store:
+        for session in range(105):
+            store.record_history({"event": "watch", "run_dir": f"run{session}"})
+    history = StoreReader(path).attrs["history"]
+    assert [entry["run_dir"] for entry in history] == [f"run{session}" for session in range(5, 105)]
+
+
 def test_second_writer_is_refused(tmp_path):
     (tmp_path / "link.zarr").symlink_to(tmp_path / "s.zarr")  # round AB: through a link it took a lock of its own
     (tmp_path / "here").symlink_to(tmp_path)
