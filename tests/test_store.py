@@ -92,6 +92,21 @@ def test_each_checkpoints_rows_hold_its_own_vectors_labels_instances_and_thumbna
     np.testing.assert_array_equal(reader.samples("thumbnail"), np.concatenate([c[3] for c in added]))
 
 
+def test_a_reader_never_reads_a_row_past_the_commit_point(tmp_path, rng):
+    """A row index at or past the committed count is refused, not read: while a writer is open its
+    arrays are grown ahead of the commit point, and rows there are unwritten or half-written."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        with store.checkpoint(1, "c1", "h1") as tx:
+            add_rows(tx, 5, rng)
+        reader = StoreReader(path)
+        assert zarr.open_array(str(path / "samples" / "step"), mode="r").shape[0] > 5  # grown ahead
+        assert reader.samples("step", np.array([0, 4])).tolist() == [1, 1]
+        with pytest.raises(IndexError, match="outside the 5 committed rows"):
+            reader.samples("step", np.array([4, 5]))
+        assert reader.samples("step", np.ones(8, bool)).tolist() == [1] * 5  # a mask past them is cut
+
+
 def test_info_names_the_newest_skipped_files_of_the_current_versions(tmp_path, rng, capsys):
     """The viewer sends a store whose files were all skipped to `evowatch info STORE`, which
     "names the skipped files and why": it printed their count only (and --json too)."""
