@@ -113,7 +113,8 @@ def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, mo
                     f"then: evowatch watch {later} --store {store} --same-run"], said
 
 
-@pytest.mark.parametrize("change", ["made again at once", "given as a link", "its link retargeted"])
+@pytest.mark.parametrize("change", ["made again at once", "made again, its inode number reused", "given as a link",
+                                    "its link retargeted"])
 def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(tmp_path, caplog, monkeypatch, change):
     """Round AF: a run directory deleted and made again between two looks (`rm -rf out &&
     mkdir out`), a RUN_DIR given as a symbolic link (inotify watched the link) or a link later
@@ -121,10 +122,15 @@ def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(
     30 s rescan. Here the rescan never comes: the events alone bring them. The watch must follow
     the new folder's events, not only look at it: left on the old folder, each tick found the run
     folder replaced again, said so again (a line a second) and rescanned the whole run (0.27 s of
-    CPU per 10 s idle at 200 checkpoints, 0.01 s when followed), which hid the missing events."""
-    from engine.watch import live
+    CPU per 10 s idle at 200 checkpoints, 0.01 s when followed), which hid the missing events.
+    The new folder may get the deleted one's inode number (ext4 reuses them): the deleted
+    folder's own event tells it then."""
+    from engine.watch import live, run_folder
 
     monkeypatch.setattr(live, "RESCAN_S", 3600.0)
+    if change == "made again, its inode number reused":
+        for module in (live, run_folder):  # the run folder's (device, inode) the same before and after
+            monkeypatch.setattr(module, "folder_identity", lambda path: (0, 0))
     real = tmp_path / "real_run"
     write_step(real, 100, 2, seed=0)
     run = real
@@ -135,7 +141,7 @@ def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(
     same_run = ("--same-run",) if change == "its link retargeted" else ()  # a run resumed in a new folder
     with caplog.at_level("INFO", logger="engine.watch"), live_watch(run, store, None, *same_run, *TAKEN_AT_ONCE) as thread:
         wait_until(lambda: StoreReader(store).n_rows >= 2, thread)
-        if change == "made again at once":
+        if change.startswith("made again"):
             (tmp_path / "fresh").mkdir()
             swap_folders(real, tmp_path / "fresh")  # no look between the two: the rm -rf; mkdir case
             shutil.rmtree(tmp_path / "fresh")
