@@ -1905,17 +1905,26 @@ def test_a_grown_alert_list_is_appended_and_a_changed_one_written_whole_beside_t
     assert [before != after for before, after in zip(commits, commits[1:])] == [True, True, True, False, True, True]
 
 
-def killed_at_the_alerts_commit(path: Path, alerts: list[dict], new: list[dict]) -> None:
-    """A writer storing ``alerts``, then ``new``, killed as the alerts' commit point moves (in a fork)."""
+def killed_at_the_alerts_commit(path: Path, alerts: list[dict], new: list[dict], at: str = "commit") -> None:
+    """A writer storing ``alerts``, then ``new``, killed as the alerts' commit point moves, or
+    (``at="rows"``) as the new rows are written (in a fork)."""
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         store.set_alerts(alerts)
-        written = zarr.Group.update_attributes
+        written, rows = zarr.Group.update_attributes, StoreWriter.write_columns
 
         def killed_at_the_commit(self, changes):
             if str(self.store_path).rstrip("/").endswith("/alerts") and "committed_rows" in changes:
                 os.kill(os.getpid(), signal.SIGKILL)
             return written(self, changes)
-        zarr.Group.update_attributes = killed_at_the_commit  # in the forked child only
+
+        def killed_at_the_rows(self, group, start, columns):
+            if group == "alerts":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return rows(self, group, start, columns)
+        if at == "commit":  # in the forked child only
+            zarr.Group.update_attributes = killed_at_the_commit
+        else:
+            StoreWriter.write_columns = killed_at_the_rows
         store.set_alerts(new)
 
 
@@ -1936,6 +1945,17 @@ def test_a_kill_between_alert_rows_and_their_commit_keeps_the_old_list(tmp_path,
         store.set_alerts(new)
     assert StoreReader(path).alerts() == new
     assert plain_alerts_of([*copies, path]) == [ALERTS, new]
+
+
+@pytest.mark.parametrize("then", ["appended", "changed"])
+def test_a_kill_as_alert_rows_are_written_keeps_the_old_list(tmp_path, then):
+    """The commit point moves only after the rows: killed while the new list's rows are written,
+    a reader reads the old list, never rows that were not written."""
+    path = tmp_path / "s.zarr"
+    new = ALERTS + [{"step": 400, "rule": "collapse", "value": 1.0, "message": "new"}] if then == "appended" \
+        else [dict(a, message="again") for a in ALERTS]
+    assert killed_in_a_fork(lambda: killed_at_the_alerts_commit(path, ALERTS, new, at="rows")) == -signal.SIGKILL
+    assert StoreReader(path).alerts() == ALERTS
 
 
 def test_a_version_2_store_is_read_from_its_root_attributes_and_moved_to_arrays_when_written(tmp_path, rng, capsys):
