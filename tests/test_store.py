@@ -1537,6 +1537,32 @@ def test_a_commit_point_past_the_rows_on_disk_goes_back_to_the_last_complete_che
     assert len(reader.samples("embedding")) == 15 and reader.warnings()["checkpoint"].tolist() == [0, 1]
 
 
+def test_a_kill_as_layout_rows_are_written_leaves_the_layouts_commit_point_before_them(tmp_path, rng):
+    """The layout's commit point moves only after its rows: killed while they are written, a
+    reader reads the rows laid out before, never rows that were not written."""
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+        for step in (1, 2):
+            with store.checkpoint(step, f"c{step}", f"h{step}") as tx:
+                add_rows(tx, 5, rng)
+        store.commit_layout(np.ones((5, 2), np.float32), 0)
+
+    def killed_writing_the_layout() -> None:
+        written = zarr.Array.__setitem__
+
+        def killed(self, selection, value):
+            if str(self.store_path).rstrip("/").endswith("layout/xy"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return written(self, selection, value)
+        zarr.Array.__setitem__ = killed  # in the forked child only
+        with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
+            store.commit_layout(np.full((5, 2), 2.0, np.float32), 5)
+
+    assert killed_in_a_fork(killed_writing_the_layout) == -signal.SIGKILL
+    reader = StoreReader(path)
+    assert reader.layout_rows == 5 and reader.layout_xy().tolist() == [[1.0, 1.0]] * 5
+
+
 def test_a_watch_going_back_to_the_last_complete_checkpoint_moves_the_layouts_commit_point_with_it(tmp_path, rng):
     """A store copied while it was written (an array's zarr.json from before it grew): a watch
     went back to the last complete checkpoint and cut ``layout/xy`` to it, but left the layout's
