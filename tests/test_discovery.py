@@ -896,6 +896,22 @@ def test_ready_file_beside_a_single_file_checkpoint(tmp_path):
     assert [is_ready(c, options) for c in scan_run(tmp_path, options)] == [True, False]
 
 
+def test_a_checkpoint_across_per_sample_folders_waits_for_the_ready_file_in_each(tmp_path):
+    """``samples/cat/step_1000.png`` beside ``samples/dog/step_1000.png`` is one checkpoint: its
+    --ready-file is written beside each folder's image, and it is complete once all are there (one
+    folder's alone says nothing of the other folders' images)."""
+    for label in ("cat", "dog"):
+        for step in (1000, 2000):
+            write_png(tmp_path / "samples" / label / f"step_{step}.png", np.zeros((8, 8, 3), np.uint8))
+    options = DiscoveryOptions(ready_file="{stem}.done")
+    checkpoint = scan_run(tmp_path, options)[0]
+    assert checkpoint.source == "samples/{sample}/step_1000.png" and not is_ready(checkpoint, options)
+    (tmp_path / "samples" / "cat" / "step_1000.done").touch()
+    assert not is_ready(checkpoint, options)
+    (tmp_path / "samples" / "dog" / "step_1000.done").touch()
+    assert is_ready(checkpoint, options)
+
+
 def test_folder_renamed_into_place_is_ready_at_once(tmp_path):
     """Its files were written, and their times set, before the rename: it is taken at once."""
     staging = tmp_path / "staging"
