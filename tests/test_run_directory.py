@@ -113,6 +113,28 @@ def test_a_later_run_folder_beside_the_watched_one_is_named(tmp_path, caplog, mo
                     f"then: evowatch watch {later} --store {store} --same-run"], said
 
 
+def test_a_later_run_folder_made_during_the_first_pass_is_named(tmp_path, caplog, monkeypatch):
+    """The folders beside the run were first looked at after the first pass, which ingests the
+    whole backlog (minutes for a long run): a trainer restarted meanwhile into ``version_4/`` was
+    taken as there from the start, never named. The first look is taken before the first pass."""
+    from engine.watch import Watcher, live, run_folder
+
+    monkeypatch.setattr(live, "RESCAN_S", 0.2)
+    monkeypatch.setattr(run_folder, "RESCAN_S", 0.2)
+    logs = tmp_path / "lightning_logs"
+    run, store = logs / "version_3", tmp_path / "s.zarr"
+    write_step(run, 100, 2, seed=0)
+    run_once = Watcher.run_once
+
+    def restarted_during_the_first_pass(self):
+        (logs / "version_4").mkdir(exist_ok=True)
+        return run_once(self)
+    monkeypatch.setattr(Watcher, "run_once", restarted_during_the_first_pass)
+    with caplog.at_level("WARNING", logger="engine.watch"), live_watch(run, store, None, *TAKEN_AT_ONCE) as thread:
+        wait_until(lambda: "version_4 appeared" in caplog.text, thread, seconds=10)
+    assert "version_4 appeared beside it" in caplog.text
+
+
 @pytest.mark.parametrize("change", ["made again at once", "made again, its inode number reused", "given as a link",
                                     "its link retargeted"])
 def test_new_checkpoints_come_by_events_whatever_the_run_directory_went_through(tmp_path, caplog, monkeypatch, change):

@@ -38,10 +38,12 @@ class _Live:
             log.info("%s: no such directory yet; waiting for the trainer to create it (Ctrl-C to stop)",
                      self.config.run_dir)
         try:
+            # the first look, before the first pass (the backlog's ingest: minutes for a long run): the
+            # folders beside the run now are not new, one made meanwhile (a trainer restarted) is
+            self._say_later_runs()
             if not self._run_dir_gone:
                 self.run_once()
                 log.info("watching %s (Ctrl-C to stop)", self.config.run_dir)
-            self._say_later_runs()  # the first look: the folders there now are not new
             last_scan = last_logs = time.monotonic()
             logs_due = False
             while not stop.is_set():
