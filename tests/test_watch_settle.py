@@ -167,10 +167,12 @@ def test_a_checkpoint_rotated_away_before_it_settled_is_named(tmp_path, caplog):
                     "s): not ingested"]
 
 
-def test_a_watch_stopped_before_a_stored_checkpoint_settled_does_not_name_it_unfinished(tmp_path, capsys):
+@pytest.mark.parametrize("ready", [False, True])
+def test_a_watch_stopped_before_a_stored_checkpoint_settled_does_not_name_it_unfinished(tmp_path, capsys, ready):
     """A watch started within --settle of a checkpoint a watch had just stored, and stopped at
     once, said "not ingested, still being written: step_000100" of a checkpoint stored as it is;
-    one whose files changed since it was stored is still named."""
+    one whose files changed since it was stored is still named, with a --ready-file too (round
+    BW9: every stored one was taken as stored as it is, a rewritten one went unsaid)."""
     from engine.cli import build_parser
     from engine.session import open_session
 
@@ -181,13 +183,15 @@ def test_a_watch_stopped_before_a_stored_checkpoint_settled_does_not_name_it_unf
                  "--no-layout", "--no-metrics"]) == 0
     Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(run / "step_000200" / "00000.png")  # being rewritten
     args = build_parser().parse_args(["watch", str(run), "--store", str(store), "--encoder", "pixels", "--no-layout",
-                                      "--no-metrics", "--settle", "60", "--workers", "0"])
+                                      "--no-metrics", "--settle", "60", "--workers", "0",
+                                      *(["--ready-file", "DONE"] if ready else [])])
     capsys.readouterr()
     with open_session(args) as watcher:
-        assert watcher.run_once() == []  # both changed within the last minute: settling
+        assert watcher.run_once() == []  # both changed within the last minute (or have no ready file): settling
         watcher.say_unfinished(("the next watch ingests it", "the next watch ingests them"))
     said = [line for line in capsys.readouterr().err.splitlines() if "not ingested" in line]
-    assert said == ["evowatch: not ingested, still being written: step_000200; the next watch ingests it"]
+    why = "no ready file (DONE) yet" if ready else "still being written"
+    assert said == [f"evowatch: not ingested, {why}: step_000200; the next watch ingests it"]
 
 
 def test_a_checkpoint_rotated_away_while_the_watch_was_busy_is_not_said_incomplete(tmp_path, caplog):

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 from engine.backlog_log import counted
+from engine.discovery.identity import file_versions
 from engine.discovery.ready import ready_file_name
 from engine.discovery.said_once import warn_once
 from engine.pipeline import IngestResult
@@ -16,6 +17,15 @@ from engine.watch.config import QUIET_MAX_S, SETTLE_MAX_S
 from stores.format import stored_text
 
 log = logging.getLogger(__name__)
+
+
+def _changed_since(checkpoint: Checkpoint, when: float) -> bool:
+    """Whether a file of ``checkpoint`` was written or changed (``cp -p`` keeps the mtime, not
+    the change time) after ``when``, seconds since the epoch, or is gone."""
+    try:
+        return any(max(version[2:]) > when * 1e9 for version in file_versions(checkpoint, changes=True))
+    except OSError:
+        return True
 
 
 class _Settling:
@@ -123,13 +133,15 @@ class _Settling:
                              "run the same command again once they are complete"))
         return results
 
-    def _stored_as_it_is(self, checkpoint: Checkpoint, stored: tuple[str, int] | None) -> bool:
-        """Whether a checkpoint left settling needs no next watch: stored before a --ready-file
-        was set, or stored with the files it has now (a watch started within --settle of its
-        last change and stopped at once named it "not ingested" though a watch had stored it)."""
+    def _stored_as_it_is(self, checkpoint: Checkpoint, stored: tuple[str, int] | None, stored_at: float) -> bool:
+        """Whether a checkpoint left settling needs no next watch: stored with the files it has
+        now (a watch started within --settle of its last change and stopped at once named it
+        "not ingested" though a watch had stored it). With a --ready-file, one no file of which
+        changed since it was stored (stored before the option was set) is not read again at a
+        stop: a run's every checkpoint can be waiting for a ready file its trainer never writes."""
         if stored is None:
             return False
-        if self.config.options.ready_file:
+        if self.config.options.ready_file and not _changed_since(checkpoint, stored_at):
             return True
         return stored == (self._hash(checkpoint), checkpoint.step)
 
@@ -140,8 +152,11 @@ class _Settling:
         if not self._settling:
             return
         ready_file = self.config.options.ready_file
-        committed = self.store.committed_readings()
-        waiting = [c for c in self._settling if not self._stored_as_it_is(c, committed.get(stored_text(c.source)))]
+        table = self.store.intact_checkpoints()
+        committed = self.store.committed_readings(table)
+        stored_at = dict(zip(map(str, table["source"]), table["time"].tolist()))  # a source's newest version last
+        waiting = [c for c in self._settling if not self._stored_as_it_is(
+            c, committed.get(stored_text(c.source)), stored_at.get(stored_text(c.source), math.inf))]
         unfinished = [c.source for c in waiting]
         if unfinished:  # the ready file named as the first one waits for it ('ok-{step}' said as such, round AN)
             awaited = ready_file and ready_file_name(waiting[0], ready_file) + (", ..." if len(waiting) > 1 else "")
