@@ -1593,6 +1593,34 @@ def test_a_watch_stopped_after_a_late_checkpoints_row_still_evaluates_the_later_
     assert StoreReader(store).alerts_from is None
 
 
+@pytest.mark.parametrize("every_s", [0.0, 3600.0])
+def test_a_backlogs_rows_are_stored_every_write_every_s_while_it_is_measured(tmp_path, every_s):
+    """docs/metrics.md: a backlog's measured rows are written together every WRITE_EVERY_S, so a
+    reader (the viewer, `info`) sees them that much later at most; not one write a step (its cost),
+    nor one at the end (a long backlog's metrics unseen till it was all measured)."""
+    from engine.cli import main
+    from engine.signals import Signals
+    from stores.zarr_store import StoreReader
+    from tests.sample_fixtures import smooth_images
+
+    rng = np.random.default_rng(0)
+    run, store = tmp_path / "run", tmp_path / "s.zarr"
+    for step in range(0, 500, 100):
+        write_step(run, step, smooth_images(rng, 8, 32))
+    measure, seen = Signals._measure, {}
+
+    def reader_sees(self, store_, step, *args):
+        seen[step] = sorted(StoreReader(store).measured_steps())
+        return measure(self, store_, step, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("engine.signals.writes.WRITE_EVERY_S", every_s)
+        patch.setattr(Signals, "_measure", reader_sees)
+        assert main(watch_once(run, store)) == 0
+    assert seen == {step: list(range(0, step, 100)) if every_s == 0 else [] for step in range(0, 500, 100)}
+    assert sorted(StoreReader(store).measured_steps()) == list(range(0, 500, 100))
+
+
 @pytest.mark.parametrize("stop", ["ctrl_c", "kill"])
 def test_a_watch_stopped_between_a_steps_row_and_its_alert_has_the_next_one_raise_it(tmp_path, capsys, stop):
     """Round AV: a Ctrl-C held while the rows of an alert's step were written (delivered as the
