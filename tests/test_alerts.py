@@ -546,6 +546,16 @@ def test_warmup_suppresses_early_distribution_rules():
     assert [a.rule for a in evaluate_alerts(hist)] == ["label_drift"]
 
 
+def test_warmup_holds_collapse_back_for_its_first_two_checkpoints():
+    """docs/metrics.md: collapse applies after warmup = 2 checkpoints. Realistic samples collapsed
+    from the first checkpoint (held to the real's diversity) fire at the third, not the second."""
+    collapsed = {"vendi": 1.0, "real_vendi": 5.0, "precision": 0.9, "n_generated": 64}
+    hist = [{"step": s, **collapsed} for s in (0, 100)]
+    assert evaluate_alerts(hist) == []
+    hist.append({"step": 200, **collapsed})
+    assert [a.rule for a in evaluate_alerts(hist)] == ["collapse"]
+
+
 def test_near_copy_bar_is_the_exact_binomial_tail():
     """One fresh sample is a near-copy with probability q = 5%: the normal bar (92% at n = 1)
     alerted on it, a false 'memorisation' in one of twenty single-sample checkpoints."""
