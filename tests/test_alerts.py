@@ -681,6 +681,16 @@ def test_mode_dropping_is_a_fall_in_recall_of_realistic_samples():
     assert evaluate_alerts(hist + [{"step": 3, "recall": 0.35, "precision": 0.1, "n_generated": 64}]) == []
 
 
+def test_mode_dropping_falls_from_the_best_recall_of_realistic_steps_only():
+    """docs/metrics.md (c): recall's best among realistic steps. An untrained generator's noise
+    covers the real data (recall 0.9 at precision 0.1): a trained run's 0.4 is no fall from it."""
+    noise = {"step": 0, "recall": 0.9, "precision": 0.1, "n_generated": 64}
+    trained = [{"step": s, "recall": 0.4, "precision": 0.8, "n_generated": 64} for s in (100, 200, 300)]
+    assert evaluate_alerts([noise, *trained]) == []
+    (alert,) = evaluate_alerts([noise, *trained, {"step": 400, "recall": 0.15, "precision": 0.8, "n_generated": 64}])
+    assert alert.message.startswith("mode dropping at step 400: recall fell 62% from 0.40 at step 100")
+
+
 def test_a_step_of_far_fewer_samples_is_not_compared_for_collapse():
     """A step of 5 readable samples (the rest corrupt, or its folder rotated out while read)
     has a Vendi score of at most 5: 'diversity fell 84%' was a false collapse alert."""
