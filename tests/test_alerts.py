@@ -698,6 +698,12 @@ def test_a_step_of_far_fewer_samples_is_not_compared_for_collapse():
     assert evaluate_alerts(hist + [{"step": 300, "vendi": 4.9, "n_generated": 5}]) == []
     (alert,) = evaluate_alerts(hist + [{"step": 300, "vendi": 4.9, "n_generated": 64}])
     assert alert.rule == "collapse"
+    # a step of fewer samples, the earlier ones at most twice as many: compared (docs/metrics.md (a), (c))
+    (alert,) = evaluate_alerts(hist + [{"step": 300, "vendi": 4.9, "n_generated": 40}])
+    assert alert.message.startswith("diversity fell 84% between step 0 and 300")
+    realistic = [{"step": s, "recall": 0.96, "precision": 0.7, "n_generated": 64} for s in (0, 100, 200)]
+    (alert,) = evaluate_alerts(realistic + [{"step": 300, "recall": 0.35, "precision": 0.8, "n_generated": 40}])
+    assert alert.message.startswith("mode dropping at step 300: recall fell 64% from 0.96")
 
 
 def test_a_few_fresh_samples_a_step_are_no_collapse_and_identical_ones_are():
