@@ -2218,6 +2218,10 @@ def test_a_step_too_small_for_memorisation_to_alert_is_said(tmp_path, capsys):
     seven = {"n_generated": 7.0, "n_holdout": 10.0, "near_copy_expected": 1 / 11, "tight_copy_expected": 1 / 11}
     assert not memorisation_blind(seven) and memorisation_blind({**seven, "copy_null_share": 0.6})
     assert not memorisation_blind({"n_generated": 4.0, "n_holdout": 10.0})  # not measured
+    # blind only when both bars are at 100%: 2 of 2 tight copies beside 400 held out alert (the near-copy bar is 2 of 2)
+    two = {"step": 0, "n_generated": 2.0, "n_holdout": 400.0, "near_copy_expected": 20 / 401, "tight_copy_expected": 1 / 401}
+    assert not memorisation_blind(two) and memorisation_blind({**two, "n_generated": 1.0})
+    assert [a.rule for a in evaluate_alerts([{**two, "tight_copy_frac": 1.0, "near_copy_frac": 1.0}])] == ["memorisation"]
     rng = np.random.default_rng(5)
     images = smooth_images(rng, 50, 32)
     for name, batch in (("real", images[:40]), ("holdout", images[40:])):
