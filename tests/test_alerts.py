@@ -302,6 +302,19 @@ def test_fd_rising_holds_a_jump_whose_own_values_raised_the_noise_bar():
     assert not any(a.rule == "fd_rising" for a in evaluate_alerts(back))  # came back: lapsed
 
 
+def test_a_held_fd_jump_stays_while_fd_is_half_its_bar_above_the_level_before():
+    """FD_JUMP_KEEP: an onset meets the whole bar (here 4 sd of the noise, 0.097 over the level
+    0.09), then it holds at 0.17 (0.08 over: above half the bar) and lapses at 0.13 (0.04 over)."""
+    def fd_rising(fd):
+        run = [{"step": 100 * (i + 1), "fd": v, "n_generated": 64.0} for i, v in enumerate(fd)]
+        return [a.step for a in evaluate_alerts(run) if a.rule == "fd_rising"]
+
+    noise = [0.09, 0.11] * 4
+    assert fd_rising(noise + [0.25, 0.25]) == [1000] and fd_rising(noise + [0.17, 0.17]) == []
+    assert fd_rising(noise + [0.25, 0.25, 0.17, 0.17, 0.17]) == [1300]
+    assert fd_rising(noise + [0.25, 0.25, 0.13, 0.13]) == []
+
+
 def test_copy_detected_within_one_checkpoint(world, healthy_history):
     def make(t):
         idx = world.rng.choice(len(world.real), N_GEN)  # copies of ANY training image
