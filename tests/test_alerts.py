@@ -752,6 +752,9 @@ def test_convergence_from_losses():
     assert first_alert(hist[:6], "convergence", losses=losses) is None  # before the failure
     alert = evaluate_alerts(hist, losses=losses)[0]
     assert "discriminator loss 'Loss_D' collapsed" in alert.message and "'Loss_G' climbed" in alert.message
+    # a discriminator loss low from the start (never above 0.1) did not collapse, whatever G does
+    low = {"Loss_D": (steps, np.full(len(steps), 0.01)), "Loss_G": (steps, g)}
+    assert first_alert(hist, "convergence", losses=low) is None
 
 
 def test_a_run_that_never_converges_is_reported_from_its_samples():
