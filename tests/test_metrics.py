@@ -331,6 +331,8 @@ def test_label_shares_leave_unlabelled_samples_out_and_count_labels_the_referenc
     real_labels = [None if i % 2 else "ab"[i % 4 // 2] for i in range(200)]  # half unlabelled
     ref = ReferenceStats.build(real, None, real_labels)
     assert ref.label_names == ("a", "b") and list(ref.label_shares) == [0.5, 0.5]
+    # label_names naming some of the labels: the others still count in the total
+    assert list(ReferenceStats.build(real, None, real_labels, label_names=["a"]).label_shares) == [0.5]
     half = step_metrics(real[:40], ref, labels=["a", None, "b", None] * 10)
     assert half["label_tv"] == 0.0 and half["n_labelled"] == 20.0
     assert half["n_real"] == 100.0  # the labelled reference samples (round AM: all 200 lowered label_drift's bar)
