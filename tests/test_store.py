@@ -54,6 +54,18 @@ def killed_in_a_fork(body: Callable[[], object]) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
+def kill_when(owner: type, name: str, dies: Callable[..., bool]) -> None:
+    """Make ``owner.name`` kill the process (SIGKILL) when ``dies(self, *args)``, else run as it was:
+    the point under test of a :func:`killed_in_a_fork` body (patched in the forked child only)."""
+    original = getattr(owner, name)
+
+    def killed(self, *args):
+        if dies(self, *args):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, *args)
+    setattr(owner, name, killed)
+
+
 def test_commit_and_read(tmp_path, rng):
     with StoreWriter(tmp_path / "s.zarr", ENCODER, thumbnail_size=4) as store:
         for step in (100, 200):
@@ -1548,13 +1560,7 @@ def test_a_kill_as_layout_rows_are_written_leaves_the_layouts_commit_point_befor
         store.commit_layout(np.ones((5, 2), np.float32), 0)
 
     def killed_writing_the_layout() -> None:
-        written = zarr.Array.__setitem__
-
-        def killed(self, selection, value):
-            if str(self.store_path).rstrip("/").endswith("layout/xy"):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return written(self, selection, value)
-        zarr.Array.__setitem__ = killed  # in the forked child only
+        kill_when(zarr.Array, "__setitem__", lambda array, *_: str(array.store_path).rstrip("/").endswith("layout/xy"))
         with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
             store.commit_layout(np.full((5, 2), 2.0, np.float32), 5)
 
@@ -1936,21 +1942,11 @@ def killed_at_the_alerts_commit(path: Path, alerts: list[dict], new: list[dict],
     (``at="rows"``) as the new rows are written (in a fork)."""
     with StoreWriter(path, ENCODER, thumbnail_size=4) as store:
         store.set_alerts(alerts)
-        written, rows = zarr.Group.update_attributes, StoreWriter.write_columns
-
-        def killed_at_the_commit(self, changes):
-            if str(self.store_path).rstrip("/").endswith("/alerts") and "committed_rows" in changes:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return written(self, changes)
-
-        def killed_at_the_rows(self, group, start, columns):
-            if group == "alerts":
-                os.kill(os.getpid(), signal.SIGKILL)
-            return rows(self, group, start, columns)
         if at == "commit":  # in the forked child only
-            zarr.Group.update_attributes = killed_at_the_commit
+            kill_when(zarr.Group, "update_attributes", lambda group, changes: str(group.store_path).rstrip("/").endswith(
+                "/alerts") and "committed_rows" in changes)
         else:
-            StoreWriter.write_columns = killed_at_the_rows
+            kill_when(StoreWriter, "write_columns", lambda _, group, *__: group == "alerts")
         store.set_alerts(new)
 
 
